@@ -1,0 +1,42 @@
+# initlab — the two commands of README.md are `make demo` and `make test`.
+# Every target creates the virtual environment on first use and installs what it needs:
+# the CPU build of PyTorch from local disk first (never a multi-GB CUDA build), then initlab.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.initlab-installed
+FASHION := /usr/share/datasets/fashion-mnist
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: demo test test-slow lint data bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+# Fashion-MNIST comes from the Debian package on machines of this kind; elsewhere initlab
+# downloads it itself (checksummed) on first use.
+data:
+	@test -d $(FASHION) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) \
+		|| echo "note: could not install dataset-fashion-mnist; initlab will try to download Fashion-MNIST"; }
+
+demo: $(STAMP) data
+	$(VENV)/bin/initlab compare --out results/demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+test: $(STAMP) lint
+	$(VENV)/bin/pytest -q -n 2 -m "not slow"
+
+test-slow: $(STAMP) data
+	$(VENV)/bin/pytest -q -m slow
+
+bench: $(STAMP) data
+	$(PY) benchmarks/bench_compare.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .ruff_cache

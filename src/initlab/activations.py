@@ -1,0 +1,128 @@
+"""The activation functions initlab knows, by name.
+
+One registry serves the model builders (a module per layer), the gains
+(:func:`initlab.gain`), the mean-field theory (the function itself) and the probe
+(saturation thresholds). Names follow PyTorch's ``calculate_gain`` where it has them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from initlab.errors import UnknownNameError
+
+LEAKY_RELU_SLOPE = 0.01
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise nonlinearity ``phi``.
+
+    ``fn`` computes phi on a tensor; ``module`` builds the equivalent ``nn.Module``;
+    ``pytorch_gain`` is ``torch.nn.init.calculate_gain``'s value where PyTorch defines one
+    (``None`` otherwise, and :func:`initlab.gain` computes it numerically);
+    ``saturation`` is the documented test for a saturated unit (``None``: cannot saturate).
+    """
+
+    name: str
+    fn: Callable[[Tensor], Tensor]
+    module: Callable[[], nn.Module]
+    pytorch_gain: float | None
+    saturation: Callable[[Tensor], Tensor] | None = None
+    saturation_rule: str = ""
+    description: str = ""
+
+
+def _tanh_saturated(x: Tensor) -> Tensor:
+    return x.abs() > 0.99
+
+
+def _sigmoid_saturated(x: Tensor) -> Tensor:
+    return (x < 0.01) | (x > 0.99)
+
+
+def _softsign_saturated(x: Tensor) -> Tensor:
+    return x.abs() > 0.9
+
+
+_ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in [
+        Activation("linear", lambda x: x, nn.Identity, 1.0, description="phi(x) = x"),
+        Activation("relu", F.relu, nn.ReLU, 2.0**0.5, description="max(0, x)"),
+        Activation(
+            "leaky_relu",
+            lambda x: F.leaky_relu(x, LEAKY_RELU_SLOPE),
+            lambda: nn.LeakyReLU(LEAKY_RELU_SLOPE),
+            (2.0 / (1 + LEAKY_RELU_SLOPE**2)) ** 0.5,
+            description=f"max({LEAKY_RELU_SLOPE} x, x)",
+        ),
+        Activation(
+            "tanh", torch.tanh, nn.Tanh, 5.0 / 3, _tanh_saturated, "|phi| > 0.99", "tanh(x)"
+        ),
+        Activation(
+            "sigmoid",
+            torch.sigmoid,
+            nn.Sigmoid,
+            1.0,
+            _sigmoid_saturated,
+            "phi < 0.01 or phi > 0.99",
+            "1 / (1 + exp(-x))",
+        ),
+        Activation("selu", F.selu, nn.SELU, 0.75, description="scale * elu(x, alpha) (SNN)"),
+        Activation("elu", F.elu, nn.ELU, None, description="x if x > 0 else exp(x) - 1"),
+        Activation("gelu", F.gelu, nn.GELU, None, description="x * Phi(x) (exact erf form)"),
+        Activation("silu", F.silu, nn.SiLU, None, description="x * sigmoid(x) (swish)"),
+        Activation(
+            "softsign",
+            F.softsign,
+            nn.Softsign,
+            None,
+            _softsign_saturated,
+            "|phi| > 0.9",
+            "x / (1 + |x|)",
+        ),
+        Activation("softplus", F.softplus, nn.Softplus, None, description="log(1 + exp(x))"),
+    ]
+}
+
+_ALIASES = {"identity": "linear", "swish": "silu", "none": "linear"}
+
+
+def names() -> list[str]:
+    """All activation names, in registry order."""
+    return list(_ACTIVATIONS)
+
+
+def get(name: str) -> Activation:
+    """The activation called ``name`` (aliases: identity, none → linear; swish → silu)."""
+    key = str(name).lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in _ACTIVATIONS:
+        raise UnknownNameError("activation", name, _ACTIVATIONS)
+    return _ACTIVATIONS[key]
+
+
+_MODULE_TO_NAME: dict[type[nn.Module], str] = {
+    nn.Identity: "linear",
+    nn.ReLU: "relu",
+    nn.LeakyReLU: "leaky_relu",
+    nn.Tanh: "tanh",
+    nn.Sigmoid: "sigmoid",
+    nn.SELU: "selu",
+    nn.ELU: "elu",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Softsign: "softsign",
+    nn.Softplus: "softplus",
+}
+
+
+def name_of_module(module: nn.Module) -> str | None:
+    """The registry name of an activation module (``nn.ReLU()`` → ``"relu"``), else ``None``."""
+    return _MODULE_TO_NAME.get(type(module))

@@ -1,0 +1,54 @@
+"""User-facing errors.
+
+Everything a user can get wrong (an unknown name, a bad number, missing data) raises an
+:class:`InitlabError`. The CLI prints its message on one line and exits with status 2; from
+Python it is an ordinary ``ValueError``, so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class InitlabError(ValueError):
+    """A mistake in what the user asked for; the message says how to fix it."""
+
+
+class UnknownNameError(InitlabError):
+    """An unknown initializer, activation, dataset, optimizer or other registry name."""
+
+    def __init__(self, kind: str, name: str, choices: Iterable[str]) -> None:
+        self.kind, self.name, self.choices = kind, name, sorted(choices)
+        super().__init__(unknown_name_message(kind, name, self.choices))
+
+
+class DataNotFoundError(InitlabError):
+    """A dataset's files are neither on disk nor downloadable; the message says how to get them."""
+
+
+def closest_name(name: str, choices: Iterable[str]) -> str | None:
+    """The choice most similar to ``name`` (case- and separator-insensitive), if any is close."""
+    normal = {c.lower().replace("-", "_"): c for c in choices}
+    key = str(name).lower().replace("-", "_")
+    if key in normal:
+        return normal[key]
+    match = difflib.get_close_matches(key, list(normal), n=1, cutoff=0.5)
+    return normal[match[0]] if match else None
+
+
+def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
+    """``unknown initializer 'he_norml'; did you mean 'he_normal'? (valid: ...)``."""
+    choices = sorted(choices)
+    hint = closest_name(name, choices)
+    suggestion = f"; did you mean '{hint}'?" if hint else ""
+    shown = ", ".join(choices[:12]) + (", ..." if len(choices) > 12 else "")
+    return f"unknown {kind} '{name}'{suggestion} (valid: {shown})"
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise :class:`InitlabError` unless ``value`` is > 0 (or >= 0 with ``allow_zero``)."""
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or value != value:  # NaN fails both comparisons
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InitlabError(f"{name} must be {bound}, got {value}")
