@@ -1,0 +1,189 @@
+"""Apply an initialization scheme to every Linear/Conv layer of any ``nn.Module``.
+
+Fans come from the *module* (``in_features``/``out_features``; channels per group × kernel
+size for convolutions, transposed ones included), not from the raw weight tensor, which gets
+transposed convolutions backwards (pytorch#7865) and over-counts grouped ones. Pass
+``fans="tensor"`` to reproduce ``torch.nn.init``'s tensor rule exactly. Layers initlab does
+not know (embeddings, norms, RNNs, attention, custom parameters) are never touched: they are
+listed in :attr:`InitRecord.skipped` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from initlab import initializers
+from initlab.errors import InitlabError
+from initlab.initializers import Fans, Initializer
+
+INITIALIZABLE = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+BIAS_POLICIES = ("zeros", "keep", "torch_default")
+
+Scheme = str | Initializer
+SchemeSpec = Scheme | Mapping[str, Scheme]
+
+
+@dataclass
+class InitRecord:
+    """What :func:`initialize` did: one row per initialized layer, plus the skipped modules."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def to_frame(self) -> pd.DataFrame:
+        """``layer, type, shape, scheme, fan_in, fan_out, expected_std, std, bias`` per layer."""
+        return pd.DataFrame(self.rows)
+
+    def __str__(self) -> str:
+        text = self.to_frame().to_string(index=False) if self.rows else "(no layers initialized)"
+        if self.skipped:
+            lines = [f"  {s['layer']} ({s['type']}): {s['reason']}" for s in self.skipped]
+            text += "\nleft as they were:\n" + "\n".join(lines)
+        return text
+
+    def _repr_html_(self) -> str:
+        return self.to_frame().to_html(index=False)
+
+
+def initializable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The (name, module) pairs :func:`initialize` acts on, in registration order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, INITIALIZABLE)]
+
+
+def initialize(
+    model: nn.Module,
+    scheme: SchemeSpec,
+    *,
+    bias: str | float | Initializer = "zeros",
+    output_layer: Scheme | None = None,
+    generator: torch.Generator | None = None,
+    fans: str = "module",
+) -> InitRecord:
+    """Initialize ``model`` in place and return a record of what was done.
+
+    ``scheme``: an initializer name/spec (``"he_normal"``, ``"orthogonal(gain=1.41)"``), an
+    :class:`~initlab.initializers.Initializer`, or a mapping ``{layer name: scheme}`` (layers
+    not in it are left alone). ``output_layer``: the scheme for the last Linear/Conv layer
+    (``None``: the same as the others; ``"keep"``: leave it as it is) — Keras's Dense default
+    is ``glorot_uniform``, and the classic lab initializes only the hidden layers.
+    ``bias``: ``"zeros"``, ``"keep"``, ``"torch_default"`` (U(±1/sqrt(fan_in)), what
+    ``nn.Linear`` does), a number (constant), or an initializer. ``generator`` makes the
+    result reproducible; without one the global RNG is used, as ``torch.nn.init`` does.
+    """
+    if fans not in ("module", "tensor"):
+        raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
+    layers = initializable_layers(model)
+    plan = _resolve_plan(scheme, layers, output_layer)
+    bias_init = _resolve_bias(bias)
+    record = InitRecord(skipped=_skipped_modules(model))
+    for name, module in layers:
+        if name not in plan:
+            record.skipped.append(_skip(name, module, "not in the plan"))
+            continue
+        record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
+    return record
+
+
+def _resolve_plan(
+    scheme: SchemeSpec, layers: list[tuple[str, nn.Module]], output_layer: Scheme | None
+) -> dict[str, Initializer | None]:
+    """Map each layer name to its initializer (``None``: keep this layer as it is)."""
+    if isinstance(scheme, Mapping):
+        known = {n for n, _ in layers}
+        unknown = sorted(set(scheme) - known)
+        if unknown:
+            raise InitlabError(f"the plan names layers the model lacks: {', '.join(unknown)}")
+        return {n: _as_initializer(s) for n, s in scheme.items()}
+    hidden = _as_initializer(scheme)
+    plan: dict[str, Initializer | None] = {name: hidden for name, _ in layers}
+    if layers and output_layer is not None:
+        last = layers[-1][0]
+        plan[last] = None if output_layer == "keep" else _as_initializer(output_layer)
+    return plan
+
+
+def _as_initializer(scheme: Scheme) -> Initializer:
+    if isinstance(scheme, Initializer):
+        return scheme
+    if isinstance(scheme, str):
+        return initializers.parse(scheme)
+    raise InitlabError(f"an initialization scheme must be a name or an Initializer, got {scheme!r}")
+
+
+def _resolve_bias(bias: str | float | Initializer) -> Initializer | None:
+    """The bias initializer (``None``: keep the bias as it is)."""
+    if isinstance(bias, Initializer):
+        return bias
+    if isinstance(bias, bool):
+        raise InitlabError(f"bias must be one of {BIAS_POLICIES}, a number or an initializer")
+    if isinstance(bias, (int, float)):
+        return initializers.get("constant", value=float(bias))
+    if bias == "keep":
+        return None
+    if bias == "torch_default":
+        return initializers.get("torch_default_bias")
+    return _as_initializer(bias)
+
+
+def _layer_fans(module: nn.Module, rule: str) -> Fans:
+    return (
+        initializers.fans_of_module(module)
+        if rule == "module"
+        else initializers.fans_of_tensor(module.weight)
+    )
+
+
+def _init_layer(
+    name: str,
+    module: nn.Module,
+    init: Initializer | None,
+    bias_init: Initializer | None,
+    generator: torch.Generator | None,
+    rule: str,
+) -> dict[str, Any]:
+    fans = _layer_fans(module, rule)
+    if init is not None:
+        init(module.weight, generator, fans=fans)
+    bias = getattr(module, "bias", None)
+    if bias is not None and init is not None and bias_init is not None:
+        bias_init(bias, generator, fans=fans)
+    return {
+        "layer": name,
+        "type": type(module).__name__,
+        "shape": "x".join(map(str, module.weight.shape)),
+        "scheme": repr(init) if init is not None else "kept",
+        "fan_in": fans.fan_in,
+        "fan_out": fans.fan_out,
+        "expected_std": init.std(fans) if init is not None else None,
+        "std": float(module.weight.detach().std()) if module.weight.numel() > 1 else 0.0,
+        "bias": "none" if bias is None else (repr(bias_init) if bias_init else "kept"),
+    }
+
+
+def _skipped_modules(model: nn.Module) -> list[dict[str, str]]:
+    """Modules with parameters of their own that initlab does not initialize."""
+    skipped = []
+    for name, module in model.named_modules():
+        if isinstance(module, INITIALIZABLE):
+            continue
+        if any(True for _ in module.parameters(recurse=False)):
+            skipped.append(_skip(name, module, "not a Linear/Conv layer: left as it was"))
+    return skipped
+
+
+def _skip(name: str, module: nn.Module, reason: str) -> dict[str, str]:
+    return {"layer": name or "(model)", "type": type(module).__name__, "reason": reason}

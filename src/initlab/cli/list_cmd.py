@@ -1,0 +1,84 @@
+"""``initlab list``: what initlab knows — initializers, activations, datasets, optimizers."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from initlab import activations, data, initializers
+from initlab.cli import app
+from initlab.config import OPTIMIZERS
+from initlab.errors import UnknownNameError
+from initlab.train.optim import DESCRIPTIONS
+
+SECTIONS = ("initializers", "activations", "datasets", "optimizers")
+out = Console()
+
+
+@app.command("list")
+def list_command(
+    what: str = typer.Argument("all", help="all, initializers, activations, datasets, optimizers"),
+) -> None:
+    """Show the initializers (formula, origin), activations (gain), datasets, optimizers."""
+    if what != "all" and what not in SECTIONS:
+        raise UnknownNameError("section", what, (*SECTIONS, "all"))
+    for section in SECTIONS:
+        if what in ("all", section):
+            out.print(_TABLES[section]())
+
+
+def _initializer_table() -> Table:
+    table = Table(title="initializers", header_style="bold")
+    for column in ("name", "origin", "formula", "parameters"):
+        table.add_column(column)
+    for name in initializers.names():
+        meta = initializers.info(name)
+        params = ", ".join(f"{k}={v!r}" for k, v in meta.get("params", {}).items())
+        table.add_row(name, meta.get("origin", ""), meta.get("formula", ""), params)
+    return table
+
+
+def _activation_table() -> Table:
+    from initlab.theory.gains import gain_table
+
+    table = Table(title="activations (gain = 1/sqrt(E[phi(z)^2]) where PyTorch has none)")
+    for column in ("name", "phi", "gain", "PyTorch gain", "numeric gain"):
+        table.add_column(column)
+    for row in gain_table():
+        act = activations.get(row["activation"])
+        torch_gain = row["pytorch"]
+        table.add_row(
+            act.name,
+            act.description,
+            f"{row['auto']:.4f}",
+            "—" if torch_gain is None else f"{torch_gain:.4f}",
+            f"{row['numeric']:.4f}",
+        )
+    return table
+
+
+def _dataset_table() -> Table:
+    table = Table(title="datasets", header_style="bold")
+    for column in ("name", "description", "availability"):
+        table.add_column(column)
+    for name in data.names():
+        table.add_row(name, str(data.info(name).get("description", "")), data.availability(name))
+    return table
+
+
+def _optimizer_table() -> Table:
+    table = Table(title="optimizers", header_style="bold")
+    table.add_column("name")
+    table.add_column("update")
+    for name in OPTIMIZERS:
+        table.add_row(name, DESCRIPTIONS[name])
+    return table
+
+
+_TABLES = {
+    "initializers": _initializer_table,
+    "activations": _activation_table,
+    "datasets": _dataset_table,
+    "optimizers": _optimizer_table,
+}

@@ -1,0 +1,103 @@
+"""One training run, described completely by a flat, hashable config.
+
+A :class:`RunConfig` is the unit everything else agrees on: the engines train it, the sweep
+expands a grid into many of them, the store keys results by :meth:`RunConfig.key` (a stable
+hash of every field), and resuming skips configs whose key is already finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from initlab.errors import InitlabError, UnknownNameError, closest_name
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers (same config ⇒ same numbers).
+
+    ``init`` is an initializer spec (``"he_normal"``, ``"orthogonal(gain=1.41)"``) applied to
+    the hidden layers; ``output_init`` to the output layer (``None``: the same as ``init``);
+    ``bias`` is the bias policy of :func:`initlab.initialize`. ``momentum`` is used only by the
+    ``momentum`` optimizer, ``weight_decay`` by ``adamw`` (and ``sgd``/``momentum`` if set).
+    """
+
+    dataset: str = "fashion-mnist"
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (300, 100)
+    activation: str = "relu"
+    batch_norm: bool = False
+    dropout: float = 0.0
+    residual: bool = False
+    init: str = "he_normal"
+    output_init: str | None = "glorot_uniform"
+    bias: str = "zeros"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: int = 5
+    seed: int = 0
+    val_size: int | None = None
+    limit_train: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
+        validate_numbers(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise with the closest valid key."""
+        valid = {f.name for f in fields(cls)}
+        for key in d:
+            if key not in valid:
+                hint = closest_name(key, valid)
+                extra = f"; did you mean '{hint}'?" if hint else ""
+                raise InitlabError(f"unknown run setting '{key}'{extra}")
+        return cls(**d)
+
+    def key(self) -> str:
+        """A stable 16-hex-digit hash of every field: the resume key."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return replace(self, **changes)
+
+    @property
+    def label(self) -> str:
+        """A short human label: ``he_normal/relu/300-100/seed0``."""
+        arch = "-".join(map(str, self.hidden)) if self.model == "mlp" else self.model
+        return f"{self.init}/{self.activation}/{arch}/seed{self.seed}"
+
+
+def validate_numbers(config: RunConfig) -> None:
+    """Raise :class:`InitlabError` for numbers no run can have."""
+    checks = [
+        ("epochs", config.epochs, config.epochs >= 1 and int(config.epochs) == config.epochs),
+        ("batch size", config.batch_size, config.batch_size >= 1),
+        ("learning rate", config.lr, config.lr > 0),
+        ("momentum", config.momentum, 0 <= config.momentum < 1),
+        ("weight decay", config.weight_decay, config.weight_decay >= 0),
+        ("dropout", config.dropout, 0 <= config.dropout < 1),
+    ]
+    for name, value, ok in checks:
+        if not ok or value != value:
+            raise InitlabError(f"invalid {name}: {value}")
+    if config.optimizer not in OPTIMIZERS:
+        raise UnknownNameError("optimizer", config.optimizer, OPTIMIZERS)
+    if any(w <= 0 for w in config.hidden):
+        raise InitlabError(f"hidden widths must be positive, got {list(config.hidden)}")

@@ -1,0 +1,185 @@
+"""The :class:`Dataset` container and the pure split helpers every source uses.
+
+Splits are explicit: a source hands over a *pool* of training examples and a test set, and
+says how the validation set is taken from the pool — the first ``val_size`` examples (the
+official-order split of MNIST-like data) or a seeded, class-stratified sample. Randomness
+always comes from ``numpy.random.default_rng(seed)``, never from global state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from initlab.errors import InitlabError
+
+_SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Dataset:
+    """A classification dataset split into train / validation / test tensors.
+
+    ``x_*`` are float32 tensors of shape ``[N, *input_shape]``, ``y_*`` int64 class indices in
+    ``[0, num_classes)``. The tensors may be shared with initlab's in-process cache and with
+    other :class:`Dataset` objects (they are often views of one decoded array): treat them as
+    read-only and ``.clone()`` before modifying one in place.
+    """
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    input_shape: tuple[int, ...]
+    classes: tuple[str, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        """Check dtypes and shapes, so a malformed dataset fails where it is built."""
+        if len(self.classes) != self.num_classes:
+            raise ValueError(f"{self.name}: {len(self.classes)} class names, {self.num_classes}")
+        for split in _SPLITS:
+            x, y = self.split(split)
+            if x.dtype != torch.float32 or y.dtype != torch.int64:
+                raise ValueError(f"{self.name}/{split}: dtypes {x.dtype}, {y.dtype}")
+            if tuple(x.shape[1:]) != self.input_shape or y.shape != (x.shape[0],):
+                raise ValueError(f"{self.name}/{split}: shapes {tuple(x.shape)}, {tuple(y.shape)}")
+
+    @property
+    def input_size(self) -> int:
+        """Number of input features per example (product of ``input_shape``)."""
+        return math.prod(self.input_shape)
+
+    @property
+    def num_train(self) -> int:
+        """Number of training examples."""
+        return int(self.y_train.shape[0])
+
+    @property
+    def num_val(self) -> int:
+        """Number of validation examples."""
+        return int(self.y_val.shape[0])
+
+    @property
+    def num_test(self) -> int:
+        """Number of test examples."""
+        return int(self.y_test.shape[0])
+
+    def split(self, which: str) -> tuple[Tensor, Tensor]:
+        """``(x, y)`` of ``"train"``, ``"val"`` or ``"test"``."""
+        if which not in _SPLITS:
+            raise InitlabError(f"unknown split '{which}' (valid: train, val, test)")
+        return getattr(self, f"x_{which}"), getattr(self, f"y_{which}")
+
+    def summary(self) -> str:
+        """One line: name, split sizes, input shape, classes and source."""
+        shape = "x".join(str(d) for d in self.input_shape)
+        return (
+            f"{self.name}: {self.num_train} train / {self.num_val} val / {self.num_test} test, "
+            f"input {shape}, {self.num_classes} classes (source: {self.source})"
+        )
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.summary()})"
+
+
+def check_count(name: str, value: object, *, minimum: int = 0) -> int:
+    """``value`` as an int >= ``minimum``; :class:`InitlabError` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InitlabError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise InitlabError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_val_size(val_size: int, pool: int, name: str) -> int:
+    """Validate a validation-set size against a pool of ``pool`` training examples."""
+    val_size = check_count("val_size", val_size)
+    if val_size >= pool:
+        raise InitlabError(
+            f"val_size={val_size} leaves no training data: {name} has {pool} training "
+            f"examples to split (use 0 <= val_size < {pool})"
+        )
+    return val_size
+
+
+def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded permutation of ``range(len(labels))`` whose every prefix is class-balanced.
+
+    Each class is shuffled, its members get evenly spaced keys in [0, 1) with a random
+    offset, and all examples are sorted by key: any prefix of length m then holds about
+    m * n_c / n examples of class c (within one).
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(labels))
+    shuffled = labels[perm]
+    keys = np.empty(len(labels), dtype=np.float64)
+    for cls in np.unique(shuffled):
+        members = np.flatnonzero(shuffled == cls)
+        keys[members] = (np.arange(len(members)) + rng.random()) / len(members)
+    return perm[np.argsort(keys, kind="stable")]
+
+
+def take(x: Tensor, y: Tensor, index: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Rows ``index`` (sorted, so the original order is kept) of ``x`` and ``y``."""
+    idx = torch.from_numpy(np.sort(np.asarray(index, dtype=np.int64)))
+    return x.index_select(0, idx), y.index_select(0, idx)
+
+
+def head(x: Tensor, y: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
+    """The first ``n`` rows (all when ``n`` is None or larger than the data); views."""
+    return (x, y) if n is None else (x[:n], y[:n])
+
+
+def assemble(
+    name: str,
+    train: tuple[Tensor, Tensor],
+    val: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    *,
+    classes: tuple[str, ...],
+    source: str,
+    limit_train: int | None = None,
+) -> Dataset:
+    """Build a :class:`Dataset`, keeping only the first ``limit_train`` training examples."""
+    x_train, y_train = head(*train, limit_train)
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train,
+        x_val=val[0],
+        y_val=val[1],
+        x_test=test[0],
+        y_test=test[1],
+        num_classes=len(classes),
+        input_shape=tuple(int(d) for d in test[0].shape[1:]),
+        classes=tuple(classes),
+        source=source,
+    )
+
+
+@contextlib.contextmanager
+def preserved_global_rng() -> Iterator[None]:
+    """Restore Python's and numpy's global RNG states on exit.
+
+    For third-party code that reseeds or draws from them (mnist1d's generator; importing
+    ``sklearn.datasets`` draws from ``random``).
+    """
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)

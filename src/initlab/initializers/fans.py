@@ -1,0 +1,137 @@
+"""Fan-in and fan-out: from a tensor's shape (PyTorch's rule) or from a module (initlab's rule).
+
+The two rules agree for ``nn.Linear`` and ungrouped ``ConvNd``; they differ for grouped
+convolutions (fan_out) and for every transposed convolution (fans swapped, pytorch#7865).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from initlab.errors import InitlabError
+from initlab.initializers.checks import check_choice
+
+FAN_MODES = ("fan_in", "fan_out", "fan_avg")
+
+_CONVS = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+
+
+@dataclass(frozen=True)
+class Fans:
+    """The number of inputs (``fan_in``) and outputs (``fan_out``) a weight's units see.
+
+    ``fan_avg = (fan_in + fan_out) / 2`` is the Glorot/Keras ``mode="fan_avg"`` denominator.
+    """
+
+    fan_in: int
+    fan_out: int
+
+    def __post_init__(self) -> None:
+        for field in ("fan_in", "fan_out"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InitlabError(f"Fans.{field} must be an integer >= 0, got {value!r}")
+
+    @property
+    def fan_avg(self) -> float:
+        """``(fan_in + fan_out) / 2``."""
+        return (self.fan_in + self.fan_out) / 2
+
+    def fan(self, mode: str) -> float:
+        """``fan_in``, ``fan_out`` or ``fan_avg`` as selected by ``mode``."""
+        check_choice("mode", mode, FAN_MODES)
+        return float(getattr(self, mode))
+
+
+def as_fans(fans: Fans | Sequence[int]) -> Fans:
+    """Accept a :class:`Fans` or an ``(fan_in, fan_out)`` pair."""
+    if isinstance(fans, Fans):
+        return fans
+    if isinstance(fans, Sequence) and len(fans) == 2:
+        return Fans(*fans)
+    raise InitlabError(f"fans must be initlab.initializers.Fans or (fan_in, fan_out), got {fans!r}")
+
+
+def fans_of_tensor(tensor_or_shape: Tensor | Sequence[int]) -> Fans:
+    """Fans of a weight in PyTorch's layout ``[out, in/groups, *k]`` (the tensor rule).
+
+    For ``d >= 2`` dimensions, with receptive field ``r = prod(shape[2:])``:
+    ``fan_in = shape[1] * r`` and ``fan_out = shape[0] * r`` — exactly
+    ``torch.nn.init._calculate_fan_in_and_fan_out``. PyTorch raises for fewer than two
+    dimensions; initlab uses Keras' rule there: a 1-D shape ``[n]`` has
+    ``fan_in = fan_out = n`` and a scalar has ``fan_in = fan_out = 1``.
+
+    This rule reads a ``ConvTranspose`` weight ``[in, out/groups, *k]`` as if it were a
+    convolution's, so its fans come out swapped, and for grouped convolutions ``fan_out``
+    counts all ``out`` channels instead of ``out/groups``: use :func:`fans_of_module`
+    where the module is known.
+    """
+    if isinstance(tensor_or_shape, Tensor):
+        shape = tuple(tensor_or_shape.shape)
+    elif isinstance(tensor_or_shape, (Sequence, torch.Size)) and not isinstance(
+        tensor_or_shape, str
+    ):
+        shape = tuple(tensor_or_shape)
+    else:
+        raise InitlabError(f"expected a tensor or a shape, got {tensor_or_shape!r}")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape):
+        raise InitlabError(f"a shape is a sequence of integers >= 0, got {list(shape)}")
+    if len(shape) == 0:
+        return Fans(1, 1)
+    if len(shape) == 1:
+        return Fans(shape[0], shape[0])
+    receptive = math.prod(shape[2:])
+    return Fans(shape[1] * receptive, shape[0] * receptive)
+
+
+def fans_of_module(module: nn.Module) -> Fans:
+    """Fans of a layer's weight computed from the layer itself (the module rule).
+
+    - ``nn.Linear``: ``fan_in = in_features``, ``fan_out = out_features``.
+    - ``ConvNd`` and ``ConvTransposeNd``, with ``k = prod(kernel_size)``:
+      ``fan_in = (in_channels // groups) * k`` and ``fan_out = (out_channels // groups) * k``:
+      each output unit sums over ``in/groups`` channels and each input unit feeds
+      ``out/groups`` channels, through ``k`` taps each.
+
+    Differences from :func:`fans_of_tensor` (the rule ``torch.nn.init`` and Keras apply):
+
+    - ConvTranspose: the weight is stored ``[in, out/groups, *k]``, so the tensor rule gives
+      ``fan_in = (out/groups)·k`` and ``fan_out = in·k`` — swapped (pytorch#7865,
+      tensorflow#31192). Here ``fan_in = (in/groups)·k`` and ``fan_out = (out/groups)·k``.
+    - Grouped Conv: the tensor rule's ``fan_out = out·k`` overcounts by ``groups``; here it is
+      ``(out/groups)·k``. ``fan_in`` agrees.
+    - Strided transposed convolutions: each output then actually sums about ``1/prod(stride)``
+      of the ``fan_in`` counted here; like every framework, initlab ignores stride.
+
+    Raises :class:`InitlabError` for any other module (pass ``fans=`` yourself) and for lazy
+    modules whose weight is not materialized yet.
+    """
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, nn.parameter.UninitializedParameter):
+        raise InitlabError(
+            f"{type(module).__name__} is a lazy module whose weight is not materialized yet: "
+            "run one forward pass before computing its fans"
+        )
+    if isinstance(module, nn.Linear):
+        return Fans(int(module.in_features), int(module.out_features))
+    if isinstance(module, _CONVS):
+        k = math.prod(module.kernel_size)
+        groups = int(module.groups)
+        return Fans(module.in_channels // groups * k, module.out_channels // groups * k)
+    known = "nn.Linear, nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d"
+    raise InitlabError(
+        f"cannot compute the fans of {type(module).__name__}: initlab knows {known}; "
+        "pass fans=Fans(fan_in, fan_out) explicitly"
+    )

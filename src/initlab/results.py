@@ -1,0 +1,129 @@
+"""Results of many runs as tidy tables: one row per run, one row per (run, epoch).
+
+:class:`ResultSet` is what :func:`initlab.compare` returns and what the store reads back:
+``runs`` and ``epochs`` are pandas DataFrames keyed by ``run_id``; :meth:`ResultSet.summary`
+aggregates over seeds per group (by default per init scheme).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from initlab.stats import first_epoch_reaching, mean_ci
+from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
+
+REACH_FRACTION = 0.9
+"""``epochs_to_90``: the first epoch at which a group's mean validation accuracy reaches
+``REACH_FRACTION`` × the best final mean validation accuracy of all groups."""
+
+
+class ResultSet:
+    """Runs and their per-epoch curves, grouped for comparison by ``group_by`` columns."""
+
+    def __init__(
+        self, runs: pd.DataFrame, epochs: pd.DataFrame, group_by: Sequence[str] = ("init",)
+    ) -> None:
+        self.runs, self.epochs, self.group_by = runs, epochs, list(group_by)
+
+    @classmethod
+    def from_results(
+        cls, results: Iterable[RunResult], group_by: Sequence[str] = ("init",)
+    ) -> ResultSet:
+        rows, epoch_rows = [], []
+        for result in results:
+            row = result.summary_row()
+            rows.append(row)
+            keys = {k: row[k] for k in ("run_id", *group_by, "seed") if k in row}
+            epoch_rows += [{**keys, **e} for e in result.epochs]
+        return cls(pd.DataFrame(rows), pd.DataFrame(epoch_rows), group_by)
+
+    def summary(self) -> pd.DataFrame:
+        """Per group: test accuracy mean ± std and 95% CI over seeds, final train loss,
+        ``epochs_to_90`` (see :data:`REACH_FRACTION`), and counts of diverged/stuck runs."""
+        if self.runs.empty:
+            return pd.DataFrame()
+        curves = self._mean_val_curves()
+        target = REACH_FRACTION * max((c.iloc[-1] for c in curves.values() if len(c)), default=0)
+        rows = []
+        for key, group in self.runs.groupby(self.group_by, sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            mean, std, ci = mean_ci(group["test_accuracy"])
+            curve = curves.get(key, pd.Series(dtype=float))
+            rows.append(
+                {
+                    **dict(zip(self.group_by, key, strict=True)),
+                    "runs": len(group),
+                    "test_accuracy": mean,
+                    "test_accuracy_std": std,
+                    "ci95": ci,
+                    "final_train_loss": group["final_train_loss"].mean(),
+                    "epochs_to_90": first_epoch_reaching(curve, target) if target else math.nan,
+                    "diverged": int((group["status"] == DIVERGED).sum()),
+                    "stuck": int((group["status"] == STUCK).sum()),
+                    "failed": int((group["status"] == FAILED).sum()),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def _mean_val_curves(self) -> dict[tuple, pd.Series]:
+        if self.epochs.empty:
+            return {}
+        mean = self.epochs.groupby([*self.group_by, "epoch"], sort=False)["val_accuracy"].mean()
+        curves = {}
+        for key, curve in mean.groupby(level=list(range(len(self.group_by))), sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            curves[key] = curve.droplevel(list(range(len(self.group_by))))
+        return curves
+
+    def save(self, out_dir: str | Path) -> list[Path]:
+        """Write ``summary.csv`` (one row per run), ``epochs.csv``, ``by_group.csv`` and
+        ``curves.png`` into ``out_dir``; returns the paths written."""
+        from initlab.report.plots import plot_curves
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / "summary.csv", out / "epochs.csv", out / "by_group.csv", out / "curves.png"]
+        self.runs.to_csv(paths[0], index=False)
+        self.epochs.to_csv(paths[1], index=False)
+        self.summary().to_csv(paths[2], index=False)
+        plot_curves(self.epochs, self.group_by, paths[3])
+        return paths
+
+    def plot(self, path: str | Path) -> Path:
+        """Loss and accuracy curves, mean over seeds with a ±1 std band, per group."""
+        from initlab.report.plots import plot_curves
+
+        return plot_curves(self.epochs, self.group_by, Path(path))
+
+    def __str__(self) -> str:
+        return format_summary(self.summary()).to_string(index=False)
+
+    def _repr_html_(self) -> str:
+        return format_summary(self.summary()).to_html(index=False)
+
+
+def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as strings for display: ``0.8412 ± 0.0031`` and a flags column."""
+    if summary.empty:
+        return summary
+    shown = summary.copy()
+    shown["test_accuracy"] = [
+        f"{m:.4f}" if s != s else f"{m:.4f} ± {s:.4f}"
+        for m, s in zip(summary["test_accuracy"], summary["test_accuracy_std"], strict=True)
+    ]
+    shown["final_train_loss"] = summary["final_train_loss"].map(lambda v: f"{v:.4f}")
+    shown["epochs_to_90"] = summary["epochs_to_90"].map(lambda v: "never" if v != v else f"{v:g}")
+    shown["flags"] = [_flags(r) for _, r in summary.iterrows()]
+    return shown.drop(columns=["test_accuracy_std", "ci95", "diverged", "stuck", "failed"])
+
+
+def _flags(row: pd.Series) -> str:
+    parts = []
+    for status in ("diverged", "stuck", "failed"):
+        if row[status]:
+            parts.append(f"{status} {row[status]}/{row['runs']}")
+    return ", ".join(parts)

@@ -1,0 +1,144 @@
+"""Depth scales, phases and the one-call summary :func:`analyze` (Schoenholz et al. 2017).
+
+Near the fixed points, deviations decay exponentially with depth l::
+
+    |q_l - q*| ~ exp(-l / xi_q),  xi_q = -1 / log L'(q*),
+        L'(q) = sigma_w² E[phi'(sqrt(q) z)² + phi''(sqrt(q) z) phi(sqrt(q) z)]        (eq. 5)
+    |c_l - c*| ~ exp(-l / xi_c),  xi_c = -1 / log chi_c(c*)
+
+(``L'`` follows from Stein's lemma.) In the ordered phase ``c* = 1`` and ``chi_c(c*) = chi1``,
+so ``xi_c = -1 / log chi1``, which diverges at the edge of chaos (``chi1 = 1``) from both
+sides. Random networks are trainable up to a depth of roughly ``6 xi_c``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from initlab.theory import _checks
+from initlab.theory.correlation import chi_c, fixed_point_c
+from initlab.theory.gaussian import (
+    activation_fn,
+    derivative_at_infinity,
+    derivative_jump,
+    gaussian_expectation,
+)
+from initlab.theory.meanfield import chi1, critical_sigma_w2, fixed_point_q
+
+CRITICAL_TOL = 1e-8
+"""``|chi1 - 1| <= CRITICAL_TOL`` is the edge of chaos ("critical")."""
+SLOPE_RTOL = 1e-12
+"""Slopes within this of 1 count as marginal (depth scale ``inf``)."""
+TRAINABLE_DEPTH_FACTOR = 6.0
+"""Schoenholz et al. (2017): networks train up to depth ≈ 6 xi_c."""
+
+
+def length_map_slope(q: float, activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> float:
+    """``L'(q) = sigma_w² (E[phi'(sqrt(q) z)² + phi''(sqrt(q) z) phi(sqrt(q) z)] + delta term)``.
+
+    Where phi' jumps by ``J`` at 0 (ReLU, leaky ReLU, SELU), phi'' holds ``J δ(x)`` and adds
+    ``J phi(0) / sqrt(2π q)`` — zero for every registry activation since their phi(0) = 0.
+    ``q = inf`` gives the limit ``sigma_w² (phi'(-inf)² + phi'(inf)²) / 2``.
+    """
+    name = _checks.canonical(activation)
+    q = float(_checks.nonnegative("q", q, allow_inf=True))
+    sw = float(_checks.nonnegative("sigma_w2", sigma_w2))
+    _checks.nonnegative("sigma_b2", sigma_b2)
+    if math.isinf(q):
+        return sw * float(np.mean(np.square(derivative_at_infinity(name))))
+    phi, d1, d2 = (activation_fn(name, k) for k in (0, 1, 2))
+    q = max(q, 1e-300)  # q -> 0+: one-sided limits at the kink
+    smooth = gaussian_expectation(lambda x: d1(x) ** 2 + d2(x) * phi(x), q)
+    jump = derivative_jump(name) * float(phi(np.zeros(1))[0])
+    delta = jump / math.sqrt(2.0 * math.pi * q) if jump else 0.0
+    return sw * (smooth + delta)
+
+
+def _depth_scale(slope: float) -> float:
+    """``-1 / log(slope)`` for ``0 <= slope < 1``; ``inf`` when ``slope >= 1 - 1e-12`` (no
+    exponential decay; the margin absorbs quadrature round-off, e.g. ReLU's ``L' = 1``)."""
+    if slope >= 1.0 - SLOPE_RTOL:
+        return math.inf
+    if slope <= 0.0:
+        return 0.0
+    return -1.0 / math.log(slope)
+
+
+def xi_q(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> float:
+    """``xi_q = -1 / log L'(q*)``; ``inf`` when q does not converge exponentially (``L' >= 1``:
+    a marginal map such as ReLU at ``sigma_w2 = 2``, or a diverging one with ``q* = inf``)."""
+    q = float(fixed_point_q(activation, sigma_w2, sigma_b2))
+    return _depth_scale(length_map_slope(q, activation, sigma_w2, sigma_b2))
+
+
+def phase(chi1_value: float) -> str:
+    """``"ordered"`` (chi1 < 1), ``"chaotic"`` (chi1 > 1) or ``"critical"`` (within 1e-8)."""
+    if abs(chi1_value - 1.0) <= CRITICAL_TOL:
+        return "critical"
+    return "ordered" if chi1_value < 1.0 else "chaotic"
+
+
+def _correlation_fixed_point(
+    activation: str, sigma_w2: float, sigma_b2: float
+) -> tuple[float | None, float | None, float]:
+    """``(c*, chi_c(c*), xi_c)``; see :func:`xi_c` for the cases."""
+    q = float(fixed_point_q(activation, sigma_w2, sigma_b2))
+    x1 = float(chi1(activation, sigma_w2, sigma_b2, q=q))
+    if phase(x1) != "chaotic":
+        return 1.0, x1, (math.inf if phase(x1) == "critical" else _depth_scale(x1))
+    if math.isinf(q):
+        return None, None, 1.0 / math.log(x1)
+    c_star = fixed_point_c(activation, sigma_w2, sigma_b2, q=q)
+    slope = chi_c(activation, sigma_w2, sigma_b2, c=c_star, q=q)
+    return c_star, slope, _depth_scale(slope)
+
+
+def xi_c(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> float:
+    """The correlation depth scale ``xi_c = -1 / log chi_c(c*)``.
+
+    * ordered (chi1 < 1): ``c* = 1``, ``xi_c = -1 / log chi1``;
+    * critical (``|chi1 - 1| <= 1e-8``): ``inf``;
+    * chaotic with finite ``q*``: ``c* < 1`` and ``chi_c(c*) < 1`` (Schoenholz et al.);
+    * chaotic with ``q* = inf`` (e.g. ReLU, ``sigma_w2 > 2``): there is no fixed point to
+      linearize around; initlab reports the gradient-explosion depth ``1 / log chi1`` (the
+      depth over which gradient norms grow by e) so that ``6 xi_c`` stays a trainability bound.
+    """
+    return _correlation_fixed_point(activation, sigma_w2, sigma_b2)[2]
+
+
+def max_trainable_depth(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> float:
+    """``6 xi_c``: the depth up to which such a random network trains (inf when critical)."""
+    return TRAINABLE_DEPTH_FACTOR * xi_c(activation, sigma_w2, sigma_b2)
+
+
+def analyze(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> dict:
+    """Everything mean-field theory says about one (activation, sigma_w², sigma_b²).
+
+    Keys: ``activation, sigma_w2, sigma_b2, q_star, chi1, c_star, chi_c, xi_q, xi_c,
+    critical_sigma_w2, max_trainable_depth, phase``. Values are Python floats (or str); the
+    diverging ones are ``float('inf')`` (``json.dumps`` writes ``Infinity``, strict JSON
+    writers must map it to a string or null); ``c_star`` and ``chi_c`` are ``None`` when
+    ``q* = inf`` (no fixed point of the length map, so no correlation map to linearize).
+    """
+    name = _checks.canonical(activation)
+    sw = float(_checks.nonnegative("sigma_w2", sigma_w2))
+    sb = float(_checks.nonnegative("sigma_b2", sigma_b2))
+    q = float(fixed_point_q(name, sw, sb))
+    x1 = float(chi1(name, sw, sb, q=q))
+    c_star, slope, scale = _correlation_fixed_point(name, sw, sb)
+    return {
+        "activation": name,
+        "sigma_w2": sw,
+        "sigma_b2": sb,
+        "q_star": q,
+        "chi1": x1,
+        "c_star": c_star,
+        "chi_c": slope,
+        "xi_q": _depth_scale(length_map_slope(q, name, sw, sb)),
+        "xi_c": scale,
+        "critical_sigma_w2": critical_sigma_w2(name, sb),
+        "max_trainable_depth": TRAINABLE_DEPTH_FACTOR * scale,
+        "phase": phase(x1),
+    }

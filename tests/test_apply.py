@@ -1,0 +1,116 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from initlab import initialize
+from initlab.apply import initializable_layers
+from initlab.errors import InitlabError
+
+
+class Nested(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 16)
+        self.body = nn.Sequential(nn.Linear(16, 400), nn.LayerNorm(400), nn.Tanh())
+        self.inner = nn.ModuleDict({"conv": nn.Conv1d(4, 8, 3), "rnn": nn.LSTM(8, 8)})
+        self.head = nn.Linear(400, 300)
+
+
+def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_initializes_every_linear_and_conv_layer_also_when_nested():
+    model = Nested()
+    record = initialize(model, "he_normal", generator=torch.Generator().manual_seed(0))
+    assert [r["layer"] for r in record.rows] == ["body.0", "inner.conv", "head"]
+    head = record.rows[-1]
+    assert (head["fan_in"], head["fan_out"]) == (400, 300)
+    assert head["expected_std"] == pytest.approx(math.sqrt(2 / 400))
+    # 120,000 samples: the sample std is within a few percent of sqrt(2/fan_in)
+    assert head["std"] == pytest.approx(math.sqrt(2 / 400), rel=0.02)
+    assert torch.count_nonzero(model.head.bias) == 0
+
+
+def test_unknown_layers_are_left_exactly_as_they_were_and_reported():
+    model = Nested()
+    before = snapshot(model)
+    record = initialize(model, "zeros")
+    after = snapshot(model)
+    for key in ("embed.weight", "body.1.weight", "body.1.bias", "inner.rnn.weight_ih_l0"):
+        assert torch.equal(before[key], after[key]), key
+    skipped = {s["layer"]: s["type"] for s in record.skipped}
+    assert skipped == {"embed": "Embedding", "body.1": "LayerNorm", "inner.rnn": "LSTM"}
+    assert "left as they were" in str(record)
+
+
+def test_output_layer_gets_its_own_scheme_or_is_kept():
+    model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
+    initialize(model, "zeros", output_layer="ones")
+    assert torch.all(model[0].weight == 0) and torch.all(model[2].weight == 1)
+    kept = model[2].weight.detach().clone()
+    initialize(model, "ones", output_layer="keep")
+    assert torch.all(model[0].weight == 1) and torch.equal(model[2].weight, kept)
+
+
+@pytest.mark.parametrize("bias", ["zeros", "keep", "torch_default", 0.25])
+def test_bias_policies(bias):
+    layer = nn.Linear(100, 2000)
+    with torch.no_grad():
+        layer.bias.fill_(7.0)
+    initialize(layer, "he_uniform", bias=bias)
+    b = layer.bias.detach()
+    if bias == "zeros":
+        assert torch.all(b == 0)
+    elif bias == "keep":
+        assert torch.all(b == 7)
+    elif bias == "torch_default":  # U(±1/sqrt(fan_in)): bounded, and spread over the range
+        assert b.abs().max() <= 0.1 and b.abs().max() > 0.09
+    else:
+        assert torch.all(b == 0.25)
+
+
+def test_same_generator_seed_gives_identical_weights():
+    a, b = Nested(), Nested()
+    initialize(a, "glorot_uniform", generator=torch.Generator().manual_seed(3))
+    initialize(b, "glorot_uniform", generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.head.weight, b.head.weight)
+    initialize(b, "glorot_uniform", generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(a.head.weight, b.head.weight)
+
+
+def test_transposed_conv_fans_come_from_the_module_not_the_tensor():
+    # weight is [in=64, out/groups=4, 3, 3]: the tensor rule swaps the fans (pytorch#7865)
+    layer = nn.ConvTranspose2d(64, 4, 3)
+    row = initialize(layer, "he_normal").rows[0]
+    assert (row["fan_in"], row["fan_out"]) == (64 * 9, 4 * 9)
+    tensor_row = initialize(layer, "he_normal", fans="tensor").rows[0]
+    assert (tensor_row["fan_in"], tensor_row["fan_out"]) == (4 * 9, 64 * 9)
+
+
+def test_a_plan_maps_layer_names_to_schemes():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2))
+    record = initialize(model, {"0": "ones", "2": "zeros"})
+    assert torch.all(model[0].weight == 1) and torch.all(model[2].weight == 0)
+    assert [s["layer"] for s in record.skipped] == ["1"]
+    with pytest.raises(InitlabError, match="lacks: 7"):
+        initialize(model, {"7": "ones"})
+
+
+def test_record_is_a_table():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    frame = initialize(model, "lecun_normal").to_frame()
+    assert list(frame.columns[:6]) == ["layer", "type", "shape", "scheme", "fan_in", "fan_out"]
+    assert len(initializable_layers(model)) == len(frame) == 2
+
+
+def test_bad_schemes_are_clear_errors():
+    model = nn.Linear(3, 3)
+    with pytest.raises(InitlabError, match="did you mean 'he_normal'"):
+        initialize(model, "he_norml")
+    with pytest.raises(InitlabError):
+        initialize(model, 42)
+    with pytest.raises(InitlabError):
+        initialize(model, "zeros", fans="weird")

@@ -1,0 +1,64 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from initlab.cli import main
+
+TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--inits", "he_norml"], "did you mean 'he_normal'"),
+        (["--activation", "rleu"], "did you mean 'relu'"),
+        (["--optimizer", "adm"], "did you mean 'adam'"),
+        (["--dataset", "fashon-mnist"], "did you mean 'fashion-mnist'"),
+        (["--epochs", "-1"], "epochs"),
+        (["--batch-size", "0"], "batch size"),
+        (["--lr", "0"], "learning rate"),
+        (["--seeds", "0"], "seeds"),
+        (["--hidden", "300,abc"], "hidden widths"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_status_2(args, message, capsys):
+    base = [a for a in TINY]
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        if flag in base:
+            base[base.index(flag) + 1] = value
+        else:
+            base += [flag, value]
+    assert main(["compare", *base]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.startswith("error: ")
+
+
+def test_the_console_script_exits_2_without_a_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "initlab", "compare", "--inits", "xavier_nromal", *TINY],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "did you mean 'xavier_normal'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compare_prints_a_table_and_writes_files(tmp_path, capsys):
+    assert main(["compare", *TINY, "--inits", "zeros,lecun_normal", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "lecun_normal" in out and "stuck 1/1" in out
+    runs = pd.read_csv(tmp_path / "summary.csv")
+    assert list(runs["init"]) == ["zeros", "lecun_normal"]
+    assert (tmp_path / "curves.png").exists() and (tmp_path / "epochs.csv").exists()
+
+
+def test_list_shows_every_section(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("he_normal", "kaiming_normal", "tanh", "1.6667", "fashion-mnist", "adamw"):
+        assert word in out
+    assert main(["list", "gains"]) == 2

@@ -1,0 +1,50 @@
+import pandas as pd
+import pytest
+
+import initlab
+from initlab.compare import comparison_configs
+from initlab.errors import InitlabError
+
+TINY = dict(dataset="digits", hidden=(32,), epochs=3, lr=0.1)
+
+
+@pytest.fixture(scope="module")
+def results():
+    return initlab.compare(["zeros", "he_normal"], seeds=2, **TINY)
+
+
+def test_compare_returns_tidy_tables(results):
+    assert len(results.runs) == 4
+    assert {"init", "seed", "test_accuracy", "final_train_loss", "status", "train_seconds"} <= set(
+        results.runs.columns
+    )
+    assert len(results.epochs) == 4 * 3
+    assert set(results.epochs["epoch"]) == {1, 2, 3}
+
+
+def test_summary_shows_mean_std_and_flags_stuck_runs(results):
+    summary = results.summary().set_index("init")
+    assert summary.loc["zeros", "stuck"] == 2
+    assert summary.loc["he_normal", "test_accuracy"] > 0.8
+    assert summary.loc["he_normal", "test_accuracy_std"] >= 0
+    assert summary.loc["he_normal", "epochs_to_90"] in (1.0, 2.0, 3.0)
+    assert pd.isna(summary.loc["zeros", "epochs_to_90"])
+    text = str(results)
+    assert "stuck 2/2" in text and "±" in text
+    assert "<table" in results._repr_html_()
+
+
+def test_save_writes_csvs_and_curves(results, tmp_path):
+    paths = results.save(tmp_path)
+    assert {p.name for p in paths} == {"summary.csv", "epochs.csv", "by_group.csv", "curves.png"}
+    runs = pd.read_csv(tmp_path / "summary.csv")
+    assert len(runs) == 4 and (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_configs_are_checked_before_anything_runs():
+    with pytest.raises(InitlabError, match="did you mean 'glorot_uniform'"):
+        comparison_configs(["he_normal", "glorot_unform"], 2, **TINY)
+    with pytest.raises(InitlabError, match="seed"):
+        comparison_configs(["he_normal"], [], **TINY)
+    with pytest.raises(InitlabError, match="epochs"):
+        comparison_configs(["he_normal"], 1, **{**TINY, "epochs": 0})
