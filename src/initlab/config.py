@@ -25,6 +25,8 @@ class RunConfig:
     the hidden layers; ``output_init`` to the output layer (``None``: the same as ``init``);
     ``bias`` is the bias policy of :func:`initlab.initialize`. ``momentum`` is used only by the
     ``momentum`` optimizer, ``weight_decay`` by ``adamw`` (and ``sgd``/``momentum`` if set).
+    ``track``: when to record per-layer statistics during training — ``"epoch"`` (after
+    every epoch, the default), ``"off"``, or every N optimizer steps (an int).
     """
 
     dataset: str = "fashion-mnist"
@@ -46,6 +48,7 @@ class RunConfig:
     seed: int = 0
     val_size: int | None = None
     limit_train: int | None = None
+    track: str | int = "epoch"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,5 +102,11 @@ def validate_numbers(config: RunConfig) -> None:
             raise InitlabError(f"invalid {name}: {value}")
     if config.optimizer not in OPTIMIZERS:
         raise UnknownNameError("optimizer", config.optimizer, OPTIMIZERS)
+    if config.track not in ("epoch", "off") and not (
+        isinstance(config.track, int) and config.track > 0
+    ):
+        raise InitlabError(
+            f"track must be 'epoch', 'off' or a positive step count, got {config.track!r}"
+        )
     if any(w <= 0 for w in config.hidden):
         raise InitlabError(f"hidden widths must be positive, got {list(config.hidden)}")
