@@ -72,6 +72,7 @@ def initialize(
     output_layer: Scheme | None = None,
     generator: torch.Generator | None = None,
     fans: str = "module",
+    data: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
 ) -> InitRecord:
     """Initialize ``model`` in place and return a record of what was done.
 
@@ -83,6 +84,8 @@ def initialize(
     ``bias``: ``"zeros"``, ``"keep"``, ``"torch_default"`` (U(±1/sqrt(fan_in)), what
     ``nn.Linear`` does), a number (constant), or an initializer. ``generator`` makes the
     result reproducible; without one the global RNG is used, as ``torch.nn.init`` does.
+    ``data``: a batch of inputs for data-dependent schemes (``"lsuv"``, see
+    :mod:`initlab.lsuv`), which refuse to run without it.
     """
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
@@ -95,7 +98,37 @@ def initialize(
             record.skipped.append(_skip(name, module, "not in the plan"))
             continue
         record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
+    _run_data_dependent(model, layers, plan, data, record)
     return record
+
+
+def _run_data_dependent(
+    model: nn.Module,
+    layers: list[tuple[str, nn.Module]],
+    plan: dict[str, Initializer | None],
+    data: torch.Tensor | tuple[torch.Tensor, ...] | None,
+    record: InitRecord,
+) -> None:
+    """The data pass of data-dependent schemes (LSUV), after every layer got its start."""
+    pending = [
+        (name, module, plan[name].sampler)
+        for name, module in layers
+        if plan.get(name) is not None and getattr(plan[name].sampler, "data_dependent", False)
+    ]
+    if not pending:
+        return
+    if data is None:
+        scheme = plan[pending[0][0]].name
+        raise InitlabError(f"'{scheme}' needs data: initialize(model, '{scheme}', data=batch)")
+    from initlab.lsuv import lsuv_pass
+
+    report = lsuv_pass(model, data, pending)
+    modules = dict(layers)
+    for row in record.rows:
+        if row["layer"] in report:
+            row["rescalings"], row["output_var"] = report[row["layer"]]
+            row["expected_std"] = None  # set by the data, not by a distribution
+            row["std"] = float(modules[row["layer"]].weight.detach().std())
 
 
 def _resolve_plan(
@@ -168,7 +201,7 @@ def _init_layer(
         "scheme": repr(init) if init is not None else "kept",
         "fan_in": fans.fan_in,
         "fan_out": fans.fan_out,
-        "expected_std": init.std(fans) if init is not None else None,
+        "expected_std": init.std(fans, shape=module.weight.shape) if init is not None else None,
         "std": float(module.weight.detach().std()) if module.weight.numel() > 1 else 0.0,
         "bias": "none" if bias is None else (repr(bias_init) if bias_init else "kept"),
     }

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from initlab.errors import InitlabError, UnknownNameError, closest_name
-from initlab.initializers import basic, structured, torch_names, variance_scaling
+from initlab.initializers import basic, data_dependent, structured, torch_names, variance_scaling
 from initlab.initializers.base import FillFn, Formula, Initializer, Sampler, Scheme
 
 _REGISTRY: dict[str, Scheme] = {}
@@ -185,6 +185,7 @@ for _scheme_entry in (
     *variance_scaling.SCHEMES,
     *structured.SCHEMES,
     *torch_names.SCHEMES,
+    *data_dependent.SCHEMES,
 ):
     _REGISTRY[_scheme_entry.name] = _scheme_entry
     _BUILTIN.add(_scheme_entry.name)

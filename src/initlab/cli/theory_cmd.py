@@ -1,0 +1,84 @@
+"""``initlab theory``: what mean-field theory predicts for a deep fully connected network."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+
+from initlab.cli import app
+from initlab.cli import options as opt
+from initlab.cli.tables import print_frame
+from initlab.theory import analyze, critical_sigma_w2, plot_phase_diagram, predicted_variances
+
+out = Console()
+SCAN_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+"""Without ``--sigma-w2`` the command scans these multiples of the critical sigma_w²."""
+
+
+@app.command()
+def theory(
+    activation: opt.Activation = "tanh",
+    sigma_w2: Annotated[
+        float | None, typer.Option(help="weight variance × fan_in (default: scan around the edge)")
+    ] = None,
+    sigma_b2: Annotated[float, typer.Option(help="bias variance")] = 0.0,
+    depth: Annotated[
+        int | None, typer.Option(help="also print the predicted variance of each of N layers")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="draw the phase diagram (sigma_w² × sigma_b²) here")
+    ] = None,
+) -> None:
+    """q*, chi_1, depth scales, the edge of chaos and the trainable depth (≈ 6 xi_c)."""
+    values = [sigma_w2] if sigma_w2 is not None else _scan(activation, sigma_b2)
+    rows = [analyze(activation, sw, sigma_b2) for sw in values]
+    variances = None
+    if depth is not None:
+        sw = values[0] if sigma_w2 is not None else rows[0]["critical_sigma_w2"]
+        variances = predicted_variances(activation, sw, sigma_b2, depth)
+    if as_json:
+        payload = rows[0] if sigma_w2 is not None else {"scan": rows}
+        if variances is not None:
+            payload["predicted_variances"] = [float(v) for v in variances]
+        out.print_json(json.dumps(_finite_json(payload)))
+    else:
+        _print_tables(rows, variances, sigma_b2)
+    if plot is not None:
+        out.print(f"wrote {plot_phase_diagram(activation, plot)}")
+
+
+def _scan(activation: str, sigma_b2: float) -> list[float]:
+    critical = critical_sigma_w2(activation, sigma_b2)
+    return [critical * f for f in SCAN_FACTORS]
+
+
+def _finite_json(value: object) -> object:
+    """Infinities become the string ``"inf"`` (JSON has no infinity)."""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+def _print_tables(rows: list[dict], variances, sigma_b2: float) -> None:
+    first = rows[0]
+    out.print(
+        f"[bold]{first['activation']}[/], sigma_b² = {sigma_b2:g}: edge of chaos at "
+        f"sigma_w² = {first['critical_sigma_w2']:.4g} (chi_1 = 1). chi_1 < 1: ordered, "
+        "gradients vanish with depth; chi_1 > 1: chaotic, gradients explode."
+    )
+    columns = ["sigma_w2", "q_star", "chi1", "phase", "xi_q", "xi_c", "max_trainable_depth"]
+    print_frame(pd.DataFrame(rows)[columns], out, title="mean-field predictions")
+    if variances is not None:
+        frame = pd.DataFrame({"layer": range(1, len(variances) + 1), "variance": variances})
+        print_frame(frame, out, title="predicted pre-activation variance (input q0 = 1)")
