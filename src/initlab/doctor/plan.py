@@ -1,0 +1,129 @@
+"""``recommend``: an initialization plan for any model, one scheme per layer, with reasons.
+
+The rule for each Linear/Conv layer depends on the nonlinearity its output meets next
+(found by :func:`initlab.doctor.trace.find_activations`):
+
+============================  ================================================================
+activation                    scheme
+============================  ================================================================
+relu                          ``he_normal`` — Var(W) = 2/fan_in keeps the signal's second moment
+leaky_relu (slope a)          ``kaiming_normal(a=a, nonlinearity='leaky_relu')``
+elu, gelu, silu, softplus     He-style ``variance_scaling(scale=g²)`` with the numeric gain g
+selu                          ``lecun_normal`` — self-normalizing networks need Var(W) = 1/fan_in
+tanh, sigmoid, softsign       ``glorot_normal`` — balances forward and backward variances
+                              (Glorot & Bengio 2010); for tanh it sits on the edge of chaos
+linear, hidden                ``orthogonal`` — keeps every singular value at 1 (Saxe et al. 2014)
+linear, output layer          ``glorot_uniform`` — Keras's default, logits of order 1
+unknown                       ``lsuv`` — no rule fits: measure and fix the variance with data
+============================  ================================================================
+
+Gains come from :func:`initlab.gain` — the same code the diagnosis uses for its suggestions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import pandas as pd
+from torch import Tensor, nn
+
+from initlab.apply import initializable_layers
+from initlab.doctor.trace import find_activations
+from initlab.theory import critical_sigma_w2, gain
+
+HE_FAMILY = ("elu", "gelu", "silu", "softplus")
+GLOROT_FAMILY = ("tanh", "sigmoid", "softsign")
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One layer's recommendation."""
+
+    layer: str
+    type: str
+    activation: str
+    scheme: str
+    reason: str
+
+
+@dataclass
+class Plan(Mapping[str, str]):
+    """Layer name → initializer spec; pass it to :func:`initlab.initialize` to apply it
+    (with ``data=batch`` when a layer's scheme is ``lsuv``)."""
+
+    entries: list[PlanEntry] = field(default_factory=list)
+
+    def __getitem__(self, layer: str) -> str:
+        for entry in self.entries:
+            if entry.layer == layer:
+                return entry.scheme
+        raise KeyError(layer)
+
+    def __iter__(self) -> Iterator[str]:
+        return (e.layer for e in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def needs_data(self) -> bool:
+        return any(e.scheme.startswith("lsuv") for e in self.entries)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([e.__dict__ for e in self.entries])
+
+    def __str__(self) -> str:
+        return self.to_frame().to_string(index=False) if self.entries else "(no layers)"
+
+    def _repr_html_(self) -> str:
+        return self.to_frame().to_html(index=False)
+
+
+def recommend(model: nn.Module, inputs: Tensor) -> Plan:
+    """Propose a scheme for every Linear/Conv layer of ``model`` from the activation that
+    follows it in a forward pass of ``inputs`` (see the module docstring for the rules)."""
+    layers = initializable_layers(model)
+    found, slopes = find_activations(model, inputs, layers)
+    last = layers[-1][0] if layers else None
+    entries = []
+    for name, module in layers:
+        activation = found[name]
+        scheme, reason = rule_for(activation, slopes.get(name), is_output=name == last)
+        entries.append(PlanEntry(name, type(module).__name__, activation, scheme, reason))
+    return Plan(entries)
+
+
+def rule_for(activation: str, slope: float | None = None, *, is_output: bool) -> tuple[str, str]:
+    """``(scheme spec, reason)`` for a layer followed by ``activation``."""
+    if activation == "relu":
+        return "he_normal", "ReLU zeroes half the signal: Var(W) = 2/fan_in (gain √2) keeps it"
+    if activation == "leaky_relu":
+        a = 0.01 if slope is None else slope
+        return (
+            f"kaiming_normal(a={a:g}, nonlinearity='leaky_relu')",
+            f"leaky ReLU (slope {a:g}): gain sqrt(2/(1+a²)) = {(2 / (1 + a * a)) ** 0.5:.4f}",
+        )
+    if activation in HE_FAMILY:
+        g = gain(activation)
+        return (
+            f"variance_scaling(scale={g * g:.4f}, mode='fan_in', distribution='truncated_normal')",
+            f"{activation}: He-style with its gain {g:.4f} = 1/sqrt(E[phi(z)²])",
+        )
+    if activation == "selu":
+        return "lecun_normal", "SELU self-normalizes only with Var(W) = 1/fan_in (LeCun)"
+    if activation in GLOROT_FAMILY:
+        edge = critical_sigma_w2(activation, 0.0) if activation == "tanh" else None
+        note = f"; for tanh σ_w² = {edge:.3g} is the edge of chaos" if edge else ""
+        return (
+            "glorot_normal",
+            f"{activation} saturates: Glorot balances forward and backward variance{note}",
+        )
+    if activation == "linear":
+        if is_output:
+            return "glorot_uniform", "output layer: Keras's default keeps the logits of order 1"
+        return (
+            "orthogonal",
+            "linear layer: orthogonal keeps every singular value at 1 (Saxe et al.)",
+        )
+    return "lsuv", "no rule for what follows this layer: LSUV fixes its output variance with data"

@@ -1,0 +1,87 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import initlab
+from initlab.doctor import find_activations, recommend
+from initlab.models import MLP, SmallCNN
+
+
+class Functional(nn.Module):
+    """Activations written as functions and tensor methods, behind batch norm and dropout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(8, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        self.d, self.e = nn.Linear(16, 16), nn.Linear(16, 4)
+        self.norm, self.drop = nn.BatchNorm1d(16), nn.Dropout(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.a(x))
+        h = self.drop(self.norm(self.b(h))).tanh()
+        h = F.leaky_relu(self.c(h), 0.2)
+        h = self.d(h)  # straight into the next layer: linear
+        return self.e(torch.cumsum(h, dim=1))  # something initlab cannot classify
+
+
+def test_activations_are_found_behind_norms_dropout_and_in_functional_code():
+    model = Functional()
+    found, slopes = find_activations(
+        model, torch.randn(4, 8), initlab.apply.initializable_layers(model)
+    )
+    assert found == {"a": "gelu", "b": "tanh", "c": "leaky_relu", "d": "unknown", "e": "linear"}
+    assert slopes == {"c": 0.2}
+
+
+def test_module_activations_in_builders():
+    model = SmallCNN((1, 28, 28), 10, "silu")
+    layers = initlab.apply.initializable_layers(model)
+    found, _ = find_activations(model, torch.randn(2, 1, 28, 28), layers)
+    assert found == {
+        "features.0": "silu",
+        "features.3": "silu",
+        "classifier.1": "silu",
+        "classifier.3": "linear",
+    }
+
+
+@pytest.mark.parametrize(
+    ("activation", "scheme"),
+    [
+        ("relu", "he_normal"),
+        ("selu", "lecun_normal"),
+        ("tanh", "glorot_normal"),
+        ("sigmoid", "glorot_normal"),
+        ("gelu", "variance_scaling(scale=2.3517"),
+    ],
+)
+def test_plan_rules(activation, scheme):
+    plan = recommend(MLP(8, [16, 16], 3, activation), torch.randn(4, 8))
+    assert plan["blocks.0.linear"].startswith(scheme)
+    assert plan["output"] == "glorot_uniform"
+    assert all(e.reason for e in plan.entries)
+
+
+def test_plan_applies_and_fixes_a_badly_initialized_deep_tanh_net():
+    model = MLP(64, [256] * 20, 10, "tanh")
+    x = torch.randn(256, 64)
+    initlab.initialize(model, "random_normal")  # std 0.05: the signal vanishes with depth
+    plan = recommend(model, x)
+    initlab.initialize(model, plan, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        h = model.flatten(x)
+        for block in model.blocks:
+            h = block(h)
+    assert h.std() > 0.1  # with std 0.05 it is ~1e-8 at depth 20
+
+
+def test_unknown_activations_get_lsuv_which_needs_data():
+    model, x = Functional(), torch.randn(32, 8)
+    plan = recommend(model, x)
+    assert plan["d"] == "lsuv" and plan.needs_data
+    with pytest.raises(initlab.InitlabError, match="needs data"):
+        initlab.initialize(model, plan)
+    record = initlab.initialize(model, plan, data=x)
+    assert "rescalings" in record.to_frame().columns
+    assert "activation" in str(plan) and len(plan) == 5
