@@ -81,6 +81,7 @@ def run_config(
             epochs=config.epochs,
             seed=config.seed,
             on_epoch=on_epoch,
+            track=config.track,
         )
     except InitlabError:
         raise

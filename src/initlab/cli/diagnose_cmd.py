@@ -1,0 +1,233 @@
+"""``initlab diagnose``: per-layer statistics and findings of a network at initialization."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import torch
+import typer
+from rich.console import Console
+from torch import Tensor, nn
+
+from initlab.apply import initialize
+from initlab.cli import app
+from initlab.cli import options as opt
+from initlab.cli.options import split_list
+from initlab.cli.tables import print_frame
+from initlab.config import RunConfig
+from initlab.errors import InitlabError, UnknownNameError, check_positive
+from initlab.probe import Diagnosis
+from initlab.probe import diagnose as run_probe
+from initlab.probe.plots import plot_histograms, plot_profiles
+from initlab.train.run import build_initialized_model, load_data
+from initlab.train.seeding import derive_seed, make_generator
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+DEFAULT_INIT = "he_normal"
+COLUMN_NOTE = (
+    "z: pre-activation, act: phi(z). z msq = mean(z²); q (MF): its mean-field prediction. "
+    "sat, dead: fractions of saturated values / dead units. same W: units whose incoming "
+    "weights equal another's. dL/dz std: back-propagated gradient. All columns: --out."
+)
+
+
+@app.command()
+def diagnose(
+    depth: Annotated[int, typer.Option(help="number of hidden layers")] = 5,
+    width: Annotated[int, typer.Option(help="units per hidden layer")] = 256,
+    activation: opt.Activation = "relu",
+    init: Annotated[
+        str | None,
+        typer.Option(help="comma-separated initializer specs, overlaid (default he_normal)"),
+    ] = None,
+    output_init: Annotated[
+        str, typer.Option(help="the output layer's scheme; 'same' = as the hidden layers")
+    ] = "glorot_uniform",
+    batch_norm: opt.BatchNorm = False,
+    bias: Annotated[str, typer.Option(help="zeros, keep, torch_default or a number")] = "zeros",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="module:function returning your nn.Module (no arguments)"),
+    ] = None,
+    dataset: opt.Dataset = "fashion-mnist",
+    batch: Annotated[int, typer.Option(help="examples in the probe batch")] = 512,
+    seed: Annotated[int, typer.Option(help="seed of the weights and of the batch")] = 0,
+    data_dir: opt.DataDir = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="write layers.csv, findings.json and the figures here"),
+    ] = None,
+) -> None:
+    """Look inside a network at init: per-layer statistics, findings, suggestions."""
+    check_positive("--batch", batch)
+    check_positive("--width", width)
+    check_positive("--depth", depth, allow_zero=True)
+    inits = split_list(init) if init else [None if model else DEFAULT_INIT]
+    config = RunConfig(
+        dataset=dataset,
+        hidden=(width,) * depth,
+        activation=activation,
+        batch_norm=batch_norm,
+        init=inits[0] or DEFAULT_INIT,
+        output_init=None if output_init == "same" else output_init,
+        bias=_parse_bias(bias),
+        seed=seed,
+    )
+    with err.status(f"loading {dataset}"):
+        data = load_data(config, data_dir=str(data_dir) if data_dir else None)
+    x, y = _probe_batch(data.x_train, data.y_train, batch, seed)
+    diagnoses: dict[str, Diagnosis] = {}
+    for scheme in inits:
+        label = scheme or str(model)
+        net = (
+            _user_model(model, config.replace(init=scheme) if scheme else None)
+            if model
+            else build_initialized_model(
+                config.replace(init=scheme), data.input_shape, data.num_classes
+            )
+        )
+        diagnoses[label] = _diagnose(net, x, y, label)
+        _print(diagnoses[label], len(x), dataset)
+    if out_dir is not None:
+        paths = write_outputs(diagnoses, out_dir, dataset=dataset, batch=len(x), seed=seed)
+        out.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _parse_bias(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _probe_batch(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """``size`` training examples drawn without replacement from the ``"probe"`` stream."""
+    idx = torch.randperm(len(x), generator=make_generator(seed, "probe"))[:size]
+    return x[idx], y[idx]
+
+
+def _diagnose(net: nn.Module, x: Tensor, y: Tensor, label: str) -> Diagnosis:
+    try:
+        return run_probe(net, x, y, label=label)
+    except (RuntimeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InitlabError(
+            f"the model failed on a batch of shape {tuple(x.shape)}: {first}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    """Let ``--model mymodule:build`` find ``mymodule.py`` in the current directory."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def load_factory(spec: str) -> object:
+    """The callable named by ``module:function``; clear errors for every way it can fail."""
+    module_name, sep, func_name = spec.partition(":")
+    if not sep or not module_name.strip() or not func_name.strip():
+        raise InitlabError(f"--model takes module:function (e.g. mymodels:build), got '{spec}'")
+    with _cwd_on_path():
+        try:
+            module = importlib.import_module(module_name.strip())
+        except (ImportError, SyntaxError) as exc:
+            raise InitlabError(f"cannot import module '{module_name}' for --model: {exc}") from None
+    factory = getattr(module, func_name.strip(), None)
+    if factory is None:
+        public = [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])]
+        raise UnknownNameError(f"function in module '{module_name}'", func_name, public)
+    if not callable(factory):
+        raise InitlabError(
+            f"--model {spec}: '{func_name}' is a {type(factory).__name__}, not a function"
+        )
+    return factory
+
+
+def _user_model(spec: str, config: RunConfig | None) -> nn.Module:
+    """Call the factory (global RNG seeded from ``--seed``, then restored); apply ``--init``."""
+    factory = load_factory(spec)
+    seed = config.seed if config is not None else 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "construct"))
+        try:
+            built = factory()  # type: ignore[operator]
+        except TypeError as exc:
+            raise InitlabError(
+                f"--model {spec} must be callable with no arguments: {exc}"
+            ) from None
+    if not isinstance(built, nn.Module):
+        raise InitlabError(
+            f"--model {spec} returned a {type(built).__name__}, not a torch.nn.Module"
+        )
+    if config is not None:
+        initialize(
+            built,
+            config.init,
+            bias=config.bias,
+            output_layer=config.output_init,
+            generator=make_generator(config.seed, "init"),
+        )
+    return built
+
+
+def _print(diag: Diagnosis, batch: int, dataset: str) -> None:
+    title = f"{diag.label}: per-layer statistics on {batch} {dataset} examples"
+    print_frame(diag.table(), out, title=title)
+    out.print(COLUMN_NOTE)
+    if diag.healthy:
+        out.print(f"[green]{diag.label}: no findings — healthy[/green]")
+    for finding in diag.findings:
+        out.print(f"[bold red]{finding.name}[/bold red]: {finding.message}", highlight=False)
+        if finding.suggestion:
+            out.print(f"  suggestion: {finding.suggestion}", highlight=False)
+    out.print()
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "model"
+
+
+def write_outputs(
+    diagnoses: dict[str, Diagnosis], directory: Path, **details: object
+) -> list[Path]:
+    """``layers.csv`` (one row per init × layer), ``findings.json``
+    (``{"findings": [...], "details": [...]}``), ``profiles.png`` and one
+    ``histograms_<init>.png`` per init."""
+    directory.mkdir(parents=True, exist_ok=True)
+    frames = [d.layers.assign(init=label) for label, d in diagnoses.items()]
+    table = pd.concat(frames, ignore_index=True)
+    table = table[["init", *[c for c in table.columns if c != "init"]]]
+    paths = [directory / "layers.csv", directory / "findings.json"]
+    table.to_csv(paths[0], index=False)
+    document = {
+        "findings": [
+            {"init": label, **f.to_dict()} for label, d in diagnoses.items() for f in d.findings
+        ],
+        "details": [
+            {**{k: v for k, v in d.to_dict().items() if k != "findings"}, "init": label, **details}
+            for label, d in diagnoses.items()
+        ],
+    }
+    paths[1].write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+    paths.append(plot_profiles(diagnoses, directory / "profiles.png"))
+    for label, diag in diagnoses.items():
+        paths.append(plot_histograms(diag, directory / f"histograms_{_slug(label)}.png"))
+    return paths

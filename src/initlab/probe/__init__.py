@@ -1,0 +1,28 @@
+"""See inside a network: per-layer statistics at init and during training.
+
+* :func:`diagnose` — one forward/backward pass → :class:`Diagnosis` (table, findings, plots);
+* :mod:`~initlab.probe.metrics` — the statistics as pure functions of tensors
+  (:func:`layer_metrics`, :data:`METRICS`), shared with other engines;
+* :mod:`~initlab.probe.hooks` — collecting the tensors with hooks, leaving the model as it was;
+* :mod:`~initlab.probe.findings` — the verdicts and their thresholds;
+* :mod:`~initlab.probe.tracking` — :class:`Tracker`, the probe during training.
+
+See ``docs/diagnosis.md``.
+"""
+
+from initlab.probe.diagnosis import Diagnosis, diagnose, measure
+from initlab.probe.findings import FINDINGS, Finding
+from initlab.probe.metrics import METRICS, layer_metrics
+from initlab.probe.tracking import Tracker, make_tracker
+
+__all__ = [
+    "FINDINGS",
+    "METRICS",
+    "Diagnosis",
+    "Finding",
+    "Tracker",
+    "diagnose",
+    "layer_metrics",
+    "make_tracker",
+    "measure",
+]

@@ -1,0 +1,197 @@
+"""The :class:`Diagnosis` of one network: a per-layer table, findings, and figures.
+
+>>> d = initlab.probe.diagnose(model, x, y)
+>>> d.findings                     # [] when healthy; else Finding(name, layers, ...)
+>>> d.layers[["layer", "post_std", "pre_grad_std"]]
+>>> d.plot("diagnosis.png"); d.to_rows()   # tidy {layer, metric, value}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import Tensor, nn
+
+from initlab.initializers import fans_of_module
+from initlab.probe import findings as verdicts
+from initlab.probe.findings import Finding
+from initlab.probe.hooks import LayerTensors, Loss, collect
+from initlab.probe.meanfield import predicted_q
+from initlab.probe.metrics import METRICS
+
+HIST_VALUES = 20_000
+"""Values kept per layer for the histograms (evenly spaced over the batch, deterministic)."""
+INFO_COLUMNS = ("layer", "index", "type", "activation", "normalized", "fan_in", "fan_out", "units")
+SHOWN = {
+    "layer": "layer",
+    "activation": "act",
+    "pre_msq": "z msq",
+    "q_pred": "q (MF)",
+    "post_std": "act std",
+    "saturated_frac": "sat",
+    "dead_frac": "dead",
+    "weight_std": "W std",
+    "weight_grad_norm": "|dL/dW|",
+    "pre_grad_std": "dL/dz std",
+    "weight_duplicates": "same W",
+}
+"""The columns of the printed table (``str(d)``, the CLI), with their short headers."""
+
+
+@dataclass
+class Diagnosis:
+    """Per-layer statistics of one forward/backward pass, and the verdicts on them.
+
+    ``layers``: one row per Linear/Conv layer call, columns :data:`INFO_COLUMNS`, every
+    metric of :data:`initlab.probe.metrics.METRICS`, and ``q_pred`` (the mean-field
+    prediction of ``pre_msq``; NaN where it does not apply). ``findings``: the
+    :class:`Finding` list (empty = healthy). ``summary``: the depth ratios of
+    :func:`initlab.probe.findings.summary`. ``samples``: per hidden layer, sampled
+    ``activation`` values and back-propagated ``gradient`` (dL/dz) values, for histograms.
+    """
+
+    layers: pd.DataFrame
+    findings: list[Finding]
+    summary: dict[str, float] = field(default_factory=dict)
+    samples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    label: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the findings that fired."""
+        return [f.name for f in self.findings]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.findings
+
+    def finding(self, name: str) -> Finding | None:
+        """The finding called ``name``, or ``None`` if it did not fire."""
+        return next((f for f in self.findings if f.name == name), None)
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """Tidy long rows ``{layer, metric, value}``: every layer × every name of ``METRICS``."""
+        return frame_rows(self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``label``, ``healthy``, ``findings`` (dicts) and ``summary`` (JSON-ready)."""
+        return {
+            "label": self.label,
+            "healthy": self.healthy,
+            "findings": [f.to_dict() for f in self.findings],
+            "summary": {k: (v if math.isfinite(v) else str(v)) for k, v in self.summary.items()},
+        }
+
+    def table(self) -> pd.DataFrame:
+        """The printed columns (:data:`SHOWN`) under their short headers."""
+        return self.layers[list(SHOWN)].rename(columns=SHOWN)
+
+    def plot(self, path: str | Path) -> Path:
+        """Histograms (Glorot & Bengio 2010, Fig. 6–7) and per-layer profiles in one figure."""
+        from initlab.probe.plots import plot_diagnosis
+
+        return plot_diagnosis(self, Path(path))
+
+    def __str__(self) -> str:
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            text = self.table().to_string(index=False, float_format=lambda v: f"{v:.3g}")
+        title = f"diagnosis {self.label}".strip()
+        if not self.findings:
+            return f"{title}\n{text}\nno findings: healthy"
+        return f"{title}\n{text}\nfindings:\n" + "\n".join(f"- {f}" for f in self.findings)
+
+    def _repr_html_(self) -> str:
+        items = "".join(
+            f"<li><b>{f.name}</b>: {f.message}<br><i>{f.suggestion}</i></li>" for f in self.findings
+        )
+        verdict = f"<ul>{items}</ul>" if items else "<p>no findings: healthy</p>"
+        table = self.table().to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return f"<h4>diagnosis {self.label}</h4>{table}{verdict}"
+
+
+def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """``{layer, metric, value}`` for every row of a layers table and every name of METRICS."""
+    return [
+        {"layer": str(layer), "metric": metric, "value": float(value)}
+        for layer, row in zip(
+            frame["layer"], frame[list(METRICS)].itertuples(index=False), strict=True
+        )
+        for metric, value in zip(METRICS, row, strict=True)
+    ]
+
+
+def layer_frame(layers: list[LayerTensors], q_pred: list[float] | None = None) -> pd.DataFrame:
+    """The per-layer table of :class:`Diagnosis` from collected tensors."""
+    rows = []
+    for index, layer in enumerate(layers):
+        fans = fans_of_module(layer.module)
+        units = layer.weight.shape[0]
+        info = (
+            layer.name,
+            index,
+            type(layer.module).__name__,
+            layer.activation,
+            layer.normalized,
+            fans.fan_in,
+            fans.fan_out,
+            units,
+        )
+        rows.append({**dict(zip(INFO_COLUMNS, info, strict=True)), **layer.metrics()})
+    frame = pd.DataFrame(rows, columns=[*INFO_COLUMNS, *METRICS])
+    frame["q_pred"] = q_pred if q_pred is not None else math.nan
+    return frame
+
+
+def _sample(x: Tensor | None) -> np.ndarray:
+    if x is None:
+        return np.empty(0, dtype=np.float32)
+    flat = x.detach().reshape(-1).float().cpu().numpy()
+    if flat.size > HIST_VALUES:
+        flat = flat[np.linspace(0, flat.size - 1, HIST_VALUES).astype(np.int64)]
+    return flat
+
+
+def measure(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor | None = None,
+    loss: Loss | None = None,
+    *,
+    mode: str = "train",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The per-layer table only (no theory, no verdicts): what tracking records."""
+    return layer_frame(collect(model, inputs, targets, loss, mode=mode, seed=seed))
+
+
+def diagnose(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor | None = None,
+    loss: Loss | None = None,
+    *,
+    mode: str = "train",
+    seed: int = 0,
+    label: str = "",
+) -> Diagnosis:
+    """Diagnose ``model`` on one batch: statistics per layer, findings, suggestions.
+
+    One forward and one backward pass (:func:`initlab.probe.hooks.collect`): of the task
+    loss ``loss(output, targets)`` (cross-entropy by default) when ``targets`` are given,
+    else of ``<output, v>`` with a fixed-seed unit-variance cotangent ``v``. ``mode="train"``
+    (default) shows what a training step sees (BatchNorm batch statistics, dropout from a
+    ``seed``-ed RNG); ``"eval"`` and ``"current"`` are the alternatives. The model is left
+    exactly as it was: hooks removed, ``.grad`` never written, modes and buffers restored.
+    """
+    layers = collect(model, inputs, targets, loss, mode=mode, seed=seed)
+    frame = layer_frame(layers, predicted_q(layers))
+    samples = {
+        layer.name: {"activation": _sample(layer.post), "gradient": _sample(layer.pre_grad)}
+        for layer in layers[:-1]
+    }
+    return Diagnosis(frame, verdicts.find(frame), verdicts.summary(frame), samples, label)

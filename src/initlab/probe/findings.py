@@ -1,0 +1,249 @@
+"""Verdicts on a per-layer table: a fixed vocabulary of findings with stated thresholds.
+
+A diagnosis compares *hidden* layers: every Linear/Conv layer but the last one called (the
+output layer, whose units are told apart by the labels and whose activation is the loss's
+business). "First" and "last" below are the first and last hidden layers. An empty list of
+findings means the network looks healthy at the scale of these tests.
+
+=========================  ==================================================================
+finding                    fires when
+=========================  ==================================================================
+vanishing_activations      post_std(last) / post_std(first) < ACTIVATION_RATIO_LOW (1/30)
+exploding_activations      that ratio > ACTIVATION_RATIO_HIGH (30), or any hidden value is
+                           non-finite (an overflow)
+vanishing_gradients        pre_grad_std(first) / pre_grad_std(last) < GRADIENT_RATIO_LOW
+                           (1/30), or weight_grad_norm(first layer) / weight_grad_norm(output
+                           layer) < WEIGHT_GRAD_RATIO_LOW (1e-3)
+exploding_gradients        pre_grad_std ratio > GRADIENT_RATIO_HIGH (30), weight-gradient
+                           ratio > WEIGHT_GRAD_RATIO_HIGH (1e3), or a non-finite gradient
+saturation                 a hidden layer has saturated_frac > SATURATION_FRAC (0.5)
+dead_units                 a hidden layer has dead_frac > DEAD_FRAC (0.5)
+symmetry                   a hidden layer has weight_duplicates > 0 or act_duplicates > 0
+=========================  ==================================================================
+
+Why two gradient ratios: the norm of dL/dW_l = delta_l h_{l-1}ᵀ multiplies the backward
+signal delta_l (which shrinks toward the input when the forward signal h shrinks) by the
+forward signal h_{l-1} (which shrinks toward the output), so it stays nearly constant across
+depth even when back-propagated gradients vanish (Glorot & Bengio 2010 saw exactly this). The
+std of the back-propagated gradient dL/dz is the sensitive measure; the weight-gradient norm
+ratio catches the extreme cases.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from initlab.probe import suggestions
+
+ACTIVATION_RATIO_LOW = 1 / 30
+ACTIVATION_RATIO_HIGH = 30.0
+GRADIENT_RATIO_LOW = 1 / 30
+GRADIENT_RATIO_HIGH = 30.0
+WEIGHT_GRAD_RATIO_LOW = 1e-3
+WEIGHT_GRAD_RATIO_HIGH = 1e3
+SATURATION_FRAC = 0.5
+DEAD_FRAC = 0.5
+
+FINDINGS = (
+    "vanishing_activations",
+    "exploding_activations",
+    "vanishing_gradients",
+    "exploding_gradients",
+    "saturation",
+    "dead_units",
+    "symmetry",
+)
+"""The vocabulary, in the order findings are reported."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One verdict: which ``layers`` triggered it, the numbers (``values``), the
+    ``threshold`` crossed, a one-line ``message`` and a theory-derived ``suggestion``."""
+
+    name: str
+    layers: tuple[str, ...]
+    values: dict[str, float] = field(default_factory=dict)
+    threshold: float = math.nan
+    message: str = ""
+    suggestion: str = ""
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (non-finite numbers become strings: ``"inf"``, ``"nan"``)."""
+        d = asdict(self)
+        d["layers"] = list(self.layers)
+        d["values"] = {k: _json_number(v) for k, v in self.values.items()}
+        d["threshold"] = _json_number(self.threshold)
+        return d
+
+    def __str__(self) -> str:
+        text = f"{self.name}: {self.message}"
+        return text + (f"\n  suggestion: {self.suggestion}" if self.suggestion else "")
+
+
+def _json_number(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
+def hidden_layers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of every weight layer but the last (the output layer)."""
+    return frame.iloc[:-1]
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator`` keeping explosions: inf/finite = inf, finite/inf = 0,
+    x/0 = inf (x > 0); NaN for 0/0, inf/inf and anything with a NaN."""
+    if math.isnan(numerator) or math.isnan(denominator):
+        return math.nan
+    if math.isinf(denominator):
+        return math.nan if math.isinf(numerator) else 0.0
+    if denominator == 0:
+        return math.inf if numerator > 0 else math.nan
+    return numerator / denominator
+
+
+def summary(frame: pd.DataFrame) -> dict[str, float]:
+    """The three depth ratios the verdicts use (NaN with fewer than two hidden layers).
+
+    ``activation_std_ratio`` = post_std(last hidden) / post_std(first hidden);
+    ``grad_std_ratio`` = pre_grad_std(first hidden) / pre_grad_std(last hidden);
+    ``weight_grad_norm_ratio`` = weight_grad_norm(first layer) / weight_grad_norm(last layer).
+    """
+    hid = hidden_layers(frame)
+    out = dict.fromkeys(
+        ("activation_std_ratio", "grad_std_ratio", "weight_grad_norm_ratio"), math.nan
+    )
+    if len(hid) >= 2:
+        post, grad = hid["post_std"].astype(float), hid["pre_grad_std"].astype(float)
+        out["activation_std_ratio"] = ratio(post.iloc[-1], post.iloc[0])
+        out["grad_std_ratio"] = ratio(grad.iloc[0], grad.iloc[-1])
+    if len(frame) >= 2:
+        norm = frame["weight_grad_norm"].astype(float)
+        out["weight_grad_norm_ratio"] = ratio(norm.iloc[0], norm.iloc[-1])
+    return {k: float(v) for k, v in out.items()}
+
+
+def find(frame: pd.DataFrame) -> list[Finding]:
+    """Every finding that fires on ``frame`` (a :attr:`Diagnosis.layers` table), in
+    :data:`FINDINGS` order, each with its suggestion."""
+    if len(frame) < 2:
+        return []
+    found = [
+        *_activation_findings(frame),
+        *_gradient_findings(frame),
+        *_fraction_findings(frame),
+        *_symmetry_findings(frame),
+    ]
+    return sorted(found, key=lambda f: FINDINGS.index(f.name))
+
+
+def _ends(hid: pd.DataFrame) -> tuple[str, str]:
+    return str(hid["layer"].iloc[0]), str(hid["layer"].iloc[-1])
+
+
+def _activation_findings(frame: pd.DataFrame) -> list[Finding]:
+    hid = hidden_layers(frame)
+    if len(hid) < 2:
+        return []
+    r = summary(frame)["activation_std_ratio"]
+    first, last = _ends(hid)
+    values = {
+        "ratio": r,
+        "first_std": hid["post_std"].iloc[0],
+        "last_std": hid["post_std"].iloc[-1],
+    }
+    overflow = hid[hid["nonfinite_frac"] > 0]
+    if r < ACTIVATION_RATIO_LOW:
+        msg = (
+            f"activation std falls from {values['first_std']:.3g} ({first}) to "
+            f"{values['last_std']:.3g} ({last}): ratio {r:.3g} < {ACTIVATION_RATIO_LOW:.3g}"
+        )
+        return [
+            _make("vanishing_activations", (first, last), values, ACTIVATION_RATIO_LOW, msg, frame)
+        ]
+    if r > ACTIVATION_RATIO_HIGH or len(overflow):
+        where = f"; non-finite values from {overflow['layer'].iloc[0]} on" if len(overflow) else ""
+        limit = f" > {ACTIVATION_RATIO_HIGH:.3g}" if r > ACTIVATION_RATIO_HIGH else ""
+        msg = (
+            f"activation std grows from {values['first_std']:.3g} ({first}) to "
+            f"{values['last_std']:.3g} ({last}): ratio {r:.3g}{limit}{where}"
+        )
+        layers = (first, last) if not len(overflow) else (first, str(overflow["layer"].iloc[0]))
+        return [_make("exploding_activations", layers, values, ACTIVATION_RATIO_HIGH, msg, frame)]
+    return []
+
+
+def _gradient_findings(frame: pd.DataFrame) -> list[Finding]:
+    hid = hidden_layers(frame)
+    s = summary(frame)
+    g, w = s["grad_std_ratio"], s["weight_grad_norm_ratio"]
+    values = {"grad_std_ratio": g, "weight_grad_norm_ratio": w}
+    layers = _ends(hid) if len(hid) >= 2 else (str(frame["layer"].iloc[0]),)
+    rule = (
+        f"dL/dz std first/last hidden {g:.3g} (limits {GRADIENT_RATIO_LOW:.3g}, "
+        f"{GRADIENT_RATIO_HIGH:.3g}); weight-gradient norm first/output {w:.3g} "
+        f"(limits {WEIGHT_GRAD_RATIO_LOW:.0e}, {WEIGHT_GRAD_RATIO_HIGH:.0e})"
+    )
+    bad = ~frame["pre_grad_std"].apply(_not_inf) | ~frame["weight_grad_norm"].apply(_not_inf)
+    if g < GRADIENT_RATIO_LOW or w < WEIGHT_GRAD_RATIO_LOW:
+        msg = f"back-propagated gradients shrink toward the input: {rule}"
+        return [_make("vanishing_gradients", layers, values, GRADIENT_RATIO_LOW, msg, frame)]
+    if g > GRADIENT_RATIO_HIGH or w > WEIGHT_GRAD_RATIO_HIGH or bad.any():
+        extra = f"; non-finite gradients at {frame['layer'][bad].iloc[0]}" if bad.any() else ""
+        msg = f"back-propagated gradients grow toward the input: {rule}{extra}"
+        return [_make("exploding_gradients", layers, values, GRADIENT_RATIO_HIGH, msg, frame)]
+    return []
+
+
+def _not_inf(value: float) -> bool:
+    return not math.isinf(value)
+
+
+def _fraction_findings(frame: pd.DataFrame) -> list[Finding]:
+    hid = hidden_layers(frame)
+    out = []
+    for name, column, limit, what in (
+        ("saturation", "saturated_frac", SATURATION_FRAC, "saturated activation values"),
+        ("dead_units", "dead_frac", DEAD_FRAC, "units zero for every sample"),
+    ):
+        hit = hid[hid[column] > limit]
+        if len(hit):
+            values = dict(zip(hit["layer"].astype(str), hit[column].astype(float), strict=True))
+            worst = max(values, key=values.get)
+            msg = (
+                f"{len(hit)} layer(s) with more than {limit:.0%} {what} "
+                f"(worst: {worst}, {values[worst]:.1%})"
+            )
+            out.append(_make(name, tuple(values), values, limit, msg, frame))
+    return out
+
+
+def _symmetry_findings(frame: pd.DataFrame) -> list[Finding]:
+    hid = hidden_layers(frame)
+    dup = hid[["weight_duplicates", "act_duplicates"]].fillna(0).max(axis=1)
+    hit = hid[dup > 0]
+    if not len(hit):
+        return []
+    values = dict(zip(hit["layer"].astype(str), dup[dup > 0].astype(float), strict=True))
+    total = int(sum(values.values()))
+    msg = (
+        f"{total} unit(s) in {len(hit)} layer(s) have incoming weights or activations "
+        "identical to another unit's: they get identical gradients and stay identical"
+    )
+    return [_make("symmetry", tuple(values), values, 0.0, msg, frame)]
+
+
+def _make(
+    name: str,
+    layers: tuple[str, ...],
+    values: dict[str, float],
+    threshold: float,
+    message: str,
+    frame: pd.DataFrame,
+) -> Finding:
+    values = {k: float(v) for k, v in values.items()}
+    advice = suggestions.suggest(name, frame, layers)
+    return Finding(name, tuple(layers), values, float(threshold), message, advice)

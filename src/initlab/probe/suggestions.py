@@ -1,0 +1,187 @@
+"""Suggestions derived from the gain and mean-field theory, never from a table of cases.
+
+For a hidden layer with fan-in ``n`` followed by activation phi, the variance-preserving rule
+of :func:`initlab.gain` prescribes the weight std ``gain(phi) / sqrt(n)``; mean-field theory
+(:mod:`initlab.theory`) gives the edge of chaos ``sigma_w² = critical_sigma_w2(phi, sigma_b²)``
+and, for the layer's *actual* ``sigma_w² = n · mean(W²)``, the phase, ``chi1`` and the
+trainable depth ``6 xi_c``. A suggestion compares the layer's weight std with the
+prescription (``ratio = actual / prescribed``) and names the registry schemes whose std
+(:meth:`initlab.initializers.Initializer.std` at the layer's fans) is closest to it in log
+scale, over the layers concerned: the best ``fan_in`` scheme (LeCun/He/Kaiming family) and
+the best ``fan_avg`` scheme (Glorot/Xavier family). For ReLU that is ``he_normal``; for tanh
+``kaiming_normal(nonlinearity='tanh')`` or ``xavier_normal(gain=1.667)``; for sigmoid
+``lecun_normal`` or ``glorot_normal``. Dead units whose pre-activations sit below zero because
+of the biases get "zero biases"; identical units get "a random scheme".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from initlab import initializers
+from initlab.errors import InitlabError
+from initlab.initializers import Fans
+from initlab.theory import analyze, gain, pytorch_gain
+from initlab.theory.meanfield import critical_sigma_w2
+
+SCALE_TOLERANCE = 1.25
+"""A weight std within this factor of ``gain / sqrt(fan_in)`` follows the gain rule."""
+BIAS_DEAD_SIGMAS = 1.0
+"""Dead units are blamed on the biases when ``bias_mean < 0`` and ``pre_mean < -1 · pre_std``."""
+_KAIMING_NAMES = ("linear", "sigmoid", "tanh", "relu", "selu")
+
+
+def candidates(activation: str) -> dict[str, list[str]]:
+    """Registry specs to choose from, by family; the gain enters as a parameter, not a table."""
+    g = gain(activation)
+    if activation in _KAIMING_NAMES and pytorch_gain(activation) is not None:
+        exact = f"kaiming_normal(nonlinearity='{activation}')"
+    else:
+        exact = (
+            f"variance_scaling(scale={g * g:.4g}, mode='fan_in', distribution='truncated_normal')"
+        )
+    return {
+        "fan_in": ["he_normal", "lecun_normal", exact],
+        "fan_avg": ["glorot_normal", f"xavier_normal(gain={g:.4g})"],
+    }
+
+
+def best_schemes(activation: str, fans: Sequence[tuple[int, int]]) -> dict[str, str]:
+    """Per family, the candidate whose std is closest to ``gain / sqrt(fan_in)`` over ``fans``
+    (sum of squared log errors; ties go to the first listed)."""
+    target = gain(activation)
+    best: dict[str, str] = {}
+    for family, specs in candidates(activation).items():
+        errors = []
+        for spec in specs:
+            try:
+                init = initializers.parse(spec)
+                stds = [init.std(Fans(fi, fo)) for fi, fo in fans]
+            except InitlabError:
+                continue
+            if not all(s and s > 0 for s in stds):
+                continue
+            ratios = [s * math.sqrt(fi) / target for s, (fi, _) in zip(stds, fans, strict=True)]
+            err = sum(math.log(r) ** 2 for r in ratios)
+            errors.append((round(err, 9), spec))
+        if errors:
+            best[family] = min(errors, key=lambda e: e[0])[1]
+    return best
+
+
+def _rows(frame: pd.DataFrame, layers: Sequence[str]) -> pd.DataFrame:
+    return frame[frame["layer"].isin(list(layers))]
+
+
+def _span(frame: pd.DataFrame, layers: Sequence[str]) -> pd.DataFrame:
+    """Hidden rows from the first to the last of ``layers`` (ratio findings name two ends)."""
+    hidden = frame.iloc[:-1]
+    idx = hidden.index[hidden["layer"].isin(list(layers))]
+    return hidden.loc[idx.min() : idx.max()] if len(idx) else hidden.iloc[0:0]
+
+
+def scale_advice(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """Compare the weight std of ``rows`` with the gain rule; name the matching schemes."""
+    parts = []
+    if rows["normalized"].all() and len(rows):
+        return (
+            "these layers are normalized (BatchNorm/LayerNorm), which makes them invariant to "
+            "the weight scale: the init is not the cause; deep plain normalized nets need "
+            "skip connections (Yang et al. 2019) or less depth"
+        )
+    for act, group in rows[~rows["normalized"]].groupby("activation", sort=False):
+        parts.append(_activation_advice(str(act), group))
+    unknown = rows[rows["activation"].isna() & ~rows["normalized"]]
+    if len(unknown):
+        parts.append(
+            f"activation after {unknown['layer'].iloc[0]} unknown: use weight std "
+            "gain(phi)/sqrt(fan_in) with initlab.gain(phi)"
+        )
+    return "; ".join(p for p in parts if p)
+
+
+def _activation_advice(act: str, group: pd.DataFrame) -> str:
+    try:
+        g = gain(act)
+    except InitlabError:
+        return ""
+    fans = [(int(fi), int(fo)) for fi, fo in zip(group["fan_in"], group["fan_out"], strict=True)]
+    prescribed = [g / math.sqrt(fi) for fi, _ in fans]
+    ratios = [w / p for w, p in zip(group["weight_std"], prescribed, strict=True)]
+    r = float(pd.Series(ratios).median())
+    sw2 = float((group["weight_std"] ** 2 * group["fan_in"]).median())
+    sb2 = float(group["bias_std"].fillna(0).median() ** 2)
+    theory = _theory_note(act, sw2, sb2)
+    schemes = best_schemes(act, fans)
+    names = " or ".join(f"{spec} ({family})" for family, spec in schemes.items())
+    if 1 / SCALE_TOLERANCE <= r <= SCALE_TOLERANCE:
+        return (
+            f"{act} layers already follow the gain rule (weight std {r:.2f}× "
+            f"gain/sqrt(fan_in), gain {g:.4g}); {theory}; consider normalization or less depth"
+        )
+    return (
+        f"{act} layers have weight std {r:.2f}× the gain rule gain/sqrt(fan_in) with "
+        f"gain({act}) = {g:.4g} (e.g. {group['weight_std'].iloc[0]:.3g} vs "
+        f"{prescribed[0]:.3g} at {group['layer'].iloc[0]}); {theory}; use {names}"
+    )
+
+
+def _theory_note(act: str, sw2: float, sb2: float) -> str:
+    """Mean-field phase at the actual sigma_w², and the edge of chaos."""
+    try:
+        mf = analyze(act, sw2, sb2)
+        crit = critical_sigma_w2(act, sb2)
+    except (InitlabError, ValueError, ArithmeticError):
+        return f"sigma_w² = {sw2:.3g}"
+    depth = mf["max_trainable_depth"]
+    depth_text = "unbounded" if math.isinf(depth) else f"≈ {depth:.3g} layers"
+    return (
+        f"mean field: sigma_w² = {sw2:.3g} is {mf['phase']} (chi1 = {mf['chi1']:.3g}, "
+        f"trainable depth {depth_text}; edge of chaos at sigma_w² = {crit:.3g})"
+    )
+
+
+def dead_advice(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """Biases pushing pre-activations below zero → zero biases; otherwise the weight scale."""
+    biased = rows[
+        (rows["bias_mean"] < 0) & (rows["pre_mean"] < -BIAS_DEAD_SIGMAS * rows["pre_std"])
+    ]
+    if len(biased):
+        return (
+            f"the biases (mean {biased['bias_mean'].iloc[0]:.3g} at {biased['layer'].iloc[0]}) "
+            f"push the pre-activations below zero (mean {biased['pre_mean'].iloc[0]:.3g}, std "
+            f"{biased['pre_std'].iloc[0]:.3g}): use zero biases (initialize(..., bias='zeros'))"
+        )
+    advice = scale_advice(frame, rows)
+    return advice or "consider leaky_relu, or a smaller learning rate if this appeared in training"
+
+
+def symmetry_advice(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """Identical units can only be told apart by a random init: name one for the activation."""
+    acts = rows["activation"].dropna()
+    act = str(acts.iloc[0]) if len(acts) else "linear"
+    fans = [(int(fi), int(fo)) for fi, fo in zip(rows["fan_in"], rows["fan_out"], strict=True)]
+    try:
+        schemes = best_schemes(act, fans)
+    except InitlabError:
+        schemes = {"fan_in": "he_normal"}
+    zero = rows["weight_std"].fillna(1).eq(0).any()
+    cause = "weights are constant (all equal)" if zero else "units share their weights"
+    return (
+        f"{cause}: break the symmetry with a random scheme, e.g. "
+        f"{' or '.join(schemes.values())} for {act}"
+    )
+
+
+def suggest(name: str, frame: pd.DataFrame, layers: Sequence[str]) -> str:
+    """The suggestion for finding ``name`` triggered by ``layers`` of ``frame``."""
+    if name == "symmetry":
+        return symmetry_advice(frame, _rows(frame, layers))
+    if name == "dead_units":
+        return dead_advice(frame, _rows(frame, layers))
+    if name == "saturation":
+        return scale_advice(frame, _rows(frame, layers))
+    return scale_advice(frame, _span(frame, layers))

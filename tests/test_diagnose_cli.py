@@ -1,0 +1,94 @@
+"""``initlab diagnose``: tables, findings, files, user model factories, clear errors."""
+
+import json
+import uuid
+
+import pandas as pd
+import pytest
+
+from initlab.cli import main
+
+TINY = ["--dataset", "digits", "--depth", "2", "--width", "16", "--batch", "64"]
+
+
+def test_diagnose_prints_the_table_and_findings(capsys):
+    assert main(["diagnose", *TINY, "--init", "zeros", "--activation", "tanh"]) == 0
+    out = capsys.readouterr().out
+    assert "blocks.1.linear" in out and "symmetry" in out and "suggestion" in out
+
+
+def test_out_writes_csv_json_and_figures(tmp_path, capsys):
+    args = ["diagnose", *TINY, "--init", "he_normal,zeros", "--out", str(tmp_path)]
+    assert main(args) == 0
+    layers = pd.read_csv(tmp_path / "layers.csv")
+    assert set(layers["init"]) == {"he_normal", "zeros"}
+    assert {"layer", "post_std", "pre_grad_std", "q_pred"} <= set(layers.columns)
+    document = json.loads((tmp_path / "findings.json").read_text())
+    assert set(document) == {"findings", "details"}
+    assert {f["init"] for f in document["findings"]} == {"zeros"}
+    assert "symmetry" in {f["name"] for f in document["findings"]}
+    assert [d["init"] for d in document["details"]] == ["he_normal", "zeros"]
+    assert document["details"][0]["healthy"] is True
+    for name in ("profiles.png", "histograms_he_normal.png", "histograms_zeros.png"):
+        assert (tmp_path / name).stat().st_size > 5_000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--activation", "rleu"], "did you mean 'relu'"),
+        (["--init", "he_norml"], "did you mean 'he_normal'"),
+        (["--dataset", "fashon-mnist"], "did you mean 'fashion-mnist'"),
+        (["--batch", "0"], "--batch"),
+        (["--model", "no_colon_here"], "module:function"),
+        (["--model", "initlab_no_such_module_xyz:build"], "cannot import module"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(args, message, capsys):
+    assert main(["diagnose", *TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """A module in the current directory with a good factory and two bad ones."""
+    name = f"user_models_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "from torch import nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(),\n"
+        "                         nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 10))\n"
+        "def not_a_model():\n"
+        "    return 42\n"
+        "def needs_args(width):\n"
+        "    return nn.Linear(64, width)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    return name
+
+
+def test_model_factory_from_a_user_module(user_module, tmp_path, capsys):
+    args = ["diagnose", "--dataset", "digits", "--batch", "32", "--model", f"{user_module}:build"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert f"{user_module}:build" in out and "tanh" in out
+    layers = pd.read_csv(tmp_path / "out" / "layers.csv", dtype={"layer": str})
+    assert list(layers["layer"]) == ["1", "3", "5"]
+    assert main([*args, "--init", "zeros"]) == 0
+    assert "symmetry" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ("biuld", "did you mean 'build'"),
+        ("not_a_model", "not a torch.nn.Module"),
+        ("needs_args", "no arguments"),
+    ],
+)
+def test_bad_model_factories_exit_2(user_module, function, message, capsys):
+    args = ["diagnose", "--dataset", "digits", "--model", f"{user_module}:{function}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -1,0 +1,240 @@
+"""initlab.probe.diagnose on real networks: each classic failure seen, healthy nets clean."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import initlab
+from initlab.models import MLP, SmallCNN
+from initlab.probe import FINDINGS, METRICS, Diagnosis, diagnose
+from initlab.probe.findings import ratio
+
+FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """A deterministic Gaussian batch shaped like flattened Fashion-MNIST, with labels."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(256, 784, generator=g), torch.randint(0, 10, (256,), generator=g)
+
+
+def mlp(activation, init, depth, width=256, *, batch_norm=False, bias="zeros", dropout=0.0):
+    torch.manual_seed(0)
+    model = MLP(784, [width] * depth, 10, activation, batch_norm=batch_norm, dropout=dropout)
+    initlab.initialize(
+        model,
+        init,
+        bias=bias,
+        output_layer="glorot_uniform",
+        generator=torch.Generator().manual_seed(1),
+    )
+    return model
+
+
+def hidden_std(d: Diagnosis):
+    return d.layers["post_std"].iloc[:-1]
+
+
+def test_zeros_are_symmetric_and_stay_so_under_sgd(batch):
+    x, y = batch
+    model = mlp("tanh", "zeros", 3, 64)
+    assert "symmetry" in diagnose(model, x, y).names
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(5):
+        opt.zero_grad()
+        F.cross_entropy(model(x[:64]), y[:64]).backward()
+        opt.step()
+    after = diagnose(model, x, y)
+    assert "symmetry" in after.names
+    first = model.blocks[0].linear
+    rows = torch.cat([first.weight, first.bias[:, None]], dim=1)
+    assert torch.equal(rows, rows[:1].expand_as(rows))  # every hidden unit still identical
+    assert "blocks.0.linear" in after.finding("symmetry").layers
+
+
+def test_deep_tanh_with_small_normal_vanishes(batch):
+    d = diagnose(mlp("tanh", "random_normal", 20), *batch)
+    assert {"vanishing_activations", "vanishing_gradients"} <= set(d.names)
+    std = hidden_std(d)
+    assert std.iloc[-1] / std.iloc[0] < 0.02  # orders of magnitude
+    advice = d.finding("vanishing_activations").suggestion
+    assert any(word in advice for word in ("glorot", "xavier", "5/3", "1.667"))
+    assert "xavier_normal(gain=1.667)" in advice
+
+
+def test_deep_tanh_with_glorot_does_not_vanish(batch):
+    d = diagnose(mlp("tanh", "glorot_normal", 20), *batch)
+    assert not {"vanishing_activations", "vanishing_gradients"} & set(d.names)
+
+
+def test_batch_norm_rescues_the_deep_tanh_network(batch):
+    d = diagnose(mlp("tanh", "random_normal", 20, batch_norm=True), *batch)
+    assert "vanishing_activations" not in d.names and "vanishing_gradients" not in d.names
+    assert d.summary["activation_std_ratio"] > 0.5
+
+
+def test_deep_relu_with_he_keeps_its_scale_and_explodes_with_unit_normal(batch):
+    he = diagnose(mlp("relu", "he_normal", 50), *batch)
+    std = hidden_std(he)
+    assert std.max() / std.min() < 3
+    assert not {"vanishing_activations", "exploding_activations"} & set(he.names)
+    big = diagnose(mlp("relu", "random_normal(stddev=1.0)", 50), *batch)
+    assert "exploding_activations" in big.names
+    assert "he_normal" in big.finding("exploding_activations").suggestion
+
+
+def test_deep_relu_with_glorot_is_told_to_use_he(batch):
+    d = diagnose(mlp("relu", "glorot_normal", 50), *batch)
+    assert "vanishing_activations" in d.names
+    assert "he_normal" in d.finding("vanishing_activations").suggestion
+
+
+def test_sigmoid_with_unit_normal_saturates(batch):
+    d = diagnose(mlp("sigmoid", "random_normal(stddev=1.0)", 3), *batch)
+    assert "saturation" in d.names
+    finding = d.finding("saturation")
+    assert all(v > 0.5 for v in finding.values.values()) and finding.threshold == 0.5
+    assert "lecun_normal" in finding.suggestion or "glorot_normal" in finding.suggestion
+
+
+def test_relu_with_a_large_negative_bias_has_dead_units(batch):
+    d = diagnose(mlp("relu", "he_normal", 3, bias=-10.0), *batch)
+    assert "dead_units" in d.names
+    assert "zero biases" in d.finding("dead_units").suggestion
+
+
+def test_a_healthy_relu_mlp_has_no_findings(batch):
+    torch.manual_seed(0)
+    model = MLP(784, [300, 100], 10, "relu")
+    initlab.initialize(model, "he_normal", generator=torch.Generator().manual_seed(0))
+    d = diagnose(model, *batch)
+    assert d.findings == [] and d.healthy
+    assert "healthy" in str(d)
+
+
+def snapshot(model):
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        [m.training for m in model.modules()],
+        torch.get_rng_state(),
+    )
+
+
+def test_the_model_is_left_exactly_as_it_was(batch):
+    x, y = batch
+    model = mlp("relu", "he_normal", 3, 32, batch_norm=True, dropout=0.3)
+    model.eval()
+    model.blocks[1].train()  # mixed modes must come back mixed
+    model.blocks[0].linear.weight.grad = torch.ones_like(model.blocks[0].linear.weight)
+    before = snapshot(model)
+    diagnose(model, x, y)
+    diagnose(model, x)  # the random-cotangent path too
+    after = snapshot(model)
+    for key, value in before[0].items():
+        assert torch.equal(value, after[0][key]), key
+    for g0, g1 in zip(before[1], after[1], strict=True):
+        assert (g0 is None and g1 is None) or torch.equal(g0, g1)
+    assert before[2] == after[2]
+    assert torch.equal(before[3], after[3])
+    for module in model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+        assert not module._backward_hooks
+    assert not x.requires_grad
+
+
+def test_batch_norm_running_stats_are_restored_in_train_mode(batch):
+    model = mlp("tanh", "he_normal", 2, 16, batch_norm=True)
+    norm = model.blocks[0].norm
+    mean, count = norm.running_mean.clone(), int(norm.num_batches_tracked)
+    diagnose(model, *batch)
+    assert torch.equal(norm.running_mean, mean) and int(norm.num_batches_tracked) == count
+
+
+def test_rows_layers_table_and_outputs(batch, tmp_path):
+    d = diagnose(mlp("tanh", "random_normal", 4, 32), *batch, label="small")
+    rows = d.to_rows()
+    assert set(rows[0]) == {"layer", "metric", "value"}
+    assert len(rows) == len(d.layers) * len(METRICS)
+    assert {r["metric"] for r in rows} == set(METRICS)
+    assert list(d.layers["layer"]) == [f"blocks.{i}.linear" for i in range(4)] + ["output"]
+    assert set(METRICS) | {"q_pred", "activation", "fan_in"} <= set(d.layers.columns)
+    assert "blocks.3.linear" in str(d) and "<table" in d._repr_html_()
+    assert d.plot(tmp_path / "d.png").stat().st_size > 10_000
+    assert all(name in FINDINGS for name in d.names)
+
+
+def test_mean_field_prediction_matches_a_plain_mlp_and_is_absent_with_batch_norm(batch):
+    d = diagnose(mlp("tanh", "glorot_normal", 6, 256), *batch)
+    ratio = d.layers["pre_msq"] / d.layers["q_pred"]
+    assert ratio.between(0.8, 1.25).all()
+    bn = diagnose(mlp("tanh", "glorot_normal", 3, 32, batch_norm=True), *batch)
+    assert bn.layers["q_pred"].isna().all()
+
+
+def test_works_under_no_grad_and_refuses_bad_calls(batch):
+    model = mlp("relu", "he_normal", 2, 32)
+    with torch.no_grad():
+        d = diagnose(model, *batch)
+    assert d.layers["weight_grad_norm"].notna().all()
+    with pytest.raises(initlab.InitlabError, match="probe mode"):
+        diagnose(model, batch[0], mode="inference")
+
+    class Pair(nn.Module):
+        def forward(self, x):
+            return x, x
+
+    with pytest.raises(initlab.InitlabError, match="one tensor"):
+        diagnose(Pair(), batch[0])
+
+
+def test_random_cotangent_is_deterministic(batch):
+    model = mlp("relu", "he_normal", 2, 32)
+    a, b = diagnose(model, batch[0]), diagnose(model, batch[0])
+    assert a.layers[list(METRICS)].equals(b.layers[list(METRICS)])
+
+
+class Functional(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(20, 30), nn.Linear(30, 30), nn.Linear(30, 5)
+
+    def forward(self, x):
+        return self.c(torch.tanh(self.b(F.relu(self.a(x)))))
+
+
+def test_functional_activations_are_seen_as_the_next_layers_input():
+    d = diagnose(Functional(), torch.randn(64, 20, generator=torch.Generator().manual_seed(0)))
+    assert list(d.layers["activation"].iloc[:2]) == ["relu", "tanh"]
+    assert d.layers["post_std"].iloc[:2].notna().all()
+
+
+def test_convolutions_and_in_place_activations():
+    g = torch.Generator().manual_seed(0)
+    cnn = SmallCNN((1, 12, 12), 10, "relu", channels=(4, 8), dense=16)
+    d = diagnose(cnn, torch.randn(16, 1, 12, 12, generator=g), torch.randint(0, 10, (16,)))
+    assert list(d.layers["type"]) == ["Conv2d", "Conv2d", "Linear", "Linear"]
+    assert list(d.layers["units"]) == [4, 8, 16, 10]
+    seq = nn.Sequential(nn.Linear(8, 16), nn.ReLU(inplace=True), nn.Linear(16, 2))
+    row = diagnose(seq, torch.randn(32, 8, generator=g)).layers.iloc[0]
+    assert row["pre_mean"] < row["post_mean"]  # z copied before ReLU overwrote it
+    assert row["pre_grad_std"] < row["post_grad_std"]  # dL/dz = relu'(z) dL/dphi
+
+
+@pytest.mark.skipif(not FASHION.is_file(), reason="Fashion-MNIST not installed")
+def test_fashion_mnist_deep_tanh_vanishes():
+    data = initlab.data.load("fashion-mnist", download=False)
+    d = diagnose(mlp("tanh", "random_normal", 20), data.x_train[:512], data.y_train[:512])
+    assert {"vanishing_activations", "vanishing_gradients"} <= set(d.names)
+
+
+def test_depth_ratios_keep_explosions_and_refuse_nonsense():
+    inf, nan = float("inf"), float("nan")
+    assert ratio(inf, 2.0) == inf and ratio(1.0, inf) == 0.0 and ratio(3.0, 0.0) == inf
+    for a, b in ((0.0, 0.0), (inf, inf), (1.0, nan), (nan, 1.0)):
+        assert ratio(a, b) != ratio(a, b)  # NaN
+    assert ratio(1.0, 4.0) == 0.25

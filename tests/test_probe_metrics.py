@@ -1,0 +1,114 @@
+"""The probe's statistics as pure functions of tensors (initlab.probe.metrics)."""
+
+import math
+import time
+
+import pytest
+import torch
+
+from initlab.probe.metrics import (
+    METRICS,
+    activation_duplicates,
+    dead_fraction,
+    duplicate_groups,
+    layer_metrics,
+    mean_std,
+    saturated_fraction,
+    unit_matrix,
+    weight_duplicates,
+)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_unit_matrix_puts_units_in_columns():
+    assert unit_matrix(torch.zeros(8, 5)).shape == (8, 5)
+    assert unit_matrix(torch.zeros(8, 3, 4, 4)).shape == (8 * 16, 3)
+    assert unit_matrix(torch.zeros(8, 7, 5), unit_dim=-1).shape == (56, 5)
+    x = torch.arange(2 * 3 * 2.0).reshape(2, 3, 2)  # [B, C, L]
+    assert unit_matrix(x)[:, 1].tolist() == [2.0, 3.0, 8.0, 9.0]
+
+
+def test_mean_std_are_population_statistics_and_overflow_is_infinite():
+    mean, std = mean_std(torch.tensor([1.0, 3.0]))
+    assert (mean, std) == (2.0, 1.0)
+    mean, std = mean_std(torch.tensor([1.0, math.inf]))
+    assert math.isnan(mean) and std == math.inf
+    assert all(math.isnan(v) for v in mean_std(None))
+
+
+def test_saturation_follows_the_activation_registry_rules():
+    tanh = torch.tensor([0.995, 0.5, -0.999, 0.0])
+    assert saturated_fraction(tanh, "tanh") == 0.5
+    sigmoid = torch.tensor([0.005, 0.5, 0.995, 0.02])
+    assert saturated_fraction(sigmoid, "sigmoid") == 0.5
+    assert saturated_fraction(torch.tensor([0.95, 0.1]), "softsign") == 0.5
+    assert math.isnan(saturated_fraction(tanh, "relu"))  # cannot saturate
+    assert math.isnan(saturated_fraction(tanh, None))
+
+
+def test_dead_units_are_zero_for_every_sample_and_position():
+    x = torch.rand(4, 3, 5, 5) + 0.1
+    x[:, 0] = 0.0  # channel 0 dead everywhere
+    x[:, 1] = 0.0
+    x[2, 1, 3, 3] = 0.5  # channel 1 alive at one position of one sample
+    assert dead_fraction(x) == pytest.approx(1 / 3)
+    dense = torch.relu(torch.randn(16, 10, generator=gen()))
+    dense[:, [2, 7]] = 0.0
+    assert dead_fraction(dense) == pytest.approx(0.2)
+
+
+def test_duplicate_groups_counts_identical_rows_and_their_groups():
+    rows = torch.randn(10, 32, generator=gen())
+    assert duplicate_groups(rows) == (0, 0)
+    rows[3] = rows[0]
+    rows[7] = rows[0]
+    rows[5] = rows[1] * (1 + 1e-9)  # identical up to round-off
+    assert duplicate_groups(rows) == (5, 2)
+    assert duplicate_groups(torch.zeros(6, 4)) == (6, 1)
+    assert duplicate_groups(torch.zeros(1, 4)) == (0, 0)
+
+
+def test_duplicate_groups_is_not_quadratic():
+    rows = torch.randn(8192, 256, generator=gen())
+    rows[100] = rows[4000]
+    start = time.perf_counter()
+    assert duplicate_groups(rows) == (2, 1)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_weight_duplicates_include_the_bias():
+    weight = torch.ones(4, 3)
+    assert weight_duplicates(weight) == 4
+    assert weight_duplicates(weight, torch.tensor([0.0, 1.0, 2.0, 3.0])) == 0
+    assert weight_duplicates(weight, torch.tensor([0.0, 0.0, 2.0, 3.0])) == 2
+
+
+def test_activation_duplicates_skip_constant_units_and_see_fluctuations():
+    x = torch.randn(64, 6, generator=gen())
+    x[:, 1] = x[:, 0]
+    x[:, 2] = 0.0
+    x[:, 3] = 0.0  # two dead units: constant, not counted as duplicates
+    assert activation_duplicates(x) == 2
+    # nearly constant (saturated) but different units are not duplicates
+    base = torch.full((64, 2), 0.9999)
+    base[:, 0] += 1e-5 * torch.randn(64, generator=gen(1))
+    base[:, 1] += 1e-5 * torch.randn(64, generator=gen(2))
+    assert activation_duplicates(base) == 0
+
+
+def test_layer_metrics_returns_every_metric_by_name():
+    pre = torch.randn(32, 8, generator=gen())
+    post = torch.tanh(pre)
+    weight = torch.randn(8, 5, generator=gen(1))
+    grad = torch.randn(8, 5, generator=gen(2))
+    out = layer_metrics(pre, post, "tanh", weight, grad, torch.ones(32, 8))
+    assert tuple(out) == METRICS
+    assert out["weight_grad_norm"] == pytest.approx(float(grad.norm()))
+    assert out["pre_msq"] == pytest.approx(float(pre.square().mean()), rel=1e-6)
+    assert out["post_grad_std"] == 0.0 and out["nonfinite_frac"] == 0.0
+    assert math.isnan(out["pre_grad_std"]) and math.isnan(out["bias_mean"])
+    only_pre = layer_metrics(pre)
+    assert math.isnan(only_pre["post_std"]) and math.isnan(only_pre["weight_std"])
