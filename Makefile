@@ -7,13 +7,19 @@ STAMP := $(VENV)/.initlab-installed
 FASHION := /usr/share/datasets/fashion-mnist
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test test-slow lint data bench clean
+.PHONY: install install-ray demo test test-slow lint data bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_PIN)
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
+
+install: $(STAMP)
+
+# Ray is an optional extra (initlab[ray]); CI installs it to run a real sweep on a local Ray.
+install-ray: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,ray]'
 
 # Fashion-MNIST comes from the Debian package on machines of this kind; elsewhere initlab
 # downloads it itself (checksummed) on first use.

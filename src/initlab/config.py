@@ -15,6 +15,8 @@ from typing import Any
 from initlab.errors import InitlabError, UnknownNameError, closest_name
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+KEY_VERSION = 1
+"""Part of every run key; bump it when a setting's default changes meaning."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,16 @@ class RunConfig:
         return cls(**d)
 
     def key(self) -> str:
-        """A stable 16-hex-digit hash of every field: the resume key."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """A stable 16-hex-digit hash of the run: the resume key.
+
+        Only fields that differ from their defaults enter the hash (with
+        :data:`KEY_VERSION`), so adding a new setting whose default keeps today's behaviour
+        leaves every existing key — and every existing store's resume — intact. Changing a
+        default's meaning requires bumping :data:`KEY_VERSION`.
+        """
+        base = RunConfig().to_dict()
+        changed = {k: v for k, v in self.to_dict().items() if base[k] != v}
+        blob = json.dumps({"v": KEY_VERSION, **changed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> RunConfig:

@@ -22,24 +22,35 @@ REACH_FRACTION = 0.9
 
 
 class ResultSet:
-    """Runs and their per-epoch curves, grouped for comparison by ``group_by`` columns."""
+    """Runs and their per-epoch curves, grouped for comparison by ``group_by`` columns.
+
+    ``layer_stats`` (optional) holds the runs' tidy per-layer rows recorded during training
+    (``run_id, epoch, step, layer, metric, value``).
+    """
 
     def __init__(
-        self, runs: pd.DataFrame, epochs: pd.DataFrame, group_by: Sequence[str] = ("init",)
+        self,
+        runs: pd.DataFrame,
+        epochs: pd.DataFrame,
+        group_by: Sequence[str] = ("init",),
+        layer_stats: pd.DataFrame | None = None,
     ) -> None:
         self.runs, self.epochs, self.group_by = runs, epochs, list(group_by)
+        self.layer_stats = layer_stats if layer_stats is not None else pd.DataFrame()
 
     @classmethod
     def from_results(
         cls, results: Iterable[RunResult], group_by: Sequence[str] = ("init",)
     ) -> ResultSet:
-        rows, epoch_rows = [], []
+        rows, epoch_rows, layer_rows = [], [], []
         for result in results:
             row = result.summary_row()
             rows.append(row)
             keys = {k: row[k] for k in ("run_id", *group_by, "seed") if k in row}
             epoch_rows += [{**keys, **e} for e in result.epochs]
-        return cls(pd.DataFrame(rows), pd.DataFrame(epoch_rows), group_by)
+            layer_rows += [{"run_id": row.get("run_id"), **r} for r in result.layer_stats]
+        frames = (pd.DataFrame(rows), pd.DataFrame(epoch_rows), pd.DataFrame(layer_rows))
+        return cls(frames[0], frames[1], group_by, frames[2])
 
     def summary(self) -> pd.DataFrame:
         """Per group: test accuracy mean ± std and 95% CI over seeds, final train loss,
@@ -80,8 +91,9 @@ class ResultSet:
         return curves
 
     def save(self, out_dir: str | Path) -> list[Path]:
-        """Write ``summary.csv`` (one row per run), ``epochs.csv``, ``by_group.csv`` and
-        ``curves.png`` into ``out_dir``; returns the paths written."""
+        """Write ``summary.csv`` (one row per run), ``epochs.csv``, ``by_group.csv``,
+        ``curves.png`` and, when tracked, ``layer_stats.csv`` into ``out_dir``; returns the
+        paths written."""
         from initlab.report.plots import plot_curves
 
         out = Path(out_dir)
@@ -91,6 +103,9 @@ class ResultSet:
         self.epochs.to_csv(paths[1], index=False)
         self.summary().to_csv(paths[2], index=False)
         plot_curves(self.epochs, self.group_by, paths[3])
+        if not self.layer_stats.empty:
+            paths.append(out / "layer_stats.csv")
+            self.layer_stats.to_csv(paths[-1], index=False)
         return paths
 
     def plot(self, path: str | Path) -> Path:

@@ -6,6 +6,7 @@ Pure functions of pandas/numpy data; every function states its formula.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,4 +45,158 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> float:
         return math.nan
     if np.std(a) == 0 and np.std(b) == 0:
         return 1.0 if np.mean(a) == np.mean(b) else 0.0
-    return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # near-identical seeds: scipy warns, the p-value is fine
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+# -- comparing groups of runs (a config group = the swept settings except the seed) --------
+
+
+def group_label(key: object) -> str:
+    """A group key as text: ``("he_normal", "relu")`` → ``"he_normal / relu"``."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return " / ".join(str(p) for p in parts)
+
+
+def _groups(
+    runs: pd.DataFrame, group_by: Sequence[str], metric: str
+) -> list[tuple[tuple, np.ndarray]]:
+    """``(key, finite values of metric)`` per group, in order of first appearance."""
+    out = []
+    for key, frame in runs.groupby(list(group_by), sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        values = pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=float)
+        out.append((key, values[np.isfinite(values)]))
+    return out
+
+
+def group_stats(
+    runs: pd.DataFrame,
+    group_by: Sequence[str],
+    metric: str = "test_accuracy",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Per group: ``runs``, ``n`` (runs with a finite metric), ``mean``, ``std`` and the
+    Student-t interval ``ci_low``/``ci_high`` (half-width ``ci``) of :func:`mean_ci`.
+
+    Runs whose metric is NaN (diverged, failed) count in ``runs`` but not in ``n``.
+    """
+    rows = []
+    sizes = runs.groupby(list(group_by), sort=False, dropna=False).size().tolist()
+    for (key, values), size in zip(_groups(runs, group_by, metric), sizes, strict=True):
+        mean, std, half = mean_ci(values, confidence)
+        rows.append(
+            {
+                **dict(zip(group_by, key, strict=True)),
+                "group": group_label(key),
+                "runs": size,
+                "n": len(values),
+                "mean": mean,
+                "std": std,
+                "ci": half,
+                "ci_low": mean - half if half == half else math.nan,
+                "ci_high": mean + half if half == half else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def bootstrap_diff_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(a) - mean(b)``: resample each side with
+    replacement ``n_boot`` times (``numpy.random.default_rng(seed)``), take the
+    ``(1 ± confidence) / 2`` quantiles of the differences. NaN with < 2 values per side."""
+    a = np.asarray([v for v in a if v == v], dtype=float)
+    b = np.asarray([v for v in b if v == v], dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    diffs = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1) - b[
+        rng.integers(0, len(b), (n_boot, len(b)))
+    ].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (NaNs are left out of the family and stay NaN)."""
+    p = np.asarray(p_values, dtype=float)
+    order = [i for i in np.argsort(p) if p[i] == p[i]]
+    adjusted, running = np.full(len(p), math.nan), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+def pairwise_comparisons(
+    runs: pd.DataFrame,
+    group_by: Sequence[str],
+    metric: str = "test_accuracy",
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every pair of groups ``(a, b)``: ``mean_a``, ``mean_b``, ``diff = mean_a - mean_b``,
+    Welch's two-sided ``p_value`` (:func:`welch_t_test`), ``p_holm`` (Holm-adjusted over
+    all pairs) and a bootstrap interval ``diff_low``/``diff_high``
+    (:func:`bootstrap_diff_ci`). Pairs are in group order (a before b)."""
+    groups = _groups(runs, group_by, metric)
+    rows = []
+    for i, (key_a, a) in enumerate(groups):
+        for key_b, b in groups[i + 1 :]:
+            low, high = bootstrap_diff_ci(a, b, confidence, n_boot, seed)
+            mean_a = float(a.mean()) if len(a) else math.nan
+            mean_b = float(b.mean()) if len(b) else math.nan
+            rows.append(
+                {
+                    "group_a": group_label(key_a),
+                    "group_b": group_label(key_b),
+                    "mean_a": mean_a,
+                    "mean_b": mean_b,
+                    "diff": mean_a - mean_b,
+                    "p_value": welch_t_test(a, b),
+                    "diff_low": low,
+                    "diff_high": high,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=_PAIR_COLUMNS)
+    frame.insert(6, "p_holm", holm_adjust(frame["p_value"].tolist()) if rows else [])
+    return frame
+
+
+_PAIR_COLUMNS = ["group_a", "group_b", "mean_a", "mean_b", "diff", "p_value"]
+_PAIR_COLUMNS += ["diff_low", "diff_high"]
+
+
+def rank_groups(
+    runs: pd.DataFrame,
+    group_by: Sequence[str],
+    metric: str = "test_accuracy",
+    higher_is_better: bool = True,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """:func:`group_stats` sorted best first, with ``rank``, ``p_vs_best`` (Welch's test of
+    each group against the best one) and ``tied_with_best`` (``p_vs_best >= alpha``: the
+    data cannot tell it from the best). Groups without a finite value rank last."""
+    stats = group_stats(runs, group_by, metric, confidence)
+    if stats.empty:
+        return stats
+    stats = stats.sort_values(
+        "mean", ascending=not higher_is_better, na_position="last", kind="stable"
+    ).reset_index(drop=True)
+    values = {group_label(k): v for k, v in _groups(runs, group_by, metric)}
+    best = values[stats.loc[0, "group"]]
+    p_best = [math.nan] + [welch_t_test(values[g], best) for g in stats["group"][1:]]
+    stats.insert(0, "rank", range(1, len(stats) + 1))
+    stats["p_vs_best"] = p_best
+    stats["tied_with_best"] = [True] + [p == p and p >= alpha for p in p_best[1:]]
+    return stats

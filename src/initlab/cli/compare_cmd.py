@@ -1,4 +1,7 @@
-"""``initlab compare``: the reference initialization lab, several seeds per scheme."""
+"""``initlab compare``: the reference initialization lab, several seeds per scheme.
+
+A preset of ``initlab sweep``: the same spec machinery, store, resume and executors.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,20 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_seeds, parse_widths, split_list
-from initlab.cli.tables import print_frame
-from initlab.compare import DEFAULT_INITS, comparison_configs, run_all
-from initlab.results import REACH_FRACTION, ResultSet, format_summary
-from initlab.train.run import load_data
+from initlab.compare import DEFAULT_INITS, comparison_spec
+from initlab.sweep.estimate import check_buildable
+from initlab.sweep.grid import expand
+from initlab.sweep.ui import (
+    AddressOption,
+    BackendOption,
+    EngineOption,
+    WorkersOption,
+    run_and_report,
+)
 
 err = Console(stderr=True)
 out = Console()
@@ -23,6 +31,7 @@ out = Console()
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     dataset: opt.Dataset = "fashion-mnist",
     inits: Annotated[str, typer.Option(help="comma-separated initializer specs")] = ",".join(
         DEFAULT_INITS
@@ -46,8 +55,17 @@ def compare(
     ] = None,
     data_dir: opt.DataDir = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="write summary.csv, epochs.csv, curves.png here")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="keep the results store (initlab.db) and summary.csv, epochs.csv, curves.png "
+            "here; running again with the same --out resumes",
+        ),
     ] = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
+    engine: EngineOption = "auto",
 ) -> None:
     """Train an MLP with each init scheme and several seeds; compare them fairly."""
     settings = dict(
@@ -65,24 +83,23 @@ def compare(
         bias=_parse_bias(bias),
         limit_train=limit_train,
     )
-    init_list, seed_list = split_list(inits), parse_seeds(seeds)
-    configs = comparison_configs(init_list, seed_list, **settings)
-    with err.status(f"loading {dataset}"):
-        data = load_data(configs[0], data_dir=str(data_dir) if data_dir else None)
-    with _progress() as bar:
-        task = bar.add_task("training", total=len(configs) * epochs)
-
-        def report(config, record, result) -> None:
-            if record is not None:
-                bar.update(task, advance=1, description=f"{config.init} seed {config.seed}")
-            elif result is not None and result.status == "diverged":
-                bar.update(task, advance=config.epochs - len(result.epochs))
-
-        results = run_all(configs, progress=report, dataset=data)
-    _print_results(results, len(seed_list))
-    if out_dir is not None:
-        paths = results.save(out_dir)
-        out.print("wrote " + ", ".join(str(p) for p in paths))
+    spec = comparison_spec(split_list(inits), parse_seeds(seeds), **settings)
+    configs = expand(spec)
+    check_buildable(configs)
+    run_and_report(
+        spec,
+        configs,
+        out_dir,
+        title="test accuracy by init",
+        console=out,
+        err=err,
+        ctx=ctx,
+        backend=backend,
+        workers=workers,
+        engine=engine,
+        address=address,
+        data_dir=str(data_dir) if data_dir else None,
+    )
 
 
 def _parse_bias(text: str) -> str | float:
@@ -90,24 +107,3 @@ def _parse_bias(text: str) -> str | float:
         return float(text)
     except ValueError:
         return text
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description:<28}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("model-epochs"),
-        TimeRemainingColumn(elapsed_when_finished=True),
-        console=err,
-        transient=False,
-    )
-
-
-def _print_results(results: ResultSet, n_seeds: int) -> None:
-    print_frame(format_summary(results.summary()), out, title="test accuracy by init")
-    out.print(
-        f"test accuracy: mean ± std over {n_seeds} seed(s). epochs_to_90: first epoch whose "
-        f"mean validation accuracy reaches {REACH_FRACTION:.0%} of the best group's final one. "
-        "stuck: test accuracy below 1.5/classes; diverged: loss became NaN/inf."
-    )

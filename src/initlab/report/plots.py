@@ -5,46 +5,90 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 CURVE_PANELS = (
     ("train_loss", "training loss", True),
     ("val_accuracy", "validation accuracy", False),
 )
 
+LABEL_LIMIT = 48
+"""Legend and tick labels longer than this are cut (the tables show them in full)."""
+
 
 def group_label(key: object, group_by: Sequence[str]) -> str:
     """``he_normal`` for one grouping column, ``init=he_normal, activation=tanh`` for more."""
     if len(group_by) == 1:
         return str(key[0] if isinstance(key, tuple) else key)
+    key = key if isinstance(key, tuple) else (key,)
     return ", ".join(f"{c}={v}" for c, v in zip(group_by, key, strict=True))
 
 
-def plot_curves(epochs: pd.DataFrame, group_by: Sequence[str], path: Path) -> Path:
-    """Per group: the mean over seeds of each curve, with a band of ±1 std, against epoch."""
+def plain_text(text: object, limit: int | None = None) -> str:
+    """``text`` for a matplotlib label, shown literally (``$`` would start mathtext), cut to
+    ``limit`` characters (with an ellipsis) if given."""
+    text = str(text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
+def curves_figure(epochs: pd.DataFrame, group_by: Sequence[str]) -> Figure:
+    """Per group: the mean over seeds of each curve, with a band of ±1 std, against epoch.
+
+    Non-finite values (a diverged run's NaN/inf loss) are left out of the means.
+    """
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, len(CURVE_PANELS))
+    drawn = False
     for ax, (column, title, log) in zip(axes, CURVE_PANELS, strict=True):
         if not epochs.empty and column in epochs:
-            _draw_bands(ax, epochs, list(group_by), column)
+            drawn = _draw_bands(ax, epochs, list(group_by), column) or drawn
         ax.set(title=title, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if log:
-            ax.set_yscale("log")
+        if log and drawn:
+            _log_axis(ax)
         ax.grid(alpha=0.3)
-    if not epochs.empty:
-        axes[-1].legend(fontsize=8, loc="best")
+    if drawn:
+        handles, labels = axes[-1].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    return fig
+
+
+def _log_axis(ax) -> None:
+    """Log y axis; within one decade, plain tick labels (2.3, not 2.3×10⁰)."""
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    if low > 0 and high / low < 10:
+        plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+
+
+def plot_curves(epochs: pd.DataFrame, group_by: Sequence[str], path: Path) -> Path:
+    """Draw :func:`curves_figure` and save it as ``path`` (PNG); returns ``path``."""
+    fig = curves_figure(epochs, group_by)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
 
 
-def _draw_bands(ax, epochs: pd.DataFrame, group_by: list[str], column: str) -> None:
-    stats = epochs.groupby([*group_by, "epoch"], sort=False)[column].agg(["mean", "std"])
+def _draw_bands(ax, epochs: pd.DataFrame, group_by: list[str], column: str) -> bool:
+    """Draw one line and band per group; returns whether anything finite was drawn."""
+    finite = epochs[np.isfinite(pd.to_numeric(epochs[column], errors="coerce"))]
+    if finite.empty:
+        return False
+    stats = finite.groupby([*group_by, "epoch"], sort=False)[column].agg(["mean", "std"])
     for key, frame in stats.groupby(level=list(range(len(group_by))), sort=False):
+        frame = frame.sort_index(level="epoch")
         x = frame.index.get_level_values("epoch")
         mean, std = frame["mean"].to_numpy(), frame["std"].fillna(0).to_numpy()
-        (line,) = ax.plot(x, mean, marker="o", ms=3, label=group_label(key, group_by))
+        (line,) = ax.plot(
+            x, mean, marker="o", ms=3, label=plain_text(group_label(key, group_by), LABEL_LIMIT)
+        )
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    return True

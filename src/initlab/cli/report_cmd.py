@@ -1,0 +1,47 @@
+"""``initlab report``: a self-contained HTML (and Markdown) report of stored results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from initlab.cli import app
+from initlab.cli.options import split_list
+from initlab.report.build import DEFAULT_TITLE, build_report
+from initlab.report.sources import load_results
+
+out = Console()
+
+
+@app.command()
+def report(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="a results store (SQLite file, or a directory holding initlab.db) or a "
+            "directory written by `initlab compare --out` (summary.csv + epochs.csv)",
+            show_default=False,
+        ),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="write report.html, report.md and PNGs here")
+    ],
+    study: Annotated[
+        str | None, typer.Option(help="only the runs of this study (stores only)")
+    ] = None,
+    group_by: Annotated[
+        str | None, typer.Option(help="comma-separated grouping columns (default: init)")
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="the report's title")] = None,
+) -> None:
+    """Write report.html (self-contained, opens offline) and report.md from stored results."""
+    results, layer_stats = load_results(source, study=study)
+    keys = split_list(group_by) if group_by else None
+    default_title = f"{DEFAULT_TITLE}: {study}" if study else DEFAULT_TITLE
+    paths = build_report(
+        results, out_dir, layer_stats=layer_stats, title=title or default_title, group_by=keys
+    )
+    out.print(f"wrote {paths.html} and {paths.markdown} ({len(paths.images)} figures)")

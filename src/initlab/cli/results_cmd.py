@@ -1,0 +1,79 @@
+"""``initlab results DB_OR_DIR``: summarize, rank or export a results store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from initlab.cli import app
+from initlab.cli.options import split_list
+from initlab.cli.tables import print_frame
+from initlab.errors import InitlabError, UnknownNameError
+from initlab.store import Store, export, open_store
+from initlab.sweep.ui import print_results
+from initlab.sweep.values import SETTINGS
+
+out = Console()
+
+
+@app.command()
+def results(
+    path: Annotated[
+        Path, typer.Argument(metavar="DB_OR_DIR", help="a study directory or its initlab.db")
+    ],
+    study: Annotated[
+        str | None,
+        typer.Option(help="a study's name or id (default: the only study, else all runs)"),
+    ] = None,
+    group_by: Annotated[
+        str | None, typer.Option(help="settings to group by, e.g. init,activation")
+    ] = None,
+    export_format: Annotated[
+        str | None,
+        typer.Option("--export", help="write runs/epochs/layer_stats/studies as csv or parquet"),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="the directory --export writes into")
+    ] = None,
+) -> None:
+    """Print a store's summary per group (mean ± std over seeds) and its ranking."""
+    with open_store(path) as store:
+        study = _pick_study(store, study)
+        if export_format is not None:
+            if out_dir is None:
+                raise InitlabError("--export needs --out DIR (where to write the tables)")
+            paths = export(store, export_format, out_dir, study)
+            out.print("wrote " + ", ".join(str(p) for p in paths))
+            return
+        keys = _group_by(group_by)
+        found = store.results(study, group_by=keys)
+    name = study or "all runs"
+    print_results(found, out, title=f"{name}: test accuracy by {' / '.join(found.group_by)}")
+
+
+def _pick_study(store: Store, study: str | None) -> str | None:
+    """The study asked for; else the only one; else ``None`` (all runs), listing them."""
+    if study is not None:
+        store.resolve_study(study)  # unknown names fail here, with suggestions
+        return study
+    studies = store.studies()
+    if len(studies) == 1:
+        return str(studies["name"].iloc[0])
+    if len(studies) > 1:
+        shown = studies[["name", "study_id", "runs", "done", "failed", "updated_at"]]
+        print_frame(shown, out, title=f"{len(studies)} studies in {store.path}")
+        out.print("showing all runs; pick one with --study NAME (or its id)")
+    return None
+
+
+def _group_by(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    keys = split_list(text)
+    for key in keys:
+        if key not in SETTINGS:
+            raise UnknownNameError("setting", key, SETTINGS)
+    return keys

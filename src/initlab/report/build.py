@@ -1,0 +1,145 @@
+"""``build_report``: a :class:`ResultSet` (plus per-layer statistics) → report.html + report.md.
+
+The sections, in order: summary (ranked), pairwise comparisons, learning curves, accuracy with
+confidence intervals, per-layer gradient norms, trainability (only for depth × sigma_w²
+sweeps), failures, and the list of runs. ``docs/report.md`` explains how to read each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+from initlab.config import RunConfig
+from initlab.errors import InitlabError
+from initlab.report import sections
+from initlab.report.html import render_html
+from initlab.report.markdown import render_markdown
+from initlab.report.model import Report, Section
+from initlab.results import ResultSet
+
+DEFAULT_TITLE = "initlab report"
+CONFIG_COLUMNS = tuple(f.name for f in fields(RunConfig))
+HIDDEN_FACT_COLUMNS = {"seed", "extra", "track"}
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """What :func:`build_report` wrote: the HTML page, the Markdown file and its PNGs."""
+
+    out_dir: Path
+    html: Path
+    markdown: Path
+    images: tuple[Path, ...]
+
+
+def build_report(
+    results: ResultSet,
+    out_dir: str | Path,
+    *,
+    layer_stats: pd.DataFrame | None = None,
+    title: str = DEFAULT_TITLE,
+    group_by: Sequence[str] | None = None,
+    extra_sections: Sequence[Section] = (),
+) -> ReportPaths:
+    """Write ``report.html`` (self-contained: inline CSS, base64 images, no scripts) and
+    ``report.md`` with its PNGs into ``out_dir``; returns the paths.
+
+    ``layer_stats``: tidy per-layer rows (``run_id, epoch, step, layer, metric, value``) for
+    the gradient-norm heatmaps (default: ``results.layer_stats`` if the result set carries
+    such a DataFrame); ``group_by``: the columns that define a group (default: the
+    result set's own, usually ``init``); ``extra_sections``: sections placed first (a
+    study's verdicts and figures).
+    """
+    report = assemble_report(
+        results,
+        layer_stats=layer_stats,
+        title=title,
+        group_by=group_by,
+        extra_sections=extra_sections,
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = []
+    for image in report.images():
+        path = out / image.filename
+        path.write_bytes(image.png)
+        images.append(path)
+    html_path, md_path = out / "report.html", out / "report.md"
+    html_path.write_text(render_html(report), encoding="utf-8")
+    md_path.write_text(render_markdown(report), encoding="utf-8")
+    return ReportPaths(out, html_path, md_path, tuple(images))
+
+
+def assemble_report(
+    results: ResultSet,
+    *,
+    layer_stats: pd.DataFrame | None = None,
+    title: str = DEFAULT_TITLE,
+    group_by: Sequence[str] | None = None,
+    extra_sections: Sequence[Section] = (),
+) -> Report:
+    """The :class:`Report` object that :func:`build_report` renders (no files written)."""
+    if layer_stats is None:  # a ResultSet that carries its runs' per-layer rows
+        carried = getattr(results, "layer_stats", None)
+        layer_stats = carried if isinstance(carried, pd.DataFrame) else None
+    results = regroup(results, group_by)
+    runs, keys = results.runs, results.group_by
+    if runs.empty:
+        note = sections.empty_section()
+        return Report(title, ["no runs"], [*extra_sections, note])
+    ranked = sections.ranked(results)
+    parts = [
+        *extra_sections,
+        sections.summary_section(ranked, keys),
+        sections.pairwise_section(runs, keys, ranked),
+        sections.curves_section(results.epochs, keys),
+        sections.accuracy_section(runs, keys, ranked),
+        sections.gradients_section(layer_stats, runs, keys),
+        sections.trainability_section(runs),
+        sections.failures_section(runs, keys),
+        sections.runs_section(runs, keys),
+    ]
+    return Report(title, facts(runs, keys), [p for p in parts if p is not None])
+
+
+def regroup(results: ResultSet, group_by: Sequence[str] | None) -> ResultSet:
+    """``results`` grouped by ``group_by`` (grouping columns joined onto the epochs)."""
+    if group_by is None or list(group_by) == results.group_by:
+        return results
+    keys = list(group_by)
+    if not keys:
+        raise InitlabError("group_by needs at least one column")
+    missing = [k for k in keys if k not in results.runs]
+    if missing:
+        valid = ", ".join(map(str, results.runs.columns))
+        shown = ", ".join(f"'{m}'" for m in missing)
+        raise InitlabError(f"cannot group by {shown}: not a run column (valid: {valid})")
+    epochs = results.epochs
+    absent = [k for k in keys if k not in epochs]
+    if absent and not epochs.empty:
+        lookup = results.runs[["run_id", *absent]].drop_duplicates("run_id")
+        epochs = epochs.drop(columns=absent, errors="ignore").merge(lookup, on="run_id")
+    return ResultSet(results.runs, epochs, keys)
+
+
+def facts(runs: pd.DataFrame, group_by: Sequence[str]) -> list[str]:
+    """A few lines about the data: counts, and the settings every run shares."""
+    groups = runs.groupby(list(group_by), sort=False).ngroups
+    seeds = runs["seed"].nunique() if "seed" in runs else 1
+    lines = [
+        f"{len(runs)} runs in {groups} groups (grouped by {', '.join(group_by)}), {seeds} seed(s)"
+    ]
+    shared = []
+    for column in CONFIG_COLUMNS:
+        if column not in runs or column in HIDDEN_FACT_COLUMNS or column in group_by:
+            continue
+        values = runs[column].dropna().astype(str).unique()
+        if len(values) == 1:
+            shared.append(f"{column}={values[0]}")
+    if shared:
+        lines.append("shared settings: " + ", ".join(shared))
+    return lines

@@ -1,0 +1,94 @@
+"""Per-layer statistics (tidy rows ``run_id, epoch, step, layer, metric, value``) for the report.
+
+The probe (:mod:`initlab.probe.metrics`) names the metrics (``weight_grad_norm``: Frobenius
+norm of dL/dW); the report looks for the first of :data:`GRAD_NORM_METRICS` present, and
+otherwise for any metric whose name contains both ``grad`` and ``norm``. Rows of other
+metrics are ignored, so unknown or missing metrics never break a report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from initlab.report.plots import group_label
+
+GRAD_NORM_METRICS = ("weight_grad_norm", "grad_norm", "grad_weight_norm", "w_grad_norm")
+ALL_RUNS = "all runs"
+
+
+@dataclass
+class LayerGrid:
+    """One group's ``log10`` values, ``layers × steps``; ``zero`` marks cells whose values
+    were all ``<= 0`` (a zero gradient: its log is undefined)."""
+
+    label: str
+    layers: list[str]
+    steps: list[float]
+    log10: np.ndarray
+    zero: np.ndarray
+
+
+def grad_norm_metric(layer_stats: pd.DataFrame | None) -> str | None:
+    """The metric name holding weight-gradient norms, or ``None`` if there is none."""
+    if layer_stats is None or layer_stats.empty or "metric" not in layer_stats:
+        return None
+    present = [str(m) for m in layer_stats["metric"].dropna().unique()]
+    for name in GRAD_NORM_METRICS:
+        if name in present:
+            return name
+    fuzzy = [m for m in present if "grad" in m.lower() and "norm" in m.lower()]
+    return sorted(fuzzy)[0] if fuzzy else None
+
+
+def layer_grids(
+    layer_stats: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str], metric: str
+) -> tuple[list[LayerGrid], str]:
+    """One :class:`LayerGrid` of ``metric`` per group (mean of log10 over seeds and steps
+    within an epoch), and the x-axis name (``epoch``, or ``step`` without epochs)."""
+    rows = layer_stats[layer_stats["metric"] == metric]
+    has_epochs = "epoch" in rows and rows["epoch"].notna().any()
+    x_name = "epoch" if has_epochs else "step"
+    if rows.empty or not {"layer", "value", x_name}.issubset(rows.columns):
+        return [], x_name
+    rows = _with_groups(rows, runs, group_by)
+    columns = [c for c in group_by if c in rows]
+    layers = list(dict.fromkeys(rows["layer"].astype(str)))
+    grids = []
+    groups = rows.groupby(columns, sort=False) if columns else [(ALL_RUNS, rows)]
+    for key, frame in groups:
+        label = group_label(key, columns) if columns else ALL_RUNS
+        grids.append(_grid(label, frame, layers, x_name))
+    return grids, x_name
+
+
+def _with_groups(rows: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str]) -> pd.DataFrame:
+    """``rows`` with the grouping columns, joined from ``runs`` on ``run_id`` if missing."""
+    missing = [c for c in group_by if c not in rows]
+    if not missing or "run_id" not in rows or "run_id" not in runs:
+        return rows
+    lookup = runs[["run_id", *[c for c in missing if c in runs]]].drop_duplicates("run_id")
+    return rows.merge(lookup, on="run_id", how="left")
+
+
+def _grid(label: str, frame: pd.DataFrame, layers: list[str], x_name: str) -> LayerGrid:
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    data = pd.DataFrame(
+        {
+            "layer": frame["layer"].astype(str).to_numpy(),
+            "x": pd.to_numeric(frame[x_name], errors="coerce").to_numpy(),
+            "log": np.log10(values.where(values > 0)).to_numpy(),
+            "zero": (values <= 0).to_numpy(),
+        }
+    ).dropna(subset=["x"])
+    steps = sorted(data["x"].unique())
+    logs = data.pivot_table(index="layer", columns="x", values="log", aggfunc="mean")
+    zero = data.pivot_table(index="layer", columns="x", values="zero", aggfunc="all")
+    logs = logs.reindex(index=layers, columns=steps)
+    zero = zero.reindex(index=layers, columns=steps).fillna(False).astype(bool)
+    return LayerGrid(
+        label, layers, [float(s) for s in steps], logs.to_numpy(float), zero.to_numpy(bool)
+    )

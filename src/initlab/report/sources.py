@@ -1,0 +1,89 @@
+"""Where a report's data comes from: a results store, or the CSVs of ``initlab compare --out``.
+
+:func:`load_results` accepts
+
+* a SQLite results store (a file, or a directory holding ``initlab.db``), read with
+  :func:`initlab.store.open_store` — ``.results(study=...)`` and ``.layer_stats()``;
+* a directory written by ``initlab compare --out``: ``summary.csv`` (one row per run) and
+  ``epochs.csv``, plus ``layer_stats.csv`` if present.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pandas as pd
+
+from initlab.errors import InitlabError
+from initlab.results import ResultSet
+
+STORE_FILE = "initlab.db"
+RUNS_CSV, EPOCHS_CSV, LAYERS_CSV = "summary.csv", "epochs.csv", "layer_stats.csv"
+DEFAULT_GROUP_BY = ("init",)
+
+
+def load_results(
+    path: str | Path, *, study: str | None = None
+) -> tuple[ResultSet, pd.DataFrame | None]:
+    """``(results, layer_stats)`` from a store or a CSV directory (see the module docstring).
+
+    ``layer_stats`` is ``None`` when the source has none; with a store it is limited to the
+    runs of ``results``. CSV results are grouped by ``init`` (regroup with
+    :func:`initlab.report.build.regroup` or ``build_report(group_by=...)``).
+    """
+    source = Path(path)
+    if not source.exists():
+        raise InitlabError(f"no such file or directory: {source}")
+    if source.is_dir() and not (source / STORE_FILE).exists():
+        if study is not None:
+            raise InitlabError(f"--study needs a results store; {source} holds no {STORE_FILE}")
+        return _from_csv_dir(source)
+    db = source / STORE_FILE if source.is_dir() else source
+    return _from_store(db, study)
+
+
+def _from_store(db: Path, study: str | None) -> tuple[ResultSet, pd.DataFrame | None]:
+    try:
+        store_module = importlib.import_module("initlab.store")
+        open_store = store_module.open_store
+    except (ImportError, AttributeError) as err:
+        raise InitlabError(
+            "this initlab cannot read results stores (initlab.store.open_store is missing); "
+            "point `initlab report` at a directory written by `initlab compare --out`"
+        ) from err
+    store = open_store(db)
+    try:
+        results = store.results(study=study)
+        layer_stats = store.layer_stats(study)
+    finally:
+        store.close()
+    if layer_stats is not None and "run_id" in layer_stats and not results.runs.empty:
+        layer_stats = layer_stats[layer_stats["run_id"].isin(results.runs["run_id"])]
+    return results, layer_stats
+
+
+def _from_csv_dir(directory: Path) -> tuple[ResultSet, pd.DataFrame | None]:
+    missing = [name for name in (RUNS_CSV, EPOCHS_CSV) if not (directory / name).exists()]
+    if missing:
+        raise InitlabError(
+            f"{directory} is neither a results store (no {STORE_FILE}) nor an "
+            f"`initlab compare --out` directory (missing {', '.join(missing)})"
+        )
+    runs = _read_csv(directory / RUNS_CSV)
+    epochs = _read_csv(directory / EPOCHS_CSV)
+    if "message" in runs:
+        runs["message"] = [m if isinstance(m, str) else "" for m in runs["message"]]
+    keys = [c for c in DEFAULT_GROUP_BY if c in runs]
+    if not keys:
+        raise InitlabError(f"{directory / RUNS_CSV} has no 'init' column: not a run table")
+    layers = directory / LAYERS_CSV
+    layer_stats = _read_csv(layers) if layers.exists() else None
+    return ResultSet(runs, epochs, keys), layer_stats
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype={"run_id": str, "hidden": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InitlabError(f"cannot read {path}: {err}") from err

@@ -1,0 +1,201 @@
+"""The report's tables: ranked group summary, pairwise Welch tests, run list, failures.
+
+Numbers come from :meth:`ResultSet.summary` and :mod:`initlab.stats`; the functions here
+rank, compare and format them as display strings.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from initlab.report.plots import group_label
+from initlab.stats import group_label as stats_label
+from initlab.stats import pairwise_comparisons, rank_groups
+from initlab.train.result import DIVERGED, FAILED
+
+ALPHA = 0.05
+"""Pairs with a Welch p-value below this are marked."""
+MAX_ALL_PAIRS = 8
+"""With more groups than this, each group is compared with the best-ranked one only."""
+RUN_COLUMNS = (
+    "seed",
+    "status",
+    "test_accuracy",
+    "final_train_loss",
+    "final_val_accuracy",
+    "epochs_done",
+    "train_seconds",
+    "message",
+)
+
+
+def ranked_summary(
+    summary: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str]
+) -> pd.DataFrame:
+    """``summary`` in the order of :func:`initlab.stats.rank_groups` (best mean test accuracy
+    first, groups without a finite accuracy last) with ``rank``, ``group`` (a label),
+    ``p_vs_best`` and ``tied_with_best`` (Welch's test against the best group) added."""
+    keys = list(group_by)
+    if summary.empty:
+        return summary.assign(rank=[], group=[], p_vs_best=[], tied_with_best=[])
+    with warnings.catch_warnings():  # scipy warns on nearly identical samples; p stays valid
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ranking = rank_groups(runs, keys, alpha=ALPHA)
+    ranking = ranking[["rank", *keys, "p_vs_best", "tied_with_best"]]
+    ranked = ranking.merge(summary, on=keys, how="inner", sort=False)
+    labels = ranked[keys].itertuples(index=False, name=None)
+    ranked.insert(1, "group", [group_label(k, keys) for k in labels])
+    ranked["rank"] = range(1, len(ranked) + 1)
+    return ranked.reset_index(drop=True)
+
+
+def summary_table(ranked: pd.DataFrame) -> pd.DataFrame:
+    """:func:`ranked_summary` as display strings: mean ± std, the CI's bounds, counts."""
+    rows = []
+    for r in ranked.to_dict("records"):
+        mean, std, ci = r["test_accuracy"], r["test_accuracy_std"], r["ci95"]
+        rows.append(
+            {
+                "rank": str(r["rank"]),
+                "group": r["group"],
+                "runs": str(r["runs"]),
+                "test accuracy (mean ± std)": _pm(mean, std),
+                "95% CI": _interval(mean - ci, mean + ci),
+                "final train loss": _num(r["final_train_loss"]),
+                "epochs to 90%": _epochs(r["epochs_to_90"]),
+                "as good as best?": _vs_best(r["rank"], r["p_vs_best"], r["tied_with_best"]),
+                "diverged": str(r["diverged"]),
+                "stuck": str(r["stuck"]),
+                "failed": str(r["failed"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def group_accuracies(
+    runs: pd.DataFrame, group_by: Sequence[str], order: Sequence[str]
+) -> dict[str, list[float]]:
+    """Finite test accuracies of each group's runs, keyed by label in ``order``."""
+    values: dict[str, list[float]] = {label: [] for label in order}
+    for key, group in runs.groupby(list(group_by), sort=False):
+        accuracy = pd.to_numeric(group["test_accuracy"], errors="coerce")
+        values.setdefault(group_label(key, group_by), []).extend(
+            float(a) for a in accuracy if math.isfinite(a)
+        )
+    return values
+
+
+def pairwise_table(
+    runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame
+) -> tuple[pd.DataFrame, tuple[int, ...]]:
+    """Every pair of groups (best-ranked first) from :func:`initlab.stats.pairwise_comparisons`
+    as display strings, and the rows with Welch p < :data:`ALPHA` (to highlight).
+
+    Columns: the two groups, the difference of mean test accuracies (A − B) with its bootstrap
+    95% interval, the two-sided Welch p-value, its Holm adjustment over all pairs, and
+    ``p < 0.05``. With more than :data:`MAX_ALL_PAIRS` groups only the pairs with the best
+    group are listed.
+    """
+    keys = list(group_by)
+    order = {k: i for i, k in enumerate(ranked[keys].itertuples(index=False, name=None))}
+    position = [order.get(k, len(order)) for k in runs[keys].itertuples(index=False, name=None)]
+    by_rank = runs.iloc[np.argsort(position, kind="stable")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pairs = pairwise_comparisons(by_rank, keys)
+    label = {stats_label(k): group_label(k, keys) for k in order}
+    if len(order) > MAX_ALL_PAIRS and len(pairs):
+        pairs = pairs[pairs["group_a"] == pairs["group_a"].iloc[0]]
+    rows, strong = [], []
+    for i, pair in enumerate(pairs.to_dict("records")):
+        p = pair["p_value"]
+        if _finite(p) and p < ALPHA:
+            strong.append(i)
+        rows.append(
+            {
+                "group A": label.get(pair["group_a"], pair["group_a"]),
+                "group B": label.get(pair["group_b"], pair["group_b"]),
+                "Δ accuracy (A − B)": _signed(pair["diff"]),
+                "Δ 95% CI (bootstrap)": _interval(pair["diff_low"], pair["diff_high"], True),
+                "p (Welch)": _p(p),
+                "p (Holm)": _p(pair["p_holm"]),
+                f"p < {ALPHA:g}": "n/a" if not _finite(p) else ("yes" if p < ALPHA else "no"),
+            }
+        )
+    return pd.DataFrame(rows), tuple(strong)
+
+
+def runs_table(runs: pd.DataFrame, group_by: Sequence[str]) -> pd.DataFrame:
+    """One row per run: id, grouping columns, seed, status, metrics, message (as strings)."""
+    columns = [c for c in ("run_id", *group_by, *RUN_COLUMNS) if c in runs]
+    shown = runs[list(dict.fromkeys(columns))].copy()
+    for column in shown:
+        shown[column] = shown[column].map(_cell)
+    return shown.reset_index(drop=True)
+
+
+def failures_table(runs: pd.DataFrame, group_by: Sequence[str]) -> pd.DataFrame:
+    """The runs that diverged or failed, with their messages."""
+    if runs.empty or "status" not in runs:
+        return pd.DataFrame()
+    bad = runs[runs["status"].isin([DIVERGED, FAILED])]
+    columns = [c for c in ("run_id", *group_by, "seed", "status", "epochs_done", "message")]
+    return runs_table(bad[[c for c in dict.fromkeys(columns) if c in bad]], group_by)
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+    return str(value)
+
+
+def _finite(value: object) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _signed(value: float) -> str:
+    return "—" if not _finite(value) else f"{value:+.4f}"
+
+
+def _interval(low: float, high: float, signed: bool = False) -> str:
+    if not (_finite(low) and _finite(high)):
+        return "—"
+    return f"[{low:+.4f}, {high:+.4f}]" if signed else f"[{low:.4f}, {high:.4f}]"
+
+
+def _vs_best(rank: int, p: float, tied: bool) -> str:
+    if rank == 1:
+        return "best"
+    if not _finite(p):
+        return "n/a"
+    return f"{'yes' if tied else 'no'} (p = {_p(p)})"
+
+
+def _pm(mean: float, std: float) -> str:
+    if not _finite(mean):
+        return "—"
+    return f"{mean:.4f}" if not _finite(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+def _num(value: float) -> str:
+    return "—" if not _finite(value) else f"{value:.4f}"
+
+
+def _epochs(value: float) -> str:
+    return "never" if not _finite(value) else f"{value:g}"
+
+
+def _p(p: float) -> str:
+    if not _finite(p):
+        return "—"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"

@@ -1,0 +1,36 @@
+"""Results stores: where sweeps keep their runs (SQLite by default) and how to read them.
+
+>>> from initlab.store import open_store
+>>> store = open_store("results/depth-vs-init")      # a directory or a .db file
+>>> store.runs(), store.epochs(), store.layer_stats()  # pandas DataFrames
+>>> store.results(study="depth-vs-init").summary()     # a ResultSet, grouped per the spec
+
+See :mod:`initlab.store.schema` for the tables and :mod:`initlab.store.sqlite` for the
+durability guarantees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from initlab.store.export import export
+from initlab.store.schema import SCHEMA_VERSION
+from initlab.store.sqlite import DB_NAME, FINISHED, Store, store_path
+
+
+def open_store(path: str | Path, *, create: bool = False) -> Store:
+    """Open the results store at ``path`` — a directory holding ``initlab.db``, or the
+    ``.db`` file itself; ``":memory:"`` for a throw-away one. With ``create=False`` (the
+    default) a missing store is an error; sweeps open theirs with ``create=True``."""
+    return Store(path, create=create)
+
+
+__all__ = [
+    "DB_NAME",
+    "FINISHED",
+    "SCHEMA_VERSION",
+    "Store",
+    "export",
+    "open_store",
+    "store_path",
+]

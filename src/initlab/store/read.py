@@ -1,0 +1,118 @@
+"""Reading a results store into pandas DataFrames (used by :class:`initlab.store.Store`).
+
+Runs come back in a stable order: a study's runs in grid order, all runs by finish time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import typing
+from dataclasses import fields
+
+import pandas as pd
+
+from initlab.config import RunConfig
+from initlab.errors import UnknownNameError
+from initlab.results import ResultSet
+from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS
+
+_REAL_RESULTS = [n for n, sql in RESULT_COLUMNS if sql == "REAL"]
+_HINTS = typing.get_type_hints(RunConfig)
+_BOOL_FIELDS = [f.name for f in fields(RunConfig) if _HINTS[f.name] is bool]
+_FLOAT_FIELDS = [f.name for f in fields(RunConfig) if _HINTS[f.name] is float]
+
+
+def resolve_study(conn: sqlite3.Connection, study: str | None) -> str | None:
+    """The id of the study named ``study`` (latest of that name), with that id or id prefix."""
+    if study is None:
+        return None
+    rows = conn.execute("SELECT study_id, name FROM studies ORDER BY updated_at DESC").fetchall()
+    for study_id, name in rows:
+        if study in (study_id, name):
+            return study_id
+    prefixed = [sid for sid, _ in rows if len(study) >= 4 and sid.startswith(study)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    raise UnknownNameError("study", study, sorted({n for _, n in rows} | {s for s, _ in rows}))
+
+
+def study_group_by(conn: sqlite3.Connection, study_id: str | None) -> list[str] | None:
+    if study_id is None:
+        return None
+    row = conn.execute("SELECT group_by FROM studies WHERE study_id=?", (study_id,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def studies(conn: sqlite3.Connection) -> pd.DataFrame:
+    query = """
+        SELECT s.study_id, s.name, s.group_by, COUNT(sr.run_id) AS runs,
+               SUM(r.status IN ('ok', 'stuck', 'diverged')) AS done,
+               SUM(r.status = 'failed') AS failed, s.created_at, s.updated_at
+        FROM studies s LEFT JOIN study_runs sr ON sr.study_id = s.study_id
+        LEFT JOIN runs r ON r.run_id = sr.run_id
+        GROUP BY s.study_id ORDER BY s.updated_at"""
+    frame = pd.read_sql_query(query, conn)
+    for column in ("done", "failed"):
+        frame[column] = frame[column].fillna(0).astype(int)
+    return frame
+
+
+def _select(table: str, study_id: str | None, order: str) -> tuple[str, tuple]:
+    if study_id is None:
+        return f"SELECT t.* FROM {table} t ORDER BY {order}", ()
+    join = "JOIN study_runs s ON s.run_id = t.run_id AND s.study_id = ?"
+    return f"SELECT t.* FROM {table} t {join} ORDER BY s.position, {order}", (study_id,)
+
+
+def runs(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
+    query, args = _select("runs", study_id, "t.finished_at, t.run_id")
+    frame = pd.read_sql_query(query, conn, params=args).drop(columns=["config"])
+    for name in _BOOL_FIELDS:
+        if name in frame:
+            frame[name] = frame[name].astype(bool)
+    for name in _FLOAT_FIELDS + _REAL_RESULTS:
+        if name in frame:
+            frame[name] = pd.to_numeric(frame[name]).astype(float)
+    return frame
+
+
+def epochs(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
+    query, args = _select("epochs", study_id, "t.run_id, t.epoch")
+    frame = pd.read_sql_query(query, conn, params=args)
+    more = frame.pop("more")
+    extra = [json.loads(m) if isinstance(m, str) else {} for m in more]
+    if any(extra):
+        frame = pd.concat([frame, pd.DataFrame(extra, index=frame.index)], axis=1)
+    for column in EPOCH_METRICS:
+        frame[column] = pd.to_numeric(frame[column]).astype(float)
+    return frame
+
+
+def layer_stats(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
+    query, args = _select("layer_stats", study_id, "t.rowid")
+    frame = pd.read_sql_query(query, conn, params=args)
+    frame["value"] = pd.to_numeric(frame["value"]).astype(float)
+    return frame
+
+
+def varying(runs: pd.DataFrame) -> list[str]:
+    """Config columns whose values differ between runs (seed excluded); ``["init"]`` if none."""
+    names = [f.name for f in fields(RunConfig) if f.name not in ("seed",) and f.name in runs]
+    keys = [n for n in names if runs[n].astype(str).nunique() > 1]
+    return keys or ["init"]
+
+
+def result_set(
+    runs: pd.DataFrame,
+    epochs: pd.DataFrame,
+    group_by: list[str],
+    layer_stats: pd.DataFrame | None = None,
+) -> ResultSet:
+    """A :class:`ResultSet` whose epoch rows carry the group columns and seed, as
+    :meth:`ResultSet.from_results` builds them."""
+    keys = ["run_id", *group_by, *([] if "seed" in group_by else ["seed"])]
+    if runs.empty:
+        return ResultSet(runs, pd.DataFrame(columns=[*keys, "epoch"]), group_by, layer_stats)
+    merged = runs[keys].merge(epochs, on="run_id", how="inner")
+    return ResultSet(runs, merged, group_by, layer_stats)

@@ -1,0 +1,300 @@
+"""The embedded results store: one SQLite file per study directory.
+
+Durability: the file is in WAL journal mode with ``synchronous=FULL``. Every finished run is
+written in ONE transaction (its row, its epochs and its layer statistics), so a reader never
+sees half a run and a process killed at any moment (SIGINT, SIGKILL) leaves every committed
+run intact and nothing of the run being written. WAL alone already survives application
+crashes with ``synchronous=NORMAL``; FULL also survives an OS crash or power loss (NORMAL
+may roll back the last commits there). It costs one fsync per finished run — nothing next to
+a run's seconds of training — so we take it. Readers (``initlab results``, a notebook) can
+read while a sweep writes. The sweep's parent process is the only writer; other writers
+wait up to :data:`BUSY_TIMEOUT` seconds for the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import initlab
+from initlab.config import RunConfig
+from initlab.errors import InitlabError
+from initlab.store import read
+from initlab.store.schema import (
+    EPOCH_METRICS,
+    RESULT_COLUMNS,
+    SCHEMA_VERSION,
+    config_columns,
+    create_statements,
+)
+from initlab.train.result import DIVERGED, OK, STUCK
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from initlab.results import ResultSet
+    from initlab.sweep.engine import Outcome
+
+DB_NAME = "initlab.db"
+BUSY_TIMEOUT = 60.0
+FINISHED = (OK, STUCK, DIVERGED)
+"""Statuses that count as done: resuming skips these runs (``failed`` runs are retried)."""
+
+
+def now_iso(timestamp: float | None = None) -> str:
+    """ISO-8601 UTC, to the millisecond: ``2025-01-31T12:00:00.123+00:00``."""
+    moment = datetime.fromtimestamp(timestamp, timezone.utc) if timestamp else None
+    return (moment or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
+
+
+def store_path(path: str | Path) -> Path:
+    """``DIR`` → ``DIR/initlab.db``; a path ending in ``.db``/``.sqlite`` is used as is."""
+    path = Path(path)
+    if path.suffix in (".db", ".sqlite", ".sqlite3") and not path.is_dir():
+        return path
+    return path / DB_NAME
+
+
+class Store:
+    """A results store (see :mod:`initlab.store.schema` for the tables).
+
+    Reading methods return pandas DataFrames; :meth:`results` a
+    :class:`~initlab.results.ResultSet`. ``study`` arguments take a study's name (the most
+    recent study of that name), its id, or a unique prefix of the id; ``None`` = all runs.
+    """
+
+    def __init__(self, path: str | Path | None, *, create: bool = True) -> None:
+        self.path = None if path in (None, ":memory:") else store_path(path)
+        if self.path is not None and not self.path.exists():
+            if not create:
+                raise InitlabError(f"no results store at {self.path}")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        target = ":memory:" if self.path is None else str(self.path)
+        self._conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None)
+        try:
+            self._setup(create)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise InitlabError(f"{self.path} is not an initlab results store ({exc})") from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _setup(self, create: bool) -> None:
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
+        if not tables:
+            if not create:
+                raise InitlabError(f"{self.path} is an empty file, not a results store")
+            with self._write():
+                for statement in create_statements():
+                    self._conn.execute(statement)
+                meta = {"schema_version": SCHEMA_VERSION, "created_at": now_iso()}
+                meta["created_by"] = f"initlab {initlab.__version__}"
+                self._conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+            return
+        if "meta" not in tables or "runs" not in tables:
+            raise InitlabError(f"{self.path} is an SQLite file but not an initlab results store")
+        self._check_version()
+        self._add_new_config_columns()
+
+    def _check_version(self) -> None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = int(row[0]) if row else None
+        if version == SCHEMA_VERSION:
+            return
+        creator = self._conn.execute("SELECT value FROM meta WHERE key='created_by'").fetchone()
+        by = f", written by {creator[0]}" if creator else ""
+        advice = (
+            "upgrade initlab to read it"
+            if version and version > SCHEMA_VERSION
+            else "re-run the sweep into a new --out directory"
+        )
+        raise InitlabError(
+            f"{self.path} uses results-store schema {version}{by}; this initlab "
+            f"({initlab.__version__}) reads schema {SCHEMA_VERSION}: {advice}"
+        )
+
+    def _add_new_config_columns(self) -> None:
+        present = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
+        for name, sql in config_columns():
+            if name not in present:
+                self._conn.execute(f'ALTER TABLE runs ADD COLUMN "{name}" {sql}'.rstrip())
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction: everything inside commits together or not at all."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path) if self.path else ':memory:'})"
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def add_study(
+        self, study_id: str, name: str, spec: dict, group_by: Iterable[str], run_ids: list[str]
+    ) -> None:
+        """Record (or refresh) a study and the runs it asks for, in grid order."""
+        stamp = now_iso()
+        spec_json, group_json = json.dumps(spec, sort_keys=True), json.dumps(list(group_by))
+        with self._write():
+            self._conn.execute(
+                "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(study_id) DO UPDATE "
+                "SET name=excluded.name, updated_at=excluded.updated_at",
+                (study_id, name, spec_json, group_json, stamp, stamp),
+            )
+            self._conn.execute("DELETE FROM study_runs WHERE study_id=?", (study_id,))
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO study_runs VALUES (?, ?, ?)",
+                [(study_id, run_id, i) for i, run_id in enumerate(run_ids)],
+            )
+
+    def record(self, outcome: Outcome) -> None:
+        """Store one finished run — row, epochs, layer stats — in one transaction.
+
+        A run stored before (a failed run being retried) is replaced; ``attempts`` counts.
+        """
+        row = _run_row(outcome)
+        epochs = [_epoch_row(row["run_id"], e) for e in outcome.result.epochs]
+        layers = [_layer_row(row["run_id"], s) for s in outcome.result.layer_stats]
+        with self._write():
+            prev = self._conn.execute(
+                "SELECT attempts FROM runs WHERE run_id=?", (row["run_id"],)
+            ).fetchone()
+            row["attempts"] = (prev[0] or 0) + 1 if prev else 1
+            self._conn.execute("DELETE FROM epochs WHERE run_id=?", (row["run_id"],))
+            self._conn.execute("DELETE FROM layer_stats WHERE run_id=?", (row["run_id"],))
+            names = ", ".join(f'"{k}"' for k in row)
+            marks = ", ".join("?" * len(row))
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", list(row.values())
+            )
+            width = 3 + len(EPOCH_METRICS)
+            self._conn.executemany(f"INSERT INTO epochs VALUES ({', '.join('?' * width)})", epochs)
+            self._conn.executemany("INSERT INTO layer_stats VALUES (?, ?, ?, ?, ?, ?)", layers)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def statuses(self, run_ids: Iterable[str] | None = None) -> dict[str, str]:
+        """``run_id → status`` of the stored runs (of ``run_ids`` only, if given)."""
+        rows = self._conn.execute("SELECT run_id, status FROM runs").fetchall()
+        wanted = None if run_ids is None else set(run_ids)
+        return {r: s for r, s in rows if wanted is None or r in wanted}
+
+    def finished_ids(self, run_ids: Iterable[str] | None = None) -> set[str]:
+        """Runs that are done (ok, stuck or diverged); resuming skips them."""
+        return {r for r, s in self.statuses(run_ids).items() if s in FINISHED}
+
+    def resolve_study(self, study: str | None) -> str | None:
+        """The id of the study called (or with id / id prefix) ``study``."""
+        return read.resolve_study(self._conn, study)
+
+    def studies(self) -> pd.DataFrame:
+        """One row per study: id, name, group_by, planned/done/failed run counts, times."""
+        return read.studies(self._conn)
+
+    def study_group_by(self, study: str | None) -> list[str] | None:
+        """The ``group_by`` a study was recorded with (``None`` for no study)."""
+        return read.study_group_by(self._conn, self.resolve_study(study))
+
+    def runs(self, study: str | None = None) -> pd.DataFrame:
+        """One row per stored run: ``run_id``, the config's fields, the outcome columns."""
+        return read.runs(self._conn, self.resolve_study(study))
+
+    def epochs(self, study: str | None = None) -> pd.DataFrame:
+        """One row per (run, epoch): ``run_id``, ``epoch`` and every recorded metric."""
+        return read.epochs(self._conn, self.resolve_study(study))
+
+    def layer_stats(self, study: str | None = None, *, with_config: bool = False) -> pd.DataFrame:
+        """Tidy rows ``run_id, epoch, step, layer, metric, value`` (+ config columns)."""
+        frame = read.layer_stats(self._conn, self.resolve_study(study))
+        if with_config and not frame.empty:
+            frame = frame.merge(self.runs(study), on="run_id", how="left")
+        return frame
+
+    def configs(self, study: str | None = None) -> list[RunConfig]:
+        """The stored runs' configs, rebuilt from their JSON."""
+        ids = self.runs(study)["run_id"].tolist() if study else None
+        rows = self._conn.execute("SELECT run_id, config FROM runs").fetchall()
+        found = {r: RunConfig.from_dict(json.loads(c)) for r, c in rows}
+        return [found[r] for r in ids] if ids is not None else list(found.values())
+
+    def results(self, study: str | None = None, group_by: list[str] | None = None) -> ResultSet:
+        """The runs as a :class:`ResultSet`, grouped by ``group_by``, else the study's
+        ``group_by``, else the settings that vary between the runs (except the seed)."""
+        study_id = self.resolve_study(study)
+        runs = read.runs(self._conn, study_id)
+        group_by = group_by or read.study_group_by(self._conn, study_id) or read.varying(runs)
+        epochs, layers = read.epochs(self._conn, study_id), read.layer_stats(self._conn, study_id)
+        return read.result_set(runs, epochs, group_by, layers)
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` (``"ok"`` when the file is sound)."""
+        return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _real(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _run_row(outcome: Outcome) -> dict[str, Any]:
+    result, config = outcome.result, outcome.result.config
+    row: dict[str, Any] = {"run_id": config.key(), "config": json.dumps(config.to_dict())}
+    for name, _ in config_columns():
+        value = getattr(config, name)
+        if name == "hidden":
+            value = "-".join(map(str, value))
+        elif name == "extra":
+            value = json.dumps(value, sort_keys=True)
+        elif isinstance(value, bool):
+            value = int(value)
+        row[name] = value
+    summary = result.summary_row()
+    for name, _ in RESULT_COLUMNS:
+        row[name] = summary.get(name)
+    row.update(
+        wall_seconds=outcome.finished_at - outcome.started_at,
+        engine=outcome.engine,
+        host=outcome.env.get("host"),
+        initlab_version=outcome.env.get("initlab"),
+        torch_version=outcome.env.get("torch"),
+        python_version=outcome.env.get("python"),
+        started_at=now_iso(outcome.started_at),
+        finished_at=now_iso(outcome.finished_at),
+    )
+    return row
+
+
+def _layer_row(run_id: str, stat: dict[str, Any]) -> tuple:
+    keys = ("epoch", "step", "layer", "metric")
+    return (run_id, *(stat.get(k) for k in keys), _real(stat.get("value")))
+
+
+def _epoch_row(run_id: str, record: dict[str, Any]) -> tuple:
+    more = {k: v for k, v in record.items() if k != "epoch" and k not in EPOCH_METRICS}
+    values = tuple(_real(record.get(m)) for m in EPOCH_METRICS)
+    return (run_id, int(record["epoch"]), *values, json.dumps(more) if more else None)

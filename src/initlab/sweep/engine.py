@@ -1,0 +1,196 @@
+"""The unit of work of every executor: a *chunk* (a list of configs) run by one engine.
+
+:func:`run_chunk` is the one place that chooses the training engine: the batched engine
+(``initlab.train.batched.train_group``, many same-shaped models at once) when it is asked
+for or ``"auto"`` and importable, else the single-model engine (:func:`run_config`) in a
+loop. :func:`plan_chunks` cuts a sweep into chunks (the batched engine's groups, or one run
+per chunk), and :func:`execute_chunk` runs one chunk with timestamps and provenance and
+turns any exception into ``failed`` results, so one broken run never stops a sweep.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import ModuleType
+
+from initlab.config import RunConfig
+from initlab.data import Dataset
+from initlab.errors import InitlabError, UnknownNameError
+from initlab.train.result import FAILED, RunResult
+from initlab.train.run import load_data, run_config
+
+ENGINES = ("auto", "single", "batched")
+BATCHED_MODULE = "initlab.train.batched"
+
+EpochHook = Callable[[RunConfig, dict], None]
+"""Called with ``(config, epoch_record)`` after each epoch of each run (single engine)."""
+
+
+@dataclass
+class Outcome:
+    """A finished run and where/when/how it ran (what the store records)."""
+
+    result: RunResult
+    started_at: float
+    finished_at: float
+    engine: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=1)
+def environment() -> dict[str, str]:
+    """Host name and initlab/torch/python versions of this process."""
+    import torch
+
+    import initlab
+
+    return {
+        "host": socket.gethostname(),
+        "initlab": initlab.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def batched_engine() -> ModuleType | None:
+    """``initlab.train.batched`` if this initlab has it (with ``group_configs`` and
+    ``train_group``), else ``None``."""
+    try:
+        module = importlib.import_module(BATCHED_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name == BATCHED_MODULE:
+            return None
+        raise
+    api = ("group_configs", "train_group")
+    return module if all(callable(getattr(module, name, None)) for name in api) else None
+
+
+def resolve_engine(engine: str) -> str:
+    """``"auto"`` → ``"batched"`` when available, else ``"single"``; checks the name."""
+    if engine not in ENGINES:
+        raise UnknownNameError("engine", engine, ENGINES)
+    available = batched_engine() is not None
+    if engine == "batched" and not available:
+        raise InitlabError(
+            "the batched engine is not available in this initlab; use --engine single"
+        )
+    if engine == "auto":
+        return "batched" if available else "single"
+    return engine
+
+
+def run_chunk(
+    configs: Sequence[RunConfig],
+    data: Dataset,
+    engine: str = "auto",
+    on_epoch: EpochHook | None = None,
+) -> list[RunResult]:
+    """Train ``configs`` (all on ``data``) with ``engine``; one result per config, in order.
+
+    The batched engine gets chunks of two or more runs; single runs, and every run when the
+    batched engine is absent or ``engine="single"``, go through :func:`run_config`.
+    ``on_epoch(config, record)`` is called after each epoch of each run by both engines.
+    """
+    if resolve_engine(engine) == "batched" and len(configs) > 1:
+        return batched_engine().train_group(list(configs), data, on_epoch=on_epoch)
+    return [
+        run_config(c, data, on_epoch=None if on_epoch is None else _bind(on_epoch, c))
+        for c in configs
+    ]
+
+
+def _bind(hook: EpochHook, config: RunConfig) -> Callable[[dict], None]:
+    return lambda record: hook(config, record)
+
+
+def plan_chunks(
+    configs: Sequence[RunConfig], engine: str = "auto", workers: int = 1
+) -> list[list[RunConfig]]:
+    """Cut ``configs`` into chunks: the batched engine's groups (``group_configs``), or one
+    run per chunk for the single engine. Groups are halved until there are at least
+    ``workers`` chunks (when possible), so no worker sits idle at the start."""
+    if resolve_engine(engine) == "batched":
+        chunks = [list(g) for g in batched_engine().group_configs(list(configs))]
+    else:
+        chunks = [[c] for c in configs]
+    while 0 < len(chunks) < workers:
+        biggest = max(range(len(chunks)), key=lambda i: len(chunks[i]))
+        group = chunks[biggest]
+        if len(group) < 2:
+            break
+        half = len(group) // 2
+        chunks[biggest : biggest + 1] = [group[:half], group[half:]]
+    return chunks
+
+
+class DataLoadError(InitlabError):
+    """A chunk's dataset could not be loaded: the whole sweep stops (no run is recorded)."""
+
+
+def data_key(config: RunConfig) -> tuple:
+    """What a run's data depends on: runs with equal keys share one loaded dataset."""
+    return (config.dataset, config.val_size, config.limit_train)
+
+
+class DataCache:
+    """Datasets loaded once per process (per worker), keyed by :func:`data_key`."""
+
+    def __init__(self, data_dir: str | None = None, preloaded: dict | None = None) -> None:
+        self.data_dir = data_dir
+        self._cache: dict[tuple, Dataset] = dict(preloaded or {})
+
+    def get(self, config: RunConfig) -> Dataset:
+        """The dataset ``config`` trains on, loaded on first use."""
+        key = data_key(config)
+        if key not in self._cache:
+            try:
+                self._cache[key] = load_data(config, data_dir=self.data_dir)
+            except Exception as exc:
+                raise DataLoadError(f"cannot load dataset '{config.dataset}': {exc}") from exc
+        return self._cache[key]
+
+
+def execute_chunk(
+    configs: Sequence[RunConfig],
+    data: DataCache,
+    engine: str = "auto",
+    on_epoch: EpochHook | None = None,
+) -> list[Outcome]:
+    """Run one chunk; every config gets an :class:`Outcome` (``failed`` on an exception).
+
+    With the single engine each run is timed and guarded on its own.
+    """
+    name = resolve_engine(engine)
+    groups = [list(configs)] if name == "batched" and len(configs) > 1 else [[c] for c in configs]
+    outcomes = []
+    for group in groups:
+        dataset = data.get(group[0])
+        started = time.time()
+        try:
+            results = run_chunk(group, dataset, name, on_epoch)
+            for config, result in zip(group, results, strict=True):  # one result per config
+                result.config = result.config or config
+        except Exception as exc:  # a run failing must not end the sweep
+            results = [failed_result(c, exc) for c in group]
+        finished = time.time()
+        used = "batched" if len(group) > 1 else "single"
+        outcomes += [Outcome(r, started, finished, used, environment()) for r in results]
+    return outcomes
+
+
+def failed_result(config: RunConfig, error: BaseException | str) -> RunResult:
+    """A ``failed`` result for ``config`` whose message is the error."""
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return RunResult(config=config, status=FAILED, message=message)
+
+
+def failed_outcomes(configs: Sequence[RunConfig], message: str) -> list[Outcome]:
+    """``failed`` outcomes for runs lost outside a worker's control (a crashed process)."""
+    now = time.time()
+    return [Outcome(failed_result(c, message), now, now, "none", {}) for c in configs]

@@ -1,0 +1,210 @@
+"""Local executors: run chunks in this process, or in worker processes on this machine.
+
+Parallelism without oversubscription: ``workers = min(cores, chunks)`` worker processes
+(``--workers N`` overrides), each with ``torch.set_num_threads(cores // workers)`` (at least
+one), so workers × threads never exceeds the cores. ``workers == 1`` trains in the calling
+process (no start-up cost; torch keeps its thread setting).
+
+Worker processes use the ``spawn`` start method (forking a process that has started torch's
+thread pools is unsafe), load each dataset once and keep it for every chunk they run, and
+stream their results back over a queue; the parent is the only process that writes to the
+store. Workers ignore SIGINT: on Ctrl-C the parent stops them (terminate, then kill) and
+keeps everything already recorded. A worker exits by itself if its parent dies (SIGKILL).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Protocol
+
+from initlab.config import RunConfig
+from initlab.errors import InitlabError
+from initlab.sweep.engine import (
+    DataCache,
+    DataLoadError,
+    EpochHook,
+    Outcome,
+    execute_chunk,
+    failed_outcomes,
+)
+
+POLL_SECONDS = 0.5
+START_METHOD = "spawn"
+
+
+class Executor(Protocol):
+    """Runs chunks and yields each run's :class:`Outcome` as soon as it is known."""
+
+    def run(self, chunks: list[list[RunConfig]], on_epoch: EpochHook | None) -> Iterator[Outcome]:
+        """Run every chunk; outcomes arrive in completion order."""
+        ...
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def plan_workers(n_chunks: int, workers: int | None = None, cores: int | None = None):
+    """``(workers, torch threads per worker)``: ``min(cores, n_chunks)`` workers by default,
+    each with ``cores // workers`` threads (at least 1)."""
+    cores = cores or available_cores()
+    if workers is None:
+        workers = max(1, min(cores, n_chunks))
+    elif workers < 1:
+        raise InitlabError(f"--workers must be at least 1, got {workers}")
+    return workers, max(1, cores // workers)
+
+
+class InlineExecutor:
+    """Runs the chunks one after another in this process."""
+
+    def __init__(self, engine: str = "auto", data: DataCache | None = None) -> None:
+        self.engine, self.data = engine, data or DataCache()
+
+    def run(self, chunks: list[list[RunConfig]], on_epoch: EpochHook | None) -> Iterator[Outcome]:
+        for chunk in chunks:
+            yield from execute_chunk(chunk, self.data, self.engine, on_epoch)
+
+
+class ProcessExecutor:
+    """Runs the chunks in ``workers`` spawned processes with ``threads`` torch threads each."""
+
+    def __init__(
+        self, workers: int, threads: int, engine: str = "auto", data_dir: str | None = None
+    ) -> None:
+        self.workers, self.threads, self.engine, self.data_dir = workers, threads, engine, data_dir
+
+    def run(self, chunks: list[list[RunConfig]], on_epoch: EpochHook | None) -> Iterator[Outcome]:
+        ctx = mp.get_context(START_METHOD)
+        tasks, events = ctx.Queue(), ctx.Queue()
+        for item in enumerate(chunks):
+            tasks.put(item)
+        for _ in range(self.workers):
+            tasks.put(None)
+        procs = self._start(ctx, tasks, events)
+        try:
+            yield from _collect(chunks, procs, events, on_epoch)
+        finally:
+            _stop(procs, tasks, events)
+
+    def _start(self, ctx, tasks, events) -> list:
+        args = (tasks, events, self.threads, self.engine, self.data_dir, os.getpid())
+        procs = [
+            ctx.Process(target=worker_main, args=(i, *args), daemon=True, name=f"initlab-{i}")
+            for i in range(self.workers)
+        ]
+        # Children inherit an ignored SIGINT through exec, so Ctrl-C reaches only the parent.
+        old = _ignore_sigint()
+        try:
+            for proc in procs:
+                proc.start()
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+        return procs
+
+
+def _ignore_sigint():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _collect(chunks, procs, events, on_epoch) -> Iterator[Outcome]:
+    """Read the workers' messages until every chunk is accounted for."""
+    configs = {c.key(): c for chunk in chunks for c in chunk}
+    remaining, running = set(range(len(chunks))), {}
+    while remaining:
+        try:
+            message = events.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            yield from _reap(procs, running, remaining, chunks)
+            continue
+        kind, worker = message[0], message[1]
+        if kind == "start":
+            running[worker] = message[2]
+        elif kind == "epoch" and on_epoch is not None:
+            on_epoch(configs[message[2]], message[3])
+        elif kind == "done":
+            running.pop(worker, None)
+            remaining.discard(message[2])
+            yield from message[3]
+        elif kind == "fatal":
+            raise DataLoadError(message[2])
+
+
+def _reap(procs, running, remaining, chunks) -> Iterator[Outcome]:
+    """Record the chunks of workers that died; give up when no worker is left."""
+    for worker, proc in enumerate(procs):
+        if proc.is_alive() or worker not in running:
+            continue
+        chunk_id = running.pop(worker)
+        remaining.discard(chunk_id)
+        message = f"worker process died (exit code {proc.exitcode}) during this run"
+        yield from failed_outcomes(chunks[chunk_id], message)
+    if remaining and not any(p.is_alive() for p in procs):
+        codes = sorted({p.exitcode for p in procs})
+        if codes != [0]:
+            raise InitlabError(f"the worker processes died (exit codes {codes})")
+        for chunk_id in sorted(remaining):  # taken by a worker that vanished silently
+            yield from failed_outcomes(chunks[chunk_id], "lost when a worker process died")
+        remaining.clear()
+
+
+def _stop(procs, tasks, events) -> None:
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + 5
+    for proc in procs:
+        proc.join(max(0.1, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1)
+    for q in (tasks, events):
+        q.cancel_join_thread()
+        q.close()
+
+
+def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) -> None:
+    """A worker process: take chunks until the sentinel, send back their outcomes."""
+    import torch
+
+    _exit_with_parent(parent_pid)
+    torch.set_num_threads(threads)
+    cache = DataCache(data_dir)
+
+    def hook(config: RunConfig, record: dict) -> None:
+        events.put(("epoch", worker, config.key(), record))
+
+    while (item := tasks.get()) is not None:
+        chunk_id, configs = item
+        events.put(("start", worker, chunk_id))
+        try:
+            outcomes = execute_chunk(configs, cache, engine, hook)
+        except DataLoadError as exc:
+            events.put(("fatal", worker, str(exc)))
+            return
+        events.put(("done", worker, chunk_id, outcomes))
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this process when its parent is gone (e.g. SIGKILLed), checked every second."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()

@@ -1,0 +1,325 @@
+"""Experiment specs: fixed settings, values to sweep, seeds — read from TOML, YAML or JSON.
+
+A spec is validated completely when it is read (:func:`parse_spec`): unknown keys and bad
+values raise one :class:`InitlabError` naming the section, the key and the closest valid
+name, before anything runs. See ``docs/sweeps.md`` for the format; in short::
+
+    name = "depth-vs-init"
+    seeds = 3                       # or [sweep] seed = [0, 1, 2]
+    group_by = ["init", "hidden"]   # optional; default: the swept settings except seed
+    [fixed]
+    dataset = "fashion-mnist"
+    [sweep]                         # cartesian product, first key varies slowest
+    init = ["he_normal", "glorot_normal"]
+    hidden = [[100, 100], [100, 100, 100, 100]]
+    [[zip]]                         # settings that vary together (one axis of the product)
+    optimizer = ["sgd", "adam"]
+    lr = [0.1, 0.001]
+    [[include]]                     # extra points, added after the grid
+    init = "orthogonal(gain=1.41)"
+    [[exclude]]                     # grid points to leave out
+    init = "glorot_normal"
+    hidden = [100, 100, 100, 100]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from initlab.errors import InitlabError, closest_name
+from initlab.sweep.values import SETTINGS, check_setting
+
+TOP_LEVEL = (
+    "name",
+    "description",
+    "seeds",
+    "group_by",
+    "fixed",
+    "sweep",
+    "zip",
+    "include",
+    "exclude",
+)
+SEED_KEYS = ("seed", "seeds")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of the grid: ``keys`` set together to each tuple of ``values`` in turn."""
+
+    keys: tuple[str, ...]
+    values: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated experiment: ``fixed`` settings × ``axes`` (product) + ``include``,
+    minus ``exclude``, each point repeated over ``seeds`` (the innermost axis)."""
+
+    name: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    axes: tuple[Axis, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    include: tuple[dict[str, Any], ...] = ()
+    exclude: tuple[dict[str, Any], ...] = ()
+    group_by: tuple[str, ...] = ()
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready canonical form (what the store keeps and :meth:`spec_hash` hashes)."""
+        return _jsonable(
+            {
+                "name": self.name,
+                "fixed": self.fixed,
+                "axes": [{"keys": a.keys, "values": a.values} for a in self.axes],
+                "seeds": self.seeds,
+                "include": self.include,
+                "exclude": self.exclude,
+                "group_by": self.group_by,
+            }
+        )
+
+    def spec_hash(self) -> str:
+        """A stable 16-hex-digit hash of :meth:`to_dict` (the study id in the store)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def swept(self) -> tuple[str, ...]:
+        """The settings that vary between runs, in grid order, ``seed`` last if it varies."""
+        keys = [k for axis in self.axes for k in axis.keys]
+        keys += [k for inc in self.include for k in inc if k not in keys and k != "seed"]
+        seeded = len(self.seeds) > 1 or any("seed" in inc for inc in self.include)
+        return (*keys, "seed") if seeded else tuple(keys)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file (``.toml``, ``.yaml``/``.yml`` or ``.json``).
+
+    The spec's name defaults to the file name without its extension. Errors name the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InitlabError(f"spec file not found: {path}")
+    reader = _reader(path.suffix.lower())
+    try:
+        raw = reader(path.read_text(encoding="utf-8"))
+    except InitlabError:
+        raise
+    except Exception as exc:  # a syntax error of TOML, YAML or JSON
+        raise InitlabError(f"{path.name}: cannot read {path.suffix} spec: {exc}") from None
+    try:
+        return parse_spec(raw, default_name=path.stem)
+    except InitlabError as exc:
+        raise InitlabError(f"{path.name}: {exc}") from None
+
+
+def _reader(suffix: str) -> Callable[[str], Any]:
+    if suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            try:
+                import tomli as tomllib
+            except ImportError:
+                message = "reading TOML on Python 3.10 needs tomli: pip install tomli"
+                raise InitlabError(message) from None
+        return tomllib.loads
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise InitlabError(
+                "reading YAML specs needs PyYAML: pip install pyyaml (or write the spec as TOML)"
+            ) from None
+        return yaml.safe_load
+    if suffix == ".json":
+        return json.loads
+    raise InitlabError(f"unknown spec format '{suffix}': use .toml, .yaml/.yml or .json")
+
+
+def parse_spec(raw: Any, default_name: str = "sweep") -> Spec:
+    """Validate a spec read from a file (a dict) and return it as a :class:`Spec`."""
+    if not isinstance(raw, Mapping):
+        raise InitlabError("a spec is a table of settings (name, fixed, sweep, ...)")
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise InitlabError(_unknown(key, "at the top level", TOP_LEVEL, "key"))
+    fixed = _settings(_table(raw, "fixed"), "[fixed]")
+    sweep = dict(_table(raw, "sweep"))
+    seeds = _seeds(raw, sweep, fixed)
+    axes = [_sweep_axis(key, values) for key, values in sweep.items()]
+    axes += [_zip_axis(block, i) for i, block in enumerate(_tables(raw, "zip"), 1)]
+    _check_disjoint(fixed, axes)
+    include = tuple(
+        _settings(t, f"[[include]] #{i}", allow_seed=True)
+        for i, t in enumerate(_tables(raw, "include"), 1)
+    )
+    exclude = tuple(
+        _settings(t, f"[[exclude]] #{i}") for i, t in enumerate(_tables(raw, "exclude"), 1)
+    )
+    spec = Spec(
+        name=_text(raw.get("name", default_name), "name"),
+        fixed=fixed,
+        axes=tuple(axes),
+        seeds=seeds,
+        include=include,
+        exclude=exclude,
+        description=_text(raw.get("description", ""), "description"),
+    )
+    return _with_group_by(spec, raw.get("group_by"))
+
+
+def _unknown(key: str, where: str, valid: tuple[str, ...], what: str = "setting") -> str:
+    hint = closest_name(key, valid)
+    return f"unknown {what} '{key}' {where}" + (f"; did you mean '{hint}'?" if hint else "")
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise InitlabError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _table(raw: Mapping, key: str) -> Mapping:
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        raise InitlabError(f"[{key}] must be a table of settings, got {value!r}")
+    return value
+
+
+def _tables(raw: Mapping, key: str) -> list[Mapping]:
+    value = raw.get(key, [])
+    value = [value] if isinstance(value, Mapping) else value
+    if not isinstance(value, list) or not all(isinstance(t, Mapping) for t in value):
+        raise InitlabError(f"[[{key}]] must be a list of tables of settings")
+    return value
+
+
+def _check(key: str, value: Any, where: str) -> Any:
+    try:
+        return check_setting(key, value)
+    except InitlabError as exc:
+        raise InitlabError(f"{where} {key}: {exc}") from None
+
+
+def _settings(table: Mapping, where: str, allow_seed: bool = False) -> dict[str, Any]:
+    out = {}
+    for key, value in table.items():
+        if key not in SETTINGS:
+            raise InitlabError(_unknown(key, f"in {where}", SETTINGS))
+        if key == "seed" and not allow_seed and where != "[fixed]":
+            raise InitlabError(f"seed in {where}: put seeds in [sweep] seed = [...] or seeds = N")
+        out[key] = _check(key, value, where)
+    return out
+
+
+def _sweep_values(key: str, values: Any, where: str) -> list[Any]:
+    if not isinstance(values, list) or not values:
+        raise InitlabError(
+            f"{where} {key} must be a non-empty list of values, got {values!r} "
+            "(put single values in [fixed])"
+        )
+    if key == "hidden" and all(isinstance(v, int) for v in values):
+        raise InitlabError(
+            f"{where} hidden is a list of architectures, e.g. [[100, 100], [300]]; "
+            f"got {values!r} (for one architecture use [fixed] hidden = {values!r})"
+        )
+    checked = [_check(key, v, where) for v in values]
+    if len({json.dumps(_jsonable(v)) for v in checked}) != len(checked):
+        raise InitlabError(f"{where} {key} lists a value twice: {values!r}")
+    return checked
+
+
+def _sweep_axis(key: str, values: Any) -> Axis:
+    if key not in SETTINGS:
+        raise InitlabError(_unknown(key, "in [sweep]", (*SETTINGS, "seeds")))
+    return Axis((key,), tuple((v,) for v in _sweep_values(key, values, "[sweep]")))
+
+
+def _zip_axis(block: Mapping, number: int) -> Axis:
+    where = f"[[zip]] #{number}"
+    if not block:
+        raise InitlabError(f"{where} is empty")
+    columns = {}
+    for key, values in block.items():
+        if key not in SETTINGS or key == "seed":
+            raise InitlabError(_unknown(key, f"in {where}", SETTINGS))
+        if not isinstance(values, list) or not values:
+            raise InitlabError(f"{where} {key} must be a non-empty list, got {values!r}")
+        columns[key] = [_check(key, v, where) for v in values]
+    lengths = {k: len(v) for k, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
+        raise InitlabError(f"{where}: the lists must have the same length ({shown})")
+    return Axis(tuple(columns), tuple(zip(*columns.values(), strict=True)))
+
+
+def _check_disjoint(fixed: dict[str, Any], axes: list[Axis]) -> None:
+    seen = {k: "[fixed]" for k in fixed}
+    for axis in axes:
+        where = "[sweep]" if len(axis.keys) == 1 else "[[zip]]"
+        for key in axis.keys:
+            if key in seen:
+                raise InitlabError(f"'{key}' is set in both {seen[key]} and {where}")
+            seen[key] = where
+
+
+def _seeds(raw: Mapping, sweep: dict[str, Any], fixed: dict[str, Any]) -> tuple[int, ...]:
+    """The run seeds from exactly one of: ``seeds``, ``[sweep] seeds|seed``, ``[fixed] seed``."""
+    given = [(f"[sweep] {k}", sweep.pop(k)) for k in SEED_KEYS if k in sweep]
+    if "seeds" in raw:
+        given.append(("seeds", raw["seeds"]))
+    if "seed" in fixed:
+        given.append(("[fixed] seed", [fixed.pop("seed")]))
+    if len(given) > 1:
+        raise InitlabError(f"seeds are given twice ({given[0][0]} and {given[1][0]}); keep one")
+    if not given:
+        return (0,)
+    return seed_list(given[0][1], given[0][0])
+
+
+def seed_list(value: Any, where: str = "seeds") -> tuple[int, ...]:
+    """A count ``n`` (seeds 0..n-1) or an explicit list of distinct non-negative seeds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise InitlabError(f"{where}: need at least one seed, got {value}")
+        return tuple(range(value))
+    ok = isinstance(value, (list, tuple)) and all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value
+    )
+    if not ok:
+        raise InitlabError(f"{where} must be a count (3) or a list of seeds ([0, 1, 2])")
+    if not value:
+        raise InitlabError(f"{where}: need at least one seed")
+    if len(set(value)) != len(value):
+        raise InitlabError(f"{where} lists a seed twice: {list(value)}")
+    return tuple(value)
+
+
+def _with_group_by(spec: Spec, group_by: Any) -> Spec:
+    if group_by is None:
+        keys = tuple(k for k in spec.swept if k != "seed") or ("init",)
+    else:
+        keys = (group_by,) if isinstance(group_by, str) else group_by
+        if not isinstance(keys, (list, tuple)) or not keys:
+            raise InitlabError("group_by must be a setting name or a list of them")
+        for key in keys:
+            if key not in SETTINGS or key == "seed":
+                valid = tuple(s for s in SETTINGS if s != "seed")
+                raise InitlabError(_unknown(str(key), "in group_by", valid))
+    return Spec(**{**spec.__dict__, "group_by": tuple(keys)})

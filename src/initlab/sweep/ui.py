@@ -1,0 +1,213 @@
+"""Terminal output shared by ``initlab sweep``, ``initlab compare`` and ``initlab results``:
+the progress bar, the resume hint and the result tables."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from initlab.cli.tables import print_frame
+from initlab.config import RunConfig
+from initlab.results import REACH_FRACTION, ResultSet, format_summary
+from initlab.stats import rank_groups
+from initlab.store import open_store
+from initlab.sweep.engine import Outcome
+from initlab.sweep.runner import (
+    Study,
+    SweepInterrupted,
+    SweepPlan,
+    SweepProgress,
+    SweepReport,
+    check_backend,
+    run_sweep,
+)
+from initlab.sweep.spec import Spec
+
+# Options shared by `initlab sweep` and `initlab compare`.
+BackendOption = Annotated[
+    str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster)")
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster address for --backend ray (default: start a local Ray)"),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="parallel workers (default: one per core, 1 for tiny sweeps; 1 = inline)"),
+]
+EngineOption = Annotated[str, typer.Option(help="training engine: auto, single or batched")]
+
+
+def run_and_report(
+    spec: Spec,
+    configs: list[RunConfig],
+    out: Path | None,
+    *,
+    title: str,
+    console: Console,
+    err: Console,
+    ctx: typer.Context | None = None,
+    **options,
+) -> ResultSet:
+    """Run a study with a progress bar into ``out`` (in memory when ``None``), print its
+    summary and ranking, save the CSVs and plot in ``out``; exit 130 on Ctrl-C."""
+    study = Study.from_spec(spec)
+    check_backend(options.get("backend", "local"), options.get("address"))  # before any file
+    with open_store(out if out is not None else ":memory:", create=True) as store:
+        progress = RichProgress(err)
+        try:
+            report = run_sweep(configs, store, study, progress=progress, **options)
+        except SweepInterrupted as stop:
+            progress.stop()
+            print_interrupted(err, stop.report, store.path, ctx)
+            raise typer.Exit(130) from None
+        finally:
+            progress.stop()
+        if report.ran == 0 and report.already_done:
+            err.print(f"{report.already_done} of {report.total} runs already done; nothing to run")
+        where = f"; store: {store.path}" if store.path else ""
+        err.print(report.line() + where, soft_wrap=True, markup=False)
+        results = store.results(study.study_id)
+    print_results(results, console, title)
+    if out is not None and not results.runs.empty:
+        paths = results.save(out)
+        console.print("wrote " + ", ".join(str(p) for p in paths))
+    return results
+
+
+class RichProgress(SweepProgress):
+    """One overall bar in model-epochs with elapsed time and ETA, on stderr."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: Progress | None = None
+        self._task = None
+        self._epochs: dict[str, int] = {}
+
+    def start(self, plan: SweepPlan) -> None:
+        if plan.done:
+            self.console.print(f"{plan.done} of {plan.total} runs already done, resuming")
+        where = f"{plan.workers} worker(s) × {plan.threads} thread(s)"
+        if plan.backend == "ray":
+            where = "Ray tasks"
+        self.console.print(
+            f"running {len(plan.pending)} run(s) on {where} ({plan.backend}, {plan.engine} engine)"
+        )
+        self.bar = Progress(
+            TextColumn("[progress.description]{task.description:<34}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("model-epochs"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self.bar.start()
+        total = sum(c.epochs for c in plan.pending)
+        self._task = self.bar.add_task("starting", total=total)
+
+    def epoch(self, config: RunConfig, record: dict) -> None:
+        self._epochs[config.key()] = self._epochs.get(config.key(), 0) + 1
+        self.bar.update(self._task, advance=1, description=config.label)
+
+    def finished(self, outcome: Outcome) -> None:
+        config = outcome.result.config
+        rest = config.epochs - self._epochs.pop(config.key(), 0)
+        status = outcome.result.status
+        shown = config.label if status in ("ok", "stuck") else f"{config.label} {status}"
+        self.bar.update(self._task, advance=max(rest, 0), description=shown)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def resume_command(ctx: typer.Context | None) -> str:
+    """The command line being run, rebuilt from the parsed options (for the resume hint)."""
+    if ctx is None:
+        return "the same command again"
+    parts = ctx.command_path.split()
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            parts.append(str(value))
+        elif value is None or value == param.default or param.name == "dry_run":
+            continue
+        elif getattr(param, "is_flag", False):
+            opts = param.opts if value else param.secondary_opts
+            parts += opts[:1]
+        else:
+            parts += [param.opts[0], str(value)]
+    return shlex.join(parts)
+
+
+def print_interrupted(
+    console: Console, report: SweepReport, store: Path | None, ctx: typer.Context | None
+) -> None:
+    """What was saved and the exact command that resumes."""
+    console.print(f"\ninterrupted: {report.line()}", soft_wrap=True)
+    if store is None:
+        console.print("nothing was saved: use --out DIR to keep runs and resume later")
+    else:
+        command = resume_command(ctx)
+        console.print(f"finished runs are saved in {store}; resume with:", soft_wrap=True)
+        console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
+
+
+def print_results(results: ResultSet, console: Console, title: str) -> None:
+    """The summary per group (mean ± std over seeds, flags) and the ranking."""
+    summary = results.summary()
+    if summary.empty:
+        console.print("no finished runs yet")
+        return
+    print_frame(format_summary(summary), console, title=title)
+    console.print(
+        "test accuracy: mean ± std over seeds. epochs_to_90: first epoch whose mean "
+        f"validation accuracy reaches {REACH_FRACTION:.0%} of the best group's final one. "
+        "stuck: test accuracy below 1.5/classes; diverged: loss became NaN/inf."
+    )
+    ranking = ranking_table(results)
+    if len(ranking) > 1:
+        print_frame(ranking, console, title="ranking by test accuracy")
+        console.print(
+            "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1; "
+            "tied: p >= 0.05 (the seeds cannot tell it from the best)."
+        )
+
+
+def ranking_table(results: ResultSet) -> pd.DataFrame:
+    """:func:`initlab.stats.rank_groups` of the results, formatted for display."""
+    ranked = rank_groups(results.runs, results.group_by)
+    if ranked.empty:
+        return ranked
+    accuracy = zip(ranked["mean"], ranked["ci"], strict=True)
+    return pd.DataFrame(
+        {
+            "rank": ranked["rank"],
+            "group": ranked["group"],
+            "test accuracy": [_mean_ci(m, c) for m, c in accuracy],
+            "seeds": [f"{n}/{r}" for n, r in zip(ranked["n"], ranked["runs"], strict=True)],
+            "p vs best": ["" if p != p else f"{p:.3g}" for p in ranked["p_vs_best"]],
+            "tied": ["yes" if t else "" for t in ranked["tied_with_best"]],
+        }
+    )
+
+
+def _mean_ci(mean: float, ci: float) -> str:
+    if mean != mean:
+        return "—"
+    return f"{mean:.4f}" if ci != ci else f"{mean:.4f} ± {ci:.4f}"

@@ -1,0 +1,320 @@
+"""The HTML/Markdown report: sections, escaping, statistics, sweeps, per-layer heatmaps."""
+
+import base64
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import initlab
+from initlab.report import assemble_report, build_report
+from initlab.report.layers import grad_norm_metric, layer_grids
+from initlab.report.sweep import (
+    hidden_widths,
+    is_depth_scale_sweep,
+    sigma_b2_of,
+    sigma_w2_of,
+    theory_curve,
+    trainability_panels,
+)
+from initlab.report.tables import pairwise_table, ranked_summary
+from initlab.results import ResultSet
+
+EVIL = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def results() -> ResultSet:
+    """A real, small comparison: digits, 16 hidden units, 2 epochs, 2 seeds (one torch
+    thread: tiny models only contend for more)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return initlab.compare(
+            ["he_normal", "zeros"],
+            seeds=2,
+            dataset="digits",
+            hidden=(16,),
+            epochs=2,
+            lr=0.1,
+            track="off",
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def layer_stats_for(runs: pd.DataFrame, epochs: int = 2) -> pd.DataFrame:
+    """Synthetic probe rows: weight_grad_norm shrinking toward the input (zero for zero init),
+    plus a metric the report does not use."""
+    rows = []
+    for run_id, init in zip(runs["run_id"], runs["init"], strict=True):
+        for epoch in range(epochs + 1):
+            for depth, layer in enumerate(["0", "2"]):
+                norm = 0.0 if init == "zeros" and layer == "0" else 10.0 ** (depth - epoch / 4)
+                for metric, value in (("weight_grad_norm", norm), ("post_std", 0.5)):
+                    rows.append(
+                        {
+                            "run_id": run_id,
+                            "epoch": epoch,
+                            "step": epoch * 10,
+                            "layer": layer,
+                            "metric": metric,
+                            "value": value,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def synthetic_results(groups: dict[str, list[float]], **columns) -> ResultSet:
+    """Runs with given test accuracies per init, one epoch each."""
+    runs, epochs = [], []
+    for init, accuracies in groups.items():
+        for seed, accuracy in enumerate(accuracies):
+            run_id = f"{abs(hash(init)) % 10**8:08d}{seed:02d}"
+            runs.append(
+                {
+                    "run_id": run_id,
+                    "init": init,
+                    "seed": seed,
+                    "hidden": "16",
+                    "activation": "relu",
+                    "bias": "zeros",
+                    "status": "ok",
+                    "test_accuracy": accuracy,
+                    "final_train_loss": 1 - accuracy,
+                    "final_val_accuracy": accuracy,
+                    "epochs_done": 1,
+                    "message": "",
+                    **columns,
+                }
+            )
+            epochs.append(
+                {
+                    "run_id": run_id,
+                    "init": init,
+                    "seed": seed,
+                    "epoch": 1,
+                    "train_loss": 1 - accuracy,
+                    "train_accuracy": accuracy,
+                    "val_loss": 1 - accuracy,
+                    "val_accuracy": accuracy,
+                }
+            )
+    return ResultSet(pd.DataFrame(runs), pd.DataFrame(epochs), ["init"])
+
+
+def test_build_report_writes_a_self_contained_page_and_markdown(results, tmp_path):
+    stats = layer_stats_for(results.runs)
+    paths = build_report(results, tmp_path, layer_stats=stats, title="digits lab")
+    html = paths.html.read_text()
+    for section in ("summary", "pairwise", "curves", "accuracy", "gradients", "failures", "runs"):
+        assert f'<section id="{section}">' in html
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert len(images) == 3 and all(src.startswith("data:image/png;base64,") for src in images)
+    png = base64.b64decode(images[0].split(",", 1)[1])
+    assert png.startswith(b"\x89PNG")
+    assert "<details>" in html and "<summary>all 4 runs</summary>" in html
+    md = paths.markdown.read_text()
+    for image in paths.images:
+        assert image.exists() and f"]({image.name})" in md
+    assert {p.name for p in paths.images} == {"curves.png", "accuracy.png", "gradients.png"}
+
+
+def test_summary_is_ranked_and_marks_stuck_runs(results):
+    report = assemble_report(results)
+    table = report.sections[0].blocks[0].frame
+    assert list(table["group"]) == ["he_normal", "zeros"]
+    assert list(table["rank"]) == ["1", "2"]
+    assert table.loc[1, "stuck"] == "2"
+    assert re.fullmatch(r"\[\d\.\d{4}, \d\.\d{4}\]", table.loc[1, "95% CI"])
+    assert "±" in table.loc[0, "test accuracy (mean ± std)"]
+
+
+def test_user_strings_are_escaped_everywhere(tmp_path):
+    res = synthetic_results({EVIL: [0.9, 0.92], "he_normal": [0.5, 0.52], "odd$x^2$": [0.1] * 2})
+    res.runs.loc[0, "status"] = "failed"
+    res.runs.loc[0, "message"] = 'bad <img src=x onerror="alert(2)"> | pipe'
+    paths = build_report(res, tmp_path, title=f"{EVIL} title")
+    html = paths.html.read_text()
+    assert "<script>" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in html
+    md = paths.markdown.read_text()
+    assert "<script>" not in md and "<img src=x" not in md
+    assert "&lt;script&gt;" in md and r"\| pipe" in md
+
+
+def pairwise(groups: dict[str, list[float]]):
+    res = synthetic_results(groups)
+    ranked = ranked_summary(res.summary(), res.runs, ["init"])
+    return pairwise_table(res.runs, ["init"], ranked)
+
+
+def test_pairwise_marks_significant_differences_only():
+    frame, strong = pairwise(
+        {"c": [0.50, 0.52, 0.51], "a": [0.90, 0.91, 0.92], "b": [0.50, 0.51, 0.52]}
+    )
+    assert len(frame) == 3
+    pairs = zip(frame["group A"], frame["group B"], strict=True)
+    marks = dict(zip(pairs, frame["p < 0.05"], strict=True))
+    assert marks == {("a", "c"): "yes", ("a", "b"): "yes", ("c", "b"): "no"}
+    assert strong == (0, 1)
+    assert frame.loc[0, "Δ accuracy (A − B)"] == "+0.4000"
+    assert re.fullmatch(r"\[\+0\.\d{4}, \+0\.\d{4}\]", frame.loc[0, "Δ 95% CI (bootstrap)"])
+    single, none = pairwise({"a": [0.9], "b": [0.5, 0.6]})
+    assert single.loc[0, "p (Welch)"] == "—" and none == ()
+
+
+def test_summary_says_which_groups_are_as_good_as_the_best():
+    res = synthetic_results({"b": [0.80, 0.82, 0.81], "a": [0.81, 0.83, 0.82], "c": [0.1] * 3})
+    table = assemble_report(res).sections[0].blocks[0].frame
+    assert list(table["group"]) == ["a", "b", "c"]
+    column = table["as good as best?"]
+    assert column[0] == "best" and column[1].startswith("yes") and column[2].startswith("no")
+
+
+def test_many_groups_are_compared_with_the_best_only():
+    frame, _ = pairwise({f"g{i}": [0.05 * i, 0.05 * i + 0.01] for i in range(10)})
+    assert len(frame) == 9 and set(frame["group A"]) == {"g9"}
+
+
+def test_gradient_section_notes_when_tracking_was_off(results):
+    report = assemble_report(results)
+    section = next(s for s in report.sections if s.id == "gradients")
+    assert "tracking was off" in section.blocks[0].text
+    unknown = pd.DataFrame({"run_id": ["x"], "epoch": [1], "layer": ["0"], "metric": ["q"]})
+    unknown["value"] = 1.0
+    assert grad_norm_metric(unknown) is None
+
+
+def test_gradient_grid_averages_log10_over_seeds_and_flags_zeros(results):
+    stats = layer_stats_for(results.runs)
+    assert grad_norm_metric(stats) == "weight_grad_norm"
+    grids, x_name = layer_grids(stats, results.runs, ["init"], "weight_grad_norm")
+    assert x_name == "epoch" and [g.label for g in grids] == ["he_normal", "zeros"]
+    he, zeros = grids
+    assert he.layers == ["0", "2"] and he.steps == [0.0, 1.0, 2.0]
+    np.testing.assert_allclose(he.log10[:, 0], [0.0, 1.0])
+    np.testing.assert_allclose(he.log10[1], [1.0, 0.75, 0.5])
+    assert zeros.zero[0].all() and not zeros.zero[1].any() and np.isnan(zeros.log10[0]).all()
+
+
+def test_grad_norm_metric_falls_back_to_any_gradient_norm():
+    stats = pd.DataFrame({"metric": ["post_std", "my_grad_norm"], "value": [1.0, 2.0]})
+    assert grad_norm_metric(stats) == "my_grad_norm"
+    assert grad_norm_metric(None) is None and grad_norm_metric(pd.DataFrame()) is None
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({"init": "random_normal(stddev=0.25)", "hidden": "64-64"}, 0.25**2 * 64),
+        ({"init": "normal(std=0.1)", "hidden": "100"}, 1.0),
+        ({"init": "variance_scaling(scale=1.7, mode=fan_in)", "hidden": "32-32"}, 1.7),
+        ({"init": "he_normal", "hidden": [300, 300]}, 2.0),
+        ({"init": "orthogonal(gain=1.5)", "hidden": "8-8"}, 2.25),
+        ({"init": "he_normal", "hidden": "8", "sigma_w2": 3.5}, 3.5),
+        ({"init": "he_normal", "hidden": "8", "extra": '{"sigma_w2": 1.25}'}, 1.25),
+        ({"init": "he_normal", "hidden": "8", "extra": {"sigma_w2": 0.5}}, 0.5),
+    ],
+)
+def test_sigma_w2_from_specs_and_explicit_values(row, expected):
+    assert sigma_w2_of(row) == pytest.approx(expected)
+
+
+def test_sigma_w2_and_b2_unknowns():
+    assert math.isnan(sigma_w2_of({"init": "identity", "hidden": "8"}))
+    assert math.isnan(sigma_w2_of({"init": EVIL, "hidden": "8"}))
+    assert sigma_b2_of({"bias": "zeros"}) == 0.0 and sigma_b2_of({"bias": 0.0}) == 0.0
+    assert sigma_b2_of({"bias": "torch_default"}) is None
+    assert sigma_b2_of({"bias": "keep", "extra": '{"sigma_b2": 0.05}'}) == 0.05
+    assert hidden_widths("[64, 64]") == (64, 64) and hidden_widths(16) == (16,)
+
+
+def sweep_runs(activation: str = "relu", bias: str = "zeros") -> pd.DataFrame:
+    """A synthetic depth × scale sweep: trains when sigma_w² is near 2."""
+    rows = []
+    for depth in (2, 8, 32):
+        for scale in (1.0, 2.0, 3.0):
+            for seed in range(2):
+                good = abs(scale - 2.0) < 0.5 or depth == 2
+                rows.append(
+                    {
+                        "run_id": f"{depth}-{scale}-{seed}",
+                        "init": f"variance_scaling(scale={scale}, mode=fan_in)",
+                        "hidden": "-".join(["32"] * depth),
+                        "activation": activation,
+                        "bias": bias,
+                        "seed": seed,
+                        "status": "ok" if good else "stuck",
+                        "test_accuracy": 0.9 if good else 0.1,
+                        "final_train_loss": 0.3,
+                        "epochs_done": 1,
+                        "message": "",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_trainability_grid_and_theory_curve():
+    runs = sweep_runs()
+    assert is_depth_scale_sweep(runs)
+    (panel,) = trainability_panels(runs)
+    assert panel.depths == [2, 8, 32] and panel.sigma_w2 == [1.0, 2.0, 3.0]
+    np.testing.assert_allclose(panel.accuracy[:, 1], 0.9)
+    np.testing.assert_allclose(panel.accuracy[2], [0.1, 0.9, 0.1])
+    assert panel.sigma_b2 == 0.0 and panel.theory_x is not None
+    finite = panel.theory_depth[np.isfinite(panel.theory_depth)]
+    assert finite.min() < 10 and np.isnan(panel.theory_depth).sum() <= 1  # inf at sigma_w² = 2
+
+
+def test_trainability_section_appears_only_for_sweeps(results, tmp_path):
+    assert not is_depth_scale_sweep(results.runs)
+    ids = [s.id for s in assemble_report(results).sections]
+    assert "trainability" not in ids
+    sweep = ResultSet(sweep_runs(bias="torch_default"), pd.DataFrame(), ["init"])
+    report = assemble_report(sweep, group_by=["init", "hidden"])
+    section = next(s for s in report.sections if s.id == "trainability")
+    assert "no theory curve for relu" in section.blocks[1].text
+    paths = build_report(sweep, tmp_path)
+    assert (tmp_path / "trainability.png") in paths.images
+
+
+def test_theory_curve_for_tanh_and_unknown_activation():
+    x, depth = theory_curve("tanh", [0.5, 1.5], 0.0, points=5)
+    assert len(x) == 5 and np.nanmax(depth) > depth[0] > 0
+    assert theory_curve("no_such_activation", [1.0, 2.0], 0.0, points=3) == (None, None)
+
+
+def test_failures_are_listed_with_messages(tmp_path):
+    res = synthetic_results({"he_normal": [0.9, math.nan], "zeros": [0.1, 0.1]})
+    res.runs.loc[1, ["status", "message"]] = ["diverged", "loss became nan at epoch 1"]
+    res.epochs.loc[1, ["train_loss", "val_accuracy"]] = [math.inf, math.nan]
+    assert len(build_report(res, tmp_path).images) == 2  # non-finite losses are left out
+    report = assemble_report(res)
+    failures = next(s for s in report.sections if s.id == "failures")
+    assert failures.blocks[0].kind == "warning"
+    assert list(failures.blocks[1].frame["message"]) == ["loss became nan at epoch 1"]
+    ok = assemble_report(synthetic_results({"a": [0.5, 0.6], "b": [0.5, 0.6]}))
+    assert next(s for s in ok.sections if s.id == "failures").blocks[0].text.startswith("no run")
+
+
+def test_group_by_other_columns_and_bad_columns(results):
+    runs = results.runs.assign(width=[16, 16, 32, 32])
+    res = ResultSet(runs, results.epochs, ["init"])
+    report = assemble_report(res, group_by=["init", "width"])
+    assert list(report.sections[0].blocks[0].frame["group"]) == [
+        "init=he_normal, width=16",
+        "init=zeros, width=32",
+    ]
+    with pytest.raises(initlab.InitlabError, match="cannot group by 'nope'"):
+        assemble_report(res, group_by=["nope"])
+
+
+def test_empty_results_still_make_a_page(tmp_path):
+    paths = build_report(ResultSet(pd.DataFrame(), pd.DataFrame()), tmp_path)
+    assert "no runs" in paths.html.read_text() and paths.images == ()

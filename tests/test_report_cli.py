@@ -1,0 +1,108 @@
+"""``initlab report``: from a results store, from `initlab compare --out` CSVs, and its errors."""
+
+import time
+
+import pandas as pd
+import pytest
+
+from initlab.cli import main
+from initlab.config import RunConfig
+from initlab.results import ResultSet
+from initlab.train.result import RunResult
+
+
+def run_results() -> list[RunResult]:
+    """Four finished runs (two inits × two seeds) with epochs and per-layer rows; no training."""
+    results = []
+    for init, accuracy in (("he_normal", 0.9), ("zeros", 0.1)):
+        for seed in range(2):
+            config = RunConfig(dataset="digits", hidden=(16,), init=init, seed=seed, epochs=2)
+            epochs = [
+                {
+                    "epoch": e,
+                    "train_loss": 1.0 / e,
+                    "train_accuracy": accuracy,
+                    "val_loss": 1.0 / e,
+                    "val_accuracy": accuracy + 0.01 * seed,
+                    "seconds": 0.1,
+                }
+                for e in (1, 2)
+            ]
+            layers = [
+                {"epoch": e, "step": 10 * e, "layer": name, "metric": metric, "value": value}
+                for e in (0, 1, 2)
+                for name, value in (("0", 0.01), ("2", 0.1))
+                for metric in ("weight_grad_norm", "post_std")
+            ]
+            results.append(
+                RunResult(
+                    config,
+                    "ok" if accuracy > 0.5 else "stuck",
+                    epochs,
+                    test_accuracy=accuracy + 0.01 * seed,
+                    test_loss=0.5,
+                    layer_stats=layers,
+                )
+            )
+    return results
+
+
+def test_report_from_a_compare_out_directory(tmp_path, capsys):
+    ResultSet.from_results(run_results()).save(tmp_path / "cmp")
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "cmp"), "--out", str(out), "--title", "CSV <run>"]) == 0
+    assert "report.html" in capsys.readouterr().out
+    html = (out / "report.html").read_text()
+    assert "CSV &lt;run&gt;" in html and "tracking was off" in html
+    assert (out / "report.md").exists() and (out / "curves.png").exists()
+
+
+def test_layer_stats_csv_next_to_the_compare_files_is_used(tmp_path):
+    runs = run_results()
+    ResultSet.from_results(runs).save(tmp_path)
+    rows = [{"run_id": r.config.key(), **row} for r in runs for row in r.layer_stats]
+    pd.DataFrame(rows).to_csv(tmp_path / "layer_stats.csv", index=False)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "gradients.png").exists()
+
+
+def test_report_from_a_results_store(tmp_path):
+    store_module = pytest.importorskip("initlab.store")
+    engine = pytest.importorskip("initlab.sweep.engine")
+    store = store_module.open_store(tmp_path / "sweep", create=True)
+    results = run_results()
+    for result in results:
+        store.record(engine.Outcome(result, time.time(), time.time(), "single"))
+    store.add_study("0123456789abcdef", "tiny", {}, ["init"], [r.config.key() for r in results[:2]])
+    store.close()
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "sweep"), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "4 runs in 2 groups" in html and (out / "gradients.png").exists()
+    db = tmp_path / "sweep" / "initlab.db"
+    assert main(["report", str(db), "--out", str(out), "--study", "tiny"]) == 0
+    assert "2 runs in 1 groups" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (None, [], "no such file or directory"),
+        ("empty-dir", [], "neither a results store"),
+        ("csv", ["--study", "x"], "--study needs a results store"),
+        ("csv", ["--group-by", "init,nope"], "cannot group by 'nope'"),
+        ("not-sqlite", [], "not an initlab results store"),
+    ],
+)
+def test_bad_sources_are_one_line_errors(tmp_path, capsys, make, args, message):
+    source = tmp_path / "source"
+    if make == "empty-dir":
+        source.mkdir()
+    elif make == "csv":
+        ResultSet.from_results(run_results()).save(source)
+    elif make == "not-sqlite":
+        source = tmp_path / "results.db"
+        source.write_text("not a database")
+    assert main(["report", str(source), "--out", str(tmp_path / "r"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err

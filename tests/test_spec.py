@@ -1,0 +1,191 @@
+"""Experiment specs: parsing, validation messages, grid expansion order, hash stability."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from initlab.cli import main
+from initlab.config import RunConfig
+from initlab.errors import InitlabError
+from initlab.sweep import expand, load_spec, parse_spec
+
+FIXED = {"dataset": "digits", "hidden": [16], "epochs": 1}
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.toml"))
+
+
+def spec(fixed=None, **parts):
+    return parse_spec({"name": "t", "fixed": {**FIXED, **(fixed or {})}, **parts})
+
+
+def test_grid_is_the_product_in_file_order_with_seeds_innermost():
+    s = spec(
+        sweep={"init": ["he_normal", "zeros"], "activation": ["relu", "tanh", "sigmoid"]}, seeds=2
+    )
+    configs = expand(s)
+    assert len(configs) == 2 * 3 * 2
+    points = [(c.init, c.activation, c.seed) for c in configs]
+    assert points[:4] == [
+        ("he_normal", "relu", 0),
+        ("he_normal", "relu", 1),
+        ("he_normal", "tanh", 0),
+        ("he_normal", "tanh", 1),
+    ]
+    assert points[-1] == ("zeros", "sigmoid", 1)
+    assert all(c.dataset == "digits" and c.hidden == (16,) for c in configs)
+    assert s.swept == ("init", "activation", "seed")
+    assert s.group_by == ("init", "activation")
+
+
+def test_seeds_as_a_count_a_list_or_one_fixed_seed():
+    assert spec(seeds=3).seeds == (0, 1, 2)
+    assert spec(sweep={"seed": [5, 7]}).seeds == (5, 7)
+    assert spec(sweep={"seeds": 2}).seeds == (0, 1)
+    assert spec(fixed={"seed": 4}).seeds == (4,)
+    assert spec().seeds == (0,)
+
+
+def test_zip_include_exclude_and_duplicates():
+    s = spec(
+        sweep={"init": ["he_normal", "zeros"]},
+        zip=[{"optimizer": ["sgd", "adam"], "lr": [0.1, 0.001]}],
+        exclude=[{"init": "zeros", "optimizer": "adam"}],
+        include=[{"init": "he_normal", "optimizer": "sgd", "lr": 0.1}, {"init": "lecun_normal"}],
+        seeds=2,
+    )
+    configs = expand(s)
+    points = [(c.init, c.optimizer, c.lr) for c in configs[::2]]
+    # the include equal to a grid point is kept once, at the grid's position
+    assert points == [
+        ("he_normal", "sgd", 0.1),
+        ("he_normal", "adam", 0.001),
+        ("zeros", "sgd", 0.1),
+        ("lecun_normal", "sgd", 0.01),
+    ]
+    assert len({c.key() for c in configs}) == len(configs) == 8
+    assert s.group_by == ("init", "optimizer", "lr")
+
+
+def test_names_are_normalised_so_spellings_do_not_split_a_run():
+    a = expand(spec(fixed={"dataset": "Digits", "activation": "ReLU"}))
+    b = expand(spec(fixed={"dataset": "digits", "activation": "relu"}))
+    assert [c.key() for c in a] == [c.key() for c in b]
+    with pytest.raises(InitlabError, match="lists a value twice"):
+        parse_spec({"sweep": {"hidden": [[16, 8], "16-8"]}})
+    hidden = parse_spec({"sweep": {"hidden": [[16, 8], "16,8,4", "none"]}})
+    assert [c.hidden for c in expand(hidden)] == [(16, 8), (16, 8, 4), ()]
+
+
+def test_hashes_are_stable():
+    # A run's key is its resume key: if this changes, every existing store stops resuming.
+    assert RunConfig(dataset="digits", hidden=(16,), epochs=1).key() == "cd8ee83d9d8eef9b"
+    # ...and a new setting left at its default must not change existing keys
+    assert RunConfig(dataset="digits", hidden=(16,), epochs=1, extra={}).key() == "cd8ee83d9d8eef9b"
+    one = parse_spec({"name": "t", "fixed": {"dataset": "digits", "epochs": 1}})
+    two = parse_spec({"fixed": {"epochs": 1, "dataset": "digits"}, "name": "t"})
+    assert one.spec_hash() == two.spec_hash() == "87207521968dfd85"  # the study id in stores
+    assert one.spec_hash() != parse_spec({"name": "u", "fixed": {"epochs": 1}}).spec_hash()
+    assert [c.key() for c in expand(spec(seeds=3))] == [c.key() for c in expand(spec(seeds=3))]
+
+
+@pytest.mark.parametrize(
+    ("parts", "message"),
+    [
+        (
+            {"sweep": {"activaton": ["relu"]}},
+            "unknown setting 'activaton' in [sweep]; did you mean 'activation'?",
+        ),
+        (
+            {"sweep": {"init": ["he_norml"]}},
+            "[sweep] init: unknown initializer 'he_norml'; did you mean 'he_normal'?",
+        ),
+        (
+            {"fixed": {"dataset": "fashon-mnist"}},
+            "[fixed] dataset: unknown dataset 'fashon-mnist'; did you mean 'fashion-mnist'?",
+        ),
+        ({"fixd": {}}, "unknown key 'fixd' at the top level; did you mean 'fixed'?"),
+        ({"sweep": {"optimizer": ["adm"]}}, "did you mean 'adam'"),
+        ({"sweep": {"init": "he_normal"}}, "[sweep] init must be a non-empty list of values"),
+        ({"sweep": {"hidden": [100, 100]}}, "hidden is a list of architectures"),
+        ({"sweep": {"lr": [0.1, -1.0]}}, "[sweep] lr: invalid learning rate: -1.0"),
+        ({"sweep": {"activation": ["relu", "relu"]}}, "lists a value twice"),
+        ({"fixed": {"epochs": "3"}}, "[fixed] epochs: epochs must be an integer, got '3'"),
+        ({"fixed": {"batch_norm": 1}}, "batch_norm must be true or false"),
+        ({"fixed": {"bias": "zeroes"}}, "did you mean 'zeros'"),
+        ({"fixed": {"lr": 0.1}, "sweep": {"lr": [0.2]}}, "'lr' is set in both [fixed] and [sweep]"),
+        (
+            {"zip": [{"lr": [0.1], "optimizer": ["sgd", "adam"]}]},
+            "the lists must have the same length",
+        ),
+        ({"seeds": 2, "sweep": {"seed": [0]}}, "seeds are given twice"),
+        ({"seeds": 0}, "need at least one seed"),
+        ({"group_by": ["initt"]}, "unknown setting 'initt' in group_by; did you mean 'init'?"),
+        (
+            {"include": [{"sed": 1}]},
+            "unknown setting 'sed' in [[include]] #1; did you mean 'seed'?",
+        ),
+        ({"exclude": [{"init": "he_norml"}]}, "[[exclude]] #1 init: unknown initializer"),
+    ],
+)
+def test_every_mistake_is_one_clear_error(parts, message):
+    fixed = parts.pop("fixed", {})
+    with pytest.raises(InitlabError) as caught:
+        spec(fixed=fixed, **parts)
+    assert message in str(caught.value)
+
+
+def test_spec_files_toml_yaml_json_and_their_errors(tmp_path, monkeypatch):
+    toml = tmp_path / "a.toml"
+    toml.write_text('[fixed]\ndataset = "digits"\n[sweep]\ninit = ["zeros", "he_normal"]\n')
+    loaded = load_spec(toml)
+    assert loaded.name == "a" and len(expand(loaded)) == 2
+    (tmp_path / "b.json").write_text('{"name": "b", "sweep": {"seed": [1, 2]}}')
+    assert load_spec(tmp_path / "b.json").seeds == (1, 2)
+    (tmp_path / "bad.toml").write_text("[sweep\ninit = 1")
+    with pytest.raises(InitlabError, match=r"bad.toml: cannot read .toml spec"):
+        load_spec(tmp_path / "bad.toml")
+    (tmp_path / "typo.toml").write_text('[sweep]\nactivaton = ["relu"]\n')
+    with pytest.raises(InitlabError, match=r"^typo.toml: unknown setting 'activaton'"):
+        load_spec(tmp_path / "typo.toml")
+    with pytest.raises(InitlabError, match="spec file not found"):
+        load_spec(tmp_path / "missing.toml")
+    with pytest.raises(InitlabError, match=r"unknown spec format '\.txt'"):
+        (tmp_path / "c.txt").write_text("")
+        load_spec(tmp_path / "c.txt")
+    yaml_file = tmp_path / "d.yaml"
+    yaml_file.write_text("name: d\nsweep:\n  init: [zeros, he_normal]\n  seed: [0, 1]\n")
+    if "yaml" in sys.modules or _has_yaml():
+        assert len(expand(load_spec(yaml_file))) == 4
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    with pytest.raises(InitlabError, match=r"needs PyYAML: pip install pyyaml"):
+        load_spec(yaml_file)
+
+
+def _has_yaml():
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_the_example_specs_are_valid(path):
+    assert len(expand(load_spec(path))) > 1
+
+
+def test_a_bad_spec_fails_before_anything_starts(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[fixed]\ndataset = "digits"\n[sweep]\ninit = ["he_normal", "he_norml"]\n')
+    store = tmp_path / "out"
+    assert main(["sweep", str(bad), "--out", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: bad.toml: [sweep] init: unknown initializer 'he_norml'")
+    assert "did you mean 'he_normal'" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not store.exists()
+    cnn = tmp_path / "cnn.toml"
+    cnn.write_text('[fixed]\nmodel = "cnn"\ndataset = "synthetic"\n')
+    assert main(["sweep", str(cnn), "--out", str(store)]) == 2
+    assert "the CNN needs inputs shaped" in capsys.readouterr().err
+    assert not store.exists()

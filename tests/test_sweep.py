@@ -1,0 +1,219 @@
+"""Running sweeps: resume, diverged and failed runs, engine dispatch, worker processes, and a
+real sweep killed with SIGKILL half-way, then resumed."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from types import SimpleNamespace
+
+import pytest
+
+from initlab.errors import InitlabError
+from initlab.store import open_store
+from initlab.sweep import engine, expand, load_spec, parse_spec, plan_chunks, run_chunk, run_study
+from initlab.sweep.engine import DataCache, execute_chunk, resolve_engine
+from initlab.train.run import load_data, run_config
+
+TINY = {"dataset": "digits", "hidden": [16], "epochs": 1, "lr": 0.1}
+
+
+def tiny_spec(name="tiny", seeds=2, **sweep):
+    return parse_spec(
+        {
+            "name": name,
+            "fixed": TINY,
+            "seeds": seeds,
+            "sweep": sweep or {"init": ["zeros", "he_normal"]},
+        }
+    )
+
+
+@pytest.fixture
+def trainings(monkeypatch):
+    """Counts the runs actually trained (single engine, in this process)."""
+    calls = []
+
+    def counting(config, data=None, on_epoch=None):
+        calls.append(config)
+        return run_config(config, data, on_epoch)
+
+    monkeypatch.setattr(engine, "run_config", counting)
+    return calls
+
+
+def test_resume_skips_finished_runs(tmp_path, trainings):
+    spec = tiny_spec()
+    results, report = run_study(spec, tmp_path, workers=1, engine="single")
+    assert len(trainings) == 4 and report.ran == 4 and report.already_done == 0
+    assert len(results.runs) == 4 and results.group_by == ["init"]
+    results, report = run_study(spec, tmp_path, workers=1, engine="single")
+    assert len(trainings) == 4 and report.ran == 0 and report.already_done == 4
+    assert "4 of 4 runs done" in report.line()
+    # a bigger spec in the same directory runs only what is new; both studies are kept
+    _, report = run_study(tiny_spec(name="more", seeds=3), tmp_path, workers=1, engine="single")
+    assert len(trainings) == 6 and report.already_done == 4
+    with open_store(tmp_path) as store:
+        assert len(store.runs()) == 6 and len(store.runs("tiny")) == 4
+        assert store.studies()["name"].tolist() == ["tiny", "more"]
+
+
+def test_diverged_runs_are_results_and_failed_runs_are_retried(tmp_path, monkeypatch):
+    spec = parse_spec(
+        {
+            "name": "mixed",
+            "fixed": TINY,
+            "sweep": {"init": ["he_normal", "zeros"]},
+            "include": [{"init": "random_normal(stddev=5.0)", "lr": 1e12}],
+        }
+    )
+    trained, failing = [], {"zeros"}
+
+    def flaky(config, data=None, on_epoch=None):
+        trained.append(config.init)
+        if config.init in failing:
+            raise RuntimeError("boom")
+        return run_config(config, data, on_epoch)
+
+    monkeypatch.setattr(engine, "run_config", flaky)
+    _, report = run_study(spec, tmp_path, workers=1, engine="single")
+    assert report.counts == {"ok": 1, "failed": 1, "diverged": 1}
+    with open_store(tmp_path) as store:
+        runs = store.runs().set_index("init")
+    assert runs.loc["zeros", "status"] == "failed"
+    assert runs.loc["zeros", "message"] == "RuntimeError: boom"
+    assert runs.loc["random_normal(stddev=5.0)", "status"] == "diverged"
+    assert "non-finite" in runs.loc["random_normal(stddev=5.0)", "message"]
+    failing.clear()
+    run_study(spec, tmp_path, workers=1, engine="single")
+    assert trained[3:] == ["zeros"]  # only the failed run ran again
+    with open_store(tmp_path) as store:
+        runs = store.runs().set_index("init")
+    assert runs.loc["zeros", "status"] == "stuck" and runs.loc["zeros", "attempts"] == 2
+
+
+def test_run_chunk_dispatches_to_the_batched_engine_when_it_can(monkeypatch):
+    calls = []
+    fake = SimpleNamespace(
+        group_configs=lambda configs: [configs[:3], configs[3:]],
+        train_group=lambda configs, data, on_epoch=None: (
+            calls.append(len(configs)) or [run_config(c, data) for c in configs]
+        ),
+    )
+    monkeypatch.setattr(engine, "batched_engine", lambda: fake)
+    configs = expand(tiny_spec(seeds=2, init=["zeros", "he_normal", "lecun_normal"]))
+    data = load_data(configs[0])
+    assert resolve_engine("auto") == "batched"
+    assert [len(c) for c in plan_chunks(configs, "auto", workers=1)] == [3, 3]
+    assert [len(c) for c in plan_chunks(configs, "auto", workers=4)] == [1, 2, 1, 2]
+    assert [len(c) for c in plan_chunks(configs, "single", workers=4)] == [1] * 6
+    results = run_chunk(configs[:3], data, "auto")
+    assert calls == [3] and [r.config for r in results] == configs[:3]
+    run_chunk(configs[:3], data, "single")
+    assert calls == [3]
+    outcomes = execute_chunk(configs[:2], DataCache(preloaded=None), "batched")
+    assert calls == [3, 2] and {o.engine for o in outcomes} == {"batched"}
+    monkeypatch.setattr(engine, "batched_engine", lambda: None)
+    assert resolve_engine("auto") == "single"
+    with pytest.raises(InitlabError, match="batched engine is not available"):
+        resolve_engine("batched")
+    with pytest.raises(InitlabError, match="unknown engine 'fast'"):
+        resolve_engine("fast")
+
+
+SLOW_SPEC = """
+name = "killed"
+seeds = 4
+[fixed]
+dataset = "digits"
+hidden = [128, 128]
+epochs = 6
+batch_size = 16
+lr = 0.05
+[sweep]
+init = ["he_normal", "glorot_uniform", "lecun_normal"]
+"""
+
+
+def test_sigkill_mid_sweep_loses_only_runs_in_flight_and_resumes(tmp_path, trainings):
+    spec_file = tmp_path / "killed.toml"
+    spec_file.write_text(SLOW_SPEC)
+    out, db = tmp_path / "out", tmp_path / "out" / "initlab.db"
+    cmd = [sys.executable, "-m", "initlab", "sweep", str(spec_file), "--out", str(out)]
+    cmd += ["--workers", "2", "--engine", "single"]
+    log = tmp_path / "sweep.log"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        done = _wait_for_runs(db, 2, proc, log, timeout=90)
+        children = _children(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL and done >= 2
+    _wait_gone(children)  # orphaned workers notice and exit by themselves
+    with closing(sqlite3.connect(db)) as conn, conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        before = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    assert 2 <= before < 12, "the sweep should have been killed half-way"
+
+    spec = load_spec(spec_file)
+    results, report = run_study(spec, out, workers=1, engine="single")
+    assert report.already_done == before and report.ran == len(trainings) == 12 - before
+    with closing(sqlite3.connect(db)) as conn, conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        ids = [r[0] for r in conn.execute("SELECT run_id FROM runs")]
+        epochs = conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM epochs").fetchone()
+    assert sorted(ids) == sorted(c.key() for c in expand(spec))  # every run exactly once
+    assert epochs == (12 * 6, 12)
+    assert set(results.runs["status"]) == {"ok"}
+    # numbers do not depend on which process trained a run
+    first = next(c for c in expand(spec) if c not in trainings)  # one the subprocess trained
+    again = run_config(first)
+    stored = results.runs.set_index("run_id").loc[first.key(), "test_accuracy"]
+    assert again.test_accuracy == pytest.approx(stored, abs=0.01)
+
+
+def _wait_for_runs(db, count, proc, log, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended early: {log.read_text()[-2000:]}")
+        try:
+            with closing(sqlite3.connect(db, timeout=1)) as conn, conn:
+                done = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            if done >= count:
+                return done
+        except sqlite3.OperationalError:
+            pass  # not created yet
+        time.sleep(0.05)
+    pytest.fail("the sweep recorded no runs in time")
+
+
+def _children(pid):
+    path = f"/proc/{pid}/task/{pid}/children"
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _wait_gone(pids, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _alive(p)]
+        time.sleep(0.1)
+    assert not alive, f"worker processes outlived their parent: {alive}"
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

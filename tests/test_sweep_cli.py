@@ -1,0 +1,145 @@
+"""The command line: ``initlab sweep`` (dry run, Ctrl-C), ``initlab compare --out`` resuming,
+``initlab results`` and its exports, and the Ray backend's absence."""
+
+import sys
+
+import pandas as pd
+import pytest
+
+from initlab.cli import main
+from initlab.store import open_store
+from initlab.sweep import engine, expand, load_spec
+from initlab.train.run import run_config
+
+SPEC = """
+name = "cli-tiny"
+seeds = 2
+[fixed]
+dataset = "digits"
+hidden = [16]
+epochs = 1
+lr = 0.1
+[sweep]
+init = ["zeros", "he_normal"]
+"""
+TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "2", "--lr", "0.1"]
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPEC)
+    return path
+
+
+@pytest.fixture
+def trainings(monkeypatch):
+    calls = []
+
+    def counting(config, data=None, on_epoch=None):
+        calls.append(config)
+        return run_config(config, data, on_epoch)
+
+    monkeypatch.setattr(engine, "run_config", counting)
+    return calls
+
+
+def test_dry_run_lists_runs_and_cost_and_starts_nothing(spec_file, tmp_path, capsys, trainings):
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec_file), "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    for config in expand(load_spec(spec_file)):
+        assert config.key() in text
+    assert "he_normal" in text and "pending" in text and "GFLOP" in text
+    assert "4 runs, 0 already done" in text and "4 model-epochs" in text and "estimated" in text
+    assert not out.exists() and trainings == []
+    assert main(["sweep", str(spec_file), "--out", str(out), "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", str(spec_file), "--out", str(out), "--dry-run"]) == 0
+    assert "4 already done" in capsys.readouterr().out
+
+
+def test_compare_out_twice_resumes(tmp_path, capsys, trainings):
+    args = [
+        "compare",
+        *TINY,
+        "--inits",
+        "zeros,he_normal",
+        "--out",
+        str(tmp_path),
+        "--workers",
+        "1",
+    ]
+    args += ["--engine", "single"]
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert len(trainings) == 4 and "he_normal" in first.out and "ranking" in first.out
+    assert (tmp_path / "initlab.db").exists() and (tmp_path / "summary.csv").exists()
+    assert main(args) == 0
+    second = capsys.readouterr()
+    assert len(trainings) == 4
+    assert "4 of 4 runs already done" in second.err
+    assert "he_normal" in second.out
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == 4
+    # one more seed: only the new runs train
+    assert main([*args, "--seeds", "3"]) == 0
+    assert len(trainings) == 6 and "4 of 6 runs already done, resuming" in capsys.readouterr().err
+
+
+def test_ctrl_c_keeps_finished_runs_and_prints_the_resume_command(
+    spec_file, tmp_path, capsys, monkeypatch
+):
+    calls = []
+
+    def interrupted(config, data=None, on_epoch=None):
+        calls.append(config)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return run_config(config, data, on_epoch)
+
+    monkeypatch.setattr(engine, "run_config", interrupted)
+    out = tmp_path / "out"
+    args = ["sweep", str(spec_file), "--out", str(out), "--workers", "1", "--engine", "single"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: ran 2 run(s)" in err and "2 of 4 runs done" in err
+    expected = f"initlab sweep {spec_file} --out {out} --workers 1 --engine single"
+    assert f"resume with:\n  {expected}" in err
+    with open_store(out) as store:
+        assert len(store.runs()) == 2 and store.integrity_check() == "ok"
+
+
+def test_results_prints_summary_and_ranking_and_exports(spec_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec_file), "--out", str(out), "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert main(["results", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "cli-tiny" in text and "ranking by test accuracy" in text and "stuck 2/2" in text
+    assert main(["results", str(out / "initlab.db"), "--group-by", "seed"]) == 0
+    assert "by seed" in capsys.readouterr().out
+    for fmt in ("csv", "parquet"):
+        target = tmp_path / fmt
+        assert main(["results", str(out), "--export", fmt, "--out", str(target)]) == 0
+        assert (target / f"runs.{fmt}").exists() and (target / f"layer_stats.{fmt}").exists()
+    assert len(pd.read_csv(tmp_path / "csv" / "epochs.csv")) == 4
+    capsys.readouterr()
+    assert main(["results", str(out), "--study", "cli-tinny"]) == 2
+    assert "did you mean 'cli-tiny'" in capsys.readouterr().err
+    assert main(["results", str(tmp_path / "nothing")]) == 2
+    assert "no results store at" in capsys.readouterr().err
+
+
+def test_ray_backend_without_ray_is_a_clear_error(spec_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec_file), "--backend", "ray", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: Ray is not installed: pip install 'initlab[ray]'"
+    assert not out.exists()
+    assert main(["compare", *TINY, "--backend", "ray"]) == 2
+    assert "pip install 'initlab[ray]'" in capsys.readouterr().err
+    assert main(["sweep", str(spec_file), "--address", "ray://x:10001", "--out", str(out)]) == 2
+    assert "--address is for the Ray backend" in capsys.readouterr().err
+    assert main(["sweep", str(spec_file), "--backend", "slurm", "--out", str(out)]) == 2
+    assert "unknown backend 'slurm'" in capsys.readouterr().err

@@ -1,0 +1,95 @@
+"""Statistics over config groups (mean, CI, Welch, bootstrap, ranking) and cost estimates."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from initlab.config import RunConfig
+from initlab.stats import (
+    bootstrap_diff_ci,
+    group_stats,
+    holm_adjust,
+    pairwise_comparisons,
+    rank_groups,
+)
+from initlab.sweep.estimate import calibrate, cost_table, forward_flops, run_cost, split_sizes
+
+RUNS = pd.DataFrame(
+    {
+        "init": ["he"] * 4 + ["glorot"] * 4 + ["zeros"] * 3,
+        "activation": ["relu"] * 11,
+        "seed": [0, 1, 2, 3] * 2 + [0, 1, 2],
+        "test_accuracy": [0.85, 0.86, 0.84, 0.85, 0.80, 0.83, 0.81, 0.82, 0.1, 0.1, math.nan],
+    }
+)
+
+
+def test_group_stats_mean_std_and_t_interval():
+    stats = group_stats(RUNS, ["init", "activation"]).set_index("init")
+    he = [0.85, 0.86, 0.84, 0.85]
+    assert stats.loc["he", "mean"] == pytest.approx(np.mean(he))
+    assert stats.loc["he", "std"] == pytest.approx(np.std(he, ddof=1))
+    half = sps.t.ppf(0.975, 3) * np.std(he, ddof=1) / 2
+    assert stats.loc["he", "ci"] == pytest.approx(half)
+    assert stats.loc["he", "ci_low"] == pytest.approx(np.mean(he) - half)
+    assert stats.loc["zeros", "runs"] == 3 and stats.loc["zeros", "n"] == 2  # NaN: not a value
+    assert stats.loc["he", "group"] == "he / relu"
+
+
+def test_pairwise_welch_holm_and_bootstrap():
+    pairs = pairwise_comparisons(RUNS, ["init"], n_boot=4000)
+    assert list(pairs[["group_a", "group_b"]].itertuples(index=False, name=None)) == [
+        ("he", "glorot"),
+        ("he", "zeros"),
+        ("glorot", "zeros"),
+    ]
+    first = pairs.iloc[0]
+    expected = sps.ttest_ind([0.85, 0.86, 0.84, 0.85], [0.80, 0.83, 0.81, 0.82], equal_var=False)
+    assert first["p_value"] == pytest.approx(expected.pvalue)
+    assert first["diff"] == pytest.approx(0.035)
+    assert first["diff_low"] < 0.035 < first["diff_high"] and first["diff_low"] > 0
+    assert (pairs["p_holm"] >= pairs["p_value"]).all()
+    assert holm_adjust([0.01, 0.04, math.nan, 0.03]) == pytest.approx(
+        [0.03, 0.06, math.nan, 0.06], nan_ok=True
+    )
+    assert all(math.isnan(v) for v in bootstrap_diff_ci([1.0], [2.0, 3.0]))
+
+
+def test_ranking_best_first_with_ties():
+    ranked = rank_groups(RUNS, ["init"])
+    assert ranked["init"].tolist() == ["he", "glorot", "zeros"]
+    assert ranked["rank"].tolist() == [1, 2, 3]
+    assert math.isnan(ranked.loc[0, "p_vs_best"]) and ranked.loc[0, "tied_with_best"]
+    assert ranked.loc[1, "p_vs_best"] < 0.05 and not ranked.loc[1, "tied_with_best"]
+    loss = RUNS.assign(test_accuracy=1 - RUNS["test_accuracy"])
+    assert rank_groups(loss, ["init"], higher_is_better=False)["init"].iloc[0] == "he"
+    assert rank_groups(RUNS.iloc[:0], ["init"]).empty
+
+
+def test_flops_are_counted_from_the_architecture():
+    mlp = RunConfig()  # 784-300-100-10
+    assert forward_flops(mlp) == 2 * (784 * 300 + 300 * 100 + 100 * 10)
+    # CNN on MNIST-1D (1×40): conv 1→32 (k3) at 40 positions, pool, conv 32→64 at 20,
+    # pool, dense 64·10→128, 128→10
+    cnn = RunConfig(model="cnn", dataset="mnist1d")
+    macs = 32 * 40 * 3 + 64 * 20 * 32 * 3 + 640 * 128 + 128 * 10
+    assert forward_flops(cnn) == 2 * macs
+    assert split_sizes(mlp) == (55_000, 5_000, 10_000)
+    assert split_sizes(mlp.replace(val_size=10_000, limit_train=1000)) == (1000, 10_000, 10_000)
+    cost = run_cost(mlp)
+    forward = 2 * (784 * 300 + 300 * 100 + 100 * 10)
+    assert cost.flops == forward * (3 * 55_000 * 5 + 5_000 * 5 + 10_000)
+    assert cost.steps == math.ceil(55_000 / 32) * 5 and cost.model_epochs == 5
+    assert 2 < cost.seconds() < 60  # ≈ 1.7 s per model-epoch on one thread
+
+
+def test_cost_table_and_calibration():
+    configs = [RunConfig(dataset="digits", hidden=(16,), seed=s) for s in (0, 1)]
+    table = cost_table(configs, ["seed"], {configs[0].key(): "ok"})
+    assert table.columns.tolist() == ["key", "seed", "epochs", "gflop", "seconds", "status"]
+    assert table["status"].tolist() == ["ok", "pending"] and table["gflop"].iloc[0] > 0
+    per_gflop, per_step = calibrate(seconds=0.05)
+    assert 1e-4 < per_gflop < 1 and 1e-6 < per_step < 0.1
