@@ -1,0 +1,98 @@
+"""``initlab study NAME``: reproduce a classic result and say whether it was reproduced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+
+from initlab.cli import app
+from initlab.cli import options as opt
+from initlab.cli.tables import print_frame
+from initlab.studies import SCALES, get, names
+from initlab.studies.runner import StudyOutcome, check_scale, finish
+from initlab.sweep.grid import expand
+from initlab.sweep.ui import (
+    AddressOption,
+    BackendOption,
+    EngineOption,
+    WorkersOption,
+    run_and_report,
+)
+
+err = Console(stderr=True)
+out = Console()
+
+
+@app.command()
+def study(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="a study name, or 'list'")],
+    scale: Annotated[
+        str, typer.Option(help="tiny (seconds), default (minutes), full (paper)")
+    ] = "default",
+    full: Annotated[
+        bool, typer.Option("--full", help="the paper's scale (same as --scale full)")
+    ] = False,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="store + report here (default results/studies/NAME-SCALE)"),
+    ] = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
+    engine: EngineOption = "auto",
+    data_dir: opt.DataDir = None,
+) -> None:
+    """Run a built-in study (resumable), check the paper's expected outcomes, write a report."""
+    if name == "list":
+        _print_list()
+        return
+    the_study, scale = get(name), check_scale("full" if full else scale)
+    target = (
+        out_dir
+        if out_dir is not None
+        else Path("results") / "studies" / f"{the_study.name}-{scale}"
+    )
+    spec = the_study.spec(scale)
+    out.print(f"[bold]{the_study.title}[/] — {the_study.paper}\n{the_study.claim}")
+    results = run_and_report(
+        spec,
+        expand(spec),
+        target,
+        title=f"{the_study.name} ({scale}): test accuracy",
+        console=out,
+        err=err,
+        ctx=ctx,
+        backend=backend,
+        workers=workers,
+        engine=engine,
+        address=address,
+        data_dir=str(data_dir) if data_dir else None,
+    )
+    outcome = finish(the_study, scale, results, target, str(data_dir) if data_dir else None)
+    _print_verdicts(outcome)
+    if outcome.report is not None:
+        out.print(f"report: {outcome.report.html}")
+
+
+MARKS = {
+    True: "[green]✔ reproduced[/]",
+    False: "[red]✘ NOT reproduced[/]",
+    None: "[yellow]? undecided[/]",
+}
+
+
+def _print_verdicts(outcome: StudyOutcome) -> None:
+    out.print(f"\n[bold]{outcome.verdict_line()}[/]")
+    for e in outcome.expectations:
+        out.print(f"{MARKS[e.reproduced]}  {e.claim}", highlight=False)
+        out.print(f"    {e.evidence}", highlight=False, markup=False)
+
+
+def _print_list() -> None:
+    rows = [{"study": n, "title": get(n).title, "paper": get(n).paper} for n in names()]
+    print_frame(pd.DataFrame(rows), out, title=f"built-in studies (scales: {', '.join(SCALES)})")

@@ -1,0 +1,59 @@
+"""Small helpers the studies share to check their expectations on runs and layer rows."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from initlab.stats import mean_ci
+
+
+@dataclass(frozen=True)
+class GroupAccuracy:
+    """Test accuracy of a group of runs over seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    @property
+    def se(self) -> float:
+        """Standard error of the mean (0 with one run)."""
+        return self.std / math.sqrt(self.n) if self.n > 1 and self.std == self.std else 0.0
+
+    def __str__(self) -> str:
+        spread = f" ± {self.std:.4f}" if self.n > 1 else ""
+        return f"{self.mean:.4f}{spread} (n={self.n})"
+
+
+def group_accuracy(
+    runs: pd.DataFrame, column: str, value: object, metric: str = "test_accuracy"
+) -> GroupAccuracy | None:
+    """Mean ± std of ``metric`` over the runs whose ``column`` equals ``value``."""
+    values = runs.loc[runs[column] == value, metric].dropna()
+    if values.empty:
+        return None
+    mean, std, _ = mean_ci(values.tolist())
+    return GroupAccuracy(mean, std, len(values))
+
+
+def majority_share(labels: torch.Tensor) -> float:
+    """The share of the most frequent label (the accuracy of always predicting it)."""
+    return float(torch.bincount(labels).max()) / len(labels)
+
+
+def final_layer_metric(
+    layer_stats: pd.DataFrame, run_ids: Iterable[str], metric: str
+) -> pd.DataFrame:
+    """``run_id, layer, value`` of ``metric`` at each run's last tracked step."""
+    rows = layer_stats[
+        layer_stats["run_id"].isin(list(run_ids)) & (layer_stats["metric"] == metric)
+    ]
+    if rows.empty:
+        return rows[["run_id", "layer", "value"]]
+    last = rows.groupby("run_id")["step"].transform("max")
+    return rows.loc[rows["step"] == last, ["run_id", "layer", "value"]]
