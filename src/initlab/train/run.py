@@ -28,13 +28,23 @@ def load_data(config: RunConfig, data_dir: str | None = None) -> Dataset:
     )
 
 
+INIT_BATCH = 512
+"""Data-dependent schemes (LSUV) see the first ``INIT_BATCH`` training examples."""
+
+
 def build_initialized_model(
-    config: RunConfig, input_shape: Sequence[int], num_classes: int
+    config: RunConfig,
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    data: Dataset | None = None,
 ) -> nn.Module:
     """The config's model with its initialization applied, from the run's ``"init"`` stream.
 
     Construction happens under a forked global RNG seeded from the run seed, so building a
-    model neither depends on nor disturbs the caller's random state.
+    model neither depends on nor disturbs the caller's random state. ``data``: the run's
+    dataset, needed by data-dependent schemes (``lsuv``), which see its first
+    :data:`INIT_BATCH` training examples.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "construct"))
@@ -54,6 +64,7 @@ def build_initialized_model(
         bias=config.bias,
         output_layer=config.output_init,
         generator=make_generator(config.seed, "init"),
+        data=data.x_train[:INIT_BATCH] if data is not None else None,
     )
     return model
 
@@ -68,7 +79,7 @@ def run_config(
     so one broken run never takes a whole comparison down.
     """
     data = data if data is not None else load_data(config)
-    model = build_initialized_model(config, data.input_shape, data.num_classes)
+    model = build_initialized_model(config, data.input_shape, data.num_classes, data=data)
     try:
         result = train_model(
             model,
