@@ -13,7 +13,7 @@ from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.options import parse_seeds, parse_widths, split_list
+from initlab.cli.options import parse_bias, parse_seeds, parse_widths, split_list
 from initlab.compare import DEFAULT_INITS, comparison_spec
 from initlab.sweep.estimate import check_buildable
 from initlab.sweep.grid import expand
@@ -80,7 +80,7 @@ def compare(
         dropout=dropout,
         model=model,
         output_init=None if output_init == "same" else output_init,
-        bias=_parse_bias(bias),
+        bias=parse_bias(bias),
         limit_train=limit_train,
     )
     spec = comparison_spec(split_list(inits), parse_seeds(seeds), **settings)
@@ -100,10 +100,3 @@ def compare(
         address=address,
         data_dir=str(data_dir) if data_dir else None,
     )
-
-
-def _parse_bias(text: str) -> str | float:
-    try:
-        return float(text)
-    except ValueError:
-        return text

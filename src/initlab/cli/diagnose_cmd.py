@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
-import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
-import torch
 import typer
 from rich.console import Console
 from torch import Tensor, nn
 
-from initlab.apply import initialize
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.options import split_list
+from initlab.cli.options import parse_bias, split_list
 from initlab.cli.tables import print_frame
+from initlab.cli.user_model import probe_batch, user_model
 from initlab.config import RunConfig
-from initlab.errors import InitlabError, UnknownNameError, check_positive
+from initlab.errors import InitlabError, check_positive
 from initlab.probe import Diagnosis
 from initlab.probe import diagnose as run_probe
 from initlab.probe.plots import plot_histograms, plot_profiles
 from initlab.train.run import build_initialized_model, load_data
-from initlab.train.seeding import derive_seed, make_generator
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -80,17 +74,17 @@ def diagnose(
         batch_norm=batch_norm,
         init=inits[0] or DEFAULT_INIT,
         output_init=None if output_init == "same" else output_init,
-        bias=_parse_bias(bias),
+        bias=parse_bias(bias),
         seed=seed,
     )
     with err.status(f"loading {dataset}"):
         data = load_data(config, data_dir=str(data_dir) if data_dir else None)
-    x, y = _probe_batch(data.x_train, data.y_train, batch, seed)
+    x, y = probe_batch(data.x_train, data.y_train, batch, seed)
     diagnoses: dict[str, Diagnosis] = {}
     for scheme in inits:
         label = scheme or str(model)
         net = (
-            _user_model(model, config.replace(init=scheme) if scheme else None)
+            user_model(model, config.replace(init=scheme) if scheme else None)
             if model
             else build_initialized_model(
                 config.replace(init=scheme), data.input_shape, data.num_classes
@@ -103,19 +97,6 @@ def diagnose(
         out.print("wrote " + ", ".join(str(p) for p in paths))
 
 
-def _parse_bias(text: str) -> str | float:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _probe_batch(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor]:
-    """``size`` training examples drawn without replacement from the ``"probe"`` stream."""
-    idx = torch.randperm(len(x), generator=make_generator(seed, "probe"))[:size]
-    return x[idx], y[idx]
-
-
 def _diagnose(net: nn.Module, x: Tensor, y: Tensor, label: str) -> Diagnosis:
     try:
         return run_probe(net, x, y, label=label)
@@ -124,68 +105,6 @@ def _diagnose(net: nn.Module, x: Tensor, y: Tensor, label: str) -> Diagnosis:
         raise InitlabError(
             f"the model failed on a batch of shape {tuple(x.shape)}: {first}"
         ) from None
-
-
-@contextlib.contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    """Let ``--model mymodule:build`` find ``mymodule.py`` in the current directory."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
-
-
-def load_factory(spec: str) -> object:
-    """The callable named by ``module:function``; clear errors for every way it can fail."""
-    module_name, sep, func_name = spec.partition(":")
-    if not sep or not module_name.strip() or not func_name.strip():
-        raise InitlabError(f"--model takes module:function (e.g. mymodels:build), got '{spec}'")
-    with _cwd_on_path():
-        try:
-            module = importlib.import_module(module_name.strip())
-        except (ImportError, SyntaxError) as exc:
-            raise InitlabError(f"cannot import module '{module_name}' for --model: {exc}") from None
-    factory = getattr(module, func_name.strip(), None)
-    if factory is None:
-        public = [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])]
-        raise UnknownNameError(f"function in module '{module_name}'", func_name, public)
-    if not callable(factory):
-        raise InitlabError(
-            f"--model {spec}: '{func_name}' is a {type(factory).__name__}, not a function"
-        )
-    return factory
-
-
-def _user_model(spec: str, config: RunConfig | None) -> nn.Module:
-    """Call the factory (global RNG seeded from ``--seed``, then restored); apply ``--init``."""
-    factory = load_factory(spec)
-    seed = config.seed if config is not None else 0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "construct"))
-        try:
-            built = factory()  # type: ignore[operator]
-        except TypeError as exc:
-            raise InitlabError(
-                f"--model {spec} must be callable with no arguments: {exc}"
-            ) from None
-    if not isinstance(built, nn.Module):
-        raise InitlabError(
-            f"--model {spec} returned a {type(built).__name__}, not a torch.nn.Module"
-        )
-    if config is not None:
-        initialize(
-            built,
-            config.init,
-            bias=config.bias,
-            output_layer=config.output_init,
-            generator=make_generator(config.seed, "init"),
-        )
-    return built
 
 
 def _print(diag: Diagnosis, batch: int, dataset: str) -> None:

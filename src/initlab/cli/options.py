@@ -67,3 +67,11 @@ def parse_seeds(text: str) -> list[int]:
     if count < 1:
         raise InitlabError(f"--seeds must be at least 1, got {count}")
     return list(range(count))
+
+
+def parse_bias(text: str) -> str | float:
+    """``--bias``: a number is a constant; anything else a policy or initializer spec."""
+    try:
+        return float(text)
+    except ValueError:
+        return text

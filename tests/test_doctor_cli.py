@@ -1,0 +1,72 @@
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.cli import main
+from initlab.errors import InitlabError
+from initlab.models import MLP
+from initlab.weights import load_weights, save_weights
+
+SMALL = ["--dataset", "digits", "--batch", "128", "--width", "64"]
+
+
+def test_doctor_fixes_a_vanishing_tanh_net_and_saves_it(tmp_path, capsys):
+    path = tmp_path / "w.safetensors"
+    assert main(["doctor", *SMALL, "--depth", "20", "--save", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "went away: vanishing_activations" in out and "glorot_normal" in out
+    model = MLP(64, [64] * 20, 10, "tanh")
+    load_weights(model, path)
+    assert model.blocks[0].linear.weight.std() > 0.1  # glorot for 64→64, not 0.05
+
+
+def test_doctor_on_a_users_model_factory(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_models.py").write_text(
+        textwrap.dedent(
+            """
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.a, self.b = nn.Linear(64, 32), nn.Linear(32, 10)
+                def forward(self, x):
+                    return self.b(F.selu(self.a(x.flatten(1))))
+
+            def build():
+                return Net()
+            """
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["doctor", *SMALL, "--model", "my_models:build"]) == 0
+    assert "lecun_normal" in capsys.readouterr().out
+    assert main(["doctor", *SMALL, "--model", "my_models:buidl"]) == 2
+    assert "did you mean 'build'" in capsys.readouterr().err
+
+
+def test_weights_round_trip_with_torch_save(tmp_path):
+    a, b = MLP(8, [16], 3), MLP(8, [16], 3)
+    load_weights(b, save_weights(a, tmp_path / "w.pt"))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+    with pytest.raises(InitlabError, match="do not fit"):
+        load_weights(MLP(8, [17], 3), tmp_path / "w.pt")
+
+
+class Payload:
+    """Unpickling this would run code a weights file must never run."""
+
+
+def test_loading_refuses_arbitrary_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"weight": Payload()}, path)
+    with pytest.raises(InitlabError, match="cannot read weights"):
+        load_weights(nn.Linear(2, 2), path)
+    with pytest.raises(InitlabError, match="no weights file"):
+        load_weights(nn.Linear(2, 2), tmp_path / "missing.safetensors")
