@@ -117,6 +117,10 @@ class ResultSet:
     def __str__(self) -> str:
         return format_summary(self.summary()).to_string(index=False)
 
+    def __repr__(self) -> str:
+        head = f"ResultSet: {len(self.runs)} runs grouped by {', '.join(self.group_by)}"
+        return f"{head}\n{self}" if not self.runs.empty else head
+
     def _repr_html_(self) -> str:
         return format_summary(self.summary()).to_html(index=False)
 
