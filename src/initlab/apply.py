@@ -21,6 +21,7 @@ from torch import nn
 from initlab import initializers
 from initlab.errors import InitlabError
 from initlab.initializers import Fans, Initializer
+from initlab.residual import apply_residual_rule
 
 INITIALIZABLE = (
     nn.Linear,
@@ -43,6 +44,8 @@ class InitRecord:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    residual: str = "none"
+    """The residual rule applied after the per-layer schemes (see :mod:`initlab.residual`)."""
 
     def to_frame(self) -> pd.DataFrame:
         """``layer, type, shape, scheme, fan_in, fan_out, expected_std, std, bias`` per layer."""
@@ -73,6 +76,7 @@ def initialize(
     generator: torch.Generator | None = None,
     fans: str = "module",
     data: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
+    residual: str = "none",
 ) -> InitRecord:
     """Initialize ``model`` in place and return a record of what was done.
 
@@ -85,7 +89,8 @@ def initialize(
     ``nn.Linear`` does), a number (constant), or an initializer. ``generator`` makes the
     result reproducible; without one the global RNG is used, as ``torch.nn.init`` does.
     ``data``: a batch of inputs for data-dependent schemes (``"lsuv"``, see
-    :mod:`initlab.lsuv`), which refuse to run without it.
+    :mod:`initlab.lsuv`), which refuse to run without it. ``residual``: ``"zero"`` or
+    ``"fixup"`` rescales every residual branch afterwards (see :mod:`initlab.residual`).
     """
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
@@ -99,6 +104,8 @@ def initialize(
             continue
         record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
     _run_data_dependent(model, layers, plan, data, record)
+    if apply_residual_rule(model, residual):
+        record.residual = residual
     return record
 
 

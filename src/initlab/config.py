@@ -25,8 +25,10 @@ class RunConfig:
 
     ``init`` is an initializer spec (``"he_normal"``, ``"orthogonal(gain=1.41)"``) applied to
     the hidden layers; ``output_init`` to the output layer (``None``: the same as ``init``);
-    ``bias`` is the bias policy of :func:`initlab.initialize`. ``momentum`` is used only by the
-    ``momentum`` optimizer, ``weight_decay`` by ``adamw`` (and ``sgd``/``momentum`` if set).
+    ``bias`` is the bias policy of :func:`initlab.initialize`; ``residual_init`` its residual
+    rule (``none``, ``zero``, ``fixup``; see :mod:`initlab.residual`). ``momentum`` is used
+    only by the ``momentum`` optimizer, ``weight_decay`` by ``adamw`` (and by
+    ``sgd``/``momentum`` if set).
     ``track``: when to record per-layer statistics during training — ``"epoch"`` (after
     every epoch, the default), ``"off"``, or every N optimizer steps (an int).
     """
@@ -38,6 +40,7 @@ class RunConfig:
     batch_norm: bool = False
     dropout: float = 0.0
     residual: bool = False
+    residual_init: str = "none"
     init: str = "he_normal"
     output_init: str | None = "glorot_uniform"
     bias: str = "zeros"
@@ -110,6 +113,8 @@ def validate_numbers(config: RunConfig) -> None:
     for name, value, ok in checks:
         if not ok or value != value:
             raise InitlabError(f"invalid {name}: {value}")
+    if config.residual_init not in ("none", "zero", "fixup"):
+        raise UnknownNameError("residual rule", config.residual_init, ("none", "zero", "fixup"))
     if config.optimizer not in OPTIMIZERS:
         raise UnknownNameError("optimizer", config.optimizer, OPTIMIZERS)
     if config.track not in ("epoch", "off") and not (

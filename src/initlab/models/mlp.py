@@ -36,6 +36,11 @@ class HiddenBlock(nn.Module):
         self.drop = nn.Dropout(dropout) if dropout > 0 else None
         self.residual = residual and fan_in == width
 
+    @property
+    def branch_layers(self) -> list[nn.Module]:
+        """The residual branch's Linear layers, in order (see :mod:`initlab.residual`)."""
+        return [self.linear]
+
     def forward(self, x: Tensor) -> Tensor:
         h = self.linear(x)
         if self.norm is not None:

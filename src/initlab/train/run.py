@@ -65,6 +65,7 @@ def build_initialized_model(
         output_layer=config.output_init,
         generator=make_generator(config.seed, "init"),
         data=data.x_train[:INIT_BATCH] if data is not None else None,
+        residual=config.residual_init,
     )
     return model
 
