@@ -85,3 +85,18 @@ def test_unknown_activations_get_lsuv_which_needs_data():
     record = initlab.initialize(model, plan, data=x)
     assert "rescalings" in record.to_frame().columns
     assert "activation" in str(plan) and len(plan) == 5
+
+
+def test_orthogonal_family_uses_delta_orthogonal_for_convs_and_the_activation_gain():
+    model = SmallCNN((1, 28, 28), 10, "relu")
+    plan = recommend(model, torch.randn(2, 1, 28, 28), family="orthogonal")
+    assert plan["features.0"] == "delta_orthogonal(gain=1.414)"
+    assert plan["classifier.1"] == "orthogonal(gain=1.414)"
+    assert plan["classifier.3"] == "glorot_uniform"
+    initlab.initialize(model, plan)
+    w = model.features[0].weight  # [32, 1, 3, 3]: the orthogonal column sits at the centre tap
+    assert torch.count_nonzero(w[:, :, 0, 0]) == 0 and torch.count_nonzero(w[:, :, 1, 1]) == 32
+    tanh_plan = recommend(MLP(16, [32, 32], 3, "tanh"), torch.randn(4, 16), family="orthogonal")
+    assert tanh_plan["blocks.1.linear"] == "orthogonal(gain=1)"  # the edge of chaos
+    with pytest.raises(initlab.InitlabError, match="did you mean 'orthogonal'"):
+        recommend(MLP(16, [32], 3), torch.randn(4, 16), family="orthogonl")

@@ -42,6 +42,9 @@ def doctor(
     dataset: opt.Dataset = "fashion-mnist",
     batch: Annotated[int, typer.Option(help="examples in the probe batch")] = 512,
     seed: Annotated[int, typer.Option(help="seed of the weights and of the batch")] = 0,
+    family: Annotated[
+        str, typer.Option(help="variance (He/LeCun/Glorot by activation) or orthogonal")
+    ] = "variance",
     save: Annotated[
         Path | None,
         typer.Option(help="write the initialized weights (.safetensors, else torch.save)"),
@@ -62,7 +65,7 @@ def doctor(
         else build_initialized_model(config, data.input_shape, data.num_classes)
     )
     before = diagnose(net, x, y, label="as it is")
-    plan = recommend(net, x)
+    plan = recommend(net, x, family=family)
     print_frame(plan.to_frame(), out, title="the plan: a scheme per layer")
     initialize(net, plan, data=x, generator=make_generator(seed, "init"))
     after = diagnose(net, x, y, label="after the plan")

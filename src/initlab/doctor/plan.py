@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from initlab.apply import initializable_layers
 from initlab.doctor.trace import find_activations
+from initlab.errors import UnknownNameError
 from initlab.theory import critical_sigma_w2, gain
 
 HE_FAMILY = ("elu", "gelu", "silu", "softplus")
@@ -80,18 +81,61 @@ class Plan(Mapping[str, str]):
         return self.to_frame().to_html(index=False)
 
 
-def recommend(model: nn.Module, inputs: Tensor) -> Plan:
+FAMILIES = ("variance", "orthogonal")
+
+
+def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> Plan:
     """Propose a scheme for every Linear/Conv layer of ``model`` from the activation that
-    follows it in a forward pass of ``inputs`` (see the module docstring for the rules)."""
+    follows it in a forward pass of ``inputs``.
+
+    ``family="variance"``: the rules of the module docstring. ``family="orthogonal"``:
+    ``orthogonal(gain=g)`` for Linear layers and ``delta_orthogonal(gain=g)`` for
+    convolutions (Xiao et al. 2018) with the activation's gain g (:func:`orthogonal_gain`);
+    ``lsuv`` where no rule fits.
+    """
+    if family not in FAMILIES:
+        raise UnknownNameError("plan family", family, FAMILIES)
     layers = initializable_layers(model)
     found, slopes = find_activations(model, inputs, layers)
     last = layers[-1][0] if layers else None
     entries = []
     for name, module in layers:
-        activation = found[name]
-        scheme, reason = rule_for(activation, slopes.get(name), is_output=name == last)
+        activation, is_output = found[name], name == last
+        if family == "orthogonal" and activation != "unknown" and not is_output:
+            scheme, reason = orthogonal_rule(module, activation, slopes.get(name))
+        else:
+            scheme, reason = rule_for(activation, slopes.get(name), is_output=is_output)
         entries.append(PlanEntry(name, type(module).__name__, activation, scheme, reason))
     return Plan(entries)
+
+
+def orthogonal_gain(activation: str, slope: float | None = None) -> float:
+    """The gain of an orthogonal init before ``activation``: the edge of chaos for tanh and
+    linear (sigma_w² = 1, dynamical isometry: Pennington et al. 2017), sqrt(2/(1+a²)) for
+    (leaky) ReLU, and :func:`initlab.gain` otherwise."""
+    if activation in ("tanh", "linear"):
+        return critical_sigma_w2(activation, 0.0) ** 0.5
+    if activation == "leaky_relu":
+        a = 0.01 if slope is None else slope
+        return (2 / (1 + a * a)) ** 0.5
+    return gain(activation)
+
+
+def orthogonal_rule(module: nn.Module, activation: str, slope: float | None) -> tuple[str, str]:
+    """``orthogonal``/``delta_orthogonal`` with :func:`orthogonal_gain` for one layer."""
+    g = orthogonal_gain(activation, slope)
+    is_conv = isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+    if is_conv and module.out_channels >= module.in_channels // module.groups:
+        kernel = "x".join(map(str, module.kernel_size))
+        return (
+            f"delta_orthogonal(gain={g:.4g})",
+            f"{activation} conv: an orthogonal matrix at the centre of the {kernel} kernel, "
+            f"gain {g:.4g}: the convolution is norm-preserving at init (Xiao et al. 2018)",
+        )
+    return (
+        f"orthogonal(gain={g:.4g})",
+        f"{activation}: every singular value equals the gain {g:.4g} (Saxe et al. 2014)",
+    )
 
 
 def rule_for(activation: str, slope: float | None = None, *, is_output: bool) -> tuple[str, str]:
