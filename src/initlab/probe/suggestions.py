@@ -122,10 +122,11 @@ def _activation_advice(act: str, group: pd.DataFrame) -> str:
             f"{act} layers already follow the gain rule (weight std {r:.2f}× "
             f"gain/sqrt(fan_in), gain {g:.4g}); {theory}; consider normalization or less depth"
         )
+    i = int(pd.Series(ratios).sub(r).abs().argmin())  # the layer closest to the median
     return (
         f"{act} layers have weight std {r:.2f}× the gain rule gain/sqrt(fan_in) with "
-        f"gain({act}) = {g:.4g} (e.g. {group['weight_std'].iloc[0]:.3g} vs "
-        f"{prescribed[0]:.3g} at {group['layer'].iloc[0]}); {theory}; use {names}"
+        f"gain({act}) = {g:.4g} (e.g. {group['weight_std'].iloc[i]:.3g} vs "
+        f"{prescribed[i]:.3g} at {group['layer'].iloc[i]}); {theory}; use {names}"
     )
 
 

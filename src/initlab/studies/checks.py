@@ -57,3 +57,33 @@ def final_layer_metric(
         return rows[["run_id", "layer", "value"]]
     last = rows.groupby("run_id")["step"].transform("max")
     return rows.loc[rows["step"] == last, ["run_id", "layer", "value"]]
+
+
+def depth_of(hidden: object) -> int:
+    """The number of hidden layers of a run's ``hidden`` column (``"256-256"`` → 2)."""
+    if isinstance(hidden, (tuple, list)):
+        return len(hidden)
+    return len([w for w in str(hidden).split("-") if w.strip()])
+
+
+def chance_filled(values: pd.Series, chance: float) -> pd.Series:
+    """Accuracies with the non-finite ones (a diverged run's NaN) counted as ``chance``:
+    a run whose loss became NaN learned nothing usable."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    return numbers.where(numbers.map(math.isfinite), chance)
+
+
+def first_epoch_below(curve: pd.Series, threshold: float) -> float:
+    """The first epoch (index of ``curve``) whose value is below ``threshold``; NaN if never."""
+    hit = curve[curve < threshold]
+    return float(hit.index[0]) if len(hit) else math.nan
+
+
+def hidden_layer_rows(layer_stats: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The rows of ``metric`` for the hidden layers of initlab MLPs (``blocks.<i>.linear``),
+    with their 0-based ``index``; the output layer is left out."""
+    rows = layer_stats[
+        (layer_stats["metric"] == metric) & layer_stats["layer"].str.startswith("blocks.")
+    ].copy()
+    rows["index"] = rows["layer"].str.split(".").str[1].astype(int)
+    return rows
