@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from initlab.config import RunConfig
-from initlab.data import Dataset
 from initlab.results import ResultSet
 from initlab.sweep.engine import Outcome
 from initlab.sweep.grid import expand
@@ -97,32 +96,6 @@ def compare(
         address=address,
         engine=engine,
         data_dir=data_dir,
-        progress=_CallbackProgress(progress) if progress else None,
-    )
-    return results
-
-
-def run_all(
-    configs: Sequence[RunConfig],
-    *,
-    progress: ProgressCallback | None = None,
-    data_dir: str | None = None,
-    dataset: Dataset | None = None,
-    group_by: Sequence[str] = ("init",),
-) -> ResultSet:
-    """Train ``configs`` one after another in this process (an in-memory store).
-
-    ``dataset``: the already loaded data of ``configs[0]`` (loaded here when ``None``).
-    """
-    spec = Spec(name="run_all", group_by=tuple(group_by))
-    results, _ = run_study(
-        spec,
-        None,
-        configs=configs,
-        workers=1,
-        engine="single",
-        data_dir=data_dir,
-        dataset=dataset,
         progress=_CallbackProgress(progress) if progress else None,
     )
     return results
