@@ -56,7 +56,17 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> float:
 def group_label(key: object) -> str:
     """A group key as text: ``("he_normal", "relu")`` → ``"he_normal / relu"``."""
     parts = key if isinstance(key, tuple) else (key,)
-    return " / ".join(str(p) for p in parts)
+    return " / ".join(display_value(p) for p in parts)
+
+
+def display_value(value: object) -> str:
+    """A setting as a short label: hidden widths ``"128-128-...-128"`` (3 or more equal
+    layers) become ``"128×32"``; anything else is ``str(value)``."""
+    text = str(value)
+    widths = text.split("-")
+    if len(widths) >= 3 and all(w.isdigit() for w in widths) and len(set(widths)) == 1:
+        return f"{widths[0]}×{len(widths)}"
+    return text
 
 
 def _groups(

@@ -10,6 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from initlab.stats import display_value
+
 CURVE_PANELS = (
     ("train_loss", "training loss", True),
     ("val_accuracy", "validation accuracy", False),
@@ -22,9 +24,9 @@ LABEL_LIMIT = 48
 def group_label(key: object, group_by: Sequence[str]) -> str:
     """``he_normal`` for one grouping column, ``init=he_normal, activation=tanh`` for more."""
     if len(group_by) == 1:
-        return str(key[0] if isinstance(key, tuple) else key)
+        return display_value(key[0] if isinstance(key, tuple) else key)
     key = key if isinstance(key, tuple) else (key,)
-    return ", ".join(f"{c}={v}" for c, v in zip(group_by, key, strict=True))
+    return ", ".join(f"{c}={display_value(v)}" for c, v in zip(group_by, key, strict=True))
 
 
 def plain_text(text: object, limit: int | None = None) -> str:
