@@ -1,0 +1,120 @@
+"""Which configs can train together in one batched group.
+
+Models train together when they have the same shapes and the same step schedule: the same
+data (dataset, validation size, training limit), the same architecture (an MLP's hidden
+widths, activation, batch norm, dropout, residual), the same batch size, number of epochs,
+optimizer kind and tracking cadence. Everything else — learning rate, momentum, weight
+decay, init, output init, bias policy, residual rule, seed — may differ inside a group:
+those become per-model tensors or per-model initial weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Sequence
+from dataclasses import fields
+
+from initlab import activations
+from initlab.config import RunConfig
+from initlab.data import canonical_name
+from initlab.errors import InitlabError
+
+BATCHABLE_MODELS = ("mlp",)
+PER_MODEL = (
+    "lr", "momentum", "weight_decay", "init", "output_init", "bias", "residual_init", "seed",
+)  # fmt: skip
+"""Settings that may differ inside a group (per-model tensors or initial weights)."""
+SHARED = (
+    "dataset", "val_size", "limit_train", "model", "hidden", "activation", "batch_norm",
+    "dropout", "residual", "batch_size", "epochs", "optimizer", "track", "extra",
+)  # fmt: skip
+"""Settings that must agree inside a group (they make up :func:`group_key`)."""
+_DEFAULTS = {f.name: getattr(RunConfig(), f.name) for f in fields(RunConfig)}
+
+
+def _dataset(name: str) -> str:
+    try:
+        return canonical_name(name)
+    except InitlabError:
+        return str(name)
+
+
+def _activation(name: str) -> str:
+    try:
+        return activations.get(name).name
+    except InitlabError:
+        return str(name)
+
+
+def group_key(config: RunConfig) -> tuple[Hashable, ...] | None:
+    """The fields that must agree for ``config`` to train with others; ``None`` if it cannot
+    be batched (any model but the MLP, or a non-default setting of a :class:`RunConfig` field
+    this engine does not know: use the single engine, ``run_config``).
+
+    The key is ``(dataset, val_size, limit_train, "mlp", hidden, activation, batch_norm,
+    dropout, residual, batch_size, epochs, optimizer, track, extra)`` with names in their
+    canonical spelling (``fmnist`` and ``fashion-mnist`` agree, so do ``swish`` and ``silu``).
+    """
+    if config.model not in BATCHABLE_MODELS or _unknown_settings(config):
+        return None
+    extra = json.dumps(config.extra, sort_keys=True, default=repr) if config.extra else ""
+    return (
+        _dataset(config.dataset),
+        config.val_size,
+        config.limit_train,
+        config.model,
+        tuple(config.hidden),
+        _activation(config.activation),
+        bool(config.batch_norm),
+        float(config.dropout),
+        bool(config.residual),
+        int(config.batch_size),
+        int(config.epochs),
+        config.optimizer,
+        config.track,
+        extra,
+    )
+
+
+def _unknown_settings(config: RunConfig) -> list[str]:
+    """Settings this engine does not implement that ``config`` sets (a field added to
+    :class:`RunConfig` later): such a config goes to the single engine, which knows them."""
+    known = set(PER_MODEL) | set(SHARED)
+    return [
+        name
+        for name, default in _DEFAULTS.items()
+        if name not in known and getattr(config, name) != default
+    ]
+
+
+def group_configs(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
+    """Split ``configs`` into groups that :func:`~initlab.train.batched.train_group` accepts.
+
+    Groups come in the order of their first member and keep the callers' order inside.
+    A config that cannot be batched (``group_key`` is ``None``) gets a group of its own, so
+    every config appears exactly once; callers send such groups to ``run_config``.
+    """
+    groups: dict[Hashable, list[RunConfig]] = {}
+    for i, config in enumerate(configs):
+        key = group_key(config)
+        groups.setdefault(("single", i) if key is None else ("batch", key), []).append(config)
+    return list(groups.values())
+
+
+def check_group(configs: Sequence[RunConfig]) -> None:
+    """Raise :class:`InitlabError` unless ``configs`` is a non-empty batchable group."""
+    if not configs:
+        raise InitlabError("train_group needs at least one config")
+    keys = [group_key(c) for c in configs]
+    if keys[0] is None:
+        raise InitlabError(
+            f"model '{configs[0].model}' cannot be trained by the batched engine "
+            "(use initlab.train.run_config)"
+        )
+    for config, key in zip(configs, keys, strict=True):
+        if key != keys[0]:
+            raise InitlabError(
+                f"configs cannot train together: {config.label} differs from "
+                f"{configs[0].label} in a setting that must agree (see group_key; "
+                "use group_configs to split them)"
+            )
