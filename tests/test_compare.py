@@ -36,7 +36,13 @@ def test_summary_shows_mean_std_and_flags_stuck_runs(results):
 
 def test_save_writes_csvs_and_curves(results, tmp_path):
     paths = results.save(tmp_path)
-    assert {p.name for p in paths} == {"summary.csv", "epochs.csv", "by_group.csv", "curves.png"}
+    assert {p.name for p in paths} == {
+        "summary.csv",
+        "epochs.csv",
+        "by_group.csv",
+        "curves.png",
+        "layer_stats.csv",  # tracked once per epoch by default
+    }
     runs = pd.read_csv(tmp_path / "summary.csv")
     assert len(runs) == 4 and (tmp_path / "curves.png").stat().st_size > 10_000
 

@@ -94,7 +94,7 @@ def diagnose(
         _print(diagnoses[label], len(x), dataset)
     if out_dir is not None:
         paths = write_outputs(diagnoses, out_dir, dataset=dataset, batch=len(x), seed=seed)
-        out.print("wrote " + ", ".join(str(p) for p in paths))
+        out.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
 
 
 def _diagnose(net: nn.Module, x: Tensor, y: Tensor, label: str) -> Diagnosis:

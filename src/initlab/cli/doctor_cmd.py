@@ -71,7 +71,7 @@ def doctor(
     after = diagnose(net, x, y, label="after the plan")
     _print_comparison(before, after)
     if save is not None:
-        out.print(f"wrote {save_weights(net, save)}")
+        out.print(f"wrote {save_weights(net, save)}", soft_wrap=True)
 
 
 def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:

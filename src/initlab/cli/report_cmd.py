@@ -44,4 +44,6 @@ def report(
     paths = build_report(
         results, out_dir, layer_stats=layer_stats, title=title or default_title, group_by=keys
     )
-    out.print(f"wrote {paths.html} and {paths.markdown} ({len(paths.images)} figures)")
+    out.print(
+        f"wrote {paths.html} and {paths.markdown} ({len(paths.images)} figures)", soft_wrap=True
+    )

@@ -46,7 +46,7 @@ def results(
             if out_dir is None:
                 raise InitlabError("--export needs --out DIR (where to write the tables)")
             paths = export(store, export_format, out_dir, study)
-            out.print("wrote " + ", ".join(str(p) for p in paths))
+            out.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
             return
         keys = _group_by(group_by)
         found = store.results(study, group_by=keys)

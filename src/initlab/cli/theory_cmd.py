@@ -51,7 +51,7 @@ def theory(
     else:
         _print_tables(rows, variances, sigma_b2)
     if plot is not None:
-        out.print(f"wrote {plot_phase_diagram(activation, plot)}")
+        out.print(f"wrote {plot_phase_diagram(activation, plot)}", soft_wrap=True)
 
 
 def _scan(activation: str, sigma_b2: float) -> list[float]:

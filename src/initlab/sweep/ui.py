@@ -84,7 +84,7 @@ def run_and_report(
     print_results(results, console, title)
     if out is not None and not results.runs.empty:
         paths = results.save(out)
-        console.print("wrote " + ", ".join(str(p) for p in paths))
+        console.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
     return results
 
 
