@@ -38,9 +38,7 @@ import math
 import time
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from plain import plain_dataloader
 
 from initlab.config import RunConfig
 from initlab.data import Dataset, load
@@ -102,37 +100,9 @@ def onednn_peak(n: int = 4096, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def user_model() -> nn.Module:
-    model = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 300),
-        nn.ReLU(),
-        nn.Linear(300, 100),
-        nn.ReLU(),
-        nn.Linear(100, 10),
-    )
-    for layer in model:
-        if isinstance(layer, nn.Linear):
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
-    return model
-
-
 def plain_loop(data: Dataset) -> float:
     """Seconds for one model-epoch of the tutorial loop (DataLoader, shuffle, validate)."""
-    model = user_model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=32, shuffle=True)
-    start = time.perf_counter()
-    model.train()
-    for xb, yb in loader:
-        opt.zero_grad()
-        F.cross_entropy(model(xb), yb).backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        (model(data.x_val).argmax(1) == data.y_val).float().mean().item()
-    return time.perf_counter() - start
+    return plain_dataloader(data, 1)
 
 
 def config(seed: int, limit: int | None) -> RunConfig:

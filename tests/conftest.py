@@ -1,9 +1,23 @@
-"""Shared test settings: one torch thread per test worker, deterministic algorithms."""
+"""Shared test settings.
 
-import os
+The fast suite trains tiny models: one torch thread per process is faster than two (two
+threads only contend, badly so when pytest-xdist runs two workers on two cores), so every
+test runs with one thread, except the slow end-to-end tests on real data, which get two.
+"""
 
 import matplotlib
+import pytest
 import torch
 
 matplotlib.use("Agg")
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _threads_for_slow_tests(request: pytest.FixtureRequest):
+    if request.node.get_closest_marker("slow") is None:
+        yield
+        return
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(1)

@@ -20,15 +20,6 @@ MIXED = [  # inits, seeds and learning rates differ inside one group
 ADAM_LRS = (3e-3, 1e-3, 5e-4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small nets: one thread is faster, and immune to a busy machine's scheduling stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load("digits")

@@ -22,14 +22,6 @@ from initlab.train.batched.tracking import _Collector
 BASE = dict(dataset="digits", hidden=(32, 16), epochs=2, batch_size=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load("digits")

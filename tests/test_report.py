@@ -7,7 +7,6 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import initlab
 from initlab.report import assemble_report, build_report
@@ -28,22 +27,16 @@ EVIL = "<script>alert(1)</script>"
 
 @pytest.fixture(scope="module")
 def results() -> ResultSet:
-    """A real, small comparison: digits, 16 hidden units, 2 epochs, 2 seeds (one torch
-    thread: tiny models only contend for more)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return initlab.compare(
-            ["he_normal", "zeros"],
-            seeds=2,
-            dataset="digits",
-            hidden=(16,),
-            epochs=2,
-            lr=0.1,
-            track="off",
-        )
-    finally:
-        torch.set_num_threads(threads)
+    """A real, small comparison: digits, 16 hidden units, 2 epochs, 2 seeds."""
+    return initlab.compare(
+        ["he_normal", "zeros"],
+        seeds=2,
+        dataset="digits",
+        hidden=(16,),
+        epochs=2,
+        lr=0.1,
+        track="off",
+    )
 
 
 def layer_stats_for(runs: pd.DataFrame, epochs: int = 2) -> pd.DataFrame:

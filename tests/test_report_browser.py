@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from initlab.config import RunConfig
 from initlab.report import build_report
@@ -47,12 +46,7 @@ def realistic_report(out: Path) -> Path:
     settings = dict(dataset="digits", hidden=(32, 32), epochs=3, lr=0.1, track="epoch")
     configs = [RunConfig(init=init, seed=seed, **settings) for init in inits for seed in range(3)]
     data = load_data(configs[0])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: more threads only contend (60x slower under load)
-    try:
-        runs = [run_config(config, data) for config in configs]
-    finally:
-        torch.set_num_threads(threads)
+    runs = [run_config(config, data) for config in configs]
     layer_stats = pd.DataFrame(
         [{"run_id": r.config.key(), **row} for r in runs for row in r.layer_stats]
     )

@@ -4,23 +4,13 @@ import math
 
 import pandas as pd
 import pytest
-import torch
 
 from initlab.results import ResultSet
 from initlab.studies import Expectation, StudyContext, get, run_named_study
 from initlab.studies import he2015 as h
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a loaded 2-core machine two threads per process are much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_tiny_study_runs_end_to_end(tmp_path, one_thread):
+def test_tiny_study_runs_end_to_end(tmp_path):
     outcome = run_named_study("he2015", scale="tiny", out=tmp_path, workers=1)
     assert len(outcome.results.runs) == 4  # 2 depths × 2 inits × 1 seed
     assert len(outcome.expectations) == 3

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from initlab.compare import DEFAULT_INITS
 from initlab.studies.base import Expectation, Study, StudyContext, register
 from initlab.studies.checks import final_layer_metric, group_accuracy, majority_share
 from initlab.sweep.spec import Axis, Spec
@@ -17,15 +18,7 @@ from initlab.sweep.spec import Axis, Spec
 INITS = {
     "tiny": ("zeros", "random_normal", "he_normal"),
     "default": ("zeros", "random_normal", "glorot_uniform", "he_normal"),
-    "full": (
-        "zeros",
-        "random_normal",
-        "random_uniform",
-        "glorot_normal",
-        "glorot_uniform",
-        "he_normal",
-        "he_uniform",
-    ),
+    "full": DEFAULT_INITS,
 }
 FIXED = {
     "tiny": {"dataset": "digits", "hidden": (64, 32), "epochs": 4, "lr": 0.1},
