@@ -1,16 +1,15 @@
 """The unit of work of every executor: a *chunk* (a list of configs) run by one engine.
 
 :func:`run_chunk` is the one place that chooses the training engine: the batched engine
-(``initlab.train.batched.train_group``, many same-shaped models at once) when it is asked
-for or ``"auto"`` and importable, else the single-model engine (:func:`run_config`) in a
-loop. :func:`plan_chunks` cuts a sweep into chunks (the batched engine's groups, or one run
-per chunk), and :func:`execute_chunk` runs one chunk with timestamps and provenance and
+(``initlab.train.batched.train_group``, many same-shaped models at once) for ``"auto"`` and
+``"batched"``, the single-model engine (:func:`run_config`) in a loop for ``"single"``.
+:func:`plan_chunks` cuts a sweep into chunks (the batched engine's groups, or one run per
+chunk), and :func:`execute_chunk` runs one chunk with timestamps and provenance and
 turns any exception into ``failed`` results, so one broken run never stops a sweep.
 """
 
 from __future__ import annotations
 
-import importlib
 import platform
 import socket
 import time
@@ -26,7 +25,6 @@ from initlab.train.result import FAILED, RunResult
 from initlab.train.run import load_data, run_config
 
 ENGINES = ("auto", "single", "batched")
-BATCHED_MODULE = "initlab.train.batched"
 
 EpochHook = Callable[[RunConfig, dict], None]
 """Called with ``(config, epoch_record)`` after each epoch of each run (single engine)."""
@@ -58,31 +56,19 @@ def environment() -> dict[str, str]:
     }
 
 
-def batched_engine() -> ModuleType | None:
-    """``initlab.train.batched`` if this initlab has it (with ``group_configs`` and
-    ``train_group``), else ``None``."""
-    try:
-        module = importlib.import_module(BATCHED_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name == BATCHED_MODULE:
-            return None
-        raise
-    api = ("group_configs", "train_group")
-    return module if all(callable(getattr(module, name, None)) for name in api) else None
+def batched_engine() -> ModuleType:
+    """The batched engine, :mod:`initlab.train.batched` (a function, so that tests can put
+    a fake in its place)."""
+    from initlab.train import batched
+
+    return batched
 
 
 def resolve_engine(engine: str) -> str:
-    """``"auto"`` → ``"batched"`` when available, else ``"single"``; checks the name."""
+    """``"auto"`` → ``"batched"``; checks the name."""
     if engine not in ENGINES:
         raise UnknownNameError("engine", engine, ENGINES)
-    available = batched_engine() is not None
-    if engine == "batched" and not available:
-        raise InitlabError(
-            "the batched engine is not available in this initlab; use --engine single"
-        )
-    if engine == "auto":
-        return "batched" if available else "single"
-    return engine
+    return "batched" if engine == "auto" else engine
 
 
 def run_chunk(
@@ -93,8 +79,8 @@ def run_chunk(
 ) -> list[RunResult]:
     """Train ``configs`` (all on ``data``) with ``engine``; one result per config, in order.
 
-    The batched engine gets chunks of two or more runs; single runs, and every run when the
-    batched engine is absent or ``engine="single"``, go through :func:`run_config`.
+    The batched engine gets chunks of two or more runs; single runs, and every run with
+    ``engine="single"``, go through :func:`run_config`.
     ``on_epoch(config, record)`` is called after each epoch of each run by both engines.
     """
     if resolve_engine(engine) == "batched" and len(configs) > 1:
