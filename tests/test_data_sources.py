@@ -152,15 +152,6 @@ def test_synthetic_is_learnable_not_noise():
     assert 0.3 < float(acc) < 0.99  # a linear probe beats chance (0.1) but is not perfect
 
 
-def test_synthetic_is_fast():
-    import time
-
-    data.clear_cache()
-    start = time.perf_counter()
-    load("synthetic", seed=123)
-    assert time.perf_counter() - start < 0.5
-
-
 def test_stratified_order_prefixes_are_balanced():
     labels = np.repeat(np.arange(4), [100, 50, 30, 20])
     order = stratified_order(labels, seed=0)
