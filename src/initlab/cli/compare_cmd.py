@@ -15,7 +15,6 @@ from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_bias, parse_seeds, parse_widths, split_list
 from initlab.compare import DEFAULT_INITS, comparison_spec
-from initlab.sweep.estimate import check_buildable
 from initlab.sweep.grid import expand
 from initlab.sweep.ui import (
     AddressOption,
@@ -84,11 +83,9 @@ def compare(
         limit_train=limit_train,
     )
     spec = comparison_spec(split_list(inits), parse_seeds(seeds), **settings)
-    configs = expand(spec)
-    check_buildable(configs)
     run_and_report(
         spec,
-        configs,
+        expand(spec),
         out_dir,
         title="test accuracy by init",
         console=out,
