@@ -6,7 +6,10 @@ Contenders, on the same data in the same process:
 
 (a) a plain loop as a user writes it (``DataLoader`` over a ``TensorDataset``, one model at a
     time) — sequential, so its throughput is the same for any number of models: it is
-    measured on one model;
+    measured on one model. On an AMD CPU, ``import initlab`` lets MKL use its AVX-512
+    kernels (``initlab.mkl_dispatch``) in this process, so (a) gets them too: the ratios
+    compare engines on the same BLAS. (a0) is the same loop in a fresh Python started with
+    ``INITLAB_MKL_DISPATCH=off``: what a user's loop gets without initlab;
 (b) initlab's single engine (``run_config``), likewise sequential (``train_seconds``);
 (c) the batched engine (``train_group``) on groups of 1, 4, 15 and 60 models, with its
     default chunking (at most 8 seed MLPs train simultaneously: 15 = 8 + 7, 60 = 8 chunks
@@ -32,9 +35,13 @@ full epochs take too long; ``--wait-idle`` waits for idle CPUs before each timin
 
 from __future__ import annotations
 
+import initlab  # isort: skip  (first, before torch: initlab.mkl_dispatch)
 import argparse
 import itertools
 import math
+import os
+import subprocess
+import sys
 import time
 
 import torch
@@ -105,6 +112,29 @@ def plain_loop(data: Dataset) -> float:
     return plain_dataloader(data, 1)
 
 
+BASELINE_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {here!r})
+from plain import plain_dataloader
+from initlab.data import load
+torch.set_num_threads({threads})
+data = load("fashion-mnist", limit_train={limit})
+print(min(plain_dataloader(data, 1) for _ in range({runs})))
+"""
+
+
+def plain_loop_default_mkl(threads: int, limit: int | None, runs: int) -> float:
+    """Best of ``runs`` epochs of (a) in a fresh Python with MKL's default kernel choice."""
+    script = BASELINE_SCRIPT.format(
+        here=os.path.dirname(os.path.abspath(__file__)), threads=threads, limit=limit, runs=runs
+    )
+    env = {**os.environ, initlab.mkl_dispatch.ENV_VAR: "off"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    return float(done.stdout.split()[-1])
+
+
 def config(seed: int, limit: int | None) -> RunConfig:
     return RunConfig(init="he_normal", epochs=1, seed=seed, limit_train=limit, track="off")
 
@@ -146,12 +176,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sizes = [int(m) for m in args.models.split(",")]
     data = load("fashion-mnist", limit_train=args.limit_train)
-    peak = plain = single = dnn = math.inf
+    peak = plain = plain_default = single = dnn = math.inf
     batched: dict[int, list[tuple[float, float]]] = {}
     for _ in range(args.repeats):  # interleaved, best of N: robust to machine noise
         wait_idle(args.wait_idle)
         peak = min(peak, 1 / sgemm_peak())
         dnn = min(dnn, 1 / onednn_peak())
+        wait_idle(args.wait_idle)
+        baseline = plain_loop_default_mkl(args.threads, args.limit_train, 3)
+        plain_default = min(plain_default, baseline)
         for _ in range(3):  # the one-model runs are short: thrice per round
             wait_idle(args.wait_idle)
             plain = min(plain, plain_loop(data))
@@ -161,12 +194,14 @@ def main() -> None:
             wait_idle(args.wait_idle)
             chunks = batched_engine(data, m, args.limit_train)
             batched[m] = [min(a, b) for a, b in zip(batched.get(m, chunks), chunks, strict=True)]
-    report(data, 1 / peak, plain, single, batched, args)
+    report(data, 1 / peak, (plain, plain_default), single, batched, args)
     print(f"(oneDNN fp32 matmul peak on this machine: {1 / dnn:.0f} GFLOP/s)")
 
 
-def report(data, peak, plain, single, batched, args) -> None:
+def report(data, peak, plains, single, batched, args) -> None:
     """Print the table: model-epochs/s, ratio to the plain loop, fraction of sgemm peak."""
+    plain, plain_default = plains
+    print(f"MKL kernel choice (initlab.mkl_dispatch): {initlab.mkl_dispatch.status()}")
     flop = 6 * WEIGHTS * data.num_train + 2 * WEIGHTS * data.num_val
     print(
         f"threads={args.threads} repeats={args.repeats} (best of) train images="
@@ -174,16 +209,17 @@ def report(data, peak, plain, single, batched, args) -> None:
         f"GFLOP/s; one model-epoch = {flop / 1e9:.1f} GFLOP (6PN + 2PN_val)"
     )
     head = f"{'contender':28s} {'models':>6s} {'model-epochs/s':>14s} {'s/model-epoch':>13s}"
-    print(f"{head} {'vs plain':>8s} {'% peak':>6s} {'wall s':>7s}")
+    print(f"{head} {'vs (a)':>8s} {'vs (a0)':>8s} {'% peak':>6s} {'wall s':>7s}")
 
     def row(name: str, m: int, seconds: float, wall: float) -> None:
         rate = 1 / seconds
         pct = 100 * flop * rate / 1e9 / peak
         print(
             f"{name:28s} {m:6d} {rate:14.2f} {seconds:13.3f} "
-            f"{plain / seconds:7.2f}x {pct:5.0f}% {wall:7.2f}"
+            f"{plain / seconds:7.2f}x {plain_default / seconds:7.2f}x {pct:5.0f}% {wall:7.2f}"
         )
 
+    row("(a0) plain loop, default MKL", 1, plain_default, plain_default)
     row("(a) plain loop (DataLoader)", 1, plain, plain)
     row("(b) initlab single engine", 1, single, single)
     for m, chunks in batched.items():

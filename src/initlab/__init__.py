@@ -8,6 +8,10 @@
 >>> plan = initlab.recommend(model, batch_x)             # a scheme per layer, with reasons
 """
 
+from initlab import mkl_dispatch
+
+mkl_dispatch.enable()  # must run before torch is imported: see initlab.mkl_dispatch
+
 from initlab import activations, data, initializers
 from initlab.apply import initialize
 from initlab.compare import compare
