@@ -98,7 +98,7 @@ def test_stacked_optimizers_follow_torch_optim(kind, decay):
         for lr, mu in zip(lrs, moms, strict=True)
     ]
     gen = torch.Generator().manual_seed(0)
-    w, b = torch.randn(3, 4, 6, generator=gen), torch.randn(3, 1, 4, generator=gen)
+    w, b = torch.randn(3, 6, 4, generator=gen), torch.randn(3, 1, 4, generator=gen)  # [M, in, out]
     opt = StackedOptimizer(configs, [w, b])
     ref = [[w[m].clone().requires_grad_(), b[m].clone().requires_grad_()] for m in range(3)]
     ref_opts = [_torch_optimizer(c, params) for c, params in zip(configs, ref, strict=True)]
@@ -107,7 +107,7 @@ def test_stacked_optimizers_follow_torch_optim(kind, decay):
         opt.begin_step()
         opt.linear(0, 1, dz, inp)
         for m, (params, ro) in enumerate(zip(ref, ref_opts, strict=True)):
-            params[0].grad = dz[m].T @ inp[m]
+            params[0].grad = inp[m].T @ dz[m]
             params[1].grad = dz[m].sum(0, keepdim=True)
             ro.step()
     for m in range(3):

@@ -1,9 +1,9 @@
 """Forward and hand-written backward of M stacked MLPs with batched matrix products.
 
 Shapes: input ``[M, B, in]`` (or ``[R, in]`` shared by every model), activations
-``[M, B, width]``, weights ``[M, out, in]``. For a hidden block of model m
+``[M, B, width]``, weights ``[M, in, out]`` (:mod:`.stack`). For a hidden block of model m
 
-    z = h W^T + b                      (baddbmm)
+    z = h W + b                        (baddbmm)
     u = BN(z) (batch statistics)  or z
     a = phi(u)
     o = a * mask (inverted dropout)  or a
@@ -11,7 +11,7 @@ Shapes: input ``[M, B, in]`` (or ``[R, in]`` shared by every model), activations
 
 and the output layer is ``logits = h W^T + b``. The backward takes ``dL/dlogits`` and walks
 the layers in reverse: ``dz = (dh' * mask) * phi'(u)`` (through BN when present), weight
-gradient ``dz^T h`` ``[M, out, in]``, bias gradient ``sum_i dz``, input gradient ``dz W``
+gradient ``h^T dz`` ``[M, in, out]``, bias gradient ``sum_i dz``, input gradient ``dz W^T``
 (plus ``dh'`` through the skip). The weight gradient is handed to a :class:`GradSink` (the
 optimizer) as its two factors, so plain SGD can fuse it into the update (``W.baddbmm_``)
 without ever materializing it. Every intermediate of a layer is kept in a :class:`LayerTrace`
@@ -34,7 +34,7 @@ class GradSink(Protocol):
     """Receives the gradients of one backward pass (usually: the stacked optimizer)."""
 
     def linear(self, weight: int, bias: int, dz: Tensor, inp: Tensor) -> None:
-        """Layer gradients ``dW = dz^T inp`` ``[M, out, in]`` and ``db = sum_i dz``."""
+        """Layer gradients ``dW = inp^T dz`` ``[M, in, out]`` and ``db = sum_i dz``."""
 
     def grad(self, index: int, g: Tensor) -> None:
         """The gradient ``g`` of parameter ``index`` (batch-norm gamma/beta)."""
@@ -70,16 +70,17 @@ class Trace:
 
 
 def linear(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """``h W^T + b`` for every model; ``h`` is ``[M, B, in]`` or ``[R, in]`` (shared input).
+    """``h W + b`` for every model; ``h`` is ``[M, B, in]`` or ``[R, in]`` (shared input).
 
     A shared input becomes one large ``addmm`` against all models' weights side by side
     (``[R, in] @ [in, M*out]``), returned as a ``[M, R, out]`` view.
     """
     if h.dim() == 2:
-        m, out, inp = weight.shape
-        z = torch.addmm(bias.reshape(1, m * out), h, weight.reshape(m * out, inp).t())
+        m, inp, out = weight.shape
+        side_by_side = weight.transpose(0, 1).reshape(inp, m * out)
+        z = torch.addmm(bias.reshape(1, m * out), h, side_by_side)
         return z.view(h.shape[0], m, out).transpose(0, 1)
-    return torch.baddbmm(bias, h, weight.transpose(1, 2))
+    return torch.baddbmm(bias, h, weight)
 
 
 def _hidden_forward(
@@ -190,7 +191,7 @@ def backward(
             inp = t.inp
         else:
             inp = trace.last_input
-        g_in = torch.bmm(g, net.params[spec.weight]) if k > 0 else None
+        g_in = torch.bmm(g, net.params[spec.weight].transpose(1, 2)) if k > 0 else None
         sink.linear(spec.weight, spec.bias, g, inp)
         if g_in is not None and spec.residual:
             g_in = g_in.add_(g_out)

@@ -1,7 +1,7 @@
 """``torch.optim``'s SGD, momentum, Adam and AdamW on stacked parameters, per-model settings.
 
 Every parameter carries a leading model axis M; the learning rate, momentum and weight decay
-of each model are ``[M, 1, 1]`` tensors that broadcast over a ``[M, out, in]`` weight or a
+of each model are ``[M, 1, 1]`` tensors that broadcast over a ``[M, in, out]`` weight or a
 ``[M, 1, out]`` bias. The formulas are PyTorch's (``torch/optim/sgd.py``, ``adam.py``, single-
 tensor path, the one used on CPU), applied to all models at once:
 
@@ -12,9 +12,9 @@ tensor path, the one used on CPU), applied to all models at once:
 - adamw:    ``p <- p (1 - lr wd)`` first (decoupled; wd defaults to 0.01), then Adam without wd.
 
 Fusions (same formulas, different float32 rounding order): for sgd without weight decay the
-weight gradient is never materialized — ``W.baddbmm_(dz^T, h, alpha=-lr)`` adds ``-lr dz^T h``
+weight gradient is never materialized — ``W.baddbmm_(h^T, dz, alpha=-lr)`` adds ``-lr h^T dz``
 in the matrix product itself; for momentum without weight decay the buffer update is
-``b.mul_(mu).baddbmm_(dz^T, h)`` (a zero-initialized buffer makes the first step ``b = g``
+``b.mul_(mu).baddbmm_(h^T, dz)`` (a zero-initialized buffer makes the first step ``b = g``
 exactly). With per-model learning rates the factor ``-lr`` scales ``dz`` (small) instead.
 """
 
@@ -88,12 +88,12 @@ class StackedOptimizer:
         self.t += 1
 
     def linear(self, weight: int, bias: int, dz: Tensor, inp: Tensor) -> None:
-        """Update a linear layer from the factors of its weight gradient ``dz^T inp``."""
+        """Update a linear layer from the factors of its weight gradient ``inp^T dz``."""
         fusable = not self.any_wd and self.kind in ("sgd", "momentum") and inp.dim() == 3
         if fusable:
             self._fused(weight, dz, inp)
         else:
-            self.grad(weight, torch.matmul(dz.transpose(1, 2), inp))
+            self.grad(weight, torch.matmul(inp.transpose(-2, -1), dz))
         self.grad(bias, dz.sum(1, keepdim=True))
 
     def _fused(self, index: int, dz: Tensor, inp: Tensor) -> None:
@@ -101,14 +101,14 @@ class StackedOptimizer:
         p, lr = self.params[index], self.uniform_lr
         if self.kind == "sgd":
             if lr is not None:
-                p.baddbmm_(dz.transpose(1, 2), inp, alpha=-lr)
+                p.baddbmm_(inp.transpose(1, 2), dz, alpha=-lr)
             else:
-                p.baddbmm_((dz * self.neg_lr).transpose(1, 2), inp)
+                p.baddbmm_(inp.transpose(1, 2), dz * self.neg_lr)
             return
         buf = self.state[index].get("momentum_buffer")
         if buf is None:
             buf = self.state[index]["momentum_buffer"] = torch.zeros_like(p)
-        buf.mul_(self.momentum).baddbmm_(dz.transpose(1, 2), inp)
+        buf.mul_(self.momentum).baddbmm_(inp.transpose(1, 2), dz)
         self._apply(p, buf)
 
     def _apply(self, p: Tensor, g: Tensor) -> None:

@@ -108,13 +108,14 @@ def probe_metrics(layer: StackedLayerTensors, m: int) -> dict[str, float]:
 
 
 class _Collector:
-    """A gradient sink that stores gradients instead of applying them."""
+    """A gradient sink that stores gradients (in the parameters' layout) instead of applying
+    them."""
 
     def __init__(self) -> None:
         self.grads: dict[int, Tensor] = {}
 
     def linear(self, weight: int, bias: int, dz: Tensor, inp: Tensor) -> None:
-        self.grads[weight] = torch.matmul(dz.transpose(1, 2), inp)
+        self.grads[weight] = torch.matmul(inp.transpose(-2, -1), dz)
         self.grads[bias] = dz.sum(1, keepdim=True)
 
     def grad(self, index: int, g: Tensor) -> None:
@@ -151,13 +152,17 @@ def probe_tensors(net: StackedMLP, x: Tensor, y: Tensor) -> list[StackedLayerTen
     _, dlogits = fn.cross_entropy(trace.logits, y.unsqueeze(0).expand(net.size, -1))
     sink = _Collector()
     backward(probe_net, trace, dlogits, sink, record=True)
-    return [_layer(net, trace, k, sink.grads[spec.weight]) for k, spec in enumerate(net.layers)]
+    return [
+        _layer(net, trace, k, sink.grads[spec.weight].transpose(1, 2))
+        for k, spec in enumerate(net.layers)
+    ]
 
 
 def _layer(net: StackedMLP, trace: Trace, k: int, weight_grad: Tensor) -> StackedLayerTensors:
     """Layer k's tensors as the hook probe defines them (see the module docstring)."""
     spec, grads = net.layers[k], trace.grads[k]
-    weight, bias = net.params[spec.weight], net.params[spec.bias].squeeze(1)
+    weight = net.params[spec.weight].transpose(1, 2)  # [M, out, in], as nn.Linear holds it
+    bias = net.params[spec.bias].squeeze(1)
     if not spec.hidden:
         return StackedLayerTensors(
             spec.name, trace.logits, None, None, weight, bias, weight_grad, grads["pre"], None
