@@ -13,6 +13,7 @@ inside the probes (timed in the same run), and the median time of one probe.
 
 from __future__ import annotations
 
+import initlab  # noqa: F401  # isort: skip  (before torch: initlab.mkl_dispatch)
 import argparse
 import statistics
 import time

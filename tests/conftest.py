@@ -3,8 +3,12 @@
 The fast suite trains tiny models: one torch thread per process is faster than two (two
 threads only contend, badly so when pytest-xdist runs two workers on two cores), so every
 test runs with one thread, except the slow end-to-end tests on real data, which get two.
+
+initlab is imported before torch, as the ``initlab`` command does, so the tests run with the
+BLAS kernels users get (``initlab.mkl_dispatch``).
 """
 
+import initlab  # noqa: F401  # isort: skip  (before torch: initlab.mkl_dispatch)
 import matplotlib
 import pytest
 import torch
