@@ -14,7 +14,13 @@ from initlab.store import SCHEMA_VERSION, export, open_store
 from initlab.sweep.engine import Outcome
 from initlab.train.result import RunResult
 
-ENV = {"host": "node-1", "initlab": "0.1.0", "torch": "2.13.0", "python": "3.11.7"}
+ENV = {
+    "host": "node-1",
+    "initlab": "0.1.0",
+    "torch": "2.13.0",
+    "python": "3.11.7",
+    "blas": "MKL AVX2",
+}
 
 
 def config(**changes):
@@ -71,10 +77,11 @@ def test_round_trip_of_a_run_its_epochs_and_layer_stats(store):
     assert row["bias"] == 0.1 and pd.isna(row["output_init"]) and row["track"] == "epoch"
     assert row["status"] == "ok" and row["test_accuracy"] == 0.9 and row["epochs_done"] == 2
     assert row["wall_seconds"] == 2.5 and row["attempts"] == 1 and row["engine"] == "single"
-    assert (row["host"], row["torch_version"], row["python_version"]) == (
+    assert (row["host"], row["torch_version"], row["python_version"], row["blas"]) == (
         "node-1",
         "2.13.0",
         "3.11.7",
+        "MKL AVX2",
     )
     assert (
         row["started_at"].startswith("2023-11-14T22:13:20")
@@ -155,13 +162,14 @@ def test_incompatible_or_foreign_files_are_refused(tmp_path):
         open_store(tmp_path / "nowhere")
 
 
-def test_config_fields_added_later_become_columns(tmp_path):
+def test_config_fields_and_results_added_later_become_columns(tmp_path):
     with open_store(tmp_path, create=True) as s:
         s.record(outcome(config()))
     with closing(sqlite3.connect(tmp_path / "initlab.db")) as conn, conn:
         conn.execute('ALTER TABLE runs DROP COLUMN "residual"')  # as if written before it existed
+        conn.execute('ALTER TABLE runs DROP COLUMN "blas"')
     with open_store(tmp_path, create=True) as s:
-        assert "residual" in s.runs().columns
+        assert {"residual", "blas"} <= set(s.runs().columns)
         s.record(outcome(config(seed=5)))
         assert len(s.runs()) == 2
 

@@ -59,6 +59,8 @@ def test_resume_skips_finished_runs(tmp_path, trainings):
     with open_store(tmp_path) as store:
         assert len(store.runs()) == 6 and len(store.runs("tiny")) == 4
         assert store.studies()["name"].tolist() == ["tiny", "more"]
+        blas = set(store.runs()["blas"])  # which BLAS kernels computed the runs
+    assert blas == {engine.environment()["blas"]} and blas.pop().startswith(("MKL", "no MKL"))
 
 
 def test_diverged_runs_are_results_and_failed_runs_are_retried(tmp_path, monkeypatch):

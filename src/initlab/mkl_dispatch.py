@@ -61,6 +61,12 @@ def mkl_code_path() -> str | None:
     return CODE_PATHS.get(code, f"code {code}")
 
 
+def blas_description() -> str:
+    """``"MKL <code path>"`` where torch uses MKL, else ``"no MKL"`` (for the results store)."""
+    path = mkl_code_path()
+    return "no MKL" if path is None else f"MKL {path}"
+
+
 def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The ``vendor_id`` of the first CPU (``AuthenticAMD``, ``GenuineIntel``), or ``""``."""
     try:

@@ -8,7 +8,8 @@ Tables:
   ``"300-100"``, ``extra`` as JSON, booleans 0/1) for querying; then the outcome:
   ``status`` (ok/stuck/diverged/failed), ``message``, test/train metrics, ``epochs_done``,
   timings (``train_seconds``, ``wall_seconds``, ``started_at``/``finished_at`` ISO-8601 UTC),
-  ``engine``, ``attempts`` and where it ran (``host``, initlab/torch/python versions).
+  ``engine``, ``attempts`` and where it ran (``host``, initlab/torch/python versions, and
+  ``blas``: the BLAS code path, e.g. ``MKL AVX512_E1``, see :mod:`initlab.mkl_dispatch`).
 * ``epochs``: one row per (run, epoch): the standard metrics as columns, any other metric of
   the epoch record in ``more`` (JSON).
 * ``layer_stats``: tidy per-layer rows ``(run_id, epoch, step, layer, metric, value)``.
@@ -16,8 +17,9 @@ Tables:
   timestamps) and ``study_runs(study_id, run_id, position)``: which runs a spec asked for, in
   grid order. A run can belong to several studies; its results are stored once.
 
-Config fields added to :class:`RunConfig` later are added as columns when a store is
-opened for writing (old rows get NULL); that does not change the schema version.
+Config fields added to :class:`RunConfig` later, and result columns added to
+:data:`RESULT_COLUMNS` later, are added as columns when a store is opened for writing (old
+rows get NULL); that does not change the schema version.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("initlab_version", "TEXT"),
     ("torch_version", "TEXT"),
     ("python_version", "TEXT"),
+    ("blas", "TEXT"),
     ("started_at", "TEXT"),
     ("finished_at", "TEXT"),
 )

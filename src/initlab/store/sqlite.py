@@ -102,7 +102,7 @@ class Store:
         if "meta" not in tables or "runs" not in tables:
             raise InitlabError(f"{self.path} is an SQLite file but not an initlab results store")
         self._check_version()
-        self._add_new_config_columns()
+        self._add_new_columns()
 
     def _check_version(self) -> None:
         row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -121,9 +121,10 @@ class Store:
             f"({initlab.__version__}) reads schema {SCHEMA_VERSION}: {advice}"
         )
 
-    def _add_new_config_columns(self) -> None:
+    def _add_new_columns(self) -> None:
+        """Columns of config fields or results added since the store was created."""
         present = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
-        for name, sql in config_columns():
+        for name, sql in [*config_columns(), *RESULT_COLUMNS]:
             if name not in present:
                 self._conn.execute(f'ALTER TABLE runs ADD COLUMN "{name}" {sql}'.rstrip())
 
@@ -283,6 +284,7 @@ def _run_row(outcome: Outcome) -> dict[str, Any]:
         initlab_version=outcome.env.get("initlab"),
         torch_version=outcome.env.get("torch"),
         python_version=outcome.env.get("python"),
+        blas=outcome.env.get("blas"),
         started_at=now_iso(outcome.started_at),
         finished_at=now_iso(outcome.finished_at),
     )

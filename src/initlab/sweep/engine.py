@@ -43,7 +43,7 @@ class Outcome:
 
 @lru_cache(maxsize=1)
 def environment() -> dict[str, str]:
-    """Host name and initlab/torch/python versions of this process."""
+    """Host name, initlab/torch/python versions and BLAS code path of this process."""
     import torch
 
     import initlab
@@ -53,6 +53,7 @@ def environment() -> dict[str, str]:
         "initlab": initlab.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "blas": initlab.mkl_dispatch.blas_description(),
     }
 
 
