@@ -22,7 +22,9 @@ through the forward product and the fused update. Measured on this machine (2 co
 32 MiB L3 shared with other tenants), 15 seed MLPs trained one epoch (with validation) in
 0.471 s per model-epoch as 8 + 7, 0.478 s as 4 + 4 + 4 + 3 and 0.519 s as one chunk of 15
 (best per chunk of 4 interleaved rounds); on 50 fixed minibatches (cache-warm data) the step
-alone costs 0.39-0.40 s per model-epoch at 6-10 models against 0.43-0.47 s at 16-64. The
+alone costs 0.39-0.40 s per model-epoch at 6-10 models against 0.43-0.47 s at 16-64. With
+MKL's AVX-512 kernels (:mod:`initlab.mkl_dispatch`) 8 is still best: 15 models in chunks of
+4, 5, 8 and 15 took 0.319, 0.299, 0.263 and 0.285 s per model-epoch. The
 cache-friendly size never goes below ``MIN_CHUNK`` (the Python overhead of a step is shared
 by the models of a chunk) nor above ``MAX_CHUNK``.
 
