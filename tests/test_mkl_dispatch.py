@@ -67,6 +67,16 @@ def test_built_library_answers_that_the_cpu_is_intel_and_is_reused(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [mkl_dispatch.LIBRARY_NAME]
 
 
+@needs_cc
+def test_an_unwritable_cache_falls_back_to_a_temporary_directory(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")  # the cache dir would have to be created inside it
+    monkeypatch.setattr(mkl_dispatch.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    library = mkl_dispatch.build_library_somewhere({"XDG_CACHE_HOME": str(blocked)})
+    assert library is not None and library.parent.parent == tmp_path / "tmp"
+    assert ctypes.CDLL(str(library)).mkl_serv_intel_cpu_true() == 1
+
+
 def test_without_a_compiler_nothing_is_built(tmp_path, monkeypatch):
     monkeypatch.setattr(mkl_dispatch.shutil, "which", lambda name: None)
     assert mkl_dispatch.build_library(tmp_path) is None

@@ -17,8 +17,9 @@ What it changes: speed, and float32 rounding at the level of any change of BLAS 
 (summation order inside a matrix product, ~1e-7 relative). It changes nothing on Intel CPUs,
 without MKL, or when torch was imported before initlab (the linker has bound the symbol by
 then); :func:`status` says which case applies. The library is compiled once with the system
-C compiler (``cc``) into ``$XDG_CACHE_HOME/initlab`` (``~/.cache/initlab``); without a
-compiler nothing happens. Turn it off with ``INITLAB_MKL_DISPATCH=off``.
+C compiler (``cc``) into ``$XDG_CACHE_HOME/initlab`` (``~/.cache/initlab``; a temporary
+directory if that cannot be written); without a compiler nothing happens. Turn it off with
+``INITLAB_MKL_DISPATCH=off``.
 """
 
 from __future__ import annotations
@@ -120,6 +121,16 @@ def build_library(directory: Path) -> Path | None:
     return target
 
 
+def build_library_somewhere(environ: dict[str, str]) -> Path | None:
+    """:func:`build_library` in the cache directory, or in a private temporary directory
+    when the cache cannot be written (a read-only home)."""
+    fallback = Path(tempfile.gettempdir()) / f"initlab-{getattr(os, 'getuid', lambda: 0)()}"
+    try:
+        return build_library(cache_dir(environ))
+    except OSError:
+        return build_library(fallback)
+
+
 def enable() -> str:
     """Apply the override if this process can use it; return :func:`status`. Idempotent."""
     global _status
@@ -132,7 +143,7 @@ def enable() -> str:
         _status = skip
         return _status
     try:
-        library = build_library(cache_dir(dict(os.environ)))
+        library = build_library_somewhere(dict(os.environ))
         if library is None:
             _status = "off: no C compiler (cc) to build the override; install gcc"
         else:
