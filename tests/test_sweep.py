@@ -215,3 +215,23 @@ def _alive(pid):
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_dataset_to_download_is_fetched_once_before_any_worker_starts(tmp_path, monkeypatch):
+    from initlab import data as datasets
+    from initlab.sweep import runner
+
+    fetched, started = [], []
+    monkeypatch.setattr(datasets, "availability", lambda name, data_dir=None: "will download")
+
+    def offline(name, data_dir=None):
+        fetched.append(name)
+        raise InitlabError(f"could not download {name}; to get it: ...")
+
+    monkeypatch.setattr(datasets, "load", offline)
+    progress = runner.SweepProgress()
+    progress.start = lambda plan: started.append(plan)
+    spec = tiny_spec(seeds=3)
+    with open_store(tmp_path, create=True) as store, pytest.raises(InitlabError, match="to get"):
+        runner.run_sweep(expand(spec), store, runner.Study.from_spec(spec), progress=progress)
+    assert fetched == ["digits"] and started == []  # one attempt, and nothing announced

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from initlab import data as datasets
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError
@@ -146,6 +147,7 @@ def run_sweep(
     if not pending:
         return report
     if backend == "local":
+        fetch_missing_data(pending, data_dir)
         workers = default_workers(pending, workers)
     target = workers or available_cores()  # at least this many chunks, when possible
     chunks = plan_chunks(pending, engine, target)
@@ -158,6 +160,15 @@ def run_sweep(
     )
     _execute(executor, chunks, store, report, progress)
     return report
+
+
+def fetch_missing_data(pending: Sequence[RunConfig], data_dir: str | None) -> None:
+    """Download the datasets the runs need and this machine lacks, once, before any worker
+    starts: workers would each try, and an offline machine would fail only after the
+    progress bar started. Raises :class:`InitlabError` saying how to get the files."""
+    for name in sorted({c.dataset for c in pending}):
+        if datasets.availability(name, data_dir).startswith("will download"):
+            datasets.load(name, data_dir=data_dir)
 
 
 def default_workers(pending: Sequence[RunConfig], workers: int | None) -> int | None:
