@@ -2,6 +2,9 @@
 
 import math
 import sqlite3
+import subprocess
+import sys
+import time
 from contextlib import closing
 
 import pandas as pd
@@ -188,3 +191,33 @@ def test_export(store, tmp_path, fmt):
     assert set(runs["status"]) == {"ok", "diverged"}
     with pytest.raises(InitlabError, match="unknown export format 'xlsx'"):
         export(store, "xlsx", tmp_path / "out")
+
+
+OPEN_AT = """
+import sys, time
+from initlab.store import open_store
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.001)
+with open_store(sys.argv[1]) as s:
+    print(len(s.runs()), "blas" in s.runs().columns)
+"""
+
+
+def test_several_processes_may_open_an_old_store_at_once(tmp_path):
+    with open_store(tmp_path, create=True) as s:
+        s.record(outcome(config()))
+    with closing(sqlite3.connect(tmp_path / "initlab.db")) as conn, conn:
+        conn.execute('ALTER TABLE runs DROP COLUMN "blas"')  # written before the column existed
+    start = time.time() + 8  # after every process has imported initlab: all open together
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT, str(tmp_path), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-300:] for _, err in outputs]
+    assert [out.split() for out, _ in outputs] == [["1", "True"]] * 4

@@ -18,8 +18,8 @@ Tables:
   grid order. A run can belong to several studies; its results are stored once.
 
 Config fields added to :class:`RunConfig` later, and result columns added to
-:data:`RESULT_COLUMNS` later, are added as columns when a store is opened for writing (old
-rows get NULL); that does not change the schema version.
+:data:`RESULT_COLUMNS` later, are added as columns when a store is opened (old rows get
+NULL); that does not change the schema version.
 """
 
 from __future__ import annotations

@@ -121,11 +121,20 @@ class Store:
             f"({initlab.__version__}) reads schema {SCHEMA_VERSION}: {advice}"
         )
 
-    def _add_new_columns(self) -> None:
-        """Columns of config fields or results added since the store was created."""
+    def _missing_columns(self) -> list[tuple[str, str]]:
         present = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
-        for name, sql in [*config_columns(), *RESULT_COLUMNS]:
-            if name not in present:
+        return [(n, sql) for n, sql in [*config_columns(), *RESULT_COLUMNS] if n not in present]
+
+    def _add_new_columns(self) -> None:
+        """Add the columns of config fields or results added since the store was created.
+
+        Under the write lock, checking again inside it: several processes may open an old
+        store at once (a sweep and ``initlab results``), and only one may add a column.
+        """
+        if not self._missing_columns():
+            return
+        with self._write():
+            for name, sql in self._missing_columns():
                 self._conn.execute(f'ALTER TABLE runs ADD COLUMN "{name}" {sql}'.rstrip())
 
     @contextmanager
