@@ -13,21 +13,26 @@ imported* makes the dynamic linker bind MKL's question to that answer, and MKL t
 kernels by the instructions present (it still checks CPUID for AVX-512/AVX2). This is the
 well-known replacement for ``MKL_DEBUG_CPU_TYPE=5``, which MKL 2020.1 and later ignore.
 
-What it changes: speed, and float32 rounding at the level of any change of BLAS kernel
-(summation order inside a matrix product, ~1e-7 relative). It changes nothing on Intel CPUs,
-without MKL, or when torch was imported before initlab (the linker has bound the symbol by
-then); :func:`status` says which case applies. The library is compiled once with the system
-C compiler (``cc``) into ``$XDG_CACHE_HOME/initlab`` (``~/.cache/initlab``; a temporary
-directory if that cannot be written); without a compiler nothing happens. Turn it off with
-``INITLAB_MKL_DISPATCH=off``.
+When: Linux, x86-64, an AMD CPU with AVX-512, ``INITLAB_MKL_DISPATCH`` unset or ``auto``, and
+torch not yet imported. What it changes: speed, and float32 rounding at the level of any
+change of BLAS kernel (summation order inside a matrix product, ~1e-7 relative). Elsewhere
+it does nothing; :func:`status` says why, and :func:`mkl_code_path` what MKL actually uses.
+
+The library is compiled once with the system C compiler (``cc``) into
+``$XDG_CACHE_HOME/initlab`` (``~/.cache/initlab``), and only loaded from there if this user
+owns it and nobody else can write it; when that directory cannot be used it is compiled into
+a private temporary directory for this process. Without a compiler nothing happens. Nothing
+here can make ``import initlab`` fail: every problem turns the override off, with a reason.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -35,29 +40,35 @@ from pathlib import Path
 
 ENV_VAR = "INITLAB_MKL_DISPATCH"
 SOURCE = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
-LIBRARY_NAME = "initlab_mkl_intel_cpu_true.so"
+LIBRARY_NAME = f"initlab_mkl_intel_cpu_true-{hashlib.sha256(SOURCE.encode()).hexdigest()[:12]}.so"
+
+# MKL_CBWR_* branch codes (mkl_cbwr.h) that mkl_serv_cbwr_get_auto_branch returns
+CODE_PATHS = {3: "COMPATIBLE", 4: "SSE2", 9: "AVX", 10: "AVX2", 12: "AVX512", 14: "AVX512_E1"}
 
 _status = "not attempted"
 
-# MKL_CBWR_* branch codes (mkl_service.h) that mkl_cbwr_get_auto_branch returns
-CODE_PATHS = {3: "COMPATIBLE", 4: "SSE2", 9: "AVX", 10: "AVX2", 12: "AVX512", 14: "AVX512_E1"}
-
 
 def status() -> str:
-    """One line: whether MKL's AVX-512 kernels were enabled in this process, and if not, why."""
+    """One line: whether the override was loaded in this process, and if not, why."""
     return _status
 
 
 def mkl_code_path() -> str | None:
-    """The code path MKL picks automatically in this process (``AVX2``, ``AVX512_E1``...),
-    asked of torch's own MKL; None where torch has no MKL. Imports torch."""
+    """The code path MKL picks in this process (``AVX2``, ``AVX512_E1``...), asked of the
+    MKL inside torch; ``"unknown"`` where it cannot be asked; None where torch has no MKL.
+    Imports torch."""
     import torch
 
-    library = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
-    try:
-        branch = ctypes.CDLL(library).mkl_serv_cbwr_get_auto_branch
-    except (OSError, AttributeError):
+    if not torch.backends.mkl.is_available():
         return None
+    library = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
+    noload = getattr(os, "RTLD_NOLOAD", None)  # only the copy torch loaded, never a second
+    try:
+        if noload is None:
+            return "unknown"
+        branch = ctypes.CDLL(library, mode=noload | ctypes.RTLD_LOCAL).mkl_serv_cbwr_get_auto_branch
+    except (OSError, AttributeError):
+        return "unknown"
     code = int(branch())
     return CODE_PATHS.get(code, f"code {code}")
 
@@ -68,87 +79,136 @@ def blas_description() -> str:
     return "no MKL" if path is None else f"MKL {path}"
 
 
-def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The ``vendor_id`` of the first CPU (``AuthenticAMD``, ``GenuineIntel``), or ``""``."""
+def read_cpuinfo(path: str = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:
+    """The first CPU's ``vendor_id`` (``AuthenticAMD``, ``GenuineIntel``) and ``flags``
+    (``avx512f``...); ``("", frozenset())`` where there is no such file."""
+    vendor, flags = "", frozenset()
     try:
-        with open(cpuinfo) as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id" and not vendor:
+                    vendor = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = frozenset(value.split())
+                if vendor and flags:
+                    break
     except OSError:
         pass
-    return ""
+    return vendor, flags
 
 
 def reason_to_skip(
-    environ: dict[str, str], modules: dict, system: str, machine: str, vendor: str
+    environ: dict[str, str],
+    modules: dict,
+    system: str,
+    machine: str,
+    cpu: tuple[str, frozenset[str]],
 ) -> str | None:
     """Why the override must not (or need not) be applied here, or None if it should be."""
-    if environ.get(ENV_VAR, "auto").lower() in {"off", "0", "false", "no"}:
+    setting = environ.get(ENV_VAR, "auto").strip().lower()
+    if setting in {"off", "0", "false", "no"}:
         return f"off ({ENV_VAR}={environ[ENV_VAR]})"
-    if system != "Linux" or machine not in {"x86_64", "AMD64"}:
+    if setting not in {"auto", "", "on", "1", "true", "yes"}:
+        return f"off: {ENV_VAR}={environ[ENV_VAR]!r} is neither 'auto' nor 'off'"
+    if system != "Linux" or machine != "x86_64":
         return f"not needed on {system} {machine}"
+    vendor, flags = cpu
     if vendor != "AuthenticAMD":
         return f"not needed on a {vendor or 'non-AMD'} CPU"
+    if "avx512f" not in flags:
+        return "not needed: this AMD CPU has no AVX-512 (MKL already uses its AVX2 kernels)"
     if "torch" in modules:
         return "inactive: torch was imported before initlab (import initlab first)"
     return None
 
 
-def cache_dir(environ: dict[str, str]) -> Path:
-    """``$XDG_CACHE_HOME/initlab``, or ``~/.cache/initlab``."""
+def cache_dir(environ: dict[str, str]) -> Path | None:
+    """``$XDG_CACHE_HOME/initlab``, or ``~/.cache/initlab``; None without an absolute base
+    (no ``HOME``: a relative path would put the library in the working directory)."""
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "initlab"
+    return Path(base) / "initlab" if os.path.isabs(base) else None
 
 
-def build_library(directory: Path) -> Path | None:
-    """The compiled override in ``directory`` (compiled once, atomically), or None."""
-    target = directory / LIBRARY_NAME
-    if target.exists():
-        return target
+def trustworthy(path: Path) -> bool:
+    """Whether ``path`` is a regular file owned by this user that no one else can write."""
+    info = path.lstat()
+    owner_ok = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+    return stat.S_ISREG(info.st_mode) and owner_ok and not info.st_mode & 0o022
+
+
+def compile_library(directory: Path) -> Path | None:
+    """Compile the override into ``directory`` (atomically); None without a C compiler.
+    Raises OSError, with the compiler's message, when compiling fails."""
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
+    target = directory / LIBRARY_NAME
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         source = Path(tmp) / "override.c"
         source.write_text(SOURCE)
         built = Path(tmp) / LIBRARY_NAME
         command = [compiler, "-shared", "-fPIC", "-O2", "-o", str(built), str(source)]
-        if subprocess.run(command, capture_output=True, timeout=60).returncode != 0:
-            return None
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise OSError(f"{compiler} failed: {done.stderr.strip()[-300:]}")
+        os.chmod(built, 0o755)
         os.replace(built, target)  # atomic: concurrent processes never load a partial file
     return target
 
 
-def build_library_somewhere(environ: dict[str, str]) -> Path | None:
-    """:func:`build_library` in the cache directory, or in a private temporary directory
-    when the cache cannot be written (a read-only home)."""
-    fallback = Path(tempfile.gettempdir()) / f"initlab-{getattr(os, 'getuid', lambda: 0)()}"
+def load_from_cache(directory: Path) -> str | None:
+    """Load the cached override (compiling it first if needed; once more if it does not
+    load); the status line, or None without a compiler. Raises OSError."""
+    target = directory / LIBRARY_NAME
+    if target.exists() and not trustworthy(target):
+        raise OSError(f"{target} is not owned by this user or is writable by others")
+    if not target.exists() and compile_library(directory) is None:
+        return None
     try:
-        return build_library(cache_dir(environ))
-    except OSError:
-        return build_library(fallback)
+        ctypes.CDLL(str(target), mode=ctypes.RTLD_GLOBAL)
+    except OSError:  # damaged: build it again, once
+        target.unlink(missing_ok=True)
+        if compile_library(directory) is None:
+            return None
+        ctypes.CDLL(str(target), mode=ctypes.RTLD_GLOBAL)
+    return f"on: override loaded, MKL picks kernels by instruction set ({target})"
+
+
+def load_private_copy() -> str | None:
+    """Compile and load the override in a private temporary directory (removed after
+    loading: the loaded library stays mapped); the status line, or None without a compiler."""
+    with tempfile.TemporaryDirectory(prefix="initlab-") as tmp:
+        library = compile_library(Path(tmp))
+        if library is None:
+            return None
+        ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+    return "on: override loaded, MKL picks kernels by instruction set (built privately)"
+
+
+def load_override(environ: dict[str, str]) -> str:
+    """Load the override from the cache, else from a private copy; the status line."""
+    directory = cache_dir(environ)
+    loaded = None
+    try:
+        loaded = load_from_cache(directory) if directory is not None else load_private_copy()
+    except (OSError, subprocess.SubprocessError):
+        loaded = load_private_copy()
+    return loaded or "off: no C compiler (cc) to build the override; install gcc"
 
 
 def enable() -> str:
-    """Apply the override if this process can use it; return :func:`status`. Idempotent."""
+    """Apply the override if this process can use it; return :func:`status`. Idempotent;
+    never raises (``import initlab`` runs it)."""
     global _status
     if _status.startswith("on"):
         return _status
-    skip = reason_to_skip(
-        dict(os.environ), sys.modules, platform.system(), platform.machine(), cpu_vendor()
-    )
-    if skip is not None:
-        _status = skip
-        return _status
     try:
-        library = build_library_somewhere(dict(os.environ))
-        if library is None:
-            _status = "off: no C compiler (cc) to build the override; install gcc"
-        else:
-            ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
-            _status = f"on: MKL picks kernels by instruction set ({library})"
-    except (OSError, subprocess.SubprocessError) as error:
+        skip = reason_to_skip(
+            dict(os.environ), sys.modules, platform.system(), platform.machine(), read_cpuinfo()
+        )
+        _status = skip if skip is not None else load_override(dict(os.environ))
+    except Exception as error:  # a failure here must not break `import initlab`
         _status = f"off: could not build or load the override ({error})"
     return _status
