@@ -9,7 +9,7 @@ Shapes: input ``[M, B, in]`` (or ``[R, in]`` shared by every model), activations
     o = a * mask (inverted dropout)  or a
     h' = h + o  (residual, when in == out)  or o
 
-and the output layer is ``logits = h W^T + b``. The backward takes ``dL/dlogits`` and walks
+and the output layer is ``logits = h W + b``. The backward takes ``dL/dlogits`` and walks
 the layers in reverse: ``dz = (dh' * mask) * phi'(u)`` (through BN when present), weight
 gradient ``h^T dz`` ``[M, in, out]``, bias gradient ``sum_i dz``, input gradient ``dz W^T``
 (plus ``dh'`` through the skip). The weight gradient is handed to a :class:`GradSink` (the
