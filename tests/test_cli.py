@@ -62,3 +62,10 @@ def test_list_shows_every_section(capsys):
     for word in ("he_normal", "kaiming_normal", "tanh", "1.6667", "fashion-mnist", "adamw"):
         assert word in out
     assert main(["list", "gains"]) == 2
+
+
+def test_version_names_the_blas_kernels(capsys):
+    assert main(["--version"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("initlab ") and lines[1].startswith("torch ")
+    assert lines[2].startswith(("BLAS: MKL", "BLAS: no MKL")) and "override:" in lines[2]

@@ -26,6 +26,37 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+def version_lines() -> list[str]:
+    """initlab, torch and Python versions, and the BLAS kernels matrix products run on."""
+    import platform
+
+    import torch
+
+    import initlab
+    from initlab import mkl_dispatch
+
+    return [
+        f"initlab {initlab.__version__}",
+        f"torch {torch.__version__}, Python {platform.python_version()}",
+        f"BLAS: {mkl_dispatch.blas_description()} (override: {mkl_dispatch.status()})",
+    ]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print("\n".join(version_lines()))
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Show versions and exit."
+    ),
+) -> None:
+    """initlab — a weight-initialization laboratory for PyTorch."""
+
+
 def _register_commands() -> None:
     """Import every ``initlab/cli/*_cmd.py``: each registers its command(s) on ``app``."""
     for module in pkgutil.iter_modules(__path__):
