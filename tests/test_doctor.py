@@ -100,3 +100,27 @@ def test_orthogonal_family_uses_delta_orthogonal_for_convs_and_the_activation_ga
     assert tanh_plan["blocks.1.linear"] == "orthogonal(gain=1)"  # the edge of chaos
     with pytest.raises(initlab.InitlabError, match="did you mean 'orthogonal'"):
         recommend(MLP(16, [32], 3), torch.randn(4, 16), family="orthogonl")
+
+
+class HandWrittenSwish(nn.Module):
+    """x * sigmoid(x) written out (as older EfficientNet code does), in both orders."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(8, 16), nn.Linear(16, 16), nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.a(x)
+        h = h * torch.sigmoid(h)
+        h = self.b(h)
+        g = self.c(h.sigmoid() * h)
+        return g.sigmoid()  # a plain sigmoid stays a sigmoid
+
+
+def test_a_hand_written_swish_is_silu_not_sigmoid():
+    model = HandWrittenSwish()
+    found, _ = find_activations(model, torch.randn(4, 8), initlab.apply.initializable_layers(model))
+    assert found == {"a": "silu", "b": "silu", "c": "sigmoid"}
+    plan = recommend(model, torch.randn(4, 8))
+    assert [e.activation for e in plan.entries] == ["silu", "silu", "sigmoid"]
+    assert plan["a"] != plan["c"]  # a gain for swish, not for a sigmoid

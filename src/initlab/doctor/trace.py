@@ -5,7 +5,8 @@ code (``F.gelu(x)``, ``x.tanh()``) alike. Each layer's output tensor is tagged w
 layer's name; shape-only or normalizing functions (batch/layer norm, dropout, pooling,
 reshapes) pass the tag on; the first recognized activation applied to a tagged tensor is that
 layer's activation. A tagged tensor that reaches the next Linear/Conv (or the model's output)
-without one is ``"linear"``; one consumed by anything else is ``"unknown"``.
+without one is ``"linear"``; one consumed by anything else is ``"unknown"``. A gate written by
+hand, ``x * sigmoid(x)`` (in either order), is the activation it computes: ``silu``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ ACTIVATION_FUNCTIONS = {
     "softsign": "softsign",
 }
 """torch function name → initlab activation name."""
+
+GATED = {"sigmoid": "silu"}
+"""``phi(x) * x`` written by hand → the activation it computes (swish = SiLU)."""
+
+MULTIPLY_FUNCTIONS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"})
 
 TRANSPARENT_FUNCTIONS = frozenset(
     {
@@ -90,6 +96,7 @@ class _ActivationTracer(TorchFunctionMode):
         self.keep: list[Tensor] = []  # keep tagged tensors alive so their ids stay unique
         self.found: dict[str, str] = {}
         self.slopes: dict[str, float] = {}
+        self.gates: dict[int, str] = {}  # id(phi(x)) → x's layer, for phi in GATED
 
     def tag(self, tensor: Tensor, layer: str) -> None:
         self.tags[id(tensor)] = layer
@@ -99,16 +106,30 @@ class _ActivationTracer(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         name = getattr(func, "__name__", "")
-        tagged = [self.tags[id(a)] for a in _tensors(args, kwargs) if id(a) in self.tags]
+        tensors = _tensors(args, kwargs)
+        if name in MULTIPLY_FUNCTIONS:
+            self._close_gate(tensors)
+        tagged = [self.tags[id(a)] for a in tensors if id(a) in self.tags]
         for layer in tagged:
             self._observe(layer, name, args, kwargs, out)
         return out
+
+    def _close_gate(self, factors: list[Tensor]) -> None:
+        """``phi(x) * x`` for a layer output x whose activation so far is a GATED ``phi``."""
+        for gate in factors:
+            layer = self.gates.get(id(gate))
+            others = [f for f in factors if f is not gate]
+            if layer is not None and any(self.tags.get(id(f)) == layer for f in others):
+                self.found[layer] = GATED.get(self.found.get(layer, ""), self.found[layer])
 
     def _observe(self, layer: str, name: str, args, kwargs, out) -> None:
         if layer in self.found:
             return
         if name in ACTIVATION_FUNCTIONS:
             self.found[layer] = ACTIVATION_FUNCTIONS[name]
+            if self.found[layer] in GATED and isinstance(out, Tensor):
+                self.gates[id(out)] = layer
+                self.keep.append(out)
             if self.found[layer] == "leaky_relu":
                 slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else None)
                 self.slopes[layer] = float(slope) if slope is not None else LEAKY_RELU_SLOPE
