@@ -10,6 +10,7 @@ ray = pytest.importorskip(
 from initlab.cli import main  # noqa: E402
 from initlab.store import open_store  # noqa: E402
 from initlab.sweep import expand, parse_spec, run_study  # noqa: E402
+from initlab.sweep.runner import SweepProgress  # noqa: E402
 from initlab.train.run import run_config  # noqa: E402
 
 SPEC = {
@@ -28,10 +29,21 @@ def local_ray():
     ray.shutdown()
 
 
+class CountEpochs(SweepProgress):
+    def __init__(self) -> None:
+        self.epochs: list[tuple[str, int]] = []
+
+    def epoch(self, config, record) -> None:
+        self.epochs.append((config.key(), record["epoch"]))
+
+
 def test_a_sweep_runs_on_ray_streams_into_the_store_and_resumes(local_ray, tmp_path, capsys):
     spec = parse_spec(SPEC)
-    results, report = run_study(spec, tmp_path, backend="ray", engine="single")
+    progress = CountEpochs()
+    results, report = run_study(spec, tmp_path, backend="ray", engine="single", progress=progress)
     assert report.ran == 4 and report.counts["failed"] == 0
+    # every epoch of every run was reported while the tasks ran, each once
+    assert sorted(progress.epochs) == sorted((c.key(), e) for c in expand(spec) for e in (1, 2))
     assert len(results.runs) == 4 and results.epochs["epoch"].max() == 2
     with open_store(tmp_path) as store:
         runs = store.runs()

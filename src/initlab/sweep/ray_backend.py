@@ -10,8 +10,10 @@ Each chunk is one task requesting ``threads`` CPUs (default 1) and running with 
 torch threads, so Ray's scheduler keeps every node busy without oversubscription. Results
 stream back in completion order (``ray.wait``) into the caller's store, exactly as with the
 local executor, so resuming works the same. Ray worker processes are reused across tasks
-and keep their loaded datasets, so data is loaded once per worker, not per run. The cluster's
-nodes need initlab (and the datasets, or network access to download them) installed.
+and keep their loaded datasets, so data is loaded once per worker, not per run. Progress is
+reported per epoch: tasks put each epoch record on a ``ray.util.queue.Queue`` (an actor that
+holds no CPU) that the driver drains while it waits. The cluster's nodes need initlab (and
+the datasets, or network access to download them) installed.
 """
 
 from __future__ import annotations
@@ -48,17 +50,27 @@ def import_ray() -> Any:
 
 
 def ray_chunk(
-    configs: list[RunConfig], engine: str, threads: int, data_dir: str | None
+    configs: list[RunConfig],
+    engine: str,
+    threads: int,
+    data_dir: str | None,
+    events: Any = None,
 ) -> tuple[str, Any]:
-    """The body of one Ray task: ``("done", outcomes)`` or ``("fatal", message)``."""
+    """The body of one Ray task: ``("done", outcomes)`` or ``("fatal", message)``; each
+    epoch record goes on ``events`` (a Ray queue) as ``(config key, record)``."""
     global _worker_cache
     import torch
 
     torch.set_num_threads(threads)
     if _worker_cache is None or _worker_cache.data_dir != data_dir:
         _worker_cache = DataCache(data_dir)
+
+    def report(config: RunConfig, record: dict) -> None:
+        events.put((config.key(), record))
+
     try:
-        return "done", execute_chunk(configs, _worker_cache, engine)
+        hook = report if events is not None else None
+        return "done", execute_chunk(configs, _worker_cache, engine, hook)
     except DataLoadError as exc:
         return "fatal", str(exc)
 
@@ -79,20 +91,27 @@ class RayExecutor:
         self.engine, self.data_dir = engine, data_dir
 
     def run(self, chunks: list[list[RunConfig]], on_epoch: EpochHook | None) -> Iterator[Outcome]:
-        """Run every chunk on the cluster (Ray tasks report no per-epoch progress)."""
+        """Run every chunk on the cluster; ``on_epoch`` hears of every epoch as it ends."""
         ray = import_ray()
         started_here = self._connect(ray)
         task = ray.remote(num_cpus=self.threads)(ray_chunk)
+        events = _epoch_queue() if on_epoch is not None else None
+        configs = {c.key(): c for chunk in chunks for c in chunk}
         pending = {
-            task.remote(chunk, self.engine, self.threads, self.data_dir): chunk for chunk in chunks
+            task.remote(chunk, self.engine, self.threads, self.data_dir, events): chunk
+            for chunk in chunks
         }
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                _drain(events, configs, on_epoch)  # a finished task's epochs come first
                 for ref in ready:
                     yield from _outcomes(ray, ref, pending.pop(ref))
         finally:
             _cancel(ray, pending)
+            if events is not None:
+                with contextlib.suppress(Exception):
+                    events.shutdown()
             if started_here:
                 ray.shutdown()
 
@@ -111,6 +130,21 @@ class RayExecutor:
             where = self.address or os.environ.get("RAY_ADDRESS")
             raise InitlabError(f"cannot connect to the Ray cluster at {where}: {exc}") from None
         return True
+
+
+def _epoch_queue() -> Any:
+    """A Ray queue for epoch records, as an actor that reserves no CPU from the tasks."""
+    from ray.util.queue import Queue
+
+    return Queue(actor_options={"num_cpus": 0})
+
+
+def _drain(events: Any, configs: dict[str, RunConfig], on_epoch: EpochHook | None) -> None:
+    """Hand every queued ``(config key, record)`` to ``on_epoch``."""
+    if events is None or on_epoch is None:
+        return
+    for key, record in events.get_nowait_batch(events.qsize()) if events.qsize() else []:
+        on_epoch(configs[key], record)
 
 
 def _outcomes(ray: Any, ref: Any, chunk: list[RunConfig]) -> list[Outcome]:

@@ -102,7 +102,7 @@ class SweepProgress:
         """Before anything runs."""
 
     def epoch(self, config: RunConfig, record: dict) -> None:
-        """After each epoch of a run (single engine, local backends only)."""
+        """After each epoch of a run (every engine and backend)."""
 
     def finished(self, outcome: Outcome) -> None:
         """After each run has been committed to the store."""
