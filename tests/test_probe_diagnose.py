@@ -238,3 +238,21 @@ def test_depth_ratios_keep_explosions_and_refuse_nonsense():
     for a, b in ((0.0, 0.0), (inf, inf), (1.0, nan), (nan, 1.0)):
         assert ratio(a, b) != ratio(a, b)  # NaN
     assert ratio(1.0, 4.0) == 0.25
+
+
+class FunctionalRelu(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(784, 32), nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.b(F.relu(self.a(x)))
+
+
+def test_all_zero_outputs_do_not_make_up_an_activation(batch):
+    # zero init: every output is exactly 0, which relu, tanh and identity all map to 0
+    linear = diagnose(mlp("linear", "zeros", 2, 32), *batch)
+    assert linear.layers["activation"].iloc[:2].tolist() == ["linear", "linear"]
+    relu = FunctionalRelu()
+    initlab.initialize(relu, "zeros")
+    assert diagnose(relu, *batch).layers["activation"].iloc[0] == "relu"

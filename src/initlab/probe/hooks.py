@@ -171,6 +171,17 @@ def infer_activation(pre: Tensor, post: Tensor) -> str | None:
     return None
 
 
+def _passed_untouched(layer: _Event, following: _Event) -> bool:
+    """Whether ``layer``'s output tensor itself is ``following``'s input, unchanged: no
+    function (not even an in-place one) ran between them, so there is no activation."""
+    return (
+        following.input is layer.output
+        and layer.output_value is not None
+        and following.input_value is not None
+        and torch.equal(layer.output_value, following.input_value)
+    )
+
+
 def _assemble(events: list[_Event]) -> tuple[list[LayerTensors], list[tuple[Tensor, ...]]]:
     """One :class:`LayerTensors` per weight-layer call, and its live ``(pre, post)`` tensors."""
     layers = [i for i, e in enumerate(events) if e.kind == "layer" and e.output is not None]
@@ -193,6 +204,8 @@ def _assemble(events: list[_Event]) -> tuple[list[LayerTensors], list[tuple[Tens
             if following is not None:
                 unit_dim = _unit_dim(following.module)
             name = None if post[1] is None else infer_activation(pre[1], post[1])
+            if following is not None and _passed_untouched(event, following):
+                name = "linear"  # nothing ran between the layers (all-zero outputs included)
         calls = seen[event.name] = seen.get(event.name, 0) + 1
         label = event.name if calls == 1 else f"{event.name}[{calls}]"
         out.append(

@@ -32,7 +32,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from initlab import activations
 from initlab.data import Dataset
 from initlab.probe.hooks import infer_activation
 from initlab.probe.metrics import layer_metrics
@@ -66,24 +65,16 @@ class StackedLayerTensors:
 
     def activation_of(self, m: int) -> str | None:
         """Model ``m``'s activation name as the hook probe reports it."""
+        if self.infer and self.aliased:
+            return "linear"  # the probe sees one tensor pass from layer to layer untouched
         if self.infer and self.post is not None:
             return infer_activation(self.pre[m], self.post[m])
         return self.activation
 
     def pre_grad_of(self, m: int) -> Tensor:
-        """Model ``m``'s dL/dz as the hook probe reports it.
-
-        When the single engine's z and the block output are one tensor (``linear``
-        activation, no batch norm, dropout or skip), the hook probe derives dL/dz from
-        dL/d(output) through the *inferred* activation; so does this.
-        """
-        name = self.activation_of(m) if self.aliased else None
-        if name in (None, "linear") or self.post_grad is None:
-            return self.pre_grad[m]
-        with torch.enable_grad():
-            z = self.pre[m].detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(activations.get(name).fn(z), z, self.post_grad[m])
-        return grad.detach()
+        """Model ``m``'s dL/dz (for an aliased ``linear`` layer, z is the block output, and
+        the probe reports that tensor's gradient)."""
+        return self.pre_grad[m]
 
 
 LayerStats = Callable[[StackedLayerTensors, int], dict[str, float]]
