@@ -25,3 +25,20 @@ def _threads_for_slow_tests(request: pytest.FixtureRequest):
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def trainings(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Counts the runs actually trained (single engine, in this process): each config, in
+    the order trained."""
+    from initlab.sweep import engine
+    from initlab.train.run import run_config
+
+    calls = []
+
+    def counting(config, data=None, on_epoch=None):
+        calls.append(config)
+        return run_config(config, data, on_epoch)
+
+    monkeypatch.setattr(engine, "run_config", counting)
+    return calls

@@ -32,19 +32,6 @@ def tiny_spec(name="tiny", seeds=2, **sweep):
     )
 
 
-@pytest.fixture
-def trainings(monkeypatch):
-    """Counts the runs actually trained (single engine, in this process)."""
-    calls = []
-
-    def counting(config, data=None, on_epoch=None):
-        calls.append(config)
-        return run_config(config, data, on_epoch)
-
-    monkeypatch.setattr(engine, "run_config", counting)
-    return calls
-
-
 def test_resume_skips_finished_runs(tmp_path, trainings):
     spec = tiny_spec()
     results, report = run_study(spec, tmp_path, workers=1, engine="single")

@@ -32,18 +32,6 @@ def spec_file(tmp_path):
     return path
 
 
-@pytest.fixture
-def trainings(monkeypatch):
-    calls = []
-
-    def counting(config, data=None, on_epoch=None):
-        calls.append(config)
-        return run_config(config, data, on_epoch)
-
-    monkeypatch.setattr(engine, "run_config", counting)
-    return calls
-
-
 def test_dry_run_lists_runs_and_cost_and_starts_nothing(spec_file, tmp_path, capsys, trainings):
     out = tmp_path / "out"
     assert main(["sweep", str(spec_file), "--out", str(out), "--dry-run"]) == 0
