@@ -120,7 +120,7 @@ class _ActivationTracer(TorchFunctionMode):
             layer = self.gates.get(id(gate))
             others = [f for f in factors if f is not gate]
             if layer is not None and any(self.tags.get(id(f)) == layer for f in others):
-                self.found[layer] = GATED.get(self.found.get(layer, ""), self.found[layer])
+                self.found[layer] = GATED.get(self.found[layer], self.found[layer])
 
     def _observe(self, layer: str, name: str, args, kwargs, out) -> None:
         if layer in self.found:

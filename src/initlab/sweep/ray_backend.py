@@ -141,9 +141,8 @@ def _epoch_queue() -> Any:
 
 def _drain(events: Any, configs: dict[str, RunConfig], on_epoch: EpochHook | None) -> None:
     """Hand every queued ``(config key, record)`` to ``on_epoch``."""
-    if events is None or on_epoch is None:
-        return
-    for key, record in events.get_nowait_batch(events.qsize()) if events.qsize() else []:
+    waiting = events.qsize() if events is not None and on_epoch is not None else 0
+    for key, record in events.get_nowait_batch(waiting) if waiting else []:
         on_epoch(configs[key], record)
 
 

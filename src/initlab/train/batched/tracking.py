@@ -71,11 +71,6 @@ class StackedLayerTensors:
             return infer_activation(self.pre[m], self.post[m])
         return self.activation
 
-    def pre_grad_of(self, m: int) -> Tensor:
-        """Model ``m``'s dL/dz (for an aliased ``linear`` layer, z is the block output, and
-        the probe reports that tensor's gradient)."""
-        return self.pre_grad[m]
-
 
 LayerStats = Callable[[StackedLayerTensors, int], dict[str, float]]
 """``stats(layer, m) -> {metric: value}`` for model ``m`` (slot in the chunk) of one layer."""
@@ -92,7 +87,7 @@ def probe_metrics(layer: StackedLayerTensors, m: int) -> dict[str, float]:
         layer.weight[m],
         layer.weight_grad[m],
         post_grad,
-        pre_grad=layer.pre_grad_of(m),
+        pre_grad=layer.pre_grad[m],
         bias=layer.bias[m],
         unit_dim=-1,
     )
