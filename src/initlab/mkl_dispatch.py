@@ -63,9 +63,9 @@ def mkl_code_path() -> str | None:
         return None
     library = os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so")
     noload = getattr(os, "RTLD_NOLOAD", None)  # only the copy torch loaded, never a second
+    if noload is None:
+        return "unknown"
     try:
-        if noload is None:
-            return "unknown"
         branch = ctypes.CDLL(library, mode=noload | ctypes.RTLD_LOCAL).mkl_serv_cbwr_get_auto_branch
     except (OSError, AttributeError):
         return "unknown"
