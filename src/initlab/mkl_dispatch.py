@@ -42,8 +42,17 @@ ENV_VAR = "INITLAB_MKL_DISPATCH"
 SOURCE = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
 LIBRARY_NAME = f"initlab_mkl_intel_cpu_true-{hashlib.sha256(SOURCE.encode()).hexdigest()[:12]}.so"
 
-# MKL_CBWR_* branch codes (mkl_cbwr.h) that mkl_serv_cbwr_get_auto_branch returns
-CODE_PATHS = {3: "COMPATIBLE", 4: "SSE2", 9: "AVX", 10: "AVX2", 12: "AVX512", 14: "AVX512_E1"}
+# MKL_CBWR_* branch codes (mkl_cbwr.h) that mkl_serv_cbwr_get_auto_branch returns; on an
+# AMD CPU without the override it answers AUTO (2) and runs its AVX2 kernels (measured)
+CODE_PATHS = {
+    2: "AUTO",
+    3: "COMPATIBLE",
+    4: "SSE2",
+    9: "AVX",
+    10: "AVX2",
+    12: "AVX512",
+    14: "AVX512_E1",
+}
 
 _status = "not attempted"
 
