@@ -13,8 +13,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from initlab.errors import InitlabError, UnknownNameError, closest_name
+from initlab.usercode import is_user_spec, source_fingerprint
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+TASKS = ("auto", "classification", "regression", "sequence")
+PRECISIONS = ("fp32", "bf16")
+NOT_IN_KEY = ("device",)
+"""Settings that say *where* a run trains, not *what* it computes: left out of the run key,
+so a sweep started on the CPU can be resumed on a GPU (the store records the device)."""
 KEY_VERSION = 1
 """Part of every run key; bump it when a setting's default changes meaning."""
 
@@ -31,6 +37,14 @@ class RunConfig:
     ``sgd``/``momentum`` if set).
     ``track``: when to record per-layer statistics during training — ``"epoch"`` (after
     every epoch, the default), ``"off"``, or every N optimizer steps (an int).
+
+    ``model``: a built-in architecture (``mlp``, ``cnn``) or a user factory
+    (``module:function``, ``path/to/file.py:function``; see :mod:`initlab.usercode`) called
+    with ``model_args`` as keyword arguments. ``dataset``: a built-in dataset name or a user
+    data spec (``module:function``, ``file.py:function``, ``file.npz``, ``file.pt``).
+    ``task``: ``auto`` (inferred from the targets), ``classification``, ``regression`` or
+    ``sequence``. ``precision``: ``fp32`` or ``bf16`` (autocast). ``device``: ``auto``,
+    ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` — not part of the run key (:data:`NOT_IN_KEY`).
     """
 
     dataset: str = "fashion-mnist"
@@ -54,6 +68,10 @@ class RunConfig:
     val_size: int | None = None
     limit_train: int | None = None
     track: str | int = "epoch"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    task: str = "auto"
+    precision: str = "fp32"
+    device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,10 +101,16 @@ class RunConfig:
         Only fields that differ from their defaults enter the hash (with
         :data:`KEY_VERSION`), so adding a new setting whose default keeps today's behaviour
         leaves every existing key — and every existing store's resume — intact. Changing a
-        default's meaning requires bumping :data:`KEY_VERSION`.
+        default's meaning requires bumping :data:`KEY_VERSION`. A user model or data spec
+        adds the fingerprint of its source file (:func:`initlab.usercode.source_fingerprint`),
+        so editing the model's code starts new runs instead of resuming stale ones.
         """
         base = RunConfig().to_dict()
-        changed = {k: v for k, v in self.to_dict().items() if base[k] != v}
+        changed = {k: v for k, v in self.to_dict().items() if base[k] != v and k not in NOT_IN_KEY}
+        for name in ("model", "dataset"):
+            spec = getattr(self, name)
+            if is_user_spec(spec):
+                changed[f"{name}_source"] = source_fingerprint(spec)
         blob = json.dumps({"v": KEY_VERSION, **changed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -96,7 +120,11 @@ class RunConfig:
     @property
     def label(self) -> str:
         """A short human label: ``he_normal/relu/300-100/seed0``."""
-        arch = "-".join(map(str, self.hidden)) if self.model == "mlp" else self.model
+        if self.model == "mlp":
+            arch = "-".join(map(str, self.hidden))
+        else:
+            arch = self.model.rpartition(":")[2] or self.model
+            arch += "".join(f",{k}={v}" for k, v in sorted(self.model_args.items()))
         return f"{self.init}/{self.activation}/{arch}/seed{self.seed}"
 
 
@@ -115,6 +143,14 @@ def validate_numbers(config: RunConfig) -> None:
             raise InitlabError(f"invalid {name}: {value}")
     if config.residual_init not in ("none", "zero", "fixup"):
         raise UnknownNameError("residual rule", config.residual_init, ("none", "zero", "fixup"))
+    if config.task not in TASKS:
+        raise UnknownNameError("task", config.task, TASKS)
+    if config.precision not in PRECISIONS:
+        raise UnknownNameError("precision", config.precision, PRECISIONS)
+    if not isinstance(config.model_args, dict):
+        raise InitlabError(
+            f"model_args must be a table of keyword arguments, got {config.model_args!r}"
+        )
     if config.optimizer not in OPTIMIZERS:
         raise UnknownNameError("optimizer", config.optimizer, OPTIMIZERS)
     if config.track not in ("epoch", "off") and not (

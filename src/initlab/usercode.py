@@ -1,0 +1,162 @@
+"""The user's own code and files: ``--model`` and ``--data`` specs.
+
+A *user spec* names something initlab imports and runs, or reads:
+
+- ``module:function`` — ``function`` in an importable module (the current directory is
+  searched first, as ``python -m`` does);
+- ``path/to/file.py:function`` — ``function`` in a Python file, imported from its path;
+- ``path/to/file.npz`` / ``.pt`` / ``.pth`` — a data file (``--data`` only).
+
+**Importing a module runs its code**: pass only specs you trust, as with ``python file.py``.
+
+Every run key includes :func:`source_fingerprint` of its model and data specs (a hash of
+the source file or data file), so editing the model or replacing the data never silently
+resumes runs trained on the old one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+
+from initlab.errors import InitlabError, UnknownNameError
+
+DATA_SUFFIXES = (".npz", ".pt", ".pth")
+
+
+def is_user_spec(text: object) -> bool:
+    """``True`` for ``module:function``, ``file.py:function`` and data-file specs."""
+    if not isinstance(text, str):
+        return False
+    return ":" in text or text.lower().endswith(DATA_SUFFIXES)
+
+
+def is_data_file(text: str) -> bool:
+    """``True`` for ``.npz`` / ``.pt`` / ``.pth`` paths."""
+    return text.lower().endswith(DATA_SUFFIXES)
+
+
+def split_spec(spec: str, option: str = "--model") -> tuple[str, str]:
+    """``"pkg.mod:build"`` → ``("pkg.mod", "build")``; clear error when malformed."""
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target.strip() or not name.strip():
+        raise InitlabError(
+            f"{option} takes module:function or path/to/file.py:function "
+            f"(e.g. mymodels:build), got '{spec}'"
+        )
+    return target.strip(), name.strip()
+
+
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    """Let ``mymodule:build`` find ``mymodule.py`` in the current directory."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _import_file(path: Path, option: str):
+    """Import ``path`` as a module named after its resolved path (imported once per process)."""
+    resolved = path.resolve()
+    if not resolved.is_file():
+        raise InitlabError(f"{option}: no such file '{path}'")
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    name = f"initlab_user_{resolved.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise InitlabError(f"{option}: cannot import '{path}' (not a Python file?)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    with _cwd_on_path():
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[name]
+            raise InitlabError(f"{option}: importing '{path}' failed: {_short(exc)}") from None
+    return module
+
+
+def _import_module(name: str, option: str):
+    with _cwd_on_path():
+        try:
+            return importlib.import_module(name)
+        except Exception as exc:
+            raise InitlabError(f"{option}: cannot import module '{name}': {_short(exc)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def load_callable(spec: str, option: str = "--model") -> Callable:
+    """The callable named by ``spec`` (``module:function`` or ``file.py:function``).
+
+    Raises :class:`InitlabError` with one line for every way this can fail: malformed spec,
+    missing file or module, an import that raises, a missing or non-callable attribute.
+    """
+    target, func_name = split_spec(spec, option)
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        module = _import_file(Path(target), option)
+    else:
+        module = _import_module(target, option)
+    factory = getattr(module, func_name, None)
+    if factory is None:
+        public = [n for n, v in vars(module).items() if not n.startswith("_") and callable(v)]
+        raise UnknownNameError(f"function in '{target}' for {option}", func_name, public)
+    if not callable(factory):
+        raise InitlabError(
+            f"{option} {spec}: '{func_name}' is a {type(factory).__name__}, not a function"
+        )
+    return factory
+
+
+def source_path(spec: str) -> Path | None:
+    """The file behind ``spec``: the data file, the ``.py`` file, or the module's source
+    file (found without executing the module); ``None`` when it cannot be located."""
+    if is_data_file(spec):
+        return Path(spec)
+    target, _, _ = spec.rpartition(":")
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        return Path(target)
+    with _cwd_on_path():
+        try:
+            found = importlib.util.find_spec(target)
+        except (ImportError, ValueError):
+            return None
+    origin = getattr(found, "origin", None)
+    return Path(origin) if origin and origin not in ("built-in", "frozen") else None
+
+
+def source_fingerprint(spec: str) -> str:
+    """``sha256`` (16 hex digits) of the file behind ``spec``; ``"missing"`` when there is
+    none yet (the run will then fail with a clear error when it tries to load it)."""
+    path = source_path(spec)
+    if path is None or not path.is_file():
+        return "missing"
+    stat = path.stat()
+    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    """Content hash, cached by (path, mtime, size): a file is read once per change."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
