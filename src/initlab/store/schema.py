@@ -70,7 +70,7 @@ def config_columns() -> list[tuple[str, str]]:
     for f in fields(RunConfig):
         args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
         base = args[0] if len(args) == 1 else hints[f.name]
-        if f.name in ("hidden", "extra"):
+        if f.name in ("hidden", "extra", "model_args"):
             sql = "TEXT"
         elif f.name == "bias":
             sql = ""

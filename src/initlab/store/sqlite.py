@@ -278,7 +278,7 @@ def _run_row(outcome: Outcome) -> dict[str, Any]:
         value = getattr(config, name)
         if name == "hidden":
             value = "-".join(map(str, value))
-        elif name == "extra":
+        elif name in ("extra", "model_args"):
             value = json.dumps(value, sort_keys=True)
         elif isinstance(value, bool):
             value = int(value)

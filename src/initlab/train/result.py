@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ class RunResult:
         row.pop("extra", None)
         if self.config:
             row["hidden"] = "-".join(map(str, self.config.hidden))
+            row["model_args"] = json.dumps(self.config.model_args, sort_keys=True)
             row["run_id"] = self.config.key()
         row.update(
             status=self.status,
