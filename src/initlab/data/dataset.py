@@ -23,14 +23,27 @@ from initlab.errors import InitlabError
 _SPLITS = ("train", "val", "test")
 
 
+TASKS = ("classification", "regression", "sequence")
+"""What a dataset's targets are; :attr:`Dataset.task` is one of these (never ``"auto"``)."""
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """A classification dataset split into train / validation / test tensors.
+    """A dataset split into train / validation / test tensors, for one of three tasks.
 
-    ``x_*`` are float32 tensors of shape ``[N, *input_shape]``, ``y_*`` int64 class indices in
-    ``[0, num_classes)``. The tensors may be shared with initlab's in-process cache and with
-    other :class:`Dataset` objects (they are often views of one decoded array): treat them as
-    read-only and ``.clone()`` before modifying one in place.
+    - ``classification``: ``x_*`` float32 ``[N, *input_shape]``, ``y_*`` int64 ``[N]`` class
+      indices in ``[0, num_classes)``; ``classes`` names the ``num_classes`` classes.
+    - ``regression``: ``x_*`` float32 ``[N, *input_shape]``, ``y_*`` float32 ``[N]`` or
+      ``[N, k]``; ``num_classes`` is the number of outputs (``k``; 1 for ``[N]`` targets),
+      ``classes`` is ``()``.
+    - ``sequence``: ``x_*`` int64 token ids ``[N, T]`` (``input_shape == (T,)``), ``y_*`` int64
+      ``[N, T]`` target ids; ``num_classes`` is the vocabulary size ``V`` (every id, input or
+      target, in ``[0, V)``); a model maps ``[B, T]`` ids to ``[B, T, V]`` logits.
+
+    ``num_classes`` is always the model's output size. The tensors may be shared with
+    initlab's in-process cache and with other :class:`Dataset` objects (they are often views
+    of one decoded array): treat them as read-only and ``.clone()`` before modifying one in
+    place. A malformed dataset raises :class:`InitlabError` where it is built.
     """
 
     name: str
@@ -44,17 +57,21 @@ class Dataset:
     input_shape: tuple[int, ...]
     classes: tuple[str, ...]
     source: str
+    task: str = "classification"
 
     def __post_init__(self) -> None:
-        """Check dtypes and shapes, so a malformed dataset fails where it is built."""
-        if len(self.classes) != self.num_classes:
-            raise ValueError(f"{self.name}: {len(self.classes)} class names, {self.num_classes}")
+        """Check task, dtypes, shapes and target ranges, so a malformed dataset fails where
+        it is built."""
+        if self.task not in TASKS:
+            raise InitlabError(f"{self.name}: unknown task '{self.task}' (valid: {TASKS})")
+        if self.task == "classification" and len(self.classes) != self.num_classes:
+            raise InitlabError(
+                f"{self.name}: {len(self.classes)} class names for {self.num_classes} classes"
+            )
+        if self.task != "classification" and self.classes:
+            raise InitlabError(f"{self.name}: class names given for a {self.task} task")
         for split in _SPLITS:
-            x, y = self.split(split)
-            if x.dtype != torch.float32 or y.dtype != torch.int64:
-                raise ValueError(f"{self.name}/{split}: dtypes {x.dtype}, {y.dtype}")
-            if tuple(x.shape[1:]) != self.input_shape or y.shape != (x.shape[0],):
-                raise ValueError(f"{self.name}/{split}: shapes {tuple(x.shape)}, {tuple(y.shape)}")
+            check_split(self, split)
 
     @property
     def input_size(self) -> int:
@@ -85,13 +102,60 @@ class Dataset:
     def summary(self) -> str:
         """One line: name, split sizes, input shape, classes and source."""
         shape = "x".join(str(d) for d in self.input_shape)
+        outputs = {
+            "classification": f"{self.num_classes} classes",
+            "regression": f"{self.num_classes} regression target"
+            + ("s" if self.num_classes != 1 else ""),
+            "sequence": f"token sequences, vocabulary {self.num_classes}",
+        }[self.task]
         return (
             f"{self.name}: {self.num_train} train / {self.num_val} val / {self.num_test} test, "
-            f"input {shape}, {self.num_classes} classes (source: {self.source})"
+            f"input {shape}, {outputs} (source: {self.source})"
         )
 
     def __repr__(self) -> str:
         return f"Dataset({self.summary()})"
+
+
+_DTYPES = {
+    "classification": (torch.float32, torch.int64),
+    "regression": (torch.float32, torch.float32),
+    "sequence": (torch.int64, torch.int64),
+}
+
+
+def check_split(data: Dataset, split: str) -> None:
+    """:class:`InitlabError` unless split ``split`` of ``data`` has the dtypes, shapes and
+    target range of ``data.task`` (see :class:`Dataset`)."""
+    x, y = data.split(split)
+    where = f"{data.name}/{split}"
+    want_x, want_y = _DTYPES[data.task]
+    if x.dtype != want_x or y.dtype != want_y:
+        raise InitlabError(
+            f"{where}: dtypes {x.dtype}, {y.dtype}; {data.task} needs x {want_x}, y {want_y}"
+        )
+    n = x.shape[0]
+    if data.task == "regression":
+        y_ok = tuple(y.shape) == (n, data.num_classes) or (
+            data.num_classes == 1 and tuple(y.shape) == (n,)
+        )
+    elif data.task == "sequence":
+        y_ok = tuple(y.shape) == tuple(x.shape) and x.dim() == 2
+    else:
+        y_ok = y.shape == (n,)
+    if tuple(x.shape[1:]) != data.input_shape or not y_ok:
+        raise InitlabError(
+            f"{where}: shapes x {tuple(x.shape)}, y {tuple(y.shape)} do not fit a "
+            f"{data.task} task with input {data.input_shape} and {data.num_classes} outputs"
+        )
+    if data.task != "regression":
+        ids = (y, x) if data.task == "sequence" else (y,)
+        for t in ids:
+            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= data.num_classes):
+                raise InitlabError(
+                    f"{where}: ids from {int(t.min())} to {int(t.max())} are outside "
+                    f"[0, {data.num_classes})"
+                )
 
 
 def check_count(name: str, value: object, *, minimum: int = 0) -> int:
@@ -152,8 +216,12 @@ def assemble(
     classes: tuple[str, ...],
     source: str,
     limit_train: int | None = None,
+    task: str = "classification",
+    num_classes: int | None = None,
 ) -> Dataset:
-    """Build a :class:`Dataset`, keeping only the first ``limit_train`` training examples."""
+    """Build a :class:`Dataset`, keeping only the first ``limit_train`` training examples.
+
+    ``num_classes`` defaults to ``len(classes)`` (classification's rule)."""
     x_train, y_train = head(*train, limit_train)
     return Dataset(
         name=name,
@@ -163,10 +231,11 @@ def assemble(
         y_val=val[1],
         x_test=test[0],
         y_test=test[1],
-        num_classes=len(classes),
+        num_classes=len(classes) if num_classes is None else int(num_classes),
         input_shape=tuple(int(d) for d in test[0].shape[1:]),
         classes=tuple(classes),
         source=source,
+        task=task,
     )
 
 
