@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
-from initlab.errors import UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError
 from initlab.models.cnn import SmallCNN
 from initlab.models.mlp import MLP
 
 ARCHITECTURES = ("mlp", "cnn")
 
-__all__ = ["ARCHITECTURES", "MLP", "SmallCNN", "build_model"]
+__all__ = ["ARCHITECTURES", "MLP", "SmallCNN", "build_model", "build_user_model"]
 
 
 def build_model(
@@ -44,3 +46,36 @@ def build_model(
     if architecture == "cnn":
         return SmallCNN(input_shape, num_classes, activation, batch_norm=batch_norm)
     raise UnknownNameError("model", architecture, ARCHITECTURES)
+
+
+def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> nn.Module:
+    """Call the factory named by ``spec`` (``module:function``, ``file.py:function``) with
+    ``**model_args``; :class:`InitlabError` (one line) when it cannot be loaded, needs
+    arguments it was not given, raises, or returns something that is not an ``nn.Module``.
+
+    **This imports and runs the user's code.** The caller controls the RNG (see
+    :func:`initlab.train.run.build_initialized_model`).
+    """
+    from initlab.usercode import load_callable
+
+    factory = load_callable(spec, "--model")
+    args = dict(model_args or {})
+    try:
+        inspect.signature(factory).bind(**args)
+    except TypeError as exc:
+        raise InitlabError(
+            f"--model {spec}: the factory cannot be called with model_args {args}: {exc} "
+            "(set model_args to the arguments it needs)"
+        ) from None
+    except ValueError:  # no signature (a builtin): let the call decide
+        pass
+    try:
+        built = factory(**args)
+    except Exception as exc:
+        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise InitlabError(f"--model {spec}: the factory raised {first}") from None
+    if not isinstance(built, nn.Module):
+        raise InitlabError(
+            f"--model {spec} returned a {type(built).__name__}, not a torch.nn.Module"
+        )
+    return built

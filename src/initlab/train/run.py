@@ -12,10 +12,11 @@ from initlab.apply import initialize
 from initlab.config import RunConfig
 from initlab.data import Dataset, load
 from initlab.errors import InitlabError
-from initlab.models import build_model
+from initlab.models import build_model, build_user_model
 from initlab.train.result import FAILED, RunResult
 from initlab.train.seeding import derive_seed, make_generator
 from initlab.train.single import EpochCallback, train_model
+from initlab.usercode import is_user_spec
 
 
 def load_data(config: RunConfig, data_dir: str | None = None) -> Dataset:
@@ -32,6 +33,33 @@ INIT_BATCH = 512
 """Data-dependent schemes (LSUV) see the first ``INIT_BATCH`` training examples."""
 
 
+DEFAULT_INIT = "default"
+"""The init that leaves the model as built: a user factory's own init, PyTorch's defaults."""
+
+
+def build_architecture(
+    config: RunConfig, input_shape: Sequence[int], num_classes: int
+) -> nn.Module:
+    """The config's model as constructed, under a forked global RNG seeded from the run's
+    ``"construct"`` stream: built-in ``mlp``/``cnn``, or the user factory
+    ``config.model`` called with ``**config.model_args`` (see
+    :func:`initlab.models.build_user_model`)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(config.seed, "construct"))
+        if is_user_spec(config.model):
+            return build_user_model(config.model, config.model_args)
+        return build_model(
+            config.model,
+            input_shape,
+            num_classes,
+            hidden=config.hidden,
+            activation=config.activation,
+            batch_norm=config.batch_norm,
+            dropout=config.dropout,
+            residual=config.residual,
+        )
+
+
 def build_initialized_model(
     config: RunConfig,
     input_shape: Sequence[int],
@@ -46,18 +74,9 @@ def build_initialized_model(
     dataset, needed by data-dependent schemes (``lsuv``), which see its first
     :data:`INIT_BATCH` training examples.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(config.seed, "construct"))
-        model = build_model(
-            config.model,
-            input_shape,
-            num_classes,
-            hidden=config.hidden,
-            activation=config.activation,
-            batch_norm=config.batch_norm,
-            dropout=config.dropout,
-            residual=config.residual,
-        )
+    model = build_architecture(config, input_shape, num_classes)
+    if config.init == DEFAULT_INIT:
+        return model  # the model as its factory built it (PyTorch's own defaults)
     initialize(
         model,
         config.init,

@@ -1,0 +1,111 @@
+"""Check a run before anything trains: every mistake is one :class:`InitlabError` line.
+
+:func:`preflight` resolves the device and precision, checks the data (finite inputs, a train
+set of at least one batch), builds the model once on the CPU and runs it on two training
+examples, then checks the output's shape against the task (:mod:`initlab.train.tasks`):
+
+- classification: ``[B, C]`` with ``C == data.num_classes`` or at least ``max label + 1``;
+- regression: ``[B, k]`` or ``[B]`` matching the targets' ``[B, k]`` / ``[B]``;
+- sequence: ``[B, T, V]`` against targets ``[B, T]``, with ``V > max token``.
+
+Nothing is trained and the caller's RNG is untouched.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from initlab.config import RunConfig
+from initlab.errors import InitlabError
+from initlab.train.device import check_precision, resolve_device
+from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
+
+PROBE_EXAMPLES = 2
+
+
+def preflight(config: RunConfig, data: object) -> None:
+    """Raise :class:`InitlabError` (one line) if ``config`` cannot train on ``data``."""
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    task = resolve_task(config.task, data)
+    num_train = len(data.y_train)
+    if num_train < config.batch_size:
+        raise InitlabError(
+            f"the train set has {num_train} examples, fewer than one batch of "
+            f"{config.batch_size}; use a smaller batch_size or more training data"
+        )
+    check_finite(data)
+    out = probe_output(config, data)
+    check_output(task, out, data.y_train, data.num_classes)
+
+
+def check_finite(data: object) -> None:
+    """NaN/inf in any split's floating-point inputs → one line naming the split."""
+    for split in ("train", "val", "test"):
+        x = getattr(data, f"x_{split}", None)
+        if isinstance(x, Tensor) and x.is_floating_point() and len(x):
+            bad = int((~torch.isfinite(x)).sum())
+            if bad:
+                raise InitlabError(
+                    f"the {split} inputs contain {bad} NaN/inf values; clean the data first"
+                )
+
+
+def probe_output(config: RunConfig, data: object) -> Tensor:
+    """The model's output on the first two training examples (built on the CPU, eval mode)."""
+    from initlab.train.run import build_architecture
+
+    model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
+    x = data.x_train[:PROBE_EXAMPLES].cpu()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        model.eval()
+        try:
+            out = model(x)
+        except Exception as exc:
+            first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+            raise InitlabError(
+                f"model output/input mismatch: data examples have shape {list(x.shape[1:])} "
+                f"but the model failed with: {first}"
+            ) from None
+    if not isinstance(out, Tensor):
+        raise InitlabError(
+            f"the model returned a {type(out).__name__}, not a tensor; return the logits "
+            "(or predictions) as one tensor"
+        )
+    return out
+
+
+def check_output(task: str, out: Tensor, y: Tensor, num_classes: int) -> None:
+    """Raise unless the output shape ``out [B, ...]`` fits ``task`` and the targets ``y``."""
+    got, want = list(out.shape[1:]), list(y.shape[1:])
+    if task == CLASSIFICATION:
+        if out.dim() != 2:
+            raise InitlabError(
+                f"classification needs model outputs [batch, classes], got {list(out.shape)}"
+            )
+        needed = max(int(num_classes), int(y.max()) + 1 if len(y) else 0)
+        if out.shape[1] < needed:
+            raise InitlabError(
+                f"the model outputs {out.shape[1]} classes but the labels need {needed} "
+                f"(labels 0..{needed - 1}); make the model output {needed} logits"
+            )
+    elif task == REGRESSION:
+        ok = got == want or (got == [1] and want == []) or (got == [] and want == [1])
+        if not ok:
+            raise InitlabError(
+                f"regression outputs per example {got} do not match targets {want}; "
+                "make the model output one value per target"
+            )
+    else:
+        if out.dim() != 3 or y.dim() != 2 or out.shape[1] != y.shape[1]:
+            raise InitlabError(
+                f"sequence tasks need outputs [batch, T, vocab] for targets [batch, T], got "
+                f"outputs {list(out.shape)} for targets {list(y.shape)}"
+            )
+        top = int(y.max()) if y.numel() else 0
+        if out.shape[2] <= top:
+            raise InitlabError(
+                f"the model outputs a vocabulary of {out.shape[2]} tokens but the targets "
+                f"contain token {top}; output at least {top + 1} logits per position"
+            )

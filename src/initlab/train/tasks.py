@@ -1,0 +1,132 @@
+"""Per-task loss and score: classification, regression, sequence.
+
+Every function here works on a *stack* of models: outputs ``out`` have a leading model axis
+``M`` (``[M, B, ...]``) and targets ``y`` are ``[M, B, ...]`` (each model its own minibatch)
+or ``[B, ...]`` (all models on the same examples, as in evaluation).
+
+=============== ========================== ==================================== =============
+task            model output, targets      loss (mean per model)                score
+=============== ========================== ==================================== =============
+classification  ``[B, C]``, int64 ``[B]``  cross-entropy                        accuracy
+regression      ``[B, k]`` or ``[B]``,     MSE: mean over examples and outputs  R² over the
+                float32 ``[B, k]``/``[B]``  of ``(out - y)²``                    split
+sequence        ``[B, T, V]``,             token cross-entropy, mean over       token
+                int64 ``[B, T]``           ``B·T`` tokens                       accuracy
+=============== ========================== ==================================== =============
+
+R² over a split of ``n`` examples is ``1 - SSE / SST`` with ``SSE = Σ (out - y)²`` and
+``SST = Σ (y - ȳ)²`` summed over examples and outputs (ȳ per output: the variance-weighted
+R²). A sequence model's perplexity is ``exp(loss)`` (:func:`perplexity`).
+
+**Epoch records keep their keys** for every task, so the store, reports and curves work
+unchanged: ``train_loss``/``val_loss`` are the task's loss and ``train_accuracy``/
+``val_accuracy`` (and ``RunResult.test_accuracy``) are the task's *score* — accuracy,
+R² for regression, token accuracy for sequences. ``stuck`` (chance-level accuracy) applies
+to classification only (:func:`initlab.train.result.final_status`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from initlab.errors import InitlabError, UnknownNameError
+
+CLASSIFICATION, REGRESSION, SEQUENCE = "classification", "regression", "sequence"
+TASKS = (CLASSIFICATION, REGRESSION, SEQUENCE)
+
+
+def resolve_task(task: str, data: object) -> str:
+    """``task`` unless it is ``"auto"``, then the data's own (``data.task``; classification
+    for datasets that do not say)."""
+    name = getattr(data, "task", CLASSIFICATION) if task == "auto" else task
+    if name not in TASKS:
+        raise UnknownNameError("task", str(name), TASKS)
+    return name
+
+
+def regression_view(out: Tensor, y: Tensor) -> Tensor:
+    """``out`` shaped like ``y`` (``[M, B, 1]`` against ``[M, B]`` is the same thing)."""
+    if out.shape == y.shape:
+        return out
+    if out.numel() == y.numel():
+        return out.reshape(y.shape)
+    raise InitlabError(
+        f"regression outputs {list(out.shape[1:])} do not match targets {list(y.shape[1:])}"
+    )
+
+
+def losses(task: str, out: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
+    """Per-model loss ``[M]`` of ``out [M, B, ...]`` against ``y [M, B, ...]`` (shared
+    targets: ``y.expand(M, ...)``): the mean (``"mean"``) or sum (``"sum"``) over the
+    examples (classification), example outputs (regression) or tokens (sequence)."""
+    m = out.shape[0]
+    if task == REGRESSION:
+        per = (regression_view(out.float(), y) - y).square().reshape(m, -1)
+    else:
+        logits = out.float().reshape(-1, out.shape[-1])
+        per = F.cross_entropy(logits, y.reshape(-1), reduction="none").view(m, -1)
+    return per.mean(1) if reduction == "mean" else per.sum(1)
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)`` of a sequence model's token cross-entropy (``inf`` on overflow)."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+class Meter:
+    """Accumulates each model's loss and score over the batches of a split or an epoch.
+
+    Sums stay on the device (float64 where they are sums of many terms) and are read once,
+    by :meth:`result`, so training never waits on the host between steps.
+    """
+
+    def __init__(self, task: str, models: int, device: torch.device) -> None:
+        self.task, self.models, self.device = task, models, device
+        zeros = torch.zeros(models, dtype=torch.float64, device=device)
+        self.loss_sum, self.hits, self.count = zeros, zeros.clone(), 0
+        self.sum_y = self.sum_y2 = None  # regression: per model and output, for SST
+
+    def add(self, out: Tensor, y: Tensor, loss_sum: Tensor | None = None) -> None:
+        """Add a batch: ``out [M, B, ...]``, targets ``[M, B, ...]``; ``loss_sum``: the
+        batch's per-model summed loss when the caller has it already."""
+        out = out.detach()
+        if loss_sum is None:
+            loss_sum = losses(self.task, out, y, reduction="sum")
+        self.loss_sum += loss_sum.detach().double()
+        if self.task == REGRESSION:
+            self._add_regression(out, y)
+            return
+        self.hits += (out.argmax(-1) == y).reshape(self.models, -1).sum(1)
+        self.count += y[0].numel()
+
+    def _add_regression(self, out: Tensor, y: Tensor) -> None:
+        pred = regression_view(out.float(), y).double().reshape(self.models, y.shape[1], -1)
+        yy = y.double().reshape(pred.shape)
+        self.hits += (pred - yy).square().sum((1, 2))  # SSE
+        if self.sum_y is None:
+            shape = (self.models, yy.shape[2])
+            self.sum_y = torch.zeros(shape, dtype=torch.float64, device=self.device)
+            self.sum_y2 = torch.zeros_like(self.sum_y)
+        self.sum_y += yy.sum(1)
+        self.sum_y2 += yy.square().sum(1)
+        self.count += yy.shape[1]
+
+    def result(self) -> tuple[list[float], list[float]]:
+        """Each model's ``(mean loss, score)``: score = accuracy, R² or token accuracy."""
+        n = max(self.count, 1)
+        if self.task == REGRESSION:
+            outputs = self.sum_y.shape[1] if self.sum_y is not None else 1
+            loss = (self.loss_sum / (n * outputs)).tolist()
+            if self.sum_y is None:
+                return loss, [math.nan] * self.models
+            sst = (self.sum_y2 - self.sum_y.square() / n).sum(1)
+            r2 = torch.where(sst > 0, 1 - self.hits / sst, torch.full_like(sst, math.nan))
+            return loss, r2.tolist()
+        return (self.loss_sum / n).tolist(), (self.hits / n).tolist()
