@@ -114,3 +114,25 @@ def test_bad_schemes_are_clear_errors():
         initialize(model, 42)
     with pytest.raises(InitlabError):
         initialize(model, "zeros", fans="weird")
+
+
+def test_default_keeps_the_model_exactly_as_built_and_still_records_every_layer():
+    model = Nested()
+    before = snapshot(model)
+    record = initialize(model, "default", output_layer="glorot_uniform", bias="zeros")
+    after = snapshot(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # same tensors, untouched
+    assert [r["layer"] for r in record.rows] == ["body.0", "inner.conv", "head"]
+    assert {r["scheme"] for r in record.rows} == {"default"}
+    assert {r["bias"] for r in record.rows} == {"kept"}
+    # nn.Linear's own law U(±1/sqrt(fan_in)) has std 1/sqrt(3·fan_in): 120,000 samples → ±2%
+    assert record.rows[-1]["std"] == pytest.approx(1 / math.sqrt(3 * 400), rel=0.02)
+
+
+def test_default_in_a_plan_keeps_only_that_layer():
+    model = Nested()
+    before = snapshot(model)
+    initialize(model, {"head": "default", "body.0": "zeros"})
+    assert torch.equal(model.head.weight, before["head.weight"])
+    assert torch.equal(model.head.bias, before["head.bias"])
+    assert torch.count_nonzero(model.body[0].weight) == 0

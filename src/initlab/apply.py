@@ -6,6 +6,10 @@ transposed convolutions backwards (pytorch#7865) and over-counts grouped ones. P
 ``fans="tensor"`` to reproduce ``torch.nn.init``'s tensor rule exactly. Layers initlab does
 not know (embeddings, norms, RNNs, attention, custom parameters) are never touched: they are
 listed in :attr:`InitRecord.skipped` with the reason.
+
+The scheme ``default`` leaves a layer exactly as its constructor (or the user's factory)
+built it, weights and biases: ``initialize(model, "default")`` changes nothing and still
+returns the per-layer record, so PyTorch's own defaults compare like any other scheme.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ INITIALIZABLE = (
     nn.ConvTranspose3d,
 )
 BIAS_POLICIES = ("zeros", "keep", "torch_default")
+AS_BUILT = "default"
+"""The scheme that keeps a layer as its constructor left it (weights and biases)."""
 
 Scheme = str | Initializer
 SchemeSpec = Scheme | Mapping[str, Scheme]
@@ -85,6 +91,7 @@ def initialize(
     not in it are left alone). ``output_layer``: the scheme for the last Linear/Conv layer
     (``None``: the same as the others; ``"keep"``: leave it as it is) — Keras's Dense default
     is ``glorot_uniform``, and the classic lab initializes only the hidden layers.
+    ``scheme="default"`` keeps the whole model as built: output layer and biases included.
     ``bias``: ``"zeros"``, ``"keep"``, ``"torch_default"`` (U(±1/sqrt(fan_in)), what
     ``nn.Linear`` does), a number (constant), or an initializer. ``generator`` makes the
     result reproducible; without one the global RNG is used, as ``torch.nn.init`` does.
@@ -150,7 +157,7 @@ def _resolve_plan(
         return {n: _as_initializer(s) for n, s in scheme.items()}
     hidden = _as_initializer(scheme)
     plan: dict[str, Initializer | None] = {name: hidden for name, _ in layers}
-    if layers and output_layer is not None:
+    if layers and output_layer is not None and hidden.name != AS_BUILT:
         last = layers[-1][0]
         plan[last] = None if output_layer == "keep" else _as_initializer(output_layer)
     return plan
@@ -196,6 +203,8 @@ def _init_layer(
     rule: str,
 ) -> dict[str, Any]:
     fans = _layer_fans(module, rule)
+    if init is not None and init.name == AS_BUILT:
+        bias_init = None  # the layer as built: its bias too
     if init is not None:
         init(module.weight, generator, fans=fans)
     bias = getattr(module, "bias", None)

@@ -221,6 +221,21 @@ def torch_default_bias() -> Sampler:
     return LayerBias()
 
 
+class AsBuilt(Sampler):
+    """Leaves the tensor as it is: the layer keeps what its constructor (or the user's
+    factory) drew. :func:`initlab.initialize` also leaves such a layer's bias alone."""
+
+    def fill(self, tensor: Tensor, generator: torch.Generator | None, fans: Fans) -> None:
+        """Nothing to do: the values are the constructor's."""
+
+
+def default() -> Sampler:
+    """The model exactly as its factory built it (PyTorch's own defaults for
+    ``nn.Linear``/``nn.ConvNd``: W, b ~ U(±1/sqrt(fan_in)), see ``torch_default``): the
+    framework's baseline, comparable like any other scheme."""
+    return AsBuilt()
+
+
 _KAIMING_FORMULA = "gain = calculate_gain({nonlinearity}, a={a}); "
 SCHEMES = [
     Scheme(
@@ -259,6 +274,14 @@ SCHEMES = [
         "pytorch",
         "N({mean}, {std}²) redrawn until inside the absolute bounds [{a}, {b}]",
         keras_equivalent="truncated_normal cuts at mean ± 2·stddev (relative bounds)",
+    ),
+    Scheme(
+        "default",
+        default,
+        "pytorch",
+        "as the model's constructor left it, weights and biases "
+        "(nn.Linear/ConvNd: U(±1/sqrt(fan_in)))",
+        keras_equivalent="none: the Keras layer default is glorot_uniform with zero bias",
     ),
     Scheme(
         "torch_default",
