@@ -7,18 +7,22 @@
 
 Datasets: ``fashion-mnist`` and ``mnist`` (IDX files found on disk or downloaded with SHA-256
 checks), ``digits`` (scikit-learn), ``mnist1d`` (generated offline), ``synthetic`` (a
-teacher-network task). See ``docs/datasets.md``.
+teacher-network task). Your own data: ``load("mymodule:make_data")``, ``load("path/file.py:fn")``
+(**imports and runs that code**), ``load("data.npz")``, ``load("data.pt")``, with the task
+(classification, regression, sequence) inferred from the targets; see :mod:`initlab.data.user`
+and ``docs/datasets.md``.
 """
 
-from initlab.data.dataset import Dataset
+from initlab.data.dataset import TASKS, Dataset
 from initlab.data.locate import cache_root
 from initlab.data.registry import availability, canonical_name, info, load, names
 
 
 def clear_cache() -> None:
     """Forget every dataset decoded or generated in this process (disk caches stay)."""
-    from initlab.data import digits, mnist, mnist1d, synthetic
+    from initlab.data import digits, mnist, mnist1d, synthetic, user
 
+    user.clear_cache()
     mnist._decode.cache_clear()
     digits.arrays.cache_clear()
     mnist1d._arrays.cache_clear()
@@ -26,6 +30,7 @@ def clear_cache() -> None:
 
 
 __all__ = [
+    "TASKS",
     "Dataset",
     "availability",
     "cache_root",

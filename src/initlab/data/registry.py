@@ -3,6 +3,8 @@
 
 Names are case-, space-, ``-``- and ``_``-insensitive (``fashion_mnist``, ``FashionMNIST`` and
 ``fashion-mnist`` are the same dataset); unknown names raise :class:`UnknownNameError`.
+User data specs (``module:function``, ``file.py:function``, ``file.npz``, ``file.pt``; see
+:mod:`initlab.data.user`) go to the user-data loader and are kept verbatim as names.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from initlab.data import digits, mnist, mnist1d, synthetic
+from initlab.data import digits, mnist, mnist1d, synthetic, user
 from initlab.data.dataset import Dataset, check_count
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.usercode import is_data_file, is_user_spec, source_fingerprint
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,10 @@ def _key(name: str) -> str:
 
 
 def canonical_name(name: str) -> str:
-    """The canonical spelling of a dataset name; :class:`UnknownNameError` if there is none."""
+    """The canonical spelling of a dataset name (a user data spec is its own);
+    :class:`UnknownNameError` if there is none."""
+    if is_user_spec(name):
+        return name
     keys = {_key(n): n for n in _ENTRIES}
     key = _key(name)
     if key in keys:
@@ -69,14 +75,22 @@ def names() -> list[str]:
 
 
 def info(name: str) -> dict:
-    """Description, default split sizes, input shape, classes, split rule, URL and citation."""
+    """Description, default split sizes, input shape, classes, split rule, URL and citation.
+
+    For a user data spec the data is loaded (once per process) to describe it."""
+    if is_user_spec(name):
+        return _user_info(name)
     return _ENTRIES[canonical_name(name)].info()
 
 
 def availability(name: str, data_dir: str | Path | None = None) -> str:
     """Where ``name`` would come from, e.g. ``"local: /usr/share/datasets/fashion-mnist"``,
     ``"will download (11 MB) into ..."``, ``"generated offline"`` or ``"bundled with
-    scikit-learn"``. Never downloads anything."""
+    scikit-learn"``; for user data ``"your file: ..."`` or ``"your code: ..."``. Never
+    downloads anything (nor runs user code)."""
+    if is_user_spec(name):
+        kind = "your file" if is_data_file(name) else "your code (imported and run)"
+        return f"{kind}: {name}" + (" (missing)" if source_fingerprint(name) == "missing" else "")
     return _ENTRIES[canonical_name(name)].availability(data_dir)
 
 
@@ -88,21 +102,26 @@ def load(
     seed: int = 0,
     download: bool = True,
     limit_train: int | None = None,
+    task: str = "auto",
 ) -> Dataset:
     """Load dataset ``name`` with an explicit train / validation / test split.
 
     Args:
-        name: one of :func:`names` (any case; ``-``/``_`` optional).
+        name: one of :func:`names` (any case; ``-``/``_`` optional), or a user data spec:
+            ``module:function``, ``path/file.py:function`` (**imports and runs that code**),
+            ``file.npz``, ``file.pt`` / ``.pth`` (see :mod:`initlab.data.user`).
         data_dir: a directory holding the dataset's files (directly or in ``<name>/``),
             searched before ``$INITLAB_DATA``, the cache and ``/usr/share/datasets``.
         val_size: number of validation examples (default per dataset, see :func:`info`).
         seed: seeds the split where there is no official one (and the synthetic task).
         download: allow downloading MNIST / Fashion-MNIST into the cache if not found.
         limit_train: keep only the first ``limit_train`` training examples (all if fewer).
+        task: ``"auto"`` (user data: inferred from the targets, see
+            :mod:`initlab.data.tasks`), ``"classification"``, ``"regression"`` or
+            ``"sequence"``. The built-in datasets are classification tasks.
 
     The returned tensors may be shared with an in-process cache: do not modify them in place.
     """
-    entry = _ENTRIES[canonical_name(name)]
     if val_size is not None:
         val_size = check_count("val_size", val_size)
     seed = check_count("seed", seed)
@@ -110,6 +129,38 @@ def load(
         limit_train = check_count("limit_train", limit_train, minimum=1)
     if not isinstance(download, bool):
         raise InitlabError(f"download must be True or False, got {download!r}")
+    if is_user_spec(name):
+        return user.load(name, val_size=val_size, seed=seed, limit_train=limit_train, task=task)
+    entry = _ENTRIES[canonical_name(name)]
+    if task not in ("auto", "classification"):
+        raise InitlabError(
+            f"dataset '{entry.name}' is a classification task; task='{task}' needs your own "
+            "data (--data module:function or file.npz)"
+        )
     return entry.load(
         data_dir=data_dir, val_size=val_size, seed=seed, download=download, limit_train=limit_train
     )
+
+
+def _user_info(spec: str) -> dict:
+    """:func:`info` of user data: what loading it with the default settings gives."""
+    data = user.load(spec)
+    return {
+        "name": spec,
+        "title": "your data",
+        "description": f"{data.task} data from {spec}",
+        "num_train": data.num_train,
+        "num_val": data.num_val,
+        "num_test": data.num_test,
+        "input_shape": data.input_shape,
+        "num_classes": data.num_classes,
+        "classes": data.classes,
+        "task": data.task,
+        "split": (
+            "your train and test sets; validation = a seeded sample of "
+            f"{user.DEFAULT_VAL_FRACTION:.0%} of the training set (val_size)"
+        ),
+        "scaling": "none (as given)",
+        "url": None,
+        "citation": None,
+    }

@@ -1,0 +1,244 @@
+"""The task of the user's data — inferred from the targets or given — and the checks and
+dtype conversions that turn raw arrays into a valid :class:`~initlab.data.Dataset`.
+
+Inference (``task="auto"``), over the training and test targets together:
+
+1. integer targets (an integer dtype, or a float dtype whose every value is integral) of
+   shape ``[N]`` → ``classification``, with ``num_classes = max label + 1`` unless declared;
+2. integer targets ``[N, T]`` with integer-dtype inputs of the same shape ``[N, T]`` →
+   ``sequence`` (token ids; vocabulary = max id + 1 over inputs and targets unless declared);
+3. float targets (anything else of a float dtype) → ``regression``, ``[N]`` or ``[N, k]``;
+4. otherwise (integer targets of another shape) there is no rule: pass the task.
+
+Rule 1 also claims real-valued targets that happen to be whole numbers (ages, counts):
+pass ``task="regression"`` (``--task regression``) for those. Conversions: inputs become
+float32 (classification, regression; integer pixels are *not* rescaled) or int64
+(sequence); targets int64 (classification, sequence) or float32 (regression).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from initlab.errors import InitlabError
+
+AUTO_RULE = (
+    "integer [N] targets -> classification, float targets -> regression, integer [N, T] "
+    "targets with integer [N, T] inputs -> sequence"
+)
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Arrays as the user handed them over (tensors, any dtype), plus what they declared."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    classes: tuple[str, ...] | None = None
+    num_classes: int | None = None
+
+    def pairs(self) -> tuple[tuple[str, Tensor, Tensor], ...]:
+        """``(split, x, y)`` for the train and test splits."""
+        return (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Converted, checked train and test tensors and the output size of ``task``."""
+
+    task: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    classes: tuple[str, ...]
+
+
+def is_integral(t: Tensor) -> bool:
+    """``True`` for integer/bool dtypes and for float tensors whose every value is a whole
+    (finite) number."""
+    if not t.dtype.is_floating_point:
+        return True
+    return bool(torch.isfinite(t).all()) and bool((t == t.round()).all())
+
+
+def infer_task(raw: Raw) -> str:
+    """The task of ``raw`` by the rule in this module's docstring; :class:`InitlabError`
+    when no rule applies."""
+    pairs = raw.pairs()
+    integral = all(is_integral(y) for _, _, y in pairs)
+    if integral and all(y.dim() == 1 for _, _, y in pairs):
+        return "classification"
+    if integral and all(
+        y.dim() == 2 and not x.dtype.is_floating_point and x.shape == y.shape for _, x, y in pairs
+    ):
+        return "sequence"
+    if all(y.dtype.is_floating_point for _, _, y in pairs):
+        return "regression"
+    raise InitlabError(
+        f"cannot infer the task from integer targets of shape {_shape(raw.y_train)} and "
+        f"inputs of shape {_shape(raw.x_train)} ({AUTO_RULE}): pass task= (--task)"
+    )
+
+
+def prepare(raw: Raw, task: str = "auto") -> Prepared:
+    """Check ``raw`` for ``task`` (inferred when ``"auto"``) and convert its dtypes.
+
+    Raises :class:`InitlabError` (one line) for empty splits, x/y length mismatches,
+    inputs of different shapes in train and test, NaN/inf in float inputs or regression
+    targets, non-integer or negative labels / token ids, and labels at or above the
+    declared number of classes.
+    """
+    inferred = task == "auto"
+    task = infer_task(raw) if inferred else task
+    for split, x, y in raw.pairs():
+        _check_lengths(split, x, y)
+    if raw.x_train.shape[1:] != raw.x_test.shape[1:]:
+        raise InitlabError(
+            f"train and test examples differ in shape: x_train {_shape(raw.x_train)}, "
+            f"x_test {_shape(raw.x_test)}"
+        )
+    hint = f" (task inferred by the rule {AUTO_RULE}; pass task= to override)" if inferred else ""
+    if task == "regression":
+        return _regression(raw)
+    if task == "sequence":
+        return _sequence(raw, hint)
+    return _classification(raw, hint)
+
+
+def _check_lengths(split: str, x: Tensor, y: Tensor) -> None:
+    if x.dim() == 0 or y.dim() == 0:
+        raise InitlabError(f"x_{split} and y_{split} must have a leading example dimension")
+    if x.shape[0] == 0 or y.shape[0] == 0:
+        raise InitlabError(
+            f"the {split} split is empty (x_{split} {_shape(x)}, y_{split} "
+            f"{_shape(y)}): give at least one example"
+        )
+    if x.shape[0] != y.shape[0]:
+        raise InitlabError(
+            f"x_{split} has {x.shape[0]} examples but y_{split} has {y.shape[0]}: "
+            "inputs and targets must pair up"
+        )
+    if x.dim() == 1:
+        raise InitlabError(
+            f"x_{split} has shape {_shape(x)}: inputs need a feature dimension, "
+            "e.g. [N, 1] for one feature (x[:, None])"
+        )
+
+
+def _classification(raw: Raw, hint: str) -> Prepared:
+    for split, _, y in raw.pairs():
+        if y.dim() != 1:
+            raise InitlabError(
+                f"classification needs targets [N] of class indices; y_{split} has shape "
+                f"{_shape(y)}"
+            )
+    declared = _declared(raw)
+    ys = [_ids(f"y_{s}", y, "class labels", declared, hint) for s, _, y in raw.pairs()]
+    num_classes = declared or max(int(y.max()) for y in ys) + 1
+    classes = raw.classes or tuple(str(k) for k in range(num_classes))
+    x_train, x_test = (_inputs(f"x_{s}", x) for s, x, _ in raw.pairs())
+    return Prepared("classification", x_train, ys[0], x_test, ys[1], num_classes, classes)
+
+
+def _regression(raw: Raw) -> Prepared:
+    ys = []
+    for split, _, y in raw.pairs():
+        if y.dim() not in (1, 2):
+            raise InitlabError(
+                f"regression needs targets [N] or [N, k]; y_{split} has shape {_shape(y)}"
+            )
+        ys.append(_finite(f"y_{split}", y.to(torch.float32)))
+    if ys[0].shape[1:] != ys[1].shape[1:]:
+        raise InitlabError(
+            f"y_train {_shape(ys[0])} and y_test {_shape(ys[1])} have different target sizes"
+        )
+    k = 1 if ys[0].dim() == 1 else int(ys[0].shape[1])
+    x_train, x_test = (_inputs(f"x_{s}", x) for s, x, _ in raw.pairs())
+    return Prepared("regression", x_train, ys[0], x_test, ys[1], k, ())
+
+
+def _sequence(raw: Raw, hint: str) -> Prepared:
+    for split, x, y in raw.pairs():
+        if x.dim() != 2 or x.shape != y.shape:
+            raise InitlabError(
+                f"sequence needs token ids x [N, T] and targets y [N, T] of the same shape; "
+                f"x_{split} is {_shape(x)}, y_{split} {_shape(y)}"
+            )
+    declared = _declared(raw)
+    ids = [
+        _ids(f"{v}_{s}", t, "token ids", declared, hint)
+        for s, x, y in raw.pairs()
+        for v, t in (("x", x), ("y", y))
+    ]
+    vocab = declared or max(int(t.max()) for t in ids) + 1
+    return Prepared("sequence", ids[0], ids[1], ids[2], ids[3], vocab, ())
+
+
+def _declared(raw: Raw) -> int | None:
+    """The declared number of classes (or vocabulary size), if any; names and count agree."""
+    names, count = raw.classes, raw.num_classes
+    if names is not None and count is not None and len(names) != count:
+        raise InitlabError(
+            f"{len(raw.classes)} class names declared for num_classes={raw.num_classes}"
+        )
+    return raw.num_classes if raw.classes is None else len(raw.classes)
+
+
+def _ids(what: str, t: Tensor, kind: str, declared: int | None, hint: str) -> Tensor:
+    """``t`` as int64 after checking it holds whole numbers in ``[0, declared)``."""
+    if t.dtype.is_complex:
+        raise InitlabError(f"{what} is complex; {kind} must be integers")
+    if t.dtype.is_floating_point:
+        bad = ~torch.isfinite(t) | (t != t.round())
+        if bool(bad.any()):
+            example = float(t[bad].flatten()[0])
+            raise InitlabError(
+                f"{what} has {int(bad.sum())} non-integer {kind} (e.g. {example:g}); "
+                f"{kind} are 0, 1, 2, ...{hint}"
+            )
+    t = t.to(torch.int64)
+    negative = int((t < 0).sum())
+    if negative:
+        raise InitlabError(
+            f"{what} has {negative} negative {kind} (min {int(t.min())}); {kind} are 0, 1, "
+            f"2, ...{hint}"
+        )
+    if declared is not None and int(t.max()) >= declared:
+        over = int((t >= declared).sum())
+        size = "classes are" if kind == "class labels" else "token ids (the vocabulary) are"
+        raise InitlabError(
+            f"{what} has {over} {kind} >= {declared} (max {int(t.max())}) but only {declared} "
+            f"{size} declared"
+        )
+    return t
+
+
+def _inputs(what: str, x: Tensor) -> Tensor:
+    """``x`` as float32, after checking it is real and finite."""
+    if x.dtype.is_complex:
+        raise InitlabError(f"{what} is complex; inputs must be real numbers")
+    return _finite(what, x.to(torch.float32))
+
+
+def _finite(what: str, t: Tensor) -> Tensor:
+    """``t`` unchanged, or :class:`InitlabError` counting its NaN/inf values."""
+    bad = ~torch.isfinite(t)
+    count = int(bad.sum())
+    if count:
+        rows = int(bad.reshape(t.shape[0], -1).any(1).sum())
+        raise InitlabError(
+            f"{what} has {count} NaN/inf values (in {rows} of {t.shape[0]} examples): "
+            "remove or impute them"
+        )
+    return t
+
+
+def _shape(t: Tensor) -> str:
+    return "[" + ", ".join(str(d) for d in t.shape) + "]"

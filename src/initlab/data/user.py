@@ -1,0 +1,258 @@
+"""The user's own data: ``--data module:function``, ``file.py:function``, ``file.npz``,
+``file.pt`` / ``file.pth``.
+
+**A function spec imports and runs that code** (see :mod:`initlab.usercode`). The function
+is called with no arguments and returns either ``(x_train, y_train, x_test, y_test)``
+(tensors or numpy arrays), ``(train_dataset, test_dataset)`` (map-style
+``torch.utils.data.Dataset`` objects whose items are ``(x, y)`` pairs; stacked into tensors
+once), or a mapping with the keys of a data file. A data file holds ``x_train, y_train,
+x_test, y_test`` (``.npz``: ``numpy.load(allow_pickle=False)``; ``.pt``: a dict read with
+``torch.load(weights_only=True)``) and optionally ``classes`` (class names) and
+``num_classes`` (the number of classes, or the vocabulary size of a sequence task).
+
+The validation set is taken from the training pool, like the built-in datasets: the first
+``val_size`` (default :data:`DEFAULT_VAL_FRACTION` of the pool) examples of a seeded
+permutation (``numpy.random.default_rng(seed)``; class-stratified for classification), the
+rest, in their original order, train; ``limit_train`` keeps the first that many of those.
+The task is inferred or given (:mod:`initlab.data.tasks`).
+
+Loaded data is cached in-process, keyed by the spec, the current directory, the spec's
+:func:`~initlab.usercode.source_fingerprint` and the settings: loading the same spec twice
+returns the same tensors without running the function or reading the file again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import default_collate
+
+from initlab.data.dataset import (
+    Dataset,
+    assemble,
+    check_val_size,
+    preserved_global_rng,
+    stratified_order,
+    take,
+)
+from initlab.data.tasks import Prepared, Raw, prepare
+from initlab.errors import InitlabError
+from initlab.usercode import _short, is_data_file, load_callable, source_fingerprint
+
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+DEFAULT_VAL_FRACTION = 0.1
+"""Default validation size: ``floor(0.1 * pool)`` training examples."""
+STACK_BATCH = 1024
+"""Items of a torch ``Dataset`` are collated this many at a time."""
+TASKS = ("auto", "classification", "regression", "sequence")
+
+
+def load(
+    spec: str,
+    *,
+    val_size: int | None = None,
+    seed: int = 0,
+    limit_train: int | None = None,
+    task: str = "auto",
+) -> Dataset:
+    """The :class:`Dataset` of user data ``spec`` (named ``spec``), split and checked.
+
+    Every problem is one line of :class:`InitlabError` prefixed with ``--data SPEC:``.
+    """
+    if task not in TASKS:
+        raise InitlabError(f"unknown task '{task}' (valid: {', '.join(TASKS)})")
+    key = (spec, os.getcwd(), source_fingerprint(spec))
+    return _split(key, task, val_size, seed, limit_train)
+
+
+def clear_cache() -> None:
+    """Forget every user dataset loaded in this process."""
+    _split.cache_clear()
+    _prepared.cache_clear()
+
+
+@functools.lru_cache(maxsize=8)
+def _split(
+    key: tuple[str, str, str], task: str, val_size: int | None, seed: int, limit: int | None
+) -> Dataset:
+    spec = key[0]
+    data = _prepared(key, task)
+    pool = data.y_train.shape[0]
+    default = int(DEFAULT_VAL_FRACTION * pool)
+    with _prefixed(spec):
+        n_val = check_val_size(default if val_size is None else val_size, pool, spec)
+    strata = data.y_train.numpy() if data.task == "classification" else np.zeros(pool)
+    order = stratified_order(strata, seed)
+    with _prefixed(spec):
+        return assemble(
+            spec,
+            take(data.x_train, data.y_train, order[n_val:]),
+            take(data.x_train, data.y_train, order[:n_val]),
+            (data.x_test, data.y_test),
+            classes=data.classes,
+            source=f"user data (sha256 {key[2]})",
+            limit_train=limit,
+            task=data.task,
+            num_classes=data.num_classes,
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared(key: tuple[str, str, str], task: str) -> Prepared:
+    """Read, check and convert ``key``'s data once per process (per task)."""
+    spec = key[0]
+    with _prefixed(spec):
+        return prepare(read(spec), task)
+
+
+@contextlib.contextmanager
+def _prefixed(spec: str) -> Iterator[None]:
+    """Prefix every :class:`InitlabError` raised inside with ``--data SPEC:``."""
+    try:
+        yield
+    except InitlabError as exc:
+        message = str(exc)
+        if not message.startswith("--data"):
+            message = f"--data {spec}: {message}"
+        raise InitlabError(message) from None
+
+
+def read(spec: str) -> Raw:
+    """The arrays behind ``spec``, as tensors, unchecked."""
+    if is_data_file(spec):
+        return read_file(Path(spec))
+    function = load_callable(spec, "--data")
+    try:
+        with preserved_global_rng(), torch.random.fork_rng(devices=[]):
+            value = function()
+    except Exception as exc:
+        raise InitlabError(f"--data {spec}: calling it failed: {_short(exc)}") from None
+    return from_returned(value, spec)
+
+
+def read_file(path: Path) -> Raw:
+    """The arrays of a ``.npz`` / ``.pt`` / ``.pth`` file."""
+    if not path.is_file():
+        raise InitlabError(f"--data: no such file '{path}'")
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                content: Any = {name: archive[name] for name in archive.files}
+        else:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, ValueError, zipfile.BadZipFile, RuntimeError, EOFError) as exc:
+        how = "numpy.load" if path.suffix.lower() == ".npz" else "torch.load(weights_only=True)"
+        raise InitlabError(f"--data {path}: {how} cannot read it: {_short(exc)}") from None
+    if not isinstance(content, Mapping):
+        raise InitlabError(
+            f"--data {path} holds a {type(content).__name__}; expected a dict with keys "
+            f"{', '.join(KEYS)}"
+        )
+    return from_mapping(content, f"--data {path}")
+
+
+def from_mapping(content: Mapping, where: str) -> Raw:
+    """:class:`Raw` from a mapping with :data:`KEYS` (and optional ``classes``,
+    ``num_classes``)."""
+    missing = [k for k in KEYS if k not in content]
+    if missing:
+        found = ", ".join(str(k) for k in content) or "none"
+        raise InitlabError(
+            f"{where} has no {', '.join(missing)} (keys found: {found}); expected {', '.join(KEYS)}"
+        )
+    arrays = [as_tensor(content[k], k, where) for k in KEYS]
+    classes = content.get("classes")
+    count = content.get("num_classes")
+    return Raw(
+        *arrays,
+        classes=None if classes is None else tuple(str(c) for c in np.asarray(classes).ravel()),
+        num_classes=None if count is None else _count(count, where),
+    )
+
+
+def from_returned(value: Any, spec: str) -> Raw:
+    """:class:`Raw` from what a ``--data`` function returned."""
+    where = f"--data {spec}"
+    if isinstance(value, Mapping):
+        return from_mapping(value, where)
+    if isinstance(value, (tuple, list)) and len(value) == 4:
+        return Raw(*(as_tensor(v, k, where) for k, v in zip(KEYS, value, strict=True)))
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        train, test = value
+        x_train, y_train = stack(train, "train", where)
+        x_test, y_test = stack(test, "test", where)
+        names = getattr(train, "classes", None)
+        classes = tuple(names) if _is_names(names) else None
+        return Raw(x_train, y_train, x_test, y_test, classes=classes)
+    got = f"a {type(value).__name__}" + (
+        f" of {len(value)} items" if isinstance(value, (tuple, list)) else ""
+    )
+    raise InitlabError(
+        f"{where} returned {got}; expected (x_train, y_train, x_test, y_test) as tensors or "
+        "arrays, or (train_dataset, test_dataset)"
+    )
+
+
+def stack(dataset: Any, which: str, where: str) -> tuple[Tensor, Tensor]:
+    """All ``(x, y)`` items of a map-style torch ``Dataset``, collated into two tensors."""
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise InitlabError(
+            f"{where}: the {which} set is a {type(dataset).__name__}; expected a map-style "
+            "torch Dataset (with __len__ and __getitem__) of (x, y) pairs"
+        )
+    xs, ys = [], []
+    for start in range(0, len(dataset), STACK_BATCH):
+        stop = min(start + STACK_BATCH, len(dataset))
+        try:
+            batch = default_collate([dataset[i] for i in range(start, stop)])
+        except Exception as exc:
+            raise InitlabError(
+                f"{where}: reading the {which} Dataset failed: {_short(exc)} (items must be "
+                "(x, y) pairs of tensors, arrays or numbers)"
+            ) from None
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise InitlabError(
+                f"{where}: items of the {which} Dataset are not (x, y) pairs "
+                f"(item 0 is a {type(dataset[0]).__name__})"
+            )
+        xs.append(as_tensor(batch[0], f"x_{which}", where))
+        ys.append(as_tensor(batch[1], f"y_{which}", where))
+    if not xs:
+        raise InitlabError(f"{where}: the {which} Dataset is empty: give at least one example")
+    return torch.cat(xs), torch.cat(ys)
+
+
+def as_tensor(value: Any, what: str, where: str) -> Tensor:
+    """``value`` (tensor, numpy array or nested numbers) as a CPU tensor of its own dtype."""
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    try:
+        array = np.asarray(value)
+        if array.dtype == object or array.dtype.kind in "USV":
+            raise TypeError(f"{array.dtype} elements")
+        return torch.from_numpy(np.ascontiguousarray(array))
+    except (TypeError, ValueError) as exc:
+        raise InitlabError(
+            f"{where}: {what} is a {type(value).__name__} that is not a numeric array "
+            f"({_short(exc)}); give a tensor or numpy array"
+        ) from None
+
+
+def _count(value: Any, where: str) -> int:
+    count = np.asarray(value)
+    if count.size != 1 or count.dtype.kind not in "iu" or int(count) < 1:
+        raise InitlabError(f"{where}: num_classes must be a positive integer, got {value!r}")
+    return int(count)
+
+
+def _is_names(names: Any) -> bool:
+    return isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)
