@@ -7,7 +7,8 @@ Inference (``task="auto"``), over the training and test targets together:
    shape ``[N]`` → ``classification``, with ``num_classes = max label + 1`` unless declared;
 2. integer targets ``[N, T]`` with integer-dtype inputs of the same shape ``[N, T]`` →
    ``sequence`` (token ids; vocabulary = max id + 1 over inputs and targets unless declared);
-3. float targets (anything else of a float dtype) → ``regression``, ``[N]`` or ``[N, k]``;
+3. float targets (any other targets of a float dtype, in train or test) → ``regression``,
+   ``[N]`` or ``[N, k]``;
 4. otherwise (integer targets of another shape) there is no rule: pass the task.
 
 Rule 1 also claims real-valued targets that happen to be whole numbers (ages, counts):
@@ -79,7 +80,7 @@ def infer_task(raw: Raw) -> str:
         y.dim() == 2 and not x.dtype.is_floating_point and x.shape == y.shape for _, x, y in pairs
     ):
         return "sequence"
-    if all(y.dtype.is_floating_point for _, _, y in pairs):
+    if any(y.dtype.is_floating_point for _, _, y in pairs):
         return "regression"
     raise InitlabError(
         f"cannot infer the task from integer targets of shape {_shape(raw.y_train)} and "

@@ -1,0 +1,348 @@
+"""The user's own data: ``--data module:function`` / ``file.py:function`` / ``.npz`` / ``.pt``,
+task inference, the validation split, one-line errors and the in-process cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from initlab.data import Dataset, availability, canonical_name, clear_cache, info, load
+from initlab.errors import InitlabError
+from initlab.usercode import load_callable, source_fingerprint
+
+N_TRAIN, N_TEST, FEATURES, CLASSES = 200, 40, 5, 4
+
+MODULE = '''
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+CALLS = []
+
+
+def arrays(n, seed):
+    """x[:, 0] is the row id; labels cycle through 4 classes."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    x[:, 0] = np.arange(n)
+    return x, np.arange(n) % 4
+
+
+def tensors():
+    CALLS.append(1)
+    x, y = arrays(200, 0)
+    xt, yt = arrays(40, 1)
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xt), torch.from_numpy(yt)
+
+
+def numpy_arrays():
+    return (*arrays(200, 0), *arrays(40, 1))
+
+
+def datasets():
+    train = TensorDataset(*map(torch.as_tensor, arrays(200, 0)))
+    test = TensorDataset(*map(torch.as_tensor, arrays(40, 1)))
+    train.classes = ["a", "b", "c", "d"]
+    return train, test
+
+
+def mapping():
+    x, y = arrays(200, 0)
+    xt, yt = arrays(40, 1)
+    return {"x_train": x, "y_train": y, "x_test": xt, "y_test": yt, "num_classes": 6}
+
+
+def regression():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(240, 3)), rng.normal(size=(240, 2))
+    return x[:200], y[:200], x[200:], y[200:]
+
+
+def sequences():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 13, (60, 7), generator=g)
+    return x[:50], x[:50].roll(-1, 1), x[50:], x[50:].roll(-1, 1)
+
+
+def integral_floats():
+    x, y = arrays(200, 0)
+    xt, yt = arrays(40, 1)
+    return x, y.astype(np.float64), xt, yt.astype(np.float32)
+
+
+def reseeds():
+    np.random.seed(123)
+    torch.manual_seed(123)
+    return numpy_arrays()
+
+
+def raises():
+    raise RuntimeError("disk on fire")
+
+
+def three():
+    return 1, 2, 3
+
+
+def text():
+    return "data"
+
+
+def not_pairs():
+    return [1, 2, 3], [4, 5]
+
+
+def ambiguous():
+    x, y = np.random.default_rng(0).normal(size=(25, 3)), np.ones((25, 2), np.int64)
+    return x[:20], y[:20], x[20:], y[20:]
+'''
+
+
+@pytest.fixture
+def spec(tmp_path: Path):
+    """``spec("tensors")`` → ``"<tmp>/userdata.py:tensors"``; the cache starts empty."""
+    clear_cache()
+    path = tmp_path / "userdata.py"
+    path.write_text(textwrap.dedent(MODULE))
+    yield lambda name: f"{path}:{name}"
+    clear_cache()
+
+
+def reference() -> tuple[torch.Tensor, ...]:
+    """What ``tensors()`` returns, rebuilt here: x (ids in column 0), y, x_test, y_test."""
+    out = []
+    for n, seed in ((N_TRAIN, 0), (N_TEST, 1)):
+        x = np.random.default_rng(seed).normal(size=(n, FEATURES)).astype(np.float32)
+        x[:, 0] = np.arange(n)
+        out += [torch.from_numpy(x), torch.arange(n) % CLASSES]
+    return tuple(out)
+
+
+def check_round_trip(data: Dataset) -> None:
+    """Train + val are the training pool (each row once, train and val in original order),
+    test is the test set, all with the classification dtypes."""
+    x, y, x_test, y_test = reference()
+    assert data.task == "classification" and data.num_classes >= CLASSES
+    assert data.x_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
+    pool_x = torch.cat([data.x_train, data.x_val])
+    pool_y = torch.cat([data.y_train, data.y_val])
+    order = pool_x[:, 0].argsort()
+    torch.testing.assert_close(pool_x[order], x, rtol=0, atol=0)
+    torch.testing.assert_close(pool_y[order], y, rtol=0, atol=0)
+    for part in (data.x_train, data.x_val):
+        assert bool((part[1:, 0] > part[:-1, 0]).all())
+    torch.testing.assert_close(data.x_test, x_test, rtol=0, atol=0)
+    torch.testing.assert_close(data.y_test, y_test, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["tensors", "numpy_arrays", "datasets", "integral_floats"])
+def test_function_specs_round_trip(spec, name: str):
+    data = load(spec(name))
+    check_round_trip(data)
+    assert data.name == spec(name) and data.num_classes == CLASSES
+    assert (data.num_train, data.num_val, data.num_test) == (180, 20, N_TEST)  # 10% val
+
+
+def test_datasets_keep_their_class_names(spec):
+    assert load(spec("datasets")).classes == ("a", "b", "c", "d")
+    assert load(spec("tensors")).classes == ("0", "1", "2", "3")
+
+
+def test_mapping_declares_more_classes_than_it_uses(spec):
+    data = load(spec("mapping"))
+    check_round_trip(data)
+    assert data.num_classes == 6 and len(data.classes) == 6
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".pt", ".pth"])
+def test_data_files_round_trip(tmp_path: Path, suffix: str):
+    x, y, x_test, y_test = reference()
+    path = save(tmp_path / f"data{suffix}", x_train=x, y_train=y, x_test=x_test, y_test=y_test)
+    data = load(str(path), val_size=30)
+    check_round_trip(data)
+    assert data.num_val == 30 and data.num_classes == CLASSES
+
+
+def save(path: Path, **arrays) -> Path:
+    if path.suffix == ".npz":
+        np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
+    else:
+        torch.save({k: torch.as_tensor(v) for k, v in arrays.items()}, path)
+    return path
+
+
+def test_regression_is_inferred_from_float_targets(spec):
+    data = load(spec("regression"))
+    assert data.task == "regression" and data.num_classes == 2 and data.classes == ()
+    assert data.y_train.dtype == torch.float32 and data.y_train.shape == (180, 2)
+    assert data.x_train.dtype == torch.float32 and data.input_shape == (3,)
+    assert "2 regression targets" in data.summary()
+
+
+def test_regression_on_whole_numbers_is_an_override(spec):
+    data = load(spec("integral_floats"), task="regression")
+    assert data.task == "regression" and data.num_classes == 1
+    assert data.y_train.dtype == torch.float32 and data.y_train.shape == (180,)
+
+
+def test_sequence_is_inferred_from_integer_inputs_and_targets(spec):
+    data = load(spec("sequences"))
+    assert data.task == "sequence" and data.input_shape == (7,)
+    assert data.x_train.dtype == torch.int64 and data.y_train.shape == data.x_train.shape
+    all_ids = torch.cat([data.x_train, data.x_val, data.x_test]).flatten()
+    assert data.num_classes == int(all_ids.max()) + 1
+    assert "vocabulary" in data.summary()
+
+
+def test_val_size_seed_and_limit_train(spec):
+    a = load(spec("tensors"), val_size=40, seed=0)
+    b = load(spec("tensors"), val_size=40, seed=1)
+    assert a.num_val == 40 and a.num_train == N_TRAIN - 40
+    assert not torch.equal(a.x_val[:, 0], b.x_val[:, 0])  # a different seeded sample
+    # stratified: 4 balanced classes of 50 -> exactly 10 of each in a 40-example val set
+    assert torch.bincount(a.y_val, minlength=CLASSES).tolist() == [10] * CLASSES
+    limited = load(spec("tensors"), val_size=40, limit_train=25)
+    assert limited.num_train == 25 and torch.equal(limited.x_train, a.x_train[:25])
+    assert torch.equal(limited.x_val, a.x_val)
+    assert load(spec("tensors"), val_size=0).num_train == N_TRAIN
+
+
+def test_same_spec_twice_is_one_load(spec):
+    first = load(spec("tensors"), val_size=20)
+    second = load(spec("tensors"), val_size=20)
+    assert second.x_train is first.x_train and second.y_test is first.y_test
+    other = load(spec("tensors"), val_size=30)  # new split, same arrays: not called again
+    assert other.num_val == 30
+    assert load_callable(spec("tensors"), "--data").__globals__["CALLS"] == [1]
+
+
+def test_a_changed_file_is_a_new_fingerprint_and_a_reload(tmp_path: Path):
+    x, y, x_test, y_test = reference()
+    path = save(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x_test, y_test=y_test)
+    before, data = source_fingerprint(str(path)), load(str(path))
+    save(path, x_train=x[:100], y_train=y[:100], x_test=x_test, y_test=y_test)
+    assert source_fingerprint(str(path)) != before
+    assert load(str(path)).num_train + load(str(path)).num_val == 100
+    assert data.num_train + data.num_val == N_TRAIN
+
+
+def test_user_code_leaves_the_global_rngs_alone(spec):
+    np.random.seed(7)
+    torch.manual_seed(7)
+    expected = (np.random.random(), float(torch.rand(())))
+    np.random.seed(7)
+    torch.manual_seed(7)
+    load(spec("reseeds"))
+    assert (np.random.random(), float(torch.rand(()))) == expected
+
+
+def test_user_specs_are_names_with_availability_and_info(spec, tmp_path: Path):
+    assert canonical_name(spec("tensors")) == spec("tensors")
+    assert "your code" in availability(spec("tensors"))
+    assert availability(str(tmp_path / "none.npz")).endswith("(missing)")
+    facts = info(spec("regression"))
+    assert facts["task"] == "regression" and facts["input_shape"] == (3,)
+    assert facts["num_classes"] == 2
+
+
+def one_line_error(match: str, spec: str, **kwargs) -> str:
+    """Load ``spec``; it must fail with a one-line InitlabError matching ``match``."""
+    with pytest.raises(InitlabError, match=match) as caught:
+        load(spec, **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message and caught.value.__cause__ is None
+    return message
+
+
+def test_function_errors(spec, tmp_path: Path):
+    one_line_error("calling it failed: RuntimeError: disk on fire", spec("raises"))
+    message = one_line_error("returned a tuple of 3 items; expected", spec("three"))
+    assert "(x_train, y_train, x_test, y_test)" in message
+    one_line_error("returned a str", spec("text"))
+    one_line_error("items of the train Dataset are not", spec("not_pairs"))
+    one_line_error("no such file", f"{tmp_path / 'absent.py'}:make")
+    one_line_error("cannot infer the task.*pass task=", spec("ambiguous"))
+    one_line_error("unknown task", spec("tensors"), task="vision")
+
+
+def test_file_errors(tmp_path: Path):
+    x, y, x_test, y_test = reference()
+    one_line_error("no such file", str(tmp_path / "absent.npz"))
+    npz = save(tmp_path / "partial.npz", x_train=x, y_train=y, x_test=x_test, labels=y_test)
+    message = one_line_error(
+        r"has no y_test \(keys found: x_train, y_train, x_test, labels\)", str(npz)
+    )
+    assert "expected x_train, y_train, x_test, y_test" in message
+    pt = save(tmp_path / "partial.pt", x_train=x, y_train=y)
+    one_line_error("has no x_test, y_test", str(pt))
+    torch.save([x, y], tmp_path / "list.pt")
+    one_line_error("holds a list; expected a dict", str(tmp_path / "list.pt"))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    one_line_error("cannot read it", str(tmp_path / "junk.npz"))
+
+
+def write(tmp_path: Path, **changes) -> str:
+    """A valid npz with some arrays replaced; returns its path."""
+    x, y, x_test, y_test = reference()
+    arrays = {"x_train": x, "y_train": y, "x_test": x_test, "y_test": y_test, **changes}
+    return str(save(tmp_path / f"d{len(list(tmp_path.iterdir()))}.npz", **arrays))
+
+
+def test_data_errors(tmp_path: Path):
+    _, y, x_test, y_test = reference()
+    one_line_error("x_train has 200 examples but y_train has 150", write(tmp_path, y_train=y[:150]))
+    bad = x_test.clone()
+    bad[3, 1], bad[3, 2], bad[9, 0] = float("nan"), float("inf"), float("nan")
+    one_line_error(
+        r"x_test has 3 NaN/inf values \(in 2 of 40 examples\)", write(tmp_path, x_test=bad)
+    )
+    y_reg = torch.randn(N_TRAIN)
+    y_reg[5] = float("nan")
+    one_line_error("y_train has 1 NaN/inf", write(tmp_path, y_train=y_reg, y_test=torch.randn(40)))
+    negative = y.clone()
+    negative[:3] = -1
+    one_line_error("y_train has 3 negative class labels", write(tmp_path, y_train=negative))
+    halves = y.double() + 0.5 * (torch.arange(N_TRAIN) < 4)
+    path = write(tmp_path, y_train=halves)
+    one_line_error("y_train has 4 non-integer class labels", path, task="classification")
+    assert load(path).task == "regression"  # float targets that are not whole numbers
+    over = y_test.clone()
+    over[0] = 9
+    one_line_error(
+        "y_test has 1 class labels >= 4 .* 4 classes are declared",
+        write(tmp_path, y_test=over, classes=np.array(["a", "b", "c", "d"])),
+    )
+    one_line_error("the test split is empty", write(tmp_path, x_test=x_test[:0], y_test=y_test[:0]))
+    one_line_error("differ in shape", write(tmp_path, x_test=x_test[:, :3]))
+    one_line_error(r"val_size=200 leaves no training data", write(tmp_path), val_size=200)
+    one_line_error("sequence needs token ids", write(tmp_path), task="sequence")
+
+
+def test_builtin_datasets_are_classification_only():
+    with pytest.raises(InitlabError, match="classification task"):
+        load("digits", task="regression")
+    assert load("digits", task="classification").task == "classification"
+
+
+def test_dataset_checks_each_task():
+    x, y = torch.zeros(6, 3), torch.zeros(6)
+    reg = Dataset("r", x, y, x, y, x, y, 1, (3,), (), "test", task="regression")
+    assert reg.num_classes == 1
+    with pytest.raises(InitlabError, match="shapes"):
+        dataclasses.replace(reg, num_classes=2)
+    with pytest.raises(InitlabError, match="class names given"):
+        dataclasses.replace(reg, classes=("a",))
+    ids = torch.randint(0, 5, (6, 4))
+    seq = Dataset("s", ids, ids, ids, ids, ids, ids, 5, (4,), (), "test", task="sequence")
+    with pytest.raises(InitlabError, match=r"outside \[0, 4\)"):
+        dataclasses.replace(seq, num_classes=4, x_val=ids.clamp(max=3), y_val=ids.clamp(max=3))
+    labels = torch.tensor([0, 1, 2, 3, 1, 0])
+    with pytest.raises(InitlabError, match="outside"):
+        Dataset("c", x, labels, x, labels, x, labels, 3, (3,), ("a", "b", "c"), "test")
+    with pytest.raises(InitlabError, match="unknown task"):
+        dataclasses.replace(reg, task="auto")
