@@ -76,6 +76,26 @@ def test_duplicate_groups_finds_one_pair_among_thousands_of_units():
     assert duplicate_groups(rows) == (2, 1)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_duplicates_are_equal_up_to_rounding_on_any_cpu(dtype):
+    eps = torch.finfo(dtype).eps
+    base = torch.randn(64, 33, generator=gen(), dtype=dtype)
+    # the same 8 rows computed in another summation order: relative differences ~1e-7
+    wobble = 1 + 1e-7 * torch.randn(16, 33, generator=gen(1), dtype=dtype)
+    assert duplicate_groups(base[:8].repeat(2, 1) * wobble) == (16, 8)
+    # genuinely different random rows never are, in a big matrix or in short rows
+    assert duplicate_groups(base) == (0, 0)
+    assert duplicate_groups(torch.randn(4096, 8, generator=gen(2), dtype=dtype)) == (0, 0)
+    assert duplicate_groups(base * 1e-6) == (0, 0)  # the floor is relative to the matrix
+    # a zero-initialized layer behind a BatchNorm: zero weights, and biases (whose gradient
+    # the normalization cancels) of pure rounding noise that differs from CPU to CPU
+    zeros = torch.zeros(16, 32, dtype=dtype)
+    noise = 20 * eps * torch.randn(16, generator=gen(3), dtype=dtype)
+    assert weight_duplicates(zeros, noise) == 16
+    assert weight_duplicates(zeros, 0.1 * torch.randn(16, generator=gen(4), dtype=dtype)) == 0
+    assert activation_duplicates(base.T[:, [0, 1, 0]] * wobble[:3].T) == 2
+
+
 def test_weight_duplicates_include_the_bias():
     weight = torch.ones(4, 3)
     assert weight_duplicates(weight) == 4
