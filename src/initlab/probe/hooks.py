@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from initlab import activations
+import initlab.activations as activations
 from initlab.apply import INITIALIZABLE
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.probe.metrics import layer_metrics

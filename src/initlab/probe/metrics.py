@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from initlab import activations
+import initlab.activations as activations
 
 METRICS: tuple[str, ...] = (
     "pre_mean",

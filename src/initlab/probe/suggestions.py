@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from initlab import initializers
+import initlab.initializers as initializers
 from initlab.errors import InitlabError
 from initlab.initializers import Fans
 from initlab.theory import analyze, gain, pytorch_gain

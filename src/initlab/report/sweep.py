@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from initlab import initializers
+import initlab.initializers as initializers
 from initlab.theory.scales import max_trainable_depth
 
 EXTRA_PREFIXES = ("", "extra.", "extra_")

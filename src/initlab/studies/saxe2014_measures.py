@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from initlab import initializers
+import initlab.initializers as initializers
 from initlab.studies.base import StudyContext
 from initlab.studies.checks import depth_of
 
