@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from initlab.errors import InitlabError, UnknownNameError, closest_name
+from initlab.ranges import RANGES, check_device, check_hidden, check_model_args, check_number
 from initlab.usercode import is_user_spec, source_fingerprint
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -129,35 +130,24 @@ class RunConfig:
 
 
 def validate_numbers(config: RunConfig) -> None:
-    """Raise :class:`InitlabError` for numbers no run can have."""
-    checks = [
-        ("epochs", config.epochs, config.epochs >= 1 and int(config.epochs) == config.epochs),
-        ("batch size", config.batch_size, config.batch_size >= 1),
-        ("learning rate", config.lr, config.lr > 0),
-        ("momentum", config.momentum, 0 <= config.momentum < 1),
-        ("weight decay", config.weight_decay, config.weight_decay >= 0),
-        ("dropout", config.dropout, 0 <= config.dropout < 1),
-    ]
-    for name, value, ok in checks:
-        if not ok or value != value:
-            raise InitlabError(f"invalid {name}: {value}")
+    """Raise :class:`InitlabError` for values no run can have: every number outside its
+    range (:data:`initlab.ranges.RANGES`), a malformed device, model_args or name."""
+    for name in RANGES:
+        check_number(name, getattr(config, name))
+    check_device(config.device)
+    check_model_args(config.model_args)
     if config.residual_init not in ("none", "zero", "fixup"):
         raise UnknownNameError("residual rule", config.residual_init, ("none", "zero", "fixup"))
     if config.task not in TASKS:
         raise UnknownNameError("task", config.task, TASKS)
     if config.precision not in PRECISIONS:
         raise UnknownNameError("precision", config.precision, PRECISIONS)
-    if not isinstance(config.model_args, dict):
-        raise InitlabError(
-            f"model_args must be a table of keyword arguments, got {config.model_args!r}"
-        )
     if config.optimizer not in OPTIMIZERS:
         raise UnknownNameError("optimizer", config.optimizer, OPTIMIZERS)
     if config.track not in ("epoch", "off") and not (
-        isinstance(config.track, int) and config.track > 0
+        isinstance(config.track, int) and not isinstance(config.track, bool) and config.track > 0
     ):
         raise InitlabError(
             f"track must be 'epoch', 'off' or a positive step count, got {config.track!r}"
         )
-    if any(w <= 0 for w in config.hidden):
-        raise InitlabError(f"hidden widths must be positive, got {list(config.hidden)}")
+    check_hidden(config.hidden)

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import pandas as pd
 import torch
@@ -30,7 +29,15 @@ from initlab import data
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.models import build_model
+from initlab.sweep.footprint import (
+    OPTIMIZER_STATE,
+    NoEstimate,
+    architecture,
+    profile,
+    run_bytes,
+)
 from initlab.sweep.grid import swept_values
+from initlab.usercode import is_user_spec
 
 SECONDS_PER_GFLOP = 1 / 75
 """One torch thread trains the 784-300-100-10 and 784-1000³-10 MLPs at ≈ 75 GFLOP/s."""
@@ -62,66 +69,46 @@ def split_sizes(config: RunConfig) -> tuple[int, int, int]:
     return n_train, n_val, info["num_test"]
 
 
-def forward_flops(config: RunConfig) -> float:
-    """FLOPs of one example's forward pass (2 × the multiply-adds of Linear/Conv layers)."""
-    arch = (config.dataset, config.model, config.hidden, config.activation, config.batch_norm)
-    return _forward_flops(*arch, config.residual)
+def forward_flops(config: RunConfig) -> float | None:
+    """FLOPs of one example's forward pass (2 × the multiply-adds of Linear/Conv layers;
+    see :mod:`initlab.sweep.footprint`); ``None`` when the input shape is unknown."""
+    macs = profile(config).macs
+    return None if macs is None else 2.0 * macs
 
 
-@lru_cache(maxsize=256)
-def _forward_flops(
-    dataset: str,
-    architecture: str,
-    hidden: tuple[int, ...],
-    activation: str,
-    batch_norm: bool,
-    residual: bool,
-) -> float:
-    info = data.info(dataset)
-    macs = 0
-
-    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(module, nn.Linear):
-            macs += module.in_features * module.out_features
-        else:  # conv: every output position does in/groups × kernel multiply-adds
-            per_position = module.in_channels // module.groups * math.prod(module.kernel_size)
-            macs += output[0].numel() * per_position
-
-    with torch.device("meta"):
-        model = build_model(
-            architecture,
-            info["input_shape"],
-            info["num_classes"],
-            hidden=hidden,
-            activation=activation,
-            batch_norm=batch_norm,
-            residual=residual,
-        ).eval()
-        for module in model.modules():
-            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                module.register_forward_hook(count)
-        model(torch.empty(1, *info["input_shape"]))
-    return 2.0 * macs
-
-
-def check_buildable(configs: Sequence[RunConfig]) -> None:
-    """Build every distinct architecture once (on the meta device: instant) so that a model
-    that cannot exist for its dataset (a CNN on flat inputs...) fails before anything runs."""
+def check_buildable(configs: Iterable[RunConfig]) -> None:
+    """Size every distinct architecture once (arithmetic, or the meta device: instant), so
+    that a model that cannot exist for its dataset (a CNN on flat inputs...) or of absurd
+    size fails before anything runs. User factories are checked when the sweep starts."""
+    seen = set()
     for config in configs:
+        arch = architecture(config)
+        if arch in seen or is_user_spec(config.model):
+            continue
+        seen.add(arch)
         try:
-            forward_flops(config)
+            profile(config)
+        except NoEstimate:
+            continue
         except InitlabError as exc:
-            arch = "-".join(map(str, config.hidden)) if config.model == "mlp" else ""
-            shown = f"{config.model} {arch}".strip()
+            shape = "-".join(map(str, config.hidden)) if config.model == "mlp" else ""
+            shown = f"{config.model} {shape}".strip()
             message = f"run {config.label} ({shown} on {config.dataset}): {exc}"
             raise InitlabError(message) from None
 
 
-def run_cost(config: RunConfig) -> Cost:
-    """Model-epochs, FLOPs and optimizer steps of one run."""
+def run_cost(config: RunConfig) -> Cost | None:
+    """Model-epochs, FLOPs and optimizer steps of one run; ``None`` for user data (its
+    sizes are known only once it is read) or a model that cannot be sized."""
+    if is_user_spec(config.dataset):
+        return None
+    try:
+        forward = forward_flops(config)
+    except NoEstimate:
+        return None
+    if forward is None:
+        return None
     n_train, n_val, n_test = split_sizes(config)
-    forward = forward_flops(config)
     flops = forward * (3 * n_train * config.epochs + n_val * config.epochs + n_test)
     steps = math.ceil(n_train / config.batch_size) * config.epochs
     return Cost(config.epochs, flops, steps)
@@ -138,18 +125,81 @@ def cost_table(
     (one thread) and ``status`` (from ``statuses``, else ``pending``)."""
     rows = []
     for config in configs:
-        cost = run_cost(config)
+        cost, key = run_cost(config), config.key()
         rows.append(
             {
-                "key": config.key(),
+                "key": key,
                 **swept_values(config, tuple(swept)),
-                "epochs": cost.model_epochs,
-                "gflop": cost.flops / 1e9,
-                "seconds": cost.seconds(per_gflop, per_step),
-                "status": (statuses or {}).get(config.key(), "pending"),
+                "epochs": config.epochs,
+                "gflop": cost.flops / 1e9 if cost else math.nan,
+                "seconds": cost.seconds(per_gflop, per_step) if cost else math.nan,
+                "status": (statuses or {}).get(key, "pending"),
             }
         )
     return pd.DataFrame(rows)
+
+
+def model_table(configs: Iterable[RunConfig]) -> pd.DataFrame:
+    """One row per distinct model (architecture, batch size, optimizer, precision) of
+    ``configs``: ``model``, ``params``, the MB of ``weights`` (weights + gradients +
+    optimizer state, fp32), of ``activations`` (one batch), their sum ``memory`` and
+    ``GFLOP/epoch`` (training plus validation, see :func:`run_cost`); ``note`` says why a
+    size is missing (a user factory that cannot build on the meta device, user data)."""
+    rows: dict[tuple, dict] = {}
+    for config in configs:
+        key = (architecture(config), config.batch_size, config.optimizer, config.precision)
+        if key not in rows:
+            rows[key] = _model_row(config)
+    frame = pd.DataFrame(list(rows.values()))
+    if "note" in frame and not frame["note"].fillna("").astype(bool).any():
+        frame = frame.drop(columns="note")
+    return frame
+
+
+def _model_row(config: RunConfig) -> dict:
+    row = {"model": model_name(config), "batch": config.batch_size, "optimizer": config.optimizer}
+    try:
+        size = profile(config)
+    except NoEstimate as exc:
+        return {**row, "note": str(exc)}
+    total = run_bytes(config, size)
+    weights = 4 * size.parameters * (2 + OPTIMIZER_STATE.get(config.optimizer, 2))
+    cost = run_cost(config)
+    return {
+        **row,
+        "params": size.parameters,
+        "weights": weights / 1e6,
+        "activations": math.nan if total is None else (total - weights) / 1e6,
+        "memory": math.nan if total is None else total / 1e6,
+        "GFLOP/epoch": math.nan if cost is None else cost.flops / 1e9 / config.epochs,
+        "note": "" if cost is not None else "data sizes are known once the data is read",
+    }
+
+
+def model_name(config: RunConfig) -> str:
+    """``mlp 784-300-100-10``-like: ``mlp 300-100``, ``cnn``, ``build(width=64)``."""
+    if config.model == "mlp":
+        return "mlp " + ("-".join(map(str, config.hidden)) or "linear")
+    if config.model_args or ":" in config.model:
+        args = ", ".join(f"{k}={v}" for k, v in sorted(config.model_args.items()))
+        return f"{config.model.rpartition(':')[2]}({args})"
+    return config.model
+
+
+def sampled_totals(sample: Sequence[RunConfig], total: int) -> dict[str, float]:
+    """Totals for ``total`` runs extrapolated from a uniform ``sample`` of them: each
+    total = ``total`` × the sample's mean (runs that cannot be costed are left out of the
+    mean). Keys: ``model_epochs``, ``gflop``, ``seconds`` (one thread), ``costed``."""
+    costs = [c for c in map(run_cost, sample) if c is not None]
+    if not costs:
+        return {"model_epochs": math.nan, "gflop": math.nan, "seconds": math.nan, "costed": 0}
+    scale = total / len(costs)
+    return {
+        "model_epochs": scale * sum(c.model_epochs for c in costs),
+        "gflop": scale * sum(c.flops for c in costs) / 1e9,
+        "seconds": scale * sum(c.seconds() for c in costs),
+        "costed": len(costs),
+    }
 
 
 def calibrate(seconds: float = 0.5) -> tuple[float, float]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from initlab.errors import InitlabError, closest_name
-from initlab.sweep.values import SETTINGS, check_setting
+from initlab.sweep.values import ALIASES, MODEL_ARG, SETTINGS, check_setting, is_setting
 
 TOP_LEVEL = (
     "name",
@@ -159,8 +159,8 @@ def parse_spec(raw: Any, default_name: str = "sweep") -> Spec:
     for key in raw:
         if key not in TOP_LEVEL:
             raise InitlabError(_unknown(key, "at the top level", TOP_LEVEL, "key"))
-    fixed = _settings(_table(raw, "fixed"), "[fixed]")
-    sweep = dict(_table(raw, "sweep"))
+    fixed = _fold_model_args(_settings(_table(raw, "fixed"), "[fixed]"))
+    sweep = _keys(_table(raw, "sweep"), "[sweep]")
     seeds = _seeds(raw, sweep, fixed)
     axes = [_sweep_axis(key, values) for key, values in sweep.items()]
     axes += [_zip_axis(block, i) for i, block in enumerate(_tables(raw, "zip"), 1)]
@@ -214,13 +214,45 @@ def _check(key: str, value: Any, where: str) -> Any:
     try:
         return check_setting(key, value)
     except InitlabError as exc:
-        raise InitlabError(f"{where} {key}: {exc}") from None
+        text = str(exc)  # "lr must be ..." reads "[sweep] lr must be ...", not "lr: lr must"
+        shown = f"{where} {text}" if text.startswith(f"{key} ") else f"{where} {key}: {text}"
+        raise InitlabError(shown) from None
+
+
+def _keys(table: Mapping, where: str) -> dict[str, Any]:
+    """``table`` with aliases renamed (``data`` → ``dataset``) and a ``model_args`` table
+    flattened into one key per argument (``model_args.width``), in file order."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "model_args" and where != "[fixed]":
+            if not isinstance(value, Mapping):
+                raise InitlabError(
+                    f"model_args in {where} is a table of arguments, e.g. "
+                    f"[sweep.model_args] width = [64, 128]; got {value!r}"
+                )
+            pairs = [(f"{MODEL_ARG}{name}", v) for name, v in value.items()]
+        else:
+            pairs = [(ALIASES.get(key, key), value)]
+        for name, item in pairs:
+            if name in out:
+                same = " (data and dataset are one setting)" if name == "dataset" else ""
+                raise InitlabError(f"'{name}' is given twice in {where}{same}")
+            out[name] = item
+    return out
+
+
+def _fold_model_args(fixed: dict[str, Any]) -> dict[str, Any]:
+    """``model_args.width = 64`` in ``[fixed]`` (JSON/YAML dotted keys) joins ``model_args``."""
+    dotted = {k[len(MODEL_ARG) :]: fixed.pop(k) for k in list(fixed) if k.startswith(MODEL_ARG)}
+    if dotted:
+        fixed["model_args"] = {**fixed.get("model_args", {}), **dotted}
+    return fixed
 
 
 def _settings(table: Mapping, where: str, allow_seed: bool = False) -> dict[str, Any]:
     out = {}
-    for key, value in table.items():
-        if key not in SETTINGS:
+    for key, value in _keys(table, where).items():
+        if not is_setting(key):
             raise InitlabError(_unknown(key, f"in {where}", SETTINGS))
         if key == "seed" and not allow_seed and where != "[fixed]":
             raise InitlabError(f"seed in {where}: put seeds in [sweep] seed = [...] or seeds = N")
@@ -246,8 +278,9 @@ def _sweep_values(key: str, values: Any, where: str) -> list[Any]:
 
 
 def _sweep_axis(key: str, values: Any) -> Axis:
-    if key not in SETTINGS:
+    if not is_setting(key):
         raise InitlabError(_unknown(key, "in [sweep]", (*SETTINGS, "seeds")))
+    _check_sweepable(key, "[sweep]")
     return Axis((key,), tuple((v,) for v in _sweep_values(key, values, "[sweep]")))
 
 
@@ -256,9 +289,10 @@ def _zip_axis(block: Mapping, number: int) -> Axis:
     if not block:
         raise InitlabError(f"{where} is empty")
     columns = {}
-    for key, values in block.items():
-        if key not in SETTINGS or key == "seed":
+    for key, values in _keys(block, where).items():
+        if not is_setting(key) or key == "seed":
             raise InitlabError(_unknown(key, f"in {where}", SETTINGS))
+        _check_sweepable(key, where)
         if not isinstance(values, list) or not values:
             raise InitlabError(f"{where} {key} must be a non-empty list, got {values!r}")
         columns[key] = [_check(key, v, where) for v in values]
@@ -266,11 +300,23 @@ def _zip_axis(block: Mapping, number: int) -> Axis:
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
         raise InitlabError(f"{where}: the lists must have the same length ({shown})")
-    return Axis(tuple(columns), tuple(zip(*columns.values(), strict=True)))
+    rows = tuple(zip(*columns.values(), strict=True))
+    if len({json.dumps(_jsonable(row)) for row in rows}) != len(rows):
+        raise InitlabError(f"{where} lists a combination twice: {list(rows)!r}")
+    return Axis(tuple(columns), rows)
+
+
+def _check_sweepable(key: str, where: str) -> None:
+    if key == "device":
+        raise InitlabError(
+            f"device in {where}: the device says where runs train, not what they compute "
+            "(it is not part of a run's key); set it in [fixed] or with --device"
+        )
 
 
 def _check_disjoint(fixed: dict[str, Any], axes: list[Axis]) -> None:
     seen = {k: "[fixed]" for k in fixed}
+    seen.update({f"{MODEL_ARG}{k}": "[fixed] model_args" for k in fixed.get("model_args", {})})
     for axis in axes:
         where = "[sweep]" if len(axis.keys) == 1 else "[[zip]]"
         for key in axis.keys:
@@ -318,8 +364,9 @@ def _with_group_by(spec: Spec, group_by: Any) -> Spec:
         keys = (group_by,) if isinstance(group_by, str) else group_by
         if not isinstance(keys, (list, tuple)) or not keys:
             raise InitlabError("group_by must be a setting name or a list of them")
+        keys = [ALIASES.get(k, k) if isinstance(k, str) else k for k in keys]
         for key in keys:
-            if key not in SETTINGS or key == "seed":
+            if not is_setting(key) or key == "seed":
                 valid = tuple(s for s in SETTINGS if s != "seed")
                 raise InitlabError(_unknown(str(key), "in group_by", valid))
     return Spec(**{**spec.__dict__, "group_by": tuple(keys)})

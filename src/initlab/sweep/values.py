@@ -16,13 +16,19 @@ from dataclasses import fields
 from typing import Any
 
 from initlab import activations, data, initializers
-from initlab.config import OPTIMIZERS, RunConfig
+from initlab.config import OPTIMIZERS, PRECISIONS, TASKS, RunConfig
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.models import ARCHITECTURES
+from initlab.ranges import RANGES, check_device, check_hidden, check_model_args, check_number
+from initlab.usercode import is_data_file, is_user_spec, split_spec
 
 SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
 """Every setting a spec may name: the fields of :class:`RunConfig`."""
 
+ALIASES = {"data": "dataset"}
+"""Other names a spec may use for a setting (issue #12 calls the data ``data``)."""
+MODEL_ARG = "model_args."
+"""Prefix of one keyword argument of a user model, swept like a setting (``model_args.width``)."""
 BIAS_WORDS = ("zeros", "keep", "torch_default")
 _HINTS = typing.get_type_hints(RunConfig)
 
@@ -30,18 +36,32 @@ _HINTS = typing.get_type_hints(RunConfig)
 def check_setting(key: str, value: Any) -> Any:
     """``value`` checked and normalised for setting ``key``; :class:`InitlabError` if bad.
 
-    The message names the value but not where it came from; callers add that context.
+    The message names the setting, the value and the valid range, but not where it came
+    from; callers add that context.
     """
+    if key.startswith(MODEL_ARG) and key != MODEL_ARG:
+        name = key[len(MODEL_ARG) :]
+        return _model_args({name: value})[name]
     if key not in _HINTS:
         raise UnknownNameError("setting", key, SETTINGS)
     checker = _CHECKERS.get(key)
     if checker is not None:
         return checker(value)
+    if key in RANGES:
+        value = check_number(key, value)
+        return value if RANGES[key].integer or value is None else float(value)
     return _check_type(key, value)
 
 
+def is_setting(key: object) -> bool:
+    """``True`` for a :class:`RunConfig` field or ``model_args.<argument name>``."""
+    if not isinstance(key, str):
+        return False
+    return key in SETTINGS or (key.startswith(MODEL_ARG) and key[len(MODEL_ARG) :].isidentifier())
+
+
 def _check_type(key: str, value: Any) -> Any:
-    """Check ``value`` against the field's annotation, then the config's number rules."""
+    """Check ``value`` against the field's annotation (booleans are booleans)."""
     hint = _HINTS[key]
     optional = type(None) in typing.get_args(hint)
     base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
@@ -49,19 +69,11 @@ def _check_type(key: str, value: Any) -> Any:
         if optional:
             return None
         raise InitlabError(f"{key} cannot be empty (null)")
-    if base is bool:
-        if not isinstance(value, bool):
-            raise InitlabError(f"{key} must be true or false, got {value!r}")
-    elif base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InitlabError(f"{key} must be an integer, got {value!r}")
-    elif base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InitlabError(f"{key} must be a number, got {value!r}")
-        value = float(value)
-    elif base is str and not isinstance(value, str):
+    if base is bool and not isinstance(value, bool):
+        raise InitlabError(f"{key} must be true or false, got {value!r}")
+    if base is str and not isinstance(value, str):
         raise InitlabError(f"{key} must be a string, got {value!r}")
-    RunConfig(**{key: value})  # the config's own number checks (epochs >= 1, lr > 0...)
+    RunConfig(**{key: value})  # the config's own checks for anything not covered above
     return value
 
 
@@ -84,14 +96,31 @@ def _activation(value: Any) -> str:
 
 
 def _dataset(value: Any) -> str:
+    """A built-in dataset (normalised name) or a user data spec (``module:function``,
+    ``file.py:function``, ``file.npz``/``.pt``; read when the sweep starts)."""
     if not isinstance(value, str):
-        raise InitlabError(f"dataset must be a name, got {value!r}")
+        raise InitlabError(f"dataset must be a name or a data spec, got {value!r}")
+    if is_user_spec(value):
+        if not is_data_file(value):
+            split_spec(value, "dataset")
+        return value
     return data.canonical_name(value)
+
+
+def _model(value: Any) -> str:
+    """A built-in architecture or a user factory (``module:function``,
+    ``file.py:function``); the factory is imported only when the sweep starts."""
+    if isinstance(value, str) and is_user_spec(value) and not is_data_file(value):
+        split_spec(value, "model")
+        return value
+    if value not in ARCHITECTURES:
+        raise UnknownNameError("model", str(value), (*ARCHITECTURES, "module:function"))
+    return value
 
 
 def _choice(kind: str, choices: tuple[str, ...]) -> typing.Callable[[Any], str]:
     def check(value: Any) -> str:
-        if value not in choices:
+        if not isinstance(value, str) or value not in choices:
             raise UnknownNameError(kind, str(value), choices)
         return value
 
@@ -128,8 +157,7 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
         isinstance(w, int) and not isinstance(w, bool) for w in value
     ):
         raise InitlabError(f"hidden must be a list of widths like [300, 100], got {value!r}")
-    if any(w <= 0 for w in value):
-        raise InitlabError(f"hidden widths must be positive, got {list(value)}")
+    check_hidden(value)
     return tuple(value)
 
 
@@ -139,6 +167,15 @@ def _track(value: Any) -> str | int:
     ):
         return value
     raise InitlabError(f"track must be 'epoch', 'off' or a positive step count, got {value!r}")
+
+
+def _model_args(value: Any) -> dict[str, Any]:
+    """A table of keyword arguments; lists become lists (TOML/YAML/JSON agree)."""
+    return {k: _plain(v) for k, v in check_model_args(value).items()}
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _extra(value: Any) -> dict[str, Any]:
@@ -153,7 +190,12 @@ _CHECKERS: dict[str, typing.Callable[[Any], Any]] = {
     "activation": _activation,
     "dataset": _dataset,
     "optimizer": _choice("optimizer", OPTIMIZERS),
-    "model": _choice("model", ARCHITECTURES),
+    "model": _model,
+    "model_args": _model_args,
+    "residual_init": _choice("residual rule", ("none", "zero", "fixup")),
+    "task": _choice("task", TASKS),
+    "precision": _choice("precision", PRECISIONS),
+    "device": check_device,
     "bias": _bias,
     "hidden": parse_hidden,
     "track": _track,

@@ -1,0 +1,128 @@
+"""``initlab sweep SPEC --dry-run``: what a spec would run and cost, without running it.
+
+A spec within its run limit is listed exactly: every run's key, swept settings, parameters,
+training memory, GFLOP, estimated time and stored status (the first :data:`MAX_ROWS` rows
+are shown), then the totals of the runs still to do. A spec over the limit is never
+expanded: its size comes from :func:`~initlab.sweep.grid.count_runs`, its first rows are
+listed, and its totals are extrapolated from :data:`SAMPLE_SIZE` runs drawn uniformly from
+the grid (:func:`~initlab.sweep.estimate.sampled_totals`) — a grid of 10^6 runs takes well
+under a second and a few MB.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from initlab.store import open_store
+from initlab.sweep import estimate
+from initlab.sweep.executor import plan_workers
+from initlab.sweep.footprint import memory_warnings
+from initlab.sweep.grid import DEFAULT_MAX_RUNS, check_max_runs, iter_runs, sample_runs
+from initlab.sweep.runner import default_workers
+from initlab.sweep.spec import Spec
+
+MAX_ROWS = 500
+"""Rows of the run table shown (the totals always cover every run)."""
+OVER_LIMIT_ROWS = 20
+"""Rows shown of a spec over its run limit (it cannot run as it is: a glimpse is enough)."""
+SAMPLE_SIZE = 1000
+"""Runs drawn to estimate the totals of a spec over its run limit."""
+DONE = ("ok", "stuck", "diverged")
+
+
+@dataclass
+class DryRun:
+    """The table to show, the summary lines and the memory warnings of a dry run."""
+
+    total: int
+    table: pd.DataFrame
+    models: pd.DataFrame
+    lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def dry_run(
+    spec: Spec,
+    store: Path,
+    workers: int | None = None,
+    calibrate: bool = False,
+    max_runs: int | None = DEFAULT_MAX_RUNS,
+) -> DryRun:
+    """Size, cost and status of ``spec``'s runs (``store``: the results file, read if it
+    exists); nothing is trained or written."""
+    total = check_max_runs(spec, None)
+    exact = max_runs is None or total <= max_runs
+    runs = list(iter_runs(spec) if exact else itertools.islice(iter_runs(spec), OVER_LIMIT_ROWS))
+    sample = [] if exact else sample_runs(spec, SAMPLE_SIZE)
+    estimate.check_buildable(itertools.chain(runs, sample))
+    statuses = {}
+    if store.exists():
+        with open_store(store) as opened:
+            statuses = opened.statuses(c.key() for c in runs)
+    rates = estimate.calibrate() if calibrate else None
+    per_gflop, per_step = rates or (estimate.SECONDS_PER_GFLOP, estimate.SECONDS_PER_STEP)
+    table = estimate.cost_table(runs, spec.swept, statuses, per_gflop, per_step)
+    source = (
+        f"calibrated here: {1 / per_gflop:.0f} GFLOP/s, {per_step * 1e3:.2f} ms/step per thread"
+        if rates
+        else "documented constants; --calibrate measures this machine"
+    )
+    models = estimate.model_table(itertools.chain(runs, sample))
+    warnings = memory_warnings(itertools.chain(runs, sample))
+    result = DryRun(total, table, models, warnings=warnings)
+    if exact:
+        result.lines = _exact_lines(table, runs, store, workers, source)
+    else:
+        result.lines = _sampled_lines(spec, total, sample, max_runs, source)
+    return result
+
+
+def _exact_lines(table, runs, store: Path, workers: int | None, source: str) -> list[str]:
+    done = table["status"].isin(DONE)
+    todo = table[~done]
+    n_workers = plan_workers(len(todo), default_workers(runs, workers))[0] if len(todo) else 1
+    serial = float(todo["seconds"].sum())
+    lines = [
+        f"{len(table)} runs, {int(done.sum())} already done in {store}; to run: {len(todo)} "
+        f"runs, {int(todo['epochs'].sum())} model-epochs, {todo['gflop'].sum() / 1e3:.3g} "
+        f"TFLOP; estimated {duration(serial)} on one core, ~{duration(serial / n_workers)} "
+        f"with {n_workers} worker(s) ({source})"
+    ]
+    unknown = int(todo["seconds"].isna().sum())
+    if unknown:
+        lines.append(f"{unknown} runs have no cost estimate (user data is sized when it is read)")
+    return lines
+
+
+def _sampled_lines(spec, total: int, sample, max_runs: int, source: str) -> list[str]:
+    sums = estimate.sampled_totals(sample, total)
+    lines = [
+        f"{total:,} runs: over the limit of {max_runs:,}, so `initlab sweep` refuses this spec "
+        f"unless --max-runs {total} is given (its first {OVER_LIMIT_ROWS} runs "
+        "are listed above)"
+    ]
+    if sums["costed"]:
+        lines.append(
+            f"estimated from {sums['costed']} runs drawn at random: "
+            f"{sums['model_epochs']:,.0f} model-epochs, {sums['gflop'] / 1e3:.3g} TFLOP, "
+            f"{duration(sums['seconds'])} on one core ({source})"
+        )
+    return lines
+
+
+def duration(seconds: float) -> str:
+    """``12.0 s``, ``3.5 min``, ``2.1 h``, ``4.0 days``."""
+    if math.isnan(seconds):
+        return "unknown"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86400 * 3:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
