@@ -12,12 +12,11 @@ from rich.console import Console
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.tables import print_frame
-from initlab.config import RunConfig
-from initlab.store import open_store, store_path
+from initlab.store import store_path
 from initlab.sweep import estimate
-from initlab.sweep.executor import plan_workers
-from initlab.sweep.grid import expand
-from initlab.sweep.runner import default_workers
+from initlab.sweep.dryrun import MAX_ROWS, dry_run, duration
+from initlab.sweep.footprint import memory_warnings
+from initlab.sweep.grid import DEFAULT_MAX_RUNS, expand
 from initlab.sweep.spec import Spec, load_spec
 from initlab.sweep.ui import (
     AddressOption,
@@ -29,7 +28,6 @@ from initlab.sweep.ui import (
 
 err = Console(stderr=True)
 out = Console()
-MAX_ROWS = 500
 
 
 @app.command()
@@ -51,15 +49,21 @@ def sweep(
     workers: WorkersOption = None,
     engine: EngineOption = "auto",
     data_dir: opt.DataDir = None,
+    max_runs: Annotated[
+        int,
+        typer.Option("--max-runs", min=1, help="refuse specs of more runs than this"),
+    ] = DEFAULT_MAX_RUNS,
 ) -> None:
     """Run every run of an experiment spec (resumable: run it again to continue)."""
     spec = load_spec(spec_file)
-    configs = expand(spec)
-    estimate.check_buildable(configs)
     target = out_dir if out_dir is not None else Path("results") / _slug(spec.name)
     if dry_run:
-        _dry_run(spec, configs, target, workers, calibrate)
+        _dry_run(spec, target, workers, calibrate, max_runs)
         return
+    configs = expand(spec, max_runs)
+    estimate.check_buildable(configs)
+    for line in memory_warnings(configs):
+        err.print(line, markup=False, highlight=False)
     run_and_report(
         spec,
         configs,
@@ -80,43 +84,17 @@ def _slug(name: str) -> str:
     return re.sub(r"[^\w.-]+", "-", name).strip("-.") or "sweep"
 
 
-def _dry_run(
-    spec: Spec, configs: list[RunConfig], target: Path, workers: int | None, calibrate: bool
-) -> None:
-    """Print the runs (key + swept settings + cost) and the totals; start nothing."""
-    path, statuses = store_path(target), {}
-    if path.exists():
-        with open_store(path) as store:
-            statuses = store.statuses(c.key() for c in configs)
-    rates = estimate.calibrate() if calibrate else None
-    per_gflop, per_step = rates or (estimate.SECONDS_PER_GFLOP, estimate.SECONDS_PER_STEP)
-    table = estimate.cost_table(configs, spec.swept, statuses, per_gflop, per_step)
-    shown = table.head(MAX_ROWS).copy()
-    shown["seconds"] = shown["seconds"].map(_duration)
+def _dry_run(spec: Spec, target: Path, workers: int | None, calibrate: bool, max_runs: int) -> None:
+    """Print the runs (key + swept settings + size + cost) and the totals; start nothing."""
+    plan = dry_run(spec, store_path(target), workers, calibrate, max_runs)
+    shown = plan.table.head(MAX_ROWS).copy()
+    shown["seconds"] = shown["seconds"].map(duration)
     shown = shown.rename(columns={"gflop": "GFLOP", "seconds": "est. time"})
-    print_frame(shown, out, title=f"{spec.name}: {len(configs)} runs")
-    if len(table) > MAX_ROWS:
-        out.print(f"... {len(table) - MAX_ROWS} more runs not shown")
-    done = table["status"].isin(("ok", "stuck", "diverged"))
-    todo = table[~done]
-    n_workers = plan_workers(len(todo), default_workers(configs, workers))[0] if len(todo) else 1
-    serial = float(todo["seconds"].sum())
-    source = (
-        f"calibrated here: {1 / per_gflop:.0f} GFLOP/s, {per_step * 1e3:.2f} ms/step per thread"
-        if rates
-        else "documented constants; --calibrate measures this machine"
-    )
-    out.print(
-        f"{len(table)} runs, {int(done.sum())} already done in {path}; to run: {len(todo)} runs, "
-        f"{int(todo['epochs'].sum())} model-epochs, {todo['gflop'].sum() / 1e3:.3g} TFLOP; "
-        f"estimated {_duration(serial)} on one core, ~{_duration(serial / n_workers)} with "
-        f"{n_workers} worker(s) ({source})"
-    )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    print_frame(shown, out, title=f"{spec.name}: {plan.total:,} runs")
+    if plan.total > len(shown):
+        out.print(f"... {plan.total - len(shown):,} more runs not shown")
+    print_frame(plan.models, out, title="one model of each kind: size and memory (MB) to train")
+    for line in plan.lines:
+        out.print(line, markup=False, highlight=False)
+    for line in plan.warnings:
+        err.print(line, markup=False, highlight=False)
