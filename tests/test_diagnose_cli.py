@@ -84,7 +84,7 @@ def test_model_factory_from_a_user_module(user_module, tmp_path, capsys):
     [
         ("biuld", "did you mean 'build'"),
         ("not_a_model", "not a torch.nn.Module"),
-        ("needs_args", "no arguments"),
+        ("needs_args", "'width'"),
     ],
 )
 def test_bad_model_factories_exit_2(user_module, function, message, capsys):

@@ -8,21 +8,33 @@ A comparison is a preset of the sweep machinery (:mod:`initlab.sweep`): a spec n
 ``compare`` that sweeps ``init`` over the given schemes and seeds, run into a results store
 (in memory, or in ``out`` where it resumes), executed in this process, in worker processes
 or on Ray.
+
+The model and the data may be the user's own (``model="mymodels:build"``, a function, a
+``.npz`` file, a tuple of tensors): **a model or data spec imports and runs the user's
+code**. Every run is checked before any trains (:func:`preflight_configs`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from initlab.config import RunConfig
+from initlab.data import Dataset
+from initlab.errors import InitlabError
 from initlab.results import ResultSet
-from initlab.sweep.engine import Outcome
+from initlab.sweep.engine import Outcome, data_key
 from initlab.sweep.grid import expand
 from initlab.sweep.runner import SweepProgress, run_study
 from initlab.sweep.spec import Axis, Spec, seed_list
 from initlab.sweep.values import check_setting
+from initlab.train.device import check_precision, resolve_device
+from initlab.train.preflight import preflight
 from initlab.train.result import RunResult
+from initlab.train.run import load_data
+from initlab.usercode import data_spec, is_registered, model_spec
 
 DEFAULT_INITS = (
     "zeros",
@@ -65,6 +77,12 @@ def compare(
     inits: Sequence[str] = DEFAULT_INITS,
     seeds: int | Sequence[int] = 3,
     *,
+    model: str | Callable | None = None,
+    data: str | Callable | tuple | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    task: str = "auto",
+    device: str = "auto",
+    precision: str = "fp32",
     progress: ProgressCallback | None = None,
     data_dir: str | None = None,
     out: str | Path | None = None,
@@ -76,8 +94,20 @@ def compare(
 ) -> ResultSet:
     """Train every (init, seed) pair and return the runs as a :class:`ResultSet`.
 
-    ``settings`` are :class:`RunConfig` fields (``dataset``, ``epochs``, ``batch_size``,
-    ``lr``, ``optimizer``, ``hidden``, ``activation``, ``batch_norm``, ``output_init``...).
+    ``inits`` may include ``"default"``: the model exactly as its factory built it.
+    ``model``: ``"mlp"`` (the default), ``"cnn"``, a spec ``"module:function"`` /
+    ``"path/to/file.py:function"``, or the factory itself, called with ``model_args`` as
+    keyword arguments. ``data``: a dataset name (``"digits"``), a spec (``"module:function"``,
+    ``"file.npz"``, ``"file.pt"``), a function, or a tuple ``(x_train, y_train, x_test,
+    y_test)`` of tensors/arrays (``dataset=`` is its older name). **A model or data spec
+    imports and runs that code**; a factory or data defined in ``__main__`` or a notebook is
+    registered in this process (see :func:`initlab.usercode.model_spec`) and so needs
+    ``workers=1`` and the local backend. ``task``: ``auto`` (from the targets),
+    ``classification``, ``regression`` or ``sequence``; ``device``: ``auto``, ``cpu``,
+    ``cuda``, ``cuda:N`` or ``mps``; ``precision``: ``fp32`` or ``bf16``.
+
+    ``settings`` are other :class:`RunConfig` fields (``epochs``, ``batch_size``, ``lr``,
+    ``optimizer``, ``hidden``, ``activation``, ``batch_norm``, ``output_init``...).
     Diverged runs are recorded as such and the comparison goes on. ``data_dir`` is where
     to look for dataset files first (see :func:`initlab.data.load`).
 
@@ -86,19 +116,82 @@ def compare(
     this process; ``None`` picks one worker process per core (guard your script with
     ``if __name__ == "__main__":``, as multiprocessing requires); ``backend="ray"`` runs
     on a Ray cluster (``address``). ``engine``: ``auto``, ``single`` or ``batched``.
+    Every mistake (an unknown name, a factory that fails, data that does not fit the model,
+    a device this machine lacks) raises :class:`~initlab.errors.InitlabError` before anything
+    trains and before ``out`` is created.
     """
+    settings.update(task=task, device=device, precision=precision)
+    settings.update(_target(model, data, model_args, settings.pop("dataset", None)))
     spec = comparison_spec(inits, seeds, **settings)
+    configs = expand(spec)
+    check_in_process(configs, backend, workers)
+    loaded = preflight_configs(configs, data_dir)
     results, _ = run_study(
         spec,
         out,
+        configs=configs,
         backend=backend,
         workers=workers,
         address=address,
         engine=engine,
         data_dir=data_dir,
+        dataset=loaded if workers == 1 and backend == "local" else None,
         progress=_CallbackProgress(progress) if progress else None,
     )
     return results
+
+
+def _target(model, data, model_args, dataset) -> dict[str, Any]:
+    """The ``model``, ``model_args`` and ``dataset`` settings the caller gave, as specs."""
+    if data is not None and dataset is not None:
+        raise InitlabError("give data= or dataset= (its older name), not both")
+    target: dict[str, Any] = {}
+    if model is not None:
+        target["model"] = model_spec(model)
+    if model_args:
+        target["model_args"] = dict(model_args)
+    if data is not None or dataset is not None:
+        target["dataset"] = data_spec(data if data is not None else dataset)
+    return target
+
+
+def check_in_process(configs: Sequence[RunConfig], backend: str, workers: int | None) -> None:
+    """Refuse (one line) worker processes or Ray for models/data registered in this process."""
+    registered = sorted({s for c in configs for s in (c.model, c.dataset) if is_registered(s)})
+    if registered and (backend != "local" or workers != 1):
+        raise InitlabError(
+            f"{registered[0]} was defined in __main__ or a notebook and exists only in this "
+            "process: use workers=1 and backend='local', or put it in a module and pass "
+            "'module:function'"
+        )
+
+
+def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None) -> Dataset | None:
+    """Check every run before anything trains or touches a store: the device and precision
+    of each distinct pair, then :func:`initlab.train.preflight.preflight` for one config per
+    distinct (model, model_args, architecture, data, task, batch size). Raises
+    :class:`InitlabError` (one line); returns ``configs[0]``'s loaded data (or ``None``)."""
+    for device, precision in dict.fromkeys((c.device, c.precision) for c in configs):
+        check_precision(precision, resolve_device(device))
+    loaded: dict[tuple, Dataset] = {}
+    for config in {_preflight_key(c): c for c in configs}.values():
+        key = _data_of(config)
+        if key not in loaded:
+            loaded[key] = load_data(config, data_dir=data_dir)
+        preflight(config, loaded[key])
+    return loaded.get(_data_of(configs[0])) if configs else None
+
+
+def _data_of(config: RunConfig) -> tuple:
+    return (*data_key(config), config.task)
+
+
+def _preflight_key(config: RunConfig) -> tuple:
+    """What decides whether a run can start at all (not its init, seed or optimizer)."""
+    shape = (config.hidden, config.activation, config.batch_norm, config.dropout, config.residual)
+    args = json.dumps(config.model_args, sort_keys=True, default=str)
+    where = (config.task, config.batch_size, config.device, config.precision)
+    return (config.model, args, shape, _data_of(config), where)
 
 
 class _CallbackProgress(SweepProgress):

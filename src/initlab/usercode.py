@@ -109,6 +109,8 @@ def load_callable(spec: str, option: str = "--model") -> Callable:
     Raises :class:`InitlabError` with one line for every way this can fail: malformed spec,
     missing file or module, an import that raises, a missing or non-callable attribute.
     """
+    if is_registered(spec):
+        return _registered(spec, option)
     target, func_name = split_spec(spec, option)
     if target.endswith(".py") or os.sep in target or "/" in target:
         module = _import_file(Path(target), option)
@@ -145,6 +147,8 @@ def source_path(spec: str) -> Path | None:
 def source_fingerprint(spec: str) -> str:
     """``sha256`` (16 hex digits) of the file behind ``spec``; ``"missing"`` when there is
     none yet (the run will then fail with a clear error when it tries to load it)."""
+    if is_registered(spec):
+        return spec.rpartition(":")[2]  # the hash of the source or of the data
     path = source_path(spec)
     if path is None or not path.is_file():
         return "missing"
@@ -160,3 +164,114 @@ def _file_digest(path: str, mtime_ns: int, size: int) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
+
+
+# ---- callables and data registered in-process (Python API) --------------------------------------
+
+REGISTERED = "callable:"
+"""Prefix of the specs of callables and data registered in this process: ``callable:name:hash``."""
+_REGISTRY: dict[str, Callable] = {}
+
+
+def is_registered(spec: object) -> bool:
+    """``True`` for a ``callable:name:hash`` spec (usable only in the process that made it)."""
+    return isinstance(spec, str) and spec.startswith(REGISTERED)
+
+
+def model_spec(model: str | Callable) -> str:
+    """The spec of ``model``: a spec string as it is; a function defined at the top of an
+    importable module as ``module:function`` (or ``file.py:function`` for one imported from
+    a path); any other callable (defined in ``__main__`` or a notebook, a lambda, a class
+    method) registered in this process as ``callable:name:hash``, ``hash`` being sha256 of
+    its source (:func:`inspect.getsource`), so editing it starts new runs.
+
+    Only the callable's own source is hashed, not the helpers it calls.
+    """
+    if isinstance(model, str):
+        return model
+    if not callable(model):
+        raise InitlabError(f"model must be a spec string or a callable, got {model!r}")
+    return _importable_spec(model) or _register(model, _source_digest(model))
+
+
+def data_spec(data: object) -> str:
+    """The spec of ``data``: a spec string as it is; a function like :func:`model_spec`; a
+    tuple ``(x_train, y_train, x_test, y_test)`` of tensors/arrays registered in this process
+    as ``callable:data:hash``, ``hash`` being sha256 of their dtypes, shapes and bytes."""
+    if isinstance(data, str):
+        return data
+    if callable(data):
+        return model_spec(data)
+    if not isinstance(data, (tuple, list)) or len(data) != 4:
+        raise InitlabError(
+            "data must be a spec string, a function, or a tuple (x_train, y_train, x_test, "
+            f"y_test); got a {type(data).__name__}"
+            + (f" of {len(data)} items" if isinstance(data, (tuple, list)) else "")
+        )
+    arrays = tuple(data)
+    return _register(lambda: arrays, _arrays_digest(arrays), name="data")
+
+
+def _importable_spec(fn: Callable) -> str | None:
+    """``module:function`` when a fresh process can import ``fn`` by that name, else None."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    name = getattr(fn, "__qualname__", "")
+    if module is None or module.__name__ == "__main__" or not name.isidentifier():
+        return None
+    if getattr(module, name, None) is not fn:
+        return None
+    path = getattr(module, "__file__", None)
+    if module.__name__.startswith("initlab_user_") and path:  # imported from a path by us
+        return f"{path}:{name}"
+    return f"{module.__name__}:{name}"
+
+
+def _source_digest(fn: Callable) -> str:
+    import inspect
+    import marshal
+
+    try:
+        blob = inspect.getsource(fn).encode()
+    except (OSError, TypeError):  # no source file (typed at a bare REPL): hash the bytecode
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            raise InitlabError(
+                f"cannot fingerprint {fn!r}: no source and no code object; define it in a file "
+                "and pass 'file.py:function'"
+            ) from None
+        blob = marshal.dumps(code)
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _arrays_digest(arrays: tuple) -> str:
+    import numpy as np
+    import torch
+
+    digest = hashlib.sha256()
+    for item in arrays:
+        if isinstance(item, torch.Tensor):
+            flat = item.detach().cpu().contiguous().reshape(-1)
+            raw = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
+        else:
+            raw = np.ascontiguousarray(np.asarray(item))
+        digest.update(f"{type(item).__name__}|{getattr(item, 'dtype', '')}|".encode())
+        digest.update(f"{tuple(getattr(item, 'shape', ()))}|".encode())
+        digest.update(memoryview(raw).cast("B"))
+    return digest.hexdigest()[:16]
+
+
+def _register(fn: Callable, digest: str, name: str | None = None) -> str:
+    label = name or getattr(fn, "__name__", "") or "callable"
+    label = label if label.isidentifier() else "callable"
+    spec = f"{REGISTERED}{label}:{digest}"
+    _REGISTRY[spec] = fn
+    return spec
+
+
+def _registered(spec: str, option: str) -> Callable:
+    if spec not in _REGISTRY:
+        raise InitlabError(
+            f"{option} {spec} was registered in another process: such callables and data run "
+            "only in the process that made them (use workers=1, or pass 'module:function')"
+        )
+    return _REGISTRY[spec]

@@ -6,7 +6,7 @@ A preset of ``initlab sweep``: the same spec machinery, store, resume and execut
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +14,7 @@ from rich.console import Console
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_bias, parse_seeds, parse_widths, split_list
+from initlab.cli.runs import run_checked
 from initlab.compare import DEFAULT_INITS, comparison_spec
 from initlab.sweep.grid import expand
 from initlab.sweep.ui import (
@@ -21,7 +22,6 @@ from initlab.sweep.ui import (
     BackendOption,
     EngineOption,
     WorkersOption,
-    run_and_report,
 )
 
 err = Console(stderr=True)
@@ -29,12 +29,13 @@ out = Console()
 
 
 @app.command()
+@opt.target_options()
 def compare(
     ctx: typer.Context,
-    dataset: opt.Dataset = "fashion-mnist",
-    inits: Annotated[str, typer.Option(help="comma-separated initializer specs")] = ",".join(
-        DEFAULT_INITS
-    ),
+    inits: Annotated[
+        str,
+        typer.Option(help="comma-separated initializer specs; 'default' = the model as built"),
+    ] = ",".join(DEFAULT_INITS),
     seeds: opt.Seeds = "3",
     epochs: int = 5,
     batch_size: int = 32,
@@ -44,7 +45,6 @@ def compare(
     activation: opt.Activation = "relu",
     batch_norm: opt.BatchNorm = False,
     dropout: float = 0.0,
-    model: Annotated[str, typer.Option(help="mlp or cnn")] = "mlp",
     output_init: Annotated[
         str, typer.Option(help="the output layer's scheme; 'same' = as the hidden layers")
     ] = "glorot_uniform",
@@ -65,10 +65,11 @@ def compare(
     address: AddressOption = None,
     workers: WorkersOption = None,
     engine: EngineOption = "auto",
+    gpus_per_trial: opt.GpusPerTrial = None,
+    given: dict[str, Any] | None = None,
 ) -> None:
-    """Train an MLP with each init scheme and several seeds; compare them fairly."""
+    """Train a model with each init scheme and several seeds; compare them fairly."""
     settings = dict(
-        dataset=dataset,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -77,23 +78,13 @@ def compare(
         activation=activation,
         batch_norm=batch_norm,
         dropout=dropout,
-        model=model,
         output_init=None if output_init == "same" else output_init,
         bias=parse_bias(bias),
         limit_train=limit_train,
+        **(given or {}),
     )
     spec = comparison_spec(split_list(inits), parse_seeds(seeds), **settings)
-    run_and_report(
-        spec,
-        expand(spec),
-        out_dir,
-        title="test accuracy by init",
-        console=out,
-        err=err,
-        ctx=ctx,
-        backend=backend,
-        workers=workers,
-        engine=engine,
-        address=address,
-        data_dir=str(data_dir) if data_dir else None,
+    configs = expand(spec)
+    run_checked(
+        spec, configs, out_dir, title="test accuracy by init", ctx=ctx, console=out, err=err
     )

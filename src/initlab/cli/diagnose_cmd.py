@@ -6,24 +6,24 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
 from rich.console import Console
-from torch import Tensor, nn
 
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_bias, split_list
+from initlab.cli.probing import Probe, prepare_probe
 from initlab.cli.tables import print_frame
-from initlab.cli.user_model import probe_batch, user_model
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, check_positive
 from initlab.probe import Diagnosis
 from initlab.probe import diagnose as run_probe
 from initlab.probe.plots import plot_histograms, plot_profiles
-from initlab.train.run import build_initialized_model, load_data
+from initlab.train.device import autocast
+from initlab.usercode import is_user_spec
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -36,24 +36,23 @@ COLUMN_NOTE = (
 
 
 @app.command()
+@opt.target_options()
 def diagnose(
     depth: Annotated[int, typer.Option(help="number of hidden layers")] = 5,
     width: Annotated[int, typer.Option(help="units per hidden layer")] = 256,
     activation: opt.Activation = "relu",
     init: Annotated[
         str | None,
-        typer.Option(help="comma-separated initializer specs, overlaid (default he_normal)"),
+        typer.Option(
+            help="comma-separated initializer specs, overlaid (default he_normal; with a "
+            "--model factory: default, the model as built)"
+        ),
     ] = None,
     output_init: Annotated[
         str, typer.Option(help="the output layer's scheme; 'same' = as the hidden layers")
     ] = "glorot_uniform",
     batch_norm: opt.BatchNorm = False,
     bias: Annotated[str, typer.Option(help="zeros, keep, torch_default or a number")] = "zeros",
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="module:function returning your nn.Module (no arguments)"),
-    ] = None,
-    dataset: opt.Dataset = "fashion-mnist",
     batch: Annotated[int, typer.Option(help="examples in the probe batch")] = 512,
     seed: Annotated[int, typer.Option(help="seed of the weights and of the batch")] = 0,
     data_dir: opt.DataDir = None,
@@ -61,49 +60,47 @@ def diagnose(
         Path | None,
         typer.Option("--out", help="write layers.csv, findings.json and the figures here"),
     ] = None,
+    given: dict[str, Any] | None = None,
 ) -> None:
     """Look inside a network at init: per-layer statistics, findings, suggestions."""
     check_positive("--batch", batch)
     check_positive("--width", width)
     check_positive("--depth", depth, allow_zero=True)
-    inits = split_list(init) if init else [None if model else DEFAULT_INIT]
+    target = given or {}
+    user = is_user_spec(target.get("model"))
+    inits = split_list(init) if init else ["default" if user else DEFAULT_INIT]
     config = RunConfig(
-        dataset=dataset,
         hidden=(width,) * depth,
         activation=activation,
         batch_norm=batch_norm,
-        init=inits[0] or DEFAULT_INIT,
+        init=inits[0],
         output_init=None if output_init == "same" else output_init,
         bias=parse_bias(bias),
         seed=seed,
+        **target,
     )
-    with err.status(f"loading {dataset}"):
-        data = load_data(config, data_dir=str(data_dir) if data_dir else None)
-    x, y = probe_batch(data.x_train, data.y_train, batch, seed)
+    probe = prepare_probe(config, batch, str(data_dir) if data_dir else None, err)
     diagnoses: dict[str, Diagnosis] = {}
     for scheme in inits:
-        label = scheme or str(model)
-        net = (
-            user_model(model, config.replace(init=scheme) if scheme else None)
-            if model
-            else build_initialized_model(
-                config.replace(init=scheme), data.input_shape, data.num_classes
-            )
-        )
-        diagnoses[label] = _diagnose(net, x, y, label)
-        _print(diagnoses[label], len(x), dataset)
+        label = scheme if init or not user else config.model
+        diagnoses[label] = _diagnose(probe, scheme, label)
+        _print(diagnoses[label], len(probe.x), config.dataset)
     if out_dir is not None:
-        paths = write_outputs(diagnoses, out_dir, dataset=dataset, batch=len(x), seed=seed)
+        paths = write_outputs(
+            diagnoses, out_dir, dataset=config.dataset, batch=len(probe.x), seed=seed
+        )
         out.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
 
 
-def _diagnose(net: nn.Module, x: Tensor, y: Tensor, label: str) -> Diagnosis:
+def _diagnose(probe: Probe, scheme: str, label: str) -> Diagnosis:
+    net = probe.build(scheme)
     try:
-        return run_probe(net, x, y, label=label)
+        with autocast(probe.config.precision, probe.device):
+            return run_probe(net, probe.x, probe.y, loss=probe.loss, label=label)
     except (RuntimeError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InitlabError(
-            f"the model failed on a batch of shape {tuple(x.shape)}: {first}"
+            f"the model failed on a batch of shape {tuple(probe.x.shape)}: {first}"
         ) from None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -13,14 +13,14 @@ from rich.console import Console
 from initlab.apply import initialize
 from initlab.cli import app
 from initlab.cli import options as opt
+from initlab.cli.probing import prepare_probe
 from initlab.cli.tables import print_frame
-from initlab.cli.user_model import probe_batch, user_model
 from initlab.config import RunConfig
 from initlab.doctor import recommend
 from initlab.errors import check_positive
 from initlab.probe import Diagnosis, diagnose
-from initlab.train.run import build_initialized_model, load_data
 from initlab.train.seeding import make_generator
+from initlab.usercode import is_user_spec
 from initlab.weights import save_weights
 
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -28,18 +28,18 @@ err = Console(stderr=True)
 
 
 @app.command()
+@opt.target_options()
 def doctor(
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="module:function returning your nn.Module (no arguments)"),
-    ] = None,
     depth: Annotated[int, typer.Option(help="without --model: hidden layers of an MLP")] = 20,
     width: Annotated[int, typer.Option(help="without --model: units per hidden layer")] = 256,
     activation: opt.Activation = "tanh",
     init: Annotated[
-        str, typer.Option(help="without --model: the MLP's initial (bad?) scheme")
-    ] = "random_normal",
-    dataset: opt.Dataset = "fashion-mnist",
+        str | None,
+        typer.Option(
+            help="the initial (bad?) scheme: default random_normal for the MLP, "
+            "default (as built) for a --model factory"
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option(help="examples in the probe batch")] = 512,
     seed: Annotated[int, typer.Option(help="seed of the weights and of the batch")] = 0,
     family: Annotated[
@@ -50,28 +50,27 @@ def doctor(
         typer.Option(help="write the initialized weights (.safetensors, else torch.save)"),
     ] = None,
     data_dir: opt.DataDir = None,
+    given: dict[str, Any] | None = None,
 ) -> None:
     """Diagnose a model, recommend a scheme per layer, apply it, and show what changed."""
     check_positive("--batch", batch)
+    target = given or {}
+    start = init or ("default" if is_user_spec(target.get("model")) else "random_normal")
     config = RunConfig(
-        dataset=dataset, hidden=(width,) * depth, activation=activation, init=init, seed=seed
+        hidden=(width,) * depth, activation=activation, init=start, seed=seed, **target
     )
-    with err.status(f"loading {dataset}"):
-        data = load_data(config, data_dir=str(data_dir) if data_dir else None)
-    x, y = probe_batch(data.x_train, data.y_train, batch, seed)
-    net = (
-        user_model(model, None)
-        if model
-        else build_initialized_model(config, data.input_shape, data.num_classes)
-    )
-    before = diagnose(net, x, y, label="as it is")
-    plan = recommend(net, x, family=family)
+    probe = prepare_probe(config, batch, str(data_dir) if data_dir else None, err)
+    net = probe.build(start)
+    before = diagnose(net, probe.x, probe.y, loss=probe.loss, label="as it is")
+    plan = recommend(net, probe.x, family=family)
     print_frame(plan.to_frame(), out, title="the plan: a scheme per layer")
-    initialize(net, plan, data=x, generator=make_generator(seed, "init"))
-    after = diagnose(net, x, y, label="after the plan")
+    net.cpu()  # the schemes draw from a CPU generator
+    initialize(net, plan, data=probe.x.cpu(), generator=make_generator(seed, "init"))
+    net.to(probe.device)
+    after = diagnose(net, probe.x, probe.y, loss=probe.loss, label="after the plan")
     _print_comparison(before, after)
     if save is not None:
-        out.print(f"wrote {save_weights(net, save)}", soft_wrap=True)
+        out.print(f"wrote {save_weights(net.cpu(), save)}", soft_wrap=True)
 
 
 def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:

@@ -1,16 +1,107 @@
-"""Parsing of the comma-separated option values the commands share."""
+"""The options the commands share, and parsing of their values.
+
+Every command that trains or probes a model takes the same *target* options: ``--model``
+(``mlp``, ``cnn``, ``module:function``, ``path/to/file.py:function``), ``--model-arg
+key=value`` (repeatable), ``--data`` (``--dataset`` is its hidden old name), ``--task``,
+``--device`` and ``--precision``. They default to ``None`` ("not given"), so that a sweep
+overrides only what was given and the other commands fall back to :class:`RunConfig`'s
+defaults. ``--model`` and ``--data`` import and run the user's code.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from initlab.errors import InitlabError
 
 # Options shared by several commands (Typer's Annotated style).
-Dataset = Annotated[str, typer.Option(help="fashion-mnist, mnist, digits, mnist1d, synthetic")]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="mlp, cnn, module:function or path/to/file.py:function returning an nn.Module "
+        "(imports and runs that code; default: mlp)",
+    ),
+]
+ModelArgs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-arg",
+        metavar="KEY=VALUE",
+        help="a keyword argument for the model's factory, repeatable (e.g. --model-arg width=64);"
+        " values are read as int, float, true/false or text",
+    ),
+]
+Data = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="fashion-mnist, mnist, digits, mnist1d, synthetic, module:function, "
+        "file.py:function, file.npz or file.pt (default: fashion-mnist)",
+    ),
+]
+DatasetAlias = Annotated[str | None, typer.Option("--dataset", hidden=True, help="= --data")]
+Task = Annotated[
+    str | None,
+    typer.Option(help="auto (from the targets), classification, regression, sequence"),
+]
+Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps (default: auto)")]
+Precision = Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast; default: fp32)")]
+GpusPerTrial = Annotated[
+    float | None,
+    typer.Option("--gpus-per-trial", help="--backend ray: GPUs each Ray task reserves (e.g. 0.5)"),
+]
+TARGET_OPTIONS: dict[str, Any] = {
+    "model": Model,
+    "model_arg": ModelArgs,
+    "data": Data,
+    "dataset": DatasetAlias,
+    "task": Task,
+    "device": Device,
+    "precision": Precision,
+}
+"""The target options, by parameter name (``dataset`` is ``data``'s hidden old name)."""
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def target_options(*names: str) -> Callable[[Command], Command]:
+    """Give a command the target options ``names`` (default: all of :data:`TARGET_OPTIONS`;
+    ``data`` brings ``--dataset`` along) after its own; the command receives the settings
+    they gave as its ``given`` argument (see :func:`target_settings`)."""
+    chosen = [
+        n
+        for n in TARGET_OPTIONS
+        if n in (names or TARGET_OPTIONS)
+        or (n == "dataset" and "data" in (names or TARGET_OPTIONS))
+    ]
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "given"]
+        added = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+            for n, a in TARGET_OPTIONS.items()
+            if n in chosen
+        ]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {n: kwargs.pop(n) for n in chosen}
+            given["model_args"] = given.pop("model_arg", None)
+            return command(*args, given=target_settings(**given), **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
 Hidden = Annotated[str, typer.Option(help="hidden widths, e.g. 300,100")]
 Activation = Annotated[str, typer.Option(help="relu, tanh, sigmoid, ... (see `initlab list`)")]
 BatchNorm = Annotated[bool, typer.Option("--batch-norm/--no-batch-norm")]
@@ -75,3 +166,65 @@ def parse_bias(text: str) -> str | float:
         return float(text)
     except ValueError:
         return text
+
+
+def parse_model_args(items: list[str] | None) -> dict[str, int | float | bool | str]:
+    """``["width=64", "bn=true", "act=gelu"]`` → ``{"width": 64, "bn": True, "act": "gelu"}``.
+
+    A value is an int if it reads as one, else a float, else ``true``/``false`` (any case),
+    else text. A key given twice keeps the last value, as command lines do.
+    """
+    parsed: dict[str, int | float | bool | str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise InitlabError(
+                f"--model-arg takes key=value with a Python name as key (e.g. width=64), "
+                f"got '{item}'"
+            )
+        parsed[key] = _scalar(value.strip())
+    return parsed
+
+
+def _scalar(text: str) -> int | float | bool | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return text
+
+
+def target_settings(
+    *,
+    model: str | None = None,
+    model_args: list[str] | None = None,
+    data: str | None = None,
+    dataset: str | None = None,
+    task: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+) -> dict[str, Any]:
+    """The :class:`~initlab.config.RunConfig` settings the target options gave: ``model``,
+    ``model_args`` (parsed ``--model-arg``), ``dataset`` (``--data``, or its old name
+    ``--dataset``), ``task``, ``device``, ``precision``; options not given are left out.
+    Each is checked (:func:`initlab.sweep.values.check_setting`), nothing is imported yet."""
+    from initlab.sweep.values import check_setting  # the registries: only when used
+
+    if data is not None and dataset is not None and data != dataset:
+        raise InitlabError("give --data or --dataset (its old name), not both")
+    given = {
+        "model": model,
+        "dataset": data if data is not None else dataset,
+        "task": task,
+        "device": device,
+        "precision": precision,
+    }
+    settings = {k: check_setting(k, v) for k, v in given.items() if v is not None}
+    if model_args:
+        settings["model_args"] = check_setting("model_args", parse_model_args(model_args))
+    return settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -11,6 +11,7 @@ from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
+from initlab.cli.runs import override_spec, run_checked
 from initlab.cli.tables import print_frame
 from initlab.studies import SCALES, get, names
 from initlab.studies.runner import StudyOutcome, check_scale, finish
@@ -20,7 +21,6 @@ from initlab.sweep.ui import (
     BackendOption,
     EngineOption,
     WorkersOption,
-    run_and_report,
 )
 
 err = Console(stderr=True)
@@ -28,6 +28,7 @@ out = Console()
 
 
 @app.command()
+@opt.target_options("device")
 def study(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="a study name, or 'list'")],
@@ -46,6 +47,8 @@ def study(
     workers: WorkersOption = None,
     engine: EngineOption = "auto",
     data_dir: opt.DataDir = None,
+    gpus_per_trial: opt.GpusPerTrial = None,
+    given: dict[str, Any] | None = None,
 ) -> None:
     """Run a built-in study (resumable), check the paper's expected outcomes, write a report."""
     if name == "list":
@@ -57,22 +60,11 @@ def study(
         if out_dir is not None
         else Path("results") / "studies" / f"{the_study.name}-{scale}"
     )
-    spec = the_study.spec(scale)
+    spec = override_spec(the_study.spec(scale), given or {})
+    configs = expand(spec)
     out.print(f"[bold]{the_study.title}[/] — {the_study.paper}\n{the_study.claim}")
-    results = run_and_report(
-        spec,
-        expand(spec),
-        target,
-        title=f"{the_study.name} ({scale}): test accuracy",
-        console=out,
-        err=err,
-        ctx=ctx,
-        backend=backend,
-        workers=workers,
-        engine=engine,
-        address=address,
-        data_dir=str(data_dir) if data_dir else None,
-    )
+    title = f"{the_study.name} ({scale}): test accuracy"
+    results = run_checked(spec, configs, target, title=title, ctx=ctx, console=out, err=err)
     outcome = finish(the_study, scale, results, target, str(data_dir) if data_dir else None)
     _print_verdicts(outcome)
     if outcome.report is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
+from initlab.cli.runs import override_spec, run_checked
 from initlab.cli.tables import print_frame
 from initlab.store import store_path
 from initlab.sweep import estimate
@@ -23,7 +24,6 @@ from initlab.sweep.ui import (
     BackendOption,
     EngineOption,
     WorkersOption,
-    run_and_report,
 )
 
 err = Console(stderr=True)
@@ -31,6 +31,7 @@ out = Console()
 
 
 @app.command()
+@opt.target_options()
 def sweep(
     ctx: typer.Context,
     spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="a .toml, .yaml or .json spec")],
@@ -53,9 +54,14 @@ def sweep(
         int,
         typer.Option("--max-runs", min=1, help="refuse specs of more runs than this"),
     ] = DEFAULT_MAX_RUNS,
+    gpus_per_trial: opt.GpusPerTrial = None,
+    given: dict[str, Any] | None = None,
 ) -> None:
-    """Run every run of an experiment spec (resumable: run it again to continue)."""
-    spec = load_spec(spec_file)
+    """Run every run of an experiment spec (resumable: run it again to continue).
+
+    --model, --model-arg, --data, --task, --device and --precision replace the spec's fixed
+    values (a setting the spec sweeps cannot be fixed here)."""
+    spec = override_spec(load_spec(spec_file), given or {})
     target = out_dir if out_dir is not None else Path("results") / _slug(spec.name)
     if dry_run:
         _dry_run(spec, target, workers, calibrate, max_runs)
@@ -64,20 +70,8 @@ def sweep(
     estimate.check_buildable(configs)
     for line in memory_warnings(configs):
         err.print(line, markup=False, highlight=False)
-    run_and_report(
-        spec,
-        configs,
-        target,
-        title=f"{spec.name}: test accuracy by {' / '.join(spec.group_by)}",
-        console=out,
-        err=err,
-        ctx=ctx,
-        backend=backend,
-        workers=workers,
-        engine=engine,
-        address=address,
-        data_dir=str(data_dir) if data_dir else None,
-    )
+    title = f"{spec.name}: test accuracy by {' / '.join(spec.group_by)}"
+    run_checked(spec, configs, target, title=title, ctx=ctx, console=out, err=err)
 
 
 def _slug(name: str) -> str:
