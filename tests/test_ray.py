@@ -1,5 +1,8 @@
 """A real small sweep on a local Ray instance (2 CPUs, no dashboard), streamed into the store
-and resumed. Skipped where Ray is not installed; CI installs it (pip install 'ray[default]')."""
+and resumed; user data loaded once and shared through the object store; GPUs per task.
+Skipped where Ray is not installed; CI installs it (pip install 'ray[default]')."""
+
+import os
 
 import pytest
 
@@ -8,8 +11,11 @@ ray = pytest.importorskip(
 )
 
 from initlab.cli import main  # noqa: E402
+from initlab.data import clear_cache  # noqa: E402
+from initlab.errors import InitlabError  # noqa: E402
 from initlab.store import open_store  # noqa: E402
 from initlab.sweep import expand, parse_spec, run_study  # noqa: E402
+from initlab.sweep.ray_backend import RayExecutor  # noqa: E402
 from initlab.sweep.runner import SweepProgress  # noqa: E402
 from initlab.train.run import run_config  # noqa: E402
 
@@ -59,3 +65,41 @@ def test_a_sweep_runs_on_ray_streams_into_the_store_and_resumes(local_ray, tmp_p
     assert main(["sweep", str(spec_file), "--backend", "ray", "--out", str(tmp_path)]) == 0
     assert "4 of 4 runs already done" in capsys.readouterr().err
     assert ray.is_initialized()  # a connection the sweep did not open is left open
+
+
+USER_DATA = """
+import os
+import torch
+
+LOG = "LOG_PATH"
+
+
+def make():
+    with open(LOG, "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 6, generator=g)
+    y = (x[:, 0] > 0).long()
+    return x[:100], y[:100], x[100:], y[100:]
+"""
+
+
+def test_user_data_is_loaded_once_by_the_driver_and_shared(local_ray, tmp_path):
+    clear_cache()
+    log = tmp_path / "calls.log"
+    (tmp_path / "mydata.py").write_text(USER_DATA.replace("LOG_PATH", str(log)))
+    spec = parse_spec({**SPEC, "fixed": {**SPEC["fixed"], "dataset": f"{tmp_path}/mydata.py:make"}})
+    executor = RayExecutor(engine="single")
+    outcomes = list(executor.run([[c] for c in expand(spec)], None))
+    assert len(outcomes) == 4 and "failed" not in {o.result.status for o in outcomes}
+    # the function ran once, in this process; the four tasks got the data from the store
+    assert log.read_text().split() == [str(os.getpid())]
+
+
+def test_gpus_per_trial_is_checked_before_anything_runs(local_ray):
+    with pytest.raises(InitlabError, match="gpus_per_trial must be >= 0"):
+        RayExecutor(gpus_per_trial=-1)
+    have = ray.cluster_resources().get("GPU", 0)
+    runs = RayExecutor(gpus_per_trial=have + 1).run([expand(parse_spec(SPEC))[:1]], None)
+    with pytest.raises(InitlabError, match=f"the Ray cluster has {have:g} GPUs"):
+        next(runs)

@@ -9,11 +9,15 @@ connection is used and left open.
 Each chunk is one task requesting ``threads`` CPUs (default 1) and running with that many
 torch threads, so Ray's scheduler keeps every node busy without oversubscription. Results
 stream back in completion order (``ray.wait``) into the caller's store, exactly as with the
-local executor, so resuming works the same. Ray worker processes are reused across tasks
-and keep their loaded datasets, so data is loaded once per worker, not per run. Progress is
+local executor, so resuming works the same. The driver loads each dataset of the sweep once,
+before any task starts (a dataset that cannot be loaded stops the sweep there), and puts it in
+Ray's object store; tasks ``ray.get`` it, once per worker process and sweep, so neither user
+data code nor data files are needed on the nodes, and nothing is loaded per run. Progress is
 reported per epoch: tasks put each epoch record on a ``ray.util.queue.Queue`` (an actor that
-holds no CPU) that the driver drains while it waits. The cluster's nodes need initlab (and
-the datasets, or network access to download them) installed.
+holds no CPU) that the driver drains while it waits. The cluster's nodes need initlab
+(and a user ``--model``'s code) installed. ``gpus_per_trial`` is each task's ``num_gpus``
+(fractions share a GPU); Ray hides the GPUs from tasks that reserve none, so they train on the
+CPU.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from initlab.config import RunConfig
-from initlab.errors import InitlabError
+from initlab.data import Dataset
+from initlab.errors import InitlabError, check_positive
 from initlab.sweep.engine import (
     DataCache,
     DataLoadError,
     EpochHook,
     Outcome,
+    data_key,
     execute_chunk,
     failed_outcomes,
 )
@@ -38,6 +44,8 @@ RAY_MISSING = "Ray is not installed: pip install 'initlab[ray]'"
 POLL_SECONDS = 1.0
 
 _worker_cache: DataCache | None = None
+_shared: dict[str, Dataset] = {}
+"""Datasets fetched from the object store in this worker, by object id (the latest sweep's)."""
 
 
 def import_ray() -> Any:
@@ -55,28 +63,49 @@ def ray_chunk(
     threads: int,
     data_dir: str | None,
     events: Any = None,
+    shared: dict[tuple, Any] | None = None,
 ) -> tuple[str, Any]:
     """The body of one Ray task: ``("done", outcomes)`` or ``("fatal", message)``; each
-    epoch record goes on ``events`` (a Ray queue) as ``(config key, record)``."""
+    epoch record goes on ``events`` (a Ray queue) as ``(config key, record)``. ``shared``:
+    the driver's datasets as object refs by :func:`data_key` (others are loaded here)."""
     global _worker_cache
     import torch
 
     torch.set_num_threads(threads)
     if _worker_cache is None or _worker_cache.data_dir != data_dir:
         _worker_cache = DataCache(data_dir)
+    data = DataCache(data_dir, shared_data(shared)) if shared else _worker_cache
 
     def report(config: RunConfig, record: dict) -> None:
         events.put((config.key(), record))
 
     try:
         hook = report if events is not None else None
-        return "done", execute_chunk(configs, _worker_cache, engine, hook)
+        return "done", execute_chunk(configs, data, engine, hook)
     except DataLoadError as exc:
         return "fatal", str(exc)
 
 
+def shared_data(refs: dict[tuple, Any]) -> dict[tuple, Dataset]:
+    """The datasets behind ``refs``, fetched with ``ray.get`` only where this worker does not
+    hold them yet; datasets of earlier sweeps are dropped."""
+    global _shared
+    ids = {key: ref.hex() for key, ref in refs.items()}
+    missing = [ref for ref in refs.values() if ref.hex() not in _shared]
+    if missing:
+        import ray
+
+        fetched = dict(zip((ref.hex() for ref in missing), ray.get(missing), strict=True))
+        _shared = {i: fetched[i] if i in fetched else _shared[i] for i in ids.values()}
+    return {key: _shared[i] for key, i in ids.items()}
+
+
 class RayExecutor:
-    """Submits chunks as Ray tasks and yields outcomes as tasks finish."""
+    """Submits chunks as Ray tasks and yields outcomes as tasks finish.
+
+    ``preloaded``: datasets already loaded in this process, by :func:`data_key`;
+    ``gpus_per_trial``: GPUs each task reserves (Ray's ``num_gpus``; 0 = CPU only).
+    """
 
     def __init__(
         self,
@@ -86,21 +115,26 @@ class RayExecutor:
         threads: int = 1,
         engine: str = "auto",
         data_dir: str | None = None,
+        preloaded: dict[tuple, Dataset] | None = None,
+        gpus_per_trial: float = 0.0,
     ) -> None:
+        check_positive("gpus_per_trial", gpus_per_trial, allow_zero=True)
         self.address, self.workers, self.threads = address, workers, max(1, threads)
         self.engine, self.data_dir = engine, data_dir
+        self.preloaded, self.gpus_per_trial = preloaded, float(gpus_per_trial)
 
     def run(self, chunks: list[list[RunConfig]], on_epoch: EpochHook | None) -> Iterator[Outcome]:
         """Run every chunk on the cluster; ``on_epoch`` hears of every epoch as it ends."""
         ray = import_ray()
+        datasets = self._load_data(chunks)  # before connecting: bad data stops the sweep here
         started_here = self._connect(ray)
-        task = ray.remote(num_cpus=self.threads)(ray_chunk)
+        self._check_gpus(ray, started_here)
+        shared = {key: ray.put(dataset) for key, dataset in datasets.items()}
+        task = ray.remote(num_cpus=self.threads, num_gpus=self.gpus_per_trial)(ray_chunk)
         events = _epoch_queue() if on_epoch is not None else None
         configs = {c.key(): c for chunk in chunks for c in chunk}
-        pending = {
-            task.remote(chunk, self.engine, self.threads, self.data_dir, events): chunk
-            for chunk in chunks
-        }
+        args = (self.engine, self.threads, self.data_dir, events, shared)
+        pending = {task.remote(chunk, *args): chunk for chunk in chunks}
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
@@ -114,6 +148,23 @@ class RayExecutor:
                     events.shutdown()
             if started_here:
                 ray.shutdown()
+
+    def _load_data(self, chunks: list[list[RunConfig]]) -> dict[tuple, Dataset]:
+        """Every dataset the chunks train on, by :func:`data_key`, loaded here once."""
+        cache = DataCache(self.data_dir, self.preloaded)
+        return {data_key(c): cache.get(c) for chunk in chunks for c in chunk}
+
+    def _check_gpus(self, ray: Any, started_here: bool) -> None:
+        """:class:`InitlabError` when tasks ask for more GPUs than the cluster has (they
+        would wait forever)."""
+        have = float(ray.cluster_resources().get("GPU", 0))
+        if self.gpus_per_trial > have:
+            if started_here:
+                ray.shutdown()
+            raise InitlabError(
+                f"--gpus-per-trial {self.gpus_per_trial:g} but the Ray cluster has {have:g} "
+                "GPUs: lower it, or use 0 to train on CPUs"
+            )
 
     def _connect(self, ray: Any) -> bool:
         """Initialize Ray unless it already is; ``True`` if this call started it."""
