@@ -7,8 +7,8 @@ from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.probe import METRICS, Tracker
 from initlab.probe.tracking import PROBE_SIZE
+from initlab.train import train_model
 from initlab.train.run import build_initialized_model, load_data, run_config
-from initlab.train.single import train_model
 
 CONFIG = RunConfig(
     dataset="digits", hidden=(16, 16), batch_norm=True, dropout=0.2, epochs=2, batch_size=64

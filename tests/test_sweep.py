@@ -88,7 +88,7 @@ def test_run_chunk_dispatches_to_the_batched_engine_when_it_can(monkeypatch):
     calls = []
     fake = SimpleNamespace(
         group_configs=lambda configs: [configs[:3], configs[3:]],
-        train_group=lambda configs, data, on_epoch=None: (
+        train_configs=lambda configs, data, on_epoch=None: (
             calls.append(len(configs)) or [run_config(c, data) for c in configs]
         ),
     )

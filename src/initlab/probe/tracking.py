@@ -48,8 +48,8 @@ class Tracker:
     """Records per-layer metrics of a model being trained, on a fixed probe batch.
 
     ``every``: ``"epoch"`` or N (every N optimizer steps). ``rows`` accumulates tidy rows;
-    :func:`initlab.train.single.train_model` calls :meth:`start`, :meth:`after_step` and
-    :meth:`after_epoch` and copies the rows of its run into ``RunResult.layer_stats``.
+    the training engine (:mod:`initlab.train.engine`) calls :meth:`record` on each model at
+    step 0 and at every tracking moment and copies its rows into ``RunResult.layer_stats``.
     """
 
     def __init__(

@@ -1,11 +1,12 @@
 """The unit of work of every executor: a *chunk* (a list of configs) run by one engine.
 
-:func:`run_chunk` is the one place that chooses the training engine: the batched engine
-(``initlab.train.batched.train_group``, many same-shaped models at once) for ``"auto"`` and
-``"batched"``, the single-model engine (:func:`run_config`) in a loop for ``"single"``.
-:func:`plan_chunks` cuts a sweep into chunks (the batched engine's groups, or one run per
-chunk), and :func:`execute_chunk` runs one chunk with timestamps and provenance and
-turns any exception into ``failed`` results, so one broken run never stops a sweep.
+There is one training engine (:mod:`initlab.train.engine`); :func:`run_chunk` chooses how
+many models it stacks: ``"auto"`` and ``"batched"`` train a chunk's configs together
+(:func:`initlab.train.train_configs`, stacks sized by memory), ``"single"`` one at a time
+(stacks of one). :func:`plan_chunks` cuts a sweep into chunks (groups of configs that can
+share a stack, :func:`initlab.train.grouping.group_configs`, or one run per chunk), and
+:func:`execute_chunk` runs one chunk with timestamps and provenance and turns any exception
+into ``failed`` results, so one broken run never stops a sweep.
 """
 
 from __future__ import annotations
@@ -58,11 +59,11 @@ def environment() -> dict[str, str]:
 
 
 def batched_engine() -> ModuleType:
-    """The batched engine, :mod:`initlab.train.batched` (a function, so that tests can put
-    a fake in its place)."""
-    from initlab.train import batched
+    """The module with ``train_configs`` and ``group_configs`` (a function, so that tests can
+    put a fake in its place)."""
+    import initlab.train
 
-    return batched
+    return initlab.train
 
 
 def resolve_engine(engine: str) -> str:
@@ -80,12 +81,12 @@ def run_chunk(
 ) -> list[RunResult]:
     """Train ``configs`` (all on ``data``) with ``engine``; one result per config, in order.
 
-    The batched engine gets chunks of two or more runs; single runs, and every run with
-    ``engine="single"``, go through :func:`run_config`.
-    ``on_epoch(config, record)`` is called after each epoch of each run by both engines.
+    ``"batched"`` trains chunks of two or more runs together (``train_configs``); single
+    runs, and every run with ``engine="single"``, go through :func:`run_config`.
+    ``on_epoch(config, record)`` is called after each epoch of each run.
     """
     if resolve_engine(engine) == "batched" and len(configs) > 1:
-        return batched_engine().train_group(list(configs), data, on_epoch=on_epoch)
+        return batched_engine().train_configs(list(configs), data, on_epoch=on_epoch)
     return [
         run_config(c, data, on_epoch=None if on_epoch is None else _bind(on_epoch, c))
         for c in configs
@@ -99,7 +100,7 @@ def _bind(hook: EpochHook, config: RunConfig) -> Callable[[dict], None]:
 def plan_chunks(
     configs: Sequence[RunConfig], engine: str = "auto", workers: int = 1
 ) -> list[list[RunConfig]]:
-    """Cut ``configs`` into chunks: the batched engine's groups (``group_configs``), or one
+    """Cut ``configs`` into chunks: groups that can share a stack (``group_configs``), or one
     run per chunk for the single engine. Groups are halved until there are at least
     ``workers`` chunks (when possible), so no worker sits idle at the start."""
     if resolve_engine(engine) == "batched":
@@ -122,7 +123,7 @@ class DataLoadError(InitlabError):
 
 def data_key(config: RunConfig) -> tuple:
     """What a run's data depends on: runs with equal keys share one loaded dataset."""
-    return (config.dataset, config.val_size, config.limit_train)
+    return (config.dataset, config.val_size, config.limit_train, config.task)
 
 
 class DataCache:

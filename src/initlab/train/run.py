@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -13,9 +13,16 @@ from initlab.config import RunConfig
 from initlab.data import Dataset, load
 from initlab.errors import InitlabError
 from initlab.models import build_model, build_user_model
+from initlab.probe.tracking import Tracker
+from initlab.train import memory
+from initlab.train.device import resolve_device
+from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.grouping import check_group
+from initlab.train.memory import activations_per_example
+from initlab.train.preflight import preflight
 from initlab.train.result import FAILED, RunResult
 from initlab.train.seeding import derive_seed, make_generator
-from initlab.train.single import EpochCallback, train_model
+from initlab.train.tasks import resolve_task
 from initlab.usercode import is_user_spec
 
 
@@ -89,35 +96,135 @@ def build_initialized_model(
     return model
 
 
-def run_config(
-    config: RunConfig, data: Dataset | None = None, on_epoch: EpochCallback | None = None
-) -> RunResult:
-    """Train ``config`` with the single-model engine.
+GroupEpochCallback = Callable[[RunConfig, dict[str, float]], None]
+"""``on_epoch(config, record)``: called after each epoch of each run."""
 
-    User errors (an unknown init name...) raise :class:`InitlabError`; anything else that
-    goes wrong inside the run is caught and returned as a ``failed`` result with the error,
-    so one broken run never takes a whole comparison down.
+
+def run_config(
+    config: RunConfig,
+    data: Dataset | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Train one ``config`` (the engine with a stack of one model).
+
+    User errors (an unknown init name, a model that does not fit the data...) raise
+    :class:`InitlabError` before training; anything else that goes wrong inside the run is
+    returned as a ``failed`` result with the error, so one broken run never takes a whole
+    comparison down.
     """
-    data = data if data is not None else load_data(config)
-    model = build_initialized_model(config, data.input_shape, data.num_classes, data=data)
-    try:
-        result = train_model(
-            model,
-            data,
-            optimizer=config.optimizer,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            batch_size=config.batch_size,
-            epochs=config.epochs,
-            seed=config.seed,
-            on_epoch=on_epoch,
-            track=config.track,
+    hook = None if on_epoch is None else (lambda _config, record: on_epoch(record))
+    return train_configs([config], data, on_epoch=hook)[0]
+
+
+def train_configs(
+    configs: Sequence[RunConfig],
+    data: Dataset | None = None,
+    *,
+    on_epoch: GroupEpochCallback | None = None,
+    chunk_size: int | None = None,
+) -> list[RunResult]:
+    """Train configs of one group (:func:`~initlab.train.grouping.group_configs`) together;
+    one :class:`RunResult` per config, in order.
+
+    The group is checked first (:func:`~initlab.train.preflight.preflight`: one line per
+    mistake, nothing trained), then split into stacks of at most ``chunk_size`` models
+    (default: :func:`~initlab.train.memory.chunk_size`) of near-equal size, trained one after
+    the other. Each result is what the config gives alone, up to float rounding (same initial
+    weights, same data order, same formulas). ``on_epoch(config, record)`` after each epoch.
+    """
+    check_group(configs)
+    data = data if data is not None else load_data(configs[0])
+    preflight(configs[0], data)
+    plan, size = _plan(configs[0], data, chunk_size)
+    results: list[RunResult] = []
+    for chunk in memory.split_evenly(list(configs), size):
+        results += _train_chunk(chunk, data, plan, on_epoch)
+    return results
+
+
+def _plan(config: RunConfig, data: Dataset, chunk_size: int | None) -> tuple[Plan, int]:
+    """The stack's shared :class:`Plan` and the models per stack (checked or computed)."""
+    device = resolve_device(config.device)
+    model = build_architecture(config, data.input_shape, data.num_classes)
+    acts = activations_per_example(model, data.x_train[:2])
+    if chunk_size is None:
+        params = memory.parameter_count(model)
+        chunk_size = memory.chunk_size(
+            params, acts, config.optimizer, config.batch_size, len(data.y_train), device
         )
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise InitlabError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    plan = Plan(
+        task=resolve_task(config.task, data),
+        optimizer=config.optimizer,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        device=device,
+        precision=config.precision,
+        track=config.track,
+        activations_per_example=acts,
+    )
+    return plan, chunk_size
+
+
+def _train_chunk(
+    configs: Sequence[RunConfig],
+    data: Dataset,
+    plan: Plan,
+    on_epoch: GroupEpochCallback | None,
+) -> list[RunResult]:
+    """One stack; a failure (not a user error) makes ``failed`` results for its configs."""
+    models = [
+        build_initialized_model(c, data.input_shape, data.num_classes, data=data) for c in configs
+    ]
+    members = [Member(c.seed, c.lr, c.momentum, c.weight_decay) for c in configs]
+    hook = None if on_epoch is None else (lambda m, record: on_epoch(configs[m], record))
+    try:
+        results = train_stack(models, data, plan, members, hook)
     except InitlabError:
         raise
     except Exception as exc:  # a run failing must not end the comparison
         tail = traceback.format_exc(limit=3).strip().splitlines()[-1]
-        result = RunResult(config=None, status=FAILED, message=f"{type(exc).__name__}: {tail}")
-    result.config = config
+        message = f"{type(exc).__name__}: {tail}"
+        results = [RunResult(config=None, status=FAILED, message=message) for _ in configs]
+    for config, result in zip(configs, results, strict=True):
+        result.config = config
+    return results
+
+
+def train_model(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    optimizer: str = "sgd",
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    batch_size: int = 32,
+    epochs: int = 5,
+    seed: int = 0,
+    task: str = "auto",
+    device: str = "cpu",
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    track: str | int | Tracker = "off",
+) -> RunResult:
+    """Train one given ``model`` in place (a stack of one), as a user's loop would.
+
+    ``track``: ``"off"``, ``"epoch"``, N steps, or a :class:`~initlab.probe.tracking.Tracker`
+    (its rows are appended to and also returned in ``result.layer_stats``).
+    """
+    tracker = track if isinstance(track, Tracker) else None
+    plan = Plan(
+        task=resolve_task(task, data),
+        optimizer=optimizer,
+        batch_size=batch_size,
+        epochs=epochs,
+        device=resolve_device(device),
+        track=tracker.every if tracker is not None else track,
+    )
+    hook = None if on_epoch is None else (lambda _m, record: on_epoch(record))
+    member = Member(seed, lr, momentum, weight_decay)
+    result = train_stack([model], data, plan, [member], hook, write_back=True)[0]
+    if tracker is not None:
+        tracker.rows.extend(result.layer_stats)
     return result

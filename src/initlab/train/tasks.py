@@ -28,6 +28,7 @@ to classification only (:func:`initlab.train.result.final_status`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -130,3 +131,12 @@ class Meter:
             r2 = torch.where(sst > 0, 1 - self.hits / sst, torch.full_like(sst, math.nan))
             return loss, r2.tolist()
         return (self.loss_sum / n).tolist(), (self.hits / n).tolist()
+
+
+def model_loss(task: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The scalar loss of one model (no model axis): ``loss(out [B, ...], y [B, ...])``."""
+
+    def loss(out: Tensor, y: Tensor) -> Tensor:
+        return losses(task, out.unsqueeze(0), y.unsqueeze(0))[0]
+
+    return loss

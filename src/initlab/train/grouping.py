@@ -1,11 +1,12 @@
-"""Which configs can train together in one batched group.
+"""Which configs can train together in one model stack.
 
 Models train together when they have the same shapes and the same step schedule: the same
-data (dataset, validation size, training limit), the same architecture (an MLP's hidden
-widths, activation, batch norm, dropout, residual), the same batch size, number of epochs,
-optimizer kind and tracking cadence. Everything else — learning rate, momentum, weight
-decay, init, output init, bias policy, residual rule, seed — may differ inside a group:
-those become per-model tensors or per-model initial weights.
+data (dataset, validation size, training limit, task), the same architecture (model,
+model_args, an MLP's hidden widths, activation, batch norm, dropout, residual), the same
+batch size, number of epochs, optimizer kind, precision, device and tracking cadence.
+Everything else — learning rate, momentum, weight decay, init, output init, bias policy,
+residual rule, seed — may differ inside a group: those become per-model tensors or
+per-model initial weights.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from initlab.config import RunConfig
 from initlab.data import canonical_name
 from initlab.errors import InitlabError
 
-BATCHABLE_MODELS = ("mlp",)
 PER_MODEL = (
     "lr", "momentum", "weight_decay", "init", "output_init", "bias", "residual_init", "seed",
 )  # fmt: skip
 """Settings that may differ inside a group (per-model tensors or initial weights)."""
 SHARED = (
-    "dataset", "val_size", "limit_train", "model", "hidden", "activation", "batch_norm",
-    "dropout", "residual", "batch_size", "epochs", "optimizer", "track", "extra",
+    "dataset", "val_size", "limit_train", "task", "model", "model_args", "hidden", "activation",
+    "batch_norm", "dropout", "residual", "batch_size", "epochs", "optimizer", "precision",
+    "device", "track", "extra",
 )  # fmt: skip
 """Settings that must agree inside a group (they make up :func:`group_key`)."""
 _DEFAULTS = {f.name: getattr(RunConfig(), f.name) for f in fields(RunConfig)}
@@ -46,23 +47,24 @@ def _activation(name: str) -> str:
         return str(name)
 
 
-def group_key(config: RunConfig) -> tuple[Hashable, ...] | None:
-    """The fields that must agree for ``config`` to train with others; ``None`` if it cannot
-    be batched (any model but the MLP, or a non-default setting of a :class:`RunConfig` field
-    this engine does not know: use the single engine, ``run_config``).
+def _text(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=repr) if value else ""
 
-    The key is ``(dataset, val_size, limit_train, "mlp", hidden, activation, batch_norm,
-    dropout, residual, batch_size, epochs, optimizer, track, extra)`` with names in their
-    canonical spelling (``fmnist`` and ``fashion-mnist`` agree, so do ``swish`` and ``silu``).
-    """
-    if config.model not in BATCHABLE_MODELS or _unknown_settings(config):
+
+def group_key(config: RunConfig) -> tuple[Hashable, ...] | None:
+    """The fields that must agree for ``config`` to train with others (:data:`SHARED`, names
+    in their canonical spelling: ``fmnist`` and ``fashion-mnist`` agree, so do ``swish``
+    and ``silu``); ``None`` if ``config`` sets a :class:`RunConfig` field this engine does
+    not know (it then trains alone)."""
+    if _unknown_settings(config):
         return None
-    extra = json.dumps(config.extra, sort_keys=True, default=repr) if config.extra else ""
     return (
         _dataset(config.dataset),
         config.val_size,
         config.limit_train,
+        config.task,
         config.model,
+        _text(config.model_args),
         tuple(config.hidden),
         _activation(config.activation),
         bool(config.batch_norm),
@@ -71,8 +73,10 @@ def group_key(config: RunConfig) -> tuple[Hashable, ...] | None:
         int(config.batch_size),
         int(config.epochs),
         config.optimizer,
+        config.precision,
+        config.device,
         config.track,
-        extra,
+        _text(config.extra),
     )
 
 
@@ -88,11 +92,11 @@ def _unknown_settings(config: RunConfig) -> list[str]:
 
 
 def group_configs(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
-    """Split ``configs`` into groups that :func:`~initlab.train.batched.train_group` accepts.
+    """Split ``configs`` into groups that :func:`initlab.train.run.train_configs` accepts.
 
     Groups come in the order of their first member and keep the callers' order inside.
-    A config that cannot be batched (``group_key`` is ``None``) gets a group of its own, so
-    every config appears exactly once; callers send such groups to ``run_config``.
+    A config that cannot be grouped (``group_key`` is ``None``) gets a group of its own, so
+    every config appears exactly once.
     """
     groups: dict[Hashable, list[RunConfig]] = {}
     for i, config in enumerate(configs):
@@ -102,14 +106,13 @@ def group_configs(configs: Sequence[RunConfig]) -> list[list[RunConfig]]:
 
 
 def check_group(configs: Sequence[RunConfig]) -> None:
-    """Raise :class:`InitlabError` unless ``configs`` is a non-empty batchable group."""
+    """Raise :class:`InitlabError` unless ``configs`` is a non-empty group."""
     if not configs:
-        raise InitlabError("train_group needs at least one config")
+        raise InitlabError("train_configs needs at least one config")
     keys = [group_key(c) for c in configs]
-    if keys[0] is None:
+    if len(configs) > 1 and keys[0] is None:
         raise InitlabError(
-            f"model '{configs[0].model}' cannot be trained by the batched engine "
-            "(use initlab.train.run_config)"
+            f"{configs[0].label} sets a setting the engine cannot share; train it alone"
         )
     for config, key in zip(configs, keys, strict=True):
         if key != keys[0]:

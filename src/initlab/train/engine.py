@@ -1,0 +1,287 @@
+"""The training engine: M >= 1 models of one architecture trained together by autograd.
+
+Step ``s`` of epoch ``e``, for all models at once (:class:`StackTrainer`):
+
+1. ``idx[m] = perm_m[s*B : (s+1)*B]`` where ``perm_m = randperm(n, generator=data_m)`` is
+   drawn at the start of epoch ``e`` from model m's own ``"data"`` stream — exactly the batch
+   model m sees when it trains alone (the last partial batch included);
+2. ``x[idx]`` for every model with one ``index_select`` (the data sits on the device once);
+   forward of all models (:class:`~initlab.train.stack.ModelStack`: ``vmap`` of
+   ``functional_call``), under ``torch.autocast`` for ``bf16``;
+3. loss = ``sum_m mean-loss_m`` (:func:`initlab.train.tasks.losses`): each model's gradient
+   is that of its own mean loss; one ``backward()``;
+4. an elementwise update of the stacked tensors with per-model hyperparameters
+   (:class:`~initlab.train.optimizers.StackedOptimizer`).
+
+**Divergence.** A model whose loss becomes NaN/inf is frozen from that step on (its update
+masked to zero, see the optimizer) and reported ``diverged`` with the message
+``loss became non-finite at epoch E, step S`` (S counted from 0 within the epoch); the other
+models continue, unaffected (no operation mixes models). On the CPU the losses are checked
+after every step (a host read costs nothing there); on accelerators every step is masked on
+the device and the host reads the divergence record only every :data:`CHECK_STEPS` steps
+and at epoch ends.
+
+**Randomness.** Dropout masks come from the global RNG, seeded from the first model's
+``"dropout"`` stream and forked (the caller's RNG state is untouched); ``vmap`` with
+``randomness="different"`` gives every model its own, independent masks.
+
+**Time.** The wall time of the stack is shared equally by its models (``train_seconds``,
+each epoch record's ``seconds``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from initlab.probe.tracking import PROBE_SIZE, Tracker
+from initlab.train.device import autocast
+from initlab.train.evaluate import eval_rows, evaluate_stack
+from initlab.train.optimizers import StackedOptimizer
+from initlab.train.result import DIVERGED, RunResult, final_status
+from initlab.train.seeding import derive_seed, make_generator
+from initlab.train.stack import ModelStack, _rng_devices
+from initlab.train.tasks import CLASSIFICATION, Meter, losses, model_loss
+
+CPU = torch.device("cpu")
+CHECK_STEPS = 64
+"""On accelerators, steps between two host reads of the divergence record."""
+TRIAL_ROWS = 2
+
+EpochHook = Callable[[int, dict[str, float]], None]
+"""``on_epoch(m, record)``: called after each epoch of model ``m`` (its index in the stack)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the models of one stack share: the task and the step schedule."""
+
+    task: str = CLASSIFICATION
+    optimizer: str = "sgd"
+    batch_size: int = 32
+    epochs: int = 5
+    device: torch.device = CPU
+    precision: str = "fp32"
+    track: str | int = "off"
+    activations_per_example: int = 0
+
+
+@dataclass(frozen=True)
+class Member:
+    """What one model of the stack has of its own (besides its initial weights)."""
+
+    seed: int = 0
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+class StackTrainer:
+    """The state of one stack while it trains (see the module docstring)."""
+
+    def __init__(self, models: Sequence[nn.Module], data, plan: Plan, members: Sequence[Member]):
+        self.plan, self.members, self.size = plan, list(members), len(models)
+        self.device = plan.device
+        self.stack = ModelStack(models, self.device)
+        self.opt = StackedOptimizer(
+            plan.optimizer,
+            list(self.stack.params.values()),
+            [m.lr for m in members],
+            [m.momentum for m in members],
+            [m.weight_decay for m in members],
+        )
+        self.data = data
+        self.x = data.x_train.to(self.device)
+        self.y = data.y_train.to(self.device)
+        self.n = int(self.x.shape[0])
+        self.steps_per_epoch = math.ceil(self.n / plan.batch_size)
+        self.data_gens = [make_generator(m.seed, "data") for m in members]
+        self.results = [RunResult(config=None, status="running") for _ in members]
+        self.alive = torch.ones(self.size, dtype=torch.bool, device=self.device)
+        self.dead_at = torch.full((self.size,), -1, dtype=torch.long, device=self.device)
+        self.dead: set[int] = set()
+        self.masked = self.device.type != "cpu"
+        self.global_step = 0
+        self.seconds = 0.0
+        self.trackers = self._trackers()
+
+    def _trackers(self) -> list[Tracker] | None:
+        if self.plan.track == "off":
+            return None
+        x, y = self.data.x_train[:PROBE_SIZE], self.data.y_train[:PROBE_SIZE]
+        x, y = x.to(self.device), y.to(self.device)
+        return [Tracker(self.plan.track, x, y, model_loss(self.plan.task)) for _ in self.members]
+
+    def track(self, epoch: int) -> None:
+        """Record the per-layer statistics of every live model now (a real module each)."""
+        if self.trackers is None:
+            return
+        for m, tracker in enumerate(self.trackers):
+            if m not in self.dead:
+                tracker.record(self.stack.materialize(m), epoch, self.global_step)
+
+    def batches(self) -> list[Tensor]:
+        """This epoch's index blocks ``[M, b]``: every model's own permutation, cut in steps."""
+        perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.data_gens])
+        perms = perms.to(self.device)
+        return list(perms.split(self.plan.batch_size, dim=1))
+
+    def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """``x[idx]`` and ``y[idx]`` shaped ``[M, b, ...]`` with one ``index_select`` each."""
+        m, b = idx.shape
+        flat = idx.reshape(-1)
+        x = self.x.index_select(0, flat).view(m, b, *self.x.shape[1:])
+        y = self.y.index_select(0, flat).view(m, b, *self.y.shape[1:])
+        return x, y
+
+    def step(self, idx: Tensor, meter: Meter) -> None:
+        """One optimizer step of every model on its own minibatch ``idx[m]``."""
+        x, y = self.gather(idx)
+        with autocast(self.plan.precision, self.device):
+            out = self.stack.forward(x, train=True)
+            loss = losses(self.plan.task, out, y)
+        self.check(loss)
+        total = torch.where(self.alive, loss, 0.0).sum() if self.masked else loss.sum()
+        self.opt.zero_grad()
+        total.backward()
+        self.opt.step(self.alive if self.masked else None)
+        meter.add(out, y, loss_sum=loss.detach() * y[0].numel())
+        self.global_step += 1
+
+    def check(self, loss: Tensor) -> None:
+        """Freeze models whose loss is not finite (module docstring: when the host looks)."""
+        finite = torch.isfinite(loss.detach())
+        if not self.masked:
+            if bool(finite.all()):
+                return
+            self.masked = True
+        newly = self.alive & ~finite
+        self.dead_at = torch.where(newly, self.global_step, self.dead_at)
+        self.alive &= finite
+        if self.device.type == "cpu" or (self.global_step + 1) % CHECK_STEPS == 0:
+            self.collect_dead()
+
+    def collect_dead(self) -> None:
+        """Read the divergence record; mark newly diverged models in their results."""
+        for m, at in enumerate(self.dead_at.tolist()):
+            if at >= 0 and m not in self.dead:
+                self.dead.add(m)
+                epoch, step = divmod(at, self.steps_per_epoch)
+                self.results[m].status = DIVERGED
+                self.results[
+                    m
+                ].message = f"loss became non-finite at epoch {epoch + 1}, step {step}"
+
+    def train_epoch(self, epoch: int) -> Meter:
+        """One pass over the training data for every model; tracking every N steps."""
+        meter = Meter(self.plan.task, self.size, self.device)
+        every = self.plan.track if self.trackers and self.trackers[0].per_step else 0
+        for idx in self.batches():
+            self.step(idx, meter)
+            if every and self.global_step % every == 0:
+                self.track(epoch)
+            if len(self.dead) == self.size:
+                break
+        self.collect_dead()
+        return meter
+
+    def evaluate(self, split: str) -> tuple[list[float], list[float]]:
+        """Every model's mean loss and score on ``split`` (``"val"`` or ``"test"``)."""
+        x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+        rows = eval_rows(self.size, self.plan.activations_per_example)
+        return evaluate_stack(
+            self.stack, x, y, self.plan.task, precision=self.plan.precision, rows=rows
+        )
+
+    def end_epoch(self, epoch: int, meter: Meter, t0: float, on_epoch: EpochHook | None) -> None:
+        """Validate; append every live model's epoch record; call ``on_epoch`` in order."""
+        train_loss, train_score = meter.result()
+        val_loss, val_score = self.evaluate("val")
+        seconds = (time.perf_counter() - t0) / self.size
+        self.seconds += seconds * self.size
+        for m, result in enumerate(self.results):
+            if m in self.dead:
+                continue
+            record = dict(
+                epoch=epoch,
+                train_loss=train_loss[m],
+                train_accuracy=train_score[m],
+                val_loss=val_loss[m],
+                val_accuracy=val_score[m],
+                seconds=seconds,
+            )
+            result.epochs.append(record)
+            if on_epoch is not None:
+                on_epoch(m, record)
+
+    def finish(self) -> list[RunResult]:
+        """Test the live models; set status, time, per-layer rows and the vmap note."""
+        t0 = time.perf_counter()
+        if len(self.dead) < self.size:
+            test_loss, test_score = self.evaluate("test")
+        self.seconds += time.perf_counter() - t0
+        num_classes = int(getattr(self.data, "num_classes", 0) or 1)
+        for m, result in enumerate(self.results):
+            result.train_seconds = self.seconds / self.size
+            if self.trackers is not None:
+                result.layer_stats = list(self.trackers[m].rows)
+            if self.stack.note:
+                result.message = "; ".join(s for s in (result.message, self.stack.note) if s)
+            if m in self.dead:
+                result.test_loss = result.test_accuracy = math.nan
+                continue
+            result.test_loss, result.test_accuracy = test_loss[m], test_score[m]
+            result.status = final_status(result.test_accuracy, num_classes, self.plan.task)
+        return self.results
+
+    def run(self, on_epoch: EpochHook | None = None) -> list[RunResult]:
+        """Train all epochs (trial step, tracking at step 0, epochs) and test."""
+        seed = derive_seed(self.members[0].seed, "dropout")
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            torch.manual_seed(seed)
+            first = self.x[:TRIAL_ROWS]
+            self.stack.trial(first.expand(self.size, *first.shape))
+            if self.stack.note:
+                warnings.warn(self.stack.note, stacklevel=2)
+            torch.manual_seed(seed)
+            self.track(0)
+            for epoch in range(1, self.plan.epochs + 1):
+                t0 = time.perf_counter()
+                meter = self.train_epoch(epoch)
+                if len(self.dead) == self.size:
+                    break
+                if self.trackers is not None and not self.trackers[0].per_step:
+                    self.track(epoch)
+                self.end_epoch(epoch, meter, t0, on_epoch)
+        return self.finish()
+
+
+def train_stack(
+    models: Sequence[nn.Module],
+    data,
+    plan: Plan,
+    members: Sequence[Member],
+    on_epoch: EpochHook | None = None,
+    *,
+    write_back: bool = False,
+) -> list[RunResult]:
+    """Train ``models`` (same architecture, initialized) together; one result each, in order.
+
+    ``members[m]`` holds model m's seed (data order) and hyperparameters; ``plan`` what they
+    share. The stack trains copies; with ``write_back`` each model gets its final state
+    (a diverged model: its state when it was frozen).
+    """
+    if len(models) != len(members):
+        raise ValueError("train_stack needs one member per model")
+    trainer = StackTrainer(models, data, plan, members)
+    results = trainer.run(on_epoch)
+    if write_back:
+        for m, model in enumerate(models):
+            model.load_state_dict(trainer.stack.state_dict(m))
+    return results

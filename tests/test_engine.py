@@ -1,0 +1,230 @@
+"""The one engine: M models stacked train as each would alone, with per-model everything.
+
+Tolerances: continuous metrics after one epoch agree to ``TOL = 50 eps(float32) sqrt(n)``
+relative (n: training examples, each a summation term of an epoch), and accuracies to two
+examples of the split (a float rounding may flip one argmax near a tie).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.config import RunConfig
+from initlab.data import load
+from initlab.train import run_config, train_configs
+from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.stack import ModelStack
+
+HERE = Path(__file__).resolve()
+EPS = torch.finfo(torch.float32).eps
+BASE = dict(dataset="digits", hidden=(32, 16), epochs=1, batch_size=32, track="off")
+INITS = ("he_normal", "glorot_uniform", "orthogonal", "lecun_normal")
+
+
+class TinyResNet(nn.Module):
+    """conv-BN-ReLU stem, one residual block with BatchNorm2d and a skip, pooled classifier."""
+
+    def __init__(self, width: int = 8, classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width))
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x))
+        branch = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(h)))))
+        h = torch.relu(h + branch)
+        return self.head(h.mean((2, 3)))
+
+
+def tiny_resnet(width: int = 8) -> nn.Module:
+    return TinyResNet(width)
+
+
+class Branchy(nn.Module):
+    """Data-dependent Python control flow: vmap cannot run it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(64, 10), nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        return self.a(x) if float(x.mean()) > 0 else self.b(x)
+
+
+def branchy() -> nn.Module:
+    return Branchy()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits")
+
+
+def tol(n: int) -> float:
+    return 50 * EPS * math.sqrt(n)
+
+
+def assert_close(stacked, alone, data) -> None:
+    """Same status and, within tolerance, the same epoch records and test metrics."""
+    rel = tol(data.num_train)
+    assert stacked.status == alone.status and len(stacked.epochs) == len(alone.epochs)
+    for a, b in zip(stacked.epochs, alone.epochs, strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert a[key] == pytest.approx(b[key], rel=rel, abs=rel), key
+        assert abs(a["train_accuracy"] - b["train_accuracy"]) <= 2 / data.num_train
+        assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 2 / data.num_val
+    assert stacked.test_loss == pytest.approx(alone.test_loss, rel=rel, abs=rel)
+    assert abs(stacked.test_accuracy - alone.test_accuracy) <= 2 / data.num_test
+
+
+def group(lr: float = 0.05, **settings) -> list[RunConfig]:
+    """Four configs differing in init, seed and learning rate (``lr``, 2 lr, 3 lr, 4 lr)."""
+    return [
+        RunConfig(**{**BASE, **settings}, init=init, seed=k, lr=lr * (k + 1))
+        for k, init in enumerate(INITS)
+    ]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(batch_norm=True),
+        dict(model="cnn", batch_norm=True, optimizer="momentum", lr=0.005),
+        dict(model=f"{HERE}:tiny_resnet", model_args={"width": 8}, optimizer="momentum", lr=0.01),
+    ],
+    ids=["mlp-batchnorm", "cnn", "user-resnet"],
+)
+def test_stacked_training_equals_training_alone(digits, settings):
+    """(Small learning rates: with large ones a float rounding grows chaotically, and
+    max-pool ties on digits' many exact zeros can route a gradient differently.)"""
+    configs = group(**settings)
+    stacked = train_configs(configs, digits)
+    assert [r.config for r in stacked] == configs
+    for config, result in zip(configs, stacked, strict=True):
+        assert_close(result, run_config(config, digits), digits)
+    learned = statistics.mean(r.epochs[0]["val_accuracy"] for r in stacked)
+    assert learned > 0.15  # above chance (0.1): the comparison is not of untrained models
+
+
+def test_batch_norm_running_statistics_are_per_model():
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)) for _ in range(2)]
+    stack = ModelStack(models, torch.device("cpu"))
+    x = torch.stack([torch.zeros(16, 4), 10 + torch.randn(16, 4)])
+    stack.forward(x, train=True)
+    mean = stack.buffers["1.running_mean"]
+    for m in range(2):
+        with torch.no_grad():
+            expected = 0.1 * models[m][0](x[m]).mean(0)
+        torch.testing.assert_close(mean[m], expected, rtol=tol(16), atol=tol(16))
+    assert stack.buffers["1.num_batches_tracked"].tolist() == [1, 1]
+
+
+def test_dropout_masks_are_independent_across_models():
+    p, n = 0.5, 4000
+    model = nn.Sequential(nn.Linear(1, 1), nn.Dropout(p))
+    nn.init.ones_(model[0].weight)
+    nn.init.zeros_(model[0].bias)
+    stack = ModelStack([model, model, model], torch.device("cpu"))
+    kept = stack.forward(torch.ones(n, 1), train=True, shared=True).squeeze(-1) != 0  # [3, n]
+    sd = math.sqrt(p * (1 - p) / n)
+    for m in range(3):
+        assert abs(kept[m].float().mean() - (1 - p)) < 5 * sd
+    for a, b in [(0, 1), (0, 2), (1, 2)]:  # independent: P(both kept) = (1 - p)^2
+        both = (kept[a] & kept[b]).float().mean()
+        assert abs(both - (1 - p) ** 2) < 5 * math.sqrt((1 - p) ** 2 * (1 - (1 - p) ** 2) / n)
+
+
+def test_dropout_results_agree_in_distribution(digits):
+    configs = [RunConfig(**BASE, dropout=0.3, lr=0.1, seed=s) for s in range(6)]
+    stacked = [r.epochs[0]["val_loss"] for r in train_configs(configs, digits)]
+    alone = [run_config(c, digits).epochs[0]["val_loss"] for c in configs]
+    spread = math.sqrt((statistics.variance(stacked) + statistics.variance(alone)) / 6)
+    assert abs(statistics.mean(stacked) - statistics.mean(alone)) < 4 * spread + tol(1077)
+
+
+def test_divergence_freezes_one_model_and_leaves_the_others_unchanged(digits):
+    good = group()[:3]
+    bad = RunConfig(**BASE, init="random_normal(stddev=5.0)", lr=1e8, seed=9)
+    together = train_configs([good[0], bad, good[1], good[2]], digits)
+    assert together[1].status == "diverged"
+    assert together[1].message.startswith("loss became non-finite at epoch 1, step ")
+    assert math.isnan(together[1].test_accuracy) and together[1].epochs == []
+    for result, alone in zip(
+        [together[0], *together[2:]], train_configs(good, digits), strict=True
+    ):
+        assert_close(result, alone, digits)
+
+
+def plain_mlp(hidden: int = 16) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+
+def test_a_model_with_learning_rate_zero_keeps_its_weights(digits):
+    torch.manual_seed(0)
+    models = [plain_mlp() for _ in range(3)]
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
+    members = [Member(seed=0, lr=0.1), Member(seed=1, lr=0.0), Member(seed=2, lr=0.1)]
+    for kind in ("momentum", "adamw"):
+        train_stack(models, digits, Plan(optimizer=kind, epochs=1), members, write_back=True)
+        for key, value in models[1].state_dict().items():
+            assert torch.equal(value, before[1][key]), (kind, key)
+        assert not torch.equal(models[0][1].weight, before[0]["1.weight"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("sgd", lambda p, lr, mu, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd)),
+        ("momentum", lambda p, lr, mu, wd: torch.optim.SGD(p, lr=lr, momentum=mu, weight_decay=wd)),
+        ("adam", lambda p, lr, mu, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd)),
+        ("adamw", lambda p, lr, mu, wd: torch.optim.AdamW(p, lr=lr, weight_decay=wd)),
+    ],
+)
+def test_stacked_optimizers_match_torch_optim(kind, make):
+    from initlab.train.optimizers import StackedOptimizer, effective_weight_decay
+
+    gen = torch.Generator().manual_seed(0)
+    lrs, mus, wds = [0.1, 0.01, 0.05], [0.9, 0.5, 0.0], [0.0, 0.01, 0.1]
+    stacked = [torch.randn(3, 5, 4, generator=gen), torch.randn(3, 4, generator=gen)]
+    stacked = [t.requires_grad_(True) for t in stacked]
+    alone = [[t[m].detach().clone().requires_grad_(True) for t in stacked] for m in range(3)]
+    opt = StackedOptimizer(kind, stacked, lrs, mus, wds)
+    refs = [make(alone[m], lrs[m], mus[m], effective_weight_decay(kind, wds[m])) for m in range(3)]
+    for _ in range(4):
+        grads = [torch.randn(t.shape, generator=gen) for t in stacked]
+        for t, g in zip(stacked, grads, strict=True):
+            t.grad = g.clone()
+        opt.step()
+        for m in range(3):
+            for t, g in zip(alone[m], grads, strict=True):
+                t.grad = g[m].clone()
+            refs[m].step()
+    for m in range(3):
+        for t, ref in zip(stacked, alone[m], strict=True):
+            torch.testing.assert_close(t[m].detach(), ref.detach(), rtol=tol(20), atol=tol(20))
+
+
+def test_a_model_vmap_cannot_run_falls_back_with_a_note(digits):
+    configs = [RunConfig(**BASE, model=f"{HERE}:branchy", lr=0.2, seed=k) for k in range(2)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = train_configs(configs, digits)
+    assert any("one at a time" in str(w.message) for w in caught)
+    for config, result in zip(configs, results, strict=True):
+        assert (
+            result.status == "ok" and "one at a time (torch.func.vmap cannot run" in result.message
+        )
+        assert_close(result, run_config(config, digits), digits)

@@ -1,0 +1,162 @@
+"""Tasks beyond classification, devices, and the one-line errors of preflight."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.config import RunConfig
+from initlab.data import load
+from initlab.errors import InitlabError
+from initlab.train import run_config, train_configs
+from initlab.train.device import check_precision, resolve_device
+from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.preflight import preflight
+
+HERE = Path(__file__).resolve()
+BASE = dict(dataset="digits", hidden=(16,), epochs=1, batch_size=32, track="off")
+
+
+def tensors(x_all, y_all, task, num_classes):
+    """A dataset-like object with the data contract (train/val/test, task, num_classes)."""
+    n = len(x_all)
+    a, b = n * 3 // 5, n * 4 // 5
+    return SimpleNamespace(
+        x_train=x_all[:a], y_train=y_all[:a], x_val=x_all[a:b], y_val=y_all[a:b],
+        x_test=x_all[b:], y_test=y_all[b:], num_classes=num_classes, task=task,
+        input_shape=tuple(x_all.shape[1:]),
+    )  # fmt: skip
+
+
+def test_regression_trains_and_reports_r2():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 5, generator=gen)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.1 * torch.randn(1000, generator=gen)
+    data = tensors(x, y, "regression", 1)
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 1)) for _ in range(2)]
+    plan = Plan(task="regression", optimizer="adam", epochs=4, batch_size=32)
+    results = train_stack(models, data, plan, [Member(seed=s, lr=1e-2) for s in range(2)])
+    for r in results:
+        assert r.status == "ok"
+        assert r.epochs[-1]["train_loss"] < 0.2 * r.epochs[0]["train_loss"]
+        assert r.test_accuracy > 0.9  # R², noise variance 0.01 of ~14.25
+
+
+class Copier(nn.Module):
+    """Token ids [B, T] -> logits [B, T, V]: an embedding and a linear read-out."""
+
+    def __init__(self, vocab: int = 7) -> None:
+        super().__init__()
+        self.embed, self.out = nn.Embedding(vocab, 16), nn.Linear(16, vocab)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.embed(x)))
+
+
+def test_sequence_task_trains_to_copy_tokens():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 7, (800, 6), generator=gen)
+    data = tensors(x, x.clone(), "sequence", 7)
+    torch.manual_seed(0)
+    plan = Plan(task="sequence", optimizer="adam", epochs=3, batch_size=32)
+    results = train_stack(
+        [Copier(), Copier()], data, plan, [Member(seed=s, lr=1e-2) for s in (0, 1)]
+    )
+    for r in results:
+        assert r.epochs[-1]["train_loss"] < 0.5 * r.epochs[0]["train_loss"]
+        assert r.test_accuracy > 0.95 and r.status == "ok"  # token accuracy; never "stuck"
+
+
+def test_unknown_or_missing_devices_are_one_line_errors():
+    with pytest.raises(InitlabError, match="unknown device 'gpu'") as info:
+        resolve_device("gpu")
+    assert "\n" not in str(info.value)
+    if not torch.cuda.is_available():
+        with pytest.raises(InitlabError, match=r"CUDA is not available.*use --device cpu") as info:
+            resolve_device("cuda:0")
+        assert "\n" not in str(info.value)
+    assert resolve_device("cpu") == torch.device("cpu")
+    check_precision("bf16", torch.device("cpu"))  # bf16 autocast runs on every CPU
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_it_fails_before_training():
+    with pytest.raises(InitlabError, match="--device cuda"):
+        run_config(RunConfig(**BASE, device="cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_matches_the_cpu():
+    data = load("digits")
+    configs = [RunConfig(**BASE, batch_norm=True, seed=s, lr=0.05) for s in range(3)]
+    cpu = train_configs(configs, data)
+    gpu = train_configs([c.replace(device="cuda") for c in configs], data)
+    for a, b in zip(cpu, gpu, strict=True):
+        assert b.status == "ok"
+        assert a.epochs[0]["train_loss"] == pytest.approx(b.epochs[0]["train_loss"], rel=1e-3)
+    bf16 = train_configs([c.replace(device="cuda", precision="bf16") for c in configs], data)
+    assert all(r.status == "ok" and r.test_accuracy > 0.5 for r in bf16)
+
+
+def test_bf16_trains_on_the_cpu():
+    config = RunConfig(**{**BASE, "epochs": 2}, precision="bf16", lr=0.1)
+    result = run_config(config, load("digits"))
+    assert result.status == "ok" and result.test_accuracy > 0.5
+
+
+def raises() -> nn.Module:
+    raise RuntimeError("out of coffee")
+
+
+def needs_width(width: int) -> nn.Module:
+    return nn.Linear(width, 10)
+
+
+def not_a_module() -> str:
+    return "a string"
+
+
+def five_classes() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+
+
+def wrong_input() -> nn.Module:
+    return nn.Linear(10, 10)  # digits are [1, 8, 8]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(model=f"{HERE}:raises"), "the factory raised RuntimeError: out of coffee"),
+        (dict(model=f"{HERE}:needs_width"), "cannot be called with model_args"),
+        (dict(model=f"{HERE}:not_a_module"), "returned a str, not a torch.nn.Module"),
+        (dict(model=f"{HERE}:five_classes"), "outputs 5 classes but the labels need 10"),
+        (dict(model=f"{HERE}:wrong_input"), r"data examples have shape \[1, 8, 8\] but the model"),
+        (dict(batch_size=5000), "fewer than one batch of 5000"),
+        (dict(device="tpu"), "'tpu'"),
+        (dict(task="regression"), "regression outputs per example"),
+        (dict(task="sequence"), "sequence tasks need outputs"),
+    ],
+)
+def test_preflight_errors_are_one_line_each(change, message):
+    data = load("digits")
+    with pytest.raises(InitlabError, match=message) as info:
+        preflight(RunConfig(**{**BASE, **change}), data)
+    assert "\n" not in str(info.value)
+
+
+def test_preflight_finds_nan_inputs_and_stops_before_training():
+    data = load("digits")
+    x = data.x_train.clone()
+    x[3, 0, 2, 2] = math.nan
+    broken = dataclasses.replace(data, x_train=x)
+    with pytest.raises(InitlabError, match="train inputs contain 1 NaN/inf"):
+        run_config(RunConfig(**BASE), broken)
+    preflight(RunConfig(**BASE), data)  # the clean data passes
