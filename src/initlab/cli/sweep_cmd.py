@@ -69,7 +69,7 @@ def sweep(
     configs = expand(spec, max_runs)
     estimate.check_buildable(configs)
     for line in memory_warnings(configs):
-        err.print(line, markup=False, highlight=False)
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
     title = f"{spec.name}: test accuracy by {' / '.join(spec.group_by)}"
     run_checked(spec, configs, target, title=title, ctx=ctx, console=out, err=err)
 
@@ -87,8 +87,7 @@ def _dry_run(spec: Spec, target: Path, workers: int | None, calibrate: bool, max
     print_frame(shown, out, title=f"{spec.name}: {plan.total:,} runs")
     if plan.total > len(shown):
         out.print(f"... {plan.total - len(shown):,} more runs not shown")
-    print_frame(plan.models, out, title="one model of each kind: size and memory (MB) to train")
-    for line in plan.lines:
-        out.print(line, markup=False, highlight=False)
+    for line in [*plan.models, *plan.lines]:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     for line in plan.warnings:
-        err.print(line, markup=False, highlight=False)
+        err.print(line, markup=False, highlight=False, soft_wrap=True)

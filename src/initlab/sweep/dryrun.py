@@ -41,7 +41,7 @@ class DryRun:
 
     total: int
     table: pd.DataFrame
-    models: pd.DataFrame
+    models: list[str]
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -72,7 +72,7 @@ def dry_run(
         if rates
         else "documented constants; --calibrate measures this machine"
     )
-    models = estimate.model_table(itertools.chain(runs, sample))
+    models = model_lines(estimate.model_table(itertools.chain(runs, sample)))
     warnings = memory_warnings(itertools.chain(runs, sample))
     result = DryRun(total, table, models, warnings=warnings)
     if exact:
@@ -113,6 +113,34 @@ def _sampled_lines(spec, total: int, sample, max_runs: int, source: str) -> list
             f"{duration(sums['seconds'])} on one core ({source})"
         )
     return lines
+
+
+def model_lines(table: pd.DataFrame) -> list[str]:
+    """One line per model: ``mlp 300-100 (batch 32, sgd): 266,610 parameters; training
+    memory 4.3 MB = 2.1 MB weights, gradients and optimizer state + 2.1 MB activations;
+    0.96 GFLOP per epoch``."""
+    lines = []
+    for row in table.to_dict("records"):
+        head = f"{row['model']} (batch {row['batch']}, {row['optimizer']})"
+        if pd.isna(row.get("params")):
+            lines.append(f"{head}: {row.get('note')}")
+            continue
+        text = f"{head}: {row['params']:,.0f} parameters"
+        if not pd.isna(row["memory"]):
+            text += (
+                f"; training memory {_mb(row['memory'])} = {_mb(row['weights'])} weights, "
+                f"gradients and optimizer state + {_mb(row['activations'])} activations"
+            )
+        if not pd.isna(row["GFLOP/epoch"]):
+            text += f"; {row['GFLOP/epoch']:.3g} GFLOP per epoch"
+        lines.append(text if not row.get("note") else f"{text} ({row['note']})")
+    return lines
+
+
+def _mb(megabytes: float) -> str:
+    if megabytes >= 1000:
+        return f"{megabytes / 1000:.3g} GB"
+    return f"{megabytes:.3g} MB"
 
 
 def duration(seconds: float) -> str:

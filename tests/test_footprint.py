@@ -1,0 +1,139 @@
+"""Model sizes and training memory, computed without allocating the model: arithmetic for
+MLPs, the meta device for the CNN and user factories; the too-big warning and refusal."""
+
+import math
+import tracemalloc
+
+import pytest
+import torch
+
+from initlab.cli import main
+from initlab.config import RunConfig
+from initlab.errors import InitlabError
+from initlab.models import build_model
+from initlab.sweep import estimate, footprint
+from initlab.sweep.footprint import memory_warnings, profile, run_bytes
+
+GB = 10**9
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"hidden": (16, 8)},
+        {"hidden": (16, 16), "batch_norm": True, "dropout": 0.2, "residual": True},
+        {"hidden": ()},
+        {"model": "cnn", "batch_norm": True},
+    ],
+)
+def test_sizes_equal_those_of_the_real_model(settings):
+    config = RunConfig(dataset="digits", **settings)
+    model = build_model(
+        config.model,
+        (1, 8, 8),
+        10,
+        hidden=config.hidden,
+        batch_norm=config.batch_norm,
+        dropout=config.dropout,
+        residual=config.residual,
+    )
+    macs = 0
+
+    def count(module, inputs, output):
+        nonlocal macs
+        if isinstance(module, torch.nn.Linear):
+            macs += module.in_features * module.out_features
+        elif isinstance(module, torch.nn.Conv2d):
+            macs += output[0].numel() * module.in_channels * math.prod(module.kernel_size)
+
+    for module in model.modules():
+        module.register_forward_hook(count)
+    model.eval()(torch.zeros(1, 1, 8, 8))
+    size = profile(config)
+    assert size.parameters == sum(p.numel() for p in model.parameters())
+    assert size.macs == macs and size.activations > 64
+
+
+def test_memory_formula_counts_weights_gradients_optimizer_state_and_activations():
+    sgd = RunConfig(dataset="digits", hidden=(16,), batch_size=10)
+    size = profile(sgd)
+    activations = 64 + 2 * 16 + 2 * 10  # input, linear + activation outputs, logits + grad
+    assert size.activations == activations
+    assert run_bytes(sgd, size) == 4 * size.parameters * 2 + 4 * 10 * activations
+    adam = sgd.replace(optimizer="adam")
+    assert run_bytes(adam, size) - run_bytes(sgd, size) == 8 * size.parameters
+    bf16 = sgd.replace(precision="bf16")
+    assert run_bytes(sgd, size) - run_bytes(bf16, size) == 2 * 10 * activations
+
+
+def test_a_hundred_million_wide_layer_is_sized_and_warned_about_without_allocating(
+    monkeypatch,
+):
+    monkeypatch.setattr(footprint, "machine_memory", lambda device="auto": (16 * GB, "RAM"))
+    config = RunConfig(hidden=(100_000_000,), epochs=1)  # fashion-mnist: 784 inputs
+    tracemalloc.start()
+    try:
+        lines = memory_warnings([config, config.replace(seed=1)])
+        estimate.check_buildable([config])
+        cost = estimate.run_cost(config)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, f"peak {peak / 1e6:.0f} MB"  # the weights alone would be 318 GB
+    assert profile(config).parameters == 784 * 10**8 + 10**8 + 10**9 + 10
+    assert len(lines) == 1 and lines[0].startswith("warning: one model of run he_normal")
+    assert "needs about 662 GB to train" in lines[0] and "16 GB of RAM: it will not fit" in lines[0]
+    assert cost.flops > 1e16
+    assert memory_warnings([RunConfig(hidden=(100,))]) == []
+
+
+def test_a_model_beyond_any_machine_is_refused():
+    config = RunConfig(hidden=(10**7, 10**7))
+    with pytest.raises(InitlabError, match=r"has 1e\+14 parameters, more than 1e\+12"):
+        estimate.check_buildable([config])
+
+
+def test_dry_run_shows_model_sizes_and_the_warning(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(footprint, "machine_memory", lambda device="auto": (16 * GB, "RAM"))
+    path = tmp_path / "big.toml"
+    path.write_text('[fixed]\nhidden = [100000000]\n[sweep]\ninit = ["he_normal", "zeros"]\n')
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert (
+        "mlp 100000000 (batch 32, sgd): 79,500,000,010 parameters; training memory 662 GB "
+        "= 636 GB weights, gradients and optimizer state + 25.6 GB activations" in captured.out
+    )
+    warnings = captured.err.strip().splitlines()
+    assert len(warnings) == 1 and "it will not fit" in warnings[0]
+
+
+FACTORIES = """
+import torch
+from torch import nn
+
+def build(width=8):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+
+def eager(width=8):
+    model = build(width)
+    assert model[1].weight.sum().item() == model[1].weight.sum().item()  # needs real data
+    return model
+"""
+
+
+def test_user_factories_are_sized_on_the_meta_device_or_skipped_with_a_note(tmp_path):
+    (tmp_path / "factories.py").write_text(FACTORIES)
+    spec = f"{tmp_path / 'factories.py'}:build"
+    config = RunConfig(dataset="digits", model=spec, model_args={"width": 32})
+    size = profile(config)
+    assert size.parameters == 64 * 32 + 32 + 32 * 10 + 10 and size.macs == 64 * 32 + 32 * 10
+    eager = config.replace(model=f"{tmp_path / 'factories.py'}:eager")
+    with pytest.raises(footprint.NoEstimate, match="cannot be built on the meta device"):
+        profile(eager)
+    estimate.check_buildable([eager])  # the sweep's preflight builds it for real
+    table = estimate.model_table([config, eager])
+    assert table["params"].tolist()[0] == size.parameters and math.isnan(table["params"][1])
+    assert "meta device" in table["note"][1]
+    assert estimate.run_cost(eager) is None
+    unknown_data = config.replace(dataset="data.npz")
+    assert profile(unknown_data).macs is None and estimate.run_cost(unknown_data) is None
