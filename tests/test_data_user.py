@@ -85,6 +85,10 @@ def raises():
     raise RuntimeError("disk on fire")
 
 
+def exits():
+    raise SystemExit(3)
+
+
 def three():
     return 1, 2, 3
 
@@ -218,6 +222,7 @@ def test_same_spec_twice_is_one_load(spec):
     assert second.x_train is first.x_train and second.y_test is first.y_test
     other = load(spec("tensors"), val_size=30)  # new split, same arrays: not called again
     assert other.num_val == 30
+    assert load(spec("tensors"), task="classification").num_val == 20
     assert load_callable(spec("tensors"), "--data").__globals__["CALLS"] == [1]
 
 
@@ -261,6 +266,7 @@ def one_line_error(match: str, spec: str, **kwargs) -> str:
 
 def test_function_errors(spec, tmp_path: Path):
     one_line_error("calling it failed: RuntimeError: disk on fire", spec("raises"))
+    one_line_error("calling it failed: SystemExit: 3", spec("exits"))
     message = one_line_error("returned a tuple of 3 items; expected", spec("three"))
     assert "(x_train, y_train, x_test, y_test)" in message
     one_line_error("returned a str", spec("text"))
@@ -284,6 +290,11 @@ def test_file_errors(tmp_path: Path):
     one_line_error("holds a list; expected a dict", str(tmp_path / "list.pt"))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     one_line_error("cannot read it", str(tmp_path / "junk.npz"))
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    one_line_error("cannot read it", str(tmp_path / "junk.pt"))
+    arrays = {"x_train": x.numpy(), "y_train": y.numpy(), "x_test": x_test, "y_test": y_test}
+    torch.save(arrays, tmp_path / "numpy.pt")  # numpy arrays: refused by weights_only=True
+    one_line_error("numpy arrays.*use an .npz file", str(tmp_path / "numpy.pt"))
 
 
 def write(tmp_path: Path, **changes) -> str:

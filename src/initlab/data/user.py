@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import zipfile
+import pickle
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,7 @@ def clear_cache() -> None:
     """Forget every user dataset loaded in this process."""
     _split.cache_clear()
     _prepared.cache_clear()
+    _read.cache_clear()
 
 
 @functools.lru_cache(maxsize=8)
@@ -108,10 +109,15 @@ def _split(
 
 @functools.lru_cache(maxsize=4)
 def _prepared(key: tuple[str, str, str], task: str) -> Prepared:
-    """Read, check and convert ``key``'s data once per process (per task)."""
-    spec = key[0]
-    with _prefixed(spec):
-        return prepare(read(spec), task)
+    """Check and convert ``key``'s data once per process (per task)."""
+    with _prefixed(key[0]):
+        return prepare(_read(key), task)
+
+
+@functools.lru_cache(maxsize=4)
+def _read(key: tuple[str, str, str]) -> Raw:
+    """Run the function or read the file behind ``key`` once per process."""
+    return read(key[0])
 
 
 @contextlib.contextmanager
@@ -134,7 +140,7 @@ def read(spec: str) -> Raw:
     try:
         with preserved_global_rng(), torch.random.fork_rng(devices=[]):
             value = function()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise InitlabError(f"--data {spec}: calling it failed: {_short(exc)}") from None
     return from_returned(value, spec)
 
@@ -149,7 +155,13 @@ def read_file(path: Path) -> Raw:
                 content: Any = {name: archive[name] for name in archive.files}
         else:
             content = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, ValueError, zipfile.BadZipFile, RuntimeError, EOFError) as exc:
+    except pickle.UnpicklingError:  # torch.load refuses what is not tensors and containers
+        raise InitlabError(
+            f"--data {path}: torch.load(weights_only=True) cannot read it: it holds objects "
+            "other than tensors, numbers and dicts/lists (numpy arrays?); save tensors "
+            "(torch.from_numpy) or use an .npz file"
+        ) from None
+    except Exception as exc:  # a corrupt or truncated file
         how = "numpy.load" if path.suffix.lower() == ".npz" else "torch.load(weights_only=True)"
         raise InitlabError(f"--data {path}: {how} cannot read it: {_short(exc)}") from None
     if not isinstance(content, Mapping):
