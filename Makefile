@@ -9,7 +9,9 @@ TORCH_PIN ?= torch==2.13.0
 
 .PHONY: install install-ray demo test test-slow lint data bench clean
 
-$(STAMP): pyproject.toml
+# `pip install -e .` also compiles src/initlab/_mkl_intel_cpu_true.c in place (setup.py; optional:
+# without a C compiler the install succeeds and initlab.mkl_dispatch says `not built`).
+$(STAMP): pyproject.toml setup.py src/initlab/_mkl_intel_cpu_true.c
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_PIN)
 	$(PY) -m pip install -q -e '.[dev]'

@@ -4,14 +4,19 @@ The fast suite trains tiny models: one torch thread per process is faster than t
 threads only contend, badly so when pytest-xdist runs two workers on two cores), so every
 test runs with one thread, except the slow end-to-end tests on real data, which get two.
 
-initlab is imported before torch, as the ``initlab`` command does, so the tests run with the
-BLAS kernels users get (``initlab.mkl_dispatch``).
+The MKL override is enabled before torch is imported, as the ``initlab`` command does for
+itself and its workers, so the tests run on the BLAS kernels command-line users get (MKL's
+AVX-512 kernels on AMD CPUs that have them; elsewhere it does nothing: ``initlab.mkl_dispatch``).
+``import initlab`` alone would not: it has no side effects.
 """
 
-import initlab  # noqa: F401  # isort: skip  (before torch: initlab.mkl_dispatch)
-import matplotlib
-import pytest
-import torch
+from initlab import mkl_dispatch  # isort: skip
+
+mkl_dispatch.enable()  # before anything imports torch
+
+import matplotlib  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 matplotlib.use("Agg")
 torch.set_num_threads(1)

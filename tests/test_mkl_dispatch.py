@@ -1,27 +1,96 @@
-"""initlab.mkl_dispatch: when the MKL override applies, that it builds and loads safely, that
-every failure turns it off with a reason, and that it takes effect."""
+"""initlab.mkl_dispatch: ``import initlab`` loads nothing; the override is built at install,
+applied by the ``initlab`` command and its workers (and by an explicit ``enable()``), switched
+off on request, and every failure leaves it off with a reason instead of raising."""
 
 from __future__ import annotations
 
 import ctypes
+import importlib
+import importlib.metadata
 import multiprocessing as mp
 import os
 import platform
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+import types
 
 import pytest
 
+import initlab
 from initlab import mkl_dispatch
+from initlab.cli import apply_mkl_dispatch
 
 AVX512_AMD = ("AuthenticAMD", frozenset({"avx2", "avx512f"}))
 WHERE = {"system": "Linux", "machine": "x86_64", "cpu": AVX512_AMD}
+LINUX_X86 = platform.system() == "Linux" and platform.machine() == "x86_64"
 
 
 def skip_reason(environ=None, modules=None, **overrides) -> str | None:
     return mkl_dispatch.reason_to_skip(environ or {}, modules or {}, **{**WHERE, **overrides})
+
+
+def avx512_amd() -> bool:
+    vendor, flags = mkl_dispatch.read_cpuinfo()
+    return LINUX_X86 and vendor == "AuthenticAMD" and "avx512f" in flags
+
+
+qualifies = pytest.mark.skipif(
+    not (avx512_amd() and mkl_dispatch.library_path()),
+    reason="needs an AMD CPU with AVX-512 and the override built at install",
+)
+
+
+def python(code: str, *args: str, **env: str) -> str:
+    """stdout of a fresh Python running ``code`` (the environment plus ``env``)."""
+    environ = {k: v for k, v in os.environ.items() if k != mkl_dispatch.ENV_VAR}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+# -- import initlab has no side effects ------------------------------------------------------
+
+
+def test_import_initlab_imports_no_torch_and_loads_no_library():
+    out = python(
+        "import initlab, sys\n"
+        "maps = open('/proc/self/maps').read() if sys.platform == 'linux' else ''\n"
+        "print('torch' in sys.modules, '_mkl_intel_cpu_true' in maps)\n"
+        "print(initlab.mkl_dispatch.status())"
+    )
+    flags, status = out.strip().splitlines()
+    assert flags == "False False"
+    assert status.startswith("not attempted")
+
+
+def test_the_console_script_target_imports_no_torch():
+    (entry,) = importlib.metadata.entry_points(group="console_scripts", name="initlab")
+    module, _, function = entry.value.partition(":")
+    out = python(
+        f"import sys, {module}; print('torch' in sys.modules, callable({module}.{function}))"
+    )
+    assert out.split() == ["False", "True"], f"{entry.value} imports torch"
+
+
+def test_public_names_load_on_first_use():
+    importlib.import_module("initlab.compare")  # the submodule must not shadow the function
+    from initlab import compare
+
+    assert initlab.compare is compare and callable(compare)
+    assert initlab.RunConfig.__name__ == "RunConfig" and initlab.mkl_dispatch is mkl_dispatch
+    assert set(initlab.__all__) <= set(dir(initlab)) and "__version__" in dir(initlab)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        _ = initlab.no_such_name
+
+
+# -- when it applies ------------------------------------------------------------------------
 
 
 def test_applies_on_linux_amd_with_avx512_before_torch():
@@ -48,7 +117,7 @@ def test_not_applied_where_mkl_already_chooses_well():
 
 def test_too_late_once_torch_is_imported():
     reason = skip_reason(modules={"torch": object()})
-    assert reason.startswith("inactive") and "import initlab first" in reason
+    assert reason.startswith("inactive") and "enable() (call it first)" in reason
 
 
 def test_read_cpuinfo_takes_the_first_cpu(tmp_path):
@@ -61,143 +130,133 @@ def test_read_cpuinfo_takes_the_first_cpu(tmp_path):
     assert mkl_dispatch.read_cpuinfo(str(tmp_path / "missing")) == ("", frozenset())
 
 
-def test_cache_dir_follows_xdg_and_refuses_relative_paths(tmp_path):
-    assert mkl_dispatch.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "initlab"
-    assert mkl_dispatch.cache_dir({"XDG_CACHE_HOME": "relative/cache"}) is None
+# -- the library, built at install ----------------------------------------------------------
 
 
-needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+@pytest.mark.skipif(not LINUX_X86 or shutil.which("cc") is None, reason="built on Linux x86-64")
+def test_the_install_built_the_library_and_it_answers_intel():
+    path = mkl_dispatch.library_path()
+    assert path is not None, "reinstall with `pip install -e .`: setup.py builds it"
+    assert ctypes.CDLL(path).mkl_serv_intel_cpu_true() == 1
+    assert isinstance(importlib.import_module(mkl_dispatch.EXTENSION), types.ModuleType)
 
 
-@needs_cc
-def test_compiled_library_answers_that_the_cpu_is_intel_and_is_reused(tmp_path, monkeypatch):
-    library = mkl_dispatch.compile_library(tmp_path)
-    assert library == tmp_path / mkl_dispatch.LIBRARY_NAME and mkl_dispatch.trustworthy(library)
-    assert ctypes.CDLL(str(library)).mkl_serv_intel_cpu_true() == 1
-    assert [p.name for p in tmp_path.iterdir()] == [mkl_dispatch.LIBRARY_NAME]  # no leftovers
-    monkeypatch.setattr(mkl_dispatch, "compile_library", lambda d: pytest.fail("rebuilt"))
-    assert mkl_dispatch.load_from_cache(tmp_path).startswith("on")
+# -- every failure leaves it off, with a reason, and never raises ---------------------------
 
 
-def _compile_into(directory: str) -> str:
-    return str(mkl_dispatch.compile_library(Path(directory)))
-
-
-@needs_cc
-def test_processes_compiling_at_once_all_get_a_working_library(tmp_path):
-    with mp.get_context("spawn").Pool(4) as pool:
-        paths = pool.map(_compile_into, [str(tmp_path)] * 4)
-    assert set(paths) == {str(tmp_path / mkl_dispatch.LIBRARY_NAME)}
-    assert ctypes.CDLL(paths[0]).mkl_serv_intel_cpu_true() == 1
-    assert [p.name for p in tmp_path.iterdir()] == [mkl_dispatch.LIBRARY_NAME]
-
-
-@needs_cc
-def test_a_file_others_can_write_is_never_loaded(tmp_path, monkeypatch):
-    cache = tmp_path / "initlab"
-    mkl_dispatch.compile_library(cache)
-    (cache / mkl_dispatch.LIBRARY_NAME).chmod(0o777)  # as if planted or tampered with
-    with pytest.raises(OSError, match="writable by others"):
-        mkl_dispatch.load_from_cache(cache)
-    monkeypatch.setattr(mkl_dispatch, "load_private_copy", lambda: "on: private copy")
-    assert mkl_dispatch.load_override({"XDG_CACHE_HOME": str(tmp_path)}) == "on: private copy"
-
-
-@needs_cc
-def test_a_damaged_cached_library_is_rebuilt(tmp_path):
-    (tmp_path / mkl_dispatch.LIBRARY_NAME).write_bytes(b"not an ELF file")
-    (tmp_path / mkl_dispatch.LIBRARY_NAME).chmod(0o755)
-    assert mkl_dispatch.load_from_cache(tmp_path).startswith("on")
-    assert ctypes.CDLL(str(tmp_path / mkl_dispatch.LIBRARY_NAME)).mkl_serv_intel_cpu_true() == 1
-
-
-@needs_cc
-def test_an_unwritable_cache_falls_back_to_a_private_copy(tmp_path):
-    blocked = tmp_path / "file"
-    blocked.write_text("not a directory")  # the cache dir would have to be created inside it
-    status = mkl_dispatch.load_override({"XDG_CACHE_HOME": str(blocked)})
-    assert status.startswith("on") and "built privately" in status
-
-
-def test_without_a_compiler_nothing_is_built(tmp_path, monkeypatch):
-    monkeypatch.setattr(mkl_dispatch.shutil, "which", lambda name: None)
-    assert mkl_dispatch.compile_library(tmp_path) is None
-    status = mkl_dispatch.load_override({"XDG_CACHE_HOME": str(tmp_path)})
-    assert status.startswith("off") and "no C compiler" in status
-
-
-def test_a_failing_compiler_is_reported_with_its_message(tmp_path, monkeypatch):
-    fake = tmp_path / "cc"
-    fake.write_text("#!/bin/sh\necho 'cc: fatal error: no space left' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    monkeypatch.setattr(mkl_dispatch.shutil, "which", lambda name: str(fake))
-    with pytest.raises(OSError, match="no space left"):
-        mkl_dispatch.compile_library(tmp_path / "cache")
-
-
-@pytest.mark.parametrize("failure", ["build", "load", "anything"])
-def test_enable_never_raises(monkeypatch, tmp_path, failure):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty cache: it must build
+@pytest.fixture
+def fresh(monkeypatch):
+    """A process that has not tried yet, on a CPU that qualifies, before torch."""
     monkeypatch.setattr(mkl_dispatch, "_status", "not attempted")
     monkeypatch.setattr(mkl_dispatch, "reason_to_skip", lambda *args: None)
+    return monkeypatch
 
-    def broken(*args, **kwargs):
-        raise {"build": OSError, "load": OSError, "anything": RuntimeError}[failure](failure)
 
-    target = {"build": "compile_library", "load": "load_from_cache", "anything": "load_override"}
-    monkeypatch.setattr(mkl_dispatch, target[failure], broken)
-    if failure == "load":
-        monkeypatch.setattr(mkl_dispatch, "load_private_copy", broken)
+def test_not_built_says_so(fresh):
+    fresh.setattr(mkl_dispatch.importlib.util, "find_spec", lambda name: None)
+    assert mkl_dispatch.enable() == mkl_dispatch.NOT_BUILT
+    assert "not built: no C compiler at install" in mkl_dispatch.status()
+
+
+@pytest.mark.parametrize("error", [ImportError, ValueError])
+def test_a_broken_package_lookup_reads_as_not_built(fresh, error):
+    def broken(name):
+        raise error(name)
+
+    fresh.setattr(mkl_dispatch.importlib.util, "find_spec", broken)
+    assert mkl_dispatch.enable() == mkl_dispatch.NOT_BUILT
+
+
+def test_a_damaged_library_is_not_loaded(fresh, tmp_path):
+    damaged = tmp_path / "_mkl_intel_cpu_true.so"
+    damaged.write_bytes(b"\x7fELF truncated by a bad copy")
+    fresh.setattr(mkl_dispatch, "library_path", lambda: str(damaged))
     status = mkl_dispatch.enable()
-    assert status.startswith("off") and failure in status and mkl_dispatch.status() == status
+    assert status.startswith("off: could not load the override") and str(damaged) in status
 
 
-def test_code_path_unknown_rather_than_wrong_when_mkl_cannot_be_asked(monkeypatch):
-    def no_library(*args, **kwargs):
-        raise OSError("cannot open shared object file")
-
-    monkeypatch.setattr(mkl_dispatch.ctypes, "CDLL", no_library)
-    import torch
-
-    expected = "MKL unknown" if torch.backends.mkl.is_available() else "no MKL"
-    assert mkl_dispatch.blas_description() == expected
+def test_a_library_without_the_symbol_is_refused(fresh):
+    other = importlib.import_module("_ctypes").__file__  # a real shared object, wrong one
+    fresh.setattr(mkl_dispatch, "library_path", lambda: other)
+    status = mkl_dispatch.enable()
+    assert status.startswith("off") and "does not define mkl_serv_intel_cpu_true" in status
 
 
-def probe_process(setting: str, cache, torch_first: bool = False) -> tuple[str, str]:
-    """(status, MKL code path) in a fresh Python that imports initlab (and torch)."""
-    imports = "import torch, initlab" if torch_first else "import initlab, torch"
-    report = "from initlab import mkl_dispatch as d; print(d.status()); print(d.mkl_code_path())"
-    env = {**os.environ, mkl_dispatch.ENV_VAR: setting, "XDG_CACHE_HOME": str(cache)}
-    done = subprocess.run(
-        [sys.executable, "-c", f"{imports}; {report}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    status, path = done.stdout.strip().splitlines()[-2:]
-    return status, path
+def test_anything_unexpected_is_reported_not_raised(fresh):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no /proc here")
+
+    fresh.setattr(mkl_dispatch, "read_cpuinfo", broken)
+    status = mkl_dispatch.enable()
+    assert status == "off: could not apply the override (RuntimeError: no /proc here)"
+    assert mkl_dispatch.status() == status
 
 
-def avx512_amd() -> bool:
-    vendor, flags = mkl_dispatch.read_cpuinfo()
-    return platform.system() == "Linux" and vendor == "AuthenticAMD" and "avx512f" in flags
+def test_disable_records_why_but_cannot_unload(monkeypatch):
+    monkeypatch.setattr(mkl_dispatch, "_status", "not attempted")
+    assert mkl_dispatch.disable("--no-mkl-dispatch") == "off (--no-mkl-dispatch)"
+    monkeypatch.setattr(mkl_dispatch, "_status", "on: override loaded")
+    assert mkl_dispatch.disable("--no-mkl-dispatch") == "on: override loaded"
 
 
-@pytest.mark.skipif(not avx512_amd(), reason="needs an AMD CPU with AVX-512")
-@needs_cc
-def test_mkl_switches_to_avx512_kernels_on_this_amd_cpu(tmp_path):
-    status, path = probe_process("auto", tmp_path)
-    assert status.startswith("on") and str(tmp_path) in status, status
-    assert path == "AVX512_E1"
-    status, path = probe_process("off", tmp_path)
-    assert status.startswith("off") and path != "AVX512_E1"
-    status, path = probe_process("auto", tmp_path, torch_first=True)
-    assert status.startswith("inactive") and path != "AVX512_E1"
+def test_the_cli_flag_counts_only_before_the_command(fresh):
+    assert apply_mkl_dispatch(["--no-mkl-dispatch", "compare"]) == "off (--no-mkl-dispatch)"
+    fresh.setattr(mkl_dispatch, "_status", "not attempted")
+    fresh.setattr(mkl_dispatch, "library_path", lambda: None)
+    assert apply_mkl_dispatch(["compare", "--no-mkl-dispatch"]) == mkl_dispatch.NOT_BUILT
 
 
-@pytest.mark.skipif(avx512_amd(), reason="checks the other machines")
-def test_elsewhere_nothing_is_loaded_and_the_status_says_why(tmp_path):
-    status, _ = probe_process("auto", tmp_path)
-    assert status.startswith(("not needed", "off")), status
-    assert not (tmp_path / "initlab").exists()
+# -- where it applies: the command line and its workers -------------------------------------
+
+
+def cli_version(*options: str) -> str:
+    (entry,) = importlib.metadata.entry_points(group="console_scripts", name="initlab")
+    module, _, function = entry.value.partition(":")
+    code = f"import sys; from {module} import {function}; sys.exit({function}())"
+    return python(code, *options, "--version")
+
+
+@qualifies
+def test_the_command_line_runs_on_avx512_kernels():
+    assert "BLAS: MKL AVX512_E1 (override: on" in cli_version()
+
+
+def kernels_in_a_worker(parent_status: str) -> tuple[str, str]:
+    """(BLAS description, status) in a spawned process started by ``worker_entry``."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        target = "initlab.mkl_dispatch:blas_description"
+        blas = pool.apply(mkl_dispatch.worker_entry, (parent_status, target))
+        return blas, pool.apply(mkl_dispatch.status)
+
+
+@qualifies
+def test_workers_do_what_their_parent_does():
+    blas, status = kernels_in_a_worker("on: override loaded")
+    assert blas == "MKL AVX512_E1" and status.startswith("on")
+    blas, status = kernels_in_a_worker("off (--no-mkl-dispatch)")
+    assert blas == "MKL AUTO"
+    assert status == "off (as in the parent process: off (--no-mkl-dispatch))"
+
+
+def worker_executor(kind: str):
+    if kind == "ray":
+        pytest.importorskip("ray", reason="Ray is not installed: pip install 'initlab[ray]'")
+        from initlab.sweep.ray_backend import RayExecutor
+
+        return RayExecutor(workers=1, engine="single")
+    from initlab.sweep.executor import ProcessExecutor
+
+    return ProcessExecutor(workers=1, threads=1, engine="single")
+
+
+@pytest.mark.slow
+@qualifies
+@pytest.mark.parametrize("kind", ["processes", "ray"])
+def test_sweep_workers_record_the_avx512_path(kind):
+    from initlab.config import RunConfig
+
+    # conftest enabled it in this process, as the initlab command does in its own
+    assert mkl_dispatch.status().startswith("on"), mkl_dispatch.status()
+    config = RunConfig(dataset="digits", hidden=(8,), epochs=1, lr=0.1, track="off")
+    (outcome,) = worker_executor(kind).run([[config]], None)
+    assert outcome.env["blas"] == "MKL AVX512_E1"

@@ -6,36 +6,70 @@
 >>> results = initlab.compare(["zeros", "he_normal"], seeds=3, dataset="digits")
 >>> print(initlab.diagnose(model, batch_x, batch_y))     # per-layer statistics + findings
 >>> plan = initlab.recommend(model, batch_x)             # a scheme per layer, with reasons
+
+``import initlab`` only imports: the public names are loaded on first use (PEP 562), so
+importing ``initlab`` or one of its light modules (``initlab.cli``, ``initlab.mkl_dispatch``)
+does not import torch, and nothing is compiled, loaded or set. On AMD CPUs with AVX-512,
+call :func:`initlab.mkl_dispatch.enable` before importing torch to give MKL its AVX-512
+kernels (the ``initlab`` command does; see docs/performance.md).
 """
 
-from initlab import mkl_dispatch
+from __future__ import annotations
 
-mkl_dispatch.enable()  # must run before torch is imported: see initlab.mkl_dispatch
-
-from initlab import activations, data, initializers
-from initlab.apply import initialize
-from initlab.compare import compare
-from initlab.config import RunConfig
-from initlab.doctor import Plan, recommend
-from initlab.errors import InitlabError
-from initlab.probe import Diagnosis, diagnose
-from initlab.results import ResultSet
-from initlab.theory.gains import gain
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Diagnosis",
-    "InitlabError",
-    "Plan",
-    "ResultSet",
-    "RunConfig",
-    "activations",
-    "compare",
-    "data",
-    "diagnose",
-    "gain",
-    "initialize",
-    "initializers",
-    "recommend",
-]
+# public name -> the module that defines it (a submodule of the same name is the module itself)
+_PUBLIC = {
+    "Diagnosis": "initlab.probe",
+    "InitlabError": "initlab.errors",
+    "Plan": "initlab.doctor",
+    "ResultSet": "initlab.results",
+    "RunConfig": "initlab.config",
+    "activations": None,
+    "compare": "initlab.compare",
+    "data": None,
+    "diagnose": "initlab.probe",
+    "gain": "initlab.theory.gains",
+    "initialize": "initlab.apply",
+    "initializers": None,
+    "recommend": "initlab.doctor",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name, or a submodule (``initlab.mkl_dispatch``), on first access."""
+    if name in _PUBLIC:
+        source = _PUBLIC[name]
+        module = importlib.import_module(f"{__name__}.{name}" if source is None else source)
+        value = module if source is None else getattr(module, name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
+
+
+class _Package(types.ModuleType):
+    """``initlab`` itself: importing the submodule ``initlab.compare`` must not replace the
+    function ``initlab.compare`` (the import system sets a package attribute per submodule)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _PUBLIC and _PUBLIC[name] is not None and isinstance(value, types.ModuleType):
+            return  # a submodule that shares a public name: the name stays the function
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -8,39 +8,40 @@ GFLOP/s, the batched engine's forward product (15 x [32 x 784] . [784 x 300]) 13
 GFLOP/s.
 
 MKL asks one function, ``mkl_serv_intel_cpu_true``, whether the CPU is Intel's. Loading a
-one-line library that defines it (``return 1``) with ``RTLD_GLOBAL`` *before torch is
-imported* makes the dynamic linker bind MKL's question to that answer, and MKL then picks its
-kernels by the instructions present (it still checks CPUID for AVX-512/AVX2). This is the
-well-known replacement for ``MKL_DEBUG_CPU_TYPE=5``, which MKL 2020.1 and later ignore.
+library that defines it (``return 1``) with ``RTLD_GLOBAL`` *before torch is imported* makes
+the dynamic linker bind MKL's question to that answer, and MKL then picks its kernels by the
+instructions present (it still checks CPUID for AVX-512/AVX2). This is the well-known
+replacement for ``MKL_DEBUG_CPU_TYPE=5``, which MKL 2020.1 and later ignore.
 
-When: Linux, x86-64, an AMD CPU with AVX-512, ``INITLAB_MKL_DISPATCH`` unset or ``auto``, and
-torch not yet imported. What it changes: speed, and float32 rounding at the level of any
-change of BLAS kernel (summation order inside a matrix product, ~1e-7 relative). Elsewhere
-it does nothing; :func:`status` says why, and :func:`mkl_code_path` what MKL actually uses.
+The library is the extension module ``initlab._mkl_intel_cpu_true``, compiled when initlab is
+installed (``setup.py``; optional: an install without a C compiler succeeds without it).
+Nothing is compiled at run time and nothing happens on ``import initlab``: the override is
+applied only by :func:`enable`, which the ``initlab`` command calls first thing, its worker
+processes call through :func:`worker_entry` (doing what their parent did), and library users
+may call themselves, before importing torch.
 
-The library is compiled once with the system C compiler (``cc``) into
-``$XDG_CACHE_HOME/initlab`` (``~/.cache/initlab``), and only loaded from there if this user
-owns it and nobody else can write it; when that directory cannot be used it is compiled into
-a private temporary directory for this process. Without a compiler nothing happens. Nothing
-here can make ``import initlab`` fail: every problem turns the override off, with a reason.
+When :func:`enable` applies it: Linux, x86-64, an AMD CPU with AVX-512, ``INITLAB_MKL_DISPATCH``
+unset or ``auto``, the library built, and torch not yet imported. What it changes: speed, and
+float32 rounding at the level of any change of BLAS kernel (summation order inside a matrix
+product, ~1e-7 relative), for every library in the process that uses MKL. Elsewhere it does
+nothing; :func:`status` says why, and :func:`mkl_code_path` what MKL actually uses. Nothing
+here raises: every problem leaves the override off, with a reason.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
+import importlib
+import importlib.util
 import os
 import platform
-import shutil
-import stat
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
+from typing import Any
 
 ENV_VAR = "INITLAB_MKL_DISPATCH"
-SOURCE = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
-LIBRARY_NAME = f"initlab_mkl_intel_cpu_true-{hashlib.sha256(SOURCE.encode()).hexdigest()[:12]}.so"
+EXTENSION = "initlab._mkl_intel_cpu_true"
+SYMBOL = "mkl_serv_intel_cpu_true"
+NOT_BUILT = "off: not built: no C compiler at install (install gcc, then reinstall initlab)"
 
 # MKL_CBWR_* branch codes (mkl_cbwr.h) that mkl_serv_cbwr_get_auto_branch returns; on an
 # AMD CPU without the override it answers AUTO (2) and runs its AVX2 kernels (measured)
@@ -54,7 +55,7 @@ CODE_PATHS = {
     14: "AVX512_E1",
 }
 
-_status = "not attempted"
+_status = "not attempted: initlab.mkl_dispatch.enable() was not called"
 
 
 def status() -> str:
@@ -128,96 +129,66 @@ def reason_to_skip(
     if "avx512f" not in flags:
         return "not needed: this AMD CPU has no AVX-512 (MKL already uses its AVX2 kernels)"
     if "torch" in modules:
-        return "inactive: torch was imported before initlab (import initlab first)"
+        return "inactive: torch was imported before initlab.mkl_dispatch.enable() (call it first)"
     return None
 
 
-def cache_dir(environ: dict[str, str]) -> Path | None:
-    """``$XDG_CACHE_HOME/initlab``, or ``~/.cache/initlab``; None without an absolute base
-    (no ``HOME``: a relative path would put the library in the working directory)."""
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "initlab" if os.path.isabs(base) else None
-
-
-def trustworthy(path: Path) -> bool:
-    """Whether ``path`` is a regular file owned by this user that no one else can write."""
-    info = path.lstat()
-    owner_ok = not hasattr(os, "getuid") or info.st_uid == os.getuid()
-    return stat.S_ISREG(info.st_mode) and owner_ok and not info.st_mode & 0o022
-
-
-def compile_library(directory: Path) -> Path | None:
-    """Compile the override into ``directory`` (atomically); None without a C compiler.
-    Raises OSError, with the compiler's message, when compiling fails."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        return None
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / LIBRARY_NAME
-    with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        source = Path(tmp) / "override.c"
-        source.write_text(SOURCE)
-        built = Path(tmp) / LIBRARY_NAME
-        command = [compiler, "-shared", "-fPIC", "-O2", "-o", str(built), str(source)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-        if done.returncode != 0:
-            raise OSError(f"{compiler} failed: {done.stderr.strip()[-300:]}")
-        os.chmod(built, 0o755)
-        os.replace(built, target)  # atomic: concurrent processes never load a partial file
-    return target
-
-
-def load_from_cache(directory: Path) -> str | None:
-    """Load the cached override (compiling it first if needed; once more if it does not
-    load); the status line, or None without a compiler. Raises OSError."""
-    target = directory / LIBRARY_NAME
-    if target.exists() and not trustworthy(target):
-        raise OSError(f"{target} is not owned by this user or is writable by others")
-    if not target.exists() and compile_library(directory) is None:
-        return None
+def library_path() -> str | None:
+    """The built override (the extension module's file), or None where it was not built."""
     try:
-        ctypes.CDLL(str(target), mode=ctypes.RTLD_GLOBAL)
-    except OSError:  # damaged: build it again, once
-        target.unlink(missing_ok=True)
-        if compile_library(directory) is None:
-            return None
-        ctypes.CDLL(str(target), mode=ctypes.RTLD_GLOBAL)
-    return f"on: override loaded, MKL picks kernels by instruction set ({target})"
+        spec = importlib.util.find_spec(EXTENSION)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
 
 
-def load_private_copy() -> str | None:
-    """Compile and load the override in a private temporary directory (removed after
-    loading: the loaded library stays mapped); the status line, or None without a compiler."""
-    with tempfile.TemporaryDirectory(prefix="initlab-") as tmp:
-        library = compile_library(Path(tmp))
-        if library is None:
-            return None
-        ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
-    return "on: override loaded, MKL picks kernels by instruction set (built privately)"
-
-
-def load_override(environ: dict[str, str]) -> str:
-    """Load the override from the cache, else from a private copy; the status line."""
-    directory = cache_dir(environ)
-    loaded = None
+def load(path: str | None) -> str:
+    """Load the library at ``path`` with ``RTLD_GLOBAL`` and check that it answers MKL's
+    question; the status line."""
+    if path is None:
+        return NOT_BUILT
     try:
-        loaded = load_from_cache(directory) if directory is not None else load_private_copy()
-    except (OSError, subprocess.SubprocessError):
-        loaded = load_private_copy()
-    return loaded or "off: no C compiler (cc) to build the override; install gcc"
+        answer = getattr(ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL), SYMBOL)()
+    except OSError as error:
+        return f"off: could not load the override ({error})"
+    except AttributeError:
+        return f"off: {path} does not define {SYMBOL}"
+    if answer != 1:
+        return f"off: {path} answers {answer}, not 1"
+    return f"on: override loaded, MKL picks kernels by instruction set ({path})"
 
 
 def enable() -> str:
-    """Apply the override if this process can use it; return :func:`status`. Idempotent;
-    never raises (``import initlab`` runs it)."""
+    """Apply the override if this process can use it; return :func:`status`. Call it before
+    anything imports torch. Idempotent; never raises."""
     global _status
     if _status.startswith("on"):
         return _status
     try:
-        skip = reason_to_skip(
-            dict(os.environ), sys.modules, platform.system(), platform.machine(), read_cpuinfo()
-        )
-        _status = skip if skip is not None else load_override(dict(os.environ))
-    except Exception as error:  # a failure here must not break `import initlab`
-        _status = f"off: could not build or load the override ({error})"
+        where = (platform.system(), platform.machine(), read_cpuinfo())
+        skip = reason_to_skip(dict(os.environ), sys.modules, *where)
+        _status = skip if skip is not None else load(library_path())
+    except Exception as error:  # whatever goes wrong, the caller goes on without it
+        _status = f"off: could not apply the override ({type(error).__name__}: {error})"
     return _status
+
+
+def disable(reason: str) -> str:
+    """Record that this process runs without the override, and why (``--no-mkl-dispatch``);
+    return :func:`status`. A library already loaded stays loaded (it cannot be unloaded)."""
+    global _status
+    if not _status.startswith("on"):
+        _status = f"off ({reason})"
+    return _status
+
+
+def worker_entry(parent_status: str, target: str, *args: Any) -> Any:
+    """The start of a worker process (local or Ray): apply the override if the parent process
+    runs with it (:func:`enable`), else not, *before* importing ``target``
+    (``"module:function"``, whose module may import torch); then call ``target(*args)``."""
+    if parent_status.startswith("on"):
+        enable()
+    else:
+        disable(f"as in the parent process: {parent_status}")
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(*args)

@@ -2,11 +2,15 @@
 
 Each command lives in its own module and only parses options, calls the Python API and
 prints. User mistakes print one ``error:`` line and exit with status 2 — never a traceback.
+
+This module is the console script's target and imports no torch: :func:`main` applies
+:mod:`initlab.mkl_dispatch` (unless ``--no-mkl-dispatch``) before any command module loads it.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import pkgutil
 import sys
 
@@ -24,6 +28,7 @@ app = typer.Typer(
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+NO_MKL_DISPATCH = "--no-mkl-dispatch"
 
 
 def version_lines() -> list[str]:
@@ -53,6 +58,12 @@ def _options(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Show versions and exit."
     ),
+    no_mkl_dispatch: bool = typer.Option(
+        False,
+        NO_MKL_DISPATCH,
+        help="Leave MKL's kernel choice alone on AMD CPUs (like INITLAB_MKL_DISPATCH=off; "
+        "see docs/performance.md). Applied before any command starts.",
+    ),
 ) -> None:
     """initlab — a weight-initialization laboratory for PyTorch."""
 
@@ -64,11 +75,25 @@ def _register_commands() -> None:
             importlib.import_module(f"{__name__}.{module.name}")
 
 
+def apply_mkl_dispatch(args: list[str]) -> str:
+    """Apply :mod:`initlab.mkl_dispatch` for this process and its workers, unless
+    ``--no-mkl-dispatch`` is among the options before the command; its status line."""
+    from initlab import mkl_dispatch
+
+    root_options = itertools.takewhile(lambda arg: arg.startswith("-"), args)
+    if NO_MKL_DISPATCH in root_options:
+        return mkl_dispatch.disable(NO_MKL_DISPATCH)
+    return mkl_dispatch.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit status (the console script exits with it)."""
+    """Run the CLI and return its exit status (the console script exits with it). The MKL
+    override comes first: the command modules import torch."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    apply_mkl_dispatch(args)
     _register_commands()
     try:
-        app(args=argv, prog_name="initlab")  # standalone mode: always ends in SystemExit
+        app(args=args, prog_name="initlab")  # standalone mode: always ends in SystemExit
     except SystemExit as stop:
         code = stop.code
         return code if isinstance(code, int) else (0 if code is None else 1)

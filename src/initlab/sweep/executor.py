@@ -6,10 +6,12 @@ one), so workers × threads never exceeds the cores. ``workers == 1`` trains in 
 process (no start-up cost; torch keeps its thread setting).
 
 Worker processes use the ``spawn`` start method (forking a process that has started torch's
-thread pools is unsafe), load each dataset once and keep it for every chunk they run, and
-stream their results back over a queue; the parent is the only process that writes to the
-store. Workers ignore SIGINT: on Ctrl-C the parent stops them (terminate, then kill) and
-keeps everything already recorded. A worker exits by itself if its parent dies (SIGKILL).
+thread pools is unsafe), start with MKL's kernel choice as in the parent
+(:func:`initlab.mkl_dispatch.worker_entry`, before they import torch), load each dataset
+once and keep it for every chunk they run, and stream their results back over a queue; the
+parent is the only process that writes to the store. Workers ignore SIGINT: on Ctrl-C the
+parent stops them (terminate, then kill) and keeps everything already recorded. A worker
+exits by itself if its parent dies (SIGKILL).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
+from initlab import mkl_dispatch
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.sweep.engine import (
@@ -98,9 +101,16 @@ class ProcessExecutor:
             _stop(procs, tasks, events)
 
     def _start(self, ctx, tasks, events) -> list:
+        # worker_entry applies the MKL override as the parent did, before torch is imported
         args = (tasks, events, self.threads, self.engine, self.data_dir, os.getpid())
+        entry = (mkl_dispatch.status(), f"{__name__}:worker_main")
         procs = [
-            ctx.Process(target=worker_main, args=(i, *args), daemon=True, name=f"initlab-{i}")
+            ctx.Process(
+                target=mkl_dispatch.worker_entry,
+                args=(*entry, i, *args),
+                daemon=True,
+                name=f"initlab-{i}",
+            )
             for i in range(self.workers)
         ]
         # Children inherit an ignored SIGINT through exec, so Ctrl-C reaches only the parent.
