@@ -14,7 +14,10 @@ before any task starts (a dataset that cannot be loaded stops the sweep there), 
 Ray's object store; tasks ``ray.get`` it, once per worker process and sweep, so neither user
 data code nor data files are needed on the nodes, and nothing is loaded per run. Progress is
 reported per epoch: tasks put each epoch record on a ``ray.util.queue.Queue`` (an actor that
-holds no CPU) that the driver drains while it waits. The cluster's nodes need initlab
+holds no CPU) that the driver drains while it waits. Tasks start in
+:func:`initlab.mkl_dispatch.worker_entry`, which applies MKL's kernel choice as the driver
+did, best effort: a Ray worker process that already imported torch (for another job) keeps
+the choice it has (see its ``blas`` column in the store). The cluster's nodes need initlab
 (and a user ``--model``'s code) installed. ``gpus_per_trial`` is each task's ``num_gpus``
 (fractions share a GPU); Ray hides the GPUs from tasks that reserve none, so they train on the
 CPU.
@@ -27,6 +30,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from initlab import mkl_dispatch
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, check_positive
@@ -130,11 +134,14 @@ class RayExecutor:
         started_here = self._connect(ray)
         self._check_gpus(ray, started_here)
         shared = {key: ray.put(dataset) for key, dataset in datasets.items()}
-        task = ray.remote(num_cpus=self.threads, num_gpus=self.gpus_per_trial)(ray_chunk)
+        task = ray.remote(num_cpus=self.threads, num_gpus=self.gpus_per_trial)(
+            mkl_dispatch.worker_entry
+        )
         events = _epoch_queue() if on_epoch is not None else None
         configs = {c.key(): c for chunk in chunks for c in chunk}
+        entry = (mkl_dispatch.status(), f"{__name__}:ray_chunk")
         args = (self.engine, self.threads, self.data_dir, events, shared)
-        pending = {task.remote(chunk, *args): chunk for chunk in chunks}
+        pending = {task.remote(*entry, chunk, *args): chunk for chunk in chunks}
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
