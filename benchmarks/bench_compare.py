@@ -12,7 +12,10 @@ default 21 runs (7 inits × 3 seeds), which trains same-shaped models together.
 
 from __future__ import annotations
 
-import initlab  # isort: skip  (before torch: initlab.mkl_dispatch)
+from initlab import mkl_dispatch  # isort: skip
+
+mkl_dispatch.enable()  # before torch, as the initlab command does (initlab.mkl_dispatch)
+
 import argparse
 import time
 
@@ -60,7 +63,7 @@ def main() -> None:
             best[name] = min(best[name], fn(data, args.epochs))
     reference = best["plain loop (DataLoader)"]
     print(f"threads={args.threads} epochs={args.epochs} repeats={args.repeats} (best of repeats)")
-    print(f"MKL kernel choice (initlab.mkl_dispatch): {initlab.mkl_dispatch.status()}")
+    print(f"MKL kernel choice (initlab.mkl_dispatch): {mkl_dispatch.status()}")
     print(f"{'contender':32s} {'s/model-epoch':>14s} {'vs DataLoader loop':>19s}")
     for name, seconds in best.items():
         print(f"{name:32s} {seconds:14.3f} {reference / seconds:18.2f}x")

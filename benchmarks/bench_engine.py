@@ -6,10 +6,10 @@ Contenders, on the same data in the same process:
 
 (a) a plain loop as a user writes it (``DataLoader`` over a ``TensorDataset``, one model at a
     time) — sequential, so its throughput is the same for any number of models: it is
-    measured on one model. On an AMD CPU, ``import initlab`` lets MKL use its AVX-512
-    kernels (``initlab.mkl_dispatch``) in this process, so (a) gets them too: the ratios
-    compare engines on the same BLAS. (a0) is the same loop in a fresh Python started with
-    ``INITLAB_MKL_DISPATCH=off``: what a user's loop gets without initlab;
+    measured on one model. On an AMD CPU, ``mkl_dispatch.enable()`` (first thing, as the
+    ``initlab`` command does) lets MKL use its AVX-512 kernels in this process, so (a) gets
+    them too: the ratios compare engines on the same BLAS. (a0) is the same loop in a fresh
+    Python that leaves MKL alone (``INITLAB_MKL_DISPATCH=off``): what a user's loop gets;
 (b) initlab's single engine (``run_config``), likewise sequential (``train_seconds``);
 (c) the batched engine (``train_group``) on groups of 1, 4, 15 and 60 models, with its
     default chunking (at most 8 seed MLPs train simultaneously: 15 = 8 + 7, 60 = 8 chunks
@@ -35,7 +35,10 @@ full epochs take too long; ``--wait-idle`` waits for idle CPUs before each timin
 
 from __future__ import annotations
 
-import initlab  # isort: skip  (first, before torch: initlab.mkl_dispatch)
+from initlab import mkl_dispatch  # isort: skip
+
+mkl_dispatch.enable()  # before torch, as the initlab command does (initlab.mkl_dispatch)
+
 import argparse
 import itertools
 import math
@@ -128,7 +131,7 @@ def plain_loop_default_mkl(threads: int, limit: int | None, runs: int) -> float:
     script = BASELINE_SCRIPT.format(
         here=os.path.dirname(os.path.abspath(__file__)), threads=threads, limit=limit, runs=runs
     )
-    env = {**os.environ, initlab.mkl_dispatch.ENV_VAR: "off"}
+    env = {**os.environ, mkl_dispatch.ENV_VAR: "off"}
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
@@ -201,7 +204,7 @@ def main() -> None:
 def report(data, peak, plains, single, batched, args) -> None:
     """Print the table: model-epochs/s, ratio to the plain loop, fraction of sgemm peak."""
     plain, plain_default = plains
-    print(f"MKL kernel choice (initlab.mkl_dispatch): {initlab.mkl_dispatch.status()}")
+    print(f"MKL kernel choice (initlab.mkl_dispatch): {mkl_dispatch.status()}")
     flop = 6 * WEIGHTS * data.num_train + 2 * WEIGHTS * data.num_val
     print(
         f"threads={args.threads} repeats={args.repeats} (best of) train images="

@@ -13,7 +13,10 @@ inside the probes (timed in the same run), and the median time of one probe.
 
 from __future__ import annotations
 
-import initlab  # noqa: F401  # isort: skip  (before torch: initlab.mkl_dispatch)
+from initlab import mkl_dispatch  # isort: skip
+
+mkl_dispatch.enable()  # before torch, as the initlab command does (initlab.mkl_dispatch)
+
 import argparse
 import statistics
 import time
@@ -24,7 +27,7 @@ from initlab.config import RunConfig
 from initlab.data import load
 from initlab.probe import Tracker
 from initlab.train.run import build_initialized_model, run_config
-from initlab.train.single import train_model
+from initlab.train import train_model
 
 
 class TimedTracker(Tracker):
