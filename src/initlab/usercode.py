@@ -69,11 +69,14 @@ def _cwd_on_path() -> Iterator[None]:
 
 
 def _import_file(path: Path, option: str):
-    """Import ``path`` as a module named after its resolved path (imported once per process)."""
+    """Import ``path`` as a module named after its resolved path and content: imported once
+    per process and version, so an edited file is imported afresh (as its runs' keys change)."""
     resolved = path.resolve()
     if not resolved.is_file():
         raise InitlabError(f"{option}: no such file '{path}'")
-    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    stat = resolved.stat()
+    version = f"{resolved}|{_file_digest(str(resolved), stat.st_mtime_ns, stat.st_size)}"
+    digest = hashlib.sha256(version.encode()).hexdigest()[:12]
     name = f"initlab_user_{resolved.stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]

@@ -1,0 +1,272 @@
+"""The user's own model, data and device on the command line and in ``initlab.compare``:
+end to end on tiny factories and data, and every bad input as one line, exit 2, before
+anything trains and before the store exists."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import initlab
+from initlab.cli import main
+from initlab.cli.options import parse_model_args
+from initlab.errors import InitlabError
+from initlab.store import open_store
+from initlab.usercode import data_spec, is_registered, model_spec
+
+MODELS = """
+import torch
+from torch import nn
+
+
+def build(width=8):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+
+
+def five_classes():
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+
+
+def wide_input():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+
+
+def raises(width=8):
+    raise ValueError("width must be even")
+
+
+def not_a_model():
+    return 42
+
+
+def needs_width(width):
+    return nn.Linear(64, width)
+
+
+def regressor(width=8):
+    return nn.Sequential(nn.Linear(5, width), nn.Tanh(), nn.Linear(width, 1))
+
+
+class TinyLM(nn.Module):
+    def __init__(self, vocab, dim):
+        super().__init__()
+        self.embed, self.head = nn.Embedding(vocab, dim), nn.Linear(dim, vocab)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.embed(x)))
+
+
+def lm(vocab=12, dim=8):
+    return TinyLM(vocab, dim)
+
+
+def tokens():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 12, (160, 6), generator=g)
+    y = (x + 1) % 12  # next token: a task a tiny model learns
+    return x[:128], y[:128], x[128:], y[128:]
+"""
+FAST = ["--epochs", "1", "--seeds", "1", "--batch-size", "16", "--workers", "1"]
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    """``models.py`` (factories and a token-sequence data function) and ``reg.npz``
+    (random regression data) in the current directory."""
+    (tmp_path / "models.py").write_text(MODELS)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 5)).astype(np.float32)
+    y = (x @ rng.standard_normal(5)).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", x_train=x[:160], y_train=y[:160], x_test=x[160:], y_test=y[160:])
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _compare(*args: str) -> int:
+    return main(["compare", *FAST, *args])
+
+
+def _run_ids(out) -> set[str]:
+    return set(pd.read_csv(out / "summary.csv")["run_id"])
+
+
+def test_compare_a_user_factory_with_default_and_he_and_new_keys_after_an_edit(user_dir, capsys):
+    out = user_dir / "out"
+    args = ["--model", "models.py:build", "--model-arg", "width=16", "--data", "digits"]
+    args += ["--inits", "default,he_normal", "--limit-train", "300", "--out", str(out)]
+    assert _compare(*args) == 0
+    runs = pd.read_csv(out / "summary.csv")
+    assert list(runs["init"]) == ["default", "he_normal"]
+    assert set(runs["status"]) <= {"ok", "stuck"} and runs["model_args"].str.contains("16").all()
+    first = _run_ids(out)
+    capsys.readouterr()
+    assert _compare(*args) == 0  # unchanged: resumed, nothing trains
+    assert "2 of 2 runs already done" in capsys.readouterr().err
+    path = user_dir / "models.py"
+    path.write_text(path.read_text() + "\n# edited: new runs, not stale ones\n")
+    assert _compare(*args) == 0
+    assert _run_ids(out).isdisjoint(first)
+
+
+def test_regression_from_an_npz_file(user_dir):
+    out = user_dir / "out"
+    args = ["--model", "models.py:regressor", "--data", "reg.npz", "--inits", "default,zeros"]
+    assert _compare(*args, "--out", str(out)) == 0
+    runs = pd.read_csv(out / "summary.csv")
+    assert runs["status"].eq("ok").all()
+    assert np.isfinite(runs["test_accuracy"]).all()  # R²: a regression score, not accuracy
+
+
+def test_token_sequences_from_a_data_function(user_dir):
+    out = user_dir / "out"
+    args = ["--model", "models.py:lm", "--data", "models.py:tokens", "--inits", "he_normal"]
+    assert _compare(*args, "--task", "sequence", "--out", str(out)) == 0
+    assert pd.read_csv(out / "summary.csv")["status"].eq("ok").all()
+
+
+BAD_INPUTS = [
+    (["--model", "models.py:raises"], "raised ValueError: width must be even"),
+    (["--model", "models.py:not_a_model"], "not a torch.nn.Module"),
+    (["--model", "models.py:needs_width"], "'width'"),
+    (["--model", "models.py:biuld"], "did you mean 'build'"),
+    (["--model", "no_such_file.py:build"], "no such file"),
+    (["--model", "models.py:build", "--model-arg", "width"], "key=value"),
+    (["--model", "models.py:wide_input"], "shape [1, 8, 8]"),
+    (["--model", "models.py:five_classes"], "outputs 5 classes but the labels need 10"),
+    (["--model", "models.py:build", "--limit-train", "8"], "fewer than one batch"),
+    (["--device", "tpu"], "got 'tpu'"),
+    (["--precision", "fp16"], "unknown precision 'fp16'"),
+    (["--gpus-per-trial", "1"], "Ray backend"),
+    (["--task", "clustering"], "unknown task"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_no_store(user_dir, capsys, args, message):
+    out = user_dir / "out"
+    assert _compare("--data", "digits", "--inits", "he_normal", *args, "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_nan_inputs_are_refused_before_the_store(user_dir, capsys):
+    x = np.ones((64, 5), np.float32)
+    x[3, 2] = np.nan
+    y = np.zeros(64, np.float32)
+    np.savez(user_dir / "nan.npz", x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+    out = user_dir / "out"
+    assert _compare("--model", "models.py:regressor", "--data", "nan.npz", "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "NaN" in err and "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_one_line(user_dir, capsys):
+    assert _compare("--data", "digits", "--device", "cuda", "--out", str(user_dir / "o")) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not (user_dir / "o").exists()
+
+
+def test_bf16_on_a_gpu_without_it_is_one_line(user_dir, capsys, monkeypatch):
+    """Fault injected: a CUDA device that lacks bf16 (the check runs before any tensor
+    reaches the device)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    args = ["--data", "digits", "--device", "cuda", "--precision", "bf16"]
+    assert _compare(*args, "--out", str(user_dir / "o")) == 2
+    assert "bf16 is not supported on cuda" in capsys.readouterr().err
+    assert not (user_dir / "o").exists()
+
+
+def test_diagnose_and_doctor_take_a_file_factory_with_arguments(user_dir, capsys):
+    args = ["--data", "digits", "--batch", "64", "--model", "models.py:build"]
+    assert main(["diagnose", *args, "--model-arg", "width=32", "--init", "default,zeros"]) == 0
+    out = capsys.readouterr().out
+    assert "default" in out and "symmetry" in out
+    assert main(["doctor", *args, "--model-arg", "width=32"]) == 0
+    assert "the plan" in capsys.readouterr().out
+    assert main(["diagnose", "--data", "digits", "--model", "models.py:needs_width"]) == 2
+    assert "'width'" in capsys.readouterr().err
+
+
+SPEC = """
+name = "user-sweep"
+seeds = 1
+[fixed]
+dataset = "digits"
+epochs = 1
+batch_size = 16
+limit_train = 200
+[sweep]
+init = ["default", "he_normal"]
+"""
+
+
+def test_sweep_options_replace_the_specs_fixed_values(user_dir, capsys):
+    (user_dir / "s.toml").write_text(SPEC)
+    out = user_dir / "out"
+    args = ["sweep", "s.toml", "--model", "models.py:build", "--model-arg", "width=4"]
+    assert main([*args, "--workers", "1", "--out", str(out)]) == 0
+    with open_store(out) as store:
+        runs = store.results().runs
+    assert set(runs["model"]) == {"models.py:build"} and len(runs) == 2
+    assert runs["model_args"].str.contains('"width": 4').all()
+    swept = SPEC.replace("[sweep]", "[sweep.model_args]\nwidth = [4, 8]\n[sweep]")
+    (user_dir / "t.toml").write_text(swept)
+    capsys.readouterr()
+    again = ["sweep", "t.toml", "--model", "models.py:build", "--out", str(user_dir / "t")]
+    assert main([*again, "--model-arg", "width=16"]) == 2
+    assert "the spec varies 'model_args.width'" in capsys.readouterr().err
+    assert not (user_dir / "t").exists()
+
+
+def test_parse_model_args_reads_numbers_booleans_and_text():
+    parsed = parse_model_args(["width=64", "p=0.5", "bn=True", "act=gelu", "width=32"])
+    assert parsed == {"width": 32, "p": 0.5, "bn": True, "act": "gelu"}
+    assert isinstance(parsed["width"], int) and isinstance(parsed["bn"], bool)
+    with pytest.raises(InitlabError, match="key=value"):
+        parse_model_args(["2x=3"])
+
+
+def test_python_api_with_a_notebook_factory_and_tensors():
+    def build(width=8):  # defined inside a function: not importable, registered in-process
+        return torch.nn.Sequential(torch.nn.Linear(5, width), torch.nn.Linear(width, 1))
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 5, generator=g)
+    y = x @ torch.randn(5, generator=g)
+    data = (x[:80], y[:80], x[80:], y[80:])
+    results = initlab.compare(
+        ["default", "he_normal"],
+        seeds=1,
+        model=build,
+        data=data,
+        model_args={"width": 4},
+        epochs=1,
+        batch_size=16,
+        device="cpu",
+    )
+    assert list(results.runs["init"]) == ["default", "he_normal"]
+    assert results.runs["model"].str.startswith("callable:build:").all()
+    with pytest.raises(InitlabError, match="workers=1"):
+        initlab.compare(["default"], seeds=1, model=build, data=data, workers=2)
+
+
+def test_specs_of_callables_and_data():
+    from initlab.models import build_model
+
+    assert model_spec(build_model) == "initlab.models:build_model"
+    assert model_spec("pkg.mod:fn") == "pkg.mod:fn"
+    x = np.zeros((4, 2), np.float32)
+    y = np.zeros(4, np.int64)
+    spec = data_spec((x, y, x, y))
+    assert is_registered(spec) and spec.startswith("callable:data:")
+    assert data_spec((x, y, x, y)) == spec  # same bytes, same spec
+    x2 = x.copy()
+    x2[0, 0] = 1.0
+    assert data_spec((x2, y, x, y)) != spec  # one changed byte: a new spec, new run keys
+    assert data_spec((torch.from_numpy(x), y, x, y)) != spec  # tensor vs array: hashed apart
+    with pytest.raises(InitlabError, match="x_train, y_train, x_test"):
+        data_spec((x, y))
