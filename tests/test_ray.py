@@ -103,3 +103,15 @@ def test_gpus_per_trial_is_checked_before_anything_runs(local_ray):
     runs = RayExecutor(gpus_per_trial=have + 1).run([expand(parse_spec(SPEC))[:1]], None)
     with pytest.raises(InitlabError, match=f"the Ray cluster has {have:g} GPUs"):
         next(runs)
+
+
+@pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="needs CUDA (runs on GPU machines)"
+)
+def test_tasks_reserving_a_gpu_train_on_it(local_ray):
+    # Ray hides GPUs from tasks that reserve none: device="cuda" works only through num_gpus
+    assert ray.cluster_resources().get("GPU", 0) >= 1
+    spec = parse_spec({**SPEC, "fixed": {**SPEC["fixed"], "device": "cuda"}})
+    outcomes = list(RayExecutor(engine="single", gpus_per_trial=0.5).run([expand(spec)], None))
+    assert len(outcomes) == 4
+    assert "failed" not in {o.result.status for o in outcomes}, outcomes[0].result.message
