@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -61,6 +62,7 @@ def test_list_shows_every_section(capsys):
     out = capsys.readouterr().out
     for word in ("he_normal", "kaiming_normal", "tanh", "1.6667", "fashion-mnist", "adamw"):
         assert word in out
+    assert re.search(r"│ default +│ pytorch", out)  # a row of its own, not torch_default
     assert main(["list", "gains"]) == 2
 
 
