@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from initlab.data import Dataset, availability, canonical_name, clear_cache, info, load
+from initlab.data import (
+    Dataset,
+    availability,
+    canonical_name,
+    clear_cache,
+    from_value,
+    info,
+    load,
+)
 from initlab.errors import InitlabError
 from initlab.usercode import load_callable, source_fingerprint
 
@@ -357,3 +365,17 @@ def test_dataset_checks_each_task():
         Dataset("c", x, labels, x, labels, x, labels, 3, (3,), ("a", "b", "c"), "test")
     with pytest.raises(InitlabError, match="unknown task"):
         dataclasses.replace(reg, task="auto")
+
+
+def test_arrays_in_memory_are_checked_and_split_like_a_spec():
+    x, y, x_test, y_test = reference()
+    data = from_value((x.numpy(), y, x_test, y_test), val_size=40, seed=3)
+    check_round_trip(data)
+    assert data.name == "arrays" and data.num_val == 40 and data.source == "in memory"
+    assert torch.bincount(data.y_val, minlength=CLASSES).tolist() == [10] * CLASSES
+    bad = x.clone()
+    bad[0, 1] = float("inf")
+    with pytest.raises(InitlabError, match=r"^--data arrays: x_train has 1 NaN/inf"):
+        from_value((bad, y, x_test, y_test))
+    with pytest.raises(InitlabError, match="limit_train must be >= 1"):
+        from_value((x, y, x_test, y_test), limit_train=0)

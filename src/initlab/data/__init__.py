@@ -16,6 +16,7 @@ and ``docs/datasets.md``.
 from initlab.data.dataset import TASKS, Dataset
 from initlab.data.locate import cache_root
 from initlab.data.registry import availability, canonical_name, info, load, names
+from initlab.data.user import from_value
 
 
 def clear_cache() -> None:
@@ -36,6 +37,7 @@ __all__ = [
     "cache_root",
     "canonical_name",
     "clear_cache",
+    "from_value",
     "info",
     "load",
     "names",

@@ -116,9 +116,10 @@ def load(
         seed: seeds the split where there is no official one (and the synthetic task).
         download: allow downloading MNIST / Fashion-MNIST into the cache if not found.
         limit_train: keep only the first ``limit_train`` training examples (all if fewer).
-        task: ``"auto"`` (user data: inferred from the targets, see
-            :mod:`initlab.data.tasks`), ``"classification"``, ``"regression"`` or
-            ``"sequence"``. The built-in datasets are classification tasks.
+        task: ``"classification"``, ``"regression"``, ``"sequence"`` or ``"auto"``: for user
+            data, integer targets ``[N]`` → classification, float targets → regression,
+            integer targets ``[N, T]`` with integer inputs ``[N, T]`` → sequence (details in
+            :mod:`initlab.data.tasks`). The built-in datasets are classification tasks.
 
     The returned tensors may be shared with an in-process cache: do not modify them in place.
     """

@@ -39,6 +39,7 @@ from torch.utils.data import default_collate
 from initlab.data.dataset import (
     Dataset,
     assemble,
+    check_count,
     check_val_size,
     preserved_global_rng,
     stratified_order,
@@ -81,30 +82,60 @@ def clear_cache() -> None:
     _read.cache_clear()
 
 
+def from_value(
+    value: Any,
+    *,
+    name: str = "arrays",
+    val_size: int | None = None,
+    seed: int = 0,
+    limit_train: int | None = None,
+    task: str = "auto",
+) -> Dataset:
+    """A :class:`Dataset` from data in memory — anything a ``--data`` function may return:
+    ``(x_train, y_train, x_test, y_test)``, ``(train_dataset, test_dataset)`` or a mapping
+    with those keys — checked, converted and split as :func:`load` does (not cached)."""
+    if task not in TASKS:
+        raise InitlabError(f"unknown task '{task}' (valid: {', '.join(TASKS)})")
+    seed = check_count("seed", seed)
+    with _prefixed(name):
+        return split(prepare(from_returned(value, name), task), name, "in memory", val_size,
+                     seed, limit_train)  # fmt: skip
+
+
+def split(
+    data: Prepared, name: str, source: str, val_size: int | None, seed: int, limit: int | None
+) -> Dataset:
+    """``data``'s :class:`Dataset`: validation = the first ``val_size`` (default
+    ``floor(DEFAULT_VAL_FRACTION * pool)``) of a seeded permutation of the training pool,
+    class-stratified for classification (:func:`stratified_order`); train = the rest, in
+    the original order, cut to its first ``limit`` examples."""
+    pool = data.y_train.shape[0]
+    default = int(DEFAULT_VAL_FRACTION * pool)
+    n_val = check_val_size(default if val_size is None else val_size, pool, name)
+    if limit is not None:
+        limit = check_count("limit_train", limit, minimum=1)
+    strata = data.y_train.numpy() if data.task == "classification" else np.zeros(pool)
+    order = stratified_order(strata, seed)
+    return assemble(
+        name,
+        take(data.x_train, data.y_train, order[n_val:]),
+        take(data.x_train, data.y_train, order[:n_val]),
+        (data.x_test, data.y_test),
+        classes=data.classes,
+        source=source,
+        limit_train=limit,
+        task=data.task,
+        num_classes=data.num_classes,
+    )
+
+
 @functools.lru_cache(maxsize=8)
 def _split(
     key: tuple[str, str, str], task: str, val_size: int | None, seed: int, limit: int | None
 ) -> Dataset:
-    spec = key[0]
-    data = _prepared(key, task)
-    pool = data.y_train.shape[0]
-    default = int(DEFAULT_VAL_FRACTION * pool)
-    with _prefixed(spec):
-        n_val = check_val_size(default if val_size is None else val_size, pool, spec)
-    strata = data.y_train.numpy() if data.task == "classification" else np.zeros(pool)
-    order = stratified_order(strata, seed)
-    with _prefixed(spec):
-        return assemble(
-            spec,
-            take(data.x_train, data.y_train, order[n_val:]),
-            take(data.x_train, data.y_train, order[:n_val]),
-            (data.x_test, data.y_test),
-            classes=data.classes,
-            source=f"user data (sha256 {key[2]})",
-            limit_train=limit,
-            task=data.task,
-            num_classes=data.num_classes,
-        )
+    with _prefixed(key[0]):
+        data = _prepared(key, task)
+        return split(data, key[0], f"user data (sha256 {key[2]})", val_size, seed, limit)
 
 
 @functools.lru_cache(maxsize=4)
