@@ -10,7 +10,8 @@ import pytest
 from initlab.cli import main
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
-from initlab.sweep import expand, parse_spec
+from initlab.store import open_store
+from initlab.sweep import expand, parse_spec, run_study
 from initlab.sweep.dryrun import dry_run
 from initlab.sweep.grid import count_runs, iter_runs, swept_values
 
@@ -192,3 +193,29 @@ def test_iteration_is_lazy():
     runs = iter_runs(million())
     first = list(itertools.islice(runs, 3))
     assert [c.seed for c in first] == [0, 1, 2] and first[0].init == "he_normal"
+
+
+MODELS = """
+from torch import nn
+
+def build(width=8, depth=1):
+    layers = [nn.Flatten(), nn.Linear(64, width), nn.ReLU()]
+    for _ in range(depth - 1):
+        layers += [nn.Linear(width, width), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(width, 10))
+"""
+
+
+def test_a_model_args_sweep_trains_each_width_and_groups_by_it(tmp_path):
+    (tmp_path / "models.py").write_text(MODELS)
+    fixed = {"model": f"{tmp_path / 'models.py'}:build", "model_args": {"depth": 2}}
+    fixed |= {"data": "digits", "epochs": 1, "limit_train": 64, "device": "cpu"}
+    s = parse_spec({"fixed": fixed, "sweep": {"model_args": {"width": [4, 8]}}, "seeds": 2})
+    results, report = run_study(s, tmp_path / "out", workers=1)
+    assert report.finished == 4 and report.counts.get("failed", 0) == 0
+    summary = results.summary()
+    assert summary["model_args.width"].tolist() == [4, 8]
+    assert summary["runs"].tolist() == [2, 2]
+    with open_store(tmp_path / "out") as store:
+        widths = sorted(json.loads(c)["width"] for c in store.runs()["model_args"])
+    assert widths == [4, 4, 8, 8]

@@ -7,6 +7,7 @@ aggregates over seeds per group (by default per init scheme).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -19,6 +20,30 @@ from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
 REACH_FRACTION = 0.9
 """``epochs_to_90``: the first epoch at which a group's mean validation accuracy reaches
 ``REACH_FRACTION`` × the best final mean validation accuracy of all groups."""
+
+
+def model_arg_values(row: dict) -> dict:
+    """``{"model_args.width": 64}`` from a run row's ``model_args`` (JSON text or a dict):
+    the columns that sweeps over model arguments group by (lists as JSON text)."""
+    args = row.get("model_args")
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except ValueError:
+            return {}
+    if not isinstance(args, dict):
+        return {}
+    return {f"model_args.{k}": json.dumps(v) if isinstance(v, list) else v for k, v in args.items()}
+
+
+def with_model_arg_columns(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` plus a ``model_args.<name>`` column per model argument (see above)."""
+    if runs.empty or "model_args" not in runs:
+        return runs
+    values = [model_arg_values(row) for row in runs[["model_args"]].to_dict("records")]
+    extra = pd.DataFrame(values, index=runs.index)
+    new = [c for c in extra.columns if c not in runs]
+    return runs.join(extra[new]) if new else runs
 
 
 class ResultSet:
@@ -45,6 +70,7 @@ class ResultSet:
         rows, epoch_rows, layer_rows = [], [], []
         for result in results:
             row = result.summary_row()
+            row.update(model_arg_values(row))
             rows.append(row)
             keys = {k: row[k] for k in ("run_id", *group_by, "seed") if k in row}
             epoch_rows += [{**keys, **e} for e in result.epochs]

@@ -14,7 +14,7 @@ from initlab.cli.tables import print_frame
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.store import Store, export, open_store
 from initlab.sweep.ui import print_results
-from initlab.sweep.values import SETTINGS
+from initlab.sweep.values import SETTINGS, is_setting
 
 out = Console()
 
@@ -74,6 +74,6 @@ def _group_by(text: str | None) -> list[str] | None:
         return None
     keys = split_list(text)
     for key in keys:
-        if key not in SETTINGS:
+        if not is_setting(key):
             raise UnknownNameError("setting", key, SETTINGS)
     return keys

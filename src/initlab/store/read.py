@@ -14,7 +14,7 @@ import pandas as pd
 
 from initlab.config import RunConfig
 from initlab.errors import UnknownNameError
-from initlab.results import ResultSet
+from initlab.results import ResultSet, with_model_arg_columns
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS
 
 _REAL_RESULTS = [n for n, sql in RESULT_COLUMNS if sql == "REAL"]
@@ -111,6 +111,7 @@ def result_set(
 ) -> ResultSet:
     """A :class:`ResultSet` whose epoch rows carry the group columns and seed, as
     :meth:`ResultSet.from_results` builds them."""
+    runs = with_model_arg_columns(runs)
     keys = ["run_id", *group_by, *([] if "seed" in group_by else ["seed"])]
     if runs.empty:
         return ResultSet(runs, pd.DataFrame(columns=[*keys, "epoch"]), group_by, layer_stats)
