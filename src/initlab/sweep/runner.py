@@ -30,7 +30,7 @@ from initlab.sweep.executor import (
     available_cores,
     plan_workers,
 )
-from initlab.sweep.grid import expand
+from initlab.sweep.grid import DEFAULT_MAX_RUNS, expand
 from initlab.sweep.spec import Spec
 
 BACKENDS = ("local", "ray")
@@ -231,12 +231,14 @@ def run_study(
     out: str | Path | None = None,
     *,
     configs: Sequence[RunConfig] | None = None,
+    max_runs: int | None = DEFAULT_MAX_RUNS,
     **options,
 ) -> tuple[ResultSet, SweepReport]:
     """Run ``spec`` into the store in ``out`` (a directory or ``.db`` file; in memory when
     ``None``) and return the study's results and the sweep report. ``options`` are those of
-    :func:`run_sweep` (backend, workers, engine, address, data_dir, dataset, progress)."""
-    configs = list(configs) if configs is not None else expand(spec)
+    :func:`run_sweep` (backend, workers, engine, address, data_dir, dataset, progress).
+    A spec of more than ``max_runs`` runs is refused before any is built (``None``: no limit)."""
+    configs = list(configs) if configs is not None else expand(spec, max_runs)
     study = Study.from_spec(spec)
     with open_store(out if out is not None else ":memory:", create=True) as store:
         report = run_sweep(configs, store, study, **options)
