@@ -221,6 +221,13 @@ def test_the_command_line_runs_on_avx512_kernels():
     assert "BLAS: MKL AVX512_E1 (override: on" in cli_version()
 
 
+@qualifies
+def test_the_tests_run_on_the_kernels_command_line_users_get():
+    # conftest.py calls enable() before importing torch, as the initlab command does
+    assert mkl_dispatch.status().startswith("on"), mkl_dispatch.status()
+    assert mkl_dispatch.blas_description() == "MKL AVX512_E1"
+
+
 def kernels_in_a_worker(parent_status: str) -> tuple[str, str]:
     """(BLAS description, status) in a spawned process started by ``worker_entry``."""
     with mp.get_context("spawn").Pool(1) as pool:
