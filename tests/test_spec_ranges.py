@@ -111,3 +111,19 @@ def test_toml_booleans_and_specs_are_refused_before_anything_starts(tmp_path, ca
             "(or unset: all examples), got -5"
         )
     assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        (10**9, "seeds must be a count in [1, 1,000,000], got 1000000000"),
+        ([0, -1], "seeds must be a count (3) or a list of seeds"),
+        ([2**63], "seeds must be a count (3) or a list of seeds"),
+        ([0, 0], "seeds lists a seed twice"),
+        (0, "seeds: need at least one seed"),
+    ],
+)
+def test_seed_counts_and_lists_are_bounded(seeds, message):
+    with pytest.raises(InitlabError) as caught:
+        parse_spec({"fixed": FIXED, "seeds": seeds})
+    assert message in str(caught.value)
