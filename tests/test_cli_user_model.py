@@ -2,6 +2,8 @@
 end to end on tiny factories and data, and every bad input as one line, exit 2, before
 anything trains and before the store exists."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ import torch
 import initlab
 from initlab.cli import main
 from initlab.cli.options import parse_model_args
+from initlab.compare import comparison_configs, preflight_configs
 from initlab.errors import InitlabError
 from initlab.store import open_store
 from initlab.usercode import data_spec, is_registered, model_spec
@@ -270,3 +273,19 @@ def test_specs_of_callables_and_data():
     assert data_spec((torch.from_numpy(x), y, x, y)) != spec  # tensor vs array: hashed apart
     with pytest.raises(InitlabError, match="x_train, y_train, x_test"):
         data_spec((x, y))
+
+
+@pytest.mark.parametrize(
+    ("factory", "data", "task"),
+    [
+        ("resnet", "digits", "auto"),
+        ("regression_mlp", "examples/my_data.py:regression", "auto"),
+        ("tiny_transformer", "examples/my_data.py:tokens", "sequence"),
+    ],
+)
+def test_the_documented_examples_fit_their_data(factory, data, task, monkeypatch):
+    """docs/your-model.md's factories and data pass every pre-training check."""
+    monkeypatch.chdir(Path(__file__).parents[1])
+    model = f"examples/my_models.py:{factory}"
+    configs = comparison_configs(["default"], 1, model=model, dataset=data, task=task)
+    assert preflight_configs(configs) is not None
