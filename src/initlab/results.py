@@ -120,7 +120,7 @@ class ResultSet:
         """Write ``summary.csv`` (one row per run), ``epochs.csv``, ``by_group.csv``,
         ``curves.png`` and, when tracked, ``layer_stats.csv`` into ``out_dir``; returns the
         paths written."""
-        from initlab.report.plots import plot_curves
+        from initlab.curves import plot_curves
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ class ResultSet:
 
     def plot(self, path: str | Path) -> Path:
         """Loss and accuracy curves, mean over seeds with a ±1 std band, per group."""
-        from initlab.report.plots import plot_curves
+        from initlab.curves import plot_curves
 
         return plot_curves(self.epochs, self.group_by, Path(path))
 

@@ -14,8 +14,8 @@ number for number. See ``docs/initializers.md`` for the table and the traps.
 
 from initlab.initializers.base import FunctionSampler, Initializer, Sampler, Scheme
 from initlab.initializers.fans import Fans, as_fans, fans_of_module, fans_of_tensor
-from initlab.initializers.parse import parse, split_spec
-from initlab.initializers.registry import get, info, names, register, unregister
+from initlab.initializers.parse import split_spec
+from initlab.initializers.registry import get, info, names, parse, register, unregister
 
 __all__ = [
     "Fans",

@@ -5,6 +5,10 @@ scheme's parameters in order. Values are Python literals read with :func:`ast.li
 (numbers, quoted strings, True/False/None); a bare word is a string (``mode=fan_in``), and
 ``sqrt(<number>)`` is allowed (``kaiming_uniform(a=sqrt(5))``). Nothing is ever evaluated.
 ``repr(initializer)`` is a spec that parses back to an equal initializer.
+
+This module is the grammar only (it knows no scheme): :func:`initlab.initializers.parse`
+(in :mod:`~initlab.initializers.registry`) reads a spec with :func:`split_spec`, binds the
+positional arguments with :func:`bind_positional` and builds the initializer.
 """
 
 from __future__ import annotations
@@ -12,33 +16,29 @@ from __future__ import annotations
 import ast
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from initlab.errors import InitlabError
-from initlab.initializers.base import Initializer
-from initlab.initializers.registry import get, info
 
 _SPEC = re.compile(r"^\s*([A-Za-z_][\w\-]*)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 _SCALARS = (bool, int, float, str, type(None))
 
 
-def parse(spec: str) -> Initializer:
-    """The initializer a spec describes; a malformed spec raises :class:`InitlabError`.
-
-    >>> parse("variance_scaling(scale=2, mode=fan_in, distribution=uniform)")
-    variance_scaling(scale=2.0, mode='fan_in', distribution='uniform')
-    """
-    name, args, kwargs = split_spec(spec)
-    if args:
-        order = list(info(name)["params"])
-        if len(args) > len(order):
-            takes = f"takes {len(order)} parameter(s)" if order else "takes no parameters"
-            raise InitlabError(f"{spec!r}: {name} {takes}, got {len(args)} positional")
-        for key, value in zip(order, args, strict=False):
-            if key in kwargs:
-                raise InitlabError(f"{spec!r}: parameter '{key}' given twice")
-            kwargs[key] = value
-    return get(name, **kwargs)
+def bind_positional(
+    spec: str, name: str, args: list[Any], kwargs: dict[str, Any], order: Sequence[str]
+) -> dict[str, Any]:
+    """``kwargs`` with the positional ``args`` bound to the parameters ``order`` in turn;
+    too many arguments, or one given twice, raise :class:`InitlabError`."""
+    if len(args) > len(order):
+        takes = f"takes {len(order)} parameter(s)" if order else "takes no parameters"
+        raise InitlabError(f"{spec!r}: {name} {takes}, got {len(args)} positional")
+    bound = dict(kwargs)
+    for key, value in zip(order, args, strict=False):
+        if key in bound:
+            raise InitlabError(f"{spec!r}: parameter '{key}' given twice")
+        bound[key] = value
+    return bound
 
 
 def split_spec(spec: str) -> tuple[str, list[Any], dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 from initlab.errors import InitlabError, UnknownNameError, closest_name
 from initlab.initializers import basic, data_dependent, structured, torch_names, variance_scaling
 from initlab.initializers.base import FillFn, Formula, Initializer, Sampler, Scheme
+from initlab.initializers.parse import bind_positional, split_spec
 
 _REGISTRY: dict[str, Scheme] = {}
 _BUILTIN: set[str] = set()
@@ -87,8 +88,6 @@ def get(name: str | Initializer, **params: Any) -> Initializer:
     if "(" in name:
         if params:
             raise InitlabError(f"give parameters in the spec or as keywords, not both: {name!r}")
-        from initlab.initializers.parse import parse
-
         return parse(name)
     scheme = _scheme(name)
     resolved = _resolve(scheme, params)
@@ -100,6 +99,19 @@ def get(name: str | Initializer, **params: Any) -> Initializer:
     return Initializer(
         scheme.name, resolved, origin=scheme.origin, formula=formula, sampler=sampler
     )
+
+
+def parse(spec: str) -> Initializer:
+    """The initializer a spec describes (grammar: :mod:`initlab.initializers.parse`); a
+    malformed spec raises :class:`InitlabError`.
+
+    >>> parse("variance_scaling(scale=2, mode=fan_in, distribution=uniform)")
+    variance_scaling(scale=2.0, mode='fan_in', distribution='uniform')
+    """
+    name, args, kwargs = split_spec(spec)
+    if args:
+        kwargs = bind_positional(spec, name, args, kwargs, list(info(name)["params"]))
+    return get(name, **kwargs)
 
 
 def info(name: str | Initializer) -> dict[str, Any]:

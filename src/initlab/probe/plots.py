@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
+import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-
-if TYPE_CHECKING:
-    from initlab.probe.diagnosis import Diagnosis
 
 BINS = 60
 CLIP_PERCENTILE = 0.5
@@ -32,6 +30,15 @@ PROFILES = (
     ("weight_grad_norm", "weight-gradient norm |dL/dW|"),
     ("pre_grad_std", "back-propagated gradient std (dL/dz)"),
 )
+
+
+class Drawable(Protocol):
+    """What the figures read of a :class:`initlab.probe.Diagnosis` (this module does not
+    import it: the diagnosis imports its figures, not the other way round)."""
+
+    layers: pd.DataFrame
+    samples: dict[str, dict[str, np.ndarray]]
+    label: str
 
 
 def _bins(samples: list[np.ndarray]) -> np.ndarray:
@@ -70,7 +77,7 @@ def _positive(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values) & (values > 0), values, np.nan)
 
 
-def draw_profiles(axes: list[Axes], diagnoses: Mapping[str, Diagnosis]) -> None:
+def draw_profiles(axes: list[Axes], diagnoses: Mapping[str, Drawable]) -> None:
     """The :data:`PROFILES` panels, one line (colour) per diagnosis, x = layer index."""
     cmap = colormaps["tab10"]
     for k, (label, diag) in enumerate(diagnoses.items()):
@@ -102,7 +109,7 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_histograms(diag: Diagnosis, path: Path) -> Path:
+def plot_histograms(diag: Drawable, path: Path) -> Path:
     """Activation and back-propagated-gradient histograms per hidden layer (Glorot Fig. 6–7)."""
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax_act, ax_grad = fig.subplots(1, 2)
@@ -110,7 +117,7 @@ def plot_histograms(diag: Diagnosis, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _draw_both(ax_act: Axes, ax_grad: Axes, diag: Diagnosis) -> None:
+def _draw_both(ax_act: Axes, ax_grad: Axes, diag: Drawable) -> None:
     acts = {n: s["activation"] for n, s in diag.samples.items()}
     grads = {n: s["gradient"] for n, s in diag.samples.items()}
     suffix = f" — {diag.label}" if diag.label else ""
@@ -118,14 +125,14 @@ def _draw_both(ax_act: Axes, ax_grad: Axes, diag: Diagnosis) -> None:
     draw_histograms(ax_grad, grads, f"back-propagated gradients dL/dz{suffix}")
 
 
-def plot_profiles(diagnoses: Mapping[str, Diagnosis], path: Path) -> Path:
+def plot_profiles(diagnoses: Mapping[str, Drawable], path: Path) -> Path:
     """Per-layer profiles of one or several diagnoses (e.g. one per init), overlaid."""
     fig = Figure(figsize=(16, 4.2), layout="constrained")
     draw_profiles(list(fig.subplots(1, len(PROFILES))), diagnoses)
     return _save(fig, path)
 
 
-def plot_diagnosis(diag: Diagnosis, path: Path) -> Path:
+def plot_diagnosis(diag: Drawable, path: Path) -> Path:
     """Histograms (top) and profiles (bottom) of one diagnosis in one figure."""
     fig = Figure(figsize=(16, 8), layout="constrained")
     top, bottom = fig.subfigures(2, 1)

@@ -5,7 +5,7 @@ PNGs) from a :class:`~initlab.results.ResultSet`; :func:`plot_curves` draws lear
 See ``docs/report.md`` for what each section shows.
 """
 
+from initlab.curves import curves_figure, plot_curves
 from initlab.report.build import ReportPaths, assemble_report, build_report
-from initlab.report.plots import curves_figure, plot_curves
 
 __all__ = ["ReportPaths", "assemble_report", "build_report", "curves_figure", "plot_curves"]

@@ -2,7 +2,7 @@
 gradient-norm heatmaps, and the depth × sigma_w² trainability heatmap with the 6·xi_c curve.
 
 Each function returns a :class:`~matplotlib.figure.Figure`; :mod:`initlab.report.build` turns
-them into PNGs. The learning curves are :func:`initlab.report.plots.curves_figure`.
+them into PNGs. The learning curves are :func:`initlab.curves.curves_figure`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from matplotlib import colormaps
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+from initlab.curves import LABEL_LIMIT, plain_text
 from initlab.report.layers import LayerGrid
-from initlab.report.plots import LABEL_LIMIT, plain_text
 from initlab.report.sweep import SweepPanel
 
 MISSING_COLOUR = "#d9d9d9"

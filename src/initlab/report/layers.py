@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from initlab.report.plots import group_label
+from initlab.curves import group_label
 
 GRAD_NORM_METRICS = ("weight_grad_norm", "grad_norm", "grad_weight_norm", "w_grad_norm")
 ALL_RUNS = "all runs"

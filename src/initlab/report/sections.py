@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from initlab.curves import curves_figure
 from initlab.report import figures, layers, sweep, tables
 from initlab.report.model import Details, Image, Note, Section, Table
-from initlab.report.plots import curves_figure
 from initlab.results import REACH_FRACTION, ResultSet
 from initlab.train.result import STUCK_FACTOR
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from initlab.report.plots import group_label
+from initlab.curves import group_label
 from initlab.stats import group_label as stats_label
 from initlab.stats import pairwise_comparisons, rank_groups
 from initlab.train.result import DIVERGED, FAILED

@@ -1,4 +1,8 @@
-"""Figures, drawn with matplotlib's object API (no pyplot state, no display needed)."""
+"""Learning curves and the label helpers figures share, with matplotlib's object API.
+
+A leaf module (it imports no other part of initlab but :mod:`initlab.stats`), so that
+:class:`initlab.results.ResultSet` can draw its curves without importing the report.
+"""
 
 from __future__ import annotations
 
