@@ -127,3 +127,24 @@ def test_seed_counts_and_lists_are_bounded(seeds, message):
     with pytest.raises(InitlabError) as caught:
         parse_spec({"fixed": FIXED, "seeds": seeds})
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--limit-train", "-5"], "limit_train must be an integer >= 1"),
+        (["--lr", "nan"], "lr must be a finite number > 0, got nan"),
+        (["--lr", "inf"], "lr must be a finite number > 0, got inf"),
+        (["--epochs", "0"], "epochs must be an integer >= 1, got 0"),
+        (["--dropout", "1"], "dropout must be a finite number in [0, 1), got 1.0"),
+        (["--batch-size", "0"], "batch_size must be an integer >= 1, got 0"),
+    ],
+)
+def test_compare_options_are_checked_before_anything_starts(
+    option, message, tmp_path, capsys, trainings
+):
+    out = tmp_path / "out"
+    assert main(["compare", "--dataset", "digits", *option, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists() and trainings == []
