@@ -289,3 +289,41 @@ def test_the_documented_examples_fit_their_data(factory, data, task, monkeypatch
     model = f"examples/my_models.py:{factory}"
     configs = comparison_configs(["default"], 1, model=model, dataset=data, task=task)
     assert preflight_configs(configs) is not None
+
+
+def test_study_takes_device_and_checks_it_before_anything(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert (
+        main(["study", "glorot2010", "--scale", "tiny", "--device", "tpu", "--out", str(out)]) == 2
+    )
+    assert "got 'tpu'" in capsys.readouterr().err and not out.exists()
+
+
+def test_diagnose_checks_the_device_before_loading_anything(capsys, monkeypatch):
+    from initlab.cli import probing
+
+    monkeypatch.setattr(probing, "load_data", lambda *a, **k: pytest.fail("data loaded"))
+    assert main(["diagnose", "--data", "digits", "--device", "cuda:99"]) == 2
+    assert "--device cuda:99" in capsys.readouterr().err
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_compare_on_cuda_records_the_device_and_keeps_the_keys(user_dir):
+    args = ["--model", "models.py:build", "--data", "digits", "--inits", "default,he_normal"]
+    args += ["--limit-train", "300"]
+    assert _compare(*args, "--device", "cuda", "--out", str(user_dir / "gpu")) == 0
+    assert _compare(*args, "--device", "cpu", "--out", str(user_dir / "cpu")) == 0
+    gpu = pd.read_csv(user_dir / "gpu" / "summary.csv")
+    assert set(gpu["device"]) == {"cuda"} and gpu["status"].isin(["ok", "stuck"]).all()
+    assert _run_ids(user_dir / "gpu") == _run_ids(user_dir / "cpu")  # device is not in the key
+
+
+@needs_cuda
+def test_diagnose_and_doctor_on_cuda_in_bf16(user_dir, capsys):
+    args = ["--data", "digits", "--batch", "64", "--model", "models.py:build", "--device", "cuda"]
+    assert main(["diagnose", *args, "--precision", "bf16"]) == 0
+    assert main(["doctor", *args]) == 0
+    assert "the plan" in capsys.readouterr().out
