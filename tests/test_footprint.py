@@ -137,3 +137,16 @@ def test_user_factories_are_sized_on_the_meta_device_or_skipped_with_a_note(tmp_
     assert estimate.run_cost(eager) is None
     unknown_data = config.replace(dataset="data.npz")
     assert profile(unknown_data).macs is None and estimate.run_cost(unknown_data) is None
+
+
+def test_machine_memory_is_the_gpus_for_cuda_runs_else_ram(monkeypatch):
+    ram, what = footprint.machine_memory("cpu")
+    assert what == "RAM" and ram > 10**8
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    props = type("Props", (), {"total_memory": 80 * GB})
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
+    assert footprint.machine_memory("cuda:1") == (80 * GB, "GPU cuda:1")
+    assert footprint.machine_memory("auto") == (80 * GB, "GPU cuda:0")
+    assert footprint.machine_memory("cuda:7")[1] == "RAM"  # no such GPU: the run will say so
+    assert footprint.machine_memory("cpu") == (ram, "RAM")
