@@ -19,8 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
+from initlab.console import print_frame
 from initlab.results import REACH_FRACTION, ResultSet, format_summary
 from initlab.stats import rank_groups
 from initlab.store import open_store
