@@ -5,15 +5,18 @@
 >>> store.runs(), store.epochs(), store.layer_stats()  # pandas DataFrames
 >>> store.results(study="depth-vs-init").summary()     # a ResultSet, grouped per the spec
 
-See :mod:`initlab.store.schema` for the tables and :mod:`initlab.store.sqlite` for the
-durability guarantees.
+See :mod:`initlab.store.schema` for the tables, :mod:`initlab.store.sqlite` for the
+durability guarantees, :mod:`initlab.store.leases` for several processes sharing a store and
+:mod:`initlab.store.repair` for salvaging a damaged one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from initlab.store.damage import StoreDamagedError
 from initlab.store.export import export
+from initlab.store.location import StoreLocationError
 from initlab.store.schema import SCHEMA_VERSION
 from initlab.store.sqlite import DB_NAME, FINISHED, Store, store_path
 
@@ -30,6 +33,8 @@ __all__ = [
     "FINISHED",
     "SCHEMA_VERSION",
     "Store",
+    "StoreDamagedError",
+    "StoreLocationError",
     "export",
     "open_store",
     "store_path",

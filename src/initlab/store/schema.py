@@ -16,6 +16,8 @@ Tables:
 * ``studies`` (``study_id`` = the spec's hash, ``name``, ``spec`` JSON, ``group_by`` JSON,
   timestamps) and ``study_runs(study_id, run_id, position)``: which runs a spec asked for, in
   grid order. A run can belong to several studies; its results are stored once.
+* ``leases(run_id, owner, expires)``: which process is training a run, until when (Unix
+  time); see :mod:`initlab.store.leases`. Added to older stores when they are opened.
 
 Config fields added to :class:`RunConfig` later, and result columns added to
 :data:`RESULT_COLUMNS` later, are added as columns when a store is opened (old rows get
@@ -28,6 +30,7 @@ import typing
 from dataclasses import fields
 
 from initlab.config import RunConfig
+from initlab.store.leases import LEASE_TABLE
 
 SCHEMA_VERSION = 1
 """Bump when a change is not additive; :func:`initlab.store.open_store` refuses other versions."""
@@ -99,4 +102,5 @@ def create_statements() -> list[str]:
         "CREATE TABLE study_runs (study_id TEXT NOT NULL, run_id TEXT NOT NULL, "
         "position INTEGER NOT NULL, PRIMARY KEY (study_id, run_id))",
         "CREATE INDEX study_runs_run ON study_runs (run_id)",
+        LEASE_TABLE,
     ]

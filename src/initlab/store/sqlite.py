@@ -7,24 +7,32 @@ run intact and nothing of the run being written. WAL alone already survives appl
 crashes with ``synchronous=NORMAL``; FULL also survives an OS crash or power loss (NORMAL
 may roll back the last commits there). It costs one fsync per finished run — nothing next to
 a run's seconds of training — so we take it. Readers (``initlab results``, a notebook) can
-read while a sweep writes. The sweep's parent process is the only writer; other writers
-wait up to :data:`BUSY_TIMEOUT` seconds for the lock.
+read while a sweep writes. Writers (several sweeps sharing a store, see
+:mod:`initlab.store.leases`) wait up to :data:`BUSY_TIMEOUT` seconds for the lock.
+
+Damage: opening a store runs ``PRAGMA quick_check`` first and refuses a corrupt file in one
+line before anything is written to it (:mod:`initlab.store.damage`); corruption met later,
+while reading or writing, gives the same line. Opening a store to write first proves its
+directory writable (:mod:`initlab.store.location`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import initlab
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
-from initlab.store import read
+from initlab.store import damage, leases, read
+from initlab.store.damage import DB_NAME
+from initlab.store.location import check_writable, location_error
 from initlab.store.schema import (
     EPOCH_METRICS,
     RESULT_COLUMNS,
@@ -40,8 +48,8 @@ if TYPE_CHECKING:
     from initlab.results import ResultSet
     from initlab.sweep.engine import Outcome
 
-DB_NAME = "initlab.db"
 BUSY_TIMEOUT = 60.0
+T = TypeVar("T")
 FINISHED = (OK, STUCK, DIVERGED)
 """Statuses that count as done: resuming skips these runs (``failed`` runs are retried)."""
 
@@ -60,6 +68,17 @@ def store_path(path: str | Path) -> Path:
     return path / DB_NAME
 
 
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """A reading method whose corruption errors become :class:`StoreDamagedError`."""
+
+    @functools.wraps(method)
+    def guarded(self: Store, *args: Any, **kwargs: Any) -> T:
+        with damage.reading(self.path):
+            return method(self, *args, **kwargs)
+
+    return guarded
+
+
 class Store:
     """A results store (see :mod:`initlab.store.schema` for the tables).
 
@@ -70,14 +89,18 @@ class Store:
 
     def __init__(self, path: str | Path | None, *, create: bool = True) -> None:
         self.path = None if path in (None, ":memory:") else store_path(path)
-        if self.path is not None and not self.path.exists():
-            if not create:
-                raise InitlabError(f"no results store at {self.path}")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path is not None and not self.path.exists() and not create:
+            raise InitlabError(f"no results store at {self.path}")
+        if self.path is not None and create:
+            check_writable(self.path)
         target = ":memory:" if self.path is None else str(self.path)
-        self._conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None)
         try:
-            self._setup(create)
+            self._conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise location_error(self.path, OSError(str(exc))) from None
+        try:
+            with damage.reading(self.path):
+                self._setup(create)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise InitlabError(f"{self.path} is not an initlab results store ({exc})") from None
@@ -86,23 +109,35 @@ class Store:
             raise
 
     def _setup(self, create: bool) -> None:
+        if self.path is not None and self.path.stat().st_size > 0:
+            damage.check(self._conn, self.path)  # before anything is written
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
-        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
+        tables = self._tables()
         if not tables:
             if not create:
                 raise InitlabError(f"{self.path} is an empty file, not a results store")
-            with self._write():
-                for statement in create_statements():
-                    self._conn.execute(statement)
-                meta = {"schema_version": SCHEMA_VERSION, "created_at": now_iso()}
-                meta["created_by"] = f"initlab {initlab.__version__}"
-                self._conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+            self._create()
             return
         if "meta" not in tables or "runs" not in tables:
             raise InitlabError(f"{self.path} is an SQLite file but not an initlab results store")
         self._check_version()
         self._add_new_columns()
+        self._add_new_tables()
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
+
+    def _create(self) -> None:
+        """Create the tables, under the write lock, unless another process just did."""
+        with self._write():
+            if self._tables():
+                return
+            for statement in create_statements():
+                self._conn.execute(statement)
+            meta = {"schema_version": SCHEMA_VERSION, "created_at": now_iso()}
+            meta["created_by"] = f"initlab {initlab.__version__}"
+            self._conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
 
     def _check_version(self) -> None:
         row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -137,16 +172,27 @@ class Store:
             for name, sql in self._missing_columns():
                 self._conn.execute(f'ALTER TABLE runs ADD COLUMN "{name}" {sql}'.rstrip())
 
+    def _add_new_tables(self) -> None:
+        """Add the ``leases`` table to a store written before it existed."""
+        query = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='leases'"
+        if self._conn.execute(query).fetchone() is None:
+            self._conn.execute(leases.LEASE_TABLE)
+
     @contextmanager
     def _write(self) -> Iterator[None]:
-        """One write transaction: everything inside commits together or not at all."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        """One write transaction: everything inside commits together or not at all.
+
+        SQLite may already have rolled back (a full disk does that), hence the check.
+        """
+        with damage.reading(self.path):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         self._conn.close()
@@ -180,18 +226,23 @@ class Store:
                 [(study_id, run_id, i) for i, run_id in enumerate(run_ids)],
             )
 
-    def record(self, outcome: Outcome) -> None:
-        """Store one finished run — row, epochs, layer stats — in one transaction.
+    def record(self, outcome: Outcome) -> bool:
+        """Store one finished run — row, epochs, layer stats — in one transaction, and drop
+        its lease. Returns ``False`` (and writes nothing) when the store already has the run
+        finished: a finished run is never overwritten, whoever trained it.
 
-        A run stored before (a failed run being retried) is replaced; ``attempts`` counts.
+        A run stored before as ``failed`` (being retried) is replaced; ``attempts`` counts.
         """
         row = _run_row(outcome)
         epochs = [_epoch_row(row["run_id"], e) for e in outcome.result.epochs]
         layers = [_layer_row(row["run_id"], s) for s in outcome.result.layer_stats]
         with self._write():
             prev = self._conn.execute(
-                "SELECT attempts FROM runs WHERE run_id=?", (row["run_id"],)
+                "SELECT attempts, status FROM runs WHERE run_id=?", (row["run_id"],)
             ).fetchone()
+            self._conn.execute("DELETE FROM leases WHERE run_id=?", (row["run_id"],))
+            if prev is not None and prev[1] in FINISHED:
+                return False
             row["attempts"] = (prev[0] or 0) + 1 if prev else 1
             self._conn.execute("DELETE FROM epochs WHERE run_id=?", (row["run_id"],))
             self._conn.execute("DELETE FROM layer_stats WHERE run_id=?", (row["run_id"],))
@@ -203,9 +254,31 @@ class Store:
             width = 3 + len(EPOCH_METRICS)
             self._conn.executemany(f"INSERT INTO epochs VALUES ({', '.join('?' * width)})", epochs)
             self._conn.executemany("INSERT INTO layer_stats VALUES (?, ?, ?, ?, ?, ?)", layers)
+        return True
+
+    # -- leases (several processes sharing one store) -----------------------------------------
+
+    def attempts(self, run_ids: Iterable[str]) -> dict[str, int]:
+        """``run_id → attempts`` so far (0 for runs never stored)."""
+        with damage.reading(self.path):
+            return leases.attempts(self._conn, run_ids)
+
+    def claim(
+        self, run_ids: Iterable[str], owner: str, baseline: dict[str, int], ttl: float
+    ) -> tuple[list[str], list[str]]:
+        """Lease the free ones of ``run_ids`` for ``owner`` in one write transaction;
+        ``(claimed, held by another owner)`` (:func:`initlab.store.leases.claim`)."""
+        with self._write():
+            return leases.claim(self._conn, run_ids, owner, baseline, ttl)
+
+    def release(self, owner: str) -> None:
+        """Drop every lease ``owner`` still holds (runs it did not record)."""
+        with self._write():
+            leases.release(self._conn, owner)
 
     # -- reading -----------------------------------------------------------------------------
 
+    @_guarded
     def statuses(self, run_ids: Iterable[str] | None = None) -> dict[str, str]:
         """``run_id → status`` of the stored runs (of ``run_ids`` only, if given)."""
         rows = self._conn.execute("SELECT run_id, status FROM runs").fetchall()
@@ -216,26 +289,32 @@ class Store:
         """Runs that are done (ok, stuck or diverged); resuming skips them."""
         return {r for r, s in self.statuses(run_ids).items() if s in FINISHED}
 
+    @_guarded
     def resolve_study(self, study: str | None) -> str | None:
         """The id of the study called (or with id / id prefix) ``study``."""
         return read.resolve_study(self._conn, study)
 
+    @_guarded
     def studies(self) -> pd.DataFrame:
         """One row per study: id, name, group_by, planned/done/failed run counts, times."""
         return read.studies(self._conn)
 
+    @_guarded
     def study_group_by(self, study: str | None) -> list[str] | None:
         """The ``group_by`` a study was recorded with (``None`` for no study)."""
         return read.study_group_by(self._conn, self.resolve_study(study))
 
+    @_guarded
     def runs(self, study: str | None = None) -> pd.DataFrame:
         """One row per stored run: ``run_id``, the config's fields, the outcome columns."""
         return read.runs(self._conn, self.resolve_study(study))
 
+    @_guarded
     def epochs(self, study: str | None = None) -> pd.DataFrame:
         """One row per (run, epoch): ``run_id``, ``epoch`` and every recorded metric."""
         return read.epochs(self._conn, self.resolve_study(study))
 
+    @_guarded
     def layer_stats(self, study: str | None = None, *, with_config: bool = False) -> pd.DataFrame:
         """Tidy rows ``run_id, epoch, step, layer, metric, value`` (+ config columns)."""
         frame = read.layer_stats(self._conn, self.resolve_study(study))
@@ -243,6 +322,7 @@ class Store:
             frame = frame.merge(self.runs(study), on="run_id", how="left")
         return frame
 
+    @_guarded
     def configs(self, study: str | None = None) -> list[RunConfig]:
         """The stored runs' configs, rebuilt from their JSON."""
         ids = self.runs(study)["run_id"].tolist() if study else None
@@ -250,6 +330,7 @@ class Store:
         found = {r: RunConfig.from_dict(json.loads(c)) for r, c in rows}
         return [found[r] for r in ids] if ids is not None else list(found.values())
 
+    @_guarded
     def results(self, study: str | None = None, group_by: list[str] | None = None) -> ResultSet:
         """The runs as a :class:`ResultSet`, grouped by ``group_by``, else the study's
         ``group_by``, else the settings that vary between the runs (except the seed)."""

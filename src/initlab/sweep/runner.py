@@ -5,10 +5,20 @@
 store already has finished (``ok``, ``stuck``, ``diverged``; ``failed`` runs are retried),
 cuts the rest into chunks, hands them to an executor (in-process, worker processes or Ray)
 and commits each outcome as it arrives, so an interruption loses only the runs in flight.
+
+Several processes may run the same study into one store at once (two identical
+``initlab compare --out same/``, a sweep started on each of several machines sharing a
+directory): each leases the chunks it is about to dispatch, a wave at a time
+(:class:`initlab.store.leases.Lease`), so they share the work, a finished run is never
+trained or overwritten again, and the runs of a process that was killed are taken over
+when its leases expire. A store that cannot be written any more (a full disk) stops the
+sweep with :class:`SweepStopped`; everything committed before stays readable.
 """
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +31,7 @@ from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.results import ResultSet
 from initlab.store import Store, open_store
+from initlab.store.leases import Lease
 from initlab.sweep.engine import DataCache, Outcome, data_key, plan_chunks, resolve_engine
 from initlab.sweep.estimate import check_buildable, run_cost
 from initlab.sweep.executor import (
@@ -34,6 +45,9 @@ from initlab.sweep.grid import DEFAULT_MAX_RUNS, expand
 from initlab.sweep.spec import Spec
 
 BACKENDS = ("local", "ray")
+LEASE_SPLIT = 4
+"""With a store on disk, a sweep is cut into at least this many chunks, so that other
+processes sharing the store find work to lease."""
 INLINE_BELOW_SECONDS = 20.0
 """With ``workers=None``, a local sweep whose estimated serial time is below this runs in
 this process: starting a worker costs seconds (importing torch), more than it saves."""
@@ -76,6 +90,8 @@ class SweepReport:
     counts: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     interrupted: bool = False
+    by_others: int = 0
+    """Runs of the study that other processes sharing the store finished meanwhile."""
 
     @property
     def ran(self) -> int:
@@ -84,7 +100,7 @@ class SweepReport:
     @property
     def finished(self) -> int:
         """Runs of the study that are done now (failed ones are not)."""
-        return self.already_done + self.ran - self.counts.get("failed", 0)
+        return self.already_done + self.by_others + self.ran - self.counts.get("failed", 0)
 
     def line(self) -> str:
         """``ran 12 runs in 63.1 s (ok 10, diverged 2); 36 of 36 runs done``."""
@@ -92,7 +108,8 @@ class SweepReport:
         ran = f"ran {self.ran} run(s) in {self.seconds:.1f} s"
         if by_status:
             ran += f" ({by_status})"
-        return f"{ran}; {self.finished} of {self.total} runs done"
+        others = f" ({self.by_others} by other processes)" if self.by_others else ""
+        return f"{ran}; {self.finished} of {self.total} runs done{others}"
 
 
 class SweepProgress:
@@ -113,6 +130,15 @@ class SweepInterrupted(KeyboardInterrupt):
 
     def __init__(self, report: SweepReport) -> None:
         super().__init__("sweep interrupted")
+        self.report = report
+
+
+class SweepStopped(InitlabError):
+    """The store could not be written any more (a full disk): the sweep stopped cleanly,
+    every run committed before is kept; ``report`` says what was saved."""
+
+    def __init__(self, message: str, report: SweepReport) -> None:
+        super().__init__(message)
         self.report = report
 
 
@@ -150,6 +176,8 @@ def run_sweep(
         fetch_missing_data(pending, data_dir)
         workers = default_workers(pending, workers)
     target = workers or available_cores()  # at least this many chunks, when possible
+    if store.path is not None:
+        target = max(target, LEASE_SPLIT)
     chunks = plan_chunks(pending, engine, target)
     n_workers, threads = plan_workers(len(chunks), workers)
     preloaded = {data_key(configs[0]): dataset} if dataset is not None else None
@@ -158,7 +186,9 @@ def run_sweep(
     progress.start(
         SweepPlan(len(set(keys)), len(done), pending, backend, engine, n_workers, threads)
     )
-    _execute(executor, chunks, store, report, progress)
+    wave = len(chunks) if backend == "ray" else n_workers
+    _execute(executor, Lease(store, [c.key() for c in pending], wave), chunks, report, progress)
+    report.by_others = len(store.finished_ids(keys)) - report.finished
     return report
 
 
@@ -184,21 +214,53 @@ def default_workers(pending: Sequence[RunConfig], workers: int | None) -> int | 
 
 
 def _execute(
-    executor: Executor, chunks: list, store: Store, report: SweepReport, progress: SweepProgress
+    executor: Executor, lease: Lease, chunks: list, report: SweepReport, progress: SweepProgress
 ) -> None:
+    """Run the chunks a wave of leased runs at a time; record each outcome as it arrives."""
     started = time.perf_counter()
-    outcomes = executor.run(chunks, progress.epoch)
     try:
-        for outcome in outcomes:
-            store.record(outcome)
-            report.counts[outcome.result.status] += 1
-            progress.finished(outcome)
+        with lease:
+            for wave in lease.waves(chunks):
+                _record(executor, wave, lease.store, report, progress)
     except KeyboardInterrupt:
         report.interrupted = True
         raise SweepInterrupted(report) from None
+    except (sqlite3.OperationalError, OSError) as exc:
+        if not _disk_full(exc):
+            raise
+        report.seconds = time.perf_counter() - started
+        raise SweepStopped(_stopped_line(lease.store, exc, report), report) from None
+    finally:
+        report.seconds = time.perf_counter() - started
+
+
+def _record(
+    executor: Executor, wave: list, store: Store, report: SweepReport, progress: SweepProgress
+) -> None:
+    outcomes = executor.run(wave, progress.epoch)
+    try:
+        for outcome in outcomes:
+            if store.record(outcome):  # False: another process finished it first
+                report.counts[outcome.result.status] += 1
+            progress.finished(outcome)
     finally:
         outcomes.close()  # stops the workers, whatever happened
-        report.seconds = time.perf_counter() - started
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """``database or disk is full`` (SQLITE_FULL), or ENOSPC/EDQUOT from the OS."""
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return (code & 0xFF) == 13 if code is not None else "is full" in str(exc)
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _stopped_line(store: Store, exc: BaseException, report: SweepReport) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return (
+        f"cannot write the results store {store.path} ({reason.lower()}): the sweep stopped; "
+        f"{report.line()}, all saved; free some space and run the same command again to resume"
+    )
 
 
 def check_backend(backend: str, address: str | None = None):

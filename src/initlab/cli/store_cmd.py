@@ -1,0 +1,45 @@
+"""``initlab store check DIR`` and ``initlab store repair DIR``: a results store's health."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from initlab.cli import app
+from initlab.errors import InitlabError
+from initlab.store.damage import damaged_message
+from initlab.store.repair import check_file, repair
+from initlab.store.sqlite import store_path
+
+out = Console()
+store_app = typer.Typer(
+    help="Check a results store, or salvage the finished runs of a damaged one.",
+    no_args_is_help=True,
+)
+app.add_typer(store_app, name="store")
+
+StoreArg = Annotated[
+    Path, typer.Argument(metavar="DB_OR_DIR", help="a study directory or its initlab.db")
+]
+
+
+@store_app.command()
+def check(path: StoreArg) -> None:
+    """Print ok, or the damage (PRAGMA quick_check) and exit 2."""
+    db = store_path(path)
+    if not db.exists():
+        raise InitlabError(f"no results store at {db}")
+    problem = check_file(db)
+    if problem is not None:
+        raise InitlabError(damaged_message(db, problem))
+    out.print(f"{db}: ok", soft_wrap=True, highlight=False)
+
+
+@store_app.command(name="repair")
+def repair_cmd(path: StoreArg) -> None:
+    """Salvage every readable finished run into a new store; keep the damaged file beside it."""
+    report = repair(path)
+    out.print(report.line(), soft_wrap=True, highlight=False)

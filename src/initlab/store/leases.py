@@ -1,0 +1,195 @@
+"""Leases: how several processes on one store share a study's runs.
+
+Before a process trains a run it *leases* it: a row ``leases(run_id, owner, expires)``
+written in one ``BEGIN IMMEDIATE`` transaction together with the checks that make it safe.
+A run is leased only when
+
+* it is not finished (``ok``, ``stuck``, ``diverged``),
+* nobody attempted it since this process started (its ``attempts`` is what it was then:
+  a run another process just failed is not retried twice in one round), and
+* no other owner holds an unexpired lease on it.
+
+``owner`` is ``host:pid:random``. The owner renews its leases while it trains
+(:class:`Heartbeat`, every ``ttl / 3`` seconds, on its own connection); recording a run
+drops its lease. A worker killed with SIGKILL stops renewing, its leases expire after
+``ttl`` seconds (:data:`LEASE_SECONDS`, or the environment variable
+``INITLAB_LEASE_SECONDS``) and another process takes the runs over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from initlab.store.sqlite import Store
+
+T = TypeVar("T")
+
+LEASE_SECONDS = 600.0
+"""Default lease length: a killed worker's runs are taken over after this long."""
+
+LEASE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS leases (run_id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+    "expires REAL NOT NULL)"
+)
+FINISHED_SQL = "('ok', 'stuck', 'diverged')"
+
+
+def lease_seconds() -> float:
+    """``INITLAB_LEASE_SECONDS`` when set (tests use a few seconds), else 600."""
+    value = os.environ.get("INITLAB_LEASE_SECONDS")
+    return float(value) if value else LEASE_SECONDS
+
+
+def new_owner() -> str:
+    """``host:pid:random``: unique per process and per sweep."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def attempts(conn: sqlite3.Connection, run_ids: Iterable[str]) -> dict[str, int]:
+    """``run_id → attempts`` so far (0 for runs never stored)."""
+    stored = dict(conn.execute("SELECT run_id, COALESCE(attempts, 0) FROM runs").fetchall())
+    return {r: int(stored.get(r, 0)) for r in run_ids}
+
+
+def claim(
+    conn: sqlite3.Connection,
+    run_ids: Iterable[str],
+    owner: str,
+    baseline: Mapping[str, int],
+    ttl: float,
+) -> tuple[list[str], list[str]]:
+    """Lease those of ``run_ids`` that are free (see the module docstring).
+
+    Returns ``(claimed, held)``: the runs leased now, and those another owner is training
+    (an unexpired lease); the rest are done. Call inside a write transaction (``BEGIN
+    IMMEDIATE``) so that two processes never lease the same run.
+    """
+    now, claimed, held_by_others = time.time(), [], []
+    for run_id in run_ids:
+        row = conn.execute(
+            f"SELECT status IN {FINISHED_SQL}, COALESCE(attempts, 0) FROM runs WHERE run_id=?",
+            (run_id,),
+        ).fetchone()
+        if row is not None and (row[0] or row[1] != baseline.get(run_id, 0)):
+            continue
+        held = conn.execute(
+            "SELECT owner, expires FROM leases WHERE run_id=?", (run_id,)
+        ).fetchone()
+        if held is not None and held[0] != owner and held[1] > now:
+            held_by_others.append(run_id)
+            continue
+        conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (run_id, owner, now + ttl))
+        claimed.append(run_id)
+    return claimed, held_by_others
+
+
+def release(conn: sqlite3.Connection, owner: str, run_ids: Iterable[str] | None = None) -> None:
+    """Drop ``owner``'s leases (on ``run_ids`` only, if given)."""
+    if run_ids is None:
+        conn.execute("DELETE FROM leases WHERE owner=?", (owner,))
+    else:
+        conn.executemany(
+            "DELETE FROM leases WHERE owner=? AND run_id=?", [(owner, r) for r in run_ids]
+        )
+
+
+class Heartbeat:
+    """A daemon thread that renews ``owner``'s leases every ``ttl / 3`` seconds.
+
+    It uses its own connection (SQLite connections belong to one thread); a renewal that
+    fails (the store busy for long, a full disk) is tried again at the next beat.
+    """
+
+    def __init__(self, db: Path, owner: str, ttl: float) -> None:
+        self.db, self.owner, self.ttl = db, owner, ttl
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="lease-heartbeat")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        conn = sqlite3.connect(str(self.db), timeout=self.ttl / 3, isolation_level=None)
+        try:
+            while not self._stop.wait(self.ttl / 3):
+                try:
+                    conn.execute(
+                        "UPDATE leases SET expires=? WHERE owner=?",
+                        (time.time() + self.ttl, self.owner),
+                    )
+                except sqlite3.Error:
+                    continue
+        finally:
+            conn.close()
+
+
+class Lease:
+    """One process's share of a study's runs on ``store``: hands out *waves* of chunks whose
+    runs it has leased, waits while other processes hold the rest, and takes over leases
+    that expire.
+
+    ``wave``: chunks leased at a time (one per worker: what the executor can start at
+    once). Leases are renewed by a :class:`Heartbeat` while the ``with`` block runs, and
+    the leases still held (runs not recorded: interrupted, failed disk) are dropped at its
+    end, so another process can take them over at once.
+    """
+
+    def __init__(self, store: Store, run_ids: Iterable[str], wave: int, ttl: float | None = None):
+        self.store, self.wave = store, max(1, wave)
+        self.ttl = lease_seconds() if ttl is None else ttl
+        self.owner = new_owner()
+        self.baseline = store.attempts(run_ids)
+        self.poll = min(1.0, self.ttl / 4)
+        self._heartbeat = Heartbeat(store.path, self.owner, self.ttl) if store.path else None
+
+    def __enter__(self) -> Lease:
+        if self._heartbeat is not None:
+            self._heartbeat.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.__exit__(*exc)
+        with contextlib.suppress(sqlite3.Error, ValueError):  # full disk, damage: they expire
+            self.store.release(self.owner)
+
+    def waves(self, chunks: Iterable[Sequence[T]]) -> Iterator[list[list[T]]]:
+        """Lists of at most ``wave`` chunks, cut down to the runs leased for this process.
+
+        Runs held by another process are looked at again every :attr:`poll` seconds until
+        they are done or their lease expires (then they are taken over); finished runs, and
+        runs someone else attempted meanwhile, are dropped.
+        """
+        left = [list(c) for c in chunks]
+        while left:
+            wave, waiting = [], []
+            for chunk in left:
+                if len(wave) >= self.wave:
+                    waiting.append(chunk)
+                    continue
+                keys = [c.key() for c in chunk]
+                mine, held = self.store.claim(keys, self.owner, self.baseline, self.ttl)
+                if mine:
+                    wave.append([c for c in chunk if c.key() in set(mine)])
+                if held:
+                    waiting.append([c for c in chunk if c.key() in set(held)])
+            if wave:
+                yield wave
+            elif waiting:
+                time.sleep(self.poll)
+            left = waiting

@@ -1,0 +1,252 @@
+"""Salvaging a damaged results store: ``initlab store repair DIR``.
+
+Python's ``sqlite3`` has no ``.recover``, so the salvage reads the damaged file table by
+table in rowid ranges (:data:`BLOCK` rows at a time). A range that raises is halved until
+the single unreadable rows are found; those are lost, everything around them is kept, so
+one bad page loses only the rows it holds. A damaged 100-byte file header ("file is not a
+database") is replaced, in a temporary copy, by a sound header of the same page size first.
+
+A run is *recovered* when its ``runs`` row reads back finished (``ok``, ``stuck``,
+``diverged``) with a config whose key is its ``run_id``, and all of its ``epochs_done``
+epoch rows read back; its layer statistics come with it (those that survived). Runs whose row
+or epochs were lost are *lost*: resuming the study trains them again. ``failed`` runs are
+neither (a resume retries them anyway). The salvaged runs and the studies go into a fresh
+store at the same path; the damaged file is kept beside it as
+``initlab.db.damaged-<UTC timestamp>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import struct
+import tempfile
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from initlab.config import RunConfig
+from initlab.errors import InitlabError
+from initlab.store import damage
+from initlab.store.sqlite import FINISHED, Store, store_path
+
+BLOCK = 256
+"""Rows read per query while the file reads cleanly."""
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+TABLES = ("runs", "epochs", "layer_stats", "studies", "study_runs")
+
+
+@dataclass
+class RepairReport:
+    """What a repair salvaged: run counts, rows per table, where the files went."""
+
+    store: Path
+    damaged: Path
+    recovered: int = 0
+    lost: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """``recovered 10 finished runs, lost 2; the damaged file is kept as ...``."""
+        rows = ", ".join(f"{t} {n}" for t, n in self.rows.items())
+        return (
+            f"recovered {self.recovered} finished run(s), lost {self.lost}, into {self.store} "
+            f"(rows: {rows}); the damaged file is kept as {self.damaged}"
+        )
+
+
+def repair(path: str | Path) -> RepairReport:
+    """Salvage the store at ``path`` (a directory or ``.db`` file) into a new file there.
+
+    Raises :class:`InitlabError` when there is no store, or when it is not damaged.
+    """
+    db = store_path(path)
+    if not db.exists():
+        raise InitlabError(f"no results store at {db}")
+    problem = check_file(db)
+    if problem is None:
+        raise InitlabError(f"results store {db} is sound (quick_check: ok); nothing to repair")
+    tables, lost_ids = salvage(db)
+    damaged = _set_aside(db)
+    report = RepairReport(db, damaged)
+    with Store(db, create=True) as store:
+        conn = store._conn
+        conn.execute("BEGIN IMMEDIATE")
+        report.recovered, report.lost = _select_runs(tables, lost_ids)
+        for table, rows in tables.items():
+            report.rows[table] = _insert(conn, table, rows)
+        conn.execute("COMMIT")
+    return report
+
+
+def check_file(db: Path) -> str | None:
+    """``None`` when ``db`` passes quick_check, else the first complaint (writes nothing)."""
+    try:
+        with closing(_connect_ro(db)) as conn:
+            return damage.quick_check(conn)
+    except sqlite3.DatabaseError as exc:
+        if not damage.is_damage(exc):
+            raise
+        return str(exc)
+
+
+def salvage(db: Path) -> tuple[dict[str, list[dict]], set[str]]:
+    """Every readable row of each table (as dicts) and the ids of runs seen but unreadable."""
+    with tempfile.TemporaryDirectory(prefix="initlab-repair-") as scratch:
+        copy = Path(scratch) / db.name
+        shutil.copyfile(db, copy)
+        for suffix in ("-wal", "-shm"):
+            if Path(f"{db}{suffix}").exists():
+                shutil.copyfile(f"{db}{suffix}", f"{copy}{suffix}")
+        _mend_header(copy)
+        with closing(sqlite3.connect(copy, isolation_level=None)) as conn:
+            conn.row_factory = sqlite3.Row
+            tables = {t: list(_table_rows(conn, t)) for t in TABLES}
+            seen = _ids_seen(conn, tables)
+    return tables, seen
+
+
+def _connect_ro(db: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+
+
+def _mend_header(copy: Path) -> None:
+    """Give ``copy`` a sound SQLite header if its own is unreadable (page size kept if sane).
+
+    The header written declares no freelist and the file's size as computed from its
+    length (the 'version valid for' counter differs from the change counter), so SQLite
+    trusts only the pages themselves.
+    """
+    with open(copy, "r+b") as f:
+        header = f.read(100)
+    if len(header) < 100:
+        return
+    try:
+        with closing(_connect_ro(copy)) as conn:
+            conn.execute("SELECT name FROM sqlite_master").fetchall()
+        return
+    except sqlite3.DatabaseError:
+        pass
+    page = struct.unpack(">H", header[16:18])[0]
+    page = 65536 if page == 1 else page
+    if page < 512 or page & (page - 1):
+        page = 4096
+    fresh = bytearray(SQLITE_MAGIC)
+    fresh += struct.pack(">HBBBBBB", page if page < 65536 else 1, 1, 1, 0, 64, 32, 32)
+    fresh += struct.pack(">II", 1, 0) + struct.pack(">II", 0, 0)  # counter, size, freelist
+    fresh += struct.pack(">IIIIIIII", 1, 4, 0, 0, 1, 0, 0, 0)  # cookie, format 4, UTF-8
+    fresh += bytes(20) + struct.pack(">II", 2, 3046000)  # reserved, valid-for != counter
+    with open(copy, "r+b") as f:
+        f.write(bytes(fresh))
+    for suffix in ("-wal", "-shm"):
+        Path(f"{copy}{suffix}").unlink(missing_ok=True)
+
+
+def _table_rows(conn: sqlite3.Connection, table: str) -> Iterator[dict]:
+    """The readable rows of ``table`` in rowid order; unreadable ranges are skipped."""
+    top = _max_rowid(conn, table)
+    if top is None:
+        return
+    for start in range(0, top + 1, BLOCK):
+        yield from _read_range(conn, table, start, min(start + BLOCK - 1, top))
+
+
+def _max_rowid(conn: sqlite3.Connection, table: str) -> int | None:
+    """The largest rowid; past an unreadable right edge, an upper bound from the file size."""
+    try:
+        found = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0]
+        return None if found is None else int(found)
+    except sqlite3.DatabaseError as exc:
+        if "no such table" in str(exc):
+            return None
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        return max(BLOCK, pages * 64)  # no page holds more than a few dozen of our rows
+
+
+def _read_range(conn: sqlite3.Connection, table: str, low: int, high: int) -> Iterator[dict]:
+    """Rows with ``low <= rowid <= high``, halving the range around rows that fail."""
+    try:
+        rows = conn.execute(
+            f"SELECT * FROM {table} WHERE rowid BETWEEN ? AND ?", (low, high)
+        ).fetchall()
+    except sqlite3.DatabaseError:
+        if low == high:
+            return
+        middle = (low + high) // 2
+        yield from _read_range(conn, table, low, middle)
+        yield from _read_range(conn, table, middle + 1, high)
+        return
+    yield from (dict(r) for r in rows)
+
+
+def _ids_seen(conn: sqlite3.Connection, tables: dict[str, list[dict]]) -> set[str]:
+    """Run ids known to exist: from the runs' primary-key index (read as far as it goes)
+    and from the child tables — the runs that a lost ``runs`` row belonged to."""
+    seen = {r["run_id"] for t in ("runs", "epochs", "layer_stats") for r in tables[t]}
+    try:
+        for (run_id,) in conn.execute("SELECT run_id FROM runs INDEXED BY sqlite_autoindex_runs_1"):
+            seen.add(run_id)
+    except sqlite3.DatabaseError:
+        pass
+    return seen
+
+
+def _select_runs(tables: dict[str, list[dict]], seen: set[str]) -> tuple[int, int]:
+    """Keep only recovered runs (and their children) in ``tables``; ``(recovered, lost)``."""
+    epochs: dict[str, set[int]] = {}
+    for row in tables["epochs"]:
+        epochs.setdefault(row["run_id"], set()).add(row["epoch"])
+    kept, failed = set(), set()
+    for row in tables["runs"]:
+        if row.get("status") not in FINISHED:
+            failed.add(row["run_id"])
+        elif _sound(row) and set(range(1, (row.get("epochs_done") or 0) + 1)) <= epochs.get(
+            row["run_id"], set()
+        ):
+            kept.add(row["run_id"])
+    for table in ("runs", "epochs", "layer_stats"):
+        tables[table] = [r for r in tables[table] if r.get("run_id") in kept]
+    return len(kept), len(seen - kept - failed)
+
+
+def _sound(row: dict) -> bool:
+    """Whether a salvaged runs row holds a config whose key is its run id."""
+    try:
+        return RunConfig.from_dict(json.loads(row["config"])).key() == row["run_id"]
+    except Exception:  # garbage bytes decode to anything
+        return False
+
+
+def _insert(conn: sqlite3.Connection, table: str, rows: list[dict]) -> int:
+    """Insert ``rows`` into ``table`` (the columns both files have); returns how many."""
+    present = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+    done = 0
+    for row in rows:
+        names = [n for n in row if n in present]
+        quoted = ", ".join(f'"{n}"' for n in names)
+        marks = ", ".join("?" * len(names))
+        try:
+            conn.execute(
+                f"INSERT OR IGNORE INTO {table} ({quoted}) VALUES ({marks})",
+                [row[n] for n in names],
+            )
+            done += 1
+        except sqlite3.Error:  # a garbled row that breaks a constraint
+            continue
+    return done
+
+
+def _set_aside(db: Path) -> Path:
+    """Move ``db`` (and its WAL files) to ``db.damaged-<timestamp>``; returns the new path."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = db.with_name(f"{db.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{db}{suffix}")
+        if source.exists():
+            os.replace(source, f"{target}{suffix}")
+    return target

@@ -1,0 +1,260 @@
+"""Faults injected into results stores: random bytes over the header, a middle page and the
+last page; output locations that cannot be written (/proc, /dev/null/x, a file in the way,
+a read-only mount); a disk that fills up in the middle of a sweep."""
+
+import hashlib
+import os
+import random
+import sqlite3
+import subprocess
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from initlab.cli import main
+from initlab.config import RunConfig
+from initlab.store import StoreDamagedError, StoreLocationError, open_store
+from initlab.sweep import engine, parse_spec, run_study
+from initlab.sweep.engine import Outcome
+from initlab.sweep.runner import SweepStopped
+from initlab.train.result import RunResult
+
+RUNS, EPOCHS, LAYERS = 60, 4, 3
+DAMAGE_LINE = r"results store .*initlab\.db is damaged \(.+\); run `initlab store repair .+`"
+
+
+def config(seed: int) -> RunConfig:
+    return RunConfig(dataset="digits", hidden=(16, 8), epochs=EPOCHS, seed=seed)
+
+
+def result(cfg: RunConfig, fill: int = 0) -> RunResult:
+    """A finished run; ``fill`` layer-stat rows more (to grow the file)."""
+    epochs = [
+        {"epoch": e, "train_loss": 1.0 / e, "val_accuracy": 0.1 * e + cfg.seed * 1e-3}
+        for e in range(1, cfg.epochs + 1)
+    ]
+    stats = [
+        {"epoch": e, "step": s, "layer": f"blocks.{i}", "metric": "act_std", "value": 0.5 * e}
+        for e in range(1, cfg.epochs + 1)
+        for i in range(LAYERS)
+        for s in range(1 + fill)
+    ]
+    accuracy = 0.5 + cfg.seed * 1e-3
+    return RunResult(
+        config=cfg, status="ok", epochs=epochs, test_accuracy=accuracy, layer_stats=stats
+    )
+
+
+def outcome(cfg: RunConfig) -> Outcome:
+    return Outcome(result(cfg), 1_700_000_000.0, 1_700_000_001.0, "single", {"host": "h"})
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    """A sound store of :data:`RUNS` finished runs in one study (a few dozen pages)."""
+    directory = tmp_path_factory.mktemp("pristine")
+    with open_store(directory, create=True) as store:
+        ids = [config(s).key() for s in range(RUNS)]
+        store.add_study("abcd" * 4, "faults", {"n": RUNS}, ["seed"], ids)
+        for seed in range(RUNS):
+            store.record(outcome(config(seed)))
+    return directory
+
+
+def damaged_copy(pristine: Path, tmp_path: Path, where: str) -> Path:
+    """A copy of the store with 1 KiB of random bytes at the header, a middle or the last page."""
+    directory = tmp_path / where
+    directory.mkdir()
+    data = bytearray((pristine / "initlab.db").read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    pages = len(data) // page
+    offset = {"header": 0, "middle": (pages // 2) * page, "last": (pages - 1) * page}
+    if where == "runs-page":
+        offset[where] = (runs_leaf(pristine / "initlab.db") - 1) * page
+    noise = random.Random(where).randbytes(1024 if where != "header" else 100)
+    data[offset[where] : offset[where] + len(noise)] = noise
+    (directory / "initlab.db").write_bytes(bytes(data))
+    return directory
+
+
+def runs_leaf(db: Path) -> int:
+    """The page number of a leaf page of the ``runs`` table, in the middle of them."""
+    query = "SELECT pageno FROM dbstat WHERE name='runs' AND pagetype='leaf' ORDER BY pageno"
+    try:
+        with closing(sqlite3.connect(db)) as conn:
+            pages = [p for (p,) in conn.execute(query)]
+    except sqlite3.OperationalError:
+        pytest.skip("this SQLite has no dbstat table")
+    return pages[len(pages) // 2]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("where", ["header", "middle", "last"])
+def test_commands_refuse_a_damaged_store_in_one_line_and_write_nothing(
+    pristine, tmp_path, where, capsys
+):
+    directory = damaged_copy(pristine, tmp_path, where)
+    db = directory / "initlab.db"
+    before = digest(db)
+    with pytest.raises(StoreDamagedError, match=DAMAGE_LINE):
+        open_store(directory)
+    with pytest.raises(StoreDamagedError, match=DAMAGE_LINE):
+        open_store(directory, create=True)  # as a sweep or compare --out opens it
+    capsys.readouterr()
+    for argv in (
+        ["results", str(directory)],
+        ["report", str(directory), "--out", str(tmp_path / "report")],
+        ["store", "check", str(directory)],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Traceback" not in err
+        assert f"run `initlab store repair {directory}`" in err
+    assert digest(db) == before  # nothing was written to the damaged file
+
+
+@pytest.mark.parametrize("where", ["header", "middle", "last", "runs-page"])
+def test_repair_salvages_every_readable_finished_run(pristine, tmp_path, where, capsys):
+    directory = damaged_copy(pristine, tmp_path, where)
+    damaged_bytes = digest(directory / "initlab.db")
+    assert main(["store", "repair", str(directory)]) == 0
+    said = capsys.readouterr().out
+    kept = list(directory.glob("initlab.db.damaged-*"))
+    assert [digest(k) for k in kept if not k.name.endswith(("-wal", "-shm"))] == [damaged_bytes]
+    with open_store(directory) as store:
+        assert store.integrity_check() == "ok"
+        runs = store.runs().set_index("run_id")
+        epochs = store.epochs()
+        studies = store.studies()
+    recovered, lost = _counts(said)
+    assert recovered == len(runs) and recovered + lost == RUNS
+    assert recovered >= RUNS // 2, "1 KiB of noise destroys a page or two, not half the runs"
+    if where == "header":
+        assert recovered == RUNS  # a header is rebuilt; every page is still there
+    if where == "runs-page":
+        assert lost >= 1  # the runs on that page, and only those
+    for run_id, row in runs.iterrows():  # recovered runs are the originals, not garbage
+        seed = int(row["seed"])
+        assert run_id == config(seed).key()
+        assert row["test_accuracy"] == pytest.approx(0.5 + seed * 1e-3, abs=1e-12)
+        assert row["status"] == "ok" and row["attempts"] == 1
+    per_run = epochs.groupby("run_id")["epoch"].apply(sorted)
+    assert all(e == list(range(1, EPOCHS + 1)) for e in per_run) and len(per_run) == recovered
+    assert list(studies["name"]) == ["faults"] or where != "header"
+
+
+def _counts(line: str) -> tuple[int, int]:
+    words = line.replace(",", " ").split()
+    return int(words[words.index("recovered") + 1]), int(words[words.index("lost") + 1])
+
+
+def test_repairing_a_sound_store_changes_nothing(pristine, capsys):
+    before = digest(pristine / "initlab.db")
+    assert main(["store", "check", str(pristine)]) == 0
+    assert capsys.readouterr().out.strip().endswith(": ok")
+    assert main(["store", "repair", str(pristine)]) == 2
+    assert "nothing to repair" in capsys.readouterr().err
+    assert digest(pristine / "initlab.db") == before
+
+
+# -- output locations that cannot be written ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("out", "reason"),
+    [
+        ("/proc/initlab-x", "no such file or directory"),
+        ("/dev/null/x", "/dev/null is a file, not a directory"),
+    ],
+)
+def test_unwritable_out_paths_are_one_line_before_any_work(out, reason, monkeypatch, capsys):
+    trained = _count_trainings(monkeypatch)
+    with pytest.raises(StoreLocationError, match=f"cannot write the results store at .*{reason}"):
+        open_store(out, create=True)
+    options = ["--inits", "zeros", "--seeds", "1", "--epochs", "1", "--hidden", "8"]
+    code = main(["compare", "--dataset", "digits", *options, "--workers", "1", "--out", out])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: cannot write the results store at")
+    assert "\n" not in err and reason in err and trained == []
+
+
+def test_a_file_where_the_directory_should_be(tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file, not a directory")
+    with pytest.raises(StoreLocationError, match=f"{blocker} is a file, not a directory"):
+        open_store(blocker / "study", create=True)
+
+
+def _mount_tmpfs(target: Path, options: str) -> None:
+    target.mkdir(exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """Mounts a tmpfs (``mounted(options)``) and unmounts it after the test."""
+    points = []
+
+    def mount(options: str) -> Path:
+        target = tmp_path / f"mnt{len(points)}"
+        _mount_tmpfs(target, options)
+        points.append(target)
+        return target
+
+    yield mount
+    for target in points:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_a_read_only_mount_is_one_line(mounted):
+    readonly = mounted("ro,size=1m")
+    with pytest.raises(StoreLocationError, match=f"{readonly}.*: read-only file system"):
+        open_store(readonly / "study", create=True)
+
+
+def _count_trainings(monkeypatch, fill: int = 0) -> list:
+    """Replace training by a cheap fake (``fill`` extra layer-stat rows per run)."""
+    calls = []
+
+    def fake(cfg, data=None, on_epoch=None):
+        calls.append(cfg)
+        return result(cfg, fill)
+
+    monkeypatch.setattr(engine, "run_config", fake)
+    return calls
+
+
+def test_a_disk_that_fills_up_mid_sweep_stops_cleanly(mounted, monkeypatch):
+    disk = mounted("size=640k")
+    trained = _count_trainings(monkeypatch, fill=200)  # ~25 KB of layer stats per run
+    spec = parse_spec(
+        {
+            "name": "full",
+            "fixed": {"dataset": "digits", "hidden": [8], "epochs": 2},
+            "seeds": 100,
+            "sweep": {"init": ["zeros"]},
+        }
+    )
+    with pytest.raises(SweepStopped) as stopped:
+        run_study(spec, disk / "study", workers=1, engine="single")
+    message = str(stopped.value)
+    assert "database or disk is full" in message or "no space left" in message
+    assert "\n" not in message and "run the same command again to resume" in message
+    saved = stopped.value.report.ran
+    assert 0 < saved < len(trained) <= 100  # it stopped part-way, after committing some
+    with open_store(disk / "study") as store:  # everything committed is readable
+        assert store.integrity_check() == "ok"
+        runs = store.runs()
+        assert len(runs) == saved and set(runs["status"]) == {"ok"}
+        assert len(store.epochs()) == 2 * saved
+    with closing(sqlite3.connect(disk / "study" / "initlab.db")) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] <= 1
+    assert os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize < 64 * 1024
