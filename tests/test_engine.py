@@ -228,3 +228,19 @@ def test_a_model_vmap_cannot_run_falls_back_with_a_note(digits):
             result.status == "ok" and "one at a time (torch.func.vmap cannot run" in result.message
         )
         assert_close(result, run_config(config, digits), digits)
+
+
+@pytest.mark.parametrize("looped", [False, True])
+def test_fast_linear_gives_nn_linear_gradients(looped):
+    """The stacked Linear (custom backward in the weight's layout) against plain autograd."""
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)) for _ in range(3)]
+    stack = ModelStack(models, torch.device("cpu"))
+    stack.looped = looped
+    x = torch.randn(3, 4, 6)
+    stack.forward(x, train=True).square().sum().backward()
+    for m, model in enumerate(models):
+        model(x[m]).square().sum().backward()
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(stack.params[name].grad[m], p.grad, rtol=tol(6), atol=tol(6))
+    assert type(stack.materialize(0)[0]) is nn.Linear  # tracking sees the user's classes

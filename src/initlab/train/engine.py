@@ -146,26 +146,32 @@ class StackTrainer:
         with autocast(self.plan.precision, self.device):
             out = self.stack.forward(x, train=True)
             loss = losses(self.plan.task, out, y)
-        self.check(loss)
-        total = torch.where(self.alive, loss, 0.0).sum() if self.masked else loss.sum()
+        total = self.total(loss)
         self.opt.zero_grad()
         total.backward()
         self.opt.step(self.alive if self.masked else None)
         meter.add(out, y, loss_sum=loss.detach() * y[0].numel())
         self.global_step += 1
 
-    def check(self, loss: Tensor) -> None:
-        """Freeze models whose loss is not finite (module docstring: when the host looks)."""
-        finite = torch.isfinite(loss.detach())
+    def total(self, loss: Tensor) -> Tensor:
+        """``sum_m loss_m`` over the live models; freezes models whose loss is not finite.
+
+        Unmasked (the CPU until a first divergence): one host read of the sum, free on the
+        CPU. Masked: the divergence record is kept on the device and read by the host only
+        on the CPU or every :data:`CHECK_STEPS` steps.
+        """
         if not self.masked:
-            if bool(finite.all()):
-                return
+            total = loss.sum()
+            if math.isfinite(float(total)):
+                return total
             self.masked = True
+        finite = torch.isfinite(loss.detach())
         newly = self.alive & ~finite
         self.dead_at = torch.where(newly, self.global_step, self.dead_at)
         self.alive &= finite
         if self.device.type == "cpu" or (self.global_step + 1) % CHECK_STEPS == 0:
             self.collect_dead()
+        return torch.where(self.alive, loss, 0.0).sum()
 
     def collect_dead(self) -> None:
         """Read the divergence record; mark newly diverged models in their results."""
@@ -173,10 +179,9 @@ class StackTrainer:
             if at >= 0 and m not in self.dead:
                 self.dead.add(m)
                 epoch, step = divmod(at, self.steps_per_epoch)
-                self.results[m].status = DIVERGED
-                self.results[
-                    m
-                ].message = f"loss became non-finite at epoch {epoch + 1}, step {step}"
+                result = self.results[m]
+                result.status = DIVERGED
+                result.message = f"loss became non-finite at epoch {epoch + 1}, step {step}"
 
     def train_epoch(self, epoch: int) -> Meter:
         """One pass over the training data for every model; tracking every N steps."""

@@ -33,6 +33,7 @@ def load_data(config: RunConfig, data_dir: str | None = None) -> Dataset:
         data_dir=data_dir,
         val_size=config.val_size,
         limit_train=config.limit_train,
+        task=config.task,
     )
 
 

@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from initlab.train.layers import restore, speed_up
+
 
 class ModelStack:
     """Stacked parameters (leaf tensors ``[M, ...]`` with ``requires_grad``) and buffers."""
@@ -33,7 +35,7 @@ class ModelStack:
             raise ValueError("a model stack needs at least one model")
         self.size = len(models)
         self.device = device
-        self.template = copy.deepcopy(models[0]).to(device)
+        self.template = speed_up(copy.deepcopy(models[0]).to(device))
         params, buffers = stack_module_state(list(models))
         self.params: dict[str, Tensor] = {
             k: v.detach().to(device).requires_grad_(True) for k, v in params.items()
@@ -95,7 +97,7 @@ class ModelStack:
 
     def materialize(self, m: int) -> nn.Module:
         """A real ``nn.Module`` holding model ``m``'s current state (a copy)."""
-        model = copy.deepcopy(self.template)
+        model = restore(copy.deepcopy(self.template))
         model.load_state_dict(self.state_dict(m), strict=False)
         return model
 
