@@ -141,6 +141,7 @@ BAD_INPUTS = [
     (["--precision", "fp16"], "unknown precision 'fp16'"),
     (["--gpus-per-trial", "1"], "Ray backend"),
     (["--task", "clustering"], "unknown task"),
+    (["--dataset", "mnist1d"], "give --data or --dataset (its old name), not both"),
 ]
 
 
