@@ -328,3 +328,22 @@ def test_diagnose_and_doctor_on_cuda_in_bf16(user_dir, capsys):
     assert main(["diagnose", *args, "--precision", "bf16"]) == 0
     assert main(["doctor", *args]) == 0
     assert "the plan" in capsys.readouterr().out
+
+
+def test_gpus_per_trial_reaches_the_ray_executor(user_dir, monkeypatch):
+    """Ray faked: the executor it would build gets --gpus-per-trial; the runs train inline."""
+    from initlab.sweep import ray_backend
+    from initlab.sweep.engine import DataCache
+    from initlab.sweep.executor import InlineExecutor
+
+    made = []
+
+    def fake_ray_executor(address, *, engine, data_dir, **options):
+        made.append(options)
+        return InlineExecutor(engine, DataCache(data_dir))
+
+    monkeypatch.setattr(ray_backend, "import_ray", lambda: None)
+    monkeypatch.setattr(ray_backend, "RayExecutor", fake_ray_executor)
+    args = ["--data", "digits", "--inits", "he_normal", "--limit-train", "64"]
+    assert _compare(*args, "--backend", "ray", "--gpus-per-trial", "0.5") == 0
+    assert made and made[0]["gpus_per_trial"] == 0.5

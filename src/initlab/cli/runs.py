@@ -94,11 +94,9 @@ def prepare(
     and precision, every distinct model on its data (:func:`initlab.compare.preflight_configs`)
     — and return the options of :func:`initlab.sweep.ui.run_and_report` (with the loaded data
     of the first run, reused in-process)."""
-    check_backend(backend, address)
     if gpus_per_trial is not None:
-        if backend != "ray":
-            raise InitlabError("--gpus-per-trial is for the Ray backend: add --backend ray")
-        check_positive("--gpus-per-trial", gpus_per_trial)
+        check_positive("--gpus-per-trial", gpus_per_trial, allow_zero=True)
         options["gpus_per_trial"] = gpus_per_trial
+    check_backend(backend, address, options.get("gpus_per_trial", 0.0))
     loaded = preflight_configs(configs, data_dir)
     return dict(options, backend=backend, address=address, data_dir=data_dir, dataset=loaded)

@@ -154,16 +154,18 @@ def run_sweep(
     data_dir: str | None = None,
     dataset: Dataset | None = None,
     progress: SweepProgress | None = None,
+    gpus_per_trial: float = 0.0,
 ) -> SweepReport:
     """Run the runs of ``study`` that ``store`` does not have finished; record each outcome.
 
     ``workers``: parallel workers (local: processes, ``1`` = this process; default one per
     core, at most one per chunk); ``dataset``: ``configs[0]``'s data, already loaded (used
-    in-process only). Raises :class:`SweepInterrupted` on Ctrl-C, after stopping the workers.
+    in-process only); ``gpus_per_trial``: GPUs each Ray task reserves (Ray only).
+    Raises :class:`SweepInterrupted` on Ctrl-C, after stopping the workers.
     """
     progress = progress or SweepProgress()
     engine = resolve_engine(engine)
-    executor_factory = check_backend(backend, address)
+    executor_factory = check_backend(backend, address, gpus_per_trial)
     check_buildable(configs)
     keys = [c.key() for c in configs]
     store.add_study(study.study_id, study.name, study.spec, study.group_by, keys)
@@ -263,12 +265,15 @@ def _stopped_line(store: Store, exc: BaseException, report: SweepReport) -> str:
     )
 
 
-def check_backend(backend: str, address: str | None = None):
+def check_backend(backend: str, address: str | None = None, gpus_per_trial: float = 0.0):
     """A function ``(workers, threads, engine, data_dir, preloaded) -> Executor``; checks
-    the backend (and that Ray is installed) before anything starts."""
+    the backend (and that Ray is installed) before anything starts. ``gpus_per_trial``
+    (Ray's ``num_gpus`` per task) is for the Ray backend only."""
     if backend == "local":
         if address is not None:
             raise InitlabError("--address is for the Ray backend: add --backend ray")
+        if gpus_per_trial:
+            raise InitlabError("--gpus-per-trial is for the Ray backend: add --backend ray")
 
         def local(workers, threads, engine, data_dir, preloaded) -> Executor:
             if workers == 1:
@@ -282,7 +287,13 @@ def check_backend(backend: str, address: str | None = None):
         import_ray()
 
         def on_ray(workers, threads, engine, data_dir, preloaded) -> Executor:
-            return RayExecutor(address, workers=workers, engine=engine, data_dir=data_dir)
+            return RayExecutor(
+                address,
+                workers=workers,
+                engine=engine,
+                data_dir=data_dir,
+                gpus_per_trial=gpus_per_trial,
+            )
 
         return on_ray
     raise UnknownNameError("backend", backend, BACKENDS)
