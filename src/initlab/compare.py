@@ -90,6 +90,7 @@ def compare(
     workers: int | None = 1,
     address: str | None = None,
     engine: str = "auto",
+    gpus_per_trial: float = 0.0,
     **settings,
 ) -> ResultSet:
     """Train every (init, seed) pair and return the runs as a :class:`ResultSet`.
@@ -115,10 +116,11 @@ def compare(
     same ``out`` skips the runs already finished. ``workers``: 1 (the default) trains in
     this process; ``None`` picks one worker process per core (guard your script with
     ``if __name__ == "__main__":``, as multiprocessing requires); ``backend="ray"`` runs
-    on a Ray cluster (``address``). ``engine``: ``auto``, ``single`` or ``batched``.
-    Every mistake (an unknown name, a factory that fails, data that does not fit the model,
-    a device this machine lacks) raises :class:`~initlab.errors.InitlabError` before anything
-    trains and before ``out`` is created.
+    on a Ray cluster (``address``; ``gpus_per_trial``: GPUs each Ray task reserves).
+    ``engine``: ``auto``, ``single`` or ``batched``. Every mistake (an unknown name, a
+    factory that fails, data that does not fit the model, a device this machine lacks)
+    raises :class:`~initlab.errors.InitlabError` before anything trains and before ``out``
+    is created.
     """
     settings.update(task=task, device=device, precision=precision)
     settings.update(_target(model, data, model_args, settings.pop("dataset", None)))
@@ -134,6 +136,7 @@ def compare(
         workers=workers,
         address=address,
         engine=engine,
+        gpus_per_trial=gpus_per_trial,
         data_dir=data_dir,
         dataset=loaded if workers == 1 and backend == "local" else None,
         progress=_CallbackProgress(progress) if progress else None,
