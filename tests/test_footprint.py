@@ -137,6 +137,12 @@ def test_user_factories_are_sized_on_the_meta_device_or_skipped_with_a_note(tmp_
     assert estimate.run_cost(eager) is None
     unknown_data = config.replace(dataset="data.npz")
     assert profile(unknown_data).macs is None and estimate.run_cost(unknown_data) is None
+    builtin_on_user_data = RunConfig(dataset="data.npz", hidden=(16,))
+    with pytest.raises(footprint.NoEstimate, match="sized once the data is read"):
+        profile(builtin_on_user_data)
+    estimate.check_buildable([builtin_on_user_data])
+    assert memory_warnings([builtin_on_user_data]) == []
+    assert "sized once the data is read" in estimate.model_table([builtin_on_user_data])["note"][0]
 
 
 def test_machine_memory_is_the_gpus_for_cuda_runs_else_ram(monkeypatch):

@@ -219,3 +219,17 @@ def test_a_model_args_sweep_trains_each_width_and_groups_by_it(tmp_path):
     with open_store(tmp_path / "out") as store:
         widths = sorted(json.loads(c)["width"] for c in store.runs()["model_args"])
     assert widths == [4, 4, 8, 8]
+
+
+def test_dry_run_of_user_data_lists_the_runs_without_reading_the_data(tmp_path):
+    s = spec(
+        fixed={"dataset": str(tmp_path / "absent.npz")}, sweep={"init": ["zeros", "he_normal"]}
+    )
+    plan = dry_run(s, tmp_path / "initlab.db")
+    assert len(plan.table) == 2 and plan.table["seconds"].isna().all()
+    assert plan.lines == [
+        f"2 runs, 0 already done in {tmp_path / 'initlab.db'}; to run: 2 runs, 2 model-epochs; "
+        "2 runs not costed (user data is sized when it is read)"
+    ]
+    assert plan.models == [f"mlp 16 (batch 32, sgd): mlp on {tmp_path / 'absent.npz'}: sized "
+                           "once the data is read (its shapes)"]  # fmt: skip

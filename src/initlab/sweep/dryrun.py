@@ -87,16 +87,19 @@ def _exact_lines(table, runs, store: Path, workers: int | None, source: str) -> 
     todo = table[~done]
     n_workers = plan_workers(len(todo), default_workers(runs, workers))[0] if len(todo) else 1
     serial = float(todo["seconds"].sum())
-    lines = [
-        f"{len(table)} runs, {int(done.sum())} already done in {store}; to run: {len(todo)} "
-        f"runs, {int(todo['epochs'].sum())} model-epochs, {todo['gflop'].sum() / 1e3:.3g} "
-        f"TFLOP; estimated {duration(serial)} on one core, ~{duration(serial / n_workers)} "
-        f"with {n_workers} worker(s) ({source})"
-    ]
     unknown = int(todo["seconds"].isna().sum())
+    line = (
+        f"{len(table)} runs, {int(done.sum())} already done in {store}; to run: {len(todo)} "
+        f"runs, {int(todo['epochs'].sum())} model-epochs"
+    )
+    if unknown < len(todo):
+        line += (
+            f", {todo['gflop'].sum() / 1e3:.3g} TFLOP; estimated {duration(serial)} on one "
+            f"core, ~{duration(serial / n_workers)} with {n_workers} worker(s) ({source})"
+        )
     if unknown:
-        lines.append(f"{unknown} runs have no cost estimate (user data is sized when it is read)")
-    return lines
+        line += f"; {unknown} runs not costed (user data is sized when it is read)"
+    return [line]
 
 
 def _sampled_lines(spec, total: int, sample, max_runs: int, source: str) -> list[str]:

@@ -83,7 +83,9 @@ def _profile(arch: tuple) -> Profile:
     dataset, model, hidden, activation, batch_norm, residual, dropout, args = arch
     shape = None if is_user_spec(dataset) else tuple(data.info(dataset)["input_shape"])
     classes = None if shape is None else data.info(dataset)["num_classes"]
-    if model == "mlp" and shape is not None:
+    if not is_user_spec(model) and shape is None:
+        raise NoEstimate(f"{model} on {dataset}: sized once the data is read (its shapes)")
+    if model == "mlp":
         return _mlp_profile(math.prod(shape), hidden, classes, batch_norm, dropout)
     with torch.device("meta"):
         if is_user_spec(model):
