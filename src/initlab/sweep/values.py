@@ -2,10 +2,14 @@
 
 Every value a spec (or ``initlab compare``) gives for a :class:`~initlab.config.RunConfig`
 field goes through :func:`check_setting`: it checks the type, looks names up in their
-registries (initializers, activations, datasets, optimizers, models) and checks numbers, so
-that a typo fails up front with one line naming the setting and the closest valid value.
+registries (initializers, activations, datasets, optimizers, models, tasks, precisions) and
+checks numbers against their ranges (:mod:`initlab.ranges`), so that a typo fails up front
+with one line naming the setting, the value and the valid range or closest valid name.
 Names are normalised where that cannot change a run's numbers (``FashionMNIST`` →
 ``fashion-mnist``, ``ReLU`` → ``relu``), so spellings do not split a run's identity.
+User model and data specs (``module:function``, ``file.py:function``, ``file.npz``) are
+checked for syntax only: nothing is imported until the sweep starts. One keyword argument of
+a user model is a setting of its own, ``model_args.<name>`` (see :func:`is_setting`).
 """
 
 from __future__ import annotations
