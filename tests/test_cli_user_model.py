@@ -142,6 +142,7 @@ BAD_INPUTS = [
     (["--gpus-per-trial", "1"], "Ray backend"),
     (["--task", "clustering"], "unknown task"),
     (["--dataset", "mnist1d"], "give --data or --dataset (its old name), not both"),
+    (["--model", "mlp", "--model-arg", "width=3"], "are for a model factory"),
 ]
 
 

@@ -34,7 +34,7 @@ from initlab.train.device import check_precision, resolve_device
 from initlab.train.preflight import preflight
 from initlab.train.result import RunResult
 from initlab.train.run import load_data
-from initlab.usercode import data_spec, is_registered, model_spec
+from initlab.usercode import data_spec, is_registered, is_user_spec, model_spec
 
 DEFAULT_INITS = (
     "zeros",
@@ -176,6 +176,12 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
     :class:`InitlabError` (one line); returns ``configs[0]``'s loaded data (or ``None``)."""
     for device, precision in dict.fromkeys((c.device, c.precision) for c in configs):
         check_precision(precision, resolve_device(device))
+    for config in configs:
+        if config.model_args and not is_user_spec(config.model):
+            raise InitlabError(
+                f"model_args {config.model_args} are for a model factory (module:function); "
+                f"the built-in '{config.model}' takes hidden, activation, batch_norm..."
+            )
     loaded: dict[tuple, Dataset] = {}
     for config in {_preflight_key(c): c for c in configs}.values():
         key = _data_of(config)
