@@ -1,7 +1,7 @@
 """``recommend``: an initialization plan for any model, one scheme per layer, with reasons.
 
 The rule for each Linear/Conv layer depends on the nonlinearity its output meets next
-(found by :func:`initlab.doctor.trace.find_activations`):
+(found by :func:`initlab.probe.trace.find_activations`, the tracer the probe uses too):
 
 ============================  ================================================================
 activation                    scheme
@@ -29,8 +29,8 @@ import pandas as pd
 from torch import Tensor, nn
 
 from initlab.apply import initializable_layers
-from initlab.doctor.trace import find_activations
 from initlab.errors import UnknownNameError
+from initlab.probe.trace import find_activations
 from initlab.theory import critical_sigma_w2, gain
 
 HE_FAMILY = ("elu", "gelu", "silu", "softplus")

@@ -3,7 +3,10 @@
 * :func:`diagnose` — one forward/backward pass → :class:`Diagnosis` (table, findings, plots);
 * :mod:`~initlab.probe.metrics` — the statistics as pure functions of tensors
   (:func:`layer_metrics`, :data:`METRICS`), shared with other engines;
-* :mod:`~initlab.probe.hooks` — collecting the tensors with hooks, leaving the model as it was;
+* :mod:`~initlab.probe.trace` — the activation tracer (one forward pass), shared with the
+  doctor;
+* :mod:`~initlab.probe.hooks` — collecting the tensors and gradients, leaving the model as
+  it was;
 * :mod:`~initlab.probe.findings` — the verdicts and their thresholds;
 * :mod:`~initlab.probe.tracking` — :class:`Tracker`, the probe during training.
 

@@ -1,19 +1,17 @@
-"""Collect a model's per-layer tensors with forward hooks and one backward pass.
+"""Collect a model's per-layer tensors in one forward and one backward pass.
 
-The model is not modified: hooks are registered for one forward pass and removed in a
-``finally``; gradients are taken with :func:`torch.autograd.grad`, so no parameter's
-``.grad`` is ever written; every module's train/eval flag and every buffer (BatchNorm running
-statistics, ...) are restored; dropout draws from a forked, fixed-seed RNG, so the caller's
-random state is untouched.
+The model is not modified: the tracer's hooks live for one forward pass
+(:func:`initlab.probe.trace.trace`); gradients are taken with :func:`torch.autograd.grad`,
+so no parameter's ``.grad`` is ever written; every module's train/eval flag and every
+buffer (BatchNorm running statistics, ...) are restored; dropout draws from a forked,
+fixed-seed RNG, so the caller's random state is untouched.
 
 What a *layer* is: one call of a Linear/Conv/ConvTranspose module (the modules
-:func:`initlab.initialize` acts on). Its pre-activation z is the input of the first activation
-module called after it (before the next Linear/Conv) — the output of a BatchNorm in between,
-if any — and its activation phi(z) that module's output. Without an activation module (a
-functional ``F.relu``), z is the layer's own output and phi(z) the input of the next
-Linear/Conv; the activation's name is then inferred by matching phi(z) against every
-registry activation of z. Activation modules are those of :mod:`initlab.activations`
-(``nn.ReLU``, ``nn.Tanh``, ...; ``nn.Identity`` is not one).
+:func:`initlab.initialize` acts on). Its pre-activation z and activation phi(z) are those
+:mod:`initlab.probe.trace` finds: the input and output of the first activation function
+its output meets (after a BatchNorm, dropout or reshape, if any), or, for a layer whose
+output goes straight on, the output itself and what enters the next layer. The output
+layer has no phi(z) (the loss is its nonlinearity).
 """
 
 from __future__ import annotations
@@ -27,32 +25,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import initlab.activations as activations
-from initlab.apply import INITIALIZABLE
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.probe.metrics import layer_metrics
+from initlab.probe.trace import TracedLayer, trace
 
-NORMS = (
-    nn.modules.batchnorm._BatchNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.LayerNorm,
-    nn.GroupNorm,
-)
 MODES = ("train", "eval", "current")
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_INFER_ORDER = [n for n in activations.names() if n != "linear"] + ["linear"]
 
 Loss = Callable[..., Tensor]
-
-
-@dataclass
-class _Event:
-    kind: str  # "layer", "act" or "norm"
-    name: str
-    module: nn.Module
-    input: Tensor | None = None  # live tensor (grads are taken with respect to it)
-    input_value: Tensor | None = None  # detached copy taken before the module ran
-    output: Tensor | None = None
-    output_value: Tensor | None = None
 
 
 @dataclass
@@ -109,111 +89,33 @@ def _unit_dim(module: nn.Module) -> int:
     return -1 if isinstance(module, nn.Linear) else 1
 
 
-def _first_tensor(args: tuple) -> Tensor | None:
-    return next((a for a in args if isinstance(a, Tensor)), None)
+def _assemble(calls: list[TracedLayer]) -> tuple[list[LayerTensors], list[tuple[Tensor, ...]]]:
+    """One :class:`LayerTensors` per traced layer call, and its live ``(pre, post)`` tensors.
 
-
-def _copy(x: Tensor | None) -> Tensor | None:
-    return None if x is None else x.detach().clone()
-
-
-class _Recorder:
-    """Forward hooks on every weight layer, activation module and norm layer, in call order."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.events: list[_Event] = []
-        self.handles: list[torch.utils.hooks.RemovableHandle] = []
-        for name, module in model.named_modules():
-            kind = _kind(module)
-            if kind is not None:
-                self._watch(name or "(model)", module, kind)
-
-    def _watch(self, name: str, module: nn.Module, kind: str) -> None:
-        pending: list[_Event] = []
-
-        def before(mod: nn.Module, args: tuple) -> None:
-            x = _first_tensor(args)
-            pending.append(_Event(kind, name, mod, x, _copy(x)))
-
-        def after(mod: nn.Module, args: tuple, output: object) -> None:
-            event = pending.pop() if pending else _Event(kind, name, mod)
-            if isinstance(output, Tensor):
-                event.output, event.output_value = output, _copy(output)
-            self.events.append(event)
-
-        self.handles.append(module.register_forward_pre_hook(before))
-        self.handles.append(module.register_forward_hook(after))
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
-
-
-def _kind(module: nn.Module) -> str | None:
-    if isinstance(module, INITIALIZABLE):
-        return "layer"
-    if isinstance(module, NORMS):
-        return "norm"
-    if not isinstance(module, nn.Identity) and activations.name_of_module(module) is not None:
-        return "act"
-    return None
-
-
-def infer_activation(pre: Tensor, post: Tensor) -> str | None:
-    """The registry activation phi with ``phi(pre) ≈ post`` (``linear`` tried last), if any."""
-    if pre.shape != post.shape:
-        return None
-    for name in _INFER_ORDER:
-        guess = activations.get(name).fn(pre)
-        if torch.allclose(guess, post, rtol=1e-4, atol=1e-6, equal_nan=True):
-            return name
-    return None
-
-
-def _passed_untouched(layer: _Event, following: _Event) -> bool:
-    """Whether ``layer``'s output tensor itself is ``following``'s input, unchanged: no
-    function (not even an in-place one) ran between them, so there is no activation."""
-    return (
-        following.input is layer.output
-        and layer.output_value is not None
-        and following.input_value is not None
-        and torch.equal(layer.output_value, following.input_value)
-    )
-
-
-def _assemble(events: list[_Event]) -> tuple[list[LayerTensors], list[tuple[Tensor, ...]]]:
-    """One :class:`LayerTensors` per weight-layer call, and its live ``(pre, post)`` tensors."""
-    layers = [i for i, e in enumerate(events) if e.kind == "layer" and e.output is not None]
+    A second call of the same module is labelled ``name[2]``; an ``unknown`` activation
+    is ``None`` here, and so is the output layer's (its output leaves the model)."""
     out, live = [], []
     seen: dict[str, int] = {}
-    for k, i in enumerate(layers):
-        event = events[i]
-        following = events[layers[k + 1]] if k + 1 < len(layers) else None
-        between = events[i + 1 : layers[k + 1] if following else len(events)]
-        act = next((e for e in between if e.kind == "act" and e.output is not None), None)
-        upto = between[: between.index(act)] if act else between
-        normalized = any(e.kind == "norm" for e in upto)
-        unit_dim = _unit_dim(event.module)
-        if act is not None:
-            pre, post = (act.input, act.input_value), (act.output, act.output_value)
-            name = activations.name_of_module(act.module)
-        else:
-            pre = (event.output, event.output_value)
-            post = (following.input, following.input_value) if following else (None, None)
-            if following is not None:
-                unit_dim = _unit_dim(following.module)
-            name = None if post[1] is None else infer_activation(pre[1], post[1])
-            if following is not None and _passed_untouched(event, following):
-                name = "linear"  # nothing ran between the layers (all-zero outputs included)
-        calls = seen[event.name] = seen.get(event.name, 0) + 1
-        label = event.name if calls == 1 else f"{event.name}[{calls}]"
+    for k, call in enumerate(calls):
+        following = calls[k + 1] if k + 1 < len(calls) else None
+        goes_on = call.pre is call.output and following is not None
+        unit_dim = _unit_dim(following.module if goes_on else call.module)
+        known = call.activation not in (None, "unknown") and call.post[1] is not None
+        number = seen[call.name] = seen.get(call.name, 0) + 1
+        label = call.name if number == 1 else f"{call.name}[{number}]"
         out.append(
             LayerTensors(
-                label, event.module, event.input_value, pre[1], post[1], name, normalized, unit_dim
+                label,
+                call.module,
+                call.input[1],
+                call.pre[1],
+                call.post[1],
+                call.activation if known else None,
+                call.normalized,
+                unit_dim,
             )
         )
-        live.append((pre[0], post[0]))
+        live.append((call.pre[0], call.post[0]))
     return out, live
 
 
@@ -313,19 +215,15 @@ def collect(
 
     The backward pass differentiates the task loss (``loss(output, targets)``, cross-entropy
     by default) when ``targets`` are given, ``loss(output)`` when only ``loss`` is, and
-    otherwise ``<output, v>`` for a fixed-seed standard-normal ``v``. See the module docs for
-    what a layer, its pre-activation and its activation are, and :func:`preserved` for how
-    the model is left untouched.
+    otherwise ``<output, v>`` for a fixed-seed standard-normal ``v``. See
+    :mod:`initlab.probe.trace` for what a layer, its pre-activation and its activation
+    are, and :func:`preserved` for how the model is left untouched.
     """
     with preserved(model, mode, seed):
-        recorder = _Recorder(model)
-        try:
-            with torch.enable_grad():  # also inside a caller's torch.no_grad()
-                output = model(inputs)
-        finally:
-            recorder.remove()
-        layers, live = _assemble(recorder.events)
-        recorder.events.clear()
+        with torch.enable_grad():  # also inside a caller's torch.no_grad()
+            calls, output = trace(model, inputs)
+        layers, live = _assemble(calls)
+        del calls
         with torch.enable_grad():
             objective = _objective(output, targets, loss, seed)
         _attach_grads(layers, live, objective)

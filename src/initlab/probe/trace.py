@@ -1,0 +1,282 @@
+"""One forward pass, watched: every Linear/Conv call and the nonlinearity its output meets.
+
+The one activation tracer of initlab: the probe (:func:`initlab.probe.hooks.collect`) takes
+its pre-activations z and activations phi(z) from it, the doctor
+(:func:`initlab.doctor.recommend`) its activation names.
+
+Forward hooks on every Linear/Conv/ConvTranspose module (:data:`initlab.apply.INITIALIZABLE`)
+record each call's input and output, and tag the output with the call. A
+``TorchFunctionMode`` sees every torch function call — those of modules (``nn.ReLU``) and of
+functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
+
+* normalizing and shape-only functions (batch/layer/group/instance norm, dropout, pooling,
+  reshapes) pass it on; a normalization on the way sets ``normalized``;
+* the first recognized activation (:data:`ACTIVATION_FUNCTIONS`) applied to a tagged tensor
+  is the layer's activation: z is that function's input (copied before it runs, so an
+  in-place activation does not erase it) and phi(z) its output. A gate written by hand,
+  ``x * sigmoid(x)`` (in either order), is the activation it computes: ``silu``, with the
+  product as phi(z);
+* a tagged tensor that reaches the next Linear/Conv (or the model's output) without one is
+  ``linear``: z is the layer's output and phi(z) what enters the next layer (nothing, for
+  the model's output) — an all-zero output is ``linear`` too, never a guessed ``relu``;
+* one consumed by anything else (a ``cumsum``, a residual sum) is ``unknown``: z is the
+  layer's output, phi(z) the input of the next layer called, and the activation is the
+  registry activation phi with ``phi(z) ≈ next input`` when exactly one fits
+  (:func:`infer_activation`), else ``unknown``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+import initlab.activations as activations
+from initlab.apply import INITIALIZABLE
+
+ACTIVATION_FUNCTIONS = {
+    **{f: f for f in ("relu", "leaky_relu", "tanh", "sigmoid", "selu", "elu")},
+    **{f"{f}_": f for f in ("relu", "leaky_relu", "tanh", "sigmoid", "selu", "elu")},
+    **{f: f for f in ("gelu", "silu", "softplus", "softsign")},
+}
+"""torch function name → initlab activation name."""
+
+GATED = {"sigmoid": "silu"}
+"""``phi(x) * x`` written by hand → the activation it computes (swish = SiLU)."""
+
+MULTIPLY_FUNCTIONS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"})
+NORM_FUNCTIONS = frozenset({"batch_norm", "layer_norm", "group_norm", "instance_norm"})
+TRANSPARENT_FUNCTIONS = NORM_FUNCTIONS | frozenset(
+    {
+        *("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"),
+        *(f"max_pool{d}d" for d in (1, 2, 3)),
+        *(f"max_pool{d}d_with_indices" for d in (1, 2, 3)),
+        *(f"avg_pool{d}d" for d in (1, 2, 3)),
+        *("adaptive_avg_pool1d", "adaptive_avg_pool2d"),
+        *("view", "reshape", "flatten", "contiguous", "clone", "__getitem__"),
+    }
+)
+"""Functions that do not change which nonlinearity a layer's output meets next."""
+
+LAYER_FUNCTIONS = frozenset(
+    {"linear", *(f"conv{d}d" for d in (1, 2, 3)), *(f"conv_transpose{d}d" for d in (1, 2, 3))}
+)
+IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", "add_"})
+"""Reading a tensor's shape or attributes is not consuming it."""
+
+_INFER_ORDER = [n for n in activations.names() if n != "linear"] + ["linear"]
+
+Live = tuple[Tensor | None, Tensor | None]
+"""A tensor as the model holds it (gradients are taken with respect to it) and a detached
+copy of its value at the time."""
+
+
+@dataclass
+class TracedLayer:
+    """One call of one Linear/Conv layer and what its output met.
+
+    ``activation``: a registry name, ``"linear"`` or ``"unknown"`` (``None`` while the
+    forward pass runs); ``slope``: the negative slope of a ``leaky_relu``; ``pre``, ``post``:
+    z and phi(z) (``post`` is ``(None, None)`` when the output leaves the model).
+    """
+
+    name: str
+    module: nn.Module
+    input: Live
+    output: Live
+    activation: str | None = None
+    slope: float | None = None
+    normalized: bool = False
+    pre: Live = (None, None)
+    post: Live = (None, None)
+
+
+def _copy(x: Tensor | None) -> Tensor | None:
+    return None if x is None else x.detach().clone()
+
+
+def _tensors(args: tuple, kwargs: dict) -> list[Tensor]:
+    out = []
+    for item in (*args, *kwargs.values()):
+        if isinstance(item, Tensor):
+            out.append(item)
+        elif isinstance(item, (list, tuple)):
+            out.extend(x for x in item if isinstance(x, Tensor))
+    return out
+
+
+class _Tracer(TorchFunctionMode):
+    """Follows each layer call's output through torch functions (see the module docs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers: list[TracedLayer] = []
+        self.tags: dict[int, int] = {}  # id(tensor) → index in self.layers
+        self.keep: list[Tensor] = []  # tagged tensors stay alive, so their ids stay unique
+        self.gates: dict[int, int] = {}  # id(sigmoid(x)) → x's layer
+        self.quiet = False
+
+    @contextlib.contextmanager
+    def muted(self) -> Iterator[None]:
+        """Run torch functions unobserved (the tracer's own copies)."""
+        self.quiet = True
+        try:
+            yield
+        finally:
+            self.quiet = False
+
+    def live(self, x: Tensor | None) -> Live:
+        with self.muted():
+            return x, _copy(x)
+
+    def tag(self, tensor: Tensor, index: int) -> None:
+        self.tags[id(tensor)] = index
+        self.keep.append(tensor)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.quiet:
+            return func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        tensors = _tensors(args, kwargs)
+        open_ = [(t, self.tags[id(t)]) for t in tensors if id(t) in self.tags]
+        open_ = [(t, k) for t, k in open_ if self.layers[k].activation is None]
+        pre = {k: self.live(t) for t, k in open_} if name in ACTIVATION_FUNCTIONS else {}
+        out = func(*args, **kwargs)
+        if name in MULTIPLY_FUNCTIONS and isinstance(out, Tensor):
+            self._close_gate(tensors, out)
+        for t, k in open_:
+            self._observe(self.layers[k], k, name, pre.get(k), t, args, kwargs, out)
+        return out
+
+    def _close_gate(self, factors: list[Tensor], product: Tensor) -> None:
+        """``sigmoid(x) * x`` for a layer output x: the layer's activation is silu."""
+        for gate in factors:
+            k = self.gates.get(id(gate))
+            others = [f for f in factors if f is not gate]
+            if k is not None and any(self.tags.get(id(f)) == k for f in others):
+                layer = self.layers[k]
+                layer.activation = GATED.get(layer.activation, layer.activation)
+                layer.post = self.live(product)
+
+    def _observe(self, layer, k, name, pre, x, args, kwargs, out) -> None:
+        if name in ACTIVATION_FUNCTIONS:
+            layer.activation = ACTIVATION_FUNCTIONS[name]
+            layer.pre, layer.post = pre, self.live(out if isinstance(out, Tensor) else None)
+            if layer.activation in GATED and isinstance(out, Tensor):
+                self.gates[id(out)] = k
+                self.keep.append(out)
+            if layer.activation == "leaky_relu":
+                slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else None)
+                layer.slope = float(slope) if slope is not None else activations.LEAKY_RELU_SLOPE
+        elif name in LAYER_FUNCTIONS:
+            layer.activation, layer.pre, layer.post = "linear", layer.output, self.live(x)
+        elif name in TRANSPARENT_FUNCTIONS and isinstance(out, Tensor):
+            self.tag(out, k)
+            layer.normalized |= name in NORM_FUNCTIONS
+        elif name not in IGNORED_FUNCTIONS:
+            layer.activation = "unknown"
+
+    def watch(self, model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+        """Forward hooks that record every layer call and tag its output."""
+        handles = []
+        for module_name, module in model.named_modules():
+            if isinstance(module, INITIALIZABLE):
+                handles += self._hooks(module_name or "(model)", module)
+        return handles
+
+    def _hooks(self, name: str, module: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+        inputs: list[Live] = []
+
+        def before(_module: nn.Module, args: tuple) -> None:
+            inputs.append(self.live(next((a for a in args if isinstance(a, Tensor)), None)))
+
+        def after(_module: nn.Module, _args: tuple, output: object) -> None:
+            seen = inputs.pop() if inputs else (None, None)
+            if isinstance(output, Tensor):
+                self.layers.append(TracedLayer(name, module, seen, self.live(output)))
+                self.tag(output, len(self.layers) - 1)
+
+        return [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+
+
+def infer_activation(pre: Tensor, post: Tensor) -> str | None:
+    """The registry activation phi with ``phi(pre) ≈ post``, when exactly one fits.
+
+    "≈": ``|phi(pre) - post| <= 1e-4 |post| + atol`` elementwise, ``atol = 50 · eps(dtype)
+    · max(1, max|post|)`` (rounding of an elementwise function, whatever kernel computed
+    it). Several fitting (all-zero or all-positive inputs fit relu, leaky_relu and linear
+    alike) is no answer: ``None``.
+    """
+    if pre.shape != post.shape or not pre.is_floating_point():
+        return None
+    scale = float(post.detach().abs().nan_to_num(0.0, 0.0, 0.0).max()) if post.numel() else 0.0
+    atol = 50 * torch.finfo(post.dtype).eps * max(1.0, scale)
+    fits = [
+        name
+        for name in _INFER_ORDER
+        if torch.allclose(activations.get(name).fn(pre), post, 1e-4, atol, equal_nan=True)
+    ]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _finish(layers: list[TracedLayer]) -> None:
+    """Layers whose output left the model are ``linear``; ``unknown`` ones get z = their
+    output, phi(z) = the next call's input and, when it is unambiguous, the activation
+    that maps one to the other."""
+    for k, layer in enumerate(layers):
+        if layer.activation is None:
+            layer.activation, layer.pre = "linear", layer.output
+        elif layer.activation == "unknown":
+            layer.pre = layer.output
+            layer.post = layers[k + 1].input if k + 1 < len(layers) else (None, None)
+            z, phi = layer.pre[1], layer.post[1]
+            if z is not None and phi is not None:
+                layer.activation = infer_activation(z, phi) or "unknown"
+
+
+def trace(model: nn.Module, inputs: Tensor) -> tuple[list[TracedLayer], object]:
+    """Run ``model(inputs)`` once under the tracer: every layer call in call order (a layer
+    called twice appears twice) and the model's output. Hooks are removed afterwards; the
+    caller chooses the mode and the gradient context."""
+    tracer = _Tracer()
+    handles = tracer.watch(model)
+    try:
+        with tracer:
+            output = model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    _finish(tracer.layers)
+    return tracer.layers, output
+
+
+def find_activations(
+    model: nn.Module, inputs: Tensor, layers: Sequence[tuple[str, nn.Module]]
+) -> tuple[dict[str, str], dict[str, float]]:
+    """For each ``(name, layer)``: the activation its output meets on its first call
+    (``"linear"`` when none, or when never called; ``"unknown"`` when initlab cannot
+    classify what consumes it), and the negative slope of each ``leaky_relu`` found. One
+    forward pass in eval mode without gradients; the model's modes are restored."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            calls, _ = trace(model, inputs)
+    finally:
+        for module, flag in flags:
+            module.training = flag
+    first: dict[int, TracedLayer] = {}
+    for call in calls:
+        first.setdefault(id(call.module), call)
+    found, slopes = {}, {}
+    for name, module in layers:
+        call = first.get(id(module))
+        found[name] = call.activation if call is not None and call.activation else "linear"
+        if call is not None and call.slope is not None:
+            slopes[name] = call.slope
+    return found, slopes

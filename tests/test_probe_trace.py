@@ -1,0 +1,97 @@
+"""initlab.probe.trace: the one activation tracer, shared by the probe and the doctor."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import initlab
+from initlab.apply import initializable_layers
+from initlab.doctor import find_activations
+from initlab.probe import diagnose
+from initlab.probe.hooks import collect
+from initlab.probe.trace import infer_activation, trace
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+class Mixed(nn.Module):
+    """A functional relu behind dropout, a hand-written swish, a clamp, a cumsum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(8, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        self.d, self.e = nn.Linear(16, 16), nn.Linear(16, 4)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(F.relu(self.a(x)))
+        h = self.b(h)
+        h = self.c(h * torch.sigmoid(h))
+        h = self.d(torch.clamp(h, min=0.0))  # relu, written otherwise
+        return self.e(torch.cumsum(h, dim=1))
+
+
+def test_the_probe_and_the_doctor_see_the_same_activations():
+    model, x = Mixed(), torch.randn(64, 8, generator=gen())
+    found, _ = find_activations(model, x, initializable_layers(model))
+    assert found == {"a": "relu", "b": "silu", "c": "relu", "d": "unknown", "e": "linear"}
+    table = diagnose(model, x).layers.set_index("layer")["activation"]
+    shown = {k: v if isinstance(v, str) else None for k, v in table.items()}
+    assert shown == {**found, "d": None, "e": None}  # None: unknown, and the output layer
+
+
+def test_z_and_phi_are_the_activation_functions_input_and_output():
+    model, x = Mixed(), torch.randn(64, 8, generator=gen())
+    a, b, c, d, _ = collect(model, x)
+    torch.testing.assert_close(a.post, F.relu(a.pre), rtol=0, atol=0)  # before the dropout
+    assert a.pre.shape == (64, 16) and (a.post == 0).float().mean() < 0.75
+    atol = 50 * torch.finfo(b.pre.dtype).eps * float(b.pre.abs().max())
+    torch.testing.assert_close(b.post, F.silu(b.pre), rtol=1e-5, atol=atol)  # the product
+    assert torch.equal(c.post, d.input)  # clamp, inferred: phi(z) is what d received
+    assert d.activation is None and d.post.shape == d.pre.shape
+
+
+def test_inference_needs_exactly_one_fit():
+    z = torch.randn(256, 8, generator=gen())
+    assert infer_activation(z, torch.tanh(z)) == "tanh"
+    assert infer_activation(z, z.clamp(min=0)) == "relu"
+    assert infer_activation(z, z.cumsum(1)) is None
+    zeros = torch.zeros(4, 8)
+    assert infer_activation(zeros, zeros) is None  # relu, tanh, linear, ... all fit 0
+    assert infer_activation(z.abs(), z.abs()) is None  # relu = leaky_relu = linear on z >= 0
+
+
+class TwoCalls(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared, self.out = nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.shared(F.gelu(self.shared(x)))))
+
+
+def test_each_call_is_traced_and_the_model_is_left_alone():
+    model, x = TwoCalls(), torch.randn(4, 8, generator=gen())
+    calls, output = trace(model, x)
+    assert [(c.name, c.activation) for c in calls] == [
+        ("shared", "gelu"),
+        ("shared", "tanh"),
+        ("out", "linear"),
+    ]
+    assert output.shape == (4, 2) and calls[2].post == (None, None)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    found, _ = find_activations(model, x, initializable_layers(model))
+    assert found == {"shared": "gelu", "out": "linear"}  # the first call decides
+    assert [layer.name for layer in collect(model, x)] == ["shared", "shared[2]", "out"]
+
+
+def test_zero_outputs_met_by_an_unknown_function_guess_nothing():
+    model = Mixed()
+    initlab.initialize(model, "zeros")
+    found, _ = find_activations(
+        model, torch.randn(8, 8, generator=gen()), initializable_layers(model)
+    )
+    assert found["c"] == "unknown"  # clamp of all zeros fits relu, tanh, linear, ... alike
+    assert found["a"] == "relu"  # a named function is read by its name, zeros or not
