@@ -182,11 +182,17 @@ def test_unwritable_out_paths_are_one_line_before_any_work(out, reason, monkeypa
     assert "\n" not in err and reason in err and trained == []
 
 
-def test_a_file_where_the_directory_should_be(tmp_path):
+def test_a_file_where_the_directory_should_be(tmp_path, pristine, capsys):
     blocker = tmp_path / "results"
     blocker.write_text("a file, not a directory")
     with pytest.raises(StoreLocationError, match=f"{blocker} is a file, not a directory"):
         open_store(blocker / "study", create=True)
+    assert main(["results", str(pristine), "--export", "csv", "--out", "/proc/initlab-x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == "error: cannot write the exported tables at /proc/initlab-x: no such file or directory"
+    )
 
 
 def _mount_tmpfs(target: Path, options: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.store.location import check_writable, location_error
 from initlab.store.sqlite import Store
 
 FORMATS = ("csv", "parquet")
@@ -29,7 +30,7 @@ def export(store: Store, fmt: str, out_dir: str | Path, study: str | None = None
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InitlabError(f"--out must be a directory for the exported tables, got file {out}")
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out / "runs.csv", "the exported tables")
     frames = {
         "runs": store.runs(study),
         "epochs": store.epochs(study),
@@ -39,9 +40,12 @@ def export(store: Store, fmt: str, out_dir: str | Path, study: str | None = None
     paths = []
     for name, frame in frames.items():
         path = out / f"{name}.{fmt}"
-        if fmt == "csv":
-            frame.to_csv(path, index=False)
-        else:
-            frame.to_parquet(path, index=False)
+        try:
+            if fmt == "csv":
+                frame.to_csv(path, index=False)
+            else:
+                frame.to_parquet(path, index=False)
+        except OSError as exc:  # the disk filled up while writing
+            raise location_error(path, exc, "the exported tables") from None
         paths.append(path)
     return paths

@@ -33,21 +33,21 @@ def describe(exc: OSError) -> str:
     return str(exc)
 
 
-def location_error(path: Path, exc: OSError) -> StoreLocationError:
+def location_error(path: Path, exc: OSError, what: str = "the results store") -> StoreLocationError:
     """``cannot write the results store at DIR: read-only file system``."""
-    return StoreLocationError(f"cannot write the results store at {path}: {describe(exc)}")
+    return StoreLocationError(f"cannot write {what} at {path}: {describe(exc)}")
 
 
-def check_writable(db: Path) -> None:
-    """Create ``db``'s directory if needed and prove a file can be written in it.
+def check_writable(target: Path, what: str = "the results store") -> None:
+    """Create ``target``'s directory if needed and prove a file can be written in it.
 
     Raises :class:`StoreLocationError` naming the directory and the reason.
     """
-    directory = db.parent
+    directory = target.parent
     blocker = _file_in_the_way(directory)
     if blocker is not None:
         raise StoreLocationError(
-            f"cannot write the results store at {directory}: {blocker} is a file, not a directory"
+            f"cannot write {what} at {directory}: {blocker} is a file, not a directory"
         )
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -56,7 +56,7 @@ def check_writable(db: Path) -> None:
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as exc:
-        raise location_error(directory, exc) from None
+        raise location_error(directory, exc, what) from None
 
 
 def _file_in_the_way(directory: Path) -> Path | None:
