@@ -188,10 +188,26 @@ def run_sweep(
     progress.start(
         SweepPlan(len(set(keys)), len(done), pending, backend, engine, n_workers, threads)
     )
-    wave = len(chunks) if backend == "ray" else n_workers
+    wave = wave_size(backend, n_workers, len(chunks))
     _execute(executor, Lease(store, [c.key() for c in pending], wave), chunks, report, progress)
     report.by_others = len(store.finished_ids(keys)) - report.finished
     return report
+
+
+def wave_size(backend: str, workers: int | None, n_chunks: int) -> int:
+    """How many chunks to lease and dispatch at a time.
+
+    In this process (one worker): one chunk, nothing is lost by asking often. Worker
+    processes start afresh for each wave (seconds of imports), so a wave is
+    ``max(workers, ceil(chunks / LEASE_SPLIT))`` chunks: at most about
+    :data:`LEASE_SPLIT` waves, and still small enough that another process sharing the store
+    finds chunks to lease. Ray: everything at once (it schedules the tasks itself).
+    """
+    if backend == "ray":
+        return n_chunks
+    if workers == 1:
+        return 1
+    return max(workers or 1, -(-n_chunks // LEASE_SPLIT))
 
 
 def fetch_missing_data(pending: Sequence[RunConfig], data_dir: str | None) -> None:
