@@ -150,6 +150,9 @@ def resume_command(ctx: typer.Context | None) -> str:
         elif getattr(param, "is_flag", False):
             opts = param.opts if value else param.secondary_opts
             parts += opts[:1]
+        elif getattr(param, "multiple", False):  # --model-arg a=1 --model-arg b=2
+            for item in value:
+                parts += [param.opts[0], str(item)]
         else:
             parts += [param.opts[0], str(value)]
     return shlex.join(parts)
