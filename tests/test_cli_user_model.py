@@ -348,3 +348,16 @@ def test_gpus_per_trial_reaches_the_ray_executor(user_dir, monkeypatch):
     args = ["--data", "digits", "--inits", "he_normal", "--limit-train", "64"]
     assert _compare(*args, "--backend", "ray", "--gpus-per-trial", "0.5") == 0
     assert made and made[0]["gpus_per_trial"] == 0.5
+
+
+def test_the_resume_hint_repeats_each_model_arg():
+    import typer.main
+
+    from initlab.cli import _register_commands, app
+    from initlab.sweep.ui import resume_command
+
+    _register_commands()
+    command = typer.main.get_command(app).get_command(None, "compare")
+    args = ["--model", "m.py:build", "--model-arg", "width=16", "--model-arg", "depth=2"]
+    hint = resume_command(command.make_context("compare", args))
+    assert "--model m.py:build --model-arg width=16 --model-arg depth=2" in hint
