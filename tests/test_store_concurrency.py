@@ -183,7 +183,8 @@ def test_leases_are_exclusive_until_they_expire(tmp_path):
         started = time.monotonic()
         again = next(second.waves([chunks[0]]))  # waits for the lease on config(1) to expire
         assert again == [[config(1)]] and time.monotonic() - started >= 0.3
-        owners = dict(b._conn.execute("SELECT run_id, owner FROM leases").fetchall())
+        with closing(sqlite3.connect(tmp_path / "initlab.db")) as conn:
+            owners = dict(conn.execute("SELECT run_id, owner FROM leases").fetchall())
         assert owners[config(1).key()] == second.owner
 
 

@@ -74,10 +74,10 @@ def repair(path: str | Path) -> RepairReport:
     tables, lost_ids = salvage(db)
     damaged = _set_aside(db)
     report = RepairReport(db, damaged)
-    with Store(db, create=True) as store:
-        conn = store._conn
+    Store(db, create=True).close()  # a fresh, empty store of this initlab's schema
+    report.recovered, report.lost = _select_runs(tables, lost_ids)
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
         conn.execute("BEGIN IMMEDIATE")
-        report.recovered, report.lost = _select_runs(tables, lost_ids)
         for table, rows in tables.items():
             report.rows[table] = _insert(conn, table, rows)
         conn.execute("COMMIT")
