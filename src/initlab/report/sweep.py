@@ -178,7 +178,8 @@ def theory_curve(
 ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
     """``(sigma_w², 6·xi_c)`` over the swept range; ``(None, None)`` where theory does not
     know the activation. Infinite depths (the critical point) become NaN gaps. (In the
-    chaotic phase each point costs a fixed-point solve, ~0.3 s for tanh: keep ``points`` low.)"""
+    chaotic phase each point costs a fixed-point solve — timings in benchmarks/README.md:
+    keep ``points`` low.)"""
     low, high = min(sigmas), max(sigmas)
     x = np.linspace(max(low, 1e-6), high, points)
     try:

@@ -21,8 +21,8 @@ from initlab.results import ResultSet
 from initlab.sweep.spec import Spec
 
 SCALES = ("tiny", "default", "full")
-"""``tiny``: seconds, for tests; ``default``: under ~10 minutes on 2 cores; ``full``: the
-paper's scale (hours)."""
+"""``tiny``: the smallest grid that still shows the effect, for tests; ``default``: a
+reduced grid on the real data; ``full``: the paper's scale (timings: benchmarks/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,6 @@ def _load_builtin() -> None:
     import importlib
     import pkgutil
 
-    import initlab.studies as package
-
-    for module in pkgutil.iter_modules(package.__path__):
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if module.name not in ("base", "runner"):
-            importlib.import_module(f"initlab.studies.{module.name}")
+            importlib.import_module(f"{__package__}.{module.name}")

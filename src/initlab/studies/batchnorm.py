@@ -43,8 +43,8 @@ FAILED_MARGIN = 0.05
 _STDDEV = re.compile(r"stddev\s*=\s*([0-9.eE+-]+)")
 
 
-@dataclass(frozen=True)
-class Protocol:
+@dataclass(frozen=True, kw_only=True)
+class BatchNormProtocol:
     """What changes with the scale."""
 
     dataset: str
@@ -57,9 +57,33 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "tiny": Protocol("digits", 6, 32, (0.01, 0.1, 1.0), 3, 1, None),
-    "default": Protocol("fashion-mnist", 10, 128, (0.01, 0.03, 0.1, 0.3, 1.0), 10, 3, 10_000),
-    "full": Protocol("fashion-mnist", 10, 256, (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), 20, 5, None),
+    "tiny": BatchNormProtocol(
+        dataset="digits",
+        depth=6,
+        width=32,
+        stds=(0.01, 0.1, 1.0),
+        epochs=3,
+        seeds=1,
+        limit_train=None,
+    ),
+    "default": BatchNormProtocol(
+        dataset="fashion-mnist",
+        depth=10,
+        width=128,
+        stds=(0.01, 0.03, 0.1, 0.3, 1.0),
+        epochs=10,
+        seeds=3,
+        limit_train=10_000,
+    ),
+    "full": BatchNormProtocol(
+        dataset="fashion-mnist",
+        depth=10,
+        width=256,
+        stds=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+        epochs=20,
+        seeds=5,
+        limit_train=None,
+    ),
 }
 
 

@@ -60,8 +60,8 @@ LOWER_DRIFT = 0.1
 """The first hidden layer "stays near 0.5": its mean moves less than this meanwhile."""
 
 
-@dataclass(frozen=True)
-class Protocol:
+@dataclass(frozen=True, kw_only=True)
+class GlorotProtocol:
     """What changes with the scale."""
 
     dataset: str
@@ -75,9 +75,27 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "tiny": Protocol("digits", 32, 3, (0.1,), 1, None, 20),
-    "default": Protocol("fashion-mnist", 256, 5, (0.01, 0.1), 3, 10_000, 100),
-    "full": Protocol("fashion-mnist", 1000, 20, (0.01, 0.03, 0.1), 3, None, 1000),
+    "tiny": GlorotProtocol(
+        dataset="digits", width=32, epochs=3, lrs=(0.1,), seeds=1, limit_train=None, track=20
+    ),
+    "default": GlorotProtocol(
+        dataset="fashion-mnist",
+        width=256,
+        epochs=5,
+        lrs=(0.01, 0.1),
+        seeds=3,
+        limit_train=10_000,
+        track=100,
+    ),
+    "full": GlorotProtocol(
+        dataset="fashion-mnist",
+        width=1000,
+        epochs=20,
+        lrs=(0.01, 0.03, 0.1),
+        seeds=3,
+        limit_train=None,
+        track=1000,
+    ),
 }
 
 

@@ -46,8 +46,8 @@ VANISHED = 0.1
 of the last hidden layer at init (theory for Var(W) = 1/n: 2^(-(depth-1)/2))."""
 
 
-@dataclass(frozen=True)
-class Protocol:
+@dataclass(frozen=True, kw_only=True)
+class HeProtocol:
     """What changes with the scale."""
 
     dataset: str
@@ -60,9 +60,15 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "tiny": Protocol("digits", 32, (8, 16), 3, 1, None),
-    "default": Protocol("fashion-mnist", 128, (22, 30), 10, 3, 10_000),
-    "full": Protocol("fashion-mnist", 256, (22, 30), 30, 5, None),
+    "tiny": HeProtocol(
+        dataset="digits", width=32, depths=(8, 16), epochs=3, seeds=1, limit_train=None
+    ),
+    "default": HeProtocol(
+        dataset="fashion-mnist", width=128, depths=(22, 30), epochs=10, seeds=3, limit_train=10_000
+    ),
+    "full": HeProtocol(
+        dataset="fashion-mnist", width=256, depths=(22, 30), epochs=30, seeds=5, limit_train=None
+    ),
 }
 
 

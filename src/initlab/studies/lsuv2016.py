@@ -44,8 +44,8 @@ MIN_NOISE = 0.002
 """A floor on the noise band (seeds that happen to agree exactly)."""
 
 
-@dataclass(frozen=True)
-class Protocol:
+@dataclass(frozen=True, kw_only=True)
+class LsuvProtocol:
     """One scale's runs."""
 
     dataset: str
@@ -59,9 +59,36 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "tiny": Protocol("digits", 6, 32, (0.01,), 2, None, 32, 1),
-    "default": Protocol("fashion-mnist", 16, 128, (0.003, 0.01), 5, 10000, 64, 5),
-    "full": Protocol("fashion-mnist", 20, 256, (0.001, 0.003, 0.01, 0.03), 20, None, 64, 5),
+    "tiny": LsuvProtocol(
+        dataset="digits",
+        depth=6,
+        width=32,
+        lrs=(0.01,),
+        epochs=2,
+        limit_train=None,
+        batch_size=32,
+        seeds=1,
+    ),
+    "default": LsuvProtocol(
+        dataset="fashion-mnist",
+        depth=16,
+        width=128,
+        lrs=(0.003, 0.01),
+        epochs=5,
+        limit_train=10000,
+        batch_size=64,
+        seeds=5,
+    ),
+    "full": LsuvProtocol(
+        dataset="fashion-mnist",
+        depth=20,
+        width=256,
+        lrs=(0.001, 0.003, 0.01, 0.03),
+        epochs=20,
+        limit_train=None,
+        batch_size=64,
+        seeds=5,
+    ),
 }
 
 

@@ -59,8 +59,8 @@ SPREAD_SHARE = 0.25
 """Scaled Gaussian products: at most this share well conditioned at the deepest depth."""
 
 
-@dataclass(frozen=True)
-class Protocol:
+@dataclass(frozen=True, kw_only=True)
+class SaxeProtocol:
     """One scale's runs: depths × inits × learning rates × seeds."""
 
     dataset: str
@@ -75,13 +75,37 @@ class Protocol:
 
 LR_GRID = tuple(0.000625 * 2**k for k in range(9))  # 0.000625 … 0.16, factors of 2
 PROTOCOLS = {
-    "tiny": Protocol("digits", (2, 8), 32, (0.02, 0.08), 12, None, 50, 1),
-    "default": Protocol("fashion-mnist", (2, 4, 8, 16, 32, 64), 128, LR_GRID, 50, 1000, 50, 2),
-    "full": Protocol(
-        "fashion-mnist", (2, 4, 8, 16, 32, 64, 100), 1000, (0.0003125, *LR_GRID),
-        60, 2000, 50, 3,
+    "tiny": SaxeProtocol(
+        dataset="digits",
+        depths=(2, 8),
+        width=32,
+        lrs=(0.02, 0.08),
+        epochs=12,
+        limit_train=None,
+        batch_size=50,
+        seeds=1,
     ),
-}  # fmt: skip
+    "default": SaxeProtocol(
+        dataset="fashion-mnist",
+        depths=(2, 4, 8, 16, 32, 64),
+        width=128,
+        lrs=LR_GRID,
+        epochs=50,
+        limit_train=1000,
+        batch_size=50,
+        seeds=2,
+    ),
+    "full": SaxeProtocol(
+        dataset="fashion-mnist",
+        depths=(2, 4, 8, 16, 32, 64, 100),
+        width=1000,
+        lrs=(0.0003125, *LR_GRID),
+        epochs=60,
+        limit_train=2000,
+        batch_size=50,
+        seeds=3,
+    ),
+}
 
 
 @register

@@ -57,8 +57,8 @@ CRITICAL_TOL = 0.05
 """A grid sigma_w² within this of the critical value counts as the critical point."""
 
 
-@dataclass(frozen=True)
-class Protocol:
+@dataclass(frozen=True, kw_only=True)
+class SchoenholzProtocol:
     """One scale's grid and training budget."""
 
     dataset: str
@@ -73,21 +73,40 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "tiny": Protocol(
-        dataset="digits", depths=(2, 12), sigmas=(1.0, 1.76, 2.5), width=32, lr=0.05,
-        batch_size=32, epochs=4, limit_train=None, seeds=1,
+    "tiny": SchoenholzProtocol(
+        dataset="digits",
+        depths=(2, 12),
+        sigmas=(1.0, 1.76, 2.5),
+        width=32,
+        lr=0.05,
+        batch_size=32,
+        epochs=4,
+        limit_train=None,
+        seeds=1,
     ),
-    "default": Protocol(
-        dataset="fashion-mnist", depths=(5, 10, 20, 40, 60, 80),
-        sigmas=(1.0, 1.25, 1.5, 1.76, 2.5, 3.5, 4.0), width=128, lr=0.005, batch_size=64,
-        epochs=5, limit_train=5000, seeds=2,
+    "default": SchoenholzProtocol(
+        dataset="fashion-mnist",
+        depths=(5, 10, 20, 40, 60, 80),
+        sigmas=(1.0, 1.25, 1.5, 1.76, 2.5, 3.5, 4.0),
+        width=128,
+        lr=0.005,
+        batch_size=64,
+        epochs=5,
+        limit_train=5000,
+        seeds=2,
     ),
-    "full": Protocol(
-        dataset="fashion-mnist", depths=(10, 20, 30, 40, 50, 60, 70, 80, 90, 100),
-        sigmas=tuple(1.0 + 0.25 * k for k in range(13)), width=300, lr=0.001, batch_size=64,
-        epochs=20, limit_train=None, seeds=3,
+    "full": SchoenholzProtocol(
+        dataset="fashion-mnist",
+        depths=(10, 20, 30, 40, 50, 60, 70, 80, 90, 100),
+        sigmas=tuple(1.0 + 0.25 * k for k in range(13)),
+        width=300,
+        lr=0.001,
+        batch_size=64,
+        epochs=20,
+        limit_train=None,
+        seeds=3,
     ),
-}  # fmt: skip
+}
 
 
 def init_spec(sigma_w2: float) -> str:
