@@ -1,36 +1,25 @@
-"""Throughput of many models: a plain PyTorch loop vs initlab's single and batched engines.
+"""Throughput of the one engine: a plain PyTorch loop vs initlab M = 1 vs initlab batched.
 
-The protocol is `initlab compare`'s default: Fashion-MNIST (55,000 training images), a
-784-300-100-10 ReLU MLP, SGD lr 0.01, batch 32, validation (5,000 images) after every epoch.
-Contenders, on the same data in the same process:
+Three workloads, each on the same data for its three contenders:
 
-(a) a plain loop as a user writes it (``DataLoader`` over a ``TensorDataset``, one model at a
-    time) — sequential, so its throughput is the same for any number of models: it is
-    measured on one model. On an AMD CPU, ``mkl_dispatch.enable()`` (first thing, as the
-    ``initlab`` command does) lets MKL use its AVX-512 kernels in this process, so (a) gets
-    them too: the ratios compare engines on the same BLAS. (a0) is the same loop in a fresh
-    Python that leaves MKL alone (``INITLAB_MKL_DISPATCH=off``): what a user's loop gets;
-(b) initlab's single engine (``run_config``), likewise sequential (``train_seconds``);
-(c) the batched engine (``train_group``) on groups of 1, 4, 15 and 60 models, with its
-    default chunking (at most 8 seed MLPs train simultaneously: 15 = 8 + 7, 60 = 8 chunks
-    of 7-8; see ``initlab.train.batched.memory``); time = the models'
-    ``train_seconds`` summed (training + validation; building the models and the final test
-    evaluation, which (a) does not do, are excluded — the wall time including them is
-    printed too). The chunks are trained one ``train_group`` call each, exactly as
-    ``train_group`` does with the whole group, so that the best of the rounds is kept chunk
-    by chunk: a 35-second group is otherwise rarely spared by other jobs on a shared machine.
+(a) the seed MLP 784-300-100-10 (ReLU, SGD lr 0.01, batch 32) on Fashion-MNIST, 15 models;
+(b) a small ResNet (conv stem, two residual blocks with BatchNorm2d, 16 channels) on 32x32
+    RGB tensors (synthetic, class-dependent means), SGD momentum, batch 32, 8 models;
+(c) a 2-layer transformer (``nn.TransformerEncoder``, d=64, 4 heads, causal mask) on token
+    ids (a synthetic next-token task, vocabulary 64, length 32), Adam, batch 32, 8 models.
 
-Throughput is model-epochs per second; a model-epoch is one pass over the training set plus
-one validation pass. "% peak" is the useful FLOP rate (6 P N_train + 2 P N_val per model-epoch,
-P = 266,200 weights) over the sgemm peak measured here with a large ``torch.mm``. Timings are
-interleaved (a, b, c for every size, then again) and the best of ``--repeats`` rounds is kept
-(the short one-model runs (a) and (b) run three times per round): the machine is shared and
-noisy, and a run disturbed by another job only ever looks slower. ``--limit-train N`` times
-a fraction of an epoch (the first N training images; validation stays 5,000 images) when
-full epochs take too long; ``--wait-idle`` waits for idle CPUs before each timing.
+Contenders: **plain** — the loop a user writes (shuffle indices, slice the in-memory tensors,
+``torch.optim``, a validation pass), one model after the other; **M = 1** — initlab's engine
+with a stack of one (``train_stack([model], ...)``); **batched** — initlab's engine with all
+models in one stack. Each is timed as CPU seconds of this process per model-epoch
+(``time.process_time``; training + validation + test, the plain loop evaluates val and test
+too), best of ``--repeats`` interleaved rounds. On a shared, overloaded machine CPU time is
+far steadier than wall time (other jobs' time is not counted, though their cache pressure
+is); with one thread (the default) it equals the wall time of an idle machine. "% peak" is
+the useful FLOP rate (``torch.utils.flop_counter`` on one training step, times the steps,
+plus the evaluation forward passes) over the fp32 matmul peak measured here (``torch.mm``).
 
-    python benchmarks/bench_engine.py [--models 1,4,15,60] [--repeats 3] [--threads 2]
-                                      [--limit-train N] [--wait-idle]
+    python benchmarks/bench_engine.py [--repeats 3] [--threads 1] [--limit-train 2000]
 """
 
 from __future__ import annotations
@@ -40,194 +29,218 @@ from initlab import mkl_dispatch  # isort: skip
 mkl_dispatch.enable()  # before torch, as the initlab command does (initlab.mkl_dispatch)
 
 import argparse
-import itertools
+import copy
 import math
-import os
+import platform
 import subprocess
-import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
-from plain import plain_dataloader
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from initlab.config import RunConfig
-from initlab.data import Dataset, load
-from initlab.train.batched import default_chunk_size, train_group
-from initlab.train.batched.engine import split_evenly
-from initlab.train.run import run_config
+from initlab.data import load
+from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.tasks import losses
 
-WIDTHS = (784, 300, 100, 10)
-WEIGHTS = sum(a * b for a, b in itertools.pairwise(WIDTHS))
+BATCH = 32
 
 
-def cpu_idle_fraction(seconds: float = 1.0) -> float:
-    """Fraction of CPU time idle over ``seconds`` (Linux ``/proc/stat``; 1.0 elsewhere)."""
+@dataclass
+class Workload:
+    name: str
+    models: int
+    factory: Callable[[], nn.Module]
+    data: SimpleNamespace
+    task: str
+    optimizer: str
+    lr: float
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name (``platform.processor()`` where lscpu is missing)."""
     try:
-        with open("/proc/stat") as f:
-            a = [int(v) for v in f.readline().split()[1:9]]
-        time.sleep(seconds)
-        with open("/proc/stat") as f:
-            b = [int(v) for v in f.readline().split()[1:9]]
-    except OSError:
-        return 1.0
-    delta = [y - x for x, y in zip(a, b, strict=True)]
-    return (delta[3] + delta[4]) / max(sum(delta), 1)
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown CPU"
+    names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
+    return names[0] if names else "unknown CPU"
 
 
-def wait_idle(enabled: bool, threshold: float = 0.9, patience: float = 300.0) -> None:
-    """On a shared machine: wait (at most ``patience`` s) until the CPUs are mostly idle."""
-    deadline = time.monotonic() + patience
-    while enabled and time.monotonic() < deadline and cpu_idle_fraction() < threshold:
-        pass
-
-
-def sgemm_peak(n: int = 4096, repeats: int = 5) -> float:
-    """GFLOP/s of the best of ``repeats`` ``torch.mm`` of two n x n float32 matrices."""
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of the best of ``repeats`` ``torch.mm`` of two n x n float32 matrices."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
     torch.mm(a, b, out=out)
     best = math.inf
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         torch.mm(a, b, out=out)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+        best = min(best, time.process_time() - start)
+    return 2 * n**3 / best
 
 
-def onednn_peak(n: int = 4096, repeats: int = 5) -> float:
-    """GFLOP/s of oneDNN's fp32 matmul (AVX-512 where MKL's sgemm may use AVX2), or NaN."""
-    try:
-        op = torch.ops.mkldnn._linear_pointwise
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        op(a, b, None, "none", [], "")
-    except (AttributeError, RuntimeError):
-        return math.nan
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        op(a, b, None, "none", [], "")
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+def splits(x, y, task: str, classes: int, n_val: int, n_test: int) -> SimpleNamespace:
+    n = len(x) - n_val - n_test
+    return SimpleNamespace(
+        x_train=x[:n], y_train=y[:n], x_val=x[n : n + n_val], y_val=y[n : n + n_val],
+        x_test=x[n + n_val :], y_test=y[n + n_val :], task=task, num_classes=classes,
+    )  # fmt: skip
 
 
-def plain_loop(data: Dataset) -> float:
-    """Seconds for one model-epoch of the tutorial loop (DataLoader, shuffle, validate)."""
-    return plain_dataloader(data, 1)
+def seed_mlp() -> nn.Module:
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
+        nn.Linear(100, 10),
+    )  # fmt: skip
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+    return model
 
 
-BASELINE_SCRIPT = """
-import sys, torch
-sys.path.insert(0, {here!r})
-from plain import plain_dataloader
-from initlab.data import load
-torch.set_num_threads({threads})
-data = load("fashion-mnist", limit_train={limit})
-print(min(plain_dataloader(data, 1) for _ in range({runs})))
-"""
+class Block(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width)
+        self.conv2, self.bn2 = nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
 
 
-def plain_loop_default_mkl(threads: int, limit: int | None, runs: int) -> float:
-    """Best of ``runs`` epochs of (a) in a fresh Python with MKL's default kernel choice."""
-    script = BASELINE_SCRIPT.format(
-        here=os.path.dirname(os.path.abspath(__file__)), threads=threads, limit=limit, runs=runs
-    )
-    env = {**os.environ, mkl_dispatch.ENV_VAR: "off"}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-    )
-    return float(done.stdout.split()[-1])
+def small_resnet(width: int = 16) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+        Block(width), Block(width), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10),
+    )  # fmt: skip
 
 
-def config(seed: int, limit: int | None) -> RunConfig:
-    return RunConfig(init="he_normal", epochs=1, seed=seed, limit_train=limit, track="off")
+class TinyTransformer(nn.Module):
+    def __init__(self, vocab: int = 64, length: int = 32, d: int = 64) -> None:
+        super().__init__()
+        self.embed, self.pos = nn.Embedding(vocab, d), nn.Parameter(torch.zeros(length, d))
+        layer = nn.TransformerEncoderLayer(d, 4, 4 * d, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.out = nn.Linear(d, vocab)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(length))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.embed(x) + self.pos, mask=self.mask, is_causal=True)
+        return self.out(h)
 
 
-def single_engine(data: Dataset, limit: int | None) -> float:
-    """Seconds for one model-epoch of ``run_config`` (its ``train_seconds``)."""
-    return run_config(config(0, limit), data).train_seconds
+def workloads(limit: int) -> list[Workload]:
+    fm = load("fashion-mnist", limit_train=limit, val_size=1000)
+    mlp = SimpleNamespace(
+        x_train=fm.x_train, y_train=fm.y_train, x_val=fm.x_val, y_val=fm.y_val,
+        x_test=fm.x_test[:2000], y_test=fm.y_test[:2000], task="classification", num_classes=10,
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+    n = limit // 2 + 1000
+    labels = torch.randint(0, 10, (n,), generator=gen)
+    images = torch.randn(n, 3, 32, 32, generator=gen) + 0.3 * labels.view(-1, 1, 1, 1) / 10
+    tokens = torch.randint(0, 64, (n, 33), generator=gen)
+    tokens[:, 1::2] = (tokens[:, 0::2][:, :16] * 7 + 3) % 64  # learnable odd positions
+    return [
+        Workload("seed MLP (Fashion-MNIST)", 15, seed_mlp, mlp, "classification", "sgd", 0.01),
+        Workload("small ResNet (3x32x32)", 8, small_resnet,
+                 splits(images, labels, "classification", 10, 500, 500), "classification",
+                 "momentum", 0.01),
+        Workload("2-layer transformer (tokens)", 8, TinyTransformer,
+                 splits(tokens[:, :-1], tokens[:, 1:], "sequence", 64, 500, 500), "sequence",
+                 "adam", 1e-3),
+    ]  # fmt: skip
 
 
-def batched_engine(data: Dataset, models: int, limit: int | None) -> list[tuple[float, float]]:
-    """Per chunk: (summed train_seconds, wall time) of ``models`` models, 1 epoch.
+def plain_loop(w: Workload, model: nn.Module) -> None:
+    """One epoch as a user writes it: shuffled indices, sliced tensors, torch.optim, eval."""
+    d = w.data
+    opt = {
+        "sgd": lambda p: torch.optim.SGD(p, lr=w.lr),
+        "momentum": lambda p: torch.optim.SGD(p, lr=w.lr, momentum=0.9),
+        "adam": lambda p: torch.optim.Adam(p, lr=w.lr),
+    }[w.optimizer](model.parameters())
+    model.train()
+    perm = torch.randperm(len(d.x_train))
+    for i in range(0, len(perm), BATCH):
+        idx = perm[i : i + BATCH]
+        out = model(d.x_train[idx])
+        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), d.y_train[idx].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        for x in (d.x_val, d.x_test):
+            for i in range(0, len(x), 1024):
+                model(x[i : i + 1024])
 
-    The chunks are those ``train_group`` makes (``split_evenly`` with the default chunk
-    size), trained by one ``train_group`` call each — what ``train_group`` does with the
-    whole group — so that the best of several rounds can be kept chunk by chunk.
-    """
-    configs = [config(s, limit) for s in range(models)]
-    size = default_chunk_size(configs, data.input_shape, data.num_classes, data.num_train)
-    times = []
-    for chunk in split_evenly(configs, size):
-        start = time.perf_counter()
-        results = train_group(chunk, data)
-        wall = time.perf_counter() - start
-        assert all(r.status == "ok" for r in results), [r.message for r in results]
-        times.append((sum(r.train_seconds for r in results), wall))
-    return times
+
+def time_plain(w: Workload) -> float:
+    torch.manual_seed(0)
+    model = w.factory()
+    start = time.process_time()
+    plain_loop(w, model)
+    return time.process_time() - start
+
+
+def time_engine(w: Workload, models: int) -> float:
+    """Seconds per model-epoch of ``models`` models in one stack (all asserted ok)."""
+    torch.manual_seed(0)
+    built = [w.factory() for _ in range(models)]
+    plan = Plan(task=w.task, optimizer=w.optimizer, batch_size=BATCH, epochs=1)
+    members = [Member(seed=s, lr=w.lr) for s in range(models)]
+    start = time.process_time()
+    results = train_stack(built, w.data, plan, members)
+    seconds = (time.process_time() - start) / models
+    assert all(r.status in ("ok", "stuck") for r in results), [r.message for r in results]
+    return seconds
+
+
+def epoch_flops(w: Workload) -> float:
+    """Useful FLOPs of one model-epoch: a training step's (counted) times the steps, plus
+    the evaluation forward passes (a third of a step per example)."""
+    model = copy.deepcopy(w.factory())
+    x, y = w.data.x_train[:BATCH], w.data.y_train[:BATCH]
+    with FlopCounterMode(display=False) as counter:
+        losses(w.task, model(x).unsqueeze(0), y.unsqueeze(0)).sum().backward()
+    per_example = counter.get_total_flops() / BATCH
+    n_eval = len(w.data.x_val) + len(w.data.x_test)
+    return per_example * (len(w.data.x_train) + n_eval / 3)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="1,4,15,60")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--limit-train", type=int, default=None)
-    parser.add_argument(
-        "--wait-idle", action="store_true", help="before each timing, wait for idle CPUs"
-    )
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit-train", type=int, default=2000)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sizes = [int(m) for m in args.models.split(",")]
-    data = load("fashion-mnist", limit_train=args.limit_train)
-    peak = plain = plain_default = single = dnn = math.inf
-    batched: dict[int, list[tuple[float, float]]] = {}
-    for _ in range(args.repeats):  # interleaved, best of N: robust to machine noise
-        wait_idle(args.wait_idle)
-        peak = min(peak, 1 / sgemm_peak())
-        dnn = min(dnn, 1 / onednn_peak())
-        wait_idle(args.wait_idle)
-        baseline = plain_loop_default_mkl(args.threads, args.limit_train, 3)
-        plain_default = min(plain_default, baseline)
-        for _ in range(3):  # the one-model runs are short: thrice per round
-            wait_idle(args.wait_idle)
-            plain = min(plain, plain_loop(data))
-            wait_idle(args.wait_idle)
-            single = min(single, single_engine(data, args.limit_train))
-        for m in sizes:
-            wait_idle(args.wait_idle)
-            chunks = batched_engine(data, m, args.limit_train)
-            batched[m] = [min(a, b) for a, b in zip(batched.get(m, chunks), chunks, strict=True)]
-    report(data, 1 / peak, (plain, plain_default), single, batched, args)
-    print(f"(oneDNN fp32 matmul peak on this machine: {1 / dnn:.0f} GFLOP/s)")
-
-
-def report(data, peak, plains, single, batched, args) -> None:
-    """Print the table: model-epochs/s, ratio to the plain loop, fraction of sgemm peak."""
-    plain, plain_default = plains
-    print(f"MKL kernel choice (initlab.mkl_dispatch): {mkl_dispatch.status()}")
-    flop = 6 * WEIGHTS * data.num_train + 2 * WEIGHTS * data.num_val
-    print(
-        f"threads={args.threads} repeats={args.repeats} (best of) train images="
-        f"{data.num_train} val images={data.num_val} sgemm peak (torch.mm 4096)={peak:.0f} "
-        f"GFLOP/s; one model-epoch = {flop / 1e9:.1f} GFLOP (6PN + 2PN_val)"
-    )
-    head = f"{'contender':28s} {'models':>6s} {'model-epochs/s':>14s} {'s/model-epoch':>13s}"
-    print(f"{head} {'vs (a)':>8s} {'vs (a0)':>8s} {'% peak':>6s} {'wall s':>7s}")
-
-    def row(name: str, m: int, seconds: float, wall: float) -> None:
-        rate = 1 / seconds
-        pct = 100 * flop * rate / 1e9 / peak
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {args.threads} threads")
+    peak = max(matmul_peak() for _ in range(3))
+    print(f"fp32 matmul peak (torch.mm 2048^2): {peak / 1e9:.1f} GFLOP/s\n")
+    print("| workload | models | plain s/model-epoch | initlab M=1 | initlab batched "
+          "| batched vs plain | M=1 vs plain | batched % peak |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for w in workloads(args.limit_train):
+        time_plain(w)  # warm-up: first calls pay one-time costs (allocations, kernels)
+        plain = single = batched = math.inf
+        for _ in range(args.repeats):
+            plain = min(plain, time_plain(w))
+            single = min(single, time_engine(w, 1))
+            batched = min(batched, time_engine(w, w.models))
+        share = epoch_flops(w) / batched / peak
         print(
-            f"{name:28s} {m:6d} {rate:14.2f} {seconds:13.3f} "
-            f"{plain / seconds:7.2f}x {plain_default / seconds:7.2f}x {pct:5.0f}% {wall:7.2f}"
+            f"| {w.name} | {w.models} | {plain:.3f} | {single:.3f} | {batched:.3f} "
+            f"| {plain / batched:.2f}x | {plain / single:.2f}x | {100 * share:.0f}% |",
+            flush=True,
         )
-
-    row("(a0) plain loop, default MKL", 1, plain_default, plain_default)
-    row("(a) plain loop (DataLoader)", 1, plain, plain)
-    row("(b) initlab single engine", 1, single, single)
-    for m, chunks in batched.items():
-        train, wall = (sum(column) for column in zip(*chunks, strict=True))
-        row("(c) initlab batched engine", m, train / m, wall)
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ class StackTrainer:
         """
         if not self.masked:
             total = loss.sum()
-            if math.isfinite(float(total)):
+            if math.isfinite(float(total.detach())):
                 return total
             self.masked = True
         finite = torch.isfinite(loss.detach())

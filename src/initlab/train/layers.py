@@ -18,7 +18,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class _StackedLinear(torch.autograd.Function):
+class _SavesInputs(torch.autograd.Function):
+    """Saves ``x`` and ``weight`` (and the dtypes their gradients need) for the backward."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        ctx.dtypes = (x.dtype, weight.dtype)
+
+
+class _StackedLinear(_SavesInputs):
     """``y[m] = x[m] W[m]^T + b[m]`` for a stack: ``x [M, B..., in]``, ``W [M, out, in]``,
     ``b [M, out]``; ``dW = dz^T x`` in ``W``'s layout, ``dx = dz W``, ``db = sum dz``."""
 
@@ -30,10 +41,6 @@ class _StackedLinear(torch.autograd.Function):
         else:
             out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
         return out.view(*x.shape[:-1], weight.shape[1])
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _save(ctx, inputs)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -50,30 +57,18 @@ class _StackedLinear(torch.autograd.Function):
         return gx, gw, gb
 
 
-def _save(ctx, inputs: tuple) -> None:
-    """Save ``x`` and ``weight`` and the dtypes their gradients must have."""
-    x, weight, bias = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.has_bias = bias is not None
-    ctx.dtypes = (x.dtype, weight.dtype)
-
-
 def _saved(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
     """The saved ``x`` and ``weight`` in the gradient's dtype (bf16 under autocast)."""
     x, weight = ctx.saved_tensors
     return x.to(grad.dtype), weight.to(grad.dtype)
 
 
-class _Linear(torch.autograd.Function):
+class _Linear(_SavesInputs):
     """``F.linear`` whose ``vmap`` rule is :class:`_StackedLinear` (its backward too)."""
 
     @staticmethod
     def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.linear(x, weight, bias)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        _save(ctx, inputs)
 
     @staticmethod
     def backward(ctx, grad: Tensor):

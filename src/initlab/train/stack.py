@@ -17,12 +17,14 @@ says why in one line.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from initlab.train.layers import restore, speed_up
 
@@ -35,13 +37,15 @@ class ModelStack:
             raise ValueError("a model stack needs at least one model")
         self.size = len(models)
         self.device = device
-        self.template = speed_up(copy.deepcopy(models[0]).to(device))
+        self.template = copy.deepcopy(models[0]).to(device)
+        if self.size > 1:
+            speed_up(self.template)
         params, buffers = stack_module_state(list(models))
         self.params: dict[str, Tensor] = {
             k: v.detach().to(device).requires_grad_(True) for k, v in params.items()
         }
         self.buffers: dict[str, Tensor] = {k: v.to(device) for k, v in buffers.items()}
-        self.looped = False
+        self.looped = self.size == 1  # one model: functional_call alone, no vmap dispatch
         self.note = ""
 
     def _call(self, params: dict, buffers: dict, x: Tensor) -> Tensor:
@@ -59,7 +63,8 @@ class ModelStack:
                 ]
             )
         run = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="different")
-        return run(self.params, self.buffers, x)
+        with vmap_friendly():
+            return run(self.params, self.buffers, x)
 
     def slice_params(self, m: int) -> dict[str, Tensor]:
         """Model ``m``'s parameters: views of the stack (gradients flow into it)."""
@@ -73,11 +78,13 @@ class ModelStack:
         """Run one vmapped forward and backward on ``x`` (``[M, b, ...]``) without touching
         any parameter, gradient, buffer or RNG; on failure switch to ``looped`` and set
         :attr:`note`."""
+        if self.size == 1:
+            return
         params = {k: v.detach().clone().requires_grad_(True) for k, v in self.params.items()}
         buffers = {k: v.clone() for k, v in self.buffers.items()}
         self.template.train(True)
         try:
-            with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            with torch.random.fork_rng(devices=_rng_devices(self.device)), vmap_friendly():
                 run = vmap(self._call, in_dims=(0, 0, 0), randomness="different")
                 out = run(params, buffers, x)
                 torch.autograd.grad(out.float().sum(), list(params.values()), allow_unused=True)
@@ -100,6 +107,20 @@ class ModelStack:
         model = restore(copy.deepcopy(self.template))
         model.load_state_dict(self.state_dict(m), strict=False)
         return model
+
+
+@contextlib.contextmanager
+def vmap_friendly() -> Iterator[None]:
+    """Kernels that ``vmap`` batches: attention by its math form (the fused CPU/flash
+    kernels and ``nn.TransformerEncoderLayer``'s eval fast path have no batching rule, so
+    vmap would run them model by model)."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def _rng_devices(device: torch.device) -> list:
