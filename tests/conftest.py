@@ -1,5 +1,24 @@
 """Shared test settings.
 
+Floating-point rule
+-------------------
+CI runs on whatever CPU the machine has (Intel AVX-512, AMD AVX-512 or AVX2-only), and
+matrix products, reductions and vectorized elementwise kernels sum in a different order on
+each, so a floating-point result computed along two code paths (two engines, a batched and
+a single kernel, our code and torch's) is compared with a tolerance derived from the dtype
+and the sizes involved, never bit for bit:
+
+    atol = 50 · eps(dtype) · sqrt(n) · scale
+
+with ``n`` the length of the longest reduction behind a value (a fan-in, a batch, a row)
+and ``scale`` the magnitude of the values or of the terms summed — an absolute floor, so
+values that should be 0 but hold rounding noise compare equal — plus a relative ``rtol``
+where values span magnitudes. Statistical checks take tolerances from the sample size.
+Exact comparisons (``==``, ``torch.equal``) stay only where the result is exact on every
+CPU: the same computation repeated on the same path (determinism with a seed, a model left
+untouched, a copy), integers and counts, values exact in any summation order (products
+with identity or Dirac weights, relu), and constants read back. See CONTRIBUTING.md.
+
 The fast suite trains tiny models: one torch thread per process is faster than two (two
 threads only contend, badly so when pytest-xdist runs two workers on two cores), so every
 test runs with one thread, except the slow end-to-end tests on real data, which get two.
