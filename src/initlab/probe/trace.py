@@ -150,7 +150,7 @@ class _Tracer(TorchFunctionMode):
         if name in MULTIPLY_FUNCTIONS and isinstance(out, Tensor):
             self._close_gate(tensors, out)
         for t, k in open_:
-            self._observe(self.layers[k], k, name, pre.get(k), t, args, kwargs, out)
+            self._observe(k, t, pre.get(k), (name, args, kwargs, out))
         return out
 
     def _close_gate(self, factors: list[Tensor], product: Tensor) -> None:
@@ -163,10 +163,14 @@ class _Tracer(TorchFunctionMode):
                 layer.activation = GATED.get(layer.activation, layer.activation)
                 layer.post = self.live(product)
 
-    def _observe(self, layer, k, name, pre, x, args, kwargs, out) -> None:
+    def _observe(self, k: int, x: Tensor, pre: Live | None, call: tuple) -> None:
+        """Layer ``k``'s output (or a tensor carrying its tag) ``x`` met ``call`` = ``(name,
+        args, kwargs, out)``; ``pre``: the copy of ``x`` taken before an activation ran."""
+        layer, (name, args, kwargs, out) = self.layers[k], call
         if name in ACTIVATION_FUNCTIONS:
             layer.activation = ACTIVATION_FUNCTIONS[name]
-            layer.pre, layer.post = pre, self.live(out if isinstance(out, Tensor) else None)
+            layer.pre = pre or (None, None)
+            layer.post = self.live(out if isinstance(out, Tensor) else None)
             if layer.activation in GATED and isinstance(out, Tensor):
                 self.gates[id(out)] = k
                 self.keep.append(out)
