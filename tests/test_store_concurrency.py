@@ -8,6 +8,7 @@ test counts exactly which process trained which run.
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -194,3 +195,21 @@ def test_a_run_attempted_by_another_process_meanwhile_is_not_taken(tmp_path, sta
         lease = Lease(store, [config(0).key()], wave=1, ttl=10)
         store.record(outcome(config(0), status=status))  # someone else, after we started
         assert list(lease.waves([[config(0)]])) == []
+
+
+def test_the_leases_of_a_dead_process_on_this_host_are_taken_over_at_once(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    keys = [config(0).key(), config(1).key()]
+    with open_store(tmp_path, create=True) as store:
+        with closing(sqlite3.connect(tmp_path / "initlab.db", isolation_level=None)) as conn:
+            far = time.time() + 3600
+            conn.execute(
+                "INSERT INTO leases VALUES (?, ?, ?)", (keys[0], f"{host}:{gone.pid}:x", far)
+            )
+            conn.execute("INSERT INTO leases VALUES (?, ?, ?)", (keys[1], "elsewhere:1:x", far))
+        lease = Lease(store, keys, wave=2, ttl=60)
+        mine, held = store.claim(keys, lease.owner, lease.baseline, lease.ttl)
+    assert mine == [keys[0]]  # its process is gone: no need to wait an hour
+    assert held == [keys[1]]  # another host's process may be alive: its lease holds

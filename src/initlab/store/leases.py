@@ -13,7 +13,9 @@ A run is leased only when
 (:class:`Heartbeat`, every ``ttl / 3`` seconds, on its own connection); recording a run
 drops its lease. A worker killed with SIGKILL stops renewing, its leases expire after
 ``ttl`` seconds (:data:`LEASE_SECONDS`, or the environment variable
-``INITLAB_LEASE_SECONDS``) and another process takes the runs over.
+``INITLAB_LEASE_SECONDS``) and another process takes the runs over. On the owner's own
+host that happens at once: a lease whose process no longer exists is taken over without
+waiting (:func:`owner_alive`), so resuming a killed sweep never waits.
 """
 
 from __future__ import annotations
@@ -55,6 +57,23 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def owner_alive(owner: str) -> bool:
+    """Whether the process behind ``owner`` may still be running: ``False`` only for an
+    owner on this host whose pid no longer exists (a killed sweep being resumed need not
+    wait for its leases to expire). A reused pid errs on the safe side: the lease is kept."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 def attempts(conn: sqlite3.Connection, run_ids: Iterable[str]) -> dict[str, int]:
     """``run_id → attempts`` so far (0 for runs never stored)."""
     stored = dict(conn.execute("SELECT run_id, COALESCE(attempts, 0) FROM runs").fetchall())
@@ -85,7 +104,7 @@ def claim(
         held = conn.execute(
             "SELECT owner, expires FROM leases WHERE run_id=?", (run_id,)
         ).fetchone()
-        if held is not None and held[0] != owner and held[1] > now:
+        if held is not None and held[0] != owner and held[1] > now and owner_alive(held[0]):
             held_by_others.append(run_id)
             continue
         conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (run_id, owner, now + ttl))
