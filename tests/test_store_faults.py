@@ -264,3 +264,22 @@ def test_a_disk_that_fills_up_mid_sweep_stops_cleanly(mounted, monkeypatch):
     with closing(sqlite3.connect(disk / "study" / "initlab.db")) as conn:
         assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] <= 1
     assert os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize < 64 * 1024
+
+
+def test_the_cli_prints_one_line_and_the_resume_command_when_the_disk_fills(
+    mounted, monkeypatch, tmp_path, capsys
+):
+    disk = mounted("size=640k")
+    _count_trainings(monkeypatch, fill=200)
+    spec = tmp_path / "full.toml"
+    spec.write_text(
+        'name = "full"\nseeds = 100\n[fixed]\ndataset = "digits"\nhidden = [8]\nepochs = 2\n'
+        '[sweep]\ninit = ["zeros"]\n'
+    )
+    argv = ["sweep", str(spec), "--out", str(disk / "s"), "--workers", "1", "--engine", "single"]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    stopped = [line for line in err if line.startswith("error:")]
+    assert len(stopped) == 1 and "database or disk is full" in stopped[0]
+    assert err[-1].strip().startswith(f"initlab sweep {spec} --out {disk / 's'}")
+    assert main(["store", "check", str(disk / "s")]) == 0  # what was committed is sound

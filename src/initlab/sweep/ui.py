@@ -31,6 +31,7 @@ from initlab.sweep.runner import (
     SweepPlan,
     SweepProgress,
     SweepReport,
+    SweepStopped,
     check_backend,
     run_sweep,
 )
@@ -74,6 +75,11 @@ def run_and_report(
             progress.stop()
             print_interrupted(err, stop.report, store.path, ctx)
             raise typer.Exit(130) from None
+        except SweepStopped as stop:  # a full disk: one line, then the command that resumes
+            progress.stop()
+            err.print(f"error: {stop}", soft_wrap=True, markup=False, highlight=False)
+            err.print(f"  {resume_command(ctx)}", soft_wrap=True, markup=False, highlight=False)
+            raise typer.Exit(2) from None
         finally:
             progress.stop()
         if report.ran == 0 and report.already_done:
