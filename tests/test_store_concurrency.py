@@ -213,3 +213,17 @@ def test_the_leases_of_a_dead_process_on_this_host_are_taken_over_at_once(tmp_pa
         mine, held = store.claim(keys, lease.owner, lease.baseline, lease.ttl)
     assert mine == [keys[0]]  # its process is gone: no need to wait an hour
     assert held == [keys[1]]  # another host's process may be alive: its lease holds
+
+
+def test_the_heartbeat_keeps_leases_alive_while_runs_train(tmp_path):
+    keys = [config(0).key()]
+    with open_store(tmp_path, create=True) as store:
+        lease = Lease(store, keys, wave=1, ttl=0.6)
+        with lease:
+            assert next(lease.waves([[config(0)]])) == [[config(0)]]
+            time.sleep(1.5)  # 2.5 lease lengths: only renewals keep it
+            with open_store(tmp_path) as other:
+                intruder = Lease(other, keys, wave=1, ttl=0.6)
+                assert other.claim(keys, intruder.owner, intruder.baseline, 0.6) == ([], keys)
+        with closing(sqlite3.connect(tmp_path / "initlab.db")) as conn:  # dropped at the end
+            assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
