@@ -244,3 +244,28 @@ def test_fast_linear_gives_nn_linear_gradients(looped):
         for name, p in model.named_parameters():
             torch.testing.assert_close(stack.params[name].grad[m], p.grad, rtol=tol(6), atol=tol(6))
     assert type(stack.materialize(0)[0]) is nn.Linear  # tracking sees the user's classes
+
+
+def test_group_key_shares_what_must_agree_and_only_that():
+    from initlab.train.grouping import group_configs, group_key
+
+    mlp = RunConfig(**BASE)
+    assert group_key(mlp) == group_key(mlp.replace(lr=0.5, seed=3, init="zeros", momentum=0.5))
+    assert group_key(mlp) == group_key(mlp.replace(activation="ReLU", dataset="Digits"))
+    for change in (
+        dict(hidden=(8,)), dict(optimizer="adam"), dict(task="regression"),
+        dict(precision="bf16"), dict(model="cnn"), dict(model_args={"width": 4}),
+    ):  # fmt: skip
+        assert group_key(mlp.replace(**change)) != group_key(mlp), change
+    a, b, wide = mlp, mlp.replace(seed=1), mlp.replace(hidden=(64,))
+    assert group_configs([a, wide, b]) == [[a, b], [wide]]
+
+
+def test_chunking_never_changes_the_numbers(digits):
+    from initlab.train.memory import split_evenly
+
+    assert [len(c) for c in split_evenly(list(range(15)), 7)] == [5, 5, 5]
+    configs = group()[:3]
+    whole = train_configs(configs, digits)
+    for a, b in zip(whole, train_configs(configs, digits, chunk_size=2), strict=True):
+        assert_close(a, b, digits)

@@ -99,6 +99,13 @@ class StackTrainer:
         self.data = data
         self.x = data.x_train.to(self.device)
         self.y = data.y_train.to(self.device)
+        self.eval_sets = {  # on the device once, shared by every model and epoch
+            split: (
+                getattr(data, f"x_{split}").to(self.device),
+                getattr(data, f"y_{split}").to(self.device),
+            )
+            for split in ("val", "test")
+        }
         self.n = int(self.x.shape[0])
         self.steps_per_epoch = math.ceil(self.n / plan.batch_size)
         self.data_gens = [make_generator(m.seed, "data") for m in members]
@@ -198,7 +205,7 @@ class StackTrainer:
 
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:
         """Every model's mean loss and score on ``split`` (``"val"`` or ``"test"``)."""
-        x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+        x, y = self.eval_sets[split]
         rows = eval_rows(self.size, self.plan.activations_per_example)
         return evaluate_stack(
             self.stack, x, y, self.plan.task, precision=self.plan.precision, rows=rows

@@ -84,13 +84,15 @@ def perplexity(loss: float) -> float:
 class Meter:
     """Accumulates each model's loss and score over the batches of a split or an epoch.
 
-    Sums stay on the device (float64 where they are sums of many terms) and are read once,
+    Sums stay on the device (float64 where they are sums of many terms; float32 on MPS,
+    which has no float64) and are read once,
     by :meth:`result`, so training never waits on the host between steps.
     """
 
     def __init__(self, task: str, models: int, device: torch.device) -> None:
         self.task, self.models, self.device = task, models, device
-        zeros = torch.zeros(models, dtype=torch.float64, device=device)
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64
+        zeros = torch.zeros(models, dtype=self.dtype, device=device)
         self.loss_sum, self.hits, self.count = zeros, zeros.clone(), 0
         self.sum_y = self.sum_y2 = None  # regression: per model and output, for SST
 
@@ -100,7 +102,7 @@ class Meter:
         out = out.detach()
         if loss_sum is None:
             loss_sum = losses(self.task, out, y, reduction="sum")
-        self.loss_sum += loss_sum.detach().double()
+        self.loss_sum += loss_sum.detach().to(self.dtype)
         if self.task == REGRESSION:
             self._add_regression(out, y)
             return
@@ -108,12 +110,13 @@ class Meter:
         self.count += y[0].numel()
 
     def _add_regression(self, out: Tensor, y: Tensor) -> None:
-        pred = regression_view(out.float(), y).double().reshape(self.models, y.shape[1], -1)
-        yy = y.double().reshape(pred.shape)
+        pred = regression_view(out.float(), y).to(self.dtype)
+        pred = pred.reshape(self.models, y.shape[1], -1)
+        yy = y.to(self.dtype).reshape(pred.shape)
         self.hits += (pred - yy).square().sum((1, 2))  # SSE
         if self.sum_y is None:
             shape = (self.models, yy.shape[2])
-            self.sum_y = torch.zeros(shape, dtype=torch.float64, device=self.device)
+            self.sum_y = torch.zeros(shape, dtype=self.dtype, device=self.device)
             self.sum_y2 = torch.zeros_like(self.sum_y)
         self.sum_y += yy.sum(1)
         self.sum_y2 += yy.square().sum(1)
