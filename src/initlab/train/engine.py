@@ -46,7 +46,7 @@ from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.optimizers import StackedOptimizer
 from initlab.train.result import DIVERGED, RunResult, final_status
 from initlab.train.seeding import derive_seed, make_generator
-from initlab.train.stack import ModelStack, _rng_devices
+from initlab.train.stack import ModelStack, rng_devices
 from initlab.train.tasks import CLASSIFICATION, Meter, losses, model_loss
 
 CPU = torch.device("cpu")
@@ -255,7 +255,7 @@ class StackTrainer:
     def run(self, on_epoch: EpochHook | None = None) -> list[RunResult]:
         """Train all epochs (trial step, tracking at step 0, epochs) and test."""
         seed = derive_seed(self.members[0].seed, "dropout")
-        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+        with torch.random.fork_rng(devices=rng_devices(self.device)):
             torch.manual_seed(seed)
             first = self.x[:TRIAL_ROWS]
             self.stack.trial(first.expand(self.size, *first.shape))
@@ -267,6 +267,7 @@ class StackTrainer:
                 t0 = time.perf_counter()
                 meter = self.train_epoch(epoch)
                 if len(self.dead) == self.size:
+                    self.seconds += time.perf_counter() - t0
                     break
                 if self.trackers is not None and not self.trackers[0].per_step:
                     self.track(epoch)

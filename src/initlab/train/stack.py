@@ -84,7 +84,7 @@ class ModelStack:
         buffers = {k: v.clone() for k, v in self.buffers.items()}
         self.template.train(True)
         try:
-            with torch.random.fork_rng(devices=_rng_devices(self.device)), vmap_friendly():
+            with torch.random.fork_rng(devices=rng_devices(self.device)), vmap_friendly():
                 run = vmap(self._call, in_dims=(0, 0, 0), randomness="different")
                 out = run(params, buffers, x)
                 torch.autograd.grad(out.float().sum(), list(params.values()), allow_unused=True)
@@ -123,7 +123,7 @@ def vmap_friendly() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
-def _rng_devices(device: torch.device) -> list:
+def rng_devices(device: torch.device) -> list:
     """The CUDA devices whose RNG a fork must save (none on the CPU)."""
     if device.type == "cuda":
         return [device.index if device.index is not None else torch.cuda.current_device()]
