@@ -26,8 +26,8 @@ import torch
 from initlab.config import RunConfig
 from initlab.data import load
 from initlab.probe import Tracker
-from initlab.train.run import build_initialized_model, run_config
 from initlab.train import train_model
+from initlab.train.run import build_initialized_model, run_config
 
 
 class TimedTracker(Tracker):
