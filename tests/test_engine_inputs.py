@@ -135,7 +135,10 @@ def wrong_input() -> nn.Module:
     ("change", "message"),
     [
         (dict(model=f"{HERE}:raises"), "the factory raised RuntimeError: out of coffee"),
-        (dict(model=f"{HERE}:needs_width"), "cannot be called with model_args"),
+        (
+            dict(model=f"{HERE}:needs_width"),
+            r"model_args .*--model-arg NAME=VALUE \(model_args in Python/specs\)",
+        ),
         (dict(model=f"{HERE}:not_a_module"), "returned a str, not a torch.nn.Module"),
         (dict(model=f"{HERE}:five_classes"), "outputs 5 classes but the labels need 10"),
         (dict(model=f"{HERE}:wrong_input"), r"data examples have shape \[1, 8, 8\] but the model"),

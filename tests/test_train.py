@@ -72,3 +72,17 @@ def test_every_optimizer_trains():
         result = run_config(RunConfig(**{**SMALL, "lr": lr}, optimizer=name))
         assert result.status == "ok", name
         assert result.test_accuracy > 0.7, name
+
+
+def test_preflight_and_run_do_not_import_each_other_even_when_deferred():
+    import ast
+    from pathlib import Path
+
+    import initlab.train.preflight as preflight
+
+    tree = ast.parse(Path(preflight.__file__).read_text())
+    names = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert "initlab.train.run" not in names
+    assert "initlab.train.build" in names

@@ -65,7 +65,7 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> 
     except TypeError as exc:
         raise InitlabError(
             f"--model {spec}: the factory cannot be called with model_args {args}: {exc} "
-            "(set model_args to the arguments it needs)"
+            "(pass each as --model-arg NAME=VALUE (model_args in Python/specs))"
         ) from None
     except ValueError:  # no signature (a builtin): let the call decide
         pass

@@ -15,7 +15,7 @@ import json
 from collections.abc import Hashable, Sequence
 from dataclasses import fields
 
-from initlab import activations
+from initlab.activations import get as get_activation
 from initlab.config import RunConfig
 from initlab.data import canonical_name
 from initlab.errors import InitlabError
@@ -42,7 +42,7 @@ def _dataset(name: str) -> str:
 
 def _activation(name: str) -> str:
     try:
-        return activations.get(name).name
+        return get_activation(name).name
     except InitlabError:
         return str(name)
 

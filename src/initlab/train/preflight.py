@@ -18,6 +18,7 @@ from torch import Tensor
 
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
+from initlab.train.build import build_architecture
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
 
@@ -54,8 +55,6 @@ def check_finite(data: object) -> None:
 
 def probe_output(config: RunConfig, data: object) -> Tensor:
     """The model's output on the first two training examples (built on the CPU, eval mode)."""
-    from initlab.train.run import build_architecture
-
     model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
     x = data.x_train[:PROBE_EXAMPLES].cpu()
     with torch.random.fork_rng(devices=[]), torch.no_grad():

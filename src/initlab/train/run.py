@@ -5,25 +5,26 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Sequence
 
-import torch
 from torch import nn
 
-from initlab.apply import initialize
 from initlab.config import RunConfig
 from initlab.data import Dataset, load
 from initlab.errors import InitlabError
-from initlab.models import build_model, build_user_model
 from initlab.probe.tracking import Tracker
 from initlab.train import memory
+from initlab.train.build import (  # noqa: F401  (re-exported: the public names stay here)
+    DEFAULT_INIT,
+    INIT_BATCH,
+    build_architecture,
+    build_initialized_model,
+)
 from initlab.train.device import resolve_device
 from initlab.train.engine import Member, Plan, train_stack
 from initlab.train.grouping import check_group
 from initlab.train.memory import activations_per_example
 from initlab.train.preflight import preflight
 from initlab.train.result import FAILED, RunResult
-from initlab.train.seeding import derive_seed, make_generator
 from initlab.train.tasks import resolve_task
-from initlab.usercode import is_user_spec
 
 
 def load_data(config: RunConfig, data_dir: str | None = None) -> Dataset:
@@ -35,66 +36,6 @@ def load_data(config: RunConfig, data_dir: str | None = None) -> Dataset:
         limit_train=config.limit_train,
         task=config.task,
     )
-
-
-INIT_BATCH = 512
-"""Data-dependent schemes (LSUV) see the first ``INIT_BATCH`` training examples."""
-
-
-DEFAULT_INIT = "default"
-"""The init that leaves the model as built: a user factory's own init, PyTorch's defaults."""
-
-
-def build_architecture(
-    config: RunConfig, input_shape: Sequence[int], num_classes: int
-) -> nn.Module:
-    """The config's model as constructed, under a forked global RNG seeded from the run's
-    ``"construct"`` stream: built-in ``mlp``/``cnn``, or the user factory
-    ``config.model`` called with ``**config.model_args`` (see
-    :func:`initlab.models.build_user_model`)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(config.seed, "construct"))
-        if is_user_spec(config.model):
-            return build_user_model(config.model, config.model_args)
-        return build_model(
-            config.model,
-            input_shape,
-            num_classes,
-            hidden=config.hidden,
-            activation=config.activation,
-            batch_norm=config.batch_norm,
-            dropout=config.dropout,
-            residual=config.residual,
-        )
-
-
-def build_initialized_model(
-    config: RunConfig,
-    input_shape: Sequence[int],
-    num_classes: int,
-    *,
-    data: Dataset | None = None,
-) -> nn.Module:
-    """The config's model with its initialization applied, from the run's ``"init"`` stream.
-
-    Construction happens under a forked global RNG seeded from the run seed, so building a
-    model neither depends on nor disturbs the caller's random state. ``data``: the run's
-    dataset, needed by data-dependent schemes (``lsuv``), which see its first
-    :data:`INIT_BATCH` training examples.
-    """
-    model = build_architecture(config, input_shape, num_classes)
-    if config.init == DEFAULT_INIT:
-        return model  # the model as its factory built it (PyTorch's own defaults)
-    initialize(
-        model,
-        config.init,
-        bias=config.bias,
-        output_layer=config.output_init,
-        generator=make_generator(config.seed, "init"),
-        data=data.x_train[:INIT_BATCH] if data is not None else None,
-        residual=config.residual_init,
-    )
-    return model
 
 
 GroupEpochCallback = Callable[[RunConfig, dict[str, float]], None]
