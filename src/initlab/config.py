@@ -46,6 +46,9 @@ class RunConfig:
     ``task``: ``auto`` (inferred from the targets), ``classification``, ``regression`` or
     ``sequence``. ``precision``: ``fp32`` or ``bf16`` (autocast). ``device``: ``auto``,
     ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` — not part of the run key (:data:`NOT_IN_KEY`).
+    ``data_seed``: the seed of the training-data order (``None``: ``seed``, so a run's init
+    and data order share one seed unless told apart; crossing them separates the two
+    sources of run-to-run variance).
     """
 
     dataset: str = "fashion-mnist"
@@ -66,6 +69,7 @@ class RunConfig:
     batch_size: int = 32
     epochs: int = 5
     seed: int = 0
+    data_seed: int | None = None
     val_size: int | None = None
     limit_train: int | None = None
     track: str | int = "epoch"
@@ -135,6 +139,12 @@ def validate_numbers(config: RunConfig) -> None:
     for name in RANGES:
         check_number(name, getattr(config, name))
     check_device(config.device)
+    if config.data_seed is not None and (
+        isinstance(config.data_seed, bool)
+        or not isinstance(config.data_seed, int)
+        or config.data_seed < 0
+    ):
+        raise InitlabError(f"data_seed must be None or an integer >= 0, got {config.data_seed!r}")
     check_model_args(config.model_args)
     if config.residual_init not in ("none", "zero", "fixup"):
         raise UnknownNameError("residual rule", config.residual_init, ("none", "zero", "fixup"))

@@ -22,6 +22,7 @@ from initlab.errors import InitlabError
 
 PER_MODEL = (
     "lr", "momentum", "weight_decay", "init", "output_init", "bias", "residual_init", "seed",
+    "data_seed",
 )  # fmt: skip
 """Settings that may differ inside a group (per-model tensors or initial weights)."""
 SHARED = (

@@ -119,7 +119,10 @@ def _train_chunk(
     models = [
         build_initialized_model(c, data.input_shape, data.num_classes, data=data) for c in configs
     ]
-    members = [Member(c.seed, c.lr, c.momentum, c.weight_decay) for c in configs]
+    members = [
+        Member(c.seed if c.data_seed is None else c.data_seed, c.lr, c.momentum, c.weight_decay)
+        for c in configs
+    ]
     hook = None if on_epoch is None else (lambda m, record: on_epoch(configs[m], record))
     try:
         results = train_stack(models, data, plan, members, hook)
