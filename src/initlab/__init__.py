@@ -22,7 +22,7 @@ import sys
 import types
 from typing import Any
 
-__version__ = "0.1.0"
+from initlab._version import __version__ as __version__
 
 # public name -> the module that defines it (a submodule of the same name is the module itself)
 _PUBLIC = {

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from initlab import initializers
+import initlab.initializers as initializers
 from initlab.errors import InitlabError
 from initlab.initializers import Fans, Initializer
 from initlab.residual import apply_residual_rule

@@ -37,11 +37,11 @@ def version_lines() -> list[str]:
 
     import torch
 
-    import initlab
-    from initlab import mkl_dispatch
+    import initlab.mkl_dispatch as mkl_dispatch
+    from initlab._version import __version__
 
     return [
-        f"initlab {initlab.__version__}",
+        f"initlab {__version__}",
         f"torch {torch.__version__}, Python {platform.python_version()}",
         f"BLAS: {mkl_dispatch.blas_description()} (override: {mkl_dispatch.status()})",
     ]
@@ -78,7 +78,7 @@ def _register_commands() -> None:
 def apply_mkl_dispatch(args: list[str]) -> str:
     """Apply :mod:`initlab.mkl_dispatch` for this process and its workers, unless
     ``--no-mkl-dispatch`` is among the options before the command; its status line."""
-    from initlab import mkl_dispatch
+    import initlab.mkl_dispatch as mkl_dispatch
 
     root_options = itertools.takewhile(lambda arg: arg.startswith("-"), args)
     if NO_MKL_DISPATCH in root_options:

@@ -6,7 +6,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from initlab import activations, data, initializers
+import initlab.activations as activations
+import initlab.data as data
+import initlab.initializers as initializers
 from initlab.cli import app
 from initlab.config import OPTIMIZERS
 from initlab.errors import UnknownNameError

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from initlab import activations
+import initlab.activations as activations
 from initlab.errors import InitlabError, check_positive
 
 

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import initlab
+from initlab._version import __version__
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage, leases, read
@@ -136,7 +136,7 @@ class Store:
             for statement in create_statements():
                 self._conn.execute(statement)
             meta = {"schema_version": SCHEMA_VERSION, "created_at": now_iso()}
-            meta["created_by"] = f"initlab {initlab.__version__}"
+            meta["created_by"] = f"initlab {__version__}"
             self._conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
 
     def _check_version(self) -> None:
@@ -153,7 +153,7 @@ class Store:
         )
         raise InitlabError(
             f"{self.path} uses results-store schema {version}{by}; this initlab "
-            f"({initlab.__version__}) reads schema {SCHEMA_VERSION}: {advice}"
+            f"({__version__}) reads schema {SCHEMA_VERSION}: {advice}"
         )
 
     def _missing_columns(self) -> list[tuple[str, str]]:

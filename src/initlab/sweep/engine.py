@@ -47,14 +47,15 @@ def environment() -> dict[str, str]:
     """Host name, initlab/torch/python versions and BLAS code path of this process."""
     import torch
 
-    import initlab
+    import initlab.mkl_dispatch as mkl_dispatch
+    from initlab._version import __version__
 
     return {
         "host": socket.gethostname(),
-        "initlab": initlab.__version__,
+        "initlab": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "blas": initlab.mkl_dispatch.blas_description(),
+        "blas": mkl_dispatch.blas_description(),
     }
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
-from initlab import mkl_dispatch
+import initlab.mkl_dispatch as mkl_dispatch
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.sweep.engine import (

@@ -36,7 +36,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from initlab import data
+import initlab.data as data
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.models import build_model

@@ -30,7 +30,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from initlab import mkl_dispatch
+import initlab.mkl_dispatch as mkl_dispatch
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, check_positive

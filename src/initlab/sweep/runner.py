@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from initlab import data as datasets
+import initlab.data as datasets
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError

@@ -19,7 +19,9 @@ import typing
 from dataclasses import fields
 from typing import Any
 
-from initlab import activations, data, initializers
+import initlab.activations as activations
+import initlab.data as data
+import initlab.initializers as initializers
 from initlab.config import OPTIMIZERS, PRECISIONS, TASKS, RunConfig
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.models import ARCHITECTURES

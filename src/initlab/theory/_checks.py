@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from initlab import activations
+import initlab.activations as activations
 from initlab.errors import InitlabError
 
 

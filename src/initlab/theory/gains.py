@@ -39,7 +39,7 @@ import math
 
 import torch
 
-from initlab import activations
+import initlab.activations as activations
 from initlab.errors import UnknownNameError
 from initlab.theory import _checks
 from initlab.theory.meanfield import critical_sigma_w2, second_moment

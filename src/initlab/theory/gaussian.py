@@ -34,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from initlab import activations
+import initlab.activations as activations
 from initlab.errors import InitlabError
 
 ArrayFn = Callable[[np.ndarray], np.ndarray]
