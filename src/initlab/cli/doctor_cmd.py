@@ -17,7 +17,7 @@ from initlab.cli.probing import prepare_probe
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.doctor import recommend
-from initlab.errors import check_positive
+from initlab.errors import InitlabError, check_positive
 from initlab.probe import Diagnosis, diagnose
 from initlab.train.seeding import make_generator
 from initlab.usercode import is_user_spec
@@ -50,10 +50,23 @@ def doctor(
         typer.Option(help="write the initialized weights (.safetensors, else torch.save)"),
     ] = None,
     data_dir: opt.DataDir = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(help="then train the candidates with N init × N data-order seeds"),
+    ] = None,
+    budget: Annotated[str, typer.Option(help="--trials: time for the trials (90s, 10m)")] = "10m",
+    candidates: Annotated[
+        str, typer.Option(help="--trials: auto, or a list (default,plan,orthogonal,he_normal)")
+    ] = "auto",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="--trials: where to write the evidence")
+    ] = None,
     given: dict[str, Any] | None = None,
 ) -> None:
-    """Diagnose a model, recommend a scheme per layer, apply it, and show what changed."""
+    """Diagnose a model, recommend a scheme per layer, apply it, and show what changed;
+    with --trials, train the candidates and recommend one with evidence."""
     check_positive("--batch", batch)
+    seconds = check_trials(trials, budget, out_dir)
     target = given or {}
     start = init or ("default" if is_user_spec(target.get("model")) else "random_normal")
     config = RunConfig(
@@ -71,6 +84,21 @@ def doctor(
     _print_comparison(before, after)
     if save is not None:
         out.print(f"wrote {save_weights(net.cpu(), save)}", soft_wrap=True)
+    if trials is not None:
+        run_trials(probe, net, plan, start, trials, seconds, candidates, out_dir, out)
+
+
+def check_trials(trials: int | None, budget: str, out_dir: Path | None) -> float:
+    """The budget in seconds; refuses (one line) bad ``--trials``/``--budget``/``--out``."""
+    from initlab.doctor.trials import parse_budget
+
+    if trials is None:
+        return 0.0
+    if trials < 1:
+        raise InitlabError(f"--trials must be at least 1 (seeds per candidate), got {trials}")
+    if out_dir is None:
+        raise InitlabError("--trials writes its evidence to a directory: add --out DIR")
+    return parse_budget(budget)
 
 
 def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
@@ -93,3 +121,58 @@ def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
         out.print("[green]after the plan: no findings — healthy[/green]")
     for finding in after.findings:
         out.print(f"[red]{finding.name}[/red] remains: {finding.message}", highlight=False)
+
+
+def run_trials(probe, net, plan, start, trials, seconds, names, out_dir, console) -> None:
+    """The trials after the plan: candidates, estimate, progress bar, verdict, files."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from initlab.doctor.candidates import auto_candidates, listed_candidates
+    from initlab.doctor.evidence import gather, snippet_source, write_outputs
+    from initlab.doctor.trials import Design
+
+    base = probe.config
+    if names.strip() == "auto":
+        found = auto_candidates(base, net, probe.x, plan, start)
+    else:
+        found = listed_candidates(opt.split_list(names), base, net, probe.x, plan, start)
+    reference = start if any(c.name == start for c in found) else "default"
+    console.print(f"candidates: {', '.join(c.name for c in found)}; timing a short trial…")
+    progress = Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console, transient=True,
+    )  # fmt: skip
+    task = None
+
+    def on_schedule(schedule, runs: int) -> None:
+        nonlocal task
+        console.print(
+            f"{runs} runs × {schedule.steps} steps ({schedule.epochs} epochs × "
+            f"{schedule.steps_per_epoch} steps), estimated {schedule.seconds:.0f} s"
+        )
+        task = progress.add_task("trials", total=runs * schedule.epochs)
+        progress.start()
+
+    try:
+        evidence = gather(
+            found, base, probe.data, Design.square(trials), seconds, reference=reference,
+            on_schedule=on_schedule, on_epoch=lambda c, r: progress.advance(task),
+        )  # fmt: skip
+    finally:
+        progress.stop()
+    _print_evidence(evidence, console)
+    snippet = snippet_source(evidence, base, probe.data)
+    for path in write_outputs(evidence, plan, snippet, out_dir):
+        console.print(f"wrote {path}", soft_wrap=True)
+
+
+def _print_evidence(evidence, console) -> None:
+    shown = evidence.ranked[["rank", "candidate", "final", "final_low", "final_high", "area"]]
+    print_frame(shown.round(4), console, title="validation loss after the budget (95% CI)")
+    tests = evidence.tests[["candidate", "reference", "diff", "diff_low", "diff_high", "p_holm"]]
+    print_frame(tests.round(4), console, title="paired by seed, against the reference")
+    if not evidence.variance.empty:
+        split = evidence.variance[["candidate", "init_seed", "data_order", "interaction"]]
+        print_frame(split.round(3), console, title="where the seed noise comes from (shares)")
+    colour = "green" if evidence.verdict["winner"] else "yellow"
+    console.print(f"[{colour}]{evidence.verdict['message']}[/{colour}]", highlight=False)

@@ -1,0 +1,187 @@
+"""The candidates the doctor's trials compare, each expressed as settings of a run.
+
+A :class:`Candidate` is a name and the :class:`~initlab.config.RunConfig` fields that make
+its initialization (``init``, ``output_init``, ``residual_init``, or a model wrapped by
+:func:`planned_model`), so every candidate trains through the one engine like any run.
+
+``auto`` picks from the model's structure and activations:
+
+- ``default``: the model as its factory built it (PyTorch's own init);
+- the user's starting init (``--init``), when one was given;
+- ``plan``: the doctor's analytic per-layer plan (:func:`initlab.doctor.recommend`);
+- the variance-scaling preset that fits the most common activation (He for the ReLU family,
+  Glorot for tanh/sigmoid, LeCun for SELU), applied to every hidden layer;
+- ``orthogonal``: the orthogonal-family plan (per-layer gains, delta-orthogonal convolutions);
+- ``lsuv``: orthonormal start, then every layer's output variance fixed on a data batch;
+- ``plan+<rule>`` for each residual rule, when the model has residual branches.
+
+A plan whose hidden layers share one scheme becomes ``init`` + ``output_init``; any other
+plan is applied by :func:`planned_model`, a factory that builds the user's model and
+initializes it layer by layer (from the run's ``"construct"`` random stream, under which
+:func:`initlab.train.build.build_architecture` calls every factory).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from torch import Tensor, nn
+
+from initlab.apply import initializable_layers, initialize
+from initlab.config import RunConfig
+from initlab.doctor.plan import GLOROT_FAMILY, HE_FAMILY, Plan, recommend
+from initlab.errors import InitlabError
+from initlab.residual import RESIDUAL_RULES, residual_branches
+from initlab.usercode import is_user_spec
+
+PLANNED = "initlab.doctor.candidates:planned_model"
+"""The factory spec that applies a per-layer plan to a user's model."""
+DEFAULT = "default"
+INIT_BATCH = 512
+"""LSUV entries of a plan see the first ``INIT_BATCH`` training examples (as runs do)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One initialization under trial: ``settings`` are the run fields that make it;
+    ``schemes`` maps each Linear/Conv layer to its scheme (for the snippet)."""
+
+    name: str
+    settings: dict[str, Any]
+    schemes: dict[str, str] = field(default_factory=dict)
+    why: str = ""
+
+    def config(self, base: RunConfig) -> RunConfig:
+        return base.replace(**self.settings)
+
+
+def family_scheme(activation: str) -> str | None:
+    """The variance-scaling preset for ``activation`` (None when no preset fits)."""
+    if activation in ("relu", "leaky_relu", *HE_FAMILY):
+        return "he_normal"
+    if activation in GLOROT_FAMILY:
+        return "glorot_normal"
+    if activation == "selu":
+        return "lecun_normal"
+    return None
+
+
+def plan_candidate(name: str, plan: Plan, base: RunConfig, why: str) -> Candidate:
+    """``plan`` as run settings: ``init``/``output_init`` when the hidden layers share a
+    scheme, else the user's model wrapped by :func:`planned_model`."""
+    schemes = {e.layer: e.scheme for e in plan.entries}
+    hidden = {e.scheme for e in plan.entries[:-1]}
+    last = plan.entries[-1].scheme if plan.entries else None
+    if len(hidden) <= 1 and last is not None:
+        init = hidden.pop() if hidden else last
+        return Candidate(name, {"init": init, "output_init": last}, schemes, why)
+    if not is_user_spec(base.model):
+        raise InitlabError(f"cannot train the {name} of a built-in {base.model}: its layers differ")
+    args = {
+        "spec": base.model,
+        "args": json.dumps(base.model_args, sort_keys=True),
+        "plan": json.dumps(schemes),
+        "data": base.dataset if plan.needs_data else "",
+        "task": base.task,
+    }
+    return Candidate(name, {"model": PLANNED, "model_args": args, "init": DEFAULT}, schemes, why)
+
+
+def planned_model(spec: str, args: str, plan: str, data: str = "", task: str = "auto") -> nn.Module:
+    """The model ``spec(**json.loads(args))`` initialized by the per-layer ``plan`` (JSON
+    ``{layer: scheme}``) from the global random state; LSUV layers see the first
+    :data:`INIT_BATCH` training examples of ``data``."""
+    from initlab.models import build_user_model
+
+    model = build_user_model(spec, json.loads(args))
+    batch = _first_batch(data, task) if data else None
+    initialize(model, json.loads(plan), data=batch)
+    return model
+
+
+@lru_cache(maxsize=4)
+def _first_batch(data: str, task: str) -> Tensor:
+    from initlab.data import load
+
+    return load(data, task=task).x_train[:INIT_BATCH]
+
+
+def auto_candidates(
+    base: RunConfig, model: nn.Module, inputs: Tensor, plan: Plan, start: str | None
+) -> list[Candidate]:
+    """The ``auto`` candidates for ``model`` (see the module docstring), de-duplicated by
+    their settings (the first name wins)."""
+    found = [
+        Candidate(DEFAULT, {"init": DEFAULT}, why="PyTorch's default: the model as built"),
+    ]
+    if start and start != DEFAULT:
+        found.append(Candidate(start, {"init": start}, why="your starting init (--init)"))
+    found.append(plan_candidate("plan", plan, base, "the doctor's analytic plan"))
+    common = Counter(e.activation for e in plan.entries[:-1]).most_common(1)
+    preset = family_scheme(common[0][0]) if common else None
+    if preset:
+        found.append(
+            Candidate(preset, {"init": preset}, why=f"the preset for {common[0][0]} layers")
+        )
+    ortho = recommend(model, inputs, family="orthogonal")
+    found.append(plan_candidate("orthogonal", ortho, base, "orthogonal with per-layer gains"))
+    found.append(Candidate("lsuv", {"init": "lsuv"}, why="LSUV: variances fixed on data"))
+    if residual_branches(model):
+        for rule in RESIDUAL_RULES[1:]:
+            settings = {**found[2].settings, "residual_init": rule}
+            found.append(Candidate(f"plan+{rule}", settings, why=f"the plan, residual {rule}"))
+    return unique(found, base)
+
+
+def listed_candidates(
+    names: Sequence[str],
+    base: RunConfig,
+    model: nn.Module,
+    inputs: Tensor,
+    plan: Plan,
+    start: str | None = None,
+) -> list[Candidate]:
+    """Candidates named by the user: ``default``, ``plan``, ``orthogonal`` (the family
+    plan) or any init spec; ``default`` and the starting init are always included (the
+    references)."""
+    found = [Candidate(DEFAULT, {"init": DEFAULT}, why="PyTorch's default")]
+    if start and start != DEFAULT:
+        found.append(Candidate(start, {"init": start}, why="your starting init (--init)"))
+    for name in names:
+        if name == "plan":
+            found.append(plan_candidate("plan", plan, base, "the doctor's analytic plan"))
+        elif name == "orthogonal":
+            ortho = recommend(model, inputs, family="orthogonal")
+            found.append(plan_candidate(name, ortho, base, "orthogonal, per-layer gains"))
+        elif name != DEFAULT:
+            found.append(Candidate(name, {"init": name}, why="listed"))
+    return unique(found, base)
+
+
+def unique(candidates: Sequence[Candidate], base: RunConfig) -> list[Candidate]:
+    """The first candidate of each distinct run (``base`` with its settings), in order."""
+    seen: dict[str, Candidate] = {}
+    for c in candidates:
+        seen.setdefault(c.config(base).key(), c)
+    return list(seen.values())
+
+
+def layer_schemes(candidate: Candidate, model: nn.Module, base: RunConfig) -> dict[str, str]:
+    """Each Linear/Conv layer's scheme under ``candidate`` (a plan's, or ``init`` for the
+    hidden layers and ``output_init`` for the last)."""
+    if candidate.schemes:
+        return dict(candidate.schemes)
+    layers = [name for name, _ in initializable_layers(model)]
+    init = candidate.settings.get("init", DEFAULT)
+    out = candidate.settings.get("output_init", base.output_init)
+    if init == DEFAULT:
+        return dict.fromkeys(layers, DEFAULT)
+    schemes = dict.fromkeys(layers, init)
+    if layers and out is not None and out != "keep":
+        schemes[layers[-1]] = out
+    return schemes

@@ -1,0 +1,200 @@
+"""The doctor's evidence: run the trials, compute the statistics, write the files.
+
+:func:`gather` trains the candidates (:mod:`.trials`) and judges them (:mod:`.verdict`);
+:func:`write_outputs` writes ``recommendation.json``, ``trials.csv`` (tidy curves: one row
+per run and epoch), ``curves.png`` and ``init_snippet.py`` (:mod:`.snippet`) for the winner
+(or, with no winner, for the reference, which then stays as it is).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from initlab.config import RunConfig
+from initlab.data import Dataset
+from initlab.doctor import trials, verdict
+from initlab.doctor.candidates import DEFAULT, Candidate, layer_schemes
+from initlab.doctor.plan import Plan
+from initlab.doctor.snippet import make_snippet, residual_lines
+from initlab.train.build import build_architecture, build_initialized_model
+from initlab.train.result import RunResult
+
+
+@dataclass
+class Evidence:
+    """Everything the trials found (see the module docstring)."""
+
+    candidates: list[Candidate]
+    design: trials.Design
+    schedule: trials.Schedule
+    results: list[RunResult]
+    table: pd.DataFrame
+    ranked: pd.DataFrame
+    tests: pd.DataFrame
+    variance: pd.DataFrame
+    verdict: dict[str, Any]
+
+    @property
+    def winner(self) -> Candidate:
+        """The winning candidate, or the reference when there is none."""
+        name = self.verdict["winner"] or self.verdict["reference"]
+        return next(c for c in self.candidates if c.name == name)
+
+    def curves(self) -> pd.DataFrame:
+        """Tidy curves: ``candidate, seed, data_seed, epoch, step`` and the epoch record."""
+        rows = []
+        names = [c.name for c in self.candidates for _ in range(self.design.runs)]
+        for name, result in zip(names, self.results, strict=True):
+            for record in result.epochs:
+                step = int(record["epoch"]) * self.schedule.steps_per_epoch
+                rows.append(
+                    {
+                        "candidate": name,
+                        "seed": result.config.seed,
+                        "data_seed": result.config.data_seed,
+                        "step": step,
+                        **record,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+
+def design_label(design: trials.Design) -> str:
+    return f"{len(design.init_seeds)} init × {len(design.data_seeds)} data-order seeds"
+
+
+def gather(
+    candidates: Sequence[Candidate],
+    base: RunConfig,
+    data: Dataset,
+    design: trials.Design,
+    budget: float,
+    *,
+    reference: str = DEFAULT,
+    on_schedule: Callable[[trials.Schedule, int], None] | None = None,
+    on_epoch: trials.EpochHook | None = None,
+) -> Evidence:
+    """Time the trials, fit them to ``budget`` seconds, train, and judge every candidate
+    against ``reference`` (paired by seed)."""
+    configs = design.configs(candidates, base.replace(track="off"))
+    step, fixed = trials.time_trial(configs, data)
+    schedule = trials.plan_schedule(budget, step, fixed, len(data.y_train), base.batch_size)
+    configs = [c.replace(**schedule.settings()) for c in configs]
+    if on_schedule is not None:
+        on_schedule(schedule, len(configs))
+    results = trials.run_trials(configs, data, on_epoch)
+    names = [c.name for c in candidates for _ in range(design.runs)]
+    table = verdict.run_table(names, results)
+    ranked = verdict.ranking(table)
+    tests = verdict.paired_tests(table, reference)
+    if reference != DEFAULT:
+        tests = pd.concat([tests, verdict.paired_tests(table, DEFAULT)], ignore_index=True)
+    decision = verdict.decide(
+        ranked, tests[tests["reference"] == reference], reference, schedule.steps,
+        design_label(design), verdict.seed_noise(table, reference),
+    )  # fmt: skip
+    variance = verdict.variance_split(table)
+    return Evidence(
+        list(candidates), design, schedule, results, table, ranked, tests, variance, decision
+    )
+
+
+def snippet_source(evidence: Evidence, base: RunConfig, data: Dataset) -> str:
+    """``init_snippet.py`` for the winner (or the reference) on ``base``'s model."""
+    chosen = evidence.winner
+    config = chosen.config(base).replace(seed=0)
+    model = build_architecture(base, data.input_shape, data.num_classes)
+    reference = build_initialized_model(config, data.input_shape, data.num_classes, data=data)
+    residual = None
+    if config.residual_init != "none":
+        plain = build_initialized_model(
+            config.replace(residual_init="none"), data.input_shape, data.num_classes, data=data
+        )
+        residual = residual_lines(plain, reference)
+    return make_snippet(
+        model,
+        layer_schemes(chosen, model, base),
+        name=chosen.name,
+        message=evidence.verdict["message"],
+        bias=str(config.bias),
+        reference=reference,
+        residual=residual,
+    )
+
+
+def to_json(evidence: Evidence, plan: Plan) -> dict[str, Any]:
+    """The content of ``recommendation.json``."""
+    return {
+        "verdict": evidence.verdict,
+        "candidates": [
+            {"name": c.name, "settings": c.settings, "why": c.why, "schemes": c.schemes}
+            for c in evidence.candidates
+        ],
+        "design": {
+            "init_seeds": list(evidence.design.init_seeds),
+            "data_seeds": list(evidence.design.data_seeds),
+        },
+        "schedule": {
+            "steps": evidence.schedule.steps,
+            "epochs": evidence.schedule.epochs,
+            "steps_per_epoch": evidence.schedule.steps_per_epoch,
+            "limit_train": evidence.schedule.limit_train,
+            "seconds_per_step": evidence.schedule.seconds_per_step,
+            "estimated_seconds": evidence.schedule.seconds,
+        },
+        "runs": _records(evidence.table),
+        "statistics": {
+            "ranking": _records(evidence.ranked),
+            "comparisons": _records(evidence.tests),
+            "variance": _records(evidence.variance),
+        },
+        "plan": [e.__dict__ for e in plan.entries],
+    }
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts, NaN as ``None`` (valid JSON)."""
+    rows = frame.to_dict("records")
+    return [
+        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+        for r in rows
+    ]
+
+
+def write_outputs(evidence: Evidence, plan: Plan, snippet: str, out: str | Path) -> list[Path]:
+    """Write the four files into ``out``; returns their paths."""
+    from initlab.curves import plot_curves
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / n for n in ("recommendation.json", "trials.csv", "curves.png")]
+    paths[0].write_text(json.dumps(to_json(evidence, plan), indent=2, default=_plain) + "\n")
+    curves = evidence.curves()
+    curves.to_csv(paths[1], index=False)
+    if not curves.empty:
+        plot_curves(curves, ["candidate"], paths[2])
+    else:
+        paths.pop()
+    snippet_path = out / "init_snippet.py"
+    snippet_path.write_text(snippet)
+    return [*paths, snippet_path]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and other odd values for ``json.dumps``."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def candidates_model(base: RunConfig, data: Dataset) -> nn.Module:
+    """``base``'s model as built (the architecture the candidates share)."""
+    return build_architecture(base, data.input_shape, data.num_classes)

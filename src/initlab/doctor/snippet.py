@@ -1,0 +1,223 @@
+"""``init_snippet.py``: the winning initialization as plain ``torch.nn.init`` calls.
+
+:func:`make_snippet` writes a standalone module with ``apply_init(model, generator=None)``:
+it first checks that ``model``'s parameter names and shapes are those of the model it was
+made for (a clear ``ValueError`` otherwise), then draws every initialized parameter by
+name with the law initlab uses, the constants (stds, bounds, gains) computed from the
+*module's* fans as initlab does:
+
+=============================  =============================================================
+initlab sampler                ``torch.nn.init`` call
+=============================  =============================================================
+variance scaling, truncated    ``trunc_normal_(p, 0, σ₀, -2σ₀, 2σ₀)``, σ₀ = sqrt(var)/0.8796
+variance scaling, normal       ``normal_(p, 0, sqrt(var))``
+variance scaling, uniform      ``uniform_(p, -sqrt(3 var), sqrt(3 var))``
+xavier_* / kaiming_*           ``normal_``/``uniform_`` with the scheme's std
+random_normal / _uniform       ``normal_`` / ``uniform_``; truncated_normal: ``trunc_normal_``
+orthogonal(gain)               ``orthogonal_(p, gain)``
+delta_orthogonal(gain)         ``zeros_`` + an ``orthogonal_`` matrix at the centre tap
+lsuv                           ``orthogonal_(p, s)``, s the scale LSUV reached on your data
+zeros / ones / constant        ``zeros_`` / ``ones_`` / ``constant_``
+default (as built)             nothing: the layer keeps what its constructor drew
+=============================  =============================================================
+
+The snippet imports only ``torch`` and ``math``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from initlab import initializers
+from initlab.apply import initializable_layers
+from initlab.initializers import Initializer
+from initlab.initializers.basic import TRUNCATED_STD
+
+HEADER = '''"""Initialization chosen by `initlab doctor --trials` ({name}).
+
+{message}
+
+Paste into your project and call ``apply_init(model)`` after building the model; pass a
+``torch.Generator`` for reproducible draws. Made for one model: it refuses any other.
+"""
+
+import math
+
+import torch
+
+EXPECTED = {expected}
+
+
+def check_model(model):
+    """Raise ValueError unless ``model`` has exactly the parameters this init was made for."""
+    got = {{name: tuple(p.shape) for name, p in model.named_parameters()}}
+    missing = sorted(set(EXPECTED) - set(got))
+    extra = sorted(set(got) - set(EXPECTED))
+    shapes = sorted(n for n in set(got) & set(EXPECTED) if got[n] != EXPECTED[n])
+    if missing or extra or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {{missing[:3]}}")
+        if extra:
+            parts.append(f"unexpected {{extra[:3]}}")
+        if shapes:
+            n = shapes[0]
+            parts.append(f"{{n}} has shape {{got[n]}}, expected {{EXPECTED[n]}}")
+        raise ValueError(
+            "apply_init was made for a different model: " + "; ".join(parts)
+        )
+
+
+@torch.no_grad()
+def apply_init(model, generator=None):
+    """Initialize ``model`` in place (see the module docstring); returns it."""
+    check_model(model)
+    p = dict(model.named_parameters())
+    g = generator
+'''
+
+
+def make_snippet(
+    model: nn.Module,
+    schemes: Mapping[str, str],
+    *,
+    name: str,
+    message: str,
+    bias: str = "zeros",
+    reference: nn.Module | None = None,
+    residual: list[str] | None = None,
+) -> str:
+    """The source of ``init_snippet.py`` for ``model`` initialized by ``schemes`` (layer →
+    scheme spec; ``default`` keeps a layer). ``reference``: the model initialized by
+    initlab, whose weights give the scale LSUV reached; ``residual``: the lines of
+    :func:`residual_lines`, appended after the per-layer draws."""
+    expected = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    lines = [HEADER.format(name=name, message=message, expected=_dict_literal(expected))]
+    ref = dict(reference.named_modules()) if reference is not None else {}
+    for layer, module in initializable_layers(model):
+        scheme = schemes.get(layer, "default")
+        if scheme == "default":
+            lines.append(f"    # {layer}: kept as built (PyTorch's default)")
+            continue
+        lines.append(f"    # {layer}: {scheme}")
+        lines += _weight_lines(layer, module, scheme, ref.get(layer))
+        if getattr(module, "bias", None) is not None and bias != "keep":
+            lines += _bias_lines(layer, module, bias)
+    lines += residual or []
+    lines.append("    return model\n")
+    return "\n".join(lines)
+
+
+def _dict_literal(expected: Mapping[str, tuple]) -> str:
+    body = "".join(f"\n    {n!r}: {s!r}," for n, s in expected.items())
+    return "{" + body + "\n}"
+
+
+def _weight_lines(layer: str, module: nn.Module, scheme: str, ref: nn.Module | None) -> list[str]:
+    fans = initializers.fans_of_module(module)
+    target = f"p[{layer + '.weight'!r}]"
+    if scheme.startswith("lsuv"):
+        rows = module.weight.shape[0]
+        orth = 1 / math.sqrt(max(rows, module.weight.numel() // rows))
+        scale = float(ref.weight.detach().std()) / orth if ref is not None else 1.0
+        return [f"    torch.nn.init.orthogonal_({target}, gain={scale!r}, generator=g)"]
+    return [f"    {call}" for call in draw_calls(initializers.parse(scheme), target, fans, module)]
+
+
+def draw_calls(init: Initializer, target: str, fans, module: nn.Module) -> list[str]:
+    """The ``torch.nn.init`` statements that draw ``target`` from ``init``'s law."""
+    s = init.sampler
+    kind = type(s).__name__
+    if kind == "VarianceScaling":
+        var = s.variance(fans)
+        if s.distribution == "truncated_normal":
+            sd = math.sqrt(var) / TRUNCATED_STD
+            return [
+                f"torch.nn.init.trunc_normal_({target}, 0.0, {sd!r}, {-2 * sd!r}, {2 * sd!r}, g)"
+            ]
+        if s.distribution == "untruncated_normal":
+            return [f"torch.nn.init.normal_({target}, 0.0, {math.sqrt(var)!r}, generator=g)"]
+        bound = math.sqrt(3 * var)
+        return [f"torch.nn.init.uniform_({target}, {-bound!r}, {bound!r}, generator=g)"]
+    if kind in ("Xavier", "Kaiming"):
+        sd = s.std(fans)
+        if s.distribution == "normal":
+            return [f"torch.nn.init.normal_({target}, 0.0, {sd!r}, generator=g)"]
+        bound = math.sqrt(3.0) * sd
+        return [f"torch.nn.init.uniform_({target}, {-bound!r}, {bound!r}, generator=g)"]
+    if kind == "Normal":
+        return [f"torch.nn.init.normal_({target}, {s.mean!r}, {s.stddev!r}, generator=g)"]
+    if kind == "Uniform":
+        return [f"torch.nn.init.uniform_({target}, {s.low!r}, {s.high!r}, generator=g)"]
+    if kind == "TruncatedAtTwo":
+        lo, hi = s.mean - 2 * s.stddev, s.mean + 2 * s.stddev
+        return [
+            f"torch.nn.init.trunc_normal_({target}, {s.mean!r}, {s.stddev!r}, {lo!r}, {hi!r}, g)"
+        ]
+    if kind == "TruncNormal":
+        return [
+            f"torch.nn.init.trunc_normal_({target}, {s.mean!r}, {s.stddev!r}, {s.a!r}, {s.b!r}, g)"
+        ]
+    if kind == "Orthogonal":
+        return [f"torch.nn.init.orthogonal_({target}, gain={s.gain!r}, generator=g)"]
+    if kind == "DeltaOrthogonal":
+        w = module.weight
+        centre = ", ".join(str((k - 1) // 2) for k in w.shape[2:])
+        return [
+            f"torch.nn.init.zeros_({target})",
+            f"centre = torch.empty({w.shape[0]}, {w.shape[1]})",
+            f"torch.nn.init.orthogonal_(centre, gain={s.gain!r}, generator=g)",
+            f"{target}[:, :, {centre}] = centre",
+        ]
+    if kind == "Constant":
+        return [f"torch.nn.init.constant_({target}, {s.value!r})"]
+    sd = init.std(fans, shape=module.weight.shape) or 0.0
+    return [  # no plain torch.nn.init law for this scheme: the same mean and std
+        f"# {init!r} has no torch.nn.init equivalent: a normal law with its std",
+        f"torch.nn.init.normal_({target}, 0.0, {sd!r}, generator=g)",
+    ]
+
+
+def _bias_lines(layer: str, module: nn.Module, bias: str) -> list[str]:
+    target = f"p[{layer + '.bias'!r}]"
+    if bias == "zeros":
+        return [f"    torch.nn.init.zeros_({target})"]
+    init = initializers.get("torch_default_bias") if bias == "torch_default" else None
+    if init is None:
+        try:
+            init = initializers.get("constant", value=float(bias))
+        except ValueError:
+            init = initializers.parse(bias)
+    fans = initializers.fans_of_module(module)
+    if type(init.sampler).__name__ == "LayerBias":
+        b = 1 / math.sqrt(fans.fan_in) if fans.fan_in > 0 else 0.0
+        return [f"    torch.nn.init.uniform_({target}, {-b!r}, {b!r}, generator=g)"]
+    return [f"    {c}" for c in draw_calls(init, target, fans, module)]
+
+
+def residual_lines(plain: nn.Module, ruled: nn.Module) -> list[str]:
+    """What a residual rule changed after the per-layer draws, found by comparing
+    ``plain`` (the per-layer init alone) with ``ruled`` (the same draws, then the rule):
+    a parameter that became zero → ``zeros_``; one scaled by a constant c → ``mul_(c)``;
+    anything else → a normal law with its std."""
+    before = dict(plain.named_parameters())
+    lines = []
+    for name, after in ruled.named_parameters():
+        old = before.get(name)
+        if old is None or torch.equal(old, after):
+            continue
+        target = f"p[{name!r}]"
+        if not after.any():
+            lines.append(f"    torch.nn.init.zeros_({target})  # residual rule")
+            continue
+        ratio = float(after.norm() / old.norm()) if old.any() else math.nan
+        if ratio == ratio and torch.allclose(after, old * ratio, rtol=1e-4, atol=1e-7):
+            lines.append(f"    {target}.mul_({ratio!r})  # residual rule")
+        else:
+            sd = float(after.std()) if after.numel() > 1 else 0.0
+            lines.append(f"    torch.nn.init.normal_({target}, 0.0, {sd!r}, generator=g)")
+    return lines

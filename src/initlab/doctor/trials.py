@@ -1,0 +1,167 @@
+"""Short trials: every candidate × init seeds × data-order seeds, trained many-at-once to fit
+a time budget.
+
+**Design.** ``--trials N`` trains each candidate with ``N`` init seeds crossed with ``N``
+data-order seeds (``seed = i``, ``data_seed = j``): ``N²`` runs per candidate, all through
+:func:`initlab.train.train_configs` (one stack per group of configs that can share one).
+Run (i, j) of every candidate sees the same data order and draws from the same seed, so
+candidates are compared *paired* by (i, j).
+
+**Budget.** A timing trial trains every stack for :data:`TIMING_STEPS` steps (one epoch): the
+epoch records give ``s``, the seconds per step of all stacks together (a validation pass
+included), and the rest of its wall time ``f`` (building, initializing, the final pass) is a
+fixed cost. ``S = floor((budget - f) / s)`` steps per run; a budget below ``f + s`` cannot
+give every candidate one step and is refused, naming that minimum. The ``S`` steps are cut
+into ``E = clamp(S // TIMING_STEPS, 1, MAX_POINTS)`` epochs (the points of the loss curve) of
+``P = ceil(S / E)`` steps over the first ``P × batch`` training examples (all of them, and
+more epochs, when the training set is smaller): validation after each epoch costs no more per
+step than in the timing trial as long as ``P >= TIMING_STEPS``.
+
+The trials choose an initialization, so they never look at the test set: their test split is
+a single validation example.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from initlab.config import RunConfig
+from initlab.data import Dataset
+from initlab.doctor.candidates import Candidate
+from initlab.errors import InitlabError
+from initlab.train import group_configs, train_configs
+from initlab.train.result import RunResult
+
+TIMING_STEPS = 4
+MAX_POINTS = 10
+"""At most this many points (epochs) on each loss curve."""
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$")
+
+EpochHook = Callable[[RunConfig, dict], None]
+
+
+def parse_budget(text: str) -> float:
+    """``"90"``/``"90s"`` → 90.0, ``"10m"`` → 600.0, ``"1.5h"`` → 5400.0 seconds."""
+    match = _BUDGET.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise InitlabError(f"--budget takes a positive time such as 90s, 10m or 1h, got '{text}'")
+    factor = {"m": 60, "min": 60, "h": 3600}.get(match.group(2) or "s", 1)
+    return float(match.group(1)) * factor
+
+
+@dataclass(frozen=True)
+class Design:
+    """Init seeds crossed with data-order seeds."""
+
+    init_seeds: tuple[int, ...]
+    data_seeds: tuple[int, ...]
+
+    @classmethod
+    def square(cls, trials: int) -> Design:
+        """``trials`` init seeds × ``trials`` data-order seeds (``trials`` >= 1)."""
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            raise InitlabError(f"--trials must be a positive number of seeds, got {trials}")
+        return cls(tuple(range(trials)), tuple(range(trials)))
+
+    @property
+    def runs(self) -> int:
+        return len(self.init_seeds) * len(self.data_seeds)
+
+    def configs(self, candidates: Sequence[Candidate], base: RunConfig) -> list[RunConfig]:
+        """Candidate-major: every (init seed, data seed) of the first candidate, then..."""
+        return [
+            c.config(base).replace(seed=i, data_seed=j)
+            for c in candidates
+            for i in self.init_seeds
+            for j in self.data_seeds
+        ]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long each run trains: ``epochs`` × ``steps_per_epoch`` steps."""
+
+    epochs: int
+    steps_per_epoch: int
+    limit_train: int | None
+    seconds_per_step: float
+    fixed_seconds: float
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def seconds(self) -> float:
+        """The estimated wall time of the trials: ``f + S·s``."""
+        return self.fixed_seconds + self.steps * self.seconds_per_step
+
+    def settings(self) -> dict:
+        return {"epochs": self.epochs, "limit_train": self.limit_train, "track": "off"}
+
+
+def trial_data(data: Dataset, limit: int | None) -> Dataset:
+    """``data`` with its first ``limit`` training examples and a one-example test split."""
+    n = len(data.y_train) if limit is None else min(limit, len(data.y_train))
+    return replace(
+        data,
+        x_train=data.x_train[:n],
+        y_train=data.y_train[:n],
+        x_test=data.x_val[:1],
+        y_test=data.y_val[:1],
+    )
+
+
+def time_trial(configs: Sequence[RunConfig], data: Dataset) -> tuple[float, float]:
+    """``(s, f)``: seconds per step of all stacks together and the fixed cost (see the
+    module docstring), from :data:`TIMING_STEPS` steps of every stack."""
+    batch = configs[0].batch_size
+    limit = TIMING_STEPS * batch
+    short = [c.replace(epochs=1, limit_train=limit, track="off") for c in configs]
+    small = trial_data(data, limit)
+    step = fixed = 0.0
+    for group in group_configs(short):
+        t0 = time.perf_counter()
+        results = train_configs(group, small)
+        wall = time.perf_counter() - t0
+        epoch = max((r.epochs[0]["seconds"] for r in results if r.epochs), default=wall)
+        epoch = min(epoch * len(group), wall)
+        step += epoch / TIMING_STEPS
+        fixed += wall - epoch
+    return step, fixed
+
+
+def plan_schedule(budget: float, step: float, fixed: float, n_train: int, batch: int) -> Schedule:
+    """The schedule that fits ``budget`` seconds (module docstring); refuses a budget
+    below ``fixed + step`` with the minimum."""
+    steps = math.floor((budget - fixed) / step) if step > 0 else 0
+    if steps < 1:
+        least = math.ceil(fixed + step)
+        raise InitlabError(
+            f"--budget {budget:g}s is too small for one training step per candidate: "
+            f"the trials need at least {least}s here (--budget {least}s)"
+        )
+    epochs = min(max(steps // TIMING_STEPS, 1), MAX_POINTS)
+    per_epoch = math.ceil(steps / epochs)
+    full = math.ceil(n_train / batch)
+    if per_epoch >= full:
+        return Schedule(max(steps // full, 1), full, None, step, fixed)
+    return Schedule(epochs, per_epoch, per_epoch * batch, step, fixed)
+
+
+def run_trials(
+    configs: Sequence[RunConfig], data: Dataset, on_epoch: EpochHook | None = None
+) -> list[RunResult]:
+    """Train ``configs`` (one group after the other, many models per stack); one result
+    per config, in order."""
+    limit = configs[0].limit_train
+    small = trial_data(data, limit)
+    by_key = {}
+    for group in group_configs(configs):
+        results = train_configs(group, small, on_epoch=on_epoch)
+        by_key.update({id(c): r for c, r in zip(group, results, strict=True)})
+    return [by_key[id(c)] for c in configs]

@@ -1,0 +1,228 @@
+"""The statistics of the trials and the verdict they support.
+
+Per run: ``final`` = the validation loss after the last epoch; ``area`` = the mean of the
+validation-loss curve over its epochs (trapezoid rule over the training steps, divided by
+their number: the area under the curve per step, lower = learned sooner). A run that
+diverged has no final loss and counts as a failure of its candidate.
+
+**Paired tests.** Candidate c and the reference r are paired by run cell (init seed i, data
+seed j): ``d_ij = final_c(i, j) - final_r(i, j)``. ``p`` is the two-sided paired t-test
+(:func:`scipy.stats.ttest_rel`; Wilcoxon's signed-rank test is reported beside it), Holm-
+adjusted over the candidates compared with the same reference; the interval is the 95%
+percentile bootstrap of ``mean(d)`` (:func:`scipy.stats.bootstrap`, 2000 resamples, seed 0).
+
+**Verdict.** The winner is the candidate with the lowest mean final loss among those whose
+Holm-adjusted ``p < ALPHA``, whose bootstrap interval lies below 0, whose gain ``-mean(d)``
+exceeds the seed noise (the standard deviation, ddof 1, of the reference's final losses over
+its runs: a gain smaller than the spread between two seeds does not matter in practice) and
+which never diverged; if there is none, the reference stays.
+
+**Variance split** (two-way ANOVA without replication, per candidate, I init × J data seeds,
+``y_ij`` the final loss, ``ȳ`` means): ``SS_init = J Σ_i (ȳ_i. - ȳ)²``, ``SS_data = I Σ_j
+(ȳ_.j - ȳ)²``, ``SS_inter = Σ_ij (y_ij - ȳ_i. - ȳ_.j + ȳ)²`` (the interaction, confounded
+with noise). Random-effect components from the mean squares ``MS = SS/df`` (df ``I-1``,
+``J-1``, ``(I-1)(J-1)``): ``σ²_inter = MS_inter``, ``σ²_init = max(0, (MS_init -
+MS_inter)/J)``, ``σ²_data = max(0, (MS_data - MS_inter)/I)``; each is reported as a share of
+their sum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from initlab.stats import holm_adjust
+from initlab.train.result import RunResult
+
+ALPHA = 0.05
+N_BOOT = 2000
+
+
+def curve_area(epochs: Sequence[dict]) -> float:
+    """Mean validation loss per step (trapezoid over equally spaced epochs; one epoch:
+    its value)."""
+    values = [e["val_loss"] for e in epochs]
+    if not values or not all(math.isfinite(v) for v in values):
+        return math.nan
+    if len(values) == 1:
+        return float(values[0])
+    return float(np.trapezoid(values) / (len(values) - 1))
+
+
+def run_table(names: Sequence[str], results: Sequence[RunResult]) -> pd.DataFrame:
+    """One row per run: ``candidate, seed, data_seed, status, final, area``."""
+    rows = []
+    for name, result in zip(names, results, strict=True):
+        final = result.epochs[-1]["val_loss"] if result.epochs else math.nan
+        ok = result.status not in ("diverged", "failed") and math.isfinite(final)
+        rows.append(
+            {
+                "candidate": name,
+                "seed": result.config.seed,
+                "data_seed": result.config.data_seed,
+                "status": result.status,
+                "final": final if ok else math.nan,
+                "area": curve_area(result.epochs) if ok else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean and its 95% percentile-bootstrap interval."""
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return math.nan, math.nan, math.nan
+    if len(values) < 2 or np.ptp(values) == 0:
+        return float(values.mean()), float(values.mean()), float(values.mean())
+    boot = sps.bootstrap(
+        (values,), np.mean, n_resamples=N_BOOT, method="percentile", random_state=0
+    )
+    low, high = boot.confidence_interval
+    return float(values.mean()), float(low), float(high)
+
+
+def ranking(table: pd.DataFrame) -> pd.DataFrame:
+    """Per candidate, best first by mean final loss: mean and interval of ``final`` and
+    ``area``, runs, diverged runs, and the rank by area."""
+    rows = []
+    for name, frame in table.groupby("candidate", sort=False):
+        final = mean_interval(frame["final"].to_numpy(float))
+        area = mean_interval(frame["area"].to_numpy(float))
+        rows.append(
+            {
+                "candidate": name,
+                "final": final[0],
+                "final_low": final[1],
+                "final_high": final[2],
+                "area": area[0],
+                "area_low": area[1],
+                "area_high": area[2],
+                "runs": len(frame),
+                "diverged": int(frame["final"].isna().sum()),
+            }
+        )
+    ranked = pd.DataFrame(rows).sort_values("final", na_position="last", kind="stable")
+    ranked.insert(0, "rank", range(1, len(ranked) + 1))
+    ranked["rank_by_area"] = ranked["area"].rank(method="min", na_option="bottom").astype(int)
+    return ranked.reset_index(drop=True)
+
+
+def paired_tests(table: pd.DataFrame, reference: str, metric: str = "final") -> pd.DataFrame:
+    """Every other candidate against ``reference``, paired by (seed, data_seed): ``n``,
+    ``diff`` (mean of candidate - reference), ``diff_low``/``diff_high``, ``p`` (paired t),
+    ``p_wilcoxon`` and ``p_holm``."""
+    keyed = table.set_index(["seed", "data_seed"])
+    ref = keyed[keyed["candidate"] == reference][metric]
+    rows = []
+    for name in dict.fromkeys(table["candidate"]):
+        if name == reference:
+            continue
+        mine = keyed[keyed["candidate"] == name][metric]
+        both = pd.concat([mine, ref], axis=1, keys=["c", "r"]).dropna()
+        rows.append({"candidate": name, "reference": reference, **_paired(both["c"], both["r"])})
+    frame = pd.DataFrame(rows)
+    frame["p_holm"] = holm_adjust(frame["p"].tolist()) if rows else []
+    return frame
+
+
+def _paired(a: pd.Series, b: pd.Series) -> dict[str, Any]:
+    d = (a - b).to_numpy(float)
+    mean, low, high = mean_interval(d)
+    if len(d) < 2:
+        return dict(
+            n=len(d), diff=mean, diff_low=low, diff_high=high, p=math.nan, p_wilcoxon=math.nan
+        )
+    if np.ptp(d) == 0:
+        p = 1.0 if d[0] == 0 else 0.0
+        return dict(n=len(d), diff=mean, diff_low=low, diff_high=high, p=p, p_wilcoxon=p)
+    p = float(sps.ttest_rel(a, b).pvalue)
+    w = float(sps.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
+    return dict(n=len(d), diff=mean, diff_low=low, diff_high=high, p=p, p_wilcoxon=w)
+
+
+def seed_noise(table: pd.DataFrame, reference: str) -> float:
+    """The standard deviation (ddof 1) of ``reference``'s final losses over its runs."""
+    values = table.loc[table["candidate"] == reference, "final"].dropna()
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def variance_split(table: pd.DataFrame) -> pd.DataFrame:
+    """Per candidate (every cell finite): the shares of init seed, data order and their
+    interaction in the variance of the final loss (module docstring)."""
+    rows = []
+    for name, frame in table.groupby("candidate", sort=False):
+        y = frame.pivot(index="seed", columns="data_seed", values="final").to_numpy(float)
+        if y.shape[0] < 2 or y.shape[1] < 2 or not np.isfinite(y).all():
+            continue
+        rows.append({"candidate": name, **_components(y)})
+    return pd.DataFrame(rows)
+
+
+def _components(y: np.ndarray) -> dict[str, float]:
+    n_i, n_j = y.shape
+    grand, rows, cols = y.mean(), y.mean(axis=1), y.mean(axis=0)
+    ss_init = n_j * float(((rows - grand) ** 2).sum())
+    ss_data = n_i * float(((cols - grand) ** 2).sum())
+    ss_inter = float(((y - rows[:, None] - cols[None, :] + grand) ** 2).sum())
+    ms_inter = ss_inter / ((n_i - 1) * (n_j - 1))
+    init = max(0.0, (ss_init / (n_i - 1) - ms_inter) / n_j)
+    data = max(0.0, (ss_data / (n_j - 1) - ms_inter) / n_i)
+    total = init + data + ms_inter
+    share = (lambda v: v / total) if total > 0 else (lambda v: math.nan)
+    return {
+        "var_total": total,
+        "init_seed": share(init),
+        "data_order": share(data),
+        "interaction": share(ms_inter),
+        "ss_init": ss_init,
+        "ss_data": ss_data,
+        "ss_inter": ss_inter,
+    }
+
+
+def decide(
+    ranked: pd.DataFrame,
+    tests: pd.DataFrame,
+    reference: str,
+    steps: int,
+    design: str,
+    noise: float,
+) -> dict[str, Any]:
+    """The verdict: ``winner`` (a name or ``None``), ``message``, and the numbers behind it;
+    ``noise``: the seed noise of the reference (module docstring)."""
+    label = "PyTorch's default" if reference == "default" else reference
+    clean = set(ranked.loc[ranked["diverged"] == 0, "candidate"])
+    good = tests[(tests["p_holm"] < ALPHA) & (tests["diff_high"] < 0)]
+    good = good[good["candidate"].isin(clean) & (-good["diff"] > noise)]
+    worse = tests[(tests["p_holm"] < ALPHA) & (tests["diff_low"] > 0)]["candidate"].tolist()
+    base = {"reference": reference, "steps": steps, "alpha": ALPHA, "worse": worse}
+    base["seed_noise"] = noise
+    if good.empty:
+        message = (
+            f"no candidate differs from {label} by more than the seed noise after {steps} "
+            f"steps ({design}): keep it"
+        )
+        return {**base, "winner": None, "message": message}
+    order = ranked.set_index("candidate")["final"]
+    best = good.loc[good["candidate"].map(order).idxmin()]
+    half = (best["diff_high"] - best["diff_low"]) / 2
+    message = (
+        f"{best['candidate']} beats {label} by {-best['diff']:.3g} ± {half:.2g} validation "
+        f"loss after {steps} steps (p = {best['p_holm']:.2g}, {design})"
+    )
+    return {
+        **base,
+        "winner": best["candidate"],
+        "message": message,
+        "diff": float(best["diff"]),
+        "diff_low": float(best["diff_low"]),
+        "diff_high": float(best["diff_high"]),
+        "p_holm": float(best["p_holm"]),
+        "p": float(best["p"]),
+    }

@@ -1,0 +1,147 @@
+"""The doctor's trials: statistics on injected effects, schedules, the CLI end to end."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from initlab.cli import main
+from initlab.doctor import verdict
+from initlab.doctor.trials import Design, parse_budget, plan_schedule
+from initlab.errors import InitlabError
+
+SMALL = ["--data", "digits", "--batch", "128", "--width", "16"]
+
+
+def _table(effects: dict[str, float], n=3, noise=0.05, cell=0.0125, seed=0):
+    """Final losses ``1 + effect + a_i + b_j + e_ij`` on an n × n crossed design."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, noise, n), rng.normal(0, noise, n)
+    rows = []
+    for name, effect in effects.items():
+        e = rng.normal(0, cell, (n, n))
+        for i in range(n):
+            for j in range(n):
+                final = 1 + effect + a[i] + b[j] + e[i, j]
+                rows.append(dict(candidate=name, seed=i, data_seed=j, final=final, area=final))
+    return pd.DataFrame(rows)
+
+
+def _decide(table):
+    ranked, tests = verdict.ranking(table), verdict.paired_tests(table, "default")
+    return verdict.decide(
+        ranked, tests, "default", 100, "3 × 3", verdict.seed_noise(table, "default")
+    )
+
+
+def test_an_injected_gain_wins_and_no_gain_keeps_the_default():
+    # a gain of 4 noise units is found; the same table without it names no winner
+    won = _decide(_table({"default": 0.0, "good": -0.2, "same": 0.0}))
+    assert won["winner"] == "good" and "beats PyTorch's default by" in won["message"]
+    assert won["diff_high"] < 0 and won["p_holm"] < 0.05
+    kept = _decide(_table({"default": 0.0, "good": 0.0, "same": 0.0}))
+    assert kept["winner"] is None and "keep it" in kept["message"]
+
+
+def test_a_gain_below_the_seed_noise_is_not_a_winner():
+    # paired differences are consistent (tiny e) but smaller than the spread between seeds
+    table = _table({"default": 0.0, "tiny": -0.02}, noise=0.05, cell=0.002)
+    assert verdict.paired_tests(table, "default")["p_holm"].iloc[0] < 0.05
+    assert _decide(table)["winner"] is None
+
+
+def test_variance_split_finds_the_source_that_was_injected():
+    n, rng = 6, np.random.default_rng(1)
+    rows = [
+        dict(candidate="c", seed=i, data_seed=j, final=3.0 * i + rng.normal(0, 0.01))
+        for i in range(n) for j in range(n)
+    ]  # fmt: skip
+    split = verdict.variance_split(pd.DataFrame(rows)).iloc[0]
+    assert split["init_seed"] > 0.99 and split["data_order"] < 0.01
+    rows = [dict(r, final=3.0 * r["data_seed"]) for r in rows]
+    split = verdict.variance_split(pd.DataFrame(rows)).iloc[0]
+    assert split["data_order"] > 0.99
+
+
+def test_budget_and_schedule():
+    assert parse_budget("10m") == 600 and parse_budget("90s") == 90 and parse_budget("2") == 2
+    for bad in ("0", "-3s", "soon"):
+        with pytest.raises(InitlabError, match="--budget"):
+            parse_budget(bad)
+    plan = plan_schedule(budget=10.0, step=0.01, fixed=1.0, n_train=10_000, batch=32)
+    assert plan.steps >= 900 - plan.epochs and plan.seconds <= 10.0 + plan.epochs * 0.01
+    with pytest.raises(InitlabError, match=r"at least 2s"):
+        plan_schedule(budget=1.5, step=0.5, fixed=1.2, n_train=100, batch=32)
+    assert Design.square(3).runs == 9
+    with pytest.raises(InitlabError):
+        Design.square(0)
+
+
+@pytest.mark.parametrize("trials", ["0", "-2"])
+def test_bad_trials_is_one_line_before_any_work(trials, tmp_path, capsys):
+    assert main(["doctor", *SMALL, "--trials", trials, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--trials must be at least 1" in err
+
+
+def test_a_budget_below_one_step_names_the_minimum(tmp_path, capsys):
+    args = ["doctor", *SMALL, "--depth", "2", "--trials", "1", "--budget", "0.001s"]
+    assert main([*args, "--candidates", "he_normal", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "too small" in err and "at least" in err
+
+
+def test_data_that_does_not_fit_the_model(tmp_path, capsys, monkeypatch):
+    (tmp_path / "nets.py").write_text(
+        "import torch.nn as nn\n"
+        "def build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(5, 10))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    args = ["doctor", "--data", "digits", "--model", "nets:build", "--trials", "2"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_the_plan_beats_a_vanishing_tanh_init_and_the_snippet_reproduces_it(tmp_path):
+    import torch
+
+    from initlab.models import MLP
+
+    bad = "random_normal(stddev=0.01)"
+    args = ["doctor", *SMALL, "--depth", "8", "--activation", "tanh", "--init", bad]
+    args += ["--candidates", "plan", "--trials", "3", "--budget", "8s", "--out", str(tmp_path)]
+    assert main(args) == 0
+    found = json.loads((tmp_path / "recommendation.json").read_text())
+    row = next(
+        r
+        for r in found["statistics"]["comparisons"]
+        if r["candidate"] == "plan" and r["reference"] == bad
+    )
+    assert row["diff"] < 0 and row["p_holm"] < 0.01
+    ranks = {r["candidate"]: r["rank"] for r in found["statistics"]["ranking"]}
+    assert ranks["plan"] < ranks[bad] and found["verdict"]["winner"] == "plan"
+    assert {"init_seed", "data_order", "interaction"} <= set(found["statistics"]["variance"][0])
+    curves = pd.read_csv(tmp_path / "trials.csv")
+    assert {"candidate", "seed", "data_seed", "step", "val_loss"} <= set(curves.columns)
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    space: dict = {}
+    exec((tmp_path / "init_snippet.py").read_text(), space)
+    model = MLP(64, [16] * 8, 10, "tanh")
+    space["apply_init"](model, torch.Generator().manual_seed(0))
+    w = model.blocks[3].linear.weight  # glorot_normal: truncated, post-truncation std 1/sqrt(16)
+    se = 1 / math.sqrt(16) / math.sqrt(2 * w.numel())
+    assert abs(float(w.std()) - 0.25) < 5 * se + 0.01
+
+
+@pytest.mark.slow
+def test_a_shallow_well_initialized_net_has_no_winner(tmp_path):
+    args = ["doctor", *SMALL, "--depth", "0", "--init", "default", "--trials", "3"]
+    args += ["--candidates", "glorot_uniform", "--budget", "6s", "--out", str(tmp_path)]
+    assert main(args) == 0
+    found = json.loads((tmp_path / "recommendation.json").read_text())
+    assert found["verdict"]["winner"] is None
+    assert "keep it" in found["verdict"]["message"]
