@@ -38,6 +38,7 @@ _PUBLIC = {
     "gain": "initlab.theory.gains",
     "initialize": "initlab.apply",
     "initializers": None,
+    "plan": "initlab.residual.plan",
     "recommend": "initlab.doctor",
 }
 

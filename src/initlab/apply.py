@@ -25,17 +25,11 @@ from torch import nn
 import initlab.initializers as initializers
 from initlab.errors import InitlabError
 from initlab.initializers import Fans, Initializer
-from initlab.residual import apply_residual_rule
+from initlab.residual import ResidualResult, apply_residual
+from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
 
-INITIALIZABLE = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
+INITIALIZABLE = WEIGHT_LAYERS
+"""Linear and (transposed) convolution layers of any dimension."""
 BIAS_POLICIES = ("zeros", "keep", "torch_default")
 AS_BUILT = "default"
 """The scheme that keeps a layer as its constructor left it (weights and biases)."""
@@ -52,6 +46,8 @@ class InitRecord:
     skipped: list[dict[str, str]] = field(default_factory=list)
     residual: str = "none"
     """The residual rule applied after the per-layer schemes (see :mod:`initlab.residual`)."""
+    residual_result: ResidualResult | None = None
+    """The branches the residual rule found and what it did to each parameter."""
 
     def to_frame(self) -> pd.DataFrame:
         """``layer, type, shape, scheme, fan_in, fan_out, expected_std, std, bias`` per layer."""
@@ -96,8 +92,10 @@ def initialize(
     ``nn.Linear`` does), a number (constant), or an initializer. ``generator`` makes the
     result reproducible; without one the global RNG is used, as ``torch.nn.init`` does.
     ``data``: a batch of inputs for data-dependent schemes (``"lsuv"``, see
-    :mod:`initlab.lsuv`), which refuse to run without it. ``residual``: ``"zero"`` or
-    ``"fixup"`` rescales every residual branch afterwards (see :mod:`initlab.residual`).
+    :mod:`initlab.lsuv`), which refuse to run without it. ``residual``: a rule of
+    :data:`initlab.residual.RESIDUAL_RULES` applied to every residual branch afterwards
+    (``zero_last_layer``, ``zero_last_norm``, ``skipinit``, ``fixup``, ``depth_scaled``;
+    see :mod:`initlab.residual.rules`).
     """
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
@@ -111,8 +109,9 @@ def initialize(
             continue
         record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
     _run_data_dependent(model, layers, plan, data, record)
-    if apply_residual_rule(model, residual):
-        record.residual = residual
+    record.residual_result = apply_residual(model, residual)
+    if record.residual_result.actions:
+        record.residual = record.residual_result.rule
     return record
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from initlab.errors import InitlabError, UnknownNameError, closest_name
 from initlab.ranges import RANGES, check_device, check_hidden, check_model_args, check_number
+from initlab.residual.names import canonical_rule
 from initlab.usercode import is_user_spec, source_fingerprint
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -33,7 +34,8 @@ class RunConfig:
     ``init`` is an initializer spec (``"he_normal"``, ``"orthogonal(gain=1.41)"``) applied to
     the hidden layers; ``output_init`` to the output layer (``None``: the same as ``init``);
     ``bias`` is the bias policy of :func:`initlab.initialize`; ``residual_init`` its residual
-    rule (``none``, ``zero``, ``fixup``; see :mod:`initlab.residual`). ``momentum`` is used
+    rule (``none``, ``zero_last_layer`` alias ``zero``, ``zero_last_norm``, ``skipinit``,
+    ``fixup``, ``depth_scaled``; see :mod:`initlab.residual.rules`). ``momentum`` is used
     only by the ``momentum`` optimizer, ``weight_decay`` by ``adamw`` (and by
     ``sgd``/``momentum`` if set).
     ``track``: when to record per-layer statistics during training — ``"epoch"`` (after
@@ -146,8 +148,7 @@ def validate_numbers(config: RunConfig) -> None:
     ):
         raise InitlabError(f"data_seed must be None or an integer >= 0, got {config.data_seed!r}")
     check_model_args(config.model_args)
-    if config.residual_init not in ("none", "zero", "fixup"):
-        raise UnknownNameError("residual rule", config.residual_init, ("none", "zero", "fixup"))
+    canonical_rule(config.residual_init)  # UnknownNameError with the closest rule
     if config.task not in TASKS:
         raise UnknownNameError("task", config.task, TASKS)
     if config.precision not in PRECISIONS:

@@ -49,6 +49,7 @@ def compare(
         str, typer.Option(help="the output layer's scheme; 'same' = as the hidden layers")
     ] = "glorot_uniform",
     bias: Annotated[str, typer.Option(help="zeros, keep, torch_default or a number")] = "zeros",
+    residual_init: opt.ResidualInit = None,
     limit_train: Annotated[
         int | None, typer.Option(help="use only the first N training examples")
     ] = None,
@@ -81,6 +82,7 @@ def compare(
         output_init=None if output_init == "same" else output_init,
         bias=parse_bias(bias),
         limit_train=limit_train,
+        **({"residual_init": residual_init} if residual_init else {}),
         **(given or {}),
     )
     spec = comparison_spec(split_list(inits), parse_seeds(seeds), **settings)

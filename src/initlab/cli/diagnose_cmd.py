@@ -53,6 +53,7 @@ def diagnose(
     ] = "glorot_uniform",
     batch_norm: opt.BatchNorm = False,
     bias: Annotated[str, typer.Option(help="zeros, keep, torch_default or a number")] = "zeros",
+    residual_init: opt.ResidualInit = None,
     batch: Annotated[int, typer.Option(help="examples in the probe batch")] = 512,
     seed: Annotated[int, typer.Option(help="seed of the weights and of the batch")] = 0,
     data_dir: opt.DataDir = None,
@@ -77,6 +78,7 @@ def diagnose(
         output_init=None if output_init == "same" else output_init,
         bias=parse_bias(bias),
         seed=seed,
+        residual_init=residual_init or "none",
         **target,
     )
     probe = prepare_probe(config, batch, str(data_dir) if data_dir else None, err)

@@ -102,6 +102,14 @@ def target_options(*names: str) -> Callable[[Command], Command]:
     return decorate
 
 
+ResidualInit = Annotated[
+    str | None,
+    typer.Option(
+        "--residual-init",
+        help="residual rule after the init: none, zero_last_layer (zero), zero_last_norm, "
+        "skipinit, fixup, depth_scaled (see docs/residual.md)",
+    ),
+]
 Hidden = Annotated[str, typer.Option(help="hidden widths, e.g. 300,100")]
 Activation = Annotated[str, typer.Option(help="relu, tanh, sigmoid, ... (see `initlab list`)")]
 BatchNorm = Annotated[bool, typer.Option("--batch-norm/--no-batch-norm")]

@@ -55,13 +55,15 @@ def sweep(
         typer.Option("--max-runs", min=1, help="refuse specs of more runs than this"),
     ] = DEFAULT_MAX_RUNS,
     gpus_per_trial: opt.GpusPerTrial = None,
+    residual_init: opt.ResidualInit = None,
     given: dict[str, Any] | None = None,
 ) -> None:
     """Run every run of an experiment spec (resumable: run it again to continue).
 
     --model, --model-arg, --data, --task, --device and --precision replace the spec's fixed
     values (a setting the spec sweeps cannot be fixed here)."""
-    spec = override_spec(load_spec(spec_file), given or {})
+    given = {**(given or {}), **({"residual_init": residual_init} if residual_init else {})}
+    spec = override_spec(load_spec(spec_file), given)
     target = out_dir if out_dir is not None else Path("results") / _slug(spec.name)
     if dry_run:
         _dry_run(spec, target, workers, calibrate, max_runs)

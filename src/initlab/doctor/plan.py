@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 from torch import Tensor, nn
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 from initlab.apply import initializable_layers
 from initlab.errors import UnknownNameError
 from initlab.probe.trace import find_activations
+from initlab.residual import Structure, find_structure
 from initlab.theory import critical_sigma_w2, gain
 
 HE_FAMILY = ("elu", "gelu", "silu", "softplus")
@@ -46,14 +48,26 @@ class PlanEntry:
     activation: str
     scheme: str
     reason: str
+    role: str = ""
+    """Its place in the residual structure: ``branch k, layer j of m``, ``skip projection
+    (branch k)``, ``output``; ``""`` elsewhere (see :meth:`Structure.role_of`)."""
 
 
 @dataclass
 class Plan(Mapping[str, str]):
     """Layer name → initializer spec; pass it to :func:`initlab.initialize` to apply it
-    (with ``data=batch`` when a layer's scheme is ``lsuv``)."""
+    (with ``data=batch`` when a layer's scheme is ``lsuv``).
+
+    ``residual``: the model's residual structure (branches, depth L, how it was found) and
+    ``residual_rule`` the rule to apply with the plan (``initialize(model, plan,
+    residual=plan.residual_rule)``). ``parameters``: filled by :func:`initlab.plan`, one row
+    per parameter (``name, shape, role, rule, rms_before, rms_after, std_before,
+    std_after``)."""
 
     entries: list[PlanEntry] = field(default_factory=list)
+    residual: Structure | None = None
+    residual_rule: str = "none"
+    parameters: list[dict[str, Any]] = field(default_factory=list)
 
     def __getitem__(self, layer: str) -> str:
         for entry in self.entries:
@@ -73,6 +87,15 @@ class Plan(Mapping[str, str]):
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([e.__dict__ for e in self.entries])
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"parameters": [...], "residual": {"branches", "depth", "method", "notes"},
+        "layers": [...]}``: the form ``initlab plan --out`` writes."""
+        residual = self.residual.to_dict() if self.residual else None
+        if residual is not None:
+            residual["rule"] = self.residual_rule
+        layers = [e.__dict__ for e in self.entries]
+        return {"parameters": list(self.parameters), "residual": residual, "layers": layers}
 
     def __str__(self) -> str:
         return self.to_frame().to_string(index=False) if self.entries else "(no layers)"
@@ -98,6 +121,7 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
     layers = initializable_layers(model)
     found, slopes = find_activations(model, inputs, layers)
     last = layers[-1][0] if layers else None
+    structure = find_structure(model)
     entries = []
     for name, module in layers:
         activation, is_output = found[name], name == last
@@ -105,8 +129,9 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
             scheme, reason = orthogonal_rule(module, activation, slopes.get(name))
         else:
             scheme, reason = rule_for(activation, slopes.get(name), is_output=is_output)
-        entries.append(PlanEntry(name, type(module).__name__, activation, scheme, reason))
-    return Plan(entries)
+        role = structure.role_of(name)
+        entries.append(PlanEntry(name, type(module).__name__, activation, scheme, reason, role))
+    return Plan(entries, residual=structure)
 
 
 def orthogonal_gain(activation: str, slope: float | None = None) -> float:

@@ -26,6 +26,7 @@ from initlab.config import OPTIMIZERS, PRECISIONS, TASKS, RunConfig
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.models import ARCHITECTURES
 from initlab.ranges import RANGES, check_device, check_hidden, check_model_args, check_number
+from initlab.residual.names import ACCEPTED as RESIDUAL_ACCEPTED
 from initlab.usercode import is_data_file, is_user_spec, split_spec
 
 SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
@@ -198,7 +199,7 @@ _CHECKERS: dict[str, typing.Callable[[Any], Any]] = {
     "optimizer": _choice("optimizer", OPTIMIZERS),
     "model": _model,
     "model_args": _model_args,
-    "residual_init": _choice("residual rule", ("none", "zero", "fixup")),
+    "residual_init": _choice("residual rule", RESIDUAL_ACCEPTED),
     "task": _choice("task", TASKS),
     "precision": _choice("precision", PRECISIONS),
     "device": check_device,

@@ -64,7 +64,7 @@ def build_initialized_model(
     :data:`INIT_BATCH` training examples.
     """
     model = build_architecture(config, input_shape, num_classes)
-    if config.init == DEFAULT_INIT:
+    if config.init == DEFAULT_INIT and config.residual_init == "none":
         return model  # the model as its factory built it (PyTorch's own defaults)
     initialize(
         model,

@@ -19,6 +19,7 @@ from initlab.activations import get as get_activation
 from initlab.config import RunConfig
 from initlab.data import canonical_name
 from initlab.errors import InitlabError
+from initlab.residual.names import ADDS_PARAMETERS
 
 PER_MODEL = (
     "lr", "momentum", "weight_decay", "init", "output_init", "bias", "residual_init", "seed",
@@ -71,6 +72,7 @@ def group_key(config: RunConfig) -> tuple[Hashable, ...] | None:
         bool(config.batch_norm),
         float(config.dropout),
         bool(config.residual),
+        config.residual_init if config.residual_init in ADDS_PARAMETERS else "",
         int(config.batch_size),
         int(config.epochs),
         config.optimizer,

@@ -1,0 +1,101 @@
+"""``initlab plan``: what an init and a residual rule do to every parameter of a model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from initlab.cli import app
+from initlab.cli import options as opt
+from initlab.errors import InitlabError
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+@app.command()
+@opt.target_options("model", "model_arg")
+def plan(
+    init: Annotated[str, typer.Option(help="the per-layer scheme; default: as built")] = "default",
+    residual_init: opt.ResidualInit = None,
+    seed: Annotated[int, typer.Option(help="seed of the construction and the init")] = 0,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="also write the plan as JSON here")
+    ] = None,
+    given: dict[str, Any] | None = None,
+) -> None:
+    """Every parameter of --model: its role in the residual structure (branch k, layer j of
+    m, skip projection, norm, output, embedding), the rule applied, rms and std before → after."""
+    import torch
+
+    from initlab.models import build_user_model
+    from initlab.residual import canonical_rule
+    from initlab.residual.plan import plan as make_plan
+    from initlab.usercode import is_user_spec
+
+    target = given or {}
+    spec = target.get("model")
+    if not is_user_spec(spec):
+        raise InitlabError(
+            "initlab plan needs --model module:function (e.g. initlab.models.resnet:resnet)"
+        )
+    rule = canonical_rule(residual_init or "none")
+    torch.manual_seed(seed)
+    model = build_user_model(spec, target.get("model_args"))
+    result = make_plan(model, init, residual=rule, generator=torch.Generator().manual_seed(seed))
+    print_plan(result.to_json(), out)
+    if out_path is not None:
+        try:
+            out_path.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+        except OSError as exc:
+            raise InitlabError(f"--out {out_path}: cannot write ({exc.strerror})") from None
+        out.print(f"wrote {out_path}", soft_wrap=True)
+
+
+def _num(x: float | None) -> str:
+    return "—" if x is None else f"{x:.4g}"
+
+
+def print_plan(data: dict[str, Any], console: Console) -> None:
+    """The parameter table and the residual structure's summary."""
+    table = Table(title="the plan: every parameter")
+    for column in (
+        "parameter",
+        "shape",
+        "role",
+        "rule",
+        "rms before → after",
+        "std before → after",
+    ):
+        table.add_column(column)
+    for row in data["parameters"]:
+        table.add_row(
+            row["name"],
+            "×".join(map(str, row["shape"])) or "scalar",
+            row["role"],
+            row["rule"],
+            f"{_num(row['rms_before'])} → {_num(row['rms_after'])}",
+            f"{_num(row['std_before'])} → {_num(row['std_after'])}",
+        )
+    console.print(table)
+    res = data["residual"] or {}
+    console.print(
+        f"residual structure ({res.get('method')}): L = {res.get('depth')} branches; "
+        f"rule {res.get('rule')}",
+        soft_wrap=True,
+    )
+    for branch in res.get("branches", []):
+        end = f", ends in {branch['last_norm']}" if branch["last_norm"] else ""
+        skip = f", skip projection {', '.join(branch['skip'])}" if branch["skip"] else ""
+        console.print(
+            f"  branch {branch['index'] + 1} in {branch['block'] or '(model)'}: "
+            f"{' → '.join(branch['layers'])}{end}{skip}",
+            soft_wrap=True,
+        )
+    for note in res.get("notes", []):
+        console.print(f"  note: {note}", soft_wrap=True)

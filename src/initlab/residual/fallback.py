@@ -1,0 +1,75 @@
+"""Residual branches from module names and order, for models ``torch.fx`` cannot trace.
+
+Two kinds of block are recognized, outermost first (a block's own blocks are not searched):
+
+* initlab-style: a module with ``residual is True`` and a ``branch_layers`` list (initlab's
+  residual MLP blocks);
+* timm/torchvision-style: a module with a ``shortcut``, ``downsample`` or ``skip`` child (an
+  ``nn.Identity``, ``None`` or a projection), or whose class name ends in ``Block`` or
+  ``Bottleneck``, with at least two Linear/Conv children besides that skip path. Its branch is
+  its other Linear/Conv layers in registration order; its last norm, a norm registered after
+  the last of them; its output, that norm (else the last layer).
+
+The guess assumes the block's forward is ``act(branch(x) + skip(x))`` in registration order;
+a plan made this way says so in its notes.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from initlab.residual.structure import LAYERS, NORMS, Branch, Structure
+
+SKIP_NAMES = ("shortcut", "downsample", "skip")
+
+
+def fallback_structure(model: nn.Module) -> Structure:
+    """Branches of ``model`` found by the rules of the module docstring (``method="fallback"``)."""
+    structure = Structure(method="fallback")
+    taken: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(t + ".") for t in taken):
+            continue
+        branch = _initlab_block(name, module) or _named_block(name, module)
+        if branch is not None:
+            branch.index = len(structure.branches)
+            structure.branches.append(branch)
+            taken.append(name)
+    return structure
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _initlab_block(name: str, module: nn.Module) -> Branch | None:
+    if getattr(module, "residual", False) is not True or not hasattr(module, "branch_layers"):
+        return None
+    names = {id(m): _join(name, n) for n, m in module.named_modules() if n}
+    layers = [names[id(m)] for m in module.branch_layers if id(m) in names]
+    return Branch(index=0, layers=layers, output=layers[-1] if layers else None, block=name)
+
+
+def _named_block(name: str, module: nn.Module) -> Branch | None:
+    children = dict(module.named_children())
+    skip_child = next((c for c in SKIP_NAMES if c in children or hasattr(module, c)), None)
+    cls = type(module).__name__
+    if skip_child is None and not cls.endswith(("Block", "Bottleneck")):
+        return None
+    skip_prefix = _join(name, skip_child) if skip_child else None
+    layers, norms, skip = [], [], []
+    for sub, m in module.named_modules():
+        full = _join(name, sub)
+        if not sub:
+            continue
+        in_skip = skip_prefix is not None and (full + ".").startswith(skip_prefix + ".")
+        if isinstance(m, LAYERS):
+            (skip if in_skip else layers).append(full)
+        elif isinstance(m, NORMS) and not in_skip:
+            norms.append((full, len(layers)))
+    if len(layers) < 2:
+        return None
+    after = [n for n, count in norms if count == len(layers)]
+    last_norm = after[-1] if after else None
+    output = last_norm or layers[-1]
+    return Branch(0, layers, last_norm=last_norm, skip=skip, output=output, block=name)

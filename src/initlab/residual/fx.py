@@ -1,0 +1,121 @@
+"""Residual branches from a ``torch.fx`` trace.
+
+For every addition ``a + b`` of two traced values, the *fork* is their latest common ancestor
+in the graph. Each side's path is the set of nodes between the fork and that operand. A side
+with Linear/Conv layers is a branch; the other side (the fork itself, or a projection) is the
+skip path. The branch is the side with more weight layers; on a tie, the side with a
+nonlinearity or, failing that, the second operand. Additions whose sides hold no weight layer
+(``tok_emb + pos_emb``, a bias) are not residual.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from initlab.residual.structure import LAYERS, NORMS, Branch, Structure
+
+ADDS = {operator.add, operator.iadd, torch.add}
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """``torch.fx.symbolic_trace``; raises whatever fx raises on untraceable code."""
+    return fx.symbolic_trace(model)
+
+
+def _is_add(node: fx.Node) -> bool:
+    if node.op == "call_function" and node.target in ADDS:
+        return True
+    return node.op == "call_method" and node.target in ("add", "add_")
+
+
+def _ancestors(node: fx.Node) -> set[fx.Node]:
+    seen: set[fx.Node] = set()
+    stack = [node]
+    while stack:
+        for parent in stack.pop().all_input_nodes:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def fx_structure(model: nn.Module, graph: fx.GraphModule) -> Structure:
+    """Every residual addition of the traced ``graph`` of ``model`` as a :class:`Branch`."""
+    modules = dict(model.named_modules())
+    order = {node: i for i, node in enumerate(graph.graph.nodes)}
+    structure = Structure(method="fx")
+    for node in graph.graph.nodes:
+        if not _is_add(node) or len(node.args) < 2:
+            continue
+        a, b = node.args[0], node.args[1]
+        if not isinstance(a, fx.Node) or not isinstance(b, fx.Node):
+            continue
+        branch = _branch_of(a, b, modules, order)
+        if branch is not None:
+            branch.index = len(structure.branches)
+            stack = node.meta.get("nn_module_stack") or {}
+            branch.block = next(reversed(stack)) if stack else ""
+            structure.branches.append(branch)
+    return structure
+
+
+def _branch_of(
+    a: fx.Node, b: fx.Node, modules: dict[str, nn.Module], order: dict[fx.Node, int]
+) -> Branch | None:
+    up_a, up_b = _ancestors(a) | {a}, _ancestors(b) | {b}
+    common = up_a & up_b
+    if not common:
+        return None
+    fork = max(common, key=order.__getitem__)
+    before = _ancestors(fork) | {fork}
+    sides = []
+    for operand, up in ((a, up_a), (b, up_b)):
+        path = sorted(up - before, key=order.__getitem__)
+        path = [n for n in path if fork in _ancestors(n)]
+        sides.append((operand, path, _called(path, modules, LAYERS)))
+    (_, _, skip_layers), (op, path, layers) = sorted(
+        sides, key=lambda s: (len(s[2]), _has_activation(s[1], modules), sides.index(s))
+    )
+    if not layers:
+        return None
+    last_norm = _last_norm(path, modules, layers[-1])
+    output = op.target if op.op == "call_module" else None
+    return Branch(index=0, layers=layers, last_norm=last_norm, skip=skip_layers, output=output)
+
+
+def _called(path: list[fx.Node], modules: dict[str, nn.Module], kinds: tuple) -> list[str]:
+    names: list[str] = []
+    for n in path:
+        called = n.op == "call_module" and isinstance(modules.get(n.target), kinds)
+        if called and n.target not in names:
+            names.append(str(n.target))
+    return names
+
+
+def _last_norm(path: list[fx.Node], modules: dict[str, nn.Module], last_layer: str) -> str | None:
+    """The last norm module called after the branch's last weight layer, if any."""
+    seen_last, found = False, None
+    for n in path:
+        if n.op != "call_module":
+            continue
+        if n.target == last_layer:
+            seen_last, found = True, None
+        elif seen_last and isinstance(modules.get(n.target), NORMS):
+            found = str(n.target)
+    return found
+
+
+ACTIVATION_FUNCTIONS = {torch.relu, torch.tanh, torch.sigmoid, F.relu, F.gelu, F.silu}
+
+
+def _has_activation(path: list[fx.Node], modules: dict[str, nn.Module]) -> bool:
+    for n in path:
+        if n.op == "call_module" and type(modules.get(n.target)).__module__.endswith("activation"):
+            return True
+        if n.op == "call_function" and n.target in ACTIVATION_FUNCTIONS:
+            return True
+    return False

@@ -1,0 +1,108 @@
+"""``initlab.plan``: what an init and a residual rule do to every parameter of a model.
+
+Applies ``init`` (any :func:`initlab.initialize` scheme) and the residual rule to a *copy* of
+the model and reports, per parameter, its role in the residual structure, the rule applied,
+and ``rms = sqrt(mean(w²))`` and ``std`` (unbiased, ``None`` for a scalar) before → after.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from initlab.residual.structure import LAYERS, NORMS, Structure, find_structure
+
+ADDED = ("skipinit_gate", "fixup_scale", "fixup_bias", "fixup_bias_in")
+
+
+def _stats(t: Tensor) -> tuple[float, float | None]:
+    t = t.detach().double()
+    rms = float(t.pow(2).mean().sqrt())
+    return rms, float(t.std()) if t.numel() > 1 else None
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) else float(f"{x:.6g}")
+
+
+def parameter_role(structure: Structure, module_name: str, module: nn.Module, pname: str) -> str:
+    """The parameter's role: its module's place in the residual structure, else its kind."""
+    role = structure.role_of(module_name)
+    if pname in ADDED:
+        return f"{role} · {pname}" if role else pname
+    if role:
+        return role
+    if isinstance(module, nn.Embedding):
+        return "embedding"
+    if isinstance(module, NORMS):
+        return "norm"
+    return "layer" if isinstance(module, LAYERS) else "other"
+
+
+def plan(
+    model: nn.Module,
+    init: Any = "default",
+    *,
+    residual: str = "none",
+    generator: torch.Generator | None = None,
+    **options: Any,
+):
+    """The :class:`initlab.doctor.Plan` of ``init`` + ``residual`` on ``model`` (which is left
+    unchanged); ``options`` go to :func:`initlab.initialize` (``bias``, ``output_layer``,
+    ``data``...)."""
+    from initlab.apply import initialize
+    from initlab.doctor.plan import Plan, PlanEntry
+
+    work = copy.deepcopy(model)
+    before = {n: _stats(p) for n, p in work.named_parameters()}
+    structure = find_structure(work)
+    record = initialize(work, init, generator=generator, residual=residual, **options)
+    outcome = record.residual_result
+    if outcome is not None and outcome.rule != "none":
+        structure = outcome.structure
+    actions = outcome.actions if outcome is not None else {}
+    schemes = {row["layer"]: row for row in record.rows}
+    rows = []
+    for mname, module in work.named_modules():
+        for pname, param in module.named_parameters(recurse=False):
+            name = f"{mname}.{pname}" if mname else pname
+            rms_b, std_b = before.get(name, (None, None))
+            rms_a, std_a = _stats(param)
+            rows.append(
+                {
+                    "name": name,
+                    "shape": list(param.shape),
+                    "role": parameter_role(structure, mname, module, pname),
+                    "rule": _rule(schemes.get(mname), pname, actions.get(name), record.residual),
+                    "rms_before": _rounded(rms_b),
+                    "rms_after": _rounded(rms_a),
+                    "std_before": _rounded(std_b),
+                    "std_after": _rounded(std_a),
+                }
+            )
+    entries = [
+        PlanEntry(
+            r["layer"], r["type"], "", r["scheme"], "from init", structure.role_of(r["layer"])
+        )
+        for r in record.rows
+    ]
+    return Plan(entries, residual=structure, residual_rule=record.residual, parameters=rows)
+
+
+def _rule(row: dict[str, Any] | None, pname: str, action: str | None, rule: str) -> str:
+    """``"he_normal"``, ``"he_normal, then zeroed (fixup)"``, ``"added = 0 (skipinit)"``,
+    ``"kept"``."""
+    base = "kept"
+    if row is not None and pname == "weight":
+        base = row["scheme"]
+    elif row is not None and pname == "bias":
+        base = row["bias"]
+    if action is None:
+        return base
+    if action.startswith("added"):
+        return f"{action} ({rule})"
+    return f"{base}, then {action} ({rule})"

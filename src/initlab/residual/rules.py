@@ -1,0 +1,151 @@
+"""Residual rules: applied to every branch of :func:`~initlab.residual.find_structure`,
+after the per-layer scheme (L branches, m weight layers in a branch):
+
+==================  =========================================================================
+rule                what it does
+==================  =========================================================================
+``none``            nothing
+``zero_last_layer`` the last Linear/Conv of each branch (weight and bias) = 0: each block is
+                    the identity at init (alias ``zero``; SkipInit/Fixup's zero rule)
+``zero_last_norm``  the scale of the norm that ends each branch = 0 (torchvision
+                    ``zero_init_residual``, timm ``zero_init_last``; Goyal et al. 2017);
+                    branches that do not end in a norm are left alone (noted)
+``skipinit``        a learnable scalar ``skipinit_gate`` = 0 multiplies each branch's output
+                    (De & Smith 2020; see :mod:`initlab.residual.gates`)
+``fixup``           (Zhang et al. 2019) weight layers of each branch but the last × L^(-1/(2m-2)),
+                    the last = 0, the output layer = 0; scalars ``fixup_bias_in`` (0) before
+                    each branch layer, ``fixup_scale`` (1) and ``fixup_bias`` (0) on each
+                    branch's output. One-layer branches (m = 1, initlab's residual MLP): the
+                    layer × L^(-1/2) and not zeroed, which keeps E[h_L²] <= e·E[h_0²] for
+                    zero-mean branches since (1 + 1/L)^L < e.
+``depth_scaled``    each branch's last layer (its output projection) × 1/sqrt(L): GPT-2's
+                    N(0, 0.02/sqrt(2·n_layer)), a transformer having L = 2·n_layer branches
+==================  =========================================================================
+
+Multiplying a zero-mean weight by c multiplies its std by c: the rules scale the per-layer
+scheme's draw, so they combine with any base init.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from initlab.errors import InitlabError
+from initlab.residual.gates import add_fixup_input, add_fixup_output, add_gate
+from initlab.residual.names import ADDS_PARAMETERS, canonical_rule
+from initlab.residual.structure import Branch, Structure, find_structure
+
+
+@dataclass
+class ResidualResult:
+    """What a rule did: the structure it acted on and one line per parameter it changed."""
+
+    rule: str
+    structure: Structure
+    actions: dict[str, str] = field(default_factory=dict)
+    """Parameter name → what the rule did to it (``"zeroed"``, ``"× 0.5"``, ``"added = 0"``)."""
+
+
+@torch.no_grad()
+def apply_residual(
+    model: nn.Module, rule: str, structure: Structure | None = None
+) -> ResidualResult:
+    """Apply ``rule`` (module docstring) to every branch of ``model``, in place."""
+    rule = canonical_rule(rule)
+    if structure is None:
+        structure = find_structure(model) if rule != "none" else Structure(method="none")
+    result = ResidualResult(rule, structure)
+    if rule == "none" or not structure.branches:
+        return result
+    modules = dict(model.named_modules())
+    if rule in ADDS_PARAMETERS:
+        _check_outputs(structure, rule)
+    for branch in structure.branches:
+        APPLY[rule](branch, modules, structure.depth, result)
+    if rule == "fixup" and structure.output_layer:
+        _zero(structure.output_layer, modules, result)
+    return result
+
+
+def apply_residual_rule(model: nn.Module, rule: str) -> int:
+    """Apply ``rule`` to every residual branch; the number of branches changed."""
+    result = apply_residual(model, rule)
+    return structure_count(result)
+
+
+def structure_count(result: ResidualResult) -> int:
+    return 0 if result.rule == "none" else result.structure.depth
+
+
+def _check_outputs(structure: Structure, rule: str) -> None:
+    missing = [b.index + 1 for b in structure.branches if b.output is None]
+    if missing:
+        raise InitlabError(
+            f"residual rule '{rule}' needs each branch to end in a module, but branches "
+            f"{missing} end in a function call: end them in a module (e.g. nn.Identity())"
+        )
+
+
+def _scale(name: str, modules: dict[str, nn.Module], c: float, result: ResidualResult) -> None:
+    modules[name].weight.mul_(c)
+    result.actions[f"{name}.weight"] = f"× {c:.4g}"
+
+
+def _zero(name: str, modules: dict[str, nn.Module], result: ResidualResult) -> None:
+    for kind in ("weight", "bias"):
+        tensor = getattr(modules[name], kind, None)
+        if tensor is not None:
+            tensor.zero_()
+            result.actions[f"{name}.{kind}"] = "zeroed"
+
+
+def _zero_last_layer(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
+    _zero(b.layers[-1], modules, result)
+
+
+def _zero_last_norm(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
+    norm = modules.get(b.last_norm) if b.last_norm else None
+    if norm is None or getattr(norm, "weight", None) is None:
+        result.structure.notes.append(
+            f"zero_last_norm: branch {b.index + 1} does not end in a norm with a scale: unchanged"
+        )
+        return
+    norm.weight.zero_()
+    result.actions[f"{b.last_norm}.weight"] = "zeroed"
+
+
+def _skipinit(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
+    add_gate(modules[b.output])
+    result.actions[f"{b.output}.skipinit_gate"] = "added = 0"
+
+
+def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
+    m = len(b.layers)
+    if m == 1:
+        _scale(b.layers[0], modules, depth**-0.5, result)
+    else:
+        for name in b.layers[:-1]:
+            _scale(name, modules, depth ** (-1.0 / (2 * m - 2)), result)
+        _zero(b.layers[-1], modules, result)
+    for name in b.layers:
+        add_fixup_input(modules[name])
+        result.actions[f"{name}.fixup_bias_in"] = "added = 0"
+    add_fixup_output(modules[b.output])
+    result.actions[f"{b.output}.fixup_scale"] = "added = 1"
+    result.actions[f"{b.output}.fixup_bias"] = "added = 0"
+
+
+def _depth_scaled(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
+    _scale(b.layers[-1], modules, depth**-0.5, result)
+
+
+APPLY = {
+    "zero_last_layer": _zero_last_layer,
+    "zero_last_norm": _zero_last_norm,
+    "skipinit": _skipinit,
+    "fixup": _fixup,
+    "depth_scaled": _depth_scaled,
+}

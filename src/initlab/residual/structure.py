@@ -1,0 +1,138 @@
+"""The residual structure of a model: its branches, their layers, their depth L.
+
+A *residual branch* is the part of a model between a fork and an addition that joins it back
+to a *skip path*: ``y = skip(x) + branch(x)``. :func:`find_structure` finds them by tracing
+the model with ``torch.fx`` (:mod:`initlab.residual.fx`) and, where tracing fails
+(data-dependent control flow), from the modules' names and order
+(:mod:`initlab.residual.fallback`), saying so in :attr:`Structure.notes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+LAYERS = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+"""The weight layers a branch counts (the layers :func:`initlab.initialize` acts on)."""
+NORMS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.RMSNorm,
+)
+
+
+@dataclass
+class Branch:
+    """One residual branch. Names are ``named_modules`` names.
+
+    ``layers``: its Linear/Conv layers in execution order (m = ``len(layers)``);
+    ``last_norm``: the normalization layer after its last weight layer, if the branch ends in
+    one (a pre-norm transformer's branch starts with its norm: ``None``); ``skip``: the weight
+    layers of the skip path (a projection shortcut), empty for the identity; ``output``: the
+    module whose output is the branch's contribution to the sum (where a gate goes), ``None``
+    when the branch ends in a function rather than a module; ``block``: the module whose
+    ``forward`` does the addition.
+    """
+
+    index: int
+    layers: list[str]
+    last_norm: str | None = None
+    skip: list[str] = field(default_factory=list)
+    output: str | None = None
+    block: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Structure:
+    """Every residual branch of a model, how they were found, and what could not be."""
+
+    branches: list[Branch] = field(default_factory=list)
+    method: str = "fx"
+    notes: list[str] = field(default_factory=list)
+    output_layer: str | None = None
+    """The model's last Linear/Conv layer outside every branch (Fixup zeroes it)."""
+
+    @property
+    def depth(self) -> int:
+        """L, the number of residual branches."""
+        return len(self.branches)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "branches": [b.to_dict() for b in self.branches],
+            "depth": self.depth,
+            "method": self.method,
+            "notes": list(self.notes),
+        }
+
+    def role_of(self, module: str) -> str:
+        """``"branch k, layer j of m"``, ``"branch k, norm"``, ``"skip projection (branch
+        k)"``, ``"output"`` or ``""`` for the module named ``module`` (1-based k, j)."""
+        for b in self.branches:
+            if module in b.layers:
+                return (
+                    f"branch {b.index + 1}, layer {b.layers.index(module) + 1} of {len(b.layers)}"
+                )
+            if module == b.last_norm:
+                return f"branch {b.index + 1}, last norm"
+            if module in b.skip:
+                return f"skip projection (branch {b.index + 1})"
+            if module == b.output:
+                return f"branch {b.index + 1}, output"
+        return "output" if module == self.output_layer else ""
+
+
+def find_structure(model: nn.Module) -> Structure:
+    """The residual branches of ``model``: by ``torch.fx`` when the model traces, else by the
+    fallback heuristics (with a note saying why)."""
+    from initlab.residual.fallback import fallback_structure
+    from initlab.residual.fx import fx_structure, trace
+
+    try:
+        graph = trace(model)
+    except Exception as exc:  # fx raises many kinds on data-dependent code
+        reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:160]
+        structure = fallback_structure(model)
+        structure.notes.insert(
+            0,
+            f"torch.fx could not trace the model ({reason}); residual structure guessed from "
+            "module names and order",
+        )
+    else:
+        structure = fx_structure(model, graph)
+    structure.output_layer = _output_layer(model, structure)
+    if not structure.branches:
+        structure.notes.append("no residual branch found: residual rules change nothing")
+    return structure
+
+
+def _output_layer(model: nn.Module, structure: Structure) -> str | None:
+    """The last Linear/Conv in registration order that no branch or skip path owns."""
+    owned = {n for b in structure.branches for n in (*b.layers, *b.skip)}
+    names = [n for n, m in model.named_modules() if isinstance(m, LAYERS) and n not in owned]
+    return names[-1] if names else None
+
+
+def residual_branches(model: nn.Module) -> list[list[nn.Module]]:
+    """The Linear/Conv layers of every residual branch of ``model``, in order."""
+    modules = dict(model.named_modules())
+    return [[modules[n] for n in b.layers] for b in find_structure(model).branches]

@@ -1,0 +1,180 @@
+"""Residual structure and rules on the built-in ResNet and GPT and on untraceable models."""
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from initlab import initialize
+from initlab.models.gpt import gpt
+from initlab.models.resnet import BasicBlock, resnet
+from initlab.residual import apply_residual, find_structure
+
+ATOL = 50 * torch.finfo(torch.float32).eps * math.sqrt(64 * 8 * 8)
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _skip_only(model: nn.Module) -> nn.Module:
+    """The same network with every residual branch removed: relu(shortcut(x)) per block."""
+    ref = copy.deepcopy(model)
+    for block in ref.modules():
+        if isinstance(block, BasicBlock):
+            block.forward = lambda x, b=block: b.relu(b.shortcut(x))
+    return ref
+
+
+def _three_block_resnet(norm: bool) -> nn.Module:
+    torch.manual_seed(0)
+    model = resnet(depth=8, width=8, num_classes=5, norm=norm, in_channels=1)
+    initialize(model, "he_normal", generator=torch.Generator().manual_seed(0))
+    return model
+
+
+def test_zero_last_norm_zeroes_exactly_the_three_last_norm_scales():
+    model = _three_block_resnet(norm=True)
+    before = _weights(model)
+    result = apply_residual(model, "zero_last_norm")
+    after = _weights(model)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    expected = {f"layer{i}.0.bn2.weight" for i in (1, 2, 3)}
+    assert changed == expected and set(result.actions) == expected
+    assert all(float(after[n].abs().max()) == 0.0 for n in expected)
+    x = torch.randn(4, 1, 16, 16)
+    for mode in ("train", "eval"):
+        getattr(model, mode)()
+        ref = getattr(_skip_only(model), mode)()
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), ref(x), atol=ATOL, rtol=0)
+
+
+def test_fixup_zeroes_each_branch_last_conv_and_the_output_layer():
+    model = _three_block_resnet(norm=False)
+    result = apply_residual(model, "fixup")
+    zero = {n for n, p in model.named_parameters() if n.endswith("weight") and not p.any()}
+    assert zero == {
+        "layer1.0.conv2.weight",
+        "layer2.0.conv2.weight",
+        "layer3.0.conv2.weight",
+        "fc.weight",
+    }
+    # L = 3, m = 2: the first conv of each branch × 3^(-1/2)
+    assert result.actions["layer2.0.conv1.weight"] == f"× {3**-0.5:.4g}"
+    added = {n for n, _ in model.named_parameters() if "fixup" in n}
+    assert len(added) == 3 * (2 + 2)  # a bias before each conv, a scale and a bias per branch
+    assert model.layer1[0].bn2.fixup_scale.item() == 1.0
+
+
+def test_fixup_scales_the_branch_layers_by_L_power():
+    torch.manual_seed(1)
+    model = resnet(depth=20, width=4, num_classes=3, norm=False, in_channels=1)
+    plain = copy.deepcopy(model)
+    apply_residual(model, "fixup")
+    scale = 9 ** (-1.0 / 2)  # L = 9 branches of m = 2: L^(-1/(2m-2))
+    torch.testing.assert_close(
+        model.layer2[1].conv1.weight, plain.layer2[1].conv1.weight * scale, atol=1e-7, rtol=0
+    )
+
+
+def test_skipinit_gates_start_at_zero_learn_and_leave_the_skip_path():
+    model = _three_block_resnet(norm=False)
+    apply_residual(model, "skipinit")
+    gates = {n: p for n, p in model.named_parameters() if n.endswith("skipinit_gate")}
+    assert sorted(gates) == [f"layer{i}.0.bn2.skipinit_gate" for i in (1, 2, 3)]
+    assert all(float(g.detach()) == 0.0 for g in gates.values())
+    x = torch.randn(4, 1, 16, 16)
+    out = model(x)
+    with torch.no_grad():
+        torch.testing.assert_close(out, _skip_only(model)(x), atol=ATOL, rtol=0)
+    out.square().mean().backward()
+    assert any(float(g.grad.abs()) > 0 for g in gates.values())  # the gates can move
+    copied = copy.deepcopy(model)
+    copied.layer1[0].bn2.skipinit_gate.data.fill_(1.0)
+    assert not torch.allclose(copied(x), out, atol=1e-4)  # the hook reads the gate
+
+
+def test_depth_scaled_is_gpt2s_projection_rule():
+    torch.manual_seed(2)
+    model = gpt(vocab_size=16, width=32, depth=3, heads=4, context=8)
+    plain = copy.deepcopy(model)
+    result = apply_residual(model, "depth_scaled")
+    assert result.structure.depth == 6  # two branches per block
+    c = 6**-0.5  # GPT-2: 0.02 / sqrt(2 · n_layer)
+    for i in range(3):
+        for proj in ("attn.proj", "mlp.proj"):
+            a = model.get_submodule(f"blocks.{i}.{proj}").weight
+            b = plain.get_submodule(f"blocks.{i}.{proj}").weight
+            torch.testing.assert_close(a, b * c, atol=1e-7, rtol=0)
+    torch.testing.assert_close(model.blocks[0].attn.q.weight, plain.blocks[0].attn.q.weight)
+
+
+def test_gpt_structure_has_prenorm_branches_without_a_last_norm():
+    structure = find_structure(gpt(depth=2))
+    assert structure.method == "fx" and structure.depth == 4
+    attn, mlp = structure.branches[:2]
+    assert attn.layers[-1] == "blocks.0.attn.proj" and attn.last_norm is None
+    assert mlp.layers == ["blocks.0.mlp.fc", "blocks.0.mlp.proj"]
+    assert structure.output_layer == "head"
+
+
+class DataDependent(nn.Module):
+    """A residual net fx cannot trace: the forward branches on the data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.layer = nn.Sequential(BasicBlock(4, 4, 1, True), BasicBlock(4, 4, 1, True))
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.stem(x)
+        if h.mean() > 0:  # data-dependent control flow
+            h = -h
+        return self.fc(self.layer(h).mean((2, 3)))
+
+
+def test_untraceable_model_gets_a_fallback_structure_with_a_note():
+    model = DataDependent()
+    structure = find_structure(model)
+    assert structure.method == "fallback"
+    assert "torch.fx could not trace" in structure.notes[0]
+    assert [b.last_norm for b in structure.branches] == ["layer.0.bn2", "layer.1.bn2"]
+    result = apply_residual(model, "zero_last_norm")
+    assert set(result.actions) == {"layer.0.bn2.weight", "layer.1.bn2.weight"}
+
+
+def test_untraceable_model_without_blocks_changes_nothing_and_says_so():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x) if x.sum() > 0 else x
+
+    model = Odd()
+    before = _weights(model)
+    result = apply_residual(model, "fixup")
+    assert result.actions == {} and result.structure.method == "fallback"
+    assert any("no residual branch" in n for n in result.structure.notes)
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def test_a_branch_ending_in_a_function_is_refused_by_skipinit():
+    class FunctionEnd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return x + torch.tanh(self.fc2(torch.relu(self.fc1(x))))
+
+    from initlab.errors import InitlabError
+
+    with pytest.raises(InitlabError, match="end in a function call"):
+        apply_residual(FunctionEnd(), "skipinit")
+    assert apply_residual(FunctionEnd(), "zero_last_layer").structure.depth == 1
