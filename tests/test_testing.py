@@ -1,0 +1,66 @@
+"""initlab.testing: healthy inits pass, injected faults fail with their findings."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.apply import initialize
+from initlab.testing import assert_healthy_init
+
+pytest_plugins = ["initlab.testing"]  # the pytest11 entry point, before reinstalling
+
+
+def _tanh(depth=12, width=64):
+    layers = []
+    for _ in range(depth):
+        layers += [nn.Linear(width, width), nn.Tanh()]
+    return nn.Sequential(*layers, nn.Linear(width, 10))
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(256, 64, generator=g), torch.randint(0, 10, (256,), generator=g)
+
+
+def test_a_glorot_tanh_net_is_healthy(healthy_init):
+    model = _tanh()
+    initialize(model, "glorot_normal", generator=torch.Generator().manual_seed(0))
+    healthy_init(model, *_batch())
+
+
+@pytest.mark.parametrize(
+    ("scheme", "finding"),
+    [
+        ("random_normal(stddev=0.01)", "vanishing"),
+        ("random_normal(stddev=1.0)", "saturation"),
+        ("constant(0.05)", "symmetry"),
+    ],
+)
+def test_injected_bad_inits_fail_with_the_finding(scheme, finding):
+    model = _tanh()
+    initialize(model, scheme, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(AssertionError, match=finding):
+        assert_healthy_init(model, *_batch())
+
+
+def test_dead_relu_units_fail_and_allow_tolerates():
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    initialize(model, "he_normal", bias=-100.0, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(AssertionError, match="dead_units"):
+        assert_healthy_init(model, *_batch())
+    names = ["dead_units", "vanishing_activations", "vanishing_gradients", "symmetry"]
+    assert_healthy_init(model, *_batch(), allow=names)
+
+
+def test_the_example_in_docs_testing_runs():
+    text = (Path(__file__).parents[1] / "docs" / "testing.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    space: dict = {}
+    exec(code, space)
+    tests = [v for k, v in space.items() if k.startswith("test_")]
+    assert tests
+    for test in tests:
+        test()
