@@ -38,6 +38,7 @@ _PUBLIC = {
     "gain": "initlab.theory.gains",
     "initialize": "initlab.apply",
     "initializers": None,
+    "parametrize": "initlab.scaling.parametrize",
     "plan": "initlab.residual.plan",
     "recommend": "initlab.doctor",
 }

@@ -1,0 +1,106 @@
+"""``initlab scaling``: the coordinate check over widths (and depths), with verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from initlab.cli import app
+from initlab.cli import options as opt
+from initlab.cli.options import parse_model_args, parse_seeds, split_list
+from initlab.errors import InitlabError
+
+if TYPE_CHECKING:
+    from initlab.scaling.check import ScalingResult
+
+err = Console(stderr=True)
+out = Console()
+
+
+def parse_sizes(option: str, text: str) -> tuple[int, ...]:
+    """``"64,128,256"`` → ``(64, 128, 256)``; one line for anything else."""
+    try:
+        return tuple(int(w) for w in split_list(text))
+    except ValueError:
+        raise InitlabError(f"{option} takes integers like 64,128,256; got '{text}'") from None
+
+
+@app.command()
+def scaling(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="mlp, gpt, module:function or file.py:function taking a 'width' keyword "
+            "(and 'depth' with --depths); imports and runs that code"
+        ),
+    ] = "mlp",
+    model_arg: opt.ModelArgs = None,
+    widths: Annotated[str, typer.Option(help="increasing widths")] = "64,128,256,512,1024",
+    param: Annotated[str, typer.Option(help="sp, ntk or mup (docs/scaling.md)")] = "sp",
+    depths: Annotated[
+        str | None, typer.Option(help="depths to fit against, e.g. 2,4,8 (factory 'depth')")
+    ] = None,
+    optimizer: Annotated[str, typer.Option(help="sgd or adam")] = "adam",
+    lr: Annotated[float | None, typer.Option(help="learning rate (sgd 0.1, adam 1e-3)")] = None,
+    steps: Annotated[int, typer.Option(help="optimizer steps per width")] = 5,
+    seeds: opt.Seeds = "3",
+    batch_size: int = 64,
+    base_width: Annotated[
+        int | None, typer.Option(help="where all parametrizations agree (default: smallest)")
+    ] = None,
+    data: Annotated[str, typer.Option(help="a dataset name or user data spec")] = "digits",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto")] = "cpu",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="coords.csv, verdicts.json, coords.png go here")
+    ] = Path("results/scaling"),
+) -> None:
+    """Coordinate check: do activations and updates stay the same size as width grows?"""
+    from initlab.scaling.check import coord_check
+
+    result = coord_check(
+        model,
+        widths=parse_sizes("--widths", widths),
+        param=param,
+        optimizer=optimizer,
+        lr=lr,
+        steps=steps,
+        seeds=parse_seeds(seeds),
+        depths=parse_sizes("--depths", depths) if depths else (),
+        data=data,
+        device=device,
+        batch_size=batch_size,
+        base_width=base_width,
+        model_args=parse_model_args(model_arg),
+    )
+    paths = result.write(out_dir)
+    _print(result)
+    out.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
+
+
+def _print(result: ScalingResult) -> None:
+    s = result.settings
+    kinds = Table(title=f"parameter kinds (base width {s.base})", show_lines=False)
+    kinds.add_column("parameter")
+    kinds.add_column("kind")
+    for name, kind in result.kinds.items():
+        kinds.add_row(name, kind)
+    out.print(kinds)
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {note}", highlight=False)
+    summary = result.summary()
+    head = f"{s.param} with {s.optimizer}, lr {s.lr:g}, widths {list(s.widths)}"
+    if not summary:
+        out.print(f"[green]✔ nothing moves with width[/] ({head})", highlight=False)
+        return
+    out.print(f"[red]✘ {len(summary)} module(s) move with width[/] ({head}):", highlight=False)
+    for v in summary:
+        out.print(f"  • {v.sentence}", highlight=False, markup=False)
+    depth = [v for v in result.flagged() if v.axis != "width"]
+    if depth:
+        out.print(f"{len(depth)} depth fit(s) flagged, e.g.:", highlight=False)
+        for v in depth[:5]:
+            out.print(f"  • {v.sentence}", highlight=False, markup=False)

@@ -1,0 +1,26 @@
+"""Width-parametrized factories for scaling studies (``initlab scaling``, ``lr-transfer``).
+
+``mlp(width, depth, input_size, num_classes, activation)`` is ``input → width → ... → width →
+num_classes`` with ``depth`` hidden layers: layer ``blocks.0`` is input-like (finite → width),
+``blocks.1 .. blocks.{depth-1}`` are hidden (width → width) and ``output`` is output-like
+(width → finite). PyTorch's default initialization (variance 1/(3·fan_in)), i.e. the standard
+parametrization.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from initlab.models.mlp import MLP
+
+
+def mlp(
+    width: int = 128,
+    depth: int = 3,
+    input_size: int = 64,
+    num_classes: int = 10,
+    activation: str = "relu",
+) -> nn.Module:
+    """An :class:`~initlab.models.mlp.MLP` with ``depth`` hidden layers of ``width`` units
+    (inputs of any shape are flattened; the defaults fit the ``digits`` data, 8×8 → 10)."""
+    return MLP(input_size, [int(width)] * int(depth), num_classes, activation)

@@ -1,0 +1,27 @@
+"""Width and depth scaling: base shapes, SP / NTK / muP, coordinate checks with verdicts.
+
+* :mod:`~initlab.scaling.shapes` — which parameter dimensions grow with ``width`` (as
+  ``mup``'s base shapes), and each parameter's kind (input, hidden, output, vector, fixed);
+* :mod:`~initlab.scaling.parametrize` — SP, NTK and muP for any factory:
+  :func:`parametrize` returns ``(model, param_groups)``;
+* :mod:`~initlab.scaling.coords` — the coordinate table over widths, seeds and steps;
+* :mod:`~initlab.scaling.verdicts` — slopes against log(width) with CIs, flagged in words;
+* :mod:`~initlab.scaling.plots` — the coordinate-check figure;
+* :mod:`~initlab.scaling.check` — all of it: :func:`coord_check`.
+
+See docs/scaling.md.
+"""
+
+from initlab.scaling.check import ScalingResult, coord_check
+from initlab.scaling.parametrize import PARAMETRIZATIONS, parametrize, parametrized
+from initlab.scaling.shapes import KINDS, infer_shapes
+
+__all__ = [
+    "KINDS",
+    "PARAMETRIZATIONS",
+    "ScalingResult",
+    "coord_check",
+    "infer_shapes",
+    "parametrize",
+    "parametrized",
+]

@@ -1,0 +1,146 @@
+"""The coordinate check end to end: data → coordinate table → verdicts → files.
+
+>>> result = coord_check("initlab.models.scalable:mlp", widths=(64, 128, 256), param="sp")
+>>> result.flagged_modules()          # modules whose size moves with width
+>>> result.write("results/scaling")   # coords.csv, verdicts.json, coords.png
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from initlab.data import load
+from initlab.errors import InitlabError
+from initlab.scaling.coords import CoordSettings, batch_source, coord_data, scaling_notes
+from initlab.scaling.shapes import check_factory, infer_shapes
+from initlab.scaling.verdicts import Verdict, depth_verdicts, width_verdicts, with_sentences
+from initlab.train.device import resolve_device
+from initlab.train.tasks import resolve_task
+from initlab.usercode import load_callable
+
+BUILTIN = {"mlp": "initlab.models.scalable:mlp", "gpt": "initlab.models.gpt:gpt"}
+DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
+
+
+@dataclass
+class ScalingResult:
+    """A coordinate check's table, verdicts, parameter kinds and notes."""
+
+    settings: CoordSettings
+    coords: pd.DataFrame
+    verdicts: list[Verdict]
+    kinds: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+    def flagged(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.flagged]
+
+    def flagged_modules(self) -> list[str]:
+        """Modules with at least one flagged width verdict, in model order."""
+        return list(dict.fromkeys(v.module for v in self.flagged() if v.axis == "width"))
+
+    def summary(self) -> list[Verdict]:
+        """Per flagged module, its width verdict with the largest |slope| (l1/std/update)."""
+        best: dict[str, Verdict] = {}
+        for v in self.flagged():
+            if v.axis == "width" and abs(v.slope) > abs(best.get(v.module, v).slope) - 1e-12:
+                best[v.module] = v
+        return [best[m] for m in self.flagged_modules()]
+
+    def write(self, out: str | Path) -> dict[str, Path]:
+        """``coords.csv``, ``verdicts.json`` and ``coords.png`` in ``out``."""
+        from initlab.scaling.plots import plot_coords
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {k: out / k for k in ("coords.csv", "verdicts.json", "coords.png")}
+        self.coords.to_csv(paths["coords.csv"], index=False)
+        document = {
+            "settings": _jsonable(self.settings),
+            "kinds": self.kinds,
+            "notes": self.notes,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+        }
+        paths["verdicts.json"].write_text(json.dumps(document, indent=1, allow_nan=True))
+        marked = [(v.module, v.step) for v in self.flagged() if v.metric == "l1"]
+        s = self.settings
+        title = f"{s.param} with {s.optimizer}, lr {s.lr:g}"
+        plot_coords(self.coords, paths["coords.png"], flagged=marked, title=title)
+        return paths
+
+
+def _jsonable(settings: CoordSettings) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()} | {
+        "kwargs": dict(settings.kwargs)
+    }
+
+
+def resolve_factory(model: str | Callable) -> Callable:
+    """A factory from ``mlp``/``gpt`` (the built-in width-parametrized ones), a
+    ``module:function`` / ``file.py:function`` spec or a callable."""
+    if callable(model):
+        return model
+    if model in BUILTIN:
+        return load_callable(BUILTIN[model], "--model")
+    if ":" not in model:
+        raise InitlabError(
+            f"--model {model}: scaling needs a factory with a 'width' keyword: mlp, gpt, "
+            "module:function or file.py:function"
+        )
+    return load_callable(model, "--model")
+
+
+def coord_check(
+    model: str | Callable = "mlp",
+    *,
+    widths: Sequence[int] = (64, 128, 256, 512, 1024),
+    param: str = "sp",
+    optimizer: str = "adam",
+    lr: float | None = None,
+    steps: int = 5,
+    seeds: Sequence[int] = (0, 1, 2),
+    depths: Sequence[int] = (),
+    data: str = "digits",
+    device: str = "cpu",
+    batch_size: int = 64,
+    base_width: int | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    task: str = "auto",
+) -> ScalingResult:
+    """Run the coordinate check of ``model`` (see :mod:`initlab.scaling.coords`) and fit its
+    verdicts. Every user mistake raises :class:`InitlabError` before any training."""
+    settings = CoordSettings(
+        widths=tuple(int(w) for w in widths),
+        param=param,
+        optimizer=optimizer,
+        lr=DEFAULT_LR.get(optimizer, 1e-3) if lr is None else float(lr),
+        steps=int(steps),
+        seeds=tuple(int(s) for s in seeds),
+        depths=tuple(int(d) for d in depths),
+        batch_size=int(batch_size),
+        base_width=base_width,
+        kwargs=dict(model_args or {}),
+    )
+    factory = resolve_factory(model)
+    check_factory(factory, depth=bool(settings.depths))
+    kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
+    shapes = infer_shapes(
+        factory, width=settings.widths[-1], base_width=settings.base, kwargs=kwargs
+    )
+    dataset = load(data, task=task)
+    the_device = resolve_device(device)
+    batches = batch_source(dataset.x_train, dataset.y_train, settings.batch_size, the_device)
+    notes = scaling_notes(factory, settings, batches, the_device)
+    with torch.random.fork_rng(devices=[]):
+        coords = coord_data(factory, settings, batches, resolve_task(task, dataset), the_device)
+    kinds = {name: s.kind for name, s in shapes.items()}
+    verdicts = width_verdicts(coords) + depth_verdicts(coords)
+    verdicts = with_sentences(verdicts, param, optimizer, kinds)
+    return ScalingResult(settings, coords, verdicts, kinds, notes)

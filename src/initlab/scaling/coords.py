@@ -1,0 +1,247 @@
+"""Coordinate data: per-layer sizes over widths (and depths), seeds and the first steps.
+
+The measurement of ``mup``'s coordinate check, on any factory: for each width (and depth) and
+seed, build the model under a parametrization (:mod:`initlab.scaling.parametrize`), train it
+for ``steps`` optimizer steps on minibatches of the data (the same batches at every width)
+and, at every forward pass ``t = 0 .. steps`` (``t`` updates taken so far), record for every
+Linear/Conv call (found by the probe's tracer, :func:`initlab.probe.trace.trace`):
+
+- ``l1``: mean |output|; ``std``: the output's standard deviation;
+- ``update`` (t ≥ 1): mean |layer(x; θ_t) − layer(x; θ_{t−1})| on the step-t input x, i.e.
+  |ΔW·x + Δb|, the change the last update made to this layer's output;
+
+and the model's logits ``std`` (module ``(logits)``). A tidy frame with columns
+:data:`COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
+
+from initlab.errors import InitlabError
+from initlab.probe.trace import trace
+from initlab.scaling.parametrize import Parametrized, parametrized
+from initlab.scaling.shapes import Factory
+from initlab.train.tasks import model_loss
+
+COLUMNS = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]
+LOGITS = "(logits)"
+METRICS = ("l1", "std", "update")
+
+
+@dataclass(frozen=True)
+class CoordSettings:
+    """What to measure: ``widths`` (increasing), ``depths`` (``()``: the factory's own),
+    the parametrization, optimizer, learning rate, steps, seeds, batch size and base width
+    (default: the smallest width)."""
+
+    widths: tuple[int, ...]
+    param: str = "sp"
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    steps: int = 5
+    seeds: tuple[int, ...] = (0, 1, 2)
+    depths: tuple[int, ...] = ()
+    batch_size: int = 64
+    base_width: int | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_sizes("--widths", self.widths)
+        if self.depths:
+            check_sizes("--depths", self.depths)
+        if self.steps < 1:
+            raise InitlabError(f"--steps must be at least 1, got {self.steps}")
+        if not self.seeds:
+            raise InitlabError("--seeds must give at least one seed")
+        if self.batch_size < 1:
+            raise InitlabError(f"batch size must be at least 1, got {self.batch_size}")
+
+    @property
+    def base(self) -> int:
+        return self.base_width if self.base_width is not None else self.widths[0]
+
+
+def check_sizes(option: str, sizes: Sequence[int]) -> None:
+    """:class:`InitlabError` unless ``sizes`` are ≥ 2 positive, strictly increasing ints."""
+    if len(sizes) < 2:
+        raise InitlabError(
+            f"{option} needs at least two sizes to fit a slope, got {list(sizes)} "
+            "(e.g. 64,128,256,512,1024)"
+        )
+    if any(int(s) != s or s < 1 for s in sizes):
+        raise InitlabError(f"{option} must be positive integers, got {list(sizes)}")
+    if any(b <= a for a, b in itertools.pairwise(sizes)):
+        raise InitlabError(f"{option} must be strictly increasing, got {list(sizes)}")
+
+
+class AttentionWatch(TorchFunctionMode):
+    """Notes every ``scaled_dot_product_attention`` call made without ``scale=`` (1/√d)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unscaled = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name == "scaled_dot_product_attention" and kwargs.get("scale") is None:
+            self.unscaled += len(args) < 7
+        return func(*args, **kwargs)
+
+
+def scaling_notes(
+    factory: Factory, settings: CoordSettings, batches: Batches, device: torch.device
+) -> list[str]:
+    """What the parametrization changed or could not change (attention scales), from the
+    model at the base width, and a check that it runs on the data (one forward pass)."""
+    kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
+    built = parametrized(
+        factory,
+        settings.param,
+        width=settings.widths[-1],
+        base_width=settings.base,
+        optimizer=settings.optimizer,
+        lr=settings.lr,
+        kwargs=kwargs,
+        seed=settings.seeds[0],
+    )
+    x = batches(settings.seeds[0], 0)[0][:2]
+    try:
+        notes = attention_notes(built.model.to(device), x)
+    except Exception as exc:
+        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise InitlabError(f"the model cannot run on the data: {first}") from None
+    return built.notes + notes
+
+
+def attention_notes(model: nn.Module, x: Tensor) -> list[str]:
+    """One line when the model's forward calls attention with its built-in 1/√d scale."""
+    watch = AttentionWatch()
+    with torch.no_grad(), watch:
+        model(x)
+    if not watch.unscaled:
+        return []
+    return [
+        f"{watch.unscaled} scaled_dot_product_attention call(s) use the default 1/√d scale; "
+        "muP needs 1/d — pass scale=1/d in the model (initlab cannot change it from outside)"
+    ]
+
+
+Batches = Callable[[int, int], tuple[Tensor, Tensor]]
+"""``batches(seed, step)`` → ``(x, y)`` on the device: the same at every width."""
+
+
+def batch_source(x: Tensor, y: Tensor, batch_size: int, device: torch.device) -> Batches:
+    """Minibatches drawn without replacement from ``(x, y)`` by a generator seeded from
+    ``(seed, step)``."""
+
+    def batches(seed: int, step: int) -> tuple[Tensor, Tensor]:
+        gen = torch.Generator().manual_seed(1_000_003 * seed + step)
+        idx = torch.randperm(len(x), generator=gen)[: min(batch_size, len(x))]
+        return x[idx].to(device), y[idx].to(device)
+
+    return batches
+
+
+def _rows(calls: list, out: Tensor, prev: dict[int, dict[str, Tensor]] | None) -> list[tuple]:
+    """``(module, metric, value)`` of one traced forward pass."""
+    rows = []
+    for call in calls:
+        y = call.output[1].float()
+        rows += [(call.name, "l1", float(y.abs().mean())), (call.name, "std", float(y.std()))]
+        state = None if prev is None else prev.get(id(call.module))
+        if state is not None and call.input[1] is not None:
+            with torch.no_grad():
+                before = functional_call(call.module, state, (call.input[1],))
+            rows.append((call.name, "update", float((y - before.float()).abs().mean())))
+    rows.append((LOGITS, "std", float(out.detach().float().std())))
+    return rows
+
+
+def factory_depth(factory: Factory, kwargs: Mapping[str, Any]) -> int:
+    """The ``depth`` the factory is called with (its default when not given; -1: none)."""
+    if "depth" in kwargs:
+        return int(kwargs["depth"])
+    try:
+        default = inspect.signature(factory).parameters["depth"].default
+    except (KeyError, TypeError, ValueError):
+        return -1
+    return int(default) if isinstance(default, int) else -1
+
+
+def _snapshot(model: nn.Module) -> dict[int, dict[str, Tensor]]:
+    return {
+        id(m): {n: p.detach().clone() for n, p in m.named_parameters(recurse=False)}
+        for m in model.modules()
+    }
+
+
+def run_one(
+    built: Parametrized, batches: Batches, seed: int, steps: int, loss: Callable
+) -> list[tuple]:
+    """``(step, module, metric, value)`` rows of ``steps`` updates of one model."""
+    groups = [{k: v for k, v in g.items() if k != "names"} for g in built.param_groups()]
+    opt_class = torch.optim.SGD if built.optimizer == "sgd" else torch.optim.Adam
+    optimizer = opt_class(groups, lr=built.lr)
+    model, prev, rows = built.model, None, []
+    model.train()
+    for step in range(steps + 1):
+        x, y = batches(seed, step)
+        with torch.enable_grad():
+            calls, out = trace(model, x)
+        if not isinstance(out, Tensor):
+            raise InitlabError(f"the model returned a {type(out).__name__}, not a tensor")
+        rows += [(step, *r) for r in _rows(calls, out, prev)]
+        if step == steps:
+            break
+        prev = _snapshot(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss(out, y).backward()
+        optimizer.step()
+    return rows
+
+
+def coord_data(
+    factory: Factory,
+    settings: CoordSettings,
+    batches: Batches,
+    task: str,
+    device: torch.device,
+) -> pd.DataFrame:
+    """The tidy coordinate table (:data:`COLUMNS`) over widths × depths × seeds."""
+    loss = model_loss(task)
+    frames = []
+    for depth in settings.depths or (None,):
+        kwargs = dict(settings.kwargs) | ({} if depth is None else {"depth": depth})
+        for width in settings.widths:
+            for seed in settings.seeds:
+                built = parametrized(
+                    factory,
+                    settings.param,
+                    width=width,
+                    base_width=settings.base,
+                    optimizer=settings.optimizer,
+                    lr=settings.lr,
+                    kwargs=kwargs,
+                    seed=seed,
+                )
+                built.model.to(device)
+                rows = run_one(built, batches, seed, settings.steps, loss)
+                frame = pd.DataFrame(rows, columns=["step", "module", "metric", "value"])
+                frame.insert(0, "seed", seed)
+                frame.insert(0, "depth", factory_depth(factory, kwargs))
+                frame.insert(0, "width", width)
+                frame.insert(0, "param", settings.param)
+                frames.append(frame)
+    return pd.concat(frames, ignore_index=True)[COLUMNS]

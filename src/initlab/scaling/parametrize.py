@@ -1,0 +1,197 @@
+"""SP, NTK and muP for any width-parametrized factory (docs/scaling.md, §1).
+
+>>> model, groups = initlab.parametrize(factory, "mup", base_width=64, width=1024,
+...                                     optimizer="adam", lr=1e-2)
+>>> opt = torch.optim.Adam(groups)      # each group carries its own "lr"
+
+Every rule is normalized at ``base_width``: at the base width SP, NTK and muP are the model as
+its factory built it, trained at ``lr``. Away from it, with ``m_in``/``m_out`` the fan
+multipliers of :mod:`initlab.scaling.shapes`, each parameter is rescaled to the rms the table
+asks for (``target_rms = base_rms · init_factor``) and gets ``lr · lr_factor``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from initlab.errors import InitlabError, UnknownNameError
+from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes
+
+PARAMETRIZATIONS = ("sp", "ntk", "mup")
+OPTIMIZERS = ("sgd", "adam")
+ATTN_ATTRIBUTE = "attn_scale"
+DESCRIPTIONS = {
+    "sp": "standard parametrization: init variance ∝ 1/fan_in, one learning rate",
+    "ntk": "neural tangent parametrization: W = w/√fan_in, learning rate η on w",
+    "mup": "maximal-update parametrization (Tensor Programs V, Table 3)",
+}
+
+
+@dataclass
+class Parametrized:
+    """A model at ``width`` under a parametrization: its parameter kinds, per-parameter init
+    and learning-rate factors, and the places (attention scales) initlab could not change."""
+
+    model: nn.Module
+    param: str
+    optimizer: str
+    lr: float
+    shapes: dict[str, ParamShape]
+    init_factor: dict[str, float]
+    lr_factor: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """``torch.optim`` parameter groups, one per distinct learning rate, each with its
+        ``lr`` and the ``names`` of its parameters."""
+        groups: dict[float, dict[str, Any]] = {}
+        for name, p in self.model.named_parameters():
+            lr = self.lr * self.lr_factor.get(name, 1.0)
+            group = groups.setdefault(lr, {"params": [], "lr": lr, "names": []})
+            group["params"].append(p)
+            group["names"].append(name)
+        return list(groups.values())
+
+
+def init_factor(param: str, shape: ParamShape, readout_zero_init: bool) -> float:
+    """The factor on the parameter's base rms (0: zero it): base/m_in variance for hidden
+    and output weights (muP output: 0, or base/m_in² without ``readout_zero_init``)."""
+    if shape.kind in ("hidden",) or (shape.kind == "output" and param != "mup"):
+        return 1 / math.sqrt(shape.m_in)
+    if shape.kind == "output":
+        return 0.0 if readout_zero_init else 1 / shape.m_in
+    return 1.0
+
+
+def lr_factor(param: str, optimizer: str, shape: ParamShape) -> float:
+    """The learning-rate factor of docs/scaling.md's table."""
+    kind = shape.kind
+    if param == "sp" or kind == "fixed":
+        return 1.0
+    if kind in ("input", "vector"):
+        return shape.m_out if (param == "mup" and optimizer == "sgd") else 1.0
+    if param == "ntk":
+        return 1 / shape.m_in if optimizer == "sgd" else 1 / math.sqrt(shape.m_in)
+    if kind == "hidden" and optimizer == "sgd":
+        return 1.0
+    return 1 / shape.m_in
+
+
+def _rms(t: torch.Tensor) -> float:
+    return float(t.detach().double().square().mean().sqrt()) if t.numel() else 0.0
+
+
+@torch.no_grad()
+def _rescale(model: nn.Module, base: nn.Module, factors: Mapping[str, float]) -> None:
+    """Set each parameter's rms to its base rms times its factor (zero-rms ones stay)."""
+    base_params = dict(base.named_parameters())
+    for name, p in model.named_parameters():
+        factor, current = factors.get(name, 1.0), _rms(p)
+        target = _rms(base_params[name]) * factor
+        if factor == 0.0:
+            p.zero_()
+        elif current > 0 and target > 0:
+            p.mul_(target / current)
+
+
+def _attention(model: nn.Module, base: nn.Module, param: str) -> list[str]:
+    """Set ``attn_scale`` attributes to √d_base/d under muP (d = 1/attn_scale², the head
+    dimension a 1/√d scale implies); name the attention initlab cannot change."""
+    notes = []
+    base_modules = dict(base.named_modules())
+    for name, module in model.named_modules():
+        label = name or "(model)"
+        if isinstance(module, nn.MultiheadAttention):
+            notes.append(
+                f"`{label}` (nn.MultiheadAttention) scales attention logits by 1/√d inside "
+                "torch; muP needs 1/d — initlab cannot change it from outside"
+            )
+        scale = getattr(module, ATTN_ATTRIBUTE, None)
+        if isinstance(scale, float) and param == "mup" and scale > 0:
+            base_scale = float(getattr(base_modules[name], ATTN_ATTRIBUTE))
+            d, d_base = scale**-2, base_scale**-2
+            setattr(module, ATTN_ATTRIBUTE, math.sqrt(d_base) / d)
+            notes.append(
+                f"`{label}.{ATTN_ATTRIBUTE}` set to √d_base/d = {math.sqrt(d_base) / d:.4g}"
+            )
+    return notes
+
+
+def parametrized(
+    factory: Factory,
+    param: str,
+    *,
+    width: int,
+    base_width: int,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    kwargs: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    readout_zero_init: bool = True,
+) -> Parametrized:
+    """``factory(width=width, **kwargs)`` under ``param`` (see the module docs); the base
+    model is built with the same ``seed`` (when given) to measure the base rms."""
+    if param not in PARAMETRIZATIONS:
+        raise UnknownNameError("parametrization", param, PARAMETRIZATIONS)
+    if optimizer not in OPTIMIZERS:
+        raise UnknownNameError("optimizer for scaling", optimizer, OPTIMIZERS)
+    if not (lr > 0 and math.isfinite(lr)):
+        raise InitlabError(f"--lr must be a positive number, got {lr}")
+    kwargs = dict(kwargs or {})
+    shapes = infer_shapes(factory, width=width, base_width=base_width, kwargs=kwargs)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        base = build(factory, base_width, kwargs, "cpu")
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = build(factory, width, kwargs, "cpu")
+    inits = {n: init_factor(param, s, readout_zero_init) for n, s in shapes.items()}
+    if param == "mup" and readout_zero_init:
+        for name, s in shapes.items():  # the readout's bias goes with it
+            if s.kind == "fixed" and name.rpartition(".")[0] in _output_owners(shapes):
+                inits[name] = 0.0
+    _rescale(model, base, inits)
+    lrs = {n: lr_factor(param, optimizer, s) for n, s in shapes.items()}
+    notes = _attention(model, base, param)
+    return Parametrized(model, param, optimizer, lr, shapes, inits, lrs, notes)
+
+
+def _output_owners(shapes: Mapping[str, ParamShape]) -> set[str]:
+    return {n.rpartition(".")[0] for n, s in shapes.items() if s.kind == "output"}
+
+
+def parametrize(
+    factory: Factory,
+    param: str = "mup",
+    *,
+    base_width: int,
+    width: int | None = None,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    seed: int | None = None,
+    readout_zero_init: bool = True,
+    **kwargs: Any,
+) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """``(model, param_groups)`` of ``factory`` at ``width`` (default ``base_width``) under
+    ``"sp"``, ``"ntk"`` or ``"mup"`` for ``optimizer`` ``"sgd"`` or ``"adam"``: pass the
+    groups to ``torch.optim.SGD``/``Adam`` (each carries its ``lr``). ``kwargs`` go to the
+    factory. See docs/scaling.md for the table and :func:`parametrized` for the details."""
+    result = parametrized(
+        factory,
+        param,
+        width=base_width if width is None else width,
+        base_width=base_width,
+        optimizer=optimizer,
+        lr=lr,
+        kwargs=kwargs,
+        seed=seed,
+        readout_zero_init=readout_zero_init,
+    )
+    return result.model, result.param_groups()

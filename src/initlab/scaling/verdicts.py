@@ -1,0 +1,184 @@
+"""Verdicts from coordinate data: the slope of log(metric) against log(width), with a CI.
+
+For each (module, step, metric): ordinary least squares of ``log(value)`` on ``log(width)``
+over every width and seed (:func:`scipy.stats.linregress`), 95% CI ``slope ± t(0.975, n−2) ·
+stderr``. Values ≤ 0 or not finite are left out; a fit needs ≥ 3 values over ≥ 2 widths.
+**Flagged** when the CI excludes 0 and ``|slope| ≥`` :data:`PRACTICAL_SLOPE` (a tenfold width
+change then moves the metric by ≥ 26%). Over depth (``--depths``), the same against depth and
+against log(depth), at each width.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+PRACTICAL_SLOPE = 0.1
+"""The smallest |slope| flagged: width^0.1 is +26% over a tenfold width change."""
+CONFIDENCE = 0.95
+AXES = ("width", "depth", "log_depth")
+METRIC_WORDS = {"l1": "mean |output|", "std": "output std", "update": "update |ΔW·x|"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One fit: ``slope`` of log(metric) against ``axis`` with its 95% CI, and ``flagged``."""
+
+    module: str
+    step: int
+    metric: str
+    slope: float
+    ci_low: float
+    ci_high: float
+    flagged: bool
+    n: int
+    axis: str = "width"
+    at: int | None = None
+    """The depth of a width fit (with ``--depths``), the width of a depth fit."""
+    sentence: str = ""
+
+    @property
+    def direction(self) -> str:
+        return "grows" if self.slope > 0 else "shrinks"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, int] | None:
+    """``(slope, ci_low, ci_high, n)`` of ``log(y)`` on ``x``; None when it cannot be fitted."""
+    keep = np.isfinite(y) & (y > 0) & np.isfinite(x)
+    x, y = x[keep], y[keep]
+    if len(y) < 3 or len(np.unique(x)) < 2:
+        return None
+    res = stats.linregress(x, np.log(y))
+    if not math.isfinite(res.stderr):
+        return None
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(y) - 2)) * res.stderr
+    return float(res.slope), float(res.slope - half), float(res.slope + half), len(y)
+
+
+def is_flagged(slope: float, low: float, high: float) -> bool:
+    """CI excludes 0 and the slope is large enough to matter (:data:`PRACTICAL_SLOPE`)."""
+    return (low > 0 or high < 0) and abs(slope) >= PRACTICAL_SLOPE
+
+
+def width_verdicts(coords: pd.DataFrame) -> list[Verdict]:
+    """One :class:`Verdict` per (depth, module, step, metric) fitted over widths."""
+    out, several = [], coords["depth"].nunique() > 1
+    for (depth, module, step, metric), rows in coords.groupby(
+        ["depth", "module", "step", "metric"], sort=False
+    ):
+        found = fit(np.log(rows["width"].to_numpy(float)), rows["value"].to_numpy(float))
+        if found is not None:
+            slope, low, high, n = found
+            at = int(depth) if several else None
+            flagged = is_flagged(slope, low, high)
+            out.append(Verdict(module, int(step), metric, slope, low, high, flagged, n, at=at))
+    return out
+
+
+def depth_verdicts(coords: pd.DataFrame) -> list[Verdict]:
+    """Fits over depth (linear and log) per (width, module, step, metric); modules present
+    at every depth only (``blocks.7`` does not exist at depth 2)."""
+    if coords["depth"].nunique() < 2:
+        return []
+    depths = coords["depth"].nunique()
+    out = []
+    for (width, module, step, metric), rows in coords.groupby(
+        ["width", "module", "step", "metric"], sort=False
+    ):
+        if rows["depth"].nunique() < depths:
+            continue
+        d = rows["depth"].to_numpy(float)
+        for axis, x in (("depth", d), ("log_depth", np.log(d))):
+            found = fit(x, rows["value"].to_numpy(float))
+            if found is not None:
+                slope, low, high, n = found
+                flagged = is_flagged(slope, low, high)
+                out.append(
+                    Verdict(
+                        module, int(step), metric, slope, low, high, flagged, n, axis, int(width)
+                    )
+                )
+    return out
+
+
+NAMES = {"sp": "SP", "ntk": "NTK", "mup": "muP", "sgd": "SGD", "adam": "Adam"}
+MUP_FIX = {
+    ("input", "sgd"): "muP scales this layer's learning rate by width",
+    ("input", "adam"): "muP keeps this layer's learning rate (η) and init",
+    ("hidden", "sgd"): "muP keeps this layer's SGD learning rate (η) and scales the output "
+    "layer's by 1/width",
+    ("hidden", "adam"): "muP scales this layer's learning rate by 1/width",
+    ("output", "sgd"): "muP scales this layer's learning rate by 1/width",
+    ("output", "adam"): "muP scales this layer's learning rate by 1/width",
+    ("logits", "sgd"): "muP scales the output layer's learning rate by 1/width and "
+    "zero-initializes it",
+    ("logits", "adam"): "muP scales the output layer's learning rate by 1/width and "
+    "zero-initializes it",
+}
+
+
+def cause(verdict: Verdict, param: str, optimizer: str, kind: str) -> str:
+    """Why a flagged module moves with width, and what muP does about it."""
+    setting = f"under {NAMES.get(param, param)} with {NAMES.get(optimizer, optimizer)}"
+    if verdict.step == 0:
+        return (
+            f"the initialization's scale depends on width {setting}; muP initializes with "
+            "variance ∝ 1/fan_in (the output layer: 0 or 1/fan_in²)"
+        )
+    if param == "mup":
+        return (
+            f"not expected {setting}: check the parameter kinds (`initlab scaling` prints "
+            "them) and that attention uses 1/d"
+        )
+    fix = MUP_FIX.get((kind, optimizer), "see docs/scaling.md for muP's rule")
+    if verdict.slope > 0:
+        return f"updates too large for this width {setting}; {fix}"
+    return f"updates vanish as width grows {setting} (features stop learning); {fix}"
+
+
+def sentence(verdict: Verdict, param: str, optimizer: str, kind: str) -> str:
+    """ "`blocks.3.fc2` output grows as width^0.49 by step 3 (95% CI 0.41–0.57): ..."."""
+    what = "logits std" if verdict.module == "(logits)" else METRIC_WORDS.get(verdict.metric)
+    name = "the model" if verdict.module == "(logits)" else f"`{verdict.module}`"
+    power = {
+        "width": f"width^{verdict.slope:.2f}",
+        "log_depth": f"depth^{verdict.slope:.2f}",
+        "depth": f"exp({verdict.slope:.2f}·depth)",
+    }[verdict.axis]
+    where = (
+        ""
+        if verdict.at is None
+        else (f" at width {verdict.at}" if verdict.axis != "width" else f" at depth {verdict.at}")
+    )
+    text = (
+        f"{name} {what} {verdict.direction} as {power} by step "
+        f"{verdict.step}{where} (95% CI {verdict.ci_low:.2f}–{verdict.ci_high:.2f})"
+    )
+    if verdict.axis != "width":
+        return text
+    return f"{text}: {cause(verdict, param, optimizer, kind)}"
+
+
+def module_kind(module: str, kinds: dict[str, str]) -> str:
+    """The kind of a traced module: its weight's (``logits`` for the model's output)."""
+    if module == "(logits)":
+        return "logits"
+    return kinds.get(f"{module.split('[')[0]}.weight", "hidden")
+
+
+def with_sentences(
+    verdicts: list[Verdict], param: str, optimizer: str, kinds: dict[str, str]
+) -> list[Verdict]:
+    """The verdicts, the flagged ones with their sentence."""
+    out = []
+    for v in verdicts:
+        text = sentence(v, param, optimizer, module_kind(v.module, kinds)) if v.flagged else ""
+        out.append(replace(v, sentence=text))
+    return out

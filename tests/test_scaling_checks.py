@@ -1,0 +1,66 @@
+"""The issue's checks, on the built-in MLP with widths 64–1024 and 5 steps (docs/scaling.md §2):
+SP with Adam flags the output layer as growing, muP flags nothing, NTK flags what theory says."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from initlab.scaling import coord_check
+
+WIDTHS = (64, 128, 256, 512, 1024)
+
+
+@cache
+def check(param: str, optimizer: str = "adam", lr: float | None = None):
+    return coord_check("mlp", widths=WIDTHS, param=param, optimizer=optimizer, lr=lr, steps=5)
+
+
+def flagged(result, metric: str | None = None, sign: int = 1) -> set[str]:
+    return {
+        v.module
+        for v in result.flagged()
+        if (metric is None or v.metric == metric) and v.slope * sign > 0
+    }
+
+
+def test_sp_with_adam_flags_the_output_layer_as_growing():
+    result = check("sp")
+    assert {"output", "(logits)"} <= flagged(result, sign=+1)
+    growing = [v for v in result.flagged() if v.module == "output" and v.slope > 0]
+    assert min(v.step for v in growing) <= 5
+    assert any("updates too large" in v.sentence for v in growing)
+
+
+@pytest.mark.parametrize(("optimizer", "lr"), [("adam", 1e-3), ("adam", 1e-2), ("sgd", 0.1)])
+def test_mup_flags_nothing(optimizer, lr):
+    result = check("mup", optimizer, lr)
+    assert result.flagged() == [], [v.sentence for v in result.flagged()]
+    # and the fits exist: muP's flatness is measured, not missing
+    assert {v.module for v in result.verdicts if v.metric == "update"} >= {
+        "blocks.0.linear",
+        "blocks.1.linear",
+        "output",
+    }
+
+
+def test_ntk_with_adam_flags_hidden_and_output_updates_growing_as_width_to_the_half():
+    result = check("ntk")
+    updates = [v for v in result.verdicts if v.metric == "update" and v.step >= 1]
+    for module in ("blocks.1.linear", "blocks.2.linear", "output"):
+        here = [v for v in updates if v.module == module]
+        assert all(v.flagged and 0.2 < v.slope < 0.8 for v in here), module
+    # the input layer's updates do not move with width (finite fan_in)
+    assert not any(v.flagged for v in updates if v.module == "blocks.0.linear")
+    sp = {(v.module, v.step): v.slope for v in check("sp").verdicts if v.metric == "update"}
+    for v in updates:
+        if v.module != "blocks.0.linear":  # half of SP's exponent of about 1
+            assert v.slope < sp[(v.module, v.step)]
+
+
+def test_ntk_with_sgd_freezes_features():
+    result = check("ntk", "sgd", 0.1)
+    shrinking = flagged(result, "update", sign=-1)
+    assert {"blocks.0.linear", "blocks.1.linear", "blocks.2.linear"} <= shrinking
+    assert "output" not in flagged(result, "update")

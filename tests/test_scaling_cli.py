@@ -1,0 +1,97 @@
+"""``initlab scaling`` end to end on small widths, and every bad input as one line, exit 2,
+before anything is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from initlab.cli import main
+
+FACTORIES = """
+from torch import nn
+
+
+def build(width=16, depth=2):
+    layers = [nn.Flatten(), nn.Linear(64, width), nn.Tanh()]
+    for _ in range(depth - 1):
+        layers += [nn.Linear(width, width), nn.Tanh()]
+    return nn.Sequential(*layers, nn.Linear(width, 10))
+
+
+def no_width(size=16):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, size), nn.Linear(size, 10))
+
+
+def ignores_width(width=16):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+"""
+FAST = ["--steps", "2", "--seeds", "2", "--batch-size", "32"]
+
+
+@pytest.fixture
+def factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "factories.py").write_text(FACTORIES)
+    return tmp_path
+
+
+def test_writes_the_tidy_table_verdicts_and_figure(factories, capsys):
+    out = factories / "sp"
+    args = ["scaling", "--model", "factories.py:build", "--widths", "32,64,128", "--param", "sp"]
+    assert main([*args, *FAST, "--optimizer", "adam", "--lr", "0.01", "--out", str(out)]) == 0
+    coords = pd.read_csv(out / "coords.csv")
+    assert list(coords.columns) == [
+        "param",
+        "width",
+        "depth",
+        "seed",
+        "step",
+        "module",
+        "metric",
+        "value",
+    ]
+    assert set(coords["metric"]) == {"l1", "std", "update"}
+    assert set(coords["width"]) == {32, 64, 128} and set(coords["step"]) == {0, 1, 2}
+    assert "(logits)" in set(coords["module"]) and (coords["depth"] == 2).all()
+    document = json.loads((out / "verdicts.json").read_text())
+    verdict = document["verdicts"][0]
+    assert {"module", "step", "metric", "slope", "ci_low", "ci_high", "flagged"} <= set(verdict)
+    assert document["kinds"]["1.weight"] == "input" and document["kinds"]["3.weight"] == "hidden"
+    assert (out / "coords.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "module(s) move with width" in printed and "grows as width^" in printed
+
+
+def test_depths_add_depth_fits(factories):
+    out = factories / "depth"
+    args = ["scaling", "--model", "factories.py:build", "--widths", "32,64", "--depths", "1,2,4"]
+    assert main([*args, *FAST, "--out", str(out)]) == 0
+    verdicts = json.loads((out / "verdicts.json").read_text())["verdicts"]
+    assert {v["axis"] for v in verdicts} == {"width", "depth", "log_depth"}
+    assert {v["at"] for v in verdicts if v["axis"] == "width"} == {1, 2, 4}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--widths", "128,64"], "strictly increasing"),
+        (["--widths", "64"], "at least two sizes"),
+        (["--widths", "64,sixty"], "integers like"),
+        (["--model", "factories.py:no_width"], "no 'width' keyword"),
+        (["--model", "factories.py:ignores_width"], "no parameter's shape changes"),
+        (["--model", "factories.py:build", "--depths", "4,2"], "--depths must be strictly"),
+        (["--param", "mu"], "unknown parametrization 'mu'"),
+        (["--model", "cnn"], "scaling needs a factory with a 'width' keyword"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(factories, capsys, args, message):
+    out = factories / "never"
+    base = ["scaling", "--model", "factories.py:build", "--widths", "32,64"]
+    assert main([*base, *FAST, *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and message in err
+    assert not out.exists()

@@ -1,0 +1,122 @@
+"""SP / NTK / muP: init rescaling and learning-rate groups follow docs/scaling.md's table."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import initlab
+from initlab.errors import InitlabError
+from initlab.models.gpt import gpt
+from initlab.models.scalable import mlp
+from initlab.scaling.parametrize import parametrized
+
+
+def lrs(result) -> dict[str, float]:
+    return {n: g["lr"] for g in result.param_groups() for n in g["names"]}
+
+
+def rms(t: torch.Tensor) -> float:
+    return float(t.detach().double().square().mean().sqrt())
+
+
+@pytest.mark.parametrize("param", ["sp", "ntk", "mup"])
+def test_at_the_base_width_every_parametrization_is_the_factory(param):
+    torch.manual_seed(0)
+    built = parametrized(mlp, param, width=64, base_width=64, seed=3, readout_zero_init=False)
+    torch.manual_seed(3)
+    plain = mlp(width=64)
+    for (name, p), q in zip(built.model.named_parameters(), plain.parameters(), strict=True):
+        assert torch.equal(p, q), name  # multiplied by exactly 1.0
+    assert set(lrs(built).values()) == {built.lr}
+
+
+@pytest.mark.parametrize(
+    ("param", "optimizer", "expected"),
+    [
+        # (input weight, hidden weight, output weight, hidden bias, output bias) at m = 4
+        ("sp", "adam", (1, 1, 1, 1, 1)),
+        ("sp", "sgd", (1, 1, 1, 1, 1)),
+        ("mup", "adam", (1, 1 / 4, 1 / 4, 1, 1)),
+        ("mup", "sgd", (4, 1, 1 / 4, 4, 1)),
+        ("ntk", "adam", (1, 1 / 2, 1 / 2, 1, 1)),
+        ("ntk", "sgd", (1, 1 / 4, 1 / 4, 1, 1)),
+    ],
+)
+def test_learning_rates_follow_the_table(param, optimizer, expected):
+    built = parametrized(mlp, param, width=256, base_width=64, optimizer=optimizer, lr=0.1)
+    got = lrs(built)
+    names = ("blocks.0.linear.weight", "blocks.1.linear.weight", "output.weight")
+    names += ("blocks.1.linear.bias", "output.bias")
+    for name, factor in zip(names, expected, strict=True):
+        assert got[name] == pytest.approx(0.1 * factor, rel=1e-12), name
+
+
+def test_init_follows_the_fan_in_law_and_mup_zeroes_the_readout():
+    base = parametrized(mlp, "sp", width=64, base_width=64, seed=0).model
+    wide = parametrized(mlp, "sp", width=1024, base_width=64, seed=0).model
+    mup = parametrized(mlp, "mup", width=1024, base_width=64, seed=0).model
+    b, w = dict(base.named_parameters()), dict(wide.named_parameters())
+    # hidden: rms scales as 1/sqrt(m_in) = 1/4; set exactly (up to float rounding)
+    ratio = rms(w["blocks.1.linear.weight"]) / rms(b["blocks.1.linear.weight"])
+    assert ratio == pytest.approx(0.25, rel=1e-5)
+    # biases of width-sized outputs: width-independent rms
+    assert rms(w["blocks.1.linear.bias"]) == pytest.approx(rms(b["blocks.1.linear.bias"]), 1e-5)
+    assert not mup.output.weight.any() and not mup.output.bias.any()
+    table3 = parametrized(mlp, "mup", width=1024, base_width=64, seed=0, readout_zero_init=False)
+    ratio = rms(table3.model.output.weight) / rms(b["output.weight"])
+    assert ratio == pytest.approx(1 / 16, rel=1e-5)  # variance base / m_in^2
+
+
+def test_a_fixed_std_init_is_brought_to_the_fan_in_law():
+    def gpt2_style(width: int = 64) -> nn.Module:
+        model = nn.Sequential(nn.Linear(10, width), nn.ReLU(), nn.Linear(width, width))
+        for p in model.parameters():
+            nn.init.normal_(p, std=0.02)
+        return model
+
+    built = parametrized(gpt2_style, "mup", width=1024, base_width=64, seed=0)
+    hidden = built.model[2].weight
+    n = hidden.numel()
+    # the base's rms is a sample of 64*64 N(0, 0.02²): relative sd 1/sqrt(2·4096)
+    tolerance = 6 / math.sqrt(2 * 64 * 64)
+    assert rms(hidden) == pytest.approx(0.02 / 4, rel=tolerance + 6 / math.sqrt(2 * n))
+
+
+def test_gpt_attention_scale_is_set_to_one_over_d():
+    built = parametrized(gpt, "mup", width=256, base_width=64, seed=0, kwargs={"heads": 4})
+    attn = built.model.blocks[0].attn
+    d, d_base = 64, 16
+    assert attn.attn_scale == pytest.approx(math.sqrt(d_base) / d, rel=1e-12)
+    assert any("attn_scale" in note for note in built.notes)
+    sp = parametrized(gpt, "sp", width=256, base_width=64, seed=0, kwargs={"heads": 4})
+    assert sp.model.blocks[0].attn.attn_scale == pytest.approx(1 / math.sqrt(d), rel=1e-12)
+
+
+def test_attention_it_cannot_change_is_named():
+    def with_mha(width: int = 32) -> nn.Module:
+        return nn.Sequential(nn.Linear(4, width), nn.MultiheadAttention(width, 4))
+
+    built = parametrized(with_mha, "mup", width=64, base_width=32)
+    assert any("MultiheadAttention" in n and "1/d" in n for n in built.notes)
+
+
+def test_public_parametrize_returns_a_model_and_groups_that_train():
+    model, groups = initlab.parametrize(mlp, "mup", base_width=32, width=128, lr=1e-2, depth=2)
+    optimizer = torch.optim.Adam(groups)
+    assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx([2.5e-3, 1e-2])
+    x, y = torch.randn(16, 64), torch.randint(0, 10, (16,))
+    before = model.output.weight.detach().clone()
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    assert not torch.equal(before, model.output.weight)
+
+
+def test_bad_names_are_one_line():
+    with pytest.raises(InitlabError, match="unknown parametrization 'mupp'"):
+        parametrized(mlp, "mupp", width=128, base_width=64)
+    with pytest.raises(InitlabError, match="optimizer for scaling"):
+        parametrized(mlp, "mup", width=128, base_width=64, optimizer="rmsprop")
