@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from contextlib import closing
@@ -22,6 +23,7 @@ import pytest
 from initlab.config import RunConfig
 from initlab.store import open_store
 from initlab.store.leases import Lease
+from initlab.sweep import engine, parse_spec, run_study
 from initlab.sweep.engine import Outcome
 from initlab.train.result import RunResult
 
@@ -100,6 +102,7 @@ def stored(db: Path) -> dict[str, tuple[str, int]]:
     return {r: (s, a) for r, s, a in rows}
 
 
+@pytest.mark.slow  # two processes importing torch: 24-30 s on a busy 2-core machine
 def test_two_identical_compares_share_the_runs(tmp_path):
     out = tmp_path / "same"
     args = ["compare", "--dataset", "digits", "--inits", "zeros,he_normal,glorot_uniform"]
@@ -116,6 +119,52 @@ def test_two_identical_compares_share_the_runs(tmp_path):
     per_process = Counter(pid for pid, _ in done)
     assert sorted(per_process) == sorted(p.pid for p in procs)
     assert min(per_process.values()) >= 3, per_process  # about half each (12 runs)
+
+
+INITS = ["zeros", "he_normal"]
+
+
+def test_two_sweeps_on_one_store_at_once_share_the_runs(tmp_path, monkeypatch):
+    """The fast equivalent of the two compares above: two threads (own Store connection, own
+    lease owner, exactly as two processes) run the same study into one store with the Python
+    API, training replaced by a sleep that logs which sweep trained which run."""
+    trained: list[tuple[str, str]] = []
+
+    def fake(cfg, data=None, on_epoch=None):
+        trained.append((threading.current_thread().name, cfg.key()))
+        time.sleep(0.05)
+        record = {"epoch": 1, "train_loss": 0.5, "val_accuracy": 0.5}
+        return RunResult(config=cfg, status="ok", epochs=[record], test_accuracy=0.5)
+
+    monkeypatch.setattr(engine, "run_config", fake)
+    fixed = {"dataset": "digits", "hidden": [8], "epochs": 1}
+    spec = parse_spec({"name": "shared", "fixed": fixed, "seeds": 6, "sweep": {"init": INITS}})
+    together, reports, errors = threading.Barrier(2), {}, []
+
+    def sweep() -> None:
+        try:
+            together.wait()
+            reports[threading.current_thread().name] = run_study(
+                spec, tmp_path, workers=1, engine="single"
+            )[1]
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sweep, name=name) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and sorted(reports) == ["a", "b"]
+    runs = stored(tmp_path / "initlab.db")
+    assert len(runs) == 12 and set(runs.values()) == {("ok", 1)}  # attempts stays 1
+    per_run = Counter(key for _, key in trained)
+    assert sorted(per_run) == sorted(runs) and set(per_run.values()) == {1}  # each once
+    per_sweep = Counter(name for name, _ in trained)
+    assert min(per_sweep["a"], per_sweep["b"]) >= 2, per_sweep  # both did part of the work
+    assert {r.ran + r.by_others for r in reports.values()} == {12}
+    with closing(sqlite3.connect(tmp_path / "initlab.db")) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
 
 
 @pytest.mark.slow  # four processes importing torch: ~30 s on a busy 2-core machine
@@ -172,18 +221,27 @@ def test_a_finished_run_is_never_overwritten(tmp_path):
         assert store.runs().set_index("run_id").loc[config(1).key(), "attempts"] == 2
 
 
+def take_when_free(lease: Lease, timeout: float = 10.0):
+    """What an executor does: take a chunk, waiting while other processes hold them."""
+    deadline = time.monotonic() + timeout
+    while (chunk := lease.take()) is None and not lease.done:
+        assert time.monotonic() < deadline, "no chunk became free"
+        lease.wait()
+    return chunk
+
+
 def test_leases_are_exclusive_until_they_expire(tmp_path):
     chunks = [[config(0), config(1)], [config(2)], [config(3)]]
-    keys = [c.key() for chunk in chunks for c in chunk]
     with open_store(tmp_path, create=True) as a, open_store(tmp_path) as b:
-        first, second = Lease(a, keys, wave=1, ttl=0.5), Lease(b, keys, wave=2, ttl=0.5)
-        assert next(first.waves(chunks)) == [chunks[0]]
-        taken = next(second.waves(chunks))
-        assert taken == chunks[1:]  # not the runs ``first`` holds
+        first, second = Lease(a, chunks, ttl=0.5), Lease(b, chunks, ttl=0.5)
+        assert first.take() == chunks[0]  # one chunk at a time, leased when taken
+        assert [second.take(), second.take()] == chunks[1:]  # not the runs ``first`` holds
+        assert second.take() is None and not second.done  # the rest is held: try later
         a.record(outcome(config(0)))  # ``first`` finishes one run and is then "killed"
         started = time.monotonic()
-        again = next(second.waves([chunks[0]]))  # waits for the lease on config(1) to expire
-        assert again == [[config(1)]] and time.monotonic() - started >= 0.3
+        again = take_when_free(second)  # waits for the lease on config(1) to expire
+        assert again == [config(1)] and time.monotonic() - started >= 0.3
+        assert second.take() is None and second.done
         with closing(sqlite3.connect(tmp_path / "initlab.db")) as conn:
             owners = dict(conn.execute("SELECT run_id, owner FROM leases").fetchall())
         assert owners[config(1).key()] == second.owner
@@ -192,9 +250,9 @@ def test_leases_are_exclusive_until_they_expire(tmp_path):
 @pytest.mark.parametrize("status", ["ok", "failed"])
 def test_a_run_attempted_by_another_process_meanwhile_is_not_taken(tmp_path, status):
     with open_store(tmp_path, create=True) as store:
-        lease = Lease(store, [config(0).key()], wave=1, ttl=10)
+        lease = Lease(store, [[config(0)]], ttl=10)
         store.record(outcome(config(0), status=status))  # someone else, after we started
-        assert list(lease.waves([[config(0)]])) == []
+        assert lease.take() is None and lease.done
 
 
 def test_the_leases_of_a_dead_process_on_this_host_are_taken_over_at_once(tmp_path):
@@ -209,7 +267,7 @@ def test_the_leases_of_a_dead_process_on_this_host_are_taken_over_at_once(tmp_pa
                 "INSERT INTO leases VALUES (?, ?, ?)", (keys[0], f"{host}:{gone.pid}:x", far)
             )
             conn.execute("INSERT INTO leases VALUES (?, ?, ?)", (keys[1], "elsewhere:1:x", far))
-        lease = Lease(store, keys, wave=2, ttl=60)
+        lease = Lease(store, [[config(0), config(1)]], ttl=60)
         mine, held = store.claim(keys, lease.owner, lease.baseline, lease.ttl)
     assert mine == [keys[0]]  # its process is gone: no need to wait an hour
     assert held == [keys[1]]  # another host's process may be alive: its lease holds
@@ -218,12 +276,12 @@ def test_the_leases_of_a_dead_process_on_this_host_are_taken_over_at_once(tmp_pa
 def test_the_heartbeat_keeps_leases_alive_while_runs_train(tmp_path):
     keys = [config(0).key()]
     with open_store(tmp_path, create=True) as store:
-        lease = Lease(store, keys, wave=1, ttl=0.6)
+        lease = Lease(store, [[config(0)]], ttl=0.6)
         with lease:
-            assert next(lease.waves([[config(0)]])) == [[config(0)]]
+            assert lease.take() == [config(0)]
             time.sleep(1.5)  # 2.5 lease lengths: only renewals keep it
             with open_store(tmp_path) as other:
-                intruder = Lease(other, keys, wave=1, ttl=0.6)
+                intruder = Lease(other, [[config(0)]], ttl=0.6)
                 assert other.claim(keys, intruder.owner, intruder.baseline, 0.6) == ([], keys)
         with closing(sqlite3.connect(tmp_path / "initlab.db")) as conn:  # dropped at the end
             assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0

@@ -222,3 +222,55 @@ def test_a_dataset_to_download_is_fetched_once_before_any_worker_starts(tmp_path
     with open_store(tmp_path, create=True) as store, pytest.raises(InitlabError, match="to get"):
         runner.run_sweep(expand(spec), store, runner.Study.from_spec(spec), progress=progress)
     assert fetched == ["digits"] and started == []  # one attempt, and nothing announced
+
+
+def test_worker_processes_start_once_and_each_chunk_is_leased_when_a_worker_takes_it(
+    tmp_path, monkeypatch
+):
+    from initlab.sweep import executor, runner
+
+    starts, leased = [], []
+    start = executor.ProcessExecutor._start
+
+    def counted(self, ctx, tasks, events):
+        procs = start(self, ctx, tasks, events)
+        starts.append(len(procs))
+        return procs
+
+    class LeaseCount(runner.SweepProgress):
+        def finished(self, outcome):  # after the run is recorded (its lease dropped)
+            with closing(sqlite3.connect(tmp_path / "initlab.db")) as conn:
+                leased.append(conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0])
+
+    monkeypatch.setattr(executor.ProcessExecutor, "_start", counted)
+    spec = tiny_spec(seeds=4)  # 8 runs, one per chunk with the single engine
+    _, report = run_study(spec, tmp_path, workers=2, engine="single", progress=LeaseCount())
+    assert sum(report.counts.values()) == 8 and "failed" not in report.counts
+    assert starts == [2]  # one start for the whole sweep, not one per batch of chunks
+    assert len(leased) == 8 and max(leased) <= 2  # at most one chunk per worker is leased
+    with open_store(tmp_path) as store:
+        assert len(store.finished_ids()) == 8
+
+
+def test_ray_gets_the_data_the_driver_already_loaded(tmp_path, monkeypatch, trainings):
+    """Ray faked: the executor the sweep builds is handed the loaded dataset (``preloaded``),
+    so the driver does not load it a second time; the runs train inline."""
+    from initlab.sweep import ray_backend, runner
+    from initlab.sweep.executor import InlineExecutor
+
+    made = []
+
+    def fake_ray_executor(address, *, engine, data_dir, preloaded, **options):
+        made.append(preloaded)
+        return InlineExecutor(engine, DataCache(data_dir, preloaded))
+
+    monkeypatch.setattr(ray_backend, "import_ray", lambda: None)
+    monkeypatch.setattr(ray_backend, "RayExecutor", fake_ray_executor)
+    configs = expand(tiny_spec())
+    loaded = load_data(configs[0])
+    with open_store(tmp_path, create=True) as store:
+        study = runner.Study.from_spec(tiny_spec())
+        report = runner.run_sweep(configs, store, study, backend="ray", dataset=loaded)
+    assert report.ran == 4 and len(trainings) == 4
+    assert len(made) == 1 and list(made[0]) == [engine.data_key(configs[0])]
+    assert made[0][engine.data_key(configs[0])] is loaded  # the same tensors, not a copy

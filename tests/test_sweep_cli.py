@@ -131,3 +131,38 @@ def test_ray_backend_without_ray_is_a_clear_error(spec_file, tmp_path, capsys, m
     assert "--address is for the Ray backend" in capsys.readouterr().err
     assert main(["sweep", str(spec_file), "--backend", "slurm", "--out", str(out)]) == 2
     assert "unknown backend 'slurm'" in capsys.readouterr().err
+
+
+USER_DATA_SPEC = """
+name = "my-data"
+seeds = 2
+[fixed]
+dataset = "{data}"
+hidden = [8]
+epochs = 2
+lr = 0.1
+[sweep]
+init = ["zeros", "he_normal"]
+"""
+
+
+def test_sweep_of_user_npz_data_with_the_builtin_mlp_runs_end_to_end(tmp_path, capsys, trainings):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3, 4)).astype("float32")  # an image-like shape: flattened
+    y = (x[:, 0, 0] > 0).astype("int64") + (x[:, 1, 1] > 0).astype("int64")  # 3 classes
+    data = tmp_path / "mine.npz"
+    np.savez(data, x_train=x[:300], y_train=y[:300], x_test=x[300:], y_test=y[300:])
+    spec_file = tmp_path / "mine.toml"
+    spec_file.write_text(USER_DATA_SPEC.format(data=data))
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec_file), "--out", str(out), "--engine", "single"]) == 0
+    err = capsys.readouterr().err
+    # sized from the data once loaded: 4 tiny runs are costed and run in this process
+    assert "running 4 run(s) on 1 worker(s)" in err and len(trainings) == 4
+    with open_store(out) as store:
+        runs, epochs = store.runs(), store.epochs()
+    assert len(runs) == 4 and set(runs["dataset"]) == {str(data)}
+    assert "failed" not in set(runs["status"]) and len(epochs) == 4 * 2
+    assert (out / "summary.csv").exists()

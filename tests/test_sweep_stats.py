@@ -86,6 +86,31 @@ def test_flops_are_counted_from_the_architecture():
     assert 2 < cost.seconds() < 60  # ≈ 1.7 s per model-epoch on one thread
 
 
+def test_user_data_is_sized_and_costed_once_it_is_read(tmp_path):
+    from initlab.errors import InitlabError
+    from initlab.sweep.estimate import check_buildable
+    from initlab.sweep.footprint import NoEstimate, profile, user_data
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(250, 6, 2)).astype("float32"), rng.integers(0, 4, 250)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
+    config = RunConfig(dataset=str(path), hidden=(5,), epochs=3, val_size=40, limit_train=100)
+    assert run_cost(config) is None  # not read: a dry run does not load user data
+    with pytest.raises(NoEstimate):
+        profile(config)
+    size = profile(config, read_data=True)  # 12 inputs, 4 classes
+    assert (size.parameters, size.macs) == (12 * 5 + 5 + 5 * 4 + 4, 12 * 5 + 5 * 4)
+    assert split_sizes(config) == (100, 40, 50)
+    assert user_data(config) is user_data(config)  # the run's own cached load: one copy
+    cost = run_cost(config, read_data=True)
+    assert cost.flops == 2 * size.macs * (3 * 100 * 3 + 40 * 3 + 50)
+    assert cost.steps == math.ceil(100 / 32) * 3
+    with pytest.raises(InitlabError, match="too small for 2 conv blocks"):
+        check_buildable([config.replace(model="cnn", hidden=())], read_data=True)
+    check_buildable([config.replace(model="cnn", hidden=())])  # unread: checked later
+
+
 def test_cost_table_and_calibration():
     configs = [RunConfig(dataset="digits", hidden=(16,), seed=s) for s in (0, 1)]
     table = cost_table(configs, ["seed"], {configs[0].key(): "ok"})

@@ -27,14 +27,22 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from initlab.store.sqlite import Store
 
-T = TypeVar("T")
+
+class Keyed(Protocol):
+    """What a lease hands out: items with a run id (a :class:`~initlab.config.RunConfig`)."""
+
+    def key(self) -> str: ...
+
+
+K = TypeVar("K", bound=Keyed)
 
 LEASE_SECONDS = 600.0
 """Default lease length: a killed worker's runs are taken over after this long."""
@@ -157,26 +165,30 @@ class Heartbeat:
             conn.close()
 
 
-class Lease:
-    """One process's share of a study's runs on ``store``: hands out *waves* of chunks whose
-    runs it has leased, waits while other processes hold the rest, and takes over leases
-    that expire.
+class Lease(Generic[K]):
+    """One process's share of a study's runs on ``store``: hands out its chunks one at a
+    time, each leased right when an executor asks for work (:meth:`take`), so worker
+    processes started once per sweep are fed as they become idle and the runs this process
+    has not started yet stay free for other processes sharing the store.
 
-    ``wave``: chunks leased at a time (one per worker: what the executor can start at
-    once). Leases are renewed by a :class:`Heartbeat` while the ``with`` block runs, and
-    the leases still held (runs not recorded: interrupted, failed disk) are dropped at its
-    end, so another process can take them over at once.
+    Leases are renewed by a :class:`Heartbeat` while the ``with`` block runs, and the
+    leases still held (runs not recorded: interrupted, failed disk) are dropped at its end,
+    so another process can take them over at once.
     """
 
-    def __init__(self, store: Store, run_ids: Iterable[str], wave: int, ttl: float | None = None):
-        self.store, self.wave = store, max(1, wave)
+    def __init__(
+        self, store: Store, chunks: Iterable[Sequence[K]], ttl: float | None = None
+    ) -> None:
+        self.store = store
+        self._left: deque[list[K]] = deque(list(chunk) for chunk in chunks)
         self.ttl = lease_seconds() if ttl is None else ttl
         self.owner = new_owner()
-        self.baseline = store.attempts(run_ids)
+        self.baseline = store.attempts(item.key() for chunk in self._left for item in chunk)
         self.poll = min(1.0, self.ttl / 4)
+        self._retry_at = 0.0
         self._heartbeat = Heartbeat(store.path, self.owner, self.ttl) if store.path else None
 
-    def __enter__(self) -> Lease:
+    def __enter__(self) -> Lease[K]:
         if self._heartbeat is not None:
             self._heartbeat.__enter__()
         return self
@@ -187,28 +199,34 @@ class Lease:
         with contextlib.suppress(sqlite3.Error, ValueError):  # full disk, damage: they expire
             self.store.release(self.owner)
 
-    def waves(self, chunks: Iterable[Sequence[T]]) -> Iterator[list[list[T]]]:
-        """Lists of at most ``wave`` chunks, cut down to the runs leased for this process.
+    @property
+    def done(self) -> bool:
+        """Whether every chunk has been handed out or found finished elsewhere."""
+        return not self._left
 
-        Runs held by another process are looked at again every :attr:`poll` seconds until
-        they are done or their lease expires (then they are taken over); finished runs, and
-        runs someone else attempted meanwhile, are dropped.
+    def take(self) -> list[K] | None:
+        """The next chunk, cut down to the runs leased for this process now; ``None`` when
+        no run can be leased now: the runs left are held by other processes (ask again after
+        :meth:`wait`; a lease that expires is taken over) or there are none (:attr:`done`).
+
+        Finished runs, and runs someone else attempted meanwhile, are dropped; the held runs
+        of a chunk go to the back of the line. A pass that leases nothing is not repeated for
+        :attr:`poll` seconds.
         """
-        left = [list(c) for c in chunks]
-        while left:
-            wave, waiting = [], []
-            for chunk in left:
-                if len(wave) >= self.wave:
-                    waiting.append(chunk)
-                    continue
-                keys = [c.key() for c in chunk]
-                mine, held = self.store.claim(keys, self.owner, self.baseline, self.ttl)
-                if mine:
-                    wave.append([c for c in chunk if c.key() in set(mine)])
-                if held:
-                    waiting.append([c for c in chunk if c.key() in set(held)])
-            if wave:
-                yield wave
-            elif waiting:
-                time.sleep(self.poll)
-            left = waiting
+        if time.monotonic() < self._retry_at:
+            return None
+        for _ in range(len(self._left)):
+            chunk = self._left.popleft()
+            mine, held = self.store.claim(
+                [item.key() for item in chunk], self.owner, self.baseline, self.ttl
+            )
+            if held:
+                self._left.append([item for item in chunk if item.key() in set(held)])
+            if mine:
+                return [item for item in chunk if item.key() in set(mine)]
+        self._retry_at = time.monotonic() + self.poll
+        return None
+
+    def wait(self) -> None:
+        """Sleep until :meth:`take` may lease again (after a pass that leased nothing)."""
+        time.sleep(max(0.0, self._retry_at - time.monotonic()))

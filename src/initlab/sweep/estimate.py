@@ -35,6 +35,7 @@ from initlab.sweep.footprint import (
     architecture,
     profile,
     run_bytes,
+    user_data,
 )
 from initlab.sweep.grid import swept_values
 from initlab.usercode import is_user_spec
@@ -59,7 +60,11 @@ class Cost:
 
 def split_sizes(config: RunConfig) -> tuple[int, int, int]:
     """``(n_train, n_val, n_test)`` of a config's data, from the dataset's documented sizes
-    (the validation set is taken from the training pool; ``limit_train`` caps training)."""
+    (the validation set is taken from the training pool; ``limit_train`` caps training);
+    user data is loaded (:func:`~initlab.sweep.footprint.user_data`) and counted."""
+    if is_user_spec(config.dataset):
+        loaded = user_data(config)
+        return loaded.num_train, loaded.num_val, loaded.num_test
     info = data.info(config.dataset)
     pool = info["num_train"] + info["num_val"]
     n_val = info["num_val"] if config.val_size is None else min(config.val_size, pool)
@@ -69,17 +74,18 @@ def split_sizes(config: RunConfig) -> tuple[int, int, int]:
     return n_train, n_val, info["num_test"]
 
 
-def forward_flops(config: RunConfig) -> float | None:
+def forward_flops(config: RunConfig, read_data: bool = False) -> float | None:
     """FLOPs of one example's forward pass (2 × the multiply-adds of Linear/Conv layers;
     see :mod:`initlab.sweep.footprint`); ``None`` when the input shape is unknown."""
-    macs = profile(config).macs
+    macs = profile(config, read_data).macs
     return None if macs is None else 2.0 * macs
 
 
-def check_buildable(configs: Iterable[RunConfig]) -> None:
+def check_buildable(configs: Iterable[RunConfig], read_data: bool = False) -> None:
     """Size every distinct architecture once (arithmetic, or the meta device: instant), so
     that a model that cannot exist for its dataset (a CNN on flat inputs...) or of absurd
-    size fails before anything runs. User factories are checked when the sweep starts."""
+    size fails before anything runs. User factories are checked when the sweep starts;
+    built-in models on user data only with ``read_data`` (the data is loaded to size them)."""
     seen = set()
     for config in configs:
         arch = architecture(config)
@@ -87,7 +93,7 @@ def check_buildable(configs: Iterable[RunConfig]) -> None:
             continue
         seen.add(arch)
         try:
-            profile(config)
+            profile(config, read_data)
         except NoEstimate:
             continue
         except InitlabError as exc:
@@ -97,13 +103,14 @@ def check_buildable(configs: Iterable[RunConfig]) -> None:
             raise InitlabError(message) from None
 
 
-def run_cost(config: RunConfig) -> Cost | None:
-    """Model-epochs, FLOPs and optimizer steps of one run; ``None`` for user data (its
-    sizes are known only once it is read) or a model that cannot be sized."""
-    if is_user_spec(config.dataset):
+def run_cost(config: RunConfig, read_data: bool = False) -> Cost | None:
+    """Model-epochs, FLOPs and optimizer steps of one run; ``None`` for a model that cannot
+    be sized, and for user data unless ``read_data`` (its sizes are known once it is read:
+    :func:`initlab.sweep.footprint.data_shape`)."""
+    if is_user_spec(config.dataset) and not read_data:
         return None
     try:
-        forward = forward_flops(config)
+        forward = forward_flops(config, read_data)
     except NoEstimate:
         return None
     if forward is None:

@@ -9,9 +9,12 @@ Worker processes use the ``spawn`` start method (forking a process that has star
 thread pools is unsafe), start with MKL's kernel choice as in the parent
 (:func:`initlab.mkl_dispatch.worker_entry`, before they import torch), load each dataset
 once and keep it for every chunk they run, and stream their results back over a queue; the
-parent is the only process that writes to the store. Workers ignore SIGINT: on Ctrl-C the
-parent stops them (terminate, then kill) and keeps everything already recorded. A worker
-exits by itself if its parent dies (SIGKILL).
+parent is the only process that writes to the store. The workers start once per sweep (when
+the first chunk can be taken) and are fed one chunk at a time: the parent takes the next
+chunk from its :class:`ChunkSource` (with a store, :class:`initlab.store.leases.Lease`
+leases its runs then) right before it puts it on the task queue for an idle worker.
+Workers ignore SIGINT: on Ctrl-C the parent stops them (terminate, then kill) and keeps
+everything already recorded. A worker exits by itself if its parent dies (SIGKILL).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Protocol
 
 import initlab.mkl_dispatch as mkl_dispatch
@@ -41,11 +45,57 @@ POLL_SECONDS = 0.5
 START_METHOD = "spawn"
 
 
+class ChunkSource(Protocol):
+    """Where an executor takes its chunks from, one at a time, when it has room for one."""
+
+    @property
+    def done(self) -> bool:
+        """Whether no chunk is left to take."""
+        ...
+
+    def take(self) -> list[RunConfig] | None:
+        """The next chunk, or ``None`` when none can be taken now (see :attr:`done`)."""
+        ...
+
+    def wait(self) -> None:
+        """Sleep until :meth:`take` is worth calling again."""
+        ...
+
+
+class ChunkList:
+    """A :class:`ChunkSource` of chunks known up front (no store, no other process)."""
+
+    def __init__(self, chunks: Iterable[list[RunConfig]]) -> None:
+        self._left = deque(chunks)
+
+    @property
+    def done(self) -> bool:
+        return not self._left
+
+    def take(self) -> list[RunConfig] | None:
+        return self._left.popleft() if self._left else None
+
+    def wait(self) -> None:
+        """Nothing to wait for: every chunk can be taken at once."""
+
+
+Chunks = ChunkSource | Iterable[list[RunConfig]]
+"""What executors run: a :class:`ChunkSource` (a lease) or a plain list of chunks."""
+
+
+def chunk_source(chunks: Chunks) -> ChunkSource:
+    """``chunks`` as a :class:`ChunkSource` (a list is wrapped in a :class:`ChunkList`)."""
+    if hasattr(chunks, "take"):
+        return chunks  # type: ignore[return-value]
+    return ChunkList(chunks)  # type: ignore[arg-type]
+
+
 class Executor(Protocol):
     """Runs chunks and yields each run's :class:`Outcome` as soon as it is known."""
 
-    def run(self, chunks: list[list[RunConfig]], on_epoch: EpochHook | None) -> Iterator[Outcome]:
-        """Run every chunk; outcomes arrive in completion order."""
+    def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Generator[Outcome, None, None]:
+        """Run every chunk, taken from ``chunks`` as there is room; outcomes arrive in
+        completion order (closing the generator stops the work)."""
         ...
 
 
@@ -74,8 +124,13 @@ class InlineExecutor:
     def __init__(self, engine: str = "auto", data: DataCache | None = None) -> None:
         self.engine, self.data = engine, data or DataCache()
 
-    def run(self, chunks: list[list[RunConfig]], on_epoch: EpochHook | None) -> Iterator[Outcome]:
-        for chunk in chunks:
+    def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Iterator[Outcome]:
+        source = chunk_source(chunks)
+        while not source.done:
+            chunk = source.take()
+            if chunk is None:  # the runs left are held by other processes
+                source.wait()
+                continue
             yield from execute_chunk(chunk, self.data, self.engine, on_epoch)
 
 
@@ -87,18 +142,14 @@ class ProcessExecutor:
     ) -> None:
         self.workers, self.threads, self.engine, self.data_dir = workers, threads, engine, data_dir
 
-    def run(self, chunks: list[list[RunConfig]], on_epoch: EpochHook | None) -> Iterator[Outcome]:
+    def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Iterator[Outcome]:
         ctx = mp.get_context(START_METHOD)
         tasks, events = ctx.Queue(), ctx.Queue()
-        for item in enumerate(chunks):
-            tasks.put(item)
-        for _ in range(self.workers):
-            tasks.put(None)
-        procs = self._start(ctx, tasks, events)
+        dispatch = _Dispatch(chunk_source(chunks), tasks, events, on_epoch)
         try:
-            yield from _collect(chunks, procs, events, on_epoch)
+            yield from dispatch.outcomes(lambda: self._start(ctx, tasks, events), self.workers)
         finally:
-            _stop(procs, tasks, events)
+            _stop(dispatch.procs, tasks, events)
 
     def _start(self, ctx, tasks, events) -> list:
         # worker_entry applies the MKL override as the parent did, before torch is imported
@@ -130,45 +181,76 @@ def _ignore_sigint():
     return signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _collect(chunks, procs, events, on_epoch) -> Iterator[Outcome]:
-    """Read the workers' messages until every chunk is accounted for."""
-    configs = {c.key(): c for chunk in chunks for c in chunk}
-    remaining, running = set(range(len(chunks))), {}
-    while remaining:
-        try:
-            message = events.get(timeout=POLL_SECONDS)
-        except queue.Empty:
-            yield from _reap(procs, running, remaining, chunks)
-            continue
-        kind, worker = message[0], message[1]
-        if kind == "start":
-            running[worker] = message[2]
-        elif kind == "epoch" and on_epoch is not None:
-            on_epoch(configs[message[2]], message[3])
-        elif kind == "done":
-            running.pop(worker, None)
-            remaining.discard(message[2])
-            yield from message[3]
-        elif kind == "fatal":
-            raise DataLoadError(message[2])
+class _Dispatch:
+    """The parent's side of a sweep on worker processes: it starts the workers when the
+    first chunk can be taken, hands one chunk to each idle worker, taken from the source
+    right then, reads the workers' messages until every chunk is accounted for, and fails
+    the chunks of workers that died."""
 
+    def __init__(self, source: ChunkSource, tasks, events, on_epoch: EpochHook | None) -> None:
+        self.source, self.tasks, self.events, self.on_epoch = source, tasks, events, on_epoch
+        self.procs: list = []
+        self.chunks: dict[int, list[RunConfig]] = {}
+        self.configs: dict[str, RunConfig] = {}
+        self.remaining: set[int] = set()  # handed to the workers, not reported done
+        self.running: dict[int, int] = {}  # worker -> the chunk it said it started
 
-def _reap(procs, running, remaining, chunks) -> Iterator[Outcome]:
-    """Record the chunks of workers that died; give up when no worker is left."""
-    for worker, proc in enumerate(procs):
-        if proc.is_alive() or worker not in running:
-            continue
-        chunk_id = running.pop(worker)
-        remaining.discard(chunk_id)
-        message = f"worker process died (exit code {proc.exitcode}) during this run"
-        yield from failed_outcomes(chunks[chunk_id], message)
-    if remaining and not any(p.is_alive() for p in procs):
-        codes = sorted({p.exitcode for p in procs})
-        if codes != [0]:
-            raise InitlabError(f"the worker processes died (exit codes {codes})")
-        for chunk_id in sorted(remaining):  # taken by a worker that vanished silently
-            yield from failed_outcomes(chunks[chunk_id], "lost when a worker process died")
-        remaining.clear()
+    def outcomes(self, start: Callable[[], list], workers: int) -> Iterator[Outcome]:
+        """Every outcome, in completion order; ``start()`` starts the ``workers`` processes."""
+        self._feed(start, workers)
+        while self.remaining or not self.source.done:
+            try:
+                message = self.events.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                yield from self._reap()
+                self._feed(start, workers)
+                continue
+            kind, worker = message[0], message[1]
+            if kind == "start":
+                self.running[worker] = message[2]
+            elif kind == "epoch" and self.on_epoch is not None:
+                self.on_epoch(self.configs[message[2]], message[3])
+            elif kind == "done":
+                self.running.pop(worker, None)
+                self.remaining.discard(message[2])
+                self._feed(start, workers)  # the idle worker gets its next chunk first
+                yield from message[3]
+            elif kind == "fatal":
+                raise DataLoadError(message[2])
+        for _ in self.procs:
+            self.tasks.put(None)  # nothing left: the workers exit
+
+    def _feed(self, start: Callable[[], list], workers: int) -> None:
+        """Put chunks on the task queue until every live worker has one."""
+        alive = sum(p.is_alive() for p in self.procs) if self.procs else workers
+        while len(self.remaining) < alive and not self.source.done:
+            chunk = self.source.take()
+            if chunk is None:  # held by other processes: try again at the next poll
+                return
+            if not self.procs:
+                self.procs = start()
+            chunk_id = len(self.chunks)
+            self.chunks[chunk_id] = chunk
+            self.configs.update((c.key(), c) for c in chunk)
+            self.remaining.add(chunk_id)
+            self.tasks.put((chunk_id, chunk))
+
+    def _reap(self) -> Iterator[Outcome]:
+        """Record the chunks of workers that died; give up when no worker is left."""
+        for worker, proc in enumerate(self.procs):
+            if proc.is_alive() or worker not in self.running:
+                continue
+            chunk_id = self.running.pop(worker)
+            self.remaining.discard(chunk_id)
+            message = f"worker process died (exit code {proc.exitcode}) during this run"
+            yield from failed_outcomes(self.chunks[chunk_id], message)
+        if self.procs and not any(p.is_alive() for p in self.procs):
+            codes = sorted({p.exitcode for p in self.procs})
+            if codes != [0]:
+                raise InitlabError(f"the worker processes died (exit codes {codes})")
+            for chunk_id in sorted(self.remaining):  # taken by a worker that vanished
+                yield from failed_outcomes(self.chunks[chunk_id], "lost when a worker died")
+            self.remaining.clear()
 
 
 def _stop(procs, tasks, events) -> None:

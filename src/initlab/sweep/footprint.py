@@ -15,6 +15,12 @@ device, which allocates nothing, and run on a fake one-example batch with hooks 
 the outputs of every leaf module (activations) and the multiply-adds of Linear/Conv layers.
 A factory that cannot build on the meta device gets no estimate, with a note saying why.
 
+The input shape and output size of a built-in dataset come from :func:`initlab.data.info`.
+User data (``dataset = "file.npz"``, ``"module:function"``) is sized from the data itself,
+loaded as the run loads it (:func:`user_data`: the same in-process cached object, so sizing
+it costs no second copy), and only when asked (``read_data=True``: the sweep, which loads
+the data anyway); ``--dry-run`` does not read user data and shows its runs as not sized.
+
 The memory of training one model (:func:`run_bytes`), in bytes::
 
     4 · parameters · (2 + s)  +  b · batch_size · activations
@@ -38,8 +44,10 @@ from torch import nn
 
 import initlab.data as data
 from initlab.config import RunConfig
+from initlab.data import Dataset
 from initlab.errors import InitlabError
 from initlab.models import build_model
+from initlab.train.run import load_data
 from initlab.usercode import is_user_spec
 
 MAX_PARAMETERS = 10**12
@@ -52,7 +60,7 @@ OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 @dataclass(frozen=True)
 class Profile:
     """One model's size: ``parameters``; ``macs`` and ``activations`` per example (``None``
-    when the input shape is unknown: user data is read only when the sweep starts)."""
+    when the input shape is unknown: user data not read yet)."""
 
     parameters: int
     macs: int | None
@@ -66,10 +74,35 @@ def architecture(config: RunConfig) -> tuple:
     return (config.dataset, *arch, config.residual, config.dropout > 0, args)
 
 
-def profile(config: RunConfig) -> Profile:
+DataShape = tuple[tuple[int, ...], int, str]
+"""``(input_shape, num_classes, task)`` of a dataset: what a model is built for."""
+
+
+def data_shape(config: RunConfig, read_data: bool = False) -> DataShape | None:
+    """``(input_shape, num_classes, task)`` of ``config``'s data: :func:`initlab.data.info`
+    for a built-in dataset; for user data :func:`user_data`'s, only with ``read_data``
+    (else ``None``)."""
+    if not is_user_spec(config.dataset):
+        info = data.info(config.dataset)
+        return tuple(info["input_shape"]), info["num_classes"], "classification"
+    if not read_data:
+        return None
+    loaded = user_data(config)
+    return tuple(loaded.input_shape), loaded.num_classes, loaded.task
+
+
+def user_data(config: RunConfig) -> Dataset:
+    """``config``'s user data, loaded with its settings exactly as the run loads it (cached
+    in-process, so the sweep reuses this object). :class:`InitlabError`, one line, when it
+    cannot be loaded."""
+    return load_data(config)
+
+
+def profile(config: RunConfig, read_data: bool = False) -> Profile:
     """The size of ``config``'s model; :class:`InitlabError` if a built-in model cannot
-    exist for its data (a CNN on flat inputs) or if it has more than :data:`MAX_PARAMETERS`."""
-    found = _profile(architecture(config))
+    exist for its data (a CNN on flat inputs) or if it has more than :data:`MAX_PARAMETERS`.
+    ``read_data``: size runs on user data too (see :func:`data_shape`)."""
+    found = _profile(architecture(config), data_shape(config, read_data))
     if found.parameters > MAX_PARAMETERS:
         raise InitlabError(
             f"the model of run {config.label} has {found.parameters:.3g} parameters, more than "
@@ -79,10 +112,9 @@ def profile(config: RunConfig) -> Profile:
 
 
 @lru_cache(maxsize=1024)
-def _profile(arch: tuple) -> Profile:
+def _profile(arch: tuple, sizes: DataShape | None) -> Profile:
     dataset, model, hidden, activation, batch_norm, residual, dropout, args = arch
-    shape = None if is_user_spec(dataset) else tuple(data.info(dataset)["input_shape"])
-    classes = None if shape is None else data.info(dataset)["num_classes"]
+    shape, classes, task = sizes if sizes is not None else (None, None, None)
     if not is_user_spec(model) and shape is None:
         raise NoEstimate(f"{model} on {dataset}: sized once the data is read (its shapes)")
     if model == "mlp":
@@ -93,7 +125,7 @@ def _profile(arch: tuple) -> Profile:
         else:
             built = build_model(model, shape, classes, hidden=hidden, activation=activation,
                                 batch_norm=batch_norm, residual=residual)  # fmt: skip
-        return _meta_profile(built.eval(), shape)
+        return _meta_profile(built.eval(), shape, task == "sequence")
 
 
 def _mlp_profile(
@@ -121,7 +153,9 @@ class NoEstimate(Exception):
     why); callers skip the estimate and show the note."""
 
 
-def _meta_profile(model: nn.Module, shape: tuple[int, ...] | None) -> Profile:
+def _meta_profile(model: nn.Module, shape: tuple[int, ...] | None, tokens: bool) -> Profile:
+    """Parameters, and multiply-adds and activations of a forward on one fake example
+    (integer token ids when ``tokens``)."""
     parameters = sum(p.numel() for p in model.parameters())
     if shape is None:
         return Profile(parameters, None, None)
@@ -141,7 +175,8 @@ def _meta_profile(model: nn.Module, shape: tuple[int, ...] | None) -> Profile:
         if not list(module.children()):
             module.register_forward_hook(count)
     try:
-        model(torch.empty(1, *shape, device="meta"))
+        dtype = torch.long if tokens else torch.float32
+        model(torch.zeros(1, *shape, dtype=dtype, device="meta"))
     except InitlabError:
         raise
     except Exception as exc:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import initlab.mkl_dispatch as mkl_dispatch
@@ -43,6 +43,7 @@ from initlab.sweep.engine import (
     execute_chunk,
     failed_outcomes,
 )
+from initlab.sweep.executor import Chunks, ChunkSource, chunk_source
 
 RAY_MISSING = "Ray is not installed: pip install 'initlab[ray]'"
 POLL_SECONDS = 1.0
@@ -127,39 +128,38 @@ class RayExecutor:
         self.engine, self.data_dir = engine, data_dir
         self.preloaded, self.gpus_per_trial = preloaded, float(gpus_per_trial)
 
-    def run(self, chunks: list[list[RunConfig]], on_epoch: EpochHook | None) -> Iterator[Outcome]:
-        """Run every chunk on the cluster; ``on_epoch`` hears of every epoch as it ends."""
+    def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Generator[Outcome, None, None]:
+        """Run every chunk on the cluster; ``on_epoch`` hears of every epoch as it ends.
+
+        Every chunk that can be taken now is submitted at once (Ray schedules them); chunks
+        held by other processes sharing the store are taken and submitted when they free up.
+        """
         ray = import_ray()
-        datasets = self._load_data(chunks)  # before connecting: bad data stops the sweep here
+        source = chunk_source(chunks)
+        first = _take_all(source)
+        cache = DataCache(self.data_dir, self.preloaded)
+        for config in (c for chunk in first for c in chunk):  # bad data stops the sweep here,
+            cache.get(config)  # before connecting
         started_here = self._connect(ray)
         self._check_gpus(ray, started_here)
-        shared = {key: ray.put(dataset) for key, dataset in datasets.items()}
-        task = ray.remote(num_cpus=self.threads, num_gpus=self.gpus_per_trial)(
-            mkl_dispatch.worker_entry
-        )
-        events = _epoch_queue() if on_epoch is not None else None
-        configs = {c.key(): c for chunk in chunks for c in chunk}
-        entry = (mkl_dispatch.status(), f"{__name__}:ray_chunk")
-        args = (self.engine, self.threads, self.data_dir, events, shared)
-        pending = {task.remote(*entry, chunk, *args): chunk for chunk in chunks}
+        submit = _Submitter(ray, self, cache, on_epoch)
         try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-                _drain(events, configs, on_epoch)  # a finished task's epochs come first
+            submit(first)
+            while submit.pending or not source.done:
+                if not submit.pending:
+                    source.wait()
+                ready, _ = ray.wait(list(submit.pending), num_returns=1, timeout=POLL_SECONDS)
+                _drain(submit.events, submit.configs, on_epoch)  # a task's epochs come first
                 for ref in ready:
-                    yield from _outcomes(ray, ref, pending.pop(ref))
+                    yield from _outcomes(ray, ref, submit.pending.pop(ref))
+                submit(_take_all(source))
         finally:
-            _cancel(ray, pending)
-            if events is not None:
+            _cancel(ray, submit.pending)
+            if submit.events is not None:
                 with contextlib.suppress(Exception):
-                    events.shutdown()
+                    submit.events.shutdown()
             if started_here:
                 ray.shutdown()
-
-    def _load_data(self, chunks: list[list[RunConfig]]) -> dict[tuple, Dataset]:
-        """Every dataset the chunks train on, by :func:`data_key`, loaded here once."""
-        cache = DataCache(self.data_dir, self.preloaded)
-        return {data_key(c): cache.get(c) for chunk in chunks for c in chunk}
 
     def _check_gpus(self, ray: Any, started_here: bool) -> None:
         """:class:`InitlabError` when tasks ask for more GPUs than the cluster has (they
@@ -188,6 +188,42 @@ class RayExecutor:
             where = self.address or os.environ.get("RAY_ADDRESS")
             raise InitlabError(f"cannot connect to the Ray cluster at {where}: {exc}") from None
         return True
+
+
+def _take_all(source: ChunkSource) -> list[list[RunConfig]]:
+    """Every chunk ``source`` hands out now."""
+    taken = []
+    while (chunk := source.take()) is not None:
+        taken.append(chunk)
+    return taken
+
+
+class _Submitter:
+    """Submits chunks as Ray tasks (each dataset put in the object store once) and keeps
+    the tasks in flight (``pending``: object ref → chunk)."""
+
+    def __init__(
+        self, ray: Any, executor: RayExecutor, cache: DataCache, on_epoch: EpochHook | None
+    ) -> None:
+        self.ray, self.cache = ray, cache
+        self.task = ray.remote(num_cpus=executor.threads, num_gpus=executor.gpus_per_trial)(
+            mkl_dispatch.worker_entry
+        )
+        self.events = _epoch_queue() if on_epoch is not None else None
+        self.entry = (mkl_dispatch.status(), f"{__name__}:ray_chunk")
+        self.args = (executor.engine, executor.threads, executor.data_dir, self.events)
+        self.shared: dict[tuple, Any] = {}
+        self.configs: dict[str, RunConfig] = {}
+        self.pending: dict[Any, list[RunConfig]] = {}
+
+    def __call__(self, chunks: list[list[RunConfig]]) -> None:
+        for chunk in chunks:
+            for config in chunk:
+                if data_key(config) not in self.shared:
+                    self.shared[data_key(config)] = self.ray.put(self.cache.get(config))
+            self.configs.update((c.key(), c) for c in chunk)
+            shared = dict(self.shared)  # the sweep's datasets so far (a worker keeps them all)
+            self.pending[self.task.remote(*self.entry, chunk, *self.args, shared)] = chunk
 
 
 def _epoch_queue() -> Any:

@@ -8,11 +8,12 @@ and commits each outcome as it arrives, so an interruption loses only the runs i
 
 Several processes may run the same study into one store at once (two identical
 ``initlab compare --out same/``, a sweep started on each of several machines sharing a
-directory): each leases the chunks it is about to dispatch, a wave at a time
-(:class:`initlab.store.leases.Lease`), so they share the work, a finished run is never
-trained or overwritten again, and the runs of a process that was killed are taken over
-when its leases expire. A store that cannot be written any more (a full disk) stops the
-sweep with :class:`SweepStopped`; everything committed before stays readable.
+directory): each leases a chunk right before it hands it to an idle worker
+(:class:`initlab.store.leases.Lease`; the worker processes start once per sweep), so they
+share the work, a finished run is never trained or overwritten again, and the runs of a
+process that was killed are taken over when its leases expire. A store that cannot be
+written any more (a full disk) stops the sweep with :class:`SweepStopped`; everything
+committed before stays readable.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import errno
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,13 +161,14 @@ def run_sweep(
 
     ``workers``: parallel workers (local: processes, ``1`` = this process; default one per
     core, at most one per chunk); ``dataset``: ``configs[0]``'s data, already loaded (used
-    in-process only); ``gpus_per_trial``: GPUs each Ray task reserves (Ray only).
+    in this process and, on Ray, put in the object store instead of loading it again);
+    ``gpus_per_trial``: GPUs each Ray task reserves (Ray only).
     Raises :class:`SweepInterrupted` on Ctrl-C, after stopping the workers.
     """
     progress = progress or SweepProgress()
     engine = resolve_engine(engine)
     executor_factory = check_backend(backend, address, gpus_per_trial)
-    check_buildable(configs)
+    check_buildable(configs, read_data=True)  # user data is loaded here, before the store
     keys = [c.key() for c in configs]
     store.add_study(study.study_id, study.name, study.spec, study.group_by, keys)
     done = store.finished_ids(keys)
@@ -176,7 +178,7 @@ def run_sweep(
         return report
     if backend == "local":
         fetch_missing_data(pending, data_dir)
-        workers = default_workers(pending, workers)
+        workers = default_workers(pending, workers, read_data=True)
     target = workers or available_cores()  # at least this many chunks, when possible
     if store.path is not None:
         target = max(target, LEASE_SPLIT)
@@ -188,26 +190,9 @@ def run_sweep(
     progress.start(
         SweepPlan(len(set(keys)), len(done), pending, backend, engine, n_workers, threads)
     )
-    wave = wave_size(backend, n_workers, len(chunks))
-    _execute(executor, Lease(store, [c.key() for c in pending], wave), chunks, report, progress)
+    _execute(executor, Lease(store, chunks), report, progress)
     report.by_others = len(store.finished_ids(keys)) - report.finished
     return report
-
-
-def wave_size(backend: str, workers: int | None, n_chunks: int) -> int:
-    """How many chunks to lease and dispatch at a time.
-
-    In this process (one worker): one chunk, nothing is lost by asking often. Worker
-    processes start afresh for each wave (seconds of imports), so a wave is
-    ``max(workers, ceil(chunks / LEASE_SPLIT))`` chunks: at most about
-    :data:`LEASE_SPLIT` waves, and still small enough that another process sharing the store
-    finds chunks to lease. Ray: everything at once (it schedules the tasks itself).
-    """
-    if backend == "ray":
-        return n_chunks
-    if workers == 1:
-        return 1
-    return max(workers or 1, -(-n_chunks // LEASE_SPLIT))
 
 
 def fetch_missing_data(pending: Sequence[RunConfig], data_dir: str | None) -> None:
@@ -219,27 +204,32 @@ def fetch_missing_data(pending: Sequence[RunConfig], data_dir: str | None) -> No
             datasets.load(name, data_dir=data_dir)
 
 
-def default_workers(pending: Sequence[RunConfig], workers: int | None) -> int | None:
+def default_workers(
+    pending: Sequence[RunConfig], workers: int | None, read_data: bool = False
+) -> int | None:
     """``workers`` as given, else 1 when the runs are estimated to take less than
-    :data:`INLINE_BELOW_SECONDS` in total, else ``None`` (one per core)."""
+    :data:`INLINE_BELOW_SECONDS` in total, else ``None`` (one per core). Runs on user data
+    are costed only with ``read_data`` (the sweep: the data is loaded once, as the runs load
+    it); a run that cannot be costed (user data not read, a factory that does not build on
+    the meta device) counts as big."""
     if workers is not None:
         return workers
-    try:
-        serial = sum(run_cost(c).seconds() for c in pending)
-    except Exception:  # an architecture the estimator cannot build: assume it is big
+    costs = [run_cost(c, read_data) for c in pending]
+    if any(cost is None for cost in costs):
         return None
+    serial = sum(cost.seconds() for cost in costs if cost is not None)
     return 1 if serial < INLINE_BELOW_SECONDS else None
 
 
 def _execute(
-    executor: Executor, lease: Lease, chunks: list, report: SweepReport, progress: SweepProgress
+    executor: Executor, lease: Lease, report: SweepReport, progress: SweepProgress
 ) -> None:
-    """Run the chunks a wave of leased runs at a time; record each outcome as it arrives."""
+    """Run the chunks, each leased when the executor has room for it; record each outcome
+    as it arrives."""
     started = time.perf_counter()
     try:
         with lease:
-            for wave in lease.waves(chunks):
-                _record(executor, wave, lease.store, report, progress)
+            _record(executor.run(lease, progress.epoch), lease.store, report, progress)
     except KeyboardInterrupt:
         report.interrupted = True
         raise SweepInterrupted(report) from None
@@ -253,9 +243,11 @@ def _execute(
 
 
 def _record(
-    executor: Executor, wave: list, store: Store, report: SweepReport, progress: SweepProgress
+    outcomes: Generator[Outcome, None, None],
+    store: Store,
+    report: SweepReport,
+    progress: SweepProgress,
 ) -> None:
-    outcomes = executor.run(wave, progress.epoch)
     try:
         for outcome in outcomes:
             if store.record(outcome):  # False: another process finished it first
@@ -308,6 +300,7 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
                 workers=workers,
                 engine=engine,
                 data_dir=data_dir,
+                preloaded=preloaded,
                 gpus_per_trial=gpus_per_trial,
             )
 
