@@ -44,7 +44,8 @@ class ScalingResult:
 
     def flagged_modules(self) -> list[str]:
         """Modules with at least one flagged width verdict, in model order."""
-        return list(dict.fromkeys(v.module for v in self.flagged() if v.axis == "width"))
+        found = {v.module for v in self.flagged() if v.axis == "width"}
+        return [m for m in dict.fromkeys(self.coords["module"]) if m in found]
 
     def summary(self) -> list[Verdict]:
         """Per flagged module, its width verdict with the largest |slope| (l1/std/update)."""
