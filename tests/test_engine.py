@@ -7,6 +7,7 @@ examples of the split (a float rounding may flip one argmax near a tie).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import warnings
@@ -193,11 +194,13 @@ def test_a_model_with_learning_rate_zero_keeps_its_weights(digits):
         ("adamw", lambda p, lr, mu, wd: torch.optim.AdamW(p, lr=lr, weight_decay=wd)),
     ],
 )
-def test_stacked_optimizers_match_torch_optim(kind, make):
+@pytest.mark.parametrize("lrs", [[0.1, 0.01, 0.05], [0.05] * 3], ids=["per-model", "uniform"])
+def test_stacked_optimizers_match_torch_optim(kind, make, lrs):
+    """Per-model learning rates (tensor columns) and one shared rate (a scalar fast path)."""
     from initlab.train.optimizers import StackedOptimizer, effective_weight_decay
 
     gen = torch.Generator().manual_seed(0)
-    lrs, mus, wds = [0.1, 0.01, 0.05], [0.9, 0.5, 0.0], [0.0, 0.01, 0.1]
+    mus, wds = [0.9, 0.5, 0.0], [0.0, 0.01, 0.1]
     stacked = [torch.randn(3, 5, 4, generator=gen), torch.randn(3, 4, generator=gen)]
     stacked = [t.requires_grad_(True) for t in stacked]
     alone = [[t[m].detach().clone().requires_grad_(True) for t in stacked] for m in range(3)]
@@ -230,19 +233,21 @@ def test_a_model_vmap_cannot_run_falls_back_with_a_note(digits):
         assert_close(result, run_config(config, digits), digits)
 
 
-@pytest.mark.parametrize("looped", [False, True])
-def test_fast_linear_gives_nn_linear_gradients(looped):
-    """The stacked Linear (custom backward in the weight's layout) against plain autograd."""
+@pytest.mark.parametrize("strategy", ["stacked", "vmap", "looped"])
+def test_every_strategy_gives_nn_linear_gradients(strategy):
+    """The stacked Linear (custom backward in the weight's layout), vmap and the per-model
+    modules against plain autograd on each model alone."""
     torch.manual_seed(0)
     models = [nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)) for _ in range(3)]
-    stack = ModelStack(models, torch.device("cpu"))
-    stack.looped = looped
+    stack = ModelStack(models, torch.device("cpu"), strategy)
+    assert stack.strategy == strategy
     x = torch.randn(3, 4, 6)
     stack.forward(x, train=True).square().sum().backward()
+    grads = dict(zip(stack.params, stack.grads(), strict=True))
     for m, model in enumerate(models):
         model(x[m]).square().sum().backward()
         for name, p in model.named_parameters():
-            torch.testing.assert_close(stack.params[name].grad[m], p.grad, rtol=tol(6), atol=tol(6))
+            torch.testing.assert_close(grads[name][m], p.grad, rtol=tol(6), atol=tol(6))
     assert type(stack.materialize(0)[0]) is nn.Linear  # tracking sees the user's classes
 
 
@@ -269,3 +274,49 @@ def test_chunking_never_changes_the_numbers(digits):
     whole = train_configs(configs, digits)
     for a, b in zip(whole, train_configs(configs, digits, chunk_size=2), strict=True):
         assert_close(a, b, digits)
+
+
+@pytest.mark.parametrize("settings", [dict(batch_norm=True), dict(dropout=0.2)], ids=str)
+def test_the_stacked_modules_train_as_the_models_alone(digits, settings):
+    """initlab's MLP (a plain composition) with its leaves stacked vs one module per model."""
+    from initlab.train.build import build_initialized_model
+
+    configs = group(**settings)[:3]
+    plan = Plan(epochs=1, batch_size=32)
+    members = [Member(c.seed, c.lr) for c in configs]
+    runs = {}
+    for strategy in ("stacked", "looped"):
+        models = [build_initialized_model(c, (1, 8, 8), 10) for c in configs]
+        runs[strategy] = train_stack(
+            models, digits, dataclasses.replace(plan, strategy=strategy), members
+        )
+    for a, b in zip(runs["stacked"], runs["looped"], strict=True):
+        if settings.get("dropout"):  # different masks: only the learning is comparable
+            assert a.epochs[0]["val_accuracy"] > 0.15 and b.epochs[0]["val_accuracy"] > 0.15
+        else:
+            assert_close(a, b, digits)
+
+
+def test_the_stack_uses_its_leaves_only_for_plain_compositions():
+    mlp = [plain_mlp() for _ in range(2)]
+    assert ModelStack(mlp, torch.device("cpu")).strategy == "stacked"
+    assert ModelStack([tiny_resnet()] * 2, torch.device("cpu")).strategy == "vmap"
+    assert ModelStack(mlp[:1], torch.device("cpu")).strategy == "looped"
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        ModelStack([branchy()] * 2, torch.device("cpu"), "stacked")
+
+
+def test_a_stack_of_one_trains_its_model_in_place_of_the_plain_loop(digits):
+    """M = 1 runs the real module (no functional_call, no select): its parameters are views
+    of the stack, so an update of the stack is the module's update and back."""
+    torch.manual_seed(0)
+    stack = ModelStack([plain_mlp()], torch.device("cpu"))
+    module = stack.modules()[0]
+    with torch.no_grad():
+        stack.params["1.weight"].add_(1.0)
+    torch.testing.assert_close(module[1].weight, stack.params["1.weight"][0].detach())
+    stack.forward(digits.x_train[:8].unsqueeze(0), train=True).sum().backward()
+    (grad,) = [g for k, g in zip(stack.params, stack.grads(), strict=True) if k == "1.weight"]
+    assert grad.shape == stack.params["1.weight"].shape and torch.equal(
+        grad[0], module[1].weight.grad
+    )

@@ -45,14 +45,13 @@ from initlab.train.device import autocast
 from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.optimizers import StackedOptimizer
 from initlab.train.result import DIVERGED, RunResult, final_status
-from initlab.train.seeding import derive_seed, make_generator
+from initlab.train.seeding import derive_seed, make_generator, seed_global
 from initlab.train.stack import ModelStack, rng_devices
 from initlab.train.tasks import CLASSIFICATION, Meter, losses, model_loss
 
 CPU = torch.device("cpu")
 CHECK_STEPS = 64
 """On accelerators, steps between two host reads of the divergence record."""
-TRIAL_ROWS = 2
 
 EpochHook = Callable[[int, dict[str, float]], None]
 """``on_epoch(m, record)``: called after each epoch of model ``m`` (its index in the stack)."""
@@ -70,6 +69,8 @@ class Plan:
     precision: str = "fp32"
     track: str | int = "off"
     activations_per_example: int = 0
+    strategy: str = "auto"
+    """How the stack runs its models (:mod:`initlab.train.stack`): auto, stacked, vmap, looped."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class StackTrainer:
     def __init__(self, models: Sequence[nn.Module], data, plan: Plan, members: Sequence[Member]):
         self.plan, self.members, self.size = plan, list(members), len(models)
         self.device = plan.device
-        self.stack = ModelStack(models, self.device)
+        self.stack = ModelStack(models, self.device, plan.strategy)
         self.opt = StackedOptimizer(
             plan.optimizer,
             list(self.stack.params.values()),
@@ -154,9 +155,9 @@ class StackTrainer:
             out = self.stack.forward(x, train=True)
             loss = losses(self.plan.task, out, y)
         total = self.total(loss)
-        self.opt.zero_grad()
+        self.stack.zero_grad()
         total.backward()
-        self.opt.step(self.alive if self.masked else None)
+        self.opt.step(self.alive if self.masked else None, self.stack.grads())
         meter.add(out, y, loss_sum=loss.detach() * y[0].numel())
         self.global_step += 1
 
@@ -179,6 +180,17 @@ class StackTrainer:
         if self.device.type == "cpu" or (self.global_step + 1) % CHECK_STEPS == 0:
             self.collect_dead()
         return torch.where(self.alive, loss, 0.0).sum()
+
+    def prepare(self) -> None:
+        """Let the stack check and choose its strategy on the first minibatch of rows."""
+        rows = torch.arange(min(self.plan.batch_size, self.n), device=self.device)
+        x, y = self.gather(rows.expand(self.size, -1))
+
+        def loss(out: Tensor) -> Tensor:
+            return losses(self.plan.task, out, y).float().sum()
+
+        with autocast(self.plan.precision, self.device):
+            self.stack.prepare(x, loss)
 
     def collect_dead(self) -> None:
         """Read the divergence record; mark newly diverged models in their results."""
@@ -256,12 +268,10 @@ class StackTrainer:
         """Train all epochs (trial step, tracking at step 0, epochs) and test."""
         seed = derive_seed(self.members[0].seed, "dropout")
         with torch.random.fork_rng(devices=rng_devices(self.device)):
-            torch.manual_seed(seed)
-            first = self.x[:TRIAL_ROWS]
-            self.stack.trial(first.expand(self.size, *first.shape))
+            self.prepare()  # leaves the RNG as it found it
             if self.stack.note:
                 warnings.warn(self.stack.note, stacklevel=2)
-            torch.manual_seed(seed)
+            seed_global(seed, self.device)
             self.track(0)
             for epoch in range(1, self.plan.epochs + 1):
                 t0 = time.perf_counter()

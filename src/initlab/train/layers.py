@@ -51,7 +51,10 @@ class _StackedLinear(_SavesInputs):
             gx = torch.bmm(g, weight).view(x.shape).to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:
             flat = x.reshape(x.shape[0], -1, x.shape[-1])
-            gw = torch.bmm(g.transpose(1, 2), flat).to(ctx.dtypes[1])
+            if weight.stride(1) == 1:  # stored [M, in, out]: the gradient in that layout too
+                gw = torch.bmm(flat.transpose(1, 2), g).transpose(1, 2).to(ctx.dtypes[1])
+            else:
+                gw = torch.bmm(g.transpose(1, 2), flat).to(ctx.dtypes[1])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g.sum(1).to(ctx.dtypes[1])
         return gx, gw, gb

@@ -58,54 +58,85 @@ class StackedOptimizer:
         self.wds = [effective_weight_decay(kind, w) for w in weight_decays]
         self.any_wd = any(self.wds)
         self.lr = [_column(lrs, p) for p in self.params]
+        self.uniform, self.lr0 = len(set(lrs)) == 1, float(lrs[0]) if lrs else 0.0
         self.mu = [_column(momenta, p) for p in self.params]
         self.wd = [_column(self.wds, p) for p in self.params]
         self.state: list[dict[str, Tensor]] = [{} for _ in self.params]
 
     @torch.no_grad()
-    def step(self, alive: Tensor | None = None) -> None:
-        """One update from each parameter's ``.grad``; models with ``alive[m]`` False are
-        frozen (see the module docstring)."""
+    def step(
+        self, alive: Tensor | None = None, grads: Sequence[Tensor | None] | None = None
+    ) -> None:
+        """One update from ``grads`` (default: each parameter's ``.grad``), ``[M, ...]``
+        each; models with ``alive[m]`` False are frozen (see the module docstring). All
+        tensors are updated by ``torch._foreach_*`` kernels (one launch per operation, as
+        ``torch.optim``'s default), with a scalar learning rate when every model has the same.
+        """
         self.t += 1
-        for i, p in enumerate(self.params):
-            g, lr = p.grad, self.lr[i]
-            if g is None:
-                continue
-            if alive is not None:
-                keep = alive.view(lr.shape)
-                g = torch.where(keep, g, 0.0)
-                lr = lr * keep
-            if self.any_wd and self.kind != "adamw":
-                g = g.addcmul(p, self.wd[i])
-            if self.kind == "sgd":
-                p.addcmul_(g, lr, value=-1.0)
-            elif self.kind == "momentum":
-                self._momentum(i, p, g, lr)
-            else:
-                self._adam(i, p, g, lr)
+        grads = [p.grad for p in self.params] if grads is None else list(grads)
+        idx = [i for i, g in enumerate(grads) if g is not None]
+        if not idx:
+            return
+        ps, gs = [self.params[i] for i in idx], [grads[i] for i in idx]
+        lrs: list[Tensor] | float = [self.lr[i] for i in idx]
+        if alive is not None:
+            keeps = [alive.view(self.lr[i].shape) for i in idx]
+            gs = [torch.where(k, g, 0.0) for k, g in zip(keeps, gs, strict=True)]
+            lrs = torch._foreach_mul(lrs, keeps)
+        elif self.uniform:
+            lrs = self.lr0
+        if self.any_wd and self.kind != "adamw":
+            gs = torch._foreach_addcmul(gs, ps, [self.wd[i] for i in idx])
+        if self.kind == "momentum":
+            gs = self._momentum(idx, gs)
+        if self.kind in ("adam", "adamw"):
+            self._adam(idx, ps, gs, lrs)
+        elif isinstance(lrs, float):
+            torch._foreach_add_(ps, gs, alpha=-lrs)
+        else:
+            torch._foreach_sub_(ps, torch._foreach_mul(gs, lrs))
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
-    def _momentum(self, i: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
-        buf = self.state[i].get("momentum_buffer")
-        if buf is None:
-            buf = self.state[i]["momentum_buffer"] = g.clone()
+    def _momentum(self, idx: list[int], gs: list[Tensor]) -> list[Tensor]:
+        """``b <- mu b + g`` (first step ``b = g``); the buffers are the step directions."""
+        bufs = [self.state[i].get("momentum_buffer") for i in idx]
+        if any(b is None for b in bufs):
+            for i, g in zip(idx, gs, strict=True):
+                self.state[i]["momentum_buffer"] = g.clone()
         else:
-            buf.mul_(self.mu[i]).add_(g)
-        p.addcmul_(buf, lr, value=-1.0)
+            torch._foreach_mul_(bufs, [self.mu[i] for i in idx])
+            torch._foreach_add_(bufs, gs)
+        return [self.state[i]["momentum_buffer"] for i in idx]
 
-    def _adam(self, i: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
-        state = self.state[i]
-        if not state:
-            state["exp_avg"] = torch.zeros_like(p)
-            state["exp_avg_sq"] = torch.zeros_like(p)
+    def _adam(
+        self, idx: list[int], ps: list[Tensor], gs: list[Tensor], lrs: list[Tensor] | float
+    ) -> None:
+        for i, p in zip(idx, ps, strict=True):
+            if not self.state[i]:
+                self.state[i]["exp_avg"] = torch.zeros_like(p)
+                self.state[i]["exp_avg_sq"] = torch.zeros_like(p)
         if self.kind == "adamw":
-            p.mul_(1 - lr * self.wd[i])
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.lerp_(g, 1 - BETA1)
-        v.mul_(BETA2).addcmul_(g, g, value=1 - BETA2)
+            wds = [self.wd[i] for i in idx]
+            if isinstance(lrs, float):
+                decay = torch._foreach_add(torch._foreach_mul(wds, -lrs), 1.0)
+            else:
+                decay = torch._foreach_add(torch._foreach_mul(torch._foreach_mul(lrs, wds), -1), 1)
+            torch._foreach_mul_(ps, decay)
+        ms = [self.state[i]["exp_avg"] for i in idx]
+        vs = [self.state[i]["exp_avg_sq"] for i in idx]
+        torch._foreach_lerp_(ms, gs, 1 - BETA1)
+        torch._foreach_mul_(vs, BETA2)
+        torch._foreach_addcmul_(vs, gs, gs, value=1 - BETA2)
         bc1, bc2 = 1 - BETA1**self.t, 1 - BETA2**self.t
-        denom = (v.sqrt() / bc2**0.5).add_(EPS)
-        p.addcmul_(m / denom, lr / bc1, value=-1.0)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, bc2**0.5)
+        torch._foreach_add_(denom, EPS)
+        if isinstance(lrs, float):
+            torch._foreach_addcdiv_(ps, ms, denom, value=-lrs / bc1)
+        else:
+            steps = torch._foreach_div(ms, denom)
+            torch._foreach_mul_(steps, torch._foreach_div(lrs, bc1))
+            torch._foreach_sub_(ps, steps)

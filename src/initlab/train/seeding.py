@@ -25,3 +25,15 @@ def derive_seed(seed: int, stream: str) -> int:
 def make_generator(seed: int, stream: str) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with :func:`derive_seed` ``(seed, stream)``."""
     return torch.Generator().manual_seed(derive_seed(seed, stream))
+
+
+def seed_global(seed: int, device: torch.device) -> None:
+    """Seed the global generators that dropout on ``device`` draws from: the CPU's and, on
+    an accelerator, that device's (``torch.manual_seed`` would also queue a lazy seeding of
+    every CUDA device, ≈ 1 ms with a captured stack trace, benchmarks/README.md)."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)

@@ -1,25 +1,39 @@
-"""M models of one architecture as one set of stacked tensors, run with ``torch.func``.
+"""M models of one architecture as one set of stacked tensors, run by one of three strategies.
 
 :class:`ModelStack` holds every parameter and buffer of M same-shaped ``nn.Module``\\ s
-stacked along a new leading model axis (:func:`torch.func.stack_module_state`). The forward
-pass of all models is :func:`torch.func.functional_call` of one template module under
-:func:`torch.func.vmap` over that axis, with ``randomness="different"`` so each model draws
-its own dropout masks. Buffers (BatchNorm running statistics, ``num_batches_tracked``) are
-passed stacked and batched, so the in-place updates BatchNorm makes in training mode land in
-each model's own slice: every model keeps its own running statistics.
+stacked along a new leading model axis (:func:`torch.func.stack_module_state`):
+:attr:`ModelStack.params` and :attr:`ModelStack.buffers` map state-dict names to ``[M, ...]``
+tensors. The optimizer updates those tensors in place, whatever the strategy; the strategy
+only decides how a forward pass reaches them:
 
-A model vmap cannot run (data-dependent Python control flow, in-place operations vmap
-rejects, ``.item()`` in ``forward``...) is detected by :meth:`ModelStack.trial` on a tiny
-batch before training; the stack then runs each model's ``functional_call`` in turn on its
-own slice (``looped``), which gives the same numbers, more slowly; :attr:`ModelStack.note`
-says why in one line.
+- ``"stacked"`` — the model's leaf modules replaced by stacked equivalents
+  (:func:`initlab.train.stacked.stacked_module`: ``Linear`` → one ``baddbmm`` for all models,
+  ``BatchNorm1d`` over ``M·C`` channels), inputs ``[M, B, ...]``; for models whose forward
+  is a plain composition of modules (``nn.Sequential`` trees, initlab's MLP);
+- ``"vmap"`` — :func:`torch.func.vmap` of :func:`torch.func.functional_call` of one template
+  module over the model axis, ``randomness="different"`` (each model its own dropout masks);
+  buffers are passed batched, so BatchNorm's in-place updates land in each model's slice;
+- ``"looped"`` — one real module per model whose parameters and buffers are *views* of the
+  stacked tensors (leaves of their own for autograd), called one after the other: exactly
+  the plain PyTorch forward and backward of each model, no ``functional_call``. A stack of one
+  always runs this way, so training one model costs what a plain loop costs.
+
+``strategy="auto"`` (the default) takes ``"stacked"`` where the model allows it, otherwise
+``"vmap"``, and then :meth:`ModelStack.prepare` times one training step of that batched
+strategy against ``"looped"`` on the first minibatch and keeps the faster (attention or
+small convolutions under ``vmap`` are slower than running the models one by one). A model
+``vmap`` cannot run (data-dependent control flow, ``.item()`` in ``forward``...) is detected
+by :meth:`prepare` too; the stack then runs ``"looped"`` and :attr:`ModelStack.note` says why
+in one line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,74 +41,207 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from initlab.train.layers import restore, speed_up
+from initlab.train.stacked import NotStackable, stacked_module
+
+STACKED, VMAP, LOOPED, AUTO = "stacked", "vmap", "looped", "auto"
+STRATEGIES = (AUTO, STACKED, VMAP, LOOPED)
+TIMED_ROUNDS = 3
+"""Interleaved timed steps per strategy in :meth:`ModelStack.prepare` (the best counts)."""
+
+LossFn = Callable[[Tensor], Tensor]
 
 
 class ModelStack:
-    """Stacked parameters (leaf tensors ``[M, ...]`` with ``requires_grad``) and buffers."""
+    """Stacked parameters (leaf tensors ``[M, ...]``) and buffers; see the module docstring."""
 
-    def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
+    def __init__(
+        self, models: Sequence[nn.Module], device: torch.device, strategy: str = AUTO
+    ) -> None:
         if not models:
             raise ValueError("a model stack needs at least one model")
-        self.size = len(models)
-        self.device = device
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown stack strategy {strategy!r}")
+        self.size, self.device, self.auto = len(models), device, strategy == AUTO
         self.template = copy.deepcopy(models[0]).to(device)
-        if self.size > 1:
-            speed_up(self.template)
         params, buffers = stack_module_state(list(models))
         self.params: dict[str, Tensor] = {
             k: v.detach().to(device).requires_grad_(True) for k, v in params.items()
         }
         self.buffers: dict[str, Tensor] = {k: v.to(device) for k, v in buffers.items()}
-        self.looped = self.size == 1  # one model: functional_call alone, no vmap dispatch
-        self.note = ""
+        self.note, self.training = "", None
+        self._modules: list[nn.Module] | None = None
+        self._leaf_lists: list[list[Tensor]] | None = None
+        self._graph: nn.Module | None = None
+        self.strategy = LOOPED
+        if self.size > 1 and strategy != LOOPED:
+            self.strategy = VMAP if strategy == VMAP else self._try_stacked(strategy)
 
-    def _call(self, params: dict, buffers: dict, x: Tensor) -> Tensor:
-        return functional_call(self.template, (params, buffers), (x,))
+    def _try_stacked(self, strategy: str) -> str:
+        try:
+            stacked_module(self.template, {**self.params, **self.buffers})
+        except NotStackable as exc:
+            if strategy == STACKED:
+                raise ValueError(f"this model cannot be stacked: {exc}") from None
+            return VMAP
+        for name, module in self.template.named_modules():
+            if type(module) is nn.Linear and f"{name}.weight" in self.params:
+                self.params[f"{name}.weight"] = in_out_layout(self.params[f"{name}.weight"])
+        self._graph = stacked_module(self.template, {**self.params, **self.buffers})
+        return STACKED
+
+    @property
+    def looped(self) -> bool:
+        return self.strategy == LOOPED
+
+    @looped.setter
+    def looped(self, value: bool) -> None:
+        self.use(LOOPED if value else VMAP)
+
+    def use(self, strategy: str) -> None:
+        """Run the forward passes by ``strategy`` from now on (the tensors stay the same)."""
+        self.strategy, self.training = strategy, None
+        self.zero_grad()
+
+    # -- forward ---------------------------------------------------------------------------
 
     def forward(self, x: Tensor, *, train: bool, shared: bool = False) -> Tensor:
         """All models' outputs ``[M, B, ...]`` on ``x``: ``[M, B, ...]`` (each model its own
         batch) or, with ``shared``, ``[B, ...]`` (every model on the same batch)."""
-        self.template.train(train)
-        if self.looped:
-            return torch.stack(
-                [
-                    self._call(self.slice_params(m), self.slice_buffers(m), x if shared else x[m])
-                    for m in range(self.size)
-                ]
-            )
+        if self.training is not train:
+            self._set_mode(train)
+        if self.strategy == LOOPED:
+            outs = [mod(x if shared else x[m]) for m, mod in enumerate(self.modules())]
+            return outs[0].unsqueeze(0) if self.size == 1 else torch.stack(outs)
+        if self.strategy == STACKED:
+            return self._graph(x.expand(self.size, *x.shape) if shared else x)
         run = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="different")
         with vmap_friendly():
             return run(self.params, self.buffers, x)
 
-    def slice_params(self, m: int) -> dict[str, Tensor]:
-        """Model ``m``'s parameters: views of the stack (gradients flow into it)."""
-        return {k: v[m] for k, v in self.params.items()}
+    def _set_mode(self, train: bool) -> None:
+        if self.strategy == LOOPED:
+            for mod in self.modules():
+                mod.train(train)
+        elif self.strategy == STACKED:
+            self._graph.train(train)
+        else:
+            speed_up(self.template)
+            self.template.train(train)
+        self.training = train
 
-    def slice_buffers(self, m: int) -> dict[str, Tensor]:
-        """Model ``m``'s buffers: views, so in-place updates land in the stack."""
-        return {k: v[m] for k, v in self.buffers.items()}
+    def _call(self, params: dict, buffers: dict, x: Tensor) -> Tensor:
+        return functional_call(self.template, (params, buffers), (x,))
 
-    def trial(self, x: Tensor) -> None:
-        """Run one vmapped forward and backward on ``x`` (``[M, b, ...]``) without touching
-        any parameter, gradient, buffer or RNG; on failure switch to ``looped`` and set
-        :attr:`note`."""
-        if self.size == 1:
+    def modules(self) -> list[nn.Module]:
+        """One real module per model, its parameters and buffers views of the stack."""
+        if self._modules is None:
+            self._modules = [self._view_module(m) for m in range(self.size)]
+        return self._modules
+
+    def _view_module(self, m: int) -> nn.Module:
+        module = restore(copy.deepcopy(self.template))
+        tensors = {**{k: nn.Parameter(v.detach()[m]) for k, v in self.params.items()}}
+        tensors.update({k: v[m] for k, v in self.buffers.items()})
+        for name, value in tensors.items():
+            owner, _, attr = name.rpartition(".")
+            sub = module.get_submodule(owner)
+            table = sub._parameters if isinstance(value, nn.Parameter) else sub._buffers
+            table[attr] = value
+        return module
+
+    # -- gradients -------------------------------------------------------------------------
+
+    def grads(self) -> list[Tensor | None]:
+        """Each stacked parameter's gradient ``[M, ...]`` (in :attr:`params` order)."""
+        if self.strategy != LOOPED:
+            return [p.grad for p in self.params.values()]
+        leaves = self._leaves()
+        out: list[Tensor | None] = []
+        for i, p in enumerate(self.params.values()):
+            gs = [leaf[i].grad for leaf in leaves]
+            if all(g is None for g in gs):
+                out.append(None)
+            elif self.size == 1:
+                out.append(gs[0].unsqueeze(0))
+            else:
+                out.append(torch.stack([p[0] * 0 if g is None else g for g in gs]))
+        return out
+
+    def _leaves(self) -> list[list[Tensor]]:
+        """Per model, its module's parameters in :attr:`params` order."""
+        if self._leaf_lists is None:
+            self._leaf_lists = []
+            for mod in self.modules():
+                named = dict(mod.named_parameters())
+                self._leaf_lists.append([named[k] for k in self.params])
+        return self._leaf_lists
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad = None
+        for leaves in self._leaves() if self._modules is not None else ():
+            for p in leaves:
+                p.grad = None
+
+    # -- choosing a strategy ---------------------------------------------------------------
+
+    def prepare(self, x: Tensor, loss: LossFn) -> None:
+        """Before training, on one minibatch ``x`` (``[M, b, ...]``) and ``loss(out)``:
+        check the batched strategy runs (else fall back, see the module docstring) and, for
+        ``auto``, keep the faster of it and ``looped``. Parameters, gradients, buffers and
+        the RNG are left as they were."""
+        if self.strategy == LOOPED:
             return
-        params = {k: v.detach().clone().requires_grad_(True) for k, v in self.params.items()}
-        buffers = {k: v.clone() for k, v in self.buffers.items()}
-        self.template.train(True)
+        saved = {k: v.clone() for k, v in self.buffers.items()}
         try:
-            with torch.random.fork_rng(devices=rng_devices(self.device)), vmap_friendly():
-                run = vmap(self._call, in_dims=(0, 0, 0), randomness="different")
-                out = run(params, buffers, x)
-                torch.autograd.grad(out.float().sum(), list(params.values()), allow_unused=True)
+            with torch.random.fork_rng(devices=rng_devices(self.device)):
+                self._prepare(x, loss)
+        finally:
+            for k, v in self.buffers.items():
+                v.copy_(saved[k])
+            self.zero_grad()
+
+    def _prepare(self, x: Tensor, loss: LossFn) -> None:
+        batched = self._runnable(x, loss)
+        if batched is None or not self.auto:
+            return
+        best = {batched: math.inf, LOOPED: math.inf}
+        for _ in range(TIMED_ROUNDS):
+            for strategy in best:
+                self.use(strategy)
+                best[strategy] = min(best[strategy], self._timed_step(x, loss))
+        self.use(min(best, key=best.get))
+
+    def _runnable(self, x: Tensor, loss: LossFn) -> str | None:
+        """The batched strategy that runs on ``x`` (stacked, else vmap), or ``None``."""
+        if self.strategy == STACKED:
+            try:
+                self._timed_step(x, loss)
+                return STACKED
+            except Exception:
+                self.use(VMAP)
+        try:
+            self._timed_step(x, loss)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
             reason = reason.split(". ")[0].rstrip(".")[:160]
-            self.looped = True
+            self.use(LOOPED)
             self.note = (
                 f"models trained one at a time (torch.func.vmap cannot run this model: {reason})"
             )
+            return None
+        return VMAP
+
+    def _timed_step(self, x: Tensor, loss: LossFn) -> float:
+        """Seconds of one forward and backward pass on ``x`` (gradients discarded)."""
+        synchronize(self.device)
+        start = time.perf_counter()
+        loss(self.forward(x, train=True)).backward()
+        synchronize(self.device)
+        self.zero_grad()
+        return time.perf_counter() - start
+
+    # -- state -----------------------------------------------------------------------------
 
     def state_dict(self, m: int) -> dict[str, Tensor]:
         """Model ``m``'s state as ``nn.Module.state_dict`` names (detached copies)."""
@@ -107,6 +254,22 @@ class ModelStack:
         model = restore(copy.deepcopy(self.template))
         model.load_state_dict(self.state_dict(m), strict=False)
         return model
+
+
+def in_out_layout(weight: Tensor) -> Tensor:
+    """A leaf equal to ``weight`` (``[M, out, in]``) whose memory is laid out ``[M, in, out]``:
+    the stacked forward ``x W^T`` is then a non-transposed ``baddbmm``, the fastest on MKL's
+    AVX-512 kernels (benchmarks/README.md)."""
+    moved = weight.detach().transpose(1, 2).contiguous().transpose(1, 2)
+    return moved.detach().requires_grad_(weight.requires_grad)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels (timing on accelerators)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 @contextlib.contextmanager

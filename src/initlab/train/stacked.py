@@ -1,0 +1,151 @@
+"""A stack of M models as ONE module: the leaf modules replaced by stacked equivalents.
+
+For a model whose ``forward`` is a plain composition of modules — what :func:`torch.fx`
+traces into ``call_module`` nodes and elementwise ``call_function``/``call_method`` nodes
+only (``nn.Sequential`` trees, initlab's MLP) — :func:`stacked_module` rebuilds the traced
+graph with every leaf replaced by a module that runs all M models at once on inputs laid
+out ``[M, B, ...]``:
+
+- ``nn.Linear`` → :class:`StackedLinear`: ``y[m] = x[m] W[m]^T + b[m]``, one ``baddbmm``
+  forward and a backward in the weight's own ``[M, out, in]`` layout
+  (:class:`initlab.train.layers._StackedLinear`);
+- ``nn.BatchNorm1d`` on ``[B, C]`` → :class:`StackedBatchNorm1d`: batch norm over ``M·C``
+  channels of ``[B, M·C]``, i.e. each model's own batch statistics and running statistics;
+- ``nn.Flatten(s, e)`` → ``nn.Flatten(s + 1, e + 1)`` (the model axis comes first);
+- parameter-free elementwise modules (activations, ``Dropout``, ``Identity``) are kept: on
+  ``[M, B, ...]`` they act per element, so every model gets its own dropout mask.
+
+The stacked modules hold the stack's tensors themselves (no copies): the parameters are the
+``[M, ...]`` leaves the optimizer updates, the buffers the ``[M, ...]`` running statistics.
+Anything else raises :class:`NotStackable` with the reason, and the stack uses ``vmap``.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+
+from initlab.train.layers import _StackedLinear
+
+ELEMENTWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Identity,
+    nn.Dropout, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
+)  # fmt: skip
+ELEMENTWISE_FUNCTIONS = {
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg,
+    torch.add, torch.sub, torch.mul, torch.relu, torch.tanh, torch.sigmoid,
+    F.relu, F.gelu, F.silu, F.tanh, F.sigmoid, F.leaky_relu, F.elu, F.softplus, F.mish,
+}  # fmt: skip
+ELEMENTWISE_METHODS = {"add", "sub", "mul", "relu", "tanh", "sigmoid", "neg"}
+
+
+class NotStackable(Exception):
+    """The model's forward is not a composition this module can stack (the message says why)."""
+
+
+class StackedLinear(nn.Module):
+    """M ``nn.Linear`` layers: weight ``[M, out, in]``, bias ``[M, out]``; x ``[M, B..., in]``."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.weight, self.bias = weight, bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _StackedLinear.apply(x, self.weight, self.bias)
+
+
+class StackedBatchNorm1d(nn.Module):
+    """M ``nn.BatchNorm1d`` on ``[M, B, C]``: ``F.batch_norm`` over the ``M·C`` channels of
+    ``[B, M·C]`` (``y = (x - mean_b) / sqrt(var_b + eps) * gamma + beta`` per model and
+    channel); running statistics are updated in place in the stacked ``[M, C]`` buffers."""
+
+    def __init__(self, source: nn.BatchNorm1d, tensors: dict[str, Tensor | None]) -> None:
+        super().__init__()
+        self.eps, self.momentum = source.eps, source.momentum
+        self.weight, self.bias = tensors.get("weight"), tensors.get("bias")
+        self.running_mean = tensors.get("running_mean")
+        self.running_var = tensors.get("running_var")
+        self.num_batches_tracked = tensors.get("num_batches_tracked")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 3:
+            raise NotStackable("BatchNorm1d on inputs other than [batch, features]")
+        m, b, c = x.shape
+        flat = x.transpose(0, 1).reshape(b, m * c)
+        stats = self.running_mean is not None
+        use_batch = self.training or not stats
+        if self.training and stats:
+            self.num_batches_tracked.add_(1)
+        out = F.batch_norm(
+            flat,
+            self.running_mean.view(-1) if stats else None,
+            self.running_var.view(-1) if stats else None,
+            None if self.weight is None else self.weight.view(-1),
+            None if self.bias is None else self.bias.view(-1),
+            use_batch,
+            self.momentum,
+            self.eps,
+        )
+        return out.view(b, m, c).transpose(0, 1)
+
+
+def _leaf_tensors(name: str, module: nn.Module, stacked: dict[str, Tensor]) -> dict:
+    """The stacked tensors of one leaf module by attribute (``weight``, ``running_mean``...)."""
+    prefix = f"{name}." if name else ""
+    names = [k for k, _ in module.named_parameters(recurse=False)]
+    names += [k for k, _ in module.named_buffers(recurse=False)]
+    if any(prefix + k not in stacked for k in names):
+        raise NotStackable(f"{name} shares a tensor with another module")
+    return {k: stacked[prefix + k] for k in names}
+
+
+def _replacement(name: str, module: nn.Module, stacked: dict[str, Tensor]) -> nn.Module:
+    """The stacked equivalent of the leaf ``module`` (or :class:`NotStackable`)."""
+    kind = type(module)
+    tensors = _leaf_tensors(name, module, stacked)
+    if kind in (nn.Linear,) or kind.__name__ == "FastLinear":
+        return StackedLinear(tensors["weight"], tensors.get("bias"))
+    if kind is nn.BatchNorm1d and module.momentum is not None:
+        return StackedBatchNorm1d(module, tensors)
+    if kind is nn.Flatten and module.start_dim >= 1:
+        end = module.end_dim + 1 if module.end_dim >= 0 else module.end_dim
+        return nn.Flatten(module.start_dim + 1, end)
+    if kind in ELEMENTWISE_MODULES:
+        return module
+    raise NotStackable(f"no stacked equivalent of {kind.__name__} ({name})")
+
+
+def _check_node(node: fx.Node) -> None:
+    if node.op in ("placeholder", "output", "call_module"):
+        return
+    if node.op == "call_function" and node.target in ELEMENTWISE_FUNCTIONS:
+        return
+    if node.op == "call_method" and node.target in ELEMENTWISE_METHODS:
+        return
+    raise NotStackable(f"{node.op} {getattr(node.target, '__name__', node.target)}")
+
+
+def stacked_module(template: nn.Module, stacked: dict[str, Tensor]) -> fx.GraphModule:
+    """``template``'s traced graph with stacked leaves holding ``stacked`` (state-dict names
+    → ``[M, ...]`` tensors); inputs and outputs ``[M, B, ...]``. Raises
+    :class:`NotStackable` unless the forward is a plain composition (module docstring)."""
+    try:
+        graph = fx.Tracer().trace(template)
+    except Exception as exc:  # data-dependent control flow, unsupported Python
+        raise NotStackable(f"torch.fx cannot trace it ({type(exc).__name__})") from None
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise NotStackable("forward takes more than one input")
+    leaves = nn.Module()
+    for node in graph.nodes:
+        _check_node(node)
+        if node.op == "call_module":
+            module = template.get_submodule(node.target)
+            new = str(len(leaves._modules))
+            leaves.add_module(new, _replacement(node.target, module, stacked))
+            node.target = new
+    return fx.GraphModule(leaves, graph)
