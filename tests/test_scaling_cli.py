@@ -86,6 +86,7 @@ def test_depths_add_depth_fits(factories):
         (["--model", "factories.py:build", "--depths", "4,2"], "--depths must be strictly"),
         (["--param", "mu"], "unknown parametrization 'mu'"),
         (["--model", "cnn"], "scaling needs a factory with a 'width' keyword"),
+        (["--model", "gpt", "--model-arg", "context=8"], "the model cannot run on the data"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(factories, capsys, args, message):
@@ -95,3 +96,17 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(factories, capsys, arg
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err
     assert not out.exists()
+
+
+def test_gpt_runs_on_its_token_data_and_says_what_muP_changed(tmp_path, capsys):
+    out = tmp_path / "gpt"
+    args = ["scaling", "--model", "gpt", "--widths", "16,32", "--param", "mup"]
+    args += ["--model-arg", "depth=1", "--model-arg", "heads=2"]
+    assert (
+        main([*args, "--steps", "1", "--seeds", "1", "--batch-size", "4", "--out", str(out)]) == 0
+    )
+    document = json.loads((out / "verdicts.json").read_text())
+    assert document["kinds"]["tok_emb.weight"] == "input"
+    assert document["kinds"]["head.weight"] == "output"
+    assert any("blocks.0.attn.attn_scale" in note for note in document["notes"])
+    assert "attn_scale" in capsys.readouterr().out

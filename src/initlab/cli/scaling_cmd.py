@@ -52,7 +52,10 @@ def scaling(
     base_width: Annotated[
         int | None, typer.Option(help="where all parametrizations agree (default: smallest)")
     ] = None,
-    data: Annotated[str, typer.Option(help="a dataset name or user data spec")] = "digits",
+    data: Annotated[
+        str | None,
+        typer.Option(help="a dataset or user data spec (default: digits; tokens for gpt)"),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto")] = "cpu",
     out_dir: Annotated[
         Path, typer.Option("--out", help="coords.csv, verdicts.json, coords.png go here")

@@ -26,6 +26,8 @@ from initlab.train.tasks import resolve_task
 from initlab.usercode import load_callable
 
 BUILTIN = {"mlp": "initlab.models.scalable:mlp", "gpt": "initlab.models.gpt:gpt"}
+DEFAULT_DATA = {"gpt": "initlab.scaling.tokens:progressions"}
+"""The data a built-in model is checked on when none is given (otherwise ``digits``)."""
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
 
 
@@ -108,7 +110,7 @@ def coord_check(
     steps: int = 5,
     seeds: Sequence[int] = (0, 1, 2),
     depths: Sequence[int] = (),
-    data: str = "digits",
+    data: str | None = None,
     device: str = "cpu",
     batch_size: int = 64,
     base_width: int | None = None,
@@ -135,6 +137,8 @@ def coord_check(
     shapes = infer_shapes(
         factory, width=settings.widths[-1], base_width=settings.base, kwargs=kwargs
     )
+    if data is None:
+        data = DEFAULT_DATA.get(model, "digits") if isinstance(model, str) else "digits"
     dataset = load(data, task=task)
     the_device = resolve_device(device)
     batches = batch_source(dataset.x_train, dataset.y_train, settings.batch_size, the_device)
