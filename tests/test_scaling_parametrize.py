@@ -120,3 +120,21 @@ def test_bad_names_are_one_line():
         parametrized(mlp, "mupp", width=128, base_width=64)
     with pytest.raises(InitlabError, match="optimizer for scaling"):
         parametrized(mlp, "mup", width=128, base_width=64, optimizer="rmsprop")
+
+
+def test_functional_attention_without_a_scale_is_named():
+    from initlab.scaling.coords import attention_notes
+
+    class SelfAttention(nn.Module):
+        def __init__(self, scale: float | None) -> None:
+            super().__init__()
+            self.qkv, self.scale = nn.Linear(8, 24), scale
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = self.qkv(x).unflatten(-1, (3, 2, 4)).unbind(-3)
+            y = nn.functional.scaled_dot_product_attention(q, k, v, scale=self.scale)
+            return y.flatten(-2)
+
+    x = torch.randn(2, 5, 8)
+    assert any("default 1/√d" in n for n in attention_notes(SelfAttention(None), x))
+    assert attention_notes(SelfAttention(0.25), x) == []
