@@ -138,3 +138,13 @@ def test_functional_attention_without_a_scale_is_named():
     x = torch.randn(2, 5, 8)
     assert any("default 1/√d" in n for n in attention_notes(SelfAttention(None), x))
     assert attention_notes(SelfAttention(0.25), x) == []
+
+
+def test_without_a_seed_the_global_rng_decides():
+    torch.manual_seed(0)
+    first, _ = initlab.parametrize(mlp, "sp", base_width=32, width=64)
+    second, _ = initlab.parametrize(mlp, "sp", base_width=32, width=64)
+    torch.manual_seed(0)
+    again, _ = initlab.parametrize(mlp, "sp", base_width=32, width=64)
+    assert not torch.equal(first.output.weight, second.output.weight)
+    assert torch.equal(first.output.weight, again.output.weight)

@@ -60,12 +60,13 @@ class Parametrized:
 
 
 def init_factor(param: str, shape: ParamShape, readout_zero_init: bool) -> float:
-    """The factor on the parameter's base rms (0: zero it): base/m_in variance for hidden
-    and output weights (muP output: 0, or base/m_in² without ``readout_zero_init``)."""
-    if shape.kind in ("hidden",) or (shape.kind == "output" and param != "mup"):
-        return 1 / math.sqrt(shape.m_in)
-    if shape.kind == "output":
+    """The factor on the parameter's base rms (0: zero it): variance base/m_in for hidden
+    weights and SP/NTK output weights; muP's output weights 0 (``readout_zero_init``) or
+    base/m_in² (Table 3's 1/fan_in²); base for everything else."""
+    if shape.kind == "output" and param == "mup":
         return 0.0 if readout_zero_init else 1 / shape.m_in
+    if shape.kind in ("hidden", "output"):
+        return 1 / math.sqrt(shape.m_in)
     return 1.0
 
 
@@ -135,8 +136,9 @@ def parametrized(
     seed: int | None = None,
     readout_zero_init: bool = True,
 ) -> Parametrized:
-    """``factory(width=width, **kwargs)`` under ``param`` (see the module docs); the base
-    model is built with the same ``seed`` (when given) to measure the base rms."""
+    """``factory(width=width, **kwargs)`` under ``param`` (see the module docs). The base
+    model (whose rms the rules scale) and the model are built from the same ``seed``
+    (default: one draw from the global RNG)."""
     if param not in PARAMETRIZATIONS:
         raise UnknownNameError("parametrization", param, PARAMETRIZATIONS)
     if optimizer not in OPTIMIZERS:
@@ -145,26 +147,27 @@ def parametrized(
         raise InitlabError(f"--lr must be a positive number, got {lr}")
     kwargs = dict(kwargs or {})
     shapes = infer_shapes(factory, width=width, base_width=base_width, kwargs=kwargs)
+    if seed is None:  # one draw from the caller's RNG, as building a model would take
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
     with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+        torch.manual_seed(seed)
         base = build(factory, base_width, kwargs, "cpu")
-        if seed is not None:
-            torch.manual_seed(seed)
+        torch.manual_seed(seed)
         model = build(factory, width, kwargs, "cpu")
     inits = {n: init_factor(param, s, readout_zero_init) for n, s in shapes.items()}
     if param == "mup" and readout_zero_init:
-        for name, s in shapes.items():  # the readout's bias goes with it
-            if s.kind == "fixed" and name.rpartition(".")[0] in _output_owners(shapes):
-                inits[name] = 0.0
+        inits |= {name: 0.0 for name in readout_biases(shapes)}
     _rescale(model, base, inits)
     lrs = {n: lr_factor(param, optimizer, s) for n, s in shapes.items()}
     notes = _attention(model, base, param)
     return Parametrized(model, param, optimizer, lr, shapes, inits, lrs, notes)
 
 
-def _output_owners(shapes: Mapping[str, ParamShape]) -> set[str]:
-    return {n.rpartition(".")[0] for n, s in shapes.items() if s.kind == "output"}
+def readout_biases(shapes: Mapping[str, ParamShape]) -> list[str]:
+    """The ``fixed`` parameters (biases) of the modules that own an output weight: zeroed
+    with the readout, so muP's logits start at exactly 0."""
+    owners = {n.rpartition(".")[0] for n, s in shapes.items() if s.kind == "output"}
+    return [n for n, s in shapes.items() if s.kind == "fixed" and n.rpartition(".")[0] in owners]
 
 
 def parametrize(
