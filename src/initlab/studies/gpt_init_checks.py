@@ -1,0 +1,163 @@
+"""The ``gpt-init`` study's measurements, checks and figure.
+
+At init (seed 0, :func:`initlab.studies.resnet_depth_checks.init_profile` on
+:data:`PROFILE_BATCH` training windows) each arm records the residual stream's rms after every
+block and ``added`` = rms(h_L − h_0), what all the branches together add to the embeddings by
+the last block. Embeddings keep PyTorch's N(0, 1) in every arm, so the stream itself is
+dominated by them; ``added`` is what the residual rules act on: it grows like sqrt(L) when
+every branch adds a comparable amount and stays flat under ``depth_scaled``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from initlab.report.model import Image
+from initlab.studies.base import Expectation, StudyContext
+from initlab.studies.resnet_depth_checks import init_profile, model_args_of
+
+PROFILE_BATCH = 64
+LEARNED_MARGIN = 0.1
+"""An arm "learns" when its training loss ends below ln(vocab) − this."""
+NO_WORSE_MARGIN = 0.05
+"""depth_scaled is "no worse" when its loss exceeds plain N(0, 0.02)'s by at most this."""
+KEYS = ["depth", "init", "rule"]
+
+
+def gpt_table(ctx: StudyContext) -> pd.DataFrame:
+    """Per (depth, init, rule): mean final training loss, runs, diverged runs, the stream's
+    rms after each block at init, and its growth (last / first)."""
+    runs = ctx.runs
+    if runs.empty:
+        return pd.DataFrame()
+    frame = runs.assign(
+        depth=runs["model_args.depth"].astype(int),
+        rule=runs["residual_init"],
+        diverged=runs["status"] == "diverged",
+    )
+    table = (
+        frame.groupby(KEYS)
+        .agg(loss=("final_train_loss", "mean"), n=("run_id", "size"), diverged=("diverged", "sum"))
+        .reset_index()
+    )
+    first = frame.groupby(KEYS).head(1).set_index(KEYS)
+    data = ctx.dataset(str(runs["dataset"].iloc[0]))
+    x, y = data.x_train[:PROFILE_BATCH], data.y_train[:PROFILE_BATCH]
+    profiles = []
+    for _, row in table.iterrows():
+        source = first.loc[(row["depth"], row["init"], row["rule"])]
+        args = model_args_of(source)
+        profiles.append(init_profile(source["model"], args, row["init"], row["rule"], x, y))
+    table["stream_rms"] = [p.block_rms for p in profiles]
+    table["added"] = [p.added_rms[-1] if p.added_rms else math.nan for p in profiles]
+    table["vocab"] = int(model_args_of(runs.iloc[0])["vocab_size"])
+    return table
+
+
+def _arm(table: pd.DataFrame, depth: int, init: str, rule: str) -> pd.Series | None:
+    rows = table[(table["depth"] == depth) & (table["init"] == init) & (table["rule"] == rule)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _deepest(table: pd.DataFrame) -> int | None:
+    return int(table["depth"].max()) if not table.empty else None
+
+
+def _shallowest(table: pd.DataFrame) -> int | None:
+    return int(table["depth"].min()) if not table.empty else None
+
+
+def depth_scaled_grows_less(table: pd.DataFrame) -> Expectation:
+    """From the shallower to the deeper net, what the branches add grows less under
+    depth_scaled than under plain N(0, 0.02) (theory: ×sqrt(L_deep/L_shallow) vs ×1)."""
+    from initlab.studies.gpt_init import GPT2
+
+    claim = (
+        "at init, depth_scaled keeps what the branches add to the stream from growing with "
+        "depth: its deep/shallow ratio of rms(h_L − h_0) is below plain N(0, 0.02)'s"
+    )
+    lo, hi = _shallowest(table), _deepest(table)
+    if lo is None or lo == hi:
+        return Expectation(claim, None, "fewer than two depths")
+    arms = [_arm(table, d, GPT2, r) for d in (lo, hi) for r in ("none", "depth_scaled")]
+    if any(a is None for a in arms):
+        return Expectation(claim, None, "an arm or a second depth is missing")
+    plain = arms[2]["added"] / arms[0]["added"]
+    scaled = arms[3]["added"] / arms[1]["added"]
+    theory = (2 * hi / (2 * lo)) ** 0.5
+    return Expectation(
+        claim,
+        bool(scaled < plain),
+        f"depth {lo} → {hi}: ×{plain:.3f} (N(0, 0.02); sqrt of the branch ratio {theory:.3f}) vs "
+        f"×{scaled:.3f} (depth_scaled)",
+    )
+
+
+def default_grows_more(table: pd.DataFrame) -> Expectation:
+    """PyTorch's default Linear init (std 1/sqrt(3·fan_in) ≈ 0.07 at width 64) adds more."""
+    from initlab.studies.gpt_init import GPT2
+
+    claim = "at init, PyTorch's default Linear init adds more to the stream than N(0, 0.02)"
+    depth = _deepest(table)
+    default = _arm(table, depth, "default", "none") if depth else None
+    plain = _arm(table, depth, GPT2, "none") if depth else None
+    if default is None or plain is None:
+        return Expectation(claim, None, "an arm is missing")
+    return Expectation(
+        claim,
+        bool(default["added"] > plain["added"]),
+        f"depth {depth}: rms(h_L − h_0) {default['added']:.4g} (default) vs {plain['added']:.4g}",
+    )
+
+
+def all_arms_learn(table: pd.DataFrame) -> Expectation:
+    """Every arm's training loss ends below ln(vocab) − :data:`LEARNED_MARGIN`."""
+    if table.empty:
+        return Expectation("every arm learns", None, "no runs")
+    chance = math.log(int(table["vocab"].iloc[0]))
+    bound = chance - LEARNED_MARGIN
+    claim = f"every arm learns: training loss below ln(vocab) − {LEARNED_MARGIN} = {bound:.3f}"
+    ok = bool(((table["loss"] < chance - LEARNED_MARGIN) & (table["diverged"] == 0)).all())
+    text = "; ".join(
+        f"depth {r['depth']} {r['init']}+{r['rule']}: {r['loss']:.3f}" for _, r in table.iterrows()
+    )
+    return Expectation(claim, ok, text)
+
+
+def depth_scaled_no_worse(table: pd.DataFrame) -> Expectation:
+    """At the deeper depth, depth_scaled's loss ≤ plain N(0, 0.02)'s + :data:`NO_WORSE_MARGIN`."""
+    from initlab.studies.gpt_init import GPT2
+
+    claim = (
+        f"at the deeper depth, GPT-2's depth_scaled init trains at least as well as plain "
+        f"N(0, 0.02) (loss at most {NO_WORSE_MARGIN} higher)"
+    )
+    depth = _deepest(table)
+    plain = _arm(table, depth, GPT2, "none") if depth else None
+    scaled = _arm(table, depth, GPT2, "depth_scaled") if depth else None
+    if plain is None or scaled is None:
+        return Expectation(claim, None, "an arm is missing")
+    ok = bool(scaled["diverged"] == 0 and scaled["loss"] <= plain["loss"] + NO_WORSE_MARGIN)
+    return Expectation(
+        claim, ok, f"depth {depth}: {plain['loss']:.4f} (N(0, 0.02)) vs {scaled['loss']:.4f}"
+    )
+
+
+def stream_figure(table: pd.DataFrame) -> Image:
+    """Residual-stream rms after each block at init, per depth and arm."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for _, row in table.iterrows():
+        values = row["stream_rms"]
+        label = f"depth {row['depth']}: {row['init']} + {row['rule']} (loss {row['loss']:.3f})"
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
+    ax.set(title="residual stream rms after each block, at init", xlabel="block", ylabel="rms")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return Image.from_figure(
+        "gpt-init", fig, "Residual-stream rms per block at init; final training loss in the legend"
+    )
