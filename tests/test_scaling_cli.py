@@ -26,6 +26,10 @@ def no_width(size=16):
     return nn.Sequential(nn.Flatten(), nn.Linear(64, size), nn.Linear(size, 10))
 
 
+def width_only(width=16):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.Linear(width, 10))
+
+
 def ignores_width(width=16):
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
 """
@@ -83,6 +87,9 @@ def test_depths_add_depth_fits(factories):
         (["--widths", "64,sixty"], "integers like"),
         (["--model", "factories.py:no_width"], "no 'width' keyword"),
         (["--model", "factories.py:ignores_width"], "no parameter's shape changes"),
+        (["--model", "factories.py:width_only", "--depths", "2,4"], "no 'depth' keyword"),
+        (["--steps", "0"], "--steps must be at least 1"),
+        (["--lr", "-1"], "--lr must be a positive number"),
         (["--model", "factories.py:build", "--depths", "4,2"], "--depths must be strictly"),
         (["--param", "mu"], "unknown parametrization 'mu'"),
         (["--model", "cnn"], "scaling needs a factory with a 'width' keyword"),
