@@ -20,6 +20,7 @@ the useful FLOP rate (``torch.utils.flop_counter`` on one training step, times t
 plus the evaluation forward passes) over the fp32 matmul peak measured here (``torch.mm``).
 
     python benchmarks/bench_engine.py [--repeats 3] [--threads 1] [--limit-train 2000]
+        [--limit-mlp 20000] [--batched auto|stacked|vmap|looped]
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from initlab.data import load
-from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.engine import Member, Plan, StackTrainer
 from initlab.train.tasks import losses
 
 BATCH = 32
@@ -135,8 +136,8 @@ class TinyTransformer(nn.Module):
         return self.out(h)
 
 
-def workloads(limit: int) -> list[Workload]:
-    fm = load("fashion-mnist", limit_train=limit, val_size=1000)
+def workloads(limit: int, limit_mlp: int) -> list[Workload]:
+    fm = load("fashion-mnist", limit_train=limit_mlp, val_size=1000)
     mlp = SimpleNamespace(
         x_train=fm.x_train, y_train=fm.y_train, x_val=fm.x_val, y_val=fm.y_val,
         x_test=fm.x_test[:2000], y_test=fm.y_test[:2000], task="classification", num_classes=10,
@@ -190,17 +191,19 @@ def time_plain(w: Workload) -> float:
     return time.process_time() - start
 
 
-def time_engine(w: Workload, models: int) -> float:
-    """Seconds per model-epoch of ``models`` models in one stack (all asserted ok)."""
+def time_engine(w: Workload, models: int, strategy: str = "auto") -> tuple[float, str]:
+    """Seconds per model-epoch of ``models`` models in one stack (all asserted ok) and the
+    strategy the stack ran (``auto`` chooses by a timed step, initlab.train.stack)."""
     torch.manual_seed(0)
     built = [w.factory() for _ in range(models)]
-    plan = Plan(task=w.task, optimizer=w.optimizer, batch_size=BATCH, epochs=1)
+    plan = Plan(task=w.task, optimizer=w.optimizer, batch_size=BATCH, epochs=1, strategy=strategy)
     members = [Member(seed=s, lr=w.lr) for s in range(models)]
     start = time.process_time()
-    results = train_stack(built, w.data, plan, members)
+    trainer = StackTrainer(built, w.data, plan, members)
+    results = trainer.run()
     seconds = (time.process_time() - start) / models
     assert all(r.status in ("ok", "stuck") for r in results), [r.message for r in results]
-    return seconds
+    return seconds, trainer.stack.strategy
 
 
 def epoch_flops(w: Workload) -> float:
@@ -219,26 +222,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--limit-train", type=int, default=2000)
+    parser.add_argument("--limit-train", type=int, default=2000, help="ResNet, transformer")
+    parser.add_argument("--limit-mlp", type=int, default=20000, help="the MLP's training set")
+    parser.add_argument("--batched", default="auto", help="the batched stack's strategy")
+    parser.add_argument("--only", default="", help="run the workloads whose name contains this")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {args.threads} threads")
     peak = max(matmul_peak() for _ in range(3))
     print(f"fp32 matmul peak (torch.mm 2048^2): {peak / 1e9:.1f} GFLOP/s\n")
     print("| workload | models | plain s/model-epoch | initlab M=1 | initlab batched "
-          "| batched vs plain | M=1 vs plain | batched % peak |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
-    for w in workloads(args.limit_train):
+          "| batched vs plain | M=1 vs plain | batched % peak | strategy |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for w in workloads(args.limit_train, args.limit_mlp):
+        if args.only.lower() not in w.name.lower():
+            continue
         time_plain(w)  # warm-up: first calls pay one-time costs (allocations, kernels)
         plain = single = batched = math.inf
+        chosen = set()
         for _ in range(args.repeats):
             plain = min(plain, time_plain(w))
-            single = min(single, time_engine(w, 1))
-            batched = min(batched, time_engine(w, w.models))
+            single = min(single, time_engine(w, 1)[0])
+            seconds, strategy = time_engine(w, w.models, args.batched)
+            batched, chosen = min(batched, seconds), chosen | {strategy}
         share = epoch_flops(w) / batched / peak
         print(
             f"| {w.name} | {w.models} | {plain:.3f} | {single:.3f} | {batched:.3f} "
-            f"| {plain / batched:.2f}x | {plain / single:.2f}x | {100 * share:.0f}% |",
+            f"| {plain / batched:.2f}x | {plain / single:.2f}x | {100 * share:.0f}% "
+            f"| {', '.join(sorted(chosen))} |",
             flush=True,
         )
 

@@ -320,3 +320,18 @@ def test_a_stack_of_one_trains_its_model_in_place_of_the_plain_loop(digits):
     assert grad.shape == stack.params["1.weight"].shape and torch.equal(
         grad[0], module[1].weight.grad
     )
+
+
+def test_choosing_a_strategy_leaves_weights_statistics_and_rng_alone():
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Dropout(0.5)) for _ in range(3)]
+    stack = ModelStack(models, torch.device("cpu"))
+    before = {k: v.detach().clone() for k, v in {**stack.params, **stack.buffers}.items()}
+    x = 5 + torch.randn(3, 8, 4)
+    rng = torch.get_rng_state()
+    stack.prepare(x, lambda out: out.square().sum())
+    assert stack.strategy in ("stacked", "looped")
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in {**stack.params, **stack.buffers}.items():
+        assert torch.equal(v.detach(), before[k]), k
+    assert all(g is None for g in stack.grads())

@@ -45,10 +45,12 @@ from initlab.train.stacked import NotStackable, stacked_module
 
 STACKED, VMAP, LOOPED, AUTO = "stacked", "vmap", "looped", "auto"
 STRATEGIES = (AUTO, STACKED, VMAP, LOOPED)
-TIMED_ROUNDS = 3
+TIMED_ROUNDS = 2
 """Interleaved timed steps per strategy in :meth:`ModelStack.prepare` (the best counts)."""
 
 LossFn = Callable[[Tensor], Tensor]
+_CHOSEN: dict[tuple, tuple[str, str]] = {}
+"""Outcomes of :meth:`ModelStack.prepare` in this process (see there)."""
 
 
 class ModelStack:
@@ -189,8 +191,16 @@ class ModelStack:
         """Before training, on one minibatch ``x`` (``[M, b, ...]``) and ``loss(out)``:
         check the batched strategy runs (else fall back, see the module docstring) and, for
         ``auto``, keep the faster of it and ``looped``. Parameters, gradients, buffers and
-        the RNG are left as they were."""
+        the RNG are left as they were. The outcome is remembered for the process by the
+        architecture (its ``repr``), M, the input shape, device and thread count, so the
+        chunks of a sweep pay for one trial."""
         if self.strategy == LOOPED:
+            return
+        key = (repr(restore(self.template)), self.size, tuple(x.shape), x.dtype, str(self.device),
+               torch.get_num_threads(), self.auto, self.strategy)  # fmt: skip
+        if key in _CHOSEN:
+            strategy, self.note = _CHOSEN[key]
+            self.use(strategy)
             return
         saved = {k: v.clone() for k, v in self.buffers.items()}
         try:
@@ -200,17 +210,32 @@ class ModelStack:
             for k, v in self.buffers.items():
                 v.copy_(saved[k])
             self.zero_grad()
+        _CHOSEN[key] = (self.strategy, self.note)
 
     def _prepare(self, x: Tensor, loss: LossFn) -> None:
-        batched = self._runnable(x, loss)
+        batched = self._runnable(x, loss)  # also the batched strategy's warm-up
         if batched is None or not self.auto:
             return
+        self.use(LOOPED)
+        self._timed_one(x, loss)  # warm-up
         best = {batched: math.inf, LOOPED: math.inf}
         for _ in range(TIMED_ROUNDS):
-            for strategy in best:
-                self.use(strategy)
-                best[strategy] = min(best[strategy], self._timed_step(x, loss))
+            self.use(batched)
+            best[batched] = min(best[batched], self._timed_step(x, loss))
+            self.use(LOOPED)
+            best[LOOPED] = min(best[LOOPED], self.size * self._timed_one(x, loss))
         self.use(min(best, key=best.get))
+
+    def _timed_one(self, x: Tensor, loss: LossFn) -> float:
+        """Seconds of the first model's forward and backward alone (``looped`` costs M times
+        that: its models run one after the other)."""
+        synchronize(self.device)
+        start = time.perf_counter()
+        out = self.modules()[0](x[0])
+        loss(out.unsqueeze(0).expand(self.size, *out.shape)).backward()
+        synchronize(self.device)
+        self.zero_grad()
+        return time.perf_counter() - start
 
     def _runnable(self, x: Tensor, loss: LossFn) -> str | None:
         """The batched strategy that runs on ``x`` (stacked, else vmap), or ``None``."""
