@@ -13,7 +13,9 @@ its initialization (``init``, ``output_init``, ``residual_init``, or a model wra
   Glorot for tanh/sigmoid, LeCun for SELU), applied to every hidden layer;
 - ``orthogonal``: the orthogonal-family plan (per-layer gains, delta-orthogonal convolutions);
 - ``lsuv``: orthonormal start, then every layer's output variance fixed on a data batch;
-- ``plan+<rule>`` for each residual rule, when the model has residual branches.
+- ``plan+<rule>`` for each residual rule that adds no parameters (``skipinit`` and ``fixup``
+  add gates and biases, which change the model the snippet is made for), when the model has
+  residual branches.
 
 A plan whose hidden layers share one scheme becomes ``init`` + ``output_init``; any other
 plan is applied by :func:`planned_model`, a factory that builds the user's model and
@@ -36,7 +38,7 @@ from initlab.apply import initializable_layers, initialize
 from initlab.config import RunConfig
 from initlab.doctor.plan import GLOROT_FAMILY, HE_FAMILY, Plan, recommend
 from initlab.errors import InitlabError
-from initlab.residual import RESIDUAL_RULES, residual_branches
+from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, residual_branches
 from initlab.usercode import is_user_spec
 
 PLANNED = "initlab.doctor.candidates:planned_model"
@@ -132,7 +134,7 @@ def auto_candidates(
     found.append(plan_candidate("orthogonal", ortho, base, "orthogonal with per-layer gains"))
     found.append(Candidate("lsuv", {"init": "lsuv"}, why="LSUV: variances fixed on data"))
     if residual_branches(model):
-        for rule in RESIDUAL_RULES[1:]:
+        for rule in [r for r in RESIDUAL_RULES[1:] if r not in ADDS_PARAMETERS]:
             settings = {**found[2].settings, "residual_init": rule}
             found.append(Candidate(f"plan+{rule}", settings, why=f"the plan, residual {rule}"))
     return unique(found, base)
