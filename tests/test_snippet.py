@@ -69,3 +69,27 @@ def test_biases_are_zero_and_a_different_model_is_refused():
 def test_the_snippet_imports_nothing_from_initlab():
     text = make_snippet(_net(), SCHEMES, name="t", message="m")
     assert "initlab" not in text.replace("`initlab doctor --trials`", "")
+
+
+def test_residual_and_lsuv_lines_reproduce_what_initlab_did():
+    from initlab.doctor.snippet import residual_lines
+
+    plain = _net()
+    initialize(plain, "he_normal", generator=torch.Generator().manual_seed(0))
+    ruled = _net()
+    ruled.load_state_dict(plain.state_dict())
+    with torch.no_grad():  # what a residual rule does: a zeroed layer, a scaled one
+        ruled[2].weight.zero_()
+        ruled[4].weight.mul_(0.25)
+    lines = "\n".join(residual_lines(plain, ruled))
+    assert "zeros_(p['2.weight'])" in lines and "p['4.weight'].mul_(0.25" in lines
+    assert "0.weight" not in lines  # untouched parameters get no line
+    reference = _net()
+    data = torch.randn(512, 200, generator=torch.Generator().manual_seed(3))
+    initialize(reference, {"0": "lsuv"}, data=data, generator=torch.Generator().manual_seed(0))
+    space: dict = {}
+    exec(make_snippet(_net(), {"0": "lsuv"}, name="l", message="m", reference=reference), space)
+    mine = space["apply_init"](_net(), torch.Generator().manual_seed(1))
+    # the orthogonal draw scaled to LSUV's std: equal stds up to float rounding
+    want = float(reference[0].weight.detach().std())
+    assert abs(float(mine[0].weight.detach().std()) - want) < 1e-4 * want

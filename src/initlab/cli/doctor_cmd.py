@@ -127,7 +127,7 @@ def run_trials(probe, net, plan, start, trials, seconds, names, out_dir, console
     """The trials after the plan: candidates, estimate, progress bar, verdict, files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from initlab.doctor.candidates import auto_candidates, listed_candidates
+    from initlab.doctor.candidates import auto_candidates, buildable, listed_candidates
     from initlab.doctor.evidence import gather, snippet_source, write_outputs
     from initlab.doctor.trials import Design
 
@@ -136,6 +136,9 @@ def run_trials(probe, net, plan, start, trials, seconds, names, out_dir, console
         found = auto_candidates(base, net, probe.x, plan, start)
     else:
         found = listed_candidates(opt.split_list(names), base, net, probe.x, plan, start)
+    found, notes = buildable(found, base, probe.data)
+    for note in notes:
+        console.print(f"[yellow]{note}[/yellow]", highlight=False)
     reference = start if any(c.name == start for c in found) else "default"
     console.print(f"candidates: {', '.join(c.name for c in found)}; timing a short trial…")
     progress = Progress(

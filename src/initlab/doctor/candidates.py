@@ -187,3 +187,23 @@ def layer_schemes(candidate: Candidate, model: nn.Module, base: RunConfig) -> di
     if layers and out is not None and out != "keep":
         schemes[layers[-1]] = out
     return schemes
+
+
+def buildable(
+    candidates: Sequence[Candidate], base: RunConfig, data
+) -> tuple[list[Candidate], list[str]]:
+    """The candidates whose model builds and initializes on ``data`` (seed 0), and one note
+    per candidate left out, saying why (e.g. LSUV on a layer no forward pass reaches)."""
+    from initlab.train.build import build_initialized_model
+
+    kept, notes = [], []
+    for c in candidates:
+        try:
+            build_initialized_model(c.config(base), data.input_shape, data.num_classes, data=data)
+        except InitlabError as err:
+            if c.name == DEFAULT:
+                raise
+            notes.append(f"{c.name} left out: {err}")
+            continue
+        kept.append(c)
+    return kept, notes

@@ -204,10 +204,10 @@ def residual_lines(plain: nn.Module, ruled: nn.Module) -> list[str]:
     ``plain`` (the per-layer init alone) with ``ruled`` (the same draws, then the rule):
     a parameter that became zero → ``zeros_``; one scaled by a constant c → ``mul_(c)``;
     anything else → a normal law with its std."""
-    before = dict(plain.named_parameters())
+    before = {n: p.detach() for n, p in plain.named_parameters()}
     lines = []
     for name, after in ruled.named_parameters():
-        old = before.get(name)
+        after, old = after.detach(), before.get(name)
         if old is None or torch.equal(old, after):
             continue
         target = f"p[{name!r}]"
