@@ -20,6 +20,7 @@ from torch import nn
 from initlab.config import RunConfig
 from initlab.data import load
 from initlab.train import run_config, train_configs
+from initlab.train.build import build_initialized_model
 from initlab.train.engine import Member, Plan, train_stack
 from initlab.train.stack import ModelStack
 
@@ -279,8 +280,6 @@ def test_chunking_never_changes_the_numbers(digits):
 @pytest.mark.parametrize("settings", [dict(batch_norm=True), dict(dropout=0.2)], ids=str)
 def test_the_stacked_modules_train_as_the_models_alone(digits, settings):
     """initlab's MLP (a plain composition) with its leaves stacked vs one module per model."""
-    from initlab.train.build import build_initialized_model
-
     configs = group(**settings)[:3]
     plan = Plan(epochs=1, batch_size=32)
     members = [Member(c.seed, c.lr) for c in configs]
@@ -335,3 +334,17 @@ def test_choosing_a_strategy_leaves_weights_statistics_and_rng_alone():
     for k, v in {**stack.params, **stack.buffers}.items():
         assert torch.equal(v.detach(), before[k]), k
     assert all(g is None for g in stack.grads())
+
+
+def test_vmap_and_looped_train_a_user_resnet_alike(digits):
+    """auto rarely keeps vmap on a CPU (looped is faster): compare the two forced."""
+    configs = group(model=f"{HERE}:tiny_resnet", model_args={"width": 4}, lr=0.01)[:2]
+    plan = Plan(optimizer="momentum", epochs=1, batch_size=32)
+    members = [Member(c.seed, c.lr) for c in configs]
+    runs = {}
+    for strategy in ("vmap", "looped"):
+        models = [build_initialized_model(c, (1, 8, 8), 10) for c in configs]
+        strategy_plan = dataclasses.replace(plan, strategy=strategy)
+        runs[strategy] = train_stack(models, digits, strategy_plan, members)
+    for a, b in zip(runs["vmap"], runs["looped"], strict=True):
+        assert_close(a, b, digits)

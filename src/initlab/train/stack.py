@@ -196,8 +196,7 @@ class ModelStack:
         chunks of a sweep pay for one trial."""
         if self.strategy == LOOPED:
             return
-        key = (repr(restore(self.template)), self.size, tuple(x.shape), x.dtype, str(self.device),
-               torch.get_num_threads(), self.auto, self.strategy)  # fmt: skip
+        key = self._trial_key(x)
         if key in _CHOSEN:
             strategy, self.note = _CHOSEN[key]
             self.use(strategy)
@@ -211,6 +210,12 @@ class ModelStack:
                 v.copy_(saved[k])
             self.zero_grad()
         _CHOSEN[key] = (self.strategy, self.note)
+
+    def _trial_key(self, x: Tensor) -> tuple:
+        kind = type(self.template)
+        model = (kind.__module__, kind.__qualname__, repr(restore(self.template)))
+        shape = (self.size, tuple(x.shape), x.dtype, str(self.device))
+        return (*model, *shape, torch.get_num_threads(), self.auto, self.strategy)
 
     def _prepare(self, x: Tensor, loss: LossFn) -> None:
         batched = self._runnable(x, loss)  # also the batched strategy's warm-up
