@@ -274,3 +274,28 @@ def test_ray_gets_the_data_the_driver_already_loaded(tmp_path, monkeypatch, trai
     assert report.ran == 4 and len(trainings) == 4
     assert len(made) == 1 and list(made[0]) == [engine.data_key(configs[0])]
     assert made[0][engine.data_key(configs[0])] is loaded  # the same tensors, not a copy
+
+
+def test_an_executor_waits_while_other_processes_hold_the_runs_left(trainings):
+    """A source (a lease) that has nothing free at first: the inline executor waits, then
+    takes each chunk as it frees up, and stops when the source is done."""
+    from initlab.sweep.executor import InlineExecutor
+
+    configs = expand(tiny_spec())
+    answers = [None, [configs[0]], None, None, configs[1:3]]
+    waits = []
+
+    class Source:
+        @property
+        def done(self):
+            return not answers
+
+        def take(self):
+            return answers.pop(0) if answers else None
+
+        def wait(self):
+            waits.append(len(answers))
+
+    outcomes = list(InlineExecutor("single", DataCache()).run(Source(), None))
+    assert [o.result.config for o in outcomes] == configs[:3] == trainings
+    assert waits == [4, 2, 1]  # once per empty answer, never after the end

@@ -146,8 +146,10 @@ class RayExecutor:
         try:
             submit(first)
             while submit.pending or not source.done:
-                if not submit.pending:
+                if not submit.pending:  # the runs left are held by other processes
                     source.wait()
+                    submit(_take_all(source))
+                    continue
                 ready, _ = ray.wait(list(submit.pending), num_returns=1, timeout=POLL_SECONDS)
                 _drain(submit.events, submit.configs, on_epoch)  # a task's epochs come first
                 for ref in ready:
