@@ -32,6 +32,7 @@ _PUBLIC = {
     "ResultSet": "initlab.results",
     "RunConfig": "initlab.config",
     "activations": None,
+    "assert_healthy_init": "initlab.testing",
     "compare": "initlab.compare",
     "data": None,
     "diagnose": "initlab.probe",

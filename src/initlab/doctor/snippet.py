@@ -32,9 +32,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from initlab import initializers
 from initlab.apply import initializable_layers
-from initlab.initializers import Initializer
+from initlab.initializers import Initializer, fans_of_module, get, parse
 from initlab.initializers.basic import TRUNCATED_STD
 
 HEADER = '''"""Initialization chosen by `initlab doctor --trials` ({name}).
@@ -118,14 +117,14 @@ def _dict_literal(expected: Mapping[str, tuple]) -> str:
 
 
 def _weight_lines(layer: str, module: nn.Module, scheme: str, ref: nn.Module | None) -> list[str]:
-    fans = initializers.fans_of_module(module)
+    fans = fans_of_module(module)
     target = f"p[{layer + '.weight'!r}]"
     if scheme.startswith("lsuv"):
         rows = module.weight.shape[0]
         orth = 1 / math.sqrt(max(rows, module.weight.numel() // rows))
         scale = float(ref.weight.detach().std()) / orth if ref is not None else 1.0
         return [f"    torch.nn.init.orthogonal_({target}, gain={scale!r}, generator=g)"]
-    return [f"    {call}" for call in draw_calls(initializers.parse(scheme), target, fans, module)]
+    return [f"    {call}" for call in draw_calls(parse(scheme), target, fans, module)]
 
 
 def draw_calls(init: Initializer, target: str, fans, module: nn.Module) -> list[str]:
@@ -186,13 +185,13 @@ def _bias_lines(layer: str, module: nn.Module, bias: str) -> list[str]:
     target = f"p[{layer + '.bias'!r}]"
     if bias == "zeros":
         return [f"    torch.nn.init.zeros_({target})"]
-    init = initializers.get("torch_default_bias") if bias == "torch_default" else None
+    init = get("torch_default_bias") if bias == "torch_default" else None
     if init is None:
         try:
-            init = initializers.get("constant", value=float(bias))
+            init = get("constant", value=float(bias))
         except ValueError:
-            init = initializers.parse(bias)
-    fans = initializers.fans_of_module(module)
+            init = parse(bias)
+    fans = fans_of_module(module)
     if type(init.sampler).__name__ == "LayerBias":
         b = 1 / math.sqrt(fans.fan_in) if fans.fan_in > 0 else 0.0
         return [f"    torch.nn.init.uniform_({target}, {-b!r}, {b!r}, generator=g)"]
