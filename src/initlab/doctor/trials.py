@@ -106,6 +106,11 @@ class Schedule:
 
 def trial_data(data: Dataset, limit: int | None) -> Dataset:
     """``data`` with its first ``limit`` training examples and a one-example test split."""
+    if len(data.y_val) == 0:
+        raise InitlabError(
+            "the trials rank candidates by validation loss: give the data a validation "
+            "split (val_size > 0)"
+        )
     n = len(data.y_train) if limit is None else min(limit, len(data.y_train))
     return replace(
         data,

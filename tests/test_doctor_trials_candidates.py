@@ -1,0 +1,63 @@
+"""Candidates of the doctor's trials: what auto picks, and plans expressed as runs."""
+
+import math
+
+import torch
+from torch import nn
+
+from initlab.config import RunConfig
+from initlab.doctor import recommend
+from initlab.doctor.candidates import PLANNED, auto_candidates, buildable, plan_candidate
+from initlab.train.build import build_architecture, build_initialized_model
+from initlab.train.run import load_data
+
+
+def _tanh_mlp():
+    base = RunConfig(dataset="digits", hidden=(32,) * 4, activation="tanh", init="default")
+    data = load_data(base)
+    model = build_architecture(base, data.input_shape, data.num_classes)
+    return base, data, model
+
+
+def test_auto_candidates_of_a_tanh_mlp():
+    base, data, model = _tanh_mlp()
+    x = data.x_train[:256]
+    plan = recommend(model, x)
+    found = auto_candidates(base, model, x, plan, "random_normal(stddev=0.01)")
+    names = [c.name for c in found]
+    # glorot_normal + glorot_uniform output is the plan itself: listed once, as "plan"
+    assert names == ["default", "random_normal(stddev=0.01)", "plan", "orthogonal", "lsuv"]
+    assert found[2].settings == {"init": "glorot_normal", "output_init": "glorot_uniform"}
+
+
+class Mixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(64, 256), nn.Linear(256, 256), nn.Linear(256, 10)
+
+    def forward(self, x):
+        return self.c(torch.tanh(self.b(torch.relu(self.a(x.flatten(1))))))
+
+
+def build_mixed():
+    return Mixed()
+
+
+def test_a_mixed_plan_trains_as_the_wrapped_factory():
+    base = RunConfig(dataset="digits", model=f"{__name__}:build_mixed", init="default")
+    data = load_data(base)
+    model = build_mixed()
+    plan = recommend(model, data.x_train[:256])
+    candidate = plan_candidate("plan", plan, base, "test")
+    assert candidate.settings["model"] == PLANNED
+    kept, notes = buildable([candidate], base, data)
+    assert kept == [candidate] and notes == []
+    built = build_initialized_model(
+        candidate.config(base.replace(seed=3)), data.input_shape, data.num_classes
+    )
+    # he_normal on a (fan_in 64) and glorot_normal on b (fans 256, 256): post-truncation stds
+    for layer, std in ((built.a, math.sqrt(2 / 64)), (built.b, math.sqrt(2 / 512))):
+        w = layer.weight.detach()
+        se = std / math.sqrt(2 * w.numel())  # std error of a sample std
+        assert abs(float(w.std()) - std) < 6 * se + 1e-3 * std
+    assert float(built.a.bias.detach().abs().max()) == 0  # the plan's biases: zero
