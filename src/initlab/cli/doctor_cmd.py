@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import typer
@@ -13,15 +13,21 @@ from rich.console import Console
 from initlab.apply import initialize
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.probing import prepare_probe
+from initlab.cli.probing import Probe, prepare_probe
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
-from initlab.doctor import recommend
+from initlab.doctor import Plan, recommend
 from initlab.errors import InitlabError, check_positive
 from initlab.probe import Diagnosis, diagnose
 from initlab.train.seeding import make_generator
 from initlab.usercode import is_user_spec
 from initlab.weights import save_weights
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from initlab.doctor.evidence import Evidence
+    from initlab.doctor.trials import Schedule
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -123,7 +129,17 @@ def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
         out.print(f"[red]{finding.name}[/red] remains: {finding.message}", highlight=False)
 
 
-def run_trials(probe, net, plan, start, trials, seconds, names, out_dir, console) -> None:
+def run_trials(
+    probe: Probe,
+    net: nn.Module,
+    plan: Plan,
+    start: str,
+    trials: int,
+    seconds: float,
+    names: str,
+    out_dir: Path,
+    console: Console,
+) -> None:
     """The trials after the plan: candidates, estimate, progress bar, verdict, files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -147,10 +163,10 @@ def run_trials(probe, net, plan, start, trials, seconds, names, out_dir, console
     )  # fmt: skip
     task = None
 
-    def on_schedule(schedule, runs: int) -> None:
+    def on_schedule(schedule: Schedule, runs: int) -> None:
         nonlocal task
         console.print(
-            f"{runs} runs × {schedule.steps} steps ({schedule.epochs} epochs × "
+            f"{runs} runs × {schedule.steps} steps ({schedule.epochs} epoch(s) × "
             f"{schedule.steps_per_epoch} steps), estimated {schedule.seconds:.0f} s"
         )
         task = progress.add_task("trials", total=runs * schedule.epochs)
@@ -169,7 +185,7 @@ def run_trials(probe, net, plan, start, trials, seconds, names, out_dir, console
         console.print(f"wrote {path}", soft_wrap=True)
 
 
-def _print_evidence(evidence, console) -> None:
+def _print_evidence(evidence: Evidence, console: Console) -> None:
     shown = evidence.ranked[["rank", "candidate", "final", "final_low", "final_high", "area"]]
     print_frame(shown.round(4), console, title="validation loss after the budget (95% CI)")
     tests = evidence.tests[["candidate", "reference", "diff", "diff_low", "diff_high", "p_holm"]]

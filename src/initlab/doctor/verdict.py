@@ -10,6 +10,9 @@ seed j): ``d_ij = final_c(i, j) - final_r(i, j)``. ``p`` is the two-sided paired
 (:func:`scipy.stats.ttest_rel`; Wilcoxon's signed-rank test is reported beside it), Holm-
 adjusted over the candidates compared with the same reference; the interval is the 95%
 percentile bootstrap of ``mean(d)`` (:func:`scipy.stats.bootstrap`, 2000 resamples, seed 0).
+The N² cells are treated as independent pairs; cells that share an init seed or a data
+order share part of their noise, so with large seed effects on the *difference* the p-value
+is optimistic — the seed-noise condition of the verdict guards against naming such a winner.
 
 **Verdict.** The winner is the candidate with the lowest mean final loss among those whose
 Holm-adjusted ``p < ALPHA``, whose bootstrap interval lies below 0, whose gain ``-mean(d)``
