@@ -2,6 +2,8 @@
 
 Before a process trains a run it *leases* it: a row ``leases(run_id, owner, expires)``
 written in one ``BEGIN IMMEDIATE`` transaction together with the checks that make it safe.
+:class:`Lease` does that one chunk at a time, when an executor has room for one (an idle
+worker), so a process holds leases only on what it is about to train or is training.
 A run is leased only when
 
 * it is not finished (``ok``, ``stuck``, ``diverged``),
