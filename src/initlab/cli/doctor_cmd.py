@@ -175,7 +175,7 @@ def run_trials(
     try:
         evidence = gather(
             found, base, probe.data, Design.square(trials), seconds, reference=reference,
-            on_schedule=on_schedule, on_epoch=lambda c, r: progress.advance(task),
+            on_schedule=on_schedule, on_epoch=lambda c, r: progress.advance(task), out=out_dir,
         )  # fmt: skip
     finally:
         progress.stop()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from torch import nn
 
 from initlab.config import RunConfig
 from initlab.data import Dataset
@@ -49,22 +48,25 @@ class Evidence:
         return next(c for c in self.candidates if c.name == name)
 
     def curves(self) -> pd.DataFrame:
-        """Tidy curves: ``candidate, seed, data_seed, epoch, step`` and the epoch record."""
-        rows = []
-        names = [c.name for c in self.candidates for _ in range(self.design.runs)]
-        for name, result in zip(names, self.results, strict=True):
-            for record in result.epochs:
-                step = int(record["epoch"]) * self.schedule.steps_per_epoch
-                rows.append(
-                    {
-                        "candidate": name,
-                        "seed": result.config.seed,
-                        "data_seed": result.config.data_seed,
-                        "step": step,
-                        **record,
-                    }
-                )
-        return pd.DataFrame(rows)
+        """Tidy curves (:func:`tidy_curves`)."""
+        return tidy_curves(self.candidates, self.design, self.schedule, self.results)
+
+
+def tidy_curves(
+    candidates: Sequence[Candidate],
+    design: trials.Design,
+    schedule: trials.Schedule,
+    results: Sequence[RunResult],
+) -> pd.DataFrame:
+    """``candidate, seed, data_seed, step`` and the epoch record, one row per run and epoch."""
+    rows = []
+    names = [c.name for c in candidates for _ in range(design.runs)]
+    for name, result in zip(names, results, strict=True):
+        for record in result.epochs:
+            step = int(record["epoch"]) * schedule.steps_per_epoch
+            seeds = {"seed": result.config.seed, "data_seed": result.config.data_seed}
+            rows.append({"candidate": name, **seeds, "step": step, **record})
+    return pd.DataFrame(rows)
 
 
 def design_label(design: trials.Design) -> str:
@@ -81,9 +83,11 @@ def gather(
     reference: str = DEFAULT,
     on_schedule: Callable[[trials.Schedule, int], None] | None = None,
     on_epoch: trials.EpochHook | None = None,
+    out: str | Path | None = None,
 ) -> Evidence:
     """Time the trials, fit them to ``budget`` seconds, train, and judge every candidate
-    against ``reference`` (paired by seed)."""
+    against ``reference`` (paired by seed). ``out``: a directory that gets ``trials.csv``
+    as soon as training ends, before any statistics (nothing trained is lost)."""
     configs = design.configs(candidates, base.replace(track="off"))
     step, fixed = trials.time_trial(configs, data)
     schedule = trials.plan_schedule(budget, step, fixed, len(data.y_train), base.batch_size)
@@ -91,6 +95,11 @@ def gather(
     if on_schedule is not None:
         on_schedule(schedule, len(configs))
     results = trials.run_trials(configs, data, on_epoch)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        tidy_curves(candidates, design, schedule, results).to_csv(
+            Path(out) / "trials.csv", index=False
+        )
     names = [c.name for c in candidates for _ in range(design.runs)]
     table = verdict.run_table(names, results)
     ranked = verdict.ranking(table)
@@ -193,8 +202,3 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
-
-
-def candidates_model(base: RunConfig, data: Dataset) -> nn.Module:
-    """``base``'s model as built (the architecture the candidates share)."""
-    return build_architecture(base, data.input_shape, data.num_classes)
