@@ -138,7 +138,7 @@ def compare(
         engine=engine,
         gpus_per_trial=gpus_per_trial,
         data_dir=data_dir,
-        dataset=loaded if workers == 1 and backend == "local" else None,
+        dataset=loaded,  # reused in this process, and put in Ray's object store as it is
         progress=_CallbackProgress(progress) if progress else None,
     )
     return results
