@@ -158,7 +158,7 @@ class StackTrainer:
         self.stack.zero_grad()
         total.backward()
         self.opt.step(self.alive if self.masked else None, self.stack.grads())
-        meter.add(out, y, loss_sum=loss.detach() * y[0].numel())
+        meter.add(out, y, loss_mean=loss)
         self.global_step += 1
 
     def total(self, loss: Tensor) -> Tensor:
@@ -169,7 +169,7 @@ class StackTrainer:
         on the CPU or every :data:`CHECK_STEPS` steps.
         """
         if not self.masked:
-            total = loss.sum()
+            total = loss.sum() if self.size > 1 else loss.reshape(())
             if math.isfinite(float(total.detach())):
                 return total
             self.masked = True

@@ -69,6 +69,8 @@ def losses(task: str, out: Tensor, y: Tensor, reduction: str = "mean") -> Tensor
         per = (regression_view(out.float(), y) - y).square().reshape(m, -1)
     else:
         logits = out.float().reshape(-1, out.shape[-1])
+        if m == 1:  # one model: the reduction inside the kernel, as a plain loop has it
+            return F.cross_entropy(logits, y.reshape(-1), reduction=reduction).reshape(1)
         per = F.cross_entropy(logits, y.reshape(-1), reduction="none").view(m, -1)
     return per.mean(1) if reduction == "mean" else per.sum(1)
 
@@ -96,17 +98,19 @@ class Meter:
         self.loss_sum, self.hits, self.count = zeros, zeros.clone(), 0
         self.sum_y = self.sum_y2 = None  # regression: per model and output, for SST
 
-    def add(self, out: Tensor, y: Tensor, loss_sum: Tensor | None = None) -> None:
-        """Add a batch: ``out [M, B, ...]``, targets ``[M, B, ...]``; ``loss_sum``: the
-        batch's per-model summed loss when the caller has it already."""
+    def add(self, out: Tensor, y: Tensor, loss_mean: Tensor | None = None) -> None:
+        """Add a batch: ``out [M, B, ...]``, targets ``[M, B, ...]``; ``loss_mean``: the
+        batch's per-model mean loss when the caller has it already (times the terms per
+        model it averages: examples, example outputs or tokens)."""
         out = out.detach()
-        if loss_sum is None:
-            loss_sum = losses(self.task, out, y, reduction="sum")
-        self.loss_sum += loss_sum.detach().to(self.dtype)
+        if loss_mean is None:
+            self.loss_sum.add_(losses(self.task, out, y, reduction="sum"))
+        else:
+            self.loss_sum.add_(loss_mean.detach(), alpha=y[0].numel())
         if self.task == REGRESSION:
             self._add_regression(out, y)
             return
-        self.hits += (out.argmax(-1) == y).reshape(self.models, -1).sum(1)
+        self.hits.add_((out.argmax(-1) == y).reshape(self.models, -1).sum(1))
         self.count += y[0].numel()
 
     def _add_regression(self, out: Tensor, y: Tensor) -> None:
