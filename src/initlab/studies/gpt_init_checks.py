@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from initlab.report.model import Image
 from initlab.studies.base import Expectation, StudyContext
-from initlab.studies.resnet_depth_checks import init_profile, model_args_of
+from initlab.studies.resnet_depth_checks import arm_table, model_args_of
 
 PROFILE_BATCH = 64
 LEARNED_MARGIN = 0.1
@@ -29,32 +29,14 @@ KEYS = ["depth", "init", "rule"]
 
 
 def gpt_table(ctx: StudyContext) -> pd.DataFrame:
-    """Per (depth, init, rule): mean final training loss, runs, diverged runs, the stream's
-    rms after each block at init, and its growth (last / first)."""
-    runs = ctx.runs
-    if runs.empty:
-        return pd.DataFrame()
-    frame = runs.assign(
-        depth=runs["model_args.depth"].astype(int),
-        rule=runs["residual_init"],
-        diverged=runs["status"] == "diverged",
-    )
-    table = (
-        frame.groupby(KEYS)
-        .agg(loss=("final_train_loss", "mean"), n=("run_id", "size"), diverged=("diverged", "sum"))
-        .reset_index()
-    )
-    first = frame.groupby(KEYS).head(1).set_index(KEYS)
-    data = ctx.dataset(str(runs["dataset"].iloc[0]))
-    x, y = data.x_train[:PROFILE_BATCH], data.y_train[:PROFILE_BATCH]
-    profiles = []
-    for _, row in table.iterrows():
-        source = first.loc[(row["depth"], row["init"], row["rule"])]
-        args = model_args_of(source)
-        profiles.append(init_profile(source["model"], args, row["init"], row["rule"], x, y))
+    """:func:`~initlab.studies.resnet_depth_checks.arm_table` per (depth, init, rule), with
+    the stream's rms after each block at init and ``added`` (module docstring)."""
+    table, profiles = arm_table(ctx, KEYS, PROFILE_BATCH)
+    if table.empty:
+        return table
     table["stream_rms"] = [p.block_rms for p in profiles]
     table["added"] = [p.added_rms[-1] if p.added_rms else math.nan for p in profiles]
-    table["vocab"] = int(model_args_of(runs.iloc[0])["vocab_size"])
+    table["vocab"] = int(model_args_of(ctx.runs.iloc[0])["vocab_size"])
     return table
 
 

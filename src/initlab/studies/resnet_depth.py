@@ -6,13 +6,14 @@ Protocol: CIFAR-style ResNets (``initlab.models.resnet:resnet``, depth 6n+2, Bas
 = (depth−2)/2 branches of m = 2 convolutions) on 32×32 images (Fashion-MNIST padded 28→32,
 one channel: :mod:`initlab.studies.resnet_depth_data`). Without normalization: He normal with
 no residual rule, ``fixup``, ``skipinit``, ``zero_last_layer``; with batch norm: He normal
-with and without ``zero_last_norm``. SGD with momentum 0.9, lr 0.1, batch 64, a fixed budget
-of examples. Recorded: per-layer statistics at init (the signal entering the last block and
-the gradient of the stem) and the training loss after the budget.
+with and without ``zero_last_norm``. SGD with momentum 0.9, lr 0.05, batch 32, a fixed budget
+of examples. Recorded: the rms of every block's output at init and the gradient of the stem
+(:func:`~initlab.studies.resnet_depth_checks.init_profile`), and the training loss after the
+budget.
 
 Scales (timings in docs/studies/resnet-depth.md): ``tiny`` depth 8 for tests; ``default``
-depths 8 / 20 / 56, width 8, 2,048 images, one epoch (~5 minutes on 2 cores); ``full`` the
-paper's depths 20 / 56 / 110, width 16, 10,000 images, 5 epochs, 3 seeds.
+depths 8 / 20 / 44, width 8, 2,560 images (80 steps), one epoch; ``full`` the paper's depths
+20 / 56 / 110, width 16, 10,000 images, 5 epochs, 3 seeds.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class ResnetDepthProtocol:
 PROTOCOLS = {
     "tiny": ResnetDepthProtocol(depths=(8,), width=4, limit_train=256, epochs=1, seeds=1),
     "default": ResnetDepthProtocol(
-        depths=(8, 20, 56), width=8, limit_train=2048, epochs=1, seeds=1
+        depths=(8, 20, 44), width=8, limit_train=2560, epochs=1, seeds=1
     ),
     "full": ResnetDepthProtocol(
         depths=(20, 56, 110), width=16, limit_train=10_000, epochs=5, seeds=3
@@ -93,12 +94,12 @@ class ResnetDepth(Study):
             "bias": "zeros",
             "optimizer": "momentum",
             "momentum": 0.9,
-            "lr": 0.1,
-            "batch_size": 64,
+            "lr": 0.05,
+            "batch_size": 32,
             "epochs": p.epochs,
             "limit_train": p.limit_train,
-            "val_size": 500,
-            "track": "epoch",
+            "val_size": 256,
+            "track": "off",
             "model_args": {"width": p.width, "in_channels": 1, "num_classes": 10},
         }
         axes = (

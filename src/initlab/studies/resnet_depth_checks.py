@@ -40,34 +40,47 @@ def model_args_of(row: pd.Series) -> dict:
     return json.loads(args) if isinstance(args, str) else dict(args)
 
 
-def rule_table(ctx: StudyContext) -> pd.DataFrame:
-    """Per (depth, norm, rule): mean final training loss (``nan`` if every run diverged),
-    test accuracy, runs and diverged runs, and the init profile (:func:`init_profile`)."""
+def arm_table(ctx: StudyContext, keys: list[str], batch: int) -> tuple[pd.DataFrame, list]:
+    """Per arm (``keys``, from ``depth`` = ``model_args.depth``, ``norm`` =
+    ``model_args.norm``, ``rule`` = ``residual_init`` and the run columns): mean final training
+    loss (``nan`` if every run diverged), test accuracy, runs, diverged runs; and each arm's
+    :func:`init_profile` on the first ``batch`` training examples."""
     runs = ctx.runs
     if runs.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(), []
     frame = runs.assign(
         depth=runs["model_args.depth"].astype(int),
-        norm=runs["model_args.norm"].astype(bool),
         rule=runs["residual_init"],
         diverged=runs["status"] == "diverged",
     )
-    table = frame.groupby(KEYS).agg(
-        loss=("final_train_loss", "mean"),
-        accuracy=("test_accuracy", "mean"),
-        n=("run_id", "size"),
-        diverged=("diverged", "sum"),
+    if "norm" in keys:
+        frame["norm"] = runs["model_args.norm"].astype(bool)
+    table = (
+        frame.groupby(keys)
+        .agg(
+            loss=("final_train_loss", "mean"),
+            accuracy=("test_accuracy", "mean"),
+            n=("run_id", "size"),
+            diverged=("diverged", "sum"),
+        )
+        .reset_index()
     )
-    table = table.reset_index()
-    first = frame.groupby(KEYS).head(1).set_index(KEYS)
+    first = frame.groupby(keys).head(1).set_index(keys, drop=False)
     data = ctx.dataset(str(runs["dataset"].iloc[0]))
-    x, y = data.x_train[:PROFILE_BATCH], data.y_train[:PROFILE_BATCH]
+    x, y = data.x_train[:batch], data.y_train[:batch]
     profiles = []
     for _, row in table.iterrows():
-        source = first.loc[(row["depth"], row["norm"], row["rule"])]
-        profiles.append(
-            init_profile(source["model"], model_args_of(source), source["init"], row["rule"], x, y)
-        )
+        source = first.loc[tuple(row[k] for k in keys)]
+        args = model_args_of(source)
+        profiles.append(init_profile(source["model"], args, source["init"], row["rule"], x, y))
+    return table, profiles
+
+
+def rule_table(ctx: StudyContext) -> pd.DataFrame:
+    """:func:`arm_table` per (depth, norm, rule), with each arm's block rms at init."""
+    table, profiles = arm_table(ctx, KEYS, PROFILE_BATCH)
+    if table.empty:
+        return table
     table["block_rms"] = [p.block_rms for p in profiles]
     table["last_rms"] = [p.block_rms[-1] if p.block_rms else math.nan for p in profiles]
     table["stem_grad"] = [p.grad_norm for p in profiles]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-TRAIN, TEST = 10_000, 2_000
+TRAIN, TEST = 10_000, 1_000
 
 
 def _padded(limit_train: int | None, limit_test: int | None) -> tuple[Tensor, ...]:
@@ -29,7 +29,7 @@ def _padded(limit_train: int | None, limit_test: int | None) -> tuple[Tensor, ..
 
 
 def fashion32() -> tuple[Tensor, ...]:
-    """``(x_train, y_train, x_test, y_test)``: 10,000 / 2,000 images ``[N, 1, 32, 32]``."""
+    """``(x_train, y_train, x_test, y_test)``: 10,000 / 1,000 images ``[N, 1, 32, 32]``."""
     return _padded(TRAIN, TEST)
 
 
