@@ -96,9 +96,13 @@ def layer_stats(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
     return frame
 
 
+SEEDS = ("seed", "data_seed")
+"""Sources of run-to-run noise, never a group: runs differing only in them are repeats."""
+
+
 def varying(runs: pd.DataFrame) -> list[str]:
-    """Config columns whose values differ between runs (seed excluded); ``["init"]`` if none."""
-    names = [f.name for f in fields(RunConfig) if f.name not in ("seed",) and f.name in runs]
+    """Config columns whose values differ between runs (seeds excluded); ``["init"]`` if none."""
+    names = [f.name for f in fields(RunConfig) if f.name not in SEEDS and f.name in runs]
     keys = [n for n in names if runs[n].astype(str).nunique() > 1]
     return keys or ["init"]
 
