@@ -61,3 +61,16 @@ def test_a_mixed_plan_trains_as_the_wrapped_factory():
         se = std / math.sqrt(2 * w.numel())  # std error of a sample std
         assert abs(float(w.std()) - std) < 6 * se + 1e-3 * std
     assert float(built.a.bias.detach().abs().max()) == 0  # the plan's biases: zero
+
+
+def test_data_seed_moves_only_the_data_order():
+    assert RunConfig(data_seed=None).key() == RunConfig().key()  # existing keys unchanged
+    base = RunConfig(dataset="digits", hidden=(16,), epochs=2, lr=0.1, limit_train=256, track="off")
+    configs = [base, base.replace(data_seed=0), base.replace(data_seed=1)]
+    from initlab.train import train_configs
+
+    loss = [r.final_train_loss for r in train_configs(configs, load_data(base))]
+    # None means the run's seed (0): the same run up to float rounding; another order differs
+    atol = 50 * torch.finfo(torch.float32).eps * math.sqrt(256)
+    assert abs(loss[0] - loss[1]) < atol
+    assert abs(loss[0] - loss[2]) > 10 * atol  # were data_seed ignored: equal within atol
