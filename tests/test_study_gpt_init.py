@@ -33,7 +33,7 @@ def table(added: dict, losses: dict, depths=(2, 8)) -> pd.DataFrame:
             rows.append({
                 "depth": depth, "init": init, "rule": rule, "n": 1, "diverged": 0,
                 "loss": losses[(init, rule)][i], "added": values[i], "vocab": VOCAB_SIZE,
-                "stream_rms": [1.4] * depth,
+                "stream_rms": [1.4] * depth, "added_rms": [0.1] * depth,
             })  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -9,12 +9,12 @@ scaling work (issue #14) lands.
 
 Arms (the per-layer init applies to Linear layers; embeddings keep PyTorch's N(0, 1), see
 docs/studies/gpt-init.md): ``default``, ``normal(std=0.02)``, ``normal(std=0.02)`` +
-``depth_scaled``. AdamW lr 1e-3, batch 32, a fixed budget of windows. Recorded: the
+``depth_scaled``. AdamW lr 1e-3, batch 16, a fixed budget of windows. Recorded: the
 residual stream's rms after every block at init, and the training loss after the budget.
 
-Scales: ``tiny`` (tests) depths 1 / 2, width 16; ``default`` depths 2 / 8, width 64, 2,048
-windows of 64 characters, one epoch; ``full`` depths 2 / 12, width 128, every window, 3
-epochs, 3 seeds.
+Scales: ``tiny`` (tests) depths 1 / 2, width 16; ``default`` depths 2 / 6, width 32, 1,024
+windows of 64 characters (64 steps of 16), one epoch; ``full`` depths 2 / 12, width 128,
+every window, 3 epochs, 3 seeds.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class GptInitProtocol:
 PROTOCOLS = {
     "tiny": GptInitProtocol(depths=(1, 2), width=16, heads=2, limit_train=256, epochs=1, seeds=1),
     "default": GptInitProtocol(
-        depths=(2, 8), width=64, heads=4, limit_train=2048, epochs=1, seeds=1
+        depths=(2, 6), width=32, heads=4, limit_train=1024, epochs=1, seeds=1
     ),
     "full": GptInitProtocol(
         depths=(2, 12), width=128, heads=4, limit_train=None, epochs=3, seeds=3
@@ -89,7 +89,7 @@ class GptInit(Study):
             "optimizer": "adamw",
             "weight_decay": 0.0,
             "lr": 1e-3,
-            "batch_size": 32,
+            "batch_size": 16,
             "epochs": p.epochs,
             "limit_train": p.limit_train,
             "val_size": 256,

@@ -35,6 +35,7 @@ def gpt_table(ctx: StudyContext) -> pd.DataFrame:
     if table.empty:
         return table
     table["stream_rms"] = [p.block_rms for p in profiles]
+    table["added_rms"] = [p.added_rms for p in profiles]
     table["added"] = [p.added_rms[-1] if p.added_rms else math.nan for p in profiles]
     table["vocab"] = int(model_args_of(ctx.runs.iloc[0])["vocab_size"])
     return table
@@ -130,16 +131,25 @@ def depth_scaled_no_worse(table: pd.DataFrame) -> Expectation:
 
 
 def stream_figure(table: pd.DataFrame) -> Image:
-    """Residual-stream rms after each block at init, per depth and arm."""
+    """What the branches add to the stream by each block at init, rms(h_k − h_0), per depth
+    and arm (log scale; the stream itself is dominated by the N(0, 1) embeddings)."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     for _, row in table.iterrows():
-        values = row["stream_rms"]
+        values = row["added_rms"]
         label = f"depth {row['depth']}: {row['init']} + {row['rule']} (loss {row['loss']:.3f})"
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
-    ax.set(title="residual stream rms after each block, at init", xlabel="block", ylabel="rms")
-    ax.grid(alpha=0.3)
+    ax.set(
+        title="what the branches add to the residual stream, at init",
+        xlabel="block k",
+        ylabel="rms(h_k − h_0)",
+        yscale="log",
+    )
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     return Image.from_figure(
-        "gpt-init", fig, "Residual-stream rms per block at init; final training loss in the legend"
+        "gpt-init",
+        fig,
+        "rms of what the branches add to the stream by each block at init; final training "
+        "loss in the legend",
     )
