@@ -82,3 +82,18 @@ def test_skipinit_and_fixup_runs_train_beside_plain_ones(tmp_path):
         r.message for r in results
     ]
     assert all(np.isfinite(r.final_train_loss) for r in results)
+
+
+def test_residual_init_option_on_diagnose_compare_and_sweep(tmp_path, capsys):
+    resnet_args = ["--model", "initlab.models.resnet:resnet", "--model-arg", "depth=8",
+                   "--model-arg", "width=4", "--model-arg", "in_channels=1"]  # fmt: skip
+    assert main(["diagnose", *resnet_args, "--data", "digits", "--batch", "64",
+                 "--init", "he_normal", "--residual-init", "zero_last_layer"]) == 0  # fmt: skip
+    rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if "conv2" in line]
+    assert len(rows) == 3 and all(float(r[8]) == 0.0 for r in rows)  # W std of each last conv
+    assert main(["compare", "--data", "digits", "--residual-init", "fixpu"]) == 2
+    assert "did you mean 'fixup'" in capsys.readouterr().err
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\n[fixed]\ndataset = "digits"\n[sweep]\ninit = ["he_normal"]\n')
+    assert main(["sweep", str(spec), "--residual-init", "skipnit", "--dry-run"]) == 2
+    assert "did you mean 'skipinit'" in capsys.readouterr().err
