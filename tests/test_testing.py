@@ -10,8 +10,6 @@ from torch import nn
 from initlab.apply import initialize
 from initlab.testing import assert_healthy_init
 
-pytest_plugins = ["initlab.testing"]  # the pytest11 entry point, before reinstalling
-
 
 def _tanh(depth=12, width=64):
     layers = []
@@ -64,3 +62,14 @@ def test_the_example_in_docs_testing_runs():
     assert tests
     for test in tests:
         test()
+
+
+def test_the_plugin_imports_no_torch():
+    # pytest loads initlab.testing in every session of an environment with initlab
+    # installed (entry point pytest11): it must not import torch (nor run anything) there
+    import subprocess
+    import sys
+
+    code = "import initlab.testing, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -16,8 +16,12 @@ through the ``pytest11`` entry point ``initlab``; or add ``pytest_plugins =
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from torch import Tensor, nn
+if TYPE_CHECKING:  # torch is imported only when the function runs: this module is a pytest
+    # plugin (entry point ``pytest11``), loaded by every pytest session of an environment
+    # with initlab installed, so importing it must stay cheap and free of side effects
+    from torch import Tensor, nn
 
 try:
     import pytest
