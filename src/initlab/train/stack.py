@@ -73,7 +73,7 @@ class ModelStack:
             k: v.detach().to(device).requires_grad_(True) for k, v in params.items()
         }
         self.buffers: dict[str, Tensor] = {k: v.to(device) for k, v in buffers.items()}
-        self.note, self.training = "", None
+        self.note, self.training, self._path = "", None, ""
         self._modules: list[nn.Module] | None = None
         self._leaf_lists: list[list[Tensor]] | None = None
         self._graph: nn.Module | None = None
@@ -111,27 +111,33 @@ class ModelStack:
 
     def forward(self, x: Tensor, *, train: bool, shared: bool = False) -> Tensor:
         """All models' outputs ``[M, B, ...]`` on ``x``: ``[M, B, ...]`` (each model its own
-        batch) or, with ``shared``, ``[B, ...]`` (every model on the same batch)."""
-        if self.training is not train:
-            self._set_mode(train)
-        if self.strategy == LOOPED:
+        batch) or, with ``shared``, ``[B, ...]`` (every model on the same batch).
+
+        Evaluation (``train=False``) of a ``vmap`` stack runs the models one by one: their
+        eval-mode kernels (fused attention, oneDNN convolutions) have no batching rule, and
+        vmap's evaluation of the benchmark's ResNet took 7.5x as long (transformer 2.7x)."""
+        path = LOOPED if self.strategy == VMAP and not train else self.strategy
+        if self.training is not train or self._path != path:
+            self._set_mode(train, path)
+        if path == LOOPED:
             outs = [mod(x if shared else x[m]) for m, mod in enumerate(self.modules())]
             return outs[0].unsqueeze(0) if self.size == 1 else torch.stack(outs)
-        if self.strategy == STACKED:
+        if path == STACKED:
             return self._graph(x.expand(self.size, *x.shape) if shared else x)
         run = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="different")
         with vmap_friendly():
             return run(self.params, self.buffers, x)
 
-    def _set_mode(self, train: bool) -> None:
-        if self.strategy == LOOPED:
+    def _set_mode(self, train: bool, path: str) -> None:
+        if path == LOOPED:
             for mod in self.modules():
                 mod.train(train)
-        elif self.strategy == STACKED:
+        elif path == STACKED:
             self._graph.train(train)
         else:
             speed_up(self.template)
             self.template.train(train)
+        self._path = path
         self.training = train
 
     def _call(self, params: dict, buffers: dict, x: Tensor) -> Tensor:
