@@ -18,7 +18,7 @@ from initlab.initializers.checks import check_choice
 
 FAN_MODES = ("fan_in", "fan_out", "fan_avg")
 
-_CONVS = (
+CONV_LAYERS = (
     nn.Conv1d,
     nn.Conv2d,
     nn.Conv3d,
@@ -26,6 +26,9 @@ _CONVS = (
     nn.ConvTranspose2d,
     nn.ConvTranspose3d,
 )
+"""Every convolution whose fans come from its kernel (grouped and transposed included)."""
+WEIGHT_LAYERS = (nn.Linear, *CONV_LAYERS)
+"""The weight layers :func:`initlab.initialize` acts on."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def fans_of_module(module: nn.Module) -> Fans:
         )
     if isinstance(module, nn.Linear):
         return Fans(int(module.in_features), int(module.out_features))
-    if isinstance(module, _CONVS):
+    if isinstance(module, CONV_LAYERS):
         k = math.prod(module.kernel_size)
         groups = int(module.groups)
         return Fans(module.in_channels // groups * k, module.out_channels // groups * k)

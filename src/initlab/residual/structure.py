@@ -14,15 +14,9 @@ from typing import Any
 
 from torch import nn
 
-LAYERS = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
+from initlab.initializers.fans import WEIGHT_LAYERS
+
+LAYERS = WEIGHT_LAYERS
 """The weight layers a branch counts (the layers :func:`initlab.initialize` acts on)."""
 NORMS = (
     nn.BatchNorm1d,
@@ -33,7 +27,7 @@ NORMS = (
     nn.InstanceNorm1d,
     nn.InstanceNorm2d,
     nn.InstanceNorm3d,
-    nn.RMSNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),  # torch >= 2.4
 )
 
 
