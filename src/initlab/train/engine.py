@@ -46,7 +46,7 @@ from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.optimizers import StackedOptimizer
 from initlab.train.result import DIVERGED, RunResult, final_status
 from initlab.train.seeding import derive_seed, make_generator, seed_global
-from initlab.train.stack import ModelStack, rng_devices
+from initlab.train.stack import STACKED, ModelStack, rng_devices
 from initlab.train.tasks import CLASSIFICATION, Meter, losses, model_loss
 
 CPU = torch.device("cpu")
@@ -118,6 +118,11 @@ class StackTrainer:
         self.global_step = 0
         self.seconds = 0.0
         self.trackers = self._trackers()
+        lrs, wds = {m.lr for m in members}, self.opt.wds
+        self.fusable = (
+            plan.optimizer == "sgd" and len(lrs) == 1 and not any(wds) and plan.precision == "fp32"
+        )
+        self.fused = False
 
     def _trackers(self) -> list[Tracker] | None:
         if self.plan.track == "off":
@@ -156,10 +161,18 @@ class StackTrainer:
             loss = losses(self.plan.task, out, y)
         total = self.total(loss)
         self.stack.zero_grad()
+        self.fuse(self.fusable and not self.masked)
         total.backward()
         self.opt.step(self.alive if self.masked else None, self.stack.grads())
         meter.add(out, y, loss_mean=loss)
         self.global_step += 1
+
+    def fuse(self, on: bool) -> None:
+        """Plain SGD of the stacked linear layers inside their backward (``on``), or not:
+        :class:`initlab.train.layers.FusedSGD` (off once a model is frozen: the masked
+        update needs the gradients)."""
+        if on != self.fused:
+            self.fused = self.stack.fuse_sgd(self.members[0].lr if on else None) and on
 
     def total(self, loss: Tensor) -> Tensor:
         """``sum_m loss_m`` over the live models; freezes models whose loss is not finite.
@@ -191,6 +204,7 @@ class StackTrainer:
 
         with autocast(self.plan.precision, self.device):
             self.stack.prepare(x, loss)
+        self.fusable = self.fusable and self.stack.strategy == STACKED
 
     def collect_dead(self) -> None:
         """Read the divergence record; mark newly diverged models in their results."""
@@ -213,6 +227,7 @@ class StackTrainer:
             if len(self.dead) == self.size:
                 break
         self.collect_dead()
+        self.fuse(False)
         return meter
 
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:

@@ -18,15 +18,34 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+class FusedSGD:
+    """A stacked layer's switch for SGD fused into its backward (:class:`_StackedLinear`).
+
+    With ``lr`` set, the backward updates the layer in place, ``W <- W - lr x^T dz`` in one
+    ``baddbmm_`` and ``b <- b - lr sum dz``, and returns no gradient for them: the weight
+    gradient is never materialized and no separate optimizer pass reads and writes the
+    weights again (profiled, 15 seed MLPs, batch 32, 1 thread: the ``[M, in, out]`` gradient
+    and the optimizer's pass over it took a quarter of a step). ``lr = None``: plain
+    gradients. The engine sets it only for plain SGD with one learning rate, no weight decay,
+    fp32 and no frozen model (:meth:`initlab.train.engine.StackTrainer.step`).
+    """
+
+    __slots__ = ("lr",)
+
+    def __init__(self) -> None:
+        self.lr: float | None = None
+
+
 class _SavesInputs(torch.autograd.Function):
     """Saves ``x`` and ``weight`` (and the dtypes their gradients need) for the backward."""
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        x, weight, bias = inputs
-        ctx.save_for_backward(x, weight)
+        x, weight, bias, *rest = inputs
+        ctx.save_for_backward(x, weight, bias)
         ctx.has_bias = bias is not None
         ctx.dtypes = (x.dtype, weight.dtype)
+        ctx.fused = rest[0] if rest else None
 
 
 class _StackedLinear(_SavesInputs):
@@ -34,7 +53,9 @@ class _StackedLinear(_SavesInputs):
     ``b [M, out]``; ``dW = dz^T x`` in ``W``'s layout, ``dx = dz W``, ``db = sum dz``."""
 
     @staticmethod
-    def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    def forward(
+        x: Tensor, weight: Tensor, bias: Tensor | None, fused: FusedSGD | None = None
+    ) -> Tensor:
         flat = x.reshape(x.shape[0], -1, x.shape[-1])
         if bias is None:
             out = torch.bmm(flat, weight.transpose(1, 2))
@@ -49,6 +70,10 @@ class _StackedLinear(_SavesInputs):
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = torch.bmm(g, weight).view(x.shape).to(ctx.dtypes[0])
+        lr = ctx.fused.lr if ctx.fused is not None else None
+        if lr is not None and _fusable(ctx, weight, g):
+            _sgd_in_place(ctx, x, g, lr)
+            return gx, None, None, None
         if ctx.needs_input_grad[1]:
             flat = x.reshape(x.shape[0], -1, x.shape[-1])
             if weight.stride(1) == 1:  # stored [M, in, out]: the gradient in that layout too
@@ -57,12 +82,33 @@ class _StackedLinear(_SavesInputs):
                 gw = torch.bmm(g.transpose(1, 2), flat).to(ctx.dtypes[1])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g.sum(1).to(ctx.dtypes[1])
-        return gx, gw, gb
+        return gx, gw, gb, None
+
+
+def _fusable(ctx, weight: Tensor, g: Tensor) -> bool:
+    """The fused update applies: fp32 throughout, the weight laid out ``[M, in, out]``."""
+    return (
+        weight.dtype == g.dtype == ctx.dtypes[1]
+        and weight.stride(1) == 1
+        and ctx.needs_input_grad[1]
+        and (not ctx.has_bias or ctx.needs_input_grad[2])
+    )
+
+
+@torch.no_grad()
+def _sgd_in_place(ctx, x: Tensor, g: Tensor, lr: float) -> None:
+    """``W <- W - lr x^T dz`` (one ``baddbmm_`` in the ``[M, in, out]`` storage) and
+    ``b <- b - lr sum dz``, on the stack's own leaves (the input gradient is computed)."""
+    _, weight, bias = ctx.saved_tensors
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+    weight.transpose(1, 2).baddbmm_(flat.transpose(1, 2), g, alpha=-lr)
+    if bias is not None:
+        bias.add_(g.sum(1), alpha=-lr)
 
 
 def _saved(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:
     """The saved ``x`` and ``weight`` in the gradient's dtype (bf16 under autocast)."""
-    x, weight = ctx.saved_tensors
+    x, weight, _ = ctx.saved_tensors
     return x.to(grad.dtype), weight.to(grad.dtype)
 
 

@@ -160,6 +160,16 @@ class ModelStack:
             table[attr] = value
         return module
 
+    def fuse_sgd(self, lr: float | None) -> bool:
+        """Let the stacked linear layers update themselves in their backward with SGD at
+        ``lr`` (``None``: plain gradients again; :class:`initlab.train.layers.FusedSGD`).
+        ``False`` when the stack has no such layer (other strategies)."""
+        layers = [] if self._graph is None else list(self._graph.modules())
+        fused = [mod.fused for mod in layers if hasattr(mod, "fused")]
+        for switch in fused:
+            switch.lr = lr if self.strategy == STACKED else None
+        return bool(fused) and self.strategy == STACKED
+
     # -- gradients -------------------------------------------------------------------------
 
     def grads(self) -> list[Tensor | None]:

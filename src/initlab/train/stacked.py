@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from initlab.train.layers import _StackedLinear
+from initlab.train.layers import FusedSGD, _StackedLinear
 
 ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -53,9 +53,10 @@ class StackedLinear(nn.Module):
     def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
         super().__init__()
         self.weight, self.bias = weight, bias
+        self.fused = FusedSGD()
 
     def forward(self, x: Tensor) -> Tensor:
-        return _StackedLinear.apply(x, self.weight, self.bias)
+        return _StackedLinear.apply(x, self.weight, self.bias, self.fused)
 
 
 class StackedBatchNorm1d(nn.Module):
