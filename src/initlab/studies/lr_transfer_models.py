@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from initlab.errors import InitlabError
 from initlab.models.scalable import mlp as scalable_mlp
 from initlab.scaling.parametrize import Parametrized, parametrized
+from initlab.scaling.shapes import Factory
 
 
 class ScaledLinear(nn.Linear):
@@ -44,8 +46,23 @@ def multiplier(lr_factor: float, optimizer: str) -> float:
 @torch.no_grad()
 def fold_learning_rates(built: Parametrized) -> nn.Module:
     """``built.model`` with each ``nn.Linear`` replaced by a :class:`ScaledLinear` whose
-    multipliers carry its per-parameter learning-rate factors."""
+    multipliers carry its per-parameter learning-rate factors. Refuses a model with a
+    parameter outside an ``nn.Linear`` whose factor is not 1 (nothing would carry it: e.g.
+    an embedding under muP with SGD)."""
     model = built.model
+    linear = {
+        f"{name}.{p}" if name else p
+        for name, module in model.named_modules()
+        if type(module) is nn.Linear
+        for p, _ in module.named_parameters(recurse=False)
+    }
+    unfolded = [n for n, _ in model.named_parameters() if n not in linear]
+    lost = [n for n in unfolded if built.lr_factor.get(n, 1.0) != 1.0]
+    if lost:
+        raise InitlabError(
+            f"cannot fold the learning-rate factors of {', '.join(lost)} into multipliers "
+            "(only nn.Linear layers are folded)"
+        )
     for name, module in list(model.named_modules()):
         if type(module) is not nn.Linear:
             continue
@@ -72,15 +89,38 @@ def mlp(
     """The built-in width-``width`` MLP (:func:`initlab.models.scalable.mlp`) under ``param``
     (``sp`` or ``mup``, normalized at ``base_width``) for ``optimizer``, trainable with one
     learning rate. The caller seeds the RNG (the engine does)."""
+    return folded(
+        scalable_mlp,
+        param,
+        width=width,
+        base_width=base_width,
+        optimizer=optimizer,
+        kwargs={"depth": int(depth), "input_size": int(input_size), "num_classes": num_classes},
+    )
+
+
+def folded(
+    factory: Factory,
+    param: str,
+    *,
+    width: int,
+    base_width: int,
+    optimizer: str,
+    kwargs: dict,
+) -> nn.Module:
+    """``factory(width=width, **kwargs)`` under ``param`` (normalized at ``base_width``) for
+    ``optimizer``, its learning-rate factors folded in (:func:`fold_learning_rates`): a model
+    one learning rate trains as muP's parameter groups would. The seed of the base and target
+    builds is one draw from the caller's RNG (the engine seeds it)."""
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
     built = parametrized(
-        scalable_mlp,
+        factory,
         param,
         width=int(width),
         base_width=int(base_width),
         optimizer=optimizer,
         lr=1.0,
         seed=seed,
-        kwargs={"depth": int(depth), "input_size": int(input_size), "num_classes": num_classes},
+        kwargs=kwargs,
     )
     return fold_learning_rates(built)
