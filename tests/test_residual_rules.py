@@ -178,3 +178,27 @@ def test_a_branch_ending_in_a_function_is_refused_by_skipinit():
     with pytest.raises(InitlabError, match="end in a function call"):
         apply_residual(FunctionEnd(), "skipinit")
     assert apply_residual(FunctionEnd(), "zero_last_layer").structure.depth == 1
+
+
+def test_branches_are_found_through_linear_subclasses():
+    # fx's default tracer traces through nn.Linear subclasses defined outside torch.nn
+    # (muP's learning-rate carriers are one): their layers must still count
+    from torch import nn
+
+    from initlab.residual import find_structure
+
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 0.5
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = Scaled(8, 8), Scaled(8, 8)
+
+        def forward(self, x):
+            return x + self.fc2(self.fc1(x).relu())
+
+    structure = find_structure(nn.Sequential(Block(), Block()))
+    assert structure.method == "fx"
+    assert [b.layers for b in structure.branches] == [["0.fc1", "0.fc2"], ["1.fc1", "1.fc2"]]

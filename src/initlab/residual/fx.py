@@ -21,9 +21,20 @@ from initlab.residual.structure import LAYERS, NORMS, Branch, Structure
 ADDS = {operator.add, operator.iadd, torch.add}
 
 
+class _LayerTracer(fx.Tracer):
+    """fx's tracer, with every weight layer and norm a leaf — subclasses too (fx's default
+    traces through a ``nn.Linear`` subclass defined outside ``torch.nn``, and the branch
+    would then seem to have no layers)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (*LAYERS, *NORMS)) or super().is_leaf_module(m, qualname)
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
-    """``torch.fx.symbolic_trace``; raises whatever fx raises on untraceable code."""
-    return fx.symbolic_trace(model)
+    """Trace ``model`` with :class:`_LayerTracer`; raises whatever fx raises on untraceable
+    code."""
+    graph = _LayerTracer().trace(model)
+    return fx.GraphModule(model, graph, model.__class__.__name__)
 
 
 def _is_add(node: fx.Node) -> bool:
