@@ -3,10 +3,11 @@ one learning rate, and a short-context version of the scaling package's token ta
 
 :func:`gpt` is :func:`initlab.models.gpt.gpt` under :func:`initlab.scaling.parametrize.parametrized`
 with muP's per-parameter learning rates folded into its Linear layers as multipliers
-(:func:`initlab.studies.lr_transfer_models.fold_learning_rates`); muP's attention scale
+(:func:`initlab.studies.lr_transfer_models.folded`); muP's attention scale
 (``attn_scale = √d_base/d``) is set by ``parametrized`` and kept. With Adam, muP's
 learning-rate factor of every non-Linear parameter (embeddings: input-like; LayerNorm:
-vector-like) is 1, so the Linear layers are all there is to fold; :func:`gpt` checks it.
+vector-like) is 1, so the Linear layers are all there is to fold
+(``fold_learning_rates`` refuses otherwise).
 
 Its keywords are the MLP factory's (``width, param, optimizer, base_width, depth,
 input_size``) so that one axis of the study's grid sets both; for a token model
@@ -16,14 +17,11 @@ input_size``) so that one axis of the study's grid sets both; for a token model
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from initlab.errors import InitlabError
 from initlab.models.gpt import gpt as builtin_gpt
-from initlab.scaling.parametrize import parametrized
 from initlab.scaling.tokens import VOCAB, progressions
-from initlab.studies.lr_transfer_models import fold_learning_rates
+from initlab.studies.lr_transfer_models import folded
 
 HEADS = 2
 SHORT_CONTEXT = 16
@@ -48,15 +46,12 @@ def gpt(
     """The built-in GPT at ``width`` (``depth`` blocks, :data:`HEADS` heads, context
     ``input_size``) under ``param`` (``sp`` or ``mup``, normalized at ``base_width``) for
     ``optimizer``, trainable with one learning rate. The caller seeds the RNG."""
-    seed = int(torch.randint(0, 2**31 - 1, ()).item())
-    built = parametrized(
+    return folded(
         builtin_gpt,
         param,
-        width=int(width),
-        base_width=int(base_width),
+        width=width,
+        base_width=base_width,
         optimizer=optimizer,
-        lr=1.0,
-        seed=seed,
         kwargs={
             "depth": int(depth),
             "heads": HEADS,
@@ -64,12 +59,3 @@ def gpt(
             "vocab_size": int(vocab_size),
         },
     )
-    linear = {f"{n}.{p}" for n, m in built.model.named_modules() if type(m) is nn.Linear
-              for p in ("weight", "bias")}  # fmt: skip
-    unfolded = {n: r for n, r in built.lr_factor.items() if n not in linear and r != 1.0}
-    if unfolded:
-        raise InitlabError(
-            f"lr-transfer's GPT: muP gives non-Linear parameters learning-rate factors "
-            f"{unfolded} under {optimizer}, which one learning rate cannot carry"
-        )
-    return fold_learning_rates(built)
