@@ -14,6 +14,7 @@ import pytest
 
 from initlab.cli import main
 from initlab.config import RunConfig
+from initlab.errors import InitlabError
 from initlab.store import StoreDamagedError, StoreLocationError, open_store
 from initlab.sweep import engine, parse_spec, run_study
 from initlab.sweep.engine import Outcome
@@ -285,3 +286,33 @@ def test_the_cli_prints_one_line_and_the_resume_command_when_the_disk_fills(
     assert len(stopped) == 1 and "database or disk is full" in stopped[0]
     assert err[-1].strip().startswith(f"initlab sweep {spec} --out {disk / 's'}")
     assert main(["store", "check", str(disk / "s")]) == 0  # what was committed is sound
+
+
+def test_opening_waits_for_a_lock_sqlite_does_not_wait_for(tmp_path, monkeypatch):
+    # a store opened while another process held the exclusive lock (switching to WAL, WAL
+    # recovery after a killed writer) failed at once with "database is locked", reported as
+    # "not an initlab results store" (seen with 4 processes and a SIGKILL on a loaded CI)
+    from initlab.store import sqlite as store_sqlite
+
+    open_store(tmp_path, create=True).close()
+    real_setup, calls = store_sqlite.Store._setup, []
+
+    def locked_twice(self, create):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return real_setup(self, create)
+
+    monkeypatch.setattr(store_sqlite.Store, "_setup", locked_twice)
+    open_store(tmp_path, create=True).close()
+    assert len(calls) == 3
+
+    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT", 0.2)
+    calls.clear()
+    monkeypatch.setattr(
+        store_sqlite.Store,
+        "_setup",
+        lambda self, create: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")),
+    )
+    with pytest.raises(InitlabError, match="stayed locked by another process"):
+        open_store(tmp_path, create=True)

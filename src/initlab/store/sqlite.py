@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -79,6 +81,12 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     return guarded
 
 
+def _is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock."""
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
 class Store:
     """A results store (see :mod:`initlab.store.schema` for the tables).
 
@@ -99,19 +107,39 @@ class Store:
         except sqlite3.OperationalError as exc:
             raise location_error(self.path, OSError(str(exc))) from None
         try:
-            with damage.reading(self.path):
-                self._setup(create)
+            self._setup_when_free(create)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
+            if _is_busy(exc):
+                raise InitlabError(
+                    f"results store {self.path} stayed locked by another process for "
+                    f"{BUSY_TIMEOUT:.0f} s; try again when it is done"
+                ) from None
             raise InitlabError(f"{self.path} is not an initlab results store ({exc})") from None
         except BaseException:
             self._conn.close()
             raise
 
+    def _setup_when_free(self, create: bool) -> None:
+        """:meth:`_setup`, tried again while another process holds a lock SQLite does not
+        wait for (switching to WAL, WAL recovery after a killed writer), for at most
+        :data:`BUSY_TIMEOUT` seconds."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                with damage.reading(self.path):
+                    self._setup(create)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05 + 0.1 * random.random())
+
     def _setup(self, create: bool) -> None:
         if self.path is not None and self.path.stat().st_size > 0:
             damage.check(self._conn, self.path)  # before anything is written
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            self._conn.execute("PRAGMA journal_mode=WAL")  # needs the exclusive lock
         self._conn.execute("PRAGMA synchronous=FULL")
         tables = self._tables()
         if not tables:
