@@ -18,6 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+class NotStackable(Exception):
+    """A model's forward is not a composition the ``stacked`` strategy can run (the message
+    says why; :mod:`initlab.train.stacked`)."""
+
+
 class FusedSGD:
     """A stacked layer's switch for SGD fused into its backward (:class:`_StackedLinear`).
 

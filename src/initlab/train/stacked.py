@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from initlab.train.layers import FusedSGD, _StackedLinear
+from initlab.train import stacked_attention, stacked_conv
+from initlab.train.layers import FusedSGD, NotStackable, _StackedLinear
 
 ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -43,8 +44,12 @@ ELEMENTWISE_FUNCTIONS = {
 ELEMENTWISE_METHODS = {"add", "sub", "mul", "relu", "tanh", "sigmoid", "neg"}
 
 
-class NotStackable(Exception):
-    """The model's forward is not a composition this module can stack (the message says why)."""
+EXTENSIONS = (stacked_conv, stacked_attention)
+"""Modules with more stacked leaves: each has ``replacement(name, module, tensors)`` (a
+stacked module, or ``None`` when it has none for ``module``) and the sets ``FUNCTIONS`` and
+``METHODS`` of the graph functions and tensor methods its leaves make safe to run on
+``[M, B, ...]`` tensors as they are."""
+__all__ = ["NotStackable", "stacked_module"]
 
 
 class StackedLinear(nn.Module):
@@ -117,15 +122,34 @@ def _replacement(name: str, module: nn.Module, stacked: dict[str, Tensor]) -> nn
         return nn.Flatten(module.start_dim + 1, end)
     if kind in ELEMENTWISE_MODULES:
         return module
+    for extension in EXTENSIONS:
+        found = extension.replacement(name, module, tensors)
+        if found is not None:
+            return found
     raise NotStackable(f"no stacked equivalent of {kind.__name__} ({name})")
+
+
+class StackedAttribute(nn.Module):
+    """A stacked parameter or buffer used directly in ``forward`` (``x + self.pos``): the
+    ``[M, ...]`` tensor as ``[M, 1, ...]``, which broadcasts against ``[M, B, ...]``
+    activations as the model's own ``[...]`` tensor does against ``[B, ...]``."""
+
+    def __init__(self, tensor: Tensor) -> None:
+        super().__init__()
+        self.tensor = tensor
+
+    def forward(self) -> Tensor:
+        return self.tensor.unsqueeze(1)
 
 
 def _check_node(node: fx.Node) -> None:
     if node.op in ("placeholder", "output", "call_module"):
         return
-    if node.op == "call_function" and node.target in ELEMENTWISE_FUNCTIONS:
+    functions = ELEMENTWISE_FUNCTIONS.union(*(e.FUNCTIONS for e in EXTENSIONS))
+    methods = ELEMENTWISE_METHODS.union(*(e.METHODS for e in EXTENSIONS))
+    if node.op == "call_function" and node.target in functions:
         return
-    if node.op == "call_method" and node.target in ELEMENTWISE_METHODS:
+    if node.op == "call_method" and node.target in methods:
         return
     raise NotStackable(f"{node.op} {getattr(node.target, '__name__', node.target)}")
 
@@ -143,6 +167,13 @@ def stacked_module(template: nn.Module, stacked: dict[str, Tensor]) -> fx.GraphM
         raise NotStackable("forward takes more than one input")
     leaves = nn.Module()
     for node in graph.nodes:
+        if node.op == "get_attr":
+            if node.target not in stacked:
+                raise NotStackable(f"forward reads {node.target}, not a parameter or buffer")
+            new = str(len(leaves._modules))
+            leaves.add_module(new, StackedAttribute(stacked[node.target]))
+            node.op, node.target = "call_module", new
+            continue
         _check_node(node)
         if node.op == "call_module":
             module = template.get_submodule(node.target)
