@@ -100,10 +100,11 @@ class StackedBatchNorm1d(nn.Module):
 
 
 def _leaf_tensors(name: str, module: nn.Module, stacked: dict[str, Tensor]) -> dict:
-    """The stacked tensors of one leaf module by attribute (``weight``, ``running_mean``...)."""
+    """The stacked tensors of one leaf module by name relative to it (``weight``,
+    ``running_mean``; ``layers.0.linear1.weight`` for a container leaf)."""
     prefix = f"{name}." if name else ""
-    names = [k for k, _ in module.named_parameters(recurse=False)]
-    names += [k for k, _ in module.named_buffers(recurse=False)]
+    names = [k for k, _ in module.named_parameters(remove_duplicate=False)]
+    names += [k for k, _ in module.named_buffers(remove_duplicate=False)]
     if any(prefix + k not in stacked for k in names):
         raise NotStackable(f"{name} shares a tensor with another module")
     return {k: stacked[prefix + k] for k in names}
