@@ -9,18 +9,27 @@ Three workloads, each on the same data for its three contenders:
     ids (a synthetic next-token task, vocabulary 64, length 32), Adam, batch 32, 8 models.
 
 Contenders: **plain** — the loop a user writes (shuffle indices, slice the in-memory tensors,
-``torch.optim``, a validation pass), one model after the other; **M = 1** — initlab's engine
-with a stack of one (``train_stack([model], ...)``); **batched** — initlab's engine with all
-models in one stack. Each is timed as CPU seconds of this process per model-epoch
-(``time.process_time``; training + validation + test, the plain loop evaluates val and test
-too), best of ``--repeats`` interleaved rounds. On a shared, overloaded machine CPU time is
-far steadier than wall time (other jobs' time is not counted, though their cache pressure
-is); with one thread (the default) it equals the wall time of an idle machine. "% peak" is
-the useful FLOP rate (``torch.utils.flop_counter`` on one training step, times the steps,
-plus the evaluation forward passes) over the fp32 matmul peak measured here (``torch.mm``).
+``torch.optim``, a validation pass), one model after the other, in this process with
+``--threads`` threads; **M = 1** — initlab's engine with a stack of one
+(``StackTrainer([model], ...)``); **batched** — initlab's engine with all models in one
+stack (``--chunked``: in stacks of the size ``initlab compare`` uses,
+``initlab.train.memory.chunk_size``); **workers** (``--workers N``) — N processes of one
+thread each sharing the models in stacks of compare's size, which is how ``initlab compare``
+and ``initlab sweep`` use a multi-core CPU (initlab.sweep.executor), timed from a barrier
+once every worker has loaded the data. Each cell is seconds per model-epoch (training +
+validation + test; the plain loop evaluates val and test too), best of ``--repeats``
+interleaved rounds, by ``--clock``: ``wall`` (the default: what a user waits; needs an
+otherwise idle machine, the load average is printed before and after) or ``cpu`` (this
+process's CPU time: steadier on a shared machine, but it counts every thread's time, and
+worker processes' own CPU time). "% peak" is the useful FLOP rate of the fastest batched
+contender (``torch.utils.flop_counter`` on one training step, times the steps, plus the
+evaluation forward passes; no FLOPs for the first layer's input gradient, which is never
+computed) over the fp32 matmul peak measured here with the same clock and threads
+(``torch.mm``). The seed MLP has a second row with ``--many`` models (default 60).
 
-    python benchmarks/bench_engine.py [--repeats 3] [--threads 1] [--limit-train 2000]
-        [--limit-mlp 20000] [--batched auto|stacked|vmap|looped]
+    python benchmarks/bench_engine.py [--repeats 3] [--threads 2] [--workers 2]
+        [--clock wall|cpu] [--chunked] [--many 60] [--limit-train 2000]
+        [--limit-mlp 20000] [--batched auto|stacked|vmap|looped] [--only MLP]
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ mkl_dispatch.enable()  # before torch, as the initlab command does (initlab.mkl_
 import argparse
 import copy
 import math
+import multiprocessing as mp
+import os
 import platform
 import subprocess
 import time
@@ -45,7 +56,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from initlab.data import load
-from initlab.train.engine import Member, Plan, StackTrainer
+from initlab.train import memory
+from initlab.train.engine import CPU, Member, Plan, StackTrainer
 from initlab.train.tasks import losses
 
 BATCH = 32
@@ -79,9 +91,9 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     torch.mm(a, b, out=out)
     best = math.inf
     for _ in range(repeats):
-        start = time.process_time()
+        start = clock()
         torch.mm(a, b, out=out)
-        best = min(best, time.process_time() - start)
+        best = min(best, clock() - start)
     return 2 * n**3 / best
 
 
@@ -183,27 +195,87 @@ def plain_loop(w: Workload, model: nn.Module) -> None:
                 model(x[i : i + 1024])
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter
+"""The clock of every timing (``--clock``): wall time, or this process's CPU time."""
+
+
 def time_plain(w: Workload) -> float:
     torch.manual_seed(0)
     model = w.factory()
-    start = time.process_time()
+    start = clock()
     plain_loop(w, model)
-    return time.process_time() - start
+    return clock() - start
 
 
 def time_engine(w: Workload, models: int, strategy: str = "auto") -> tuple[float, str]:
     """Seconds per model-epoch of ``models`` models in one stack (all asserted ok) and the
     strategy the stack ran (``auto`` chooses by a timed step, initlab.train.stack)."""
-    torch.manual_seed(0)
-    built = [w.factory() for _ in range(models)]
+    seconds, strategies = train_models(w, range(models), strategy)
+    return seconds / models, strategies
+
+
+def train_models(w: Workload, seeds, strategy: str = "auto", chunk: int = 0) -> tuple[float, str]:
+    """Seconds to train one model per seed in stacks of ``chunk`` models (0: one stack),
+    one stack after the other, and the strategies the stacks ran."""
+    seeds = list(seeds)
+    chunks = memory.split_evenly(seeds, chunk or len(seeds))
     plan = Plan(task=w.task, optimizer=w.optimizer, batch_size=BATCH, epochs=1, strategy=strategy)
-    members = [Member(seed=s, lr=w.lr) for s in range(models)]
-    start = time.process_time()
-    trainer = StackTrainer(built, w.data, plan, members)
-    results = trainer.run()
-    seconds = (time.process_time() - start) / models
-    assert all(r.status in ("ok", "stuck") for r in results), [r.message for r in results]
-    return seconds, trainer.stack.strategy
+    total, chosen = 0.0, set()
+    for part in chunks:
+        torch.manual_seed(part[0])
+        built = [w.factory() for _ in part]
+        start = clock()
+        trainer = StackTrainer(built, w.data, plan, [Member(seed=s, lr=w.lr) for s in part])
+        results = trainer.run()
+        total += clock() - start
+        assert all(r.status in ("ok", "stuck") for r in results), [r.message for r in results]
+        chosen.add(trainer.stack.strategy)
+    return total, ", ".join(sorted(chosen))
+
+
+def product_chunk(w: Workload) -> int:
+    """Models per stack as ``initlab compare`` sizes them (initlab.train.memory)."""
+    model = w.factory()
+    acts = memory.activations_per_example(model, w.data.x_train[:2])
+    return memory.chunk_size(
+        memory.parameter_count(model), acts, w.optimizer, BATCH, len(w.data.x_train), CPU
+    )
+
+
+def _worker(args: tuple) -> tuple[float, str]:
+    """One worker process of :func:`time_workers`: 1 thread, its share of the seeds, timed
+    from the moment every worker is ready (the barrier)."""
+    name, seeds, chunk, limit, limit_mlp, clock_name = args
+    global clock
+    clock = CLOCKS[clock_name]
+    torch.set_num_threads(1)
+    w = next(w for w in workloads(limit, limit_mlp) if w.name == name)
+    train_models(w, seeds[:1], chunk=1)  # warm-up (one-time kernel and allocator costs)
+    _BARRIER.wait()
+    return train_models(w, seeds, chunk=chunk)
+
+
+_BARRIER = None
+
+
+def _init_worker(barrier) -> None:
+    global _BARRIER
+    _BARRIER = barrier
+
+
+def time_workers(w: Workload, models: int, workers: int, args) -> tuple[float, str]:
+    """Seconds per model-epoch when ``workers`` processes of one thread each share the
+    models (stacks of the product's chunk size), as ``initlab compare`` trains on a
+    multi-core CPU: the slowest worker's time over all models."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(workers)
+    chunk = product_chunk(w)
+    shares = [list(range(models))[i::workers] for i in range(workers)]
+    jobs = [(w.name, s, chunk, args.limit_train, args.limit_mlp, args.clock) for s in shares]
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(barrier,)) as pool:
+        out = pool.map(_worker, jobs)
+    return max(t for t, _ in out) / models, ", ".join(sorted({s for _, s in out}))
 
 
 def epoch_flops(w: Workload) -> float:
@@ -218,40 +290,83 @@ def epoch_flops(w: Workload) -> float:
     return per_example * (len(w.data.x_train) + n_eval / 3)
 
 
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def measure(w: Workload, models: int, args) -> dict:
+    """Best of ``--repeats`` interleaved rounds of every contender for ``models`` models."""
+    time_plain(w)  # warm-up: first calls pay one-time costs (allocations, kernels)
+    best = dict(plain=math.inf, single=math.inf, batched=math.inf, workers=math.inf)
+    chosen: set[str] = set()
+    chunk = product_chunk(w) if args.chunked else 0
+    for _ in range(args.repeats):
+        if models == w.models:  # the per-model loops do not depend on how many models
+            best["plain"] = min(best["plain"], time_plain(w))
+            best["single"] = min(best["single"], time_engine(w, 1)[0])
+        seconds, strategy = train_models(w, range(models), args.batched, chunk)
+        best["batched"], chosen = min(best["batched"], seconds / models), chosen | {strategy}
+        if args.workers > 1:
+            best["workers"] = min(best["workers"], time_workers(w, models, args.workers, args)[0])
+    best["strategy"] = ", ".join(sorted(chosen))
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="also time N processes x 1 thread sharing the models (as compare)",
+    )
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    parser.add_argument(
+        "--chunked",
+        action="store_true",
+        help="batched in stacks of compare's chunk size, not one stack",
+    )
+    parser.add_argument("--many", type=int, default=60, help="models of the seed MLP's 2nd row")
     parser.add_argument("--limit-train", type=int, default=2000, help="ResNet, transformer")
     parser.add_argument("--limit-mlp", type=int, default=20000, help="the MLP's training set")
     parser.add_argument("--batched", default="auto", help="the batched stack's strategy")
     parser.add_argument("--only", default="", help="run the workloads whose name contains this")
-    args = parser.parse_args()
+    args = parser.parse_args()  # fmt: skip
+    global clock
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {args.threads} threads")
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {args.threads} threads, "
+          f"{args.clock} clock; load average {load_average()}")  # fmt: skip
     peak = max(matmul_peak() for _ in range(3))
-    print(f"fp32 matmul peak (torch.mm 2048^2): {peak / 1e9:.1f} GFLOP/s\n")
+    print(f"fp32 matmul peak (torch.mm 2048^2, {args.threads} threads): {peak / 1e9:.1f} GFLOP/s")
+    print(f"{'one stack' if not args.chunked else 'stacks of compare'} per batched run; "
+          f"workers: {args.workers or 'not timed'}\n")  # fmt: skip
     print("| workload | models | plain s/model-epoch | initlab M=1 | initlab batched "
-          "| batched vs plain | M=1 vs plain | batched % peak | strategy |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"| batched, {args.workers} workers x 1 thread | best vs plain | M=1 vs plain "
+          "| best % peak | strategy |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for w in workloads(args.limit_train, args.limit_mlp):
         if args.only.lower() not in w.name.lower():
             continue
-        time_plain(w)  # warm-up: first calls pay one-time costs (allocations, kernels)
-        plain = single = batched = math.inf
-        chosen = set()
-        for _ in range(args.repeats):
-            plain = min(plain, time_plain(w))
-            single = min(single, time_engine(w, 1)[0])
-            seconds, strategy = time_engine(w, w.models, args.batched)
-            batched, chosen = min(batched, seconds), chosen | {strategy}
-        share = epoch_flops(w) / batched / peak
-        print(
-            f"| {w.name} | {w.models} | {plain:.3f} | {single:.3f} | {batched:.3f} "
-            f"| {plain / batched:.2f}x | {plain / single:.2f}x | {100 * share:.0f}% "
-            f"| {', '.join(sorted(chosen))} |",
-            flush=True,
-        )
+        counts = [w.models] + ([args.many] if "MLP" in w.name and args.many else [])
+        plain = single = math.inf
+        for models in counts:
+            r = measure(w, models, args)
+            plain, single = min(plain, r["plain"]), min(single, r["single"])
+            fastest = min(r["batched"], r["workers"])
+            share = epoch_flops(w) / fastest / peak
+            print(
+                f"| {w.name} | {models} | {plain:.3f} | {single:.3f} | {r['batched']:.3f} "
+                f"| {r['workers']:.3f} | {plain / fastest:.2f}x | {plain / single:.2f}x "
+                f"| {100 * share:.0f}% | {r['strategy']} |",
+                flush=True,
+            )
+    print(f"\nload average at the end: {load_average()}")
 
 
 if __name__ == "__main__":
