@@ -1,7 +1,8 @@
 """The plain PyTorch loops the benchmarks compare initlab with, written as users write them.
 
 The seed MLP (784-300-100-10 ReLU, He init, zero biases), SGD lr 0.01, batch 32, a validation
-pass after each epoch: ``plain_dataloader`` is the PyTorch tutorial's loop (``DataLoader``
+pass after each epoch and a test pass at the end (as initlab's engine does, whose
+``train_seconds`` include both): ``plain_dataloader`` is the PyTorch tutorial's loop (``DataLoader``
 over a ``TensorDataset``, ``shuffle=True``); ``plain_indexed`` a careful user's (shuffle the
 indices, slice the in-memory tensors). Both return seconds per epoch.
 """
@@ -53,6 +54,7 @@ def plain_dataloader(data, epochs: int) -> float:
             loss.backward()
             opt.step()
         validate(model, data.x_val, data.y_val)
+    validate(model, data.x_test, data.y_test)
     return (time.perf_counter() - start) / epochs
 
 
@@ -71,4 +73,5 @@ def plain_indexed(data, epochs: int) -> float:
             loss.backward()
             opt.step()
         validate(model, data.x_val, data.y_val)
+    validate(model, data.x_test, data.y_test)
     return (time.perf_counter() - start) / epochs
