@@ -33,7 +33,7 @@ that are not ``[batch, channels, H, W]`` (at the first forward).
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, channels_last, nn
 
 from initlab.train.layers import NotStackable
 
@@ -47,14 +47,16 @@ POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 def to_channels(x: Tensor) -> Tensor:
     """``[M, B, C, H, W]`` → ``[B, M·C, H, W]`` (channel ``m·C + c``) in ``channels_last``
-    memory: a view when ``x`` is already laid out ``[B, H, W, M, C]``, else one copy."""
+    memory: a view when ``x`` is already laid out ``[B, H, W, M, C]``, else a copy."""
     if x.dim() != 5:
         raise NotStackable("a 2-d conv layer on inputs other than [batch, channels, H, W]")
     m, b, c, h, w = x.shape
     moved = x.permute(1, 3, 4, 0, 2)
-    if not moved.is_contiguous():
-        moved = moved.contiguous()
-    return moved.view(b, h, w, m * c).permute(0, 3, 1, 2)
+    if moved.is_contiguous():
+        return moved.view(b, h, w, m * c).permute(0, 3, 1, 2)
+    # two copies, [B, M, C, H, W] then channels_last, beat one permuting copy (whose
+    # innermost run is C, e.g. 3 for images)
+    return x.transpose(0, 1).reshape(b, m * c, h, w).contiguous(memory_format=channels_last)
 
 
 def from_channels(y: Tensor, m: int) -> Tensor:
