@@ -137,6 +137,7 @@ def adam(params):
         dict(mask="bool", padding=True),
         dict(mask="none", padding=True, norm_first=True, activation=F.gelu),
         dict(mask="causal", padding=True, bias=False),
+        dict(mask="causal", activation=F.silu),  # the feed-forward block as separate leaves
     ],
 )
 def test_the_stacked_encoder_trains_as_the_models_alone(settings):

@@ -3,11 +3,7 @@
 Activations are laid out ``[M, B, ...]`` (model axis first); every stacked tensor is
 ``[M, ...]`` (the stack's own leaves, no copies). Per model ``m``:
 
-- ``nn.Embedding`` → :class:`StackedEmbedding`: ``y[m] = W[m][x[m]]`` as one lookup
-  ``W_flat[x[m] + m V]`` in the ``[M·V, d]`` view of the ``[M, V, d]`` table (its gradient
-  lands in the stacked leaf);
-- ``nn.LayerNorm`` → :class:`StackedLayerNorm`: ``y = (x - mean) / sqrt(var + eps) · w[m] +
-  b[m]`` over the normalized trailing dims, the affine part one ``addcmul`` for all models;
+- ``nn.Embedding``, ``nn.LayerNorm``: :mod:`initlab.train.stacked_norms`;
 - ``nn.MultiheadAttention`` → :class:`StackedMultiheadAttention`: ``q, k, v = x W_in[m]^T +
   b_in[m]`` (stacked products, :class:`initlab.train.layers._StackedLinear`), then
   ``softmax(q k^T / sqrt(d_head) + mask) v`` by ONE ``F.scaled_dot_product_attention`` over
@@ -37,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from initlab.train import stacked_norms
 from initlab.train.layers import FusedSGD, NotStackable, _StackedLinear
+from initlab.train.stacked_norms import StackedLayerNorm
 
 FUNCTIONS: set = {operator.eq, operator.ne, torch.eq, torch.ne, torch.logical_not}
 """Graph functions safe on ``[M, B, ...]`` tensors besides the elementwise ones (comparisons
@@ -51,6 +49,8 @@ activation, ``[M, b, T, 4 d]``, holds about this many elements: big evaluation b
 would otherwise stream every layer's activations through main memory."""
 ACTIVATIONS = (F.relu, F.gelu, F.silu, torch.relu, torch.tanh, torch.sigmoid)
 ACTIVATION_MODULES = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
+FUSED_ACTIVATIONS = {F.relu: False, torch.relu: False, nn.ReLU: False, F.gelu: True}
+"""Activations of :class:`_FeedForward` (``True``: gelu); others run as separate leaves."""
 
 
 def _sub(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -70,42 +70,63 @@ class StackedLinearPart(nn.Module):
         return _StackedLinear.apply(x, self.weight, self.bias, self.fused)
 
 
-class StackedEmbedding(nn.Module):
-    """M ``nn.Embedding`` tables ``W [M, V, d]``: ``y[m] = W_flat[x[m] + m V]`` with
-    ``W_flat = W.view(M·V, d)``; ``x`` ``[M, B, ...]`` integer ids, ``y`` ``[M, B, ..., d]``."""
-
-    def __init__(self, source: nn.Embedding, tensors: dict[str, Tensor]) -> None:
-        super().__init__()
-        if source.padding_idx is not None or source.max_norm is not None or source.sparse:
-            raise NotStackable("Embedding with padding_idx, max_norm or sparse gradients")
-        self.weight, self.scale_grad_by_freq = tensors["weight"], source.scale_grad_by_freq
-        m, v = self.weight.shape[:2]
-        self.offsets = torch.arange(m, device=self.weight.device) * v
-
-    def forward(self, x: Tensor) -> Tensor:
-        m = self.weight.shape[0]
-        ids = x + self.offsets.view(m, *(1,) * (x.dim() - 1))
-        table = self.weight.reshape(-1, self.weight.shape[-1])
-        return F.embedding(ids, table, scale_grad_by_freq=self.scale_grad_by_freq)
+def _mm_into(a: Tensor, b: Tensor, out: Tensor) -> None:
+    """``out = a @ b``, written through ``out``'s own layout (a transposed view is filled as
+    ``(b^T a^T)^T``, so a weight gradient lands in the weight's memory layout)."""
+    if out.is_contiguous():
+        torch.mm(a, b, out=out)
+    else:
+        torch.mm(b.t(), a.t(), out=out.t())
 
 
-class StackedLayerNorm(nn.Module):
-    """M ``nn.LayerNorm``: ``F.layer_norm`` without affine over the normalized trailing dims,
-    then ``y · w[m] + b[m]`` (``w``, ``b`` ``[M, *shape]`` viewed ``[M, 1, ..., *shape]``)."""
+def _affine_into(x: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor) -> None:
+    """``out = x W^T + b`` (one ``addmm``; ``mm`` without bias)."""
+    if bias is None:
+        torch.mm(x, weight.t(), out=out)
+    else:
+        torch.addmm(bias, x, weight.t(), out=out)
 
-    def __init__(self, source: nn.LayerNorm, tensors: dict[str, Tensor]) -> None:
-        super().__init__()
-        self.shape, self.eps = tuple(source.normalized_shape), source.eps
-        self.weight, self.bias = tensors.get("weight"), tensors.get("bias")
 
-    def forward(self, x: Tensor) -> Tensor:
-        y = F.layer_norm(x, self.shape, None, None, self.eps)
-        view = (x.shape[0],) + (1,) * (x.dim() - 1 - len(self.shape)) + self.shape
-        if self.weight is None:
-            return y if self.bias is None else y + self.bias.view(view)
-        if self.bias is None:
-            return y * self.weight.view(view)
-        return torch.addcmul(self.bias.view(view), y, self.weight.view(view))
+class _FeedForward(torch.autograd.Function):
+    """``y[m] = act(x[m] W1[m]^T + b1[m]) W2[m]^T + b2[m]`` for act relu or gelu, one model
+    at a time so the ``[N, 4 d]`` hidden activation stays in cache between its producer and
+    consumers. Backward per model: ``dh = dy W2``, ``dW2 = dy^T h``, ``dz = act'(z) ⊙ dh``,
+    ``dW1 = dz^T x``, ``dx = dz W1``, ``db = sum dz`` (measured: benchmarks/README.md)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w1: Tensor, b1, w2: Tensor, b2, gelu: bool) -> Tensor:
+        m, flat = x.shape[0], x.reshape(x.shape[0], -1, x.shape[-1])
+        saved = flat.new_empty(m, flat.shape[1], w1.shape[1])  # relu: h; gelu: z
+        y = flat.new_empty(m, flat.shape[1], w2.shape[1])
+        for i in range(m):
+            _affine_into(flat[i], w1[i], None if b1 is None else b1[i], saved[i])
+            h = F.gelu(saved[i]) if gelu else saved[i].relu_()
+            _affine_into(h, w2[i], None if b2 is None else b2[i], y[i])
+        ctx.save_for_backward(flat, w1, w2, saved)
+        ctx.gelu, ctx.biases, ctx.shape = gelu, (b1 is not None, b2 is not None), x.shape
+        return y.view(*x.shape[:-1], w2.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        flat, w1, w2, saved = ctx.saved_tensors
+        g = grad.reshape(flat.shape[0], -1, grad.shape[-1])
+        gx, gw1, gw2 = torch.empty_like(flat), torch.empty_like(w1), torch.empty_like(w2)
+        gb1 = flat.new_empty(w1.shape[:2]) if ctx.biases[0] else None
+        for i in range(flat.shape[0]):
+            z = saved[i]
+            h = F.gelu(z) if ctx.gelu else z
+            _mm_into(g[i].t(), h, gw2[i])
+            dh = g[i] @ w2[i]
+            if ctx.gelu:
+                dz = torch.ops.aten.gelu_backward(dh, z)
+            else:
+                dz = torch.ops.aten.threshold_backward(dh, h, 0.0)
+            _mm_into(dz.t(), flat[i], gw1[i])
+            if gb1 is not None:
+                torch.sum(dz, 0, out=gb1[i])
+            torch.mm(dz, w1[i], out=gx[i])
+        gb2 = g.sum(1) if ctx.biases[1] else None
+        return gx.view(ctx.shape), gw1, gb1, gw2, gb2, None
 
 
 def _float_mask(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -253,6 +274,9 @@ class StackedTransformerEncoderLayer(nn.Module):
         self.norm1 = StackedLayerNorm(source.norm1, _sub(tensors, "norm1."))
         self.norm2 = StackedLayerNorm(source.norm2, _sub(tensors, "norm2."))
         self.activation, self.norm_first = _activation(source), source.norm_first
+        self.fused = FUSED_ACTIVATIONS.get(
+            self.activation, FUSED_ACTIVATIONS.get(type(self.activation))
+        )
         self.p = (source.dropout.p, source.dropout1.p, source.dropout2.p)
 
     def forward(
@@ -283,6 +307,14 @@ class StackedTransformerEncoderLayer(nn.Module):
         return self._dropout(self.self_attn.attend(x, x, x, mask, causal), 1)
 
     def _ff(self, x: Tensor) -> Tensor:
+        weight = self.linear1.weight
+        if (
+            self.fused is not None
+            and (self.p[0] == 0 or not self.training)
+            and x.dtype == weight.dtype
+        ):
+            b1, w2, b2 = self.linear1.bias, self.linear2.weight, self.linear2.bias
+            return self._dropout(_FeedForward.apply(x, weight, b1, w2, b2, self.fused), 2)
         h = self._dropout(self.activation(self.linear1(x)), 0)
         return self._dropout(self.linear2(h), 2)
 
@@ -350,11 +382,11 @@ def replacement(name: str, module: nn.Module, tensors: dict[str, Tensor]) -> nn.
     """The stacked equivalent of the leaf ``module`` (``tensors``: its stacked parameters
     and buffers by names relative to it), or ``None`` if this module has none."""
     kinds = {
-        nn.Embedding: StackedEmbedding,
-        nn.LayerNorm: StackedLayerNorm,
         nn.MultiheadAttention: StackedMultiheadAttention,
         nn.TransformerEncoderLayer: StackedTransformerEncoderLayer,
         nn.TransformerEncoder: StackedTransformerEncoder,
     }
     kind = kinds.get(type(module))
-    return None if kind is None else kind(module, tensors)
+    if kind is None:
+        return stacked_norms.replacement(name, module, tensors)
+    return kind(module, tensors)
