@@ -58,7 +58,8 @@ def test_writes_the_tidy_table_verdicts_and_figure(factories, capsys):
         "metric",
         "value",
     ]
-    assert set(coords["metric"]) == {"l1", "std", "update"}
+    # SP: no zero-initialized readout, so no "aligned_out"
+    assert set(coords["metric"]) == {"l1", "std", "update", "aligned"}
     assert set(coords["width"]) == {32, 64, 128} and set(coords["step"]) == {0, 1, 2}
     assert "(logits)" in set(coords["module"]) and (coords["depth"] == 2).all()
     document = json.loads((out / "verdicts.json").read_text())

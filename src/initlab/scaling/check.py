@@ -20,14 +20,23 @@ from initlab.data import load
 from initlab.errors import InitlabError
 from initlab.scaling.coords import CoordSettings, batch_source, coord_data, scaling_notes
 from initlab.scaling.shapes import check_factory, infer_shapes
-from initlab.scaling.verdicts import Verdict, depth_verdicts, width_verdicts, with_sentences
+from initlab.scaling.verdicts import (
+    Verdict,
+    depth_verdicts,
+    explain_finite_width,
+    width_verdicts,
+    with_sentences,
+)
 from initlab.train.device import resolve_device
 from initlab.train.tasks import resolve_task
 from initlab.usercode import load_callable
 
 BUILTIN = {"mlp": "initlab.models.scalable:mlp", "gpt": "initlab.models.gpt:gpt"}
-DEFAULT_DATA = {"gpt": "initlab.scaling.tokens:progressions"}
-"""The data a built-in model is checked on when none is given (otherwise ``digits``)."""
+DEFAULT_DATA = {"gpt": "initlab.scaling.tokens:zipf_copies"}
+"""The data a built-in model is checked on when none is given (otherwise ``digits``): the GPT
+on text-like (Zipf) token frequencies, see docs/scaling.md §6."""
+PRIMARY = ("l1", "std", "update")
+"""The metrics a module's summary sentence prefers (``aligned``/``aligned_out`` otherwise)."""
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
 
 
@@ -50,10 +59,15 @@ class ScalingResult:
         return [m for m in dict.fromkeys(self.coords["module"]) if m in found]
 
     def summary(self) -> list[Verdict]:
-        """Per flagged module, its width verdict with the largest |slope| (l1/std/update)."""
+        """Per flagged module, its width verdict with the largest |slope| among l1/std/update
+        (the aligned metrics only for a module flagged by them alone)."""
         best: dict[str, Verdict] = {}
         for v in self.flagged():
-            if v.axis == "width" and abs(v.slope) > abs(best.get(v.module, v).slope) - 1e-12:
+            if v.axis != "width":
+                continue
+            old = best.get(v.module, v)
+            rank, old_rank = v.metric in PRIMARY, old.metric in PRIMARY
+            if (rank, abs(v.slope)) >= (old_rank, abs(old.slope) - 1e-12):
                 best[v.module] = v
         return [best[m] for m in self.flagged_modules()]
 
@@ -77,6 +91,15 @@ class ScalingResult:
         title = f"{s.param} with {s.optimizer}, lr {s.lr:g}"
         plot_coords(self.coords, paths["coords.png"], flagged=marked, title=title)
         return paths
+
+
+def finite_width_note(count: int) -> str:
+    """The line saying how many ``update`` fits were left unflagged as finite-width."""
+    return (
+        f"{count} fit(s) of updates (or of a zero-initialized readout's output) move with "
+        "width only through the random-alignment floor of ΔW·x (∝ width^−½ under muP) while "
+        "their aligned part does not: finite width, not flagged (docs/scaling.md §6)"
+    )
 
 
 def _jsonable(settings: CoordSettings) -> dict[str, Any]:
@@ -146,6 +169,8 @@ def coord_check(
     with torch.random.fork_rng(devices=[]):
         coords = coord_data(factory, settings, batches, resolve_task(task, dataset), the_device)
     kinds = {name: s.kind for name, s in shapes.items()}
-    verdicts = width_verdicts(coords) + depth_verdicts(coords)
+    verdicts = explain_finite_width(width_verdicts(coords) + depth_verdicts(coords))
     verdicts = with_sentences(verdicts, param, optimizer, kinds)
+    if explained := sum(v.finite_width for v in verdicts):
+        notes.append(finite_width_note(explained))
     return ScalingResult(settings, coords, verdicts, kinds, notes)

@@ -9,6 +9,12 @@ Linear/Conv call (found by the probe's tracer, :func:`initlab.probe.trace.trace`
 - ``l1``: mean |output|; ``std``: the output's standard deviation;
 - ``update`` (t ≥ 1): mean |layer(x; θ_t) − layer(x; θ_{t−1})| on the step-t input x, i.e.
   |ΔW·x + Δb|, the change the last update made to this layer's output;
+- ``aligned`` (t ≥ 1, ``nn.Linear`` only): the rms of that change beyond the part a random
+  input direction would also get (:func:`aligned_update`): the part of the update that stays
+  at infinite width;
+- ``aligned_out`` (t ≥ 1, a Linear layer whose weight was all zeros at step 0, as muP's
+  readout is): the same for its output ``W_t·x + b_t``, which is then all update (and for
+  ``(logits)`` when that layer's output is the model's);
 
 and the model's logits ``std`` (module ``(logits)``). A tidy frame with columns
 :data:`COLUMNS`.
@@ -36,7 +42,7 @@ from initlab.train.tasks import model_loss
 
 COLUMNS = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]
 LOGITS = "(logits)"
-METRICS = ("l1", "std", "update")
+METRICS = ("l1", "std", "update", "aligned", "aligned_out")
 
 
 @dataclass(frozen=True)
@@ -154,17 +160,44 @@ def batch_source(x: Tensor, y: Tensor, batch_size: int, device: torch.device) ->
     return batches
 
 
-def _rows(calls: list, out: Tensor, prev: dict[int, dict[str, Tensor]] | None) -> list[tuple]:
-    """``(module, metric, value)`` of one traced forward pass."""
+def aligned_update(change: Tensor, x: Tensor, delta_w: Tensor) -> float:
+    """The rms of a Linear layer's output change ``u = ΔW·x + Δb`` beyond its
+    random-alignment floor: ``sqrt(max(mean(u²) − mean(ΔW²)·fan_in·mean(x²), 0))``.
+
+    ``mean(ΔW²)·‖x‖²`` is ``E mean((ΔW·r)²)`` for a direction ``r`` drawn uniformly with
+    ``‖r‖ = ‖x‖``: what the update does to an input that is not aligned with it. Under muP
+    (ΔW entries ∝ 1/width, ``‖x‖² ∝ width``) that floor is ∝ width^−½ and vanishes at large
+    width; what remains is the aligned part, the one Tensor Programs' ``Θ(1)`` is about
+    (docs/scaling.md, §2 and §6)."""
+    change, x, delta_w = change.double(), x.double(), delta_w.double()
+    floor = delta_w.square().mean() * x.shape[-1] * x.square().mean()
+    return float((change.square().mean() - floor).clamp(min=0).sqrt())
+
+
+def _rows(
+    calls: list, out: Tensor, prev: dict[int, dict[str, Tensor]] | None, zero: set[int]
+) -> list[tuple]:
+    """``(module, metric, value)`` of one traced forward pass (``zero``: the ids of the
+    Linear layers whose weight was all zeros at step 0)."""
     rows = []
     for call in calls:
         y = call.output[1].float()
         rows += [(call.name, "l1", float(y.abs().mean())), (call.name, "std", float(y.std()))]
         state = None if prev is None else prev.get(id(call.module))
-        if state is not None and call.input[1] is not None:
-            with torch.no_grad():
-                before = functional_call(call.module, state, (call.input[1],))
-            rows.append((call.name, "update", float((y - before.float()).abs().mean())))
+        x = call.input[1]
+        if state is None or x is None:
+            continue
+        with torch.no_grad():
+            change = y - functional_call(call.module, state, (x,)).float()
+        rows.append((call.name, "update", float(change.abs().mean())))
+        if isinstance(call.module, nn.Linear):
+            weight = call.module.weight.detach()
+            rows.append((call.name, "aligned", aligned_update(change, x, weight - state["weight"])))
+            if id(call.module) in zero:  # its output is all update: W_t = W_t − W_0
+                value = aligned_update(y, x, weight)
+                rows.append((call.name, "aligned_out", value))
+                if call.output[0] is out:
+                    rows.append((LOGITS, "aligned_out", value))
     rows.append((LOGITS, "std", float(out.detach().float().std())))
     return rows
 
@@ -195,6 +228,11 @@ def run_one(
     opt_class = torch.optim.SGD if built.optimizer == "sgd" else torch.optim.Adam
     optimizer = opt_class(groups, lr=built.lr)
     model, prev, rows = built.model, None, []
+    zero = {
+        id(m)
+        for m in model.modules()
+        if isinstance(m, nn.Linear) and not m.weight.detach().count_nonzero()
+    }
     model.train()
     for step in range(steps + 1):
         x, y = batches(seed, step)
@@ -202,7 +240,7 @@ def run_one(
             calls, out = trace(model, x)
         if not isinstance(out, Tensor):
             raise InitlabError(f"the model returned a {type(out).__name__}, not a tensor")
-        rows += [(step, *r) for r in _rows(calls, out, prev)]
+        rows += [(step, *r) for r in _rows(calls, out, prev, zero)]
         if step == steps:
             break
         prev = _snapshot(model)

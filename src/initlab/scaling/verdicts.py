@@ -21,7 +21,13 @@ PRACTICAL_SLOPE = 0.1
 """The smallest |slope| flagged: width^0.1 is +26% over a tenfold width change."""
 CONFIDENCE = 0.95
 AXES = ("width", "depth", "log_depth")
-METRIC_WORDS = {"l1": "mean |output|", "std": "output std", "update": "update |ΔW·x|"}
+METRIC_WORDS = {
+    "l1": "mean |output|",
+    "std": "output std",
+    "update": "update |ΔW·x|",
+    "aligned": "aligned update",
+    "aligned_out": "aligned output",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,9 @@ class Verdict:
     at: int | None = None
     """The depth of a width fit (with ``--depths``), the width of a depth fit."""
     sentence: str = ""
+    finite_width: bool = False
+    """A fit that passes the flag rule while its layer's floor-free fit does not: it moves
+    only through the random-alignment floor (:func:`explain_finite_width`); not flagged."""
 
     @property
     def direction(self) -> str:
@@ -105,6 +114,40 @@ def depth_verdicts(coords: pd.DataFrame) -> list[Verdict]:
                         module, int(step), metric, slope, low, high, flagged, n, axis, int(width)
                     )
                 )
+    return out
+
+
+FLOOR_FREE = {"update": "aligned", "l1": "aligned_out", "std": "aligned_out"}
+"""The metric whose fit says whether a fit of the key metric moves only through the
+random-alignment floor."""
+
+
+DIAGNOSTIC = frozenset(FLOOR_FREE.values())
+"""Metrics that explain other fits and are never flagged themselves."""
+
+
+def explain_finite_width(verdicts: list[Verdict]) -> list[Verdict]:
+    """Unflag each flagged ``update`` fit whose layer's ``aligned`` fit (same axis,
+    depth/width, module and step) exists and would not be flagged, and each flagged
+    ``l1``/``std`` fit whose ``aligned_out`` fit (a zero-initialized readout) exists and would
+    not be flagged; mark them ``finite_width``. The aligned fits themselves are diagnostics:
+    never flagged (the verdicts stay those of l1, std, update and the logits).
+
+    ``update`` mixes the aligned part of ΔW·x with its random-alignment floor (see
+    :func:`initlab.scaling.coords.aligned_update`); a zero-initialized readout's output is
+    its accumulated update, the same mixture. Under every parametrization of
+    docs/scaling.md §2 the floor's exponent is the aligned part's minus ½, so it can only
+    dilute a real exponent at small widths, never create one: a slope that the aligned part
+    does not share is the floor's width^−½ fading, a finite-width effect."""
+    flags = {(v.axis, v.at, v.module, v.step, v.metric): v.flagged for v in verdicts}
+    out = []
+    for v in verdicts:
+        other = FLOOR_FREE.get(v.metric)
+        if v.flagged and other and flags.get((v.axis, v.at, v.module, v.step, other)) is False:
+            v = replace(v, flagged=False, finite_width=True)
+        elif v.metric in DIAGNOSTIC:
+            v = replace(v, flagged=False)
+        out.append(v)
     return out
 
 
