@@ -192,19 +192,23 @@ def stacked_leaf(modules: list[nn.Module]) -> tuple[nn.Module, dict[str, Tensor]
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_multihead_attention_with_separate_projections_and_masks(batch_first):
-    """Cross-attention (kdim, vdim != d: separate q/k/v weights), a per-model float mask, a
-    key padding mask; gradients of every projection."""
+@pytest.mark.parametrize("cross", [True, False])
+def test_multihead_attention_with_projections_and_masks(batch_first, cross):
+    """Cross-attention (kdim, vdim != d: separate q/k/v weights) or self-attention (packed
+    weights, one product), a per-model float mask, a key padding mask; gradients of every
+    projection."""
     torch.manual_seed(0)
-    mhas = [nn.MultiheadAttention(D, 4, kdim=6, vdim=5, batch_first=batch_first) for _ in range(M)]
+    dims = dict(kdim=6, vdim=5) if cross else {}
+    mhas = [nn.MultiheadAttention(D, 4, batch_first=batch_first, **dims) for _ in range(M)]
     leaf, tensors = stacked_leaf(mhas)
-    s = T + 2
-    q, k, v = torch.randn(M, B, T, D), torch.randn(M, B, s, 6), torch.randn(M, B, s, 5)
+    s = T + 2 if cross else T
+    q = torch.randn(M, B, T, D)
+    k, v = (torch.randn(M, B, s, 6), torch.randn(M, B, s, 5)) if cross else (q, q)
     mask = torch.randn(M, 1, T, s)
     padding = torch.rand(M, B, s) < 0.3
     padding[..., 0] = False
     if not batch_first:
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v)) if cross else (q.transpose(1, 2),) * 3
     out, _ = leaf(q, k, v, padding, need_weights=False, attn_mask=mask)
     gout = torch.randn_like(out)
     names = [name for name, _ in mhas[0].named_parameters()]

@@ -13,7 +13,14 @@ Activations are laid out ``[M, B, ...]`` (model axis first); every stacked tenso
   :class:`StackedTransformerEncoderLayer` / :class:`StackedTransformerEncoder`: torch's
   ``x = norm1(x + sa(x)); x = norm2(x + ff(x))`` (``norm_first``: ``x = x + sa(norm1(x));
   x = x + ff(norm2(x))``), ``ff(x) = linear2(dropout(act(linear1(x))))``, of the stacked
-  pieces above.
+  pieces above. When training on the CPU, ``sa`` and ``ff`` (relu/gelu, no dropout inside)
+  each run as ONE autograd function that loops over the models (:class:`_SelfAttention`,
+  :class:`initlab.train.stacked_norms.FeedForward`): the same kernels as one model alone,
+  but each model's wide intermediates (``[B·T, 3d]`` q/k/v, ``[B·T, 4d]`` hidden) stay in
+  cache from producer to consumer, which the whole-stack ``[M, B·T, 4d]`` tensors do not.
+  At the benchmark's size (d 64, batch 32, length 32) a model's step is bound by its
+  kernels, not by Python overhead, so stacking M models gains little over running them
+  one after the other (see benchmarks/README.md).
 
 Masks follow ``nn.MultiheadAttention``: boolean masks are ``True`` where attention is *not*
 allowed (``-inf`` added), float masks are added. An attention mask arrives as the stacked
@@ -35,7 +42,13 @@ from torch import Tensor, nn
 
 from initlab.train import stacked_norms
 from initlab.train.layers import FusedSGD, NotStackable, _StackedLinear
-from initlab.train.stacked_norms import StackedLayerNorm
+from initlab.train.stacked_norms import (
+    FeedForward,
+    StackedLayerNorm,
+    affine_into,
+    elementwise_activation,
+    mm_into,
+)
 
 FUNCTIONS: set = {operator.eq, operator.ne, torch.eq, torch.ne, torch.logical_not}
 """Graph functions safe on ``[M, B, ...]`` tensors besides the elementwise ones (comparisons
@@ -47,10 +60,10 @@ BLOCK_ELEMENTS = 2**21
 """Without autograd (evaluation), the encoder runs blocks of examples whose widest
 activation, ``[M, b, T, 4 d]``, holds about this many elements: big evaluation batches
 would otherwise stream every layer's activations through main memory."""
-ACTIVATIONS = (F.relu, F.gelu, F.silu, torch.relu, torch.tanh, torch.sigmoid)
-ACTIVATION_MODULES = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
-FUSED_ACTIVATIONS = {F.relu: False, torch.relu: False, nn.ReLU: False, F.gelu: True}
-"""Activations of :class:`_FeedForward` (``True``: gelu); others run as separate leaves."""
+_FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+_FLASH_BACKWARD = getattr(
+    torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None
+)
 
 
 def _sub(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -70,63 +83,59 @@ class StackedLinearPart(nn.Module):
         return _StackedLinear.apply(x, self.weight, self.bias, self.fused)
 
 
-def _mm_into(a: Tensor, b: Tensor, out: Tensor) -> None:
-    """``out = a @ b``, written through ``out``'s own layout (a transposed view is filled as
-    ``(b^T a^T)^T``, so a weight gradient lands in the weight's memory layout)."""
-    if out.is_contiguous():
-        torch.mm(a, b, out=out)
-    else:
-        torch.mm(b.t(), a.t(), out=out.t())
+def _rows(mask: Tensor | None, i: int, batch: int) -> Tensor | None:
+    """Model ``i``'s rows of an SDPA mask over ``[M·B, ...]`` (a shared mask as it is)."""
+    if mask is None or mask.dim() < 4 or mask.shape[0] == 1:
+        return mask
+    return mask[i * batch : (i + 1) * batch]
 
 
-def _affine_into(x: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor) -> None:
-    """``out = x W^T + b`` (one ``addmm``; ``mm`` without bias)."""
-    if bias is None:
-        torch.mm(x, weight.t(), out=out)
-    else:
-        torch.addmm(bias, x, weight.t(), out=out)
-
-
-class _FeedForward(torch.autograd.Function):
-    """``y[m] = act(x[m] W1[m]^T + b1[m]) W2[m]^T + b2[m]`` for act relu or gelu, one model
-    at a time so the ``[N, 4 d]`` hidden activation stays in cache between its producer and
-    consumers. Backward per model: ``dh = dy W2``, ``dW2 = dy^T h``, ``dz = act'(z) ⊙ dh``,
-    ``dW1 = dz^T x``, ``dx = dz W1``, ``db = sum dz`` (measured: benchmarks/README.md)."""
+class _SelfAttention(torch.autograd.Function):
+    """Self-attention of ``x [M, B, T, d]`` one model at a time (its ``[B·T, 3d]`` q, k, v
+    stay in cache): ``qkv = x W_in^T + b_in``, CPU flash attention per model, ``y = a
+    W_out^T + b_out``; backward by the flash kernel's own backward, then ``dW = dz^T x``,
+    ``dx = dz W``, ``db = sum dz`` for both products."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, w1: Tensor, b1, w2: Tensor, b2, gelu: bool) -> Tensor:
-        m, flat = x.shape[0], x.reshape(x.shape[0], -1, x.shape[-1])
-        saved = flat.new_empty(m, flat.shape[1], w1.shape[1])  # relu: h; gelu: z
-        y = flat.new_empty(m, flat.shape[1], w2.shape[1])
+    def forward(ctx, x: Tensor, w_in, b_in, w_out, b_out, heads: int, mask, causal: bool):
+        m, b, t, d = x.shape
+        flat = x.reshape(m, b * t, d)
+        qkv, att, y = (flat.new_empty(m, b * t, k) for k in (3 * d, d, d))
+        lse = flat.new_empty(m, b, heads, t)
         for i in range(m):
-            _affine_into(flat[i], w1[i], None if b1 is None else b1[i], saved[i])
-            h = F.gelu(saved[i]) if gelu else saved[i].relu_()
-            _affine_into(h, w2[i], None if b2 is None else b2[i], y[i])
-        ctx.save_for_backward(flat, w1, w2, saved)
-        ctx.gelu, ctx.biases, ctx.shape = gelu, (b1 is not None, b2 is not None), x.shape
-        return y.view(*x.shape[:-1], w2.shape[1])
+            affine_into(flat[i], w_in[i], None if b_in is None else b_in[i], qkv[i])
+            q, k, v = qkv[i].view(b, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+            out, lse[i] = _FLASH(q, k, v, 0.0, causal, attn_mask=_rows(mask, i, b))
+            att[i].view(b, t, heads, d // heads).copy_(out.transpose(1, 2))
+            affine_into(att[i], w_out[i], None if b_out is None else b_out[i], y[i])
+        ctx.save_for_backward(flat, w_in, w_out, qkv, att, lse, mask)
+        ctx.heads, ctx.causal, ctx.biases = heads, causal, (b_in is not None, b_out is not None)
+        return y.view(x.shape)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        flat, w1, w2, saved = ctx.saved_tensors
-        g = grad.reshape(flat.shape[0], -1, grad.shape[-1])
-        gx, gw1, gw2 = torch.empty_like(flat), torch.empty_like(w1), torch.empty_like(w2)
-        gb1 = flat.new_empty(w1.shape[:2]) if ctx.biases[0] else None
-        for i in range(flat.shape[0]):
-            z = saved[i]
-            h = F.gelu(z) if ctx.gelu else z
-            _mm_into(g[i].t(), h, gw2[i])
-            dh = g[i] @ w2[i]
-            if ctx.gelu:
-                dz = torch.ops.aten.gelu_backward(dh, z)
-            else:
-                dz = torch.ops.aten.threshold_backward(dh, h, 0.0)
-            _mm_into(dz.t(), flat[i], gw1[i])
-            if gb1 is not None:
-                torch.sum(dz, 0, out=gb1[i])
-            torch.mm(dz, w1[i], out=gx[i])
-        gb2 = g.sum(1) if ctx.biases[1] else None
-        return gx.view(ctx.shape), gw1, gb1, gw2, gb2, None
+        flat, w_in, w_out, qkv, att, lse, mask = ctx.saved_tensors
+        (m, n, d), b, h = flat.shape, lse.shape[1], ctx.heads
+        shape = (b, n // b, h, d // h)  # [B, T, heads, d_head]
+        g = grad.reshape(m, n, d)
+        gx, gw_in, gw_out = torch.empty_like(flat), torch.empty_like(w_in), torch.empty_like(w_out)
+        gb_in = flat.new_empty(m, 3 * d) if ctx.biases[0] else None
+        gqkv = flat.new_empty(n, 3 * d)
+        for i in range(m):
+            mm_into(g[i].t(), att[i], gw_out[i])
+            gatt = (g[i] @ w_out[i]).view(shape).transpose(1, 2)
+            q, k, v = qkv[i].view(b, -1, 3, h, d // h).permute(2, 0, 3, 1, 4)
+            out = att[i].view(shape).transpose(1, 2)
+            grads = _FLASH_BACKWARD(
+                gatt, q, k, v, out, lse[i], 0.0, ctx.causal, attn_mask=_rows(mask, i, b)
+            )
+            torch.stack([gr.transpose(1, 2) for gr in grads], 2, out=gqkv.view(b, -1, 3, h, d // h))
+            mm_into(gqkv.t(), flat[i], gw_in[i])
+            if gb_in is not None:
+                torch.sum(gqkv, 0, out=gb_in[i])
+            torch.mm(gqkv, w_in[i], out=gx[i])
+        gb_out = g.sum(1) if ctx.biases[1] else None
+        return gx.view(grad.shape), gw_in, gb_in, gw_out, gb_out, None, None, None
 
 
 def _float_mask(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -238,6 +247,21 @@ class StackedMultiheadAttention(nn.Module):
         out = out.permute(0, 1, 3, 2, 4) if self.batch_first else out.permute(0, 3, 1, 2, 4)
         return self.out_proj(out.reshape(m, *out.shape[1:3], d))
 
+    def fusable(self, x: Tensor, mask: Tensor | None) -> bool:
+        """Self-attention on ``x`` can run as :class:`_SelfAttention`: training on the CPU
+        (without autograd one SDPA over all models is faster), packed weights, batch first,
+        no attention dropout, the weights' dtype, a mask not needing grad."""
+        return (
+            _FLASH_BACKWARD is not None
+            and torch.is_grad_enabled()
+            and x.device.type == "cpu"
+            and self.packed
+            and self.batch_first
+            and (self.dropout == 0 or not self.training)
+            and x.dtype == self.in_proj.weight.dtype
+            and (mask is None or not mask.requires_grad)
+        )
+
     def _project(self, i: int, x: Tensor) -> Tensor:
         """Query (0), key (1) or value (2) projection ``[M·B, heads, length, d_head]``."""
         if self.packed:
@@ -249,14 +273,6 @@ class StackedMultiheadAttention(nn.Module):
             y = self.projections[i](x)
         m, b, s, d = y.shape
         return y.view(m * b, s, self.heads, d // self.heads).transpose(1, 2)
-
-
-def _activation(source: nn.TransformerEncoderLayer):
-    """The layer's activation if it acts elementwise (F.relu, F.gelu, ... or such a module)."""
-    act = source.activation
-    if act in ACTIVATIONS or type(act) in ACTIVATION_MODULES:
-        return act
-    raise NotStackable(f"TransformerEncoderLayer with activation {act!r}")
 
 
 class StackedTransformerEncoderLayer(nn.Module):
@@ -273,10 +289,8 @@ class StackedTransformerEncoderLayer(nn.Module):
         self.linear2 = StackedLinearPart(tensors["linear2.weight"], tensors.get("linear2.bias"))
         self.norm1 = StackedLayerNorm(source.norm1, _sub(tensors, "norm1."))
         self.norm2 = StackedLayerNorm(source.norm2, _sub(tensors, "norm2."))
-        self.activation, self.norm_first = _activation(source), source.norm_first
-        self.fused = FUSED_ACTIVATIONS.get(
-            self.activation, FUSED_ACTIVATIONS.get(type(self.activation))
-        )
+        self.activation, self.fused = elementwise_activation(source.activation)
+        self.norm_first = source.norm_first
         self.p = (source.dropout.p, source.dropout1.p, source.dropout2.p)
 
     def forward(
@@ -304,7 +318,14 @@ class StackedTransformerEncoderLayer(nn.Module):
         return F.dropout(x, p, True) if self.training and p > 0 else x
 
     def _sa(self, x: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
-        return self._dropout(self.self_attn.attend(x, x, x, mask, causal), 1)
+        attn = self.self_attn
+        if attn.fusable(x, mask):
+            w_in, b_in = attn.in_proj.weight, attn.in_proj.bias
+            w_out, b_out = attn.out_proj.weight, attn.out_proj.bias
+            y = _SelfAttention.apply(x, w_in, b_in, w_out, b_out, attn.heads, mask, causal)
+        else:
+            y = attn.attend(x, x, x, mask, causal)
+        return self._dropout(y, 1)
 
     def _ff(self, x: Tensor) -> Tensor:
         weight = self.linear1.weight
@@ -314,7 +335,7 @@ class StackedTransformerEncoderLayer(nn.Module):
             and x.dtype == weight.dtype
         ):
             b1, w2, b2 = self.linear1.bias, self.linear2.weight, self.linear2.bias
-            return self._dropout(_FeedForward.apply(x, weight, b1, w2, b2, self.fused), 2)
+            return self._dropout(FeedForward.apply(x, weight, b1, w2, b2, self.fused), 2)
         h = self._dropout(self.activation(self.linear1(x)), 0)
         return self._dropout(self.linear2(h), 2)
 

@@ -1,4 +1,4 @@
-"""Stacked per-token leaves for :mod:`initlab.train.stacked`: embedding tables, layer norms.
+"""Stacked per-token pieces for :mod:`initlab.train.stacked`: embeddings, norms, feed-forward.
 
 Activations are laid out ``[M, B, ...]`` (model axis first); every stacked tensor is
 ``[M, ...]`` (the stack's own leaves, no copies). Per model ``m``:
@@ -7,7 +7,9 @@ Activations are laid out ``[M, B, ...]`` (model axis first); every stacked tenso
   ``W_flat[x[m] + m V]`` in the ``[M·V, d]`` view of the ``[M, V, d]`` table (its gradient
   lands in the stacked leaf);
 - ``nn.LayerNorm`` → :class:`StackedLayerNorm`: ``y = (x - mean) / sqrt(var + eps) · w[m] +
-  b[m]`` over the normalized trailing dims, the affine part one ``addcmul`` for all models.
+  b[m]`` over the normalized trailing dims, the affine part one ``addcmul`` for all models;
+- a transformer's feed-forward block ``linear2(act(linear1(x)))`` → :class:`FeedForward`,
+  one autograd function run model by model (its wide hidden activation stays in cache).
 
 :mod:`initlab.train.stacked_attention` dispatches these leaves too (its :func:`replacement`
 asks this module first), so this module need not be listed among the extensions.
@@ -25,6 +27,10 @@ FUNCTIONS: set = set()
 """Graph functions these leaves make safe on ``[M, B, ...]`` tensors (none)."""
 METHODS: set[str] = set()
 """Tensor methods these leaves make safe on ``[M, B, ...]`` tensors (none)."""
+ACTIVATIONS = (F.relu, F.gelu, F.silu, torch.relu, torch.tanh, torch.sigmoid)
+ACTIVATION_MODULES = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
+FUSED_ACTIVATIONS = {F.relu: False, torch.relu: False, nn.ReLU: False, F.gelu: True}
+"""Activations of :class:`FeedForward` (``True``: gelu); others run as separate leaves."""
 
 
 class StackedEmbedding(nn.Module):
@@ -64,6 +70,73 @@ class StackedLayerNorm(nn.Module):
         if self.bias is None:
             return y * self.weight.view(view)
         return torch.addcmul(self.bias.view(view), y, self.weight.view(view))
+
+
+def mm_into(a: Tensor, b: Tensor, out: Tensor) -> None:
+    """``out = a @ b``, written through ``out``'s own layout (a transposed view is filled as
+    ``(b^T a^T)^T``, so a weight gradient lands in the weight's memory layout)."""
+    if out.is_contiguous():
+        torch.mm(a, b, out=out)
+    else:
+        torch.mm(b.t(), a.t(), out=out.t())
+
+
+def affine_into(x: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor) -> None:
+    """``out = x W^T + b`` (one ``addmm``; ``mm`` without bias)."""
+    if bias is None:
+        torch.mm(x, weight.t(), out=out)
+    else:
+        torch.addmm(bias, x, weight.t(), out=out)
+
+
+class FeedForward(torch.autograd.Function):
+    """``y[m] = act(x[m] W1[m]^T + b1[m]) W2[m]^T + b2[m]`` for act relu or gelu, one model
+    at a time so the ``[N, 4 d]`` hidden activation stays in cache between its producer and
+    consumers. Backward per model: ``dh = dy W2``, ``dW2 = dy^T h``, ``dz = act'(z) ⊙ dh``,
+    ``dW1 = dz^T x``, ``dx = dz W1``, ``db = sum dz``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w1: Tensor, b1, w2: Tensor, b2, gelu: bool) -> Tensor:
+        m, flat = x.shape[0], x.reshape(x.shape[0], -1, x.shape[-1])
+        saved = flat.new_empty(m, flat.shape[1], w1.shape[1])  # relu: h; gelu: z
+        y = flat.new_empty(m, flat.shape[1], w2.shape[1])
+        for i in range(m):
+            affine_into(flat[i], w1[i], None if b1 is None else b1[i], saved[i])
+            h = F.gelu(saved[i]) if gelu else saved[i].relu_()
+            affine_into(h, w2[i], None if b2 is None else b2[i], y[i])
+        ctx.save_for_backward(flat, w1, w2, saved)
+        ctx.gelu, ctx.biases, ctx.shape = gelu, (b1 is not None, b2 is not None), x.shape
+        return y.view(*x.shape[:-1], w2.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        flat, w1, w2, saved = ctx.saved_tensors
+        g = grad.reshape(flat.shape[0], -1, grad.shape[-1])
+        gx, gw1, gw2 = torch.empty_like(flat), torch.empty_like(w1), torch.empty_like(w2)
+        gb1 = flat.new_empty(w1.shape[:2]) if ctx.biases[0] else None
+        for i in range(flat.shape[0]):
+            z = saved[i]
+            h = F.gelu(z) if ctx.gelu else z
+            mm_into(g[i].t(), h, gw2[i])
+            dh = g[i] @ w2[i]
+            if ctx.gelu:
+                dz = torch.ops.aten.gelu_backward(dh, z)
+            else:
+                dz = torch.ops.aten.threshold_backward(dh, h, 0.0)
+            mm_into(dz.t(), flat[i], gw1[i])
+            if gb1 is not None:
+                torch.sum(dz, 0, out=gb1[i])
+            torch.mm(dz, w1[i], out=gx[i])
+        gb2 = g.sum(1) if ctx.biases[1] else None
+        return gx.view(ctx.shape), gw1, gb1, gw2, gb2, None
+
+
+def elementwise_activation(act) -> tuple[object, bool | None]:
+    """A feed-forward activation that acts elementwise (``F.relu``, ``F.gelu``, ... or such a
+    module) and its :class:`FeedForward` flag (``None``: not fused); else NotStackable."""
+    if act in ACTIVATIONS or type(act) in ACTIVATION_MODULES:
+        return act, FUSED_ACTIVATIONS.get(act, FUSED_ACTIVATIONS.get(type(act)))
+    raise NotStackable(f"a feed-forward activation {act!r}")
 
 
 def replacement(name: str, module: nn.Module, tensors: dict[str, Tensor]) -> nn.Module | None:
