@@ -23,6 +23,10 @@ strides of their inputs, so activations stay in this layout from one leaf to the
 without copies; only the network's input (contiguous ``[M, B, C, H, W]``) is copied once.
 ``channels_last`` because oneDNN's grouped convolution on ``[B, M·C, H, W]`` in the default
 contiguous format is slower than the M separate convolutions (issue #12's measurements).
+What batching saves is in the convolutions; the memory-bound operations (batch norm, relu,
+the residual add and their backward) are no cheaper per element and pay more once the M
+models' activations outgrow the caches, which is why ``auto`` times the stack against
+``looped`` before keeping it.
 
 Refused (:class:`NotStackable`, the stack then uses ``vmap``): subclasses of these modules
 (their ``forward`` may differ), ``BatchNorm2d(momentum=None)`` (the cumulative average needs
