@@ -200,10 +200,12 @@ def test_unsupported_layers_refuse_and_the_stack_falls_back(make):
     assert ModelStack(models, CPU).strategy == "vmap"
 
 
-def test_a_conv_on_unbatched_inputs_is_refused_at_the_first_forward():
-    stack = ModelStack([nn.Sequential(nn.Conv2d(2, 3, 3)) for _ in range(2)], CPU, "stacked")
+@pytest.mark.parametrize("layer", [lambda: nn.Conv2d(2, 3, 3), lambda: nn.BatchNorm2d(2)])
+def test_unbatched_inputs_are_refused_at_the_first_forward(layer):
+    stack = ModelStack([nn.Sequential(layer()) for _ in range(2)], CPU, "stacked")
     with pytest.raises(NotStackable, match="inputs other than"):
         stack.forward(torch.randn(2, 2, 5, 5), train=True)
+    assert all(int(v.sum()) == 0 for k, v in stack.buffers.items() if "num_batches" in k)
 
 
 def test_the_benchmarks_resnet_is_stacked():

@@ -119,12 +119,13 @@ class StackedBatchNorm2d(nn.Module):
         self.num_batches_tracked = tensors.get("num_batches_tracked")
 
     def forward(self, x: Tensor) -> Tensor:
-        m, b, c, h, w = x.shape
+        flat = to_channels(x)
+        (b, mc, h, w), m = flat.shape, x.shape[0]
         stats = self.running_mean is not None
         if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
         out = F.batch_norm(
-            to_channels(x).permute(0, 2, 3, 1).reshape(b * h * w, m * c),
+            flat.permute(0, 2, 3, 1).reshape(b * h * w, mc),
             self.running_mean.view(-1) if stats else None,
             self.running_var.view(-1) if stats else None,
             None if self.weight is None else self.weight.view(-1),
@@ -133,7 +134,7 @@ class StackedBatchNorm2d(nn.Module):
             self.momentum,
             self.eps,
         )
-        return out.view(b, h, w, m, c).permute(3, 0, 4, 1, 2)
+        return out.view(b, h, w, m, mc // m).permute(3, 0, 4, 1, 2)
 
 
 class StackedPool2d(nn.Module):
