@@ -124,3 +124,19 @@ def test_the_gpt_under_sp_flags_hidden_updates_and_logits_growing():
     growing = {v.module for v in result.flagged() if v.slope > 0 and v.metric == "update"}
     assert {"blocks.0.attn.q", "blocks.0.mlp.fc", "blocks.1.attn.proj"} <= growing
     assert not any(v.finite_width for v in result.verdicts)
+
+
+def test_aligned_metrics_only_for_layers_computing_x_w_plus_b():
+    from torch import nn
+
+    from initlab.scaling.coords import _plain_linear
+
+    class Readout(nn.Linear):  # a MuReadout-like layer: rescales its input
+        def forward(self, x):
+            return super().forward(x / 4)
+
+    class Tagged(nn.Linear):  # keeps nn.Linear's forward
+        pass
+
+    assert _plain_linear(nn.Linear(2, 2)) and _plain_linear(Tagged(2, 2))
+    assert not _plain_linear(Readout(2, 2)) and not _plain_linear(nn.Conv1d(2, 2, 1))

@@ -9,9 +9,9 @@ Linear/Conv call (found by the probe's tracer, :func:`initlab.probe.trace.trace`
 - ``l1``: mean |output|; ``std``: the output's standard deviation;
 - ``update`` (t ≥ 1): mean |layer(x; θ_t) − layer(x; θ_{t−1})| on the step-t input x, i.e.
   |ΔW·x + Δb|, the change the last update made to this layer's output;
-- ``aligned`` (t ≥ 1, ``nn.Linear`` only): the rms of that change beyond the part a random
-  input direction would also get (:func:`aligned_update`): the part of the update that stays
-  at infinite width;
+- ``aligned`` (t ≥ 1, ``nn.Linear`` and subclasses keeping its ``forward``): the rms of that
+  change beyond the part a random input direction would also get (:func:`aligned_update`):
+  the part of the update that stays at infinite width;
 - ``aligned_out`` (t ≥ 1, a Linear layer whose weight was all zeros at step 0, as muP's
   readout is): the same for its output ``W_t·x + b_t``, which is then all update (and for
   ``(logits)`` when that layer's output is the model's);
@@ -174,6 +174,12 @@ def aligned_update(change: Tensor, x: Tensor, delta_w: Tensor) -> float:
     return float((change.square().mean() - floor).clamp(min=0).sqrt())
 
 
+def _plain_linear(module: nn.Module) -> bool:
+    """An ``nn.Linear`` computing ``x Wᵀ + b`` (a subclass with its own ``forward``, e.g. one
+    that rescales its input, may not: no aligned metrics for it)."""
+    return isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
+
+
 def _rows(
     calls: list, out: Tensor, prev: dict[int, dict[str, Tensor]] | None, zero: set[int]
 ) -> list[tuple]:
@@ -190,7 +196,7 @@ def _rows(
         with torch.no_grad():
             change = y - functional_call(call.module, state, (x,)).float()
         rows.append((call.name, "update", float(change.abs().mean())))
-        if isinstance(call.module, nn.Linear):
+        if _plain_linear(call.module):
             weight = call.module.weight.detach()
             rows.append((call.name, "aligned", aligned_update(change, x, weight - state["weight"])))
             if id(call.module) in zero:  # its output is all update: W_t = W_t − W_0
@@ -228,11 +234,7 @@ def run_one(
     opt_class = torch.optim.SGD if built.optimizer == "sgd" else torch.optim.Adam
     optimizer = opt_class(groups, lr=built.lr)
     model, prev, rows = built.model, None, []
-    zero = {
-        id(m)
-        for m in model.modules()
-        if isinstance(m, nn.Linear) and not m.weight.detach().count_nonzero()
-    }
+    zero = {id(m) for m in model.modules() if _plain_linear(m) and not m.weight.count_nonzero()}
     model.train()
     for step in range(steps + 1):
         x, y = batches(seed, step)
