@@ -136,9 +136,10 @@ def explain_finite_width(verdicts: list[Verdict]) -> list[Verdict]:
     ``update`` mixes the aligned part of ΔW·x with its random-alignment floor (see
     :func:`initlab.scaling.coords.aligned_update`); a zero-initialized readout's output is
     its accumulated update, the same mixture. Under every parametrization of
-    docs/scaling.md §2 the floor's exponent is the aligned part's minus ½, so it can only
-    dilute a real exponent at small widths, never create one: a slope that the aligned part
-    does not share is the floor's width^−½ fading, a finite-width effect."""
+    docs/scaling.md §2 the floor's exponent is the aligned part's minus ½ (a width-sized
+    fan_in) or equal to it (a finite fan_in), so it can only dilute a real exponent at small
+    widths, never create one: a slope that the aligned part does not share is the floor
+    fading, a finite-width effect."""
     flags = {(v.axis, v.at, v.module, v.step, v.metric): v.flagged for v in verdicts}
     out = []
     for v in verdicts:
