@@ -31,6 +31,7 @@ each epoch record's ``seconds``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -43,6 +44,7 @@ from torch import Tensor, nn
 from initlab.probe.tracking import PROBE_SIZE, Tracker
 from initlab.train.device import autocast
 from initlab.train.evaluate import eval_rows, evaluate_stack
+from initlab.train.memory import activations_per_example
 from initlab.train.optimizers import StackedOptimizer
 from initlab.train.result import DIVERGED, RunResult, final_status
 from initlab.train.seeding import derive_seed, make_generator, seed_global
@@ -233,7 +235,11 @@ class StackTrainer:
     def evaluate(self, split: str) -> tuple[list[float], list[float]]:
         """Every model's mean loss and score on ``split`` (``"val"`` or ``"test"``)."""
         x, y = self.eval_sets[split]
-        rows = eval_rows(self.size, self.plan.activations_per_example)
+        acts = self.plan.activations_per_example
+        if not acts:  # a Plan built by hand: measure it once (two examples, eval mode)
+            acts = activations_per_example(self.stack.template, x[:2])
+            self.plan = dataclasses.replace(self.plan, activations_per_example=acts)
+        rows = eval_rows(self.size, acts)
         return evaluate_stack(
             self.stack, x, y, self.plan.task, precision=self.plan.precision, rows=rows
         )
