@@ -140,3 +140,15 @@ def test_aligned_metrics_only_for_layers_computing_x_w_plus_b():
 
     assert _plain_linear(nn.Linear(2, 2)) and _plain_linear(Tagged(2, 2))
     assert not _plain_linear(Readout(2, 2)) and not _plain_linear(nn.Conv1d(2, 2, 1))
+
+
+def test_a_noisy_or_incomplete_aligned_fit_explains_nothing():
+    from initlab.scaling.verdicts import Verdict
+
+    update = Verdict("q", 2, "update", -0.3, -0.35, -0.25, True, 15)
+    flat = Verdict("q", 2, "aligned", 0.0, -0.05, 0.05, False, 15)
+    wide = Verdict("q", 2, "aligned", 0.0, -0.4, 0.4, False, 15)  # CI holds −0.3 too
+    clamped = Verdict("q", 2, "aligned", 0.0, -0.05, 0.05, False, 12)  # values lost to 0
+    assert explain_finite_width([update, flat])[0].finite_width
+    for aligned in (wide, clamped):
+        assert explain_finite_width([update, aligned])[0].flagged

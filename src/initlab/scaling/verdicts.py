@@ -128,9 +128,9 @@ DIAGNOSTIC = frozenset(FLOOR_FREE.values())
 
 def explain_finite_width(verdicts: list[Verdict]) -> list[Verdict]:
     """Unflag each flagged ``update`` fit whose layer's ``aligned`` fit (same axis,
-    depth/width, module and step) exists and would not be flagged, and each flagged
-    ``l1``/``std`` fit whose ``aligned_out`` fit (a zero-initialized readout) exists and would
-    not be flagged; mark them ``finite_width``. The aligned fits themselves are diagnostics:
+    depth/width, module and step) says the slope is the floor's (:func:`floor_only`), and each
+    flagged ``l1``/``std`` fit whose ``aligned_out`` fit (a zero-initialized readout) says so;
+    mark them ``finite_width``. The aligned fits themselves are diagnostics:
     never flagged (the verdicts stay those of l1, std, update and the logits).
 
     ``update`` mixes the aligned part of ΔW·x with its random-alignment floor (see
@@ -140,16 +140,26 @@ def explain_finite_width(verdicts: list[Verdict]) -> list[Verdict]:
     fan_in) or equal to it (a finite fan_in), so it can only dilute a real exponent at small
     widths, never create one: a slope that the aligned part does not share is the floor
     fading, a finite-width effect."""
-    flags = {(v.axis, v.at, v.module, v.step, v.metric): v.flagged for v in verdicts}
+    fits = {(v.axis, v.at, v.module, v.step, v.metric): v for v in verdicts}
     out = []
     for v in verdicts:
-        other = FLOOR_FREE.get(v.metric)
-        if v.flagged and other and flags.get((v.axis, v.at, v.module, v.step, other)) is False:
+        other = fits.get((v.axis, v.at, v.module, v.step, FLOOR_FREE.get(v.metric, "")))
+        if v.flagged and other is not None and floor_only(v, other):
             v = replace(v, flagged=False, finite_width=True)
         elif v.metric in DIAGNOSTIC:
             v = replace(v, flagged=False)
         out.append(v)
     return out
+
+
+def floor_only(fit: Verdict, aligned: Verdict) -> bool:
+    """``fit``'s slope is not its aligned part's: the aligned fit would not be flagged, has
+    every value ``fit`` has (none clamped to 0) and its 95% CI excludes ``fit``'s slope."""
+    return (
+        not aligned.flagged
+        and aligned.n == fit.n
+        and not aligned.ci_low <= fit.slope <= aligned.ci_high
+    )
 
 
 NAMES = {"sp": "SP", "ntk": "NTK", "mup": "muP", "sgd": "SGD", "adam": "Adam"}
