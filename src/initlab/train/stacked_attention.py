@@ -289,7 +289,8 @@ class StackedTransformerEncoderLayer(nn.Module):
         self.linear2 = StackedLinearPart(tensors["linear2.weight"], tensors.get("linear2.bias"))
         self.norm1 = StackedLayerNorm(source.norm1, _sub(tensors, "norm1."))
         self.norm2 = StackedLayerNorm(source.norm2, _sub(tensors, "norm2."))
-        self.activation, self.fused = elementwise_activation(source.activation)
+        # gelu: FeedForward's flag (None: the block runs as separate stacked leaves)
+        self.activation, self.gelu = elementwise_activation(source.activation)
         self.norm_first = source.norm_first
         self.p = (source.dropout.p, source.dropout1.p, source.dropout2.p)
 
@@ -330,12 +331,12 @@ class StackedTransformerEncoderLayer(nn.Module):
     def _ff(self, x: Tensor) -> Tensor:
         weight = self.linear1.weight
         if (
-            self.fused is not None
+            self.gelu is not None
             and (self.p[0] == 0 or not self.training)
             and x.dtype == weight.dtype
         ):
             b1, w2, b2 = self.linear1.bias, self.linear2.weight, self.linear2.bias
-            return self._dropout(FeedForward.apply(x, weight, b1, w2, b2, self.fused), 2)
+            return self._dropout(FeedForward.apply(x, weight, b1, w2, b2, self.gelu), 2)
         h = self._dropout(self.activation(self.linear1(x)), 0)
         return self._dropout(self.linear2(h), 2)
 
