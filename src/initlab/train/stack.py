@@ -20,7 +20,8 @@ only decides how a forward pass reaches them:
 
 ``strategy="auto"`` (the default) takes ``"stacked"`` where the model allows it, otherwise
 ``"vmap"``, and then :meth:`ModelStack.prepare` times one training step of that batched
-strategy against ``"looped"`` on the first minibatch and keeps the faster (attention or
+strategy against ``"looped"`` on the first minibatch (process CPU time, one thread) and
+keeps the faster (attention or
 small convolutions under ``vmap`` are slower than running the models one by one). A model
 ``vmap`` cannot run (data-dependent control flow, ``.item()`` in ``forward``...) is detected
 by :meth:`prepare` too; the stack then runs ``"looped"`` and :attr:`ModelStack.note` says why
@@ -240,14 +241,16 @@ class ModelStack:
         batched = self._runnable(x, loss)  # also the batched strategy's warm-up
         if batched is None or not self.auto:
             return
-        self.use(LOOPED)
-        self._timed_one(x, loss)  # warm-up
         best = {batched: math.inf, LOOPED: math.inf}
-        for _ in range(TIMED_ROUNDS):
-            self.use(batched)
-            best[batched] = min(best[batched], self._timed_step(x, loss))
+        with trial_threads(self.device):
+            self._timed_step(x, loss)  # warm-up at this thread count
             self.use(LOOPED)
-            best[LOOPED] = min(best[LOOPED], self.size * self._timed_one(x, loss))
+            self._timed_one(x, loss)
+            for _ in range(TIMED_ROUNDS):
+                self.use(batched)
+                best[batched] = min(best[batched], self._timed_step(x, loss))
+                self.use(LOOPED)
+                best[LOOPED] = min(best[LOOPED], self.size * self._timed_one(x, loss))
         self.use(batched if best[batched] < MARGIN * best[LOOPED] else LOOPED)
 
     def _timed_one(self, x: Tensor, loss: LossFn) -> float:
@@ -318,6 +321,24 @@ def clock(device: torch.device) -> float:
     shared machine do not count, so one preempted step cannot decide), wall time on
     accelerators (after :func:`synchronize`)."""
     return time.process_time() if device.type == "cpu" else time.perf_counter()
+
+
+@contextlib.contextmanager
+def trial_threads(device: torch.device) -> Iterator[None]:
+    """The strategy trial's thread count: one on the CPU. Process CPU time counts every
+    thread, so at two threads a batched step whose large products use both threads was
+    charged up to twice its wall time against looped's small ones, which mostly do not:
+    ``auto`` kept ``looped`` for 7 seed MLPs at 2 threads (41 s for compare's 21 models
+    instead of 11 s). Batching gains at least as much with more threads as with one."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def synchronize(device: torch.device) -> None:
