@@ -239,7 +239,8 @@ class StackTrainer:
         if not acts:  # a Plan built by hand: measure it once (two examples, eval mode)
             acts = activations_per_example(self.stack.template, x[:2])
             self.plan = dataclasses.replace(self.plan, activations_per_example=acts)
-        rows = eval_rows(self.size, acts)
+        together = self.size if self.stack.strategy == STACKED else 1  # else model by model
+        rows = eval_rows(together, acts)
         return evaluate_stack(
             self.stack, x, y, self.plan.task, precision=self.plan.precision, rows=rows
         )
