@@ -90,6 +90,34 @@ class _StackedLinear(_SavesInputs):
         return gx, gw, gb, None
 
 
+class StackedLinear(nn.Module):
+    """M ``nn.Linear`` layers: weight ``[M, out, in]`` (in either memory layout), bias
+    ``[M, out]``; ``y[m] = x[m] W[m]^T + b[m]`` on x ``[M, B..., in]``."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.weight, self.bias = weight, bias
+        self.fused = FusedSGD()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _StackedLinear.apply(x, self.weight, self.bias, self.fused)
+
+
+class StackedBatchNormState(nn.Module):
+    """What M batch-norm layers hold: ``eps``, ``momentum`` and the stacked ``[M, C]``
+    affine parameters and running statistics (views of the stack, updated in place)."""
+
+    def __init__(self, source: nn.modules.batchnorm._BatchNorm, tensors: dict) -> None:
+        super().__init__()
+        if source.momentum is None:
+            raise NotStackable(f"{type(source).__name__} with momentum=None (a cumulative average)")
+        self.eps, self.momentum = source.eps, source.momentum
+        self.weight, self.bias = tensors.get("weight"), tensors.get("bias")
+        self.running_mean = tensors.get("running_mean")
+        self.running_var = tensors.get("running_var")
+        self.num_batches_tracked = tensors.get("num_batches_tracked")
+
+
 def _fusable(ctx, weight: Tensor, g: Tensor) -> bool:
     """The fused update applies: fp32 throughout, the weight laid out ``[M, in, out]``."""
     return (

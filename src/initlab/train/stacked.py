@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from initlab.train import stacked_attention, stacked_conv
-from initlab.train.layers import FusedSGD, NotStackable, _StackedLinear
+from initlab.train.layers import NotStackable, StackedBatchNormState, StackedLinear
 
 ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -52,30 +52,10 @@ stacked module, or ``None`` when it has none for ``module``) and the sets ``FUNC
 __all__ = ["NotStackable", "stacked_module"]
 
 
-class StackedLinear(nn.Module):
-    """M ``nn.Linear`` layers: weight ``[M, out, in]``, bias ``[M, out]``; x ``[M, B..., in]``."""
-
-    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
-        super().__init__()
-        self.weight, self.bias = weight, bias
-        self.fused = FusedSGD()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return _StackedLinear.apply(x, self.weight, self.bias, self.fused)
-
-
-class StackedBatchNorm1d(nn.Module):
+class StackedBatchNorm1d(StackedBatchNormState):
     """M ``nn.BatchNorm1d`` on ``[M, B, C]``: ``F.batch_norm`` over the ``M·C`` channels of
     ``[B, M·C]`` (``y = (x - mean_b) / sqrt(var_b + eps) * gamma + beta`` per model and
     channel); running statistics are updated in place in the stacked ``[M, C]`` buffers."""
-
-    def __init__(self, source: nn.BatchNorm1d, tensors: dict[str, Tensor | None]) -> None:
-        super().__init__()
-        self.eps, self.momentum = source.eps, source.momentum
-        self.weight, self.bias = tensors.get("weight"), tensors.get("bias")
-        self.running_mean = tensors.get("running_mean")
-        self.running_var = tensors.get("running_var")
-        self.num_batches_tracked = tensors.get("num_batches_tracked")
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 3:
@@ -116,7 +96,7 @@ def _replacement(name: str, module: nn.Module, stacked: dict[str, Tensor]) -> nn
     tensors = _leaf_tensors(name, module, stacked)
     if kind in (nn.Linear,) or kind.__name__ == "FastLinear":
         return StackedLinear(tensors["weight"], tensors.get("bias"))
-    if kind is nn.BatchNorm1d and module.momentum is not None:
+    if kind is nn.BatchNorm1d:
         return StackedBatchNorm1d(module, tensors)
     if kind is nn.Flatten and module.start_dim >= 1:
         end = module.end_dim + 1 if module.end_dim >= 0 else module.end_dim

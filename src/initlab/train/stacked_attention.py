@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from initlab.train import stacked_norms
-from initlab.train.layers import FusedSGD, NotStackable, _StackedLinear
+from initlab.train.layers import NotStackable, StackedLinear, _StackedLinear
 from initlab.train.stacked_norms import (
     FeedForward,
     StackedLayerNorm,
@@ -69,18 +69,6 @@ _FLASH_BACKWARD = getattr(
 def _sub(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """The tensors under ``prefix`` (``"self_attn."``) by names relative to it."""
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-class StackedLinearPart(nn.Module):
-    """``y[m] = x[m] W[m]^T + b[m]``, ``W`` ``[M, out, in]`` in either memory layout."""
-
-    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
-        super().__init__()
-        self.weight, self.bias = weight, bias
-        self.fused = FusedSGD()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return _StackedLinear.apply(x, self.weight, self.bias, self.fused)
 
 
 def _rows(mask: Tensor | None, i: int, batch: int) -> Tensor | None:
@@ -198,16 +186,16 @@ class StackedMultiheadAttention(nn.Module):
         self.dropout, self.packed = source.dropout, source._qkv_same_embed_dim
         d, bias = source.embed_dim, tensors.get("in_proj_bias")
         if self.packed:
-            self.in_proj = StackedLinearPart(tensors["in_proj_weight"], bias)
+            self.in_proj = StackedLinear(tensors["in_proj_weight"], bias)
         else:
             names = ("q_proj_weight", "k_proj_weight", "v_proj_weight")
             biases = (
                 (None,) * 3 if bias is None else (bias[:, :d], bias[:, d : 2 * d], bias[:, 2 * d :])
             )
             self.projections = nn.ModuleList(
-                StackedLinearPart(tensors[n], b) for n, b in zip(names, biases, strict=True)
+                StackedLinear(tensors[n], b) for n, b in zip(names, biases, strict=True)
             )
-        self.out_proj = StackedLinearPart(tensors["out_proj.weight"], tensors.get("out_proj.bias"))
+        self.out_proj = StackedLinear(tensors["out_proj.weight"], tensors.get("out_proj.bias"))
 
     def forward(
         self,
@@ -285,8 +273,8 @@ class StackedTransformerEncoderLayer(nn.Module):
         if type(source.self_attn) is not nn.MultiheadAttention:
             raise NotStackable("TransformerEncoderLayer with a custom self-attention")
         self.self_attn = StackedMultiheadAttention(source.self_attn, _sub(tensors, "self_attn."))
-        self.linear1 = StackedLinearPart(tensors["linear1.weight"], tensors.get("linear1.bias"))
-        self.linear2 = StackedLinearPart(tensors["linear2.weight"], tensors.get("linear2.bias"))
+        self.linear1 = StackedLinear(tensors["linear1.weight"], tensors.get("linear1.bias"))
+        self.linear2 = StackedLinear(tensors["linear2.weight"], tensors.get("linear2.bias"))
         self.norm1 = StackedLayerNorm(source.norm1, _sub(tensors, "norm1."))
         self.norm2 = StackedLayerNorm(source.norm2, _sub(tensors, "norm2."))
         # gelu: FeedForward's flag (None: the block runs as separate stacked leaves)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, channels_last, nn
 
-from initlab.train.layers import NotStackable
+from initlab.train.layers import NotStackable, StackedBatchNormState
 
 FUNCTIONS: set = set()
 """Graph functions safe on ``[M, B, ...]`` tensors besides the elementwise ones (none)."""
@@ -102,21 +102,11 @@ class StackedConv2d(nn.Module):
         return from_channels(out, m)
 
 
-class StackedBatchNorm2d(nn.Module):
+class StackedBatchNorm2d(StackedBatchNormState):
     """M ``nn.BatchNorm2d`` on ``[M, B, C, H, W]``: ``F.batch_norm`` over the ``M·C``
     channels of ``[B, M·C, H, W]``, run on its ``channels_last`` memory viewed as the rows
     ``[B·H·W, M·C]`` (the same statistics; torch's kernel for 2-d inputs is the faster one);
     running statistics updated in place in the stacked ``[M, C]`` buffers (module docstring)."""
-
-    def __init__(self, source: nn.BatchNorm2d, tensors: dict[str, Tensor | None]) -> None:
-        super().__init__()
-        if source.momentum is None:
-            raise NotStackable("BatchNorm2d with momentum=None (a cumulative average)")
-        self.eps, self.momentum = source.eps, source.momentum
-        self.weight, self.bias = tensors.get("weight"), tensors.get("bias")
-        self.running_mean = tensors.get("running_mean")
-        self.running_var = tensors.get("running_var")
-        self.num_batches_tracked = tensors.get("num_batches_tracked")
 
     def forward(self, x: Tensor) -> Tensor:
         flat = to_channels(x)
