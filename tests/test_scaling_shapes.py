@@ -9,6 +9,7 @@ import pytest
 from torch import nn
 
 from initlab.errors import InitlabError
+from initlab.models import scalable
 from initlab.models.gpt import gpt
 from initlab.models.resnet import resnet
 from initlab.models.scalable import mlp
@@ -65,6 +66,22 @@ def test_conv_kinds():
         "7.weight": "output",
         "7.bias": "fixed",
     }
+
+
+def test_builtin_cnn_kinds():
+    """initlab's own SmallCNN (models.scalable.cnn: channels w, 2w, dense 4w)."""
+    assert kinds(scalable.cnn) == {
+        "features.0.weight": "input",
+        "features.0.bias": "input",
+        "features.3.weight": "hidden",
+        "features.3.bias": "input",
+        "classifier.1.weight": "hidden",
+        "classifier.1.bias": "input",
+        "classifier.3.weight": "output",
+        "classifier.3.bias": "fixed",
+    }
+    with_norm = kinds(scalable.cnn, batch_norm=True)
+    assert with_norm["features.1.weight"] == with_norm["features.1.bias"] == "vector"
 
 
 def test_resnet_kinds():

@@ -34,7 +34,7 @@ def scaling(
     model: Annotated[
         str,
         typer.Option(
-            help="mlp, gpt, module:function or file.py:function taking a 'width' keyword "
+            help="mlp, cnn, gpt, module:function or file.py:function taking a 'width' keyword "
             "(and 'depth' with --depths); imports and runs that code"
         ),
     ] = "mlp",

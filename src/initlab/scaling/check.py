@@ -31,7 +31,11 @@ from initlab.train.device import resolve_device
 from initlab.train.tasks import resolve_task
 from initlab.usercode import load_callable
 
-BUILTIN = {"mlp": "initlab.models.scalable:mlp", "gpt": "initlab.models.gpt:gpt"}
+BUILTIN = {
+    "mlp": "initlab.models.scalable:mlp",
+    "cnn": "initlab.models.scalable:cnn",
+    "gpt": "initlab.models.gpt:gpt",
+}
 DEFAULT_DATA = {"gpt": "initlab.scaling.tokens:zipf_copies"}
 """The data a built-in model is checked on when none is given (otherwise ``digits``): the GPT
 on text-like (Zipf) token frequencies, see docs/scaling.md §6."""
