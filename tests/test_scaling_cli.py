@@ -93,7 +93,7 @@ def test_depths_add_depth_fits(factories):
         (["--lr", "-1"], "--lr must be a positive number"),
         (["--model", "factories.py:build", "--depths", "4,2"], "--depths must be strictly"),
         (["--param", "mu"], "unknown parametrization 'mu'"),
-        (["--model", "cnn"], "scaling needs a factory with a 'width' keyword"),
+        (["--model", "resnet"], "scaling needs a factory with a 'width' keyword"),
         (["--model", "gpt", "--model-arg", "context=8"], "the model cannot run on the data"),
     ],
 )

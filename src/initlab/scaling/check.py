@@ -121,7 +121,7 @@ def resolve_factory(model: str | Callable) -> Callable:
         return load_callable(BUILTIN[model], "--model")
     if ":" not in model:
         raise InitlabError(
-            f"--model {model}: scaling needs a factory with a 'width' keyword: mlp, gpt, "
+            f"--model {model}: scaling needs a factory with a 'width' keyword: mlp, cnn, gpt, "
             "module:function or file.py:function"
         )
     return load_callable(model, "--model")
