@@ -117,6 +117,24 @@ class StackedBatchNormState(nn.Module):
         self.running_var = tensors.get("running_var")
         self.num_batches_tracked = tensors.get("num_batches_tracked")
 
+    def normalize_rows(self, rows: Tensor) -> Tensor:
+        """``F.batch_norm`` of ``rows [N, M·C]`` (column ``m·C + c`` is model m's channel c):
+        batch statistics in training or without running statistics, which training updates
+        in place (``num_batches_tracked`` counted); the running ones in eval mode."""
+        stats = self.running_mean is not None
+        if self.training and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(
+            rows,
+            self.running_mean.view(-1) if stats else None,
+            self.running_var.view(-1) if stats else None,
+            None if self.weight is None else self.weight.view(-1),
+            None if self.bias is None else self.bias.view(-1),
+            self.training or not stats,
+            self.momentum,
+            self.eps,
+        )
+
 
 def _fusable(ctx, weight: Tensor, g: Tensor) -> bool:
     """The fused update applies: fp32 throughout, the weight laid out ``[M, in, out]``."""

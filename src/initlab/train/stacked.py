@@ -61,21 +61,7 @@ class StackedBatchNorm1d(StackedBatchNormState):
         if x.dim() != 3:
             raise NotStackable("BatchNorm1d on inputs other than [batch, features]")
         m, b, c = x.shape
-        flat = x.transpose(0, 1).reshape(b, m * c)
-        stats = self.running_mean is not None
-        use_batch = self.training or not stats
-        if self.training and stats:
-            self.num_batches_tracked.add_(1)
-        out = F.batch_norm(
-            flat,
-            self.running_mean.view(-1) if stats else None,
-            self.running_var.view(-1) if stats else None,
-            None if self.weight is None else self.weight.view(-1),
-            None if self.bias is None else self.bias.view(-1),
-            use_batch,
-            self.momentum,
-            self.eps,
-        )
+        out = self.normalize_rows(x.transpose(0, 1).reshape(b, m * c))
         return out.view(b, m, c).transpose(0, 1)
 
 

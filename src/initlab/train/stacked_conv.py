@@ -111,19 +111,7 @@ class StackedBatchNorm2d(StackedBatchNormState):
     def forward(self, x: Tensor) -> Tensor:
         flat = to_channels(x)
         (b, mc, h, w), m = flat.shape, x.shape[0]
-        stats = self.running_mean is not None
-        if self.training and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-        out = F.batch_norm(
-            flat.permute(0, 2, 3, 1).reshape(b * h * w, mc),
-            self.running_mean.view(-1) if stats else None,
-            self.running_var.view(-1) if stats else None,
-            None if self.weight is None else self.weight.view(-1),
-            None if self.bias is None else self.bias.view(-1),
-            self.training or not stats,
-            self.momentum,
-            self.eps,
-        )
+        out = self.normalize_rows(flat.permute(0, 2, 3, 1).reshape(b * h * w, mc))
         return out.view(b, h, w, m, mc // m).permute(3, 0, 4, 1, 2)
 
 
