@@ -22,6 +22,7 @@ from torch.func import stack_module_state
 
 import initlab.train.stacked_attention as stacked_attention
 from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.evaluate import evaluate_stack
 from initlab.train.stack import ModelStack
 from initlab.train.stacked import NotStackable
 
@@ -156,11 +157,17 @@ def test_per_model_masks_stay_per_model():
     compare_training(models, 2, sgd)
 
 
-def test_evaluation_in_blocks_matches(monkeypatch):
-    """Without autograd the encoder runs blocks of examples (here 1 per block)."""
-    monkeypatch.setattr(stacked_attention, "BLOCK_ELEMENTS", 1)
+def test_evaluation_in_blocks_matches():
+    """The engine evaluates in blocks of rows (initlab.train.evaluate): one row per block
+    gives each model's loss and accuracy of one block of all rows."""
     torch.manual_seed(0)
-    compare_training([Encoder(mask="bool", padding=True) for _ in range(M)], 1, sgd, True)
+    stack = compare_training([Encoder(mask="bool", padding=True) for _ in range(M)], 1, sgd, True)
+    gen = torch.Generator().manual_seed(2)
+    x, y = tokens(gen, True)[0], torch.randint(0, VOCAB, (B, T), generator=gen)
+    whole = evaluate_stack(stack, x, y, "sequence", rows=B)
+    blocks = evaluate_stack(stack, x, y, "sequence", rows=1)
+    for a, b in zip(whole, blocks, strict=True):
+        assert_near(torch.tensor(a), torch.tensor(b), B * T * D, what="loss, accuracy")
 
 
 class TinyTransformer(nn.Module):

@@ -56,10 +56,6 @@ that build a key padding mask from token ids)."""
 METHODS: set[str] = {"eq", "ne", "logical_not"}
 """Tensor methods safe on ``[M, B, ...]`` tensors besides the elementwise ones."""
 
-BLOCK_ELEMENTS = 2**21
-"""Without autograd (evaluation), the encoder runs blocks of examples whose widest
-activation, ``[M, b, T, 4 d]``, holds about this many elements: big evaluation batches
-would otherwise stream every layer's activations through main memory."""
 _FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 _FLASH_BACKWARD = getattr(
     torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None
@@ -367,22 +363,12 @@ class StackedTransformerEncoder(nn.Module):
         src_key_padding_mask: Tensor | None = None,
         is_causal: bool | None = None,
     ) -> Tensor:
-        dim = 1 if self.batch_first else 2
-        rows = max(1, BLOCK_ELEMENTS // (src[:, :1, :1].numel() * src.shape[3 - dim] * 4))
-        if torch.is_grad_enabled() or src.shape[dim] <= rows:
-            return self._run(src, mask, src_key_padding_mask, is_causal)
-        pad = src_key_padding_mask
-        parts = [
-            self._run(part, mask, None if pad is None else pad[:, i : i + rows], is_causal)
-            for i, part in zip(range(0, src.shape[dim], rows), src.split(rows, dim), strict=True)
-        ]
-        return torch.cat(parts, dim)
-
-    def _run(self, src: Tensor, mask, padding, is_causal: bool | None) -> Tensor:
         length = src.shape[2] if self.batch_first else src.shape[1]
         mask = _float_mask(mask, src.dtype)
         causal = _is_causal(mask, is_causal, length)
-        sdpa_mask, causal = attention_mask(mask, padding, causal, src, self.batch_first)
+        sdpa_mask, causal = attention_mask(
+            mask, src_key_padding_mask, causal, src, self.batch_first
+        )
         for layer in self.layers:
             src = layer.run(src, sdpa_mask, causal)
         return src if self.norm is None else self.norm(src)
