@@ -50,6 +50,7 @@ from initlab.train.result import DIVERGED, RunResult, final_status
 from initlab.train.seeding import derive_seed, make_generator, seed_global
 from initlab.train.stack import STACKED, ModelStack, rng_devices
 from initlab.train.tasks import CLASSIFICATION, Meter, losses, model_loss
+from initlab.train.trial import StrategyTrial
 
 CPU = torch.device("cpu")
 CHECK_STEPS = 64
@@ -92,6 +93,7 @@ class StackTrainer:
         self.plan, self.members, self.size = plan, list(members), len(models)
         self.device = plan.device
         self.stack = ModelStack(models, self.device, plan.strategy)
+        self.trial = StrategyTrial(self.stack)
         self.opt = StackedOptimizer(
             plan.optimizer,
             list(self.stack.params.values()),
@@ -156,17 +158,25 @@ class StackTrainer:
         return x, y
 
     def step(self, idx: Tensor, meter: Meter) -> None:
-        """One optimizer step of every model on its own minibatch ``idx[m]``."""
+        """One optimizer step of every model on its own minibatch ``idx[m]`` (the first
+        ones timed for the strategy trial, :mod:`initlab.train.trial`)."""
         x, y = self.gather(idx)
-        with autocast(self.plan.precision, self.device):
-            out = self.stack.forward(x, train=True)
-            loss = losses(self.plan.task, out, y)
-        total = self.total(loss)
-        self.stack.zero_grad()
-        self.fuse(self.fusable and not self.masked)
-        total.backward()
+        with self.trial.timer() as seconds:
+            with autocast(self.plan.precision, self.device):
+                out = self.stack.forward(x, train=True)
+                loss = losses(self.plan.task, out, y)
+            total = self.total(loss)
+            self.stack.zero_grad()
+            self.fuse(
+                self.fusable
+                and not self.masked
+                and self.stack.strategy == STACKED
+                and not self.trial.pending_steps
+            )
+            total.backward()
         self.opt.step(self.alive if self.masked else None, self.stack.grads())
         meter.add(out, y, loss_mean=loss)
+        self.trial.observe(seconds[0])
         self.global_step += 1
 
     def fuse(self, on: bool) -> None:
@@ -197,7 +207,7 @@ class StackTrainer:
         return torch.where(self.alive, loss, 0.0).sum()
 
     def prepare(self) -> None:
-        """Let the stack check and choose its strategy on the first minibatch of rows."""
+        """Start the stack's strategy trial on the first minibatch of rows."""
         rows = torch.arange(min(self.plan.batch_size, self.n), device=self.device)
         x, y = self.gather(rows.expand(self.size, -1))
 
@@ -205,8 +215,7 @@ class StackTrainer:
             return losses(self.plan.task, out, y).float().sum()
 
         with autocast(self.plan.precision, self.device):
-            self.stack.prepare(x, loss)
-        self.fusable = self.fusable and self.stack.strategy == STACKED
+            self.trial.prepare(x, loss)
 
     def collect_dead(self) -> None:
         """Read the divergence record; mark newly diverged models in their results."""
