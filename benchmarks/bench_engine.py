@@ -8,6 +8,10 @@ Three workloads, each on the same data for its three contenders:
 (c) a 2-layer transformer (``nn.TransformerEncoder``, d=64, 4 heads, causal mask) on token
     ids (a synthetic next-token task, vocabulary 64, length 32), Adam, batch 32, 8 models.
 
+(b) and (c) train on ``--limit-train`` examples (4,000 by default; 1,000 before 2026-12-02
+evening, when one epoch was 32 steps and validation plus test, 1,000 examples, weighed as
+much as the training) and evaluate on 500 validation and 500 test examples.
+
 Contenders: **plain** — the loop a user writes (shuffle indices, slice the in-memory tensors,
 ``torch.optim``, a validation pass), one model after the other, in this process with
 ``--threads`` threads; **M = 1** — initlab's engine with a stack of one
@@ -28,7 +32,7 @@ computed) over the fp32 matmul peak measured here with the same clock and thread
 (``torch.mm``). The seed MLP has a second row with ``--many`` models (default 60).
 
     python benchmarks/bench_engine.py [--repeats 3] [--threads 2] [--workers 2]
-        [--clock wall|cpu] [--chunked] [--many 60] [--limit-train 2000]
+        [--clock wall|cpu] [--chunked] [--many 60] [--limit-train 4000]
         [--limit-mlp 20000] [--batched auto|stacked|vmap|looped] [--only MLP]
 """
 
@@ -155,7 +159,7 @@ def workloads(limit: int, limit_mlp: int) -> list[Workload]:
         x_test=fm.x_test[:2000], y_test=fm.y_test[:2000], task="classification", num_classes=10,
     )  # fmt: skip
     gen = torch.Generator().manual_seed(0)
-    n = limit // 2 + 1000
+    n = limit + 1000  # `limit` training examples, 500 validation, 500 test
     labels = torch.randint(0, 10, (n,), generator=gen)
     images = torch.randn(n, 3, 32, 32, generator=gen) + 0.3 * labels.view(-1, 1, 1, 1) / 10
     tokens = torch.randint(0, 64, (n, 33), generator=gen)
@@ -332,7 +336,9 @@ def main() -> None:
         help="batched in stacks of compare's chunk size, not one stack",
     )
     parser.add_argument("--many", type=int, default=60, help="models of the seed MLP's 2nd row")
-    parser.add_argument("--limit-train", type=int, default=2000, help="ResNet, transformer")
+    parser.add_argument(
+        "--limit-train", type=int, default=4000, help="training examples: ResNet, transformer"
+    )
     parser.add_argument("--limit-mlp", type=int, default=20000, help="the MLP's training set")
     parser.add_argument("--batched", default="auto", help="the batched stack's strategy")
     parser.add_argument("--only", default="", help="run the workloads whose name contains this")
