@@ -1,16 +1,13 @@
 """The doctor's trials: statistics on injected effects, schedules, the CLI end to end."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from initlab.cli import main
-from initlab.config import RunConfig
-from initlab.data import load
-from initlab.doctor import trials, verdict
+from initlab.doctor import verdict
 from initlab.doctor.trials import Design, parse_budget, plan_schedule
 from initlab.errors import InitlabError
 
@@ -79,20 +76,6 @@ def test_budget_and_schedule():
     assert Design.square(3).runs == 9
     with pytest.raises(InitlabError):
         Design.square(0)
-
-
-def test_the_step_time_comes_from_the_epoch_after_the_strategy_trial(monkeypatch):
-    """The engine's first epoch holds its strategy trial (slower steps, initlab.train.trial),
-    which the trials reuse: s is the second epoch's, f the wall time outside both epochs."""
-    configs = [RunConfig(dataset="digits", hidden=(8,), seed=s) for s in range(2)]
-    epochs = [{"seconds": 3.0}, {"seconds": 1.0}]  # per model: its share of the stack
-    fake = lambda group, data: [SimpleNamespace(epochs=epochs) for _ in group]  # noqa: E731
-    clock = iter([0.0, 10.0])
-    monkeypatch.setattr(trials, "train_configs", fake)
-    monkeypatch.setattr(trials.time, "perf_counter", lambda: next(clock))
-    step, fixed = trials.time_trial(configs, load("digits"))
-    assert step == pytest.approx(2 * 1.0 / trials.TIMING_STEPS)  # 2 models' second epoch
-    assert fixed == pytest.approx(10.0 - 2 * (3.0 + 1.0))
 
 
 @pytest.mark.parametrize("trials", ["0", "-2"])

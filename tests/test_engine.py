@@ -321,6 +321,43 @@ def test_a_stack_of_one_trains_its_model_in_place_of_the_plain_loop(digits):
     )
 
 
+def test_choosing_a_strategy_leaves_weights_statistics_and_rng_alone():
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Dropout(0.5)) for _ in range(3)]
+    stack = ModelStack(models, torch.device("cpu"))
+    before = {k: v.detach().clone() for k, v in {**stack.params, **stack.buffers}.items()}
+    x = 5 + torch.randn(3, 8, 4)
+    rng = torch.get_rng_state()
+    stack.prepare(x, lambda out: out.square().sum())
+    assert stack.strategy in ("stacked", "looped")
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in {**stack.params, **stack.buffers}.items():
+        assert torch.equal(v.detach(), before[k]), k
+    assert all(g is None for g in stack.grads())
+
+
+def test_the_strategy_trial_times_one_thread_and_restores_the_thread_count():
+    """Process CPU time counts every thread: at two threads it charged a batched step whose
+    products use both threads twice against looped's small ones (auto kept looped for 7
+    seed MLPs, 3x slower). The timed steps run at one thread; the caller's count comes back."""
+    models = [nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 2)) for _ in range(3)]
+    stack = ModelStack(models, torch.device("cpu"))
+    seen: list[int] = []
+
+    def loss(out: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return out.square().sum()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        stack.prepare(torch.randn(3, 8, 7), loss)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert seen[0] == 2 and seen[-7:] == [1] * 7  # warm-up as called; 1 + 2 x 3 timed steps
+
+
 def test_vmap_and_looped_train_a_user_resnet_alike(digits):
     """auto rarely keeps vmap on a CPU (looped is faster): compare the two forced."""
     configs = group(model=f"{HERE}:tiny_resnet", model_args={"width": 4}, lr=0.01)[:2]

@@ -7,17 +7,15 @@ data-order seeds (``seed = i``, ``data_seed = j``): ``N²`` runs per candidate, 
 Run (i, j) of every candidate sees the same data order and draws from the same seed, so
 candidates are compared *paired* by (i, j).
 
-**Budget.** A timing trial trains every stack for two epochs of :data:`TIMING_STEPS` steps:
-the second epoch's records give ``s``, the seconds per step of all stacks together (a
-validation pass included; the first epoch holds the engine's strategy trial, which the
-trials do not repeat), and the wall time outside the two epochs ``f`` (building,
-initializing, the final pass) is a fixed cost. ``S = floor((budget - f) / s)`` steps per
-run; a budget below ``f + s`` cannot give every candidate one step and is refused, naming
-that minimum. The ``S`` steps are cut into ``E = clamp(S // TIMING_STEPS, 1, MAX_POINTS)``
-epochs (the points of the loss curve) of ``P = ceil(S / E)`` steps over the first
-``P × batch`` training examples (all of them, and more epochs, when the training set is
-smaller): validation after each epoch costs no more per step than in the timing trial as
-long as ``P >= TIMING_STEPS``.
+**Budget.** A timing trial trains every stack for :data:`TIMING_STEPS` steps (one epoch): the
+epoch records give ``s``, the seconds per step of all stacks together (a validation pass
+included), and the rest of its wall time ``f`` (building, initializing, the final pass) is a
+fixed cost. ``S = floor((budget - f) / s)`` steps per run; a budget below ``f + s`` cannot
+give every candidate one step and is refused, naming that minimum. The ``S`` steps are cut
+into ``E = clamp(S // TIMING_STEPS, 1, MAX_POINTS)`` epochs (the points of the loss curve) of
+``P = ceil(S / E)`` steps over the first ``P × batch`` training examples (all of them, and
+more epochs, when the training set is smaller): validation after each epoch costs no more per
+step than in the timing trial as long as ``P >= TIMING_STEPS``.
 
 The trials choose an initialization, so they never look at the test set: their test split is
 a single validation example.
@@ -125,27 +123,20 @@ def trial_data(data: Dataset, limit: int | None) -> Dataset:
 
 def time_trial(configs: Sequence[RunConfig], data: Dataset) -> tuple[float, float]:
     """``(s, f)``: seconds per step of all stacks together and the fixed cost (see the
-    module docstring), from two epochs of :data:`TIMING_STEPS` steps of every stack: ``s``
-    from the second, since the first holds the engine's strategy trial
-    (:mod:`initlab.train.trial`), which the trials themselves do not repeat (its outcome is
-    remembered in the process)."""
+    module docstring), from :data:`TIMING_STEPS` steps of every stack."""
     batch = configs[0].batch_size
     limit = TIMING_STEPS * batch
-    short = [c.replace(epochs=2, limit_train=limit, track="off") for c in configs]
+    short = [c.replace(epochs=1, limit_train=limit, track="off") for c in configs]
     small = trial_data(data, limit)
     step = fixed = 0.0
     for group in group_configs(short):
         t0 = time.perf_counter()
         results = train_configs(group, small)
         wall = time.perf_counter() - t0
-        done = [r.epochs for r in results if len(r.epochs) == 2]
-        if done:  # epoch records hold each model's share of its stack's time
-            both = min(max(e[0]["seconds"] + e[1]["seconds"] for e in done) * len(group), wall)
-            steady = min(max(e[1]["seconds"] for e in done) * len(group), both)
-        else:  # every model diverged in its first epoch: count it all as steps
-            both, steady = wall, wall / 2
-        step += steady / TIMING_STEPS
-        fixed += wall - both
+        epoch = max((r.epochs[0]["seconds"] for r in results if r.epochs), default=wall)
+        epoch = min(epoch * len(group), wall)
+        step += epoch / TIMING_STEPS
+        fixed += wall - epoch
     return step, fixed
 
 

@@ -6,8 +6,9 @@ Step ``s`` of epoch ``e``, for all models at once (:class:`StackTrainer`):
    drawn at the start of epoch ``e`` from model m's own ``"data"`` stream — exactly the batch
    model m sees when it trains alone (the last partial batch included);
 2. ``x[idx]`` for every model with one ``index_select`` (the data sits on the device once);
-   forward of all models (:class:`~initlab.train.stack.ModelStack`: ``vmap`` of
-   ``functional_call``), under ``torch.autocast`` for ``bf16``;
+   forward of all models (:class:`~initlab.train.stack.ModelStack`: stacked leaves, ``vmap``
+   or one after the other, as its timed trial on the first minibatch chose), under
+   ``torch.autocast`` for ``bf16``;
 3. loss = ``sum_m mean-loss_m`` (:func:`initlab.train.tasks.losses`): each model's gradient
    is that of its own mean loss; one ``backward()``;
 4. an elementwise update of the stacked tensors with per-model hyperparameters
@@ -50,7 +51,6 @@ from initlab.train.result import DIVERGED, RunResult, final_status
 from initlab.train.seeding import derive_seed, make_generator, seed_global
 from initlab.train.stack import STACKED, ModelStack, rng_devices
 from initlab.train.tasks import CLASSIFICATION, Meter, losses, model_loss
-from initlab.train.trial import StrategyTrial
 
 CPU = torch.device("cpu")
 CHECK_STEPS = 64
@@ -93,7 +93,6 @@ class StackTrainer:
         self.plan, self.members, self.size = plan, list(members), len(models)
         self.device = plan.device
         self.stack = ModelStack(models, self.device, plan.strategy)
-        self.trial = StrategyTrial(self.stack)
         self.opt = StackedOptimizer(
             plan.optimizer,
             list(self.stack.params.values()),
@@ -158,25 +157,17 @@ class StackTrainer:
         return x, y
 
     def step(self, idx: Tensor, meter: Meter) -> None:
-        """One optimizer step of every model on its own minibatch ``idx[m]`` (the first
-        ones timed for the strategy trial, :mod:`initlab.train.trial`)."""
+        """One optimizer step of every model on its own minibatch ``idx[m]``."""
         x, y = self.gather(idx)
-        with self.trial.timer() as seconds:
-            with autocast(self.plan.precision, self.device):
-                out = self.stack.forward(x, train=True)
-                loss = losses(self.plan.task, out, y)
-            total = self.total(loss)
-            self.stack.zero_grad()
-            self.fuse(
-                self.fusable
-                and not self.masked
-                and self.stack.strategy == STACKED
-                and not self.trial.pending_steps
-            )
-            total.backward()
+        with autocast(self.plan.precision, self.device):
+            out = self.stack.forward(x, train=True)
+            loss = losses(self.plan.task, out, y)
+        total = self.total(loss)
+        self.stack.zero_grad()
+        self.fuse(self.fusable and not self.masked)
+        total.backward()
         self.opt.step(self.alive if self.masked else None, self.stack.grads())
         meter.add(out, y, loss_mean=loss)
-        self.trial.observe(seconds[0])
         self.global_step += 1
 
     def fuse(self, on: bool) -> None:
@@ -207,7 +198,7 @@ class StackTrainer:
         return torch.where(self.alive, loss, 0.0).sum()
 
     def prepare(self) -> None:
-        """Start the stack's strategy trial on the first minibatch of rows."""
+        """Let the stack check and choose its strategy on the first minibatch of rows."""
         rows = torch.arange(min(self.plan.batch_size, self.n), device=self.device)
         x, y = self.gather(rows.expand(self.size, -1))
 
@@ -215,7 +206,8 @@ class StackTrainer:
             return losses(self.plan.task, out, y).float().sum()
 
         with autocast(self.plan.precision, self.device):
-            self.trial.prepare(x, loss)
+            self.stack.prepare(x, loss)
+        self.fusable = self.fusable and self.stack.strategy == STACKED
 
     def collect_dead(self) -> None:
         """Read the divergence record; mark newly diverged models in their results."""
