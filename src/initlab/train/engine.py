@@ -122,8 +122,14 @@ class StackTrainer:
         self.seconds = 0.0
         self.trackers = self._trackers()
         lrs, wds = {m.lr for m in members}, self.opt.wds
+        self.momentum = members[0].momentum if plan.optimizer == "momentum" else 0.0
+        one_momentum = plan.optimizer == "sgd" or len({m.momentum for m in members}) == 1
         self.fusable = (
-            plan.optimizer == "sgd" and len(lrs) == 1 and not any(wds) and plan.precision == "fp32"
+            plan.optimizer in ("sgd", "momentum")
+            and len(lrs) == 1
+            and one_momentum
+            and not any(wds)
+            and plan.precision == "fp32"
         )
         self.fused = False
 
@@ -171,11 +177,13 @@ class StackTrainer:
         self.global_step += 1
 
     def fuse(self, on: bool) -> None:
-        """Plain SGD of the stacked linear layers inside their backward (``on``), or not:
-        :class:`initlab.train.layers.FusedSGD` (off once a model is frozen: the masked
-        update needs the gradients)."""
+        """SGD (with momentum: the optimizer's buffers) of the stacked linear layers inside
+        their backward (``on``), or not: :class:`initlab.train.layers.FusedSGD` (off once a
+        model is frozen: the masked update needs the gradients)."""
         if on != self.fused:
-            self.fused = self.stack.fuse_sgd(self.members[0].lr if on else None) and on
+            lr = self.members[0].lr if on else None
+            fused = self.stack.fuse_sgd(lr, self.momentum, self.opt.momentum_buffer)
+            self.fused = fused and on
 
     def total(self, loss: Tensor) -> Tensor:
         """``sum_m loss_m`` over the live models; freezes models whose loss is not finite.

@@ -100,15 +100,27 @@ class StackedOptimizer:
         for p in self.params:
             p.grad = None
 
+    def momentum_buffer(self, param: Tensor) -> Tensor:
+        """``param``'s momentum buffer (``param`` one of :attr:`params`), created as zeros
+        in its layout if it has none yet: ``mu 0 + g = g`` is the first step's ``b = g``.
+        For SGD fused into a backward (:class:`initlab.train.layers.FusedSGD`), which then
+        updates it in place, so :meth:`step` continues from it when fusing stops."""
+        i = next(k for k, p in enumerate(self.params) if p is param)
+        state = self.state[i]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return state["momentum_buffer"]
+
     def _momentum(self, idx: list[int], gs: list[Tensor]) -> list[Tensor]:
         """``b <- mu b + g`` (first step ``b = g``); the buffers are the step directions."""
-        bufs = [self.state[i].get("momentum_buffer") for i in idx]
-        if any(b is None for b in bufs):
-            for i, g in zip(idx, gs, strict=True):
+        old = [(i, g) for i, g in zip(idx, gs, strict=True) if "momentum_buffer" in self.state[i]]
+        for i, g in zip(idx, gs, strict=True):
+            if "momentum_buffer" not in self.state[i]:
                 self.state[i]["momentum_buffer"] = g.clone()
-        else:
-            torch._foreach_mul_(bufs, [self.mu[i] for i in idx])
-            torch._foreach_add_(bufs, gs)
+        if old:
+            bufs = [self.state[i]["momentum_buffer"] for i, _ in old]
+            torch._foreach_mul_(bufs, [self.mu[i] for i, _ in old])
+            torch._foreach_add_(bufs, [g for _, g in old])
         return [self.state[i]["momentum_buffer"] for i in idx]
 
     def _adam(

@@ -161,15 +161,28 @@ class ModelStack:
             table[attr] = value
         return module
 
-    def fuse_sgd(self, lr: float | None) -> bool:
+    def fuse_sgd(
+        self,
+        lr: float | None,
+        momentum: float = 0.0,
+        buffer: Callable[[Tensor], Tensor] | None = None,
+    ) -> bool:
         """Let the stacked linear layers update themselves in their backward with SGD at
-        ``lr`` (``None``: plain gradients again; :class:`initlab.train.layers.FusedSGD`).
-        ``False`` when the stack has no such layer (other strategies)."""
+        ``lr`` and ``momentum`` (``buffer(param)``: the optimizer's momentum buffer of a
+        stacked parameter; ``lr=None``: plain gradients again;
+        :class:`initlab.train.layers.FusedSGD`). ``False`` when the stack has no such layer
+        (other strategies)."""
         layers = [] if self._graph is None else list(self._graph.modules())
-        fused = [mod.fused for mod in layers if hasattr(mod, "fused")]
-        for switch in fused:
-            switch.lr = lr if self.strategy == STACKED else None
-        return bool(fused) and self.strategy == STACKED
+        fusing = [mod for mod in layers if hasattr(mod, "fused")]
+        on = lr is not None and self.strategy == STACKED
+        for mod in fusing:
+            switch = mod.fused
+            switch.lr, switch.momentum = (lr, momentum) if on else (None, 0.0)
+            switch.buffers = None
+            if on and momentum:
+                bias = None if mod.bias is None else buffer(mod.bias)
+                switch.buffers = (buffer(mod.weight), bias)
+        return bool(fusing) and self.strategy == STACKED
 
     # -- gradients -------------------------------------------------------------------------
 

@@ -1,0 +1,90 @@
+"""SGD and SGD with momentum fused into the stacked linear layers' backward
+(initlab.train.layers.FusedSGD) train exactly as the optimizer's own update does.
+
+The same models and minibatches are trained by a fused stack and by the same stack with
+fusing off (the stacked optimizer, itself tested against ``torch.optim``); parameters after
+``STEPS`` steps agree within ``TOL = 50 eps(float32) sqrt(STEPS * batch)`` relative, each
+step summing ``batch`` products, with that as an absolute floor near zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.data import load
+from initlab.train import layers
+from initlab.train.engine import Member, Meter, Plan, StackTrainer
+
+STEPS, BATCH = 12, 32
+TOL = 50 * torch.finfo(torch.float32).eps * math.sqrt(STEPS * BATCH)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits")
+
+
+def models(seed: int = 0) -> list[nn.Module]:
+    torch.manual_seed(seed)
+    return [
+        nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                      nn.Linear(32, 10))
+        for _ in range(3)
+    ]  # fmt: skip
+
+
+def train(digits, optimizer: str, fused_steps: int, spy: list | None = None) -> StackTrainer:
+    """``STEPS`` steps of a stacked trainer, fusing for the first ``fused_steps``."""
+    plan = Plan(optimizer=optimizer, batch_size=BATCH, epochs=1, strategy="stacked")
+    members = [Member(seed=s, lr=0.05, momentum=0.9) for s in range(3)]
+    trainer = StackTrainer(models(), digits, plan, members)
+    trainer.prepare()
+    assert trainer.fusable
+    meter = Meter(plan.task, trainer.size, trainer.device)
+    for k, idx in enumerate(trainer.batches()[:STEPS]):
+        trainer.fusable = k < fused_steps
+        trainer.step(idx, meter)
+    return trainer
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+@pytest.mark.parametrize("fused_steps", [STEPS, STEPS // 2], ids=["fused", "then-unfused"])
+def test_fused_updates_equal_the_optimizers(digits, monkeypatch, optimizer, fused_steps):
+    """Fused all along, and fused for half the steps and then not (the optimizer goes on
+    from the momentum buffers the fused layers kept, as after a model diverges)."""
+    calls = []
+    original = layers._sgd_in_place
+
+    def counting(ctx, x, g, fused):
+        calls.append(fused.momentum)
+        return original(ctx, x, g, fused)
+
+    monkeypatch.setattr(layers, "_sgd_in_place", counting)
+    fused = train(digits, optimizer, fused_steps)
+    mu = 0.9 if optimizer == "momentum" else 0.0
+    assert calls == [mu] * (2 * fused_steps)  # both linear layers, every fused step
+    plain = train(digits, optimizer, 0)
+    for name, value in fused.stack.params.items():
+        torch.testing.assert_close(
+            value.detach(), plain.stack.params[name].detach(), rtol=TOL, atol=TOL, msg=name
+        )
+    if optimizer == "momentum":
+        for i, state in enumerate(fused.opt.state):
+            other = plain.opt.state[i]["momentum_buffer"]
+            torch.testing.assert_close(state["momentum_buffer"], other, rtol=TOL, atol=TOL)
+
+
+def test_the_momentum_buffer_keeps_the_weights_layout():
+    """The fused ``baddbmm_`` writes the buffer through the weight's ``[M, in, out]``
+    storage; a buffer of another layout would make the layer fall back to gradients."""
+    from initlab.train.optimizers import StackedOptimizer
+
+    weight = torch.randn(3, 4, 5).transpose(1, 2).requires_grad_(True)  # [M, out, in]
+    opt = StackedOptimizer("momentum", [weight], [0.1] * 3, [0.9] * 3, [0.0] * 3)
+    buffer = opt.momentum_buffer(weight)
+    assert buffer.stride() == weight.stride() and not buffer.any()
+    assert opt.momentum_buffer(weight) is buffer
