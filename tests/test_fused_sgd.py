@@ -88,3 +88,24 @@ def test_the_momentum_buffer_keeps_the_weights_layout():
     buffer = opt.momentum_buffer(weight)
     assert buffer.stride() == weight.stride() and not buffer.any()
     assert opt.momentum_buffer(weight) is buffer
+
+
+def test_a_diverging_model_stops_fusing_and_the_others_train_on_alike(digits):
+    """A non-finite loss switches the stack to the masked, unfused update for good; the
+    healthy models' momentum continues from the buffers their fused steps kept."""
+    from initlab.train.engine import train_stack
+
+    plan = Plan(optimizer="momentum", batch_size=BATCH, epochs=1, strategy="stacked")
+    three = models()
+    with torch.no_grad():
+        three[1][4].weight.mul_(1e20)  # one fused step, then its logits overflow
+    members = [Member(seed=s, lr=0.05, momentum=0.9) for s in range(3)]
+    together = train_stack(three, digits, plan, members)
+    assert together[1].status == "diverged"
+    assert int(together[1].message.rsplit(" ", 1)[1]) >= 1  # after a fused step
+    healthy = models()
+    alone = train_stack([healthy[0], healthy[2]], digits, plan, [members[0], members[2]])
+    rel = 50 * torch.finfo(torch.float32).eps * math.sqrt(digits.num_train)
+    for a, b in zip([together[0], together[2]], alone, strict=True):
+        assert a.status == b.status == "ok"
+        assert a.test_loss == pytest.approx(b.test_loss, rel=rel, abs=rel)
