@@ -109,3 +109,24 @@ def test_a_diverging_model_stops_fusing_and_the_others_train_on_alike(digits):
     for a, b in zip([together[0], together[2]], alone, strict=True):
         assert a.status == b.status == "ok"
         assert a.test_loss == pytest.approx(b.test_loss, rel=rel, abs=rel)
+
+
+def test_a_layer_whose_bias_is_a_slice_of_a_parameter_is_not_fused_with_momentum():
+    """Separate q, k, v projections take their biases as slices of ``in_proj_bias``: such a
+    layer has no momentum buffer of its own, so it keeps plain gradients."""
+    from initlab.train.optimizers import StackedOptimizer
+    from initlab.train.stack import ModelStack
+
+    torch.manual_seed(0)
+    stack = ModelStack([nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2)) for _ in range(2)],
+                       torch.device("cpu"))  # fmt: skip
+    first, second = [mod for mod in stack._graph.modules() if hasattr(mod, "fused")]
+    second.bias = second.bias[:, :]  # a view of the parameter, as a sliced bias is
+    opt = StackedOptimizer("momentum", list(stack.params.values()), [0.1] * 2, [0.9] * 2,
+                           [0.0] * 2)  # fmt: skip
+    assert stack.fuse_sgd(0.1, 0.9, opt.momentum_buffer)
+    assert first.fused.lr == 0.1 and first.fused.buffers[0] is opt.state[0]["momentum_buffer"]
+    assert second.fused.lr is None and second.fused.buffers is None
+    assert "momentum_buffer" not in opt.state[2]  # the second layer's weight
+    stack.fuse_sgd(None)
+    assert first.fused.lr is None and first.fused.buffers is None

@@ -193,9 +193,10 @@ def test_the_benchmark_transformer_is_stacked_and_trains_as_the_models_alone(mon
     compare_training(models, 3, adam)
 
 
-def test_the_engine_trains_the_stacked_transformer_as_one_model_at_a_time():
-    """One epoch of plain SGD (the engine fuses it into the stacked linear layers' backward)
-    and the per-model evaluation: stacked vs looped records agree."""
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_the_engine_trains_the_stacked_transformer_as_one_model_at_a_time(optimizer):
+    """One epoch of SGD, plain or with momentum (the engine fuses both into the stacked
+    linear layers' backward) and the per-model evaluation: stacked vs looped records agree."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, VOCAB, (96, T + 1), generator=gen)
     data = SimpleNamespace(task="sequence", num_classes=VOCAB)
@@ -207,7 +208,7 @@ def test_the_engine_trains_the_stacked_transformer_as_one_model_at_a_time():
     for strategy in ("stacked", "looped"):
         torch.manual_seed(0)
         models = [TinyTransformer(VOCAB, T, D) for _ in range(M)]
-        plan = Plan(task="sequence", optimizer="sgd", batch_size=8, epochs=1, strategy=strategy)
+        plan = Plan(task="sequence", optimizer=optimizer, batch_size=8, epochs=1, strategy=strategy)
         runs[strategy] = train_stack(models, data, plan, members)
     n = 64 * T  # tokens summed into an epoch's loss
     for a, b in zip(runs["stacked"], runs["looped"], strict=True):

@@ -175,11 +175,15 @@ class ModelStack:
         layers = [] if self._graph is None else list(self._graph.modules())
         fusing = [mod for mod in layers if hasattr(mod, "fused")]
         on = lr is not None and self.strategy == STACKED
+        own = {id(p) for p in self.params.values()}
         for mod in fusing:
             switch = mod.fused
-            switch.lr, switch.momentum = (lr, momentum) if on else (None, 0.0)
-            switch.buffers = None
-            if on and momentum:
+            switch.lr, switch.momentum, switch.buffers = None, 0.0, None
+            tensors = [t for t in (mod.weight, mod.bias) if t is not None]
+            if not on or (momentum and not all(id(t) in own for t in tensors)):
+                continue  # a bias sliced from a parameter (separate q, k, v) has no buffer
+            switch.lr, switch.momentum = lr, momentum
+            if momentum:
                 bias = None if mod.bias is None else buffer(mod.bias)
                 switch.buffers = (buffer(mod.weight), bias)
         return bool(fusing) and self.strategy == STACKED
