@@ -19,6 +19,7 @@ mkl_dispatch.enable()  # before torch, as the initlab command does (initlab.mkl_
 import argparse
 import time
 
+import machine
 import torch
 from plain import plain_dataloader, plain_indexed
 
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(machine.header(args.threads), flush=True)
     data = load("fashion-mnist")
     contenders = {
         "plain loop (DataLoader)": plain_dataloader,
@@ -63,7 +65,6 @@ def main() -> None:
             best[name] = min(best[name], fn(data, args.epochs))
     reference = best["plain loop (DataLoader)"]
     print(f"threads={args.threads} epochs={args.epochs} repeats={args.repeats} (best of repeats)")
-    print(f"MKL kernel choice (initlab.mkl_dispatch): {mkl_dispatch.status()}")
     print(f"{'contender':32s} {'s/model-epoch':>14s} {'vs DataLoader loop':>19s}")
     for name, seconds in best.items():
         print(f"{name:32s} {seconds:14.3f} {reference / seconds:18.2f}x")

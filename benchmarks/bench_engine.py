@@ -29,7 +29,10 @@ worker processes' own CPU time). "% peak" is the useful FLOP rate of the fastest
 contender (``torch.utils.flop_counter`` on one training step, times the steps, plus the
 evaluation forward passes; no FLOPs for the first layer's input gradient, which is never
 computed) over the fp32 matmul peak measured here with the same clock and threads
-(``torch.mm``). The seed MLP has a second row with ``--many`` models (default 60).
+(``torch.mm``). The seed MLP has a second row with ``--many`` models (default 60), and with
+``--workers`` a line after the table with its bound: its matrix products alone, in stacks of
+compare's size on that many processes at once (benchmarks/bench_ceiling.py). The output
+starts with the CPU (family, model, ISA), the kernels MKL and ATen use and the load.
 
     python benchmarks/bench_engine.py [--repeats 3] [--threads 2] [--workers 2]
         [--clock wall|cpu] [--chunked] [--many 60] [--limit-train 4000]
@@ -46,14 +49,13 @@ import argparse
 import copy
 import math
 import multiprocessing as mp
-import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+import bench_ceiling
+import machine
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,29 +78,6 @@ class Workload:
     task: str
     optimizer: str
     lr: float
-
-
-def cpu_model() -> str:
-    """``lscpu``'s model name (``platform.processor()`` where lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
-    return names[0] if names else "unknown CPU"
-
-
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of the best of ``repeats`` ``torch.mm`` of two n x n float32 matrices."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    torch.mm(a, b, out=out)
-    best = math.inf
-    for _ in range(repeats):
-        start = clock()
-        torch.mm(a, b, out=out)
-        best = min(best, clock() - start)
-    return 2 * n**3 / best
 
 
 def splits(x, y, task: str, classes: int, n_val: int, n_test: int) -> SimpleNamespace:
@@ -282,23 +261,29 @@ def time_workers(w: Workload, models: int, workers: int, args) -> tuple[float, s
     return max(t for t, _ in out) / models, ", ".join(sorted({s for _, s in out}))
 
 
-def epoch_flops(w: Workload) -> float:
+def epoch_flops(w: Workload, evaluation: bool = True) -> float:
     """Useful FLOPs of one model-epoch: a training step's (counted) times the steps, plus
-    the evaluation forward passes (a third of a step per example)."""
+    the evaluation forward passes (a third of a step per example) unless not ``evaluation``."""
     model = copy.deepcopy(w.factory())
     x, y = w.data.x_train[:BATCH], w.data.y_train[:BATCH]
     with FlopCounterMode(display=False) as counter:
         losses(w.task, model(x).unsqueeze(0), y.unsqueeze(0)).sum().backward()
     per_example = counter.get_total_flops() / BATCH
-    n_eval = len(w.data.x_val) + len(w.data.x_test)
+    n_eval = (len(w.data.x_val) + len(w.data.x_test)) if evaluation else 0
     return per_example * (len(w.data.x_train) + n_eval / 3)
 
 
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "unknown"
+def product_bound(w: Workload, workers: int, plain: float, peak: float) -> str:
+    """A line on the seed MLP's bound (benchmarks/bench_ceiling.py): its matrix products alone,
+    in stacks of compare's size, ``workers`` processes at once."""
+    chunk = product_chunk(w)
+    bound = bench_ceiling.seconds_per_model_epoch(chunk, workers, len(w.data.x_train))
+    return (
+        f"{w.name}: its matrix products alone ({chunk} models per stack, {workers} workers "
+        f"x 1 thread at once) take {bound:.3f} s per model-epoch of training: at most "
+        f"{plain / bound:.2f}x the plain loop, {100 * epoch_flops(w, False) / bound / peak:.0f}% "
+        "of the peak (benchmarks/bench_ceiling.py)"
+    )
 
 
 def measure(w: Workload, models: int, args) -> dict:
@@ -346,9 +331,8 @@ def main() -> None:
     global clock
     clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {args.threads} threads, "
-          f"{args.clock} clock; load average {load_average()}")  # fmt: skip
-    peak = max(matmul_peak() for _ in range(3))
+    print(f"{machine.header(args.threads)}\nclock: {args.clock}")
+    peak = max(machine.matmul_peak(clock) for _ in range(3))
     print(f"fp32 matmul peak (torch.mm 2048^2, {args.threads} threads): {peak / 1e9:.1f} GFLOP/s")
     print(f"{'one stack' if not args.chunked else 'stacks of compare'} per batched run; "
           f"workers: {args.workers or 'not timed'}\n")  # fmt: skip
@@ -356,6 +340,7 @@ def main() -> None:
           f"| batched, {args.workers} workers x 1 thread | best vs plain | M=1 vs plain "
           "| best % peak | strategy |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
+    notes = []
     for w in workloads(args.limit_train, args.limit_mlp):
         if args.only.lower() not in w.name.lower():
             continue
@@ -372,7 +357,9 @@ def main() -> None:
                 f"| {100 * share:.0f}% | {r['strategy']} |",
                 flush=True,
             )
-    print(f"\nload average at the end: {load_average()}")
+        if "MLP" in w.name and args.workers > 1:
+            notes.append(product_bound(w, args.workers, plain, peak))
+    print("\n".join(["", *notes, f"load average at the end: {machine.load_average()}"]))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import argparse
 import statistics
 import time
 
+import machine
 import torch
 
 from initlab.config import RunConfig
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(machine.header(args.threads), flush=True)
     data = load("fashion-mnist")
     best = {"off": float("inf"), "epoch": float("inf")}
     rows = {}

@@ -208,7 +208,8 @@ def test_unbatched_inputs_are_refused_at_the_first_forward(layer):
     assert all(int(v.sum()) == 0 for k, v in stack.buffers.items() if "num_batches" in k)
 
 
-def test_the_benchmarks_resnet_is_stacked():
+def test_the_benchmarks_resnet_is_stacked(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH.parent))  # its helpers (machine, bench_ceiling)
     small_resnet = runpy.run_path(str(BENCH), run_name="bench_engine")["small_resnet"]
     torch.manual_seed(0)
     models = [small_resnet() for _ in range(2)]

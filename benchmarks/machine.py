@@ -1,0 +1,74 @@
+"""What every benchmark prints about the machine it ran on: the CPU, the kernels, the load.
+
+Timings mean little without the CPU they ran on (Intel AVX-512 and AMD AVX2 machines differ
+by up to 2x here), the BLAS and ATen kernels torch picked (``initlab.mkl_dispatch``;
+``ATEN_CPU_CAPABILITY``) and whether the machine was otherwise idle.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+
+import torch
+
+from initlab import mkl_dispatch
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name (``platform.processor()`` where lscpu is missing), with the
+    CPU family, model and widest vector ISA from /proc/cpuinfo where there is one (a KVM
+    guest's name can be just "AMD EPYC", the same for Zen 4 and Zen 5)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        out = ""
+    names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
+    name = names[0] if names else platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            first = f.read().split("\n\n")[0].splitlines()  # the first CPU's block
+    except OSError:
+        return name
+    info = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in first if ":" in ln)}
+    flags = info.get("flags", "").split()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name} (family {info.get('cpu family', '?')} model {info.get('model', '?')}, {isa})"
+
+
+def kernels() -> str:
+    """MKL's code path, ATen's vector ISA and whether initlab's MKL override is on."""
+    aten = torch.backends.cpu.get_cpu_capability()
+    return f"MKL {mkl_dispatch.mkl_code_path()}, ATen {aten}; MKL override {mkl_dispatch.status()}"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages ("unknown" where the OS has none)."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def header(threads: int) -> str:
+    """The lines a benchmark prints first: CPU, torch and threads, kernels, load."""
+    return (
+        f"CPU: {cpu_model()}; torch {torch.__version__}, {threads} threads\n"
+        f"kernels: {kernels()}\nload average at the start: {load_average()}"
+    )
+
+
+def matmul_peak(clock: Callable[[], float] = time.perf_counter, n: int = 2048) -> float:
+    """FLOP/s of the best of five ``torch.mm`` of two n x n float32 matrices, by ``clock``."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)
+    best = float("inf")
+    for _ in range(5):
+        start = clock()
+        torch.mm(a, b, out=out)
+        best = min(best, clock() - start)
+    return 2 * n**3 / best
