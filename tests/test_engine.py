@@ -19,7 +19,7 @@ from torch import nn
 
 from initlab.config import RunConfig
 from initlab.data import load
-from initlab.train import run_config, train_configs
+from initlab.train import run_config, train_configs, trial
 from initlab.train.build import build_initialized_model
 from initlab.train.engine import Member, Plan, train_stack
 from initlab.train.stack import ModelStack
@@ -328,7 +328,7 @@ def test_choosing_a_strategy_leaves_weights_statistics_and_rng_alone():
     before = {k: v.detach().clone() for k, v in {**stack.params, **stack.buffers}.items()}
     x = 5 + torch.randn(3, 8, 4)
     rng = torch.get_rng_state()
-    stack.prepare(x, lambda out: out.square().sum())
+    trial.prepare(stack, x, lambda out: out.square().sum())
     assert stack.strategy in ("stacked", "looped")
     assert torch.equal(torch.get_rng_state(), rng)
     for k, v in {**stack.params, **stack.buffers}.items():
@@ -351,7 +351,7 @@ def test_the_strategy_trial_times_one_thread_and_restores_the_thread_count():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        stack.prepare(torch.randn(3, 8, 7), loss)
+        trial.prepare(stack, torch.randn(3, 8, 7), loss)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""``auto``'s strategy trial (initlab.train.stack.ModelStack.prepare) on scripted step times:
+"""``auto``'s strategy trial (initlab.train.trial.prepare) on scripted step times:
 how many rounds it times and what it keeps. The real timings are measured, not asserted
 (benchmarks/README.md); here the clock is injected so every decision is exact."""
 
@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from initlab.train import stack as stack_module
+from initlab.train import trial
 from initlab.train.engine import CPU
-from initlab.train.stack import CLEAR, MARGIN, TIMED_ROUNDS, ModelStack
+from initlab.train.stack import ModelStack
+from initlab.train.trial import CLEAR, MARGIN, TIMED_ROUNDS
 
 M = 4
 
@@ -18,29 +19,29 @@ M = 4
 def scripted_stack(monkeypatch, batched: list[float], one_model: list[float]) -> tuple:
     """A stack of M small MLPs whose batched steps take ``batched`` seconds in turn and whose
     single-model steps ``one_model`` (looped counts M of those); returns it and the calls."""
-    monkeypatch.setattr(stack_module, "_CHOSEN", {})
+    monkeypatch.setattr(trial, "_CHOSEN", {})
     torch.manual_seed(0)
     models = [nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)) for _ in range(M)]
     stack = ModelStack(models, CPU)
     calls = {"batched": 0, "one": 0}
     steps, ones = iter(batched), iter(one_model)
 
-    def timed_step(x, loss):
+    def timed_step(stack, x, loss):
         calls["batched"] += 1
         return next(steps)
 
-    def timed_one(x, loss):
+    def timed_one(stack, x, loss):
         calls["one"] += 1
         return next(ones)
 
-    monkeypatch.setattr(stack, "_timed_step", timed_step)
-    monkeypatch.setattr(stack, "_timed_one", timed_one)
+    monkeypatch.setattr(trial, "timed_step", timed_step)
+    monkeypatch.setattr(trial, "timed_one", timed_one)
     return stack, calls
 
 
 def prepare(stack: ModelStack) -> None:
     x = torch.randn(M, 8, 6)
-    stack.prepare(x, lambda out: out.square().mean())
+    trial.prepare(stack, x, lambda out: out.square().mean())
 
 
 def test_a_clear_win_decides_after_the_first_rounds(monkeypatch):
@@ -80,3 +81,72 @@ def test_one_noisy_round_does_not_decide(monkeypatch):
     stack, _ = scripted_stack(monkeypatch, steps + [0.7 * M] * 5, [1.0] * 9)
     prepare(stack)
     assert stack.strategy == "stacked"
+
+
+# -- the batched strategy must reproduce each model's own outputs ------------------------
+
+
+def mixed_up_stack(strategy: str) -> ModelStack:
+    """Stacked MLPs whose first stacked layer reads the models' weights in reverse order: a
+    batched computation that runs but gives model m model M-1-m's layer."""
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)) for _ in range(M)]
+    stack = ModelStack(models, CPU, strategy)
+    first = next(mod for mod in stack._graph.modules() if type(mod).__name__ == "StackedLinear")
+    first.weight = first.weight.flip(0)
+    return stack
+
+
+def test_auto_trains_one_at_a_time_when_batching_changes_the_outputs(monkeypatch):
+    monkeypatch.setattr(trial, "_CHOSEN", {})
+    stack = mixed_up_stack("auto")
+    prepare(stack)
+    assert stack.strategy == "looped"
+    assert "does not reproduce this model's outputs" in stack.note
+    assert "largest difference" in stack.note
+
+
+def test_a_forced_strategy_that_changes_the_outputs_is_an_error(monkeypatch):
+    monkeypatch.setattr(trial, "_CHOSEN", {})
+    stack = mixed_up_stack("stacked")
+    with pytest.raises(ValueError, match="stacked strategy does not reproduce"):
+        prepare(stack)
+
+
+def test_faithful_stacks_pass_the_check(monkeypatch):
+    """An MLP with batch norm (per-model batch statistics) stays stacked when forced, and
+    the check leaves its running statistics as they were."""
+    monkeypatch.setattr(trial, "_CHOSEN", {})
+    torch.manual_seed(0)
+    models = [
+        nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+        for _ in range(M)
+    ]
+    stack = ModelStack(models, CPU, "stacked")
+    before = stack.buffers["1.running_mean"].clone()
+    prepare(stack)
+    assert stack.strategy == "stacked" and stack.note == ""
+    assert torch.equal(stack.buffers["1.running_mean"], before)
+
+
+def test_dropout_skips_the_check():
+    assert trial.has_active_dropout(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)))
+    assert not trial.has_active_dropout(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.0)))
+    attention = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    assert not trial.has_active_dropout(attention)
+    assert trial.has_active_dropout(nn.MultiheadAttention(8, 2, dropout=0.2))
+
+
+def test_output_mismatch_tells_rounding_from_a_different_model():
+    torch.manual_seed(0)
+    want = torch.randn(4, 32, 10)
+    eps = torch.finfo(torch.float32).eps
+    assert trial.output_mismatch(want * (1 + 64 * eps), want) is None  # rounding
+    assert "largest difference" in trial.output_mismatch(want.flip(0), want)
+    assert "shape" in trial.output_mismatch(want[:, :31], want)
+    nan = want.clone()
+    nan[0, 0, 0] = float("nan")
+    assert trial.output_mismatch(nan, nan.clone()) is None  # the same non-finite places
+    assert "non-finite" in trial.output_mismatch(nan, want)
+    half = want.bfloat16()
+    assert trial.output_mismatch(half, (want * (1 + 2**-8)).bfloat16()) is None

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from initlab.probe.tracking import PROBE_SIZE, Tracker
+from initlab.train import trial
 from initlab.train.device import autocast
 from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.memory import activations_per_example
@@ -214,7 +215,7 @@ class StackTrainer:
             return losses(self.plan.task, out, y).float().sum()
 
         with autocast(self.plan.precision, self.device):
-            self.stack.prepare(x, loss)
+            trial.prepare(self.stack, x, loss)
         self.fusable = self.fusable and self.stack.strategy == STACKED
 
     def collect_dead(self) -> None:

@@ -19,21 +19,17 @@ only decides how a forward pass reaches them:
   always runs this way, so training one model costs what a plain loop costs.
 
 ``strategy="auto"`` (the default) takes ``"stacked"`` where the model allows it, otherwise
-``"vmap"``, and then :meth:`ModelStack.prepare` times one training step of that batched
-strategy against ``"looped"`` on the first minibatch (process CPU time, one thread) and
-keeps the faster (attention or
-small convolutions under ``vmap`` are slower than running the models one by one). A model
-``vmap`` cannot run (data-dependent control flow, ``.item()`` in ``forward``...) is detected
-by :meth:`prepare` too; the stack then runs ``"looped"`` and :attr:`ModelStack.note` says why
-in one line.
+``"vmap"``; before training, :func:`initlab.train.trial.prepare` checks on the first
+minibatch that the batched strategy runs and reproduces each model's outputs, and for
+``auto`` keeps it only if a timed trial finds it faster than ``"looped"`` (attention or
+small convolutions under ``vmap`` are slower than running the models one by one). Where it
+falls back to ``"looped"``, :attr:`ModelStack.note` says why in one line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import math
-import time
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -46,24 +42,6 @@ from initlab.train.stacked import NotStackable, stacked_module
 
 STACKED, VMAP, LOOPED, AUTO = "stacked", "vmap", "looped", "auto"
 STRATEGIES = (AUTO, STACKED, VMAP, LOOPED)
-TIMED_ROUNDS = (3, 8)
-"""Interleaved timed steps per strategy in :meth:`ModelStack.prepare` (the best counts): at
-least the first, at most the second, more only while the call is close (:data:`CLEAR`). On
-a 2-core AMD EPYC whose neighbours share its caches, one ResNet step took 71-125 ms from one
-round to the next: with 3 rounds the trial's ratio of 8 small ResNets went 0.87-1.42, with
-7 it stayed at 0.88-0.92 (2026-12-03)."""
-CLEAR = (0.8, 1.0)
-"""A best-step ratio batched / looped outside this range decides after the first rounds."""
-MARGIN = 0.95
-"""The batched strategy is kept only if its best step takes under ``MARGIN`` times looped's:
-looped costs what a plain loop costs, so a tie goes its way. The trial times forward and
-backward only, and it underrates batching: 8 small ResNets at a trial ratio of 0.88-0.92
-trained in 0.83 of looped's time (one thread), and the transformer's 0.85-0.9 trial ratio
-on an Intel Xeon came with about 1.3x in training, so the margin is 5%, not the 10% it was."""
-
-LossFn = Callable[[Tensor], Tensor]
-_CHOSEN: dict[tuple, tuple[str, str]] = {}
-"""Outcomes of :meth:`ModelStack.prepare` in this process (see there)."""
 
 
 class ModelStack:
@@ -231,97 +209,6 @@ class ModelStack:
             for p in leaves:
                 p.grad = None
 
-    # -- choosing a strategy ---------------------------------------------------------------
-
-    def prepare(self, x: Tensor, loss: LossFn) -> None:
-        """Before training, on one minibatch ``x`` (``[M, b, ...]``) and ``loss(out)``:
-        check the batched strategy runs (else fall back, see the module docstring) and, for
-        ``auto``, keep the faster of it and ``looped``. Parameters, gradients, buffers and
-        the RNG are left as they were. The outcome is remembered for the process by the
-        architecture (its ``repr``), M, the input shape, device and thread count, so the
-        chunks of a sweep pay for one trial."""
-        if self.strategy == LOOPED:
-            return
-        key = self._trial_key(x)
-        if key in _CHOSEN:
-            strategy, self.note = _CHOSEN[key]
-            self.use(strategy)
-            return
-        saved = {k: v.clone() for k, v in self.buffers.items()}
-        try:
-            with torch.random.fork_rng(devices=rng_devices(self.device)):
-                self._prepare(x, loss)
-        finally:
-            for k, v in self.buffers.items():
-                v.copy_(saved[k])
-            self.zero_grad()
-        _CHOSEN[key] = (self.strategy, self.note)
-
-    def _trial_key(self, x: Tensor) -> tuple:
-        kind = type(self.template)
-        model = (kind.__module__, kind.__qualname__, repr(restore(self.template)))
-        shape = (self.size, tuple(x.shape), x.dtype, str(self.device))
-        return (*model, *shape, torch.get_num_threads(), self.auto, self.strategy)
-
-    def _prepare(self, x: Tensor, loss: LossFn) -> None:
-        batched = self._runnable(x, loss)  # also the batched strategy's warm-up
-        if batched is None or not self.auto:
-            return
-        best = {batched: math.inf, LOOPED: math.inf}
-        with trial_threads(self.device):
-            self._timed_step(x, loss)  # warm-up at this thread count
-            self.use(LOOPED)
-            self._timed_one(x, loss)
-            for done in range(1, TIMED_ROUNDS[1] + 1):
-                self.use(batched)
-                best[batched] = min(best[batched], self._timed_step(x, loss))
-                self.use(LOOPED)
-                best[LOOPED] = min(best[LOOPED], self.size * self._timed_one(x, loss))
-                ratio = best[batched] / max(best[LOOPED], 1e-9)
-                if done >= TIMED_ROUNDS[0] and not CLEAR[0] <= ratio <= CLEAR[1]:
-                    break
-        self.use(batched if best[batched] < MARGIN * best[LOOPED] else LOOPED)
-
-    def _timed_one(self, x: Tensor, loss: LossFn) -> float:
-        """Seconds of the first model's forward and backward alone (``looped`` costs M times
-        that: its models run one after the other)."""
-        synchronize(self.device)
-        start = clock(self.device)
-        out = self.modules()[0](x[0])
-        loss(out.unsqueeze(0).expand(self.size, *out.shape)).backward()
-        synchronize(self.device)
-        self.zero_grad()
-        return clock(self.device) - start
-
-    def _runnable(self, x: Tensor, loss: LossFn) -> str | None:
-        """The batched strategy that runs on ``x`` (stacked, else vmap), or ``None``."""
-        if self.strategy == STACKED:
-            try:
-                self._timed_step(x, loss)
-                return STACKED
-            except Exception:
-                self.use(VMAP)
-        try:
-            self._timed_step(x, loss)
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-            reason = reason.split(". ")[0].rstrip(".")[:160]
-            self.use(LOOPED)
-            self.note = (
-                f"models trained one at a time (torch.func.vmap cannot run this model: {reason})"
-            )
-            return None
-        return VMAP
-
-    def _timed_step(self, x: Tensor, loss: LossFn) -> float:
-        """Seconds of one forward and backward pass on ``x`` (gradients discarded)."""
-        synchronize(self.device)
-        start = clock(self.device)
-        loss(self.forward(x, train=True)).backward()
-        synchronize(self.device)
-        self.zero_grad()
-        return clock(self.device) - start
-
     # -- state -----------------------------------------------------------------------------
 
     def state_dict(self, m: int) -> dict[str, Tensor]:
@@ -343,31 +230,6 @@ def in_out_layout(weight: Tensor) -> Tensor:
     AVX-512 kernels (benchmarks/README.md)."""
     moved = weight.detach().transpose(1, 2).contiguous().transpose(1, 2)
     return moved.detach().requires_grad_(weight.requires_grad)
-
-
-def clock(device: torch.device) -> float:
-    """Seconds for the strategy trial: this process's CPU time on the CPU (other jobs on a
-    shared machine do not count, so one preempted step cannot decide), wall time on
-    accelerators (after :func:`synchronize`)."""
-    return time.process_time() if device.type == "cpu" else time.perf_counter()
-
-
-@contextlib.contextmanager
-def trial_threads(device: torch.device) -> Iterator[None]:
-    """The strategy trial's thread count: one on the CPU. Process CPU time counts every
-    thread, so at two threads a batched step whose large products use both threads was
-    charged up to twice its wall time against looped's small ones, which mostly do not:
-    ``auto`` kept ``looped`` for 7 seed MLPs at 2 threads (41 s for compare's 21 models
-    instead of 11 s). Batching gains at least as much with more threads as with one."""
-    if device.type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def synchronize(device: torch.device) -> None:
