@@ -310,3 +310,49 @@ def test_what_it_cannot_stack_goes_to_vmap():
         leaf, _ = stacked_leaf([nn.MultiheadAttention(D, 2, batch_first=True)] * 2)
         x = torch.randn(2, B, T, D)
         leaf(x, x, x)
+
+
+class AttentionBlock(nn.Module):
+    """A pre-norm block that calls its ``nn.MultiheadAttention`` itself, as user code does:
+    ``read`` is how the forward takes the output from the ``(out, weights)`` tuple."""
+
+    def __init__(self, read: str, dim: int = D) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, 2, batch_first=True)
+        self.head, self.read = nn.Linear(dim, 3), read
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.norm(x)
+        if self.read == "unpacked":
+            a, _ = self.attn(h, h, h, need_weights=False)
+        elif self.read == "indexed":  # need_weights left at its default, True
+            a = self.attn(h, h, h)[0]
+        else:  # the weights ([B, T, T]; dim = T) are used: no stacked leaf computes them
+            a, w = self.attn(h, h, h)
+            a = a + torch.tanh(w)
+        return self.head(x + a)
+
+
+@pytest.mark.parametrize("read", ["unpacked", "indexed"])
+def test_a_direct_attention_call_is_stacked(read):
+    torch.manual_seed(0)
+    models = [AttentionBlock(read) for _ in range(M)]
+    stack = ModelStack(models, CPU, "stacked")
+    x = torch.randn(M, B, T, D)
+    out = stack.forward(x, train=True)
+    for m, model in enumerate(models):
+        assert_near(out[m], model(x[m]), D * T, what=f"model {m}")
+    out.square().sum().backward()
+    ref = sum(model(x[m]).square().sum() for m, model in enumerate(models))
+    ref.backward()
+    grad = stack.params["attn.in_proj_weight"].grad
+    for m, model in enumerate(models):
+        assert_near(grad[m], model.attn.in_proj_weight.grad, B * T * D, what=f"grad {m}")
+
+
+def test_an_attention_whose_weights_are_used_is_not_stacked():
+    models = [AttentionBlock("weights", dim=T) for _ in range(2)]
+    stack = ModelStack(models, CPU, "stacked")  # the graph is built; the forward refuses
+    with pytest.raises(NotStackable, match="need_weights"):
+        stack.forward(torch.randn(2, B, T, T), train=True)

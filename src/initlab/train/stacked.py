@@ -13,7 +13,10 @@ out ``[M, B, ...]``:
   channels of ``[B, M·C]``, i.e. each model's own batch statistics and running statistics;
 - ``nn.Flatten(s, e)`` → ``nn.Flatten(s + 1, e + 1)`` (the model axis comes first);
 - parameter-free elementwise modules (activations, ``Dropout``, ``Identity``) are kept: on
-  ``[M, B, ...]`` they act per element, so every model gets its own dropout mask.
+  ``[M, B, ...]`` they act per element, so every model gets its own dropout mask;
+- ``attn(q, k, v)[0]`` (or ``out, _ = attn(...)``) on a ``MultiheadAttention`` leaf picks
+  from its ``(out, weights)`` tuple; when only the output is read, ``need_weights`` is
+  ignored (the output is the same either way).
 
 The stacked modules hold the stack's tensors themselves (no copies): the parameters are the
 ``[M, ...]`` leaves the optimizer updates, the buffers the ``[M, ...]`` running statistics.
@@ -121,6 +124,25 @@ def _check_node(node: fx.Node) -> None:
     raise NotStackable(f"{node.op} {getattr(node.target, '__name__', node.target)}")
 
 
+def _tuple_item(node: fx.Node, leaves: nn.Module) -> bool:
+    """Whether ``node`` is ``attn(...)[i]``: a constant index into the ``(out, weights)``
+    tuple of an already stacked ``MultiheadAttention`` (tuple indexing, no tensor axis
+    involved). An attention whose weights no node reads stops computing them."""
+    source = node.args[0] if node.op == "call_function" and node.args else None
+    if node.target is not operator.getitem or not isinstance(source, fx.Node):
+        return False
+    if source.op != "call_module" or not isinstance(node.args[1], int):
+        return False
+    leaf = leaves._modules.get(source.target)
+    if not isinstance(leaf, stacked_attention.StackedMultiheadAttention):
+        return False
+    leaf.weights_unused = all(  # `out, _ = attn(...)` makes an unused [1]
+        user.target is operator.getitem and (user.args[1] == 0 or not user.users)
+        for user in source.users
+    )
+    return True
+
+
 def stacked_module(template: nn.Module, stacked: dict[str, Tensor]) -> fx.GraphModule:
     """``template``'s traced graph with stacked leaves holding ``stacked`` (state-dict names
     → ``[M, ...]`` tensors); inputs and outputs ``[M, B, ...]``. Raises
@@ -134,6 +156,8 @@ def stacked_module(template: nn.Module, stacked: dict[str, Tensor]) -> fx.GraphM
         raise NotStackable("forward takes more than one input")
     leaves = nn.Module()
     for node in graph.nodes:
+        if _tuple_item(node, leaves):
+            continue
         if node.op == "get_attr":
             if node.target not in stacked:
                 raise NotStackable(f"forward reads {node.target}, not a parameter or buffer")

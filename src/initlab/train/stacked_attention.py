@@ -192,6 +192,9 @@ class StackedMultiheadAttention(nn.Module):
                 StackedLinear(tensors[n], b) for n, b in zip(names, biases, strict=True)
             )
         self.out_proj = StackedLinear(tensors["out_proj.weight"], tensors.get("out_proj.bias"))
+        self.weights_unused = False
+        """Set by :func:`initlab.train.stacked.stacked_module` when the model reads only the
+        output (``attn(q, k, v)[0]``): ``need_weights`` then changes nothing it uses."""
 
     def forward(
         self,
@@ -204,7 +207,7 @@ class StackedMultiheadAttention(nn.Module):
         average_attn_weights: bool = True,
         is_causal: bool = False,
     ) -> tuple[Tensor, None]:
-        if need_weights:
+        if need_weights and not self.weights_unused:
             raise NotStackable("MultiheadAttention with need_weights")
         if query.dim() != 4:
             raise NotStackable("MultiheadAttention on unbatched inputs")
