@@ -25,9 +25,9 @@ mkl_dispatch.enable()  # before torch, as the initlab command does (initlab.mkl_
 
 import argparse
 import itertools
-import multiprocessing as mp
 import time
 
+import machine
 import torch
 
 SEED_MLP = (784, 300, 100, 10)
@@ -65,18 +65,9 @@ def product_step_seconds(models: int, dims=SEED_MLP, batch: int = 32, rounds: in
 
 def _worker(args: tuple) -> float:
     models, dims = args
-    torch.set_num_threads(1)
     product_step_seconds(models, dims, rounds=1)  # warm-up
-    _BARRIER.wait()
+    machine.all_ready()
     return product_step_seconds(models, dims)
-
-
-_BARRIER = None
-
-
-def _init_worker(barrier) -> None:
-    global _BARRIER
-    _BARRIER = barrier
 
 
 def seconds_per_model_epoch(
@@ -84,10 +75,7 @@ def seconds_per_model_epoch(
 ) -> float:
     """The bound: ``workers`` processes, each stepping its own stack of ``models`` at once;
     the slowest one's step time, times the steps of an epoch, over all their models."""
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(workers)
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(barrier,)) as pool:
-        steps = pool.map(_worker, [(models, tuple(dims))] * workers)
+    steps = machine.at_once(_worker, [(models, tuple(dims))] * workers)
     return max(steps) * (examples / batch) / (models * workers)
 
 

@@ -48,7 +48,6 @@ mkl_dispatch.enable()  # before torch, as the initlab command does (initlab.mkl_
 import argparse
 import copy
 import math
-import multiprocessing as mp
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -235,29 +234,18 @@ def _worker(args: tuple) -> tuple[float, str]:
     torch.set_num_threads(1)
     w = next(w for w in workloads(limit, limit_mlp) if w.name == name)
     train_models(w, seeds[:1], chunk=1)  # warm-up (one-time kernel and allocator costs)
-    _BARRIER.wait()
+    machine.all_ready()
     return train_models(w, seeds, chunk=chunk)
-
-
-_BARRIER = None
-
-
-def _init_worker(barrier) -> None:
-    global _BARRIER
-    _BARRIER = barrier
 
 
 def time_workers(w: Workload, models: int, workers: int, args) -> tuple[float, str]:
     """Seconds per model-epoch when ``workers`` processes of one thread each share the
     models (stacks of the product's chunk size), as ``initlab compare`` trains on a
     multi-core CPU: the slowest worker's time over all models."""
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(workers)
     chunk = product_chunk(w)
     shares = [list(range(models))[i::workers] for i in range(workers)]
     jobs = [(w.name, s, chunk, args.limit_train, args.limit_mlp, args.clock) for s in shares]
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(barrier,)) as pool:
-        out = pool.map(_worker, jobs)
+    out = machine.at_once(_worker, jobs)
     return max(t for t, _ in out) / models, ", ".join(sorted({s for _, s in out}))
 
 

@@ -7,6 +7,7 @@ by up to 2x here), the BLAS and ATen kernels torch picked (``initlab.mkl_dispatc
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import platform
 import subprocess
@@ -72,3 +73,26 @@ def matmul_peak(clock: Callable[[], float] = time.perf_counter, n: int = 2048) -
         torch.mm(a, b, out=out)
         best = min(best, clock() - start)
     return 2 * n**3 / best
+
+
+_BARRIER = None
+
+
+def _init_worker(barrier) -> None:
+    global _BARRIER
+    _BARRIER = barrier
+
+
+def all_ready() -> None:
+    """In a worker of :func:`at_once`: wait until every worker has reached this call (after
+    its warm-up), so the timed parts run at the same time."""
+    _BARRIER.wait()
+
+
+def at_once(worker: Callable, jobs: list) -> list:
+    """``[worker(job) for job in jobs]``, each in its own spawned process, all at once (one
+    process per job; each calls :func:`all_ready` before the part it times)."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(len(jobs))
+    with ctx.Pool(len(jobs), initializer=_init_worker, initargs=(barrier,)) as pool:
+        return pool.map(worker, jobs)

@@ -87,9 +87,7 @@ def _trial_key(stack: ModelStack, x: Tensor) -> tuple:
 
 def _choose(stack: ModelStack, x: Tensor, loss: LossFn) -> None:
     batched = runnable(stack, x, loss)  # also the batched strategy's warm-up
-    if batched is None or not verified(stack, x):
-        return
-    if not stack.auto:
+    if batched is None or not verified(stack, x) or not stack.auto:
         return
     best = {batched: math.inf, LOOPED: math.inf}
     with trial_threads(stack.device):
