@@ -53,8 +53,11 @@ def _threads_for_slow_tests(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def trainings(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Counts the runs actually trained (single engine, in this process): each config, in
+    """Counts the runs actually trained in this process, by either engine: each config, in
     the order trained."""
+    from types import SimpleNamespace
+
+    from initlab import train
     from initlab.sweep import engine
     from initlab.train.run import run_config
 
@@ -64,5 +67,11 @@ def trainings(monkeypatch: pytest.MonkeyPatch) -> list:
         calls.append(config)
         return run_config(config, data, on_epoch)
 
+    def counting_stack(configs, data=None, on_epoch=None):
+        calls.extend(configs)
+        return train.train_configs(configs, data, on_epoch=on_epoch)
+
+    stacked = SimpleNamespace(group_configs=train.group_configs, train_configs=counting_stack)
     monkeypatch.setattr(engine, "run_config", counting)
+    monkeypatch.setattr(engine, "batched_engine", lambda: stacked)
     return calls

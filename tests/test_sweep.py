@@ -99,6 +99,14 @@ def test_run_chunk_dispatches_to_the_batched_engine_when_it_can(monkeypatch):
     assert [len(c) for c in plan_chunks(configs, "auto", workers=1)] == [3, 3]
     assert [len(c) for c in plan_chunks(configs, "auto", workers=4)] == [1, 2, 1, 2]
     assert [len(c) for c in plan_chunks(configs, "single", workers=4)] == [1] * 6
+    # splitting for other processes sharing the store keeps stacks of MIN_CHUNK models
+    assert [len(c) for c in plan_chunks(configs, "auto", workers=1, share=4)] == [3, 3]
+    many = expand(tiny_spec(seeds=8, init=["zeros", "he_normal"]))
+    fake.group_configs = lambda configs: [configs]
+    assert [len(c) for c in plan_chunks(many, "auto", workers=1, share=4)] == [4, 4, 4, 4]
+    assert [len(c) for c in plan_chunks(many[:12], "auto", workers=1, share=4)] == [6, 6]
+    assert [len(c) for c in plan_chunks(many[:6], "auto", workers=2, share=4)] == [3, 3]
+    fake.group_configs = lambda configs: [configs[:3], configs[3:]]
     results = run_chunk(configs[:3], data, "auto")
     assert calls == [3] and [r.config for r in results] == configs[:3]
     run_chunk(configs[:3], data, "single")

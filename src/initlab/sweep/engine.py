@@ -22,6 +22,7 @@ from types import ModuleType
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.train.memory import MIN_CHUNK
 from initlab.train.result import FAILED, RunResult
 from initlab.train.run import load_data, run_config
 
@@ -99,23 +100,36 @@ def _bind(hook: EpochHook, config: RunConfig) -> Callable[[dict], None]:
 
 
 def plan_chunks(
-    configs: Sequence[RunConfig], engine: str = "auto", workers: int = 1
+    configs: Sequence[RunConfig], engine: str = "auto", workers: int = 1, share: int = 0
 ) -> list[list[RunConfig]]:
     """Cut ``configs`` into chunks: groups that can share a stack (``group_configs``), or one
-    run per chunk for the single engine. Groups are halved until there are at least
-    ``workers`` chunks (when possible), so no worker sits idle at the start."""
+    run per chunk for the single engine.
+
+    Groups are halved until there are at least ``workers`` chunks (when possible), so no
+    worker sits idle at the start; then, for other processes sharing the store to find work
+    (``share`` chunks wanted), halved further only while both halves keep
+    :data:`~initlab.train.memory.MIN_CHUNK` models: a stack of one or two trains each model
+    at close to the single engine's cost, so 6 runs stay one stack rather than 1 + 2 + 1 + 2.
+    """
     if resolve_engine(engine) == "batched":
         chunks = [list(g) for g in batched_engine().group_configs(list(configs))]
     else:
         chunks = [[c] for c in configs]
-    while 0 < len(chunks) < workers:
+    _halve_until(chunks, workers, smallest=1)
+    _halve_until(chunks, share, smallest=MIN_CHUNK)
+    return chunks
+
+
+def _halve_until(chunks: list[list[RunConfig]], count: int, smallest: int) -> None:
+    """Halve the biggest chunk in place until there are ``count`` chunks, while its halves
+    keep at least ``smallest`` configs."""
+    while 0 < len(chunks) < count:
         biggest = max(range(len(chunks)), key=lambda i: len(chunks[i]))
         group = chunks[biggest]
-        if len(group) < 2:
-            break
         half = len(group) // 2
+        if half < smallest or len(group) < 2:
+            return
         chunks[biggest : biggest + 1] = [group[:half], group[half:]]
-    return chunks
 
 
 class DataLoadError(InitlabError):

@@ -47,8 +47,9 @@ from initlab.sweep.spec import Spec
 
 BACKENDS = ("local", "ray")
 LEASE_SPLIT = 4
-"""With a store on disk, a sweep is cut into at least this many chunks, so that other
-processes sharing the store find work to lease."""
+"""With a store on disk, a sweep is cut into up to this many chunks, so that other
+processes sharing the store find work to lease (never into stacks smaller than
+:data:`initlab.train.memory.MIN_CHUNK` for it: :func:`~initlab.sweep.engine.plan_chunks`)."""
 INLINE_BELOW_SECONDS = 20.0
 """With ``workers=None``, a local sweep whose estimated serial time is below this runs in
 this process: starting a worker costs seconds (importing torch), more than it saves."""
@@ -179,10 +180,8 @@ def run_sweep(
     if backend == "local":
         fetch_missing_data(pending, data_dir)
         workers = default_workers(pending, workers, read_data=True)
-    target = workers or available_cores()  # at least this many chunks, when possible
-    if store.path is not None:
-        target = max(target, LEASE_SPLIT)
-    chunks = plan_chunks(pending, engine, target)
+    share = LEASE_SPLIT if store.path is not None else 0
+    chunks = plan_chunks(pending, engine, workers or available_cores(), share)
     n_workers, threads = plan_workers(len(chunks), workers)
     preloaded = {data_key(configs[0]): dataset} if dataset is not None else None
     n_workers = n_workers if backend == "local" else workers  # Ray: None = all its CPUs
