@@ -316,3 +316,22 @@ def test_opening_waits_for_a_lock_sqlite_does_not_wait_for(tmp_path, monkeypatch
     )
     with pytest.raises(InitlabError, match="stayed locked by another process"):
         open_store(tmp_path, create=True)
+
+
+def test_a_reader_that_goes_away_loses_no_result_file(tmp_path, monkeypatch, capsys):
+    """`initlab compare ... | head`: the pipe closes while the tables print; the CSVs and the
+    plot are already written, and the command ends quietly (click: exit 1, no traceback)."""
+    import errno
+
+    from initlab.sweep import ui
+
+    def reader_gone(*args, **kwargs):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(ui, "print_results", reader_gone)
+    options = ["--inits", "zeros", "--seeds", "1", "--epochs", "1", "--hidden", "8"]
+    code = main(
+        ["compare", "--dataset", "digits", *options, "--workers", "1", "--out", str(tmp_path)]
+    )
+    assert code == 1 and "Traceback" not in capsys.readouterr().err
+    assert {"summary.csv", "epochs.csv", "curves.png"} <= {p.name for p in tmp_path.iterdir()}

@@ -63,8 +63,8 @@ def run_and_report(
     ctx: typer.Context | None = None,
     **options,
 ) -> ResultSet:
-    """Run a study with a progress bar into ``out`` (in memory when ``None``), print its
-    summary and ranking, save the CSVs and plot in ``out``; exit 130 on Ctrl-C."""
+    """Run a study with a progress bar into ``out`` (in memory when ``None``), save the CSVs
+    and plot in ``out``, print the summary and ranking; exit 130 on Ctrl-C."""
     study = Study.from_spec(spec)
     check_backend(options.get("backend", "local"), options.get("address"))  # before any file
     with open_store(out if out is not None else ":memory:", create=True) as store:
@@ -87,9 +87,10 @@ def run_and_report(
         where = f"; store: {store.path}" if store.path else ""
         err.print(report.line() + where, soft_wrap=True, markup=False)
         results = store.results(study.study_id)
+    # the files first: printing may fail (`initlab compare ... | head` closes the pipe)
+    paths = results.save(out) if out is not None and not results.runs.empty else []
     print_results(results, console, title)
-    if out is not None and not results.runs.empty:
-        paths = results.save(out)
+    if paths:
         console.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
     return results
 
