@@ -143,6 +143,12 @@ BAD_INPUTS = [
     (["--task", "clustering"], "unknown task"),
     (["--dataset", "mnist1d"], "give --data or --dataset (its old name), not both"),
     (["--model", "mlp", "--model-arg", "width=3"], "are for a model factory"),
+    (
+        ["--model", "models.py:build", "--hidden", "10", "--activation", "tanh"],
+        "hidden=10, activation=tanh: the model models.py:build does not use them",
+    ),
+    (["--model", "models.py:build", "--batch-norm"], "--model-arg NAME=VALUE"),
+    (["--model", "cnn", "--dropout", "0.2"], "dropout=0.2: the model cnn does not use it"),
 ]
 
 

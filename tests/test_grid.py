@@ -153,7 +153,7 @@ def test_model_args_are_swept_per_argument_over_the_fixed_ones():
     assert count_runs(s) == 6 and len({c.key() for c in configs}) == 6
     assert all(c.model == "models.py:build" and c.dataset == "digits" for c in configs)
     assert swept_values(configs[2], s.swept) == {"model_args.width": 128, "init": "he_normal"}
-    assert configs[0].label == "he_normal/relu/build,depth=2,width=64/seed0"
+    assert configs[0].label == "he_normal/build,depth=2,width=64/seed0"
     zipped = spec(zip=[{"model_args": {"width": [8, 16]}, "lr": [0.1, 0.2]}], group_by="data")
     assert [c.model_args for c in expand(zipped)] == [{"width": 8}, {"width": 16}]
     assert zipped.group_by == ("dataset",)

@@ -177,11 +177,7 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
     for device, precision in dict.fromkeys((c.device, c.precision) for c in configs):
         check_precision(precision, resolve_device(device))
     for config in configs:
-        if config.model_args and not is_user_spec(config.model):
-            raise InitlabError(
-                f"model_args {config.model_args} are for a model factory (module:function); "
-                f"the built-in '{config.model}' takes hidden, activation, batch_norm..."
-            )
+        check_architecture_settings(config)
     loaded: dict[tuple, Dataset] = {}
     for config in {_preflight_key(c): c for c in configs}.values():
         key = _data_of(config)
@@ -189,6 +185,40 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
             loaded[key] = load_data(config, data_dir=data_dir)
         preflight(config, loaded[key])
     return loaded.get(_data_of(configs[0])) if configs else None
+
+
+BUILT_IN_SETTINGS = ("hidden", "activation", "batch_norm", "dropout", "residual")
+"""The settings of initlab's own architectures (a user factory takes ``model_args``)."""
+IGNORED_SETTINGS = {"cnn": ("hidden", "dropout", "residual")}
+"""Built-in settings a built-in architecture other than the MLP has no use for."""
+
+
+def check_architecture_settings(config: RunConfig) -> None:
+    """Raise :class:`InitlabError` (one line) for settings the model would silently ignore:
+    ``model_args`` on a built-in model, ``hidden``/``activation``/``batch_norm``/``dropout``/
+    ``residual`` changed from their defaults on a user factory (it builds its own layers),
+    ``hidden``/``dropout``/``residual`` on the ``cnn``."""
+    user = is_user_spec(config.model)
+    if config.model_args and not user:
+        raise InitlabError(
+            f"model_args {config.model_args} are for a model factory (module:function); "
+            f"the built-in '{config.model}' takes hidden, activation, batch_norm..."
+        )
+    ignored = BUILT_IN_SETTINGS if user else IGNORED_SETTINGS.get(config.model, ())
+    default = RunConfig()
+    changed = [n for n in ignored if getattr(config, n) != getattr(default, n)]
+    if changed:
+        given = ", ".join(f"{n}={_shown(getattr(config, n))}" for n in changed)
+        them = "it" if len(changed) == 1 else "them"
+        fix = "pass your factory's own settings as --model-arg NAME=VALUE (model_args)"
+        raise InitlabError(
+            f"{given}: the model {config.model} does not use {them} (only the built-in mlp "
+            f"does); {fix if user else f'leave {them} out'}"
+        )
+
+
+def _shown(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def _data_of(config: RunConfig) -> tuple:

@@ -126,12 +126,16 @@ class RunConfig:
 
     @property
     def label(self) -> str:
-        """A short human label: ``he_normal/relu/300-100/seed0``."""
+        """A short human label: ``he_normal/relu/300-100/seed0`` for the MLP,
+        ``he_normal/relu/cnn/seed0``, ``he_normal/resnet,width=16/seed0`` for a user factory
+        (its activation is its own, not :attr:`activation`)."""
         if self.model == "mlp":
             arch = "-".join(map(str, self.hidden))
         else:
             arch = self.model.rpartition(":")[2] or self.model
             arch += "".join(f",{k}={v}" for k, v in sorted(self.model_args.items()))
+        if is_user_spec(self.model):
+            return f"{self.init}/{arch}/seed{self.seed}"
         return f"{self.init}/{self.activation}/{arch}/seed{self.seed}"
 
 
