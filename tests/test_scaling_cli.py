@@ -32,6 +32,10 @@ def width_only(width=16):
 
 def ignores_width(width=16):
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+
+def own_names(n_embd=16, n_layer=2):
+    return build(width=n_embd, depth=n_layer)
 """
 FAST = ["--steps", "2", "--seeds", "2", "--batch-size", "32"]
 
@@ -80,6 +84,22 @@ def test_depths_add_depth_fits(factories):
     assert {v["at"] for v in verdicts if v["axis"] == "width"} == {1, 2, 4}
 
 
+def test_a_factory_with_its_own_names_for_width_and_depth(factories):
+    """``--width-arg n_embd --depth-arg n_layer``: the same measurement as the factory that
+    names them ``width`` and ``depth`` (same seeds: the same numbers up to rounding)."""
+    tables = {}
+    for name, extra in [
+        ("build", []),
+        ("own_names", ["--width-arg", "n_embd", "--depth-arg", "n_layer"]),
+    ]:
+        args = ["scaling", "--model", f"factories.py:{name}", "--widths", "32,64"]
+        assert main([*args, "--depths", "1,2", *FAST, *extra, "--out", name]) == 0
+        tables[name] = pd.read_csv(factories / name / "coords.csv")
+    mine, theirs = tables["own_names"], tables["build"]
+    assert mine.drop(columns="value").equals(theirs.drop(columns="value"))
+    assert (mine["value"] - theirs["value"]).abs().max() <= 1e-4 * theirs["value"].abs().max()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -95,6 +115,8 @@ def test_depths_add_depth_fits(factories):
         (["--param", "mu"], "unknown parametrization 'mu'"),
         (["--model", "resnet"], "scaling needs a factory with a 'width' keyword"),
         (["--model", "gpt", "--model-arg", "context=8"], "the model cannot run on the data"),
+        (["--model", "factories.py:own_names", "--width-arg", "d"], "own_names() has no 'd'"),
+        (["--width-arg", "depth"], "--width-arg depth: build() also has a 'width' keyword"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(factories, capsys, args, message):

@@ -35,10 +35,17 @@ def scaling(
         str,
         typer.Option(
             help="mlp, cnn, gpt, module:function or file.py:function taking a 'width' keyword "
-            "(and 'depth' with --depths); imports and runs that code"
+            "(and 'depth' with --depths; other names: --width-arg, --depth-arg); imports "
+            "and runs that code"
         ),
     ] = "mlp",
     model_arg: opt.ModelArgs = None,
+    width_arg: Annotated[
+        str, typer.Option(help="the factory's keyword for the width (e.g. n_embd, d_model)")
+    ] = "width",
+    depth_arg: Annotated[
+        str, typer.Option(help="the factory's keyword for the depth (e.g. n_layer)")
+    ] = "depth",
     widths: Annotated[str, typer.Option(help="increasing widths")] = "64,128,256,512,1024",
     param: Annotated[str, typer.Option(help="sp, ntk or mup (docs/scaling.md)")] = "sp",
     depths: Annotated[
@@ -78,6 +85,8 @@ def scaling(
         batch_size=batch_size,
         base_width=base_width,
         model_args=parse_model_args(model_arg),
+        width_arg=width_arg,
+        depth_arg=depth_arg,
     )
     paths = result.write(out_dir)
     _print(result)

@@ -19,7 +19,7 @@ import torch
 from initlab.data import load
 from initlab.errors import InitlabError
 from initlab.scaling.coords import CoordSettings, batch_source, coord_data, scaling_notes
-from initlab.scaling.shapes import check_factory, infer_shapes
+from initlab.scaling.shapes import check_factory, infer_shapes, renamed
 from initlab.scaling.verdicts import (
     Verdict,
     depth_verdicts,
@@ -143,9 +143,13 @@ def coord_check(
     base_width: int | None = None,
     model_args: Mapping[str, Any] | None = None,
     task: str = "auto",
+    width_arg: str = "width",
+    depth_arg: str = "depth",
 ) -> ScalingResult:
     """Run the coordinate check of ``model`` (see :mod:`initlab.scaling.coords`) and fit its
-    verdicts. Every user mistake raises :class:`InitlabError` before any training."""
+    verdicts. ``width_arg``/``depth_arg``: the factory's keywords for the width and depth
+    (``n_embd``, ``n_layer``) when they are not named ``width``/``depth``. Every user
+    mistake raises :class:`InitlabError` before any training."""
     settings = CoordSettings(
         widths=tuple(int(w) for w in widths),
         param=param,
@@ -158,7 +162,7 @@ def coord_check(
         base_width=base_width,
         kwargs=dict(model_args or {}),
     )
-    factory = resolve_factory(model)
+    factory = renamed(resolve_factory(model), width_arg, depth_arg)
     check_factory(factory, depth=bool(settings.depths))
     kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
     shapes = infer_shapes(

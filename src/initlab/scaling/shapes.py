@@ -70,6 +70,40 @@ def check_factory(factory: Factory, *, depth: bool = False, label: str = "--mode
             )
 
 
+def renamed(factory: Factory, width: str = WIDTH_KEY, depth: str = "depth") -> Factory:
+    """``factory`` callable as ``f(width=..., depth=...)`` when its own keywords for them have
+    other names (``width="n_embd"``: ``--width-arg n_embd``): a wrapper that hands ``width``
+    on as ``n_embd``, with the factory's signature under the scaling names.
+    :class:`InitlabError` (one line) if the factory has no such keyword."""
+    own = {key: name for key, name in ((WIDTH_KEY, width), ("depth", depth)) if key != name}
+    if not own:
+        return factory
+    label = getattr(factory, "__name__", "the factory")
+    try:
+        sig: inspect.Signature | None = inspect.signature(factory)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        for key, name in own.items():
+            if name not in sig.parameters:
+                takes = ", ".join(sig.parameters) or "none"
+                raise InitlabError(
+                    f"--{key}-arg {name}: {label}() has no '{name}' keyword (it takes {takes})"
+                )
+            if key in sig.parameters:
+                raise InitlabError(f"--{key}-arg {name}: {label}() also has a '{key}' keyword")
+
+    def call(**kwargs: Any) -> nn.Module:
+        return factory(**{own.get(k, k): v for k, v in kwargs.items()})
+
+    call.__name__ = label
+    if sig is not None:
+        scaling_name = {name: key for key, name in own.items()}
+        params = [p.replace(name=scaling_name.get(p.name, p.name)) for p in sig.parameters.values()]
+        call.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return call
+
+
 def build(factory: Factory, width: int, kwargs: Mapping[str, Any], device: str) -> nn.Module:
     """``factory(width=width, **kwargs)`` built on ``device``; one-line error if it raises."""
     try:
