@@ -95,7 +95,8 @@ def initialize(
     :mod:`initlab.lsuv`), which refuse to run without it. ``residual``: a rule of
     :data:`initlab.residual.RESIDUAL_RULES` applied to every residual branch afterwards
     (``zero_last_layer``, ``zero_last_norm``, ``skipinit``, ``fixup``, ``depth_scaled``;
-    see :mod:`initlab.residual.rules`).
+    see :mod:`initlab.residual.rules`); ``data`` also lets it find the branches of a model
+    ``torch.fx`` cannot trace, from one run on it (:func:`initlab.residual.find_structure`).
     """
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
@@ -109,7 +110,7 @@ def initialize(
             continue
         record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
     _run_data_dependent(model, layers, plan, data, record)
-    record.residual_result = apply_residual(model, residual)
+    record.residual_result = apply_residual(model, residual, example=data)
     if record.residual_result.actions:
         record.residual = record.residual_result.rule
     return record

@@ -19,7 +19,7 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 @app.command()
-@opt.target_options("model", "model_arg")
+@opt.target_options("model", "model_arg", "data")
 def plan(
     init: Annotated[str, typer.Option(help="the per-layer scheme; default: as built")] = "default",
     residual_init: opt.ResidualInit = None,
@@ -30,7 +30,9 @@ def plan(
     given: dict[str, Any] | None = None,
 ) -> None:
     """Every parameter of --model: its role in the residual structure (branch k, layer j of
-    m, skip projection, norm, output, embedding), the rule applied, rms and std before → after."""
+    m, skip projection, norm, output, embedding), the rule applied, rms and std before → after.
+    With --data, a model torch.fx cannot trace is run on two of its inputs to find its
+    residual branches (otherwise they are guessed from module names)."""
     import torch
 
     from initlab.models import build_user_model
@@ -45,9 +47,11 @@ def plan(
             "initlab plan needs --model module:function (e.g. initlab.models.resnet:resnet)"
         )
     rule = canonical_rule(residual_init or "none")
+    example = _example(target.get("dataset"))
     torch.manual_seed(seed)
     model = build_user_model(spec, target.get("model_args"))
-    result = make_plan(model, init, residual=rule, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    result = make_plan(model, init, residual=rule, generator=generator, data=example)
     print_plan(result.to_json(), out)
     if out_path is not None:
         try:
@@ -55,6 +59,17 @@ def plan(
         except OSError as exc:
             raise InitlabError(f"--out {out_path}: cannot write ({exc.strerror})") from None
         out.print(f"wrote {out_path}", soft_wrap=True)
+
+
+def _example(data: str | None) -> Any:
+    """Two training inputs of ``--data`` (``None`` without it): data-dependent schemes use
+    them, and the residual structure of a model fx cannot trace is recorded from a run on
+    them (docs/residual.md)."""
+    if data is None:
+        return None
+    from initlab.data import load
+
+    return load(data).x_train[:2]
 
 
 def _num(x: float | None) -> str:

@@ -133,7 +133,7 @@ def auto_candidates(
     ortho = recommend(model, inputs, family="orthogonal")
     found.append(plan_candidate("orthogonal", ortho, base, "orthogonal with per-layer gains"))
     found.append(Candidate("lsuv", {"init": "lsuv"}, why="LSUV: variances fixed on data"))
-    if residual_branches(model):
+    if residual_branches(model, inputs):
         for rule in [r for r in RESIDUAL_RULES[1:] if r not in ADDS_PARAMETERS]:
             settings = {**found[2].settings, "residual_init": rule}
             found.append(Candidate(f"plan+{rule}", settings, why=f"the plan, residual {rule}"))

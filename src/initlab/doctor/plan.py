@@ -121,7 +121,7 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
     layers = initializable_layers(model)
     found, slopes = find_activations(model, inputs, layers)
     last = layers[-1][0] if layers else None
-    structure = find_structure(model)
+    structure = find_structure(model, inputs)
     entries = []
     for name, module in layers:
         activation, is_output = found[name], name == last

@@ -21,7 +21,7 @@ from initlab.residual.structure import LAYERS, NORMS, Branch, Structure
 ADDS = {operator.add, operator.iadd, torch.add}
 
 
-class _LayerTracer(fx.Tracer):
+class LayerTracer(fx.Tracer):
     """fx's tracer, with every weight layer and norm a leaf — subclasses too (fx's default
     traces through a ``nn.Linear`` subclass defined outside ``torch.nn``, and the branch
     would then seem to have no layers)."""
@@ -30,11 +30,10 @@ class _LayerTracer(fx.Tracer):
         return isinstance(m, (*LAYERS, *NORMS)) or super().is_leaf_module(m, qualname)
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """Trace ``model`` with :class:`_LayerTracer`; raises whatever fx raises on untraceable
+def trace(model: nn.Module) -> fx.Graph:
+    """Trace ``model`` with :class:`LayerTracer`; raises whatever fx raises on untraceable
     code."""
-    graph = _LayerTracer().trace(model)
-    return fx.GraphModule(model, graph, model.__class__.__name__)
+    return LayerTracer().trace(model)
 
 
 def _is_add(node: fx.Node) -> bool:
@@ -54,12 +53,13 @@ def _ancestors(node: fx.Node) -> set[fx.Node]:
     return seen
 
 
-def fx_structure(model: nn.Module, graph: fx.GraphModule) -> Structure:
-    """Every residual addition of the traced ``graph`` of ``model`` as a :class:`Branch`."""
+def fx_structure(model: nn.Module, graph: fx.Graph, method: str = "fx") -> Structure:
+    """Every residual addition of ``graph`` (traced from ``model`` by fx, or recorded by
+    :func:`initlab.residual.run_trace.run_graph`) as a :class:`Branch`."""
     modules = dict(model.named_modules())
-    order = {node: i for i, node in enumerate(graph.graph.nodes)}
-    structure = Structure(method="fx")
-    for node in graph.graph.nodes:
+    order = {node: i for i, node in enumerate(graph.nodes)}
+    structure = Structure(method=method)
+    for node in graph.nodes:
         if not _is_add(node) or len(node.args) < 2:
             continue
         a, b = node.args[0], node.args[1]

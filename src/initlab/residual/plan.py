@@ -59,7 +59,7 @@ def plan(
 
     work = copy.deepcopy(model)
     before = {n: _stats(p) for n, p in work.named_parameters()}
-    structure = find_structure(work)
+    structure = find_structure(work, options.get("data"))
     record = initialize(work, init, generator=generator, residual=residual, **options)
     outcome = record.residual_result
     if outcome is not None and outcome.rule != "none":

@@ -29,6 +29,7 @@ scheme's draw, so they combine with any base init.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,12 +52,16 @@ class ResidualResult:
 
 @torch.no_grad()
 def apply_residual(
-    model: nn.Module, rule: str, structure: Structure | None = None
+    model: nn.Module, rule: str, structure: Structure | None = None, example: Any = None
 ) -> ResidualResult:
-    """Apply ``rule`` (module docstring) to every branch of ``model``, in place."""
+    """Apply ``rule`` (module docstring) to every branch of ``model``, in place; ``example``:
+    a batch of inputs, for finding the branches of a model fx cannot trace
+    (:func:`~initlab.residual.structure.find_structure`)."""
     rule = canonical_rule(rule)
-    if structure is None:
-        structure = find_structure(model) if rule != "none" else Structure(method="none")
+    if structure is None and rule != "none":
+        structure = find_structure(model, example)
+    elif structure is None:
+        structure = Structure(method="none")
     result = ResidualResult(rule, structure)
     if rule == "none" or not structure.branches:
         return result

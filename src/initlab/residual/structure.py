@@ -2,8 +2,9 @@
 
 A *residual branch* is the part of a model between a fork and an addition that joins it back
 to a *skip path*: ``y = skip(x) + branch(x)``. :func:`find_structure` finds them by tracing
-the model with ``torch.fx`` (:mod:`initlab.residual.fx`) and, where tracing fails
-(data-dependent control flow), from the modules' names and order
+the model with ``torch.fx`` (:mod:`initlab.residual.fx`); where tracing fails (code that
+needs real sizes or data), from one run on an example batch when there is one
+(:mod:`initlab.residual.run_trace`), else from the modules' names and order
 (:mod:`initlab.residual.fallback`), saying so in :attr:`Structure.notes`.
 """
 
@@ -95,27 +96,47 @@ class Structure:
         return "output" if module == self.output_layer else ""
 
 
-def find_structure(model: nn.Module) -> Structure:
-    """The residual branches of ``model``: by ``torch.fx`` when the model traces, else by the
-    fallback heuristics (with a note saying why)."""
-    from initlab.residual.fallback import fallback_structure
+def find_structure(model: nn.Module, example: Any = None) -> Structure:
+    """The residual branches of ``model``: by ``torch.fx`` when the model traces; else, with
+    an ``example`` batch of inputs, from the graph of one run on it
+    (:mod:`initlab.residual.run_trace`); else by the fallback heuristics. The notes say
+    which, and why."""
     from initlab.residual.fx import fx_structure, trace
 
     try:
         graph = trace(model)
     except Exception as exc:  # fx raises many kinds on data-dependent code
         reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:160]
-        structure = fallback_structure(model)
-        structure.notes.insert(
-            0,
-            f"torch.fx could not trace the model ({reason}); residual structure guessed from "
-            "module names and order",
-        )
+        structure = _untraceable(model, example, f"torch.fx could not trace the model ({reason})")
     else:
         structure = fx_structure(model, graph)
     structure.output_layer = _output_layer(model, structure)
     if not structure.branches:
         structure.notes.append("no residual branch found: residual rules change nothing")
+    return structure
+
+
+def _untraceable(model: nn.Module, example: Any, why: str) -> Structure:
+    """The structure of a model fx cannot trace: from a run on ``example``, else guessed."""
+    from initlab.residual.fallback import fallback_structure
+    from initlab.residual.fx import fx_structure
+    from initlab.residual.run_trace import run_graph
+
+    if example is not None:
+        try:
+            graph = run_graph(model, example)
+        except Exception as exc:  # the model cannot run on it: guess, and say why
+            first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:160]
+            why += f"; running it on the example batch failed ({first})"
+        else:
+            structure = fx_structure(model, graph, method="run")
+            structure.notes.insert(0, f"{why}; structure recorded from one run on a batch")
+            return structure
+    structure = fallback_structure(model)
+    hint = "" if example is not None else " (give data to record it from a run)"
+    structure.notes.insert(
+        0, f"{why}; residual structure guessed from module names and order{hint}"
+    )
     return structure
 
 
@@ -126,7 +147,8 @@ def _output_layer(model: nn.Module, structure: Structure) -> str | None:
     return names[-1] if names else None
 
 
-def residual_branches(model: nn.Module) -> list[list[nn.Module]]:
-    """The Linear/Conv layers of every residual branch of ``model``, in order."""
+def residual_branches(model: nn.Module, example: Any = None) -> list[list[nn.Module]]:
+    """The Linear/Conv layers of every residual branch of ``model``, in order (``example``:
+    see :func:`find_structure`)."""
     modules = dict(model.named_modules())
-    return [[modules[n] for n in b.layers] for b in find_structure(model).branches]
+    return [[modules[n] for n in b.layers] for b in find_structure(model, example).branches]

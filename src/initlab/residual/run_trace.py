@@ -1,0 +1,156 @@
+"""A model's dataflow graph recorded by running it once, for models ``torch.fx`` cannot trace.
+
+Symbolic tracing fails on code that needs real sizes: nanoGPT's attention slices its causal
+mask with the sequence length (``self.bias[:, :, :T, :T]``), takes ``math.sqrt`` of a size,
+``assert``\\ s on it. Running the model on an example batch has real sizes, so
+:func:`run_graph` does that and records what ran as a ``torch.fx.Graph`` of the same shape
+:func:`torch.fx.symbolic_trace` gives, which :func:`initlab.residual.fx.fx_structure` reads
+unchanged:
+
+- a call of a leaf module (what fx keeps whole: Linear/Conv/norms and other ``torch.nn``
+  modules) → a ``call_module`` node, nothing recorded inside it;
+- any other torch function or tensor method that returns tensors → a ``call_function`` node
+  (``a + b``, ``torch.add``, ``x += y`` become ``operator.add``), recorded with a
+  :class:`~torch.overrides.TorchFunctionMode`;
+- edges: an argument that is a tensor some node produced (looked up by identity; an in-place
+  op makes its result the tensor's producer). Other tensors (parameters read directly,
+  constants) are not nodes; ``nn_module_stack`` says which modules were running.
+
+One batch is one path through the code: data-dependent branches not taken are not in the
+graph. The model runs in training mode without gradients, its buffers (batch-norm running
+statistics) restored and the random state left as it was.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, fx, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_map
+
+ADDITIONS = {
+    torch.Tensor.__add__,
+    torch.Tensor.__radd__,
+    torch.Tensor.__iadd__,
+    torch.Tensor.add,
+    torch.Tensor.add_,
+    torch.add,
+}
+"""The ways to write an addition: all recorded as ``operator.add``."""
+
+
+class _Recorder(TorchFunctionMode):
+    """Records torch functions into ``graph`` while no leaf module is running."""
+
+    def __init__(self, graph: fx.Graph, producers: dict[int, fx.Node]) -> None:
+        super().__init__()
+        self.graph, self.producers = graph, producers
+        self.kept: list[Tensor] = []  # keeps recorded tensors alive: ids stay unique
+        self.leaf_depth = 0
+        self.stack: dict[str, tuple[str, type]] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.leaf_depth == 0:
+            tensors = [t for t in tree_flatten(out)[0] if isinstance(t, Tensor)]
+            if tensors:
+                target = operator.add if func in ADDITIONS else func
+                node = self.node("call_function", target, args, kwargs)
+                self.produced(node, tensors)
+        return out
+
+    def node(self, op: str, target: Any, args: tuple, kwargs: dict) -> fx.Node:
+        """A node whose tensor arguments are replaced by their producers (``None`` if none)."""
+
+        def arg(value: Any) -> Any:
+            if isinstance(value, Tensor):
+                return self.producers.get(id(value))
+            return value if isinstance(value, (int, float, bool, str, type(None))) else None
+
+        node = self.graph.create_node(op, target, tree_map(arg, args), tree_map(arg, kwargs))
+        node.meta["nn_module_stack"] = dict(self.stack)
+        return node
+
+    def produced(self, node: fx.Node, tensors: list[Tensor]) -> None:
+        for t in tensors:
+            self.producers[id(t)] = node
+            self.kept.append(t)
+
+
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
+
+
+def _is_leaf(module: nn.Module, name: str) -> bool:
+    """What ``torch.fx`` (:class:`initlab.residual.fx.LayerTracer`) keeps whole: weight layers,
+    norms and other ``torch.nn`` modules, but not the containers."""
+    from initlab.residual.fx import LayerTracer
+
+    if not name or isinstance(module, CONTAINERS):
+        return False
+    return LayerTracer().is_leaf_module(module, name)
+
+
+@contextmanager
+def _module_hooks(model: nn.Module, recorder: _Recorder) -> Iterator[None]:
+    """Hooks that keep ``recorder.stack`` and make each leaf module call one node."""
+    handles = []
+    leaves = {name for name, m in model.named_modules() if _is_leaf(m, name)}
+    for name, module in model.named_modules():
+        if any(name.startswith(leaf + ".") for leaf in leaves):
+            continue  # inside a leaf: never recorded
+
+        def pre(module, args, kwargs, name=name):
+            if name:
+                recorder.stack[name] = (name, type(module))
+            if name in leaves:
+                if recorder.leaf_depth == 0:
+                    module._initlab_call = recorder.node("call_module", name, args, kwargs)
+                recorder.leaf_depth += 1
+
+        def post(module, args, kwargs, output, name=name):
+            if name in leaves:
+                recorder.leaf_depth -= 1
+                if recorder.leaf_depth == 0:
+                    tensors = [t for t in tree_flatten(output)[0] if isinstance(t, Tensor)]
+                    recorder.produced(module.__dict__.pop("_initlab_call"), tensors)
+            recorder.stack.pop(name, None)
+
+        handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(module.register_forward_hook(post, with_kwargs=True))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_graph(model: nn.Module, example: Tensor | tuple[Tensor, ...]) -> fx.Graph:
+    """The graph of ``model`` run on ``example`` (module docstring). Raises whatever the
+    model raises on it."""
+    inputs = example if isinstance(example, tuple) else (example,)
+    graph, producers = fx.Graph(), {}
+    for i, x in enumerate(inputs):
+        producers[id(x)] = graph.placeholder(f"input_{i}")
+    saved = {name: b.clone() for name, b in model.named_buffers()}
+    was_training = model.training
+    recorder = _Recorder(graph, producers)
+    devices = [x.device for x in inputs if x.device.type == "cuda"][:1]
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices), _module_hooks(model, recorder):
+            model.train()
+            with recorder:
+                output = model(*inputs)
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(saved[name])
+    last = [producers.get(id(t)) for t in tree_flatten(output)[0] if isinstance(t, Tensor)]
+    graph.output(last[0] if len(last) == 1 else tuple(last))
+    return graph
