@@ -74,3 +74,32 @@ def test_data_seed_moves_only_the_data_order():
     atol = 50 * torch.finfo(torch.float32).eps * math.sqrt(256)
     assert abs(loss[0] - loss[1]) < atol
     assert abs(loss[0] - loss[2]) > 10 * atol  # were data_seed ignored: equal within atol
+
+
+def test_residual_candidates_are_the_plan_with_each_rule():
+    """``plan+<rule>`` is the plan's own settings and the rule, whatever else is listed (it
+    once took the third candidate, which without --init and a preset is ``orthogonal``)."""
+    args = {"depth": 8, "width": 4, "in_channels": 1}
+    base = RunConfig(dataset="digits", model="initlab.models.resnet:resnet", model_args=args)
+    data = load_data(base)
+    model = build_architecture(base, data.input_shape, data.num_classes)
+    x = data.x_train[:64]
+    found = {c.name: c for c in auto_candidates(base, model, x, recommend(model, x), None)}
+    rules = [name for name in found if name.startswith("plan+")]
+    assert rules and "orthogonal" in found
+    for name in rules:
+        rule = name.removeprefix("plan+")
+        assert found[name].settings == {**found["plan"].settings, "residual_init": rule}
+
+
+def test_residual_rules_that_would_change_nothing_get_no_trial():
+    from initlab.doctor.candidates import residual_rules
+    from initlab.models.gpt import gpt
+    from initlab.models.resnet import resnet
+
+    tokens = torch.randint(0, 16, (4, 8))
+    prenorm = residual_rules(gpt(vocab_size=16, width=16, depth=2, heads=2, context=8), tokens)
+    assert prenorm == ["zero_last_layer", "depth_scaled"]  # no branch ends in a norm
+    images = torch.randn(4, 1, 8, 8)
+    assert "zero_last_norm" in residual_rules(resnet(8, 4, in_channels=1), images)
+    assert residual_rules(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), images) == []

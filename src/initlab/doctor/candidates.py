@@ -38,7 +38,7 @@ from initlab.apply import initializable_layers, initialize
 from initlab.config import RunConfig
 from initlab.doctor.plan import GLOROT_FAMILY, HE_FAMILY, Plan, recommend
 from initlab.errors import InitlabError
-from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, residual_branches
+from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, find_structure
 from initlab.usercode import is_user_spec
 
 PLANNED = "initlab.doctor.candidates:planned_model"
@@ -123,7 +123,8 @@ def auto_candidates(
     ]
     if start and start != DEFAULT:
         found.append(Candidate(start, {"init": start}, why="your starting init (--init)"))
-    found.append(plan_candidate("plan", plan, base, "the doctor's analytic plan"))
+    planned = plan_candidate("plan", plan, base, "the doctor's analytic plan")
+    found.append(planned)
     common = Counter(e.activation for e in plan.entries[:-1]).most_common(1)
     preset = family_scheme(common[0][0]) if common else None
     if preset:
@@ -133,11 +134,20 @@ def auto_candidates(
     ortho = recommend(model, inputs, family="orthogonal")
     found.append(plan_candidate("orthogonal", ortho, base, "orthogonal with per-layer gains"))
     found.append(Candidate("lsuv", {"init": "lsuv"}, why="LSUV: variances fixed on data"))
-    if residual_branches(model, inputs):
-        for rule in [r for r in RESIDUAL_RULES[1:] if r not in ADDS_PARAMETERS]:
-            settings = {**found[2].settings, "residual_init": rule}
-            found.append(Candidate(f"plan+{rule}", settings, why=f"the plan, residual {rule}"))
+    for rule in residual_rules(model, inputs):
+        settings = {**planned.settings, "residual_init": rule}
+        found.append(Candidate(f"plan+{rule}", settings, why=f"the plan, residual {rule}"))
     return unique(found, base)
+
+
+def residual_rules(model: nn.Module, inputs: Tensor) -> list[str]:
+    """The residual rules worth a trial on ``model``: those that add no parameters and that
+    change something (none without branches; ``zero_last_norm`` only where a branch ends
+    in a norm, which a pre-norm transformer's do not)."""
+    branches = find_structure(model, inputs).branches
+    rules = [r for r in RESIDUAL_RULES[1:] if r not in ADDS_PARAMETERS and branches]
+    has_last_norm = any(b.last_norm for b in branches)
+    return [r for r in rules if r != "zero_last_norm" or has_last_norm]
 
 
 def listed_candidates(
