@@ -1,6 +1,7 @@
 """The command line: ``initlab sweep`` (dry run, Ctrl-C), ``initlab compare --out`` resuming,
 ``initlab results`` and its exports, and the Ray backend's absence."""
 
+import re
 import sys
 
 import pandas as pd
@@ -104,6 +105,7 @@ def test_results_prints_summary_and_ranking_and_exports(spec_file, tmp_path, cap
     assert main(["results", str(out)]) == 0
     text = capsys.readouterr().out
     assert "cli-tiny" in text and "ranking by test accuracy" in text and "stuck 2/2" in text
+    assert re.search(r"^(winner: .+, better than|no winner at 2 seeds: )", text, re.MULTILINE)
     assert main(["results", str(out / "initlab.db"), "--group-by", "seed"]) == 0
     assert "by seed" in capsys.readouterr().out
     for fmt in ("csv", "parquet"):

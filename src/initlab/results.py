@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from initlab.stats import first_epoch_reaching, mean_ci
+from initlab.stats import first_epoch_reaching, mean_ci, rank_groups, verdict
 from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
 
 REACH_FRACTION = 0.9
@@ -105,6 +105,16 @@ class ResultSet:
                 }
             )
         return pd.DataFrame(rows)
+
+    def ranking(self) -> pd.DataFrame:
+        """The groups best first by test accuracy, with Welch's p against the best, its Holm
+        adjustment and ``tied_with_best`` (:func:`initlab.stats.rank_groups`)."""
+        return rank_groups(self.runs, self.group_by) if not self.runs.empty else pd.DataFrame()
+
+    def verdict(self) -> str:
+        """The winner when the statistics support one, else which groups tie with the best
+        and about how many seeds would separate them (:func:`initlab.stats.verdict`)."""
+        return verdict(self.ranking())
 
     def _mean_val_curves(self) -> dict[tuple, pd.Series]:
         if self.epochs.empty:

@@ -195,8 +195,10 @@ def rank_groups(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """:func:`group_stats` sorted best first, with ``rank``, ``p_vs_best`` (Welch's test of
-    each group against the best one) and ``tied_with_best`` (``p_vs_best >= alpha``: the
-    data cannot tell it from the best). Groups without a finite value rank last."""
+    each group against the best one), ``p_holm`` (those k - 1 p-values Holm-adjusted: the
+    best is picked after seeing the data, so each group is one of k - 1 comparisons) and
+    ``tied_with_best`` (``p_holm >= alpha``: the data cannot tell it from the best). Groups
+    without a finite value rank last."""
     stats = group_stats(runs, group_by, metric, confidence)
     if stats.empty:
         return stats
@@ -206,7 +208,70 @@ def rank_groups(
     values = {group_label(k): v for k, v in _groups(runs, group_by, metric)}
     best = values[stats.loc[0, "group"]]
     p_best = [math.nan] + [welch_t_test(values[g], best) for g in stats["group"][1:]]
+    p_holm = [math.nan, *holm_adjust(p_best[1:])]
     stats.insert(0, "rank", range(1, len(stats) + 1))
     stats["p_vs_best"] = p_best
-    stats["tied_with_best"] = [True] + [p == p and p >= alpha for p in p_best[1:]]
+    stats["p_holm"] = p_holm
+    stats["tied_with_best"] = [True] + [p == p and p >= alpha for p in p_holm[1:]]
     return stats
+
+
+def seeds_needed(gap: float, std: float, alpha: float = 0.05, power: float = 0.8) -> int | None:
+    """Seeds per group for a two-sided two-sample t-test at level ``alpha`` to detect a
+    difference ``gap`` between means with probability ``power``, runs having standard
+    deviation ``std``: the smallest ``n`` with ``P(|T| > t_{1-alpha/2, 2n-2}) >= power``,
+    ``T`` noncentral t with ``2n - 2`` degrees of freedom and noncentrality
+    ``gap / (std sqrt(2 / n))``, searched upward from the normal approximation
+    ``2 ((z_{1-alpha/2} + z_power) std / gap)^2``. ``None`` when ``gap`` or ``std`` is zero
+    or not finite."""
+    if not (math.isfinite(gap) and math.isfinite(std)) or gap == 0 or std == 0:
+        return None
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    n = max(2, math.ceil(2 * (z * std / abs(gap)) ** 2))
+    while n < 100_000:
+        df, shift = 2 * n - 2, abs(gap) / (std * math.sqrt(2 / n))
+        critical = sps.t.ppf(1 - alpha / 2, df)
+        if sps.nct.sf(critical, df, shift) + sps.nct.cdf(-critical, df, shift) >= power:
+            break
+        n += 1
+    return n
+
+
+def verdict(ranked: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> str:
+    """One sentence on :func:`rank_groups`'s table: the winner when the best group beats
+    every other one (``p_holm < alpha`` for each), else the groups it cannot be told from
+    and about how many seeds per group would separate it from the runner-up
+    (:func:`seeds_needed` at ``alpha / (k - 1)``, the strictest Holm level, with the two
+    groups' mean spread). Empty for fewer than two groups."""
+    if len(ranked) < 2:
+        return ""
+    best, runner = ranked.iloc[0], ranked.iloc[1]
+    if best["n"] < 2 or runner["n"] < 2:
+        return (
+            "no winner: a verdict needs at least two finished seeds per group (--seeds 3 or more)"
+        )
+    others = len(ranked) - 1
+    tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
+    if not tied:
+        worst = float(ranked["p_holm"].iloc[1:].max())
+        them = "the other group" if others == 1 else f"each of the {others} others"
+        return (
+            f"winner: {best['group']}, better than {them} "
+            f"(Welch's t-test, Holm-adjusted p ≤ {worst:.2g})"
+        )
+    names = ", ".join(tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
+    text = (
+        f"no winner at {int(best['n'])} seeds: {best['group']} cannot be told from {names} "
+        f"(Holm-adjusted p ≥ {alpha:g})"
+    )
+    gap, spread = (
+        best["mean"] - runner["mean"],
+        math.sqrt((best["std"] ** 2 + runner["std"] ** 2) / 2),
+    )
+    seeds = seeds_needed(gap, spread, alpha / others, power)
+    if seeds is not None:
+        text += (
+            f"; telling it from {runner['group']} (gap {abs(gap):.3g}, seed-to-seed std "
+            f"{spread:.3g}) takes about {seeds} seeds per group at {power:.0%} power"
+        )
+    return text

@@ -39,14 +39,15 @@ def ranked_summary(
 ) -> pd.DataFrame:
     """``summary`` in the order of :func:`initlab.stats.rank_groups` (best mean test accuracy
     first, groups without a finite accuracy last) with ``rank``, ``group`` (a label),
-    ``p_vs_best`` and ``tied_with_best`` (Welch's test against the best group) added."""
+    ``p_vs_best``, ``p_holm`` and ``tied_with_best`` (Welch's test against the best group,
+    Holm-adjusted over the other groups) added."""
     keys = list(group_by)
     if summary.empty:
-        return summary.assign(rank=[], group=[], p_vs_best=[], tied_with_best=[])
+        return summary.assign(rank=[], group=[], p_vs_best=[], p_holm=[], tied_with_best=[])
     with warnings.catch_warnings():  # scipy warns on nearly identical samples; p stays valid
         warnings.simplefilter("ignore", RuntimeWarning)
         ranking = rank_groups(runs, keys, alpha=ALPHA)
-    ranking = ranking[["rank", *keys, "p_vs_best", "tied_with_best"]]
+    ranking = ranking[["rank", *keys, "p_vs_best", "p_holm", "tied_with_best"]]
     ranked = ranking.merge(summary, on=keys, how="inner", sort=False)
     labels = ranked[keys].itertuples(index=False, name=None)
     ranked.insert(1, "group", [group_label(k, keys) for k in labels])
@@ -68,7 +69,7 @@ def summary_table(ranked: pd.DataFrame) -> pd.DataFrame:
                 "95% CI": _interval(mean - ci, mean + ci),
                 "final train loss": _num(r["final_train_loss"]),
                 "epochs to 90%": _epochs(r["epochs_to_90"]),
-                "as good as best?": _vs_best(r["rank"], r["p_vs_best"], r["tied_with_best"]),
+                "as good as best?": _vs_best(r["rank"], r["p_holm"], r["tied_with_best"]),
                 "diverged": str(r["diverged"]),
                 "stuck": str(r["stuck"]),
                 "failed": str(r["failed"]),

@@ -22,7 +22,6 @@ from rich.progress import (
 from initlab.config import RunConfig
 from initlab.console import print_frame
 from initlab.results import REACH_FRACTION, ResultSet, format_summary
-from initlab.stats import rank_groups
 from initlab.store import open_store
 from initlab.sweep.engine import Outcome
 from initlab.sweep.runner import (
@@ -190,18 +189,19 @@ def print_results(results: ResultSet, console: Console, title: str) -> None:
         f"validation accuracy reaches {REACH_FRACTION:.0%} of the best group's final one. "
         "stuck: test accuracy below 1.5/classes; diverged: loss became NaN/inf."
     )
-    ranking = ranking_table(results)
-    if len(ranking) > 1:
-        print_frame(ranking, console, title="ranking by test accuracy")
+    ranked = results.ranking()
+    if len(ranked) > 1:
+        print_frame(ranking_table(ranked), console, title="ranking by test accuracy")
         console.print(
-            "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1; "
-            "tied: p >= 0.05 (the seeds cannot tell it from the best)."
+            "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1, "
+            "Holm-adjusted over the other groups; tied: p >= 0.05 (the seeds cannot tell it "
+            "from the best)."
         )
+        console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
 
 
-def ranking_table(results: ResultSet) -> pd.DataFrame:
-    """:func:`initlab.stats.rank_groups` of the results, formatted for display."""
-    ranked = rank_groups(results.runs, results.group_by)
+def ranking_table(ranked: pd.DataFrame) -> pd.DataFrame:
+    """:func:`initlab.stats.rank_groups`'s table formatted for display."""
     if ranked.empty:
         return ranked
     accuracy = zip(ranked["mean"], ranked["ci"], strict=True)
@@ -211,7 +211,7 @@ def ranking_table(results: ResultSet) -> pd.DataFrame:
             "group": ranked["group"],
             "test accuracy": [_mean_ci(m, c) for m, c in accuracy],
             "seeds": [f"{n}/{r}" for n, r in zip(ranked["n"], ranked["runs"], strict=True)],
-            "p vs best": ["" if p != p else f"{p:.3g}" for p in ranked["p_vs_best"]],
+            "p vs best": ["" if p != p else f"{p:.3g}" for p in ranked["p_holm"]],
             "tied": ["yes" if t else "" for t in ranked["tied_with_best"]],
         }
     )
