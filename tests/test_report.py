@@ -168,6 +168,8 @@ def test_summary_says_which_groups_are_as_good_as_the_best():
     assert list(table["group"]) == ["a", "b", "c"]
     column = table["as good as best?"]
     assert column[0] == "best" and column[1].startswith("yes") and column[2].startswith("no")
+    verdict = assemble_report(res).sections[0].blocks[1].text
+    assert verdict.startswith("no winner at 3 seeds: a cannot be told from b")
 
 
 def test_many_groups_are_compared_with_the_best_only():

@@ -94,7 +94,7 @@ def assemble_report(
     ranked = sections.ranked(results)
     parts = [
         *extra_sections,
-        sections.summary_section(ranked, keys),
+        sections.summary_section(ranked, keys, results.verdict()),
         sections.pairwise_section(runs, keys, ranked),
         sections.curves_section(results.epochs, keys),
         sections.accuracy_section(runs, keys, ranked),

@@ -25,18 +25,22 @@ def empty_section() -> Section:
     return Section("summary", "Summary", "There are no runs to report.", [Note("no runs")])
 
 
-def summary_section(ranked: pd.DataFrame, group_by: Sequence[str]) -> Section:
+def summary_section(ranked: pd.DataFrame, group_by: Sequence[str], verdict: str = "") -> Section:
     intro = (
         f"One row per group ({', '.join(group_by)}), best first: ranked by mean test accuracy. "
         "Mean ± sample std over the group's runs (seeds); the 95% CI is the Student-t interval "
-        "for the mean. 'as good as best?': Welch's t-test of the group against the best one — "
-        f"'yes' when p ≥ {tables.ALPHA:g} (the data cannot tell them apart). 'epochs to 90%' is "
+        "for the mean. 'as good as best?': Welch's t-test of the group against the best one, "
+        f"Holm-adjusted over the other groups — 'yes' when p ≥ {tables.ALPHA:g} (the data "
+        "cannot tell them apart). 'epochs to 90%' is "
         "the first epoch at which the group's mean validation accuracy reaches "
         f"{REACH_FRACTION:.0%} of the best group's final one. diverged: the loss became "
         f"NaN/inf; stuck: test accuracy below {STUCK_FACTOR:g}/classes (no better than "
         "predicting one class); failed: an error."
     )
-    return Section("summary", "Summary", intro, [Table(tables.summary_table(ranked))])
+    verdict_note = [Note(verdict)] if verdict else []
+    return Section(
+        "summary", "Summary", intro, [Table(tables.summary_table(ranked)), *verdict_note]
+    )
 
 
 def pairwise_section(runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame) -> Section:
