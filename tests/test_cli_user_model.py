@@ -118,6 +118,8 @@ def test_regression_from_an_npz_file(user_dir):
     runs = pd.read_csv(out / "summary.csv")
     assert runs["status"].eq("ok").all()
     assert np.isfinite(runs["test_accuracy"]).all()  # R²: a regression score, not accuracy
+    # trained in stacks; the engine column says how each stack ran its models
+    assert runs["engine"].str.fullmatch("batched/(stacked|vmap|looped)").all()
 
 
 def test_token_sequences_from_a_data_function(user_dir):

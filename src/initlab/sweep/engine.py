@@ -159,6 +159,14 @@ class DataCache:
         return self._cache[key]
 
 
+def engine_used(size: int, result: RunResult) -> str:
+    """The ``engine`` a run records: ``single``, or ``batched/<strategy>`` (``stacked``,
+    ``vmap``, ``looped``: how its stack ran, :mod:`initlab.train.stack`)."""
+    if size == 1:
+        return "single"
+    return f"batched/{result.strategy}" if result.strategy else "batched"
+
+
 def execute_chunk(
     configs: Sequence[RunConfig],
     data: DataCache,
@@ -182,8 +190,10 @@ def execute_chunk(
         except Exception as exc:  # a run failing must not end the sweep
             results = [failed_result(c, exc) for c in group]
         finished = time.time()
-        used = "batched" if len(group) > 1 else "single"
-        outcomes += [Outcome(r, started, finished, used, environment()) for r in results]
+        outcomes += [
+            Outcome(r, started, finished, engine_used(len(group), r), environment())
+            for r in results
+        ]
     return outcomes
 
 

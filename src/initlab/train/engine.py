@@ -285,6 +285,7 @@ class StackTrainer:
         num_classes = int(getattr(self.data, "num_classes", 0) or 1)
         for m, result in enumerate(self.results):
             result.train_seconds = self.seconds / self.size
+            result.strategy = self.stack.strategy if self.size > 1 else ""
             if self.trackers is not None:
                 result.layer_stats = list(self.trackers[m].rows)
             if self.stack.note:

@@ -24,6 +24,8 @@ class RunResult:
     ``ok``, ``stuck`` (trained but at chance), ``diverged`` (the loss became NaN/inf: training
     stopped there, test metrics are NaN) or ``failed`` (an error; ``message`` says which).
     ``layer_stats`` holds tidy per-layer rows recorded during training, if tracking was on.
+    ``strategy``: how its stack ran the models (``stacked``, ``vmap`` or ``looped``,
+    :mod:`initlab.train.stack`; ``""`` for a model trained alone).
     """
 
     config: RunConfig | None
@@ -34,6 +36,7 @@ class RunResult:
     train_seconds: float = 0.0
     message: str = ""
     layer_stats: list[dict[str, Any]] = field(default_factory=list)
+    strategy: str = ""
 
     @property
     def final_train_loss(self) -> float:
