@@ -92,6 +92,12 @@ def test_verdict_names_a_winner_only_when_it_beats_every_other_group():
         math.sqrt((0.01**2 + np.std([0.905, 0.915, 0.89], ddof=1) ** 2) / 2),
     )
     assert f"takes about {seeds_needed(gap, spread, 0.05 / 2)} seeds per group" in text
+    diverged = _runs({"a": [0.90, 0.91, 0.92], "b": [0.5, 0.52, 0.51], "c": [math.nan] * 3})
+    text = verdict(rank_groups(diverged, ["init"]))
+    assert text.startswith("winner: a, better than the other group (")
+    assert text.endswith(
+        "; 1 group(s) with fewer than two finished seeds (diverged, failed) not compared"
+    )
     one_seed = _runs({"a": [0.9], "b": [0.8]})
     assert "at least two finished seeds" in verdict(rank_groups(one_seed, ["init"]))
     assert verdict(rank_groups(_runs({"a": [0.9, 0.8]}), ["init"])) == ""

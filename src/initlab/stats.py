@@ -253,12 +253,19 @@ def verdict(ranked: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> st
     others = len(ranked) - 1
     tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
     if not tied:
+        tested = int((ranked["n"].iloc[1:] >= 2).sum())
         worst = float(ranked["p_holm"].iloc[1:].max())
-        them = "the other group" if others == 1 else f"each of the {others} others"
-        return (
+        them = "the other group" if tested == 1 else f"each of the {tested} others"
+        text = (
             f"winner: {best['group']}, better than {them} "
             f"(Welch's t-test, Holm-adjusted p ≤ {worst:.2g})"
         )
+        if tested < others:
+            text += (
+                f"; {others - tested} group(s) with fewer than two finished seeds "
+                "(diverged, failed) not compared"
+            )
+        return text
     names = ", ".join(tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
     text = (
         f"no winner at {int(best['n'])} seeds: {best['group']} cannot be told from {names} "
