@@ -37,10 +37,12 @@ def models(seed: int = 0) -> list[nn.Module]:
     ]  # fmt: skip
 
 
-def train(digits, optimizer: str, fused_steps: int, spy: list | None = None) -> StackTrainer:
+def train(
+    digits, optimizer: str, fused_steps: int, lrs: tuple[float, ...] = (0.05,) * 3
+) -> StackTrainer:
     """``STEPS`` steps of a stacked trainer, fusing for the first ``fused_steps``."""
     plan = Plan(optimizer=optimizer, batch_size=BATCH, epochs=1, strategy="stacked")
-    members = [Member(seed=s, lr=0.05, momentum=0.9) for s in range(3)]
+    members = [Member(seed=s, lr=lr, momentum=0.9) for s, lr in enumerate(lrs)]
     trainer = StackTrainer(models(), digits, plan, members)
     trainer.prepare()
     assert trainer.fusable
@@ -51,11 +53,13 @@ def train(digits, optimizer: str, fused_steps: int, spy: list | None = None) -> 
     return trainer
 
 
+@pytest.mark.parametrize("lrs", [(0.05,) * 3, (0.05, 0.01, 0.2)], ids=["one-lr", "lr-per-model"])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
 @pytest.mark.parametrize("fused_steps", [STEPS, STEPS // 2], ids=["fused", "then-unfused"])
-def test_fused_updates_equal_the_optimizers(digits, monkeypatch, optimizer, fused_steps):
+def test_fused_updates_equal_the_optimizers(digits, monkeypatch, optimizer, fused_steps, lrs):
     """Fused all along, and fused for half the steps and then not (the optimizer goes on
-    from the momentum buffers the fused layers kept, as after a model diverges)."""
+    from the momentum buffers the fused layers kept, as after a model diverges); with one
+    learning rate, and with each model its own (a learning-rate sweep)."""
     calls = []
     original = layers._sgd_in_place
 
@@ -64,10 +68,10 @@ def test_fused_updates_equal_the_optimizers(digits, monkeypatch, optimizer, fuse
         return original(ctx, x, g, fused)
 
     monkeypatch.setattr(layers, "_sgd_in_place", counting)
-    fused = train(digits, optimizer, fused_steps)
+    fused = train(digits, optimizer, fused_steps, lrs)
     mu = 0.9 if optimizer == "momentum" else 0.0
     assert calls == [mu] * (2 * fused_steps)  # both linear layers, every fused step
-    plain = train(digits, optimizer, 0)
+    plain = train(digits, optimizer, 0, lrs)
     for name, value in fused.stack.params.items():
         torch.testing.assert_close(
             value.detach(), plain.stack.params[name].detach(), rtol=TOL, atol=TOL, msg=name

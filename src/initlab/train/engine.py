@@ -122,16 +122,20 @@ class StackTrainer:
         self.global_step = 0
         self.seconds = 0.0
         self.trackers = self._trackers()
-        lrs, wds = {m.lr for m in members}, self.opt.wds
+        wds = self.opt.wds
         self.momentum = members[0].momentum if plan.optimizer == "momentum" else 0.0
         one_momentum = plan.optimizer == "sgd" or len({m.momentum for m in members}) == 1
         self.fusable = (
             plan.optimizer in ("sgd", "momentum")
-            and len(lrs) == 1
             and one_momentum
             and not any(wds)
             and plan.precision == "fp32"
         )
+        lrs = [m.lr for m in members]
+        self.fused_lr: float | Tensor = (
+            lrs[0] if len(set(lrs)) == 1 else torch.tensor(lrs, device=self.device)
+        )
+        """The fused update's learning rate: one number, or each model's ([M])."""
         self.fused = False
 
     def _trackers(self) -> list[Tracker] | None:
@@ -182,7 +186,7 @@ class StackTrainer:
         their backward (``on``), or not: :class:`initlab.train.layers.FusedSGD` (off once a
         model is frozen: the masked update needs the gradients)."""
         if on != self.fused:
-            lr = self.members[0].lr if on else None
+            lr = self.fused_lr if on else None
             fused = self.stack.fuse_sgd(lr, self.momentum, self.opt.momentum_buffer)
             self.fused = fused and on
 

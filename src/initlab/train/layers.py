@@ -35,15 +35,18 @@ class FusedSGD:
     ``baddbmm_`` with ``beta = mu`` on the momentum buffer ``B`` (``buffers``: the
     optimizer's own, created as zeros, so the first step's ``mu 0 + g = g`` is torch's
     ``B = g``), then ``W <- W - lr B``, and likewise for the bias (15 seed MLPs, one thread:
-    the first layer's update took 3.4 ms instead of 5.4 ms). ``lr = None``: plain
-    gradients. The engine sets it only for SGD with one learning rate and one momentum, no
-    weight decay, fp32 and no frozen model (:meth:`initlab.train.engine.StackTrainer.step`).
+    the first layer's update took 3.4 ms instead of 5.4 ms). ``lr`` is one number, or a
+    tensor ``[M]`` of each model's own (a sweep over learning rates): then ``dz`` is scaled
+    per model before the product, ``W <- W + x^T (-lr_m dz)``, and with momentum the step is
+    ``W <- W - lr_m B`` in one ``addcmul_``. ``lr = None``: plain gradients. The engine sets
+    it only for SGD with one momentum, no weight decay, fp32 and no frozen model
+    (:meth:`initlab.train.engine.StackTrainer.step`).
     """
 
     __slots__ = ("buffers", "lr", "momentum")
 
     def __init__(self) -> None:
-        self.lr: float | None = None
+        self.lr: float | Tensor | None = None
         self.momentum = 0.0
         self.buffers: tuple[Tensor, Tensor | None] | None = None
         """The momentum buffers of the weight and the bias (laid out as they are)."""
@@ -164,17 +167,28 @@ def _sgd_in_place(ctx, x: Tensor, g: Tensor, fused: FusedSGD) -> None:
     _, weight, bias = ctx.saved_tensors
     flat = x.reshape(x.shape[0], -1, x.shape[-1]).transpose(1, 2)
     lr, mu = fused.lr, fused.momentum
+    per_model = isinstance(lr, Tensor)
     if not mu:
-        weight.transpose(1, 2).baddbmm_(flat, g, alpha=-lr)
+        if per_model:  # -lr_m dz: a [M, B, out] product, not a pass over the weights
+            g = g * -lr.view(-1, 1, 1)
+        weight.transpose(1, 2).baddbmm_(flat, g, alpha=1.0 if per_model else -lr)
         if bias is not None:
-            bias.add_(g.sum(1), alpha=-lr)
+            bias.add_(g.sum(1), alpha=1.0 if per_model else -lr)
         return
     step_w, step_b = fused.buffers
     step_w.transpose(1, 2).baddbmm_(flat, g, beta=mu)
-    weight.add_(step_w, alpha=-lr)
+    _step(weight, step_w, lr)
     if bias is not None:
         step_b.mul_(mu).add_(g.sum(1))
-        bias.add_(step_b, alpha=-lr)
+        _step(bias, step_b, lr)
+
+
+def _step(param: Tensor, step: Tensor, lr: float | Tensor) -> None:
+    """``param <- param - lr step``; a per-model ``lr [M]`` broadcast over the rest."""
+    if isinstance(lr, Tensor):
+        param.addcmul_(step, lr.view(-1, *[1] * (step.dim() - 1)), value=-1.0)
+    else:
+        param.add_(step, alpha=-lr)
 
 
 def _saved(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:

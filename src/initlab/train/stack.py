@@ -150,13 +150,13 @@ class ModelStack:
 
     def fuse_sgd(
         self,
-        lr: float | None,
+        lr: float | Tensor | None,
         momentum: float = 0.0,
         buffer: Callable[[Tensor], Tensor] | None = None,
     ) -> bool:
         """Let the stacked linear layers update themselves in their backward with SGD at
-        ``lr`` and ``momentum`` (``buffer(param)``: the optimizer's momentum buffer of a
-        stacked parameter; ``lr=None``: plain gradients again;
+        ``lr`` (one number, or each model's ``[M]``) and ``momentum`` (``buffer(param)``: the
+        optimizer's momentum buffer of a stacked parameter; ``lr=None``: plain gradients again;
         :class:`initlab.train.layers.FusedSGD`). ``False`` when the stack has no such layer
         (other strategies)."""
         layers = [] if self._graph is None else list(self._graph.modules())
