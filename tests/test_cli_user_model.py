@@ -120,6 +120,9 @@ def test_regression_from_an_npz_file(user_dir):
     assert np.isfinite(runs["test_accuracy"]).all()  # R²: a regression score, not accuracy
     # trained in stacks; the engine column says how each stack ran its models
     assert runs["engine"].str.fullmatch("batched/(stacked|vmap|looped)").all()
+    # the built-in MLP's settings are empty for a model that has none of them
+    for column in ("hidden", "activation", "batch_norm", "dropout", "residual"):
+        assert runs[column].isna().all(), column
 
 
 def test_token_sequences_from_a_data_function(user_dir):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from initlab.config import RunConfig
+from initlab.config import RunConfig, unused_settings
 from initlab.data import Dataset
 from initlab.errors import InitlabError
 from initlab.results import ResultSet
@@ -187,12 +187,6 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
     return loaded.get(_data_of(configs[0])) if configs else None
 
 
-BUILT_IN_SETTINGS = ("hidden", "activation", "batch_norm", "dropout", "residual")
-"""The settings of initlab's own architectures (a user factory takes ``model_args``)."""
-IGNORED_SETTINGS = {"cnn": ("hidden", "dropout", "residual")}
-"""Built-in settings a built-in architecture other than the MLP has no use for."""
-
-
 def check_architecture_settings(config: RunConfig) -> None:
     """Raise :class:`InitlabError` (one line) for settings the model would silently ignore:
     ``model_args`` on a built-in model, ``hidden``/``activation``/``batch_norm``/``dropout``/
@@ -204,7 +198,7 @@ def check_architecture_settings(config: RunConfig) -> None:
             f"model_args {config.model_args} are for a model factory (module:function); "
             f"the built-in '{config.model}' takes hidden, activation, batch_norm..."
         )
-    ignored = BUILT_IN_SETTINGS if user else IGNORED_SETTINGS.get(config.model, ())
+    ignored = unused_settings(config.model)
     default = RunConfig()
     changed = [n for n in ignored if getattr(config, n) != getattr(default, n)]
     if changed:

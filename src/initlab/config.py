@@ -139,6 +139,18 @@ class RunConfig:
         return f"{self.init}/{self.activation}/{arch}/seed{self.seed}"
 
 
+ARCHITECTURE_SETTINGS = ("hidden", "activation", "batch_norm", "dropout", "residual")
+"""The settings of initlab's own architectures (a user factory takes ``model_args``)."""
+_UNUSED_BY = {"cnn": ("hidden", "dropout", "residual")}
+
+
+def unused_settings(model: str) -> tuple[str, ...]:
+    """The :data:`ARCHITECTURE_SETTINGS` that ``model`` does not use: all of them for a user
+    factory (it builds its own layers), ``hidden``/``dropout``/``residual`` for the ``cnn``,
+    none for the ``mlp``."""
+    return ARCHITECTURE_SETTINGS if is_user_spec(model) else _UNUSED_BY.get(model, ())
+
+
 def validate_numbers(config: RunConfig) -> None:
     """Raise :class:`InitlabError` for values no run can have: every number outside its
     range (:data:`initlab.ranges.RANGES`), a malformed device, model_args or name."""

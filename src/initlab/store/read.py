@@ -69,8 +69,13 @@ def runs(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
     query, args = _select("runs", study_id, "t.finished_at, t.run_id")
     frame = pd.read_sql_query(query, conn, params=args).drop(columns=["config"])
     for name in _BOOL_FIELDS:
-        if name in frame:
-            frame[name] = frame[name].astype(bool)
+        if name in frame:  # empty where the model has no such setting (a user factory)
+            column = frame[name]
+            frame[name] = (
+                column.astype(bool)
+                if column.notna().all()
+                else column.map(lambda v: None if pd.isna(v) else bool(v))
+            )
     for name in _FLOAT_FIELDS + _REAL_RESULTS:
         if name in frame:
             frame[name] = pd.to_numeric(frame[name]).astype(float)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from initlab._version import __version__
-from initlab.config import RunConfig
+from initlab.config import RunConfig, unused_settings
 from initlab.errors import InitlabError
 from initlab.store import damage, leases, read
 from initlab.store.damage import DB_NAME
@@ -383,9 +383,12 @@ def _real(value: Any) -> float | None:
 def _run_row(outcome: Outcome) -> dict[str, Any]:
     result, config = outcome.result, outcome.result.config
     row: dict[str, Any] = {"run_id": config.key(), "config": json.dumps(config.to_dict())}
+    unused = unused_settings(config.model)
     for name, _ in config_columns():
         value = getattr(config, name)
-        if name == "hidden":
+        if name in unused:  # the model does not have them: empty, not the MLP's defaults
+            value = None
+        elif name == "hidden":
             value = "-".join(map(str, value))
         elif name in ("extra", "model_args"):
             value = json.dumps(value, sort_keys=True)
