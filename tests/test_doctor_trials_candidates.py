@@ -96,10 +96,14 @@ def test_residual_rules_that_would_change_nothing_get_no_trial():
     from initlab.doctor.candidates import residual_rules
     from initlab.models.gpt import gpt
     from initlab.models.resnet import resnet
+    from initlab.residual import find_structure
+
+    def rules(model, inputs):
+        return residual_rules(find_structure(model, inputs))
 
     tokens = torch.randint(0, 16, (4, 8))
-    prenorm = residual_rules(gpt(vocab_size=16, width=16, depth=2, heads=2, context=8), tokens)
+    prenorm = rules(gpt(vocab_size=16, width=16, depth=2, heads=2, context=8), tokens)
     assert prenorm == ["zero_last_layer", "depth_scaled"]  # no branch ends in a norm
     images = torch.randn(4, 1, 8, 8)
-    assert "zero_last_norm" in residual_rules(resnet(8, 4, in_channels=1), images)
-    assert residual_rules(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), images) == []
+    assert "zero_last_norm" in rules(resnet(8, 4, in_channels=1), images)
+    assert rules(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), images) == []

@@ -39,6 +39,7 @@ from initlab.config import RunConfig
 from initlab.doctor.plan import GLOROT_FAMILY, HE_FAMILY, Plan, recommend
 from initlab.errors import InitlabError
 from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, find_structure
+from initlab.residual.structure import Structure
 from initlab.usercode import is_user_spec
 
 PLANNED = "initlab.doctor.candidates:planned_model"
@@ -134,17 +135,18 @@ def auto_candidates(
     ortho = recommend(model, inputs, family="orthogonal")
     found.append(plan_candidate("orthogonal", ortho, base, "orthogonal with per-layer gains"))
     found.append(Candidate("lsuv", {"init": "lsuv"}, why="LSUV: variances fixed on data"))
-    for rule in residual_rules(model, inputs):
+    for rule in residual_rules(plan.residual or find_structure(model, inputs)):
         settings = {**planned.settings, "residual_init": rule}
         found.append(Candidate(f"plan+{rule}", settings, why=f"the plan, residual {rule}"))
     return unique(found, base)
 
 
-def residual_rules(model: nn.Module, inputs: Tensor) -> list[str]:
-    """The residual rules worth a trial on ``model``: those that add no parameters and that
-    change something (none without branches; ``zero_last_norm`` only where a branch ends
-    in a norm, which a pre-norm transformer's do not)."""
-    branches = find_structure(model, inputs).branches
+def residual_rules(structure: Structure) -> list[str]:
+    """The residual rules worth a trial on a model of this residual ``structure``: those
+    that add no parameters and that change something (none without branches;
+    ``zero_last_norm`` only where a branch ends in a norm, which a pre-norm transformer's
+    do not)."""
+    branches = structure.branches
     rules = [r for r in RESIDUAL_RULES[1:] if r not in ADDS_PARAMETERS and branches]
     has_last_norm = any(b.last_norm for b in branches)
     return [r for r in rules if r != "zero_last_norm" or has_last_norm]

@@ -58,10 +58,8 @@ def apply_residual(
     a batch of inputs, for finding the branches of a model fx cannot trace
     (:func:`~initlab.residual.structure.find_structure`)."""
     rule = canonical_rule(rule)
-    if structure is None and rule != "none":
-        structure = find_structure(model, example)
-    elif structure is None:
-        structure = Structure(method="none")
+    if structure is None:
+        structure = find_structure(model, example) if rule != "none" else Structure(method="none")
     result = ResidualResult(rule, structure)
     if rule == "none" or not structure.branches:
         return result

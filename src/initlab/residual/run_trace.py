@@ -86,21 +86,24 @@ class _Recorder(TorchFunctionMode):
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
 
 
-def _is_leaf(module: nn.Module, name: str) -> bool:
+def _leaves(model: nn.Module) -> set[str]:
     """What ``torch.fx`` (:class:`initlab.residual.fx.LayerTracer`) keeps whole: weight layers,
     norms and other ``torch.nn`` modules, but not the containers."""
     from initlab.residual.fx import LayerTracer
 
-    if not name or isinstance(module, CONTAINERS):
-        return False
-    return LayerTracer().is_leaf_module(module, name)
+    tracer = LayerTracer()
+    return {
+        name
+        for name, module in model.named_modules()
+        if name and not isinstance(module, CONTAINERS) and tracer.is_leaf_module(module, name)
+    }
 
 
 @contextmanager
 def _module_hooks(model: nn.Module, recorder: _Recorder) -> Iterator[None]:
     """Hooks that keep ``recorder.stack`` and make each leaf module call one node."""
     handles = []
-    leaves = {name for name, m in model.named_modules() if _is_leaf(m, name)}
+    leaves = _leaves(model)
     for name, module in model.named_modules():
         if any(name.startswith(leaf + ".") for leaf in leaves):
             continue  # inside a leaf: never recorded

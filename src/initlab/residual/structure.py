@@ -106,8 +106,8 @@ def find_structure(model: nn.Module, example: Any = None) -> Structure:
     try:
         graph = trace(model)
     except Exception as exc:  # fx raises many kinds on data-dependent code
-        reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:160]
-        structure = _untraceable(model, example, f"torch.fx could not trace the model ({reason})")
+        why = f"torch.fx could not trace the model ({_first_line(exc)})"
+        structure = _untraceable(model, example, why)
     else:
         structure = fx_structure(model, graph)
     structure.output_layer = _output_layer(model, structure)
@@ -126,8 +126,7 @@ def _untraceable(model: nn.Module, example: Any, why: str) -> Structure:
         try:
             graph = run_graph(model, example)
         except Exception as exc:  # the model cannot run on it: guess, and say why
-            first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:160]
-            why += f"; running it on the example batch failed ({first})"
+            why += f"; running it on the example batch failed ({_first_line(exc)})"
         else:
             structure = fx_structure(model, graph, method="run")
             structure.notes.insert(0, f"{why}; structure recorded from one run on a batch")
@@ -138,6 +137,11 @@ def _untraceable(model: nn.Module, example: Any, why: str) -> Structure:
         0, f"{why}; residual structure guessed from module names and order{hint}"
     )
     return structure
+
+
+def _first_line(exc: Exception) -> str:
+    """``"TypeError: ..."``: the exception's first line, at most 160 characters."""
+    return f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:160]
 
 
 def _output_layer(model: nn.Module, structure: Structure) -> str | None:

@@ -131,11 +131,6 @@ class StackTrainer:
             and not any(wds)
             and plan.precision == "fp32"
         )
-        lrs = [m.lr for m in members]
-        self.fused_lr: float | Tensor = (
-            lrs[0] if len(set(lrs)) == 1 else torch.tensor(lrs, device=self.device)
-        )
-        """The fused update's learning rate: one number, or each model's ([M])."""
         self.fused = False
 
     def _trackers(self) -> list[Tracker] | None:
@@ -186,7 +181,8 @@ class StackTrainer:
         their backward (``on``), or not: :class:`initlab.train.layers.FusedSGD` (off once a
         model is frozen: the masked update needs the gradients)."""
         if on != self.fused:
-            lr = self.fused_lr if on else None
+            lrs = self.opt.lr0 if self.opt.uniform else self.opt.lr[0].view(-1)  # one, or [M]
+            lr = lrs if on else None
             fused = self.stack.fuse_sgd(lr, self.momentum, self.opt.momentum_buffer)
             self.fused = fused and on
 

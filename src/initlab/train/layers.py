@@ -169,11 +169,12 @@ def _sgd_in_place(ctx, x: Tensor, g: Tensor, fused: FusedSGD) -> None:
     lr, mu = fused.lr, fused.momentum
     per_model = isinstance(lr, Tensor)
     if not mu:
+        scale = 1.0 if per_model else -lr
         if per_model:  # -lr_m dz: a [M, B, out] product, not a pass over the weights
             g = g * -lr.view(-1, 1, 1)
-        weight.transpose(1, 2).baddbmm_(flat, g, alpha=1.0 if per_model else -lr)
+        weight.transpose(1, 2).baddbmm_(flat, g, alpha=scale)
         if bias is not None:
-            bias.add_(g.sum(1), alpha=1.0 if per_model else -lr)
+            bias.add_(g.sum(1), alpha=scale)
         return
     step_w, step_b = fused.buffers
     step_w.transpose(1, 2).baddbmm_(flat, g, beta=mu)
