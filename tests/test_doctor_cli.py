@@ -59,6 +59,20 @@ def test_weights_round_trip_with_torch_save(tmp_path):
         load_weights(MLP(8, [17], 3), tmp_path / "w.pt")
 
 
+class TiedLM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
+        self.head.weight = self.embed.weight
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_a_tied_weight_is_saved_and_loaded_tied(tmp_path, suffix):
+    a, b = TiedLM(), TiedLM()
+    load_weights(b, save_weights(a, tmp_path / f"w{suffix}"))
+    assert b.head.weight is b.embed.weight and torch.equal(b.embed.weight, a.embed.weight)
+
+
 class Payload:
     """Unpickling this would run code a weights file must never run."""
 

@@ -16,16 +16,19 @@ from initlab.errors import InitlabError
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model``'s state dict to ``path`` (safetensors by suffix, else torch.save)."""
+    """Write ``model``'s state dict to ``path`` (safetensors by suffix, else torch.save).
+
+    A tied tensor (an output layer sharing its embedding's weight) is written once in a
+    safetensors file, its other names recorded in the metadata (``safetensors.torch.save_model``),
+    and :func:`load_weights` ties it again."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save_model
 
-        save_file(state, str(path))
+        save_model(model, str(path), force_contiguous=True)
     else:
-        torch.save(state, path)
+        torch.save({k: v.detach().contiguous() for k, v in model.state_dict().items()}, path)
     return path
 
 
@@ -39,6 +42,7 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
             from safetensors.torch import load_file
 
             state = load_file(str(path))
+            state.update(tied_aliases(path, state))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file or one holding arbitrary objects
@@ -49,3 +53,13 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
         first = str(exc).strip().splitlines()[0]
         raise InitlabError(f"the weights in {path} do not fit this model: {first}") from None
     return model
+
+
+def tied_aliases(path: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The names ``save_model`` left out of a safetensors file for tensors written once
+    (metadata ``alias -> kept name``), each mapped to its kept tensor."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    return {alias: state[kept] for alias, kept in metadata.items() if kept in state}

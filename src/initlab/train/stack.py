@@ -141,7 +141,8 @@ class ModelStack:
         module = restore(copy.deepcopy(self.template))
         tensors = {**{k: nn.Parameter(v.detach()[m]) for k, v in self.params.items()}}
         tensors.update({k: v[m] for k, v in self.buffers.items()})
-        for name, value in tensors.items():
+        for name, canonical in tied_names(module).items():
+            value = tensors[canonical]
             owner, _, attr = name.rpartition(".")
             sub = module.get_submodule(owner)
             table = sub._parameters if isinstance(value, nn.Parameter) else sub._buffers
@@ -212,16 +213,34 @@ class ModelStack:
     # -- state -----------------------------------------------------------------------------
 
     def state_dict(self, m: int) -> dict[str, Tensor]:
-        """Model ``m``'s state as ``nn.Module.state_dict`` names (detached copies)."""
-        state = {k: v[m].detach().clone() for k, v in self.params.items()}
-        state.update({k: v[m].clone() for k, v in self.buffers.items()})
-        return state
+        """Model ``m``'s state with exactly ``nn.Module.state_dict``'s keys (detached
+        copies; a tied tensor under each of its names, non-persistent buffers left out)."""
+        stored = {k: v[m].detach().clone() for k, v in self.params.items()}
+        stored.update({k: v[m].clone() for k, v in self.buffers.items()})
+        names = tied_names(self.template)
+        return {k: stored[names[k]] for k in self.template.state_dict()}
 
     def materialize(self, m: int) -> nn.Module:
         """A real ``nn.Module`` holding model ``m``'s current state (a copy)."""
         model = restore(copy.deepcopy(self.template))
-        model.load_state_dict(self.state_dict(m), strict=False)
+        model.load_state_dict(self.state_dict(m))
         return model
+
+
+def tied_names(module: nn.Module) -> dict[str, str]:
+    """Every parameter and buffer name of ``module`` → the name it is stored under in a stack.
+
+    :func:`torch.func.stack_module_state` keeps one name per tensor (the first, as
+    ``named_parameters`` does), so a tied tensor (a language model's output layer sharing
+    its embedding's weight) maps from each of its names to that first one: setting all of
+    them keeps the tie, where setting only the first would leave the others on the old one.
+    """
+    names: dict[str, str] = {}
+    for items in (module.named_parameters, module.named_buffers):
+        first: dict[int, str] = {}
+        for name, tensor in items(remove_duplicate=False):
+            names[name] = first.setdefault(id(tensor), name)
+    return names
 
 
 def in_out_layout(weight: Tensor) -> Tensor:
