@@ -163,3 +163,42 @@ def test_preflight_finds_nan_inputs_and_stops_before_training():
     with pytest.raises(InitlabError, match="train inputs contain 1 NaN/inf"):
         run_config(RunConfig(**BASE), broken)
     preflight(RunConfig(**BASE), data)  # the clean data passes
+
+
+class TokenClassifier(nn.Module):
+    """Token ids [B, T] -> one class per sequence: embedding, GRU, the last step's state."""
+
+    def __init__(self, vocab: int = 6, classes: int = 3) -> None:
+        super().__init__()
+        self.embed, self.rnn = nn.Embedding(vocab, 8), nn.GRU(8, 16, batch_first=True)
+        self.out = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.rnn(self.embed(x))[0][:, -1])
+
+
+def token_classifier() -> nn.Module:
+    return TokenClassifier()
+
+
+def test_integer_inputs_stay_token_ids_for_a_sequence_classifier():
+    """Signed integer inputs are ids (int64), so an embedding takes them; the class is the
+    last token mod 3, which a GRU learns in a few epochs; unsigned bytes are pixels (float)."""
+    from initlab.data import from_value
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 6, (600, 5), generator=gen, dtype=torch.int32)
+    y = x[:, -1].long() % 3
+    data = from_value((x[:500], y[:500], x[500:], y[500:]), val_size=50)
+    assert data.task == "classification" and data.x_train.dtype == torch.int64
+    config = RunConfig(
+        **{**BASE, "epochs": 4, "dataset": "arrays"}, model=f"{HERE}:token_classifier",
+        optimizer="adam", lr=0.02,
+    )  # fmt: skip
+    preflight(config, data)
+    assert run_config(config, data).test_accuracy > 0.9
+    pixels = from_value((x[:500].to(torch.uint8), y[:500], x[500:].to(torch.uint8), y[500:]))
+    assert pixels.x_train.dtype == torch.float32
+    features = dataclasses.replace(data, x_train=data.x_train.float().long())
+    with pytest.raises(InitlabError, match=r"integer dtype int64 \(kept as token ids.*float"):
+        preflight(config.replace(model=f"{HERE}:wrong_input"), features)

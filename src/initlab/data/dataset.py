@@ -31,11 +31,12 @@ TASKS = ("classification", "regression", "sequence")
 class Dataset:
     """A dataset split into train / validation / test tensors, for one of three tasks.
 
-    - ``classification``: ``x_*`` float32 ``[N, *input_shape]``, ``y_*`` int64 ``[N]`` class
-      indices in ``[0, num_classes)``; ``classes`` names the ``num_classes`` classes.
-    - ``regression``: ``x_*`` float32 ``[N, *input_shape]``, ``y_*`` float32 ``[N]`` or
-      ``[N, k]``; ``num_classes`` is the number of outputs (``k``; 1 for ``[N]`` targets),
-      ``classes`` is ``()``.
+    - ``classification``: ``x_*`` float32 ``[N, *input_shape]`` (or int64 token ids, for a
+      sequence classifier), ``y_*`` int64 ``[N]`` class indices in ``[0, num_classes)``;
+      ``classes`` names the ``num_classes`` classes.
+    - ``regression``: ``x_*`` float32 ``[N, *input_shape]`` (or int64 ids), ``y_*`` float32
+      ``[N]`` or ``[N, k]``; ``num_classes`` is the number of outputs (``k``; 1 for ``[N]``
+      targets), ``classes`` is ``()``.
     - ``sequence``: ``x_*`` int64 token ids ``[N, T]`` (``input_shape == (T,)``), ``y_*`` int64
       ``[N, T]`` target ids; ``num_classes`` is the vocabulary size ``V`` (every id, input or
       target, in ``[0, V)``); a model maps ``[B, T]`` ids to ``[B, T, V]`` logits.
@@ -117,10 +118,12 @@ class Dataset:
         return f"Dataset({self.summary()})"
 
 
+_FEATURES = (torch.float32, torch.int64)
+"""Inputs of classification and regression: features, or token ids (a sequence classifier)."""
 _DTYPES = {
-    "classification": (torch.float32, torch.int64),
-    "regression": (torch.float32, torch.float32),
-    "sequence": (torch.int64, torch.int64),
+    "classification": (_FEATURES, torch.int64),
+    "regression": (_FEATURES, torch.float32),
+    "sequence": ((torch.int64,), torch.int64),
 }
 
 
@@ -130,9 +133,10 @@ def check_split(data: Dataset, split: str) -> None:
     x, y = data.split(split)
     where = f"{data.name}/{split}"
     want_x, want_y = _DTYPES[data.task]
-    if x.dtype != want_x or y.dtype != want_y:
+    if x.dtype not in want_x or y.dtype != want_y:
+        xs = " or ".join(str(d) for d in want_x)
         raise InitlabError(
-            f"{where}: dtypes {x.dtype}, {y.dtype}; {data.task} needs x {want_x}, y {want_y}"
+            f"{where}: dtypes {x.dtype}, {y.dtype}; {data.task} needs x {xs}, y {want_y}"
         )
     n = x.shape[0]
     if data.task == "regression":

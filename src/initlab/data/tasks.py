@@ -12,9 +12,11 @@ Inference (``task="auto"``), over the training and test targets together:
 4. otherwise (integer targets of another shape) there is no rule: pass the task.
 
 Rule 1 also claims real-valued targets that happen to be whole numbers (ages, counts):
-pass ``task="regression"`` (``--task regression``) for those. Conversions: inputs become
-float32 (classification, regression; integer pixels are *not* rescaled) or int64
-(sequence); targets int64 (classification, sequence) or float32 (regression).
+pass ``task="regression"`` (``--task regression``) for those. Conversions: inputs of a
+signed integer dtype become int64 (token ids for an ``nn.Embedding``, e.g. a sequence
+classifier; features given as integers must be converted to a float dtype first), all other
+inputs float32 (``uint8`` pixels and ``bool`` features included; integer pixels are *not*
+rescaled); targets int64 (classification, sequence) or float32 (regression).
 """
 
 from __future__ import annotations
@@ -222,10 +224,18 @@ def _ids(what: str, t: Tensor, kind: str, declared: int | None, hint: str) -> Te
 
 
 def _inputs(what: str, x: Tensor) -> Tensor:
-    """``x`` as float32, after checking it is real and finite."""
+    """``x`` as int64 if it has a signed integer dtype (ids), else as float32 after
+    checking it is real and finite."""
     if x.dtype.is_complex:
         raise InitlabError(f"{what} is complex; inputs must be real numbers")
+    if is_signed_integer(x):
+        return x.to(torch.int64)
     return _finite(what, x.to(torch.float32))
+
+
+def is_signed_integer(x: Tensor) -> bool:
+    """``int8`` to ``int64`` (``uint8`` and ``bool`` are not: pixels and binary features)."""
+    return not x.dtype.is_floating_point and x.dtype.is_signed
 
 
 def _finite(what: str, t: Tensor) -> Tensor:

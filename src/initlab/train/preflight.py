@@ -14,7 +14,7 @@ Nothing is trained and the caller's RNG is untouched.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
@@ -25,8 +25,9 @@ from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
 PROBE_EXAMPLES = 2
 
 
-def preflight(config: RunConfig, data: object) -> None:
-    """Raise :class:`InitlabError` (one line) if ``config`` cannot train on ``data``."""
+def preflight(config: RunConfig, data: object) -> nn.Module:
+    """Raise :class:`InitlabError` (one line) if ``config`` cannot train on ``data``; the
+    model it built and ran (on the CPU, as built, not initialized)."""
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     task = resolve_task(config.task, data)
@@ -37,8 +38,10 @@ def preflight(config: RunConfig, data: object) -> None:
             f"{config.batch_size}; use a smaller batch_size or more training data"
         )
     check_finite(data)
-    out = probe_output(config, data)
+    model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
+    out = probe_output(model, data)
     check_output(task, out, data.y_train, data.num_classes)
+    return model
 
 
 def check_finite(data: object) -> None:
@@ -53,9 +56,8 @@ def check_finite(data: object) -> None:
                 )
 
 
-def probe_output(config: RunConfig, data: object) -> Tensor:
-    """The model's output on the first two training examples (built on the CPU, eval mode)."""
-    model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
+def probe_output(model: nn.Module, data: object) -> Tensor:
+    """``model``'s output on the first two training examples (on the CPU, eval mode)."""
     x = data.x_train[:PROBE_EXAMPLES].cpu()
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         model.eval()
@@ -64,8 +66,8 @@ def probe_output(config: RunConfig, data: object) -> Tensor:
         except Exception as exc:
             first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
             raise InitlabError(
-                f"model output/input mismatch: data examples have shape {list(x.shape[1:])} "
-                f"but the model failed with: {first}"
+                f"model output/input mismatch: data examples have shape {list(x.shape[1:])}"
+                f"{_integer_note(x)} but the model failed with: {first}"
             ) from None
     if not isinstance(out, Tensor):
         raise InitlabError(
@@ -73,6 +75,17 @@ def probe_output(config: RunConfig, data: object) -> Tensor:
             "(or predictions) as one tensor"
         )
     return out
+
+
+def _integer_note(x: Tensor) -> str:
+    """For integer inputs: what they were taken for and how to say otherwise."""
+    if x.is_floating_point():
+        return ""
+    top = int(x.max()) if x.numel() else 0
+    return (
+        f" and integer dtype {str(x.dtype).removeprefix('torch.')} (kept as token ids, max "
+        f"{top} in the probe; give features as floats, e.g. x.astype('float32'))"
+    )
 
 
 def check_output(task: str, out: Tensor, y: Tensor, num_classes: int) -> None:
