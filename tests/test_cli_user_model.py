@@ -125,11 +125,19 @@ def test_regression_from_an_npz_file(user_dir):
         assert runs[column].isna().all(), column
 
 
-def test_token_sequences_from_a_data_function(user_dir):
+def test_token_sequences_from_a_data_function(user_dir, capsys):
+    """The embedding keeps the factory's init whatever the scheme: one note says so."""
     out = user_dir / "out"
     args = ["--model", "models.py:lm", "--data", "models.py:tokens", "--inits", "he_normal"]
     assert _compare(*args, "--task", "sequence", "--out", str(out)) == 0
     assert pd.read_csv(out / "summary.csv")["status"].eq("ok").all()
+    notes = [line for line in capsys.readouterr().err.splitlines() if "embed" in line]
+    assert notes == [
+        "note: he_normal set only the Linear/Conv layers of models.py:lm; embed (Embedding) "
+        "keeps the factory's initialization in every run"
+    ]
+    assert _compare(*args, "--task", "sequence", "--inits", "default") == 0
+    assert "embed" not in capsys.readouterr().err  # the factory's init is what was asked
 
 
 BAD_INPUTS = [

@@ -225,13 +225,34 @@ def _init_layer(
 
 def _skipped_modules(model: nn.Module) -> list[dict[str, str]]:
     """Modules with parameters of their own that initlab does not initialize."""
-    skipped = []
-    for name, module in model.named_modules():
-        if isinstance(module, INITIALIZABLE):
-            continue
-        if any(True for _ in module.parameters(recurse=False)):
-            skipped.append(_skip(name, module, "not a Linear/Conv layer: left as it was"))
-    return skipped
+    reason = "not a Linear/Conv layer: left as it was"
+    return [_skip(name, module, reason) for name, module in _skipped_pairs(model)]
+
+
+NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()  # torch >= 2.4
+)
+"""Normalization layers: their scale 1 and shift 0 are every framework's init, not a gap."""
+
+
+def untouched_weights(model: nn.Module) -> list[str]:
+    """``"name (Type)"`` of each module with weights of its own that no scheme sets
+    (embeddings, RNNs, attention's input projection, bare parameters), norms left out:
+    what stays as the factory built it whatever init a comparison names."""
+    return [
+        f"{name or '(model)'} ({type(module).__name__})"
+        for name, module in _skipped_pairs(model)
+        if not isinstance(module, NORMS)
+    ]
+
+
+def _skipped_pairs(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if not isinstance(module, INITIALIZABLE)
+        and any(True for _ in module.parameters(recurse=False))
+    ]
 
 
 def _skip(name: str, module: nn.Module, reason: str) -> dict[str, str]:

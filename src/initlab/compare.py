@@ -17,10 +17,14 @@ code**. Every run is checked before any trains (:func:`preflight_configs`).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
+from initlab.apply import AS_BUILT, untouched_weights
 from initlab.config import RunConfig, unused_settings
 from initlab.data import Dataset
 from initlab.errors import InitlabError
@@ -179,12 +183,34 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
     for config in configs:
         check_architecture_settings(config)
     loaded: dict[tuple, Dataset] = {}
+    noted: set[str] = set()
     for config in {_preflight_key(c): c for c in configs}.values():
         key = _data_of(config)
         if key not in loaded:
             loaded[key] = load_data(config, data_dir=data_dir)
-        preflight(config, loaded[key])
+        model = preflight(config, loaded[key])
+        if config.model not in noted:
+            noted.add(config.model)
+            note_untouched(model, config.model, [c.init for c in configs])
     return loaded.get(_data_of(configs[0])) if configs else None
+
+
+def note_untouched(model: nn.Module, name: str, inits: Sequence[str]) -> None:
+    """Warn (one line) that the named inits leave ``model``'s embeddings, RNNs, attention
+    input projections or bare parameters as its factory built them: those runs differ
+    only in the Linear/Conv layers (:func:`initlab.apply.untouched_weights`)."""
+    schemes = [i for i in dict.fromkeys(inits) if i != AS_BUILT]
+    untouched = untouched_weights(model) if schemes else []
+    if untouched:
+        shown = ", ".join(untouched[:4]) + (
+            f" and {len(untouched) - 4} more" if len(untouched) > 4 else ""
+        )
+        warnings.warn(
+            f"{', '.join(schemes)} set only the Linear/Conv layers of {name}; {shown} "
+            f"{'keeps' if len(untouched) == 1 else 'keep'} the factory's initialization in "
+            "every run",
+            stacklevel=2,
+        )
 
 
 def check_architecture_settings(config: RunConfig) -> None:

@@ -1,6 +1,9 @@
-"""Printing DataFrames as Rich tables: shared by the command line and the sweep display."""
+"""Printing for the command line and the sweep display: DataFrames as Rich tables, and
+warnings as one ``note:`` line."""
 
 from __future__ import annotations
+
+import sys
 
 import pandas as pd
 from rich.console import Console
@@ -25,3 +28,14 @@ def _cell(value: object) -> str:
             return "—"
         return f"{value:.4g}"
     return str(value)
+
+
+def show_note(message, category, filename, lineno, file=None, line=None) -> None:
+    """A :func:`warnings.showwarning` printing initlab's notes (``UserWarning``: a fallback,
+    layers a scheme leaves alone) as one ``note:`` line on stderr, and other warnings as one
+    line with their source, without the source line itself."""
+    text = str(message).strip()
+    if category is UserWarning:
+        print(f"note: {text}", file=file or sys.stderr)
+    else:
+        print(f"{category.__name__}: {text} ({filename}:{lineno})", file=file or sys.stderr)

@@ -13,9 +13,11 @@ import importlib
 import itertools
 import pkgutil
 import sys
+import warnings
 
 import typer
 
+from initlab.console import show_note
 from initlab.errors import InitlabError
 
 app = typer.Typer(
@@ -93,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     apply_mkl_dispatch(args)
     _register_commands()
     try:
-        app(args=args, prog_name="initlab")  # standalone mode: always ends in SystemExit
+        with warnings.catch_warnings():
+            warnings.showwarning = show_note
+            app(args=args, prog_name="initlab")  # standalone mode: always ends in SystemExit
     except SystemExit as stop:
         code = stop.code
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -25,12 +25,14 @@ import queue
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Protocol
 
 import initlab.mkl_dispatch as mkl_dispatch
 from initlab.config import RunConfig
+from initlab.console import show_note
 from initlab.errors import InitlabError
 from initlab.sweep.engine import (
     DataCache,
@@ -274,6 +276,7 @@ def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) ->
 
     _exit_with_parent(parent_pid)
     torch.set_num_threads(threads)
+    warnings.showwarning = show_note  # the engine's notes as the parent prints its own
     cache = DataCache(data_dir)
 
     def hook(config: RunConfig, record: dict) -> None:
