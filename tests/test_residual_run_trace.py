@@ -170,3 +170,61 @@ def test_plan_command_records_the_structure_from_its_data(tmp_path, monkeypatch,
     assert "L = 4 branches" in capsys.readouterr().out
     assert main([*args, "--out", "guessed.json"]) == 0
     assert json.loads((tmp_path / "guessed.json").read_text())["residual"]["depth"] == 2
+
+
+class TorchEncoder(nn.Module):
+    """A classifier on ``nn.TransformerEncoder``: torch.nn modules whose residual additions
+    fx's default tracer never opens, and whose fast-path checks fx cannot trace."""
+
+    def __init__(self, norm_first: bool = False) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, norm_first=norm_first)
+        self.inp, self.head = nn.Linear(8, 16), nn.Linear(16, 3)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.enc(self.inp(x)).mean(1))
+
+
+class TorchDecoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dec, self.head = (
+            nn.TransformerDecoderLayer(16, 2, 32, batch_first=True),
+            nn.Linear(16, 3),
+        )
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dec(x, memory))
+
+
+def _branches(structure) -> list[tuple]:
+    return [(b.layers, b.output, b.last_norm, b.block) for b in structure.branches]
+
+
+@pytest.mark.parametrize(
+    ("model", "example", "branches"),
+    [
+        (TorchEncoder(), torch.randn(2, 5, 8), 4),
+        (TorchEncoder(norm_first=True), torch.randn(2, 5, 8), 4),
+        (TorchDecoder(), (torch.randn(2, 5, 16), torch.randn(2, 4, 16)), 3),
+    ],
+    ids=["encoder", "pre-norm-encoder", "decoder"],
+)
+def test_torch_transformer_layers_have_their_attention_and_feed_forward_branches(
+    model, example, branches
+):
+    """From a run (or fx, which traces the decoder layer) and from the fallback's knowledge of
+    torch.nn's forward alike: each attention branch ends in its ``out_proj``, the feed-forward
+    one in ``linear2``; the rules reach both (they found neither before)."""
+    from initlab.residual.fallback import fallback_structure
+
+    run = find_structure(model, example)
+    assert _branches(run) == _branches(fallback_structure(model))
+    assert len(run.branches) == branches  # two per encoder layer, three per decoder layer
+    lasts = [b.layers[-1] for b in run.branches]
+    assert all(n.endswith(("out_proj", "linear2")) for n in lasts)
+    result = apply_residual(model, "zero_last_layer", example=example)
+    weights = dict(model.named_parameters())
+    assert result.rule == "zero_last_layer"
+    assert all(weights[f"{n}.weight"].abs().max() == 0 for n in lasts)

@@ -1,6 +1,12 @@
 """Residual branches from module names and order, for models ``torch.fx`` cannot trace.
 
-Two kinds of block are recognized, outermost first (a block's own blocks are not searched):
+Three kinds of block are recognized, outermost first (a block's own blocks are not searched):
+
+* ``torch.nn``'s ``TransformerEncoderLayer`` and ``TransformerDecoderLayer``, whose forward
+  is PyTorch's own: ``x + dropout1(self_attn(x))`` (the branch: ``self_attn.out_proj``),
+  for a decoder ``x + dropout2(multihead_attn(x, memory))``, and
+  ``x + dropout(linear2(dropout(activation(linear1(x)))))`` (``linear1, linear2``), each
+  branch's output its dropout module;
 
 * initlab-style: a module with ``residual is True`` and a ``branch_layers`` list (initlab's
   residual MLP blocks);
@@ -31,11 +37,31 @@ def fallback_structure(model: nn.Module) -> Structure:
         if any(name.startswith(t + ".") for t in taken):
             continue
         branch = _initlab_block(name, module) or _named_block(name, module)
-        if branch is not None:
+        branches = _torch_transformer_layer(name, module) or ([branch] if branch else [])
+        for branch in branches:
             branch.index = len(structure.branches)
             structure.branches.append(branch)
+        if branches:
             taken.append(name)
     return structure
+
+
+def _torch_transformer_layer(name: str, module: nn.Module) -> list[Branch]:
+    """The residual branches of a ``torch.nn`` transformer layer (module docstring)."""
+    if isinstance(module, nn.TransformerEncoderLayer):
+        attention = [("self_attn", "dropout1")]
+        feed_forward = "dropout2"
+    elif isinstance(module, nn.TransformerDecoderLayer):
+        attention = [("self_attn", "dropout1"), ("multihead_attn", "dropout2")]
+        feed_forward = "dropout3"
+    else:
+        return []
+    found = [([f"{attn}.out_proj"], out) for attn, out in attention]
+    found.append((["linear1", "linear2"], feed_forward))
+    return [
+        Branch(0, [_join(name, n) for n in layers], output=_join(name, out), block=name)
+        for layers, out in found
+    ]
 
 
 def _join(prefix: str, name: str) -> str:

@@ -21,12 +21,26 @@ from initlab.residual.structure import LAYERS, NORMS, Branch, Structure
 ADDS = {operator.add, operator.iadd, torch.add}
 
 
+COMPOSITES = (
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+    nn.TransformerEncoder,
+    nn.TransformerDecoder,
+    nn.Transformer,
+)
+"""``torch.nn`` modules whose residual additions are inside them: opened, not leaves."""
+
+
 class LayerTracer(fx.Tracer):
     """fx's tracer, with every weight layer and norm a leaf — subclasses too (fx's default
     traces through a ``nn.Linear`` subclass defined outside ``torch.nn``, and the branch
-    would then seem to have no layers)."""
+    would then seem to have no layers) — and ``torch.nn``'s transformer layers opened
+    (:data:`COMPOSITES`: fx's default keeps every ``torch.nn`` module whole, and their two
+    residual branches per layer would not be seen)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, COMPOSITES):
+            return False
         return isinstance(m, (*LAYERS, *NORMS)) or super().is_leaf_module(m, qualname)
 
 
@@ -99,11 +113,18 @@ def _branch_of(
 
 
 def _called(path: list[fx.Node], modules: dict[str, nn.Module], kinds: tuple) -> list[str]:
+    """The modules of ``kinds`` called along ``path``, in order; for weight layers, an
+    ``nn.MultiheadAttention`` (a leaf) counts as its ``out_proj``, the last weight layer of
+    an attention branch (its input projection is a bare parameter, not a layer)."""
     names: list[str] = []
     for n in path:
-        called = n.op == "call_module" and isinstance(modules.get(n.target), kinds)
-        if called and n.target not in names:
-            names.append(str(n.target))
+        if n.op != "call_module":
+            continue
+        module, name = modules.get(n.target), str(n.target)
+        if kinds is LAYERS and isinstance(module, nn.MultiheadAttention):
+            module, name = module.out_proj, f"{name}.out_proj"
+        if isinstance(module, kinds) and name not in names:
+            names.append(name)
     return names
 
 
