@@ -46,6 +46,12 @@ def test_plan_command_writes_json_and_refuses_bad_input(tmp_path, capsys):
     proj = next(r for r in data["parameters"] if r["name"] == "blocks.0.mlp.proj.weight")
     assert abs(proj["std_after"] / (0.02 / 2**0.5) - 1) < 0.05  # 16384 draws
     assert "L = 2 branches" in capsys.readouterr().out
+    rules = {r["name"]: r["rule"] for r in data["parameters"]}
+    assert rules["head.weight"] == "glorot_uniform"  # the output layer as compare builds it
+    assert main([*args, "--init", "he_normal", "--output-init", "same", "--bias", "keep",
+                 "--out", str(path)]) == 0  # fmt: skip
+    rules = {r["name"]: r["rule"] for r in json.loads(path.read_text())["parameters"]}
+    assert rules["head.weight"] == "he_normal" and rules["head.bias"] == "kept"
     assert main([*args, "--residual-init", "fixpu"]) == 2
     assert "did you mean 'fixup'" in capsys.readouterr().err
     assert main(["plan", "--model", "mlp"]) == 2

@@ -45,10 +45,8 @@ def compare(
     activation: opt.Activation = "relu",
     batch_norm: opt.BatchNorm = False,
     dropout: float = 0.0,
-    output_init: Annotated[
-        str, typer.Option(help="the output layer's scheme; 'same' = as the hidden layers")
-    ] = "glorot_uniform",
-    bias: Annotated[str, typer.Option(help="zeros, keep, torch_default or a number")] = "zeros",
+    output_init: opt.OutputInit = "glorot_uniform",
+    bias: opt.Bias = "zeros",
     residual_init: opt.ResidualInit = None,
     limit_train: Annotated[
         int | None, typer.Option(help="use only the first N training examples")
@@ -79,7 +77,7 @@ def compare(
         activation=activation,
         batch_norm=batch_norm,
         dropout=dropout,
-        output_init=None if output_init == "same" else output_init,
+        output_init=opt.output_scheme(output_init),
         bias=parse_bias(bias),
         limit_train=limit_train,
         **({"residual_init": residual_init} if residual_init else {}),

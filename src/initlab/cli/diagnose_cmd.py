@@ -48,11 +48,9 @@ def diagnose(
             "--model factory: default, the model as built)"
         ),
     ] = None,
-    output_init: Annotated[
-        str, typer.Option(help="the output layer's scheme; 'same' = as the hidden layers")
-    ] = "glorot_uniform",
+    output_init: opt.OutputInit = "glorot_uniform",
     batch_norm: opt.BatchNorm = False,
-    bias: Annotated[str, typer.Option(help="zeros, keep, torch_default or a number")] = "zeros",
+    bias: opt.Bias = "zeros",
     residual_init: opt.ResidualInit = None,
     batch: Annotated[int, typer.Option(help="examples in the probe batch")] = 512,
     seed: Annotated[int, typer.Option(help="seed of the weights and of the batch")] = 0,
@@ -75,7 +73,7 @@ def diagnose(
         activation=activation,
         batch_norm=batch_norm,
         init=inits[0],
-        output_init=None if output_init == "same" else output_init,
+        output_init=opt.output_scheme(output_init),
         bias=parse_bias(bias),
         seed=seed,
         residual_init=residual_init or "none",

@@ -110,6 +110,18 @@ ResidualInit = Annotated[
         "skipinit, fixup, depth_scaled (see docs/residual.md)",
     ),
 ]
+OutputInit = Annotated[
+    str, typer.Option(help="the output layer's scheme; 'same' = as the hidden layers")
+]
+Bias = Annotated[str, typer.Option(help="zeros, keep, torch_default or a number")]
+
+
+def output_scheme(output_init: str) -> str | None:
+    """``--output-init`` as ``RunConfig.output_init`` / ``initialize(output_layer=)``:
+    ``same`` is ``None`` (the hidden layers' scheme)."""
+    return None if output_init == "same" else output_init
+
+
 Hidden = Annotated[str, typer.Option(help="hidden widths, e.g. 300,100")]
 Activation = Annotated[str, typer.Option(help="relu, tanh, sigmoid, ... (see `initlab list`)")]
 BatchNorm = Annotated[bool, typer.Option("--batch-norm/--no-batch-norm")]

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from initlab.cli import app
 from initlab.cli import options as opt
+from initlab.cli.options import parse_bias
 from initlab.errors import InitlabError
 
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -22,6 +23,8 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 @opt.target_options("model", "model_arg", "data")
 def plan(
     init: Annotated[str, typer.Option(help="the per-layer scheme; default: as built")] = "default",
+    output_init: opt.OutputInit = "glorot_uniform",
+    bias: opt.Bias = "zeros",
     residual_init: opt.ResidualInit = None,
     seed: Annotated[int, typer.Option(help="seed of the construction and the init")] = 0,
     out_path: Annotated[
@@ -51,7 +54,11 @@ def plan(
     torch.manual_seed(seed)
     model = build_user_model(spec, target.get("model_args"))
     generator = torch.Generator().manual_seed(seed)
-    result = make_plan(model, init, residual=rule, generator=generator, data=example)
+    output = None if init == "default" else opt.output_scheme(output_init)
+    result = make_plan(
+        model, init, residual=rule, generator=generator, data=example,
+        output_layer=output, bias=parse_bias(bias),
+    )  # fmt: skip
     print_plan(result.to_json(), out)
     if out_path is not None:
         try:
