@@ -244,6 +244,12 @@ def test_sweep_options_replace_the_specs_fixed_values(user_dir, capsys):
     assert main([*again, "--model-arg", "width=16"]) == 2
     assert "the spec varies 'model_args.width'" in capsys.readouterr().err
     assert not (user_dir / "t").exists()
+    typo = swept.replace("width = [4, 8]", "widht = [4, 8]")
+    (user_dir / "u.toml").write_text(typo.replace("[fixed]", '[fixed]\nmodel = "models.py:build"'))
+    for dry in (["--dry-run"], []):  # the dry run fails as the sweep would
+        assert main(["sweep", "u.toml", "--out", str(user_dir / "u"), *dry]) == 2
+        assert "unexpected keyword argument 'widht'" in capsys.readouterr().err
+    assert not (user_dir / "u").exists()
 
 
 def test_parse_model_args_reads_numbers_booleans_and_text():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -48,14 +48,12 @@ def build_model(
     raise UnknownNameError("model", architecture, ARCHITECTURES)
 
 
-def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> nn.Module:
-    """Call the factory named by ``spec`` (``module:function``, ``file.py:function``) with
-    ``**model_args``; :class:`InitlabError` (one line) when it cannot be loaded, needs
-    arguments it was not given, raises, or returns something that is not an ``nn.Module``.
-
-    **This imports and runs the user's code.** The caller controls the RNG (see
-    :func:`initlab.train.run.build_initialized_model`).
-    """
+def check_factory_args(
+    spec: str, model_args: Mapping[str, Any] | None = None
+) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The factory named by ``spec`` and ``model_args`` as a dict, after checking that the
+    factory can be called with them (its signature; nothing is built):
+    :class:`InitlabError` (one line) for a missing or unexpected argument."""
     from initlab.usercode import load_callable
 
     factory = load_callable(spec, "--model")
@@ -69,6 +67,18 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> 
         ) from None
     except ValueError:  # no signature (a builtin): let the call decide
         pass
+    return factory, args
+
+
+def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> nn.Module:
+    """Call the factory named by ``spec`` (``module:function``, ``file.py:function``) with
+    ``**model_args``; :class:`InitlabError` (one line) when it cannot be loaded, needs
+    arguments it was not given, raises, or returns something that is not an ``nn.Module``.
+
+    **This imports and runs the user's code.** The caller controls the RNG (see
+    :func:`initlab.train.run.build_initialized_model`).
+    """
+    factory, args = check_factory_args(spec, model_args)
     try:
         built = factory(**args)
     except Exception as exc:

@@ -28,7 +28,7 @@ from torch import nn
 import initlab.data as data
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
-from initlab.models import build_model
+from initlab.models import build_model, check_factory_args
 from initlab.sweep.footprint import (
     OPTIMIZER_STATE,
     NoEstimate,
@@ -85,13 +85,18 @@ def check_buildable(configs: Iterable[RunConfig], read_data: bool = False) -> No
     """Size every distinct architecture once (arithmetic, or the meta device: instant), so
     that a model that cannot exist for its dataset (a CNN on flat inputs...) or of absurd
     size fails before anything runs. User factories are checked when the sweep starts;
-    built-in models on user data only with ``read_data`` (the data is loaded to size them)."""
+    built-in models on user data only with ``read_data`` (the data is loaded to size them);
+    a factory's arguments are checked against its signature here (a misspelt ``model_args``
+    key fails a dry run as it fails the sweep)."""
     seen = set()
     for config in configs:
         arch = architecture(config)
-        if arch in seen or is_user_spec(config.model):
+        if arch in seen:
             continue
         seen.add(arch)
+        if is_user_spec(config.model):
+            check_factory_args(config.model, config.model_args)
+            continue
         try:
             profile(config, read_data)
         except NoEstimate:
