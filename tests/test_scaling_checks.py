@@ -64,3 +64,14 @@ def test_ntk_with_sgd_freezes_features():
     shrinking = flagged(result, "update", sign=-1)
     assert {"blocks.0.linear", "blocks.1.linear", "blocks.2.linear"} <= shrinking
     assert "output" not in flagged(result, "update")
+
+
+def test_seeds_are_a_count_or_a_list_as_in_compare():
+    from initlab.errors import InitlabError
+
+    small = dict(widths=(8, 16), steps=1, batch_size=8, data="digits")
+    by_count = coord_check("mlp", seeds=2, **small)
+    by_list = coord_check("mlp", seeds=[0, 1], **small)
+    assert set(by_count.coords["seed"]) == set(by_list.coords["seed"]) == {0, 1}
+    with pytest.raises(InitlabError, match="at least one seed"):
+        coord_check("mlp", seeds=0, **small)

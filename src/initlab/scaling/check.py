@@ -27,6 +27,7 @@ from initlab.scaling.verdicts import (
     width_verdicts,
     with_sentences,
 )
+from initlab.sweep.spec import seed_list
 from initlab.train.device import resolve_device
 from initlab.train.tasks import resolve_task
 from initlab.usercode import load_callable
@@ -135,7 +136,7 @@ def coord_check(
     optimizer: str = "adam",
     lr: float | None = None,
     steps: int = 5,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: int | Sequence[int] = 3,
     depths: Sequence[int] = (),
     data: str | None = None,
     device: str = "cpu",
@@ -148,15 +149,16 @@ def coord_check(
 ) -> ScalingResult:
     """Run the coordinate check of ``model`` (see :mod:`initlab.scaling.coords`) and fit its
     verdicts. ``width_arg``/``depth_arg``: the factory's keywords for the width and depth
-    (``n_embd``, ``n_layer``) when they are not named ``width``/``depth``. Every user
-    mistake raises :class:`InitlabError` before any training."""
+    (``n_embd``, ``n_layer``) when they are not named ``width``/``depth``. ``seeds``: a
+    count (seeds ``0..n-1``) or explicit seeds, as in ``compare``. Every user mistake
+    raises :class:`InitlabError` before any training."""
     settings = CoordSettings(
         widths=tuple(int(w) for w in widths),
         param=param,
         optimizer=optimizer,
         lr=DEFAULT_LR.get(optimizer, 1e-3) if lr is None else float(lr),
         steps=int(steps),
-        seeds=tuple(int(s) for s in seeds),
+        seeds=seed_list(seeds if isinstance(seeds, int) else [int(s) for s in seeds]),
         depths=tuple(int(d) for d in depths),
         batch_size=int(batch_size),
         base_width=base_width,
