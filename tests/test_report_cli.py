@@ -76,12 +76,17 @@ def test_report_from_a_results_store(tmp_path):
     store.add_study("0123456789abcdef", "tiny", {}, ["init"], [r.config.key() for r in results[:2]])
     store.close()
     out = tmp_path / "report"
-    assert main(["report", str(tmp_path / "sweep"), "--out", str(out)]) == 0
-    html = (out / "report.html").read_text()
-    assert "4 runs in 2 groups" in html and (out / "gradients.png").exists()
     db = tmp_path / "sweep" / "initlab.db"
     assert main(["report", str(db), "--out", str(out), "--study", "tiny"]) == 0
     assert "2 runs in 1 groups" in (out / "report.html").read_text()
+    assert main(["report", str(tmp_path / "sweep"), "--out", str(out)]) == 0
+    assert "2 runs in 1 groups" in (out / "report.html").read_text()  # the only study
+    store = store_module.open_store(tmp_path / "sweep")
+    store.add_study("fedcba9876543210", "other", {}, ["init"], [results[2].config.key()])
+    store.close()
+    assert main(["report", str(tmp_path / "sweep"), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()  # two studies: every run
+    assert "4 runs in 2 groups" in html and (out / "gradients.png").exists()
 
 
 @pytest.mark.parametrize(

@@ -30,10 +30,14 @@ def report(
         Path, typer.Option("--out", help="write report.html, report.md and PNGs here")
     ],
     study: Annotated[
-        str | None, typer.Option(help="only the runs of this study (stores only)")
+        str | None,
+        typer.Option(help="only the runs of this study (stores only; default: the only one)"),
     ] = None,
     group_by: Annotated[
-        str | None, typer.Option(help="comma-separated grouping columns (default: init)")
+        str | None,
+        typer.Option(
+            help="comma-separated grouping columns (default: the study's group_by, else init)"
+        ),
     ] = None,
     title: Annotated[str | None, typer.Option(help="the report's title")] = None,
 ) -> None:

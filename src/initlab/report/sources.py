@@ -54,6 +54,9 @@ def _from_store(db: Path, study: str | None) -> tuple[ResultSet, pd.DataFrame | 
         ) from err
     store = open_store(db)
     try:
+        if study is None:  # the only study, as `initlab results` picks it (its group_by)
+            studies = store.studies()
+            study = str(studies["name"].iloc[0]) if len(studies) == 1 else None
         results = store.results(study=study)
         layer_stats = store.layer_stats(study)
     finally:
