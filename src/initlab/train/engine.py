@@ -172,7 +172,8 @@ class StackTrainer:
         self.stack.zero_grad()
         self.fuse(self.fusable and not self.masked)
         total.backward()
-        self.opt.step(self.alive if self.masked else None, self.stack.grads())
+        alive = self.alive if self.masked else None
+        self.opt.step(alive, self.stack.grads(), self.stack.present())
         meter.add(out, y, loss_mean=loss)
         self.global_step += 1
 

@@ -13,6 +13,14 @@ decay are ``[M, 1, ..., 1]`` tensors broadcasting over it. The formulas are PyTo
 **Freezing.** :meth:`StackedOptimizer.step` takes an optional ``alive`` mask ``[M]``: a frozen
 model's gradient is zeroed (NaN/inf included) and its learning rate is 0, so its parameters
 stay exactly as they are while the others train.
+
+**Parameters a model did not use.** ``torch.optim`` skips a parameter whose ``.grad`` is
+``None`` (a branch that data-dependent code did not take): its value, momentum and Adam
+moments stay, and its Adam step count does not advance. ``present`` (per parameter, a mask
+``[M]`` of the models that have its gradient, or ``None`` for all) does the same per model:
+the others' step is computed with learning rate 0 and their state put back, and Adam's bias
+corrections use each model's own count of steps of that parameter, so a model's numbers do
+not depend on which other models share its stack.
 """
 
 from __future__ import annotations
@@ -33,6 +41,17 @@ def effective_weight_decay(optimizer: str, weight_decay: float) -> float:
     if optimizer == "adamw":
         return weight_decay or ADAMW_DEFAULT_WEIGHT_DECAY
     return weight_decay
+
+
+def _keep(alive: Tensor | None, present: Tensor | None, like: Tensor) -> Tensor | None:
+    """The models that update a parameter this step, shaped as ``like`` (``None``: all)."""
+    if alive is None and present is None:
+        return None
+    if alive is None or present is None:
+        keep = alive if present is None else present
+    else:
+        keep = alive & present
+    return keep.view(like.shape)
 
 
 def _column(values: Sequence[float], like: Tensor) -> Tensor:
@@ -62,29 +81,44 @@ class StackedOptimizer:
         self.mu = [_column(momenta, p) for p in self.params]
         self.wd = [_column(self.wds, p) for p in self.params]
         self.state: list[dict[str, Tensor]] = [{} for _ in self.params]
+        self.counts: list[Tensor | None] = [None] * len(self.params)
+        """Per parameter, each model's Adam step count ``[M, 1, ...]`` once one has skipped
+        a step of it (``None``: every model has taken all :attr:`t` steps)."""
 
     @torch.no_grad()
     def step(
-        self, alive: Tensor | None = None, grads: Sequence[Tensor | None] | None = None
+        self,
+        alive: Tensor | None = None,
+        grads: Sequence[Tensor | None] | None = None,
+        present: Sequence[Tensor | None] | None = None,
     ) -> None:
         """One update from ``grads`` (default: each parameter's ``.grad``), ``[M, ...]``
-        each; models with ``alive[m]`` False are frozen (see the module docstring). All
-        tensors are updated by ``torch._foreach_*`` kernels (one launch per operation, as
-        ``torch.optim``'s default), with a scalar learning rate when every model has the same.
+        each; models with ``alive[m]`` False are frozen, and a parameter's models outside
+        ``present[i]`` skip it (see the module docstring). All tensors are updated by
+        ``torch._foreach_*`` kernels (one launch per operation, as ``torch.optim``'s
+        default), with a scalar learning rate when every model has the same.
         """
         self.t += 1
         grads = [p.grad for p in self.params] if grads is None else list(grads)
+        present = [None] * len(self.params) if present is None else list(present)
         idx = [i for i, g in enumerate(grads) if g is not None]
+        for i, g in enumerate(grads):
+            self._count(i, None if g is None else present[i], skipped=g is None)
         if not idx:
             return
         ps, gs = [self.params[i] for i in idx], [grads[i] for i in idx]
         lrs: list[Tensor] | float = [self.lr[i] for i in idx]
-        if alive is not None:
-            keeps = [alive.view(self.lr[i].shape) for i in idx]
-            gs = [torch.where(k, g, 0.0) for k, g in zip(keeps, gs, strict=True)]
-            lrs = torch._foreach_mul(lrs, keeps)
+        keeps = [_keep(alive, present[i], self.lr[i]) for i in idx]
+        if any(k is not None for k in keeps):
+            ones = [
+                torch.ones(lr.shape, dtype=torch.bool, device=lr.device) if k is None else k
+                for k, lr in zip(keeps, lrs, strict=True)
+            ]
+            gs = [torch.where(k, g, 0.0) for k, g in zip(ones, gs, strict=True)]
+            lrs = torch._foreach_mul(lrs, ones)
         elif self.uniform:
             lrs = self.lr0
+        saved = self._save_skipped(idx, present)
         if self.any_wd and self.kind != "adamw":
             gs = torch._foreach_addcmul(gs, ps, [self.wd[i] for i in idx])
         if self.kind == "momentum":
@@ -95,6 +129,37 @@ class StackedOptimizer:
             torch._foreach_add_(ps, gs, alpha=-lrs)
         else:
             torch._foreach_sub_(ps, torch._foreach_mul(gs, lrs))
+        self._restore_skipped(saved)
+
+    def _count(self, i: int, present: Tensor | None, skipped: bool) -> None:
+        """Advance parameter ``i``'s per-model Adam step counts, if it needs them: when all
+        its models skip this step, or only those in ``present`` take it."""
+        if self.kind not in ("adam", "adamw") or (present is None and not skipped):
+            if self.counts[i] is not None:
+                self.counts[i] += 1
+            return
+        if self.counts[i] is None:
+            self.counts[i] = torch.full_like(self.lr[i], float(self.t - 1))
+        if not skipped:
+            self.counts[i] += present.view(self.lr[i].shape)
+
+    def _save_skipped(
+        self, idx: list[int], present: list[Tensor | None]
+    ) -> list[tuple[int, Tensor, dict[str, Tensor]]]:
+        """``(parameter, skipped models, their state rows)`` to put back after the update
+        (no rows yet: the state this step creates is reset to zeros for them, which is
+        the state of a parameter that has taken no step)."""
+        saved = []
+        for i in idx:
+            if present[i] is not None:
+                rows = ~present[i]
+                saved.append((i, rows, {k: t[rows].clone() for k, t in self.state[i].items()}))
+        return saved
+
+    def _restore_skipped(self, saved: list[tuple[int, Tensor, dict[str, Tensor]]]) -> None:
+        for i, rows, values in saved:
+            for name, tensor in self.state[i].items():
+                tensor[rows] = values.get(name, 0.0)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -142,6 +207,9 @@ class StackedOptimizer:
         torch._foreach_lerp_(ms, gs, 1 - BETA1)
         torch._foreach_mul_(vs, BETA2)
         torch._foreach_addcmul_(vs, gs, gs, value=1 - BETA2)
+        if any(self.counts[i] is not None for i in idx):
+            self._adam_counted(idx, ps, ms, vs, lrs)
+            return
         bc1, bc2 = 1 - BETA1**self.t, 1 - BETA2**self.t
         denom = torch._foreach_sqrt(vs)
         torch._foreach_div_(denom, bc2**0.5)
@@ -152,3 +220,18 @@ class StackedOptimizer:
             steps = torch._foreach_div(ms, denom)
             torch._foreach_mul_(steps, torch._foreach_div(lrs, bc1))
             torch._foreach_sub_(ps, steps)
+
+    def _adam_counted(self, idx, ps, ms, vs, lrs) -> None:
+        """Adam's step with each model's own step count per parameter (``counts``; a
+        model that has not taken a step yet is masked by its learning rate 0)."""
+        for k, i in enumerate(idx):
+            t = (
+                self.counts[i]
+                if self.counts[i] is not None
+                else torch.full_like(self.lr[i], self.t)
+            )
+            t = t.clamp(min=1)
+            bc1, bc2 = 1 - BETA1**t, 1 - BETA2**t
+            lr = lrs if isinstance(lrs, float) else lrs[k]
+            denom = (vs[k].sqrt() / bc2.sqrt()).add_(EPS)
+            ps[k].sub_(ms[k] / denom * (lr / bc1))

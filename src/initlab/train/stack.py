@@ -194,6 +194,21 @@ class ModelStack:
                 out.append(torch.stack([p[0] * 0 if g is None else g for g in gs]))
         return out
 
+    def present(self) -> list[Tensor | None]:
+        """Per stacked parameter, the models whose last backward reached it (``[M]`` bool),
+        or ``None`` when all did: in the looped strategy a model's data-dependent code may
+        leave a parameter unused, and the optimizer then skips it for that model as
+        ``torch.optim`` does (:class:`initlab.train.optimizers.StackedOptimizer`)."""
+        if self.strategy != LOOPED or self._modules is None:
+            return [None] * len(self.params)
+        leaves = self._leaves()
+        out: list[Tensor | None] = []
+        for i in range(len(self.params)):
+            has = [leaf[i].grad is not None for leaf in leaves]
+            partial = any(has) and not all(has)
+            out.append(torch.tensor(has, device=self.device) if partial else None)
+        return out
+
     def _leaves(self) -> list[list[Tensor]]:
         """Per model, its module's parameters in :attr:`params` order."""
         if self._leaf_lists is None:
