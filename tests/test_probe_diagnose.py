@@ -260,3 +260,27 @@ def test_all_zero_outputs_do_not_make_up_an_activation(batch):
     relu = FunctionalRelu()
     initlab.initialize(relu, "zeros")
     assert diagnose(relu, *batch).layers["activation"].iloc[0] == "relu"
+
+
+def test_the_default_loss_follows_the_targets():
+    """Float targets are regression (MSE, not cross-entropy on soft labels); [B, T] token
+    ids against [B, T, V] outputs are token cross-entropy: the gradients of passing that
+    loss explicitly (to float32 rounding: a mean over 192 and 24 terms, other kernels)."""
+
+    def grad_stds(d):
+        return {r["layer"]: r["value"] for r in d.to_rows() if r["metric"] == "pre_grad_std"}
+
+    tol = 50 * torch.finfo(torch.float32).eps * math.sqrt(192)
+    torch.manual_seed(0)
+    regressor = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3))
+    x, y = torch.randn(64, 5), torch.randn(64, 3)
+    mse = grad_stds(diagnose(regressor, x, y, loss=F.mse_loss))
+    assert grad_stds(diagnose(regressor, x, y)) == pytest.approx(mse, rel=tol)
+    lm = nn.Sequential(nn.Embedding(7, 8), nn.Linear(8, 7))
+    ids = torch.randint(0, 7, (4, 6))
+
+    def token_ce(out, target):
+        return F.cross_entropy(out.reshape(-1, 7), target.reshape(-1))
+
+    expected = grad_stds(diagnose(lm, ids, ids, loss=token_ce))
+    assert grad_stds(diagnose(lm, ids, ids)) == pytest.approx(expected, rel=tol)

@@ -182,7 +182,8 @@ def diagnose(
     """Diagnose ``model`` on one batch: statistics per layer, findings, suggestions.
 
     One forward and one backward pass (:func:`initlab.probe.hooks.collect`): of the task
-    loss ``loss(output, targets)`` (cross-entropy by default) when ``targets`` are given,
+    loss ``loss(output, targets)`` when ``targets`` are given (by default: cross-entropy for
+    class labels, MSE for float targets, token cross-entropy for ``[B, T]`` token ids),
     else of ``<output, v>`` with a fixed-seed unit-variance cotangent ``v``. ``mode="train"``
     (default) shows what a training step sees (BatchNorm batch statistics, dropout from a
     ``seed``-ed RNG); ``"eval"`` and ``"current"`` are the alternatives. The model is left

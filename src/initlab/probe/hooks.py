@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 import initlab.activations as activations
@@ -127,7 +126,9 @@ def _objective(output: object, targets: Tensor | None, loss: Loss | None, seed: 
             f"diagnose needs a model whose forward returns one tensor, got {type(output).__name__}"
         )
     if targets is not None:
-        value = (loss or F.cross_entropy)(output, targets)
+        from initlab.train.tasks import batch_task, model_loss  # train imports this module
+
+        value = (loss or model_loss(batch_task(output, targets)))(output, targets)
     elif loss is not None:
         value = loss(output)
     else:
@@ -213,8 +214,10 @@ def collect(
 ) -> list[LayerTensors]:
     """One forward and one backward pass of ``model`` on ``inputs``; per-layer tensors.
 
-    The backward pass differentiates the task loss (``loss(output, targets)``, cross-entropy
-    by default) when ``targets`` are given, ``loss(output)`` when only ``loss`` is, and
+    The backward pass differentiates the task loss (``loss(output, targets)``; by default the
+    one the targets imply, :func:`initlab.train.tasks.batch_task`: cross-entropy for class
+    labels, MSE for float targets, token cross-entropy for ``[B, T]`` ids) when ``targets``
+    are given, ``loss(output)`` when only ``loss`` is, and
     otherwise ``<output, v>`` for a fixed-seed standard-normal ``v``. See
     :mod:`initlab.probe.trace` for what a layer, its pre-activation and its activation
     are, and :func:`preserved` for how the model is left untouched.

@@ -140,6 +140,14 @@ class Meter:
         return (self.loss_sum / n).tolist(), (self.hits / n).tolist()
 
 
+def batch_task(out: Tensor, y: Tensor) -> str:
+    """The task a batch's targets imply: float targets → regression; integer ``[B, T]``
+    targets for ``[B, T, V]`` outputs → sequence; else classification."""
+    if y.is_floating_point():
+        return REGRESSION
+    return SEQUENCE if out.dim() == 3 and y.dim() == 2 else CLASSIFICATION
+
+
 def model_loss(task: str) -> Callable[[Tensor, Tensor], Tensor]:
     """The scalar loss of one model (no model axis): ``loss(out [B, ...], y [B, ...])``."""
 
