@@ -386,3 +386,13 @@ def test_the_resume_hint_repeats_each_model_arg():
     args = ["--model", "m.py:build", "--model-arg", "width=16", "--model-arg", "depth=2"]
     hint = resume_command(command.make_context("compare", args))
     assert "--model m.py:build --model-arg width=16 --model-arg depth=2" in hint
+
+
+def test_track_off_skips_the_per_layer_statistics(user_dir, capsys):
+    for track, written in (("off", False), ("epoch", True)):
+        out = user_dir / track
+        args = ["--model", "models.py:build", "--data", "digits", "--inits", "he_normal"]
+        assert _compare(*args, "--track", track, "--out", str(out)) == 0
+        assert (out / "layer_stats.csv").exists() is written
+    assert _compare("--track", "sometimes") == 2
+    assert "track must be 'epoch', 'off' or a positive step count" in capsys.readouterr().err

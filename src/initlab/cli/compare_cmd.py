@@ -51,6 +51,13 @@ def compare(
     limit_train: Annotated[
         int | None, typer.Option(help="use only the first N training examples")
     ] = None,
+    track: Annotated[
+        str,
+        typer.Option(
+            help="per-layer statistics during training: epoch (after each), off, or every N "
+            "steps; off saves a probe pass per record (most of a tiny run's time)"
+        ),
+    ] = "epoch",
     data_dir: opt.DataDir = None,
     out_dir: Annotated[
         Path | None,
@@ -80,6 +87,7 @@ def compare(
         output_init=opt.output_scheme(output_init),
         bias=parse_bias(bias),
         limit_train=limit_train,
+        track=int(track) if track.isdigit() else track,
         **({"residual_init": residual_init} if residual_init else {}),
         **(given or {}),
     )
