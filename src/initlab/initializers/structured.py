@@ -194,7 +194,9 @@ def sparse(sparsity: float = 0.1, std: float = 0.01) -> Sampler:
     return Sparse(sparsity, std)
 
 
-_ORTHO = "{gain}·Q, Q Haar-orthogonal [size(0), numel/size(0)] (QR of N(0,1), sign-fixed)"
+# Formulas are printed through Rich (`initlab list initializers`): no square brackets, which
+# Rich would take for markup and drop.
+_ORTHO = "{gain}·Q, Q Haar-orthogonal of shape (size(0), numel/size(0)) (QR of N(0,1), sign-fixed)"
 SCHEMES = [
     Scheme(
         "orthogonal",
@@ -222,14 +224,14 @@ SCHEMES = [
         "dirac",
         dirac,
         "pytorch",
-        "1 at [g·out/groups + d, d, k//2, ...] for each of groups={groups}, else 0",
+        "1 at index (g·out/groups + d, d, k//2, ...) for each of groups={groups}, else 0",
         jax_equivalent="delta_orthogonal puts an orthogonal matrix at (k-1)//2 instead",
     ),
     Scheme(
         "delta_orthogonal",
         delta_orthogonal,
         "jax",
-        "{gain}·Q [out, in] (Q^T Q = I) at tap (k-1)//2, else 0; needs out >= in",
+        "{gain}·Q of shape (out, in) (Q^T Q = I) at tap (k-1)//2, else 0; needs out >= in",
         pytorch_equivalent="none (dirac_ is its identity-matrix special case, at k//2)",
     ),
     Scheme(
