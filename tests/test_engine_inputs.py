@@ -202,3 +202,21 @@ def test_integer_inputs_stay_token_ids_for_a_sequence_classifier():
     features = dataclasses.replace(data, x_train=data.x_train.float().long())
     with pytest.raises(InitlabError, match=r"integer dtype int64 \(kept as token ids.*float"):
         preflight(config.replace(model=f"{HERE}:wrong_input"), features)
+
+
+def small_vocabulary() -> nn.Module:
+    return Copier(vocab=5)
+
+
+def test_token_ids_beyond_the_embedding_are_one_line_before_training():
+    """Ids 0..6 in the test split only (the probe's two training examples fit): the check
+    covers every split, so training does not fail later with 'index out of range'."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 5, (100, 6), generator=gen)
+    x[-1, 0] = 6
+    data = tensors(x, x.clone(), "sequence", 7)
+    config = RunConfig(**{**BASE, "dataset": "arrays"}, model=f"{HERE}:small_vocabulary")
+    with pytest.raises(
+        InitlabError, match=r"x_test has token id 6 but .* embed \(Embedding\) has 5 rows"
+    ):
+        preflight(config.replace(task="sequence"), data)

@@ -57,24 +57,59 @@ def check_finite(data: object) -> None:
 
 
 def probe_output(model: nn.Module, data: object) -> Tensor:
-    """``model``'s output on the first two training examples (on the CPU, eval mode)."""
+    """``model``'s output on the first two training examples (on the CPU, eval mode); an
+    ``nn.Embedding`` that takes the inputs themselves is checked against every split's ids
+    (:func:`check_token_ids`) before it runs."""
     x = data.x_train[:PROBE_EXAMPLES].cpu()
+    hooks = [
+        module.register_forward_pre_hook(
+            lambda mod, args, name=name: check_token_ids(name, mod, args, x, data)
+        )
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Embedding)
+    ]
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         model.eval()
         try:
             out = model(x)
+        except InitlabError:
+            raise
         except Exception as exc:
             first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
             raise InitlabError(
                 f"model output/input mismatch: data examples have shape {list(x.shape[1:])}"
                 f"{_integer_note(x)} but the model failed with: {first}"
             ) from None
+        finally:
+            for hook in hooks:
+                hook.remove()
     if not isinstance(out, Tensor):
         raise InitlabError(
             f"the model returned a {type(out).__name__}, not a tensor; return the logits "
             "(or predictions) as one tensor"
         )
     return out
+
+
+def check_token_ids(name: str, embedding: nn.Embedding, args: tuple, x: Tensor, data) -> None:
+    """If ``embedding`` is called on the inputs ``x`` themselves, every split's inputs must
+    be ids in ``[0, num_embeddings)``: else one line naming the largest id and the table's
+    size (a later batch would fail mid-training with ``index out of range in self``)."""
+    if not args or args[0] is not x:
+        return
+    rows = embedding.num_embeddings
+    for split in ("train", "val", "test"):
+        ids = getattr(data, f"x_{split}", None)
+        if not isinstance(ids, Tensor) or not ids.numel() or ids.is_floating_point():
+            continue
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= rows:
+            bad = high if high >= rows else low
+            raise InitlabError(
+                f"x_{split} has token id {bad} but the model's first layer {name} (Embedding) "
+                f"has {rows} rows, ids 0..{rows - 1}; build it with a vocabulary of at least "
+                f"{max(high + 1, rows)} (a --model-arg) or map the ids into that range"
+            )
 
 
 def _integer_note(x: Tensor) -> str:
@@ -105,8 +140,9 @@ def check_output(task: str, out: Tensor, y: Tensor, num_classes: int) -> None:
     elif task == REGRESSION:
         ok = got == want or (got == [1] and want == []) or (got == [] and want == [1])
         if not ok:
+            targets = f"targets {want}" if want else "targets of one value per example ([N])"
             raise InitlabError(
-                f"regression outputs per example {got} do not match targets {want}; "
+                f"regression outputs per example {got} do not match {targets}; "
                 "make the model output one value per target"
             )
     else:
