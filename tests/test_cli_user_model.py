@@ -111,10 +111,13 @@ def test_compare_a_user_factory_with_default_and_he_and_new_keys_after_an_edit(u
     assert _run_ids(out).isdisjoint(first)
 
 
-def test_regression_from_an_npz_file(user_dir):
+def test_regression_from_an_npz_file(user_dir, capsys):
     out = user_dir / "out"
     args = ["--model", "models.py:regressor", "--data", "reg.npz", "--inits", "default,zeros"]
     assert _compare(*args, "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "test R² by init" in printed and "ranking by test R²" in printed
+    assert "stuck: test accuracy" not in printed  # a classification rule
     runs = pd.read_csv(out / "summary.csv")
     assert runs["status"].eq("ok").all()
     assert np.isfinite(runs["test_accuracy"]).all()  # R²: a regression score, not accuracy

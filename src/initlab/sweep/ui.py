@@ -35,6 +35,7 @@ from initlab.sweep.runner import (
     run_sweep,
 )
 from initlab.sweep.spec import Spec
+from initlab.train.tasks import CLASSIFICATION, SCORES
 
 # Options shared by `initlab sweep` and `initlab compare`.
 BackendOption = Annotated[
@@ -88,7 +89,8 @@ def run_and_report(
         results = store.results(study.study_id)
     # the files first: printing may fail (`initlab compare ... | head` closes the pipe)
     paths = results.save(out) if out is not None and not results.runs.empty else []
-    print_results(results, console, title)
+    task = getattr(options.get("dataset"), "task", CLASSIFICATION)
+    print_results(results, console, title.replace(SCORES[CLASSIFICATION], SCORES[task]), task)
     if paths:
         console.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
     return results
@@ -177,21 +179,26 @@ def print_interrupted(
         console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
 
 
-def print_results(results: ResultSet, console: Console, title: str) -> None:
-    """The summary per group (mean ± std over seeds, flags) and the ranking."""
+def print_results(
+    results: ResultSet, console: Console, title: str, task: str = CLASSIFICATION
+) -> None:
+    """The summary per group (mean ± std over seeds, flags) and the ranking; ``task`` names
+    the score (the ``test_accuracy`` column: accuracy, R² or token accuracy)."""
     summary = results.summary()
     if summary.empty:
         console.print("no finished runs yet")
         return
     print_frame(format_summary(summary), console, title=title)
+    score = SCORES[task]
+    stuck = "stuck: test accuracy below 1.5/classes; " if task == CLASSIFICATION else ""
     console.print(
-        "test accuracy: mean ± std over seeds. epochs_to_90: first epoch whose mean "
-        f"validation accuracy reaches {REACH_FRACTION:.0%} of the best group's final one. "
-        "stuck: test accuracy below 1.5/classes; diverged: loss became NaN/inf."
+        f"test_accuracy: {score}, mean ± std over seeds. epochs_to_90: first epoch whose "
+        f"mean validation score reaches {REACH_FRACTION:.0%} of the best group's final one. "
+        f"{stuck}diverged: loss became NaN/inf."
     )
     ranked = results.ranking()
     if len(ranked) > 1:
-        print_frame(ranking_table(ranked), console, title="ranking by test accuracy")
+        print_frame(ranking_table(ranked), console, title=f"ranking by {score}")
         console.print(
             "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1, "
             "Holm-adjusted over the other groups; tied: p >= 0.05 (the seeds cannot tell it "

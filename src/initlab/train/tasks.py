@@ -38,6 +38,8 @@ from initlab.errors import InitlabError, UnknownNameError
 
 CLASSIFICATION, REGRESSION, SEQUENCE = "classification", "regression", "sequence"
 TASKS = (CLASSIFICATION, REGRESSION, SEQUENCE)
+SCORES = {CLASSIFICATION: "test accuracy", REGRESSION: "test R²", SEQUENCE: "test token accuracy"}
+"""What a run's ``test_accuracy`` holds, by task."""
 
 
 def resolve_task(task: str, data: object) -> str:
