@@ -124,3 +124,25 @@ def test_a_hand_written_swish_is_silu_not_sigmoid():
     plan = recommend(model, torch.randn(4, 8))
     assert [e.activation for e in plan.entries] == ["silu", "silu", "sigmoid"]
     assert plan["a"] != plan["c"]  # a gain for swish, not for a sigmoid
+
+
+class TwoRoads(nn.Module):
+    """Data-dependent code: ``b`` runs only on batches with a negative mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.out = nn.Linear(6, 8), nn.Linear(6, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x)) if x.mean() > 0 else torch.tanh(self.b(x))
+        return self.out(h)
+
+
+def test_a_layer_the_probe_never_ran_is_left_as_built():
+    """Not called 'linear' and given orthogonal: nothing is known of what follows it."""
+    model, x = TwoRoads(), torch.rand(16, 6)  # positive: only a runs
+    plan = initlab.recommend(model, x)
+    assert plan["a"] == "he_normal" and plan["b"] == "default"
+    before = model.b.weight.detach().clone()
+    initlab.initialize(model, plan)
+    assert torch.equal(model.b.weight, before)

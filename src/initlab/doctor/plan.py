@@ -29,9 +29,9 @@ from typing import Any
 import pandas as pd
 from torch import Tensor, nn
 
-from initlab.apply import initializable_layers
+from initlab.apply import AS_BUILT, initializable_layers
 from initlab.errors import UnknownNameError
-from initlab.probe.trace import find_activations
+from initlab.probe.trace import NOT_RUN, find_activations
 from initlab.residual import Structure, find_structure
 from initlab.theory import critical_sigma_w2, gain
 
@@ -125,7 +125,7 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
     entries = []
     for name, module in layers:
         activation, is_output = found[name], name == last
-        if family == "orthogonal" and activation != "unknown" and not is_output:
+        if family == "orthogonal" and activation not in ("unknown", NOT_RUN) and not is_output:
             scheme, reason = orthogonal_rule(module, activation, slopes.get(name))
         else:
             scheme, reason = rule_for(activation, slopes.get(name), is_output=is_output)
@@ -165,6 +165,8 @@ def orthogonal_rule(module: nn.Module, activation: str, slope: float | None) -> 
 
 def rule_for(activation: str, slope: float | None = None, *, is_output: bool) -> tuple[str, str]:
     """``(scheme spec, reason)`` for a layer followed by ``activation``."""
+    if activation == NOT_RUN:
+        return AS_BUILT, "not run on the probe batch (a branch it did not take): left as built"
     if activation == "relu":
         return "he_normal", "ReLU zeroes half the signal: Var(W) = 2/fan_in (gain √2) keeps it"
     if activation == "leaky_relu":

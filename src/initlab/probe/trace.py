@@ -259,12 +259,17 @@ def trace(model: nn.Module, inputs: Tensor) -> tuple[list[TracedLayer], object]:
     return tracer.layers, output
 
 
+NOT_RUN = "not run"
+"""What :func:`find_activations` says of a layer the forward pass did not call."""
+
+
 def find_activations(
     model: nn.Module, inputs: Tensor, layers: Sequence[tuple[str, nn.Module]]
 ) -> tuple[dict[str, str], dict[str, float]]:
     """For each ``(name, layer)``: the activation its output meets on its first call
-    (``"linear"`` when none, or when never called; ``"unknown"`` when initlab cannot
-    classify what consumes it), and the negative slope of each ``leaky_relu`` found. One
+    (``"linear"`` when none; :data:`NOT_RUN` when the forward pass never called it, e.g. a
+    branch data-dependent code did not take; ``"unknown"`` when initlab cannot classify what
+    consumes it), and the negative slope of each ``leaky_relu`` found. One
     forward pass in eval mode without gradients; the model's modes are restored."""
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -280,7 +285,10 @@ def find_activations(
     found, slopes = {}, {}
     for name, module in layers:
         call = first.get(id(module))
-        found[name] = call.activation if call is not None and call.activation else "linear"
+        if call is None:
+            found[name] = NOT_RUN
+        else:
+            found[name] = call.activation or "linear"
         if call is not None and call.slope is not None:
             slopes[name] = call.slope
     return found, slopes
