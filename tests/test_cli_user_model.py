@@ -399,3 +399,17 @@ def test_track_off_skips_the_per_layer_statistics(user_dir, capsys):
         assert (out / "layer_stats.csv").exists() is written
     assert _compare("--track", "sometimes") == 2
     assert "track must be 'epoch', 'off' or a positive step count" in capsys.readouterr().err
+
+
+def test_integer_features_train_the_built_in_mlp_and_are_ids_for_a_factory(user_dir, capsys):
+    """Integer inputs are token ids for a user's model (so an embedding takes them) and
+    float features for initlab's MLP, which takes no ids."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, (200, 6))
+    y = x.sum(1) % 3
+    np.savez(
+        user_dir / "ints.npz", x_train=x[:160], y_train=y[:160], x_test=x[160:], y_test=y[160:]
+    )
+    assert _compare("--data", "ints.npz", "--hidden", "8", "--inits", "he_normal") == 0
+    assert _compare("--data", "ints.npz", "--model", "models.py:regressor") == 2
+    assert "integer dtype int64 (kept as token ids" in capsys.readouterr().err

@@ -84,3 +84,20 @@ def test_loading_refuses_arbitrary_pickled_objects(tmp_path):
         load_weights(nn.Linear(2, 2), path)
     with pytest.raises(InitlabError, match="no weights file"):
         load_weights(nn.Linear(2, 2), tmp_path / "missing.safetensors")
+
+
+class SlicedBuffer(nn.Module):
+    """A buffer that is a view of a larger tensor (a causal mask cut from a bigger one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("mask", torch.tril(torch.ones(16, 16))[:8, :8])
+
+
+def test_a_buffer_sliced_from_a_larger_tensor_saves(tmp_path):
+    a, b = SlicedBuffer(), SlicedBuffer()
+    with torch.no_grad():
+        a.mask.zero_()
+    load_weights(b, save_weights(a, tmp_path / "w.safetensors"))
+    assert torch.equal(b.mask, a.mask) and torch.equal(b.lin.weight, a.lin.weight)

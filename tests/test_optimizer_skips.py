@@ -3,13 +3,13 @@ as ``torch.optim`` skips a ``None`` gradient: value, momentum and Adam moments u
 Adam's step count per parameter (its bias correction) not advanced. So a model trains to the
 same numbers whichever models share its stack (the looped strategy runs such models).
 
-Tolerance: ``50 eps(float32) sqrt(n)`` with n the summation terms of a step (the width)
-times the steps, relative and absolute (values are O(1)).
+Tolerance: ``2 eps(float32)`` per step, relative and absolute (values are O(1)): each model
+runs the same kernels alone and in the stack, so the updates differ only by the rounding of
+the optimizer's own elementwise arithmetic (Adam's bias corrections are float64 in both, as
+``torch.optim`` computes them; float32 ones were off by 1.3e-5 relative).
 """
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -19,7 +19,7 @@ from initlab.train.optimizers import StackedOptimizer, effective_weight_decay
 from initlab.train.stack import ModelStack
 
 STEPS, WIDTH = 6, 8
-TOL = 50 * torch.finfo(torch.float32).eps * math.sqrt(WIDTH * STEPS)
+TOL = 2 * torch.finfo(torch.float32).eps * STEPS
 
 
 class Gated(nn.Module):

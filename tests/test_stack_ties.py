@@ -102,3 +102,20 @@ def test_training_writes_back_a_trained_tied_state():
     for model, weight in zip(real, before, strict=True):
         assert model.head.weight is model.embed.weight
         assert not torch.equal(model.embed.weight, weight)
+
+
+class Versioned(nn.Linear):
+    """A module with extra state: a ``_extra_state`` entry in its state dict, no tensor."""
+
+    def get_extra_state(self) -> dict:
+        return {"version": 2}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.version = state["version"]
+
+
+def test_extra_state_passes_through_the_stack():
+    models = [nn.Sequential(Versioned(4, 3)) for _ in range(2)]
+    stack = ModelStack(models, torch.device("cpu"), "looped")
+    assert stack.state_dict(1)["0._extra_state"] == {"version": 2}
+    torch.testing.assert_close(stack.materialize(1)[0].weight, models[1][0].weight)

@@ -19,16 +19,21 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     """Write ``model``'s state dict to ``path`` (safetensors by suffix, else torch.save).
 
     A tied tensor (an output layer sharing its embedding's weight) is written once in a
-    safetensors file, its other names recorded in the metadata (``safetensors.torch.save_model``),
-    and :func:`load_weights` ties it again."""
+    safetensors file, its other names recorded in the metadata as ``alias: kept name`` (as
+    ``safetensors.torch.save_model`` does), and :func:`load_weights` ties it again."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_model
+        from safetensors.torch import save_file
 
-        save_model(model, str(path), force_contiguous=True)
+        from initlab.train.stack import tied_names
+
+        aliases = {k: kept for k, kept in tied_names(model).items() if k != kept and k in state}
+        kept = {k: v for k, v in state.items() if k not in aliases}
+        save_file(kept, str(path), metadata=aliases or None)
     else:
-        torch.save({k: v.detach().contiguous() for k, v in model.state_dict().items()}, path)
+        torch.save(state, path)
     return path
 
 

@@ -9,6 +9,7 @@ always comes from ``numpy.random.default_rng(seed)``, never from global state.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -99,6 +100,14 @@ class Dataset:
         if which not in _SPLITS:
             raise InitlabError(f"unknown split '{which}' (valid: train, val, test)")
         return getattr(self, f"x_{which}"), getattr(self, f"y_{which}")
+
+    def as_features(self) -> Dataset:
+        """This dataset with integer inputs as float32 features (itself if they are floats
+        or token ids of a sequence task): for models that take no ids (initlab's MLP, CNN)."""
+        if self.x_train.is_floating_point() or self.task == "sequence":
+            return self
+        floats = {f"x_{s}": getattr(self, f"x_{s}").to(torch.float32) for s in _SPLITS}
+        return dataclasses.replace(self, **floats)
 
     def summary(self) -> str:
         """One line: name, split sizes, input shape, classes and source."""

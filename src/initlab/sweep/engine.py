@@ -25,6 +25,7 @@ from initlab.errors import InitlabError, UnknownNameError
 from initlab.train.memory import MIN_CHUNK
 from initlab.train.result import FAILED, RunResult
 from initlab.train.run import load_data, run_config
+from initlab.usercode import is_user_spec
 
 ENGINES = ("auto", "single", "batched")
 
@@ -137,8 +138,10 @@ class DataLoadError(InitlabError):
 
 
 def data_key(config: RunConfig) -> tuple:
-    """What a run's data depends on: runs with equal keys share one loaded dataset."""
-    return (config.dataset, config.val_size, config.limit_train, config.task)
+    """What a run's data depends on: runs with equal keys share one loaded dataset (integer
+    inputs are ids for a user's model, features for a built-in one)."""
+    ids = is_user_spec(config.model)
+    return (config.dataset, config.val_size, config.limit_train, config.task, ids)
 
 
 class DataCache:

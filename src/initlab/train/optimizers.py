@@ -34,6 +34,7 @@ from initlab.train.optim import ADAMW_DEFAULT_WEIGHT_DECAY
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 KINDS = ("sgd", "momentum", "adam", "adamw")
+ADAMS = ("adam", "adamw")
 
 
 def effective_weight_decay(optimizer: str, weight_decay: float) -> float:
@@ -43,15 +44,22 @@ def effective_weight_decay(optimizer: str, weight_decay: float) -> float:
     return weight_decay
 
 
-def _keep(alive: Tensor | None, present: Tensor | None, like: Tensor) -> Tensor | None:
-    """The models that update a parameter this step, shaped as ``like`` (``None``: all)."""
+def _keep(alive: Tensor | None, present: Tensor | None, like: Tensor) -> Tensor:
+    """The models that update a parameter this step (bool), shaped as ``like``."""
     if alive is None and present is None:
-        return None
+        return torch.ones(like.shape, dtype=torch.bool, device=like.device)
     if alive is None or present is None:
         keep = alive if present is None else present
     else:
         keep = alive & present
     return keep.view(like.shape)
+
+
+def _pick(values, mask: list[bool]):
+    """The entries of the list ``values`` where ``mask`` is true (a number: itself)."""
+    if isinstance(values, float):
+        return values
+    return [v for v, keep in zip(values, mask, strict=True) if keep]
 
 
 def _column(values: Sequence[float], like: Tensor) -> Tensor:
@@ -82,8 +90,8 @@ class StackedOptimizer:
         self.wd = [_column(self.wds, p) for p in self.params]
         self.state: list[dict[str, Tensor]] = [{} for _ in self.params]
         self.counts: list[Tensor | None] = [None] * len(self.params)
-        """Per parameter, each model's Adam step count ``[M, 1, ...]`` once one has skipped
-        a step of it (``None``: every model has taken all :attr:`t` steps)."""
+        """Per parameter, each model's Adam step count (float64 ``[M]`` on the CPU) once one
+        has skipped a step of it (``None``: every model has taken all :attr:`t` steps)."""
 
     @torch.no_grad()
     def step(
@@ -100,30 +108,28 @@ class StackedOptimizer:
         """
         self.t += 1
         grads = [p.grad for p in self.params] if grads is None else list(grads)
-        present = [None] * len(self.params) if present is None else list(present)
+        partial = present is not None and any(p is not None for p in present)
+        present = list(present) if partial else [None] * len(self.params)
+        if self.kind in ADAMS:
+            self._count(grads, present)
         idx = [i for i, g in enumerate(grads) if g is not None]
-        for i, g in enumerate(grads):
-            self._count(i, None if g is None else present[i], skipped=g is None)
         if not idx:
             return
         ps, gs = [self.params[i] for i in idx], [grads[i] for i in idx]
         lrs: list[Tensor] | float = [self.lr[i] for i in idx]
-        keeps = [_keep(alive, present[i], self.lr[i]) for i in idx]
-        if any(k is not None for k in keeps):
-            ones = [
-                torch.ones(lr.shape, dtype=torch.bool, device=lr.device) if k is None else k
-                for k, lr in zip(keeps, lrs, strict=True)
-            ]
-            gs = [torch.where(k, g, 0.0) for k, g in zip(ones, gs, strict=True)]
-            lrs = torch._foreach_mul(lrs, ones)
+        keeps: list[Tensor] = []
+        if alive is not None or partial:
+            keeps = [_keep(alive, present[i], self.lr[i]) for i in idx]
+            gs = [torch.where(k, g, 0.0) for k, g in zip(keeps, gs, strict=True)]
+            lrs = torch._foreach_mul(lrs, keeps)
         elif self.uniform:
             lrs = self.lr0
-        saved = self._save_skipped(idx, present)
+        saved = self._save_skipped(idx, present, keeps) if partial else []
         if self.any_wd and self.kind != "adamw":
             gs = torch._foreach_addcmul(gs, ps, [self.wd[i] for i in idx])
         if self.kind == "momentum":
             gs = self._momentum(idx, gs)
-        if self.kind in ("adam", "adamw"):
+        if self.kind in ADAMS:
             self._adam(idx, ps, gs, lrs)
         elif isinstance(lrs, float):
             torch._foreach_add_(ps, gs, alpha=-lrs)
@@ -131,35 +137,36 @@ class StackedOptimizer:
             torch._foreach_sub_(ps, torch._foreach_mul(gs, lrs))
         self._restore_skipped(saved)
 
-    def _count(self, i: int, present: Tensor | None, skipped: bool) -> None:
-        """Advance parameter ``i``'s per-model Adam step counts, if it needs them: when all
-        its models skip this step, or only those in ``present`` take it."""
-        if self.kind not in ("adam", "adamw") or (present is None and not skipped):
-            if self.counts[i] is not None:
-                self.counts[i] += 1
-            return
-        if self.counts[i] is None:
-            self.counts[i] = torch.full_like(self.lr[i], float(self.t - 1))
-        if not skipped:
-            self.counts[i] += present.view(self.lr[i].shape)
+    def _count(self, grads: list[Tensor | None], present: list[Tensor | None]) -> None:
+        """Advance each parameter's per-model Adam step counts where they are kept: from
+        the first step on which some model skipped it (no gradient, or not in ``present``)."""
+        for i, g in enumerate(grads):
+            skips = g is None or present[i] is not None
+            if self.counts[i] is None and not skips:
+                continue
+            if self.counts[i] is None:
+                size = self.params[i].shape[0]
+                self.counts[i] = torch.full((size,), float(self.t - 1), dtype=torch.float64)
+            if g is not None:
+                self.counts[i] += 1 if present[i] is None else present[i].cpu().double()
 
     def _save_skipped(
-        self, idx: list[int], present: list[Tensor | None]
+        self, idx: list[int], present: list[Tensor | None], keeps: list[Tensor]
     ) -> list[tuple[int, Tensor, dict[str, Tensor]]]:
-        """``(parameter, skipped models, their state rows)`` to put back after the update
-        (no rows yet: the state this step creates is reset to zeros for them, which is
+        """``(parameter, the models that update it, its state)`` to put the skipped
+        models' state back after the update (state this step creates: zeros for them,
         the state of a parameter that has taken no step)."""
-        saved = []
-        for i in idx:
-            if present[i] is not None:
-                rows = ~present[i]
-                saved.append((i, rows, {k: t[rows].clone() for k, t in self.state[i].items()}))
-        return saved
+        return [
+            (i, keep, {k: t.clone() for k, t in self.state[i].items()})
+            for i, keep in zip(idx, keeps, strict=True)
+            if present[i] is not None
+        ]
 
     def _restore_skipped(self, saved: list[tuple[int, Tensor, dict[str, Tensor]]]) -> None:
-        for i, rows, values in saved:
+        for i, keep, before in saved:
             for name, tensor in self.state[i].items():
-                tensor[rows] = values.get(name, 0.0)
+                old = before.get(name)
+                tensor.copy_(tensor * keep if old is None else torch.where(keep, tensor, old))
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -207,8 +214,12 @@ class StackedOptimizer:
         torch._foreach_lerp_(ms, gs, 1 - BETA1)
         torch._foreach_mul_(vs, BETA2)
         torch._foreach_addcmul_(vs, gs, gs, value=1 - BETA2)
-        if any(self.counts[i] is not None for i in idx):
-            self._adam_counted(idx, ps, ms, vs, lrs)
+        counted = [self.counts[i] is not None for i in idx]
+        if any(counted):
+            self._adam_counted(*(_pick(xs, counted) for xs in (idx, ps, ms, vs, lrs)))
+            plain = [not c for c in counted]
+            idx, ps, ms, vs, lrs = (_pick(xs, plain) for xs in (idx, ps, ms, vs, lrs))
+        if not idx:
             return
         bc1, bc2 = 1 - BETA1**self.t, 1 - BETA2**self.t
         denom = torch._foreach_sqrt(vs)
@@ -222,16 +233,14 @@ class StackedOptimizer:
             torch._foreach_sub_(ps, steps)
 
     def _adam_counted(self, idx, ps, ms, vs, lrs) -> None:
-        """Adam's step with each model's own step count per parameter (``counts``; a
-        model that has not taken a step yet is masked by its learning rate 0)."""
+        """Adam's step for parameters with per-model step counts (:attr:`counts`): bias
+        corrections in float64 from each model's own count, as ``torch.optim`` computes
+        them from its per-parameter step (a model with no step yet has learning rate 0)."""
         for k, i in enumerate(idx):
-            t = (
-                self.counts[i]
-                if self.counts[i] is not None
-                else torch.full_like(self.lr[i], self.t)
-            )
-            t = t.clamp(min=1)
-            bc1, bc2 = 1 - BETA1**t, 1 - BETA2**t
+            t = self.counts[i].clamp(min=1)
+            shape, like = self.lr[i].shape, ps[k]
+            bc1 = (1 - BETA1**t).to(like.device, like.dtype).view(shape)
+            bc2_sqrt = (1 - BETA2**t).sqrt().to(like.device, like.dtype).view(shape)
             lr = lrs if isinstance(lrs, float) else lrs[k]
-            denom = (vs[k].sqrt() / bc2.sqrt()).add_(EPS)
+            denom = (vs[k].sqrt() / bc2_sqrt).add_(EPS)
             ps[k].sub_(ms[k] / denom * (lr / bc1))

@@ -25,17 +25,21 @@ from initlab.train.memory import activations_per_example
 from initlab.train.preflight import preflight
 from initlab.train.result import FAILED, RunResult
 from initlab.train.tasks import resolve_task
+from initlab.usercode import is_user_spec
 
 
 def load_data(config: RunConfig, data_dir: str | None = None) -> Dataset:
-    """The dataset a config trains on, with its validation size and training limit."""
-    return load(
+    """The dataset a config trains on, with its validation size and training limit; for the
+    built-in models, integer inputs as float features (:meth:`Dataset.as_features`: only a
+    user's model can take token ids)."""
+    data = load(
         config.dataset,
         data_dir=data_dir,
         val_size=config.val_size,
         limit_train=config.limit_train,
         task=config.task,
     )
+    return data if is_user_spec(config.model) else data.as_features()
 
 
 GroupEpochCallback = Callable[[RunConfig, dict[str, float]], None]

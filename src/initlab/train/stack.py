@@ -64,6 +64,7 @@ class ModelStack:
         self.note, self.training, self._path = "", None, ""
         self._modules: list[nn.Module] | None = None
         self._leaf_lists: list[list[Tensor]] | None = None
+        self._present: list[Tensor | None] = [None] * len(self.params)
         self._graph: nn.Module | None = None
         self.strategy = LOOPED
         if self.size > 1 and strategy != LOOPED:
@@ -179,35 +180,34 @@ class ModelStack:
     # -- gradients -------------------------------------------------------------------------
 
     def grads(self) -> list[Tensor | None]:
-        """Each stacked parameter's gradient ``[M, ...]`` (in :attr:`params` order)."""
+        """Each stacked parameter's gradient ``[M, ...]`` (in :attr:`params` order); a model
+        that did not reach a parameter (looped strategy) has zeros there, and
+        :meth:`present` says which models did."""
+        self._present = [None] * len(self.params)
         if self.strategy != LOOPED:
             return [p.grad for p in self.params.values()]
         leaves = self._leaves()
         out: list[Tensor | None] = []
         for i, p in enumerate(self.params.values()):
             gs = [leaf[i].grad for leaf in leaves]
-            if all(g is None for g in gs):
+            has = [g is not None for g in gs]
+            if not any(has):
                 out.append(None)
             elif self.size == 1:
                 out.append(gs[0].unsqueeze(0))
             else:
                 out.append(torch.stack([p[0] * 0 if g is None else g for g in gs]))
+                if not all(has):
+                    self._present[i] = torch.tensor(has, device=self.device)
         return out
 
     def present(self) -> list[Tensor | None]:
-        """Per stacked parameter, the models whose last backward reached it (``[M]`` bool),
-        or ``None`` when all did: in the looped strategy a model's data-dependent code may
-        leave a parameter unused, and the optimizer then skips it for that model as
-        ``torch.optim`` does (:class:`initlab.train.optimizers.StackedOptimizer`)."""
-        if self.strategy != LOOPED or self._modules is None:
-            return [None] * len(self.params)
-        leaves = self._leaves()
-        out: list[Tensor | None] = []
-        for i in range(len(self.params)):
-            has = [leaf[i].grad is not None for leaf in leaves]
-            partial = any(has) and not all(has)
-            out.append(torch.tensor(has, device=self.device) if partial else None)
-        return out
+        """Per stacked parameter, the models whose gradients the last :meth:`grads` holds
+        (``[M]`` bool), or ``None`` when all do: in the looped strategy a model's
+        data-dependent code may leave a parameter unused, and the optimizer then skips it
+        for that model as ``torch.optim`` does
+        (:class:`initlab.train.optimizers.StackedOptimizer`)."""
+        return self._present
 
     def _leaves(self) -> list[list[Tensor]]:
         """Per model, its module's parameters in :attr:`params` order."""
@@ -232,8 +232,10 @@ class ModelStack:
         copies; a tied tensor under each of its names, non-persistent buffers left out)."""
         stored = {k: v[m].detach().clone() for k, v in self.params.items()}
         stored.update({k: v[m].clone() for k, v in self.buffers.items()})
-        names = tied_names(self.template)
-        return {k: stored[names[k]] for k in self.template.state_dict()}
+        names = tied_names(self.template)  # other entries (``_extra_state``): the template's
+        return {
+            k: stored[names[k]] if k in names else v for k, v in self.template.state_dict().items()
+        }
 
     def materialize(self, m: int) -> nn.Module:
         """A real ``nn.Module`` holding model ``m``'s current state (a copy)."""
