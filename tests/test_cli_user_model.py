@@ -136,8 +136,8 @@ def test_token_sequences_from_a_data_function(user_dir, capsys):
     assert pd.read_csv(out / "summary.csv")["status"].eq("ok").all()
     notes = [line for line in capsys.readouterr().err.splitlines() if "embed" in line]
     assert notes == [
-        "note: he_normal set only the Linear/Conv layers of models.py:lm; embed (Embedding) "
-        "keeps the factory's initialization in every run"
+        "note: he_normal set only the Linear/Conv layers of models.py:lm; embed (Embedding: "
+        "weight) keeps the factory's initialization in every run"
     ]
     assert _compare(*args, "--task", "sequence", "--inits", "default") == 0
     assert "embed" not in capsys.readouterr().err  # the factory's init is what was asked
@@ -253,6 +253,10 @@ def test_sweep_options_replace_the_specs_fixed_values(user_dir, capsys):
         assert main(["sweep", "u.toml", "--out", str(user_dir / "u"), *dry]) == 2
         assert "unexpected keyword argument 'widht'" in capsys.readouterr().err
     assert not (user_dir / "u").exists()
+    (user_dir / "v.toml").write_text(swept)  # model_args on the built-in mlp
+    for dry in (["--dry-run"], []):
+        assert main(["sweep", "v.toml", "--out", str(user_dir / "v"), *dry]) == 2
+        assert "are for a model factory" in capsys.readouterr().err
 
 
 def test_parse_model_args_reads_numbers_booleans_and_text():

@@ -220,3 +220,6 @@ def test_token_ids_beyond_the_embedding_are_one_line_before_training():
         InitlabError, match=r"x_test has token id 6 but .* embed \(Embedding\) has 5 rows"
     ):
         preflight(config.replace(task="sequence"), data)
+    x[-1, 0] = -1
+    with pytest.raises(InitlabError, match=r"x_test has a negative token id \(-1\)"):
+        preflight(config.replace(task="sequence"), tensors(x, x.clone().abs(), "sequence", 7))

@@ -15,9 +15,10 @@ import pytest
 import torch
 from torch import nn
 
+from initlab.apply import tied_names
 from initlab.data.dataset import Dataset
 from initlab.train.engine import Member, Plan, train_stack
-from initlab.train.stack import ModelStack, tied_names
+from initlab.train.stack import ModelStack
 
 VOCAB, DIM, T = 12, 16, 6
 TOL = 50 * torch.finfo(torch.float32).eps * math.sqrt(DIM)
@@ -119,3 +120,21 @@ def test_extra_state_passes_through_the_stack():
     stack = ModelStack(models, torch.device("cpu"), "looped")
     assert stack.state_dict(1)["0._extra_state"] == {"version": 2}
     torch.testing.assert_close(stack.materialize(1)[0].weight, models[1][0].weight)
+
+
+def test_a_tied_embedding_is_set_by_the_output_layers_init_and_said_so():
+    """Not listed as left alone (the compare note, the init record): the output layer's
+    scheme sets it; the plan says which layer did."""
+    from initlab import initialize
+    from initlab.apply import untouched_weights
+    from initlab.residual.plan import plan
+
+    model = TiedLM()
+    assert untouched_weights(model) == []
+    record = initialize(model, "he_normal", output_layer="glorot_uniform")
+    assert record.skipped == []
+    rules = {
+        r["name"]: r["rule"] for r in plan(TiedLM(), "he_normal", output_layer="zeros").parameters
+    }
+    assert rules["head.weight"] == "zeros"
+    assert rules["embed.weight"] == "tied to head.weight: zeros"

@@ -157,8 +157,8 @@ def test_user_data_is_sized_and_costed_once_it_is_read(tmp_path):
     assert cost.flops == 2 * size.macs * (3 * 100 * 3 + 40 * 3 + 50)
     assert cost.steps == math.ceil(100 / 32) * 3
     with pytest.raises(InitlabError, match="too small for 2 conv blocks"):
-        check_buildable([config.replace(model="cnn", hidden=())], read_data=True)
-    check_buildable([config.replace(model="cnn", hidden=())])  # unread: checked later
+        check_buildable([config.replace(model="cnn", hidden=RunConfig().hidden)], read_data=True)
+    check_buildable([config.replace(model="cnn", hidden=RunConfig().hidden)])  # unread: checked later
 
 
 def test_cost_table_and_calibration():

@@ -236,23 +236,46 @@ NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm) + (
 
 
 def untouched_weights(model: nn.Module) -> list[str]:
-    """``"name (Type)"`` of each module with weights of its own that no scheme sets
-    (embeddings, RNNs, attention's input projection, bare parameters), norms left out:
+    """``"name (Type: parameters)"`` of each module with weights of its own that no scheme
+    sets (embeddings, RNNs, attention's input projection, bare parameters), norms left out:
     what stays as the factory built it whatever init a comparison names."""
-    return [
-        f"{name or '(model)'} ({type(module).__name__})"
-        for name, module in _skipped_pairs(model)
-        if not isinstance(module, NORMS)
-    ]
+    layers = {id(p) for _, m in initializable_layers(model) for p in m.parameters(recurse=False)}
+    found = []
+    for name, module in _skipped_pairs(model):
+        if isinstance(module, NORMS):
+            continue
+        own = [n for n, p in module.named_parameters(recurse=False) if id(p) not in layers]
+        found.append(f"{name or '(model)'} ({type(module).__name__}: {', '.join(own)})")
+    return found
 
 
 def _skipped_pairs(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Modules with parameters of their own that are not Linear/Conv layers, leaving out
+    those whose parameters are all tied to such a layer's (an embedding shared with the
+    output layer is set by that layer's init)."""
+    layers = {id(p) for _, m in initializable_layers(model) for p in m.parameters(recurse=False)}
     return [
         (name, module)
         for name, module in model.named_modules()
         if not isinstance(module, INITIALIZABLE)
-        and any(True for _ in module.parameters(recurse=False))
+        and any(id(p) not in layers for p in module.parameters(recurse=False))
     ]
+
+
+def tied_names(module: nn.Module) -> dict[str, str]:
+    """Every parameter and buffer name of ``module`` → the first name of the same tensor.
+
+    ``named_parameters`` (and :func:`torch.func.stack_module_state`) keep one name per tensor,
+    the first, so a tied tensor (a language model's output layer sharing its embedding's
+    weight) maps from each of its names to that one: a model stack sets all of them to keep
+    the tie, a weights file stores it once, and a plan says which layer's init set it.
+    """
+    names: dict[str, str] = {}
+    for items in (module.named_parameters, module.named_buffers):
+        first: dict[int, str] = {}
+        for name, tensor in items(remove_duplicate=False):
+            names[name] = first.setdefault(id(tensor), name)
+    return names
 
 
 def _skip(name: str, module: nn.Module, reason: str) -> dict[str, str]:

@@ -54,7 +54,7 @@ def plan(
     """The :class:`initlab.doctor.Plan` of ``init`` + ``residual`` on ``model`` (which is left
     unchanged); ``options`` go to :func:`initlab.initialize` (``bias``, ``output_layer``,
     ``data``...)."""
-    from initlab.apply import initialize
+    from initlab.apply import initialize, tied_names
     from initlab.doctor.plan import Plan, PlanEntry
 
     work = copy.deepcopy(model)
@@ -66,18 +66,28 @@ def plan(
         structure = outcome.structure
     actions = outcome.actions if outcome is not None else {}
     schemes = {row["layer"]: row for row in record.rows}
+    first = tied_names(work)
+
+    def rule_of(name: str) -> str:
+        mname, _, pname = name.rpartition(".")
+        return _rule(schemes.get(mname), pname, actions.get(name), record.residual)
+
     rows = []
     for mname, module in work.named_modules():
         for pname, param in module.named_parameters(recurse=False):
             name = f"{mname}.{pname}" if mname else pname
-            rms_b, std_b = before.get(name, (None, None))
+            rms_b, std_b = before.get(first.get(name, name), (None, None))
             rms_a, std_a = _stats(param)
+            rule = rule_of(name)
+            setter = _tied_setter(name, first, schemes) if mname not in schemes else None
+            if setter is not None:  # a tied tensor: the layer that owns it set it
+                rule = f"tied to {setter}: {rule_of(setter)}"
             rows.append(
                 {
                     "name": name,
                     "shape": list(param.shape),
                     "role": parameter_role(structure, mname, module, pname),
-                    "rule": _rule(schemes.get(mname), pname, actions.get(name), record.residual),
+                    "rule": rule,
                     "rms_before": _rounded(rms_b),
                     "rms_after": _rounded(rms_a),
                     "std_before": _rounded(std_b),
@@ -91,6 +101,14 @@ def plan(
         for r in record.rows
     ]
     return Plan(entries, residual=structure, residual_rule=record.residual, parameters=rows)
+
+
+def _tied_setter(name: str, first: dict[str, str], schemes: dict[str, Any]) -> str | None:
+    """Another name of the tensor ``name`` (tied) whose module an init scheme set, if any."""
+    for other, same in first.items():
+        if other != name and same == first.get(name) and other.rpartition(".")[0] in schemes:
+            return other
+    return None
 
 
 def _rule(row: dict[str, Any] | None, pname: str, action: str | None, rule: str) -> str:

@@ -86,14 +86,18 @@ def check_buildable(configs: Iterable[RunConfig], read_data: bool = False) -> No
     that a model that cannot exist for its dataset (a CNN on flat inputs...) or of absurd
     size fails before anything runs. User factories are checked when the sweep starts;
     built-in models on user data only with ``read_data`` (the data is loaded to size them);
-    a factory's arguments are checked against its signature here (a misspelt ``model_args``
-    key fails a dry run as it fails the sweep)."""
+    settings a model would ignore (:func:`initlab.compare.check_architecture_settings`) and
+    a factory's arguments (its signature) are checked here, so a misspelt ``model_args`` key
+    fails a dry run as it fails the sweep."""
+    from initlab.compare import check_architecture_settings  # compare runs sweeps
+
     seen = set()
     for config in configs:
         arch = architecture(config)
         if arch in seen:
             continue
         seen.add(arch)
+        check_architecture_settings(config)
         if is_user_spec(config.model):
             check_factory_args(config.model, config.model_args)
             continue

@@ -103,12 +103,14 @@ def check_token_ids(name: str, embedding: nn.Embedding, args: tuple, x: Tensor, 
         if not isinstance(ids, Tensor) or not ids.numel() or ids.is_floating_point():
             continue
         low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= rows:
-            bad = high if high >= rows else low
+        where = "the validation split (held out of x_train)" if split == "val" else f"x_{split}"
+        if low < 0:
+            raise InitlabError(f"{where} has a negative token id ({low}); ids are 0, 1, 2, ...")
+        if high >= rows:
             raise InitlabError(
-                f"x_{split} has token id {bad} but the model's first layer {name} (Embedding) "
+                f"{where} has token id {high} but the model's first layer {name} (Embedding) "
                 f"has {rows} rows, ids 0..{rows - 1}; build it with a vocabulary of at least "
-                f"{max(high + 1, rows)} (a --model-arg) or map the ids into that range"
+                f"{high + 1} (a --model-arg) or map the ids into that range"
             )
 
 

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from initlab.apply import tied_names
 from initlab.train.layers import restore, speed_up
 from initlab.train.stacked import NotStackable, stacked_module
 
@@ -242,22 +243,6 @@ class ModelStack:
         model = restore(copy.deepcopy(self.template))
         model.load_state_dict(self.state_dict(m))
         return model
-
-
-def tied_names(module: nn.Module) -> dict[str, str]:
-    """Every parameter and buffer name of ``module`` → the name it is stored under in a stack.
-
-    :func:`torch.func.stack_module_state` keeps one name per tensor (the first, as
-    ``named_parameters`` does), so a tied tensor (a language model's output layer sharing
-    its embedding's weight) maps from each of its names to that first one: setting all of
-    them keeps the tie, where setting only the first would leave the others on the old one.
-    """
-    names: dict[str, str] = {}
-    for items in (module.named_parameters, module.named_buffers):
-        first: dict[int, str] = {}
-        for name, tensor in items(remove_duplicate=False):
-            names[name] = first.setdefault(id(tensor), name)
-    return names
 
 
 def in_out_layout(weight: Tensor) -> Tensor:
