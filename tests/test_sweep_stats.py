@@ -156,9 +156,10 @@ def test_user_data_is_sized_and_costed_once_it_is_read(tmp_path):
     cost = run_cost(config, read_data=True)
     assert cost.flops == 2 * size.macs * (3 * 100 * 3 + 40 * 3 + 50)
     assert cost.steps == math.ceil(100 / 32) * 3
+    cnn = config.replace(model="cnn", hidden=RunConfig().hidden)  # hidden: as the cnn ignores it
     with pytest.raises(InitlabError, match="too small for 2 conv blocks"):
-        check_buildable([config.replace(model="cnn", hidden=RunConfig().hidden)], read_data=True)
-    check_buildable([config.replace(model="cnn", hidden=RunConfig().hidden)])  # unread: checked later
+        check_buildable([cnn], read_data=True)
+    check_buildable([cnn])  # unread: checked later
 
 
 def test_cost_table_and_calibration():
