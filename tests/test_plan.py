@@ -52,6 +52,8 @@ def test_plan_command_writes_json_and_refuses_bad_input(tmp_path, capsys):
                  "--out", str(path)]) == 0  # fmt: skip
     rules = {r["name"]: r["rule"] for r in json.loads(path.read_text())["parameters"]}
     assert rules["head.weight"] == "he_normal" and rules["head.bias"] == "kept"
+    assert main([*args, "--output-init", "glorot_unifrom"]) == 2  # also with the default init
+    assert "did you mean 'glorot_uniform'" in capsys.readouterr().err
     assert main([*args, "--residual-init", "fixpu"]) == 2
     assert "did you mean 'fixup'" in capsys.readouterr().err
     assert main(["plan", "--model", "mlp"]) == 2

@@ -15,6 +15,7 @@ from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_bias
 from initlab.errors import InitlabError
+from initlab.sweep.values import check_setting
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -54,7 +55,8 @@ def plan(
     torch.manual_seed(seed)
     model = build_user_model(spec, target.get("model_args"))
     generator = torch.Generator().manual_seed(seed)
-    output = None if init == "default" else opt.output_scheme(output_init)
+    output = check_setting("output_init", opt.output_scheme(output_init))
+    output = None if init == "default" else output  # the model as built, output layer too
     result = make_plan(
         model, init, residual=rule, generator=generator, data=example,
         output_layer=output, bias=parse_bias(bias),
