@@ -179,6 +179,11 @@ def print_interrupted(
         console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
 
 
+def _column_note(score: str, task: str) -> str:
+    """``"test accuracy: "``, or for another task what the ``test_accuracy`` column holds."""
+    return f"{score}: " if task == CLASSIFICATION else f"test_accuracy: {score}, "
+
+
 def print_results(
     results: ResultSet, console: Console, title: str, task: str = CLASSIFICATION
 ) -> None:
@@ -192,7 +197,7 @@ def print_results(
     score = SCORES[task]
     stuck = "stuck: test accuracy below 1.5/classes; " if task == CLASSIFICATION else ""
     console.print(
-        f"test_accuracy: {score}, mean ± std over seeds. epochs_to_90: first epoch whose "
+        f"{_column_note(score, task)}mean ± std over seeds. epochs_to_90: first epoch whose "
         f"mean validation score reaches {REACH_FRACTION:.0%} of the best group's final one. "
         f"{stuck}diverged: loss became NaN/inf."
     )
