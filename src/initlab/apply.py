@@ -27,6 +27,7 @@ from initlab.errors import InitlabError
 from initlab.initializers import Fans, Initializer
 from initlab.residual import ResidualResult, apply_residual
 from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
+from initlab.residual.structure import NORMS
 
 INITIALIZABLE = WEIGHT_LAYERS
 """Linear and (transposed) convolution layers of any dimension."""
@@ -226,40 +227,34 @@ def _init_layer(
 def _skipped_modules(model: nn.Module) -> list[dict[str, str]]:
     """Modules with parameters of their own that initlab does not initialize."""
     reason = "not a Linear/Conv layer: left as it was"
-    return [_skip(name, module, reason) for name, module in _skipped_pairs(model)]
-
-
-NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm) + (
-    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()  # torch >= 2.4
-)
-"""Normalization layers: their scale 1 and shift 0 are every framework's init, not a gap."""
+    return [_skip(name, module, reason) for name, module, _ in _skipped(model)]
 
 
 def untouched_weights(model: nn.Module) -> list[str]:
     """``"name (Type: parameters)"`` of each module with weights of its own that no scheme
     sets (embeddings, RNNs, attention's input projection, bare parameters), norms left out:
-    what stays as the factory built it whatever init a comparison names."""
+    what stays as the factory built it whatever init a comparison names (norms: scale 1 and
+    shift 0 are every framework's init, not a gap)."""
+    return [
+        f"{name or '(model)'} ({type(module).__name__}: {', '.join(own)})"
+        for name, module, own in _skipped(model)
+        if not isinstance(module, NORMS)
+    ]
+
+
+def _skipped(model: nn.Module) -> list[tuple[str, nn.Module, list[str]]]:
+    """``(name, module, its own parameters no scheme sets)`` of each module that is not a
+    Linear/Conv layer and has such parameters; a parameter tied to a layer's (an embedding
+    shared with the output layer) is set by that layer's init, so it is not counted."""
     layers = {id(p) for _, m in initializable_layers(model) for p in m.parameters(recurse=False)}
     found = []
-    for name, module in _skipped_pairs(model):
-        if isinstance(module, NORMS):
+    for name, module in model.named_modules():
+        if isinstance(module, INITIALIZABLE):
             continue
         own = [n for n, p in module.named_parameters(recurse=False) if id(p) not in layers]
-        found.append(f"{name or '(model)'} ({type(module).__name__}: {', '.join(own)})")
+        if own:
+            found.append((name, module, own))
     return found
-
-
-def _skipped_pairs(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Modules with parameters of their own that are not Linear/Conv layers, leaving out
-    those whose parameters are all tied to such a layer's (an embedding shared with the
-    output layer is set by that layer's init)."""
-    layers = {id(p) for _, m in initializable_layers(model) for p in m.parameters(recurse=False)}
-    return [
-        (name, module)
-        for name, module in model.named_modules()
-        if not isinstance(module, INITIALIZABLE)
-        and any(id(p) not in layers for p in module.parameters(recurse=False))
-    ]
 
 
 def tied_names(module: nn.Module) -> dict[str, str]:

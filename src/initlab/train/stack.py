@@ -57,6 +57,8 @@ class ModelStack:
             raise ValueError(f"unknown stack strategy {strategy!r}")
         self.size, self.device, self.auto = len(models), device, strategy == AUTO
         self.template = copy.deepcopy(models[0]).to(device)
+        self.names = tied_names(self.template)
+        """Every parameter/buffer name → the name its tensor is stored under (ties)."""
         params, buffers = stack_module_state(list(models))
         self.params: dict[str, Tensor] = {
             k: v.detach().to(device).requires_grad_(True) for k, v in params.items()
@@ -143,7 +145,7 @@ class ModelStack:
         module = restore(copy.deepcopy(self.template))
         tensors = {**{k: nn.Parameter(v.detach()[m]) for k, v in self.params.items()}}
         tensors.update({k: v[m] for k, v in self.buffers.items()})
-        for name, canonical in tied_names(module).items():
+        for name, canonical in self.names.items():
             value = tensors[canonical]
             owner, _, attr = name.rpartition(".")
             sub = module.get_submodule(owner)
@@ -233,10 +235,8 @@ class ModelStack:
         copies; a tied tensor under each of its names, non-persistent buffers left out)."""
         stored = {k: v[m].detach().clone() for k, v in self.params.items()}
         stored.update({k: v[m].clone() for k, v in self.buffers.items()})
-        names = tied_names(self.template)  # other entries (``_extra_state``): the template's
-        return {
-            k: stored[names[k]] if k in names else v for k, v in self.template.state_dict().items()
-        }
+        state = self.template.state_dict()  # other entries (``_extra_state``): the template's
+        return {k: stored[self.names[k]] if k in self.names else v for k, v in state.items()}
 
     def materialize(self, m: int) -> nn.Module:
         """A real ``nn.Module`` holding model ``m``'s current state (a copy)."""
