@@ -42,15 +42,20 @@ def plain_text(text: object, limit: int | None = None) -> str:
     return text.replace("$", r"\$")
 
 
-def curves_figure(epochs: pd.DataFrame, group_by: Sequence[str]) -> Figure:
+def curves_figure(
+    epochs: pd.DataFrame, group_by: Sequence[str], val_title: str | None = None
+) -> Figure:
     """Per group: the mean over seeds of each curve, with a band of ±1 std, against epoch.
 
     Non-finite values (a diverged run's NaN/inf loss) are left out of the means.
+    ``val_title``: what ``val_accuracy`` holds (``validation R²``...; default: accuracy).
     """
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, len(CURVE_PANELS))
     drawn = False
+    titles = {"val_accuracy": val_title} if val_title else {}
     for ax, (column, title, log) in zip(axes, CURVE_PANELS, strict=True):
+        title = titles.get(column, title)
         if not epochs.empty and column in epochs:
             drawn = _draw_bands(ax, epochs, list(group_by), column) or drawn
         ax.set(title=title, xlabel="epoch")
@@ -74,9 +79,11 @@ def _log_axis(ax) -> None:
         ax.yaxis.set_minor_formatter(plain)
 
 
-def plot_curves(epochs: pd.DataFrame, group_by: Sequence[str], path: Path) -> Path:
+def plot_curves(
+    epochs: pd.DataFrame, group_by: Sequence[str], path: Path, val_title: str | None = None
+) -> Path:
     """Draw :func:`curves_figure` and save it as ``path`` (PNG); returns ``path``."""
-    fig = curves_figure(epochs, group_by)
+    fig = curves_figure(epochs, group_by, val_title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -2,7 +2,8 @@
 
 :class:`ResultSet` is what :func:`initlab.compare` returns and what the store reads back:
 ``runs`` and ``epochs`` are pandas DataFrames keyed by ``run_id``; :meth:`ResultSet.summary`
-aggregates over seeds per group (by default per init scheme).
+aggregates over seeds per group (by default per init scheme). ``test_accuracy`` holds each
+run's task score (accuracy, R², token accuracy): :attr:`ResultSet.score` names it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks
 from initlab.stats import first_epoch_reaching, mean_ci, rank_groups, verdict
 from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
 
@@ -78,21 +80,31 @@ class ResultSet:
         frames = (pd.DataFrame(rows), pd.DataFrame(epoch_rows), pd.DataFrame(layer_rows))
         return cls(frames[0], frames[1], group_by, frames[2])
 
+    @property
+    def score(self) -> Score:
+        """What ``test_accuracy`` holds, from the runs' tasks (:mod:`initlab.scores`)."""
+        return Score.of_runs(self.runs)
+
     def summary(self) -> pd.DataFrame:
-        """Per group: test accuracy mean ± std and 95% CI over seeds, final train loss,
-        ``epochs_to_90`` (see :data:`REACH_FRACTION`), and counts of diverged/stuck runs."""
+        """Per group: test score (``test_accuracy``: see :attr:`score`) mean ± std and 95% CI
+        over seeds, final train loss, ``epochs_to_90`` (see :data:`REACH_FRACTION`), and
+        counts of diverged/stuck runs; when the runs mix tasks, each group's
+        ``resolved_task`` after its keys."""
         if self.runs.empty:
             return pd.DataFrame()
         curves = self._mean_val_curves()
         target = REACH_FRACTION * max((c.iloc[-1] for c in curves.values() if len(c)), default=0)
+        tasks = run_tasks(self.runs) if self.score.mixed else None
         rows = []
         for key, group in self.runs.groupby(self.group_by, sort=False):
             key = key if isinstance(key, tuple) else (key,)
             mean, std, ci = mean_ci(group["test_accuracy"])
             curve = curves.get(key, pd.Series(dtype=float))
+            named = {} if tasks is None else {RESOLVED_TASK: _joined(tasks[group.index])}
             rows.append(
                 {
                     **dict(zip(self.group_by, key, strict=True)),
+                    **named,
                     "runs": len(group),
                     "test_accuracy": mean,
                     "test_accuracy_std": std,
@@ -138,23 +150,25 @@ class ResultSet:
         self.runs.to_csv(paths[0], index=False)
         self.epochs.to_csv(paths[1], index=False)
         self.summary().to_csv(paths[2], index=False)
-        plot_curves(self.epochs, self.group_by, paths[3])
+        plot_curves(self.epochs, self.group_by, paths[3], self.score.name("validation"))
         if not self.layer_stats.empty:
             paths.append(out / "layer_stats.csv")
             self.layer_stats.to_csv(paths[-1], index=False)
         return paths
 
     def plot(self, path: str | Path) -> Path:
-        """Loss and accuracy curves, mean over seeds with a ±1 std band, per group."""
+        """Loss and validation score curves, mean over seeds with a ±1 std band, per group."""
         from initlab.curves import plot_curves
 
-        return plot_curves(self.epochs, self.group_by, Path(path))
+        return plot_curves(self.epochs, self.group_by, Path(path), self.score.name("validation"))
 
     def __str__(self) -> str:
         return format_summary(self.summary()).to_string(index=False)
 
     def __repr__(self) -> str:
         head = f"ResultSet: {len(self.runs)} runs grouped by {', '.join(self.group_by)}"
+        if self.score != ACCURACY:
+            head += f"; {self.score.holds()}"
         return f"{head}\n{self}" if not self.runs.empty else head
 
     def _repr_html_(self) -> str:
@@ -162,7 +176,8 @@ class ResultSet:
 
 
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as strings for display: ``0.8412 ± 0.0031`` and a flags column."""
+    """The summary as strings for display: ``0.8412 ± 0.0031`` and a flags column; a mixed
+    set's ``resolved_task`` column as ``task`` (unless a grouping column has that name)."""
     if summary.empty:
         return summary
     shown = summary.copy()
@@ -173,7 +188,14 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     shown["final_train_loss"] = summary["final_train_loss"].map(lambda v: f"{v:.4f}")
     shown["epochs_to_90"] = summary["epochs_to_90"].map(lambda v: "never" if v != v else f"{v:g}")
     shown["flags"] = [_flags(r) for _, r in summary.iterrows()]
+    if RESOLVED_TASK in shown and "task" not in shown:
+        shown = shown.rename(columns={RESOLVED_TASK: "task"})
     return shown.drop(columns=["test_accuracy_std", "ci95", "diverged", "stuck", "failed"])
+
+
+def _joined(tasks: pd.Series) -> str:
+    """A group's task (``classification/regression`` should a group mix them)."""
+    return "/".join(dict.fromkeys(tasks))
 
 
 def _flags(row: pd.Series) -> str:

@@ -2,7 +2,8 @@
 
 The sections, in order: summary (ranked), pairwise comparisons, learning curves, accuracy with
 confidence intervals, per-layer gradient norms, trainability (only for depth × sigma_w²
-sweeps), failures, and the list of runs. ``docs/report.md`` explains how to read each.
+sweeps), failures, and the list of runs. ``docs/report.md`` explains how to read each. The
+runs' tasks name the score throughout (accuracy, R², token accuracy: :mod:`initlab.scores`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from initlab.report.html import render_html
 from initlab.report.markdown import render_markdown
 from initlab.report.model import Report, Section
 from initlab.results import ResultSet
+from initlab.scores import ACCURACY, Score
 
 DEFAULT_TITLE = "initlab report"
 CONFIG_COLUMNS = tuple(f.name for f in fields(RunConfig))
@@ -91,19 +93,19 @@ def assemble_report(
     if runs.empty:
         note = sections.empty_section()
         return Report(title, ["no runs"], [*extra_sections, note])
-    ranked = sections.ranked(results)
+    ranked, score = sections.ranked(results), results.score
     parts = [
         *extra_sections,
-        sections.summary_section(ranked, keys, results.verdict()),
-        sections.pairwise_section(runs, keys, ranked),
-        sections.curves_section(results.epochs, keys),
-        sections.accuracy_section(runs, keys, ranked),
+        sections.summary_section(ranked, keys, results.verdict(), score),
+        sections.pairwise_section(runs, keys, ranked, score),
+        sections.curves_section(results.epochs, keys, score),
+        sections.accuracy_section(runs, keys, ranked, score),
         sections.gradients_section(layer_stats, runs, keys),
-        sections.trainability_section(runs),
+        sections.trainability_section(runs, score),
         sections.failures_section(runs, keys),
-        sections.runs_section(runs, keys),
+        sections.runs_section(runs, keys, score),
     ]
-    return Report(title, facts(runs, keys), [p for p in parts if p is not None])
+    return Report(title, facts(runs, keys, score), [p for p in parts if p is not None])
 
 
 def regroup(results: ResultSet, group_by: Sequence[str] | None) -> ResultSet:
@@ -126,13 +128,17 @@ def regroup(results: ResultSet, group_by: Sequence[str] | None) -> ResultSet:
     return ResultSet(results.runs, epochs, keys)
 
 
-def facts(runs: pd.DataFrame, group_by: Sequence[str]) -> list[str]:
-    """A few lines about the data: counts, and the settings every run shares."""
+def facts(runs: pd.DataFrame, group_by: Sequence[str], score: Score | None = None) -> list[str]:
+    """A few lines about the data: counts, the task unless it is classification only (what
+    ``test_accuracy`` holds), and the settings every run shares."""
     groups = runs.groupby(list(group_by), sort=False).ngroups
     seeds = runs["seed"].nunique() if "seed" in runs else 1
     lines = [
         f"{len(runs)} runs in {groups} groups (grouped by {', '.join(group_by)}), {seeds} seed(s)"
     ]
+    score = score or Score.of_runs(runs)
+    if score != ACCURACY:
+        lines.append(f"task: {', '.join(score.tasks)}; {score.holds()}")
     shared = []
     for column in CONFIG_COLUMNS:
         if column not in runs or column in HIDDEN_FACT_COLUMNS or column in group_by:

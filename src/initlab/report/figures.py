@@ -29,8 +29,15 @@ MAX_ANNOTATED_CELLS = 80
 """Trainability grids with at most this many cells print each cell's accuracy."""
 
 
-def accuracy_figure(ranked: pd.DataFrame, accuracies: dict[str, list[float]]) -> Figure:
-    """Per group (best on top): mean test accuracy with its 95% CI, and each run as a dot."""
+def accuracy_figure(
+    ranked: pd.DataFrame,
+    accuracies: dict[str, list[float]],
+    score: str = "test accuracy",
+    *,
+    clip: bool = True,
+) -> Figure:
+    """Per group (best on top): mean ``score`` (what ``test_accuracy`` holds) with its 95%
+    CI, and each run as a dot; with ``clip`` (a score in [0, 1]) the axis stays near it."""
     n = max(len(ranked), 1)
     fig = Figure(figsize=(8, 1.2 + 0.42 * n), layout="constrained")
     ax = fig.subplots()
@@ -44,10 +51,11 @@ def accuracy_figure(ranked: pd.DataFrame, accuracies: dict[str, list[float]]) ->
         ax.scatter(runs, y + jitter, s=14, color="C1", alpha=0.8, zorder=2)
     ax.set_yticks(range(len(ranked)), [plain_text(g, LABEL_LIMIT) for g in ranked["group"]])
     ax.set_ylim(n - 0.5, -0.5)
-    low, high = ax.get_xlim()  # a CI from 2 seeds can reach far past [0, 1]: clip the view
-    ax.set_xlim(max(low, -0.02), min(high, 1.02))
-    ax.set_xlabel("test accuracy")
-    ax.set_title("test accuracy: mean and 95% CI (blue), single runs (orange)")
+    if clip:  # a CI from 2 seeds can reach far past [0, 1]: clip the view
+        low, high = ax.get_xlim()
+        ax.set_xlim(max(low, -0.02), min(high, 1.02))
+    ax.set_xlabel(score)
+    ax.set_title(f"{score}: mean and 95% CI (blue), single runs (orange)")
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -89,9 +97,12 @@ def _label_heatmap(ax, grid: LayerGrid, x_name: str) -> None:
     ax.set_xlabel(x_name)
 
 
-def trainability_figure(panels: list[SweepPanel]) -> Figure:
-    """Per activation: depth (y) × sigma_w² (x), colour = mean final test accuracy, with the
-    theory's trainable-depth bound 6·xi_c(sigma_w²) where sigma_b² is known."""
+def trainability_figure(
+    panels: list[SweepPanel], label: str = "final test accuracy (mean over seeds)"
+) -> Figure:
+    """Per activation: depth (y) × sigma_w² (x), colour = mean final test score (``label``
+    names it, on the colour bar), with the theory's trainable-depth bound 6·xi_c(sigma_w²)
+    where sigma_b² is known."""
     fig = Figure(figsize=(6.2 * len(panels) + 0.6, 4.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
     cmap = colormaps["magma"].with_extremes(bad=MISSING_COLOUR)
@@ -119,7 +130,7 @@ def trainability_figure(panels: list[SweepPanel]) -> Figure:
         ax.set_title(plain_text(f"{panel.activation} (σ_b² = {sb})"))
         ax.set(xlabel="σ_w² (weight variance × fan_in)", ylabel="depth (hidden layers)")
     if mesh is not None:
-        fig.colorbar(mesh, ax=axes.tolist(), label="final test accuracy (mean over seeds)")
+        fig.colorbar(mesh, ax=axes.tolist(), label=plain_text(label))
     return fig
 
 

@@ -1,6 +1,8 @@
 """One function per report section: data in, :class:`Section` out (``None``: not applicable).
 
 The ``intro`` of each section is the one-paragraph reading guide shown above its content.
+``score`` (:class:`~initlab.scores.Score`) names what the runs' ``test_accuracy`` holds
+(accuracy, R², token accuracy) and whether the ``stuck`` rule applies (classification only).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from initlab.curves import curves_figure
 from initlab.report import figures, layers, sweep, tables
 from initlab.report.model import Details, Image, Note, Section, Table
 from initlab.results import REACH_FRACTION, ResultSet
-from initlab.train.result import STUCK_FACTOR
+from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks
 
 
 def ranked(results: ResultSet) -> pd.DataFrame:
@@ -25,66 +27,82 @@ def empty_section() -> Section:
     return Section("summary", "Summary", "There are no runs to report.", [Note("no runs")])
 
 
-def summary_section(ranked: pd.DataFrame, group_by: Sequence[str], verdict: str = "") -> Section:
+def summary_section(
+    ranked: pd.DataFrame, group_by: Sequence[str], verdict: str = "", score: Score = ACCURACY
+) -> Section:
+    stuck = f"; {score.stuck_rule()} (no better than predicting one class)"
     intro = (
-        f"One row per group ({', '.join(group_by)}), best first: ranked by mean test accuracy. "
-        "Mean ± sample std over the group's runs (seeds); the 95% CI is the Student-t interval "
-        "for the mean. 'as good as best?': Welch's t-test of the group against the best one, "
-        f"Holm-adjusted over the other groups — 'yes' when p ≥ {tables.ALPHA:g} (the data "
-        "cannot tell them apart). 'epochs to 90%' is "
-        "the first epoch at which the group's mean validation accuracy reaches "
+        f"One row per group ({', '.join(group_by)}), best first: ranked by mean "
+        f"{score.name()}{_per_task(score)}. Mean ± sample std over the group's runs (seeds); "
+        "the 95% CI is the Student-t interval for the mean. 'as good as best?': Welch's t-test "
+        f"of the group against the best one, Holm-adjusted over the other groups — 'yes' when "
+        f"p ≥ {tables.ALPHA:g} (the data cannot tell them apart). 'epochs to 90%' is the first "
+        f"epoch at which the group's mean {score.name('validation')} reaches "
         f"{REACH_FRACTION:.0%} of the best group's final one. diverged: the loss became "
-        f"NaN/inf; stuck: test accuracy below {STUCK_FACTOR:g}/classes (no better than "
-        "predicting one class); failed: an error."
+        f"NaN/inf{stuck if score.stuck_applies else ''}; failed: an error."
     )
     verdict_note = [Note(verdict)] if verdict else []
-    return Section(
-        "summary", "Summary", intro, [Table(tables.summary_table(ranked)), *verdict_note]
-    )
+    table = Table(tables.summary_table(ranked, score))
+    return Section("summary", "Summary", intro, [table, *verdict_note])
 
 
-def pairwise_section(runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame) -> Section:
+def _per_task(score: Score) -> str:
+    """``: each task's score (...), the task column says which`` for runs of mixed tasks."""
+    return f": {score.per_task()}, the task column says which" if score.mixed else ""
+
+
+def pairwise_section(
+    runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame, score: Score = ACCURACY
+) -> Section:
     intro = (
         "Is one group really better than another, or is the gap seed noise? For each pair: the "
-        "difference of mean test accuracies with a bootstrap 95% interval, and the two-sided "
-        f"p-value of Welch's t-test (unequal variances). Highlighted rows: p < {tables.ALPHA:g}. "
-        "With many pairs some small p-values are expected by chance; the Holm column corrects "
-        "for the number of pairs. Groups with fewer than two finite accuracies cannot be "
-        "tested (—)."
+        f"difference of mean {_plural(score.name())} with a bootstrap 95% interval, and the "
+        "two-sided p-value of Welch's t-test (unequal variances). Highlighted rows: "
+        f"p < {tables.ALPHA:g}. With many pairs some small p-values are expected by chance; "
+        "the Holm column corrects for the number of pairs. Groups with fewer than two finite "
+        f"{_plural(score.name(''))} cannot be tested (—)."
     )
     if len(ranked) < 2:
         return Section("pairwise", "Pairwise comparisons", intro, [Note("only one group")])
-    frame, strong = tables.pairwise_table(runs, group_by, ranked)
+    frame, strong = tables.pairwise_table(runs, group_by, ranked, score)
     blocks: list = [Table(frame, strong_rows=strong)]
     if len(ranked) > tables.MAX_ALL_PAIRS:
         blocks.insert(0, Note(f"{len(ranked)} groups: each is compared with the best."))
     return Section("pairwise", "Pairwise comparisons", intro, blocks)
 
 
-def curves_section(epochs: pd.DataFrame, group_by: Sequence[str]) -> Section:
+def curves_section(
+    epochs: pd.DataFrame, group_by: Sequence[str], score: Score = ACCURACY
+) -> Section:
+    val = score.name("validation")
     intro = (
-        "Training loss (log scale) and validation accuracy after each epoch: the line is the "
-        "mean over the group's seeds, the band ±1 std. Flat curves at chance mean the network "
-        "is not learning (e.g. a symmetric or vanishing initialization)."
+        f"Training loss (log scale) and {val} after each epoch: the line is the mean over the "
+        "group's seeds, the band ±1 std. Flat curves at chance mean the network is not "
+        "learning (e.g. a symmetric or vanishing initialization)."
     )
     if epochs.empty:
         return Section("curves", "Learning curves", intro, [Note("no per-epoch records")])
     image = Image.from_figure(
-        "curves", curves_figure(epochs, group_by), "training loss and validation accuracy"
+        "curves", curves_figure(epochs, group_by, val), f"training loss and {val}"
     )
     return Section("curves", "Learning curves", intro, [image])
 
 
-def accuracy_section(runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame) -> Section:
+def accuracy_section(
+    runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame, score: Score = ACCURACY
+) -> Section:
+    test = score.name()
     intro = (
-        "Final test accuracy per group, best on top: the blue dot is the mean, the bar its 95% "
+        f"Final {test} per group, best on top: the blue dot is the mean, the bar its 95% "
         "confidence interval; orange dots are single runs. Groups whose intervals do not "
         "overlap differ clearly; one run gives no interval."
     )
     accuracies = tables.group_accuracies(runs, group_by, list(ranked["group"]))
-    fig = figures.accuracy_figure(ranked, accuracies)
-    image = Image.from_figure("accuracy", fig, "test accuracy per group with 95% CI")
-    return Section("accuracy", "Accuracy with confidence intervals", intro, [image])
+    fig = figures.accuracy_figure(ranked, accuracies, test, clip=score.bounded)
+    image = Image.from_figure("accuracy", fig, f"{test} per group with 95% CI")
+    bare = score.name("")
+    title = f"{bare[0].upper()}{bare[1:]} with confidence intervals"
+    return Section("accuracy", title, intro, [image])
 
 
 def gradients_section(
@@ -110,22 +128,21 @@ def gradients_section(
     return Section("gradients", title, intro, [image])
 
 
-def trainability_section(runs: pd.DataFrame) -> Section | None:
+def trainability_section(runs: pd.DataFrame, score: Score = ACCURACY) -> Section | None:
     """Only for runs that vary both depth and sigma_w² (see :mod:`initlab.report.sweep`)."""
     if not sweep.is_depth_scale_sweep(runs):
         return None
     intro = (
-        "Final test accuracy (mean over seeds) for each depth (number of hidden layers) and "
+        f"Final {score.name()} (mean over seeds) for each depth (number of hidden layers) and "
         "weight variance σ_w² (= Var(W) × fan_in, derived from the init spec). Mean-field "
         "theory (Schoenholz et al. 2017) says random networks train up to a depth of about "
         "6·ξ_c: the dashed curve. Bright cells below the curve and dark cells above it agree "
         "with theory; the peak of the curve is the edge of chaos. Cells of runs that diverged "
-        "count as accuracy 0; light grey: no run."
+        f"count as {score.name('')} 0; light grey: no run."
     )
     panels = sweep.trainability_panels(runs)
-    blocks: list = [
-        Image.from_figure("trainability", figures.trainability_figure(panels), "trainability")
-    ]
+    fig = figures.trainability_figure(panels, f"final {score.name()} (mean over seeds)")
+    blocks: list = [Image.from_figure("trainability", fig, "trainability")]
     unknown = [p.activation for p in panels if p.theory_x is None]
     if unknown:
         reason = "σ_b² unknown (non-zero bias policy) or activation unknown to the theory"
@@ -142,7 +159,19 @@ def failures_section(runs: pd.DataFrame, group_by: Sequence[str]) -> Section:
     return Section("failures", "Failures", intro, [note, Table(frame)])
 
 
-def runs_section(runs: pd.DataFrame, group_by: Sequence[str]) -> Section:
+def runs_section(runs: pd.DataFrame, group_by: Sequence[str], score: Score = ACCURACY) -> Section:
     intro = "Every run with its outcome; run_id is the stable hash of its full config."
-    details = Details(f"all {len(runs)} runs", [Table(tables.runs_table(runs, group_by))])
+    if score != ACCURACY:
+        intro += f" Column {score.holds()}."
+    if score.mixed:  # each run's task, also for runs recorded without one
+        runs = runs.assign(**{RESOLVED_TASK: run_tasks(runs)})
+    frame = tables.runs_table(runs, group_by, with_task=score.mixed)
+    details = Details(f"all {len(runs)} runs", [Table(frame)])
     return Section("runs", "Runs", intro, [details])
+
+
+def _plural(score: str) -> str:
+    """A score's plural: ``test accuracies``, ``test scores``, ``test R² values``."""
+    if score.endswith("accuracy"):
+        return f"{score[:-1]}ies"
+    return f"{score}s" if score.endswith("score") else f"{score} values"

@@ -1,7 +1,9 @@
 """The report's tables: ranked group summary, pairwise Welch tests, run list, failures.
 
 Numbers come from :meth:`ResultSet.summary` and :mod:`initlab.stats`; the functions here
-rank, compare and format them as display strings.
+rank, compare and format them as display strings. ``score``
+(:class:`~initlab.scores.Score`) names what ``test_accuracy`` holds (accuracy, R², token
+accuracy); the ``stuck`` count is shown where the rule applies (classification).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from initlab.curves import group_label
+from initlab.scores import ACCURACY, RESOLVED_TASK, Score
 from initlab.stats import group_label as stats_label
 from initlab.stats import pairwise_comparisons, rank_groups
 from initlab.train.result import DIVERGED, FAILED
@@ -55,17 +58,20 @@ def ranked_summary(
     return ranked.reset_index(drop=True)
 
 
-def summary_table(ranked: pd.DataFrame) -> pd.DataFrame:
-    """:func:`ranked_summary` as display strings: mean ± std, the CI's bounds, counts."""
+def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame:
+    """:func:`ranked_summary` as display strings: mean ± std, the CI's bounds, counts; each
+    group's task when the runs mix tasks; ``stuck`` only where the rule applies."""
     rows = []
     for r in ranked.to_dict("records"):
         mean, std, ci = r["test_accuracy"], r["test_accuracy_std"], r["ci95"]
+        task = {"task": r[RESOLVED_TASK]} if RESOLVED_TASK in r else {}
         rows.append(
             {
                 "rank": str(r["rank"]),
                 "group": r["group"],
+                **task,
                 "runs": str(r["runs"]),
-                "test accuracy (mean ± std)": _pm(mean, std),
+                f"{score.name()} (mean ± std)": _pm(mean, std),
                 "95% CI": _interval(mean - ci, mean + ci),
                 "final train loss": _num(r["final_train_loss"]),
                 "epochs to 90%": _epochs(r["epochs_to_90"]),
@@ -75,7 +81,8 @@ def summary_table(ranked: pd.DataFrame) -> pd.DataFrame:
                 "failed": str(r["failed"]),
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame if score.stuck_applies else frame.drop(columns=["stuck"], errors="ignore")
 
 
 def group_accuracies(
@@ -92,12 +99,12 @@ def group_accuracies(
 
 
 def pairwise_table(
-    runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame
+    runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame, score: Score = ACCURACY
 ) -> tuple[pd.DataFrame, tuple[int, ...]]:
     """Every pair of groups (best-ranked first) from :func:`initlab.stats.pairwise_comparisons`
     as display strings, and the rows with Welch p < :data:`ALPHA` (to highlight).
 
-    Columns: the two groups, the difference of mean test accuracies (A − B) with its bootstrap
+    Columns: the two groups, the difference of mean test scores (A − B) with its bootstrap
     95% interval, the two-sided Welch p-value, its Holm adjustment over all pairs, and
     ``p < 0.05``. With more than :data:`MAX_ALL_PAIRS` groups only the pairs with the best
     group are listed.
@@ -121,7 +128,7 @@ def pairwise_table(
             {
                 "group A": label.get(pair["group_a"], pair["group_a"]),
                 "group B": label.get(pair["group_b"], pair["group_b"]),
-                "Δ accuracy (A − B)": _signed(pair["diff"]),
+                f"Δ {score.name('')} (A − B)": _signed(pair["diff"]),
                 "Δ 95% CI (bootstrap)": _interval(pair["diff_low"], pair["diff_high"], True),
                 "p (Welch)": _p(p),
                 "p (Holm)": _p(pair["p_holm"]),
@@ -131,9 +138,13 @@ def pairwise_table(
     return pd.DataFrame(rows), tuple(strong)
 
 
-def runs_table(runs: pd.DataFrame, group_by: Sequence[str]) -> pd.DataFrame:
-    """One row per run: id, grouping columns, seed, status, metrics, message (as strings)."""
-    columns = [c for c in ("run_id", *group_by, *RUN_COLUMNS) if c in runs]
+def runs_table(
+    runs: pd.DataFrame, group_by: Sequence[str], *, with_task: bool = False
+) -> pd.DataFrame:
+    """One row per run: id, grouping columns, seed, status, metrics, message (as strings);
+    with ``with_task``, the task each run trained for after its grouping columns."""
+    task = [RESOLVED_TASK] if with_task else []
+    columns = [c for c in ("run_id", *group_by, *task, *RUN_COLUMNS) if c in runs]
     shown = runs[list(dict.fromkeys(columns))].copy()
     for column in shown:
         shown[column] = shown[column].map(_cell)

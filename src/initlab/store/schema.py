@@ -7,6 +7,9 @@ Tables:
   config as JSON (authoritative); then one column per config field (``hidden`` as
   ``"300-100"``, ``extra`` as JSON, booleans 0/1) for querying; then the outcome:
   ``status`` (ok/stuck/diverged/failed), ``message``, test/train metrics, ``epochs_done``,
+  ``resolved_task`` (the task the run trained for: ``classification``, ``regression`` or
+  ``sequence``, resolved from the data when the config says ``auto``; it names what
+  ``test_accuracy`` and the ``*_accuracy`` epoch metrics hold: accuracy, R², token accuracy),
   timings (``train_seconds``, ``wall_seconds``, ``started_at``/``finished_at`` ISO-8601 UTC),
   ``engine``, ``attempts`` and where it ran (``host``, initlab/torch/python versions, and
   ``blas``: the BLAS code path, e.g. ``MKL AVX512_E1``, see :mod:`initlab.mkl_dispatch`).
@@ -21,7 +24,9 @@ Tables:
 
 Config fields added to :class:`RunConfig` later, and result columns added to
 :data:`RESULT_COLUMNS` later, are added as columns when a store is opened (old rows get
-NULL); that does not change the schema version.
+NULL); that does not change the schema version. Readers take a NULL ``resolved_task`` (a
+run recorded before the column existed) from the config's ``task``, ``auto`` as
+classification (:func:`initlab.scores.run_tasks`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("final_train_loss", "REAL"),
     ("final_val_accuracy", "REAL"),
     ("epochs_done", "INTEGER"),
+    ("resolved_task", "TEXT"),
     ("train_seconds", "REAL"),
     ("wall_seconds", "REAL"),
     ("engine", "TEXT"),

@@ -25,6 +25,7 @@ from initlab.errors import InitlabError, UnknownNameError
 from initlab.train.memory import MIN_CHUNK
 from initlab.train.result import FAILED, RunResult
 from initlab.train.run import load_data, run_config
+from initlab.train.tasks import resolve_task
 from initlab.usercode import is_user_spec
 
 ENGINES = ("auto", "single", "batched")
@@ -162,6 +163,15 @@ class DataCache:
         return self._cache[key]
 
 
+def data_task(config: RunConfig, data: Dataset) -> str:
+    """The task ``config`` trains for on ``data`` (its ``task``, or the data's for ``auto``);
+    ``""`` when that cannot be told."""
+    try:
+        return resolve_task(config.task, data)
+    except InitlabError:
+        return ""
+
+
 def engine_used(size: int, result: RunResult) -> str:
     """The ``engine`` a run records: ``single``, or ``batched/<strategy>`` (``stacked``,
     ``vmap``, ``looped``: how its stack ran, :mod:`initlab.train.stack`)."""
@@ -193,6 +203,9 @@ def execute_chunk(
         except Exception as exc:  # a run failing must not end the sweep
             results = [failed_result(c, exc) for c in group]
         finished = time.time()
+        task = data_task(group[0], dataset)
+        for result in results:  # a run failed before training knows its task too
+            result.task = result.task or task
         outcomes += [
             Outcome(r, started, finished, engine_used(len(group), r), environment())
             for r in results

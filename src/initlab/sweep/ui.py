@@ -89,8 +89,7 @@ def run_and_report(
         results = store.results(study.study_id)
     # the files first: printing may fail (`initlab compare ... | head` closes the pipe)
     paths = results.save(out) if out is not None and not results.runs.empty else []
-    task = getattr(options.get("dataset"), "task", CLASSIFICATION)
-    print_results(results, console, title.replace(SCORES[CLASSIFICATION], SCORES[task]), task)
+    print_results(results, console, title)
     if paths:
         console.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
     return results
@@ -179,31 +178,27 @@ def print_interrupted(
         console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
 
 
-def _column_note(score: str, task: str) -> str:
-    """``"test accuracy: "``, or for another task what the ``test_accuracy`` column holds."""
-    return f"{score}: " if task == CLASSIFICATION else f"test_accuracy: {score}, "
-
-
-def print_results(
-    results: ResultSet, console: Console, title: str, task: str = CLASSIFICATION
-) -> None:
-    """The summary per group (mean ± std over seeds, flags) and the ranking; ``task`` names
-    the score (the ``test_accuracy`` column: accuracy, R² or token accuracy)."""
+def print_results(results: ResultSet, console: Console, title: str) -> None:
+    """The summary per group (mean ± std over seeds, flags) and the ranking. The runs' tasks
+    name the score (:attr:`ResultSet.score`: accuracy, R², token accuracy), also in
+    ``title`` where it says ``test accuracy``; the ``stuck`` rule is for classification."""
     summary = results.summary()
     if summary.empty:
         console.print("no finished runs yet")
         return
+    score = results.score
+    title = title.replace(SCORES[CLASSIFICATION], score.name())
     print_frame(format_summary(summary), console, title=title)
-    score = SCORES[task]
-    stuck = "stuck: test accuracy below 1.5/classes; " if task == CLASSIFICATION else ""
+    stuck = f"{score.stuck_rule()}; " if score.stuck_applies else ""
     console.print(
-        f"{_column_note(score, task)}mean ± std over seeds. epochs_to_90: first epoch whose "
+        f"{score.column_note()}mean ± std over seeds. epochs_to_90: first epoch whose "
         f"mean validation score reaches {REACH_FRACTION:.0%} of the best group's final one. "
         f"{stuck}diverged: loss became NaN/inf."
     )
     ranked = results.ranking()
     if len(ranked) > 1:
-        print_frame(ranking_table(ranked), console, title=f"ranking by {score}")
+        table = ranking_table(ranked, score.name())
+        print_frame(table, console, title=f"ranking by {score.name()}")
         console.print(
             "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1, "
             "Holm-adjusted over the other groups; tied: p >= 0.05 (the seeds cannot tell it "
@@ -212,8 +207,9 @@ def print_results(
         console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
 
 
-def ranking_table(ranked: pd.DataFrame) -> pd.DataFrame:
-    """:func:`initlab.stats.rank_groups`'s table formatted for display."""
+def ranking_table(ranked: pd.DataFrame, score: str = SCORES[CLASSIFICATION]) -> pd.DataFrame:
+    """:func:`initlab.stats.rank_groups`'s table formatted for display; ``score`` names the
+    ranked column."""
     if ranked.empty:
         return ranked
     accuracy = zip(ranked["mean"], ranked["ci"], strict=True)
@@ -221,7 +217,7 @@ def ranking_table(ranked: pd.DataFrame) -> pd.DataFrame:
         {
             "rank": ranked["rank"],
             "group": ranked["group"],
-            "test accuracy": [_mean_ci(m, c) for m, c in accuracy],
+            score: [_mean_ci(m, c) for m, c in accuracy],
             "seeds": [f"{n}/{r}" for n, r in zip(ranked["n"], ranked["runs"], strict=True)],
             "p vs best": ["" if p != p else f"{p:.3g}" for p in ranked["p_holm"]],
             "tied": ["yes" if t else "" for t in ranked["tied_with_best"]],

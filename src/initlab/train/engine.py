@@ -114,7 +114,7 @@ class StackTrainer:
         self.n = int(self.x.shape[0])
         self.steps_per_epoch = math.ceil(self.n / plan.batch_size)
         self.data_gens = [make_generator(m.seed, "data") for m in members]
-        self.results = [RunResult(config=None, status="running") for _ in members]
+        self.results = [RunResult(config=None, status="running", task=plan.task) for _ in members]
         self.alive = torch.ones(self.size, dtype=torch.bool, device=self.device)
         self.dead_at = torch.full((self.size,), -1, dtype=torch.long, device=self.device)
         self.dead: set[int] = set()

@@ -25,7 +25,10 @@ class RunResult:
     stopped there, test metrics are NaN) or ``failed`` (an error; ``message`` says which).
     ``layer_stats`` holds tidy per-layer rows recorded during training, if tracking was on.
     ``strategy``: how its stack ran the models (``stacked``, ``vmap`` or ``looped``,
-    :mod:`initlab.train.stack`; ``""`` for a model trained alone).
+    :mod:`initlab.train.stack`; ``""`` for a model trained alone). ``task``: the task it
+    was trained for, resolved from the data (``classification``, ``regression`` or
+    ``sequence``, never ``auto``; ``""`` when unknown): what ``test_accuracy`` holds
+    (:data:`initlab.train.tasks.SCORES`).
     """
 
     config: RunConfig | None
@@ -37,6 +40,7 @@ class RunResult:
     message: str = ""
     layer_stats: list[dict[str, Any]] = field(default_factory=list)
     strategy: str = ""
+    task: str = ""
 
     @property
     def final_train_loss(self) -> float:
@@ -65,6 +69,7 @@ class RunResult:
             epochs_done=len(self.epochs),
             train_seconds=self.train_seconds,
             message=self.message,
+            resolved_task=self.task or None,
         )
         return row
 

@@ -135,7 +135,9 @@ def _train_chunk(
     except Exception as exc:  # a run failing must not end the comparison
         tail = traceback.format_exc(limit=3).strip().splitlines()[-1]
         message = f"{type(exc).__name__}: {tail}"
-        results = [RunResult(config=None, status=FAILED, message=message) for _ in configs]
+        results = [
+            RunResult(config=None, status=FAILED, message=message, task=plan.task) for _ in configs
+        ]
     for config, result in zip(configs, results, strict=True):
         result.config = config
     return results

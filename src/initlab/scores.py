@@ -1,0 +1,117 @@
+"""What a set of runs' score is called: their resolved tasks name it.
+
+A run's ``test_accuracy`` (and its epochs' ``val_accuracy``/``train_accuracy``) hold the
+score of the task it trained for (:data:`initlab.train.tasks.SCORES`): accuracy for
+classification, R² for regression, token accuracy for sequences. The results store records
+each run's resolved task (``resolved_task``). A run without one (recorded before the column
+existed, or read from an older ``summary.csv``) takes its config's ``task``; ``auto`` there
+reads as classification, as it did before other tasks existed.
+
+:class:`Score` names the score of a set of runs for tables, legends and figures, and says
+whether the ``stuck`` rule (chance-level accuracy, :func:`initlab.train.result.final_status`)
+applies: to classification only. ``initlab compare/sweep/results`` (:mod:`initlab.sweep.ui`),
+``initlab report`` (:mod:`initlab.report`) and :class:`~initlab.results.ResultSet` use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from initlab.train.result import STUCK_FACTOR
+from initlab.train.tasks import CLASSIFICATION, REGRESSION, SCORES, TASKS
+
+RESOLVED_TASK = "resolved_task"
+"""The run column holding the task a run trained for (see the module docstring)."""
+MIXED_SCORE = "score"
+"""The score's name when the runs mix tasks (``test score``)."""
+
+
+def run_task(recorded: object, configured: object) -> str:
+    """One run's task: the ``recorded`` (resolved) one, else the ``configured`` one unless it
+    is ``auto`` or unknown, else classification."""
+    for task in (recorded, configured):
+        if isinstance(task, str) and task in TASKS:
+            return task
+    return CLASSIFICATION
+
+
+def run_tasks(runs: pd.DataFrame) -> pd.Series:
+    """Each run's task (:func:`run_task` of its ``resolved_task`` and ``task`` columns)."""
+    empty = pd.Series(None, index=runs.index, dtype=object)
+    recorded = runs.get(RESOLVED_TASK, empty)
+    configured = runs.get("task", empty)
+    tasks = [run_task(r, c) for r, c in zip(recorded, configured, strict=True)]
+    return pd.Series(tasks, index=runs.index, dtype=object)
+
+
+@dataclass(frozen=True)
+class Score:
+    """The score of runs of ``tasks`` (distinct, in the order of :data:`TASKS`)."""
+
+    tasks: tuple[str, ...] = (CLASSIFICATION,)
+
+    @classmethod
+    def of(cls, tasks: Iterable[str]) -> Score:
+        """The score of runs with these tasks (classification when there are none)."""
+        order = {task: i for i, task in enumerate(TASKS)}
+        distinct = tuple(sorted(set(tasks), key=lambda t: (order.get(t, len(order)), t)))
+        return cls(distinct or (CLASSIFICATION,))
+
+    @classmethod
+    def of_runs(cls, runs: pd.DataFrame) -> Score:
+        """The score of a run table (:func:`run_tasks`)."""
+        return cls.of(run_tasks(runs))
+
+    @property
+    def mixed(self) -> bool:
+        """Whether the runs have more than one task (their scores differ)."""
+        return len(self.tasks) > 1
+
+    def name(self, split: str = "test") -> str:
+        """``test accuracy``, ``test R²``, ``validation token accuracy``; ``test score`` for
+        mixed tasks; without ``split`` the bare name (``accuracy``, ``R²``, ``score``)."""
+        bare = MIXED_SCORE if self.mixed else SCORES[self.tasks[0]].removeprefix("test ")
+        return f"{split} {bare}" if split else bare
+
+    def per_task(self) -> str:
+        """``test R²``, or for mixed tasks each one's: ``each task's score (classification:
+        test accuracy, regression: test R²)``."""
+        if not self.mixed:
+            return self.name()
+        named = ", ".join(f"{task}: {SCORES[task]}" for task in self.tasks)
+        return f"each task's score ({named})"
+
+    def holds(self) -> str:
+        """``test_accuracy holds the test R²`` (or each task's score, for mixed tasks)."""
+        return f"test_accuracy holds {'' if self.mixed else 'the '}{self.per_task()}"
+
+    @property
+    def stuck_applies(self) -> bool:
+        """Whether any run can be ``stuck`` (the rule is for classification only)."""
+        return CLASSIFICATION in self.tasks
+
+    def stuck_rule(self) -> str:
+        """``stuck: test accuracy below 1.5/classes`` (``""`` when no run is classified)."""
+        if not self.stuck_applies:
+            return ""
+        scope = " (classification runs)" if self.mixed else ""
+        return f"stuck{scope}: test accuracy below {STUCK_FACTOR:g}/classes"
+
+    @property
+    def bounded(self) -> bool:
+        """Whether every score lies in [0, 1] (accuracies do; R² can be any negative)."""
+        return REGRESSION not in self.tasks
+
+    def column_note(self) -> str:
+        """What the ``test_accuracy`` column holds, opening a legend: ``test accuracy: `` for
+        classification, else ``test_accuracy: test R², ``."""
+        if self.tasks == (CLASSIFICATION,):
+            return f"{self.name()}: "
+        return f"test_accuracy: {self.per_task()}, "
+
+
+ACCURACY = Score()
+"""The score of classification runs: test accuracy (the default wherever none is given)."""
