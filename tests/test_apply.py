@@ -25,7 +25,7 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 def test_initializes_every_linear_and_conv_layer_also_when_nested():
     model = Nested()
     record = initialize(model, "he_normal", generator=torch.Generator().manual_seed(0))
-    assert [r["layer"] for r in record.rows] == ["body.0", "inner.conv", "head"]
+    assert [r["layer"] for r in record.rows] == ["body.0", "inner.conv", "inner.rnn", "head"]
     head = record.rows[-1]
     assert (head["fan_in"], head["fan_out"]) == (400, 300)
     assert head["expected_std"] == pytest.approx(math.sqrt(2 / 400))
@@ -39,10 +39,11 @@ def test_unknown_layers_are_left_exactly_as_they_were_and_reported():
     before = snapshot(model)
     record = initialize(model, "zeros")
     after = snapshot(model)
-    for key in ("embed.weight", "body.1.weight", "body.1.bias", "inner.rnn.weight_ih_l0"):
+    for key in ("embed.weight", "body.1.weight", "body.1.bias"):
         assert torch.equal(before[key], after[key]), key
+    assert torch.count_nonzero(model.inner.rnn.weight_ih_l0) == 0  # an RNN's input kernel is set
     skipped = {s["layer"]: s["type"] for s in record.skipped}
-    assert skipped == {"embed": "Embedding", "body.1": "LayerNorm", "inner.rnn": "LSTM"}
+    assert skipped == {"embed": "Embedding", "body.1": "LayerNorm"}
     assert "left as they were" in str(record)
 
 
@@ -51,8 +52,14 @@ def test_output_layer_gets_its_own_scheme_or_is_kept():
     initialize(model, "zeros", output_layer="ones")
     assert torch.all(model[0].weight == 0) and torch.all(model[2].weight == 1)
     kept = model[2].weight.detach().clone()
-    initialize(model, "ones", output_layer="keep")
+    kept_bias = model[2].bias.detach().clone()
+    record = initialize(model, "ones", output_layer="keep", bias=0.5)
     assert torch.all(model[0].weight == 1) and torch.equal(model[2].weight, kept)
+    assert torch.equal(model[2].bias, kept_bias)  # a kept layer keeps its bias too
+    assert [(r["scheme"], r["bias"]) for r in record.rows] == [
+        ("ones", "constant(value=0.5)"),
+        ("kept", "kept"),
+    ]
 
 
 @pytest.mark.parametrize("bias", ["zeros", "keep", "torch_default", 0.25])
@@ -122,7 +129,7 @@ def test_default_keeps_the_model_exactly_as_built_and_still_records_every_layer(
     record = initialize(model, "default", output_layer="glorot_uniform", bias="zeros")
     after = snapshot(model)
     assert all(torch.equal(before[k], after[k]) for k in before)  # same tensors, untouched
-    assert [r["layer"] for r in record.rows] == ["body.0", "inner.conv", "head"]
+    assert [r["layer"] for r in record.rows] == ["body.0", "inner.conv", "inner.rnn", "head"]
     assert {r["scheme"] for r in record.rows} == {"default"}
     assert {r["bias"] for r in record.rows} == {"kept"}
     # nn.Linear's own law U(±1/sqrt(fan_in)) has std 1/sqrt(3·fan_in): 120,000 samples → ±2%

@@ -136,8 +136,8 @@ def test_token_sequences_from_a_data_function(user_dir, capsys):
     assert pd.read_csv(out / "summary.csv")["status"].eq("ok").all()
     notes = [line for line in capsys.readouterr().err.splitlines() if "embed" in line]
     assert notes == [
-        "note: he_normal set only the Linear/Conv layers of models.py:lm; embed (Embedding: "
-        "weight) keeps the factory's initialization in every run"
+        "note: he_normal set only the weight layers of models.py:lm (Linear, Conv, RNN, "
+        "attention); embed (Embedding: weight) keeps the factory's initialization in every run"
     ]
     assert _compare(*args, "--task", "sequence", "--inits", "default") == 0
     assert "embed" not in capsys.readouterr().err  # the factory's init is what was asked

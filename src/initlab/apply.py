@@ -1,11 +1,14 @@
-"""Apply an initialization scheme to every Linear/Conv layer of any ``nn.Module``.
+"""Apply an initialization scheme to every weight layer of any ``nn.Module``.
 
-Fans come from the *module* (``in_features``/``out_features``; channels per group × kernel
-size for convolutions, transposed ones included), not from the raw weight tensor, which gets
-transposed convolutions backwards (pytorch#7865) and over-counts grouped ones. Pass
-``fans="tensor"`` to reproduce ``torch.nn.init``'s tensor rule exactly. Layers initlab does
-not know (embeddings, norms, RNNs, attention, custom parameters) are never touched: they are
-listed in :attr:`InitRecord.skipped` with the reason.
+Linear and convolution layers get the scheme (the last one ``output_layer``'s); RNNs and
+multi-head attention get it on their input matrices with Keras' rules for the rest
+(orthogonal recurrent kernels, an LSTM forget-gate bias of 1; see
+:mod:`initlab.compound_layers`). Fans come from the *module* (``in_features``/
+``out_features``; channels per group × kernel size for convolutions, transposed ones
+included), not from the raw weight tensor, which gets transposed convolutions backwards
+(pytorch#7865) and over-counts grouped ones. Pass ``fans="tensor"`` to reproduce
+``torch.nn.init``'s tensor rule exactly. Modules no scheme sets (embeddings, norms, bare
+parameters) are never touched: they are listed in :attr:`InitRecord.skipped`.
 
 The scheme ``default`` leaves a layer exactly as its constructor (or the user's factory)
 built it, weights and biases: ``initialize(model, "default")`` changes nothing and still
@@ -23,6 +26,13 @@ import torch
 from torch import nn
 
 import initlab.initializers as initializers
+from initlab.compound_layers import (
+    COMPOUND,
+    compound_layers,
+    init_compound,
+    kept_row,
+    parameters_set,
+)
 from initlab.errors import InitlabError
 from initlab.initializers import Fans, Initializer
 from initlab.residual import ResidualResult, apply_residual
@@ -52,7 +62,7 @@ class InitRecord:
 
     def to_frame(self) -> pd.DataFrame:
         """``layer, type, shape, scheme, fan_in, fan_out, expected_std, std, bias`` per layer."""
-        return pd.DataFrame(self.rows)
+        return pd.DataFrame([{k: v for k, v in r.items() if k != "parameters"} for r in self.rows])
 
     def __str__(self) -> str:
         text = self.to_frame().to_string(index=False) if self.rows else "(no layers initialized)"
@@ -102,14 +112,18 @@ def initialize(
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
     layers = initializable_layers(model)
-    plan = _resolve_plan(scheme, layers, output_layer)
+    compound = compound_layers(model)
+    plan = _resolve_plan(scheme, layers, compound, output_layer)
     bias_init = _resolve_bias(bias)
     record = InitRecord(skipped=_skipped_modules(model))
-    for name, module in layers:
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    for name, module in sorted(layers + compound, key=lambda item: order[item[0]]):
         if name not in plan:
             record.skipped.append(_skip(name, module, "not in the plan"))
-            continue
-        record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
+        elif isinstance(module, COMPOUND):
+            record.rows.append(_init_compound(name, module, plan[name], bias_init, generator))
+        else:
+            record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
     _run_data_dependent(model, layers, plan, data, record)
     record.residual_result = apply_residual(model, residual, example=data)
     if record.residual_result.actions:
@@ -147,17 +161,21 @@ def _run_data_dependent(
 
 
 def _resolve_plan(
-    scheme: SchemeSpec, layers: list[tuple[str, nn.Module]], output_layer: Scheme | None
+    scheme: SchemeSpec,
+    layers: list[tuple[str, nn.Module]],
+    compound: list[tuple[str, nn.Module]],
+    output_layer: Scheme | None,
 ) -> dict[str, Initializer | None]:
-    """Map each layer name to its initializer (``None``: keep this layer as it is)."""
+    """Map each layer name to its initializer (``None``: keep this layer as it is); the
+    output layer is the last Linear/Conv layer, RNNs and attention are hidden layers."""
     if isinstance(scheme, Mapping):
-        known = {n for n, _ in layers}
+        known = {n for n, _ in layers + compound}
         unknown = sorted(set(scheme) - known)
         if unknown:
             raise InitlabError(f"the plan names layers the model lacks: {', '.join(unknown)}")
         return {n: _as_initializer(s) for n, s in scheme.items()}
     hidden = _as_initializer(scheme)
-    plan: dict[str, Initializer | None] = {name: hidden for name, _ in layers}
+    plan: dict[str, Initializer | None] = {name: hidden for name, _ in layers + compound}
     if layers and output_layer is not None and hidden.name != AS_BUILT:
         last = layers[-1][0]
         plan[last] = None if output_layer == "keep" else _as_initializer(output_layer)
@@ -208,8 +226,10 @@ def _init_layer(
         bias_init = None  # the layer as built: its bias too
     if init is not None:
         init(module.weight, generator, fans=fans)
+    if init is None:
+        bias_init = None  # a layer the plan keeps keeps its bias too
     bias = getattr(module, "bias", None)
-    if bias is not None and init is not None and bias_init is not None:
+    if bias is not None and bias_init is not None:
         bias_init(bias, generator, fans=fans)
     return {
         "layer": name,
@@ -224,15 +244,30 @@ def _init_layer(
     }
 
 
+def _init_compound(
+    name: str,
+    module: nn.Module,
+    init: Initializer | None,
+    bias_init: Initializer | None,
+    generator: torch.Generator | None,
+) -> dict[str, Any]:
+    """An RNN or attention layer (:mod:`initlab.compound_layers`); as built under ``default``."""
+    if init is None or init.name == AS_BUILT:
+        return kept_row(name, module, repr(init) if init is not None else "kept")
+    return init_compound(name, module, init, bias_init, generator)
+
+
 def _skipped_modules(model: nn.Module) -> list[dict[str, str]]:
     """Modules with parameters of their own that initlab does not initialize."""
-    reason = "not a Linear/Conv layer: left as it was"
-    return [_skip(name, module, reason) for name, module, _ in _skipped(model)]
+    return [
+        _skip(name, module, f"no scheme sets its {', '.join(own)}: left as built")
+        for name, module, own in _skipped(model)
+    ]
 
 
 def untouched_weights(model: nn.Module) -> list[str]:
     """``"name (Type: parameters)"`` of each module with weights of its own that no scheme
-    sets (embeddings, RNNs, attention's input projection, bare parameters), norms left out:
+    sets (embeddings, attention's ``bias_k``/``bias_v``, bare parameters), norms left out:
     what stays as the factory built it whatever init a comparison names (norms: scale 1 and
     shift 0 are every framework's init, not a gap)."""
     return [
@@ -244,9 +279,14 @@ def untouched_weights(model: nn.Module) -> list[str]:
 
 def _skipped(model: nn.Module) -> list[tuple[str, nn.Module, list[str]]]:
     """``(name, module, its own parameters no scheme sets)`` of each module that is not a
-    Linear/Conv layer and has such parameters; a parameter tied to a layer's (an embedding
-    shared with the output layer) is set by that layer's init, so it is not counted."""
+    Linear/Conv layer and has such parameters (an RNN's and an attention's matrices are set);
+    a parameter tied to a layer's (an embedding shared with the output layer) is set by that
+    layer's init, so it is not counted."""
     layers = {id(p) for _, m in initializable_layers(model) for p in m.parameters(recurse=False)}
+    for _, module in compound_layers(model):
+        layers |= {
+            id(p) for n, p in module.named_parameters(recurse=False) if n in parameters_set(module)
+        }
     found = []
     for name, module in model.named_modules():
         if isinstance(module, INITIALIZABLE):

@@ -196,9 +196,9 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
 
 
 def note_untouched(model: nn.Module, name: str, inits: Sequence[str]) -> None:
-    """Warn (one line) that the named inits leave ``model``'s embeddings, RNNs, attention
-    input projections or bare parameters as its factory built them: those runs differ
-    only in the Linear/Conv layers (:func:`initlab.apply.untouched_weights`)."""
+    """Warn (one line) that the named inits leave ``model``'s embeddings or bare parameters
+    as its factory built them: those runs differ only in the layers a scheme sets
+    (:func:`initlab.apply.untouched_weights`)."""
     schemes = [i for i in dict.fromkeys(inits) if i != AS_BUILT]
     untouched = untouched_weights(model) if schemes else []
     if untouched:
@@ -206,7 +206,8 @@ def note_untouched(model: nn.Module, name: str, inits: Sequence[str]) -> None:
             f" and {len(untouched) - 4} more" if len(untouched) > 4 else ""
         )
         warnings.warn(
-            f"{', '.join(schemes)} set only the Linear/Conv layers of {name}; {shown} "
+            f"{', '.join(schemes)} set only the weight layers of {name} (Linear, Conv, RNN, "
+            f"attention); {shown} "
             f"{'keeps' if len(untouched) == 1 else 'keep'} the factory's initialization in "
             "every run",
             stacklevel=2,

@@ -25,6 +25,10 @@ NOT_IN_KEY = ("device",)
 so a sweep started on the CPU can be resumed on a GPU (the store records the device)."""
 KEY_VERSION = 1
 """Part of every run key; bump it when a setting's default changes meaning."""
+USER_MODEL_RULES = 2
+"""Part of a user model's run key: bump it when what a scheme does to layers only a user's
+model has changes (2: RNNs and attention input projections are set, not kept as built), so
+a store resumes no run initialized by the old rules. The built-in models' keys stay."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,8 @@ class RunConfig:
         leaves every existing key — and every existing store's resume — intact. Changing a
         default's meaning requires bumping :data:`KEY_VERSION`. A user model or data spec
         adds the fingerprint of its source file (:func:`initlab.usercode.source_fingerprint`),
-        so editing the model's code starts new runs instead of resuming stale ones.
+        so editing the model's code starts new runs instead of resuming stale ones, and
+        :data:`USER_MODEL_RULES` does the same when initlab's rules for its layers change.
         """
         base = RunConfig().to_dict()
         changed = {k: v for k, v in self.to_dict().items() if base[k] != v and k not in NOT_IN_KEY}
@@ -118,6 +123,8 @@ class RunConfig:
             spec = getattr(self, name)
             if is_user_spec(spec):
                 changed[f"{name}_source"] = source_fingerprint(spec)
+        if is_user_spec(self.model):
+            changed["layer_rules"] = USER_MODEL_RULES
         blob = json.dumps({"v": KEY_VERSION, **changed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -115,7 +115,9 @@ def _rule(row: dict[str, Any] | None, pname: str, action: str | None, rule: str)
     """``"he_normal"``, ``"he_normal, then zeroed (fixup)"``, ``"added = 0 (skipinit)"``,
     ``"kept"``."""
     base = "kept"
-    if row is not None and pname == "weight":
+    if row is not None and "parameters" in row:  # an RNN or attention: several matrices
+        base = row["parameters"].get(pname, "kept")
+    elif row is not None and pname == "weight":
         base = row["scheme"]
     elif row is not None and pname == "bias":
         base = row["bias"]

@@ -1,0 +1,195 @@
+"""RNNs and multi-head attention get a scheme on their input matrices, Keras' rules elsewhere."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import initlab
+from initlab import initialize
+from initlab.apply import untouched_weights
+from initlab.config import RunConfig
+
+EPS = torch.finfo(torch.float32).eps
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def assert_std(t: torch.Tensor, expected: float) -> None:
+    """The sample std of n draws is within 5 standard errors (expected / sqrt(2n))."""
+    n = t.numel()
+    assert float(t.detach().std()) == pytest.approx(expected, rel=5 / math.sqrt(2 * n))
+
+
+def assert_orthonormal_columns(w: torch.Tensor) -> None:
+    """W^T W = I for a tall W (rows ≥ cols), to float32 rounding over the rows summed."""
+    w = w.detach().double()
+    gram = w.T @ w
+    tol = 10 * EPS * w.shape[0]
+    assert torch.allclose(gram, torch.eye(w.shape[1], dtype=torch.float64), atol=tol)
+
+
+class Tagger(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(40, 24)
+        self.lstm = nn.LSTM(24, 64, num_layers=2, bidirectional=True)
+        self.head = nn.Linear(128, 5)
+
+
+def test_lstm_input_kernel_gets_the_scheme_recurrent_kernel_orthogonal_forget_bias_one():
+    model = Tagger()
+    record = initialize(model, "glorot_uniform", generator=gen())
+    lstm, hidden = model.lstm, 64
+    for layer, fan_in in (("l0", 24), ("l1", 128)):
+        for suffix in ("", "_reverse"):
+            w_ih = getattr(lstm, f"weight_ih_{layer}{suffix}")
+            limit = math.sqrt(6 / (fan_in + 4 * hidden))  # Keras kernel [in, 4H]
+            assert float(w_ih.detach().abs().max()) <= limit
+            assert_std(w_ih, limit / math.sqrt(3))
+            assert_orthonormal_columns(getattr(lstm, f"weight_hh_{layer}{suffix}"))
+            b_ih = getattr(lstm, f"bias_ih_{layer}{suffix}").detach()
+            b_hh = getattr(lstm, f"bias_hh_{layer}{suffix}").detach()
+            # Keras' single bias with unit_forget_bias: gates i, f, g, o → 0, 1, 0, 0
+            expected = torch.zeros(4 * hidden)
+            expected[hidden : 2 * hidden] = 1
+            assert torch.equal(b_ih + b_hh, expected)
+    row = next(r for r in record.rows if r["layer"] == "lstm")
+    assert (row["fan_in"], row["fan_out"]) == (24, 256)
+    assert row["bias"] == "zeros, forget gate 1"
+    assert row["parameters"]["weight_hh_l1_reverse"] == "orthogonal(gain=1.0)"
+
+
+def test_orthogonal_recurrence_keeps_the_state_norm_of_a_linear_rnn():
+    """Why the recurrent kernel is orthogonal: h ← W h neither vanishes nor explodes."""
+    rnn = nn.RNN(8, 32, nonlinearity="tanh")
+    initialize(rnn, "he_normal", generator=gen(1))
+    w = rnn.weight_hh_l0.detach().double()
+    h = torch.randn(32, dtype=torch.float64, generator=gen(2))
+    start = float(h.norm())
+    for _ in range(100):
+        h = w @ h
+    assert float(h.norm()) == pytest.approx(start, rel=100 * 10 * EPS * 32)
+
+
+@pytest.mark.parametrize(
+    ("module", "b_hh_follows_policy"),
+    [(nn.GRU(6, 10), True), (nn.GRUCell(6, 10), True), (nn.RNNCell(6, 10), False)],
+)
+def test_constant_bias_goes_to_b_ih_and_to_a_grus_recurrent_bias(module, b_hh_follows_policy):
+    initialize(module, "he_uniform", bias=0.25, generator=gen())
+    params = dict(module.named_parameters())
+    b_ih = next(v for k, v in params.items() if k.startswith("bias_ih"))
+    b_hh = next(v for k, v in params.items() if k.startswith("bias_hh"))
+    assert torch.all(b_ih == 0.25)
+    assert torch.all(b_hh == (0.25 if b_hh_follows_policy else 0.0))
+
+
+def test_lstm_constant_bias_keeps_the_forget_gate_at_one():
+    cell = nn.LSTMCell(6, 10)
+    initialize(cell, "he_uniform", bias=0.25, generator=gen())
+    b = (cell.bias_ih + cell.bias_hh).detach()
+    assert torch.all(b[10:20] == 1.0) and torch.all(b[:10] == 0.25) and torch.all(b[20:] == 0.25)
+
+
+def test_torch_default_bias_is_the_rnns_own_uniform_without_a_forget_gate_one():
+    lstm = nn.LSTM(4, 200)
+    initialize(lstm, "he_normal", bias="torch_default", generator=gen())
+    bound = 1 / math.sqrt(200)
+    for b in (lstm.bias_ih_l0, lstm.bias_hh_l0):
+        assert float(b.detach().abs().max()) <= bound
+        assert_std(b, bound / math.sqrt(3))
+
+
+def test_bias_keep_and_default_scheme_leave_the_rnn_as_built():
+    lstm = nn.LSTM(4, 16)
+    built = {k: v.detach().clone() for k, v in lstm.state_dict().items()}
+    initialize(lstm, "he_normal", bias="keep", generator=gen())
+    for name in ("bias_ih_l0", "bias_hh_l0"):
+        assert torch.equal(getattr(lstm, name), built[name])
+    assert not torch.equal(lstm.weight_ih_l0, built["weight_ih_l0"])
+    fresh = nn.LSTM(4, 16)
+    before = {k: v.detach().clone() for k, v in fresh.state_dict().items()}
+    record = initialize(fresh, "default", bias="zeros")
+    assert all(torch.equal(v, before[k]) for k, v in fresh.state_dict().items())
+    assert set(record.rows[0]["parameters"].values()) == {"kept"}
+
+
+def test_a_layer_plan_can_name_an_rnn_and_leaves_unnamed_ones_as_built():
+    model = Tagger()
+    before = model.lstm.weight_hh_l0.detach().clone()
+    record = initialize(model, {"head": "zeros"})
+    assert torch.equal(model.lstm.weight_hh_l0, before)
+    assert {"layer": "lstm", "type": "LSTM", "reason": "not in the plan"} in record.skipped
+    initialize(model, {"lstm": "zeros"})
+    assert torch.count_nonzero(model.lstm.weight_ih_l0) == 0
+
+
+def test_attention_sets_query_key_value_each_with_its_own_fans():
+    attn = nn.MultiheadAttention(64, 4)
+    record = initialize(attn, "glorot_uniform", generator=gen())
+    limit = math.sqrt(6 / (64 + 64))  # each E × E map, not the packed [3E, E] tensor
+    for chunk in attn.in_proj_weight.detach().chunk(3):
+        assert float(chunk.abs().max()) <= limit
+        assert_std(chunk, limit / math.sqrt(3))
+    assert torch.count_nonzero(attn.in_proj_bias) == 0
+    assert record.rows[0]["parameters"]["in_proj_weight"] == (
+        "glorot_uniform (query, key, value each)"
+    )
+
+
+def test_attention_with_kdim_vdim_uses_their_fans_and_names_what_it_leaves():
+    attn = nn.MultiheadAttention(32, 4, kdim=200, vdim=8, add_bias_kv=True)
+    bias_k = attn.bias_k.detach().clone()
+    initialize(attn, "he_normal", generator=gen())
+    assert_std(attn.q_proj_weight, math.sqrt(2 / 32))  # fan_in E
+    assert_std(attn.k_proj_weight, math.sqrt(2 / 200))
+    assert torch.equal(attn.bias_k, bias_k)
+    assert untouched_weights(attn) == ["(model) (MultiheadAttention: bias_k, bias_v)"]
+
+
+def test_two_schemes_now_differ_on_an_lstm_model_and_the_plan_says_how():
+    a, b = Tagger(), Tagger()
+    b.load_state_dict(a.state_dict())
+    initialize(a, "he_normal", generator=gen())
+    initialize(b, "glorot_uniform", generator=gen())
+    assert a.lstm.weight_ih_l0.std() > 1.5 * b.lstm.weight_ih_l0.std()  # sqrt(2/24) vs ~0.14
+    rules = {row["name"]: row["rule"] for row in initlab.plan(Tagger(), "he_normal").parameters}
+    assert rules["lstm.weight_ih_l0"] == "he_normal"
+    assert rules["lstm.weight_hh_l0"] == "orthogonal(gain=1.0)"
+    assert rules["lstm.bias_ih_l0"] == "zeros, forget gate 1"
+    assert rules["embed.weight"] == "kept"
+    assert untouched_weights(Tagger()) == ["embed (Embedding: weight)"]
+
+
+class Unrolled(nn.Module):
+    """A GRU beside Linear layers; the forward reads only the Linear layers (LSUV's pass)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.rnn = (
+            nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)),
+            nn.GRU(8, 16),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_lsuv_gives_an_rnn_its_orthonormal_start():
+    model = Unrolled()
+    initialize(model, "lsuv", data=torch.randn(64, 8, generator=gen()), generator=gen())
+    assert_orthonormal_columns(model.rnn.weight_ih_l0)  # [48, 8]: tall
+
+
+def test_a_user_models_run_key_changes_with_initlabs_rules_for_its_layers(monkeypatch, tmp_path):
+    factory = tmp_path / "m.py"
+    factory.write_text("import torch\ndef build():\n    return torch.nn.LSTM(2, 2)\n")
+    user, builtin = RunConfig(model=f"{factory}:build"), RunConfig()
+    keys = user.key(), builtin.key()
+    monkeypatch.setattr("initlab.config.USER_MODEL_RULES", 3)
+    assert user.key() != keys[0]
+    assert builtin.key() == keys[1]
