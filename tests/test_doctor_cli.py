@@ -55,8 +55,16 @@ def test_weights_round_trip_with_torch_save(tmp_path):
         torch.equal(x, y)
         for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
     )
-    with pytest.raises(InitlabError, match="do not fit"):
+    with pytest.raises(
+        InitlabError,
+        match=r"do not fit this model: shape of \S+weight \[16, 8\] "
+        r"in the file, \[17, 8\] in the model, ",
+    ):
         load_weights(MLP(8, [17], 3), tmp_path / "w.pt")
+    with pytest.raises(
+        InitlabError, match=r"missing (\S+linear\.(bias|weight)(, )?){2}; shape of output"
+    ):
+        load_weights(MLP(8, [16, 4], 3), tmp_path / "w.pt")
 
 
 class TiedLM(nn.Module):

@@ -47,6 +47,7 @@ def test_regression_trains_and_reports_r2():
         assert r.status == "ok"
         assert r.epochs[-1]["train_loss"] < 0.2 * r.epochs[0]["train_loss"]
         assert r.test_accuracy > 0.9  # R², noise variance 0.01 of ~14.25
+        assert r.task == "regression"  # what the store records: test_accuracy is an R²
 
 
 class Copier(nn.Module):
@@ -72,6 +73,7 @@ def test_sequence_task_trains_to_copy_tokens():
     for r in results:
         assert r.epochs[-1]["train_loss"] < 0.5 * r.epochs[0]["train_loss"]
         assert r.test_accuracy > 0.95 and r.status == "ok"  # token accuracy; never "stuck"
+        assert r.task == "sequence"
 
 
 def test_unknown_or_missing_devices_are_one_line_errors():
@@ -199,6 +201,12 @@ def test_integer_inputs_stay_token_ids_for_a_sequence_classifier():
     assert run_config(config, data).test_accuracy > 0.9
     pixels = from_value((x[:500].to(torch.uint8), y[:500], x[500:].to(torch.uint8), y[500:]))
     assert pixels.x_train.dtype == torch.float32
+    with pytest.raises(
+        InitlabError,
+        match=r"embed \(Embedding\) takes the inputs as token ids, "
+        r"but they are float32.*int64",
+    ):
+        preflight(config, pixels)  # uint8 ids: one line, not torch's dtype error
     features = dataclasses.replace(data, x_train=data.x_train.float().long())
     with pytest.raises(InitlabError, match=r"integer dtype int64 \(kept as token ids.*float"):
         preflight(config.replace(model=f"{HERE}:wrong_input"), features)

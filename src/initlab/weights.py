@@ -52,12 +52,37 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file or one holding arbitrary objects
         raise InitlabError(f"cannot read weights from {path}: {exc}") from None
-    try:
-        model.load_state_dict(state, strict=strict)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise InitlabError(f"the weights in {path} do not fit this model: {first}") from None
+    problems = mismatches(model.state_dict(), state, strict=strict)
+    if problems:
+        raise InitlabError(f"the weights in {path} do not fit this model: {problems}")
+    model.load_state_dict(state, strict=strict)
     return model
+
+
+def mismatches(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], *, strict: bool = True
+) -> str:
+    """One line naming what keeps ``found`` from loading into a model whose state dict is
+    ``expected``: missing and unexpected names (``strict`` only) and shapes that differ,
+    the first three of each; ``""`` when it loads."""
+    parts = []
+    if strict:
+        parts.append(_listed("missing", sorted(set(expected) - set(found))))
+        parts.append(_listed("unexpected", sorted(set(found) - set(expected))))
+    shapes = [
+        f"{k} {list(found[k].shape)} in the file, {list(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    parts.append(_listed("shape of", shapes))
+    return "; ".join(p for p in parts if p)
+
+
+def _listed(what: str, items: list[str]) -> str:
+    if not items:
+        return ""
+    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+    return f"{what} {', '.join(items[:3])}{more}"
 
 
 def tied_aliases(path: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -94,9 +94,16 @@ def probe_output(model: nn.Module, data: object) -> Tensor:
 def check_token_ids(name: str, embedding: nn.Embedding, args: tuple, x: Tensor, data) -> None:
     """If ``embedding`` is called on the inputs ``x`` themselves, every split's inputs must
     be ids in ``[0, num_embeddings)``: else one line naming the largest id and the table's
-    size (a later batch would fail mid-training with ``index out of range in self``)."""
+    size (a later batch would fail mid-training with ``index out of range in self``); float
+    inputs (uint8 and bool ones are read as features) are refused as ids."""
     if not args or args[0] is not x:
         return
+    if x.is_floating_point():
+        raise InitlabError(
+            f"the model's first layer {name} (Embedding) takes the inputs as token ids, but "
+            f"they are {str(x.dtype).removeprefix('torch.')}: initlab reads float, uint8 and "
+            "bool inputs as features; give token ids as int64 (e.g. x.astype('int64'))"
+        )
     rows = embedding.num_embeddings
     for split in ("train", "val", "test"):
         ids = getattr(data, f"x_{split}", None)
