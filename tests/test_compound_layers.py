@@ -157,7 +157,9 @@ def test_two_schemes_now_differ_on_an_lstm_model_and_the_plan_says_how():
     initialize(a, "he_normal", generator=gen())
     initialize(b, "glorot_uniform", generator=gen())
     assert a.lstm.weight_ih_l0.std() > 1.5 * b.lstm.weight_ih_l0.std()  # sqrt(2/24) vs ~0.14
-    rules = {row["name"]: row["rule"] for row in initlab.plan(Tagger(), "he_normal").parameters}
+    rows = initlab.plan(Tagger(), "he_normal").parameters
+    rules = {row["name"]: row["rule"] for row in rows}
+    assert {row["role"] for row in rows if row["name"].startswith("lstm.")} == {"recurrent"}
     assert rules["lstm.weight_ih_l0"] == "he_normal"
     assert rules["lstm.weight_hh_l0"] == "orthogonal(gain=1.0)"
     assert rules["lstm.bias_ih_l0"] == "zeros, forget gate 1"

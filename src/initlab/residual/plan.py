@@ -38,6 +38,10 @@ def parameter_role(structure: Structure, module_name: str, module: nn.Module, pn
         return role
     if isinstance(module, nn.Embedding):
         return "embedding"
+    if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+        return "recurrent"
+    if isinstance(module, nn.MultiheadAttention):
+        return "attention"
     if isinstance(module, NORMS):
         return "norm"
     return "layer" if isinstance(module, LAYERS) else "other"
