@@ -4,7 +4,9 @@ generated from a fixed seed, so the examples need no download.
 
 - :func:`regression`: 8 features, one smooth nonlinear target (float targets: regression);
 - :func:`tokens`: sequences of token ids whose next token follows a fixed rule (integer
-  ``[N, T]`` inputs and targets: a sequence task).
+  ``[N, T]`` inputs and targets: a sequence task);
+- :func:`first_token`: sequences of token ids labelled by their *first* token (integer
+  ``[N, T]`` inputs, class targets ``[N]``): a classifier must carry it through T steps.
 """
 
 from __future__ import annotations
@@ -36,4 +38,13 @@ def tokens(n_train: int = 2000, n_test: int = 500):
     step = rng.integers(1, 4, n)
     seq = (start[:, None] + step[:, None] * np.arange(STEPS + 1)) % VOCAB
     x, y = seq[:, :-1].astype(np.int64), seq[:, 1:].astype(np.int64)
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def first_token(n_train: int = 1000, n_test: int = 200, steps: int = 12, vocab: int = 8):
+    """Random ids ``[N, steps]`` below ``vocab``; the class is the first id mod 3. Every
+    later id is noise, so a recurrent model reading left to right must remember step 0."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, vocab, (n_train + n_test, steps)).astype(np.int64)
+    y = x[:, 0] % 3
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]

@@ -5,7 +5,9 @@ arguments come from ``--model-arg key=value`` (or ``model_args`` in a spec / the
 - :func:`resnet`: a small ResNet with batch norm for image tensors ``[N, C, H, W]``;
 - :func:`regression_mlp`: an MLP with one output per target, for regression;
 - :func:`tiny_transformer`: a causal transformer over token ids ``[N, T]`` that returns
-  next-token logits ``[N, T, vocab]``.
+  next-token logits ``[N, T, vocab]``;
+- :func:`lstm_classifier`: an embedding and an LSTM over token ids ``[N, T]`` whose last
+  state is classified.
 
 The layers are built with PyTorch's own initialization, which is what the init ``default``
 compares against the schemes under study.
@@ -86,3 +88,22 @@ def tiny_transformer(
     """A 2-layer causal transformer for next-token prediction on sequences of up to
     ``context`` token ids below ``vocab``."""
     return TinyTransformer(vocab, dim, heads, layers, context)
+
+
+class LSTMClassifier(nn.Module):
+    """Embedding → one LSTM layer → a Linear head on the last step's hidden state."""
+
+    def __init__(self, vocab: int, dim: int, hidden: int, classes: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.lstm = nn.LSTM(dim, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        states, _ = self.lstm(self.embed(tokens))
+        return self.head(states[:, -1])
+
+
+def lstm_classifier(vocab: int = 8, dim: int = 16, hidden: int = 32, classes: int = 3) -> nn.Module:
+    """An LSTM sequence classifier over token ids below ``vocab``."""
+    return LSTMClassifier(vocab, dim, hidden, classes)
