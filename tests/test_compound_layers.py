@@ -213,3 +213,21 @@ def test_the_forget_gate_bias_is_what_lets_an_lstm_remember_the_first_token():
     }  # fmt: skip
     assert runs["torch_default"].max() < 0.5
     assert runs["zeros"].mean() > runs["torch_default"].mean() + 0.25
+
+
+def test_the_doctors_plan_gives_rnns_keras_rules_and_applies_them():
+    from initlab.doctor.plan import recommend
+
+    class Reader(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.lstm, self.head = nn.Embedding(9, 8), nn.LSTM(8, 16), nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.lstm(self.embed(x))[0][-1])
+
+    model = Reader()
+    plan = recommend(model, torch.randint(0, 9, (5, 4), generator=gen()))
+    assert dict(plan) == {"lstm": "glorot_uniform", "head": "glorot_uniform"}
+    initialize(model, plan, generator=gen())
+    assert torch.all(model.lstm.bias_ih_l0.detach()[16:32] == 1)

@@ -93,3 +93,36 @@ def test_residual_and_lsuv_lines_reproduce_what_initlab_did():
     # the orthogonal draw scaled to LSUV's std: equal stds up to float rounding
     want = float(reference[0].weight.detach().std())
     assert abs(float(mine[0].weight.detach().std()) - want) < 1e-4 * want
+
+
+class Recurrent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(100, 100)
+        self.attn = nn.MultiheadAttention(100, 4, kdim=60, vdim=60)
+        self.head = nn.Linear(100, 10)
+
+
+@pytest.mark.parametrize("bias", ["zeros", "0.25", "torch_default"])
+def test_the_snippet_sets_rnns_and_attention_as_initlab_does(bias):
+    """Each parameter's law matches initlab's (KS, 10,000+ values a side; Bonferroni over
+    the parameters) and the biases are the same values: an LSTM forget gate of 1, b_hh 0."""
+    schemes = {"lstm": "he_normal", "attn": "glorot_uniform", "head": "glorot_uniform"}
+    space: dict = {}
+    exec(make_snippet(Recurrent(), schemes, name="r", message="m", bias=bias), space)
+    mine = space["apply_init"](Recurrent(), torch.Generator().manual_seed(1))
+    ref = Recurrent()
+    initialize(ref, schemes, bias=bias, generator=torch.Generator().manual_seed(2))
+    got, want = dict(mine.named_parameters()), dict(ref.named_parameters())
+    weights = [n for n in want if "weight" in n]
+    for name in weights:
+        p = stats.ks_2samp(got[name].detach().flatten(), want[name].detach().flatten()).pvalue
+        assert p > 0.01 / len(weights), name
+    for name in want:
+        if "bias" in name and bias != "torch_default":
+            assert torch.equal(got[name], want[name]), name
+    forget = (mine.lstm.bias_ih_l0 + mine.lstm.bias_hh_l0).detach()[100:200]
+    if bias == "torch_default":  # b_ih + b_hh, each U(±1/sqrt(100)): no forget-gate 1
+        assert forget.abs().max() <= 0.2
+    else:
+        assert torch.all(forget == 1)

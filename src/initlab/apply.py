@@ -17,6 +17,7 @@ returns the per-layer record, so PyTorch's own defaults compare like any other s
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,8 +77,15 @@ class InitRecord:
 
 
 def initializable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The (name, module) pairs :func:`initialize` acts on, in registration order."""
+    """The Linear/Conv (name, module) pairs :func:`initialize` acts on, in registration
+    order (the last one is the output layer)."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, INITIALIZABLE)]
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every module a scheme sets, in registration order: Linear/Conv layers, RNNs and
+    multi-head attentions (:mod:`initlab.compound_layers`)."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (*INITIALIZABLE, *COMPOUND))]
 
 
 def initialize(
@@ -112,12 +120,10 @@ def initialize(
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
     layers = initializable_layers(model)
-    compound = compound_layers(model)
-    plan = _resolve_plan(scheme, layers, compound, output_layer)
-    bias_init = _resolve_bias(bias)
+    plan = _resolve_plan(scheme, layers, compound_layers(model), output_layer)
+    bias_init = resolve_bias(bias)
     record = InitRecord(skipped=_skipped_modules(model))
-    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-    for name, module in sorted(layers + compound, key=lambda item: order[item[0]]):
+    for name, module in weight_layers(model):
         if name not in plan:
             record.skipped.append(_skip(name, module, "not in the plan"))
         elif isinstance(module, COMPOUND):
@@ -190,12 +196,16 @@ def _as_initializer(scheme: Scheme) -> Initializer:
     raise InitlabError(f"an initialization scheme must be a name or an Initializer, got {scheme!r}")
 
 
-def _resolve_bias(bias: str | float | Initializer) -> Initializer | None:
-    """The bias initializer (``None``: keep the bias as it is)."""
+def resolve_bias(bias: str | float | Initializer) -> Initializer | None:
+    """The bias initializer of a policy (``None``: keep the bias as it is); a number, also
+    as a string (``"0.1"``, as the command line gives it), is a constant."""
     if isinstance(bias, Initializer):
         return bias
     if isinstance(bias, bool):
         raise InitlabError(f"bias must be one of {BIAS_POLICIES}, a number or an initializer")
+    if isinstance(bias, str):
+        with contextlib.suppress(ValueError):
+            bias = float(bias)
     if isinstance(bias, (int, float)):
         return initializers.get("constant", value=float(bias))
     if bias == "keep":

@@ -27,6 +27,7 @@ rescaling pass runs on Linear/Conv outputs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,8 +40,27 @@ COMPOUND = (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention)
 """Layer types whose several weight matrices a scheme sets (see the module docstring)."""
 RECURRENT_SCHEME = "orthogonal"
 """The recurrent kernel's init whatever the scheme: Keras' ``recurrent_initializer``."""
+RECURRENT = " (recurrent: orthogonal)"
+"""Added to an RNN's scheme in its record row."""
 _TORCH_DEFAULT_BIAS = "torch_default_bias"
-_ATTENTION_SET = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+_ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One fill: ``init`` with ``fans`` on ``parameter`` (rows ``rows[0]:rows[1]`` only, when
+    given). ``rule`` (on a parameter's first draw) says what set the parameter."""
+
+    parameter: str
+    init: Initializer
+    fans: Fans
+    rows: tuple[int, int] | None = None
+    rule: str = ""
+
+    def target(self, module: nn.Module) -> Tensor:
+        """The tensor this draw fills (a view of the rows, for a range)."""
+        data = getattr(module, self.parameter).data
+        return data if self.rows is None else data[self.rows[0] : self.rows[1]]
 
 
 def compound_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -52,8 +72,19 @@ def parameters_set(module: nn.Module) -> set[str]:
     """The names of ``module``'s own parameters a scheme sets (the others stay as built)."""
     own = {n for n, _ in module.named_parameters(recurse=False)}
     if isinstance(module, nn.MultiheadAttention):
-        return own & {*_ATTENTION_SET, "in_proj_bias"}
+        return own & {*_ATTENTION_WEIGHTS, "in_proj_bias"}
     return own if isinstance(module, (nn.RNNBase, nn.RNNCellBase)) else set()
+
+
+def draws(module: nn.Module, init: Initializer, bias_init: Initializer | None) -> list[Draw]:
+    """Every fill ``init`` (matrices) and ``bias_init`` (biases; ``None``: keep them) make on
+    an RNN or attention ``module``, in order: what :func:`init_compound` runs and what
+    ``initlab doctor``'s snippet writes as ``torch.nn.init`` calls."""
+    if getattr(init.sampler, "data_dependent", False):
+        init = initializers.get(RECURRENT_SCHEME)  # LSUV's orthonormal start, no rescaling
+    if isinstance(module, nn.MultiheadAttention):
+        return _attention_draws(module, init, bias_init)
+    return _recurrent_draws(module, init, bias_init)
 
 
 def init_compound(
@@ -63,91 +94,80 @@ def init_compound(
     bias_init: Initializer | None,
     generator: torch.Generator | None,
 ) -> dict[str, Any]:
-    """Set ``module``'s matrices with ``init`` and its biases with ``bias_init`` (``None``:
-    keep them) and return the record row: the row's ``parameters`` maps each parameter
-    name to what set it."""
-    if isinstance(module, nn.MultiheadAttention):
-        rules = _init_attention(module, init, bias_init, generator)
-    else:
-        rules = _init_recurrent(module, init, bias_init, generator)
-    first = next(n for n in rules if n in _ATTENTION_SET or n.startswith("weight_ih"))
-    weight = getattr(module, first)
-    fans = _chunk_fans(module, first, weight)
-    recurrent = " (recurrent: orthogonal)" if not isinstance(module, nn.MultiheadAttention) else ""
+    """Run :func:`draws` on ``module`` and return its record row; the row's ``parameters``
+    maps each parameter a scheme sets to what set it (``kept`` for a kept bias)."""
+    plan = draws(module, init, bias_init)
+    for draw in plan:
+        draw.init(draw.target(module), generator, fans=draw.fans)
+    rules = dict.fromkeys(sorted(parameters_set(module)), "kept")
+    rules.update({d.parameter: d.rule for d in plan if d.rule})
+    first = plan[0]
+    weight = getattr(module, first.parameter)
     return {
         "layer": name,
         "type": type(module).__name__,
         "shape": "x".join(map(str, weight.shape)),
-        "scheme": f"{init!r}{recurrent}",
-        "fan_in": fans.fan_in,
-        "fan_out": fans.fan_out,
-        "expected_std": init.std(fans, shape=_chunk(module, first, weight).shape),
+        "scheme": repr(init) + ("" if isinstance(module, nn.MultiheadAttention) else RECURRENT),
+        "fan_in": first.fans.fan_in,
+        "fan_out": first.fans.fan_out,
+        "expected_std": first.init.std(first.fans, shape=first.target(module).shape),
         "std": float(weight.detach().std()),
         "bias": _bias_text(module, bias_init),
         "parameters": rules,
     }
 
 
+
 def kept_row(name: str, module: nn.Module, scheme: str) -> dict[str, Any]:
     """The record row of a layer left as built (``scheme``: what the plan called it)."""
-    first = next(iter(sorted(parameters_set(module))), None)
-    shape = getattr(module, first).shape if first else ()
+    names = sorted(parameters_set(module))
+    shape = getattr(module, names[0]).shape if names else ()
     return {
         "layer": name,
         "type": type(module).__name__,
         "shape": "x".join(map(str, shape)),
         "scheme": scheme,
         "bias": "kept",
-        "parameters": dict.fromkeys(sorted(parameters_set(module)), "kept"),
+        "parameters": dict.fromkeys(names, "kept"),
     }
 
 
-def _init_recurrent(
-    module: nn.Module,
-    init: Initializer,
-    bias_init: Initializer | None,
-    generator: torch.Generator | None,
-) -> dict[str, str]:
+def _recurrent_draws(
+    module: nn.Module, init: Initializer, bias_init: Initializer | None
+) -> list[Draw]:
     recurrent = initializers.get(RECURRENT_SCHEME)
     hidden = module.hidden_size
-    torch_bias = bias_init is not None and bias_init.name == _TORCH_DEFAULT_BIAS
-    rules: dict[str, str] = {}
+    plan = []
     for pname, param in module.named_parameters(recurse=False):
+        fans = initializers.fans_of_tensor(param)
         if pname.startswith("weight_hh"):
-            recurrent(param, generator)
-            rules[pname] = repr(recurrent)
+            plan.append(Draw(pname, recurrent, fans, rule=repr(recurrent)))
         elif pname.startswith("weight"):  # weight_ih, and an LSTM's projection weight_hr
-            init(param, generator)
-            rules[pname] = repr(init)
-        elif bias_init is None:
-            rules[pname] = "kept"
-        elif torch_bias:  # the RNN's own U(±1/sqrt(H)) on both biases
-            bias_init(param, generator, fans=(hidden, hidden))
-            rules[pname] = repr(bias_init)
-        else:
-            rules[pname] = _keras_bias(module, pname, param, bias_init, generator)
-    return rules
+            plan.append(Draw(pname, init, fans, rule=repr(init)))
+        elif bias_init is not None:
+            plan += _recurrent_bias_draws(module, pname, bias_init, Fans(hidden, hidden))
+    return plan
 
 
-def _keras_bias(
-    module: nn.Module,
-    pname: str,
-    param: Tensor,
-    bias_init: Initializer,
-    generator: torch.Generator | None,
-) -> str:
-    """``b_ih`` (and a GRU's ``b_hh``) from the policy, another ``b_hh`` 0, an LSTM's forget
-    gate 1: Keras' single bias (with ``unit_forget_bias``) as PyTorch's two."""
-    gru = _mode(module) == "GRU"
-    if pname.startswith("bias_hh") and not gru:
-        param.data.zero_()
-        return "zeros (b_ih carries the bias)"
-    bias_init(param, generator, fans=(module.hidden_size, module.hidden_size))
-    if _mode(module) == "LSTM" and pname.startswith("bias_ih"):
-        hidden = module.hidden_size
-        param.data[hidden : 2 * hidden] = 1.0
-        return f"{bias_init!r}, forget gate 1"
-    return repr(bias_init)
+def _recurrent_bias_draws(
+    module: nn.Module, pname: str, bias_init: Initializer, fans: Fans
+) -> list[Draw]:
+    """``--bias torch_default``: the RNN's own U(±1/sqrt(H)) on both biases. Otherwise
+    Keras' single bias as PyTorch's two: ``b_ih`` (and a GRU's ``b_hh``) from the policy,
+    another ``b_hh`` 0, and an LSTM's forget-gate rows of ``b_ih`` then 1."""
+    mode = _mode(module)
+    if bias_init.name == _TORCH_DEFAULT_BIAS:
+        return [Draw(pname, bias_init, fans, rule=repr(bias_init))]
+    if pname.startswith("bias_hh") and mode != "GRU":
+        zeros = initializers.get("zeros")
+        return [Draw(pname, zeros, fans, rule="zeros (b_ih carries the bias)")]
+    if mode == "LSTM" and pname.startswith("bias_ih"):
+        hidden, ones = module.hidden_size, initializers.get("ones")
+        return [
+            Draw(pname, bias_init, fans, rule=f"{bias_init!r}, forget gate 1"),
+            Draw(pname, ones, fans, rows=(hidden, 2 * hidden)),
+        ]
+    return [Draw(pname, bias_init, fans, rule=repr(bias_init))]
 
 
 def _mode(module: nn.Module) -> str:
@@ -157,51 +177,41 @@ def _mode(module: nn.Module) -> str:
     return "GRU" if isinstance(module, (nn.GRU, nn.GRUCell)) else "RNN"
 
 
-def _init_attention(
-    module: nn.MultiheadAttention,
-    init: Initializer,
-    bias_init: Initializer | None,
-    generator: torch.Generator | None,
-) -> dict[str, str]:
-    rules: dict[str, str] = {}
-    for pname in _ATTENTION_SET:
+def _attention_draws(
+    module: nn.MultiheadAttention, init: Initializer, bias_init: Initializer | None
+) -> list[Draw]:
+    """Query, key and value maps each with its fans; ``in_proj_bias`` in the same rows."""
+    plan, chunk_fans = [], []
+    for pname in _ATTENTION_WEIGHTS:
         weight = getattr(module, pname, None)
         if weight is None:
             continue
-        for chunk in _chunks(module, pname, weight):
-            init(chunk, generator)
-        rules[pname] = (
-            f"{init!r} (query, key, value each)" if pname == "in_proj_weight" else repr(init)
-        )
-    if module.in_proj_bias is not None:
-        rules["in_proj_bias"] = "kept"
-        if bias_init is not None:
-            fans = [_chunk_fans(module, n, getattr(module, n)) for n in _input_weights(module)]
-            for chunk, chunk_fans in zip(module.in_proj_bias.data.chunk(3), fans, strict=True):
-                bias_init(chunk, generator, fans=chunk_fans)
-            rules["in_proj_bias"] = repr(bias_init)
-    return rules
+        packed = pname == "in_proj_weight"
+        rows = _thirds(weight.shape[0]) if packed else [None]
+        for i, span in enumerate(rows):
+            fans = initializers.fans_of_tensor(
+                weight.shape if span is None else _span(weight, span)
+            )
+            chunk_fans.append(fans)
+            rule = (f"{init!r} (query, key, value each)" if packed else repr(init)) if not i else ""
+            plan.append(Draw(pname, init, fans, rows=span, rule=rule))
+    if module.in_proj_bias is not None and bias_init is not None:
+        for i, (span, fans) in enumerate(
+            zip(_thirds(3 * module.embed_dim), chunk_fans, strict=True)
+        ):
+            plan.append(
+                Draw("in_proj_bias", bias_init, fans, rows=span, rule="" if i else repr(bias_init))
+            )
+    return plan
 
 
-def _input_weights(module: nn.MultiheadAttention) -> list[str]:
-    """The weight each of query, key and value comes from (one packed, or three)."""
-    if module.in_proj_weight is not None:
-        return ["in_proj_weight"] * 3
-    return ["q_proj_weight", "k_proj_weight", "v_proj_weight"]
+def _thirds(rows: int) -> list[tuple[int, int]]:
+    third = rows // 3
+    return [(0, third), (third, 2 * third), (2 * third, rows)]
 
 
-def _chunks(module: nn.Module, pname: str, weight: Tensor) -> list[Tensor]:
-    """The ``E × fan_in`` maps inside ``weight``: three views of a packed projection."""
-    return list(weight.data.chunk(3)) if pname == "in_proj_weight" else [weight.data]
-
-
-def _chunk(module: nn.Module, pname: str, weight: Tensor) -> Tensor:
-    return _chunks(module, pname, weight)[0]
-
-
-def _chunk_fans(module: nn.Module, pname: str, weight: Tensor) -> Fans:
-    """Fans of one map: ``[out, in]`` → (in, out), the tensor rule on one chunk."""
-    return initializers.fans_of_tensor(_chunk(module, pname, weight))
+def _span(weight: Tensor, span: tuple[int, int]) -> tuple[int, ...]:
+    return (span[1] - span[0], *weight.shape[1:])
 
 
 def _bias_text(module: nn.Module, bias_init: Initializer | None) -> str:
@@ -215,4 +225,12 @@ def _bias_text(module: nn.Module, bias_init: Initializer | None) -> str:
     return repr(bias_init)
 
 
-__all__ = ["COMPOUND", "compound_layers", "init_compound", "kept_row", "parameters_set"]
+__all__ = [
+    "COMPOUND",
+    "Draw",
+    "compound_layers",
+    "draws",
+    "init_compound",
+    "kept_row",
+    "parameters_set",
+]

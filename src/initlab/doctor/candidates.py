@@ -34,7 +34,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from initlab.apply import initializable_layers, initialize
+from initlab.apply import initializable_layers, initialize, weight_layers
 from initlab.config import RunConfig
 from initlab.doctor.plan import GLOROT_FAMILY, HE_FAMILY, Plan, recommend
 from initlab.errors import InitlabError
@@ -186,16 +186,17 @@ def unique(candidates: Sequence[Candidate], base: RunConfig) -> list[Candidate]:
 
 
 def layer_schemes(candidate: Candidate, model: nn.Module, base: RunConfig) -> dict[str, str]:
-    """Each Linear/Conv layer's scheme under ``candidate`` (a plan's, or ``init`` for the
-    hidden layers and ``output_init`` for the last)."""
+    """Each weight layer's scheme under ``candidate`` (a plan's, or ``init`` for the hidden
+    layers, RNNs and attention and ``output_init`` for the last Linear/Conv layer)."""
     if candidate.schemes:
         return dict(candidate.schemes)
     layers = [name for name, _ in initializable_layers(model)]
+    every = [name for name, _ in weight_layers(model)]
     init = candidate.settings.get("init", DEFAULT)
     out = candidate.settings.get("output_init", base.output_init)
     if init == DEFAULT:
-        return dict.fromkeys(layers, DEFAULT)
-    schemes = dict.fromkeys(layers, init)
+        return dict.fromkeys(every, DEFAULT)
+    schemes = dict.fromkeys(every, init)
     if layers and out is not None and out != "keep":
         schemes[layers[-1]] = out
     return schemes

@@ -15,6 +15,11 @@ tanh, sigmoid, softsign       ``glorot_normal`` — balances forward and backwar
 linear, hidden                ``orthogonal`` — keeps every singular value at 1 (Saxe et al. 2014)
 linear, output layer          ``glorot_uniform`` — Keras's default, logits of order 1
 unknown                       ``lsuv`` — no rule fits: measure and fix the variance with data
+RNN (LSTM, GRU, RNN, cells)   ``glorot_uniform`` — Keras' kernel default for sigmoid/tanh
+                              gates, with an orthogonal recurrent kernel and an LSTM
+                              forget-gate bias of 1 (:mod:`initlab.compound_layers`)
+multi-head attention          ``glorot_uniform`` on query, key and value, each E × E: Keras'
+                              default, scores q·k/√d of order 1
 ============================  ================================================================
 
 Gains come from :func:`initlab.gain` — the same code the diagnosis uses for its suggestions.
@@ -29,7 +34,8 @@ from typing import Any
 import pandas as pd
 from torch import Tensor, nn
 
-from initlab.apply import AS_BUILT, initializable_layers
+from initlab.apply import AS_BUILT, initializable_layers, weight_layers
+from initlab.compound_layers import COMPOUND
 from initlab.errors import UnknownNameError
 from initlab.probe.trace import NOT_RUN, find_activations
 from initlab.residual import Structure, find_structure
@@ -109,7 +115,7 @@ FAMILIES = ("variance", "orthogonal")
 
 def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> Plan:
     """Propose a scheme for every Linear/Conv layer of ``model`` from the activation that
-    follows it in a forward pass of ``inputs``.
+    follows it in a forward pass of ``inputs`` (and Keras' rules for RNNs and attention).
 
     ``family="variance"``: the rules of the module docstring. ``family="orthogonal"``:
     ``orthogonal(gain=g)`` for Linear layers and ``delta_orthogonal(gain=g)`` for
@@ -123,7 +129,10 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
     last = layers[-1][0] if layers else None
     structure = find_structure(model, inputs)
     entries = []
-    for name, module in layers:
+    for name, module in weight_layers(model):
+        if isinstance(module, COMPOUND):
+            entries.append(compound_entry(name, module, structure.role_of(name)))
+            continue
         activation, is_output = found[name], name == last
         if family == "orthogonal" and activation not in ("unknown", NOT_RUN) and not is_output:
             scheme, reason = orthogonal_rule(module, activation, slopes.get(name))
@@ -132,6 +141,21 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
         role = structure.role_of(name)
         entries.append(PlanEntry(name, type(module).__name__, activation, scheme, reason, role))
     return Plan(entries, residual=structure)
+
+
+def compound_entry(name: str, module: nn.Module, role: str) -> PlanEntry:
+    """An RNN's or attention's entry: ``glorot_uniform`` with Keras' rules for the rest."""
+    if isinstance(module, nn.MultiheadAttention):
+        reason = (
+            "attention: query, key and value each E × E with Glorot's variance, Keras' "
+            "default: scores q·k/√d of order 1"
+        )
+        return PlanEntry(name, type(module).__name__, "softmax", "glorot_uniform", reason, role)
+    reason = (
+        "recurrent: Keras' default, Glorot for the sigmoid/tanh gates, orthogonal recurrent "
+        "kernel (Saxe et al. 2014), forget-gate bias 1 (Jozefowicz et al. 2015)"
+    )
+    return PlanEntry(name, type(module).__name__, "gates", "glorot_uniform", reason, role)
 
 
 def orthogonal_gain(activation: str, slope: float | None = None) -> float:

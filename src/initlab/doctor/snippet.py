@@ -32,8 +32,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from initlab.apply import initializable_layers
-from initlab.initializers import Initializer, fans_of_module, get, parse
+from initlab.apply import resolve_bias, weight_layers
+from initlab.compound_layers import COMPOUND, draws
+from initlab.initializers import Initializer, fans_of_module, parse
 from initlab.initializers.basic import TRUNCATED_STD
 
 HEADER = '''"""Initialization chosen by `initlab doctor --trials` ({name}).
@@ -97,12 +98,15 @@ def make_snippet(
     expected = {n: tuple(p.shape) for n, p in model.named_parameters()}
     lines = [HEADER.format(name=name, message=message, expected=_dict_literal(expected))]
     ref = dict(reference.named_modules()) if reference is not None else {}
-    for layer, module in initializable_layers(model):
+    for layer, module in weight_layers(model):
         scheme = schemes.get(layer, "default")
         if scheme == "default":
             lines.append(f"    # {layer}: kept as built (PyTorch's default)")
             continue
         lines.append(f"    # {layer}: {scheme}")
+        if isinstance(module, COMPOUND):
+            lines += _compound_lines(layer, module, scheme, bias)
+            continue
         lines += _weight_lines(layer, module, scheme, ref.get(layer))
         if getattr(module, "bias", None) is not None and bias != "keep":
             lines += _bias_lines(layer, module, bias)
@@ -124,13 +128,30 @@ def _weight_lines(layer: str, module: nn.Module, scheme: str, ref: nn.Module | N
         orth = 1 / math.sqrt(max(rows, module.weight.numel() // rows))
         scale = float(ref.weight.detach().std()) / orth if ref is not None else 1.0
         return [f"    torch.nn.init.orthogonal_({target}, gain={scale!r}, generator=g)"]
-    return [f"    {call}" for call in draw_calls(parse(scheme), target, fans, module)]
+    shape = tuple(module.weight.shape)
+    return [f"    {call}" for call in draw_calls(parse(scheme), target, fans, shape)]
 
 
-def draw_calls(init: Initializer, target: str, fans, module: nn.Module) -> list[str]:
-    """The ``torch.nn.init`` statements that draw ``target`` from ``init``'s law."""
+def _compound_lines(layer: str, module: nn.Module, scheme: str, bias: str) -> list[str]:
+    """An RNN's or attention's draws (:func:`initlab.compound_layers.draws`) as calls."""
+    lines = []
+    for draw in draws(module, parse(scheme), resolve_bias(bias)):
+        target = f"p[{f'{layer}.{draw.parameter}'!r}]"
+        if draw.rows is not None:
+            target += f"[{draw.rows[0]}:{draw.rows[1]}]"
+        shape = tuple(draw.target(module).shape)
+        lines += [f"    {call}" for call in draw_calls(draw.init, target, draw.fans, shape)]
+    return lines
+
+
+def draw_calls(init: Initializer, target: str, fans, shape: tuple[int, ...]) -> list[str]:
+    """The ``torch.nn.init`` statements that draw ``target`` (of ``shape``) from ``init``'s
+    law."""
     s = init.sampler
     kind = type(s).__name__
+    if kind == "LayerBias":
+        b = 1 / math.sqrt(fans.fan_in) if fans.fan_in > 0 else 0.0
+        return [f"torch.nn.init.uniform_({target}, {-b!r}, {b!r}, generator=g)"]
     if kind == "VarianceScaling":
         var = s.variance(fans)
         if s.distribution == "truncated_normal":
@@ -164,17 +185,16 @@ def draw_calls(init: Initializer, target: str, fans, module: nn.Module) -> list[
     if kind == "Orthogonal":
         return [f"torch.nn.init.orthogonal_({target}, gain={s.gain!r}, generator=g)"]
     if kind == "DeltaOrthogonal":
-        w = module.weight
-        centre = ", ".join(str((k - 1) // 2) for k in w.shape[2:])
+        centre = ", ".join(str((k - 1) // 2) for k in shape[2:])
         return [
             f"torch.nn.init.zeros_({target})",
-            f"centre = torch.empty({w.shape[0]}, {w.shape[1]})",
+            f"centre = torch.empty({shape[0]}, {shape[1]})",
             f"torch.nn.init.orthogonal_(centre, gain={s.gain!r}, generator=g)",
             f"{target}[:, :, {centre}] = centre",
         ]
     if kind == "Constant":
         return [f"torch.nn.init.constant_({target}, {s.value!r})"]
-    sd = init.std(fans, shape=module.weight.shape) or 0.0
+    sd = init.std(fans, shape=shape) or 0.0
     return [  # no plain torch.nn.init law for this scheme: the same mean and std
         f"# {init!r} has no torch.nn.init equivalent: a normal law with its std",
         f"torch.nn.init.normal_({target}, 0.0, {sd!r}, generator=g)",
@@ -185,17 +205,8 @@ def _bias_lines(layer: str, module: nn.Module, bias: str) -> list[str]:
     target = f"p[{layer + '.bias'!r}]"
     if bias == "zeros":
         return [f"    torch.nn.init.zeros_({target})"]
-    init = get("torch_default_bias") if bias == "torch_default" else None
-    if init is None:
-        try:
-            init = get("constant", value=float(bias))
-        except ValueError:
-            init = parse(bias)
-    fans = fans_of_module(module)
-    if type(init.sampler).__name__ == "LayerBias":
-        b = 1 / math.sqrt(fans.fan_in) if fans.fan_in > 0 else 0.0
-        return [f"    torch.nn.init.uniform_({target}, {-b!r}, {b!r}, generator=g)"]
-    return [f"    {c}" for c in draw_calls(init, target, fans, module)]
+    init, shape = resolve_bias(bias), tuple(module.weight.shape)
+    return [f"    {c}" for c in draw_calls(init, target, fans_of_module(module), shape)]
 
 
 def residual_lines(plain: nn.Module, ruled: nn.Module) -> list[str]:
