@@ -417,3 +417,14 @@ def test_integer_features_train_the_built_in_mlp_and_are_ids_for_a_factory(user_
     assert _compare("--data", "ints.npz", "--hidden", "8", "--inits", "he_normal") == 0
     assert _compare("--data", "ints.npz", "--model", "models.py:regressor") == 2
     assert "integer dtype int64 (kept as token ids" in capsys.readouterr().err
+
+
+def test_a_fallback_note_prints_once_however_many_workers_give_it(capsys):
+    """Each worker finds that vmap cannot run an LSTM; the parent prints the note once."""
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    args = ["--model", f"{examples}/my_models.py:lstm_classifier", "--seeds", "2"]
+    args += ["--data", f"{examples}/my_data.py:first_token", "--inits", "default,he_normal"]
+    argv = ["compare", "--epochs", "1", "--batch-size", "16", "--workers", "2", *args]
+    assert main([*argv, "--limit-train", "200"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: models trained one at a time") == 1, err

@@ -196,6 +196,7 @@ class _Dispatch:
         self.configs: dict[str, RunConfig] = {}
         self.remaining: set[int] = set()  # handed to the workers, not reported done
         self.running: dict[int, int] = {}  # worker -> the chunk it said it started
+        self.notes: set[str] = set()  # the workers' notes printed so far
 
     def outcomes(self, start: Callable[[], list], workers: int) -> Iterator[Outcome]:
         """Every outcome, in completion order; ``start()`` starts the ``workers`` processes."""
@@ -217,6 +218,9 @@ class _Dispatch:
                 self.remaining.discard(message[2])
                 self._feed(start, workers)  # the idle worker gets its next chunk first
                 yield from message[3]
+            elif kind == "note" and message[2] not in self.notes:
+                self.notes.add(message[2])
+                warnings.warn(message[2], UserWarning, stacklevel=2)
             elif kind == "fatal":
                 raise DataLoadError(message[2])
         for _ in self.procs:
@@ -276,7 +280,7 @@ def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) ->
 
     _exit_with_parent(parent_pid)
     torch.set_num_threads(threads)
-    warnings.showwarning = show_note  # the engine's notes as the parent prints its own
+    warnings.showwarning = _relay_notes(events, worker)
     cache = DataCache(data_dir)
 
     def hook(config: RunConfig, record: dict) -> None:
@@ -291,6 +295,20 @@ def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) ->
             events.put(("fatal", worker, str(exc)))
             return
         events.put(("done", worker, chunk_id, outcomes))
+
+
+def _relay_notes(events, worker: int) -> Callable[..., None]:
+    """A :func:`warnings.showwarning` sending the engine's notes (``UserWarning``) to the
+    parent, which prints each distinct one once however many workers give it; other
+    warnings print here as :func:`initlab.console.show_note` does."""
+
+    def relay(message, category, filename, lineno, file=None, line=None) -> None:
+        if category is UserWarning:
+            events.put(("note", worker, str(message).strip()))
+        else:
+            show_note(message, category, filename, lineno, file, line)
+
+    return relay
 
 
 def _exit_with_parent(parent_pid: int) -> None:
