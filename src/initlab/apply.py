@@ -34,6 +34,7 @@ from initlab.compound_layers import (
     kept_row,
     parameters_set,
 )
+from initlab.embedding_init import EMBEDDINGS, init_embeddings
 from initlab.errors import InitlabError
 from initlab.initializers import Fans, Initializer
 from initlab.residual import ResidualResult, apply_residual
@@ -98,6 +99,7 @@ def initialize(
     fans: str = "module",
     data: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
     residual: str = "none",
+    embedding: Scheme | None = None,
 ) -> InitRecord:
     """Initialize ``model`` in place and return a record of what was done.
 
@@ -116,6 +118,8 @@ def initialize(
     (``zero_last_layer``, ``zero_last_norm``, ``skipinit``, ``fixup``, ``depth_scaled``;
     see :mod:`initlab.residual.rules`); ``data`` also lets it find the branches of a model
     ``torch.fx`` cannot trace, from one run on it (:func:`initlab.residual.find_structure`).
+    ``embedding``: the scheme for every ``nn.Embedding`` table (``None`` or ``"default"``:
+    as built; fan_in = embedding_dim; see :mod:`initlab.embedding_init`).
     """
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
@@ -130,11 +134,26 @@ def initialize(
             record.rows.append(_init_compound(name, module, plan[name], bias_init, generator))
         else:
             record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
+    _init_embeddings(model, embedding, generator, record)
     _run_data_dependent(model, layers, plan, data, record)
     record.residual_result = apply_residual(model, residual, example=data)
     if record.residual_result.actions:
         record.residual = record.residual_result.rule
     return record
+
+
+def _init_embeddings(
+    model: nn.Module, scheme: Scheme | None, generator: torch.Generator | None, record: InitRecord
+) -> None:
+    """Set the embedding tables no weight layer shares with ``scheme`` (``None``/``default``:
+    keep them) and take them off the record's skipped list."""
+    init = _as_initializer(scheme) if scheme is not None else None
+    if init is None or init.name == AS_BUILT:
+        return
+    rows = init_embeddings(model, init, generator, _set_by_layers(model))
+    done = {row["layer"] for row in rows}
+    record.rows += rows
+    record.skipped = [s for s in record.skipped if s["layer"] not in done]
 
 
 def _run_data_dependent(
@@ -275,15 +294,16 @@ def _skipped_modules(model: nn.Module) -> list[dict[str, str]]:
     ]
 
 
-def untouched_weights(model: nn.Module) -> list[str]:
+def untouched_weights(model: nn.Module, *, embeddings: bool = False) -> list[str]:
     """``"name (Type: parameters)"`` of each module with weights of its own that no scheme
-    sets (embeddings, attention's ``bias_k``/``bias_v``, bare parameters), norms left out:
-    what stays as the factory built it whatever init a comparison names (norms: scale 1 and
-    shift 0 are every framework's init, not a gap)."""
+    sets (embeddings unless ``embeddings`` says an embedding init sets them, attention's
+    ``bias_k``/``bias_v``, bare parameters), norms left out: what stays as the factory built
+    it whatever init a comparison names (norms: scale 1 and shift 0 are every framework's
+    init, not a gap)."""
     return [
         f"{name or '(model)'} ({type(module).__name__}: {', '.join(own)})"
         for name, module, own in _skipped(model)
-        if not isinstance(module, NORMS)
+        if not isinstance(module, NORMS) and not (embeddings and isinstance(module, EMBEDDINGS))
     ]
 
 
@@ -292,11 +312,7 @@ def _skipped(model: nn.Module) -> list[tuple[str, nn.Module, list[str]]]:
     Linear/Conv layer and has such parameters (an RNN's and an attention's matrices are set);
     a parameter tied to a layer's (an embedding shared with the output layer) is set by that
     layer's init, so it is not counted."""
-    layers = {id(p) for _, m in initializable_layers(model) for p in m.parameters(recurse=False)}
-    for _, module in compound_layers(model):
-        layers |= {
-            id(p) for n, p in module.named_parameters(recurse=False) if n in parameters_set(module)
-        }
+    layers = _set_by_layers(model)
     found = []
     for name, module in model.named_modules():
         if isinstance(module, INITIALIZABLE):
@@ -304,6 +320,26 @@ def _skipped(model: nn.Module) -> list[tuple[str, nn.Module, list[str]]]:
         own = [n for n, p in module.named_parameters(recurse=False) if id(p) not in layers]
         if own:
             found.append((name, module, own))
+    return found
+
+
+def own_embeddings(model: nn.Module) -> list[str]:
+    """The names of ``model``'s embedding tables no weight layer shares (what an
+    ``embedding`` scheme sets)."""
+    shared = _set_by_layers(model)
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, EMBEDDINGS) and id(module.weight) not in shared
+    ]
+
+
+def _set_by_layers(model: nn.Module) -> set[int]:
+    """``id`` of every tensor a weight layer's scheme sets (Linear/Conv, RNN, attention)."""
+    found = {id(p) for _, m in initializable_layers(model) for p in m.parameters(recurse=False)}
+    for _, module in compound_layers(model):
+        own = module.named_parameters(recurse=False)
+        found |= {id(p) for n, p in own if n in parameters_set(module)}
     return found
 
 

@@ -191,16 +191,18 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
         model = preflight(config, loaded[key])
         if config.model not in noted:
             noted.add(config.model)
-            note_untouched(model, config.model, [c.init for c in configs])
+            note_untouched(model, config.model, configs)
     return loaded.get(_data_of(configs[0])) if configs else None
 
 
-def note_untouched(model: nn.Module, name: str, inits: Sequence[str]) -> None:
+def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) -> None:
     """Warn (one line) that the named inits leave ``model``'s embeddings or bare parameters
     as its factory built them: those runs differ only in the layers a scheme sets
-    (:func:`initlab.apply.untouched_weights`)."""
-    schemes = [i for i in dict.fromkeys(inits) if i != AS_BUILT]
-    untouched = untouched_weights(model) if schemes else []
+    (:func:`initlab.apply.untouched_weights`); embeddings are not named when an
+    ``embedding_init`` sets them."""
+    schemes = [i for i in dict.fromkeys(c.init for c in configs) if i != AS_BUILT]
+    embeddings = any(c.embedding_init != AS_BUILT for c in configs)
+    untouched = untouched_weights(model, embeddings=embeddings) if schemes else []
     if untouched:
         shown = ", ".join(untouched[:4]) + (
             f" and {len(untouched) - 4} more" if len(untouched) > 4 else ""

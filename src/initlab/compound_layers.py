@@ -117,7 +117,6 @@ def init_compound(
     }
 
 
-
 def kept_row(name: str, module: nn.Module, scheme: str) -> dict[str, Any]:
     """The record row of a layer left as built (``scheme``: what the plan called it)."""
     names = sorted(parameters_set(module))

@@ -37,6 +37,7 @@ class RunConfig:
 
     ``init`` is an initializer spec (``"he_normal"``, ``"orthogonal(gain=1.41)"``) applied to
     the hidden layers; ``output_init`` to the output layer (``None``: the same as ``init``);
+    ``embedding_init`` to every ``nn.Embedding`` (``default``: as the factory built it);
     ``bias`` is the bias policy of :func:`initlab.initialize`; ``residual_init`` its residual
     rule (``none``, ``zero_last_layer`` alias ``zero``, ``zero_last_norm``, ``skipinit``,
     ``fixup``, ``depth_scaled``; see :mod:`initlab.residual.rules`). ``momentum`` is used
@@ -67,6 +68,7 @@ class RunConfig:
     residual_init: str = "none"
     init: str = "he_normal"
     output_init: str | None = "glorot_uniform"
+    embedding_init: str = "default"
     bias: str = "zeros"
     optimizer: str = "sgd"
     lr: float = 0.01

@@ -46,6 +46,7 @@ def compare(
     batch_norm: opt.BatchNorm = False,
     dropout: float = 0.0,
     output_init: opt.OutputInit = "glorot_uniform",
+    embedding_init: opt.EmbeddingInit = "default",
     bias: opt.Bias = "zeros",
     residual_init: opt.ResidualInit = None,
     limit_train: Annotated[
@@ -85,6 +86,7 @@ def compare(
         batch_norm=batch_norm,
         dropout=dropout,
         output_init=opt.output_scheme(output_init),
+        embedding_init=embedding_init,
         bias=parse_bias(bias),
         limit_train=limit_train,
         track=int(track) if track.isdigit() else track,

@@ -22,6 +22,7 @@ from initlab.errors import InitlabError, check_positive
 from initlab.probe import Diagnosis
 from initlab.probe import diagnose as run_probe
 from initlab.probe.plots import plot_histograms, plot_profiles
+from initlab.sweep.values import check_setting
 from initlab.train.device import autocast
 from initlab.usercode import is_user_spec
 
@@ -49,6 +50,7 @@ def diagnose(
         ),
     ] = None,
     output_init: opt.OutputInit = "glorot_uniform",
+    embedding_init: opt.EmbeddingInit = "default",
     batch_norm: opt.BatchNorm = False,
     bias: opt.Bias = "zeros",
     residual_init: opt.ResidualInit = None,
@@ -74,6 +76,7 @@ def diagnose(
         batch_norm=batch_norm,
         init=inits[0],
         output_init=opt.output_scheme(output_init),
+        embedding_init=check_setting("embedding_init", embedding_init),
         bias=parse_bias(bias),
         seed=seed,
         residual_init=residual_init or "none",

@@ -114,6 +114,13 @@ OutputInit = Annotated[
     str, typer.Option(help="the output layer's scheme; 'same' = as the hidden layers")
 ]
 Bias = Annotated[str, typer.Option(help="zeros, keep, torch_default or a number")]
+EmbeddingInit = Annotated[
+    str,
+    typer.Option(
+        help="every nn.Embedding table's scheme: default (as built: PyTorch N(0, 1)), "
+        "normal(std=0.02) (GPT-2), lecun_normal (N(0, 1/dim)), random_uniform (Keras)"
+    ),
+]
 
 
 def output_scheme(output_init: str) -> str | None:

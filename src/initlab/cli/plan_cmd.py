@@ -25,6 +25,7 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 def plan(
     init: Annotated[str, typer.Option(help="the per-layer scheme; default: as built")] = "default",
     output_init: opt.OutputInit = "glorot_uniform",
+    embedding_init: opt.EmbeddingInit = "default",
     bias: opt.Bias = "zeros",
     residual_init: opt.ResidualInit = None,
     seed: Annotated[int, typer.Option(help="seed of the construction and the init")] = 0,
@@ -57,9 +58,10 @@ def plan(
     generator = torch.Generator().manual_seed(seed)
     output = check_setting("output_init", opt.output_scheme(output_init))
     output = None if init == "default" else output  # the model as built, output layer too
+    embedding = check_setting("embedding_init", embedding_init)
     result = make_plan(
         model, init, residual=rule, generator=generator, data=example,
-        output_layer=output, bias=parse_bias(bias),
+        output_layer=output, bias=parse_bias(bias), embedding=embedding,
     )  # fmt: skip
     print_plan(result.to_json(), out)
     if out_path is not None:

@@ -90,7 +90,12 @@ def _init_spec(key: str) -> typing.Callable[[Any], Any]:
             return None
         if not isinstance(value, str):
             raise InitlabError(f"{key} must be an initializer spec string, got {value!r}")
-        initializers.parse(value)
+        init = initializers.parse(value)
+        if key == "embedding_init" and getattr(init.sampler, "data_dependent", False):
+            raise InitlabError(
+                f"embedding_init '{value}' rescales layer outputs on data and cannot set an "
+                "embedding table; give a distribution, e.g. normal(std=0.02) or lecun_normal"
+            )
         return value
 
     return check
@@ -194,6 +199,7 @@ def _extra(value: Any) -> dict[str, Any]:
 _CHECKERS: dict[str, typing.Callable[[Any], Any]] = {
     "init": _init_spec("init"),
     "output_init": _init_spec("output_init"),
+    "embedding_init": _init_spec("embedding_init"),
     "activation": _activation,
     "dataset": _dataset,
     "optimizer": _choice("optimizer", OPTIMIZERS),

@@ -64,13 +64,15 @@ def build_initialized_model(
     :data:`INIT_BATCH` training examples.
     """
     model = build_architecture(config, input_shape, num_classes)
-    if config.init == DEFAULT_INIT and config.residual_init == "none":
+    as_built = (config.init, config.embedding_init, config.residual_init)
+    if as_built == (DEFAULT_INIT, DEFAULT_INIT, "none"):
         return model  # the model as its factory built it (PyTorch's own defaults)
     initialize(
         model,
         config.init,
         bias=config.bias,
         output_layer=config.output_init,
+        embedding=config.embedding_init,
         generator=make_generator(config.seed, "init"),
         data=data.x_train[:INIT_BATCH] if data is not None else None,
         residual=config.residual_init,

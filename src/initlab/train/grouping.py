@@ -22,8 +22,8 @@ from initlab.errors import InitlabError
 from initlab.residual.names import ADDS_PARAMETERS
 
 PER_MODEL = (
-    "lr", "momentum", "weight_decay", "init", "output_init", "bias", "residual_init", "seed",
-    "data_seed",
+    "lr", "momentum", "weight_decay", "init", "output_init", "embedding_init", "bias",
+    "residual_init", "seed", "data_seed",
 )  # fmt: skip
 """Settings that may differ inside a group (per-model tensors or initial weights)."""
 SHARED = (

@@ -39,9 +39,24 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
         )
     check_finite(data)
     model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
+    check_embedding_init(config, model)
     out = probe_output(model, data)
     check_output(task, out, data.y_train, data.num_classes)
     return model
+
+
+def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
+    """An ``embedding_init`` for a model without an embedding table of its own (none, or
+    each tied to a weight layer, whose init sets it) → one line: it would do nothing."""
+    if config.embedding_init == "default":
+        return
+    from initlab.apply import own_embeddings
+
+    if not own_embeddings(model):
+        raise InitlabError(
+            f"embedding_init '{config.embedding_init}' would change nothing: {config.model} "
+            "has no nn.Embedding table of its own (a tied one is set by --output-init)"
+        )
 
 
 def check_finite(data: object) -> None:

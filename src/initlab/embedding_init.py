@@ -1,0 +1,63 @@
+"""How ``initialize(..., embedding=scheme)`` sets a model's embedding tables.
+
+An ``nn.Embedding``/``nn.EmbeddingBag`` weight ``[V, D]`` is a lookup table: row ``v`` is the
+vector token ``v`` maps to. Its fans are the tensor rule's, fan_in = D and fan_out = V, so a
+``fan_in`` scheme gives each entry variance ∝ 1/D and each row a squared norm of order 1
+(``lecun_normal``: E‖e_v‖² = 1, the scale Flax's ``Embed`` draws, N(0, 1/D)). What the
+frameworks do by default: PyTorch N(0, 1) (E‖e_v‖² = D), Keras U(±0.05) (``random_uniform``),
+GPT-2 N(0, 0.02²) (``normal(std=0.02)``). A ``padding_idx`` row is zeroed afterwards, as
+``nn.Embedding`` does. A table tied to a weight layer (``head.weight = embed.weight``) is set
+by that layer's init, not here: ``--output-init`` sets a tied language model's table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+import initlab.initializers as initializers
+from initlab.errors import InitlabError
+from initlab.initializers import Initializer
+
+EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+
+
+def init_embeddings(
+    model: nn.Module,
+    init: Initializer,
+    generator: torch.Generator | None,
+    set_by_layers: set[int],
+) -> list[dict[str, Any]]:
+    """Fill every embedding table of ``model`` not in ``set_by_layers`` (``id`` of tensors a
+    weight layer's init set) with ``init``; return one record row per table."""
+    if getattr(init.sampler, "data_dependent", False):
+        raise InitlabError(
+            f"'{init.name}' cannot set embeddings (it rescales layer outputs on data); give "
+            "embeddings a distribution, e.g. normal(std=0.02) or lecun_normal"
+        )
+    rows = []
+    for name, module in model.named_modules():
+        if not isinstance(module, EMBEDDINGS) or id(module.weight) in set_by_layers:
+            continue
+        weight = module.weight
+        fans = initializers.fans_of_tensor(weight)
+        init(weight, generator, fans=fans)
+        padding = getattr(module, "padding_idx", None)
+        if padding is not None:
+            weight.data[padding].zero_()
+        rows.append(
+            {
+                "layer": name,
+                "type": type(module).__name__,
+                "shape": "x".join(map(str, weight.shape)),
+                "scheme": repr(init) + (f", row {padding} = 0" if padding is not None else ""),
+                "fan_in": fans.fan_in,
+                "fan_out": fans.fan_out,
+                "expected_std": init.std(fans, shape=weight.shape),
+                "std": float(weight.detach().std()),
+                "bias": "none",
+            }
+        )
+    return rows

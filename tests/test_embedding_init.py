@@ -1,0 +1,100 @@
+"""embedding_init sets nn.Embedding tables: laws, padding rows, ties, bad schemes, the CLI."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from initlab import initialize
+from initlab.cli import main
+from initlab.config import RunConfig
+from initlab.errors import InitlabError
+from initlab.train.build import build_initialized_model
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+class Tagger(nn.Module):
+    def __init__(self, tied: bool = False) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(500, 64, padding_idx=0)
+        self.mix = nn.Linear(64, 64)
+        self.head = nn.Linear(64, 500)
+        if tied:
+            self.head.weight = self.embed.weight
+
+
+def test_gpt2s_normal_and_the_padding_row_zero_as_nn_embedding_does():
+    model = Tagger()
+    record = initialize(model, "he_normal", embedding="normal(std=0.02)", generator=gen())
+    table = model.embed.weight.detach()
+    assert torch.count_nonzero(table[0]) == 0
+    n = table[1:].numel()  # sample std within 5 standard errors of 0.02
+    assert float(table[1:].std()) == pytest.approx(0.02, rel=5 / math.sqrt(2 * n))
+    row = next(r for r in record.rows if r["layer"] == "embed")
+    assert (row["fan_in"], row["fan_out"], row["expected_std"]) == (64, 500, 0.02)
+    assert row["scheme"] == "normal(mean=0.0, std=0.02), row 0 = 0"
+    assert "embed" not in {s["layer"] for s in record.skipped}
+
+
+def test_lecun_normal_gives_each_token_vector_a_unit_squared_norm():
+    """fan_in = embedding_dim: Var = 1/D, so E‖e_v‖² = 1 (PyTorch's N(0, 1) gives D = 64)."""
+    model = Tagger()
+    initialize(model, "default", embedding="lecun_normal", generator=gen())
+    norms = model.embed.weight.detach()[1:].pow(2).sum(dim=1)
+    # the mean of 499 squared norms, each of variance ≈ 2/D: within 5 standard errors of 1
+    assert float(norms.mean()) == pytest.approx(1.0, abs=5 * math.sqrt(2 / 64 / 499))
+
+
+def test_a_tied_table_is_set_by_the_output_layer_and_default_keeps_tables():
+    tied = Tagger(tied=True)
+    initialize(tied, "he_normal", output_layer="zeros", embedding="normal(std=0.02)")
+    assert torch.count_nonzero(tied.embed.weight) == 0  # the output layer's init, not 0.02
+    model = Tagger()
+    before = model.embed.weight.detach().clone()
+    for keep in (None, "default"):
+        initialize(model, "he_normal", embedding=keep)
+        assert torch.equal(model.embed.weight, before)
+
+
+def test_a_data_dependent_scheme_is_refused_for_tables():
+    with pytest.raises(InitlabError, match="'lsuv' cannot set embeddings"):
+        initialize(Tagger(), "he_normal", embedding="lsuv")
+
+
+def test_a_run_with_the_models_own_init_still_gets_its_embedding_init(tmp_path):
+    factory = tmp_path / "m.py"
+    factory.write_text(
+        "import torch\ndef build():\n"
+        "    return torch.nn.Sequential(torch.nn.Embedding(10, 8), torch.nn.Flatten(), "
+        "torch.nn.Linear(8, 3))\n"
+    )
+    config = RunConfig(model=f"{factory}:build", init="default", embedding_init="zeros")
+    model = build_initialized_model(config, (1,), 3)
+    assert torch.count_nonzero(model[0].weight) == 0
+    assert RunConfig().key() == RunConfig(embedding_init="default").key()  # old keys stay
+
+
+def test_the_cli_sets_tables_refuses_lsuv_before_work_and_drops_the_note(tmp_path, capsys):
+    args = ["compare", "--model", f"{EXAMPLES}/my_models.py:lstm_classifier", "--seeds", "1"]
+    args += ["--data", f"{EXAMPLES}/my_data.py:first_token", "--epochs", "1", "--workers", "1"]
+    out = tmp_path / "out"
+    assert main([*args, "--embedding-init", "lsuv", "--out", str(out)]) == 2
+    assert not out.exists()
+    assert "embedding_init 'lsuv'" in capsys.readouterr().err
+    assert main([*args, "--inits", "he_normal", "--limit-train", "100"]) == 0
+    assert "embed (Embedding: weight)" in capsys.readouterr().err  # left as built: named
+    argv = [*args, "--inits", "he_normal", "--embedding-init", "random_uniform"]
+    assert main([*argv, "--limit-train", "100"]) == 0
+    assert "embed (Embedding" not in capsys.readouterr().err
+
+
+def test_an_embedding_init_for_a_model_without_a_table_of_its_own_is_one_line(capsys):
+    assert main(["compare", "--data", "digits", "--embedding-init", "lecun_normal"]) == 2
+    assert "mlp has no nn.Embedding table of its own" in capsys.readouterr().err
