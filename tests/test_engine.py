@@ -370,3 +370,29 @@ def test_vmap_and_looped_train_a_user_resnet_alike(digits):
         runs[strategy] = train_stack(models, digits, strategy_plan, members)
     for a, b in zip(runs["vmap"], runs["looped"], strict=True):
         assert_close(a, b, digits)
+
+
+class PartlyFrozen(nn.Module):
+    """A first layer frozen (``requires_grad=False``, as a pretrained one would be)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat, self.a, self.b = nn.Flatten(), nn.Linear(64, 16), nn.Linear(16, 10)
+        self.a.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(self.flat(x))))
+
+
+@pytest.mark.parametrize("strategy", ["stacked", "vmap", "looped"])
+def test_frozen_parameters_stay_each_models_own_and_untrained(digits, strategy):
+    models = [PartlyFrozen(), PartlyFrozen()]  # different draws: each keeps its own
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
+    plan = Plan(optimizer="adam", epochs=1, batch_size=32, strategy=strategy)
+    train_stack(models, digits, plan, [Member(0, 0.01), Member(1, 0.01)], write_back=True)
+    for model, old in zip(models, before, strict=True):
+        now = model.state_dict()
+        assert torch.equal(now["a.weight"], old["a.weight"]) and torch.equal(
+            now["a.bias"], old["a.bias"]
+        )
+        assert not torch.equal(now["b.weight"], old["b.weight"])  # the rest trains

@@ -60,10 +60,20 @@ class ModelStack:
         self.names = tied_names(self.template)
         """Every parameter/buffer name → the name its tensor is stored under (ties)."""
         params, buffers = stack_module_state(list(models))
+        frozen = {n for n, p in self.template.named_parameters() if not p.requires_grad}
+        self.frozen = frozen
         self.params: dict[str, Tensor] = {
-            k: v.detach().to(device).requires_grad_(True) for k, v in params.items()
+            k: v.detach().to(device).requires_grad_(True)
+            for k, v in params.items()
+            if k not in frozen
         }
-        self.buffers: dict[str, Tensor] = {k: v.to(device) for k, v in buffers.items()}
+        """The trained tensors; a frozen parameter (``requires_grad=False``) is a constant,
+        kept with the buffers, as ``torch.optim`` never steps what has no gradient."""
+        frozen_params = {k: v.detach().to(device) for k, v in params.items() if k in frozen}
+        self.buffers: dict[str, Tensor] = {
+            **{k: v.to(device) for k, v in buffers.items()},
+            **frozen_params,
+        }
         self.note, self.training, self._path = "", None, ""
         self._modules: list[nn.Module] | None = None
         self._leaf_lists: list[list[Tensor]] | None = None
@@ -81,8 +91,9 @@ class ModelStack:
                 raise ValueError(f"this model cannot be stacked: {exc}") from None
             return VMAP
         for name, module in self.template.named_modules():
-            if type(module) is nn.Linear and f"{name}.weight" in self.params:
-                self.params[f"{name}.weight"] = in_out_layout(self.params[f"{name}.weight"])
+            for tensors in (self.params, self.buffers):  # a frozen weight is with the buffers
+                if type(module) is nn.Linear and f"{name}.weight" in tensors:
+                    tensors[f"{name}.weight"] = in_out_layout(tensors[f"{name}.weight"])
         self._graph = stacked_module(self.template, {**self.params, **self.buffers})
         return STACKED
 
@@ -145,6 +156,8 @@ class ModelStack:
         module = restore(copy.deepcopy(self.template))
         tensors = {**{k: nn.Parameter(v.detach()[m]) for k, v in self.params.items()}}
         tensors.update({k: v[m] for k, v in self.buffers.items()})
+        for k in self.frozen:  # a parameter still, one that trains nothing
+            tensors[k] = nn.Parameter(tensors[k].detach(), requires_grad=False)
         for name, canonical in self.names.items():
             value = tensors[canonical]
             owner, _, attr = name.rpartition(".")
