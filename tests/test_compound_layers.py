@@ -231,3 +231,17 @@ def test_the_doctors_plan_gives_rnns_keras_rules_and_applies_them():
     assert dict(plan) == {"lstm": "glorot_uniform", "head": "glorot_uniform"}
     initialize(model, plan, generator=gen())
     assert torch.all(model.lstm.bias_ih_l0.detach()[16:32] == 1)
+
+
+def test_the_doctors_plan_candidate_takes_the_last_linear_as_output_whatever_the_order():
+    """Head registered before the LSTM: the output layer is still the Linear head."""
+    from initlab.doctor.candidates import plan_candidate
+    from initlab.doctor.plan import Plan as DoctorPlan
+    from initlab.doctor.plan import PlanEntry
+
+    entries = [
+        PlanEntry("head", "Linear", "sigmoid", "glorot_normal", ""),
+        PlanEntry("lstm", "LSTM", "gates", "glorot_uniform", ""),
+    ]
+    candidate = plan_candidate("plan", DoctorPlan(entries), RunConfig(), "why")
+    assert candidate.settings == {"init": "glorot_uniform", "output_init": "glorot_normal"}

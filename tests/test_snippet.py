@@ -126,3 +126,13 @@ def test_the_snippet_sets_rnns_and_attention_as_initlab_does(bias):
         assert forget.abs().max() <= 0.2
     else:
         assert torch.all(forget == 1)
+
+
+def test_the_snippet_sets_a_bfloat16_rnn():
+    """QR has no bf16 kernel: the orthogonal draws are float32, then copied."""
+    space: dict = {}
+    rnn = nn.GRU(16, 16).to(torch.bfloat16)
+    exec(make_snippet(rnn, {"": "he_normal"}, name="b", message="m"), space)
+    fresh = space["apply_init"](nn.GRU(16, 16).to(torch.bfloat16), torch.Generator().manual_seed(0))
+    w = fresh.weight_hh_l0.detach().float()
+    assert torch.allclose(w.T @ w, torch.eye(16), atol=16 * 2**-8)  # bf16 rounding, 16 terms

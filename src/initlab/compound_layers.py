@@ -119,8 +119,10 @@ def init_compound(
 
 def kept_row(name: str, module: nn.Module, scheme: str) -> dict[str, Any]:
     """The record row of a layer left as built (``scheme``: what the plan called it)."""
-    names = sorted(parameters_set(module))
-    shape = getattr(module, names[0]).shape if names else ()
+    chosen = parameters_set(module)
+    names = [n for n, _ in module.named_parameters(recurse=False) if n in chosen]
+    weights = [n for n in names if "weight" in n] or names
+    shape = getattr(module, weights[0]).shape if weights else ()
     return {
         "layer": name,
         "type": type(module).__name__,
@@ -215,7 +217,7 @@ def _span(weight: Tensor, span: tuple[int, int]) -> tuple[int, ...]:
 
 def _bias_text(module: nn.Module, bias_init: Initializer | None) -> str:
     own = [n for n, _ in module.named_parameters(recurse=False)]
-    if not any(n.startswith(("bias", "in_proj_bias")) for n in own):
+    if not any(n.startswith(("bias_ih", "bias_hh", "in_proj_bias")) for n in own):
         return "none"
     if bias_init is None:
         return "kept"

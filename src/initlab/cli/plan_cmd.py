@@ -43,6 +43,7 @@ def plan(
     from initlab.models import build_user_model
     from initlab.residual import canonical_rule
     from initlab.residual.plan import plan as make_plan
+    from initlab.train.seeding import make_generator
     from initlab.usercode import is_user_spec
 
     target = given or {}
@@ -55,7 +56,7 @@ def plan(
     example = _example(target.get("dataset"))
     torch.manual_seed(seed)
     model = build_user_model(spec, target.get("model_args"))
-    generator = torch.Generator().manual_seed(seed)
+    generator = make_generator(seed, "init")  # as a run draws its init: not the build's
     output = check_setting("output_init", opt.output_scheme(output_init))
     output = None if init == "default" else output  # the model as built, output layer too
     embedding = check_setting("embedding_init", embedding_init)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from initlab.apply import initializable_layers, initialize, weight_layers
 from initlab.config import RunConfig
-from initlab.doctor.plan import GLOROT_FAMILY, HE_FAMILY, Plan, recommend
+from initlab.doctor.plan import COMPOUND_ACTIVATIONS, GLOROT_FAMILY, HE_FAMILY, Plan, recommend
 from initlab.errors import InitlabError
 from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, find_structure
 from initlab.residual.structure import Structure
@@ -75,11 +75,15 @@ def family_scheme(activation: str) -> str | None:
 
 
 def plan_candidate(name: str, plan: Plan, base: RunConfig, why: str) -> Candidate:
-    """``plan`` as run settings: ``init``/``output_init`` when the hidden layers share a
-    scheme, else the user's model wrapped by :func:`planned_model`."""
+    """``plan`` as run settings: ``init``/``output_init`` when the hidden layers (RNNs and
+    attention included) share a scheme, else the user's model wrapped by
+    :func:`planned_model`. The output layer is the last Linear/Conv entry."""
     schemes = {e.layer: e.scheme for e in plan.entries}
-    hidden = {e.scheme for e in plan.entries[:-1]}
-    last = plan.entries[-1].scheme if plan.entries else None
+    output = next(
+        (e for e in reversed(plan.entries) if e.activation not in COMPOUND_ACTIVATIONS), None
+    )
+    hidden = {e.scheme for e in plan.entries if e is not output}
+    last = output.scheme if output is not None else None
     if len(hidden) <= 1 and last is not None:
         init = hidden.pop() if hidden else last
         return Candidate(name, {"init": init, "output_init": last}, schemes, why)

@@ -42,6 +42,9 @@ from initlab.residual import Structure, find_structure
 from initlab.theory import critical_sigma_w2, gain
 
 HE_FAMILY = ("elu", "gelu", "silu", "softplus")
+GATES, ATTENTION = "gates", "softmax"
+COMPOUND_ACTIVATIONS = (GATES, ATTENTION)
+"""The activation column of RNN and attention entries (not Linear/Conv layers)."""
 GLOROT_FAMILY = ("tanh", "sigmoid", "softsign")
 
 
@@ -150,12 +153,14 @@ def compound_entry(name: str, module: nn.Module, role: str) -> PlanEntry:
             "attention: query, key and value each E × E with Glorot's variance, Keras' "
             "default: scores q·k/√d of order 1"
         )
-        return PlanEntry(name, type(module).__name__, "softmax", "glorot_uniform", reason, role)
+        return PlanEntry(name, type(module).__name__, ATTENTION, "glorot_uniform", reason, role)
+    forget = isinstance(module, (nn.LSTM, nn.LSTMCell))
     reason = (
         "recurrent: Keras' default, Glorot for the sigmoid/tanh gates, orthogonal recurrent "
-        "kernel (Saxe et al. 2014), forget-gate bias 1 (Jozefowicz et al. 2015)"
+        "kernel (Saxe et al. 2014)"
+        + (", forget-gate bias 1 (Jozefowicz et al. 2015)" if forget else "")
     )
-    return PlanEntry(name, type(module).__name__, "gates", "glorot_uniform", reason, role)
+    return PlanEntry(name, type(module).__name__, GATES, "glorot_uniform", reason, role)
 
 
 def orthogonal_gain(activation: str, slope: float | None = None) -> float:

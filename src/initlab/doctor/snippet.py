@@ -34,7 +34,7 @@ from torch import nn
 
 from initlab.apply import resolve_bias, weight_layers
 from initlab.compound_layers import COMPOUND, draws
-from initlab.initializers import Initializer, fans_of_module, parse
+from initlab.initializers import Initializer, fans_of_module, get, parse
 from initlab.initializers.basic import TRUNCATED_STD
 
 HEADER = '''"""Initialization chosen by `initlab doctor --trials` ({name}).
@@ -115,20 +115,24 @@ def make_snippet(
     return "\n".join(lines)
 
 
+def _qualified(layer: str, parameter: str) -> str:
+    """The parameter's name in ``model.named_parameters()`` (the model itself: ``layer == ""``)."""
+    return f"{layer}.{parameter}" if layer else parameter
+
+
 def _dict_literal(expected: Mapping[str, tuple]) -> str:
     body = "".join(f"\n    {n!r}: {s!r}," for n, s in expected.items())
     return "{" + body + "\n}"
 
 
 def _weight_lines(layer: str, module: nn.Module, scheme: str, ref: nn.Module | None) -> list[str]:
-    fans = fans_of_module(module)
-    target = f"p[{layer + '.weight'!r}]"
+    fans, shape = fans_of_module(module), tuple(module.weight.shape)
+    target = f"p[{_qualified(layer, 'weight')!r}]"
     if scheme.startswith("lsuv"):
         rows = module.weight.shape[0]
         orth = 1 / math.sqrt(max(rows, module.weight.numel() // rows))
         scale = float(ref.weight.detach().std()) / orth if ref is not None else 1.0
-        return [f"    torch.nn.init.orthogonal_({target}, gain={scale!r}, generator=g)"]
-    shape = tuple(module.weight.shape)
+        return [f"    {c}" for c in draw_calls(get("orthogonal", gain=scale), target, fans, shape)]
     return [f"    {call}" for call in draw_calls(parse(scheme), target, fans, shape)]
 
 
@@ -136,7 +140,7 @@ def _compound_lines(layer: str, module: nn.Module, scheme: str, bias: str) -> li
     """An RNN's or attention's draws (:func:`initlab.compound_layers.draws`) as calls."""
     lines = []
     for draw in draws(module, parse(scheme), resolve_bias(bias)):
-        target = f"p[{f'{layer}.{draw.parameter}'!r}]"
+        target = f"p[{_qualified(layer, draw.parameter)!r}]"
         if draw.rows is not None:
             target += f"[{draw.rows[0]}:{draw.rows[1]}]"
         shape = tuple(draw.target(module).shape)
@@ -182,8 +186,11 @@ def draw_calls(init: Initializer, target: str, fans, shape: tuple[int, ...]) -> 
         return [
             f"torch.nn.init.trunc_normal_({target}, {s.mean!r}, {s.stddev!r}, {s.a!r}, {s.b!r}, g)"
         ]
-    if kind == "Orthogonal":
-        return [f"torch.nn.init.orthogonal_({target}, gain={s.gain!r}, generator=g)"]
+    if kind == "Orthogonal":  # drawn in float32 (QR has no bf16/fp16 kernel), then copied
+        draw = (
+            f"torch.nn.init.orthogonal_(torch.empty{tuple(shape)!r}, gain={s.gain!r}, generator=g)"
+        )
+        return [f"{target}.copy_({draw})"]
     if kind == "DeltaOrthogonal":
         centre = ", ".join(str((k - 1) // 2) for k in shape[2:])
         return [
@@ -202,7 +209,7 @@ def draw_calls(init: Initializer, target: str, fans, shape: tuple[int, ...]) -> 
 
 
 def _bias_lines(layer: str, module: nn.Module, bias: str) -> list[str]:
-    target = f"p[{layer + '.bias'!r}]"
+    target = f"p[{_qualified(layer, 'bias')!r}]"
     if bias == "zeros":
         return [f"    torch.nn.init.zeros_({target})"]
     init, shape = resolve_bias(bias), tuple(module.weight.shape)
