@@ -245,3 +245,34 @@ def test_the_doctors_plan_candidate_takes_the_last_linear_as_output_whatever_the
     ]
     candidate = plan_candidate("plan", DoctorPlan(entries), RunConfig(), "why")
     assert candidate.settings == {"init": "glorot_uniform", "output_init": "glorot_normal"}
+
+
+class Encoder(nn.Module):
+    """Token ids → a 1-layer TransformerEncoder → class logits of the first position."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(8, 16)
+        layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.enc(self.embed(x))[:, 0])
+
+
+def test_an_attentions_out_proj_which_no_hook_sees_gets_a_plan_lsuv_start_and_no_fixup_bias():
+    """MultiheadAttention reads out_proj.weight itself: the doctor called it 'not run' (left
+    as built), LSUV failed ('a layer was not reached'), fixup added a bias that never acts."""
+    from initlab.doctor.plan import recommend
+
+    x = torch.randint(0, 8, (16, 6), generator=gen())
+    plan = dict(recommend(Encoder(), x))
+    assert plan["enc.layers.0.self_attn.out_proj"] == "glorot_uniform"
+    model = Encoder()
+    initialize(model, "lsuv", data=x, generator=gen())
+    assert_orthonormal_columns(model.enc.layers[0].self_attn.out_proj.weight)  # its start
+    rows = initlab.plan(Encoder(), "he_normal", residual="fixup", data=x).parameters
+    names = {row["name"] for row in rows}
+    assert "enc.layers.0.linear1.fixup_bias_in" in names
+    assert "enc.layers.0.self_attn.out_proj.fixup_bias_in" not in names

@@ -31,6 +31,7 @@ from initlab.compound_layers import (
     COMPOUND,
     compound_layers,
     init_compound,
+    is_attention_output,
     kept_row,
     parameters_set,
 )
@@ -163,11 +164,15 @@ def _run_data_dependent(
     data: torch.Tensor | tuple[torch.Tensor, ...] | None,
     record: InitRecord,
 ) -> None:
-    """The data pass of data-dependent schemes (LSUV), after every layer got its start."""
+    """The data pass of data-dependent schemes (LSUV), after every layer got its start; an
+    attention's ``out_proj`` keeps its start (the attention reads it, no pass sees it)."""
+    modules = dict(model.named_modules())
     pending = [
         (name, module, plan[name].sampler)
         for name, module in layers
-        if plan.get(name) is not None and getattr(plan[name].sampler, "data_dependent", False)
+        if plan.get(name) is not None
+        and getattr(plan[name].sampler, "data_dependent", False)
+        and not is_attention_output(name, modules)
     ]
     if not pending:
         return

@@ -27,6 +27,7 @@ rescaling pass runs on Linear/Conv outputs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,15 @@ class Draw:
 def compound_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The (name, module) pairs of ``model``'s RNNs and multi-head attentions."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, COMPOUND)]
+
+
+def is_attention_output(name: str, modules: Mapping[str, nn.Module]) -> bool:
+    """Whether layer ``name`` is the ``out_proj`` of a multi-head attention (``modules``:
+    the model's named modules). The attention reads its weight itself
+    (``F.multi_head_attention_forward``) and never calls it, so no hook on it fires: not a
+    probe's, not LSUV's pass, not fixup's input bias."""
+    parent, _, attr = name.rpartition(".")
+    return attr == "out_proj" and isinstance(modules.get(parent), nn.MultiheadAttention)
 
 
 def parameters_set(module: nn.Module) -> set[str]:
@@ -232,6 +242,7 @@ __all__ = [
     "compound_layers",
     "draws",
     "init_compound",
+    "is_attention_output",
     "kept_row",
     "parameters_set",
 ]

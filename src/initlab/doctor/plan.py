@@ -35,7 +35,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 from initlab.apply import AS_BUILT, initializable_layers, weight_layers
-from initlab.compound_layers import COMPOUND
+from initlab.compound_layers import COMPOUND, is_attention_output
 from initlab.errors import UnknownNameError
 from initlab.probe.trace import NOT_RUN, find_activations
 from initlab.residual import Structure, find_structure
@@ -132,8 +132,9 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
     last = layers[-1][0] if layers else None
     structure = find_structure(model, inputs)
     entries = []
+    modules = dict(model.named_modules())
     for name, module in weight_layers(model):
-        if isinstance(module, COMPOUND):
+        if isinstance(module, COMPOUND) or is_attention_output(name, modules):
             entries.append(compound_entry(name, module, structure.role_of(name)))
             continue
         activation, is_output = found[name], name == last
@@ -148,6 +149,12 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
 
 def compound_entry(name: str, module: nn.Module, role: str) -> PlanEntry:
     """An RNN's or attention's entry: ``glorot_uniform`` with Keras' rules for the rest."""
+    if not isinstance(module, (nn.MultiheadAttention, *COMPOUND)):  # its out_proj
+        reason = (
+            "attention output projection (read inside MultiheadAttention, no probe sees it): "
+            "Glorot, Keras' default for attention kernels"
+        )
+        return PlanEntry(name, type(module).__name__, ATTENTION, "glorot_uniform", reason, role)
     if isinstance(module, nn.MultiheadAttention):
         reason = (
             "attention: query, key and value each E × E with Glorot's variance, Keras' "

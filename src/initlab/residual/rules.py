@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from initlab.compound_layers import is_attention_output
 from initlab.errors import InitlabError
 from initlab.residual.gates import add_fixup_input, add_fixup_output, add_gate
 from initlab.residual.names import ADDS_PARAMETERS, canonical_rule
@@ -134,6 +135,8 @@ def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None
             _scale(name, modules, depth ** (-1.0 / (2 * m - 2)), result)
         _zero(b.layers[-1], modules, result)
     for name in b.layers:
+        if is_attention_output(name, modules):
+            continue  # no hook on it fires: a bias there would never be added nor trained
         add_fixup_input(modules[name])
         result.actions[f"{name}.fixup_bias_in"] = "added = 0"
     add_fixup_output(modules[b.output])
