@@ -276,3 +276,50 @@ def test_an_attentions_out_proj_which_no_hook_sees_gets_a_plan_lsuv_start_and_no
     names = {row["name"] for row in rows}
     assert "enc.layers.0.linear1.fixup_bias_in" in names
     assert "enc.layers.0.self_attn.out_proj.fixup_bias_in" not in names
+
+
+PARAMETRIZED = """
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+class Reader(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = weight_norm(nn.LSTM(4, 8, batch_first=True), name="weight_ih_l0")
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.lstm(x)[0][:, -1])
+
+
+def build():
+    return Reader()
+
+
+def data():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 5, 4, generator=g), torch.randint(0, 3, (96,), generator=g)
+    return x[:64], y[:64], x[64:], y[64:]
+"""
+
+
+def test_parametrized_layers_are_refused_in_one_line_before_training(tmp_path, capsys):
+    """weight_norm makes a weight computed: filling it changed nothing (the record said
+    he_normal), and training crashed in deepcopy on every run, default included."""
+    from initlab.cli import main
+    from initlab.errors import InitlabError
+
+    linear = nn.utils.parametrizations.weight_norm(nn.Linear(8, 8))
+    with pytest.raises(InitlabError, match=r"weight is parametrized"):
+        initialize(linear, "he_normal")
+    initialize(linear, "default")  # as built: nothing to refuse
+    (tmp_path / "m.py").write_text(PARAMETRIZED)
+    spec = ["--model", f"{tmp_path}/m.py:build", "--data", f"{tmp_path}/m.py:data"]
+    for init in ("default", "he_normal"):
+        out = tmp_path / init
+        argv = ["compare", *spec, "--inits", init, "--epochs", "1", "--seeds", "1"]
+        assert main([*argv, "--out", str(out)]) == 2
+        assert not out.exists()
+    assert "cannot be copied after a forward pass" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 import initlab.initializers as initializers
 from initlab.compound_layers import (
@@ -126,6 +127,7 @@ def initialize(
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
     layers = initializable_layers(model)
     plan = _resolve_plan(scheme, layers, compound_layers(model), output_layer)
+    _refuse_parametrized(model, plan)
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=_skipped_modules(model))
     for name, module in weight_layers(model):
@@ -155,6 +157,22 @@ def _init_embeddings(
     done = {row["layer"] for row in rows}
     record.rows += rows
     record.skipped = [s for s in record.skipped if s["layer"] not in done]
+
+
+def _refuse_parametrized(model: nn.Module, plan: dict[str, Initializer | None]) -> None:
+    """A layer the plan sets whose weights are parametrized (``torch.nn.utils.parametrize``:
+    ``weight_norm``, ``spectral_norm``) → one line: its ``weight`` is computed from other
+    tensors, so filling it would change nothing."""
+    for name, init in plan.items():
+        module = model.get_submodule(name)
+        if init is None or init.name == AS_BUILT or not parametrize.is_parametrized(module):
+            continue
+        which = ", ".join(module.parametrizations.keys())
+        raise InitlabError(
+            f"{name or 'the model'}: {which} is parametrized (weight_norm, spectral_norm...) "
+            "and computed from other tensors; initialize the layer before registering the "
+            "parametrization, or use the init 'default'"
+        )
 
 
 def _run_data_dependent(

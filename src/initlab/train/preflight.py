@@ -13,6 +13,8 @@ Nothing is trained and the caller's RNG is untouched.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -42,7 +44,43 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
     check_embedding_init(config, model)
     out = probe_output(model, data)
     check_output(task, out, data.y_train, data.num_classes)
+    check_copyable(model, data)
+    check_initializes(config, data)
     return model
+
+
+def check_copyable(model: nn.Module, data) -> None:
+    """A model ``copy.deepcopy`` refuses after a training forward pass (an RNN whose weights
+    are parametrized keeps the computed, non-leaf tensors) → one line: each run trains
+    copies of it."""
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model.train()
+            model(data.x_train[:PROBE_EXAMPLES].cpu())
+    except Exception:  # train mode on two examples may fail: the eval probe decides
+        return
+    finally:
+        model.eval()
+    try:
+        copy.deepcopy(model)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0].split(". ")[0].rstrip(".")[:160]
+        raise InitlabError(
+            f"the model cannot be copied after a forward pass ({first}); initlab trains "
+            "copies of it: build it without parametrizations on its RNNs"
+        ) from None
+
+
+def check_initializes(config: RunConfig, data) -> None:
+    """Build and initialize the run's model once (seed 0's draws): a scheme the model cannot
+    take (a parametrized layer, LSUV on a layer no pass reaches) is one line before training,
+    not a failed run."""
+    from initlab.train.build import build_initialized_model
+
+    if (config.init, config.embedding_init, config.residual_init) == ("default", "default", "none"):
+        return
+    with torch.random.fork_rng(devices=[]):
+        build_initialized_model(config, tuple(data.x_train.shape[1:]), data.num_classes, data=data)
 
 
 def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
