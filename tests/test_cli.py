@@ -4,6 +4,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from initlab.cli import main
 
@@ -71,3 +72,13 @@ def test_version_names_the_blas_kernels(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("initlab ") and lines[1].startswith("torch ")
     assert lines[2].startswith(("BLAS: MKL", "BLAS: no MKL")) and "override:" in lines[2]
+
+
+def test_initlabs_own_warnings_are_notes_and_torchs_keep_their_source():
+    import initlab.console as ours
+    from initlab.console import warning_line
+
+    assert warning_line("a fallback", UserWarning, ours.__file__, 3) == "note: a fallback"
+    torch_file = torch.nn.modules.rnn.__file__
+    line = warning_line("dropout option adds dropout", UserWarning, torch_file, 9)
+    assert line == f"UserWarning: dropout option adds dropout ({torch_file}:9)"

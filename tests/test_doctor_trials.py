@@ -151,3 +151,11 @@ def test_a_shallow_well_initialized_net_has_no_winner(tmp_path):
     found = json.loads((tmp_path / "recommendation.json").read_text())
     assert found["verdict"]["winner"] is None
     assert "keep it" in found["verdict"]["message"]
+
+
+def test_no_finished_trial_is_said_not_called_a_tie():
+    empty = _table({"default": 0.0, "good": 0.0}).assign(final=np.nan, area=np.nan)
+    ranked = verdict.ranking(empty)
+    tests = verdict.paired_tests(empty, "default")
+    decided = verdict.decide(ranked, tests, "default", 100, "3 × 3", float("nan"))
+    assert decided["winner"] is None and decided["message"].startswith("no trial finished")

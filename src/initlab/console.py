@@ -4,6 +4,7 @@ warnings as one ``note:`` line."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
@@ -30,12 +31,20 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def warning_line(message, category, filename, lineno) -> str:
+    """One line for a warning: initlab's notes (a ``UserWarning`` raised from initlab's own
+    code: a fallback, layers a scheme leaves alone) as ``note: ...``; any other warning
+    (torch's, your model's) as ``Category: text (file:line)``, without the source line."""
+    text = str(message).strip().replace("\n", " ")
+    ours = str(Path(filename).resolve()).startswith(PACKAGE) if filename else False
+    if category is UserWarning and ours:
+        return f"note: {text}"
+    return f"{category.__name__}: {text} ({filename}:{lineno})"
+
+
 def show_note(message, category, filename, lineno, file=None, line=None) -> None:
-    """A :func:`warnings.showwarning` printing initlab's notes (``UserWarning``: a fallback,
-    layers a scheme leaves alone) as one ``note:`` line on stderr, and other warnings as one
-    line with their source, without the source line itself."""
-    text = str(message).strip()
-    if category is UserWarning:
-        print(f"note: {text}", file=file or sys.stderr)
-    else:
-        print(f"{category.__name__}: {text} ({filename}:{lineno})", file=file or sys.stderr)
+    """A :func:`warnings.showwarning` printing :func:`warning_line` on stderr."""
+    print(warning_line(message, category, filename, lineno), file=file or sys.stderr)

@@ -206,6 +206,12 @@ def decide(
     worse = tests[(tests["p_holm"] < ALPHA) & (tests["diff_low"] > 0)]["candidate"].tolist()
     base = {"reference": reference, "steps": steps, "alpha": ALPHA, "worse": worse}
     base["seed_noise"] = noise
+    if ranked.empty or not ranked["final"].notna().any():
+        message = (
+            f"no trial finished ({design}): nothing to compare; see trials.csv and each "
+            "run's message for why"
+        )
+        return {**base, "winner": None, "message": message}
     if good.empty:
         message = (
             f"no candidate differs from {label} by more than the seed noise after {steps} "

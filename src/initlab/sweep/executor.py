@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -32,7 +33,7 @@ from typing import Protocol
 
 import initlab.mkl_dispatch as mkl_dispatch
 from initlab.config import RunConfig
-from initlab.console import show_note
+from initlab.console import warning_line
 from initlab.errors import InitlabError
 from initlab.sweep.engine import (
     DataCache,
@@ -220,7 +221,7 @@ class _Dispatch:
                 yield from message[3]
             elif kind == "note" and message[2] not in self.notes:
                 self.notes.add(message[2])
-                warnings.warn(message[2], UserWarning, stacklevel=2)
+                print(message[2], file=sys.stderr)
             elif kind == "fatal":
                 raise DataLoadError(message[2])
         for _ in self.procs:
@@ -298,15 +299,12 @@ def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) ->
 
 
 def _relay_notes(events, worker: int) -> Callable[..., None]:
-    """A :func:`warnings.showwarning` sending the engine's notes (``UserWarning``) to the
-    parent, which prints each distinct one once however many workers give it; other
-    warnings print here as :func:`initlab.console.show_note` does."""
+    """A :func:`warnings.showwarning` sending every warning, as its one line
+    (:func:`initlab.console.warning_line`), to the parent, which prints each distinct line
+    once however many workers give it."""
 
     def relay(message, category, filename, lineno, file=None, line=None) -> None:
-        if category is UserWarning:
-            events.put(("note", worker, str(message).strip()))
-        else:
-            show_note(message, category, filename, lineno, file, line)
+        events.put(("note", worker, warning_line(message, category, filename, lineno)))
 
     return relay
 
