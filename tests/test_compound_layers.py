@@ -298,6 +298,10 @@ def build():
     return Reader()
 
 
+def normed():
+    return nn.Sequential(nn.Flatten(), weight_norm(nn.Linear(20, 8)), nn.ReLU(), nn.Linear(8, 3))
+
+
 def data():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(96, 5, 4, generator=g), torch.randint(0, 3, (96,), generator=g)
@@ -323,3 +327,7 @@ def test_parametrized_layers_are_refused_in_one_line_before_training(tmp_path, c
         assert main([*argv, "--out", str(out)]) == 2
         assert not out.exists()
     assert "cannot be copied after a forward pass" in capsys.readouterr().err
+    spec[1] = f"{tmp_path}/m.py:normed"  # copyable: its second init is the one refused
+    argv = ["compare", *spec, "--inits", "default,he_normal", "--epochs", "1", "--seeds", "1"]
+    assert main(argv) == 2
+    assert "1: weight is parametrized" in capsys.readouterr().err

@@ -35,7 +35,7 @@ from initlab.sweep.runner import SweepProgress, run_study
 from initlab.sweep.spec import Axis, Spec, seed_list
 from initlab.sweep.values import check_setting
 from initlab.train.device import check_precision, resolve_device
-from initlab.train.preflight import preflight
+from initlab.train.preflight import check_initializes, preflight
 from initlab.train.result import RunResult
 from initlab.train.run import load_data
 from initlab.usercode import data_spec, is_registered, is_user_spec, model_spec
@@ -192,6 +192,8 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
         if config.model not in noted:
             noted.add(config.model)
             note_untouched(model, config.model, configs)
+    for config in {_init_key(c): c for c in configs}.values():
+        check_initializes(config, loaded[_data_of(config)])
     return loaded.get(_data_of(configs[0])) if configs else None
 
 
@@ -246,6 +248,12 @@ def _shown(value: object) -> str:
 
 def _data_of(config: RunConfig) -> tuple:
     return (*data_key(config), config.task)
+
+
+def _init_key(config: RunConfig) -> tuple:
+    """A run's model and what initializes it: one build checks each such pair."""
+    inits = (config.init, config.output_init, config.embedding_init, config.bias)
+    return (*_preflight_key(config), *inits, config.residual_init)
 
 
 def _preflight_key(config: RunConfig) -> tuple:
