@@ -101,6 +101,8 @@ def test_every_command_and_python_block_of_the_page_runs(tmp_path):
     assert "he_normal" in printed  # print(results) showed the comparison
     stores = sorted((tmp_path / "results").glob("*/initlab.db"))
     assert [s.parent.name for s in stores] == [
+        "lstm",
+        "lstm-torch-bias",
         "regression",
         "resnet",
         "resnet-width",
