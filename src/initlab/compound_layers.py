@@ -122,7 +122,7 @@ def init_compound(
         "fan_out": first.fans.fan_out,
         "expected_std": first.init.std(first.fans, shape=first.target(module).shape),
         "std": float(weight.detach().std()),
-        "bias": _bias_text(module, bias_init),
+        "bias": _bias_text(rules),
         "parameters": rules,
     }
 
@@ -225,15 +225,9 @@ def _span(weight: Tensor, span: tuple[int, int]) -> tuple[int, ...]:
     return (span[1] - span[0], *weight.shape[1:])
 
 
-def _bias_text(module: nn.Module, bias_init: Initializer | None) -> str:
-    own = [n for n, _ in module.named_parameters(recurse=False)]
-    if not any(n.startswith(("bias_ih", "bias_hh", "in_proj_bias")) for n in own):
-        return "none"
-    if bias_init is None:
-        return "kept"
-    if _mode(module) == "LSTM" and bias_init.name != _TORCH_DEFAULT_BIAS:
-        return f"{bias_init!r}, forget gate 1"
-    return repr(bias_init)
+def _bias_text(rules: dict[str, str]) -> str:
+    """The row's bias column: the rule of the first input bias (``none`` without one)."""
+    return next((r for n, r in rules.items() if n.startswith(("bias_ih", "in_proj_bias"))), "none")
 
 
 __all__ = [
