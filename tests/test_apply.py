@@ -79,6 +79,20 @@ def test_bias_policies(bias):
         assert torch.all(b == 0.25)
 
 
+def test_an_unknown_bias_names_the_bias_policies_not_only_initializers():
+    layer = nn.Linear(3, 2)
+    with pytest.raises(
+        InitlabError,
+        match=r"unknown bias 'tourch_default'; did you mean "
+        r"'torch_default'.*zeros, keep, torch_default, a number",
+    ):
+        initialize(layer, "he_uniform", bias="tourch_default")
+    with pytest.raises(InitlabError, match="uniform: unknown parameter 'x'"):
+        initialize(layer, "he_uniform", bias="uniform(x=1)")  # a spec's own error stays
+    initialize(layer, "he_uniform", bias="0.5")  # a number as the command line gives it
+    assert torch.all(layer.bias == 0.5)
+
+
 def test_same_generator_seed_gives_identical_weights():
     a, b = Nested(), Nested()
     initialize(a, "glorot_uniform", generator=torch.Generator().manual_seed(3))

@@ -37,7 +37,7 @@ from initlab.compound_layers import (
     parameters_set,
 )
 from initlab.embedding_init import EMBEDDINGS, init_embeddings
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, UnknownNameError, closest_name
 from initlab.initializers import Fans, Initializer
 from initlab.residual import ResidualResult, apply_residual
 from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
@@ -254,7 +254,17 @@ def resolve_bias(bias: str | float | Initializer) -> Initializer | None:
         return None
     if bias == "torch_default":
         return initializers.get("torch_default_bias")
-    return _as_initializer(bias)
+    try:
+        return _as_initializer(bias)
+    except UnknownNameError as exc:
+        if exc.name != bias:  # a bad name inside a spec such as "uniform(x=1)" stays as is
+            raise
+        hint = closest_name(bias, [*BIAS_POLICIES, *exc.choices])
+        suggestion = f"; did you mean '{hint}'?" if hint else ""
+        raise InitlabError(
+            f"unknown bias '{bias}'{suggestion} (valid: {', '.join(BIAS_POLICIES)}, a number, "
+            "or an initializer spec such as 'constant(value=0.01)': see initlab list)"
+        ) from None
 
 
 def _layer_fans(module: nn.Module, rule: str) -> Fans:
