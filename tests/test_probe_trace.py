@@ -95,3 +95,42 @@ def test_zero_outputs_met_by_an_unknown_function_guess_nothing():
     )
     assert found["c"] == "unknown"  # clamp of all zeros fits relu, tanh, linear, ... alike
     assert found["a"] == "relu"  # a named function is read by its name, zeros or not
+
+
+class Attending(nn.Module):
+    """A projection, self-attention called directly (its ``out_proj`` is never called as a
+    module), a residual sum and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(6, 16)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.inp(x))
+        out, _ = self.attn(h, h, h)
+        return self.head(h + out).mean(1)
+
+
+def test_an_attention_output_projection_is_a_row_read_from_the_attention_call():
+    torch.manual_seed(0)
+    model, x = Attending(), torch.randn(8, 5, 6, generator=gen())
+    layers = collect(model, x)
+    assert [t.name for t in layers] == ["inp", "attn.out_proj", "head"]
+    inp, attn, _ = layers
+    assert attn.module is model.attn.out_proj and attn.inside == "MultiheadAttention"
+    with torch.no_grad():
+        expected, _ = model.attn(inp.post, inp.post, inp.post)
+    # the same attention on the same input: z is its output (rounding of one kernel call)
+    atol = 50 * torch.finfo(expected.dtype).eps * float(expected.abs().max())
+    torch.testing.assert_close(attn.pre, expected, rtol=1e-5, atol=atol)
+    # dL/dW of the out_proj weight the attention read, as autograd gives it directly
+    v = torch.randn(8, 3, generator=gen(0))
+    (direct,) = torch.autograd.grad((model(x) * v).sum(), model.attn.out_proj.weight)
+    assert attn.weight_grad is not None
+    torch.testing.assert_close(attn.weight_grad, direct, rtol=1e-4, atol=1e-6)
+    assert all(p.grad is None for p in model.parameters())  # nothing written
+    table = diagnose(model, x).layers.set_index("layer")
+    assert table.loc["attn.out_proj", "type"] == "NonDynamicallyQuantizableLinear"
+    assert table["q_pred"].isna().all()  # mean-field theory is not for attention

@@ -12,7 +12,7 @@ from rich.table import Table
 
 
 def print_frame(frame: pd.DataFrame, console: Console, *, title: str | None = None) -> None:
-    """Print ``frame`` as a table; floats with 4 significant decimals, NaN as ``—``."""
+    """Print ``frame`` as a table; floats with 4 significant decimals, NaN and None as ``—``."""
     table = Table(title=title, header_style="bold")
     for i, column in enumerate(frame.columns):
         numeric = pd.api.types.is_numeric_dtype(frame[column])
@@ -24,6 +24,8 @@ def print_frame(frame: pd.DataFrame, console: Console, *, title: str | None = No
 
 
 def _cell(value: object) -> str:
+    if value is None:
+        return "—"
     if isinstance(value, float):
         if value != value:
             return "—"

@@ -111,6 +111,8 @@ def _print(diag: Diagnosis, batch: int, dataset: str) -> None:
     title = f"{diag.label}: per-layer statistics on {batch} {dataset} examples"
     print_frame(diag.table(), out, title=title)
     out.print(COLUMN_NOTE)
+    if diag.unseen:
+        out.print(diag.unseen_note, highlight=False)
     if diag.healthy:
         out.print(f"[green]{diag.label}: no findings — healthy[/green]")
     for finding in diag.findings:

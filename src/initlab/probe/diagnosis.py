@@ -60,6 +60,17 @@ class Diagnosis:
     summary: dict[str, float] = field(default_factory=dict)
     samples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     label: str = ""
+    unseen: list[str] = field(default_factory=list)
+
+    @property
+    def unseen_note(self) -> str:
+        """One line naming the recurrent layers the table cannot show ('' when none)."""
+        if not self.unseen:
+            return ""
+        return (
+            f"not in the table: {', '.join(self.unseen)} (a recurrent layer's gates run inside "
+            "one kernel no probe sees; `initlab plan` shows how a scheme sets its weights)"
+        )
 
     @property
     def names(self) -> list[str]:
@@ -101,6 +112,8 @@ class Diagnosis:
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             text = self.table().to_string(index=False, float_format=lambda v: f"{v:.3g}")
         title = f"diagnosis {self.label}".strip()
+        if self.unseen:
+            text = f"{text}\n{self.unseen_note}"
         if not self.findings:
             return f"{title}\n{text}\nno findings: healthy"
         return f"{title}\n{text}\nfindings:\n" + "\n".join(f"- {f}" for f in self.findings)
@@ -111,7 +124,8 @@ class Diagnosis:
         )
         verdict = f"<ul>{items}</ul>" if items else "<p>no findings: healthy</p>"
         table = self.table().to_html(index=False, float_format=lambda v: f"{v:.3g}")
-        return f"<h4>diagnosis {self.label}</h4>{table}{verdict}"
+        note = f"<p>{self.unseen_note}</p>" if self.unseen else ""
+        return f"<h4>diagnosis {self.label}</h4>{table}{note}{verdict}"
 
 
 def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -195,4 +209,10 @@ def diagnose(
         layer.name: {"activation": _sample(layer.post), "gradient": _sample(layer.pre_grad)}
         for layer in layers[:-1]
     }
-    return Diagnosis(frame, verdicts.find(frame), verdicts.summary(frame), samples, label)
+    unseen = [
+        f"{name or '(model)'} ({type(module).__name__})"
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.RNNBase, nn.RNNCellBase))
+    ]
+    findings = verdicts.find(frame)
+    return Diagnosis(frame, findings, verdicts.summary(frame), samples, label, unseen)

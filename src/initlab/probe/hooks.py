@@ -46,6 +46,7 @@ class LayerTensors:
     activation: str | None
     normalized: bool
     unit_dim: int
+    inside: str | None = None
     pre_grad: Tensor | None = None
     post_grad: Tensor | None = None
     weight_grad: Tensor | None = None
@@ -112,6 +113,7 @@ def _assemble(calls: list[TracedLayer]) -> tuple[list[LayerTensors], list[tuple[
                 call.activation if known else None,
                 call.normalized,
                 unit_dim,
+                call.inside,
             )
         )
         live.append((call.pre[0], call.post[0]))

@@ -28,7 +28,7 @@ def applicable(layers: list[LayerTensors]) -> bool:
     if not layers or layers[0].input is None:
         return False
     for k, layer in enumerate(layers):
-        if not isinstance(layer.module, nn.Linear) or layer.normalized:
+        if not isinstance(layer.module, nn.Linear) or layer.normalized or layer.inside:
             return False
         if k + 1 < len(layers):
             nxt = layers[k + 1].input

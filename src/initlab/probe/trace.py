@@ -81,7 +81,10 @@ class TracedLayer:
 
     ``activation``: a registry name, ``"linear"`` or ``"unknown"`` (``None`` while the
     forward pass runs); ``slope``: the negative slope of a ``leaky_relu``; ``pre``, ``post``:
-    z and phi(z) (``post`` is ``(None, None)`` when the output leaves the model).
+    z and phi(z) (``post`` is ``(None, None)`` when the output leaves the model);
+    ``inside``: the type of the module that calls the layer's weight itself
+    (``"MultiheadAttention"`` for its ``out_proj``: ``input`` is then that module's input,
+    not the layer's), ``None`` for a layer called as a module.
     """
 
     name: str
@@ -93,6 +96,7 @@ class TracedLayer:
     normalized: bool = False
     pre: Live = (None, None)
     post: Live = (None, None)
+    inside: str | None = None
 
 
 def _copy(x: Tensor | None) -> Tensor | None:
@@ -186,23 +190,35 @@ class _Tracer(TorchFunctionMode):
             layer.activation = "unknown"
 
     def watch(self, model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
-        """Forward hooks that record every layer call and tag its output."""
+        """Forward hooks that record every layer call and tag its output. A multi-head
+        attention's ``out_proj`` is never called (the attention reads its weight), so the
+        attention's own call stands for it: its output is ``out_proj``'s."""
         handles = []
         for module_name, module in model.named_modules():
             if isinstance(module, INITIALIZABLE):
                 handles += self._hooks(module_name or "(model)", module)
+            elif isinstance(module, nn.MultiheadAttention):
+                name = f"{module_name}.out_proj" if module_name else "out_proj"
+                handles += self._hooks(name, module, module.out_proj)
         return handles
 
-    def _hooks(self, name: str, module: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+    def _hooks(
+        self, name: str, module: nn.Module, layer: nn.Module | None = None
+    ) -> list[torch.utils.hooks.RemovableHandle]:
+        """Hooks on ``module`` recording a call of ``layer`` (``module`` itself by default)."""
         inputs: list[Live] = []
+        inside = None if layer is None else type(module).__name__
 
         def before(_module: nn.Module, args: tuple) -> None:
             inputs.append(self.live(next((a for a in args if isinstance(a, Tensor)), None)))
 
         def after(_module: nn.Module, _args: tuple, output: object) -> None:
             seen = inputs.pop() if inputs else (None, None)
+            if inside is not None and isinstance(output, tuple) and output:
+                output = output[0]  # (attention output, attention weights)
             if isinstance(output, Tensor):
-                self.layers.append(TracedLayer(name, module, seen, self.live(output)))
+                traced = TracedLayer(name, layer or module, seen, self.live(output), inside=inside)
+                self.layers.append(traced)
                 self.tag(output, len(self.layers) - 1)
 
         return [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
