@@ -34,9 +34,16 @@ computed) over the fp32 matmul peak measured here with the same clock and thread
 compare's size on that many processes at once (benchmarks/bench_ceiling.py). The output
 starts with the CPU (family, model, ISA), the kernels MKL and ATen use and the load.
 
+``--device cuda`` (or ``cuda:N``) runs every contender on that GPU: the data is moved there
+once, the plain loop's model and index permutations live there as a user would put them,
+every timing waits for the GPU (``torch.cuda.synchronize``), "% peak" is over the GPU's fp32
+``torch.mm`` peak (8192², TF32 as torch's default leaves it: off for matrix products), and
+``--workers`` does not apply. ``--many 64`` gives the GPU table of issue #12.
+
     python benchmarks/bench_engine.py [--repeats 3] [--threads 2] [--workers 2]
         [--clock wall|cpu] [--chunked] [--many 60] [--limit-train 4000]
         [--limit-mlp 20000] [--batched auto|stacked|vmap|looped] [--only MLP]
+        [--device cpu|cuda|cuda:N]
 """
 
 from __future__ import annotations
@@ -142,15 +149,22 @@ def workloads(limit: int, limit_mlp: int) -> list[Workload]:
     images = torch.randn(n, 3, 32, 32, generator=gen) + 0.3 * labels.view(-1, 1, 1, 1) / 10
     tokens = torch.randint(0, 64, (n, 33), generator=gen)
     tokens[:, 1::2] = (tokens[:, 0::2][:, :16] * 7 + 3) % 64  # learnable odd positions
+    resnet_data = splits(images, labels, "classification", 10, 500, 500)
+    token_data = splits(tokens[:, :-1], tokens[:, 1:], "sequence", 64, 500, 500)
+    mlp, resnet_data, token_data = (on_device(d) for d in (mlp, resnet_data, token_data))
     return [
         Workload("seed MLP (Fashion-MNIST)", 15, seed_mlp, mlp, "classification", "sgd", 0.01),
-        Workload("small ResNet (3x32x32)", 8, small_resnet,
-                 splits(images, labels, "classification", 10, 500, 500), "classification",
+        Workload("small ResNet (3x32x32)", 8, small_resnet, resnet_data, "classification",
                  "momentum", 0.01),
-        Workload("2-layer transformer (tokens)", 8, TinyTransformer,
-                 splits(tokens[:, :-1], tokens[:, 1:], "sequence", 64, 500, 500), "sequence",
+        Workload("2-layer transformer (tokens)", 8, TinyTransformer, token_data, "sequence",
                  "adam", 1e-3),
     ]  # fmt: skip
+
+
+def on_device(data: SimpleNamespace) -> SimpleNamespace:
+    """``data`` with every tensor moved to ``device`` once (as initlab's engine does)."""
+    moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(data).items()}
+    return SimpleNamespace(**moved)
 
 
 def plain_loop(w: Workload, model: nn.Module) -> None:
@@ -162,7 +176,7 @@ def plain_loop(w: Workload, model: nn.Module) -> None:
         "adam": lambda p: torch.optim.Adam(p, lr=w.lr),
     }[w.optimizer](model.parameters())
     model.train()
-    perm = torch.randperm(len(d.x_train))
+    perm = torch.randperm(len(d.x_train), device=d.x_train.device)
     for i in range(0, len(perm), BATCH):
         idx = perm[i : i + BATCH]
         out = model(d.x_train[idx])
@@ -180,11 +194,23 @@ def plain_loop(w: Workload, model: nn.Module) -> None:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = time.perf_counter
 """The clock of every timing (``--clock``): wall time, or this process's CPU time."""
+device = CPU
+"""Where every contender trains (``--device``)."""
+
+
+def synchronized(base: Callable[[], float]) -> Callable[[], float]:
+    """``base`` read after the GPU has finished everything queued (a GPU clock)."""
+
+    def read() -> float:
+        torch.cuda.synchronize(device)
+        return base()
+
+    return read
 
 
 def time_plain(w: Workload) -> float:
     torch.manual_seed(0)
-    model = w.factory()
+    model = w.factory().to(device)
     start = clock()
     plain_loop(w, model)
     return clock() - start
@@ -202,7 +228,14 @@ def train_models(w: Workload, seeds, strategy: str = "auto", chunk: int = 0) -> 
     one stack after the other, and the strategies the stacks ran."""
     seeds = list(seeds)
     chunks = memory.split_evenly(seeds, chunk or len(seeds))
-    plan = Plan(task=w.task, optimizer=w.optimizer, batch_size=BATCH, epochs=1, strategy=strategy)
+    plan = Plan(
+        task=w.task,
+        optimizer=w.optimizer,
+        batch_size=BATCH,
+        epochs=1,
+        strategy=strategy,
+        device=device,
+    )
     total, chosen = 0.0, set()
     for part in chunks:
         torch.manual_seed(part[0])
@@ -219,9 +252,9 @@ def train_models(w: Workload, seeds, strategy: str = "auto", chunk: int = 0) -> 
 def product_chunk(w: Workload) -> int:
     """Models per stack as ``initlab compare`` sizes them (initlab.train.memory)."""
     model = w.factory()
-    acts = memory.activations_per_example(model, w.data.x_train[:2])
+    acts = memory.activations_per_example(model, w.data.x_train[:2].cpu())
     return memory.chunk_size(
-        memory.parameter_count(model), acts, w.optimizer, BATCH, len(w.data.x_train), CPU
+        memory.parameter_count(model), acts, w.optimizer, BATCH, len(w.data.x_train), device
     )
 
 
@@ -253,7 +286,7 @@ def epoch_flops(w: Workload, evaluation: bool = True) -> float:
     """Useful FLOPs of one model-epoch: a training step's (counted) times the steps, plus
     the evaluation forward passes (a third of a step per example) unless not ``evaluation``."""
     model = copy.deepcopy(w.factory())
-    x, y = w.data.x_train[:BATCH], w.data.y_train[:BATCH]
+    x, y = w.data.x_train[:BATCH].cpu(), w.data.y_train[:BATCH].cpu()
     with FlopCounterMode(display=False) as counter:
         losses(w.task, model(x).unsqueeze(0), y.unsqueeze(0)).sum().backward()
     per_example = counter.get_total_flops() / BATCH
@@ -315,13 +348,21 @@ def main() -> None:
     parser.add_argument("--limit-mlp", type=int, default=20000, help="the MLP's training set")
     parser.add_argument("--batched", default="auto", help="the batched stack's strategy")
     parser.add_argument("--only", default="", help="run the workloads whose name contains this")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()  # fmt: skip
-    global clock
-    clock = CLOCKS[args.clock]
+    global clock, device
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here")
+    if device.type == "cuda" and args.workers > 1:
+        parser.error("--workers times CPU processes; with --device cuda leave it out")
+    clock = CLOCKS[args.clock] if device.type == "cpu" else synchronized(CLOCKS[args.clock])
     torch.set_num_threads(args.threads)
-    print(f"{machine.header(args.threads)}\nclock: {args.clock}")
-    peak = max(machine.matmul_peak(clock) for _ in range(3))
-    print(f"fp32 matmul peak (torch.mm 2048^2, {args.threads} threads): {peak / 1e9:.1f} GFLOP/s")
+    print(f"{machine.header(args.threads, device)}\nclock: {args.clock}")
+    size = 2048 if device.type == "cpu" else 8192
+    peak = max(machine.matmul_peak(clock, size, device) for _ in range(3))
+    where = f"{args.threads} threads" if device.type == "cpu" else str(device)
+    print(f"fp32 matmul peak (torch.mm {size}^2, {where}): {peak / 1e9:.1f} GFLOP/s")
     print(f"{'one stack' if not args.chunked else 'stacks of compare'} per batched run; "
           f"workers: {args.workers or 'not timed'}\n")  # fmt: skip
     print("| workload | models | plain s/model-epoch | initlab M=1 | initlab batched "

@@ -54,18 +54,31 @@ def load_average() -> str:
         return "unknown"
 
 
-def header(threads: int) -> str:
-    """The lines a benchmark prints first: CPU, torch and threads, kernels, load."""
-    return (
+def header(threads: int, device: torch.device | None = None) -> str:
+    """The lines a benchmark prints first: CPU, torch and threads, kernels, load; and the
+    GPU (name, memory, CUDA version) when ``device`` is one."""
+    lines = (
         f"CPU: {cpu_model()}; torch {torch.__version__}, {threads} threads\n"
         f"kernels: {kernels()}\nload average at the start: {load_average()}"
     )
+    if device is not None and device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        lines += (
+            f"\nGPU: {props.name}, {props.total_memory / 2**30:.0f} GiB, "
+            f"{props.multi_processor_count} SMs; CUDA {torch.version.cuda}"
+        )
+    return lines
 
 
-def matmul_peak(clock: Callable[[], float] = time.perf_counter, n: int = 2048) -> float:
-    """FLOP/s of the best of five ``torch.mm`` of two n x n float32 matrices, by ``clock``."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
+def matmul_peak(
+    clock: Callable[[], float] = time.perf_counter,
+    n: int = 2048,
+    device: torch.device | str = "cpu",
+) -> float:
+    """FLOP/s of the best of five ``torch.mm`` of two n x n float32 matrices on ``device``,
+    by ``clock`` (one that waits for the GPU, on a GPU)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
     torch.mm(a, b, out=out)
     best = float("inf")
     for _ in range(5):
