@@ -57,35 +57,12 @@ WORKLOADS = {
         lr=0.01,
     ),
     "user-transformer": dict(
-        model=f"{HERE}:causal_transformer",
+        model=f"{HERE.parent / 'test_stacked_attention.py'}:small_transformer",
         dataset=f"{EXAMPLES / 'my_data.py'}:tokens",
         optimizer="adam",
         lr=1e-3,
     ),
 }
-
-
-class CausalTransformer(nn.Module):
-    """Token embedding + learned positions, ``nn.TransformerEncoder`` with a causal mask
-    buffer, a read-out: the benchmark's transformer, which the ``stacked`` strategy runs
-    (the docs' ``tiny_transformer`` builds its mask in ``forward``, so only vmap and
-    looped can)."""
-
-    def __init__(self, vocab: int = 16, length: int = 16, d: int = 32) -> None:
-        super().__init__()
-        self.embed, self.pos = nn.Embedding(vocab, d), nn.Parameter(torch.zeros(length, d))
-        layer = nn.TransformerEncoderLayer(d, 2, 4 * d, dropout=0.0, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.out = nn.Linear(d, vocab)
-        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(length))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(self.embed(x) + self.pos, mask=self.mask, is_causal=True)
-        return self.out(h)
-
-
-def causal_transformer() -> nn.Module:
-    return CausalTransformer()
 
 
 @pytest.fixture(autouse=True)

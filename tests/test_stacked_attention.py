@@ -186,6 +186,12 @@ class TinyTransformer(nn.Module):
         return self.out(h)
 
 
+def small_transformer() -> nn.Module:
+    """The benchmark's transformer at the size of ``examples/my_data.py:tokens`` (vocabulary
+    16, length 16), as tests/test_gpu.py trains it: a model the stacked strategy runs."""
+    return TinyTransformer(16, 16, 32)
+
+
 def test_the_benchmark_transformer_is_stacked_and_trains_as_the_models_alone(monkeypatch):
     torch.manual_seed(0)
     models = [TinyTransformer(VOCAB, T, D) for _ in range(M)]
