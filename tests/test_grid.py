@@ -206,7 +206,7 @@ def build(width=8, depth=1):
 """
 
 
-def test_a_model_args_sweep_trains_each_width_and_groups_by_it(tmp_path):
+def test_a_model_args_sweep_trains_each_width_and_groups_by_it(tmp_path, capsys):
     (tmp_path / "models.py").write_text(MODELS)
     fixed = {"model": f"{tmp_path / 'models.py'}:build", "model_args": {"depth": 2}}
     fixed |= {"data": "digits", "epochs": 1, "limit_train": 64, "device": "cpu"}
@@ -219,6 +219,12 @@ def test_a_model_args_sweep_trains_each_width_and_groups_by_it(tmp_path):
     with open_store(tmp_path / "out") as store:
         widths = sorted(json.loads(c)["width"] for c in store.runs()["model_args"])
     assert widths == [4, 4, 8, 8]
+    # a misspelt model argument to group by: one line naming the ones the runs have
+    assert main(["results", str(tmp_path / "out"), "--group-by", "model_args.widht"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown model argument 'widht'; did you mean 'width'?" in error
+    assert error.count("\n") == 1
+    assert main(["results", str(tmp_path / "out"), "--group-by", "model_args.width"]) == 0
 
 
 def test_dry_run_of_user_data_lists_the_runs_without_reading_the_data(tmp_path):

@@ -122,7 +122,17 @@ def result_set(
     :meth:`ResultSet.from_results` builds them."""
     runs = with_model_arg_columns(runs)
     keys = ["run_id", *group_by, *([] if "seed" in group_by else ["seed"])]
+    _check_model_args(runs, group_by)
     if runs.empty:
         return ResultSet(runs, pd.DataFrame(columns=[*keys, "epoch"]), group_by, layer_stats)
     merged = runs[keys].merge(epochs, on="run_id", how="inner")
     return ResultSet(runs, merged, group_by, layer_stats)
+
+
+def _check_model_args(runs: pd.DataFrame, group_by: list[str]) -> None:
+    """A ``model_args.<name>`` group the runs do not have is an unknown model argument
+    (a typo such as ``model_args.widht``), named with the arguments they do have."""
+    known = [c.partition(".")[2] for c in runs.columns if c.startswith("model_args.")]
+    for key in group_by:
+        if key.startswith("model_args.") and key not in runs and not runs.empty:
+            raise UnknownNameError("model argument", key.partition(".")[2], known)
