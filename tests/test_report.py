@@ -313,3 +313,13 @@ def test_group_by_other_columns_and_bad_columns(results):
 def test_empty_results_still_make_a_page(tmp_path):
     paths = build_report(ResultSet(pd.DataFrame(), pd.DataFrame()), tmp_path)
     assert "no runs" in paths.html.read_text() and paths.images == ()
+
+
+def test_epochs_to_90_is_defined_for_a_negative_best_score():
+    """R² below 0 early in a regression: the best group reaches 'within 10% of the best'
+    (1.1 × best), which 0.9 × best, above every group, never allowed."""
+    summary = synthetic_results({"a": [-0.19, -0.19], "b": [-0.5, -0.5]}).summary()
+    reached = dict(zip(summary["init"], summary["epochs_to_90"], strict=True))
+    assert reached["a"] == 1.0 and math.isnan(reached["b"])
+    positive = synthetic_results({"a": [0.9, 0.9], "b": [0.85, 0.85]}).summary()
+    assert positive["epochs_to_90"].tolist() == [1.0, 1.0]  # 0.85 >= 0.9 × 0.9, as before

@@ -20,8 +20,15 @@ from initlab.stats import first_epoch_reaching, mean_ci, rank_groups, verdict
 from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
 
 REACH_FRACTION = 0.9
-"""``epochs_to_90``: the first epoch at which a group's mean validation accuracy reaches
-``REACH_FRACTION`` × the best final mean validation accuracy of all groups."""
+"""``epochs_to_90``: the first epoch at which a group's mean validation score comes within
+``1 - REACH_FRACTION`` (10%) of the best final mean validation score of all groups, i.e.
+reaches :func:`reach_target`: 0.9 × the best for a positive best (accuracy), 1.1 × the best
+for a negative one (an R² still below 0 early in a regression)."""
+
+
+def reach_target(best: float) -> float:
+    """``best - (1 - REACH_FRACTION) |best|``: the score ``epochs_to_90`` waits for."""
+    return best - (1 - REACH_FRACTION) * abs(best)
 
 
 def model_arg_values(row: dict) -> dict:
@@ -93,7 +100,7 @@ class ResultSet:
         if self.runs.empty:
             return pd.DataFrame()
         curves = self._mean_val_curves()
-        target = REACH_FRACTION * max((c.iloc[-1] for c in curves.values() if len(c)), default=0)
+        target = reach_target(max((c.iloc[-1] for c in curves.values() if len(c)), default=0))
         tasks = run_tasks(self.runs) if self.score.mixed else None
         rows = []
         for key, group in self.runs.groupby(self.group_by, sort=False):

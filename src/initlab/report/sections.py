@@ -37,8 +37,8 @@ def summary_section(
         "the 95% CI is the Student-t interval for the mean. 'as good as best?': Welch's t-test "
         f"of the group against the best one, Holm-adjusted over the other groups — 'yes' when "
         f"p ≥ {tables.ALPHA:g} (the data cannot tell them apart). 'epochs to 90%' is the first "
-        f"epoch at which the group's mean {score.name('validation')} reaches "
-        f"{REACH_FRACTION:.0%} of the best group's final one. diverged: the loss became "
+        f"epoch at which the group's mean {score.name('validation')} comes within "
+        f"{1 - REACH_FRACTION:.0%} of the best group's final one. diverged: the loss became "
         f"NaN/inf{stuck if score.stuck_applies else ''}; failed: an error."
     )
     verdict_note = [Note(verdict)] if verdict else []

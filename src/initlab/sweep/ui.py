@@ -192,7 +192,8 @@ def print_results(results: ResultSet, console: Console, title: str) -> None:
     stuck = f"{score.stuck_rule()}; " if score.stuck_applies else ""
     console.print(
         f"{score.column_note()}mean ± std over seeds. epochs_to_90: first epoch whose "
-        f"mean validation score reaches {REACH_FRACTION:.0%} of the best group's final one. "
+        f"mean validation score comes within {1 - REACH_FRACTION:.0%} of the best group's final "
+        "one. "
         f"{stuck}diverged: loss became NaN/inf."
     )
     ranked = results.ranking()
