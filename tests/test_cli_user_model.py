@@ -63,6 +63,20 @@ def lm(vocab=12, dim=8):
     return TinyLM(vocab, dim)
 
 
+class Bare(nn.Module):  # weights as bare parameters in F.linear: no layer a scheme sets
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(10, 64) / 8)
+
+    def forward(self, x):
+        return nn.functional.linear(x.flatten(1), self.w)
+
+
+def bare():
+    return Bare()
+
+
 def tokens():
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 12, (160, 6), generator=g)
@@ -165,6 +179,7 @@ BAD_INPUTS = [
     ),
     (["--model", "models.py:build", "--batch-norm"], "--model-arg NAME=VALUE"),
     (["--model", "cnn", "--dropout", "0.2"], "dropout=0.2: the model cnn does not use it"),
+    (["--model", "models.py:bare"], "init 'he_normal' would change nothing: models.py:bare"),
 ]
 
 
@@ -216,6 +231,9 @@ def test_diagnose_and_doctor_take_a_file_factory_with_arguments(user_dir, capsys
     assert "the plan" in capsys.readouterr().out
     assert main(["diagnose", "--data", "digits", "--model", "models.py:needs_width"]) == 2
     assert "'width'" in capsys.readouterr().err
+    # no layer the probe sees: one line, not an empty table called healthy
+    assert main(["diagnose", "--data", "digits", "--model", "models.py:bare"]) == 2
+    assert "nothing to diagnose: the forward pass of Bare" in capsys.readouterr().err
 
 
 SPEC = """

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor, nn
 
+from initlab.errors import InitlabError
 from initlab.initializers import fans_of_module
 from initlab.probe import findings as verdicts
 from initlab.probe.findings import Finding
@@ -204,6 +205,12 @@ def diagnose(
     exactly as it was: hooks removed, ``.grad`` never written, modes and buffers restored.
     """
     layers = collect(model, inputs, targets, loss, mode=mode, seed=seed)
+    if not layers:
+        raise InitlabError(
+            f"nothing to diagnose: the forward pass of {type(model).__name__} called no "
+            "nn.Linear, nn.Conv* or nn.MultiheadAttention module (the probe's layers; bare "
+            "nn.Parameters used in F.linear and RNNs have no row)"
+        )
     frame = layer_frame(layers, predicted_q(layers))
     samples = {
         layer.name: {"activation": _sample(layer.post), "gradient": _sample(layer.pre_grad)}

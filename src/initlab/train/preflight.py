@@ -42,6 +42,7 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
     check_finite(data)
     model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
     check_embedding_init(config, model)
+    check_init_reaches(config, model)
     out = probe_output(model, data)
     check_output(task, out, data.y_train, data.num_classes)
     check_copyable(model, data)
@@ -94,6 +95,23 @@ def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
             f"embedding_init '{config.embedding_init}' would change nothing: {config.model} "
             "has no nn.Embedding table of its own (a tied one is set by --output-init)"
         )
+
+
+def check_init_reaches(config: RunConfig, model: nn.Module) -> None:
+    """A scheme for a model with no layer a scheme sets (its weights are bare
+    ``nn.Parameter``s used in ``F.linear``, say) → one line: every init would train the
+    model as built, and the comparison would rank identical runs."""
+    from initlab.apply import weight_layers
+
+    if config.init == "default" or weight_layers(model):
+        return
+    names = [name for name, _ in model.named_parameters()]
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    raise InitlabError(
+        f"init '{config.init}' would change nothing: {config.model} has no layer a scheme "
+        f"sets (nn.Linear, nn.Conv*, an RNN, nn.MultiheadAttention) and uses its parameters "
+        f"({shown or 'none'}) directly; build it from those modules, or compare 'default' only"
+    )
 
 
 def check_finite(data: object) -> None:
