@@ -231,3 +231,20 @@ def test_token_ids_beyond_the_embedding_are_one_line_before_training():
     x[-1, 0] = -1
     with pytest.raises(InitlabError, match=r"x_test has a negative token id \(-1\)"):
         preflight(config.replace(task="sequence"), tensors(x, x.clone().abs(), "sequence", 7))
+
+
+def test_a_residual_rule_that_changes_nothing_says_so_before_training():
+    """A residual MLP without batch norm: no branch ends in a norm, so zero_last_norm would
+    train the runs of residual_init 'none' under another name; zero_last_layer acts."""
+    import warnings
+
+    from initlab.train.preflight import check_initializes
+
+    data = load("digits")
+    settings = {**BASE, "hidden": (16, 16, 16), "residual": True}
+    config = RunConfig(**settings, residual_init="zero_last_norm")
+    with pytest.warns(UserWarning, match="'zero_last_norm' changes nothing in mlp: no residual"):
+        check_initializes(config, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_initializes(config.replace(residual_init="zero_last_layer"), data)

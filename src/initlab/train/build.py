@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from initlab.apply import initialize
+from initlab.apply import InitRecord, initialize
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.models import build_model, build_user_model
@@ -64,10 +64,19 @@ def build_initialized_model(
     :data:`INIT_BATCH` training examples.
     """
     model = build_architecture(config, input_shape, num_classes)
+    initialize_as_configured(model, config, data)
+    return model
+
+
+def initialize_as_configured(
+    model: nn.Module, config: RunConfig, data: Dataset | None = None
+) -> InitRecord | None:
+    """Apply the config's init, embedding init and residual rule to ``model`` in place,
+    from the run's ``"init"`` stream; ``None`` (nothing done) for the model as built."""
     as_built = (config.init, config.embedding_init, config.residual_init)
     if as_built == (DEFAULT_INIT, DEFAULT_INIT, "none"):
-        return model  # the model as its factory built it (PyTorch's own defaults)
-    initialize(
+        return None  # the model as its factory built it (PyTorch's own defaults)
+    return initialize(
         model,
         config.init,
         bias=config.bias,
@@ -77,4 +86,3 @@ def build_initialized_model(
         data=data.x_train[:INIT_BATCH] if data is not None else None,
         residual=config.residual_init,
     )
-    return model

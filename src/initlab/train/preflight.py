@@ -14,13 +14,14 @@ Nothing is trained and the caller's RNG is untouched.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import Tensor, nn
 
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
-from initlab.train.build import build_architecture
+from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
 
@@ -75,12 +76,30 @@ def check_initializes(config: RunConfig, data) -> None:
     """Build and initialize the run's model once (seed 0's draws): a scheme the model cannot
     take (a parametrized layer, LSUV on a layer no pass reaches) is one line before training,
     not a failed run."""
-    from initlab.train.build import build_initialized_model
-
     if (config.init, config.embedding_init, config.residual_init) == ("default", "default", "none"):
         return
     with torch.random.fork_rng(devices=[]):
-        build_initialized_model(config, tuple(data.x_train.shape[1:]), data.num_classes, data=data)
+        model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
+        record = initialize_as_configured(model, config, data)
+    outcome = record.residual_result if record is not None else None
+    if outcome is not None and outcome.rule != "none" and not outcome.actions:
+        warnings.warn(
+            f"residual_init '{config.residual_init}' changes nothing in {config.model}: "
+            f"{_why_unchanged(outcome)}; its runs equal residual_init 'none' "
+            "(initlab plan shows the branches)",
+            stacklevel=2,
+        )
+
+
+def _why_unchanged(outcome) -> str:
+    """Why a residual rule found nothing to change (its structure's branches)."""
+    if not outcome.structure.branches:
+        return "no residual branch was found"
+    if outcome.rule == "zero_last_norm":
+        return (
+            "no residual branch ends in a normalization layer (post-norm blocks norm after the sum)"
+        )
+    return "no parameter of its branches was one the rule sets"
 
 
 def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
