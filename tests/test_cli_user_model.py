@@ -294,7 +294,7 @@ def test_python_api_with_a_notebook_factory_and_tensors():
     y = x @ torch.randn(5, generator=g)
     data = (x[:80], y[:80], x[80:], y[80:])
     results = initlab.compare(
-        ["default", "he_normal"],
+        "default,he_normal",  # a string, as the CLI takes it, is not read letter by letter
         seeds=1,
         model=build,
         data=data,
@@ -305,8 +305,12 @@ def test_python_api_with_a_notebook_factory_and_tensors():
     )
     assert list(results.runs["init"]) == ["default", "he_normal"]
     assert results.runs["model"].str.startswith("callable:build:").all()
-    with pytest.raises(InitlabError, match="workers=1"):
-        initlab.compare(["default"], seeds=1, model=build, data=data, workers=2)
+    with pytest.raises(InitlabError, match=r"data given as tensors or arrays .* workers=1"):
+        initlab.compare(["default"], seeds=1, model="mlp", data=data, workers=2)
+    with pytest.raises(InitlabError, match=r"build.* was defined in __main__ .* workers=1"):
+        initlab.compare(["default"], seeds=1, model=build, data="digits", workers=2)
+    with pytest.raises(InitlabError, match="model= takes a factory, not a built Sequential"):
+        initlab.compare(["default"], seeds=1, model=build(), data=data)
 
 
 def test_specs_of_callables_and_data():

@@ -194,6 +194,13 @@ def test_works_under_no_grad_and_refuses_bad_calls(batch):
 
     with pytest.raises(initlab.InitlabError, match="one tensor"):
         diagnose(Pair(), batch[0])
+    x, y = batch
+    with pytest.raises(
+        initlab.InitlabError, match=f"targets have 16 examples and the inputs {len(x)}"
+    ):
+        diagnose(model, x, y[:16])
+    with pytest.raises(initlab.InitlabError, match=r"labels must lie in \[0, 10\)"):
+        diagnose(model, x, y + 10)
 
 
 def test_random_cotangent_is_deterministic(batch):

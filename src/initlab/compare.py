@@ -38,7 +38,7 @@ from initlab.train.device import check_precision, resolve_device
 from initlab.train.preflight import check_initializes, preflight
 from initlab.train.result import RunResult
 from initlab.train.run import load_data
-from initlab.usercode import data_spec, is_registered, is_user_spec, model_spec
+from initlab.usercode import REGISTERED, data_spec, is_registered, is_user_spec, model_spec
 
 DEFAULT_INITS = (
     "zeros",
@@ -126,6 +126,8 @@ def compare(
     raises :class:`~initlab.errors.InitlabError` before anything trains and before ``out``
     is created.
     """
+    if isinstance(inits, str):  # "he_normal" or "default,he_normal", as the CLI takes them
+        inits = [name.strip() for name in inits.split(",") if name.strip()]
     settings.update(task=task, device=device, precision=precision)
     settings.update(_target(model, data, model_args, settings.pop("dataset", None)))
     spec = comparison_spec(inits, seeds, **settings)
@@ -165,12 +167,19 @@ def _target(model, data, model_args, dataset) -> dict[str, Any]:
 def check_in_process(configs: Sequence[RunConfig], backend: str, workers: int | None) -> None:
     """Refuse (one line) worker processes or Ray for models/data registered in this process."""
     registered = sorted({s for c in configs for s in (c.model, c.dataset) if is_registered(s)})
-    if registered and (backend != "local" or workers != 1):
+    if not registered or (backend == "local" and workers == 1):
+        return
+    if registered[0].startswith(f"{REGISTERED}data:"):
         raise InitlabError(
-            f"{registered[0]} was defined in __main__ or a notebook and exists only in this "
-            "process: use workers=1 and backend='local', or put it in a module and pass "
-            "'module:function'"
+            "data given as tensors or arrays exists only in this process: use workers=1 and "
+            "backend='local', or save it (torch.save or numpy.savez with keys x_train, "
+            "y_train, x_test, y_test) and pass the file's path"
         )
+    raise InitlabError(
+        f"{registered[0]} was defined in __main__ or a notebook and exists only in this "
+        "process: use workers=1 and backend='local', or put it in a module and pass "
+        "'module:function'"
+    )
 
 
 def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None) -> Dataset | None:

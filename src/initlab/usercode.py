@@ -192,6 +192,13 @@ def model_spec(model: str | Callable) -> str:
     """
     if isinstance(model, str):
         return model
+    torch_nn = sys.modules.get("torch.nn")  # a built model means torch is imported already
+    if torch_nn is not None and isinstance(model, torch_nn.Module):
+        raise InitlabError(
+            f"model= takes a factory, not a built {type(model).__name__}: each run builds and "
+            "initializes its own copy, so pass the function that builds it (model=build, or "
+            "model=lambda: MyNet())"
+        )
     if not callable(model):
         raise InitlabError(f"model must be a spec string or a callable, got {model!r}")
     return _importable_spec(model) or _register(model, _source_digest(model))

@@ -130,6 +130,8 @@ def _objective(output: object, targets: Tensor | None, loss: Loss | None, seed: 
     if targets is not None:
         from initlab.train.tasks import batch_task, model_loss  # train imports this module
 
+        if loss is None:
+            _check_targets(output, targets)
         value = (loss or model_loss(batch_task(output, targets)))(output, targets)
     elif loss is not None:
         value = loss(output)
@@ -140,6 +142,24 @@ def _objective(output: object, targets: Tensor | None, loss: Loss | None, seed: 
     if not isinstance(value, Tensor) or value.numel() != 1:
         raise InitlabError("the loss must return a scalar tensor")
     return value.reshape(())
+
+
+def _check_targets(output: Tensor, targets: Tensor) -> None:
+    """Targets that cannot meet the model's output under the default loss → one line:
+    another number of examples, or class labels (token ids) outside ``[0, outputs)``."""
+    if len(targets) != len(output):
+        raise InitlabError(
+            f"the targets have {len(targets)} examples and the inputs {len(output)}; "
+            "give one target per input"
+        )
+    if targets.is_floating_point() or not targets.numel() or output.dim() < 2:
+        return
+    low, high, classes = int(targets.min()), int(targets.max()), output.shape[-1]
+    if low < 0 or high >= classes:
+        raise InitlabError(
+            f"labels must lie in [0, {classes}) for the model's {classes} outputs; got "
+            f"{low}..{high}"
+        )
 
 
 def _attach_grads(
