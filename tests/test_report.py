@@ -157,7 +157,7 @@ def test_pairwise_marks_significant_differences_only():
     assert marks == {("a", "c"): "yes", ("a", "b"): "yes", ("c", "b"): "no"}
     assert strong == (0, 1)
     assert frame.loc[0, "Δ accuracy (A − B)"] == "+0.4000"
-    assert re.fullmatch(r"\[\+0\.\d{4}, \+0\.\d{4}\]", frame.loc[0, "Δ 95% CI (bootstrap)"])
+    assert re.fullmatch(r"\[\+0\.\d{4}, \+0\.\d{4}\]", frame.loc[0, "Δ 95% CI (Welch)"])
     single, none = pairwise({"a": [0.9], "b": [0.5, 0.6]})
     assert single.loc[0, "p (Welch)"] == "—" and none == ()
 

@@ -56,7 +56,7 @@ def pairwise_section(
 ) -> Section:
     intro = (
         "Is one group really better than another, or is the gap seed noise? For each pair: the "
-        f"difference of mean {_plural(score.name())} with a bootstrap 95% interval, and the "
+        f"difference of mean {_plural(score.name())} with its 95% interval, and the "
         "two-sided p-value of Welch's t-test (unequal variances). Highlighted rows: "
         f"p < {tables.ALPHA:g}. With many pairs some small p-values are expected by chance; "
         "the Holm column corrects for the number of pairs. Groups with fewer than two finite "

@@ -104,7 +104,7 @@ def pairwise_table(
     """Every pair of groups (best-ranked first) from :func:`initlab.stats.pairwise_comparisons`
     as display strings, and the rows with Welch p < :data:`ALPHA` (to highlight).
 
-    Columns: the two groups, the difference of mean test scores (A − B) with its bootstrap
+    Columns: the two groups, the difference of mean test scores (A − B) with its Welch
     95% interval, the two-sided Welch p-value, its Holm adjustment over all pairs, and
     ``p < 0.05``. With more than :data:`MAX_ALL_PAIRS` groups only the pairs with the best
     group are listed.
@@ -129,7 +129,7 @@ def pairwise_table(
                 "group A": label.get(pair["group_a"], pair["group_a"]),
                 "group B": label.get(pair["group_b"], pair["group_b"]),
                 f"Δ {score.name('')} (A − B)": _signed(pair["diff"]),
-                "Δ 95% CI (bootstrap)": _interval(pair["diff_low"], pair["diff_high"], True),
+                "Δ 95% CI (Welch)": _interval(pair["diff_low"], pair["diff_high"], True),
                 "p (Welch)": _p(p),
                 "p (Holm)": _p(pair["p_holm"]),
                 f"p < {ALPHA:g}": "n/a" if not _finite(p) else ("yes" if p < ALPHA else "no"),
