@@ -234,6 +234,34 @@ def test_a_model_vmap_cannot_run_falls_back_with_a_note(digits):
         assert_close(result, run_config(config, digits), digits)
 
 
+def test_vmaps_per_op_fallback_warning_does_not_reach_the_user():
+    """nn.Bilinear has no batching rule: torch warns of a 'performance drop' on every
+    process's first vmap of it; the trial decides on speed, the user has nothing to do."""
+    from initlab.train.stack import BATCHING_FALLBACK
+
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Bilinear(4, 4, 3).requires_grad_(True)) for _ in range(2)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filters[:] = [
+            f for f in warnings.filters if f[1] is None or "drop" not in f[1].pattern
+        ]
+        stack = ModelStack([_Pair(m) for m in models], torch.device("cpu"), "vmap")
+        stack.forward(torch.randn(2, 5, 4), train=True).sum().backward()
+    assert stack.strategy == "vmap"
+    assert not [w for w in caught if BATCHING_FALLBACK in str(w.message)]
+
+
+class _Pair(nn.Module):
+    """``bilinear(x, x)``: one input, as a stack passes it."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner[0](x, x)
+
+
 @pytest.mark.parametrize("strategy", ["stacked", "vmap", "looped"])
 def test_every_strategy_gives_nn_linear_gradients(strategy):
     """The stacked Linear (custom backward in the weight's layout), vmap and the per-model

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -128,6 +129,7 @@ class ModelStack:
         if path == STACKED:
             return self._graph(x.expand(self.size, *x.shape) if shared else x)
         run = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="different")
+        quiet_batching_fallbacks()
         with vmap_friendly():
             return run(self.params, self.buffers, x)
 
@@ -272,6 +274,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+BATCHING_FALLBACK = "There is a performance drop because we have not yet implemented the batching"
+"""The start of torch's warning for an op vmap runs model by model (``aten::bilinear``...)."""
+
+
+def quiet_batching_fallbacks() -> None:
+    """Silence torch's per-op ``vmap`` fallback warning (once per process, the first time a
+    stack runs vmap): the strategy trial times that fallback and keeps ``looped`` when it
+    is slower, so the warning tells a user of initlab nothing to act on. A filter added
+    once, not ``catch_warnings`` per step (which resets every module's warning registry,
+    so initlab's one-time notes would print again)."""
+    if not any(f[1] is not None and f[1].pattern == BATCHING_FALLBACK for f in warnings.filters):
+        warnings.filterwarnings("ignore", message=BATCHING_FALLBACK, category=UserWarning)
 
 
 @contextlib.contextmanager
