@@ -183,3 +183,22 @@ def test_cost_table_and_calibration():
     assert table["status"].tolist() == ["ok", "pending"] and table["gflop"].iloc[0] > 0
     per_gflop, per_step = calibrate(seconds=0.05)
     assert 1e-4 < per_gflop < 1 and 1e-6 < per_step < 0.1
+
+
+def test_welch_matches_scipy_and_stays_quiet_on_near_identical_seeds():
+    """Welch's test is computed here (scipy's warns on near-identical samples, and silencing
+    that per call reset the warning registries, so one-time notes printed again)."""
+    import warnings
+
+    from initlab.stats import welch_t_test
+
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        a, b = rng.normal(0, 1, rng.integers(2, 6)), rng.normal(0.5, 2, rng.integers(2, 6))
+        expected = sps.ttest_ind(a, b, equal_var=False).pvalue
+        assert welch_t_test(a, b) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        assert 0 <= welch_t_test([0.9, 0.9 + 1e-13, 0.9], [0.9, 0.9, 0.9 - 1e-13]) <= 1
+        assert welch_t_test([0.5, 0.5], [0.5, 0.5]) == 1.0
+        assert welch_t_test([0.5, 0.5], [0.4, 0.4]) == 0.0

@@ -6,7 +6,6 @@ Pure functions of pandas/numpy data; every function states its formula.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,15 +38,30 @@ def first_epoch_reaching(curve: pd.Series, target: float) -> float:
 
 def welch_t_test(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided p-value of Welch's t-test for equal means (NaN with < 2 values per side)."""
-    a = [v for v in a if v == v]
-    b = [v for v in b if v == v]
-    if len(a) < 2 or len(b) < 2:
+    parts = _welch(a, b)
+    if parts is None:
         return math.nan
-    if np.std(a) == 0 and np.std(b) == 0:
-        return 1.0 if np.mean(a) == np.mean(b) else 0.0
-    with warnings.catch_warnings():  # near-identical seeds: scipy warns, the p-value is fine
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
+    diff, se, df = parts
+    if se == 0:
+        return 1.0 if diff == 0 else 0.0
+    return float(2 * sps.t.sf(abs(diff) / se, df))
+
+
+def _welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float] | None:
+    """``(mean(a) - mean(b), se, df)`` of Welch's test over the finite values: ``se² =
+    s_a²/n_a + s_b²/n_b``, ``df = se⁴ / ((s_a²/n_a)²/(n_a-1) + (s_b²/n_b)²/(n_b-1))``
+    (Welch–Satterthwaite; ``nan`` when ``se`` is 0); ``None`` with < 2 values a side.
+    Computed here rather than by ``scipy.stats.ttest_ind``, which warns on near-identical
+    seeds: silencing it per call (``catch_warnings``) reset every module's warning registry,
+    so initlab's one-time notes printed again."""
+    a = np.asarray([v for v in a if v == v], dtype=float)
+    b = np.asarray([v for v in b if v == v], dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    df = se**4 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else math.nan
+    return float(a.mean() - b.mean()), se, df
 
 
 # -- comparing groups of runs (a config group = the swept settings except the seed) --------
@@ -121,16 +135,12 @@ def welch_diff_ci(
     :func:`welch_t_test`, so it excludes 0 exactly when that p-value is below
     ``1 - confidence``, and it is honest at 2 or 3 seeds, where a percentile bootstrap of
     so few runs is far too narrow. NaN with < 2 values per side."""
-    a = np.asarray([v for v in a if v == v], dtype=float)
-    b = np.asarray([v for v in b if v == v], dtype=float)
-    if len(a) < 2 or len(b) < 2:
+    parts = _welch(a, b)
+    if parts is None:
         return math.nan, math.nan
-    diff = float(a.mean() - b.mean())
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
+    diff, se, df = parts
     if se == 0:
         return diff, diff
-    df = se**4 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = float(sps.t.ppf((1 + confidence) / 2, df)) * se
     return diff - half, diff + half
 

@@ -9,7 +9,6 @@ accuracy); the ``stuck`` count is shown where the rule applies (classification).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,9 +46,7 @@ def ranked_summary(
     keys = list(group_by)
     if summary.empty:
         return summary.assign(rank=[], group=[], p_vs_best=[], p_holm=[], tied_with_best=[])
-    with warnings.catch_warnings():  # scipy warns on nearly identical samples; p stays valid
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ranking = rank_groups(runs, keys, alpha=ALPHA)
+    ranking = rank_groups(runs, keys, alpha=ALPHA)
     ranking = ranking[["rank", *keys, "p_vs_best", "p_holm", "tied_with_best"]]
     ranked = ranking.merge(summary, on=keys, how="inner", sort=False)
     labels = ranked[keys].itertuples(index=False, name=None)
@@ -113,9 +110,7 @@ def pairwise_table(
     order = {k: i for i, k in enumerate(ranked[keys].itertuples(index=False, name=None))}
     position = [order.get(k, len(order)) for k in runs[keys].itertuples(index=False, name=None)]
     by_rank = runs.iloc[np.argsort(position, kind="stable")]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        pairs = pairwise_comparisons(by_rank, keys)
+    pairs = pairwise_comparisons(by_rank, keys)
     label = {stats_label(k): group_label(k, keys) for k in order}
     if len(order) > MAX_ALL_PAIRS and len(pairs):
         pairs = pairs[pairs["group_a"] == pairs["group_a"].iloc[0]]
