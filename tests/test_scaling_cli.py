@@ -36,6 +36,16 @@ def ignores_width(width=16):
 
 def own_names(n_embd=16, n_layer=2):
     return build(width=n_embd, depth=n_layer)
+
+
+def relu_net(width=16):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+
+
+def nan_model(width=16):
+    model = width_only(width)
+    model[1].bias.data.fill_(float("nan"))
+    return model
 """
 FAST = ["--steps", "2", "--seeds", "2", "--batch-size", "32"]
 
@@ -117,6 +127,11 @@ def test_a_factory_with_its_own_names_for_width_and_depth(factories):
         (["--model", "gpt", "--model-arg", "context=8"], "the model cannot run on the data"),
         (["--model", "factories.py:own_names", "--width-arg", "d"], "own_names() has no 'd'"),
         (["--width-arg", "depth"], "--width-arg depth: build() also has a 'width' keyword"),
+        (
+            ["--seeds", "1"],
+            "--widths needs at least 3 widths with 1 seed (got 2), or use --seeds 2",
+        ),
+        (["--widths", "32,64,128", "--depths", "1,2", "--seeds", "1"], "at least 3 depths"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(factories, capsys, args, message):
@@ -133,10 +148,35 @@ def test_gpt_runs_on_its_token_data_and_says_what_muP_changed(tmp_path, capsys):
     args = ["scaling", "--model", "gpt", "--widths", "16,32", "--param", "mup"]
     args += ["--model-arg", "depth=1", "--model-arg", "heads=2"]
     assert (
-        main([*args, "--steps", "1", "--seeds", "1", "--batch-size", "4", "--out", str(out)]) == 0
+        main([*args, "--steps", "1", "--seeds", "2", "--batch-size", "4", "--out", str(out)]) == 0
     )
     document = json.loads((out / "verdicts.json").read_text())
     assert document["kinds"]["tok_emb.weight"] == "input"
     assert document["kinds"]["head.weight"] == "output"
     assert any("blocks.0.attn.attn_scale" in note for note in document["notes"])
     assert "attn_scale" in capsys.readouterr().out
+
+
+def test_a_diverged_run_lists_the_fits_it_could_not_judge_and_claims_no_pass(factories, capsys):
+    """SGD at lr 1e30: every value after step 0 is NaN or inf, so those fits cannot be made;
+    the step-0 fits can. No green check: the output and verdicts.json list what is missing."""
+    out = factories / "diverged"
+    args = ["scaling", "--model", "factories.py:relu_net", "--widths", "16,32,64"]
+    args += ["--seeds", "1", "--steps", "2", "--batch-size", "32", "--optimizer", "sgd"]
+    args += ["--lr", "1e30"]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps lines
+    assert "✔" not in printed and "nothing moves with width" not in printed
+    assert "fit(s) could not be judged" in printed and "values not finite" in printed
+    document = json.loads((out / "verdicts.json").read_text())
+    assert {m["step"] for m in document["not_judged"]} == {1, 2}
+    assert document["verdicts"]  # step 0 was judged
+
+
+def test_a_run_with_nothing_to_fit_says_nothing_was_judged(factories, capsys):
+    out = factories / "nan"
+    args = ["scaling", "--model", "factories.py:nan_model", "--widths", "16,32,64"]
+    assert main([*args, *FAST, "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps lines
+    assert "✔" not in printed and "nothing judged" in printed
+    assert json.loads((out / "verdicts.json").read_text())["verdicts"] == []

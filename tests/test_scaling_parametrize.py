@@ -148,3 +148,21 @@ def test_without_a_seed_the_global_rng_decides():
     again, _ = initlab.parametrize(mlp, "sp", base_width=32, width=64)
     assert not torch.equal(first.output.weight, second.output.weight)
     assert torch.equal(first.output.weight, again.output.weight)
+
+
+def test_width_arg_names_the_factorys_own_width_keyword():
+    """``width_arg="dim"``: the factory is called with ``dim=``, never with ``width_arg``."""
+
+    def build(dim: int = 16, classes: int = 3) -> nn.Module:
+        return nn.Sequential(nn.Linear(8, dim), nn.ReLU(), nn.Linear(dim, classes))
+
+    model, groups = initlab.parametrize(
+        build, "mup", base_width=16, width=64, lr=1e-2, width_arg="dim", classes=5
+    )
+    assert model[0].out_features == 64 and model[2].out_features == 5
+    lrs = {n: g["lr"] for g in groups for n in g["names"]}
+    assert lrs["2.weight"] == pytest.approx(1e-2 / 4) and not model[2].weight.any()
+    built = parametrized(build, "sp", width=32, base_width=16, width_arg="dim")
+    assert built.shapes["0.weight"].kind == "input" and built.model[0].out_features == 32
+    with pytest.raises(InitlabError, match="no 'size' keyword"):
+        initlab.parametrize(build, "mup", base_width=16, width=64, width_arg="size")

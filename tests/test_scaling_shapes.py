@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 from torch import nn
 
 from initlab.errors import InitlabError
@@ -145,3 +146,36 @@ def test_refuses_a_factory_without_width():
 
     with pytest.raises(InitlabError, match="no 'width' keyword"):
         infer_shapes(no_width, width=128, base_width=64)
+
+
+class TokenModel(nn.Module):
+    """A ViT's width-sized tokens as bare parameters: ``cls`` [1, 1, w], ``pos`` [1, T, w]
+    (their fan dimensions 0 and 1 are finite), and a raw ``[2, w, w]`` stack."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos = nn.Parameter(torch.randn(1, 5, width) * 0.02)
+        self.pair = nn.Parameter(torch.randn(2, width, width))
+        self.head = nn.Linear(width, 3)
+
+
+def test_width_sized_tokens_are_vector_like_not_fixed():
+    """mup's rule: one infinite dimension is vector-like, treated as an input weight (like an
+    embedding whose vocabulary is the finite dimensions); never ``fixed``."""
+    shapes = infer_shapes(TokenModel, width=64, base_width=16)
+    cls, pos, pair = shapes["cls"], shapes["pos"], shapes["pair"]
+    assert (cls.kind, cls.fan_in, cls.fan_out, cls.m_in, cls.m_out) == ("input", 1, 64, 1, 4)
+    assert (pos.kind, pos.fan_in, pos.fan_out, pos.m_in, pos.m_out) == ("input", 5, 64, 1, 4)
+    # two infinite dimensions (neither of them dimension 0): matrix-like
+    assert (pair.kind, pair.fan_out, pair.m_in, pair.m_out) == ("hidden", 64, 4, 4)
+    assert shapes["head.bias"].kind == "fixed"  # still: nothing of width size
+
+
+def test_tokens_keep_their_init_and_learning_rate_under_mup():
+    from initlab.scaling.parametrize import parametrized
+
+    built = parametrized(TokenModel, "mup", width=64, base_width=16, optimizer="sgd", lr=0.1)
+    lrs = {n: g["lr"] for g in built.param_groups() for n in g["names"]}
+    assert lrs["cls"] == pytest.approx(0.4) and lrs["pos"] == pytest.approx(0.4)  # η·m_out
+    assert built.init_factor["pos"] == 1.0

@@ -11,6 +11,7 @@ from initlab.scaling.verdicts import (
     depth_verdicts,
     fit,
     is_flagged,
+    not_judged,
     sentence,
     width_verdicts,
 )
@@ -84,3 +85,20 @@ def test_depth_fits_against_depth_and_log_depth():
     assert set(verdicts) == {"depth", "log_depth"}
     assert verdicts["log_depth"].slope == pytest.approx(0.5, abs=0.01)
     assert verdicts["log_depth"].at == 64 and verdicts["log_depth"].flagged
+
+
+def test_fits_that_cannot_be_made_are_listed_unless_the_metric_is_zero_everywhere():
+    """A fit left out for NaNs (a diverged run) or too few positive values is listed; a
+    metric that is exactly 0 at every width (a zero readout at step 0) is flat, not missing."""
+    judged = frame(0.3, noise=0.1)
+    diverged = frame(0.3, noise=0.1).assign(module="blocks.2.fc")
+    diverged.loc[diverged.index[2:], "value"] = np.nan  # 2 finite values of 15 are left
+    zero = frame(0.3, noise=0.0).assign(module="output", value=0.0)
+    sparse = frame(0.3, noise=0.1).assign(module="blocks.3.fc")
+    sparse.loc[sparse.index[1:], "value"] = 0.0
+    coords = pd.concat([judged, diverged, zero, sparse], ignore_index=True)
+    missing = {m["module"]: m for m in not_judged(coords)}
+    assert set(missing) == {"blocks.2.fc", "blocks.3.fc"}
+    assert missing["blocks.2.fc"]["reason"].startswith("13 of 15 values not finite")
+    assert missing["blocks.3.fc"]["reason"].startswith("1 of 15 values positive")
+    assert {v.module for v in width_verdicts(coords)} == {"blocks.1.fc"}

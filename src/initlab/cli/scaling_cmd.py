@@ -105,14 +105,42 @@ def _print(result: ScalingResult) -> None:
         out.print(f"[yellow]note:[/] {note}", highlight=False)
     summary = result.summary()
     head = f"{s.param} with {s.optimizer}, lr {s.lr:g}, widths {list(s.widths)}"
-    if not summary:
+    if summary:
+        out.print(f"[red]✘ {len(summary)} module(s) move with width[/] ({head}):", highlight=False)
+        for v in summary:
+            out.print(f"  • {v.sentence}", highlight=False, markup=False)
+    elif not result.judged():
+        out.print(
+            f"[yellow]? nothing judged[/] ({head}): no width fit could be made, so this says "
+            "nothing about how the model scales",
+            highlight=False,
+        )
+    elif not result.not_judged:
         out.print(f"[green]✔ nothing moves with width[/] ({head})", highlight=False)
-        return
-    out.print(f"[red]✘ {len(summary)} module(s) move with width[/] ({head}):", highlight=False)
-    for v in summary:
-        out.print(f"  • {v.sentence}", highlight=False, markup=False)
+    _print_not_judged(result, flagged=bool(summary))
     depth = [v for v in result.flagged() if v.axis != "width"]
     if depth:
         out.print(f"{len(depth)} depth fit(s) flagged, e.g.:", highlight=False)
         for v in depth[:5]:
             out.print(f"  • {v.sentence}", highlight=False, markup=False)
+
+
+def _print_not_judged(result: ScalingResult, *, flagged: bool, shown: int = 5) -> None:
+    """The width fits that could not be made (the first ``shown``), so that a missing verdict
+    never reads as a pass."""
+    missing = result.not_judged
+    if not missing:
+        return
+    lead = "" if flagged or not result.judged() else "no module flagged, but "
+    out.print(
+        f"[yellow]? {lead}{len(missing)} fit(s) could not be judged[/] (not in verdicts; "
+        'verdicts.json "not_judged"):',
+        highlight=False,
+    )
+    for m in missing[:shown]:
+        where = "" if m["at"] is None else f" at depth {m['at']}"
+        name = "the model logits" if m["module"] == "(logits)" else f"`{m['module']}`"
+        text = f"  • {name} {m['metric']} at step {m['step']}{where}: {m['reason']}"
+        out.print(text, highlight=False, markup=False)
+    if len(missing) > shown:
+        out.print(f"  … and {len(missing) - shown} more", highlight=False)

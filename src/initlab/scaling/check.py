@@ -19,11 +19,13 @@ import torch
 from initlab.data import load
 from initlab.errors import InitlabError
 from initlab.scaling.coords import CoordSettings, batch_source, coord_data, scaling_notes
-from initlab.scaling.shapes import check_factory, infer_shapes, renamed
+from initlab.scaling.parametrize import tie_hint
+from initlab.scaling.shapes import ParamShape, check_factory, infer_shapes, renamed
 from initlab.scaling.verdicts import (
     Verdict,
     depth_verdicts,
     explain_finite_width,
+    not_judged,
     width_verdicts,
     with_sentences,
 )
@@ -54,9 +56,15 @@ class ScalingResult:
     verdicts: list[Verdict]
     kinds: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    not_judged: list[dict] = field(default_factory=list)
+    """Width fits that could not be made (:func:`~initlab.scaling.verdicts.not_judged`)."""
 
     def flagged(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.flagged]
+
+    def judged(self) -> bool:
+        """Whether any width fit was made (a verdict, flagged or not)."""
+        return any(v.axis == "width" for v in self.verdicts)
 
     def flagged_modules(self) -> list[str]:
         """Modules with at least one flagged width verdict, in model order."""
@@ -89,6 +97,7 @@ class ScalingResult:
             "kinds": self.kinds,
             "notes": self.notes,
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "not_judged": self.not_judged,
         }
         paths["verdicts.json"].write_text(json.dumps(document, indent=1, allow_nan=True))
         marked = [(v.module, v.step) for v in self.flagged() if v.metric == "l1"]
@@ -180,7 +189,15 @@ def coord_check(
         coords = coord_data(factory, settings, batches, resolve_task(task, dataset), the_device)
     kinds = {name: s.kind for name, s in shapes.items()}
     verdicts = explain_finite_width(width_verdicts(coords) + depth_verdicts(coords))
-    verdicts = with_sentences(verdicts, param, optimizer, kinds)
+    verdicts = with_sentences(verdicts, param, optimizer, kinds, tie_hints(shapes))
     if explained := sum(v.finite_width for v in verdicts):
         notes.append(finite_width_note(explained))
-    return ScalingResult(settings, coords, verdicts, kinds, notes)
+    return ScalingResult(settings, coords, verdicts, kinds, notes, not_judged(coords))
+
+
+def tie_hints(shapes: Mapping[str, ParamShape]) -> dict[str, str]:
+    """Parameter name → why it does not get its own module's rule (tied weights), and
+    ``"(logits)"`` → the same for a tied readout: what the verdicts' sentences say."""
+    hints = {name: hint for name, s in shapes.items() if (hint := tie_hint(s))}
+    readout = next((hints[n] for n in hints if shapes[n].own_kind == "output"), "")
+    return hints | ({"(logits)": readout} if readout else {})

@@ -38,6 +38,7 @@ from initlab.errors import InitlabError
 from initlab.probe.trace import trace
 from initlab.scaling.parametrize import Parametrized, parametrized
 from initlab.scaling.shapes import Factory
+from initlab.scaling.verdicts import MIN_VALUES
 from initlab.train.tasks import model_loss
 
 COLUMNS = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]
@@ -70,6 +71,9 @@ class CoordSettings:
             raise InitlabError(f"--steps must be at least 1, got {self.steps}")
         if not self.seeds:
             raise InitlabError("--seeds must give at least one seed")
+        check_design("--widths", self.widths, len(self.seeds))
+        if self.depths:
+            check_design("--depths", self.depths, len(self.seeds))
         if self.batch_size < 1:
             raise InitlabError(f"batch size must be at least 1, got {self.batch_size}")
 
@@ -89,6 +93,21 @@ def check_sizes(option: str, sizes: Sequence[int]) -> None:
         raise InitlabError(f"{option} must be positive integers, got {list(sizes)}")
     if any(b <= a for a, b in itertools.pairwise(sizes)):
         raise InitlabError(f"{option} must be strictly increasing, got {list(sizes)}")
+
+
+def check_design(option: str, sizes: Sequence[int], seeds: int) -> None:
+    """:class:`InitlabError` unless ``sizes × seeds`` gives a fit its
+    :data:`~initlab.scaling.verdicts.MIN_VALUES` values: with fewer, no slope gets a CI and
+    the check could judge nothing."""
+    if len(sizes) * seeds >= MIN_VALUES:
+        return
+    need, more_seeds = -(-MIN_VALUES // seeds), -(-MIN_VALUES // len(sizes))
+    noun, plural = option.removeprefix("--"), "s" if seeds > 1 else ""
+    raise InitlabError(
+        f"{option} needs at least {need} {noun} with {seeds} seed{plural} (got {len(sizes)}), "
+        f"or use --seeds {more_seeds}: a slope's 95% CI needs {MIN_VALUES} values "
+        f"({noun} × seeds)"
+    )
 
 
 class AttentionWatch(TorchFunctionMode):

@@ -13,6 +13,7 @@ asks for (``target_rms = base_rms · init_factor``) and gets ``lr · lr_factor``
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from initlab.errors import InitlabError, UnknownNameError
-from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes
+from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes, renamed
 
 PARAMETRIZATIONS = ("sp", "ntk", "mup")
 OPTIMIZERS = ("sgd", "adam")
@@ -135,10 +136,12 @@ def parametrized(
     kwargs: Mapping[str, Any] | None = None,
     seed: int | None = None,
     readout_zero_init: bool = True,
+    width_arg: str = "width",
 ) -> Parametrized:
     """``factory(width=width, **kwargs)`` under ``param`` (see the module docs). The base
     model (whose rms the rules scale) and the model are built from the same ``seed``
-    (default: one draw from the global RNG)."""
+    (default: one draw from the global RNG). ``width_arg``: the factory's own keyword for the
+    width (``"n_embd"``, ``"dim"``) when it is not ``width``."""
     if param not in PARAMETRIZATIONS:
         raise UnknownNameError("parametrization", param, PARAMETRIZATIONS)
     if optimizer not in OPTIMIZERS:
@@ -146,6 +149,7 @@ def parametrized(
     if not (lr > 0 and math.isfinite(lr)):
         raise InitlabError(f"--lr must be a positive number, got {lr}")
     kwargs = dict(kwargs or {})
+    factory = renamed(factory, width_arg)
     shapes = infer_shapes(factory, width=width, base_width=base_width, kwargs=kwargs)
     if seed is None:  # one draw from the caller's RNG, as building a model would take
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -159,8 +163,51 @@ def parametrized(
         inits |= {name: 0.0 for name in readout_biases(shapes)}
     _rescale(model, base, inits)
     lrs = {n: lr_factor(param, optimizer, s) for n, s in shapes.items()}
-    notes = _attention(model, base, param)
+    notes = tie_notes(shapes, param) + _attention(model, base, param)
     return Parametrized(model, param, optimizer, lr, shapes, inits, lrs, notes)
+
+
+def tie_hint(shape: ParamShape) -> str:
+    """Why a name of a tied tensor does not get its own module's rule ("" when it does)."""
+    if not shape.own_kind:
+        return ""
+    rule = shape.tied[0]
+    text = (
+        f"`{shape.name}` is the same tensor as `{rule}` (tied), parametrized once by "
+        f"`{rule}`'s {shape.kind} rule, not as {shape.own_kind}"
+    )
+    if shape.own_kind == "output":
+        text += (
+            "; muP for a tied readout needs a 1/width multiplier on its input in the model's "
+            "forward (mup's MuSharedReadout), which initlab cannot add"
+        )
+    return text
+
+
+def tie_notes(shapes: Mapping[str, ParamShape], param: str) -> list[str]:
+    """One line per tensor shared by several names: the rule it follows, the names whose own
+    module would give them another kind and, under muP, what a tied readout lacks."""
+    notes = []
+    for name, shape in shapes.items():
+        if not shape.tied or shape.tied[0] != name:
+            continue
+        names = " and ".join(f"`{n}`" for n in shape.tied)
+        note = f"{names} are one tensor (tied), parametrized once by `{name}`'s {shape.kind} rule"
+        others = [shapes[n] for n in shape.tied[1:] if shapes[n].own_kind]
+        if others:
+            alone = ", ".join(f"`{s.name}` alone would be {s.own_kind}" for s in others)
+            note += f" ({alone})"
+        readout = next((s.name for s in others if s.own_kind == "output"), None)
+        if param == "mup" and readout is not None:
+            module = readout.rpartition(".")[0] or readout
+            note += (
+                f"; muP's readout rule (zero init, lr η/width) cannot apply to it: without a "
+                "1/width multiplier on the readout's input in the model's forward (mup's "
+                f"MuSharedReadout; initlab cannot add one) expect `{module}` and the logits "
+                "to move with width"
+            )
+        notes.append(note)
+    return notes
 
 
 def readout_biases(shapes: Mapping[str, ParamShape]) -> list[str]:
@@ -180,12 +227,15 @@ def parametrize(
     lr: float = 1e-3,
     seed: int | None = None,
     readout_zero_init: bool = True,
+    width_arg: str = "width",
     **kwargs: Any,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """``(model, param_groups)`` of ``factory`` at ``width`` (default ``base_width``) under
     ``"sp"``, ``"ntk"`` or ``"mup"`` for ``optimizer`` ``"sgd"`` or ``"adam"``: pass the
-    groups to ``torch.optim.SGD``/``Adam`` (each carries its ``lr``). ``kwargs`` go to the
-    factory. See docs/scaling.md for the table and :func:`parametrized` for the details."""
+    groups to ``torch.optim.SGD``/``Adam`` (each carries its ``lr``). ``width_arg``: the
+    factory's own keyword for the width (``"dim"``); ``kwargs`` go to the factory. A tied
+    tensor whose names would get different rules is parametrized once and warned about
+    (:func:`tie_notes`). See docs/scaling.md for the table and :func:`parametrized`."""
     result = parametrized(
         factory,
         param,
@@ -196,5 +246,9 @@ def parametrize(
         kwargs=kwargs,
         seed=seed,
         readout_zero_init=readout_zero_init,
+        width_arg=width_arg,
     )
+    if any(s.own_kind for s in result.shapes.values()):
+        for note in tie_notes(result.shapes, param):
+            warnings.warn(note, UserWarning, stacklevel=2)
     return result.model, result.param_groups()

@@ -10,10 +10,19 @@ shapes are compared: a dimension that changes is *infinite*. Fans come from the 
 ``hidden`` (infinite → infinite), ``output`` (infinite → finite), ``vector`` (1-D
 normalization gains/biases and other one-dimensional width-sized parameters), ``fixed``
 (nothing width-sized).
+
+A parameter of three or more dimensions that is not a Linear/Conv/Embedding-type module's
+weight has no known layout (a ViT's ``cls`` token ``[1, 1, width]``, a position embedding
+``[1, T, width]``): it follows ``mup``'s rule on the number of infinite dimensions, one
+making it vector-like, ``input`` (like an embedding whose vocabulary is its finite
+dimensions), two or more ``hidden``. A bare 2-D parameter is read as ``[out, in]``
+(``F.linear``). A tensor shared
+by several names (tied weights) gets one kind for all of them (:func:`tie_rule`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,6 +60,11 @@ class ParamShape:
     fan_out: int
     m_in: float
     m_out: float
+    tied: tuple[str, ...] = ()
+    """Every name of this tensor when it is shared (tied weights), the one whose rule it
+    follows first; ``()`` when it has one name."""
+    own_kind: str = ""
+    """The kind this name's own module would give it, when a tie gave it another."""
 
 
 def check_factory(factory: Factory, *, depth: bool = False, label: str = "--model") -> None:
@@ -118,17 +132,21 @@ def build(factory: Factory, width: int, kwargs: Mapping[str, Any], device: str) 
 
 
 def shapes_of(factory: Factory, width: int, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """``{name: (shape, module)}`` of every parameter at ``width``, built on ``meta`` when
-    the factory allows it, else on the CPU."""
+    """``{name: (shape, module, pname, first)}`` of every parameter at ``width`` (``first``:
+    the first name of the same tensor, as ``named_parameters`` keeps it), built on ``meta``
+    when the factory allows it, else on the CPU."""
     try:
         model = build(factory, width, kwargs, "meta")
     except InitlabError:
         model = build(factory, width, kwargs, "cpu")
+    first_of: dict[int, str] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        first_of.setdefault(id(p), name)
     owners = {}
     for module_name, module in model.named_modules():
         for pname, p in module.named_parameters(recurse=False):
             full = f"{module_name}.{pname}" if module_name else pname
-            owners[full] = (tuple(p.shape), module, pname)
+            owners[full] = (tuple(p.shape), module, pname, first_of[id(p)])
     return owners
 
 
@@ -139,6 +157,31 @@ def _fans(shape: tuple[int, ...], module: nn.Module, pname: str) -> tuple[int, i
     if isinstance(module, _IN_OUT) and pname == "weight":
         return 1, 0
     return 0, 1
+
+
+def _prod(sizes: list[int]) -> int:
+    return int(torch.tensor(sizes, dtype=torch.int64).prod()) if sizes else 1
+
+
+def _by_infinite_dims(
+    shape: tuple[int, ...], base: tuple[int, ...], infinite: list[bool]
+) -> tuple[str, int, int, float, float]:
+    """``mup``'s rule for a parameter of three or more dimensions whose layout is not known
+    (not the weight of a Linear/Conv/Embedding-type module: a ``cls`` token ``[1, 1, width]``,
+    a position embedding ``[1, T, width]``, an einsum weight ``[heads, width, d]``): one
+    infinite dimension makes it vector-like, ``input`` (fan_out that dimension, fan_in the
+    product of the finite ones, as an embedding's vocabulary); two or more make it ``hidden``
+    (fan_out the first infinite dimension, fan_in the product of all the others); none,
+    ``fixed``."""
+    if not any(infinite):
+        return "fixed", _prod(list(shape[1:])), shape[0], 1.0, 1.0
+    first = infinite.index(True)
+    others = [k for k in range(len(shape)) if k != first]
+    fan_out, fan_in = shape[first], _prod([shape[k] for k in others])
+    m_out = fan_out / base[first]
+    m_in = fan_in / _prod([base[k] for k in others])
+    kind = "input" if sum(infinite) == 1 else "hidden"
+    return kind, fan_in, fan_out, m_in, m_out
 
 
 def classify(
@@ -154,10 +197,12 @@ def classify(
             return "fixed", 1, n, 1.0, 1.0
         kind = "vector" if isinstance(module, _NORMS) or pname != "bias" else "input"
         return kind, 1, n, 1.0, n / n0
+    if len(shape) > 2 and not (isinstance(module, _OUT_IN + _IN_OUT) and pname == "weight"):
+        return _by_infinite_dims(shape, base, infinite)  # no known layout
     o, i = dims
     rest = [k for k in range(len(shape)) if k not in dims]
-    receptive = int(torch.tensor([shape[k] for k in rest]).prod()) if rest else 1
-    base_receptive = int(torch.tensor([base[k] for k in rest]).prod()) if rest else 1
+    receptive = _prod([shape[k] for k in rest])
+    base_receptive = _prod([base[k] for k in rest])
     fan_in, fan_out = shape[i] * receptive, shape[o] * receptive
     m_in = fan_in / (base[i] * base_receptive)
     m_out = fan_out / (base[o] * base_receptive)
@@ -198,8 +243,40 @@ def infer_shapes(
             "factory ignores 'width'; make it set the layer sizes"
         )
     out = {}
-    for name, (shape, module, pname) in target.items():
+    for name, (shape, module, pname, _) in target.items():
         kind, fan_in, fan_out, _, _ = classify(probe[name][0], base[name][0], module, pname)
         _, _, _, m_in, m_out = classify(shape, base[name][0], module, pname)
         out[name] = ParamShape(name, kind, shape, base[name][0], fan_in, fan_out, m_in, m_out)
+    return resolve_ties(out, {name: owner[3] for name, owner in target.items()})
+
+
+def tie_rule(names: list[str], kinds: list[str]) -> str:
+    """The name whose rule a tensor shared by ``names`` (their own ``kinds``) follows: the
+    first whose kind is not ``output``, else the first. A tied embedding and readout are
+    parametrized as the embedding, as ``mup``'s ``MuSharedReadout`` does: the readout's rule
+    (zero init under muP) would zero or shrink the embedding too."""
+    return next((n for n, k in zip(names, kinds, strict=True) if k != "output"), names[0])
+
+
+def resolve_ties(shapes: dict[str, ParamShape], first: Mapping[str, str]) -> dict[str, ParamShape]:
+    """``shapes`` with every name of a shared tensor (``first``: name → the tensor's first
+    name) given the kind, fans and multipliers of :func:`tie_rule`'s name, ``tied`` (all its
+    names, that one first) and ``own_kind`` (what its own module made it, when different)."""
+    groups: dict[str, list[str]] = {}
+    for name in shapes:
+        groups.setdefault(first[name], []).append(name)
+    out = dict(shapes)
+    for names in groups.values():
+        if len(names) < 2:
+            continue
+        rule = tie_rule(names, [shapes[n].kind for n in names])
+        tied = (rule, *(n for n in names if n != rule))
+        for name in names:
+            own = shapes[name].kind
+            out[name] = dataclasses.replace(
+                shapes[rule],
+                name=name,
+                tied=tied,
+                own_kind=own if own != shapes[rule].kind else "",
+            )
     return out

@@ -11,12 +11,17 @@ against log(depth), at each width.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+MIN_VALUES = 3
+"""The fewest values a fit takes: a line has two parameters, and its standard error (so its
+CI) needs at least one degree of freedom beyond them. A check therefore needs widths × seeds
+≥ 3 (:func:`initlab.scaling.coords.check_design`)."""
 PRACTICAL_SLOPE = 0.1
 """The smallest |slope| flagged: width^0.1 is +26% over a tenfold width change."""
 CONFIDENCE = 0.95
@@ -62,7 +67,7 @@ def fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, int] | None:
     """``(slope, ci_low, ci_high, n)`` of ``log(y)`` on ``x``; None when it cannot be fitted."""
     keep = np.isfinite(y) & (y > 0) & np.isfinite(x)
     x, y = x[keep], y[keep]
-    if len(y) < 3 or len(np.unique(x)) < 2:
+    if len(y) < MIN_VALUES or len(np.unique(x)) < 2:
         return None
     res = stats.linregress(x, np.log(y))
     if not math.isfinite(res.stderr):
@@ -88,6 +93,37 @@ def width_verdicts(coords: pd.DataFrame) -> list[Verdict]:
             at = int(depth) if several else None
             flagged = is_flagged(slope, low, high)
             out.append(Verdict(module, int(step), metric, slope, low, high, flagged, n, at=at))
+    return out
+
+
+JUDGED = ("l1", "std", "update")
+"""The metrics whose fits are verdicts (``aligned``/``aligned_out`` only explain them)."""
+
+
+def not_judged(coords: pd.DataFrame) -> list[dict]:
+    """The (depth, module, step, metric) width fits of :data:`JUDGED` metrics that could not
+    be made, each ``{module, step, metric, at, n, reason}``: too few positive finite values
+    (a diverged run's NaNs, zeros). A metric that is exactly 0 at every width and seed (a
+    zero-initialized readout at step 0, a layer without gradient yet) does not move with width
+    and is not listed."""
+    out, several = [], coords["depth"].nunique() > 1
+    rows_of = coords[coords["metric"].isin(JUDGED)]
+    for (depth, module, step, metric), rows in rows_of.groupby(
+        ["depth", "module", "step", "metric"], sort=False
+    ):
+        values = rows["value"].to_numpy(float)
+        if (values == 0).all() or fit(np.log(rows["width"].to_numpy(float)), values):
+            continue
+        bad = int((~np.isfinite(values)).sum())
+        usable = int((np.isfinite(values) & (values > 0)).sum())
+        reason = (
+            f"{bad} of {len(values)} values not finite (training diverged?)"
+            if bad
+            else f"{usable} of {len(values)} values positive, a fit needs {MIN_VALUES} "
+            "over 2 widths"
+        )
+        at = int(depth) if several else None
+        out.append(dict(module=module, step=int(step), metric=metric, at=at, reason=reason))
     return out
 
 
@@ -178,9 +214,12 @@ MUP_FIX = {
 }
 
 
-def cause(verdict: Verdict, param: str, optimizer: str, kind: str) -> str:
-    """Why a flagged module moves with width, and what muP does about it."""
+def cause(verdict: Verdict, param: str, optimizer: str, kind: str, tie: str = "") -> str:
+    """Why a flagged module moves with width, and what muP does about it (``tie``: why its
+    weight, shared with another layer, does not get its own rule)."""
     setting = f"under {NAMES.get(param, param)} with {NAMES.get(optimizer, optimizer)}"
+    if tie:
+        return f"{setting}, {tie}"
     if verdict.step == 0:
         return (
             f"the initialization's scale depends on width {setting}; muP initializes with "
@@ -197,7 +236,7 @@ def cause(verdict: Verdict, param: str, optimizer: str, kind: str) -> str:
     return f"updates vanish as width grows {setting} (features stop learning); {fix}"
 
 
-def sentence(verdict: Verdict, param: str, optimizer: str, kind: str) -> str:
+def sentence(verdict: Verdict, param: str, optimizer: str, kind: str, tie: str = "") -> str:
     """ "`blocks.3.fc2` output grows as width^0.49 by step 3 (95% CI 0.41–0.57): ..."."""
     what = "logits std" if verdict.module == "(logits)" else METRIC_WORDS.get(verdict.metric)
     name = "the model" if verdict.module == "(logits)" else f"`{verdict.module}`"
@@ -217,7 +256,7 @@ def sentence(verdict: Verdict, param: str, optimizer: str, kind: str) -> str:
     )
     if verdict.axis != "width":
         return text
-    return f"{text}: {cause(verdict, param, optimizer, kind)}"
+    return f"{text}: {cause(verdict, param, optimizer, kind, tie)}"
 
 
 def module_kind(module: str, kinds: dict[str, str]) -> str:
@@ -227,12 +266,29 @@ def module_kind(module: str, kinds: dict[str, str]) -> str:
     return kinds.get(f"{module.split('[')[0]}.weight", "hidden")
 
 
+def module_tie(module: str, ties: Mapping[str, str]) -> str:
+    """Why ``module``'s weight does not get its own rule because it is tied ("" when it
+    does); ``ties["(logits)"]`` for the logits."""
+    if module == "(logits)":
+        return ties.get(module, "")
+    return ties.get(f"{module.split('[')[0]}.weight", "")
+
+
 def with_sentences(
-    verdicts: list[Verdict], param: str, optimizer: str, kinds: dict[str, str]
+    verdicts: list[Verdict],
+    param: str,
+    optimizer: str,
+    kinds: dict[str, str],
+    ties: Mapping[str, str] | None = None,
 ) -> list[Verdict]:
-    """The verdicts, the flagged ones with their sentence."""
-    out = []
+    """The verdicts, the flagged ones with their sentence. ``ties``: parameter name → why it
+    does not get its own module's rule (:func:`initlab.scaling.parametrize.tie_hint`), and
+    ``"(logits)"`` → the same for a tied readout."""
+    out, ties = [], dict(ties or {})
     for v in verdicts:
-        text = sentence(v, param, optimizer, module_kind(v.module, kinds)) if v.flagged else ""
+        text = ""
+        if v.flagged:
+            tie = module_tie(v.module, ties)
+            text = sentence(v, param, optimizer, module_kind(v.module, kinds), tie)
         out.append(replace(v, sentence=text))
     return out
