@@ -151,6 +151,8 @@ def test_a_shallow_well_initialized_net_has_no_winner(tmp_path):
     found = json.loads((tmp_path / "recommendation.json").read_text())
     assert found["verdict"]["winner"] is None
     assert "keep it" in found["verdict"]["message"]
+    # without --optimizer/--lr/--batch-size the trials train as before, and say so
+    assert found["training"] == {"optimizer": "sgd", "lr": 0.01, "batch_size": 32}
 
 
 def test_no_finished_trial_is_said_not_called_a_tie():
@@ -159,3 +161,12 @@ def test_no_finished_trial_is_said_not_called_a_tie():
     tests = verdict.paired_tests(empty, "default")
     decided = verdict.decide(ranked, tests, "default", 100, "3 × 3", float("nan"))
     assert decided["winner"] is None and decided["message"].startswith("no trial finished")
+
+
+def test_small_data_trains_whole_passes_beyond_ten_epochs():
+    # docs/doctor.md: when one of the ≤ 10 epochs would cover the training set, an epoch is
+    # one pass over all of it and there are as many as the steps allow (the 521 it quotes)
+    plan = plan_schedule(budget=8336 * 0.5 + 1, step=0.5, fixed=1.0, n_train=500, batch=32)
+    assert (plan.epochs, plan.steps_per_epoch, plan.limit_train) == (521, 16, None)
+    big = plan_schedule(budget=8336 * 0.5 + 1, step=0.5, fixed=1.0, n_train=10**6, batch=32)
+    assert big.epochs == 10 and big.limit_train == big.steps_per_epoch * 32

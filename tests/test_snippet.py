@@ -136,3 +136,33 @@ def test_the_snippet_sets_a_bfloat16_rnn():
     fresh = space["apply_init"](nn.GRU(16, 16).to(torch.bfloat16), torch.Generator().manual_seed(0))
     w = fresh.weight_hh_l0.detach().float()
     assert torch.allclose(w.T @ w, torch.eye(16), atol=16 * 2**-8)  # bf16 rounding, 16 terms
+
+
+class TiedLM(nn.Module):
+    """A language model whose output layer shares its embedding's table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(200, 100)
+        self.mid = nn.Linear(100, 100)
+        self.head = nn.Linear(100, 200, bias=False)
+        self.head.weight = self.embed.weight
+
+
+def test_the_snippet_sets_a_tied_output_layer_through_its_shared_table():
+    """``named_parameters()`` lists the shared table once, as ``embed.weight``; the snippet
+    must still reach it as ``head.weight``, keep the tie, and draw it from initlab's law."""
+    schemes = {"mid": "he_normal", "head": "glorot_uniform"}
+    space: dict = {}
+    exec(make_snippet(TiedLM(), schemes, name="t", message="m"), space)
+    mine = space["apply_init"](TiedLM(), torch.Generator().manual_seed(1))
+    assert mine.head.weight is mine.embed.weight
+    bound = (6 / (100 + 200)) ** 0.5  # glorot_uniform; the table was N(0, 1) as built
+    assert float(mine.head.weight.detach().abs().max()) <= bound
+    ref = TiedLM()
+    initialize(ref, schemes, generator=torch.Generator().manual_seed(2))
+    for name in ("head", "mid"):
+        got = getattr(mine, name).weight.detach().flatten()
+        want = getattr(ref, name).weight.detach().flatten()
+        assert stats.ks_2samp(got, want).pvalue > 0.01 / 2, name
+    assert torch.equal(mine.mid.bias, torch.zeros(100))

@@ -26,11 +26,20 @@ from initlab.weights import save_weights
 if TYPE_CHECKING:
     from torch import nn
 
+    from initlab.doctor.candidates import Candidate
     from initlab.doctor.evidence import Evidence
     from initlab.doctor.trials import Schedule
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
+
+# How the trials train: `initlab compare`'s names, defaults, checks and help texts, marked
+# "--trials:" as the doctor's other trial options are (--batch is the probe batch's size).
+Optimizer = Annotated[str, typer.Option(help="--trials: sgd, momentum, adam, adamw")]
+LearningRate = Annotated[float, typer.Option(help="--trials: learning rate")]
+BatchSize = Annotated[
+    int, typer.Option(help="--trials: examples per training step (--batch: the probe's)")
+]
 
 
 @app.command()
@@ -67,17 +76,22 @@ def doctor(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="--trials: where to write the evidence")
     ] = None,
+    optimizer: Optimizer = "sgd",
+    lr: LearningRate = 0.01,
+    batch_size: BatchSize = 32,
     given: dict[str, Any] | None = None,
 ) -> None:
     """Diagnose a model, recommend a scheme per layer, apply it, and show what changed;
     with --trials, train the candidates and recommend one with evidence."""
     check_positive("--batch", batch)
-    seconds = check_trials(trials, budget, out_dir)
     target = given or {}
     start = init or ("default" if is_user_spec(target.get("model")) else "random_normal")
+    seconds = check_trials(trials, budget, out_dir, candidates, start)
+    settings = _training(optimizer, lr, batch_size)
     config = RunConfig(
-        hidden=(width,) * depth, activation=activation, init=start, seed=seed, **target
-    )
+        hidden=(width,) * depth, activation=activation, init=start, seed=seed, **settings,
+        **target,
+    )  # fmt: skip
     probe = prepare_probe(config, batch, str(data_dir) if data_dir else None, err)
     net = probe.build(start)
     before = diagnose(net, probe.x, probe.y, loss=probe.loss, label="as it is")
@@ -94,8 +108,13 @@ def doctor(
         run_trials(probe, net, plan, start, trials, seconds, candidates, out_dir, out)
 
 
-def check_trials(trials: int | None, budget: str, out_dir: Path | None) -> float:
-    """The budget in seconds; refuses (one line) bad ``--trials``/``--budget``/``--out``."""
+def check_trials(
+    trials: int | None, budget: str, out_dir: Path | None, names: str = "auto", start: str = ""
+) -> float:
+    """The budget in seconds; refuses (one line) bad ``--trials``/``--budget``/``--out``
+    and ``--candidates`` (unknown names, fewer than two with the references ``default``
+    and ``start``), before anything is loaded or trained."""
+    from initlab.doctor.candidates import check_listed
     from initlab.doctor.trials import parse_budget
 
     if trials is None:
@@ -104,7 +123,18 @@ def check_trials(trials: int | None, budget: str, out_dir: Path | None) -> float
         raise InitlabError(f"--trials must be at least 1 (seeds per candidate), got {trials}")
     if out_dir is None:
         raise InitlabError("--trials writes its evidence to a directory: add --out DIR")
-    return parse_budget(budget)
+    seconds = parse_budget(budget)
+    if names.strip() != "auto":
+        check_listed(opt.split_list(names), start)
+    return seconds
+
+
+def _training(optimizer: str, lr: float, batch_size: int) -> dict[str, Any]:
+    """``--optimizer``, ``--lr``, ``--batch-size`` as run settings, checked as compare's."""
+    from initlab.sweep.values import check_setting
+
+    given = {"optimizer": optimizer, "lr": lr, "batch_size": batch_size}
+    return {key: check_setting(key, value) for key, value in given.items()}
 
 
 def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
@@ -143,18 +173,11 @@ def run_trials(
     """The trials after the plan: candidates, estimate, progress bar, verdict, files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from initlab.doctor.candidates import auto_candidates, buildable, listed_candidates
     from initlab.doctor.evidence import gather, snippet_source, write_outputs
     from initlab.doctor.trials import Design
 
     base = probe.config
-    if names.strip() == "auto":
-        found = auto_candidates(base, net, probe.x, plan, start)
-    else:
-        found = listed_candidates(opt.split_list(names), base, net, probe.x, plan, start)
-    found, notes = buildable(found, base, probe.data)
-    for note in notes:
-        console.print(f"[yellow]{note}[/yellow]", highlight=False)
+    found = _candidates(probe, net, plan, start, names, console)
     reference = start if any(c.name == start for c in found) else "default"
     console.print(f"candidates: {', '.join(c.name for c in found)}; timing a short trial…")
     progress = Progress(
@@ -167,7 +190,8 @@ def run_trials(
         nonlocal task
         console.print(
             f"{runs} runs × {schedule.steps} steps ({schedule.epochs} epoch(s) × "
-            f"{schedule.steps_per_epoch} steps), estimated {schedule.seconds:.0f} s"
+            f"{schedule.steps_per_epoch} steps) with {base.optimizer}, lr {base.lr:g}, "
+            f"batch size {base.batch_size}, estimated {schedule.seconds:.0f} s"
         )
         task = progress.add_task("trials", total=runs * schedule.epochs)
         progress.start()
@@ -183,6 +207,30 @@ def run_trials(
     snippet = snippet_source(evidence, base, probe.data)
     for path in write_outputs(evidence, plan, snippet, out_dir):
         console.print(f"wrote {path}", soft_wrap=True)
+
+
+def _candidates(
+    probe: Probe, net: nn.Module, plan: Plan, start: str, names: str, console: Console
+) -> list[Candidate]:
+    """``--candidates`` (``auto`` or a list) that build on the data, each one left out
+    noted; fewer than two is refused (:func:`~initlab.doctor.candidates.check_comparison`)."""
+    from initlab.doctor.candidates import (
+        auto_candidates,
+        buildable,
+        check_comparison,
+        listed_candidates,
+    )
+
+    base = probe.config
+    if names.strip() == "auto":
+        found = auto_candidates(base, net, probe.x, plan, start)
+    else:
+        found = listed_candidates(opt.split_list(names), base, net, probe.x, plan, start)
+    built, notes = buildable(found, base, probe.data)
+    for note in notes:
+        console.print(f"[yellow]{note}[/yellow]", highlight=False)
+    check_comparison(built, [c.name for c in found if c not in built])
+    return built
 
 
 def _print_evidence(evidence: Evidence, console: Console) -> None:

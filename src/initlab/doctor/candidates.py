@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from initlab.apply import initializable_layers, initialize, weight_layers
 from initlab.config import RunConfig
 from initlab.doctor.plan import COMPOUND_ACTIVATIONS, GLOROT_FAMILY, HE_FAMILY, Plan, recommend
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, UnknownNameError
 from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, find_structure
 from initlab.residual.structure import Structure
 from initlab.usercode import is_user_spec
@@ -45,6 +45,11 @@ from initlab.usercode import is_user_spec
 PLANNED = "initlab.doctor.candidates:planned_model"
 """The factory spec that applies a per-layer plan to a user's model."""
 DEFAULT = "default"
+NAMED = (DEFAULT, "plan", "orthogonal")
+"""Candidate names of ``--candidates`` that are not initializer specs (``orthogonal`` is
+the orthogonal-family plan)."""
+AUTO = "default, your --init if given, plan, the activation's preset, orthogonal, lsuv"
+"""What ``--candidates auto`` (the default) trains, in words."""
 INIT_BATCH = 512
 """LSUV entries of a plan see the first ``INIT_BATCH`` training examples (as runs do)."""
 
@@ -179,6 +184,49 @@ def listed_candidates(
         elif name != DEFAULT:
             found.append(Candidate(name, {"init": name}, why="listed"))
     return unique(found, base)
+
+
+def check_listed(names: Sequence[str], start: str | None = None) -> list[str]:
+    """``--candidates`` checked before anything is built or trained: each name is
+    ``default``, ``plan``, ``orthogonal`` or an initializer spec (an unknown one is refused
+    with the closest valid name), and with the references (``default`` and the starting
+    init, always trained) they make at least two distinct candidates. Returns the names
+    in order, duplicates dropped."""
+    from initlab.initializers import names as init_names
+    from initlab.initializers import parse
+
+    for name in names:
+        if name in NAMED:
+            continue
+        try:
+            parse(name)
+        except UnknownNameError:
+            raise UnknownNameError("candidate", name, {*NAMED, *init_names()}) from None
+        except InitlabError as err:
+            raise InitlabError(f"--candidates: {err}") from None
+    listed = list(dict.fromkeys(names))
+    every = list(dict.fromkeys([DEFAULT, *([start] if start else []), *listed]))
+    if len(every) < 2:
+        raise InitlabError(
+            f"--candidates {','.join(listed)} leaves only {every[0]} to train: a comparison "
+            f"needs at least two candidates; add one (e.g. --candidates {DEFAULT},plan) or "
+            f"leave --candidates out (auto: {AUTO})"
+        )
+    return listed
+
+
+def check_comparison(found: Sequence[Candidate], left_out: Sequence[str] = ()) -> None:
+    """Refuse (before training) trials with fewer than two distinct candidates left:
+    ``left_out`` names those that could not be built; any other was the same run as one
+    kept."""
+    if len(found) >= 2:
+        return
+    left = found[0].name if found else "none"
+    why = f"{', '.join(left_out)} could not be built" if left_out else "the others are the same run"
+    raise InitlabError(
+        f"only {left} is left to train ({why}): a comparison needs at least two "
+        f"candidates; list others with --candidates (auto: {AUTO})"
+    )
 
 
 def unique(candidates: Sequence[Candidate], base: RunConfig) -> list[Candidate]:

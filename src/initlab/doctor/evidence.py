@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ import pandas as pd
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.doctor import trials, verdict
-from initlab.doctor.candidates import DEFAULT, Candidate, layer_schemes
+from initlab.doctor.candidates import DEFAULT, Candidate, check_comparison, layer_schemes
 from initlab.doctor.plan import Plan
 from initlab.doctor.snippet import make_snippet, residual_lines
+from initlab.errors import InitlabError
 from initlab.train.build import build_architecture, build_initialized_model
 from initlab.train.result import RunResult
 
@@ -40,6 +41,8 @@ class Evidence:
     tests: pd.DataFrame
     variance: pd.DataFrame
     verdict: dict[str, Any]
+    training: dict[str, Any] = field(default_factory=dict)
+    """How every run trained: ``optimizer``, ``lr``, ``batch_size`` (:func:`training_settings`)."""
 
     @property
     def winner(self) -> Candidate:
@@ -69,6 +72,11 @@ def tidy_curves(
     return pd.DataFrame(rows)
 
 
+def training_settings(config: RunConfig) -> dict[str, Any]:
+    """The optimizer, learning rate and batch size the trials train with."""
+    return {"optimizer": config.optimizer, "lr": config.lr, "batch_size": config.batch_size}
+
+
 def design_label(design: trials.Design) -> str:
     return f"{len(design.init_seeds)} init × {len(design.data_seeds)} data-order seeds"
 
@@ -87,7 +95,12 @@ def gather(
 ) -> Evidence:
     """Time the trials, fit them to ``budget`` seconds, train, and judge every candidate
     against ``reference`` (paired by seed). ``out``: a directory that gets ``trials.csv``
-    as soon as training ends, before any statistics (nothing trained is lost)."""
+    as soon as training ends, before any statistics (nothing trained is lost). Fewer than
+    two candidates, or a ``reference`` not among them, is refused before any training."""
+    named = [c.name for c in candidates]
+    if reference not in named:
+        raise InitlabError(f"the reference {reference} is not a candidate ({', '.join(named)})")
+    check_comparison(candidates)
     configs = design.configs(candidates, base.replace(track="off"))
     step, fixed = trials.time_trial(configs, data)
     schedule = trials.plan_schedule(budget, step, fixed, len(data.y_train), base.batch_size)
@@ -112,8 +125,9 @@ def gather(
     )  # fmt: skip
     variance = verdict.variance_split(table)
     return Evidence(
-        list(candidates), design, schedule, results, table, ranked, tests, variance, decision
-    )
+        list(candidates), design, schedule, results, table, ranked, tests, variance, decision,
+        training_settings(base),
+    )  # fmt: skip
 
 
 def snippet_source(evidence: Evidence, base: RunConfig, data: Dataset) -> str:
@@ -151,6 +165,7 @@ def to_json(evidence: Evidence, plan: Plan) -> dict[str, Any]:
             "init_seeds": list(evidence.design.init_seeds),
             "data_seeds": list(evidence.design.data_seeds),
         },
+        "training": evidence.training,
         "schedule": {
             "steps": evidence.schedule.steps,
             "epochs": evidence.schedule.epochs,

@@ -76,7 +76,8 @@ def check_model(model):
 def apply_init(model, generator=None):
     """Initialize ``model`` in place (see the module docstring); returns it."""
     check_model(model)
-    p = dict(model.named_parameters())
+    # every name of a tied parameter (head.weight = embed.weight is listed once otherwise)
+    p = dict(model.named_parameters(remove_duplicate=False))
     g = generator
 '''
 
@@ -116,7 +117,8 @@ def make_snippet(
 
 
 def _qualified(layer: str, parameter: str) -> str:
-    """The parameter's name in ``model.named_parameters()`` (the model itself: ``layer == ""``)."""
+    """The parameter's name in ``model.named_parameters(remove_duplicate=False)`` (the model
+    itself: ``layer == ""``); a tied parameter has one such name per module that holds it."""
     return f"{layer}.{parameter}" if layer else parameter
 
 

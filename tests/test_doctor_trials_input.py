@@ -1,0 +1,96 @@
+"""What ``doctor --trials`` refuses before training (one line, exit 2) and how it trains:
+the candidates (unknown names, fewer than two), ``--optimizer``/``--lr``/``--batch-size``."""
+
+import json
+
+import pytest
+
+from initlab.cli import main
+from initlab.config import RunConfig
+from initlab.doctor import trials
+from initlab.doctor.candidates import Candidate
+from initlab.doctor.evidence import gather
+from initlab.errors import InitlabError
+
+SMALL = ["--data", "digits", "--batch", "128", "--width", "16", "--depth", "2"]
+
+
+@pytest.fixture
+def trained(monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
+    """Every config the trials train (the timing trial included), in order."""
+    calls: list[RunConfig] = []
+
+    def counting(configs, data, on_epoch=None):
+        calls.extend(configs)
+        return real(configs, data, on_epoch=on_epoch)
+
+    real = trials.train_configs
+    monkeypatch.setattr(trials, "train_configs", counting)
+    return calls
+
+
+def _refused(args: list[str], capsys) -> str:
+    """Run the doctor; it must exit 2 with one line on stderr, which is returned."""
+    assert main(["doctor", *SMALL, "--budget", "2s", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_an_unknown_candidate_is_refused_with_the_closest_name(tmp_path, capsys, trained):
+    out = tmp_path / "o"
+    err = _refused(["--trials", "1", "--candidates", "default,he_nrmal", "--out", str(out)], capsys)
+    assert "unknown candidate 'he_nrmal'" in err and "did you mean 'he_normal'" in err
+    assert not trained and not out.exists()
+    err = _refused(
+        ["--trials", "1", "--candidates", "orthogonal(gan=2)", "--out", str(out)], capsys
+    )
+    assert "--candidates" in err and "did you mean 'gain'" in err
+
+
+@pytest.mark.parametrize("listed", ["default", "default,default"])
+def test_fewer_than_two_candidates_is_refused_before_anything_runs(
+    listed, tmp_path, capsys, trained
+):
+    args = ["--init", "default", "--candidates", listed, "--trials", "1"]
+    err = _refused([*args, "--out", str(tmp_path / "o")], capsys)
+    assert "a comparison needs at least two candidates" in err and "auto:" in err
+    assert not trained and not (tmp_path / "o").exists()
+
+
+def test_a_comparison_left_with_one_buildable_candidate_is_refused(tmp_path, capsys, trained):
+    # dirac needs a convolution's weight: on an MLP it cannot be built, which leaves default
+    args = ["--init", "default", "--candidates", "dirac", "--trials", "1"]
+    err = _refused([*args, "--out", str(tmp_path / "o")], capsys)
+    assert "only default is left" in err and "dirac could not be built" in err
+    assert not trained and not (tmp_path / "o").exists()
+
+
+def test_gather_refuses_a_single_candidate_or_a_missing_reference(trained):
+    one = [Candidate("default", {"init": "default"})]
+    with pytest.raises(InitlabError, match="at least two"):
+        gather(one, RunConfig(dataset="digits"), None, trials.Design.square(1), 5.0)
+    two = [*one, Candidate("he_normal", {"init": "he_normal"})]
+    with pytest.raises(InitlabError, match="reference lsuv is not a candidate"):
+        gather(two, RunConfig(), None, trials.Design.square(1), 5.0, reference="lsuv")
+    assert not trained
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--lr", "-1"], "lr must be"), (["--optimizer", "adm"], "did you mean 'adam'"),
+     (["--batch-size", "0"], "batch_size must be")],
+)  # fmt: skip
+def test_bad_training_options_are_refused_before_training(option, message, tmp_path, capsys):
+    err = _refused([*option, "--trials", "1", "--out", str(tmp_path / "o")], capsys)
+    assert message in err and not (tmp_path / "o").exists()
+
+
+def test_the_trials_train_with_the_given_optimizer_lr_and_batch_size(tmp_path, capsys, trained):
+    args = ["--candidates", "he_normal", "--trials", "1", "--budget", "3s"]
+    args += ["--optimizer", "adam", "--lr", "0.005", "--batch-size", "16"]
+    assert main(["doctor", *SMALL, *args, "--out", str(tmp_path)]) == 0
+    assert trained and {(c.optimizer, c.lr, c.batch_size) for c in trained} == {("adam", 0.005, 16)}
+    found = json.loads((tmp_path / "recommendation.json").read_text())
+    assert found["training"] == {"optimizer": "adam", "lr": 0.005, "batch_size": 16}
+    assert "with adam, lr 0.005, batch size 16" in capsys.readouterr().out
