@@ -56,6 +56,8 @@ def test_plan_command_writes_json_and_refuses_bad_input(tmp_path, capsys):
     assert "did you mean 'glorot_uniform'" in capsys.readouterr().err
     assert main([*args, "--residual-init", "fixpu"]) == 2
     assert "did you mean 'fixup'" in capsys.readouterr().err
+    assert main([*args, "--residual-init", "zero_last_norm"]) == 0  # pre-norm: nothing to zero
+    assert "rule none (zero_last_norm changed nothing)" in capsys.readouterr().out
     assert main(["plan", "--model", "mlp"]) == 2
 
 

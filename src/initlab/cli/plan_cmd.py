@@ -64,7 +64,7 @@ def plan(
         model, init, residual=rule, generator=generator, data=example,
         output_layer=output, bias=parse_bias(bias), embedding=embedding,
     )  # fmt: skip
-    print_plan(result.to_json(), out)
+    print_plan(result.to_json(), out, requested=rule)
     if out_path is not None:
         try:
             out_path.write_text(json.dumps(result.to_json(), indent=1) + "\n")
@@ -88,8 +88,9 @@ def _num(x: float | None) -> str:
     return "—" if x is None else f"{x:.4g}"
 
 
-def print_plan(data: dict[str, Any], console: Console) -> None:
-    """The parameter table and the residual structure's summary."""
+def print_plan(data: dict[str, Any], console: Console, requested: str = "none") -> None:
+    """The parameter table and the residual structure's summary; ``requested``: the rule
+    asked for, named with "changed nothing" when the plan applied none."""
     table = Table(title="the plan: every parameter")
     for column in (
         "parameter",
@@ -113,7 +114,8 @@ def print_plan(data: dict[str, Any], console: Console) -> None:
     res = data["residual"] or {}
     console.print(
         f"residual structure ({res.get('method')}): L = {res.get('depth')} branches; "
-        f"rule {res.get('rule')}",
+        f"rule {res.get('rule')}"
+        + (f" ({requested} changed nothing)" if res.get("rule") != requested else ""),
         soft_wrap=True,
     )
     for branch in res.get("branches", []):
