@@ -202,3 +202,13 @@ def test_welch_matches_scipy_and_stays_quiet_on_near_identical_seeds():
         assert 0 <= welch_t_test([0.9, 0.9 + 1e-13, 0.9], [0.9, 0.9, 0.9 - 1e-13]) <= 1
         assert welch_t_test([0.5, 0.5], [0.5, 0.5]) == 1.0
         assert welch_t_test([0.5, 0.5], [0.4, 0.4]) == 0.0
+    # identical scores in groups of unequal size (stuck runs): never a difference, though the
+    # computed means of 7 and 10 copies of 0.345 differ by rounding
+    for value in (0.345, 0.1135, 0.7):
+        assert welch_t_test([value] * 7, [value] * 10) == 1.0
+        assert welch_diff_ci([value] * 7, [value] * 10) == (0.0, 0.0)
+    stuck = pd.DataFrame(
+        {"init": ["a"] * 7 + ["b"] * 10, "seed": range(17), "test_accuracy": [0.1135] * 17}
+    )
+    said = verdict(rank_groups(stuck, ["init"]))
+    assert said.startswith("no winner") and "takes about" not in said  # no seeds can separate

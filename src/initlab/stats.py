@@ -18,16 +18,17 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
 
     ``std`` is the sample standard deviation (ddof=1); the interval is
     ``mean ± t_{(1+confidence)/2, n-1} · std / sqrt(n)``. NaNs are ignored; with one value the
-    std and half-width are NaN.
+    std and half-width are NaN; identical values give exactly their value and std 0.
     """
     x = np.asarray([v for v in values if v == v], dtype=float)
     if len(x) == 0:
         return math.nan, math.nan, math.nan
     if len(x) == 1:
         return float(x[0]), math.nan, math.nan
-    std = float(x.std(ddof=1))
+    mean, var = _moments(x)
+    std = math.sqrt(var)
     t = float(sps.t.ppf((1 + confidence) / 2, len(x) - 1))
-    return float(x.mean()), std, t * std / math.sqrt(len(x))
+    return mean, std, t * std / math.sqrt(len(x))
 
 
 def first_epoch_reaching(curve: pd.Series, target: float) -> float:
@@ -58,10 +59,20 @@ def _welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]
     b = np.asarray([v for v in b if v == v], dtype=float)
     if len(a) < 2 or len(b) < 2:
         return None
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    (mean_a, var_a), (mean_b, var_b) = _moments(a), _moments(b)
+    va, vb = var_a / len(a), var_b / len(b)
     se = math.sqrt(va + vb)
     df = se**4 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else math.nan
-    return float(a.mean() - b.mean()), se, df
+    return mean_a - mean_b, se, df
+
+
+def _moments(x: np.ndarray) -> tuple[float, float]:
+    """Mean and sample variance of ``x``; exactly ``(x[0], 0)`` when every value is the same
+    (runs stuck at chance): the computed mean and variance of 7 copies of 0.345 are off by
+    rounding (~1e-17), and two such groups would differ 'significantly' (p = 0.002)."""
+    if np.ptp(x) == 0:
+        return float(x[0]), 0.0
+    return float(x.mean()), float(x.var(ddof=1))
 
 
 # -- comparing groups of runs (a config group = the swept settings except the seed) --------

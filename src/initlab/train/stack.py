@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -129,7 +128,6 @@ class ModelStack:
         if path == STACKED:
             return self._graph(x.expand(self.size, *x.shape) if shared else x)
         run = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="different")
-        quiet_batching_fallbacks()
         with vmap_friendly():
             return run(self.params, self.buffers, x)
 
@@ -276,32 +274,28 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-BATCHING_FALLBACK = "There is a performance drop because we have not yet implemented the batching"
-"""The start of torch's warning for an op vmap runs model by model (``aten::bilinear``...)."""
-
-
-def quiet_batching_fallbacks() -> None:
-    """Silence torch's per-op ``vmap`` fallback warning (once per process, the first time a
-    stack runs vmap): the strategy trial times that fallback and keeps ``looped`` when it
-    is slower, so the warning tells a user of initlab nothing to act on. A filter added
-    once, not ``catch_warnings`` per step (which resets every module's warning registry,
-    so initlab's one-time notes would print again)."""
-    if not any(f[1] is not None and f[1].pattern == BATCHING_FALLBACK for f in warnings.filters):
-        warnings.filterwarnings("ignore", message=BATCHING_FALLBACK, category=UserWarning)
-
-
 @contextlib.contextmanager
 def vmap_friendly() -> Iterator[None]:
     """Kernels that ``vmap`` batches: attention by its math form (the fused CPU/flash
     kernels and ``nn.TransformerEncoderLayer``'s eval fast path have no batching rule, so
-    vmap would run them model by model)."""
+    vmap would run them model by model). Inside, torch's per-op warning for an op without a
+    batching rule (``nn.Bilinear``: "There is a performance drop ...") is off: the strategy
+    trial already times that fallback and keeps ``looped`` when it is slower, so the warning
+    gives a user nothing to act on. It is switched off at its source for this block only (no
+    warnings filter, which would outlive the call and reset every warning registry) and back
+    on after: torch's default (it has no getter to restore another value)."""
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
+    fallback_warning = getattr(torch._C._functorch, "_set_vmap_fallback_warning_enabled", None)
+    if fallback_warning is not None:
+        fallback_warning(False)
     try:
         with sdpa_kernel([SDPBackend.MATH]):
             yield
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
+        if fallback_warning is not None:
+            fallback_warning(True)
 
 
 def rng_devices(device: torch.device) -> list:
