@@ -193,6 +193,15 @@ def test_bad_input_is_one_line_exit_2_and_no_store(user_dir, capsys, args, messa
     assert not out.exists()
 
 
+def test_an_init_that_changes_nothing_is_refused_wherever_it_is_listed(user_dir, capsys):
+    out = user_dir / "out"
+    for inits in ("default,he_normal", "he_normal,default"):
+        args = ["--data", "digits", "--model", "models.py:bare", "--inits", inits]
+        assert _compare(*args, "--out", str(out)) == 2
+        assert "init 'he_normal' would change nothing" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_nan_inputs_are_refused_before_the_store(user_dir, capsys):
     x = np.ones((64, 5), np.float32)
     x[3, 2] = np.nan
@@ -307,8 +316,14 @@ def test_python_api_with_a_notebook_factory_and_tensors():
     assert results.runs["model"].str.startswith("callable:build:").all()
     with pytest.raises(InitlabError, match=r"data given as tensors or arrays .* workers=1"):
         initlab.compare(["default"], seeds=1, model="mlp", data=data, workers=2)
-    with pytest.raises(InitlabError, match=r"build.* was defined in __main__ .* workers=1"):
+    with pytest.raises(InitlabError, match=r"^build \(defined in __main__ .* workers=1"):
         initlab.compare(["default"], seeds=1, model=build, data="digits", workers=2)
+
+    def data():  # a function called data is a function, not tensors
+        return (x[:80], y[:80], x[80:], y[80:])
+
+    with pytest.raises(InitlabError, match=r"^build, data \(defined in __main__ or a notebook\)"):
+        initlab.compare(["default"], seeds=1, model=build, data=data, workers=2)
     with pytest.raises(InitlabError, match="model= takes a factory, not a built Sequential"):
         initlab.compare(["default"], seeds=1, model=build(), data=data)
 

@@ -29,6 +29,7 @@ from initlab.config import RunConfig, unused_settings
 from initlab.data import Dataset
 from initlab.errors import InitlabError
 from initlab.results import ResultSet
+from initlab.speclist import split_list
 from initlab.sweep.engine import Outcome, data_key
 from initlab.sweep.grid import expand
 from initlab.sweep.runner import SweepProgress, run_study
@@ -38,7 +39,7 @@ from initlab.train.device import check_precision, resolve_device
 from initlab.train.preflight import check_initializes, preflight
 from initlab.train.result import RunResult
 from initlab.train.run import load_data
-from initlab.usercode import REGISTERED, data_spec, is_registered, is_user_spec, model_spec
+from initlab.usercode import data_spec, is_array_data, is_registered, is_user_spec, model_spec
 
 DEFAULT_INITS = (
     "zeros",
@@ -127,7 +128,7 @@ def compare(
     is created.
     """
     if isinstance(inits, str):  # "he_normal" or "default,he_normal", as the CLI takes them
-        inits = [name.strip() for name in inits.split(",") if name.strip()]
+        inits = split_list(inits)
     settings.update(task=task, device=device, precision=precision)
     settings.update(_target(model, data, model_args, settings.pop("dataset", None)))
     spec = comparison_spec(inits, seeds, **settings)
@@ -169,16 +170,16 @@ def check_in_process(configs: Sequence[RunConfig], backend: str, workers: int | 
     registered = sorted({s for c in configs for s in (c.model, c.dataset) if is_registered(s)})
     if not registered or (backend == "local" and workers == 1):
         return
-    if registered[0].startswith(f"{REGISTERED}data:"):
-        raise InitlabError(
-            "data given as tensors or arrays exists only in this process: use workers=1 and "
-            "backend='local', or save it (torch.save or numpy.savez with keys x_train, "
-            "y_train, x_test, y_test) and pass the file's path"
-        )
+    arrays = [s for s in registered if is_array_data(s)]
+    functions = [s.split(":")[1] for s in registered if not is_array_data(s)]
+    what = [f"{', '.join(functions)} (defined in __main__ or a notebook)"] if functions else []
+    what += ["the data given as tensors or arrays"] if arrays else []
+    fixes = ["put the function in a module and pass 'module:function'"] if functions else []
+    fixes += ["save the data (torch.save or numpy.savez with keys x_train, y_train, x_test, "
+              "y_test) and pass the file's path"] if arrays else []  # fmt: skip
     raise InitlabError(
-        f"{registered[0]} was defined in __main__ or a notebook and exists only in this "
-        "process: use workers=1 and backend='local', or put it in a module and pass "
-        "'module:function'"
+        f"{' and '.join(what)} exist only in this process: use workers=1 and "
+        f"backend='local', or {' and '.join(fixes)}"
     )
 
 
@@ -192,17 +193,16 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
     for config in configs:
         check_architecture_settings(config)
     loaded: dict[tuple, Dataset] = {}
-    noted: set[str] = set()
+    built: dict[str, nn.Module] = {}
     for config in {_preflight_key(c): c for c in configs}.values():
         key = _data_of(config)
         if key not in loaded:
             loaded[key] = load_data(config, data_dir=data_dir)
-        model = preflight(config, loaded[key])
-        if config.model not in noted:
-            noted.add(config.model)
-            note_untouched(model, config.model, configs)
+        built.setdefault(config.model, preflight(config, loaded[key]))
     for config in {_init_key(c): c for c in configs}.values():
         check_initializes(config, loaded[_data_of(config)])
+    for name, model in built.items():  # notes only once every check has passed
+        note_untouched(model, name, configs)
     return loaded.get(_data_of(configs[0])) if configs else None
 
 

@@ -219,7 +219,14 @@ def data_spec(data: object) -> str:
             + (f" of {len(data)} items" if isinstance(data, (tuple, list)) else "")
         )
     arrays = tuple(data)
-    return _register(lambda: arrays, _arrays_digest(arrays), name="data")
+    spec = _register(lambda: arrays, _arrays_digest(arrays), name="data")
+    _ARRAYS.add(spec)
+    return spec
+
+
+def is_array_data(spec: object) -> bool:
+    """Whether ``spec`` was registered from tensors/arrays (not from a function)."""
+    return spec in _ARRAYS
 
 
 def _importable_spec(fn: Callable) -> str | None:
@@ -268,6 +275,10 @@ def _arrays_digest(arrays: tuple) -> str:
         digest.update(f"{tuple(getattr(item, 'shape', ()))}|".encode())
         digest.update(memoryview(raw).cast("B"))
     return digest.hexdigest()[:16]
+
+
+_ARRAYS: set[str] = set()
+"""Specs :func:`data_spec` registered from a tuple of tensors/arrays."""
 
 
 def _register(fn: Callable, digest: str, name: str | None = None) -> str:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from initlab.errors import InitlabError
+from initlab.speclist import split_list
 
 # Options shared by several commands (Typer's Annotated style).
 Model = Annotated[
@@ -136,24 +137,6 @@ DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="where to look for dataset files first")
 ]
 Seeds = Annotated[str, typer.Option(help="a count (3) or explicit seeds (0,5,7 or 10-14)")]
-
-
-def split_list(text: str) -> list[str]:
-    """``"a, b,c"`` → ``["a", "b", "c"]``; commas inside parentheses do not split, so
-    ``"orthogonal(gain=1.4),variance_scaling(scale=2, mode=fan_in)"`` is two items."""
-    items, depth, current = [], 0, []
-    for char in text:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            items.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    items.append("".join(current).strip())
-    items = [i for i in items if i]
-    if not items:
-        raise InitlabError(f"expected a comma-separated list, got '{text}'")
-    return items
 
 
 def parse_widths(text: str) -> tuple[int, ...]:

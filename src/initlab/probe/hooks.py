@@ -131,7 +131,7 @@ def _objective(output: object, targets: Tensor | None, loss: Loss | None, seed: 
         from initlab.train.tasks import batch_task, model_loss  # train imports this module
 
         if loss is None:
-            _check_targets(output, targets)
+            _check_labels(output, targets)
         value = (loss or model_loss(batch_task(output, targets)))(output, targets)
     elif loss is not None:
         value = loss(output)
@@ -144,14 +144,8 @@ def _objective(output: object, targets: Tensor | None, loss: Loss | None, seed: 
     return value.reshape(())
 
 
-def _check_targets(output: Tensor, targets: Tensor) -> None:
-    """Targets that cannot meet the model's output under the default loss → one line:
-    another number of examples, or class labels (token ids) outside ``[0, outputs)``."""
-    if len(targets) != len(output):
-        raise InitlabError(
-            f"the targets have {len(targets)} examples and the inputs {len(output)}; "
-            "give one target per input"
-        )
+def _check_labels(output: Tensor, targets: Tensor) -> None:
+    """Class labels (token ids) outside ``[0, outputs)`` for the default loss → one line."""
     if targets.is_floating_point() or not targets.numel() or output.dim() < 2:
         return
     low, high, classes = int(targets.min()), int(targets.max()), output.shape[-1]
@@ -244,6 +238,11 @@ def collect(
     :mod:`initlab.probe.trace` for what a layer, its pre-activation and its activation
     are, and :func:`preserved` for how the model is left untouched.
     """
+    if targets is not None and len(targets) != len(inputs):
+        raise InitlabError(
+            f"the targets have {len(targets)} examples and the inputs {len(inputs)}; "
+            "give one target per input"
+        )
     with preserved(model, mode, seed):
         with torch.enable_grad():  # also inside a caller's torch.no_grad()
             calls, output = trace(model, inputs)

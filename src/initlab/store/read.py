@@ -13,7 +13,7 @@ from dataclasses import fields
 import pandas as pd
 
 from initlab.config import RunConfig
-from initlab.errors import UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError
 from initlab.results import ResultSet, with_model_arg_columns
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS
 
@@ -134,5 +134,8 @@ def _check_model_args(runs: pd.DataFrame, group_by: list[str]) -> None:
     (a typo such as ``model_args.widht``), named with the arguments they do have."""
     known = [c.partition(".")[2] for c in runs.columns if c.startswith("model_args.")]
     for key in group_by:
-        if key.startswith("model_args.") and key not in runs and not runs.empty:
-            raise UnknownNameError("model argument", key.partition(".")[2], known)
+        if not key.startswith("model_args.") or key in runs or runs.empty:
+            continue
+        if not known:
+            raise InitlabError(f"cannot group by {key}: these runs have no model arguments")
+        raise UnknownNameError("model argument", key.partition(".")[2], known)

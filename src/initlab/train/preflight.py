@@ -43,7 +43,6 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
     check_finite(data)
     model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
     check_embedding_init(config, model)
-    check_init_reaches(config, model)
     out = probe_output(model, data)
     check_output(task, out, data.y_train, data.num_classes)
     check_copyable(model, data)
@@ -73,13 +72,17 @@ def check_copyable(model: nn.Module, data) -> None:
 
 
 def check_initializes(config: RunConfig, data) -> None:
-    """Build and initialize the run's model once (seed 0's draws): a scheme the model cannot
-    take (a parametrized layer, LSUV on a layer no pass reaches) is one line before training,
-    not a failed run."""
+    """Build and initialize the run's model once (seed 0's draws), for each distinct init
+    of a comparison: a scheme the model cannot take (a parametrized layer, LSUV on a layer no
+    pass reaches) or one that would change nothing (:func:`check_init_reaches`,
+    :func:`check_embedding_init`) is one line before training, not a failed run; a residual
+    rule that changes nothing is a note."""
     if (config.init, config.embedding_init, config.residual_init) == ("default", "default", "none"):
         return
     with torch.random.fork_rng(devices=[]):
         model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
+        check_init_reaches(config, model)
+        check_embedding_init(config, model)
         record = initialize_as_configured(model, config, data)
     outcome = record.residual_result if record is not None else None
     if outcome is not None and outcome.rule != "none" and not outcome.actions:

@@ -1,0 +1,27 @@
+"""Comma-separated lists of specs, as the command line and ``initlab.compare("a,b")`` take
+them: ``"orthogonal(gain=1.4),variance_scaling(scale=2, mode=fan_in)"`` is two items.
+
+A light module (no torch), so that ``initlab.cli`` can parse options before torch loads.
+"""
+
+from __future__ import annotations
+
+from initlab.errors import InitlabError
+
+
+def split_list(text: str) -> list[str]:
+    """``"a, b,c"`` → ``["a", "b", "c"]``; commas inside parentheses do not split, so
+    ``"orthogonal(gain=1.4),variance_scaling(scale=2, mode=fan_in)"`` is two items."""
+    items, depth, current = [], 0, []
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current).strip())
+    items = [i for i in items if i]
+    if not items:
+        raise InitlabError(f"expected a comma-separated list, got '{text}'")
+    return items
