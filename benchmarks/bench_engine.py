@@ -325,7 +325,9 @@ def measure(w: Workload, models: int, args) -> dict:
     return best
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module docstring); refuses CUDA where there is none and
+    ``--workers`` with a GPU."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -350,12 +352,17 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run the workloads whose name contains this")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()  # fmt: skip
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here")
+    if args.device.startswith("cuda") and args.workers > 1:
+        parser.error("--workers times CPU processes; with --device cuda leave it out")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     global clock, device
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available here")
-    if device.type == "cuda" and args.workers > 1:
-        parser.error("--workers times CPU processes; with --device cuda leave it out")
     clock = CLOCKS[args.clock] if device.type == "cpu" else synchronized(CLOCKS[args.clock])
     torch.set_num_threads(args.threads)
     print(f"{machine.header(args.threads, device)}\nclock: {args.clock}")
