@@ -51,6 +51,16 @@ def test_a_gain_below_the_seed_noise_is_not_a_winner():
     assert _decide(table)["winner"] is None
 
 
+def test_the_paired_interval_excludes_zero_exactly_when_the_paired_test_rejects():
+    """2 × 2 and 3 × 3 cells, as short trials have: the interval is the paired t-test's,
+    so 'interval below 0' and 'p < 0.05' never disagree (a bootstrap of 4 cells did)."""
+    for seed in range(60):
+        n = 2 + seed % 2
+        table = _table({"default": 0.0, "c": -0.01}, n=n, noise=0.05, cell=0.01, seed=seed)
+        row = verdict.paired_tests(table, "default").iloc[0]
+        assert (row["diff_low"] > 0 or row["diff_high"] < 0) == (row["p"] < 0.05), row
+
+
 def test_variance_split_finds_the_source_that_was_injected():
     n, rng = 6, np.random.default_rng(1)
     rows = [

@@ -8,14 +8,15 @@ diverged has no final loss and counts as a failure of its candidate.
 **Paired tests.** Candidate c and the reference r are paired by run cell (init seed i, data
 seed j): ``d_ij = final_c(i, j) - final_r(i, j)``. ``p`` is the two-sided paired t-test
 (:func:`scipy.stats.ttest_rel`; Wilcoxon's signed-rank test is reported beside it), Holm-
-adjusted over the candidates compared with the same reference; the interval is the 95%
-percentile bootstrap of ``mean(d)`` (:func:`scipy.stats.bootstrap`, 2000 resamples, seed 0).
+adjusted over the candidates compared with the same reference; the interval is the paired
+t-test's 95% interval of ``mean(d)`` (:func:`mean_interval`), which excludes 0 exactly when
+its ``p`` (before Holm) is below 0.05.
 The N² cells are treated as independent pairs; cells that share an init seed or a data
 order share part of their noise, so with large seed effects on the *difference* the p-value
 is optimistic — the seed-noise condition of the verdict guards against naming such a winner.
 
 **Verdict.** The winner is the candidate with the lowest mean final loss among those whose
-Holm-adjusted ``p < ALPHA``, whose bootstrap interval lies below 0, whose gain ``-mean(d)``
+Holm-adjusted ``p < ALPHA``, whose interval lies below 0, whose gain ``-mean(d)``
 exceeds the seed noise (the standard deviation, ddof 1, of the reference's final losses over
 its runs: a gain smaller than the spread between two seeds does not matter in practice) and
 which never diverged; if there is none, the reference stays.
@@ -39,11 +40,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from initlab.stats import holm_adjust
+from initlab.stats import holm_adjust, mean_ci
 from initlab.train.result import RunResult
 
 ALPHA = 0.05
-N_BOOT = 2000
 
 
 def curve_area(epochs: Sequence[dict]) -> float:
@@ -77,17 +77,18 @@ def run_table(names: Sequence[str], results: Sequence[RunResult]) -> pd.DataFram
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean and its 95% percentile-bootstrap interval."""
+    """``(mean, low, high)``: the mean and its 95% Student-t interval ``mean ± t_{0.975, n-1}
+    s / sqrt(n)`` (:func:`initlab.stats.mean_ci`); ``low = high = mean`` with fewer than two
+    values or identical ones. For paired differences it is the paired t-test's interval, so
+    it excludes 0 exactly when that test's p < 0.05 (a percentile bootstrap, used until
+    2026-12-03, is too narrow at the 4-9 cells of a short trial)."""
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return math.nan, math.nan, math.nan
-    if len(values) < 2 or np.ptp(values) == 0:
-        return float(values.mean()), float(values.mean()), float(values.mean())
-    boot = sps.bootstrap(
-        (values,), np.mean, n_resamples=N_BOOT, method="percentile", random_state=0
-    )
-    low, high = boot.confidence_interval
-    return float(values.mean()), float(low), float(high)
+    mean, _, half = mean_ci(values)
+    if not math.isfinite(half):
+        return mean, mean, mean
+    return mean, mean - half, mean + half
 
 
 def ranking(table: pd.DataFrame) -> pd.DataFrame:
