@@ -124,7 +124,7 @@ def test_the_plan_beats_a_vanishing_tanh_init_and_the_snippet_reproduces_it(tmp_
 
     bad = "random_normal(stddev=0.01)"
     args = ["doctor", *SMALL, "--depth", "8", "--activation", "tanh", "--init", bad]
-    args += ["--candidates", "plan", "--trials", "3", "--budget", "8s", "--out", str(tmp_path)]
+    args += ["--candidates", "plan", "--trials", "3", "--budget", "15s", "--out", str(tmp_path)]
     assert main(args) == 0
     found = json.loads((tmp_path / "recommendation.json").read_text())
     row = next(
