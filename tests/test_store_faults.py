@@ -141,6 +141,8 @@ def test_repair_salvages_every_readable_finished_run(pristine, tmp_path, where, 
         assert list(studies["name"]) == ["faults"]
     if where == "runs-page":
         assert lost >= 1  # the runs on that page, and only those
+        readable = readable_rowids(next(k for k in kept if not k.name.endswith(("-wal", "-shm"))))
+        assert recovered == readable  # every row a one-by-one read gets back
     for run_id, row in runs.iterrows():  # recovered runs are the originals, not garbage
         seed = int(row["seed"])
         assert run_id == config(seed).key()
@@ -148,6 +150,51 @@ def test_repair_salvages_every_readable_finished_run(pristine, tmp_path, where, 
         assert row["status"] == "ok" and row["attempts"] == 1
     per_run = epochs.groupby("run_id")["epoch"].apply(sorted)
     assert all(e == list(range(1, EPOCHS + 1)) for e in per_run) and len(per_run) == recovered
+
+
+def readable_rowids(db: Path, table: str = "runs") -> int:
+    """How many rows of ``table`` read back when asked for one rowid at a time."""
+    count = 0
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        for rowid in range(1, RUNS + 1):
+            try:
+                count += len(
+                    conn.execute(f"SELECT * FROM {table} WHERE rowid = ?", (rowid,)).fetchall()
+                )
+            except sqlite3.DatabaseError:
+                continue
+    return count
+
+
+def test_repair_keeps_a_user_models_runs_after_its_file_changed(tmp_path, capsys):
+    """A user model's run key hashes its source file as it is now: after an edit (or on
+    another machine) no stored id matches a recomputed key, and repair lost every run."""
+    factory = tmp_path / "mine.py"
+    factory.write_text("from torch import nn\n\ndef build():\n    return nn.Linear(64, 10)\n")
+    source = tmp_path / "source"
+    configs = [RunConfig(dataset="digits", model=f"{factory}:build", seed=s) for s in range(6)]
+    with open_store(source, create=True) as store:
+        store.add_study("abcd" * 4, "mine", {"n": 6}, ["seed"], [c.key() for c in configs])
+        for cfg in configs:
+            store.record(outcome(cfg))
+    directory = damaged_copy(source, tmp_path, "header")
+    factory.write_text(factory.read_text() + "# edited\n")
+    assert main(["store", "repair", str(directory)]) == 0
+    assert _counts(capsys.readouterr().out) == (6, 0)
+
+
+def test_a_file_that_is_no_database_or_empty_is_one_line(tmp_path, capsys):
+    garbage, empty = tmp_path / "garbage.db", tmp_path / "empty.db"
+    garbage.write_text("garbage\n")
+    empty.write_bytes(b"")
+    for argv, said in (
+        (["store", "repair", str(garbage)], "cannot be read as an SQLite file"),
+        (["store", "check", str(empty)], "is an empty file, not a results store"),
+        (["store", "repair", str(empty)], "is an empty file, not a results store"),
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert said in err and "\n" not in err and "Traceback" not in err
 
 
 def _counts(line: str) -> tuple[int, int]:

@@ -33,6 +33,7 @@ from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage
 from initlab.store.sqlite import FINISHED, Store, store_path
+from initlab.usercode import is_user_spec
 
 BLOCK = 256
 """Rows read per query while the file reads cleanly."""
@@ -71,7 +72,13 @@ def repair(path: str | Path) -> RepairReport:
     problem = check_file(db)
     if problem is None:
         raise InitlabError(f"results store {db} is sound (quick_check: ok); nothing to repair")
-    tables, lost_ids = salvage(db)
+    try:
+        tables, lost_ids = salvage(db)
+    except sqlite3.DatabaseError as exc:
+        raise InitlabError(
+            f"{db} cannot be read as an SQLite file at all ({exc}): nothing in it can be "
+            "salvaged; move it away and run the study again"
+        ) from None
     damaged = _set_aside(db)
     report = RepairReport(db, damaged)
     Store(db, create=True).close()  # a fresh, empty store of this initlab's schema
@@ -85,7 +92,10 @@ def repair(path: str | Path) -> RepairReport:
 
 
 def check_file(db: Path) -> str | None:
-    """``None`` when ``db`` passes quick_check, else the first complaint (writes nothing)."""
+    """``None`` when ``db`` passes quick_check, else the first complaint (writes nothing).
+    An empty file is not a results store (SQLite would call it a sound empty database)."""
+    if db.stat().st_size == 0:
+        raise InitlabError(f"{db} is an empty file, not a results store")
     try:
         with closing(_connect_ro(db)) as conn:
             return damage.quick_check(conn)
@@ -169,19 +179,25 @@ def _max_rowid(conn: sqlite3.Connection, table: str) -> int | None:
 
 
 def _read_range(conn: sqlite3.Connection, table: str, low: int, high: int) -> Iterator[dict]:
-    """Rows with ``low <= rowid <= high``, halving the range around rows that fail."""
+    """Rows with ``low <= rowid <= high``, halving the range around rows that fail. A range
+    that reads back short (fewer rows than rowids) is halved too: a damaged page can end a
+    scan early without an error (7 of 16 rows read, 15 of them readable one by one)."""
+    # one rowid: an exact seek (BETWEEN steps on to the next cell, which may be the bad one)
+    query = "rowid = ?" if low == high else "rowid BETWEEN ? AND ?"
     try:
         rows = conn.execute(
-            f"SELECT * FROM {table} WHERE rowid BETWEEN ? AND ?", (low, high)
+            f"SELECT * FROM {table} WHERE {query}", (low,) if low == high else (low, high)
         ).fetchall()
     except sqlite3.DatabaseError:
-        if low == high:
-            return
-        middle = (low + high) // 2
-        yield from _read_range(conn, table, low, middle)
-        yield from _read_range(conn, table, middle + 1, high)
+        rows = None
+    if rows is not None and (len(rows) == high - low + 1 or low == high):
+        yield from (dict(r) for r in rows)
         return
-    yield from (dict(r) for r in rows)
+    if low == high:
+        return
+    middle = (low + high) // 2
+    yield from _read_range(conn, table, low, middle)
+    yield from _read_range(conn, table, middle + 1, high)
 
 
 def _ids_seen(conn: sqlite3.Connection, tables: dict[str, list[dict]]) -> set[str]:
@@ -215,11 +231,20 @@ def _select_runs(tables: dict[str, list[dict]], seen: set[str]) -> tuple[int, in
 
 
 def _sound(row: dict) -> bool:
-    """Whether a salvaged runs row holds a config whose key is its run id."""
+    """Whether a salvaged runs row holds a config whose key is its run id. A user model's
+    or data's key hashes its source file as it is *now* (edited, moved, another machine),
+    so such a row is sound when its config parses and agrees with the row's own columns."""
     try:
-        return RunConfig.from_dict(json.loads(row["config"])).key() == row["run_id"]
+        config = RunConfig.from_dict(json.loads(row["config"]))
+        if not (is_user_spec(config.model) or is_user_spec(config.dataset)):
+            return config.key() == row["run_id"]
+        return all(str(row.get(k)) == str(getattr(config, k)) for k in AGREE)
     except Exception:  # garbage bytes decode to anything
         return False
+
+
+AGREE = ("model", "dataset", "init", "seed", "epochs", "lr", "optimizer")
+"""Columns a user-model run's row must agree on with its config to count as sound."""
 
 
 def _insert(conn: sqlite3.Connection, table: str, rows: list[dict]) -> int:
