@@ -173,6 +173,12 @@ def test_model_args_are_swept_per_argument_over_the_fixed_ones():
         ({"fixed": {"data": "digits"}}, "'dataset' is given twice in [fixed]"),
         ({"zip": [{"lr": [0.1, 0.1], "epochs": [1, 1]}]}, "lists a combination twice"),
         ({"group_by": ["model_args.2x"]}, "unknown setting 'model_args.2x' in group_by"),
+        (
+            {"group_by": ["model_args.widht"], "sweep": {"model_args": {"width": [4, 8]}}},
+            "unknown model argument 'widht' in group_by (the spec's model arguments: width); "
+            "did you mean 'width'?",
+        ),
+        ({"group_by": ["model_args.width"]}, "(the spec's model arguments: none)"),
     ],
 )
 def test_model_args_data_and_device_mistakes(parts, message):

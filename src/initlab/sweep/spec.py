@@ -375,4 +375,20 @@ def _with_group_by(spec: Spec, group_by: Any) -> Spec:
             if not is_setting(key) or key == "seed":
                 valid = tuple(s for s in SETTINGS if s != "seed")
                 raise InitlabError(_unknown(str(key), "in group_by", valid))
+        _check_model_arg_groups(spec, keys)
     return Spec(**{**spec.__dict__, "group_by": tuple(keys)})
+
+
+def _check_model_arg_groups(spec: Spec, keys: list[str]) -> None:
+    """A ``model_args.<name>`` in group_by names an argument the spec gives (in ``[fixed]``,
+    ``[sweep]`` or ``[[include]]``): a misspelt one would train every run, then fail."""
+    known = set(spec.fixed.get("model_args") or {})
+    for entry in (*[dict.fromkeys(a.keys) for a in spec.axes], *spec.include):
+        known |= {k.partition(".")[2] for k in entry if k.startswith("model_args.")}
+        known |= set(entry.get("model_args") or {}) if isinstance(entry, dict) else set()
+    for key in keys:
+        name = key.partition(".")[2] if key.startswith("model_args.") else None
+        if name is not None and name not in known:
+            given = ", ".join(sorted(known)) or "none"
+            where = f"in group_by (the spec's model arguments: {given})"
+            raise InitlabError(_unknown(name, where, tuple(sorted(known)), "model argument"))
