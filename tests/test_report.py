@@ -323,3 +323,23 @@ def test_epochs_to_90_is_defined_for_a_negative_best_score():
     assert reached["a"] == 1.0 and math.isnan(reached["b"])
     positive = synthetic_results({"a": [0.9, 0.9], "b": [0.85, 0.85]}).summary()
     assert positive["epochs_to_90"].tolist() == [1.0, 1.0]  # 0.85 >= 0.9 × 0.9, as before
+
+
+def test_flags_count_runs_as_integers_when_every_group_column_is_numeric():
+    from initlab.results import format_summary
+
+    summary = pd.DataFrame(
+        {
+            "model_args.width": [8, 16],
+            "runs": [3, 2],
+            "test_accuracy": [0.37, 0.9],
+            "test_accuracy_std": [0.46, 0.0],
+            "ci95": [1.1, 0.0],
+            "final_train_loss": [2.3, 0.3],
+            "epochs_to_90": [math.nan, 1.0],
+            "diverged": [0, 0],
+            "stuck": [2, 0],
+            "failed": [0, 0],
+        }
+    )
+    assert format_summary(summary)["flags"].tolist() == ["stuck 2/3", ""]  # not "2.0/3.0"

@@ -206,8 +206,10 @@ def _joined(tasks: pd.Series) -> str:
 
 
 def _flags(row: pd.Series) -> str:
+    """``stuck 6/8``; counts as integers even where ``iterrows`` made the row float (every
+    column numeric, as when grouping by a numeric model argument alone)."""
     parts = []
     for status in ("diverged", "stuck", "failed"):
         if row[status]:
-            parts.append(f"{status} {row[status]}/{row['runs']}")
+            parts.append(f"{status} {int(row[status])}/{int(row['runs'])}")
     return ", ".join(parts)
