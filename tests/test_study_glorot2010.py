@@ -77,6 +77,14 @@ def test_test_error_checks_fail_on_the_wrong_order():
     assert g.sigmoid_worst(errors).reproduced is False
 
 
+def test_one_seed_leaves_the_tanh_gap_undecided():
+    """One seed per group has no standard error: a gap of any size is no evidence ('2 se =
+    0.00' and 'reproduced' were printed for it)."""
+    errors = g.error_table(ctx_of(make_runs(PAPER_ORDER, seeds=(0,))))
+    verdict = g.tanh_normalized_helps(errors)
+    assert verdict.reproduced is None and "one seed" in verdict.evidence
+
+
 def test_tanh_gap_within_the_noise_is_undecided():
     runs = make_runs({"Tanh": 17, "Tanh N": 16.99})
     assert g.tanh_normalized_helps(g.error_table(ctx_of(runs))).reproduced is None
