@@ -343,3 +343,14 @@ def test_flags_count_runs_as_integers_when_every_group_column_is_numeric():
         }
     )
     assert format_summary(summary)["flags"].tolist() == ["stuck 2/3", ""]  # not "2.0/3.0"
+
+
+def test_the_runs_table_shows_every_setting_that_varies_not_only_the_groups():
+    """Runs swept over lr but grouped by init: without the lr column two runs of one group
+    and seed looked like duplicates."""
+    from initlab.report.sections import runs_section
+
+    res = synthetic_results({"a": [0.5, 0.6], "b": [0.7, 0.8]})
+    res.runs["lr"] = [0.1, 0.1, 0.01, 0.01]
+    table = runs_section(res.runs, ["init"]).blocks[0].blocks[0].frame
+    assert list(table.columns[:4]) == ["run_id", "init", "lr", "seed"]

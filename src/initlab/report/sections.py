@@ -16,6 +16,7 @@ from initlab.report import figures, layers, sweep, tables
 from initlab.report.model import Details, Image, Note, Section, Table
 from initlab.results import REACH_FRACTION, ResultSet
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks
+from initlab.store.read import varying
 
 
 def ranked(results: ResultSet) -> pd.DataFrame:
@@ -160,12 +161,17 @@ def failures_section(runs: pd.DataFrame, group_by: Sequence[str]) -> Section:
 
 
 def runs_section(runs: pd.DataFrame, group_by: Sequence[str], score: Score = ACCURACY) -> Section:
+    """Every run: its grouping columns and every other setting that varies between runs
+    (a swept optimizer or lr outside ``group_by``: without it two runs look the same)."""
     intro = "Every run with its outcome; run_id is the stable hash of its full config."
     if score != ACCURACY:
         intro += f" Column {score.holds()}."
     if score.mixed:  # each run's task, also for runs recorded without one
         runs = runs.assign(**{RESOLVED_TASK: run_tasks(runs)})
-    frame = tables.runs_table(runs, group_by, with_task=score.mixed)
+    split = any(c.startswith("model_args.") for c in runs)  # one column per argument
+    extra = [k for k in varying(runs) if k not in group_by and not (split and k == "model_args")]
+    settings = [*group_by, *extra]
+    frame = tables.runs_table(runs, settings, with_task=score.mixed)
     details = Details(f"all {len(runs)} runs", [Table(frame)])
     return Section("runs", "Runs", intro, [details])
 
