@@ -212,3 +212,14 @@ def test_welch_matches_scipy_and_stays_quiet_on_near_identical_seeds():
     )
     said = verdict(rank_groups(stuck, ["init"]))
     assert said.startswith("no winner") and "takes about" not in said  # no seeds can separate
+
+
+def test_the_verdict_names_the_range_of_seeds_when_groups_differ():
+    runs = pd.DataFrame(
+        {
+            "init": ["a"] * 4 + ["b"] * 2,
+            "seed": [0, 1, 2, 3, 0, 1],
+            "test_accuracy": [0.80, 0.82, 0.81, 0.83, 0.79, 0.84],
+        }
+    )
+    assert verdict(rank_groups(runs, ["init"])).startswith("no winner at 2–4 seeds")

@@ -286,8 +286,10 @@ def verdict(ranked: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> st
             )
         return text
     names = ", ".join(tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
+    counts = ranked["n"][ranked["n"] >= 2].astype(int)
+    seeds = f"{counts.min()}–{counts.max()}" if counts.min() != counts.max() else f"{counts.min()}"
     text = (
-        f"no winner at {int(best['n'])} seeds: {best['group']} cannot be told from {names} "
+        f"no winner at {seeds} seeds: {best['group']} cannot be told from {names} "
         f"(Holm-adjusted p ≥ {alpha:g})"
     )
     gap, spread = (
