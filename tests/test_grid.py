@@ -179,6 +179,13 @@ def test_model_args_are_swept_per_argument_over_the_fixed_ones():
             "did you mean 'width'?",
         ),
         ({"group_by": ["model_args.width"]}, "(the spec's model arguments: none)"),
+        (
+            {
+                "sweep": {"model_args": {"width": [4, 8]}},
+                "exclude": [{"model_args": {"widht": 8}}],
+            },
+            "unknown model argument 'widht' in [[exclude]]",
+        ),
     ],
 )
 def test_model_args_data_and_device_mistakes(parts, message):

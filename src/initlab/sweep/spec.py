@@ -184,6 +184,7 @@ def parse_spec(raw: Any, default_name: str = "sweep") -> Spec:
         exclude=exclude,
         description=_text(raw.get("description", ""), "description"),
     )
+    _check_excluded_model_args(spec)
     return _with_group_by(spec, raw.get("group_by"))
 
 
@@ -379,13 +380,31 @@ def _with_group_by(spec: Spec, group_by: Any) -> Spec:
     return Spec(**{**spec.__dict__, "group_by": tuple(keys)})
 
 
-def _check_model_arg_groups(spec: Spec, keys: list[str]) -> None:
-    """A ``model_args.<name>`` in group_by names an argument the spec gives (in ``[fixed]``,
-    ``[sweep]`` or ``[[include]]``): a misspelt one would train every run, then fail."""
+def _model_args_given(spec: Spec) -> set[str]:
+    """The model argument names the spec sets, in ``[fixed]``, ``[sweep]`` or ``[[include]]``."""
     known = set(spec.fixed.get("model_args") or {})
     for entry in (*[dict.fromkeys(a.keys) for a in spec.axes], *spec.include):
         known |= {k.partition(".")[2] for k in entry if k.startswith("model_args.")}
         known |= set(entry.get("model_args") or {}) if isinstance(entry, dict) else set()
+    return known
+
+
+def _check_excluded_model_args(spec: Spec) -> None:
+    """An ``[[exclude]]`` on a model argument the spec never sets would match nothing."""
+    known = _model_args_given(spec)
+    for entry in spec.exclude:
+        names = {k.partition(".")[2] for k in entry if k.startswith("model_args.")}
+        names |= set(entry.get("model_args") or {})
+        for name in sorted(names - known):
+            given = ", ".join(sorted(known)) or "none"
+            where = f"in [[exclude]] (the spec's model arguments: {given}): it would match nothing"
+            raise InitlabError(_unknown(name, where, tuple(sorted(known)), "model argument"))
+
+
+def _check_model_arg_groups(spec: Spec, keys: list[str]) -> None:
+    """A ``model_args.<name>`` in group_by names an argument the spec gives (in ``[fixed]``,
+    ``[sweep]`` or ``[[include]]``): a misspelt one would train every run, then fail."""
+    known = _model_args_given(spec)
     for key in keys:
         name = key.partition(".")[2] if key.startswith("model_args.") else None
         if name is not None and name not in known:
