@@ -354,3 +354,16 @@ def test_the_runs_table_shows_every_setting_that_varies_not_only_the_groups():
     res.runs["lr"] = [0.1, 0.1, 0.01, 0.01]
     table = runs_section(res.runs, ["init"]).blocks[0].blocks[0].frame
     assert list(table.columns[:4]) == ["run_id", "init", "lr", "seed"]
+
+
+def test_shared_settings_name_each_model_argument_and_skip_an_unused_momentum():
+    from initlab.report.build import shared_settings
+
+    runs = synthetic_results({"a": [0.5, 0.6], "b": [0.7, 0.8]}).runs
+    runs["optimizer"], runs["momentum"] = "sgd", 0.9  # plain SGD ignores momentum
+    runs["model_args"] = ['{"depth": 1, "width": 8}'] * 2 + ['{"depth": 1, "width": 16}'] * 2
+    shared = shared_settings(runs, ["init"])
+    assert shared["model_args.depth"] == "1" and "model_args.width" not in shared
+    assert "momentum" not in shared and shared["optimizer"] == "sgd"
+    runs["optimizer"] = "momentum"
+    assert shared_settings(runs, ["init"])["momentum"] == "0.9"

@@ -20,7 +20,7 @@ from initlab.report import sections
 from initlab.report.html import render_html
 from initlab.report.markdown import render_markdown
 from initlab.report.model import Report, Section
-from initlab.results import ResultSet
+from initlab.results import ResultSet, with_model_arg_columns
 from initlab.scores import ACCURACY, Score
 
 DEFAULT_TITLE = "initlab report"
@@ -139,13 +139,27 @@ def facts(runs: pd.DataFrame, group_by: Sequence[str], score: Score | None = Non
     score = score or Score.of_runs(runs)
     if score != ACCURACY:
         lines.append(f"task: {', '.join(score.tasks)}; {score.holds()}")
-    shared = []
-    for column in CONFIG_COLUMNS:
-        if column not in runs or column in HIDDEN_FACT_COLUMNS or column in group_by:
-            continue
-        values = runs[column].dropna().astype(str).unique()
-        if len(values) == 1:
-            shared.append(f"{column}={values[0]}")
+    shared = [f"{c}={v}" for c, v in shared_settings(runs, group_by).items()]
     if shared:
         lines.append("shared settings: " + ", ".join(shared))
     return lines
+
+
+def shared_settings(runs: pd.DataFrame, group_by: Sequence[str]) -> dict[str, str]:
+    """The settings every run has the same value of, outside ``group_by``: each model
+    argument on its own (``model_args.depth`` shared while ``width`` is swept), and
+    ``momentum`` only when a run's optimizer uses it (SGD with momentum)."""
+    runs = with_model_arg_columns(runs)
+    expanded = [c for c in runs.columns if c.startswith("model_args.")]
+    columns = [c for c in CONFIG_COLUMNS if not (c == "model_args" and expanded)] + expanded
+    momentum = "optimizer" not in runs or runs["optimizer"].eq("momentum").any()
+    shared = {}
+    for column in columns:
+        if column not in runs or column in HIDDEN_FACT_COLUMNS or column in group_by:
+            continue
+        if column == "momentum" and not momentum:
+            continue
+        values = runs[column].dropna().astype(str).unique()
+        if len(values) == 1:
+            shared[column] = values[0]
+    return shared
