@@ -367,3 +367,14 @@ def test_shared_settings_name_each_model_argument_and_skip_an_unused_momentum():
     assert "momentum" not in shared and shared["optimizer"] == "sgd"
     runs["optimizer"] = "momentum"
     assert shared_settings(runs, ["init"])["momentum"] == "0.9"
+
+
+def test_a_group_of_numbers_is_labelled_with_its_setting():
+    from initlab.curves import group_label
+
+    assert group_label((16,), ["model_args.width"]) == "width=16"  # not a bare "16"
+    assert group_label(0.1, ["lr"]) == "lr=0.1"
+    assert group_label(("he_normal",), ["init"]) == "he_normal"
+    assert group_label(("he_normal", 16), ["init", "model_args.width"]) == (
+        "init=he_normal, model_args.width=16"
+    )

@@ -6,6 +6,7 @@ A leaf module (it imports no other part of initlab but :mod:`initlab.stats`), so
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,9 +27,13 @@ LABEL_LIMIT = 48
 
 
 def group_label(key: object, group_by: Sequence[str]) -> str:
-    """``he_normal`` for one grouping column, ``init=he_normal, activation=tanh`` for more."""
+    """``he_normal`` for one grouping column, ``width=16`` for one whose values are numbers
+    (a bare ``16`` says nothing), ``init=he_normal, activation=tanh`` for more."""
     if len(group_by) == 1:
-        return display_value(key[0] if isinstance(key, tuple) else key)
+        value = key[0] if isinstance(key, tuple) else key
+        if isinstance(value, numbers.Number) and not isinstance(value, bool):
+            return f"{group_by[0].rpartition('.')[2]}={display_value(value)}"
+        return display_value(value)
     key = key if isinstance(key, tuple) else (key,)
     return ", ".join(f"{c}={display_value(v)}" for c, v in zip(group_by, key, strict=True))
 
