@@ -248,7 +248,9 @@ def test_dry_run_of_user_data_lists_the_runs_without_reading_the_data(tmp_path):
     assert len(plan.table) == 2 and plan.table["seconds"].isna().all()
     assert plan.lines == [
         f"2 runs, 0 already done in {tmp_path / 'initlab.db'}; to run: 2 runs, 2 model-epochs; "
-        "2 runs not costed (user data is sized when it is read)"
+        "2 runs not costed (their data or model is sized only when the sweep runs: user "
+        "data is read then, and a factory that cannot build on the meta device is called "
+        "then; see the model lines)"
     ]
     assert plan.models == [f"mlp 16 (batch 32, sgd): mlp on {tmp_path / 'absent.npz'}: sized "
                            "once the data is read (its shapes)"]  # fmt: skip

@@ -256,13 +256,13 @@ def sigmoid_saturation(ctx: StudyContext) -> Expectation:
     below = top[top < NEAR_ZERO]
     drift = float((first - first.iloc[0]).abs().max())
     ok = not below.empty and drift < LOWER_DRIFT
-    reached = f"step {below.index[0][1]}" if not below.empty else "never"
+    reached = f"from step {below.index[0][1]}" if not below.empty else "never"
     sat = sigmoid_layer_means(ctx, "saturated_frac")
     sat_top = float(sat[sat.columns.max()].iloc[-1]) if not sat.empty else float("nan")
     lr = sigmoid_runs(ctx.runs)["lr"].max()
     evidence = (
         f"lr {lr:g}: top hidden layer mean {top.iloc[0]:.3f} at init → {top.min():.3f} "
-        f"(min over the first {EARLY_EPOCHS} epochs, below {NEAR_ZERO} from {reached}); first "
+        f"(min over the first {EARLY_EPOCHS} epochs; below {NEAR_ZERO}: {reached}); first "
         f"hidden layer drifts at most {drift:.3f}; top layer's fraction outside (0.01, 0.99) "
         f"at the end: {sat_top:.3f}"
     )

@@ -98,7 +98,11 @@ def _exact_lines(table, runs, store: Path, workers: int | None, source: str) -> 
             f"core, ~{duration(serial / n_workers)} with {n_workers} worker(s) ({source})"
         )
     if unknown:
-        line += f"; {unknown} runs not costed (user data is sized when it is read)"
+        line += (
+            f"; {unknown} runs not costed (their data or model is sized only when the sweep "
+            "runs: user data is read then, and a factory that cannot build on the meta device "
+            "is called then; see the model lines)"
+        )
     return [line]
 
 
