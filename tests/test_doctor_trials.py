@@ -5,11 +5,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from initlab.cli import main
 from initlab.doctor import verdict
 from initlab.doctor.trials import Design, parse_budget, plan_schedule
 from initlab.errors import InitlabError
+from initlab.stats import crossed_mean_test, mean_ci
 
 SMALL = ["--data", "digits", "--batch", "128", "--width", "16"]
 
@@ -52,13 +54,54 @@ def test_a_gain_below_the_seed_noise_is_not_a_winner():
 
 
 def test_the_paired_interval_excludes_zero_exactly_when_the_paired_test_rejects():
-    """2 × 2 and 3 × 3 cells, as short trials have: the interval is the paired t-test's,
-    so 'interval below 0' and 'p < 0.05' never disagree (a bootstrap of 4 cells did)."""
+    """2 × 2 and 3 × 3 cells, as short trials have: interval and p come from the same t and
+    degrees of freedom, so 'interval below 0' and 'p < 0.05' never disagree (a bootstrap of
+    4 cells did)."""
     for seed in range(60):
         n = 2 + seed % 2
         table = _table({"default": 0.0, "c": -0.01}, n=n, noise=0.05, cell=0.01, seed=seed)
         row = verdict.paired_tests(table, "default").iloc[0]
         assert (row["diff_low"] > 0 or row["diff_high"] < 0) == (row["p"] < 0.05), row
+
+
+def _null_rejections(test, n: int, trials: int, rng) -> float:
+    """How often ``test`` (a grid → p) rejects at 0.05 on n × n grids with no true
+    difference but a large init-seed effect on it: ``d_ij = 3 a_i + b_j + e_ij``."""
+    hits = 0
+    for _ in range(trials):
+        grid = 3 * rng.normal(size=(n, 1)) + rng.normal(size=(1, n)) + rng.normal(size=(n, n))
+        hits += test(grid) < 0.05
+    return hits / trials
+
+
+def test_the_crossed_test_keeps_its_level_where_cells_as_independent_pairs_do_not():
+    """Cells that share an init seed share its luck. Treating the N² cells as independent
+    (the paired t-test used until 2026-12-03) names a difference that is not there about a
+    third of the time; the crossed design's test stays at its 5% (binomial: 600 grids, a
+    bound of 3 standard errors above 0.05)."""
+    rng, trials = np.random.default_rng(7), 600
+    bound = 0.05 + 3 * (0.05 * 0.95 / trials) ** 0.5
+    for n in (2, 3, 4):
+        crossed = _null_rejections(lambda g: crossed_mean_test(g)[2], n, trials, rng)
+        assert crossed <= bound, (n, crossed)
+    cells = _null_rejections(lambda g: sps.ttest_1samp(g.ravel(), 0).pvalue, 3, trials, rng)
+    assert cells > 0.2, cells
+
+
+def test_the_crossed_test_reduces_to_the_t_test_of_the_init_seeds_and_finds_real_gains():
+    # only init-seed effects: the mean's variance is that of the I row means, df I - 1
+    rows = np.array([0.3, -0.1, 0.5, 0.2])
+    mean, half, p = crossed_mean_test(np.repeat(rows[:, None], 3, axis=1))
+    _, _, want = mean_ci(rows)
+    assert mean == pytest.approx(rows.mean(), abs=1e-12)
+    assert half == pytest.approx(want, rel=1e-9)
+    assert p == pytest.approx(sps.ttest_1samp(rows, 0).pvalue, rel=1e-9)
+    # a gain 10 cell-noise units large on 3 × 3 cells is found
+    rng = np.random.default_rng(3)
+    grid = -1.0 + 0.1 * rng.normal(size=(3, 3))
+    mean, half, p = crossed_mean_test(grid)
+    assert p < 0.01 and mean + half < 0
+    assert crossed_mean_test(np.zeros((2, 2))) == (0.0, 0.0, 1.0)
 
 
 def test_variance_split_finds_the_source_that_was_injected():
@@ -132,7 +175,9 @@ def test_the_plan_beats_a_vanishing_tanh_init_and_the_snippet_reproduces_it(tmp_
         for r in found["statistics"]["comparisons"]
         if r["candidate"] == "plan" and r["reference"] == bad
     )
-    assert row["diff"] < 0 and row["p_holm"] < 0.01
+    # the init seed carries nearly all of the variance here (3 effective samples, not 9):
+    # the crossed test's p is ~0.01-0.03 where cells as independent pairs gave ~1e-6
+    assert row["diff"] < 0 and row["p_holm"] < 0.05
     ranks = {r["candidate"]: r["rank"] for r in found["statistics"]["ranking"]}
     assert ranks["plan"] < ranks[bad] and found["verdict"]["winner"] == "plan"
     assert {"init_seed", "data_order", "interaction"} <= set(found["statistics"]["variance"][0])
