@@ -146,3 +146,27 @@ def test_a_layer_the_probe_never_ran_is_left_as_built():
     before = model.b.weight.detach().clone()
     initlab.initialize(model, plan)
     assert torch.equal(model.b.weight, before)
+
+
+class ChannelsLast(nn.Module):
+    """A ConvNeXt/ViT-style stem: conv → permute/transpose → LayerNorm → Linear → relu."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(3, 8, 2, stride=2), nn.LayerNorm(8)
+        self.mix, self.head = nn.Linear(8, 8), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x).permute(0, 2, 3, 1)  # [B, H, W, C]
+        h = F.relu(self.mix(self.norm(h)))
+        h = h.flatten(1, 2).transpose(1, 2).movedim(1, 2)  # [B, HW, C]
+        return self.head(h.mean(1))
+
+
+def test_axis_permutations_pass_the_activation_on():
+    model = ChannelsLast()
+    found, _ = find_activations(
+        model, torch.randn(2, 3, 8, 8), initlab.apply.initializable_layers(model)
+    )
+    # the conv meets no nonlinearity before the next layer (it was 'unknown', so LSUV)
+    assert found == {"conv": "linear", "mix": "relu", "head": "linear"}

@@ -56,11 +56,16 @@ TRANSPARENT_FUNCTIONS = NORM_FUNCTIONS | frozenset(
         *(f"max_pool{d}d" for d in (1, 2, 3)),
         *(f"max_pool{d}d_with_indices" for d in (1, 2, 3)),
         *(f"avg_pool{d}d" for d in (1, 2, 3)),
-        *("adaptive_avg_pool1d", "adaptive_avg_pool2d"),
-        *("view", "reshape", "flatten", "contiguous", "clone", "__getitem__"),
+        *("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d"),
+        *("adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"),
+        *("view", "reshape", "flatten", "unflatten", "contiguous", "clone", "__getitem__"),
+        *("view_as", "reshape_as", "squeeze", "unsqueeze", "pad"),
+        *("permute", "transpose", "t", "movedim", "moveaxis", "swapaxes", "swapdims"),
     }
 )
-"""Functions that do not change which nonlinearity a layer's output meets next."""
+"""Functions that do not change which nonlinearity a layer's output meets next: norms,
+dropout, pooling, zero padding and everything that only moves values (reshapes and axis
+permutations: a ConvNeXt's channels-last ``permute``, a ViT's ``flatten(2).transpose(1, 2)``)."""
 
 LAYER_FUNCTIONS = frozenset(
     {"linear", *(f"conv{d}d" for d in (1, 2, 3)), *(f"conv_transpose{d}d" for d in (1, 2, 3))}
