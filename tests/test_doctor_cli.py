@@ -109,3 +109,19 @@ def test_a_buffer_sliced_from_a_larger_tensor_saves(tmp_path):
         a.mask.zero_()
     load_weights(b, save_weights(a, tmp_path / "w.safetensors"))
     assert torch.equal(b.mask, a.mask) and torch.equal(b.lin.weight, a.lin.weight)
+
+
+def test_a_finding_the_plan_brought_is_not_called_one_that_remains(capsys):
+    import pandas as pd
+
+    from initlab.cli import doctor_cmd
+    from initlab.probe.diagnosis import Diagnosis
+    from initlab.probe.findings import Finding
+
+    layers = pd.DataFrame({"layer": ["a"], "post_std": [1.0], "pre_grad_std": [1.0]})
+    old = Finding("dead_units", ("a",), message="half the units are dead")
+    new = Finding("exploding_gradients", ("a",), message="dL/dz grows 1e3x")
+    doctor_cmd._print_comparison(Diagnosis(layers, [old]), Diagnosis(layers, [old, new]))
+    text = capsys.readouterr().out
+    assert "dead_units remains" in text
+    assert "exploding_gradients appeared with the plan" in text

@@ -156,7 +156,8 @@ def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
     if after.healthy:
         out.print("[green]after the plan: no findings — healthy[/green]")
     for finding in after.findings:
-        out.print(f"[red]{finding.name}[/red] remains: {finding.message}", highlight=False)
+        how = "remains" if finding.name in before.names else "appeared with the plan"
+        out.print(f"[red]{finding.name}[/red] {how}: {finding.message}", highlight=False)
 
 
 def run_trials(
