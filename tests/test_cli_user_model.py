@@ -278,7 +278,7 @@ def test_sweep_options_replace_the_specs_fixed_values(user_dir, capsys):
     (user_dir / "u.toml").write_text(typo.replace("[fixed]", '[fixed]\nmodel = "models.py:build"'))
     for dry in (["--dry-run"], []):  # the dry run fails as the sweep would
         assert main(["sweep", "u.toml", "--out", str(user_dir / "u"), *dry]) == 2
-        assert "unexpected keyword argument 'widht'" in capsys.readouterr().err
+        assert "it takes no 'widht' (did you mean 'width'?" in capsys.readouterr().err
     assert not (user_dir / "u").exists()
     (user_dir / "v.toml").write_text(swept)  # model_args on the built-in mlp
     for dry in (["--dry-run"], []):
@@ -465,3 +465,18 @@ def test_a_fallback_note_prints_once_however_many_workers_give_it(capsys):
     assert main([*argv, "--limit-train", "200"]) == 0
     err = capsys.readouterr().err
     assert err.count("note: models trained one at a time") == 1, err
+
+
+def test_a_factory_missing_several_arguments_names_them_all_at_once(tmp_path, capsys):
+    (tmp_path / "m.py").write_text(
+        "import torch\ndef required(width, depth, *, act='relu'):\n"
+        "    return torch.nn.Linear(64, 10)\n"
+    )
+    model = f"{tmp_path / 'm.py'}:required"
+    assert main(["compare", "--model", model, "--data", "digits"]) == 2
+    assert "it needs 'width', 'depth'" in capsys.readouterr().err
+    args = ["--model-arg", "width=3", "--model-arg", "dpth=2"]
+    assert main(["compare", "--model", model, *args, "--data", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert "it needs 'depth'; it takes no 'dpth' (did you mean 'depth'?" in err
+    assert len(err.strip().splitlines()) == 1

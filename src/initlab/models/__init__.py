@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from initlab.errors import InitlabError, UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError, closest_name
 from initlab.models.cnn import SmallCNN
 from initlab.models.mlp import MLP
 
@@ -59,15 +59,39 @@ def check_factory_args(
     factory = load_callable(spec, "--model")
     args = dict(model_args or {})
     try:
-        inspect.signature(factory).bind(**args)
+        signature = inspect.signature(factory)
+    except ValueError:  # no signature (a builtin): let the call decide
+        return factory, args
+    try:
+        signature.bind(**args)
     except TypeError as exc:
         raise InitlabError(
-            f"--model {spec}: the factory cannot be called with model_args {args}: {exc} "
+            f"--model {spec}: the factory cannot be called with model_args {args}: "
+            f"{_binding_problem(signature, args) or exc} "
             "(pass each as --model-arg NAME=VALUE (model_args in Python/specs))"
         ) from None
-    except ValueError:  # no signature (a builtin): let the call decide
-        pass
     return factory, args
+
+
+def _binding_problem(signature: inspect.Signature, args: Mapping[str, Any]) -> str:
+    """Every required argument missing from ``args`` and every one the factory does not
+    take, in one phrase ('' when neither explains the failure)."""
+    params = signature.parameters.values()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    missing = [
+        p.name for p in params if p.kind in named and p.default is p.empty and p.name not in args
+    ]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    known = [p.name for p in params if p.kind in named]
+    unexpected = [] if takes_any else [a for a in args if a not in known]
+    parts = []
+    if missing:
+        parts.append(f"it needs {', '.join(repr(m) for m in missing)}")
+    for name in unexpected:
+        hint = closest_name(name, known)
+        guess = f"did you mean '{hint}'? " if hint else ""
+        parts.append(f"it takes no '{name}' ({guess}it takes: {', '.join(known) or 'none'})")
+    return "; ".join(parts)
 
 
 def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> nn.Module:
