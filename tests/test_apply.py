@@ -157,3 +157,39 @@ def test_default_in_a_plan_keeps_only_that_layer():
     assert torch.equal(model.head.weight, before["head.weight"])
     assert torch.equal(model.head.bias, before["head.bias"])
     assert torch.count_nonzero(model.body[0].weight) == 0
+
+
+class HeadFirst(nn.Module):
+    """The head registered first, as many Hugging Face and timm models do."""
+
+    def __init__(self, branchy: bool = False) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(16, 3)
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 16)
+        self.branchy = branchy
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(x))
+        if self.branchy and bool(h.sum() > 0):  # data-dependent: torch.fx cannot trace it
+            h = h * 1.0
+        return self.classifier(torch.relu(self.fc2(h)))
+
+
+def test_the_output_layer_is_the_last_one_called_not_the_last_registered():
+    from initlab.doctor import recommend
+    from initlab.layer_order import output_layer_name
+
+    model = HeadFirst()
+    initialize(model, "zeros", output_layer="glorot_uniform")
+    assert model.classifier.weight.abs().max() > 0  # the head got the output scheme
+    assert model.fc2.weight.abs().max() == 0  # the last hidden layer the hidden one
+    plan = recommend(HeadFirst(), torch.randn(4, 8))
+    assert plan.output == "classifier" and plan["classifier"] == "glorot_uniform"
+    assert plan["fc2"].startswith("he_normal")
+    # untraceable: one run on a batch finds the order; without one, registration order
+    branchy, x = HeadFirst(branchy=True), torch.randn(4, 8)
+    assert output_layer_name(branchy, x) == "classifier"
+    assert output_layer_name(branchy) == "fc2"
+    before = {k: v.clone() for k, v in branchy.state_dict().items()}
+    initialize(branchy, "zeros", output_layer="keep", data=x)
+    assert torch.equal(branchy.classifier.weight, before["classifier.weight"])

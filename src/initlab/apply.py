@@ -1,6 +1,6 @@
 """Apply an initialization scheme to every weight layer of any ``nn.Module``.
 
-Linear and convolution layers get the scheme (the last one ``output_layer``'s); RNNs and
+Linear and convolution layers get the scheme (the last one called ``output_layer``'s); RNNs and
 multi-head attention get it on their input matrices with Keras' rules for the rest
 (orthogonal recurrent kernels, an LSTM forget-gate bias of 1; see
 :mod:`initlab.compound_layers`). Fans come from the *module* (``in_features``/
@@ -39,6 +39,7 @@ from initlab.compound_layers import (
 from initlab.embedding_init import EMBEDDINGS, init_embeddings
 from initlab.errors import InitlabError, UnknownNameError, closest_name
 from initlab.initializers import Fans, Initializer
+from initlab.layer_order import output_layer_name
 from initlab.residual import ResidualResult, apply_residual
 from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
 from initlab.residual.structure import NORMS
@@ -81,7 +82,8 @@ class InitRecord:
 
 def initializable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The Linear/Conv (name, module) pairs :func:`initialize` acts on, in registration
-    order (the last one is the output layer)."""
+    order (the output layer is the last one *called*:
+    :func:`initlab.layer_order.output_layer_name`)."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, INITIALIZABLE)]
 
 
@@ -107,7 +109,8 @@ def initialize(
 
     ``scheme``: an initializer name/spec (``"he_normal"``, ``"orthogonal(gain=1.41)"``), an
     :class:`~initlab.initializers.Initializer`, or a mapping ``{layer name: scheme}`` (layers
-    not in it are left alone). ``output_layer``: the scheme for the last Linear/Conv layer
+    not in it are left alone). ``output_layer``: the scheme for the last Linear/Conv layer the
+    forward calls
     (``None``: the same as the others; ``"keep"``: leave it as it is) — Keras's Dense default
     is ``glorot_uniform``, and the classic lab initializes only the hidden layers.
     ``scheme="default"`` keeps the whole model as built: output layer and biases included.
@@ -126,7 +129,7 @@ def initialize(
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
     layers = initializable_layers(model)
-    plan = _resolve_plan(scheme, layers, compound_layers(model), output_layer)
+    plan = _resolve_plan(scheme, model, output_layer, data)
     _refuse_parametrized(model, plan)
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=_skipped_modules(model))
@@ -209,13 +212,12 @@ def _run_data_dependent(
 
 
 def _resolve_plan(
-    scheme: SchemeSpec,
-    layers: list[tuple[str, nn.Module]],
-    compound: list[tuple[str, nn.Module]],
-    output_layer: Scheme | None,
+    scheme: SchemeSpec, model: nn.Module, output_layer: Scheme | None, data: Any
 ) -> dict[str, Initializer | None]:
     """Map each layer name to its initializer (``None``: keep this layer as it is); the
-    output layer is the last Linear/Conv layer, RNNs and attention are hidden layers."""
+    output layer is the last Linear/Conv layer the forward calls (found with ``data`` when
+    ``torch.fx`` cannot trace the model), RNNs and attention are hidden layers."""
+    layers, compound = initializable_layers(model), compound_layers(model)
     if isinstance(scheme, Mapping):
         known = {n for n, _ in layers + compound}
         unknown = sorted(set(scheme) - known)
@@ -225,7 +227,7 @@ def _resolve_plan(
     hidden = _as_initializer(scheme)
     plan: dict[str, Initializer | None] = {name: hidden for name, _ in layers + compound}
     if layers and output_layer is not None and hidden.name != AS_BUILT:
-        last = layers[-1][0]
+        last = output_layer_name(model, data)
         plan[last] = None if output_layer == "keep" else _as_initializer(output_layer)
     return plan
 

@@ -38,6 +38,7 @@ from initlab.apply import initializable_layers, initialize, weight_layers
 from initlab.config import RunConfig
 from initlab.doctor.plan import COMPOUND_ACTIVATIONS, GLOROT_FAMILY, HE_FAMILY, Plan, recommend
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.layer_order import output_layer_name
 from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, find_structure
 from initlab.residual.structure import Structure
 from initlab.usercode import is_user_spec
@@ -82,10 +83,16 @@ def family_scheme(activation: str) -> str | None:
 def plan_candidate(name: str, plan: Plan, base: RunConfig, why: str) -> Candidate:
     """``plan`` as run settings: ``init``/``output_init`` when the hidden layers (RNNs and
     attention included) share a scheme, else the user's model wrapped by
-    :func:`planned_model`. The output layer is the last Linear/Conv entry."""
+    :func:`planned_model`. The output layer is ``plan.output`` (else the last Linear/Conv
+    entry)."""
     schemes = {e.layer: e.scheme for e in plan.entries}
     output = next(
-        (e for e in reversed(plan.entries) if e.activation not in COMPOUND_ACTIVATIONS), None
+        (
+            e
+            for e in reversed(plan.entries)
+            if (e.layer == plan.output if plan.output else e.activation not in COMPOUND_ACTIVATIONS)
+        ),
+        None,
     )
     hidden = {e.scheme for e in plan.entries if e is not output}
     last = output.scheme if output is not None else None
@@ -250,7 +257,7 @@ def layer_schemes(candidate: Candidate, model: nn.Module, base: RunConfig) -> di
         return dict.fromkeys(every, DEFAULT)
     schemes = dict.fromkeys(every, init)
     if layers and out is not None and out != "keep":
-        schemes[layers[-1]] = out
+        schemes[output_layer_name(model)] = out
     return schemes
 
 

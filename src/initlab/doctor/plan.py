@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from initlab.apply import AS_BUILT, initializable_layers, weight_layers
 from initlab.compound_layers import COMPOUND, is_attention_output
 from initlab.errors import UnknownNameError
+from initlab.layer_order import output_layer_name
 from initlab.probe.trace import NOT_RUN, find_activations
 from initlab.residual import Structure, find_structure
 from initlab.theory import critical_sigma_w2, gain
@@ -77,6 +78,8 @@ class Plan(Mapping[str, str]):
     residual: Structure | None = None
     residual_rule: str = "none"
     parameters: list[dict[str, Any]] = field(default_factory=list)
+    output: str | None = None
+    """The output layer's name (the last Linear/Conv layer the forward calls), when known."""
 
     def __getitem__(self, layer: str) -> str:
         for entry in self.entries:
@@ -129,7 +132,7 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
         raise UnknownNameError("plan family", family, FAMILIES)
     layers = initializable_layers(model)
     found, slopes = find_activations(model, inputs, layers)
-    last = layers[-1][0] if layers else None
+    last = output_layer_name(model, inputs)
     structure = find_structure(model, inputs)
     entries = []
     modules = dict(model.named_modules())
@@ -144,7 +147,7 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
             scheme, reason = rule_for(activation, slopes.get(name), is_output=is_output)
         role = structure.role_of(name)
         entries.append(PlanEntry(name, type(module).__name__, activation, scheme, reason, role))
-    return Plan(entries, residual=structure)
+    return Plan(entries, residual=structure, output=last)
 
 
 def compound_entry(name: str, module: nn.Module, role: str) -> PlanEntry:

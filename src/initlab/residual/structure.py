@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from torch import nn
+from torch import fx, nn
 
 from initlab.initializers.fans import WEIGHT_LAYERS
 
@@ -107,17 +107,18 @@ def find_structure(model: nn.Module, example: Any = None) -> Structure:
         graph = trace(model)
     except Exception as exc:  # fx raises many kinds on data-dependent code
         why = f"torch.fx could not trace the model ({_first_line(exc)})"
-        structure = _untraceable(model, example, why)
+        structure, graph = _untraceable(model, example, why)
     else:
         structure = fx_structure(model, graph)
-    structure.output_layer = _output_layer(model, structure)
+    structure.output_layer = _output_layer(model, structure, graph)
     if not structure.branches:
         structure.notes.append("no residual branch found: residual rules change nothing")
     return structure
 
 
-def _untraceable(model: nn.Module, example: Any, why: str) -> Structure:
-    """The structure of a model fx cannot trace: from a run on ``example``, else guessed."""
+def _untraceable(model: nn.Module, example: Any, why: str) -> tuple[Structure, fx.Graph | None]:
+    """The structure of a model fx cannot trace, and the graph it came from: from a run on
+    ``example``, else guessed (no graph)."""
     from initlab.residual.fallback import fallback_structure
     from initlab.residual.fx import fx_structure
     from initlab.residual.run_trace import run_graph
@@ -130,13 +131,13 @@ def _untraceable(model: nn.Module, example: Any, why: str) -> Structure:
         else:
             structure = fx_structure(model, graph, method="run")
             structure.notes.insert(0, f"{why}; structure recorded from one run on a batch")
-            return structure
+            return structure, graph
     structure = fallback_structure(model)
     hint = "" if example is not None else " (give data to record it from a run)"
     structure.notes.insert(
         0, f"{why}; residual structure guessed from module names and order{hint}"
     )
-    return structure
+    return structure, None
 
 
 def _first_line(exc: Exception) -> str:
@@ -144,10 +145,14 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:160]
 
 
-def _output_layer(model: nn.Module, structure: Structure) -> str | None:
-    """The last Linear/Conv in registration order that no branch or skip path owns."""
+def _output_layer(model: nn.Module, structure: Structure, graph: fx.Graph | None) -> str | None:
+    """The last Linear/Conv that no branch or skip path owns, in the order ``graph`` calls
+    them (registration order without a graph, or when the graph calls none of them)."""
+    from initlab.layer_order import graph_layers, registered_layers
+
     owned = {n for b in structure.branches for n in (*b.layers, *b.skip)}
-    names = [n for n, m in model.named_modules() if isinstance(m, LAYERS) and n not in owned]
+    order = (graph_layers(model, graph) if graph is not None else []) or registered_layers(model)
+    names = [n for n in order if n not in owned]
     return names[-1] if names else None
 
 

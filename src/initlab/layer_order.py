@@ -1,0 +1,65 @@
+"""A model's output layer: the last Linear/Conv layer its ``forward`` calls.
+
+Registration order (``named_modules``) is the order of ``__init__``, not of ``forward``: a
+model that defines its head first (``self.classifier = nn.Linear(...)`` before the body, as
+many Hugging Face and timm models do) would have its head taken for a hidden layer and its
+last hidden layer for the output layer, and ``output_layer=``/``--output-init`` would set the
+wrong one. The call order comes from a ``torch.fx`` trace (nothing runs), else from one run
+on an ``example`` batch (:func:`initlab.residual.run_trace.run_graph`, which puts buffers and
+the RNG back), else it is the registration order. The probe's findings already take the
+last layer *called* as the output (:mod:`initlab.probe.findings`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import fx, nn
+
+from initlab.initializers.fans import WEIGHT_LAYERS
+
+
+def registered_layers(model: nn.Module) -> list[str]:
+    """The names of ``model``'s Linear/Conv layers, in registration order."""
+    return [n for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
+
+
+def graph_layers(model: nn.Module, graph: fx.Graph) -> list[str]:
+    """The Linear/Conv layers ``graph`` calls, in call order, each once (its last call)."""
+    modules = dict(model.named_modules())
+    called = [
+        str(node.target)
+        for node in graph.nodes
+        if node.op == "call_module" and isinstance(modules.get(str(node.target)), WEIGHT_LAYERS)
+    ]
+    return list(reversed(dict.fromkeys(reversed(called))))
+
+
+def call_graph(model: nn.Module, example: Any = None) -> fx.Graph | None:
+    """``model``'s graph from ``torch.fx``, else from one run on ``example``; ``None`` when
+    neither works (the model is untraceable and there is no example, or it fails on it)."""
+    from initlab.residual.fx import trace
+    from initlab.residual.run_trace import run_graph
+
+    try:
+        return trace(model)
+    except Exception:  # fx raises many kinds on data-dependent code
+        pass
+    if example is None:
+        return None
+    try:
+        return run_graph(model, example)
+    except Exception:  # the caller reports the model's failure on real data itself
+        return None
+
+
+def output_layer_name(model: nn.Module, example: Any = None) -> str | None:
+    """The name of ``model``'s output layer: the last Linear/Conv layer its forward calls
+    (module docstring), or the last registered one when the call order cannot be found or
+    the forward calls none of them; ``None`` for a model without one."""
+    registered = registered_layers(model)
+    if len(registered) < 2:
+        return registered[-1] if registered else None
+    graph = call_graph(model, example)
+    called = graph_layers(model, graph) if graph is not None else []
+    return called[-1] if called else registered[-1]
