@@ -291,3 +291,52 @@ def test_the_default_loss_follows_the_targets():
 
     expected = grad_stds(diagnose(lm, ids, ids, loss=token_ce))
     assert grad_stds(diagnose(lm, ids, ids)) == pytest.approx(expected, rel=tol)
+
+
+class ResMLP(nn.Module):
+    """``h ← h + W2 relu(W1 h)`` × depth, with an optional layer-scale ``gamma`` per block."""
+
+    def __init__(self, depth: int, width: int = 64, gamma: float | None = None) -> None:
+        super().__init__()
+        self.stem, self.head = nn.Linear(784, width), nn.Linear(width, 10)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+            for _ in range(depth)
+        )
+        self.gammas = nn.ParameterList(
+            nn.Parameter(torch.full((width,), gamma)) for _ in range(depth if gamma else 0)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for k, block in enumerate(self.blocks):
+            h = h + (self.gammas[k] * block(h) if len(self.gammas) else block(h))
+        return self.head(h)
+
+
+def _residual(depth: int, rule: str = "none", gamma: float | None = None) -> nn.Module:
+    torch.manual_seed(0)
+    model = ResMLP(depth, gamma=gamma)
+    generator = torch.Generator().manual_seed(1)
+    initlab.initialize(model, "he_normal", generator=generator, residual=rule)
+    return model
+
+
+def test_switched_off_branches_are_neither_exploding_gradients_nor_symmetry(batch):
+    # zeroed last layers (SkipInit/Fixup) and a layer-scale of 1e-6 (ConvNeXt) put the
+    # branches' inner gradients at 0 or 1e-6 of the stream's: comparing the first hidden
+    # layer (the stem) with the last branch's inner layer read that as an explosion, and the
+    # zeroed rows as symmetry to break
+    x, y = batch
+    for model in (_residual(6, "zero_last_layer"), _residual(6, gamma=1e-6)):
+        found = diagnose(model, x, y)
+        assert found.healthy, found.findings
+        assert found.layers["branch"].nunique() == 6
+    # the same comparison still sees a real explosion: 12 unscaled He branches double the
+    # stream's variance each (a ratio of about 2^6 = 64 in std)
+    assert "exploding_activations" in diagnose(_residual(12), x, y).names
+    # and a zeros init inside the branches is symmetry (the first layers' units are alike)
+    zeros = _residual(3)
+    for block in zeros.blocks:
+        nn.init.zeros_(block[0].weight)
+    assert "symmetry" in diagnose(zeros, x, y).names

@@ -221,5 +221,24 @@ def diagnose(
         for name, module in model.named_modules()
         if isinstance(module, (nn.RNNBase, nn.RNNCellBase))
     ]
+    frame = with_branches(frame, model, inputs)
     findings = verdicts.find(frame)
     return Diagnosis(frame, findings, verdicts.summary(frame), samples, label, unseen)
+
+
+def with_branches(frame: pd.DataFrame, model: nn.Module, inputs: Tensor) -> pd.DataFrame:
+    """``frame`` with each layer's place in the model's residual structure
+    (:func:`initlab.residual.find_structure`): ``branch`` (k, 0-based; NaN outside every
+    branch), ``branch_layer`` (j, 0-based) and ``branch_size`` (m), which the findings use
+    to compare like with like in residual networks (:mod:`initlab.probe.findings`)."""
+    from initlab.residual import find_structure
+
+    place = {
+        layer: (b.index, j, len(b.layers))
+        for b in find_structure(model, inputs).branches
+        for j, layer in enumerate(b.layers)
+    }
+    nan = (math.nan, math.nan, math.nan)
+    columns = list(zip(*(place.get(name, nan) for name in frame["layer"]), strict=True))
+    names = ("branch", "branch_layer", "branch_size")
+    return frame.assign(**dict(zip(names, columns or ([], [], []), strict=True)))

@@ -21,6 +21,17 @@ dead_units                 a hidden layer has dead_frac > DEAD_FRAC (0.5)
 symmetry                   a hidden layer has weight_duplicates > 0 or act_duplicates > 0
 =========================  ==================================================================
 
+**Residual networks.** A layer inside a residual branch sees the stream through its branch,
+and a branch may be switched off at init on purpose (a zero last layer or norm weight, a
+layer-scale of 1e-6: SkipInit, Fixup, timm's ``zero_init_last``, ConvNeXt), which puts that
+branch's inner gradients at or near 0 whatever the depth. With two or more branches (the
+frame's ``branch``/``branch_layer``/``branch_size`` columns, from
+:func:`initlab.residual.find_structure`) the depth ratios compare like with like: the first
+layer of the first branch called with the first layer of the last one (both read the
+stream, and a gate scales both alike). A branch's last layer writes each unit to its own
+coordinate of the stream, so its units are told apart there and are left out of
+``symmetry`` (a zeroed last layer is not a symmetry to break: Fixup relies on it).
+
 Why two gradient ratios: the norm of dL/dW_l = delta_l h_{l-1}ᵀ multiplies the backward
 signal delta_l (which shrinks toward the input when the forward signal h shrinks) by the
 forward signal h_{l-1} (which shrinks toward the output), so it stays nearly constant across
@@ -93,6 +104,25 @@ def hidden_layers(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[:-1]
 
 
+def depth_layers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The hidden rows the depth ratios compare, in call order: every hidden layer, or in a
+    model with two or more residual branches the first layer of each branch (module
+    docstring)."""
+    hid = hidden_layers(frame)
+    if "branch" not in hid or hid["branch"].nunique() < 2:
+        return hid
+    return hid[hid["branch_layer"] == 0]
+
+
+def _symmetry_candidates(frame: pd.DataFrame) -> pd.DataFrame:
+    """The hidden rows whose identical units would stay identical: all but the last layer
+    of each residual branch."""
+    hid = hidden_layers(frame)
+    if "branch" not in hid:
+        return hid
+    return hid[~(hid["branch_layer"] == hid["branch_size"] - 1)]
+
+
 def ratio(numerator: float, denominator: float) -> float:
     """``numerator / denominator`` keeping explosions: inf/finite = inf, finite/inf = 0,
     x/0 = inf (x > 0); NaN for 0/0, inf/inf and anything with a NaN."""
@@ -109,10 +139,11 @@ def summary(frame: pd.DataFrame) -> dict[str, float]:
     """The three depth ratios the verdicts use (NaN with fewer than two hidden layers).
 
     ``activation_std_ratio`` = post_std(last hidden) / post_std(first hidden);
-    ``grad_std_ratio`` = pre_grad_std(first hidden) / pre_grad_std(last hidden);
+    ``grad_std_ratio`` = pre_grad_std(first hidden) / pre_grad_std(last hidden), "hidden"
+    meaning :func:`depth_layers` (a residual model's branch-first layers);
     ``weight_grad_norm_ratio`` = weight_grad_norm(first layer) / weight_grad_norm(last layer).
     """
-    hid = hidden_layers(frame)
+    hid = depth_layers(frame)
     out = dict.fromkeys(
         ("activation_std_ratio", "grad_std_ratio", "weight_grad_norm_ratio"), math.nan
     )
@@ -145,7 +176,7 @@ def _ends(hid: pd.DataFrame) -> tuple[str, str]:
 
 
 def _activation_findings(frame: pd.DataFrame) -> list[Finding]:
-    hid = hidden_layers(frame)
+    hid = depth_layers(frame)
     if len(hid) < 2:
         return []
     r = summary(frame)["activation_std_ratio"]
@@ -155,7 +186,8 @@ def _activation_findings(frame: pd.DataFrame) -> list[Finding]:
         "first_std": hid["post_std"].iloc[0],
         "last_std": hid["post_std"].iloc[-1],
     }
-    overflow = hid[hid["nonfinite_frac"] > 0]
+    overflow = hidden_layers(frame)
+    overflow = overflow[overflow["nonfinite_frac"] > 0]
     if r < ACTIVATION_RATIO_LOW:
         msg = (
             f"activation std falls from {values['first_std']:.3g} ({first}) to "
@@ -177,7 +209,7 @@ def _activation_findings(frame: pd.DataFrame) -> list[Finding]:
 
 
 def _gradient_findings(frame: pd.DataFrame) -> list[Finding]:
-    hid = hidden_layers(frame)
+    hid = depth_layers(frame)
     s = summary(frame)
     g, w = s["grad_std_ratio"], s["weight_grad_norm_ratio"]
     values = {"grad_std_ratio": g, "weight_grad_norm_ratio": w}
@@ -222,7 +254,7 @@ def _fraction_findings(frame: pd.DataFrame) -> list[Finding]:
 
 
 def _symmetry_findings(frame: pd.DataFrame) -> list[Finding]:
-    hid = hidden_layers(frame)
+    hid = _symmetry_candidates(frame)
     dup = hid[["weight_duplicates", "act_duplicates"]].fillna(0).max(axis=1)
     hit = hid[dup > 0]
     if not len(hit):
