@@ -166,3 +166,38 @@ def test_width_arg_names_the_factorys_own_width_keyword():
     assert built.shapes["0.weight"].kind == "input" and built.model[0].out_features == 32
     with pytest.raises(InitlabError, match="no 'size' keyword"):
         initlab.parametrize(build, "mup", base_width=16, width=64, width_arg="size")
+
+
+class Bottleneck(nn.Module):
+    """width → 8 → width inside the network (a Mixer's token MLP, a low-rank adapter): the
+    ``down`` weight is width-in, fixed-out like a readout, but it is not the readout."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(width, 3)  # registered first, called last
+        self.stem, self.down, self.up = (
+            nn.Linear(5, width),
+            nn.Linear(width, 8),
+            nn.Linear(8, width),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x))
+        return self.head(h + self.up(torch.relu(self.down(h))))
+
+
+def test_mup_zeroes_only_the_models_readout_not_an_interior_bottleneck():
+    result = parametrized(Bottleneck, "mup", width=64, base_width=16, seed=0)
+    assert result.shapes["down.weight"].kind == "output"
+    weights = dict(result.model.named_parameters())
+    assert weights["head.weight"].count_nonzero() == 0 and weights["head.bias"].count_nonzero() == 0
+    # the bottleneck gets muP's output rule, std x 1/m_in = 1/4 of the base's, not zero
+    base = dict(
+        parametrized(Bottleneck, "mup", width=16, base_width=16, seed=0).model.named_parameters()
+    )
+    rms = lambda t: float(t.detach().square().mean().sqrt())  # noqa: E731
+    assert rms(weights["down.weight"]) == pytest.approx(rms(base["down.weight"]) / 4, rel=1e-4)
+    assert weights["down.bias"].count_nonzero() > 0
+    assert any(
+        "`down.weight`" in n and "not the model's readout (`head`)" in n for n in result.notes
+    )

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.layer_order import output_layer_name
 from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes, renamed
 
 PARAMETRIZATIONS = ("sp", "ntk", "mup")
@@ -158,12 +159,17 @@ def parametrized(
         base = build(factory, base_width, kwargs, "cpu")
         torch.manual_seed(seed)
         model = build(factory, width, kwargs, "cpu")
-    inits = {n: init_factor(param, s, readout_zero_init) for n, s in shapes.items()}
+    readout = output_layer_name(model)
+    inits = {
+        n: init_factor(param, s, readout_zero_init and _owner(n) == readout)
+        for n, s in shapes.items()
+    }
     if param == "mup" and readout_zero_init:
-        inits |= {name: 0.0 for name in readout_biases(shapes)}
+        inits |= {name: 0.0 for name in readout_biases(shapes, readout)}
     _rescale(model, base, inits)
     lrs = {n: lr_factor(param, optimizer, s) for n, s in shapes.items()}
     notes = tie_notes(shapes, param) + _attention(model, base, param)
+    notes += interior_output_notes(shapes, readout, param, readout_zero_init)
     return Parametrized(model, param, optimizer, lr, shapes, inits, lrs, notes)
 
 
@@ -210,11 +216,34 @@ def tie_notes(shapes: Mapping[str, ParamShape], param: str) -> list[str]:
     return notes
 
 
-def readout_biases(shapes: Mapping[str, ParamShape]) -> list[str]:
-    """The ``fixed`` parameters (biases) of the modules that own an output weight: zeroed
-    with the readout, so muP's logits start at exactly 0."""
-    owners = {n.rpartition(".")[0] for n, s in shapes.items() if s.kind == "output"}
-    return [n for n, s in shapes.items() if s.kind == "fixed" and n.rpartition(".")[0] in owners]
+def _owner(name: str) -> str:
+    """The module that owns the parameter ``name`` (``"head.weight"`` → ``"head"``)."""
+    return name.rpartition(".")[0]
+
+
+def readout_biases(shapes: Mapping[str, ParamShape], readout: str | None) -> list[str]:
+    """The ``fixed`` parameters (biases) of the readout (the model's output layer, when its
+    weight is an output weight): zeroed with it, so muP's logits start at exactly 0."""
+    if not any(s.kind == "output" and _owner(n) == readout for n, s in shapes.items()):
+        return []
+    return [n for n, s in shapes.items() if s.kind == "fixed" and _owner(n) == readout]
+
+
+def interior_output_notes(
+    shapes: Mapping[str, ParamShape], readout: str | None, param: str, zero: bool
+) -> list[str]:
+    """One line naming the output-kind weights (width in, a fixed size out) that are not the
+    model's readout: muP zero-initializes only the readout (mup's ``MuReadout``); zeroing a
+    bottleneck inside the network would switch its branch off."""
+    inner = [n for n, s in shapes.items() if s.kind == "output" and _owner(n) != readout]
+    if not inner or param != "mup" or not zero:
+        return []
+    names = ", ".join(f"`{n}`" for n in inner)
+    return [
+        f"{names}: width in, a fixed size out, but not the model's readout "
+        f"(`{readout}`): muP's output rule (init std ∝ 1/width, lr η/width) without the "
+        "readout's zero init"
+    ]
 
 
 def parametrize(
