@@ -107,3 +107,21 @@ def test_residual_rules_that_would_change_nothing_get_no_trial():
     images = torch.randn(4, 1, 8, 8)
     assert "zero_last_norm" in rules(resnet(8, 4, in_channels=1), images)
     assert rules(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), images) == []
+
+
+def test_a_candidate_that_gives_the_same_weights_as_an_earlier_one_is_left_out():
+    # depth_scaled on a net with one residual branch scales by 1/sqrt(1): plan again
+    from initlab.doctor.candidates import Candidate
+
+    base = RunConfig(dataset="digits", hidden=(16, 16), residual=True, init="default")
+    data = load_data(base)
+    plan = Candidate("plan", {"init": "he_normal"})
+    same = Candidate("plan+depth_scaled", {"init": "he_normal", "residual_init": "depth_scaled"})
+    other = Candidate("glorot_normal", {"init": "glorot_normal"})
+    default = Candidate("default", {"init": "default"})
+    kept, notes = buildable([default, plan, same, other], base, data)
+    assert [c.name for c in kept] == ["default", "plan", "glorot_normal"]
+    assert notes == ["plan+depth_scaled left out: on this model it gives the same weights as plan"]
+    # a reference is kept even when it matches an earlier candidate
+    kept, _ = buildable([plan, same], base, data, references=["plan+depth_scaled"])
+    assert len(kept) == 2

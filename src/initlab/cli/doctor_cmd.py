@@ -227,7 +227,7 @@ def _candidates(
         found = auto_candidates(base, net, probe.x, plan, start)
     else:
         found = listed_candidates(opt.split_list(names), base, net, probe.x, plan, start)
-    built, notes = buildable(found, base, probe.data)
+    built, notes = buildable(found, base, probe.data, references=[start] if start else [])
     for note in notes:
         console.print(f"[yellow]{note}[/yellow]", highlight=False)
     check_comparison(built, [c.name for c in found if c not in built])

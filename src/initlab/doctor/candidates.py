@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from initlab.apply import initializable_layers, initialize, weight_layers
@@ -262,20 +263,39 @@ def layer_schemes(candidate: Candidate, model: nn.Module, base: RunConfig) -> di
 
 
 def buildable(
-    candidates: Sequence[Candidate], base: RunConfig, data
+    candidates: Sequence[Candidate], base: RunConfig, data, references: Sequence[str] = ()
 ) -> tuple[list[Candidate], list[str]]:
-    """The candidates whose model builds and initializes on ``data`` (seed 0), and one note
-    per candidate left out, saying why (e.g. LSUV on a layer no forward pass reaches)."""
+    """The candidates whose model builds and initializes on ``data`` (seed 0) into weights
+    no earlier candidate already gave, and one note per candidate left out, saying why (e.g.
+    LSUV on a layer no forward pass reaches, or ``plan+depth_scaled`` at one residual branch,
+    which scales by 1/√1 and is ``plan`` again: training it twice would only spend budget).
+    ``default`` and the ``references`` are always kept when they build."""
     from initlab.train.build import build_initialized_model
 
-    kept, notes = [], []
+    kept, notes, built = [], [], []
     for c in candidates:
         try:
-            build_initialized_model(c.config(base), data.input_shape, data.num_classes, data=data)
+            model = build_initialized_model(
+                c.config(base), data.input_shape, data.num_classes, data=data
+            )
         except InitlabError as err:
             if c.name == DEFAULT:
                 raise
             notes.append(f"{c.name} left out: {err}")
             continue
+        state = model.state_dict()
+        same = next((k.name for k, other in built if _same_state(state, other)), None)
+        if same is not None and c.name not in (DEFAULT, *references):
+            notes.append(f"{c.name} left out: on this model it gives the same weights as {same}")
+            continue
         kept.append(c)
+        built.append((c, state))
     return kept, notes
+
+
+def _same_state(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+    """Whether two models' parameters and buffers are the same (names, shapes, values):
+    the same code path from the same seed gives the same bits."""
+    return a.keys() == b.keys() and all(
+        a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a
+    )
