@@ -340,3 +340,15 @@ def test_switched_off_branches_are_neither_exploding_gradients_nor_symmetry(batc
     for block in zeros.blocks:
         nn.init.zeros_(block[0].weight)
     assert "symmetry" in diagnose(zeros, x, y).names
+
+
+def test_gradients_that_vanish_to_exactly_zero_are_still_vanishing(batch):
+    """At depth 50 with std 0.01 every hidden dL/dz underflows to 0.0 in float32 and the
+    ratios are 0/0: the worst vanishing went unreported while depth 20 (1e-18) was caught.
+    A ReLU zeros init cuts the gradient with its zero weights: the same finding."""
+    x, y = batch
+    deep = diagnose(mlp("relu", "random_normal(stddev=0.01)", 50), x, y)
+    assert (deep.layers["pre_grad_std"].iloc[:-1] == 0).all()  # the failure mode is real
+    assert "vanishing_gradients" in deep.names
+    assert "vanishing_gradients" in diagnose(mlp("relu", "zeros", 5), x, y).names
+    assert "vanishing_gradients" not in diagnose(mlp("relu", "he_normal", 5), x, y).names

@@ -13,7 +13,9 @@ exploding_activations      that ratio > ACTIVATION_RATIO_HIGH (30), or any hidde
                            non-finite (an overflow)
 vanishing_gradients        pre_grad_std(first) / pre_grad_std(last) < GRADIENT_RATIO_LOW
                            (1/30), or weight_grad_norm(first layer) / weight_grad_norm(output
-                           layer) < WEIGHT_GRAD_RATIO_LOW (1e-3)
+                           layer) < WEIGHT_GRAD_RATIO_LOW (1e-3), or nothing reaches the
+                           first hidden layer (its dL/dz exactly 0, underflowed or cut by a
+                           zero weight) while the output layer's is not
 exploding_gradients        pre_grad_std ratio > GRADIENT_RATIO_HIGH (30), weight-gradient
                            ratio > WEIGHT_GRAD_RATIO_HIGH (1e3), or a non-finite gradient
 saturation                 a hidden layer has saturated_frac > SATURATION_FRAC (0.5)
@@ -220,8 +222,16 @@ def _gradient_findings(frame: pd.DataFrame) -> list[Finding]:
         f"(limits {WEIGHT_GRAD_RATIO_LOW:.0e}, {WEIGHT_GRAD_RATIO_HIGH:.0e})"
     )
     bad = ~frame["pre_grad_std"].apply(_not_inf) | ~frame["weight_grad_norm"].apply(_not_inf)
-    if g < GRADIENT_RATIO_LOW or w < WEIGHT_GRAD_RATIO_LOW:
-        msg = f"back-propagated gradients shrink toward the input: {rule}"
+    grads = frame["pre_grad_std"].astype(float)
+    none_arrive = grads.iloc[0] == 0 and grads.iloc[-1] > 0 and len(frame) >= 2
+    if g < GRADIENT_RATIO_LOW or w < WEIGHT_GRAD_RATIO_LOW or none_arrive:
+        cut = (
+            f"; dL/dz is exactly 0 at {frame['layer'].iloc[0]} (underflow, or a zero weight "
+            f"cuts it) while the output layer's is {grads.iloc[-1]:.3g}"
+            if none_arrive
+            else ""
+        )
+        msg = f"back-propagated gradients shrink toward the input: {rule}{cut}"
         return [_make("vanishing_gradients", layers, values, GRADIENT_RATIO_LOW, msg, frame)]
     if g > GRADIENT_RATIO_HIGH or w > WEIGHT_GRAD_RATIO_HIGH or bad.any():
         extra = f"; non-finite gradients at {frame['layer'][bad].iloc[0]}" if bad.any() else ""
