@@ -19,7 +19,7 @@ from initlab.report.sweep import (
     theory_curve,
     trainability_panels,
 )
-from initlab.report.tables import pairwise_table, ranked_summary
+from initlab.report.tables import _p, pairwise_table, ranked_summary
 from initlab.results import ResultSet
 
 EVIL = "<script>alert(1)</script>"
@@ -153,7 +153,7 @@ def test_pairwise_marks_significant_differences_only():
     )
     assert len(frame) == 3
     pairs = zip(frame["group A"], frame["group B"], strict=True)
-    marks = dict(zip(pairs, frame["p < 0.05"], strict=True))
+    marks = dict(zip(pairs, frame["Holm p < 0.05"], strict=True))
     assert marks == {("a", "c"): "yes", ("a", "b"): "yes", ("c", "b"): "no"}
     assert strong == (0, 1)
     assert frame.loc[0, "Δ accuracy (A − B)"] == "+0.4000"
@@ -173,8 +173,16 @@ def test_summary_says_which_groups_are_as_good_as_the_best():
 
 
 def test_many_groups_are_compared_with_the_best_only():
-    frame, _ = pairwise({f"g{i}": [0.05 * i, 0.05 * i + 0.01] for i in range(10)})
+    groups = {f"g{i}": [0.05 * i, 0.05 * i + 0.01 * (1 + i % 3)] for i in range(10)}
+    frame, _ = pairwise(groups)
     assert len(frame) == 9 and set(frame["group A"]) == {"g9"}
+    # adjusted over the 9 comparisons listed: the summary's 'as good as best?' p-values
+    res = synthetic_results(groups)
+    ranked = ranked_summary(res.summary(), res.runs, ["init"])
+    summary = {str(r["init"]): _p(r["p_holm"]) for _, r in ranked.iterrows()}
+    assert dict(zip(frame["group B"], frame["p (Holm)"], strict=True)) == {
+        g: summary[g] for g in frame["group B"]
+    }
 
 
 def test_gradient_section_notes_when_tracking_was_off(results):

@@ -58,17 +58,23 @@ def pairwise_section(
     intro = (
         "Is one group really better than another, or is the gap seed noise? For each pair: the "
         f"difference of mean {_plural(score.name())} with its 95% interval, and the "
-        "two-sided p-value of Welch's t-test (unequal variances). Highlighted rows: "
-        f"p < {tables.ALPHA:g}. With many pairs some small p-values are expected by chance; "
-        "the Holm column corrects for the number of pairs. Groups with fewer than two finite "
-        f"{_plural(score.name(''))} cannot be tested (—)."
+        "two-sided p-value of Welch's t-test (unequal variances). With many pairs some small "
+        "p-values are expected by chance; the Holm column corrects for the number of pairs "
+        f"listed, and highlighted rows are those whose Holm-adjusted p < {tables.ALPHA:g}. "
+        f"Groups with fewer than two finite {_plural(score.name(''))} cannot be tested (—)."
     )
     if len(ranked) < 2:
         return Section("pairwise", "Pairwise comparisons", intro, [Note("only one group")])
     frame, strong = tables.pairwise_table(runs, group_by, ranked, score)
     blocks: list = [Table(frame, strong_rows=strong)]
     if len(ranked) > tables.MAX_ALL_PAIRS:
-        blocks.insert(0, Note(f"{len(ranked)} groups: each is compared with the best."))
+        blocks.insert(
+            0,
+            Note(
+                f"{len(ranked)} groups: each is compared with the best, Holm-adjusted over "
+                f"these {len(ranked) - 1} comparisons (as in the summary's 'as good as best?')."
+            ),
+        )
     return Section("pairwise", "Pairwise comparisons", intro, blocks)
 
 
