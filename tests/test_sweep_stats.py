@@ -1,6 +1,7 @@
 """Statistics over config groups (mean, CI, Welch, ranking) and cost estimates."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -106,8 +107,8 @@ def test_verdict_names_a_winner_only_when_it_beats_every_other_group():
     # when computed from the same floats as the verdict's)
     (mean_a, mean_b), (std_a, std_b) = ranked["mean"][:2], ranked["std"][:2]
     assert std_a == pytest.approx(0.01) and mean_a - mean_b == pytest.approx(0.91 - 2.71 / 3)
-    spread = math.sqrt((std_a**2 + std_b**2) / 2)
-    assert f"takes about {seeds_needed(mean_a - mean_b, spread, 0.05 / 2)} seeds per" in text
+    needed = seeds_needed(mean_a - mean_b, std_a, 0.05 / 2, std_b=std_b)
+    assert f"takes about {needed} seeds per" in text
     diverged = _runs({"a": [0.90, 0.91, 0.92], "b": [0.5, 0.52, 0.51], "c": [math.nan] * 3})
     text = verdict(rank_groups(diverged, ["init"]))
     assert text.startswith("winner: a, better than the other group (")
@@ -131,6 +132,25 @@ def test_seeds_needed_gives_the_promised_power():
         assert 0.785 <= rate <= 0.87, (gap, n, rate)  # n is the smallest with power >= 0.8
     assert seeds_needed(0.0, 1.0) is None and seeds_needed(1.0, 0.0) is None
     assert seeds_needed(0.1, 0.2, alpha=0.05 / 4) > seeds_needed(0.1, 0.2)
+    # one constant group (runs stuck at chance): Welch has n - 1 degrees of freedom, not 2n - 2
+    n = seeds_needed(1.0, 0.0, alpha=0.05, power=0.8, std_b=1.0)
+    a, b = np.zeros((20_000, n)), rng.normal(1.0, 1.0, (20_000, n))
+    b[:, 0] += 1e-9  # keep ttest_ind off its exactly-constant special case
+    rate = (sps.ttest_ind(a, b, axis=1, equal_var=False).pvalue < 0.05).mean()
+    assert 0.785 <= rate <= 0.87, (n, rate)
+
+
+def test_the_seed_estimate_never_asks_for_the_seeds_that_already_failed():
+    """A constant group (stuck at chance) next to one that learned a little: 2 seeds could
+    not tell them apart, and the estimate (pooled, 2n - 2 degrees of freedom) said 'about 2
+    seeds per group'."""
+    groups = {"normal": [0.30, 0.31], "zeros": [0.1, 0.1]}
+    groups |= {f"x{i}": [0.09 - 0.01 * i] * 2 for i in range(4)}  # stuck too: Holm over 5
+    runs = _runs(groups)
+    text = verdict(rank_groups(runs, ["init"]))
+    assert text.startswith("no winner at 2 seeds: normal cannot be told from zeros")
+    found = re.search(r"takes about (\d+) seeds per group", text)
+    assert found is None or int(found.group(1)) > 2, text
 
 
 def test_flops_are_counted_from_the_architecture():

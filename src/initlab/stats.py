@@ -280,20 +280,29 @@ def rank_groups(
     return stats
 
 
-def seeds_needed(gap: float, std: float, alpha: float = 0.05, power: float = 0.8) -> int | None:
-    """Seeds per group for a two-sided two-sample t-test at level ``alpha`` to detect a
-    difference ``gap`` between means with probability ``power``, runs having standard
-    deviation ``std``: the smallest ``n`` with ``P(|T| > t_{1-alpha/2, 2n-2}) >= power``,
-    ``T`` noncentral t with ``2n - 2`` degrees of freedom and noncentrality
-    ``gap / (std sqrt(2 / n))``, searched upward from the normal approximation
-    ``2 ((z_{1-alpha/2} + z_power) std / gap)^2``. ``None`` when ``gap`` or ``std`` is zero
-    or not finite."""
-    if not (math.isfinite(gap) and math.isfinite(std)) or gap == 0 or std == 0:
+def seeds_needed(
+    gap: float,
+    std: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    std_b: float | None = None,
+) -> int | None:
+    """Seeds per group for Welch's two-sided test at level ``alpha`` to detect a difference
+    ``gap`` between means with probability ``power``, the two groups' runs having standard
+    deviations ``std`` and ``std_b`` (default: ``std``): the smallest ``n`` with ``P(|T| >
+    t_{1-alpha/2, ν}) >= power``, ``T`` noncentral t with Welch's ``ν = (n - 1) (s_a² +
+    s_b²)² / (s_a⁴ + s_b⁴)`` degrees of freedom (``2n - 2`` for equal stds, ``n - 1`` when
+    one group is constant) and noncentrality ``gap / sqrt((s_a² + s_b²) / n)``, searched
+    upward from the normal approximation ``(z_{1-alpha/2} + z_power)² (s_a² + s_b²) /
+    gap²``. ``None`` when ``gap`` or both stds are zero or not finite."""
+    var_a, var_b = std**2, (std if std_b is None else std_b) ** 2
+    total = var_a + var_b
+    if not (math.isfinite(gap) and math.isfinite(total)) or gap == 0 or total == 0:
         return None
     z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
-    n = max(2, math.ceil(2 * (z * std / abs(gap)) ** 2))
+    n = max(2, math.ceil(z**2 * total / gap**2))
     while n < 100_000:
-        df, shift = 2 * n - 2, abs(gap) / (std * math.sqrt(2 / n))
+        df, shift = (n - 1) * total**2 / (var_a**2 + var_b**2), abs(gap) / math.sqrt(total / n)
         critical = sps.t.ppf(1 - alpha / 2, df)
         if sps.nct.sf(critical, df, shift) + sps.nct.cdf(-critical, df, shift) >= power:
             break
@@ -306,7 +315,7 @@ def verdict(ranked: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> st
     every other one (``p_holm < alpha`` for each), else the groups it cannot be told from
     and about how many seeds per group would separate it from the runner-up
     (:func:`seeds_needed` at ``alpha / (k - 1)``, the strictest Holm level, with the two
-    groups' mean spread). Empty for fewer than two groups."""
+    groups' own spreads). Empty for fewer than two groups."""
     if len(ranked) < 2:
         return ""
     best, runner = ranked.iloc[0], ranked.iloc[1]
@@ -341,10 +350,15 @@ def verdict(ranked: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> st
         best["mean"] - runner["mean"],
         math.sqrt((best["std"] ** 2 + runner["std"] ** 2) / 2),
     )
-    seeds = seeds_needed(gap, spread, alpha / others, power)
-    if seeds is not None:
-        text += (
-            f"; telling it from {runner['group']} (gap {abs(gap):.3g}, seed-to-seed std "
-            f"{spread:.3g}) takes about {seeds} seeds per group at {power:.0%} power"
-        )
-    return text
+    seeds = seeds_needed(gap, best["std"], alpha / others, power, std_b=runner["std"])
+    if seeds is None:
+        return text
+    about = (
+        f"; telling it from {runner['group']} (gap {abs(gap):.3g}, seed-to-seed std {spread:.3g})"
+    )
+    if seeds > counts.min():
+        return text + f"{about} takes about {seeds} seeds per group at {power:.0%} power"
+    return text + (
+        f"{about}: {seeds} seeds per group would find a gap this size {power:.0%} of the time, "
+        f"so these seeds may have been unlucky; {counts.max() + 2} or more should settle it"
+    )
