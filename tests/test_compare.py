@@ -54,3 +54,22 @@ def test_configs_are_checked_before_anything_runs():
         comparison_configs(["he_normal"], [], **TINY)
     with pytest.raises(InitlabError, match="epochs"):
         comparison_configs(["he_normal"], 1, **{**TINY, "epochs": 0})
+
+
+def test_a_deep_hidden_column_reads_as_the_ranking_labels_it():
+    from initlab.results import format_summary
+
+    summary = pd.DataFrame(
+        {
+            "hidden": ["-".join(["128"] * 30), "300-100"],
+            "runs": [2, 2],
+            "test_accuracy": [0.9, 0.8],
+            "test_accuracy_std": [0.01, 0.02],
+            "final_train_loss": [0.3, 0.4],
+            "epochs_to_90": [1.0, float("nan")],
+            "ci95": [0.1, 0.1],
+            **{k: [0, 0] for k in ("diverged", "stuck", "failed")},
+        }
+    )
+    # 30 × '128-' filled the table and pushed every number out of an 80-column terminal
+    assert format_summary(summary)["hidden"].tolist() == ["128×30", "300-100"]

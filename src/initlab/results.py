@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks
-from initlab.stats import first_epoch_reaching, mean_ci, rank_groups, verdict
+from initlab.stats import display_value, first_epoch_reaching, mean_ci, rank_groups, verdict
 from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
 
 REACH_FRACTION = 0.9
@@ -183,7 +183,8 @@ class ResultSet:
 
 
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as strings for display: ``0.8412 ± 0.0031`` and a flags column; a mixed
+    """The summary as strings for display: ``0.8412 ± 0.0031``, a flags column, grouping
+    values as the ranking labels them (``128×30`` for 30 layers of 128); a mixed
     set's ``resolved_task`` column as ``task`` (unless a grouping column has that name)."""
     if summary.empty:
         return summary
@@ -195,6 +196,9 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     shown["final_train_loss"] = summary["final_train_loss"].map(lambda v: f"{v:.4f}")
     shown["epochs_to_90"] = summary["epochs_to_90"].map(lambda v: "never" if v != v else f"{v:g}")
     shown["flags"] = [_flags(r) for _, r in summary.iterrows()]
+    for column in shown.columns.difference(["test_accuracy", "final_train_loss", "flags"]):
+        if not pd.api.types.is_numeric_dtype(shown[column]):  # 128-128-…-128 as 128×30
+            shown[column] = shown[column].map(display_value)
     if RESOLVED_TASK in shown and "task" not in shown:
         shown = shown.rename(columns={RESOLVED_TASK: "task"})
     return shown.drop(columns=["test_accuracy_std", "ci95", "diverged", "stuck", "failed"])
