@@ -82,3 +82,9 @@ def test_initlabs_own_warnings_are_notes_and_torchs_keep_their_source():
     torch_file = torch.nn.modules.rnn.__file__
     line = warning_line("dropout option adds dropout", UserWarning, torch_file, 9)
     assert line == f"UserWarning: dropout option adds dropout ({torch_file}:9)"
+
+
+def test_study_list_names_studies_as_the_docs_do(capsys):
+    assert main(["study", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "gpt-init" in out and "lr-transfer" in out and "gpt_init" not in out

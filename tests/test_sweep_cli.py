@@ -168,3 +168,12 @@ def test_sweep_of_user_npz_data_with_the_builtin_mlp_runs_end_to_end(tmp_path, c
     assert len(runs) == 4 and set(runs["dataset"]) == {str(data)}
     assert "failed" not in set(runs["status"]) and len(epochs) == 4 * 2
     assert (out / "summary.csv").exists()
+
+
+def test_dry_run_prints_one_line_per_model_size(tmp_path, capsys, trainings):
+    # relu and tanh nets of one shape cost the same: one line, not two identical ones
+    spec = tmp_path / "acts.toml"
+    spec.write_text(SPEC + 'activation = ["relu", "tanh"]\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("mlp 16")]
+    assert len(lines) == 1, lines

@@ -86,5 +86,8 @@ def _print_verdicts(outcome: StudyOutcome) -> None:
 
 
 def _print_list() -> None:
-    rows = [{"study": n, "title": get(n).title, "paper": get(n).paper} for n in names()]
+    rows = [  # named as the docs and README write them (gpt-init); both spellings run
+        {"study": n.replace("_", "-"), "title": get(n).title, "paper": get(n).paper}
+        for n in names()
+    ]
     print_frame(pd.DataFrame(rows), out, title=f"built-in studies (scales: {', '.join(SCALES)})")

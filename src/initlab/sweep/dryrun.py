@@ -125,7 +125,8 @@ def _sampled_lines(spec, total: int, sample, max_runs: int, source: str) -> list
 def model_lines(table: pd.DataFrame) -> list[str]:
     """One line per model: ``mlp 300-100 (batch 32, sgd): 266,610 parameters; training
     memory 4.3 MB = 2.1 MB weights, gradients and optimizer state + 2.1 MB activations;
-    0.96 GFLOP per epoch``."""
+    0.96 GFLOP per epoch``. Models that differ only where size and cost do not (the
+    activation) share one line."""
     lines = []
     for row in table.to_dict("records"):
         head = f"{row['model']} (batch {row['batch']}, {row['optimizer']})"
@@ -141,7 +142,7 @@ def model_lines(table: pd.DataFrame) -> list[str]:
         if not pd.isna(row["GFLOP/epoch"]):
             text += f"; {row['GFLOP/epoch']:.3g} GFLOP per epoch"
         lines.append(text if not row.get("note") else f"{text} ({row['note']})")
-    return lines
+    return list(dict.fromkeys(lines))
 
 
 def _mb(megabytes: float) -> str:
