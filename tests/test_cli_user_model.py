@@ -480,3 +480,23 @@ def test_a_factory_missing_several_arguments_names_them_all_at_once(tmp_path, ca
     err = capsys.readouterr().err
     assert "it needs 'depth'; it takes no 'dpth' (did you mean 'depth'?" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_python_api_takes_two_datasets_and_output_layer_same():
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 5, generator=g), torch.randint(0, 3, (96,), generator=g)
+    train, test = TensorDataset(x[:80], y[:80]), TensorDataset(x[80:], y[80:])
+
+    def build():
+        return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+
+    # as the CLI's --data file.py:function returning two Datasets already could
+    results = initlab.compare(["he_normal"], seeds=1, model=build, data=(train, test), epochs=1)
+    assert results.runs["status"].tolist() == ["ok"]
+    same = build()
+    initlab.initialize(same, "zeros", output_layer="same")
+    assert same[2].weight.count_nonzero() == 0
+    with pytest.raises(InitlabError, match=r"or \(train_dataset, test_dataset\); got a tuple"):
+        initlab.compare(["he_normal"], seeds=1, model=build, data=(x, y, x), epochs=1)

@@ -110,9 +110,9 @@ def initialize(
     ``scheme``: an initializer name/spec (``"he_normal"``, ``"orthogonal(gain=1.41)"``), an
     :class:`~initlab.initializers.Initializer`, or a mapping ``{layer name: scheme}`` (layers
     not in it are left alone). ``output_layer``: the scheme for the last Linear/Conv layer the
-    forward calls
-    (``None``: the same as the others; ``"keep"``: leave it as it is) — Keras's Dense default
-    is ``glorot_uniform``, and the classic lab initializes only the hidden layers.
+    forward calls (``None`` or ``"same"``: the same as the others; ``"keep"``: leave it as it
+    is) — Keras's Dense default is ``glorot_uniform``, and the classic lab initializes only
+    the hidden layers.
     ``scheme="default"`` keeps the whole model as built: output layer and biases included.
     ``bias``: ``"zeros"``, ``"keep"``, ``"torch_default"`` (U(±1/sqrt(fan_in)), what
     ``nn.Linear`` does), a number (constant), or an initializer. ``generator`` makes the
@@ -129,6 +129,7 @@ def initialize(
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
     layers = initializable_layers(model)
+    output_layer = None if output_layer == "same" else output_layer  # as --output-init same
     plan = _resolve_plan(scheme, model, output_layer, data)
     _refuse_parametrized(model, plan)
     bias_init = resolve_bias(bias)

@@ -206,16 +206,25 @@ def model_spec(model: str | Callable) -> str:
 
 def data_spec(data: object) -> str:
     """The spec of ``data``: a spec string as it is; a function like :func:`model_spec`; a
-    tuple ``(x_train, y_train, x_test, y_test)`` of tensors/arrays registered in this process
-    as ``callable:data:hash``, ``hash`` being sha256 of their dtypes, shapes and bytes."""
+    tuple ``(x_train, y_train, x_test, y_test)`` of tensors/arrays, or ``(train_dataset,
+    test_dataset)`` of map-style Datasets (collated into those four tensors once), registered
+    in this process as ``callable:data:hash``, ``hash`` being sha256 of their dtypes, shapes
+    and bytes."""
     if isinstance(data, str):
         return data
     if callable(data):
         return model_spec(data)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        from initlab.data.user import stack
+
+        (x_train, y_train), (x_test, y_test) = (
+            stack(part, which, "data") for part, which in zip(data, ("train", "test"), strict=True)
+        )
+        data = (x_train, y_train, x_test, y_test)
     if not isinstance(data, (tuple, list)) or len(data) != 4:
         raise InitlabError(
-            "data must be a spec string, a function, or a tuple (x_train, y_train, x_test, "
-            f"y_test); got a {type(data).__name__}"
+            "data must be a spec string, a function, a tuple (x_train, y_train, x_test, "
+            f"y_test) or (train_dataset, test_dataset); got a {type(data).__name__}"
             + (f" of {len(data)} items" if isinstance(data, (tuple, list)) else "")
         )
     arrays = tuple(data)
