@@ -214,7 +214,11 @@ def data_spec(data: object) -> str:
         return data
     if callable(data):
         return model_spec(data)
-    if isinstance(data, (tuple, list)) and len(data) == 2:
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and not any(hasattr(part, "__array__") for part in data)  # tensors/arrays: 4 of them
+    ):
         from initlab.data.user import stack
 
         (x_train, y_train), (x_test, y_test) = (
