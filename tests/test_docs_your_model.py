@@ -71,7 +71,7 @@ def test_the_page_is_parsed_into_what_it_shows():
     argvs = page_commands()
     assert len(argvs) == 8 and all(argv[0] == "initlab" for argv in argvs)
     assert [argv[1] for argv in argvs] == ["compare"] * 5 + ["sweep", "diagnose", "doctor"]
-    assert len(page_python()) == 3 and len(blocks("python")) == 4
+    assert len(page_python()) == 4 and len(blocks("python")) == 5
     files = page_files()
     assert list(files) == ["resnet-width.toml"]
     assert any("resnet-width.toml" in argv for argv in argvs)  # the spec the page writes
@@ -88,7 +88,7 @@ def run(argv: list[str], cwd: Path) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.mark.slow  # 5 compares, a sweep, diagnose, doctor and 3 Python blocks
+@pytest.mark.slow  # 5 compares, a sweep, diagnose, doctor and 4 Python blocks
 def test_every_command_and_python_block_of_the_page_runs(tmp_path):
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     for name, text in page_files().items():

@@ -178,7 +178,8 @@ def probe_output(model: nn.Module, data: object) -> Tensor:
     if not isinstance(out, Tensor):
         raise InitlabError(
             f"the model returned a {type(out).__name__}, not a tensor; return the logits "
-            "(or predictions) as one tensor"
+            "(or predictions) as one tensor (for a Hugging Face-style model, a factory that "
+            "wraps it: see docs/your-model.md, 'Models that return a dict or a tuple')"
         )
     return out
 
