@@ -90,6 +90,9 @@ def test_residual_candidates_are_the_plan_with_each_rule():
     for name in rules:
         rule = name.removeprefix("plan+")
         assert found[name].settings == {**found["plan"].settings, "residual_init": rule}
+        # the per-layer schemes too: without them the winner's init_snippet.py kept every
+        # layer as built and applied only the rule
+        assert found[name].schemes == found["plan"].schemes and found[name].schemes
 
 
 def test_residual_rules_that_would_change_nothing_get_no_trial():

@@ -154,7 +154,8 @@ def auto_candidates(
     found.append(Candidate("lsuv", {"init": "lsuv"}, why="LSUV: variances fixed on data"))
     for rule in residual_rules(plan.residual or find_structure(model, inputs)):
         settings = {**planned.settings, "residual_init": rule}
-        found.append(Candidate(f"plan+{rule}", settings, why=f"the plan, residual {rule}"))
+        why = f"the plan, residual {rule}"
+        found.append(Candidate(f"plan+{rule}", settings, dict(planned.schemes), why))
     return unique(found, base)
 
 
