@@ -193,3 +193,39 @@ def test_the_output_layer_is_the_last_one_called_not_the_last_registered():
     before = {k: v.clone() for k, v in branchy.state_dict().items()}
     initialize(branchy, "zeros", output_layer="keep", data=x)
     assert torch.equal(branchy.classifier.weight, before["classifier.weight"])
+
+
+class AttentionPooled(nn.Module):
+    """A readout that is never called as a module: attention pooling (its out_proj is read
+    inside torch), as CLIP's AttentionPool2d ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 8)
+        self.pool = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.proj(x))
+        return self.pool(h.mean(1, keepdim=True), h, h)[0].squeeze(1)
+
+
+class WeightsOnlyHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l2, self.head = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.l2(torch.relu(self.l1(x))))
+        return torch.nn.functional.linear(h, 0.5 * self.head.weight, self.head.bias)
+
+
+def test_a_readout_used_through_its_weights_is_still_the_output_layer():
+    from initlab.layer_order import output_layer_name
+    from initlab.residual import find_structure
+
+    pooled, x = AttentionPooled(), torch.randn(5, 6, 4)
+    assert output_layer_name(pooled, x) == "pool.out_proj"
+    assert find_structure(pooled, x).output_layer == "pool.out_proj"
+    initialize(pooled, "he_normal", output_layer="zeros")
+    assert pooled.proj.weight.count_nonzero() > 0  # the input layer was zeroed: a dead net
+    assert output_layer_name(WeightsOnlyHead()) == "head"

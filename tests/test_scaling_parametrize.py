@@ -201,3 +201,19 @@ def test_mup_zeroes_only_the_models_readout_not_an_interior_bottleneck():
     assert any(
         "`down.weight`" in n and "not the model's readout (`head`)" in n for n in result.notes
     )
+
+
+class UntraceableBottleneck(Bottleneck):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 0:  # data-dependent control flow: torch.fx cannot trace it
+            return super().forward(x)
+        return x
+
+
+def test_without_a_call_order_mup_zeroes_every_readout_like_weight_and_says_so():
+    # guessing the readout from registration order would have left the real head unzeroed
+    result = parametrized(UntraceableBottleneck, "mup", width=64, base_width=16, seed=0)
+    weights = dict(result.model.named_parameters())
+    assert weights["head.weight"].count_nonzero() == 0
+    assert weights["down.weight"].count_nonzero() == 0
+    assert any("torch.fx could not trace the model" in n for n in result.notes)

@@ -25,14 +25,24 @@ def registered_layers(model: nn.Module) -> list[str]:
 
 
 def graph_layers(model: nn.Module, graph: fx.Graph) -> list[str]:
-    """The Linear/Conv layers ``graph`` calls, in call order, each once (its last call)."""
+    """The Linear/Conv layers ``graph`` uses, in order of use, each once (its last use): a
+    call of the layer, a read of one of its parameters (``F.linear(h, self.head.weight)``,
+    ``self.head.forward(h)`` traced through), or a call of the ``nn.MultiheadAttention`` that
+    reads its ``out_proj`` weight inside torch."""
     modules = dict(model.named_modules())
-    called = [
-        str(node.target)
-        for node in graph.nodes
-        if node.op == "call_module" and isinstance(modules.get(str(node.target)), WEIGHT_LAYERS)
-    ]
-    return list(reversed(dict.fromkeys(reversed(called))))
+    used = []
+    for node in graph.nodes:
+        target = str(node.target)
+        if node.op == "get_attr":
+            target = target.rpartition(".")[0]
+        elif node.op != "call_module":
+            continue
+        module = modules.get(target)
+        if isinstance(module, nn.MultiheadAttention):
+            used.append(f"{target}.out_proj" if target else "out_proj")
+        elif isinstance(module, WEIGHT_LAYERS):
+            used.append(target)
+    return list(reversed(dict.fromkeys(reversed(used))))
 
 
 def call_graph(model: nn.Module, example: Any = None) -> fx.Graph | None:
@@ -53,13 +63,22 @@ def call_graph(model: nn.Module, example: Any = None) -> fx.Graph | None:
         return None
 
 
+def known_output_layer(model: nn.Module, example: Any = None) -> str | None:
+    """The output layer when the order of use is known (a graph that shows the last
+    registered layer used), else ``None``: unlike :func:`output_layer_name`, no guess."""
+    registered = registered_layers(model)
+    graph = call_graph(model, example) if registered else None
+    used = graph_layers(model, graph) if graph is not None else []
+    return used[-1] if used and registered[-1] in used else None
+
+
 def output_layer_name(model: nn.Module, example: Any = None) -> str | None:
-    """The name of ``model``'s output layer: the last Linear/Conv layer its forward calls
-    (module docstring), or the last registered one when the call order cannot be found or
-    the forward calls none of them; ``None`` for a model without one."""
+    """The name of ``model``'s output layer: the last Linear/Conv layer its forward uses
+    (module docstring); the last registered one when the order of use cannot be found, or
+    when the graph never shows that layer used (a use the graph cannot see: the
+    registration order, right for most models, is the safer guess then); ``None`` for a
+    model without one."""
     registered = registered_layers(model)
     if len(registered) < 2:
         return registered[-1] if registered else None
-    graph = call_graph(model, example)
-    called = graph_layers(model, graph) if graph is not None else []
-    return called[-1] if called else registered[-1]
+    return known_output_layer(model, example) or registered[-1]

@@ -42,6 +42,7 @@ from initlab.errors import InitlabError, UnknownNameError
 from initlab.layer_order import output_layer_name
 from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, find_structure
 from initlab.residual.structure import Structure
+from initlab.train.build import INIT_BATCH  # LSUV entries of a plan see what runs see
 from initlab.usercode import is_user_spec
 
 PLANNED = "initlab.doctor.candidates:planned_model"
@@ -52,8 +53,6 @@ NAMED = (DEFAULT, "plan", "orthogonal")
 the orthogonal-family plan)."""
 AUTO = "default, your --init if given, plan, the activation's preset, orthogonal, lsuv"
 """What ``--candidates auto`` (the default) trains, in words."""
-INIT_BATCH = 512
-"""LSUV entries of a plan see the first ``INIT_BATCH`` training examples (as runs do)."""
 
 
 @dataclass(frozen=True)
@@ -246,9 +245,12 @@ def unique(candidates: Sequence[Candidate], base: RunConfig) -> list[Candidate]:
     return list(seen.values())
 
 
-def layer_schemes(candidate: Candidate, model: nn.Module, base: RunConfig) -> dict[str, str]:
+def layer_schemes(
+    candidate: Candidate, model: nn.Module, base: RunConfig, example: Tensor | None = None
+) -> dict[str, str]:
     """Each weight layer's scheme under ``candidate`` (a plan's, or ``init`` for the hidden
-    layers, RNNs and attention and ``output_init`` for the last Linear/Conv layer)."""
+    layers, RNNs and attention and ``output_init`` for the output layer, found as the
+    trials' :func:`initlab.initialize` found it, with the ``example`` batch it got)."""
     if candidate.schemes:
         return dict(candidate.schemes)
     layers = [name for name, _ in initializable_layers(model)]
@@ -259,7 +261,7 @@ def layer_schemes(candidate: Candidate, model: nn.Module, base: RunConfig) -> di
         return dict.fromkeys(every, DEFAULT)
     schemes = dict.fromkeys(every, init)
     if layers and out is not None and out != "keep":
-        schemes[output_layer_name(model)] = out
+        schemes[output_layer_name(model, example)] = out
     return schemes
 
 

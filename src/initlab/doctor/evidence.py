@@ -24,7 +24,7 @@ from initlab.doctor.candidates import DEFAULT, Candidate, check_comparison, laye
 from initlab.doctor.plan import Plan
 from initlab.doctor.snippet import make_snippet, residual_lines
 from initlab.errors import InitlabError
-from initlab.train.build import build_architecture, build_initialized_model
+from initlab.train.build import INIT_BATCH, build_architecture, build_initialized_model
 from initlab.train.result import RunResult
 
 
@@ -144,7 +144,7 @@ def snippet_source(evidence: Evidence, base: RunConfig, data: Dataset) -> str:
         residual = residual_lines(plain, reference)
     return make_snippet(
         model,
-        layer_schemes(chosen, model, base),
+        layer_schemes(chosen, model, base, data.x_train[:INIT_BATCH]),
         name=chosen.name,
         message=evidence.verdict["message"],
         bias=str(config.bias),

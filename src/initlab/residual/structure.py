@@ -146,12 +146,15 @@ def _first_line(exc: Exception) -> str:
 
 
 def _output_layer(model: nn.Module, structure: Structure, graph: fx.Graph | None) -> str | None:
-    """The last Linear/Conv that no branch or skip path owns, in the order ``graph`` calls
-    them (registration order without a graph, or when the graph calls none of them)."""
+    """The last Linear/Conv that no branch or skip path owns, in the order ``graph`` uses
+    them (registration order without a graph, or when the graph never shows the last
+    registered layer used: see :func:`initlab.layer_order.output_layer_name`)."""
     from initlab.layer_order import graph_layers, registered_layers
 
     owned = {n for b in structure.branches for n in (*b.layers, *b.skip)}
-    order = (graph_layers(model, graph) if graph is not None else []) or registered_layers(model)
+    registered = registered_layers(model)
+    used = graph_layers(model, graph) if graph is not None else []
+    order = used if used and registered and registered[-1] in used else registered
     names = [n for n in order if n not in owned]
     return names[-1] if names else None
 

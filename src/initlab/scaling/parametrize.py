@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from initlab.errors import InitlabError, UnknownNameError
-from initlab.layer_order import output_layer_name
+from initlab.layer_order import known_output_layer
 from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes, renamed
 
 PARAMETRIZATIONS = ("sp", "ntk", "mup")
@@ -159,10 +159,10 @@ def parametrized(
         base = build(factory, base_width, kwargs, "cpu")
         torch.manual_seed(seed)
         model = build(factory, width, kwargs, "cpu")
-    readout = output_layer_name(model)
+    readout = known_output_layer(model)  # None: the call order is unknown (no fx trace)
+    is_readout = (lambda n: True) if readout is None else (lambda n: _owner(n) == readout)
     inits = {
-        n: init_factor(param, s, readout_zero_init and _owner(n) == readout)
-        for n, s in shapes.items()
+        n: init_factor(param, s, readout_zero_init and is_readout(n)) for n, s in shapes.items()
     }
     if param == "mup" and readout_zero_init:
         inits |= {name: 0.0 for name in readout_biases(shapes, readout)}
@@ -223,10 +223,12 @@ def _owner(name: str) -> str:
 
 def readout_biases(shapes: Mapping[str, ParamShape], readout: str | None) -> list[str]:
     """The ``fixed`` parameters (biases) of the readout (the model's output layer, when its
-    weight is an output weight): zeroed with it, so muP's logits start at exactly 0."""
-    if not any(s.kind == "output" and _owner(n) == readout for n, s in shapes.items()):
-        return []
-    return [n for n, s in shapes.items() if s.kind == "fixed" and _owner(n) == readout]
+    weight is an output weight; every output weight's module when ``readout`` is ``None``,
+    the call order unknown): zeroed with it, so muP's logits start at exactly 0."""
+    owners = {_owner(n) for n, s in shapes.items() if s.kind == "output"}
+    if readout is not None:
+        owners &= {readout}
+    return [n for n, s in shapes.items() if s.kind == "fixed" and _owner(n) in owners]
 
 
 def interior_output_notes(
@@ -234,9 +236,19 @@ def interior_output_notes(
 ) -> list[str]:
     """One line naming the output-kind weights (width in, a fixed size out) that are not the
     model's readout: muP zero-initializes only the readout (mup's ``MuReadout``); zeroing a
-    bottleneck inside the network would switch its branch off."""
-    inner = [n for n, s in shapes.items() if s.kind == "output" and _owner(n) != readout]
-    if not inner or param != "mup" or not zero:
+    bottleneck inside the network would switch its branch off. With ``readout`` unknown
+    (``None``: torch.fx could not trace the model) every one of them was zeroed: said so."""
+    outputs = [n for n, s in shapes.items() if s.kind == "output"]
+    if param != "mup" or not zero:
+        return []
+    if readout is None and len(outputs) > 1:
+        return [
+            f"{', '.join(f'`{n}`' for n in outputs)}: width in, a fixed size out, all zeroed "
+            "as muP's readout: torch.fx could not trace the model, so which one is its output "
+            "layer is unknown (a bottleneck among them switches its branch off)"
+        ]
+    inner = [n for n in outputs if readout is not None and _owner(n) != readout]
+    if not inner:
         return []
     names = ", ".join(f"`{n}`" for n in inner)
     return [
