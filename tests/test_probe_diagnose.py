@@ -352,3 +352,43 @@ def test_gradients_that_vanish_to_exactly_zero_are_still_vanishing(batch):
     assert "vanishing_gradients" in deep.names
     assert "vanishing_gradients" in diagnose(mlp("relu", "zeros", 5), x, y).names
     assert "vanishing_gradients" not in diagnose(mlp("relu", "he_normal", 5), x, y).names
+
+
+class PlainThenResidual(nn.Module):
+    """8 plain tanh layers, then 2 residual blocks: the plain stack's vanishing counts."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.plain = nn.ModuleList(nn.Linear(16 if i == 0 else width, width) for i in range(8))
+        self.res = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, width))
+            for _ in range(2)
+        )
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.plain:
+            x = torch.tanh(layer(x))
+        for block in self.res:
+            x = x + block(x)
+        return self.head(x)
+
+
+def test_residual_comparisons_keep_plain_layers_and_compare_branches_of_one_kind():
+    from initlab.models.gpt import gpt
+
+    torch.manual_seed(0)
+    model = PlainThenResidual()
+    initlab.initialize(model, "normal(std=0.02)")
+    x, y = torch.randn(64, 16), torch.randint(0, 10, (64,))
+    found = diagnose(model, x, y).names
+    assert "vanishing_activations" in found and "vanishing_gradients" in found
+    # a pre-norm GPT: attention branches are compared with attention branches (comparing
+    # blocks.0.attn.q with blocks.3.mlp.fc called a small-std init vanishing), and a
+    # zeroed last layer per branch is no 'dL/dz exactly 0' at the first layer
+    tokens = torch.randint(0, 64, (8, 32), generator=torch.Generator().manual_seed(0))
+    for init, rule in (("normal(std=0.005)", "none"), ("normal(std=0.02)", "zero_last_layer")):
+        torch.manual_seed(0)
+        net = gpt(depth=4)
+        initlab.initialize(net, init, residual=rule)
+        assert diagnose(net, tokens, tokens).healthy, (init, rule)

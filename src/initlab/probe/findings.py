@@ -45,6 +45,7 @@ ratio catches the extreme cases.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
@@ -106,14 +107,55 @@ def hidden_layers(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[:-1]
 
 
-def depth_layers(frame: pd.DataFrame) -> pd.DataFrame:
-    """The hidden rows the depth ratios compare, in call order: every hidden layer, or in a
-    model with two or more residual branches the first layer of each branch (module
-    docstring)."""
+def _is_residual(hid: pd.DataFrame) -> bool:
+    return "branch" in hid and hid["branch"].nunique() >= 2
+
+
+def signature(name: str) -> str:
+    """A layer's name with its indices as ``#``: ``blocks.3.attn.q`` → ``blocks.#.attn.q``,
+    the same for the same layer of every block."""
+    return re.sub(r"(^|\.)\d+(?=\.|$)", r"\1#", name)
+
+
+def _entries(hid: pd.DataFrame) -> pd.DataFrame:
+    """The first layer of every residual branch of the first branch's kind (its signature):
+    a transformer's attention branches, not its MLP ones."""
+    entries = hid[hid["branch_layer"] == 0]
+    if entries.empty:
+        return entries
+    kind = entries["layer"].map(signature)
+    return entries[kind == kind.iloc[0]]
+
+
+def activation_layers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The hidden rows the activation ratio compares, in call order: every hidden layer; in
+    a model with two or more residual branches, the layers outside every branch (a stem, a
+    plain stack before the branches, transitions) and the first layer of each branch of the
+    first one's kind, which all read the stream (module docstring)."""
     hid = hidden_layers(frame)
-    if "branch" not in hid or hid["branch"].nunique() < 2:
+    if not _is_residual(hid):
         return hid
-    return hid[hid["branch_layer"] == 0]
+    return hid[hid["branch"].isna() | hid.index.isin(_entries(hid).index)]
+
+
+def gradient_layers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The hidden rows the dL/dz ratio compares: every hidden layer; in a residual model
+    the layers outside every branch when there are two (their dL/dz is the stream's), else
+    the first layers of the branches of one kind (each scaled by its branch's gate alike)."""
+    hid = hidden_layers(frame)
+    if not _is_residual(hid):
+        return hid
+    stream = hid[hid["branch"].isna()]
+    return stream if len(stream) >= 2 else _entries(hid)
+
+
+def _first_layer(frame: pd.DataFrame) -> pd.Series | None:
+    """The row whose weight gradient and dL/dz stand for the input end: the first layer, or
+    in a residual model the first one outside every branch (``None`` if none is)."""
+    if not _is_residual(hidden_layers(frame)):
+        return frame.iloc[0]
+    outside = frame.iloc[:-1][frame["branch"].iloc[:-1].isna()]
+    return outside.iloc[0] if len(outside) else None
 
 
 def _symmetry_candidates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -141,21 +183,25 @@ def summary(frame: pd.DataFrame) -> dict[str, float]:
     """The three depth ratios the verdicts use (NaN with fewer than two hidden layers).
 
     ``activation_std_ratio`` = post_std(last hidden) / post_std(first hidden);
-    ``grad_std_ratio`` = pre_grad_std(first hidden) / pre_grad_std(last hidden), "hidden"
-    meaning :func:`depth_layers` (a residual model's branch-first layers);
-    ``weight_grad_norm_ratio`` = weight_grad_norm(first layer) / weight_grad_norm(last layer).
+    ``grad_std_ratio`` = pre_grad_std(first hidden) / pre_grad_std(last hidden), over
+    :func:`activation_layers` and :func:`gradient_layers` (all hidden layers of a plain net);
+    ``weight_grad_norm_ratio`` = weight_grad_norm(first layer) / weight_grad_norm(last layer)
+    (:func:`_first_layer`: a residual model's first layer outside its branches).
     """
-    hid = depth_layers(frame)
     out = dict.fromkeys(
         ("activation_std_ratio", "grad_std_ratio", "weight_grad_norm_ratio"), math.nan
     )
-    if len(hid) >= 2:
-        post, grad = hid["post_std"].astype(float), hid["pre_grad_std"].astype(float)
+    act, grad = activation_layers(frame), gradient_layers(frame)
+    if len(act) >= 2:
+        post = act["post_std"].astype(float)
         out["activation_std_ratio"] = ratio(post.iloc[-1], post.iloc[0])
-        out["grad_std_ratio"] = ratio(grad.iloc[0], grad.iloc[-1])
-    if len(frame) >= 2:
+    if len(grad) >= 2:
+        back = grad["pre_grad_std"].astype(float)
+        out["grad_std_ratio"] = ratio(back.iloc[0], back.iloc[-1])
+    first = _first_layer(frame)
+    if len(frame) >= 2 and first is not None:
         norm = frame["weight_grad_norm"].astype(float)
-        out["weight_grad_norm_ratio"] = ratio(norm.iloc[0], norm.iloc[-1])
+        out["weight_grad_norm_ratio"] = ratio(float(first["weight_grad_norm"]), norm.iloc[-1])
     return {k: float(v) for k, v in out.items()}
 
 
@@ -178,7 +224,7 @@ def _ends(hid: pd.DataFrame) -> tuple[str, str]:
 
 
 def _activation_findings(frame: pd.DataFrame) -> list[Finding]:
-    hid = depth_layers(frame)
+    hid = activation_layers(frame)
     if len(hid) < 2:
         return []
     r = summary(frame)["activation_std_ratio"]
@@ -211,7 +257,7 @@ def _activation_findings(frame: pd.DataFrame) -> list[Finding]:
 
 
 def _gradient_findings(frame: pd.DataFrame) -> list[Finding]:
-    hid = depth_layers(frame)
+    hid = gradient_layers(frame)
     s = summary(frame)
     g, w = s["grad_std_ratio"], s["weight_grad_norm_ratio"]
     values = {"grad_std_ratio": g, "weight_grad_norm_ratio": w}
@@ -222,12 +268,14 @@ def _gradient_findings(frame: pd.DataFrame) -> list[Finding]:
         f"(limits {WEIGHT_GRAD_RATIO_LOW:.0e}, {WEIGHT_GRAD_RATIO_HIGH:.0e})"
     )
     bad = ~frame["pre_grad_std"].apply(_not_inf) | ~frame["weight_grad_norm"].apply(_not_inf)
-    grads = frame["pre_grad_std"].astype(float)
-    none_arrive = grads.iloc[0] == 0 and grads.iloc[-1] > 0 and len(frame) >= 2
+    first, out_grad = _first_layer(frame), float(frame["pre_grad_std"].iloc[-1])
+    none_arrive = (
+        len(frame) >= 2 and first is not None and first["pre_grad_std"] == 0 and out_grad > 0
+    )
     if g < GRADIENT_RATIO_LOW or w < WEIGHT_GRAD_RATIO_LOW or none_arrive:
         cut = (
-            f"; dL/dz is exactly 0 at {frame['layer'].iloc[0]} (underflow, or a zero weight "
-            f"cuts it) while the output layer's is {grads.iloc[-1]:.3g}"
+            f"; dL/dz is exactly 0 at {first['layer']} (underflow, or a zero weight "
+            f"cuts it) while the output layer's is {out_grad:.3g}"
             if none_arrive
             else ""
         )
