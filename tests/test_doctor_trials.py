@@ -175,9 +175,11 @@ def test_the_plan_beats_a_vanishing_tanh_init_and_the_snippet_reproduces_it(tmp_
         for r in found["statistics"]["comparisons"]
         if r["candidate"] == "plan" and r["reference"] == bad
     )
-    # the init seed carries nearly all of the variance here (3 effective samples, not 9):
-    # the crossed test's p is ~0.01-0.03 where cells as independent pairs gave ~1e-6
-    assert row["diff"] < 0 and row["p_holm"] < 0.05
+    # issue 16's check. The init seed carries nearly all of the variance here (3 effective
+    # samples, not 9), so the crossed test needs the budget's thousands of steps (idle, 2
+    # cores: 4,556 steps, p = 2e-5); a machine so loaded that 15 s buys ~30 steps cannot
+    # pass it honestly (p ~ 0.1 there)
+    assert row["diff"] < 0 and row["p_holm"] < 0.01
     ranks = {r["candidate"]: r["rank"] for r in found["statistics"]["ranking"]}
     assert ranks["plan"] < ranks[bad] and found["verdict"]["winner"] == "plan"
     assert {"init_seed", "data_order", "interaction"} <= set(found["statistics"]["variance"][0])
@@ -225,3 +227,23 @@ def test_small_data_trains_whole_passes_beyond_ten_epochs():
     assert (plan.epochs, plan.steps_per_epoch, plan.limit_train) == (521, 16, None)
     big = plan_schedule(budget=8336 * 0.5 + 1, step=0.5, fixed=1.0, n_train=10**6, batch=32)
     assert big.epochs == 10 and big.limit_train == big.steps_per_epoch * 32
+
+
+def test_non_square_and_holed_grids_keep_the_level():
+    """A dropped init seed leaves a 2 × 5 grid, where pooling a two-level factor that fell
+    below the error by chance rejected a true null 9% of the time; a diagonal of diverged
+    runs left no complete grid, and the fallback over cells rejected 30% of the time."""
+    rng = np.random.default_rng(11)
+    narrow = _null_rejections(
+        lambda g: crossed_mean_test(g[:2])[2], 5, 1000, rng
+    )  # rows 2 x 5 of 3 a_i + b_j + e_ij
+    assert narrow <= 0.08, narrow
+    hits = 0
+    for _ in range(600):
+        d = 3 * rng.normal(size=(4, 1)) + rng.normal(size=(1, 4)) + rng.normal(size=(4, 4))
+        rows = [
+            dict(candidate=name, seed=i, data_seed=j, final=(d[i, j] if name == "c" else 0.0))
+            for name in ("r", "c") for i in range(4) for j in range(4) if i != j
+        ]  # fmt: skip
+        hits += verdict.paired_tests(pd.DataFrame(rows), "r")["p"].iloc[0] < 0.05
+    assert hits / 600 <= 0.05 + 3 * (0.05 * 0.95 / 600) ** 0.5, hits / 600

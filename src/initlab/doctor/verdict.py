@@ -13,9 +13,11 @@ b_j + e_ij`` (:func:`initlab.stats.crossed_mean_test`: variance of the mean from
 mean squares, Satterthwaite's degrees of freedom), whose interval excludes 0 exactly when
 its ``p`` (before Holm) is below 0.05. Treating the cells as independent (the paired t-test
 over cells, used until 2026-12-03) rejected a true null up to 39% of the time in simulation
-when init seeds moved the difference; it remains the fallback when fewer than 2 × 2 complete
-cells are left. Wilcoxon's signed-rank test of the per-init-seed mean differences is reported
-beside it (with 3 init seeds its smallest p is 0.25). ``p`` is Holm-adjusted over the
+when init seeds moved the difference. Missing cells (a diverged run) leave the largest
+complete sub-grid (init seeds or data orders with a hole dropped, whichever keeps more
+cells); with no complete 2 × 2 left, Student's t over the per-init-seed mean differences.
+Wilcoxon's signed-rank test of the per-init-seed mean differences is reported beside it
+(with 3 init seeds its smallest p is 0.25). ``p`` is Holm-adjusted over the
 candidates compared with the same reference.
 
 **Verdict.** The winner is the candidate with the lowest mean final loss among those whose
@@ -139,27 +141,38 @@ def paired_tests(table: pd.DataFrame, reference: str, metric: str = "final") -> 
 
 
 def _paired(a: pd.Series, b: pd.Series) -> dict[str, Any]:
-    """The test of ``a - b`` (indexed by ``(seed, data_seed)``): the crossed design's
-    (module docstring) when the differences fill an init-seed × data-order grid of at least
-    2 × 2 (init seeds missing a cell are left out), else the paired t-test over the cells."""
-    d = a - b
-    grid = d.unstack("data_seed").dropna() if isinstance(d.index, pd.MultiIndex) else None
-    if grid is not None and min(grid.shape) >= 2:
-        mean, half, p = crossed_mean_test(grid.to_numpy(float))
-        w = _wilcoxon(grid.mean(axis=1).to_numpy(float))
-        n = grid.size
+    """The test of ``a - b`` (indexed by ``(seed, data_seed)``, complete pairs only): the
+    crossed design's (module docstring) on the largest complete init-seed × data-order grid
+    (:func:`complete_grid`, at least 2 × 2); else, with cells missing all over, Student's t
+    over the per-init-seed mean differences (the init seeds are the independent units); NaN
+    with fewer than two init seeds."""
+    grid = (a - b).unstack("data_seed")
+    full = complete_grid(grid)
+    if full is not None:
+        mean, half, p = crossed_mean_test(full.to_numpy(float))
+        w = _wilcoxon(full.mean(axis=1).to_numpy(float))
+        n = full.size
         return dict(n=n, diff=mean, diff_low=mean - half, diff_high=mean + half, p=p, p_wilcoxon=w)
-    d = d.to_numpy(float)
-    mean, low, high = mean_interval(d)
-    if len(d) < 2:
-        return dict(
-            n=len(d), diff=mean, diff_low=low, diff_high=high, p=math.nan, p_wilcoxon=math.nan
-        )
-    if np.ptp(d) == 0:
-        p = 1.0 if d[0] == 0 else 0.0
-        return dict(n=len(d), diff=mean, diff_low=low, diff_high=high, p=p, p_wilcoxon=p)
-    p = float(sps.ttest_rel(a, b).pvalue)
-    return dict(n=len(d), diff=mean, diff_low=low, diff_high=high, p=p, p_wilcoxon=_wilcoxon(d))
+    rows = grid.mean(axis=1).dropna().to_numpy(float)
+    n = int(grid.notna().to_numpy().sum())
+    mean, low, high = mean_interval(rows)
+    if len(rows) < 2:
+        return dict(n=n, diff=mean, diff_low=low, diff_high=high, p=math.nan, p_wilcoxon=math.nan)
+    if np.ptp(rows) == 0:
+        p = 1.0 if rows[0] == 0 else 0.0
+        return dict(n=n, diff=mean, diff_low=low, diff_high=high, p=p, p_wilcoxon=p)
+    p = float(sps.ttest_1samp(rows, 0.0).pvalue)
+    return dict(n=n, diff=mean, diff_low=low, diff_high=high, p=p, p_wilcoxon=_wilcoxon(rows))
+
+
+def complete_grid(grid: pd.DataFrame) -> pd.DataFrame | None:
+    """The larger of ``grid`` without its incomplete rows and ``grid`` without its
+    incomplete columns (NaN = a missing cell; columns or rows left empty dropped first),
+    or ``None`` when neither is at least 2 × 2."""
+    grid = grid.dropna(how="all").dropna(axis=1, how="all")
+    options = [grid.dropna(), grid.dropna(axis=1)]
+    options = [g for g in options if min(g.shape) >= 2]
+    return max(options, key=lambda g: g.size) if options else None
 
 
 def _wilcoxon(d: np.ndarray) -> float:
