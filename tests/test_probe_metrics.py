@@ -134,11 +134,13 @@ def test_layer_metrics_returns_every_metric_by_name():
 def test_units_alive_on_one_sample_are_not_duplicates_by_coincidence():
     """A 50-layer He net had two ReLU units alive on one sample each, at 0.02005 and
     0.01966, in a layer whose largest value set the floor to ~9e-4: 'symmetry' on a healthy
-    net. A unit needs three observations away from its mean to be compared."""
+    net. A unit needs three observations away from its median to be compared."""
     x = torch.relu(torch.randn(256, 64, generator=gen(5)))
     x[:, 0] = 9.0 * torch.rand(256, generator=gen(6))  # a big unit: the floor's scale
     x[:, 1], x[:, 2] = 0.0, 0.0
     x[17, 1], x[17, 2] = 0.02005, 0.01966
+    assert activation_duplicates(x, fan_in=256) == 0
+    x[17, 1], x[17, 2] = 0.5005, 0.5000  # big enough that the zeros sit off the mean
     assert activation_duplicates(x, fan_in=256) == 0
     x[:, 3] = x[:, 4]  # a real duplicate is still seen
     assert activation_duplicates(x, fan_in=256) == 2

@@ -66,7 +66,7 @@ DUPLICATE_ATOL_FACTOR = 50.0
 :func:`duplicate_tolerance`)."""
 DUPLICATE_MIN_DISTINCT = 3
 """``act_duplicates`` compares a unit only when at least this many of its observations stand
-out from its mean by more than the absolute floor: a ReLU unit alive on one or two samples
+out from its median by more than the absolute floor: a ReLU unit alive on one or two samples
 of the batch is a row of one or two values, and two such rows at the same sample coincide
 within the floor by chance (a birthday problem: a 50-layer He net had two at layer 34)."""
 DUPLICATE_MAX_OBSERVATIONS = 8192
@@ -279,7 +279,7 @@ def activation_duplicates(
     Units constant over the batch up to rounding (dead ReLUs, fully saturated units) are
     left out: they are counted by ``dead_frac``/``saturated_frac`` and carry no information
     to compare; so are units with fewer than :data:`DUPLICATE_MIN_DISTINCT` observations away
-    from their mean by more than the floor (alive on one or two samples). Two units are the
+    from their median by more than the floor (alive on one or two samples). Two units are the
     same when both their values and their centred values (value − the unit's mean) pass the
     test of :func:`duplicate_groups`, the centred ones
     relative to their own spread — so nearly constant (saturated) units are told apart by
@@ -302,7 +302,8 @@ def activation_duplicates(
     centred = cols - cols.mean(dim=1, keepdim=True)
     size, spread = cols.abs().amax(dim=1), centred.abs().amax(dim=1)
     varying = spread > DUPLICATE_RTOL * size + atol
-    varying &= (centred.abs() > atol).sum(dim=1) >= DUPLICATE_MIN_DISTINCT
+    median = cols.median(dim=1, keepdim=True).values  # a ReLU's 0, even when alive once
+    varying &= ((cols - median).abs() > atol).sum(dim=1) >= DUPLICATE_MIN_DISTINCT
     if int(varying.sum()) < 2:
         return 0.0
     blocks = [cols[varying], centred[varying]]
