@@ -87,7 +87,11 @@ def _binding_problem(signature: inspect.Signature, args: Mapping[str, Any]) -> s
     parts = []
     if missing:
         parts.append(f"it needs {', '.join(repr(m) for m in missing)}")
+    positional = {p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_ONLY}
     for name in unexpected:
+        if name in positional:
+            parts.append(f"its '{name}' is positional-only: it cannot be given by name")
+            continue
         hint = closest_name(name, known)
         guess = f"did you mean '{hint}'? " if hint else ""
         parts.append(f"it takes no '{name}' ({guess}it takes: {', '.join(known) or 'none'})")
