@@ -247,3 +247,19 @@ def test_non_square_and_holed_grids_keep_the_level():
         ]  # fmt: skip
         hits += verdict.paired_tests(pd.DataFrame(rows), "r")["p"].iloc[0] < 0.05
     assert hits / 600 <= 0.05 + 3 * (0.05 * 0.95 / 600) ** 0.5, hits / 600
+
+
+def test_a_kept_reference_says_why_no_candidate_won():
+    # a gain of 4 seed-noise units on a 2 x 2 design: real, but too few seeds to confirm
+    table = _table({"default": 0.0, "good": -0.2}, n=2, noise=0.05, cell=0.05, seed=3)
+    ranked, tests = verdict.ranking(table), verdict.paired_tests(table, "default")
+    assert 0.05 < tests["p_holm"].iloc[0] < 0.1  # this draw: gain 0.13, p = 0.066
+    found = verdict.decide(ranked, tests, "default", 100, "2 × 2", 0.05)
+    assert found["winner"] is None
+    assert "more than the seed noise (0.05), but the trials cannot tell it" in found["message"]
+    # confirmed but smaller than the spread between seeds: not worth switching
+    tiny = _table({"default": 0.0, "tiny": -0.02}, noise=0.05, cell=0.002)
+    found = _decide(tiny)
+    assert found["winner"] is None and "less than the seed noise" in found["message"]
+    # nothing at all
+    assert "no candidate differs" in _decide(_table({"default": 0.0, "same": 0.0}))["message"]

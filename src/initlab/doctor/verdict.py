@@ -220,6 +220,31 @@ def _components(y: np.ndarray) -> dict[str, float]:
     }
 
 
+def _no_winner(tests: pd.DataFrame, label: str, steps: int, design: str, noise: float) -> str:
+    """Why no candidate wins, by the candidate that came closest: a gain above the seed
+    noise the test cannot confirm (more seeds would tell), a confirmed gain below the seed
+    noise (not worth switching), or neither."""
+    after = f"after {steps} steps ({design})"
+    gains = tests.assign(gain=-tests["diff"]).sort_values("gain", ascending=False)
+    unsure = gains[(gains["gain"] > noise) & ~(gains["p_holm"] < ALPHA)]
+    small = gains[(gains["p_holm"] < ALPHA) & (gains["diff_high"] < 0)]
+    if len(unsure):
+        top = unsure.iloc[0]
+        return (
+            f"{top['candidate']} looks better than {label} by {top['gain']:.3g}, more than "
+            f"the seed noise ({noise:.2g}), but the trials cannot tell it from chance "
+            f"{after}: p = {top['p_holm']:.2g}; more seeds (a larger --trials) would decide: "
+            "keep it until then"
+        )
+    if len(small):
+        top = small.iloc[0]
+        return (
+            f"{top['candidate']} beats {label} by {top['gain']:.3g} (p = {top['p_holm']:.2g}) "
+            f"{after}, less than the seed noise ({noise:.2g}): not worth switching, keep it"
+        )
+    return f"no candidate differs from {label} by more than the seed noise {after}: keep it"
+
+
 def decide(
     ranked: pd.DataFrame,
     tests: pd.DataFrame,
@@ -244,10 +269,7 @@ def decide(
         )
         return {**base, "winner": None, "message": message}
     if good.empty:
-        message = (
-            f"no candidate differs from {label} by more than the seed noise after {steps} "
-            f"steps ({design}): keep it"
-        )
+        message = _no_winner(tests[tests["candidate"].isin(clean)], label, steps, design, noise)
         return {**base, "winner": None, "message": message}
     order = ranked.set_index("candidate")["final"]
     best = good.loc[good["candidate"].map(order).idxmin()]
