@@ -263,3 +263,20 @@ def test_a_kept_reference_says_why_no_candidate_won():
     assert found["winner"] is None and "less than the seed noise" in found["message"]
     # nothing at all
     assert "no candidate differs" in _decide(_table({"default": 0.0, "same": 0.0}))["message"]
+
+
+def test_the_printed_ranking_counts_diverged_runs(capsys):
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from initlab.cli.doctor_cmd import _print_evidence
+
+    table = _table({"default": 0.0, "wild": -0.5})
+    table.loc[(table["candidate"] == "wild") & (table["seed"] < 2), "final"] = float("nan")
+    ranked, tests = verdict.ranking(table), verdict.paired_tests(table, "default")
+    decided = verdict.decide(ranked, tests, "default", 100, "3 × 3", 0.0)
+    evidence = SimpleNamespace(ranked=ranked, tests=tests, variance=pd.DataFrame(), verdict=decided)
+    _print_evidence(evidence, Console(width=160))
+    out = capsys.readouterr().out
+    assert "diverged" in out and "6/9" in out and decided["winner"] is None

@@ -235,8 +235,12 @@ def _candidates(
 
 
 def _print_evidence(evidence: Evidence, console: Console) -> None:
-    shown = evidence.ranked[["rank", "candidate", "final", "final_low", "final_high", "area"]]
-    print_frame(shown.round(4), console, title="validation loss after the budget (95% CI)")
+    ranked = evidence.ranked
+    shown = ranked[["rank", "candidate", "final", "final_low", "final_high", "area"]].round(4)
+    counts = zip(ranked["diverged"], ranked["runs"], strict=True)
+    # a diverged run has no final loss, and a candidate with one never wins
+    shown["diverged"] = [f"{int(d)}/{int(n)}" if d else "" for d, n in counts]
+    print_frame(shown, console, title="validation loss after the budget (95% CI)")
     tests = evidence.tests[["candidate", "reference", "diff", "diff_low", "diff_high", "p_holm"]]
     print_frame(tests.round(4), console, title="paired by seed, against the reference")
     if not evidence.variance.empty:
