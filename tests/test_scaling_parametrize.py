@@ -102,6 +102,8 @@ def test_attention_it_cannot_change_is_named():
 
     built = parametrized(with_mha, "mup", width=64, base_width=32)
     assert any("MultiheadAttention" in n and "1/d" in n for n in built.notes)
+    with pytest.warns(UserWarning, match="MultiheadAttention"):  # the public API says it too
+        initlab.parametrize(with_mha, "mup", base_width=32, width=64)
 
 
 def test_public_parametrize_returns_a_model_and_groups_that_train():

@@ -275,8 +275,11 @@ def parametrize(
     ``"sp"``, ``"ntk"`` or ``"mup"`` for ``optimizer`` ``"sgd"`` or ``"adam"``: pass the
     groups to ``torch.optim.SGD``/``Adam`` (each carries its ``lr``). ``width_arg``: the
     factory's own keyword for the width (``"dim"``); ``kwargs`` go to the factory. A tied
-    tensor whose names would get different rules is parametrized once and warned about
-    (:func:`tie_notes`). See docs/scaling.md for the table and :func:`parametrized`."""
+    tensor whose names would get different rules is parametrized once; it, an
+    ``nn.MultiheadAttention`` whose 1/√d initlab cannot change and width-in/fixed-out
+    weights that are not the readout are warned about (``Parametrized.notes``; attention
+    written by hand, ``q @ k.T / sqrt(d)``, cannot be seen from outside the model). See
+    docs/scaling.md for the table and :func:`parametrized`."""
     result = parametrized(
         factory,
         param,
@@ -289,7 +292,6 @@ def parametrize(
         readout_zero_init=readout_zero_init,
         width_arg=width_arg,
     )
-    if any(s.own_kind for s in result.shapes.values()):
-        for note in tie_notes(result.shapes, param):
-            warnings.warn(note, UserWarning, stacklevel=2)
+    for note in result.notes:  # ties, attention it cannot rescale, readout-like weights
+        warnings.warn(note, UserWarning, stacklevel=2)
     return result.model, result.param_groups()
