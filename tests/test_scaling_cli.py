@@ -116,7 +116,7 @@ def test_a_factory_with_its_own_names_for_width_and_depth(factories):
         (["--widths", "128,64"], "strictly increasing"),
         (["--widths", "64"], "at least two sizes"),
         (["--widths", "64,sixty"], "integers like"),
-        (["--model", "factories.py:no_width"], "no 'width' keyword"),
+        (["--model", "factories.py:no_width"], "no 'width' keyword (it takes "),
         (["--model", "factories.py:ignores_width"], "no parameter's shape changes"),
         (["--model", "factories.py:width_only", "--depths", "2,4"], "no 'depth' keyword"),
         (["--steps", "0"], "--steps must be at least 1"),

@@ -78,9 +78,11 @@ def check_factory(factory: Factory, *, depth: bool = False, label: str = "--mode
     for key in (WIDTH_KEY, "depth") if depth else (WIDTH_KEY,):
         if key not in params:
             name = getattr(factory, "__name__", "the factory")
+            takes = ", ".join(params) or "no keywords"
             raise InitlabError(
-                f"{label}: {name}() has no '{key}' keyword; scaling needs a factory whose "
-                f"'{key}' sets the layer sizes (e.g. def build({key}=64, ...))"
+                f"{label}: {name}() has no '{key}' keyword (it takes {takes}); if one of "
+                f"those sets the layer sizes, name it with --{key}-arg (width_arg= in Python), "
+                f"else give the factory a '{key}' (def build({key}=64, ...))"
             )
 
 
