@@ -7,10 +7,11 @@ data-order seeds (``seed = i``, ``data_seed = j``): ``N²`` runs per candidate, 
 Run (i, j) of every candidate sees the same data order and draws from the same seed, so
 candidates are compared *paired* by (i, j).
 
-**Budget.** A timing trial trains every stack for :data:`TIMING_STEPS` steps (one epoch): the
-epoch records give ``s``, the seconds per step of all stacks together (a validation pass
-included), and the rest of its wall time ``f`` (building, initializing, the final pass) is a
-fixed cost. ``S = floor((budget - f) / s)`` steps per run; a budget below ``f + s`` cannot
+**Budget.** A timing trial trains every stack for two epochs of :data:`TIMING_STEPS` steps:
+the second epoch's records give ``s``, the seconds per step of all stacks together (a
+validation pass included), and the rest of its wall time ``f`` (building, initializing,
+first calls, the engine's choice of strategy, the final pass) is a fixed cost.
+``S = floor((budget - f) / s)`` steps per run; a budget below ``f + s`` cannot
 give every candidate one step and is refused, naming that minimum. The ``S`` steps are cut
 into ``E = clamp(S // TIMING_STEPS, 1, MAX_POINTS)`` epochs (the points of the loss curve) of
 ``P = ceil(S / E)`` steps over the first ``P × batch`` training examples (all of them, and
@@ -123,20 +124,23 @@ def trial_data(data: Dataset, limit: int | None) -> Dataset:
 
 def time_trial(configs: Sequence[RunConfig], data: Dataset) -> tuple[float, float]:
     """``(s, f)``: seconds per step of all stacks together and the fixed cost (see the
-    module docstring), from :data:`TIMING_STEPS` steps of every stack."""
+    module docstring), from two epochs of :data:`TIMING_STEPS` steps of every stack: ``s``
+    from the second, warm epoch (the first also pays for first calls and for the engine's
+    choice of strategy, which timed the stack against its models one at a time: counted as
+    step time, that made ``s`` up to 9× too high and the trials a ninth of the budget)."""
     batch = configs[0].batch_size
     limit = TIMING_STEPS * batch
-    short = [c.replace(epochs=1, limit_train=limit, track="off") for c in configs]
+    short = [c.replace(epochs=2, limit_train=limit, track="off") for c in configs]
     small = trial_data(data, limit)
     step = fixed = 0.0
     for group in group_configs(short):
         t0 = time.perf_counter()
         results = train_configs(group, small)
         wall = time.perf_counter() - t0
-        epoch = max((r.epochs[0]["seconds"] for r in results if r.epochs), default=wall)
-        epoch = min(epoch * len(group), wall)
+        warm = [r.epochs[-1]["seconds"] for r in results if len(r.epochs) == 2]
+        epoch = min(max(warm, default=wall / 2) * len(group), wall / 2)
         step += epoch / TIMING_STEPS
-        fixed += wall - epoch
+        fixed += wall - 2 * epoch
     return step, fixed
 
 
