@@ -28,6 +28,7 @@ scheme's draw, so they combine with any base init.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,15 @@ def apply_residual(
         APPLY[rule](branch, modules, structure.depth, result)
     if rule == "fixup" and structure.output_layer:
         _zero(structure.output_layer, modules, result)
+    if structure.method == "fallback" and result.actions:
+        warnings.warn(
+            f"residual rule '{rule}' applied to branches guessed from module names "
+            f"({structure.depth} found; a block with two additions, as a transformer's, is "
+            "read as one branch): pass data= (--data) to record them from one run, or check "
+            "them with initlab.plan",
+            UserWarning,
+            stacklevel=3,
+        )
     return result
 
 
