@@ -229,3 +229,23 @@ def test_a_readout_used_through_its_weights_is_still_the_output_layer():
     initialize(pooled, "he_normal", output_layer="zeros")
     assert pooled.proj.weight.count_nonzero() > 0  # the input layer was zeroed: a dead net
     assert output_layer_name(WeightsOnlyHead()) == "head"
+
+
+class UnusedLastHead(nn.Module):
+    """A projection head registered last that the forward never uses (SimCLR-style)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.head, self.proj_head = nn.Linear(4, 8), nn.Linear(8, 3), nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.l1(x)))
+
+
+def test_a_last_registered_layer_the_forward_never_uses_is_not_the_output_layer():
+    from initlab.layer_order import output_layer_name
+
+    model = UnusedLastHead()
+    assert output_layer_name(model) == "head"
+    initialize(model, "he_normal", output_layer="zeros")
+    assert model.head.weight.count_nonzero() == 0 and model.proj_head.weight.count_nonzero() > 0

@@ -392,3 +392,38 @@ def test_residual_comparisons_keep_plain_layers_and_compare_branches_of_one_kind
         net = gpt(depth=4)
         initlab.initialize(net, init, residual=rule)
         assert diagnose(net, tokens, tokens).healthy, (init, rule)
+
+
+def test_residual_findings_on_initlabs_own_models_and_stage_names(batch):
+    from initlab.models.gpt import gpt
+
+    x, y = batch
+    # one-layer branches zeroed by a rule are neither vanishing activations nor dead units
+    for rule in ("zero_last_layer", "skipinit", "fixup"):
+        torch.manual_seed(0)
+        net = MLP(784, [32] * 12, 10, "relu", residual=True)
+        initlab.initialize(net, "he_normal", residual=rule)
+        assert diagnose(net, x, y).healthy, rule
+    # branches in numbered stages (stage1, stage2, ...) are one kind: 12 unscaled He
+    # branches still explode when they sit in three stages
+    staged = _residual(12)
+    staged.blocks = nn.ModuleList()  # rebuild the same blocks under stage names
+    for s in range(3):
+        stage = nn.ModuleList(_residual(12).blocks[4 * s : 4 * s + 4])
+        staged.add_module(f"stage{s + 1}", stage)
+    staged.forward = lambda inp: _staged_forward(staged, inp)
+    assert "exploding_activations" in diagnose(staged, x, y).names
+    # a pre-norm GPT under SkipInit (a zero gate after every branch) is healthy
+    tokens = torch.randint(0, 64, (8, 32), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    gated = gpt(depth=4)
+    initlab.initialize(gated, "normal(std=0.02)", residual="skipinit")
+    assert diagnose(gated, tokens, tokens).healthy
+
+
+def _staged_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    h = model.stem(x)
+    for s in range(3):
+        for block in getattr(model, f"stage{s + 1}"):
+            h = h + block(h)
+    return model.head(h)

@@ -64,12 +64,32 @@ def call_graph(model: nn.Module, example: Any = None) -> fx.Graph | None:
 
 
 def known_output_layer(model: nn.Module, example: Any = None) -> str | None:
-    """The output layer when the order of use is known (a graph that shows the last
-    registered layer used), else ``None``: unlike :func:`output_layer_name`, no guess."""
-    registered = registered_layers(model)
-    graph = call_graph(model, example) if registered else None
+    """The output layer when the order of use is known, else ``None`` (no guess, unlike
+    :func:`output_layer_name`): the last layer the graph uses, unless the last registered
+    layer is not among them while a module the graph does not open holds it (a use the
+    graph cannot see). A last registered layer the forward never touches (an unused
+    projection or auxiliary head) is not the output layer."""
+    graph = call_graph(model, example) if registered_layers(model) else None
+    used = trusted_order(model, graph)
+    return used[-1] if used else None
+
+
+def trusted_order(model: nn.Module, graph: fx.Graph | None) -> list[str] | None:
+    """:func:`graph_layers` of ``graph`` when it can be trusted to show the output layer
+    (:func:`known_output_layer`), else ``None``."""
     used = graph_layers(model, graph) if graph is not None else []
-    return used[-1] if used and registered[-1] in used else None
+    registered = registered_layers(model)
+    if not used or (registered[-1] not in used and _opaque_holder(graph, registered[-1])):
+        return None
+    return used
+
+
+def _opaque_holder(graph: fx.Graph, name: str) -> bool:
+    """Whether ``graph`` calls a module that contains the layer ``name`` as a whole (a leaf
+    it does not trace into), so the layer may be used where the graph cannot see."""
+    return any(
+        node.op == "call_module" and name.startswith(f"{node.target}.") for node in graph.nodes
+    )
 
 
 def output_layer_name(model: nn.Module, example: Any = None) -> str | None:

@@ -86,16 +86,15 @@ def crossed_mean_test(grid: np.ndarray, confidence: float = 0.95) -> tuple[float
     ``MS = SS / df``. ``Var(ȳ) = (σ²_e + J σ²_a + I σ²_b) / (IJ)``, estimated by ``V / (IJ)``
     with ``V = MS_a + MS_b - MS_e``; a factor whose ``MS`` is not above the error's (its
     variance component estimated at 0) is pooled into the error first (``SS_e += SS``, ``df_e
-    += df``, smallest ``MS`` first) and left out of ``V`` — unless it has one degree of
-    freedom in a grid larger than 2 × 2: a factor of two levels falls below the error by
-    chance even when it dominates, and pooling it then doubled the rejection rate of a
-    2 × 5 grid. Degrees of freedom by
-    Satterthwaite, ``ν = V² / Σ_k (c_k MS_k)² / df_k`` over the terms of ``V`` with their signs
-    ``c_k``; ``half_width = t_{(1+confidence)/2, ν} sqrt(V / (IJ))``, ``p`` two-sided for
-    ``mu = 0``. Simulated (3,000-4,000 grids per case, any mix of row, column and cell noise)
-    its rejection rate under ``mu = 0`` stayed at or below 0.055 on square grids of 2-5 seeds
-    per factor and at or below 0.061 on 2 × 3, 2 × 5, 3 × 5 and 5 × 2 grids, where the t-test
-    over the cells as independent pairs rejected up to 39% of the time.
+    += df``, smallest ``MS`` first) and left out of ``V``. Meant for square grids (the
+    doctor's N × N): on a 2 × 5 grid a dominant two-level factor falls below the error by
+    chance often enough to double the rejection rate (callers test such grids otherwise).
+    Degrees of freedom by Satterthwaite, ``ν = V² / Σ_k (c_k MS_k)² / df_k`` over the terms
+    of ``V`` with their signs ``c_k``; ``half_width = t_{(1+confidence)/2, ν} sqrt(V / (IJ))``,
+    ``p`` two-sided for ``mu = 0``. Simulated (3,000-4,000 grids per case, any mix of row,
+    column and cell noise) its rejection rate under ``mu = 0`` stayed at or below 0.055 on
+    square grids of 2-5 seeds per factor, where the t-test over the cells as independent
+    pairs rejected up to 39% of the time.
     A grid of identical values gives ``half_width = 0`` and ``p = 1`` if it is 0, else 0."""
     y = np.asarray(grid, dtype=float)
     n_i, n_j = y.shape
@@ -108,9 +107,9 @@ def crossed_mean_test(grid: np.ndarray, confidence: float = 0.95) -> tuple[float
     ]
     ss_e = float(((y - rows[:, None] - cols[None, :] + grand) ** 2).sum())
     df_e = (n_i - 1) * (n_j - 1)
-    kept, two_by_two = [], df_e == 1
+    kept = []
     for ss, df in sorted(factors, key=lambda f: f[0] / f[1]):
-        if ss / df <= ss_e / df_e and (df >= 2 or two_by_two):
+        if ss / df <= ss_e / df_e:
             ss_e, df_e = ss_e + ss, df_e + df
         else:
             kept.append((ss / df, df, 1.0))

@@ -13,9 +13,9 @@ b_j + e_ij`` (:func:`initlab.stats.crossed_mean_test`: variance of the mean from
 mean squares, Satterthwaite's degrees of freedom), whose interval excludes 0 exactly when
 its ``p`` (before Holm) is below 0.05. Treating the cells as independent (the paired t-test
 over cells, used until 2026-12-03) rejected a true null up to 39% of the time in simulation
-when init seeds moved the difference. Missing cells (a diverged run) leave the largest
-complete sub-grid (init seeds or data orders with a hole dropped, whichever keeps more
-cells); with no complete 2 × 2 left, Student's t over the per-init-seed mean differences.
+when init seeds moved the difference. With a cell missing (a diverged run), Student's t over
+the per-init-seed mean differences (the crossed test on a non-square remainder can reject a
+true null 9% of the time).
 Wilcoxon's signed-rank test of the per-init-seed mean differences is reported beside it
 (with 3 init seeds its smallest p is 0.25). ``p`` is Holm-adjusted over the
 candidates compared with the same reference.
@@ -142,12 +142,13 @@ def paired_tests(table: pd.DataFrame, reference: str, metric: str = "final") -> 
 
 def _paired(a: pd.Series, b: pd.Series) -> dict[str, Any]:
     """The test of ``a - b`` (indexed by ``(seed, data_seed)``, complete pairs only): the
-    crossed design's (module docstring) on the largest complete init-seed × data-order grid
-    (:func:`complete_grid`, at least 2 × 2); else, with cells missing all over, Student's t
-    over the per-init-seed mean differences (the init seeds are the independent units); NaN
-    with fewer than two init seeds."""
+    crossed design's (module docstring) when every cell is there; else (a diverged run left a
+    hole) Student's t over the per-init-seed mean differences, the init seeds being the
+    independent units (the crossed test on what remains, a non-square grid, can reject a
+    true null 9% of the time, or give an interval of ±1e32); NaN with fewer than two init
+    seeds."""
     grid = (a - b).unstack("data_seed")
-    full = complete_grid(grid)
+    full = grid if grid.shape[0] >= 2 and grid.shape[1] >= 2 and grid.notna().all().all() else None
     if full is not None:
         mean, half, p = crossed_mean_test(full.to_numpy(float))
         w = _wilcoxon(full.mean(axis=1).to_numpy(float))
@@ -163,16 +164,6 @@ def _paired(a: pd.Series, b: pd.Series) -> dict[str, Any]:
         return dict(n=n, diff=mean, diff_low=low, diff_high=high, p=p, p_wilcoxon=p)
     p = float(sps.ttest_1samp(rows, 0.0).pvalue)
     return dict(n=n, diff=mean, diff_low=low, diff_high=high, p=p, p_wilcoxon=_wilcoxon(rows))
-
-
-def complete_grid(grid: pd.DataFrame) -> pd.DataFrame | None:
-    """The larger of ``grid`` without its incomplete rows and ``grid`` without its
-    incomplete columns (NaN = a missing cell; columns or rows left empty dropped first),
-    or ``None`` when neither is at least 2 × 2."""
-    grid = grid.dropna(how="all").dropna(axis=1, how="all")
-    options = [grid.dropna(), grid.dropna(axis=1)]
-    options = [g for g in options if min(g.shape) >= 2]
-    return max(options, key=lambda g: g.size) if options else None
 
 
 def _wilcoxon(d: np.ndarray) -> float:
@@ -220,12 +211,28 @@ def _components(y: np.ndarray) -> dict[str, float]:
     }
 
 
-def _no_winner(tests: pd.DataFrame, label: str, steps: int, design: str, noise: float) -> str:
-    """Why no candidate wins, by the candidate that came closest: a gain above the seed
-    noise the test cannot confirm (more seeds would tell), a confirmed gain below the seed
-    noise (not worth switching), or neither."""
+def _no_winner(
+    tests: pd.DataFrame, runs: pd.DataFrame, label: str, steps: int, design: str, noise: float
+) -> str:
+    """Why no candidate wins, by the candidate that came closest: a confirmed gain above
+    the seed noise in a candidate that diverged in some runs, a gain above the noise the test
+    cannot confirm (more seeds would tell), a confirmed gain below the noise (not worth
+    switching), or neither. ``runs``: per candidate, ``diverged`` and ``runs``."""
     after = f"after {steps} steps ({design})"
     gains = tests.assign(gain=-tests["diff"]).sort_values("gain", ascending=False)
+    unstable = gains[(gains["candidate"].map(runs["diverged"]) > 0)]
+    unstable = unstable[(unstable["p_holm"] < ALPHA) & (unstable["gain"] > noise)]
+    if len(unstable):
+        top = unstable.iloc[0]
+        lost = runs.loc[top["candidate"]]
+        of = f"/{int(lost['runs'])}" if lost["runs"] == lost["runs"] else " run(s)"
+        return (
+            f"{top['candidate']} beats {label} by {top['gain']:.3g} (p = {top['p_holm']:.2g}) "
+            f"{after} in the runs that finished, but diverged in {int(lost['diverged'])}{of}: "
+            f"keep {label}, or retry it with a smaller --lr"
+        )
+    clean = runs.index[runs["diverged"] == 0]
+    gains = gains[gains["candidate"].isin(clean)]
     unsure = gains[(gains["gain"] > noise) & ~(gains["p_holm"] < ALPHA)]
     small = gains[(gains["p_holm"] < ALPHA) & (gains["diff_high"] < 0)]
     if len(unsure):
@@ -269,7 +276,8 @@ def decide(
         )
         return {**base, "winner": None, "message": message}
     if good.empty:
-        message = _no_winner(tests[tests["candidate"].isin(clean)], label, steps, design, noise)
+        runs = ranked.set_index("candidate").reindex(columns=["diverged", "runs"])
+        message = _no_winner(tests, runs, label, steps, design, noise)
         return {**base, "winner": None, "message": message}
     order = ranked.set_index("candidate")["final"]
     best = good.loc[good["candidate"].map(order).idxmin()]

@@ -112,15 +112,19 @@ def _is_residual(hid: pd.DataFrame) -> bool:
 
 
 def signature(name: str) -> str:
-    """A layer's name with its indices as ``#``: ``blocks.3.attn.q`` → ``blocks.#.attn.q``,
-    the same for the same layer of every block."""
-    return re.sub(r"(^|\.)\d+(?=\.|$)", r"\1#", name)
+    """A layer's name with every number as ``#``: ``blocks.3.attn.q`` → ``blocks.#.attn.q``,
+    ``layer2.0.conv1`` → ``layer#.#.conv#``: the same for the same layer of every block, in
+    every stage."""
+    return re.sub(r"\d+", "#", name)
 
 
-def _entries(hid: pd.DataFrame) -> pd.DataFrame:
+def _entries(hid: pd.DataFrame, reads_only: bool = False) -> pd.DataFrame:
     """The first layer of every residual branch of the first branch's kind (its signature):
-    a transformer's attention branches, not its MLP ones."""
+    a transformer's attention branches, not its MLP ones. ``reads_only``: leave out a
+    branch's only layer when its weight is all zeros (a rule zeroed the branch's output)."""
     entries = hid[hid["branch_layer"] == 0]
+    if reads_only:
+        entries = entries[(entries["branch_size"] > 1) | (entries["weight_std"] > 0)]
     if entries.empty:
         return entries
     kind = entries["layer"].map(signature)
@@ -135,7 +139,7 @@ def activation_layers(frame: pd.DataFrame) -> pd.DataFrame:
     hid = hidden_layers(frame)
     if not _is_residual(hid):
         return hid
-    return hid[hid["branch"].isna() | hid.index.isin(_entries(hid).index)]
+    return hid[hid["branch"].isna() | hid.index.isin(_entries(hid, reads_only=True).index)]
 
 
 def gradient_layers(frame: pd.DataFrame) -> pd.DataFrame:
@@ -150,11 +154,18 @@ def gradient_layers(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _first_layer(frame: pd.DataFrame) -> pd.Series | None:
-    """The row whose weight gradient and dL/dz stand for the input end: the first layer, or
-    in a residual model the first one outside every branch (``None`` if none is)."""
-    if not _is_residual(hidden_layers(frame)):
+    """The row whose weight gradient and dL/dz stand for the input end: the first layer; in
+    a residual model the first one outside every branch: ``None`` when there is none (a
+    pre-norm transformer's layers all sit in branches, whose weight gradients scale with
+    their branch's own size, not with depth: std 0.005 gave a ratio of 3e-4 to the head)
+    or when the output layer's weight is all zeros (Fixup's rule): nothing flows back from
+    it at init, by design."""
+    if float(frame["weight_std"].iloc[-1]) == 0:
+        return None
+    hid = hidden_layers(frame)
+    if not _is_residual(hid):
         return frame.iloc[0]
-    outside = frame.iloc[:-1][frame["branch"].iloc[:-1].isna()]
+    outside = hid[hid["branch"].isna()]
     return outside.iloc[0] if len(outside) else None
 
 
@@ -294,6 +305,9 @@ def _not_inf(value: float) -> bool:
 
 def _fraction_findings(frame: pd.DataFrame) -> list[Finding]:
     hid = hidden_layers(frame)
+    if "branch" in hid:  # a branch's last layer zeroed on purpose (SkipInit) is not dead
+        zeroed = (hid["branch_layer"] == hid["branch_size"] - 1) & (hid["weight_std"] == 0)
+        hid = hid[~zeroed]
     out = []
     for name, column, limit, what in (
         ("saturation", "saturated_frac", SATURATION_FRAC, "saturated activation values"),

@@ -79,7 +79,7 @@ def apply_residual(
             "read as one branch): pass data= (--data) to record them from one run, or check "
             "them with initlab.plan",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of initialize (apply_residual is wrapped by no_grad)
         )
     return result
 

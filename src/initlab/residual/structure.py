@@ -147,14 +147,13 @@ def _first_line(exc: Exception) -> str:
 
 def _output_layer(model: nn.Module, structure: Structure, graph: fx.Graph | None) -> str | None:
     """The last Linear/Conv that no branch or skip path owns, in the order ``graph`` uses
-    them (registration order without a graph, or when the graph never shows the last
-    registered layer used: see :func:`initlab.layer_order.output_layer_name`)."""
-    from initlab.layer_order import graph_layers, registered_layers
+    them (registration order without a graph, or when the graph cannot be trusted to show
+    it: :func:`initlab.layer_order.trusted_order`)."""
+    from initlab.layer_order import registered_layers, trusted_order
 
     owned = {n for b in structure.branches for n in (*b.layers, *b.skip)}
     registered = registered_layers(model)
-    used = graph_layers(model, graph) if graph is not None else []
-    order = used if used and registered and registered[-1] in used else registered
+    order = (trusted_order(model, graph) if registered else None) or registered
     names = [n for n in order if n not in owned]
     return names[-1] if names else None
 

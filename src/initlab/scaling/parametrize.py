@@ -244,8 +244,9 @@ def interior_output_notes(
     if readout is None and len(outputs) > 1:
         return [
             f"{', '.join(f'`{n}`' for n in outputs)}: width in, a fixed size out, all zeroed "
-            "as muP's readout: torch.fx could not trace the model, so which one is its output "
-            "layer is unknown (a bottleneck among them switches its branch off)"
+            "as muP's readout: which one is the model's output layer is unknown (torch.fx "
+            "could not trace the model, or the last layer is used inside a module it does not "
+            "open), and a bottleneck among them switches its branch off"
         ]
     inner = [n for n in outputs if readout is not None and _owner(n) != readout]
     if not inner:
