@@ -28,11 +28,14 @@ and a branch may be switched off at init on purpose (a zero last layer or norm w
 layer-scale of 1e-6: SkipInit, Fixup, timm's ``zero_init_last``, ConvNeXt), which puts that
 branch's inner gradients at or near 0 whatever the depth. With two or more branches (the
 frame's ``branch``/``branch_layer``/``branch_size`` columns, from
-:func:`initlab.residual.find_structure`) the depth ratios compare like with like: the first
-layer of the first branch called with the first layer of the last one (both read the
-stream, and a gate scales both alike). A branch's last layer writes each unit to its own
-coordinate of the stream, so its units are told apart there and are left out of
-``symmetry`` (a zeroed last layer is not a symmetry to break: Fixup relies on it).
+:func:`initlab.residual.find_structure`) the depth ratios compare like with like
+(:func:`activation_layers`, :func:`gradient_layers`): the layers outside every branch and
+the first layer of each branch of one kind, which all read the stream; the weight-gradient
+ratio and "nothing arrives" start from the first layer outside every branch (none: not
+checked), and are skipped when the output layer is all zeros (Fixup). A branch's last layer
+writes each unit to its own coordinate of the stream, so its units are told apart there and
+are left out of ``symmetry``, and when zeroed out of ``dead_units``/``saturation`` (a
+zeroed last layer is not a symmetry to break: Fixup relies on it).
 
 Why two gradient ratios: the norm of dL/dW_l = delta_l h_{l-1}ᵀ multiplies the backward
 signal delta_l (which shrinks toward the input when the forward signal h shrinks) by the
@@ -169,13 +172,18 @@ def _first_layer(frame: pd.DataFrame) -> pd.Series | None:
     return outside.iloc[0] if len(outside) else None
 
 
+def _branch_last(hid: pd.DataFrame) -> pd.Series:
+    """Whether each row is the last layer of its residual branch (False outside branches)."""
+    if "branch" not in hid:
+        return pd.Series(False, index=hid.index)
+    return hid["branch_layer"] == hid["branch_size"] - 1
+
+
 def _symmetry_candidates(frame: pd.DataFrame) -> pd.DataFrame:
     """The hidden rows whose identical units would stay identical: all but the last layer
     of each residual branch."""
     hid = hidden_layers(frame)
-    if "branch" not in hid:
-        return hid
-    return hid[~(hid["branch_layer"] == hid["branch_size"] - 1)]
+    return hid[~_branch_last(hid)]
 
 
 def ratio(numerator: float, denominator: float) -> float:
@@ -305,9 +313,7 @@ def _not_inf(value: float) -> bool:
 
 def _fraction_findings(frame: pd.DataFrame) -> list[Finding]:
     hid = hidden_layers(frame)
-    if "branch" in hid:  # a branch's last layer zeroed on purpose (SkipInit) is not dead
-        zeroed = (hid["branch_layer"] == hid["branch_size"] - 1) & (hid["weight_std"] == 0)
-        hid = hid[~zeroed]
+    hid = hid[~(_branch_last(hid) & (hid["weight_std"] == 0))]  # zeroed on purpose: not dead
     out = []
     for name, column, limit, what in (
         ("saturation", "saturated_frac", SATURATION_FRAC, "saturated activation values"),
