@@ -33,7 +33,8 @@ from initlab.speclist import split_list
 from initlab.sweep.engine import Outcome, data_key
 from initlab.sweep.grid import expand
 from initlab.sweep.runner import SweepProgress, run_study
-from initlab.sweep.spec import Axis, Spec, seed_list
+from initlab.sweep.seeds import seed_list
+from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import check_setting
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.preflight import check_initializes, preflight

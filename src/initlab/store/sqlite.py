@@ -25,16 +25,16 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from initlab._version import __version__
-from initlab.config import RunConfig, unused_settings
+from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage, leases, read
 from initlab.store.damage import DB_NAME
 from initlab.store.location import check_writable, location_error
+from initlab.store.rows import epoch_row, layer_row, now_iso, run_row
 from initlab.store.schema import (
     EPOCH_METRICS,
     RESULT_COLUMNS,
@@ -54,12 +54,6 @@ BUSY_TIMEOUT = 60.0
 T = TypeVar("T")
 FINISHED = (OK, STUCK, DIVERGED)
 """Statuses that count as done: resuming skips these runs (``failed`` runs are retried)."""
-
-
-def now_iso(timestamp: float | None = None) -> str:
-    """ISO-8601 UTC, to the millisecond: ``2025-01-31T12:00:00.123+00:00``."""
-    moment = datetime.fromtimestamp(timestamp, timezone.utc) if timestamp else None
-    return (moment or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
 
 
 def store_path(path: str | Path) -> Path:
@@ -261,9 +255,9 @@ class Store:
 
         A run stored before as ``failed`` (being retried) is replaced; ``attempts`` counts.
         """
-        row = _run_row(outcome)
-        epochs = [_epoch_row(row["run_id"], e) for e in outcome.result.epochs]
-        layers = [_layer_row(row["run_id"], s) for s in outcome.result.layer_stats]
+        row = run_row(outcome)
+        epochs = [epoch_row(row["run_id"], e) for e in outcome.result.epochs]
+        layers = [layer_row(row["run_id"], s) for s in outcome.result.layer_stats]
         with self._write():
             prev = self._conn.execute(
                 "SELECT attempts, status FROM runs WHERE run_id=?", (row["run_id"],)
@@ -371,53 +365,3 @@ class Store:
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (``"ok"`` when the file is sound)."""
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-def _real(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _run_row(outcome: Outcome) -> dict[str, Any]:
-    result, config = outcome.result, outcome.result.config
-    row: dict[str, Any] = {"run_id": config.key(), "config": json.dumps(config.to_dict())}
-    unused = unused_settings(config.model)
-    for name, _ in config_columns():
-        value = getattr(config, name)
-        if name in unused:  # the model does not have them: empty, not the MLP's defaults
-            value = None
-        elif name == "hidden":
-            value = "-".join(map(str, value))
-        elif name in ("extra", "model_args"):
-            value = json.dumps(value, sort_keys=True)
-        elif isinstance(value, bool):
-            value = int(value)
-        row[name] = value
-    summary = result.summary_row()
-    for name, _ in RESULT_COLUMNS:
-        row[name] = summary.get(name)
-    row.update(
-        wall_seconds=outcome.finished_at - outcome.started_at,
-        engine=outcome.engine,
-        host=outcome.env.get("host"),
-        initlab_version=outcome.env.get("initlab"),
-        torch_version=outcome.env.get("torch"),
-        python_version=outcome.env.get("python"),
-        blas=outcome.env.get("blas"),
-        started_at=now_iso(outcome.started_at),
-        finished_at=now_iso(outcome.finished_at),
-    )
-    return row
-
-
-def _layer_row(run_id: str, stat: dict[str, Any]) -> tuple:
-    keys = ("epoch", "step", "layer", "metric")
-    return (run_id, *(stat.get(k) for k in keys), _real(stat.get("value")))
-
-
-def _epoch_row(run_id: str, record: dict[str, Any]) -> tuple:
-    more = {k: v for k, v in record.items() if k != "epoch" and k not in EPOCH_METRICS}
-    values = tuple(_real(record.get(m)) for m in EPOCH_METRICS)
-    return (run_id, int(record["epoch"]), *values, json.dumps(more) if more else None)

@@ -20,28 +20,27 @@ learning-rate grid {0.01, 0.1} (the best per model on validation, as in the pape
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from initlab.config import RunConfig
-from initlab.probe import Diagnosis, diagnose
-from initlab.probe.plots import draw_histograms
 from initlab.report.model import Image
 from initlab.studies.base import Expectation, Study, StudyContext, register
-from initlab.studies.checks import chance_filled, hidden_layer_rows
+from initlab.studies.glorot2010_figures import error_figure, histogram_figure, sigmoid_figure
+from initlab.studies.glorot2010_measures import (
+    ACTIVATIONS,
+    DEPTH,
+    NORMALIZED,
+    PROBE_EXAMPLES,
+    PROTOCOLS,
+    STANDARD,
+    error_table,
+    fixed_settings,
+    gradient_ratios,
+    sigmoid_layer_means,
+    sigmoid_runs,
+)
 from initlab.sweep.spec import Axis, Spec
-from initlab.train.run import build_initialized_model
 
-ACTIVATIONS = ("sigmoid", "tanh", "softsign")
-STANDARD, NORMALIZED = "torch_default", "glorot_uniform"
-LABELS = {STANDARD: "", NORMALIZED: " N"}
-"""Table 1's names: ``Tanh`` is the standard init, ``Tanh N`` the normalized one."""
-DEPTH = 5
-PROBE_EXAMPLES = 300
-"""The paper's fixed set of test examples for the statistics at init."""
 PAPER_TABLE1 = {
     "Softsign": 1.64,
     "Softsign N": 1.72,
@@ -58,45 +57,6 @@ EARLY_EPOCHS = 2
 """"Early in training": within the first ``EARLY_EPOCHS`` epochs."""
 LOWER_DRIFT = 0.1
 """The first hidden layer "stays near 0.5": its mean moves less than this meanwhile."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class GlorotProtocol:
-    """What changes with the scale."""
-
-    dataset: str
-    width: int
-    epochs: int
-    lrs: tuple[float, ...]
-    seeds: int
-    limit_train: int | None
-    track: int
-    """Per-layer statistics every ``track`` SGD steps (to see "early in training")."""
-
-
-PROTOCOLS = {
-    "tiny": GlorotProtocol(
-        dataset="digits", width=32, epochs=3, lrs=(0.1,), seeds=1, limit_train=None, track=20
-    ),
-    "default": GlorotProtocol(
-        dataset="fashion-mnist",
-        width=256,
-        epochs=5,
-        lrs=(0.01, 0.1),
-        seeds=3,
-        limit_train=10_000,
-        track=100,
-    ),
-    "full": GlorotProtocol(
-        dataset="fashion-mnist",
-        width=1000,
-        epochs=20,
-        lrs=(0.01, 0.03, 0.1),
-        seeds=3,
-        limit_train=None,
-        track=1000,
-    ),
-}
 
 
 @register
@@ -118,17 +78,7 @@ class Glorot2010(Study):
 
     def spec(self, scale: str) -> Spec:
         p = PROTOCOLS[scale]
-        fixed = {
-            "dataset": p.dataset,
-            "hidden": (p.width,) * DEPTH,
-            "optimizer": "sgd",
-            "batch_size": 10,
-            "epochs": p.epochs,
-            "bias": "zeros",
-            "output_init": None,
-            "limit_train": p.limit_train,
-            "track": p.track,
-        }
+        fixed = fixed_settings(scale)
         axes = (
             Axis(("activation",), tuple((a,) for a in ACTIVATIONS)),
             Axis(("init",), ((STANDARD,), (NORMALIZED,))),
@@ -165,42 +115,6 @@ class Glorot2010(Study):
 # -- (a) gradients at init -------------------------------------------------------------
 
 
-def init_diagnosis(ctx: StudyContext, activation: str, init: str, seed: int = 0) -> Diagnosis:
-    """The scale's network with ``activation`` and ``init``, diagnosed at init on the first
-    :data:`PROBE_EXAMPLES` test examples (as the paper's statistics)."""
-    fixed = Glorot2010().spec(ctx.scale).fixed
-    config = RunConfig(
-        dataset=fixed["dataset"],
-        hidden=fixed["hidden"],
-        activation=activation,
-        init=init,
-        output_init=None,
-        bias="zeros",
-        seed=seed,
-    )
-    data = ctx.dataset(config.dataset)
-    model = build_initialized_model(config, data.input_shape, data.num_classes)
-    x, y = data.x_test[:PROBE_EXAMPLES], data.y_test[:PROBE_EXAMPLES]
-    return diagnose(model, x, y, label=f"{activation}, {init}")
-
-
-def first_last_ratio(diag: Diagnosis, column: str = "pre_grad_std") -> float:
-    """``column`` of the first hidden layer over that of the last hidden layer."""
-    hidden = diag.layers[diag.layers["layer"].str.startswith("blocks.")]
-    return float(hidden[column].iloc[0] / hidden[column].iloc[-1])
-
-
-def gradient_ratios(ctx: StudyContext, activation: str = "tanh") -> dict[str, float]:
-    """Per init: std(dL/dz) first / last hidden layer at init, mean over the study's seeds."""
-    seeds = range(PROTOCOLS[ctx.scale].seeds)
-    return {
-        init: float(
-            np.mean([first_last_ratio(init_diagnosis(ctx, activation, init, s)) for s in seeds])
-        )
-        for init in (STANDARD, NORMALIZED)
-    }
-
-
 def gradients_shrink_expectation(ratios: dict[str, float]) -> Expectation:
     """Standard init: the ratio is below :data:`SHRINK`; normalized init: it is not."""
     claim = (
@@ -220,24 +134,6 @@ def gradients_shrink_expectation(ratios: dict[str, float]) -> Expectation:
 
 
 # -- (b) sigmoid's top hidden layer -----------------------------------------------------
-
-
-def sigmoid_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Sigmoid + standard init at the largest learning rate of the study (the one at which
-    SGD moves the weights most within the budget)."""
-    sig = runs[(runs["activation"] == "sigmoid") & (runs["init"] == STANDARD)]
-    return sig[sig["lr"] == sig["lr"].max()] if not sig.empty else sig
-
-
-def sigmoid_layer_means(ctx: StudyContext, metric: str = "post_mean") -> pd.DataFrame:
-    """``metric`` per hidden layer (columns, 0-based) and tracked step (rows, with the
-    epoch), mean over the sigmoid runs of :func:`sigmoid_runs`."""
-    runs = sigmoid_runs(ctx.runs)
-    if runs.empty or ctx.layer_stats.empty:
-        return pd.DataFrame()
-    rows = hidden_layer_rows(ctx.layer_stats, metric)
-    rows = rows[rows["run_id"].isin(runs["run_id"])]
-    return rows.pivot_table(index=["epoch", "step"], columns="index", values="value")
 
 
 def sigmoid_saturation(ctx: StudyContext) -> Expectation:
@@ -270,31 +166,6 @@ def sigmoid_saturation(ctx: StudyContext) -> Expectation:
 
 
 # -- (c) test errors ---------------------------------------------------------------------
-
-
-def table_name(activation: str, init: str) -> str:
-    """Table 1's row name: ``Tanh``, ``Tanh N``, ..."""
-    return activation.capitalize() + LABELS.get(init, f" ({init})")
-
-
-def error_table(ctx: StudyContext) -> pd.DataFrame:
-    """Per (activation, init): the learning rate with the best mean final validation accuracy
-    (the paper's model selection), and the test error in % at it (mean, std, n over seeds).
-    Diverged runs count as chance accuracy."""
-    runs = ctx.runs
-    if runs.empty:
-        return pd.DataFrame()
-    chance = 1.0 / ctx.dataset(str(runs["dataset"].iloc[0])).num_classes
-    runs = runs.assign(
-        val=chance_filled(runs["final_val_accuracy"], chance),
-        err=100 * (1 - chance_filled(runs["test_accuracy"], chance)),
-    )
-    by_lr = runs.groupby(["activation", "init", "lr"], sort=False).agg(
-        val=("val", "mean"), err=("err", "mean"), err_std=("err", "std"), n=("err", "size")
-    )
-    best = by_lr.loc[by_lr.groupby(level=[0, 1], sort=False)["val"].idxmax()].reset_index()
-    best["name"] = [table_name(a, i) for a, i in zip(best["activation"], best["init"], strict=True)]
-    return best.set_index("name")
 
 
 def _row(errors: pd.DataFrame, name: str) -> str:
@@ -343,74 +214,3 @@ def sigmoid_worst(errors: pd.DataFrame) -> Expectation:
     shown = "; ".join(_row(errors, n) for n in errors.index)
     paper = ", ".join(f"{k} {v}" for k, v in PAPER_TABLE1.items())
     return Expectation(claim, ok, f"test error %: {shown}. Paper (MNIST): {paper}")
-
-
-# -- figures -----------------------------------------------------------------------------
-
-
-def histogram_figure(ctx: StudyContext) -> Image:
-    """Paper Fig. 6–7: per-layer histograms at init of tanh activations and back-propagated
-    gradients, standard (top) vs normalized (bottom) init, one curve per hidden layer."""
-    fig = Figure(figsize=(11, 7.5), layout="constrained")
-    axes = fig.subplots(2, 2)
-    for row, init in enumerate((STANDARD, NORMALIZED)):
-        diag = init_diagnosis(ctx, "tanh", init)
-        name = "standard" if init == STANDARD else "normalized"
-        acts = {n: s["activation"] for n, s in diag.samples.items()}
-        grads = {n: s["gradient"] for n, s in diag.samples.items()}
-        draw_histograms(axes[row][0], acts, f"tanh activations at init — {name} init")
-        draw_histograms(axes[row][1], grads, f"back-propagated gradients dL/dz — {name} init")
-    return Image.from_figure(
-        "glorot2010-histograms",
-        fig,
-        "Histograms of tanh activation values and back-propagated gradients at init, one "
-        "curve per hidden layer, standard vs normalized init (Glorot & Bengio Fig. 6-7)",
-    )
-
-
-def sigmoid_figure(ctx: StudyContext) -> Image | None:
-    """Paper Fig. 2: mean (line) and std (band) of each sigmoid hidden layer's activations
-    during training, standard init."""
-    means, stds = sigmoid_layer_means(ctx), sigmoid_layer_means(ctx, "post_std")
-    if means.empty:
-        return None
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    ax = fig.subplots()
-    steps = means.index.get_level_values("step")
-    for i in means.columns:
-        line = ax.plot(steps, means[i], label=f"layer {i + 1}")[0]
-        if i in stds.columns:
-            lo, hi = means[i] - stds[i], means[i] + stds[i]
-            ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
-    lr = sigmoid_runs(ctx.runs)["lr"].max()
-    ax.set(
-        title=f"sigmoid, standard init (lr {lr:g}): activation mean ± std per hidden layer",
-        xlabel="SGD steps",
-        ylabel="activation value",
-        ylim=(-0.05, 1.05),
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return Image.from_figure(
-        "glorot2010-sigmoid",
-        fig,
-        "Mean and std of the sigmoid hidden layers' activations during training",
-    )
-
-
-def error_figure(errors: pd.DataFrame) -> Image:
-    """Table 1 as bars: test error % per model at its best learning rate, ± std over seeds."""
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.subplots()
-    x = np.arange(len(errors))
-    colours = ["tab:red" if n.startswith("Sigmoid") else "tab:blue" for n in errors.index]
-    bars = ax.bar(x, errors["err"], yerr=errors["err_std"].fillna(0), color=colours, capsize=4)
-    ax.bar_label(bars, fmt="%.1f", padding=2, fontsize=8)
-    ax.set_xticks(
-        x, [f"{n}\n(lr {lr:g})" for n, lr in zip(errors.index, errors["lr"], strict=True)]
-    )
-    ax.set(ylabel="test error (%)", title="test error at the best learning rate (cf. Table 1)")
-    ax.grid(alpha=0.3, axis="y")
-    return Image.from_figure(
-        "glorot2010-test-error", fig, "Test error per activation and init (cf. Table 1)"
-    )
