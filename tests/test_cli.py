@@ -84,6 +84,27 @@ def test_initlabs_own_warnings_are_notes_and_torchs_keep_their_source():
     assert line == f"UserWarning: dropout option adds dropout ({torch_file}:9)"
 
 
+def test_a_long_init_name_folds_and_leaves_every_number_readable_at_80_columns():
+    import io
+
+    from rich.console import Console
+
+    from initlab.console import print_frame
+
+    name = "plan+orthogonal(gain=1.41)+fixup,bias=zeros,output=glorot_uniform"
+    frame = pd.DataFrame(
+        {"group": [name, "he_normal"], "acc mean": [0.9123, 0.8765], "acc std": [0.0111, 0.0222]}
+        | {"loss": [0.3333, 0.3111], "n": [5, 5], "diverged": [0, 1], "epochs to 90": [3.0, 4.0]}
+    )
+    out = io.StringIO()
+    print_frame(frame, Console(file=out, width=80))
+    text = out.getvalue()
+    for value in ("0.9123", "0.8765", "0.0111", "0.0222", "0.3333", "0.3111", "epochs"):
+        assert value in text
+    first_column = "".join(line.split("│")[1].strip() for line in text.splitlines()[3:-1])
+    assert name in first_column  # folded over lines, every character kept
+
+
 def test_study_list_names_studies_as_the_docs_do(capsys):
     assert main(["study", "list"]) == 0
     out = capsys.readouterr().out

@@ -12,12 +12,15 @@ from rich.table import Table
 
 
 def print_frame(frame: pd.DataFrame, console: Console, *, title: str | None = None) -> None:
-    """Print ``frame`` as a table; floats with 4 significant decimals, NaN and None as ``—``."""
+    """Print ``frame`` as a table; floats with 4 significant decimals, NaN and None as ``—``.
+    Numbers are never wrapped; text too long for the terminal (an init spec such as
+    ``plan+orthogonal(gain=1.41)+fixup``) folds onto more lines instead of squeezing the
+    numbers out of sight."""
     table = Table(title=title, header_style="bold")
-    for i, column in enumerate(frame.columns):
+    for column in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[column])
         justify = "right" if numeric else "left"
-        table.add_column(str(column), justify=justify, no_wrap=i == 0)
+        table.add_column(str(column), justify=justify, no_wrap=numeric, overflow="fold")
     for _, row in frame.iterrows():
         table.add_row(*(_cell(v) for v in row))
     console.print(table)
