@@ -156,7 +156,7 @@ def test_analyze_every_activation_is_json_ready(name):
     result = analyze(name, 1.5, 0.05)
     keys = {"q_star", "chi1", "xi_q", "xi_c", "critical_sigma_w2", "max_trainable_depth"}
     assert keys | {"phase", "c_star", "chi_c"} <= set(result)
-    assert result["phase"] in {"ordered", "chaotic", "critical"}
+    assert result["phase"] in {"ordered", "chaotic", "critical", "exploding"}
     assert all(isinstance(result[k], float) for k in keys)
     assert json.loads(json.dumps(result))["phase"] == result["phase"]
 
@@ -164,7 +164,10 @@ def test_analyze_every_activation_is_json_ready(name):
 def test_analyze_diverging_case():
     result = analyze("relu", 3.0, 0.0)
     assert result["q_star"] == math.inf and result["c_star"] is None
-    assert result["chi1"] == pytest.approx(1.5) and result["phase"] == "chaotic"
+    # no fixed point: ReLU's correlation map does not depend on sigma_w2, so it is not chaos
+    assert result["chi1"] == pytest.approx(1.5) and result["phase"] == "exploding"
+    assert analyze("linear", 1.5, 0.0)["phase"] == "exploding"
+    assert analyze("relu", 1.5, 0.0)["phase"] == "ordered"
 
 
 def test_bad_inputs():

@@ -9,14 +9,14 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.tables import print_frame
+from initlab.console import stdout_console
 from initlab.theory import analyze, critical_sigma_w2, plot_phase_diagram, predicted_variances
 
-out = Console()
+out = stdout_console()
 SCAN_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 """Without ``--sigma-w2`` the command scans these multiples of the critical sigma_w²."""
 
@@ -75,7 +75,8 @@ def _print_tables(rows: list[dict], variances, sigma_b2: float) -> None:
     out.print(
         f"[bold]{first['activation']}[/], sigma_b² = {sigma_b2:g}: edge of chaos at "
         f"sigma_w² = {first['critical_sigma_w2']:.4g} (chi_1 = 1). chi_1 < 1: ordered, "
-        "gradients vanish with depth; chi_1 > 1: chaotic, gradients explode."
+        "gradients vanish with depth; chi_1 > 1: chaotic (or, where the variance diverges, "
+        "exploding), gradients explode."
     )
     columns = ["sigma_w2", "q_star", "chi1", "phase", "xi_q", "xi_c", "max_trainable_depth"]
     print_frame(pd.DataFrame(rows)[columns], out, title="mean-field predictions")

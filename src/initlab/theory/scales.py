@@ -101,7 +101,7 @@ def xi_c(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> float:
     * ordered (chi1 < 1): ``c* = 1``, ``xi_c = -1 / log chi1``;
     * critical (``|chi1 - 1| <= 1e-8``): ``inf``;
     * chaotic with finite ``q*``: ``c* < 1`` and ``chi_c(c*) < 1`` (Schoenholz et al.);
-    * chaotic with ``q* = inf`` (e.g. ReLU, ``sigma_w2 > 2``): there is no fixed point to
+    * exploding, chi1 > 1 with ``q* = inf`` (e.g. ReLU, ``sigma_w2 > 2``): no fixed point to
       linearize around; initlab reports the gradient-explosion depth ``1 / log chi1`` (the
       depth over which gradient norms grow by e) so that ``6 xi_c`` stays a trainability bound.
     """
@@ -117,10 +117,14 @@ def analyze(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> dict:
     """Everything mean-field theory says about one (activation, sigma_w², sigma_b²).
 
     Keys: ``activation, sigma_w2, sigma_b2, q_star, chi1, c_star, chi_c, xi_q, xi_c,
-    critical_sigma_w2, max_trainable_depth, phase``. Values are Python floats (or str); the
-    diverging ones are ``float('inf')`` (``json.dumps`` writes ``Infinity``, strict JSON
-    writers must map it to a string or null); ``c_star`` and ``chi_c`` are ``None`` when
-    ``q* = inf`` (no fixed point of the length map, so no correlation map to linearize).
+    critical_sigma_w2, max_trainable_depth, phase``. ``phase`` is :func:`phase` of chi1, except
+    ``"exploding"`` where chi1 > 1 and ``q* = inf``: the signal's length diverges and there is
+    no correlation fixed point to be chaotic about (ReLU with ``sigma_w2 > 2``, whose
+    correlation map does not depend on ``sigma_w2`` at all; linear with ``sigma_w2 > 1``).
+    Values are Python floats (or str); the diverging ones are ``float('inf')``
+    (``json.dumps`` writes ``Infinity``, strict JSON writers must map it to a string or
+    null); ``c_star`` and ``chi_c`` are ``None`` when ``q* = inf`` (no fixed point of the
+    length map, so no correlation map to linearize).
     """
     name = _checks.canonical(activation)
     sw = float(_checks.nonnegative("sigma_w2", sigma_w2))
@@ -140,5 +144,5 @@ def analyze(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> dict:
         "xi_c": scale,
         "critical_sigma_w2": critical_sigma_w2(name, sb),
         "max_trainable_depth": TRAINABLE_DEPTH_FACTOR * scale,
-        "phase": phase(x1),
+        "phase": "exploding" if math.isinf(q) and phase(x1) == "chaotic" else phase(x1),
     }
