@@ -36,6 +36,15 @@ def mlp(activation, init, depth, width=256, *, batch_norm=False, bias="zeros", d
     return model
 
 
+def sgd_steps(model, x, y, *, steps: int, lr: float) -> None:
+    """``steps`` full-batch SGD steps of cross-entropy on ``(x, y)``."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
 def hidden_std(d: Diagnosis):
     return d.layers["post_std"].iloc[:-1]
 
@@ -44,11 +53,7 @@ def test_zeros_are_symmetric_and_stay_so_under_sgd(batch):
     x, y = batch
     model = mlp("tanh", "zeros", 3, 64)
     assert "symmetry" in diagnose(model, x, y).names
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(5):
-        opt.zero_grad()
-        F.cross_entropy(model(x[:64]), y[:64]).backward()
-        opt.step()
+    sgd_steps(model, x[:64], y[:64], steps=5, lr=0.1)
     after = diagnose(model, x, y)
     assert "symmetry" in after.names
     first = model.blocks[0].linear
@@ -103,6 +108,33 @@ def test_sigmoid_with_unit_normal_saturates(batch):
     finding = d.finding("saturation")
     assert all(v > 0.5 for v in finding.values.values()) and finding.threshold == 0.5
     assert "lecun_normal" in finding.suggestion or "glorot_normal" in finding.suggestion
+
+
+def test_sigmoid_at_hes_scale_is_not_told_to_shrink_its_weights(batch):
+    # sigmoid's derivative is at most 1/4: its gradients vanish at He's scale, and the gain
+    # rule (lecun/glorot, smaller weights) would make them vanish faster
+    d = diagnose(mlp("sigmoid", "he_normal", 5), *batch)
+    advice = d.finding("vanishing_gradients").suggestion
+    assert "lecun_normal" not in advice and "glorot_normal" not in advice
+    assert "would make the weights smaller" in advice and "activation" in advice
+
+
+def test_zero_weights_behind_batch_norm_are_blamed_on_the_init(batch):
+    d = diagnose(mlp("tanh", "zeros", 6, 64, batch_norm=True), *batch)
+    for name in ("vanishing_gradients", "dead_units"):
+        advice = d.finding(name).suggestion
+        assert "the init is the cause" in advice and "skip connections" not in advice
+
+
+def test_a_constant_first_layer_after_training_is_not_exploding(batch):
+    # zero hidden weights, trained: tanh(0) = 0 in the first layer for every input while
+    # the last hidden layer's biases learned (std > 0): nothing grew from 0
+    x, y = batch
+    model = mlp("tanh", "zeros", 3, 64)
+    sgd_steps(model, x[:64], y[:64], steps=20, lr=0.5)
+    d = diagnose(model, x, y)
+    assert float(d.layers["post_std"].iloc[0]) == 0 and float(d.layers["post_std"].iloc[2]) > 0
+    assert "exploding_activations" not in d.names and "symmetry" in d.names
 
 
 def test_relu_with_a_large_negative_bias_has_dead_units(batch):

@@ -98,8 +98,9 @@ def check_interval(low_name: str, low: float, high_name: str, high: float) -> No
 def zeros() -> Sampler:
     """All zeros (Keras ``zeros``, PyTorch ``zeros_``, JAX ``zeros``): W = 0.
 
-    Every unit of a layer then computes the same function and receives the same gradient:
-    the symmetry is never broken. Fine for biases, fatal for hidden-layer weights.
+    Every unit of a layer then computes the same function, and units whose outgoing weights
+    are equal too (every zeroed layer feeding a zeroed layer) receive the same gradient: the
+    symmetry is never broken. Fine for biases, fatal for hidden-layer weights.
     """
     return Constant(0.0)
 

@@ -10,7 +10,8 @@ finding                    fires when
 =========================  ==================================================================
 vanishing_activations      post_std(last) / post_std(first) < ACTIVATION_RATIO_LOW (1/30)
 exploding_activations      that ratio > ACTIVATION_RATIO_HIGH (30), or any hidden value is
-                           non-finite (an overflow)
+                           non-finite (an overflow); not from a first hidden layer that
+                           is constant (std 0: zero weights, left to dead_units/symmetry)
 vanishing_gradients        pre_grad_std(first) / pre_grad_std(last) < GRADIENT_RATIO_LOW
                            (1/30), or weight_grad_norm(first layer) / weight_grad_norm(output
                            layer) < WEIGHT_GRAD_RATIO_LOW (1e-3), or nothing reaches the
@@ -263,6 +264,8 @@ def _activation_findings(frame: pd.DataFrame) -> list[Finding]:
         return [
             _make("vanishing_activations", (first, last), values, ACTIVATION_RATIO_LOW, msg, frame)
         ]
+    if values["first_std"] == 0 and not len(overflow):
+        return []  # nothing to grow from: constant units, for dead_units and symmetry to name
     if r > ACTIVATION_RATIO_HIGH or len(overflow):
         where = f"; non-finite values from {overflow['layer'].iloc[0]} on" if len(overflow) else ""
         limit = f" > {ACTIVATION_RATIO_HIGH:.3g}" if r > ACTIVATION_RATIO_HIGH else ""
@@ -341,7 +344,9 @@ def _symmetry_findings(frame: pd.DataFrame) -> list[Finding]:
     total = int(sum(values.values()))
     msg = (
         f"{total} unit(s) in {len(hit)} layer(s) have incoming weights or activations "
-        "identical to another unit's: they get identical gradients and stay identical"
+        "identical to another unit's: where their outgoing weights are identical too they "
+        "get identical gradients and stay copies of one unit (a layer feeding distinct "
+        "weights, such as the output layer's, drifts apart but reads the copies below)"
     )
     return [_make("symmetry", tuple(values), values, 0.0, msg, frame)]
 

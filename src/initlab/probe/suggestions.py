@@ -10,7 +10,9 @@ prescription (``ratio = actual / prescribed``) and names the registry schemes wh
 scale, over the layers concerned: the best ``fan_in`` scheme (LeCun/He/Kaiming family) and
 the best ``fan_avg`` scheme (Glorot/Xavier family). For ReLU that is ``he_normal``; for tanh
 ``kaiming_normal(nonlinearity='tanh')`` or ``xavier_normal(gain=1.667)``; for sigmoid
-``lecun_normal`` or ``glorot_normal``. Dead units whose pre-activations sit below zero because
+``lecun_normal`` or ``glorot_normal`` — unless that goes against the finding (vanishing
+gradients in sigmoid layers already above the rule: the activation is the limit). Constant
+weights are named as the cause first. Dead units whose pre-activations sit below zero because
 of the biases get "zero biases"; identical units get "a random scheme".
 """
 
@@ -83,8 +85,21 @@ def _span(frame: pd.DataFrame, layers: Sequence[str]) -> pd.DataFrame:
     return hidden.loc[idx.min() : idx.max()] if len(idx) else hidden.iloc[0:0]
 
 
-def scale_advice(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
-    """Compare the weight std of ``rows`` with the gain rule; name the matching schemes."""
+def scale_advice(frame: pd.DataFrame, rows: pd.DataFrame, direction: str | None = None) -> str:
+    """Compare the weight std of ``rows`` with the gain rule; name the matching schemes.
+
+    ``direction`` (``"vanishing"``/``"exploding"``, the finding's) guards the advice: a
+    gain-rule scheme smaller than the weights a vanishing signal already has (sigmoid at He's
+    scale: its derivative is at most 1/4) would make it worse, so the activation is named as
+    the limit instead. Constant (zero) weights are the cause whatever else holds, even behind
+    a normalization."""
+    constant = _constant_weight_rows(rows)
+    if len(constant):
+        more = f" and {len(constant) - 1} more" if len(constant) > 1 else ""
+        return (
+            f"the weights of {constant['layer'].iloc[0]}{more} are constant (weight std 0): "
+            "the init is the cause; break the symmetry with a random scheme"
+        )
     parts = []
     if rows["normalized"].all() and len(rows):
         return (
@@ -93,7 +108,7 @@ def scale_advice(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
             "skip connections (Yang et al. 2019) or less depth"
         )
     for act, group in rows[~rows["normalized"]].groupby("activation", sort=False):
-        parts.append(_activation_advice(str(act), group))
+        parts.append(_activation_advice(str(act), group, direction))
     unknown = rows[rows["activation"].isna() & ~rows["normalized"]]
     if len(unknown):
         parts.append(
@@ -103,7 +118,16 @@ def scale_advice(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _activation_advice(act: str, group: pd.DataFrame) -> str:
+def _constant_weight_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose weights are all equal, except a residual branch's last layer (zeroed on
+    purpose by SkipInit/Fixup-style rules)."""
+    constant = rows["weight_std"].fillna(1).eq(0)
+    if "branch" in rows:
+        constant &= ~(rows["branch_layer"] == rows["branch_size"] - 1)
+    return rows[constant]
+
+
+def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = None) -> str:
     try:
         g = gain(act)
     except InitlabError:
@@ -121,6 +145,14 @@ def _activation_advice(act: str, group: pd.DataFrame) -> str:
         return (
             f"{act} layers already follow the gain rule (weight std {r:.2f}× "
             f"gain/sqrt(fan_in), gain {g:.4g}); {theory}; consider normalization or less depth"
+        )
+    if (direction == "vanishing" and r > 1) or (direction == "exploding" and r < 1):
+        way = "smaller" if r > 1 else "larger"
+        return (
+            f"{act} layers have weight std {r:.2f}× the gain rule gain/sqrt(fan_in) with "
+            f"gain({act}) = {g:.4g} already: a gain-rule scheme would make the weights {way} "
+            f"and this worse; {theory}; the activation is the limit here: consider another "
+            "activation (tanh, relu), normalization or less depth"
         )
     i = int(pd.Series(ratios).sub(r).abs().argmin())  # the layer closest to the median
     return (
@@ -185,4 +217,4 @@ def suggest(name: str, frame: pd.DataFrame, layers: Sequence[str]) -> str:
         return dead_advice(frame, _rows(frame, layers))
     if name == "saturation":
         return scale_advice(frame, _rows(frame, layers))
-    return scale_advice(frame, _span(frame, layers))
+    return scale_advice(frame, _span(frame, layers), name.partition("_")[0])

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
-import torch
 
 from initlab.stats import mean_ci
 
@@ -39,11 +38,6 @@ def group_accuracy(
         return None
     mean, std, _ = mean_ci(values.tolist())
     return GroupAccuracy(mean, std, len(values))
-
-
-def majority_share(labels: torch.Tensor) -> float:
-    """The share of the most frequent label (the accuracy of always predicting it)."""
-    return float(torch.bincount(labels).max()) / len(labels)
 
 
 def final_layer_metric(

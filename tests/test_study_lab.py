@@ -1,0 +1,40 @@
+"""The lab study's checks on hand-made results (the study itself runs in test_slow_studies)."""
+
+import pandas as pd
+import torch
+
+from initlab.results import ResultSet
+from initlab.studies import StudyContext, lab
+
+
+def ctx_of(zeros_accuracies: list[float]) -> StudyContext:
+    rows = [
+        {"run_id": f"z{i}", "dataset": "digits", "init": "zeros", "seed": i, "test_accuracy": a}
+        for i, a in enumerate(zeros_accuracies)
+    ]
+    runs = pd.DataFrame(rows, columns=["run_id", "dataset", "init", "seed", "test_accuracy"])
+    return StudyContext(ResultSet(runs, pd.DataFrame(), ("init",)), "tiny")
+
+
+def _class_shares(ctx: StudyContext) -> tuple[torch.Tensor, int]:
+    labels = ctx.dataset("digits").y_test
+    return torch.bincount(labels).double() / len(labels), len(labels)
+
+
+def test_one_class_for_every_input_is_reproduced_whichever_class_it_is():
+    shares, _ = _class_shares(ctx_of([]))
+    smallest, largest = float(shares.min()), float(shares.max())
+    outcome = lab._zeros_at_chance(ctx_of([smallest, largest]))  # not only the majority class
+    assert outcome.reproduced is True, outcome.evidence
+
+
+def test_an_accuracy_near_chance_but_not_one_class_share_is_not_reproduced():
+    # a network whose predictions depend on the input lands near 0.1 too, but rarely on a
+    # class's exact share: two examples off is not a constant prediction
+    shares, n = _class_shares(ctx_of([]))
+    outcome = lab._zeros_at_chance(ctx_of([float(shares[0]), float(shares[0]) + 2 / n]))
+    assert outcome.reproduced is False, outcome.evidence
+
+
+def test_no_zeros_run_is_undecided():
+    assert lab._zeros_at_chance(ctx_of([])).reproduced is None
