@@ -67,6 +67,20 @@ def test_list_shows_every_section(capsys):
     assert main(["list", "gains"]) == 2
 
 
+def test_list_keeps_every_formula_whole_at_80_columns(capsys, monkeypatch):
+    from rich.console import Console
+
+    import initlab.cli.list_cmd as list_cmd
+
+    monkeypatch.setattr(list_cmd, "out", Console(width=80))
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out  # folded onto more lines, never cut
+    cells = "".join(line.split("│")[3].strip() for line in out.splitlines() if line.count("│") > 4)
+    assert "U(±sqrt(6/(fan_in+fan_out)))" in cells  # glorot_uniform's formula, folded
+    assert "E[phi(z)²]" in out  # brackets are text, not Rich markup
+
+
 def test_version_names_the_blas_kernels(capsys):
     assert main(["--version"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -13,17 +13,35 @@ from rich.table import Table
 
 def print_frame(frame: pd.DataFrame, console: Console, *, title: str | None = None) -> None:
     """Print ``frame`` as a table; floats with 4 significant decimals, NaN and None as ``—``.
-    Numbers are never wrapped; text too long for the terminal (an init spec such as
-    ``plan+orthogonal(gain=1.41)+fixup``) folds onto more lines instead of squeezing the
-    numbers out of sight."""
+    The first column (the group's name) is never wrapped when it has at most
+    :data:`KEEP_WHOLE` characters; a longer one (an init spec such as
+    ``plan+orthogonal(gain=1.41)+fixup,...``) and any other text too long for the terminal
+    folds onto more lines instead of squeezing the numbers out of sight."""
     table = Table(title=title, header_style="bold")
-    for column in frame.columns:
+    cells = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
+    for i, column in enumerate(frame.columns):
         numeric = pd.api.types.is_numeric_dtype(frame[column])
+        longest = max((len(row[i]) for row in cells), default=0)
+        whole = i == 0 and longest <= KEEP_WHOLE
         justify = "right" if numeric else "left"
-        table.add_column(str(column), justify=justify, no_wrap=numeric, overflow="fold")
-    for _, row in frame.iterrows():
-        table.add_row(*(_cell(v) for v in row))
+        table.add_column(str(column), justify=justify, no_wrap=whole, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
+
+
+KEEP_WHOLE = 32
+"""A first-column cell up to this many characters is never wrapped."""
+
+
+def stdout_console() -> Console:
+    """The console a command prints its results on: the terminal's width, or
+    :data:`PIPE_WIDTH` columns when the output goes to a file or a pipe, so that a saved
+    table reads as a wide terminal shows it and names are not split at Rich's default 80."""
+    return Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+
+PIPE_WIDTH = 160
 
 
 def _cell(value: object) -> str:

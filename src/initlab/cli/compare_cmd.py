@@ -16,6 +16,7 @@ from initlab.cli import options as opt
 from initlab.cli.options import parse_bias, parse_seeds, parse_widths, split_list
 from initlab.cli.runs import run_checked
 from initlab.compare import DEFAULT_INITS, comparison_spec
+from initlab.console import stdout_console
 from initlab.sweep.grid import expand
 from initlab.sweep.ui import (
     AddressOption,
@@ -25,7 +26,7 @@ from initlab.sweep.ui import (
 )
 
 err = Console(stderr=True)
-out = Console()
+out = stdout_console()
 
 
 @app.command()

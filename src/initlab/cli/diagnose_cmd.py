@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from initlab.cli.options import parse_bias, split_list
 from initlab.cli.probing import Probe, prepare_probe
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
+from initlab.console import stdout_console
 from initlab.errors import InitlabError, check_positive
 from initlab.probe import Diagnosis
 from initlab.probe import diagnose as run_probe
@@ -26,7 +26,7 @@ from initlab.sweep.values import check_setting
 from initlab.train.device import autocast
 from initlab.usercode import is_user_spec
 
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = stdout_console()
 err = Console(stderr=True)
 DEFAULT_INIT = "he_normal"
 COLUMN_NOTE = (

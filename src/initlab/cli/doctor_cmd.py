@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,6 +15,7 @@ from initlab.cli import options as opt
 from initlab.cli.probing import Probe, prepare_probe
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
+from initlab.console import stdout_console
 from initlab.doctor import Plan, recommend
 from initlab.errors import InitlabError, check_positive
 from initlab.probe import Diagnosis, diagnose
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from initlab.doctor.evidence import Evidence
     from initlab.doctor.trials import Schedule
 
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = stdout_console()
 err = Console(stderr=True)
 
 # How the trials train: `initlab compare`'s names, defaults, checks and help texts, marked

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import initlab.activations as activations
@@ -11,11 +11,12 @@ import initlab.data as data
 import initlab.initializers as initializers
 from initlab.cli import app
 from initlab.config import OPTIMIZERS
+from initlab.console import stdout_console
 from initlab.errors import UnknownNameError
 from initlab.train.optim import DESCRIPTIONS
 
 SECTIONS = ("initializers", "activations", "datasets", "optimizers")
-out = Console()
+out = stdout_console()
 
 
 @app.command("list")
@@ -33,26 +34,30 @@ def list_command(
 def _initializer_table() -> Table:
     table = Table(title="initializers", header_style="bold")
     for column in ("name", "origin", "formula", "parameters"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for name in initializers.names():
         meta = initializers.info(name)
         params = ", ".join(f"{k}={v!r}" for k, v in meta.get("params", {}).items())
-        table.add_row(name, meta.get("origin", ""), meta.get("formula", ""), params)
+        cells = (name, meta.get("origin", ""), meta.get("formula", ""), params)
+        table.add_row(*(escape(str(c)) for c in cells))  # formulas hold [..]: not markup
     return table
 
 
 def _activation_table() -> Table:
     from initlab.theory.gains import gain_table
 
-    table = Table(title="activations (gain = 1/sqrt(E[phi(z)^2]) where PyTorch has none)")
+    title = escape(
+        "activations (gain = 1/sqrt(E[phi(z)²]) over z ~ N(0, 1), where PyTorch has none)"
+    )
+    table = Table(title=title)
     for column in ("name", "phi", "gain", "PyTorch gain", "numeric gain"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in gain_table():
         act = activations.get(row["activation"])
         torch_gain = row["pytorch"]
         table.add_row(
             act.name,
-            act.description,
+            escape(act.description),
             f"{row['auto']:.4f}",
             "—" if torch_gain is None else f"{torch_gain:.4f}",
             f"{row['numeric']:.4f}",
@@ -63,9 +68,10 @@ def _activation_table() -> Table:
 def _dataset_table() -> Table:
     table = Table(title="datasets", header_style="bold")
     for column in ("name", "description", "availability"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for name in data.names():
-        table.add_row(name, str(data.info(name).get("description", "")), data.availability(name))
+        description = escape(str(data.info(name).get("description", "")))
+        table.add_row(name, description, escape(data.availability(name)))
     return table
 
 
@@ -74,7 +80,7 @@ def _optimizer_table() -> Table:
     table.add_column("name")
     table.add_column("update")
     for name in OPTIMIZERS:
-        table.add_row(name, DESCRIPTIONS[name])
+        table.add_row(name, escape(DESCRIPTIONS[name]))
     return table
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,10 +13,11 @@ from rich.table import Table
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_bias
+from initlab.console import stdout_console
 from initlab.errors import InitlabError
 from initlab.sweep.values import check_setting
 
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = stdout_console()
 
 
 @app.command()

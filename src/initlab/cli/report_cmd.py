@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli.options import split_list
+from initlab.console import stdout_console
 from initlab.report.build import DEFAULT_TITLE, build_report
 from initlab.report.sources import load_results
 
-out = Console()
+out = stdout_console()
 
 
 @app.command()

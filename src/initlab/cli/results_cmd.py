@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli.options import split_list
 from initlab.cli.tables import print_frame
+from initlab.console import stdout_console
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.store import Store, export, open_store
 from initlab.sweep.ui import print_results
 from initlab.sweep.values import SETTINGS, is_setting
 
-out = Console()
+out = stdout_console()
 
 
 @app.command()

@@ -12,13 +12,14 @@ from rich.table import Table
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_model_args, parse_seeds, split_list
+from initlab.console import stdout_console
 from initlab.errors import InitlabError
 
 if TYPE_CHECKING:
     from initlab.scaling.check import ScalingResult
 
 err = Console(stderr=True)
-out = Console()
+out = stdout_console()
 
 
 def parse_sizes(option: str, text: str) -> tuple[int, ...]:

@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from initlab.cli import app
+from initlab.console import stdout_console
 from initlab.errors import InitlabError
 from initlab.store.damage import damaged_message
 from initlab.store.repair import check_file, repair
 from initlab.store.sqlite import store_path
 
-out = Console()
+out = stdout_console()
 store_app = typer.Typer(
     help="Check a results store, or salvage the finished runs of a damaged one.",
     no_args_is_help=True,

@@ -13,6 +13,7 @@ from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.runs import override_spec, run_checked
 from initlab.cli.tables import print_frame
+from initlab.console import stdout_console
 from initlab.studies import SCALES, get, names
 from initlab.studies.runner import StudyOutcome, check_scale, finish
 from initlab.sweep.grid import expand
@@ -24,7 +25,7 @@ from initlab.sweep.ui import (
 )
 
 err = Console(stderr=True)
-out = Console()
+out = stdout_console()
 
 
 @app.command()

@@ -13,6 +13,7 @@ from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.runs import override_spec, run_checked
 from initlab.cli.tables import print_frame
+from initlab.console import stdout_console
 from initlab.store import store_path
 from initlab.sweep import estimate
 from initlab.sweep.dryrun import MAX_ROWS, dry_run, duration
@@ -27,7 +28,7 @@ from initlab.sweep.ui import (
 )
 
 err = Console(stderr=True)
-out = Console()
+out = stdout_console()
 
 
 @app.command()
