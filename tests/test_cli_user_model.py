@@ -82,6 +82,12 @@ def tokens():
     x = torch.randint(0, 12, (160, 6), generator=g)
     y = (x + 1) % 12  # next token: a task a tiny model learns
     return x[:128], y[:128], x[128:], y[128:]
+
+
+def self_editing(width=8):  # a user saving the file while the sweep trains
+    with open(__file__, "a") as handle:
+        handle.write("# edited while a run trained\\n")
+    return build(width)
 """
 FAST = ["--epochs", "1", "--seeds", "1", "--batch-size", "16", "--workers", "1"]
 
@@ -123,6 +129,31 @@ def test_compare_a_user_factory_with_default_and_he_and_new_keys_after_an_edit(u
     path.write_text(path.read_text() + "\n# edited: new runs, not stale ones\n")
     assert _compare(*args) == 0
     assert _run_ids(out).isdisjoint(first)
+
+
+def test_a_model_file_edited_while_its_run_trains_is_not_stored_as_finished(user_dir, capsys):
+    out = user_dir / "out"
+    args = ["--model", "models.py:self_editing", "--data", "digits", "--inits", "he_normal"]
+    assert _compare(*args, "--limit-train", "100", "--engine", "single", "--out", str(out)) == 0
+    runs = pd.read_csv(out / "summary.csv")
+    assert list(runs["status"]) == ["failed"]  # not "ok": resuming would reuse it
+    assert "edited while it ran" in runs["message"].iloc[0]
+
+
+def test_a_run_that_starts_after_an_edit_is_stored_under_the_edited_files_key(user_dir):
+    from initlab.config import RunConfig
+    from initlab.sweep.engine import DataCache, execute_chunk
+
+    config = RunConfig(model="models.py:build", dataset="digits", epochs=1, limit_train=100)
+    planned = config.key()
+    path = user_dir / "models.py"
+    path.write_text(path.read_text() + "\n# edited after the sweep planned its runs\n")
+    [outcome] = execute_chunk([config], DataCache(), "single")
+    assert outcome.result.status in ("ok", "stuck")
+    assert outcome.run_id == config.key() != planned  # the version it trained
+    with open_store(user_dir / "store", create=True) as store:
+        store.record(outcome)
+        assert store.finished_ids() == {config.key()}
 
 
 def test_regression_from_an_npz_file(user_dir, capsys):

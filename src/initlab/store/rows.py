@@ -31,7 +31,8 @@ def _real(value: Any) -> float | None:
 
 def run_row(outcome: Outcome) -> dict[str, Any]:
     result, config = outcome.result, outcome.result.config
-    row: dict[str, Any] = {"run_id": config.key(), "config": json.dumps(config.to_dict())}
+    run_id = outcome.run_id or config.key()  # the key of the file version it trained
+    row: dict[str, Any] = {"run_id": run_id, "config": json.dumps(config.to_dict())}
     unused = unused_settings(config.model)
     for name, _ in config_columns():
         value = getattr(config, name)

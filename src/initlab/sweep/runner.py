@@ -94,6 +94,11 @@ class SweepReport:
     interrupted: bool = False
     by_others: int = 0
     """Runs of the study that other processes sharing the store finished meanwhile."""
+    planned: frozenset[str] = frozenset()
+    """The run keys the study asked for when the sweep started."""
+    edited: int = 0
+    """Runs that trained a user's model or data file edited after the sweep started: stored
+    under the edited file's keys, so not among :attr:`planned`."""
 
     @property
     def ran(self) -> int:
@@ -111,7 +116,13 @@ class SweepReport:
         if by_status:
             ran += f" ({by_status})"
         others = f" ({self.by_others} by other processes)" if self.by_others else ""
-        return f"{ran}; {self.finished} of {self.total} runs done{others}"
+        edited = (
+            f"; {self.edited} run(s) trained the model or data file as edited after the sweep "
+            "started and were stored under its new keys: run the sweep again to train the rest"
+            if self.edited
+            else ""
+        )
+        return f"{ran}; {self.finished} of {self.total} runs done{others}{edited}"
 
 
 class SweepProgress:
@@ -174,7 +185,7 @@ def run_sweep(
     store.add_study(study.study_id, study.name, study.spec, study.group_by, keys)
     done = store.finished_ids(keys)
     pending = list({c.key(): c for c in configs if c.key() not in done}.values())
-    report = SweepReport(study.study_id, len(set(keys)), len(done))
+    report = SweepReport(study.study_id, len(set(keys)), len(done), planned=frozenset(keys))
     if not pending:
         return report
     if backend == "local":
@@ -249,7 +260,10 @@ def _record(
 ) -> None:
     try:
         for outcome in outcomes:
-            if store.record(outcome):  # False: another process finished it first
+            recorded = store.record(outcome)  # False: another process finished it first
+            if outcome.run_id and report.planned and outcome.run_id not in report.planned:
+                report.edited += recorded
+            elif recorded:
                 report.counts[outcome.result.status] += 1
             progress.finished(outcome)
     finally:
