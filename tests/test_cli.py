@@ -89,13 +89,31 @@ def test_version_names_the_blas_kernels(capsys):
 
 
 def test_initlabs_own_warnings_are_notes_and_torchs_keep_their_source():
-    import initlab.console as ours
     from initlab.console import warning_line
+    from initlab.notes import InitlabNote
 
-    assert warning_line("a fallback", UserWarning, ours.__file__, 3) == "note: a fallback"
+    assert warning_line("a fallback", InitlabNote, "/any/file.py", 3) == "note: a fallback"
     torch_file = torch.nn.modules.rnn.__file__
     line = warning_line("dropout option adds dropout", UserWarning, torch_file, 9)
     assert line == f"UserWarning: dropout option adds dropout ({torch_file}:9)"
+
+
+def test_a_note_from_the_python_api_points_at_the_users_own_line(tmp_path):
+    # a notebook user sees where *they* called initlab, not a line inside initlab
+    import warnings
+
+    import initlab
+    from initlab.models.gpt import gpt
+    from initlab.notes import InitlabNote
+
+    model = gpt(vocab_size=16, width=16, depth=1, heads=2, context=8)
+    model.head.weight = model.tok_emb.weight  # tied: Fixup keeps it, with a note
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        initlab.initialize(model, "he_normal", residual="fixup")
+        line = sys._getframe().f_lineno - 1
+    notes = [w for w in caught if issubclass(w.category, InitlabNote)]
+    assert notes and all(w.filename == __file__ and w.lineno == line for w in notes)
 
 
 def test_a_long_init_name_folds_and_leaves_every_number_readable_at_80_columns():

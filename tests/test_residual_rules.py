@@ -69,6 +69,20 @@ def test_fixup_zeroes_each_branch_last_conv_and_the_output_layer():
     assert model.layer1[0].bn2.fixup_scale.item() == 1.0
 
 
+def test_fixup_keeps_a_readout_tied_to_the_token_embedding_and_says_so():
+    model = gpt(vocab_size=16, width=16, depth=2, heads=2, context=8)
+    model.head.weight = model.tok_emb.weight  # tied, as GPT-2
+    before = model.tok_emb.weight.detach().clone()
+    with pytest.warns(UserWarning, match="tied to tok_emb.weight"):
+        result = apply_residual(model, "fixup")
+    torch.testing.assert_close(model.tok_emb.weight.detach(), before, rtol=0, atol=0)
+    assert model.head.weight is model.tok_emb.weight and "head.weight" not in result.actions
+    assert not model.head.bias.any() and result.actions["head.bias"] == "zeroed"
+    untied = gpt(vocab_size=16, width=16, depth=2, heads=2, context=8)
+    apply_residual(untied, "fixup")
+    assert not untied.head.weight.any() and untied.tok_emb.weight.any()
+
+
 def test_fixup_scales_the_branch_layers_by_L_power():
     torch.manual_seed(1)
     model = resnet(depth=20, width=4, num_classes=3, norm=False, in_channels=1)

@@ -28,6 +28,7 @@ from initlab._version import __version__ as __version__
 _PUBLIC = {
     "Diagnosis": "initlab.probe",
     "InitlabError": "initlab.errors",
+    "InitlabNote": "initlab.notes",
     "Plan": "initlab.doctor",
     "ResultSet": "initlab.results",
     "RunConfig": "initlab.config",

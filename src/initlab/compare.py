@@ -17,7 +17,6 @@ code**. Every run is checked before any trains (:func:`preflight_configs`).
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from initlab.apply import AS_BUILT, untouched_weights
 from initlab.config import RunConfig, unused_settings
 from initlab.data import Dataset
 from initlab.errors import InitlabError
+from initlab.notes import note
 from initlab.results import ResultSet
 from initlab.speclist import split_list
 from initlab.sweep.engine import Outcome, data_key
@@ -219,12 +219,11 @@ def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) ->
         shown = ", ".join(untouched[:4]) + (
             f" and {len(untouched) - 4} more" if len(untouched) > 4 else ""
         )
-        warnings.warn(
+        note(
             f"{', '.join(schemes)} set only the weight layers of {name} (Linear, Conv, RNN, "
             f"attention); {shown} "
             f"{'keeps' if len(untouched) == 1 else 'keep'} the factory's initialization in "
-            "every run",
-            stacklevel=2,
+            "every run"
         )
 
 

@@ -4,11 +4,12 @@ warnings as one ``note:`` line."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+
+from initlab.notes import InitlabNote
 
 
 def print_frame(frame: pd.DataFrame, console: Console, *, title: str | None = None) -> None:
@@ -54,16 +55,12 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-PACKAGE = str(Path(__file__).resolve().parent)
-
-
 def warning_line(message, category, filename, lineno) -> str:
-    """One line for a warning: initlab's notes (a ``UserWarning`` raised from initlab's own
-    code: a fallback, layers a scheme leaves alone) as ``note: ...``; any other warning
-    (torch's, your model's) as ``Category: text (file:line)``, without the source line."""
+    """One line for a warning: initlab's notes (:class:`initlab.notes.InitlabNote`) as
+    ``note: ...``; any other warning (torch's, your model's) as ``Category: text
+    (file:line)``, without the source line."""
     text = str(message).strip().replace("\n", " ")
-    ours = str(Path(filename).resolve()).startswith(PACKAGE) if filename else False
-    if category is UserWarning and ours:
+    if issubclass(category, InitlabNote):
         return f"note: {text}"
     return f"{category.__name__}: {text} ({filename}:{lineno})"
 

@@ -28,7 +28,6 @@ scheme's draw, so they combine with any base init.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +36,7 @@ from torch import nn
 
 from initlab.compound_layers import is_attention_output
 from initlab.errors import InitlabError
+from initlab.notes import note
 from initlab.residual.gates import add_fixup_input, add_fixup_output, add_gate
 from initlab.residual.names import ADDS_PARAMETERS, canonical_rule
 from initlab.residual.structure import Branch, Structure, find_structure
@@ -71,15 +71,13 @@ def apply_residual(
     for branch in structure.branches:
         APPLY[rule](branch, modules, structure.depth, result)
     if rule == "fixup" and structure.output_layer:
-        _zero(structure.output_layer, modules, result)
+        _zero_readout(model, structure.output_layer, modules, result)
     if structure.method == "fallback" and result.actions:
-        warnings.warn(
+        note(
             f"residual rule '{rule}' applied to branches guessed from module names "
             f"({structure.depth} found; a block with two additions, as a transformer's, is "
             "read as one branch): pass data= (--data) to record them from one run, or check "
-            "them with initlab.plan",
-            UserWarning,
-            stacklevel=4,  # the caller of initialize (apply_residual is wrapped by no_grad)
+            "them with initlab.plan"
         )
     return result
 
@@ -114,6 +112,30 @@ def _zero(name: str, modules: dict[str, nn.Module], result: ResidualResult) -> N
         if tensor is not None:
             tensor.zero_()
             result.actions[f"{name}.{kind}"] = "zeroed"
+
+
+def _zero_readout(
+    model: nn.Module, name: str, modules: dict[str, nn.Module], result: ResidualResult
+) -> None:
+    """Fixup's zero output layer, except a weight tied to another module (a language model's
+    readout sharing its token embedding): zeroing it would zero the embedding too, so every
+    token would enter as the same zero vector. Its bias is zeroed; the weight is kept, noted."""
+    weight = getattr(modules[name], "weight", None)
+    shared = [
+        n for n, p in model.named_parameters(remove_duplicate=False)
+        if p is weight and n != f"{name}.weight"
+    ]  # fmt: skip
+    if weight is None or not shared:
+        _zero(name, modules, result)
+        return
+    if getattr(modules[name], "bias", None) is not None:
+        modules[name].bias.zero_()
+        result.actions[f"{name}.bias"] = "zeroed"
+    note(
+        f"fixup: the output layer {name}'s weight is tied to {shared[0]}; zeroing it would "
+        "zero that table too (every input the same), so it keeps its init: untie them for "
+        "Fixup's zero readout"
+    )
 
 
 def _zero_last_layer(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:

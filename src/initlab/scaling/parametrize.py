@@ -13,7 +13,6 @@ asks for (``target_rms = base_rms · init_factor``) and gets ``lr · lr_factor``
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from torch import nn
 
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.layer_order import known_output_layer
+from initlab.notes import note
 from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes, renamed
 
 PARAMETRIZATIONS = ("sp", "ntk", "mup")
@@ -293,6 +293,6 @@ def parametrize(
         readout_zero_init=readout_zero_init,
         width_arg=width_arg,
     )
-    for note in result.notes:  # ties, attention it cannot rescale, readout-like weights
-        warnings.warn(note, UserWarning, stacklevel=2)
+    for text in result.notes:  # ties, attention it cannot rescale, readout-like weights
+        note(text)
     return result.model, result.param_groups()

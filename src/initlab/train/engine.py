@@ -35,13 +35,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from initlab.notes import note
 from initlab.probe.tracking import PROBE_SIZE, Tracker
 from initlab.train import trial
 from initlab.train.device import autocast
@@ -304,7 +304,7 @@ class StackTrainer:
         with torch.random.fork_rng(devices=rng_devices(self.device)):
             self.prepare()  # leaves the RNG as it found it
             if self.stack.note:
-                warnings.warn(self.stack.note, stacklevel=2)
+                note(self.stack.note)
             seed_global(seed, self.device)
             self.track(0)
             for epoch in range(1, self.plan.epochs + 1):

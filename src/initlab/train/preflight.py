@@ -14,13 +14,13 @@ Nothing is trained and the caller's RNG is untouched.
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
 from torch import Tensor, nn
 
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
+from initlab.notes import note
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
@@ -86,11 +86,10 @@ def check_initializes(config: RunConfig, data) -> None:
         record = initialize_as_configured(model, config, data)
     outcome = record.residual_result if record is not None else None
     if outcome is not None and outcome.rule != "none" and not outcome.actions:
-        warnings.warn(
+        note(
             f"residual_init '{config.residual_init}' changes nothing in {config.model}: "
             f"{_why_unchanged(outcome)}; its runs equal residual_init 'none' "
-            "(initlab plan shows the branches)",
-            stacklevel=2,
+            "(initlab plan shows the branches)"
         )
 
 
