@@ -11,6 +11,7 @@ from initlab import initialize
 from initlab.cli import main
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
+from initlab.notes import InitlabNote
 from initlab.train.build import build_initialized_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -54,7 +55,8 @@ def test_lecun_normal_gives_each_token_vector_a_unit_squared_norm():
 
 def test_a_tied_table_is_set_by_the_output_layer_and_default_keeps_tables():
     tied = Tagger(tied=True)
-    initialize(tied, "he_normal", output_layer="zeros", embedding="normal(std=0.02)")
+    with pytest.warns(InitlabNote, match="leaves embed alone: tied to a weight layer"):
+        initialize(tied, "he_normal", output_layer="zeros", embedding="normal(std=0.02)")
     assert torch.count_nonzero(tied.embed.weight) == 0  # the output layer's init, not 0.02
     model = Tagger()
     before = model.embed.weight.detach().clone()

@@ -20,6 +20,7 @@ from torch import nn
 import initlab.initializers as initializers
 from initlab.errors import InitlabError
 from initlab.initializers import Initializer
+from initlab.notes import note
 
 EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 
@@ -37,8 +38,10 @@ def init_embeddings(
             f"'{init.name}' cannot set embeddings (it rescales layer outputs on data); give "
             "embeddings a distribution, e.g. normal(std=0.02) or lecun_normal"
         )
-    rows = []
+    rows, tied = [], []
     for name, module in model.named_modules():
+        if isinstance(module, EMBEDDINGS) and id(module.weight) in set_by_layers:
+            tied.append(name)
         if not isinstance(module, EMBEDDINGS) or id(module.weight) in set_by_layers:
             continue
         weight = module.weight
@@ -59,5 +62,11 @@ def init_embeddings(
                 "std": float(weight.detach().std()),
                 "bias": "none",
             }
+        )
+    if tied:
+        note(
+            f"embedding scheme {init!r} leaves {', '.join(tied)} alone: tied to a weight "
+            "layer, it is set by that layer's init (--output-init for a language model's "
+            "readout)"
         )
     return rows
