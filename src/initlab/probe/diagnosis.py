@@ -22,6 +22,7 @@ from initlab.initializers import fans_of_module
 from initlab.probe import findings as verdicts
 from initlab.probe.findings import Finding
 from initlab.probe.hooks import LayerTensors, Loss, collect
+from initlab.probe.logits import logit_findings
 from initlab.probe.meanfield import predicted_q
 from initlab.probe.metrics import METRICS
 
@@ -223,6 +224,8 @@ def diagnose(
     ]
     frame = with_branches(frame, model, inputs)
     findings = verdicts.find(frame)
+    if targets is not None and loss is None and not targets.is_floating_point():
+        findings += logit_findings(frame)  # the default cross-entropy reads class logits
     return Diagnosis(frame, findings, verdicts.summary(frame), samples, label, unseen)
 
 

@@ -73,8 +73,10 @@ FINDINGS = (
     "saturation",
     "dead_units",
     "symmetry",
+    "large_logits",
 )
-"""The vocabulary, in the order findings are reported."""
+"""The vocabulary, in the order findings are reported (``large_logits``:
+:mod:`initlab.probe.logits`, for models whose outputs are class logits)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""The output layer's scale when its outputs are class logits: Karpathy's "check the loss at
+init" as a finding.
+
+With the default cross-entropy (class labels or token ids as targets), logits with a small
+spread give nearly uniform predictions and a first loss near ``ln K`` (K classes). Logits
+with std ``s`` put a share of the mass on a few classes at random: for Gaussian logits the
+expected first loss grows like ``ln K + s²/2`` while ``s`` is small and like ``s · sqrt(2 ln K)``
+beyond, so at ``s = 3`` with ten classes it is about twice ``ln K``, and the first steps go
+to shrinking the logits instead of learning. Healthy inits stay far below
+:data:`LOGIT_STD_HIGH`: He hidden layers with He output 1.2, Glorot/LeCun/orthogonal output
+layers 0.2-0.4, a GPT's untied head 0.6. A readout tied to PyTorch's N(0, 1) embedding table
+gives about 10, and hidden layers that grow by 2.3× a layer (below the exploding-activations
+ratio over five layers) give hundreds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from initlab.probe.findings import Finding
+
+LOGIT_STD_HIGH = 3.0
+"""``large_logits`` fires when the output layer's outputs have a larger std than this."""
+
+
+def logit_findings(frame: pd.DataFrame) -> list[Finding]:
+    """``large_logits`` when the output layer's (last row's) ``pre_std`` exceeds
+    :data:`LOGIT_STD_HIGH`; for a model whose outputs are class logits (the caller knows)."""
+    if frame.empty:
+        return []
+    out = frame.iloc[-1]
+    std = float(out["pre_std"])
+    if not std > LOGIT_STD_HIGH:  # NaN: nothing measured
+        return []
+    classes = int(out["fan_out"]) if out["fan_out"] == out["fan_out"] else 0
+    uniform = f"; uniform predictions would start at ln {classes} = {math.log(classes):.3g}"
+    name = str(out["layer"])
+    message = (
+        f"the logits ({name}) have std {std:.3g} at init (limit {LOGIT_STD_HIGH:g}): the "
+        f"softmax starts far from uniform and the first loss far above it"
+        + (uniform if classes > 1 else "")
+    )
+    hidden = frame.iloc[:-1]
+    grew = len(hidden) and float(hidden["post_std"].iloc[-1]) > 2 * float(
+        hidden["post_std"].iloc[0]
+    )
+    suggestion = (
+        f"the output layer's weights (std {float(out['weight_std']):.3g}) are too large for "
+        "its inputs: give it a smaller init (--output-init glorot_uniform, lecun_normal, or "
+        "zeros as muP's readout; a readout tied to an embedding takes the table's scale, e.g. "
+        "normal(std=0.02))"
+        + (
+            "; the hidden activations also grow toward the output: fix their init first"
+            if grew
+            else ""
+        )
+    )
+    values = {"logit_std": std, "classes": float(classes)}
+    return [Finding("large_logits", (name,), values, LOGIT_STD_HIGH, message, suggestion)]

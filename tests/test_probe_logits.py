@@ -1,0 +1,54 @@
+"""``large_logits``: the output layer's scale when its outputs are class logits."""
+
+import math
+
+import torch
+from torch import nn
+
+import initlab
+from initlab.models import MLP
+from initlab.models.gpt import gpt
+from initlab.probe import diagnose
+
+
+def _mlp(init: str, output: str = "same", depth: int = 5) -> nn.Module:
+    torch.manual_seed(0)
+    model = MLP(784, [256] * depth, 10, "relu")
+    initlab.initialize(model, init, output_layer=output, generator=torch.Generator().manual_seed(1))
+    return model
+
+
+def _batch(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_a_readout_tied_to_pytorchs_unit_normal_embedding_has_large_logits():
+    torch.manual_seed(0)
+    model = gpt(vocab_size=64, width=64, depth=2)
+    ids = torch.randint(0, 64, (32, 16), generator=torch.Generator().manual_seed(0))
+    assert "large_logits" not in diagnose(model, ids, ids.roll(-1, 1)).names  # untied: 0.6
+    model.head.weight = model.tok_emb.weight  # N(0, 1) rows: logits of std ~ sqrt(64)
+    found = diagnose(model, ids, ids.roll(-1, 1)).finding("large_logits")
+    assert found.values["logit_std"] > 5 and f"ln 64 = {math.log(64):.3g}" in found.message
+    assert "normal(std=0.02)" in found.suggestion
+
+
+def test_growing_hidden_layers_below_the_exploding_ratio_still_give_large_logits():
+    # std 0.2 on 256 ReLU inputs: x2.3 a layer, ~12x over four layers (below the ratio 30)
+    d = diagnose(_mlp("random_normal(stddev=0.2)", depth=4), *_batch())
+    assert "exploding_activations" not in d.names and "large_logits" in d.names
+    assert "fix their init first" in d.finding("large_logits").suggestion
+
+
+def test_healthy_inits_and_regression_outputs_have_no_large_logits():
+    x, y = _batch()
+    for init, output in (
+        ("he_normal", "same"),
+        ("he_normal", "glorot_uniform"),
+        ("orthogonal", "same"),
+    ):
+        assert "large_logits" not in diagnose(_mlp(init, output), x, y).names
+    # float targets: a regression output's scale is the targets', not a softmax's
+    big = _mlp("random_normal(stddev=0.2)")
+    assert "large_logits" not in diagnose(big, x, torch.randn(len(x), 10)).names
