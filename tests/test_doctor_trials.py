@@ -1,6 +1,7 @@
 """The doctor's trials: statistics on injected effects, schedules, the CLI end to end."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -115,6 +116,17 @@ def test_variance_split_finds_the_source_that_was_injected():
     rows = [dict(r, final=3.0 * r["data_seed"]) for r in rows]
     split = verdict.variance_split(pd.DataFrame(rows)).iloc[0]
     assert split["data_order"] > 0.99
+
+
+def test_fewer_than_three_init_seeds_are_said_to_leave_the_test_powerless():
+    from initlab.notes import InitlabNote
+
+    for n in (1, 2):
+        with pytest.warns(InitlabNote, match=f"--trials {n}: .* use --trials 3 or more"):
+            Design.square(n).note_if_untestable()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Design.square(3).note_if_untestable()
 
 
 def test_budget_and_schedule():

@@ -105,6 +105,7 @@ def gather(
     step, fixed = trials.time_trial(configs, data)
     schedule = trials.plan_schedule(budget, step, fixed, len(data.y_train), base.batch_size)
     configs = [c.replace(**schedule.settings()) for c in configs]
+    design.note_if_untestable()  # after every refusal: a note, then training
     if on_schedule is not None:
         on_schedule(schedule, len(configs))
     results = trials.run_trials(configs, data, on_epoch)

@@ -34,6 +34,7 @@ from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.doctor.candidates import Candidate
 from initlab.errors import InitlabError
+from initlab.notes import note
 from initlab.train import group_configs, train_configs
 from initlab.train.result import RunResult
 
@@ -54,6 +55,11 @@ def parse_budget(text: str) -> float:
     return float(match.group(1)) * factor
 
 
+MIN_TESTED_SEEDS = 3
+"""Fewer init seeds than this leave the doctor's test (:func:`initlab.stats.crossed_mean_test`)
+one degree of freedom or none: a t critical value of 12.7 at 5%."""
+
+
 @dataclass(frozen=True)
 class Design:
     """Init seeds crossed with data-order seeds."""
@@ -67,6 +73,16 @@ class Design:
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
             raise InitlabError(f"--trials must be a positive number of seeds, got {trials}")
         return cls(tuple(range(trials)), tuple(range(trials)))
+
+    def note_if_untestable(self) -> None:
+        """A note when fewer than :data:`MIN_TESTED_SEEDS` init seeds leave the test no power."""
+        n = len(self.init_seeds)
+        if n < MIN_TESTED_SEEDS:
+            note(
+                f"--trials {n}: {n} init seed(s) leave the paired test about {max(n - 1, 0)} "
+                "degree(s) of freedom, so only an enormous gain can be confirmed and the "
+                f"reference is likely kept; use --trials {MIN_TESTED_SEEDS} or more for a verdict"
+            )
 
     @property
     def runs(self) -> int:
