@@ -75,3 +75,24 @@ def trainings(monkeypatch: pytest.MonkeyPatch) -> list:
     monkeypatch.setattr(engine, "run_config", counting)
     monkeypatch.setattr(engine, "batched_engine", lambda: stacked)
     return calls
+
+
+@pytest.fixture
+def interrupt_at(monkeypatch: pytest.MonkeyPatch):
+    """``interrupt_at(n)``: the single engine trains runs until its ``n``-th, which raises
+    ``KeyboardInterrupt`` (Ctrl-C part-way through a sweep)."""
+    from initlab.sweep import engine
+    from initlab.train.run import run_config
+
+    def patch(call: int) -> None:
+        calls = []
+
+        def interrupted(config, data=None, on_epoch=None):
+            calls.append(config)
+            if len(calls) == call:
+                raise KeyboardInterrupt
+            return run_config(config, data, on_epoch)
+
+        monkeypatch.setattr(engine, "run_config", interrupted)
+
+    return patch

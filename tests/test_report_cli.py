@@ -96,7 +96,7 @@ def test_report_from_a_results_store(tmp_path):
         ("empty-dir", [], "neither a results store"),
         ("csv", ["--study", "x"], "--study needs a results store"),
         ("csv", ["--group-by", "init,nope"], "cannot group by 'nope'"),
-        ("not-sqlite", [], "is damaged"),  # the store check: it offers `initlab store repair`
+        ("not-sqlite", [], "is not an initlab results store"),  # no SQLite file: no repair
     ],
 )
 def test_bad_sources_are_one_line_errors(tmp_path, capsys, make, args, message):

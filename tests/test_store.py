@@ -155,7 +155,7 @@ def test_incompatible_or_foreign_files_are_refused(tmp_path):
     with pytest.raises(InitlabError, match=r"schema 99.*reads schema 1: upgrade initlab"):
         open_store(tmp_path / "s")
     (tmp_path / "text.db").write_text("not a database, just text " * 100)
-    with pytest.raises(InitlabError, match=r"damaged \(file is not a database\); run `initlab"):
+    with pytest.raises(InitlabError, match=r"not an initlab results store \(not an SQLite file\)"):
         open_store(tmp_path / "text.db")
     with closing(sqlite3.connect(tmp_path / "other.db")) as conn, conn:
         conn.execute("CREATE TABLE t (x)")

@@ -188,9 +188,9 @@ def test_a_file_that_is_no_database_or_empty_is_one_line(tmp_path, capsys):
     garbage.write_text("garbage\n")
     empty.write_bytes(b"")
     for argv, said in (
-        (["store", "repair", str(garbage)], "cannot be read as an SQLite file"),
-        (["store", "check", str(empty)], "is an empty file, not a results store"),
-        (["store", "repair", str(empty)], "is an empty file, not a results store"),
+        (["store", "repair", str(garbage)], "is not an initlab results store"),
+        (["store", "check", str(empty)], "is an empty file: no study has been stored"),
+        (["store", "repair", str(empty)], "is an empty file: no study has been stored"),
     ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()

@@ -9,8 +9,7 @@ import pytest
 
 from initlab.cli import main
 from initlab.store import open_store
-from initlab.sweep import engine, expand, load_spec
-from initlab.train.run import run_config
+from initlab.sweep import expand, load_spec
 
 SPEC = """
 name = "cli-tiny"
@@ -76,17 +75,9 @@ def test_compare_out_twice_resumes(tmp_path, capsys, trainings):
 
 
 def test_ctrl_c_keeps_finished_runs_and_prints_the_resume_command(
-    spec_file, tmp_path, capsys, monkeypatch
+    spec_file, tmp_path, capsys, monkeypatch, interrupt_at
 ):
-    calls = []
-
-    def interrupted(config, data=None, on_epoch=None):
-        calls.append(config)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return run_config(config, data, on_epoch)
-
-    monkeypatch.setattr(engine, "run_config", interrupted)
+    interrupt_at(3)
     out = tmp_path / "out"
     args = ["sweep", str(spec_file), "--out", str(out), "--workers", "1", "--engine", "single"]
     assert main(args) == 130

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+import os
+import secrets
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks
-from initlab.stats import display_value, first_epoch_reaching, mean_ci, rank_groups, verdict
+from initlab.stats import (
+    display_value,
+    first_epoch_reaching,
+    group_label,
+    mean_ci,
+    rank_groups,
+    verdict,
+)
 from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
 
 REACH_FRACTION = 0.9
@@ -24,6 +33,21 @@ REACH_FRACTION = 0.9
 ``1 - REACH_FRACTION`` (10%) of the best final mean validation score of all groups, i.e.
 reaches :func:`reach_target`: 0.9 × the best for a positive best (accuracy), 1.1 × the best
 for a negative one (an R² still below 0 early in a regression)."""
+
+
+def progress_line(planned: int, finished: int, failed: int) -> str:
+    """``2 of 8 runs of this study are finished (6 not run yet: run the sweep again to
+    finish)``; ``""`` when every planned run is finished."""
+    missing = max(planned - finished - failed, 0)
+    if planned <= 0 or finished >= planned or not (missing or failed):
+        return ""
+    parts = [f"{failed} failed"] if failed else []
+    parts += [f"{missing} not run yet"] if missing else []
+    action = "retry and finish" if failed and missing else "retry them" if failed else "finish"
+    return (
+        f"{finished} of {planned} runs of this study are finished ({', '.join(parts)}: run "
+        f"the sweep again to {action})"
+    )
 
 
 def reach_target(best: float) -> float:
@@ -59,7 +83,9 @@ class ResultSet:
     """Runs and their per-epoch curves, grouped for comparison by ``group_by`` columns.
 
     ``layer_stats`` (optional) holds the runs' tidy per-layer rows recorded during training
-    (``run_id, epoch, step, layer, metric, value``).
+    (``run_id, epoch, step, layer, metric, value``); ``progress`` (optional) is a line saying
+    that the study these runs belong to is not finished (:func:`progress_line`), read from
+    the store, which knows the runs the study planned.
     """
 
     def __init__(
@@ -68,9 +94,11 @@ class ResultSet:
         epochs: pd.DataFrame,
         group_by: Sequence[str] = ("init",),
         layer_stats: pd.DataFrame | None = None,
+        progress: str = "",
     ) -> None:
         self.runs, self.epochs, self.group_by = runs, epochs, list(group_by)
         self.layer_stats = layer_stats if layer_stats is not None else pd.DataFrame()
+        self.progress = progress
 
     @classmethod
     def from_results(
@@ -128,12 +156,16 @@ class ResultSet:
     def ranking(self) -> pd.DataFrame:
         """The groups best first by test accuracy, with Welch's p against the best, its Holm
         adjustment and ``tied_with_best`` (:func:`initlab.stats.rank_groups`)."""
-        return rank_groups(self.runs, self.group_by) if not self.runs.empty else pd.DataFrame()
+        if self.runs.empty:
+            return pd.DataFrame()
+        return without_unscored_ranks(rank_groups(self.runs, self.group_by))
 
     def verdict(self) -> str:
         """The winner when the statistics support one, else which groups tie with the best
-        and about how many seeds would separate them (:func:`initlab.stats.verdict`)."""
-        return verdict(self.ranking())
+        and about how many seeds would separate them (:func:`initlab.stats.verdict`); when
+        the best two groups lack two scores each, why (:func:`short_verdict`)."""
+        ranked = self.ranking()
+        return short_verdict(ranked, self.runs, self.group_by) or verdict(ranked)
 
     def _mean_val_curves(self) -> dict[tuple, pd.Series]:
         if self.epochs.empty:
@@ -148,20 +180,26 @@ class ResultSet:
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write ``summary.csv`` (one row per run), ``epochs.csv``, ``by_group.csv``,
         ``curves.png`` and, when tracked, ``layer_stats.csv`` into ``out_dir``; returns the
-        paths written."""
+        paths written.
+
+        Atomic (:func:`write_files`): each file is written beside its final name and renamed
+        over it only once all are complete, so a full disk (an ``OSError``, raised) leaves
+        the files of before untouched, never an empty or truncated one."""
         from initlab.curves import plot_curves
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = [out / "summary.csv", out / "epochs.csv", out / "by_group.csv", out / "curves.png"]
-        self.runs.to_csv(paths[0], index=False)
-        self.epochs.to_csv(paths[1], index=False)
-        self.summary().to_csv(paths[2], index=False)
-        plot_curves(self.epochs, self.group_by, paths[3], self.score.name("validation"))
+        writers: dict[str, Callable[[Path], object]] = {
+            "summary.csv": lambda p: self.runs.to_csv(p, index=False),
+            "epochs.csv": lambda p: self.epochs.to_csv(p, index=False),
+            "by_group.csv": lambda p: self.summary().to_csv(p, index=False),
+            "curves.png": lambda p: plot_curves(
+                self.epochs, self.group_by, p, self.score.name("validation")
+            ),
+        }
         if not self.layer_stats.empty:
-            paths.append(out / "layer_stats.csv")
-            self.layer_stats.to_csv(paths[-1], index=False)
-        return paths
+            writers["layer_stats.csv"] = lambda p: self.layer_stats.to_csv(p, index=False)
+        return write_files(out, writers)
 
     def plot(self, path: str | Path) -> Path:
         """Loss and validation score curves, mean over seeds with a ±1 std band, per group."""
@@ -176,6 +214,8 @@ class ResultSet:
         head = f"ResultSet: {len(self.runs)} runs grouped by {', '.join(self.group_by)}"
         if self.score != ACCURACY:
             head += f"; {self.score.holds()}"
+        if self.progress:
+            head += f"\n{self.progress}"
         return f"{head}\n{self}" if not self.runs.empty else head
 
     def _repr_html_(self) -> str:
@@ -202,6 +242,81 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     if RESOLVED_TASK in shown and "task" not in shown:
         shown = shown.rename(columns={RESOLVED_TASK: "task"})
     return shown.drop(columns=["test_accuracy_std", "ci95", "diverged", "stuck", "failed"])
+
+
+def without_unscored_ranks(ranked: pd.DataFrame) -> pd.DataFrame:
+    """``ranked`` (:func:`initlab.stats.rank_groups`) with no rank, and never tied with the
+    best, for the groups without a single finite score (every run diverged or failed):
+    there is nothing to rank them by. Their ``rank`` is ``<NA>`` (an ``Int64`` column)."""
+    unscored = ranked["n"] == 0 if "n" in ranked else pd.Series(False, index=ranked.index)
+    if not unscored.any():
+        return ranked
+    ranked = ranked.copy()
+    ranked["rank"] = ranked["rank"].astype("Int64").mask(unscored)
+    ranked["tied_with_best"] = ranked["tied_with_best"].astype(bool) & ~unscored
+    return ranked
+
+
+def short_verdict(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str]) -> str:
+    """Why there is no verdict when the best two groups do not both have two finite
+    scores: their runs diverged or failed (more seeds will not change that), or they have
+    fewer than two runs (add seeds: ``seeds = 3`` in a sweep's spec). ``""`` when the best
+    two have two scores each, or with fewer than two groups."""
+    if len(ranked) < 2 or (ranked["n"].iloc[:2] >= 2).all():
+        return ""
+    short = ranked[ranked["n"] < 2]
+    labels = set(short["group"])
+    statuses: list[str] = []
+    single = 0
+    for key, group in runs.groupby(list(group_by), sort=False, dropna=False):
+        if group_label(key) in labels:
+            statuses += group["status"].tolist() if "status" in group else []
+            single += len(group) < 2
+    names = ", ".join(list(short["group"])[:3]) + (
+        f" and {len(short) - 3} more" if len(short) > 3 else ""
+    )
+    lost = [s for s in (DIVERGED, FAILED) if statuses.count(s)]
+    reasons = [
+        f"all {len(statuses)} of their runs {s}"
+        if statuses.count(s) == len(statuses)
+        else f"{statuses.count(s)} of their {len(statuses)} runs {s}"
+        for s in lost
+    ]
+    reasons += [f"{single} with a single run"] if single else []
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    if (ranked["n"] == 0).all():
+        text = f"no verdict: no group has a single finite score{why}"
+    else:
+        verb = "has" if len(short) == 1 else "have"
+        text = f"no winner: a verdict needs two finite scores per group; {names} {verb} fewer{why}"
+    seeds = "seeds = 3 or more in the spec, --seeds 3 with compare"
+    if single:
+        return f"{text}; add seeds ({seeds})"
+    if (short["n"] == 0).all():
+        return text + "; more seeds will not change that: see the diverged/failed flags"
+    return f"{text}; more seeds ({seeds}) help only if those runs {'/'.join(lost)} by chance"
+
+
+def write_files(out: Path, writers: dict[str, Callable[[Path], object]]) -> list[Path]:
+    """Call each ``writers[name](temporary path)`` in ``out``, then rename every temporary
+    file over its ``name`` (``os.replace``, atomic); returns the final paths. On any error
+    the temporary files are removed and the files already in ``out`` stay as they were."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, write in writers.items():
+            final = out / name
+            temporary = (
+                out / f".{final.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{final.suffix}"
+            )
+            staged.append((temporary, final))
+            write(temporary)
+        for temporary, final in staged:
+            os.replace(temporary, final)
+    except BaseException:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        raise
+    return [final for _, final in staged]
 
 
 def _joined(tasks: pd.Series) -> str:

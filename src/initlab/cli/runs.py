@@ -3,7 +3,7 @@ a spec, and everything checked before anything runs or any file is created."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from initlab.sweep.runner import check_backend
 from initlab.sweep.spec import Spec
 from initlab.sweep.ui import run_and_report
 from initlab.sweep.values import MODEL_ARG, check_setting
+from initlab.usercode import is_user_spec, load_callable
 
 
 def override_spec(spec: Spec, settings: dict[str, Any]) -> Spec:
@@ -100,3 +101,45 @@ def prepare(
     check_backend(backend, address, options.get("gpus_per_trial", 0.0))
     loaded = preflight_configs(configs, data_dir)
     return dict(options, backend=backend, address=address, data_dir=data_dir, dataset=loaded)
+
+
+def check_models(spec: Spec, given: Iterable[str] = (), source: str = "") -> None:
+    """Check the models the spec itself names, in the spec's words: a model factory that
+    cannot be loaded (no such file, no such function) or ``model_args`` for a built-in
+    model raise one :class:`InitlabError` naming the spec key (``[fixed] model``) rather
+    than a command-line option the user did not use. ``given``: the settings the command
+    line replaced (its own checks name its options); ``source``: the spec file's name, put
+    first as :func:`initlab.sweep.spec.load_spec` does."""
+    if "model" in given:
+        return
+    try:
+        for where, model in _models(spec):
+            if is_user_spec(model):
+                load_callable(model, option=where)
+        model = spec.fixed.get("model", "mlp")
+        args = spec.fixed.get("model_args")
+        swept = "model" in spec.swept
+        if args and "model_args" not in given and not is_user_spec(model) and not swept:
+            named = "[fixed] model is" if "model" in spec.fixed else "the model is the default,"
+            raise InitlabError(
+                f"[fixed] model_args {args} are for a model factory (module:function); {named} "
+                f"the built-in '{model}' (it takes hidden, activation, batch_norm...)"
+            )
+    except InitlabError as exc:
+        raise InitlabError(f"{source}: {exc}" if source else str(exc)) from None
+
+
+def _models(spec: Spec) -> list[tuple[str, str]]:
+    """``(where, model)`` for each model the spec names: ``[fixed] model``, ``[sweep]
+    model`` (``[[zip]] model`` for a zipped axis), ``[[include]] #2 model``."""
+    found = [("[fixed] model", spec.fixed["model"])] if "model" in spec.fixed else []
+    for axis in spec.axes:
+        if "model" in axis.keys:
+            where = "[sweep] model" if axis.keys == ("model",) else "[[zip]] model"
+            column = axis.keys.index("model")
+            found += [(where, row[column]) for row in axis.values]
+    for number, entry in enumerate(spec.include, 1):
+        if "model" in entry:
+            found.append((f"[[include]] #{number} model", entry["model"]))
+    named = {(where, model) for where, model in found if isinstance(model, str)}
+    return sorted(named, key=found.index)

@@ -11,8 +11,9 @@ from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.runs import override_spec, run_checked
+from initlab.cli.runs import check_models, override_spec, run_checked
 from initlab.cli.tables import print_frame
+from initlab.config import RunConfig
 from initlab.console import stdout_console
 from initlab.store import store_path
 from initlab.sweep import estimate
@@ -65,6 +66,9 @@ def sweep(
     values (a setting the spec sweeps cannot be fixed here)."""
     given = {**(given or {}), **({"residual_init": residual_init} if residual_init else {})}
     spec = override_spec(load_spec(spec_file), given)
+    check_models(spec, given, spec_file.name)
+    if not (spec.fixed or spec.axes or spec.include):
+        err.print(defaults_note(spec_file.name), soft_wrap=True, markup=False, highlight=False)
     target = out_dir if out_dir is not None else Path("results") / _slug(spec.name)
     if dry_run:
         _dry_run(spec, target, workers, calibrate, max_runs)
@@ -75,6 +79,19 @@ def sweep(
         err.print(line, markup=False, highlight=False, soft_wrap=True)
     title = f"{spec.name}: test accuracy by {' / '.join(spec.group_by)}"
     run_checked(spec, configs, target, title=title, ctx=ctx, console=out, err=err)
+
+
+def defaults_note(source: str) -> str:
+    """The note for a spec that sets no setting: every run uses :class:`RunConfig`'s
+    defaults (the full default lab), which the user probably did not mean to run."""
+    default = RunConfig()
+    hidden = "-".join(map(str, default.hidden))
+    return (
+        f"note: {source} sets no settings ([fixed], [sweep]): running the defaults "
+        f"(dataset {default.dataset}, model {default.model} {hidden}, init {default.init}, "
+        f"{default.epochs} epochs, {default.optimizer} lr {default.lr:g}); "
+        "--dry-run shows the cost"
+    )
 
 
 def _slug(name: str) -> str:

@@ -90,9 +90,10 @@ def assemble_report(
         layer_stats = carried if isinstance(carried, pd.DataFrame) else None
     results = regroup(results, group_by)
     runs, keys = results.runs, results.group_by
+    progress = [results.progress] if getattr(results, "progress", "") else []
     if runs.empty:
         note = sections.empty_section()
-        return Report(title, ["no runs"], [*extra_sections, note])
+        return Report(title, ["no runs", *progress], [*extra_sections, note])
     ranked, score = sections.ranked(results), results.score
     parts = [
         *extra_sections,
@@ -105,7 +106,9 @@ def assemble_report(
         sections.failures_section(runs, keys),
         sections.runs_section(runs, keys, score),
     ]
-    return Report(title, facts(runs, keys, score), [p for p in parts if p is not None])
+    lines = facts(runs, keys, score)
+    lines[1:1] = progress  # right after the run count it qualifies
+    return Report(title, lines, [p for p in parts if p is not None])
 
 
 def regroup(results: ResultSet, group_by: Sequence[str] | None) -> ResultSet:
@@ -125,7 +128,7 @@ def regroup(results: ResultSet, group_by: Sequence[str] | None) -> ResultSet:
     if absent and not epochs.empty:
         lookup = results.runs[["run_id", *absent]].drop_duplicates("run_id")
         epochs = epochs.drop(columns=absent, errors="ignore").merge(lookup, on="run_id")
-    return ResultSet(results.runs, epochs, keys)
+    return ResultSet(results.runs, epochs, keys, progress=getattr(results, "progress", ""))
 
 
 def facts(runs: pd.DataFrame, group_by: Sequence[str], score: Score | None = None) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from initlab.curves import group_label
+from initlab.results import without_unscored_ranks
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score
 from initlab.stats import group_label as stats_label
 from initlab.stats import holm_adjust, pairwise_comparisons, rank_groups
@@ -40,19 +41,20 @@ def ranked_summary(
     summary: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str]
 ) -> pd.DataFrame:
     """``summary`` in the order of :func:`initlab.stats.rank_groups` (best mean test accuracy
-    first, groups without a finite accuracy last) with ``rank``, ``group`` (a label),
+    first, groups without a finite accuracy last, unranked: ``rank`` ``<NA>``, see
+    :func:`initlab.results.without_unscored_ranks`) with ``rank``, ``group`` (a label),
     ``p_vs_best``, ``p_holm`` and ``tied_with_best`` (Welch's test against the best group,
     Holm-adjusted over the other groups) added."""
     keys = list(group_by)
     if summary.empty:
         return summary.assign(rank=[], group=[], p_vs_best=[], p_holm=[], tied_with_best=[])
     ranking = rank_groups(runs, keys, alpha=ALPHA)
-    ranking = ranking[["rank", *keys, "p_vs_best", "p_holm", "tied_with_best"]]
+    ranking = ranking[["rank", *keys, "n", "p_vs_best", "p_holm", "tied_with_best"]]
     ranked = ranking.merge(summary, on=keys, how="inner", sort=False)
     labels = ranked[keys].itertuples(index=False, name=None)
     ranked.insert(1, "group", [group_label(k, keys) for k in labels])
     ranked["rank"] = range(1, len(ranked) + 1)
-    return ranked.reset_index(drop=True)
+    return without_unscored_ranks(ranked).drop(columns=["n"]).reset_index(drop=True)
 
 
 def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame:
@@ -64,7 +66,7 @@ def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame
         task = {"task": r[RESOLVED_TASK]} if RESOLVED_TASK in r else {}
         rows.append(
             {
-                "rank": str(r["rank"]),
+                "rank": "—" if pd.isna(r["rank"]) else str(r["rank"]),
                 "group": r["group"],
                 **task,
                 "runs": str(r["runs"]),
@@ -185,6 +187,8 @@ def _interval(low: float, high: float, signed: bool = False) -> str:
 
 
 def _vs_best(rank: int, p: float, tied: bool) -> str:
+    if pd.isna(rank):
+        return "n/a"
     if rank == 1:
         return "best"
     if not _finite(p):

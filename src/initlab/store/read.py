@@ -14,7 +14,7 @@ import pandas as pd
 
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, UnknownNameError
-from initlab.results import ResultSet, with_model_arg_columns
+from initlab.results import ResultSet, progress_line, with_model_arg_columns
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS
 
 _REAL_RESULTS = [n for n, sql in RESULT_COLUMNS if sql == "REAL"]
@@ -56,6 +56,19 @@ def studies(conn: sqlite3.Connection) -> pd.DataFrame:
     for column in ("done", "failed"):
         frame[column] = frame[column].fillna(0).astype(int)
     return frame
+
+
+def study_progress(conn: sqlite3.Connection, study_id: str | None) -> str:
+    """:func:`initlab.results.progress_line` of a study: how many of the runs it planned
+    are finished, failed, not run yet (``""`` when all are finished or for no study)."""
+    if study_id is None:
+        return ""
+    query = """
+        SELECT COUNT(sr.run_id), SUM(r.status IN ('ok', 'stuck', 'diverged')),
+               SUM(r.status = 'failed')
+        FROM study_runs sr LEFT JOIN runs r ON r.run_id = sr.run_id WHERE sr.study_id = ?"""
+    planned, finished, failed = conn.execute(query, (study_id,)).fetchone()
+    return progress_line(planned or 0, finished or 0, failed or 0)
 
 
 def _select(table: str, study_id: str | None, order: str) -> tuple[str, tuple]:
@@ -117,16 +130,18 @@ def result_set(
     epochs: pd.DataFrame,
     group_by: list[str],
     layer_stats: pd.DataFrame | None = None,
+    progress: str = "",
 ) -> ResultSet:
     """A :class:`ResultSet` whose epoch rows carry the group columns and seed, as
-    :meth:`ResultSet.from_results` builds them."""
+    :meth:`ResultSet.from_results` builds them; ``progress``: see :class:`ResultSet`."""
     runs = with_model_arg_columns(runs)
     keys = ["run_id", *group_by, *([] if "seed" in group_by else ["seed"])]
     _check_model_args(runs, group_by)
     if runs.empty:
-        return ResultSet(runs, pd.DataFrame(columns=[*keys, "epoch"]), group_by, layer_stats)
+        empty = pd.DataFrame(columns=[*keys, "epoch"])
+        return ResultSet(runs, empty, group_by, layer_stats, progress)
     merged = runs[keys].merge(epochs, on="run_id", how="inner")
-    return ResultSet(runs, merged, group_by, layer_stats)
+    return ResultSet(runs, merged, group_by, layer_stats, progress)
 
 
 def _check_model_args(runs: pd.DataFrame, group_by: list[str]) -> None:

@@ -93,16 +93,51 @@ def repair(path: str | Path) -> RepairReport:
 
 def check_file(db: Path) -> str | None:
     """``None`` when ``db`` passes quick_check, else the first complaint (writes nothing).
-    An empty file is not a results store (SQLite would call it a sound empty database)."""
+    Raises :class:`InitlabError` for an empty file (a store no sweep has written to yet:
+    nothing to check or repair), and for a file that is not an initlab store at all (no
+    SQLite file, even behind a mended header; an SQLite file without initlab's tables)."""
     if db.stat().st_size == 0:
-        raise InitlabError(f"{db} is an empty file, not a results store")
+        raise InitlabError(
+            f"{db} is an empty file: no study has been stored in it yet (a sweep into it "
+            "uses it as a new store)"
+        )
     try:
         with closing(_connect_ro(db)) as conn:
-            return damage.quick_check(conn)
+            problem = damage.quick_check(conn)
+            tables = set() if problem else _table_names(conn)
     except sqlite3.DatabaseError as exc:
         if not damage.is_damage(exc):
             raise
-        return str(exc)
+        problem, tables = str(exc), set()
+    if problem is None and not {"meta", "runs"} <= tables:
+        raise InitlabError(f"{db} is an SQLite file but not an initlab results store")
+    if problem is not None and not _salvageable(db):
+        raise InitlabError(
+            f"{db} is not an initlab results store (not an SQLite file): nothing to check "
+            "or repair; move it away to run a study there"
+        )
+    return problem
+
+
+def _table_names(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def _salvageable(db: Path) -> bool:
+    """Whether ``db`` looks like an SQLite file: its header says so, or a copy with a
+    mended header (:func:`_mend_header`) lists tables. A text file does neither."""
+    with open(db, "rb") as f:
+        if f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
+            return True
+    with tempfile.TemporaryDirectory(prefix="initlab-check-") as scratch:
+        copy = Path(scratch) / db.name
+        shutil.copyfile(db, copy)
+        _mend_header(copy)
+        try:
+            with closing(_connect_ro(copy)) as conn:
+                return bool(_table_names(conn))
+        except sqlite3.DatabaseError:
+            return False
 
 
 def salvage(db: Path) -> tuple[dict[str, list[dict]], set[str]]:

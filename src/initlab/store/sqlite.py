@@ -131,14 +131,17 @@ class Store:
 
     def _setup(self, create: bool) -> None:
         if self.path is not None and self.path.stat().st_size > 0:
-            damage.check(self._conn, self.path)  # before anything is written
+            self._check_damage()  # before anything is written
         if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             self._conn.execute("PRAGMA journal_mode=WAL")  # needs the exclusive lock
         self._conn.execute("PRAGMA synchronous=FULL")
         tables = self._tables()
         if not tables:
             if not create:
-                raise InitlabError(f"{self.path} is an empty file, not a results store")
+                raise InitlabError(
+                    f"{self.path} is an empty file: no study has been stored in it yet (a sweep "
+                    "into it uses it as a new store)"
+                )
             self._create()
             return
         if "meta" not in tables or "runs" not in tables:
@@ -146,6 +149,17 @@ class Store:
         self._check_version()
         self._add_new_columns()
         self._add_new_tables()
+
+    def _check_damage(self) -> None:
+        """:func:`damage.check`; a file that fails it because it is no SQLite file at all (a
+        text file named ``initlab.db``) is refused as such, not sent to ``store repair``."""
+        try:
+            damage.check(self._conn, self.path)
+        except damage.StoreDamagedError:
+            from initlab.store.repair import check_file  # repair builds on this module
+
+            check_file(self.path)  # raises for a file that is not a store
+            raise
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
@@ -355,12 +369,14 @@ class Store:
     @_guarded
     def results(self, study: str | None = None, group_by: list[str] | None = None) -> ResultSet:
         """The runs as a :class:`ResultSet`, grouped by ``group_by``, else the study's
-        ``group_by``, else the settings that vary between the runs (except the seed)."""
+        ``group_by``, else the settings that vary between the runs (except the seed); for a
+        study not finished yet, its ``progress`` says how many runs are missing."""
         study_id = self.resolve_study(study)
         runs = read.runs(self._conn, study_id)
         group_by = group_by or read.study_group_by(self._conn, study_id) or read.varying(runs)
         epochs, layers = read.epochs(self._conn, study_id), read.layer_stats(self._conn, study_id)
-        return read.result_set(runs, epochs, group_by, layers)
+        progress = read.study_progress(self._conn, study_id)
+        return read.result_set(runs, epochs, group_by, layers, progress)
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` (``"ok"`` when the file is sound)."""

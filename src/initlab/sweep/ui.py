@@ -22,7 +22,7 @@ from rich.progress import (
 from initlab.config import RunConfig
 from initlab.console import print_frame
 from initlab.results import REACH_FRACTION, ResultSet, format_summary
-from initlab.store import open_store
+from initlab.store import Store, open_store, store_path
 from initlab.sweep.engine import Outcome
 from initlab.sweep.runner import (
     Study,
@@ -74,6 +74,7 @@ def run_and_report(
         except SweepInterrupted as stop:
             progress.stop()
             print_interrupted(err, stop.report, store.path, ctx)
+            save_interrupted(store, study.study_id, out, err)
             raise typer.Exit(130) from None
         except SweepStopped as stop:  # a full disk: one line, then the command that resumes
             progress.stop()
@@ -88,11 +89,58 @@ def run_and_report(
         err.print(report.line() + where, soft_wrap=True, markup=False)
         results = store.results(study.study_id)
     # the files first: printing may fail (`initlab compare ... | head` closes the pipe)
-    paths = results.save(out) if out is not None and not results.runs.empty else []
+    paths, failure = save_tables(results, out)
     print_results(results, console, title)
     if paths:
         console.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
+    if failure:
+        err.print(f"error: {failure}", soft_wrap=True, markup=False, highlight=False)
+        err.print(f"  {resume_command(ctx)}", soft_wrap=True, markup=False, highlight=False)
+        raise typer.Exit(2)
     return results
+
+
+def save_interrupted(store: Store, study_id: str, out: Path | None, err: Console) -> None:
+    """After Ctrl-C: the CSVs and plot of the runs stored so far, as the normal end writes
+    them, so no table of an earlier sweep is left looking current beside the store; where
+    they cannot be written (no finished run yet, a full disk, Ctrl-C again), a line saying
+    that the CSVs in ``out`` are from before."""
+    if out is None:
+        return
+    try:
+        results = store.results(study_id)
+        paths, failure = save_tables(results, out)
+    except KeyboardInterrupt:
+        paths, failure = [], "interrupted again"
+    if paths:
+        shown = ", ".join(str(p) for p in paths)
+        err.print(f"wrote the tables of the finished runs: {shown}", soft_wrap=True, markup=False)
+        return
+    if (Path(out) / "summary.csv").exists():
+        why = failure or "no run of this sweep finished yet"
+        err.print(
+            f"note: the CSVs in {out} are from before this sweep ({why}); resume to replace them",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+
+
+def save_tables(results: ResultSet, out: Path | None) -> tuple[list[Path], str]:
+    """``results.save(out)`` (nothing in memory or without runs): ``(paths, "")``, or
+    ``([], line)`` saying why the CSVs could not be written (a full disk, a read-only
+    directory) — the runs stay in the store, and the files of before are left as they were."""
+    if out is None or results.runs.empty:
+        return [], ""
+    try:
+        return results.save(out), ""
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        return [], (
+            f"cannot write the CSVs and plot in {out} ({reason}); every run is saved in "
+            f"the results store {store_path(out)}; free some space and run the same command "
+            "again to write them"
+        )
 
 
 class RichProgress(SweepProgress):
@@ -183,12 +231,17 @@ def print_results(results: ResultSet, console: Console, title: str) -> None:
     name the score (:attr:`ResultSet.score`: accuracy, R², token accuracy), also in
     ``title`` where it says ``test accuracy``; the ``stuck`` rule is for classification."""
     summary = results.summary()
+    progress = getattr(results, "progress", "")
     if summary.empty:
         console.print("no finished runs yet")
+        if progress:
+            console.print(progress, soft_wrap=True, markup=False, highlight=False)
         return
     score = results.score
     title = title.replace(SCORES[CLASSIFICATION], score.name())
     print_frame(format_summary(summary), console, title=title)
+    if progress:
+        console.print(progress, soft_wrap=True, markup=False, highlight=False)
     stuck = f"{score.stuck_rule()}; " if score.stuck_applies else ""
     console.print(
         f"{score.column_note()}mean ± std over seeds. epochs_to_90: first epoch whose "
@@ -216,7 +269,7 @@ def ranking_table(ranked: pd.DataFrame, score: str = SCORES[CLASSIFICATION]) -> 
     accuracy = zip(ranked["mean"], ranked["ci"], strict=True)
     return pd.DataFrame(
         {
-            "rank": ranked["rank"],
+            "rank": ["—" if pd.isna(r) else str(r) for r in ranked["rank"]],
             "group": ranked["group"],
             score: [_mean_ci(m, c) for m, c in accuracy],
             "seeds": [f"{n}/{r}" for n, r in zip(ranked["n"], ranked["runs"], strict=True)],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Sequence
 
 from torch import nn
@@ -133,8 +132,7 @@ def _train_chunk(
     except InitlabError:
         raise
     except Exception as exc:  # a run failing must not end the comparison
-        tail = traceback.format_exc(limit=3).strip().splitlines()[-1]
-        message = f"{type(exc).__name__}: {tail}"
+        message = f"{type(exc).__name__}: {exc}"  # named once (a traceback's tail named it twice)
         results = [
             RunResult(config=None, status=FAILED, message=message, task=plan.task) for _ in configs
         ]

@@ -1,0 +1,98 @@
+"""Writing a study's CSVs and plot: atomic (a full disk never leaves an empty or truncated
+file), and a full disk after a sweep is one ``error:`` line and exit 2, the runs kept."""
+
+import errno
+
+import pandas as pd
+import pytest
+
+from initlab.cli import main
+from initlab.results import ResultSet
+from initlab.store import open_store
+
+SPEC = """
+name = "save-tiny"
+seeds = 2
+[fixed]
+dataset = "digits"
+hidden = [16]
+epochs = 1
+lr = 0.1
+[sweep]
+init = ["zeros", "he_normal"]
+"""
+
+
+def _full_disk_on(monkeypatch, name: str) -> None:
+    """``DataFrame.to_csv`` writes half of ``name`` and then fails as a full disk does."""
+    original = pd.DataFrame.to_csv
+
+    def to_csv(self, path=None, *args, **kwargs):
+        if path is not None and name in str(path):
+            with open(path, "w") as handle:
+                handle.write("run_id,in")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
+
+
+def _results() -> ResultSet:
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "init": ["zeros", "he_normal"],
+            "seed": [0, 0],
+            "test_accuracy": [0.1, 0.9],
+            "final_train_loss": [2.3, 0.4],
+            "status": ["stuck", "ok"],
+        }
+    )
+    epochs = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "init": ["zeros", "he_normal"],
+            "seed": [0, 0],
+            "epoch": [1, 1],
+            "train_loss": [2.3, 0.4],
+            "val_accuracy": [0.1, 0.9],
+        }
+    )
+    return ResultSet(runs, epochs)
+
+
+def test_save_on_a_full_disk_leaves_the_files_of_before(tmp_path, monkeypatch):
+    results = _results()
+    paths = results.save(tmp_path)
+    before = {p.name: p.read_bytes() for p in paths}
+    _full_disk_on(monkeypatch, "epochs")
+    with pytest.raises(OSError) as raised:
+        results.save(tmp_path)
+    assert raised.value.errno == errno.ENOSPC
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp file left
+
+
+def test_save_on_a_full_disk_writes_no_empty_csv(tmp_path, monkeypatch):
+    _full_disk_on(monkeypatch, "summary")
+    with pytest.raises(OSError):
+        _results().save(tmp_path / "new")
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_sweep_with_a_full_disk_for_the_csvs_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    _full_disk_on(monkeypatch, "summary")
+    assert main(["sweep", str(spec), "--out", str(out), "--workers", "1"]) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no space left on device" in errors[0]
+    assert "Traceback" not in captured.err + captured.out
+    assert "ranking by" in captured.out  # the results are still shown
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("initlab.db")) == []
+    with open_store(out) as store:
+        assert len(store.runs()) == 4 and store.integrity_check() == "ok"
+    monkeypatch.undo()
+    assert main(["sweep", str(spec), "--out", str(out), "--workers", "1"]) == 0
+    assert len(pd.read_csv(out / "summary.csv")) == 4

@@ -1,0 +1,65 @@
+"""Ctrl-C in a directory holding the CSVs of an earlier sweep: the CSVs are rewritten from
+the store (the runs finished so far), or a line says that those left are from before."""
+
+import pandas as pd
+import pytest
+
+from initlab.cli import main
+
+EARLIER = """
+name = "earlier"
+[fixed]
+dataset = "digits"
+hidden = [16]
+epochs = 1
+[sweep]
+init = ["zeros", "he_normal"]
+"""
+LATER = """
+name = "later"
+seeds = 2
+[fixed]
+dataset = "digits"
+hidden = [16]
+epochs = 1
+[sweep]
+init = ["orthogonal", "lecun_normal"]
+"""
+
+
+@pytest.fixture
+def out(tmp_path, capsys):
+    """A study directory holding the store and CSVs of a finished earlier sweep."""
+    spec, out = tmp_path / "earlier.toml", tmp_path / "out"
+    spec.write_text(EARLIER)
+    assert main(["sweep", str(spec), "--out", str(out), "--workers", "1"]) == 0
+    capsys.readouterr()
+    return out
+
+
+def _sweep_later(out, tmp_path) -> int:
+    spec = tmp_path / "later.toml"
+    spec.write_text(LATER)
+    args = ["sweep", str(spec), "--out", str(out), "--workers", "1", "--engine", "single"]
+    return main(args)
+
+
+def test_interrupted_sweep_writes_the_csvs_of_its_finished_runs(
+    out, tmp_path, capsys, interrupt_at
+):
+    interrupt_at(3)
+    assert _sweep_later(out, tmp_path) == 130
+    assert "wrote the tables of the finished runs" in capsys.readouterr().err
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 2 and set(summary["init"]) == {"orthogonal"}
+    assert set(pd.read_csv(out / "by_group.csv")["init"]) == {"orthogonal"}
+
+
+def test_interrupted_before_any_run_says_the_csvs_are_from_before(
+    out, tmp_path, capsys, interrupt_at
+):
+    interrupt_at(1)
+    assert _sweep_later(out, tmp_path) == 130
+    err = capsys.readouterr().err
+    assert f"the CSVs in {out} are from before this sweep" in err
+    assert set(pd.read_csv(out / "summary.csv")["init"]) == {"zeros", "he_normal"}

@@ -1,0 +1,39 @@
+"""A spec's own model settings that cannot work are errors naming the spec key
+(``[fixed] model``), not a command-line option the user did not use."""
+
+import pytest
+
+from initlab.cli import main
+
+BASE = 'name = "m"\n[fixed]\ndataset = "digits"\nepochs = 1\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('model = "nofile.py:build"\n', "m.toml: [fixed] model: no such file 'nofile.py'"),
+        (
+            'model = "mlp"\nmodel_args = {width = 3}\n',
+            "m.toml: [fixed] model_args {'width': 3} are for a model factory",
+        ),
+        (
+            '[sweep]\nmodel = ["mlp", "nofile.py:build"]\n',
+            "m.toml: [sweep] model: no such file 'nofile.py'",
+        ),
+    ],
+)
+def test_spec_model_errors_name_the_spec_key(tmp_path, monkeypatch, capsys, body, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.toml").write_text(BASE + body)
+    assert main(["sweep", "m.toml", "--out", "out", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {expected}") and "--model" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_model_given_on_the_command_line_replaces_the_specs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.toml").write_text(BASE + 'model = "nofile.py:build"\n')
+    assert main(["sweep", "m.toml", "--model", "mlp", "--out", "out", "--dry-run"]) == 0
+    assert main(["sweep", "m.toml", "--model", "gone.py:f", "--out", "out", "--dry-run"]) == 2
+    assert "error: --model: no such file 'gone.py'" in capsys.readouterr().err
