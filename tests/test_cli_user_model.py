@@ -121,6 +121,9 @@ def test_compare_a_user_factory_with_default_and_he_and_new_keys_after_an_edit(u
     runs = pd.read_csv(out / "summary.csv")
     assert list(runs["init"]) == ["default", "he_normal"]
     assert set(runs["status"]) <= {"ok", "stuck"} and runs["model_args"].str.contains("16").all()
+    # 'default' keeps the factory's output layer and biases: no output_init or bias recorded
+    assert runs[["output_init", "bias"]].iloc[0].isna().all()
+    assert runs[["output_init", "bias"]].iloc[1].notna().all()
     first = _run_ids(out)
     capsys.readouterr()
     assert _compare(*args) == 0  # unchanged: resumed, nothing trains

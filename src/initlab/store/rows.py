@@ -9,6 +9,7 @@ import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from initlab.apply import AS_BUILT
 from initlab.config import unused_settings
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS, config_columns
 
@@ -29,14 +30,19 @@ def _real(value: Any) -> float | None:
         return None
 
 
+AS_BUILT_UNUSED = ("output_init", "bias")
+"""What init ``default`` (the model as its factory built it) never applies: its output layer
+and biases are the factory's, whatever ``output_init`` and ``bias`` say."""
+
+
 def run_row(outcome: Outcome) -> dict[str, Any]:
     result, config = outcome.result, outcome.result.config
     run_id = outcome.run_id or config.key()  # the key of the file version it trained
     row: dict[str, Any] = {"run_id": run_id, "config": json.dumps(config.to_dict())}
-    unused = unused_settings(config.model)
+    unused = unused_settings(config.model) + (AS_BUILT_UNUSED if config.init == AS_BUILT else ())
     for name, _ in config_columns():
         value = getattr(config, name)
-        if name in unused:  # the model does not have them: empty, not the MLP's defaults
+        if name in unused:  # not applied to this run: empty, not the defaults it never used
             value = None
         elif name == "hidden":
             value = "-".join(map(str, value))
