@@ -40,9 +40,9 @@ from initlab.embedding_init import EMBEDDINGS, init_embeddings
 from initlab.errors import InitlabError, UnknownNameError, closest_name
 from initlab.initializers import Fans, Initializer
 from initlab.layer_order import output_layer_name
+from initlab.norm_layers import is_norm
 from initlab.residual import ResidualResult, apply_residual
 from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
-from initlab.residual.structure import NORMS
 
 INITIALIZABLE = WEIGHT_LAYERS
 """Linear and (transposed) convolution layers of any dimension."""
@@ -339,7 +339,7 @@ def untouched_weights(model: nn.Module, *, embeddings: bool = False) -> list[str
     return [
         f"{name or '(model)'} ({type(module).__name__}: {', '.join(own)})"
         for name, module, own in _skipped(model)
-        if not isinstance(module, NORMS) and not (embeddings and isinstance(module, EMBEDDINGS))
+        if not is_norm(module) and not (embeddings and isinstance(module, EMBEDDINGS))
     ]
 
 

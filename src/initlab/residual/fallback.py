@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from initlab.residual.structure import LAYERS, NORMS, Branch, Structure
+from initlab.norm_layers import is_norm
+from initlab.residual.structure import LAYERS, Branch, Structure
 
 SKIP_NAMES = ("shortcut", "downsample", "skip")
 
@@ -91,7 +92,7 @@ def _named_block(name: str, module: nn.Module) -> Branch | None:
         in_skip = skip_prefix is not None and (full + ".").startswith(skip_prefix + ".")
         if isinstance(m, LAYERS):
             (skip if in_skip else layers).append(full)
-        elif isinstance(m, NORMS) and not in_skip:
+        elif is_norm(m) and not in_skip:
             norms.append((full, len(layers)))
     if len(layers) < 2:
         return None

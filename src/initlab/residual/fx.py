@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from initlab.residual.structure import LAYERS, NORMS, Branch, Structure
+from initlab.norm_layers import is_norm
+from initlab.residual.structure import LAYERS, Branch, Structure
 
 ADDS = {operator.add, operator.iadd, torch.add}
 
@@ -41,7 +42,7 @@ class LayerTracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if isinstance(m, COMPOSITES):
             return False
-        return isinstance(m, (*LAYERS, *NORMS)) or super().is_leaf_module(m, qualname)
+        return isinstance(m, LAYERS) or is_norm(m) or super().is_leaf_module(m, qualname)
 
 
 def trace(model: nn.Module) -> fx.Graph:
@@ -136,7 +137,7 @@ def _last_norm(path: list[fx.Node], modules: dict[str, nn.Module], last_layer: s
             continue
         if n.target == last_layer:
             seen_last, found = True, None
-        elif seen_last and isinstance(modules.get(n.target), NORMS):
+        elif seen_last and is_norm(modules.get(n.target)):
             found = str(n.target)
     return found
 

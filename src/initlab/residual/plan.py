@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from initlab.residual.structure import LAYERS, NORMS, Structure, find_structure
+from initlab.norm_layers import is_norm
+from initlab.residual.structure import LAYERS, Structure, find_structure
 
 ADDED = ("skipinit_gate", "fixup_scale", "fixup_bias", "fixup_bias_in")
 
@@ -42,7 +43,7 @@ def parameter_role(structure: Structure, module_name: str, module: nn.Module, pn
         return "recurrent"
     if isinstance(module, nn.MultiheadAttention):
         return "attention"
-    if isinstance(module, NORMS):
+    if is_norm(module):
         return "norm"
     return "layer" if isinstance(module, LAYERS) else "other"
 

@@ -19,17 +19,6 @@ from initlab.initializers.fans import WEIGHT_LAYERS
 
 LAYERS = WEIGHT_LAYERS
 """The weight layers a branch counts (the layers :func:`initlab.initialize` acts on)."""
-NORMS = (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.InstanceNorm1d,
-    nn.InstanceNorm2d,
-    nn.InstanceNorm3d,
-    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),  # torch >= 2.4
-)
 
 
 @dataclass

@@ -32,15 +32,10 @@ import torch
 from torch import nn
 
 from initlab.errors import InitlabError
+from initlab.norm_layers import is_norm
 
 KINDS = ("input", "hidden", "output", "vector", "fixed")
 WIDTH_KEY = "width"
-_NORMS = (
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.modules.batchnorm._NormBase,
-    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),  # torch >= 2.4
-)
 _OUT_IN = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _IN_OUT = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Embedding)
 
@@ -197,7 +192,7 @@ def classify(
         n, n0 = (shape[0], base[0]) if shape else (1, 1)
         if not any(infinite):
             return "fixed", 1, n, 1.0, 1.0
-        kind = "vector" if isinstance(module, _NORMS) or pname != "bias" else "input"
+        kind = "vector" if is_norm(module) or pname != "bias" else "input"
         return kind, 1, n, 1.0, n / n0
     if len(shape) > 2 and not (isinstance(module, _OUT_IN + _IN_OUT) and pname == "weight"):
         return _by_infinite_dims(shape, base, infinite)  # no known layout
