@@ -52,3 +52,14 @@ def test_healthy_inits_and_regression_outputs_have_no_large_logits():
     # float targets: a regression output's scale is the targets', not a softmax's
     big = _mlp("random_normal(stddev=0.2)")
     assert "large_logits" not in diagnose(big, x, torch.randn(len(x), 10)).names
+
+
+def test_an_output_row_without_a_class_count_still_gets_its_finding():
+    import pandas as pd
+
+    from initlab.probe.logits import logit_findings
+
+    row = {"layer": "head", "pre_std": 10.0, "weight_std": 1.0, "post_std": float("nan")}
+    frame = pd.DataFrame([{**row, "units": float("nan"), "fan_out": float("nan")}])
+    [found] = logit_findings(frame)
+    assert "ln" not in found.message and found.values["classes"] == 0

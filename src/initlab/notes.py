@@ -8,8 +8,10 @@ initlab's; the command line prints it as ``note: ...`` (:func:`initlab.console.w
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
+from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = str(Path(__file__).resolve().parent)
@@ -30,7 +32,13 @@ def _outside_initlab() -> int:
     wrapper in between (``torch.no_grad`` around an initlab function) does not count."""
     frame, level, outermost = sys._getframe(2), 2, 1
     while frame is not None:
-        if str(Path(frame.f_code.co_filename).resolve()).startswith(PACKAGE):
+        if _is_initlab(frame.f_code.co_filename):
             outermost = level
         frame, level = frame.f_back, level + 1
     return outermost + 1
+
+
+@lru_cache(maxsize=1024)
+def _is_initlab(filename: str) -> bool:
+    path = str(Path(filename).resolve())
+    return path == PACKAGE or path.startswith(PACKAGE + os.sep)

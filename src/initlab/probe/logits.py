@@ -34,14 +34,14 @@ def logit_findings(frame: pd.DataFrame) -> list[Finding]:
     std = float(out["pre_std"])
     if not std > LOGIT_STD_HIGH:  # NaN: nothing measured
         return []
-    classes = int(out["fan_out"]) if out["fan_out"] == out["fan_out"] else 0
-    uniform = f"; uniform predictions would start at ln {classes} = {math.log(classes):.3g}"
+    classes = _classes(out)
     name = str(out["layer"])
     message = (
         f"the logits ({name}) have std {std:.3g} at init (limit {LOGIT_STD_HIGH:g}): the "
         f"softmax starts far from uniform and the first loss far above it"
-        + (uniform if classes > 1 else "")
     )
+    if classes > 1:
+        message += f"; uniform predictions would start at ln {classes} = {math.log(classes):.3g}"
     hidden = frame.iloc[:-1]
     grew = len(hidden) and float(hidden["post_std"].iloc[-1]) > 2 * float(
         hidden["post_std"].iloc[0]
@@ -59,3 +59,10 @@ def logit_findings(frame: pd.DataFrame) -> list[Finding]:
     )
     values = {"logit_std": std, "classes": float(classes)}
     return [Finding("large_logits", (name,), values, LOGIT_STD_HIGH, message, suggestion)]
+
+
+def _classes(out: pd.Series) -> int:
+    """The number of classes a Linear output layer scores (its ``units``; a convolution's
+    ``fan_out`` counts its kernel too); 0 when unknown."""
+    units = out.get("units", math.nan)
+    return int(units) if units == units and units is not None else 0
