@@ -140,23 +140,30 @@ def test_a_model_file_edited_while_its_run_trains_is_not_stored_as_finished(user
     assert _compare(*args, "--limit-train", "100", "--engine", "single", "--out", str(out)) == 0
     runs = pd.read_csv(out / "summary.csv")
     assert list(runs["status"]) == ["failed"]  # not "ok": resuming would reuse it
-    assert "edited while it ran" in runs["message"].iloc[0]
+    assert "edited while the sweep ran" in runs["message"].iloc[0]
 
 
-def test_a_run_that_starts_after_an_edit_is_stored_under_the_edited_files_key(user_dir):
-    from initlab.config import RunConfig
-    from initlab.sweep.engine import DataCache, execute_chunk
+def test_a_file_edited_while_worker_processes_train_fails_its_runs_not_the_sweep(user_dir, capsys):
+    # the workers' epoch reports and the store both outlive the edit (keys hash the file)
+    out = user_dir / "out"
+    args = ["--model", "models.py:self_editing", "--data", "digits", "--limit-train", "100"]
+    args += ["--inits", "he_normal,lecun_normal", "--engine", "single", "--out", str(out)]
+    assert main(["compare", "--epochs", "2", "--seeds", "1", "--workers", "2", *args]) == 0
+    assert "edited while the sweep ran" in capsys.readouterr().err
+    runs = pd.read_csv(out / "summary.csv")
+    assert list(runs["status"]) == ["failed", "failed"]
 
-    config = RunConfig(model="models.py:build", dataset="digits", epochs=1, limit_train=100)
-    planned = config.key()
-    path = user_dir / "models.py"
-    path.write_text(path.read_text() + "\n# edited after the sweep planned its runs\n")
-    [outcome] = execute_chunk([config], DataCache(), "single")
-    assert outcome.result.status in ("ok", "stuck")
-    assert outcome.run_id == config.key() != planned  # the version it trained
-    with open_store(user_dir / "store", create=True) as store:
-        store.record(outcome)
-        assert store.finished_ids() == {config.key()}
+
+def test_an_edited_module_is_imported_again_not_run_from_the_cache(user_dir):
+    from initlab.usercode import load_callable, source_fingerprint
+
+    path = user_dir / "widths.py"
+    path.write_text("WIDTH = 8\ndef build():\n    return WIDTH\n")
+    before = source_fingerprint("widths:build")
+    assert load_callable("widths:build")() == 8
+    path.write_text("WIDTH = 32\ndef build():\n    return WIDTH\n")
+    assert source_fingerprint("widths:build") != before  # new runs: the new code must run
+    assert load_callable("widths:build")() == 32
 
 
 def test_regression_from_an_npz_file(user_dir, capsys):

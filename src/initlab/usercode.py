@@ -95,11 +95,32 @@ def _import_file(path: Path, option: str):
 
 
 def _import_module(name: str, option: str):
+    """``name`` imported, and imported again when its source file changed since (as its
+    runs' keys do): ``sys.modules`` would otherwise keep running the old code under the new
+    key, in a notebook or a sweep's worker."""
     with _cwd_on_path():
         try:
-            return importlib.import_module(name)
+            module = importlib.import_module(name)
+            source = getattr(module, "__file__", None)
+            digest = _digest_of(source) if source else None
+            if digest is not None and _IMPORTED.setdefault(name, digest) != digest:
+                module = importlib.reload(module)
+                _IMPORTED[name] = digest
+            return module
         except Exception as exc:
             raise InitlabError(f"{option}: cannot import module '{name}': {_short(exc)}") from None
+
+
+_IMPORTED: dict[str, str] = {}
+"""Module name → the digest of the source it was imported from, in this process."""
+
+
+def _digest_of(path: str) -> str | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _file_digest(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 def _short(exc: BaseException) -> str:

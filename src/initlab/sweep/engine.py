@@ -26,7 +26,7 @@ from initlab.train.memory import MIN_CHUNK
 from initlab.train.result import FAILED, RunResult
 from initlab.train.run import load_data, run_config
 from initlab.train.tasks import resolve_task
-from initlab.usercode import is_user_spec, source_fingerprint
+from initlab.usercode import is_user_spec
 
 ENGINES = ("auto", "single", "batched")
 
@@ -44,8 +44,8 @@ class Outcome:
     engine: str
     env: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
-    """The run's key as it started: with a user's model or data file, the key of the file
-    version it trained (``""``: ``result.config.key()`` when recorded)."""
+    """The key the sweep planned the run under, set where it is recorded (``""``:
+    ``result.config.key()`` then)."""
 
 
 @lru_cache(maxsize=1)
@@ -143,12 +143,9 @@ class DataLoadError(InitlabError):
 
 def data_key(config: RunConfig) -> tuple:
     """What a run's data depends on: runs with equal keys share one loaded dataset (integer
-    inputs are ids for a user's model, features for a built-in one). A user's data file or
-    function enters with the fingerprint of its source: a worker that loaded it before it
-    was edited loads the edited one afresh, as the runs' keys say."""
+    inputs are ids for a user's model, features for a built-in one)."""
     ids = is_user_spec(config.model)
-    source = source_fingerprint(config.dataset) if is_user_spec(config.dataset) else ""
-    return (config.dataset, source, config.val_size, config.limit_train, config.task, ids)
+    return (config.dataset, config.val_size, config.limit_train, config.task, ids)
 
 
 class DataCache:
@@ -200,7 +197,6 @@ def execute_chunk(
     groups = [list(configs)] if name == "batched" and len(configs) > 1 else [[c] for c in configs]
     outcomes = []
     for group in groups:
-        keys = [c.key() for c in group]  # before anything is loaded: see _edited_meanwhile
         dataset = data.get(group[0])
         started = time.time()
         try:
@@ -210,35 +206,14 @@ def execute_chunk(
         except Exception as exc:  # a run failing must not end the sweep
             results = [failed_result(c, exc) for c in group]
         finished = time.time()
-        results = _edited_meanwhile(group, keys, results)
         task = data_task(group[0], dataset)
         for result in results:  # a run failed before training knows its task too
             result.task = result.task or task
         outcomes += [
-            Outcome(r, started, finished, engine_used(len(group), r), environment(), key)
-            for r, key in zip(results, keys, strict=True)
+            Outcome(r, started, finished, engine_used(len(group), r), environment())
+            for r in results
         ]
     return outcomes
-
-
-EDITED = (
-    "its model or data file was edited while it ran, so which version it trained is unknown; "
-    "run the sweep again to train the file as it is now"
-)
-
-
-def _edited_meanwhile(
-    group: Sequence[RunConfig], keys: Sequence[str], results: list[RunResult]
-) -> list[RunResult]:
-    """A run whose key changed between its start and its end (a user's model or data file
-    edited meanwhile: keys hash the files) is ``failed``, under the key it started with: it
-    may have loaded either version, and storing it as finished would resume the edited
-    file's runs from it. A file edited before a run starts needs nothing: the run loads and
-    trains the new version, under the new version's key."""
-    return [
-        failed_result(config, EDITED) if config.key() != key else result
-        for config, key, result in zip(group, keys, results, strict=True)
-    ]
 
 
 def failed_result(config: RunConfig, error: BaseException | str) -> RunResult:

@@ -194,7 +194,6 @@ class _Dispatch:
         self.source, self.tasks, self.events, self.on_epoch = source, tasks, events, on_epoch
         self.procs: list = []
         self.chunks: dict[int, list[RunConfig]] = {}
-        self.configs: dict[str, RunConfig] = {}
         self.remaining: set[int] = set()  # handed to the workers, not reported done
         self.running: dict[int, int] = {}  # worker -> the chunk it said it started
         self.notes: set[str] = set()  # the workers' notes printed so far
@@ -213,7 +212,7 @@ class _Dispatch:
             if kind == "start":
                 self.running[worker] = message[2]
             elif kind == "epoch" and self.on_epoch is not None:
-                self.on_epoch(self.configs[message[2]], message[3])
+                self.on_epoch(self.chunks[message[2]][message[3]], message[4])
             elif kind == "done":
                 self.running.pop(worker, None)
                 self.remaining.discard(message[2])
@@ -238,7 +237,6 @@ class _Dispatch:
                 self.procs = start()
             chunk_id = len(self.chunks)
             self.chunks[chunk_id] = chunk
-            self.configs.update((c.key(), c) for c in chunk)
             self.remaining.add(chunk_id)
             self.tasks.put((chunk_id, chunk))
 
@@ -275,6 +273,19 @@ def _stop(procs, tasks, events) -> None:
         q.close()
 
 
+def _epoch_events(events, worker: int, chunk_id: int, configs: list[RunConfig]) -> EpochHook:
+    """The hook that sends each epoch record as ``("epoch", worker, chunk id, index in the
+    chunk, record)``: by position, not by run key (keys hash the user's files, which may
+    change while the sweep runs)."""
+    position = {id(c): i for i, c in enumerate(configs)}
+
+    def hook(config: RunConfig, record: dict) -> None:
+        if id(config) in position:
+            events.put(("epoch", worker, chunk_id, position[id(config)], record))
+
+    return hook
+
+
 def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) -> None:
     """A worker process: take chunks until the sentinel, send back their outcomes."""
     import torch
@@ -284,12 +295,10 @@ def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) ->
     warnings.showwarning = _relay_notes(events, worker)
     cache = DataCache(data_dir)
 
-    def hook(config: RunConfig, record: dict) -> None:
-        events.put(("epoch", worker, config.key(), record))
-
     while (item := tasks.get()) is not None:
         chunk_id, configs = item
         events.put(("start", worker, chunk_id))
+        hook = _epoch_events(events, worker, chunk_id, configs)
         try:
             outcomes = execute_chunk(configs, cache, engine, hook)
         except DataLoadError as exc:

@@ -69,9 +69,11 @@ def ray_chunk(
     data_dir: str | None,
     events: Any = None,
     shared: dict[tuple, Any] | None = None,
+    tag: int = 0,
 ) -> tuple[str, Any]:
     """The body of one Ray task: ``("done", outcomes)`` or ``("fatal", message)``; each
-    epoch record goes on ``events`` (a Ray queue) as ``(config key, record)``. ``shared``:
+    epoch record goes on ``events`` (a Ray queue) as ``(tag, index in the chunk, record)``
+    (not by run key: keys hash the user's files, which a node may not have). ``shared``:
     the driver's datasets as object refs by :func:`data_key` (others are loaded here)."""
     global _worker_cache
     import torch
@@ -81,8 +83,11 @@ def ray_chunk(
         _worker_cache = DataCache(data_dir)
     data = DataCache(data_dir, shared_data(shared)) if shared else _worker_cache
 
+    position = {id(c): i for i, c in enumerate(configs)}
+
     def report(config: RunConfig, record: dict) -> None:
-        events.put((config.key(), record))
+        if id(config) in position:
+            events.put((tag, position[id(config)], record))
 
     try:
         hook = report if events is not None else None
@@ -151,7 +156,7 @@ class RayExecutor:
                     submit(_take_all(source))
                     continue
                 ready, _ = ray.wait(list(submit.pending), num_returns=1, timeout=POLL_SECONDS)
-                _drain(submit.events, submit.configs, on_epoch)  # a task's epochs come first
+                _drain(submit.events, submit.chunks, on_epoch)  # a task's epochs come first
                 for ref in ready:
                     yield from _outcomes(ray, ref, submit.pending.pop(ref))
                 submit(_take_all(source))
@@ -215,7 +220,7 @@ class _Submitter:
         self.entry = (mkl_dispatch.status(), f"{__name__}:ray_chunk")
         self.args = (executor.engine, executor.threads, executor.data_dir, self.events)
         self.shared: dict[tuple, Any] = {}
-        self.configs: dict[str, RunConfig] = {}
+        self.chunks: dict[int, list[RunConfig]] = {}
         self.pending: dict[Any, list[RunConfig]] = {}
 
     def __call__(self, chunks: list[list[RunConfig]]) -> None:
@@ -223,9 +228,10 @@ class _Submitter:
             for config in chunk:
                 if data_key(config) not in self.shared:
                     self.shared[data_key(config)] = self.ray.put(self.cache.get(config))
-            self.configs.update((c.key(), c) for c in chunk)
+            tag = len(self.chunks)
+            self.chunks[tag] = chunk
             shared = dict(self.shared)  # the sweep's datasets so far (a worker keeps them all)
-            self.pending[self.task.remote(*self.entry, chunk, *self.args, shared)] = chunk
+            self.pending[self.task.remote(*self.entry, chunk, *self.args, shared, tag)] = chunk
 
 
 def _epoch_queue() -> Any:
@@ -235,11 +241,11 @@ def _epoch_queue() -> Any:
     return Queue(actor_options={"num_cpus": 0})
 
 
-def _drain(events: Any, configs: dict[str, RunConfig], on_epoch: EpochHook | None) -> None:
-    """Hand every queued ``(config key, record)`` to ``on_epoch``."""
+def _drain(events: Any, chunks: dict[int, list[RunConfig]], on_epoch: EpochHook | None) -> None:
+    """Hand every queued ``(tag, index, record)`` to ``on_epoch``."""
     waiting = events.qsize() if events is not None and on_epoch is not None else 0
-    for key, record in events.get_nowait_batch(waiting) if waiting else []:
-        on_epoch(configs[key], record)
+    for tag, index, record in events.get_nowait_batch(waiting) if waiting else []:
+        on_epoch(chunks[tag][index], record)
 
 
 def _outcomes(ray: Any, ref: Any, chunk: list[RunConfig]) -> list[Outcome]:

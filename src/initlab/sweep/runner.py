@@ -19,11 +19,12 @@ committed before stays readable.
 from __future__ import annotations
 
 import errno
+import json
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import initlab.data as datasets
@@ -33,7 +34,14 @@ from initlab.errors import InitlabError, UnknownNameError
 from initlab.results import ResultSet
 from initlab.store import Store, open_store
 from initlab.store.leases import Lease
-from initlab.sweep.engine import DataCache, Outcome, data_key, plan_chunks, resolve_engine
+from initlab.sweep.engine import (
+    DataCache,
+    Outcome,
+    data_key,
+    failed_result,
+    plan_chunks,
+    resolve_engine,
+)
 from initlab.sweep.estimate import check_buildable, run_cost
 from initlab.sweep.executor import (
     Executor,
@@ -94,11 +102,10 @@ class SweepReport:
     interrupted: bool = False
     by_others: int = 0
     """Runs of the study that other processes sharing the store finished meanwhile."""
-    planned: frozenset[str] = frozenset()
-    """The run keys the study asked for when the sweep started."""
+    planned: dict[str, str] = field(default_factory=dict)
+    """Each pending run's config (:func:`config_identity`) → the key it was planned under."""
     edited: int = 0
-    """Runs that trained a user's model or data file edited after the sweep started: stored
-    under the edited file's keys, so not among :attr:`planned`."""
+    """Runs stored ``failed`` because their model or data file changed while the sweep ran."""
 
     @property
     def ran(self) -> int:
@@ -117,8 +124,8 @@ class SweepReport:
             ran += f" ({by_status})"
         others = f" ({self.by_others} by other processes)" if self.by_others else ""
         edited = (
-            f"; {self.edited} run(s) trained the model or data file as edited after the sweep "
-            "started and were stored under its new keys: run the sweep again to train the rest"
+            f"; {self.edited} of the failed: the model or data file was edited while the sweep "
+            "ran; run it again to train the file as it is now"
             if self.edited
             else ""
         )
@@ -185,9 +192,10 @@ def run_sweep(
     store.add_study(study.study_id, study.name, study.spec, study.group_by, keys)
     done = store.finished_ids(keys)
     pending = list({c.key(): c for c in configs if c.key() not in done}.values())
-    report = SweepReport(study.study_id, len(set(keys)), len(done), planned=frozenset(keys))
+    report = SweepReport(study.study_id, len(set(keys)), len(done))
     if not pending:
         return report
+    report.planned = {config_identity(c): c.key() for c in pending}
     if backend == "local":
         fetch_missing_data(pending, data_dir)
         workers = default_workers(pending, workers, read_data=True)
@@ -260,14 +268,38 @@ def _record(
 ) -> None:
     try:
         for outcome in outcomes:
-            recorded = store.record(outcome)  # False: another process finished it first
-            if outcome.run_id and report.planned and outcome.run_id not in report.planned:
-                report.edited += recorded
-            elif recorded:
+            outcome = as_planned(outcome, report)
+            if store.record(outcome):  # False: another process finished it first
                 report.counts[outcome.result.status] += 1
             progress.finished(outcome)
     finally:
         outcomes.close()  # stops the workers, whatever happened
+
+
+EDITED = (
+    "its model or data file was edited while the sweep ran, so which version it trained is "
+    "unknown; run the sweep again to train the file as it is now"
+)
+
+
+def config_identity(config: RunConfig) -> str:
+    """A run's settings as text: the same before and after its files change (its key is not)."""
+    return json.dumps(config.to_dict(), sort_keys=True, default=str)
+
+
+def as_planned(outcome: Outcome, report: SweepReport) -> Outcome:
+    """``outcome`` under the key its run was planned with. Keys hash a user's model and data
+    files, so a run whose key changed since (a file edited while the sweep ran: before the
+    run loaded it, or after) may have trained either version: it is ``failed``, so that
+    neither version's runs resume from it. Counted in ``report.edited``."""
+    planned = report.planned.get(config_identity(outcome.result.config))
+    if planned is None:
+        return outcome
+    if outcome.result.config.key() == planned:
+        return replace(outcome, run_id=planned)
+    report.edited += 1
+    result = failed_result(outcome.result.config, EDITED)
+    return replace(outcome, result=result, run_id=planned)
 
 
 def _disk_full(exc: BaseException) -> bool:

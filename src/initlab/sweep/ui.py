@@ -32,6 +32,7 @@ from initlab.sweep.runner import (
     SweepReport,
     SweepStopped,
     check_backend,
+    config_identity,
     run_sweep,
 )
 from initlab.sweep.spec import Spec
@@ -176,12 +177,13 @@ class RichProgress(SweepProgress):
         self._task = self.bar.add_task("starting", total=total)
 
     def epoch(self, config: RunConfig, record: dict) -> None:
-        self._epochs[config.key()] = self._epochs.get(config.key(), 0) + 1
+        run = config_identity(config)  # not the key: it changes if the user's file does
+        self._epochs[run] = self._epochs.get(run, 0) + 1
         self.bar.update(self._task, advance=1, description=config.label)
 
     def finished(self, outcome: Outcome) -> None:
         config = outcome.result.config
-        rest = config.epochs - self._epochs.pop(config.key(), 0)
+        rest = config.epochs - self._epochs.pop(config_identity(config), 0)
         status = outcome.result.status
         shown = config.label if status in ("ok", "stuck") else f"{config.label} {status}"
         self.bar.update(self._task, advance=max(rest, 0), description=shown)
