@@ -65,6 +65,16 @@ def test_a_tied_table_is_set_by_the_output_layer_and_default_keeps_tables():
         assert torch.equal(model.embed.weight, before)
 
 
+def test_a_table_tied_to_a_kept_output_layer_is_set_by_the_embedding_scheme():
+    # nobody else sets it: keeping the readout must not leave the table at N(0, 1) unnoticed
+    for kept in ({"output_layer": "keep"}, {"scheme": "default"}):
+        tied = Tagger(tied=True)
+        options = {"scheme": "he_normal", **kept}
+        with pytest.warns(InitlabNote, match="sets embed, and so .* tied to it"):
+            initialize(tied, options.pop("scheme"), embedding="normal(std=0.02)", **options)
+        assert float(tied.embed.weight.std()) == pytest.approx(0.02, rel=0.2)
+
+
 def test_a_data_dependent_scheme_is_refused_for_tables():
     with pytest.raises(InitlabError, match="'lsuv' cannot set embeddings"):
         initialize(Tagger(), "he_normal", embedding="lsuv")

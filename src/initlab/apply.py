@@ -36,7 +36,7 @@ from initlab.compound_layers import (
     kept_row,
     parameters_set,
 )
-from initlab.embedding_init import EMBEDDINGS, init_embeddings
+from initlab.embedding_init import EMBEDDINGS, init_embeddings, tensors_set_by
 from initlab.errors import InitlabError, UnknownNameError, closest_name
 from initlab.initializers import Fans, Initializer
 from initlab.layer_order import output_layer_name
@@ -157,7 +157,8 @@ def _init_embeddings(
     init = _as_initializer(scheme) if scheme is not None else None
     if init is None or init.name == AS_BUILT:
         return
-    rows = init_embeddings(model, init, generator, _set_by_layers(model))
+    set_now = tensors_set_by(model, record.rows, kept=("kept", AS_BUILT))
+    rows = init_embeddings(model, init, generator, set_now)
     done = {row["layer"] for row in rows}
     record.rows += rows
     record.skipped = [s for s in record.skipped if s["layer"] not in done]

@@ -32,7 +32,9 @@ def init_embeddings(
     set_by_layers: set[int],
 ) -> list[dict[str, Any]]:
     """Fill every embedding table of ``model`` not in ``set_by_layers`` (``id`` of tensors a
-    weight layer's init set) with ``init``; return one record row per table."""
+    weight layer's init set in this call) with ``init``; return one record row per table. A
+    table tied to a layer that was kept or left as built is filled too, with a note: the
+    embedding scheme is the only one asked to set it."""
     if getattr(init.sampler, "data_dependent", False):
         raise InitlabError(
             f"'{init.name}' cannot set embeddings (it rescales layer outputs on data); give "
@@ -44,6 +46,10 @@ def init_embeddings(
             tied.append(name)
         if not isinstance(module, EMBEDDINGS) or id(module.weight) in set_by_layers:
             continue
+        sharing = [n for n, p in model.named_parameters(remove_duplicate=False)
+                   if p is module.weight and not n.startswith(f"{name}.")]  # fmt: skip
+        if sharing:
+            note(f"embedding scheme {init!r} sets {name}, and so {sharing[0]} tied to it")
         weight = module.weight
         fans = initializers.fans_of_tensor(weight)
         init(weight, generator, fans=fans)
@@ -70,3 +76,11 @@ def init_embeddings(
             "readout)"
         )
     return rows
+
+
+def tensors_set_by(model: nn.Module, rows: list[dict[str, Any]], kept: tuple[str, ...]) -> set[int]:
+    """``id`` of every tensor of the layers in ``rows`` (an init record's) whose scheme set
+    them: not those whose scheme starts with one of ``kept`` (kept, left as built)."""
+    modules = dict(model.named_modules())
+    names = [r["layer"] for r in rows if not str(r["scheme"]).startswith(kept)]
+    return {id(p) for n in names if n in modules for p in modules[n].parameters(recurse=False)}
