@@ -63,3 +63,21 @@ def test_interrupted_before_any_run_says_the_csvs_are_from_before(
     err = capsys.readouterr().err
     assert f"the CSVs in {out} are from before this sweep" in err
     assert set(pd.read_csv(out / "summary.csv")["init"]) == {"zeros", "he_normal"}
+
+
+def test_a_store_error_while_saving_after_ctrl_c_is_a_note_not_a_traceback(
+    out, tmp_path, capsys, interrupt_at, monkeypatch
+):
+    import sqlite3
+
+    from initlab.store.sqlite import Store
+
+    def unreadable(self, *args, **kwargs):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    interrupt_at(3)
+    monkeypatch.setattr(Store, "results", unreadable)
+    assert _sweep_later(out, tmp_path) == 130
+    err = capsys.readouterr().err
+    assert "are from before this sweep (DatabaseError: database disk image" in err
+    assert "Traceback" not in err

@@ -299,8 +299,10 @@ def short_verdict(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[s
 
 def write_files(out: Path, writers: dict[str, Callable[[Path], object]]) -> list[Path]:
     """Call each ``writers[name](temporary path)`` in ``out``, then rename every temporary
-    file over its ``name`` (``os.replace``, atomic); returns the final paths. On any error
-    the temporary files are removed and the files already in ``out`` stay as they were."""
+    file over its ``name`` (``os.replace``, atomic); returns the final paths. An error while
+    writing (a full disk) removes the temporary files and leaves the files already in
+    ``out`` as they were; renames are done only once everything is written, and each is
+    atomic (an error between two renames leaves some files new, none truncated)."""
     staged: list[tuple[Path, Path]] = []
     try:
         for name, write in writers.items():

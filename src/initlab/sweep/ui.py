@@ -113,6 +113,8 @@ def save_interrupted(store: Store, study_id: str, out: Path | None, err: Console
         paths, failure = save_tables(results, out)
     except KeyboardInterrupt:
         paths, failure = [], "interrupted again"
+    except Exception as exc:  # the store unreadable now: the runs stay in it, say so
+        paths, failure = [], f"{type(exc).__name__}: {exc}"
     if paths:
         shown = ", ".join(str(p) for p in paths)
         err.print(f"wrote the tables of the finished runs: {shown}", soft_wrap=True, markup=False)
