@@ -45,14 +45,14 @@ def _draw(ax, activation: str, sw: np.ndarray, sb: np.ndarray, grid: np.ndarray)
     log_chi = np.clip(log_chi, -span, span)
     norm = TwoSlopeNorm(vmin=-span, vcenter=0.0, vmax=span)
     mesh = ax.pcolormesh(sw, sb, log_chi, cmap="RdBu_r", norm=norm, shading="auto")
-    ax.figure.colorbar(mesh, ax=ax, label=r"$\log\,\chi_1$  (<0 ordered, >0 chaotic)")
+    ax.figure.colorbar(mesh, ax=ax, label=r"$\log\,\chi_1$  (<0 ordered, >0 chaotic or exploding)")
     if sw.size > 1 and sb.size > 1 and np.nanmin(log_chi) < 0 < np.nanmax(log_chi):
         ax.contour(sw, sb, log_chi, levels=[0.0], colors="k", linewidths=1.5)
         ax.plot([], [], "k-", label=r"edge of chaos $\chi_1 = 1$")
         ax.legend(loc="upper left", fontsize="small")
     ax.set_xlabel(r"$\sigma_w^2$ (weight variance × fan_in)")
     ax.set_ylabel(r"$\sigma_b^2$ (bias variance)")
-    ax.set_title(f"{activation}: ordered (blue) / chaotic (red)")
+    ax.set_title(f"{activation}: ordered (blue) / chaotic or exploding (red)")
 
 
 def plot_phase_diagram(
