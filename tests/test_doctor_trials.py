@@ -138,6 +138,11 @@ def test_budget_and_schedule():
     assert plan.steps >= 900 - plan.epochs and plan.seconds <= 10.0 + plan.epochs * 0.01
     with pytest.raises(InitlabError, match=r"at least 2s"):
         plan_schedule(budget=1.5, step=0.5, fixed=1.2, n_train=100, batch=32)
+    # the timing trial's own time comes out of the budget, and into the minimum it names
+    spent = plan_schedule(budget=10.0, step=0.01, fixed=1.0, n_train=10_000, batch=32, spent=4.0)
+    assert spent.steps <= plan.steps - 390 and spent.seconds <= 6.0 + spent.epochs * 0.01
+    with pytest.raises(InitlabError, match=r"at least 8s"):
+        plan_schedule(budget=5.0, step=0.5, fixed=1.2, n_train=100, batch=32, spent=6.0)
     assert Design.square(3).runs == 9
     with pytest.raises(InitlabError):
         Design.square(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +103,12 @@ def gather(
         raise InitlabError(f"the reference {reference} is not a candidate ({', '.join(named)})")
     check_comparison(candidates)
     configs = design.configs(candidates, base.replace(track="off"))
+    started = time.perf_counter()
     step, fixed = trials.time_trial(configs, data)
-    schedule = trials.plan_schedule(budget, step, fixed, len(data.y_train), base.batch_size)
+    spent = time.perf_counter() - started
+    schedule = trials.plan_schedule(
+        budget, step, fixed, len(data.y_train), base.batch_size, spent=spent
+    )
     configs = [c.replace(**schedule.settings()) for c in configs]
     design.note_if_untestable()  # after every refusal: a note, then training
     if on_schedule is not None:

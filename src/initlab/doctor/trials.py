@@ -11,8 +11,9 @@ candidates are compared *paired* by (i, j).
 the second epoch's records give ``s``, the seconds per step of all stacks together (a
 validation pass included), and the rest of its wall time ``f`` (building, initializing,
 first calls, the engine's choice of strategy, the final pass) is a fixed cost.
-``S = floor((budget - f) / s)`` steps per run; a budget below ``f + s`` cannot
-give every candidate one step and is refused, naming that minimum. The ``S`` steps are cut
+``S = floor((budget - t - f) / s)`` steps per run, ``t`` the timing trial's own time (the
+budget is for all of it); a budget below ``t + f + s`` cannot give every candidate one step
+and is refused, naming that minimum. The ``S`` steps are cut
 into ``E = clamp(S // TIMING_STEPS, 1, MAX_POINTS)`` epochs (the points of the loss curve) of
 ``P = ceil(S / E)`` steps over the first ``P × batch`` training examples (all of them, and
 more epochs, when the training set is smaller): validation after each epoch costs no more per
@@ -160,12 +161,15 @@ def time_trial(configs: Sequence[RunConfig], data: Dataset) -> tuple[float, floa
     return step, fixed
 
 
-def plan_schedule(budget: float, step: float, fixed: float, n_train: int, batch: int) -> Schedule:
-    """The schedule that fits ``budget`` seconds (module docstring); refuses a budget
-    below ``fixed + step`` with the minimum."""
-    steps = math.floor((budget - fixed) / step) if step > 0 else 0
+def plan_schedule(
+    budget: float, step: float, fixed: float, n_train: int, batch: int, spent: float = 0.0
+) -> Schedule:
+    """The schedule that fits what is left of ``budget`` seconds after ``spent`` (the timing
+    trial's own time: the budget is for all of it); refuses a budget below
+    ``spent + fixed + step`` with that minimum (module docstring)."""
+    steps = math.floor((budget - spent - fixed) / step) if step > 0 else 0
     if steps < 1:
-        least = math.ceil(fixed + step)
+        least = math.ceil(spent + fixed + step)
         raise InitlabError(
             f"--budget {budget:g}s is too small for one training step per candidate: "
             f"the trials need at least {least}s here (--budget {least}s)"
