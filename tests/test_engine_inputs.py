@@ -243,7 +243,7 @@ def test_a_residual_rule_that_changes_nothing_says_so_before_training():
     data = load("digits")
     settings = {**BASE, "hidden": (16, 16, 16), "residual": True}
     config = RunConfig(**settings, residual_init="zero_last_norm")
-    with pytest.warns(UserWarning, match="'zero_last_norm' changes nothing in mlp: no residual"):
+    with pytest.warns(UserWarning, match="'zero_last_norm' changes nothing in MLP: no residual"):
         check_initializes(config, data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

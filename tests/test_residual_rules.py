@@ -217,3 +217,11 @@ def test_branches_are_found_through_linear_subclasses():
     structure = find_structure(nn.Sequential(Block(), Block()))
     assert structure.method == "fx"
     assert [b.layers for b in structure.branches] == [["0.fc1", "0.fc2"], ["1.fc1", "1.fc2"]]
+
+
+def test_a_rule_on_a_model_without_branches_says_it_changes_nothing():
+    from initlab.notes import InitlabNote
+
+    plain = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.warns(InitlabNote, match="'fixup' changes nothing in Sequential: no residual"):
+        initialize(plain, "he_normal", residual="fixup")

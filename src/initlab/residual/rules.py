@@ -63,7 +63,10 @@ def apply_residual(
     if structure is None:
         structure = find_structure(model, example) if rule != "none" else Structure(method="none")
     result = ResidualResult(rule, structure)
-    if rule == "none" or not structure.branches:
+    if rule == "none":
+        return result
+    if not structure.branches:
+        _note_unchanged(model, result)
         return result
     modules = dict(model.named_modules())
     if rule in ADDS_PARAMETERS:
@@ -72,6 +75,8 @@ def apply_residual(
         APPLY[rule](branch, modules, structure.depth, result)
     if rule == "fixup" and structure.output_layer:
         _zero_readout(model, structure.output_layer, modules, result)
+    if not result.actions:
+        _note_unchanged(model, result)
     if structure.method == "fallback" and result.actions:
         note(
             f"residual rule '{rule}' applied to branches guessed from module names "
@@ -80,6 +85,22 @@ def apply_residual(
             "them with initlab.plan"
         )
     return result
+
+
+def _note_unchanged(model: nn.Module, result: ResidualResult) -> None:
+    """A rule that found nothing to change says so: its runs equal rule ``none``."""
+    if not result.structure.branches:
+        why = "no residual branch was found"
+    elif result.rule == "zero_last_norm":
+        why = (
+            "no residual branch ends in a normalization layer (post-norm blocks norm after the sum)"
+        )
+    else:
+        why = "no parameter of its branches was one the rule sets"
+    note(
+        f"residual rule '{result.rule}' changes nothing in {type(model).__name__}: {why}; "
+        "it equals residual 'none' here (initlab plan shows the branches)"
+    )
 
 
 def apply_residual_rule(model: nn.Module, rule: str) -> int:

@@ -20,7 +20,6 @@ from torch import Tensor, nn
 
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
-from initlab.notes import note
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
@@ -83,25 +82,7 @@ def check_initializes(config: RunConfig, data) -> None:
         model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
         check_init_reaches(config, model)
         check_embedding_init(config, model)
-        record = initialize_as_configured(model, config, data)
-    outcome = record.residual_result if record is not None else None
-    if outcome is not None and outcome.rule != "none" and not outcome.actions:
-        note(
-            f"residual_init '{config.residual_init}' changes nothing in {config.model}: "
-            f"{_why_unchanged(outcome)}; its runs equal residual_init 'none' "
-            "(initlab plan shows the branches)"
-        )
-
-
-def _why_unchanged(outcome) -> str:
-    """Why a residual rule found nothing to change (its structure's branches)."""
-    if not outcome.structure.branches:
-        return "no residual branch was found"
-    if outcome.rule == "zero_last_norm":
-        return (
-            "no residual branch ends in a normalization layer (post-norm blocks norm after the sum)"
-        )
-    return "no parameter of its branches was one the rule sets"
+        initialize_as_configured(model, config, data)  # a rule that changes nothing notes it
 
 
 def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
