@@ -225,3 +225,23 @@ def test_a_rule_on_a_model_without_branches_says_it_changes_nothing():
     plain = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
     with pytest.warns(InitlabNote, match="'fixup' changes nothing in Sequential: no residual"):
         initialize(plain, "he_normal", residual="fixup")
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gate, self.up, self.down = (nn.Linear(dim, 2 * dim), nn.Linear(dim, 2 * dim),
+                                         nn.Linear(2 * dim, dim))  # fmt: skip
+
+    def forward(self, x):
+        return x + self.down(torch.nn.functional.silu(self.gate(x)) * self.up(x))
+
+
+def test_parallel_layers_count_once_in_fixups_depth():
+    # LLaMA's MLP: gate and up side by side, then down, is two layers deep (m = 2), not three
+    model = nn.Sequential(nn.Linear(4, 8), *[SwiGLU(8) for _ in range(4)], nn.Linear(8, 2))
+    [branch, *_] = find_structure(model).branches
+    assert branch.chain == 2 and [branch.depth_of(n) for n in branch.layers] == [1, 1, 2]
+    result = apply_residual(model, "fixup")
+    assert result.actions["1.gate.weight"] == result.actions["1.up.weight"] == f"× {4**-0.5:.4g}"
+    assert result.actions["1.down.weight"] == "zeroed" and not model[1].down.weight.any()

@@ -110,7 +110,21 @@ def _branch_of(
         return None
     last_norm = _last_norm(path, modules, layers[-1])
     output = op.target if op.op == "call_module" else None
-    return Branch(index=0, layers=layers, last_norm=last_norm, skip=skip_layers, output=output)
+    depths = _depths(path, modules, layers)
+    return Branch(0, layers, last_norm, skip_layers, output, depths=depths)
+
+
+def _depths(path: list[fx.Node], modules: dict[str, nn.Module], layers: list[str]) -> list[int]:
+    """Each of ``layers``' place in the longest chain of them along ``path`` (1-based): one
+    more than the deepest of them among its ancestors, so parallel layers share a place."""
+    nodes = {n: _called([n], modules, LAYERS) for n in path if n.op == "call_module"}
+    nodes = {n: names[0] for n, names in nodes.items() if names and names[0] in layers}
+    depth: dict[fx.Node, int] = {}
+    for node in nodes:  # path order: every ancestor of a node comes before it
+        above = _ancestors(node)
+        depth[node] = 1 + max((d for n, d in depth.items() if n in above), default=0)
+    by_name = {name: depth[n] for n, name in nodes.items()}
+    return [by_name.get(name, i + 1) for i, name in enumerate(layers)]
 
 
 def _called(path: list[fx.Node], modules: dict[str, nn.Module], kinds: tuple) -> list[str]:

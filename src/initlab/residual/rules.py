@@ -1,5 +1,7 @@
 """Residual rules: applied to every branch of :func:`~initlab.residual.find_structure`,
-after the per-layer scheme (L branches, m weight layers in a branch):
+after the per-layer scheme (L branches; m weight layers one after the other in a branch,
+parallel ones counted once: an attention's q, k, v then its output projection is m = 2, as is
+a SwiGLU's gate and up then down; :attr:`~initlab.residual.structure.Branch.chain`):
 
 ==================  =========================================================================
 rule                what it does
@@ -180,13 +182,14 @@ def _skipinit(b: Branch, modules: dict, depth: int, result: ResidualResult) -> N
 
 
 def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
-    m = len(b.layers)
-    if m == 1:
-        _scale(b.layers[0], modules, depth**-0.5, result)
-    else:
-        for name in b.layers[:-1]:
+    m = b.chain  # layers one after the other: a SwiGLU's parallel gate and up count once
+    for name in b.layers:
+        if m == 1:
+            _scale(name, modules, depth**-0.5, result)
+        elif b.depth_of(name) < m:
             _scale(name, modules, depth ** (-1.0 / (2 * m - 2)), result)
-        _zero(b.layers[-1], modules, result)
+        else:
+            _zero(name, modules, result)
     for name in b.layers:
         if is_attention_output(name, modules):
             continue  # no hook on it fires: a bias there would never be added nor trained

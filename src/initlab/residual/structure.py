@@ -25,7 +25,10 @@ LAYERS = WEIGHT_LAYERS
 class Branch:
     """One residual branch. Names are ``named_modules`` names.
 
-    ``layers``: its Linear/Conv layers in execution order (m = ``len(layers)``);
+    ``layers``: its Linear/Conv layers in execution order; ``depths``: each one's place in
+    the branch's longest chain of weight layers (1-based; parallel layers share one: a
+    SwiGLU's gate and up projections, an attention's q, k and v; empty: ``1..len(layers)``),
+    so m = :attr:`chain`;
     ``last_norm``: the normalization layer after its last weight layer, if the branch ends in
     one (a pre-norm transformer's branch starts with its norm: ``None``); ``skip``: the weight
     layers of the skip path (a projection shortcut), empty for the identity; ``output``: the
@@ -40,6 +43,17 @@ class Branch:
     skip: list[str] = field(default_factory=list)
     output: str | None = None
     block: str = ""
+    depths: list[int] = field(default_factory=list)
+
+    def depth_of(self, layer: str) -> int:
+        """``layer``'s place in the longest chain (1-based)."""
+        i = self.layers.index(layer)
+        return self.depths[i] if self.depths else i + 1
+
+    @property
+    def chain(self) -> int:
+        """m: the number of weight layers one after the other on the branch's longest path."""
+        return max(self.depths) if self.depths else len(self.layers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,9 +87,7 @@ class Structure:
         k)"``, ``"output"`` or ``""`` for the module named ``module`` (1-based k, j)."""
         for b in self.branches:
             if module in b.layers:
-                return (
-                    f"branch {b.index + 1}, layer {b.layers.index(module) + 1} of {len(b.layers)}"
-                )
+                return f"branch {b.index + 1}, layer {b.depth_of(module)} of {b.chain}"
             if module == b.last_norm:
                 return f"branch {b.index + 1}, last norm"
             if module in b.skip:
