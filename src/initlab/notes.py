@@ -22,7 +22,7 @@ class InitlabNote(UserWarning):
 
 
 def note(message: str) -> None:
-    """Warn ``message`` as an :class:`InitlabNote` at the first frame outside initlab."""
+    """Warn ``message`` as an :class:`InitlabNote` at the line that called into initlab."""
     warnings.warn(message, InitlabNote, stacklevel=_outside_initlab())
 
 
