@@ -162,10 +162,15 @@ class ResultSet:
 
     def verdict(self) -> str:
         """The winner when the statistics support one, else which groups tie with the best
-        and about how many seeds would separate them (:func:`initlab.stats.verdict`); when
-        the best two groups lack two scores each, why (:func:`short_verdict`)."""
-        ranked = self.ranking()
-        return short_verdict(ranked, self.runs, self.group_by) or verdict(ranked)
+        and about how many seeds would separate them; when the best two groups lack two
+        scores each, why, from their runs' statuses (:func:`initlab.stats.verdict`)."""
+        if self.runs.empty:
+            return ""
+        lost = {
+            group_label(key): [s for s in group["status"] if s in (DIVERGED, FAILED)]
+            for key, group in self.runs.groupby(self.group_by, sort=False, dropna=False)
+        } if "status" in self.runs else {}  # fmt: skip
+        return verdict(self.ranking(), lost=lost)
 
     def _mean_val_curves(self) -> dict[tuple, pd.Series]:
         if self.epochs.empty:
@@ -255,46 +260,6 @@ def without_unscored_ranks(ranked: pd.DataFrame) -> pd.DataFrame:
     ranked["rank"] = ranked["rank"].astype("Int64").mask(unscored)
     ranked["tied_with_best"] = ranked["tied_with_best"].astype(bool) & ~unscored
     return ranked
-
-
-def short_verdict(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str]) -> str:
-    """Why there is no verdict when the best two groups do not both have two finite
-    scores: their runs diverged or failed (more seeds will not change that), or they have
-    fewer than two runs (add seeds: ``seeds = 3`` in a sweep's spec). ``""`` when the best
-    two have two scores each, or with fewer than two groups."""
-    if len(ranked) < 2 or (ranked["n"].iloc[:2] >= 2).all():
-        return ""
-    short = ranked[ranked["n"] < 2]
-    labels = set(short["group"])
-    statuses: list[str] = []
-    single = 0
-    for key, group in runs.groupby(list(group_by), sort=False, dropna=False):
-        if group_label(key) in labels:
-            statuses += group["status"].tolist() if "status" in group else []
-            single += len(group) < 2
-    names = ", ".join(list(short["group"])[:3]) + (
-        f" and {len(short) - 3} more" if len(short) > 3 else ""
-    )
-    lost = [s for s in (DIVERGED, FAILED) if statuses.count(s)]
-    reasons = [
-        f"all {len(statuses)} of their runs {s}"
-        if statuses.count(s) == len(statuses)
-        else f"{statuses.count(s)} of their {len(statuses)} runs {s}"
-        for s in lost
-    ]
-    reasons += [f"{single} with a single run"] if single else []
-    why = f" ({'; '.join(reasons)})" if reasons else ""
-    if (ranked["n"] == 0).all():
-        text = f"no verdict: no group has a single finite score{why}"
-    else:
-        verb = "has" if len(short) == 1 else "have"
-        text = f"no winner: a verdict needs two finite scores per group; {names} {verb} fewer{why}"
-    seeds = "seeds = 3 or more in the spec, --seeds 3 with compare"
-    if single:
-        return f"{text}; add seeds ({seeds})"
-    if (short["n"] == 0).all():
-        return text + "; more seeds will not change that: see the diverged/failed flags"
-    return f"{text}; more seeds ({seeds}) help only if those runs {'/'.join(lost)} by chance"
 
 
 def write_files(out: Path, writers: dict[str, Callable[[Path], object]]) -> list[Path]:

@@ -313,19 +313,24 @@ def seeds_needed(
     return n
 
 
-def verdict(ranked: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> str:
+def verdict(
+    ranked: pd.DataFrame,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    lost: dict[str, list[str]] | None = None,
+) -> str:
     """One sentence on :func:`rank_groups`'s table: the winner when the best group beats
     every other one (``p_holm < alpha`` for each), else the groups it cannot be told from
     and about how many seeds per group would separate it from the runner-up
     (:func:`seeds_needed` at ``alpha / (k - 1)``, the strictest Holm level, with the two
-    groups' own spreads). Empty for fewer than two groups."""
+    groups' own spreads); when the best two lack two finite scores each, why
+    (:func:`_too_few_scores`, naming how their runs were ``lost``: group → statuses).
+    Empty for fewer than two groups."""
     if len(ranked) < 2:
         return ""
     best, runner = ranked.iloc[0], ranked.iloc[1]
     if best["n"] < 2 or runner["n"] < 2:
-        return (
-            "no winner: a verdict needs at least two finished seeds per group (--seeds 3 or more)"
-        )
+        return _too_few_scores(ranked, lost or {})
     others = len(ranked) - 1
     tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
     if not tied:
@@ -365,3 +370,35 @@ def verdict(ranked: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> st
         f"{about}: {seeds} seeds per group would find a gap this size {power:.0%} of the time, "
         f"so these seeds may have been unlucky; {counts.max() + 2} or more should settle it"
     )
+
+
+def _too_few_scores(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:
+    """Why there is no verdict: the groups with fewer than two finite scores, whose runs
+    were lost (``lost``: group → the statuses of its runs without a score, e.g. diverged,
+    failed; more seeds will not change that), or which have a single run (add seeds)."""
+    short = ranked[ranked["n"] < 2]
+    found, total = [s for g in short["group"] for s in lost.get(g, [])], int(short["runs"].sum())
+    single = int((short["runs"] < 2).sum())
+    names = ", ".join(list(short["group"])[:3]) + (
+        f" and {len(short) - 3} more" if len(short) > 3 else ""
+    )
+    kinds = list(dict.fromkeys(found))
+    reasons = [
+        f"all {total} of their runs {s}"
+        if found.count(s) == total
+        else f"{found.count(s)} of their {total} runs {s}"
+        for s in kinds
+    ] + ([f"{single} with a single run"] if single else [])
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    if (ranked["n"] == 0).all():
+        text = f"no verdict: no group has a single finite score{why}"
+    else:
+        verb = "has" if len(short) == 1 else "have"
+        need = "a verdict needs at least two finished seeds per group"
+        text = f"no winner: {need}; {names} {verb} fewer{why}"
+    seeds = "seeds = 3 or more in the spec, --seeds 3 with compare"
+    if single:
+        return f"{text}; add seeds ({seeds})"
+    if (short["n"] == 0).all():
+        return text + "; more seeds will not change that: see the diverged/failed flags"
+    return f"{text}; more seeds ({seeds}) help only if those runs {'/'.join(kinds)} by chance"
