@@ -96,3 +96,19 @@ def interrupt_at(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setattr(engine, "run_config", interrupted)
 
     return patch
+
+
+@pytest.fixture
+def tiny_spec():
+    """``tiny_spec(path, name, inits, seeds=1, hidden=16, lr=None)``: write a one-epoch sweep
+    spec of small MLPs on the 8×8 digits to ``path`` (returned), sweeping ``inits``."""
+
+    def write(path, name: str, inits: list[str], seeds: int = 1, hidden: int = 16, lr=None):
+        lines = [f'name = "{name}"', *([f"seeds = {seeds}"] if seeds > 1 else [])]
+        lines += ["[fixed]", 'dataset = "digits"', f"hidden = [{hidden}]", "epochs = 1"]
+        lines += [f"lr = {lr}"] if lr is not None else []
+        lines += ["[sweep]", "init = [" + ", ".join(f'"{i}"' for i in inits) + "]"]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    return write

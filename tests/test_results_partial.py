@@ -6,26 +6,16 @@ import pytest
 from initlab.cli import main
 from initlab.results import progress_line
 
-SPEC = """
-name = "partial"
-seeds = 2
-[fixed]
-dataset = "digits"
-hidden = [16]
-epochs = 1
-lr = 0.1
-[sweep]
-init = ["zeros", "he_normal", "orthogonal", "lecun_normal"]
-"""
 LINE = "2 of 8 runs of this study are finished (6 not run yet: run the sweep again to finish)"
 
 
 @pytest.fixture
-def partial(tmp_path, interrupt_at, capsys):
+def partial(tmp_path, interrupt_at, capsys, tiny_spec):
     """A study directory whose sweep was interrupted after 2 of its 8 runs."""
     interrupt_at(3)
-    spec, out = tmp_path / "partial.toml", tmp_path / "out"
-    spec.write_text(SPEC)
+    inits = ["zeros", "he_normal", "orthogonal", "lecun_normal"]
+    spec = tiny_spec(tmp_path / "partial.toml", "partial", inits, seeds=2, lr=0.1)
+    out = tmp_path / "out"
     args = ["sweep", str(spec), "--out", str(out), "--workers", "1", "--engine", "single"]
     assert main(args) == 130
     capsys.readouterr()

@@ -10,18 +10,6 @@ from initlab.cli import main
 from initlab.results import ResultSet
 from initlab.store import open_store
 
-SPEC = """
-name = "save-tiny"
-seeds = 2
-[fixed]
-dataset = "digits"
-hidden = [16]
-epochs = 1
-lr = 0.1
-[sweep]
-init = ["zeros", "he_normal"]
-"""
-
 
 def _full_disk_on(monkeypatch, name: str) -> None:
     """``DataFrame.to_csv`` writes half of ``name`` and then fails as a full disk does."""
@@ -79,9 +67,10 @@ def test_save_on_a_full_disk_writes_no_empty_csv(tmp_path, monkeypatch):
     assert list((tmp_path / "new").iterdir()) == []
 
 
-def test_sweep_with_a_full_disk_for_the_csvs_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    spec = tmp_path / "tiny.toml"
-    spec.write_text(SPEC)
+def test_sweep_with_a_full_disk_for_the_csvs_is_one_line_and_exit_2(
+    tmp_path, capsys, monkeypatch, tiny_spec
+):
+    spec = tiny_spec(tmp_path / "tiny.toml", "save-tiny", ["zeros", "he_normal"], seeds=2, lr=0.1)
     out = tmp_path / "out"
     _full_disk_on(monkeypatch, "summary")
     assert main(["sweep", str(spec), "--out", str(out), "--workers", "1"]) == 2

@@ -3,21 +3,10 @@
 
 from initlab.cli import main
 
-SPEC = """
-name = "tiny"
-[fixed]
-dataset = "digits"
-hidden = [8]
-epochs = 1
-[sweep]
-init = ["zeros", "he_normal"]
-"""
 
-
-def test_a_text_file_is_refused_as_not_a_store_by_every_command(tmp_path, capsys):
+def test_a_text_file_is_refused_as_not_a_store_by_every_command(tmp_path, capsys, tiny_spec):
     (tmp_path / "initlab.db").write_text("these are my notes\n" * 3)
-    spec = tmp_path / "tiny.toml"
-    spec.write_text(SPEC)
+    spec = tiny_spec(tmp_path / "tiny.toml", "tiny", ["zeros", "he_normal"], hidden=8)
     for argv in (
         ["store", "check", str(tmp_path)],
         ["store", "repair", str(tmp_path)],
@@ -31,14 +20,13 @@ def test_a_text_file_is_refused_as_not_a_store_by_every_command(tmp_path, capsys
     assert (tmp_path / "initlab.db").read_text() == "these are my notes\n" * 3
 
 
-def test_an_empty_file_is_a_store_not_written_yet(tmp_path, capsys):
+def test_an_empty_file_is_a_store_not_written_yet(tmp_path, capsys, tiny_spec):
     (tmp_path / "initlab.db").write_bytes(b"")
     assert main(["store", "check", str(tmp_path)]) == 2
     assert "a sweep into it uses it as a new store" in capsys.readouterr().err
     assert main(["results", str(tmp_path)]) == 2
     assert "no study has been stored in it yet" in capsys.readouterr().err
-    spec = tmp_path / "tiny.toml"
-    spec.write_text(SPEC)
+    spec = tiny_spec(tmp_path / "tiny.toml", "tiny", ["zeros", "he_normal"], hidden=8)
     assert main(["sweep", str(spec), "--out", str(tmp_path), "--workers", "1"]) == 0
     capsys.readouterr()
     assert main(["store", "check", str(tmp_path)]) == 0

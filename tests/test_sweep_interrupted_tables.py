@@ -6,49 +6,29 @@ import pytest
 
 from initlab.cli import main
 
-EARLIER = """
-name = "earlier"
-[fixed]
-dataset = "digits"
-hidden = [16]
-epochs = 1
-[sweep]
-init = ["zeros", "he_normal"]
-"""
-LATER = """
-name = "later"
-seeds = 2
-[fixed]
-dataset = "digits"
-hidden = [16]
-epochs = 1
-[sweep]
-init = ["orthogonal", "lecun_normal"]
-"""
-
 
 @pytest.fixture
-def out(tmp_path, capsys):
+def out(tmp_path, capsys, tiny_spec):
     """A study directory holding the store and CSVs of a finished earlier sweep."""
-    spec, out = tmp_path / "earlier.toml", tmp_path / "out"
-    spec.write_text(EARLIER)
+    spec = tiny_spec(tmp_path / "earlier.toml", "earlier", ["zeros", "he_normal"])
+    out = tmp_path / "out"
     assert main(["sweep", str(spec), "--out", str(out), "--workers", "1"]) == 0
     capsys.readouterr()
     return out
 
 
-def _sweep_later(out, tmp_path) -> int:
-    spec = tmp_path / "later.toml"
-    spec.write_text(LATER)
+def _sweep_later(out, tmp_path, tiny_spec) -> int:
+    inits = ["orthogonal", "lecun_normal"]
+    spec = tiny_spec(tmp_path / "later.toml", "later", inits, seeds=2)
     args = ["sweep", str(spec), "--out", str(out), "--workers", "1", "--engine", "single"]
     return main(args)
 
 
 def test_interrupted_sweep_writes_the_csvs_of_its_finished_runs(
-    out, tmp_path, capsys, interrupt_at
+    out, tmp_path, capsys, interrupt_at, tiny_spec
 ):
     interrupt_at(3)
-    assert _sweep_later(out, tmp_path) == 130
+    assert _sweep_later(out, tmp_path, tiny_spec) == 130
     assert "wrote the tables of the finished runs" in capsys.readouterr().err
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 2 and set(summary["init"]) == {"orthogonal"}
@@ -56,17 +36,17 @@ def test_interrupted_sweep_writes_the_csvs_of_its_finished_runs(
 
 
 def test_interrupted_before_any_run_says_the_csvs_are_from_before(
-    out, tmp_path, capsys, interrupt_at
+    out, tmp_path, capsys, interrupt_at, tiny_spec
 ):
     interrupt_at(1)
-    assert _sweep_later(out, tmp_path) == 130
+    assert _sweep_later(out, tmp_path, tiny_spec) == 130
     err = capsys.readouterr().err
     assert f"the CSVs in {out} are from before this sweep" in err
     assert set(pd.read_csv(out / "summary.csv")["init"]) == {"zeros", "he_normal"}
 
 
 def test_a_store_error_while_saving_after_ctrl_c_is_a_note_not_a_traceback(
-    out, tmp_path, capsys, interrupt_at, monkeypatch
+    out, tmp_path, capsys, interrupt_at, tiny_spec, monkeypatch
 ):
     import sqlite3
 
@@ -77,7 +57,7 @@ def test_a_store_error_while_saving_after_ctrl_c_is_a_note_not_a_traceback(
 
     interrupt_at(3)
     monkeypatch.setattr(Store, "results", unreadable)
-    assert _sweep_later(out, tmp_path) == 130
+    assert _sweep_later(out, tmp_path, tiny_spec) == 130
     err = capsys.readouterr().err
     assert "are from before this sweep (DatabaseError: database disk image" in err
     assert "Traceback" not in err
