@@ -216,6 +216,19 @@ def execute_chunk(
     return outcomes
 
 
+def by_position(configs: Sequence[RunConfig], send: Callable[[int, dict], None]) -> EpochHook:
+    """An epoch hook that calls ``send(index of the run in configs, record)``: workers report
+    epochs by position in their chunk, not by run key (keys hash the user's files, which
+    may change while a sweep runs, and which a Ray node may not have)."""
+    position = {id(c): i for i, c in enumerate(configs)}
+
+    def hook(config: RunConfig, record: dict) -> None:
+        if id(config) in position:
+            send(position[id(config)], record)
+
+    return hook
+
+
 def failed_result(config: RunConfig, error: BaseException | str) -> RunResult:
     """A ``failed`` result for ``config`` whose message is the error."""
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"

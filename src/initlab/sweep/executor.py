@@ -19,6 +19,7 @@ everything already recorded. A worker exits by itself if its parent dies (SIGKIL
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import queue
@@ -40,6 +41,7 @@ from initlab.sweep.engine import (
     DataLoadError,
     EpochHook,
     Outcome,
+    by_position,
     execute_chunk,
     failed_outcomes,
 )
@@ -273,19 +275,6 @@ def _stop(procs, tasks, events) -> None:
         q.close()
 
 
-def _epoch_events(events, worker: int, chunk_id: int, configs: list[RunConfig]) -> EpochHook:
-    """The hook that sends each epoch record as ``("epoch", worker, chunk id, index in the
-    chunk, record)``: by position, not by run key (keys hash the user's files, which may
-    change while the sweep runs)."""
-    position = {id(c): i for i, c in enumerate(configs)}
-
-    def hook(config: RunConfig, record: dict) -> None:
-        if id(config) in position:
-            events.put(("epoch", worker, chunk_id, position[id(config)], record))
-
-    return hook
-
-
 def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) -> None:
     """A worker process: take chunks until the sentinel, send back their outcomes."""
     import torch
@@ -298,7 +287,8 @@ def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) ->
     while (item := tasks.get()) is not None:
         chunk_id, configs = item
         events.put(("start", worker, chunk_id))
-        hook = _epoch_events(events, worker, chunk_id, configs)
+        send = functools.partial(_send_epoch, events, worker, chunk_id)
+        hook = by_position(configs, send)
         try:
             outcomes = execute_chunk(configs, cache, engine, hook)
         except DataLoadError as exc:
@@ -328,3 +318,7 @@ def _exit_with_parent(parent_pid: int) -> None:
                 os._exit(3)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _send_epoch(events, worker: int, chunk_id: int, index: int, record: dict) -> None:
+    events.put(("epoch", worker, chunk_id, index, record))

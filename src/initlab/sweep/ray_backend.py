@@ -39,6 +39,7 @@ from initlab.sweep.engine import (
     DataLoadError,
     EpochHook,
     Outcome,
+    by_position,
     data_key,
     execute_chunk,
     failed_outcomes,
@@ -83,14 +84,9 @@ def ray_chunk(
         _worker_cache = DataCache(data_dir)
     data = DataCache(data_dir, shared_data(shared)) if shared else _worker_cache
 
-    position = {id(c): i for i, c in enumerate(configs)}
-
-    def report(config: RunConfig, record: dict) -> None:
-        if id(config) in position:
-            events.put((tag, position[id(config)], record))
-
     try:
-        hook = report if events is not None else None
+        send = (lambda i, record: events.put((tag, i, record))) if events is not None else None
+        hook = by_position(configs, send) if send is not None else None
         return "done", execute_chunk(configs, data, engine, hook)
     except DataLoadError as exc:
         return "fatal", str(exc)
