@@ -62,3 +62,12 @@ def test_enough_finite_scores_keep_the_usual_verdict():
     results = _results({"he": ["ok"] * 3, "orth": ["ok"] * 3})
     assert results.verdict().startswith(("winner:", "no winner at 3 seeds"))
     assert results.ranking()["rank"].tolist() == [1, 2]
+
+
+def test_groups_that_never_learned_never_reach_90_percent_of_the_best():
+    # every group at chance: each curve "reaches" 0.9 x a best that is itself chance, and
+    # said "1 epoch" for all (a parity task where nothing learned)
+    results = _results({"default": ["stuck", "stuck"], "tiny": ["stuck", "ok"]})
+    summary = results.summary().set_index("init")
+    assert pd.isna(summary.loc["default", "epochs_to_90"])
+    assert summary.loc["tiny", "epochs_to_90"] == 1  # one run learned: the curve counts

@@ -55,6 +55,15 @@ def reach_target(best: float) -> float:
     return best - (1 - REACH_FRACTION) * abs(best)
 
 
+def _epochs_to_target(group: pd.DataFrame, curve: pd.Series, target: float) -> float:
+    """``epochs_to_90`` of one group: NaN ("never") when no run of it learned (each stuck at
+    chance, diverged or failed), even if its curve touches the target: every group at chance
+    would otherwise "reach" 90% of a best that is itself chance."""
+    if not target or group["status"].isin((STUCK, DIVERGED, FAILED)).all():
+        return math.nan
+    return first_epoch_reaching(curve, target)
+
+
 def model_arg_values(row: dict) -> dict:
     """``{"model_args.width": 64}`` from a run row's ``model_args`` (JSON text or a dict):
     the columns that sweeps over model arguments group by (lists as JSON text)."""
@@ -145,7 +154,7 @@ class ResultSet:
                     "test_accuracy_std": std,
                     "ci95": ci,
                     "final_train_loss": group["final_train_loss"].mean(),
-                    "epochs_to_90": first_epoch_reaching(curve, target) if target else math.nan,
+                    "epochs_to_90": _epochs_to_target(group, curve, target),
                     "diverged": int((group["status"] == DIVERGED).sum()),
                     "stuck": int((group["status"] == STUCK).sum()),
                     "failed": int((group["status"] == FAILED).sum()),

@@ -250,7 +250,7 @@ def print_results(results: ResultSet, console: Console, title: str) -> None:
     console.print(
         f"{score.column_note()}mean ± std over seeds. epochs_to_90: first epoch whose "
         f"mean validation score comes within {1 - REACH_FRACTION:.0%} of the best group's final "
-        "one. "
+        "one (never: not by the last epoch, or no run of the group learned). "
         f"{stuck}diverged: loss became NaN/inf."
     )
     ranked = results.ranking()
