@@ -424,6 +424,19 @@ def test_residual_comparisons_keep_plain_layers_and_compare_branches_of_one_kind
         net = gpt(depth=4)
         initlab.initialize(net, init, residual=rule)
         assert diagnose(net, tokens, tokens).healthy, (init, rule)
+    # unit-normal weights explode; a pre-norm GPT has no first layer outside its branches,
+    # so the message leaves out the weight-gradient ratio it cannot compute (it said "nan")
+    torch.manual_seed(0)
+    net = gpt(depth=4)
+    initlab.initialize(net, "normal(std=1.0)")
+    found = {f.name: f for f in diagnose(net, tokens, tokens).findings}
+    assert "exploding_gradients" in found
+    assert "nan" not in found["exploding_gradients"].message
+    # no activation after q/k/v, out_proj and fc2: advised as linear (gain 1), and only
+    # q/k/v (not the branch outputs, added to the stream as they are) are said untraced
+    advice = found["exploding_gradients"].suggestion
+    assert "linear layers have weight std" in advice
+    assert "no activation was traced after blocks.0.attn.q and " in advice
 
 
 def test_residual_findings_on_initlabs_own_models_and_stage_names(batch):

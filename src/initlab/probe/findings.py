@@ -288,9 +288,13 @@ def _gradient_findings(frame: pd.DataFrame) -> list[Finding]:
     layers = _ends(hid) if len(hid) >= 2 else (str(frame["layer"].iloc[0]),)
     rule = (
         f"dL/dz std first/last hidden {g:.3g} (limits {GRADIENT_RATIO_LOW:.3g}, "
-        f"{GRADIENT_RATIO_HIGH:.3g}); weight-gradient norm first/output {w:.3g} "
-        f"(limits {WEIGHT_GRAD_RATIO_LOW:.0e}, {WEIGHT_GRAD_RATIO_HIGH:.0e})"
+        f"{GRADIENT_RATIO_HIGH:.3g})"
     )
+    if not math.isnan(w):  # NaN: no first layer outside the residual branches (_first_layer)
+        rule += (
+            f"; weight-gradient norm first/output {w:.3g} "
+            f"(limits {WEIGHT_GRAD_RATIO_LOW:.0e}, {WEIGHT_GRAD_RATIO_HIGH:.0e})"
+        )
     bad = ~frame["pre_grad_std"].apply(_not_inf) | ~frame["weight_grad_norm"].apply(_not_inf)
     first, out_grad = _first_layer(frame), float(frame["pre_grad_std"].iloc[-1])
     none_arrive = (

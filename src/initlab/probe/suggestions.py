@@ -107,15 +107,28 @@ def scale_advice(frame: pd.DataFrame, rows: pd.DataFrame, direction: str | None 
             "the weight scale: the init is not the cause; deep plain normalized nets need "
             "skip connections (Yang et al. 2019) or less depth"
         )
+    unknown = _untraced(rows)
+    rows = rows.assign(activation=rows["activation"].fillna("linear"))
     for act, group in rows[~rows["normalized"]].groupby("activation", sort=False):
         parts.append(_activation_advice(str(act), group, direction))
-    unknown = rows[rows["activation"].isna() & ~rows["normalized"]]
     if len(unknown):
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
         parts.append(
-            f"activation after {unknown['layer'].iloc[0]} unknown: use weight std "
-            "gain(phi)/sqrt(fan_in) with initlab.gain(phi)"
+            f"no activation was traced after {unknown['layer'].iloc[0]}{more}: taken as "
+            "linear (gain 1); if one follows, use weight std gain(phi)/sqrt(fan_in) with "
+            "initlab.gain(phi)"
         )
     return "; ".join(p for p in parts if p)
+
+
+def _untraced(rows: pd.DataFrame) -> pd.DataFrame:
+    """The unnormalized rows with no activation traced after them, except a residual
+    branch's last layer: its output is added to the stream as it is (a transformer's
+    ``out_proj`` and ``fc2``), so linear is known, not assumed."""
+    untraced = rows["activation"].isna() & ~rows["normalized"]
+    if "branch" in rows:
+        untraced &= ~(rows["branch_layer"] == rows["branch_size"] - 1)
+    return rows[untraced]
 
 
 def _constant_weight_rows(rows: pd.DataFrame) -> pd.DataFrame:
