@@ -112,6 +112,17 @@ def not_pairs():
 def ambiguous():
     x, y = np.random.default_rng(0).normal(size=(25, 3)), np.ones((25, 2), np.int64)
     return x[:20], y[:20], x[20:], y[20:]
+
+
+def one_hot():
+    x, y = arrays(200, 0)
+    xt, yt = arrays(40, 1)
+    return x, np.eye(4, dtype=np.float32)[y], xt, np.eye(4, dtype=np.float32)[yt]
+
+
+def whole_counts():
+    x, y = np.random.default_rng(0).normal(size=(25, 3)), np.full((25, 2), 3.0, np.float32)
+    return x[:20], y[:20], x[20:], y[20:]
 '''
 
 
@@ -281,6 +292,10 @@ def test_function_errors(spec, tmp_path: Path):
     one_line_error("items of the train Dataset are not", spec("not_pairs"))
     one_line_error("no such file", f"{tmp_path / 'absent.py'}:make")
     one_line_error("cannot infer the task.*pass task=", spec("ambiguous"))
+    # one-hot float rows were fitted as 3 regression outputs, R² shown as the score
+    one_line_error(r"one-hot rows: pass class indices \(y.argmax\(1\)\)", spec("one_hot"))
+    one_line_error("cannot infer the task from whole-number targets", spec("whole_counts"))
+    assert load(spec("whole_counts"), task="regression").num_classes == 2
     one_line_error("unknown task", spec("tensors"), task="vision")
 
 

@@ -117,7 +117,7 @@ def load(
         download: allow downloading MNIST / Fashion-MNIST into the cache if not found.
         limit_train: keep only the first ``limit_train`` training examples (all if fewer).
         task: ``"classification"``, ``"regression"``, ``"sequence"`` or ``"auto"``: for user
-            data, integer targets ``[N]`` → classification, float targets → regression,
+            data, integer targets ``[N]`` → classification, non-integral float targets → regression,
             integer targets ``[N, T]`` with integer inputs ``[N, T]`` → sequence (details in
             :mod:`initlab.data.tasks`). The built-in datasets are classification tasks.
 

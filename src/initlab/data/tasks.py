@@ -7,9 +7,10 @@ Inference (``task="auto"``), over the training and test targets together:
    shape ``[N]`` → ``classification``, with ``num_classes = max label + 1`` unless declared;
 2. integer targets ``[N, T]`` with integer-dtype inputs of the same shape ``[N, T]`` →
    ``sequence`` (token ids; vocabulary = max id + 1 over inputs and targets unless declared);
-3. float targets (any other targets of a float dtype, in train or test) → ``regression``,
-   ``[N]`` or ``[N, k]``;
-4. otherwise (integer targets of another shape) there is no rule: pass the task.
+3. float targets not all whole numbers (in train or test) → ``regression``, ``[N]`` or
+   ``[N, k]``;
+4. otherwise (whole-number targets of another shape, one-hot rows included: the error says
+   to pass class indices) there is no rule: pass the task.
 
 Rule 1 also claims real-valued targets that happen to be whole numbers (ages, counts):
 pass ``task="regression"`` (``--task regression``) for those. Conversions: inputs of a
@@ -29,8 +30,8 @@ from torch import Tensor
 from initlab.errors import InitlabError
 
 AUTO_RULE = (
-    "integer [N] targets -> classification, float targets -> regression, integer [N, T] "
-    "targets with integer [N, T] inputs -> sequence"
+    "integer [N] targets -> classification, non-integral float targets -> regression, "
+    "integer [N, T] targets with integer [N, T] inputs -> sequence"
 )
 
 
@@ -82,12 +83,26 @@ def infer_task(raw: Raw) -> str:
         y.dim() == 2 and not x.dtype.is_floating_point and x.shape == y.shape for _, x, y in pairs
     ):
         return "sequence"
-    if any(y.dtype.is_floating_point for _, _, y in pairs):
+    if not integral:
         return "regression"
+    if all(_is_one_hot(y) for _, _, y in pairs):
+        raise InitlabError(
+            f"the targets {_shape(raw.y_train)} are one-hot rows: pass class indices "
+            "(y.argmax(1)) for classification, or task='regression' (--task regression) to "
+            "fit them as numbers"
+        )
     raise InitlabError(
-        f"cannot infer the task from integer targets of shape {_shape(raw.y_train)} and "
-        f"inputs of shape {_shape(raw.x_train)} ({AUTO_RULE}): pass task= (--task)"
+        f"cannot infer the task from whole-number targets of shape {_shape(raw.y_train)} "
+        f"and inputs of shape {_shape(raw.x_train)} ({AUTO_RULE}): pass task= (--task)"
     )
+
+
+def _is_one_hot(y: Tensor) -> bool:
+    """``[N, k]`` rows of 0s with a single 1 each (``k > 1``)."""
+    if y.dim() != 2 or y.shape[1] < 2 or not len(y):
+        return False
+    y = y.to(torch.float64)
+    return bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all())
 
 
 def prepare(raw: Raw, task: str = "auto") -> Prepared:
