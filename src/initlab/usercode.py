@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.fingerprint import arrays_digest, callable_digest
 
 DATA_SUFFIXES = (".npz", ".pt", ".pth")
 
@@ -102,7 +103,7 @@ def _import_module(name: str, option: str):
         try:
             module = importlib.import_module(name)
             source = getattr(module, "__file__", None)
-            digest = _digest_of(source) if source else None
+            digest = file_digest(source) if source else None
             if digest is not None and _IMPORTED.setdefault(name, digest) != digest:
                 module = importlib.reload(module)
                 _IMPORTED[name] = digest
@@ -115,7 +116,9 @@ _IMPORTED: dict[str, str] = {}
 """Module name → the digest of the source it was imported from, in this process."""
 
 
-def _digest_of(path: str) -> str | None:
+def file_digest(path: str) -> str | None:
+    """sha256 (16 hex digits) of the file at ``path`` (cached until it changes); ``None``
+    when it cannot be read."""
     try:
         stat = os.stat(path)
     except OSError:
@@ -206,10 +209,10 @@ def model_spec(model: str | Callable) -> str:
     """The spec of ``model``: a spec string as it is; a function defined at the top of an
     importable module as ``module:function`` (or ``file.py:function`` for one imported from
     a path); any other callable (defined in ``__main__`` or a notebook, a lambda, a class
-    method) registered in this process as ``callable:name:hash``, ``hash`` being sha256 of
-    its source (:func:`inspect.getsource`), so editing it starts new runs.
-
-    Only the callable's own source is hashed, not the helpers it calls.
+    method, a closure, a ``functools.partial``) registered in this process as
+    ``callable:name:hash``, ``hash`` being :func:`initlab.fingerprint.callable_digest`: its
+    source and the values it captures or reads from globals (notebook helpers and classes
+    recursively), so editing it or changing a captured width starts new runs.
     """
     if isinstance(model, str):
         return model
@@ -222,7 +225,7 @@ def model_spec(model: str | Callable) -> str:
         )
     if not callable(model):
         raise InitlabError(f"model must be a spec string or a callable, got {model!r}")
-    return _importable_spec(model) or _register(model, _source_digest(model))
+    return _importable_spec(model) or _register(model, callable_digest(model))
 
 
 def data_spec(data: object) -> str:
@@ -253,7 +256,7 @@ def data_spec(data: object) -> str:
             + (f" of {len(data)} items" if isinstance(data, (tuple, list)) else "")
         )
     arrays = tuple(data)
-    spec = _register(lambda: arrays, _arrays_digest(arrays), name="data")
+    spec = _register(lambda: arrays, arrays_digest(arrays), name="data")
     _ARRAYS.add(spec)
     return spec
 
@@ -275,40 +278,6 @@ def _importable_spec(fn: Callable) -> str | None:
     if module.__name__.startswith("initlab_user_") and path:  # imported from a path by us
         return f"{path}:{name}"
     return f"{module.__name__}:{name}"
-
-
-def _source_digest(fn: Callable) -> str:
-    import inspect
-    import marshal
-
-    try:
-        blob = inspect.getsource(fn).encode()
-    except (OSError, TypeError):  # no source file (typed at a bare REPL): hash the bytecode
-        code = getattr(fn, "__code__", None)
-        if code is None:
-            raise InitlabError(
-                f"cannot fingerprint {fn!r}: no source and no code object; define it in a file "
-                "and pass 'file.py:function'"
-            ) from None
-        blob = marshal.dumps(code)
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _arrays_digest(arrays: tuple) -> str:
-    import numpy as np
-    import torch
-
-    digest = hashlib.sha256()
-    for item in arrays:
-        if isinstance(item, torch.Tensor):
-            flat = item.detach().cpu().contiguous().reshape(-1)
-            raw = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
-        else:
-            raw = np.ascontiguousarray(np.asarray(item))
-        digest.update(f"{type(item).__name__}|{getattr(item, 'dtype', '')}|".encode())
-        digest.update(f"{tuple(getattr(item, 'shape', ()))}|".encode())
-        digest.update(memoryview(raw).cast("B"))
-    return digest.hexdigest()[:16]
 
 
 _ARRAYS: set[str] = set()

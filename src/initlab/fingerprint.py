@@ -1,0 +1,200 @@
+"""What a callable or an array depends on, as a short hash: the identity of a run's model
+factory or data function when it was handed over as a Python object (a notebook function, a
+lambda, a closure, a ``functools.partial``) rather than named by a file.
+
+:func:`callable_digest` hashes
+
+- the callable's source (:func:`inspect.getsource`; its bytecode when there is no source);
+- the values it reads from outside: its closure cells and the globals its code names
+  (nested functions and lambdas included), each by :func:`_describe`: plain values by
+  ``repr``, tensors and arrays by their bytes, functions and classes defined in a notebook
+  or script recursively by their own source and captured values, those of a file outside
+  the Python installation by the file's hash, installed ones (torch, numpy) by name;
+- for a ``functools.partial``, the wrapped callable and the bound arguments.
+
+So ``lambda: mlp(width)`` gives different digests for ``width = 2`` and ``width = 64``, and
+editing a notebook class that a factory builds starts new runs. A captured object whose
+``repr`` shows only its address (``<Foo object at 0x…>``) cannot be told apart from one
+call to the next: it is hashed by its type, and :func:`callable_digest` says so with a note.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import marshal
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from initlab.errors import InitlabError
+
+PLAIN = (type(None), bool, int, float, complex, str, bytes)
+
+
+def callable_digest(fn: Callable) -> str:
+    """sha256 (16 hex digits) of everything ``fn`` depends on (module docstring)."""
+    opaque: list[str] = []
+    text = _callable_text(fn, seen=set(), opaque=opaque)
+    if opaque:
+        from initlab.notes import note
+
+        name = getattr(fn, "__name__", type(fn).__name__)
+        note(
+            f"{name} uses {', '.join(opaque[:3])}, whose value initlab cannot tell apart "
+            "from one call to the next (its repr shows only an address): runs with a changed "
+            "one would resume the stored ones; pass such settings as model_args instead"
+        )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def arrays_digest(arrays: tuple) -> str:
+    """sha256 (16 hex digits) of the type, dtype, shape and bytes of each array/tensor."""
+    import numpy as np
+    import torch
+
+    digest = hashlib.sha256()
+    for item in arrays:
+        if isinstance(item, torch.Tensor):
+            flat = item.detach().cpu().contiguous().reshape(-1)
+            raw = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
+        else:
+            raw = np.ascontiguousarray(np.asarray(item))
+        digest.update(f"{type(item).__name__}|{getattr(item, 'dtype', '')}|".encode())
+        digest.update(f"{tuple(getattr(item, 'shape', ()))}|".encode())
+        digest.update(memoryview(raw).cast("B"))
+    return digest.hexdigest()[:16]
+
+
+def _callable_text(fn: object, seen: set[int], opaque: list[str]) -> str:
+    if isinstance(fn, functools.partial):
+        bound = _describe((fn.args, fn.keywords), "partial arguments", seen, opaque)
+        return f"partial({_callable_text(fn.func, seen, opaque)}, {bound})"
+    if isinstance(fn, types.MethodType):
+        owner = _describe(fn.__self__, "its object", seen, opaque)
+        return f"method({_callable_text(fn.__func__, seen, opaque)}, {owner})"
+    code = getattr(fn, "__code__", None)
+    source = _source(fn)
+    if source is None and code is None:
+        if callable(fn) and not isinstance(fn, (type, types.BuiltinFunctionType)):
+            kind = _definition(type(fn), seen, opaque)
+            return f"{kind} {_object(fn, type(fn).__name__, opaque)}"
+        raise InitlabError(
+            f"cannot fingerprint {fn!r}: no source and no code object; define it in a file "
+            "and pass 'file.py:function'"
+        )
+    parts = [source if source is not None else marshal.dumps(code).hex()]
+    for name, value in _outside_values(fn):
+        parts.append(f"{name}={_describe(value, name, seen, opaque)}")
+    return "\n".join(parts)
+
+
+def _source(obj: object) -> str | None:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return None
+
+
+def _outside_values(fn: object) -> Iterator[tuple[str, object]]:
+    """``(name, value)`` of ``fn``'s closure cells, then of the globals its code names."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
+        try:
+            yield name, cell.cell_contents
+        except ValueError:  # a cell not filled yet
+            yield name, None
+    namespace = getattr(fn, "__globals__", {})
+    for name in sorted(_names(code)):
+        if name in namespace:
+            yield name, namespace[name]
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global and attribute names ``code`` and the code nested in it use."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _describe(value: object, name: str, seen: set[int], opaque: list[str]) -> str:
+    """A text that changes when ``value`` does (module docstring)."""
+    if isinstance(value, PLAIN):
+        return repr(value)
+    if isinstance(value, (tuple, list, set, frozenset)):
+        items = [_describe(v, name, seen, opaque) for v in value]
+        if isinstance(value, (set, frozenset)):
+            items.sort()
+        return f"{type(value).__name__}[{', '.join(items)}]"
+    if isinstance(value, dict):
+        items = (f"{k!r}: {_describe(v, name, seen, opaque)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if _is_array(value):
+        return f"array {arrays_digest((value,))}"
+    if hasattr(value, "item") and hasattr(value, "dtype") and not hasattr(value, "shape"):
+        return repr(value.item())  # a numpy scalar
+    if isinstance(value, types.ModuleType):
+        return f"module {value.__name__}"
+    if isinstance(value, functools.partial):
+        return _callable_text(value, seen, opaque)
+    if isinstance(value, (type, types.FunctionType)):
+        return _definition(value, seen, opaque)
+    return _object(value, name, opaque)
+
+
+def _is_array(value: object) -> bool:
+    module = type(value).__module__
+    return module.startswith(("torch", "numpy")) and hasattr(value, "shape")
+
+
+def _definition(value: object, seen: set[int], opaque: list[str]) -> str:
+    """A function or class: by name when installed, else by its file's or its own source."""
+    label = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
+    if id(value) in seen:
+        return label
+    seen.add(id(value))
+    module = sys.modules.get(getattr(value, "__module__", "") or "")
+    main = getattr(value, "__module__", None) == "__main__"
+    path = None if main else getattr(module, "__file__", None)
+    if path and _installed(path):
+        return label
+    if path:
+        from initlab.usercode import file_digest
+
+        return f"{label} from file {file_digest(path)}"
+    if isinstance(value, type):
+        return f"{label} {_source(value) or _class_code(value)}"
+    return f"{label} {_callable_text(value, seen, opaque)}"
+
+
+def _class_code(cls: type) -> str:
+    """The bytecode of ``cls``'s own functions (a class typed at a REPL has no source)."""
+    codes = (getattr(v, "__code__", None) for v in vars(cls).values())
+    return "|".join(marshal.dumps(code).hex() for code in codes if code is not None)
+
+
+def _installed(path: str) -> bool:
+    """Whether ``path`` lies in the Python installation (stdlib, site-packages)."""
+    resolved = Path(path).resolve()
+    roots = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    return any(root in resolved.parents for root in roots) or "site-packages" in resolved.parts
+
+
+def _object(value: object, name: str, opaque: list[str]) -> str:
+    """An instance: an ``nn.Module`` by its repr and weights; others by a repr that does not
+    show an address, else by type (and ``name`` goes to ``opaque``)."""
+    state = getattr(value, "state_dict", None)
+    if callable(state) and hasattr(value, "parameters"):
+        tensors = tuple(state().values())
+        return f"{value!r} weights {arrays_digest(tensors)}"
+    text = repr(value)
+    if " at 0x" in text:
+        opaque.append(f"{name} (a {type(value).__name__})")
+        return type(value).__qualname__
+    return text

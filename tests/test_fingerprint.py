@@ -1,0 +1,109 @@
+"""The identity of a factory or data function handed over as a Python object: what it
+captures and reads counts, so a store never hands back another model's runs."""
+
+import functools
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from initlab import InitlabNote
+from initlab.fingerprint import callable_digest
+from initlab.usercode import model_spec
+
+
+def _mlp(width: int) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.Linear(width, 2))
+
+
+def _notebook(source: str, **values) -> dict:
+    """Run ``source`` as a notebook cell would (module ``__main__``, no source file)."""
+    namespace = {"__name__": "__main__", "torch": torch, **values}
+    exec(compile(textwrap.dedent(source), "<cell>", "exec"), namespace)
+    return namespace
+
+
+def test_closures_differ_by_what_they_capture():
+    def make(width):
+        return lambda: _mlp(width)
+
+    # both lambdas have the same source: keyed by it alone, a store of width 2 runs
+    # answered for width 64
+    assert callable_digest(make(2)) != callable_digest(make(64))
+    assert callable_digest(make(2)) == callable_digest(make(2))
+    assert model_spec(make(2)) != model_spec(make(64))
+
+
+def test_partials_are_keyed_by_function_and_arguments():
+    assert callable_digest(functools.partial(_mlp, 16)) != callable_digest(
+        functools.partial(_mlp, 32)
+    )
+    assert callable_digest(functools.partial(_mlp, width=16)) == callable_digest(
+        functools.partial(_mlp, width=16)
+    )
+    assert model_spec(functools.partial(_mlp, 16)).startswith("callable:")
+
+
+def test_notebook_globals_and_classes_count():
+    cell = """
+        class Net(torch.nn.Module):
+            def __init__(self, width):
+                super().__init__()
+                self.fc = torch.nn.Linear(4, width)
+
+        def build():
+            return Net(WIDTH)
+    """
+    narrow, wide = _notebook(cell, WIDTH=2), _notebook(cell, WIDTH=64)
+    assert callable_digest(narrow["build"]) != callable_digest(wide["build"])
+    edited = _notebook(cell.replace("Linear(4, width)", "Linear(4, 2 * width)"), WIDTH=2)
+    assert callable_digest(edited["build"]) != callable_digest(narrow["build"])
+    assert callable_digest(_notebook(cell, WIDTH=2)["build"]) == callable_digest(narrow["build"])
+
+
+def test_captured_arrays_and_modules_are_keyed_by_their_values():
+    base = np.zeros(3)
+    changed = base.copy()
+    changed[1] = 1.0
+    assert callable_digest(lambda: base) != callable_digest(lambda: changed)
+    torch.manual_seed(0)
+    net_a = _mlp(3)
+    torch.manual_seed(1)
+    net_b = _mlp(3)
+    assert callable_digest(lambda: net_a) != callable_digest(lambda: net_b)  # same repr
+
+
+def test_an_object_known_only_by_its_address_is_named_in_a_note():
+    class Settings:
+        width = 8
+
+    settings = Settings()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        callable_digest(lambda: _mlp(settings.width))
+    assert any(
+        issubclass(w.category, InitlabNote) and "settings (a Settings)" in str(w.message)
+        for w in caught
+    )
+
+
+def test_a_recursive_notebook_function_terminates():
+    cell = """
+        def depth(n):
+            return 0 if n == 0 else 1 + depth(n - 1)
+    """
+    assert len(callable_digest(_notebook(cell)["depth"])) == 16
+
+
+def test_no_code_at_all_is_one_clear_error():
+    from initlab.errors import InitlabError
+
+    with pytest.raises(InitlabError, match="cannot fingerprint"):
+        callable_digest(len)
+
+
+def test_a_partial_captured_by_a_lambda_counts_its_arguments():
+    narrow, wide = functools.partial(_mlp, 2), functools.partial(_mlp, 64)
+    assert callable_digest(lambda: narrow()) != callable_digest(lambda: wide())
