@@ -18,6 +18,13 @@ def test_diagnose_prints_the_table_and_findings(capsys):
     assert "blocks.1.linear" in out and "symmetry" in out and "suggestion" in out
 
 
+def test_the_command_reads_logits_as_the_python_api_does(capsys):
+    # the command passes the task's cross-entropy as the loss, which hid large_logits
+    args = ["--init", "random_normal(stddev=0.5)", "--output-init", "same"]
+    assert main(["diagnose", *TINY, *args]) == 0
+    assert "large_logits" in capsys.readouterr().out
+
+
 def test_out_writes_csv_json_and_figures(tmp_path, capsys):
     args = ["diagnose", *TINY, "--init", "he_normal,zeros", "--out", str(tmp_path)]
     assert main(args) == 0

@@ -224,9 +224,17 @@ def diagnose(
     ]
     frame = with_branches(frame, model, inputs)
     findings = verdicts.find(frame)
-    if targets is not None and loss is None and not targets.is_floating_point():
-        findings += logit_findings(frame)  # the default cross-entropy reads class logits
+    if _reads_logits(targets, loss):
+        findings += logit_findings(frame)
     return Diagnosis(frame, findings, verdicts.summary(frame), samples, label, unseen)
+
+
+def _reads_logits(targets: Tensor | None, loss: Loss | None) -> bool:
+    """Whether the outputs are class logits: integer targets under the default loss or a
+    task loss of initlab's that is a cross-entropy (``initlab diagnose`` passes the task's)."""
+    if targets is None or targets.is_floating_point():
+        return False
+    return loss is None or getattr(loss, "task", None) in ("classification", "sequence")
 
 
 def with_branches(frame: pd.DataFrame, model: nn.Module, inputs: Tensor) -> pd.DataFrame:

@@ -151,9 +151,12 @@ def batch_task(out: Tensor, y: Tensor) -> str:
 
 
 def model_loss(task: str) -> Callable[[Tensor, Tensor], Tensor]:
-    """The scalar loss of one model (no model axis): ``loss(out [B, ...], y [B, ...])``."""
+    """The scalar loss of one model (no model axis): ``loss(out [B, ...], y [B, ...])``;
+    its ``task`` attribute names the task (the diagnosis reads logits only for
+    cross-entropy losses)."""
 
     def loss(out: Tensor, y: Tensor) -> Tensor:
         return losses(task, out.unsqueeze(0), y.unsqueeze(0))[0]
 
+    loss.task = task
     return loss
