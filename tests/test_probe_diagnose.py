@@ -366,7 +366,11 @@ def test_switched_off_branches_are_neither_exploding_gradients_nor_symmetry(batc
         assert found.layers["branch"].nunique() == 6
     # the same comparison still sees a real explosion: 12 unscaled He branches double the
     # stream's variance each (a ratio of about 2^6 = 64 in std)
-    assert "exploding_activations" in diagnose(_residual(12), x, y).names
+    exploding = diagnose(_residual(12), x, y).findings[0]
+    assert exploding.name == "exploding_activations"
+    # the remedy is a residual rule: each He layer follows the gain rule already
+    assert exploding.suggestion.startswith("the model's 12 residual branches add to the")
+    assert "--residual-init fixup" in exploding.suggestion
     # and a zeros init inside the branches is symmetry (the first layers' units are alike)
     zeros = _residual(3)
     for block in zeros.blocks:
@@ -472,3 +476,13 @@ def _staged_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         for block in getattr(model, f"stage{s + 1}"):
             h = h + block(h)
     return model.head(h)
+
+
+def test_a_measured_sigma_w2_at_the_edge_within_sampling_noise_is_the_edge():
+    from initlab.probe.suggestions import _theory_note
+
+    # He weights measured at 2.003 on 90,000 samples (standard error 0.0047 x 2): the edge,
+    # not "exploding, trainable depth 8240"
+    assert "is the edge of chaos" in _theory_note("relu", 2.003, 0.0, weights=90_000)
+    assert "is exploding" in _theory_note("relu", 2.2, 0.0, weights=90_000)
+    assert "is ordered" in _theory_note("relu", 1.8, 0.0, weights=90_000)

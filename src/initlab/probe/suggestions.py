@@ -151,7 +151,8 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     r = float(pd.Series(ratios).median())
     sw2 = float((group["weight_std"] ** 2 * group["fan_in"]).median())
     sb2 = float(group["bias_std"].fillna(0).median() ** 2)
-    theory = _theory_note(act, sw2, sb2)
+    weights = int((group["fan_in"] * group["fan_out"]).median())
+    theory = _theory_note(act, sw2, sb2, weights)
     schemes = best_schemes(act, fans)
     names = " or ".join(f"{spec} ({family})" for family, spec in schemes.items())
     if 1 / SCALE_TOLERANCE <= r <= SCALE_TOLERANCE:
@@ -175,13 +176,22 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     )
 
 
-def _theory_note(act: str, sw2: float, sb2: float) -> str:
-    """Mean-field phase at the actual sigma_w², and the edge of chaos."""
+def _theory_note(act: str, sw2: float, sb2: float, weights: int = 0) -> str:
+    """Mean-field phase at the actual sigma_w², and the edge of chaos.
+
+    ``sigma_w²`` measured on ``weights`` sampled weights has a relative standard error
+    ``sqrt(2 / weights)``; within three of them of the edge of chaos it is the edge (a He
+    init measured at 2.003 is not "exploding with trainable depth 8240")."""
     try:
         mf = analyze(act, sw2, sb2)
         crit = critical_sigma_w2(act, sb2)
     except (InitlabError, ValueError, ArithmeticError):
         return f"sigma_w² = {sw2:.3g}"
+    if weights and crit > 0 and abs(sw2 / crit - 1) <= 3 * math.sqrt(2 / weights):
+        return (
+            f"mean field: sigma_w² = {sw2:.3g} is the edge of chaos ({crit:.3g}) within "
+            "sampling noise (chi1 = 1: the scale itself neither grows nor shrinks with depth)"
+        )
     depth = mf["max_trainable_depth"]
     depth_text = "unbounded" if math.isinf(depth) else f"≈ {depth:.3g} layers"
     return (
@@ -230,4 +240,30 @@ def suggest(name: str, frame: pd.DataFrame, layers: Sequence[str]) -> str:
         return dead_advice(frame, _rows(frame, layers))
     if name == "saturation":
         return scale_advice(frame, _rows(frame, layers))
-    return scale_advice(frame, _span(frame, layers), name.partition("_")[0])
+    direction = name.partition("_")[0]
+    rows = _span(frame, layers)
+    residual = residual_advice(frame) if direction == "exploding" else ""
+    if residual:  # the rule rescales the branches' last layers: no gain rule for them
+        rows = rows[rows["branch_layer"] != rows["branch_size"] - 1]
+    return "; ".join(part for part in (residual, scale_advice(frame, rows, direction)) if part)
+
+
+def residual_advice(frame: pd.DataFrame) -> str:
+    """For a residual model whose branches all start at full scale: the branches' outputs
+    add up with depth (the stream's variance grows by a factor ``1 + v_branch / v_stream``
+    per block, ``2^L`` for unit-gain branches without normalization), so the remedy is a
+    residual rule, whatever the gain rule says of each layer. Empty when the model has
+    fewer than two branches or a rule already zeroed the branches' last layers."""
+    if "branch" not in frame or frame["branch"].nunique() < 2:
+        return ""
+    last = frame[frame["branch_layer"] == frame["branch_size"] - 1]
+    if (last["weight_std"].fillna(1) == 0).any():
+        return ""
+    count = int(frame["branch"].nunique())
+    return (
+        f"the model's {count} residual branches add to the stream at full scale, so the "
+        "signal grows with depth whatever each layer's init: apply a residual rule "
+        "(--residual-init fixup, skipinit or zero_last_layer; zero_last_norm when a branch "
+        "ends in a norm; "
+        "initialize(..., residual=...); docs/residual.md)"
+    )
