@@ -41,7 +41,7 @@ def _decide(table):
 def test_an_injected_gain_wins_and_no_gain_keeps_the_default():
     # a gain of 4 noise units is found; the same table without it names no winner
     won = _decide(_table({"default": 0.0, "good": -0.2, "same": 0.0}))
-    assert won["winner"] == "good" and "beats PyTorch's default by" in won["message"]
+    assert won["winner"] == "good" and "beats the model as built (default) by" in won["message"]
     assert won["diff_high"] < 0 and won["p_holm"] < 0.05
     kept = _decide(_table({"default": 0.0, "good": 0.0, "same": 0.0}))
     assert kept["winner"] is None and "keep it" in kept["message"]
@@ -313,5 +313,5 @@ def test_a_clear_gain_from_a_candidate_that_diverged_is_named_not_hidden():
     ranked, tests = verdict.ranking(table), verdict.paired_tests(table, "default")
     found = verdict.decide(ranked, tests, "default", 100, "3 × 3", 0.05)
     assert found["winner"] is None
-    assert "wild beats PyTorch's default by" in found["message"]
+    assert "wild beats the model as built (default) by" in found["message"]
     assert "diverged in 1/9" in found["message"]

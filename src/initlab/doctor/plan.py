@@ -69,10 +69,10 @@ class Plan(Mapping[str, str]):
     (with ``data=batch`` when a layer's scheme is ``lsuv``).
 
     ``residual``: the model's residual structure (branches, depth L, how it was found) and
-    ``residual_rule`` the rule to apply with the plan (``initialize(model, plan,
-    residual=plan.residual_rule)``). ``parameters``: filled by :func:`initlab.plan`, one row
-    per parameter (``name, shape, role, rule, rms_before, rms_after, std_before,
-    std_after``)."""
+    ``residual_rule`` the rule applied with the plan: ``initialize(model, plan)`` applies it
+    after the layers' schemes, and ``str(plan)`` lists what it does to each parameter.
+    ``parameters``: filled by :func:`initlab.plan`, one row per parameter (``name, shape,
+    role, rule, rms_before, rms_after, std_before, std_after``)."""
 
     entries: list[PlanEntry] = field(default_factory=list)
     residual: Structure | None = None
@@ -109,8 +109,24 @@ class Plan(Mapping[str, str]):
         layers = [e.__dict__ for e in self.entries]
         return {"parameters": list(self.parameters), "residual": residual, "layers": layers}
 
+    def residual_rows(self) -> list[dict[str, Any]]:
+        """The :attr:`parameters` rows the residual rule changed or added (their ``rule``
+        ends in ``(rule)``: ``he_normal, then zeroed (fixup)``, ``added = 0 (fixup)``)."""
+        if self.residual_rule == "none":
+            return []
+        return [r for r in self.parameters if r["rule"].endswith(f"({self.residual_rule})")]
+
     def __str__(self) -> str:
-        return self.to_frame().to_string(index=False) if self.entries else "(no layers)"
+        """The layer table, then, under a residual rule, one line per parameter it sets."""
+        text = self.to_frame().to_string(index=False) if self.entries else "(no layers)"
+        if self.residual_rule == "none":
+            return text
+        rows = self.residual_rows()
+        depth = f", L = {self.residual.depth} branches" if self.residual is not None else ""
+        text += f"\nresidual rule {self.residual_rule}{depth}, after the schemes:"
+        width = max((len(r["name"]) for r in rows), default=0)
+        lines = [f"  {r['name']:<{width}}  {r['rule']}" for r in rows]
+        return "\n".join([text, *(lines or ["  (initialize(model, plan) applies it)"])])
 
     def _repr_html_(self) -> str:
         return self.to_frame().to_html(index=False)

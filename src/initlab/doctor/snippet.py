@@ -102,7 +102,7 @@ def make_snippet(
     for layer, module in weight_layers(model):
         scheme = schemes.get(layer, "default")
         if scheme == "default":
-            lines.append(f"    # {layer}: kept as built (PyTorch's default)")
+            lines.append(f"    # {layer}: kept as built")
             continue
         lines.append(f"    # {layer}: {scheme}")
         if isinstance(module, COMPOUND):

@@ -262,7 +262,7 @@ def decide(
 ) -> dict[str, Any]:
     """The verdict: ``winner`` (a name or ``None``), ``message``, and the numbers behind it;
     ``noise``: the seed noise of the reference (module docstring)."""
-    label = "PyTorch's default" if reference == "default" else reference
+    label = "the model as built (default)" if reference == "default" else reference
     clean = set(ranked.loc[ranked["diverged"] == 0, "candidate"])
     good = tests[(tests["p_holm"] < ALPHA) & (tests["diff_high"] < 0)]
     good = good[good["candidate"].isin(clean) & (-good["diff"] > noise)]
