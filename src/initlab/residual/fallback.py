@@ -10,6 +10,10 @@ Three kinds of block are recognized, outermost first (a block's own blocks are n
 
 * initlab-style: a module with ``residual is True`` and a ``branch_layers`` list (initlab's
   residual MLP blocks);
+* a ``...Block`` whose Linear layers all sit in an attention child (``attn``,
+  ``attention``) and a feed-forward child (``mlp``, ``ffn``, ``feed_forward``, ``ff``), as
+  nanoGPT's and timm's ViT blocks: two branches, ``x + attn(norm(x))`` and
+  ``x + mlp(norm(x))``;
 * timm/torchvision-style: a module with a ``shortcut``, ``downsample`` or ``skip`` child (an
   ``nn.Identity``, ``None`` or a projection), or whose class name ends in ``Block`` or
   ``Bottleneck``, with at least two Linear/Conv children besides that skip path. Its branch is
@@ -37,8 +41,12 @@ def fallback_structure(model: nn.Module) -> Structure:
     for name, module in model.named_modules():
         if any(name.startswith(t + ".") for t in taken):
             continue
-        branch = _initlab_block(name, module) or _named_block(name, module)
-        branches = _torch_transformer_layer(name, module) or ([branch] if branch else [])
+        branch = _initlab_block(name, module)
+        branches = (
+            _torch_transformer_layer(name, module)
+            or ([branch] if branch else [])
+            or _split_transformer_block(_named_block(name, module))
+        )
         for branch in branches:
             branch.index = len(structure.branches)
             structure.branches.append(branch)
@@ -75,6 +83,32 @@ def _initlab_block(name: str, module: nn.Module) -> Branch | None:
     names = {id(m): _join(name, n) for n, m in module.named_modules() if n}
     layers = [names[id(m)] for m in module.branch_layers if id(m) in names]
     return Branch(index=0, layers=layers, output=layers[-1] if layers else None, block=name)
+
+
+ATTENTION_NAMES = ("attn", "attention")
+FEED_FORWARD_NAMES = ("mlp", "ffn", "feed_forward", "feedforward", "ff")
+
+
+def _split_transformer_block(branch: Branch | None) -> list[Branch]:
+    """``branch`` as two branches when its block has an attention child and a feed-forward
+    child (``h.0.attn.*`` and ``h.0.mlp.*``, as nanoGPT's and timm's ViT blocks): such a
+    block adds twice, ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
+    if branch is None:
+        return []
+    prefix = f"{branch.block}." if branch.block else ""
+    child = {layer: layer[len(prefix) :].split(".")[0] for layer in branch.layers}
+    attention = [n for n in branch.layers if child[n].lower() in ATTENTION_NAMES]
+    feed_forward = [n for n in branch.layers if child[n].lower() in FEED_FORWARD_NAMES]
+    if (
+        not attention
+        or not feed_forward
+        or len(attention) + len(feed_forward) != len(branch.layers)
+    ):
+        return [branch]
+    return [
+        Branch(0, attention, output=attention[-1], block=branch.block),
+        Branch(0, feed_forward, output=feed_forward[-1], block=branch.block),
+    ]
 
 
 def _named_block(name: str, module: nn.Module) -> Branch | None:

@@ -82,9 +82,9 @@ def apply_residual(
     if structure.method == "fallback" and result.actions:
         note(
             f"residual rule '{rule}' applied to branches guessed from module names "
-            f"({structure.depth} found; a block with two additions, as a transformer's, is "
-            "read as one branch): pass data= (--data) to record them from one run, or check "
-            "them with initlab.plan"
+            f"({structure.depth} found; a block with two additions is read as one branch "
+            "unless its layers sit in attention and feed-forward children): pass data= "
+            "(--data) to record them from one run, or check them with initlab.plan"
         )
     return result
 
