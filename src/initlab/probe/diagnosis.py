@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from initlab.errors import InitlabError
 from initlab.initializers import fans_of_module
 from initlab.probe import findings as verdicts
+from initlab.probe.attention import AttentionRecorder, attention_findings
 from initlab.probe.findings import Finding
 from initlab.probe.hooks import LayerTensors, Loss, collect
 from initlab.probe.logits import logit_findings
@@ -205,7 +206,8 @@ def diagnose(
     ``seed``-ed RNG); ``"eval"`` and ``"current"`` are the alternatives. The model is left
     exactly as it was: hooks removed, ``.grad`` never written, modes and buffers restored.
     """
-    layers = collect(model, inputs, targets, loss, mode=mode, seed=seed)
+    attention = AttentionRecorder(model)
+    layers = collect(model, inputs, targets, loss, mode=mode, seed=seed, watch=attention)
     if not layers:
         raise InitlabError(
             f"nothing to diagnose: the forward pass of {type(model).__name__} called no "
@@ -226,6 +228,7 @@ def diagnose(
     findings = verdicts.find(frame)
     if _reads_logits(targets, loss):
         findings += logit_findings(frame)
+    findings += attention_findings(attention.records)
     return Diagnosis(frame, findings, verdicts.summary(frame), samples, label, unseen)
 
 

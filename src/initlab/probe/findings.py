@@ -74,9 +74,11 @@ FINDINGS = (
     "dead_units",
     "symmetry",
     "large_logits",
+    "saturated_attention",
 )
 """The vocabulary, in the order findings are reported (``large_logits``:
-:mod:`initlab.probe.logits`, for models whose outputs are class logits)."""
+:mod:`initlab.probe.logits`, for models whose outputs are class logits;
+``saturated_attention``: :mod:`initlab.probe.attention`)."""
 
 
 @dataclass(frozen=True)

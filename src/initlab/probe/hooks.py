@@ -227,8 +227,11 @@ def collect(
     *,
     mode: str = "train",
     seed: int = 0,
+    watch: contextlib.AbstractContextManager | None = None,
 ) -> list[LayerTensors]:
     """One forward and one backward pass of ``model`` on ``inputs``; per-layer tensors.
+    ``watch`` (e.g. an :class:`initlab.probe.attention.AttentionRecorder`) is entered around
+    the forward pass only.
 
     The backward pass differentiates the task loss (``loss(output, targets)``; by default the
     one the targets imply, :func:`initlab.train.tasks.batch_task`: cross-entropy for class
@@ -244,7 +247,7 @@ def collect(
             "give one target per input"
         )
     with preserved(model, mode, seed):
-        with torch.enable_grad():  # also inside a caller's torch.no_grad()
+        with torch.enable_grad(), watch or contextlib.nullcontext():  # also under no_grad
             calls, output = trace(model, inputs)
         layers, live = _assemble(calls)
         del calls

@@ -1,0 +1,99 @@
+"""The attention recorder and ``saturated_attention``: weights recomputed exactly as torch
+computes them, every attention form seen (SDPA, nn.MultiheadAttention, a hand-written
+softmax), the forward pass unchanged, and the finding on transformers initialized too large."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import initlab
+from initlab.probe import diagnose
+from initlab.probe.attention import AttentionRecorder, _sdpa_weights
+from initlab.probe.hooks import collect
+
+GEN = torch.Generator().manual_seed(0)
+TOL = 1e-5  # float32 products of length 16 and sums of 8 probabilities
+
+
+@pytest.mark.parametrize("form", ["plain", "causal", "bool_mask", "float_mask", "scale"])
+def test_recomputed_weights_give_torchs_own_attention(form):
+    q, k, v = (torch.randn(2, 3, 8, 16, generator=GEN) for _ in range(3))
+    kwargs = {
+        "plain": {},
+        "causal": {"is_causal": True},
+        "bool_mask": {"attn_mask": torch.rand(8, 8, generator=GEN) > 0.3},
+        "float_mask": {"attn_mask": torch.randn(8, 8, generator=GEN)},
+        "scale": {"scale": 0.5},
+    }[form]
+    if form == "bool_mask":
+        kwargs["attn_mask"].fill_diagonal_(True)  # every query sees a key
+    expected = F.scaled_dot_product_attention(q, k, v, **kwargs)
+    assert torch.allclose(_sdpa_weights(q, k, v, **kwargs) @ v, expected, atol=TOL)
+
+
+class HandAttention(nn.Module):
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x):
+        scores = self.q(x) @ self.k(x).transpose(-2, -1) / math.sqrt(x.shape[-1])
+        return x + torch.softmax(scores, dim=-1) @ self.v(x)
+
+
+class MHABlock(nn.Module):
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, 4, dropout=0.5, batch_first=True)
+
+    def forward(self, x):
+        return x + self.attn(x, x, x, need_weights=False)[0]
+
+
+def test_each_form_is_recorded_under_its_module_and_mha_matches_its_own_weights():
+    x = torch.randn(4, 8, 16, generator=GEN)
+    model = nn.Sequential(HandAttention(), MHABlock(), nn.Linear(16, 3)).eval()
+    with AttentionRecorder(model) as recorder:
+        model(x)
+    assert [r.module for r in recorder.records] == ["0", "1.attn"]
+    h = model[0](x)  # what the MHA block sees
+    _, weights = model[1].attn(h, h, h, need_weights=True, average_attn_weights=False)
+    top = weights.amax(-1).mean().item()
+    assert recorder.records[1].top_weight == pytest.approx(top, abs=TOL)
+    assert all(r.keys == 8 for r in recorder.records)
+
+
+def test_the_forward_pass_and_its_dropout_draws_are_unchanged():
+    # the MHA is run once more for its weights, with dropout off: the random stream, and so
+    # every number of the diagnosis, is the one without the recorder (same ops, same draws)
+    torch.manual_seed(0)
+    model = nn.Sequential(MHABlock(), nn.Dropout(0.5), nn.Linear(16, 3))  # draws after it
+    x, y = torch.randn(32, 8, 16, generator=GEN), torch.randint(0, 3, (32, 8), generator=GEN)
+    plain = collect(model, x, y, seed=3)
+    watched = collect(model, x, y, seed=3, watch=AttentionRecorder(model))
+    for a, b in zip(plain, watched, strict=True):
+        for name in ("pre", "post", "pre_grad"):
+            one, other = getattr(a, name), getattr(b, name)
+            assert (one is None and other is None) or torch.equal(one, other), (a.name, name)
+
+
+def _gpt_like(init: str) -> nn.Module:
+    from initlab.models.gpt import gpt
+
+    torch.manual_seed(0)
+    model = gpt(depth=2)
+    initlab.initialize(model, init)
+    return model
+
+
+def test_a_transformer_initialized_with_unit_normal_weights_starts_saturated():
+    tokens = torch.randint(0, 64, (8, 32), generator=GEN)
+    found = diagnose(_gpt_like("normal(std=1.0)"), tokens, tokens)
+    attention = [f for f in found.findings if f.name == "saturated_attention"]
+    assert attention and attention[0].values["top_weight"] > 0.9
+    assert "xavier_uniform" in attention[0].suggestion
+    healthy = diagnose(_gpt_like("normal(std=0.02)"), tokens, tokens)
+    assert "saturated_attention" not in healthy.names
