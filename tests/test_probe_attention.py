@@ -97,3 +97,22 @@ def test_a_transformer_initialized_with_unit_normal_weights_starts_saturated():
     assert "xavier_uniform" in attention[0].suggestion
     healthy = diagnose(_gpt_like("normal(std=0.02)"), tokens, tokens)
     assert "saturated_attention" not in healthy.names
+
+
+def test_branches_whose_every_layer_is_tiny_start_at_a_saddle():
+    # std 0.001 everywhere (gain 0.008 at width 64): was "healthy"; a thirtieth of LeCun scale
+    # in every layer of every branch is the small-init saddle, not a switched-off branch
+    tokens = torch.randint(0, 64, (8, 32), generator=GEN)
+    found = {f.name: f for f in diagnose(_gpt_like("normal(std=0.001)"), tokens, tokens).findings}
+    assert "dormant_branches" in found
+    assert (
+        found["dormant_branches"].values["dormant"] == found["dormant_branches"].values["branches"]
+    )
+    assert "zero_last_layer" in found["dormant_branches"].suggestion
+    # a zeroed last layer switches branches off with full-scale inner layers: no saddle
+    torch.manual_seed(0)
+    from initlab.models.gpt import gpt
+
+    model = gpt(depth=2)
+    initlab.initialize(model, "normal(std=0.02)", residual="zero_last_layer")
+    assert "dormant_branches" not in diagnose(model, tokens, tokens).names

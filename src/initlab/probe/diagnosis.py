@@ -21,6 +21,7 @@ from initlab.errors import InitlabError
 from initlab.initializers import fans_of_module
 from initlab.probe import findings as verdicts
 from initlab.probe.attention import AttentionRecorder, attention_findings
+from initlab.probe.branches import dormant_findings
 from initlab.probe.findings import Finding
 from initlab.probe.hooks import LayerTensors, Loss, collect
 from initlab.probe.logits import logit_findings
@@ -228,7 +229,7 @@ def diagnose(
     findings = verdicts.find(frame)
     if _reads_logits(targets, loss):
         findings += logit_findings(frame)
-    findings += attention_findings(attention.records)
+    findings += dormant_findings(frame) + attention_findings(attention.records)
     return Diagnosis(frame, findings, verdicts.summary(frame), samples, label, unseen)
 
 

@@ -74,11 +74,13 @@ FINDINGS = (
     "dead_units",
     "symmetry",
     "large_logits",
+    "dormant_branches",
     "saturated_attention",
 )
 """The vocabulary, in the order findings are reported (``large_logits``:
 :mod:`initlab.probe.logits`, for models whose outputs are class logits;
-``saturated_attention``: :mod:`initlab.probe.attention`)."""
+``dormant_branches``: :mod:`initlab.probe.branches`; ``saturated_attention``:
+:mod:`initlab.probe.attention`)."""
 
 
 @dataclass(frozen=True)
