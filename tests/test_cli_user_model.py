@@ -137,7 +137,8 @@ def test_compare_a_user_factory_with_default_and_he_and_new_keys_after_an_edit(u
 def test_a_model_file_edited_while_its_run_trains_is_not_stored_as_finished(user_dir, capsys):
     out = user_dir / "out"
     args = ["--model", "models.py:self_editing", "--data", "digits", "--inits", "he_normal"]
-    assert _compare(*args, "--limit-train", "100", "--engine", "single", "--out", str(out)) == 0
+    # every run failed: exit 1 (the CSVs are still written)
+    assert _compare(*args, "--limit-train", "100", "--engine", "single", "--out", str(out)) == 1
     runs = pd.read_csv(out / "summary.csv")
     assert list(runs["status"]) == ["failed"]  # not "ok": resuming would reuse it
     assert "edited while the sweep ran" in runs["message"].iloc[0]
@@ -148,7 +149,7 @@ def test_a_file_edited_while_worker_processes_train_fails_its_runs_not_the_sweep
     out = user_dir / "out"
     args = ["--model", "models.py:self_editing", "--data", "digits", "--limit-train", "100"]
     args += ["--inits", "he_normal,lecun_normal", "--engine", "single", "--out", str(out)]
-    assert main(["compare", "--epochs", "2", "--seeds", "1", "--workers", "2", *args]) == 0
+    assert main(["compare", "--epochs", "2", "--seeds", "1", "--workers", "2", *args]) == 1
     assert "edited while the sweep ran" in capsys.readouterr().err
     runs = pd.read_csv(out / "summary.csv")
     assert list(runs["status"]) == ["failed", "failed"]
@@ -535,7 +536,7 @@ def test_python_api_takes_two_datasets_and_output_layer_same():
 
     # as the CLI's --data file.py:function returning two Datasets already could
     results = initlab.compare(["he_normal"], seeds=1, model=build, data=(train, test), epochs=1)
-    assert results.runs["status"].tolist() == ["ok"]
+    assert results.runs["status"].tolist()[0] in ("ok", "stuck")  # random labels: it trained
     same = build()
     initlab.initialize(same, "zeros", output_layer="same")
     assert same[2].weight.count_nonzero() == 0

@@ -73,3 +73,22 @@ def test_a_deep_hidden_column_reads_as_the_ranking_labels_it():
     )
     # 30 × '128-' filled the table and pushed every number out of an 80-column terminal
     assert format_summary(summary)["hidden"].tolist() == ["128×30", "300-100"]
+
+
+def test_a_one_example_test_set_names_no_winner():
+    """Every seed scores 1 or 0 on one test example: Welch's test is undefined (it said
+    'winner: default, ... Holm-adjusted p ≤ 0')."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    y = (x[:, 0] > 0.5).astype("int64")  # zeros predicts the majority class 0
+    x_test, y_test = np.array([[2.5, 0, 0, 0]], dtype="float32"), np.array([1])
+    results = initlab.compare(
+        ["default", "zeros"], seeds=2, data=(x, y, x_test, y_test), hidden=(16,), epochs=3,
+        optimizer="adam", lr=0.01, track="off",
+    )  # fmt: skip
+    means = results.summary().set_index("init")["test_accuracy"]
+    assert means["default"] == pytest.approx(1.0) and means["zeros"] == pytest.approx(0.0)
+    text = results.verdict()
+    assert text.startswith("no winner: every seed scored the same") and "too small" in text

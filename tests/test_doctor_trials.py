@@ -10,9 +10,10 @@ from scipy import stats as sps
 
 from initlab.cli import main
 from initlab.doctor import verdict
+from initlab.doctor.crossed import crossed_mean_test
 from initlab.doctor.trials import Design, parse_budget, plan_schedule
 from initlab.errors import InitlabError
-from initlab.stats import crossed_mean_test, mean_ci
+from initlab.stats import mean_ci
 
 SMALL = ["--data", "digits", "--batch", "128", "--width", "16"]
 

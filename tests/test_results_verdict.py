@@ -71,3 +71,124 @@ def test_groups_that_never_learned_never_reach_90_percent_of_the_best():
     summary = results.summary().set_index("init")
     assert pd.isna(summary.loc["default", "epochs_to_90"])
     assert summary.loc["tiny", "epochs_to_90"] == 1  # one run learned: the curve counts
+
+
+def _regression(groups: dict[str, list[float]], status: str = "ok") -> ResultSet:
+    runs = pd.DataFrame(
+        [
+            {"run_id": f"{g}{s}", "init": g, "seed": s, "status": status, "test_accuracy": v,
+             "final_train_loss": 1.0, "resolved_task": "regression"}
+            for g, values in groups.items()
+            for s, v in enumerate(values)
+        ]
+    )  # fmt: skip
+    epochs = runs[["run_id", "init", "seed"]].assign(epoch=1, train_loss=1.0, val_accuracy=0.5)
+    return ResultSet(runs, epochs)
+
+
+def test_constant_test_targets_say_r2_is_undefined():
+    nan = float("nan")
+    said = _regression({"default": [nan, nan], "zeros": [nan, nan]}).verdict()
+    assert said == "no verdict: R² undefined: the test targets are constant"
+    one = _regression({"default": [nan, nan]}).verdict()  # a single group: said all the same
+    assert "R² undefined: the test targets are constant" in one
+    # failed runs have NaN scores too, but for another reason: the usual verdict names it
+    failed = _regression({"default": [nan, nan], "zeros": [nan, nan]}, status="failed")
+    assert "R² undefined" not in failed.verdict() and "failed" in failed.verdict()
+    assert "R² undefined" not in _regression({"a": [0.5, 0.6], "b": [0.4, 0.45]}).verdict()
+
+
+def test_the_summary_prints_each_groups_first_error_and_a_neutral_retry_hint():
+    from rich.console import Console
+
+    from initlab.results import progress_line, retry_hint
+    from initlab.sweep.ui import failure_lines, nothing_finished, print_results
+
+    results = _results({"default": ["failed"] * 2, "zeros": ["failed"] * 2, "he": ["ok"] * 2})
+    messages = {"default0": "RuntimeError: bad batch\n  at line 3", "default1": "other"}
+    results.runs["message"] = results.runs["run_id"].map(messages).fillna("")
+    results.runs.loc[results.runs["init"] == "zeros", "message"] = "RuntimeError: bad batch"
+    assert failure_lines(results.runs, ["init"]) == ["default, zeros: RuntimeError: bad batch"]
+    long = results.runs.assign(message="ValueError: " + "x" * 500)
+    assert [len(line) for line in failure_lines(long, ["init"], width=80)] == [
+        len("default, zeros: ") + 80
+    ]
+    console = Console(record=True, width=200)
+    print_results(results, console, "test accuracy by init")
+    text = console.export_text()
+    assert "failed runs (each group's first error):" in text
+    assert "  default, zeros: RuntimeError: bad batch" in text
+    assert not nothing_finished(results)
+    assert nothing_finished(_results({"a": ["failed"], "b": ["failed", "failed"]}))
+    hint = retry_hint(progress_line(4, 0, 4))
+    assert hint.endswith("(4 failed: run the same command again to retry them)")
+    assert "sweep" not in hint
+
+
+def _two_datasets() -> ResultSet:
+    """Accuracies on cls.npz (0.8-ish) and R² on reg.npz (0.3-ish), two inits each."""
+    scores = {
+        ("cls.npz", "classification", "he"): [0.80, 0.82, 0.81],
+        ("cls.npz", "classification", "zeros"): [0.50, 0.52, 0.51],
+        ("reg.npz", "regression", "he"): [0.30, 0.32, 0.31],
+        ("reg.npz", "regression", "zeros"): [-0.2, -0.1, -0.15],
+    }
+    runs = pd.DataFrame(
+        [
+            {"run_id": f"{d}{i}{s}", "dataset": d, "init": i, "seed": s, "status": "ok",
+             "test_accuracy": v, "final_train_loss": 1.0, "resolved_task": task}
+            for (d, task, i), values in scores.items()
+            for s, v in enumerate(values)
+        ]
+    )  # fmt: skip
+    epochs = runs[["run_id", "dataset", "init", "seed"]].assign(
+        epoch=1, train_loss=1.0, val_accuracy=0.5
+    )
+    return ResultSet(runs, epochs, group_by=("dataset", "init"))
+
+
+def test_groups_on_different_data_are_ranked_and_tested_apart():
+    from initlab.report.tables import pairwise_table, ranked_summary
+
+    results = _two_datasets()
+    ranked = results.ranking()
+    assert ranked["within"].tolist() == ["cls.npz"] * 2 + ["reg.npz"] * 2
+    assert ranked["rank"].tolist() == [1, 2, 1, 2]  # the R² of reg.npz / he is a best too
+    assert ranked["tied_with_best"].tolist() == [True, False, True, False]
+    lines = results.verdict().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("cls.npz: winner: cls.npz / he, better than the other group")
+    assert lines[1].startswith("reg.npz: winner: reg.npz / he, better than the other group")
+    table = ranked_summary(results.summary(), results.runs, ["dataset", "init"])
+    assert table["rank"].tolist() == [1, 2, 1, 2]
+    pairs, _ = pairwise_table(results.runs, ["dataset", "init"], table)
+    assert len(pairs) == 2  # never accuracy against R²
+    pairs_of = zip(pairs["group A"], pairs["group B"], strict=True)
+    assert all(a.split()[0] == b.split()[0] for a, b in pairs_of)
+
+
+def test_the_command_prints_one_ranking_per_dataset_with_its_own_score():
+    from rich.console import Console
+
+    from initlab.sweep.ui import print_results
+
+    console = Console(record=True, width=200)
+    print_results(_two_datasets(), console, "test accuracy by dataset / init")
+    text = console.export_text()
+    assert "ranking by test accuracy within cls.npz" in text
+    assert "ranking by test R² within reg.npz" in text
+    assert "Runs on different data are ranked apart." in " ".join(text.split())  # wrapped
+
+
+def test_mixed_tasks_without_a_data_column_are_ranked_within_task():
+    results = _two_datasets()
+    results.runs["init"] = results.runs["dataset"] + ":" + results.runs["init"]
+    results = ResultSet(results.runs.drop(columns="dataset"), results.epochs, ("init",))
+    assert results.ranking()["within"].tolist() == ["classification"] * 2 + ["regression"] * 2
+    assert results.verdict().splitlines()[1].startswith("regression: winner: reg.npz:he")
+
+
+def test_the_report_gives_one_verdict_note_per_dataset():
+    summary = assemble_report(_two_datasets()).sections[0]
+    notes = [block.text for block in summary.blocks[1:]]
+    assert [n.split(":")[0] for n in notes] == ["cls.npz", "reg.npz"]

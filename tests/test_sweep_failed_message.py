@@ -1,5 +1,6 @@
 """A run that raises is stored ``failed`` with the error named once:
-``RuntimeError: boom at step 3``, never ``RuntimeError: RuntimeError: ...``."""
+``RuntimeError: boom at step 3``, never ``RuntimeError: RuntimeError: ...``; the command
+prints each group's first error under its table and exits 1 when every run failed."""
 
 import pytest
 
@@ -43,9 +44,25 @@ def test_a_failing_run_names_its_error_once(tmp_path, monkeypatch, capsys, engin
     (tmp_path / "boom.py").write_text(MODEL)
     (tmp_path / "boom.toml").write_text(SPEC)
     args = ["sweep", "boom.toml", "--out", "out", "--workers", "1", "--engine", engine]
-    assert main(args) == 0
-    capsys.readouterr()
+    assert main(args) == 1  # no run finished: an error, though the tables are written
+    printed = capsys.readouterr()
+    assert "  he_normal, orthogonal: RuntimeError: boom at step 3" in printed.out
+    assert "run the same command again to retry them" in printed.out
+    assert "run the sweep again" not in printed.out
+    assert "error: every one of the 2 runs failed" in printed.err
+    assert (tmp_path / "out" / "summary.csv").exists()
     with open_store(tmp_path / "out") as store:
         runs = store.runs()
     assert set(runs["status"]) == {"failed"}
     assert set(runs["message"]) == {"RuntimeError: boom at step 3"}
+
+
+def test_compare_names_the_error_of_a_model_whose_forward_raises(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "boom.py").write_text(MODEL)
+    args = ["compare", "--data", "digits", "--model", "boom.py:build", "--inits", "default"]
+    args += ["--seeds", "1", "--epochs", "1", "--track", "off", "--out", "out"]
+    assert main(args) == 1
+    printed = capsys.readouterr()
+    assert "  default: RuntimeError: boom at step 3" in printed.out
+    assert "sweep again" not in printed.out and "same command again" in printed.out

@@ -221,7 +221,7 @@ def test_welch_matches_scipy_and_stays_quiet_on_near_identical_seeds():
         warnings.simplefilter("error")  # any warning fails the test
         assert 0 <= welch_t_test([0.9, 0.9 + 1e-13, 0.9], [0.9, 0.9, 0.9 - 1e-13]) <= 1
         assert welch_t_test([0.5, 0.5], [0.5, 0.5]) == 1.0
-        assert welch_t_test([0.5, 0.5], [0.4, 0.4]) == 0.0
+        assert math.isnan(welch_t_test([0.5, 0.5], [0.4, 0.4]))  # undefined, not p = 0
     # identical scores in groups of unequal size (stuck runs): never a difference, though the
     # computed means of 7 and 10 copies of 0.345 differ by rounding
     for value in (0.345, 0.1135, 0.7):
@@ -243,3 +243,40 @@ def test_the_verdict_names_the_range_of_seeds_when_groups_differ():
         }
     )
     assert verdict(rank_groups(runs, ["init"])).startswith("no winner at 2–4 seeds")
+
+
+def test_two_constant_groups_of_different_scores_name_no_winner():
+    """A 1-example test set: every seed scores 1 or 0. Welch's standard error is 0, so the
+    test is undefined (it said p = 0 and 'winner: default ... p ≤ 0')."""
+    from initlab.stats import welch_t_test
+
+    assert math.isnan(welch_t_test([1.0, 1.0], [0.0, 0.0]))
+    assert all(math.isnan(v) for v in welch_diff_ci([1.0, 1.0], [0.0, 0.0]))
+    assert welch_diff_ci([0.3, 0.3], [0.3, 0.3]) == (0.0, 0.0)  # equal constants: tied
+    runs = pd.DataFrame(
+        {"init": ["default"] * 2 + ["zeros"] * 2, "seed": [0, 1] * 2, "test_accuracy": [1, 1, 0, 0]}
+    )
+    ranked = rank_groups(runs, ["init"])
+    assert math.isnan(ranked.loc[1, "p_vs_best"]) and math.isnan(ranked.loc[1, "p_holm"])
+    assert ranked["tied_with_best"].tolist() == [True, False]
+    text = verdict(ranked)
+    assert text.startswith("no winner: every seed scored the same in default (1.0000)")
+    assert "zeros (0.0000)" in text and "test set may be too small" in text
+    assert "winner: default" not in text and "p ≤ 0" not in text
+    pairs = pairwise_comparisons(runs, ["init"])
+    assert math.isnan(pairs.loc[0, "p_value"]) and math.isnan(pairs.loc[0, "p_holm"])
+
+
+def test_an_undefined_comparison_stays_out_of_holms_family():
+    # best constant at 0.9; one group varies (tested), one constant below it (undefined)
+    runs = pd.DataFrame(
+        {
+            "init": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+            "seed": [0, 1, 2] * 3,
+            "test_accuracy": [0.9, 0.9, 0.9, 0.5, 0.52, 0.48, 0.1, 0.1, 0.1],
+        }
+    )
+    ranked = rank_groups(runs, ["init"]).set_index("group")
+    assert math.isnan(ranked.loc["c", "p_holm"])
+    assert ranked.loc["b", "p_holm"] == pytest.approx(ranked.loc["b", "p_vs_best"])  # family 1
+    assert verdict(rank_groups(runs, ["init"])).startswith("no winner: every seed scored")

@@ -26,13 +26,24 @@ from initlab.stats import (
     rank_groups,
     verdict,
 )
-from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
+from initlab.train.result import DIVERGED, FAILED, OK, STUCK, RunResult
+from initlab.train.tasks import REGRESSION
 
 REACH_FRACTION = 0.9
 """``epochs_to_90``: the first epoch at which a group's mean validation score comes within
 ``1 - REACH_FRACTION`` (10%) of the best final mean validation score of all groups, i.e.
 reaches :func:`reach_target`: 0.9 × the best for a positive best (accuracy), 1.1 × the best
 for a negative one (an R² still below 0 early in a regression)."""
+
+
+AGAIN = "run the sweep again"
+"""How :func:`progress_line` says to resume; where the command that ran is known, it says
+``run the same command again`` instead (:func:`retry_hint`)."""
+
+
+def retry_hint(progress: str, again: str = "run the same command again") -> str:
+    """``progress`` (:func:`progress_line`) with its :data:`AGAIN` replaced by ``again``."""
+    return progress.replace(AGAIN, again)
 
 
 def progress_line(planned: int, finished: int, failed: int) -> str:
@@ -45,8 +56,8 @@ def progress_line(planned: int, finished: int, failed: int) -> str:
     parts += [f"{missing} not run yet"] if missing else []
     action = "retry and finish" if failed and missing else "retry them" if failed else "finish"
     return (
-        f"{finished} of {planned} runs of this study are finished ({', '.join(parts)}: run "
-        f"the sweep again to {action})"
+        f"{finished} of {planned} runs of this study are finished ({', '.join(parts)}: "
+        f"{AGAIN} to {action})"
     )
 
 
@@ -164,22 +175,22 @@ class ResultSet:
 
     def ranking(self) -> pd.DataFrame:
         """The groups best first by test accuracy, with Welch's p against the best, its Holm
-        adjustment and ``tied_with_best`` (:func:`initlab.stats.rank_groups`)."""
+        adjustment and ``tied_with_best`` (:func:`initlab.stats.rank_groups`), within each
+        set of comparable runs (:func:`rank_within`: one ranking per dataset or task)."""
         if self.runs.empty:
             return pd.DataFrame()
-        return without_unscored_ranks(rank_groups(self.runs, self.group_by))
+        return without_unscored_ranks(rank_within(self.runs, self.group_by))
 
     def verdict(self) -> str:
-        """The winner when the statistics support one, else which groups tie with the best
-        and about how many seeds would separate them; when the best two groups lack two
-        scores each, why, from their runs' statuses (:func:`initlab.stats.verdict`)."""
+        """:func:`part_verdict` of each set of comparable runs (:func:`partitions`), one line
+        each, labelled with its dataset or task when there are several."""
         if self.runs.empty:
             return ""
-        lost = {
-            group_label(key): [s for s in group["status"] if s in (DIVERGED, FAILED)]
-            for key, group in self.runs.groupby(self.group_by, sort=False, dropna=False)
-        } if "status" in self.runs else {}  # fmt: skip
-        return verdict(self.ranking(), lost=lost)
+        said = [
+            (label, part_verdict(part, self.group_by))
+            for label, part in partitions(self.runs, self.group_by)
+        ]
+        return "\n".join(f"{label}: {text}" if label else text for label, text in said if text)
 
     def _mean_val_curves(self) -> dict[tuple, pd.Series]:
         if self.epochs.empty:
@@ -256,6 +267,64 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     if RESOLVED_TASK in shown and "task" not in shown:
         shown = shown.rename(columns={RESOLVED_TASK: "task"})
     return shown.drop(columns=["test_accuracy_std", "ci95", "diverged", "stuck", "failed"])
+
+
+DATA_COLUMNS = ("dataset", "task")
+"""Grouping columns that change what a score means: groups that differ in them are ranked
+and tested apart (:func:`partitions`)."""
+
+
+def partitions(runs: pd.DataFrame, group_by: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+    """The sets of runs whose scores can be compared, labelled, in order of appearance: one
+    per value of the grouping's :data:`DATA_COLUMNS` when it has several (accuracies on two
+    datasets, or an accuracy and an R², are not one scale), else one per task when the runs
+    mix tasks, else ``[("", runs)]``."""
+    keys = [k for k in group_by if k in DATA_COLUMNS and k in runs]
+    if keys and runs.groupby(keys, sort=False, dropna=False).ngroups > 1:
+        parts = runs.groupby(keys, sort=False, dropna=False)
+        return [(group_label(key), part) for key, part in parts]
+    tasks = run_tasks(runs)
+    if tasks.nunique() > 1:
+        return [(task, runs[tasks == task]) for task in dict.fromkeys(tasks)]
+    return [("", runs)]
+
+
+def rank_within(runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05) -> pd.DataFrame:
+    """:func:`initlab.stats.rank_groups` of each of the :func:`partitions`, one after the
+    other, with their label in a ``within`` column (``""`` for one): ranks restart at 1, and
+    each group is tested against the best of its own partition only."""
+    ranked = [
+        rank_groups(part, group_by, alpha=alpha).assign(within=label)
+        for label, part in partitions(runs, group_by)
+    ]
+    return pd.concat(ranked, ignore_index=True)
+
+
+def part_verdict(runs: pd.DataFrame, group_by: Sequence[str]) -> str:
+    """The verdict on comparable runs: why no run has a score though some finished
+    (:func:`undefined_scores`, also for a single group), else :func:`initlab.stats.verdict`
+    (the winner, ties and the seeds to separate them; with the statuses of the runs
+    without a score, to say why the best two lack two scores each)."""
+    if undefined := undefined_scores(runs):
+        return f"no verdict: {undefined}"
+    lost = {
+        group_label(key): [s for s in group["status"] if s in (DIVERGED, FAILED)]
+        for key, group in runs.groupby(list(group_by), sort=False, dropna=False)
+    } if "status" in runs else {}  # fmt: skip
+    return verdict(without_unscored_ranks(rank_groups(runs, group_by)), lost=lost)
+
+
+def undefined_scores(runs: pd.DataFrame) -> str:
+    """``R² undefined: the test targets are constant`` when no run has a finite score and
+    some regression run finished (``ok``): R² = 1 − SSE/SST has SST = 0; ``""`` otherwise
+    (scores to rank, or only diverged/failed runs, which the verdict names)."""
+    if "status" not in runs or "test_accuracy" not in runs:
+        return ""
+    scores = pd.to_numeric(runs["test_accuracy"], errors="coerce")
+    if scores.notna().any():
+        return ""
+    finished = runs["status"].isin((OK, STUCK)) & (run_tasks(runs) == REGRESSION)
+    return "R² undefined: the test targets are constant" if finished.any() else ""
 
 
 def without_unscored_ranks(ranked: pd.DataFrame) -> pd.DataFrame:

@@ -8,9 +8,10 @@ existed, or read from an older ``summary.csv``) takes its config's ``task``; ``a
 reads as classification, as it did before other tasks existed.
 
 :class:`Score` names the score of a set of runs for tables, legends and figures, and says
-whether the ``stuck`` rule (chance-level accuracy, :func:`initlab.train.result.final_status`)
-applies: to classification only. ``initlab compare/sweep/results`` (:mod:`initlab.sweep.ui`),
-``initlab report`` (:mod:`initlab.report`) and :class:`~initlab.results.ResultSet` use it.
+whether the ``stuck`` rule (accuracy not above the majority class's share of the test
+labels, :func:`initlab.train.result.final_status`) applies: to classification only.
+``initlab compare/sweep/results`` (:mod:`initlab.sweep.ui`), ``initlab report``
+(:mod:`initlab.report`) and :class:`~initlab.results.ResultSet` use it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from initlab.train.result import STUCK_FACTOR
+from initlab.train.result import STUCK_RULE
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, SCORES, TASKS
 
 RESOLVED_TASK = "resolved_task"
@@ -94,11 +95,13 @@ class Score:
         return CLASSIFICATION in self.tasks
 
     def stuck_rule(self) -> str:
-        """``stuck: test accuracy below 1.5/classes`` (``""`` when no run is classified)."""
+        """``stuck: test accuracy not above the majority-class share of the test labels
+        (one-sided binomial test, p ≥ 0.05)`` (:data:`~initlab.train.result.STUCK_RULE`;
+        ``""`` when no run is classified)."""
         if not self.stuck_applies:
             return ""
         scope = " (classification runs)" if self.mixed else ""
-        return f"stuck{scope}: test accuracy below {STUCK_FACTOR:g}/classes"
+        return f"stuck{scope}: {STUCK_RULE}"
 
     @property
     def bounded(self) -> bool:

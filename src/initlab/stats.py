@@ -38,13 +38,17 @@ def first_epoch_reaching(curve: pd.Series, target: float) -> float:
 
 
 def welch_t_test(a: Sequence[float], b: Sequence[float]) -> float:
-    """Two-sided p-value of Welch's t-test for equal means (NaN with < 2 values per side)."""
+    """Two-sided p-value of Welch's t-test for equal means (NaN with < 2 values per side).
+
+    Both sides constant (standard error 0): 1 for equal values (nothing to tell apart), NaN
+    for different ones — the test is undefined, not infinitely sure (every seed scoring the
+    same usually means a test set too small to vary, e.g. one example)."""
     parts = _welch(a, b)
     if parts is None:
         return math.nan
     diff, se, df = parts
     if se == 0:
-        return 1.0 if diff == 0 else 0.0
+        return 1.0 if diff == 0 else math.nan
     return float(2 * sps.t.sf(abs(diff) / se, df))
 
 
@@ -73,54 +77,6 @@ def _moments(x: np.ndarray) -> tuple[float, float]:
     if np.ptp(x) == 0:
         return float(x[0]), 0.0
     return float(x.mean()), float(x.var(ddof=1))
-
-
-def crossed_mean_test(grid: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, half_width, p)`` for the mean ``mu`` of a complete crossed ``I × J`` grid
-    (``I, J >= 2``, all finite) ``y_ij = mu + a_i + b_j + e_ij`` with random row, column and
-    cell effects (init seed i, data order j): cells that share a row or a column are not
-    independent, so the ``I·J`` cells are not ``I·J`` independent samples.
-
-    Sums of squares (``ȳ`` means): ``SS_a = J Σ_i (ȳ_i. - ȳ)²`` (df ``I-1``), ``SS_b = I Σ_j
-    (ȳ_.j - ȳ)²`` (df ``J-1``), ``SS_e = Σ_ij (y_ij - ȳ_i. - ȳ_.j + ȳ)²`` (df ``(I-1)(J-1)``),
-    ``MS = SS / df``. ``Var(ȳ) = (σ²_e + J σ²_a + I σ²_b) / (IJ)``, estimated by ``V / (IJ)``
-    with ``V = MS_a + MS_b - MS_e``; a factor whose ``MS`` is not above the error's (its
-    variance component estimated at 0) is pooled into the error first (``SS_e += SS``, ``df_e
-    += df``, smallest ``MS`` first) and left out of ``V``. Meant for square grids (the
-    doctor's N × N): on a 2 × 5 grid a dominant two-level factor falls below the error by
-    chance often enough to double the rejection rate (callers test such grids otherwise).
-    Degrees of freedom by Satterthwaite, ``ν = V² / Σ_k (c_k MS_k)² / df_k`` over the terms
-    of ``V`` with their signs ``c_k``; ``half_width = t_{(1+confidence)/2, ν} sqrt(V / (IJ))``,
-    ``p`` two-sided for ``mu = 0``. Simulated (3,000-4,000 grids per case, any mix of row,
-    column and cell noise) its rejection rate under ``mu = 0`` stayed at or below 0.055 on
-    square grids of 2-5 seeds per factor, where the t-test over the cells as independent
-    pairs rejected up to 39% of the time.
-    A grid of identical values gives ``half_width = 0`` and ``p = 1`` if it is 0, else 0."""
-    y = np.asarray(grid, dtype=float)
-    n_i, n_j = y.shape
-    grand, rows, cols = float(y.mean()), y.mean(axis=1), y.mean(axis=0)
-    if np.ptp(y) == 0:
-        return float(y.flat[0]), 0.0, 1.0 if y.flat[0] == 0 else 0.0
-    factors = [
-        (n_j * float(((rows - grand) ** 2).sum()), n_i - 1),
-        (n_i * float(((cols - grand) ** 2).sum()), n_j - 1),
-    ]
-    ss_e = float(((y - rows[:, None] - cols[None, :] + grand) ** 2).sum())
-    df_e = (n_i - 1) * (n_j - 1)
-    kept = []
-    for ss, df in sorted(factors, key=lambda f: f[0] / f[1]):
-        if ss / df <= ss_e / df_e:
-            ss_e, df_e = ss_e + ss, df_e + df
-        else:
-            kept.append((ss / df, df, 1.0))
-    terms = [*kept, (ss_e / df_e, df_e, 1.0 - len(kept))]
-    v = sum(c * ms for ms, _, c in terms)
-    se = math.sqrt(max(v, 0.0) / (n_i * n_j))
-    if se == 0:
-        return grand, 0.0, 1.0 if grand == 0 else 0.0
-    nu = v**2 / sum((c * ms) ** 2 / df for ms, df, c in terms)
-    half = float(sps.t.ppf((1 + confidence) / 2, nu)) * se
-    return grand, half, float(2 * sps.t.sf(abs(grand) / se, nu))
 
 
 # -- comparing groups of runs (a config group = the swept settings except the seed) --------
@@ -193,13 +149,14 @@ def welch_diff_ci(
     ``df = se⁴ / ((s_a²/n_a)²/(n_a-1) + (s_b²/n_b)²/(n_b-1))``: the interval of the test in
     :func:`welch_t_test`, so it excludes 0 exactly when that p-value is below
     ``1 - confidence``, and it is honest at 2 or 3 seeds, where a percentile bootstrap of
-    so few runs is far too narrow. NaN with < 2 values per side."""
+    so few runs is far too narrow. NaN with < 2 values per side, and where the test is
+    undefined (both sides constant, different values); ``(0, 0)`` for equal constants."""
     parts = _welch(a, b)
     if parts is None:
         return math.nan, math.nan
     diff, se, df = parts
     if se == 0:
-        return diff, diff
+        return (diff, diff) if diff == 0 else (math.nan, math.nan)
     half = float(sps.t.ppf((1 + confidence) / 2, df)) * se
     return diff - half, diff + half
 
@@ -265,7 +222,9 @@ def rank_groups(
     each group against the best one), ``p_holm`` (those k - 1 p-values Holm-adjusted: the
     best is picked after seeing the data, so each group is one of k - 1 comparisons) and
     ``tied_with_best`` (``p_holm >= alpha``: the data cannot tell it from the best). Groups
-    without a finite value rank last."""
+    without a finite value rank last. Where Welch's test is undefined (fewer than two values,
+    or both groups constant at different values) ``p_vs_best`` is NaN: left out of Holm's
+    family, never tied, and :func:`verdict` names no winner over it."""
     stats = group_stats(runs, group_by, metric, confidence)
     if stats.empty:
         return stats
@@ -331,6 +290,8 @@ def verdict(
     best, runner = ranked.iloc[0], ranked.iloc[1]
     if best["n"] < 2 or runner["n"] < 2:
         return _too_few_scores(ranked, lost or {})
+    if constant := _constant_scores(ranked):
+        return constant
     others = len(ranked) - 1
     tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
     if not tied:
@@ -347,7 +308,7 @@ def verdict(
                 "(diverged, failed) not compared"
             )
         return text
-    names = ", ".join(tied[:3]) + (f" and {len(tied) - 3} more" if len(tied) > 3 else "")
+    names = _some(tied)
     counts = ranked["n"][ranked["n"] >= 2].astype(int)
     seeds = f"{counts.min()}–{counts.max()}" if counts.min() != counts.max() else f"{counts.min()}"
     text = (
@@ -372,6 +333,27 @@ def verdict(
     )
 
 
+def _constant_scores(ranked: pd.DataFrame) -> str:
+    """Why there is no winner when Welch's test against the best is undefined (``p_vs_best``
+    NaN with two or more scores a side: both groups scored the same on every seed); ``""``
+    when every such test is defined."""
+    rest = ranked.iloc[1:]
+    flat = rest[(rest["n"] >= 2) & rest["p_vs_best"].isna()]
+    if flat.empty:
+        return ""
+    best = ranked.iloc[0]
+    names = _some([f"{g} ({m:.4f})" for g, m in zip(flat["group"], flat["mean"], strict=True)])
+    return (
+        f"no winner: every seed scored the same in {best['group']} ({best['mean']:.4f}) and "
+        f"in {names}, so Welch's t-test cannot compare them: the test set may be too small"
+    )
+
+
+def _some(names: list[str]) -> str:
+    """``a, b, c and 2 more``: the first three names and how many others."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def _too_few_scores(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:
     """Why there is no verdict: the groups with fewer than two finite scores, whose runs
     were lost (``lost``: group → the statuses of its runs without a score, e.g. diverged,
@@ -379,9 +361,7 @@ def _too_few_scores(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:
     short = ranked[ranked["n"] < 2]
     found, total = [s for g in short["group"] for s in lost.get(g, [])], int(short["runs"].sum())
     single = int((short["runs"] < 2).sum())
-    names = ", ".join(list(short["group"])[:3]) + (
-        f" and {len(short) - 3} more" if len(short) > 3 else ""
-    )
+    names = _some(list(short["group"]))
     kinds = list(dict.fromkeys(found))
     reasons = [
         f"all {total} of their runs {s}"

@@ -57,7 +57,7 @@ def parse_budget(text: str) -> float:
 
 
 MIN_TESTED_SEEDS = 3
-"""Fewer init seeds than this leave the doctor's test (:func:`initlab.stats.crossed_mean_test`)
+"""Fewer init seeds than this leave the doctor's test (:mod:`initlab.doctor.crossed`)
 one degree of freedom or none: a t critical value of 12.7 at 5%."""
 
 

@@ -9,7 +9,7 @@ diverged has no final loss and counts as a failure of its candidate.
 seed j): ``d_ij = final_c(i, j) - final_r(i, j)``. Cells that share an init seed (or a data
 order) share that seed's luck, so the N² cells are not N² independent pairs: ``p`` and the
 95% interval of ``mean(d)`` come from the crossed random-effects design ``d_ij = mu + a_i +
-b_j + e_ij`` (:func:`initlab.stats.crossed_mean_test`: variance of the mean from the two-way
+b_j + e_ij`` (:mod:`initlab.doctor.crossed`: variance of the mean from the two-way
 mean squares, Satterthwaite's degrees of freedom), whose interval excludes 0 exactly when
 its ``p`` (before Holm) is below 0.05. Treating the cells as independent (the paired t-test
 over cells, used until 2026-12-03) rejected a true null up to 39% of the time in simulation
@@ -45,7 +45,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from initlab.stats import crossed_mean_test, holm_adjust, mean_ci
+from initlab.doctor.crossed import crossed_mean_test
+from initlab.stats import holm_adjust, mean_ci
 from initlab.train.result import RunResult
 
 ALPHA = 0.05

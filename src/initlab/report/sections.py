@@ -31,7 +31,7 @@ def empty_section() -> Section:
 def summary_section(
     ranked: pd.DataFrame, group_by: Sequence[str], verdict: str = "", score: Score = ACCURACY
 ) -> Section:
-    stuck = f"; {score.stuck_rule()} (no better than predicting one class)"
+    stuck = f"; {score.stuck_rule()}"
     intro = (
         f"One row per group ({', '.join(group_by)}), best first: ranked by mean "
         f"{score.name()}{_per_task(score)}. Mean ± sample std over the group's runs (seeds); "
@@ -42,7 +42,7 @@ def summary_section(
         f"{1 - REACH_FRACTION:.0%} of the best group's final one. diverged: the loss became "
         f"NaN/inf{stuck if score.stuck_applies else ''}; failed: an error."
     )
-    verdict_note = [Note(verdict)] if verdict else []
+    verdict_note = [Note(line) for line in verdict.splitlines()]  # one per dataset
     table = Table(tables.summary_table(ranked, score))
     return Section("summary", "Summary", intro, [table, *verdict_note])
 

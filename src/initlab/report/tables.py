@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from initlab.curves import group_label
-from initlab.results import without_unscored_ranks
+from initlab.results import rank_within, without_unscored_ranks
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score
 from initlab.stats import group_label as stats_label
-from initlab.stats import holm_adjust, pairwise_comparisons, rank_groups
+from initlab.stats import holm_adjust, pairwise_comparisons
 from initlab.train.result import DIVERGED, FAILED
 
 ALPHA = 0.05
@@ -44,16 +44,18 @@ def ranked_summary(
     first, groups without a finite accuracy last, unranked: ``rank`` ``<NA>``, see
     :func:`initlab.results.without_unscored_ranks`) with ``rank``, ``group`` (a label),
     ``p_vs_best``, ``p_holm`` and ``tied_with_best`` (Welch's test against the best group,
-    Holm-adjusted over the other groups) added."""
+    Holm-adjusted over the other groups) added; runs on different data are ranked apart,
+    one partition after the other (:func:`initlab.results.rank_within`; ``within`` names
+    it), ranks restarting at 1."""
     keys = list(group_by)
     if summary.empty:
         return summary.assign(rank=[], group=[], p_vs_best=[], p_holm=[], tied_with_best=[])
-    ranking = rank_groups(runs, keys, alpha=ALPHA)
-    ranking = ranking[["rank", *keys, "n", "p_vs_best", "p_holm", "tied_with_best"]]
+    ranking = rank_within(runs, keys, alpha=ALPHA)
+    ranking = ranking[["rank", *keys, "n", "p_vs_best", "p_holm", "tied_with_best", "within"]]
     ranked = ranking.merge(summary, on=keys, how="inner", sort=False)
     labels = ranked[keys].itertuples(index=False, name=None)
     ranked.insert(1, "group", [group_label(k, keys) for k in labels])
-    ranked["rank"] = range(1, len(ranked) + 1)
+    ranked["rank"] = ranked.groupby("within", sort=False).cumcount() + 1
     return without_unscored_ranks(ranked).drop(columns=["n"]).reset_index(drop=True)
 
 
@@ -113,10 +115,11 @@ def pairwise_table(
     order = {k: i for i, k in enumerate(ranked[keys].itertuples(index=False, name=None))}
     position = [order.get(k, len(order)) for k in runs[keys].itertuples(index=False, name=None)]
     by_rank = runs.iloc[np.argsort(position, kind="stable")]
-    pairs = pairwise_comparisons(by_rank, keys)
+    pairs = comparable_pairs(pairwise_comparisons(by_rank, keys), ranked, keys)
     label = {stats_label(k): group_label(k, keys) for k in order}
     if len(order) > MAX_ALL_PAIRS and len(pairs):
-        pairs = pairs[pairs["group_a"] == pairs["group_a"].iloc[0]]
+        best = {stats_label(k) for k in _best_keys(ranked, keys)}
+        pairs = pairs[pairs["group_a"].isin(best)]
         pairs = pairs.assign(p_holm=holm_adjust(pairs["p_value"].tolist()))
     rows, strong = [], []
     for i, pair in enumerate(pairs.to_dict("records")):
@@ -137,6 +140,25 @@ def pairwise_table(
             }
         )
     return pd.DataFrame(rows), tuple(strong)
+
+
+def comparable_pairs(
+    pairs: pd.DataFrame, ranked: pd.DataFrame, keys: Sequence[str]
+) -> pd.DataFrame:
+    """The ``pairs`` of groups in the same partition of ``ranked`` (its ``within`` column:
+    same dataset or task), ``p_holm`` adjusted again over those when some were left out."""
+    if "within" not in ranked or ranked["within"].nunique() < 2 or pairs.empty:
+        return pairs
+    keyed = ranked[keys].itertuples(index=False, name=None)
+    part = {stats_label(k): w for k, w in zip(keyed, ranked["within"], strict=True)}
+    kept = pairs[pairs["group_a"].map(part) == pairs["group_b"].map(part)]
+    return kept.assign(p_holm=holm_adjust(kept["p_value"].tolist()) if len(kept) else [])
+
+
+def _best_keys(ranked: pd.DataFrame, keys: Sequence[str]) -> list[tuple]:
+    """The keys of each partition's best group (the first row of each ``within``)."""
+    firsts = ranked.groupby("within", sort=False).head(1) if "within" in ranked else ranked[:1]
+    return list(firsts[keys].itertuples(index=False, name=None))
 
 
 def runs_table(

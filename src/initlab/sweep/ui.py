@@ -4,6 +4,7 @@ the progress bar, the resume hint and the result tables."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,15 @@ from rich.progress import (
 
 from initlab.config import RunConfig
 from initlab.console import print_frame
-from initlab.results import REACH_FRACTION, ResultSet, format_summary
+from initlab.results import (
+    REACH_FRACTION,
+    ResultSet,
+    format_summary,
+    partitions,
+    retry_hint,
+)
+from initlab.scores import Score
+from initlab.stats import group_label
 from initlab.store import Store, open_store, store_path
 from initlab.sweep.engine import Outcome
 from initlab.sweep.runner import (
@@ -36,6 +45,7 @@ from initlab.sweep.runner import (
     run_sweep,
 )
 from initlab.sweep.spec import Spec
+from initlab.train.result import FAILED
 from initlab.train.tasks import CLASSIFICATION, SCORES
 
 # Options shared by `initlab sweep` and `initlab compare`.
@@ -65,7 +75,9 @@ def run_and_report(
     **options,
 ) -> ResultSet:
     """Run a study with a progress bar into ``out`` (in memory when ``None``), save the CSVs
-    and plot in ``out``, print the summary and ranking; exit 130 on Ctrl-C."""
+    and plot in ``out``, print the summary, each group's first error and the ranking; exit
+    130 on Ctrl-C, 2 when the CSVs cannot be written, 1 when every run failed (the CSVs
+    written all the same)."""
     study = Study.from_spec(spec)
     check_backend(options.get("backend", "local"), options.get("address"))  # before any file
     with open_store(out if out is not None else ":memory:", create=True) as store:
@@ -91,6 +103,7 @@ def run_and_report(
         results = store.results(study.study_id)
     # the files first: printing may fail (`initlab compare ... | head` closes the pipe)
     paths, failure = save_tables(results, out)
+    results.progress = retry_hint(results.progress)  # this command, not always a sweep
     print_results(results, console, title)
     if paths:
         console.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
@@ -98,7 +111,21 @@ def run_and_report(
         err.print(f"error: {failure}", soft_wrap=True, markup=False, highlight=False)
         err.print(f"  {resume_command(ctx)}", soft_wrap=True, markup=False, highlight=False)
         raise typer.Exit(2)
+    if nothing_finished(results):
+        err.print(
+            f"error: every one of the {len(results.runs)} runs failed (errors above)",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
     return results
+
+
+def nothing_finished(results: ResultSet) -> bool:
+    """Whether the study has runs and every one of them ``failed`` (exit status 1)."""
+    runs = results.runs
+    return not runs.empty and "status" in runs and bool((runs["status"] == FAILED).all())
 
 
 def save_interrupted(store: Store, study_id: str, out: Path | None, err: Console) -> None:
@@ -246,6 +273,11 @@ def print_results(results: ResultSet, console: Console, title: str) -> None:
     print_frame(format_summary(summary), console, title=title)
     if progress:
         console.print(progress, soft_wrap=True, markup=False, highlight=False)
+    errors = failure_lines(results.runs, results.group_by)
+    if errors:
+        console.print("failed runs (each group's first error):")
+    for line in errors:
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
     stuck = f"{score.stuck_rule()}; " if score.stuck_applies else ""
     console.print(
         f"{score.column_note()}mean ± std over seeds. epochs_to_90: first epoch whose "
@@ -253,16 +285,31 @@ def print_results(results: ResultSet, console: Console, title: str) -> None:
         "one (never: not by the last epoch, or no run of the group learned). "
         f"{stuck}diverged: loss became NaN/inf."
     )
+    print_ranking(results, console, score)
+
+
+def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
+    """The ranking table(s) — one per dataset or task when the runs span several
+    (:func:`initlab.results.partitions`) — their legend and the verdict; for a single group
+    only a verdict saying why it has no score (R² undefined), if it is so."""
     ranked = results.ranking()
-    if len(ranked) > 1:
-        table = ranking_table(ranked, score.name())
-        print_frame(table, console, title=f"ranking by {score.name()}")
-        console.print(
-            "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1, "
-            "Holm-adjusted over the other groups; tied: p >= 0.05 (the seeds cannot tell it "
-            "from the best)."
-        )
-        console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
+    if len(ranked) <= 1:
+        if said := results.verdict():
+            console.print(said, soft_wrap=True, markup=False, highlight=False)
+        return
+    parts = partitions(results.runs, results.group_by)
+    scores = {label: Score.of_runs(runs) for label, runs in parts}
+    for within, part in ranked.groupby("within", sort=False):
+        name = scores.get(within, score).name()
+        title = f"ranking by {name}" + (f" within {within}" if within else "")
+        print_frame(ranking_table(part, name), console, title=title)
+    apart = " Runs on different data are ranked apart." if ranked["within"].nunique() > 1 else ""
+    console.print(
+        "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1, "
+        "Holm-adjusted over the other groups; tied: p >= 0.05 (the seeds cannot tell it "
+        f"from the best).{apart}"
+    )
+    console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
 
 
 def ranking_table(ranked: pd.DataFrame, score: str = SCORES[CLASSIFICATION]) -> pd.DataFrame:
@@ -287,3 +334,25 @@ def _mean_ci(mean: float, ci: float) -> str:
     if mean != mean:
         return "—"
     return f"{mean:.4f}" if ci != ci else f"{mean:.4f} ± {ci:.4f}"
+
+
+def failure_lines(runs: pd.DataFrame, group_by: Sequence[str], width: int = 160) -> list[str]:
+    """One line per distinct error of the ``failed`` runs, first seen first: ``default,
+    zeros: RuntimeError: bad batch`` (the groups it failed, each group's first error only;
+    the message's first line, cut to ``width`` characters with ``…``)."""
+    if runs.empty or "status" not in runs or "message" not in runs:
+        return []
+    keys = [k for k in group_by if k in runs]
+    failed = runs[runs["status"] == FAILED]
+    by_message: dict[str, list[str]] = {}
+    for key, group in failed.groupby(keys, sort=False, dropna=False) if keys else []:
+        text = next((str(m) for m in group["message"] if isinstance(m, str) and m), "")
+        line = text.strip().splitlines()[0] if text.strip() else "(no message)"
+        line = line if len(line) <= width else line[: width - 1] + "…"
+        by_message.setdefault(line, []).append(group_label(key))
+    return [f"{_few(groups)}: {line}" for line, groups in by_message.items()]
+
+
+def _few(names: list[str]) -> str:
+    """``a, b, c and 2 more``."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

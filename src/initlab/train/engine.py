@@ -48,7 +48,7 @@ from initlab.train.device import autocast
 from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.memory import activations_per_example
 from initlab.train.optimizers import StackedOptimizer
-from initlab.train.result import DIVERGED, RunResult, final_status
+from initlab.train.result import DIVERGED, RunResult, dataset_baseline, final_status
 from initlab.train.seeding import derive_seed, make_generator, seed_global
 from initlab.train.stack import STACKED, ModelStack, rng_devices
 from initlab.train.tasks import CLASSIFICATION, Meter, losses, model_loss
@@ -283,7 +283,7 @@ class StackTrainer:
         if len(self.dead) < self.size:
             test_loss, test_score = self.evaluate("test")
         self.seconds += time.perf_counter() - t0
-        num_classes = int(getattr(self.data, "num_classes", 0) or 1)
+        baseline = dataset_baseline(self.data) if self.plan.task == CLASSIFICATION else None
         for m, result in enumerate(self.results):
             result.train_seconds = self.seconds / self.size
             result.strategy = self.stack.strategy if self.size > 1 else ""
@@ -295,7 +295,7 @@ class StackTrainer:
                 result.test_loss = result.test_accuracy = math.nan
                 continue
             result.test_loss, result.test_accuracy = test_loss[m], test_score[m]
-            result.status = final_status(result.test_accuracy, num_classes, self.plan.task)
+            result.status = final_status(result.test_accuracy, baseline, self.plan.task)
         return self.results
 
     def run(self, on_epoch: EpochHook | None = None) -> list[RunResult]:

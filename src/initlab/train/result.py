@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
+from scipy import stats as sps
 
 from initlab.config import RunConfig, unused_settings
 
 OK, STUCK, DIVERGED, FAILED = "ok", "stuck", "diverged", "failed"
-STUCK_FACTOR = 1.5
-"""A finished run is ``stuck`` when its test accuracy is below ``STUCK_FACTOR / num_classes``
-(0.15 for ten classes): it learned nothing beyond the majority class."""
+STUCK_ALPHA = 0.05
+"""A finished classification run is ``stuck`` when its test accuracy is not significantly
+above the majority class's share of the test labels (the best constant prediction): the
+one-sided binomial test of :func:`final_status` gives ``p >= STUCK_ALPHA``."""
+STUCK_RULE = (
+    "test accuracy not above the majority-class share of the test labels "
+    f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g})"
+)
+"""The ``stuck`` rule in words, as tables, legends and reports print it."""
 
 
 @dataclass
@@ -21,8 +32,9 @@ class RunResult:
 
     ``epochs`` holds one dict per completed epoch with ``epoch``, ``train_loss``,
     ``train_accuracy``, ``val_loss``, ``val_accuracy`` and ``seconds``. ``status`` is
-    ``ok``, ``stuck`` (trained but at chance), ``diverged`` (the loss became NaN/inf: training
-    stopped there, test metrics are NaN) or ``failed`` (an error; ``message`` says which).
+    ``ok``, ``stuck`` (trained, but no better than predicting one class:
+    :func:`final_status`), ``diverged`` (the loss became NaN/inf: training stopped there,
+    test metrics are NaN) or ``failed`` (an error; ``message`` says which).
     ``layer_stats`` holds tidy per-layer rows recorded during training, if tracking was on.
     ``strategy``: how its stack ran the models (``stacked``, ``vmap`` or ``looped``,
     :mod:`initlab.train.stack`; ``""`` for a model trained alone). ``task``: the task it
@@ -74,9 +86,51 @@ class RunResult:
         return row
 
 
-def final_status(test_accuracy: float, num_classes: int, task: str = "classification") -> str:
-    """``stuck`` when a finished classification run's accuracy is below
-    ``STUCK_FACTOR / num_classes``; other tasks (regression, sequence) are ``ok``."""
-    if task != "classification":
+@dataclass(frozen=True)
+class Baseline:
+    """The best constant prediction on a test set: ``share``, the majority class's share of
+    its ``n`` labels (the accuracy of always predicting that class)."""
+
+    share: float
+    n: int
+
+
+_BASELINES: weakref.WeakKeyDictionary[object, Baseline] = weakref.WeakKeyDictionary()
+
+
+def majority_baseline(labels: torch.Tensor) -> Baseline:
+    """``Baseline(max_c count_c / n, n)`` of integer class ``labels`` (``[N]``);
+    ``Baseline(nan, 0)`` for no labels."""
+    n = int(labels.numel())
+    if n == 0:
+        return Baseline(math.nan, 0)
+    counts = torch.bincount(labels.reshape(-1).long().cpu())
+    return Baseline(int(counts.max()) / n, n)
+
+
+def dataset_baseline(data: object) -> Baseline:
+    """:func:`majority_baseline` of ``data.y_test``, computed once per dataset object (a
+    weak cache: every stack and run on the same loaded data shares it)."""
+    with contextlib.suppress(KeyError, TypeError):  # TypeError: not weak-referenceable
+        return _BASELINES[data]
+    baseline = majority_baseline(data.y_test)
+    with contextlib.suppress(TypeError):  # then computed again next time
+        _BASELINES[data] = baseline
+    return baseline
+
+
+def final_status(
+    test_accuracy: float, baseline: Baseline | None, task: str = "classification"
+) -> str:
+    """``stuck`` when a finished classification run is no better than predicting one class:
+    the one-sided binomial test of ``k = round(test_accuracy · n)`` correct of ``n`` test
+    labels against ``p0 = baseline.share`` (``alternative="greater"``) gives
+    ``p >= STUCK_ALPHA``. ``ok`` otherwise, for other tasks (regression, sequence), without
+    a baseline or test labels, or for a NaN accuracy."""
+    if task != "classification" or baseline is None or baseline.n == 0:
         return OK
-    return STUCK if test_accuracy < STUCK_FACTOR / num_classes else OK
+    if not math.isfinite(test_accuracy):
+        return OK
+    k = min(max(round(test_accuracy * baseline.n), 0), baseline.n)
+    p = sps.binomtest(k, baseline.n, baseline.share, alternative="greater").pvalue
+    return STUCK if p >= STUCK_ALPHA else OK

@@ -1,0 +1,133 @@
+"""The ``stuck`` rule: a classification run is stuck when its test accuracy is not
+significantly above the majority class's share of the test labels (the best constant
+prediction; one-sided binomial test, p >= 0.05) — not "below 1.5/classes", which flagged
+good runs on noisy binary data and missed runs stuck at the majority class."""
+
+import numpy as np
+import pytest
+import torch
+
+import initlab
+from initlab.scores import ACCURACY, Score
+from initlab.train.result import (
+    OK,
+    STUCK,
+    Baseline,
+    dataset_baseline,
+    final_status,
+    majority_baseline,
+)
+
+
+def labels(counts: dict[int, int]) -> torch.Tensor:
+    """Integer class labels with ``counts[c]`` examples of class ``c``."""
+    return torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in counts.items()])
+
+
+def test_noisy_binary_runs_that_learned_are_not_stuck():
+    # 30% label noise: the best possible accuracy is about 0.71, the old bar was 0.75
+    baseline = majority_baseline(labels({0: 104, 1: 96}))
+    assert baseline.share == pytest.approx(0.52) and baseline.n == 200
+    assert [final_status(a, baseline) for a in (0.664, 0.696)] == [OK, OK]
+    assert final_status(0.52, baseline) == STUCK  # the majority class's share: nothing learned
+
+
+def test_a_run_at_the_majority_share_of_offset_labels_is_stuck():
+    # labels 5..7 of an 8-output model: zeros predicts class 5 (36%), far above 1.5/8
+    baseline = majority_baseline(labels({5: 36, 6: 34, 7: 30}))
+    assert baseline.share == pytest.approx(0.36) and baseline.n == 100
+    assert final_status(0.36, baseline) == STUCK
+    assert final_status(0.60, baseline) == OK
+
+
+def test_on_an_imbalanced_test_set_the_majority_baseline_is_stuck():
+    baseline = majority_baseline(labels({0: 94, 1: 6}))
+    assert final_status(0.94, baseline) == STUCK  # every example called class 0
+    assert final_status(0.97, baseline) == STUCK  # 3 more right of 100: not significant
+    assert final_status(0.99, baseline) == OK  # p = 0.015
+    assert final_status(1.0, baseline) == OK
+
+
+def test_the_classic_lab_zeros_is_stuck_and_he_normal_is_not():
+    baseline = Baseline(share=0.1, n=10_000)  # Fashion-MNIST's test set: 1000 per class
+    assert final_status(0.1, baseline) == STUCK
+    assert final_status(0.8481, baseline) == OK
+
+
+def test_only_classification_runs_can_be_stuck():
+    baseline = Baseline(share=0.5, n=100)
+    assert final_status(0.1, baseline, "regression") == OK  # an R²
+    assert final_status(0.1, baseline, "sequence") == OK  # a token accuracy
+    assert final_status(0.1, None) == OK  # no test labels known
+    assert final_status(float("nan"), baseline) == OK
+    assert majority_baseline(torch.zeros(0, dtype=torch.int64)).n == 0
+    assert final_status(0.5, Baseline(float("nan"), 0)) == OK
+
+
+def test_one_test_example_can_never_show_learning():
+    assert final_status(1.0, majority_baseline(labels({1: 1}))) == STUCK
+
+
+def test_the_baseline_is_computed_once_per_dataset(monkeypatch):
+    import initlab.train.result as result
+
+    calls = []
+    real = result.majority_baseline
+    monkeypatch.setattr(result, "majority_baseline", lambda y: calls.append(1) or real(y))
+
+    class Data:
+        y_test = labels({0: 3, 1: 1})
+
+    data = Data()
+    assert dataset_baseline(data) == dataset_baseline(data) == Baseline(0.75, 4)
+    assert len(calls) == 1
+
+
+def test_the_rule_is_named_where_it_is_printed():
+    rule = ACCURACY.stuck_rule()
+    assert rule.startswith("stuck: test accuracy not above the majority-class share")
+    assert "binomial" in rule and "1.5/classes" not in rule
+    mixed = Score(("classification", "regression")).stuck_rule()
+    assert mixed.startswith("stuck (classification runs): test accuracy not above")
+
+
+def test_compare_flags_a_run_at_the_majority_share_of_an_imbalanced_test_set():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    x_test = np.concatenate([np.full((90, 4), -1.0), np.full((10, 4), 1.0)]).astype("float32")
+    y_test = np.r_[np.zeros(90), np.ones(10)].astype("int64")  # majority share 0.9 > 1.5/2
+    data = (x, y, x_test, y_test)
+    results = initlab.compare(
+        ["zeros", "he_normal"], seeds=1, data=data, hidden=(8,), epochs=3, lr=0.05,
+        optimizer="adam", track="off",
+    )  # fmt: skip
+    runs = results.runs.set_index("init")
+    assert runs.loc["zeros", "test_accuracy"] == pytest.approx(0.9, abs=1e-9)
+    assert runs.loc["zeros", "status"] == "stuck"
+    assert runs.loc["he_normal", "test_accuracy"] >= 0.99 - 1e-9
+    assert runs.loc["he_normal", "status"] == "ok"
+
+
+def test_the_report_states_the_rule_once_as_the_tables_do():
+    import pandas as pd
+
+    from initlab.report import assemble_report
+    from initlab.report.html import render_html
+    from initlab.results import ResultSet
+
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a0", "a1", "b0", "b1"],
+            "init": ["zeros", "zeros", "he", "he"],
+            "seed": [0, 1, 0, 1],
+            "status": ["stuck", "stuck", "ok", "ok"],
+            "test_accuracy": [0.1, 0.1, 0.84, 0.85],
+            "final_train_loss": [2.3, 2.3, 0.4, 0.4],
+        }
+    )
+    epochs = runs[["run_id", "init", "seed"]].assign(epoch=1, train_loss=1.0, val_accuracy=0.5)
+    report = assemble_report(ResultSet(runs, epochs))
+    intro = report.sections[0].intro
+    assert f"{ACCURACY.stuck_rule()}; failed: an error." in intro and "1.5" not in intro
+    assert ACCURACY.stuck_rule() in render_html(report)
