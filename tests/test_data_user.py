@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -165,7 +166,12 @@ def check_round_trip(data: Dataset) -> None:
 
 @pytest.mark.parametrize("name", ["tensors", "numpy_arrays", "datasets", "integral_floats"])
 def test_function_specs_round_trip(spec, name: str):
-    data = load(spec(name))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load(spec(name))
+    # whole-number floats read as labels say so (counts 0..144 became 145 classes silently)
+    noted = [str(w.message) for w in caught if "read as class labels (4 classes" in str(w.message)]
+    assert len(noted) == (name == "integral_floats")
     check_round_trip(data)
     assert data.name == spec(name) and data.num_classes == CLASSES
     assert (data.num_train, data.num_val, data.num_test) == (180, 20, N_TEST)  # 10% val
@@ -311,8 +317,10 @@ def test_file_errors(tmp_path: Path):
     one_line_error("has no x_test, y_test", str(pt))
     torch.save([x, y], tmp_path / "list.pt")
     one_line_error("holds a list; expected a dict", str(tmp_path / "list.pt"))
-    (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    one_line_error("cannot read it", str(tmp_path / "junk.npz"))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")  # numpy said "pickled data"
+    one_line_error(r"is not an .npz archive \(numpy.savez writes a zip", str(tmp_path / "junk.npz"))
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    one_line_error(r"cannot read it \(not a file torch.save wrote\)", str(tmp_path / "junk.pt"))
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
     one_line_error("cannot read it", str(tmp_path / "junk.pt"))
     arrays = {"x_train": x.numpy(), "y_train": y.numpy(), "x_test": x_test, "y_test": y_test}

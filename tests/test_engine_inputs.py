@@ -248,3 +248,18 @@ def test_a_residual_rule_that_changes_nothing_says_so_before_training():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_initializes(config.replace(residual_init="zero_last_layer"), data)
+
+
+def test_labels_that_start_at_one_are_named_as_such():
+    from initlab.train.preflight import check_output
+
+    logits = torch.zeros(8, 10)
+    one_based = torch.arange(1, 11).repeat(2)[:8].clamp(max=10)
+    one_based[0] = 10  # labels 1..10 for ten classes
+    with pytest.raises(InitlabError, match="no label here is 0: if they start at 1, subtract 1"):
+        check_output("classification", logits, one_based, 10)
+    zero_based = one_based.clone()
+    zero_based[1] = 0  # a 0 is there: an 11th class, not an off-by-one
+    with pytest.raises(InitlabError) as info:
+        check_output("classification", logits, zero_based, 10)
+    assert "start at 1" not in str(info.value)

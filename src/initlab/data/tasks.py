@@ -91,9 +91,11 @@ def infer_task(raw: Raw) -> str:
             "(y.argmax(1)) for classification, or task='regression' (--task regression) to "
             "fit them as numbers"
         )
+    column = raw.y_train.dim() == 2 and raw.y_train.shape[1] == 1
+    fix = "class labels [N]: pass y[:, 0]; or pass task=" if column else "pass task="
     raise InitlabError(
         f"cannot infer the task from whole-number targets of shape {_shape(raw.y_train)} "
-        f"and inputs of shape {_shape(raw.x_train)} ({AUTO_RULE}): pass task= (--task)"
+        f"and inputs of shape {_shape(raw.x_train)} ({AUTO_RULE}): {fix} (--task)"
     )
 
 
@@ -127,7 +129,16 @@ def prepare(raw: Raw, task: str = "auto") -> Prepared:
         return _regression(raw)
     if task == "sequence":
         return _sequence(raw, hint)
-    return _classification(raw, hint)
+    prepared = _classification(raw, hint)
+    if inferred and raw.y_train.dtype.is_floating_point:
+        from initlab.notes import note
+
+        note(
+            f"the float targets are all whole numbers: read as class labels "
+            f"({prepared.num_classes} classes, accuracy); pass task='regression' "
+            "(--task regression) if they are quantities such as counts"
+        )
+    return prepared
 
 
 def _check_lengths(split: str, x: Tensor, y: Tensor) -> None:
@@ -153,9 +164,10 @@ def _check_lengths(split: str, x: Tensor, y: Tensor) -> None:
 def _classification(raw: Raw, hint: str) -> Prepared:
     for split, _, y in raw.pairs():
         if y.dim() != 1:
+            column = " (one column: pass y[:, 0])" if y.dim() == 2 and y.shape[1] == 1 else ""
             raise InitlabError(
                 f"classification needs targets [N] of class indices; y_{split} has shape "
-                f"{_shape(y)}"
+                f"{_shape(y)}{column}"
             )
     declared = _declared(raw)
     ys = [_ids(f"y_{s}", y, "class labels", declared, hint) for s, _, y in raw.pairs()]

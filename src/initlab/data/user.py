@@ -27,6 +27,7 @@ import contextlib
 import functools
 import os
 import pickle
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -180,21 +181,33 @@ def read_file(path: Path) -> Raw:
     """The arrays of a ``.npz`` / ``.pt`` / ``.pth`` file."""
     if not path.is_file():
         raise InitlabError(f"--data: no such file '{path}'")
+    npz = path.suffix.lower() == ".npz"
+    if npz and not zipfile.is_zipfile(path):  # numpy.load would talk of pickled data
+        raise InitlabError(
+            f"--data {path} is not an .npz archive (numpy.savez writes a zip file; this one is "
+            "not): save it with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+        )
     try:
-        if path.suffix.lower() == ".npz":
+        if npz:
             with np.load(path, allow_pickle=False) as archive:
                 content: Any = {name: archive[name] for name in archive.files}
         else:
             content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # torch.load refuses what is not tensors and containers
+    except pickle.UnpicklingError as exc:  # refused: not tensors and containers, or junk
+        if not zipfile.is_zipfile(path):
+            raise InitlabError(
+                f"--data {path}: torch.load(weights_only=True) cannot read it (not a file "
+                f"torch.save wrote): {_short(exc)}"
+            ) from None
         raise InitlabError(
             f"--data {path}: torch.load(weights_only=True) cannot read it: it holds objects "
             "other than tensors, numbers and dicts/lists (numpy arrays?); save tensors "
             "(torch.from_numpy) or use an .npz file"
         ) from None
     except Exception as exc:  # a corrupt or truncated file
-        how = "numpy.load" if path.suffix.lower() == ".npz" else "torch.load(weights_only=True)"
-        raise InitlabError(f"--data {path}: {how} cannot read it: {_short(exc)}") from None
+        how = "numpy.load" if npz else "torch.load(weights_only=True)"
+        what = "" if npz or zipfile.is_zipfile(path) else " (not a file torch.save wrote)"
+        raise InitlabError(f"--data {path}: {how} cannot read it{what}: {_short(exc)}") from None
     if not isinstance(content, Mapping):
         raise InitlabError(
             f"--data {path} holds a {type(content).__name__}; expected a dict with keys "

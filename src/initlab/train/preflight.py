@@ -215,9 +215,11 @@ def check_output(task: str, out: Tensor, y: Tensor, num_classes: int) -> None:
             )
         needed = max(int(num_classes), int(y.max()) + 1 if len(y) else 0)
         if out.shape[1] < needed:
+            one_based = needed == out.shape[1] + 1 and int(y.min()) >= 1
+            hint = "; no label here is 0: if they start at 1, subtract 1" if one_based else ""
             raise InitlabError(
                 f"the model outputs {out.shape[1]} classes but the labels need {needed} "
-                f"(labels 0..{needed - 1}); make the model output {needed} logits"
+                f"(labels 0..{needed - 1}); make the model output {needed} logits{hint}"
             )
     elif task == REGRESSION:
         ok = got == want or (got == [1] and want == []) or (got == [] and want == [1])
