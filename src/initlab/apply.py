@@ -36,12 +36,14 @@ from initlab.compound_layers import (
     kept_row,
     parameters_set,
 )
+from initlab.config import output_scheme
 from initlab.embedding_init import EMBEDDINGS, init_embeddings, tensors_set_by
 from initlab.errors import InitlabError, UnknownNameError, closest_name
-from initlab.initializers import Fans, Initializer
+from initlab.initializers import Fans, Initializer, fans_of_module, fans_of_tensor
 from initlab.layer_order import output_layer_name
 from initlab.norm_layers import is_norm
 from initlab.residual import ResidualResult, apply_residual
+from initlab.residual.plan import residual_rule
 from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
 
 INITIALIZABLE = WEIGHT_LAYERS
@@ -102,7 +104,7 @@ def initialize(
     generator: torch.Generator | None = None,
     fans: str = "module",
     data: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
-    residual: str = "none",
+    residual: str | None = None,
     embedding: Scheme | None = None,
 ) -> InitRecord:
     """Initialize ``model`` in place and return a record of what was done.
@@ -121,16 +123,17 @@ def initialize(
     :mod:`initlab.lsuv`), which refuse to run without it. ``residual``: a rule of
     :data:`initlab.residual.RESIDUAL_RULES` applied to every residual branch afterwards
     (``zero_last_layer``, ``zero_last_norm``, ``skipinit``, ``fixup``, ``depth_scaled``;
-    see :mod:`initlab.residual.rules`); ``data`` also lets it find the branches of a model
-    ``torch.fx`` cannot trace, from one run on it (:func:`initlab.residual.find_structure`).
+    see :mod:`initlab.residual.rules`); ``None``: a plan's own ``residual_rule`` (what
+    :func:`initlab.plan` recorded), else ``none``; ``data`` also lets
+    it find the branches of a model ``torch.fx`` cannot trace, from one run on it.
     ``embedding``: the scheme for every ``nn.Embedding`` table (``None`` or ``"default"``:
     as built; fan_in = embedding_dim; see :mod:`initlab.embedding_init`).
     """
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
     layers = initializable_layers(model)
-    output_layer = None if output_layer == "same" else output_layer  # as --output-init same
-    plan = _resolve_plan(scheme, model, output_layer, data)
+    rule = residual_rule(scheme, residual)
+    plan = _resolve_plan(scheme, model, output_scheme(output_layer), data)
     _refuse_parametrized(model, plan)
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=_skipped_modules(model))
@@ -143,7 +146,7 @@ def initialize(
             record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
     _init_embeddings(model, embedding, generator, record)
     _run_data_dependent(model, layers, plan, data, record)
-    record.residual_result = apply_residual(model, residual, example=data)
+    record.residual_result = apply_residual(model, rule, example=data)
     if record.residual_result.actions:
         record.residual = record.residual_result.rule
     return record
@@ -272,11 +275,7 @@ def resolve_bias(bias: str | float | Initializer) -> Initializer | None:
 
 
 def _layer_fans(module: nn.Module, rule: str) -> Fans:
-    return (
-        initializers.fans_of_module(module)
-        if rule == "module"
-        else initializers.fans_of_tensor(module.weight)
-    )
+    return fans_of_module(module) if rule == "module" else fans_of_tensor(module.weight)
 
 
 def _init_layer(

@@ -23,8 +23,8 @@ from typing import Any
 
 from torch import nn
 
-from initlab.apply import AS_BUILT, untouched_weights
-from initlab.config import RunConfig, unused_settings
+from initlab.apply import AS_BUILT, INITIALIZABLE, untouched_weights, weight_layers
+from initlab.config import RunConfig, plain, unused_settings
 from initlab.data import Dataset
 from initlab.errors import InitlabError
 from initlab.notes import note
@@ -40,7 +40,14 @@ from initlab.train.device import check_precision, resolve_device
 from initlab.train.preflight import check_initializes, preflight
 from initlab.train.result import RunResult
 from initlab.train.run import load_data
-from initlab.usercode import data_spec, is_array_data, is_registered, is_user_spec, model_spec
+from initlab.usercode import (
+    REGISTERED,
+    data_spec,
+    is_array_data,
+    is_registered,
+    is_user_spec,
+    model_spec,
+)
 
 DEFAULT_INITS = (
     "zeros",
@@ -65,7 +72,7 @@ def comparison_spec(
     ``seeds`` is a count (seeds ``0..n-1``) or explicit seeds. Every setting and init spec
     is checked here, before anything runs.
     """
-    seed_tuple = seed_list(list(seeds) if not isinstance(seeds, int) else seeds, "seeds")
+    seed_tuple = seed_list(seeds, "seeds")
     fixed = {key: check_setting(key, value) for key, value in settings.items()}
     checked = [check_setting("init", spec) for spec in inits]
     axis = Axis(("init",), tuple((spec,) for spec in dict.fromkeys(checked)))
@@ -130,6 +137,7 @@ def compare(
     """
     if isinstance(inits, str):  # "he_normal" or "default,he_normal", as the CLI takes them
         inits = split_list(inits)
+    workers = _workers(workers)
     settings.update(task=task, device=device, precision=precision)
     settings.update(_target(model, data, model_args, settings.pop("dataset", None)))
     spec = comparison_spec(inits, seeds, **settings)
@@ -150,6 +158,17 @@ def compare(
         progress=_CallbackProgress(progress) if progress else None,
     )
     return results
+
+
+def _workers(workers: Any) -> int | None:
+    """``workers`` as a Python int (a numpy integer is one), or ``None``; anything else, a
+    float included, → one line."""
+    workers = plain(workers)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+        raise InitlabError(
+            f"workers must be a whole number (or None: one per core), got {workers!r}"
+        )
+    return workers
 
 
 def _target(model, data, model_args, dataset) -> dict[str, Any]:
@@ -194,17 +213,29 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
     for config in configs:
         check_architecture_settings(config)
     loaded: dict[tuple, Dataset] = {}
-    built: dict[str, nn.Module] = {}
-    for config in {_preflight_key(c): c for c in configs}.values():
+    built: dict[tuple, nn.Module] = {}
+    for shape, config in {_preflight_key(c): c for c in configs}.items():
         key = _data_of(config)
         if key not in loaded:
             loaded[key] = load_data(config, data_dir=data_dir)
-        built.setdefault(config.model, preflight(config, loaded[key]))
+        built[shape] = preflight(config, loaded[key])
     for config in {_init_key(c): c for c in configs}.values():
         check_initializes(config, loaded[_data_of(config)])
-    for name, model in built.items():  # notes only once every check has passed
-        note_untouched(model, name, configs)
+    _preflight_notes(built, configs)  # notes only once every check has passed
     return loaded.get(_data_of(configs[0])) if configs else None
+
+
+def _preflight_notes(built: dict[tuple, nn.Module], configs: Sequence[RunConfig]) -> None:
+    """The notes on the models built by the preflight (one per :func:`_preflight_key`):
+    :func:`note_untouched` once per model, :func:`note_output_only` per model shape."""
+    runs = {shape: [c for c in configs if _preflight_key(c) == shape] for shape in built}
+    first: dict[str, nn.Module] = {}
+    for shape, model in built.items():
+        first.setdefault(runs[shape][0].model, model)
+    for name, model in first.items():
+        note_untouched(model, name, configs)
+    for shape, model in built.items():
+        note_output_only(model, runs[shape])
 
 
 def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) -> None:
@@ -225,6 +256,31 @@ def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) ->
             f"{'keeps' if len(untouched) == 1 else 'keep'} the factory's initialization in "
             "every run"
         )
+
+
+def note_output_only(model: nn.Module, configs: Sequence[RunConfig]) -> None:
+    """Note (one line) when the schemes of ``configs`` (runs of ``model``) set none of its
+    layers: its only weight layer is the output layer, which ``output_init`` sets in every
+    run whatever ``init`` names (``default`` excepted: it keeps the model as built), so the
+    inits compared give identical runs. ``output_init="same"`` gives that layer each scheme."""
+    layers = weight_layers(model)
+    if len(layers) != 1 or not isinstance(layers[0][1], INITIALIZABLE):
+        return
+    overridden = [c for c in configs if c.init != AS_BUILT and c.output_init is not None]
+    schemes = list(dict.fromkeys(c.init for c in overridden))
+    if not schemes:
+        return
+    outputs = " or ".join(f"'{o}'" for o in dict.fromkeys(c.output_init for c in overridden))
+    model_name = configs[0].model
+    if model_name.startswith(REGISTERED):  # callable:name:hash
+        model_name = model_name.split(":")[1]
+    result = "these inits give identical runs" if len(schemes) > 1 else "the init has no effect"
+    note(
+        f"{', '.join(schemes)} set no layer of {model_name}: its only layer "
+        f"({layers[0][0] or 'the model'}) is the output layer, which output_init={outputs} sets "
+        f"in every run, so {result}; pass output_init='same' (--output-init same) to give "
+        "it the scheme under study"
+    )
 
 
 def check_architecture_settings(config: RunConfig) -> None:

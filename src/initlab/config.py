@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
+import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -23,6 +25,9 @@ PRECISIONS = ("fp32", "bf16")
 NOT_IN_KEY = ("device",)
 """Settings that say *where* a run trains, not *what* it computes: left out of the run key,
 so a sweep started on the CPU can be resumed on a GPU (the store records the device)."""
+SAME = "same"
+"""``output_init = "same"`` (``--output-init same``): the output layer gets the hidden layers'
+scheme; a run stores it as ``None`` (:func:`output_scheme`)."""
 KEY_VERSION = 1
 """Part of every run key; bump it when a setting's default changes meaning."""
 USER_MODEL_RULES = 2
@@ -36,7 +41,8 @@ class RunConfig:
     """Everything that determines a run's numbers (same config ⇒ same numbers).
 
     ``init`` is an initializer spec (``"he_normal"``, ``"orthogonal(gain=1.41)"``) applied to
-    the hidden layers; ``output_init`` to the output layer (``None``: the same as ``init``);
+    the hidden layers; ``output_init`` to the output layer (``None``, or ``"same"`` which is
+    stored as ``None``: the same as ``init``);
     ``embedding_init`` to every ``nn.Embedding`` (``default``: as the factory built it);
     ``bias`` is the bias policy of :func:`initlab.initialize`; ``residual_init`` its residual
     rule (``none``, ``zero_last_layer`` alias ``zero``, ``zero_last_norm``, ``skipinit``,
@@ -88,7 +94,10 @@ class RunConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # numpy scalars as Python's: the key and the store are JSON
+            object.__setattr__(self, f.name, plain(getattr(self, f.name)))
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
+        object.__setattr__(self, "output_init", output_scheme(self.output_init))
         validate_numbers(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +155,39 @@ class RunConfig:
         if is_user_spec(self.model):
             return f"{self.init}/{arch}/seed{self.seed}"
         return f"{self.init}/{self.activation}/{arch}/seed{self.seed}"
+
+
+def plain(value: Any) -> Any:
+    """``value`` with Python scalars for numpy's (and torch's), in lists, tuples and dicts too:
+    an integral number (``numbers.Integral``: ``numpy.int64``) → ``int``, a bool → ``bool``,
+    another real number (``numpy.float32``) → ``float``, a 0-d array or tensor → its item, a
+    ``torch.device`` → its string (``"cuda:0"``). Anything else unchanged: the checks that
+    follow judge it. Called where a value enters initlab (:func:`initlab.compare`'s keywords,
+    a spec's settings, :class:`RunConfig`), so run keys and the store see JSON values."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if type(value).__name__ == "bool_":  # numpy.bool_ is no numbers.Integral
+        return bool(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value) if type(value) in (list, tuple) else value
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return plain(value.item())
+    torch = sys.modules.get("torch")  # a torch.device means torch is imported already
+    return str(value) if torch is not None and isinstance(value, torch.device) else value
+
+
+def output_scheme(output_init: Any) -> Any:
+    """The output layer's scheme as runs, specs, :func:`initlab.initialize` and the command
+    line all read it: ``"same"`` (:data:`SAME`) is ``None``, the hidden layers' scheme, so
+    one run key stands for both spellings (and each init's runs keep their own key, as
+    ``init`` is in it); any other value unchanged."""
+    return None if output_init == SAME else output_init
 
 
 ARCHITECTURE_SETTINGS = ("hidden", "activation", "batch_norm", "dropout", "residual")

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from initlab.config import output_scheme as output_scheme  # --output-init: "same" is None
 from initlab.errors import InitlabError
 from initlab.speclist import split_list
 
@@ -47,6 +48,15 @@ Data = Annotated[
         "file.py:function, file.npz or file.pt (default: fashion-mnist)",
     ),
 ]
+PlanData = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="inputs to run the model on: fashion-mnist, digits, module:function, file.npz, "
+        "... (default: none; a model torch.fx cannot trace then has its residual branches "
+        "guessed from module names)",
+    ),
+]
 DatasetAlias = Annotated[str | None, typer.Option("--dataset", hidden=True, help="= --data")]
 Task = Annotated[
     str | None,
@@ -71,10 +81,11 @@ TARGET_OPTIONS: dict[str, Any] = {
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-def target_options(*names: str) -> Callable[[Command], Command]:
+def target_options(*names: str, **own_help: Any) -> Callable[[Command], Command]:
     """Give a command the target options ``names`` (default: all of :data:`TARGET_OPTIONS`;
     ``data`` brings ``--dataset`` along) after its own; the command receives the settings
-    they gave as its ``given`` argument (see :func:`target_settings`)."""
+    they gave as its ``given`` argument (see :func:`target_settings`). ``own_help`` replaces
+    an option's annotation for this command (``data=PlanData``: another default)."""
     chosen = [
         n
         for n in TARGET_OPTIONS
@@ -86,7 +97,9 @@ def target_options(*names: str) -> Callable[[Command], Command]:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.name != "given"]
         added = [
-            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+            inspect.Parameter(
+                n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=own_help.get(n, a)
+            )
             for n, a in TARGET_OPTIONS.items()
             if n in chosen
         ]
@@ -122,12 +135,6 @@ EmbeddingInit = Annotated[
         "normal(std=0.02) (GPT-2), lecun_normal (N(0, 1/dim)), random_uniform (Keras)"
     ),
 ]
-
-
-def output_scheme(output_init: str) -> str | None:
-    """``--output-init`` as ``RunConfig.output_init`` / ``initialize(output_layer=)``:
-    ``same`` is ``None`` (the hidden layers' scheme)."""
-    return None if output_init == "same" else output_init
 
 
 Hidden = Annotated[str, typer.Option(help="hidden widths, e.g. 300,100")]

@@ -21,7 +21,7 @@ out = stdout_console()
 
 
 @app.command()
-@opt.target_options("model", "model_arg", "data")
+@opt.target_options("model", "model_arg", "data", data=opt.PlanData)
 def plan(
     init: Annotated[str, typer.Option(help="the per-layer scheme; default: as built")] = "default",
     output_init: opt.OutputInit = "glorot_uniform",

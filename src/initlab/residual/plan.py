@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from initlab.errors import InitlabError
 from initlab.norm_layers import is_norm
+from initlab.residual.names import canonical_rule
 from initlab.residual.structure import LAYERS, Structure, find_structure
 
 ADDED = ("skipinit_gate", "fixup_scale", "fixup_bias", "fixup_bias_in")
@@ -48,17 +51,34 @@ def parameter_role(structure: Structure, module_name: str, module: nn.Module, pn
     return "layer" if isinstance(module, LAYERS) else "other"
 
 
+def residual_rule(scheme: Any, residual: str | None) -> str:
+    """The rule :func:`initlab.initialize` applies after the schemes: ``residual`` when
+    given, else the ``residual_rule`` a :class:`~initlab.doctor.Plan` carries (so
+    ``initialize(model, plan)`` does what :func:`plan` showed), else ``none``. A
+    ``residual`` that names another rule than the plan's (an alias is its rule) → one line."""
+    planned = getattr(scheme, "residual_rule", "none") if isinstance(scheme, Mapping) else "none"
+    if residual is None:
+        return planned
+    if planned != "none" and canonical_rule(residual) != canonical_rule(planned):
+        raise InitlabError(
+            f"the plan applies the residual rule '{planned}' and residual='{residual}' names "
+            f"another: leave residual out, or make the plan with residual='{residual}'"
+        )
+    return residual
+
+
 def plan(
     model: nn.Module,
     init: Any = "default",
     *,
-    residual: str = "none",
+    residual: str | None = None,
     generator: torch.Generator | None = None,
     **options: Any,
 ):
     """The :class:`initlab.doctor.Plan` of ``init`` + ``residual`` on ``model`` (which is left
     unchanged); ``options`` go to :func:`initlab.initialize` (``bias``, ``output_layer``,
-    ``data``...)."""
+    ``data``...). ``residual=None``: ``init``'s own rule when it is a plan, else ``none``.
+    The plan carries the rule it applied: ``initialize(model, plan)`` applies it too."""
     from initlab.apply import initialize, tied_names
     from initlab.doctor.plan import Plan, PlanEntry
 

@@ -32,7 +32,7 @@ from initlab.scaling.verdicts import (
 from initlab.sweep.spec import seed_list
 from initlab.train.device import resolve_device
 from initlab.train.tasks import resolve_task
-from initlab.usercode import load_callable
+from initlab.usercode import data_spec, load_callable
 
 BUILTIN = {
     "mlp": "initlab.models.scalable:mlp",
@@ -147,7 +147,7 @@ def coord_check(
     steps: int = 5,
     seeds: int | Sequence[int] = 3,
     depths: Sequence[int] = (),
-    data: str | None = None,
+    data: str | Callable | tuple | None = None,
     device: str = "cpu",
     batch_size: int = 64,
     base_width: int | None = None,
@@ -159,7 +159,9 @@ def coord_check(
     """Run the coordinate check of ``model`` (see :mod:`initlab.scaling.coords`) and fit its
     verdicts. ``width_arg``/``depth_arg``: the factory's keywords for the width and depth
     (``n_embd``, ``n_layer``) when they are not named ``width``/``depth``. ``seeds``: a
-    count (seeds ``0..n-1``) or explicit seeds, as in ``compare``. Every user mistake
+    count (seeds ``0..n-1``) or explicit seeds, as in ``compare``. ``data``: what
+    ``compare`` takes (a dataset name, a spec, a function, or ``(x_train, y_train, x_test,
+    y_test)`` tensors/arrays; :func:`initlab.usercode.data_spec`). Every user mistake
     raises :class:`InitlabError` before any training."""
     settings = CoordSettings(
         widths=tuple(int(w) for w in widths),
@@ -181,7 +183,7 @@ def coord_check(
     )
     if data is None:
         data = DEFAULT_DATA.get(model, "digits") if isinstance(model, str) else "digits"
-    dataset = load(data, task=task)
+    dataset = load(data_spec(data), task=task)  # a name, spec, function or arrays, as compare
     the_device = resolve_device(device)
     batches = batch_source(dataset.x_train, dataset.y_train, settings.batch_size, the_device)
     notes = scaling_notes(factory, settings, batches, the_device)

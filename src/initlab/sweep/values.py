@@ -22,7 +22,7 @@ from typing import Any
 import initlab.activations as activations
 import initlab.data as data
 import initlab.initializers as initializers
-from initlab.config import OPTIMIZERS, PRECISIONS, TASKS, RunConfig
+from initlab.config import OPTIMIZERS, PRECISIONS, TASKS, RunConfig, output_scheme, plain
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.models import ARCHITECTURES
 from initlab.ranges import RANGES, check_device, check_hidden, check_model_args, check_number
@@ -44,8 +44,10 @@ def check_setting(key: str, value: Any) -> Any:
     """``value`` checked and normalised for setting ``key``; :class:`InitlabError` if bad.
 
     The message names the setting, the value and the valid range, but not where it came
-    from; callers add that context.
+    from; callers add that context. Numpy scalars count as Python's (:func:`plain`: an
+    ``int64`` is an int, a ``torch.device`` its string), and come back as Python's.
     """
+    value = plain(value)
     if key.startswith(MODEL_ARG) and key != MODEL_ARG:
         name = key[len(MODEL_ARG) :]
         return _model_args({name: value})[name]
@@ -86,6 +88,8 @@ def _check_type(key: str, value: Any) -> Any:
 
 def _init_spec(key: str) -> typing.Callable[[Any], Any]:
     def check(value: Any) -> Any:
+        if key == "output_init":
+            value = output_scheme(value)  # "same": the hidden layers' scheme, stored as None
         if value is None and key == "output_init":
             return None
         if not isinstance(value, str):

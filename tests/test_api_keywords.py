@@ -1,0 +1,200 @@
+"""Python API keywords: numpy scalars, output_init="same", one-layer models, coord_check data."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import initlab
+from initlab.cli import main
+from initlab.compare import comparison_configs
+from initlab.config import RunConfig
+from initlab.errors import InitlabError
+from initlab.notes import InitlabNote
+from initlab.scaling import coord_check
+from initlab.sweep.spec import parse_spec
+from initlab.train.build import build_initialized_model
+
+
+def tiny_data(n: int = 64) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n + 32, 8, generator=g)
+    y = torch.randint(0, 3, (n + 32,), generator=g)
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+def one_layer() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(8, 3))
+
+
+def two_layers(width: int = 4) -> nn.Module:
+    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 3))
+
+
+def notes_of(call) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call()
+    return result, [str(w.message) for w in caught if issubclass(w.category, InitlabNote)]
+
+
+# numpy scalars and floats ---------------------------------------------------------------
+
+
+def test_numpy_integers_are_python_ints_in_the_configs():
+    configs = comparison_configs(
+        ["zeros"], np.int64(2), epochs=np.int64(1), batch_size=np.int32(16),
+        model="mymodels:build", model_args={"width": np.int64(8), "sizes": [np.int64(2)]},
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    assert [c.seed for c in configs] == [0, 1]
+    config = configs[0]
+    assert type(config.epochs) is int and type(config.batch_size) is int
+    assert type(config.model_args["width"]) is int and config.model_args["sizes"] == [2]
+    assert config.device == "cpu"
+    assert config.key() == RunConfig(**{**config.__dict__, "epochs": 1}).key()  # JSON-hashable
+    assert (
+        RunConfig(epochs=np.int64(2), seed=np.int64(1)).key() == RunConfig(epochs=2, seed=1).key()
+    )
+
+
+def test_seeds_take_numpy_sequences():
+    assert [c.seed for c in comparison_configs(["zeros"], np.array([0, 3]))] == [0, 3]
+    assert [c.seed for c in comparison_configs(["zeros"], [np.int64(5)])] == [5]
+    assert [c.seed for c in comparison_configs(["zeros"], range(2))] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        (2.0, "seeds must be a whole number or a list of seeds, got 2.0"),
+        (np.float64(2.5), "seeds must be a whole number or a list of seeds, got 2.5"),
+        ([0, -1], "seeds: seed -1 is negative (seeds are integers >= 0)"),
+        (-2, "seeds: a count of seeds cannot be negative, got -2"),
+    ],
+)
+def test_bad_seeds_are_one_line(seeds, message):
+    with pytest.raises(InitlabError) as e:
+        comparison_configs(["zeros"], seeds)
+    assert str(e.value) == message
+
+
+def test_float_counts_and_workers_are_refused():
+    with pytest.raises(InitlabError, match=r"^epochs must be an integer >= 1, got 1.0$"):
+        comparison_configs(["zeros"], 1, epochs=1.0)
+    with pytest.raises(InitlabError, match=r"^workers must be a whole number .* got 2.0$"):
+        initlab.compare(["zeros"], 1, workers=2.0)
+
+
+def test_compare_trains_with_numpy_keywords():
+    results = initlab.compare(
+        ["zeros"], np.int64(1), model=two_layers, data=tiny_data(), epochs=np.int64(1),
+        batch_size=np.int64(32), model_args={"width": np.int64(4)}, device=torch.device("cpu"),
+        track="off",
+    )  # fmt: skip
+    (run,) = results.runs.to_dict("records")
+    assert run["status"] in ("ok", "stuck") and run["epochs"] == 1  # zeros: stuck
+    assert json.loads(run["model_args"]) == {"width": 4}
+
+
+# output_init = "same" -----------------------------------------------------------------
+
+
+def test_output_init_same_is_none_everywhere():
+    same, none = (comparison_configs(["he_normal"], 1, output_init=o)[0] for o in ("same", None))
+    assert same.output_init is None and same.key() == none.key()
+    other = comparison_configs(["zeros"], 1, output_init="same")[0]
+    assert other.key() != same.key()  # the init stays in the key
+    assert RunConfig(output_init="same") == RunConfig(output_init=None)
+    fixed = parse_spec({"fixed": {"output_init": "same"}})
+    assert fixed.fixed == {"output_init": None}
+    swept = parse_spec({"sweep": {"output_init": ["same", "glorot_uniform"]}})
+    assert swept.axes[0].values == ((None,), ("glorot_uniform",))
+    with pytest.raises(InitlabError, match="lists a value twice"):
+        parse_spec({"sweep": {"output_init": ["same", None]}})
+
+
+def test_output_init_same_gives_the_output_layer_the_scheme():
+    config = comparison_configs(["zeros"], 1, hidden=(4,), output_init="same")[0]
+    model = build_initialized_model(config, (8,), 3)
+    assert all(torch.count_nonzero(p) == 0 for p in model.parameters())
+    plain = build_initialized_model(config.replace(output_init="glorot_uniform"), (8,), 3)
+    assert torch.count_nonzero(list(plain.parameters())[-2]) > 0  # the output weight
+
+
+def test_compare_takes_output_init_same():
+    results = initlab.compare(
+        ["zeros"], 1, model=two_layers, data=tiny_data(), epochs=1, output_init="same",
+        track="off",
+    )  # fmt: skip
+    (run,) = results.runs.to_dict("records")
+    assert run["status"] in ("ok", "stuck") and run["output_init"] is None
+
+
+# a one-layer model --------------------------------------------------------------------
+
+
+def test_a_one_layer_model_gets_a_note_before_training():
+    def compare(**options):
+        return initlab.compare(
+            ["he_normal", "zeros"], 1, model=one_layer, data=tiny_data(), epochs=1,
+            track="off", **options,
+        )  # fmt: skip
+
+    _, notes = notes_of(compare)
+    (note,) = [n for n in notes if "set no layer" in n]
+    assert note.startswith("he_normal, zeros set no layer of test_api_keywords:one_layer: ")
+    assert "its only layer (1) is the output layer" in note
+    assert "output_init='glorot_uniform'" in note and "identical runs" in note
+    assert "output_init='same'" in note
+    _, notes = notes_of(lambda: compare(output_init="same"))
+    assert not [n for n in notes if "set no layer" in n]
+
+
+def test_two_layers_and_default_get_no_one_layer_note():
+    _, notes = notes_of(
+        lambda: initlab.compare(
+            ["he_normal", "zeros"], 1, model=two_layers, data=tiny_data(), epochs=1, track="off"
+        )
+    )
+    assert not [n for n in notes if "set no layer" in n]
+    _, notes = notes_of(
+        lambda: initlab.compare(
+            ["default"], 1, model=one_layer, data=tiny_data(), epochs=1, track="off"
+        )
+    )
+    assert not [n for n in notes if "set no layer" in n]
+
+
+def test_the_cli_prints_the_one_layer_note(tmp_path, capsys):
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n\ndef net():\n    return nn.Sequential(nn.Linear(8, 3))\n"
+    )
+    x, y, xt, yt = (t.numpy() for t in tiny_data())
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    model, data = f"{tmp_path / 'net.py'}:net", str(tmp_path / "d.npz")
+    args = ["compare", "--model", model, "--data", data, "--inits", "he_normal,zeros",
+            "--seeds", "1", "--epochs", "1", "--track", "off"]  # fmt: skip
+    assert main(args) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "note: he_normal, zeros set no layer of" in err and "--output-init same" in err
+
+
+# coord_check data ---------------------------------------------------------------------
+
+
+def test_coord_check_takes_arrays_as_compare_does():
+    x, y, xt, yt = (t.numpy() for t in tiny_data())
+    sizes = {"input_size": 8, "num_classes": 3}
+    result = coord_check("mlp", widths=(8, 16), seeds=2, steps=1, batch_size=16,
+                         model_args=sizes, data=(x, y, xt, yt))  # fmt: skip
+    assert set(result.coords["width"]) == {8, 16}
+
+
+def test_coord_check_names_the_type_of_bad_data():
+    with pytest.raises(InitlabError) as e:
+        coord_check("mlp", widths=(8, 16), seeds=2, steps=1, data={"x": np.zeros((100, 8))})
+    assert str(e.value).endswith("got a dict") and len(str(e.value)) < 200
