@@ -29,6 +29,8 @@ def test_spec_model_errors_name_the_spec_key(tmp_path, monkeypatch, capsys, body
     err = capsys.readouterr().err
     assert err.startswith(f"error: {expected}") and "--model" not in err
     assert len(err.strip().splitlines()) == 1
+    if "no such file" in expected:  # where it looked, and why there
+        assert f"in {tmp_path}" in err and "read from the current directory" in err
 
 
 def test_model_given_on_the_command_line_replaces_the_specs(tmp_path, monkeypatch, capsys):

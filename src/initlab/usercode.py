@@ -30,6 +30,7 @@ from initlab.errors import InitlabError, UnknownNameError
 from initlab.fingerprint import arrays_digest, callable_digest
 
 DATA_SUFFIXES = (".npz", ".pt", ".pth")
+RELATIVE = "relative paths, also a spec file's, are read from the current directory"
 
 
 def is_user_spec(text: object) -> bool:
@@ -74,7 +75,8 @@ def _import_file(path: Path, option: str):
     per process and version, so an edited file is imported afresh (as its runs' keys change)."""
     resolved = path.resolve()
     if not resolved.is_file():
-        raise InitlabError(f"{option}: no such file '{path}'")
+        where = "" if path.is_absolute() else f" in {Path.cwd()} ({RELATIVE})"
+        raise InitlabError(f"{option}: no such file '{path}'{where}")
     stat = resolved.stat()
     version = f"{resolved}|{_file_digest(str(resolved), stat.st_mtime_ns, stat.st_size)}"
     digest = hashlib.sha256(version.encode()).hexdigest()[:12]
