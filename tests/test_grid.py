@@ -180,6 +180,10 @@ def test_model_args_are_swept_per_argument_over_the_fixed_ones():
         ),
         ({"group_by": ["model_args.width"]}, "(the spec's model arguments: none)"),
         (
+            {"group_by": ["width"], "sweep": {"model_args": {"width": [4, 8]}}},
+            "unknown setting 'width' in group_by; did you mean 'model_args.width'?",
+        ),
+        (
             {
                 "sweep": {"model_args": {"width": [4, 8]}},
                 "exclude": [{"model_args": {"widht": 8}}],

@@ -351,7 +351,12 @@ def _with_group_by(spec: Spec, group_by: Any) -> Spec:
         keys = [ALIASES.get(k, k) if isinstance(k, str) else k for k in keys]
         for key in keys:
             if not is_setting(key) or key == "seed":
-                valid = tuple(s for s in SETTINGS if s != "seed")
+                args = tuple(f"model_args.{name}" for name in sorted(_model_args_given(spec)))
+                if f"model_args.{key}" in args:
+                    raise InitlabError(
+                        f"unknown setting '{key}' in group_by; did you mean 'model_args.{key}'?"
+                    )
+                valid = tuple(s for s in SETTINGS if s != "seed") + args
                 raise InitlabError(_unknown(str(key), "in group_by", valid))
         _check_model_arg_groups(spec, keys)
     return Spec(**{**spec.__dict__, "group_by": tuple(keys)})
