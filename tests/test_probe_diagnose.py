@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -486,3 +487,18 @@ def test_a_measured_sigma_w2_at_the_edge_within_sampling_noise_is_the_edge():
     assert "is the edge of chaos" in _theory_note("relu", 2.003, 0.0, weights=90_000)
     assert "is exploding" in _theory_note("relu", 2.2, 0.0, weights=90_000)
     assert "is ordered" in _theory_note("relu", 1.8, 0.0, weights=90_000)
+
+
+def test_numpy_batches_float64_inputs_and_float_labels_are_taken_as_compare_takes_them():
+    # numpy inputs raised "flatten() takes from 0 to 1 positional arguments", float64 a
+    # dtype mismatch, and whole-number float labels were read as regression targets
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 12)), rng.integers(0, 4, 64)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 4))
+    reference = diagnose(model, torch.tensor(x, dtype=torch.float32), torch.tensor(y))
+    for inputs, targets in ((x, y), (torch.tensor(x), torch.tensor(y, dtype=torch.float32))):
+        found = diagnose(model, inputs, targets)
+        assert found.names == reference.names
+        # the same float32 batch either way: the same numbers, computed by the same ops
+        assert np.allclose(found.layers["post_std"], reference.layers["post_std"], equal_nan=True)

@@ -206,7 +206,12 @@ def diagnose(
     (default) shows what a training step sees (BatchNorm batch statistics, dropout from a
     ``seed``-ed RNG); ``"eval"`` and ``"current"`` are the alternatives. The model is left
     exactly as it was: hooks removed, ``.grad`` never written, modes and buffers restored.
+
+    ``inputs`` and ``targets`` may be numpy arrays; float inputs take the dtype of the
+    model's parameters, and float class labels (whole numbers ``[B]`` for outputs ``[B, K]``,
+    as :func:`initlab.compare` reads them) become integer labels.
     """
+    inputs, targets = _as_batch(model, inputs, targets)
     attention = AttentionRecorder(model)
     layers = collect(model, inputs, targets, loss, mode=mode, seed=seed, watch=attention)
     if not layers:
@@ -231,6 +236,30 @@ def diagnose(
         findings += logit_findings(frame)
     findings += dormant_findings(frame) + attention_findings(attention.records)
     return Diagnosis(frame, findings, verdicts.summary(frame), samples, label, unseen)
+
+
+def _as_batch(model: nn.Module, inputs: object, targets: object) -> tuple[Tensor, Tensor | None]:
+    """``inputs`` and ``targets`` as tensors the model takes (see :func:`diagnose`)."""
+    import torch
+
+    x = torch.as_tensor(inputs) if not isinstance(inputs, Tensor) else inputs
+    y = (
+        torch.as_tensor(targets)
+        if targets is not None and not isinstance(targets, Tensor)
+        else targets
+    )
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is not None and x.is_floating_point() and x.dtype != weight.dtype:
+        x = x.to(weight.dtype)
+    if y is not None and y.is_floating_point() and y.dim() == 1 and bool((y == y.round()).all()):
+        out_units = getattr(_last_linear(model), "out_features", 1)
+        y = y.long() if out_units > 1 else y
+    return x, y
+
+
+def _last_linear(model: nn.Module) -> nn.Module | None:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None
 
 
 def _reads_logits(targets: Tensor | None, loss: Loss | None) -> bool:
