@@ -192,3 +192,9 @@ def test_the_report_gives_one_verdict_note_per_dataset():
     summary = assemble_report(_two_datasets()).sections[0]
     notes = [block.text for block in summary.blocks[1:]]
     assert [n.split(":")[0] for n in notes] == ["cls.npz", "reg.npz"]
+
+
+def test_more_seeds_means_more_than_ran():
+    # 3 seeds of which 2 diverged: "more seeds (seeds = 3 or more ...)" asked for what ran
+    text = _results({"he": ["ok"] * 3, "big": ["ok", "diverged", "diverged"]}).verdict()
+    assert "seeds = 5 or more in the spec, --seeds 5 with compare" in text

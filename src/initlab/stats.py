@@ -376,7 +376,8 @@ def _too_few_scores(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:
         verb = "has" if len(short) == 1 else "have"
         need = "a verdict needs at least two finished seeds per group"
         text = f"no winner: {need}; {names} {verb} fewer{why}"
-    seeds = "seeds = 3 or more in the spec, --seeds 3 with compare"
+    more = max(3, int(ranked["runs"].max()) + 2)  # beyond what ran: 3 seeds said at 3
+    seeds = f"seeds = {more} or more in the spec, --seeds {more} with compare"
     if single:
         return f"{text}; add seeds ({seeds})"
     if (short["n"] == 0).all():
