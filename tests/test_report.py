@@ -386,3 +386,13 @@ def test_a_group_of_numbers_is_labelled_with_its_setting():
     assert group_label(("he_normal", 16), ["init", "model_args.width"]) == (
         "init=he_normal, model_args.width=16"
     )
+
+
+def test_an_r2_figure_ends_near_one_and_keeps_negative_scores():
+    from initlab.report.figures import accuracy_figure
+
+    # two seeds of R² 0.3 and 0.9: the CI reached 1.49 on the axis, past any R²
+    ranked = pd.DataFrame({"group": ["a"], "test_accuracy": [0.6], "ci95": [3.8]})
+    ax = accuracy_figure(ranked, {"a": [0.3, 0.9]}, "test R²", clip=False).axes[0]
+    low, high = ax.get_xlim()
+    assert high <= 1.02 and low < -1  # an R² can be any negative: only the top is capped

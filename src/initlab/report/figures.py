@@ -37,7 +37,8 @@ def accuracy_figure(
     clip: bool = True,
 ) -> Figure:
     """Per group (best on top): mean ``score`` (what ``test_accuracy`` holds) with its 95%
-    CI, and each run as a dot; with ``clip`` (a score in [0, 1]) the axis stays near it."""
+    CI, and each run as a dot. The axis ends near 1 (no score exceeds it: accuracy, R²), and
+    with ``clip`` (a score in [0, 1]) also starts near 0."""
     n = max(len(ranked), 1)
     fig = Figure(figsize=(8, 1.2 + 0.42 * n), layout="constrained")
     ax = fig.subplots()
@@ -51,9 +52,8 @@ def accuracy_figure(
         ax.scatter(runs, y + jitter, s=14, color="C1", alpha=0.8, zorder=2)
     ax.set_yticks(range(len(ranked)), [plain_text(g, LABEL_LIMIT) for g in ranked["group"]])
     ax.set_ylim(n - 0.5, -0.5)
-    if clip:  # a CI from 2 seeds can reach far past [0, 1]: clip the view
-        low, high = ax.get_xlim()
-        ax.set_xlim(max(low, -0.02), min(high, 1.02))
+    low, high = ax.get_xlim()  # a CI from 2 seeds can reach far past what a score can be
+    ax.set_xlim(max(low, -0.02) if clip else low, min(high, 1.02))  # R² too is at most 1
     ax.set_xlabel(score)
     ax.set_title(f"{score}: mean and 95% CI (blue), single runs (orange)")
     ax.grid(axis="x", alpha=0.3)
