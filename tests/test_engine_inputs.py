@@ -263,3 +263,19 @@ def test_labels_that_start_at_one_are_named_as_such():
     with pytest.raises(InitlabError) as info:
         check_output("classification", logits, zero_based, 10)
     assert "start at 1" not in str(info.value)
+
+
+def test_the_device_auto_chose_is_stored_with_each_run(tmp_path):
+    import initlab
+    from initlab.store import open_store
+
+    results = initlab.compare(
+        ["he_normal"], seeds=1, data="digits", hidden=(8,), epochs=1, track="off",
+        device="auto", out=str(tmp_path),
+    )  # fmt: skip
+    expected = "cpu" if not torch.cuda.is_available() else "cuda:0 ("
+    assert results.runs["resolved_device"].iloc[0].startswith(expected)
+    assert results.runs["device"].iloc[0] == "auto"  # the setting, which the key holds
+    with open_store(tmp_path / "initlab.db") as store:
+        stored = store.runs()
+    assert stored["resolved_device"].iloc[0].startswith(expected)

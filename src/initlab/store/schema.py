@@ -11,7 +11,8 @@ Tables:
   ``sequence``, resolved from the data when the config says ``auto``; it names what
   ``test_accuracy`` and the ``*_accuracy`` epoch metrics hold: accuracy, R², token accuracy),
   timings (``train_seconds``, ``wall_seconds``, ``started_at``/``finished_at`` ISO-8601 UTC),
-  ``engine``, ``attempts`` and where it ran (``host``, initlab/torch/python versions, and
+  ``engine``, ``attempts`` and where it ran (``resolved_device``: ``cpu`` or ``cuda:0
+  (NVIDIA H200)``, the device ``auto`` chose; ``host``, initlab/torch/python versions, and
   ``blas``: the BLAS code path, e.g. ``MKL AVX512_E1``, see :mod:`initlab.mkl_dispatch`).
 * ``epochs``: one row per (run, epoch): the standard metrics as columns, any other metric of
   the epoch record in ``more`` (JSON).
@@ -49,6 +50,7 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("final_val_accuracy", "REAL"),
     ("epochs_done", "INTEGER"),
     ("resolved_task", "TEXT"),
+    ("resolved_device", "TEXT"),
     ("train_seconds", "REAL"),
     ("wall_seconds", "REAL"),
     ("engine", "TEXT"),

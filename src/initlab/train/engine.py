@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from initlab.notes import note
 from initlab.probe.tracking import PROBE_SIZE, Tracker
 from initlab.train import trial
-from initlab.train.device import autocast
+from initlab.train.device import autocast, device_name
 from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.memory import activations_per_example
 from initlab.train.optimizers import StackedOptimizer
@@ -114,7 +114,11 @@ class StackTrainer:
         self.n = int(self.x.shape[0])
         self.steps_per_epoch = math.ceil(self.n / plan.batch_size)
         self.data_gens = [make_generator(m.seed, "data") for m in members]
-        self.results = [RunResult(config=None, status="running", task=plan.task) for _ in members]
+        where = device_name(self.device)
+        self.results = [
+            RunResult(config=None, status="running", task=plan.task, device=where)
+            for _ in members
+        ]
         self.alive = torch.ones(self.size, dtype=torch.bool, device=self.device)
         self.dead_at = torch.full((self.size,), -1, dtype=torch.long, device=self.device)
         self.dead: set[int] = set()

@@ -40,7 +40,8 @@ class RunResult:
     :mod:`initlab.train.stack`; ``""`` for a model trained alone). ``task``: the task it
     was trained for, resolved from the data (``classification``, ``regression`` or
     ``sequence``, never ``auto``; ``""`` when unknown): what ``test_accuracy`` holds
-    (:data:`initlab.train.tasks.SCORES`).
+    (:data:`initlab.train.tasks.SCORES`). ``device``: where it trained, e.g. ``cpu`` or
+    ``cuda:0 (NVIDIA H200)`` (:func:`initlab.train.device.device_name`; ``""`` if unknown).
     """
 
     config: RunConfig | None
@@ -53,6 +54,7 @@ class RunResult:
     layer_stats: list[dict[str, Any]] = field(default_factory=list)
     strategy: str = ""
     task: str = ""
+    device: str = ""
 
     @property
     def final_train_loss(self) -> float:
@@ -82,6 +84,7 @@ class RunResult:
             train_seconds=self.train_seconds,
             message=self.message,
             resolved_task=self.task or None,
+            resolved_device=self.device or None,
         )
         return row
 
