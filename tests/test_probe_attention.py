@@ -11,7 +11,7 @@ from torch import nn
 
 import initlab
 from initlab.probe import diagnose
-from initlab.probe.attention import AttentionRecorder, _sdpa_weights
+from initlab.probe.attention import AttentionRecorder, _sdpa_logits
 from initlab.probe.hooks import collect
 
 GEN = torch.Generator().manual_seed(0)
@@ -31,7 +31,8 @@ def test_recomputed_weights_give_torchs_own_attention(form):
     if form == "bool_mask":
         kwargs["attn_mask"].fill_diagonal_(True)  # every query sees a key
     expected = F.scaled_dot_product_attention(q, k, v, **kwargs)
-    assert torch.allclose(_sdpa_weights(q, k, v, **kwargs) @ v, expected, atol=TOL)
+    weights = torch.softmax(_sdpa_logits(q, k, v, **kwargs), -1)
+    assert torch.allclose(weights @ v, expected, atol=TOL)
 
 
 class HandAttention(nn.Module):
@@ -116,3 +117,22 @@ def test_branches_whose_every_layer_is_tiny_start_at_a_saddle():
     model = gpt(depth=2)
     initlab.initialize(model, "normal(std=0.02)", residual="zero_last_layer")
     assert "dormant_branches" not in diagnose(model, tokens, tokens).names
+
+
+def test_fully_saturated_rows_count_and_script_modules_neither_crash_nor_keep_hooks():
+    # std 30 q/k: every other weight of a row underflows to exactly 0; reading "allowed keys"
+    # from the weights dropped every row and called the worst attention healthy
+    torch.manual_seed(0)
+    block = HandAttention()
+    nn.init.normal_(block.q.weight, std=30.0)
+    nn.init.normal_(block.k.weight, std=30.0)
+    x = torch.randn(4, 8, 16, generator=GEN)
+    with AttentionRecorder(block) as recorder:
+        block(x)
+    assert recorder.records and recorder.records[0].top_weight > 0.99
+    # a TorchScript submodule takes no hooks (register_forward_pre_hook raised, and the
+    # hooks already added stayed on the user's model)
+    model = nn.Sequential(torch.jit.script(nn.Linear(16, 16)), HandAttention(), nn.Linear(16, 3))
+    y = torch.randint(0, 3, (4, 8), generator=GEN)
+    diagnose(model, x, y)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model[1:].modules())

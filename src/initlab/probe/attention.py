@@ -59,6 +59,8 @@ class AttentionRecorder(TorchFunctionMode):
 
     def __enter__(self) -> AttentionRecorder:
         for name, module in self.model.named_modules():
+            if isinstance(module, torch.jit.ScriptModule):
+                continue  # takes no hooks: its softmaxes are named by the module around it
             self._handles.append(module.register_forward_pre_hook(self._push(name)))
             self._handles.append(module.register_forward_hook(self._pop))
         return super().__enter__()
@@ -83,32 +85,40 @@ class AttentionRecorder(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         try:
-            weights = _weights(func, args, kwargs, out)
+            found = _weights(func, args, kwargs, out)
         except Exception:  # an observer never breaks the user's forward pass
-            weights = None
-        if weights is not None:
-            self._record(weights)
+            found = None
+        if found is not None:
+            self._record(*found)
         return out
 
-    def _record(self, weights: Tensor) -> None:
+    def _record(self, weights: Tensor, allowed: Tensor) -> None:
+        """``allowed``: which keys each query may look at (from the logits, not from the
+        weights: a fully saturated row's other weights underflow to exactly 0)."""
         weights = weights.detach().float()
-        allowed = (weights > 0).sum(-1)
-        rows = weights.amax(-1)[allowed >= 2]
+        rows = weights.amax(-1)[allowed.sum(-1) >= 2]
         if rows.numel():
             module = self._stack[-1] if self._stack else "(model)"
             self.records.append(AttentionRecord(module, weights.shape[-1], float(rows.mean())))
 
 
-def _weights(func, args: tuple, kwargs: dict, out: object) -> Tensor | None:
-    """The attention weights of one call (module docstring), ``None`` for other calls."""
+def _weights(func, args: tuple, kwargs: dict, out: object) -> tuple[Tensor, Tensor] | None:
+    """``(weights, allowed keys)`` of one call (module docstring), ``None`` for other calls."""
     with torch.no_grad():
         if func is F.scaled_dot_product_attention:
-            return _sdpa_weights(*args, **kwargs)
+            logits = _sdpa_logits(*args, **kwargs)
+            return torch.softmax(logits, -1), _allowed(logits)
         if func is F.multi_head_attention_forward:
             return _mha_weights(args, kwargs)
         if func in SOFTMAXES and isinstance(out, Tensor) and _attention_shaped(out, args, kwargs):
-            return out
+            return out, _allowed(args[0])
     return None
+
+
+def _allowed(logits: Tensor) -> Tensor:
+    """Keys a query may look at: logits neither -inf nor a large negative mask value."""
+    floor = torch.finfo(logits.dtype).min / 2 if logits.is_floating_point() else -math.inf
+    return torch.isfinite(logits) & (logits > floor)
 
 
 def _attention_shaped(out: Tensor, args: tuple, kwargs: dict) -> bool:
@@ -118,7 +128,7 @@ def _attention_shaped(out: Tensor, args: tuple, kwargs: dict) -> bool:
     return out.dim() >= 4 or out.shape[-1] == out.shape[-2]
 
 
-def _sdpa_weights(
+def _sdpa_logits(
     query: Tensor,
     key: Tensor,
     value: Tensor,
@@ -128,7 +138,8 @@ def _sdpa_weights(
     scale: float | None = None,
     **_: object,
 ) -> Tensor:
-    """``softmax(q kᵀ · scale + mask)`` as ``F.scaled_dot_product_attention`` defines it."""
+    """``q kᵀ · scale + mask`` as ``F.scaled_dot_product_attention`` defines it (masked keys
+    at -inf); its softmax is the attention weights."""
     scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
     if key.shape[-3:-2] != query.shape[-3:-2] and key.dim() == query.dim() >= 3:
         key = key.repeat_interleave(query.shape[-3] // key.shape[-3], dim=-3)  # grouped q
@@ -140,17 +151,20 @@ def _sdpa_weights(
         logits = logits.masked_fill(attn_mask.logical_not(), -math.inf)
     elif attn_mask is not None:
         logits = logits + attn_mask
-    return torch.softmax(logits, -1)
+    return logits
 
 
-def _mha_weights(args: tuple, kwargs: dict) -> Tensor | None:
-    """``nn.MultiheadAttention``'s per-head weights: its functional form run once more."""
+def _mha_weights(args: tuple, kwargs: dict) -> tuple[Tensor, Tensor]:
+    """``nn.MultiheadAttention``'s per-head weights: its functional form run once more;
+    every key allowed unless a mask is given (then the keys with a weight above 0)."""
     import inspect
 
     bound = inspect.signature(F.multi_head_attention_forward).bind(*args, **kwargs)
+    masked = any(bound.arguments.get(k) is not None for k in ("attn_mask", "key_padding_mask"))
+    masked = masked or bool(bound.arguments.get("is_causal"))
     bound.arguments.update(need_weights=True, average_attn_weights=False, dropout_p=0.0)
     _, weights = F.multi_head_attention_forward(*bound.args, **bound.kwargs)
-    return weights
+    return weights, (weights > 0) if masked else torch.ones_like(weights, dtype=torch.bool)
 
 
 def attention_findings(records: list[AttentionRecord]) -> list[Finding]:
