@@ -131,3 +131,12 @@ def test_the_report_states_the_rule_once_as_the_tables_do():
     intro = report.sections[0].intro
     assert f"{ACCURACY.stuck_rule()}; failed: an error." in intro and "1.5" not in intro
     assert ACCURACY.stuck_rule() in render_html(report)
+
+
+def test_a_test_set_too_small_for_significance_uses_the_majority_count():
+    # 4 balanced labels: even 4 of 4 has p = 0.5**4 = 0.0625; the test called it stuck
+    four = majority_baseline(labels({0: 2, 1: 2}))
+    assert final_status(1.0, four) == OK and final_status(0.75, four) == OK
+    assert final_status(0.5, four) == STUCK  # what predicting one class scores
+    ten = majority_baseline(labels({0: 5, 1: 5}))  # 0.5**10 < 0.05: the binomial test
+    assert final_status(0.8, ten) == STUCK and final_status(1.0, ten) == OK

@@ -128,12 +128,16 @@ def final_status(
     """``stuck`` when a finished classification run is no better than predicting one class:
     the one-sided binomial test of ``k = round(test_accuracy · n)`` correct of ``n`` test
     labels against ``p0 = baseline.share`` (``alternative="greater"``) gives
-    ``p >= STUCK_ALPHA``. ``ok`` otherwise, for other tasks (regression, sequence), without
-    a baseline or test labels, or for a NaN accuracy."""
+    ``p >= STUCK_ALPHA``. On a test set too small for any accuracy to be significant
+    (``share^n >= STUCK_ALPHA``: even all ``n`` right would not be), ``stuck`` only when ``k``
+    is at most the majority count. ``ok`` otherwise, for other tasks (regression, sequence),
+    without a baseline or test labels, or for a NaN accuracy."""
     if task != "classification" or baseline is None or baseline.n == 0:
         return OK
     if not math.isfinite(test_accuracy):
         return OK
     k = min(max(round(test_accuracy * baseline.n), 0), baseline.n)
+    if baseline.share**baseline.n >= STUCK_ALPHA:  # 4 balanced labels: 1.0 is not significant
+        return STUCK if k <= round(baseline.share * baseline.n) else OK
     p = sps.binomtest(k, baseline.n, baseline.share, alternative="greater").pvalue
     return STUCK if p >= STUCK_ALPHA else OK
