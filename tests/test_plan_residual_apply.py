@@ -98,3 +98,27 @@ def test_a_plan_of_a_plan_keeps_its_rule():
     again = initlab.plan(residual_mlp(), first)
     assert again.residual_rule == "skipinit"
     assert [r["rule"] for r in again.parameters] == [r["rule"] for r in first.parameters]
+
+
+class _Untraceable(nn.Module):
+    """A residual block with data-dependent control flow: fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        if x.sum() > -1e9:
+            return x + self.b(torch.relu(self.a(x)))
+        return x
+
+
+def test_a_plan_found_from_data_applies_its_rule_without_the_data():
+    # initialize(model, plan) looked for the branches again, without the data, found none
+    # in an untraceable model, and dropped the plan's zero_last_layer silently
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), _Untraceable(), _Untraceable(), nn.Linear(8, 2))
+    plan = initlab.plan(model, "he_normal", residual="zero_last_layer", data=torch.randn(16, 4))
+    record = initlab.initialize(model, plan)
+    assert record.residual == "zero_last_layer"
+    assert model[1].b.weight.abs().max() == 0 and model[2].b.weight.abs().max() == 0

@@ -45,6 +45,7 @@ from initlab.norm_layers import is_norm
 from initlab.residual import ResidualResult, apply_residual
 from initlab.residual.plan import residual_rule
 from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
+from initlab.residual.structure import Structure
 
 INITIALIZABLE = WEIGHT_LAYERS
 """Linear and (transposed) convolution layers of any dimension."""
@@ -146,7 +147,9 @@ def initialize(
             record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
     _init_embeddings(model, embedding, generator, record)
     _run_data_dependent(model, layers, plan, data, record)
-    record.residual_result = apply_residual(model, rule, example=data)
+    planned = getattr(scheme, "residual", None)  # a plan's branches (maybe found by a run)
+    planned = planned if isinstance(planned, Structure) and data is None else None
+    record.residual_result = apply_residual(model, rule, structure=planned, example=data)
     if record.residual_result.actions:
         record.residual = record.residual_result.rule
     return record
