@@ -107,3 +107,73 @@ def test_no_code_at_all_is_one_clear_error():
 def test_a_partial_captured_by_a_lambda_counts_its_arguments():
     narrow, wide = functools.partial(_mlp, 2), functools.partial(_mlp, 64)
     assert callable_digest(lambda: narrow()) != callable_digest(lambda: wide())
+
+
+def test_what_a_notebook_class_reads_counts():
+    # class attributes, properties and globals read by methods were not hashed: WIDTH = 2
+    # and WIDTH = 64 gave one key
+    cell = """
+        def helper():
+            return WIDTH
+
+        class Net(torch.nn.Module):
+            scale = SCALE
+
+            @property
+            def width(self):
+                return helper()
+
+            def __init__(self):
+                super().__init__()
+                self.fc = torch.nn.Linear(4, self.width)
+
+        def build():
+            return Net()
+    """
+    base = callable_digest(_notebook(cell, WIDTH=2, SCALE=1)["build"])
+    assert callable_digest(_notebook(cell, WIDTH=64, SCALE=1)["build"]) != base
+    assert callable_digest(_notebook(cell, WIDTH=2, SCALE=3)["build"]) != base
+    assert callable_digest(_notebook(cell, WIDTH=2, SCALE=1)["build"]) == base
+
+
+def test_a_users_module_counts_by_its_file(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "fp_models.py").write_text("def mlp():\n    return 2\n")
+    module = importlib.import_module("fp_models")
+    try:
+        factory = _notebook("def build():\n    return fp_models.mlp()\n", fp_models=module)
+        before = callable_digest(factory["build"])
+        (tmp_path / "fp_models.py").write_text("def mlp():\n    return 64\n")
+        assert callable_digest(factory["build"]) != before
+    finally:
+        sys.modules.pop("fp_models", None)
+
+
+def test_attribute_names_are_not_globals_and_odd_values_do_not_crash():
+    cell = """
+        def build():
+            m = torch.nn.Linear(4, 4)
+            m.weight.data.zero_()
+            return m
+    """
+    # a global named like an attribute (data) is not read by build: same key, no note
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InitlabNote)
+        assert callable_digest(_notebook(cell, data=object())["build"]) == callable_digest(
+            _notebook(cell, data=[1, 2])["build"]
+        )
+    loop: dict = {}
+    loop["self"] = loop
+    odd = (loop, np.array([object()], dtype=object), torch.empty(3, device="meta"))
+    def factory():
+        return odd
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = callable_digest(factory)
+        assert first == callable_digest(factory)
+    # an object array's bytes are pointers (other in every process): named, not hashed
+    assert any("an object array" in str(w.message) for w in caught)

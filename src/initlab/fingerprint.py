@@ -20,6 +20,7 @@ call to the next: it is hashed by its type, and :func:`callable_digest` says so 
 
 from __future__ import annotations
 
+import dis
 import functools
 import hashlib
 import inspect
@@ -37,7 +38,7 @@ PLAIN = (type(None), bool, int, float, complex, str, bytes)
 def callable_digest(fn: Callable) -> str:
     """sha256 (16 hex digits) of everything ``fn`` depends on (module docstring)."""
     opaque: list[str] = []
-    text = _callable_text(fn, seen=set(), opaque=opaque)
+    text = _callable_text(fn, seen={}, opaque=opaque)
     if opaque:
         from initlab.notes import note
 
@@ -68,7 +69,7 @@ def arrays_digest(arrays: tuple) -> str:
     return digest.hexdigest()[:16]
 
 
-def _callable_text(fn: object, seen: set[int], opaque: list[str]) -> str:
+def _callable_text(fn: object, seen: dict[int, object], opaque: list[str]) -> str:
     if isinstance(fn, functools.partial):
         bound = _describe((fn.args, fn.keywords), "partial arguments", seen, opaque)
         return f"partial({_callable_text(fn.func, seen, opaque)}, {bound})"
@@ -115,32 +116,54 @@ def _outside_values(fn: object) -> Iterator[tuple[str, object]]:
 
 
 def _names(code: types.CodeType) -> set[str]:
-    """The global and attribute names ``code`` and the code nested in it use."""
-    names = set(code.co_names)
+    """The global names ``code`` and the code nested in it load (``LOAD_GLOBAL``,
+    ``LOAD_NAME``; not attribute names: ``m.weight.data`` does not read a global ``data``)."""
+    names = {
+        str(ins.argval)
+        for ins in dis.get_instructions(code)
+        if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")
+    }
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _names(const)
     return names
 
 
-def _describe(value: object, name: str, seen: set[int], opaque: list[str]) -> str:
-    """A text that changes when ``value`` does (module docstring)."""
+def _describe(value: object, name: str, seen: dict[int, object], opaque: list[str]) -> str:
+    """A text that changes when ``value`` does (module docstring); a value that cannot be
+    read (a meta or sparse tensor, a lazy module) is opaque: named by type, and noted."""
     if isinstance(value, PLAIN):
         return repr(value)
-    if isinstance(value, (tuple, list, set, frozenset)):
+    if id(value) in seen:  # a container or definition met before: no endless recursion
+        return f"<{type(value).__name__} seen>"
+    try:
+        return _describe_new(value, name, seen, opaque)
+    except Exception:  # whatever a user object's repr, state_dict or bytes raise
+        opaque.append(f"{name} (a {type(value).__name__})")
+        return type(value).__qualname__
+
+
+def _describe_new(value: object, name: str, seen: dict[int, object], opaque: list[str]) -> str:
+    if isinstance(value, (tuple, list, set, frozenset, dict)):
+        seen[id(value)] = value  # kept alive: its id is not reused
+        if isinstance(value, dict):
+            pairs = [(_describe(k, name, seen, opaque), v) for k, v in value.items()]
+            return (
+                "{" + ", ".join(f"{k}: {_describe(v, name, seen, opaque)}" for k, v in pairs) + "}"
+            )
         items = [_describe(v, name, seen, opaque) for v in value]
         if isinstance(value, (set, frozenset)):
             items.sort()
         return f"{type(value).__name__}[{', '.join(items)}]"
-    if isinstance(value, dict):
-        items = (f"{k!r}: {_describe(v, name, seen, opaque)}" for k, v in value.items())
-        return "{" + ", ".join(items) + "}"
     if _is_array(value):
+        if str(getattr(value, "dtype", "")) == "object":  # pointers: differ in every process
+            opaque.append(f"{name} (an object array)")
+            return "object array"
         return f"array {arrays_digest((value,))}"
     if hasattr(value, "item") and hasattr(value, "dtype") and not hasattr(value, "shape"):
         return repr(value.item())  # a numpy scalar
     if isinstance(value, types.ModuleType):
-        return f"module {value.__name__}"
+        return _module(value)
     if isinstance(value, functools.partial):
         return _callable_text(value, seen, opaque)
     if isinstance(value, (type, types.FunctionType)):
@@ -148,17 +171,29 @@ def _describe(value: object, name: str, seen: set[int], opaque: list[str]) -> st
     return _object(value, name, opaque)
 
 
+def _module(module: types.ModuleType) -> str:
+    """A module by name when installed (torch, numpy); the user's own by its file's hash, so
+    ``lambda: mymodels.mlp()`` changes with ``mymodels.py``."""
+    path = getattr(module, "__file__", None)
+    if not path or _installed(path):
+        return f"module {module.__name__}"
+    from initlab.usercode import file_digest
+
+    return f"module {module.__name__} from file {file_digest(path)}"
+
+
 def _is_array(value: object) -> bool:
     module = type(value).__module__
     return module.startswith(("torch", "numpy")) and hasattr(value, "shape")
 
 
-def _definition(value: object, seen: set[int], opaque: list[str]) -> str:
-    """A function or class: by name when installed, else by its file's or its own source."""
+def _definition(value: object, seen: dict[int, object], opaque: list[str]) -> str:
+    """A function or class: by name when installed, else by its file's or its own source;
+    a class also by what its methods, properties and attributes read (:func:`_class_text`)."""
     label = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
     if id(value) in seen:
         return label
-    seen.add(id(value))
+    seen[id(value)] = value  # kept alive: its id is not reused
     module = sys.modules.get(getattr(value, "__module__", "") or "")
     main = getattr(value, "__module__", None) == "__main__"
     path = None if main else getattr(module, "__file__", None)
@@ -169,14 +204,26 @@ def _definition(value: object, seen: set[int], opaque: list[str]) -> str:
 
         return f"{label} from file {file_digest(path)}"
     if isinstance(value, type):
-        return f"{label} {_source(value) or _class_code(value)}"
+        return f"{label} {_source(value) or ''} {_class_text(value, seen, opaque)}"
     return f"{label} {_callable_text(value, seen, opaque)}"
 
 
-def _class_code(cls: type) -> str:
-    """The bytecode of ``cls``'s own functions (a class typed at a REPL has no source)."""
-    codes = (getattr(v, "__code__", None) for v in vars(cls).values())
-    return "|".join(marshal.dumps(code).hex() for code in codes if code is not None)
+def _class_text(cls: type, seen: dict[int, object], opaque: list[str]) -> str:
+    """A notebook class by its own attributes (functions with what they read, properties,
+    static and class methods, values) and its bases that are not installed."""
+    parts = [_definition(base, seen, opaque) for base in cls.__bases__ if base is not object]
+    for key, attr in vars(cls).items():
+        if key.startswith("__") and key not in ("__init__", "__call__"):
+            continue
+        if isinstance(attr, property):
+            attr = attr.fget  # a setter is not read when the model is built
+        elif isinstance(attr, (staticmethod, classmethod)):
+            attr = attr.__func__
+        if isinstance(attr, types.FunctionType):
+            parts.append(f"{key}: {_callable_text(attr, seen, opaque)}")
+        else:
+            parts.append(f"{key}: {_describe(attr, key, seen, opaque)}")
+    return "\n".join(parts)
 
 
 def _installed(path: str) -> bool:
