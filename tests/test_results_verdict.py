@@ -198,3 +198,24 @@ def test_more_seeds_means_more_than_ran():
     # 3 seeds of which 2 diverged: "more seeds (seeds = 3 or more ...)" asked for what ran
     text = _results({"he": ["ok"] * 3, "big": ["ok", "diverged", "diverged"]}).verdict()
     assert "seeds = 5 or more in the spec, --seeds 5 with compare" in text
+
+
+def test_a_constant_lower_group_does_not_block_a_clear_winner():
+    # he 1.0 on every seed, xavier clearly lower, zeros constant at 0.5: the one undefined
+    # comparison (he vs zeros) made the whole verdict "no winner ... test set too small"
+    rows = []
+    for group, scores in {
+        "he": [1.0] * 5,
+        "xavier": [0.90, 0.92, 0.91, 0.93, 0.89],
+        "zeros": [0.5] * 5,
+    }.items():
+        rows += [
+            {"run_id": f"{group}{s}", "init": group, "seed": s, "status": "ok",
+             "test_accuracy": v, "final_train_loss": 1.0}
+            for s, v in enumerate(scores)
+        ]  # fmt: skip
+    runs = pd.DataFrame(rows)
+    epochs = runs[["run_id", "init", "seed"]].assign(epoch=1, train_loss=1.0, val_accuracy=0.5)
+    text = ResultSet(runs, epochs).verdict()
+    assert text.startswith("winner: he, better than the other group")
+    assert "zeros scored the same on every seed" in text

@@ -290,23 +290,29 @@ def verdict(
     best, runner = ranked.iloc[0], ranked.iloc[1]
     if best["n"] < 2 or runner["n"] < 2:
         return _too_few_scores(ranked, lost or {})
-    if constant := _constant_scores(ranked):
-        return constant
+    if pd.isna(runner["p_vs_best"]):  # the deciding comparison is undefined
+        return _constant_scores(ranked)
     others = len(ranked) - 1
     tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
     if not tied:
-        tested = int((ranked["n"].iloc[1:] >= 2).sum())
-        worst = float(ranked["p_holm"].iloc[1:].max())
+        rest = ranked.iloc[1:]
+        tested = int(((rest["n"] >= 2) & rest["p_vs_best"].notna()).sum())
+        worst = float(rest["p_holm"].max())
         them = "the other group" if tested == 1 else f"each of the {tested} others"
         text = (
             f"winner: {best['group']}, better than {them} "
             f"(Welch's t-test, Holm-adjusted p ≤ {worst:.2g})"
         )
-        if tested < others:
+        short = int((rest["n"] < 2).sum())
+        if short:
             text += (
-                f"; {others - tested} group(s) with fewer than two finished seeds "
+                f"; {short} group(s) with fewer than two finished seeds "
                 "(diverged, failed) not compared"
             )
+        flat = rest[(rest["n"] >= 2) & rest["p_vs_best"].isna()]
+        if len(flat):
+            text += f"; {_some(list(flat['group']))} scored the same on every seed, as "
+            text += f"{best['group']} did: Welch's test cannot compare them"
         return text
     names = _some(tied)
     counts = ranked["n"][ranked["n"] >= 2].astype(int)
