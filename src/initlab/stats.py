@@ -311,10 +311,10 @@ def verdict(
             )
         flat = rest[(rest["n"] >= 2) & rest["p_vs_best"].isna()]
         if len(flat):
-            text += f"; {_some(list(flat['group']))} scored the same on every seed, as "
+            text += f"; {some_names(list(flat['group']))} scored the same on every seed, as "
             text += f"{best['group']} did: Welch's test cannot compare them"
         return text
-    names = _some(tied)
+    names = some_names(tied)
     counts = ranked["n"][ranked["n"] >= 2].astype(int)
     seeds = f"{counts.min()}–{counts.max()}" if counts.min() != counts.max() else f"{counts.min()}"
     text = (
@@ -348,14 +348,14 @@ def _constant_scores(ranked: pd.DataFrame) -> str:
     if flat.empty:
         return ""
     best = ranked.iloc[0]
-    names = _some([f"{g} ({m:.4f})" for g, m in zip(flat["group"], flat["mean"], strict=True)])
+    names = some_names([f"{g} ({m:.4f})" for g, m in zip(flat["group"], flat["mean"], strict=True)])
     return (
         f"no winner: every seed scored the same in {best['group']} ({best['mean']:.4f}) and "
         f"in {names}, so Welch's t-test cannot compare them: the test set may be too small"
     )
 
 
-def _some(names: list[str]) -> str:
+def some_names(names: list[str]) -> str:
     """``a, b, c and 2 more``: the first three names and how many others."""
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
@@ -367,7 +367,7 @@ def _too_few_scores(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:
     short = ranked[ranked["n"] < 2]
     found, total = [s for g in short["group"] for s in lost.get(g, [])], int(short["runs"].sum())
     single = int((short["runs"] < 2).sum())
-    names = _some(list(short["group"]))
+    names = some_names(list(short["group"]))
     kinds = list(dict.fromkeys(found))
     reasons = [
         f"all {total} of their runs {s}"

@@ -30,7 +30,7 @@ from initlab.results import (
     retry_hint,
 )
 from initlab.scores import Score
-from initlab.stats import group_label
+from initlab.stats import group_label, some_names
 from initlab.store import Store, open_store, store_path
 from initlab.sweep.engine import Outcome
 from initlab.sweep.runner import (
@@ -350,9 +350,4 @@ def failure_lines(runs: pd.DataFrame, group_by: Sequence[str], width: int = 160)
         line = text.strip().splitlines()[0] if text.strip() else "(no message)"
         line = line if len(line) <= width else line[: width - 1] + "…"
         by_message.setdefault(line, []).append(group_label(key))
-    return [f"{_few(groups)}: {line}" for line, groups in by_message.items()]
-
-
-def _few(names: list[str]) -> str:
-    """``a, b, c and 2 more``."""
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return [f"{some_names(groups)}: {line}" for line, groups in by_message.items()]
