@@ -198,3 +198,9 @@ def test_coord_check_names_the_type_of_bad_data():
     with pytest.raises(InitlabError) as e:
         coord_check("mlp", widths=(8, 16), seeds=2, steps=1, data={"x": np.zeros((100, 8))})
     assert str(e.value).endswith("got a dict") and len(str(e.value)) < 200
+
+
+def test_a_fractional_hidden_width_is_refused_not_truncated():
+    assert RunConfig(hidden=(64.0, np.int64(32))).hidden == (64, 32)
+    with pytest.raises(InitlabError, match=r"hidden widths must be whole numbers, got 64\.7"):
+        RunConfig(hidden=(64.7,))

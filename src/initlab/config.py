@@ -96,7 +96,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         for f in fields(self):  # numpy scalars as Python's: the key and the store are JSON
             object.__setattr__(self, f.name, plain(getattr(self, f.name)))
-        object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
+        object.__setattr__(self, "hidden", _widths(self.hidden))
         object.__setattr__(self, "output_init", output_scheme(self.output_init))
         validate_numbers(self)
 
@@ -155,6 +155,16 @@ class RunConfig:
         if is_user_spec(self.model):
             return f"{self.init}/{arch}/seed{self.seed}"
         return f"{self.init}/{self.activation}/{arch}/seed{self.seed}"
+
+
+def _widths(hidden: Any) -> tuple[int, ...]:
+    """``hidden`` as a tuple of ints; a width that is not a whole number is refused (64.7
+    was truncated to 64)."""
+    widths = tuple(hidden) if isinstance(hidden, (list, tuple)) else (hidden,)
+    for width in widths:
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or width != int(width):
+            raise InitlabError(f"hidden widths must be whole numbers, got {width!r}")
+    return tuple(int(w) for w in widths)
 
 
 def plain(value: Any) -> Any:
