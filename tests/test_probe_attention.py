@@ -136,3 +136,19 @@ def test_fully_saturated_rows_count_and_script_modules_neither_crash_nor_keep_ho
     y = torch.randint(0, 3, (4, 8), generator=GEN)
     diagnose(model, x, y)
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model[1:].modules())
+
+
+def test_a_segmentation_heads_softmax_is_not_attention():
+    # a channels-last softmax over classes [B, H, W, C] was counted as attention
+    class Segmenter(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Linear(16, 5)
+
+        def forward(self, x):  # x: [B, H, W, 16]
+            return torch.softmax(self.head(x) * 50, dim=-1)
+
+    model = Segmenter()
+    with AttentionRecorder(model) as recorder:
+        model(torch.randn(2, 6, 7, 16, generator=GEN))
+    assert recorder.records == []

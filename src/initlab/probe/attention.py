@@ -13,7 +13,9 @@ start (the "attention entropy collapse" of Zhai et al. 2023).
 weights recomputed from ``q``, ``k``, the mask and the scale), every
 ``F.multi_head_attention_forward`` (``nn.MultiheadAttention``; run once more asking for its
 weights, with dropout off so the random stream is untouched) and every softmax over the last
-dim of a square ``[..., T, T]`` or ≥ 4-D tensor (a hand-written attention). For each, over the
+dim of square ``[..., T, T]`` scores, or of any ≥ 3-D scores in a module named like
+attention (a hand-written attention; not a segmentation head's softmax over classes). For
+each, over the
 queries that may look at two keys or more: ``top_weight`` = the mean over queries of the
 largest weight. Uniform attention over ``T`` keys gives ``1/T``; PyTorch's default init
 about 0.1–0.2 at T = 16.
@@ -85,7 +87,7 @@ class AttentionRecorder(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         try:
-            found = _weights(func, args, kwargs, out)
+            found = _weights(func, args, kwargs, out, self._stack[-1] if self._stack else "")
         except Exception:  # an observer never breaks the user's forward pass
             found = None
         if found is not None:
@@ -102,15 +104,22 @@ class AttentionRecorder(TorchFunctionMode):
             self.records.append(AttentionRecord(module, weights.shape[-1], float(rows.mean())))
 
 
-def _weights(func, args: tuple, kwargs: dict, out: object) -> tuple[Tensor, Tensor] | None:
-    """``(weights, allowed keys)`` of one call (module docstring), ``None`` for other calls."""
+def _weights(
+    func, args: tuple, kwargs: dict, out: object, module: str = ""
+) -> tuple[Tensor, Tensor] | None:
+    """``(weights, allowed keys)`` of one call (module docstring), ``None`` for other calls;
+    ``module``: the innermost module running it."""
     with torch.no_grad():
         if func is F.scaled_dot_product_attention:
             logits = _sdpa_logits(*args, **kwargs)
             return torch.softmax(logits, -1), _allowed(logits)
         if func is F.multi_head_attention_forward:
             return _mha_weights(args, kwargs)
-        if func in SOFTMAXES and isinstance(out, Tensor) and _attention_shaped(out, args, kwargs):
+        if (
+            func in SOFTMAXES
+            and isinstance(out, Tensor)
+            and _attention_shaped(out, args, kwargs, module)
+        ):
             return out, _allowed(args[0])
     return None
 
@@ -121,11 +130,14 @@ def _allowed(logits: Tensor) -> Tensor:
     return torch.isfinite(logits) & (logits > floor)
 
 
-def _attention_shaped(out: Tensor, args: tuple, kwargs: dict) -> bool:
+def _attention_shaped(out: Tensor, args: tuple, kwargs: dict, module: str = "") -> bool:
+    """A softmax over the last dim of square ``[..., T, T]`` scores (self-attention), or of
+    any ≥ 3-D scores inside a module named like attention (``attn``, cross-attention's
+    ``[..., T, S]``): not a segmentation head's softmax over ``[B, H, W, classes]``."""
     dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
     if dim not in (-1, out.dim() - 1) or out.dim() < 3:
         return False
-    return out.dim() >= 4 or out.shape[-1] == out.shape[-2]
+    return out.shape[-1] == out.shape[-2] or "att" in module.rsplit(".", 1)[-1].lower()
 
 
 def _sdpa_logits(
