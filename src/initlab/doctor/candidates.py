@@ -48,7 +48,7 @@ from initlab.usercode import is_user_spec
 PLANNED = "initlab.doctor.candidates:planned_model"
 """The factory spec that applies a per-layer plan to a user's model."""
 DEFAULT = "default"
-AS_BUILT = "the model as built (its own init; PyTorch's defaults where it sets none)"
+WHY_DEFAULT = "the model as built (its own init; PyTorch's defaults where it sets none)"
 """Why ``default`` is a candidate: the reference every other init must beat."""
 NAMED = (DEFAULT, "plan", "orthogonal")
 """Candidate names of ``--candidates`` that are not initializer specs (``orthogonal`` is
@@ -138,7 +138,7 @@ def auto_candidates(
     """The ``auto`` candidates for ``model`` (see the module docstring), de-duplicated by
     their settings (the first name wins)."""
     found = [
-        Candidate(DEFAULT, {"init": DEFAULT}, why=AS_BUILT),
+        Candidate(DEFAULT, {"init": DEFAULT}, why=WHY_DEFAULT),
     ]
     if start and start != DEFAULT:
         found.append(Candidate(start, {"init": start}, why="your starting init (--init)"))
@@ -182,7 +182,7 @@ def listed_candidates(
     """Candidates named by the user: ``default``, ``plan``, ``orthogonal`` (the family
     plan) or any init spec; ``default`` and the starting init are always included (the
     references)."""
-    found = [Candidate(DEFAULT, {"init": DEFAULT}, why=AS_BUILT)]
+    found = [Candidate(DEFAULT, {"init": DEFAULT}, why=WHY_DEFAULT)]
     if start and start != DEFAULT:
         found.append(Candidate(start, {"init": start}, why="your starting init (--init)"))
     for name in names:
