@@ -246,3 +246,33 @@ def test_parallel_layers_count_once_in_fixups_depth():
     result = apply_residual(model, "fixup")
     assert result.actions["1.gate.weight"] == result.actions["1.up.weight"] == f"× {4**-0.5:.4g}"
     assert result.actions["1.down.weight"] == "zeroed" and not model[1].down.weight.any()
+
+
+class _MHABlock(nn.Module):
+    """A pre-norm block adding ``self.attn(h, h, h)[0]``: the branch ends in the first item
+    of nn.MultiheadAttention's tuple, which the rules refused as 'a function call'."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, 4, batch_first=True)
+        self.fc1, self.fc2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+
+    def forward(self, x):
+        h = self.n1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.fc2(torch.relu(self.fc1(self.n2(x))))
+
+
+@pytest.mark.parametrize("rule", ["skipinit", "fixup"])
+def test_a_branch_ending_in_multihead_attentions_first_output_takes_the_rules(rule):
+    torch.manual_seed(0)
+    model = nn.Sequential(_MHABlock(), _MHABlock())
+    x = torch.randn(2, 5, 16)
+    record = initialize(model, "he_normal", residual=rule)
+    assert f"0.attn.{'skipinit_gate' if rule == 'skipinit' else 'fixup_scale'}" in dict(
+        model.named_parameters()
+    )
+    assert record.residual_result.structure.depth == 4
+    if rule == "skipinit":  # every branch gated to 0: each block passes x through exactly
+        assert torch.equal(model(x), x)

@@ -89,6 +89,19 @@ def fx_structure(model: nn.Module, graph: fx.Graph, method: str = "fx") -> Struc
     return structure
 
 
+def _output_module(op: fx.Node) -> str | None:
+    """The module whose output the branch adds: the one called last, or the one whose first
+    output is taken (``self.attn(x, x, x)[0]``: ``nn.MultiheadAttention`` returns a tuple);
+    ``None`` for a function call (the rules that hook an output need a module)."""
+    if op.op == "call_module":
+        return str(op.target)
+    if op.op == "call_function" and op.target is operator.getitem and op.args[1] == 0:
+        source = op.args[0]
+        if isinstance(source, fx.Node) and source.op == "call_module":
+            return str(source.target)
+    return None
+
+
 def _branch_of(
     a: fx.Node, b: fx.Node, modules: dict[str, nn.Module], order: dict[fx.Node, int]
 ) -> Branch | None:
@@ -109,7 +122,7 @@ def _branch_of(
     if not layers:
         return None
     last_norm = _last_norm(path, modules, layers[-1])
-    output = op.target if op.op == "call_module" else None
+    output = _output_module(op)
     depths = _depths(path, modules, layers)
     return Branch(0, layers, last_norm, skip_layers, output, depths=depths)
 

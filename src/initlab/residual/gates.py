@@ -19,15 +19,23 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 
-def _gate_hook(module: nn.Module, args: Any, output: Tensor) -> Tensor:
-    return output * module.skipinit_gate
+def _on_first(output: Any, change: Any) -> Any:
+    """``change`` applied to ``output``, or to its first item when it is a tuple (an
+    ``nn.MultiheadAttention`` returns ``(attended, weights)``; the branch adds the first)."""
+    if isinstance(output, tuple):
+        return (change(output[0]), *output[1:])
+    return change(output)
 
 
-def _fixup_out_hook(module: nn.Module, args: Any, output: Tensor) -> Tensor:
-    return output * module.fixup_scale + module.fixup_bias
+def _gate_hook(module: nn.Module, args: Any, output: Any) -> Any:
+    return _on_first(output, lambda out: out * module.skipinit_gate)
+
+
+def _fixup_out_hook(module: nn.Module, args: Any, output: Any) -> Any:
+    return _on_first(output, lambda out: out * module.fixup_scale + module.fixup_bias)
 
 
 def _fixup_in_hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
