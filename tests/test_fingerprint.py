@@ -168,6 +168,7 @@ def test_attribute_names_are_not_globals_and_odd_values_do_not_crash():
     loop: dict = {}
     loop["self"] = loop
     odd = (loop, np.array([object()], dtype=object), torch.empty(3, device="meta"))
+
     def factory():
         return odd
 

@@ -116,8 +116,7 @@ class StackTrainer:
         self.data_gens = [make_generator(m.seed, "data") for m in members]
         where = device_name(self.device)
         self.results = [
-            RunResult(config=None, status="running", task=plan.task, device=where)
-            for _ in members
+            RunResult(config=None, status="running", task=plan.task, device=where) for _ in members
         ]
         self.alive = torch.ones(self.size, dtype=torch.bool, device=self.device)
         self.dead_at = torch.full((self.size,), -1, dtype=torch.long, device=self.device)
