@@ -99,10 +99,12 @@ def test_zipf_copies_has_zipf_frequencies_and_copies_at_the_lag():
 
 
 @cache
-def gpt_check(widths: tuple[int, ...], param: str = "mup"):
+def gpt_check(widths: tuple[int, ...], param: str = "mup", seeds: int = 3):
     """The issue's command: ``initlab scaling --model gpt --widths ... --param mup --lr 1e-2
     --steps 4 --batch-size 16`` (default data, 3 seeds)."""
-    return coord_check("gpt", widths=widths, param=param, lr=1e-2, steps=4, batch_size=16)
+    return coord_check(
+        "gpt", widths=widths, param=param, lr=1e-2, steps=4, batch_size=16, seeds=seeds
+    )
 
 
 @pytest.mark.slow
@@ -120,7 +122,10 @@ def test_the_gpt_under_mup_flags_nothing(widths):
 
 @pytest.mark.slow
 def test_the_gpt_under_sp_flags_hidden_updates_and_logits_growing():
-    result = gpt_check((32, 64, 128, 256), "sp")
+    # 5 seeds: SP at lr 1e-2 is noisy at the larger widths (log-sd 0.3–0.6 at width 256), and
+    # with 3 seeds the layer 1 projection's growth (width^1.0, p ≈ 5e-4) stays short of Holm's
+    # threshold over the check's ~190 fits (docs/scaling.md §3)
+    result = gpt_check((32, 64, 128, 256), "sp", seeds=5)
     growing = {v.module for v in result.flagged() if v.slope > 0 and v.metric == "update"}
     assert {"blocks.0.attn.q", "blocks.0.mlp.fc", "blocks.1.attn.proj"} <= growing
     assert not any(v.finite_width for v in result.verdicts)

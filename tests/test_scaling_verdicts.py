@@ -32,7 +32,7 @@ def frame(slope: float, noise: float, seeds: int = 3, rng_seed: int = 0) -> pd.D
 
 
 def test_exact_power_law_gives_its_exponent():
-    slope, low, high, n = fit(np.log(WIDTHS), 2.0 * WIDTHS**0.49)
+    slope, low, high, n, *_ = fit(np.log(WIDTHS), 2.0 * WIDTHS**0.49)
     assert n == 5
     assert slope == pytest.approx(0.49, abs=1e-9)
     assert low <= slope <= high and high - low < 1e-6

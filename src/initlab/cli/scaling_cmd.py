@@ -48,7 +48,9 @@ def scaling(
         str, typer.Option(help="the factory's keyword for the depth (e.g. n_layer)")
     ] = "depth",
     widths: Annotated[str, typer.Option(help="increasing widths")] = "64,128,256,512,1024",
-    param: Annotated[str, typer.Option(help="sp, ntk or mup (docs/scaling.md)")] = "sp",
+    param: Annotated[
+        str, typer.Option(help="sp, ntk, mup, or default (the model as built) (docs/scaling.md)")
+    ] = "sp",
     depths: Annotated[
         str | None, typer.Option(help="depths to fit against, e.g. 2,4,8 (factory 'depth')")
     ] = None,

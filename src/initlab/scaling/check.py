@@ -16,11 +16,14 @@ from typing import Any
 import pandas as pd
 import torch
 
+from initlab.config import plain
 from initlab.data import load
 from initlab.errors import InitlabError
-from initlab.scaling.coords import CoordSettings, batch_source, coord_data, scaling_notes
-from initlab.scaling.parametrize import tie_hint
-from initlab.scaling.shapes import ParamShape, check_factory, infer_shapes, renamed
+from initlab.scaling.coords import CoordSettings, batch_source, coord_data, preflight
+from initlab.scaling.fits import PER_X_VALUES
+from initlab.scaling.parametrize import AS_BUILT, parametrized, tie_hint
+from initlab.scaling.roles import LayerRoles, layer_roles, roles_note
+from initlab.scaling.shapes import Factory, ParamShape, check_factory, infer_shapes, renamed
 from initlab.scaling.verdicts import (
     Verdict,
     depth_verdicts,
@@ -107,6 +110,18 @@ class ScalingResult:
         return paths
 
 
+def pooled_note(seeds: int) -> list[str]:
+    """One line when there are too few seeds for every width to have its own noise in the
+    fits (:data:`~initlab.scaling.fits.PER_X_VALUES`)."""
+    if seeds >= PER_X_VALUES:
+        return []
+    return [
+        f"with {seeds} seed(s) the fits take one seed noise for every width (pooled least "
+        f"squares); --seeds {PER_X_VALUES} or more gives each width its own, which a noisier "
+        "small width needs (docs/scaling.md §3)"
+    ]
+
+
 def finite_width_note(count: int) -> str:
     """The line saying how many ``update`` fits were left unflagged as finite-width."""
     return (
@@ -161,18 +176,17 @@ def coord_check(
     (``n_embd``, ``n_layer``) when they are not named ``width``/``depth``. ``seeds``: a
     count (seeds ``0..n-1``) or explicit seeds, as in ``compare``. ``data``: what
     ``compare`` takes (a dataset name, a spec, a function, or ``(x_train, y_train, x_test,
-    y_test)`` tensors/arrays; :func:`initlab.usercode.data_spec`). Every user mistake
-    raises :class:`InitlabError` before any training."""
-    settings = CoordSettings(
-        widths=tuple(int(w) for w in widths),
+    y_test)`` tensors/arrays; :func:`initlab.usercode.data_spec`). ``param="default"``: the
+    model as built. Every user mistake raises :class:`InitlabError` before any training (a
+    model that cannot run at a width in between: when met, naming it)."""
+    lr = DEFAULT_LR.get(optimizer, 1e-3) if lr is None else float(lr)
+    settings = coord_settings(
+        (widths, depths, seeds, base_width),
         param=param,
         optimizer=optimizer,
-        lr=DEFAULT_LR.get(optimizer, 1e-3) if lr is None else float(lr),
+        lr=lr,
         steps=int(steps),
-        seeds=seed_list(seeds if isinstance(seeds, int) else [int(s) for s in seeds]),
-        depths=tuple(int(d) for d in depths),
         batch_size=int(batch_size),
-        base_width=base_width,
         kwargs=dict(model_args or {}),
     )
     factory = renamed(resolve_factory(model), width_arg, depth_arg)
@@ -186,15 +200,68 @@ def coord_check(
     dataset = load(data_spec(data), task=task)  # a name, spec, function or arrays, as compare
     the_device = resolve_device(device)
     batches = batch_source(dataset.x_train, dataset.y_train, settings.batch_size, the_device)
-    notes = scaling_notes(factory, settings, batches, the_device)
+    before = preflight(factory, settings, batches, the_device)
+    notes = before.notes + pooled_note(len(settings.seeds))
     with torch.random.fork_rng(devices=[]):
         coords = coord_data(factory, settings, batches, resolve_task(task, dataset), the_device)
-    kinds = {name: s.kind for name, s in shapes.items()}
-    verdicts = explain_finite_width(width_verdicts(coords) + depth_verdicts(coords))
-    verdicts = with_sentences(verdicts, param, optimizer, kinds, tie_hints(shapes))
+    roles = depth_roles(factory, settings)
+    notes += [roles_note(roles)] if roles else []
+    verdicts = judge(coords, settings, shapes, roles, before.attention)
     if explained := sum(v.finite_width for v in verdicts):
         notes.append(finite_width_note(explained))
+    kinds = {name: s.kind for name, s in shapes.items()}
     return ScalingResult(settings, coords, verdicts, kinds, notes, not_judged(coords))
+
+
+def coord_settings(sizes: tuple[Any, Any, Any, Any], **settings: Any) -> CoordSettings:
+    """:class:`CoordSettings` from the user's ``(widths, depths, seeds, base_width)`` (numpy
+    integers as ints, :func:`initlab.config.plain`; ``seeds`` a count or a list, as in
+    ``compare``) and the other ``settings``."""
+    widths, depths, seeds, base_width = plain(list(sizes))
+    return CoordSettings(
+        widths=tuple(int(w) for w in widths),
+        seeds=seed_list(seeds if isinstance(seeds, int) else [int(s) for s in seeds]),
+        depths=tuple(int(d) for d in depths),
+        base_width=base_width,
+        **settings,
+    )
+
+
+def judge(
+    coords: pd.DataFrame,
+    settings: CoordSettings,
+    shapes: Mapping[str, ParamShape],
+    roles: Mapping[int, LayerRoles],
+    attention: bool,
+) -> list[Verdict]:
+    """The width and depth verdicts of ``coords`` (each family judged by Holm, fits moving
+    only through the random-alignment floor explained), the flagged ones with sentences
+    (tied weights named unless the model is checked as built; attention named only when the
+    model has it)."""
+    verdicts = explain_finite_width(width_verdicts(coords) + depth_verdicts(coords, roles))
+    ties = {} if settings.param == AS_BUILT else tie_hints(shapes)
+    kinds = {name: s.kind for name, s in shapes.items()}
+    return with_sentences(verdicts, settings.param, settings.optimizer, kinds, ties, attention)
+
+
+def depth_roles(factory: Factory, settings: CoordSettings) -> dict[int, LayerRoles]:
+    """Per depth of ``--depths``, every layer's role and the readout
+    (:mod:`initlab.scaling.roles`), from the model at the smallest width; ``{}`` without
+    depths."""
+    roles = {}
+    for depth in settings.depths:
+        built = parametrized(
+            factory,
+            settings.param,
+            width=settings.widths[0],
+            base_width=settings.base,
+            optimizer=settings.optimizer,
+            lr=settings.lr,
+            kwargs=dict(settings.kwargs) | {"depth": depth},
+            seed=settings.seeds[0],
+        )
+        roles[depth] = layer_roles(built.shapes, built.readout)
+    return roles
 
 
 def tie_hints(shapes: Mapping[str, ParamShape]) -> dict[str, str]:

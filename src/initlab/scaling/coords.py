@@ -36,7 +36,7 @@ from torch.overrides import TorchFunctionMode
 
 from initlab.errors import InitlabError
 from initlab.probe.trace import trace
-from initlab.scaling.parametrize import Parametrized, parametrized
+from initlab.scaling.parametrize import ATTN_ATTRIBUTE, Parametrized, parametrized
 from initlab.scaling.shapes import Factory
 from initlab.scaling.verdicts import MIN_VALUES
 from initlab.train.tasks import model_loss
@@ -110,31 +110,71 @@ def check_design(option: str, sizes: Sequence[int], seeds: int) -> None:
     )
 
 
+ATTENTION_FUNCTIONS = frozenset({"scaled_dot_product_attention", "softmax"})
+"""Torch functions whose call marks a forward as attention: fused attention, and the softmax
+hand-written attention normalizes its logits with (a model's forward rarely calls softmax
+otherwise; its loss does, outside the forward)."""
+
+
 class AttentionWatch(TorchFunctionMode):
-    """Notes every ``scaled_dot_product_attention`` call made without ``scale=`` (1/√d)."""
+    """Counts the attention calls of a forward (:data:`ATTENTION_FUNCTIONS`) and the
+    ``scaled_dot_product_attention`` calls made without ``scale=`` (1/√d)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.unscaled = 0
+        self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
+        self.calls += name in ATTENTION_FUNCTIONS
         if name == "scaled_dot_product_attention" and kwargs.get("scale") is None:
             self.unscaled += len(args) < 7
         return func(*args, **kwargs)
 
 
-def scaling_notes(
+def attention_modules(model: nn.Module) -> list[str]:
+    """The modules that are attention by type: an ``nn.MultiheadAttention``, a class whose name
+    contains "Attention", or one with an ``attn_scale`` attribute
+    (:data:`~initlab.scaling.parametrize.ATTN_ATTRIBUTE`)."""
+    return [
+        name or "(model)"
+        for name, m in model.named_modules()
+        if isinstance(m, nn.MultiheadAttention)
+        or "attention" in type(m).__name__.lower()
+        or isinstance(getattr(m, ATTN_ATTRIBUTE, None), float)
+    ]
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What one forward pass of the model at the largest width says before the check runs:
+    the notes (what the parametrization changed or could not change) and whether the model
+    has attention (an attention module, :func:`attention_modules`, or an attention call in its
+    forward, :class:`AttentionWatch`): only then do the verdicts mention its 1/d scale."""
+
+    notes: list[str]
+    attention: bool
+
+
+def where(width: int, depth: int) -> str:
+    """``"width 90, depth 2"`` (``depth`` < 0: the factory has none): what an error is about."""
+    return f"width {width}" + (f", depth {depth}" if depth >= 0 else "")
+
+
+def preflight(
     factory: Factory, settings: CoordSettings, batches: Batches, device: torch.device
-) -> list[str]:
-    """What the parametrization changed or could not change (attention scales), from the
-    model at the base width, and a check that it runs on the data (one forward pass)."""
+) -> Preflight:
+    """The model at the largest width (and the first depth) under the parametrization: its
+    notes (:class:`Preflight`), and a check that it runs on the data (one forward pass on two
+    examples; one line naming the width and depth if it cannot)."""
     kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
+    width = settings.widths[-1]
     built = parametrized(
         factory,
         settings.param,
-        width=settings.widths[-1],
+        width=width,
         base_width=settings.base,
         optimizer=settings.optimizer,
         lr=settings.lr,
@@ -143,24 +183,36 @@ def scaling_notes(
     )
     x = batches(settings.seeds[0], 0)[0][:2]
     try:
-        notes = attention_notes(built.model.to(device), x)
+        watch = watch_attention(built.model.to(device), x)
     except Exception as exc:
         first = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise InitlabError(f"the model cannot run on the data: {first}") from None
-    return built.notes + notes
+        at = where(width, factory_depth(factory, kwargs))
+        raise InitlabError(f"{at}: the model cannot run on the data: {first}") from None
+    notes = built.notes + unscaled_notes(watch)
+    return Preflight(notes, bool(watch.calls or attention_modules(built.model)))
 
 
-def attention_notes(model: nn.Module, x: Tensor) -> list[str]:
-    """One line when the model's forward calls attention with its built-in 1/√d scale."""
+def watch_attention(model: nn.Module, x: Tensor) -> AttentionWatch:
+    """One forward pass of ``model`` on ``x`` under an :class:`AttentionWatch`."""
     watch = AttentionWatch()
     with torch.no_grad(), watch:
         model(x)
+    return watch
+
+
+def unscaled_notes(watch: AttentionWatch) -> list[str]:
+    """One line when the watched forward called attention with its built-in 1/√d scale."""
     if not watch.unscaled:
         return []
     return [
         f"{watch.unscaled} scaled_dot_product_attention call(s) use the default 1/√d scale; "
         "muP needs 1/d — pass scale=1/d in the model (initlab cannot change it from outside)"
     ]
+
+
+def attention_notes(model: nn.Module, x: Tensor) -> list[str]:
+    """:func:`unscaled_notes` of one forward pass of ``model`` on ``x``."""
+    return unscaled_notes(watch_attention(model, x))
 
 
 Batches = Callable[[int, int], tuple[Tensor, Tensor]]
@@ -245,6 +297,19 @@ def _snapshot(model: nn.Module) -> dict[int, dict[str, Tensor]]:
     }
 
 
+def _forward(model: nn.Module, x: Tensor, step: int) -> tuple[list, Any]:
+    """The traced forward pass; at step 0 (before any update) an exception is the model not
+    running on the data: one line."""
+    try:
+        with torch.enable_grad():
+            return trace(model, x)
+    except Exception as exc:
+        if step:
+            raise
+        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise InitlabError(f"the model cannot run on the data: {first}") from None
+
+
 def run_one(
     built: Parametrized, batches: Batches, seed: int, steps: int, loss: Callable
 ) -> list[tuple]:
@@ -257,8 +322,7 @@ def run_one(
     model.train()
     for step in range(steps + 1):
         x, y = batches(seed, step)
-        with torch.enable_grad():
-            calls, out = trace(model, x)
+        calls, out = _forward(model, x, step)
         if not isinstance(out, Tensor):
             raise InitlabError(f"the model returned a {type(out).__name__}, not a tensor")
         rows += [(step, *r) for r in _rows(calls, out, prev, zero)]
@@ -283,6 +347,7 @@ def coord_data(
     frames = []
     for depth in settings.depths or (None,):
         kwargs = dict(settings.kwargs) | ({} if depth is None else {"depth": depth})
+        depth_of = factory_depth(factory, kwargs)
         for width in settings.widths:
             for seed in settings.seeds:
                 built = parametrized(
@@ -296,10 +361,13 @@ def coord_data(
                     seed=seed,
                 )
                 built.model.to(device)
-                rows = run_one(built, batches, seed, settings.steps, loss)
+                try:
+                    rows = run_one(built, batches, seed, settings.steps, loss)
+                except InitlabError as exc:  # say which model it was
+                    raise InitlabError(f"{where(width, depth_of)}: {exc}") from None
                 frame = pd.DataFrame(rows, columns=["step", "module", "metric", "value"])
                 frame.insert(0, "seed", seed)
-                frame.insert(0, "depth", factory_depth(factory, kwargs))
+                frame.insert(0, "depth", depth_of)
                 frame.insert(0, "width", width)
                 frame.insert(0, "param", settings.param)
                 frames.append(frame)

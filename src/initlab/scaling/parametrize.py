@@ -7,7 +7,10 @@
 Every rule is normalized at ``base_width``: at the base width SP, NTK and muP are the model as
 its factory built it, trained at ``lr``. Away from it, with ``m_in``/``m_out`` the fan
 multipliers of :mod:`initlab.scaling.shapes`, each parameter is rescaled to the rms the table
-asks for (``target_rms = base_rms · init_factor``) and gets ``lr · lr_factor``.
+asks for (``target_rms = base_rms · init_factor``) and gets ``lr · lr_factor``; a note says
+which parameters that changed beyond sampling noise (:func:`rescale_note`). ``"default"`` is
+the model exactly as its factory built it at every width, every parameter at ``lr`` (SP's
+learning rates without the init's normalization): the init as built is what gets checked.
 """
 
 from __future__ import annotations
@@ -23,15 +26,23 @@ from torch import nn
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.layer_order import known_output_layer
 from initlab.notes import note
+from initlab.scaling.rescale import (
+    AS_BUILT,
+    changed_beyond_noise,
+    rescale,
+    rescale_note,
+    rescale_ratios,
+)
 from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes, renamed
 
-PARAMETRIZATIONS = ("sp", "ntk", "mup")
+PARAMETRIZATIONS = ("sp", "ntk", "mup", "default")
 OPTIMIZERS = ("sgd", "adam")
 ATTN_ATTRIBUTE = "attn_scale"
 DESCRIPTIONS = {
     "sp": "standard parametrization: init variance ∝ 1/fan_in, one learning rate",
     "ntk": "neural tangent parametrization: W = w/√fan_in, learning rate η on w",
     "mup": "maximal-update parametrization (Tensor Programs V, Table 3)",
+    "default": "the model as its factory built it at every width, one learning rate",
 }
 
 
@@ -48,6 +59,9 @@ class Parametrized:
     init_factor: dict[str, float]
     lr_factor: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    readout: str | None = None
+    """The model's output layer (:func:`initlab.layer_order.known_output_layer`; ``None``:
+    the call order is unknown)."""
 
     def param_groups(self) -> list[dict[str, Any]]:
         """``torch.optim`` parameter groups, one per distinct learning rate, each with its
@@ -61,10 +75,13 @@ class Parametrized:
         return list(groups.values())
 
 
-def init_factor(param: str, shape: ParamShape, readout_zero_init: bool) -> float:
+def init_factor(param: str, shape: ParamShape, readout_zero_init: bool) -> float | None:
     """The factor on the parameter's base rms (0: zero it): variance base/m_in for hidden
     weights and SP/NTK output weights; muP's output weights 0 (``readout_zero_init``) or
-    base/m_in² (Table 3's 1/fan_in²); base for everything else."""
+    base/m_in² (Table 3's 1/fan_in²); base for everything else. ``None`` under
+    ``"default"``: the parameter is left as built."""
+    if param == AS_BUILT:
+        return None
     if shape.kind == "output" and param == "mup":
         return 0.0 if readout_zero_init else 1 / shape.m_in
     if shape.kind in ("hidden", "output"):
@@ -75,7 +92,7 @@ def init_factor(param: str, shape: ParamShape, readout_zero_init: bool) -> float
 def lr_factor(param: str, optimizer: str, shape: ParamShape) -> float:
     """The learning-rate factor of docs/scaling.md's table."""
     kind = shape.kind
-    if param == "sp" or kind == "fixed":
+    if param in ("sp", AS_BUILT) or kind == "fixed":
         return 1.0
     if kind in ("input", "vector"):
         return shape.m_out if (param == "mup" and optimizer == "sgd") else 1.0
@@ -84,23 +101,6 @@ def lr_factor(param: str, optimizer: str, shape: ParamShape) -> float:
     if kind == "hidden" and optimizer == "sgd":
         return 1.0
     return 1 / shape.m_in
-
-
-def _rms(t: torch.Tensor) -> float:
-    return float(t.detach().double().square().mean().sqrt()) if t.numel() else 0.0
-
-
-@torch.no_grad()
-def _rescale(model: nn.Module, base: nn.Module, factors: Mapping[str, float]) -> None:
-    """Set each parameter's rms to its base rms times its factor (zero-rms ones stay)."""
-    base_params = dict(base.named_parameters())
-    for name, p in model.named_parameters():
-        factor, current = factors.get(name, 1.0), _rms(p)
-        target = _rms(base_params[name]) * factor
-        if factor == 0.0:
-            p.zero_()
-        elif current > 0 and target > 0:
-            p.mul_(target / current)
 
 
 def _attention(model: nn.Module, base: nn.Module, param: str) -> list[str]:
@@ -166,11 +166,16 @@ def parametrized(
     }
     if param == "mup" and readout_zero_init:
         inits |= {name: 0.0 for name in readout_biases(shapes, readout)}
-    _rescale(model, base, inits)
+    ratios = rescale_ratios(model, base, inits)
+    changed = changed_beyond_noise(model, base, ratios)
+    rescale(model, ratios)
     lrs = {n: lr_factor(param, optimizer, s) for n, s in shapes.items()}
-    notes = tie_notes(shapes, param) + _attention(model, base, param)
+    notes = rescale_note(changed, shapes, param, (width, base_width))
+    notes += [] if param == AS_BUILT else tie_notes(shapes, param)
+    notes += _attention(model, base, param)
     notes += interior_output_notes(shapes, readout, param, readout_zero_init)
-    return Parametrized(model, param, optimizer, lr, shapes, inits, lrs, notes)
+    factors = {n: 1.0 if f is None else f for n, f in inits.items()}
+    return Parametrized(model, param, optimizer, lr, shapes, factors, lrs, notes, readout)
 
 
 def tie_hint(shape: ParamShape) -> str:

@@ -1,30 +1,32 @@
 """Verdicts from coordinate data: the slope of log(metric) against log(width), with a CI.
 
-For each (module, step, metric): ordinary least squares of ``log(value)`` on ``log(width)``
-over every width and seed (:func:`scipy.stats.linregress`), 95% CI ``slope ± t(0.975, n−2) ·
-stderr``. Values ≤ 0 or not finite are left out; a fit needs ≥ 3 values over ≥ 2 widths.
-**Flagged** when the CI excludes 0 and ``|slope| ≥`` :data:`PRACTICAL_SLOPE` (a tenfold width
-change then moves the metric by ≥ 26%). Over depth (``--depths``), the same against depth and
-against log(depth), at each width.
+For each (module, step, metric): the least-squares slope of ``log(value)`` on ``log(width)``
+over every width and seed, its 95% CI and p-value from the seeds' spread at each width
+(:func:`initlab.scaling.fits.fit`: Welch–Satterthwaite, since the log-noise differs between
+widths). Values ≤ 0 or not finite are left out; a fit needs ≥ 3 values over ≥ 2 widths.
+**Flagged** when its p-value, Holm-adjusted over every fit of the check that can be flagged
+(:func:`judge_family`), is below 5% and ``|slope| ≥`` :data:`PRACTICAL_SLOPE` (a tenfold
+width change then moves the metric by ≥ 26%). Over depth (``--depths``), the same against
+depth and against log(depth), at each width, for layers matched by role
+(:mod:`initlab.scaling.roles`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-MIN_VALUES = 3
-"""The fewest values a fit takes: a line has two parameters, and its standard error (so its
-CI) needs at least one degree of freedom beyond them. A check therefore needs widths × seeds
-≥ 3 (:func:`initlab.scaling.coords.check_design`)."""
+from initlab.scaling.fits import CONFIDENCE, MIN_VALUES, Fit, fit, holm
+from initlab.scaling.roles import READOUT, LayerRoles, matched_rows
+
 PRACTICAL_SLOPE = 0.1
 """The smallest |slope| flagged: width^0.1 is +26% over a tenfold width change."""
-CONFIDENCE = 0.95
+FAMILY_ERROR = 1 - CONFIDENCE
+"""The family-wise error rate :func:`judge_family` keeps: the chance that a check flags any
+fit whose true slope is 0."""
 AXES = ("width", "depth", "log_depth")
 METRIC_WORDS = {
     "l1": "mean |output|",
@@ -54,6 +56,11 @@ class Verdict:
     finite_width: bool = False
     """A fit that passes the flag rule while its layer's floor-free fit does not: it moves
     only through the random-alignment floor (:func:`explain_finite_width`); not flagged."""
+    p_value: float = 1.0
+    """Two-sided p-value of slope 0 (:func:`initlab.scaling.fits.fit`)."""
+    p_adjusted: float = 1.0
+    """``p_value`` Holm-adjusted over the check's family of fits (:func:`judge_family`);
+    the fit's own ``p_value`` for a diagnostic (``aligned``) fit."""
 
     @property
     def direction(self) -> str:
@@ -63,37 +70,59 @@ class Verdict:
         return asdict(self)
 
 
-def fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, int] | None:
-    """``(slope, ci_low, ci_high, n)`` of ``log(y)`` on ``x``; None when it cannot be fitted."""
-    keep = np.isfinite(y) & (y > 0) & np.isfinite(x)
-    x, y = x[keep], y[keep]
-    if len(y) < MIN_VALUES or len(np.unique(x)) < 2:
-        return None
-    res = stats.linregress(x, np.log(y))
-    if not math.isfinite(res.stderr):
-        return None
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(y) - 2)) * res.stderr
-    return float(res.slope), float(res.slope - half), float(res.slope + half), len(y)
-
-
 def is_flagged(slope: float, low: float, high: float) -> bool:
-    """CI excludes 0 and the slope is large enough to matter (:data:`PRACTICAL_SLOPE`)."""
+    """One fit on its own: CI excludes 0 and the slope is large enough to matter
+    (:data:`PRACTICAL_SLOPE`). A check's verdicts use :func:`judge_family` instead."""
     return (low > 0 or high < 0) and abs(slope) >= PRACTICAL_SLOPE
 
 
+def verdict(
+    key: tuple[str, int, str], found: Fit, axis: str = "width", at: int | None = None
+) -> Verdict:
+    """The :class:`Verdict` of one fit of ``(module, step, metric)``, flagged by the
+    one-fit rule (:func:`is_flagged`) until :func:`judge_family` judges it in its family."""
+    module, step, metric = key
+    return Verdict(
+        module,
+        int(step),
+        metric,
+        found.slope,
+        found.ci_low,
+        found.ci_high,
+        is_flagged(found.slope, found.ci_low, found.ci_high),
+        found.n,
+        axis,
+        at,
+        p_value=found.p_value,
+        p_adjusted=found.p_value,
+    )
+
+
+def judge_family(verdicts: list[Verdict]) -> list[Verdict]:
+    """Flag the fits of :data:`JUDGED` metrics as one family: ``flagged`` iff the Holm-adjusted
+    p-value (:func:`initlab.scaling.fits.holm`, over all of them) is below
+    :data:`FAMILY_ERROR` and ``|slope| ≥`` :data:`PRACTICAL_SLOPE`. So a check of m fits
+    flags a fit that does not move with probability ≤ 5% in all, not 5% per fit (≈ 0.05·m
+    false flags). Diagnostic fits (``aligned``, ``aligned_out``) keep the one-fit rule,
+    which :func:`explain_finite_width` reads."""
+    family = [k for k, v in enumerate(verdicts) if v.metric in JUDGED]
+    adjusted = holm([verdicts[k].p_value for k in family])
+    out = list(verdicts)
+    for k, p in zip(family, adjusted, strict=True):
+        flag = p < FAMILY_ERROR and abs(out[k].slope) >= PRACTICAL_SLOPE
+        out[k] = replace(out[k], flagged=flag, p_adjusted=p)
+    return out
+
+
 def width_verdicts(coords: pd.DataFrame) -> list[Verdict]:
-    """One :class:`Verdict` per (depth, module, step, metric) fitted over widths."""
+    """One :class:`Verdict` per (depth, module, step, metric) fitted over widths, judged as
+    one family (:func:`judge_family`)."""
     out, several = [], coords["depth"].nunique() > 1
-    for (depth, module, step, metric), rows in coords.groupby(
-        ["depth", "module", "step", "metric"], sort=False
-    ):
+    for (depth, *key), rows in coords.groupby(["depth", "module", "step", "metric"], sort=False):
         found = fit(np.log(rows["width"].to_numpy(float)), rows["value"].to_numpy(float))
         if found is not None:
-            slope, low, high, n = found
-            at = int(depth) if several else None
-            flagged = is_flagged(slope, low, high)
-            out.append(Verdict(module, int(step), metric, slope, low, high, flagged, n, at=at))
-    return out
+            out.append(verdict(tuple(key), found, at=int(depth) if several else None))
+    return judge_family(out)
 
 
 JUDGED = ("l1", "std", "update")
@@ -127,30 +156,28 @@ def not_judged(coords: pd.DataFrame) -> list[dict]:
     return out
 
 
-def depth_verdicts(coords: pd.DataFrame) -> list[Verdict]:
-    """Fits over depth (linear and log) per (width, module, step, metric); modules present
-    at every depth only (``blocks.7`` does not exist at depth 2)."""
+def depth_verdicts(
+    coords: pd.DataFrame, roles: Mapping[int, LayerRoles] | None = None
+) -> list[Verdict]:
+    """Fits over depth (linear and log) per (width, module, step, metric), judged as one
+    family (:func:`judge_family`); modules present at every depth only (``blocks.7`` does
+    not exist at depth 2). ``roles`` (per depth, :mod:`initlab.scaling.roles`): match the
+    readout across depths as ``(readout)`` and refuse names whose role changes; without it,
+    names are matched as they are."""
     if coords["depth"].nunique() < 2:
         return []
     depths = coords["depth"].nunique()
+    rows_of = coords if roles is None else matched_rows(coords, roles)
     out = []
-    for (width, module, step, metric), rows in coords.groupby(
-        ["width", "module", "step", "metric"], sort=False
-    ):
+    for (width, *key), rows in rows_of.groupby(["width", "module", "step", "metric"], sort=False):
         if rows["depth"].nunique() < depths:
             continue
         d = rows["depth"].to_numpy(float)
         for axis, x in (("depth", d), ("log_depth", np.log(d))):
             found = fit(x, rows["value"].to_numpy(float))
             if found is not None:
-                slope, low, high, n = found
-                flagged = is_flagged(slope, low, high)
-                out.append(
-                    Verdict(
-                        module, int(step), metric, slope, low, high, flagged, n, axis, int(width)
-                    )
-                )
-    return out
+                out.append(verdict(tuple(key), found, axis, int(width)))
+    return judge_family(out)
 
 
 FLOOR_FREE = {"update": "aligned", "l1": "aligned_out", "std": "aligned_out"}
@@ -198,7 +225,14 @@ def floor_only(fit: Verdict, aligned: Verdict) -> bool:
     )
 
 
-NAMES = {"sp": "SP", "ntk": "NTK", "mup": "muP", "sgd": "SGD", "adam": "Adam"}
+NAMES = {
+    "sp": "SP",
+    "ntk": "NTK",
+    "mup": "muP",
+    "default": "the factory's own init (default)",
+    "sgd": "SGD",
+    "adam": "Adam",
+}
 MUP_FIX = {
     ("input", "sgd"): "muP scales this layer's learning rate by width",
     ("input", "adam"): "muP keeps this layer's learning rate (η) and init",
@@ -214,21 +248,31 @@ MUP_FIX = {
 }
 
 
-def cause(verdict: Verdict, param: str, optimizer: str, kind: str, tie: str = "") -> str:
+def cause(
+    verdict: Verdict, param: str, optimizer: str, kind: str, tie: str = "", attention: bool = False
+) -> str:
     """Why a flagged module moves with width, and what muP does about it (``tie``: why its
-    weight, shared with another layer, does not get its own rule)."""
+    weight, shared with another layer, does not get its own rule; ``attention``: the model
+    has attention, whose 1/d scale muP needs, :func:`initlab.scaling.coords.has_attention`)."""
     setting = f"under {NAMES.get(param, param)} with {NAMES.get(optimizer, optimizer)}"
     if tie:
         return f"{setting}, {tie}"
+    if verdict.step == 0 and param == "default":
+        return (
+            "the factory's initialization (checked as built, --param default) has a scale "
+            "that depends on width; variance ∝ 1/fan_in (SP, NTK, muP; muP's output layer: 0 "
+            "or 1/fan_in²) keeps it flat"
+        )
     if verdict.step == 0:
         return (
             f"the initialization's scale depends on width {setting}; muP initializes with "
             "variance ∝ 1/fan_in (the output layer: 0 or 1/fan_in²)"
         )
     if param == "mup":
+        also = " and that attention uses 1/d" if attention else ""
         return (
             f"not expected {setting}: check the parameter kinds (`initlab scaling` prints "
-            "them) and that attention uses 1/d"
+            f"them){also}"
         )
     fix = MUP_FIX.get((kind, optimizer), "see docs/scaling.md for muP's rule")
     if verdict.slope > 0:
@@ -236,10 +280,15 @@ def cause(verdict: Verdict, param: str, optimizer: str, kind: str, tie: str = ""
     return f"updates vanish as width grows {setting} (features stop learning); {fix}"
 
 
-def sentence(verdict: Verdict, param: str, optimizer: str, kind: str, tie: str = "") -> str:
-    """ "`blocks.3.fc2` output grows as width^0.49 by step 3 (95% CI 0.41–0.57): ..."."""
+def sentence(
+    verdict: Verdict, param: str, optimizer: str, kind: str, tie: str = "", attention: bool = False
+) -> str:
+    """ "`blocks.3.fc2` output grows as width^0.49 by step 3 (95% CI 0.41–0.57): ..."
+    (:func:`cause` for ``tie`` and ``attention``)."""
     what = "logits std" if verdict.module == "(logits)" else METRIC_WORDS.get(verdict.metric)
-    name = "the model" if verdict.module == "(logits)" else f"`{verdict.module}`"
+    name = {"(logits)": "the model", READOUT: "the readout"}.get(
+        verdict.module, f"`{verdict.module}`"
+    )
     power = {
         "width": f"width^{verdict.slope:.2f}",
         "log_depth": f"depth^{verdict.slope:.2f}",
@@ -256,7 +305,7 @@ def sentence(verdict: Verdict, param: str, optimizer: str, kind: str, tie: str =
     )
     if verdict.axis != "width":
         return text
-    return f"{text}: {cause(verdict, param, optimizer, kind, tie)}"
+    return f"{text}: {cause(verdict, param, optimizer, kind, tie, attention)}"
 
 
 def module_kind(module: str, kinds: dict[str, str]) -> str:
@@ -280,15 +329,18 @@ def with_sentences(
     optimizer: str,
     kinds: dict[str, str],
     ties: Mapping[str, str] | None = None,
+    attention: bool = False,
 ) -> list[Verdict]:
     """The verdicts, the flagged ones with their sentence. ``ties``: parameter name → why it
     does not get its own module's rule (:func:`initlab.scaling.parametrize.tie_hint`), and
-    ``"(logits)"`` → the same for a tied readout."""
+    ``"(logits)"`` → the same for a tied readout; ``attention``: whether the model has
+    attention (only then do the sentences mention its 1/d scale)."""
     out, ties = [], dict(ties or {})
     for v in verdicts:
         text = ""
         if v.flagged:
             tie = module_tie(v.module, ties)
-            text = sentence(v, param, optimizer, module_kind(v.module, kinds), tie)
+            kind = module_kind(v.module, kinds)
+            text = sentence(v, param, optimizer, kind, tie, attention)
         out.append(replace(v, sentence=text))
     return out

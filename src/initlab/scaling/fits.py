@@ -1,0 +1,114 @@
+"""Slopes with honest uncertainty: one fit's CI and p-value, and Holm over a check's fits.
+
+One fit (:func:`fit`): the ordinary least-squares slope ``b`` of ``log(value)`` on ``x``
+(log width, depth or log depth) over every point, and its variance from the **spread of the
+seeds at each x** rather than from one pooled residual variance, since the seeds' log-noise
+differs between widths (the smallest width's is often twice the others'). With ``x̄`` the
+mean of all ``n`` points, ``Sxx = Σᵢ (xᵢ − x̄)²`` and, per distinct ``x_w`` with ``n_w``
+points, their sample variance ``s_w²``:
+
+    b = Σ_w n_w (x_w − x̄) ȳ_w / Sxx
+    Var(b) = Σ_w g_w s_w²,   g_w = n_w (x_w − x̄)² / Sxx²
+    df = Var(b)² / Σ_w (g_w s_w²)² / (n_w − 1)        (Welch–Satterthwaite)
+
+and the 95% CI ``b ± t(0.975, df) · √Var(b)``, the two-sided p-value of ``b = 0`` from the
+same t. This is Welch's unequal-variance t for the contrast of the per-x means that the slope
+is. It needs :data:`PER_X_VALUES` values at every x: with 2 (two seeds) each ``s_w²`` has one
+degree of freedom, ``df`` drops to 1–3 and the CI becomes too wide to flag anything. With
+fewer, the fit takes one pooled residual variance for every x (ordinary least squares,
+:func:`scipy.stats.linregress`, ``n − 2`` degrees of freedom), which assumes the same noise
+at every width. A slope weighted by the inverse per-width variances is not used: with 3–4
+seeds a width's variance estimate is too noisy to weight by.
+
+A check makes many fits (every module × step × metric); :func:`holm` adjusts their p-values
+so that the chance of flagging **any** fit whose true slope is 0 stays ≤ 5% over the whole
+family (Holm 1979; valid whatever the dependence between the fits).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats
+
+MIN_VALUES = 3
+"""The fewest values a fit takes: a line has two parameters, and its standard error (so its
+CI) needs at least one degree of freedom beyond them. A check therefore needs widths × seeds
+≥ 3 (:func:`initlab.scaling.coords.check_design`)."""
+PER_X_VALUES = 3
+"""The fewest values at every x (seeds, at every width) for the per-x variance; the pooled
+one below that."""
+CONFIDENCE = 0.95
+"""The level of each fit's CI, and ``1 −`` the family-wise error rate of :func:`holm`."""
+
+
+class Fit(NamedTuple):
+    """A slope with its 95% CI, number of values, two-sided p-value and degrees of freedom."""
+
+    slope: float
+    ci_low: float
+    ci_high: float
+    n: int
+    p_value: float
+    df: float
+
+
+def _t_fit(slope: float, se: float, df: float, n: int) -> Fit | None:
+    """The CI and p-value of ``slope`` with standard error ``se`` on ``df`` degrees of
+    freedom (``se == 0``: a slope known exactly; its p-value 0, or 1 when it is 0)."""
+    if not (math.isfinite(se) and math.isfinite(slope)):
+        return None
+    if se == 0:
+        return Fit(slope, slope, slope, n, 0.0 if slope else 1.0, math.inf)
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(slope) / se, df))
+    return Fit(slope, slope - half, slope + half, n, p, df)
+
+
+def _per_x_fit(x: np.ndarray, y: np.ndarray) -> Fit | None:
+    """The slope with the per-x (Welch–Satterthwaite) variance of the module docstring;
+    ``None`` when some x has fewer than :data:`PER_X_VALUES` values."""
+    levels, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    if counts.min() < PER_X_VALUES:
+        return None
+    centred = x - x.mean()
+    sxx = float(centred @ centred)
+    slope = float(centred @ y) / sxx
+    means = np.bincount(inverse, weights=y) / counts
+    s2 = np.bincount(inverse, weights=(y - means[inverse]) ** 2) / (counts - 1)
+    parts = counts * (levels - x.mean()) ** 2 / sxx**2 * s2
+    var = float(parts.sum())
+    df = var**2 / float((parts**2 / (counts - 1)).sum()) if var > 0 else math.inf
+    return _t_fit(slope, math.sqrt(var), df, len(y))
+
+
+def fit(x: np.ndarray, y: np.ndarray) -> Fit | None:
+    """The :class:`Fit` of ``log(y)`` on ``x`` (module docstring); ``None`` when it cannot be
+    made: fewer than :data:`MIN_VALUES` positive finite values, or fewer than 2 distinct x.
+    Values ≤ 0 or not finite are left out."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(y) & (y > 0) & np.isfinite(x)
+    x, y = x[keep], np.log(y[keep])
+    if len(y) < MIN_VALUES or len(np.unique(x)) < 2:
+        return None
+    found = _per_x_fit(x, y)
+    if found is not None:
+        return found
+    res = stats.linregress(x, y)
+    return _t_fit(float(res.slope), float(res.stderr), len(y) - 2, len(y))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values: with the ``m`` p-values sorted, ``p_(1) ≤ … ≤
+    p_(m)``, ``p̃_(i) = max_{j ≤ i} min(1, (m − j + 1) · p_(j))``. Rejecting every
+    hypothesis with ``p̃ < α`` keeps the probability of any false rejection ≤ α."""
+    p = np.asarray(p_values, float)
+    adjusted = np.empty(len(p))
+    running = 0.0
+    for rank, i in enumerate(np.argsort(p, kind="stable")):
+        running = max(running, min(1.0, (len(p) - rank) * float(p[i])))
+        adjusted[i] = running
+    return adjusted.tolist()
