@@ -38,6 +38,8 @@ def initialized(make, scheme, **options) -> dict[str, torch.Tensor]:
 
 
 def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Exact: both paths draw the same initializers from the same seeded generator and
+    apply the same rule's multiplications, in one process on the same kernels."""
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
 
