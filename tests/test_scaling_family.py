@@ -10,8 +10,9 @@ import torch
 from scipy import stats
 from torch import nn
 
-from initlab.scaling.fits import fit, holm
+from initlab.scaling.fits import fit
 from initlab.scaling.verdicts import Verdict, cause, width_verdicts
+from initlab.stats import holm_adjust
 
 COLUMNS = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]
 SMALL = np.array([8.0, 16.0, 32.0, 64.0])
@@ -32,10 +33,10 @@ def noisy_check(rng, modules: int, slope: float, sd: float, seeds: int = 4) -> p
 
 def test_holm_adjusts_as_the_step_down_formula_says():
     # sorted 0.01, 0.02, 0.03, 0.5: 4·0.01, max(0.04, 3·0.02), max(0.06, 2·0.03), 1·0.5
-    assert holm([0.03, 0.01, 0.5, 0.02]) == pytest.approx([0.06, 0.04, 0.5, 0.06])
-    assert holm([0.4, 0.9]) == pytest.approx([0.8, 0.9])  # capped by monotonicity, then 1
-    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
-    assert holm([]) == []
+    assert holm_adjust([0.03, 0.01, 0.5, 0.02]) == pytest.approx([0.06, 0.04, 0.5, 0.06])
+    assert holm_adjust([0.4, 0.9]) == pytest.approx([0.8, 0.9])  # capped by monotonicity, then 1
+    assert holm_adjust([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+    assert holm_adjust([]) == []
 
 
 def test_the_ci_covers_the_true_slope_95_percent_of_the_time_when_one_width_is_noisier():

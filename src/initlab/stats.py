@@ -162,7 +162,10 @@ def welch_diff_ci(
 
 
 def holm_adjust(p_values: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values (NaNs are left out of the family and stay NaN)."""
+    """Holm–Bonferroni adjusted p-values: with the ``m`` finite p-values sorted, ``p_(1) ≤ …
+    ≤ p_(m)``, ``p̃_(i) = max_{j ≤ i} min(1, (m − j + 1) · p_(j))``; rejecting every
+    hypothesis with ``p̃ < α`` keeps the chance of any false rejection ≤ α. NaNs are left
+    out of the family and stay NaN."""
     p = np.asarray(p_values, dtype=float)
     order = [i for i in np.argsort(p) if p[i] == p[i]]
     adjusted, running = np.full(len(p), math.nan), 0.0

@@ -20,15 +20,15 @@ fewer, the fit takes one pooled residual variance for every x (ordinary least sq
 at every width. A slope weighted by the inverse per-width variances is not used: with 3–4
 seeds a width's variance estimate is too noisy to weight by.
 
-A check makes many fits (every module × step × metric); :func:`holm` adjusts their p-values
-so that the chance of flagging **any** fit whose true slope is 0 stays ≤ 5% over the whole
-family (Holm 1979; valid whatever the dependence between the fits).
+A check makes many fits (every module × step × metric); Holm's adjustment of their p-values
+(:func:`initlab.stats.holm_adjust`) keeps the chance of flagging **any** fit whose true slope
+is 0 at most 5% over the whole family (Holm 1979; valid whatever the dependence between the
+fits).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -42,7 +42,7 @@ PER_X_VALUES = 3
 """The fewest values at every x (seeds, at every width) for the per-x variance; the pooled
 one below that."""
 CONFIDENCE = 0.95
-"""The level of each fit's CI, and ``1 −`` the family-wise error rate of :func:`holm`."""
+"""The level of each fit's CI, and ``1 −`` the family-wise error rate of Holm's adjustment."""
 
 
 class Fit(NamedTuple):
@@ -99,16 +99,3 @@ def fit(x: np.ndarray, y: np.ndarray) -> Fit | None:
         return found
     res = stats.linregress(x, y)
     return _t_fit(float(res.slope), float(res.stderr), len(y) - 2, len(y))
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values: with the ``m`` p-values sorted, ``p_(1) ≤ … ≤
-    p_(m)``, ``p̃_(i) = max_{j ≤ i} min(1, (m − j + 1) · p_(j))``. Rejecting every
-    hypothesis with ``p̃ < α`` keeps the probability of any false rejection ≤ α."""
-    p = np.asarray(p_values, float)
-    adjusted = np.empty(len(p))
-    running = 0.0
-    for rank, i in enumerate(np.argsort(p, kind="stable")):
-        running = max(running, min(1.0, (len(p) - rank) * float(p[i])))
-        adjusted[i] = running
-    return adjusted.tolist()

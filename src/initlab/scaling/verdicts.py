@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import pandas as pd
 
-from initlab.scaling.fits import CONFIDENCE, MIN_VALUES, Fit, fit, holm
+from initlab.scaling.fits import CONFIDENCE, MIN_VALUES, Fit, fit
 from initlab.scaling.roles import READOUT, LayerRoles, matched_rows
+from initlab.stats import holm_adjust
 
 PRACTICAL_SLOPE = 0.1
 """The smallest |slope| flagged: width^0.1 is +26% over a tenfold width change."""
@@ -100,13 +101,13 @@ def verdict(
 
 def judge_family(verdicts: list[Verdict]) -> list[Verdict]:
     """Flag the fits of :data:`JUDGED` metrics as one family: ``flagged`` iff the Holm-adjusted
-    p-value (:func:`initlab.scaling.fits.holm`, over all of them) is below
+    p-value (:func:`initlab.stats.holm_adjust`, over all of them) is below
     :data:`FAMILY_ERROR` and ``|slope| ≥`` :data:`PRACTICAL_SLOPE`. So a check of m fits
     flags a fit that does not move with probability ≤ 5% in all, not 5% per fit (≈ 0.05·m
     false flags). Diagnostic fits (``aligned``, ``aligned_out``) keep the one-fit rule,
     which :func:`explain_finite_width` reads."""
     family = [k for k, v in enumerate(verdicts) if v.metric in JUDGED]
-    adjusted = holm([verdicts[k].p_value for k in family])
+    adjusted = holm_adjust([verdicts[k].p_value for k in family])
     out = list(verdicts)
     for k, p in zip(family, adjusted, strict=True):
         flag = p < FAMILY_ERROR and abs(out[k].slope) >= PRACTICAL_SLOPE
