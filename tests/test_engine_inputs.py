@@ -103,8 +103,14 @@ def test_cuda_training_matches_the_cpu():
     for a, b in zip(cpu, gpu, strict=True):
         assert b.status == "ok"
         assert a.epochs[0]["train_loss"] == pytest.approx(b.epochs[0]["train_loss"], rel=1e-3)
+    # bf16 products keep 8 significant bits (relative rounding 2^-9 each); an epoch's mean
+    # loss averages those errors over 45 steps, so 4 units of 2^-8 are ample. One epoch of
+    # this small net leaves some seeds near 50% accuracy in fp32 too: compare, not threshold.
     bf16 = train_configs([c.replace(device="cuda", precision="bf16") for c in configs], data)
-    assert all(r.status == "ok" and r.test_accuracy > 0.5 for r in bf16)
+    for a, b in zip(gpu, bf16, strict=True):
+        assert b.status == "ok", b.message
+        assert b.epochs[0]["train_loss"] == pytest.approx(a.epochs[0]["train_loss"], rel=2**-6)
+        assert abs(b.test_accuracy - a.test_accuracy) <= 0.05
 
 
 def test_bf16_trains_on_the_cpu():

@@ -172,3 +172,30 @@ def test_bf16_autocast_trains_on_the_device(workload, datasets):
     for result in train_configs(configs, data):
         assert result.status == "ok", result.message
         assert result.epochs[-1]["val_accuracy"] > chance + 0.05
+
+
+def test_a_model_diverging_on_the_device_is_frozen_where_the_cpu_freezes_it(datasets):
+    """The host reads the losses after every step on a GPU too: the diverged model's step
+    and frozen state match the CPU's, and the others train as they would alone."""
+    data = data_of(RunConfig(**BASE), datasets)
+    plan = dict(task=data.task, optimizer="momentum", epochs=1, batch_size=32)
+    members = [Member(seed=s, lr=0.05, momentum=0.9) for s in range(3)]
+    runs = {}
+    for where in (DEVICE, "cpu"):
+        torch.manual_seed(0)
+        models = [nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+                  for _ in members]  # fmt: skip
+        with torch.no_grad():
+            models[1][3].weight.mul_(1e20)  # its logits overflow within a few steps
+        results = train_stack(models, data, Plan(**plan, device=torch.device(where)), members,
+                              write_back=True)  # fmt: skip
+        runs[where] = results, models
+    (on_device, frozen), (on_cpu, frozen_cpu) = runs[DEVICE], runs["cpu"]
+    assert on_device[1].status == on_cpu[1].status == "diverged"
+    assert on_device[1].message == on_cpu[1].message
+    for a, b in zip(frozen[1].parameters(), frozen_cpu[1].parameters(), strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=REL, atol=REL * b.abs().max().item())
+    for m in (0, 2):
+        assert on_device[m].status == "ok"
+        assert on_device[m].test_loss == pytest.approx(on_cpu[m].test_loss, rel=REL, abs=REL)

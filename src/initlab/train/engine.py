@@ -17,10 +17,13 @@ Step ``s`` of epoch ``e``, for all models at once (:class:`StackTrainer`):
 **Divergence.** A model whose loss becomes NaN/inf is frozen from that step on (its update
 masked to zero, see the optimizer) and reported ``diverged`` with the message
 ``loss became non-finite at epoch E, step S`` (S counted from 0 within the epoch); the other
-models continue, unaffected (no operation mixes models). On the CPU the losses are checked
-after every step (a host read costs nothing there); on accelerators every step is masked on
-the device and the host reads the divergence record only every :data:`CHECK_STEPS` steps
-and at epoch ends.
+models continue, unaffected (no operation mixes models). Until a first divergence the host
+reads the sum of the losses after every step and the update is unmasked. That read costs
+nothing on the CPU, and on a GPU less than masking would: it waits for a forward the host
+has just queued, while masking costs about 20 launches per step (seed MLP M = 1 on an
+H200: 0.84 s per epoch with the read, 1.29 masked; benchmarks/README.md). After a first
+divergence every step is masked on the device; on the CPU the host reads the divergence
+record after each step, on accelerators every :data:`CHECK_STEPS` steps and at epoch ends.
 
 **Randomness.** Dropout masks come from the global RNG, seeded from the first model's
 ``"dropout"`` stream and forked (the caller's RNG state is untouched); ``vmap`` with
@@ -121,7 +124,7 @@ class StackTrainer:
         self.alive = torch.ones(self.size, dtype=torch.bool, device=self.device)
         self.dead_at = torch.full((self.size,), -1, dtype=torch.long, device=self.device)
         self.dead: set[int] = set()
-        self.masked = self.device.type != "cpu"
+        self.masked = False  # until a first non-finite loss (module docstring)
         self.global_step = 0
         self.seconds = 0.0
         self.trackers = self._trackers()
@@ -193,9 +196,9 @@ class StackTrainer:
     def total(self, loss: Tensor) -> Tensor:
         """``sum_m loss_m`` over the live models; freezes models whose loss is not finite.
 
-        Unmasked (the CPU until a first divergence): one host read of the sum, free on the
-        CPU. Masked: the divergence record is kept on the device and read by the host only
-        on the CPU or every :data:`CHECK_STEPS` steps.
+        Unmasked (until a first divergence): one host read of the sum. Masked: the
+        divergence record is kept on the device and read by the host after every step on
+        the CPU, every :data:`CHECK_STEPS` steps elsewhere.
         """
         if not self.masked:
             total = loss.sum() if self.size > 1 else loss.reshape(())
