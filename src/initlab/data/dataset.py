@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError
 
 _SPLITS = ("train", "val", "test")
@@ -162,8 +163,8 @@ def check_split(data: Dataset, split: str) -> None:
             f"{data.task} task with input {data.input_shape} and {data.num_classes} outputs"
         )
     if data.task != "regression":
-        ids = (y, x) if data.task == "sequence" else (y,)
-        for t in ids:
+        real = y[y != IGNORE_INDEX] if data.task == "sequence" else y  # padding allowed
+        for t in (real, x) if data.task == "sequence" else (y,):
             if t.numel() and (int(t.min()) < 0 or int(t.max()) >= data.num_classes):
                 raise InitlabError(
                     f"{where}: ids from {int(t.min())} to {int(t.max())} are outside "

@@ -18,6 +18,10 @@ signed integer dtype become int64 (token ids for an ``nn.Embedding``, e.g. a seq
 classifier; features given as integers must be converted to a float dtype first), all other
 inputs float32 (``uint8`` pixels and ``bool`` features included; integer pixels are *not*
 rescaled); targets int64 (classification, sequence) or float32 (regression).
+
+Sequence targets may hold :data:`IGNORE_INDEX` (-100, ``F.cross_entropy``'s default
+``ignore_index``) for padding: those positions count for nothing in the loss and the token
+accuracy (:mod:`initlab.train.tasks`). Inputs and class labels may not.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from torch import Tensor
 
 from initlab.errors import InitlabError
 
+IGNORE_INDEX = -100
+"""A sequence target that is padding (the module docstring)."""
 AUTO_RULE = (
     "integer [N] targets -> classification, non-integral float targets -> regression, "
     "integer [N, T] targets with integer [N, T] inputs -> sequence"
@@ -203,10 +209,15 @@ def _sequence(raw: Raw, hint: str) -> Prepared:
             )
     declared = _declared(raw)
     ids = [
-        _ids(f"{v}_{s}", t, "token ids", declared, hint)
+        _ids(f"{v}_{s}", t, "token ids", declared, hint, padding=v == "y")
         for s, x, y in raw.pairs()
         for v, t in (("x", x), ("y", y))
     ]
+    if ids[1].numel() and not bool((ids[1] != IGNORE_INDEX).any()):
+        raise InitlabError(
+            f"y_train has no target tokens: every one is {IGNORE_INDEX} (padding); "
+            "give the tokens to predict"
+        )
     vocab = declared or max(int(t.max()) for t in ids) + 1
     return Prepared("sequence", ids[0], ids[1], ids[2], ids[3], vocab, ())
 
@@ -221,8 +232,11 @@ def _declared(raw: Raw) -> int | None:
     return raw.num_classes if raw.classes is None else len(raw.classes)
 
 
-def _ids(what: str, t: Tensor, kind: str, declared: int | None, hint: str) -> Tensor:
-    """``t`` as int64 after checking it holds whole numbers in ``[0, declared)``."""
+def _ids(
+    what: str, t: Tensor, kind: str, declared: int | None, hint: str, padding: bool = False
+) -> Tensor:
+    """``t`` as int64 after checking it holds whole numbers in ``[0, declared)``, or
+    :data:`IGNORE_INDEX` where ``padding`` allows it."""
     if t.dtype.is_complex:
         raise InitlabError(f"{what} is complex; {kind} must be integers")
     if t.dtype.is_floating_point:
@@ -234,11 +248,13 @@ def _ids(what: str, t: Tensor, kind: str, declared: int | None, hint: str) -> Te
                 f"{kind} are 0, 1, 2, ...{hint}"
             )
     t = t.to(torch.int64)
-    negative = int((t < 0).sum())
+    below = (t < 0) & (t != IGNORE_INDEX) if padding else t < 0
+    negative = int(below.sum())
     if negative:
+        allowed = f" (and {IGNORE_INDEX} for padding)" if padding else ""
         raise InitlabError(
-            f"{what} has {negative} negative {kind} (min {int(t.min())}); {kind} are 0, 1, "
-            f"2, ...{hint}"
+            f"{what} has {negative} negative {kind} (min {int(t[below].min())}); {kind} are "
+            f"0, 1, 2, ...{allowed}{hint}"
         )
     if declared is not None and int(t.max()) >= declared:
         over = int((t >= declared).sum())

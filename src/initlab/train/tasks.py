@@ -18,6 +18,11 @@ R² over a split of ``n`` examples is ``1 - SSE / SST`` with ``SSE = Σ (out - y
 ``SST = Σ (y - ȳ)²`` summed over examples and outputs (ȳ per output: the variance-weighted
 R²). A sequence model's perplexity is ``exp(loss)`` (:func:`perplexity`).
 
+**Padding.** A sequence target equal to :data:`IGNORE_INDEX` (-100, the default
+``ignore_index`` of ``F.cross_entropy``) is no token: it adds no loss, no count and no hit,
+so a model's loss is its mean over the real tokens of its batch (0 for a batch of padding
+alone, where ``F.cross_entropy`` would give NaN) and token accuracy is over real tokens.
+
 **Epoch records keep their keys** for every task, so the store, reports and curves work
 unchanged: ``train_loss``/``val_loss`` are the task's loss and ``train_accuracy``/
 ``val_accuracy`` (and ``RunResult.test_accuracy``) are the task's *score* — accuracy,
@@ -34,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError, UnknownNameError
 
 CLASSIFICATION, REGRESSION, SEQUENCE = "classification", "regression", "sequence"
@@ -62,18 +68,26 @@ def regression_view(out: Tensor, y: Tensor) -> Tensor:
     )
 
 
+def tokens(y: Tensor) -> Tensor:
+    """Each model's count of real (not :data:`IGNORE_INDEX`) targets in ``y [M, B, T]``."""
+    return (y != IGNORE_INDEX).reshape(y.shape[0], -1).sum(1)
+
+
 def losses(task: str, out: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
     """Per-model loss ``[M]`` of ``out [M, B, ...]`` against ``y [M, B, ...]`` (shared
     targets: ``y.expand(M, ...)``): the mean (``"mean"``) or sum (``"sum"``) over the
-    examples (classification), example outputs (regression) or tokens (sequence)."""
+    examples (classification), example outputs (regression) or real tokens (sequence:
+    padding counts for nothing, module docstring)."""
     m = out.shape[0]
     if task == REGRESSION:
         per = (regression_view(out.float(), y) - y).square().reshape(m, -1)
     else:
         logits = out.float().reshape(-1, out.shape[-1])
-        if m == 1:  # one model: the reduction inside the kernel, as a plain loop has it
+        if m == 1 and task == CLASSIFICATION:  # the reduction in the kernel, as a plain loop
             return F.cross_entropy(logits, y.reshape(-1), reduction=reduction).reshape(1)
         per = F.cross_entropy(logits, y.reshape(-1), reduction="none").view(m, -1)
+        if task == SEQUENCE and reduction == "mean":
+            return per.sum(1) / tokens(y).clamp_min(1)
     return per.mean(1) if reduction == "mean" else per.sum(1)
 
 
@@ -98,6 +112,7 @@ class Meter:
         self.dtype = torch.float32 if device.type == "mps" else torch.float64
         zeros = torch.zeros(models, dtype=self.dtype, device=device)
         self.loss_sum, self.hits, self.count = zeros, zeros.clone(), 0
+        self.tokens = zeros.clone() if task == SEQUENCE else None  # real targets per model
         self.sum_y = self.sum_y2 = None  # regression: per model and output, for SST
 
     def add(self, out: Tensor, y: Tensor, loss_mean: Tensor | None = None) -> None:
@@ -105,6 +120,9 @@ class Meter:
         batch's per-model mean loss when the caller has it already (times the terms per
         model it averages: examples, example outputs or tokens)."""
         out = out.detach()
+        if self.task == SEQUENCE:
+            self._add_sequence(out, y, loss_mean)
+            return
         if loss_mean is None:
             self.loss_sum.add_(losses(self.task, out, y, reduction="sum"))
         else:
@@ -114,6 +132,16 @@ class Meter:
             return
         self.hits.add_((out.argmax(-1) == y).reshape(self.models, -1).sum(1))
         self.count += y[0].numel()
+
+    def _add_sequence(self, out: Tensor, y: Tensor, loss_mean: Tensor | None) -> None:
+        """Loss and hits summed over each model's real tokens, and their count."""
+        counted = tokens(y)
+        if loss_mean is None:
+            self.loss_sum.add_(losses(self.task, out, y, reduction="sum"))
+        else:
+            self.loss_sum.add_(loss_mean.detach() * counted)
+        self.hits.add_((out.argmax(-1) == y).reshape(self.models, -1).sum(1))
+        self.tokens.add_(counted)
 
     def _add_regression(self, out: Tensor, y: Tensor) -> None:
         pred = regression_view(out.float(), y).to(self.dtype)
@@ -139,6 +167,8 @@ class Meter:
             sst = (self.sum_y2 - self.sum_y.square() / n).sum(1)
             r2 = torch.where(sst > 0, 1 - self.hits / sst, torch.full_like(sst, math.nan))
             return loss, r2.tolist()
+        if self.tokens is not None:
+            n = self.tokens.clamp_min(1)
         return (self.loss_sum / n).tolist(), (self.hits / n).tolist()
 
 
