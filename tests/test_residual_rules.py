@@ -276,3 +276,30 @@ def test_a_branch_ending_in_multihead_attentions_first_output_takes_the_rules(ru
     assert record.residual_result.structure.depth == 4
     if rule == "skipinit":  # every branch gated to 0: each block passes x through exactly
         assert torch.equal(model(x), x)
+
+
+def test_fixup_counts_multihead_attentions_input_projection_as_the_layer_before_out_proj():
+    """nn.MultiheadAttention reads in_proj_weight itself, so the branch showed out_proj
+    alone and fixup took it for a one-layer branch (out_proj × L^-1/2, q/k/v untouched). Its
+    q, k, v are the first layer (m = 2): they scale by L^-1/2 and out_proj is zeroed."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_MHABlock(), _MHABlock())
+    before = copy.deepcopy(model)
+    result = apply_residual(model, "fixup")
+    assert result.structure.depth == 4  # L: two blocks, two branches each
+    for k in range(2):
+        attn, old = model[k].attn, before[k].attn
+        assert torch.equal(attn.in_proj_weight, old.in_proj_weight * 4**-0.5)  # exact: × 0.5
+        assert not attn.out_proj.weight.any() and not attn.out_proj.bias.any()
+        assert result.actions[f"{k}.attn.in_proj_weight"] == f"× {4**-0.5:.4g}"
+        assert torch.equal(model[k].fc1.weight, before[k].fc1.weight * 4**-0.5)
+        assert not model[k].fc2.weight.any()
+    x = torch.randn(2, 5, 16)
+    torch.testing.assert_close(model[:-1](x), x)  # out_proj and fc2 zero: identity blocks
+    separate = nn.MultiheadAttention(16, 4, kdim=8, vdim=8, batch_first=True)
+    block = _MHABlock()
+    block.attn = separate  # q, k, v as three weights (keys and values of another width)
+    old = [w.clone() for w in (separate.q_proj_weight, separate.k_proj_weight)]
+    result = apply_residual(nn.Sequential(block, _MHABlock()), "fixup")  # fx: never run
+    assert result.actions["0.attn.k_proj_weight"] == f"× {4**-0.5:.4g}"
+    assert torch.equal(separate.q_proj_weight, old[0] * 0.5)

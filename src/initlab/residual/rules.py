@@ -17,9 +17,12 @@ rule                what it does
 ``fixup``           (Zhang et al. 2019) weight layers of each branch but the last × L^(-1/(2m-2)),
                     the last = 0, the output layer = 0; scalars ``fixup_bias_in`` (0) before
                     each branch layer, ``fixup_scale`` (1) and ``fixup_bias`` (0) on each
-                    branch's output. One-layer branches (m = 1, initlab's residual MLP): the
-                    layer × L^(-1/2) and not zeroed, which keeps E[h_L²] <= e·E[h_0²] for
-                    zero-mean branches since (1 + 1/L)^L < e.
+                    branch's output. One-layer branches (m = 1, initlab's residual MLP):
+                    the layer × L^(-1/2) and not zeroed, which keeps E[h_L²] <= e·E[h_0²]
+                    for zero-mean branches since (1 + 1/L)^L < e. An
+                    ``nn.MultiheadAttention``'s input projection (q, k, v) is the layer
+                    before its ``out_proj`` (m = 2 for a pre-norm attention branch, as for a
+                    hand-written one) and gets no ``fixup_bias_in``.
 ``depth_scaled``    each branch's last layer (its output projection) × 1/sqrt(L): GPT-2's
                     N(0, 0.02/sqrt(2·n_layer)), a transformer having L = 2·n_layer branches
 ==================  =========================================================================
@@ -181,15 +184,38 @@ def _skipinit(b: Branch, modules: dict, depth: int, result: ResidualResult) -> N
     result.actions[f"{b.output}.skipinit_gate"] = "added = 0"
 
 
+def _fixup_depths(b: Branch, modules: dict) -> tuple[dict[str, int], dict[str, str]]:
+    """Each branch layer's place in the chain, and the ``nn.MultiheadAttention`` of each
+    ``out_proj`` in the branch. The attention's packed input projection (q, k, v) is the
+    layer before its ``out_proj``; no hook sees it (the module reads the parameter itself),
+    so the branch lists ``out_proj`` alone, and every layer from it on moves one deeper."""
+    outs = [n for n in b.layers if is_attention_output(n, modules)]
+    base = {n: b.depth_of(n) for n in b.layers}
+    depths = {n: base[n] + sum(base[o] <= base[n] for o in outs) for n in b.layers}
+    return depths, {o: o.rsplit(".", 1)[0] for o in outs}
+
+
+def _scale_attention_inputs(name: str, modules: dict, c: float, result: ResidualResult) -> None:
+    """``nn.MultiheadAttention`` ``name``'s input projections × ``c`` (packed or separate)."""
+    for attr in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
+        weight = getattr(modules[name], attr, None)
+        if weight is not None:
+            weight.mul_(c)
+            result.actions[f"{name}.{attr}"] = f"× {c:.4g}"
+
+
 def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
-    m = b.chain  # layers one after the other: a SwiGLU's parallel gate and up count once
+    depths, attentions = _fixup_depths(b, modules)
+    m = max(depths.values())  # a SwiGLU's parallel gate and up count once
     for name in b.layers:
         if m == 1:
             _scale(name, modules, depth**-0.5, result)
-        elif b.depth_of(name) < m:
+        elif depths[name] < m:
             _scale(name, modules, depth ** (-1.0 / (2 * m - 2)), result)
         else:
             _zero(name, modules, result)
+    for attention in attentions.values():  # its input projection is never the last layer
+        _scale_attention_inputs(attention, modules, depth ** (-1.0 / (2 * m - 2)), result)
     for name in b.layers:
         if is_attention_output(name, modules):
             continue  # no hook on it fires: a bias there would never be added nor trained
