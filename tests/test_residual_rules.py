@@ -286,7 +286,12 @@ def test_fixup_counts_multihead_attentions_input_projection_as_the_layer_before_
     model = nn.Sequential(_MHABlock(), _MHABlock())
     before = copy.deepcopy(model)
     result = apply_residual(model, "fixup")
-    assert result.structure.depth == 4  # L: two blocks, two branches each
+    structure = result.structure
+    assert structure.depth == 4  # L: two blocks, two branches each
+    [attention, *_] = structure.branches
+    assert attention.layers == ["0.attn.out_proj"] and attention.attention_inputs == ["0.attn"]
+    assert attention.chain == 2 and attention.depth_of("0.attn.out_proj") == 2
+    assert structure.role_of("0.attn") == "branch 1, layer 1 of 2 (q, k, v)"
     for k in range(2):
         attn, old = model[k].attn, before[k].attn
         assert torch.equal(attn.in_proj_weight, old.in_proj_weight * 4**-0.5)  # exact: × 0.5

@@ -184,17 +184,6 @@ def _skipinit(b: Branch, modules: dict, depth: int, result: ResidualResult) -> N
     result.actions[f"{b.output}.skipinit_gate"] = "added = 0"
 
 
-def _fixup_depths(b: Branch, modules: dict) -> tuple[dict[str, int], dict[str, str]]:
-    """Each branch layer's place in the chain, and the ``nn.MultiheadAttention`` of each
-    ``out_proj`` in the branch. The attention's packed input projection (q, k, v) is the
-    layer before its ``out_proj``; no hook sees it (the module reads the parameter itself),
-    so the branch lists ``out_proj`` alone, and every layer from it on moves one deeper."""
-    outs = [n for n in b.layers if is_attention_output(n, modules)]
-    base = {n: b.depth_of(n) for n in b.layers}
-    depths = {n: base[n] + sum(base[o] <= base[n] for o in outs) for n in b.layers}
-    return depths, {o: o.rsplit(".", 1)[0] for o in outs}
-
-
 def _scale_attention_inputs(name: str, modules: dict, c: float, result: ResidualResult) -> None:
     """``nn.MultiheadAttention`` ``name``'s input projections × ``c`` (packed or separate)."""
     for attr in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
@@ -205,16 +194,15 @@ def _scale_attention_inputs(name: str, modules: dict, c: float, result: Residual
 
 
 def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
-    depths, attentions = _fixup_depths(b, modules)
-    m = max(depths.values())  # a SwiGLU's parallel gate and up count once
+    m = b.chain  # layers one after the other: a SwiGLU's parallel gate and up count once
     for name in b.layers:
         if m == 1:
             _scale(name, modules, depth**-0.5, result)
-        elif depths[name] < m:
+        elif b.depth_of(name) < m:
             _scale(name, modules, depth ** (-1.0 / (2 * m - 2)), result)
         else:
             _zero(name, modules, result)
-    for attention in attentions.values():  # its input projection is never the last layer
+    for attention in b.attention_inputs:  # q, k, v: the layer before out_proj, never last
         _scale_attention_inputs(attention, modules, depth ** (-1.0 / (2 * m - 2)), result)
     for name in b.layers:
         if is_attention_output(name, modules):

@@ -34,7 +34,10 @@ class Branch:
     layers of the skip path (a projection shortcut), empty for the identity; ``output``: the
     module whose output is the branch's contribution to the sum (where a gate goes), ``None``
     when the branch ends in a function rather than a module; ``block``: the module whose
-    ``forward`` does the addition.
+    ``forward`` does the addition; ``attention_inputs``: the ``nn.MultiheadAttention``
+    modules whose ``out_proj`` is in ``layers``. Such a module reads its packed input
+    projection (q, k, v) itself, so no trace sees it, but it is the layer before ``out_proj``:
+    ``depths`` count it (a pre-norm attention branch is m = 2, as a hand-written one).
     """
 
     index: int
@@ -44,6 +47,7 @@ class Branch:
     output: str | None = None
     block: str = ""
     depths: list[int] = field(default_factory=list)
+    attention_inputs: list[str] = field(default_factory=list)
 
     def depth_of(self, layer: str) -> int:
         """``layer``'s place in the longest chain (1-based)."""
@@ -88,6 +92,9 @@ class Structure:
         for b in self.branches:
             if module in b.layers:
                 return f"branch {b.index + 1}, layer {b.depth_of(module)} of {b.chain}"
+            if module in b.attention_inputs:
+                before = b.depth_of(f"{module}.out_proj") - 1
+                return f"branch {b.index + 1}, layer {before} of {b.chain} (q, k, v)"
             if module == b.last_norm:
                 return f"branch {b.index + 1}, last norm"
             if module in b.skip:
@@ -112,6 +119,7 @@ def find_structure(model: nn.Module, example: Any = None) -> Structure:
     else:
         structure = fx_structure(model, graph)
     structure.output_layer = _output_layer(model, structure, graph)
+    _count_attention_inputs(model, structure)
     if not structure.branches:
         structure.notes.append("no residual branch found: residual rules change nothing")
     return structure
@@ -139,6 +147,21 @@ def _untraceable(model: nn.Module, example: Any, why: str) -> tuple[Structure, f
         0, f"{why}; residual structure guessed from module names and order{hint}"
     )
     return structure, None
+
+
+def _count_attention_inputs(model: nn.Module, structure: Structure) -> None:
+    """Record each branch's ``nn.MultiheadAttention`` input projections and count them as
+    the layer before their ``out_proj``: it and every layer after it move one deeper
+    (:attr:`Branch.attention_inputs`)."""
+    from initlab.compound_layers import is_attention_output
+
+    modules = dict(model.named_modules())
+    for b in structure.branches:
+        outs = [n for n in b.layers if is_attention_output(n, modules)]
+        if outs:
+            base = {n: b.depth_of(n) for n in b.layers}
+            b.depths = [base[n] + sum(base[o] <= base[n] for o in outs) for n in b.layers]
+            b.attention_inputs = [o.rsplit(".", 1)[0] for o in outs]
 
 
 def _first_line(exc: Exception) -> str:
