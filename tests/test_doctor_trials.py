@@ -45,7 +45,7 @@ def test_an_injected_gain_wins_and_no_gain_keeps_the_default():
     assert won["winner"] == "good" and "beats the model as built (default) by" in won["message"]
     assert won["diff_high"] < 0 and won["p_holm"] < 0.05
     kept = _decide(_table({"default": 0.0, "good": 0.0, "same": 0.0}))
-    assert kept["winner"] is None and "keep it" in kept["message"]
+    assert kept["winner"] is None and "keep the model as built (default)" in kept["message"]
 
 
 def test_a_gain_below_the_seed_noise_is_not_a_winner():
@@ -225,7 +225,7 @@ def test_a_shallow_well_initialized_net_has_no_winner(tmp_path):
     assert main(args) == 0
     found = json.loads((tmp_path / "recommendation.json").read_text())
     assert found["verdict"]["winner"] is None
-    assert "keep it" in found["verdict"]["message"]
+    assert "keep the model as built (default)" in found["verdict"]["message"]
     # without --optimizer/--lr/--batch-size the trials train as before, and say so
     assert found["training"] == {"optimizer": "sgd", "lr": 0.01, "batch_size": 32}
 

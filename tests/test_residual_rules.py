@@ -308,3 +308,22 @@ def test_fixup_counts_multihead_attentions_input_projection_as_the_layer_before_
     result = apply_residual(nn.Sequential(block, _MHABlock()), "fixup")  # fx: never run
     assert result.actions["0.attn.k_proj_weight"] == f"× {4**-0.5:.4g}"
     assert torch.equal(separate.q_proj_weight, old[0] * 0.5)
+
+
+def test_the_init_record_describes_the_weights_after_the_residual_rule():
+    """The record's std was measured before the rule, so a depth_scaled out_proj showed the
+    scheme's 0.02 while its weights had 0.01; the rule now has a column and both stds follow."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_MHABlock(), _MHABlock(), nn.Linear(16, 3))
+    record = initialize(model, "normal(std=0.02)", residual="depth_scaled")
+    rows = record.to_frame().set_index("layer")
+    scaled = rows.loc["0.fc2"]
+    assert scaled["residual"] == "× 0.5 (depth_scaled)"
+    assert scaled["expected_std"] == 0.01  # 0.02 × 0.5: halving a float is exact
+    assert scaled["std"] == pytest.approx(model[0].fc2.weight.std().item(), rel=1e-6)
+    # 512 draws: the sample std is within 4 standard errors (std / sqrt(2 n)) of 0.01
+    assert abs(scaled["std"] - 0.01) < 4 * 0.01 / math.sqrt(2 * 512)
+    assert rows.loc["0.fc1", "residual"] == "" and rows.loc["0.fc1", "expected_std"] == 0.02
+    fixup = initialize(model, "he_normal", residual="fixup").to_frame().set_index("layer")
+    assert fixup.loc["0.attn", "residual"] == "× 0.5 (fixup)"  # q, k, v: the packed weight
+    assert fixup.loc["0.attn.out_proj", "std"] == fixup.loc["2", "expected_std"] == 0.0

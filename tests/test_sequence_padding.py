@@ -78,6 +78,9 @@ def test_the_meter_counts_loss_and_accuracy_over_real_tokens_only():
     loss, accuracy = meter.result()
     assert accuracy[0] == hits / real  # exact: whole numbers divided once, the same way
     assert loss[0] == pytest.approx(total / real, rel=50 * EPS * math.sqrt(real))
+    empty = Meter(SEQUENCE, 1, torch.device("cpu"))
+    empty.add(out[:1], torch.full((1, 5, T), IGNORE_INDEX))
+    assert all(math.isnan(v) for v in (*empty.result()[0], *empty.result()[1]))  # not 0
 
 
 @pytest.mark.parametrize("strategy", ["stacked", "looped"])
@@ -136,6 +139,10 @@ def test_data_checks_let_padding_through_in_sequence_targets_only(tmp_path: Path
         load(save(tmp_path / "holes.npz", holes, y), task="sequence")
     with pytest.raises(InitlabError, match="y_train has no target tokens"):
         load(save(tmp_path / "empty.npz", x, torch.full_like(y, IGNORE_INDEX)))
+    untested = y.clone()
+    untested[400:] = IGNORE_INDEX  # a test split of padding alone would score a loss of 0
+    with pytest.raises(InitlabError, match="y_test has no target tokens"):
+        load(save(tmp_path / "untested.npz", x, untested))
     labels = torch.arange(N) % 3
     labels[0] = IGNORE_INDEX
     with pytest.raises(InitlabError, match="negative class labels"):

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -39,10 +37,11 @@ from initlab.compound_layers import (
 from initlab.config import output_scheme
 from initlab.embedding_init import EMBEDDINGS, init_embeddings, tensors_set_by
 from initlab.errors import InitlabError, UnknownNameError, closest_name
+from initlab.init_record import InitRecord
 from initlab.initializers import Fans, Initializer, fans_of_module, fans_of_tensor
 from initlab.layer_order import output_layer_name
 from initlab.norm_layers import is_norm
-from initlab.residual import ResidualResult, apply_residual
+from initlab.residual import apply_residual
 from initlab.residual.plan import residual_rule
 from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
 from initlab.residual.structure import Structure
@@ -55,32 +54,6 @@ AS_BUILT = "default"
 
 Scheme = str | Initializer
 SchemeSpec = Scheme | Mapping[str, Scheme]
-
-
-@dataclass
-class InitRecord:
-    """What :func:`initialize` did: one row per initialized layer, plus the skipped modules."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    residual: str = "none"
-    """The residual rule applied after the per-layer schemes (see :mod:`initlab.residual`)."""
-    residual_result: ResidualResult | None = None
-    """The branches the residual rule found and what it did to each parameter."""
-
-    def to_frame(self) -> pd.DataFrame:
-        """``layer, type, shape, scheme, fan_in, fan_out, expected_std, std, bias`` per layer."""
-        return pd.DataFrame([{k: v for k, v in r.items() if k != "parameters"} for r in self.rows])
-
-    def __str__(self) -> str:
-        text = self.to_frame().to_string(index=False) if self.rows else "(no layers initialized)"
-        if self.skipped:
-            lines = [f"  {s['layer']} ({s['type']}): {s['reason']}" for s in self.skipped]
-            text += "\nleft as they were:\n" + "\n".join(lines)
-        return text
-
-    def _repr_html_(self) -> str:
-        return self.to_frame().to_html(index=False)
 
 
 def initializable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -149,9 +122,7 @@ def initialize(
     _run_data_dependent(model, layers, plan, data, record)
     planned = getattr(scheme, "residual", None)  # a plan's branches (maybe found by a run)
     planned = planned if isinstance(planned, Structure) and data is None else None
-    record.residual_result = apply_residual(model, rule, structure=planned, example=data)
-    if record.residual_result.actions:
-        record.residual = record.residual_result.rule
+    record.after_residual(model, apply_residual(model, rule, structure=planned, example=data))
     return record
 
 

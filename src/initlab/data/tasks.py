@@ -213,11 +213,12 @@ def _sequence(raw: Raw, hint: str) -> Prepared:
         for s, x, y in raw.pairs()
         for v, t in (("x", x), ("y", y))
     ]
-    if ids[1].numel() and not bool((ids[1] != IGNORE_INDEX).any()):
-        raise InitlabError(
-            f"y_train has no target tokens: every one is {IGNORE_INDEX} (padding); "
-            "give the tokens to predict"
-        )
+    for name, targets in (("y_train", ids[1]), ("y_test", ids[3])):
+        if targets.numel() and not bool((targets != IGNORE_INDEX).any()):
+            raise InitlabError(
+                f"{name} has no target tokens: every one is {IGNORE_INDEX} (padding); "
+                "give the tokens to predict"
+            )
     vocab = declared or max(int(t.max()) for t in ids) + 1
     return Prepared("sequence", ids[0], ids[1], ids[2], ids[3], vocab, ())
 

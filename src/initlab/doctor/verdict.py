@@ -242,15 +242,16 @@ def _no_winner(
             f"{top['candidate']} looks better than {label} by {top['gain']:.3g}, more than "
             f"the seed noise ({noise:.2g}), but the trials cannot tell it from chance "
             f"{after}: p = {top['p_holm']:.2g}; more seeds (a larger --trials) would decide: "
-            "keep it until then"
+            f"keep {label} until then"
         )
     if len(small):
         top = small.iloc[0]
         return (
             f"{top['candidate']} beats {label} by {top['gain']:.3g} (p = {top['p_holm']:.2g}) "
-            f"{after}, less than the seed noise ({noise:.2g}): not worth switching, keep it"
+            f"{after}, less than the seed noise ({noise:.2g}): not worth switching, "
+            f"keep {label}"
         )
-    return f"no candidate differs from {label} by more than the seed noise {after}: keep it"
+    return f"no candidate differs from {label} by more than the seed noise {after}: keep {label}"
 
 
 def decide(

@@ -55,6 +55,8 @@ class ResidualResult:
     structure: Structure
     actions: dict[str, str] = field(default_factory=dict)
     """Parameter name → what the rule did to it (``"zeroed"``, ``"× 0.5"``, ``"added = 0"``)."""
+    factors: dict[str, float] = field(default_factory=dict)
+    """Parameter name → the factor the rule multiplied an existing tensor by (0: zeroed)."""
 
 
 @torch.no_grad()
@@ -130,6 +132,7 @@ def _check_outputs(structure: Structure, rule: str) -> None:
 def _scale(name: str, modules: dict[str, nn.Module], c: float, result: ResidualResult) -> None:
     modules[name].weight.mul_(c)
     result.actions[f"{name}.weight"] = f"× {c:.4g}"
+    result.factors[f"{name}.weight"] = c
 
 
 def _zero(name: str, modules: dict[str, nn.Module], result: ResidualResult) -> None:
@@ -138,6 +141,7 @@ def _zero(name: str, modules: dict[str, nn.Module], result: ResidualResult) -> N
         if tensor is not None:
             tensor.zero_()
             result.actions[f"{name}.{kind}"] = "zeroed"
+            result.factors[f"{name}.{kind}"] = 0.0
 
 
 def _zero_readout(
@@ -157,6 +161,7 @@ def _zero_readout(
     if getattr(modules[name], "bias", None) is not None:
         modules[name].bias.zero_()
         result.actions[f"{name}.bias"] = "zeroed"
+        result.factors[f"{name}.bias"] = 0.0
     note(
         f"fixup: the output layer {name}'s weight is tied to {shared[0]}; zeroing it would "
         "zero that table too (every input the same), so it keeps its init: untie them for "
@@ -177,6 +182,7 @@ def _zero_last_norm(b: Branch, modules: dict, depth: int, result: ResidualResult
         return
     norm.weight.zero_()
     result.actions[f"{b.last_norm}.weight"] = "zeroed"
+    result.factors[f"{b.last_norm}.weight"] = 0.0
 
 
 def _skipinit(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
@@ -191,6 +197,7 @@ def _scale_attention_inputs(name: str, modules: dict, c: float, result: Residual
         if weight is not None:
             weight.mul_(c)
             result.actions[f"{name}.{attr}"] = f"× {c:.4g}"
+            result.factors[f"{name}.{attr}"] = c
 
 
 def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:

@@ -167,8 +167,8 @@ class Meter:
             sst = (self.sum_y2 - self.sum_y.square() / n).sum(1)
             r2 = torch.where(sst > 0, 1 - self.hits / sst, torch.full_like(sst, math.nan))
             return loss, r2.tolist()
-        if self.tokens is not None:
-            n = self.tokens.clamp_min(1)
+        if self.tokens is not None:  # no real token: nothing measured (NaN), not 0
+            n = torch.where(self.tokens > 0, self.tokens, math.nan)
         return (self.loss_sum / n).tolist(), (self.hits / n).tolist()
 
 
