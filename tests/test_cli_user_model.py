@@ -134,6 +134,29 @@ def test_compare_a_user_factory_with_default_and_he_and_new_keys_after_an_edit(u
     assert _run_ids(out).isdisjoint(first)
 
 
+def test_runs_of_an_edited_model_file_are_not_pooled_with_its_new_runs(user_dir, capsys):
+    """Each edit keeps the old runs in the store under the same settings: read back as they
+    were, 'default' held seed 0 twice (old and new code) and counted it as two seeds."""
+    out = user_dir / "out"
+    args = ["--model", "models.py:build", "--data", "digits", "--limit-train", "200"]
+    args += ["--out", str(out)]
+    assert _compare(*args, "--inits", "default,he_normal", "--seeds", "2") == 0
+    path = user_dir / "models.py"
+    path.write_text(path.read_text() + "\n# edited\n")
+    capsys.readouterr()
+    assert _compare(*args, "--inits", "default", "--seeds", "2") == 0
+    assert len(pd.read_csv(out / "summary.csv")) == 2  # this command's study: new runs only
+    capsys.readouterr()
+    assert main(["results", str(out)]) == 0  # two studies: all runs of the store
+    err = capsys.readouterr().err
+    assert "left out 2 run(s) trained before models.py last changed" in err
+    assert "2 run(s) were trained before models.py last changed" in err  # he_normal's
+    with open_store(out) as store:
+        assert len(store.runs()) == 4
+        summary = store.results().summary().set_index("init")
+    assert summary.loc["default", "runs"] == summary.loc["he_normal", "runs"] == 2
+
+
 def test_a_model_file_edited_while_its_run_trains_is_not_stored_as_finished(user_dir, capsys):
     out = user_dir / "out"
     args = ["--model", "models.py:self_editing", "--data", "digits", "--inits", "he_normal"]

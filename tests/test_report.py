@@ -396,3 +396,18 @@ def test_an_r2_figure_ends_near_one_and_keeps_negative_scores():
     ax = accuracy_figure(ranked, {"a": [0.3, 0.9]}, "test R²", clip=False).axes[0]
     low, high = ax.get_xlim()
     assert high <= 1.02 and low < -1  # an R² can be any negative: only the top is capped
+
+
+def test_a_csv_directory_is_grouped_by_every_setting_that_varies(tmp_path):
+    """CSVs of a width sweep were grouped by init alone: three widths read as 3× the seeds
+    of one group each, with intervals to match."""
+    from initlab.report.sources import load_results
+
+    res = synthetic_results({"a": [0.5, 0.6, 0.7, 0.8], "b": [0.6, 0.7, 0.8, 0.9]})
+    res.runs["model_args"] = ['{"width": 4}', '{"width": 8}'] * 4
+    res.runs["seed"] = [0, 0, 1, 1] * 2
+    res.runs.to_csv(tmp_path / "summary.csv", index=False)
+    res.epochs.to_csv(tmp_path / "epochs.csv", index=False)
+    loaded, _ = load_results(tmp_path)
+    assert loaded.group_by == ["init", "model_args.width"]
+    assert loaded.summary()["runs"].tolist() == [2, 2, 2, 2]

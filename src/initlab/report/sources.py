@@ -16,7 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from initlab.errors import InitlabError
-from initlab.results import ResultSet
+from initlab.report.build import regroup
+from initlab.results import ResultSet, with_model_arg_columns
+from initlab.store.read import varying
 
 STORE_FILE = "initlab.db"
 RUNS_CSV, EPOCHS_CSV, LAYERS_CSV = "summary.csv", "epochs.csv", "layer_stats.csv"
@@ -29,8 +31,9 @@ def load_results(
     """``(results, layer_stats)`` from a store or a CSV directory (see the module docstring).
 
     ``layer_stats`` is ``None`` when the source has none; with a store it is limited to the
-    runs of ``results``. CSV results are grouped by ``init`` (regroup with
-    :func:`initlab.report.build.regroup` or ``build_report(group_by=...)``).
+    runs of ``results``. CSV results are grouped by every setting that varies between their
+    runs, as a store's without a study (regroup with :func:`initlab.report.build.regroup`
+    or ``build_report(group_by=...)``).
     """
     source = Path(path)
     if not source.exists():
@@ -82,7 +85,8 @@ def _from_csv_dir(directory: Path) -> tuple[ResultSet, pd.DataFrame | None]:
         raise InitlabError(f"{directory / RUNS_CSV} has no 'init' column: not a run table")
     layers = directory / LAYERS_CSV
     layer_stats = _read_csv(layers) if layers.exists() else None
-    return ResultSet(runs, epochs, keys), layer_stats
+    results = ResultSet(with_model_arg_columns(runs), epochs, keys)
+    return regroup(results, varying(results.runs)), layer_stats
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

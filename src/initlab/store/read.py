@@ -16,6 +16,7 @@ from initlab.config import RunConfig
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.results import ResultSet, progress_line, with_model_arg_columns
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS
+from initlab.store.versions import current_runs
 
 _REAL_RESULTS = [n for n, sql in RESULT_COLUMNS if sql == "REAL"]
 _HINTS = typing.get_type_hints(RunConfig)
@@ -80,7 +81,7 @@ def _select(table: str, study_id: str | None, order: str) -> tuple[str, tuple]:
 
 def runs(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
     query, args = _select("runs", study_id, "t.finished_at, t.run_id")
-    frame = pd.read_sql_query(query, conn, params=args).drop(columns=["config"])
+    frame = current_runs(pd.read_sql_query(query, conn, params=args)).drop(columns=["config"])
     for name in _BOOL_FIELDS:
         if name in frame:  # empty where the model has no such setting (a user factory)
             column = frame[name]
@@ -119,9 +120,15 @@ SEEDS = ("seed", "data_seed")
 
 
 def varying(runs: pd.DataFrame) -> list[str]:
-    """Config columns whose values differ between runs (seeds excluded); ``["init"]`` if none."""
+    """Config columns whose values differ between runs (seeds excluded); ``["init"]`` if none.
+    Varying ``model_args`` are named by argument: ``model_args.width``, not the JSON."""
     names = [f.name for f in fields(RunConfig) if f.name not in SEEDS and f.name in runs]
     keys = [n for n in names if runs[n].astype(str).nunique() > 1]
+    if "model_args" in keys:
+        expanded = with_model_arg_columns(runs)
+        args = [c for c in expanded if c.startswith("model_args.")]
+        args = [c for c in args if expanded[c].astype(str).nunique() > 1]
+        keys[keys.index("model_args") : keys.index("model_args") + 1] = args or ["model_args"]
     return keys or ["init"]
 
 

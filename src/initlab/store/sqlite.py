@@ -375,6 +375,8 @@ class Store:
         runs = read.runs(self._conn, study_id)
         group_by = group_by or read.study_group_by(self._conn, study_id) or read.varying(runs)
         epochs, layers = read.epochs(self._conn, study_id), read.layer_stats(self._conn, study_id)
+        if layers is not None and "run_id" in layers:  # not of runs current_runs left out
+            layers = layers[layers["run_id"].isin(runs["run_id"])]
         progress = read.study_progress(self._conn, study_id)
         return read.result_set(runs, epochs, group_by, layers, progress)
 
