@@ -15,11 +15,11 @@ FACTORIES = """
 from torch import nn
 
 
-def build(width=16, depth=2):
+def build(width=16, depth=2, classes=10):
     layers = [nn.Flatten(), nn.Linear(64, width), nn.Tanh()]
     for _ in range(depth - 1):
         layers += [nn.Linear(width, width), nn.Tanh()]
-    return nn.Sequential(*layers, nn.Linear(width, 10))
+    return nn.Sequential(*layers, nn.Linear(width, classes))
 
 
 def no_width(size=16):
@@ -125,6 +125,7 @@ def test_a_factory_with_its_own_names_for_width_and_depth(factories):
         (["--param", "mu"], "unknown parametrization 'mu'"),
         (["--model", "resnet"], "scaling needs a factory with a 'width' keyword"),
         (["--model", "gpt", "--model-arg", "context=8"], "the model cannot run on the data"),
+        (["--model-arg", "classes=5"], "width 64, depth 2: the model outputs 5 classes but"),
         (["--model", "factories.py:own_names", "--width-arg", "d"], "own_names() has no 'd'"),
         (["--width-arg", "depth"], "--width-arg depth: build() also has a 'width' keyword"),
         (

@@ -142,5 +142,6 @@ def test_the_check_knows_whether_the_model_has_attention(factory, attention):
 
     settings = CoordSettings(widths=(16, 32), param="mup", steps=1, seeds=(0, 1))
     x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
-    found = preflight(factory, settings, batch_source(x, y, 8, torch.device("cpu")), "cpu")
+    batches, targets = batch_source(x, y, 8, torch.device("cpu")), ("classification", y, 10)
+    found = preflight(factory, settings, batches, "cpu", targets)
     assert found.attention is attention

@@ -200,10 +200,12 @@ def coord_check(
     dataset = load(data_spec(data), task=task)  # a name, spec, function or arrays, as compare
     the_device = resolve_device(device)
     batches = batch_source(dataset.x_train, dataset.y_train, settings.batch_size, the_device)
-    before = preflight(factory, settings, batches, the_device)
+    the_task = resolve_task(task, dataset)
+    targets = (the_task, dataset.y_train, dataset.num_classes)
+    before = preflight(factory, settings, batches, the_device, targets)
     notes = before.notes + pooled_note(len(settings.seeds))
     with torch.random.fork_rng(devices=[]):
-        coords = coord_data(factory, settings, batches, resolve_task(task, dataset), the_device)
+        coords = coord_data(factory, settings, batches, the_task, the_device)
     roles = depth_roles(factory, settings)
     notes += [roles_note(roles)] if roles else []
     verdicts = judge(coords, settings, shapes, roles, before.attention)

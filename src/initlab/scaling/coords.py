@@ -39,6 +39,7 @@ from initlab.probe.trace import trace
 from initlab.scaling.parametrize import ATTN_ATTRIBUTE, Parametrized, parametrized
 from initlab.scaling.shapes import Factory
 from initlab.scaling.verdicts import MIN_VALUES
+from initlab.train.preflight import check_output
 from initlab.train.tasks import model_loss
 
 COLUMNS = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]
@@ -164,11 +165,16 @@ def where(width: int, depth: int) -> str:
 
 
 def preflight(
-    factory: Factory, settings: CoordSettings, batches: Batches, device: torch.device
+    factory: Factory,
+    settings: CoordSettings,
+    batches: Batches,
+    device: torch.device,
+    targets: tuple[str, Tensor, int],
 ) -> Preflight:
     """The model at the largest width (and the first depth) under the parametrization: its
-    notes (:class:`Preflight`), and a check that it runs on the data (one forward pass on two
-    examples; one line naming the width and depth if it cannot)."""
+    notes (:class:`Preflight`), and a check that it runs on the data and its outputs fit the
+    ``targets`` (task, training targets, number of classes) as ``compare`` checks them (one
+    forward pass on two examples; one line naming the width and depth if not)."""
     kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
     width = settings.widths[-1]
     built = parametrized(
@@ -182,12 +188,19 @@ def preflight(
         seed=settings.seeds[0],
     )
     x = batches(settings.seeds[0], 0)[0][:2]
+    at = where(width, factory_depth(factory, kwargs))
     try:
         watch = watch_attention(built.model.to(device), x)
+        with torch.no_grad():
+            out = built.model(x)
     except Exception as exc:
         first = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        at = where(width, factory_depth(factory, kwargs))
         raise InitlabError(f"{at}: the model cannot run on the data: {first}") from None
+    task, labels, classes = targets
+    try:
+        check_output(task, out.detach().cpu(), labels, classes)
+    except InitlabError as exc:
+        raise InitlabError(f"{at}: {exc}") from None
     notes = built.notes + unscaled_notes(watch)
     return Preflight(notes, bool(watch.calls or attention_modules(built.model)))
 
