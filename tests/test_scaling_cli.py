@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -181,3 +182,18 @@ def test_a_run_with_nothing_to_fit_says_nothing_was_judged(factories, capsys):
     printed = " ".join(capsys.readouterr().out.split())  # rich wraps lines
     assert "✔" not in printed and "nothing judged" in printed
     assert json.loads((out / "verdicts.json").read_text())["verdicts"] == []
+
+
+def test_task_is_an_option_where_the_targets_cannot_tell_it(factories, capsys):
+    """Whole-number float targets [N, 2] (counts) are no task initlab can infer: scaling and
+    plan asked for --task, which neither had."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 64)).astype(np.float32)
+    y = rng.integers(0, 5, (300, 2)).astype(np.float32)
+    np.savez("counts.npz", x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
+    base = ["--model", "factories.py:build", "--model-arg", "classes=2", "--data", "counts.npz"]
+    scaling = ["scaling", *base, "--widths", "32,64", *FAST, "--out", "sc"]
+    assert main(scaling) == 2 and "pass task= (--task)" in capsys.readouterr().err
+    assert main([*scaling, "--task", "regression"]) == 0
+    assert main(["plan", *base]) == 2 and "(--task)" in capsys.readouterr().err
+    assert main(["plan", *base, "--task", "regression"]) == 0

@@ -21,7 +21,7 @@ out = stdout_console()
 
 
 @app.command()
-@opt.target_options("model", "model_arg", "data", data=opt.PlanData)
+@opt.target_options("model", "model_arg", "data", "task", data=opt.PlanData)
 def plan(
     init: Annotated[str, typer.Option(help="the per-layer scheme; default: as built")] = "default",
     output_init: opt.OutputInit = "glorot_uniform",
@@ -53,7 +53,7 @@ def plan(
             "initlab plan needs --model module:function (e.g. initlab.models.resnet:resnet)"
         )
     rule = canonical_rule(residual_init or "none")
-    example = _example(target.get("dataset"))
+    example = _example(target.get("dataset"), target.get("task") or "auto")
     torch.manual_seed(seed)
     model = build_user_model(spec, target.get("model_args"))
     generator = make_generator(seed, "init")  # as a run draws its init: not the build's
@@ -73,15 +73,16 @@ def plan(
         out.print(f"wrote {out_path}", soft_wrap=True)
 
 
-def _example(data: str | None) -> Any:
-    """Two training inputs of ``--data`` (``None`` without it): data-dependent schemes use
-    them, and the residual structure of a model fx cannot trace is recorded from a run on
-    them (docs/residual.md)."""
+def _example(data: str | None, task: str) -> Any:
+    """Two training inputs of ``--data`` (``None`` without it; ``task``: ``--task``, for
+    targets whose task cannot be inferred): data-dependent schemes use them, and the
+    residual structure of a model fx cannot trace is recorded from a run on them
+    (docs/residual.md)."""
     if data is None:
         return None
     from initlab.data import load
 
-    return load(data).x_train[:2]
+    return load(data, task=task).x_train[:2]
 
 
 def _num(x: float | None) -> str:

@@ -66,6 +66,7 @@ def scaling(
         str | None,
         typer.Option(help="a dataset or user data spec (default: digits; tokens for gpt)"),
     ] = None,
+    task: opt.Task = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto")] = "cpu",
     out_dir: Annotated[
         Path, typer.Option("--out", help="coords.csv, verdicts.json, coords.png go here")
@@ -84,6 +85,7 @@ def scaling(
         seeds=parse_seeds(seeds),
         depths=parse_sizes("--depths", depths) if depths else (),
         data=data,
+        task=task or "auto",
         device=device,
         batch_size=batch_size,
         base_width=base_width,
