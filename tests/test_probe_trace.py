@@ -134,3 +134,39 @@ def test_an_attention_output_projection_is_a_row_read_from_the_attention_call():
     table = diagnose(model, x).layers.set_index("layer")
     assert table.loc["attn.out_proj", "type"] == "NonDynamicallyQuantizableLinear"
     assert table["q_pred"].isna().all()  # mean-field theory is not for attention
+
+
+class _PreNorm(nn.Module):
+    """``x + fc2(gelu(fc1(ln(x))))`` twice, then a norm and a head: every branch ends in a
+    layer whose output joins the stream with no nonlinearity."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.lns = nn.ModuleList(nn.LayerNorm(d) for _ in range(3))
+        self.fc1 = nn.ModuleList(nn.Linear(d, 2 * d) for _ in range(2))
+        self.fc2 = nn.ModuleList(nn.Linear(2 * d, d) for _ in range(2))
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for k in range(2):
+            x = x + self.fc2[k](F.gelu(self.fc1[k](self.lns[k](x))))
+        return self.head(self.lns[2](x))
+
+
+def test_a_branch_end_joining_the_stream_is_linear_and_keeps_its_own_scale():
+    """The sum went on to a LayerNorm and the next layer: its input (std 1) was read as the
+    branch end's activation, so a branch 1e-3 of the stream looked healthy, and the doctor
+    gave the layer LSUV ('unknown')."""
+    torch.manual_seed(0)
+    model = _PreNorm()
+    initlab.initialize(model, "normal(std=0.001)", output_layer="same")
+    layers, _ = trace(model, torch.randn(64, 16))
+    ends = [layer for layer in layers if layer.name.startswith("fc2")]
+    assert [layer.activation for layer in ends] == ["linear", "linear"]
+    for layer in ends:
+        assert torch.equal(layer.post[1], layer.pre[1])  # its own output: no function between
+        assert layer.post[1].std() < 1e-3  # 1e-3 × 1e-3 of the stream, not the norm's 1
+    assert (
+        find_activations(model, torch.randn(8, 16), initializable_layers(model))[0]["fc2.0"]
+        == "linear"
+    )

@@ -27,6 +27,7 @@ Gains come from :func:`initlab.gain` — the same code the diagnosis uses for it
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,7 +155,10 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
     modules = dict(model.named_modules())
     for name, module in weight_layers(model):
         if isinstance(module, COMPOUND) or is_attention_output(name, modules):
-            entries.append(compound_entry(name, module, structure.role_of(name)))
+            entry = compound_entry(name, module, structure.role_of(name))
+            if not isinstance(module, COMPOUND) and found.get(name) not in (None, "unknown"):
+                entry = dataclasses.replace(entry, activation=found[name])  # out_proj's own
+            entries.append(entry)
             continue
         activation, is_output = found[name], name == last
         if family == "orthogonal" and activation not in ("unknown", NOT_RUN) and not is_output:
@@ -170,8 +174,8 @@ def compound_entry(name: str, module: nn.Module, role: str) -> PlanEntry:
     """An RNN's or attention's entry: ``glorot_uniform`` with Keras' rules for the rest."""
     if not isinstance(module, (nn.MultiheadAttention, *COMPOUND)):  # its out_proj
         reason = (
-            "attention output projection (read inside MultiheadAttention, no probe sees it): "
-            "Glorot, Keras' default for attention kernels"
+            "attention output projection (read inside MultiheadAttention): Glorot, Keras' "
+            "default for attention kernels"
         )
         return PlanEntry(name, type(module).__name__, ATTENTION, "glorot_uniform", reason, role)
     if isinstance(module, nn.MultiheadAttention):

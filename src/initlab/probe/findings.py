@@ -327,6 +327,8 @@ def _not_inf(value: float) -> bool:
 def _fraction_findings(frame: pd.DataFrame) -> list[Finding]:
     hid = hidden_layers(frame)
     hid = hid[~(_branch_last(hid) & (hid["weight_std"] == 0))]  # zeroed on purpose: not dead
+    if "activation" in hid:  # no nonlinearity to die or saturate: a zero there is by design
+        hid = hid[hid["activation"] != "linear"]  # (a SkipInit gate of 0 on a branch's end)
     out = []
     for name, column, limit, what in (
         ("saturation", "saturated_frac", SATURATION_FRAC, "saturated activation values"),

@@ -19,7 +19,11 @@ functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
 * a tagged tensor that reaches the next Linear/Conv (or the model's output) without one is
   ``linear``: z is the layer's output and phi(z) what enters the next layer (nothing, for
   the model's output) — an all-zero output is ``linear`` too, never a guessed ``relu``;
-* one consumed by anything else (a ``cumsum``, a residual sum) is ``unknown``: z is the
+* one added to a tensor of its shape that carries no open layer output — a residual
+  branch's end joining its skip path, ``x + branch(x)`` — is ``linear``: z and phi(z) are
+  what the branch adds (a pre-norm transformer's next input, the normalized sum, would say
+  std 1 whatever the branch's scale);
+* one consumed by anything else (a ``cumsum``, ``W x + U h``) is ``unknown``: z is the
   layer's output, phi(z) the input of the next layer called, and the activation is the
   registry activation phi with ``phi(z) ≈ next input`` when exactly one fits
   (:func:`infer_activation`), else ``unknown``.
@@ -70,6 +74,9 @@ permutations: a ConvNeXt's channels-last ``permute``, a ViT's ``flatten(2).trans
 LAYER_FUNCTIONS = frozenset(
     {"linear", *(f"conv{d}d" for d in (1, 2, 3)), *(f"conv_transpose{d}d" for d in (1, 2, 3))}
 )
+ADD_FUNCTIONS = frozenset({"add", "__add__", "__radd__"})
+"""Out-of-place sums: a residual join when the other term is a stream (``_joins_a_stream``);
+``out += identity`` (``add_``, ignored) keeps the tag to the activation after the sum."""
 IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", "add_"})
 """Reading a tensor's shape or attributes is not consuming it."""
 
@@ -191,8 +198,21 @@ class _Tracer(TorchFunctionMode):
         elif name in TRANSPARENT_FUNCTIONS and isinstance(out, Tensor):
             self.tag(out, k)
             layer.normalized |= name in NORM_FUNCTIONS
+        elif name in ADD_FUNCTIONS and self._joins_a_stream(x, args, kwargs):
+            layer.activation, layer.pre, layer.post = "linear", layer.output, self.live(x)
         elif name not in IGNORED_FUNCTIONS:
             layer.activation = "unknown"
+
+    def _joins_a_stream(self, x: Tensor, args: tuple, kwargs: dict) -> bool:
+        """``x + h`` with ``h`` a tensor of ``x``'s shape that no open layer output carries:
+        a residual branch's end joining its skip path (``h``), not a sum of two layers'
+        outputs (``W x + U h``, whose nonlinearity comes after the sum)."""
+        others = [t for t in _tensors(args, kwargs) if t is not x]
+        return any(
+            t.shape == x.shape
+            and (id(t) not in self.tags or self.layers[self.tags[id(t)]].activation is not None)
+            for t in others
+        )
 
     def watch(self, model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
         """Forward hooks that record every layer call and tag its output. A multi-head
