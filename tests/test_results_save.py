@@ -78,3 +78,21 @@ def test_sweep_with_a_full_disk_for_the_csvs_is_one_line_and_exit_2(
     monkeypatch.undo()
     assert main(["sweep", str(spec), "--out", str(out), "--workers", "1"]) == 0
     assert len(pd.read_csv(out / "summary.csv")) == 4
+
+
+def test_a_file_that_cannot_be_written_is_named_and_not_blamed_on_the_disk(tmp_path):
+    """A directory where summary.csv goes is not a full disk: the line said to free space."""
+    from initlab.sweep.ui import save_tables
+
+    (tmp_path / "summary.csv").mkdir()
+    paths, line = save_tables(_results(), tmp_path)
+    assert paths == [] and "summary.csv: is a directory" in line
+    assert "fix that and run the same command again" in line and "space" not in line
+
+
+def test_a_full_disk_says_to_free_space(tmp_path, monkeypatch):
+    from initlab.sweep.ui import save_tables
+
+    _full_disk_on(monkeypatch, "summary")
+    _, line = save_tables(_results(), tmp_path)
+    assert "no space left on device" in line and "free some space" in line

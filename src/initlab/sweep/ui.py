@@ -3,6 +3,7 @@ the progress bar, the resume hint and the result tables."""
 
 from __future__ import annotations
 
+import errno
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -166,10 +167,13 @@ def save_tables(results: ResultSet, out: Path | None) -> tuple[list[Path], str]:
         return results.save(out), ""
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
+        name = exc.filename2 or exc.filename  # os.replace(temporary, target): the target
+        where = f"{name}: {reason}" if name else reason
+        fix = "free some space" if exc.errno == errno.ENOSPC else "fix that"
         return [], (
-            f"cannot write the CSVs and plot in {out} ({reason}); every run is saved in "
-            f"the results store {store_path(out)}; free some space and run the same command "
-            "again to write them"
+            f"cannot write the CSVs and plot in {out} ({where}); every run is saved in "
+            f"the results store {store_path(out)}; {fix} and run the same command again to "
+            "write them"
         )
 
 
