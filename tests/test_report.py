@@ -411,3 +411,28 @@ def test_a_csv_directory_is_grouped_by_every_setting_that_varies(tmp_path):
     loaded, _ = load_results(tmp_path)
     assert loaded.group_by == ["init", "model_args.width"]
     assert loaded.summary()["runs"].tolist() == [2, 2, 2, 2]
+
+
+def test_within_ranks_and_tests_the_inits_at_each_width_apart(tmp_path, capsys):
+    """A width sweep ranked as one family: width dominated and the only significant pair was
+    one init at two widths, not an init question."""
+    from initlab.cli import main
+    from initlab.errors import InitlabError
+
+    res = synthetic_results({"a": [0.5, 0.52, 0.9, 0.92], "b": [0.6, 0.62, 0.8, 0.82]})
+    res.runs["model_args"] = ['{"width": 4}', '{"width": 4}', '{"width": 8}', '{"width": 8}'] * 2
+    res.runs["seed"] = [0, 1] * 4
+    res.runs.to_csv(tmp_path / "summary.csv", index=False)
+    res.epochs.to_csv(tmp_path / "epochs.csv", index=False)
+    from initlab.report.build import ranked_apart
+    from initlab.report.sources import load_results
+
+    loaded, _ = load_results(tmp_path)
+    ranked = ranked_apart(loaded, ["model_args.width"]).ranking()
+    assert ranked["within"].tolist() == ["width=4", "width=4", "width=8", "width=8"]
+    assert ranked["init"].tolist() == ["b", "a", "a", "b"] and ranked["rank"].tolist() == [1, 2] * 2
+    with pytest.raises(InitlabError, match="--within lr: not a grouping column"):
+        loaded.ranked_within(["lr"])
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r"), "--within",
+                 "model_args.width"]) == 0  # fmt: skip
+    assert "width=8" in (tmp_path / "r" / "report.md").read_text()

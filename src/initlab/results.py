@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+import initlab.curves as curves
+from initlab.errors import InitlabError
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks
 from initlab.stats import (
     display_value,
@@ -115,10 +117,26 @@ class ResultSet:
         group_by: Sequence[str] = ("init",),
         layer_stats: pd.DataFrame | None = None,
         progress: str = "",
+        within: Sequence[str] = (),
     ) -> None:
         self.runs, self.epochs, self.group_by = runs, epochs, list(group_by)
         self.layer_stats = layer_stats if layer_stats is not None else pd.DataFrame()
         self.progress = progress
+        outside = [c for c in within if c not in self.group_by]
+        if outside:
+            raise InitlabError(
+                f"--within {','.join(outside)}: not a grouping column (grouped by "
+                f"{', '.join(self.group_by)}); group by it too"
+            )
+        self.within = list(within)
+        """Grouping columns whose every value is ranked and tested apart (:func:`partitions`:
+        ``["model_args.width"]`` ranks the inits at each width), beside the data's own."""
+
+    def ranked_within(self, columns: Sequence[str]) -> ResultSet:
+        """These results, ranked and tested within each value of the grouping ``columns``."""
+        return ResultSet(
+            self.runs, self.epochs, self.group_by, self.layer_stats, self.progress, columns
+        )
 
     @classmethod
     def from_results(
@@ -179,7 +197,7 @@ class ResultSet:
         set of comparable runs (:func:`rank_within`: one ranking per dataset or task)."""
         if self.runs.empty:
             return pd.DataFrame()
-        return without_unscored_ranks(rank_within(self.runs, self.group_by))
+        return without_unscored_ranks(rank_within(self.runs, self.group_by, within=self.within))
 
     def verdict(self) -> str:
         """:func:`part_verdict` of each set of comparable runs (:func:`partitions`), one line
@@ -188,7 +206,7 @@ class ResultSet:
             return ""
         said = [
             (label, part_verdict(part, self.group_by))
-            for label, part in partitions(self.runs, self.group_by)
+            for label, part in partitions(self.runs, self.group_by, self.within)
         ]
         return "\n".join(f"{label}: {text}" if label else text for label, text in said if text)
 
@@ -274,28 +292,33 @@ DATA_COLUMNS = ("dataset", "task")
 and tested apart (:func:`partitions`)."""
 
 
-def partitions(runs: pd.DataFrame, group_by: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+def partitions(
+    runs: pd.DataFrame, group_by: Sequence[str], within: Sequence[str] = ()
+) -> list[tuple[str, pd.DataFrame]]:
     """The sets of runs whose scores can be compared, labelled, in order of appearance: one
-    per value of the grouping's :data:`DATA_COLUMNS` when it has several (accuracies on two
-    datasets, or an accuracy and an R², are not one scale), else one per task when the runs
-    mix tasks, else ``[("", runs)]``."""
-    keys = [k for k in group_by if k in DATA_COLUMNS and k in runs]
+    per value of the grouping's :data:`DATA_COLUMNS` and ``within`` columns when they have
+    several (accuracies on two datasets, or an accuracy and an R², are not one scale; the
+    user's ``within``: inits compared at each width), else one per task when the runs mix
+    tasks, else ``[("", runs)]``."""
+    keys = [k for k in group_by if (k in DATA_COLUMNS or k in within) and k in runs]
     if keys and runs.groupby(keys, sort=False, dropna=False).ngroups > 1:
         parts = runs.groupby(keys, sort=False, dropna=False)
-        return [(group_label(key), part) for key, part in parts]
+        return [(curves.group_label(key, keys), part) for key, part in parts]
     tasks = run_tasks(runs)
     if tasks.nunique() > 1:
         return [(task, runs[tasks == task]) for task in dict.fromkeys(tasks)]
     return [("", runs)]
 
 
-def rank_within(runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05) -> pd.DataFrame:
+def rank_within(
+    runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05, within: Sequence[str] = ()
+) -> pd.DataFrame:
     """:func:`initlab.stats.rank_groups` of each of the :func:`partitions`, one after the
     other, with their label in a ``within`` column (``""`` for one): ranks restart at 1, and
     each group is tested against the best of its own partition only."""
     ranked = [
         rank_groups(part, group_by, alpha=alpha).assign(within=label)
-        for label, part in partitions(runs, group_by)
+        for label, part in partitions(runs, group_by, within)
     ]
     return pd.concat(ranked, ignore_index=True)
 

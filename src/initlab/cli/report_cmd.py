@@ -10,7 +10,7 @@ import typer
 from initlab.cli import app
 from initlab.cli.options import split_list
 from initlab.console import stdout_console
-from initlab.report.build import DEFAULT_TITLE, build_report
+from initlab.report.build import DEFAULT_TITLE, build_report, ranked_apart
 from initlab.report.sources import load_results
 
 out = stdout_console()
@@ -40,10 +40,19 @@ def report(
         ),
     ] = None,
     title: Annotated[str | None, typer.Option(help="the report's title")] = None,
+    within: Annotated[
+        str | None,
+        typer.Option(
+            help="rank and test the groups apart within each value of these settings, e.g. "
+            "model_args.width (the inits at each width)"
+        ),
+    ] = None,
 ) -> None:
     """Write report.html (self-contained, opens offline) and report.md from stored results."""
     results, layer_stats = load_results(source, study=study)
     keys = split_list(group_by) if group_by else None
+    if within:
+        results, keys = ranked_apart(results, split_list(within), keys), None
     default_title = f"{DEFAULT_TITLE}: {study}" if study else DEFAULT_TITLE
     paths = build_report(
         results, out_dir, layer_stats=layer_stats, title=title or default_title, group_by=keys

@@ -12,6 +12,7 @@ from initlab.cli.options import split_list
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.report.build import ranked_apart
 from initlab.store import Store, export, open_store
 from initlab.sweep.ui import print_results
 from initlab.sweep.values import SETTINGS, is_setting
@@ -38,6 +39,13 @@ def results(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="the directory --export writes into")
     ] = None,
+    within: Annotated[
+        str | None,
+        typer.Option(
+            help="rank and test the groups apart within each value of these settings, e.g. "
+            "model_args.width (the inits at each width)"
+        ),
+    ] = None,
 ) -> None:
     """Print a store's summary per group (mean ± std over seeds) and its ranking."""
     with open_store(path) as store:
@@ -50,6 +58,8 @@ def results(
             return
         keys = _group_by(group_by)
         found = store.results(study, group_by=keys)
+    if within:
+        found = ranked_apart(found, split_list(within))
     name = study or "all runs"
     print_results(found, out, title=f"{name}: test accuracy by {' / '.join(found.group_by)}")
 

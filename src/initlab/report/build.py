@@ -128,7 +128,20 @@ def regroup(results: ResultSet, group_by: Sequence[str] | None) -> ResultSet:
     if absent and not epochs.empty:
         lookup = results.runs[["run_id", *absent]].drop_duplicates("run_id")
         epochs = epochs.drop(columns=absent, errors="ignore").merge(lookup, on="run_id")
-    return ResultSet(results.runs, epochs, keys, progress=getattr(results, "progress", ""))
+    within = [c for c in getattr(results, "within", ()) if c in keys]
+    progress = getattr(results, "progress", "")
+    return ResultSet(results.runs, epochs, keys, results.layer_stats, progress, within)
+
+
+def ranked_apart(
+    results: ResultSet, within: Sequence[str], group_by: Sequence[str] | None = None
+) -> ResultSet:
+    """``results`` grouped by ``group_by`` (default: as they are) and the ``within`` columns,
+    ranked and tested within each value of ``within`` (``--within model_args.width``: the
+    inits at each width; :attr:`initlab.results.ResultSet.within`)."""
+    keys = list(group_by or results.group_by)
+    keys += [c for c in within if c not in keys]
+    return regroup(results, keys).ranked_within(within)
 
 
 def facts(runs: pd.DataFrame, group_by: Sequence[str], score: Score | None = None) -> list[str]:

@@ -21,7 +21,9 @@ from initlab.store.read import varying
 
 def ranked(results: ResultSet) -> pd.DataFrame:
     """The result set's summary, best group first (see :func:`tables.ranked_summary`)."""
-    return tables.ranked_summary(results.summary(), results.runs, results.group_by)
+    return tables.ranked_summary(
+        results.summary(), results.runs, results.group_by, getattr(results, "within", ())
+    )
 
 
 def empty_section() -> Section:

@@ -38,19 +38,20 @@ RUN_COLUMNS = (
 
 
 def ranked_summary(
-    summary: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str]
+    summary: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str], within: Sequence[str] = ()
 ) -> pd.DataFrame:
     """``summary`` in the order of :func:`initlab.stats.rank_groups` (best mean test accuracy
     first, groups without a finite accuracy last, unranked: ``rank`` ``<NA>``, see
     :func:`initlab.results.without_unscored_ranks`) with ``rank``, ``group`` (a label),
     ``p_vs_best``, ``p_holm`` and ``tied_with_best`` (Welch's test against the best group,
     Holm-adjusted over the other groups) added; runs on different data are ranked apart,
-    one partition after the other (:func:`initlab.results.rank_within`; ``within`` names
-    it), ranks restarting at 1."""
+    one partition after the other, and so are the values of the ``within`` columns
+    (:func:`initlab.results.rank_within`; its ``within`` column names the partition), ranks
+    restarting at 1."""
     keys = list(group_by)
     if summary.empty:
         return summary.assign(rank=[], group=[], p_vs_best=[], p_holm=[], tied_with_best=[])
-    ranking = rank_within(runs, keys, alpha=ALPHA)
+    ranking = rank_within(runs, keys, alpha=ALPHA, within=within)
     ranking = ranking[["rank", *keys, "n", "p_vs_best", "p_holm", "tied_with_best", "within"]]
     ranked = ranking.merge(summary, on=keys, how="inner", sort=False)
     labels = ranked[keys].itertuples(index=False, name=None)

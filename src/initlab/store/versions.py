@@ -41,12 +41,12 @@ def current_runs(runs: pd.DataFrame) -> pd.DataFrame:
     if dropped:
         note(
             f"left out {dropped} run(s) trained before {which} last changed: the same "
-            "settings ran again on it as it is now"
+            "settings ran again on the current version"
         )
     if kept:
         note(
             f"{kept} run(s) were trained before {which} last changed: run the same command "
-            "again to retrain them on it as it is now"
+            "again to retrain them on the current version"
         )
     return runs[~(stale & twin)]
 

@@ -301,13 +301,15 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
         if said := results.verdict():
             console.print(said, soft_wrap=True, markup=False, highlight=False)
         return
-    parts = partitions(results.runs, results.group_by)
+    parts = partitions(results.runs, results.group_by, results.within)
     scores = {label: Score.of_runs(runs) for label, runs in parts}
     for within, part in ranked.groupby("within", sort=False):
         name = scores.get(within, score).name()
         title = f"ranking by {name}" + (f" within {within}" if within else "")
         print_frame(ranking_table(part, name), console, title=title)
     apart = " Runs on different data are ranked apart." if ranked["within"].nunique() > 1 else ""
+    if results.within and ranked["within"].nunique() > 1:
+        apart = f" Groups are ranked and tested within each {', '.join(results.within)}."
     console.print(
         "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1, "
         "Holm-adjusted over the other groups; tied: p >= 0.05 (the seeds cannot tell it "
