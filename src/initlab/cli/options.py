@@ -62,6 +62,13 @@ Task = Annotated[
     str | None,
     typer.Option(help="auto (from the targets), classification, regression, sequence"),
 ]
+Within = Annotated[
+    str | None,
+    typer.Option(
+        help="rank and test the groups apart within each value of these settings, e.g. "
+        "model_args.width (the inits at each width)"
+    ),
+]
 Device = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps (default: auto)")]
 Precision = Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast; default: fp32)")]
 GpusPerTrial = Annotated[

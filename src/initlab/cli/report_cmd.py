@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from initlab.cli import app
-from initlab.cli.options import split_list
+from initlab.cli.options import Within, split_list
 from initlab.console import stdout_console
 from initlab.report.build import DEFAULT_TITLE, build_report, ranked_apart
 from initlab.report.sources import load_results
@@ -40,13 +40,7 @@ def report(
         ),
     ] = None,
     title: Annotated[str | None, typer.Option(help="the report's title")] = None,
-    within: Annotated[
-        str | None,
-        typer.Option(
-            help="rank and test the groups apart within each value of these settings, e.g. "
-            "model_args.width (the inits at each width)"
-        ),
-    ] = None,
+    within: Within = None,
 ) -> None:
     """Write report.html (self-contained, opens offline) and report.md from stored results."""
     results, layer_stats = load_results(source, study=study)

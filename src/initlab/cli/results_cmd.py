@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from initlab.cli import app
-from initlab.cli.options import split_list
+from initlab.cli.options import Within, split_list
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
 from initlab.errors import InitlabError, UnknownNameError
@@ -39,13 +39,7 @@ def results(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="the directory --export writes into")
     ] = None,
-    within: Annotated[
-        str | None,
-        typer.Option(
-            help="rank and test the groups apart within each value of these settings, e.g. "
-            "model_args.width (the inits at each width)"
-        ),
-    ] = None,
+    within: Within = None,
 ) -> None:
     """Print a store's summary per group (mean ± std over seeds) and its ranking."""
     with open_store(path) as store:
