@@ -168,3 +168,33 @@ def test_dry_run_prints_one_line_per_model_size(tmp_path, capsys, trainings):
     assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("mlp 16")]
     assert len(lines) == 1, lines
+
+
+def test_sigterm_is_ctrl_c_the_finished_runs_kept_their_tables_written_and_resume_said(
+    spec_file, tmp_path, capsys, monkeypatch
+):
+    """`kill` (a scheduler's stop) ended a sweep silently: no resume line and no CSVs."""
+    import os
+    import signal
+
+    from initlab.sweep import engine
+    from initlab.train.run import run_config
+
+    calls = []
+
+    def terminated_at_the_third(config, data=None, on_epoch=None):
+        calls.append(config)
+        if len(calls) == 3:  # without initlab's handler, SIGTERM would end pytest itself
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "no handler"
+            os.kill(os.getpid(), signal.SIGTERM)  # handled in this (the main) thread
+        return run_config(config, data, on_epoch)
+
+    monkeypatch.setattr(engine, "run_config", terminated_at_the_third)
+    out = tmp_path / "out"
+    args = ["sweep", str(spec_file), "--out", str(out), "--workers", "1", "--engine", "single"]
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: ran 2 run(s)" in err and "resume with:" in err
+    assert len(pd.read_csv(out / "summary.csv")) == 2  # the finished runs' table
+    assert signal.getsignal(signal.SIGTERM) is before  # put back afterwards

@@ -9,11 +9,15 @@ This module is the console script's target and imports no torch: :func:`main` ap
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import pkgutil
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 
 import typer
 
@@ -88,6 +92,25 @@ def apply_mkl_dispatch(args: list[str]) -> str:
     return mkl_dispatch.enable()
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a job scheduler's stop) as Ctrl-C while a command runs: a sweep
+    keeps its finished runs, writes their tables and prints the resume command, instead of
+    dying silently. Only from the main thread, where Python handles signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (the console script exits with it). The MKL
     override comes first: the command modules import torch."""
@@ -95,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_mkl_dispatch(args)
     _register_commands()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _terminate_as_interrupt():
             warnings.showwarning = show_note
             app(args=args, prog_name="initlab")  # standalone mode: always ends in SystemExit
     except SystemExit as stop:
