@@ -12,9 +12,10 @@ import torch
 import initlab
 from initlab.cli import main
 from initlab.cli.options import parse_model_args
-from initlab.compare import comparison_configs, preflight_configs
+from initlab.compare import comparison_configs, comparison_spec, preflight_configs
 from initlab.errors import InitlabError
 from initlab.store import open_store
+from initlab.sweep.grid import expand
 from initlab.usercode import data_spec, is_registered, model_spec
 
 MODELS = """
@@ -565,3 +566,18 @@ def test_python_api_takes_two_datasets_and_output_layer_same():
     assert same[2].weight.count_nonzero() == 0
     with pytest.raises(InitlabError, match=r"or \(train_dataset, test_dataset\); got a tuple"):
         initlab.compare(["he_normal"], seeds=1, model=build, data=(x, y, x), epochs=1)
+
+
+def test_compare_sweeps_several_residual_rules_and_names_the_rule_in_its_groups():
+    """--residual-init none,fixup was 'unknown residual rule', and with one rule the tables
+    named it nowhere."""
+    spec = comparison_spec(["default", "he_normal"], 2, residual_init="none,fixup,zero")
+    configs = expand(spec)
+    assert spec.group_by == ("init", "residual_init") and len(configs) == 2 * 3 * 2
+    assert {c.residual_init for c in configs} == {"none", "fixup", "zero"}
+    assert comparison_spec(["he_normal"], 1, residual_init="fixup").group_by == (
+        "init", "residual_init",
+    )  # fmt: skip
+    assert comparison_spec(["he_normal"], 1, residual_init="none").group_by == ("init",)
+    with pytest.raises(InitlabError, match="unknown residual rule 'fixp'"):
+        comparison_spec(["he_normal"], 1, residual_init="none,fixp")

@@ -69,14 +69,24 @@ def comparison_spec(
 ) -> Spec:
     """The spec of a comparison: ``settings`` fixed, ``init`` swept, ``seeds`` repeated.
 
-    ``seeds`` is a count (seeds ``0..n-1``) or explicit seeds. Every setting and init spec
-    is checked here, before anything runs.
+    ``seeds`` is a count (seeds ``0..n-1``) or explicit seeds. ``residual_init`` may list
+    several rules (``"none,fixup"`` or a list): they are swept too, every init under each.
+    Groups are the inits, and the rules beside them whenever one is not ``none``. Every
+    setting and init spec is checked here, before anything runs.
     """
     seed_tuple = seed_list(seeds, "seeds")
+    rules = settings.pop("residual_init", None)
+    rules = rules.split(",") if isinstance(rules, str) else list(rules or [])
+    rules = list(dict.fromkeys(check_setting("residual_init", r.strip()) for r in rules))
     fixed = {key: check_setting(key, value) for key, value in settings.items()}
     checked = [check_setting("init", spec) for spec in inits]
-    axis = Axis(("init",), tuple((spec,) for spec in dict.fromkeys(checked)))
-    return Spec(name="compare", fixed=fixed, axes=(axis,), seeds=seed_tuple, group_by=("init",))
+    axes = [Axis(("init",), tuple((spec,) for spec in dict.fromkeys(checked)))]
+    if len(rules) > 1:
+        axes.append(Axis(("residual_init",), tuple((rule,) for rule in rules)))
+    elif rules:
+        fixed["residual_init"] = rules[0]
+    group_by = ("init", "residual_init") if rules not in ([], ["none"]) else ("init",)
+    return Spec(name="compare", fixed=fixed, axes=tuple(axes), seeds=seed_tuple, group_by=group_by)
 
 
 def comparison_configs(

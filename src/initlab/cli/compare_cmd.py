@@ -96,6 +96,5 @@ def compare(
     )
     spec = comparison_spec(split_list(inits), parse_seeds(seeds), **settings)
     configs = expand(spec)
-    run_checked(
-        spec, configs, out_dir, title="test accuracy by init", ctx=ctx, console=out, err=err
-    )
+    title = f"test accuracy by {' / '.join(spec.group_by)}"
+    run_checked(spec, configs, out_dir, title=title, ctx=ctx, console=out, err=err)
