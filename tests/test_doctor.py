@@ -170,3 +170,15 @@ def test_axis_permutations_pass_the_activation_on():
     )
     # the conv meets no nonlinearity before the next layer (it was 'unknown', so LSUV)
     assert found == {"conv": "linear", "mix": "relu", "head": "linear"}
+
+
+def test_a_layer_a_norm_rescales_is_told_its_scale_sets_the_learning_rate_not_the_signal():
+    """Convs feeding BatchNorm got He's 'keeps the signal' reason alone, though the norm
+    removes whatever scale the init gives them."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 8),
+        nn.ReLU(), nn.Linear(8, 3),
+    )  # fmt: skip
+    reasons = {e.layer: e.reason for e in recommend(model, torch.randn(4, 1, 8, 8)).entries}
+    assert reasons["0"].startswith("ReLU zeroes half") and "a normalization follows" in reasons["0"]
+    assert "normalization" not in reasons["4"] and "normalization" not in reasons["6"]

@@ -153,6 +153,8 @@ def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
         print_frame(pd.DataFrame(rows), out, title="findings")
     if gone:
         out.print(f"[green]went away: {', '.join(gone)}[/green]")
+    if before.healthy:
+        out.print("[green]as it is: no findings[/green]")
     if after.healthy:
         out.print("[green]after the plan: no findings — healthy[/green]")
     for finding in after.findings:

@@ -39,10 +39,15 @@ from initlab.apply import AS_BUILT, initializable_layers, weight_layers
 from initlab.compound_layers import COMPOUND, is_attention_output
 from initlab.errors import UnknownNameError
 from initlab.layer_order import output_layer_name
-from initlab.probe.trace import NOT_RUN, find_activations
+from initlab.probe.trace import NOT_RUN, activations_of, first_calls
 from initlab.residual import Structure, find_structure
 from initlab.theory import critical_sigma_w2, gain
 
+NORMALIZED = (
+    "a normalization follows (BatchNorm, LayerNorm): the forward signal does not depend on "
+    "this init's scale, the effective learning rate does (gradients scale as 1/scale)"
+)
+"""Said of a layer whose output a norm rescales before its activation."""
 HE_FAMILY = ("elu", "gelu", "silu", "softplus")
 GATES, ATTENTION = "gates", "softmax"
 COMPOUND_ACTIVATIONS = (GATES, ATTENTION)
@@ -148,7 +153,9 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
     if family not in FAMILIES:
         raise UnknownNameError("plan family", family, FAMILIES)
     layers = initializable_layers(model)
-    found, slopes = find_activations(model, inputs, layers)
+    calls = first_calls(model, inputs, layers)
+    found, slopes = activations_of(calls)
+    normed = {name for name, call in calls.items() if call is not None and call.normalized}
     last = output_layer_name(model, inputs)
     structure = find_structure(model, inputs)
     entries = []
@@ -165,6 +172,8 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
             scheme, reason = orthogonal_rule(module, activation, slopes.get(name))
         else:
             scheme, reason = rule_for(activation, slopes.get(name), is_output=is_output)
+        if name in normed and not is_output:
+            reason += f"; {NORMALIZED}"
         role = structure.role_of(name)
         entries.append(PlanEntry(name, type(module).__name__, activation, scheme, reason, role))
     return Plan(entries, residual=structure, output=last)

@@ -32,7 +32,7 @@ functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -304,14 +304,11 @@ NOT_RUN = "not run"
 """What :func:`find_activations` says of a layer the forward pass did not call."""
 
 
-def find_activations(
+def first_calls(
     model: nn.Module, inputs: Tensor, layers: Sequence[tuple[str, nn.Module]]
-) -> tuple[dict[str, str], dict[str, float]]:
-    """For each ``(name, layer)``: the activation its output meets on its first call
-    (``"linear"`` when none; :data:`NOT_RUN` when the forward pass never called it, e.g. a
-    branch data-dependent code did not take; ``"unknown"`` when initlab cannot classify what
-    consumes it), and the negative slope of each ``leaky_relu`` found. One
-    forward pass in eval mode without gradients; the model's modes are restored."""
+) -> dict[str, TracedLayer | None]:
+    """Each ``(name, layer)``'s first traced call (``None``: the forward pass never called
+    it). One forward pass in eval mode without gradients; the model's modes are restored."""
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -323,13 +320,22 @@ def find_activations(
     first: dict[int, TracedLayer] = {}
     for call in calls:
         first.setdefault(id(call.module), call)
-    found, slopes = {}, {}
-    for name, module in layers:
-        call = first.get(id(module))
-        if call is None:
-            found[name] = NOT_RUN
-        else:
-            found[name] = call.activation or "linear"
-        if call is not None and call.slope is not None:
-            slopes[name] = call.slope
+    return {name: first.get(id(module)) for name, module in layers}
+
+
+def activations_of(calls: Mapping[str, TracedLayer | None]) -> tuple[dict[str, str], dict]:
+    """:func:`find_activations`'s answer from :func:`first_calls`."""
+    found = {n: NOT_RUN if c is None else c.activation or "linear" for n, c in calls.items()}
+    slopes = {n: c.slope for n, c in calls.items() if c is not None and c.slope is not None}
     return found, slopes
+
+
+def find_activations(
+    model: nn.Module, inputs: Tensor, layers: Sequence[tuple[str, nn.Module]]
+) -> tuple[dict[str, str], dict[str, float]]:
+    """For each ``(name, layer)``: the activation its output meets on its first call
+    (``"linear"`` when none; :data:`NOT_RUN` when the forward pass never called it, e.g. a
+    branch data-dependent code did not take; ``"unknown"`` when initlab cannot classify what
+    consumes it), and the negative slope of each ``leaky_relu`` found (one forward pass,
+    :func:`first_calls`)."""
+    return activations_of(first_calls(model, inputs, layers))
