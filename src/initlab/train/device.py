@@ -47,7 +47,8 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if text == "mps":
         if not _mps_available():
             raise InitlabError(
-                "--device mps: MPS (Apple GPU) is not available on this machine; use --device cpu"
+                "--device mps: MPS (Apple GPU) is not available on this machine; use --device cpu "
+                "(device='cpu' in Python)"
             )
         return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", text)
@@ -56,7 +57,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if not torch.cuda.is_available():
         raise InitlabError(
             f"--device {text}: CUDA is not available on this machine "
-            f"({_no_cuda_reason()}); use --device cpu"
+            f"({_no_cuda_reason()}); use --device cpu (device='cpu' in Python)"
         )
     index = int(match.group(1)) if match.group(1) is not None else None
     if index is not None and index >= torch.cuda.device_count():
