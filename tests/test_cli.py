@@ -98,6 +98,17 @@ def test_initlabs_own_warnings_are_notes_and_torchs_keep_their_source():
     assert line == f"UserWarning: dropout option adds dropout ({torch_file}:9)"
 
 
+def test_a_command_prints_each_distinct_note_once(capsys):
+    """A check before training and the training itself noted the same residual rule twice."""
+    from initlab.console import NotePrinter
+    from initlab.notes import InitlabNote
+
+    printer = NotePrinter()
+    for text in ("rule changes nothing", "rule changes nothing", "another"):
+        printer(text, InitlabNote, "/any/file.py", 3)
+    assert capsys.readouterr().err.splitlines() == ["note: rule changes nothing", "note: another"]
+
+
 def test_a_note_from_the_python_api_points_at_the_users_own_line(tmp_path):
     # a notebook user sees where *they* called initlab, not a line inside initlab
     import warnings

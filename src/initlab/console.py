@@ -65,6 +65,16 @@ def warning_line(message, category, filename, lineno) -> str:
     return f"{category.__name__}: {text} ({filename}:{lineno})"
 
 
-def show_note(message, category, filename, lineno, file=None, line=None) -> None:
-    """A :func:`warnings.showwarning` printing :func:`warning_line` on stderr."""
-    print(warning_line(message, category, filename, lineno), file=file or sys.stderr)
+class NotePrinter:
+    """A :func:`warnings.showwarning` printing :func:`warning_line` on stderr, each distinct
+    line once per command (a check before training and the training itself may note the
+    same thing)."""
+
+    def __init__(self) -> None:
+        self.shown: set[str] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = warning_line(message, category, filename, lineno)
+        if text not in self.shown:
+            self.shown.add(text)
+            print(text, file=file or sys.stderr)

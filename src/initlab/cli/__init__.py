@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import typer
 
-from initlab.console import show_note
+from initlab.console import NotePrinter
 from initlab.errors import InitlabError
 
 app = typer.Typer(
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     _register_commands()
     try:
         with warnings.catch_warnings(), _terminate_as_interrupt():
-            warnings.showwarning = show_note
+            warnings.showwarning = NotePrinter()
             app(args=args, prog_name="initlab")  # standalone mode: always ends in SystemExit
     except SystemExit as stop:
         code = stop.code
