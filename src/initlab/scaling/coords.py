@@ -40,6 +40,7 @@ from initlab.scaling.parametrize import ATTN_ATTRIBUTE, Parametrized, parametriz
 from initlab.scaling.shapes import Factory
 from initlab.scaling.verdicts import MIN_VALUES
 from initlab.train.preflight import check_output
+from initlab.train.seeding import derive_seed
 from initlab.train.tasks import model_loss
 
 COLUMNS = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]
@@ -333,6 +334,7 @@ def run_one(
     model, prev, rows = built.model, None, []
     zero = {id(m) for m in model.modules() if _plain_linear(m) and not m.weight.count_nonzero()}
     model.train()
+    torch.manual_seed(derive_seed(seed, "dropout"))  # the same masks on every call
     for step in range(steps + 1):
         x, y = batches(seed, step)
         calls, out = _forward(model, x, step)
