@@ -221,3 +221,30 @@ def test_errors_about_arrays_or_functions_passed_in_python_name_them_so():
         good = (x, np.zeros(20, np.int64), x, np.zeros(20, np.int64))
         with pytest.raises(InitlabError, match=r"device='cpu' in Python"):
             initlab.compare(["he_normal"], 1, data=good, epochs=1, device="cuda")
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.out = nn.Linear(8, 16), nn.Linear(16, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(x)))
+
+
+def test_the_per_model_functions_take_arrays_and_refuse_a_class_or_factory_in_one_line():
+    """A class, a factory, inputs of the wrong width or a numpy batch gave raw TypeErrors,
+    AttributeErrors or a shape error from deep in the tracer."""
+    x = np.random.default_rng(0).standard_normal((32, 8)).astype(np.float32)
+    with pytest.raises(InitlabError, match=r"^plan needs a model, not the class _Net: pass _Net"):
+        initlab.plan(_Net, "he_normal")
+    with pytest.raises(InitlabError, match=r"^initialize needs a built model, got <lambda>"):
+        initlab.initialize(lambda: _Net(), "he_normal")
+    with pytest.raises(InitlabError, match=r"^diagnose: the model cannot run on inputs of shape"):
+        initlab.diagnose(_Net(), np.zeros((4, 5), np.float32))
+    assert initlab.recommend(_Net(), x).entries[0].activation == "relu"  # a numpy batch
+    record = initlab.initialize(_Net(), "lsuv", data=x)
+    assert record.rows[0]["expected_std"] is None  # LSUV ran on the array
+    assert {c.init for c in comparison_configs("default,he_normal", 1)} == {"default", "he_normal"}
+    with pytest.raises(InitlabError, match="inits is empty"):
+        comparison_configs([], 1)

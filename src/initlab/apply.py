@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import initlab.initializers as initializers
+from initlab.arguments import as_inputs, check_module
 from initlab.compound_layers import (
     COMPOUND,
     compound_layers,
@@ -103,6 +104,11 @@ def initialize(
     ``embedding``: the scheme for every ``nn.Embedding`` table (``None`` or ``"default"``:
     as built; fan_in = embedding_dim; see :mod:`initlab.embedding_init`).
     """
+    model = check_module(model, "initialize")
+    if isinstance(data, (tuple, list)):
+        data = type(data)(as_inputs(model, d) for d in data)
+    else:
+        data = as_inputs(model, data)
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
     layers = initializable_layers(model)

@@ -74,12 +74,15 @@ def comparison_spec(
     Groups are the inits, and the rules beside them whenever one is not ``none``. Every
     setting and init spec is checked here, before anything runs.
     """
+    inits = inits.split(",") if isinstance(inits, str) else list(inits)  # "a,b" or a list
+    if not inits:
+        raise InitlabError("inits is empty: name at least one init (e.g. ['default'])")
     seed_tuple = seed_list(seeds, "seeds")
     rules = settings.pop("residual_init", None)
     rules = rules.split(",") if isinstance(rules, str) else list(rules or [])
     rules = list(dict.fromkeys(check_setting("residual_init", r.strip()) for r in rules))
     fixed = {key: check_setting(key, value) for key, value in settings.items()}
-    checked = [check_setting("init", spec) for spec in inits]
+    checked = [check_setting("init", s.strip() if isinstance(s, str) else s) for s in inits]
     axes = [Axis(("init",), tuple((spec,) for spec in dict.fromkeys(checked)))]
     if len(rules) > 1:
         axes.append(Axis(("residual_init",), tuple((rule,) for rule in rules)))

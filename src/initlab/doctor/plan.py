@@ -36,6 +36,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 from initlab.apply import AS_BUILT, initializable_layers, weight_layers
+from initlab.arguments import as_inputs, check_module, check_runs
 from initlab.compound_layers import COMPOUND, is_attention_output
 from initlab.errors import UnknownNameError
 from initlab.layer_order import output_layer_name
@@ -150,6 +151,9 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
     convolutions (Xiao et al. 2018) with the activation's gain g (:func:`orthogonal_gain`);
     ``lsuv`` where no rule fits.
     """
+    model = check_module(model, "recommend")
+    inputs = as_inputs(model, inputs)
+    check_runs(model, inputs, "recommend")
     if family not in FAMILIES:
         raise UnknownNameError("plan family", family, FAMILIES)
     layers = initializable_layers(model)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor, nn
 
+from initlab.arguments import as_inputs, check_module, check_runs
 from initlab.errors import InitlabError
 from initlab.initializers import fans_of_module
 from initlab.probe import findings as verdicts
@@ -211,7 +212,9 @@ def diagnose(
     model's parameters, and float class labels (whole numbers ``[B]`` for outputs ``[B, K]``,
     as :func:`initlab.compare` reads them) become integer labels.
     """
+    model = check_module(model, "diagnose")
     inputs, targets = _as_batch(model, inputs, targets)
+    check_runs(model, inputs, "diagnose")
     attention = AttentionRecorder(model)
     layers = collect(model, inputs, targets, loss, mode=mode, seed=seed, watch=attention)
     if not layers:
@@ -242,15 +245,12 @@ def _as_batch(model: nn.Module, inputs: object, targets: object) -> tuple[Tensor
     """``inputs`` and ``targets`` as tensors the model takes (see :func:`diagnose`)."""
     import torch
 
-    x = torch.as_tensor(inputs) if not isinstance(inputs, Tensor) else inputs
+    x = as_inputs(model, inputs)
     y = (
         torch.as_tensor(targets)
         if targets is not None and not isinstance(targets, Tensor)
         else targets
     )
-    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
-    if weight is not None and x.is_floating_point() and x.dtype != weight.dtype:
-        x = x.to(weight.dtype)
     if y is not None and y.is_floating_point() and y.dim() == 1 and bool((y == y.round()).all()):
         out_units = getattr(_last_linear(model), "out_features", 1)
         y = y.long() if out_units > 1 else y

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from initlab.arguments import check_module
 from initlab.errors import InitlabError
 from initlab.norm_layers import is_norm
 from initlab.residual.names import canonical_rule
@@ -82,6 +83,7 @@ def plan(
     from initlab.apply import initialize, tied_names
     from initlab.doctor.plan import Plan, PlanEntry
 
+    model = check_module(model, "plan")
     work = copy.deepcopy(model)
     before = {n: _stats(p) for n, p in work.named_parameters()}
     structure = find_structure(work, options.get("data"))

@@ -1,0 +1,65 @@
+"""What the per-model functions (``initialize``, ``plan``, ``recommend``, ``diagnose``)
+accept, checked once: a built ``nn.Module`` (not its class or factory) and a batch of inputs
+as a tensor or array that the model can run on. Each wrong argument is one
+:class:`~initlab.errors.InitlabError` line saying what to pass, raised before any work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from initlab.errors import InitlabError
+
+
+def check_module(model: object, caller: str) -> nn.Module:
+    """``model`` if it is an ``nn.Module``; else one line: a class is to be instantiated, a
+    factory to be called."""
+    if isinstance(model, nn.Module):
+        return model
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        raise InitlabError(
+            f"{caller} needs a model, not the class {model.__name__}: pass {model.__name__}(...)"
+        )
+    if callable(model):
+        name = getattr(model, "__name__", "the factory")
+        raise InitlabError(f"{caller} needs a built model, got {name}: call it first")
+    raise InitlabError(f"{caller} needs an nn.Module, got {type(model).__name__}")
+
+
+def as_inputs(model: nn.Module, inputs: Any) -> Tensor:
+    """``inputs`` (a tensor or array) as a tensor; float ones in the dtype of the model's
+    first floating-point parameter."""
+    if inputs is None:
+        return inputs
+    try:
+        x = inputs if isinstance(inputs, Tensor) else torch.as_tensor(inputs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InitlabError(
+            f"inputs must be a tensor or an array, got {type(inputs).__name__} ({exc})"
+        ) from None
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is not None and x.is_floating_point() and x.dtype != weight.dtype:
+        x = x.to(weight.dtype)
+    return x
+
+
+def check_runs(model: nn.Module, inputs: Tensor, caller: str) -> None:
+    """One line unless ``model`` runs on two of ``inputs`` (eval mode, no gradient, the RNG
+    and the model's modes left as they were)."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            model.eval()
+            model(inputs[:2])
+    except InitlabError:
+        raise
+    except Exception as exc:
+        first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
+        raise InitlabError(
+            f"{caller}: the model cannot run on inputs of shape {list(inputs.shape)} ({first})"
+        ) from None
+    finally:
+        for module, mode in modes:
+            module.training = mode
