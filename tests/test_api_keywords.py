@@ -248,3 +248,28 @@ def test_the_per_model_functions_take_arrays_and_refuse_a_class_or_factory_in_on
     assert {c.init for c in comparison_configs("default,he_normal", 1)} == {"default", "he_normal"}
     with pytest.raises(InitlabError, match="inits is empty"):
         comparison_configs([], 1)
+
+
+class _BreaksOnBatches(nn.Module):
+    """Runs on the preflight's two examples, fails on a training batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        if x.shape[0] > 2:
+            raise RuntimeError("batch too big for this demo")
+        return self.fc(x)
+
+
+def test_failed_runs_are_a_note_with_their_error_in_python():
+    """Every run failing returned quietly: the error only sat in results.runs.message, and
+    the repr said to 'run the sweep again' to a compare without a store."""
+    x = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    y = np.arange(64) % 2
+    with pytest.warns(InitlabNote, match=r"2 of 2 run\(s\) failed, e\.g\. he_normal seed 0: "
+                      r"RuntimeError: batch too big"):  # fmt: skip
+        results = initlab.compare(["he_normal"], 2, model=_BreaksOnBatches,
+                                  data=(x, y, x, y), epochs=1)  # fmt: skip
+    assert set(results.runs["status"]) == {"failed"} and "sweep again" not in repr(results)

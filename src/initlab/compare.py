@@ -28,7 +28,7 @@ from initlab.config import RunConfig, plain, unused_settings
 from initlab.data import Dataset
 from initlab.errors import InitlabError
 from initlab.notes import note
-from initlab.results import ResultSet
+from initlab.results import ResultSet, retry_hint
 from initlab.speclist import split_list
 from initlab.sweep.engine import Outcome, data_key
 from initlab.sweep.grid import expand
@@ -38,7 +38,7 @@ from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import check_setting
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.preflight import check_initializes, preflight
-from initlab.train.result import RunResult
+from initlab.train.result import FAILED, RunResult
 from initlab.train.run import load_data
 from initlab.usercode import (
     REGISTERED,
@@ -170,7 +170,25 @@ def compare(
         dataset=loaded,  # reused in this process, and put in Ray's object store as it is
         progress=_CallbackProgress(progress) if progress else None,
     )
+    _note_failures(results)
+    again = "call compare again with the same out="
+    results.progress = retry_hint(results.progress, again) if out is not None else ""
     return results
+
+
+def _note_failures(results: ResultSet) -> None:
+    """A note naming the first failed run's error (the command line prints one per group;
+    a notebook saw only a ``failed`` status in ``results.runs``)."""
+    runs = results.runs
+    if runs.empty or "status" not in runs:
+        return
+    failed = runs[runs["status"] == FAILED]
+    if len(failed):
+        first = str(failed["message"].iloc[0]) if "message" in failed else ""
+        note(
+            f"{len(failed)} of {len(runs)} run(s) failed, e.g. {failed['init'].iloc[0]} seed "
+            f"{failed['seed'].iloc[0]}: {first} (every message: results.runs['message'])"
+        )
 
 
 def _workers(workers: Any) -> int | None:
