@@ -436,3 +436,29 @@ def test_within_ranks_and_tests_the_inits_at_each_width_apart(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r"), "--within",
                  "model_args.width"]) == 0  # fmt: skip
     assert "width=8" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_a_winner_comes_with_the_initialize_call_that_reproduces_its_runs():
+    """compare's he_normal is He on the hidden layers and Glorot on the output layer, while
+    initialize(model, 'he_normal') puts He everywhere: the obvious next step applied
+    another init than the one that won."""
+    from torch import nn
+
+    import initlab
+    from initlab.winner import apply_line
+
+    wins = synthetic_results(
+        {"he_normal": [0.9, 0.91, 0.92], "zeros": [0.1, 0.11, 0.12]},
+        output_init="glorot_uniform", bias="zeros",
+    )  # fmt: skip
+    line = apply_line(wins)
+    assert line.endswith("initlab.initialize(model, 'he_normal', output_layer='glorot_uniform', "
+                         "bias='zeros')")  # fmt: skip
+    call = line.split(": ", 1)[1].replace("model", "net", 1)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    record = eval(call, {"initlab": initlab, "net": net})  # the printed call runs as printed
+    assert [r["scheme"] for r in record.rows] == ["he_normal", "glorot_uniform"]
+    tied = synthetic_results({"a": [0.5, 0.9], "b": [0.6, 0.8]})
+    assert apply_line(tied) == ""  # no winner, no advice
+    kept = synthetic_results({"default": [0.9, 0.91, 0.92], "zeros": [0.1, 0.11, 0.12]})
+    assert apply_line(kept).startswith("keep the model as its factory built it")

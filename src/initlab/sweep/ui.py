@@ -48,6 +48,7 @@ from initlab.sweep.runner import (
 from initlab.sweep.spec import Spec
 from initlab.train.result import FAILED
 from initlab.train.tasks import CLASSIFICATION, SCORES
+from initlab.winner import apply_line
 
 # Options shared by `initlab sweep` and `initlab compare`.
 BackendOption = Annotated[
@@ -316,6 +317,8 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
         f"from the best).{apart}"
     )
     console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
+    if line := apply_line(results):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def ranking_table(ranked: pd.DataFrame, score: str = SCORES[CLASSIFICATION]) -> pd.DataFrame:

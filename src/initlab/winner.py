@@ -1,0 +1,53 @@
+"""How to give your own model the init that won a comparison, as its runs had it.
+
+A compare run's init is more than its name: the output layer gets ``output_init``
+(``glorot_uniform`` unless ``same``), biases the bias policy, and a residual rule or an
+embedding scheme may follow. ``initlab.initialize(model, "he_normal")`` alone would put He on
+the output layer too. :func:`apply_line` writes the call that reproduces the winning group's
+runs, when there is a winner (every other group told apart from it, Holm-adjusted) and the
+groups differ only in such init settings.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from initlab.results import ResultSet
+
+INIT_SETTINGS = ("init", "output_init", "bias", "residual_init", "embedding_init")
+"""Grouping columns that are part of how a model is initialized (nothing else may differ)."""
+
+
+def apply_line(results: ResultSet) -> str:
+    """``apply it as these runs did: initlab.initialize(model, 'he_normal', ...)`` for the
+    winning group, or ``""`` (no single winner, or groups that differ in more than init)."""
+    if not set(results.group_by) <= set(INIT_SETTINGS) or results.runs.empty:
+        return ""
+    ranked = results.ranking()
+    if len(ranked) < 2 or ranked["within"].nunique() > 1 or ranked["tied_with_best"].iloc[1:].any():
+        return ""
+    best = ranked.iloc[0]
+    keys = dict(zip(results.group_by, (best[k] for k in results.group_by), strict=True))
+    run = results.runs[(results.runs[list(keys)] == pd.Series(keys)).all(axis=1)].iloc[0]
+    if run["init"] == "default" and _missing(run, "residual_init", "embedding_init"):
+        return "keep the model as its factory built it (init 'default')"
+    args = [repr(run["init"])]
+    if (
+        run["init"] != "default"
+        and not _missing(run, "output_init")
+        and run["output_init"] != "same"
+    ):
+        args.append(f"output_layer={run['output_init']!r}")
+    if run["init"] != "default" and not _missing(run, "bias"):
+        args.append(f"bias={run['bias']!r}")
+    if not _missing(run, "residual_init"):
+        args.append(f"residual={run['residual_init']!r}")
+    if not _missing(run, "embedding_init"):
+        args.append(f"embedding={run['embedding_init']!r}")
+    return f"apply it as these runs did: initlab.initialize(model, {', '.join(args)})"
+
+
+def _missing(run: pd.Series, *names: str) -> bool:
+    """Every one of ``names`` absent, empty or at its do-nothing value in ``run``."""
+    quiet = {"none", "default", ""}
+    return all(pd.isna(run.get(n)) or str(run.get(n)) in quiet for n in names)
