@@ -41,12 +41,12 @@ from initlab.train.preflight import check_initializes, preflight
 from initlab.train.result import FAILED, RunResult
 from initlab.train.run import load_data
 from initlab.usercode import (
-    REGISTERED,
     data_spec,
     is_array_data,
     is_registered,
     is_user_spec,
     model_spec,
+    shown_spec,
 )
 
 DEFAULT_INITS = (
@@ -282,7 +282,8 @@ def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) ->
             f" and {len(untouched) - 4} more" if len(untouched) > 4 else ""
         )
         note(
-            f"{', '.join(schemes)} set only the weight layers of {name} (Linear, Conv, RNN, "
+            f"{', '.join(schemes)} set only the weight layers of {shown_spec(name)} (Linear, "
+            "Conv, RNN, "
             f"attention); {shown} "
             f"{'keeps' if len(untouched) == 1 else 'keep'} the factory's initialization in "
             "every run"
@@ -302,9 +303,7 @@ def note_output_only(model: nn.Module, configs: Sequence[RunConfig]) -> None:
     if not schemes:
         return
     outputs = " or ".join(f"'{o}'" for o in dict.fromkeys(c.output_init for c in overridden))
-    model_name = configs[0].model
-    if model_name.startswith(REGISTERED):  # callable:name:hash
-        model_name = model_name.split(":")[1]
+    model_name = shown_spec(configs[0].model)
     result = "these inits give identical runs" if len(schemes) > 1 else "the init has no effect"
     note(
         f"{', '.join(schemes)} set no layer of {model_name}: its only layer "

@@ -218,7 +218,8 @@ def check_output(task: str, out: Tensor, y: Tensor, num_classes: int) -> None:
             one_based = needed == out.shape[1] + 1 and int(y.min()) >= 1
             hint = "; no label here is 0: if they start at 1, subtract 1" if one_based else ""
             raise InitlabError(
-                f"the model outputs {out.shape[1]} classes but the labels need {needed} "
+                f"the model outputs {out.shape[1]} class{'es' if out.shape[1] != 1 else ''} "
+                f"but the labels need {needed} "
                 f"(labels 0..{needed - 1}); make the model output {needed} logits{hint}"
             )
     elif task == REGRESSION:
