@@ -197,3 +197,14 @@ def test_task_is_an_option_where_the_targets_cannot_tell_it(factories, capsys):
     assert main([*scaling, "--task", "regression"]) == 0
     assert main(["plan", *base]) == 2 and "(--task)" in capsys.readouterr().err
     assert main(["plan", *base, "--task", "regression"]) == 0
+
+
+def test_a_factory_checked_without_data_is_told_the_data_it_got(factories, capsys):
+    """Without --data a user factory ran on digits and failed on its shapes, silently."""
+    (factories / "wide.py").write_text(
+        "from torch import nn\n\n\ndef build(width=16):\n"
+        "    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, 1))\n"
+    )
+    assert main(["scaling", "--model", "wide.py:build", "--widths", "16,32", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "no data given: the check ran on digits" in err and len(err.splitlines()) == 1

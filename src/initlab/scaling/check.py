@@ -45,6 +45,8 @@ BUILTIN = {
 DEFAULT_DATA = {"gpt": "initlab.scaling.tokens:zipf_copies"}
 """The data a built-in model is checked on when none is given (otherwise ``digits``): the GPT
 on text-like (Zipf) token frequencies, see docs/scaling.md §6."""
+BUILT_IN = ("mlp", "cnn", "gpt")
+"""Model names whose default data is theirs; a user's factory without data gets digits."""
 PRIMARY = ("l1", "std", "update")
 """The metrics a module's summary sentence prefers (``aligned``/``aligned_out`` otherwise)."""
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
@@ -195,6 +197,7 @@ def coord_check(
     shapes = infer_shapes(
         factory, width=settings.widths[-1], base_width=settings.base, kwargs=kwargs
     )
+    defaulted = data is None and not (isinstance(model, str) and model in BUILT_IN)
     if data is None:
         data = DEFAULT_DATA.get(model, "digits") if isinstance(model, str) else "digits"
     dataset = load(data_spec(data), task=task)  # a name, spec, function or arrays, as compare
@@ -202,7 +205,15 @@ def coord_check(
     batches = batch_source(dataset.x_train, dataset.y_train, settings.batch_size, the_device)
     the_task = resolve_task(task, dataset)
     targets = (the_task, dataset.y_train, dataset.num_classes)
-    before = preflight(factory, settings, batches, the_device, targets)
+    try:
+        before = preflight(factory, settings, batches, the_device, targets)
+    except InitlabError as exc:
+        if not defaulted:
+            raise
+        raise InitlabError(
+            f"{exc} (no data given: the check ran on digits, 8×8 images [N, 1, 8, 8] with 10 "
+            "classes; pass data= or --data)"
+        ) from None
     notes = before.notes + pooled_note(len(settings.seeds))
     with torch.random.fork_rng(devices=[]):
         coords = coord_data(factory, settings, batches, the_task, the_device)
