@@ -110,6 +110,8 @@ def test_a_regression_run_in_a_store_is_shown_as_r2(tmp_path, capsys):
         found = store.results()
     assert found.score == Score(("regression",))
     assert "test_accuracy holds the test R²" in repr(found)
+    assert str(found).endswith("test_accuracy holds the test R²")  # print(results) too
+    assert "test_accuracy holds the test R²" in found._repr_html_()  # a notebook's table
     report = assemble_report(found)
     summary = report.sections[0]
     assert "test R² (mean ± std)" in summary.blocks[0].frame.columns

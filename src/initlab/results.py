@@ -251,18 +251,19 @@ class ResultSet:
         return plot_curves(self.epochs, self.group_by, Path(path), self.score.name("validation"))
 
     def __str__(self) -> str:
-        return format_summary(self.summary()).to_string(index=False)
+        """The summary table, and what ``test_accuracy`` holds when it is not accuracy."""
+        text = format_summary(self.summary()).to_string(index=False)
+        return text + (f"\n{self.score.holds()}" if self.score != ACCURACY else "")
 
     def __repr__(self) -> str:
         head = f"ResultSet: {len(self.runs)} runs grouped by {', '.join(self.group_by)}"
-        if self.score != ACCURACY:
-            head += f"; {self.score.holds()}"
         if self.progress:
             head += f"\n{self.progress}"
         return f"{head}\n{self}" if not self.runs.empty else head
 
     def _repr_html_(self) -> str:
-        return format_summary(self.summary()).to_html(index=False)
+        table = format_summary(self.summary()).to_html(index=False)
+        return table + (f"<p>{self.score.holds()}</p>" if self.score != ACCURACY else "")
 
 
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
