@@ -170,3 +170,42 @@ def test_a_branch_end_joining_the_stream_is_linear_and_keeps_its_own_scale():
         find_activations(model, torch.randn(8, 16), initializable_layers(model))[0]["fc2.0"]
         == "linear"
     )
+
+
+class _Cell(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.W, self.U = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.W(x) + self.U(x.flip(-1)))
+
+
+class _PostActivation(nn.Module):
+    """A ResNet v1 block, the sum written out of place or in place."""
+
+    def __init__(self, in_place: bool) -> None:
+        super().__init__()
+        self.in_place = in_place
+        self.c1, self.c2 = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.bn = nn.BatchNorm1d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn(self.c2(torch.relu(self.c1(x))))
+        if self.in_place:
+            out += x
+        else:
+            out = out + x
+        return torch.relu(out)
+
+
+def test_a_sum_of_two_layers_is_no_join_and_a_post_activation_block_reads_alike_either_way():
+    """W x + U h: the second term saw the first closed by the same call and was called a
+    branch end (linear); `out + x` then relu gave 'linear', `out += x` then relu 'relu'."""
+    cell = _Cell()
+    found, _ = find_activations(cell, torch.randn(8, 4), initializable_layers(cell))
+    assert found == {"W": "unknown", "U": "unknown"}
+    for in_place in (False, True):
+        model = _PostActivation(in_place)
+        found, _ = find_activations(model, torch.randn(8, 4), initializable_layers(model))
+        assert found == {"c1": "relu", "c2": "relu"}, in_place

@@ -20,9 +20,11 @@ functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
   ``linear``: z is the layer's output and phi(z) what enters the next layer (nothing, for
   the model's output) — an all-zero output is ``linear`` too, never a guessed ``relu``;
 * one added to a tensor of its shape that carries no open layer output — a residual
-  branch's end joining its skip path, ``x + branch(x)`` — is ``linear``: z and phi(z) are
-  what the branch adds (a pre-norm transformer's next input, the normalized sum, would say
-  std 1 whatever the branch's scale);
+  branch's end joining its skip path, ``x + branch(x)`` — passes its tag to the sum: an
+  activation of the sum is the layer's (a post-activation ResNet block, written ``out + x``
+  or ``out += x`` alike), and otherwise the layer is ``linear`` with phi(z) what the branch
+  adds (a pre-norm transformer's next input, the normalized sum, would say std 1 whatever
+  the branch's scale; a norm of the sum is the stream's, not the layer's);
 * one consumed by anything else (a ``cumsum``, ``W x + U h``) is ``unknown``: z is the
   layer's output, phi(z) the input of the next layer called, and the activation is the
   registry activation phi with ``phi(z) ≈ next input`` when exactly one fits
@@ -109,6 +111,8 @@ class TracedLayer:
     pre: Live = (None, None)
     post: Live = (None, None)
     inside: str | None = None
+    joined: Live | None = None
+    """What the layer's branch added to the stream it joined (``x + branch(x)``), if so."""
 
 
 def _copy(x: Tensor | None) -> Tensor | None:
@@ -135,6 +139,7 @@ class _Tracer(TorchFunctionMode):
         self.keep: list[Tensor] = []  # tagged tensors stay alive, so their ids stay unique
         self.gates: dict[int, int] = {}  # id(sigmoid(x)) → x's layer
         self.quiet = False
+        self.open_now: set[int] = set()
 
     @contextlib.contextmanager
     def muted(self) -> Iterator[None]:
@@ -161,6 +166,7 @@ class _Tracer(TorchFunctionMode):
         tensors = _tensors(args, kwargs)
         open_ = [(t, self.tags[id(t)]) for t in tensors if id(t) in self.tags]
         open_ = [(t, k) for t, k in open_ if self.layers[k].activation is None]
+        self.open_now = {id(t) for t, _ in open_}  # as the call found them, in any order
         pre = {k: self.live(t) for t, k in open_} if name in ACTIVATION_FUNCTIONS else {}
         out = func(*args, **kwargs)
         if name in MULTIPLY_FUNCTIONS and isinstance(out, Tensor):
@@ -194,25 +200,23 @@ class _Tracer(TorchFunctionMode):
                 slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else None)
                 layer.slope = float(slope) if slope is not None else activations.LEAKY_RELU_SLOPE
         elif name in LAYER_FUNCTIONS:
-            layer.activation, layer.pre, layer.post = "linear", layer.output, self.live(x)
+            layer.activation, layer.pre = "linear", layer.output
+            layer.post = layer.joined or self.live(x)
         elif name in TRANSPARENT_FUNCTIONS and isinstance(out, Tensor):
             self.tag(out, k)
-            layer.normalized |= name in NORM_FUNCTIONS
-        elif name in ADD_FUNCTIONS and self._joins_a_stream(x, args, kwargs):
-            layer.activation, layer.pre, layer.post = "linear", layer.output, self.live(x)
+            layer.normalized |= name in NORM_FUNCTIONS and layer.joined is None
+        elif name in ADD_FUNCTIONS and isinstance(out, Tensor) and self._joins(x, args, kwargs):
+            layer.joined = layer.joined or self.live(x)  # what the branch adds
+            self.tag(out, k)  # an activation of the sum is the layer's, as after `+=`
         elif name not in IGNORED_FUNCTIONS:
             layer.activation = "unknown"
 
-    def _joins_a_stream(self, x: Tensor, args: tuple, kwargs: dict) -> bool:
-        """``x + h`` with ``h`` a tensor of ``x``'s shape that no open layer output carries:
-        a residual branch's end joining its skip path (``h``), not a sum of two layers'
-        outputs (``W x + U h``, whose nonlinearity comes after the sum)."""
+    def _joins(self, x: Tensor, args: tuple, kwargs: dict) -> bool:
+        """``x + h`` with ``h`` a tensor of ``x``'s shape that carried no open layer output
+        when the call began: a residual branch's end joining its skip path (``h``), not a sum
+        of two layers' outputs (``W x + U h``, whose nonlinearity comes after the sum)."""
         others = [t for t in _tensors(args, kwargs) if t is not x]
-        return any(
-            t.shape == x.shape
-            and (id(t) not in self.tags or self.layers[self.tags[id(t)]].activation is not None)
-            for t in others
-        )
+        return any(t.shape == x.shape and id(t) not in self.open_now for t in others)
 
     def watch(self, model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
         """Forward hooks that record every layer call and tag its output. A multi-head
@@ -276,6 +280,7 @@ def _finish(layers: list[TracedLayer]) -> None:
     for k, layer in enumerate(layers):
         if layer.activation is None:
             layer.activation, layer.pre = "linear", layer.output
+            layer.post = layer.joined or layer.post
         elif layer.activation == "unknown":
             layer.pre = layer.output
             layer.post = layers[k + 1].input if k + 1 < len(layers) else (None, None)
