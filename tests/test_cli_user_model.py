@@ -581,3 +581,24 @@ def test_compare_sweeps_several_residual_rules_and_names_the_rule_in_its_groups(
     assert comparison_spec(["he_normal"], 1, residual_init="none").group_by == ("init",)
     with pytest.raises(InitlabError, match="unknown residual rule 'fixp'"):
         comparison_spec(["he_normal"], 1, residual_init="none,fixp")
+
+
+def test_a_rerun_on_another_device_supersedes_the_run_of_the_old_file(user_dir):
+    """Twins were matched on the whole config, device included, which the key leaves out:
+    a rerun with --device cuda after an edit left the old run in, as an extra seed."""
+    import json
+
+    from initlab.config import RunConfig
+    from initlab.store.versions import current_runs
+
+    old = RunConfig(model="models.py:build", dataset="digits", device="auto")
+    new = old.replace(device="cpu")
+    runs = pd.DataFrame({
+        "run_id": ["0123456789abcdef", new.key()],  # the first: keyed by an older models.py
+        "config": [json.dumps(old.to_dict()), json.dumps(new.to_dict())],
+    })  # fmt: skip
+    with pytest.warns(initlab.notes.InitlabNote, match="left out 1 run"):
+        kept = current_runs(runs)
+    assert kept["run_id"].tolist() == [new.key()]
+    builtin = runs.assign(config=[json.dumps(RunConfig().to_dict())] * 2)
+    assert current_runs(builtin) is builtin  # nothing to check for built-in models

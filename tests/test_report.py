@@ -462,3 +462,14 @@ def test_a_winner_comes_with_the_initialize_call_that_reproduces_its_runs():
     assert apply_line(tied) == ""  # no winner, no advice
     kept = synthetic_results({"default": [0.9, 0.91, 0.92], "zeros": [0.1, 0.11, 0.12]})
     assert apply_line(kept).startswith("keep the model as its factory built it")
+
+
+def test_a_winner_whose_group_holds_a_missing_value_or_lsuv_still_gets_its_call():
+    """output_init is empty for --output-init same: the lookup matched nothing (IndexError
+    after the verdict); LSUV's call needs data."""
+    from initlab.winner import apply_line
+
+    wins = synthetic_results({"lsuv": [0.9, 0.91, 0.92], "zeros": [0.1, 0.11, 0.12]})
+    wins.runs["output_init"] = None
+    line = apply_line(wins.__class__(wins.runs, wins.epochs, ["init", "output_init"]))
+    assert line.endswith("initialize(model, 'lsuv', bias='zeros', data=a_batch_of_inputs)")

@@ -14,6 +14,8 @@ import pandas as pd
 
 from initlab.results import ResultSet
 
+DATA_DEPENDENT = ("lsuv",)
+"""Inits that set the weights from a forward pass: the call needs ``data=``."""
 INIT_SETTINGS = ("init", "output_init", "bias", "residual_init", "embedding_init")
 """Grouping columns that are part of how a model is initialized (nothing else may differ)."""
 
@@ -28,7 +30,13 @@ def apply_line(results: ResultSet) -> str:
         return ""
     best = ranked.iloc[0]
     keys = dict(zip(results.group_by, (best[k] for k in results.group_by), strict=True))
-    run = results.runs[(results.runs[list(keys)] == pd.Series(keys)).all(axis=1)].iloc[0]
+    match = pd.Series(True, index=results.runs.index)
+    for column, value in keys.items():  # None/NaN keys (output_init of 'same') match NaN
+        cell = results.runs[column]
+        match &= cell.isna() if pd.isna(value) else cell == value
+    if not match.any():
+        return ""
+    run = results.runs[match].iloc[0]
     if run["init"] == "default" and _missing(run, "residual_init", "embedding_init"):
         return "keep the model as its factory built it (init 'default')"
     args = [repr(run["init"])]
@@ -44,6 +52,8 @@ def apply_line(results: ResultSet) -> str:
         args.append(f"residual={run['residual_init']!r}")
     if not _missing(run, "embedding_init"):
         args.append(f"embedding={run['embedding_init']!r}")
+    if run["init"] in DATA_DEPENDENT:
+        args.append("data=a_batch_of_inputs")
     return f"apply it as these runs did: initlab.initialize(model, {', '.join(args)})"
 
 
