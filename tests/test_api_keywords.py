@@ -243,6 +243,8 @@ def test_the_per_model_functions_take_arrays_and_refuse_a_class_or_factory_in_on
     with pytest.raises(InitlabError, match=r"^diagnose: the model cannot run on inputs of shape"):
         initlab.diagnose(_Net(), np.zeros((4, 5), np.float32))
     assert initlab.recommend(_Net(), x).entries[0].activation == "relu"  # a numpy batch
+    with pytest.raises(InitlabError, match=r"^recommend needs a batch of inputs"):
+        initlab.recommend(_Net(), None)
     record = initlab.initialize(_Net(), "lsuv", data=x)
     assert record.rows[0]["expected_std"] is None  # LSUV ran on the array
     assert {c.init for c in comparison_configs("default,he_normal", 1)} == {"default", "he_normal"}

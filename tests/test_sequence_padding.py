@@ -147,3 +147,14 @@ def test_data_checks_let_padding_through_in_sequence_targets_only(tmp_path: Path
     labels[0] = IGNORE_INDEX
     with pytest.raises(InitlabError, match="negative class labels"):
         load(save(tmp_path / "labels.npz", x.float(), labels))
+
+
+def test_diagnose_takes_padded_targets():
+    """Its label check refused -100 ('labels must lie in [0, 7) … got -100..6')."""
+    import initlab
+
+    x, y = padded(32)
+    torch.manual_seed(0)
+    assert initlab.diagnose(Copier(), x, y).layers["layer"].tolist() == ["out"]  # one Linear
+    with pytest.raises(InitlabError, match="every target is -100"):
+        initlab.diagnose(Copier(), x, torch.full_like(y, IGNORE_INDEX))

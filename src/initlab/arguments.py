@@ -45,14 +45,16 @@ def as_inputs(model: nn.Module, inputs: Any) -> Tensor:
     return x
 
 
-def check_runs(model: nn.Module, inputs: Tensor, caller: str) -> None:
-    """One line unless ``model`` runs on two of ``inputs`` (eval mode, no gradient, the RNG
+def check_runs(model: nn.Module, inputs: Tensor | None, caller: str) -> None:
+    """One line unless ``model`` runs on ``inputs`` (a batch: eval mode, no gradient, the RNG
     and the model's modes left as they were)."""
+    if inputs is None:
+        raise InitlabError(f"{caller} needs a batch of inputs the model takes, got None")
     modes = [(m, m.training) for m in model.modules()]
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             model.eval()
-            model(inputs[:2])
+            model(inputs)
     except InitlabError:
         raise
     except Exception as exc:

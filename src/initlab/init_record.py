@@ -51,7 +51,8 @@ class InitRecord:
             row["residual"] = f"{result.actions[key]} ({result.rule})" if key else ""
             if key is None:
                 continue
-            weight = model.get_parameter(key).detach()
+            module, _, name = key.rpartition(".")
+            weight = getattr(model.get_submodule(module), name).detach()  # parametrized too
             row["std"] = float(weight.std()) if weight.numel() > 1 else 0.0
             if row.get("expected_std") is not None:
                 row["expected_std"] *= result.factors[key]

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 import initlab.activations as activations
+from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.probe.metrics import layer_metrics
 from initlab.probe.trace import TracedLayer, trace
@@ -148,6 +149,10 @@ def _check_labels(output: Tensor, targets: Tensor) -> None:
     """Class labels (token ids) outside ``[0, outputs)`` for the default loss → one line."""
     if targets.is_floating_point() or not targets.numel() or output.dim() < 2:
         return
+    if output.dim() == 3:  # token targets: -100 is padding (initlab.data.tasks.IGNORE_INDEX)
+        targets = targets[targets != IGNORE_INDEX]
+        if not targets.numel():
+            raise InitlabError("every target is -100 (padding): give real tokens to diagnose")
     low, high, classes = int(targets.min()), int(targets.max()), output.shape[-1]
     if low < 0 or high >= classes:
         raise InitlabError(

@@ -34,6 +34,7 @@ from initlab.scaling.verdicts import (
 )
 from initlab.sweep.spec import seed_list
 from initlab.train.device import resolve_device
+from initlab.train.stack import rng_devices
 from initlab.train.tasks import resolve_task
 from initlab.usercode import data_spec, load_callable
 
@@ -215,7 +216,7 @@ def coord_check(
             "classes; pass data= or --data)"
         ) from None
     notes = before.notes + pooled_note(len(settings.seeds))
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=rng_devices(the_device)):  # its dropout seeds
         coords = coord_data(factory, settings, batches, the_task, the_device)
     roles = depth_roles(factory, settings)
     notes += [roles_note(roles)] if roles else []
