@@ -200,14 +200,12 @@ def _file_digest(path: str, mtime_ns: int, size: int) -> str:
 REGISTERED = "callable:"
 """Prefix of the specs of callables and data registered in this process: ``callable:name:hash``."""
 _REGISTRY: dict[str, Callable] = {}
-_ARRAYS: set[str] = set()
-"""The registered specs that stand for arrays handed over in Python (not a function)."""
 
 
 def shown_spec(spec: str) -> str:
     """``spec`` as a message names it: a registered function by its name, arrays as arrays
     (not ``callable:data:9f3a…``)."""
-    if spec in _ARRAYS:
+    if is_array_data(spec):
         return "(the arrays passed in Python)"
     if is_registered(spec):
         return f"{spec.split(':')[1]} (defined in this Python session)"
@@ -271,7 +269,6 @@ def data_spec(data: object) -> str:
         )
     arrays = tuple(data)
     spec = _register(lambda: arrays, arrays_digest(arrays), name="data")
-    _ARRAYS.add(spec)
     _ARRAYS.add(spec)
     return spec
 
