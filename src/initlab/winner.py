@@ -20,12 +20,13 @@ INIT_SETTINGS = ("init", "output_init", "bias", "residual_init", "embedding_init
 """Grouping columns that are part of how a model is initialized (nothing else may differ)."""
 
 
-def apply_line(results: ResultSet) -> str:
+def apply_line(results: ResultSet, ranked: pd.DataFrame | None = None) -> str:
     """``apply it as these runs did: initlab.initialize(model, 'he_normal', ...)`` for the
-    winning group, or ``""`` (no single winner, or groups that differ in more than init)."""
+    winning group, or ``""`` (no single winner, or groups that differ in more than init);
+    ``ranked``: ``results.ranking()`` when the caller has it already."""
     if not set(results.group_by) <= set(INIT_SETTINGS) or results.runs.empty:
         return ""
-    ranked = results.ranking()
+    ranked = results.ranking() if ranked is None else ranked
     if len(ranked) < 2 or ranked["within"].nunique() > 1 or ranked["tied_with_best"].iloc[1:].any():
         return ""
     best = ranked.iloc[0]

@@ -317,7 +317,7 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
         f"from the best).{apart}"
     )
     console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
-    if line := apply_line(results):
+    if line := apply_line(results, ranked):
         console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
