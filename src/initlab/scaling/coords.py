@@ -191,12 +191,12 @@ def preflight(
     x = batches(settings.seeds[0], 0)[0][:2]
     at = where(width, factory_depth(factory, kwargs))
     try:
-        watch = watch_attention(built.model.to(device), x)
-        with torch.no_grad():
-            out = built.model(x)
+        watch, out = watch_attention(built.model.to(device), x)
     except Exception as exc:
         first = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise InitlabError(f"{at}: the model cannot run on the data: {first}") from None
+    if not isinstance(out, Tensor):
+        raise InitlabError(f"{at}: the model returned a {type(out).__name__}, not a tensor")
     task, labels, classes = targets
     try:
         check_output(task, out.detach().cpu(), labels, classes)
@@ -206,12 +206,13 @@ def preflight(
     return Preflight(notes, bool(watch.calls or attention_modules(built.model)))
 
 
-def watch_attention(model: nn.Module, x: Tensor) -> AttentionWatch:
-    """One forward pass of ``model`` on ``x`` under an :class:`AttentionWatch`."""
+def watch_attention(model: nn.Module, x: Tensor) -> tuple[AttentionWatch, object]:
+    """One forward pass of ``model`` on ``x`` under an :class:`AttentionWatch`, and its
+    output."""
     watch = AttentionWatch()
     with torch.no_grad(), watch:
-        model(x)
-    return watch
+        out = model(x)
+    return watch, out
 
 
 def unscaled_notes(watch: AttentionWatch) -> list[str]:
@@ -226,7 +227,7 @@ def unscaled_notes(watch: AttentionWatch) -> list[str]:
 
 def attention_notes(model: nn.Module, x: Tensor) -> list[str]:
     """:func:`unscaled_notes` of one forward pass of ``model`` on ``x``."""
-    return unscaled_notes(watch_attention(model, x))
+    return unscaled_notes(watch_attention(model, x)[0])
 
 
 Batches = Callable[[int, int], tuple[Tensor, Tensor]]
