@@ -77,7 +77,7 @@ LAYER_FUNCTIONS = frozenset(
     {"linear", *(f"conv{d}d" for d in (1, 2, 3)), *(f"conv_transpose{d}d" for d in (1, 2, 3))}
 )
 ADD_FUNCTIONS = frozenset({"add", "__add__", "__radd__"})
-"""Out-of-place sums: a residual join when the other term is a stream (``_joins_a_stream``);
+"""Out-of-place sums: a residual join when the other term is a stream (``_Tracer._joins``);
 ``out += identity`` (``add_``, ignored) keeps the tag to the activation after the sum."""
 IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", "add_"})
 """Reading a tensor's shape or attributes is not consuming it."""
