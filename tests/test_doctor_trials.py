@@ -9,7 +9,8 @@ import pytest
 from scipy import stats as sps
 
 from initlab.cli import main
-from initlab.doctor import verdict
+from initlab.config import RunConfig
+from initlab.doctor import trials, verdict
 from initlab.doctor.crossed import crossed_mean_test
 from initlab.doctor.trials import Design, parse_budget, plan_schedule
 from initlab.errors import InitlabError
@@ -137,12 +138,12 @@ def test_budget_and_schedule():
             parse_budget(bad)
     plan = plan_schedule(budget=10.0, step=0.01, fixed=1.0, n_train=10_000, batch=32)
     assert plan.steps >= 900 - plan.epochs and plan.seconds <= 10.0 + plan.epochs * 0.01
-    with pytest.raises(InitlabError, match=r"at least 2s"):
+    with pytest.raises(InitlabError, match=r"at least about 2s"):
         plan_schedule(budget=1.5, step=0.5, fixed=1.2, n_train=100, batch=32)
     # the timing trial's own time comes out of the budget, and into the minimum it names
     spent = plan_schedule(budget=10.0, step=0.01, fixed=1.0, n_train=10_000, batch=32, spent=4.0)
     assert spent.steps <= plan.steps - 390 and spent.seconds <= 6.0 + spent.epochs * 0.01
-    with pytest.raises(InitlabError, match=r"at least 8s"):
+    with pytest.raises(InitlabError, match=r"at least about 8s"):
         plan_schedule(budget=5.0, step=0.5, fixed=1.2, n_train=100, batch=32, spent=6.0)
     assert Design.square(3).runs == 9
     with pytest.raises(InitlabError):
@@ -154,6 +155,34 @@ def test_bad_trials_is_one_line_before_any_work(trials, tmp_path, capsys):
     assert main(["doctor", *SMALL, "--trials", trials, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--trials must be at least 1" in err
+
+
+def test_timing_stops_at_the_first_stack_that_uses_up_the_budget(monkeypatch):
+    """Three stacks to time, each "taking" 5 s (1 s a warm epoch) of a 4 s budget: the
+    first is refused there (the two others are never trained); the minimum projects all
+    three: 3 × (5 s timing + 3 s fixed + 0.25 s a step) = 24.75 s."""
+    from types import SimpleNamespace
+
+    clock, trained = [0.0], []
+
+    def fake_train(group, data):
+        trained.append(group)
+        clock[0] += 5.0
+        return [SimpleNamespace(epochs=[{"seconds": 1.0}, {"seconds": 1.0}]) for _ in group]
+
+    monkeypatch.setattr(trials.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(trials, "train_configs", fake_train)
+    monkeypatch.setattr(trials, "group_configs", lambda configs: [[c] for c in configs])
+    configs = [RunConfig(seed=s) for s in range(3)]
+    data = SimpleNamespace(x_train=np.zeros((8, 2)), y_train=np.zeros(8), y_val=np.zeros(2))
+    monkeypatch.setattr(trials, "trial_data", lambda data, limit: data)
+    with pytest.raises(InitlabError, match=r"timing 1 of 3 stacks.*at least about 25s"):
+        trials.time_trial(configs, data, budget=4.0)
+    assert len(trained) == 1
+    # without a budget (or with room) every stack is timed: s = 3 × 1 s / 4 steps
+    trained.clear()
+    step, fixed = trials.time_trial(configs, data, budget=100.0)
+    assert len(trained) == 3 and step == pytest.approx(0.75) and fixed == pytest.approx(9.0)
 
 
 def test_a_budget_below_one_step_names_the_minimum(tmp_path, capsys):

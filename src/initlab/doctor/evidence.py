@@ -104,7 +104,7 @@ def gather(
     check_comparison(candidates)
     configs = design.configs(candidates, base.replace(track="off"))
     started = time.perf_counter()
-    step, fixed = trials.time_trial(configs, data)
+    step, fixed = trials.time_trial(configs, data, budget)
     spent = time.perf_counter() - started
     schedule = trials.plan_schedule(
         budget, step, fixed, len(data.y_train), base.batch_size, spent=spent

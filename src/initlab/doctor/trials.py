@@ -30,6 +30,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
 from initlab.config import RunConfig
 from initlab.data import Dataset
@@ -139,18 +140,25 @@ def trial_data(data: Dataset, limit: int | None) -> Dataset:
     )
 
 
-def time_trial(configs: Sequence[RunConfig], data: Dataset) -> tuple[float, float]:
+def time_trial(
+    configs: Sequence[RunConfig], data: Dataset, budget: float | None = None
+) -> tuple[float, float]:
     """``(s, f)``: seconds per step of all stacks together and the fixed cost (see the
     module docstring), from two epochs of :data:`TIMING_STEPS` steps of every stack: ``s``
     from the second, warm epoch (the first also pays for first calls and for the engine's
     choice of strategy, which timed the stack against its models one at a time: counted as
-    step time, that made ``s`` up to 9× too high and the trials a ninth of the budget)."""
+    step time, that made ``s`` up to 9× too high and the trials a ninth of the budget).
+
+    ``budget``: refused as soon as timing alone has used it up, naming the budget the
+    stacks timed so far project (the rest are not timed: no minute is spent for nothing)."""
     batch = configs[0].batch_size
     limit = TIMING_STEPS * batch
     short = [c.replace(epochs=2, limit_train=limit, track="off") for c in configs]
     small = trial_data(data, limit)
+    groups = group_configs(short)
     step = fixed = 0.0
-    for group in group_configs(short):
+    started = time.perf_counter()
+    for done, group in enumerate(groups, 1):
         t0 = time.perf_counter()
         results = train_configs(group, small)
         wall = time.perf_counter() - t0
@@ -158,7 +166,21 @@ def time_trial(configs: Sequence[RunConfig], data: Dataset) -> tuple[float, floa
         epoch = min(max(warm, default=wall / 2) * len(group), wall / 2)
         step += epoch / TIMING_STEPS
         fixed += wall - 2 * epoch
+        spent = time.perf_counter() - started
+        if budget is not None and spent >= budget:
+            scale = len(groups) / done
+            too_small(budget, scale * (spent + fixed + step), f"{done} of {len(groups)}")
     return step, fixed
+
+
+def too_small(budget: float, least: float, timed: str = "") -> NoReturn:
+    """Refuse ``budget``, naming the ``least`` seconds the trials need here."""
+    least = math.ceil(least)
+    where = f" (timing {timed} stacks of models already took all of it)" if timed else ""
+    raise InitlabError(
+        f"--budget {budget:g}s is too small for one training step per candidate{where}: "
+        f"the trials need at least about {least}s here (--budget {least}s)"
+    )
 
 
 def plan_schedule(
@@ -169,11 +191,7 @@ def plan_schedule(
     ``spent + fixed + step`` with that minimum (module docstring)."""
     steps = math.floor((budget - spent - fixed) / step) if step > 0 else 0
     if steps < 1:
-        least = math.ceil(spent + fixed + step)
-        raise InitlabError(
-            f"--budget {budget:g}s is too small for one training step per candidate: "
-            f"the trials need at least {least}s here (--budget {least}s)"
-        )
+        too_small(budget, spent + fixed + step)
     epochs = min(max(steps // TIMING_STEPS, 1), MAX_POINTS)
     per_epoch = math.ceil(steps / epochs)
     full = math.ceil(n_train / batch)
