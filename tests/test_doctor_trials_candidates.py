@@ -7,7 +7,14 @@ from torch import nn
 
 from initlab.config import RunConfig
 from initlab.doctor import recommend
-from initlab.doctor.candidates import PLANNED, auto_candidates, buildable, plan_candidate
+from initlab.doctor.candidates import (
+    PLANNED,
+    auto_candidates,
+    buildable,
+    check_listed,
+    listed_candidates,
+    plan_candidate,
+)
 from initlab.train.build import build_architecture, build_initialized_model
 from initlab.train.run import load_data
 
@@ -26,8 +33,21 @@ def test_auto_candidates_of_a_tanh_mlp():
     found = auto_candidates(base, model, x, plan, "random_normal(stddev=0.01)")
     names = [c.name for c in found]
     # glorot_normal + glorot_uniform output is the plan itself: listed once, as "plan"
-    assert names == ["default", "random_normal(stddev=0.01)", "plan", "orthogonal", "lsuv"]
+    assert names == ["default", "random_normal(stddev=0.01)", "plan", "orthogonal_plan", "lsuv"]
     assert found[2].settings == {"init": "glorot_normal", "output_init": "glorot_uniform"}
+
+
+def test_listed_orthogonal_is_the_initializer_and_orthogonal_plan_the_family_plan():
+    """``orthogonal`` means what it means in compare (gain 1 on every hidden layer); the
+    per-layer-gain family plan has its own name (they used to share ``orthogonal``)."""
+    base, data, model = _tanh_mlp()
+    x = data.x_train[:256]
+    names = check_listed(["orthogonal", "orthogonal_plan"])
+    found = listed_candidates(names, base, model, x, recommend(model, x))
+    by_name = {c.name: c for c in found}
+    assert by_name["orthogonal"].settings == {"init": "orthogonal"}
+    plan = {"init": "orthogonal(gain=1)", "output_init": "glorot_uniform"}  # tanh's gain 1
+    assert by_name["orthogonal_plan"].settings == plan
 
 
 class Mixed(nn.Module):
@@ -78,7 +98,7 @@ def test_data_seed_moves_only_the_data_order():
 
 def test_residual_candidates_are_the_plan_with_each_rule():
     """``plan+<rule>`` is the plan's own settings and the rule, whatever else is listed (it
-    once took the third candidate, which without --init and a preset is ``orthogonal``)."""
+    once took the third candidate, which without --init and a preset is ``orthogonal_plan``)."""
     args = {"depth": 8, "width": 4, "in_channels": 1}
     base = RunConfig(dataset="digits", model="initlab.models.resnet:resnet", model_args=args)
     data = load_data(base)
@@ -86,7 +106,7 @@ def test_residual_candidates_are_the_plan_with_each_rule():
     x = data.x_train[:64]
     found = {c.name: c for c in auto_candidates(base, model, x, recommend(model, x), None)}
     rules = [name for name in found if name.startswith("plan+")]
-    assert rules and "orthogonal" in found
+    assert rules and "orthogonal_plan" in found
     for name in rules:
         rule = name.removeprefix("plan+")
         assert found[name].settings == {**found["plan"].settings, "residual_init": rule}

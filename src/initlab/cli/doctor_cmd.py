@@ -71,7 +71,7 @@ def doctor(
     ] = None,
     budget: Annotated[str, typer.Option(help="--trials: time for the trials (90s, 10m)")] = "10m",
     candidates: Annotated[
-        str, typer.Option(help="--trials: auto, or a list (default,plan,orthogonal,he_normal)")
+        str, typer.Option(help="--trials: auto, or a list (default,plan,orthogonal_plan,he_normal)")
     ] = "auto",
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="--trials: where to write the evidence")

@@ -11,7 +11,8 @@ its initialization (``init``, ``output_init``, ``residual_init``, or a model wra
 - ``plan``: the doctor's analytic per-layer plan (:func:`initlab.doctor.recommend`);
 - the variance-scaling preset that fits the most common activation (He for the ReLU family,
   Glorot for tanh/sigmoid, LeCun for SELU), applied to every hidden layer;
-- ``orthogonal``: the orthogonal-family plan (per-layer gains, delta-orthogonal convolutions);
+- ``orthogonal_plan``: the orthogonal-family plan (per-layer gains, delta-orthogonal
+  convolutions; ``orthogonal`` alone is the initializer, as everywhere else);
 - ``lsuv``: orthonormal start, then every layer's output variance fixed on a data batch;
 - ``plan+<rule>`` for each residual rule that adds no parameters (``skipinit`` and ``fixup``
   add gates and biases, which change the model the snippet is made for), when the model has
@@ -50,10 +51,10 @@ PLANNED = "initlab.doctor.candidates:planned_model"
 DEFAULT = "default"
 WHY_DEFAULT = "the model as built (its own init; PyTorch's defaults where it sets none)"
 """Why ``default`` is a candidate: the reference every other init must beat."""
-NAMED = (DEFAULT, "plan", "orthogonal")
-"""Candidate names of ``--candidates`` that are not initializer specs (``orthogonal`` is
-the orthogonal-family plan)."""
-AUTO = "default, your --init if given, plan, the activation's preset, orthogonal, lsuv"
+ORTHOGONAL_PLAN = "orthogonal_plan"
+NAMED = (DEFAULT, "plan", ORTHOGONAL_PLAN)
+"""Candidate names of ``--candidates`` that are not initializer specs."""
+AUTO = "default, your --init if given, plan, the activation's preset, orthogonal_plan, lsuv"
 """What ``--candidates auto`` (the default) trains, in words."""
 
 
@@ -151,7 +152,7 @@ def auto_candidates(
             Candidate(preset, {"init": preset}, why=f"the preset for {common[0][0]} layers")
         )
     ortho = recommend(model, inputs, family="orthogonal")
-    found.append(plan_candidate("orthogonal", ortho, base, "orthogonal with per-layer gains"))
+    found.append(plan_candidate(ORTHOGONAL_PLAN, ortho, base, "orthogonal, per-layer gains"))
     found.append(Candidate("lsuv", {"init": "lsuv"}, why="LSUV: variances fixed on data"))
     for rule in residual_rules(plan.residual or find_structure(model, inputs)):
         settings = {**planned.settings, "residual_init": rule}
@@ -179,8 +180,8 @@ def listed_candidates(
     plan: Plan,
     start: str | None = None,
 ) -> list[Candidate]:
-    """Candidates named by the user: ``default``, ``plan``, ``orthogonal`` (the family
-    plan) or any init spec; ``default`` and the starting init are always included (the
+    """Candidates named by the user: ``default``, ``plan``, ``orthogonal_plan`` (the
+    family plan) or any init spec; ``default`` and the starting init are always included (the
     references)."""
     found = [Candidate(DEFAULT, {"init": DEFAULT}, why=WHY_DEFAULT)]
     if start and start != DEFAULT:
@@ -188,7 +189,7 @@ def listed_candidates(
     for name in names:
         if name == "plan":
             found.append(plan_candidate("plan", plan, base, "the doctor's analytic plan"))
-        elif name == "orthogonal":
+        elif name == ORTHOGONAL_PLAN:
             ortho = recommend(model, inputs, family="orthogonal")
             found.append(plan_candidate(name, ortho, base, "orthogonal, per-layer gains"))
         elif name != DEFAULT:
@@ -198,7 +199,7 @@ def listed_candidates(
 
 def check_listed(names: Sequence[str], start: str | None = None) -> list[str]:
     """``--candidates`` checked before anything is built or trained: each name is
-    ``default``, ``plan``, ``orthogonal`` or an initializer spec (an unknown one is refused
+    ``default``, ``plan``, ``orthogonal_plan`` or an initializer spec (an unknown one is refused
     with the closest valid name), and with the references (``default`` and the starting
     init, always trained) they make at least two distinct candidates. Returns the names
     in order, duplicates dropped."""
