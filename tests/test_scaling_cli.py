@@ -208,3 +208,18 @@ def test_a_factory_checked_without_data_is_told_the_data_it_got(factories, capsy
     assert main(["scaling", "--model", "wide.py:build", "--widths", "16,32", *FAST]) == 2
     err = capsys.readouterr().err
     assert "no data given: the check ran on digits" in err and len(err.splitlines()) == 1
+
+
+def test_the_no_data_hint_is_only_for_errors_about_the_data(factories, capsys):
+    """A model that returns a tuple fails whatever the data: no hint about digits there."""
+    (factories / "pair.py").write_text(
+        "from torch import nn\n\n\nclass Pair(nn.Module):\n"
+        "    def __init__(self, width):\n        super().__init__()\n"
+        "        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(),\n"
+        "                                  nn.Linear(width, 10))\n\n"
+        "    def forward(self, x):\n        return self.body(x), x\n\n\n"
+        "def build(width=16):\n    return Pair(width)\n"
+    )
+    assert main(["scaling", "--model", "pair.py:build", "--widths", "16,32", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "returned a tuple, not a tensor" in err and "no data given" not in err

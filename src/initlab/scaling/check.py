@@ -19,7 +19,13 @@ import torch
 from initlab.config import plain
 from initlab.data import load
 from initlab.errors import InitlabError
-from initlab.scaling.coords import CoordSettings, batch_source, coord_data, preflight
+from initlab.scaling.coords import (
+    CoordSettings,
+    DataMismatch,
+    batch_source,
+    coord_data,
+    preflight,
+)
 from initlab.scaling.fits import PER_X_VALUES
 from initlab.scaling.parametrize import AS_BUILT, parametrized, tie_hint
 from initlab.scaling.roles import LayerRoles, layer_roles, roles_note
@@ -208,7 +214,7 @@ def coord_check(
     targets = (the_task, dataset.y_train, dataset.num_classes)
     try:
         before = preflight(factory, settings, batches, the_device, targets)
-    except InitlabError as exc:
+    except DataMismatch as exc:
         if not defaulted:
             raise
         raise InitlabError(

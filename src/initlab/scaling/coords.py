@@ -165,6 +165,10 @@ def where(width: int, depth: int) -> str:
     return f"width {width}" + (f", depth {depth}" if depth >= 0 else "")
 
 
+class DataMismatch(InitlabError):
+    """The model and the data do not fit each other (a shape, or outputs against labels)."""
+
+
 def preflight(
     factory: Factory,
     settings: CoordSettings,
@@ -194,14 +198,14 @@ def preflight(
         watch, out = watch_attention(built.model.to(device), x)
     except Exception as exc:
         first = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise InitlabError(f"{at}: the model cannot run on the data: {first}") from None
+        raise DataMismatch(f"{at}: the model cannot run on the data: {first}") from None
     if not isinstance(out, Tensor):
         raise InitlabError(f"{at}: the model returned a {type(out).__name__}, not a tensor")
     task, labels, classes = targets
     try:
         check_output(task, out.detach().cpu(), labels, classes)
     except InitlabError as exc:
-        raise InitlabError(f"{at}: {exc}") from None
+        raise DataMismatch(f"{at}: {exc}") from None
     notes = built.notes + unscaled_notes(watch)
     return Preflight(notes, bool(watch.calls or attention_modules(built.model)))
 
