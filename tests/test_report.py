@@ -21,6 +21,7 @@ from initlab.report.sweep import (
 )
 from initlab.report.tables import _p, pairwise_table, ranked_summary
 from initlab.results import ResultSet
+from initlab.stats import pairwise_comparisons
 
 EVIL = "<script>alert(1)</script>"
 
@@ -436,6 +437,38 @@ def test_within_ranks_and_tests_the_inits_at_each_width_apart(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r"), "--within",
                  "model_args.width"]) == 0  # fmt: skip
     assert "width=8" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_pairs_are_listed_and_holm_adjusted_within_each_width():
+    """Three inits at three widths (9 groups, more than MAX_ALL_PAIRS): every pair at the
+    same width is listed and Holm-adjusted over that width's pairs alone (they were the
+    best-vs-rest pairs of all widths, adjusted together)."""
+    from initlab.report.build import ranked_apart
+    from initlab.report.tables import family_note
+
+    accuracies = {"a": [0.5, 0.53, 0.51], "b": [0.55, 0.57, 0.6], "c": [0.52, 0.5, 0.58]}
+    parts = []
+    for k, width in enumerate((4, 8, 16)):
+        part = synthetic_results({i: [v + 0.1 * k for v in vs] for i, vs in accuracies.items()})
+        part.runs["run_id"] += f"w{width}"
+        part.runs["width"] = width
+        parts.append(part.runs)
+    runs = pd.concat(parts, ignore_index=True)
+    res = ranked_apart(ResultSet(runs, pd.DataFrame(), ["init", "width"]), ["width"])
+    ranked = ranked_summary(res.summary(), res.runs, res.group_by, res.within)
+    frame, _ = pairwise_table(res.runs, res.group_by, ranked)
+    assert len(frame) == 9  # 3 pairs at each width, none across widths
+    shown = {
+        frozenset((a, b)): holm
+        for a, b, holm in zip(frame["group A"], frame["group B"], frame["p (Holm)"], strict=True)
+    }
+    for width in (4, 8, 16):  # each width's pairs adjusted as if it were alone
+        alone = pairwise_comparisons(runs[runs["width"] == width], ["init", "width"])
+        for pair in alone.to_dict("records"):
+            labels = (pair["group_a"], pair["group_b"])  # "a / 4"
+            key = frozenset(f"init={x.split(' / ')[0]}, width={width}" for x in labels)
+            assert shown[key] == _p(pair["p_holm"])
+    assert "within each of 3 partitions" in family_note(ranked)
 
 
 def test_a_winner_comes_with_the_initialize_call_that_reproduces_its_runs():

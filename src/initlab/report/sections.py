@@ -62,21 +62,16 @@ def pairwise_section(
         f"difference of mean {_plural(score.name())} with its 95% interval, and the "
         "two-sided p-value of Welch's t-test (unequal variances). With many pairs some small "
         "p-values are expected by chance; the Holm column corrects for the number of pairs "
-        f"listed, and highlighted rows are those whose Holm-adjusted p < {tables.ALPHA:g}. "
+        "listed (within each partition when groups are ranked apart), and highlighted rows "
+        f"are those whose Holm-adjusted p < {tables.ALPHA:g}. "
         f"Groups with fewer than two finite {_plural(score.name(''))} cannot be tested (—)."
     )
     if len(ranked) < 2:
         return Section("pairwise", "Pairwise comparisons", intro, [Note("only one group")])
     frame, strong = tables.pairwise_table(runs, group_by, ranked, score)
     blocks: list = [Table(frame, strong_rows=strong)]
-    if len(ranked) > tables.MAX_ALL_PAIRS:
-        blocks.insert(
-            0,
-            Note(
-                f"{len(ranked)} groups: each is compared with the best, Holm-adjusted over "
-                f"these {len(ranked) - 1} comparisons (as in the summary's 'as good as best?')."
-            ),
-        )
+    if note := tables.family_note(ranked):
+        blocks.insert(0, Note(note))
     return Section("pairwise", "Pairwise comparisons", intro, blocks)
 
 

@@ -107,21 +107,17 @@ def pairwise_table(
     as display strings, and the rows whose Holm-adjusted p < :data:`ALPHA` (to highlight).
 
     Columns: the two groups, the difference of mean test scores (A − B) with its Welch
-    95% interval, the two-sided Welch p-value, its Holm adjustment over the pairs listed,
-    and ``Holm p < 0.05``. With more than :data:`MAX_ALL_PAIRS` groups only the k − 1 pairs
-    with the best group are listed, and Holm adjusts over those: the summary's "as good as
-    best?" family, so the same pair never shows two different adjusted p-values.
+    95% interval, the two-sided Welch p-value, its Holm adjustment, and ``Holm p < 0.05``.
+    Pairs are formed and adjusted within each partition of ``ranked`` (:func:`family_pairs`),
+    as the summary's "as good as best?" is, so the same pair never shows two different
+    adjusted p-values.
     """
     keys = list(group_by)
     order = {k: i for i, k in enumerate(ranked[keys].itertuples(index=False, name=None))}
     position = [order.get(k, len(order)) for k in runs[keys].itertuples(index=False, name=None)]
     by_rank = runs.iloc[np.argsort(position, kind="stable")]
-    pairs = comparable_pairs(pairwise_comparisons(by_rank, keys), ranked, keys)
+    pairs = family_pairs(pairwise_comparisons(by_rank, keys), ranked, keys)
     label = {stats_label(k): group_label(k, keys) for k in order}
-    if len(order) > MAX_ALL_PAIRS and len(pairs):
-        best = {stats_label(k) for k in _best_keys(ranked, keys)}
-        pairs = pairs[pairs["group_a"].isin(best)]
-        pairs = pairs.assign(p_holm=holm_adjust(pairs["p_value"].tolist()))
     rows, strong = [], []
     for i, pair in enumerate(pairs.to_dict("records")):
         p, holm = pair["p_value"], pair["p_holm"]
@@ -143,23 +139,48 @@ def pairwise_table(
     return pd.DataFrame(rows), tuple(strong)
 
 
-def comparable_pairs(
-    pairs: pd.DataFrame, ranked: pd.DataFrame, keys: Sequence[str]
-) -> pd.DataFrame:
-    """The ``pairs`` of groups in the same partition of ``ranked`` (its ``within`` column:
-    same dataset or task), ``p_holm`` adjusted again over those when some were left out."""
-    if "within" not in ranked or ranked["within"].nunique() < 2 or pairs.empty:
+def family_pairs(pairs: pd.DataFrame, ranked: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """The ``pairs`` tested in the report, one family per partition of ``ranked`` (its
+    ``within`` column: one dataset, task or ``--within`` value), families in ranked order:
+    pairs of groups of the same partition only; of a partition of more than
+    :data:`MAX_ALL_PAIRS` groups only those with its best group (ranked first, so it is
+    ``group_a``); ``p_holm`` adjusted over each family's pairs."""
+    if pairs.empty:
         return pairs
-    keyed = ranked[keys].itertuples(index=False, name=None)
-    part = {stats_label(k): w for k, w in zip(keyed, ranked["within"], strict=True)}
-    kept = pairs[pairs["group_a"].map(part) == pairs["group_b"].map(part)]
-    return kept.assign(p_holm=holm_adjust(kept["p_value"].tolist()) if len(kept) else [])
+    labels = ranked[keys].itertuples(index=False, name=None)
+    parts = ranked["within"] if "within" in ranked else pd.Series("", index=ranked.index)
+    part = {stats_label(k): w for k, w in zip(labels, parts, strict=True)}
+    families = []
+    for name, size in parts.value_counts(sort=False).items():
+        family = pairs[pairs["group_a"].map(part).eq(name) & pairs["group_b"].map(part).eq(name)]
+        if size > MAX_ALL_PAIRS and len(family):
+            family = family[family["group_a"] == family["group_a"].iloc[0]]
+        families.append(family.assign(p_holm=holm_adjust(family["p_value"].tolist())))
+    return pd.concat(families, ignore_index=True)
 
 
-def _best_keys(ranked: pd.DataFrame, keys: Sequence[str]) -> list[tuple]:
-    """The keys of each partition's best group (the first row of each ``within``)."""
-    firsts = ranked.groupby("within", sort=False).head(1) if "within" in ranked else ranked[:1]
-    return list(firsts[keys].itertuples(index=False, name=None))
+def family_note(ranked: pd.DataFrame) -> str:
+    """Which pairs :func:`family_pairs` lists and adjusts together, in words, when that is
+    not simply every pair (``""`` then)."""
+    parts = ranked["within"] if "within" in ranked else pd.Series("", index=ranked.index)
+    sizes = parts.value_counts(sort=False)
+    if len(sizes) == 1:
+        if sizes.iloc[0] <= MAX_ALL_PAIRS:
+            return ""
+        return (
+            f"{len(ranked)} groups: each is compared with the best, Holm-adjusted over "
+            f"these {len(ranked) - 1} comparisons (as in the summary's 'as good as best?')."
+        )
+    many = (
+        f"; where there are more than {MAX_ALL_PAIRS} groups, each with the best there only"
+        if sizes.max() > MAX_ALL_PAIRS
+        else ""
+    )
+    return (
+        f"Groups are compared within each of {len(sizes)} partitions "
+        f"({', '.join(map(str, sizes.index))}){many}; Holm-adjusted within each (as in the "
+        "summary's 'as good as best?')."
+    )
 
 
 def runs_table(
