@@ -111,6 +111,17 @@ def test_results_prints_summary_and_ranking_and_exports(spec_file, tmp_path, cap
     assert "no results store at" in capsys.readouterr().err
 
 
+def test_out_may_name_the_store_file_and_the_csvs_go_beside_it(spec_file, tmp_path, capsys):
+    """--out DIR/initlab.db (as results and report take it) trained everything, then failed
+    with exit 2 writing the CSVs 'in' the database file."""
+    db = tmp_path / "study" / "initlab.db"
+    assert main(["sweep", str(spec_file), "--out", str(db), "--workers", "1"]) == 0
+    assert (db.parent / "summary.csv").exists() and db.is_file()
+    assert "store: " + str(db) in capsys.readouterr().err
+    with open_store(db.parent) as store:
+        assert len(store.runs()) == 4
+
+
 def test_ray_backend_without_ray_is_a_clear_error(spec_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
     out = tmp_path / "out"

@@ -18,7 +18,7 @@ from initlab.store.damage import StoreDamagedError
 from initlab.store.export import export
 from initlab.store.location import StoreLocationError
 from initlab.store.schema import SCHEMA_VERSION
-from initlab.store.sqlite import DB_NAME, FINISHED, Store, store_path
+from initlab.store.sqlite import DB_NAME, FINISHED, Store, store_path, study_dir
 
 
 def open_store(path: str | Path, *, create: bool = False) -> Store:
@@ -38,4 +38,5 @@ __all__ = [
     "export",
     "open_store",
     "store_path",
+    "study_dir",
 ]

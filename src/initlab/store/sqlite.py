@@ -64,6 +64,14 @@ def store_path(path: str | Path) -> Path:
     return path / DB_NAME
 
 
+def study_dir(path: str | Path) -> Path:
+    """Where a study's CSVs and plot go beside its store: ``DIR`` itself, or the directory
+    of a store named as a file (``DIR/initlab.db`` → ``DIR``, :func:`store_path`)."""
+    path = Path(path)
+    db = store_path(path)
+    return db.parent if db == path else path
+
+
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     """A reading method whose corruption errors become :class:`StoreDamagedError`."""
 

@@ -32,7 +32,7 @@ from initlab.results import (
 )
 from initlab.scores import Score
 from initlab.stats import group_label, some_names
-from initlab.store import Store, open_store, store_path
+from initlab.store import Store, open_store, store_path, study_dir
 from initlab.sweep.engine import Outcome
 from initlab.sweep.runner import (
     Study,
@@ -77,12 +77,13 @@ def run_and_report(
     **options,
 ) -> ResultSet:
     """Run a study with a progress bar into ``out`` (in memory when ``None``), save the CSVs
-    and plot in ``out``, print the summary, each group's first error and the ranking; exit
-    130 on Ctrl-C, 2 when the CSVs cannot be written, 1 when every run failed (the CSVs
-    written all the same)."""
+    and plot in ``out`` (beside the store when ``out`` names its file), print the summary,
+    each group's first error and the ranking; exit 130 on Ctrl-C, 2 when the CSVs cannot be
+    written, 1 when every run failed (the CSVs written all the same)."""
     study = Study.from_spec(spec)
     check_backend(options.get("backend", "local"), options.get("address"))  # before any file
-    with open_store(out if out is not None else ":memory:", create=True) as store:
+    store_at, out = out, study_dir(out) if out is not None else None
+    with open_store(store_at if store_at is not None else ":memory:", create=True) as store:
         progress = RichProgress(err)
         try:
             report = run_sweep(configs, store, study, progress=progress, **options)
@@ -104,7 +105,7 @@ def run_and_report(
         err.print(report.line() + where, soft_wrap=True, markup=False)
         results = store.results(study.study_id)
     # the files first: printing may fail (`initlab compare ... | head` closes the pipe)
-    paths, failure = save_tables(results, out)
+    paths, failure = save_tables(results, out, store_at)
     results.progress = retry_hint(results.progress)  # this command, not always a sweep
     print_results(results, console, title)
     if paths:
@@ -139,7 +140,7 @@ def save_interrupted(store: Store, study_id: str, out: Path | None, err: Console
         return
     try:
         results = store.results(study_id)
-        paths, failure = save_tables(results, out)
+        paths, failure = save_tables(results, out, store.path)
     except KeyboardInterrupt:
         paths, failure = [], "interrupted again"
     except Exception as exc:  # the store unreadable now: the runs stay in it, say so
@@ -158,10 +159,13 @@ def save_interrupted(store: Store, study_id: str, out: Path | None, err: Console
         )
 
 
-def save_tables(results: ResultSet, out: Path | None) -> tuple[list[Path], str]:
+def save_tables(
+    results: ResultSet, out: Path | None, store: Path | None = None
+) -> tuple[list[Path], str]:
     """``results.save(out)`` (nothing in memory or without runs): ``(paths, "")``, or
     ``([], line)`` saying why the CSVs could not be written (a full disk, a read-only
-    directory) — the runs stay in the store, and the files of before are left as they were."""
+    directory) — the runs stay in the store (``store``, by default ``out``'s), and the files
+    of before are left as they were."""
     if out is None or results.runs.empty:
         return [], ""
     try:
@@ -172,9 +176,9 @@ def save_tables(results: ResultSet, out: Path | None) -> tuple[list[Path], str]:
         where = f"{name}: {reason}" if name else reason
         fix = "free some space" if exc.errno == errno.ENOSPC else "fix that"
         return [], (
-            f"cannot write the CSVs and plot in {out} ({where}); every run is saved in "
-            f"the results store {store_path(out)}; {fix} and run the same command again to "
-            "write them"
+            f"cannot write the CSVs and plot in {out} ({where}); every run is saved in the "
+            f"results store {store_path(store or out)}; {fix} and run the same command again "
+            "to write them"
         )
 
 
