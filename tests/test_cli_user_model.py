@@ -146,6 +146,8 @@ def test_runs_of_an_edited_model_file_are_not_pooled_with_its_new_runs(user_dir,
     path.write_text(path.read_text() + "\n# edited\n")
     capsys.readouterr()
     assert _compare(*args, "--inits", "default", "--seeds", "2") == 0
+    said = " ".join(capsys.readouterr().err.split())  # the retraining is announced
+    assert "2 stored run(s) with these settings were trained before models.py last changed" in said
     assert len(pd.read_csv(out / "summary.csv")) == 2  # this command's study: new runs only
     capsys.readouterr()
     assert main(["results", str(out)]) == 0  # two studies: all runs of the store

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import typing
+from collections.abc import Sequence
 from dataclasses import fields
 
 import pandas as pd
@@ -79,9 +80,17 @@ def _select(table: str, study_id: str | None, order: str) -> tuple[str, tuple]:
     return f"SELECT t.* FROM {table} t {join} ORDER BY s.position, {order}", (study_id,)
 
 
+def run_configs(conn: sqlite3.Connection, statuses: Sequence[str]) -> pd.DataFrame:
+    """``run_id``, ``config`` and ``sources`` of the stored runs of these ``statuses``."""
+    marks = ", ".join("?" * len(statuses))
+    query = f"SELECT run_id, config, sources FROM runs WHERE status IN ({marks})"
+    return pd.read_sql_query(query, conn, params=tuple(statuses))
+
+
 def runs(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
     query, args = _select("runs", study_id, "t.finished_at, t.run_id")
-    frame = current_runs(pd.read_sql_query(query, conn, params=args)).drop(columns=["config"])
+    frame = current_runs(pd.read_sql_query(query, conn, params=args))
+    frame = frame.drop(columns=["config", "sources"], errors="ignore")  # the store's own
     for name in _BOOL_FIELDS:
         if name in frame:  # empty where the model has no such setting (a user factory)
             column = frame[name]

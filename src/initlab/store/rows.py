@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from initlab.apply import AS_BUILT
 from initlab.config import unused_settings
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS, config_columns
+from initlab.usercode import is_user_spec, source_fingerprint
 
 if TYPE_CHECKING:
     from initlab.sweep.engine import Outcome
@@ -65,7 +66,16 @@ def run_row(outcome: Outcome) -> dict[str, Any]:
         started_at=now_iso(outcome.started_at),
         finished_at=now_iso(outcome.finished_at),
     )
+    sources = user_sources(config.to_dict())
+    row["sources"] = json.dumps(sources, sort_keys=True) if sources else None
     return row
+
+
+def user_sources(fields: dict[str, Any]) -> dict[str, str]:
+    """``{spec: fingerprint}`` of a run's user model and data specs (empty for built-ins):
+    what :mod:`initlab.store.versions` compares to name the file that changed since."""
+    specs = [fields.get(k) for k in ("model", "dataset")]
+    return {s: source_fingerprint(s) for s in specs if isinstance(s, str) and is_user_spec(s)}
 
 
 def layer_row(run_id: str, stat: dict[str, Any]) -> tuple:

@@ -62,6 +62,7 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("blas", "TEXT"),
     ("started_at", "TEXT"),
     ("finished_at", "TEXT"),
+    ("sources", "TEXT"),
 )
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")

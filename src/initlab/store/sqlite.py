@@ -23,7 +23,7 @@ import json
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,6 +42,7 @@ from initlab.store.schema import (
     config_columns,
     create_statements,
 )
+from initlab.store.versions import older_versions
 from initlab.train.result import DIVERGED, OK, STUCK
 
 if TYPE_CHECKING:
@@ -365,6 +366,11 @@ class Store:
         if with_config and not frame.empty:
             frame = frame.merge(self.runs(study), on="run_id", how="left")
         return frame
+
+    @_guarded
+    def older_versions(self, configs: Sequence[RunConfig]) -> str:
+        """:func:`initlab.store.versions.older_versions` of this store's finished runs."""
+        return older_versions(read.run_configs(self._conn, FINISHED), configs)
 
     @_guarded
     def configs(self, study: str | None = None) -> list[RunConfig]:

@@ -14,6 +14,7 @@ they are: nothing can be checked.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -33,12 +34,14 @@ def current_runs(runs: pd.DataFrame) -> pd.DataFrame:
     stale = keys.notna() & (keys != runs["run_id"])
     if not stale.any():
         return runs
-    files = sorted({f for (_, names, _), old in zip(checks, stale, strict=True) if old
-                    for f in names})  # fmt: skip
+    recorded = runs["sources"] if "sources" in runs else pd.Series(None, index=runs.index)
+    which = changed_files(
+        [(specs, sources) for (_, specs, _), sources, old in
+         zip(checks, recorded, stale, strict=True) if old]
+    )  # fmt: skip
     settings = pd.Series([same for _, _, same in checks], index=runs.index)
     twin = settings.isin(set(settings[~stale]))
     dropped, kept = int((stale & twin).sum()), int((stale & ~twin).sum())
-    which = " and ".join(files)
     if dropped:
         note(
             f"left out {dropped} run(s) trained before {which} last changed (or keyed by an "
@@ -52,22 +55,75 @@ def current_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[~(stale & twin)]
 
 
+def older_versions(stored: pd.DataFrame, configs: Sequence[RunConfig]) -> str:
+    """One line when finished runs in ``stored`` (the store's ``run_id``, ``config``,
+    ``sources``) have the settings of some of ``configs`` but trained on an older version of
+    their user files: those runs train again now, and the old ones are kept, not resumed
+    (``""`` when there are none, or nothing to check)."""
+    planned = {c.key() for c in configs}
+    wanted = {_settings(c.to_dict()) for c in configs if _user_specs(c.to_dict())}
+    if stored.empty or not wanted:
+        return ""
+    older = []
+    for run_id, text, sources in stored[["run_id", "config", "sources"]].itertuples(index=False):
+        key, specs, same = _check(text)
+        if key is not None and run_id not in planned and key != run_id and same in wanted:
+            older.append((specs, sources))
+    if not older:
+        return ""
+    return (
+        f"{len(older)} stored run(s) with these settings were trained before "
+        f"{changed_files(older)} last changed: they train again on the current version "
+        "(the old runs stay in the store, left out of its results)"
+    )
+
+
+def changed_files(stale: list[tuple[tuple[str, ...], str | None]]) -> str:
+    """The user files that changed since the ``stale`` runs trained, in words: of each run,
+    its user specs and the fingerprints recorded when it trained (the store's ``sources``
+    column, ``None`` for runs recorded before it existed: then any of its files may have)."""
+    changed, unknown = set(), set()
+    for specs, sources in stale:
+        recorded = json.loads(sources) if isinstance(sources, str) else None
+        if not isinstance(recorded, dict):
+            unknown.update(specs)
+            continue
+        moved = {s for s in specs if recorded.get(s) != source_fingerprint(s)}
+        changed.update(moved)
+        unknown.update(() if moved else specs)  # the same files: an older initlab keyed it
+    names = sorted({file_name(s) for s in changed | unknown})
+    return (" or " if unknown - changed else " and ").join(names)
+
+
+def file_name(spec: str) -> str:
+    """``models.py`` of ``models.py:build``; a data file's path as it is."""
+    return spec.rpartition(":")[0] or spec
+
+
 def _check(config_json: str) -> tuple[str | None, tuple[str, ...], str]:
-    """The key this run would have with its user files as they are now, their names, and
-    its settings as the key sees them (without :data:`~initlab.config.NOT_IN_KEY`: a rerun on
-    another device is the same run); ``(None, (), "")`` when it has no user file, or one of
-    them cannot be found from here."""
+    """The key this run would have with its user files as they are now, their specs, and
+    its settings as the key sees them (:func:`_settings`); ``(None, (), "")`` when it has no
+    user file, or one of them cannot be found from here."""
     try:
         fields = json.loads(config_json)
     except ValueError:
         return None, (), ""
-    specs = [fields.get(k) for k in ("model", "dataset")]
-    specs = [s for s in specs if isinstance(s, str) and is_user_spec(s)]
+    specs = _user_specs(fields)
     if not specs or any(source_fingerprint(s) == "missing" for s in specs):
         return None, (), ""  # (built-in models and data: nothing to parse further)
     try:
         config = RunConfig.from_dict(fields)
     except (InitlabError, TypeError, ValueError):
         return None, (), ""
-    same = json.dumps({k: v for k, v in fields.items() if k not in NOT_IN_KEY}, sort_keys=True)
-    return config.key(), tuple(s.rpartition(":")[0] or s for s in specs), same
+    return config.key(), specs, _settings(fields)
+
+
+def _user_specs(fields: dict) -> tuple[str, ...]:
+    specs = [fields.get(k) for k in ("model", "dataset")]
+    return tuple(s for s in specs if isinstance(s, str) and is_user_spec(s))
+
+
+def _settings(fields: dict) -> str:
+    """A run's settings as its key sees them, without :data:`~initlab.config.NOT_IN_KEY`
+    (a rerun on another device is the same run)."""
+    return json.dumps({k: v for k, v in fields.items() if k not in NOT_IN_KEY}, sort_keys=True)

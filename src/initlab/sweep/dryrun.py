@@ -60,10 +60,11 @@ def dry_run(
     runs = list(iter_runs(spec) if exact else itertools.islice(iter_runs(spec), OVER_LIMIT_ROWS))
     sample = [] if exact else sample_runs(spec, SAMPLE_SIZE)
     estimate.check_buildable(itertools.chain(runs, sample))
-    statuses = {}
+    statuses, older = {}, ""
     if store.exists():
         with open_store(store) as opened:
             statuses = opened.statuses(c.key() for c in runs)
+            older = opened.older_versions([c for c in runs if statuses.get(c.key()) not in DONE])
     rates = estimate.calibrate() if calibrate else None
     per_gflop, per_step = rates or (estimate.SECONDS_PER_GFLOP, estimate.SECONDS_PER_STEP)
     table = estimate.cost_table(runs, spec.swept, statuses, per_gflop, per_step)
@@ -79,6 +80,7 @@ def dry_run(
         result.lines = _exact_lines(table, runs, store, workers, source)
     else:
         result.lines = _sampled_lines(spec, total, sample, max_runs, source)
+    result.warnings += [f"note: {older}"] if older else []
     return result
 
 

@@ -31,6 +31,7 @@ import initlab.data as datasets
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.notes import note
 from initlab.results import ResultSet
 from initlab.store import Store, open_store
 from initlab.store.leases import Lease
@@ -195,6 +196,8 @@ def run_sweep(
     report = SweepReport(study.study_id, len(set(keys)), len(done))
     if not pending:
         return report
+    if older := store.older_versions(pending):
+        note(older)
     report.planned = {config_identity(c): c.key() for c in pending}
     if backend == "local":
         fetch_missing_data(pending, data_dir)
