@@ -97,6 +97,8 @@ def doctor(
     before = diagnose(net, probe.x, probe.y, loss=probe.loss, label="as it is")
     plan = recommend(net, probe.x, family=family)
     print_frame(plan.to_frame(), out, title="the plan: a scheme per layer")
+    if line := plan.rule_line():
+        out.print(line, soft_wrap=True, markup=False, highlight=False)
     net.cpu()  # the schemes draw from a CPU generator
     initialize(net, plan, data=probe.x.cpu(), generator=make_generator(seed, "init"))
     net.to(probe.device)

@@ -86,8 +86,8 @@ def family_scheme(activation: str) -> str | None:
 def plan_candidate(name: str, plan: Plan, base: RunConfig, why: str) -> Candidate:
     """``plan`` as run settings: ``init``/``output_init`` when the hidden layers (RNNs and
     attention included) share a scheme, else the user's model wrapped by
-    :func:`planned_model`. The output layer is ``plan.output`` (else the last Linear/Conv
-    entry)."""
+    :func:`planned_model`; with the plan's residual rule (``residual_init``). The output
+    layer is ``plan.output`` (else the last Linear/Conv entry)."""
     schemes = {e.layer: e.scheme for e in plan.entries}
     output = next(
         (
@@ -99,9 +99,10 @@ def plan_candidate(name: str, plan: Plan, base: RunConfig, why: str) -> Candidat
     )
     hidden = {e.scheme for e in plan.entries if e is not output}
     last = output.scheme if output is not None else None
+    ruled = {"residual_init": plan.residual_rule} if plan.residual_rule != "none" else {}
     if len(hidden) <= 1 and last is not None:
         init = hidden.pop() if hidden else last
-        return Candidate(name, {"init": init, "output_init": last}, schemes, why)
+        return Candidate(name, {"init": init, "output_init": last, **ruled}, schemes, why)
     if not is_user_spec(base.model):
         raise InitlabError(f"cannot train the {name} of a built-in {base.model}: its layers differ")
     args = {
@@ -111,7 +112,8 @@ def plan_candidate(name: str, plan: Plan, base: RunConfig, why: str) -> Candidat
         "data": base.dataset if plan.needs_data else "",
         "task": base.task,
     }
-    return Candidate(name, {"model": PLANNED, "model_args": args, "init": DEFAULT}, schemes, why)
+    settings = {"model": PLANNED, "model_args": args, "init": DEFAULT, **ruled}
+    return Candidate(name, settings, schemes, why)
 
 
 def planned_model(spec: str, args: str, plan: str, data: str = "", task: str = "auto") -> nn.Module:
