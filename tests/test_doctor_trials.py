@@ -345,3 +345,35 @@ def test_a_clear_gain_from_a_candidate_that_diverged_is_named_not_hidden():
     assert found["winner"] is None
     assert "wild beats the model as built (default) by" in found["message"]
     assert "diverged in 1/9" in found["message"]
+
+
+def test_ranking_intervals_follow_the_crossed_design_and_diverged_candidates_rank_last():
+    """The init seed carries the variance: 9 cells are about 3 independent values, and the
+    interval over the cells as independent was 2-4 times too narrow. A candidate with a
+    diverged run ranked by its survivors' mean stood above a clean, slightly worse one."""
+    table = _table({"default": 0.0, "good": -0.1, "lucky": -0.2}, noise=0.2, cell=0.005)
+    hole = (table["candidate"] == "lucky") & (table["seed"] == 0) & (table["data_seed"] == 0)
+    table.loc[hole, ["final", "area"]] = np.nan
+    ranked = verdict.ranking(table).set_index("candidate")
+    assert list(ranked.index) == ["good", "default", "lucky"]
+    default = table[table["candidate"] == "default"]
+    grid = default.pivot(index="seed", columns="data_seed", values="final").to_numpy()
+    mean, half, _ = crossed_mean_test(grid)
+    assert ranked.loc["default", "final_high"] == pytest.approx(mean + half, rel=1e-9)
+    naive = mean_ci(default["final"].to_numpy())[2]  # the cells as 9 independent runs
+    assert half > 2 * naive
+    # with a hole: Student's t over the per-init-seed means
+    rows = table[table["candidate"] == "lucky"].groupby("seed")["final"].mean()
+    low_t = rows.mean() - mean_ci(rows.to_numpy())[2]
+    assert ranked.loc["lucky", "final_low"] == pytest.approx(low_t, rel=1e-9)
+
+
+def test_trial_runs_are_never_stuck():
+    from types import SimpleNamespace
+
+    result = SimpleNamespace(
+        status="stuck",
+        epochs=[{"val_loss": 0.3}],
+        config=SimpleNamespace(seed=0, data_seed=0),
+    )
+    assert verdict.run_table(["plan"], [result])["status"].tolist() == ["ok"]

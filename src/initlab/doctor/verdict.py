@@ -47,7 +47,7 @@ from scipy import stats as sps
 
 from initlab.doctor.crossed import crossed_mean_test
 from initlab.stats import holm_adjust, mean_ci
-from initlab.train.result import RunResult
+from initlab.train.result import OK, STUCK, RunResult
 
 ALPHA = 0.05
 
@@ -64,7 +64,9 @@ def curve_area(epochs: Sequence[dict]) -> float:
 
 
 def run_table(names: Sequence[str], results: Sequence[RunResult]) -> pd.DataFrame:
-    """One row per run: ``candidate, seed, data_seed, status, final, area``."""
+    """One row per run: ``candidate, seed, data_seed, status, final, area``. ``stuck`` (a
+    test accuracy at chance) does not apply: the trials never test (their test split is
+    one validation example), so such a run is ``ok``."""
     rows = []
     for name, result in zip(names, results, strict=True):
         final = result.epochs[-1]["val_loss"] if result.epochs else math.nan
@@ -74,7 +76,7 @@ def run_table(names: Sequence[str], results: Sequence[RunResult]) -> pd.DataFram
                 "candidate": name,
                 "seed": result.config.seed,
                 "data_seed": result.config.data_seed,
-                "status": result.status,
+                "status": OK if result.status == STUCK else result.status,
                 "final": final if ok else math.nan,
                 "area": curve_area(result.epochs) if ok else math.nan,
             }
@@ -98,12 +100,14 @@ def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def ranking(table: pd.DataFrame) -> pd.DataFrame:
-    """Per candidate, best first by mean final loss: mean and interval of ``final`` and
-    ``area``, runs, diverged runs, and the rank by area."""
+    """Per candidate, best first: mean and interval of ``final`` and ``area``
+    (:func:`candidate_interval`), runs, diverged runs, and the rank by area. Candidates
+    that never diverged come first, by mean final loss; then those with diverged runs, fewest
+    first (a mean over the survivors alone flatters them: a diverged run is a failure)."""
     rows = []
     for name, frame in table.groupby("candidate", sort=False):
-        final = mean_interval(frame["final"].to_numpy(float))
-        area = mean_interval(frame["area"].to_numpy(float))
+        final = candidate_interval(frame, "final")
+        area = candidate_interval(frame, "area")
         rows.append(
             {
                 "candidate": name,
@@ -117,10 +121,24 @@ def ranking(table: pd.DataFrame) -> pd.DataFrame:
                 "diverged": int(frame["final"].isna().sum()),
             }
         )
-    ranked = pd.DataFrame(rows).sort_values("final", na_position="last", kind="stable")
+    ranked = pd.DataFrame(rows).sort_values(
+        ["diverged", "final"], na_position="last", kind="stable"
+    )
     ranked.insert(0, "rank", range(1, len(ranked) + 1))
     ranked["rank_by_area"] = ranked["area"].rank(method="min", na_option="bottom").astype(int)
     return ranked.reset_index(drop=True)
+
+
+def candidate_interval(frame: pd.DataFrame, metric: str) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of one candidate's ``metric`` over its init seed × data seed
+    grid: the crossed design's interval for a complete grid (the cells share their seeds'
+    luck, so they are not independent: :func:`~initlab.doctor.crossed.crossed_mean_test`),
+    else Student's t over the per-init-seed means (the independent units)."""
+    grid = frame.pivot(index="seed", columns="data_seed", values=metric)
+    if grid.shape[0] >= 2 and grid.shape[1] >= 2 and grid.notna().all().all():
+        mean, half, _ = crossed_mean_test(grid.to_numpy(float))
+        return mean, mean - half, mean + half
+    return mean_interval(grid.mean(axis=1).dropna().to_numpy(float))
 
 
 def paired_tests(table: pd.DataFrame, reference: str, metric: str = "final") -> pd.DataFrame:
@@ -217,7 +235,7 @@ def _no_winner(
 ) -> str:
     """Why no candidate wins, by the candidate that came closest: a confirmed gain above
     the seed noise in a candidate that diverged in some runs, a gain above the noise the test
-    cannot confirm (more seeds would tell), a confirmed gain below the noise (not worth
+    cannot confirm (more seeds or steps would tell), a confirmed gain below the noise (not worth
     switching), or neither. ``runs``: per candidate, ``diverged`` and ``runs``."""
     after = f"after {steps} steps ({design})"
     gains = tests.assign(gain=-tests["diff"]).sort_values("gain", ascending=False)
@@ -241,8 +259,8 @@ def _no_winner(
         return (
             f"{top['candidate']} looks better than {label} by {top['gain']:.3g}, more than "
             f"the seed noise ({noise:.2g}), but the trials cannot tell it from chance "
-            f"{after}: p = {top['p_holm']:.2g}; more seeds (a larger --trials) would decide: "
-            f"keep {label} until then"
+            f"{after}: p = {top['p_holm']:.2g}; more seeds (a larger --trials) or more steps "
+            f"(a larger --budget) would decide: keep {label} until then"
         )
     if len(small):
         top = small.iloc[0]
