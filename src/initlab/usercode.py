@@ -17,11 +17,13 @@ resumes runs trained on the old one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
 import os
 import sys
+import types
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -57,17 +59,33 @@ def split_spec(spec: str, option: str = "--model") -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    """Let ``mymodule:build`` find ``mymodule.py`` in the current directory."""
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
+def _cwd_on_path(*more: str) -> Iterator[None]:
+    """Let ``mymodule:build`` find ``mymodule.py`` in the current directory (and a module
+    the user's file imports find its neighbours in ``more`` directories, as when Python
+    runs that file as a script)."""
+    added = [d for d in dict.fromkeys([os.getcwd(), *more]) if d not in sys.path]
+    sys.path[:0] = added
     try:
         yield
     finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
+        for directory in added:
+            if directory in sys.path:
+                sys.path.remove(directory)
+
+
+def _calling_on_path(function: Callable, *directories: str) -> Callable:
+    """``function``, called with ``directories`` on ``sys.path``: a factory that imports a
+    module beside it when called (``import blocks`` inside ``build``) finds it then too,
+    not only while its file is imported. Classes are returned as they are."""
+    if not isinstance(function, types.FunctionType):
+        return function
+
+    @functools.wraps(function)
+    def called(*args, **kwargs):
+        with _cwd_on_path(*directories):
+            return function(*args, **kwargs)
+
+    return called
 
 
 def _import_file(path: Path, option: str):
@@ -88,7 +106,7 @@ def _import_file(path: Path, option: str):
         raise InitlabError(f"{option}: cannot import '{path}' (not a Python file?)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    with _cwd_on_path():
+    with _cwd_on_path(str(resolved.parent)):
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
@@ -146,6 +164,7 @@ def load_callable(spec: str, option: str = "--model") -> Callable:
     else:
         module = _import_module(target, option)
     factory = getattr(module, func_name, None)
+    source = getattr(module, "__file__", None)
     if factory is None:
         public = [n for n, v in vars(module).items() if not n.startswith("_") and callable(v)]
         raise UnknownNameError(f"function in '{target}' for {option}", func_name, public)
@@ -153,7 +172,8 @@ def load_callable(spec: str, option: str = "--model") -> Callable:
         raise InitlabError(
             f"{option} {spec}: '{func_name}' is a {type(factory).__name__}, not a function"
         )
-    return factory
+    where = [str(Path(source).resolve().parent)] if source else []
+    return _calling_on_path(factory, os.getcwd(), *where)
 
 
 def source_path(spec: str) -> Path | None:
