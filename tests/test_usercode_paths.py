@@ -24,3 +24,18 @@ def test_a_factory_imports_modules_beside_its_file_when_called(tmp_path, monkeyp
     assert sys.path == before  # nothing left behind
     assert build() == (7, 3)
     assert sys.path == before and build.__name__ == "build"
+
+
+def test_a_factory_that_raises_on_its_arguments_names_them(tmp_path, monkeypatch):
+    """width='abc' from a spec or --model-arg gave only the factory's own TypeError."""
+    import pytest
+
+    from initlab.errors import InitlabError
+    from initlab.models import build_user_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(
+        "from torch import nn\n\n\ndef build(width=4):\n    return nn.Linear(2, width)\n"
+    )
+    with pytest.raises(InitlabError, match=r"raised TypeError: .* \(called with width='abc'\)$"):
+        build_user_model("nets.py:build", {"width": "abc"})

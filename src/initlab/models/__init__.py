@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -108,10 +109,14 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> 
     """
     factory, args = check_factory_args(spec, model_args)
     try:
-        built = factory(**args)
+        with warnings.catch_warnings():  # a width of 0: the shape check says it in one line
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            built = factory(**args)
     except Exception as exc:
         first = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise InitlabError(f"--model {spec}: the factory raised {first}") from None
+        called = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        given = f" (called with {called})" if args else ""
+        raise InitlabError(f"--model {spec}: the factory raised {first}{given}") from None
     if not isinstance(built, nn.Module):
         raise InitlabError(
             f"--model {spec} returned a {type(built).__name__}, not a torch.nn.Module"
