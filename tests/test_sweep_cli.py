@@ -122,6 +122,21 @@ def test_out_may_name_the_store_file_and_the_csvs_go_beside_it(spec_file, tmp_pa
         assert len(store.runs()) == 4
 
 
+def test_a_bad_within_is_the_only_output_of_results(spec_file, tmp_path, capsys):
+    """With two studies in the store the studies table was printed, then the error."""
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec_file), "--out", str(out), "--workers", "1"]) == 0
+    spec_file.write_text(SPEC.replace("cli-tiny", "cli-other"))
+    assert main(["sweep", str(spec_file), "--out", str(out), "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert main(["results", str(out), "--within", "inti"]) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and "did you mean 'init'?" in said.err
+    assert len(said.err.strip().splitlines()) == 1
+    assert main(["results", str(out)]) == 0
+    assert "2 studies in" in capsys.readouterr().out
+
+
 def test_ray_backend_without_ray_is_a_clear_error(spec_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
     out = tmp_path / "out"

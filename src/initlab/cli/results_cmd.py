@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from initlab.cli import app
@@ -43,7 +44,7 @@ def results(
 ) -> None:
     """Print a store's summary per group (mean ± std over seeds) and its ranking."""
     with open_store(path) as store:
-        study = _pick_study(store, study)
+        study, listing = _pick_study(store, study)
         if export_format is not None:
             if out_dir is None:
                 raise InitlabError("--export needs --out DIR (where to write the tables)")
@@ -54,23 +55,25 @@ def results(
         found = store.results(study, group_by=keys)
     if within:
         found = ranked_apart(found, split_list(within))
+    if listing is not None:  # after every check: an error is then the only output
+        print_frame(listing, out, title=f"{len(listing)} studies in {path}")
+        out.print("showing all runs; pick one with --study NAME (or its id)")
     name = study or "all runs"
     print_results(found, out, title=f"{name}: test accuracy by {' / '.join(found.group_by)}")
 
 
-def _pick_study(store: Store, study: str | None) -> str | None:
-    """The study asked for; else the only one; else ``None`` (all runs), listing them."""
+def _pick_study(store: Store, study: str | None) -> tuple[str | None, pd.DataFrame | None]:
+    """The study asked for; else the only one; else ``None`` (all runs) with the studies to
+    list."""
     if study is not None:
         store.resolve_study(study)  # unknown names fail here, with suggestions
-        return study
+        return study, None
     studies = store.studies()
     if len(studies) == 1:
-        return str(studies["name"].iloc[0])
+        return str(studies["name"].iloc[0]), None
     if len(studies) > 1:
-        shown = studies[["name", "study_id", "runs", "done", "failed", "updated_at"]]
-        print_frame(shown, out, title=f"{len(studies)} studies in {store.path}")
-        out.print("showing all runs; pick one with --study NAME (or its id)")
-    return None
+        return None, studies[["name", "study_id", "runs", "done", "failed", "updated_at"]]
+    return None, None
 
 
 def _group_by(text: str | None) -> list[str] | None:

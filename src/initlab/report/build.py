@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from initlab.config import RunConfig
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, closest_name
 from initlab.report import sections
 from initlab.report.html import render_html
 from initlab.report.markdown import render_markdown
@@ -120,9 +120,13 @@ def regroup(results: ResultSet, group_by: Sequence[str] | None) -> ResultSet:
         raise InitlabError("group_by needs at least one column")
     missing = [k for k in keys if k not in results.runs]
     if missing:
-        valid = ", ".join(map(str, results.runs.columns))
+        columns = list(map(str, results.runs.columns))
         shown = ", ".join(f"'{m}'" for m in missing)
-        raise InitlabError(f"cannot group by {shown}: not a run column (valid: {valid})")
+        hint = closest_name(missing[0], columns)
+        guess = f"did you mean '{hint}'? " if hint else ""
+        raise InitlabError(
+            f"cannot group by {shown}: not a run column ({guess}valid: {', '.join(columns)})"
+        )
     epochs = results.epochs
     absent = [k for k in keys if k not in epochs]
     if absent and not epochs.empty:
