@@ -271,6 +271,17 @@ def test_labels_that_start_at_one_are_named_as_such():
     assert "start at 1" not in str(info.value)
 
 
+def test_float_class_labels_are_told_they_made_the_task_regression():
+    from initlab.train.preflight import check_output
+
+    labels = torch.tensor([0.5, 1.5, 2.5, 3.5])  # y + 0.5: floats, so regression
+    with pytest.raises(InitlabError, match=r"give them as integers .* --task classification"):
+        check_output("regression", torch.zeros(4, 4), labels, 0)
+    with pytest.raises(InitlabError) as info:  # two targets per example: no such hint
+        check_output("regression", torch.zeros(4, 3), torch.zeros(4, 2), 0)
+    assert "--task classification" not in str(info.value)
+
+
 def test_the_device_auto_chose_is_stored_with_each_run(tmp_path):
     import initlab
     from initlab.store import open_store

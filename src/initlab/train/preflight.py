@@ -226,9 +226,15 @@ def check_output(task: str, out: Tensor, y: Tensor, num_classes: int) -> None:
         ok = got == want or (got == [1] and want == []) or (got == [] and want == [1])
         if not ok:
             targets = f"targets {want}" if want else "targets of one value per example ([N])"
+            classes = (
+                "; if these are class labels, give them as integers (float targets are "
+                "regression) or pass --task classification"
+                if not want and len(got) == 1 and got[0] > 1
+                else ""
+            )
             raise InitlabError(
                 f"regression outputs per example {got} do not match {targets}; "
-                "make the model output one value per target"
+                f"make the model output one value per target{classes}"
             )
     else:
         if out.dim() != 3 or y.dim() != 2 or out.shape[1] != y.shape[1]:
