@@ -66,3 +66,11 @@ def test_compare_names_the_error_of_a_model_whose_forward_raises(tmp_path, monke
     printed = capsys.readouterr()
     assert "  default: RuntimeError: boom at step 3" in printed.out
     assert "sweep again" not in printed.out and "same command again" in printed.out
+
+
+def test_a_sweep_report_prints_its_counts_not_every_planned_config():
+    from initlab.sweep.runner import SweepReport
+
+    report = SweepReport("abc", total=27, already_done=0)
+    report.planned = {f'{{"seed": {i}, "pad": "{"x" * 200}"}}': f"k{i}" for i in range(27)}
+    assert "total=27" in repr(report) and len(repr(report)) < 300

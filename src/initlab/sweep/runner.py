@@ -103,8 +103,9 @@ class SweepReport:
     interrupted: bool = False
     by_others: int = 0
     """Runs of the study that other processes sharing the store finished meanwhile."""
-    planned: dict[str, str] = field(default_factory=dict)
-    """Each pending run's config (:func:`config_identity`) → the key it was planned under."""
+    planned: dict[str, str] = field(default_factory=dict, repr=False)
+    """Each pending run's config (:func:`config_identity`) → the key it was planned under
+    (left out of ``repr``: a JSON string per run)."""
     edited: int = 0
     """Runs stored ``failed`` because their model or data file changed while the sweep ran."""
 
