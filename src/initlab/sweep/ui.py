@@ -327,7 +327,7 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
 
 def ranking_table(ranked: pd.DataFrame, score: str = SCORES[CLASSIFICATION]) -> pd.DataFrame:
     """:func:`initlab.stats.rank_groups`'s table formatted for display; ``score`` names the
-    ranked column."""
+    ranked column, whose ± is the 95% interval's half-width (the summary's is the std)."""
     if ranked.empty:
         return ranked
     accuracy = zip(ranked["mean"], ranked["ci"], strict=True)
@@ -335,7 +335,7 @@ def ranking_table(ranked: pd.DataFrame, score: str = SCORES[CLASSIFICATION]) -> 
         {
             "rank": ["—" if pd.isna(r) else str(r) for r in ranked["rank"]],
             "group": ranked["group"],
-            score: [_mean_ci(m, c) for m, c in accuracy],
+            f"{score} (mean ± 95% CI)": [_mean_ci(m, c) for m, c in accuracy],
             "seeds": [f"{n}/{r}" for n, r in zip(ranked["n"], ranked["runs"], strict=True)],
             "p vs best": ["" if p != p else f"{p:.3g}" for p in ranked["p_holm"]],
             "tied": ["yes" if t else "" for t in ranked["tied_with_best"]],
