@@ -209,3 +209,39 @@ def test_a_sum_of_two_layers_is_no_join_and_a_post_activation_block_reads_alike_
         model = _PostActivation(in_place)
         found, _ = find_activations(model, torch.randn(8, 4), initializable_layers(model))
         assert found == {"c1": "relu", "c2": "relu"}, in_place
+
+
+class _HandAttention(nn.Module):
+    """Pre-norm blocks with q, k, v written by hand, then the same with the stream read by
+    ``nn.MultiheadAttention`` (whose own function is neither a layer nor an activation)."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(d)
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.up, self.down = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+        self.ln2, self.ln3 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.mha = nn.MultiheadAttention(d, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln(x)
+        q, k, v = self.q(h), self.k(h), self.v(h)
+        att = (q @ k.transpose(-2, -1) / 4).softmax(-1)
+        x = x + self.o(att @ v)
+        x = x + self.down(F.gelu(self.up(self.ln2(x))))
+        h = self.ln3(x)
+        return x + self.mha(h, h, h, need_weights=False)[0]
+
+
+def test_attention_products_make_q_k_v_linear_and_any_reader_of_the_stream_closes_a_join():
+    """q and k met q @ k.T and v met att @ v: they were 'unknown' (LSUV in the plan), with
+    the next LayerNorm's output (std 1) as their activation. ``down``'s sum met the MHA's
+    own function next: 'unknown' too, where the same branch before a Linear was 'linear'."""
+    torch.manual_seed(0)
+    model, x = _HandAttention(), torch.randn(4, 6, 16)
+    layers = {layer.name: layer for layer in trace(model, x)[0]}
+    for name in ("q", "k", "v", "o", "down"):
+        assert layers[name].activation == "linear", name
+    q = layers["q"]
+    assert torch.equal(q.post[1].reshape(q.pre[1].shape), q.pre[1])  # its own output
+    assert torch.equal(layers["down"].post[1], layers["down"].pre[1])  # what the branch adds

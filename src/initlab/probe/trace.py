@@ -16,15 +16,18 @@ functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
   in-place activation does not erase it) and phi(z) its output. A gate written by hand,
   ``x * sigmoid(x)`` (in either order), is the activation it computes: ``silu``, with the
   product as phi(z);
-* a tagged tensor that reaches the next Linear/Conv (or the model's output) without one is
-  ``linear``: z is the layer's output and phi(z) what enters the next layer (nothing, for
-  the model's output) — an all-zero output is ``linear`` too, never a guessed ``relu``;
+* a tagged tensor that reaches the next Linear/Conv, a matrix product of activations
+  (:data:`PRODUCT_FUNCTIONS`: a hand-written attention's q, k and v) or the model's output
+  without one is ``linear``: z is the layer's output and phi(z) what enters the next layer
+  or product (nothing, for the model's output) — an all-zero output is ``linear`` too,
+  never a guessed ``relu``;
 * one added to a tensor of its shape that carries no open layer output — a residual
   branch's end joining its skip path, ``x + branch(x)`` — passes its tag to the sum: an
   activation of the sum is the layer's (a post-activation ResNet block, written ``out + x``
   or ``out += x`` alike), and otherwise the layer is ``linear`` with phi(z) what the branch
   adds (a pre-norm transformer's next input, the normalized sum, would say std 1 whatever
-  the branch's scale; a norm of the sum is the stream's, not the layer's);
+  the branch's scale; a norm of the sum is the stream's, not the layer's), whatever reads
+  the stream next (a ``MultiheadAttention``'s own function, another residual sum);
 * one consumed by anything else (a ``cumsum``, ``W x + U h``) is ``unknown``: z is the
   layer's output, phi(z) the input of the next layer called, and the activation is the
   registry activation phi with ``phi(z) ≈ next input`` when exactly one fits
@@ -76,6 +79,11 @@ permutations: a ConvNeXt's channels-last ``permute``, a ViT's ``flatten(2).trans
 LAYER_FUNCTIONS = frozenset(
     {"linear", *(f"conv{d}d" for d in (1, 2, 3)), *(f"conv_transpose{d}d" for d in (1, 2, 3))}
 )
+PRODUCT_FUNCTIONS = frozenset(
+    {"matmul", "__matmul__", "__rmatmul__", "bmm", "einsum", "scaled_dot_product_attention"}
+)
+"""Matrix products of activations (attention's ``q @ k.T`` and ``att @ v``): a layer whose
+output meets one is linear, like one whose output meets the next layer."""
 ADD_FUNCTIONS = frozenset({"add", "__add__", "__radd__"})
 """Out-of-place sums: a residual join when the other term is a stream (``_Tracer._joins``);
 ``out += identity`` (``add_``, ignored) keeps the tag to the activation after the sum."""
@@ -199,7 +207,7 @@ class _Tracer(TorchFunctionMode):
             if layer.activation == "leaky_relu":
                 slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else None)
                 layer.slope = float(slope) if slope is not None else activations.LEAKY_RELU_SLOPE
-        elif name in LAYER_FUNCTIONS:
+        elif name in LAYER_FUNCTIONS or name in PRODUCT_FUNCTIONS:
             layer.activation, layer.pre = "linear", layer.output
             layer.post = layer.joined or self.live(x)
         elif name in TRANSPARENT_FUNCTIONS and isinstance(out, Tensor):
@@ -208,6 +216,8 @@ class _Tracer(TorchFunctionMode):
         elif name in ADD_FUNCTIONS and isinstance(out, Tensor) and self._joins(x, args, kwargs):
             layer.joined = layer.joined or self.live(x)  # what the branch adds
             self.tag(out, k)  # an activation of the sum is the layer's, as after `+=`
+        elif layer.joined is not None and name not in IGNORED_FUNCTIONS:
+            layer.activation, layer.pre, layer.post = "linear", layer.output, layer.joined
         elif name not in IGNORED_FUNCTIONS:
             layer.activation = "unknown"
 
