@@ -63,3 +63,34 @@ def test_an_output_row_without_a_class_count_still_gets_its_finding():
     frame = pd.DataFrame([{**row, "units": float("nan"), "fan_out": float("nan")}])
     [found] = logit_findings(frame)
     assert "ln" not in found.message and found.values["classes"] == 0
+
+
+class _Residual(nn.Module):
+    """16 branches without a norm, He inside, a Glorot readout: the stream grows ~2^16."""
+
+    def __init__(self, width: int = 64, depth: int = 16) -> None:
+        super().__init__()
+        self.inp = nn.Linear(32, width)
+        self.fc1 = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        self.fc2 = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.inp(x)
+        for fc1, fc2 in zip(self.fc1, self.fc2, strict=True):
+            x = x + fc2(torch.relu(fc1(x)))
+        return self.head(x)
+
+
+def test_large_logits_from_a_growing_stream_blame_the_stream_not_the_readout():
+    """The readout already was glorot_uniform, and the advice was to give it glorot_uniform."""
+    torch.manual_seed(0)
+    model = _Residual()
+    initlab.initialize(model, "he_normal", output_layer="glorot_uniform")
+    x, y = torch.randn(256, 32), torch.randint(0, 10, (256,))
+    found = diagnose(model, x, y).finding("large_logits")
+    assert "own init is not the cause" in found.suggestion
+    assert "residual rule" in found.suggestion and "--output-init" not in found.suggestion
+    # a readout that is itself too large is still told so
+    d = diagnose(_mlp("random_normal(stddev=0.2)", depth=4), *_batch())
+    assert "--output-init glorot_uniform" in d.finding("large_logits").suggestion

@@ -42,12 +42,41 @@ def logit_findings(frame: pd.DataFrame) -> list[Finding]:
     )
     if classes > 1:
         message += f"; uniform predictions would start at ln {classes} = {math.log(classes):.3g}"
+    suggestion = _suggestion(frame, out)
+    values = {"logit_std": std, "classes": float(classes)}
+    return [Finding("large_logits", (name,), values, LOGIT_STD_HIGH, message, suggestion)]
+
+
+OWN_GAIN_HIGH = 2.0
+"""Above this ``weight_std · sqrt(fan_in)`` (the logit std the output layer gives unit
+inputs) the output layer's own init is too large; below it the inputs are."""
+
+
+def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
+    """What to change: the output layer's init when its own gain ``weight_std · sqrt(fan_in)``
+    is above :data:`OWN_GAIN_HIGH`, else what feeds it (its inputs' mean square is the
+    logits' variance over its gain²: hidden activations or a residual stream that grew)."""
+    weight = float(out["weight_std"])
+    fan_in = float(out.get("fan_in", math.nan))
+    gain = weight * math.sqrt(fan_in) if fan_in == fan_in else math.nan
     hidden = frame.iloc[:-1]
     grew = len(hidden) and float(hidden["post_std"].iloc[-1]) > 2 * float(
         hidden["post_std"].iloc[0]
     )
-    suggestion = (
-        f"the output layer's weights (std {float(out['weight_std']):.3g}) are too large for "
+    if gain == gain and gain <= OWN_GAIN_HIGH:
+        residual = "branch" in frame and frame["branch"].notna().any()
+        cause = (
+            "its residual stream grows with depth: apply a residual rule (--residual-init "
+            "depth_scaled, zero_last_layer or fixup; docs/residual.md)"
+            if residual
+            else "the hidden activations grow toward the output: fix their init first"
+        )
+        return (
+            f"the output layer's own init is not the cause (std {weight:.3g}: logits of std "
+            f"{gain:.2g} for unit inputs); its inputs are too large: {cause}"
+        )
+    return (
+        f"the output layer's weights (std {weight:.3g}) are too large for "
         "its inputs: give it a smaller init (--output-init glorot_uniform, lecun_normal, or "
         "zeros as muP's readout; a readout tied to an embedding takes the table's scale, e.g. "
         "normal(std=0.02))"
@@ -57,8 +86,6 @@ def logit_findings(frame: pd.DataFrame) -> list[Finding]:
             else ""
         )
     )
-    values = {"logit_std": std, "classes": float(classes)}
-    return [Finding("large_logits", (name,), values, LOGIT_STD_HIGH, message, suggestion)]
 
 
 def _classes(out: pd.Series) -> int:
