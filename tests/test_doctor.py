@@ -218,3 +218,18 @@ def test_a_residual_net_without_norms_gets_depth_scaling_with_its_plan():
     assert (stream.square().mean() / first.square().mean()).item() < 10
     assert recommend(_res_mlp(norm=True), x).residual_rule == "none"
     assert recommend(MLP(32, [64] * 4, 10, "relu"), x).residual_rule == "none"
+
+
+def test_a_tied_readout_says_its_scheme_sets_the_token_table():
+    """A tied head's scheme silently re-initialized the token embedding."""
+    from initlab.models.gpt import gpt
+
+    torch.manual_seed(0)
+    model = gpt(vocab_size=32, width=16, depth=1)
+    ids = torch.randint(0, 32, (4, 8))
+    assert "tied" not in recommend(model, ids).entries[-1].reason
+    model.head.weight = model.tok_emb.weight
+    last = recommend(model, ids).entries[-1]
+    assert (
+        last.layer == "head" and "tied to tok_emb: this scheme sets that table too" in last.reason
+    )

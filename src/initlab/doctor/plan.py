@@ -189,11 +189,26 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
             scheme, reason = rule_for(activation, slopes.get(name), is_output=is_output)
         if name in normed and not is_output:
             reason += f"; {NORMALIZED}"
+        if tied := tied_tables(model, module):
+            reason += f"; tied to {', '.join(tied)}: this scheme sets that table too"
         role = structure.role_of(name)
         entries.append(PlanEntry(name, type(module).__name__, activation, scheme, reason, role))
     rule = unnormalized_rule(structure, modules, normed)
     why = UNNORMALIZED_REASON if rule != "none" else ""
     return Plan(entries, structure, rule, residual_reason=why, output=last)
+
+
+def tied_tables(model: nn.Module, layer: nn.Module) -> list[str]:
+    """The embedding tables that share ``layer``'s weight (a language model's tied readout):
+    the layer's scheme sets them (:mod:`initlab.embedding_init`)."""
+    weight = getattr(layer, "weight", None)
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag))
+        and module.weight is weight
+        and module is not layer
+    ]
 
 
 UNNORMALIZED_RULE = "depth_scaled"
