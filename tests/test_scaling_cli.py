@@ -223,3 +223,10 @@ def test_the_no_data_hint_is_only_for_errors_about_the_data(factories, capsys):
     assert main(["scaling", "--model", "pair.py:build", "--widths", "16,32", *FAST]) == 2
     err = capsys.readouterr().err
     assert "returned a tuple, not a tensor" in err and "no data given" not in err
+
+
+def test_a_factory_that_raises_is_named_with_its_arguments(factories, capsys):
+    (factories / "broken.py").write_text("def build(width=16):\n    raise RuntimeError('boom')\n")
+    assert main(["scaling", "--model", "broken.py:build", "--widths", "16,32", *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("raised RuntimeError: boom (called with width=32, before anything ran)")

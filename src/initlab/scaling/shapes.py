@@ -117,12 +117,16 @@ def renamed(factory: Factory, width: str = WIDTH_KEY, depth: str = "depth") -> F
 
 def build(factory: Factory, width: int, kwargs: Mapping[str, Any], device: str) -> nn.Module:
     """``factory(width=width, **kwargs)`` built on ``device``; one-line error if it raises."""
+    args = {**kwargs, WIDTH_KEY: int(width)}
     try:
         with torch.device(device):
-            model = factory(**{**kwargs, WIDTH_KEY: int(width)})
+            model = factory(**args)
     except Exception as exc:
         first = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise InitlabError(f"the model factory raised {first} at width {width}") from None
+        called = ", ".join(f"{k}={v!r}" for k, v in args.items())
+        raise InitlabError(
+            f"the model factory raised {first} (called with {called}, before anything ran)"
+        ) from None
     if not isinstance(model, nn.Module):
         raise InitlabError(f"the model factory returned a {type(model).__name__}, not a Module")
     return model
