@@ -38,6 +38,24 @@ def test_bad_input_is_one_clear_line_and_exit_status_2(args, message, capsys):
     assert err.startswith("error: ")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "--epochs", "abc"], "Invalid value for '--epochs'"),
+        (["compre"], "No such command 'compre'. Did you mean 'compare'?"),
+        (["compare", "--foo", "1"], "No such option: --foo"),
+        (["report", "out"], "Missing option '--out'"),
+        (["list", "datasets", "extra"], "unexpected extra argument"),
+    ],
+)
+def test_usage_mistakes_are_one_line_too(args, message, capsys):
+    """Click's own errors were a boxed usage message of five lines."""
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert f"(initlab {args[0]} --help)" in err or "(initlab --help)" in err
+
+
 def test_the_console_script_exits_2_without_a_traceback():
     proc = subprocess.run(
         [sys.executable, "-m", "initlab", "compare", "--inits", "xavier_nromal", *TINY],

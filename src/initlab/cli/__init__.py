@@ -111,6 +111,33 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _run(args: list[str]) -> int:
+    """The command ``args`` name, run; its exit status. A usage mistake (an option that
+    does not parse, an unknown command or option) is one ``error:`` line naming the help to
+    read, as every other mistake is, not Click's boxed three. (Typer may vendor its own
+    Click: its exceptions are recognized by their class names.)"""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="initlab", standalone_mode=False)
+    except Exception as exc:
+        kinds = {c.__name__ for c in type(exc).__mro__}
+        if "ClickException" not in kinds and "Abort" not in kinds:
+            raise
+        if "Abort" in kinds:
+            raise KeyboardInterrupt from None
+        ctx = getattr(exc, "ctx", None)
+        if "NoArgsIsHelpError" in kinds and ctx is not None:
+            print(ctx.get_help())
+            return EXIT_USER_ERROR
+        if "UsageError" in kinds:
+            where = ctx.command_path if ctx is not None else "initlab"
+            print(f"error: {exc.format_message()} ({where} --help)", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 1))
+    return code if isinstance(code, int) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (the console script exits with it). The MKL
     override comes first: the command modules import torch."""
@@ -120,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings(), _terminate_as_interrupt():
             warnings.showwarning = NotePrinter()
-            app(args=args, prog_name="initlab")  # standalone mode: always ends in SystemExit
+            return _run(args)
     except SystemExit as stop:
         code = stop.code
         return code if isinstance(code, int) else (0 if code is None else 1)
