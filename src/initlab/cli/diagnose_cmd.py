@@ -14,6 +14,7 @@ from rich.console import Console
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_bias, split_list
+from initlab.cli.outputs import check_output_dir
 from initlab.cli.probing import Probe, prepare_probe
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
@@ -67,6 +68,7 @@ def diagnose(
     check_positive("--batch", batch)
     check_positive("--width", width)
     check_positive("--depth", depth, allow_zero=True)
+    check_output_dir(out_dir)
     target = given or {}
     user = is_user_spec(target.get("model"))
     inits = split_list(init) if init else ["default" if user else DEFAULT_INIT]

@@ -12,6 +12,7 @@ from rich.console import Console
 from initlab.apply import initialize
 from initlab.cli import app
 from initlab.cli import options as opt
+from initlab.cli.outputs import WEIGHT_FILES, check_output_dir, check_output_file
 from initlab.cli.probing import Probe, prepare_probe
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
@@ -87,6 +88,7 @@ def doctor(
     target = given or {}
     start = init or ("default" if is_user_spec(target.get("model")) else "random_normal")
     seconds = check_trials(trials, budget, out_dir, candidates, start)
+    check_output_file(save, WEIGHT_FILES, "--save")
     settings = _training(optimizer, lr, batch_size)
     config = RunConfig(
         hidden=(width,) * depth, activation=activation, init=start, seed=seed, **settings,
@@ -125,6 +127,7 @@ def check_trials(
         raise InitlabError(f"--trials must be at least 1 (seeds per candidate), got {trials}")
     if out_dir is None:
         raise InitlabError("--trials writes its evidence to a directory: add --out DIR")
+    check_output_dir(out_dir)
     seconds = parse_budget(budget)
     if names.strip() != "auto":
         check_listed(opt.split_list(names), start)

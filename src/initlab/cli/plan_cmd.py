@@ -13,6 +13,7 @@ from rich.table import Table
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_bias
+from initlab.cli.outputs import check_output_file
 from initlab.console import stdout_console
 from initlab.errors import InitlabError
 from initlab.sweep.values import check_setting
@@ -48,6 +49,7 @@ def plan(
 
     target = given or {}
     spec = target.get("model")
+    check_output_file(out_path, (".json",), "--out")
     if not is_user_spec(spec):
         raise InitlabError(
             "initlab plan needs --model module:function (e.g. initlab.models.resnet:resnet)"

@@ -10,6 +10,7 @@ import typer
 
 from initlab.cli import app
 from initlab.cli.options import Within, split_list
+from initlab.cli.outputs import check_output_dir
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
 from initlab.errors import InitlabError, UnknownNameError
@@ -48,6 +49,7 @@ def results(
         if export_format is not None:
             if out_dir is None:
                 raise InitlabError("--export needs --out DIR (where to write the tables)")
+            check_output_dir(out_dir)
             paths = export(store, export_format, out_dir, study)
             out.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
             return

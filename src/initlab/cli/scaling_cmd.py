@@ -12,6 +12,7 @@ from rich.table import Table
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_model_args, parse_seeds, split_list
+from initlab.cli.outputs import check_output_dir
 from initlab.console import stdout_console
 from initlab.errors import InitlabError
 
@@ -75,6 +76,7 @@ def scaling(
     """Coordinate check: do activations and updates stay the same size as width grows?"""
     from initlab.scaling.check import coord_check
 
+    check_output_dir(out_dir)
     result = coord_check(
         model,
         widths=parse_sizes("--widths", widths),

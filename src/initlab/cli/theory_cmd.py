@@ -12,6 +12,7 @@ import typer
 
 from initlab.cli import app
 from initlab.cli import options as opt
+from initlab.cli.outputs import PLOT_FILES, check_output_file
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
 from initlab.theory import analyze, critical_sigma_w2, plot_phase_diagram, predicted_variances
@@ -37,6 +38,7 @@ def theory(
     ] = None,
 ) -> None:
     """q*, chi_1, depth scales, the edge of chaos and the trainable depth (≈ 6 xi_c)."""
+    check_output_file(plot, PLOT_FILES, "--plot")
     values = [sigma_w2] if sigma_w2 is not None else _scan(activation, sigma_b2)
     rows = [analyze(activation, sw, sigma_b2) for sw in values]
     variances = None

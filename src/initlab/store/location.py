@@ -44,7 +44,7 @@ def check_writable(target: Path, what: str = "the results store") -> None:
     Raises :class:`StoreLocationError` naming the directory and the reason.
     """
     directory = target.parent
-    blocker = _file_in_the_way(directory)
+    blocker = file_in_the_way(directory)
     if blocker is not None:
         raise StoreLocationError(
             f"cannot write {what} at {directory}: {blocker} is a file, not a directory"
@@ -59,7 +59,7 @@ def check_writable(target: Path, what: str = "the results store") -> None:
         raise location_error(directory, exc, what) from None
 
 
-def _file_in_the_way(directory: Path) -> Path | None:
+def file_in_the_way(directory: Path) -> Path | None:
     """The first existing component of ``directory`` that is not a directory, if any."""
     for part in [*reversed(directory.parents), directory]:
         if part.exists() and not part.is_dir():

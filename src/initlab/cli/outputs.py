@@ -1,0 +1,56 @@
+"""Output paths checked before any work: a directory the command writes into, or a file it
+writes, each refused in one line when it cannot be written or when writing would destroy
+something that is not the command's own output.
+
+A directory option (``--out DIR``) may exist as a directory or not exist yet (nothing is
+created here); a file in the way (``--out data.npz``) is refused. A file option
+(``--save``, ``plan --out``, ``theory --plot``) must end in one of its suffixes: an existing
+file of another kind — a results store, a dataset — is never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from initlab.errors import InitlabError
+from initlab.store.location import file_in_the_way
+
+WEIGHT_FILES = (".safetensors", ".pt", ".pth")
+"""What ``--save`` writes (:func:`initlab.weights.save_weights`)."""
+PLOT_FILES = (".png", ".pdf", ".svg")
+"""What a ``--plot`` writes (matplotlib, by suffix)."""
+
+
+def check_output_dir(path: Path | None, option: str = "--out") -> None:
+    """Refuse ``path`` unless it is a directory, or can be created as one here."""
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise InitlabError(f"{option} {path}: a file is there; {option} takes a directory")
+    _check_parent(path, option)
+
+
+def check_output_file(path: Path | None, suffixes: Sequence[str], option: str) -> None:
+    """Refuse ``path`` unless it ends in one of ``suffixes`` and its directory can be
+    written: the suffix rule keeps a results store or a dataset from being overwritten."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise InitlabError(f"{option} {path}: a directory is there; {option} takes a file name")
+    if path.suffix.lower() not in suffixes:
+        kinds = ", ".join(suffixes)
+        there = "; a file of another kind is there, left as it is" if path.exists() else ""
+        raise InitlabError(f"{option} {path}: {option} writes {kinds} files{there}")
+    _check_parent(path.parent, option)
+
+
+def _check_parent(directory: Path, option: str) -> None:
+    """``directory`` (to be created if missing) under no file and in a writable place."""
+    blocker = file_in_the_way(directory)
+    if blocker is not None:
+        raise InitlabError(f"{option} {directory}: {blocker} is a file, not a directory")
+    existing = next((p for p in [directory, *directory.parents] if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InitlabError(f"{option} {directory}: {existing} is not writable")

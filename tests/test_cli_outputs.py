@@ -1,0 +1,49 @@
+"""Output paths are checked before any work, and a file of another kind is never
+overwritten (``plan --out store/initlab.db`` replaced a results store with JSON)."""
+
+import pytest
+
+from initlab.cli import main
+
+DATA = b"a user's dataset: not ours to overwrite"
+
+
+@pytest.fixture
+def victim(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(
+        "from torch import nn\n\n\ndef build():\n    return nn.Sequential(nn.Flatten(), "
+        "nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10))\n"
+    )
+    path = tmp_path / "data.npz"
+    path.write_bytes(DATA)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["plan", "--model", "nets.py:build", "--out", "data.npz"], "--out writes .json files"),
+        (["doctor", "--data", "digits", "--depth", "2", "--save", "data.npz"], "--save writes"),
+        (["theory", "--plot", "data.npz"], "--plot writes .png, .pdf, .svg files"),
+        (["diagnose", "--data", "digits", "--out", "data.npz"], "a file is there"),
+        (["scaling", "--widths", "8,16", "--out", "data.npz"], "a file is there"),
+        (["report", "nowhere", "--out", "data.npz"], "a file is there"),
+        (["theory", "--plot", "data.npz/phase.png"], "data.npz is a file, not a directory"),
+        (
+            ["doctor", "--data", "digits", "--trials", "2", "--out", "data.npz"],
+            "a file is there",
+        ),
+    ],
+)
+def test_a_bad_output_path_is_one_line_before_any_work(victim, capsys, args, message):
+    assert main(args) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and message in said.err and len(said.err.strip().splitlines()) == 1
+    assert victim.read_bytes() == DATA
+
+
+def test_a_directory_where_a_file_goes_is_refused(victim, capsys):
+    victim.parent.joinpath("weights").mkdir()
+    assert main(["doctor", "--data", "digits", "--depth", "2", "--save", "weights"]) == 2
+    assert "a directory is there; --save takes a file name" in capsys.readouterr().err
