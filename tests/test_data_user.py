@@ -404,3 +404,26 @@ def test_arrays_in_memory_are_checked_and_split_like_a_spec():
         from_value((bad, y, x_test, y_test))
     with pytest.raises(InitlabError, match="limit_train must be >= 1"):
         from_value((x, y, x_test, y_test), limit_train=0)
+
+
+def test_one_stray_huge_label_is_one_line_not_gigabytes(tmp_path, capsys, monkeypatch):
+    """A label of 10**9 built 10**9 class names (8 GB in 24 s, no output) and then asked a
+    built-in MLP for a 400 GB output layer (an allocation traceback)."""
+    from initlab.cli import main
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((200, 8)).astype(np.float32), rng.integers(0, 3, 200)
+    y[0] = 10**12  # 64 TB for the MLP's output layer: refused on any machine
+    np.savez(tmp_path / "d.npz", x_train=x[:160], y_train=y[:160], x_test=x[160:], y_test=y[160:])
+    loaded = load(str(tmp_path / "d.npz"))
+    assert loaded.num_classes == 10**12 + 1 and loaded.classes == ()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(
+        "from torch import nn\n\n\ndef build():\n    return nn.Linear(8, 3)\n"
+    )
+    base = ["compare", "--data", "d.npz", "--epochs", "1", "--seeds", "1", "--track", "off"]
+    assert main([*base, "--model", "nets.py:build"]) == 2
+    assert "the labels need 1000000000001" in capsys.readouterr().err
+    assert main([*base, "--hidden", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit in memory" in err and len(err.strip().splitlines()) == 1

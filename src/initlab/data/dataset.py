@@ -59,6 +59,8 @@ class Dataset:
     num_classes: int
     input_shape: tuple[int, ...]
     classes: tuple[str, ...]
+    """One name per class (classification), ``()`` when unnamed: other tasks, and
+    classifications of more than :data:`initlab.data.tasks.MAX_NAMED_CLASSES` classes."""
     source: str
     task: str = "classification"
 
@@ -67,7 +69,8 @@ class Dataset:
         it is built."""
         if self.task not in TASKS:
             raise InitlabError(f"{self.name}: unknown task '{self.task}' (valid: {TASKS})")
-        if self.task == "classification" and len(self.classes) != self.num_classes:
+        named = bool(self.classes)  # () for more classes than are worth naming
+        if self.task == "classification" and named and len(self.classes) != self.num_classes:
             raise InitlabError(
                 f"{self.name}: {len(self.classes)} class names for {self.num_classes} classes"
             )

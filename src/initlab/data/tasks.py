@@ -167,6 +167,12 @@ def _check_lengths(split: str, x: Tensor, y: Tensor) -> None:
         )
 
 
+MAX_NAMED_CLASSES = 100_000
+"""Above this many classes (from the largest label), classes get no names ``"0"``, ``"1"``,
+...: a stray label of 10**9 would otherwise build 10**9 strings before the model check
+names it."""
+
+
 def _classification(raw: Raw, hint: str) -> Prepared:
     for split, _, y in raw.pairs():
         if y.dim() != 1:
@@ -178,7 +184,8 @@ def _classification(raw: Raw, hint: str) -> Prepared:
     declared = _declared(raw)
     ys = [_ids(f"y_{s}", y, "class labels", declared, hint) for s, _, y in raw.pairs()]
     num_classes = declared or max(int(y.max()) for y in ys) + 1
-    classes = raw.classes or tuple(str(k) for k in range(num_classes))
+    named = num_classes <= MAX_NAMED_CLASSES  # one label of 10**9 made 10**9 names
+    classes = raw.classes or (tuple(str(k) for k in range(num_classes)) if named else ())
     x_train, x_test = (_inputs(f"x_{s}", x) for s, x, _ in raw.pairs())
     return Prepared("classification", x_train, ys[0], x_test, ys[1], num_classes, classes)
 

@@ -14,6 +14,7 @@ Nothing is trained and the caller's RNG is untouched.
 from __future__ import annotations
 
 import copy
+import re
 
 import torch
 from torch import Tensor, nn
@@ -40,12 +41,31 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
             f"{config.batch_size}; use a smaller batch_size or more training data"
         )
     check_finite(data)
-    model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
+    model = build_checked(config, data)
     check_embedding_init(config, model)
     out = probe_output(model, data)
     check_output(task, out, data.y_train, data.num_classes)
     check_copyable(model, data)
     return model
+
+
+def build_checked(config: RunConfig, data) -> nn.Module:
+    """The model as built for ``data``; a model too large to allocate is one line naming
+    the number of classes the labels imply (a stray label of 10**9 asks a built-in MLP for
+    10**9 outputs)."""
+    try:
+        return build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
+    except (RuntimeError, MemoryError) as exc:
+        if "allocate" not in str(exc) and not isinstance(exc, MemoryError):
+            raise
+        task = getattr(data, "task", CLASSIFICATION)
+        classes = f" for {data.num_classes} classes" if task == CLASSIFICATION else ""
+        asked = re.search(r"allocate (\d+) bytes", str(exc))
+        size = f" ({int(asked.group(1)) / 1e9:.3g} GB asked)" if asked else ""
+        raise InitlabError(
+            f"the model{classes} does not fit in memory{size}; check the labels: classes "
+            "are numbered 0..K-1 and the largest label sets K"
+        ) from None
 
 
 def check_copyable(model: nn.Module, data) -> None:
