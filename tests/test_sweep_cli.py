@@ -224,3 +224,23 @@ def test_sigterm_is_ctrl_c_the_finished_runs_kept_their_tables_written_and_resum
     assert "interrupted: ran 2 run(s)" in err and "resume with:" in err
     assert len(pd.read_csv(out / "summary.csv")) == 2  # the finished runs' table
     assert signal.getsignal(signal.SIGTERM) is before  # put back afterwards
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--workers", "0"], "--workers must be"), (["--engine", "foo"], "unknown engine 'foo'")],
+)
+def test_bad_run_options_create_no_store(tmp_path, capsys, extra, message):
+    out = tmp_path / "never"
+    assert main(["compare", *TINY, "--out", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_conflicting_options_are_refused_before_anything_runs(spec_file, tmp_path, capsys):
+    """--full silently won over --scale tiny (a paper-scale study), and --calibrate without
+    --dry-run silently ran the sweep."""
+    assert main(["study", "he2015", "--scale", "tiny", "--full"]) == 2
+    assert "give one of --full and --scale tiny" in capsys.readouterr().err
+    out = tmp_path / "never"
+    assert main(["sweep", str(spec_file), "--calibrate", "--out", str(out)]) == 2
+    assert "add --dry-run" in capsys.readouterr().err and not out.exists()

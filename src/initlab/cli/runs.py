@@ -15,6 +15,7 @@ from initlab.compare import preflight_configs
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, check_positive
 from initlab.results import ResultSet
+from initlab.sweep.engine import resolve_engine
 from initlab.sweep.runner import check_backend
 from initlab.sweep.spec import Spec
 from initlab.sweep.ui import run_and_report
@@ -99,6 +100,9 @@ def prepare(
         check_positive("--gpus-per-trial", gpus_per_trial, allow_zero=True)
         options["gpus_per_trial"] = gpus_per_trial
     check_backend(backend, address, options.get("gpus_per_trial", 0.0))
+    resolve_engine(options.get("engine", "auto"))  # before the store is created
+    if options.get("workers") is not None:
+        check_positive("--workers", options["workers"])
     loaded = preflight_configs(configs, data_dir)
     return dict(options, backend=backend, address=address, data_dir=data_dir, dataset=loaded)
 

@@ -14,6 +14,7 @@ from initlab.cli import options as opt
 from initlab.cli.runs import override_spec, run_checked
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
+from initlab.errors import InitlabError
 from initlab.studies import SCALES, get, names
 from initlab.studies.runner import StudyOutcome, check_scale, finish
 from initlab.sweep.grid import expand
@@ -55,6 +56,8 @@ def study(
     if name == "list":
         _print_list()
         return
+    if full and scale not in ("default", "full"):
+        raise InitlabError(f"--full is --scale full: give one of --full and --scale {scale}")
     the_study, scale = get(name), check_scale("full" if full else scale)
     target = (
         out_dir

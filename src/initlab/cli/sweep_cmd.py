@@ -15,6 +15,7 @@ from initlab.cli.runs import check_models, override_spec, run_checked
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stdout_console
+from initlab.errors import InitlabError
 from initlab.store import store_path
 from initlab.sweep import estimate
 from initlab.sweep.dryrun import MAX_ROWS, dry_run, duration
@@ -64,6 +65,8 @@ def sweep(
 
     --model, --model-arg, --data, --task, --device and --precision replace the spec's fixed
     values (a setting the spec sweeps cannot be fixed here)."""
+    if calibrate and not dry_run:
+        raise InitlabError("--calibrate measures speed for --dry-run's estimate: add --dry-run")
     given = {**(given or {}), **({"residual_init": residual_init} if residual_init else {})}
     spec = override_spec(load_spec(spec_file), given)
     check_models(spec, given, spec_file.name)
