@@ -275,3 +275,22 @@ def test_failed_runs_are_a_note_with_their_error_in_python():
         results = initlab.compare(["he_normal"], 2, model=_BreaksOnBatches,
                                   data=(x, y, x, y), epochs=1)  # fmt: skip
     assert set(results.runs["status"]) == {"failed"} and "sweep again" not in repr(results)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(inits=5), "inits takes init names"),
+        (dict(inits=None), "inits takes init names"),
+        (dict(inits=["he_normal", 3]), "inits takes init names"),
+        (dict(model_args=[1]), "model_args takes a dict"),
+        (dict(out=5), "out takes a directory"),
+        (dict(progress=5), "progress takes a function"),
+    ],
+)
+def test_compare_arguments_of_the_wrong_type_are_one_clear_error(kwargs, message, tmp_path):
+    """They were bare TypeErrors from deep inside ('int' object is not iterable); progress=5
+    failed only after the first run had trained."""
+    args = {"inits": ["he_normal"], **kwargs}
+    with pytest.raises(InitlabError, match=message):
+        initlab.compare(args.pop("inits"), seeds=1, data="digits", epochs=1, **args)

@@ -1,10 +1,13 @@
 """What the per-model functions (``initialize``, ``plan``, ``recommend``, ``diagnose``)
 accept, checked once: a built ``nn.Module`` (not its class or factory) and a batch of inputs
-as a tensor or array that the model can run on. Each wrong argument is one
-:class:`~initlab.errors.InitlabError` line saying what to pass, raised before any work."""
+as a tensor or array that the model can run on; and ``compare``'s own arguments. Each
+wrong argument is one :class:`~initlab.errors.InitlabError` line saying what to pass,
+raised before any work."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -65,3 +68,29 @@ def check_runs(model: nn.Module, inputs: Tensor | None, caller: str) -> None:
     finally:
         for module, mode in modes:
             module.training = mode
+
+
+def check_compare_arguments(
+    inits: object, model_args: object, out: object, progress: object
+) -> None:
+    """``compare``'s arguments that Python would only reject deep inside (``'int' object is
+    not iterable``), each one line before any work: ``inits`` names (a string or a list of
+    strings), ``model_args`` a mapping, ``out`` a path, ``progress`` a callable."""
+    names = [inits] if isinstance(inits, str) else inits
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise InitlabError(
+            f"inits takes init names, e.g. ['default', 'he_normal'] or 'default,he_normal'; "
+            f"got {inits!r}"
+        )
+    if model_args is not None and not isinstance(model_args, Mapping):
+        raise InitlabError(
+            f"model_args takes a dict of the factory's keyword arguments, e.g. "
+            f"{{'width': 64}}; got {model_args!r}"
+        )
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise InitlabError(f"out takes a directory (str or Path), got {type(out).__name__}")
+    if progress is not None and not callable(progress):
+        raise InitlabError(
+            f"progress takes a function called as progress(config, record, result), got "
+            f"{type(progress).__name__}"
+        )

@@ -24,6 +24,7 @@ from typing import Any
 from torch import nn
 
 from initlab.apply import AS_BUILT, INITIALIZABLE, untouched_weights, weight_layers
+from initlab.arguments import check_compare_arguments
 from initlab.config import RunConfig, plain, unused_settings
 from initlab.data import Dataset
 from initlab.errors import InitlabError
@@ -148,6 +149,7 @@ def compare(
     raises :class:`~initlab.errors.InitlabError` before anything trains and before ``out``
     is created.
     """
+    check_compare_arguments(inits, model_args, out, progress)
     if isinstance(inits, str):  # "he_normal" or "default,he_normal", as the CLI takes them
         inits = split_list(inits)
     workers = _workers(workers)
