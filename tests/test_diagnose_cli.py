@@ -111,3 +111,21 @@ def test_a_recurrent_layer_is_named_as_not_in_the_table(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "not in the table: lstm (LSTM)" in out and "initlab plan" in out
     assert "None" not in out
+
+
+def test_diagnose_runs_on_fewer_examples_than_a_training_batch(tmp_path, capsys, monkeypatch):
+    """Five examples were refused with 'fewer than one batch of 32; use a smaller
+    batch_size': diagnose trains nothing and has no --batch-size."""
+    import numpy as np
+
+    from initlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((10, 8)).astype(np.float32), np.arange(10) % 2
+    np.savez("small.npz", x_train=x[:5], y_train=y[:5], x_test=x[5:], y_test=y[5:])
+    assert main(["diagnose", "--data", "small.npz", "--depth", "2", "--width", "8"]) == 0
+    capsys.readouterr()
+    args = ["doctor", "--data", "small.npz", "--depth", "2", "--trials", "2", "--out", "o"]
+    assert main(args) == 2  # the trials do train: there the batch rule holds
+    assert "fewer than one batch of 32" in capsys.readouterr().err

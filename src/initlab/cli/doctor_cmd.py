@@ -94,7 +94,8 @@ def doctor(
         hidden=(width,) * depth, activation=activation, init=start, seed=seed, **settings,
         **target,
     )  # fmt: skip
-    probe = prepare_probe(config, batch, str(data_dir) if data_dir else None, err)
+    where = str(data_dir) if data_dir else None
+    probe = prepare_probe(config, batch, where, err, trains=trials is not None)
     net = probe.build(start)
     before = diagnose(net, probe.x, probe.y, loss=probe.loss, label="as it is")
     plan = recommend(net, probe.x, family=family)

@@ -44,14 +44,18 @@ class Probe:
         return model.to(self.device)
 
 
-def prepare_probe(config: RunConfig, batch: int, data_dir: str | None, console: Console) -> Probe:
+def prepare_probe(
+    config: RunConfig, batch: int, data_dir: str | None, console: Console, trains: bool = False
+) -> Probe:
     """Check the device and precision, load the data, :func:`preflight` the model on it
-    (one-line :class:`~initlab.errors.InitlabError` for every mistake), draw the batch."""
+    (one-line :class:`~initlab.errors.InitlabError` for every mistake), draw the batch.
+    ``trains``: the command also trains (``doctor --trials``), so the training set must
+    hold a batch of ``config.batch_size``; a probe alone takes what there is."""
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     with console.status(f"loading {config.dataset}"):
         data = load_data(config, data_dir=data_dir)
-    preflight(config, data)
+    preflight(config if trains else config.replace(batch_size=1), data)
     x, y = probe_batch(data.x_train, data.y_train, batch, config.seed)
     return Probe(config, data, device, x.to(device), y.to(device))
 
