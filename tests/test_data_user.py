@@ -427,3 +427,21 @@ def test_one_stray_huge_label_is_one_line_not_gigabytes(tmp_path, capsys, monkey
     assert main([*base, "--hidden", "16"]) == 2
     err = capsys.readouterr().err
     assert "does not fit in memory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_data_paths_of_the_wrong_kind_say_what_data_reads(tmp_path):
+    """A directory said 'no such file'; a .csv 'unknown dataset'; a junk .pt repeated torch's
+    advice to load it with weights_only=False (which runs the file's code); an unknown
+    task on a built-in dataset said it 'needs your own data'."""
+    (tmp_path / "d.npz").mkdir()
+    with pytest.raises(InitlabError, match="a directory, not a data file"):
+        load(str(tmp_path / "d.npz"))
+    (tmp_path / "t.csv").write_text("1,2\n")
+    with pytest.raises(InitlabError, match=r"not a dataset name nor a file --data reads \(.npz"):
+        load(str(tmp_path / "t.csv"))
+    (tmp_path / "junk.pt").write_bytes(b"\x80\x04junk")
+    with pytest.raises(InitlabError, match=r"\(not a file torch.save wrote\)") as info:
+        load(str(tmp_path / "junk.pt"))
+    assert "weights_only=False" not in str(info.value)
+    with pytest.raises(InitlabError, match="unknown task 'foo'"):
+        load("digits", task="foo")

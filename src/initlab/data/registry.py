@@ -66,6 +66,11 @@ def canonical_name(name: str) -> str:
         return keys[key]
     if key in _ALIASES:
         return _ALIASES[key]
+    if "." in str(name) or "/" in str(name):  # a file of a kind --data does not read
+        raise InitlabError(
+            f"--data {name}: not a dataset name nor a file --data reads (.npz, .pt or .pth "
+            "with x_train, y_train, x_test, y_test; or module:function returning them)"
+        )
     raise UnknownNameError("dataset", str(name), names())
 
 
@@ -133,6 +138,8 @@ def load(
     if is_user_spec(name):
         return user.load(name, val_size=val_size, seed=seed, limit_train=limit_train, task=task)
     entry = _ENTRIES[canonical_name(name)]
+    if task not in user.TASKS:
+        raise UnknownNameError("task", str(task), user.TASKS)
     if task not in ("auto", "classification"):
         raise InitlabError(
             f"dataset '{entry.name}' is a classification task; task='{task}' needs your own "

@@ -179,6 +179,8 @@ def read(spec: str) -> Raw:
 
 def read_file(path: Path) -> Raw:
     """The arrays of a ``.npz`` / ``.pt`` / ``.pth`` file."""
+    if path.is_dir():
+        raise InitlabError(f"--data {path}: a directory, not a data file (.npz, .pt or .pth)")
     if not path.is_file():
         raise InitlabError(f"--data: no such file '{path}'")
     npz = path.suffix.lower() == ".npz"
@@ -193,11 +195,11 @@ def read_file(path: Path) -> Raw:
                 content: Any = {name: archive[name] for name in archive.files}
         else:
             content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # refused: not tensors and containers, or junk
-        if not zipfile.is_zipfile(path):
+    except pickle.UnpicklingError:  # refused: not tensors and containers, or junk
+        if not zipfile.is_zipfile(path):  # torch's own advice (weights_only=False) runs code
             raise InitlabError(
                 f"--data {path}: torch.load(weights_only=True) cannot read it (not a file "
-                f"torch.save wrote): {_short(exc)}"
+                "torch.save wrote)"
             ) from None
         raise InitlabError(
             f"--data {path}: torch.load(weights_only=True) cannot read it: it holds objects "
