@@ -39,3 +39,15 @@ def test_a_factory_that_raises_on_its_arguments_names_them(tmp_path, monkeypatch
     )
     with pytest.raises(InitlabError, match=r"raised TypeError: .* \(called with width='abc'\)$"):
         build_user_model("nets.py:build", {"width": "abc"})
+
+
+def test_a_factory_calling_sys_exit_is_an_error_not_a_silent_exit_0(tmp_path, monkeypatch):
+    import pytest
+
+    from initlab.errors import InitlabError
+    from initlab.models import build_user_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text("import sys\n\n\ndef build():\n    sys.exit(0)\n")
+    with pytest.raises(InitlabError, match="the factory raised SystemExit"):
+        build_user_model("nets.py:build")

@@ -112,7 +112,7 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> 
         with warnings.catch_warnings():  # a width of 0: the shape check says it in one line
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             built = factory(**args)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in the factory: initlab went on
         first = f"{type(exc).__name__}: {exc}".splitlines()[0]
         called = ", ".join(f"{k}={v!r}" for k, v in args.items())
         given = f" (called with {called})" if args else ""

@@ -121,7 +121,7 @@ def build(factory: Factory, width: int, kwargs: Mapping[str, Any], device: str) 
     try:
         with torch.device(device):
             model = factory(**args)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         first = f"{type(exc).__name__}: {exc}".splitlines()[0]
         called = ", ".join(f"{k}={v!r}" for k, v in args.items())
         raise InitlabError(
