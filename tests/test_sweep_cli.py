@@ -244,3 +244,17 @@ def test_conflicting_options_are_refused_before_anything_runs(spec_file, tmp_pat
     out = tmp_path / "never"
     assert main(["sweep", str(spec_file), "--calibrate", "--out", str(out)]) == 2
     assert "add --dry-run" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--engine", "foo"], "unknown engine 'foo'"),
+        (["--backend", "foo"], "unknown backend 'foo'"),
+        (["--workers", "0"], "--workers must be"),
+    ],
+)
+def test_a_dry_run_refuses_what_the_run_would(spec_file, tmp_path, capsys, extra, message):
+    """The dry run priced a sweep its real run then refused."""
+    assert main(["sweep", str(spec_file), "--dry-run", "--out", str(tmp_path / "o"), *extra]) == 2
+    assert message in capsys.readouterr().err

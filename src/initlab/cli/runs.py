@@ -99,12 +99,23 @@ def prepare(
     if gpus_per_trial is not None:
         check_positive("--gpus-per-trial", gpus_per_trial, allow_zero=True)
         options["gpus_per_trial"] = gpus_per_trial
-    check_backend(backend, address, options.get("gpus_per_trial", 0.0))
-    resolve_engine(options.get("engine", "auto"))  # before the store is created
-    if options.get("workers") is not None:
-        check_positive("--workers", options["workers"])
+    check_run_options(
+        backend, address, options.get("engine", "auto"), options.get("workers"),
+        options.get("gpus_per_trial", 0.0),
+    )  # fmt: skip
     loaded = preflight_configs(configs, data_dir)
     return dict(options, backend=backend, address=address, data_dir=data_dir, dataset=loaded)
+
+
+def check_run_options(
+    backend: str, address: str | None, engine: str, workers: int | None, gpus: float = 0.0
+) -> None:
+    """``--backend``/``--address``/``--gpus-per-trial``, ``--engine`` and ``--workers``,
+    checked before any store is created (a dry run checks them too)."""
+    check_backend(backend, address, gpus)
+    resolve_engine(engine)
+    if workers is not None:
+        check_positive("--workers", workers)
 
 
 def check_models(spec: Spec, given: Iterable[str] = (), source: str = "") -> None:

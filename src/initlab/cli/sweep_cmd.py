@@ -11,12 +11,13 @@ from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.runs import check_models, override_spec, run_checked
+from initlab.cli.outputs import check_output_dir
+from initlab.cli.runs import check_models, check_run_options, override_spec, run_checked
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stdout_console
 from initlab.errors import InitlabError
-from initlab.store import store_path
+from initlab.store import store_path, study_dir
 from initlab.sweep import estimate
 from initlab.sweep.dryrun import MAX_ROWS, dry_run, duration
 from initlab.sweep.footprint import memory_warnings
@@ -73,7 +74,9 @@ def sweep(
     if not (spec.fixed or spec.axes or spec.include):
         err.print(defaults_note(spec_file.name), soft_wrap=True, markup=False, highlight=False)
     target = out_dir if out_dir is not None else Path("results") / _slug(spec.name)
-    if dry_run:
+    if dry_run:  # the options a real run would refuse, refused here too
+        check_run_options(backend, address, engine, workers)
+        check_output_dir(study_dir(target))
         _dry_run(spec, target, workers, calibrate, max_runs)
         return
     configs = expand(spec, max_runs)
