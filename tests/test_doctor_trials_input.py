@@ -94,3 +94,12 @@ def test_the_trials_train_with_the_given_optimizer_lr_and_batch_size(tmp_path, c
     found = json.loads((tmp_path / "recommendation.json").read_text())
     assert found["training"] == {"optimizer": "adam", "lr": 0.005, "batch_size": 16}
     assert "with adam, lr 0.005, batch size 16" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option", [["--budget", "1m"], ["--candidates", "plan"], ["--out", "o"]])
+def test_trial_options_without_trials_are_refused(option, tmp_path, capsys, monkeypatch):
+    """They were silently ignored: the doctor diagnosed and planned, and trained nothing."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["doctor", *SMALL, *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {option[0]}: for the trials; add --trials N (3 or more)"

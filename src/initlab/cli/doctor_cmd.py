@@ -43,6 +43,9 @@ BatchSize = Annotated[
 ]
 
 
+DEFAULT_BUDGET = "10m"
+
+
 @app.command()
 @opt.target_options()
 def doctor(
@@ -70,7 +73,9 @@ def doctor(
         int | None,
         typer.Option(help="then train the candidates with N init × N data-order seeds"),
     ] = None,
-    budget: Annotated[str, typer.Option(help="--trials: time for the trials (90s, 10m)")] = "10m",
+    budget: Annotated[
+        str, typer.Option(help="--trials: time for the trials (90s, 10m)")
+    ] = DEFAULT_BUDGET,
     candidates: Annotated[
         str, typer.Option(help="--trials: auto, or a list (default,plan,orthogonal_plan,he_normal)")
     ] = "auto",
@@ -123,6 +128,10 @@ def check_trials(
     from initlab.doctor.trials import parse_budget
 
     if trials is None:
+        given = [o for o, on in (("--out", out_dir), ("--budget", budget != DEFAULT_BUDGET),
+                                 ("--candidates", names.strip() != "auto")) if on]  # fmt: skip
+        if given:
+            raise InitlabError(f"{', '.join(given)}: for the trials; add --trials N (3 or more)")
         return 0.0
     if trials < 1:
         raise InitlabError(f"--trials must be at least 1 (seeds per candidate), got {trials}")
