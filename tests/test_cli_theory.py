@@ -37,3 +37,15 @@ def test_theory_bad_input(capsys):
     assert main(["theory", "--activation", "tahn"]) == 2
     assert "did you mean 'tanh'" in capsys.readouterr().err
     assert main(["theory", "--sigma-w2", "-1"]) == 2
+
+
+def test_a_sigma_w2_beyond_what_the_computation_resolves_is_refused(capsys):
+    """1e20 read as q* = inf, chi1 = 0, 'ordered', where 1e12 is deeply chaotic."""
+    from initlab.errors import InitlabError
+    from initlab.theory import analyze
+
+    assert analyze("tanh", 1e10)["phase"] == "chaotic"
+    with pytest.raises(InitlabError, match="beyond what the mean-field computation resolves"):
+        analyze("tanh", 1e20)
+    assert main(["theory", "--sigma-w2", "1e20"]) == 2
+    assert "give at most 1e+11" in capsys.readouterr().err

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from initlab.errors import InitlabError
 from initlab.theory import _checks
 from initlab.theory.correlation import chi_c, fixed_point_c
 from initlab.theory.gaussian import (
@@ -25,7 +26,7 @@ from initlab.theory.gaussian import (
     derivative_jump,
     gaussian_expectation,
 )
-from initlab.theory.meanfield import chi1, critical_sigma_w2, fixed_point_q
+from initlab.theory.meanfield import Q_MAX, chi1, critical_sigma_w2, fixed_point_q
 
 CRITICAL_TOL = 1e-8
 """``|chi1 - 1| <= CRITICAL_TOL`` is the edge of chaos ("critical")."""
@@ -113,6 +114,12 @@ def max_trainable_depth(activation: str, sigma_w2: float, sigma_b2: float = 0.0)
     return TRAINABLE_DEPTH_FACTOR * xi_c(activation, sigma_w2, sigma_b2)
 
 
+RESOLVED_MAX = Q_MAX / 10
+"""The largest ``sigma_w2 + sigma_b2`` :func:`analyze` answers: a bounded activation's q* is
+about ``sigma_w2 + sigma_b2``, and a q* beyond :data:`Q_MAX` would read as no fixed point
+(``inf``, chi1 0, 'ordered' at sigma_w2 = 1e20 where 1e12 is deeply chaotic)."""
+
+
 def analyze(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> dict:
     """Everything mean-field theory says about one (activation, sigma_w², sigma_b²).
 
@@ -129,6 +136,11 @@ def analyze(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> dict:
     name = _checks.canonical(activation)
     sw = float(_checks.nonnegative("sigma_w2", sigma_w2))
     sb = float(_checks.nonnegative("sigma_b2", sigma_b2))
+    if sw + sb > RESOLVED_MAX:
+        raise InitlabError(
+            f"sigma_w2 + sigma_b2 = {sw + sb:g} is beyond what the mean-field computation "
+            f"resolves (q* is searched up to {Q_MAX:g}): give at most {RESOLVED_MAX:g}"
+        )
     q = float(fixed_point_q(name, sw, sb))
     x1 = float(chi1(name, sw, sb, q=q))
     c_star, slope, scale = _correlation_fixed_point(name, sw, sb)
