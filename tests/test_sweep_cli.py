@@ -258,3 +258,14 @@ def test_a_dry_run_refuses_what_the_run_would(spec_file, tmp_path, capsys, extra
     """The dry run priced a sweep its real run then refused."""
     assert main(["sweep", str(spec_file), "--dry-run", "--out", str(tmp_path / "o"), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_study_name_two_studies_share_says_which_one_it_shows(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["compare", *TINY, "--out", str(out), "--inits", "zeros"]) == 0
+    assert main(["compare", *TINY, "--out", str(out), "--inits", "he_normal"]) == 0
+    capsys.readouterr()
+    assert main(["results", str(out), "--study", "compare"]) == 0
+    said = capsys.readouterr()
+    assert "2 studies are named 'compare': showing the latest" in " ".join(said.err.split())
+    assert "he_normal" in said.out and "zeros" not in said.out

@@ -15,6 +15,7 @@ import pandas as pd
 
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.notes import note
 from initlab.results import ResultSet, progress_line, with_model_arg_columns
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS
 from initlab.store.versions import current_runs
@@ -30,9 +31,16 @@ def resolve_study(conn: sqlite3.Connection, study: str | None) -> str | None:
     if study is None:
         return None
     rows = conn.execute("SELECT study_id, name FROM studies ORDER BY updated_at DESC").fetchall()
-    for study_id, name in rows:
-        if study in (study_id, name):
-            return study_id
+    if any(study == sid for sid, _ in rows):
+        return study
+    named = [sid for sid, name in rows if name == study]
+    if len(named) > 1:
+        note(
+            f"{len(named)} studies are named '{study}': showing the latest ({named[0]}); "
+            f"name another by its id ({', '.join(named[1:])})"
+        )
+    if named:
+        return named[0]
     prefixed = [sid for sid, _ in rows if len(study) >= 4 and sid.startswith(study)]
     if len(prefixed) == 1:
         return prefixed[0]
