@@ -47,3 +47,10 @@ def test_a_directory_where_a_file_goes_is_refused(victim, capsys):
     victim.parent.joinpath("weights").mkdir()
     assert main(["doctor", "--data", "digits", "--depth", "2", "--save", "weights"]) == 2
     assert "a directory is there; --save takes a file name" in capsys.readouterr().err
+
+
+def test_plan_on_a_built_in_model_says_why_and_refuses_a_negative_seed(capsys):
+    assert main(["plan", "--model", "cnn"]) == 2
+    assert "--model cnn is built in and has no residual branches" in capsys.readouterr().err
+    assert main(["plan", "--model", "initlab.models.resnet:resnet", "--seed", "-1"]) == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err

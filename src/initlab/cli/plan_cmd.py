@@ -15,7 +15,7 @@ from initlab.cli import options as opt
 from initlab.cli.options import parse_bias
 from initlab.cli.outputs import check_output_file
 from initlab.console import stdout_console
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, check_positive
 from initlab.sweep.values import check_setting
 
 out = stdout_console()
@@ -50,9 +50,16 @@ def plan(
     target = given or {}
     spec = target.get("model")
     check_output_file(out_path, (".json",), "--out")
+    check_positive("--seed", seed, allow_zero=True)
     if not is_user_spec(spec):
+        why = (
+            f"; --model {spec} is built in and has no residual branches (initlab "
+            "diagnose shows its layers)"
+            if spec
+            else ""
+        )
         raise InitlabError(
-            "initlab plan needs --model module:function (e.g. initlab.models.resnet:resnet)"
+            "initlab plan needs --model module:function (e.g. initlab.models.resnet:resnet)" + why
         )
     rule = canonical_rule(residual_init or "none")
     example = _example(target.get("dataset"), target.get("task") or "auto")
