@@ -129,3 +129,10 @@ def test_diagnose_runs_on_fewer_examples_than_a_training_batch(tmp_path, capsys,
     args = ["doctor", "--data", "small.npz", "--depth", "2", "--trials", "2", "--out", "o"]
     assert main(args) == 2  # the trials do train: there the batch rule holds
     assert "fewer than one batch of 32" in capsys.readouterr().err
+
+
+def test_an_empty_init_is_refused_as_compare_refuses_it(capsys):
+    from initlab.cli import main
+
+    assert main(["diagnose", "--init", ""]) == 2
+    assert "--init is empty" in capsys.readouterr().err

@@ -71,6 +71,8 @@ def diagnose(
     check_output_dir(out_dir)
     target = given or {}
     user = is_user_spec(target.get("model"))
+    if init is not None and not init.strip(" ,"):
+        raise InitlabError("--init is empty: name at least one init (e.g. --init he_normal)")
     inits = split_list(init) if init else ["default" if user else DEFAULT_INIT]
     config = RunConfig(
         hidden=(width,) * depth,
