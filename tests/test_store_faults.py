@@ -195,6 +195,8 @@ def test_a_file_that_is_no_database_or_empty_is_one_line(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert said in err and "\n" not in err and "Traceback" not in err
+    assert main(["results", str(empty)]) == 2  # reading it wrote a WAL header into it
+    assert empty.read_bytes() == b"" and not list(tmp_path.glob("empty.db-*"))
 
 
 def _counts(line: str) -> tuple[int, int]:

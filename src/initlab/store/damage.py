@@ -23,6 +23,11 @@ from pathlib import Path
 from initlab.errors import InitlabError
 
 DB_NAME = "initlab.db"
+EMPTY_STORE = (
+    "{path} is an empty file: no study has been stored in it yet (a sweep into it uses it "
+    "as a new store)"
+)
+"""Said of a zero-byte store file opened for reading (which is left as it is)."""
 CORRUPT_CODES = (11, 26)
 """``SQLITE_CORRUPT`` and ``SQLITE_NOTADB``: the file's bytes are wrong."""
 

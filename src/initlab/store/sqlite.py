@@ -32,7 +32,7 @@ from initlab._version import __version__
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage, leases, read
-from initlab.store.damage import DB_NAME
+from initlab.store.damage import DB_NAME, EMPTY_STORE
 from initlab.store.location import check_writable, location_error
 from initlab.store.rows import epoch_row, layer_row, now_iso, run_row
 from initlab.store.schema import (
@@ -139,7 +139,10 @@ class Store:
                 time.sleep(0.05 + 0.1 * random.random())
 
     def _setup(self, create: bool) -> None:
-        if self.path is not None and self.path.stat().st_size > 0:
+        empty = self.path is not None and self.path.stat().st_size == 0
+        if empty and not create:  # before WAL mode writes a header into it
+            raise InitlabError(EMPTY_STORE.format(path=self.path))
+        if self.path is not None and not empty:
             self._check_damage()  # before anything is written
         if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             self._conn.execute("PRAGMA journal_mode=WAL")  # needs the exclusive lock
@@ -147,10 +150,7 @@ class Store:
         tables = self._tables()
         if not tables:
             if not create:
-                raise InitlabError(
-                    f"{self.path} is an empty file: no study has been stored in it yet (a sweep "
-                    "into it uses it as a new store)"
-                )
+                raise InitlabError(EMPTY_STORE.format(path=self.path))
             self._create()
             return
         if "meta" not in tables or "runs" not in tables:
