@@ -115,3 +115,13 @@ def test_tasks_reserving_a_gpu_train_on_it(local_ray):
     outcomes = list(RayExecutor(engine="single", gpus_per_trial=0.5).run([expand(spec)], None))
     assert len(outcomes) == 4
     assert "failed" not in {o.result.status for o in outcomes}, outcomes[0].result.message
+
+
+def test_an_address_that_is_no_address_is_refused_before_anything_prints(tmp_path, capsys):
+    """'--address foo' printed 'running 7 run(s) on Ray tasks' and a progress bar first."""
+    from initlab.cli import main
+
+    args = ["compare", "--data", "digits", "--epochs", "1", "--seeds", "1", "--hidden", "8"]
+    assert main([*args, "--backend", "ray", "--address", "foo", "--out", str(tmp_path)]) == 2
+    said = capsys.readouterr()
+    assert said.err.startswith("error: --address foo: give host:port") and said.out == ""

@@ -342,6 +342,11 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
         from initlab.sweep.ray_backend import RayExecutor, import_ray
 
         import_ray()
+        if address is not None and address != "auto" and ":" not in address:
+            raise InitlabError(
+                f"--address {address}: give host:port (the head node's GCS, e.g. "
+                "10.0.0.1:6379), ray://host:10001 or auto"
+            )
 
         def on_ray(workers, threads, engine, data_dir, preloaded) -> Executor:
             return RayExecutor(
