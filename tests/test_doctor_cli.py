@@ -125,3 +125,19 @@ def test_a_finding_the_plan_brought_is_not_called_one_that_remains(capsys):
     text = capsys.readouterr().out
     assert "dead_units remains" in text
     assert "exploding_gradients appeared with the plan" in text
+
+
+def test_the_doctor_ends_with_the_python_that_applies_its_plan(capsys):
+    """Only the command line could apply the plan; the line it prints runs as written."""
+    import torch
+
+    import initlab
+    from initlab.cli import main
+    from initlab.models import MLP
+
+    assert main(["doctor", "--data", "digits", "--depth", "2", "--width", "8"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    code = line.removeprefix("in Python: ").split(" (x: ")[0]
+    model, x = MLP(64, [8, 8], 10, "tanh"), torch.randn(16, 64)
+    exec(code, {"initlab": initlab, "model": model, "x": x})
+    assert "--trials 3 --out DIR" in line

@@ -116,6 +116,18 @@ def doctor(
         out.print(f"wrote {save_weights(net.cpu(), save)}", soft_wrap=True)
     if trials is not None:
         run_trials(probe, net, plan, start, trials, seconds, candidates, out_dir, out)
+    else:
+        out.print(apply_hint(plan, family), soft_wrap=True, markup=False, highlight=False)
+
+
+def apply_hint(plan: Plan, family: str) -> str:
+    """The Python that applies this plan to the user's model, and how to test it."""
+    kind = "" if family == "variance" else f', family="{family}"'
+    data = ", data=x" if plan.needs_data else ""
+    return (
+        f"in Python: plan = initlab.recommend(model, x{kind}); initlab.initialize(model, "
+        f"plan{data}) (x: a batch of inputs); --trials 3 --out DIR tests it by training"
+    )
 
 
 def check_trials(
