@@ -219,3 +219,25 @@ def test_a_constant_lower_group_does_not_block_a_clear_winner():
     text = ResultSet(runs, epochs).verdict()
     assert text.startswith("winner: he, better than the other group")
     assert "zeros scored the same on every seed" in text
+
+
+def test_a_group_stuck_at_chance_is_never_tied_with_a_best_that_learned():
+    """zeros at 0.10 (stuck 2/2) against he_normal at 0.89 with two seeds: Welch p = 0.03,
+    0.09 after Holm, so zeros read 'as good as best? yes' and 'cannot be told from'."""
+    rows = [
+        dict(run_id=f"{init}{s}", init=init, seed=s, test_accuracy=acc, status=status)
+        for init, accs, status in (
+            ("he_normal", (0.88, 0.90), "ok"),
+            ("glorot", (0.86, 0.89), "ok"),
+            ("zeros", (0.10, 0.50), "stuck"),  # synthetic: noisy enough for p > 0.05
+        )
+        for s, acc in enumerate(accs)
+    ]
+    results = ResultSet(pd.DataFrame(rows), pd.DataFrame(), group_by=("init",))
+    ranked = results.ranking().set_index("group")
+    assert ranked.loc["zeros", "p_holm"] >= 0.05 and not ranked.loc["zeros", "tied_with_best"]
+    assert ranked.loc["glorot", "tied_with_best"]
+    assert "zeros" not in results.verdict()
+    # every group stuck: the rule parts nothing
+    stuck = pd.DataFrame(rows).assign(status="stuck")
+    assert ResultSet(stuck, pd.DataFrame(), group_by=("init",)).ranking()["tied_with_best"].all()

@@ -19,7 +19,7 @@ import pandas as pd
 
 import initlab.curves as curves
 from initlab.errors import InitlabError
-from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks
+from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks, stuck_not_tied
 from initlab.stats import (
     display_value,
     first_epoch_reaching,
@@ -318,7 +318,9 @@ def rank_within(
     other, with their label in a ``within`` column (``""`` for one): ranks restart at 1, and
     each group is tested against the best of its own partition only."""
     ranked = [
-        rank_groups(part, group_by, alpha=alpha).assign(within=label)
+        stuck_not_tied(rank_groups(part, group_by, alpha=alpha), part, group_by).assign(
+            within=label
+        )
         for label, part in partitions(runs, group_by, within)
     ]
     return pd.concat(ranked, ignore_index=True)
@@ -335,7 +337,8 @@ def part_verdict(runs: pd.DataFrame, group_by: Sequence[str]) -> str:
         group_label(key): [s for s in group["status"] if s in (DIVERGED, FAILED)]
         for key, group in runs.groupby(list(group_by), sort=False, dropna=False)
     } if "status" in runs else {}  # fmt: skip
-    return verdict(without_unscored_ranks(rank_groups(runs, group_by)), lost=lost)
+    ranked = stuck_not_tied(rank_groups(runs, group_by), runs, list(group_by))
+    return verdict(without_unscored_ranks(ranked), lost=lost)
 
 
 def undefined_scores(runs: pd.DataFrame) -> str:

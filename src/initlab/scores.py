@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from initlab.train.result import STUCK_RULE
+from initlab.stats import group_label
+from initlab.train.result import STUCK, STUCK_RULE
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, SCORES, TASKS
 
 RESOLVED_TASK = "resolved_task"
@@ -118,3 +119,22 @@ class Score:
 
 ACCURACY = Score()
 """The score of classification runs: test accuracy (the default wherever none is given)."""
+
+
+def stuck_not_tied(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: list[str]) -> pd.DataFrame:
+    """``ranked`` (:func:`initlab.stats.rank_groups` of ``runs``) with ``tied_with_best``
+    false for every group all of whose runs are ``stuck`` (at chance) while the best group's
+    are not: with two seeds, zeros at 0.10 against He at 0.89 is Welch p = 0.09 after Holm,
+    "cannot be told from the best", yet its runs were each tested at chance already."""
+    if ranked.empty or "status" not in runs or "group" not in ranked:
+        return ranked
+    keys = list(group_by)
+    all_stuck = {
+        group_label(key): bool((g["status"] == STUCK).all())
+        for key, g in runs.groupby(keys, sort=False, dropna=False)
+    }
+    if all_stuck.get(ranked["group"].iloc[0], True):
+        return ranked
+    apart = ranked["group"].map(all_stuck).fillna(False).astype(bool)
+    apart.iloc[0] = False
+    return ranked.assign(tied_with_best=ranked["tied_with_best"] & ~apart)

@@ -237,6 +237,8 @@ def _vs_best(rank: int, p: float, tied: bool) -> str:
         return "best"
     if not _finite(p):
         return "n/a"
+    if not tied and p >= ALPHA:  # untied by the stuck rule (initlab.scores.stuck_not_tied)
+        return f"no: stuck at chance (p = {_p(p)})"
     return f"{'yes' if tied else 'no'} (p = {_p(p)})"
 
 

@@ -23,6 +23,7 @@ from rich.progress import (
 
 from initlab.config import RunConfig
 from initlab.console import print_frame
+from initlab.report.tables import ALPHA
 from initlab.results import (
     REACH_FRACTION,
     ResultSet,
@@ -318,7 +319,7 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
     console.print(
         "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1, "
         "Holm-adjusted over the other groups; tied: p >= 0.05 (the seeds cannot tell it "
-        f"from the best).{apart}"
+        f"from the best), never for a group stuck at chance when the best is not.{apart}"
     )
     console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
     if line := apply_line(results, ranked):
@@ -338,9 +339,25 @@ def ranking_table(ranked: pd.DataFrame, score: str = SCORES[CLASSIFICATION]) -> 
             f"{score} (mean ± 95% CI)": [_mean_ci(m, c) for m, c in accuracy],
             "seeds": [f"{n}/{r}" for n, r in zip(ranked["n"], ranked["runs"], strict=True)],
             "p vs best": ["" if p != p else f"{p:.3g}" for p in ranked["p_holm"]],
-            "tied": ["yes" if t else "" for t in ranked["tied_with_best"]],
+            "tied": [
+                _tied(r, t, p)
+                for r, t, p in zip(
+                    ranked["rank"], ranked["tied_with_best"], ranked["p_holm"], strict=True
+                )
+            ],
         }
     )
+
+
+def _tied(rank: object, tied: bool, p: float) -> str:
+    """The ranking's ``tied`` cell: ``best`` for rank 1, ``yes`` when the seeds cannot tell
+    the group from the best, ``stuck`` when only the stuck rule parts them
+    (:func:`initlab.scores.stuck_not_tied`)."""
+    if pd.isna(rank):
+        return ""
+    if rank == 1:
+        return "best"
+    return "yes" if tied else "stuck" if p == p and p >= ALPHA else ""
 
 
 def _mean_ci(mean: float, ci: float) -> str:
