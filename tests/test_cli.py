@@ -170,3 +170,10 @@ def test_study_list_names_studies_as_the_docs_do(capsys):
     assert main(["study", "list"]) == 0
     out = capsys.readouterr().out
     assert "gpt-init" in out and "lr-transfer" in out and "gpt_init" not in out
+
+
+def test_no_command_prints_the_help_once():
+    proc = subprocess.run(
+        [sys.executable, "-m", "initlab"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and (proc.stdout + proc.stderr).count("Usage:") == 1

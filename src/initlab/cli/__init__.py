@@ -123,11 +123,15 @@ def _run(args: list[str]) -> int:
         kinds = {c.__name__ for c in type(exc).__mro__}
         if "ClickException" not in kinds and "Abort" not in kinds:
             raise
+        if "Abort" in kinds and isinstance(exc.__context__, EOFError):
+            print("error: the input ended (EOF) where a command expected more", file=sys.stderr)
+            return EXIT_USER_ERROR
         if "Abort" in kinds:
             raise KeyboardInterrupt from None
         ctx = getattr(exc, "ctx", None)
-        if "NoArgsIsHelpError" in kinds and ctx is not None:
-            print(ctx.get_help())
+        if "NoArgsIsHelpError" in kinds:  # the help itself, printed as the error was made
+            if message := exc.format_message().strip():
+                print(message)
             return EXIT_USER_ERROR
         if "UsageError" in kinds:
             where = ctx.command_path if ctx is not None else "initlab"
