@@ -245,3 +245,26 @@ def test_attention_products_make_q_k_v_linear_and_any_reader_of_the_stream_close
     q = layers["q"]
     assert torch.equal(q.post[1].reshape(q.pre[1].shape), q.pre[1])  # its own output
     assert torch.equal(layers["down"].post[1], layers["down"].pre[1])  # what the branch adds
+
+
+class _ScaledJoin(nn.Module):
+    """``relu((x + b(x)) / sqrt 2)``: the sum is scaled, then activated; and an RNN-like
+    ``ih(x) + h @ U`` chunked into gates."""
+
+    def __init__(self, d: int = 8) -> None:
+        super().__init__()
+        self.b, self.ih, self.out = nn.Linear(d, d), nn.Linear(d, 4 * d), nn.Linear(d, 3)
+        self.u = nn.Parameter(torch.randn(d, 4 * d) / d**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu((x + self.b(x)) / 2**0.5)
+        i, f, g, o = (self.ih(x) + x @ self.u).chunk(4, -1)
+        h = torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g) + torch.sigmoid(f))
+        return self.out(h)
+
+
+def test_only_a_reader_of_the_stream_closes_a_join_as_linear():
+    """After the join rule was widened, a scale before the ReLU and an RNN's chunk of
+    W x + U h made those layers 'linear': they are not (the scale's ReLU comes later)."""
+    layers = {layer.name: layer.activation for layer in trace(_ScaledJoin(), torch.randn(6, 8))[0]}
+    assert layers["b"] != "linear" and layers["ih"] != "linear"

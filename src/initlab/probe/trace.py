@@ -26,8 +26,8 @@ functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
   activation of the sum is the layer's (a post-activation ResNet block, written ``out + x``
   or ``out += x`` alike), and otherwise the layer is ``linear`` with phi(z) what the branch
   adds (a pre-norm transformer's next input, the normalized sum, would say std 1 whatever
-  the branch's scale; a norm of the sum is the stream's, not the layer's), whatever reads
-  the stream next (a ``MultiheadAttention``'s own function, another residual sum);
+  the branch's scale; a norm of the sum is the stream's, not the layer's), also when a
+  ``MultiheadAttention`` or the next residual sum reads the stream first;
 * one consumed by anything else (a ``cumsum``, ``W x + U h``) is ``unknown``: z is the
   layer's output, phi(z) the input of the next layer called, and the activation is the
   registry activation phi with ``phi(z) ≈ next input`` when exactly one fits
@@ -85,6 +85,11 @@ PRODUCT_FUNCTIONS = frozenset(
 """Matrix products of activations (attention's ``q @ k.T`` and ``att @ v``): a layer whose
 output meets one is linear, like one whose output meets the next layer."""
 ADD_FUNCTIONS = frozenset({"add", "__add__", "__radd__"})
+STREAM_READERS = frozenset({"multi_head_attention_forward", *ADD_FUNCTIONS})
+"""What reads a residual stream and leaves a branch end that joined it linear, besides the
+next layer or product: an ``nn.MultiheadAttention`` (its own function) and the next join.
+Anything else (a scale, a ``mean``, an RNN's ``chunk`` of ``W x + U h``) leaves it
+``unknown``, for :func:`infer_activation`."""
 """Out-of-place sums: a residual join when the other term is a stream (``_Tracer._joins``);
 ``out += identity`` (``add_``, ignored) keeps the tag to the activation after the sum."""
 IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", "add_"})
@@ -216,7 +221,7 @@ class _Tracer(TorchFunctionMode):
         elif name in ADD_FUNCTIONS and isinstance(out, Tensor) and self._joins(x, args, kwargs):
             layer.joined = layer.joined or self.live(x)  # what the branch adds
             self.tag(out, k)  # an activation of the sum is the layer's, as after `+=`
-        elif layer.joined is not None and name not in IGNORED_FUNCTIONS:
+        elif layer.joined is not None and name in STREAM_READERS:
             layer.activation, layer.pre, layer.post = "linear", layer.output, layer.joined
         elif name not in IGNORED_FUNCTIONS:
             layer.activation = "unknown"
