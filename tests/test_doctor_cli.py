@@ -141,3 +141,47 @@ def test_the_doctor_ends_with_the_python_that_applies_its_plan(capsys):
     model, x = MLP(64, [8, 8], 10, "tanh"), torch.randn(16, 64)
     exec(code, {"initlab": initlab, "model": model, "x": x})
     assert "--trials 3 --out DIR" in line
+
+
+NETS = """
+from torch import nn
+
+
+class Res(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return x + self.fn(x)
+
+
+def mlp(d):
+    return nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
+
+
+def plain(d=64, blocks=16, norm=False):
+    layers = [nn.Flatten(), nn.Linear(64, d)]
+    for _ in range(blocks):
+        layers += [Res(mlp(d))] + ([nn.LayerNorm(d)] if norm else [])
+    return nn.Sequential(*layers, nn.Linear(d, 10))
+"""
+
+
+@pytest.mark.parametrize(("norm", "ruled"), [("false", True), ("true", False)])
+def test_the_doctor_adds_depth_scaling_only_where_the_stream_still_explodes(
+    tmp_path, capsys, monkeypatch, norm, ruled
+):
+    """16 no-norm branches: the per-layer plan left exploding activations, gradients and
+    logits 'remaining', with nothing to do about them. A LayerNorm after every sum (beside
+    the block, where no module-tree rule sees it) keeps the stream bounded: no rule."""
+    from initlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(NETS)
+    args = ["doctor", "--model", "nets.py:plain", "--model-arg", f"norm={norm}"]
+    assert main([*args, "--data", "digits", "--batch", "256", "--init", "he_normal"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("residual rule depth_scaled, L = 16 branches" in text) == ruled
+    assert "remains" not in text and "after the plan: no findings" in text
+    assert ('residual="depth_scaled"' in text) == ruled

@@ -18,6 +18,7 @@ from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stdout_console
 from initlab.doctor import Plan, recommend
+from initlab.doctor.residual_fix import with_residual_rule
 from initlab.errors import InitlabError, check_positive
 from initlab.probe import Diagnosis, diagnose
 from initlab.train.seeding import make_generator
@@ -104,13 +105,12 @@ def doctor(
     net = probe.build(start)
     before = diagnose(net, probe.x, probe.y, loss=probe.loss, label="as it is")
     plan = recommend(net, probe.x, family=family)
+    net, after = apply_plan(probe, net, plan, seed)
+    plan, ruled, after = with_residual_rule(plan, after, lambda p: apply_plan(probe, None, p, seed))
+    net = ruled if ruled is not None else net
     print_frame(plan.to_frame(), out, title="the plan: a scheme per layer")
     if line := plan.rule_line():
         out.print(line, soft_wrap=True, markup=False, highlight=False)
-    net.cpu()  # the schemes draw from a CPU generator
-    initialize(net, plan, data=probe.x.cpu(), generator=make_generator(seed, "init"))
-    net.to(probe.device)
-    after = diagnose(net, probe.x, probe.y, loss=probe.loss, label="after the plan")
     _print_comparison(before, after)
     if save is not None:
         out.print(f"wrote {save_weights(net.cpu(), save)}", soft_wrap=True)
@@ -120,13 +120,24 @@ def doctor(
         out.print(apply_hint(plan, family), soft_wrap=True, markup=False, highlight=False)
 
 
+def apply_plan(probe: Probe, net: nn.Module | None, plan: Plan, seed: int):
+    """``(model, its diagnosis)``: ``plan`` applied to ``net`` (a fresh build of the
+    starting model when ``None``), from the run's ``"init"`` stream."""
+    net = probe.build(probe.config.init) if net is None else net
+    net.cpu()  # the schemes draw from a CPU generator
+    initialize(net, plan, data=probe.x.cpu(), generator=make_generator(seed, "init"))
+    net.to(probe.device)
+    return net, diagnose(net, probe.x, probe.y, loss=probe.loss, label="after the plan")
+
+
 def apply_hint(plan: Plan, family: str) -> str:
     """The Python that applies this plan to the user's model, and how to test it."""
     kind = "" if family == "variance" else f', family="{family}"'
     data = ", data=x" if plan.needs_data else ""
+    rule = f', residual="{plan.residual_rule}"' if plan.residual_rule != "none" else ""
     return (
         f"in Python: plan = initlab.recommend(model, x{kind}); initlab.initialize(model, "
-        f"plan{data}) (x: a batch of inputs); --trials 3 --out DIR tests it by training"
+        f"plan{data}{rule}) (x: a batch of inputs); --trials 3 --out DIR tests it by training"
     )
 
 

@@ -40,7 +40,6 @@ from initlab.arguments import as_inputs, check_module, check_runs
 from initlab.compound_layers import COMPOUND, is_attention_output
 from initlab.errors import UnknownNameError
 from initlab.layer_order import output_layer_name
-from initlab.norm_layers import is_norm
 from initlab.probe.trace import NOT_RUN, activations_of, first_calls
 from initlab.residual import Structure, find_structure
 from initlab.theory import critical_sigma_w2, gain
@@ -86,7 +85,8 @@ class Plan(Mapping[str, str]):
     residual: Structure | None = None
     residual_rule: str = "none"
     residual_reason: str = ""
-    """Why :func:`recommend` chose ``residual_rule`` (``""``: the user chose it, or none)."""
+    """Why the doctor added ``residual_rule`` to its plan (``""``: the user chose it, or
+    none; :func:`initlab.doctor.residual_fix.with_residual_rule`)."""
     parameters: list[dict[str, Any]] = field(default_factory=list)
     output: str | None = None
     """The output layer's name (the last Linear/Conv layer the forward calls), when known."""
@@ -193,9 +193,7 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
             reason += f"; tied to {', '.join(tied)}: this scheme sets that table too"
         role = structure.role_of(name)
         entries.append(PlanEntry(name, type(module).__name__, activation, scheme, reason, role))
-    rule = unnormalized_rule(structure, modules, normed)
-    why = UNNORMALIZED_REASON if rule != "none" else ""
-    return Plan(entries, structure, rule, residual_reason=why, output=last)
+    return Plan(entries, residual=structure, output=last)
 
 
 def tied_tables(model: nn.Module, layer: nn.Module) -> list[str]:
@@ -209,32 +207,6 @@ def tied_tables(model: nn.Module, layer: nn.Module) -> list[str]:
         and module.weight is weight
         and module is not layer
     ]
-
-
-UNNORMALIZED_RULE = "depth_scaled"
-UNNORMALIZED_REASON = (
-    "no branch has a norm: each adds a fixed share c of the stream's variance, which grows "
-    "as (1 + c)^L whatever the layers' schemes; each branch's last layer × 1/√L bounds it by "
-    "e^c, GPT-2's rule"
-)
-
-
-def unnormalized_rule(structure: Structure, modules: Mapping[str, nn.Module], normed: set) -> str:
-    """The residual rule of a plan: :data:`UNNORMALIZED_RULE` when the model has residual
-    branches and none of them holds a norm, else ``"none"``. Without a norm each branch adds
-    a fixed share c of the stream's variance, so it grows as (1 + c)^L whatever the layers'
-    schemes; scaling each branch's last layer by 1/√L makes that (1 + c/L)^L ≤ e^c (GPT-2's
-    rule, :mod:`initlab.residual.rules`). A branch ending in a norm, one whose layers a norm
-    rescales, and one whose block module holds a norm (pre-norm) count as normalized."""
-    if not structure.branches:
-        return "none"
-    for branch in structure.branches:
-        block = modules.get(branch.block) if branch.block else None
-        if branch.last_norm or any(layer in normed for layer in branch.layers):
-            return "none"
-        if block is not None and any(is_norm(m) for m in block.modules()):
-            return "none"
-    return UNNORMALIZED_RULE
 
 
 def compound_entry(name: str, module: nn.Module, role: str) -> PlanEntry:
