@@ -25,7 +25,8 @@ def victim(tmp_path, monkeypatch):
     [
         (["plan", "--model", "nets.py:build", "--out", "data.npz"], "--out writes .json files"),
         (["doctor", "--data", "digits", "--depth", "2", "--save", "data.npz"], "--save writes"),
-        (["theory", "--plot", "data.npz"], "--plot writes .png, .pdf, .svg files"),
+        (["theory", "--plot", "data.npz"], "--plot writes .png, .pdf, .svg"),
+        (["theory", "--plot", "phase.txt"], "--plot writes .png, .pdf, .svg"),
         (["diagnose", "--data", "digits", "--out", "data.npz"], "a file is there"),
         (["scaling", "--widths", "8,16", "--out", "data.npz"], "a file is there"),
         (["report", "nowhere", "--out", "data.npz"], "a file is there"),
@@ -41,6 +42,15 @@ def test_a_bad_output_path_is_one_line_before_any_work(victim, capsys, args, mes
     said = capsys.readouterr()
     assert said.out == "" and message in said.err and len(said.err.strip().splitlines()) == 1
     assert victim.read_bytes() == DATA
+
+
+def test_new_files_of_any_name_are_written_and_plots_in_any_matplotlib_format(victim, capsys):
+    """The suffix rule refused `--save w.bin`, `--save w` and `--plot phase.jpg`, which
+    worked before: only an existing file of another kind is protected."""
+    assert main(["theory", "--plot", "phase.jpg"]) == 0
+    assert (victim.parent / "phase.jpg").stat().st_size > 0
+    assert main(["doctor", "--data", "digits", "--depth", "2", "--save", "w.bin"]) == 0
+    assert (victim.parent / "w.bin").stat().st_size > 0
 
 
 def test_a_directory_where_a_file_goes_is_refused(victim, capsys):

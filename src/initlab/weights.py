@@ -24,7 +24,7 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         from safetensors.torch import save_file
 
         from initlab.apply import tied_names
@@ -43,7 +43,7 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> 
     if not path.exists():
         raise InitlabError(f"no weights file at {path}")
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
 
             state = load_file(str(path))

@@ -4,8 +4,8 @@ something that is not the command's own output.
 
 A directory option (``--out DIR``) may exist as a directory or not exist yet (nothing is
 created here); a file in the way (``--out data.npz``) is refused. A file option
-(``--save``, ``plan --out``, ``theory --plot``) must end in one of its suffixes: an existing
-file of another kind — a results store, a dataset — is never overwritten.
+(``--save``, ``plan --out``, ``theory --plot``) never overwrites an existing file of another
+kind (a results store, a dataset); a plot's suffix must name a format matplotlib writes.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from initlab.store.location import file_in_the_way
 
 WEIGHT_FILES = (".safetensors", ".pt", ".pth")
 """What ``--save`` writes (:func:`initlab.weights.save_weights`)."""
-PLOT_FILES = (".png", ".pdf", ".svg")
-"""What a ``--plot`` writes (matplotlib, by suffix)."""
+PLOT_FILES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+"""What a ``--plot`` writes (matplotlib's formats, by suffix)."""
 
 
 def check_output_dir(path: Path | None, option: str = "--out") -> None:
@@ -32,14 +32,18 @@ def check_output_dir(path: Path | None, option: str = "--out") -> None:
     _check_parent(path, option)
 
 
-def check_output_file(path: Path | None, suffixes: Sequence[str], option: str) -> None:
-    """Refuse ``path`` unless it ends in one of ``suffixes`` and its directory can be
-    written: the suffix rule keeps a results store or a dataset from being overwritten."""
+def check_output_file(
+    path: Path | None, suffixes: Sequence[str], option: str, *, only: bool = False
+) -> None:
+    """Refuse ``path`` when it is a directory, when its directory cannot be written, or
+    when a file is there that does not end in one of ``suffixes`` (a results store, a
+    dataset: never overwritten). ``only``: a new file must end in one of them too (a plot,
+    whose format its suffix names)."""
     if path is None:
         return
     if path.is_dir():
         raise InitlabError(f"{option} {path}: a directory is there; {option} takes a file name")
-    if path.suffix.lower() not in suffixes:
+    if path.suffix.lower() not in suffixes and (only or path.exists()):
         kinds = ", ".join(suffixes)
         there = "; a file of another kind is there, left as it is" if path.exists() else ""
         raise InitlabError(f"{option} {path}: {option} writes {kinds} files{there}")

@@ -38,7 +38,7 @@ def theory(
     ] = None,
 ) -> None:
     """q*, chi_1, depth scales, the edge of chaos and the trainable depth (≈ 6 xi_c)."""
-    check_output_file(plot, PLOT_FILES, "--plot")
+    check_output_file(plot, PLOT_FILES, "--plot", only=True)
     values = [sigma_w2] if sigma_w2 is not None else _scan(activation, sigma_b2)
     rows = [analyze(activation, sw, sigma_b2) for sw in values]
     variances = None
