@@ -137,6 +137,14 @@ def test_a_bad_within_is_the_only_output_of_results(spec_file, tmp_path, capsys)
     assert "2 studies in" in capsys.readouterr().out
 
 
+def test_two_store_files_in_one_directory_keep_their_own_csvs(tmp_path, capsys):
+    """--out x/a.db then --out x/b.db wrote both studies' CSVs into x/: b's replaced a's."""
+    assert main(["compare", *TINY, "--inits", "zeros", "--out", str(tmp_path / "a.db")]) == 0
+    assert main(["compare", *TINY, "--inits", "he_normal", "--out", str(tmp_path / "b.db")]) == 0
+    a, b = (pd.read_csv(tmp_path / n / "summary.csv") for n in ("a", "b"))
+    assert set(a["init"]) == {"zeros"} and set(b["init"]) == {"he_normal"}
+
+
 def test_ray_backend_without_ray_is_a_clear_error(spec_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
     out = tmp_path / "out"

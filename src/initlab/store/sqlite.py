@@ -66,11 +66,13 @@ def store_path(path: str | Path) -> Path:
 
 
 def study_dir(path: str | Path) -> Path:
-    """Where a study's CSVs and plot go beside its store: ``DIR`` itself, or the directory
-    of a store named as a file (``DIR/initlab.db`` → ``DIR``, :func:`store_path`)."""
+    """Where a study's CSVs and plot go beside its store: ``DIR`` itself, the directory of
+    ``DIR/initlab.db``, or ``DIR/NAME`` for another store file ``DIR/NAME.db`` (two stores
+    in one directory would overwrite each other's CSVs)."""
     path = Path(path)
-    db = store_path(path)
-    return db.parent if db == path else path
+    if store_path(path) != path:
+        return path
+    return path.parent if path.name == DB_NAME else path.with_suffix("")
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
