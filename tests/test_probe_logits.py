@@ -94,3 +94,12 @@ def test_large_logits_from_a_growing_stream_blame_the_stream_not_the_readout():
     # a readout that is itself too large is still told so
     d = diagnose(_mlp("random_normal(stddev=0.2)", depth=4), *_batch())
     assert "--output-init glorot_uniform" in d.finding("large_logits").suggestion
+
+
+def test_large_logits_from_unscaled_inputs_say_so():
+    """With no hidden layer (or none that grows), 'the hidden activations grow' was wrong."""
+    torch.manual_seed(0)
+    model = nn.Linear(64, 10)
+    x, y = 100 * torch.randn(256, 64), torch.randint(0, 10, (256,))
+    found = diagnose(model, x, y).finding("large_logits")
+    assert "standardize the inputs" in found.suggestion and "hidden" not in found.suggestion

@@ -70,6 +70,9 @@ def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
             "depth_scaled, zero_last_layer or fixup; docs/residual.md)"
             if residual
             else "the hidden activations grow toward the output: fix their init first"
+            if grew
+            else "the data reaching the model is large: standardize the inputs (mean 0, "
+            "std 1 per feature)"
         )
         return (
             f"the output layer's own init is not the cause (std {weight:.3g}: logits of std "
