@@ -51,3 +51,15 @@ def test_a_factory_calling_sys_exit_is_an_error_not_a_silent_exit_0(tmp_path, mo
     (tmp_path / "nets.py").write_text("import sys\n\n\ndef build():\n    sys.exit(0)\n")
     with pytest.raises(InitlabError, match="the factory raised SystemExit"):
         build_user_model("nets.py:build")
+
+
+def test_a_module_spec_does_not_put_its_package_folder_on_the_path(tmp_path, monkeypatch):
+    """initlab.models.scalable:mlp put src/initlab/models first on sys.path during the call,
+    so 'import gpt' there would find initlab's own module; a file spec's folder is added."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "sub.py").write_text("import sys\n\n\ndef paths():\n    return list(sys.path)\n")
+    monkeypatch.chdir(tmp_path)
+    assert str(package) not in load_callable("pkg.sub:paths")()
+    assert str(package) in load_callable("pkg/sub.py:paths")()

@@ -172,8 +172,9 @@ def load_callable(spec: str, option: str = "--model") -> Callable:
         raise InitlabError(
             f"{option} {spec}: '{func_name}' is a {type(factory).__name__}, not a function"
         )
-    where = [str(Path(source).resolve().parent)] if source else []
-    return _calling_on_path(factory, os.getcwd(), *where)
+    by_path = target.endswith(".py") or os.sep in target or "/" in target
+    where = [str(Path(source).resolve().parent)] if source and by_path else []
+    return _calling_on_path(factory, os.getcwd(), *where)  # a module's own folder: not added
 
 
 def source_path(spec: str) -> Path | None:
