@@ -61,6 +61,6 @@ def test_a_directory_where_a_file_goes_is_refused(victim, capsys):
 
 def test_plan_on_a_built_in_model_says_why_and_refuses_a_negative_seed(capsys):
     assert main(["plan", "--model", "cnn"]) == 2
-    assert "--model cnn is built in and has no residual branches" in capsys.readouterr().err
+    assert "--model cnn is built in: for its layers, initlab diagnose" in capsys.readouterr().err
     assert main(["plan", "--model", "initlab.models.resnet:resnet", "--seed", "-1"]) == 2
     assert "--seed must be >= 0" in capsys.readouterr().err

@@ -53,8 +53,7 @@ def plan(
     check_positive("--seed", seed, allow_zero=True)
     if not is_user_spec(spec):
         why = (
-            f"; --model {spec} is built in and has no residual branches (initlab "
-            "diagnose shows its layers)"
+            f"; --model {spec} is built in: for its layers, initlab diagnose --model {spec}"
             if spec
             else ""
         )
