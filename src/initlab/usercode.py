@@ -24,9 +24,10 @@ import importlib.util
 import os
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.fingerprint import arrays_digest, callable_digest
@@ -148,6 +149,13 @@ def file_digest(path: str) -> str | None:
 
 def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def factory_raised(exc: BaseException, args: Mapping[str, Any]) -> str:
+    """``RuntimeError: boom (called with width=64, depth=2)``: what a user's factory raised
+    (its first line) and the arguments it was called with (none: nothing added)."""
+    called = ", ".join(f"{k}={v!r}" for k, v in args.items())
+    return _short(exc) + (f" (called with {called})" if called else "")
 
 
 def load_callable(spec: str, option: str = "--model") -> Callable:

@@ -113,10 +113,10 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> 
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             built = factory(**args)
     except (Exception, SystemExit) as exc:  # sys.exit() in the factory: initlab went on
-        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        called = ", ".join(f"{k}={v!r}" for k, v in args.items())
-        given = f" (called with {called})" if args else ""
-        raise InitlabError(f"--model {spec}: the factory raised {first}{given}") from None
+        from initlab.usercode import factory_raised
+
+        raised = factory_raised(exc, args)
+        raise InitlabError(f"--model {spec}: the factory raised {raised}") from None
     if not isinstance(built, nn.Module):
         raise InitlabError(
             f"--model {spec} returned a {type(built).__name__}, not a torch.nn.Module"

@@ -109,8 +109,9 @@ def pairwise_table(
     Columns: the two groups, the difference of mean test scores (A − B) with its Welch
     95% interval, the two-sided Welch p-value, its Holm adjustment, and ``Holm p < 0.05``.
     Pairs are formed and adjusted within each partition of ``ranked`` (:func:`family_pairs`),
-    as the summary's "as good as best?" is, so the same pair never shows two different
-    adjusted p-values.
+    as the summary's "as good as best?" is; with more than :data:`MAX_ALL_PAIRS` groups in a
+    partition the pairs are the summary's own k - 1 (the same adjusted p in both tables),
+    with fewer every pair, a larger family, so a pair with the best can show a larger one.
     """
     keys = list(group_by)
     order = {k: i for i, k in enumerate(ranked[keys].itertuples(index=False, name=None))}
@@ -139,6 +140,11 @@ def pairwise_table(
     return pd.DataFrame(rows), tuple(strong)
 
 
+def _partition(ranked: pd.DataFrame) -> pd.Series:
+    """Each ranked group's partition label (its ``within``; ``""`` when ranked as one)."""
+    return ranked["within"] if "within" in ranked else pd.Series("", index=ranked.index)
+
+
 def family_pairs(pairs: pd.DataFrame, ranked: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """The ``pairs`` tested in the report, one family per partition of ``ranked`` (its
     ``within`` column: one dataset, task or ``--within`` value), families in ranked order:
@@ -148,7 +154,7 @@ def family_pairs(pairs: pd.DataFrame, ranked: pd.DataFrame, keys: Sequence[str])
     if pairs.empty:
         return pairs
     labels = ranked[keys].itertuples(index=False, name=None)
-    parts = ranked["within"] if "within" in ranked else pd.Series("", index=ranked.index)
+    parts = _partition(ranked)
     part = {stats_label(k): w for k, w in zip(labels, parts, strict=True)}
     families = []
     for name, size in parts.value_counts(sort=False).items():
@@ -162,7 +168,7 @@ def family_pairs(pairs: pd.DataFrame, ranked: pd.DataFrame, keys: Sequence[str])
 def family_note(ranked: pd.DataFrame) -> str:
     """Which pairs :func:`family_pairs` lists and adjusts together, in words, when that is
     not simply every pair (``""`` then)."""
-    parts = ranked["within"] if "within" in ranked else pd.Series("", index=ranked.index)
+    parts = _partition(ranked)
     sizes = parts.value_counts(sort=False)
     if len(sizes) == 1:
         if sizes.iloc[0] <= MAX_ALL_PAIRS:

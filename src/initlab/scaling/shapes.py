@@ -33,6 +33,7 @@ from torch import nn
 
 from initlab.errors import InitlabError
 from initlab.norm_layers import is_norm
+from initlab.usercode import factory_raised
 
 KINDS = ("input", "hidden", "output", "vector", "fixed")
 WIDTH_KEY = "width"
@@ -122,10 +123,8 @@ def build(factory: Factory, width: int, kwargs: Mapping[str, Any], device: str) 
         with torch.device(device):
             model = factory(**args)
     except (Exception, SystemExit) as exc:
-        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        called = ", ".join(f"{k}={v!r}" for k, v in args.items())
         raise InitlabError(
-            f"the model factory raised {first} (called with {called}, before anything ran)"
+            f"the model factory raised {factory_raised(exc, args)}, before anything ran"
         ) from None
     if not isinstance(model, nn.Module):
         raise InitlabError(f"the model factory returned a {type(model).__name__}, not a Module")

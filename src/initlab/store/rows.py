@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from initlab.apply import AS_BUILT
 from initlab.config import unused_settings
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS, config_columns
-from initlab.usercode import is_user_spec, source_fingerprint
+from initlab.store.versions import user_specs
+from initlab.usercode import source_fingerprint
 
 if TYPE_CHECKING:
     from initlab.sweep.engine import Outcome
@@ -74,8 +75,7 @@ def run_row(outcome: Outcome) -> dict[str, Any]:
 def user_sources(fields: dict[str, Any]) -> dict[str, str]:
     """``{spec: fingerprint}`` of a run's user model and data specs (empty for built-ins):
     what :mod:`initlab.store.versions` compares to name the file that changed since."""
-    specs = [fields.get(k) for k in ("model", "dataset")]
-    return {s: source_fingerprint(s) for s in specs if isinstance(s, str) and is_user_spec(s)}
+    return {spec: source_fingerprint(spec) for spec in user_specs(fields)}
 
 
 def layer_row(run_id: str, stat: dict[str, Any]) -> tuple:

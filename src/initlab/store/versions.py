@@ -61,7 +61,7 @@ def older_versions(stored: pd.DataFrame, configs: Sequence[RunConfig]) -> str:
     their user files: those runs train again now, and the old ones are kept, not resumed
     (``""`` when there are none, or nothing to check)."""
     planned = {c.key() for c in configs}
-    wanted = {_settings(c.to_dict()) for c in configs if _user_specs(c.to_dict())}
+    wanted = {_settings(c.to_dict()) for c in configs if user_specs(c.to_dict())}
     if stored.empty or not wanted:
         return ""
     older = []
@@ -108,7 +108,7 @@ def _check(config_json: str) -> tuple[str | None, tuple[str, ...], str]:
         fields = json.loads(config_json)
     except ValueError:
         return None, (), ""
-    specs = _user_specs(fields)
+    specs = user_specs(fields)
     if not specs or any(source_fingerprint(s) == "missing" for s in specs):
         return None, (), ""  # (built-in models and data: nothing to parse further)
     try:
@@ -118,7 +118,9 @@ def _check(config_json: str) -> tuple[str | None, tuple[str, ...], str]:
     return config.key(), specs, _settings(fields)
 
 
-def _user_specs(fields: dict) -> tuple[str, ...]:
+def user_specs(fields: dict) -> tuple[str, ...]:
+    """A run's user model and data specs (``module:function``, ``file.py:function``, data
+    files), from its config's fields; built-in ones are left out."""
     specs = [fields.get(k) for k in ("model", "dataset")]
     return tuple(s for s in specs if isinstance(s, str) and is_user_spec(s))
 

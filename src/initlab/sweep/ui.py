@@ -313,13 +313,14 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
         name = scores.get(within, score).name()
         title = f"ranking by {name}" + (f" within {within}" if within else "")
         print_frame(ranking_table(part, name), console, title=title)
+    stuck = ", never for a group stuck at chance when the best is not" * score.stuck_applies
     apart = " Runs on different data are ranked apart." if ranked["within"].nunique() > 1 else ""
     if results.within and ranked["within"].nunique() > 1:
         apart = f" Groups are ranked and tested within each {', '.join(results.within)}."
     console.print(
         "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1, "
         "Holm-adjusted over the other groups; tied: p >= 0.05 (the seeds cannot tell it "
-        f"from the best), never for a group stuck at chance when the best is not.{apart}"
+        f"from the best){stuck}.{apart}"
     )
     console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
     if line := apply_line(results, ranked):
