@@ -506,3 +506,14 @@ def test_a_winner_whose_group_holds_a_missing_value_or_lsuv_still_gets_its_call(
     wins.runs["output_init"] = None
     line = apply_line(wins.__class__(wins.runs, wins.epochs, ["init", "output_init"]))
     assert line.endswith("initialize(model, 'lsuv', bias='zeros', data=a_batch_of_inputs)")
+
+
+def test_the_gradient_heatmap_draws_dl_dz_when_it_was_recorded():
+    """Weight-gradient norms stay flat across layers where dL/dz vanishes 1e6-fold: the
+    heatmap of weight_grad_norm showed nothing for std 0.01 (instructor journey)."""
+    rows = [
+        dict(run_id="r", epoch=0, step=0, layer=str(k), metric=m, value=v)
+        for k in range(3)
+        for m, v in (("weight_grad_norm", 2e-7), ("pre_grad_std", 10.0 ** (-3 * (3 - k))))
+    ]
+    assert grad_norm_metric(pd.DataFrame(rows)) == "pre_grad_std"

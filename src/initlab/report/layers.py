@@ -1,8 +1,11 @@
 """Per-layer statistics (tidy rows ``run_id, epoch, step, layer, metric, value``) for the report.
 
-The probe (:mod:`initlab.probe.metrics`) names the metrics (``weight_grad_norm``: Frobenius
-norm of dL/dW); the report looks for the first of :data:`GRAD_NORM_METRICS` present, and
-otherwise for any metric whose name contains both ``grad`` and ``norm``. Rows of other
+The probe (:mod:`initlab.probe.metrics`) names the metrics (``pre_grad_std``: the std of
+the back-propagated gradient dL/dz; ``weight_grad_norm``: Frobenius norm of dL/dW); the
+report draws the first of :data:`GRAD_NORM_METRICS` present, and otherwise any metric whose
+name contains both ``grad`` and ``norm``. dL/dz comes first: it is what vanishes with depth,
+while weight-gradient norms stay nearly constant across layers (Glorot & Bengio 2010), so a
+heatmap of those hid a 10^6-fold vanishing. Rows of other
 metrics are ignored, so unknown or missing metrics never break a report.
 """
 
@@ -16,7 +19,9 @@ import pandas as pd
 
 from initlab.curves import group_label
 
-GRAD_NORM_METRICS = ("weight_grad_norm", "grad_norm", "grad_weight_norm", "w_grad_norm")
+GRAD_NORM_METRICS = (
+    "pre_grad_std", "weight_grad_norm", "grad_norm", "grad_weight_norm", "w_grad_norm"
+)  # fmt: skip
 ALL_RUNS = "all runs"
 
 
@@ -33,7 +38,7 @@ class LayerGrid:
 
 
 def grad_norm_metric(layer_stats: pd.DataFrame | None) -> str | None:
-    """The metric name holding weight-gradient norms, or ``None`` if there is none."""
+    """The gradient metric the report draws (module docstring), or ``None`` if there is none."""
     if layer_stats is None or layer_stats.empty or "metric" not in layer_stats:
         return None
     present = [str(m) for m in layer_stats["metric"].dropna().unique()]

@@ -112,15 +112,22 @@ def accuracy_section(
 def gradients_section(
     layer_stats: pd.DataFrame | None, runs: pd.DataFrame, group_by: Sequence[str]
 ) -> Section:
-    title = "Per-layer gradient norms"
-    intro = (
-        "Weight-gradient norm of each layer (rows, input layer first) after each epoch "
-        "(columns), as log10, averaged over seeds; one panel per group, one colour scale. "
-        "A colour gradient from top to bottom means gradients vanish (darker toward the input) "
-        "or explode toward the input; dark grey cells are exactly zero gradients (e.g. zero "
-        "init), light grey cells were not recorded."
-    )
+    title = "Per-layer gradients"
     metric = layers.grad_norm_metric(layer_stats)
+    what = (
+        "Std of the back-propagated gradient dL/dz at each layer"
+        if metric == "pre_grad_std"
+        else "Weight-gradient norm of each layer (dL/dz, which shows vanishing best, was not "
+        "recorded; weight-gradient norms stay nearly constant across layers even where dL/dz "
+        "vanishes, Glorot & Bengio 2010)"
+    )
+    intro = (
+        f"{what} (rows, input layer first) after each epoch (columns), as log10, averaged "
+        "over seeds; one panel per group, one colour scale. A colour gradient from top to "
+        "bottom means gradients vanish (darker toward the input) or explode toward the "
+        "input; dark grey cells are exactly zero gradients (e.g. zero init), light grey cells "
+        "were not recorded."
+    )
     if metric is None:
         off = "per-layer tracking was off (or recorded no gradient norms) for these runs"
         return Section("gradients", title, intro, [Note(off)])
