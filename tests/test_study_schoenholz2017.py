@@ -81,6 +81,13 @@ def test_checks_not_reproduced_when_cells_contradict_the_theory():
     assert ordered_fails(grid).reproduced is False
 
 
+def test_the_critical_point_is_undecided_when_every_sigma_reaches_the_same_depth():
+    """At tiny scale every σ_w² trained at the deepest depth tested: 'reproduced' on no
+    evidence (instructor journey)."""
+    check = critical_deepest(grid_from_runs(_runs(lambda d, s: 0.8)))
+    assert check.reproduced is None and "every σ_w² reaches the same depth" in check.evidence
+
+
 def test_agreement_must_beat_a_constant_guess():
     grid = grid_from_runs(_runs(lambda d, s: 0.8))  # everything trains
     assert grid["predicted"].mean() == pytest.approx(6 / 9)

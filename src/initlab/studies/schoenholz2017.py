@@ -264,7 +264,8 @@ def deepest_trained(grid: pd.DataFrame) -> pd.Series:
 
 
 def critical_deepest(grid: pd.DataFrame) -> Expectation:
-    """The sigma_w² at the critical point has the largest deepest-trained depth (ties ok)."""
+    """The sigma_w² at the critical point has the largest deepest-trained depth (ties with
+    some ok; undecided when every sigma_w² reaches the same depth: the grid tells none apart)."""
     critical = critical_sigma_w2("tanh", SIGMA_B2)
     claim = (
         f"the network at the critical point (σ_w² ≈ {critical:.2f}) trains at the largest "
@@ -279,6 +280,8 @@ def critical_deepest(grid: pd.DataFrame) -> Expectation:
     best = int(deepest[near[0]])
     shown = ", ".join(f"σ_w²={s:g}: {int(d)}" for s, d in deepest.items())
     evidence = f"deepest trained depth per σ_w²: {shown} (deepest tested {grid['depth'].max()})"
+    if deepest.nunique() == 1:  # every σ_w² trains as deep (or as shallow): nothing told apart
+        return Expectation(claim, None, f"{evidence}: every σ_w² reaches the same depth")
     return Expectation(claim, bool(best > 0 and best >= deepest.max()), evidence)
 
 
