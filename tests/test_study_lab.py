@@ -38,3 +38,16 @@ def test_an_accuracy_near_chance_but_not_one_class_share_is_not_reproduced():
 
 def test_no_zeros_run_is_undecided():
     assert lab._zeros_at_chance(ctx_of([])).reproduced is None
+
+
+def test_a_tiny_study_says_it_is_a_smoke_test():
+    """Students read '✘ NOT reproduced' at tiny scale as the paper failing."""
+    from types import SimpleNamespace
+
+    from initlab.studies.runner import StudyOutcome
+
+    outcome = StudyOutcome(SimpleNamespace(name="he2015"), "tiny", None, [])
+    assert "tiny scale is a smoke test" in outcome.verdict_line()
+    assert (
+        "smoke" not in StudyOutcome(SimpleNamespace(name="x"), "default", None, []).verdict_line()
+    )

@@ -40,7 +40,14 @@ class StudyOutcome:
 
     def verdict_line(self) -> str:
         n = len(self.expectations)
-        return f"{self.study.name}: {self.reproduced} of {n} expected outcomes reproduced"
+        line = f"{self.study.name}: {self.reproduced} of {n} expected outcomes reproduced"
+        return line + (f" ({TINY_NOTE})" if self.scale == "tiny" else "")
+
+
+TINY_NOTE = (
+    "tiny scale is a smoke test: its data and networks are too small for the paper's "
+    "effects, so its verdicts usually do not reproduce; --scale default for evidence"
+)
 
 
 def check_scale(scale: str) -> str:
@@ -66,7 +73,8 @@ def verdict_section(study: Study, expectations: list[Expectation], scale: str) -
         ]
     )
     strong = tuple(i for i, e in enumerate(expectations) if e.reproduced is not True)
-    intro = f"{study.paper}. {study.claim} Scale: {scale}."
+    tiny = f" ({TINY_NOTE})" if scale == "tiny" else ""
+    intro = f"{study.paper}. {study.claim} Scale: {scale}{tiny}."
     return Section("verdict", f"{study.title}: verdict", intro, [Table(frame, "", strong)])
 
 
