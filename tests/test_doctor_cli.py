@@ -185,3 +185,17 @@ def test_the_doctor_adds_depth_scaling_only_where_the_stream_still_explodes(
     assert ("residual rule depth_scaled, L = 16 branches" in text) == ruled
     assert "remains" not in text and "after the plan: no findings" in text
     assert ('residual="depth_scaled"' in text) == ruled
+
+
+def test_the_trials_on_a_residual_model_say_where_fixup_and_skipinit_are(
+    tmp_path, capsys, monkeypatch
+):
+    from initlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(NETS)
+    args = ["doctor", "--model", "nets.py:plain", "--model-arg", "blocks=2", "--data", "digits"]
+    args += ["--trials", "1", "--budget", "10s", "--candidates", "plan", "--out", "o"]
+    assert main(args) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "initlab compare --residual-init fixup,skipinit trains them" in said

@@ -221,6 +221,12 @@ def run_trials(
     found = _candidates(probe, net, plan, start, names, console)
     reference = start if any(c.name == start for c in found) else "default"
     console.print(f"candidates: {', '.join(c.name for c in found)}; timing a short trial…")
+    if plan.residual is not None and plan.residual.branches:
+        console.print(
+            "(fixup and skipinit add parameters, so no snippet could set them on your model: "
+            "initlab compare --residual-init fixup,skipinit trains them)",
+            soft_wrap=True, markup=False, highlight=False,
+        )  # fmt: skip
     progress = Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), console=console, transient=True,
