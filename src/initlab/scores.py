@@ -138,3 +138,9 @@ def stuck_not_tied(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: list[str]
     apart = ranked["group"].map(all_stuck).fillna(False).astype(bool)
     apart.iloc[0] = False
     return ranked.assign(tied_with_best=ranked["tied_with_best"] & ~apart)
+
+
+def parted_by_stuck(tied: bool, p_holm: float, alpha: float = 0.05) -> bool:
+    """Whether only :func:`stuck_not_tied` parts a group from the best: not tied, although
+    its Holm-adjusted p (``>= alpha``) could not tell it from the best."""
+    return not tied and p_holm == p_holm and p_holm >= alpha

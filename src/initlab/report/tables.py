@@ -16,7 +16,7 @@ import pandas as pd
 
 from initlab.curves import group_label
 from initlab.results import rank_within, without_unscored_ranks
-from initlab.scores import ACCURACY, RESOLVED_TASK, Score
+from initlab.scores import ACCURACY, RESOLVED_TASK, Score, parted_by_stuck
 from initlab.stats import group_label as stats_label
 from initlab.stats import holm_adjust, pairwise_comparisons
 from initlab.train.result import DIVERGED, FAILED
@@ -243,7 +243,7 @@ def _vs_best(rank: int, p: float, tied: bool) -> str:
         return "best"
     if not _finite(p):
         return "n/a"
-    if not tied and p >= ALPHA:  # untied by the stuck rule (initlab.scores.stuck_not_tied)
+    if parted_by_stuck(tied, p, ALPHA):
         return f"no: stuck at chance (p = {_p(p)})"
     return f"{'yes' if tied else 'no'} (p = {_p(p)})"
 

@@ -31,7 +31,7 @@ from initlab.results import (
     partitions,
     retry_hint,
 )
-from initlab.scores import Score
+from initlab.scores import Score, parted_by_stuck
 from initlab.stats import group_label, some_names
 from initlab.store import Store, open_store, store_path, study_dir
 from initlab.sweep.engine import Outcome
@@ -313,7 +313,8 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
         name = scores.get(within, score).name()
         title = f"ranking by {name}" + (f" within {within}" if within else "")
         print_frame(ranking_table(part, name), console, title=title)
-    stuck = ", never for a group stuck at chance when the best is not" * score.stuck_applies
+    stuck = ", never for a group stuck at chance when the best is not"
+    stuck = stuck if score.stuck_applies else ""
     apart = " Runs on different data are ranked apart." if ranked["within"].nunique() > 1 else ""
     if results.within and ranked["within"].nunique() > 1:
         apart = f" Groups are ranked and tested within each {', '.join(results.within)}."
@@ -358,7 +359,7 @@ def _tied(rank: object, tied: bool, p: float) -> str:
         return ""
     if rank == 1:
         return "best"
-    return "yes" if tied else "stuck" if p == p and p >= ALPHA else ""
+    return "yes" if tied else "stuck" if parted_by_stuck(tied, p, ALPHA) else ""
 
 
 def _mean_ci(mean: float, ci: float) -> str:
