@@ -85,13 +85,13 @@ PRODUCT_FUNCTIONS = frozenset(
 """Matrix products of activations (attention's ``q @ k.T`` and ``att @ v``): a layer whose
 output meets one is linear, like one whose output meets the next layer."""
 ADD_FUNCTIONS = frozenset({"add", "__add__", "__radd__"})
+"""Out-of-place sums: a residual join when the other term is a stream (``_Tracer._joins``);
+``out += identity`` (``add_``, ignored) keeps the tag to the activation after the sum."""
 STREAM_READERS = frozenset({"multi_head_attention_forward", *ADD_FUNCTIONS})
 """What reads a residual stream and leaves a branch end that joined it linear, besides the
 next layer or product: an ``nn.MultiheadAttention`` (its own function) and the next join.
 Anything else (a scale, a ``mean``, an RNN's ``chunk`` of ``W x + U h``) leaves it
 ``unknown``, for :func:`infer_activation`."""
-"""Out-of-place sums: a residual join when the other term is a stream (``_Tracer._joins``);
-``out += identity`` (``add_``, ignored) keeps the tag to the activation after the sum."""
 IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", "add_"})
 """Reading a tensor's shape or attributes is not consuming it."""
 
