@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from initlab.apply import AS_BUILT, initializable_layers, weight_layers
 from initlab.arguments import as_inputs, check_module, check_runs
 from initlab.compound_layers import COMPOUND, is_attention_output
+from initlab.embedding_init import EMBEDDINGS
 from initlab.errors import UnknownNameError
 from initlab.layer_order import output_layer_name
 from initlab.probe.trace import NOT_RUN, activations_of, first_calls
@@ -203,9 +204,7 @@ def tied_tables(model: nn.Module, layer: nn.Module) -> list[str]:
     return [
         name
         for name, module in model.named_modules()
-        if isinstance(module, (nn.Embedding, nn.EmbeddingBag))
-        and module.weight is weight
-        and module is not layer
+        if isinstance(module, EMBEDDINGS) and module.weight is weight and module is not layer
     ]
 
 
