@@ -74,11 +74,18 @@ def _options(
     """initlab — a weight-initialization laboratory for PyTorch."""
 
 
-def _register_commands() -> None:
-    """Import every ``initlab/cli/*_cmd.py``: each registers its command(s) on ``app``."""
-    for module in pkgutil.iter_modules(__path__):
-        if module.name.endswith("_cmd"):
-            importlib.import_module(f"{__name__}.{module.name}")
+def _register_commands(args: list[str] | None = None) -> None:
+    """Import the command modules (``initlab/cli/*_cmd.py``): each registers its command(s)
+    on ``app``. When ``args`` name a command that has its own ``<name>_cmd.py``, only that
+    one is imported: ``initlab list`` does not pay for ``compare``'s torch, scipy and
+    matplotlib. Otherwise (no command, ``--help``, a misspelled name whose suggestions need
+    them all) every one is."""
+    modules = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd"))
+    command = next((arg for arg in args or [] if not arg.startswith("-")), None)
+    if f"{command}_cmd" in modules:
+        modules = [f"{command}_cmd"]
+    for name in modules:
+        importlib.import_module(f"{__name__}.{name}")
 
 
 def apply_mkl_dispatch(args: list[str]) -> str:
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     override comes first: the command modules import torch."""
     args = sys.argv[1:] if argv is None else list(argv)
     apply_mkl_dispatch(args)
-    _register_commands()
+    _register_commands(args)
     try:
         with warnings.catch_warnings(), _terminate_as_interrupt():
             warnings.showwarning = NotePrinter()

@@ -88,8 +88,9 @@ def doctor(
     batch_size: BatchSize = 32,
     given: dict[str, Any] | None = None,
 ) -> None:
-    """Diagnose a model, recommend a scheme per layer, apply it, and show what changed;
-    with --trials, train the candidates and recommend one with evidence."""
+    """Diagnose a model, recommend a scheme per layer, apply it, and show what changed.
+
+    With --trials, train the candidates and recommend one with evidence."""
     check_positive("--batch", batch)
     target = given or {}
     start = init or ("default" if is_user_spec(target.get("model")) else "random_normal")

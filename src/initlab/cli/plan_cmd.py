@@ -35,7 +35,9 @@ def plan(
     ] = None,
     given: dict[str, Any] | None = None,
 ) -> None:
-    """Every parameter of --model: its role in the residual structure (branch k, layer j of
+    """A residual-aware init plan for --model: each parameter's role, rule and std.
+
+    Every parameter of --model: its role in the residual structure (branch k, layer j of
     m, skip projection, norm, output, embedding), the rule applied, rms and std before → after.
     With --data, a model torch.fx cannot trace is run on two of its inputs to find its
     residual branches (otherwise they are guessed from module names)."""
