@@ -11,6 +11,7 @@ import pytest
 import initlab
 from initlab.report import assemble_report, build_report
 from initlab.report.layers import grad_norm_metric, layer_grids
+from initlab.report.model import Note
 from initlab.report.sweep import (
     hidden_widths,
     is_depth_scale_sweep,
@@ -19,7 +20,7 @@ from initlab.report.sweep import (
     theory_curve,
     trainability_panels,
 )
-from initlab.report.tables import _p, pairwise_table, ranked_summary
+from initlab.report.tables import _p, pairwise_table, ranked_summary, stuck_reasons
 from initlab.results import ResultSet
 from initlab.stats import pairwise_comparisons
 
@@ -126,6 +127,17 @@ def test_summary_is_ranked_and_marks_stuck_runs(results):
     assert table.loc[1, "stuck"] == "2"
     assert re.fullmatch(r"\[\d\.\d{4}, \d\.\d{4}\]", table.loc[1, "95% CI"])
     assert "±" in table.loc[0, "test accuracy (mean ± std)"]
+    notes = [b.text for b in report.sections[0].blocks if isinstance(b, Note)]
+    (why,) = [n for n in notes if "stuck" in n]  # zeros only: he_normal learned
+    assert why.startswith("zeros: every run stuck at chance") and "symmetry" in why
+
+
+def test_a_stuck_group_that_is_not_constant_is_pointed_to_its_gradients():
+    res = synthetic_results({"he_normal": [0.9, 0.91], "random_normal(stddev=1e-4)": [0.1] * 2})
+    res.runs.loc[res.runs["test_accuracy"] < 0.2, "status"] = "stuck"
+    (why,) = stuck_reasons(ranked_summary(res.summary(), res.runs, ["init"]), ["init"])
+    assert why.startswith("random_normal(stddev=1e-4): every run stuck")
+    assert "symmetry" not in why and "per-layer gradients" in why
 
 
 def test_user_strings_are_escaped_everywhere(tmp_path):

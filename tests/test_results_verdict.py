@@ -238,6 +238,27 @@ def test_a_group_stuck_at_chance_is_never_tied_with_a_best_that_learned():
     assert ranked.loc["zeros", "p_holm"] >= 0.05 and not ranked.loc["zeros", "tied_with_best"]
     assert ranked.loc["glorot", "tied_with_best"]
     assert "zeros" not in results.verdict()
+    # without glorot, zeros is parted by the stuck rule alone: its p is no evidence to quote
+    alone = ResultSet(pd.DataFrame(rows[:2] + rows[4:]), pd.DataFrame(), group_by=("init",))
+    text = alone.verdict()
+    assert text.startswith("winner: he_normal, zeros stuck at chance in every run")
+    assert "Welch's test to say so: Holm-adjusted p ≥ 0.05" in text and "p ≤" not in text
     # every group stuck: the rule parts nothing
     stuck = pd.DataFrame(rows).assign(status="stuck")
     assert ResultSet(stuck, pd.DataFrame(), group_by=("init",)).ranking()["tied_with_best"].all()
+
+
+def test_a_best_group_stuck_in_some_runs_has_not_shown_that_it_learns():
+    """he_normal stuck in 1 of 2 runs against default stuck in both (p = 0.64, a real
+    report): the stuck rule does not apply, so no winner is named."""
+    rows = [
+        dict(run_id=f"{init}{s}", init=init, seed=s, test_accuracy=acc, status=status)
+        for init, runs in (
+            ("he_normal", ((0.62, "ok"), (0.11, "stuck"))),
+            ("default", ((0.10, "stuck"), (0.12, "stuck"))),
+        )
+        for s, (acc, status) in enumerate(runs)
+    ]
+    results = ResultSet(pd.DataFrame(rows), pd.DataFrame(), group_by=("init",))
+    assert results.ranking().set_index("group").loc["default", "tied_with_best"]
+    assert results.verdict().startswith("no winner at 2 seeds")

@@ -123,18 +123,22 @@ ACCURACY = Score()
 
 def stuck_not_tied(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: list[str]) -> pd.DataFrame:
     """``ranked`` (:func:`initlab.stats.rank_groups` of ``runs``) with ``tied_with_best``
-    false for every group all of whose runs are ``stuck`` (at chance) while the best group's
-    are not: with two seeds, zeros at 0.10 against He at 0.89 is Welch p = 0.09 after Holm,
-    "cannot be told from the best", yet its runs were each tested at chance already."""
+    false for every group all of whose runs are ``stuck`` (at chance) while none of the best
+    group's is: with two seeds, zeros at 0.10 against He at 0.89 is Welch p = 0.09 after
+    Holm, "cannot be told from the best", yet its runs were each tested at chance already.
+    A best group stuck in some of its runs has not shown that it learns: Welch's test alone
+    decides then."""
     if ranked.empty or "status" not in runs or "group" not in ranked:
         return ranked
     keys = list(group_by)
-    all_stuck = {
-        group_label(key): bool((g["status"] == STUCK).all())
+    stuck = {
+        group_label(key): g["status"] == STUCK
         for key, g in runs.groupby(keys, sort=False, dropna=False)
     }
-    if all_stuck.get(ranked["group"].iloc[0], True):
+    best = stuck.get(ranked["group"].iloc[0])
+    if best is None or best.any():
         return ranked
+    all_stuck = {label: bool(s.all()) for label, s in stuck.items()}
     apart = ranked["group"].map(all_stuck).fillna(False).astype(bool)
     apart.iloc[0] = False
     return ranked.assign(tied_with_best=ranked["tied_with_best"] & ~apart)

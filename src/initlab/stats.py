@@ -275,6 +275,29 @@ def seeds_needed(
     return n
 
 
+def _beaten(rest: pd.DataFrame, alpha: float) -> str:
+    """How the winner beat the ``rest`` of the ranking: Welch's test (the worst Holm p) and,
+    apart, the groups stuck at chance in every run that only the stuck rule parts from it
+    (not tied, yet ``p_holm >= alpha``: :func:`initlab.scores.parted_by_stuck`), whose p
+    is no evidence to quote."""
+    compared = rest[(rest["n"] >= 2) & rest["p_vs_best"].notna()]
+    stuck = compared[~compared["tied_with_best"].astype(bool) & (compared["p_holm"] >= alpha)]
+    tested = compared.drop(stuck.index)
+    said = []
+    if len(tested):
+        them = "the other group" if len(tested) == 1 else f"each of the {len(tested)} others"
+        if len(stuck):
+            them = some_names(list(tested["group"]))
+        worst = float(tested["p_holm"].max())
+        said.append(f"better than {them} (Welch's t-test, Holm-adjusted p ≤ {worst:.2g})")
+    if len(stuck):
+        said.append(
+            f"{some_names(list(stuck['group']))} stuck at chance in every run while it learned "
+            f"(too few seeds for Welch's test to say so: Holm-adjusted p ≥ {alpha:g})"
+        )
+    return "; ".join(said)
+
+
 def verdict(
     ranked: pd.DataFrame,
     alpha: float = 0.05,
@@ -299,13 +322,7 @@ def verdict(
     tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
     if not tied:
         rest = ranked.iloc[1:]
-        tested = int(((rest["n"] >= 2) & rest["p_vs_best"].notna()).sum())
-        worst = float(rest["p_holm"].max())
-        them = "the other group" if tested == 1 else f"each of the {tested} others"
-        text = (
-            f"winner: {best['group']}, better than {them} "
-            f"(Welch's t-test, Holm-adjusted p ≤ {worst:.2g})"
-        )
+        text = f"winner: {best['group']}, {_beaten(rest, alpha)}"
         short = int((rest["n"] < 2).sum())
         if short:
             text += (

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from initlab.curves import group_label
+from initlab.initializers import parse
+from initlab.initializers.basic import Constant
 from initlab.results import rank_within, without_unscored_ranks
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score, parted_by_stuck
 from initlab.stats import group_label as stats_label
@@ -85,6 +87,45 @@ def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame
         )
     frame = pd.DataFrame(rows)
     return frame if score.stuck_applies else frame.drop(columns=["stuck"], errors="ignore")
+
+
+def stuck_reasons(ranked: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """One line for each group whose every run was stuck at chance, with its likely cause.
+
+    A constant ``init`` (``zeros``, ``ones``, ``constant(...)``) gives a hidden layer's
+    units equal weights: equal outputs, equal gradients, so the symmetry between them is
+    never broken. Any other init is pointed to the per-layer gradients and ``diagnose``."""
+    lines = []
+    for r in ranked.to_dict("records"):
+        stuck = r.get("stuck", 0)
+        if not (_finite(stuck) and 0 < stuck == r["runs"]):
+            continue
+        spec = r.get("init") if "init" in keys else None
+        head = f"{r['group']}: every run stuck at chance."
+        check = f"`initlab diagnose --init {spec}` (with the same --model)" if spec else ""
+        if spec and _constant(str(spec)):
+            lines.append(
+                f"{head} A constant init gives the units of a hidden layer identical weights: "
+                "they compute the same function and receive the same gradient, so the symmetry "
+                "between them is never broken (with zeros and ReLU the hidden gradients are "
+                f"exactly 0). {check} shows it layer by layer."
+            )
+        else:
+            where = f" and {check}" if check else ""
+            lines.append(
+                f"{head} The usual cause is the signal at init (vanishing or exploding through "
+                "depth, saturated or dead units): see the per-layer gradients below"
+                f"{where}."
+            )
+    return lines
+
+
+def _constant(spec: str) -> bool:
+    """Whether ``spec`` parses to an initializer that fills every entry with one value."""
+    try:
+        return isinstance(parse(spec).sampler, Constant)
+    except Exception:  # 'default', a user's name: not a constant that initlab knows
+        return False
 
 
 def group_accuracies(

@@ -313,7 +313,7 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
         name = scores.get(within, score).name()
         title = f"ranking by {name}" + (f" within {within}" if within else "")
         print_frame(ranking_table(part, name), console, title=title)
-    stuck = ", never for a group stuck at chance when the best is not"
+    stuck = ", never for a group stuck at chance in every run when no run of the best is"
     stuck = stuck if score.stuck_applies else ""
     apart = " Runs on different data are ranked apart." if ranked["within"].nunique() > 1 else ""
     if results.within and ranked["within"].nunique() > 1:
