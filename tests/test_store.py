@@ -100,6 +100,15 @@ def test_round_trip_of_a_run_its_epochs_and_layer_stats(store):
     assert "init" in store.layer_stats(with_config=True)
 
 
+def test_momentum_is_recorded_only_for_the_momentum_optimizer(store):
+    """Plain SGD and Adam never use ``momentum``: their rows leave it empty, not 0.9."""
+    for optimizer in ("sgd", "momentum", "adam"):
+        store.record(outcome(config(optimizer=optimizer, momentum=0.8)))
+    runs = store.runs().set_index("optimizer")
+    assert runs.loc["momentum", "momentum"] == 0.8  # exact: stored as given
+    assert runs.loc[["sgd", "adam"], "momentum"].isna().all()
+
+
 def test_diverged_runs_count_as_done_and_failed_ones_are_retried(store):
     ok, diverged, failed = config(seed=0), config(seed=1), config(seed=2)
     store.record(outcome(ok))

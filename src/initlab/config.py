@@ -212,6 +212,14 @@ def unused_settings(model: str) -> tuple[str, ...]:
     return ARCHITECTURE_SETTINGS if is_user_spec(model) else _UNUSED_BY.get(model, ())
 
 
+def unused_in_run(config: RunConfig) -> tuple[str, ...]:
+    """The settings a run never applies, shown empty in its row: the model's
+    (:func:`unused_settings`) and ``momentum`` unless its optimizer is ``momentum`` (plain
+    SGD has none; Adam's moments have their own betas)."""
+    momentum = () if config.optimizer == "momentum" else ("momentum",)
+    return unused_settings(config.model) + momentum
+
+
 def validate_numbers(config: RunConfig) -> None:
     """Raise :class:`InitlabError` for values no run can have: every number outside its
     range (:data:`initlab.ranges.RANGES`), a malformed device, model_args or name."""

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from initlab.apply import AS_BUILT
-from initlab.config import unused_settings
+from initlab.config import unused_in_run
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS, config_columns
 from initlab.store.versions import user_specs
 from initlab.usercode import source_fingerprint
@@ -41,7 +41,7 @@ def run_row(outcome: Outcome) -> dict[str, Any]:
     result, config = outcome.result, outcome.result.config
     run_id = outcome.run_id or config.key()  # the key of the file version it trained
     row: dict[str, Any] = {"run_id": run_id, "config": json.dumps(config.to_dict())}
-    unused = unused_settings(config.model) + (AS_BUILT_UNUSED if config.init == AS_BUILT else ())
+    unused = unused_in_run(config) + (AS_BUILT_UNUSED if config.init == AS_BUILT else ())
     for name, _ in config_columns():
         value = getattr(config, name)
         if name in unused:  # not applied to this run: empty, not the defaults it never used

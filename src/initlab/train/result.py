@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from scipy import stats as sps
 
-from initlab.config import RunConfig, unused_settings
+from initlab.config import RunConfig, unused_in_run
 
 OK, STUCK, DIVERGED, FAILED = "ok", "stuck", "diverged", "failed"
 STUCK_ALPHA = 0.05
@@ -65,15 +65,15 @@ class RunResult:
         return self.epochs[-1]["val_accuracy"] if self.epochs else math.nan
 
     def summary_row(self) -> dict[str, Any]:
-        """One flat row: the config's fields (empty where the model does not use them:
-        :func:`initlab.config.unused_settings`), then the run's outcome."""
+        """One flat row: the config's fields (empty where the run does not use them:
+        :func:`initlab.config.unused_in_run`), then the run's outcome."""
         row: dict[str, Any] = self.config.to_dict() if self.config else {}
         row.pop("extra", None)
         if self.config:
             row["hidden"] = "-".join(map(str, self.config.hidden))
             row["model_args"] = json.dumps(self.config.model_args, sort_keys=True)
             row["run_id"] = self.config.key()
-            row.update(dict.fromkeys(unused_settings(self.config.model)))
+            row.update(dict.fromkeys(unused_in_run(self.config)))
         row.update(
             status=self.status,
             test_accuracy=self.test_accuracy,
