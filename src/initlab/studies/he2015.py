@@ -84,8 +84,8 @@ class He2015(Study):
         "In a deep plain ReLU network, the Xavier init (Var(W) = 1/n) halves the signal's "
         "variance at every layer, so at 30 layers gradients vanish and training stalls at the "
         "loss of chance (ln 10) while the He init N(0, 2/fan_in) converges; at a moderate "
-        "depth (22 layers) both converge, He earlier. ReLU MLPs on Fashion-MNIST stand in for "
-        "the paper's ImageNet conv nets."
+        "depth (22 layers) both converge, He earlier. ReLU MLPs on Fashion-MNIST (scikit-learn's "
+        "8×8 digits at the tiny scale) stand in for the paper's ImageNet conv nets."
     )
 
     def spec(self, scale: str) -> Spec:
