@@ -252,6 +252,23 @@ def test_the_per_model_functions_take_arrays_and_refuse_a_class_or_factory_in_on
         comparison_configs([], 1)
 
 
+def test_a_batch_no_statistic_can_come_from_is_refused_before_any_weight_changes():
+    """NaN inputs read as 'exploding gradients, standardize the inputs', an empty batch as
+    'healthy', and LSUV on NaN returned quietly with output_var NaN."""
+    x = torch.randn(16, 8)
+    nan = torch.full((16, 8), float("nan"))
+    with pytest.raises(InitlabError, match=r"^diagnose: the inputs contain 128 NaN/inf values"):
+        initlab.diagnose(_Net(), nan)
+    with pytest.raises(InitlabError, match=r"^recommend: the batch of inputs has no examples"):
+        initlab.recommend(_Net(), x[:0])
+    net = _Net()
+    before = [p.clone() for p in net.parameters()]
+    for data, message in ((nan, "NaN/inf"), (x[:, :7], "cannot run on inputs of shape")):
+        with pytest.raises(InitlabError, match=rf"^initialize: .*{message}"):
+            initlab.initialize(net, "lsuv", data=data)
+        assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+
+
 class _BreaksOnBatches(nn.Module):
     """Runs on the preflight's two examples, fails on a training batch."""
 
@@ -294,3 +311,26 @@ def test_compare_arguments_of_the_wrong_type_are_one_clear_error(kwargs, message
     args = {"inits": ["he_normal"], **kwargs}
     with pytest.raises(InitlabError, match=message):
         initlab.compare(args.pop("inits"), seeds=1, data="digits", epochs=1, **args)
+
+
+def test_python_calls_that_raised_raw_python_errors(tmp_path):
+    """run_study on a path, build_report on a string, coord_check widths as text and
+    save() onto a file raised AttributeError, ValueError or FileExistsError."""
+    from initlab.report import build_report
+    from initlab.sweep import run_study
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(
+        'name = "tiny"\n[fixed]\ndataset = "digits"\nhidden = [8]\nepochs = 1\ntrack = "off"\n'
+        '[sweep]\ninit = ["he_normal"]\nseed = [0]\n'
+    )
+    results, report = run_study(str(spec), None)
+    assert len(results.runs) == 1 and report.total == 1
+    with pytest.raises(InitlabError, match=r"^build_report takes a ResultSet .* got str"):
+        build_report("results", tmp_path / "report")
+    with pytest.raises(InitlabError, match=r"^widths takes integers like 64,128,256; got '8,x'"):
+        coord_check("mlp", widths="8,x", data="digits")
+    (tmp_path / "taken.png").write_text("a plot of before")
+    with pytest.raises(InitlabError, match="a file is there; save takes a directory"):
+        results.save(tmp_path / "taken.png")
+    assert (tmp_path / "taken.png").read_text() == "a plot of before"

@@ -208,6 +208,7 @@ def test_regression_from_an_npz_file(user_dir, capsys):
     # the built-in MLP's settings are empty for a model that has none of them
     for column in ("hidden", "activation", "batch_norm", "dropout", "residual"):
         assert runs[column].isna().all(), column
+    assert runs["momentum"].isna().all()  # plain SGD: no momentum, not the unused default
 
 
 def test_token_sequences_from_a_data_function(user_dir, capsys):
@@ -409,7 +410,9 @@ def test_specs_of_callables_and_data():
     x2 = x.copy()
     x2[0, 0] = 1.0
     assert data_spec((x2, y, x, y)) != spec  # one changed byte: a new spec, new run keys
-    assert data_spec((torch.from_numpy(x), y, x, y)) != spec  # tensor vs array: hashed apart
+    # the same numbers as a tensor: the same data (loaded alike), so the same runs resume
+    assert data_spec((torch.from_numpy(x), torch.from_numpy(y), x, y)) == spec
+    assert data_spec((x.astype(np.float64), y, x, y)) != spec  # another dtype: other data
     with pytest.raises(InitlabError, match="x_train, y_train, x_test"):
         data_spec((x, y))
 

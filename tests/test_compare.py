@@ -54,6 +54,11 @@ def test_configs_are_checked_before_anything_runs():
         comparison_configs(["he_normal"], [], **TINY)
     with pytest.raises(InitlabError, match="epochs"):
         comparison_configs(["he_normal"], 1, **{**TINY, "epochs": 0})
+    # init= and seed= are the swept axes: refused, not silently overridden by them
+    with pytest.raises(InitlabError, match="init='he_normal': a comparison sweeps init"):
+        initlab.compare(init="he_normal", seeds=1, **TINY)
+    with pytest.raises(InitlabError, match="seed=7: a comparison sweeps seed; pass seeds="):
+        comparison_configs(["he_normal"], 2, seed=7, **TINY)
 
 
 def test_a_deep_hidden_column_reads_as_the_ranking_labels_it():
@@ -92,3 +97,22 @@ def test_a_one_example_test_set_names_no_winner():
     assert means["default"] == pytest.approx(1.0) and means["zeros"] == pytest.approx(0.0)
     text = results.verdict()
     assert text.startswith("no winner: every seed scored the same") and "too small" in text
+
+
+def test_ctrl_c_keeps_the_finished_runs_of_a_comparison_without_a_store():
+    """No ``out=``: the in-memory store's runs ride on the exception, else they are lost."""
+    from initlab.sweep import SweepInterrupted
+
+    finished = []
+
+    def progress(config, record, result):
+        if result is not None:
+            finished.append(result)
+            if len(finished) == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted) as stop:
+        initlab.compare(["he_normal", "zeros"], seeds=2, engine="single", progress=progress, **TINY)
+    kept = stop.value.results.runs
+    assert len(kept) == 2 and set(kept["run_id"]) == {r.config.key() for r in finished}
+    assert "the 2 finished run(s) are in this exception's .results" in str(stop.value)

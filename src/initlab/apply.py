@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import initlab.initializers as initializers
-from initlab.arguments import as_inputs, check_module
+from initlab.arguments import as_inputs, check_batch, check_module, check_runs
 from initlab.compound_layers import (
     COMPOUND,
     compound_layers,
@@ -115,6 +115,7 @@ def initialize(
     rule = residual_rule(scheme, residual)
     plan = _resolve_plan(scheme, model, output_scheme(output_layer), data)
     _refuse_parametrized(model, plan)
+    _check_data(model, data, plan)
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=_skipped_modules(model))
     for name, module in weight_layers(model):
@@ -161,6 +162,21 @@ def _refuse_parametrized(model: nn.Module, plan: dict[str, Initializer | None]) 
             "and computed from other tensors; initialize the layer before registering the "
             "parametrization, or use the init 'default'"
         )
+
+
+def _check_data(
+    model: nn.Module, data: torch.Tensor | tuple | list | None, plan: dict[str, Initializer | None]
+) -> None:
+    """One line, before any weight changes, for a batch no data pass can use: empty,
+    NaN/inf, or, when a scheme of the ``plan`` reads data (LSUV), a single tensor of a
+    shape the model cannot take."""
+    if data is None:
+        return
+    for batch in data if isinstance(data, (tuple, list)) else (data,):
+        check_batch(batch, "initialize")
+    reads = any(getattr(i.sampler, "data_dependent", False) for i in plan.values() if i)
+    if reads and isinstance(data, torch.Tensor):
+        check_runs(model, data, "initialize")
 
 
 def _run_data_dependent(

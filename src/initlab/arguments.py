@@ -53,6 +53,7 @@ def check_runs(model: nn.Module, inputs: Tensor | None, caller: str) -> None:
     and the model's modes left as they were)."""
     if inputs is None:
         raise InitlabError(f"{caller} needs a batch of inputs the model takes, got None")
+    check_batch(inputs, caller)
     modes = [(m, m.training) for m in model.modules()]
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -68,6 +69,20 @@ def check_runs(model: nn.Module, inputs: Tensor | None, caller: str) -> None:
     finally:
         for module, mode in modes:
             module.training = mode
+
+
+def check_batch(inputs: Tensor, caller: str) -> None:
+    """One line for a batch no statistic can be read from: no examples, or NaN/inf among
+    floating-point inputs (every statistic downstream would be NaN and read as an
+    explosion)."""
+    if inputs.dim() == 0 or len(inputs) == 0:
+        raise InitlabError(
+            f"{caller}: the batch of inputs has no examples (shape {list(inputs.shape)}); "
+            "pass at least one, the first dimension counting them"
+        )
+    if inputs.is_floating_point() and not bool(torch.isfinite(inputs).all()):
+        bad = int((~torch.isfinite(inputs)).sum())
+        raise InitlabError(f"{caller}: the inputs contain {bad} NaN/inf values; clean them first")
 
 
 def check_compare_arguments(

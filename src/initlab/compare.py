@@ -78,6 +78,11 @@ def comparison_spec(
     inits = inits.split(",") if isinstance(inits, str) else list(inits)  # "a,b" or a list
     if not inits:
         raise InitlabError("inits is empty: name at least one init (e.g. ['default'])")
+    for swept, by in (("init", "inits"), ("seed", "seeds")):
+        if swept in settings:  # the axis would silently override it
+            raise InitlabError(
+                f"{swept}={settings[swept]!r}: a comparison sweeps {swept}; pass {by}= instead"
+            )
     seed_tuple = seed_list(seeds, "seeds")
     rules = settings.pop("residual_init", None)
     rules = rules.split(",") if isinstance(rules, str) else list(rules or [])
@@ -147,7 +152,8 @@ def compare(
     ``engine``: ``auto``, ``single`` or ``batched``. Every mistake (an unknown name, a
     factory that fails, data that does not fit the model, a device this machine lacks)
     raises :class:`~initlab.errors.InitlabError` before anything trains and before ``out``
-    is created.
+    is created. Ctrl-C raises :class:`~initlab.sweep.SweepInterrupted` (a
+    ``KeyboardInterrupt``) whose ``results`` holds the runs finished so far.
     """
     check_compare_arguments(inits, model_args, out, progress)
     if isinstance(inits, str):  # "he_normal" or "default,he_normal", as the CLI takes them

@@ -52,7 +52,8 @@ def callable_digest(fn: Callable) -> str:
 
 
 def arrays_digest(arrays: tuple) -> str:
-    """sha256 (16 hex digits) of the type, dtype, shape and bytes of each array/tensor."""
+    """sha256 (16 hex digits) of the dtype, shape and bytes of each array/tensor: the same
+    numbers as a tensor or as a numpy array are the same data (one store resumes both)."""
     import numpy as np
     import torch
 
@@ -63,7 +64,8 @@ def arrays_digest(arrays: tuple) -> str:
             raw = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
         else:
             raw = np.ascontiguousarray(np.asarray(item))
-        digest.update(f"{type(item).__name__}|{getattr(item, 'dtype', '')}|".encode())
+        dtype = str(getattr(item, "dtype", "")).removeprefix("torch.")  # torch.float32: float32
+        digest.update(f"{dtype}|".encode())
         digest.update(f"{tuple(getattr(item, 'shape', ()))}|".encode())
         digest.update(memoryview(raw).cast("B"))
     return digest.hexdigest()[:16]

@@ -231,6 +231,8 @@ class ResultSet:
         from initlab.curves import plot_curves
 
         out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise InitlabError(f"save({str(out)!r}): a file is there; save takes a directory")
         out.mkdir(parents=True, exist_ok=True)
         writers: dict[str, Callable[[Path], object]] = {
             "summary.csv": lambda p: self.runs.to_csv(p, index=False),

@@ -11,24 +11,16 @@ from rich.table import Table
 
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.options import parse_model_args, parse_seeds, split_list
+from initlab.cli.options import parse_model_args, parse_seeds
 from initlab.cli.outputs import check_output_dir
 from initlab.console import stdout_console
-from initlab.errors import InitlabError
+from initlab.scaling.check import parse_sizes
 
 if TYPE_CHECKING:
     from initlab.scaling.check import ScalingResult
 
 err = Console(stderr=True)
 out = stdout_console()
-
-
-def parse_sizes(option: str, text: str) -> tuple[int, ...]:
-    """``"64,128,256"`` → ``(64, 128, 256)``; one line for anything else."""
-    try:
-        return tuple(int(w) for w in split_list(text))
-    except ValueError:
-        raise InitlabError(f"{option} takes integers like 64,128,256; got '{text}'") from None
 
 
 @app.command()

@@ -56,6 +56,11 @@ def build_report(
     result set's own, usually ``init``); ``extra_sections``: sections placed first (a
     study's verdicts and figures).
     """
+    if not isinstance(results, ResultSet):
+        raise InitlabError(
+            f"build_report takes a ResultSet (from initlab.compare, or "
+            f"initlab.store.open_store(path).results()), got {type(results).__name__}"
+        )
     report = assemble_report(
         results,
         layer_stats=layer_stats,

@@ -38,6 +38,7 @@ from initlab.scaling.verdicts import (
     width_verdicts,
     with_sentences,
 )
+from initlab.speclist import split_list
 from initlab.sweep.spec import seed_list
 from initlab.train.device import resolve_device
 from initlab.train.stack import rng_devices
@@ -239,12 +240,24 @@ def coord_settings(sizes: tuple[Any, Any, Any, Any], **settings: Any) -> CoordSe
     ``compare``) and the other ``settings``."""
     widths, depths, seeds, base_width = plain(list(sizes))
     return CoordSettings(
-        widths=tuple(int(w) for w in widths),
+        widths=parse_sizes("widths", widths),
         seeds=seed_list(seeds if isinstance(seeds, int) else [int(s) for s in seeds]),
-        depths=tuple(int(d) for d in depths),
+        depths=parse_sizes("depths", depths),
         base_width=base_width,
         **settings,
     )
+
+
+def parse_sizes(option: str, sizes: str | Sequence[int]) -> tuple[int, ...]:
+    """``"64,128,256"`` or ``[64, 128, 256]`` → ``(64, 128, 256)``; one line for anything
+    else (``option`` names the argument)."""
+    try:
+        items = split_list(sizes) if isinstance(sizes, str) else list(sizes)
+        if any(isinstance(i, float) and not i.is_integer() for i in items):
+            raise ValueError
+        return tuple(int(i) for i in items)
+    except (TypeError, ValueError):
+        raise InitlabError(f"{option} takes integers like 64,128,256; got {sizes!r}") from None
 
 
 def judge(

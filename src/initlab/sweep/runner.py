@@ -52,7 +52,7 @@ from initlab.sweep.executor import (
     plan_workers,
 )
 from initlab.sweep.grid import DEFAULT_MAX_RUNS, expand
-from initlab.sweep.spec import Spec
+from initlab.sweep.spec import Spec, load_spec
 
 BACKENDS = ("local", "ray")
 LEASE_SPLIT = 4
@@ -148,11 +148,22 @@ class SweepProgress:
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep; ``report`` says what was saved."""
+    """Ctrl-C during a sweep; ``report`` says what was saved. From :func:`run_study` (and
+    so ``initlab.compare``), ``results`` holds the runs finished before it: with no store
+    file (``out=None``) they are nowhere else."""
 
     def __init__(self, report: SweepReport) -> None:
         super().__init__("sweep interrupted")
         self.report = report
+        self.results: ResultSet | None = None
+
+    def __str__(self) -> str:
+        if self.results is None:
+            return "sweep interrupted"
+        return (
+            f"sweep interrupted: the {len(self.results.runs)} finished run(s) are in this "
+            "exception's .results (with out=, they stay in the store and the same call resumes)"
+        )
 
 
 class SweepStopped(InitlabError):
@@ -162,6 +173,7 @@ class SweepStopped(InitlabError):
     def __init__(self, message: str, report: SweepReport) -> None:
         super().__init__(message)
         self.report = report
+        self.results: ResultSet | None = None  # set as in SweepInterrupted
 
 
 def run_sweep(
@@ -363,19 +375,26 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
 
 
 def run_study(
-    spec: Spec,
+    spec: Spec | str | Path,
     out: str | Path | None = None,
     *,
     configs: Sequence[RunConfig] | None = None,
     max_runs: int | None = DEFAULT_MAX_RUNS,
     **options,
 ) -> tuple[ResultSet, SweepReport]:
-    """Run ``spec`` into the store in ``out`` (a directory or ``.db`` file; in memory when
-    ``None``) and return the study's results and the sweep report. ``options`` are those of
-    :func:`run_sweep` (backend, workers, engine, address, data_dir, dataset, progress).
+    """Run ``spec`` (a :class:`Spec`, or the path of a spec file) into the store in ``out``
+    (a directory or ``.db`` file; in memory when ``None``) and return the study's results
+    and the sweep report. ``options`` are those of :func:`run_sweep` (backend, workers,
+    engine, address, data_dir, dataset, progress, gpus_per_trial).
     A spec of more than ``max_runs`` runs is refused before any is built (``None``: no limit)."""
+    if isinstance(spec, (str, Path)):  # a spec file, as `initlab sweep` takes it
+        spec = load_spec(spec)
     configs = list(configs) if configs is not None else expand(spec, max_runs)
     study = Study.from_spec(spec)
     with open_store(out if out is not None else ":memory:", create=True) as store:
-        report = run_sweep(configs, store, study, **options)
+        try:
+            report = run_sweep(configs, store, study, **options)
+        except (SweepInterrupted, SweepStopped) as stop:
+            stop.results = store.results(study.study_id)  # an in-memory store's only copy
+            raise
         return store.results(study.study_id), report
