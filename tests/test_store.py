@@ -77,7 +77,7 @@ def test_round_trip_of_a_run_its_epochs_and_layer_stats(store):
     row = runs.iloc[0]
     assert row["run_id"] == cfg.key() and row["hidden"] == "16-8" and row["init"] == cfg.init
     assert runs["batch_norm"].dtype == bool and bool(row["batch_norm"])
-    assert row["bias"] == 0.1 and pd.isna(row["output_init"]) and row["track"] == "epoch"
+    assert row["bias"] == 0.1 and row["output_init"] == "same" and row["track"] == "epoch"
     assert row["status"] == "ok" and row["test_accuracy"] == 0.9 and row["epochs_done"] == 2
     assert row["wall_seconds"] == 2.5 and row["attempts"] == 1 and row["engine"] == "single"
     assert (row["host"], row["torch_version"], row["python_version"], row["blas"]) == (
@@ -230,3 +230,20 @@ def test_several_processes_may_open_an_old_store_at_once(tmp_path):
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err[-300:] for _, err in outputs]
     assert [out.split() for out, _ in outputs] == [["1", "True"]] * 4
+
+
+def test_output_init_same_is_written_and_told_apart_from_unused(store):
+    """'same' was stored as NULL, like the output_init a 'default' run never uses, and the
+    two pooled: a compare with --output-init same merged into the glorot_uniform group."""
+    from initlab.store.read import varying
+
+    for output_init in ("glorot_uniform", "same"):
+        store.record(outcome(config(init="he_normal", output_init=output_init)))
+    runs = store.runs()
+    assert sorted(runs["output_init"]) == ["glorot_uniform", "same"]
+    assert varying(runs) == ["output_init"]
+    store.record(outcome(config(init="default", output_init="glorot_uniform")))
+    runs = store.runs()
+    assert runs.loc[runs["init"] == "default", "output_init"].isna().all()  # never applied
+    same = runs[runs["output_init"].ne("same")]  # glorot and an unused one: no difference
+    assert "output_init" not in varying(same)

@@ -138,9 +138,10 @@ SEEDS = ("seed", "data_seed")
 
 def varying(runs: pd.DataFrame) -> list[str]:
     """Config columns whose values differ between runs (seeds excluded); ``["init"]`` if none.
-    Varying ``model_args`` are named by argument: ``model_args.width``, not the JSON."""
+    Empty cells (a setting the run does not use) differ from nothing. Varying
+    ``model_args`` are named by argument: ``model_args.width``, not the JSON."""
     names = [f.name for f in fields(RunConfig) if f.name not in SEEDS and f.name in runs]
-    keys = [n for n in names if runs[n].astype(str).nunique() > 1]
+    keys = [n for n in names if runs[n].dropna().astype(str).nunique() > 1]
     if "model_args" in keys:
         expanded = with_model_arg_columns(runs)
         args = [c for c in expanded if c.startswith("model_args.")]

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from initlab.apply import AS_BUILT
-from initlab.config import unused_in_run
+from initlab.config import SAME, unused_in_run
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS, config_columns
 from initlab.store.versions import user_specs
 from initlab.usercode import source_fingerprint
@@ -46,6 +46,8 @@ def run_row(outcome: Outcome) -> dict[str, Any]:
         value = getattr(config, name)
         if name in unused:  # not applied to this run: empty, not the defaults it never used
             value = None
+        elif name == "output_init" and value is None:  # said, not empty: not the same as unused
+            value = SAME
         elif name == "hidden":
             value = "-".join(map(str, value))
         elif name in ("extra", "model_args"):

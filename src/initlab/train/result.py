@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from scipy import stats as sps
 
-from initlab.config import RunConfig, unused_in_run
+from initlab.config import SAME, RunConfig, unused_in_run
 
 OK, STUCK, DIVERGED, FAILED = "ok", "stuck", "diverged", "failed"
 STUCK_ALPHA = 0.05
@@ -73,6 +73,7 @@ class RunResult:
             row["hidden"] = "-".join(map(str, self.config.hidden))
             row["model_args"] = json.dumps(self.config.model_args, sort_keys=True)
             row["run_id"] = self.config.key()
+            row["output_init"] = self.config.output_init or SAME  # as the store writes it
             row.update(dict.fromkeys(unused_in_run(self.config)))
         row.update(
             status=self.status,
