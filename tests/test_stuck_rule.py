@@ -54,10 +54,11 @@ def test_the_classic_lab_zeros_is_stuck_and_he_normal_is_not():
     assert final_status(0.8481, baseline) == OK
 
 
-def test_only_classification_runs_can_be_stuck():
+def test_regression_runs_can_never_be_stuck_and_token_sequences_can():
     baseline = Baseline(share=0.5, n=100)
-    assert final_status(0.1, baseline, "regression") == OK  # an R²
-    assert final_status(0.1, baseline, "sequence") == OK  # a token accuracy
+    assert final_status(0.1, baseline, "regression") == OK  # an R²: no constant to beat
+    assert final_status(0.5, baseline, "sequence") == STUCK  # the most frequent token's share
+    assert final_status(0.7, baseline, "sequence") == OK
     assert final_status(0.1, None) == OK  # no test labels known
     assert final_status(float("nan"), baseline) == OK
     assert majority_baseline(torch.zeros(0, dtype=torch.int64)).n == 0
@@ -89,6 +90,35 @@ def test_the_rule_is_named_where_it_is_printed():
     assert "binomial" in rule and "1.5/classes" not in rule
     mixed = Score(("classification", "regression")).stuck_rule()
     assert mixed.startswith("stuck (classification runs): test accuracy not above")
+    tokens = Score(("sequence",)).stuck_rule()
+    assert tokens.startswith("stuck: token accuracy not above the most frequent target token")
+    assert Score(("regression",)).stuck_rule() == ""
+
+
+def test_token_padding_is_no_label_of_the_baseline():
+    """-100 (padding) would crash bincount, and counted, would be the 'majority token'."""
+    targets = torch.tensor(
+        [[3, 3, 3, -100, -100, -100, -100], [3, 5, -100, -100, -100, -100, -100]]
+    )
+    assert majority_baseline(targets) == Baseline(share=0.8, n=5)  # exact: 4 / 5
+
+
+def test_a_constant_next_token_predictor_is_stuck():
+    """A real report: three inits at 0.3691 ± 0, exactly the test share of the space token,
+    carried no flag."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 6, size=(64, 8))
+    y = np.where(rng.random((64, 8)) < 0.6, 0, rng.integers(1, 6, size=(64, 8)))
+
+    def lm():
+        return torch.nn.Sequential(torch.nn.Embedding(6, 8), torch.nn.Linear(8, 6))
+
+    results = initlab.compare(
+        ["zeros"], seeds=1, model=lm, data=(x, y, x, y), task="sequence", epochs=1,
+        output_init="same", track="off",
+    )  # fmt: skip
+    (run,) = results.runs.to_dict("records")
+    assert run["status"] == "stuck" and "stuck" in str(results)
 
 
 def test_compare_flags_a_run_at_the_majority_share_of_an_imbalanced_test_set():

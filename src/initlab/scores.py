@@ -9,7 +9,8 @@ reads as classification, as it did before other tasks existed.
 
 :class:`Score` names the score of a set of runs for tables, legends and figures, and says
 whether the ``stuck`` rule (accuracy not above the majority class's share of the test
-labels, :func:`initlab.train.result.final_status`) applies: to classification only.
+labels, or token accuracy the most frequent token's, :func:`initlab.train.result.final_status`)
+applies: to classification and sequence runs.
 ``initlab compare/sweep/results`` (:mod:`initlab.sweep.ui`), ``initlab report``
 (:mod:`initlab.report`) and :class:`~initlab.results.ResultSet` use it.
 """
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from initlab.stats import group_label
-from initlab.train.result import STUCK, STUCK_RULE
-from initlab.train.tasks import CLASSIFICATION, REGRESSION, SCORES, TASKS
+from initlab.train.result import STUCK, STUCK_RULE, STUCK_TASKS, STUCK_TOKEN_RULE
+from initlab.train.tasks import CLASSIFICATION, REGRESSION, SCORES, SEQUENCE, TASKS
 
 RESOLVED_TASK = "resolved_task"
 """The run column holding the task a run trained for (see the module docstring)."""
@@ -92,17 +93,20 @@ class Score:
 
     @property
     def stuck_applies(self) -> bool:
-        """Whether any run can be ``stuck`` (the rule is for classification only)."""
-        return CLASSIFICATION in self.tasks
+        """Whether any run can be ``stuck`` (classification and sequence runs: a constant
+        prediction has a share to beat; regression's R² has no such baseline)."""
+        return any(task in STUCK_TASKS for task in self.tasks)
 
     def stuck_rule(self) -> str:
         """``stuck: test accuracy not above the majority-class share of the test labels
-        (one-sided binomial test, p ≥ 0.05)`` (:data:`~initlab.train.result.STUCK_RULE`;
-        ``""`` when no run is classified)."""
-        if not self.stuck_applies:
-            return ""
-        scope = " (classification runs)" if self.mixed else ""
-        return f"stuck{scope}: {STUCK_RULE}"
+        (one-sided binomial test, p ≥ 0.05)`` (:data:`~initlab.train.result.STUCK_RULE`,
+        its token form for sequences; each task's rule named when they mix; ``""`` when no
+        run can be stuck)."""
+        rules = {CLASSIFICATION: STUCK_RULE, SEQUENCE: STUCK_TOKEN_RULE}
+        said = [(task, rules[task]) for task in self.tasks if task in rules]
+        if len(said) == 1 and not self.mixed:
+            return f"stuck: {said[0][1]}"
+        return "; ".join(f"stuck ({task} runs): {rule}" for task, rule in said)
 
     @property
     def bounded(self) -> bool:

@@ -2,7 +2,7 @@
 
 The ``intro`` of each section is the one-paragraph reading guide shown above its content.
 ``score`` (:class:`~initlab.scores.Score`) names what the runs' ``test_accuracy`` holds
-(accuracy, R², token accuracy) and whether the ``stuck`` rule applies (classification only).
+(accuracy, R², token accuracy) and whether the ``stuck`` rule applies (not to regression).
 """
 
 from __future__ import annotations

@@ -51,7 +51,13 @@ from initlab.train.device import autocast, device_name
 from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.memory import activations_per_example
 from initlab.train.optimizers import StackedOptimizer
-from initlab.train.result import DIVERGED, RunResult, dataset_baseline, final_status
+from initlab.train.result import (
+    DIVERGED,
+    STUCK_TASKS,
+    RunResult,
+    dataset_baseline,
+    final_status,
+)
 from initlab.train.seeding import derive_seed, make_generator, seed_global
 from initlab.train.stack import STACKED, ModelStack, rng_devices
 from initlab.train.tasks import CLASSIFICATION, Meter, losses, model_loss
@@ -289,7 +295,7 @@ class StackTrainer:
         if len(self.dead) < self.size:
             test_loss, test_score = self.evaluate("test")
         self.seconds += time.perf_counter() - t0
-        baseline = dataset_baseline(self.data) if self.plan.task == CLASSIFICATION else None
+        baseline = dataset_baseline(self.data) if self.plan.task in STUCK_TASKS else None
         for m, result in enumerate(self.results):
             result.train_seconds = self.seconds / self.size
             result.strategy = self.stack.strategy if self.size > 1 else ""

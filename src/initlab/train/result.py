@@ -24,6 +24,13 @@ STUCK_RULE = (
     f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g})"
 )
 """The ``stuck`` rule in words, as tables, legends and reports print it."""
+STUCK_TOKEN_RULE = (
+    "token accuracy not above the most frequent target token's share of the test targets "
+    f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g})"
+)
+"""The rule for sequence runs (:func:`final_status`)."""
+STUCK_TASKS = ("classification", "sequence")
+"""The tasks whose runs can be ``stuck`` (a constant prediction has a share to beat)."""
 
 
 @dataclass
@@ -103,12 +110,15 @@ _BASELINES: weakref.WeakKeyDictionary[object, Baseline] = weakref.WeakKeyDiction
 
 
 def majority_baseline(labels: torch.Tensor) -> Baseline:
-    """``Baseline(max_c count_c / n, n)`` of integer class ``labels`` (``[N]``);
+    """``Baseline(max_c count_c / n, n)`` of integer class ``labels`` (``[N]``, or token
+    targets ``[N, T]``, whose padding, any negative id such as ``-100``, is no label);
     ``Baseline(nan, 0)`` for no labels."""
-    n = int(labels.numel())
+    flat = labels.reshape(-1).long().cpu()
+    flat = flat[flat >= 0]
+    n = int(flat.numel())
     if n == 0:
         return Baseline(math.nan, 0)
-    counts = torch.bincount(labels.reshape(-1).long().cpu())
+    counts = torch.bincount(flat)
     return Baseline(int(counts.max()) / n, n)
 
 
@@ -126,14 +136,16 @@ def dataset_baseline(data: object) -> Baseline:
 def final_status(
     test_accuracy: float, baseline: Baseline | None, task: str = "classification"
 ) -> str:
-    """``stuck`` when a finished classification run is no better than predicting one class:
-    the one-sided binomial test of ``k = round(test_accuracy · n)`` correct of ``n`` test
-    labels against ``p0 = baseline.share`` (``alternative="greater"``) gives
-    ``p >= STUCK_ALPHA``. On a test set too small for any accuracy to be significant
-    (``share^n >= STUCK_ALPHA``: even all ``n`` right would not be), ``stuck`` only when ``k``
-    is at most the majority count. ``ok`` otherwise, for other tasks (regression, sequence),
-    without a baseline or test labels, or for a NaN accuracy."""
-    if task != "classification" or baseline is None or baseline.n == 0:
+    """``stuck`` when a finished classification run is no better than predicting one class
+    (a sequence run: one token): the one-sided binomial test of ``k = round(test_accuracy ·
+    n)`` correct of ``n`` test labels (real target tokens) against ``p0 = baseline.share``
+    (``alternative="greater"``) gives ``p >= STUCK_ALPHA``. On a test set too small for any
+    accuracy to be significant (``share^n >= STUCK_ALPHA``: even all ``n`` right would not
+    be), ``stuck`` only when ``k`` is at most the majority count. ``ok`` otherwise, for
+    regression, without a baseline or test labels, or for a NaN accuracy. (A sequence's
+    tokens are not independent, so its test counts too many trials: it calls a run
+    ``stuck`` less often than it should, never more.)"""
+    if task not in STUCK_TASKS or baseline is None or baseline.n == 0:
         return OK
     if not math.isfinite(test_accuracy):
         return OK
