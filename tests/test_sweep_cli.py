@@ -105,6 +105,9 @@ def test_results_prints_summary_and_ranking_and_exports(spec_file, tmp_path, cap
         assert (target / f"runs.{fmt}").exists() and (target / f"layer_stats.{fmt}").exists()
     assert len(pd.read_csv(tmp_path / "csv" / "epochs.csv")) == 4
     capsys.readouterr()
+    assert main(["results", str(out), "--out", str(tmp_path / "tables")]) == 2  # no --export
+    assert "--out is where --export writes" in capsys.readouterr().err
+    assert not (tmp_path / "tables").exists()
     assert main(["results", str(out), "--study", "cli-tinny"]) == 2
     assert "did you mean 'cli-tiny'" in capsys.readouterr().err
     assert main(["results", str(tmp_path / "nothing")]) == 2

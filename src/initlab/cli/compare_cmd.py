@@ -49,7 +49,7 @@ def compare(
     output_init: opt.OutputInit = "glorot_uniform",
     embedding_init: opt.EmbeddingInit = "default",
     bias: opt.Bias = "zeros",
-    residual_init: opt.ResidualInit = None,
+    residual_init: opt.CompareResidualInit = None,
     limit_train: Annotated[
         int | None, typer.Option(help="use only the first N training examples")
     ] = None,
@@ -65,8 +65,9 @@ def compare(
         Path | None,
         typer.Option(
             "--out",
-            help="keep the results store (initlab.db) and summary.csv, epochs.csv, curves.png "
-            "here; running again with the same --out resumes",
+            help="keep the results store (initlab.db) and summary.csv, epochs.csv, "
+            "by_group.csv, curves.png and (unless --track off) layer_stats.csv here; "
+            "running again with the same --out resumes",
         ),
     ] = None,
     backend: BackendOption = "local",

@@ -48,6 +48,15 @@ Data = Annotated[
         "file.py:function, file.npz or file.pt (default: fashion-mnist)",
     ),
 ]
+PlanModel = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="required: module:function or path/to/file.py:function returning an nn.Module "
+        "(imports and runs that code); the built-in mlp and cnn are refused: see initlab "
+        "diagnose --model mlp for their layers",
+    ),
+]
 PlanData = Annotated[
     str | None,
     typer.Option(
@@ -129,6 +138,15 @@ ResidualInit = Annotated[
         "--residual-init",
         help="residual rule after the init: none, zero_last_layer (zero), zero_last_norm, "
         "skipinit, fixup, depth_scaled (see docs/residual.md)",
+    ),
+]
+CompareResidualInit = Annotated[
+    str | None,
+    typer.Option(
+        "--residual-init",
+        help="residual rule after the init: none, zero_last_layer (zero), zero_last_norm, "
+        "skipinit, fixup, depth_scaled (see docs/residual.md); a comma list (none,fixup) "
+        "trains every init under each rule",
     ),
 ]
 OutputInit = Annotated[

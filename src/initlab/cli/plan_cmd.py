@@ -22,7 +22,7 @@ out = stdout_console()
 
 
 @app.command()
-@opt.target_options("model", "model_arg", "data", "task", data=opt.PlanData)
+@opt.target_options("model", "model_arg", "data", "task", model=opt.PlanModel, data=opt.PlanData)
 def plan(
     init: Annotated[str, typer.Option(help="the per-layer scheme; default: as built")] = "default",
     output_init: opt.OutputInit = "glorot_uniform",

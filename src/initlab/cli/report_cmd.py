@@ -32,12 +32,16 @@ def report(
     ],
     study: Annotated[
         str | None,
-        typer.Option(help="only the runs of this study (stores only; default: the only one)"),
+        typer.Option(
+            help="only the runs of this study (stores only; default: the store's only study, "
+            "else every run)"
+        ),
     ] = None,
     group_by: Annotated[
         str | None,
         typer.Option(
-            help="comma-separated grouping columns (default: the study's group_by, else init)"
+            help="comma-separated grouping columns (default: the study's group_by; else the "
+            "settings that vary between the runs, seeds excepted; init when none vary)"
         ),
     ] = None,
     title: Annotated[str | None, typer.Option(help="the report's title")] = None,

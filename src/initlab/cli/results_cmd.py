@@ -44,6 +44,8 @@ def results(
     within: Within = None,
 ) -> None:
     """Print a store's summary per group (mean ± std over seeds) and its ranking."""
+    if out_dir is not None and export_format is None:  # else written nowhere, silently
+        raise InitlabError("--out is where --export writes: add --export csv (or parquet)")
     with open_store(path) as store:
         study, listing = _pick_study(store, study)
         if export_format is not None:
