@@ -49,6 +49,20 @@ def test_an_injected_gain_wins_and_no_gain_keeps_the_default():
     assert kept["winner"] is None and "keep the model as built (default)" in kept["message"]
 
 
+def test_a_lower_mean_that_the_test_cannot_confirm_is_named_beside_the_winner():
+    """A real run named LSUV the winner while three candidates ranked above it, unsaid."""
+    table = _table({"default": 0.0, "good": -0.2})
+    swings = [-1.2, 0.5, -1.0, 0.4, -0.9, 0.3, 0.2, -0.6, 0.1]  # mean -0.244, sd 0.65
+    lucky = table[table["candidate"] == "default"].assign(candidate="lucky")
+    lucky["final"] = lucky["final"].to_numpy() + swings
+    decided = _decide(pd.concat([table, lucky], ignore_index=True))
+    assert decided["winner"] == "good"
+    assert decided["message"].endswith(
+        "; lucky had a lower mean loss but could not be told from the model as built "
+        "(default) (more seeds or a larger --budget may)"
+    )
+
+
 def test_a_gain_below_the_seed_noise_is_not_a_winner():
     # paired differences are consistent (tiny e) but smaller than the spread between seeds
     table = _table({"default": 0.0, "tiny": -0.02}, noise=0.05, cell=0.002)
@@ -138,12 +152,16 @@ def test_budget_and_schedule():
             parse_budget(bad)
     plan = plan_schedule(budget=10.0, step=0.01, fixed=1.0, n_train=10_000, batch=32)
     assert plan.steps >= 900 - plan.epochs and plan.seconds <= 10.0 + plan.epochs * 0.01
-    with pytest.raises(InitlabError, match=r"at least about 2s"):
+    with pytest.raises(InitlabError, match=r"at least about 7s"):  # 1.2 + 10 steps × 0.5
         plan_schedule(budget=1.5, step=0.5, fixed=1.2, n_train=100, batch=32)
+    with pytest.raises(InitlabError, match=r"too small for 10 training steps"):  # 9 fit
+        plan_schedule(budget=5.7, step=0.5, fixed=1.2, n_train=100, batch=32)
+    # 100 examples are 4 steps a pass: whole passes, at least the 10 steps (3 passes)
+    assert plan_schedule(budget=6.2, step=0.5, fixed=1.2, n_train=100, batch=32).steps == 12
     # the timing trial's own time comes out of the budget, and into the minimum it names
     spent = plan_schedule(budget=10.0, step=0.01, fixed=1.0, n_train=10_000, batch=32, spent=4.0)
     assert spent.steps <= plan.steps - 390 and spent.seconds <= 6.0 + spent.epochs * 0.01
-    with pytest.raises(InitlabError, match=r"at least about 8s"):
+    with pytest.raises(InitlabError, match=r"at least about 13s"):
         plan_schedule(budget=5.0, step=0.5, fixed=1.2, n_train=100, batch=32, spent=6.0)
     assert Design.square(3).runs == 9
     with pytest.raises(InitlabError):
@@ -160,7 +178,7 @@ def test_bad_trials_is_one_line_before_any_work(trials, tmp_path, capsys):
 def test_timing_stops_at_the_first_stack_that_uses_up_the_budget(monkeypatch):
     """Three stacks to time, each "taking" 5 s (1 s a warm epoch) of a 4 s budget: the
     first is refused there (the two others are never trained); the minimum projects all
-    three: 3 × (5 s timing + 3 s fixed + 0.25 s a step) = 24.75 s."""
+    three: 3 × (5 s timing + 3 s fixed + 10 steps × 0.25 s) = 31.5 s."""
     from types import SimpleNamespace
 
     clock, trained = [0.0], []
@@ -176,7 +194,7 @@ def test_timing_stops_at_the_first_stack_that_uses_up_the_budget(monkeypatch):
     configs = [RunConfig(seed=s) for s in range(3)]
     data = SimpleNamespace(x_train=np.zeros((8, 2)), y_train=np.zeros(8), y_val=np.zeros(2))
     monkeypatch.setattr(trials, "trial_data", lambda data, limit: data)
-    with pytest.raises(InitlabError, match=r"timing 1 of 3 stacks.*at least about 25s"):
+    with pytest.raises(InitlabError, match=r"timing 1 of 3 stacks.*at least about 32s"):
         trials.time_trial(configs, data, budget=4.0)
     assert len(trained) == 1
     # without a budget (or with room) every stack is timed: s = 3 × 1 s / 4 steps

@@ -12,8 +12,9 @@ the second epoch's records give ``s``, the seconds per step of all stacks togeth
 validation pass included), and the rest of its wall time ``f`` (building, initializing,
 first calls, the engine's choice of strategy, the final pass) is a fixed cost.
 ``S = floor((budget - t - f) / s)`` steps per run, ``t`` the timing trial's own time (the
-budget is for all of it); a budget below ``t + f + s`` cannot give every candidate one step
-and is refused, naming that minimum. The ``S`` steps are cut
+budget is for all of it); a budget below ``t + f + 10 s`` cannot give every candidate the
+:data:`MIN_TRIAL_STEPS` steps that measure training rather than the loss at init, and is
+refused, naming that minimum. The ``S`` steps are cut
 into ``E = clamp(S // TIMING_STEPS, 1, MAX_POINTS)`` epochs (the points of the loss curve) of
 ``P = ceil(S / E)`` steps over the first ``P × batch`` training examples (all of them, and
 more epochs, when the training set is smaller): validation after each epoch costs no more per
@@ -57,6 +58,10 @@ def parse_budget(text: str) -> float:
     return float(match.group(1)) * factor
 
 
+MIN_TRIAL_STEPS = 10
+"""The fewest steps a trial trains: after one or two, a candidate's loss is mostly its loss
+at init (a real one named LSUV the winner "after 1 steps", on one batch for every data
+order)."""
 MIN_TESTED_SEEDS = 3
 """Fewer init seeds than this leave the doctor's test (:mod:`initlab.doctor.crossed`)
 one degree of freedom or none: a t critical value of 12.7 at 5%."""
@@ -169,7 +174,8 @@ def time_trial(
         spent = time.perf_counter() - started
         if budget is not None and spent >= budget:
             scale = len(groups) / done
-            too_small(budget, scale * (spent + fixed + step), f"{done} of {len(groups)}")
+            least = scale * (spent + fixed + MIN_TRIAL_STEPS * step)
+            too_small(budget, least, f"{done} of {len(groups)}")
     return step, fixed
 
 
@@ -178,8 +184,9 @@ def too_small(budget: float, least: float, timed: str = "") -> NoReturn:
     least = math.ceil(least)
     where = f" (timing {timed} stacks of models already took all of it)" if timed else ""
     raise InitlabError(
-        f"--budget {budget:g}s is too small for one training step per candidate{where}: "
-        f"the trials need at least about {least}s here (--budget {least}s)"
+        f"--budget {budget:g}s is too small for {MIN_TRIAL_STEPS} training steps per "
+        f"candidate{where} (fewer measure the loss at init, not training): the trials need "
+        f"at least about {least}s here (--budget {least}s)"
     )
 
 
@@ -190,13 +197,15 @@ def plan_schedule(
     trial's own time: the budget is for all of it); refuses a budget below
     ``spent + fixed + step`` with that minimum (module docstring)."""
     steps = math.floor((budget - spent - fixed) / step) if step > 0 else 0
-    if steps < 1:
-        too_small(budget, spent + fixed + step)
+    if steps < MIN_TRIAL_STEPS:
+        too_small(budget, spent + fixed + MIN_TRIAL_STEPS * step)
     epochs = min(max(steps // TIMING_STEPS, 1), MAX_POINTS)
     per_epoch = math.ceil(steps / epochs)
     full = math.ceil(n_train / batch)
-    if per_epoch >= full:
-        return Schedule(max(steps // full, 1), full, None, step, fixed)
+    if per_epoch >= full:  # whole passes, enough of them for the fewest steps a trial takes
+        return Schedule(
+            max(steps // full, math.ceil(MIN_TRIAL_STEPS / full)), full, None, step, fixed
+        )
     return Schedule(epochs, per_epoch, per_epoch * batch, step, fixed)
 
 
