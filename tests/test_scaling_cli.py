@@ -134,6 +134,18 @@ def test_a_factory_with_its_own_names_for_width_and_depth(factories):
             "--widths needs at least 3 widths with 1 seed (got 2), or use --seeds 2",
         ),
         (["--widths", "32,64,128", "--depths", "1,2", "--seeds", "1"], "at least 3 depths"),
+        (
+            ["--model-arg", "width=8"],
+            "--model-arg width=8 (model_args in Python): the check sets 'width' itself from "
+            "--widths; remove it",
+        ),
+        (["--depths", "1,2", "--model-arg", "depth=3"], "sets 'depth' itself from --depths"),
+        (
+            ["--model", "factories.py:width_only", "--depths", "2,4"],
+            "--depth-arg (depth_arg= in Python), else give the factory a 'depth' "
+            "(def build(depth=2, ...))",
+        ),
+        (["--widths", "32,64.5"], "('64.5' is not an integer)"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(factories, capsys, args, message):
@@ -230,3 +242,78 @@ def test_a_factory_that_raises_is_named_with_its_arguments(factories, capsys):
     assert main(["scaling", "--model", "broken.py:build", "--widths", "16,32", *FAST]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("raised RuntimeError: boom (called with width=32), before anything ran")
+
+
+def test_runs_that_cannot_bound_the_slopes_say_inconclusive_not_nothing_moves(factories, capsys):
+    """Two widths and two seeds: update-slope CIs like 0.2–1.9, not flagged after Holm. That
+    is no evidence of flatness: "inconclusive", in the output and in verdicts.json. The
+    progress goes to stderr as lines (no carriage returns off a terminal)."""
+    out = factories / "unsure"
+    args = ["scaling", "--model", "factories.py:build", "--widths", "32,64", "--param", "sp"]
+    assert main([*args, *FAST, "--optimizer", "adam", "--lr", "0.01", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    printed = " ".join(captured.out.split())  # rich wraps lines
+    assert "✔" not in printed and "nothing moves with width" not in printed
+    assert "? inconclusive: " in printed and "could not be told from a material slope" in printed
+    document = json.loads((out / "verdicts.json").read_text())
+    assert document["outcome"] == "inconclusive" and document["flat_bound"] == 0.5
+    assert document["inconclusive"]
+    for fit in document["inconclusive"]:
+        assert fit["ci_low"] <= -0.5 or fit["ci_high"] >= 0.5
+    assert "measuring 4 model(s)" in captured.err and "measured 4 of 4 model(s)" in captured.err
+    assert "\r" not in captured.err
+
+
+def test_a_bounded_check_says_nothing_moves(factories, capsys):
+    out = factories / "flat"
+    args = ["scaling", "--model", "factories.py:build", "--widths", "32,64,128", "--param", "mup"]
+    assert (
+        main([*args, "--steps", "1", "--seeds", "3", "--batch-size", "32", "--out", str(out)]) == 0
+    )
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "✔ nothing moves with width" in printed and "inconclusive" not in printed
+    document = json.loads((out / "verdicts.json").read_text())
+    assert document["outcome"] == "flat" and document["inconclusive"] == []
+    judged = [v for v in document["verdicts"] if v["metric"] in ("l1", "std", "update")]
+    assert judged and all(v["ci_low"] > -0.5 and v["ci_high"] < 0.5 for v in judged)
+
+
+def test_values_exploding_by_orders_of_magnitude_are_warned_about(factories, capsys):
+    """SGD at lr 30: the logits' std goes from ~10 to ~1e4–1e8 between widths 32 and 64."""
+    out = factories / "blown"
+    args = ["scaling", "--model", "factories.py:relu_net", "--widths", "32,64", "--steps", "3"]
+    args += ["--seeds", "2", "--batch-size", "32", "--optimizer", "sgd", "--lr", "30"]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "✔" not in printed and "! blow-up: " in printed and "grow ≥100-fold" in printed
+    document = json.loads((out / "verdicts.json").read_text())
+    widths = [b for b in document["blowups"] if b["across"] == "width"]
+    assert widths and all(b["last"] >= 100 * b["first"] for b in widths)
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_few_lines_elsewhere():
+    """Off a terminal: a start line and one per quarter (8 models: 4 lines, not 8), no
+    carriage return; on a terminal a bar that is gone when the check is done."""
+    import io
+
+    from rich.console import Console
+
+    from initlab.cli.scaling_cmd import CheckProgress
+
+    log = io.StringIO()
+    progress = CheckProgress(Console(file=log, force_terminal=False, width=100))
+    for done in range(9):
+        progress(done, 8)
+    progress.stop()
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("measuring 8 model(s)") and "\r" not in log.getvalue()
+    assert lines[1:] == [f"measured {k} of 8 model(s)" for k in (2, 4, 6, 8)]
+    tty = io.StringIO()
+    progress = CheckProgress(Console(file=tty, force_terminal=True, width=100))
+    progress(0, 3)
+    assert progress.bar is not None
+    for done in (1, 2, 3):
+        progress(done, 3)
+    assert progress.bar.tasks[0].completed == 3
+    progress.stop()
+    assert progress.bar is None

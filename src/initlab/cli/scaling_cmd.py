@@ -7,14 +7,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_model_args, parse_seeds
 from initlab.cli.outputs import check_output_dir
 from initlab.console import stdout_console
-from initlab.scaling.check import parse_sizes
+from initlab.scaling.evidence import FLAT_BOUND, blowup_line, inconclusive_line
+from initlab.scaling.inputs import parse_sizes
 
 if TYPE_CHECKING:
     from initlab.scaling.check import ScalingResult
@@ -69,27 +72,77 @@ def scaling(
     from initlab.scaling.check import coord_check
 
     check_output_dir(out_dir)
-    result = coord_check(
-        model,
-        widths=parse_sizes("--widths", widths),
-        param=param,
-        optimizer=optimizer,
-        lr=lr,
-        steps=steps,
-        seeds=parse_seeds(seeds),
-        depths=parse_sizes("--depths", depths) if depths else (),
-        data=data,
-        task=task or "auto",
-        device=device,
-        batch_size=batch_size,
-        base_width=base_width,
-        model_args=parse_model_args(model_arg),
-        width_arg=width_arg,
-        depth_arg=depth_arg,
-    )
+    progress = CheckProgress(err)
+    try:
+        result = coord_check(
+            model,
+            widths=parse_sizes("--widths", widths),
+            param=param,
+            optimizer=optimizer,
+            lr=lr,
+            steps=steps,
+            seeds=parse_seeds(seeds),
+            depths=parse_sizes("--depths", depths) if depths else (),
+            data=data,
+            task=task or "auto",
+            device=device,
+            batch_size=batch_size,
+            base_width=base_width,
+            model_args=parse_model_args(model_arg),
+            width_arg=width_arg,
+            depth_arg=depth_arg,
+            progress=progress,
+        )
+    finally:
+        progress.stop()
     paths = result.write(out_dir)
     _print(result)
     out.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
+
+
+class CheckProgress:
+    """The check's progress on stderr, fed by ``coord_check(progress=...)``: on a terminal a
+    bar (models measured of depths × widths × seeds, elapsed time) that is gone when done;
+    elsewhere (a pipe, a log) one line at the start and one at each further quarter, and no
+    carriage return."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: Progress | None = None
+        self._task = None
+        self._quarter = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if done == 0:
+            self._start(total)
+        elif self.bar is not None:
+            self.bar.update(self._task, completed=done)
+        elif (quarter := 4 * done // total) > self._quarter:
+            self._quarter = quarter
+            self.console.print(f"measured {done} of {total} model(s)", highlight=False)
+
+    def _start(self, total: int) -> None:
+        if not self.console.is_terminal:
+            self.console.print(
+                f"measuring {total} model(s) (depths × widths × seeds)…", highlight=False
+            )
+            return
+        self.bar = Progress(
+            TextColumn("measuring"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("models"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.bar.start()
+        self._task = self.bar.add_task("measuring", total=total)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 def _print(result: ScalingResult) -> None:
@@ -114,9 +167,17 @@ def _print(result: ScalingResult) -> None:
             "nothing about how the model scales",
             highlight=False,
         )
-    elif not result.not_judged:
-        out.print(f"[green]✔ nothing moves with width[/] ({head})", highlight=False)
+    if result.judged() and (unsure := result.inconclusive()):
+        out.print(Text(f"? {inconclusive_line(unsure)}", style="yellow"), highlight=False)
+    if result.outcome == "flat":
+        out.print(
+            f"[green]✔ nothing moves with width[/] ({head}): every fit's 95% CI within "
+            f"±{FLAT_BOUND:g}",
+            highlight=False,
+        )
     _print_not_judged(result, flagged=bool(summary))
+    if result.blowups:
+        out.print(Text(f"! {blowup_line(result.blowups)}", style="red"), highlight=False)
     depth = [v for v in result.flagged() if v.axis != "width"]
     if depth:
         out.print(f"{len(depth)} depth fit(s) flagged, e.g.:", highlight=False)

@@ -22,11 +22,14 @@ from initlab.errors import InitlabError
 from initlab.scaling.coords import (
     CoordSettings,
     DataMismatch,
+    Progress,
     batch_source,
     coord_data,
     preflight,
 )
+from initlab.scaling.evidence import FLAT_BOUND, blowups, inconclusive
 from initlab.scaling.fits import PER_X_VALUES
+from initlab.scaling.inputs import check_model_args, learning_rate, parse_sizes, whole_number
 from initlab.scaling.parametrize import AS_BUILT, parametrized, tie_hint
 from initlab.scaling.roles import LayerRoles, layer_roles, roles_note
 from initlab.scaling.shapes import Factory, ParamShape, check_factory, infer_shapes, renamed
@@ -38,8 +41,7 @@ from initlab.scaling.verdicts import (
     width_verdicts,
     with_sentences,
 )
-from initlab.speclist import split_list
-from initlab.sweep.spec import seed_list
+from initlab.sweep.seeds import seed_list
 from initlab.train.device import resolve_device
 from initlab.train.stack import rng_devices
 from initlab.train.tasks import resolve_task
@@ -71,9 +73,33 @@ class ScalingResult:
     notes: list[str] = field(default_factory=list)
     not_judged: list[dict] = field(default_factory=list)
     """Width fits that could not be made (:func:`~initlab.scaling.verdicts.not_judged`)."""
+    blowups: list[dict] = field(default_factory=list)
+    """Series that grow ≥ 100-fold across widths or steps
+    (:func:`~initlab.scaling.evidence.blowups`)."""
 
     def flagged(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.flagged]
+
+    def inconclusive(self) -> list[Verdict]:
+        """The judged width fits, not flagged, whose 95% CI is not inside ±½
+        (:func:`~initlab.scaling.evidence.inconclusive`): they cannot be told from a material
+        slope, so they do not count as "nothing moves"."""
+        return inconclusive(self.verdicts)
+
+    @property
+    def outcome(self) -> str:
+        """What the check says about width, the first that holds: ``"flagged"`` (a width
+        verdict flagged), ``"nothing judged"`` (no width fit), ``"inconclusive"``
+        (:meth:`inconclusive`), ``"incomplete"`` (fits that could not be made),
+        ``"blow-up"`` (:attr:`blowups`), else ``"flat"``: every judged fit's CI inside ±½."""
+        checks = [
+            ("flagged", any(v.axis == "width" for v in self.flagged())),
+            ("nothing judged", not self.judged()),
+            ("inconclusive", bool(self.inconclusive())),
+            ("incomplete", bool(self.not_judged)),
+            ("blow-up", bool(self.blowups)),
+        ]
+        return next((name for name, holds in checks if holds), "flat")
 
     def judged(self) -> bool:
         """Whether any width fit was made (a verdict, flagged or not)."""
@@ -107,17 +133,37 @@ class ScalingResult:
         self.coords.to_csv(paths["coords.csv"], index=False)
         document = {
             "settings": _jsonable(self.settings),
+            "outcome": self.outcome,
             "kinds": self.kinds,
             "notes": self.notes,
             "verdicts": [v.to_dict() for v in self.verdicts],
             "not_judged": self.not_judged,
+            "flat_bound": FLAT_BOUND,
+            "inconclusive": [_key(v) for v in self.inconclusive()],
+            "blowups": self.blowups,
         }
         paths["verdicts.json"].write_text(json.dumps(document, indent=1, allow_nan=True))
-        marked = [(v.module, v.step) for v in self.flagged() if v.metric == "l1"]
         s = self.settings
         title = f"{s.param} with {s.optimizer}, lr {s.lr:g}"
-        plot_coords(self.coords, paths["coords.png"], flagged=marked, title=title)
+        plot_coords(self.coords, paths["coords.png"], flagged=self.marked(), title=title)
         return paths
+
+    def marked(self) -> list[tuple[str, int]]:
+        """``(module, step)`` of every flagged width verdict, whatever its metric, at the depth
+        ``coords.png`` draws (the smallest): the lines drawn thick."""
+        depth = int(self.coords["depth"].min()) if len(self.coords) else None
+        return [
+            (v.module, v.step)
+            for v in self.flagged()
+            if v.axis == "width" and v.at in (None, depth)
+        ]
+
+
+def _key(v: Verdict) -> dict[str, Any]:
+    """An inconclusive fit in ``verdicts.json``: what it is and its CI."""
+    return {
+        k: getattr(v, k) for k in ("module", "step", "metric", "at", "slope", "ci_low", "ci_high")
+    }
 
 
 def pooled_note(seeds: int) -> list[str]:
@@ -180,6 +226,7 @@ def coord_check(
     task: str = "auto",
     width_arg: str = "width",
     depth_arg: str = "depth",
+    progress: Progress | None = None,
 ) -> ScalingResult:
     """Run the coordinate check of ``model`` (see :mod:`initlab.scaling.coords`) and fit its
     verdicts. ``width_arg``/``depth_arg``: the factory's keywords for the width and depth
@@ -187,18 +234,20 @@ def coord_check(
     count (seeds ``0..n-1``) or explicit seeds, as in ``compare``. ``data``: what
     ``compare`` takes (a dataset name, a spec, a function, or ``(x_train, y_train, x_test,
     y_test)`` tensors/arrays; :func:`initlab.usercode.data_spec`). ``param="default"``: the
-    model as built. Every user mistake raises :class:`InitlabError` before any training (a
-    model that cannot run at a width in between: when met, naming it)."""
-    lr = DEFAULT_LR.get(optimizer, 1e-3) if lr is None else float(lr)
+    model as built. ``progress(done, total)``: called with 0 before the first model is
+    measured and after each (``total`` = depths × widths × seeds models); silent when None.
+    Every user mistake raises :class:`InitlabError` before any training (a model that cannot
+    run at a width in between: when met, naming it)."""
     settings = coord_settings(
         (widths, depths, seeds, base_width),
         param=param,
         optimizer=optimizer,
-        lr=lr,
-        steps=int(steps),
-        batch_size=int(batch_size),
+        lr=learning_rate(DEFAULT_LR.get(optimizer, 1e-3) if lr is None else lr),
+        steps=whole_number("steps", steps),
+        batch_size=whole_number("batch_size", batch_size),
         kwargs=dict(model_args or {}),
     )
+    check_model_args(settings.kwargs, width_arg, depth_arg, bool(settings.depths))
     factory = renamed(resolve_factory(model), width_arg, depth_arg)
     check_factory(factory, depth=bool(settings.depths))
     kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
@@ -224,14 +273,16 @@ def coord_check(
         ) from None
     notes = before.notes + pooled_note(len(settings.seeds))
     with torch.random.fork_rng(devices=rng_devices(the_device)):  # its dropout seeds
-        coords = coord_data(factory, settings, batches, the_task, the_device)
+        coords = coord_data(factory, settings, batches, the_task, the_device, progress)
     roles = depth_roles(factory, settings)
     notes += [roles_note(roles)] if roles else []
     verdicts = judge(coords, settings, shapes, roles, before.attention)
     if explained := sum(v.finite_width for v in verdicts):
         notes.append(finite_width_note(explained))
     kinds = {name: s.kind for name, s in shapes.items()}
-    return ScalingResult(settings, coords, verdicts, kinds, notes, not_judged(coords))
+    return ScalingResult(
+        settings, coords, verdicts, kinds, notes, not_judged(coords), blowups(coords)
+    )
 
 
 def coord_settings(sizes: tuple[Any, Any, Any, Any], **settings: Any) -> CoordSettings:
@@ -241,23 +292,11 @@ def coord_settings(sizes: tuple[Any, Any, Any, Any], **settings: Any) -> CoordSe
     widths, depths, seeds, base_width = plain(list(sizes))
     return CoordSettings(
         widths=parse_sizes("widths", widths),
-        seeds=seed_list(seeds if isinstance(seeds, int) else [int(s) for s in seeds]),
+        seeds=seed_list(seeds),
         depths=parse_sizes("depths", depths),
-        base_width=base_width,
+        base_width=None if base_width is None else whole_number("base_width", base_width),
         **settings,
     )
-
-
-def parse_sizes(option: str, sizes: str | Sequence[int]) -> tuple[int, ...]:
-    """``"64,128,256"`` or ``[64, 128, 256]`` → ``(64, 128, 256)``; one line for anything
-    else (``option`` names the argument)."""
-    try:
-        items = split_list(sizes) if isinstance(sizes, str) else list(sizes)
-        if any(isinstance(i, float) and not i.is_integer() for i in items):
-            raise ValueError
-        return tuple(int(i) for i in items)
-    except (TypeError, ValueError):
-        raise InitlabError(f"{option} takes integers like 64,128,256; got {sizes!r}") from None
 
 
 def judge(

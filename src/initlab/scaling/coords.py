@@ -78,6 +78,8 @@ class CoordSettings:
             check_design("--depths", self.depths, len(self.seeds))
         if self.batch_size < 1:
             raise InitlabError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.base_width is not None and self.base_width < 1:
+            raise InitlabError(f"--base-width must be a positive width, got {self.base_width}")
 
     @property
     def base(self) -> int:
@@ -236,6 +238,9 @@ def attention_notes(model: nn.Module, x: Tensor) -> list[str]:
 
 Batches = Callable[[int, int], tuple[Tensor, Tensor]]
 """``batches(seed, step)`` → ``(x, y)`` on the device: the same at every width."""
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: how many of the ``total`` models (depths × widths × seeds) have
+been measured; called with 0 before the first."""
 
 
 def batch_source(x: Tensor, y: Tensor, batch_size: int, device: torch.device) -> Batches:
@@ -361,10 +366,15 @@ def coord_data(
     batches: Batches,
     task: str,
     device: torch.device,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """The tidy coordinate table (:data:`COLUMNS`) over widths × depths × seeds."""
+    """The tidy coordinate table (:data:`COLUMNS`) over widths × depths × seeds;
+    ``progress(done, total)`` after each model (and with 0 first), when given."""
     loss = model_loss(task)
-    frames = []
+    frames: list[pd.DataFrame] = []
+    total = len(settings.depths or (None,)) * len(settings.widths) * len(settings.seeds)
+    if progress is not None:
+        progress(0, total)
     for depth in settings.depths or (None,):
         kwargs = dict(settings.kwargs) | ({} if depth is None else {"depth": depth})
         depth_of = factory_depth(factory, kwargs)
@@ -391,4 +401,6 @@ def coord_data(
                 frame.insert(0, "width", width)
                 frame.insert(0, "param", settings.param)
                 frames.append(frame)
+                if progress is not None:
+                    progress(len(frames), total)
     return pd.concat(frames, ignore_index=True)[COLUMNS]

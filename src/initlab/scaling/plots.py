@@ -26,9 +26,13 @@ def plot_coords(
     title: str = "",
 ) -> Figure:
     """The figure of ``metric`` (plus the logits' std) from a tidy coordinate table (one depth:
-    the first); saved to ``path`` when given."""
+    the smallest, which the title then names); saved to ``path`` when given. ``flagged``:
+    ``(module, step)`` pairs drawn thick."""
     if coords["depth"].nunique() > 1:
-        coords = coords[coords["depth"] == coords["depth"].min()]
+        depths = sorted(int(d) for d in coords["depth"].unique())
+        coords = coords[coords["depth"] == depths[0]]
+        shown = f"depth {depths[0]} only, of depths {depths}; all in coords.csv"
+        title = f"{title} ({shown})" if title else shown
     rows = coords[(coords["metric"] == metric) | (coords["module"] == "(logits)")]
     means = rows.groupby(["step", "module", "width"], sort=False)["value"].mean().reset_index()
     steps = sorted(means["step"].unique())

@@ -75,10 +75,11 @@ def check_factory(factory: Factory, *, depth: bool = False, label: str = "--mode
         if key not in params:
             name = getattr(factory, "__name__", "the factory")
             takes = ", ".join(params) or "no keywords"
+            example = {"depth": 2}.get(key, 64)
             raise InitlabError(
                 f"{label}: {name}() has no '{key}' keyword (it takes {takes}); if one of "
-                f"those sets the layer sizes, name it with --{key}-arg (width_arg= in Python), "
-                f"else give the factory a '{key}' (def build({key}=64, ...))"
+                f"those sets the layer sizes, name it with --{key}-arg ({key}_arg= in Python), "
+                f"else give the factory a '{key}' (def build({key}={example}, ...))"
             )
 
 

@@ -1,0 +1,92 @@
+"""The coordinate check's arguments as the user gives them, checked before any work.
+
+Every mistake is one line (:class:`~initlab.errors.InitlabError`) saying what is wrong and
+what to give instead: widths and depths are integers (a bool is not a width, 64.5 is not
+one), counts are whole numbers (``steps=1.7`` is not silently 1), a learning rate is a
+positive number, and ``model_args`` does not set what the check sets itself (the width, and
+the depth with ``depths``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from initlab.errors import InitlabError
+from initlab.speclist import split_list
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (an int, or a float like ``64.0``; a
+    numeric string from the command line), ``None`` otherwise (a bool, 64.5, text)."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return int(value) if math.isfinite(value) and float(value).is_integer() else None
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def parse_sizes(option: str, sizes: str | Sequence[int] | None) -> tuple[int, ...]:
+    """``"64,128,256"`` or ``[64, 128, 256]`` → ``(64, 128, 256)``; ``None`` → ``()``. One
+    line for anything else (``option`` names the argument): text that is no list, an item that
+    is a bool (``True`` is not a width of 1) or not a whole number (64.5)."""
+    if sizes is None:
+        return ()
+    try:
+        items = split_list(sizes) if isinstance(sizes, str) else list(sizes)
+    except (TypeError, InitlabError):
+        items = None
+    if items is None:
+        raise InitlabError(f"{option} takes integers like 64,128,256; got {sizes!r}")
+    for item in items:
+        if _whole(item) is None:
+            raise InitlabError(
+                f"{option} takes integers like 64,128,256; got {sizes!r} "
+                f"({item!r} is not an integer)"
+            )
+    return tuple(_whole(i) for i in items)  # type: ignore[misc]
+
+
+def whole_number(name: str, value: Any) -> int:
+    """``value`` as an int when it is a whole number (``5``, ``5.0``); one line otherwise
+    (``steps=1.7``, ``True``, ``"5"``). Its range is checked where it is used
+    (:class:`~initlab.scaling.coords.CoordSettings`)."""
+    found = _whole(value) if not isinstance(value, str) else None
+    if found is None:
+        raise InitlabError(f"{name} must be a whole number, got {value!r}")
+    return found
+
+
+def learning_rate(value: Any) -> float:
+    """``value`` as a float when it is a positive finite number; one line otherwise (text, a
+    bool, 0, a negative number, NaN)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):
+        raise InitlabError(f"--lr must be a positive number, got {value!r} (e.g. lr=1e-2)")
+    return float(value)
+
+
+def check_model_args(
+    model_args: Mapping[str, Any], width_arg: str, depth_arg: str, depths: bool
+) -> None:
+    """One line when ``model_args`` sets the width (``width`` or the factory's own name for it,
+    ``width_arg``), or the depth while ``depths`` are checked: the check sets those itself at
+    every model it builds, so the user's value would be silently overridden."""
+    owned = {"width": "--widths", width_arg: "--widths"}
+    if depths:
+        owned |= {"depth": "--depths", depth_arg: "--depths"}
+    for key, option in owned.items():
+        if key in model_args:
+            raise InitlabError(
+                f"--model-arg {key}={model_args[key]} (model_args in Python): the check sets "
+                f"'{key}' itself from {option}; remove it"
+            )
