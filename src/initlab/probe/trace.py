@@ -11,6 +11,10 @@ functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
 
 * normalizing and shape-only functions (batch/layer/group/instance norm, dropout, pooling,
   reshapes) pass it on; a normalization on the way sets ``normalized``;
+* one cut into pieces (:data:`SPLIT_FUNCTIONS`: a fused ``c_attn``'s
+  ``q, k, v = qkv.split(d, 2)``, ``chunk``, ``unbind``, ...) passes it to every piece, and
+  what the first piece meets decides, as for any output read twice: the rules below apply
+  to the pieces as to the whole (a linear layer's phi(z) is then the whole tensor cut);
 * the first recognized activation (:data:`ACTIVATION_FUNCTIONS`) applied to a tagged tensor
   is the layer's activation: z is that function's input (copied before it runs, so an
   in-place activation does not erase it) and phi(z) its output. A gate written by hand,
@@ -76,6 +80,16 @@ TRANSPARENT_FUNCTIONS = NORM_FUNCTIONS | frozenset(
 dropout, pooling, zero padding and everything that only moves values (reshapes and axis
 permutations: a ConvNeXt's channels-last ``permute``, a ViT's ``flatten(2).transpose(1, 2)``)."""
 
+SPLIT_FUNCTIONS = frozenset(
+    {
+        *("split", "split_with_sizes", "chunk", "unbind", "tensor_split"),
+        *("hsplit", "vsplit", "dsplit", "unsafe_split", "unsafe_chunk", "unsafe_split_with_sizes"),
+    }
+)
+"""Functions that cut a tensor into a tuple of pieces (a fused q/k/v projection's
+``qkv.split(d, dim=2)``): every piece carries the tensor's tag, unless the tensor is a
+residual sum (``_Tracer._joins``: an RNN's ``(W x + U h).chunk(4, -1)`` stays ``unknown``)."""
+
 LAYER_FUNCTIONS = frozenset(
     {"linear", *(f"conv{d}d" for d in (1, 2, 3)), *(f"conv_transpose{d}d" for d in (1, 2, 3))}
 )
@@ -126,6 +140,8 @@ class TracedLayer:
     inside: str | None = None
     joined: Live | None = None
     """What the layer's branch added to the stream it joined (``x + branch(x)``), if so."""
+    cut: Live | None = None
+    """The tensor whose pieces went on (``q, k, v = qkv.split(d, 2)``), if it was split."""
 
 
 def _copy(x: Tensor | None) -> Tensor | None:
@@ -150,7 +166,8 @@ class _Tracer(TorchFunctionMode):
         self.layers: list[TracedLayer] = []
         self.tags: dict[int, int] = {}  # id(tensor) → index in self.layers
         self.keep: list[Tensor] = []  # tagged tensors stay alive, so their ids stay unique
-        self.gates: dict[int, int] = {}  # id(sigmoid(x)) → x's layer
+        self.gates: dict[int, tuple[int, int | None]] = {}  # id(sigmoid(x)) → x's layer, piece
+        self.pieces: dict[int, int] = {}  # id(tensor) → id of the split piece it is (a view of)
         self.quiet = False
         self.open_now: set[int] = set()
 
@@ -167,8 +184,11 @@ class _Tracer(TorchFunctionMode):
         with self.muted():
             return x, _copy(x)
 
-    def tag(self, tensor: Tensor, index: int) -> None:
+    def tag(self, tensor: Tensor, index: int, piece: int | None = None) -> None:
+        """Mark ``tensor`` as layer ``index``'s output (``piece``: of one piece of it)."""
         self.tags[id(tensor)] = index
+        if piece is not None:
+            self.pieces[id(tensor)] = piece
         self.keep.append(tensor)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -189,14 +209,19 @@ class _Tracer(TorchFunctionMode):
         return out
 
     def _close_gate(self, factors: list[Tensor], product: Tensor) -> None:
-        """``sigmoid(x) * x`` for a layer output x: the layer's activation is silu."""
+        """``sigmoid(x) * x`` for a layer output x: the layer's activation is silu (not
+        ``sigmoid(a) * b`` for two pieces ``a, b`` of one output: a GLU)."""
         for gate in factors:
-            k = self.gates.get(id(gate))
+            k, piece = self.gates.get(id(gate), (None, None))
             others = [f for f in factors if f is not gate]
-            if k is not None and any(self.tags.get(id(f)) == k for f in others):
+            if k is not None and any(self._same(f, k, piece) for f in others):
                 layer = self.layers[k]
                 layer.activation = GATED.get(layer.activation, layer.activation)
                 layer.post = self.live(product)
+
+    def _same(self, x: Tensor, k: int, piece: int | None) -> bool:
+        """Whether ``x`` carries layer ``k``'s tag and is ``piece`` of its output."""
+        return self.tags.get(id(x)) == k and self.pieces.get(id(x)) == piece
 
     def _observe(self, k: int, x: Tensor, pre: Live | None, call: tuple) -> None:
         """Layer ``k``'s output (or a tensor carrying its tag) ``x`` met ``call`` = ``(name,
@@ -207,16 +232,20 @@ class _Tracer(TorchFunctionMode):
             layer.pre = pre or (None, None)
             layer.post = self.live(out if isinstance(out, Tensor) else None)
             if layer.activation in GATED and isinstance(out, Tensor):
-                self.gates[id(out)] = k
+                self.gates[id(out)] = (k, self.pieces.get(id(x)))
                 self.keep.append(out)
             if layer.activation == "leaky_relu":
                 slope = kwargs.get("negative_slope", args[1] if len(args) > 1 else None)
                 layer.slope = float(slope) if slope is not None else activations.LEAKY_RELU_SLOPE
         elif name in LAYER_FUNCTIONS or name in PRODUCT_FUNCTIONS:
             layer.activation, layer.pre = "linear", layer.output
-            layer.post = layer.joined or self.live(x)
+            layer.post = layer.joined or layer.cut or self.live(x)
+        elif name in SPLIT_FUNCTIONS and layer.joined is None and isinstance(out, (tuple, list)):
+            layer.cut = layer.cut or self.live(x)
+            for piece in (p for p in out if isinstance(p, Tensor)):
+                self.tag(piece, k, id(piece))
         elif name in TRANSPARENT_FUNCTIONS and isinstance(out, Tensor):
-            self.tag(out, k)
+            self.tag(out, k, self.pieces.get(id(x)))
             layer.normalized |= name in NORM_FUNCTIONS and layer.joined is None
         elif name in ADD_FUNCTIONS and isinstance(out, Tensor) and self._joins(x, args, kwargs):
             layer.joined = layer.joined or self.live(x)  # what the branch adds
