@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -15,6 +16,7 @@ from initlab.doctor.candidates import (
     listed_candidates,
     plan_candidate,
 )
+from initlab.errors import InitlabError
 from initlab.train.build import build_architecture, build_initialized_model
 from initlab.train.run import load_data
 
@@ -48,6 +50,22 @@ def test_listed_orthogonal_is_the_initializer_and_orthogonal_plan_the_family_pla
     assert by_name["orthogonal"].settings == {"init": "orthogonal"}
     plan = {"init": "orthogonal(gain=1)", "output_init": "glorot_uniform"}  # tanh's gain 1
     assert by_name["orthogonal_plan"].settings == plan
+
+
+def test_plan_with_a_rule_can_be_listed_as_auto_names_it():
+    """--candidates plan+depth_scaled, a name the doctor prints, was an unreadable init spec."""
+    base, data, model = _tanh_mlp()
+    x = data.x_train[:256]
+    names = check_listed(["plan+depth_scaled", "plan+zero"])
+    by_name = {c.name: c for c in listed_candidates(names, base, model, x, recommend(model, x))}
+    assert by_name["plan+depth_scaled"].settings["residual_init"] == "depth_scaled"
+    assert by_name["plan+zero_last_layer"].settings["residual_init"] == "zero_last_layer"
+    planned = plan_candidate("plan", recommend(model, x), base, "").settings
+    assert by_name["plan+depth_scaled"].settings == {**planned, "residual_init": "depth_scaled"}
+    with pytest.raises(InitlabError, match="plan\\+fixup: the trials take plan\\+ with a rule"):
+        check_listed(["plan+fixup"])
+    with pytest.raises(InitlabError, match="did you mean 'depth_scaled'"):
+        check_listed(["plan+depth_scaeld"])
 
 
 class Mixed(nn.Module):

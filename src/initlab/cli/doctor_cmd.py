@@ -78,7 +78,11 @@ def doctor(
         str, typer.Option(help="--trials: time for the trials (90s, 10m)")
     ] = DEFAULT_BUDGET,
     candidates: Annotated[
-        str, typer.Option(help="--trials: auto, or a list (default,plan,orthogonal_plan,he_normal)")
+        str,
+        typer.Option(
+            help="--trials: auto, or a list (default,plan,plan+depth_scaled,orthogonal_plan,"
+            "he_normal)"
+        ),
     ] = "auto",
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="--trials: where to write the evidence")

@@ -41,7 +41,7 @@ from initlab.config import RunConfig
 from initlab.doctor.plan import COMPOUND_ACTIVATIONS, GLOROT_FAMILY, HE_FAMILY, Plan, recommend
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.layer_order import output_layer_name
-from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, find_structure
+from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, canonical_rule, find_structure
 from initlab.residual.structure import Structure
 from initlab.train.build import INIT_BATCH  # LSUV entries of a plan see what runs see
 from initlab.usercode import is_user_spec
@@ -53,6 +53,8 @@ WHY_DEFAULT = "the model as built (its own init; PyTorch's defaults where it set
 """Why ``default`` is a candidate: the reference every other init must beat."""
 ORTHOGONAL_PLAN = "orthogonal_plan"
 NAMED = (DEFAULT, "plan", ORTHOGONAL_PLAN)
+PLAN_WITH = "plan+"
+"""``plan+<rule>``: the plan, then a residual rule (as ``auto`` names its candidates)."""
 """Candidate names of ``--candidates`` that are not initializer specs."""
 AUTO = "default, your --init if given, plan, the activation's preset, orthogonal_plan, lsuv"
 """What ``--candidates auto`` (the default) trains, in words."""
@@ -182,15 +184,21 @@ def listed_candidates(
     plan: Plan,
     start: str | None = None,
 ) -> list[Candidate]:
-    """Candidates named by the user: ``default``, ``plan``, ``orthogonal_plan`` (the
-    family plan) or any init spec; ``default`` and the starting init are always included (the
-    references)."""
+    """Candidates named by the user: ``default``, ``plan``, ``plan+<rule>``,
+    ``orthogonal_plan`` (the family plan) or any init spec; ``default`` and the starting
+    init are always included (the references)."""
     found = [Candidate(DEFAULT, {"init": DEFAULT}, why=WHY_DEFAULT)]
     if start and start != DEFAULT:
         found.append(Candidate(start, {"init": start}, why="your starting init (--init)"))
     for name in names:
         if name == "plan":
             found.append(plan_candidate("plan", plan, base, "the doctor's analytic plan"))
+        elif name.startswith(PLAN_WITH):
+            planned = plan_candidate("plan", plan, base, "the doctor's analytic plan")
+            rule = canonical_rule(name.removeprefix(PLAN_WITH))
+            settings = {**planned.settings, "residual_init": rule}
+            why = f"the plan, residual {rule}"
+            found.append(Candidate(f"{PLAN_WITH}{rule}", settings, dict(planned.schemes), why))
         elif name == ORTHOGONAL_PLAN:
             ortho = recommend(model, inputs, family="orthogonal")
             found.append(plan_candidate(name, ortho, base, "orthogonal, per-layer gains"))
@@ -201,8 +209,9 @@ def listed_candidates(
 
 def check_listed(names: Sequence[str], start: str | None = None) -> list[str]:
     """``--candidates`` checked before anything is built or trained: each name is
-    ``default``, ``plan``, ``orthogonal_plan`` or an initializer spec (an unknown one is refused
-    with the closest valid name), and with the references (``default`` and the starting
+    ``default``, ``plan``, ``plan+<rule>`` (:func:`_check_plan_rule`), ``orthogonal_plan``
+    or an initializer spec (an unknown one is refused with the closest valid name), and
+    with the references (``default`` and the starting
     init, always trained) they make at least two distinct candidates. Returns the names
     in order, duplicates dropped."""
     from initlab.initializers import names as init_names
@@ -210,6 +219,9 @@ def check_listed(names: Sequence[str], start: str | None = None) -> list[str]:
 
     for name in names:
         if name in NAMED:
+            continue
+        if name.startswith(PLAN_WITH):
+            _check_plan_rule(name.removeprefix(PLAN_WITH))
             continue
         try:
             parse(name)
@@ -226,6 +238,19 @@ def check_listed(names: Sequence[str], start: str | None = None) -> list[str]:
             f"leave --candidates out (auto: {AUTO})"
         )
     return listed
+
+
+def _check_plan_rule(rule: str) -> None:
+    """``plan+<rule>``'s rule: a residual rule (the closest named otherwise) that adds no
+    parameters (``skipinit`` and ``fixup`` add gates and biases: the snippet's model would
+    not be the user's)."""
+    canonical = canonical_rule(rule)  # UnknownNameError with the closest rule
+    if canonical in ADDS_PARAMETERS or canonical == "none":
+        usable = [r for r in RESIDUAL_RULES[1:] if r not in ADDS_PARAMETERS]
+        raise InitlabError(
+            f"--candidates plan+{rule}: the trials take plan+ with a rule that adds no "
+            f"parameters ({', '.join(usable)}); compare --residual-init {canonical} tries it"
+        )
 
 
 def check_comparison(found: Sequence[Candidate], left_out: Sequence[str] = ()) -> None:
