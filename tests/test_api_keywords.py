@@ -209,14 +209,20 @@ def test_a_fractional_hidden_width_is_refused_not_truncated():
 def test_errors_about_arrays_or_functions_passed_in_python_name_them_so():
     """They said `--data callable:data:ea368be…` and `use --device cpu` to a Python caller."""
     x, y = np.zeros((20, 3), np.float32), np.zeros(18, np.int64)
-    with pytest.raises(InitlabError, match=r"^--data \(the arrays passed in Python\): x_train"):
+    with pytest.raises(InitlabError, match=r"^data \(the arrays passed in Python\): x_train"):
         initlab.compare(["he_normal"], 1, data=(x, y, x, y), epochs=1)
 
     def broken():
         raise ValueError("no such table")
 
-    with pytest.raises(InitlabError, match=r"broken \(defined in this Python session\)"):
+    with pytest.raises(InitlabError, match=r"^data broken \(defined in this Python session\)"):
         initlab.compare(["he_normal"], 1, data=broken, epochs=1)
+
+    def three():  # a factory of no module: "--model callable:three:3a7e… returned a int"
+        return 3
+
+    with pytest.raises(InitlabError, match=r"^model three \(defined .*\) returned an int, not"):
+        initlab.compare(["he_normal"], 1, model=three, data="digits", epochs=1)
     if not torch.cuda.is_available():
         good = (x, np.zeros(20, np.int64), x, np.zeros(20, np.int64))
         with pytest.raises(InitlabError, match=r"device='cpu' in Python"):

@@ -241,6 +241,20 @@ def shown_spec(spec: str) -> str:
     return spec
 
 
+def given_as(option: str, spec: str) -> str:
+    """How a message names what the user gave: ``--model m.py:build`` for a spec (as the
+    command line takes it), ``model build (defined in this Python session)`` or ``data (the
+    arrays passed in Python)`` for what a Python call passed, which had no option."""
+    if is_array_data(spec) or is_registered(spec):
+        return f"{option.lstrip('-')} {shown_spec(spec)}"
+    return f"{option} {spec}"
+
+
+def a_or_an(word: str) -> str:
+    """``a list``, ``an int``: the article a type name takes."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def is_registered(spec: object) -> bool:
     """``True`` for a ``callable:name:hash`` spec (usable only in the process that made it)."""
     return isinstance(spec, str) and spec.startswith(REGISTERED)

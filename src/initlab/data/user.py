@@ -48,7 +48,7 @@ from initlab.data.dataset import (
 )
 from initlab.data.tasks import Prepared, Raw, prepare
 from initlab.errors import InitlabError
-from initlab.usercode import _short, is_data_file, load_callable, shown_spec, source_fingerprint
+from initlab.usercode import _short, given_as, is_data_file, load_callable, source_fingerprint
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 DEFAULT_VAL_FRACTION = 0.1
@@ -159,8 +159,8 @@ def _prefixed(spec: str) -> Iterator[None]:
         yield
     except InitlabError as exc:
         message = str(exc)
-        if not message.startswith("--data"):
-            message = f"--data {shown_spec(spec)}: {message}"
+        if not message.startswith(("--data", "data ")):
+            message = f"{given_as('--data', spec)}: {message}"
         raise InitlabError(message) from None
 
 
@@ -173,7 +173,8 @@ def read(spec: str) -> Raw:
         with preserved_global_rng(), torch.random.fork_rng(devices=[]):
             value = function()
     except (Exception, SystemExit) as exc:
-        raise InitlabError(f"--data {shown_spec(spec)}: calling it failed: {_short(exc)}") from None
+        failed = f"calling it failed: {_short(exc)}"
+        raise InitlabError(f"{given_as('--data', spec)}: {failed}") from None
     return from_returned(value, spec)
 
 
@@ -239,7 +240,7 @@ def from_mapping(content: Mapping, where: str) -> Raw:
 
 def from_returned(value: Any, spec: str) -> Raw:
     """:class:`Raw` from what a ``--data`` function returned."""
-    where = f"--data {shown_spec(spec)}"
+    where = given_as("--data", spec)
     if isinstance(value, Mapping):
         return from_mapping(value, where)
     if isinstance(value, (tuple, list)) and len(value) == 4:

@@ -55,7 +55,7 @@ def check_factory_args(
     """The factory named by ``spec`` and ``model_args`` as a dict, after checking that the
     factory can be called with them (its signature; nothing is built):
     :class:`InitlabError` (one line) for a missing or unexpected argument."""
-    from initlab.usercode import load_callable
+    from initlab.usercode import given_as, load_callable
 
     factory = load_callable(spec, "--model")
     args = dict(model_args or {})
@@ -67,7 +67,7 @@ def check_factory_args(
         signature.bind(**args)
     except TypeError as exc:
         raise InitlabError(
-            f"--model {spec}: the factory cannot be called with model_args {args}: "
+            f"{given_as('--model', spec)}: the factory cannot be called with model_args {args}: "
             f"{_binding_problem(signature, args) or exc} "
             "(pass each as --model-arg NAME=VALUE (model_args in Python/specs))"
         ) from None
@@ -107,6 +107,8 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> 
     **This imports and runs the user's code.** The caller controls the RNG (see
     :func:`initlab.train.run.build_initialized_model`).
     """
+    from initlab.usercode import a_or_an, given_as
+
     factory, args = check_factory_args(spec, model_args)
     try:
         with warnings.catch_warnings():  # a width of 0: the shape check says it in one line
@@ -116,9 +118,10 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> 
         from initlab.usercode import factory_raised
 
         raised = factory_raised(exc, args)
-        raise InitlabError(f"--model {spec}: the factory raised {raised}") from None
+        raise InitlabError(f"{given_as('--model', spec)}: the factory raised {raised}") from None
     if not isinstance(built, nn.Module):
         raise InitlabError(
-            f"--model {spec} returned a {type(built).__name__}, not a torch.nn.Module"
+            f"{given_as('--model', spec)} returned {a_or_an(type(built).__name__)}, not a "
+            "torch.nn.Module"
         )
     return built
