@@ -63,7 +63,7 @@ def scaling(
         typer.Option(help="a dataset or user data spec (default: digits; tokens for gpt)"),
     ] = None,
     task: opt.Task = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "auto",
     out_dir: Annotated[
         Path, typer.Option("--out", help="coords.csv, verdicts.json, coords.png go here")
     ] = Path("results/scaling"),

@@ -219,7 +219,7 @@ def coord_check(
     seeds: int | Sequence[int] = 3,
     depths: Sequence[int] = (),
     data: str | Callable | tuple | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 64,
     base_width: int | None = None,
     model_args: Mapping[str, Any] | None = None,
