@@ -244,6 +244,8 @@ def test_the_per_model_functions_take_arrays_and_refuse_a_class_or_factory_in_on
     x = np.random.default_rng(0).standard_normal((32, 8)).astype(np.float32)
     with pytest.raises(InitlabError, match=r"^plan needs a model, not the class _Net: pass _Net"):
         initlab.plan(_Net, "he_normal")
+    with pytest.raises(InitlabError, match=r"^plan\(\) takes no keyword 'residual_init'; did you"):
+        initlab.plan(_Net(), "he_normal", residual_init="fixup")  # the CLI's name: a TypeError
     with pytest.raises(InitlabError, match=r"^initialize needs a built model, got <lambda>"):
         initlab.initialize(lambda: _Net(), "he_normal")
     with pytest.raises(InitlabError, match=r"^diagnose: the model cannot run on inputs of shape"):

@@ -8,6 +8,7 @@ and ``rms = sqrt(mean(w²))`` and ``std`` (unbiased, ``None`` for a scalar) befo
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from initlab.arguments import check_module
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, closest_name
 from initlab.norm_layers import is_norm
 from initlab.residual.names import canonical_rule
 from initlab.residual.structure import LAYERS, Structure, find_structure
@@ -68,6 +69,25 @@ def residual_rule(scheme: Any, residual: str | None) -> str:
     return residual
 
 
+PLAN_KEYWORDS = ("residual", "generator")
+"""plan's own keywords; the rest go to :func:`initlab.initialize`."""
+
+
+def _check_options(options: Mapping[str, Any], initialize: Any) -> None:
+    """One line for a keyword neither :func:`plan` nor :func:`initlab.initialize` takes
+    (``residual_init=``, the command line's name, raised a TypeError naming initialize)."""
+    valid = list(
+        dict.fromkeys([*PLAN_KEYWORDS, *list(inspect.signature(initialize).parameters)[2:]])
+    )
+    for key in options:
+        if key not in valid:
+            hint = closest_name(key, valid)
+            extra = f"; did you mean '{hint}'?" if hint else ""
+            raise InitlabError(
+                f"plan() takes no keyword '{key}'{extra} (it takes {', '.join(valid)})"
+            )
+
+
 def plan(
     model: nn.Module,
     init: Any = "default",
@@ -84,6 +104,7 @@ def plan(
     from initlab.doctor.plan import Plan, PlanEntry
 
     model = check_module(model, "plan")
+    _check_options(options, initialize)
     work = copy.deepcopy(model)
     before = {n: _stats(p) for n, p in work.named_parameters()}
     structure = find_structure(work, options.get("data"))
