@@ -334,6 +334,8 @@ def test_python_calls_that_raised_raw_python_errors(tmp_path):
     )
     results, report = run_study(str(spec), None)
     assert len(results.runs) == 1 and report.total == 1
+    with pytest.raises(InitlabError, match=r"^run_study takes no option 'device' \(options: "):
+        run_study(str(spec), None, device="cpu")  # a run setting: the spec's
     with pytest.raises(InitlabError, match=r"^build_report takes a ResultSet .* got str"):
         build_report("results", tmp_path / "report")
     with pytest.raises(InitlabError, match=r"^widths takes integers like 64,128,256; got '8,x'"):

@@ -11,8 +11,9 @@ from initlab.studies import batchnorm as b
 
 
 def test_tiny_study_runs_end_to_end(tmp_path):
-    outcome = run_named_study("batchnorm", scale="tiny", out=tmp_path, workers=1)
+    outcome = run_named_study("batchnorm", scale="tiny", out=tmp_path, workers=1, device="cpu")
     assert len(outcome.results.runs) == 6  # 2 × 3 scales × 1 seed
+    assert set(outcome.results.runs["resolved_device"]) == {"cpu"}
     assert len(outcome.expectations) == 3
     for e in outcome.expectations:
         assert isinstance(e, Expectation) and e.claim and e.evidence

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +14,7 @@ from initlab.results import ResultSet
 from initlab.studies.base import SCALES, Expectation, Study, StudyContext, get
 from initlab.sweep.grid import expand
 from initlab.sweep.runner import run_study
+from initlab.sweep.values import check_setting
 
 
 @dataclass
@@ -100,13 +101,16 @@ def run_named_study(
     scale: str = "default",
     out: str | Path | None = None,
     data_dir: str | None = None,
+    device: str = "auto",
     **sweep_options,
 ) -> StudyOutcome:
     """Run study ``name`` at ``scale`` into ``out`` (resumable), check its expectations and,
-    when ``out`` is given, write its report there. ``sweep_options``: backend, workers,
-    engine, address, progress (see :func:`initlab.sweep.run_study`)."""
+    when ``out`` is given, write its report there. ``device``: where its runs train (as
+    ``initlab study --device``; not part of the run keys). ``sweep_options``: backend,
+    workers, engine, address, progress (see :func:`initlab.sweep.run_study`)."""
     study, scale = get(name), check_scale(scale)
     spec = study.spec(scale)
+    spec = replace(spec, fixed={**spec.fixed, "device": check_setting("device", device)})
     results, _ = run_study(spec, out, configs=expand(spec), data_dir=data_dir, **sweep_options)
     return finish(study, scale, results, Path(out) if out is not None else None, data_dir)
 

@@ -22,9 +22,8 @@ import errno
 import json
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import initlab.data as datasets
@@ -52,6 +51,13 @@ from initlab.sweep.executor import (
     plan_workers,
 )
 from initlab.sweep.grid import DEFAULT_MAX_RUNS, expand
+from initlab.sweep.report import (
+    SweepInterrupted,
+    SweepPlan,
+    SweepProgress,
+    SweepReport,
+    SweepStopped,
+)
 from initlab.sweep.spec import Spec, load_spec
 
 BACKENDS = ("local", "ray")
@@ -76,104 +82,6 @@ class Study:
     @classmethod
     def from_spec(cls, spec: Spec) -> Study:
         return cls(spec.spec_hash(), spec.name, spec.to_dict(), spec.group_by)
-
-
-@dataclass
-class SweepPlan:
-    """What is about to run (handed to :meth:`SweepProgress.start`)."""
-
-    total: int
-    done: int
-    pending: list[RunConfig]
-    backend: str
-    engine: str
-    workers: int | None
-    threads: int
-
-
-@dataclass
-class SweepReport:
-    """What a sweep did: runs done before, runs run now by status, time, interruption."""
-
-    study_id: str
-    total: int
-    already_done: int
-    counts: Counter = field(default_factory=Counter)
-    seconds: float = 0.0
-    interrupted: bool = False
-    by_others: int = 0
-    """Runs of the study that other processes sharing the store finished meanwhile."""
-    planned: dict[str, str] = field(default_factory=dict, repr=False)
-    """Each pending run's config (:func:`config_identity`) → the key it was planned under
-    (left out of ``repr``: a JSON string per run)."""
-    edited: int = 0
-    """Runs stored ``failed`` because their model or data file changed while the sweep ran."""
-
-    @property
-    def ran(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def finished(self) -> int:
-        """Runs of the study that are done now (failed ones are not)."""
-        return self.already_done + self.by_others + self.ran - self.counts.get("failed", 0)
-
-    def line(self) -> str:
-        """``ran 12 runs in 63.1 s (ok 10, diverged 2); 36 of 36 runs done``."""
-        by_status = ", ".join(f"{s} {n}" for s, n in sorted(self.counts.items()))
-        ran = f"ran {self.ran} run(s) in {self.seconds:.1f} s"
-        if by_status:
-            ran += f" ({by_status})"
-        others = f" ({self.by_others} by other processes)" if self.by_others else ""
-        edited = (
-            f"; {self.edited} of the failed: the model or data file was edited while the sweep "
-            "ran; run it again to train the file as it is now"
-            if self.edited
-            else ""
-        )
-        return f"{ran}; {self.finished} of {self.total} runs done{others}{edited}"
-
-
-class SweepProgress:
-    """Progress hooks (no-ops here; the CLI draws a bar)."""
-
-    def start(self, plan: SweepPlan) -> None:
-        """Before anything runs."""
-
-    def epoch(self, config: RunConfig, record: dict) -> None:
-        """After each epoch of a run (every engine and backend)."""
-
-    def finished(self, outcome: Outcome) -> None:
-        """After each run has been committed to the store."""
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep; ``report`` says what was saved. From :func:`run_study` (and
-    so ``initlab.compare``), ``results`` holds the runs finished before it: with no store
-    file (``out=None``) they are nowhere else."""
-
-    def __init__(self, report: SweepReport) -> None:
-        super().__init__("sweep interrupted")
-        self.report = report
-        self.results: ResultSet | None = None
-
-    def __str__(self) -> str:
-        if self.results is None:
-            return "sweep interrupted"
-        return (
-            f"sweep interrupted: the {len(self.results.runs)} finished run(s) are in this "
-            "exception's .results (with out=, they stay in the store and the same call resumes)"
-        )
-
-
-class SweepStopped(InitlabError):
-    """The store could not be written any more (a full disk): the sweep stopped cleanly,
-    every run committed before is kept; ``report`` says what was saved."""
-
-    def __init__(self, message: str, report: SweepReport) -> None:
-        super().__init__(message)
-        self.report = report
-        self.results: ResultSet | None = None  # set as in SweepInterrupted
 
 
 def run_sweep(
@@ -374,6 +282,13 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
     raise UnknownNameError("backend", backend, BACKENDS)
 
 
+SWEEP_OPTIONS = (
+    "backend", "workers", "engine", "address", "data_dir", "dataset", "progress",
+    "gpus_per_trial",
+)  # fmt: skip
+"""The keywords of :func:`run_sweep` that :func:`run_study` passes on."""
+
+
 def run_study(
     spec: Spec | str | Path,
     out: str | Path | None = None,
@@ -389,6 +304,11 @@ def run_study(
     A spec of more than ``max_runs`` runs is refused before any is built (``None``: no limit)."""
     if isinstance(spec, (str, Path)):  # a spec file, as `initlab sweep` takes it
         spec = load_spec(spec)
+    if unknown := sorted(set(options) - set(SWEEP_OPTIONS)):
+        raise InitlabError(
+            f"run_study takes no option {', '.join(map(repr, unknown))} (options: "
+            f"{', '.join(SWEEP_OPTIONS)}); run settings such as device go in the spec's fixed"
+        )
     configs = list(configs) if configs is not None else expand(spec, max_runs)
     study = Study.from_spec(spec)
     with open_store(out if out is not None else ":memory:", create=True) as store:
