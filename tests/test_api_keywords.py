@@ -340,6 +340,8 @@ def test_python_calls_that_raised_raw_python_errors(tmp_path):
         build_report("results", tmp_path / "report")
     with pytest.raises(InitlabError, match=r"^widths takes integers like 64,128,256; got '8,x'"):
         coord_check("mlp", widths="8,x", data="digits")
+    with pytest.raises(InitlabError, match=r"data directory .*nowhere does not exist"):
+        initlab.compare(["he_normal"], 1, data="digits", data_dir=tmp_path / "nowhere")
     (tmp_path / "taken.png").write_text("a plot of before")
     with pytest.raises(InitlabError, match="a file is there; save takes a directory"):
         results.save(tmp_path / "taken.png")

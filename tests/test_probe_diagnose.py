@@ -201,6 +201,7 @@ def test_rows_layers_table_and_outputs(batch, tmp_path):
     assert list(d.layers["layer"]) == [f"blocks.{i}.linear" for i in range(4)] + ["output"]
     assert set(METRICS) | {"q_pred", "activation", "fan_in"} <= set(d.layers.columns)
     assert "blocks.3.linear" in str(d) and "<table" in d._repr_html_()
+    assert repr(d) == str(d)  # a REPL shows the table, not a dump of the dataclass
     assert d.plot(tmp_path / "d.png").stat().st_size > 10_000
     assert all(name in FINDINGS for name in d.names)
 

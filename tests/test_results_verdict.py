@@ -45,6 +45,13 @@ def test_failed_group_has_no_rank_and_the_verdict_says_it_failed():
     assert not ranked.loc["bad", "tied_with_best"]
 
 
+def test_every_run_failed_with_one_seed_says_fix_the_error_not_add_seeds():
+    text = _results({"he": ["failed"], "orth": ["failed"]}).verdict()
+    assert text.startswith("no verdict: no group has a single finite score")
+    assert text.endswith("fix the error the runs failed with (each run's message) first")
+    assert "add seeds" not in text
+
+
 def test_single_seed_verdict_says_how_to_add_seeds_in_a_spec():
     text = _results({"he": ["ok"], "orth": ["ok"]}).verdict()
     assert "seeds = 3 or more in the spec" in text

@@ -27,6 +27,7 @@ from initlab.apply import AS_BUILT, INITIALIZABLE, untouched_weights, weight_lay
 from initlab.arguments import check_compare_arguments
 from initlab.config import RunConfig, plain, unused_settings
 from initlab.data import Dataset
+from initlab.data.locate import user_dir
 from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.results import ResultSet, retry_hint
@@ -247,6 +248,8 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
     of each distinct pair, then :func:`initlab.train.preflight.preflight` for one config per
     distinct (model, model_args, architecture, data, task, batch size). Raises
     :class:`InitlabError` (one line); returns ``configs[0]``'s loaded data (or ``None``)."""
+    if data_dir is not None:  # also where no dataset reads it (digits): a typo said nothing
+        user_dir(data_dir)
     for device, precision in dict.fromkeys((c.device, c.precision) for c in configs):
         check_precision(precision, resolve_device(device))
     for config in configs:

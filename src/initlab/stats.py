@@ -404,6 +404,8 @@ def _too_few_scores(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:
         text = f"no winner: {need}; {names} {verb} fewer{why}"
     more = max(3, int(ranked["runs"].max()) + 2)  # beyond what ran: 3 seeds said at 3
     seeds = f"seeds = {more} or more in the spec, --seeds {more} with compare"
+    if (ranked["n"] == 0).all() and set(kinds) == {"failed"}:  # seeds would fail the same way
+        return f"{text}; fix the error the runs failed with (each run's message) first"
     if single:
         return f"{text}; add seeds ({seeds})"
     if (short["n"] == 0).all():

@@ -123,6 +123,11 @@ class Diagnosis:
             return f"{title}\n{text}\nno findings: healthy"
         return f"{title}\n{text}\nfindings:\n" + "\n".join(f"- {f}" for f in self.findings)
 
+    def __repr__(self) -> str:
+        """What a REPL or a notebook's text output shows: the table and the findings, as
+        ``print`` does (the dataclass's own repr dumped the DataFrames)."""
+        return str(self)
+
     def _repr_html_(self) -> str:
         items = "".join(
             f"<li><b>{f.name}</b>: {f.message}<br><i>{f.suggestion}</i></li>" for f in self.findings
