@@ -503,3 +503,16 @@ def test_numpy_batches_float64_inputs_and_float_labels_are_taken_as_compare_take
         assert found.names == reference.names
         # the same float32 batch either way: the same numbers, computed by the same ops
         assert np.allclose(found.layers["post_std"], reference.layers["post_std"], equal_nan=True)
+
+
+def test_findings_json_writes_an_uncomputable_ratio_as_null():
+    """A nanoGPT model (no layer outside its branches) wrote "weight_grad_norm_ratio": "nan"."""
+    import json
+
+    from initlab.probe.findings import json_number
+
+    assert json_number(float("nan")) is None and json_number(float("inf")) == "inf"
+    assert json_number(-float("inf")) == "-inf" and json_number(0.5) == 0.5
+    d = diagnose(nn.Sequential(nn.Linear(4, 3)), torch.randn(8, 4))  # one layer: no ratio
+    summary = json.loads(json.dumps(d.to_dict()))["summary"]
+    assert summary["activation_std_ratio"] is None

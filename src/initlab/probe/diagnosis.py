@@ -23,7 +23,7 @@ from initlab.initializers import fans_of_module
 from initlab.probe import findings as verdicts
 from initlab.probe.attention import AttentionRecorder, attention_findings
 from initlab.probe.branches import dormant_findings
-from initlab.probe.findings import Finding
+from initlab.probe.findings import Finding, json_number
 from initlab.probe.hooks import LayerTensors, Loss, collect
 from initlab.probe.logits import logit_findings
 from initlab.probe.meanfield import predicted_q
@@ -100,7 +100,7 @@ class Diagnosis:
             "label": self.label,
             "healthy": self.healthy,
             "findings": [f.to_dict() for f in self.findings],
-            "summary": {k: (v if math.isfinite(v) else str(v)) for k, v in self.summary.items()},
+            "summary": {k: json_number(v) for k, v in self.summary.items()},
         }
 
     def table(self) -> pd.DataFrame:

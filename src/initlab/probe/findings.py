@@ -99,8 +99,8 @@ class Finding:
         """A JSON-ready dict (non-finite numbers become strings: ``"inf"``, ``"nan"``)."""
         d = asdict(self)
         d["layers"] = list(self.layers)
-        d["values"] = {k: _json_number(v) for k, v in self.values.items()}
-        d["threshold"] = _json_number(self.threshold)
+        d["values"] = {k: json_number(v) for k, v in self.values.items()}
+        d["threshold"] = json_number(self.threshold)
         return d
 
     def __str__(self) -> str:
@@ -108,7 +108,11 @@ class Finding:
         return text + (f"\n  suggestion: {self.suggestion}" if self.suggestion else "")
 
 
-def _json_number(value: float) -> float | str:
+def json_number(value: float) -> float | str | None:
+    """``value`` as JSON holds it: finite as is, ``±inf`` as ``"inf"``/``"-inf"``, NaN (not
+    computable: a ratio with nothing to divide) as ``null``."""
+    if math.isnan(value):
+        return None
     return value if math.isfinite(value) else str(value)
 
 
