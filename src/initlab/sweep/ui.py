@@ -12,14 +12,6 @@ from typing import Annotated
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from initlab.config import RunConfig
 from initlab.console import print_frame
@@ -34,16 +26,13 @@ from initlab.results import (
 from initlab.scores import Score, parted_by_stuck
 from initlab.stats import group_label, some_names
 from initlab.store import Store, open_store, store_path, study_dir
-from initlab.sweep.engine import Outcome
+from initlab.sweep.progress import RichProgress
 from initlab.sweep.runner import (
     Study,
     SweepInterrupted,
-    SweepPlan,
-    SweepProgress,
     SweepReport,
     SweepStopped,
     check_backend,
-    config_identity,
     run_sweep,
 )
 from initlab.sweep.spec import Spec
@@ -181,55 +170,6 @@ def save_tables(
             f"results store {store_path(store or out)}; {fix} and run the same command again "
             "to write them"
         )
-
-
-class RichProgress(SweepProgress):
-    """One overall bar in model-epochs with elapsed time and ETA, on stderr."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.bar: Progress | None = None
-        self._task = None
-        self._epochs: dict[str, int] = {}
-
-    def start(self, plan: SweepPlan) -> None:
-        if plan.done:
-            self.console.print(f"{plan.done} of {plan.total} runs already done, resuming")
-        where = f"{plan.workers} worker(s) × {plan.threads} thread(s)"
-        if plan.backend == "ray":
-            where = "Ray tasks"
-        self.console.print(
-            f"running {len(plan.pending)} run(s) on {where} ({plan.backend}, {plan.engine} engine)"
-        )
-        self.bar = Progress(
-            TextColumn("[progress.description]{task.description:<34}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("model-epochs"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-        )
-        self.bar.start()
-        total = sum(c.epochs for c in plan.pending)
-        self._task = self.bar.add_task("starting", total=total)
-
-    def epoch(self, config: RunConfig, record: dict) -> None:
-        run = config_identity(config)  # not the key: it changes if the user's file does
-        self._epochs[run] = self._epochs.get(run, 0) + 1
-        self.bar.update(self._task, advance=1, description=config.label)
-
-    def finished(self, outcome: Outcome) -> None:
-        config = outcome.result.config
-        rest = config.epochs - self._epochs.pop(config_identity(config), 0)
-        status = outcome.result.status
-        shown = config.label if status in ("ok", "stuck") else f"{config.label} {status}"
-        self.bar.update(self._task, advance=max(rest, 0), description=shown)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def resume_command(ctx: typer.Context | None) -> str:
