@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from initlab.apply import tied_names
 from initlab.data.dataset import Dataset
+from initlab.ties import tied_names
 from initlab.train.engine import Member, Plan, train_stack
 from initlab.train.stack import ModelStack
 

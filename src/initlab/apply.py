@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+import initlab.compound_layers as packed
 import initlab.initializers as initializers
 from initlab.arguments import as_inputs, check_batch, check_module, check_runs
 from initlab.compound_layers import (
@@ -39,7 +40,7 @@ from initlab.config import output_scheme
 from initlab.embedding_init import EMBEDDINGS, init_embeddings, tensors_set_by
 from initlab.errors import InitlabError, UnknownNameError, closest_name
 from initlab.init_record import InitRecord
-from initlab.initializers import Fans, Initializer, fans_of_module, fans_of_tensor
+from initlab.initializers import Initializer, fans_of_module, fans_of_tensor
 from initlab.layer_order import output_layer_name
 from initlab.norm_layers import is_norm
 from initlab.residual import apply_residual
@@ -86,10 +87,12 @@ def initialize(
 
     ``scheme``: an initializer name/spec (``"he_normal"``, ``"orthogonal(gain=1.41)"``), an
     :class:`~initlab.initializers.Initializer`, or a mapping ``{layer name: scheme}`` (layers
-    not in it are left alone). ``output_layer``: the scheme for the last Linear/Conv layer the
-    forward calls (``None`` or ``"same"``: the same as the others; ``"keep"``: leave it as it
-    is) — Keras's Dense default is ``glorot_uniform``, and the classic lab initializes only
-    the hidden layers.
+    not in it are left alone; a fused projection's row spans, from a doctor's plan or a spec
+    ``"orthogonal per rows 0:64, 64:128, 128:192"``, give one draw per span with its own fans;
+    a scheme alone runs no forward pass and draws each weight whole). ``output_layer``: the
+    scheme for the last Linear/Conv layer the forward calls (``None`` or ``"same"``: the same
+    as the others; ``"keep"``: leave it as it is) — Keras's Dense default is
+    ``glorot_uniform``, and the classic lab initializes only the hidden layers.
     ``scheme="default"`` keeps the whole model as built: output layer and biases included.
     ``bias``: ``"zeros"``, ``"keep"``, ``"torch_default"`` (U(±1/sqrt(fan_in)), what
     ``nn.Linear`` does), a number (constant), or an initializer. ``generator`` makes the
@@ -114,23 +117,42 @@ def initialize(
     layers = initializable_layers(model)
     rule = residual_rule(scheme, residual)
     plan = _resolve_plan(scheme, model, output_scheme(output_layer), data)
+    spans = packed.planned_spans(scheme, plan)  # fused projections: one draw per row span
     _refuse_parametrized(model, plan)
     _check_data(model, data, plan)
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=_skipped_modules(model))
-    for name, module in weight_layers(model):
-        if name not in plan:
-            record.skipped.append(_skip(name, module, "not in the plan"))
-        elif isinstance(module, COMPOUND):
-            record.rows.append(_init_compound(name, module, plan[name], bias_init, generator))
-        else:
-            record.rows.append(_init_layer(name, module, plan[name], bias_init, generator, fans))
+    _init_weights(model, plan, spans, bias_init, generator, fans, record)
     _init_embeddings(model, embedding, generator, record)
     _run_data_dependent(model, layers, plan, data, record)
     planned = getattr(scheme, "residual", None)  # a plan's branches (maybe found by a run)
     planned = planned if isinstance(planned, Structure) and data is None else None
     record.after_residual(model, apply_residual(model, rule, structure=planned, example=data))
     return record
+
+
+def _init_weights(
+    model: nn.Module,
+    plan: dict[str, Initializer | None],
+    spans: Mapping[str, packed.RowSpans],
+    bias_init: Initializer | None,
+    generator: torch.Generator | None,
+    fans: str,
+    record: InitRecord,
+) -> None:
+    """Set every weight layer ``plan`` names (a fused projection with row ``spans``: one
+    draw per span, :func:`initlab.compound_layers.init_fused`) and record it."""
+    for name, module in weight_layers(model):
+        init = plan.get(name)
+        if name not in plan:
+            record.skipped.append(_skip(name, module, "not in the plan"))
+        elif isinstance(module, COMPOUND):
+            record.rows.append(_init_compound(name, module, init, bias_init, generator))
+        elif name in spans:
+            row = packed.init_fused(name, module, init, bias_init, generator, spans[name])
+            record.rows.append(row)
+        else:
+            record.rows.append(_init_layer(name, module, init, bias_init, generator, fans))
 
 
 def _init_embeddings(
@@ -224,7 +246,7 @@ def _resolve_plan(
         unknown = sorted(set(scheme) - known)
         if unknown:
             raise InitlabError(f"the plan names layers the model lacks: {', '.join(unknown)}")
-        return {n: _as_initializer(s) for n, s in scheme.items()}
+        return {n: _as_initializer(packed.unspanned(s)[0]) for n, s in scheme.items()}
     hidden = _as_initializer(scheme)
     plan: dict[str, Initializer | None] = {name: hidden for name, _ in layers + compound}
     if layers and output_layer is not None and hidden.name != AS_BUILT:
@@ -270,10 +292,6 @@ def resolve_bias(bias: str | float | Initializer) -> Initializer | None:
         ) from None
 
 
-def _layer_fans(module: nn.Module, rule: str) -> Fans:
-    return fans_of_module(module) if rule == "module" else fans_of_tensor(module.weight)
-
-
 def _init_layer(
     name: str,
     module: nn.Module,
@@ -282,7 +300,7 @@ def _init_layer(
     generator: torch.Generator | None,
     rule: str,
 ) -> dict[str, Any]:
-    fans = _layer_fans(module, rule)
+    fans = fans_of_module(module) if rule == "module" else fans_of_tensor(module.weight)
     if init is not None and init.name == AS_BUILT:
         bias_init = None  # the layer as built: its bias too
     if init is not None:
@@ -373,22 +391,6 @@ def _set_by_layers(model: nn.Module) -> set[int]:
         own = module.named_parameters(recurse=False)
         found |= {id(p) for n, p in own if n in parameters_set(module)}
     return found
-
-
-def tied_names(module: nn.Module) -> dict[str, str]:
-    """Every parameter and buffer name of ``module`` → the first name of the same tensor.
-
-    ``named_parameters`` (and :func:`torch.func.stack_module_state`) keep one name per tensor,
-    the first, so a tied tensor (a language model's output layer sharing its embedding's
-    weight) maps from each of its names to that one: a model stack sets all of them to keep
-    the tie, a weights file stores it once, and a plan says which layer's init set it.
-    """
-    names: dict[str, str] = {}
-    for items in (module.named_parameters, module.named_buffers):
-        first: dict[int, str] = {}
-        for name, tensor in items(remove_duplicate=False):
-            names[name] = first.setdefault(id(tensor), name)
-    return names
 
 
 def _skip(name: str, module: nn.Module, reason: str) -> dict[str, str]:

@@ -23,6 +23,14 @@ Keras semantics, since Keras is the framework whose layers name a scheme per mat
 
 A data-dependent scheme (``lsuv``) gives these matrices its orthonormal start only: its
 rescaling pass runs on Linear/Conv outputs.
+
+**Fused projections** (a Linear whose output the model cuts into pieces: nanoGPT's
+``q, k, v = c_attn(x).split(d, 2)``) are set like ``in_proj_weight``, one draw per row span
+``[a, b)`` with the fans of its own ``[b - a, in]`` block (fan_in = in, fan_out = b - a), when
+a plan names the spans (:func:`spanned`; the doctor finds them by tracing:
+:mod:`initlab.probe.split`). One draw over the whole ``[3d, d]`` matrix would give Glorot
+fan_out = 3d (half the variance of ``d × d`` maps: 2/(d + 3d) against 2/(d + d)) and an
+orthogonal draw whose ``d × d`` blocks have mean squared singular value 1/3, not 1.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 import initlab.initializers as initializers
+from initlab.errors import InitlabError
 from initlab.initializers import Fans, Initializer
 
 COMPOUND = (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention)
@@ -44,6 +53,10 @@ RECURRENT_SCHEME = "orthogonal"
 RECURRENT = " (recurrent: orthogonal)"
 """Added to an RNN's scheme in its record row."""
 _TORCH_DEFAULT_BIAS = "torch_default_bias"
+RowSpans = tuple[tuple[int, int], ...]
+"""Row spans ``((a₀, b₀), (a₁, b₁), ...)`` of a weight ``[rows, ...]``, tiling ``[0, rows)``."""
+PER_ROWS = " per rows "
+"""Joins a scheme to its row spans in a plan's text form (:func:`spanned`)."""
 _ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 
 
@@ -221,6 +234,107 @@ def _thirds(rows: int) -> list[tuple[int, int]]:
     return [(0, third), (third, 2 * third), (2 * third, rows)]
 
 
+def spanned(scheme: str, spans: RowSpans) -> str:
+    """``"orthogonal per rows 0:16, 16:32, 32:48"``: ``scheme`` drawn once per row span, the
+    form a plan's ``{layer: scheme}`` mapping (and its JSON) carries spans in."""
+    return scheme + PER_ROWS + ", ".join(f"{a}:{b}" for a, b in spans)
+
+
+def unspanned(spec: str) -> tuple[str, RowSpans | None]:
+    """``(scheme, spans)`` of a :func:`spanned` spec (``(spec, None)`` for any other)."""
+    scheme, found, text = spec.rpartition(PER_ROWS) if isinstance(spec, str) else ("", "", "")
+    if not found:
+        return spec, None
+    try:
+        spans = tuple((int(a), int(b)) for a, _, b in (t.partition(":") for t in text.split(",")))
+    except ValueError:
+        raise InitlabError(f"{spec!r}: row spans are written a:b, c:d, ...") from None
+    return scheme, spans
+
+
+def planned_spans(scheme: object, plan: Mapping[str, Initializer | None]) -> dict[str, RowSpans]:
+    """The row spans a per-layer ``scheme`` names (a doctor's plan's ``spans``, or
+    :func:`spanned` specs in a mapping), for the layers whose resolved ``plan`` init draws
+    numbers: not kept (``None``, ``default``) and not data-dependent (LSUV rescales the
+    whole layer)."""
+    if not isinstance(scheme, Mapping):
+        return {}
+    found = dict(getattr(scheme, "spans", None) or {})
+    found.update({n: spans for n, s in scheme.items() if (spans := unspanned(s)[1])})
+    return {
+        n: spans
+        for n, spans in found.items()
+        if (init := plan.get(n)) is not None
+        and init.name != "default"  # initlab.apply.AS_BUILT: as the constructor built it
+        and not getattr(init.sampler, "data_dependent", False)
+    }
+
+
+def check_spans(name: str, spans: RowSpans, rows: int) -> None:
+    """Refuse ``spans`` that do not tile ``[0, rows)`` in order: layer ``name``'s weight
+    rows must each be drawn exactly once."""
+    ends = [0, *(b for _, b in spans)]
+    tiled = all(a == end and b > a for (a, b), end in zip(spans, ends, strict=False))
+    if not spans or not tiled or ends[-1] != rows:
+        got = ", ".join(f"{a}:{b}" for a, b in spans)
+        raise InitlabError(f"{name}: row spans {got} do not tile its {rows} output rows")
+
+
+def span_fans(shape: tuple[int, ...], spans: RowSpans) -> list[Fans]:
+    """The fans of each row block ``[b - a, *shape[1:]]`` of a weight of ``shape``: for a
+    Linear ``[out, in]``, fan_in = in and fan_out = b - a (the tensor rule on the block)."""
+    return [initializers.fans_of_tensor((b - a, *shape[1:])) for a, b in spans]
+
+
+def fused_draws(
+    module: nn.Linear, init: Initializer, bias_init: Initializer | None, spans: RowSpans
+) -> list[Draw]:
+    """A fused Linear's fills: ``init`` on each row block of ``weight`` with that block's
+    fans, then ``bias_init`` on the same rows of ``bias`` with the same fans (as
+    ``in_proj_weight`` and ``in_proj_bias``); what :func:`init_fused` runs and the doctor's
+    snippet writes."""
+    fans = span_fans(tuple(module.weight.shape), spans)
+    rule = spanned(repr(init), spans)
+    plan = [
+        Draw("weight", init, f, rows=span, rule="" if i else rule)
+        for i, (span, f) in enumerate(zip(spans, fans, strict=True))
+    ]
+    if module.bias is not None and bias_init is not None:
+        plan += [
+            Draw("bias", bias_init, f, rows=span, rule="" if i else repr(bias_init))
+            for i, (span, f) in enumerate(zip(spans, fans, strict=True))
+        ]
+    return plan
+
+
+def init_fused(
+    name: str,
+    module: nn.Linear,
+    init: Initializer,
+    bias_init: Initializer | None,
+    generator: torch.Generator | None,
+    spans: RowSpans,
+) -> dict[str, Any]:
+    """Run :func:`fused_draws` on ``module`` and return its record row (``fan_in``,
+    ``fan_out`` and ``expected_std`` of the first span's block)."""
+    check_spans(name, spans, module.weight.shape[0])
+    plan = fused_draws(module, init, bias_init, spans)
+    for draw in plan:
+        draw.init(draw.target(module), generator, fans=draw.fans)
+    first, bias = plan[0], getattr(module, "bias", None)
+    return {
+        "layer": name,
+        "type": type(module).__name__,
+        "shape": "x".join(map(str, module.weight.shape)),
+        "scheme": first.rule,
+        "fan_in": first.fans.fan_in,
+        "fan_out": first.fans.fan_out,
+        "expected_std": init.std(first.fans, shape=first.target(module).shape),
+        "std": float(module.weight.detach().std()),
+        "bias": "none" if bias is None else (repr(bias_init) if bias_init else "kept"),
+    }
+
+
 def _span(weight: Tensor, span: tuple[int, int]) -> tuple[int, ...]:
     return (span[1] - span[0], *weight.shape[1:])
 
@@ -235,8 +349,13 @@ __all__ = [
     "Draw",
     "compound_layers",
     "draws",
+    "fused_draws",
     "init_compound",
+    "init_fused",
     "is_attention_output",
     "kept_row",
     "parameters_set",
+    "planned_spans",
+    "spanned",
+    "unspanned",
 ]

@@ -27,7 +27,7 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     if path.suffix.lower() == ".safetensors":
         from safetensors.torch import save_file
 
-        from initlab.apply import tied_names
+        from initlab.ties import tied_names
 
         aliases = {k: kept for k, kept in tied_names(model).items() if k != kept and k in state}
         kept = {k: v for k, v in state.items() if k not in aliases}

@@ -87,10 +87,11 @@ def family_scheme(activation: str) -> str | None:
 
 def plan_candidate(name: str, plan: Plan, base: RunConfig, why: str) -> Candidate:
     """``plan`` as run settings: ``init``/``output_init`` when the hidden layers (RNNs and
-    attention included) share a scheme, else the user's model wrapped by
+    attention included) share a scheme and none is drawn per row span (a fused projection,
+    :meth:`Plan.specs`), else the user's model wrapped by
     :func:`planned_model`; with the plan's residual rule (``residual_init``). The output
     layer is ``plan.output`` (else the last Linear/Conv entry)."""
-    schemes = {e.layer: e.scheme for e in plan.entries}
+    schemes = plan.specs()  # a fused projection's spans written in: drawn per span
     output = next(
         (
             e
@@ -102,7 +103,7 @@ def plan_candidate(name: str, plan: Plan, base: RunConfig, why: str) -> Candidat
     hidden = {e.scheme for e in plan.entries if e is not output}
     last = output.scheme if output is not None else None
     ruled = {"residual_init": plan.residual_rule} if plan.residual_rule != "none" else {}
-    if len(hidden) <= 1 and last is not None:
+    if len(hidden) <= 1 and last is not None and not plan.spans:
         init = hidden.pop() if hidden else last
         return Candidate(name, {"init": init, "output_init": last, **ruled}, schemes, why)
     if not is_user_spec(base.model):

@@ -22,6 +22,14 @@ multi-head attention          ``glorot_uniform`` on query, key and value, each E
                               default, scores q·k/√d of order 1
 ============================  ================================================================
 
+A Linear whose output the forward pass cuts into pieces that partition its output features
+(a fused ``c_attn``: ``q, k, v = c_attn(x).split(d, 2)``; :mod:`initlab.probe.split`) keeps
+its rule's scheme, drawn once per row span with the fans of that span's ``[b - a, in]``
+block, as ``in_proj_weight`` is (:attr:`PlanEntry.spans`), wherever that changes the law:
+Glorot's fan_out (one ``[3d, d]`` draw: Var = 2/(d + 3d), half of each map's 2/(d + d)) and
+orthogonal's scale (each ``d × d`` block of one semi-orthogonal ``[3d, d]`` matrix has mean
+squared singular value 1/3). A fan_in scheme's law is the same either way: no spans.
+
 Gains come from :func:`initlab.gain` — the same code the diagnosis uses for its suggestions.
 """
 
@@ -37,9 +45,10 @@ from torch import Tensor, nn
 
 from initlab.apply import AS_BUILT, initializable_layers, weight_layers
 from initlab.arguments import as_inputs, check_module, check_runs
-from initlab.compound_layers import COMPOUND, is_attention_output
+from initlab.compound_layers import COMPOUND, RowSpans, is_attention_output, span_fans, spanned
 from initlab.embedding_init import EMBEDDINGS
 from initlab.errors import UnknownNameError
+from initlab.initializers import fans_of_module, parse
 from initlab.layer_order import output_layer_name
 from initlab.probe.trace import NOT_RUN, activations_of, first_calls
 from initlab.residual import Structure, find_structure
@@ -69,6 +78,9 @@ class PlanEntry:
     role: str = ""
     """Its place in the residual structure: ``branch k, layer j of m``, ``skip projection
     (branch k)``, ``output``; ``""`` elsewhere (see :meth:`Structure.role_of`)."""
+    spans: RowSpans = ()
+    """A fused projection's weight rows ``((a, b), ...)``, each drawn with its own fans
+    (fan_in = in, fan_out = b - a); ``()``: one draw over the whole weight."""
 
 
 @dataclass
@@ -108,8 +120,21 @@ class Plan(Mapping[str, str]):
     def needs_data(self) -> bool:
         return any(e.scheme.startswith("lsuv") for e in self.entries)
 
+    @property
+    def spans(self) -> dict[str, RowSpans]:
+        """Layer → its row spans, for the fused projections drawn per span
+        (:func:`initlab.initialize` reads them)."""
+        return {e.layer: e.spans for e in self.entries if e.spans}
+
+    def specs(self) -> dict[str, str]:
+        """Layer → scheme spec with its row spans written in (``"orthogonal per rows 0:16,
+        16:32, 32:48"``): the plan as a JSON-able mapping ``initialize`` and the doctor's
+        snippet take as they take the plan itself."""
+        return {e.layer: spanned(e.scheme, e.spans) if e.spans else e.scheme for e in self.entries}
+
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([e.__dict__ for e in self.entries])
+        frame = pd.DataFrame([e.__dict__ for e in self.entries])
+        return frame if self.spans else frame.drop(columns="spans", errors="ignore")
 
     def to_json(self) -> dict[str, Any]:
         """``{"parameters": [...], "residual": {"branches", "depth", "method", "notes"},
@@ -192,9 +217,41 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
             reason += f"; {NORMALIZED}"
         if tied := tied_tables(model, module):
             reason += f"; tied to {', '.join(tied)}: this scheme sets that table too"
+        cut = law_spans(module, scheme, calls[name].spans if calls.get(name) else None)
+        reason += fused_reason(module, cut)
         role = structure.role_of(name)
-        entries.append(PlanEntry(name, type(module).__name__, activation, scheme, reason, role))
+        entries.append(
+            PlanEntry(name, type(module).__name__, activation, scheme, reason, role, cut)
+        )
     return Plan(entries, residual=structure, output=last)
+
+
+def law_spans(module: nn.Module, scheme: str, spans: RowSpans | None) -> RowSpans:
+    """``spans`` when drawing ``scheme`` once per row span ``[a, b)`` (fans ``(in, b - a)``)
+    changes the law of some entry: its std differs from the whole weight's draw (fans
+    ``(in, out)``), as for Glorot's fan_out and orthogonal's ``gain/sqrt(max(rows, cols))``;
+    ``()`` otherwise (a fan_in scheme, LSUV, a layer left as built)."""
+    if not spans or scheme == AS_BUILT or scheme.startswith("lsuv"):
+        return ()
+    init, shape = parse(scheme), tuple(module.weight.shape)
+    whole = init.std(fans_of_module(module), shape=shape)
+    parts = [
+        init.std(fans, shape=(b - a, *shape[1:]))
+        for (a, b), fans in zip(spans, span_fans(shape, spans), strict=True)
+    ]
+    return spans if any(part != whole for part in parts) else ()
+
+
+def fused_reason(module: nn.Module, spans: RowSpans) -> str:
+    """What the plan's reason adds for a fused projection (``""`` without spans)."""
+    if not spans:
+        return ""
+    rows = ", ".join(f"{a}:{b}" for a, b in spans)
+    names = "q, k, v: " if len(spans) == 3 else ""
+    return (
+        f"; fused projection ({names}{len(spans)} spans of rows {rows}, each its own fans: "
+        f"fan_in {module.weight.shape[1]}, fan_out its rows), as MultiheadAttention's in_proj"
+    )
 
 
 def tied_tables(model: nn.Module, layer: nn.Module) -> list[str]:

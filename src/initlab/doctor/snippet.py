@@ -21,7 +21,10 @@ zeros / ones / constant        ``zeros_`` / ``ones_`` / ``constant_``
 default (as built)             nothing: the layer keeps what its constructor drew
 =============================  =============================================================
 
-The snippet imports only ``torch`` and ``math``.
+A fused projection a plan draws per row span (nanoGPT's ``c_attn``: :mod:`initlab.doctor.plan`)
+gets one call per span on ``p[...][a:b]`` with that span's fans (fan_in = in, fan_out = b - a),
+the rows of ``MultiheadAttention``'s ``in_proj_weight`` likewise. The snippet imports only
+``torch`` and ``math``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,16 @@ import torch
 from torch import nn
 
 from initlab.apply import resolve_bias, weight_layers
-from initlab.compound_layers import COMPOUND, draws
+from initlab.compound_layers import (
+    COMPOUND,
+    Draw,
+    check_spans,
+    draws,
+    fused_draws,
+    planned_spans,
+    spanned,
+    unspanned,
+)
 from initlab.initializers import Initializer, fans_of_module, get, parse
 from initlab.initializers.basic import TRUNCATED_STD
 
@@ -93,20 +105,30 @@ def make_snippet(
     residual: list[str] | None = None,
 ) -> str:
     """The source of ``init_snippet.py`` for ``model`` initialized by ``schemes`` (layer →
-    scheme spec; ``default`` keeps a layer). ``reference``: the model initialized by
-    initlab, whose weights give the scale LSUV reached; ``residual``: the lines of
-    :func:`residual_lines`, appended after the per-layer draws."""
+    scheme spec; ``default`` keeps a layer; a fused projection's row spans, from a doctor's
+    :class:`~initlab.doctor.plan.Plan` or a spec ``"orthogonal per rows 0:16, 16:32, 32:48"``,
+    give one draw per row range, as :func:`initlab.initialize` makes them). ``reference``:
+    the model initialized by initlab, whose weights give the scale LSUV reached;
+    ``residual``: the lines of :func:`residual_lines`, appended after the per-layer draws."""
     expected = {n: tuple(p.shape) for n, p in model.named_parameters()}
     lines = [HEADER.format(name=name, message=message, expected=_dict_literal(expected))]
     ref = dict(reference.named_modules()) if reference is not None else {}
+    spans = planned_spans(schemes, {n: _drawn(s) for n, s in schemes.items()})
     for layer, module in weight_layers(model):
-        scheme = schemes.get(layer, "default")
+        scheme = unspanned(schemes.get(layer, "default"))[0]
         if scheme == "default":
             lines.append(f"    # {layer}: kept as built")
             continue
-        lines.append(f"    # {layer}: {scheme}")
+        lines.append(
+            f"    # {layer}: {spanned(scheme, spans[layer]) if layer in spans else scheme}"
+        )
         if isinstance(module, COMPOUND):
             lines += _compound_lines(layer, module, scheme, bias)
+            continue
+        if layer in spans:  # a fused projection: one draw per row span, as initlab's
+            check_spans(layer, spans[layer], module.weight.shape[0])
+            cut = fused_draws(module, parse(scheme), resolve_bias(bias), spans[layer])
+            lines += _draw_lines(layer, module, cut)
             continue
         lines += _weight_lines(layer, module, scheme, ref.get(layer))
         if getattr(module, "bias", None) is not None and bias != "keep":
@@ -138,10 +160,21 @@ def _weight_lines(layer: str, module: nn.Module, scheme: str, ref: nn.Module | N
     return [f"    {call}" for call in draw_calls(parse(scheme), target, fans, shape)]
 
 
+def _drawn(scheme: str) -> Initializer | None:
+    """The initializer of a layer's ``scheme`` (``None`` for ``default``, kept as built)."""
+    bare = unspanned(scheme)[0]
+    return None if bare == "default" else parse(bare)
+
+
 def _compound_lines(layer: str, module: nn.Module, scheme: str, bias: str) -> list[str]:
     """An RNN's or attention's draws (:func:`initlab.compound_layers.draws`) as calls."""
+    return _draw_lines(layer, module, draws(module, parse(scheme), resolve_bias(bias)))
+
+
+def _draw_lines(layer: str, module: nn.Module, plan: list[Draw]) -> list[str]:
+    """Each :class:`~initlab.compound_layers.Draw` as calls on its parameter (its rows)."""
     lines = []
-    for draw in draws(module, parse(scheme), resolve_bias(bias)):
+    for draw in plan:
         target = f"p[{_qualified(layer, draw.parameter)!r}]"
         if draw.rows is not None:
             target += f"[{draw.rows[0]}:{draw.rows[1]}]"

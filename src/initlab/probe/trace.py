@@ -14,7 +14,8 @@ functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
 * one cut into pieces (:data:`SPLIT_FUNCTIONS`: a fused ``c_attn``'s
   ``q, k, v = qkv.split(d, 2)``, ``chunk``, ``unbind``, ...) passes it to every piece, and
   what the first piece meets decides, as for any output read twice: the rules below apply
-  to the pieces as to the whole (a linear layer's phi(z) is then the whole tensor cut);
+  to the pieces as to the whole (a linear layer's phi(z) is then the whole tensor cut); a
+  Linear's pieces that partition its output features give its row ``spans`` (:mod:`.split`);
 * the first recognized activation (:data:`ACTIVATION_FUNCTIONS`) applied to a tagged tensor
   is the layer's activation: z is that function's input (copied before it runs, so an
   in-place activation does not erase it) and phi(z) its output. A gate written by hand,
@@ -50,6 +51,7 @@ from torch.overrides import TorchFunctionMode
 
 import initlab.activations as activations
 from initlab.apply import INITIALIZABLE
+from initlab.probe.split import Spans, linear_spans
 
 ACTIVATION_FUNCTIONS = {
     **{f: f for f in ("relu", "leaky_relu", "tanh", "sigmoid", "selu", "elu")},
@@ -142,6 +144,9 @@ class TracedLayer:
     """What the layer's branch added to the stream it joined (``x + branch(x)``), if so."""
     cut: Live | None = None
     """The tensor whose pieces went on (``q, k, v = qkv.split(d, 2)``), if it was split."""
+    spans: Spans | None = None
+    """A Linear's weight rows ``(a, b)`` whose outputs its first split's pieces hold, when
+    they partition its output features (a fused q/k/v: :func:`~.split.column_spans`)."""
 
 
 def _copy(x: Tensor | None) -> Tensor | None:
@@ -241,8 +246,12 @@ class _Tracer(TorchFunctionMode):
             layer.activation, layer.pre = "linear", layer.output
             layer.post = layer.joined or layer.cut or self.live(x)
         elif name in SPLIT_FUNCTIONS and layer.joined is None and isinstance(out, (tuple, list)):
+            pieces = [p for p in out if isinstance(p, Tensor)]
+            if layer.cut is None and layer.inside is None:
+                with self.muted():
+                    layer.spans = linear_spans(layer.module, layer.output[0], pieces)
             layer.cut = layer.cut or self.live(x)
-            for piece in (p for p in out if isinstance(p, Tensor)):
+            for piece in pieces:
                 self.tag(piece, k, id(piece))
         elif name in TRANSPARENT_FUNCTIONS and isinstance(out, Tensor):
             self.tag(out, k, self.pieces.get(id(x)))

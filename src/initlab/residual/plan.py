@@ -100,8 +100,9 @@ def plan(
     unchanged); ``options`` go to :func:`initlab.initialize` (``bias``, ``output_layer``,
     ``data``...). ``residual=None``: ``init``'s own rule when it is a plan, else ``none``.
     The plan carries the rule it applied: ``initialize(model, plan)`` applies it too."""
-    from initlab.apply import initialize, tied_names
+    from initlab.apply import initialize
     from initlab.doctor.plan import Plan, PlanEntry
+    from initlab.ties import tied_names
 
     model = check_module(model, "plan")
     _check_options(options, initialize)

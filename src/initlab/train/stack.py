@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from initlab.apply import tied_names
+from initlab.ties import tied_names
 from initlab.train.layers import restore, speed_up
 from initlab.train.stacked import NotStackable, stacked_module
 
