@@ -13,8 +13,9 @@ import torch
 
 from initlab.scaling import coord_check
 from initlab.scaling.coords import aligned_update
+from initlab.scaling.evidence import explain_finite_width
 from initlab.scaling.tokens import LAG, zipf_copies
-from initlab.scaling.verdicts import explain_finite_width, width_verdicts
+from initlab.scaling.verdicts import width_verdicts
 
 COLUMNS = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]
 WIDTHS = (64, 128, 256, 512, 1024)

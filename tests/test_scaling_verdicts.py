@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from initlab.scaling.evidence import not_judged
 from initlab.scaling.verdicts import (
     PRACTICAL_SLOPE,
     depth_verdicts,
     fit,
     is_flagged,
-    not_judged,
     sentence,
     width_verdicts,
 )
@@ -73,7 +73,7 @@ def test_the_sentence_says_module_size_direction_step_and_ci():
     assert text.endswith("muP scales this layer's learning rate by 1/width")
 
 
-def test_depth_fits_against_depth_and_log_depth():
+def test_a_power_of_depth_is_fitted_against_log_depth_only():
     rows = []
     for d in (2, 4, 8):
         for s in range(3):
@@ -81,10 +81,10 @@ def test_depth_fits_against_depth_and_log_depth():
     coords = pd.DataFrame(
         rows, columns=["param", "width", "depth", "seed", "step", "module", "metric", "value"]
     )
-    verdicts = {v.axis: v for v in depth_verdicts(coords)}
-    assert set(verdicts) == {"depth", "log_depth"}
-    assert verdicts["log_depth"].slope == pytest.approx(0.5, abs=0.01)
-    assert verdicts["log_depth"].at == 64 and verdicts["log_depth"].flagged
+    (only,) = depth_verdicts(coords)  # one law per series: the power law, which fits
+    assert (only.axis, only.law) == ("log_depth", "power")
+    assert only.slope == pytest.approx(0.5, abs=0.01)
+    assert only.at == 64 and only.flagged
 
 
 def test_fits_that_cannot_be_made_are_listed_unless_the_metric_is_zero_everywhere():

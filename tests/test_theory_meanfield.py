@@ -167,7 +167,8 @@ def test_analyze_diverging_case():
     # no fixed point: ReLU's correlation map does not depend on sigma_w2, so it is not chaos
     assert result["chi1"] == pytest.approx(1.5) and result["phase"] == "exploding"
     assert analyze("linear", 1.5, 0.0)["phase"] == "exploding"
-    assert analyze("relu", 1.5, 0.0)["phase"] == "ordered"
+    # ReLU below its edge at sigma_b2 = 0: q* = 0, chi_c(1) = 1 at every q, only the scale vanishes
+    assert analyze("relu", 1.5, 0.0)["phase"] == "vanishing"
 
 
 def test_bad_inputs():

@@ -76,9 +76,9 @@ def _print_tables(rows: list[dict], variances, sigma_b2: float) -> None:
     first = rows[0]
     out.print(
         f"[bold]{first['activation']}[/], sigma_b² = {sigma_b2:g}: edge of chaos at "
-        f"sigma_w² = {first['critical_sigma_w2']:.4g} (chi_1 = 1). chi_1 < 1: ordered, "
-        "gradients vanish with depth; chi_1 > 1: chaotic (or, where the variance diverges, "
-        "exploding), gradients explode."
+        f"sigma_w² = {first['critical_sigma_w2']:.4g} (chi_1 = 1). chi_1 < 1: ordered (or, "
+        "where the variance itself vanishes, vanishing), gradients vanish with depth; "
+        "chi_1 > 1: chaotic (or, where the variance diverges, exploding), gradients explode."
     )
     columns = ["sigma_w2", "q_star", "chi1", "phase", "xi_q", "xi_c", "max_trainable_depth"]
     print_frame(pd.DataFrame(rows)[columns], out, title="mean-field predictions")

@@ -27,17 +27,26 @@ from initlab.scaling.coords import (
     coord_data,
     preflight,
 )
-from initlab.scaling.evidence import FLAT_BOUND, blowups, inconclusive
+from initlab.scaling.evidence import (
+    FLAT_BOUND,
+    blowups,
+    explain_finite_width,
+    explain_rescaled_readout,
+    inconclusive,
+    not_judged,
+    readout_scale,
+    rescaled_note,
+)
 from initlab.scaling.fits import PER_X_VALUES
 from initlab.scaling.inputs import check_model_args, learning_rate, parse_sizes, whole_number
 from initlab.scaling.parametrize import AS_BUILT, parametrized, tie_hint
 from initlab.scaling.roles import LayerRoles, layer_roles, roles_note
 from initlab.scaling.shapes import Factory, ParamShape, check_factory, infer_shapes, renamed
 from initlab.scaling.verdicts import (
+    MUP_READOUT_INIT,
     Verdict,
     depth_verdicts,
-    explain_finite_width,
-    not_judged,
+    explain_readout_init,
     width_verdicts,
     with_sentences,
 )
@@ -187,6 +196,16 @@ def finite_width_note(count: int) -> str:
     )
 
 
+def readout_init_note(count: int) -> str:
+    """The line saying how many fits of the output layer (or logits) shrink at init as
+    muP's readout rule allows, and were therefore not flagged."""
+    return (
+        f"{count} fit(s) of the output layer (or the logits) shrink with width at step 0 as "
+        "muP's readout init allows (variance ≤ 1/fan_in², or 0): expected, not flagged "
+        "(docs/scaling.md §3)"
+    )
+
+
 def _jsonable(settings: CoordSettings) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()} | {
         "kwargs": dict(settings.kwargs)
@@ -277,12 +296,30 @@ def coord_check(
     roles = depth_roles(factory, settings)
     notes += [roles_note(roles)] if roles else []
     verdicts = judge(coords, settings, shapes, roles, before.attention)
-    if explained := sum(v.finite_width for v in verdicts):
-        notes.append(finite_width_note(explained))
+    verdicts, explained = explain(verdicts, coords, settings, before.readout)
+    notes += explained
     kinds = {name: s.kind for name, s in shapes.items()}
     return ScalingResult(
         settings, coords, verdicts, kinds, notes, not_judged(coords), blowups(coords)
     )
+
+
+def explain(
+    verdicts: list[Verdict], coords: pd.DataFrame, settings: CoordSettings, readout: str | None
+) -> tuple[list[Verdict], list[str]]:
+    """The verdicts with a rescaled readout's fits explained
+    (:func:`~initlab.scaling.evidence.explain_rescaled_readout`, at the first depth), and the
+    notes on every fit left unflagged for a reason: the rescaled readout, the
+    random-alignment floor, muP's readout at init."""
+    notes, depth = [], settings.depths[0] if settings.depths else None
+    if (scale := readout_scale(coords, readout, depth)) is not None and readout is not None:
+        verdicts = explain_rescaled_readout(verdicts, scale, readout, depth)
+        notes.append(rescaled_note(readout, scale))
+    if count := sum(v.finite_width for v in verdicts):
+        notes.append(finite_width_note(count))
+    if count := sum(v.explained == MUP_READOUT_INIT for v in verdicts):
+        notes.append(readout_init_note(count))
+    return verdicts, notes
 
 
 def coord_settings(sizes: tuple[Any, Any, Any, Any], **settings: Any) -> CoordSettings:
@@ -313,6 +350,7 @@ def judge(
     verdicts = explain_finite_width(width_verdicts(coords) + depth_verdicts(coords, roles))
     ties = {} if settings.param == AS_BUILT else tie_hints(shapes)
     kinds = {name: s.kind for name, s in shapes.items()}
+    verdicts = explain_readout_init(verdicts, settings.param, kinds)
     return with_sentences(verdicts, settings.param, settings.optimizer, kinds, ties, attention)
 
 

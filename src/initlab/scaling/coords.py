@@ -36,9 +36,9 @@ from torch.overrides import TorchFunctionMode
 
 from initlab.errors import InitlabError
 from initlab.probe.trace import trace
+from initlab.scaling.fits import check_design
 from initlab.scaling.parametrize import ATTN_ATTRIBUTE, Parametrized, parametrized
 from initlab.scaling.shapes import Factory
-from initlab.scaling.verdicts import MIN_VALUES
 from initlab.train.preflight import check_output
 from initlab.train.seeding import derive_seed
 from initlab.train.tasks import model_loss
@@ -99,21 +99,6 @@ def check_sizes(option: str, sizes: Sequence[int]) -> None:
         raise InitlabError(f"{option} must be strictly increasing, got {list(sizes)}")
 
 
-def check_design(option: str, sizes: Sequence[int], seeds: int) -> None:
-    """:class:`InitlabError` unless ``sizes × seeds`` gives a fit its
-    :data:`~initlab.scaling.verdicts.MIN_VALUES` values: with fewer, no slope gets a CI and
-    the check could judge nothing."""
-    if len(sizes) * seeds >= MIN_VALUES:
-        return
-    need, more_seeds = -(-MIN_VALUES // seeds), -(-MIN_VALUES // len(sizes))
-    noun, plural = option.removeprefix("--"), "s" if seeds > 1 else ""
-    raise InitlabError(
-        f"{option} needs at least {need} {noun} with {seeds} seed{plural} (got {len(sizes)}), "
-        f"or use --seeds {more_seeds}: a slope's 95% CI needs {MIN_VALUES} values "
-        f"({noun} × seeds)"
-    )
-
-
 ATTENTION_FUNCTIONS = frozenset({"scaled_dot_product_attention", "softmax"})
 """Torch functions whose call marks a forward as attention: fused attention, and the softmax
 hand-written attention normalizes its logits with (a model's forward rarely calls softmax
@@ -160,6 +145,9 @@ class Preflight:
 
     notes: list[str]
     attention: bool
+    readout: str | None = None
+    """The model's output layer (:func:`initlab.layer_order.known_output_layer`; ``None``:
+    unknown)."""
 
 
 def where(width: int, depth: int) -> str:
@@ -209,7 +197,7 @@ def preflight(
     except InitlabError as exc:
         raise DataMismatch(f"{at}: {exc}") from None
     notes = built.notes + unscaled_notes(watch)
-    return Preflight(notes, bool(watch.calls or attention_modules(built.model)))
+    return Preflight(notes, bool(watch.calls or attention_modules(built.model)), built.readout)
 
 
 def watch_attention(model: nn.Module, x: Tensor) -> tuple[AttentionWatch, object]:

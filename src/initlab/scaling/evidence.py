@@ -15,15 +15,21 @@ fit **bounds** its slope near 0 (docs/scaling.md §3):
   width at one step (``across="width"``), or from its first positive step to the last one at
   one width (``across="step"``, training diverging). A blow-up is reported whether or not its
   fit could be made or flagged.
+- a fit that moves only through the random-alignment floor (:func:`explain_finite_width`) is
+  not flagged, and marked ``finite_width``;
+- a width fit that **could not be made** (:func:`not_judged`: a diverged run's NaNs, too few
+  positive values) is listed, never counted as a pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
+from initlab.scaling.fits import MIN_VALUES, fit
 from initlab.scaling.verdicts import JUDGED, Verdict
 
 FLAT_BOUND = 0.5
@@ -32,10 +38,116 @@ BLOWUP_FACTOR = 100.0
 """A series whose median grows this many times (across widths or steps) has blown up."""
 
 
+FLOOR_FREE = {"update": "aligned", "l1": "aligned_out", "std": "aligned_out"}
+"""The metric whose fit says whether a fit of the key metric moves only through the
+random-alignment floor."""
+
+
+DIAGNOSTIC = frozenset(FLOOR_FREE.values())
+"""Metrics that explain other fits and are never flagged themselves."""
+
+
+def explain_finite_width(verdicts: list[Verdict]) -> list[Verdict]:
+    """Unflag each flagged ``update`` fit whose layer's ``aligned`` fit (same axis,
+    depth/width, module and step) says the slope is the floor's (:func:`floor_only`), and each
+    flagged ``l1``/``std`` fit whose ``aligned_out`` fit (a zero-initialized readout) says so;
+    mark them ``finite_width``. The aligned fits themselves are diagnostics:
+    never flagged (the verdicts stay those of l1, std, update and the logits).
+
+    ``update`` mixes the aligned part of ΔW·x with its random-alignment floor (see
+    :func:`initlab.scaling.coords.aligned_update`); a zero-initialized readout's output is
+    its accumulated update, the same mixture. Under every parametrization of
+    docs/scaling.md §2 the floor's exponent is the aligned part's minus ½ (a width-sized
+    fan_in) or equal to it (a finite fan_in), so it can only dilute a real exponent at small
+    widths, never create one: a slope that the aligned part does not share is the floor
+    fading, a finite-width effect."""
+    fits = {(v.axis, v.at, v.module, v.step, v.metric): v for v in verdicts}
+    out = []
+    for v in verdicts:
+        other = fits.get((v.axis, v.at, v.module, v.step, FLOOR_FREE.get(v.metric, "")))
+        if v.flagged and other is not None and floor_only(v, other):
+            v = replace(v, flagged=False, finite_width=True)
+        elif v.metric in DIAGNOSTIC:
+            v = replace(v, flagged=False)
+        out.append(v)
+    return out
+
+
+def floor_only(fit: Verdict, aligned: Verdict) -> bool:
+    """``fit``'s slope is not its aligned part's: the aligned fit would not be flagged, has
+    every value ``fit`` has (none clamped to 0) and its 95% CI excludes ``fit``'s slope."""
+    return (
+        not aligned.flagged
+        and aligned.n == fit.n
+        and not aligned.ci_low <= fit.slope <= aligned.ci_high
+    )
+
+
+def readout_scale(
+    coords: pd.DataFrame, readout: str | None, depth: int | None = None
+) -> pd.Series | None:
+    """How the model's forward rescales its readout's output before returning it: per width,
+    the median over depths, seeds and steps of ``std(logits) / std(readout output)``, when
+    that ratio is not exactly 1 everywhere (a ``MuReadout``-style ``head(x) * base/width``:
+    ``base/width``); ``None`` when the readout's output is the model's (a reshape keeps its
+    std), or the readout is unknown. The readout's last call is the one compared; ``depth``:
+    at that depth only (the readout's name can change with depth)."""
+    if readout is None:
+        return None
+    std = coords[(coords["metric"] == "std") & ((coords["depth"] == depth) | (depth is None))]
+    calls = [m for m in dict.fromkeys(std["module"]) if m.split("[")[0] == readout]
+    if not calls:
+        return None
+    key = ["depth", "width", "seed", "step"]
+    mine = std[std["module"] == calls[-1]].set_index(key)["value"]
+    logits = std[std["module"] == "(logits)"].set_index(key)["value"]
+    both = pd.concat([mine, logits], axis=1, keys=["readout", "logits"], join="inner")
+    if both.empty or (both["readout"] == both["logits"]).all():
+        return None
+    return (both["logits"] / both["readout"]).groupby(level="width").median()
+
+
+def explain_rescaled_readout(
+    verdicts: list[Verdict], scale: pd.Series | None, readout: str | None, depth: int | None
+) -> list[Verdict]:
+    """When the forward rescales the readout's output (``scale``, :func:`readout_scale`),
+    the readout's own width fits say nothing about the logits: its raw update under a
+    ``head(x) * base/width`` grows as width^1 with Adam at lr η, which is right, since the
+    logits' is width^0. Those fits are then not flagged (``explained``); the logits' fits
+    (module ``(logits)``) judge the readout. ``depth``: the depth ``scale`` was measured at
+    (width fits at other depths are left as they are)."""
+    if scale is None or readout is None:
+        return verdicts
+    why = f"`{readout}`'s output is rescaled before the logits: the logits' fits judge it"
+    return [
+        replace(v, flagged=False, explained=why, sentence="")
+        if v.axis == "width"
+        and v.metric in JUDGED
+        and v.module.split("[")[0] == readout
+        and v.at in (None, depth)
+        else v
+        for v in verdicts
+    ]
+
+
+def rescaled_note(readout: str, scale: pd.Series) -> str:
+    """The line saying that the readout's output is rescaled before the logits, by how much
+    at the smallest and largest widths, and what that means for its verdicts."""
+    first, last = scale.index[0], scale.index[-1]
+    return (
+        f"the model's forward rescales `{readout}`'s output before returning it (logits std / "
+        f"its std: ×{scale.iloc[0]:.3g} at width {first}, ×{scale.iloc[-1]:.3g} at width "
+        f"{last}): `{readout}`'s own fits are not flagged and the model logits' fits judge the "
+        "readout (a MuReadout-style multiplier; under --param mup it adds to muP's own "
+        "readout rule, zero init and lr η/width)"
+    )
+
+
 def inconclusive(verdicts: Iterable[Verdict], bound: float = FLAT_BOUND) -> list[Verdict]:
     """The judged width fits that neither flag nor bound the slope: not flagged, not
-    finite-width, metric in :data:`~initlab.scaling.verdicts.JUDGED`, and a 95% CI
-    ``[ci_low, ci_high]`` not inside ``(−bound, bound)``."""
+    finite-width, not ``explained`` (muP's readout at init, a rescaled readout), metric in
+    :data:`~initlab.scaling.verdicts.JUDGED`, and a 95% CI ``[ci_low, ci_high]`` not inside
+    ``(−bound, bound)``."""
     return [
         v
         for v in verdicts
@@ -43,8 +155,36 @@ def inconclusive(verdicts: Iterable[Verdict], bound: float = FLAT_BOUND) -> list
         and v.metric in JUDGED
         and not v.flagged
         and not v.finite_width
+        and not v.explained
         and not (-bound < v.ci_low and v.ci_high < bound)
     ]
+
+
+def not_judged(coords: pd.DataFrame) -> list[dict]:
+    """The (depth, module, step, metric) width fits of :data:`JUDGED` metrics that could not
+    be made, each ``{module, step, metric, at, n, reason}``: too few positive finite values
+    (a diverged run's NaNs, zeros). A metric that is exactly 0 at every width and seed (a
+    zero-initialized readout at step 0, a layer without gradient yet) does not move with width
+    and is not listed."""
+    out, several = [], coords["depth"].nunique() > 1
+    rows_of = coords[coords["metric"].isin(JUDGED)]
+    for (depth, module, step, metric), rows in rows_of.groupby(
+        ["depth", "module", "step", "metric"], sort=False
+    ):
+        values = rows["value"].to_numpy(float)
+        if (values == 0).all() or fit(np.log(rows["width"].to_numpy(float)), values):
+            continue
+        bad = int((~np.isfinite(values)).sum())
+        usable = int((np.isfinite(values) & (values > 0)).sum())
+        reason = (
+            f"{bad} of {len(values)} values not finite (training diverged?)"
+            if bad
+            else f"{usable} of {len(values)} values positive, a fit needs {MIN_VALUES} "
+            "over 2 widths"
+        )
+        at = int(depth) if several else None
+        out.append(dict(module=module, step=int(step), metric=metric, at=at, reason=reason))
+    return out
 
 
 def _name(module: str) -> str:

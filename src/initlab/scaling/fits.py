@@ -23,26 +23,48 @@ seeds a width's variance estimate is too noisy to weight by.
 A check makes many fits (every module × step × metric); Holm's adjustment of their p-values
 (:func:`initlab.stats.holm_adjust`) keeps the chance of flagging **any** fit whose true slope
 is 0 at most 5% over the whole family (Holm 1979; valid whatever the dependence between the
-fits).
+fits). The family counts **hypotheses, not names**: a series that enters under two names
+(the ``(logits)`` std is the readout's own output std when the readout's output is the
+model's) is one hypothesis (:func:`holm_distinct`, :func:`series_key`), so that it does not
+dilute every other fit's adjusted p-value.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
 
+from initlab.errors import InitlabError
+from initlab.stats import holm_adjust
+
 MIN_VALUES = 3
 """The fewest values a fit takes: a line has two parameters, and its standard error (so its
 CI) needs at least one degree of freedom beyond them. A check therefore needs widths × seeds
-≥ 3 (:func:`initlab.scaling.coords.check_design`)."""
+≥ 3 (:func:`check_design`)."""
 PER_X_VALUES = 3
 """The fewest values at every x (seeds, at every width) for the per-x variance; the pooled
 one below that."""
 CONFIDENCE = 0.95
 """The level of each fit's CI, and ``1 −`` the family-wise error rate of Holm's adjustment."""
+
+
+def check_design(option: str, sizes: Sequence[int], seeds: int) -> None:
+    """:class:`InitlabError` unless ``sizes × seeds`` gives a fit its
+    :data:`MIN_VALUES` values: with fewer, no slope gets a CI and
+    the check could judge nothing."""
+    if len(sizes) * seeds >= MIN_VALUES:
+        return
+    need, more_seeds = -(-MIN_VALUES // seeds), -(-MIN_VALUES // len(sizes))
+    noun, plural = option.removeprefix("--"), "s" if seeds > 1 else ""
+    raise InitlabError(
+        f"{option} needs at least {need} {noun} with {seeds} seed{plural} (got {len(sizes)}), "
+        f"or use --seeds {more_seeds}: a slope's 95% CI needs {MIN_VALUES} values "
+        f"({noun} × seeds)"
+    )
 
 
 class Fit(NamedTuple):
@@ -99,3 +121,58 @@ def fit(x: np.ndarray, y: np.ndarray) -> Fit | None:
         return found
     res = stats.linregress(x, y)
     return _t_fit(float(res.slope), float(res.stderr), len(y) - 2, len(y))
+
+
+def series_key(x: np.ndarray, y: np.ndarray) -> tuple[bytes, bytes]:
+    """What makes two fits the same hypothesis: the same ``x`` and the same values ``y``
+    (bit for bit, in the same order). Two names for one series (the readout's std and the
+    logits' std) have the same key; two different series practically never do."""
+    return np.asarray(x, float).tobytes(), np.asarray(y, float).tobytes()
+
+
+def holm_distinct(p_values: Sequence[float], keys: Sequence[Hashable]) -> list[float]:
+    """Holm-adjusted p-values (:func:`initlab.stats.holm_adjust`) over the **distinct** keys:
+    entries with the same key are one hypothesis, adjusted once in a family of ``m`` =
+    number of distinct keys (with the first such entry's p-value), and each entry gets its
+    key's adjusted value. Testing one hypothesis under two names adds no chance of error, so
+    it must not widen the family."""
+    first: dict[Hashable, int] = {}
+    for k, key in enumerate(keys):
+        first.setdefault(key, k)
+    adjusted = holm_adjust([p_values[k] for k in first.values()])
+    by_key = dict(zip(first, adjusted, strict=True))
+    return [by_key[key] for key in keys]
+
+
+def residual_ss(x: np.ndarray, y: np.ndarray) -> float:
+    """The residual sum of squares of the least-squares line of ``log(y)`` on ``x``, over the
+    positive finite ``y`` (``inf`` with fewer than 3 of them or one distinct x): how well
+    ``y = a·exp(b·x)`` fits. Comparing it between ``x = depth`` and ``x = log(depth)`` on the
+    same values compares an exponential law with a power law (same number of parameters)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(y) & (y > 0) & np.isfinite(x)
+    x, y = x[keep], np.log(y[keep])
+    if len(y) < MIN_VALUES or len(np.unique(x)) < 2:
+        return math.inf
+    centred = x - x.mean()
+    slope = float(centred @ (y - y.mean())) / float(centred @ centred)
+    return float(((y - y.mean() - slope * centred) ** 2).sum())
+
+
+LAWS = {"depth": "exponential", "log_depth": "power"}
+"""The law a depth fit's axis stands for: ``log y = a + b·depth`` (``y ∝ exp(b·depth)``) or
+``log y = a + b·log(depth)`` (``y ∝ depth^b``)."""
+
+
+def depth_law(depth: np.ndarray, values: np.ndarray) -> tuple[str, str]:
+    """``(axis, law)`` of the one law a depth series is tested under: the axis of
+    :data:`LAWS` whose least-squares line leaves the smaller residual sum of squares of
+    ``log(values)`` (:func:`~initlab.scaling.fits.residual_ss`; both have two parameters).
+    With two depths both lines go through the two means and cannot be told apart: the power
+    law, ``undetermined`` (its p-value is then the exponential's too)."""
+    if len(np.unique(depth)) < 3:
+        return "log_depth", "undetermined"
+    exp_rss = residual_ss(depth, values)
+    power_rss = residual_ss(np.log(depth), values)
+    axis = "depth" if exp_rss < power_rss else "log_depth"
+    return axis, LAWS[axis]

@@ -6,22 +6,31 @@ over every width and seed, its 95% CI and p-value from the seeds' spread at each
 widths). Values ≤ 0 or not finite are left out; a fit needs ≥ 3 values over ≥ 2 widths.
 **Flagged** when its p-value, Holm-adjusted over every fit of the check that can be flagged
 (:func:`judge_family`), is below 5% and ``|slope| ≥`` :data:`PRACTICAL_SLOPE` (a tenfold
-width change then moves the metric by ≥ 26%). Over depth (``--depths``), the same against
-depth and against log(depth), at each width, for layers matched by role
-(:mod:`initlab.scaling.roles`).
+width change then moves the metric by ≥ 26%). One series is one hypothesis however many
+names it has (the logits' std and the readout's). Over depth (``--depths``), at each width,
+for layers matched by role (:mod:`initlab.scaling.roles`): one law per series, exponential
+(log metric against depth) or a power (against log depth), whichever leaves the smaller
+residual, and only that one is tested (:func:`depth_verdicts`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from initlab.scaling.fits import CONFIDENCE, MIN_VALUES, Fit, fit
+from initlab.scaling.fits import (
+    CONFIDENCE,
+    Fit,
+    depth_law,
+    fit,
+    holm_distinct,
+    series_key,
+)
 from initlab.scaling.roles import READOUT, LayerRoles, matched_rows
-from initlab.stats import holm_adjust
 
 PRACTICAL_SLOPE = 0.1
 """The smallest |slope| flagged: width^0.1 is +26% over a tenfold width change."""
@@ -56,12 +65,21 @@ class Verdict:
     sentence: str = ""
     finite_width: bool = False
     """A fit that passes the flag rule while its layer's floor-free fit does not: it moves
-    only through the random-alignment floor (:func:`explain_finite_width`); not flagged."""
+    only through the random-alignment floor
+    (:func:`initlab.scaling.evidence.explain_finite_width`); not flagged."""
     p_value: float = 1.0
     """Two-sided p-value of slope 0 (:func:`initlab.scaling.fits.fit`)."""
     p_adjusted: float = 1.0
     """``p_value`` Holm-adjusted over the check's family of fits (:func:`judge_family`);
     the fit's own ``p_value`` for a diagnostic (``aligned``) fit."""
+    explained: str = ""
+    """Why a fit that moves is not flagged nor inconclusive: muP's readout at init
+    (:func:`explain_readout_init`) or a readout rescaled before the logits
+    (:func:`initlab.scaling.evidence.explain_rescaled_readout`)."""
+    law: str = ""
+    """A depth fit's law (:data:`initlab.scaling.fits.LAWS`): ``exponential`` (``axis``
+    ``depth``), ``power`` (``log_depth``), or ``undetermined`` (two depths fit both exactly);
+    "" for width fits."""
 
     @property
     def direction(self) -> str:
@@ -99,15 +117,21 @@ def verdict(
     )
 
 
-def judge_family(verdicts: list[Verdict]) -> list[Verdict]:
+def judge_family(
+    verdicts: list[Verdict], series: Sequence[Hashable] | None = None
+) -> list[Verdict]:
     """Flag the fits of :data:`JUDGED` metrics as one family: ``flagged`` iff the Holm-adjusted
-    p-value (:func:`initlab.stats.holm_adjust`, over all of them) is below
-    :data:`FAMILY_ERROR` and ``|slope| ≥`` :data:`PRACTICAL_SLOPE`. So a check of m fits
-    flags a fit that does not move with probability ≤ 5% in all, not 5% per fit (≈ 0.05·m
-    false flags). Diagnostic fits (``aligned``, ``aligned_out``) keep the one-fit rule,
-    which :func:`explain_finite_width` reads."""
+    p-value is below :data:`FAMILY_ERROR` and ``|slope| ≥`` :data:`PRACTICAL_SLOPE`. So a
+    check of m hypotheses flags one that does not move with probability ≤ 5% in all, not 5%
+    per fit (≈ 0.05·m false flags). ``series[k]`` (:func:`~initlab.scaling.fits.series_key`)
+    says which fits are the same hypothesis: Holm runs over the distinct ones
+    (:func:`~initlab.scaling.fits.holm_distinct`), so a series under two names (the logits'
+    std and the readout's) is counted once. Diagnostic fits (``aligned``, ``aligned_out``)
+    keep the one-fit rule, which
+    :func:`initlab.scaling.evidence.explain_finite_width` reads."""
     family = [k for k, v in enumerate(verdicts) if v.metric in JUDGED]
-    adjusted = holm_adjust([verdicts[k].p_value for k in family])
+    keys = family if series is None else [series[k] for k in family]
+    adjusted = holm_distinct([verdicts[k].p_value for k in family], keys)
     out = list(verdicts)
     for k, p in zip(family, adjusted, strict=True):
         flag = p < FAMILY_ERROR and abs(out[k].slope) >= PRACTICAL_SLOPE
@@ -118,112 +142,48 @@ def judge_family(verdicts: list[Verdict]) -> list[Verdict]:
 def width_verdicts(coords: pd.DataFrame) -> list[Verdict]:
     """One :class:`Verdict` per (depth, module, step, metric) fitted over widths, judged as
     one family (:func:`judge_family`)."""
-    out, several = [], coords["depth"].nunique() > 1
+    out, keys, several = [], [], coords["depth"].nunique() > 1
     for (depth, *key), rows in coords.groupby(["depth", "module", "step", "metric"], sort=False):
-        found = fit(np.log(rows["width"].to_numpy(float)), rows["value"].to_numpy(float))
+        x, y = np.log(rows["width"].to_numpy(float)), rows["value"].to_numpy(float)
+        found = fit(x, y)
         if found is not None:
             out.append(verdict(tuple(key), found, at=int(depth) if several else None))
-    return judge_family(out)
+            keys.append(series_key(x, y))
+    return judge_family(out, keys)
 
 
 JUDGED = ("l1", "std", "update")
 """The metrics whose fits are verdicts (``aligned``/``aligned_out`` only explain them)."""
 
 
-def not_judged(coords: pd.DataFrame) -> list[dict]:
-    """The (depth, module, step, metric) width fits of :data:`JUDGED` metrics that could not
-    be made, each ``{module, step, metric, at, n, reason}``: too few positive finite values
-    (a diverged run's NaNs, zeros). A metric that is exactly 0 at every width and seed (a
-    zero-initialized readout at step 0, a layer without gradient yet) does not move with width
-    and is not listed."""
-    out, several = [], coords["depth"].nunique() > 1
-    rows_of = coords[coords["metric"].isin(JUDGED)]
-    for (depth, module, step, metric), rows in rows_of.groupby(
-        ["depth", "module", "step", "metric"], sort=False
-    ):
-        values = rows["value"].to_numpy(float)
-        if (values == 0).all() or fit(np.log(rows["width"].to_numpy(float)), values):
-            continue
-        bad = int((~np.isfinite(values)).sum())
-        usable = int((np.isfinite(values) & (values > 0)).sum())
-        reason = (
-            f"{bad} of {len(values)} values not finite (training diverged?)"
-            if bad
-            else f"{usable} of {len(values)} values positive, a fit needs {MIN_VALUES} "
-            "over 2 widths"
-        )
-        at = int(depth) if several else None
-        out.append(dict(module=module, step=int(step), metric=metric, at=at, reason=reason))
-    return out
-
-
 def depth_verdicts(
     coords: pd.DataFrame, roles: Mapping[int, LayerRoles] | None = None
 ) -> list[Verdict]:
-    """Fits over depth (linear and log) per (width, module, step, metric), judged as one
-    family (:func:`judge_family`); modules present at every depth only (``blocks.7`` does
-    not exist at depth 2). ``roles`` (per depth, :mod:`initlab.scaling.roles`): match the
-    readout across depths as ``(readout)`` and refuse names whose role changes; without it,
-    names are matched as they are."""
+    """One fit over depth per (width, module, step, metric), under the law that fits it
+    (:func:`~initlab.scaling.fits.depth_law`), judged as one family (:func:`judge_family`:
+    one hypothesis per distinct series, so neither a second law nor a second name for the
+    same values counts twice); modules present at every depth only (``blocks.7`` does not
+    exist at depth 2).
+    ``roles`` (per depth, :mod:`initlab.scaling.roles`): match the readout across depths as
+    ``(readout)`` and refuse names whose role changes; without it, names are matched as they
+    are. Choosing the law by residual is close to choosing the larger |t| of the two, which
+    raises the chance of a false flag a little (a flat series at depths 2–16, 3 seeds: 5.4%
+    for a nominal 5%; ``tests/test_scaling_family.py``)."""
     if coords["depth"].nunique() < 2:
         return []
     depths = coords["depth"].nunique()
     rows_of = coords if roles is None else matched_rows(coords, roles)
-    out = []
+    out, keys = [], []
     for (width, *key), rows in rows_of.groupby(["width", "module", "step", "metric"], sort=False):
         if rows["depth"].nunique() < depths:
             continue
-        d = rows["depth"].to_numpy(float)
-        for axis, x in (("depth", d), ("log_depth", np.log(d))):
-            found = fit(x, rows["value"].to_numpy(float))
-            if found is not None:
-                out.append(verdict(tuple(key), found, axis, int(width)))
-    return judge_family(out)
-
-
-FLOOR_FREE = {"update": "aligned", "l1": "aligned_out", "std": "aligned_out"}
-"""The metric whose fit says whether a fit of the key metric moves only through the
-random-alignment floor."""
-
-
-DIAGNOSTIC = frozenset(FLOOR_FREE.values())
-"""Metrics that explain other fits and are never flagged themselves."""
-
-
-def explain_finite_width(verdicts: list[Verdict]) -> list[Verdict]:
-    """Unflag each flagged ``update`` fit whose layer's ``aligned`` fit (same axis,
-    depth/width, module and step) says the slope is the floor's (:func:`floor_only`), and each
-    flagged ``l1``/``std`` fit whose ``aligned_out`` fit (a zero-initialized readout) says so;
-    mark them ``finite_width``. The aligned fits themselves are diagnostics:
-    never flagged (the verdicts stay those of l1, std, update and the logits).
-
-    ``update`` mixes the aligned part of ΔW·x with its random-alignment floor (see
-    :func:`initlab.scaling.coords.aligned_update`); a zero-initialized readout's output is
-    its accumulated update, the same mixture. Under every parametrization of
-    docs/scaling.md §2 the floor's exponent is the aligned part's minus ½ (a width-sized
-    fan_in) or equal to it (a finite fan_in), so it can only dilute a real exponent at small
-    widths, never create one: a slope that the aligned part does not share is the floor
-    fading, a finite-width effect."""
-    fits = {(v.axis, v.at, v.module, v.step, v.metric): v for v in verdicts}
-    out = []
-    for v in verdicts:
-        other = fits.get((v.axis, v.at, v.module, v.step, FLOOR_FREE.get(v.metric, "")))
-        if v.flagged and other is not None and floor_only(v, other):
-            v = replace(v, flagged=False, finite_width=True)
-        elif v.metric in DIAGNOSTIC:
-            v = replace(v, flagged=False)
-        out.append(v)
-    return out
-
-
-def floor_only(fit: Verdict, aligned: Verdict) -> bool:
-    """``fit``'s slope is not its aligned part's: the aligned fit would not be flagged, has
-    every value ``fit`` has (none clamped to 0) and its 95% CI excludes ``fit``'s slope."""
-    return (
-        not aligned.flagged
-        and aligned.n == fit.n
-        and not aligned.ci_low <= fit.slope <= aligned.ci_high
-    )
+        d, y = rows["depth"].to_numpy(float), rows["value"].to_numpy(float)
+        axis, law = depth_law(d, y)
+        found = fit(d if axis == "depth" else np.log(d), y)
+        if found is not None:
+            out.append(replace(verdict(tuple(key), found, axis, int(width)), law=law))
+            keys.append(series_key(d, y))
+    return judge_family(out, keys)
 
 
 NAMES = {
@@ -258,6 +218,8 @@ def cause(
     setting = f"under {NAMES.get(param, param)} with {NAMES.get(optimizer, optimizer)}"
     if tie:
         return f"{setting}, {tie}"
+    if readout_shrinks_at_init(verdict, kind):
+        return readout_init_cause(verdict, param, setting)
     if verdict.step == 0 and param == "default":
         return (
             "the factory's initialization (checked as built, --param default) has a scale "
@@ -279,6 +241,79 @@ def cause(
     if verdict.slope > 0:
         return f"updates too large for this width {setting}; {fix}"
     return f"updates vanish as width grows {setting} (features stop learning); {fix}"
+
+
+MUP_READOUT_SLOPE = -0.5
+"""muP's readout init (variance ≤ 1/fan_in², Tensor Programs V Table 3, or 0) makes the
+readout's output at init shrink as width^s with s ≤ −½: fan_in terms of variance ≤ 1/fan_in²
+on O(1) inputs sum to a variance ≤ 1/fan_in (SP's 1/fan_in: s = 0). A fit whose 95% CI
+reaches ``MUP_READOUT_SLOPE + PRACTICAL_SLOPE`` is read as within it (slopes within
+:data:`PRACTICAL_SLOPE` are finite-width corrections)."""
+
+
+MUP_READOUT_INIT = "muP's readout init (variance ≤ 1/fan_in²)"
+"""The ``explained`` of a fit :func:`explain_readout_init` unflags."""
+
+
+def within_mup_readout(verdict: Verdict) -> bool:
+    """The fit shrinks (95% CI below 0) and its CI reaches muP's readout law
+    (:data:`MUP_READOUT_SLOPE`, up to :data:`PRACTICAL_SLOPE`)."""
+    return verdict.ci_high < 0 and verdict.ci_low <= MUP_READOUT_SLOPE + PRACTICAL_SLOPE
+
+
+def readout_shrinks_at_init(verdict: Verdict, kind: str) -> bool:
+    """A width fit of an output layer's (or the logits') size at step 0 whose slope is < 0:
+    what muP's readout init does (:data:`MUP_READOUT_SLOPE`), not a growing init."""
+    return (
+        verdict.axis == "width"
+        and verdict.step == 0
+        and verdict.slope < 0
+        and verdict.metric in ("l1", "std")
+        and kind in ("output", "logits")
+    )
+
+
+def readout_init_cause(verdict: Verdict, param: str, setting: str) -> str:
+    """The sentence of an output layer (or the logits) shrinking at init: muP-compatible when
+    its 95% CI reaches muP's law (:func:`within_mup_readout`: its variance can be
+    ≤ 1/fan_in²), else between SP's law (flat) and muP's."""
+    who = (
+        "the factory's output layer (checked as built, --param default)"
+        if param == "default"
+        else f"the output layer's init {setting}"
+    )
+    if within_mup_readout(verdict):
+        flat = "; SP's and NTK's 1/fan_in would keep it flat" if param != "mup" else ""
+        return (
+            f"{who} shrinks with width as muP's readout does (variance ≤ 1/fan_in², or 0; "
+            f"or its output scaled by 1/width in the forward): muP-compatible, not a "
+            f"defect{flat}"
+        )
+    return (
+        f"{who} shrinks faster than SP's 1/fan_in (flat) and more slowly than muP's readout "
+        "(variance ≤ 1/fan_in²: width^−½ or steeper), so it follows neither; muP "
+        "zero-initializes the output layer or gives it variance 1/fan_in²"
+    )
+
+
+def explain_readout_init(
+    verdicts: list[Verdict], param: str, kinds: Mapping[str, str]
+) -> list[Verdict]:
+    """Under muP, mark each output layer (or logits) fit that shrinks at init within muP's
+    rule (:func:`readout_shrinks_at_init`, :func:`within_mup_readout`) ``explained``, not
+    flagged: muP allows any readout variance ≤ 1/fan_in², so its output may vanish with width
+    at step 0 (the updates make the logits Θ(1) after it). Under other parametrizations they
+    stay flagged, with a sentence saying that they are muP-compatible
+    (:func:`readout_init_cause`)."""
+    if param != "mup":
+        return verdicts
+    out = []
+    for v in verdicts:
+        kind = module_kind(v.module, kinds)
+        if readout_shrinks_at_init(v, kind) and within_mup_readout(v):
+            v = replace(v, flagged=False, explained=MUP_READOUT_INIT)
+        out.append(v)
+    return out
 
 
 def sentence(
@@ -305,8 +340,27 @@ def sentence(
         f"{verdict.step}{where} (95% CI {verdict.ci_low:.2f}–{verdict.ci_high:.2f})"
     )
     if verdict.axis != "width":
-        return text
+        return f"{text}: {law_words(verdict)}"
     return f"{text}: {cause(verdict, param, optimizer, kind, tie, attention)}"
+
+
+def law_words(verdict: Verdict) -> str:
+    """What a depth fit's law says (mean-field theory, docs/theory.md): an exponential in
+    depth is a network off criticality (ordered: decays; chaotic or exploding: grows), a
+    power of depth what critical initializations give."""
+    if verdict.law == "undetermined":
+        return "two depths cannot tell an exponential from a power of depth (add a depth)"
+    if verdict.law == "power":
+        return (
+            "a power of depth fits better than an exponential: polynomial, as at criticality "
+            "(the edge of chaos, or residual branches scaled with depth)"
+        )
+    factor = math.exp(verdict.slope)
+    side = "ordered side: it vanishes" if verdict.slope < 0 else "chaotic or exploding side"
+    return (
+        f"an exponential in depth fits better than a power (×{factor:.2f} per unit of depth): "
+        f"off criticality, on the {side} (mean-field theory, docs/theory.md)"
+    )
 
 
 def module_kind(module: str, kinds: dict[str, str]) -> str:

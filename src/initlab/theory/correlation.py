@@ -15,6 +15,12 @@ so the slope is::
 coefficients), so it has at most one fixed point ``c* < 1`` there: none when chi1 <= 1
 (``c* = 1`` attracts: inputs converge, the ordered phase), one stable ``c* < 1`` with
 ``chi_c(c*) < 1`` when chi1 > 1 (inputs decorrelate to c*, the chaotic phase).
+
+A positively homogeneous activation (``phi(a x) = a phi(x)`` for ``a > 0``: relu, leaky relu,
+linear) with ``sigma_b² = 0`` has ``E[phi(u1) phi(u2)] = q E[phi(z1) phi(z2)]`` and
+``L(q) = sigma_w² q E[phi(z)²]``: ``C`` depends on neither q nor sigma_w², and
+``chi_c(1) = E[phi'(z)²] / E[phi(z)²] = 1`` (ReLU: ½ / ½). Its map at ``q* = 0`` (sigma_w² < 2
+for ReLU) is then the q → 0⁺ limit, the map at any q > 0 (:func:`scale_free`).
 """
 
 from __future__ import annotations
@@ -33,11 +39,29 @@ C_SCAN = np.concatenate([[0.0, 0.5], 1.0 - np.logspace(-1.0, -8.0, 8)])
 """Correlations scanned (ascending) to bracket the chaotic fixed point c*."""
 
 
+HOMOGENEITY_POINTS = np.array([-3.0, -1.0, -0.25, 0.25, 1.0, 3.0])
+"""Where :func:`scale_free` checks ``phi(2x) = 2 phi(x)``."""
+
+
+def scale_free(activation: str, sigma_b2: float) -> bool:
+    """Whether the correlation map does not depend on q: ``sigma_b² = 0`` and phi positively
+    homogeneous (``phi(2x) = 2 phi(x)`` on :data:`HOMOGENEITY_POINTS`; module docstring)."""
+    if sigma_b2 != 0.0:
+        return False
+    phi = activation_fn(_checks.canonical(activation))
+    x = HOMOGENEITY_POINTS
+    return bool(np.allclose(phi(2.0 * x), 2.0 * phi(x), rtol=1e-12, atol=1e-15))
+
+
 def _variance(activation: str, sigma_w2: float, sigma_b2: float, q: float | None) -> float:
-    """``q`` (default ``q*``), checked to give a defined map: ``0 < q < inf`` and ``L(q) > 0``."""
+    """``q`` (default ``q*``), checked to give a defined map: ``0 < q < inf`` and ``L(q) > 0``;
+    ``q = 0`` of a map that does not depend on q (:func:`scale_free`) is its q → 0⁺ limit,
+    computed at q = 1."""
     if q is None:
         q = float(fixed_point_q(activation, sigma_w2, sigma_b2))
     q = float(_checks.nonnegative("q", q, allow_inf=True))
+    if q == 0.0 and sigma_w2 > 0.0 and scale_free(activation, sigma_b2):
+        return 1.0
     if not math.isfinite(q):
         raise InitlabError(
             "the correlation map needs a finite variance: the length map diverges here "

@@ -9,6 +9,16 @@ Near the fixed points, deviations decay exponentially with depth l::
 (``L'`` follows from Stein's lemma.) In the ordered phase ``c* = 1`` and ``chi_c(c*) = chi1``,
 so ``xi_c = -1 / log chi1``, which diverges at the edge of chaos (``chi1 = 1``) from both
 sides. Random networks are trainable up to a depth of roughly ``6 xi_c``.
+
+A positively homogeneous activation at ``sigma_b² = 0`` below its edge (ReLU with
+``sigma_w² < 2``) is the exception: ``q* = 0``, its correlation map does not depend on q or
+sigma_w² and has ``chi_c(1) = 1`` (:func:`initlab.theory.correlation.scale_free`), so
+correlations approach 1 only polynomially, ``xi_c = inf``; what vanishes exponentially is the
+scale, the variance forward and the gradients backward, by ``chi1 = sigma_w² / 2`` per layer:
+depth scale ``xi_q = -1 / log chi1``. The phase is then ``"vanishing"`` (the mirror of
+``"exploding"``) and the trainable depth ``6 xi_grad`` with ``xi_grad = -1 / log chi1``, the
+gradients' depth scale (Schoenholz et al. §4), which in the ordered phase is ``xi_c`` and so
+the scale the ``6 xi`` rule was measured on.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import numpy as np
 
 from initlab.errors import InitlabError
 from initlab.theory import _checks
-from initlab.theory.correlation import chi_c, fixed_point_c
+from initlab.theory.correlation import chi_c, fixed_point_c, scale_free
 from initlab.theory.gaussian import (
     activation_fn,
     derivative_at_infinity,
@@ -87,6 +97,8 @@ def _correlation_fixed_point(
     """``(c*, chi_c(c*), xi_c)``; see :func:`xi_c` for the cases."""
     q = float(fixed_point_q(activation, sigma_w2, sigma_b2))
     x1 = float(chi1(activation, sigma_w2, sigma_b2, q=q))
+    if vanishing(activation, sigma_w2, sigma_b2, q, x1):
+        return 1.0, chi_c(activation, sigma_w2, sigma_b2, c=1.0, q=q), math.inf
     if phase(x1) != "chaotic":
         return 1.0, x1, (math.inf if phase(x1) == "critical" else _depth_scale(x1))
     if math.isinf(q):
@@ -96,12 +108,30 @@ def _correlation_fixed_point(
     return c_star, slope, _depth_scale(slope)
 
 
+def vanishing(activation: str, sigma_w2: float, sigma_b2: float, q: float, x1: float) -> bool:
+    """The ``"vanishing"`` case (module docstring): ``q* = 0``, ``chi1 < 1`` and a correlation
+    map that does not depend on q (ReLU with ``sigma_w² < 2``, ``sigma_b² = 0``)."""
+    return (
+        q == 0.0 and sigma_w2 > 0.0 and phase(x1) == "ordered" and scale_free(activation, sigma_b2)
+    )
+
+
+VANISHING_NOTE = (
+    "q* = 0 and the correlation map does not depend on q (a homogeneous activation, "
+    "sigma_b² = 0): chi_c(1) = 1, so correlations are not ordered exponentially (xi_c = inf); "
+    "the variance and the gradients shrink by chi1 per layer (depth scale xi_q), and "
+    "max_trainable_depth is 6 times that gradient depth scale, -1/log chi1"
+)
+
+
 def xi_c(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> float:
     """The correlation depth scale ``xi_c = -1 / log chi_c(c*)``.
 
     * ordered (chi1 < 1): ``c* = 1``, ``xi_c = -1 / log chi1``;
     * critical (``|chi1 - 1| <= 1e-8``): ``inf``;
     * chaotic with finite ``q*``: ``c* < 1`` and ``chi_c(c*) < 1`` (Schoenholz et al.);
+    * vanishing (:func:`vanishing`: ReLU with ``sigma_w2 < 2``, ``sigma_b2 = 0``): ``inf``,
+      since ``chi_c(1) = 1`` at every q;
     * exploding, chi1 > 1 with ``q* = inf`` (e.g. ReLU, ``sigma_w2 > 2``): no fixed point to
       linearize around; initlab reports the gradient-explosion depth ``1 / log chi1`` (the
       depth over which gradient norms grow by e) so that ``6 xi_c`` stays a trainability bound.
@@ -110,7 +140,12 @@ def xi_c(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> float:
 
 
 def max_trainable_depth(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> float:
-    """``6 xi_c``: the depth up to which such a random network trains (inf when critical)."""
+    """``6 xi_c``: the depth up to which such a random network trains (inf when critical);
+    ``6 xi_grad = -6 / log chi1`` where it vanishes (:func:`vanishing`, module docstring)."""
+    q = float(fixed_point_q(activation, sigma_w2, sigma_b2))
+    x1 = float(chi1(activation, sigma_w2, sigma_b2, q=q))
+    if vanishing(activation, sigma_w2, sigma_b2, q, x1):
+        return TRAINABLE_DEPTH_FACTOR * _depth_scale(x1)
     return TRAINABLE_DEPTH_FACTOR * xi_c(activation, sigma_w2, sigma_b2)
 
 
@@ -124,8 +159,9 @@ def analyze(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> dict:
     """Everything mean-field theory says about one (activation, sigma_w², sigma_b²).
 
     Keys: ``activation, sigma_w2, sigma_b2, q_star, chi1, c_star, chi_c, xi_q, xi_c,
-    critical_sigma_w2, max_trainable_depth, phase``. ``phase`` is :func:`phase` of chi1, except
-    ``"exploding"`` where chi1 > 1 and ``q* = inf``: the signal's length diverges and there is
+    critical_sigma_w2, max_trainable_depth, phase, note``. ``phase`` is :func:`phase` of chi1,
+    except ``"vanishing"`` (:func:`vanishing`; ``note`` says why) and ``"exploding"`` where
+    chi1 > 1 and ``q* = inf``: the signal's length diverges and there is
     no correlation fixed point to be chaotic about (ReLU with ``sigma_w2 > 2``, whose
     correlation map does not depend on ``sigma_w2`` at all; linear with ``sigma_w2 > 1``).
     Values are Python floats (or str); the diverging ones are ``float('inf')``
@@ -144,6 +180,8 @@ def analyze(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> dict:
     q = float(fixed_point_q(name, sw, sb))
     x1 = float(chi1(name, sw, sb, q=q))
     c_star, slope, scale = _correlation_fixed_point(name, sw, sb)
+    gone = vanishing(name, sw, sb, q, x1)
+    exploding = math.isinf(q) and phase(x1) == "chaotic"
     return {
         "activation": name,
         "sigma_w2": sw,
@@ -155,6 +193,7 @@ def analyze(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> dict:
         "xi_q": _depth_scale(length_map_slope(q, name, sw, sb)),
         "xi_c": scale,
         "critical_sigma_w2": critical_sigma_w2(name, sb),
-        "max_trainable_depth": TRAINABLE_DEPTH_FACTOR * scale,
-        "phase": "exploding" if math.isinf(q) and phase(x1) == "chaotic" else phase(x1),
+        "max_trainable_depth": TRAINABLE_DEPTH_FACTOR * (_depth_scale(x1) if gone else scale),
+        "phase": "vanishing" if gone else "exploding" if exploding else phase(x1),
+        "note": VANISHING_NOTE if gone else "",
     }

@@ -1,0 +1,82 @@
+"""A readout whose output shrinks with width at init (variance 1/fan_in², as muP's) is what
+muP allows: not a problem under muP, and said to be muP-compatible under SP or as built
+(docs/scaling.md §3)."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from initlab.scaling import coord_check
+from initlab.scaling.evidence import inconclusive
+from initlab.scaling.verdicts import Verdict, explain_readout_init, with_sentences
+
+KINDS = {"1.weight": "input", "3.weight": "hidden", "5.weight": "output"}
+
+
+def at_init(module: str, slope: float, low: float, high: float, step: int = 0) -> Verdict:
+    return Verdict(module, step, "std", slope, low, high, True, 12, p_value=1e-6, p_adjusted=1e-5)
+
+
+def test_under_mup_a_readout_shrinking_at_init_within_its_rule_is_expected_not_flagged():
+    fits = [
+        at_init("5", -0.5, -0.6, -0.4),  # variance 1/fan_in²: muP's readout
+        at_init("(logits)", -0.95, -1.1, -0.8),  # smaller still: allowed
+        at_init("5", -0.2, -0.25, -0.15),  # between SP and muP: not muP's rule
+        at_init("3", -0.5, -0.6, -0.4),  # a hidden layer shrinking at init: a defect
+        at_init("5", -0.5, -0.6, -0.4, step=1),  # after an update: not the init
+    ]
+    judged = explain_readout_init(fits, "mup", KINDS)
+    assert [v.flagged for v in judged] == [False, False, True, True, True]
+    assert judged[0].explained and judged[1].explained and not judged[2].explained
+    assert inconclusive(judged) == []  # explained fits do not read as "could not tell"
+    assert explain_readout_init(fits, "sp", KINDS) == fits  # SP: stays flagged
+
+
+@pytest.mark.parametrize("param", ["sp", "default", "mup"])
+def test_the_sentence_calls_a_shrinking_readout_at_init_mup_compatible(param):
+    (v,) = with_sentences([at_init("(logits)", -0.95, -1.1, -0.8)], param, "adam", KINDS)
+    assert "muP-compatible, not a defect" in v.sentence
+    assert "muP initializes with variance ∝ 1/fan_in" not in v.sentence
+    (slow,) = with_sentences([at_init("5", -0.2, -0.25, -0.15)], param, "adam", KINDS)
+    assert "follows neither" in slow.sentence and "muP-compatible" not in slow.sentence
+    (hidden,) = with_sentences([at_init("3", 0.5, 0.4, 0.6)], param, "adam", KINDS)
+    assert "muP-compatible" not in hidden.sentence  # a growing hidden init: the old sentence
+
+
+def narrow_readout(width: int = 32) -> nn.Module:
+    """A readout of variance 1/fan_in² (std 1/width), zero bias: muP's readout init."""
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+        nn.Linear(width, 10),
+    )  # fmt: skip
+    nn.init.normal_(model[5].weight, std=1.0 / width)
+    nn.init.zeros_(model[5].bias)
+    return model
+
+
+def bottleneck(width: int = 32) -> nn.Module:
+    """``3`` has width in and 8 out without being the readout: muP gives it 1/fan_in², so
+    its output (no bias) shrinks as width^-½ at init."""
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 8, bias=False), nn.ReLU(),
+        nn.Linear(8, 10),
+    )  # fmt: skip
+
+
+KW = dict(widths=(32, 64, 128, 256), optimizer="adam", lr=1e-3, steps=1, seeds=3, batch_size=32)
+
+
+def test_a_factory_with_a_mup_readout_checked_as_built_is_told_it_is_mup_compatible():
+    result = coord_check(narrow_readout, param="default", **KW)
+    logits = next(v for v in result.verdicts if v.module == "(logits)" and v.step == 0)
+    assert logits.flagged and logits.ci_high < 0  # the logits do shrink: width^-½
+    assert "muP-compatible, not a defect" in logits.sentence
+
+
+def test_under_mup_an_output_kind_layer_shrinking_at_init_is_not_flagged():
+    result = coord_check(bottleneck, param="mup", **KW)
+    fits = [v for v in result.verdicts if v.module == "3" and v.step == 0 and v.metric == "std"]
+    assert fits[0].ci_high < 0 and not fits[0].flagged and fits[0].explained
+    assert not [v for v in result.flagged() if v.module == "3" and v.step == 0]
+    assert any("as muP's readout init allows" in n for n in result.notes)
