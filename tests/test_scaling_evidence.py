@@ -177,3 +177,27 @@ def test_whole_floats_and_numpy_integers_are_still_accepted(monkeypatch):
     assert all(type(w) is int for w in settings.widths)
     with pytest.raises(InitlabError, match="stop here"):
         coord_check("mlp", widths=(32.0, 64), seeds=2, steps=2.0, lr=np.float32(0.1))
+
+
+def test_a_signal_growing_140_fold_across_depths_is_a_blow_up():
+    """An unnormalized residual MLP: the logits' std 1.5 → 210 from depth 2 to 16 at init
+    was reported nowhere (a real run's, at width 128)."""
+    rows = [
+        ("sp", width, depth, seed, 0, module, "std", value * (1 + 0.01 * seed))
+        for width in (64, 128)
+        for depth, value in zip((2, 4, 8, 16), (1.5, 4.0, 30.0, 210.0), strict=True)
+        for seed in range(3)
+        for module in ("(logits)", f"blocks.{depth - 1}")  # only the logits every depth has
+    ]
+    columns = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]
+    found = [b for b in blowups(pd.DataFrame(rows, columns=columns)) if b["across"] == "depth"]
+    assert {(b["module"], b["width"], b["step"]) for b in found} == {
+        ("(logits)", 64, 0),
+        ("(logits)", 128, 0),
+    }
+    assert (found[0]["from"], found[0]["to"]) == (2, 16)
+    assert found[0]["factor"] == pytest.approx(140.0, rel=1e-9)  # medians of the same scaling
+    line = blowup_line(found)
+    assert "1 across depths" not in line and "2 across depths, the largest the model logits" in line
+    assert "at step 0, at width 64: 1.52 at depth 2 → 212 at depth 16 (×140)" in line
+    assert "the signal grows with depth" in line

@@ -229,26 +229,31 @@ def _growth(series: pd.Series) -> tuple[float, float, int, int] | None:
 def blowups(coords: pd.DataFrame) -> list[dict]:
     """Every judged series that grows ≥ :data:`BLOWUP_FACTOR`-fold (module docstring), as
     ``{module, metric, across, step, width, at, first, last, from, to, factor}``: across
-    ``width`` at a ``step`` (``width`` None), or across ``step`` at a ``width`` (``step``
-    None); ``at`` the depth when there are several; ``from``/``to`` the widths or steps."""
+    ``width`` at a ``step`` (``width`` None), across ``step`` at a ``width`` (``step``
+    None), or, with several depths, across ``depth`` at a ``width`` and ``step``
+    (:data:`ACROSS`); ``at`` the depth when there are several; ``from``/``to`` the widths,
+    steps or depths."""
     rows = coords[coords["metric"].isin(JUDGED)]
     several = coords["depth"].nunique() > 1
     out = []
-    for across, fixed in (("width", "step"), ("step", "width")):
-        medians = _medians(rows, ["depth", "module", "metric", fixed, across])
-        for (depth, module, metric, value), series in medians.groupby(level=[0, 1, 2, 3]):
+    for across, (kept, fixed) in ACROSS.items():
+        if across == "depth" and not several:
+            continue
+        medians = _medians(rows, [kept, "module", "metric", fixed, across])
+        for (held, module, metric, value), series in medians.groupby(level=[0, 1, 2, 3]):
             found = _growth(series.droplevel([0, 1, 2, 3]))
             if found is None:
                 continue
             first, last, start, end = found
+            at = {kept: int(held), fixed: int(value)}
             out.append(
                 {
                     "module": module,
                     "metric": metric,
                     "across": across,
-                    "step": int(value) if fixed == "step" else None,
-                    "width": int(value) if fixed == "width" else None,
-                    "at": int(depth) if several else None,
+                    "step": at.get("step"),
+                    "width": at.get("width"),
+                    "at": at.get("depth") if several else None,
                     "first": first,
                     "last": last,
                     "from": start,
@@ -259,17 +264,23 @@ def blowups(coords: pd.DataFrame) -> list[dict]:
     return out
 
 
+ACROSS = {"width": ("depth", "step"), "step": ("depth", "width"), "depth": ("width", "step")}
+"""What a series grows across → the two coordinates held fixed. Across depths only the
+modules every depth has are compared (the input layer, the readout, the logits): growth
+there is the signal propagation's, not training's."""
+
+
 def blowup_line(found: list[dict]) -> str:
     """ "blow-up: N series grow ≥100-fold (… the largest); training diverged or the scale does
     not fit the width" naming the largest growth across widths and across steps."""
     parts = []
-    for across in ("width", "step"):
+    for across in ACROSS:
         these = [b for b in found if b["across"] == across]
         if not these:
             continue
         b = max(these, key=lambda b: b["factor"])
-        where = f"at step {b['step']}" if across == "width" else f"at width {b['width']}"
-        depth = "" if b["at"] is None else f", depth {b['at']}"
+        where = ", ".join(f"at {k} {b[k]}" for k in ("step", "width") if b[k] is not None)
+        depth = "" if b["at"] is None or across == "depth" else f", depth {b['at']}"
         parts.append(
             f"{len(these)} across {across}s, the largest {_name(b['module'])} {b['metric']} "
             f"{where}{depth}: {b['first']:.3g} at {across} {b['from']} → {b['last']:.3g} at "
@@ -279,4 +290,10 @@ def blowup_line(found: list[dict]) -> str:
         f"blow-up: {len(found)} series grow ≥{BLOWUP_FACTOR:g}-fold ({'; '.join(parts)}): "
         "training diverged or a scale does not fit the width; lower --lr or check the "
         "parametrization"
+        + (
+            "; across depths: the signal grows with depth (residual branches without "
+            "1/sqrt(depth) scaling or norms? docs/residual.md)"
+            if any(b["across"] == "depth" for b in found)
+            else ""
+        )
     )
