@@ -201,3 +201,15 @@ def test_a_signal_growing_140_fold_across_depths_is_a_blow_up():
     assert "1 across depths" not in line and "2 across depths, the largest the model logits" in line
     assert "at step 0, at width 64: 1.52 at depth 2 → 212 at depth 16 (×140)" in line
     assert "the signal grows with depth" in line
+
+
+def test_the_summary_shows_a_modules_flagged_init_before_its_larger_update_slope():
+    """nanoGPT's constant-std init (width-dependent at step 0) was hidden behind 'updates
+    too large' at step 3, the largest slope: the init is the first cause."""
+    settings = CoordSettings(widths=(32, 64, 128), seeds=(0, 1))
+    coords = table({("3", "std", 0): [1.0, 1.4, 2.0]})
+    at_init = Verdict("3", 0, "std", 0.5, 0.45, 0.55, True, 6)
+    later = Verdict("3", 3, "update", 0.96, 0.9, 1.0, True, 6)
+    other = Verdict("5", 3, "update", 0.9, 0.85, 0.95, True, 6)
+    summary = ScalingResult(settings, coords, [later, at_init, other], {}).summary()
+    assert summary == [at_init]  # module 5 is not in coords: summaries follow the table

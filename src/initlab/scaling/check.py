@@ -120,15 +120,18 @@ class ScalingResult:
         return [m for m in dict.fromkeys(self.coords["module"]) if m in found]
 
     def summary(self) -> list[Verdict]:
-        """Per flagged module, its width verdict with the largest |slope| among l1/std/update
-        (the aligned metrics only for a module flagged by them alone)."""
+        """Per flagged module one width verdict: at init (step 0) when that is flagged (the
+        first cause: updates measured after it inherit its scale), else the one with the
+        largest |slope| among l1/std/update (the aligned metrics only for a module flagged
+        by them alone)."""
         best: dict[str, Verdict] = {}
         for v in self.flagged():
             if v.axis != "width":
                 continue
             old = best.get(v.module, v)
-            rank, old_rank = v.metric in PRIMARY, old.metric in PRIMARY
-            if (rank, abs(v.slope)) >= (old_rank, abs(old.slope) - 1e-12):
+            rank = (v.step == 0, v.metric in PRIMARY, abs(v.slope))
+            old_rank = (old.step == 0, old.metric in PRIMARY, abs(old.slope) - 1e-12)
+            if rank >= old_rank:
                 best[v.module] = v
         return [best[m] for m in self.flagged_modules()]
 
