@@ -152,6 +152,30 @@ def test_repair_salvages_every_readable_finished_run(pristine, tmp_path, where, 
     assert all(e == list(range(1, EPOCHS + 1)) for e in per_run) and len(per_run) == recovered
 
 
+def test_a_repair_that_cannot_write_leaves_the_damaged_store_where_it_was(
+    pristine, tmp_path, monkeypatch, capsys
+):
+    """On a full disk the store was moved aside first and the new one never written: the
+    study had no initlab.db at all, and a rerun would have trained every run again."""
+    from initlab.store import repair as repair_module
+
+    directory = damaged_copy(pristine, tmp_path, "middle")
+    before = digest(directory / "initlab.db")
+
+    def full(conn, table, rows):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(repair_module, "_insert", full)
+    assert main(["store", "repair", str(directory)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the repaired store beside" in err and "is left as it was" in err
+    assert digest(directory / "initlab.db") == before
+    assert sorted(p.name for p in directory.iterdir() if "repairing" in p.name) == []
+    assert not list(directory.glob("initlab.db.damaged-*"))
+    monkeypatch.undo()  # space again: the same command repairs it
+    assert main(["store", "repair", str(directory)]) == 0
+
+
 def readable_rowids(db: Path, table: str = "runs") -> int:
     """How many rows of ``table`` read back when asked for one rowid at a time."""
     count = 0

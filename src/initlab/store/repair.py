@@ -79,16 +79,32 @@ def repair(path: str | Path) -> RepairReport:
             f"{db} cannot be read as an SQLite file at all ({exc}): nothing in it can be "
             "salvaged; move it away and run the study again"
         ) from None
-    damaged = _set_aside(db)
-    report = RepairReport(db, damaged)
-    Store(db, create=True).close()  # a fresh, empty store of this initlab's schema
+    fresh = db.with_name(f"{db.stem}.repairing{db.suffix}")
+    report = RepairReport(db, db)
+    try:  # the new store is complete before the damaged one is moved: a full disk loses nothing
+        _write_salvage(fresh, tables, lost_ids, report)
+    except (sqlite3.Error, OSError, InitlabError) as exc:
+        _move_with_wal(fresh, None)
+        raise InitlabError(
+            f"cannot write the repaired store beside {db} ({exc}); {db} is left as it was"
+        ) from None
+    report.damaged = _set_aside(db)
+    _move_with_wal(fresh, db)
+    return report
+
+
+def _write_salvage(
+    fresh: Path, tables: dict[str, list[dict]], lost_ids: set[str], report: RepairReport
+) -> None:
+    """A new store at ``fresh`` (this initlab's schema) holding the salvaged ``tables``."""
+    _move_with_wal(fresh, None)  # left by a repair killed before
+    Store(fresh, create=True).close()
     report.recovered, report.lost = _select_runs(tables, lost_ids)
-    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+    with closing(sqlite3.connect(fresh, isolation_level=None)) as conn:
         conn.execute("BEGIN IMMEDIATE")
         for table, rows in tables.items():
             report.rows[table] = _insert(conn, table, rows)
         conn.execute("COMMIT")
-    return report
 
 
 def check_file(db: Path) -> str | None:
@@ -305,8 +321,17 @@ def _set_aside(db: Path) -> Path:
     """Move ``db`` (and its WAL files) to ``db.damaged-<timestamp>``; returns the new path."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = db.with_name(f"{db.name}.damaged-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(f"{db}{suffix}")
-        if source.exists():
-            os.replace(source, f"{target}{suffix}")
+    _move_with_wal(db, target)
     return target
+
+
+def _move_with_wal(source: Path, target: Path | None) -> None:
+    """Move ``source`` and its ``-wal``/``-shm`` files to ``target`` (``None``: delete them)."""
+    for suffix in ("", "-wal", "-shm"):
+        found = Path(f"{source}{suffix}")
+        if not found.exists():
+            continue
+        if target is None:
+            found.unlink()
+        else:
+            os.replace(found, f"{target}{suffix}")
