@@ -46,6 +46,10 @@ def test_bad_input_is_one_clear_line_and_exit_status_2(args, message, capsys):
         (["compare", "--foo", "1"], "No such option: --foo"),
         (["report", "out"], "Missing option '--out'"),
         (["list", "datasets", "extra"], "unexpected extra argument"),
+        # an unset $OUT: Click reads "" as ".", and the results went into the cwd
+        (["sweep", "spec.toml", "--out", ""], "--out is empty (an unset variable?)"),
+        (["compare", "--out="], "--out is empty"),
+        (["doctor", "--save", "", "--data", "digits"], "--save is empty"),
     ],
 )
 def test_usage_mistakes_are_one_line_too(args, message, capsys):
@@ -53,7 +57,7 @@ def test_usage_mistakes_are_one_line_too(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
-    assert f"(initlab {args[0]} --help)" in err or "(initlab --help)" in err
+    assert f"(initlab {args[0]} --help)" in err or "(initlab --help)" in err or "empty" in err
 
 
 def test_the_console_script_exits_2_without_a_traceback():

@@ -149,10 +149,28 @@ def _run(args: list[str]) -> int:
     return code if isinstance(code, int) else 0
 
 
+PATH_OPTIONS = ("--out", "--save", "--plot", "--data-dir")
+"""Options that name a file or directory: an empty one would be the current directory."""
+
+
+def empty_path_option(args: list[str]) -> str | None:
+    """The first of :data:`PATH_OPTIONS` given an empty value (``--out ""``, ``--out=``; an
+    unset shell variable), which Click reads as ``.``: results written into the current
+    directory, over any files of the same names."""
+    for i, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if name in PATH_OPTIONS and (value == "" if equals else args[i + 1 : i + 2] == [""]):
+            return name
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (the console script exits with it). The MKL
     override comes first: the command modules import torch."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if option := empty_path_option(args):
+        print(f"error: {option} is empty (an unset variable?); give a path", file=sys.stderr)
+        return EXIT_USER_ERROR
     apply_mkl_dispatch(args)
     _register_commands(args)
     try:
