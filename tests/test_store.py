@@ -168,8 +168,17 @@ def test_incompatible_or_foreign_files_are_refused(tmp_path):
         open_store(tmp_path / "text.db")
     with closing(sqlite3.connect(tmp_path / "other.db")) as conn, conn:
         conn.execute("CREATE TABLE t (x)")
+    before = (tmp_path / "other.db").read_bytes()
+    for create in (False, True):  # results, or a sweep --out into it
+        with pytest.raises(InitlabError, match="SQLite file but not an initlab results store"):
+            open_store(tmp_path / "other.db", create=create)
+    # refused without a byte changed: it was switched to WAL (and -wal/-shm made) first
+    assert (tmp_path / "other.db").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.glob("other.db*")) == ["other.db"]
+    with closing(sqlite3.connect(tmp_path / "versioned.db")) as conn, conn:
+        conn.execute("PRAGMA user_version = 7")  # another program's database, no table yet
     with pytest.raises(InitlabError, match="SQLite file but not an initlab results store"):
-        open_store(tmp_path / "other.db")
+        open_store(tmp_path / "versioned.db", create=True)  # it had written a schema in
     with pytest.raises(InitlabError, match="no results store at"):
         open_store(tmp_path / "nowhere")
 

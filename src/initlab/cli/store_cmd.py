@@ -11,8 +11,8 @@ from initlab.cli import app
 from initlab.console import stdout_console
 from initlab.errors import InitlabError
 from initlab.store.damage import damaged_message
+from initlab.store.paths import store_path
 from initlab.store.repair import check_file, repair
-from initlab.store.sqlite import store_path
 
 out = stdout_console()
 store_app = typer.Typer(

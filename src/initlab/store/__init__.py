@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from initlab.store.damage import StoreDamagedError
+from initlab.store.damage import DB_NAME, StoreDamagedError
 from initlab.store.export import export
 from initlab.store.location import StoreLocationError
+from initlab.store.paths import store_path, study_dir
 from initlab.store.schema import SCHEMA_VERSION
-from initlab.store.sqlite import DB_NAME, FINISHED, Store, store_path, study_dir
+from initlab.store.sqlite import FINISHED, Store
 
 
 def open_store(path: str | Path, *, create: bool = False) -> Store:

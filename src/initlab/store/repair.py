@@ -32,7 +32,8 @@ from pathlib import Path
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage
-from initlab.store.sqlite import FINISHED, Store, store_path
+from initlab.store.paths import store_path
+from initlab.store.sqlite import FINISHED, Store
 from initlab.usercode import is_user_spec
 
 BLOCK = 256

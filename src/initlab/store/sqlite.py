@@ -32,8 +32,9 @@ from initlab._version import __version__
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage, leases, read
-from initlab.store.damage import DB_NAME, EMPTY_STORE
+from initlab.store.damage import EMPTY_STORE
 from initlab.store.location import check_writable, location_error
+from initlab.store.paths import store_path
 from initlab.store.rows import epoch_row, layer_row, now_iso, run_row
 from initlab.store.schema import (
     EPOCH_METRICS,
@@ -55,24 +56,6 @@ BUSY_TIMEOUT = 60.0
 T = TypeVar("T")
 FINISHED = (OK, STUCK, DIVERGED)
 """Statuses that count as done: resuming skips these runs (``failed`` runs are retried)."""
-
-
-def store_path(path: str | Path) -> Path:
-    """``DIR`` → ``DIR/initlab.db``; a path ending in ``.db``/``.sqlite`` is used as is."""
-    path = Path(path)
-    if path.suffix in (".db", ".sqlite", ".sqlite3") and not path.is_dir():
-        return path
-    return path / DB_NAME
-
-
-def study_dir(path: str | Path) -> Path:
-    """Where a study's CSVs and plot go beside its store: ``DIR`` itself, the directory of
-    ``DIR/initlab.db``, or ``DIR/NAME`` for another store file ``DIR/NAME.db`` (two stores
-    in one directory would overwrite each other's CSVs)."""
-    path = Path(path)
-    if store_path(path) != path:
-        return path
-    return path.parent if path.name == DB_NAME else path.with_suffix("")
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
@@ -146,17 +129,17 @@ class Store:
             raise InitlabError(EMPTY_STORE.format(path=self.path))
         if self.path is not None and not empty:
             self._check_damage()  # before anything is written
+        tables = self._tables()
+        if self._foreign(tables):  # before WAL mode rewrites the user's file
+            raise InitlabError(f"{self.path} is an SQLite file but not an initlab results store")
         if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             self._conn.execute("PRAGMA journal_mode=WAL")  # needs the exclusive lock
         self._conn.execute("PRAGMA synchronous=FULL")
-        tables = self._tables()
         if not tables:
             if not create:
                 raise InitlabError(EMPTY_STORE.format(path=self.path))
             self._create()
             return
-        if "meta" not in tables or "runs" not in tables:
-            raise InitlabError(f"{self.path} is an SQLite file but not an initlab results store")
         self._check_version()
         self._add_new_columns()
         self._add_new_tables()
@@ -171,6 +154,14 @@ class Store:
 
             check_file(self.path)  # raises for a file that is not a store
             raise
+
+    def _foreign(self, tables: set[str]) -> bool:
+        """Whether the file is another program's SQLite database: tables without initlab's
+        ``meta`` and ``runs``, or none but a ``user_version`` initlab never sets (an empty
+        database is a store a killed process had only begun to create)."""
+        if tables:
+            return "meta" not in tables or "runs" not in tables
+        return self._conn.execute("PRAGMA user_version").fetchone()[0] != 0
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}

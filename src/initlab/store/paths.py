@@ -1,0 +1,25 @@
+"""Where a study's files are: its store file, and the directory of its tables beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from initlab.store.damage import DB_NAME
+
+
+def store_path(path: str | Path) -> Path:
+    """``DIR`` → ``DIR/initlab.db``; a path ending in ``.db``/``.sqlite`` is used as is."""
+    path = Path(path)
+    if path.suffix in (".db", ".sqlite", ".sqlite3") and not path.is_dir():
+        return path
+    return path / DB_NAME
+
+
+def study_dir(path: str | Path) -> Path:
+    """Where a study's CSVs and plot go beside its store: ``DIR`` itself, the directory of
+    ``DIR/initlab.db``, or ``DIR/NAME`` for another store file ``DIR/NAME.db`` (two stores
+    in one directory would overwrite each other's CSVs)."""
+    path = Path(path)
+    if store_path(path) != path:
+        return path
+    return path.parent if path.name == DB_NAME else path.with_suffix("")
