@@ -342,6 +342,45 @@ def test_a_disk_that_fills_up_mid_sweep_stops_cleanly(mounted, monkeypatch):
     assert os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize < 64 * 1024
 
 
+def test_a_store_locked_past_the_timeout_stops_the_sweep_as_a_full_disk_does(tmp_path, monkeypatch):
+    """Another process holding the store's lock for over 60 s raised a traceback (at the
+    study's first write, or mid-sweep) and printed no resume command."""
+    from initlab.store.sqlite import Store
+
+    _count_trainings(monkeypatch)
+    spec = parse_spec(
+        {
+            "name": "locked",
+            "fixed": {"dataset": "digits", "hidden": [8], "epochs": 1},
+            "seeds": 5,
+            "sweep": {"init": ["zeros"]},
+        }
+    )
+    record, calls = Store.record, []
+
+    def locked_at_the_third(self, outcome):
+        calls.append(outcome)
+        if len(calls) == 3:
+            raise sqlite3.OperationalError("database is locked")
+        return record(self, outcome)
+
+    monkeypatch.setattr(Store, "record", locked_at_the_third)
+    with pytest.raises(SweepStopped) as stopped:
+        run_study(spec, tmp_path / "study", workers=1, engine="single")
+    message = str(stopped.value)
+    assert "stayed locked by another process for 60 s: the sweep stopped" in message
+    assert "run the same command again to resume" in message and "\n" not in message
+    with open_store(tmp_path / "study") as store:
+        assert len(store.runs()) == 2
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(Store, "add_study", locked)
+    with pytest.raises(InitlabError, match="stayed locked by another process for 60 s; try"):
+        run_study(spec, tmp_path / "other", workers=1, engine="single")
+
+
 def test_the_cli_prints_one_line_and_the_resume_command_when_the_disk_fills(
     mounted, monkeypatch, tmp_path, capsys
 ):

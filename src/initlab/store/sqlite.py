@@ -69,10 +69,18 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     return guarded
 
 
-def _is_busy(exc: BaseException) -> bool:
+def is_busy(exc: BaseException) -> bool:
     """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock."""
     text = str(exc).lower()
     return "database is locked" in text or "database table is locked" in text
+
+
+def locked_line(path: Path | None) -> str:
+    """What to say when the store stayed locked past :data:`BUSY_TIMEOUT`."""
+    return (
+        f"results store {path} stayed locked by another process for {BUSY_TIMEOUT:.0f} s; "
+        "try again when it is done"
+    )
 
 
 class Store:
@@ -98,11 +106,8 @@ class Store:
             self._setup_when_free(create)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            if _is_busy(exc):
-                raise InitlabError(
-                    f"results store {self.path} stayed locked by another process for "
-                    f"{BUSY_TIMEOUT:.0f} s; try again when it is done"
-                ) from None
+            if is_busy(exc):
+                raise InitlabError(locked_line(self.path)) from None
             raise InitlabError(f"{self.path} is not an initlab results store ({exc})") from None
         except BaseException:
             self._conn.close()
@@ -119,7 +124,7 @@ class Store:
                     self._setup(create)
                 return
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
+                if not is_busy(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05 + 0.1 * random.random())
 

@@ -34,6 +34,7 @@ from initlab.notes import note
 from initlab.results import ResultSet
 from initlab.store import Store, open_store
 from initlab.store.leases import Lease
+from initlab.store.sqlite import BUSY_TIMEOUT, is_busy, locked_line
 from initlab.sweep.engine import (
     DataCache,
     Outcome,
@@ -111,7 +112,12 @@ def run_sweep(
     executor_factory = check_backend(backend, address, gpus_per_trial)
     check_buildable(configs, read_data=True)  # user data is loaded here, before the store
     keys = [c.key() for c in configs]
-    store.add_study(study.study_id, study.name, study.spec, study.group_by, keys)
+    try:
+        store.add_study(study.study_id, study.name, study.spec, study.group_by, keys)
+    except sqlite3.OperationalError as exc:  # before any work: nothing to lose
+        if not is_busy(exc):
+            raise
+        raise InitlabError(locked_line(store.path)) from None
     done = store.finished_ids(keys)
     pending = list({c.key(): c for c in configs if c.key() not in done}.values())
     report = SweepReport(study.study_id, len(set(keys)), len(done))
@@ -176,7 +182,7 @@ def _execute(
         report.interrupted = True
         raise SweepInterrupted(report) from None
     except (sqlite3.OperationalError, OSError) as exc:
-        if not _disk_full(exc):
+        if not (_disk_full(exc) or is_busy(exc)):
             raise
         report.seconds = time.perf_counter() - started
         raise SweepStopped(_stopped_line(lease.store, exc, report), report) from None
@@ -235,6 +241,15 @@ def _disk_full(exc: BaseException) -> bool:
 
 
 def _stopped_line(store: Store, exc: BaseException, report: SweepReport) -> str:
+    """Why the sweep stopped (a full disk, or a store another process kept locked), what
+    was saved and how to resume."""
+    if is_busy(exc):
+        return (
+            f"results store {store.path} stayed locked by another process for "
+            f"{BUSY_TIMEOUT:.0f} s: the sweep stopped; {report.line()}, all saved (a run that "
+            "finished while the store was locked trains again); run the same command again "
+            "to resume"
+        )
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return (
         f"cannot write the results store {store.path} ({reason.lower()}): the sweep stopped; "
