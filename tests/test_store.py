@@ -256,3 +256,20 @@ def test_output_init_same_is_written_and_told_apart_from_unused(store):
     assert runs.loc[runs["init"] == "default", "output_init"].isna().all()  # never applied
     same = runs[runs["output_init"].ne("same")]  # glorot and an unused one: no difference
     assert "output_init" not in varying(same)
+
+
+def test_an_empty_setting_is_a_value_unless_it_means_unused(store):
+    """limit_train empty (all the data) against 100 pooled into one group with a mean of
+    both; an old store's empty output_init (then meaning 'same') into glorot_uniform."""
+    from initlab.store.read import varying
+
+    for limit in (None, 100):
+        store.record(outcome(config(init="he_normal", limit_train=limit)))
+    assert varying(store.runs()) == ["limit_train"]
+    with closing(sqlite3.connect(store.path)) as conn, conn:  # a row written before today
+        conn.execute("UPDATE runs SET output_init = NULL WHERE limit_train IS NULL")
+    runs = store.runs()
+    assert list(runs.sort_values("limit_train", na_position="first")["output_init"]) == [
+        "same",
+        "glorot_uniform",
+    ]

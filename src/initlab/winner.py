@@ -32,7 +32,7 @@ def apply_line(results: ResultSet, ranked: pd.DataFrame | None = None) -> str:
     best = ranked.iloc[0]
     keys = dict(zip(results.group_by, (best[k] for k in results.group_by), strict=True))
     match = pd.Series(True, index=results.runs.index)
-    for column, value in keys.items():  # None/NaN keys (output_init of 'same') match NaN
+    for column, value in keys.items():  # None/NaN keys (an unused setting) match NaN
         cell = results.runs[column]
         match &= cell.isna() if pd.isna(value) else cell == value
     if not match.any():

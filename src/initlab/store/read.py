@@ -13,10 +13,11 @@ from dataclasses import fields
 
 import pandas as pd
 
-from initlab.config import RunConfig
+from initlab.config import ARCHITECTURE_SETTINGS, SAME, RunConfig
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.notes import note
 from initlab.results import ResultSet, progress_line, with_model_arg_columns
+from initlab.store.rows import AS_BUILT, AS_BUILT_UNUSED
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS
 from initlab.store.versions import current_runs
 
@@ -99,6 +100,9 @@ def runs(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
     query, args = _select("runs", study_id, "t.finished_at, t.run_id")
     frame = current_runs(pd.read_sql_query(query, conn, params=args))
     frame = frame.drop(columns=["config", "sources"], errors="ignore")  # the store's own
+    if {"output_init", "init"} <= set(frame.columns):  # rows of before 'same' was written
+        said_same = frame["output_init"].isna() & frame["init"].ne(AS_BUILT)
+        frame["output_init"] = frame["output_init"].where(~said_same, SAME)
     for name in _BOOL_FIELDS:
         if name in frame:  # empty where the model has no such setting (a user factory)
             column = frame[name]
@@ -138,16 +142,30 @@ SEEDS = ("seed", "data_seed")
 
 def varying(runs: pd.DataFrame) -> list[str]:
     """Config columns whose values differ between runs (seeds excluded); ``["init"]`` if none.
-    Empty cells (a setting the run does not use) differ from nothing. Varying
+    An empty cell of a setting the run does not use (:data:`UNUSED_WHEN_EMPTY`) differs
+    from nothing; anywhere else empty is a value (``limit_train``: all the data). Varying
     ``model_args`` are named by argument: ``model_args.width``, not the JSON."""
     names = [f.name for f in fields(RunConfig) if f.name not in SEEDS and f.name in runs]
-    keys = [n for n in names if runs[n].dropna().astype(str).nunique() > 1]
+    keys = [n for n in names if _values(runs[n], n in UNUSED_WHEN_EMPTY).nunique() > 1]
     if "model_args" in keys:
         expanded = with_model_arg_columns(runs)
         args = [c for c in expanded if c.startswith("model_args.")]
         args = [c for c in args if expanded[c].astype(str).nunique() > 1]
         keys[keys.index("model_args") : keys.index("model_args") + 1] = args or ["model_args"]
     return keys or ["init"]
+
+
+UNUSED_WHEN_EMPTY = ("momentum", *AS_BUILT_UNUSED, *ARCHITECTURE_SETTINGS)
+"""Settings whose empty cell means "not used by this run" (:func:`initlab.config.unused_in_run`,
+:data:`initlab.store.rows.AS_BUILT_UNUSED`), not a value of their own."""
+
+
+def _values(column: pd.Series, unused_when_empty: bool) -> pd.Series:
+    """A column's cells as text to count distinct values in: empty ones left out where they
+    mean unused, else counted as one value (pandas 3's ``astype(str)`` keeps them empty)."""
+    if unused_when_empty:
+        return column.dropna().astype(str)
+    return column.astype(object).where(column.notna(), "<empty>").astype(str)
 
 
 def result_set(
