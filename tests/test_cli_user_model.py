@@ -14,6 +14,7 @@ from initlab.cli import main
 from initlab.cli.options import parse_model_args
 from initlab.compare import comparison_configs, comparison_spec, preflight_configs
 from initlab.errors import InitlabError
+from initlab.fingerprint import arrays_digest
 from initlab.store import open_store
 from initlab.sweep.grid import expand
 from initlab.usercode import data_spec, is_registered, model_spec
@@ -412,6 +413,9 @@ def test_specs_of_callables_and_data():
     assert data_spec((x2, y, x, y)) != spec  # one changed byte: a new spec, new run keys
     # the same numbers as a tensor: the same data (loaded alike), so the same runs resume
     assert data_spec((torch.from_numpy(x), torch.from_numpy(y), x, y)) == spec
+    # and tensors hash as they always did: stores of tensor data keep resuming
+    t, labels = torch.arange(6, dtype=torch.float32).reshape(3, 2), torch.tensor([0, 1, 0])
+    assert arrays_digest((t, labels, t, labels)) == "1a1bb3843a565150"  # as at 3d8402b
     assert data_spec((x.astype(np.float64), y, x, y)) != spec  # another dtype: other data
     with pytest.raises(InitlabError, match="x_train, y_train, x_test"):
         data_spec((x, y))

@@ -64,8 +64,10 @@ def arrays_digest(arrays: tuple) -> str:
             raw = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
         else:
             raw = np.ascontiguousarray(np.asarray(item))
-        dtype = str(getattr(item, "dtype", "")).removeprefix("torch.")  # torch.float32: float32
-        digest.update(f"{dtype}|".encode())
+        # as a tensor's were hashed before arrays were told apart from nothing: tensor data
+        # keeps its run keys, and the same numbers as an array get them too
+        dtype = str(getattr(item, "dtype", "")).removeprefix("torch.")
+        digest.update(f"Tensor|torch.{dtype}|".encode())
         digest.update(f"{tuple(getattr(item, 'shape', ()))}|".encode())
         digest.update(memoryview(raw).cast("B"))
     return digest.hexdigest()[:16]

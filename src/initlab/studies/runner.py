@@ -101,16 +101,18 @@ def run_named_study(
     scale: str = "default",
     out: str | Path | None = None,
     data_dir: str | None = None,
-    device: str = "auto",
+    device: str | None = None,
     **sweep_options,
 ) -> StudyOutcome:
     """Run study ``name`` at ``scale`` into ``out`` (resumable), check its expectations and,
     when ``out`` is given, write its report there. ``device``: where its runs train (as
-    ``initlab study --device``; not part of the run keys). ``sweep_options``: backend,
-    workers, engine, address, progress (see :func:`initlab.sweep.run_study`)."""
+    ``initlab study --device``; not part of the run keys; ``None``: auto).
+    ``sweep_options``: backend, workers, engine, address, progress (see
+    :func:`initlab.sweep.run_study`)."""
     study, scale = get(name), check_scale(scale)
     spec = study.spec(scale)
-    spec = replace(spec, fixed={**spec.fixed, "device": check_setting("device", device)})
+    if device is not None:  # as the command line: the study's id stays that of its spec
+        spec = replace(spec, fixed={**spec.fixed, "device": check_setting("device", device)})
     results, _ = run_study(spec, out, configs=expand(spec), data_dir=data_dir, **sweep_options)
     return finish(study, scale, results, Path(out) if out is not None else None, data_dir)
 
