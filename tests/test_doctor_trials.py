@@ -57,6 +57,11 @@ def test_a_lower_mean_that_the_test_cannot_confirm_is_named_beside_the_winner():
     lucky["final"] = lucky["final"].to_numpy() + swings
     decided = _decide(pd.concat([table, lucky], ignore_index=True))
     assert decided["winner"] == "good"
+    ranked = verdict.ranking(pd.concat([table, lucky.assign(candidate="wild")]))
+    ranked.loc[ranked["candidate"] == "wild", "diverged"] = 1  # its mean is of survivors
+    tests = verdict.paired_tests(pd.concat([table, lucky.assign(candidate="wild")]), "default")
+    kept = verdict.decide(ranked, tests, "default", 100, "3 × 3", 0.05)["message"]
+    assert "wild" not in kept
     assert decided["message"].endswith(
         "; lucky had a lower mean loss but could not be told from the model as built "
         "(default) (more seeds or a larger --budget may)"

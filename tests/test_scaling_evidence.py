@@ -56,6 +56,10 @@ def test_outcome_is_flat_only_when_every_judged_fit_is_bounded():
     blown = ScalingResult(settings, coords, bounded, {}, blowups=[{"module": "3"}])
     assert blown.outcome == "blow-up"
     assert ScalingResult(settings, coords, [], {}).outcome == "nothing judged"
+    # a blow-up is evidence: it outranks fits that could not be made or bound
+    diverged = [*bounded, fit_of(0.7, 0.18, 1.87)]
+    assert ScalingResult(settings, coords, diverged, {}, blowups=[{}]).outcome == "blow-up"
+    assert ScalingResult(settings, coords, [], {}, blowups=[{}]).outcome == "blow-up"
 
 
 def test_a_series_growing_by_orders_of_magnitude_is_a_blow_up_across_widths_or_steps():

@@ -306,7 +306,11 @@ def decide(
         f"{best['candidate']} beats {label} by {-best['diff']:.3g} ± {half:.2g} validation "
         f"loss after {steps} steps (p = {best['p_holm']:.2g}, {design})"
     )
-    lower = [c for c, loss in order.items() if loss < order[best["candidate"]] and c != reference]
+    lower = [  # clean ones only: a diverged candidate's mean is of its survivors
+        c
+        for c, loss in order.items()
+        if loss < order[best["candidate"]] and c != reference and c in clean
+    ]
     if lower:  # ranked above the winner, yet not told apart from the reference
         message += (
             f"; {', '.join(lower)} had a lower mean loss but could not be told from {label} "

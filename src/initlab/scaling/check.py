@@ -98,15 +98,16 @@ class ScalingResult:
     @property
     def outcome(self) -> str:
         """What the check says about width, the first that holds: ``"flagged"`` (a width
-        verdict flagged), ``"nothing judged"`` (no width fit), ``"inconclusive"``
-        (:meth:`inconclusive`), ``"incomplete"`` (fits that could not be made),
-        ``"blow-up"`` (:attr:`blowups`), else ``"flat"``: every judged fit's CI inside ±½."""
+        verdict flagged), ``"blow-up"`` (:attr:`blowups`: evidence of a problem, as a flag
+        is, even where no fit could be made), ``"nothing judged"`` (no width fit),
+        ``"inconclusive"`` (:meth:`inconclusive`), ``"incomplete"`` (fits that could not be
+        made), else ``"flat"``: every judged fit's CI inside ±½."""
         checks = [
             ("flagged", any(v.axis == "width" for v in self.flagged())),
+            ("blow-up", bool(self.blowups)),
             ("nothing judged", not self.judged()),
             ("inconclusive", bool(self.inconclusive())),
             ("incomplete", bool(self.not_judged)),
-            ("blow-up", bool(self.blowups)),
         ]
         return next((name for name, holds in checks if holds), "flat")
 
