@@ -79,6 +79,16 @@ def test_two_depths_cannot_tell_the_laws_apart():
     assert only.law == "undetermined"
 
 
+def test_a_diverged_depth_leaves_two_and_no_law_is_chosen_by_rounding():
+    """Depths 2, 4, 8 with 8 all NaN: both residuals were 3.2481e-05 and the law flipped
+    between power and exponential from run to run."""
+    from initlab.scaling.fits import depth_law
+
+    depth = np.repeat([2.0, 4.0, 8.0], 3)
+    values = np.r_[np.full(3, 1.0), np.full(3, 2.0), np.full(3, np.nan)] * (1 + 1e-3 * np.arange(9))
+    assert depth_law(depth, values) == ("log_depth", "undetermined")
+
+
 def test_choosing_the_law_keeps_a_flat_series_false_flag_rate_near_5_percent():
     """Picking the law with the smaller residual is close to picking the larger |t| of two
     correlated tests (depth and log depth: correlation 0.95 at depths 2–16), so a flat series

@@ -53,9 +53,9 @@ WHY_DEFAULT = "the model as built (its own init; PyTorch's defaults where it set
 """Why ``default`` is a candidate: the reference every other init must beat."""
 ORTHOGONAL_PLAN = "orthogonal_plan"
 NAMED = (DEFAULT, "plan", ORTHOGONAL_PLAN)
+"""Candidate names of ``--candidates`` that are not initializer specs."""
 PLAN_WITH = "plan+"
 """``plan+<rule>``: the plan, then a residual rule (as ``auto`` names its candidates)."""
-"""Candidate names of ``--candidates`` that are not initializer specs."""
 AUTO = "default, your --init if given, plan, the activation's preset, orthogonal_plan, lsuv"
 """What ``--candidates auto`` (the default) trains, in words."""
 

@@ -3,7 +3,8 @@
 Numbers come from :meth:`ResultSet.summary` and :mod:`initlab.stats`; the functions here
 rank, compare and format them as display strings. ``score``
 (:class:`~initlab.scores.Score`) names what ``test_accuracy`` holds (accuracy, R², token
-accuracy); the ``stuck`` count is shown where the rule applies (classification).
+accuracy); the ``stuck`` count is shown where the rule applies (classification and token
+sequences).
 """
 
 from __future__ import annotations

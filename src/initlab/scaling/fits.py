@@ -168,11 +168,16 @@ def depth_law(depth: np.ndarray, values: np.ndarray) -> tuple[str, str]:
     """``(axis, law)`` of the one law a depth series is tested under: the axis of
     :data:`LAWS` whose least-squares line leaves the smaller residual sum of squares of
     ``log(values)`` (:func:`~initlab.scaling.fits.residual_ss`; both have two parameters).
-    With two depths both lines go through the two means and cannot be told apart: the power
-    law, ``undetermined`` (its p-value is then the exponential's too)."""
-    if len(np.unique(depth)) < 3:
+    With fewer than three depths holding a positive finite value both lines go through the
+    means and cannot be told apart, nor when their residuals agree to 1e-9 relative: the
+    power law, ``undetermined`` (its p-value is then the exponential's too)."""
+    depth, values = np.asarray(depth, float), np.asarray(values, float)
+    usable = np.isfinite(values) & (values > 0)
+    if len(np.unique(depth[usable])) < 3:  # a diverged depth's NaN leaves two
         return "log_depth", "undetermined"
     exp_rss = residual_ss(depth, values)
     power_rss = residual_ss(np.log(depth), values)
+    if math.isclose(exp_rss, power_rss, rel_tol=1e-9, abs_tol=1e-12):
+        return "log_depth", "undetermined"
     axis = "depth" if exp_rss < power_rss else "log_depth"
     return axis, LAWS[axis]

@@ -168,7 +168,7 @@ def depth_verdicts(
     ``(readout)`` and refuse names whose role changes; without it, names are matched as they
     are. Choosing the law by residual is close to choosing the larger |t| of the two, which
     raises the chance of a false flag a little (a flat series at depths 2–16, 3 seeds: 5.4%
-    for a nominal 5%; ``tests/test_scaling_family.py``)."""
+    for a nominal 5%; ``tests/test_scaling_depth_law.py``)."""
     if coords["depth"].nunique() < 2:
         return []
     depths = coords["depth"].nunique()
