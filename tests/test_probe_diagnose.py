@@ -509,7 +509,7 @@ def test_findings_json_writes_an_uncomputable_ratio_as_null():
     """A nanoGPT model (no layer outside its branches) wrote "weight_grad_norm_ratio": "nan"."""
     import json
 
-    from initlab.probe.findings import json_number
+    from initlab.jsonsafe import json_number
 
     assert json_number(float("nan")) is None and json_number(float("inf")) == "inf"
     assert json_number(-float("inf")) == "-inf" and json_number(0.5) == 0.5

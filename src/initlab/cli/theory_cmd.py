@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from initlab.cli import options as opt
 from initlab.cli.outputs import PLOT_FILES, check_output_file
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
+from initlab.jsonsafe import strict_json
 from initlab.theory import analyze, critical_sigma_w2, plot_phase_diagram, predicted_variances
 
 out = stdout_console()
@@ -49,7 +49,7 @@ def theory(
         payload = rows[0] if sigma_w2 is not None else {"scan": rows}
         if variances is not None:
             payload["predicted_variances"] = [float(v) for v in variances]
-        out.print_json(json.dumps(_finite_json(payload)))
+        out.print_json(json.dumps(strict_json(payload), allow_nan=False))
     else:
         _print_tables(rows, variances, sigma_b2)
     if plot is not None:
@@ -59,17 +59,6 @@ def theory(
 def _scan(activation: str, sigma_b2: float) -> list[float]:
     critical = critical_sigma_w2(activation, sigma_b2)
     return [critical * f for f in SCAN_FACTORS]
-
-
-def _finite_json(value: object) -> object:
-    """Infinities become the string ``"inf"`` (JSON has no infinity)."""
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_json(v) for v in value]
-    return value
 
 
 def _print_tables(rows: list[dict], variances, sigma_b2: float) -> None:

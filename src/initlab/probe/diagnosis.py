@@ -20,10 +20,11 @@ from torch import Tensor, nn
 from initlab.arguments import as_inputs, check_module, check_runs
 from initlab.errors import InitlabError
 from initlab.initializers import fans_of_module
+from initlab.jsonsafe import json_number
 from initlab.probe import findings as verdicts
 from initlab.probe.attention import AttentionRecorder, attention_findings
 from initlab.probe.branches import dormant_findings
-from initlab.probe.findings import Finding, json_number
+from initlab.probe.findings import Finding
 from initlab.probe.hooks import LayerTensors, Loss, collect
 from initlab.probe.logits import logit_findings
 from initlab.probe.meanfield import predicted_q

@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from initlab.jsonsafe import json_number
 from initlab.probe import suggestions
 
 ACTIVATION_RATIO_LOW = 1 / 30
@@ -106,14 +107,6 @@ class Finding:
     def __str__(self) -> str:
         text = f"{self.name}: {self.message}"
         return text + (f"\n  suggestion: {self.suggestion}" if self.suggestion else "")
-
-
-def json_number(value: float) -> float | str | None:
-    """``value`` as JSON holds it: finite as is, ``±inf`` as ``"inf"``/``"-inf"``, NaN (not
-    computable: a ratio with nothing to divide) as ``null``."""
-    if math.isnan(value):
-        return None
-    return value if math.isfinite(value) else str(value)
 
 
 def hidden_layers(frame: pd.DataFrame) -> pd.DataFrame:

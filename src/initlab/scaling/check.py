@@ -19,6 +19,7 @@ import torch
 from initlab.config import plain
 from initlab.data import load
 from initlab.errors import InitlabError
+from initlab.jsonsafe import strict_json
 from initlab.scaling.coords import (
     CoordSettings,
     DataMismatch,
@@ -155,7 +156,8 @@ class ScalingResult:
             "inconclusive": [_key(v) for v in self.inconclusive()],
             "blowups": self.blowups,
         }
-        paths["verdicts.json"].write_text(json.dumps(document, indent=1, allow_nan=True))
+        text = json.dumps(strict_json(document), indent=1, allow_nan=False)
+        paths["verdicts.json"].write_text(text)
         s = self.settings
         title = f"{s.param} with {s.optimizer}, lr {s.lr:g}"
         plot_coords(self.coords, paths["coords.png"], flagged=self.marked(), title=title)
