@@ -9,13 +9,13 @@ import pytest
 from scipy import stats as sps
 
 from initlab.config import RunConfig
+from initlab.ranking_verdict import verdict
 from initlab.stats import (
     group_stats,
     holm_adjust,
     pairwise_comparisons,
     rank_groups,
     seeds_needed,
-    verdict,
     welch_diff_ci,
 )
 from initlab.sweep.estimate import calibrate, cost_table, forward_flops, run_cost, split_sizes

@@ -19,6 +19,7 @@ import pandas as pd
 
 import initlab.curves as curves
 from initlab.errors import InitlabError
+from initlab.ranking_verdict import verdict
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks, stuck_not_tied
 from initlab.stats import (
     display_value,
@@ -26,7 +27,6 @@ from initlab.stats import (
     group_label,
     mean_ci,
     rank_groups,
-    verdict,
 )
 from initlab.train.result import DIVERGED, FAILED, OK, STUCK, RunResult
 from initlab.train.tasks import REGRESSION
@@ -330,9 +330,10 @@ def rank_within(
 
 def part_verdict(runs: pd.DataFrame, group_by: Sequence[str]) -> str:
     """The verdict on comparable runs: why no run has a score though some finished
-    (:func:`undefined_scores`, also for a single group), else :func:`initlab.stats.verdict`
-    (the winner, ties and the seeds to separate them; with the statuses of the runs
-    without a score, to say why the best two lack two scores each)."""
+    (:func:`undefined_scores`, also for a single group), else
+    :func:`initlab.ranking_verdict.verdict` (the winner, ties and the seeds to separate
+    them; with the statuses of the runs without a score, to say why the best two lack two
+    scores each)."""
     if undefined := undefined_scores(runs):
         return f"no verdict: {undefined}"
     lost = {

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from initlab.config import RunConfig
 from initlab.console import print_frame
+from initlab.ranking_verdict import some_names
 from initlab.report.tables import ALPHA
 from initlab.results import (
     REACH_FRACTION,
@@ -24,7 +25,7 @@ from initlab.results import (
     retry_hint,
 )
 from initlab.scores import Score, parted_by_stuck
-from initlab.stats import group_label, some_names
+from initlab.stats import group_label
 from initlab.store import Store, open_store, store_path, study_dir
 from initlab.sweep.progress import RichProgress
 from initlab.sweep.runner import (

@@ -1,0 +1,149 @@
+"""The sentence under a ranking (:func:`verdict`): the winner when the statistics support
+one, else which groups tie with the best and about how many seeds would tell them apart, or
+why there is no verdict at all (too few finished seeds, constant scores)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from initlab.stats import seeds_needed
+
+
+def _beaten(rest: pd.DataFrame, alpha: float) -> str:
+    """How the winner beat the ``rest`` of the ranking: Welch's test (the worst Holm p) and,
+    apart, the groups stuck at chance in every run that only the stuck rule parts from it
+    (not tied, yet ``p_holm >= alpha``: :func:`initlab.scores.parted_by_stuck`), whose p
+    is no evidence to quote."""
+    compared = rest[(rest["n"] >= 2) & rest["p_vs_best"].notna()]
+    stuck = compared[~compared["tied_with_best"].astype(bool) & (compared["p_holm"] >= alpha)]
+    tested = compared.drop(stuck.index)
+    said = []
+    if len(tested):
+        them = "the other group" if len(tested) == 1 else f"each of the {len(tested)} others"
+        if len(stuck):
+            them = some_names(list(tested["group"]))
+        worst = float(tested["p_holm"].max())
+        said.append(f"better than {them} (Welch's t-test, Holm-adjusted p ≤ {worst:.2g})")
+    if len(stuck):
+        said.append(
+            f"{some_names(list(stuck['group']))} stuck at chance in every run while it learned "
+            f"(too few seeds for Welch's test to say so: Holm-adjusted p ≥ {alpha:g})"
+        )
+    return "; ".join(said)
+
+
+def verdict(
+    ranked: pd.DataFrame,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    lost: dict[str, list[str]] | None = None,
+) -> str:
+    """One sentence on :func:`rank_groups`'s table: the winner when the best group beats
+    every other one (``p_holm < alpha`` for each), else the groups it cannot be told from
+    and about how many seeds per group would separate it from the runner-up
+    (:func:`seeds_needed` at ``alpha / (k - 1)``, the strictest Holm level, with the two
+    groups' own spreads); when the best two lack two finite scores each, why
+    (:func:`_too_few_scores`, naming how their runs were ``lost``: group → statuses).
+    Empty for fewer than two groups."""
+    if len(ranked) < 2:
+        return ""
+    best, runner = ranked.iloc[0], ranked.iloc[1]
+    if best["n"] < 2 or runner["n"] < 2:
+        return _too_few_scores(ranked, lost or {})
+    if pd.isna(runner["p_vs_best"]):  # the deciding comparison is undefined
+        return _constant_scores(ranked)
+    others = len(ranked) - 1
+    tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
+    if not tied:
+        rest = ranked.iloc[1:]
+        text = f"winner: {best['group']}, {_beaten(rest, alpha)}"
+        short = int((rest["n"] < 2).sum())
+        if short:
+            text += (
+                f"; {short} group(s) with fewer than two finished seeds "
+                "(diverged, failed) not compared"
+            )
+        flat = rest[(rest["n"] >= 2) & rest["p_vs_best"].isna()]
+        if len(flat):
+            text += f"; {some_names(list(flat['group']))} scored the same on every seed, as "
+            text += f"{best['group']} did: Welch's test cannot compare them"
+        return text
+    names = some_names(tied)
+    counts = ranked["n"][ranked["n"] >= 2].astype(int)
+    seeds = f"{counts.min()}–{counts.max()}" if counts.min() != counts.max() else f"{counts.min()}"
+    text = (
+        f"no winner at {seeds} seeds: {best['group']} cannot be told from {names} "
+        f"(Holm-adjusted p ≥ {alpha:g})"
+    )
+    gap, spread = (
+        best["mean"] - runner["mean"],
+        math.sqrt((best["std"] ** 2 + runner["std"] ** 2) / 2),
+    )
+    seeds = seeds_needed(gap, best["std"], alpha / others, power, std_b=runner["std"])
+    if seeds is None:
+        return text
+    about = (
+        f"; telling it from {runner['group']} (gap {abs(gap):.3g}, seed-to-seed std {spread:.3g})"
+    )
+    if seeds > counts.min():
+        return text + f"{about} takes about {seeds} seeds per group at {power:.0%} power"
+    return text + (
+        f"{about}: {seeds} seeds per group would find a gap this size {power:.0%} of the time, "
+        f"so these seeds may have been unlucky; {counts.max() + 2} or more should settle it"
+    )
+
+
+def _constant_scores(ranked: pd.DataFrame) -> str:
+    """Why there is no winner when Welch's test against the best is undefined (``p_vs_best``
+    NaN with two or more scores a side: both groups scored the same on every seed); ``""``
+    when every such test is defined."""
+    rest = ranked.iloc[1:]
+    flat = rest[(rest["n"] >= 2) & rest["p_vs_best"].isna()]
+    if flat.empty:
+        return ""
+    best = ranked.iloc[0]
+    names = some_names([f"{g} ({m:.4f})" for g, m in zip(flat["group"], flat["mean"], strict=True)])
+    return (
+        f"no winner: every seed scored the same in {best['group']} ({best['mean']:.4f}) and "
+        f"in {names}, so Welch's t-test cannot compare them: the test set may be too small"
+    )
+
+
+def some_names(names: list[str]) -> str:
+    """``a, b, c and 2 more``: the first three names and how many others."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _too_few_scores(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:
+    """Why there is no verdict: the groups with fewer than two finite scores, whose runs
+    were lost (``lost``: group → the statuses of its runs without a score, e.g. diverged,
+    failed; more seeds will not change that), or which have a single run (add seeds)."""
+    short = ranked[ranked["n"] < 2]
+    found, total = [s for g in short["group"] for s in lost.get(g, [])], int(short["runs"].sum())
+    single = int((short["runs"] < 2).sum())
+    names = some_names(list(short["group"]))
+    kinds = list(dict.fromkeys(found))
+    reasons = [
+        f"all {total} of their runs {s}"
+        if found.count(s) == total
+        else f"{found.count(s)} of their {total} runs {s}"
+        for s in kinds
+    ] + ([f"{single} with a single run"] if single else [])
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    if (ranked["n"] == 0).all():
+        text = f"no verdict: no group has a single finite score{why}"
+    else:
+        verb = "has" if len(short) == 1 else "have"
+        need = "a verdict needs at least two finished seeds per group"
+        text = f"no winner: {need}; {names} {verb} fewer{why}"
+    more = max(3, int(ranked["runs"].max()) + 2)  # beyond what ran: 3 seeds said at 3
+    seeds = f"seeds = {more} or more in the spec, --seeds {more} with compare"
+    if (ranked["n"] == 0).all() and set(kinds) == {"failed"}:  # seeds would fail the same way
+        return f"{text}; fix the error the runs failed with (each run's message) first"
+    if single:
+        return f"{text}; add seeds ({seeds})"
+    if (short["n"] == 0).all():
+        return text + "; more seeds will not change that: see the diverged/failed flags"
+    return f"{text}; more seeds ({seeds}) help only if those runs {'/'.join(kinds)} by chance"
