@@ -2,6 +2,7 @@
 file), and a full disk after a sweep is one ``error:`` line and exit 2, the runs kept."""
 
 import errno
+import os
 
 import pandas as pd
 import pytest
@@ -96,3 +97,19 @@ def test_a_full_disk_says_to_free_space(tmp_path, monkeypatch):
     _full_disk_on(monkeypatch, "summary")
     _, line = save_tables(_results(), tmp_path)
     assert "no space left on device" in line and "free some space" in line
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_path):
+    """kill -9 while the tables were written left .summary.<pid>-<hex>.tmp.csv forever."""
+    from initlab.atomic_files import write_files
+
+    dead = 2**22 + 7  # above Linux's default pid_max: no process has it
+    stale = tmp_path / f".summary.{dead}-0123abcd.tmp.csv"
+    stale.write_text("half a table")
+    live = tmp_path / f".summary.{os.getpid()}-89abcdef.tmp.csv"  # a writer still at work
+    live.write_text("another process's table")
+    other = tmp_path / f".notes.{dead}-0123abcd.tmp.txt"  # not a name this write makes
+    other.write_text("not ours")
+    write_files(tmp_path, {"summary.csv": lambda p: p.write_text("runs")})
+    assert (tmp_path / "summary.csv").read_text() == "runs"
+    assert not stale.exists() and live.exists() and other.exists()

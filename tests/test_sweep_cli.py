@@ -280,3 +280,15 @@ def test_a_study_name_two_studies_share_says_which_one_it_shows(tmp_path, capsys
     said = capsys.readouterr()
     assert "2 studies are named 'compare': showing the latest" in " ".join(said.err.split())
     assert "he_normal" in said.out and "zeros" not in said.out
+
+
+def test_a_directory_where_a_table_goes_is_refused_before_anything_trains(
+    spec_file, tmp_path, capsys
+):
+    """Found only after every run had trained (the runs saved, the tables not)."""
+    out = tmp_path / "out"
+    (out / "summary.csv").mkdir(parents=True)
+    assert main(["sweep", str(spec_file), "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "summary.csv is a directory where this study writes its summary.csv" in err
+    assert not (out / "initlab.db").exists()  # nothing trained, no store made

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 import initlab.curves as curves
+from initlab.atomic_files import write_files
 from initlab.errors import InitlabError
 from initlab.ranking_verdict import verdict
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks, stuck_not_tied
@@ -99,6 +98,10 @@ def with_model_arg_columns(runs: pd.DataFrame) -> pd.DataFrame:
     extra = pd.DataFrame(values, index=runs.index)
     new = [c for c in extra.columns if c not in runs]
     return runs.join(extra[new]) if new else runs
+
+
+SAVED_FILES = ("summary.csv", "epochs.csv", "by_group.csv", "curves.png", "layer_stats.csv")
+"""What :meth:`ResultSet.save` writes (``layer_stats.csv`` when per-layer rows were tracked)."""
 
 
 class ResultSet:
@@ -368,30 +371,6 @@ def without_unscored_ranks(ranked: pd.DataFrame) -> pd.DataFrame:
     ranked["rank"] = ranked["rank"].astype("Int64").mask(unscored)
     ranked["tied_with_best"] = ranked["tied_with_best"].astype(bool) & ~unscored
     return ranked
-
-
-def write_files(out: Path, writers: dict[str, Callable[[Path], object]]) -> list[Path]:
-    """Call each ``writers[name](temporary path)`` in ``out``, then rename every temporary
-    file over its ``name`` (``os.replace``, atomic); returns the final paths. An error while
-    writing (a full disk) removes the temporary files and leaves the files already in
-    ``out`` as they were; renames are done only once everything is written, and each is
-    atomic (an error between two renames leaves some files new, none truncated)."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for name, write in writers.items():
-            final = out / name
-            temporary = (
-                out / f".{final.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{final.suffix}"
-            )
-            staged.append((temporary, final))
-            write(temporary)
-        for temporary, final in staged:
-            os.replace(temporary, final)
-    except BaseException:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
-        raise
-    return [final for _, final in staged]
 
 
 def _joined(tasks: pd.Series) -> str:

@@ -15,10 +15,12 @@ from rich.console import Console
 
 from initlab.config import RunConfig
 from initlab.console import print_frame
+from initlab.errors import InitlabError
 from initlab.ranking_verdict import some_names
 from initlab.report.tables import ALPHA
 from initlab.results import (
     REACH_FRACTION,
+    SAVED_FILES,
     ResultSet,
     format_summary,
     partitions,
@@ -74,6 +76,7 @@ def run_and_report(
     study = Study.from_spec(spec)
     check_backend(options.get("backend", "local"), options.get("address"))  # before any file
     store_at, out = out, study_dir(out) if out is not None else None
+    check_table_paths(out)
     with open_store(store_at if store_at is not None else ":memory:", create=True) as store:
         progress = RichProgress(err)
         try:
@@ -148,6 +151,17 @@ def save_interrupted(store: Store, study_id: str, out: Path | None, err: Console
             markup=False,
             highlight=False,
         )
+
+
+def check_table_paths(out: Path | None) -> None:
+    """One line, before anything trains, when a directory sits where a table or the plot of
+    this study goes (found only after training otherwise)."""
+    for name in SAVED_FILES if out is not None else ():
+        if (out / name).is_dir():
+            raise InitlabError(
+                f"{out / name} is a directory where this study writes its {name}; move it "
+                "away or give another --out"
+            )
 
 
 def save_tables(
