@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from initlab.notes import note
+
 if TYPE_CHECKING:
     from initlab.store.sqlite import Store
 
@@ -132,6 +134,28 @@ def release(conn: sqlite3.Connection, owner: str, run_ids: Iterable[str] | None 
         )
 
 
+def holders(conn: sqlite3.Connection, run_ids: Iterable[str]) -> list[tuple[str, int, float]]:
+    """``(owner, runs held, latest expiry)`` of the leases on ``run_ids``, by owner."""
+    wanted = list(run_ids)
+    marks = ", ".join("?" * len(wanted))
+    query = f"SELECT owner, COUNT(*), MAX(expires) FROM leases WHERE run_id IN ({marks})"
+    return conn.execute(f"{query} GROUP BY owner", wanted).fetchall() if wanted else []
+
+
+def waiting_line(held: list[tuple[str, int, float]], now: float) -> str:
+    """Why a sweep sits idle while other processes train its runs: ``... 3 by host:412
+    (renewed while it runs; else taken over in 540 s) ...``."""
+    parts = [
+        f"{count} by {owner.rpartition(':')[0]} (renewed while it runs; else taken over in "
+        f"{max(expires - now, 0):.0f} s)"
+        for owner, count, expires in held
+    ]
+    return (
+        f"the rest of this study's runs are being trained by another process: "
+        f"{'; '.join(parts)}; waiting for them to finish (Ctrl-C keeps what is done)"
+    )
+
+
 class Heartbeat:
     """A daemon thread that renews ``owner``'s leases every ``ttl / 3`` seconds.
 
@@ -188,6 +212,7 @@ class Lease(Generic[K]):
         self.baseline = store.attempts(item.key() for chunk in self._left for item in chunk)
         self.poll = min(1.0, self.ttl / 4)
         self._retry_at = 0.0
+        self._told = False
         self._heartbeat = Heartbeat(store.path, self.owner, self.ttl) if store.path else None
 
     def __enter__(self) -> Lease[K]:
@@ -217,16 +242,21 @@ class Lease(Generic[K]):
         """
         if time.monotonic() < self._retry_at:
             return None
+        held: list[str] = []
         for _ in range(len(self._left)):
             chunk = self._left.popleft()
-            mine, held = self.store.claim(
+            mine, theirs = self.store.claim(
                 [item.key() for item in chunk], self.owner, self.baseline, self.ttl
             )
-            if held:
-                self._left.append([item for item in chunk if item.key() in set(held)])
+            if others := set(theirs):
+                self._left.append([item for item in chunk if item.key() in others])
+                held += theirs
             if mine:
                 return [item for item in chunk if item.key() in set(mine)]
         self._retry_at = time.monotonic() + self.poll
+        if held and not self._told:  # said once: a sweep idle without a word looks hung
+            self._told = True
+            note(waiting_line(self.store.holders(held), time.time()))
         return None
 
     def wait(self) -> None:

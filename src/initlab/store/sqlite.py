@@ -314,6 +314,10 @@ class Store:
         with self._write():
             return leases.claim(self._conn, run_ids, owner, baseline, ttl)
 
+    def holders(self, run_ids: Iterable[str]) -> list[tuple[str, int, float]]:
+        """Who holds leases on ``run_ids`` (:func:`initlab.store.leases.holders`)."""
+        return leases.holders(self._conn, run_ids)
+
     def release(self, owner: str) -> None:
         """Drop every lease ``owner`` still holds (runs it did not record)."""
         with self._write():
