@@ -302,6 +302,22 @@ def test_a_read_only_mount_is_one_line(mounted):
         open_store(readonly / "study", create=True)
 
 
+def test_a_store_on_read_only_media_can_be_read_and_checked(mounted, tmp_path, capsys):
+    """results and report said 'not an initlab results store (unable to open database
+    file)', store check raised a traceback: WAL readers need to make a -shm file."""
+    disk = mounted("size=2m")
+    with open_store(disk / "study", create=True) as store:
+        store.record(outcome(config(0)))
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    with open_store(disk / "study") as store:
+        assert len(store.runs()) == 1 and store.read_only
+    capsys.readouterr()
+    assert main(["results", str(disk / "study")]) == 0
+    assert main(["store", "check", str(disk / "study")]) == 0
+    assert main(["report", str(disk / "study"), "--out", str(tmp_path / "report")]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def _count_trainings(monkeypatch, fill: int = 0) -> list:
     """Replace training by a cheap fake (``fill`` extra layer-stat rows per run)."""
     calls = []

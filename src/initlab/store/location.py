@@ -67,3 +67,17 @@ def file_in_the_way(directory: Path) -> Path | None:
         if not part.exists():
             return None
     return None
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock."""
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def locked_line(path: Path | None, seconds: float) -> str:
+    """What to say when the store stayed locked past ``BUSY_TIMEOUT``."""
+    return (
+        f"results store {path} stayed locked by another process for {seconds:.0f} s; "
+        "try again when it is done"
+    )

@@ -174,7 +174,9 @@ def salvage(db: Path) -> tuple[dict[str, list[dict]], set[str]]:
 
 
 def _connect_ro(db: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    """Read only; on read-only media (no -shm can be made, no writer to expect) immutable."""
+    mode = "mode=ro" if os.access(db.parent, os.W_OK) else "immutable=1"
+    return sqlite3.connect(f"file:{db}?{mode}", uri=True, isolation_level=None)
 
 
 def _mend_header(copy: Path) -> None:

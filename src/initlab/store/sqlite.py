@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import random
 import sqlite3
 import time
@@ -33,7 +34,7 @@ from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage, leases, read
 from initlab.store.damage import EMPTY_STORE
-from initlab.store.location import check_writable, location_error
+from initlab.store.location import check_writable, is_busy, location_error, locked_line
 from initlab.store.paths import store_path
 from initlab.store.rows import epoch_row, layer_row, now_iso, run_row
 from initlab.store.schema import (
@@ -69,20 +70,6 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     return guarded
 
 
-def is_busy(exc: BaseException) -> bool:
-    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock."""
-    text = str(exc).lower()
-    return "database is locked" in text or "database table is locked" in text
-
-
-def locked_line(path: Path | None) -> str:
-    """What to say when the store stayed locked past :data:`BUSY_TIMEOUT`."""
-    return (
-        f"results store {path} stayed locked by another process for {BUSY_TIMEOUT:.0f} s; "
-        "try again when it is done"
-    )
-
-
 class Store:
     """A results store (see :mod:`initlab.store.schema` for the tables).
 
@@ -98,8 +85,15 @@ class Store:
         if self.path is not None and create:
             check_writable(self.path)
         target = ":memory:" if self.path is None else str(self.path)
+        self.read_only = (
+            self.path is not None and not create and not os.access(self.path.parent, os.W_OK)
+        )
+        if self.read_only:  # read-only media: no -shm to make, and no writer to expect
+            target = f"file:{self.path}?immutable=1"
         try:
-            self._conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None)
+            self._conn = sqlite3.connect(
+                target, timeout=BUSY_TIMEOUT, isolation_level=None, uri=self.read_only
+            )
         except sqlite3.OperationalError as exc:
             raise location_error(self.path, OSError(str(exc))) from None
         try:
@@ -107,7 +101,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             if is_busy(exc):
-                raise InitlabError(locked_line(self.path)) from None
+                raise InitlabError(locked_line(self.path, BUSY_TIMEOUT)) from None
             raise InitlabError(f"{self.path} is not an initlab results store ({exc})") from None
         except BaseException:
             self._conn.close()
@@ -137,6 +131,9 @@ class Store:
         tables = self._tables()
         if self._foreign(tables):  # before WAL mode rewrites the user's file
             raise InitlabError(f"{self.path} is an SQLite file but not an initlab results store")
+        if self.read_only:
+            self._check_version()
+            return
         if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             self._conn.execute("PRAGMA journal_mode=WAL")  # needs the exclusive lock
         self._conn.execute("PRAGMA synchronous=FULL")

@@ -34,7 +34,8 @@ from initlab.notes import note
 from initlab.results import ResultSet
 from initlab.store import Store, open_store
 from initlab.store.leases import Lease
-from initlab.store.sqlite import BUSY_TIMEOUT, is_busy, locked_line
+from initlab.store.location import is_busy, locked_line
+from initlab.store.sqlite import BUSY_TIMEOUT
 from initlab.sweep.engine import (
     DataCache,
     Outcome,
@@ -117,7 +118,7 @@ def run_sweep(
     except sqlite3.OperationalError as exc:  # before any work: nothing to lose
         if not is_busy(exc):
             raise
-        raise InitlabError(locked_line(store.path)) from None
+        raise InitlabError(locked_line(store.path, BUSY_TIMEOUT)) from None
     done = store.finished_ids(keys)
     pending = list({c.key(): c for c in configs if c.key() not in done}.values())
     report = SweepReport(study.study_id, len(set(keys)), len(done))
