@@ -99,7 +99,8 @@ def test_the_doctor_plans_a_fused_qkv_as_three_spans_drawn_orthogonal(how):
     torch.manual_seed(0)
     model, x = Block(how), _x(2, 6, D)
     plan = recommend(model, x)
-    assert plan["attn.c_attn"] == "orthogonal" and plan.spans == {"attn.c_attn": THIRDS}
+    assert plan["attn.c_attn"] == spanned("orthogonal", THIRDS)
+    assert plan.spans == {"attn.c_attn": THIRDS} and dict(plan) == plan.specs()
     entry = next(e for e in plan.entries if e.layer == "attn.c_attn")
     assert "q, k, v: 3 spans" in entry.reason and "each its own fans" in entry.reason
     record = initlab.initialize(model, plan, generator=_seeded())
@@ -140,7 +141,8 @@ def test_the_doctors_glorot_rule_on_gates_is_drawn_per_gate_and_a_fan_in_rule_is
     each block with std sqrt(2/(d + d)). A ReLU gate gets He (fan_in only), whose law is the
     same either way: no spans."""
     plan = recommend(Gated("tanh"), _x(200, D))
-    assert plan["fused"] == "glorot_normal" and plan.spans == {"fused": ((0, D), (D, 2 * D))}
+    assert plan["fused"] == spanned("glorot_normal", ((0, D), (D, 2 * D)))
+    assert plan.spans == {"fused": ((0, D), (D, 2 * D))}
     model = Gated("tanh")
     initlab.initialize(model, plan, generator=_seeded())
     want, tol = math.sqrt(2 / (D + D)), 4 / math.sqrt(2 * D * D)

@@ -253,14 +253,13 @@ def unspanned(spec: str) -> tuple[str, RowSpans | None]:
 
 
 def planned_spans(scheme: object, plan: Mapping[str, Initializer | None]) -> dict[str, RowSpans]:
-    """The row spans a per-layer ``scheme`` names (a doctor's plan's ``spans``, or
-    :func:`spanned` specs in a mapping), for the layers whose resolved ``plan`` init draws
-    numbers: not kept (``None``, ``default``) and not data-dependent (LSUV rescales the
-    whole layer)."""
+    """The row spans a per-layer ``scheme`` names (its :func:`spanned` specs: a doctor's
+    plan reads as those, and so does its ``dict``), for the layers whose resolved ``plan``
+    init draws numbers: not kept (``None``, ``default``) and not data-dependent (LSUV
+    rescales the whole layer)."""
     if not isinstance(scheme, Mapping):
         return {}
-    found = dict(getattr(scheme, "spans", None) or {})
-    found.update({n: spans for n, s in scheme.items() if (spans := unspanned(s)[1])})
+    found = {n: spans for n, s in scheme.items() if (spans := unspanned(s)[1])}
     return {
         n: spans
         for n, spans in found.items()

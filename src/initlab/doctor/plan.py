@@ -105,9 +105,11 @@ class Plan(Mapping[str, str]):
     """The output layer's name (the last Linear/Conv layer the forward calls), when known."""
 
     def __getitem__(self, layer: str) -> str:
+        """The layer's scheme spec, its row spans written in (:meth:`specs`): one form,
+        so ``dict(plan)`` and the plan itself initialize alike."""
         for entry in self.entries:
             if entry.layer == layer:
-                return entry.scheme
+                return spanned(entry.scheme, entry.spans) if entry.spans else entry.scheme
         raise KeyError(layer)
 
     def __iter__(self) -> Iterator[str]:
@@ -130,7 +132,7 @@ class Plan(Mapping[str, str]):
         """Layer → scheme spec with its row spans written in (``"orthogonal per rows 0:16,
         16:32, 32:48"``): the plan as a JSON-able mapping ``initialize`` and the doctor's
         snippet take as they take the plan itself."""
-        return {e.layer: spanned(e.scheme, e.spans) if e.spans else e.scheme for e in self.entries}
+        return dict(self.items())
 
     def to_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame([e.__dict__ for e in self.entries])
