@@ -77,11 +77,12 @@ def _views(piece: Tensor, output: Tensor) -> bool:
 
 def _column_map(output: Tensor, features: int) -> Tensor:
     """``C``: for every element of ``output``'s storage, the output feature it holds
-    (``-1`` where ``output`` holds none)."""
+    (``-1`` where ``output`` holds none); int32, half int64's memory (a nanoGPT batch of
+    8 × 1024 tokens: 75 MB, once per traced split)."""
     size = output.untyped_storage().nbytes() // output.element_size()
-    columns = torch.full((size,), -1, dtype=torch.long, device=output.device)
+    columns = torch.full((size,), -1, dtype=torch.int32, device=output.device)
     laid = columns.as_strided(output.shape, output.stride(), output.storage_offset())
-    laid.copy_(torch.arange(features, device=output.device).expand(output.shape))
+    laid.copy_(torch.arange(features, dtype=torch.int32, device=output.device).expand(output.shape))
     return columns
 
 
