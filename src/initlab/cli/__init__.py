@@ -142,6 +142,8 @@ def _run(args: list[str]) -> int:
             return EXIT_USER_ERROR
         if "UsageError" in kinds:
             where = ctx.command_path if ctx is not None else "initlab"
+            if where == "initlab" and args and args[0] in getattr(command, "commands", {}):
+                where = f"initlab {args[0]}"  # an option's value missing: Click's ctx is the root
             print(f"error: {exc.format_message()} ({where} --help)", file=sys.stderr)
             return EXIT_USER_ERROR
         print(f"error: {exc.format_message()}", file=sys.stderr)
