@@ -35,3 +35,12 @@ def test_a_bias_or_a_non_homogeneous_activation_keeps_the_ordered_phase():
     assert theory.analyze("relu", 1.5, 0.1)["phase"] == "ordered"  # q* > 0: chi_c(1) = chi1
     assert theory.analyze("relu", 1.5, 0.1)["xi_c"] == pytest.approx(-1 / math.log(0.75))
     assert theory.analyze("tanh", 0.5, 0.0)["phase"] == "ordered"  # tanh is not homogeneous
+
+
+def test_the_theory_table_says_why_a_row_is_vanishing(capsys):
+    """The table showed xi_c = inf beside a trainable depth of 8.66 and never said why."""
+    from initlab.cli import main
+
+    assert main(["theory", "--activation", "relu", "--sigma-w2", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("note: q* = 0 and the correlation map does not depend on q") == 1

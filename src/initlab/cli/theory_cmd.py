@@ -71,6 +71,8 @@ def _print_tables(rows: list[dict], variances, sigma_b2: float) -> None:
     )
     columns = ["sigma_w2", "q_star", "chi1", "phase", "xi_q", "xi_c", "max_trainable_depth"]
     print_frame(pd.DataFrame(rows)[columns], out, title="mean-field predictions")
+    for note in dict.fromkeys(row["note"] for row in rows if row.get("note")):  # once each
+        out.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
     if variances is not None:
         frame = pd.DataFrame({"layer": range(1, len(variances) + 1), "variance": variances})
         print_frame(frame, out, title="predicted pre-activation variance (input q0 = 1)")
