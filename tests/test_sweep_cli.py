@@ -292,3 +292,17 @@ def test_a_directory_where_a_table_goes_is_refused_before_anything_trains(
     err = capsys.readouterr().err
     assert "summary.csv is a directory where this study writes its summary.csv" in err
     assert not (out / "initlab.db").exists()  # nothing trained, no store made
+
+
+def test_a_second_study_in_one_directory_says_whose_tables_it_replaces(tmp_path, capsys):
+    """The second study's CSVs replaced the first's without a word (its runs stay stored)."""
+    out = tmp_path / "shared"
+    args = ["compare", "--data", "digits", "--hidden", "8", "--epochs", "1", "--seeds", "1"]
+    args += ["--track", "off", "--workers", "1", "--out", str(out)]
+    assert main([*args, "--inits", "he_normal"]) == 0
+    assert main([*args, "--inits", "he_normal"]) == 0  # the same study again: nothing to say
+    assert "another study" not in capsys.readouterr().err
+    assert main([*args, "--inits", "zeros"]) == 0
+    err = capsys.readouterr().err
+    assert "summary.csv held 1 run(s) of another study, which this study's tables replace" in err
+    assert f"initlab results {out}" in err

@@ -16,6 +16,7 @@ from rich.console import Console
 from initlab.config import RunConfig
 from initlab.console import print_frame
 from initlab.errors import InitlabError
+from initlab.notes import note
 from initlab.ranking_verdict import some_names
 from initlab.report.tables import ALPHA
 from initlab.results import (
@@ -164,6 +165,22 @@ def check_table_paths(out: Path | None) -> None:
             )
 
 
+def note_other_study(results: ResultSet, out: Path) -> None:
+    """A note when ``out``'s summary.csv holds runs this study has not (another study
+    written into the same directory): its tables are about to be replaced by this one's,
+    while its runs stay in the store."""
+    try:
+        before = pd.read_csv(out / SAVED_FILES[0], usecols=["run_id"])["run_id"]
+    except (OSError, ValueError, pd.errors.ParserError):  # none, or not ours to read
+        return
+    others = set(before.astype(str)) - set(results.runs["run_id"].astype(str))
+    if others:
+        note(
+            f"{out / SAVED_FILES[0]} held {len(others)} run(s) of another study, which this "
+            f"study's tables replace; those runs stay in the store: initlab results {out}"
+        )
+
+
 def save_tables(
     results: ResultSet, out: Path | None, store: Path | None = None
 ) -> tuple[list[Path], str]:
@@ -173,6 +190,7 @@ def save_tables(
     of before are left as they were."""
     if out is None or results.runs.empty:
         return [], ""
+    note_other_study(results, out)
     try:
         return results.save(out), ""
     except OSError as exc:
