@@ -267,7 +267,7 @@ def test_runs_that_cannot_bound_the_slopes_say_inconclusive_not_nothing_moves(fa
     assert document["inconclusive"]
     for fit in document["inconclusive"]:
         assert fit["ci_low"] <= -0.5 or fit["ci_high"] >= 0.5
-    assert "measuring 4 model(s)" in captured.err and "measured 4 of 4 model(s)" in captured.err
+    assert "measuring 4 model(s)" in captured.err and "measured 4 of 4; 4/4 models" in captured.err
     assert "\r" not in captured.err
 
 
@@ -298,29 +298,37 @@ def test_values_exploding_by_orders_of_magnitude_are_warned_about(factories, cap
     assert widths and all(b["last"] >= 100 * b["first"] for b in widths)
 
 
-def test_progress_is_a_bar_on_a_terminal_and_a_few_lines_elsewhere():
-    """Off a terminal: a start line and one per quarter (8 models: 4 lines, not 8), no
-    carriage return; on a terminal a bar that is gone when the check is done."""
+def test_progress_is_a_bar_on_a_terminal_and_a_few_lines_elsewhere(monkeypatch):
+    """Off a terminal: a start line, then a line at most every 10 s and the last (8 models
+    in 40 s: 5 lines, not 8), no carriage return; on a terminal a bar that is gone when the
+    check is done. The sweep's progress is the same display."""
     import io
 
     from rich.console import Console
 
+    import initlab.progress_display as display
     from initlab.cli.scaling_cmd import CheckProgress
 
+    clock = [0.0]
+    monkeypatch.setattr(display.time, "perf_counter", lambda: clock[0])
     log = io.StringIO()
     progress = CheckProgress(Console(file=log, force_terminal=False, width=100))
     for done in range(9):
+        clock[0] = 5.0 * done
         progress(done, 8)
     progress.stop()
     lines = log.getvalue().splitlines()
     assert lines[0].startswith("measuring 8 model(s)") and "\r" not in log.getvalue()
-    assert lines[1:] == [f"measured {k} of 8 model(s)" for k in (2, 4, 6, 8)]
+    assert [line.split(";")[0] for line in lines[1:]] == [
+        f"measured {k} of 8" for k in (1, 3, 5, 7, 8)
+    ]
+    assert lines[-1].endswith("8/8 models, 0:00:40 elapsed, ETA 0:00:00")
     tty = io.StringIO()
     progress = CheckProgress(Console(file=tty, force_terminal=True, width=100))
     progress(0, 3)
-    assert progress.bar is not None
+    assert progress.shown.bar is not None
     for done in (1, 2, 3):
         progress(done, 3)
-    assert progress.bar.tasks[0].completed == 3
+    assert progress.shown.bar.tasks[0].completed == 3
     progress.stop()
-    assert progress.bar is None
+    assert progress.shown.bar is None

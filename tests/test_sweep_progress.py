@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
+import initlab.progress_display as progress_module
 from initlab.config import RunConfig
-from initlab.sweep import progress as progress_module
 from initlab.sweep.progress import RichProgress
 from initlab.sweep.report import SweepPlan
 

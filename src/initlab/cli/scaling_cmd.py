@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -16,6 +15,7 @@ from initlab.cli import options as opt
 from initlab.cli.options import parse_model_args, parse_seeds
 from initlab.cli.outputs import check_output_dir
 from initlab.console import stdout_console
+from initlab.progress_display import CountedProgress
 from initlab.scaling.evidence import FLAT_BOUND, blowup_line, inconclusive_line
 from initlab.scaling.inputs import parse_sizes
 
@@ -101,48 +101,24 @@ def scaling(
 
 
 class CheckProgress:
-    """The check's progress on stderr, fed by ``coord_check(progress=...)``: on a terminal a
-    bar (models measured of depths × widths × seeds, elapsed time) that is gone when done;
-    elsewhere (a pipe, a log) one line at the start and one at each further quarter, and no
-    carriage return."""
+    """The check's progress on stderr, fed by ``coord_check(progress=...)``
+    (:class:`~initlab.progress_display.CountedProgress` in models measured of depths ×
+    widths × seeds; the bar is gone when done)."""
 
     def __init__(self, console: Console) -> None:
-        self.console = console
-        self.bar: Progress | None = None
-        self._task = None
-        self._quarter = 0
+        self.shown = CountedProgress(console, "models", transient=True)
 
     def __call__(self, done: int, total: int) -> None:
         if done == 0:
-            self._start(total)
-        elif self.bar is not None:
-            self.bar.update(self._task, completed=done)
-        elif (quarter := 4 * done // total) > self._quarter:
-            self._quarter = quarter
-            self.console.print(f"measured {done} of {total} model(s)", highlight=False)
-
-    def _start(self, total: int) -> None:
-        if not self.console.is_terminal:
-            self.console.print(
+            self.shown.console.print(
                 f"measuring {total} model(s) (depths × widths × seeds)…", highlight=False
             )
-            return
-        self.bar = Progress(
-            TextColumn("measuring"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("models"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.bar.start()
-        self._task = self.bar.add_task("measuring", total=total)
+            self.shown.start(total, "measuring")
+        else:
+            self.shown.advance(done - self.shown.done, finished=f"measured {done} of {total}")
 
     def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
+        self.shown.stop()
 
 
 def _print(result: ScalingResult) -> None:
