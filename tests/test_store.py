@@ -273,3 +273,15 @@ def test_an_empty_setting_is_a_value_unless_it_means_unused(store):
         "same",
         "glorot_uniform",
     ]
+
+
+def test_a_rows_unused_settings_are_empty_in_memory_as_in_the_store(store):
+    """An in-memory row said output_init glorot_uniform for init 'default', which never
+    applies it; the store's row was empty."""
+    for cfg in (config(init="default"), config(init="he_normal", output_init="same")):
+        in_memory = RunResult(config=cfg, status="ok").summary_row()
+        store.record(outcome(cfg))
+        stored = store.runs().set_index("init").loc[cfg.init]
+        for name in ("output_init", "bias"):
+            assert (in_memory[name] is None) == pd.isna(stored[name]), name
+    assert in_memory["output_init"] == "same" and stored["output_init"] == "same"

@@ -212,12 +212,19 @@ def unused_settings(model: str) -> tuple[str, ...]:
     return ARCHITECTURE_SETTINGS if is_user_spec(model) else _UNUSED_BY.get(model, ())
 
 
+AS_BUILT_UNUSED = ("output_init", "bias")
+"""What init ``default`` (the model as its factory built it) never applies: its output layer
+and biases are the factory's, whatever ``output_init`` and ``bias`` say."""
+
+
 def unused_in_run(config: RunConfig) -> tuple[str, ...]:
-    """The settings a run never applies, shown empty in its row: the model's
-    (:func:`unused_settings`) and ``momentum`` unless its optimizer is ``momentum`` (plain
-    SGD has none; Adam's moments have their own betas)."""
+    """The settings a run never applies, shown empty in its row (in the store and in memory
+    alike): the model's (:func:`unused_settings`), ``momentum`` unless its optimizer is
+    ``momentum`` (plain SGD has none; Adam's moments have their own betas), and
+    :data:`AS_BUILT_UNUSED` for init ``default``."""
     momentum = () if config.optimizer == "momentum" else ("momentum",)
-    return unused_settings(config.model) + momentum
+    as_built = AS_BUILT_UNUSED if config.init == "default" else ()  # initlab.apply.AS_BUILT
+    return unused_settings(config.model) + momentum + as_built
 
 
 def validate_numbers(config: RunConfig) -> None:

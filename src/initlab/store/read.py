@@ -13,11 +13,11 @@ from dataclasses import fields
 
 import pandas as pd
 
-from initlab.config import ARCHITECTURE_SETTINGS, SAME, RunConfig
+from initlab.apply import AS_BUILT
+from initlab.config import ARCHITECTURE_SETTINGS, AS_BUILT_UNUSED, SAME, RunConfig
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.notes import note
 from initlab.results import ResultSet, progress_line, with_model_arg_columns
-from initlab.store.rows import AS_BUILT, AS_BUILT_UNUSED
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS
 from initlab.store.versions import current_runs
 
@@ -157,7 +157,7 @@ def varying(runs: pd.DataFrame) -> list[str]:
 
 UNUSED_WHEN_EMPTY = ("momentum", *AS_BUILT_UNUSED, *ARCHITECTURE_SETTINGS)
 """Settings whose empty cell means "not used by this run" (:func:`initlab.config.unused_in_run`,
-:data:`initlab.store.rows.AS_BUILT_UNUSED`), not a value of their own."""
+:data:`initlab.config.AS_BUILT_UNUSED`), not a value of their own."""
 
 
 def _values(column: pd.Series, unused_when_empty: bool) -> pd.Series:

@@ -9,7 +9,6 @@ import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from initlab.apply import AS_BUILT
 from initlab.config import SAME, unused_in_run
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS, config_columns
 from initlab.store.versions import user_specs
@@ -32,16 +31,11 @@ def _real(value: Any) -> float | None:
         return None
 
 
-AS_BUILT_UNUSED = ("output_init", "bias")
-"""What init ``default`` (the model as its factory built it) never applies: its output layer
-and biases are the factory's, whatever ``output_init`` and ``bias`` say."""
-
-
 def run_row(outcome: Outcome) -> dict[str, Any]:
     result, config = outcome.result, outcome.result.config
     run_id = outcome.run_id or config.key()  # the key of the file version it trained
     row: dict[str, Any] = {"run_id": run_id, "config": json.dumps(config.to_dict())}
-    unused = unused_in_run(config) + (AS_BUILT_UNUSED if config.init == AS_BUILT else ())
+    unused = unused_in_run(config)
     for name, _ in config_columns():
         value = getattr(config, name)
         if name in unused:  # not applied to this run: empty, not the defaults it never used
