@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.errors import InitlabError, UnknownNameError
+from initlab.errors import UnknownNameError
 from initlab.layer_order import known_output_layer
 from initlab.notes import note
+from initlab.scaling.inputs import learning_rate
 from initlab.scaling.rescale import (
     AS_BUILT,
     changed_beyond_noise,
@@ -147,8 +148,7 @@ def parametrized(
         raise UnknownNameError("parametrization", param, PARAMETRIZATIONS)
     if optimizer not in OPTIMIZERS:
         raise UnknownNameError("optimizer for scaling", optimizer, OPTIMIZERS)
-    if not (lr > 0 and math.isfinite(lr)):
-        raise InitlabError(f"--lr must be a positive number, got {lr}")
+    lr = learning_rate(lr)
     kwargs = dict(kwargs or {})
     factory = renamed(factory, width_arg)
     shapes = infer_shapes(factory, width=width, base_width=base_width, kwargs=kwargs)
