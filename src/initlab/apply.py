@@ -189,15 +189,16 @@ def _refuse_parametrized(model: nn.Module, plan: dict[str, Initializer | None]) 
 def _check_data(
     model: nn.Module, data: torch.Tensor | tuple | list | None, plan: dict[str, Initializer | None]
 ) -> None:
-    """One line, before any weight changes, for a batch no data pass can use: empty,
-    NaN/inf, or, when a scheme of the ``plan`` reads data (LSUV), a single tensor of a
-    shape the model cannot take."""
-    if data is None:
+    """When a scheme of the ``plan`` reads data (LSUV), one line before any weight changes
+    for a batch it cannot use: empty, NaN/inf, or a single tensor of a shape the model cannot
+    take. (Data given only to find residual branches is not read for its values: every run
+    of a comparison passes its first batch, which the preflight checked already.)"""
+    reads = any(getattr(i.sampler, "data_dependent", False) for i in plan.values() if i)
+    if data is None or not reads:
         return
     for batch in data if isinstance(data, (tuple, list)) else (data,):
         check_batch(batch, "initialize")
-    reads = any(getattr(i.sampler, "data_dependent", False) for i in plan.values() if i)
-    if reads and isinstance(data, torch.Tensor):
+    if isinstance(data, torch.Tensor):
         check_runs(model, data, "initialize")
 
 
