@@ -169,6 +169,8 @@ def test_the_snippet_reproduces_the_plans_draws_exactly(how, bias):
         for (name, got), want in zip(
             mine.state_dict().items(), reference.state_dict().values(), strict=True
         ):
+            # exact: the same torch calls (normal_, qr, sign, mul) on the same generator
+            # state and shapes, in the same process; no other summation order is involved
             assert torch.equal(got, want), name
     again = Block(how)
     initlab.initialize(again, specs, bias=bias, generator=_seeded(3))

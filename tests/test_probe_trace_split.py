@@ -88,6 +88,7 @@ def test_a_fused_qkv_projection_whose_pieces_reach_attention_is_linear(how):
     layers = {layer.name: layer for layer in trace(model, x)[0]}
     c_attn = layers["attn.c_attn"]
     assert c_attn.pre[1].shape == (4, 6, 3 * D)  # the whole output, not one piece
+    # phi(z) = z for a linear layer: the tracer records the same numbers, nothing computed
     assert torch.equal(c_attn.post[1].reshape(c_attn.pre[1].shape), c_attn.pre[1])
     c_proj = layers["attn.c_proj"]  # the branch end: what it adds to the stream, as before
     assert c_proj.joined is not None and torch.equal(c_proj.post[1], c_proj.pre[1])
