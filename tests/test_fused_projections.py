@@ -6,15 +6,16 @@ One draw over the whole ``[3d, d]`` weight is wrong for three maps: a semi-ortho
 Glorot's fan_out = 3d gives Var = 2/(d + 3d), half of each map's 2/(d + d).
 """
 
+import functools
 import json
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import initlab
+import nanogpt
 from initlab.compound_layers import spanned
 from initlab.doctor import recommend
 from initlab.doctor.snippet import make_snippet
@@ -26,47 +27,7 @@ D, HEADS = 64, 4
 THIRDS = ((0, D), (D, 2 * D), (2 * D, 3 * D))
 
 
-def _qkv(out: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """q, k, v as ``[B, H, T, hd]`` from a fused ``[B, T, 3D]`` output, cut as ``how`` says."""
-    b, t, _ = out.shape
-    hd = D // HEADS
-    if how == "timm":
-        return out.reshape(b, t, 3, HEADS, hd).permute(2, 0, 3, 1, 4).unbind(0)
-    if how == "interleaved":  # Megatron: per head [q_h, k_h, v_h], no clean partition
-        q, k, v = out.view(b, t, HEADS, 3 * hd).split(hd, dim=-1)
-        return tuple(h.transpose(1, 2) for h in (q, k, v))
-    q, k, v = out.split(D, dim=2) if how == "split" else out.chunk(3, dim=-1)
-    return tuple(h.view(b, t, HEADS, hd).transpose(1, 2) for h in (q, k, v))
-
-
-class Attention(nn.Module):
-    """nanoGPT's causal self-attention: one fused ``c_attn``, then ``c_proj``."""
-
-    def __init__(self, how: str) -> None:
-        super().__init__()
-        self.how = how
-        self.c_attn, self.c_proj = nn.Linear(D, 3 * D), nn.Linear(D, D)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = _qkv(self.c_attn(x), self.how)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.c_proj(y.transpose(1, 2).flatten(2))
-
-
-class Block(nn.Module):
-    """A pre-norm nanoGPT block and a head."""
-
-    def __init__(self, how: str = "split") -> None:
-        super().__init__()
-        self.ln_1, self.ln_2 = nn.LayerNorm(D), nn.LayerNorm(D)
-        self.attn = Attention(how)
-        self.c_fc, self.c_proj = nn.Linear(D, 2 * D), nn.Linear(2 * D, D)
-        self.head = nn.Linear(D, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        x = x + self.c_proj(F.gelu(self.c_fc(self.ln_2(x))))
-        return self.head(x)
+Block = functools.partial(nanogpt.Block, D, HEADS)
 
 
 class Gated(nn.Module):

@@ -7,11 +7,13 @@ layer's tag through ``split``/``chunk``/``unbind``/``tensor_split``, nor to the 
 tuple.
 """
 
+import functools
+
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+import nanogpt
 from initlab.apply import initializable_layers
 from initlab.doctor import find_activations, recommend
 from initlab.probe import diagnose
@@ -20,50 +22,7 @@ from initlab.probe.trace import trace
 D, HEADS = 16, 2
 
 
-def _qkv(qkv: torch.Tensor, how: str) -> tuple[torch.Tensor, ...]:
-    """q, k, v cut from a fused ``[B, T, 3D]`` projection, written as ``how`` says."""
-    b, t, _ = qkv.shape
-    if how == "split":
-        return qkv.split(D, dim=2)  # nanoGPT
-    if how == "chunk":
-        return qkv.chunk(3, dim=-1)
-    if how == "torch.split":
-        return torch.split(qkv, D, dim=2)
-    if how == "tensor_split":
-        return qkv.tensor_split(3, dim=-1)
-    return qkv.view(b, t, 3, D).unbind(2)  # "unbind"
-
-
-class CausalSelfAttention(nn.Module):
-    """nanoGPT's attention: one fused ``c_attn`` for q, k and v, then ``c_proj``."""
-
-    def __init__(self, how: str = "split") -> None:
-        super().__init__()
-        self.how = how
-        self.c_attn, self.c_proj = nn.Linear(D, 3 * D), nn.Linear(D, D)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, c = x.size()
-        q, k, v = _qkv(self.c_attn(x), self.how)
-        q, k, v = (h.view(b, t, HEADS, c // HEADS).transpose(1, 2) for h in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
-
-
-class Block(nn.Module):
-    """A pre-norm nanoGPT block and a head."""
-
-    def __init__(self, how: str = "split") -> None:
-        super().__init__()
-        self.ln_1, self.ln_2 = nn.LayerNorm(D), nn.LayerNorm(D)
-        self.attn = CausalSelfAttention(how)
-        self.c_fc, self.c_proj = nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
-        self.head = nn.Linear(D, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        x = x + self.c_proj(F.gelu(self.c_fc(self.ln_2(x))))
-        return self.head(x)
+Block = functools.partial(nanogpt.Block, D, HEADS)
 
 
 def _inputs(seed: int = 0) -> torch.Tensor:

@@ -204,29 +204,31 @@ def _mode(module: nn.Module) -> str:
 def _attention_draws(
     module: nn.MultiheadAttention, init: Initializer, bias_init: Initializer | None
 ) -> list[Draw]:
-    """Query, key and value maps each with its fans; ``in_proj_bias`` in the same rows."""
-    plan, chunk_fans = [], []
-    for pname in _ATTENTION_WEIGHTS:
-        weight = getattr(module, pname, None)
-        if weight is None:
-            continue
-        packed = pname == "in_proj_weight"
-        rows = _thirds(weight.shape[0]) if packed else [None]
-        for i, span in enumerate(rows):
-            fans = initializers.fans_of_tensor(
-                weight.shape if span is None else _span(weight, span)
-            )
-            chunk_fans.append(fans)
-            rule = (f"{init!r} (query, key, value each)" if packed else repr(init)) if not i else ""
-            plan.append(Draw(pname, init, fans, rows=span, rule=rule))
+    """Query, key and value maps each with its fans (a packed ``in_proj_weight``'s thirds
+    as :func:`fused_draws` draws row blocks); ``in_proj_bias`` in the same rows."""
+    thirds = _thirds(3 * module.embed_dim)
+    if module.in_proj_weight is not None:
+        fans = span_fans(tuple(module.in_proj_weight.shape), thirds)
+        rule = f"{init!r} (query, key, value each)"
+        plan = _row_block_draws("in_proj_weight", init, thirds, fans, rule)
+    else:
+        names = _ATTENTION_WEIGHTS[1:]
+        fans = [initializers.fans_of_tensor(getattr(module, n)) for n in names]
+        plan = [Draw(n, init, f, rule=repr(init)) for n, f in zip(names, fans, strict=True)]
     if module.in_proj_bias is not None and bias_init is not None:
-        for i, (span, fans) in enumerate(
-            zip(_thirds(3 * module.embed_dim), chunk_fans, strict=True)
-        ):
-            plan.append(
-                Draw("in_proj_bias", bias_init, fans, rows=span, rule="" if i else repr(bias_init))
-            )
+        plan += _row_block_draws("in_proj_bias", bias_init, thirds, fans, repr(bias_init))
     return plan
+
+
+def _row_block_draws(
+    parameter: str, init: Initializer, spans: RowSpans, fans: list[Fans], rule: str
+) -> list[Draw]:
+    """``init`` on each row block ``spans[i]`` of ``parameter`` with ``fans[i]``, in order;
+    the first draw carries the record's ``rule``."""
+    return [
+        Draw(parameter, init, f, rows=span, rule="" if i else rule)
+        for i, (span, f) in enumerate(zip(spans, fans, strict=True))
+    ]
 
 
 def _thirds(rows: int) -> list[tuple[int, int]]:
@@ -293,16 +295,9 @@ def fused_draws(
     ``in_proj_weight`` and ``in_proj_bias``); what :func:`init_fused` runs and the doctor's
     snippet writes."""
     fans = span_fans(tuple(module.weight.shape), spans)
-    rule = spanned(repr(init), spans)
-    plan = [
-        Draw("weight", init, f, rows=span, rule="" if i else rule)
-        for i, (span, f) in enumerate(zip(spans, fans, strict=True))
-    ]
+    plan = _row_block_draws("weight", init, spans, fans, spanned(repr(init), spans))
     if module.bias is not None and bias_init is not None:
-        plan += [
-            Draw("bias", bias_init, f, rows=span, rule="" if i else repr(bias_init))
-            for i, (span, f) in enumerate(zip(spans, fans, strict=True))
-        ]
+        plan += _row_block_draws("bias", bias_init, spans, fans, repr(bias_init))
     return plan
 
 
@@ -332,10 +327,6 @@ def init_fused(
         "std": float(module.weight.detach().std()),
         "bias": "none" if bias is None else (repr(bias_init) if bias_init else "kept"),
     }
-
-
-def _span(weight: Tensor, span: tuple[int, int]) -> tuple[int, ...]:
-    return (span[1] - span[0], *weight.shape[1:])
 
 
 def _bias_text(rules: dict[str, str]) -> str:
