@@ -347,3 +347,14 @@ def test_python_calls_that_raised_raw_python_errors(tmp_path):
     with pytest.raises(InitlabError, match="a file is there; save takes a directory"):
         results.save(tmp_path / "taken.png")
     assert (tmp_path / "taken.png").read_text() == "a plot of before"
+
+
+def test_a_batch_goes_to_the_device_of_the_model():
+    """initialize, recommend and diagnose move an array batch to the model's device (the
+    meta device stands in for a GPU here; tests/test_gpu.py runs the real one)."""
+    from initlab.arguments import as_inputs
+
+    model = torch.nn.Linear(3, 2).to("meta")
+    x = as_inputs(model, np.zeros((4, 3)))
+    assert (x.device.type, x.dtype) == ("meta", torch.float32)
+    assert as_inputs(torch.nn.Linear(3, 2), np.zeros((4, 3))).device.type == "cpu"

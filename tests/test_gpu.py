@@ -199,3 +199,19 @@ def test_a_model_diverging_on_the_device_is_frozen_where_the_cpu_freezes_it(data
     for m in (0, 2):
         assert on_device[m].status == "ok"
         assert on_device[m].test_loss == pytest.approx(on_cpu[m].test_loss, rel=REL, abs=REL)
+
+
+def test_diagnose_and_recommend_take_a_numpy_batch_for_a_model_on_the_device():
+    """The per-model functions run where the user put the model: a numpy batch goes to the
+    model's device (it raised a device mismatch), and the model stays there."""
+    import numpy as np
+
+    import initlab
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)).to(DEVICE)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 8)).astype("float32"), rng.integers(0, 3, 32)
+    diagnosis = initlab.diagnose(model, x, y)
+    assert list(diagnosis.layers["layer"]) == ["0", "2"]
+    assert initlab.recommend(model, x)["0"] == "he_normal"
+    assert all(p.device.type == torch.device(DEVICE).type for p in model.parameters())

@@ -32,8 +32,9 @@ def check_module(model: object, caller: str) -> nn.Module:
 
 
 def as_inputs(model: nn.Module, inputs: Any) -> Tensor:
-    """``inputs`` (a tensor or array) as a tensor; float ones in the dtype of the model's
-    first floating-point parameter."""
+    """``inputs`` (a tensor or array) as a tensor on the device of the model's first
+    parameter (a model moved to ``cuda`` takes a numpy batch as it is); float ones in the
+    dtype of its first floating-point parameter."""
     if inputs is None:
         return inputs
     try:
@@ -42,10 +43,11 @@ def as_inputs(model: nn.Module, inputs: Any) -> Tensor:
         raise InitlabError(
             f"inputs must be a tensor or an array, got {type(inputs).__name__} ({exc})"
         ) from None
+    device = next((p.device for p in model.parameters()), x.device)
     weight = next((p for p in model.parameters() if p.is_floating_point()), None)
     if weight is not None and x.is_floating_point() and x.dtype != weight.dtype:
         x = x.to(weight.dtype)
-    return x
+    return x.to(device)
 
 
 def check_runs(model: nn.Module, inputs: Tensor | None, caller: str) -> None:

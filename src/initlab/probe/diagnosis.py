@@ -214,9 +214,10 @@ def diagnose(
     ``seed``-ed RNG); ``"eval"`` and ``"current"`` are the alternatives. The model is left
     exactly as it was: hooks removed, ``.grad`` never written, modes and buffers restored.
 
-    ``inputs`` and ``targets`` may be numpy arrays; float inputs take the dtype of the
-    model's parameters, and float class labels (whole numbers ``[B]`` for outputs ``[B, K]``,
-    as :func:`initlab.compare` reads them) become integer labels.
+    ``inputs`` and ``targets`` may be numpy arrays; both go to the device of the model's
+    parameters, float inputs take their dtype, and float class labels (whole numbers
+    ``[B]`` for outputs ``[B, K]``, as :func:`initlab.compare` reads them) become integer
+    labels.
     """
     model = check_module(model, "diagnose")
     inputs, targets = _as_batch(model, inputs, targets)
@@ -260,7 +261,7 @@ def _as_batch(model: nn.Module, inputs: object, targets: object) -> tuple[Tensor
     if y is not None and y.is_floating_point() and y.dim() == 1 and bool((y == y.round()).all()):
         out_units = getattr(_last_linear(model), "out_features", 1)
         y = y.long() if out_units > 1 else y
-    return x, y
+    return x, None if y is None else y.to(x.device)
 
 
 def _last_linear(model: nn.Module) -> nn.Module | None:
