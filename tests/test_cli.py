@@ -177,6 +177,25 @@ def test_study_list_names_studies_as_the_docs_do(capsys):
     assert "gpt-init" in out and "lr-transfer" in out and "gpt_init" not in out
 
 
+@pytest.mark.parametrize("typed", ["resnet-depth", "resnet_depth"])
+def test_a_studys_default_directory_is_named_as_the_list_names_it(typed, tmp_path, monkeypatch):
+    """``results/studies/resnet-depth-tiny`` as the README says, not the class's
+    ``resnet_depth``, whichever way the name was typed."""
+    from initlab.cli import runs
+    from initlab.errors import InitlabError
+
+    targets = []
+
+    def stop(spec, configs, out, **options):
+        targets.append(out)
+        raise InitlabError("stopped before training")
+
+    monkeypatch.setattr(runs, "run_checked", stop)
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", typed, "--scale", "tiny"]) == 2
+    assert [str(t) for t in targets] == ["results/studies/resnet-depth-tiny"]
+
+
 def test_no_command_prints_the_help_once():
     proc = subprocess.run(
         [sys.executable, "-m", "initlab"], capture_output=True, text=True, timeout=120

@@ -446,7 +446,7 @@ def test_study_takes_device_and_checks_it_before_anything(tmp_path, capsys):
 
 
 def test_diagnose_checks_the_device_before_loading_anything(capsys, monkeypatch):
-    from initlab.cli import probing
+    from initlab.probe import batch as probing
 
     monkeypatch.setattr(probing, "load_data", lambda *a, **k: pytest.fail("data loaded"))
     assert main(["diagnose", "--data", "digits", "--device", "cuda:99"]) == 2

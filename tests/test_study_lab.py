@@ -46,8 +46,7 @@ def test_a_tiny_study_says_it_is_a_smoke_test():
 
     from initlab.studies.runner import StudyOutcome
 
-    outcome = StudyOutcome(SimpleNamespace(name="he2015"), "tiny", None, [])
+    outcome = StudyOutcome(SimpleNamespace(command_name="he2015"), "tiny", None, [])
     assert "tiny scale is a smoke test" in outcome.verdict_line()
-    assert (
-        "smoke" not in StudyOutcome(SimpleNamespace(name="x"), "default", None, []).verdict_line()
-    )
+    default = StudyOutcome(SimpleNamespace(command_name="x"), "default", None, [])
+    assert "smoke" not in default.verdict_line()

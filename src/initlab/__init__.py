@@ -6,6 +6,7 @@
 >>> results = initlab.compare(["zeros", "he_normal"], seeds=3, data="digits")
 >>> print(initlab.diagnose(model, batch_x, batch_y))     # per-layer statistics + findings
 >>> plan = initlab.recommend(model, batch_x)             # a scheme per layer, with reasons
+>>> evidence = initlab.trials(model=factory, data="digits", budget="2m")  # ... and a winner?
 
 ``import initlab`` only imports: the public names are loaded on first use (PEP 562), so
 importing ``initlab`` or one of its light modules (``initlab.cli``, ``initlab.mkl_dispatch``)
@@ -43,6 +44,7 @@ _PUBLIC = {
     "parametrize": "initlab.scaling.parametrize",
     "plan": "initlab.residual.plan",
     "recommend": "initlab.doctor",
+    "trials": "initlab.doctor.workflow",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -25,7 +25,7 @@ from torch import nn
 
 from initlab.apply import AS_BUILT, INITIALIZABLE, untouched_weights, weight_layers
 from initlab.arguments import check_compare_arguments
-from initlab.config import RunConfig, plain, unused_settings
+from initlab.config import DEFAULT_INITS, RunConfig, plain, unused_settings
 from initlab.data import Dataset
 from initlab.data.locate import user_dir
 from initlab.errors import InitlabError
@@ -49,16 +49,6 @@ from initlab.usercode import (
     is_user_spec,
     model_spec,
     shown_spec,
-)
-
-DEFAULT_INITS = (
-    "zeros",
-    "random_normal",
-    "random_uniform",
-    "glorot_normal",
-    "glorot_uniform",
-    "he_normal",
-    "he_uniform",
 )
 
 ProgressCallback = Callable[[RunConfig, dict | None, RunResult | None], None]
@@ -161,7 +151,7 @@ def compare(
         inits = split_list(inits)
     workers = _workers(workers)
     settings.update(task=task, device=device, precision=precision)
-    settings.update(_target(model, data, model_args, settings.pop("dataset", None)))
+    settings.update(target_settings(model, data, model_args, settings.pop("dataset", None)))
     spec = comparison_spec(inits, seeds, **settings)
     configs = expand(spec)
     check_in_process(configs, backend, workers)
@@ -211,7 +201,7 @@ def _workers(workers: Any) -> int | None:
     return workers
 
 
-def _target(model, data, model_args, dataset) -> dict[str, Any]:
+def target_settings(model, data, model_args, dataset) -> dict[str, Any]:
     """The ``model``, ``model_args`` and ``dataset`` settings the caller gave, as specs."""
     if data is not None and dataset is not None:
         raise InitlabError("give data= or dataset= (its older name), not both")

@@ -20,6 +20,18 @@ from initlab.residual.names import canonical_rule
 from initlab.usercode import is_user_spec, source_fingerprint
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+DEFAULT_INITS = (
+    "zeros",
+    "random_normal",
+    "random_uniform",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+)
+"""The classic lab's inits: what ``initlab compare`` and :func:`initlab.compare` train."""
+DEFAULT_MAX_RUNS = 100_000
+"""The most runs a spec may expand to unless ``--max-runs`` / ``max_runs=`` raises it."""
 TASKS = ("auto", "classification", "regression", "sequence")
 PRECISIONS = ("fp32", "bf16")
 NOT_IN_KEY = ("device",)

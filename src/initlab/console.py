@@ -4,12 +4,15 @@ warnings as one ``note:`` line."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from initlab.notes import InitlabNote
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def print_frame(frame: pd.DataFrame, console: Console, *, title: str | None = None) -> None:
@@ -18,10 +21,12 @@ def print_frame(frame: pd.DataFrame, console: Console, *, title: str | None = No
     :data:`KEEP_WHOLE` characters; a longer one (an init spec such as
     ``plan+orthogonal(gain=1.41)+fixup,...``) and any other text too long for the terminal
     folds onto more lines instead of squeezing the numbers out of sight."""
+    from pandas.api.types import is_numeric_dtype  # pandas (~0.4 s): not on `initlab --help`
+
     table = Table(title=title, header_style="bold")
     cells = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
     for i, column in enumerate(frame.columns):
-        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        numeric = is_numeric_dtype(frame[column])
         longest = max((len(row[i]) for row in cells), default=0)
         whole = i == 0 and longest <= KEEP_WHOLE
         justify = "right" if numeric else "left"

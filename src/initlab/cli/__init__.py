@@ -4,7 +4,10 @@ Each command lives in its own module and only parses options, calls the Python A
 prints. User mistakes print one ``error:`` line and exit with status 2 — never a traceback.
 
 This module is the console script's target and imports no torch: :func:`main` applies
-:mod:`initlab.mkl_dispatch` (unless ``--no-mkl-dispatch``) before any command module loads it.
+:mod:`initlab.mkl_dispatch` (unless ``--no-mkl-dispatch``) before any command loads it. The
+command modules import torch, pandas, scipy and matplotlib (and initlab's modules that do)
+inside their functions, so ``initlab --help``, ``initlab CMD --help`` and a usage mistake
+answer without them (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -77,9 +80,8 @@ def _options(
 def _register_commands(args: list[str] | None = None) -> None:
     """Import the command modules (``initlab/cli/*_cmd.py``): each registers its command(s)
     on ``app``. When ``args`` name a command that has its own ``<name>_cmd.py``, only that
-    one is imported: ``initlab list`` does not pay for ``compare``'s torch, scipy and
-    matplotlib. Otherwise (no command, ``--help``, a misspelled name whose suggestions need
-    them all) every one is."""
+    one is imported. Otherwise (no command, ``--help``, a misspelled name whose suggestions
+    need them all) every one is: they import nothing heavy until their command runs."""
     modules = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd"))
     command = next((arg for arg in args or [] if not arg.startswith("-")), None)
     if f"{command}_cmd" in modules:
@@ -101,9 +103,10 @@ def apply_mkl_dispatch(args: list[str]) -> str:
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (``kill``, a job scheduler's stop) as Ctrl-C while a command runs: a sweep
-    keeps its finished runs, writes their tables and prints the resume command, instead of
-    dying silently. Only from the main thread, where Python handles signals."""
+    """SIGTERM (``kill``, a job scheduler's stop) as Ctrl-C while the command line runs,
+    from its first line: a sweep keeps its finished runs, writes their tables and prints the
+    resume command, and a kill while the modules still import prints ``interrupted``,
+    instead of dying silently. Only from the main thread, where Python handles signals."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -167,25 +170,33 @@ def empty_path_option(args: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit status (the console script exits with it). The MKL
-    override comes first: the command modules import torch."""
+    """Run the CLI and return its exit status (the console script exits with it). SIGTERM
+    reads as Ctrl-C from the first line on, while the modules import too: both print
+    ``interrupted`` and exit 130 (:func:`_terminate_as_interrupt`)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        with _terminate_as_interrupt():
+            return _main(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(args: list[str]) -> int:
+    """:func:`main` under its SIGTERM handler. The MKL override comes first: the commands
+    import torch."""
     if option := empty_path_option(args):
         print(f"error: {option} is empty (an unset variable?); give a path", file=sys.stderr)
         return EXIT_USER_ERROR
     apply_mkl_dispatch(args)
     _register_commands(args)
     try:
-        with warnings.catch_warnings(), _terminate_as_interrupt():
+        with warnings.catch_warnings():
             warnings.showwarning = NotePrinter()
             return _run(args)
     except SystemExit as stop:
         code = stop.code
         return code if isinstance(code, int) else (0 if code is None else 1)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except InitlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    return 0

@@ -13,17 +13,18 @@ from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.options import parse_bias, parse_seeds, parse_widths, split_list
-from initlab.cli.runs import run_checked
-from initlab.compare import DEFAULT_INITS, comparison_spec
-from initlab.console import stdout_console
-from initlab.sweep.grid import expand
-from initlab.sweep.ui import (
+from initlab.cli.options import (
     AddressOption,
     BackendOption,
     EngineOption,
     WorkersOption,
+    parse_bias,
+    parse_seeds,
+    parse_widths,
+    split_list,
 )
+from initlab.config import DEFAULT_INITS
+from initlab.console import stdout_console
 
 err = Console(stderr=True)
 out = stdout_console()
@@ -78,6 +79,10 @@ def compare(
     given: dict[str, Any] | None = None,
 ) -> None:
     """Train a model with each init scheme and several seeds; compare them fairly."""
+    from initlab.cli.runs import run_checked
+    from initlab.compare import comparison_spec
+    from initlab.sweep.grid import expand
+
     settings = dict(
         epochs=epochs,
         batch_size=batch_size,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Console
 
@@ -15,17 +14,15 @@ from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_bias, split_list
 from initlab.cli.outputs import check_output_dir
-from initlab.cli.probing import Probe, prepare_probe
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stdout_console
 from initlab.errors import InitlabError, check_positive
-from initlab.probe import Diagnosis
-from initlab.probe import diagnose as run_probe
-from initlab.probe.plots import plot_histograms, plot_profiles
-from initlab.sweep.values import check_setting
-from initlab.train.device import autocast
 from initlab.usercode import is_user_spec
+
+if TYPE_CHECKING:
+    from initlab.probe import Diagnosis
+    from initlab.probe.batch import Probe
 
 out = stdout_console()
 err = Console(stderr=True)
@@ -65,6 +62,9 @@ def diagnose(
     given: dict[str, Any] | None = None,
 ) -> None:
     """Look inside a network at init: per-layer statistics, findings, suggestions."""
+    from initlab.probe.batch import prepare_probe
+    from initlab.sweep.values import check_setting
+
     check_positive("--batch", batch)
     check_positive("--width", width)
     check_positive("--depth", depth, allow_zero=True)
@@ -86,7 +86,7 @@ def diagnose(
         residual_init=residual_init or "none",
         **target,
     )
-    probe = prepare_probe(config, batch, str(data_dir) if data_dir else None, err)
+    probe = prepare_probe(config, batch, str(data_dir) if data_dir else None, err.status)
     diagnoses: dict[str, Diagnosis] = {}
     for scheme in inits:
         label = scheme if init or not user else config.model
@@ -100,6 +100,9 @@ def diagnose(
 
 
 def _diagnose(probe: Probe, scheme: str, label: str) -> Diagnosis:
+    from initlab.probe import diagnose as run_probe
+    from initlab.train.device import autocast
+
     net = probe.build(scheme)
     try:
         with autocast(probe.config.precision, probe.device):
@@ -136,6 +139,10 @@ def write_outputs(
     """``layers.csv`` (one row per init × layer), ``findings.json``
     (``{"findings": [...], "details": [...]}``), ``profiles.png`` and one
     ``histograms_<init>.png`` per init."""
+    import pandas as pd
+
+    from initlab.probe.plots import plot_histograms, plot_profiles
+
     directory.mkdir(parents=True, exist_ok=True)
     frames = [d.layers.assign(init=label) for label, d in diagnoses.items()]
     table = pd.concat(frames, ignore_index=True)

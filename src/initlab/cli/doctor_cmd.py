@@ -5,32 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Console
 
-from initlab.apply import initialize
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.outputs import WEIGHT_FILES, check_output_dir, check_output_file
-from initlab.cli.probing import Probe, prepare_probe
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stdout_console
-from initlab.doctor import Plan, recommend
-from initlab.doctor.residual_fix import with_residual_rule
 from initlab.errors import InitlabError, check_positive
-from initlab.probe import Diagnosis, diagnose
-from initlab.train.seeding import make_generator
 from initlab.usercode import is_user_spec
-from initlab.weights import save_weights
 
 if TYPE_CHECKING:
-    from torch import nn
-
-    from initlab.doctor.candidates import Candidate
+    from initlab.doctor import Plan
     from initlab.doctor.evidence import Evidence
     from initlab.doctor.trials import Schedule
+    from initlab.doctor.workflow import Examination
+    from initlab.probe import Diagnosis
+    from initlab.probe.batch import Probe
 
 out = stdout_console()
 err = Console(stderr=True)
@@ -95,6 +88,10 @@ def doctor(
     """Diagnose a model, recommend a scheme per layer, apply it, and show what changed.
 
     With --trials, train the candidates and recommend one with evidence."""
+    from initlab.doctor.workflow import examine
+    from initlab.probe.batch import prepare_probe
+    from initlab.weights import save_weights
+
     check_positive("--batch", batch)
     target = given or {}
     start = init or ("default" if is_user_spec(target.get("model")) else "random_normal")
@@ -106,33 +103,19 @@ def doctor(
         **target,
     )  # fmt: skip
     where = str(data_dir) if data_dir else None
-    probe = prepare_probe(config, batch, where, err, trains=trials is not None)
-    net = probe.build(start)
-    before = diagnose(net, probe.x, probe.y, loss=probe.loss, label="as it is")
-    plan = recommend(net, probe.x, family=family)
-    net, after = apply_plan(probe, net, plan, seed)
-    plan, ruled, after = with_residual_rule(plan, after, lambda p: apply_plan(probe, None, p, seed))
-    net = ruled if ruled is not None else net
+    probe = prepare_probe(config, batch, where, err.status, trains=trials is not None)
+    exam = examine(probe, start, family, seed)
+    plan = exam.plan
     print_frame(plan.to_frame(), out, title="the plan: a scheme per layer")
     if line := plan.rule_line():
         out.print(line, soft_wrap=True, markup=False, highlight=False)
-    _print_comparison(before, after)
+    _print_comparison(exam.before, exam.after)
     if save is not None:
-        out.print(f"wrote {save_weights(net.cpu(), save)}", soft_wrap=True)
+        out.print(f"wrote {save_weights(exam.model.cpu(), save)}", soft_wrap=True)
     if trials is not None:
-        run_trials(probe, net, plan, start, trials, seconds, candidates, out_dir, out)
+        run_trials(probe, exam, start, trials, seconds, candidates, out_dir, out)
     else:
         out.print(apply_hint(plan, family), soft_wrap=True, markup=False, highlight=False)
-
-
-def apply_plan(probe: Probe, net: nn.Module | None, plan: Plan, seed: int):
-    """``(model, its diagnosis)``: ``plan`` applied to ``net`` (a fresh build of the
-    starting model when ``None``), from the run's ``"init"`` stream."""
-    net = probe.build(probe.config.init) if net is None else net
-    net.cpu()  # the schemes draw from a CPU generator
-    initialize(net, plan, data=probe.x.cpu(), generator=make_generator(seed, "init"))
-    net.to(probe.device)
-    return net, diagnose(net, probe.x, probe.y, loss=probe.loss, label="after the plan")
 
 
 def apply_hint(plan: Plan, family: str) -> str:
@@ -181,6 +164,8 @@ def _training(optimizer: str, lr: float, batch_size: int) -> dict[str, Any]:
 
 
 def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
+    import pandas as pd
+
     columns = {"post_std": "act std", "pre_grad_std": "dL/dz std"}
     left = before.layers.set_index("layer")[list(columns)].rename(columns=columns)
     right = after.layers.set_index("layer")[list(columns)].rename(columns=columns)
@@ -207,8 +192,7 @@ def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
 
 def run_trials(
     probe: Probe,
-    net: nn.Module,
-    plan: Plan,
+    exam: Examination,
     start: str,
     trials: int,
     seconds: float,
@@ -219,12 +203,15 @@ def run_trials(
     """The trials after the plan: candidates, estimate, progress bar, verdict, files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from initlab.doctor.evidence import gather, snippet_source, write_outputs
+    from initlab.doctor.evidence import gather, snippet_source
     from initlab.doctor.trials import Design
+    from initlab.doctor.workflow import candidate_names, choose_candidates, reference_of
 
-    base = probe.config
-    found = _candidates(probe, net, plan, start, names, console)
-    reference = start if any(c.name == start for c in found) else "default"
+    base, plan = probe.config, exam.plan
+    found = choose_candidates(
+        probe, exam, start, candidate_names(names),
+        lambda line: console.print(f"[yellow]{line}[/yellow]", highlight=False),
+    )  # fmt: skip
     console.print(f"candidates: {', '.join(c.name for c in found)}; timing a short trial…")
     if plan.residual is not None and plan.residual.branches:
         console.print(
@@ -250,39 +237,16 @@ def run_trials(
 
     try:
         evidence = gather(
-            found, base, probe.data, Design.square(trials), seconds, reference=reference,
+            found, base, probe.data, Design.square(trials), seconds,
+            reference=reference_of(found, start),
             on_schedule=on_schedule, on_epoch=lambda c, r: progress.advance(task), out=out_dir,
         )  # fmt: skip
     finally:
         progress.stop()
     _print_evidence(evidence, console)
-    snippet = snippet_source(evidence, base, probe.data)
-    for path in write_outputs(evidence, plan, snippet, out_dir):
+    evidence.plan, evidence.snippet = plan, snippet_source(evidence, base, probe.data)
+    for path in evidence.write(out_dir):
         console.print(f"wrote {path}", soft_wrap=True)
-
-
-def _candidates(
-    probe: Probe, net: nn.Module, plan: Plan, start: str, names: str, console: Console
-) -> list[Candidate]:
-    """``--candidates`` (``auto`` or a list) that build on the data, each one left out
-    noted; fewer than two is refused (:func:`~initlab.doctor.candidates.check_comparison`)."""
-    from initlab.doctor.candidates import (
-        auto_candidates,
-        buildable,
-        check_comparison,
-        listed_candidates,
-    )
-
-    base = probe.config
-    if names.strip() == "auto":
-        found = auto_candidates(base, net, probe.x, plan, start)
-    else:
-        found = listed_candidates(opt.split_list(names), base, net, probe.x, plan, start)
-    built, notes = buildable(found, base, probe.data, references=[start] if start else [])
-    for note in notes:
-        console.print(f"[yellow]{note}[/yellow]", highlight=False)
-    check_comparison(built, [c.name for c in found if c not in built])
-    return built
 
 
 def _print_evidence(evidence: Evidence, console: Console) -> None:

@@ -6,14 +6,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-import initlab.activations as activations
-import initlab.data as data
-import initlab.initializers as initializers
 from initlab.cli import app
 from initlab.config import OPTIMIZERS
 from initlab.console import stdout_console
 from initlab.errors import UnknownNameError
-from initlab.train.optim import DESCRIPTIONS
 
 SECTIONS = ("initializers", "activations", "datasets", "optimizers")
 out = stdout_console()
@@ -32,6 +28,8 @@ def list_command(
 
 
 def _initializer_table() -> Table:
+    import initlab.initializers as initializers
+
     table = Table(title="initializers", header_style="bold")
     for column in ("name", "origin", "formula", "parameters"):
         table.add_column(column, overflow="fold")
@@ -44,6 +42,7 @@ def _initializer_table() -> Table:
 
 
 def _activation_table() -> Table:
+    import initlab.activations as activations
     from initlab.theory.gains import gain_table
 
     title = escape(
@@ -66,6 +65,8 @@ def _activation_table() -> Table:
 
 
 def _dataset_table() -> Table:
+    import initlab.data as data
+
     table = Table(title="datasets", header_style="bold")
     for column in ("name", "description", "availability"):
         table.add_column(column, overflow="fold")
@@ -76,6 +77,8 @@ def _dataset_table() -> Table:
 
 
 def _optimizer_table() -> Table:
+    from initlab.train.optim import DESCRIPTIONS
+
     table = Table(title="optimizers", header_style="bold")
     table.add_column("name")
     table.add_column("update")

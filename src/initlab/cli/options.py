@@ -170,6 +170,20 @@ DataDir = Annotated[
 ]
 Seeds = Annotated[str, typer.Option(help="a count (3) or explicit seeds (0,5,7 or 10-14)")]
 
+# How `initlab compare`, `sweep` and `study` run.
+BackendOption = Annotated[
+    str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster)")
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster address for --backend ray (default: start a local Ray)"),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="parallel workers (default: one per core, 1 for tiny sweeps; 1 = inline)"),
+]
+EngineOption = Annotated[str, typer.Option(help="training engine: auto, single or batched")]
+
 
 def parse_widths(text: str) -> tuple[int, ...]:
     """``"300,100"`` → ``(300, 100)``; ``""`` or ``"none"`` → ``()`` (no hidden layer)."""

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from initlab.errors import InitlabError
-from initlab.store.location import file_in_the_way
 
 WEIGHT_FILES = (".safetensors", ".pt", ".pth")
 """What ``--save`` writes (:func:`initlab.weights.save_weights`)."""
@@ -52,6 +51,8 @@ def check_output_file(
 
 def _check_parent(directory: Path, option: str) -> None:
     """``directory`` (to be created if missing) under no file and in a writable place."""
+    from initlab.store.location import file_in_the_way  # initlab.store imports pandas, torch
+
     blocker = file_in_the_way(directory)
     if blocker is not None:
         raise InitlabError(f"{option} {directory}: {blocker} is a file, not a directory")

@@ -16,7 +16,6 @@ from initlab.cli.options import parse_bias
 from initlab.cli.outputs import check_output_file
 from initlab.console import stdout_console
 from initlab.errors import InitlabError, check_positive
-from initlab.sweep.values import check_setting
 
 out = stdout_console()
 
@@ -46,6 +45,7 @@ def plan(
     from initlab.models import build_user_model
     from initlab.residual import canonical_rule
     from initlab.residual.plan import plan as make_plan
+    from initlab.sweep.values import check_setting
     from initlab.train.seeding import make_generator
     from initlab.usercode import is_user_spec
 

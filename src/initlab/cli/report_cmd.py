@@ -11,8 +11,6 @@ from initlab.cli import app
 from initlab.cli.options import Within, split_list
 from initlab.cli.outputs import check_output_dir
 from initlab.console import stdout_console
-from initlab.report.build import DEFAULT_TITLE, build_report, ranked_apart
-from initlab.report.sources import load_results
 
 out = stdout_console()
 
@@ -48,6 +46,9 @@ def report(
     within: Within = None,
 ) -> None:
     """Write report.html (self-contained, opens offline) and report.md from stored results."""
+    from initlab.report.build import DEFAULT_TITLE, build_report, ranked_apart
+    from initlab.report.sources import load_results
+
     check_output_dir(out_dir)
     results, layer_stats = load_results(source, study=study)
     keys = split_list(group_by) if group_by else None

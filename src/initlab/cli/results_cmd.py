@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
 from initlab.cli import app
@@ -14,10 +13,11 @@ from initlab.cli.outputs import check_output_dir
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
 from initlab.errors import InitlabError, UnknownNameError
-from initlab.report.build import ranked_apart
-from initlab.store import Store, export, open_store
-from initlab.sweep.ui import print_results
-from initlab.sweep.values import SETTINGS, is_setting
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from initlab.store import Store
 
 out = stdout_console()
 
@@ -44,6 +44,10 @@ def results(
     within: Within = None,
 ) -> None:
     """Print a store's summary per group (mean ± std over seeds) and its ranking."""
+    from initlab.report.build import ranked_apart
+    from initlab.store import export, open_store
+    from initlab.sweep.ui import print_results
+
     if out_dir is not None and export_format is None:  # else written nowhere, silently
         raise InitlabError("--out is where --export writes: add --export csv (or parquet)")
     with open_store(path) as store:
@@ -81,6 +85,8 @@ def _pick_study(store: Store, study: str | None) -> tuple[str | None, pd.DataFra
 
 
 def _group_by(text: str | None) -> list[str] | None:
+    from initlab.sweep.values import SETTINGS, is_setting
+
     if text is None:
         return None
     keys = split_list(text)

@@ -16,8 +16,6 @@ from initlab.cli.options import parse_model_args, parse_seeds
 from initlab.cli.outputs import check_output_dir
 from initlab.console import stdout_console
 from initlab.progress_display import CountedProgress
-from initlab.scaling.evidence import FLAT_BOUND, blowup_line, inconclusive_line
-from initlab.scaling.inputs import parse_sizes
 
 if TYPE_CHECKING:
     from initlab.scaling.check import ScalingResult
@@ -70,6 +68,7 @@ def scaling(
 ) -> None:
     """Coordinate check: do activations and updates stay the same size as width grows?"""
     from initlab.scaling.check import coord_check
+    from initlab.scaling.inputs import parse_sizes
 
     check_output_dir(out_dir)
     progress = CheckProgress(err)
@@ -122,6 +121,8 @@ class CheckProgress:
 
 
 def _print(result: ScalingResult) -> None:
+    from initlab.scaling.evidence import FLAT_BOUND, blowup_line, inconclusive_line
+
     s = result.settings
     kinds = Table(title=f"parameter kinds (base width {s.base})", show_lines=False)
     kinds.add_column("parameter")

@@ -10,9 +10,6 @@ import typer
 from initlab.cli import app
 from initlab.console import stdout_console
 from initlab.errors import InitlabError
-from initlab.store.damage import damaged_message
-from initlab.store.paths import store_path
-from initlab.store.repair import check_file, repair
 
 out = stdout_console()
 store_app = typer.Typer(
@@ -29,6 +26,10 @@ StoreArg = Annotated[
 @store_app.command()
 def check(path: StoreArg) -> None:
     """Print ok, or the damage (PRAGMA quick_check) and exit 2."""
+    from initlab.store.damage import damaged_message
+    from initlab.store.paths import store_path
+    from initlab.store.repair import check_file
+
     db = store_path(path)
     if not db.exists():
         raise InitlabError(f"no results store at {db}")
@@ -41,5 +42,7 @@ def check(path: StoreArg) -> None:
 @store_app.command(name="repair")
 def repair_cmd(path: StoreArg) -> None:
     """Salvage every readable finished run into a new store; keep the damaged file beside it."""
+    from initlab.store.repair import repair
+
     report = repair(path)
     out.print(report.line(), soft_wrap=True, highlight=False)

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.runs import override_spec, run_checked
+from initlab.cli.options import AddressOption, BackendOption, EngineOption, WorkersOption
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
 from initlab.errors import InitlabError
-from initlab.studies import SCALES, get, names
-from initlab.studies.runner import StudyOutcome, check_scale, finish
-from initlab.sweep.grid import expand
-from initlab.sweep.ui import (
-    AddressOption,
-    BackendOption,
-    EngineOption,
-    WorkersOption,
-)
+
+if TYPE_CHECKING:
+    from initlab.studies.runner import StudyOutcome
 
 err = Console(stderr=True)
 out = stdout_console()
@@ -53,6 +46,11 @@ def study(
     given: dict[str, Any] | None = None,
 ) -> None:
     """Run a built-in study (resumable), check the paper's expected outcomes, write a report."""
+    from initlab.cli.runs import override_spec, run_checked
+    from initlab.studies import get
+    from initlab.studies.runner import check_scale, finish
+    from initlab.sweep.grid import expand
+
     if name == "list":
         _print_list()
         return
@@ -62,12 +60,12 @@ def study(
     target = (
         out_dir
         if out_dir is not None
-        else Path("results") / "studies" / f"{the_study.name}-{scale}"
+        else Path("results") / "studies" / f"{the_study.command_name}-{scale}"
     )
     spec = override_spec(the_study.spec(scale), given or {})
     configs = expand(spec)
     out.print(f"[bold]{the_study.title}[/] — {the_study.paper}\n{the_study.claim}")
-    title = f"{the_study.name} ({scale}): test accuracy"
+    title = f"{the_study.command_name} ({scale}): test accuracy"
     results = run_checked(spec, configs, target, title=title, ctx=ctx, console=out, err=err)
     outcome = finish(the_study, scale, results, target, str(data_dir) if data_dir else None)
     _print_verdicts(outcome)
@@ -90,8 +88,12 @@ def _print_verdicts(outcome: StudyOutcome) -> None:
 
 
 def _print_list() -> None:
+    import pandas as pd
+
+    from initlab.studies import SCALES, get, names
+
     rows = [  # named as the docs and README write them (gpt-init); both spellings run
-        {"study": n.replace("_", "-"), "title": get(n).title, "paper": get(n).paper}
+        {"study": get(n).command_name, "title": get(n).title, "paper": get(n).paper}
         for n in names()
     ]
     print_frame(pd.DataFrame(rows), out, title=f"built-in studies (scales: {', '.join(SCALES)})")

@@ -4,31 +4,27 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.outputs import check_output_dir
-from initlab.cli.runs import check_models, check_run_options, override_spec, run_checked
-from initlab.cli.tables import print_frame
-from initlab.config import RunConfig
-from initlab.console import stdout_console
-from initlab.errors import InitlabError
-from initlab.store import store_path, study_dir
-from initlab.sweep import estimate
-from initlab.sweep.dryrun import MAX_ROWS, dry_run, duration
-from initlab.sweep.footprint import memory_warnings
-from initlab.sweep.grid import DEFAULT_MAX_RUNS, expand
-from initlab.sweep.spec import Spec, load_spec
-from initlab.sweep.ui import (
+from initlab.cli.options import (
     AddressOption,
     BackendOption,
     EngineOption,
     WorkersOption,
 )
+from initlab.cli.outputs import check_output_dir
+from initlab.cli.tables import print_frame
+from initlab.config import DEFAULT_MAX_RUNS, RunConfig
+from initlab.console import stdout_console
+from initlab.errors import InitlabError
+
+if TYPE_CHECKING:
+    from initlab.sweep.spec import Spec
 
 err = Console(stderr=True)
 out = stdout_console()
@@ -66,6 +62,13 @@ def sweep(
 
     --model, --model-arg, --data, --task, --device and --precision replace the spec's fixed
     values (a setting the spec sweeps cannot be fixed here)."""
+    from initlab.cli.runs import check_models, check_run_options, override_spec, run_checked
+    from initlab.store import study_dir
+    from initlab.sweep import estimate
+    from initlab.sweep.footprint import memory_warnings
+    from initlab.sweep.grid import expand
+    from initlab.sweep.spec import load_spec
+
     if calibrate and not dry_run:
         raise InitlabError("--calibrate measures speed for --dry-run's estimate: add --dry-run")
     given = {**(given or {}), **({"residual_init": residual_init} if residual_init else {})}
@@ -106,6 +109,9 @@ def _slug(name: str) -> str:
 
 def _dry_run(spec: Spec, target: Path, workers: int | None, calibrate: bool, max_runs: int) -> None:
     """Print the runs (key + swept settings + size + cost) and the totals; start nothing."""
+    from initlab.store import store_path
+    from initlab.sweep.dryrun import MAX_ROWS, dry_run, duration
+
     plan = dry_run(spec, store_path(target), workers, calibrate, max_runs)
     shown = plan.table.head(MAX_ROWS).copy()
     shown["seconds"] = shown["seconds"].map(duration)

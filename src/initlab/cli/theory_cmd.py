@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from initlab.cli import app
@@ -15,7 +14,6 @@ from initlab.cli.outputs import PLOT_FILES, check_output_file
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
 from initlab.jsonsafe import strict_json
-from initlab.theory import analyze, critical_sigma_w2, plot_phase_diagram, predicted_variances
 
 out = stdout_console()
 SCAN_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -38,6 +36,8 @@ def theory(
     ] = None,
 ) -> None:
     """q*, chi_1, depth scales, the edge of chaos and the trainable depth (≈ 6 xi_c)."""
+    from initlab.theory import analyze, plot_phase_diagram, predicted_variances
+
     check_output_file(plot, PLOT_FILES, "--plot", only=True)
     values = [sigma_w2] if sigma_w2 is not None else _scan(activation, sigma_b2)
     rows = [analyze(activation, sw, sigma_b2) for sw in values]
@@ -57,11 +57,15 @@ def theory(
 
 
 def _scan(activation: str, sigma_b2: float) -> list[float]:
+    from initlab.theory import critical_sigma_w2
+
     critical = critical_sigma_w2(activation, sigma_b2)
     return [critical * f for f in SCAN_FACTORS]
 
 
 def _print_tables(rows: list[dict], variances, sigma_b2: float) -> None:
+    import pandas as pd
+
     first = rows[0]
     out.print(
         f"[bold]{first['activation']}[/], sigma_b² = {sigma_b2:g}: edge of chaos at "

@@ -44,6 +44,24 @@ class Evidence:
     verdict: dict[str, Any]
     training: dict[str, Any] = field(default_factory=dict)
     """How every run trained: ``optimizer``, ``lr``, ``batch_size`` (:func:`training_settings`)."""
+    plan: Plan | None = None
+    """The doctor's plan the candidates came from (``recommendation.json`` records it)."""
+    snippet: str = ""
+    """``init_snippet.py``: the Python that sets the winner's weights (:func:`snippet_source`)."""
+
+    def __str__(self) -> str:
+        shown = self.ranked[["rank", "candidate", "final", "final_low", "final_high", "area"]]
+        return (
+            f"{self.verdict['message']}\n\nvalidation loss after {self.schedule.steps} steps "
+            f"(95% CI), {design_label(self.design)}:\n{shown.round(4).to_string(index=False)}"
+        )
+
+    def write(self, out: str | Path) -> list[Path]:
+        """``recommendation.json``, ``trials.csv``, ``curves.png`` and ``init_snippet.py``
+        in ``out`` (:func:`write_outputs`); their paths."""
+        if self.plan is None:
+            raise InitlabError("this evidence has no plan to record: it came from gather()")
+        return write_outputs(self, self.plan, self.snippet, out)
 
     @property
     def winner(self) -> Candidate:

@@ -92,6 +92,12 @@ class Study:
     claim: str = ""
     """One paragraph: what the paper found, and what this study runs to test it."""
 
+    @property
+    def command_name(self) -> str:
+        """The name ``initlab study`` lists and takes, and its output directory's:
+        ``resnet-depth`` for the study ``resnet_depth``."""
+        return self.name.replace("_", "-")
+
     def spec(self, scale: str) -> Spec:
         """The runs at ``scale`` (one of :data:`SCALES`)."""
         raise NotImplementedError

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from initlab.compare import DEFAULT_INITS
+from initlab.config import DEFAULT_INITS
 from initlab.studies.base import Expectation, Study, StudyContext, register
 from initlab.studies.checks import final_layer_metric, group_accuracy
 from initlab.sweep.spec import Axis, Spec

@@ -41,7 +41,7 @@ class StudyOutcome:
 
     def verdict_line(self) -> str:
         n = len(self.expectations)
-        line = f"{self.study.name}: {self.reproduced} of {n} expected outcomes reproduced"
+        line = f"{self.study.command_name}: {self.reproduced} of {n} expected outcomes reproduced"
         return line + (f" ({TINY_NOTE})" if self.scale == "tiny" else "")
 
 
@@ -90,7 +90,7 @@ def write_study_report(
     return build_report(
         outcome.results,
         out,
-        title=f"initlab study {study.name}: {study.title}",
+        title=f"initlab study {study.command_name}: {study.title}",
         extra_sections=sections,
     )
 

@@ -27,14 +27,12 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from initlab.config import RunConfig
+from initlab.config import DEFAULT_MAX_RUNS, RunConfig
 from initlab.errors import InitlabError
 from initlab.ranges import MAX_INT, Range
 from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import MODEL_ARG
 
-DEFAULT_MAX_RUNS = 100_000
-"""The most runs a spec may expand to unless ``--max-runs`` / ``max_runs=`` raises it."""
 MAX_COUNTED_POINTS = 2_000_000
 """The most combinations of excluded axes :func:`count_runs` enumerates."""
 _MAX_RUNS_RANGE = Range(True, 1, high=MAX_INT)

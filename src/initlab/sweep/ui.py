@@ -7,7 +7,6 @@ import errno
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
 
 import pandas as pd
 import typer
@@ -43,20 +42,6 @@ from initlab.sweep.spec import Spec
 from initlab.train.result import FAILED
 from initlab.train.tasks import CLASSIFICATION, SCORES
 from initlab.winner import apply_line
-
-# Options shared by `initlab sweep` and `initlab compare`.
-BackendOption = Annotated[
-    str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster)")
-]
-AddressOption = Annotated[
-    str | None,
-    typer.Option(help="Ray cluster address for --backend ray (default: start a local Ray)"),
-]
-WorkersOption = Annotated[
-    int | None,
-    typer.Option(help="parallel workers (default: one per core, 1 for tiny sweeps; 1 = inline)"),
-]
-EngineOption = Annotated[str, typer.Option(help="training engine: auto, single or batched")]
 
 
 def run_and_report(

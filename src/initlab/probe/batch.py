@@ -1,14 +1,15 @@
-"""What ``initlab diagnose`` and ``initlab doctor`` share: the model and data they probe
-(built-in or the user's own, ``--model``/``--data``), checked before anything runs, and the
-probe batch on the chosen device."""
+"""The model, data and batch a probe looks at, checked before anything runs: what
+``initlab diagnose``, ``initlab doctor`` and :func:`initlab.trials` share (built-in or the
+user's own ``model``/``data``), with the probe batch on the chosen device."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
-from rich.console import Console
 from torch import Tensor, nn
 
 from initlab.config import RunConfig
@@ -18,6 +19,9 @@ from initlab.train.preflight import preflight
 from initlab.train.run import build_initialized_model, load_data
 from initlab.train.seeding import make_generator
 from initlab.train.tasks import model_loss, resolve_task
+
+Status = Callable[[str], AbstractContextManager]
+"""Shows what is going on while a block runs (``rich.console.Console.status``)."""
 
 
 @dataclass
@@ -45,15 +49,19 @@ class Probe:
 
 
 def prepare_probe(
-    config: RunConfig, batch: int, data_dir: str | None, console: Console, trains: bool = False
+    config: RunConfig,
+    batch: int,
+    data_dir: str | None,
+    status: Status | None = None,
+    trains: bool = False,
 ) -> Probe:
-    """Check the device and precision, load the data, :func:`preflight` the model on it
-    (one-line :class:`~initlab.errors.InitlabError` for every mistake), draw the batch.
-    ``trains``: the command also trains (``doctor --trials``), so the training set must
-    hold a batch of ``config.batch_size``; a probe alone takes what there is."""
+    """Check the device and precision, load the data (under ``status``), :func:`preflight`
+    the model on it (one-line :class:`~initlab.errors.InitlabError` for every mistake), draw
+    the batch. ``trains``: the caller also trains (the doctor's trials), so the training set
+    must hold a batch of ``config.batch_size``; a probe alone takes what there is."""
     device = resolve_device(config.device)
     check_precision(config.precision, device)
-    with console.status(f"loading {config.dataset}"):
+    with (status or (lambda _: contextlib.nullcontext()))(f"loading {config.dataset}"):
         data = load_data(config, data_dir=data_dir)
     preflight(config if trains else config.replace(batch_size=1), data)
     x, y = probe_batch(data.x_train, data.y_train, batch, config.seed)
