@@ -1,6 +1,7 @@
 # initlab — the two commands of README.md are `make demo` and `make test`.
 # Every target creates the virtual environment on first use and installs what it needs:
-# the CPU build of PyTorch from local disk first (never a multi-GB CUDA build), then initlab.
+# PyTorch first (on this project's machines pip finds the CPU build on local disk; see README
+# "Set up" for other machines), then initlab.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.initlab-installed
