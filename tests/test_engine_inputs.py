@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from pathlib import Path
@@ -296,3 +297,35 @@ def test_the_device_auto_chose_is_stored_with_each_run(tmp_path):
     with open_store(tmp_path / "initlab.db") as store:
         stored = store.runs()
     assert stored["resolved_device"].iloc[0].startswith(expected)
+
+
+def local_class_net() -> nn.Module:
+    """A factory that defines its class in its body (a notebook's habit): each call makes a
+    new class, which ``torch.func.stack_module_state`` refused, failing every stacked run."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(64, 16), nn.Linear(16, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+    return Net()
+
+
+@pytest.mark.parametrize("strategy", ["auto", "vmap", "looped"])
+def test_models_of_one_structure_but_different_classes_train_stacked(strategy):
+    data = load("digits")
+    torch.manual_seed(0)
+    models = [local_class_net() for _ in range(2)]
+    assert type(models[0]) is not type(models[1])
+    alone = [copy.deepcopy(m) for m in models]
+    plan = Plan(task="classification", epochs=1, batch_size=32, strategy=strategy)
+    members = [Member(seed=s, lr=0.05) for s in range(2)]
+    results = train_stack(models, data, plan, members)
+    for m, model in enumerate(alone):
+        single = train_stack([model], data, plan, [members[m]])[0]
+        assert results[m].status == single.status == "ok"
+        # 56 steps of float32 training: summation order differs between the paths
+        assert results[m].test_loss == pytest.approx(single.test_loss, rel=1e-3, abs=1e-4)

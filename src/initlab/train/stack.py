@@ -1,7 +1,7 @@
 """M models of one architecture as one set of stacked tensors, run by one of three strategies.
 
 :class:`ModelStack` holds every parameter and buffer of M same-shaped ``nn.Module``\\ s
-stacked along a new leading model axis (:func:`torch.func.stack_module_state`):
+stacked along a new leading model axis (:func:`stack_state`):
 :attr:`ModelStack.params` and :attr:`ModelStack.buffers` map state-dict names to ``[M, ...]``
 tensors. The optimizer updates those tensors in place, whatever the strategy; the strategy
 only decides how a forward pass reaches them:
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from initlab.ties import tied_names
@@ -43,6 +43,22 @@ from initlab.train.stacked import NotStackable, stacked_module
 
 STACKED, VMAP, LOOPED, AUTO = "stacked", "vmap", "looped", "auto"
 STRATEGIES = (AUTO, STACKED, VMAP, LOOPED)
+
+
+def stack_state(models: Sequence[nn.Module]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Every parameter and buffer of ``models``, detached and stacked along a new first
+    axis, by name (tied ones once), as :func:`torch.func.stack_module_state` stacks them but
+    for models of one structure whatever their classes: a factory that defines its class in
+    its body makes a new class per call, which ``stack_module_state`` refuses."""
+    states = [(dict(m.named_parameters()), dict(m.named_buffers())) for m in models]
+    first = states[0]
+    for params, buffers in states[1:]:
+        same = [(a.keys(), [t.shape for t in a.values()]) for a in (params, buffers)]
+        if same != [(a.keys(), [t.shape for t in a.values()]) for a in first]:
+            raise ValueError("the models of a stack must have the same parameters and buffers")
+    params = {n: torch.stack([s[0][n].detach() for s in states]) for n in first[0]}
+    buffers = {n: torch.stack([s[1][n].detach() for s in states]) for n in first[1]}
+    return params, buffers
 
 
 class ModelStack:
@@ -59,7 +75,7 @@ class ModelStack:
         self.template = copy.deepcopy(models[0]).to(device)
         self.names = tied_names(self.template)
         """Every parameter/buffer name → the name its tensor is stored under (ties)."""
-        params, buffers = stack_module_state(list(models))
+        params, buffers = stack_state(models)
         frozen = {n for n, p in self.template.named_parameters() if not p.requires_grad}
         self.frozen = frozen
         self.params: dict[str, Tensor] = {
