@@ -269,3 +269,14 @@ def test_a_best_group_stuck_in_some_runs_has_not_shown_that_it_learns():
     results = ResultSet(pd.DataFrame(rows), pd.DataFrame(), group_by=("init",))
     assert results.ranking().set_index("group").loc["default", "tied_with_best"]
     assert results.verdict().startswith("no winner at 2 seeds")
+
+
+def test_no_apply_line_without_a_verdict():
+    """Every run failed, or one group's every run failed: the first row of the ranking is not
+    a winner, and printing its initialize() call as advice was wrong."""
+    from initlab.winner import apply_line
+
+    assert apply_line(_results({"he": ["failed"] * 2, "orth": ["failed"] * 2})) == ""
+    assert apply_line(_results({"he": ["ok"] * 2, "orth": ["failed"] * 2})) == ""
+    flat = _results({"he": ["ok"] * 3, "orth": ["ok"] * 3})  # the same score on every seed
+    assert flat.verdict().startswith("no winner") and apply_line(flat) == ""

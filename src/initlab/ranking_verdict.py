@@ -95,6 +95,17 @@ def verdict(
     )
 
 
+def has_winner(ranked: pd.DataFrame) -> bool:
+    """Whether :func:`verdict` names a winner: the best group and the runner-up each have
+    two finite scores, the test against the best is defined, and no group is tied with it."""
+    if len(ranked) < 2:
+        return False
+    best, runner = ranked.iloc[0], ranked.iloc[1]
+    if best["n"] < 2 or runner["n"] < 2 or pd.isna(runner["p_vs_best"]):
+        return False
+    return not ranked["tied_with_best"].iloc[1:].any()
+
+
 def _constant_scores(ranked: pd.DataFrame) -> str:
     """Why there is no winner when Welch's test against the best is undefined (``p_vs_best``
     NaN with two or more scores a side: both groups scored the same on every seed); ``""``

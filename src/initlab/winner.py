@@ -4,14 +4,15 @@ A compare run's init is more than its name: the output layer gets ``output_init`
 (``glorot_uniform`` unless ``same``), biases the bias policy, and a residual rule or an
 embedding scheme may follow. ``initlab.initialize(model, "he_normal")`` alone would put He on
 the output layer too. :func:`apply_line` writes the call that reproduces the winning group's
-runs, when there is a winner (every other group told apart from it, Holm-adjusted) and the
-groups differ only in such init settings.
+runs, when there is a winner (:func:`~initlab.ranking_verdict.has_winner`: every other
+group told apart from it, Holm-adjusted) and the groups differ only in such init settings.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from initlab.ranking_verdict import has_winner
 from initlab.results import ResultSet
 
 DATA_DEPENDENT = ("lsuv",)
@@ -27,8 +28,8 @@ def apply_line(results: ResultSet, ranked: pd.DataFrame | None = None) -> str:
     if not set(results.group_by) <= set(INIT_SETTINGS) or results.runs.empty:
         return ""
     ranked = results.ranking() if ranked is None else ranked
-    if len(ranked) < 2 or ranked["within"].nunique() > 1 or ranked["tied_with_best"].iloc[1:].any():
-        return ""
+    if ranked["within"].nunique() > 1 or not has_winner(ranked):
+        return ""  # no line without a verdict: all runs failed, a constant test set, a tie
     best = ranked.iloc[0]
     keys = dict(zip(results.group_by, (best[k] for k in results.group_by), strict=True))
     match = pd.Series(True, index=results.runs.index)
