@@ -396,6 +396,7 @@ def test_trial_runs_are_never_stuck():
 
     result = SimpleNamespace(
         status="stuck",
+        message="",
         epochs=[{"val_loss": 0.3}],
         config=SimpleNamespace(seed=0, data_seed=0),
     )

@@ -103,3 +103,38 @@ def test_trial_options_without_trials_are_refused(option, tmp_path, capsys, monk
     assert main(["doctor", *SMALL, *option]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {option[0]}: for the trials; add --trials N (3 or more)"
+
+
+FAILS_IN_TRAINING = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(64, 16), nn.Linear(16, 10)
+
+    def forward(self, x):
+        if x.shape[0] == 7:  # a training batch of the trials (--batch-size 7), not the probe's
+            raise RuntimeError("boom in a training step")
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def build():
+    return Net()
+"""
+
+
+def test_trials_that_all_fail_say_why_and_exit_1(tmp_path, capsys):
+    """It printed 'see trials.csv and each run's message' (trials.csv was empty and the runs
+    had no message) and exited 0."""
+    (tmp_path / "net.py").write_text(FAILS_IN_TRAINING)
+    args = ["doctor", "--model", f"{tmp_path / 'net.py'}:build", "--data", "digits"]
+    args += ["--candidates", "he_normal", "--trials", "1", "--budget", "3s", "--batch-size", "7"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 1
+    captured = capsys.readouterr()
+    assert "first run failed with: RuntimeError: boom in a training step" in captured.out
+    assert "every one of the" in captured.err
+    found = json.loads((tmp_path / "o" / "recommendation.json").read_text())
+    assert all("boom in a training step" in run["message"] for run in found["runs"])

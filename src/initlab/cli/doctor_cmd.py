@@ -247,6 +247,12 @@ def run_trials(
     evidence.plan, evidence.snippet = plan, snippet_source(evidence, base, probe.data)
     for path in evidence.write(out_dir):
         console.print(f"wrote {path}", soft_wrap=True)
+    if (evidence.table["status"] == "failed").all():  # as compare: the files are written
+        err.print(
+            f"error: every one of the {len(evidence.table)} trial runs failed (see above)",
+            soft_wrap=True, markup=False, highlight=False,
+        )  # fmt: skip
+        raise typer.Exit(1)
 
 
 def _print_evidence(evidence: Evidence, console: Console) -> None:

@@ -146,6 +146,8 @@ def gather(
     decision = verdict.decide(
         ranked, tests[tests["reference"] == reference], reference, schedule.steps,
         design_label(design), verdict.seed_noise(table, reference),
+        error=next((m for m, s in zip(table["message"], table["status"], strict=True)
+                    if s == "failed" and m), ""),
     )  # fmt: skip
     variance = verdict.variance_split(table)
     return Evidence(

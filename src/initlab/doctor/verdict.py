@@ -64,9 +64,10 @@ def curve_area(epochs: Sequence[dict]) -> float:
 
 
 def run_table(names: Sequence[str], results: Sequence[RunResult]) -> pd.DataFrame:
-    """One row per run: ``candidate, seed, data_seed, status, final, area``. ``stuck`` (a
-    test accuracy at chance) does not apply: the trials never test (their test split is
-    one validation example), so such a run is ``ok``."""
+    """One row per run: ``candidate, seed, data_seed, status, final, area, message`` (a
+    failed run's error, a diverged run's step). ``stuck`` (a test accuracy at chance) does
+    not apply: the trials never test (their test split is one validation example), so such
+    a run is ``ok``."""
     rows = []
     for name, result in zip(names, results, strict=True):
         final = result.epochs[-1]["val_loss"] if result.epochs else math.nan
@@ -79,6 +80,7 @@ def run_table(names: Sequence[str], results: Sequence[RunResult]) -> pd.DataFram
                 "status": OK if result.status == STUCK else result.status,
                 "final": final if ok else math.nan,
                 "area": curve_area(result.epochs) if ok else math.nan,
+                "message": result.message,
             }
         )
     return pd.DataFrame(rows)
@@ -279,9 +281,11 @@ def decide(
     steps: int,
     design: str,
     noise: float,
+    error: str = "",
 ) -> dict[str, Any]:
     """The verdict: ``winner`` (a name or ``None``), ``message``, and the numbers behind it;
-    ``noise``: the seed noise of the reference (module docstring)."""
+    ``noise``: the seed noise of the reference (module docstring); ``error``: the first
+    failed run's message, quoted when no trial finished."""
     label = "the model as built (default)" if reference == "default" else reference
     clean = set(ranked.loc[ranked["diverged"] == 0, "candidate"])
     good = tests[(tests["p_holm"] < ALPHA) & (tests["diff_high"] < 0)]
@@ -290,10 +294,8 @@ def decide(
     base = {"reference": reference, "steps": steps, "alpha": ALPHA, "worse": worse}
     base["seed_noise"] = noise
     if ranked.empty or not ranked["final"].notna().any():
-        message = (
-            f"no trial finished ({design}): nothing to compare; see trials.csv and each "
-            "run's message for why"
-        )
+        why = f"the first run failed with: {error}" if error else "see each run's message"
+        message = f"no trial finished ({design}): nothing to compare; {why}"
         return {**base, "winner": None, "message": message}
     if good.empty:
         runs = ranked.set_index("candidate").reindex(columns=["diverged", "runs"])
