@@ -169,6 +169,29 @@ def test_two_layers_and_default_get_no_one_layer_note():
     assert not [n for n in notes if "set no layer" in n]
 
 
+def frozen_first_layer() -> nn.Module:
+    model = two_layers()
+    model[0].requires_grad_(False)  # a "pretrained" backbone
+    return model
+
+
+def test_a_frozen_layer_that_the_schemes_redraw_gets_a_note():
+    """A scheme re-draws a frozen layer, which then never trains: zeros left it at chance
+    (a user's frozen backbone) with nothing said."""
+
+    def compare(inits):
+        return initlab.compare(
+            inits, 1, model=frozen_first_layer, data=tiny_data(), epochs=1, track="off"
+        )
+
+    _, notes = notes_of(lambda: compare(["default", "zeros"]))
+    (note,) = [n for n in notes if "frozen" in n]
+    assert note.startswith("0.weight, 0.bias of test_api_keywords:frozen_first_layer are frozen")
+    assert "zeros re-draw them" in note and "default keeps the factory's" in note
+    _, notes = notes_of(lambda: compare(["default"]))
+    assert not [n for n in notes if "frozen" in n]
+
+
 def test_the_cli_prints_the_one_layer_note(tmp_path, capsys):
     (tmp_path / "net.py").write_text(
         "from torch import nn\n\ndef net():\n    return nn.Sequential(nn.Linear(8, 3))\n"

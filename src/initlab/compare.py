@@ -23,12 +23,12 @@ from typing import Any
 
 from torch import nn
 
-from initlab.apply import AS_BUILT, INITIALIZABLE, untouched_weights, weight_layers
 from initlab.arguments import check_compare_arguments
 from initlab.config import DEFAULT_INITS, RunConfig, plain, unused_settings
 from initlab.data import Dataset
 from initlab.data.locate import user_dir
 from initlab.errors import InitlabError
+from initlab.model_notes import note_frozen, note_output_only, note_untouched
 from initlab.notes import note
 from initlab.results import ResultSet, retry_hint
 from initlab.speclist import split_list
@@ -48,7 +48,6 @@ from initlab.usercode import (
     is_registered,
     is_user_spec,
     model_spec,
-    shown_spec,
 )
 
 ProgressCallback = Callable[[RunConfig, dict | None, RunResult | None], None]
@@ -259,59 +258,17 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
 
 def _preflight_notes(built: dict[tuple, nn.Module], configs: Sequence[RunConfig]) -> None:
     """The notes on the models built by the preflight (one per :func:`_preflight_key`):
-    :func:`note_untouched` once per model, :func:`note_output_only` per model shape."""
+    :mod:`initlab.model_notes`' untouched and frozen layers once per model, output-only
+    models per model shape."""
     runs = {shape: [c for c in configs if _preflight_key(c) == shape] for shape in built}
     first: dict[str, nn.Module] = {}
     for shape, model in built.items():
         first.setdefault(runs[shape][0].model, model)
     for name, model in first.items():
         note_untouched(model, name, configs)
+        note_frozen(model, name, configs)
     for shape, model in built.items():
         note_output_only(model, runs[shape])
-
-
-def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) -> None:
-    """Warn (one line) that the named inits leave ``model``'s embeddings or bare parameters
-    as its factory built them: those runs differ only in the layers a scheme sets
-    (:func:`initlab.apply.untouched_weights`); embeddings are not named when an
-    ``embedding_init`` sets them."""
-    schemes = [i for i in dict.fromkeys(c.init for c in configs) if i != AS_BUILT]
-    embeddings = any(c.embedding_init != AS_BUILT for c in configs)
-    untouched = untouched_weights(model, embeddings=embeddings) if schemes else []
-    if untouched:
-        shown = ", ".join(untouched[:4]) + (
-            f" and {len(untouched) - 4} more" if len(untouched) > 4 else ""
-        )
-        note(
-            f"{', '.join(schemes)} set only the weight layers of {shown_spec(name)} (Linear, "
-            "Conv, RNN, "
-            f"attention); {shown} "
-            f"{'keeps' if len(untouched) == 1 else 'keep'} the factory's initialization in "
-            "every run"
-        )
-
-
-def note_output_only(model: nn.Module, configs: Sequence[RunConfig]) -> None:
-    """Note (one line) when the schemes of ``configs`` (runs of ``model``) set none of its
-    layers: its only weight layer is the output layer, which ``output_init`` sets in every
-    run whatever ``init`` names (``default`` excepted: it keeps the model as built), so the
-    inits compared give identical runs. ``output_init="same"`` gives that layer each scheme."""
-    layers = weight_layers(model)
-    if len(layers) != 1 or not isinstance(layers[0][1], INITIALIZABLE):
-        return
-    overridden = [c for c in configs if c.init != AS_BUILT and c.output_init is not None]
-    schemes = list(dict.fromkeys(c.init for c in overridden))
-    if not schemes:
-        return
-    outputs = " or ".join(f"'{o}'" for o in dict.fromkeys(c.output_init for c in overridden))
-    model_name = shown_spec(configs[0].model)
-    result = "these inits give identical runs" if len(schemes) > 1 else "the init has no effect"
-    note(
-        f"{', '.join(schemes)} set no layer of {model_name}: its only layer "
-        f"({layers[0][0] or 'the model'}) is the output layer, which output_init={outputs} sets "
-        f"in every run, so {result}; pass output_init='same' (--output-init same) to give "
-        "it the scheme under study"
-    )
 
 
 def check_architecture_settings(config: RunConfig) -> None:
