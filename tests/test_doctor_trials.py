@@ -191,7 +191,9 @@ def test_timing_stops_at_the_first_stack_that_uses_up_the_budget(monkeypatch):
     def fake_train(group, data):
         trained.append(group)
         clock[0] += 5.0
-        return [SimpleNamespace(epochs=[{"seconds": 1.0}, {"seconds": 1.0}]) for _ in group]
+        return [
+            SimpleNamespace(status="ok", epochs=[{"seconds": 1.0}, {"seconds": 1.0}]) for _ in group
+        ]
 
     monkeypatch.setattr(trials.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(trials, "train_configs", fake_train)

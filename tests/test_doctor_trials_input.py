@@ -1,7 +1,9 @@
 """What ``doctor --trials`` refuses before training (one line, exit 2) and how it trains:
 the candidates (unknown names, fewer than two), ``--optimizer``/``--lr``/``--batch-size``."""
 
+import dataclasses
 import json
+import time
 
 import pytest
 
@@ -126,15 +128,32 @@ def build():
 """
 
 
-def test_trials_that_all_fail_say_why_and_exit_1(tmp_path, capsys):
-    """It printed 'see trials.csv and each run's message' (trials.csv was empty and the runs
-    had no message) and exited 0."""
+def test_trials_that_fail_in_the_timing_trial_are_one_line_before_the_budget(tmp_path, capsys):
     (tmp_path / "net.py").write_text(FAILS_IN_TRAINING)
     args = ["doctor", "--model", f"{tmp_path / 'net.py'}:build", "--data", "digits"]
-    args += ["--candidates", "he_normal", "--trials", "1", "--budget", "3s", "--batch-size", "7"]
+    args += ["--candidates", "he_normal", "--trials", "1", "--budget", "60s", "--batch-size", "7"]
+    started = time.perf_counter()
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    errors = [e for e in capsys.readouterr().err.splitlines() if e.startswith("error:")]
+    assert len(errors) == 1 and "every trial run failed in the timing trial" in errors[0]
+    assert errors[0].endswith("RuntimeError: boom in a training step")
+    assert time.perf_counter() - started < 60  # the budget was not spent
+
+
+def test_trials_that_all_fail_say_why_and_exit_1(tmp_path, capsys, monkeypatch):
+    """It printed 'see trials.csv and each run's message' (trials.csv was empty and the runs
+    had no message) and exited 0. (Runs that train in the timing trial, then fail.)"""
+    real = trials.run_trials
+
+    def failing(configs, data, on_epoch=None):
+        done = real(configs, data, on_epoch)
+        return [dataclasses.replace(r, status="failed", message="RuntimeError: boom") for r in done]
+
+    monkeypatch.setattr(trials, "run_trials", failing)
+    args = ["doctor", *SMALL, "--candidates", "he_normal", "--trials", "1", "--budget", "3s"]
     assert main([*args, "--out", str(tmp_path / "o")]) == 1
     captured = capsys.readouterr()
-    assert "first run failed with: RuntimeError: boom in a training step" in captured.out
+    assert "first run failed with: RuntimeError: boom" in captured.out
     assert "every one of the" in captured.err
     found = json.loads((tmp_path / "o" / "recommendation.json").read_text())
-    assert all("boom in a training step" in run["message"] for run in found["runs"])
+    assert all(run["message"] == "RuntimeError: boom" for run in found["runs"])

@@ -167,6 +167,7 @@ def time_trial(
         t0 = time.perf_counter()
         results = train_configs(group, small)
         wall = time.perf_counter() - t0
+        _refuse_if_all_failed(results)
         warm = [r.epochs[-1]["seconds"] for r in results if len(r.epochs) == 2]
         epoch = min(max(warm, default=wall / 2) * len(group), wall / 2)
         step += epoch / TIMING_STEPS
@@ -177,6 +178,16 @@ def time_trial(
             least = scale * (spent + fixed + MIN_TRIAL_STEPS * step)
             too_small(budget, least, f"{done} of {len(groups)}")
     return step, fixed
+
+
+def _refuse_if_all_failed(results: Sequence[RunResult]) -> None:
+    """One line, before the budget is spent on runs that would all fail the same way, when
+    every run of a timed stack failed (the model raised in a training step)."""
+    if results and all(r.status == "failed" for r in results):
+        raise InitlabError(
+            f"every trial run failed in the timing trial, before any budget was spent: "
+            f"{results[0].message or 'no message'}"
+        )
 
 
 def too_small(budget: float, least: float, timed: str = "") -> NoReturn:
