@@ -34,12 +34,15 @@ def trained(monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
 
 
 def test_trials_train_the_candidates_on_the_given_model_and_write_the_evidence(tmp_path, trained):
-    with pytest.warns(initlab.InitlabNote, match="2 init seed"):
+    with pytest.warns(initlab.InitlabNote) as notes:
         evidence = initlab.trials(
             model=tanh_net, data="digits", trials=2, budget=6, candidates="plan,he_normal",
             optimizer="adam", lr=0.003, batch_size=16, out=tmp_path / "evidence",
         )  # fmt: skip
     assert isinstance(evidence, Evidence)
+    said = [str(n.message) for n in notes]
+    assert any("2 init seed(s)" in n for n in said)  # the test's power, before training
+    assert any(n.startswith("12 runs × ") and "with adam, lr 0.003" in n for n in said)
     assert {c.name for c in evidence.candidates} == {"default", "plan", "he_normal"}
     assert {(c.optimizer, c.lr, c.batch_size, c.device) for c in trained} == {
         ("adam", 0.003, 16, "auto")

@@ -205,7 +205,12 @@ def run_trials(
 
     from initlab.doctor.evidence import gather, snippet_source
     from initlab.doctor.trials import Design
-    from initlab.doctor.workflow import candidate_names, choose_candidates, reference_of
+    from initlab.doctor.workflow import (
+        candidate_names,
+        choose_candidates,
+        reference_of,
+        schedule_line,
+    )
 
     base, plan = probe.config, exam.plan
     found = choose_candidates(
@@ -227,11 +232,7 @@ def run_trials(
 
     def on_schedule(schedule: Schedule, runs: int) -> None:
         nonlocal task
-        console.print(
-            f"{runs} runs × {schedule.steps} steps ({schedule.epochs} epoch(s) × "
-            f"{schedule.steps_per_epoch} steps) with {base.optimizer}, lr {base.lr:g}, "
-            f"batch size {base.batch_size}, estimated {schedule.seconds:.0f} s"
-        )
+        console.print(schedule_line(schedule, runs, base))
         task = progress.add_task("trials", total=runs * schedule.epochs)
         progress.start()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -25,6 +25,9 @@ from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.probe import Diagnosis, diagnose
 from initlab.probe.batch import Probe
+
+if TYPE_CHECKING:
+    from initlab.doctor.trials import Schedule
 
 Notify = Callable[[str], None]
 """Shows one line to the user (a console's print; :func:`initlab.notes.note` in Python)."""
@@ -92,6 +95,15 @@ def choose_candidates(
         notify(line)
     check_comparison(built, [c.name for c in found if c not in built])
     return built
+
+
+def schedule_line(schedule: Schedule, runs: int, base: RunConfig) -> str:
+    """What the trials are about to train, and how long that should take."""
+    return (
+        f"{runs} runs × {schedule.steps} steps ({schedule.epochs} epoch(s) × "
+        f"{schedule.steps_per_epoch} steps) with {base.optimizer}, lr {base.lr:g}, "
+        f"batch size {base.batch_size}, estimated {schedule.seconds:.0f} s"
+    )
 
 
 def reference_of(candidates: Sequence[Candidate], start: str) -> str:
@@ -191,6 +203,7 @@ def trials(
     found = choose_candidates(probe, exam, start, names, note)
     evidence = gather(
         found, base, probe.data, design, seconds, reference=reference_of(found, start),
+        on_schedule=lambda schedule, runs: note(schedule_line(schedule, runs, base)),
         on_epoch=on_epoch, out=out,
     )  # fmt: skip
     evidence.plan, evidence.snippet = exam.plan, snippet_source(evidence, base, probe.data)
