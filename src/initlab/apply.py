@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 import initlab.compound_layers as packed
 import initlab.initializers as initializers
@@ -36,6 +35,7 @@ from initlab.compound_layers import (
     kept_row,
     parameters_set,
 )
+from initlab.computed_weights import refuse_computed
 from initlab.config import output_scheme
 from initlab.embedding_init import EMBEDDINGS, init_embeddings, tensors_set_by
 from initlab.errors import InitlabError, UnknownNameError, closest_name
@@ -118,7 +118,7 @@ def initialize(
     rule = residual_rule(scheme, residual)
     plan = _resolve_plan(scheme, model, output_scheme(output_layer), data)
     spans = packed.planned_spans(scheme, plan)  # fused projections: one draw per row span
-    _refuse_parametrized(model, plan)
+    _refuse_computed(model, plan)
     _check_data(model, data, plan)
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=_skipped_modules(model))
@@ -170,20 +170,13 @@ def _init_embeddings(
     record.skipped = [s for s in record.skipped if s["layer"] not in done]
 
 
-def _refuse_parametrized(model: nn.Module, plan: dict[str, Initializer | None]) -> None:
-    """A layer the plan sets whose weights are parametrized (``torch.nn.utils.parametrize``:
-    ``weight_norm``, ``spectral_norm``) → one line: its ``weight`` is computed from other
-    tensors, so filling it would change nothing."""
+def _refuse_computed(model: nn.Module, plan: dict[str, Initializer | None]) -> None:
+    """A layer the plan sets whose weight is computed from other tensors (parametrized, or
+    a hook-based ``weight_norm``/``spectral_norm``) → one line, before any weight changes:
+    filling it would change nothing (:func:`initlab.computed_weights.refuse_computed`)."""
     for name, init in plan.items():
-        module = model.get_submodule(name)
-        if init is None or init.name == AS_BUILT or not parametrize.is_parametrized(module):
-            continue
-        which = ", ".join(module.parametrizations.keys())
-        raise InitlabError(
-            f"{name or 'the model'}: {which} is parametrized (weight_norm, spectral_norm...) "
-            "and computed from other tensors; initialize the layer before registering the "
-            "parametrization, or use the init 'default'"
-        )
+        if init is not None and init.name != AS_BUILT:
+            refuse_computed(name, model.get_submodule(name))
 
 
 def _check_data(

@@ -50,6 +50,7 @@ from initlab.embedding_init import EMBEDDINGS
 from initlab.errors import UnknownNameError
 from initlab.initializers import fans_of_module, parse
 from initlab.layer_order import output_layer_name
+from initlab.preserve import preserved
 from initlab.probe.trace import NOT_RUN, activations_of, first_calls
 from initlab.residual import Structure, find_structure
 from initlab.theory import critical_sigma_w2, gain
@@ -195,6 +196,12 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
     check_runs(model, inputs, "recommend")
     if family not in FAMILIES:
         raise UnknownNameError("plan family", family, FAMILIES)
+    with preserved(model, "current"):  # reading a parametrized weight may write its state
+        return _plan_of(model, inputs, family)
+
+
+def _plan_of(model: nn.Module, inputs: Tensor, family: str) -> Plan:
+    """:func:`recommend`'s plan of ``model`` (checked) on ``inputs``."""
     layers = initializable_layers(model)
     calls = first_calls(model, inputs, layers)
     found, slopes = activations_of(calls)

@@ -2,9 +2,12 @@
 
 The model is not modified: the tracer's hooks live for one forward pass
 (:func:`initlab.probe.trace.trace`); gradients are taken with :func:`torch.autograd.grad`,
-so no parameter's ``.grad`` is ever written; every module's train/eval flag and every
-buffer (BatchNorm running statistics, ...) are restored; dropout draws from a forked,
-fixed-seed RNG, so the caller's random state is untouched.
+so no parameter's ``.grad`` is ever written; every module's train/eval flag and the values
+of every parameter and buffer (BatchNorm running statistics, a spectral norm's ``_u``/``_v``,
+...) are restored; dropout draws from a forked, fixed-seed RNG, so the caller's random state
+is untouched (:func:`initlab.preserve.preserved`, re-exported here). A parametrized weight is
+computed once, in the forward pass, and kept: read again later, in training mode, it would
+run its parametrization (a spectral norm's power iteration) outside the preserved block.
 
 What a *layer* is: one call of a Linear/Conv/ConvTranspose module (the modules
 :func:`initlab.initialize` acts on). Its pre-activation z and activation phi(z) are those
@@ -17,19 +20,22 @@ layer has no phi(z) (the loss is its nonlinearity).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 import initlab.activations as activations
 from initlab.data.tasks import IGNORE_INDEX
-from initlab.errors import InitlabError, UnknownNameError
+from initlab.errors import InitlabError
+from initlab.preserve import MODES, preserved
 from initlab.probe.metrics import layer_metrics
 from initlab.probe.trace import TracedLayer, trace
 
-MODES = ("train", "eval", "current")
+__all__ = ["MODES", "LayerTensors", "collect", "preserved", "unit_rows"]
+
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 Loss = Callable[..., Tensor]
@@ -37,7 +43,10 @@ Loss = Callable[..., Tensor]
 
 @dataclass
 class LayerTensors:
-    """What the probe saw of one call of one Linear/Conv layer (values are detached copies)."""
+    """What the probe saw of one call of one Linear/Conv layer (values are detached copies;
+    ``seen_weight``/``seen_bias``: the weight and bias the call used, read by :func:`collect`
+    while the model was preserved — reading a parametrized weight later, in training mode,
+    would run its parametrization again: a spectral norm's power iteration writes ``_u``)."""
 
     name: str
     module: nn.Module
@@ -51,16 +60,26 @@ class LayerTensors:
     pre_grad: Tensor | None = None
     post_grad: Tensor | None = None
     weight_grad: Tensor | None = None
+    seen_weight: Tensor | None = None
+    seen_bias: Tensor | None = None
 
     @property
     def weight(self) -> Tensor:
         """The weight as ``[units, ...]``: one row of incoming weights per output unit."""
-        return unit_rows(self.module, self.module.weight.detach())
+        weight = self.seen_weight if self.seen_weight is not None else self.module.weight
+        return unit_rows(self.module, weight.detach())
 
     @property
     def bias(self) -> Tensor | None:
-        bias = getattr(self.module, "bias", None)
+        seen = self.seen_weight is not None
+        bias = self.seen_bias if seen else getattr(self.module, "bias", None)
         return None if bias is None else bias.detach()
+
+    def keep_tensors(self) -> None:
+        """Read the module's weight and bias now (:attr:`seen_weight`, :attr:`seen_bias`)."""
+        self.seen_weight = self.module.weight.detach()
+        bias = getattr(self.module, "bias", None)
+        self.seen_bias = None if bias is None else bias.detach()
 
     def metrics(self) -> dict[str, float]:
         """:func:`initlab.probe.metrics.layer_metrics` of this layer."""
@@ -193,37 +212,6 @@ def _through_activation(layer: LayerTensors) -> Tensor | None:
     return grad.detach()
 
 
-@contextlib.contextmanager
-def preserved(model: nn.Module, mode: str = "train", seed: int = 0) -> Iterator[None]:
-    """Run a block on ``model`` and leave it exactly as it was.
-
-    Saves and restores every module's ``training`` flag and every buffer's values (BatchNorm
-    running statistics and batch counters); forks the global RNG (seeded with ``seed``
-    inside, so dropout masks are reproducible and the caller's RNG stream is untouched).
-    ``mode``: ``"train"`` (what a training step sees: batch statistics, dropout on),
-    ``"eval"`` or ``"current"`` (the modes as they are).
-    """
-    if mode not in MODES:
-        raise UnknownNameError("probe mode", mode, MODES)
-    flags = [(m, m.training) for m in model.modules()]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.default_generator.manual_seed(int(seed))  # torch.manual_seed is slower:
-            for device in devices:  # it queues a lazy CUDA seeding with a stack trace
-                torch.cuda.default_generators[device].manual_seed(int(seed))
-            if mode != "current":
-                model.train(mode == "train")
-            yield
-    finally:
-        with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
-        for module, flag in flags:
-            module.training = flag
-
-
 def collect(
     model: nn.Module,
     inputs: Tensor,
@@ -244,14 +232,16 @@ def collect(
     are given, ``loss(output)`` when only ``loss`` is, and
     otherwise ``<output, v>`` for a fixed-seed standard-normal ``v``. See
     :mod:`initlab.probe.trace` for what a layer, its pre-activation and its activation
-    are, and :func:`preserved` for how the model is left untouched.
+    are, and :func:`preserved` for how the model is left untouched (parametrized weights
+    are computed once, cached, so each layer's weight and its gradient are those the forward
+    pass used).
     """
     if targets is not None and len(targets) != len(inputs):
         raise InitlabError(
             f"the targets have {len(targets)} examples and the inputs {len(inputs)}; "
             "give one target per input"
         )
-    with preserved(model, mode, seed):
+    with preserved(model, mode, seed), parametrize.cached():
         with torch.enable_grad(), watch or contextlib.nullcontext():  # also under no_grad
             calls, output = trace(model, inputs)
         layers, live = _assemble(calls)
@@ -259,4 +249,6 @@ def collect(
         with torch.enable_grad():
             objective = _objective(output, targets, loss, seed)
         _attach_grads(layers, live, objective)
+        for layer in layers:
+            layer.keep_tensors()
     return layers

@@ -51,6 +51,7 @@ from torch.overrides import TorchFunctionMode
 
 import initlab.activations as activations
 from initlab.apply import INITIALIZABLE
+from initlab.preserve import preserved
 from initlab.probe.split import Spans, linear_spans
 
 ACTIVATION_FUNCTIONS = {
@@ -366,15 +367,10 @@ def first_calls(
     model: nn.Module, inputs: Tensor, layers: Sequence[tuple[str, nn.Module]]
 ) -> dict[str, TracedLayer | None]:
     """Each ``(name, layer)``'s first traced call (``None``: the forward pass never called
-    it). One forward pass in eval mode without gradients; the model's modes are restored."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            calls, _ = trace(model, inputs)
-    finally:
-        for module, flag in flags:
-            module.training = flag
+    it). One forward pass in eval mode without gradients; the model is left as it was
+    (:func:`initlab.preserve.preserved`: modes, parameters, buffers, the RNG)."""
+    with preserved(model, "eval"), torch.no_grad():
+        calls, _ = trace(model, inputs)
     first: dict[int, TracedLayer] = {}
     for call in calls:
         first.setdefault(id(call.module), call)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from initlab.norm_layers import is_norm
+from initlab.preserve import preserved
 from initlab.residual.structure import LAYERS, Branch, Structure
 
 ADDS = {operator.add, operator.iadd, torch.add}
@@ -47,8 +48,11 @@ class LayerTracer(fx.Tracer):
 
 def trace(model: nn.Module) -> fx.Graph:
     """Trace ``model`` with :class:`LayerTracer`; raises whatever fx raises on untraceable
-    code."""
-    return LayerTracer().trace(model)
+    code. Tracing runs the forward's Python code, which may write the real buffers (``if
+    self.training: self.count += 1``): the model is left as it was
+    (:func:`initlab.preserve.preserved`, in its current modes)."""
+    with preserved(model, "current"):
+        return LayerTracer().trace(model)
 
 
 def _is_add(node: fx.Node) -> bool:

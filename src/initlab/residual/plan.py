@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from initlab.arguments import check_module
+from initlab.computed_weights import copy_failure
 from initlab.errors import InitlabError, closest_name
 from initlab.norm_layers import is_norm
 from initlab.residual.names import canonical_rule
@@ -106,7 +107,7 @@ def plan(
 
     model = check_module(model, "plan")
     _check_options(options, initialize)
-    work = copy.deepcopy(model)
+    work = _copy(model)
     before = {n: _stats(p) for n, p in work.named_parameters()}
     structure = find_structure(work, options.get("data"))
     record = initialize(work, init, generator=generator, residual=residual, **options)
@@ -150,6 +151,16 @@ def plan(
         for r in record.rows
     ]
     return Plan(entries, residual=structure, residual_rule=record.residual, parameters=rows)
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    """The copy :func:`plan` works on; a model ``copy.deepcopy`` refuses (a hook-based
+    ``weight_norm`` keeps a computed weight) → one line naming the layer and what to do."""
+    try:
+        return copy.deepcopy(model)
+    except RuntimeError as exc:
+        why = "plan works on a copy of it"
+        raise InitlabError(copy_failure(model, exc, "", why)) from None
 
 
 def _tied_setter(name: str, first: dict[str, str], schemes: dict[str, Any]) -> str | None:

@@ -33,6 +33,7 @@ scheme's draw, so they combine with any base init.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ import torch
 from torch import nn
 
 from initlab.compound_layers import is_attention_output
+from initlab.computed_weights import refuse_computed
 from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.residual.gates import add_fixup_input, add_fixup_output, add_gate
@@ -76,6 +78,7 @@ def apply_residual(
         _note_unchanged(model, result)
         return result
     modules = dict(model.named_modules())
+    _refuse_computed(structure, rule, modules)
     if rule in ADDS_PARAMETERS:
         _check_outputs(structure, rule)
     for branch in structure.branches:
@@ -118,6 +121,27 @@ def apply_residual_rule(model: nn.Module, rule: str) -> int:
 
 def structure_count(result: ResidualResult) -> int:
     return 0 if result.rule == "none" else result.structure.depth
+
+
+WRITES: dict[str, Callable[[Branch], list[str]]] = {
+    "zero_last_layer": lambda b: b.layers[-1:],
+    "depth_scaled": lambda b: b.layers[-1:],
+    "fixup": lambda b: [*b.layers, *b.attention_inputs],
+    "zero_last_norm": lambda b: [b.last_norm] if b.last_norm else [],
+    "skipinit": lambda b: [],
+}
+"""Each rule's modules whose weights it writes in a branch (fixup: the output layer too)."""
+
+
+def _refuse_computed(structure: Structure, rule: str, modules: dict[str, nn.Module]) -> None:
+    """A module the rule would write whose weight is computed from other tensors
+    (parametrized, or a hook-based ``weight_norm``/``spectral_norm``) → one line before any
+    change: zeroing or scaling it would change nothing the next forward pass sees."""
+    names = [n for b in structure.branches for n in WRITES[rule](b)]
+    if rule == "fixup" and structure.output_layer:
+        names.append(structure.output_layer)
+    for name in dict.fromkeys(names):
+        refuse_computed(name, modules[name], instead="use residual 'none'")
 
 
 def _check_outputs(structure: Structure, rule: str) -> None:

@@ -17,8 +17,9 @@ unchanged:
   constants) are not nodes; ``nn_module_stack`` says which modules were running.
 
 One batch is one path through the code: data-dependent branches not taken are not in the
-graph. The model runs in training mode without gradients, its buffers (batch-norm running
-statistics) restored and the random state left as it was.
+graph. The model runs in training mode without gradients and is left as it was
+(:func:`initlab.preserve.preserved`: modes, parameters, buffers such as batch-norm running
+statistics, and the random state).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import torch
 from torch import Tensor, fx, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
+
+from initlab.preserve import preserved
 
 ADDITIONS = {
     torch.Tensor.__add__,
@@ -140,20 +143,10 @@ def run_graph(model: nn.Module, example: Tensor | tuple[Tensor, ...]) -> fx.Grap
     graph, producers = fx.Graph(), {}
     for i, x in enumerate(inputs):
         producers[id(x)] = graph.placeholder(f"input_{i}")
-    saved = {name: b.clone() for name, b in model.named_buffers()}
-    was_training = model.training
     recorder = _Recorder(graph, producers)
-    devices = [x.device for x in inputs if x.device.type == "cuda"][:1]
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices), _module_hooks(model, recorder):
-            model.train()
-            with recorder:
-                output = model(*inputs)
-    finally:
-        model.train(was_training)
-        with torch.no_grad():
-            for name, b in model.named_buffers():
-                b.copy_(saved[name])
+    hooks = _module_hooks(model, recorder)
+    with preserved(model, "train"), torch.no_grad(), hooks, recorder:
+        output = model(*inputs)
     last = [producers.get(id(t)) for t in tree_flatten(output)[0] if isinstance(t, Tensor)]
     graph.output(last[0] if len(last) == 1 else tuple(last))
     return graph

@@ -19,6 +19,7 @@ import re
 import torch
 from torch import Tensor, nn
 
+from initlab.computed_weights import copy_failure
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.train.build import build_architecture, initialize_as_configured
@@ -69,9 +70,11 @@ def build_checked(config: RunConfig, data) -> nn.Module:
 
 
 def check_copyable(model: nn.Module, data) -> None:
-    """A model ``copy.deepcopy`` refuses after a training forward pass (an RNN whose weights
-    are parametrized keeps the computed, non-leaf tensors) → one line: each run trains
-    copies of it."""
+    """A model ``copy.deepcopy`` refuses after a training forward pass (a hook-based
+    ``torch.nn.utils.weight_norm``/``spectral_norm`` or an RNN whose weights are
+    parametrized keeps computed, non-leaf tensors) → one line saying what the copy's error
+    was and, when the cause is recognizable, which layer and what to do
+    (:func:`initlab.computed_weights.copy_failure`): each run trains copies of it."""
     try:
         with torch.random.fork_rng(devices=[]):
             model.train()
@@ -83,11 +86,8 @@ def check_copyable(model: nn.Module, data) -> None:
     try:
         copy.deepcopy(model)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0].split(". ")[0].rstrip(".")[:160]
-        raise InitlabError(
-            f"the model cannot be copied after a forward pass ({first}); initlab trains "
-            "copies of it: build it without parametrizations on its RNNs"
-        ) from None
+        why = "initlab trains copies of it"
+        raise InitlabError(copy_failure(model, exc, " after a forward pass", why)) from None
 
 
 def check_initializes(config: RunConfig, data) -> None:
