@@ -177,6 +177,12 @@ def test_study_list_names_studies_as_the_docs_do(capsys):
     assert "gpt-init" in out and "lr-transfer" in out and "gpt_init" not in out
 
 
+def test_an_unknown_study_lists_the_names_as_study_list_does(capsys):
+    assert main(["study", "resnet-dept"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'resnet-depth'?" in err and "gpt-init" in err and "gpt_init" not in err
+
+
 @pytest.mark.parametrize("typed", ["resnet-depth", "resnet_depth"])
 def test_a_studys_default_directory_is_named_as_the_list_names_it(typed, tmp_path, monkeypatch):
     """``results/studies/resnet-depth-tiny`` as the README says, not the class's

@@ -131,7 +131,7 @@ def get(name: str) -> Study:
     for study_name, study in _STUDIES.items():
         if study_name.replace("_", "") == key:
             return study
-    raise UnknownNameError("study", name, _STUDIES)
+    raise UnknownNameError("study", name, [s.command_name for s in _STUDIES.values()])
 
 
 def _load_builtin() -> None:
