@@ -23,9 +23,6 @@ from initlab.probe.hooks import collect
 from initlab.probe.trace import first_calls
 from initlab.residual import find_structure
 
-WRAP = "under initlab.preserve.preserved(model, {mode!r}); remove this marker once it does"
-"""For the steps that still read the model outside the shared context manager."""
-
 
 class Counting(nn.Module):
     """A residual MLP with a counter its training forward bumps (``every_call``: and one
@@ -158,13 +155,6 @@ def test_preserved_restores_rebound_buffers():
     assert model.calls is buffer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="diagnose's layer_frame (fans_of_module) and recommend's tied_tables read a "
-    "parametrized weight in training mode after the probe: needs the whole bodies of diagnose "
-    "(probe/diagnosis.py) and recommend (doctor/plan.py) " + WRAP.format(mode="current"),
-)
 def test_diagnose_and_recommend_leave_a_spectral_norm_as_it_was():
     """``parametrizations.spectral_norm``'s ``_u``/``_v`` after diagnose and recommend."""
     model = built()
@@ -175,12 +165,6 @@ def test_diagnose_and_recommend_leave_a_spectral_norm_as_it_was():
     assert_as_it_was(model, before, "recommend")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="check_runs restores only the modes: needs its forward (arguments.py) "
-    + WRAP.format(mode="eval"),
-)
 def test_check_runs_leaves_the_buffers_as_they_were():
     """The input check runs the model in eval mode: a counter of every call moved."""
     model = built()

@@ -33,8 +33,13 @@ def check_module(model: object, caller: str) -> nn.Module:
 
 def as_inputs(model: nn.Module, inputs: Any) -> Tensor:
     """``inputs`` (a tensor or array) as a tensor on the device of the model's first
-    parameter (a model moved to ``cuda`` takes a numpy batch as it is); float ones in the
-    dtype of its first floating-point parameter."""
+    parameter (a model moved to ``cuda`` takes a numpy batch as it is), converted by the
+    data loader's rule (:func:`initlab.data.tasks.cast_inputs`): signed integers are token
+    ids (int64); floats, ``uint8`` pixels and ``bool`` features become the dtype of the
+    model's first floating-point parameter, values unchanged (a model without one keeps a
+    float batch's dtype and makes the others float32)."""
+    from initlab.data.tasks import cast_inputs
+
     if inputs is None:
         return inputs
     try:
@@ -45,21 +50,22 @@ def as_inputs(model: nn.Module, inputs: Any) -> Tensor:
         ) from None
     device = next((p.device for p in model.parameters()), x.device)
     weight = next((p for p in model.parameters() if p.is_floating_point()), None)
-    if weight is not None and x.is_floating_point() and x.dtype != weight.dtype:
-        x = x.to(weight.dtype)
-    return x.to(device)
+    dtype = weight.dtype if weight is not None else torch.float32
+    if weight is None and x.is_floating_point():
+        dtype = x.dtype
+    return cast_inputs("inputs", x, dtype).to(device)
 
 
 def check_runs(model: nn.Module, inputs: Tensor | None, caller: str) -> None:
-    """One line unless ``model`` runs on ``inputs`` (a batch: eval mode, no gradient, the RNG
-    and the model's modes left as they were)."""
+    """One line unless ``model`` runs on ``inputs`` (a batch: eval mode, no gradient; the
+    RNG, the modes and the buffers left as they were: :func:`initlab.preserve.preserved`)."""
+    from initlab.preserve import preserved
+
     if inputs is None:
         raise InitlabError(f"{caller} needs a batch of inputs the model takes, got None")
     check_batch(inputs, caller)
-    modes = [(m, m.training) for m in model.modules()]
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            model.eval()
+        with torch.no_grad(), preserved(model, "eval"):
             model(inputs)
     except InitlabError:
         raise
@@ -68,9 +74,6 @@ def check_runs(model: nn.Module, inputs: Tensor | None, caller: str) -> None:
         raise InitlabError(
             f"{caller}: the model cannot run on inputs of shape {list(inputs.shape)} ({first})"
         ) from None
-    finally:
-        for module, mode in modes:
-            module.training = mode
 
 
 def check_batch(inputs: Tensor, caller: str) -> None:

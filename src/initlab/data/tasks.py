@@ -17,7 +17,9 @@ pass ``task="regression"`` (``--task regression``) for those. Conversions: input
 signed integer dtype become int64 (token ids for an ``nn.Embedding``, e.g. a sequence
 classifier; features given as integers must be converted to a float dtype first), all other
 inputs float32 (``uint8`` pixels and ``bool`` features included; integer pixels are *not*
-rescaled); targets int64 (classification, sequence) or float32 (regression).
+rescaled: loading notes training inputs far from unit scale, :mod:`initlab.data.scale`);
+targets int64 (classification, sequence) or float32 (regression). The same rules take the
+one batch of ``initlab.diagnose`` (:func:`cast_inputs`, :func:`batch_targets`).
 
 Sequence targets may hold :data:`IGNORE_INDEX` (-100, ``F.cross_entropy``'s default
 ``ignore_index``) for padding: those positions count for nothing in the loss and the token
@@ -31,7 +33,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from initlab.data.scale import note_input_scale
 from initlab.errors import InitlabError
+from initlab.notes import note
 
 IGNORE_INDEX = -100
 """A sequence target that is padding (the module docstring)."""
@@ -91,12 +95,8 @@ def infer_task(raw: Raw) -> str:
         return "sequence"
     if not integral:
         return "regression"
-    if all(_is_one_hot(y) for _, _, y in pairs):
-        raise InitlabError(
-            f"the targets {_shape(raw.y_train)} are one-hot rows: pass class indices "
-            "(y.argmax(1)) for classification, or task='regression' (--task regression) to "
-            "fit them as numbers"
-        )
+    if all(is_one_hot(y) for _, _, y in pairs):
+        raise one_hot_error(raw.y_train, "task='regression' (--task regression)")
     column = raw.y_train.dim() == 2 and raw.y_train.shape[1] == 1
     fix = "class labels [N]: pass y[:, 0]; or pass task=" if column else "pass task="
     raise InitlabError(
@@ -105,12 +105,21 @@ def infer_task(raw: Raw) -> str:
     )
 
 
-def _is_one_hot(y: Tensor) -> bool:
+def is_one_hot(y: Tensor) -> bool:
     """``[N, k]`` rows of 0s with a single 1 each (``k > 1``)."""
-    if y.dim() != 2 or y.shape[1] < 2 or not len(y):
+    if y.dim() != 2 or y.shape[1] < 2 or not len(y) or y.dtype.is_complex:
         return False
     y = y.to(torch.float64)
     return bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all())
+
+
+def one_hot_error(y: Tensor, alternative: str, what: str = "the targets") -> InitlabError:
+    """The one line refusing one-hot targets ``y``: class indices are what classification
+    takes; ``alternative`` names the way to fit them as numbers instead."""
+    return InitlabError(
+        f"{what} {_shape(y)} are one-hot rows: pass class indices (y.argmax(1)) for "
+        f"classification, or {alternative} to fit them as numbers"
+    )
 
 
 def prepare(raw: Raw, task: str = "auto") -> Prepared:
@@ -118,8 +127,10 @@ def prepare(raw: Raw, task: str = "auto") -> Prepared:
 
     Raises :class:`InitlabError` (one line) for empty splits, x/y length mismatches,
     inputs of different shapes in train and test, NaN/inf in float inputs or regression
-    targets, non-integer or negative labels / token ids, and labels at or above the
-    declared number of classes.
+    targets (or float64 values beyond float32's range), non-integer or negative labels /
+    token ids, and labels at or above the declared number of classes. Notes float training
+    inputs far from unit scale (:func:`~initlab.data.scale.note_input_scale`): this runs
+    once per load of user data, never for the built-in datasets.
     """
     inferred = task == "auto"
     task = infer_task(raw) if inferred else task
@@ -132,19 +143,57 @@ def prepare(raw: Raw, task: str = "auto") -> Prepared:
         )
     hint = f" (task inferred by the rule {AUTO_RULE}; pass task= to override)" if inferred else ""
     if task == "regression":
-        return _regression(raw)
-    if task == "sequence":
-        return _sequence(raw, hint)
-    prepared = _classification(raw, hint)
-    if inferred and raw.y_train.dtype.is_floating_point:
-        from initlab.notes import note
-
-        note(
-            f"the float targets are all whole numbers: read as class labels "
-            f"({prepared.num_classes} classes, accuracy); pass task='regression' "
-            "(--task regression) if they are quantities such as counts"
-        )
+        prepared = _regression(raw)
+    elif task == "sequence":
+        prepared = _sequence(raw, hint)
+    else:
+        prepared = _classification(raw, hint)
+        if inferred and raw.y_train.dtype.is_floating_point:
+            note(
+                f"the float targets are all whole numbers: read as class labels "
+                f"({prepared.num_classes} classes, accuracy); pass task='regression' "
+                "(--task regression) if they are quantities such as counts"
+            )
+    note_input_scale(prepared.x_train, raw.x_train)
     return prepared
+
+
+def batch_targets(
+    y: Tensor,
+    outputs: int,
+    inputs: Tensor | None = None,
+    *,
+    what: str = "targets",
+    refuse_one_hot: bool = True,
+) -> Tensor:
+    """One batch's targets ``y`` for a model with ``outputs`` output units (and its
+    ``inputs``), by the rules :func:`prepare` applies to a dataset (``initlab.diagnose``
+    takes its targets so; the default loss follows their dtype,
+    :func:`initlab.train.tasks.batch_task`):
+
+    * one-hot rows ``[B, k]``: :func:`one_hot_error` (unless ``refuse_one_hot`` is false,
+      when a loss of the caller's reads them, or they are integer token ids ``[B, T]`` for
+      integer inputs of the same shape: a sequence batch);
+    * an integer or bool dtype: int64 class labels (``[B]``) or token ids (``[B, T]``, where
+      :data:`IGNORE_INDEX` is padding), checked non-negative;
+    * floats ``[B]`` that are all whole numbers, for ``outputs > 1``: int64 class labels
+      likewise (for one output they are a regression target);
+    * other floats: regression targets in their own dtype, checked finite.
+    """
+    if y.dtype.is_complex:
+        raise InitlabError(f"{what} are complex; targets must be real numbers")
+    sequence = (
+        inputs is not None
+        and not (y.dtype.is_floating_point or inputs.dtype.is_floating_point)
+        and inputs.shape == y.shape
+    )
+    if refuse_one_hot and not sequence and is_one_hot(y):
+        raise one_hot_error(y, "pass a loss= that takes them", what)
+    integral = y.dim() == 1 and outputs > 1 and is_integral(y)
+    if not y.dtype.is_floating_point or integral:
+        kind = "token ids" if y.dim() > 1 else "class labels"
+        return _ids(what, y, kind, None, "", padding=y.dim() > 1)
+    return _finite(what, y)
 
 
 def _check_lengths(split: str, x: Tensor, y: Tensor) -> None:
@@ -197,7 +246,7 @@ def _regression(raw: Raw) -> Prepared:
             raise InitlabError(
                 f"regression needs targets [N] or [N, k]; y_{split} has shape {_shape(y)}"
             )
-        ys.append(_finite(f"y_{split}", y.to(torch.float32)))
+        ys.append(_finite(f"y_{split}", y.to(torch.float32), y))
     if ys[0].shape[1:] != ys[1].shape[1:]:
         raise InitlabError(
             f"y_train {_shape(ys[0])} and y_test {_shape(ys[1])} have different target sizes"
@@ -275,13 +324,22 @@ def _ids(
 
 
 def _inputs(what: str, x: Tensor) -> Tensor:
-    """``x`` as int64 if it has a signed integer dtype (ids), else as float32 after
-    checking it is real and finite."""
+    """``x`` by :func:`cast_inputs`, float ones checked finite."""
+    cast = cast_inputs(what, x)
+    return cast if cast.dtype == torch.int64 else _finite(what, cast, x)
+
+
+def cast_inputs(what: str, x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``x`` by the one input rule of initlab (the loader's, and the batches that
+    ``diagnose``, ``recommend`` and ``initialize(data=...)`` take): a signed integer dtype
+    becomes int64 (token ids for an ``nn.Embedding``); every other real dtype (floats,
+    ``uint8`` pixels, ``bool`` features) becomes ``dtype``, values unchanged (integer pixels
+    are *not* rescaled); complex inputs are one line of :class:`InitlabError`."""
     if x.dtype.is_complex:
         raise InitlabError(f"{what} is complex; inputs must be real numbers")
     if is_signed_integer(x):
         return x.to(torch.int64)
-    return _finite(what, x.to(torch.float32))
+    return x.to(dtype)
 
 
 def is_signed_integer(x: Tensor) -> bool:
@@ -289,10 +347,25 @@ def is_signed_integer(x: Tensor) -> bool:
     return not x.dtype.is_floating_point and x.dtype.is_signed
 
 
-def _finite(what: str, t: Tensor) -> Tensor:
-    """``t`` unchanged, or :class:`InitlabError` counting its NaN/inf values."""
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+"""The largest float32 (3.4e38): larger float64 inputs or targets overflow to inf."""
+
+
+def _finite(what: str, t: Tensor, source: Tensor | None = None) -> Tensor:
+    """``t`` unchanged, or :class:`InitlabError` counting its NaN/inf values — or, first,
+    the finite values of ``source`` (``t`` before its cast to float32) that overflowed."""
     bad = ~torch.isfinite(t)
     count = int(bad.sum())
+    if count and source is not None and source.dtype.is_floating_point:
+        over = bad & torch.isfinite(source)
+        if bool(over.any()):
+            n, example = int(over.sum()), float(source[over].flatten()[0])
+            raise InitlabError(
+                f"{what} has {n} value{'s' if n > 1 else ''} beyond float32's range "
+                f"(±{FLOAT32_MAX:.2g}, e.g. {example:g}): initlab trains in float32, where "
+                f"{'they overflow' if n > 1 else 'it overflows'} to inf; rescale or remove "
+                f"{'them' if n > 1 else 'it'}"
+            )
     if count:
         rows = int(bad.reshape(t.shape[0], -1).any(1).sum())
         raise InitlabError(

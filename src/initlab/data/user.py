@@ -290,19 +290,32 @@ def stack(dataset: Any, which: str, where: str) -> tuple[Tensor, Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
-def as_tensor(value: Any, what: str, where: str) -> Tensor:
-    """``value`` (tensor, numpy array or nested numbers) as a CPU tensor of its own dtype."""
+LABELS_HINT = (
+    "map the labels to integers 0..K-1 (classes, y = numpy.unique(y, return_inverse=True))"
+)
+"""What to do with labels that are strings (or other objects)."""
+
+
+def as_tensor(value: Any, what: str, where: str, *, labels: bool | None = None) -> Tensor:
+    """``value`` (tensor, numpy array or nested numbers) as a CPU tensor of its own dtype.
+
+    Anything else is one line; for targets of strings or other objects (``labels``, by
+    default ``what`` starting with ``y``) it says how to turn names into class indices
+    (:data:`LABELS_HINT`)."""
     if isinstance(value, Tensor):
         return value.detach().cpu()
+    fix = "give a tensor or numpy array"
     try:
         array = np.asarray(value)
         if array.dtype == object or array.dtype.kind in "USV":
+            labels = what.startswith("y") if labels is None else labels
+            fix = LABELS_HINT if labels else fix
             raise TypeError(f"{array.dtype} elements")
         return torch.from_numpy(np.ascontiguousarray(array))
     except (TypeError, ValueError) as exc:
         raise InitlabError(
             f"{where}: {what} is a {type(value).__name__} that is not a numeric array "
-            f"({_short(exc)}); give a tensor or numpy array"
+            f"({_short(exc)}); {fix}"
         ) from None
 
 

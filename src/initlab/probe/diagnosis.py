@@ -21,6 +21,7 @@ from initlab.arguments import as_inputs, check_module, check_runs
 from initlab.errors import InitlabError
 from initlab.initializers import fans_of_module
 from initlab.jsonsafe import json_number
+from initlab.preserve import preserved
 from initlab.probe import findings as verdicts
 from initlab.probe.attention import AttentionRecorder, attention_findings
 from initlab.probe.branches import dormant_findings
@@ -215,13 +216,30 @@ def diagnose(
     exactly as it was: hooks removed, ``.grad`` never written, modes and buffers restored.
 
     ``inputs`` and ``targets`` may be numpy arrays; both go to the device of the model's
-    parameters, float inputs take their dtype, and float class labels (whole numbers
-    ``[B]`` for outputs ``[B, K]``, as :func:`initlab.compare` reads them) become integer
-    labels.
+    parameters and follow the rules of ``--data`` (:mod:`initlab.data.tasks`): signed
+    integer inputs are token ids (int64), other inputs (``uint8`` pixels included) take the
+    parameters' float dtype; integer labels of any dtype, and float class labels (whole
+    numbers ``[B]`` for outputs ``[B, K]``), become int64; one-hot targets (under the
+    default loss), string labels, negative labels and NaN/inf targets are one line of
+    :class:`InitlabError` each.
     """
     model = check_module(model, "diagnose")
-    inputs, targets = _as_batch(model, inputs, targets)
+    inputs, targets = _as_batch(model, inputs, targets, loss)
     check_runs(model, inputs, "diagnose")
+    with preserved(model, "current"):  # reading a parametrized weight may write its state
+        return _diagnosis(model, inputs, targets, loss, mode, seed, label)
+
+
+def _diagnosis(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor | None,
+    loss: Loss | None,
+    mode: str,
+    seed: int,
+    label: str,
+) -> Diagnosis:
+    """:func:`diagnose`'s work on a checked model and batch."""
     attention = AttentionRecorder(model)
     layers = collect(model, inputs, targets, loss, mode=mode, seed=seed, watch=attention)
     if not layers:
@@ -248,20 +266,26 @@ def diagnose(
     return Diagnosis(frame, findings, verdicts.summary(frame), samples, label, unseen)
 
 
-def _as_batch(model: nn.Module, inputs: object, targets: object) -> tuple[Tensor, Tensor | None]:
-    """``inputs`` and ``targets`` as tensors the model takes (see :func:`diagnose`)."""
-    import torch
+def _as_batch(
+    model: nn.Module, inputs: object, targets: object, loss: Loss | None
+) -> tuple[Tensor, Tensor | None]:
+    """``inputs`` and ``targets`` as tensors the model takes, by the data loader's rules
+    (:func:`~initlab.arguments.as_inputs`, :func:`initlab.data.tasks.batch_targets`; see
+    :func:`diagnose`): each mistake is one line. One-hot targets are refused only for the
+    default loss (a ``loss`` of the caller's may read them)."""
+    from initlab.data.tasks import batch_targets
+    from initlab.data.user import as_tensor
 
     x = as_inputs(model, inputs)
-    y = (
-        torch.as_tensor(targets)
-        if targets is not None and not isinstance(targets, Tensor)
-        else targets
-    )
-    if y is not None and y.is_floating_point() and y.dim() == 1 and bool((y == y.round()).all()):
-        out_units = getattr(_last_linear(model), "out_features", 1)
-        y = y.long() if out_units > 1 else y
-    return x, None if y is None else y.to(x.device)
+    if targets is None:
+        return x, None
+    if isinstance(targets, Tensor):  # on its device: as_tensor would copy it to the CPU
+        y = targets.detach()
+    else:
+        y = as_tensor(targets, "targets", "diagnose", labels=True)
+    outputs = getattr(_last_linear(model), "out_features", 1)
+    y = batch_targets(y, outputs, x, what="diagnose: targets", refuse_one_hot=loss is None)
+    return x, y.to(x.device)
 
 
 def _last_linear(model: nn.Module) -> nn.Module | None:

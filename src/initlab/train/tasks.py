@@ -174,7 +174,10 @@ class Meter:
 
 def batch_task(out: Tensor, y: Tensor) -> str:
     """The task a batch's targets imply: float targets → regression; integer ``[B, T]``
-    targets for ``[B, T, V]`` outputs → sequence; else classification."""
+    targets for ``[B, T, V]`` outputs → sequence; else classification. The targets come as
+    the data rules give them (:func:`initlab.data.tasks.batch_targets`): labels of any
+    integer dtype as int64, whole-number float labels as int64, one-hot rows refused, so a
+    float batch here is a regression target."""
     if y.is_floating_point():
         return REGRESSION
     return SEQUENCE if out.dim() == 3 and y.dim() == 2 else CLASSIFICATION

@@ -1,0 +1,108 @@
+"""``initlab.diagnose`` (and ``recommend``, ``initialize(data=...)``) take a batch by the rules
+of ``--data`` (:mod:`initlab.data.tasks`): integer labels of any dtype, uint8 inputs, and each
+mistake — string labels, one-hot rows, negative labels, NaN targets — as one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import initlab
+from initlab.arguments import as_inputs
+from initlab.errors import InitlabError
+
+BATCH, FEATURES, CLASSES = 32, 64, 10
+
+
+def model() -> nn.Module:
+    """A 10-class MLP on digits-sized inputs, the same weights every call."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(FEATURES, 32), nn.ReLU(), nn.Linear(32, CLASSES))
+
+
+@pytest.fixture
+def batch() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, FEATURES)).astype(np.float32)
+    return x, np.arange(BATCH) % CLASSES
+
+
+def one_line(match: str, *args, **kwargs) -> str:
+    """``initlab.diagnose(*args, **kwargs)`` fails with one InitlabError line matching."""
+    with pytest.raises(InitlabError, match=match) as caught:
+        initlab.diagnose(*args, **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message and caught.value.__cause__ is None
+    return message
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int16, np.uint8])
+def test_integer_labels_of_any_dtype_are_class_labels(batch, dtype):
+    """int32 labels raised 'expected target dtype to be Long or Byte, but got Int'."""
+    x, y = batch
+    reference = initlab.diagnose(model(), x, y.astype(np.int64))
+    got = initlab.diagnose(model(), x, y.astype(dtype))
+    assert got.layers["weight_grad_norm"].tolist() == reference.layers["weight_grad_norm"].tolist()
+    assert got.names == reference.names
+
+
+@pytest.mark.parametrize("labels", [np.array, list])
+def test_string_labels_are_one_line_saying_how_to_map_them(batch, labels):
+    """They raised a raw TypeError (array) or ValueError 'too many dimensions' (list)."""
+    x, y = batch
+    names = labels([f"class {k}" for k in y])
+    message = one_line("not a numeric array", model(), x, names)
+    assert message.startswith("diagnose: targets") and "numpy.unique" in message
+
+
+def test_one_hot_targets_are_refused_with_the_argmax_hint(batch):
+    """They were fitted silently as 10 regression outputs (an MSE loss), as the loader refuses."""
+    x, y = batch
+    one_hot = np.eye(CLASSES, dtype=np.float32)[y]
+    message = one_line(r"one-hot rows: pass class indices \(y.argmax\(1\)\)", model(), x, one_hot)
+    assert message.startswith("diagnose: targets [32, 10]")
+    mse = initlab.diagnose(model(), x, one_hot, loss=nn.functional.mse_loss)  # the caller's loss
+    assert len(mse.layers) == 2
+
+
+def test_uint8_inputs_become_floats_as_the_loader_makes_them(batch):
+    """A uint8 batch raised 'mat1 and mat2 must have the same dtype (Byte and Float)'."""
+    x, y = batch
+    pixels = (np.abs(x) * 4).astype(np.uint8)
+    assert as_inputs(model(), pixels).dtype == torch.float32
+    reference = initlab.diagnose(model(), pixels.astype(np.float32), y)
+    got = initlab.diagnose(model(), pixels, y)
+    np.testing.assert_array_equal(got.layers["pre_msq"], reference.layers["pre_msq"])
+    assert len(initlab.recommend(model(), pixels).entries) == 2
+    net = model()
+    initlab.initialize(net, "lsuv", data=pixels)
+    assert torch.isfinite(net[0].weight).all()
+
+
+def test_signed_integer_inputs_stay_token_ids():
+    embed = nn.Sequential(nn.Embedding(20, 8), nn.Flatten(), nn.Linear(24, 3))
+    ids = torch.randint(0, 20, (8, 3), dtype=torch.int32)
+    assert as_inputs(embed, ids).dtype == torch.int64
+    assert len(initlab.diagnose(embed, ids, torch.arange(8) % 3).layers) == 1
+
+
+def test_bad_targets_are_one_line_each(batch):
+    x, y = batch
+    negative = y.copy()
+    negative[5] = -1
+    one_line(r"diagnose: targets has 1 negative class labels \(min -1\)", model(), x, negative)
+    nan = np.random.default_rng(1).standard_normal(BATCH).astype(np.float32)
+    nan[3] = np.nan
+    one_line(r"diagnose: targets has 1 NaN/inf values", model(), x, nan)
+
+
+def test_one_hot_looking_token_targets_of_a_sequence_batch_are_token_ids():
+    """Integer [B, T] targets for integer [B, T] inputs are a sequence, as the loader reads
+    them, even when each row holds a single 1."""
+    net = nn.Sequential(nn.Embedding(4, 8), nn.Linear(8, 4))
+    ids = torch.eye(4, dtype=torch.int64)[torch.arange(8) % 4]
+    assert len(initlab.diagnose(net, ids, ids).layers) == 1
+    with pytest.raises(InitlabError, match="one-hot rows"):
+        initlab.diagnose(net, ids.float(), ids)  # float inputs: no sequence, as in the loader
