@@ -283,6 +283,26 @@ def test_float_class_labels_are_told_they_made_the_task_regression():
     assert "--task classification" not in str(info.value)
 
 
+def test_whole_number_labels_under_task_regression_are_told_to_drop_it():
+    """--task regression on integer labels advised 'give them as integers', which they were."""
+    from initlab.train.preflight import check_output
+
+    labels = torch.tensor([0.0, 1.0, 2.0, 3.0])  # integer labels, as float32 after loading
+    with pytest.raises(InitlabError, match=r"whole numbers, i\.e\. class labels: drop --task") as e:
+        check_output("regression", torch.zeros(4, 4), labels, 0)
+    assert "give them as integers" not in str(e.value)
+
+
+def test_channels_last_images_get_a_hint_from_the_cnn():
+    from initlab.models.cnn import SmallCNN
+
+    with pytest.raises(InitlabError, match=r"look channels-last .*\(x\.transpose\(0, 3, 1, 2\)\)"):
+        SmallCNN((8, 8, 1), 10)
+    with pytest.raises(InitlabError) as info:  # [C, H, W] too small: no such hint
+        SmallCNN((1, 2, 2), 10)
+    assert "channels-last" not in str(info.value)
+
+
 def test_the_device_auto_chose_is_stored_with_each_run(tmp_path):
     import initlab
     from initlab.store import open_store

@@ -16,6 +16,16 @@ import initlab.activations as activations
 from initlab.errors import InitlabError
 
 
+def _channels_last_hint(input_shape: Sequence[int]) -> str:
+    """A hint when ``input_shape`` looks like ``[H, W, C]`` (numpy/Keras images)."""
+    if len(input_shape) == 3 and input_shape[-1] in (1, 3) and input_shape[0] not in (1, 3):
+        return (
+            "; the images look channels-last [N, H, W, C]: the CNN takes [N, C, H, W] "
+            "(x.transpose(0, 3, 1, 2))"
+        )
+    return ""
+
+
 class SmallCNN(nn.Module):
     """Conv blocks followed by a dense hidden layer and a linear classifier."""
 
@@ -39,6 +49,7 @@ class SmallCNN(nn.Module):
             if min(size) < 2:
                 raise InitlabError(
                     f"input {tuple(input_shape)} is too small for {len(channels)} conv blocks"
+                    + _channels_last_hint(input_shape)
                 )
             layers.append(conv(in_ch, out_ch, kernel_size=3, padding=1))
             if batch_norm:

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from initlab.computed_weights import copy_failure
 from initlab.config import RunConfig
+from initlab.data.tasks import is_integral
 from initlab.errors import InitlabError
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
@@ -246,12 +247,18 @@ def check_output(task: str, out: Tensor, y: Tensor, num_classes: int) -> None:
         ok = got == want or (got == [1] and want == []) or (got == [] and want == [1])
         if not ok:
             targets = f"targets {want}" if want else "targets of one value per example ([N])"
-            classes = (
-                "; if these are class labels, give them as integers (float targets are "
-                "regression) or pass --task classification"
-                if not want and len(got) == 1 and got[0] > 1
-                else ""
-            )
+            labels = not want and len(got) == 1 and got[0] > 1
+            classes = ""
+            if labels and is_integral(y):
+                classes = (
+                    "; they are whole numbers, i.e. class labels: drop --task regression (or "
+                    "pass --task classification), or give float targets for regression"
+                )
+            elif labels:
+                classes = (
+                    "; if these are class labels, give them as integers (float targets are "
+                    "regression) or pass --task classification"
+                )
             raise InitlabError(
                 f"regression outputs per example {got} do not match {targets}; "
                 f"make the model output one value per target{classes}"
