@@ -53,14 +53,20 @@ def test_initialize_refuses_a_hooked_layer_in_one_line_before_changing_anything(
 
 
 @pytest.mark.parametrize("kind", list(NORMS))
-def test_a_recommended_plan_and_a_residual_rule_are_refused_too(kind):
-    """``recommend`` names a scheme for the hooked layer; applying it was the same no-op.
-    A residual rule zeroing or scaling a hooked branch layer was one as well."""
+def test_a_plan_keeps_a_computed_layer_and_a_residual_rule_is_refused(kind):
+    """``recommend`` named a scheme for the hooked layer, which applying it refused (it was
+    a silent no-op before): the plan keeps that layer as built, saying why. A residual rule
+    zeroing or scaling a hooked branch layer was a no-op as well, and is refused."""
     torch.manual_seed(0)
     model, x = hooked(kind), torch.randn(32, 8)
     plan = initlab.recommend(model, x)
-    with pytest.raises(InitlabError, match=rf"^0: weight is recomputed .*{kind} hook"):
-        initlab.initialize(model, plan)
+    assert plan["0"] == "default" and plan["2"] == "glorot_uniform"
+    assert f"computed by a torch.nn.utils.{kind} hook" in plan.entries[0].reason
+    initlab.initialize(model, plan)  # the output layer set, the wrapped one kept
+    parametrized = nn.Sequential(
+        nn.utils.parametrizations.weight_norm(nn.Linear(8, 16)), nn.ReLU(), nn.Linear(16, 3)
+    )
+    assert initlab.recommend(parametrized, x)["0"] == "default"
 
     class Block(nn.Module):
         def __init__(self) -> None:

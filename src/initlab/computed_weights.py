@@ -49,6 +49,15 @@ def hooked_layers(model: nn.Module) -> list[tuple[str, str, str]]:
     ]
 
 
+def computed_by(module: nn.Module) -> str:
+    """What computes ``module``'s weight from other tensors (module docstring), in words;
+    ``""`` when nothing does."""
+    if parametrize.is_parametrized(module):
+        return "a parametrization (" + ", ".join(module.parametrizations.keys()) + ")"
+    hooks = norm_hooks(module)
+    return f"a torch.nn.utils.{hooks[0][1]} hook" if hooks else ""
+
+
 def refuse_computed(name: str, module: nn.Module, instead: str = "use the init 'default'") -> None:
     """One line if ``module`` (named ``name``), which an init (or a residual rule) is to
     set, has a computed weight (module docstring): filling it would change nothing. The line

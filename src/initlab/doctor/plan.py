@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from initlab.apply import AS_BUILT, initializable_layers, weight_layers
 from initlab.arguments import as_inputs, check_module, check_runs
 from initlab.compound_layers import COMPOUND, RowSpans, is_attention_output, span_fans, spanned
+from initlab.computed_weights import computed_by
 from initlab.embedding_init import EMBEDDINGS
 from initlab.errors import UnknownNameError
 from initlab.initializers import fans_of_module, parse
@@ -218,6 +219,12 @@ def _plan_of(model: nn.Module, inputs: Tensor, family: str) -> Plan:
             entries.append(entry)
             continue
         activation, is_output = found[name], name == last
+        if by := computed_by(module):  # no scheme can set it: initialize would refuse one
+            why = f"its weight is computed by {by}: no scheme can set it; initialize the "
+            why += "layer before wrapping it"
+            role = structure.role_of(name)
+            entries.append(PlanEntry(name, type(module).__name__, activation, AS_BUILT, why, role))
+            continue
         if family == "orthogonal" and activation not in ("unknown", NOT_RUN) and not is_output:
             scheme, reason = orthogonal_rule(module, activation, slopes.get(name))
         else:
