@@ -349,3 +349,60 @@ def test_models_of_one_structure_but_different_classes_train_stacked(strategy):
         assert results[m].status == single.status == "ok"
         # 56 steps of float32 training: summation order differs between the paths
         assert results[m].test_loss == pytest.approx(single.test_loss, rel=1e-3, abs=1e-4)
+
+
+class Counting(nn.Module):
+    """A forward whose Python state switches a branch after some calls (a warm-up, a
+    schedule): a traced graph froze the first call's branch and trained every model as if
+    the switch never came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat, self.fc1, self.fc2 = nn.Flatten(), nn.Linear(64, 16), nn.Linear(16, 10)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+        h = torch.relu(self.fc1(self.flat(x)))
+        return self.fc2(h * 0.0 if self.calls > 5 else h)  # from the 6th step: a constant
+
+
+class TrainOnlyNoise(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat, self.fc1, self.fc2 = nn.Flatten(), nn.Linear(64, 16), nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(self.flat(x)))
+        return self.fc2(h + 1.0 if self.training else h)
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [(Counting, "changes calls"), (TrainOnlyNoise, "branches on self.training")],
+)
+def test_a_forward_whose_python_branches_move_is_not_traced_into_a_frozen_copy(model, why):
+    from initlab.train.stack import ModelStack
+
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match=why):
+        ModelStack([model() for _ in range(2)], torch.device("cpu"), "stacked")
+    stack = ModelStack([model() for _ in range(2)], torch.device("cpu"), "auto")
+    assert stack.strategy == "vmap" and stack.template.training
+
+
+def test_a_counting_forward_trains_in_the_stack_as_alone():
+    """Whatever strategy auto keeps for it (not the traced one), each model of the stack
+    sees the switch when it would alone."""
+    data = load("digits")
+    torch.manual_seed(0)
+    models = [Counting() for _ in range(2)]
+    alone = [copy.deepcopy(m) for m in models]
+    plan = Plan(task="classification", epochs=1, batch_size=32)
+    members = [Member(seed=s, lr=0.05) for s in range(2)]
+    results = train_stack(models, data, plan, members)
+    for m, model in enumerate(alone):
+        single = train_stack([model], data, plan, [members[m]])[0]
+        # 56 float32 steps; from the 6th the hidden layer is cut: both paths must see that
+        assert results[m].test_loss == pytest.approx(single.test_loss, rel=1e-3, abs=1e-4)

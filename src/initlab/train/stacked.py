@@ -143,14 +143,55 @@ def _tuple_item(node: fx.Node, leaves: nn.Module) -> bool:
     return True
 
 
+def _frozen_safe_trace(template: nn.Module) -> fx.Graph:
+    """``template``'s graph, when tracing freezes nothing the forward decides in Python: a
+    traced graph runs the branches taken at trace time forever, so a forward that branches
+    on ``self.training`` (its graphs in train and eval mode differ) or changes its own
+    Python attributes (a call counter that later switches a branch) would train as a copy
+    of its first call. Those raise :class:`NotStackable` (the stack then runs the real
+    forward under ``vmap``); the template's modes and attributes are left as they were."""
+    state, modes = _python_state(template), [(m, m.training) for m in template.modules()]
+    try:
+        graphs = [fx.Tracer().trace(template.train(mode)) for mode in (True, False)]
+    except Exception as exc:  # data-dependent control flow, unsupported Python
+        raise NotStackable(f"torch.fx cannot trace it ({type(exc).__name__})") from None
+    finally:
+        after = _python_state(template)
+        changed = [n for n, value in after.items() if n not in state or state[n] != value]
+        for module, mode in modes:
+            module.training = mode
+        for name in changed:
+            module_name, _, attribute = name.rpartition(".")
+            owner = template.get_submodule(module_name)
+            if name in state:
+                setattr(owner, attribute, state[name])
+            else:
+                delattr(owner, attribute)
+    if changed:
+        raise NotStackable(f"its forward changes {', '.join(changed[:3])}, which tracing freezes")
+    train, evaluate = (g.python_code("self").src for g in graphs)
+    if train != evaluate:
+        raise NotStackable("its forward branches on self.training, which tracing freezes")
+    return graphs[0] if template.training else graphs[1]
+
+
+def _python_state(model: nn.Module) -> dict[str, object]:
+    """Every module's plain Python attributes (numbers, strings, flags), by dotted name; the
+    modes (``training``) left out."""
+    return {
+        f"{name}.{key}" if name else key: value
+        for name, module in model.named_modules()
+        for key, value in vars(module).items()
+        if key != "training" and not key.startswith("_")
+        and isinstance(value, (bool, int, float, str))
+    }  # fmt: skip
+
+
 def stacked_module(template: nn.Module, stacked: dict[str, Tensor]) -> fx.GraphModule:
     """``template``'s traced graph with stacked leaves holding ``stacked`` (state-dict names
     → ``[M, ...]`` tensors); inputs and outputs ``[M, B, ...]``. Raises
     :class:`NotStackable` unless the forward is a plain composition (module docstring)."""
-    try:
-        graph = fx.Tracer().trace(template)
-    except Exception as exc:  # data-dependent control flow, unsupported Python
-        raise NotStackable(f"torch.fx cannot trace it ({type(exc).__name__})") from None
+    graph = _frozen_safe_trace(template)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise NotStackable("forward takes more than one input")
