@@ -122,3 +122,16 @@ def test_main_installs_the_sigterm_handler_and_puts_the_old_one_back(monkeypatch
     assert cli.main([]) == 0
     assert during[0] is not before and callable(during[0])
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_ctrl_c_in_a_command_that_is_not_a_sweep_says_interrupted(monkeypatch, capsys):
+    """Typer turned the KeyboardInterrupt into a bare exit 130: a doctor or a diagnose
+    stopped by Ctrl-C or SIGTERM said nothing."""
+    from initlab.probe import batch
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "prepare_probe", stop)
+    assert cli.main(["diagnose", "--data", "digits"]) == 130
+    assert capsys.readouterr().err == "\ninterrupted\n"

@@ -13,6 +13,7 @@ answer without them (tests/test_cli_startup.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import itertools
 import pkgutil
@@ -20,7 +21,8 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import typer
 
@@ -88,6 +90,29 @@ def _register_commands(args: list[str] | None = None) -> None:
         modules = [f"{command}_cmd"]
     for name in modules:
         importlib.import_module(f"{__name__}.{name}")
+    apps = [app, *(group.typer_instance for group in app.registered_groups)]
+    for info in (info for each in apps for info in each.registered_commands):
+        if info.callback is not None and not hasattr(info.callback, "_says_interrupted"):
+            info.callback = _saying_interrupted(info.callback)
+
+
+def _saying_interrupted(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``callback`` (a command), printing ``interrupted`` on Ctrl-C or SIGTERM before it
+    exits 130. Typer turns a KeyboardInterrupt into a bare exit 130 itself, so
+    :func:`main` never saw it: a doctor or a scaling check stopped without a word. A
+    command that reports its own interruption (a sweep: what is done, how to resume)
+    exits 130 through ``typer.Exit`` and is left alone."""
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    run._says_interrupted = True  # type: ignore[attr-defined]
+    return run
 
 
 def apply_mkl_dispatch(args: list[str]) -> str:
