@@ -124,9 +124,7 @@ def build(factory: Factory, width: int, kwargs: Mapping[str, Any], device: str) 
         with torch.device(device):
             model = factory(**args)
     except (Exception, SystemExit) as exc:
-        raise InitlabError(
-            f"the model factory raised {factory_raised(exc, args)}, before anything ran"
-        ) from None
+        raise InitlabError(f"the model factory raised {factory_raised(exc, args)}") from None
     if not isinstance(model, nn.Module):
         raise InitlabError(f"the model factory returned a {type(model).__name__}, not a Module")
     return model
