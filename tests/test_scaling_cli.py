@@ -332,3 +332,17 @@ def test_progress_is_a_bar_on_a_terminal_and_a_few_lines_elsewhere(monkeypatch):
     assert progress.shown.bar.tasks[0].completed == 3
     progress.stop()
     assert progress.shown.bar is None
+
+
+def test_widths_too_big_for_the_memory_are_refused_before_measuring(tmp_path, capsys, monkeypatch):
+    """A width that fits when built but not when trained ran out of memory after the
+    smaller widths were measured (a traceback; nothing kept)."""
+    from initlab.sweep import footprint
+
+    monkeypatch.setattr(footprint, "machine_memory", lambda device="auto": (10**6, "RAM"))
+    args = ["scaling", "--model", "mlp", "--widths", "16,512", *FAST, "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: width 512") and "more than this machine's 1 MB of RAM" in err
+    assert err.endswith("give smaller --widths") and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()

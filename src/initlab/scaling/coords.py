@@ -39,6 +39,7 @@ from initlab.probe.trace import trace
 from initlab.scaling.fits import check_design
 from initlab.scaling.parametrize import ATTN_ATTRIBUTE, Parametrized, parametrized
 from initlab.scaling.shapes import Factory
+from initlab.sweep.footprint import shortfall
 from initlab.train.preflight import check_output
 from initlab.train.seeding import derive_seed
 from initlab.train.tasks import model_loss
@@ -184,6 +185,9 @@ def preflight(
     )
     x = batches(settings.seeds[0], 0)[0][:2]
     at = where(width, factory_depth(factory, kwargs))
+    parameters = sum(p.numel() for p in built.model.parameters())
+    if short := shortfall(parameters, settings.optimizer, str(device), copies=1):  # snapshot
+        raise InitlabError(f"{at}: {short}; give smaller --widths")
     try:
         watch, out = watch_attention(built.model.to(device), x)
     except Exception as exc:

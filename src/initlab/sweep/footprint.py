@@ -217,6 +217,21 @@ def machine_memory(device: str = "auto") -> tuple[int, str] | None:
         return None
 
 
+def shortfall(parameters: int, optimizer: str, device: str, copies: int = 0) -> str:
+    """``""``, or one line when training a model of ``parameters`` with ``optimizer`` surely
+    needs more memory than ``device`` has: ``4 · parameters · (2 + state + copies)`` bytes
+    (weights, gradients, the optimizer's state, ``copies`` more of the weights), a lower
+    bound that leaves out the activations."""
+    need = 4 * parameters * (2 + OPTIMIZER_STATE.get(optimizer, 2) + copies)
+    have = machine_memory(device)
+    if have is None or need <= have[0]:
+        return ""
+    return (
+        f"{parameters:.3g} parameters need at least {_size(need)} to train with {optimizer}, "
+        f"more than this machine's {_size(have[0])} of {have[1]}"
+    )
+
+
 def memory_warnings(configs, limit: int = 3) -> list[str]:
     """One line per distinct model (at most ``limit``, then a count) whose training needs
     more memory than this machine has; sized by arithmetic, nothing is allocated."""
