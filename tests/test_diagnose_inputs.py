@@ -106,3 +106,12 @@ def test_one_hot_looking_token_targets_of_a_sequence_batch_are_token_ids():
     assert len(initlab.diagnose(net, ids, ids).layers) == 1
     with pytest.raises(InitlabError, match="one-hot rows"):
         initlab.diagnose(net, ids.float(), ids)  # float inputs: no sequence, as in the loader
+
+
+def test_a_forward_that_fails_only_in_training_mode_is_one_line():
+    """A batch of one through BatchNorm passes the eval-mode input check, then failed in the
+    probe's training-mode pass with a traceback (initlab diagnose --batch 1)."""
+    model = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3))
+    with pytest.raises(InitlabError, match=r"in 'train' mode failed on inputs of shape \[1, 8\]"):
+        initlab.diagnose(model, torch.randn(1, 8), torch.tensor([0]))
+    initlab.diagnose(model, torch.randn(1, 8), torch.tensor([0]), mode="eval")  # fine there

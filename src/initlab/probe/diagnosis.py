@@ -241,7 +241,16 @@ def _diagnosis(
 ) -> Diagnosis:
     """:func:`diagnose`'s work on a checked model and batch."""
     attention = AttentionRecorder(model)
-    layers = collect(model, inputs, targets, loss, mode=mode, seed=seed, watch=attention)
+    try:
+        layers = collect(model, inputs, targets, loss, mode=mode, seed=seed, watch=attention)
+    except InitlabError:
+        raise
+    except Exception as exc:  # check_runs ran it in eval mode; this pass may train
+        first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
+        raise InitlabError(
+            f"diagnose: the model's forward and backward in {mode!r} mode failed on inputs of "
+            f"shape {list(inputs.shape)} ({first})"
+        ) from None
     if not layers:
         raise InitlabError(
             f"nothing to diagnose: the forward pass of {type(model).__name__} called no "
