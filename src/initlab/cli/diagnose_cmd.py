@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
+from initlab.atomic_files import write_error, write_files
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_bias, split_list
@@ -68,7 +71,7 @@ def diagnose(
     check_positive("--batch", batch)
     check_positive("--width", width)
     check_positive("--depth", depth, allow_zero=True)
-    check_output_dir(out_dir)
+    check_output_dir(out_dir)  # the files in it: once the inits are known, below
     target = given or {}
     user = is_user_spec(target.get("model"))
     if init is not None and not init.strip(" ,"):
@@ -86,16 +89,20 @@ def diagnose(
         residual_init=residual_init or "none",
         **target,
     )
+    labels = {scheme: scheme if init or not user else config.model for scheme in inits}
+    check_output_dir(out_dir, files=output_names(list(labels.values())))
     probe = prepare_probe(config, batch, str(data_dir) if data_dir else None, err.status)
     diagnoses: dict[str, Diagnosis] = {}
-    for scheme in inits:
-        label = scheme if init or not user else config.model
+    for scheme, label in labels.items():
         diagnoses[label] = _diagnose(probe, scheme, label)
         _print(diagnoses[label], len(probe.x), config.dataset)
     if out_dir is not None:
-        paths = write_outputs(
-            diagnoses, out_dir, dataset=config.dataset, batch=len(probe.x), seed=seed
-        )
+        try:
+            paths = write_outputs(
+                diagnoses, out_dir, dataset=config.dataset, batch=len(probe.x), seed=seed
+            )
+        except OSError as exc:
+            raise write_error(exc, f"the findings are above; {out_dir} is as it was") from None
         out.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
 
 
@@ -133,22 +140,31 @@ def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "model"
 
 
+FILES = ("layers.csv", "findings.json", "profiles.png")
+"""What ``--out`` gets, with one ``histograms_<init>.png`` per init (:func:`output_names`)."""
+
+
+def output_names(labels: list[str]) -> list[str]:
+    """The files :func:`write_outputs` writes for the diagnoses of ``labels``."""
+    return [*FILES, *(f"histograms_{_slug(label)}.png" for label in labels)]
+
+
 def write_outputs(
     diagnoses: dict[str, Diagnosis], directory: Path, **details: object
 ) -> list[Path]:
     """``layers.csv`` (one row per init × layer), ``findings.json``
     (``{"findings": [...], "details": [...]}``), ``profiles.png`` and one
-    ``histograms_<init>.png`` per init."""
+    ``histograms_<init>.png`` per init: all or nothing
+    (:func:`~initlab.atomic_files.write_files`), and the histograms of the inits an earlier
+    ``findings.json`` there named but these diagnoses do not are deleted (they belong to
+    the set these files replace)."""
     import pandas as pd
 
     from initlab.probe.plots import plot_histograms, plot_profiles
 
-    directory.mkdir(parents=True, exist_ok=True)
     frames = [d.layers.assign(init=label) for label, d in diagnoses.items()]
     table = pd.concat(frames, ignore_index=True)
     table = table[["init", *[c for c in table.columns if c != "init"]]]
-    paths = [directory / "layers.csv", directory / "findings.json"]
-    table.to_csv(paths[0], index=False)
     document = {
         "findings": [
             {"init": label, **f.to_dict()} for label, d in diagnoses.items() for f in d.findings
@@ -158,8 +174,23 @@ def write_outputs(
             for label, d in diagnoses.items()
         ],
     }
-    paths[1].write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
-    paths.append(plot_profiles(diagnoses, directory / "profiles.png"))
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    writers: dict[str, Callable[[Path], object]] = {
+        "layers.csv": lambda p: table.to_csv(p, index=False),
+        "findings.json": lambda p: p.write_text(text),
+        "profiles.png": lambda p: plot_profiles(diagnoses, p),
+    }
     for label, diag in diagnoses.items():
-        paths.append(plot_histograms(diag, directory / f"histograms_{_slug(label)}.png"))
-    return paths
+        writers[f"histograms_{_slug(label)}.png"] = partial(plot_histograms, diag)
+    return write_files(directory, writers, remove=_earlier_histograms(directory))
+
+
+def _earlier_histograms(directory: Path) -> list[str]:
+    """The ``histograms_<init>.png`` of the inits ``directory``'s ``findings.json`` (from
+    an earlier diagnose) names; none when it cannot be read."""
+    try:
+        document = json.loads((directory / "findings.json").read_text())
+        labels = [str(d["init"]) for d in document["details"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [f"histograms_{_slug(label)}.png" for label in labels]

@@ -136,6 +136,7 @@ def check_trials(
     and ``--candidates`` (unknown names, fewer than two with the references ``default``
     and ``start``), before anything is loaded or trained."""
     from initlab.doctor.candidates import check_listed
+    from initlab.doctor.evidence import EVIDENCE_FILES
     from initlab.doctor.trials import parse_budget
 
     if trials is None:
@@ -148,7 +149,7 @@ def check_trials(
         raise InitlabError(f"--trials must be at least 1 (seeds per candidate), got {trials}")
     if out_dir is None:
         raise InitlabError("--trials writes its evidence to a directory: add --out DIR")
-    check_output_dir(out_dir)
+    check_output_dir(out_dir, files=EVIDENCE_FILES)
     seconds = parse_budget(budget)
     if names.strip() != "auto":
         check_listed(opt.split_list(names), start)
@@ -203,6 +204,7 @@ def run_trials(
     """The trials after the plan: candidates, estimate, progress bar, verdict, files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from initlab.atomic_files import write_error
     from initlab.doctor.evidence import gather, snippet_source
     from initlab.doctor.trials import Design
     from initlab.doctor.workflow import (
@@ -246,7 +248,13 @@ def run_trials(
         progress.stop()
     _print_evidence(evidence, console)
     evidence.plan, evidence.snippet = plan, snippet_source(evidence, base, probe.data)
-    for path in evidence.write(out_dir):
+    try:
+        paths = evidence.write(out_dir)
+    except OSError as exc:  # after the verdict, printed above: one line, no traceback
+        saved = out_dir / "trials.csv"
+        kept = f"the runs are in {saved}" if saved.is_file() else "the verdict is above"
+        raise write_error(exc, kept) from None
+    for path in paths:
         console.print(f"wrote {path}", soft_wrap=True)
     if (evidence.table["status"] == "failed").all():  # as compare: the files are written
         err.print(

@@ -67,10 +67,11 @@ def scaling(
     ] = Path("results/scaling"),
 ) -> None:
     """Coordinate check: do activations and updates stay the same size as width grows?"""
-    from initlab.scaling.check import coord_check
+    from initlab.atomic_files import write_error
+    from initlab.scaling.check import SCALING_FILES, coord_check
     from initlab.scaling.inputs import parse_sizes
 
-    check_output_dir(out_dir)
+    check_output_dir(out_dir, files=SCALING_FILES)
     progress = CheckProgress(err)
     try:
         result = coord_check(
@@ -94,8 +95,15 @@ def scaling(
         )
     finally:
         progress.stop()
-    paths = result.write(out_dir)
-    _print(result)
+    try:
+        _print(result)  # the verdict first: a file that cannot be written does not lose it
+    except OSError:  # stdout closed (`| head`): the files all the same
+        result.write(out_dir)
+        raise
+    try:
+        paths = result.write(out_dir)
+    except OSError as exc:
+        raise write_error(exc, f"the verdict is above; {out_dir} is as it was") from None
     out.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
 
 

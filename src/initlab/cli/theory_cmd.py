@@ -53,7 +53,13 @@ def theory(
     else:
         _print_tables(rows, variances, sigma_b2)
     if plot is not None:
-        out.print(f"wrote {plot_phase_diagram(activation, plot)}", soft_wrap=True)
+        from initlab.atomic_files import write_error
+
+        try:
+            written = plot_phase_diagram(activation, plot)
+        except OSError as exc:  # after the tables: one line, no traceback
+            raise write_error(exc, "the predictions are above") from None
+        out.print(f"wrote {written}", soft_wrap=True)
 
 
 def _scan(activation: str, sigma_b2: float) -> list[float]:

@@ -4,10 +4,16 @@
 :func:`write_outputs` writes ``recommendation.json``, ``trials.csv`` (tidy curves: one row
 per run and epoch), ``curves.png`` and ``init_snippet.py`` (:mod:`.snippet`) for the winner
 (or, with no winner, for the reference, which then stays as it is).
+
+The four files are one set, written all or nothing (:func:`~initlab.atomic_files.write_files`):
+a set of an earlier run in the same directory is replaced whole, never mixed with this one's
+(its ``curves.png`` is deleted when this run has no curve to draw; when :func:`gather` saves
+``trials.csv`` as training ends, the earlier set's other files go with it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -18,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from initlab.atomic_files import check_output_dir, write_files
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.doctor import trials, verdict
@@ -27,6 +34,9 @@ from initlab.doctor.snippet import make_snippet, residual_lines
 from initlab.errors import InitlabError
 from initlab.train.build import INIT_BATCH, build_architecture, build_initialized_model
 from initlab.train.result import RunResult
+
+EVIDENCE_FILES = ("recommendation.json", "trials.csv", "curves.png", "init_snippet.py")
+"""What :func:`write_outputs` writes (``curves.png`` when some run has a curve)."""
 
 
 @dataclass
@@ -114,12 +124,15 @@ def gather(
 ) -> Evidence:
     """Time the trials, fit them to ``budget`` seconds, train, and judge every candidate
     against ``reference`` (paired by seed). ``out``: a directory that gets ``trials.csv``
-    as soon as training ends, before any statistics (nothing trained is lost). Fewer than
-    two candidates, or a ``reference`` not among them, is refused before any training."""
+    as soon as training ends, before any statistics (nothing trained is lost; the other
+    files of an earlier set there are deleted with it, as they describe other runs; where
+    it cannot be written, :func:`write_outputs` says why). Fewer than two candidates, or a
+    ``reference`` not among them, is refused before any training."""
     named = [c.name for c in candidates]
     if reference not in named:
         raise InitlabError(f"the reference {reference} is not a candidate ({', '.join(named)})")
     check_comparison(candidates)
+    check_output_dir(None if out is None else Path(out), "out", EVIDENCE_FILES)
     configs = design.configs(candidates, base.replace(track="off"))
     started = time.perf_counter()
     step, fixed = trials.time_trial(configs, data, budget)
@@ -133,10 +146,7 @@ def gather(
         on_schedule(schedule, len(configs))
     results = trials.run_trials(configs, data, on_epoch)
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        tidy_curves(candidates, design, schedule, results).to_csv(
-            Path(out) / "trials.csv", index=False
-        )
+        _save_trials(tidy_curves(candidates, design, schedule, results), Path(out))
     names = [c.name for c in candidates for _ in range(design.runs)]
     table = verdict.run_table(names, results)
     ranked = verdict.ranking(table)
@@ -154,6 +164,15 @@ def gather(
         list(candidates), design, schedule, results, table, ranked, tests, variance, decision,
         training_settings(base),
     )  # fmt: skip
+
+
+def _save_trials(curves: pd.DataFrame, out: Path) -> None:
+    """``trials.csv`` alone, the earlier set's other files deleted (best effort: an
+    ``OSError`` is left for :func:`write_outputs` to report)."""
+    with contextlib.suppress(OSError):
+        write_files(
+            out, {"trials.csv": lambda p: curves.to_csv(p, index=False)}, remove=EVIDENCE_FILES
+        )
 
 
 def snippet_source(evidence: Evidence, base: RunConfig, data: Dataset) -> str:
@@ -220,22 +239,24 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def write_outputs(evidence: Evidence, plan: Plan, snippet: str, out: str | Path) -> list[Path]:
-    """Write the four files into ``out``; returns their paths."""
+    """Write the four files (:data:`EVIDENCE_FILES`) into ``out``, all or nothing; returns
+    their paths. A directory or a read-only file where one goes is refused
+    (:class:`InitlabError`) before anything is written; an ``OSError`` while writing (a full
+    disk) leaves the files of before as they were."""
     from initlab.curves import plot_curves
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / n for n in ("recommendation.json", "trials.csv", "curves.png")]
-    paths[0].write_text(json.dumps(to_json(evidence, plan), indent=2, default=_plain) + "\n")
+    check_output_dir(out, "out", EVIDENCE_FILES)
+    document = json.dumps(to_json(evidence, plan), indent=2, default=_plain) + "\n"
     curves = evidence.curves()
-    curves.to_csv(paths[1], index=False)
+    writers: dict[str, Callable[[Path], object]] = {
+        "recommendation.json": lambda p: p.write_text(document),
+        "trials.csv": lambda p: curves.to_csv(p, index=False),
+    }
     if not curves.empty:
-        plot_curves(curves, ["candidate"], paths[2])
-    else:
-        paths.pop()
-    snippet_path = out / "init_snippet.py"
-    snippet_path.write_text(snippet)
-    return [*paths, snippet_path]
+        writers["curves.png"] = lambda p: plot_curves(curves, ["candidate"], p)
+    writers["init_snippet.py"] = lambda p: p.write_text(snippet)
+    return write_files(out, writers, remove=EVIDENCE_FILES)
 
 
 def _plain(value: Any) -> Any:

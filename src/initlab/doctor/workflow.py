@@ -182,19 +182,24 @@ def trials(
     initlab's MLP); ``candidates``: ``"auto"`` or names (``default``, ``plan``,
     ``plan+<rule>``, ``orthogonal_plan``, any initializer); ``batch``: the probe batch's
     size; ``out``: a directory for ``recommendation.json``, ``trials.csv``, ``curves.png``
-    and ``init_snippet.py``. Every mistake raises :class:`~initlab.errors.InitlabError`
-    before anything trains. The trials never look at the test set.
+    and ``init_snippet.py``, written all or nothing (a set of an earlier run there is
+    replaced whole). Every mistake raises :class:`~initlab.errors.InitlabError` before
+    anything trains, ``out`` included (a file in the way, a directory that cannot be
+    written, a directory or a read-only file where one of the four goes). Should writing
+    fail after training all the same (a full disk), a note says why and the evidence is
+    returned (``evidence.write(DIR)`` writes it elsewhere). The trials never look at the
+    test set.
     """
+    from initlab.atomic_files import check_output_dir, write_error
     from initlab.doctor.candidates import check_listed
-    from initlab.doctor.evidence import gather, snippet_source
+    from initlab.doctor.evidence import EVIDENCE_FILES, gather, snippet_source
     from initlab.doctor.trials import Design
     from initlab.probe.batch import prepare_probe
 
     design = Design.square(trials)
     seconds = check_budget(budget)
     names = candidate_names(candidates)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise InitlabError(f"out {out}: a file is there; out takes a directory")
+    check_output_dir(None if out is None else Path(out), "out", EVIDENCE_FILES)
     base, start = trial_config(model, data, model_args, init, {**settings, "seed": seed})
     if names is not None:
         check_listed(names, start)
@@ -208,5 +213,9 @@ def trials(
     )  # fmt: skip
     evidence.plan, evidence.snippet = exam.plan, snippet_source(evidence, base, probe.data)
     if out is not None:
-        evidence.write(out)
+        try:
+            evidence.write(out)
+        except (OSError, InitlabError) as exc:  # after training: return the evidence
+            why = write_error(exc) if isinstance(exc, OSError) else exc
+            note(f"{why}; the evidence is returned: evidence.write(DIR) writes it")
     return evidence

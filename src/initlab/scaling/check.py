@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from initlab.atomic_files import check_output_dir, write_files
 from initlab.config import plain
 from initlab.data import load
 from initlab.errors import InitlabError
@@ -70,6 +71,8 @@ BUILT_IN = ("mlp", "cnn", "gpt")
 PRIMARY = ("l1", "std", "update")
 """The metrics a module's summary sentence prefers (``aligned``/``aligned_out`` otherwise)."""
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
+SCALING_FILES = ("coords.csv", "verdicts.json", "coords.png")
+"""What :meth:`ScalingResult.write` writes."""
 
 
 @dataclass
@@ -138,13 +141,15 @@ class ScalingResult:
         return [best[m] for m in self.flagged_modules()]
 
     def write(self, out: str | Path) -> dict[str, Path]:
-        """``coords.csv``, ``verdicts.json`` and ``coords.png`` in ``out``."""
+        """``coords.csv``, ``verdicts.json`` and ``coords.png`` (:data:`SCALING_FILES`) in
+        ``out``, all or nothing (:func:`~initlab.atomic_files.write_files`: never a mix with
+        the files of another check). A directory or a read-only file where one goes is
+        refused (:class:`InitlabError`) before anything is written; an ``OSError`` while
+        writing (a full disk) leaves the files of before as they were."""
         from initlab.scaling.plots import plot_coords
 
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {k: out / k for k in ("coords.csv", "verdicts.json", "coords.png")}
-        self.coords.to_csv(paths["coords.csv"], index=False)
+        check_output_dir(out, "out", SCALING_FILES)
         document = {
             "settings": _jsonable(self.settings),
             "outcome": self.outcome,
@@ -157,11 +162,14 @@ class ScalingResult:
             "blowups": self.blowups,
         }
         text = json.dumps(strict_json(document), indent=1, allow_nan=False)
-        paths["verdicts.json"].write_text(text)
         s = self.settings
         title = f"{s.param} with {s.optimizer}, lr {s.lr:g}"
-        plot_coords(self.coords, paths["coords.png"], flagged=self.marked(), title=title)
-        return paths
+        writers: dict[str, Callable[[Path], object]] = {
+            "coords.csv": lambda p: self.coords.to_csv(p, index=False),
+            "verdicts.json": lambda p: p.write_text(text),
+            "coords.png": lambda p: plot_coords(self.coords, p, flagged=self.marked(), title=title),
+        }
+        return {p.name: p for p in write_files(out, writers)}
 
     def marked(self) -> list[tuple[str, int]]:
         """``(module, step)`` of every flagged width verdict, whatever its metric, at the depth

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from initlab.atomic_files import write_files
 from initlab.errors import InitlabError
 from initlab.theory import _checks
 from initlab.theory.meanfield import chi1
@@ -67,7 +68,9 @@ def plot_phase_diagram(
 
     Diverging colormap centred at ``chi1 = 1`` (blue ordered, red chaotic). ``path_or_ax`` is
     a matplotlib ``Axes`` (drawn on, returned) or a file path (a new figure is saved there
-    with the Agg canvas — no pyplot, no global state — and the ``Path`` is returned).
+    with the Agg canvas — no pyplot, no global state — and the ``Path`` is returned; written
+    beside it and renamed over it once complete, :func:`~initlab.atomic_files.write_files`,
+    so a failed write leaves a file of before as it was).
     Defaults: sigma_w² in [0.5, 4] (71 values), sigma_b² in [0, 0.5] (51 values).
     """
     name = _checks.canonical(activation)
@@ -77,6 +80,7 @@ def plot_phase_diagram(
     if hasattr(path_or_ax, "pcolormesh"):
         _draw(path_or_ax, name, sw, sb, grid)
         return path_or_ax
+    from matplotlib import rcParams
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -85,6 +89,7 @@ def plot_phase_diagram(
     _draw(fig.add_subplot(), name, sw, sb, grid)
     fig.tight_layout()
     path = Path(path_or_ax)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    # by the final name's suffix (the temporary name's is .tmp when it has none)
+    kind = path.suffix[1:] or rcParams["savefig.format"]
+    write_files(path.parent, {path.name: lambda p: fig.savefig(p, dpi=dpi, format=kind)})
     return path
