@@ -29,7 +29,9 @@ def _table(effects: dict[str, float], n=3, noise=0.05, cell=0.0125, seed=0):
         for i in range(n):
             for j in range(n):
                 final = 1 + effect + a[i] + b[j] + e[i, j]
-                rows.append(dict(candidate=name, seed=i, data_seed=j, final=final, area=final))
+                rows.append(
+                    dict(candidate=name, seed=i, data_seed=j, status="ok", final=final, area=final)
+                )
     return pd.DataFrame(rows)
 
 

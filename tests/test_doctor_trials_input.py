@@ -155,5 +155,8 @@ def test_trials_that_all_fail_say_why_and_exit_1(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert "first run failed with: RuntimeError: boom" in captured.out
     assert "every one of the" in captured.err
+    rows = [line for line in captured.out.splitlines() if "he_normal" in line and "│" in line]
+    assert rows and rows[0].split("│")[-2].strip() == "1/1"  # failed, not counted as diverged
+    assert rows[0].split("│")[-3].strip() == ""
     found = json.loads((tmp_path / "o" / "recommendation.json").read_text())
     assert all(run["message"] == "RuntimeError: boom" for run in found["runs"])

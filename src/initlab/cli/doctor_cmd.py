@@ -267,9 +267,12 @@ def run_trials(
 def _print_evidence(evidence: Evidence, console: Console) -> None:
     ranked = evidence.ranked
     shown = ranked[["rank", "candidate", "final", "final_low", "final_high", "area"]].round(4)
-    counts = zip(ranked["diverged"], ranked["runs"], strict=True)
-    # a diverged run has no final loss, and a candidate with one never wins
-    shown["diverged"] = [f"{int(d)}/{int(n)}" if d else "" for d, n in counts]
+    # a run without a final loss (diverged, failed) never lets its candidate win
+    failed = ranked["failed"] if "failed" in ranked else [0] * len(ranked)
+    counts = list(zip(ranked["diverged"], failed, ranked["runs"], strict=True))
+    shown["diverged"] = [f"{int(d - f)}/{int(n)}" if d - f else "" for d, f, n in counts]
+    if any(f for _, f, _ in counts):
+        shown["failed"] = [f"{int(f)}/{int(n)}" if f else "" for _, f, n in counts]
     print_frame(shown, console, title="validation loss after the budget (95% CI)")
     tests = evidence.tests[["candidate", "reference", "diff", "diff_low", "diff_high", "p_holm"]]
     print_frame(tests.round(4), console, title="paired by seed, against the reference")

@@ -103,7 +103,8 @@ def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
 
 def ranking(table: pd.DataFrame) -> pd.DataFrame:
     """Per candidate, best first: mean and interval of ``final`` and ``area``
-    (:func:`candidate_interval`), runs, diverged runs, and the rank by area. Candidates
+    (:func:`candidate_interval`), runs, runs without a final loss (``diverged``: diverged or
+    ``failed``; ``failed`` counts the latter alone), and the rank by area. Candidates
     that never diverged come first, by mean final loss; then those with diverged runs, fewest
     first (a mean over the survivors alone flatters them: a diverged run is a failure)."""
     rows = []
@@ -121,6 +122,7 @@ def ranking(table: pd.DataFrame) -> pd.DataFrame:
                 "area_high": area[2],
                 "runs": len(frame),
                 "diverged": int(frame["final"].isna().sum()),
+                "failed": int((frame["status"] == "failed").sum()),
             }
         )
     ranked = pd.DataFrame(rows).sort_values(
