@@ -115,3 +115,18 @@ def test_a_forward_that_fails_only_in_training_mode_is_one_line():
     with pytest.raises(InitlabError, match=r"in 'train' mode failed on inputs of shape \[1, 8\]"):
         initlab.diagnose(model, torch.randn(1, 8), torch.tensor([0]))
     initlab.diagnose(model, torch.randn(1, 8), torch.tensor([0]), mode="eval")  # fine there
+
+
+def test_targets_for_a_loss_of_the_callers_are_passed_as_given():
+    """±1 labels for a hinge loss were refused as 'negative class labels' once diagnose took
+    the loader's label rules; the caller's loss reads them as they are."""
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1))
+    y = torch.tensor([-1, 1] * 16)
+
+    def hinge(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(1 - out.squeeze(1) * target, min=0).mean()
+
+    found = initlab.diagnose(model, torch.randn(32, 8), y, loss=hinge).layers
+    assert found["pre_grad_std"].notna().all()
+    with pytest.raises(InitlabError, match="negative class labels"):
+        initlab.diagnose(model, torch.randn(32, 8), y)  # the default loss: class labels

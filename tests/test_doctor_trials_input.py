@@ -160,3 +160,29 @@ def test_trials_that_all_fail_say_why_and_exit_1(tmp_path, capsys, monkeypatch):
     assert rows[0].split("│")[-3].strip() == ""
     found = json.loads((tmp_path / "o" / "recommendation.json").read_text())
     assert all(run["message"] == "RuntimeError: boom" for run in found["runs"])
+
+
+def test_one_failing_group_in_the_timing_trial_does_not_stop_the_others(monkeypatch):
+    """Candidates train in several groups (a wrapped plan, fixup); the first group whose
+    runs all failed stopped every candidate."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    def fake(group, data, on_epoch=None):
+        calls.append(len(group))
+        status = "failed" if len(calls) == 1 else "ok"
+        epochs = [{"seconds": 0.01}, {"seconds": 0.01}]
+        return [SimpleNamespace(status=status, message="boom", epochs=epochs) for _ in group]
+
+    configs = [RunConfig(dataset="digits", hidden=(8,), init=i) for i in ("zeros", "he_normal")]
+    monkeypatch.setattr(trials, "group_configs", lambda cs: [[c] for c in cs])
+    monkeypatch.setattr(trials, "train_configs", fake)
+    monkeypatch.setattr(trials, "trial_data", lambda data, limit: data)
+    trials.time_trial(configs, object())  # no refusal: the second group trained
+    assert calls == [1, 1]
+    monkeypatch.setattr(trials, "train_configs", lambda g, d, on_epoch=None: [
+        SimpleNamespace(status="failed", message="boom", epochs=[]) for _ in g
+    ])  # fmt: skip
+    with pytest.raises(InitlabError, match="every trial run failed in the timing trial"):
+        trials.time_trial(configs, object())

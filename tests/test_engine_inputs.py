@@ -378,9 +378,39 @@ class TrainOnlyNoise(nn.Module):
         return self.fc2(h + 1.0 if self.training else h)
 
 
+class PrivateCounting(Counting):
+    def __init__(self) -> None:
+        super().__init__()
+        del self.calls
+        self._calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._calls += 1
+        return self.fc2(torch.relu(self.fc1(self.flat(x))) * (0.0 if self._calls > 5 else 1.0))
+
+
+class LazyWidth(TrainOnlyNoise):
+    """An attribute set on the first call (None before): tracing set it, and restoring
+    deleted it, so every copy of the template raised AttributeError."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.width = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.width is None:
+            self.width = 16
+        return self.fc2(torch.relu(self.fc1(self.flat(x))))
+
+
 @pytest.mark.parametrize(
     ("model", "why"),
-    [(Counting, "changes calls"), (TrainOnlyNoise, "branches on self.training")],
+    [
+        (Counting, "changes calls"),
+        (PrivateCounting, "changes _calls"),
+        (LazyWidth, "changes width"),
+        (TrainOnlyNoise, "branches on self.training"),
+    ],
 )
 def test_a_forward_whose_python_branches_move_is_not_traced_into_a_frozen_copy(model, why):
     from initlab.train.stack import ModelStack
@@ -390,6 +420,11 @@ def test_a_forward_whose_python_branches_move_is_not_traced_into_a_frozen_copy(m
         ModelStack([model() for _ in range(2)], torch.device("cpu"), "stacked")
     stack = ModelStack([model() for _ in range(2)], torch.device("cpu"), "auto")
     assert stack.strategy == "vmap" and stack.template.training
+    plain = [
+        {k: v for k, v in vars(m).items() if not isinstance(v, dict)}
+        for m in (stack.template, model())
+    ]
+    assert plain[0] == plain[1]  # the attributes tracing changed are put back (width: None)
 
 
 def test_a_counting_forward_trains_in_the_stack_as_alone():

@@ -164,16 +164,14 @@ def batch_targets(
     inputs: Tensor | None = None,
     *,
     what: str = "targets",
-    refuse_one_hot: bool = True,
 ) -> Tensor:
     """One batch's targets ``y`` for a model with ``outputs`` output units (and its
     ``inputs``), by the rules :func:`prepare` applies to a dataset (``initlab.diagnose``
     takes its targets so; the default loss follows their dtype,
     :func:`initlab.train.tasks.batch_task`):
 
-    * one-hot rows ``[B, k]``: :func:`one_hot_error` (unless ``refuse_one_hot`` is false,
-      when a loss of the caller's reads them, or they are integer token ids ``[B, T]`` for
-      integer inputs of the same shape: a sequence batch);
+    * one-hot rows ``[B, k]``: :func:`one_hot_error` (unless they are integer token ids
+      ``[B, T]`` for integer inputs of the same shape: a sequence batch);
     * an integer or bool dtype: int64 class labels (``[B]``) or token ids (``[B, T]``, where
       :data:`IGNORE_INDEX` is padding), checked non-negative;
     * floats ``[B]`` that are all whole numbers, for ``outputs > 1``: int64 class labels
@@ -187,7 +185,7 @@ def batch_targets(
         and not (y.dtype.is_floating_point or inputs.dtype.is_floating_point)
         and inputs.shape == y.shape
     )
-    if refuse_one_hot and not sequence and is_one_hot(y):
+    if not sequence and is_one_hot(y):
         raise one_hot_error(y, "pass a loss= that takes them", what)
     integral = y.dim() == 1 and outputs > 1 and is_integral(y)
     if not y.dtype.is_floating_point or integral:

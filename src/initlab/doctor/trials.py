@@ -163,11 +163,12 @@ def time_trial(
     groups = group_configs(short)
     step = fixed = 0.0
     started = time.perf_counter()
+    timed: list[RunResult] = []
     for done, group in enumerate(groups, 1):
         t0 = time.perf_counter()
         results = train_configs(group, small)
         wall = time.perf_counter() - t0
-        _refuse_if_all_failed(results)
+        timed += results
         warm = [r.epochs[-1]["seconds"] for r in results if len(r.epochs) == 2]
         epoch = min(max(warm, default=wall / 2) * len(group), wall / 2)
         step += epoch / TIMING_STEPS
@@ -177,12 +178,14 @@ def time_trial(
             scale = len(groups) / done
             least = scale * (spent + fixed + MIN_TRIAL_STEPS * step)
             too_small(budget, least, f"{done} of {len(groups)}")
+    _refuse_if_all_failed(timed)
     return step, fixed
 
 
 def _refuse_if_all_failed(results: Sequence[RunResult]) -> None:
-    """One line, before the budget is spent on runs that would all fail the same way, when
-    every run of a timed stack failed (the model raised in a training step)."""
+    """One line, before the budget is spent on runs that would all fail, when every run of
+    the timing trial failed (the model raised in a training step); a candidate whose runs
+    alone failed is trained and judged with the others (as failed)."""
     if results and all(r.status == "failed" for r in results):
         raise InitlabError(
             f"every trial run failed in the timing trial, before any budget was spent: "

@@ -280,8 +280,8 @@ def _as_batch(
 ) -> tuple[Tensor, Tensor | None]:
     """``inputs`` and ``targets`` as tensors the model takes, by the data loader's rules
     (:func:`~initlab.arguments.as_inputs`, :func:`initlab.data.tasks.batch_targets`; see
-    :func:`diagnose`): each mistake is one line. One-hot targets are refused only for the
-    default loss (a ``loss`` of the caller's may read them)."""
+    :func:`diagnose`): each mistake is one line. With a ``loss`` of the caller's, targets
+    are passed as given (±1 labels for a hinge loss, one-hot rows), checked real only."""
     from initlab.data.tasks import batch_targets
     from initlab.data.user import as_tensor
 
@@ -292,8 +292,12 @@ def _as_batch(
         y = targets.detach()
     else:
         y = as_tensor(targets, "targets", "diagnose", labels=True)
+    if loss is not None:
+        if y.dtype.is_complex or (y.is_floating_point() and not bool(y.isfinite().all())):
+            raise InitlabError("diagnose: targets must be real, finite numbers")
+        return x, y.to(x.device)
     outputs = getattr(_last_linear(model), "out_features", 1)
-    y = batch_targets(y, outputs, x, what="diagnose: targets", refuse_one_hot=loss is None)
+    y = batch_targets(y, outputs, x, what="diagnose: targets")
     return x, y.to(x.device)
 
 

@@ -156,17 +156,9 @@ def _frozen_safe_trace(template: nn.Module) -> fx.Graph:
     except Exception as exc:  # data-dependent control flow, unsupported Python
         raise NotStackable(f"torch.fx cannot trace it ({type(exc).__name__})") from None
     finally:
-        after = _python_state(template)
-        changed = [n for n, value in after.items() if n not in state or state[n] != value]
+        changed = _restore_python_state(template, state)
         for module, mode in modes:
             module.training = mode
-        for name in changed:
-            module_name, _, attribute = name.rpartition(".")
-            owner = template.get_submodule(module_name)
-            if name in state:
-                setattr(owner, attribute, state[name])
-            else:
-                delattr(owner, attribute)
     if changed:
         raise NotStackable(f"its forward changes {', '.join(changed[:3])}, which tracing freezes")
     train, evaluate = (g.python_code("self").src for g in graphs)
@@ -175,16 +167,44 @@ def _frozen_safe_trace(template: nn.Module) -> fx.Graph:
     return graphs[0] if template.training else graphs[1]
 
 
-def _python_state(model: nn.Module) -> dict[str, object]:
-    """Every module's plain Python attributes (numbers, strings, flags), by dotted name; the
-    modes (``training``) left out."""
+_MODULE_INTERNALS = frozenset(vars(nn.Module())) | {"training"}
+"""``nn.Module``'s own bookkeeping (parameters, buffers, submodules, hooks, the mode)."""
+
+
+def _python_state(model: nn.Module) -> dict[nn.Module, dict[str, object]]:
+    """Each module's own attributes beside nn.Module's bookkeeping: what a forward may
+    change in Python (a counter, a cached size, a flag), whatever its type."""
     return {
-        f"{name}.{key}" if name else key: value
-        for name, module in model.named_modules()
-        for key, value in vars(module).items()
-        if key != "training" and not key.startswith("_")
-        and isinstance(value, (bool, int, float, str))
-    }  # fmt: skip
+        module: {k: v for k, v in vars(module).items() if k not in _MODULE_INTERNALS}
+        for module in model.modules()
+    }
+
+
+def _restore_python_state(model: nn.Module, state: dict[nn.Module, dict[str, object]]) -> list:
+    """Put back each module's attributes as ``state`` holds them (dropping those added
+    since); the dotted names of those that had changed (rebound, added or removed)."""
+    changed = []
+    for name, module in model.named_modules():
+        before, now = state.get(module, {}), vars(module)
+        keys = {*before, *(k for k in now if k not in _MODULE_INTERNALS)}
+        for key in sorted(keys):
+            old, new = before.get(key, _ABSENT), now.get(key, _ABSENT)
+            if old is new or (type(old) is type(new) and _equal_plain(old, new)):
+                continue
+            changed.append(f"{name}.{key}" if name else key)
+            if old is _ABSENT:
+                del now[key]
+            else:
+                now[key] = old
+    return changed
+
+
+_ABSENT = object()
+
+
+def _equal_plain(old: object, new: object) -> bool:
+    """Equal numbers, strings or flags (a forward that sets ``self.size = 4`` again)."""
+    return isinstance(old, (bool, int, float, str)) and old == new
 
 
 def stacked_module(template: nn.Module, stacked: dict[str, Tensor]) -> fx.GraphModule:
