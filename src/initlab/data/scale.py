@@ -60,8 +60,8 @@ def note_input_scale(x: Tensor, given: Tensor, what: str = "x_train") -> None:
     note(
         f"{what} ranges {_shown(low)}..{_shown(high)} (mean {_shown(mean)}, std "
         f"{_shown(std)}): initlab "
-        f"trains on it as given; {fix} first, or schemes that assume unit-variance inputs "
-        "look worse than they are"
+        f"trains on it as given; unless the model rescales its inputs itself, {fix} first, "
+        "or schemes that assume unit-variance inputs look worse than they are"
     )
 
 
