@@ -204,6 +204,25 @@ def test_doctor_says_in_one_line_why_the_evidence_could_not_be_written(
     assert sorted(contents(out)) == ["trials.csv"]  # saved as training ended
 
 
+def test_an_earlier_trials_csv_is_not_named_as_this_runs(tmp_path, capsys, monkeypatch):
+    """When this run's trials.csv could not be saved either, the line pointed at the
+    earlier run's trials.csv left in --out as if it held these runs."""
+    import initlab.curves
+    from initlab.doctor import evidence
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(initlab.curves, "plot_curves", full)
+    monkeypatch.setattr(evidence, "_save_trials", lambda curves, out: None)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "trials.csv").write_text("an earlier run's\n")
+    assert main([*DOCTOR, "--budget", "2s", "--out", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "the runs are in" not in line and line.endswith("the verdict is above")
+
+
 # the scaling check ------------------------------------------------------------------
 
 

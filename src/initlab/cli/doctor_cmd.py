@@ -251,8 +251,8 @@ def run_trials(
     try:
         paths = evidence.write(out_dir)
     except OSError as exc:  # after the verdict, printed above: one line, no traceback
-        saved = out_dir / "trials.csv"
-        kept = f"the runs are in {saved}" if saved.is_file() else "the verdict is above"
+        saved = evidence.saved  # this run's, not an earlier run's left in place
+        kept = f"the runs are in {saved}" if saved is not None else "the verdict is above"
         raise write_error(exc, kept) from None
     for path in paths:
         console.print(f"wrote {path}", soft_wrap=True)

@@ -13,7 +13,6 @@ a set of an earlier run in the same directory is replaced whole, never mixed wit
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -58,6 +57,8 @@ class Evidence:
     """The doctor's plan the candidates came from (``recommendation.json`` records it)."""
     snippet: str = ""
     """``init_snippet.py``: the Python that sets the winner's weights (:func:`snippet_source`)."""
+    saved: Path | None = None
+    """This run's ``trials.csv``, written as soon as training ended (``None``: not written)."""
 
     def __str__(self) -> str:
         shown = self.ranked[["rank", "candidate", "final", "final_low", "final_high", "area"]]
@@ -145,8 +146,9 @@ def gather(
     if on_schedule is not None:
         on_schedule(schedule, len(configs))
     results = trials.run_trials(configs, data, on_epoch)
+    saved = None
     if out is not None:
-        _save_trials(tidy_curves(candidates, design, schedule, results), Path(out))
+        saved = _save_trials(tidy_curves(candidates, design, schedule, results), Path(out))
     names = [c.name for c in candidates for _ in range(design.runs)]
     table = verdict.run_table(names, results)
     ranked = verdict.ranking(table)
@@ -162,17 +164,21 @@ def gather(
     variance = verdict.variance_split(table)
     return Evidence(
         list(candidates), design, schedule, results, table, ranked, tests, variance, decision,
-        training_settings(base),
+        training_settings(base), saved=saved,
     )  # fmt: skip
 
 
-def _save_trials(curves: pd.DataFrame, out: Path) -> None:
-    """``trials.csv`` alone, the earlier set's other files deleted (best effort: an
-    ``OSError`` is left for :func:`write_outputs` to report)."""
-    with contextlib.suppress(OSError):
+def _save_trials(curves: pd.DataFrame, out: Path) -> Path | None:
+    """``trials.csv`` alone, the earlier set's other files deleted; its path, or ``None``
+    when it could not be written (best effort: the ``OSError`` is left for
+    :func:`write_outputs` to report)."""
+    try:
         write_files(
             out, {"trials.csv": lambda p: curves.to_csv(p, index=False)}, remove=EVIDENCE_FILES
         )
+    except OSError:
+        return None
+    return out / "trials.csv"
 
 
 def snippet_source(evidence: Evidence, base: RunConfig, data: Dataset) -> str:
