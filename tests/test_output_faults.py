@@ -25,6 +25,7 @@ EVIDENCE_FILES = ("recommendation.json", "trials.csv", "curves.png", "init_snipp
 
 DOCTOR = ["doctor", "--data", "digits", "--depth", "2", "--width", "8", "--trials", "1"]
 DIAGNOSE = ["diagnose", "--data", "digits", "--depth", "1", "--width", "8", "--batch", "64"]
+SCALING = ["scaling", "--widths", "8,16,32", "--steps", "1", "--seeds", "1"]
 
 
 @pytest.fixture
@@ -61,18 +62,6 @@ def contents(directory: Path) -> dict[str, bytes]:
 
 
 # the doctor --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", EVIDENCE_FILES)
-def test_doctor_refuses_a_directory_where_an_evidence_file_goes_before_training(
-    tmp_path, capsys, no_training, name
-):
-    (tmp_path / "out" / name).mkdir(parents=True)
-    assert main([*DOCTOR, "--out", str(tmp_path / "out")]) == 2
-    said = capsys.readouterr()
-    line = one_error_line(said.err)
-    assert f"{tmp_path / 'out' / name} is a directory" in line and "--out" in line
-    assert said.out == ""
 
 
 def test_doctor_refuses_a_read_only_recommendation_before_training(
@@ -243,19 +232,6 @@ def no_check(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(initlab.scaling.check, "coord_check", measures)
 
 
-SCALING = ["scaling", "--widths", "8,16,32", "--steps", "1", "--seeds", "1"]
-
-
-@pytest.mark.parametrize("name", ["coords.csv", "verdicts.json", "coords.png"])
-def test_scaling_refuses_a_directory_where_its_file_goes_before_measuring(
-    tmp_path, capsys, no_check, name
-):
-    (tmp_path / name).mkdir()
-    assert main([*SCALING, "--out", str(tmp_path)]) == 2
-    said = capsys.readouterr()
-    assert f"{tmp_path / name} is a directory" in one_error_line(said.err) and said.out == ""
-
-
 def test_scaling_refuses_a_read_only_verdicts_file_before_measuring(
     tmp_path, capsys, monkeypatch, no_check
 ):
@@ -324,18 +300,6 @@ def no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(initlab.probe.batch, "prepare_probe", probes)
 
 
-@pytest.mark.parametrize(
-    "name", ["layers.csv", "findings.json", "profiles.png", "histograms_he_normal.png"]
-)
-def test_diagnose_refuses_a_directory_where_its_file_goes_before_the_probe(
-    tmp_path, capsys, no_probe, name
-):
-    (tmp_path / name).mkdir()
-    assert main([*DIAGNOSE, "--out", str(tmp_path)]) == 2
-    said = capsys.readouterr()
-    assert f"{tmp_path / name} is a directory" in one_error_line(said.err) and said.out == ""
-
-
 def test_diagnose_says_in_one_line_why_it_could_not_write(tmp_path, capsys, monkeypatch):
     import initlab.probe.plots
 
@@ -387,3 +351,27 @@ def test_theory_says_in_one_line_why_its_plot_could_not_be_written(tmp_path, cap
     assert f"cannot write {plot}: no space left on device" in one_error_line(said.err)
     assert "mean-field predictions" in said.out
     assert contents(tmp_path) == {"phase.png": b"an earlier plot"}
+
+
+# every command ------------------------------------------------------------------------
+
+IN_THE_WAY = [
+    *((DOCTOR, "no_training", name) for name in EVIDENCE_FILES),
+    *((SCALING, "no_check", name) for name in ("coords.csv", "verdicts.json", "coords.png")),
+    *((DIAGNOSE, "no_probe", name)
+      for name in ("layers.csv", "findings.json", "profiles.png", "histograms_he_normal.png")),
+]  # fmt: skip
+"""Each command, the fixture that fails the test if its work starts, and a file it writes."""
+
+
+@pytest.mark.parametrize(("command", "guard", "name"), IN_THE_WAY, ids=lambda v: str(v)[:20])
+def test_a_directory_where_an_output_file_goes_is_refused_before_any_work(
+    tmp_path, capsys, request, command, guard, name
+):
+    request.getfixturevalue(guard)
+    (tmp_path / "out" / name).mkdir(parents=True)
+    assert main([*command, "--out", str(tmp_path / "out")]) == 2
+    said = capsys.readouterr()
+    line = one_error_line(said.err)
+    assert f"{tmp_path / 'out' / name} is a directory" in line and "--out" in line
+    assert said.out == ""
