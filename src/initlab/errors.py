@@ -27,6 +27,12 @@ class DataNotFoundError(InitlabError):
     """A dataset's files are neither on disk nor downloadable; the message says how to get them."""
 
 
+def some_names(names: list[str], first: int = 3) -> str:
+    """``a, b, c and 2 more``: the ``first`` names and how many others."""
+    more = len(names) - first
+    return ", ".join(names[:first]) + (f" and {more} more" if more > 0 else "")
+
+
 def closest_name(name: str, choices: Iterable[str]) -> str | None:
     """The choice most similar to ``name`` (case- and separator-insensitive), if any is close."""
     normal = {c.lower().replace("-", "_"): c for c in choices}

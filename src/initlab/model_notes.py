@@ -10,12 +10,9 @@ from torch import nn
 
 from initlab.apply import AS_BUILT, INITIALIZABLE, untouched_weights, weight_layers
 from initlab.config import RunConfig
+from initlab.errors import some_names
 from initlab.notes import note
 from initlab.usercode import shown_spec
-
-
-def _some(names: list[str]) -> str:
-    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
 def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) -> None:
@@ -29,7 +26,7 @@ def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) ->
     if untouched:
         note(
             f"{', '.join(schemes)} set only the weight layers of {shown_spec(name)} (Linear, "
-            f"Conv, RNN, attention); {_some(untouched)} "
+            f"Conv, RNN, attention); {some_names(untouched, 4)} "
             f"{'keeps' if len(untouched) == 1 else 'keep'} the factory's initialization in "
             "every run"
         )
@@ -74,7 +71,7 @@ def note_frozen(model: nn.Module, name: str, configs: Sequence[RunConfig]) -> No
         return
     one = len(frozen) == 1
     note(
-        f"{_some(frozen)} of {shown_spec(name)} {'is' if one else 'are'} frozen "
+        f"{some_names(frozen, 4)} of {shown_spec(name)} {'is' if one else 'are'} frozen "
         f"(requires_grad=False): {', '.join(schemes)} re-draw {'it' if one else 'them'} and "
         f"{'it never trains' if one else 'they never train'}, so those runs keep random "
         "frozen weights where default keeps the factory's (pretrained ones, say)"

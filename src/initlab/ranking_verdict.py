@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from initlab.errors import some_names
 from initlab.stats import seeds_needed
 
 
@@ -120,11 +121,6 @@ def _constant_scores(ranked: pd.DataFrame) -> str:
         f"no winner: every seed scored the same in {best['group']} ({best['mean']:.4f}) and "
         f"in {names}, so Welch's t-test cannot compare them: the test set may be too small"
     )
-
-
-def some_names(names: list[str]) -> str:
-    """``a, b, c and 2 more``: the first three names and how many others."""
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _too_few_scores(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, some_names
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
@@ -81,8 +81,7 @@ def mismatches(
 def _listed(what: str, items: list[str]) -> str:
     if not items:
         return ""
-    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
-    return f"{what} {', '.join(items[:3])}{more}"
+    return f"{what} {some_names(items)}"
 
 
 def tied_aliases(path: Path, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -14,9 +14,8 @@ from rich.console import Console
 
 from initlab.config import RunConfig
 from initlab.console import print_frame
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, some_names
 from initlab.notes import note
-from initlab.ranking_verdict import some_names
 from initlab.report.tables import ALPHA
 from initlab.results import (
     REACH_FRACTION,
