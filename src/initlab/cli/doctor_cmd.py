@@ -15,7 +15,6 @@ from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stdout_console
 from initlab.errors import InitlabError, check_positive
-from initlab.usercode import is_user_spec
 
 if TYPE_CHECKING:
     from initlab.doctor import Plan
@@ -88,13 +87,13 @@ def doctor(
     """Diagnose a model, recommend a scheme per layer, apply it, and show what changed.
 
     With --trials, train the candidates and recommend one with evidence."""
-    from initlab.doctor.workflow import examine
+    from initlab.doctor.workflow import examine, starting_init
     from initlab.probe.batch import prepare_probe
     from initlab.weights import save_weights
 
     check_positive("--batch", batch)
     target = given or {}
-    start = init or ("default" if is_user_spec(target.get("model")) else "random_normal")
+    start = starting_init(init, target.get("model"))
     seconds = check_trials(trials, budget, out_dir, candidates, start)
     check_output_file(save, WEIGHT_FILES, "--save")
     settings = _training(optimizer, lr, batch_size)

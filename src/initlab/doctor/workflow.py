@@ -25,6 +25,7 @@ from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.probe import Diagnosis, diagnose
 from initlab.probe.batch import Probe
+from initlab.usercode import is_user_spec
 
 if TYPE_CHECKING:
     from initlab.doctor.trials import Schedule
@@ -126,6 +127,12 @@ def candidate_names(candidates: str | Sequence[str]) -> list[str] | None:
     return list(candidates)
 
 
+def starting_init(init: str | None, model: str | None) -> str:
+    """The scheme the doctor starts from: ``init`` when given, else the model as built
+    (``default``) for a user's factory and ``random_normal`` for initlab's MLP."""
+    return init or ("default" if is_user_spec(model) else "random_normal")
+
+
 def trial_config(
     model: Any, data: Any, model_args: Any, start: str | None, settings: dict[str, Any]
 ) -> tuple[RunConfig, str]:
@@ -133,11 +140,10 @@ def trial_config(
     :func:`initlab.compare` checks it), and the starting init."""
     from initlab.compare import target_settings
     from initlab.sweep.values import check_setting
-    from initlab.usercode import is_user_spec
 
     checked = {key: check_setting(key, value) for key, value in settings.items()}
     target = target_settings(model, data, model_args, checked.pop("dataset", None))
-    start = start or ("default" if is_user_spec(target.get("model")) else "random_normal")
+    start = starting_init(start, target.get("model"))
     return RunConfig(**{**checked, **target, "init": check_setting("init", start)}), start
 
 
