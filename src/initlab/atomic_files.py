@@ -21,7 +21,7 @@ from pathlib import Path
 
 from initlab.errors import InitlabError
 
-_TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<suffix>\.\w+)$")
+_TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<suffix>(\.\w+)?)$")
 
 
 def check_output_dir(path: Path | None, option: str = "--out", files: Iterable[str] = ()) -> None:
@@ -91,7 +91,7 @@ def write_files(
             try:
                 write(temporary)
             except OSError as exc:
-                if exc.filename is None:  # a write that failed (ENOSPC): say which file
+                if exc.filename is None and exc.errno is not None:  # ENOSPC: say which file
                     exc.filename = str(final)
                 raise
         for temporary, final in staged:
@@ -106,17 +106,32 @@ def write_files(
     return [final for _, final in staged]
 
 
+def write_file(path: Path | str, write: Callable[[Path], object]) -> Path:
+    """Write one file all or nothing: ``write(temporary path)`` beside ``path`` (its
+    directory created if missing; the temporary name keeps ``path``'s suffix, so a writer
+    choosing a format by suffix sees the right one), then renamed over ``path``
+    (:func:`write_files`); returns ``path``."""
+    path = Path(path)
+    return write_files(path.parent, {path.name: write})[0]
+
+
 def write_error(exc: OSError, after: str = "") -> InitlabError:
     """``cannot write DIR/trials.csv: no space left on device`` (and ``after``): one line
     for an ``OSError`` of :func:`write_files`, the temporary name read as the file's."""
-    name = exc.filename2 or exc.filename  # os.replace(temporary, target): the target
     reason = os.strerror(exc.errno).lower() if exc.errno is not None else str(exc)
-    where = "the output files"
-    if name is not None:
-        path = Path(os.fsdecode(name))
-        found = _TEMPORARY.match(path.name)
-        where = str(path.with_name(f"{found['stem']}{found['suffix']}") if found else path)
+    where = failed_file(exc) or "the output files"
     return InitlabError(f"cannot write {where}: {reason}{'; ' + after if after else ''}")
+
+
+def failed_file(exc: OSError) -> Path | None:
+    """The file an ``OSError`` of :func:`write_files` was writing, by its final name (a
+    temporary name read as the file's), or ``None`` when the error names none."""
+    name = exc.filename2 or exc.filename  # os.replace(temporary, target): the target
+    if name is None:
+        return None
+    path = Path(os.fsdecode(name))
+    found = _TEMPORARY.match(path.name)
+    return path.with_name(f"{found['stem']}{found['suffix']}") if found else path
 
 
 def _remove_stale(out: Path, names: set[str]) -> None:

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from initlab.atomic_files import write_file
 from initlab.stats import display_value
 
 CURVE_PANELS = (
@@ -89,10 +90,7 @@ def plot_curves(
 ) -> Path:
     """Draw :func:`curves_figure` and save it as ``path`` (PNG); returns ``path``."""
     fig = curves_figure(epochs, group_by, val_title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return write_file(path, lambda p: fig.savefig(p, dpi=110))
 
 
 def _draw_bands(ax, epochs: pd.DataFrame, group_by: list[str], column: str) -> bool:

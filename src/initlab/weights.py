@@ -12,17 +12,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from initlab.atomic_files import write_file
 from initlab.errors import InitlabError, some_names
 
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model``'s state dict to ``path`` (safetensors by suffix, else torch.save).
+    """Write ``model``'s state dict to ``path`` (safetensors by suffix, else torch.save),
+    all or nothing (:func:`initlab.atomic_files.write_file`: a kill or a full disk never
+    leaves a truncated file).
 
     A tied tensor (an output layer sharing its embedding's weight) is written once in a
     safetensors file, its other names recorded in the metadata as ``alias: kept name`` (as
     ``safetensors.torch.save_model`` does), and :func:`load_weights` ties it again."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if path.suffix.lower() == ".safetensors":
         from safetensors.torch import save_file
@@ -31,10 +33,8 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
 
         aliases = {k: kept for k, kept in tied_names(model).items() if k != kept and k in state}
         kept = {k: v for k, v in state.items() if k not in aliases}
-        save_file(kept, str(path), metadata=aliases or None)
-    else:
-        torch.save(state, path)
-    return path
+        return write_file(path, lambda p: save_file(kept, str(p), metadata=aliases or None))
+    return write_file(path, lambda p: torch.save(state, p))
 
 
 def load_weights(model: nn.Module, path: str | Path, *, strict: bool = True) -> nn.Module:

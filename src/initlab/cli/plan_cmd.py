@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from initlab.atomic_files import write_file
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_bias
@@ -77,7 +78,8 @@ def plan(
     print_plan(result.to_json(), out, requested=rule)
     if out_path is not None:
         try:
-            out_path.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+            text = json.dumps(result.to_json(), indent=1) + "\n"
+            write_file(out_path, lambda p: p.write_text(text))
         except OSError as exc:
             raise InitlabError(f"--out {out_path}: cannot write ({exc.strerror})") from None
         out.print(f"wrote {out_path}", soft_wrap=True)

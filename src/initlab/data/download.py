@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import os
 import socket
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from initlab.atomic_files import write_file
 from initlab.data.idx import read_bytes
 from initlab.errors import DataNotFoundError, InitlabError
 
@@ -141,11 +140,11 @@ def _describe(err: Exception) -> str:
 
 
 def _attempt(url: str, remote: RemoteFile, directory: Path, timeout: float, progress: bool) -> Path:
-    """One download of ``url`` into ``directory/remote.name``: temp file, check, rename."""
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{remote.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    """One download of ``url`` into ``directory/remote.name``: temp file, check, rename
+    (:func:`~initlab.atomic_files.write_file`)."""
+
+    def fetch(tmp: Path) -> None:
+        with tmp.open("wb") as out:
             host = urllib.parse.urlsplit(url).netloc or url
             _stream(url, out, timeout, progress, f"{remote.name} from {host}")
         ok, actual = checksum_ok(tmp, remote)
@@ -153,11 +152,8 @@ def _attempt(url: str, remote: RemoteFile, directory: Path, timeout: float, prog
             raise ChecksumMismatchError(
                 f"{url} has SHA-256 {actual}, expected {remote.sha256}; the file was deleted"
             )
-        target = directory / remote.name
-        os.replace(tmp, target)
-        return target
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    return write_file(directory / remote.name, fetch)
 
 
 def download_file(

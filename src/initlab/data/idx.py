@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from initlab.atomic_files import write_file
 from initlab.errors import InitlabError
 
 #: IDX type code -> big-endian numpy dtype.
@@ -99,5 +100,4 @@ def write_idx(path: str | Path, array: np.ndarray, *, compress: bool | None = No
     data = encode_idx(array)
     if compress if compress is not None else path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
-    path.write_bytes(data)
-    return path
+    return write_file(path, lambda p: p.write_bytes(data))

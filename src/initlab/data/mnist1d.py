@@ -15,17 +15,17 @@ generated (globally standardised to mean 0, std 1).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from initlab.atomic_files import write_file
 from initlab.data import locate
 from initlab.data.dataset import (
     Dataset,
@@ -93,18 +93,10 @@ def _read_cache(path: Path, args: dict) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, data: dict[str, np.ndarray]) -> None:
-    """Save atomically (temp file + rename); an unwritable cache is silently skipped."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mnist1d-", suffix=".npz")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, **data)
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+    """Save all or nothing (:func:`~initlab.atomic_files.write_file`); an unwritable cache
+    is silently skipped."""
+    with contextlib.suppress(OSError):
+        write_file(path, lambda p: np.savez(p, **data))
 
 
 @functools.lru_cache(maxsize=2)

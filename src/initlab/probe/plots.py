@@ -21,6 +21,8 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from initlab.atomic_files import write_file
+
 BINS = 60
 CLIP_PERCENTILE = 0.5
 """Histogram ranges span the 0.5th to 99.5th percentile of all layers' values together."""
@@ -104,9 +106,7 @@ def draw_profiles(axes: list[Axes], diagnoses: Mapping[str, Drawable]) -> None:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return write_file(path, lambda p: fig.savefig(p, dpi=110))
 
 
 def plot_histograms(diag: Drawable, path: Path) -> Path:

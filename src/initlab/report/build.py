@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from initlab.atomic_files import write_files
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, closest_name
 from initlab.report import sections
@@ -69,16 +70,17 @@ def build_report(
         extra_sections=extra_sections,
     )
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    images = []
-    for image in report.images():
-        path = out / image.filename
-        path.write_bytes(image.png)
-        images.append(path)
-    html_path, md_path = out / "report.html", out / "report.md"
-    html_path.write_text(render_html(report), encoding="utf-8")
-    md_path.write_text(render_markdown(report), encoding="utf-8")
-    return ReportPaths(out, html_path, md_path, tuple(images))
+    writers = {image.filename: _bytes_writer(image.png) for image in report.images()}
+    html, markdown = render_html(report), render_markdown(report)
+    writers["report.html"] = lambda p: p.write_text(html, encoding="utf-8")
+    writers["report.md"] = lambda p: p.write_text(markdown, encoding="utf-8")
+    paths = write_files(out, writers)
+    return ReportPaths(out, out / "report.html", out / "report.md", tuple(paths[:-2]))
+
+
+def _bytes_writer(data: bytes):
+    """A writer of ``data`` for :func:`~initlab.atomic_files.write_files`."""
+    return lambda path: path.write_bytes(data)
 
 
 def assemble_report(

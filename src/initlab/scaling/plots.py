@@ -14,6 +14,8 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from initlab.atomic_files import write_file
+
 PANEL_SIZE = 3.0
 
 
@@ -69,5 +71,5 @@ def plot_coords(
     if title:
         fig.suptitle(title)
     if path is not None:
-        fig.savefig(path, dpi=110)
+        write_file(path, lambda p: fig.savefig(p, dpi=110))
     return fig

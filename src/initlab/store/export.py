@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
+from initlab.atomic_files import failed_file, write_files
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.store.location import check_writable, location_error
 from initlab.store.sqlite import Store
@@ -37,15 +40,15 @@ def export(store: Store, fmt: str, out_dir: str | Path, study: str | None = None
         "layer_stats": store.layer_stats(study),
         "studies": store.studies(),
     }
-    paths = []
-    for name, frame in frames.items():
-        path = out / f"{name}.{fmt}"
-        try:
-            if fmt == "csv":
-                frame.to_csv(path, index=False)
-            else:
-                frame.to_parquet(path, index=False)
-        except OSError as exc:  # the disk filled up while writing
-            raise location_error(path, exc, "the exported tables") from None
-        paths.append(path)
-    return paths
+    writers = {f"{name}.{fmt}": _table_writer(frame, fmt) for name, frame in frames.items()}
+    try:
+        return write_files(out, writers)
+    except OSError as exc:  # the disk filled up while writing: no table left half-written
+        raise location_error(failed_file(exc) or out, exc, "the exported tables") from None
+
+
+def _table_writer(frame: pd.DataFrame, fmt: str):
+    """A writer of ``frame`` as ``fmt`` for :func:`~initlab.atomic_files.write_files`."""
+    if fmt == "csv":
+        return lambda path: frame.to_csv(path, index=False)
+    return lambda path: frame.to_parquet(path, index=False)

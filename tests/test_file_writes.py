@@ -1,0 +1,134 @@
+"""Every file initlab writes is written all or nothing (fault injection): a disk that fills
+up half-way through a weights file, an exported table, a report, a plan or an IDX file
+leaves the earlier file (or set of files) as it was and no temporary file behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from initlab.atomic_files import write_files
+
+EARLIER = b"the earlier file, whole"
+
+
+def full_disk(real: Callable, where: int, fails: Callable[[Path], bool] = bool) -> Callable:
+    """``real``, a writer whose argument ``where`` is the path, except that for a path
+    ``fails`` picks it writes a few bytes and raises ENOSPC, as a full disk does."""
+
+    def write(*args, **kwargs):
+        path = Path(args[where])
+        if not fails(path):
+            return real(*args, **kwargs)
+        with open(path, "wb") as half:
+            half.write(b"\0" * 10)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    return write
+
+
+def only(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_saved_weights_are_written_whole_or_not_at_all(tmp_path, monkeypatch, suffix):
+    import safetensors.torch
+
+    from initlab.weights import load_weights, save_weights
+
+    target = tmp_path / f"w{suffix}"
+    target.write_bytes(EARLIER)
+    monkeypatch.setattr(torch, "save", full_disk(torch.save, 1))
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk(safetensors.torch.save_file, 1))
+    with pytest.raises(OSError, match="No space left"):
+        save_weights(nn.Linear(3, 2), target)
+    assert only(tmp_path) == {target.name: EARLIER}
+    monkeypatch.undo()
+    model = nn.Linear(3, 2)
+    save_weights(model, target)
+    copy = load_weights(nn.Linear(3, 2), target)
+    assert torch.equal(copy.weight, model.weight)  # a copy of the same bytes: exact
+    assert only(tmp_path).keys() == {target.name}
+
+
+def test_an_export_failing_on_its_third_table_leaves_the_earlier_export_whole(
+    tmp_path, monkeypatch
+):
+    from initlab.errors import InitlabError
+    from initlab.store import open_store
+    from initlab.store.export import export
+
+    out = tmp_path / "out"
+    with open_store(tmp_path / "store", create=True) as store:
+        export(store, "csv", out)
+        earlier = only(out)
+        third = full_disk(pd.DataFrame.to_csv, 1, lambda p: "layer_stats" in p.name)
+        monkeypatch.setattr(pd.DataFrame, "to_csv", third)
+        with pytest.raises(InitlabError, match=r"layer_stats\.csv: .*no space left"):
+            export(store, "csv", out)
+    assert only(out) == earlier
+
+
+def test_a_report_failing_on_its_markdown_leaves_no_new_page(tmp_path, monkeypatch):
+    from initlab.report import build_report
+    from initlab.results import ResultSet
+
+    accuracy = np.array([0.9, 0.1])
+    runs = pd.DataFrame(
+        {"run_id": ["a", "b"], "init": ["he_normal", "zeros"], "seed": 0, "status": "ok"}
+        | {"test_accuracy": accuracy, "final_train_loss": 1 - accuracy, "epochs_done": 1}
+        | {"final_val_accuracy": accuracy, "message": ""}
+    )
+    epochs = runs[["run_id", "init", "seed"]].assign(epoch=1, train_accuracy=accuracy)
+    epochs = epochs.assign(val_accuracy=accuracy, train_loss=1 - accuracy, val_loss=1 - accuracy)
+    (tmp_path / "report.html").write_bytes(EARLIER)
+    markdown = full_disk(Path.write_text, 0, lambda p: p.name.endswith(".md"))
+    monkeypatch.setattr(Path, "write_text", markdown)
+    with pytest.raises(OSError, match="No space left"):
+        build_report(ResultSet(runs, epochs, ["init"]), tmp_path)
+    assert only(tmp_path) == {"report.html": EARLIER}
+
+
+def test_a_plan_that_cannot_be_written_leaves_the_earlier_one(tmp_path, monkeypatch, capsys):
+    from initlab.cli import main
+
+    target = tmp_path / "plan.json"
+    target.write_bytes(EARLIER)
+    monkeypatch.setattr(Path, "write_text", full_disk(Path.write_text, 0))
+    args = ["plan", "--model", "initlab.models.gpt:gpt", "--model-arg", "depth=1"]
+    assert main([*args, "--out", str(target)]) == 2
+    assert "no space left" in capsys.readouterr().err.lower()
+    assert only(tmp_path) == {"plan.json": EARLIER}
+
+
+def test_an_idx_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from initlab.data.idx import read_idx, write_idx
+
+    target = tmp_path / "x.idx.gz"
+    target.write_bytes(EARLIER)
+    monkeypatch.setattr(Path, "write_bytes", full_disk(Path.write_bytes, 0))
+    with pytest.raises(OSError, match="No space left"):
+        write_idx(target, np.arange(6, dtype=np.uint8).reshape(2, 3))
+    assert only(tmp_path) == {target.name: EARLIER}
+    monkeypatch.undo()
+    written = write_idx(target, np.arange(6, dtype=np.uint8).reshape(2, 3))
+    assert read_idx(written).tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_a_killed_writers_temporary_file_without_a_suffix_is_removed_too(tmp_path):
+    """``plan --out plan`` (no suffix): its temporary name ends in .tmp and was never
+    matched as a temporary file, so a kill -9 left it behind for good."""
+    dead = 2**22 + 7  # above Linux's default pid_max: no process has it
+    stale = tmp_path / f".plan.{dead}-0123abcd.tmp"
+    stale.write_text("half a plan")
+    write_files(tmp_path, {"plan": lambda p: p.write_text("{}")})
+    assert only(tmp_path) == {"plan": b"{}"}
