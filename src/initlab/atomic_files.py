@@ -55,14 +55,22 @@ def check_replaceable(path: Path, option: str) -> None:
 
 def check_parent(directory: Path, option: str) -> None:
     """``directory`` (to be created if missing) under no file and in a writable place."""
-    from initlab.store.location import file_in_the_way  # initlab.store imports pandas, torch
-
     blocker = file_in_the_way(directory)
     if blocker is not None:
         raise InitlabError(f"{option} {directory}: {blocker} is a file, not a directory")
     existing = next((p for p in [directory, *directory.parents] if p.exists()), Path("."))
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InitlabError(f"{option} {directory}: {existing} is not writable")
+
+
+def file_in_the_way(directory: Path) -> Path | None:
+    """The first existing component of ``directory`` that is not a directory, if any."""
+    for part in [*reversed(directory.parents), directory]:
+        if part.exists() and not part.is_dir():
+            return part
+        if not part.exists():
+            return None
+    return None
 
 
 def write_files(

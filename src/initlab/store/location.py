@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from initlab.atomic_files import file_in_the_way
 from initlab.errors import InitlabError
 
 PROBE_BYTES = 64 * 1024
@@ -57,16 +58,6 @@ def check_writable(target: Path, what: str = "the results store") -> None:
             os.fsync(probe.fileno())
     except OSError as exc:
         raise location_error(directory, exc, what) from None
-
-
-def file_in_the_way(directory: Path) -> Path | None:
-    """The first existing component of ``directory`` that is not a directory, if any."""
-    for part in [*reversed(directory.parents), directory]:
-        if part.exists() and not part.is_dir():
-            return part
-        if not part.exists():
-            return None
-    return None
 
 
 def is_busy(exc: BaseException) -> bool:
