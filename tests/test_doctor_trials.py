@@ -345,6 +345,17 @@ def test_a_kept_reference_says_why_no_candidate_won():
     assert "no candidate differs" in _decide(_table({"default": 0.0, "same": 0.0}))["message"]
 
 
+def test_a_kept_reference_names_the_candidates_confirmed_worse():
+    """A real run printed 'orthogonal_plan ... p_holm 0.0017' in its table, then 'no
+    candidate differs from the model as built by more than the seed noise'."""
+    found = _decide(_table({"default": 0.0, "bad": 0.3, "worst": 0.6, "same": 0.0}))
+    assert found["winner"] is None and found["worse"] == ["bad", "worst"]
+    message = found["message"]
+    assert "no candidate differs" not in message and message.startswith("no candidate beats")
+    assert "worst (by 0.6" in message and message.index("worst") < message.index("bad (by 0.3")
+    assert "are worse: keep the model as built (default)" in message
+
+
 def test_the_printed_ranking_counts_diverged_runs(capsys):
     from types import SimpleNamespace
 

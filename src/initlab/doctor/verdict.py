@@ -273,7 +273,21 @@ def _no_winner(
             f"{after}, less than the seed noise ({noise:.2g}): not worth switching, "
             f"keep {label}"
         )
+    worse = _worse(tests)
+    if worse:
+        return f"no candidate beats {label} {after}; {worse}: keep {label}"
     return f"no candidate differs from {label} by more than the seed noise {after}: keep {label}"
+
+
+def _worse(tests: pd.DataFrame) -> str:
+    """``orthogonal is worse (by 0.327, p = 0.0017)``: the candidates the test confirms
+    are worse than the reference, the worst first; ``""`` when none is."""
+    worse = tests[(tests["p_holm"] < ALPHA) & (tests["diff_low"] > 0)]
+    if worse.empty:
+        return ""
+    rows = worse.sort_values("diff", ascending=False)
+    named = [f"{r.candidate} (by {r.diff:.3g}, p = {r.p_holm:.2g})" for r in rows.itertuples()]
+    return f"{', '.join(named)} {'is' if len(named) == 1 else 'are'} worse"
 
 
 def decide(
