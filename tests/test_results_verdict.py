@@ -248,7 +248,7 @@ def test_a_group_stuck_at_chance_is_never_tied_with_a_best_that_learned():
     # without glorot, zeros is parted by the stuck rule alone: its p is no evidence to quote
     alone = ResultSet(pd.DataFrame(rows[:2] + rows[4:]), pd.DataFrame(), group_by=("init",))
     text = alone.verdict()
-    assert text.startswith("winner: he_normal, zeros stuck at chance in every run")
+    assert text.startswith("winner: he_normal; zeros stuck at chance in every run while he_normal")
     assert "Welch's test to say so: Holm-adjusted p ≥ 0.05" in text and "p ≤" not in text
     # every group stuck: the rule parts nothing
     stuck = pd.DataFrame(rows).assign(status="stuck")

@@ -12,11 +12,13 @@ from initlab.errors import some_names
 from initlab.stats import seeds_needed
 
 
-def _beaten(rest: pd.DataFrame, alpha: float) -> str:
-    """How the winner beat the ``rest`` of the ranking: Welch's test (the worst Holm p) and,
+def _beaten(winner: str, rest: pd.DataFrame, alpha: float) -> str:
+    """How ``winner`` beat the ``rest`` of the ranking: Welch's test (the worst Holm p) and,
     apart, the groups stuck at chance in every run that only the stuck rule parts from it
     (not tied, yet ``p_holm >= alpha``: :func:`initlab.scores.parted_by_stuck`), whose p
-    is no evidence to quote."""
+    is no evidence to quote. Starts with its separator from the winner's name: ``, better
+    than ...`` or, with stuck groups only, ``; zeros stuck ...`` (a comma there read as a
+    list of winners)."""
     compared = rest[(rest["n"] >= 2) & rest["p_vs_best"].notna()]
     stuck = compared[~compared["tied_with_best"].astype(bool) & (compared["p_holm"] >= alpha)]
     tested = compared.drop(stuck.index)
@@ -29,10 +31,10 @@ def _beaten(rest: pd.DataFrame, alpha: float) -> str:
         said.append(f"better than {them} (Welch's t-test, Holm-adjusted p ≤ {worst:.2g})")
     if len(stuck):
         said.append(
-            f"{some_names(list(stuck['group']))} stuck at chance in every run while it learned "
-            f"(too few seeds for Welch's test to say so: Holm-adjusted p ≥ {alpha:g})"
+            f"{some_names(list(stuck['group']))} stuck at chance in every run while {winner} "
+            f"learned (too few seeds for Welch's test to say so: Holm-adjusted p ≥ {alpha:g})"
         )
-    return "; ".join(said)
+    return (", " if len(tested) else "; ") + "; ".join(said)
 
 
 def verdict(
@@ -59,7 +61,7 @@ def verdict(
     tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
     if not tied:
         rest = ranked.iloc[1:]
-        text = f"winner: {best['group']}, {_beaten(rest, alpha)}"
+        text = f"winner: {best['group']}{_beaten(best['group'], rest, alpha)}"
         short = int((rest["n"] < 2).sum())
         if short:
             text += (
