@@ -65,6 +65,22 @@ def test_regression_runs_can_never_be_stuck_and_token_sequences_can():
     assert final_status(0.5, Baseline(float("nan"), 0)) == OK
 
 
+def test_a_loss_below_the_labels_entropy_is_learning_even_at_the_majority_accuracy():
+    """A character model that learned more than letter frequencies (test loss 2.76 nats,
+    below the 3.0 of predicting the frequencies) still guessed a space everywhere: its token
+    accuracy sat at the space's share, and it was called stuck at chance."""
+    baseline = majority_baseline(labels({0: 50, 1: 30, 2: 20}))
+    entropy = -sum(p * np.log(p) for p in (0.5, 0.3, 0.2))
+    assert baseline.entropy == pytest.approx(entropy, rel=1e-12)  # float64 sums of 3 terms
+    assert final_status(0.5, baseline, "sequence", test_loss=0.9 * entropy) == OK
+    assert final_status(0.5, baseline, test_loss=0.9 * entropy) == OK
+    # predicting the shares (a zero-initialized model's output bias) is the entropy itself,
+    # up to float32 rounding; a worse constant prediction is above it: both stuck
+    for loss in (entropy, entropy * (1 - 1e-6), entropy * 1.5, float("nan")):
+        assert final_status(0.5, baseline, test_loss=loss) == STUCK, loss
+    assert majority_baseline(labels({3: 7})).entropy == 0.0  # one class: nothing below 0
+
+
 def test_one_test_example_can_never_show_learning():
     assert final_status(1.0, majority_baseline(labels({1: 1}))) == STUCK
 
@@ -80,7 +96,8 @@ def test_the_baseline_is_computed_once_per_dataset(monkeypatch):
         y_test = labels({0: 3, 1: 1})
 
     data = Data()
-    assert dataset_baseline(data) == dataset_baseline(data) == Baseline(0.75, 4)
+    assert dataset_baseline(data) == dataset_baseline(data)
+    assert dataset_baseline(data).share == 0.75 and dataset_baseline(data).n == 4
     assert len(calls) == 1
 
 
@@ -100,7 +117,9 @@ def test_token_padding_is_no_label_of_the_baseline():
     targets = torch.tensor(
         [[3, 3, 3, -100, -100, -100, -100], [3, 5, -100, -100, -100, -100, -100]]
     )
-    assert majority_baseline(targets) == Baseline(share=0.8, n=5)  # exact: 4 / 5
+    baseline = majority_baseline(targets)
+    assert (baseline.share, baseline.n) == (0.8, 5)  # exact: 4 / 5
+    assert baseline.entropy == pytest.approx(-(0.8 * np.log(0.8) + 0.2 * np.log(0.2)))
 
 
 def test_a_constant_next_token_predictor_is_stuck():

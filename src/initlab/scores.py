@@ -9,8 +9,8 @@ reads as classification, as it did before other tasks existed.
 
 :class:`Score` names the score of a set of runs for tables, legends and figures, and says
 whether the ``stuck`` rule (accuracy not above the majority class's share of the test
-labels, or token accuracy the most frequent token's, :func:`initlab.train.result.final_status`)
-applies: to classification and sequence runs.
+labels, or token accuracy the most frequent token's, with a loss not below the labels'
+entropy, :func:`initlab.train.result.final_status`) applies: to classification and sequence runs.
 ``initlab compare/sweep/results`` (:mod:`initlab.sweep.ui`), ``initlab report``
 (:mod:`initlab.report`) and :class:`~initlab.results.ResultSet` use it.
 """

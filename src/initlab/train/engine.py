@@ -307,7 +307,9 @@ class StackTrainer:
                 result.test_loss = result.test_accuracy = math.nan
                 continue
             result.test_loss, result.test_accuracy = test_loss[m], test_score[m]
-            result.status = final_status(result.test_accuracy, baseline, self.plan.task)
+            result.status = final_status(
+                result.test_accuracy, baseline, self.plan.task, result.test_loss
+            )
         return self.results
 
     def run(self, on_epoch: EpochHook | None = None) -> list[RunResult]:

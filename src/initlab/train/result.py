@@ -19,14 +19,17 @@ STUCK_ALPHA = 0.05
 """A finished classification run is ``stuck`` when its test accuracy is not significantly
 above the majority class's share of the test labels (the best constant prediction): the
 one-sided binomial test of :func:`final_status` gives ``p >= STUCK_ALPHA``."""
+ENTROPY_MARGIN = 1e-3
+"""A loss this fraction below the labels' entropy, or less, is the entropy up to rounding
+(a zero-initialized model predicting the class shares): not evidence of learning."""
 STUCK_RULE = (
     "test accuracy not above the majority-class share of the test labels "
-    f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g})"
+    f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g}) and test loss not below their entropy"
 )
 """The ``stuck`` rule in words, as tables, legends and reports print it."""
 STUCK_TOKEN_RULE = (
     "token accuracy not above the most frequent target token's share of the test targets "
-    f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g})"
+    f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g}) and test loss not below their entropy"
 )
 """The rule for sequence runs (:func:`final_status`)."""
 STUCK_TASKS = ("classification", "sequence")
@@ -100,18 +103,21 @@ class RunResult:
 @dataclass(frozen=True)
 class Baseline:
     """The best constant prediction on a test set: ``share``, the majority class's share of
-    its ``n`` labels (the accuracy of always predicting that class)."""
+    its ``n`` labels (the accuracy of always predicting that class), and ``entropy``,
+    ``-sum_c p_c log p_c`` of the labels' shares ``p_c`` in nats (the cross-entropy of
+    predicting those shares for every example: no constant prediction has a lower loss)."""
 
     share: float
     n: int
+    entropy: float = math.nan
 
 
 _BASELINES: weakref.WeakKeyDictionary[object, Baseline] = weakref.WeakKeyDictionary()
 
 
 def majority_baseline(labels: torch.Tensor) -> Baseline:
-    """``Baseline(max_c count_c / n, n)`` of integer class ``labels`` (``[N]``, or token
-    targets ``[N, T]``, whose padding, any negative id such as ``-100``, is no label);
+    """``Baseline(max_c count_c / n, n, entropy)`` of integer class ``labels`` (``[N]``, or
+    token targets ``[N, T]``, whose padding, any negative id such as ``-100``, is no label);
     ``Baseline(nan, 0)`` for no labels."""
     flat = labels.reshape(-1).long().cpu()
     flat = flat[flat >= 0]
@@ -119,7 +125,8 @@ def majority_baseline(labels: torch.Tensor) -> Baseline:
     if n == 0:
         return Baseline(math.nan, 0)
     counts = torch.bincount(flat)
-    return Baseline(int(counts.max()) / n, n)
+    shares = counts[counts > 0].double() / n
+    return Baseline(int(counts.max()) / n, n, float(-(shares * shares.log()).sum()))
 
 
 def dataset_baseline(data: object) -> Baseline:
@@ -134,12 +141,19 @@ def dataset_baseline(data: object) -> Baseline:
 
 
 def final_status(
-    test_accuracy: float, baseline: Baseline | None, task: str = "classification"
+    test_accuracy: float,
+    baseline: Baseline | None,
+    task: str = "classification",
+    test_loss: float = math.nan,
 ) -> str:
     """``stuck`` when a finished classification run is no better than predicting one class
     (a sequence run: one token): the one-sided binomial test of ``k = round(test_accuracy ·
     n)`` correct of ``n`` test labels (real target tokens) against ``p0 = baseline.share``
-    (``alternative="greater"``) gives ``p >= STUCK_ALPHA``. On a test set too small for any
+    (``alternative="greater"``) gives ``p >= STUCK_ALPHA``, and its mean cross-entropy
+    ``test_loss`` is not below ``baseline.entropy · (1 - ENTROPY_MARGIN)``: a loss below
+    the labels' entropy beats every constant prediction, so the model used its inputs even
+    where its most likely class is still the majority one (a character model that learned
+    more than letter frequencies but still guesses a space). On a test set too small for any
     accuracy to be significant (``share^n >= STUCK_ALPHA``: even all ``n`` right would not
     be), ``stuck`` only when ``k`` is at most the majority count. ``ok`` otherwise, for
     regression, without a baseline or test labels, or for a NaN accuracy. (A sequence's
@@ -148,6 +162,8 @@ def final_status(
     if task not in STUCK_TASKS or baseline is None or baseline.n == 0:
         return OK
     if not math.isfinite(test_accuracy):
+        return OK
+    if math.isfinite(test_loss) and test_loss < baseline.entropy * (1 - ENTROPY_MARGIN):
         return OK
     k = min(max(round(test_accuracy * baseline.n), 0), baseline.n)
     if baseline.share**baseline.n >= STUCK_ALPHA:  # 4 balanced labels: 1.0 is not significant
