@@ -1,8 +1,14 @@
 """The command line's progress for a sweep, on stderr (:class:`CountedProgress`: a bar in
 model-epochs on a terminal; in a log or a pipe a line per finished run, at most one every
-10 s, and the last)."""
+10 s, the last, and a line when none came for 30 s). A run is named by its label
+(:attr:`RunConfig.label`) and the settings that differ among the sweep's runs which the
+label does not show (:func:`run_label`: ``default/lm/res=fixup/seed0``)."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import fields
 
 from rich.console import Console
 
@@ -14,6 +20,50 @@ from initlab.sweep.runner import config_identity
 
 LABEL_WIDTH = 34
 """Run labels are cut to this many characters on the bar."""
+IN_LABEL = ("init", "activation", "model", "hidden", "model_args", "seed")
+"""The settings :attr:`RunConfig.label` shows."""
+SHORT = {
+    "residual_init": "res", "output_init": "out", "embedding_init": "emb",
+    "weight_decay": "wd", "batch_size": "bs", "batch_norm": "bn",
+}  # fmt: skip
+"""Shorter names of settings in a label."""
+
+
+def varying_settings(configs: Sequence[RunConfig]) -> tuple[str, ...]:
+    """The settings that differ among ``configs`` and their labels do not show, in
+    :class:`RunConfig`'s order (``("residual_init",)``)."""
+    if len(configs) < 2:
+        return ()
+    names = [f.name for f in fields(RunConfig) if f.name not in IN_LABEL]
+    return tuple(
+        name
+        for name in names
+        if len({json.dumps(getattr(c, name), sort_keys=True, default=str) for c in configs}) > 1
+    )
+
+
+def run_label(config: RunConfig, settings: Sequence[str] = ()) -> str:
+    """``config.label`` with ``settings`` (:func:`varying_settings`) before its seed:
+    ``default/lm/res=fixup/seed0``."""
+    label = config.label
+    if not settings:
+        return label
+    extra = "/".join(f"{SHORT.get(n, n)}={_value(n, getattr(config, n))}" for n in settings)
+    head, seed, number = label.rpartition("/seed")
+    return f"{head}/{extra}{seed}{number}" if seed else f"{label}/{extra}"
+
+
+def _value(name: str, value: object) -> str:
+    """A setting's value, briefly: ``0.01``, ``300-100``, ``same`` (``output_init=None``)."""
+    if name == "output_init" and value is None:
+        return "same"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "-".join(map(str, value))
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{v}" for k, v in sorted(value.items()))
+    return str(value)
 
 
 class RichProgress(SweepProgress):
@@ -24,6 +74,7 @@ class RichProgress(SweepProgress):
         self.shown = CountedProgress(console, "model-epochs", label_width=LABEL_WIDTH)
         self._epochs: dict[str, int] = {}
         self._runs = self._pending = 0
+        self._settings: tuple[str, ...] = ()
 
     def start(self, plan: SweepPlan) -> None:
         if plan.done:
@@ -35,18 +86,20 @@ class RichProgress(SweepProgress):
             f"running {len(plan.pending)} run(s) on {where} ({plan.backend}, {plan.engine} engine)"
         )
         self._pending = len(plan.pending)
+        self._settings = varying_settings(plan.pending)
         self.shown.start(sum(c.epochs for c in plan.pending))
 
     def epoch(self, config: RunConfig, record: dict) -> None:
         run = config_identity(config)  # not the key: it changes if the user's file does
         self._epochs[run] = self._epochs.get(run, 0) + 1
-        self.shown.advance(1, config.label)
+        self.shown.advance(1, run_label(config, self._settings))
 
     def finished(self, outcome: Outcome) -> None:
         config = outcome.result.config
         rest = config.epochs - self._epochs.pop(config_identity(config), 0)
         status = outcome.result.status
-        shown = config.label if status in ("ok", "stuck") else f"{config.label} {status}"
+        label = run_label(config, self._settings)
+        shown = label if status in ("ok", "stuck") else f"{label} {status}"
         self._runs += 1
         said = f"run {self._runs} of {self._pending} finished ({shown})"
         self.shown.advance(max(rest, 0), shown, finished=said)
