@@ -340,6 +340,13 @@ def write(tmp_path: Path, **changes) -> str:
 def test_data_errors(tmp_path: Path):
     _, y, x_test, y_test = reference()
     one_line_error("x_train has 200 examples but y_train has 150", write(tmp_path, y_train=y[:150]))
+    # token data: the mismatch was reported as 'cannot infer the task from whole-number
+    # targets' (a sequence needs targets the shape of its inputs)
+    tokens = torch.randint(0, 9, (200, 6))
+    short = write(
+        tmp_path, x_train=tokens, y_train=tokens[:100], x_test=tokens[:40], y_test=tokens[:40]
+    )
+    one_line_error("x_train has 200 examples but y_train has 100", short)
     bad = x_test.clone()
     bad[3, 1], bad[3, 2], bad[9, 0] = float("nan"), float("inf"), float("nan")
     one_line_error(

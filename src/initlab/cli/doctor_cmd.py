@@ -110,7 +110,11 @@ def doctor(
         out.print(line, soft_wrap=True, markup=False, highlight=False)
     _print_comparison(exam.before, exam.after)
     if save is not None:
-        out.print(f"wrote {save_weights(exam.model.cpu(), save)}", soft_wrap=True)
+        written = save_weights(exam.model.cpu(), save)
+        out.print(
+            f"wrote {written} (load it with initlab.weights.load_weights(model, path))",
+            soft_wrap=True, markup=False, highlight=False,
+        )  # fmt: skip
     if trials is not None:
         run_trials(probe, exam, start, trials, seconds, candidates, out_dir, out)
     else:

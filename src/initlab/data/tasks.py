@@ -132,10 +132,10 @@ def prepare(raw: Raw, task: str = "auto") -> Prepared:
     inputs far from unit scale (:func:`~initlab.data.scale.note_input_scale`): this runs
     once per load of user data, never for the built-in datasets.
     """
+    for split, x, y in raw.pairs():  # first: a length mismatch also defeats task inference
+        _check_lengths(split, x, y)
     inferred = task == "auto"
     task = infer_task(raw) if inferred else task
-    for split, x, y in raw.pairs():
-        _check_lengths(split, x, y)
     if raw.x_train.shape[1:] != raw.x_test.shape[1:]:
         raise InitlabError(
             f"train and test examples differ in shape: x_train {_shape(raw.x_train)}, "
