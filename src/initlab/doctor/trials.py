@@ -198,9 +198,9 @@ def too_small(budget: float, least: float, timed: str = "") -> NoReturn:
     least = math.ceil(least)
     where = f" (timing {timed} stacks of models already took all of it)" if timed else ""
     raise InitlabError(
-        f"--budget {budget:g}s is too small for {MIN_TRIAL_STEPS} training steps per "
+        f"a budget of {budget:g}s is too small for {MIN_TRIAL_STEPS} training steps per "
         f"candidate{where} (fewer measure the loss at init, not training): the trials need "
-        f"at least about {least}s here (--budget {least}s)"
+        f'at least about {least}s here (--budget {least}s; budget="{least}s" in Python)'
     )
 
 
