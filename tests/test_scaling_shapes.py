@@ -43,6 +43,17 @@ def test_mlp_kinds():
     }
 
 
+def attention(width: int = 32) -> nn.Module:
+    return nn.MultiheadAttention(width, 4, bias=True)
+
+
+def test_every_bias_of_a_width_sized_output_is_input_like():
+    """MultiheadAttention's in_proj_bias was 'vector' while every other bias is 'input'."""
+    found = kinds(attention)
+    assert found["in_proj_bias"] == found["out_proj.bias"] == "input"
+    assert found["in_proj_weight"] == found["out_proj.weight"] == "hidden"
+
+
 def small_cnn(width: int = 16) -> nn.Module:
     """A conv factory with a width knob: conv(3→w) → conv(w→2w) → BN → pool → Linear(2w→10)."""
     return nn.Sequential(

@@ -194,7 +194,8 @@ def classify(
         n, n0 = (shape[0], base[0]) if shape else (1, 1)
         if not any(infinite):
             return "fixed", 1, n, 1.0, 1.0
-        kind = "vector" if is_norm(module) or pname != "bias" else "input"
+        bias = pname == "bias" or pname.endswith("_bias")  # MultiheadAttention's in_proj_bias
+        kind = "input" if bias and not is_norm(module) else "vector"
         return kind, 1, n, 1.0, n / n0
     if len(shape) > 2 and not (isinstance(module, _OUT_IN + _IN_OUT) and pname == "weight"):
         return _by_infinite_dims(shape, base, infinite)  # no known layout
