@@ -388,6 +388,8 @@ def test_gradients_that_vanish_to_exactly_zero_are_still_vanishing(batch):
     deep = diagnose(mlp("relu", "random_normal(stddev=0.01)", 50), x, y)
     assert (deep.layers["pre_grad_std"].iloc[:-1] == 0).all()  # the failure mode is real
     assert "vanishing_gradients" in deep.names
+    said = deep.finding("vanishing_gradients").message
+    assert "first/last hidden 0/0 (dL/dz is 0 at every hidden layer)" in said  # not 'nan'
     assert "vanishing_gradients" in diagnose(mlp("relu", "zeros", 5), x, y).names
     assert "vanishing_gradients" not in diagnose(mlp("relu", "he_normal", 5), x, y).names
 

@@ -287,8 +287,10 @@ def _gradient_findings(frame: pd.DataFrame) -> list[Finding]:
     g, w = s["grad_std_ratio"], s["weight_grad_norm_ratio"]
     values = {"grad_std_ratio": g, "weight_grad_norm_ratio": w}
     layers = _ends(hid) if len(hid) >= 2 else (str(frame["layer"].iloc[0]),)
+    silent = math.isnan(g) and len(hid) and bool((hid["pre_grad_std"] == 0).all())
+    ratio = "0/0 (dL/dz is 0 at every hidden layer)" if silent else f"{g:.3g}"
     rule = (
-        f"dL/dz std first/last hidden {g:.3g} (limits {GRADIENT_RATIO_LOW:.3g}, "
+        f"dL/dz std first/last hidden {ratio} (limits {GRADIENT_RATIO_LOW:.3g}, "
         f"{GRADIENT_RATIO_HIGH:.3g})"
     )
     if not math.isnan(w):  # NaN: no first layer outside the residual branches (_first_layer)
