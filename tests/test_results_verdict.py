@@ -280,3 +280,24 @@ def test_no_apply_line_without_a_verdict():
     assert apply_line(_results({"he": ["ok"] * 2, "orth": ["failed"] * 2})) == ""
     flat = _results({"he": ["ok"] * 3, "orth": ["ok"] * 3})  # the same score on every seed
     assert flat.verdict().startswith("no winner") and apply_line(flat) == ""
+
+
+def test_the_summary_is_ordered_by_the_group_by_keys_first_key_slowest():
+    """``--group-by model_args.width,init`` listed every width of the first init first."""
+    rows = [
+        {"run_id": f"{init}{width}{seed}", "init": init, "model_args.width": width,
+         "seed": seed, "status": "ok", "test_accuracy": 0.5, "final_train_loss": 1.0}
+        for init in ("default", "he_normal") for width in (16, 4, 8) for seed in (0, 1)
+    ]  # fmt: skip
+    runs = pd.DataFrame(rows)
+    by_width = ResultSet(runs, pd.DataFrame(), group_by=("model_args.width", "init")).summary()
+    assert list(zip(by_width["model_args.width"], by_width["init"], strict=True)) == [
+        (16, "default"),
+        (16, "he_normal"),
+        (4, "default"),
+        (4, "he_normal"),
+        (8, "default"),
+        (8, "he_normal"),
+    ]  # each key's values in the order they first appear
+    by_init = ResultSet(runs, pd.DataFrame(), group_by=("init", "model_args.width")).summary()
+    assert by_init["init"].tolist() == ["default"] * 3 + ["he_normal"] * 3

@@ -172,7 +172,7 @@ class ResultSet:
         target = reach_target(max((c.iloc[-1] for c in curves.values() if len(c)), default=0))
         tasks = run_tasks(self.runs) if self.score.mixed else None
         rows = []
-        for key, group in self.runs.groupby(self.group_by, sort=False):
+        for key, group in _by_keys(self.runs, self.group_by).groupby(self.group_by, sort=False):
             key = key if isinstance(key, tuple) else (key,)
             mean, std, ci = mean_ci(group["test_accuracy"])
             curve = curves.get(key, pd.Series(dtype=float))
@@ -386,3 +386,11 @@ def _flags(row: pd.Series) -> str:
         if row[status]:
             parts.append(f"{status} {int(row[status])}/{int(row['runs'])}")
     return ", ".join(parts)
+
+
+def _by_keys(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``runs`` ordered by ``keys``, the first one slowest, each key's values in the order
+    they first appear (``--group-by model_args.width,init``: every init at width 4, then at
+    8, as asked, not every width of the first init first)."""
+    ranks = pd.DataFrame({k: pd.factorize(runs[k])[0] for k in keys}, index=runs.index)
+    return runs.loc[ranks.sort_values(list(keys), kind="stable").index]
