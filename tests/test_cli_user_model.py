@@ -611,3 +611,20 @@ def test_a_rerun_on_another_device_supersedes_the_run_of_the_old_file(user_dir):
     assert kept["run_id"].tolist() == [new.key()]
     builtin = runs.assign(config=[json.dumps(RunConfig().to_dict())] * 2)
     assert current_runs(builtin) is builtin  # nothing to check for built-in models
+
+
+def test_the_resume_hint_starts_initlab_as_the_user_did(monkeypatch, tmp_path):
+    """Run as .venv/bin/initlab without activating the venv, the hint said a bare
+    'initlab', which is not on PATH there."""
+    import shutil
+
+    from initlab.sweep.ui import invoked_program
+
+    script = tmp_path / "venv" / "bin" / "initlab"
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr("sys.argv", [str(script), "compare"])
+    assert invoked_program() == [str(script)]
+    monkeypatch.setattr(shutil, "which", lambda name: str(script))  # the one on PATH
+    assert invoked_program() == ["initlab"]
+    monkeypatch.setattr("sys.argv", ["/x/initlab/__main__.py", "compare"])
+    assert invoked_program() == ["python", "-m", "initlab"]

@@ -4,7 +4,10 @@ the progress bar, the resume hint and the result tables."""
 from __future__ import annotations
 
 import errno
+import os
 import shlex
+import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -194,6 +197,8 @@ def resume_command(ctx: typer.Context | None) -> str:
     if ctx is None:
         return "the same command again"
     parts = ctx.command_path.split()
+    if parts[:1] == ["initlab"]:  # the root command: as the user started it
+        parts[:1] = invoked_program()
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if param.param_type_name == "argument":
@@ -209,6 +214,20 @@ def resume_command(ctx: typer.Context | None) -> str:
         else:
             parts += [param.opts[0], str(value)]
     return shlex.join(parts)
+
+
+def invoked_program() -> list[str]:
+    """How the user started initlab, to start the resume command the same way: ``initlab``
+    when that is the one on ``PATH``, else the path they ran (``.venv/bin/initlab`` of a
+    virtual environment not activated), or ``python -m initlab``."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0.endswith("__main__.py"):
+        return ["python", "-m", "initlab"]
+    if os.path.basename(argv0) == "initlab" and os.sep in argv0:
+        found = shutil.which("initlab")
+        if found is None or os.path.realpath(found) != os.path.realpath(argv0):
+            return [argv0]
+    return ["initlab"]
 
 
 def print_interrupted(
