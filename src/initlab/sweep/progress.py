@@ -94,6 +94,12 @@ class RichProgress(SweepProgress):
         self._epochs[run] = self._epochs.get(run, 0) + 1
         self.shown.advance(1, run_label(config, self._settings))
 
+    def unfinished(self) -> tuple[int, int]:
+        """``(runs, epochs)``: the runs that trained epochs and have not finished, and those
+        epochs (lost to an interruption: a run is stored when it finishes)."""
+        started = [n for n in self._epochs.values() if n > 0]
+        return len(started), sum(started)
+
     def finished(self, outcome: Outcome) -> None:
         config = outcome.result.config
         rest = config.epochs - self._epochs.pop(config_identity(config), 0)

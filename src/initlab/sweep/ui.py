@@ -71,7 +71,7 @@ def run_and_report(
             report = run_sweep(configs, store, study, progress=progress, **options)
         except SweepInterrupted as stop:
             progress.stop()
-            print_interrupted(err, stop.report, store.path, ctx)
+            print_interrupted(err, stop.report, store.path, ctx, progress.unfinished())
             save_interrupted(store, study.study_id, out, err)
             raise typer.Exit(130) from None
         except SweepStopped as stop:  # a full disk: one line, then the command that resumes
@@ -231,10 +231,23 @@ def invoked_program() -> list[str]:
 
 
 def print_interrupted(
-    console: Console, report: SweepReport, store: Path | None, ctx: typer.Context | None
+    console: Console,
+    report: SweepReport,
+    store: Path | None,
+    ctx: typer.Context | None,
+    unfinished: tuple[int, int] = (0, 0),
 ) -> None:
-    """What was saved and the exact command that resumes."""
+    """What was saved, what was lost (``unfinished``: runs started and not finished, and
+    their epochs) and the exact command that resumes."""
     console.print(f"\ninterrupted: {report.line()}", soft_wrap=True)
+    runs, epochs = unfinished
+    if runs:
+        console.print(
+            f"{runs} unfinished run(s) had trained {epochs} epoch(s) between them, not kept: "
+            "a run is stored when it finishes (runs trained together in one stack finish "
+            "together), so the command trains them again from the start",
+            soft_wrap=True, markup=False, highlight=False,
+        )  # fmt: skip
     if store is None:
         console.print("nothing was saved: use --out DIR to keep runs and resume later")
     else:
