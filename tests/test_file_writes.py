@@ -41,12 +41,14 @@ def only(directory: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_saved_weights_are_written_whole_or_not_at_all(tmp_path, monkeypatch, suffix):
+    import safetensors.torch
+
     from initlab.weights import load_weights, save_weights
 
     target = tmp_path / f"w{suffix}"
     target.write_bytes(EARLIER)
     monkeypatch.setattr(torch, "save", full_disk(torch.save, 1))
-    monkeypatch.setattr(Path, "write_bytes", full_disk(Path.write_bytes, 0))
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk(safetensors.torch.save_file, 1))
     with pytest.raises(OSError, match="No space left"):
         save_weights(nn.Linear(3, 2), target)
     assert only(tmp_path) == {target.name: EARLIER}
@@ -132,3 +134,65 @@ def test_a_killed_writers_temporary_file_without_a_suffix_is_removed_too(tmp_pat
     stale.write_text("half a plan")
     write_files(tmp_path, {"plan": lambda p: p.write_text("{}")})
     assert only(tmp_path) == {"plan": b"{}"}
+
+
+def test_a_replaced_file_keeps_its_link_and_mode_and_a_read_only_one_is_refused(
+    tmp_path, monkeypatch
+):
+    """Renaming a new file over the old one replaced a symbolic link by a file, reset a
+    0600 file to the umask's mode and silently replaced a file the user made read-only."""
+    from initlab.atomic_files import write_file
+
+    store = tmp_path / "elsewhere"
+    store.mkdir()
+    real, link = store / "weights.pt", tmp_path / "weights.pt"
+    real.write_bytes(EARLIER)
+    real.chmod(0o600)
+    link.symlink_to(real)
+    write_file(link, lambda p: p.write_bytes(b"new"))
+    assert link.is_symlink() and real.read_bytes() == b"new"
+    assert real.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in store.iterdir()] == ["weights.pt"]  # no temporary left
+    real_access = os.access
+    monkeypatch.setattr(  # root ignores permission bits: the test says it instead
+        os, "access", lambda p, mode, *a, **k: Path(p) != real and real_access(p, mode)
+    )
+    with pytest.raises(PermissionError) as refused:
+        write_file(link, lambda p: p.write_bytes(b"newer"))
+    assert refused.value.filename == str(link) and real.read_bytes() == b"new"
+
+
+def test_a_new_file_gets_the_umasks_mode_whatever_the_writer_made(tmp_path):
+    from initlab.atomic_files import write_file
+
+    def private(path: Path) -> None:  # as safetensors.torch.save_file does
+        path.write_bytes(b"tensors")
+        path.chmod(0o600)
+
+    (tmp_path / "plain").touch()
+    made = write_file(tmp_path / "init.safetensors", private)
+    assert made.stat().st_mode == (tmp_path / "plain").stat().st_mode
+
+
+def test_a_network_error_while_downloading_is_not_named_as_the_local_file(tmp_path):
+    from initlab.atomic_files import write_files
+
+    def reset(path: Path) -> None:
+        raise ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
+
+    with pytest.raises(ConnectionResetError) as raised:
+        write_files(tmp_path, {"train.gz": reset})
+    assert raised.value.filename is None and list(tmp_path.iterdir()) == []
+
+
+def test_a_plot_path_without_a_suffix_is_written_as_png(tmp_path):
+    """matplotlib adds .png to a name without a suffix; the temporary name ended in .tmp and
+    savefig refused it ('Format tmp is not supported')."""
+    from initlab.curves import plot_curves
+
+    epochs = pd.DataFrame(
+        {"init": ["a", "a"], "epoch": [1, 2], "train_loss": [1.0, 0.5]}
+        | {"val_accuracy": [0.5, 0.6], "val_loss": [1.0, 0.6], "train_accuracy": [0.5, 0.6]}
+    )
+    written = plot_curves(epochs, ["init"], tmp_path / "curves")
+    assert written == tmp_path / "curves.png" and written.read_bytes()[:4] == b"\x89PNG"

@@ -13,6 +13,8 @@ fails while writing after the work (a full disk, permissions changed meanwhile) 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import secrets
@@ -84,26 +86,28 @@ def write_files(
     ``out`` as they were (the ``OSError`` raised names the file being written); renames are
     done only once everything is written, and each is atomic (an error between two renames
     leaves some files new, none truncated). Temporary files of these names left by a
-    process that no longer runs (killed while writing) are removed first."""
+    process that no longer runs (killed while writing) are removed first.
+
+    A file replaced keeps what writing into it would have kept: a symbolic link's target is
+    the file replaced (the link stays), the file's permission bits are kept, and a file this
+    process may not write is refused (``PermissionError``) before anything is written. A new
+    file gets the umask's permissions, whatever the writer made (``safetensors`` makes 0600)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale(out, set(writers))
     staged: list[tuple[Path, Path]] = []
     try:
         for name, write in writers.items():
-            final = out / name
-            temporary = (
-                out / f".{final.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{final.suffix}"
-            )
-            staged.append((temporary, final))
+            temporary, target = _stage(out / name)
+            staged.append((temporary, target))
             try:
                 write(temporary)
             except OSError as exc:
-                if exc.filename is None and exc.errno is not None:  # ENOSPC: say which file
-                    exc.filename = str(final)
+                if exc.filename is None and exc.errno in _DISK_ERRORS:  # say which file
+                    exc.filename = str(out / name)
                 raise
-        for temporary, final in staged:
-            os.replace(temporary, final)
+        for temporary, target in staged:
+            _replace(temporary, target)
     except BaseException:
         for temporary, _ in staged:
             temporary.unlink(missing_ok=True)
@@ -111,7 +115,45 @@ def write_files(
     for name in remove:
         if name not in writers:
             (out / name).unlink(missing_ok=True)
-    return [final for _, final in staged]
+    return [out / name for name in writers]
+
+
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+"""Errors of a write itself, named by the file written (a network error while a download
+streams into it is not about that file)."""
+
+
+def _stage(final: Path) -> tuple[Path, Path]:
+    """``(temporary, target)`` for writing ``final``: the target is the file a write into
+    ``final`` would change (a link's target); refused when it may not be written."""
+    target = final.resolve() if final.is_symlink() else final
+    if target.exists() and not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(final))
+    name = f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{target.suffix}"
+    return target.with_name(name), target
+
+
+def _replace(temporary: Path, target: Path) -> None:
+    """Give ``temporary`` the permissions ``target`` has (a new file: the umask's), then
+    rename it over ``target``."""
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    os.chmod(temporary, mode)
+    os.replace(temporary, target)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux tells it (``os.umask``
+    sets it to read it: briefly 0 for every thread)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_file(path: Path | str, write: Callable[[Path], object]) -> Path:

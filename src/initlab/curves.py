@@ -90,6 +90,8 @@ def plot_curves(
 ) -> Path:
     """Draw :func:`curves_figure` and save it as ``path`` (PNG); returns ``path``."""
     fig = curves_figure(epochs, group_by, val_title)
+    path = Path(path)
+    path = path if path.suffix else path.with_suffix(".png")  # as savefig names it
     return write_file(path, lambda p: fig.savefig(p, dpi=110))
 
 

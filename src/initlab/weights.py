@@ -25,19 +25,18 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     safetensors file, its other names recorded in the metadata as ``alias: kept name`` (as
     ``safetensors.torch.save_model`` does), and :func:`load_weights` ties it again (so does
     ``safetensors.torch.load_model``; a plain ``model.load_state_dict(load_file(path))``
-    misses the alias: ``strict=False``). The file gets the permissions the umask gives
-    any new file (``safetensors.torch.save_file`` would make it 0600)."""
+    misses the alias: ``strict=False``). A new file gets the umask's permissions (not the
+    0600 of ``safetensors.torch.save_file``), a replaced one keeps its own."""
     path = Path(path)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import save
+        from safetensors.torch import save_file
 
         from initlab.ties import tied_names
 
         aliases = {k: kept for k, kept in tied_names(model).items() if k != kept and k in state}
         kept = {k: v for k, v in state.items() if k not in aliases}
-        data = save(kept, metadata=aliases or None)  # bytes: save_file makes the file 0600
-        return write_file(path, lambda p: p.write_bytes(data))
+        return write_file(path, lambda p: save_file(kept, str(p), metadata=aliases or None))
     return write_file(path, lambda p: torch.save(state, p))
 
 

@@ -106,6 +106,10 @@ def draw_profiles(axes: list[Axes], diagnoses: Mapping[str, Drawable]) -> None:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """``fig`` as ``path`` (a PNG, ``.png`` added to a name without a suffix, as
+    ``savefig`` does)."""
+    path = Path(path)
+    path = path if path.suffix else path.with_suffix(".png")
     return write_file(path, lambda p: fig.savefig(p, dpi=110))
 
 

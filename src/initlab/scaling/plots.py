@@ -71,5 +71,7 @@ def plot_coords(
     if title:
         fig.suptitle(title)
     if path is not None:
+        path = Path(path)
+        path = path if path.suffix else path.with_suffix(".png")  # as savefig names it
         write_file(path, lambda p: fig.savefig(p, dpi=110))
     return fig
