@@ -2,6 +2,7 @@
 end to end on tiny factories and data, and every bad input as one line, exit 2, before
 anything trains and before the store exists."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -627,4 +628,20 @@ def test_the_resume_hint_starts_initlab_as_the_user_did(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda name: str(script))  # the one on PATH
     assert invoked_program() == ["initlab"]
     monkeypatch.setattr("sys.argv", ["/x/initlab/__main__.py", "compare"])
-    assert invoked_program() == ["python", "-m", "initlab"]
+    assert invoked_program() == [sys.executable, "-m", "initlab"]  # a bare python may lack it
+
+
+def test_the_resume_hint_after_python_m_initlab_names_this_interpreter(monkeypatch):
+    """click names the program 'python -m initlab'; that python (a pyenv shim) had no
+    initlab module."""
+    import typer.main
+
+    from initlab.cli import _register_commands, app
+    from initlab.sweep.ui import resume_command
+
+    _register_commands()
+    monkeypatch.setattr("sys.argv", ["/x/initlab/__main__.py", "compare"])
+    root = typer.main.get_command(app).make_context("python -m initlab", ["compare"])
+    command = root.command.get_command(root, "compare")
+    hint = resume_command(command.make_context("compare", ["--seeds", "4"], parent=root))
+    assert hint.startswith(f"{sys.executable} -m initlab compare --seeds 4")

@@ -351,7 +351,8 @@ def test_a_kept_reference_names_the_candidates_confirmed_worse():
     found = _decide(_table({"default": 0.0, "bad": 0.3, "worst": 0.6, "same": 0.0}))
     assert found["winner"] is None and found["worse"] == ["bad", "worst"]
     message = found["message"]
-    assert "no candidate differs" not in message and message.startswith("no candidate beats")
+    assert "no candidate differs" not in message
+    assert message.startswith("no candidate beats the model as built (default) by more than the")
     assert "worst (by 0.6" in message and message.index("worst") < message.index("bad (by 0.3")
     assert "are worse: keep the model as built (default)" in message
 

@@ -301,3 +301,7 @@ def test_the_summary_is_ordered_by_the_group_by_keys_first_key_slowest():
     ]  # each key's values in the order they first appear
     by_init = ResultSet(runs, pd.DataFrame(), group_by=("init", "model_args.width")).summary()
     assert by_init["init"].tolist() == ["default"] * 3 + ["he_normal"] * 3
+    # two stores' runs concatenated repeat the row labels: every run counted once
+    twice = pd.concat([runs, runs.assign(seed=runs["seed"] + 2)])
+    summary = ResultSet(twice, pd.DataFrame(), group_by=("init",)).summary()
+    assert summary["runs"].tolist() == [12, 12]

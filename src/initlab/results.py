@@ -392,5 +392,5 @@ def _by_keys(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """``runs`` ordered by ``keys``, the first one slowest, each key's values in the order
     they first appear (``--group-by model_args.width,init``: every init at width 4, then at
     8, as asked, not every width of the first init first)."""
-    ranks = pd.DataFrame({k: pd.factorize(runs[k])[0] for k in keys}, index=runs.index)
-    return runs.loc[ranks.sort_values(list(keys), kind="stable").index]
+    ranks = pd.DataFrame({k: pd.factorize(runs[k])[0] for k in keys})  # by position: the
+    return runs.iloc[ranks.sort_values(list(keys), kind="stable").index]  # labels may repeat

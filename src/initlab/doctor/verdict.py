@@ -275,7 +275,9 @@ def _no_winner(
         )
     worse = _worse(tests)
     if worse:
-        return f"no candidate beats {label} {after}; {worse}: keep {label}"
+        return (
+            f"no candidate beats {label} by more than the seed noise {after}; {worse}: keep {label}"
+        )
     return f"no candidate differs from {label} by more than the seed noise {after}: keep {label}"
 
 

@@ -197,8 +197,9 @@ def resume_command(ctx: typer.Context | None) -> str:
     if ctx is None:
         return "the same command again"
     parts = ctx.command_path.split()
-    if parts[:1] == ["initlab"]:  # the root command: as the user started it
-        parts[:1] = invoked_program()
+    root = ctx.find_root()
+    if root is not ctx and root.info_name:  # the root command: as the user started it
+        parts[: len(root.info_name.split())] = invoked_program()
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if param.param_type_name == "argument":
@@ -219,10 +220,10 @@ def resume_command(ctx: typer.Context | None) -> str:
 def invoked_program() -> list[str]:
     """How the user started initlab, to start the resume command the same way: ``initlab``
     when that is the one on ``PATH``, else the path they ran (``.venv/bin/initlab`` of a
-    virtual environment not activated), or ``python -m initlab``."""
+    virtual environment not activated), or ``/path/to/python -m initlab``."""
     argv0 = sys.argv[0] if sys.argv else ""
-    if argv0.endswith("__main__.py"):
-        return ["python", "-m", "initlab"]
+    if argv0.endswith("__main__.py"):  # the interpreter that has initlab, not any python
+        return [sys.executable, "-m", "initlab"]
     if os.path.basename(argv0) == "initlab" and os.sep in argv0:
         found = shutil.which("initlab")
         if found is None or os.path.realpath(found) != os.path.realpath(argv0):
