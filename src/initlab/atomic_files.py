@@ -165,6 +165,14 @@ def write_file(path: Path | str, write: Callable[[Path], object]) -> Path:
     return write_files(path.parent, {path.name: write})[0]
 
 
+def write_figure(fig: object, path: Path | str, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as ``path`` with :func:`write_file`; a name without a suffix
+    gets ``.png``, as ``savefig`` would name it (the temporary name's ``.tmp`` is no format)."""
+    path = Path(path)
+    path = path if path.suffix else path.with_suffix(".png")
+    return write_file(path, lambda p: fig.savefig(p, dpi=dpi))
+
+
 def write_error(exc: OSError, after: str = "") -> InitlabError:
     """``cannot write DIR/trials.csv: no space left on device`` (and ``after``): one line
     for an ``OSError`` of :func:`write_files`, the temporary name read as the file's."""

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from initlab.atomic_files import write_file
+from initlab.atomic_files import write_figure
 from initlab.stats import display_value
 
 CURVE_PANELS = (
@@ -90,9 +90,7 @@ def plot_curves(
 ) -> Path:
     """Draw :func:`curves_figure` and save it as ``path`` (PNG); returns ``path``."""
     fig = curves_figure(epochs, group_by, val_title)
-    path = Path(path)
-    path = path if path.suffix else path.with_suffix(".png")  # as savefig names it
-    return write_file(path, lambda p: fig.savefig(p, dpi=110))
+    return write_figure(fig, path)
 
 
 def _draw_bands(ax, epochs: pd.DataFrame, group_by: list[str], column: str) -> bool:

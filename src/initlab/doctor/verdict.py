@@ -281,10 +281,15 @@ def _no_winner(
     return f"no candidate differs from {label} by more than the seed noise {after}: keep {label}"
 
 
+def confirmed_worse(tests: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``tests`` whose candidate the test confirms worse than the reference."""
+    return tests[(tests["p_holm"] < ALPHA) & (tests["diff_low"] > 0)]
+
+
 def _worse(tests: pd.DataFrame) -> str:
     """``orthogonal is worse (by 0.327, p = 0.0017)``: the candidates the test confirms
     are worse than the reference, the worst first; ``""`` when none is."""
-    worse = tests[(tests["p_holm"] < ALPHA) & (tests["diff_low"] > 0)]
+    worse = confirmed_worse(tests)
     if worse.empty:
         return ""
     rows = worse.sort_values("diff", ascending=False)
@@ -308,7 +313,7 @@ def decide(
     clean = set(ranked.loc[ranked["diverged"] == 0, "candidate"])
     good = tests[(tests["p_holm"] < ALPHA) & (tests["diff_high"] < 0)]
     good = good[good["candidate"].isin(clean) & (-good["diff"] > noise)]
-    worse = tests[(tests["p_holm"] < ALPHA) & (tests["diff_low"] > 0)]["candidate"].tolist()
+    worse = confirmed_worse(tests)["candidate"].tolist()
     base = {"reference": reference, "steps": steps, "alpha": ALPHA, "worse": worse}
     base["seed_noise"] = noise
     if ranked.empty or not ranked["final"].notna().any():

@@ -21,7 +21,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from initlab.atomic_files import write_file
+from initlab.atomic_files import write_figure
 
 BINS = 60
 CLIP_PERCENTILE = 0.5
@@ -106,11 +106,7 @@ def draw_profiles(axes: list[Axes], diagnoses: Mapping[str, Drawable]) -> None:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    """``fig`` as ``path`` (a PNG, ``.png`` added to a name without a suffix, as
-    ``savefig`` does)."""
-    path = Path(path)
-    path = path if path.suffix else path.with_suffix(".png")
-    return write_file(path, lambda p: fig.savefig(p, dpi=110))
+    return write_figure(fig, path)
 
 
 def plot_histograms(diag: Drawable, path: Path) -> Path:

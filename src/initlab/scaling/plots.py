@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from initlab.atomic_files import write_file
+from initlab.atomic_files import write_figure
 
 PANEL_SIZE = 3.0
 
@@ -71,7 +71,5 @@ def plot_coords(
     if title:
         fig.suptitle(title)
     if path is not None:
-        path = Path(path)
-        path = path if path.suffix else path.with_suffix(".png")  # as savefig names it
-        write_file(path, lambda p: fig.savefig(p, dpi=110))
+        write_figure(fig, path)
     return fig
