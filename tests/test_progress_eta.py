@@ -117,12 +117,17 @@ def _wait_for(condition, seconds: float = 5.0) -> bool:
     return True
 
 
-def test_the_heartbeat_thread_prints_while_work_runs_and_stops_with_stop(monkeypatch):
+def _beating(monkeypatch, total: int) -> tuple[io.StringIO, CountedProgress, threading.Thread]:
+    """A log progress of ``total`` units started with a heartbeat every 0.02 s."""
     monkeypatch.setattr(display, "HEARTBEAT", 0.02)
     out, console = _log()
     shown = CountedProgress(console, "models")
-    shown.start(10)
-    beat = shown._beat
+    shown.start(total)
+    return out, shown, shown._beat
+
+
+def test_the_heartbeat_thread_prints_while_work_runs_and_stops_with_stop(monkeypatch):
+    out, shown, beat = _beating(monkeypatch, 10)
     assert beat is not None and beat.daemon  # never keeps the process alive
     try:
         assert _wait_for(lambda: "still running; 0/10 models" in out.getvalue())
@@ -135,11 +140,7 @@ def test_the_heartbeat_thread_prints_while_work_runs_and_stops_with_stop(monkeyp
 
 
 def test_the_heartbeat_thread_ends_with_the_last_unit(monkeypatch):
-    monkeypatch.setattr(display, "HEARTBEAT", 0.02)
-    out, console = _log()
-    shown = CountedProgress(console, "models")
-    shown.start(2)
-    beat = shown._beat
+    out, shown, beat = _beating(monkeypatch, 2)
     shown.advance(2, finished="measured 2 of 2")
     beat.join(timeout=5.0)
     assert not beat.is_alive()
