@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -196,3 +200,27 @@ def test_a_plot_path_without_a_suffix_is_written_as_png(tmp_path):
     )
     written = plot_curves(epochs, ["init"], tmp_path / "curves")
     assert written == tmp_path / "curves.png" and written.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_killed_writer_that_is_still_a_zombie_counts_as_gone(tmp_path):
+    """A container without an init process never reaps a killed sweep's workers: their
+    zombies kept every temporary file they had left 'in use' for good."""
+    from initlab.pids import pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    pid = child.pid
+    try:
+        assert pid_alive(pid)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:  # a zombie until reaped below
+            time.sleep(0.01)
+        assert not pid_alive(pid) and os.path.exists(f"/proc/{pid}")
+        stale = tmp_path / f".plan.{pid}-0123abcd.tmp.json"
+        stale.write_text("half a plan")
+        write_files(tmp_path, {"plan.json": lambda p: p.write_text("{}")})
+        assert only(tmp_path) == {"plan.json": b"{}"}
+    finally:
+        child.kill()
+        child.wait()
+    assert pid_alive(os.getpid())

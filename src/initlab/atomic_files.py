@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from initlab.errors import InitlabError
+from initlab.pids import pid_alive
 
 _TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<suffix>(\.\w+)?)$")
 
@@ -94,7 +95,7 @@ def write_files(
     file gets the umask's permissions, whatever the writer made (``safetensors`` makes 0600)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out, set(writers))
+    remove_stale(out, set(writers))
     staged: list[tuple[Path, Path]] = []
     try:
         for name, write in writers.items():
@@ -192,22 +193,14 @@ def failed_file(exc: OSError) -> Path | None:
     return path.with_name(f"{found['stem']}{found['suffix']}") if found else path
 
 
-def _remove_stale(out: Path, names: set[str]) -> None:
-    """Delete ``out``'s temporary files of ``names`` whose writer process is gone."""
+def remove_stale(out: Path, names: set[str] | None = None) -> None:
+    """Delete ``out``'s temporary files (of ``names``; ``None``: of any name) whose writer
+    process is gone (:func:`initlab.pids.pid_alive`)."""
     if not out.is_dir():
         return
     for path in out.iterdir():
         found = _TEMPORARY.match(path.name)
-        if found and f"{found['stem']}{found['suffix']}" in names and not _alive(int(found["pid"])):
+        if found is None or pid_alive(int(found["pid"])):
+            continue
+        if names is None or f"{found['stem']}{found['suffix']}" in names:
             path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (one that cannot be signalled does)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's: running
-        return True
-    return True

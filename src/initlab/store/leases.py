@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from initlab.notes import note
+from initlab.pids import pid_alive
 
 if TYPE_CHECKING:
     from initlab.store.sqlite import Store
@@ -77,13 +78,7 @@ def owner_alive(owner: str) -> bool:
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
         return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
+    return pid_alive(int(pid))
 
 
 def attempts(conn: sqlite3.Connection, run_ids: Iterable[str]) -> dict[str, int]:
