@@ -63,13 +63,13 @@ def trainings(monkeypatch: pytest.MonkeyPatch) -> list:
 
     calls = []
 
-    def counting(config, data=None, on_epoch=None):
+    def counting(config, data=None, on_epoch=None, checkpoints=None):
         calls.append(config)
-        return run_config(config, data, on_epoch)
+        return run_config(config, data, on_epoch, checkpoints)
 
-    def counting_stack(configs, data=None, on_epoch=None):
+    def counting_stack(configs, data=None, on_epoch=None, checkpoints=None):
         calls.extend(configs)
-        return train.train_configs(configs, data, on_epoch=on_epoch)
+        return train.train_configs(configs, data, on_epoch=on_epoch, checkpoints=checkpoints)
 
     stacked = SimpleNamespace(group_configs=train.group_configs, train_configs=counting_stack)
     monkeypatch.setattr(engine, "run_config", counting)
@@ -87,7 +87,7 @@ def interrupt_at(monkeypatch: pytest.MonkeyPatch):
     def patch(call: int) -> None:
         calls = []
 
-        def interrupted(config, data=None, on_epoch=None):
+        def interrupted(config, data=None, on_epoch=None, checkpoints=None):
             calls.append(config)
             if len(calls) == call:
                 raise KeyboardInterrupt

@@ -499,7 +499,7 @@ def test_the_resume_hint_repeats_each_model_arg():
     import typer.main
 
     from initlab.cli import _register_commands, app
-    from initlab.sweep.ui import resume_command
+    from initlab.sweep.interrupted import resume_command
 
     _register_commands()
     command = typer.main.get_command(app).get_command(None, "compare")
@@ -619,7 +619,7 @@ def test_the_resume_hint_starts_initlab_as_the_user_did(monkeypatch, tmp_path):
     'initlab', which is not on PATH there."""
     import shutil
 
-    from initlab.sweep.ui import invoked_program
+    from initlab.sweep.interrupted import invoked_program
 
     script = tmp_path / "venv" / "bin" / "initlab"
     monkeypatch.setattr(shutil, "which", lambda name: None)
@@ -637,7 +637,7 @@ def test_the_resume_hint_after_python_m_initlab_names_this_interpreter(monkeypat
     import typer.main
 
     from initlab.cli import _register_commands, app
-    from initlab.sweep.ui import resume_command
+    from initlab.sweep.interrupted import resume_command
 
     _register_commands()
     monkeypatch.setattr("sys.argv", ["/x/initlab/__main__.py", "compare"])

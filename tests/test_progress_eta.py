@@ -245,4 +245,5 @@ def test_an_interrupted_sweep_says_what_its_unfinished_runs_had_trained(monkeypa
     with pytest.raises(typer.Exit):
         ui.run_and_report(Spec("t"), configs, None, title="t", console=err, err=err)
     said = " ".join(out.getvalue().split())
-    assert "2 unfinished run(s) had trained 4 epoch(s) between them, not kept" in said
+    assert "2 unfinished run(s) had trained 4 epoch(s) between them; not kept" in said
+    assert "checkpoint" not in said  # a store in memory has none

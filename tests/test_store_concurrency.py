@@ -41,7 +41,7 @@ def note(word, cfg):
     os.write(fd, f"{word} {os.getpid()} {cfg.key()}\\n".encode())
     os.close(fd)
 
-def fake(cfg, data=None, on_epoch=None):
+def fake(cfg, data=None, on_epoch=None, checkpoints=None):
     note("start", cfg)
     time.sleep(delay)
     record = {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.5, "val_loss": 0.5,
@@ -131,7 +131,7 @@ def test_two_sweeps_on_one_store_at_once_share_the_runs(tmp_path, monkeypatch):
     API, training replaced by a sleep that logs which sweep trained which run."""
     trained: list[tuple[str, str]] = []
 
-    def fake(cfg, data=None, on_epoch=None):
+    def fake(cfg, data=None, on_epoch=None, checkpoints=None):
         trained.append((threading.current_thread().name, cfg.key()))
         time.sleep(0.05)
         record = {"epoch": 1, "train_loss": 0.5, "val_accuracy": 0.5}

@@ -322,7 +322,7 @@ def _count_trainings(monkeypatch, fill: int = 0) -> list:
     """Replace training by a cheap fake (``fill`` extra layer-stat rows per run)."""
     calls = []
 
-    def fake(cfg, data=None, on_epoch=None):
+    def fake(cfg, data=None, on_epoch=None, checkpoints=None):
         calls.append(cfg)
         return result(cfg, fill)
 

@@ -61,7 +61,7 @@ def test_diverged_runs_are_results_and_failed_runs_are_retried(tmp_path, monkeyp
     )
     trained, failing = [], {"zeros"}
 
-    def flaky(config, data=None, on_epoch=None):
+    def flaky(config, data=None, on_epoch=None, checkpoints=None):
         trained.append(config.init)
         if config.init in failing:
             raise RuntimeError("boom")
@@ -88,7 +88,7 @@ def test_run_chunk_dispatches_to_the_batched_engine_when_it_can(monkeypatch):
     calls = []
     fake = SimpleNamespace(
         group_configs=lambda configs: [configs[:3], configs[3:]],
-        train_configs=lambda configs, data, on_epoch=None: (
+        train_configs=lambda configs, data, on_epoch=None, checkpoints=None: (
             calls.append(len(configs)) or [run_config(c, data) for c in configs]
         ),
     )

@@ -219,7 +219,7 @@ def test_sigterm_is_ctrl_c_the_finished_runs_kept_their_tables_written_and_resum
 
     calls = []
 
-    def terminated_at_the_third(config, data=None, on_epoch=None):
+    def terminated_at_the_third(config, data=None, on_epoch=None, checkpoints=None):
         calls.append(config)
         if len(calls) == 3:  # without initlab's handler, SIGTERM would end pytest itself
             assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "no handler"

@@ -135,7 +135,8 @@ def compare(
     to look for dataset files first (see :func:`initlab.data.load`).
 
     ``out``: a directory (or ``.db`` file) for the results store — calling again with the
-    same ``out`` skips the runs already finished. ``workers``: 1 (the default) trains in
+    same ``out`` skips the runs already finished and continues interrupted ones from their
+    epoch checkpoints (:mod:`initlab.train.checkpoint`). ``workers``: 1 (the default) trains in
     this process; ``None`` picks one worker process per core (guard your script with
     ``if __name__ == "__main__":``, as multiprocessing requires); ``backend="ray"`` runs
     on a Ray cluster (``address``; ``gpus_per_trial``: GPUs each Ray task reserves).

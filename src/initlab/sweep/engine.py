@@ -22,6 +22,7 @@ from types import ModuleType
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.train.checkpoint import Checkpoints
 from initlab.train.memory import MIN_CHUNK
 from initlab.train.result import FAILED, RunResult
 from initlab.train.run import load_data, run_config
@@ -85,17 +86,26 @@ def run_chunk(
     data: Dataset,
     engine: str = "auto",
     on_epoch: EpochHook | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> list[RunResult]:
     """Train ``configs`` (all on ``data``) with ``engine``; one result per config, in order.
 
     ``"batched"`` trains chunks of two or more runs together (``train_configs``); single
     runs, and every run with ``engine="single"``, go through :func:`run_config`.
-    ``on_epoch(config, record)`` is called after each epoch of each run.
+    ``on_epoch(config, record)`` is called after each epoch of each run; ``checkpoints``:
+    where runs save their state and resume from (:mod:`initlab.train.checkpoint`).
     """
     if resolve_engine(engine) == "batched" and len(configs) > 1:
-        return batched_engine().train_configs(list(configs), data, on_epoch=on_epoch)
+        return batched_engine().train_configs(
+            list(configs), data, on_epoch=on_epoch, checkpoints=checkpoints
+        )
     return [
-        run_config(c, data, on_epoch=None if on_epoch is None else _bind(on_epoch, c))
+        run_config(
+            c,
+            data,
+            on_epoch=None if on_epoch is None else _bind(on_epoch, c),
+            checkpoints=checkpoints,
+        )
         for c in configs
     ]
 
@@ -188,6 +198,7 @@ def execute_chunk(
     data: DataCache,
     engine: str = "auto",
     on_epoch: EpochHook | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> list[Outcome]:
     """Run one chunk; every config gets an :class:`Outcome` (``failed`` on an exception).
 
@@ -200,7 +211,7 @@ def execute_chunk(
         dataset = data.get(group[0])
         started = time.time()
         try:
-            results = run_chunk(group, dataset, name, on_epoch)
+            results = run_chunk(group, dataset, name, on_epoch, checkpoints)
             for config, result in zip(group, results, strict=True):  # one result per config
                 result.config = result.config or config
         except Exception as exc:  # a run failing must not end the sweep

@@ -45,6 +45,7 @@ from initlab.sweep.engine import (
     execute_chunk,
     failed_outcomes,
 )
+from initlab.train.checkpoint import Checkpoints
 
 POLL_SECONDS = 0.5
 START_METHOD = "spawn"
@@ -126,8 +127,13 @@ def plan_workers(n_chunks: int, workers: int | None = None, cores: int | None = 
 class InlineExecutor:
     """Runs the chunks one after another in this process."""
 
-    def __init__(self, engine: str = "auto", data: DataCache | None = None) -> None:
-        self.engine, self.data = engine, data or DataCache()
+    def __init__(
+        self,
+        engine: str = "auto",
+        data: DataCache | None = None,
+        checkpoints: Checkpoints | None = None,
+    ) -> None:
+        self.engine, self.data, self.checkpoints = engine, data or DataCache(), checkpoints
 
     def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Iterator[Outcome]:
         source = chunk_source(chunks)
@@ -136,16 +142,22 @@ class InlineExecutor:
             if chunk is None:  # the runs left are held by other processes
                 source.wait()
                 continue
-            yield from execute_chunk(chunk, self.data, self.engine, on_epoch)
+            yield from execute_chunk(chunk, self.data, self.engine, on_epoch, self.checkpoints)
 
 
 class ProcessExecutor:
     """Runs the chunks in ``workers`` spawned processes with ``threads`` torch threads each."""
 
     def __init__(
-        self, workers: int, threads: int, engine: str = "auto", data_dir: str | None = None
+        self,
+        workers: int,
+        threads: int,
+        engine: str = "auto",
+        data_dir: str | None = None,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.workers, self.threads, self.engine, self.data_dir = workers, threads, engine, data_dir
+        self.checkpoints = checkpoints
 
     def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Iterator[Outcome]:
         ctx = mp.get_context(START_METHOD)
@@ -159,6 +171,7 @@ class ProcessExecutor:
     def _start(self, ctx, tasks, events) -> list:
         # worker_entry applies the MKL override as the parent did, before torch is imported
         args = (tasks, events, self.threads, self.engine, self.data_dir, os.getpid())
+        args += (self.checkpoints,)
         entry = (mkl_dispatch.status(), f"{__name__}:worker_main")
         procs = [
             ctx.Process(
@@ -275,7 +288,9 @@ def _stop(procs, tasks, events) -> None:
         q.close()
 
 
-def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) -> None:
+def worker_main(
+    worker, tasks, events, threads, engine, data_dir, parent_pid, checkpoints=None
+) -> None:
     """A worker process: take chunks until the sentinel, send back their outcomes."""
     import torch
 
@@ -290,7 +305,7 @@ def worker_main(worker, tasks, events, threads, engine, data_dir, parent_pid) ->
         send = functools.partial(_send_epoch, events, worker, chunk_id)
         hook = by_position(configs, send)
         try:
-            outcomes = execute_chunk(configs, cache, engine, hook)
+            outcomes = execute_chunk(configs, cache, engine, hook, checkpoints)
         except DataLoadError as exc:
             events.put(("fatal", worker, str(exc)))
             return

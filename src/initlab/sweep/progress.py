@@ -73,6 +73,7 @@ class RichProgress(SweepProgress):
         self.console = console
         self.shown = CountedProgress(console, "model-epochs", label_width=LABEL_WIDTH)
         self._epochs: dict[str, int] = {}
+        self._started: dict[str, RunConfig] = {}
         self._runs = self._pending = 0
         self._settings: tuple[str, ...] = ()
 
@@ -92,6 +93,7 @@ class RichProgress(SweepProgress):
     def epoch(self, config: RunConfig, record: dict) -> None:
         run = config_identity(config)  # not the key: it changes if the user's file does
         self._epochs[run] = self._epochs.get(run, 0) + 1
+        self._started[run] = config
         self.shown.advance(1, run_label(config, self._settings))
 
     def unfinished(self) -> tuple[int, int]:
@@ -99,6 +101,10 @@ class RichProgress(SweepProgress):
         epochs (lost to an interruption: a run is stored when it finishes)."""
         started = [n for n in self._epochs.values() if n > 0]
         return len(started), sum(started)
+
+    def unfinished_runs(self) -> list[RunConfig]:
+        """The runs that trained epochs and have not finished (:meth:`unfinished`)."""
+        return [self._started[run] for run, n in self._epochs.items() if n > 0]
 
     def finished(self, outcome: Outcome) -> None:
         config = outcome.result.config

@@ -45,6 +45,7 @@ from initlab.sweep.engine import (
     failed_outcomes,
 )
 from initlab.sweep.executor import Chunks, ChunkSource, chunk_source
+from initlab.train.checkpoint import Checkpoints
 
 RAY_MISSING = "Ray is not installed: pip install 'initlab[ray]'"
 POLL_SECONDS = 1.0
@@ -71,6 +72,7 @@ def ray_chunk(
     events: Any = None,
     shared: dict[tuple, Any] | None = None,
     tag: int = 0,
+    checkpoints: Checkpoints | None = None,
 ) -> tuple[str, Any]:
     """The body of one Ray task: ``("done", outcomes)`` or ``("fatal", message)``; each
     epoch record goes on ``events`` (a Ray queue) as ``(tag, index in the chunk, record)``
@@ -87,7 +89,7 @@ def ray_chunk(
     try:
         send = (lambda i, record: events.put((tag, i, record))) if events is not None else None
         hook = by_position(configs, send) if send is not None else None
-        return "done", execute_chunk(configs, data, engine, hook)
+        return "done", execute_chunk(configs, data, engine, hook, checkpoints)
     except DataLoadError as exc:
         return "fatal", str(exc)
 
@@ -123,8 +125,10 @@ class RayExecutor:
         data_dir: str | None = None,
         preloaded: dict[tuple, Dataset] | None = None,
         gpus_per_trial: float = 0.0,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         check_positive("gpus_per_trial", gpus_per_trial, allow_zero=True)
+        self.checkpoints = checkpoints
         self.address, self.workers, self.threads = address, workers, max(1, threads)
         self.engine, self.data_dir = engine, data_dir
         self.preloaded, self.gpus_per_trial = preloaded, float(gpus_per_trial)
@@ -215,6 +219,7 @@ class _Submitter:
         self.events = _epoch_queue() if on_epoch is not None else None
         self.entry = (mkl_dispatch.status(), f"{__name__}:ray_chunk")
         self.args = (executor.engine, executor.threads, executor.data_dir, self.events)
+        self.checkpoints = executor.checkpoints
         self.shared: dict[tuple, Any] = {}
         self.chunks: dict[int, list[RunConfig]] = {}
         self.pending: dict[Any, list[RunConfig]] = {}
@@ -227,7 +232,8 @@ class _Submitter:
             tag = len(self.chunks)
             self.chunks[tag] = chunk
             shared = dict(self.shared)  # the sweep's datasets so far (a worker keeps them all)
-            self.pending[self.task.remote(*self.entry, chunk, *self.args, shared, tag)] = chunk
+            args = (*self.entry, chunk, *self.args, shared, tag, self.checkpoints)
+            self.pending[self.task.remote(*args)] = chunk
 
 
 def _epoch_queue() -> Any:

@@ -61,6 +61,7 @@ from initlab.sweep.report import (
     SweepStopped,
 )
 from initlab.sweep.spec import Spec, load_spec
+from initlab.train.checkpoint import Checkpoints, checkpoint_dir, checkpoint_seconds
 
 BACKENDS = ("local", "ray")
 LEASE_SPLIT = 4
@@ -112,6 +113,7 @@ def run_sweep(
     engine = resolve_engine(engine)
     executor_factory = check_backend(backend, address, gpus_per_trial)
     check_buildable(configs, read_data=True)  # user data is loaded here, before the store
+    saves = store_checkpoints(store)
     keys = [c.key() for c in configs]
     try:
         store.add_study(study.study_id, study.name, study.spec, study.group_by, keys)
@@ -122,11 +124,15 @@ def run_sweep(
     done = store.finished_ids(keys)
     pending = list({c.key(): c for c in configs if c.key() not in done}.values())
     report = SweepReport(study.study_id, len(set(keys)), len(done))
+    if saves is not None:
+        saves.tidy(done)  # those a sweep killed just after recording them left
     if not pending:
         return report
     if older := store.older_versions(pending):
         note(older)
     report.planned = {config_identity(c): c.key() for c in pending}
+    if saves is not None:
+        note_resumed(saves, pending)
     if backend == "local":
         fetch_missing_data(pending, data_dir)
         workers = default_workers(pending, workers, read_data=True)
@@ -135,11 +141,13 @@ def run_sweep(
     n_workers, threads = plan_workers(len(chunks), workers)
     preloaded = {data_key(configs[0]): dataset} if dataset is not None else None
     n_workers = n_workers if backend == "local" else workers  # Ray: None = all its CPUs
-    executor = executor_factory(n_workers, threads, engine, data_dir, preloaded)
+    executor = executor_factory(n_workers, threads, engine, data_dir, preloaded, saves)
     progress.start(
         SweepPlan(len(set(keys)), len(done), pending, backend, engine, n_workers, threads)
     )
-    _execute(executor, Lease(store, chunks), report, progress)
+    _execute(executor, Lease(store, chunks), report, progress, saves)
+    if saves is not None:
+        saves.tidy()
     report.by_others = len(store.finished_ids(keys)) - report.finished
     return report
 
@@ -170,15 +178,41 @@ def default_workers(
     return 1 if serial < INLINE_BELOW_SECONDS else None
 
 
+def store_checkpoints(store: Store) -> Checkpoints | None:
+    """The epoch checkpoints of the runs of ``store`` (:mod:`initlab.train.checkpoint`):
+    in a folder beside its file, saved every :func:`checkpoint_seconds`; none for a store
+    in memory."""
+    if store.path is None:
+        return None
+    return Checkpoints(str(checkpoint_dir(store.path)), checkpoint_seconds())
+
+
+def note_resumed(checkpoints: Checkpoints, pending: Sequence[RunConfig]) -> None:
+    """A note saying how many of the ``pending`` runs resume from their checkpoints."""
+    epochs = [e for e in (checkpoints.saved_epoch(c.key()) for c in pending) if e]
+    if epochs:
+        low, high = min(epochs), max(epochs)
+        after = f"epoch {low}" if low == high else f"epochs {low}-{high}"
+        note(
+            f"{len(epochs)} of the {len(pending)} run(s) to train resume from their "
+            f"checkpoints, after {after}"
+        )
+
+
 def _execute(
-    executor: Executor, lease: Lease, report: SweepReport, progress: SweepProgress
+    executor: Executor,
+    lease: Lease,
+    report: SweepReport,
+    progress: SweepProgress,
+    checkpoints: Checkpoints | None = None,
 ) -> None:
     """Run the chunks, each leased when the executor has room for it; record each outcome
-    as it arrives."""
+    as it arrives (and then delete its run's checkpoint)."""
     started = time.perf_counter()
     try:
         with lease:
-            _record(executor.run(lease, progress.epoch), lease.store, report, progress)
+            outcomes = executor.run(lease, progress.epoch)
+            _record(outcomes, lease.store, report, progress, checkpoints)
     except KeyboardInterrupt:
         report.interrupted = True
         raise SweepInterrupted(report) from None
@@ -196,12 +230,15 @@ def _record(
     store: Store,
     report: SweepReport,
     progress: SweepProgress,
+    checkpoints: Checkpoints | None,
 ) -> None:
     try:
         for outcome in outcomes:
             outcome = as_planned(outcome, report)
             if store.record(outcome):  # False: another process finished it first
                 report.counts[outcome.result.status] += 1
+            if checkpoints is not None:  # recorded: its saved epochs are not needed
+                checkpoints.remove(outcome.run_id or outcome.result.config.key())
             progress.finished(outcome)
     finally:
         outcomes.close()  # stops the workers, whatever happened
@@ -259,19 +296,19 @@ def _stopped_line(store: Store, exc: BaseException, report: SweepReport) -> str:
 
 
 def check_backend(backend: str, address: str | None = None, gpus_per_trial: float = 0.0):
-    """A function ``(workers, threads, engine, data_dir, preloaded) -> Executor``; checks
-    the backend (and that Ray is installed) before anything starts. ``gpus_per_trial``
-    (Ray's ``num_gpus`` per task) is for the Ray backend only."""
+    """A function ``(workers, threads, engine, data_dir, preloaded, checkpoints) -> Executor``;
+    checks the backend (and that Ray is installed) before anything starts.
+    ``gpus_per_trial`` (Ray's ``num_gpus`` per task) is for the Ray backend only."""
     if backend == "local":
         if address is not None:
             raise InitlabError("--address is for the Ray backend: add --backend ray")
         if gpus_per_trial:
             raise InitlabError("--gpus-per-trial is for the Ray backend: add --backend ray")
 
-        def local(workers, threads, engine, data_dir, preloaded) -> Executor:
+        def local(workers, threads, engine, data_dir, preloaded, checkpoints=None) -> Executor:
             if workers == 1:
-                return InlineExecutor(engine, DataCache(data_dir, preloaded))
-            return ProcessExecutor(workers, threads, engine, data_dir)
+                return InlineExecutor(engine, DataCache(data_dir, preloaded), checkpoints)
+            return ProcessExecutor(workers, threads, engine, data_dir, checkpoints)
 
         return local
     if backend == "ray":
@@ -284,7 +321,7 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
                 "10.0.0.1:6379), ray://host:10001 or auto"
             )
 
-        def on_ray(workers, threads, engine, data_dir, preloaded) -> Executor:
+        def on_ray(workers, threads, engine, data_dir, preloaded, checkpoints=None) -> Executor:
             return RayExecutor(
                 address,
                 workers=workers,
@@ -292,6 +329,7 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
                 data_dir=data_dir,
                 preloaded=preloaded,
                 gpus_per_trial=gpus_per_trial,
+                checkpoints=checkpoints,
             )
 
         return on_ray

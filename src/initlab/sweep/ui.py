@@ -4,10 +4,6 @@ the progress bar, the resume hint and the result tables."""
 from __future__ import annotations
 
 import errno
-import os
-import shlex
-import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,11 +27,11 @@ from initlab.results import (
 from initlab.scores import Score, parted_by_stuck
 from initlab.stats import group_label
 from initlab.store import Store, open_store, store_path, study_dir
+from initlab.sweep.interrupted import print_interrupted, resumable, resume_command
 from initlab.sweep.progress import RichProgress
 from initlab.sweep.runner import (
     Study,
     SweepInterrupted,
-    SweepReport,
     SweepStopped,
     check_backend,
     run_sweep,
@@ -71,7 +67,8 @@ def run_and_report(
             report = run_sweep(configs, store, study, progress=progress, **options)
         except SweepInterrupted as stop:
             progress.stop()
-            print_interrupted(err, stop.report, store.path, ctx, progress.unfinished())
+            saved = resumable(store, progress.unfinished_runs())
+            print_interrupted(err, stop.report, store.path, ctx, progress.unfinished(), saved)
             save_interrupted(store, study.study_id, out, err)
             raise typer.Exit(130) from None
         except SweepStopped as stop:  # a full disk: one line, then the command that resumes
@@ -190,71 +187,6 @@ def save_tables(
             f"results store {store_path(store or out)}; {fix} and run the same command again "
             "to write them"
         )
-
-
-def resume_command(ctx: typer.Context | None) -> str:
-    """The command line being run, rebuilt from the parsed options (for the resume hint)."""
-    if ctx is None:
-        return "the same command again"
-    parts = ctx.command_path.split()
-    root = ctx.find_root()
-    if root is not ctx and root.info_name:  # the root command: as the user started it
-        parts[: len(root.info_name.split())] = invoked_program()
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.param_type_name == "argument":
-            parts.append(str(value))
-        elif value is None or value == param.default or param.name == "dry_run":
-            continue
-        elif getattr(param, "is_flag", False):
-            opts = param.opts if value else param.secondary_opts
-            parts += opts[:1]
-        elif getattr(param, "multiple", False):  # --model-arg a=1 --model-arg b=2
-            for item in value:
-                parts += [param.opts[0], str(item)]
-        else:
-            parts += [param.opts[0], str(value)]
-    return shlex.join(parts)
-
-
-def invoked_program() -> list[str]:
-    """How the user started initlab, to start the resume command the same way: ``initlab``
-    when that is the one on ``PATH``, else the path they ran (``.venv/bin/initlab`` of a
-    virtual environment not activated), or ``/path/to/python -m initlab``."""
-    argv0 = sys.argv[0] if sys.argv else ""
-    if argv0.endswith("__main__.py"):  # the interpreter that has initlab, not any python
-        return [sys.executable, "-m", "initlab"]
-    if os.path.basename(argv0) == "initlab" and os.sep in argv0:
-        found = shutil.which("initlab")
-        if found is None or os.path.realpath(found) != os.path.realpath(argv0):
-            return [argv0]
-    return ["initlab"]
-
-
-def print_interrupted(
-    console: Console,
-    report: SweepReport,
-    store: Path | None,
-    ctx: typer.Context | None,
-    unfinished: tuple[int, int] = (0, 0),
-) -> None:
-    """What was saved, what was lost (``unfinished``: runs started and not finished, and
-    their epochs) and the exact command that resumes."""
-    console.print(f"\ninterrupted: {report.line()}", soft_wrap=True)
-    runs, epochs = unfinished
-    if runs:
-        console.print(
-            f"{runs} unfinished run(s) had trained {epochs} epoch(s) between them, not kept: "
-            "a run is stored when it finishes (runs trained together in one stack finish "
-            "together), so the command trains them again from the start",
-            soft_wrap=True, markup=False, highlight=False,
-        )  # fmt: skip
-    if store is None:
-        console.print("nothing was saved: use --out DIR to keep runs and resume later")
-    else:
-        command = resume_command(ctx)
-        console.print(f"finished runs are saved in {store}; resume with:", soft_wrap=True)
-        console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)
 
 
 def print_results(results: ResultSet, console: Console, title: str) -> None:

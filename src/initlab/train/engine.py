@@ -29,6 +29,9 @@ record after each step, on accelerators every :data:`CHECK_STEPS` steps and at e
 ``"dropout"`` stream and forked (the caller's RNG state is untouched); ``vmap`` with
 ``randomness="different"`` gives every model its own, independent masks.
 
+**Checkpoints.** A sweep's stack saves each run's state after an epoch now and then, and
+an interrupted run continues from it (:mod:`initlab.train.checkpoint`).
+
 **Time.** The wall time of the stack is shared equally by its models (``train_seconds``,
 each epoch record's ``seconds``).
 """
@@ -46,7 +49,7 @@ from torch import Tensor, nn
 
 from initlab.notes import note
 from initlab.probe.tracking import PROBE_SIZE, Tracker
-from initlab.train import trial
+from initlab.train import checkpoint, trial
 from initlab.train.device import autocast, device_name
 from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.memory import activations_per_example
@@ -68,6 +71,8 @@ CHECK_STEPS = 64
 
 EpochHook = Callable[[int, dict[str, float]], None]
 """``on_epoch(m, record)``: called after each epoch of model ``m`` (its index in the stack)."""
+SaveHook = Callable[["StackTrainer", int], None]
+"""``saver(trainer, epoch)``: called after each epoch but the last (epoch checkpoints)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ class StackTrainer:
         self.dead: set[int] = set()
         self.masked = False  # until a first non-finite loss (module docstring)
         self.global_step = 0
+        self.start_epoch = 0  # the epoch a resumed stack continues after (checkpoint.restore)
+        self.dropout_state: Tensor | None = None
         self.seconds = 0.0
         self.trackers = self._trackers()
         wds = self.opt.wds
@@ -312,16 +319,23 @@ class StackTrainer:
             )
         return self.results
 
-    def run(self, on_epoch: EpochHook | None = None) -> list[RunResult]:
-        """Train all epochs (trial step, tracking at step 0, epochs) and test."""
+    def run(
+        self, on_epoch: EpochHook | None = None, saver: SaveHook | None = None
+    ) -> list[RunResult]:
+        """Train all epochs (trial step, tracking at step 0, epochs) and test; a resumed
+        stack (:func:`initlab.train.checkpoint.restore`) continues after its saved epoch.
+        ``saver(self, epoch)`` after each epoch but the last (it may save a checkpoint)."""
         seed = derive_seed(self.members[0].seed, "dropout")
         with torch.random.fork_rng(devices=rng_devices(self.device)):
             self.prepare()  # leaves the RNG as it found it
             if self.stack.note:
                 note(self.stack.note)
-            seed_global(seed, self.device)
-            self.track(0)
-            for epoch in range(1, self.plan.epochs + 1):
+            if self.start_epoch:
+                checkpoint.apply_dropout_state(self)
+            else:
+                seed_global(seed, self.device)
+                self.track(0)
+            for epoch in range(self.start_epoch + 1, self.plan.epochs + 1):
                 t0 = time.perf_counter()
                 meter = self.train_epoch(epoch)
                 if len(self.dead) == self.size:
@@ -330,6 +344,8 @@ class StackTrainer:
                 if self.trackers is not None and not self.trackers[0].per_step:
                     self.track(epoch)
                 self.end_epoch(epoch, meter, t0, on_epoch)
+                if saver is not None and epoch < self.plan.epochs:
+                    saver(self, epoch)
         return self.finish()
 
 
@@ -341,17 +357,23 @@ def train_stack(
     on_epoch: EpochHook | None = None,
     *,
     write_back: bool = False,
+    resume: Sequence[dict] | None = None,
+    saver: SaveHook | None = None,
 ) -> list[RunResult]:
     """Train ``models`` (same architecture, initialized) together; one result each, in order.
 
     ``members[m]`` holds model m's seed (data order) and hyperparameters; ``plan`` what they
     share. The stack trains copies; with ``write_back`` each model gets its final state
-    (a diverged model: its state when it was frozen).
+    (a diverged model: its state when it was frozen). ``resume``: each model's checkpoint
+    (:mod:`initlab.train.checkpoint`, all at one epoch; ``models`` hold its weights), to
+    continue from; ``saver``: called after each epoch but the last, to save them.
     """
     if len(models) != len(members):
         raise ValueError("train_stack needs one member per model")
     trainer = StackTrainer(models, data, plan, members)
-    results = trainer.run(on_epoch)
+    if resume:
+        checkpoint.restore(trainer, resume)
+    results = trainer.run(on_epoch, saver)
     if write_back:
         for m, model in enumerate(models):
             model.load_state_dict(trainer.stack.state_dict(m))

@@ -172,6 +172,33 @@ class StackedOptimizer:
         for p in self.params:
             p.grad = None
 
+    def model_state(self, m: int) -> dict:
+        """Model ``m``'s share of the state (copies): per parameter, by position, its slice
+        of each buffer and its Adam step count (``None``: all :attr:`t` steps); and ``t``."""
+        return {
+            "t": self.t,
+            "state": [{k: v[m].detach().clone() for k, v in s.items()} for s in self.state],
+            "counts": [None if c is None else float(c[m]) for c in self.counts],
+        }
+
+    @torch.no_grad()
+    def load_model_states(self, states: Sequence[dict]) -> None:
+        """The state of each model of the stack, in order, from its :meth:`model_state`
+        (taken after the same number of steps). A buffer some model lacks is zeros for it,
+        which is what its first step would start from."""
+        self.t = max(s["t"] for s in states)
+        for i, param in enumerate(self.params):
+            for name in sorted(set().union(*(s["state"][i] for s in states))):
+                stacked = torch.zeros_like(param)  # in the parameter's memory layout
+                for m, s in enumerate(states):
+                    if name in s["state"][i]:
+                        stacked[m].copy_(s["state"][i][name])
+                self.state[i][name] = stacked
+            counts = [s["counts"][i] for s in states]
+            if any(c is not None for c in counts):
+                steps = [float(self.t) if c is None else c for c in counts]
+                self.counts[i] = torch.tensor(steps, dtype=torch.float64)
+
     def momentum_buffer(self, param: Tensor) -> Tensor:
         """``param``'s momentum buffer (``param`` one of :attr:`params`), created as zeros
         in its layout if it has none yet: ``mu 0 + g = g`` is the first step's ``b = g``.

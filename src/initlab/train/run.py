@@ -9,6 +9,7 @@ from torch import nn
 from initlab.config import RunConfig
 from initlab.data import Dataset, load
 from initlab.errors import InitlabError
+from initlab.notes import note
 from initlab.probe.tracking import Tracker
 from initlab.train import memory
 from initlab.train.build import (  # noqa: F401  (re-exported: the public names stay here)
@@ -17,6 +18,7 @@ from initlab.train.build import (  # noqa: F401  (re-exported: the public names 
     build_architecture,
     build_initialized_model,
 )
+from initlab.train.checkpoint import Checkpoints, EpochSaver, resumed_result
 from initlab.train.device import resolve_device
 from initlab.train.engine import Member, Plan, train_stack
 from initlab.train.grouping import check_group
@@ -49,6 +51,7 @@ def run_config(
     config: RunConfig,
     data: Dataset | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> RunResult:
     """Train one ``config`` (the engine with a stack of one model).
 
@@ -58,7 +61,7 @@ def run_config(
     comparison down.
     """
     hook = None if on_epoch is None else (lambda _config, record: on_epoch(record))
-    return train_configs([config], data, on_epoch=hook)[0]
+    return train_configs([config], data, on_epoch=hook, checkpoints=checkpoints)[0]
 
 
 def train_configs(
@@ -67,6 +70,7 @@ def train_configs(
     *,
     on_epoch: GroupEpochCallback | None = None,
     chunk_size: int | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> list[RunResult]:
     """Train configs of one group (:func:`~initlab.train.grouping.group_configs`) together;
     one :class:`RunResult` per config, in order.
@@ -76,15 +80,41 @@ def train_configs(
     (default: :func:`~initlab.train.memory.chunk_size`) of near-equal size, trained one after
     the other. Each result is what the config gives alone, up to float rounding (same initial
     weights, same data order, same formulas). ``on_epoch(config, record)`` after each epoch.
+    ``checkpoints``: where the stacks save their runs now and then, and where runs saved
+    before resume from (:mod:`initlab.train.checkpoint`: runs saved at the same epoch stack
+    together; a diverged run's saved result is returned as it is).
     """
     check_group(configs)
     data = data if data is not None else load_data(configs[0])
     preflight(configs[0], data)
     plan, size = _plan(configs[0], data, chunk_size)
-    results: list[RunResult] = []
-    for chunk in memory.split_evenly(list(configs), size):
-        results += _train_chunk(chunk, data, plan, on_epoch)
+    saved = _saved(configs, checkpoints, plan)
+    results: list[RunResult | None] = [None] * len(configs)
+    by_epoch: dict[int, list[int]] = {}
+    for i, state in enumerate(saved):
+        if state is not None and state["final"]:
+            results[i] = resumed_result(state, plan.task)
+        else:
+            by_epoch.setdefault(0 if state is None else state["epoch"], []).append(i)
+    for epoch, indices in sorted(by_epoch.items()):
+        for chunk in memory.split_evenly(indices, size):
+            resume = [saved[i] for i in chunk] if epoch else None
+            group = [configs[i] for i in chunk]
+            trained = _train_chunk(group, data, plan, on_epoch, resume, checkpoints)
+            for i, result in zip(chunk, trained, strict=True):
+                results[i] = result
+    for config, result in zip(configs, results, strict=True):
+        result.config = config
     return results
+
+
+def _saved(
+    configs: Sequence[RunConfig], checkpoints: Checkpoints | None, plan: Plan
+) -> list[dict | None]:
+    """Each config's checkpoint, or ``None``."""
+    if checkpoints is None:
+        return [None] * len(configs)
+    return [checkpoints.load(c.key(), plan.device) for c in configs]
 
 
 def _plan(config: RunConfig, data: Dataset, chunk_size: int | None) -> tuple[Plan, int]:
@@ -117,18 +147,20 @@ def _train_chunk(
     data: Dataset,
     plan: Plan,
     on_epoch: GroupEpochCallback | None,
+    resume: Sequence[dict] | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> list[RunResult]:
-    """One stack; a failure (not a user error) makes ``failed`` results for its configs."""
-    models = [
-        build_initialized_model(c, data.input_shape, data.num_classes, data=data) for c in configs
-    ]
+    """One stack (from checkpoints: ``resume``); a failure (not a user error) makes
+    ``failed`` results for its configs."""
+    models, resume = _models(configs, data, resume, checkpoints)
     members = [
         Member(c.seed if c.data_seed is None else c.data_seed, c.lr, c.momentum, c.weight_decay)
         for c in configs
     ]
     hook = None if on_epoch is None else (lambda m, record: on_epoch(configs[m], record))
+    saver = None if checkpoints is None else EpochSaver(checkpoints, [c.key() for c in configs])
     try:
-        results = train_stack(models, data, plan, members, hook)
+        results = train_stack(models, data, plan, members, hook, resume=resume, saver=saver)
     except InitlabError:
         raise
     except Exception as exc:  # a run failing must not end the comparison
@@ -136,9 +168,36 @@ def _train_chunk(
         results = [
             RunResult(config=None, status=FAILED, message=message, task=plan.task) for _ in configs
         ]
-    for config, result in zip(configs, results, strict=True):
-        result.config = config
     return results
+
+
+def _models(
+    configs: Sequence[RunConfig],
+    data: Dataset,
+    resume: Sequence[dict] | None,
+    checkpoints: Checkpoints | None,
+) -> tuple[list[nn.Module], Sequence[dict] | None]:
+    """The stack's models, initialized, or with their saved weights (``resume``); saved
+    weights that do not fit the model are a note, and the runs start over."""
+
+    def build() -> list[nn.Module]:
+        shape, classes = data.input_shape, data.num_classes
+        return [build_initialized_model(c, shape, classes, data=data) for c in configs]
+
+    models = build()
+    if not resume:
+        return models, None
+    try:
+        for model, state in zip(models, resume, strict=True):
+            model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        note(f"saved weights do not fit the model ({first}): these runs train from the start")
+        for config in configs:
+            if checkpoints is not None:
+                checkpoints.remove(config.key())
+        return build(), None
+    return models, resume
 
 
 def train_model(

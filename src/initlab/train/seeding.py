@@ -37,3 +37,24 @@ def seed_global(seed: int, device: torch.device) -> None:
             torch.cuda.manual_seed(seed)
     elif device.type == "mps":
         torch.mps.manual_seed(seed)
+
+
+def global_rng_state(device: torch.device) -> torch.Tensor:
+    """The state of the global generator that dropout on ``device`` draws from (the CPU's,
+    or that accelerator's), to continue it later with :func:`set_global_rng_state`."""
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    if device.type == "mps":
+        return torch.mps.get_rng_state()
+    return torch.get_rng_state()
+
+
+def set_global_rng_state(state: torch.Tensor, device: torch.device) -> None:
+    """Continue ``device``'s global generator from ``state`` (:func:`global_rng_state`)."""
+    state = state.cpu()
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    elif device.type == "mps":
+        torch.mps.set_rng_state(state)
+    else:
+        torch.set_rng_state(state)

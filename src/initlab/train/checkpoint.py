@@ -1,0 +1,241 @@
+"""Epoch checkpoints: the runs of an interrupted stack resume where they were, not from zero.
+
+A stack's runs finish together, so before this an interruption (Ctrl-C, a killed worker, a
+machine that went down) lost every epoch of every run still training. A sweep whose store is
+on disk now gives its training a :class:`Checkpoints` folder beside the store
+(:func:`checkpoint_dir`: ``DIR/initlab.db-checkpoints/``), and after an epoch the engine
+saves each run of the stack there as ``<run key>.pt`` (:func:`snapshot`):
+
+- its model's weights and buffers (batch-norm running statistics included),
+- its optimizer state (momentum buffers, Adam moments, step counts),
+- its data-order generator and the stack's dropout RNG,
+- its result so far: the epoch records, the per-layer tracking rows, its share of the time;
+  a run that diverged is saved as final (its result is all there is to keep).
+
+A save happens after an epoch once :attr:`Checkpoints.every` seconds (60, or
+``INITLAB_CHECKPOINT_SECONDS``; ``inf``: never) have passed since the stack started or last
+saved (:class:`EpochSaver`), so short runs write nothing and long ones lose at most that
+much plus an epoch. Files are written all or nothing (:mod:`initlab.atomic_files`); a
+save that fails (a full disk) is a note, and the stack goes on without saving.
+
+When the sweep runs again, :func:`initlab.train.run.train_configs` loads each run's
+checkpoint (:meth:`Checkpoints.load`): runs saved at the same epoch stack together again and
+continue from the next epoch with that state (:func:`restore`), a final one is returned as
+it is, and a file that cannot be read is a note and trains from the start. The result
+matches an uninterrupted run up to float rounding when the stack is the same; in another
+stack, only the dropout masks differ (they are drawn from the stack's RNG). The sweep
+deletes a run's checkpoint once the store has recorded the run
+(:func:`initlab.sweep.runner.run_sweep`). The run key names the file, and it covers the
+run's settings and the user's source files, so an edited model never resumes from a stale
+checkpoint (its key changed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from initlab.atomic_files import remove_stale, write_file
+from initlab.errors import InitlabError
+from initlab.notes import note
+from initlab.train.result import DIVERGED, RunResult
+from initlab.train.seeding import global_rng_state, set_global_rng_state
+
+if TYPE_CHECKING:
+    from initlab.train.engine import StackTrainer
+
+EVERY_SECONDS = 60.0
+"""Seconds of training between two saves of a stack (the first save after as long);
+the environment variable ``INITLAB_CHECKPOINT_SECONDS`` changes it (:func:`checkpoint_seconds`)."""
+VERSION = 1
+"""The layout of a checkpoint file; a file of another version trains from the start."""
+SUFFIX = ".pt"
+
+
+def checkpoint_seconds() -> float:
+    """``INITLAB_CHECKPOINT_SECONDS`` when set (0: after every epoch), else
+    :data:`EVERY_SECONDS`; anything but a number >= 0 is an :class:`InitlabError`."""
+    value = os.environ.get("INITLAB_CHECKPOINT_SECONDS", "").strip()
+    if not value:
+        return EVERY_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:
+        raise InitlabError(
+            f"INITLAB_CHECKPOINT_SECONDS={value!r}: give the seconds of training between two "
+            "checkpoints, a number >= 0 (0: after every epoch), or unset it"
+        )
+    return seconds
+
+
+def checkpoint_dir(store_path: Path | str) -> Path:
+    """The checkpoint folder of the store file ``store_path``: ``initlab.db`` →
+    ``initlab.db-checkpoints`` beside it (as SQLite's ``-wal`` and ``-shm`` files)."""
+    store_path = Path(store_path)
+    return store_path.with_name(store_path.name + "-checkpoints")
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """A folder of per-run checkpoints (module docstring); picklable, for worker processes."""
+
+    directory: str
+    every: float = EVERY_SECONDS
+
+    def path(self, key: str) -> Path:
+        return Path(self.directory) / f"{key}{SUFFIX}"
+
+    def load(self, key: str, device: torch.device | str = "cpu") -> dict[str, Any] | None:
+        """The checkpoint of run ``key`` with its tensors on ``device``; ``None`` when there
+        is none, or when it cannot be read (a note says so, and the file is removed)."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            saved = torch.load(path, map_location=device, weights_only=True)
+            if not isinstance(saved, dict) or saved.get("version") != VERSION:
+                raise ValueError(f"not a version-{VERSION} initlab checkpoint")
+            if saved.get("key") != key:
+                raise ValueError(f"it is run {saved.get('key')!r}'s")
+        except Exception as exc:
+            note(f"checkpoint {path} cannot be read ({exc}): its run trains from the start")
+            self.remove(key)
+            return None
+        return saved
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        """Write run ``key``'s checkpoint, all or nothing; raises ``OSError``."""
+        write_file(self.path(key), lambda temporary: torch.save(state, temporary))
+
+    def remove(self, key: str) -> None:
+        """Delete run ``key``'s checkpoint, if any (errors ignored: it is only a cache)."""
+        with contextlib.suppress(OSError):
+            self.path(key).unlink(missing_ok=True)
+
+    def tidy(self, done: Iterable[str] = ()) -> None:
+        """Delete the checkpoints of the runs ``done`` (recorded), the temporary files of
+        writers that were killed, and the folder if nothing is left in it."""
+        folder = Path(self.directory)
+        if not folder.is_dir():
+            return
+        for key in done:
+            self.remove(key)
+        with contextlib.suppress(OSError):
+            remove_stale(folder)
+            folder.rmdir()  # only if empty
+
+    def saved_epoch(self, key: str) -> int:
+        """The epoch run ``key``'s checkpoint was saved at (0: none, or unreadable)."""
+        path = self.path(key)
+        if not path.is_file():
+            return 0
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return int(saved.get("epoch", 0)) if saved.get("key") == key else 0
+        except Exception:
+            return 0
+
+
+def snapshot(trainer: StackTrainer, m: int, key: str, epoch: int) -> dict[str, Any]:
+    """Everything model ``m`` of ``trainer`` needs to continue after ``epoch`` (module
+    docstring); a diverged model's result only, marked ``final``."""
+    result = trainer.results[m]
+    saved: dict[str, Any] = {
+        "version": VERSION,
+        "key": key,
+        "epoch": epoch,
+        "final": m in trainer.dead,
+        "result": {
+            "status": result.status,
+            "message": result.message,
+            "epochs": list(result.epochs),
+            "layer_stats": list(trainer.trackers[m].rows) if trainer.trackers else [],
+            "seconds": trainer.seconds / trainer.size,
+        },
+    }
+    if saved["final"]:
+        return saved
+    saved.update(
+        global_step=trainer.global_step,
+        model=trainer.stack.state_dict(m),
+        optimizer=trainer.opt.model_state(m),
+        parameters=list(trainer.stack.params),
+        data_rng=trainer.data_gens[m].get_state(),
+        dropout_rng=global_rng_state(trainer.device),
+    )
+    return saved
+
+
+def restore(trainer: StackTrainer, saved: Sequence[dict[str, Any]]) -> None:
+    """Put ``saved[m]`` (model m's :func:`snapshot`, all at one epoch) into ``trainer``,
+    whose models were built with the saved weights; training continues after that epoch."""
+    names = list(trainer.stack.params)
+    if any(s["parameters"] != names for s in saved):
+        raise ValueError("the checkpoint's parameters are not the model's")
+    trainer.start_epoch = saved[0]["epoch"]
+    trainer.global_step = saved[0]["global_step"]
+    trainer.opt.load_model_states([s["optimizer"] for s in saved])
+    trainer.seconds = sum(s["result"]["seconds"] for s in saved)
+    trainer.dropout_state = saved[0]["dropout_rng"]
+    for m, state in enumerate(saved):
+        trainer.data_gens[m].set_state(state["data_rng"].cpu())
+        result = trainer.results[m]
+        result.epochs = list(state["result"]["epochs"])
+        result.message = state["result"]["message"]
+        if trainer.trackers is not None:
+            trainer.trackers[m].rows = list(state["result"]["layer_stats"])
+
+
+def apply_dropout_state(trainer: StackTrainer) -> None:
+    """Set the global RNG to the saved dropout state (a resumed stack's, else nothing)."""
+    if trainer.dropout_state is not None:
+        set_global_rng_state(trainer.dropout_state, trainer.device)
+
+
+class EpochSaver:
+    """The engine's epoch hook that saves a stack's runs (``keys[m]``: model m's run key)
+    when :attr:`Checkpoints.every` seconds have passed since its start or last save."""
+
+    def __init__(self, checkpoints: Checkpoints, keys: Sequence[str]) -> None:
+        self.checkpoints, self.keys = checkpoints, list(keys)
+        self.last = time.monotonic()
+        self.failed = False
+
+    def __call__(self, trainer: StackTrainer, epoch: int) -> None:
+        if self.failed or time.monotonic() - self.last < self.checkpoints.every:
+            return
+        try:
+            for m, key in enumerate(self.keys):
+                self.checkpoints.save(key, snapshot(trainer, m, key, epoch))
+        except OSError as exc:
+            self.failed = True
+            reason = exc.strerror or str(exc)
+            note(
+                f"cannot save checkpoints in {self.checkpoints.directory} ({reason.lower()}): "
+                "training goes on, but an interruption would lose these runs' epochs"
+            )
+        self.last = time.monotonic()
+
+
+def resumed_result(saved: dict[str, Any], task: str) -> RunResult:
+    """The :class:`RunResult` of a ``final`` checkpoint (a run that diverged)."""
+    kept = saved["result"]
+    return RunResult(
+        config=None,
+        status=kept["status"] or DIVERGED,
+        epochs=list(kept["epochs"]),
+        train_seconds=kept["seconds"],
+        message=kept["message"],
+        layer_stats=list(kept["layer_stats"]),
+        task=task,
+    )

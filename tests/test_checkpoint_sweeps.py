@@ -1,0 +1,176 @@
+"""Epoch checkpoints in sweeps: an interrupted or SIGKILLed sweep's unfinished runs resume
+from their checkpoints, and a run's checkpoint is deleted once the store has recorded it."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+
+import pytest
+
+from initlab.notes import InitlabNote
+from initlab.sweep import SweepInterrupted, expand, load_spec, parse_spec, run_study
+from initlab.sweep.report import SweepProgress
+from initlab.train.checkpoint import Checkpoints, checkpoint_dir
+
+SPEC = """
+name = "saved"
+seeds = 2
+[fixed]
+dataset = "digits"
+hidden = [64]
+epochs = 4
+batch_size = 16
+optimizer = "momentum"
+lr = 0.02
+[sweep]
+init = ["he_normal", "glorot_uniform", "lecun_normal"]
+"""
+
+
+class Epochs(SweepProgress):
+    """Counts the epochs heard; raises KeyboardInterrupt at the ``stop_at``-th."""
+
+    def __init__(self, stop_at: int = 0) -> None:
+        self.heard, self.stop_at = 0, stop_at
+
+    def epoch(self, config, record) -> None:
+        self.heard += 1
+        if self.heard == self.stop_at:
+            raise KeyboardInterrupt
+
+
+def spec_of(text: str = SPEC):
+    import tomllib
+
+    return parse_spec(tomllib.loads(text))
+
+
+def saved_files(out) -> list:
+    folder = checkpoint_dir(out / "initlab.db")
+    return sorted(folder.glob("*.pt")) if folder.exists() else []
+
+
+def test_an_interrupted_sweep_resumes_its_stack_from_the_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setenv("INITLAB_CHECKPOINT_SECONDS", "0")
+    spec, out = spec_of(), tmp_path / "out"
+    runs = expand(spec)
+    with pytest.raises(SweepInterrupted):  # in epoch 2 of the one stack: saved after epoch 1
+        run_study(spec, out, workers=1, progress=Epochs(stop_at=len(runs) + 1))
+    assert len(saved_files(out)) == len(runs)
+    again = Epochs()
+    resumed = "6 of the 6 run.s. to train resume from their checkpoints, after epoch 1$"
+    with pytest.warns(InitlabNote, match=resumed):
+        results, report = run_study(spec, out, workers=1, progress=again)
+    assert report.ran == len(runs) and again.heard == len(runs) * 3  # epochs 2-4 only
+    assert saved_files(out) == []  # recorded, so deleted
+    whole, _ = run_study(spec, None, workers=1)
+    mine = results.runs.set_index("run_id")["test_loss"]
+    for run_id, loss in whole.runs.set_index("run_id")["test_loss"].items():
+        assert mine[run_id] == pytest.approx(loss, rel=1e-4, abs=1e-5)
+    epochs = results.epochs.groupby("run_id")["epoch"].apply(sorted)
+    assert all(e == [1, 2, 3, 4] for e in epochs)
+
+
+def test_a_sigkilled_sweep_resumes_from_its_workers_checkpoints(tmp_path):
+    spec_file, out = tmp_path / "saved.toml", tmp_path / "out"
+    spec_file.write_text(SPEC.replace("epochs = 4", "epochs = 40"))
+    cmd = [sys.executable, "-m", "initlab", "sweep", str(spec_file), "--out", str(out)]
+    cmd += ["--workers", "2"]
+    env = {**os.environ, "INITLAB_CHECKPOINT_SECONDS": "0"}
+    log = tmp_path / "sweep.log"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    try:
+        saved = _wait_for_checkpoints(out, proc, log, epoch=3, timeout=120)
+        workers = _children(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    _wait_gone(workers)  # orphaned workers notice within a second and exit
+    spec = load_spec(spec_file)
+    runs = expand(spec)
+    with closing(sqlite3.connect(out / "initlab.db")) as conn, conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] < len(runs)
+    again = Epochs()
+    with pytest.warns(InitlabNote, match="resume from their checkpoints, after epoch"):
+        results, _ = run_study(spec, out, workers=1, progress=again)
+    assert again.heard <= len(runs) * 40 - saved  # the saved epochs were not trained again
+    assert set(results.runs["status"]) == {"ok"} and len(results.runs) == len(runs)
+    assert results.epochs.groupby("run_id").size().tolist() == [40] * len(runs)
+    assert saved_files(out) == []
+
+
+def _wait_for_checkpoints(out, proc, log, epoch: int, timeout: float) -> int:
+    """Wait until every checkpoint of some stack is past ``epoch``; the epochs saved."""
+    saves = Checkpoints(str(checkpoint_dir(out / "initlab.db")))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended early: {log.read_text()[-2000:]}")
+        epochs = [saves.saved_epoch(path.stem) for path in saved_files(out)]
+        if epochs and min(epochs) >= epoch:
+            return sum(epochs)
+        time.sleep(0.1)
+    pytest.fail(f"no checkpoints past epoch {epoch} in time: {log.read_text()[-2000:]}")
+    return math.nan
+
+
+def _children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    with open(path) as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _wait_gone(pids: list[int], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)]
+        time.sleep(0.1)
+    assert not pids, f"worker processes outlived their parent: {pids}"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_the_interrupt_message_says_which_runs_resume_from_checkpoints(tmp_path, monkeypatch):
+    import io
+
+    import typer
+    from rich.console import Console
+
+    from initlab.sweep import ui
+
+    monkeypatch.setenv("INITLAB_CHECKPOINT_SECONDS", "0")
+    spec, out = spec_of(), tmp_path / "out"
+    heard = []
+    real = ui.RichProgress.epoch
+
+    def epoch(self, config, record):
+        real(self, config, record)
+        heard.append(record["epoch"])
+        if len(heard) == 8:  # the second of epoch 2: every run saved after epoch 1
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ui.RichProgress, "epoch", epoch)
+    text = io.StringIO()
+    log = Console(file=text, force_terminal=False, width=100)
+    with pytest.raises(typer.Exit):
+        ui.run_and_report(spec, expand(spec), out, title="t", console=log, err=log)
+    said = " ".join(text.getvalue().split())
+    assert (
+        "6 unfinished run(s) had trained 8 epoch(s) between them; 6 of them resume from their "
+        "checkpoints (saved after every epoch: the epochs since are trained again)" in said
+    )

@@ -1,0 +1,182 @@
+"""Epoch checkpoints (initlab.train.checkpoint): an interrupted stack's runs resume from
+their last saved epoch, with the state an uninterrupted run has there.
+
+Resumed and uninterrupted runs are compared with the engine tests' tolerance (the same
+computation on the same path is in fact repeated exactly, but no test relies on that)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+
+import pytest
+import torch
+
+from initlab.config import RunConfig
+from initlab.data import load
+from initlab.errors import InitlabError
+from initlab.notes import InitlabNote
+from initlab.train import train_configs
+from initlab.train.checkpoint import Checkpoints, checkpoint_dir, checkpoint_seconds
+
+EPS = torch.finfo(torch.float32).eps
+BASE = dict(dataset="digits", hidden=(32, 16), epochs=4, batch_size=32, batch_norm=True)
+INITS = ("he_normal", "glorot_uniform", "orthogonal")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits")
+
+
+def configs(**settings) -> list[RunConfig]:
+    return [RunConfig(**{**BASE, **settings}, init=init, seed=k) for k, init in enumerate(INITS)]
+
+
+def assert_same_run(resumed, whole, data) -> None:
+    """Same status, epochs, tracking rows and, within float tolerance, the same numbers."""
+    tol = 50 * EPS * math.sqrt(data.num_train)
+    assert resumed.status == whole.status
+    assert [e["epoch"] for e in resumed.epochs] == [e["epoch"] for e in whole.epochs]
+    for a, b in zip(resumed.epochs, whole.epochs, strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert a[key] == pytest.approx(b[key], rel=tol, abs=tol), key
+    assert resumed.test_loss == pytest.approx(whole.test_loss, rel=tol, abs=tol)
+    assert abs(resumed.test_accuracy - whole.test_accuracy) <= 2 / data.num_test
+    assert len(resumed.layer_stats) == len(whole.layer_stats)
+    for a, b in zip(resumed.layer_stats, whole.layer_stats, strict=True):
+        assert (a["epoch"], a["step"], a["layer"], a["metric"]) == (
+            b["epoch"], b["step"], b["layer"], b["metric"],
+        )  # fmt: skip
+        assert a["value"] == pytest.approx(b["value"], rel=1e-3, abs=1e-5) or (
+            math.isnan(a["value"]) and math.isnan(b["value"])
+        )
+
+
+def interrupt_at(epoch: int, runs: list[RunConfig]):
+    """An epoch hook raising KeyboardInterrupt when the last run reports ``epoch`` (before
+    that epoch's checkpoint is saved)."""
+
+    def hook(config, record):
+        if record["epoch"] == epoch and config is runs[-1]:
+            raise KeyboardInterrupt
+
+    return hook
+
+
+def heard(log: list):
+    return lambda config, record: log.append((config.init, record["epoch"]))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(optimizer="momentum", lr=0.02, track="epoch"),  # SGD fused into the backward
+        dict(optimizer="adam", lr=0.003, dropout=0.2),
+        dict(model="cnn", optimizer="adamw", lr=0.003, epochs=3),
+    ],
+    ids=["momentum-tracked", "adam-dropout", "cnn-adamw"],
+)
+def test_an_interrupted_stack_resumes_after_its_last_saved_epoch(tmp_path, digits, settings):
+    runs = configs(**settings)
+    whole = train_configs(runs, digits)
+    saves = Checkpoints(str(tmp_path), every=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(3, runs))
+    assert sorted(os.listdir(tmp_path)) == sorted(f"{c.key()}.pt" for c in runs)
+    assert {saves.saved_epoch(c.key()) for c in runs} == {2}
+    log: list = []
+    resumed = train_configs(runs, digits, checkpoints=saves, on_epoch=heard(log))
+    last = runs[0].epochs
+    assert sorted(log) == sorted((c.init, e) for c in runs for e in range(3, last + 1))
+    for a, b in zip(resumed, whole, strict=True):
+        assert_same_run(a, b, digits)
+    assert [r.config for r in resumed] == runs
+
+
+def test_a_diverged_run_is_kept_as_it_was_and_not_trained_again(tmp_path, digits):
+    runs = configs(optimizer="sgd", lr=0.05, batch_norm=False)
+    runs[1] = runs[1].replace(init="random_normal(stddev=5.0)", lr=1e8)
+    saves = Checkpoints(str(tmp_path), every=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(3, runs))
+    log: list = []
+    resumed = train_configs(runs, digits, checkpoints=saves, on_epoch=heard(log))
+    assert resumed[1].status == "diverged"
+    assert resumed[1].message.startswith("loss became non-finite at epoch 1")
+    assert not any(init == runs[1].init for init, _ in log)
+    assert math.isnan(resumed[1].test_loss) and resumed[1].epochs == []
+    assert resumed[0].status == "ok" and len(resumed[0].epochs) == 4
+
+
+def test_runs_saved_at_other_epochs_train_in_their_own_stacks(tmp_path, digits):
+    runs = configs(optimizer="momentum", lr=0.02)
+    saves = Checkpoints(str(tmp_path), every=0.0)
+    with pytest.raises(KeyboardInterrupt):  # the first two, saved after epoch 1
+        train_configs(runs[:2], digits, checkpoints=saves, on_epoch=interrupt_at(2, runs[:2]))
+    log: list = []
+    resumed = train_configs(runs, digits, checkpoints=saves, on_epoch=heard(log))
+    assert sorted(e for init, e in log if init == runs[2].init) == [1, 2, 3, 4]
+    assert sorted(e for init, e in log if init == runs[0].init) == [2, 3, 4]
+    whole = train_configs(runs, digits)
+    for a, b in zip(resumed, whole, strict=True):
+        assert_same_run(a, b, digits)
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda path, other: path.write_bytes(b"not a checkpoint"), "cannot be read"),
+        (lambda path, other: path.write_bytes(path.read_bytes()[:200]), "cannot be read"),
+        (lambda path, other: shutil.copy(other, path), "it is run '"),
+    ],
+    ids=["garbage", "truncated", "another-run"],
+)
+def test_a_damaged_checkpoint_is_a_note_and_its_run_starts_over(tmp_path, digits, damage, reason):
+    runs = configs(optimizer="momentum", lr=0.02, epochs=3)
+    saves = Checkpoints(str(tmp_path), every=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(2, runs))
+    path, other = saves.path(runs[0].key()), saves.path(runs[1].key())
+    damage(path, other)
+    log: list = []
+    with pytest.warns(InitlabNote, match=reason) as notes:
+        resumed = train_configs(runs, digits, checkpoints=saves, on_epoch=heard(log))
+    assert any(str(path) in str(n.message) for n in notes)
+    assert sorted(e for init, e in log if init == runs[0].init) == [1, 2, 3]
+    assert sorted(e for init, e in log if init == runs[1].init) == [2, 3]
+    for a, b in zip(resumed, train_configs(runs, digits), strict=True):
+        assert_same_run(a, b, digits)
+
+
+def test_a_checkpoint_that_cannot_be_saved_is_a_note_and_training_goes_on(tmp_path, digits):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the folder should be")
+    runs = configs(optimizer="momentum", lr=0.02, epochs=3)
+    saves = Checkpoints(str(blocked / "checkpoints"), every=0.0)
+    with pytest.warns(InitlabNote, match="cannot save checkpoints in .*training goes on") as notes:
+        results = train_configs(runs, digits, checkpoints=saves)
+    assert len([n for n in notes if "cannot save" in str(n.message)]) == 1  # once per stack
+    assert [r.status for r in results] == ["ok"] * 3
+
+
+def test_no_checkpoint_is_saved_before_the_interval_has_passed(tmp_path, digits):
+    saves = Checkpoints(str(tmp_path), every=3600.0)
+    train_configs(configs(epochs=2), digits, checkpoints=saves)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_checkpoint_interval_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("INITLAB_CHECKPOINT_SECONDS", raising=False)
+    assert checkpoint_seconds() == 60.0
+    monkeypatch.setenv("INITLAB_CHECKPOINT_SECONDS", "0")
+    assert checkpoint_seconds() == 0.0
+    for bad in ("-1", "soon", "nan"):
+        monkeypatch.setenv("INITLAB_CHECKPOINT_SECONDS", bad)
+        with pytest.raises(InitlabError, match="a number >= 0"):
+            checkpoint_seconds()
+
+
+def test_the_checkpoint_folder_is_beside_the_store_file(tmp_path):
+    assert checkpoint_dir(tmp_path / "initlab.db") == tmp_path / "initlab.db-checkpoints"
