@@ -180,3 +180,17 @@ def test_the_checkpoint_interval_comes_from_the_environment(monkeypatch):
 
 def test_the_checkpoint_folder_is_beside_the_store_file(tmp_path):
     assert checkpoint_dir(tmp_path / "initlab.db") == tmp_path / "initlab.db-checkpoints"
+
+
+def test_tidying_spares_a_fresh_temporary_file_whose_writer_may_be_on_another_machine(tmp_path):
+    saves = Checkpoints(str(tmp_path / "ck"))
+    saves.save("0123456789abcdef", {"version": 1})
+    dead = 2**22 + 7  # above Linux's default pid_max: no process here has it
+    writing = tmp_path / "ck" / f".fedcba9876543210.{dead}-0123abcd.tmp.pt"
+    writing.write_bytes(b"half")
+    saves.tidy(done={"0123456789abcdef"})
+    assert os.listdir(tmp_path / "ck") == [writing.name]
+    old = writing.stat().st_mtime - 2 * 3600
+    os.utime(writing, (old, old))
+    saves.tidy()
+    assert not (tmp_path / "ck").exists()

@@ -125,3 +125,29 @@ def test_an_address_that_is_no_address_is_refused_before_anything_prints(tmp_pat
     assert main([*args, "--backend", "ray", "--address", "foo", "--out", str(tmp_path)]) == 2
     said = capsys.readouterr()
     assert said.err.startswith("error: --address foo: give host:port") and said.out == ""
+
+
+class InterruptAt(SweepProgress):
+    def __init__(self, epochs: int) -> None:
+        self.heard, self.stop_at = 0, epochs
+
+    def epoch(self, config, record) -> None:
+        self.heard += 1
+        if self.heard == self.stop_at:
+            raise KeyboardInterrupt
+
+
+def test_ray_tasks_save_checkpoints_that_a_local_resume_continues(local_ray, tmp_path, monkeypatch):
+    from initlab.notes import InitlabNote
+    from initlab.sweep import SweepInterrupted
+
+    monkeypatch.setenv("INITLAB_CHECKPOINT_SECONDS", "0")  # read by the driver, sent to tasks
+    spec = parse_spec({**SPEC, "fixed": {**SPEC["fixed"], "epochs": 30}})
+    runs = expand(spec)
+    with pytest.raises(SweepInterrupted):  # after every run's 5th epoch or so
+        run_study(spec, tmp_path, backend="ray", progress=InterruptAt(5 * len(runs)))
+    again = InterruptAt(0)
+    with pytest.warns(InitlabNote, match="resume from their checkpoints, after epoch"):
+        results, _ = run_study(spec, tmp_path, workers=1, progress=again)
+    assert again.heard < 30 * len(runs) and set(results.runs["status"]) <= {"ok", "stuck"}
+    assert results.epochs.groupby("run_id").size().tolist() == [30] * len(runs)

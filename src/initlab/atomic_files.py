@@ -18,6 +18,7 @@ import errno
 import os
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -193,14 +194,19 @@ def failed_file(exc: OSError) -> Path | None:
     return path.with_name(f"{found['stem']}{found['suffix']}") if found else path
 
 
-def remove_stale(out: Path, names: set[str] | None = None) -> None:
+def remove_stale(out: Path, names: set[str] | None = None, min_age: float = 0.0) -> None:
     """Delete ``out``'s temporary files (of ``names``; ``None``: of any name) whose writer
-    process is gone (:func:`initlab.pids.pid_alive`)."""
+    process is gone (:func:`initlab.pids.pid_alive`) and that were last written at least
+    ``min_age`` seconds ago (a folder shared by several machines holds other machines'
+    temporary files, whose process ids mean nothing here: an age spares those in use)."""
     if not out.is_dir():
         return
+    now = time.time()
     for path in out.iterdir():
         found = _TEMPORARY.match(path.name)
         if found is None or pid_alive(int(found["pid"])):
             continue
         if names is None or f"{found['stem']}{found['suffix']}" in names:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # gone meanwhile
+                if now - path.stat().st_mtime >= min_age:
+                    path.unlink(missing_ok=True)

@@ -125,14 +125,12 @@ def run_sweep(
     pending = list({c.key(): c for c in configs if c.key() not in done}.values())
     report = SweepReport(study.study_id, len(set(keys)), len(done))
     if saves is not None:
-        saves.tidy(done)  # those a sweep killed just after recording them left
+        resume_from(saves, done, pending)
     if not pending:
         return report
     if older := store.older_versions(pending):
         note(older)
     report.planned = {config_identity(c): c.key() for c in pending}
-    if saves is not None:
-        note_resumed(saves, pending)
     if backend == "local":
         fetch_missing_data(pending, data_dir)
         workers = default_workers(pending, workers, read_data=True)
@@ -187,8 +185,10 @@ def store_checkpoints(store: Store) -> Checkpoints | None:
     return Checkpoints(str(checkpoint_dir(store.path)), checkpoint_seconds())
 
 
-def note_resumed(checkpoints: Checkpoints, pending: Sequence[RunConfig]) -> None:
-    """A note saying how many of the ``pending`` runs resume from their checkpoints."""
+def resume_from(checkpoints: Checkpoints, done: set[str], pending: Sequence[RunConfig]) -> None:
+    """Delete the checkpoints of runs ``done`` (a sweep killed between recording a run and
+    deleting its checkpoint leaves one); a note saying how many ``pending`` runs resume."""
+    checkpoints.tidy(done)
     epochs = [e for e in (checkpoints.saved_epoch(c.key()) for c in pending) if e]
     if epochs:
         low, high = min(epochs), max(epochs)

@@ -58,6 +58,10 @@ the environment variable ``INITLAB_CHECKPOINT_SECONDS`` changes it (:func:`check
 VERSION = 1
 """The layout of a checkpoint file; a file of another version trains from the start."""
 SUFFIX = ".pt"
+STALE_SECONDS = 3600.0
+"""A temporary file whose writer is gone is deleted by :meth:`Checkpoints.tidy` once it is
+this old: another machine sharing the folder may be writing it (its process id means nothing
+here); a run's own next save deletes its killed writer's file at once."""
 
 
 def checkpoint_seconds() -> float:
@@ -124,14 +128,14 @@ class Checkpoints:
 
     def tidy(self, done: Iterable[str] = ()) -> None:
         """Delete the checkpoints of the runs ``done`` (recorded), the temporary files of
-        writers that were killed, and the folder if nothing is left in it."""
+        writers killed over :data:`STALE_SECONDS` ago, and the folder if it is empty."""
         folder = Path(self.directory)
         if not folder.is_dir():
             return
         for key in done:
             self.remove(key)
         with contextlib.suppress(OSError):
-            remove_stale(folder)
+            remove_stale(folder, min_age=STALE_SECONDS)
             folder.rmdir()  # only if empty
 
     def saved_epoch(self, key: str) -> int:
