@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import time
 
 import pytest
 import torch
@@ -194,3 +195,19 @@ def test_tidying_spares_a_fresh_temporary_file_whose_writer_may_be_on_another_ma
     os.utime(writing, (old, old))
     saves.tidy()
     assert not (tmp_path / "ck").exists()
+
+
+def test_a_slow_save_spaces_the_next_ones_so_saving_stays_a_small_share(
+    tmp_path, digits, monkeypatch
+):
+    saved, real = [], Checkpoints.save
+
+    def slow(self, key, state):  # a disk that takes 0.1 s per file
+        time.sleep(0.1)
+        saved.append(state["epoch"])
+        real(self, key, state)
+
+    monkeypatch.setattr(Checkpoints, "save", slow)
+    runs = configs(epochs=4)  # three models: 0.3 s a save, so the next waits >= 6 s
+    train_configs(runs, digits, checkpoints=Checkpoints(str(tmp_path), every=1e-6))
+    assert saved == [1, 1, 1]  # epochs 2 and 3 train in far less than 6 s

@@ -15,7 +15,8 @@ saves each run of the stack there as ``<run key>.pt`` (:func:`snapshot`):
 A save happens after an epoch once :attr:`Checkpoints.every` seconds (60, or
 ``INITLAB_CHECKPOINT_SECONDS``; ``inf``: never) have passed since the stack started or last
 saved (:class:`EpochSaver`), so short runs write nothing and long ones lose at most that
-much plus an epoch. Files are written all or nothing (:mod:`initlab.atomic_files`); a
+much plus an epoch; a slow save spaces the next ones, so saving takes at most
+:data:`SAVE_SHARE` of the time. Files are written all or nothing (:mod:`initlab.atomic_files`); a
 save that fails (a full disk) is a note, and the stack goes on without saving.
 
 When the sweep runs again, :func:`initlab.train.run.train_configs` loads each run's
@@ -58,6 +59,8 @@ the environment variable ``INITLAB_CHECKPOINT_SECONDS`` changes it (:func:`check
 VERSION = 1
 """The layout of a checkpoint file; a file of another version trains from the start."""
 SUFFIX = ".pt"
+SAVE_SHARE = 0.05
+"""At most this share of a stack's time goes into saving its checkpoints (:class:`EpochSaver`)."""
 STALE_SECONDS = 3600.0
 """A temporary file whose writer is gone is deleted by :meth:`Checkpoints.tidy` once it is
 this old: another machine sharing the folder may be writing it (its process id means nothing
@@ -208,16 +211,20 @@ def apply_dropout_state(trainer: StackTrainer) -> None:
 
 class EpochSaver:
     """The engine's epoch hook that saves a stack's runs (``keys[m]``: model m's run key)
-    when :attr:`Checkpoints.every` seconds have passed since its start or last save."""
+    when :attr:`Checkpoints.every` seconds have passed since its start or last save, and,
+    unless that is 0, at least ``duration / SAVE_SHARE`` seconds: saving big models to a
+    slow disk never takes more than that share of the time."""
 
     def __init__(self, checkpoints: Checkpoints, keys: Sequence[str]) -> None:
         self.checkpoints, self.keys = checkpoints, list(keys)
         self.last = time.monotonic()
+        self.gap = checkpoints.every
         self.failed = False
 
     def __call__(self, trainer: StackTrainer, epoch: int) -> None:
-        if self.failed or time.monotonic() - self.last < self.checkpoints.every:
+        if self.failed or time.monotonic() - self.last < self.gap:
             return
+        started = time.monotonic()
         try:
             for m, key in enumerate(self.keys):
                 self.checkpoints.save(key, snapshot(trainer, m, key, epoch))
@@ -229,6 +236,8 @@ class EpochSaver:
                 "training goes on, but an interruption would lose these runs' epochs"
             )
         self.last = time.monotonic()
+        if self.checkpoints.every:
+            self.gap = max(self.checkpoints.every, (self.last - started) / SAVE_SHARE)
 
 
 def resumed_result(saved: dict[str, Any], task: str) -> RunResult:
