@@ -174,3 +174,30 @@ def test_the_interrupt_message_says_which_runs_resume_from_checkpoints(tmp_path,
         "6 unfinished run(s) had trained 8 epoch(s) between them; 6 of them resume from their "
         "checkpoints (saved after every epoch: the epochs since are trained again)" in said
     )
+
+
+def test_a_failed_run_keeps_its_checkpoint_and_its_retry_resumes(tmp_path, monkeypatch):
+    """A worker killed mid-stack makes its runs 'failed' (retried on resume): deleting
+    their checkpoints then threw away the epochs they were kept for."""
+    from initlab.train.checkpoint import EpochSaver
+
+    monkeypatch.setenv("INITLAB_CHECKPOINT_SECONDS", "0")
+    real = EpochSaver.__call__
+
+    def crash_after_saving(self, trainer, epoch):
+        real(self, trainer, epoch)
+        if epoch == 2:
+            raise RuntimeError("the worker went down")
+
+    monkeypatch.setattr(EpochSaver, "__call__", crash_after_saving)
+    spec, out = spec_of(), tmp_path / "out"
+    runs = expand(spec)
+    results, _ = run_study(spec, out, workers=1)
+    assert set(results.runs["status"]) == {"failed"}
+    assert len(saved_files(out)) == len(runs)
+    monkeypatch.setattr(EpochSaver, "__call__", real)
+    again = Epochs()
+    with pytest.warns(InitlabNote, match="6 of the 6 run.s. to train resume .* after epoch 2$"):
+        results, _ = run_study(spec, out, workers=1, progress=again)
+    assert set(results.runs["status"]) == {"ok"} and again.heard == len(runs) * 2
+    assert saved_files(out) == []

@@ -211,3 +211,86 @@ def test_a_slow_save_spaces_the_next_ones_so_saving_stays_a_small_share(
     runs = configs(epochs=4)  # three models: 0.3 s a save, so the next waits >= 6 s
     train_configs(runs, digits, checkpoints=Checkpoints(str(tmp_path), every=1e-6))
     assert saved == [1, 1, 1]  # epochs 2 and 3 train in far less than 6 s
+
+
+def edit_saved(saves: Checkpoints, key: str, **changes) -> None:
+    saved = torch.load(saves.path(key), weights_only=True)
+    saved.update(changes)
+    torch.save(saved, saves.path(key))
+
+
+def test_a_checkpoint_saved_on_another_kind_of_device_resumes_with_dropout_seeded_anew(
+    tmp_path, digits
+):
+    """The run key leaves the device out (a sweep may move to a GPU), and the CUDA RNG's
+    state has another layout than the CPU's: setting it failed every resumed run."""
+    runs = configs(optimizer="adam", lr=0.003, dropout=0.2, epochs=3)
+    saves = Checkpoints(str(tmp_path), every=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(2, runs))
+    for config in runs:
+        edit_saved(saves, config.key(), dropout_device="cuda", dropout_rng=torch.zeros(16))
+    log: list = []
+    resumed = train_configs(runs, digits, checkpoints=saves, on_epoch=heard(log))
+    assert [r.status for r in resumed] == ["ok"] * 3
+    assert sorted(e for _, e in log) == [2, 2, 2, 3, 3, 3]
+
+
+def test_each_resumed_run_keeps_its_own_time_from_before(tmp_path, digits):
+    runs = configs(optimizer="momentum", lr=0.02, epochs=3)
+    saves = Checkpoints(str(tmp_path), every=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(2, runs))
+    saved = torch.load(saves.path(runs[0].key()), weights_only=True)
+    edit_saved(saves, runs[0].key(), result={**saved["result"], "seconds": 100.0})
+    resumed = train_configs(runs, digits, checkpoints=saves)
+    assert 100.0 < resumed[0].train_seconds < 150.0
+    assert resumed[1].train_seconds < 50.0 and resumed[2].train_seconds < 50.0
+
+
+class Tagged(torch.nn.Module):
+    """A model whose extra state is an object a safe load refuses (a numpy scalar)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def get_extra_state(self):
+        import numpy as np
+
+        return {"version": np.int64(3)}
+
+    def set_extra_state(self, state) -> None:
+        self.version = int(state["version"])
+
+
+def tagged() -> torch.nn.Module:
+    return Tagged()
+
+
+def test_a_model_with_extra_state_resumes(tmp_path, digits):
+    runs = configs(model=f"{__file__}:tagged", optimizer="momentum", lr=0.02, batch_norm=False)
+    saves = Checkpoints(str(tmp_path), every=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(3, runs))
+    log: list = []
+    resumed = train_configs(runs, digits, checkpoints=saves, on_epoch=heard(log))
+    assert sorted({e for _, e in log}) == [3, 4]
+    for a, b in zip(resumed, train_configs(runs, digits), strict=True):
+        assert_same_run(a, b, digits)
+
+
+def test_checkpoints_that_do_not_fit_the_stack_are_a_note_and_the_runs_start_over(tmp_path, digits):
+    runs = configs(optimizer="momentum", lr=0.02, epochs=3)
+    saves = Checkpoints(str(tmp_path), every=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(2, runs))
+    edit_saved(saves, runs[0].key(), parameters=["something.else"])
+    log: list = []
+    with pytest.warns(InitlabNote, match="checkpoints of 3 run.s. do not fit .*start over"):
+        resumed = train_configs(runs, digits, checkpoints=saves, on_epoch=heard(log))
+    assert sorted(e for _, e in log) == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert [r.status for r in resumed] == ["ok"] * 3

@@ -3,6 +3,7 @@ from their epoch checkpoints, and the exact command that resumes."""
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import shutil
@@ -71,13 +72,12 @@ def unfinished_fate(runs: int, saved: int, on_disk: bool = True) -> str:
     """What happens to ``runs`` unfinished runs of which ``saved`` have a checkpoint (a
     store ``on_disk`` has checkpoints; one in memory, none)."""
     seconds = checkpoint_seconds()
-    every = (
-        f"after an epoch once {seconds:g} s of training have passed"
-        if seconds
-        else "after every epoch"
-    )
+    every = f"after an epoch once {seconds:g} s of training have passed"
+    every = "after every epoch" if seconds == 0 else every
     if saved == 0:
         checkpoint = f" and saved in a checkpoint only {every}" if on_disk else ""
+        if on_disk and math.isinf(seconds):
+            checkpoint = " and INITLAB_CHECKPOINT_SECONDS=inf turned checkpoints off"
         return (
             "not kept: a run is stored when it finishes (runs trained together in one stack "
             f"finish together){checkpoint}, so the command trains them again from the start"

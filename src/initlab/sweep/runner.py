@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Generator, Sequence
@@ -32,7 +33,7 @@ from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.notes import note
 from initlab.results import ResultSet
-from initlab.store import Store, open_store
+from initlab.store import FINISHED, Store, open_store
 from initlab.store.leases import Lease
 from initlab.store.location import is_busy, locked_line
 from initlab.store.sqlite import BUSY_TIMEOUT
@@ -182,7 +183,8 @@ def store_checkpoints(store: Store) -> Checkpoints | None:
     in memory."""
     if store.path is None:
         return None
-    return Checkpoints(str(checkpoint_dir(store.path)), checkpoint_seconds())
+    folder = os.path.abspath(checkpoint_dir(store.path))  # Ray workers may run elsewhere
+    return Checkpoints(folder, checkpoint_seconds())
 
 
 def resume_from(checkpoints: Checkpoints, done: set[str], pending: Sequence[RunConfig]) -> None:
@@ -237,8 +239,8 @@ def _record(
             outcome = as_planned(outcome, report)
             if store.record(outcome):  # False: another process finished it first
                 report.counts[outcome.result.status] += 1
-            if checkpoints is not None:  # recorded: its saved epochs are not needed
-                checkpoints.remove(outcome.run_id or outcome.result.config.key())
+            if checkpoints is not None and outcome.result.status in FINISHED:
+                checkpoints.remove(outcome.run_id or outcome.result.config.key())  # not needed
             progress.finished(outcome)
     finally:
         outcomes.close()  # stops the workers, whatever happened

@@ -48,7 +48,12 @@ from initlab.atomic_files import remove_stale, write_file
 from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.train.result import DIVERGED, RunResult
-from initlab.train.seeding import global_rng_state, set_global_rng_state
+from initlab.train.seeding import (
+    derive_seed,
+    global_rng_state,
+    seed_global,
+    set_global_rng_state,
+)
 
 if TYPE_CHECKING:
     from initlab.train.engine import StackTrainer
@@ -59,6 +64,7 @@ the environment variable ``INITLAB_CHECKPOINT_SECONDS`` changes it (:func:`check
 VERSION = 1
 """The layout of a checkpoint file; a file of another version trains from the start."""
 SUFFIX = ".pt"
+EXTRA_STATE = "_extra_state"
 SAVE_SHARE = 0.05
 """At most this share of a stack's time goes into saving its checkpoints (:class:`EpochSaver`)."""
 STALE_SECONDS = 3600.0
@@ -102,23 +108,31 @@ class Checkpoints:
     def path(self, key: str) -> Path:
         return Path(self.directory) / f"{key}{SUFFIX}"
 
-    def load(self, key: str, device: torch.device | str = "cpu") -> dict[str, Any] | None:
-        """The checkpoint of run ``key`` with its tensors on ``device``; ``None`` when there
-        is none, or when it cannot be read (a note says so, and the file is removed)."""
+    def load(self, key: str) -> dict[str, Any] | None:
+        """The checkpoint of run ``key`` (tensors on the CPU: the stack moves them once it
+        is built, so resuming needs no more device memory than starting); ``None`` when
+        there is none, or when it cannot be read: a note says so, and a damaged file is
+        removed (one the file system could not read is kept for a later try)."""
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            saved = torch.load(path, map_location=device, weights_only=True)
-            if not isinstance(saved, dict) or saved.get("version") != VERSION:
-                raise ValueError(f"not a version-{VERSION} initlab checkpoint")
-            if saved.get("key") != key:
-                raise ValueError(f"it is run {saved.get('key')!r}'s")
-        except Exception as exc:
-            note(f"checkpoint {path} cannot be read ({exc}): its run trains from the start")
-            self.remove(key)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            note(f"checkpoint {path} cannot be read ({reason}): its run trains from the start")
             return None
-        return saved
+        except Exception as exc:
+            saved = exc
+        if not isinstance(saved, dict) or saved.get("version") != VERSION:
+            why = saved if isinstance(saved, Exception) else f"not a version-{VERSION} checkpoint"
+        elif saved.get("key") != key:
+            why = f"it is run {saved.get('key')!r}'s"
+        else:
+            return saved
+        note(f"checkpoint {path} cannot be read ({why}): its run trains from the start")
+        self.remove(key)
+        return None
 
     def save(self, key: str, state: dict[str, Any]) -> None:
         """Write run ``key``'s checkpoint, all or nothing; raises ``OSError``."""
@@ -167,46 +181,74 @@ def snapshot(trainer: StackTrainer, m: int, key: str, epoch: int) -> dict[str, A
             "message": result.message,
             "epochs": list(result.epochs),
             "layer_stats": list(trainer.trackers[m].rows) if trainer.trackers else [],
-            "seconds": trainer.seconds / trainer.size,
+            "seconds": trainer.seconds / trainer.size + trainer.saved_seconds[m],
         },
     }
     if saved["final"]:
         return saved
     saved.update(
         global_step=trainer.global_step,
-        model=trainer.stack.state_dict(m),
+        model=plain_state(trainer.stack.state_dict(m)),
         optimizer=trainer.opt.model_state(m),
         parameters=list(trainer.stack.params),
         data_rng=trainer.data_gens[m].get_state(),
         dropout_rng=global_rng_state(trainer.device),
+        dropout_device=trainer.device.type,
     )
     return saved
 
 
+def plain_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A model state without its modules' ``_extra_state`` entries, which may hold objects
+    that a safe load refuses: they are not trained, and the model built again has them."""
+    return {k: v for k, v in state.items() if not k.endswith(EXTRA_STATE)}
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Load a :func:`plain_state` into ``model``; ``RuntimeError`` if it does not fit."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    wrong = [k for k in missing if not k.endswith(EXTRA_STATE)] + list(unexpected)
+    if wrong:
+        raise RuntimeError(f"the saved weights do not fit the model: {', '.join(wrong[:3])}")
+
+
+class ResumeError(Exception):
+    """Checkpoints that cannot be put into a stack: its runs start over (a note says why)."""
+
+
 def restore(trainer: StackTrainer, saved: Sequence[dict[str, Any]]) -> None:
     """Put ``saved[m]`` (model m's :func:`snapshot`, all at one epoch) into ``trainer``,
-    whose models were built with the saved weights; training continues after that epoch."""
-    names = list(trainer.stack.params)
-    if any(s["parameters"] != names for s in saved):
-        raise ValueError("the checkpoint's parameters are not the model's")
-    trainer.start_epoch = saved[0]["epoch"]
-    trainer.global_step = saved[0]["global_step"]
-    trainer.opt.load_model_states([s["optimizer"] for s in saved])
-    trainer.seconds = sum(s["result"]["seconds"] for s in saved)
-    trainer.dropout_state = saved[0]["dropout_rng"]
-    for m, state in enumerate(saved):
-        trainer.data_gens[m].set_state(state["data_rng"].cpu())
-        result = trainer.results[m]
-        result.epochs = list(state["result"]["epochs"])
-        result.message = state["result"]["message"]
-        if trainer.trackers is not None:
-            trainer.trackers[m].rows = list(state["result"]["layer_stats"])
+    whose models were built with the saved weights; training continues after that epoch.
+    Raises :class:`ResumeError` if they do not fit it."""
+    try:
+        if any(s["parameters"] != list(trainer.stack.params) for s in saved):
+            raise ValueError("the saved parameters are not the model's")
+        trainer.start_epoch = saved[0]["epoch"]
+        trainer.global_step = saved[0]["global_step"]
+        trainer.opt.load_model_states([s["optimizer"] for s in saved])
+        trainer.saved_seconds = [s["result"]["seconds"] for s in saved]
+        same = saved[0].get("dropout_device") == trainer.device.type  # else another RNG
+        trainer.dropout_state = saved[0]["dropout_rng"] if same else None
+        for m, state in enumerate(saved):
+            trainer.data_gens[m].set_state(state["data_rng"].cpu())
+            result = trainer.results[m]
+            result.epochs = list(state["result"]["epochs"])
+            result.message = state["result"]["message"]
+            if trainer.trackers is not None:
+                trainer.trackers[m].rows = list(state["result"]["layer_stats"])
+    except Exception as exc:
+        raise ResumeError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def apply_dropout_state(trainer: StackTrainer) -> None:
-    """Set the global RNG to the saved dropout state (a resumed stack's, else nothing)."""
+    """Continue the dropout RNG of a resumed stack from its saved state; one saved on
+    another kind of device (a sweep moved from the CPU to a GPU) has another layout: the
+    RNG is then seeded from the first model's seed and the epoch."""
     if trainer.dropout_state is not None:
         set_global_rng_state(trainer.dropout_state, trainer.device)
+        return
+    seed = derive_seed(trainer.members[0].seed, f"dropout after epoch {trainer.start_epoch}")
+    seed_global(seed, trainer.device)
 
 
 class EpochSaver:

@@ -139,6 +139,7 @@ class StackTrainer:
         self.global_step = 0
         self.start_epoch = 0  # the epoch a resumed stack continues after (checkpoint.restore)
         self.dropout_state: Tensor | None = None
+        self.saved_seconds = [0.0] * self.size  # each model's time before it was resumed
         self.seconds = 0.0
         self.trackers = self._trackers()
         wds = self.opt.wds
@@ -304,7 +305,7 @@ class StackTrainer:
         self.seconds += time.perf_counter() - t0
         baseline = dataset_baseline(self.data) if self.plan.task in STUCK_TASKS else None
         for m, result in enumerate(self.results):
-            result.train_seconds = self.seconds / self.size
+            result.train_seconds = self.seconds / self.size + self.saved_seconds[m]
             result.strategy = self.stack.strategy if self.size > 1 else ""
             if self.trackers is not None:
                 result.layer_stats = list(self.trackers[m].rows)

@@ -18,7 +18,13 @@ from initlab.train.build import (  # noqa: F401  (re-exported: the public names 
     build_architecture,
     build_initialized_model,
 )
-from initlab.train.checkpoint import Checkpoints, EpochSaver, resumed_result
+from initlab.train.checkpoint import (
+    Checkpoints,
+    EpochSaver,
+    ResumeError,
+    load_model_state,
+    resumed_result,
+)
 from initlab.train.device import resolve_device
 from initlab.train.engine import Member, Plan, train_stack
 from initlab.train.grouping import check_group
@@ -88,7 +94,7 @@ def train_configs(
     data = data if data is not None else load_data(configs[0])
     preflight(configs[0], data)
     plan, size = _plan(configs[0], data, chunk_size)
-    saved = _saved(configs, checkpoints, plan)
+    saved = _saved(configs, checkpoints)
     results: list[RunResult | None] = [None] * len(configs)
     by_epoch: dict[int, list[int]] = {}
     for i, state in enumerate(saved):
@@ -108,13 +114,11 @@ def train_configs(
     return results
 
 
-def _saved(
-    configs: Sequence[RunConfig], checkpoints: Checkpoints | None, plan: Plan
-) -> list[dict | None]:
+def _saved(configs: Sequence[RunConfig], checkpoints: Checkpoints | None) -> list[dict | None]:
     """Each config's checkpoint, or ``None``."""
     if checkpoints is None:
         return [None] * len(configs)
-    return [checkpoints.load(c.key(), plan.device) for c in configs]
+    return [checkpoints.load(c.key()) for c in configs]
 
 
 def _plan(config: RunConfig, data: Dataset, chunk_size: int | None) -> tuple[Plan, int]:
@@ -152,52 +156,60 @@ def _train_chunk(
 ) -> list[RunResult]:
     """One stack (from checkpoints: ``resume``); a failure (not a user error) makes
     ``failed`` results for its configs."""
-    models, resume = _models(configs, data, resume, checkpoints)
     members = [
         Member(c.seed if c.data_seed is None else c.data_seed, c.lr, c.momentum, c.weight_decay)
         for c in configs
     ]
     hook = None if on_epoch is None else (lambda m, record: on_epoch(configs[m], record))
     saver = None if checkpoints is None else EpochSaver(checkpoints, [c.key() for c in configs])
+
+    def train(models: list[nn.Module], saved: Sequence[dict] | None) -> list[RunResult]:
+        return train_stack(models, data, plan, members, hook, resume=saved, saver=saver)
+
     try:
-        results = train_stack(models, data, plan, members, hook, resume=resume, saver=saver)
+        return _train_resumed(configs, data, train, resume, checkpoints)
     except InitlabError:
         raise
     except Exception as exc:  # a run failing must not end the comparison
         message = f"{type(exc).__name__}: {exc}"  # named once (a traceback's tail named it twice)
-        results = [
+        return [
             RunResult(config=None, status=FAILED, message=message, task=plan.task) for _ in configs
         ]
-    return results
+
+
+def _train_resumed(
+    configs: Sequence[RunConfig],
+    data: Dataset,
+    train: Callable[[list[nn.Module], Sequence[dict] | None], list[RunResult]],
+    resume: Sequence[dict] | None,
+    checkpoints: Checkpoints | None,
+) -> list[RunResult]:
+    """``train(models, resume)`` from the saved states; states that do not fit the models
+    or the stack (:class:`~initlab.train.checkpoint.ResumeError`) are a note, are deleted,
+    and the runs start over."""
+    if resume:
+        try:
+            return train(_models(configs, data, resume), resume)
+        except ResumeError as exc:
+            note(f"the checkpoints of {len(configs)} run(s) do not fit ({exc}): they start over")
+            for config in configs if checkpoints is not None else ():
+                checkpoints.remove(config.key())
+    return train(_models(configs, data), None)
 
 
 def _models(
-    configs: Sequence[RunConfig],
-    data: Dataset,
-    resume: Sequence[dict] | None,
-    checkpoints: Checkpoints | None,
-) -> tuple[list[nn.Module], Sequence[dict] | None]:
-    """The stack's models, initialized, or with their saved weights (``resume``); saved
-    weights that do not fit the model are a note, and the runs start over."""
-
-    def build() -> list[nn.Module]:
-        shape, classes = data.input_shape, data.num_classes
-        return [build_initialized_model(c, shape, classes, data=data) for c in configs]
-
-    models = build()
-    if not resume:
-        return models, None
-    try:
-        for model, state in zip(models, resume, strict=True):
-            model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        note(f"saved weights do not fit the model ({first}): these runs train from the start")
-        for config in configs:
-            if checkpoints is not None:
-                checkpoints.remove(config.key())
-        return build(), None
-    return models, resume
+    configs: Sequence[RunConfig], data: Dataset, resume: Sequence[dict] | None = None
+) -> list[nn.Module]:
+    """The stack's models, initialized, then given their saved weights (``resume``);
+    :class:`~initlab.train.checkpoint.ResumeError` if those do not fit."""
+    shape, classes = data.input_shape, data.num_classes
+    models = [build_initialized_model(c, shape, classes, data=data) for c in configs]
+    for model, state in zip(models, resume or (), strict=False):
+        try:
+            load_model_state(model, state["model"])
+        except (RuntimeError, KeyError) as exc:
+            raise ResumeError(str(exc).strip().splitlines()[0]) from exc
+    return models
 
 
 def train_model(
