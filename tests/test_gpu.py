@@ -215,3 +215,37 @@ def test_diagnose_and_recommend_take_a_numpy_batch_for_a_model_on_the_device():
     assert list(diagnosis.layers["layer"]) == ["0", "2"]
     assert initlab.recommend(model, x)["0"] == "he_normal"
     assert all(p.device.type == torch.device(DEVICE).type for p in model.parameters())
+
+
+def test_checkpoints_resume_on_the_device_and_move_from_the_cpu(tmp_path):
+    """A stack interrupted on the device resumes there with the uninterrupted run's numbers;
+    a checkpoint saved on the CPU resumes on the device (the run key leaves the device out;
+    the dropout RNG, of another layout there, is seeded anew)."""
+    from initlab.train.checkpoint import Checkpoints
+
+    digits = load("digits")
+    runs = [
+        RunConfig(**{**BASE, "epochs": 3}, dropout=0.1, optimizer="adam", lr=0.003, init=i, seed=k)
+        for k, i in enumerate(INITS)
+    ]
+    here = [c.replace(device=DEVICE) for c in runs]
+
+    def stop_at(epoch, last):
+        def hook(config, record):
+            if record["epoch"] == epoch and config is last:
+                raise KeyboardInterrupt
+
+        return hook
+
+    for first, then, folder in ((here, here, "same"), (runs, here, "moved")):
+        saves = Checkpoints(str(tmp_path / folder), every=0.0)
+        with pytest.raises(KeyboardInterrupt):
+            train_configs(first, digits, checkpoints=saves, on_epoch=stop_at(2, first[-1]))
+        heard: list = []
+        hook = lambda c, r, heard=heard: heard.append(r["epoch"])  # noqa: E731
+        resumed = train_configs(then, digits, checkpoints=saves, on_epoch=hook)
+        assert sorted(heard) == [2, 2, 2, 3, 3, 3] and all(r.status == "ok" for r in resumed)
+        assert all(r.device.startswith(DEVICE.split(":")[0]) for r in resumed)
+        if folder == "same":
+            for a, b in zip(resumed, train_configs(here, digits), strict=True):
+                assert a.test_loss == pytest.approx(b.test_loss, rel=REL, abs=REL)
