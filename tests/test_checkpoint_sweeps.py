@@ -201,3 +201,60 @@ def test_a_failed_run_keeps_its_checkpoint_and_its_retry_resumes(tmp_path, monke
         results, _ = run_study(spec, out, workers=1, progress=again)
     assert set(results.runs["status"]) == {"ok"} and again.heard == len(runs) * 2
     assert saved_files(out) == []
+
+
+def test_the_progress_counts_only_the_epochs_left_after_the_checkpoints():
+    """A resumed run's saved epochs were counted only when it finished: the bar showed
+    6/48 and an ETA for all 48, then jumped from 35 to 48."""
+    import io
+
+    from rich.console import Console
+
+    from initlab.sweep.engine import Outcome
+    from initlab.sweep.progress import RichProgress
+    from initlab.sweep.report import SweepPlan
+    from initlab.sweep.runner import config_identity
+    from initlab.train.result import RunResult
+
+    runs = expand(spec_of())
+    resumed = {config_identity(c): 3 for c in runs[:4]}  # 4 runs saved after epoch 3 of 4
+    progress = RichProgress(Console(file=io.StringIO(), force_terminal=False))
+    progress.start(SweepPlan(6, 0, runs, "local", "batched", 1, 1, resumed))
+    assert progress.shown.total == 4 * 1 + 2 * 4
+    for config in runs:
+        progress.epoch(config, {"epoch": 4})
+        progress.finished(Outcome(RunResult(config, "ok"), 0.0, 0.0, "batched"))
+    assert progress.shown.done == progress.shown.total
+    progress.stop()
+
+
+def test_checkpoints_no_run_of_a_finished_sweep_will_use_are_named(tmp_path, monkeypatch):
+    """Interrupted, then run with other settings (new run ids): the old checkpoints stayed
+    on disk and nothing said so."""
+    monkeypatch.setenv("INITLAB_CHECKPOINT_SECONDS", "0")
+    spec, out = spec_of(), tmp_path / "out"
+    with pytest.raises(SweepInterrupted):
+        run_study(spec, out, workers=1, progress=Epochs(stop_at=len(expand(spec)) + 1))
+    other = spec_of(SPEC.replace("epochs = 4", "epochs = 2"))
+    with pytest.warns(InitlabNote, match=r"6 checkpoint\(s\) \(.* MiB\) remain in .*delete those"):
+        run_study(other, out, workers=1)
+    assert len(saved_files(out)) == 6
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "5s"])
+def test_a_bad_checkpoint_interval_is_one_line_before_any_store(
+    tmp_path, capsys, monkeypatch, value
+):
+    from initlab.cli import main
+    from initlab.errors import InitlabError
+
+    monkeypatch.setenv("INITLAB_CHECKPOINT_SECONDS", value)
+    out = tmp_path / "never"
+    tiny = ["--inits", "he_normal", "--seeds", "1", "--dataset", "digits", "--epochs", "1"]
+    assert main(["compare", *tiny, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "INITLAB_CHECKPOINT_SECONDS" in err
+    assert not out.exists()
+    with pytest.raises(InitlabError, match="INITLAB_CHECKPOINT_SECONDS"):
+        run_study(spec_of(), out, workers=1)
+    assert not out.exists()

@@ -128,11 +128,12 @@ def test_runs_saved_at_other_epochs_train_in_their_own_stacks(tmp_path, digits):
 @pytest.mark.parametrize(
     "damage, reason",
     [
-        (lambda path, other: path.write_bytes(b"not a checkpoint"), "cannot be read"),
-        (lambda path, other: path.write_bytes(path.read_bytes()[:200]), "cannot be read"),
-        (lambda path, other: shutil.copy(other, path), "it is run '"),
+        (lambda path, other: path.write_bytes(b"not a checkpoint"), "damaged .[A-Za-z]+.\\)"),
+        (lambda path, other: path.write_bytes(path.read_bytes()[:200]), "damaged"),
+        (lambda path, other: path.write_bytes(b""), "damaged .[A-Za-z]+.\\)"),
+        (lambda path, other: shutil.copy(other, path), "it holds run [0-9a-f]{16}\\)"),
     ],
-    ids=["garbage", "truncated", "another-run"],
+    ids=["garbage", "truncated", "empty", "another-run"],
 )
 def test_a_damaged_checkpoint_is_a_note_and_its_run_starts_over(tmp_path, digits, damage, reason):
     runs = configs(optimizer="momentum", lr=0.02, epochs=3)
@@ -159,6 +160,18 @@ def test_a_checkpoint_that_cannot_be_saved_is_a_note_and_training_goes_on(tmp_pa
     with pytest.warns(InitlabNote, match="cannot save checkpoints in .*training goes on") as notes:
         results = train_configs(runs, digits, checkpoints=saves)
     assert len([n for n in notes if "cannot save" in str(n.message)]) == 1  # once per stack
+    assert [r.status for r in results] == ["ok"] * 3
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs")
+def test_a_folder_that_refuses_new_files_is_a_note_too(digits):
+    """torch.save given a path raises RuntimeError, not OSError, when the file cannot be
+    created (a read-only or immutable folder): every run of the stack failed. /sys/kernel
+    refuses new files even to root."""
+    runs = configs(optimizer="momentum", lr=0.02, epochs=2)
+    saves = Checkpoints("/sys/kernel", every=0.0)
+    with pytest.warns(InitlabNote, match="cannot save checkpoints in /sys/kernel .permission"):
+        results = train_configs(runs, digits, checkpoints=saves)
     assert [r.status for r in results] == ["ok"] * 3
 
 
@@ -294,3 +307,18 @@ def test_checkpoints_that_do_not_fit_the_stack_are_a_note_and_the_runs_start_ove
         resumed = train_configs(runs, digits, checkpoints=saves, on_epoch=heard(log))
     assert sorted(e for _, e in log) == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert [r.status for r in resumed] == ["ok"] * 3
+
+
+def test_a_resumed_stack_runs_its_models_the_way_it_did_before(tmp_path, digits):
+    """The strategy trial times the stack again on resume and may choose another way to
+    run it (other float rounding from then on): the saved way is kept instead."""
+    runs = configs(optimizer="momentum", lr=0.02, epochs=3)
+    saves = Checkpoints(str(tmp_path), every=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(2, runs))
+    for config in runs:
+        edit_saved(saves, config.key(), strategy="looped")
+    resumed = train_configs(runs, digits, checkpoints=saves)
+    assert [r.strategy for r in resumed] == ["looped"] * 3
+    for a, b in zip(resumed, train_configs(runs, digits), strict=True):
+        assert_same_run(a, b, digits)

@@ -20,6 +20,7 @@ from initlab.sweep.runner import check_backend
 from initlab.sweep.spec import Spec
 from initlab.sweep.ui import run_and_report
 from initlab.sweep.values import MODEL_ARG, check_setting
+from initlab.train.checkpoint import checkpoint_seconds
 from initlab.usercode import is_user_spec, load_callable
 
 
@@ -110,12 +111,14 @@ def prepare(
 def check_run_options(
     backend: str, address: str | None, engine: str, workers: int | None, gpus: float = 0.0
 ) -> None:
-    """``--backend``/``--address``/``--gpus-per-trial``, ``--engine`` and ``--workers``,
-    checked before any store is created (a dry run checks them too)."""
+    """``--backend``/``--address``/``--gpus-per-trial``, ``--engine``, ``--workers`` and
+    ``INITLAB_CHECKPOINT_SECONDS``, checked before any store is created (a dry run checks
+    them too)."""
     check_backend(backend, address, gpus)
     resolve_engine(engine)
     if workers is not None:
         check_positive("--workers", workers)
+    checkpoint_seconds()
 
 
 def check_models(spec: Spec, given: Iterable[str] = (), source: str = "") -> None:

@@ -76,6 +76,7 @@ class RichProgress(SweepProgress):
         self._started: dict[str, RunConfig] = {}
         self._runs = self._pending = 0
         self._settings: tuple[str, ...] = ()
+        self._resumed: dict[str, int] = {}
 
     def start(self, plan: SweepPlan) -> None:
         if plan.done:
@@ -88,7 +89,9 @@ class RichProgress(SweepProgress):
         )
         self._pending = len(plan.pending)
         self._settings = varying_settings(plan.pending)
-        self.shown.start(sum(c.epochs for c in plan.pending))
+        self._resumed = dict(plan.resumed)  # epochs trained before: not counted as work
+        left = [c.epochs - self._resumed.get(config_identity(c), 0) for c in plan.pending]
+        self.shown.start(sum(left))
 
     def epoch(self, config: RunConfig, record: dict) -> None:
         run = config_identity(config)  # not the key: it changes if the user's file does
@@ -108,7 +111,8 @@ class RichProgress(SweepProgress):
 
     def finished(self, outcome: Outcome) -> None:
         config = outcome.result.config
-        rest = config.epochs - self._epochs.pop(config_identity(config), 0)
+        run = config_identity(config)
+        rest = config.epochs - self._resumed.pop(run, 0) - self._epochs.pop(run, 0)
         status = outcome.result.status
         label = run_label(config, self._settings)
         shown = label if status in ("ok", "stuck") else f"{label} {status}"

@@ -27,6 +27,9 @@ class SweepPlan:
     engine: str
     workers: int | None
     threads: int
+    resumed: dict[str, int] = field(default_factory=dict)
+    """The epochs that pending runs resume after (their checkpoints'), by
+    :func:`~initlab.sweep.runner.config_identity`: already trained, not to be counted."""
 
 
 @dataclass

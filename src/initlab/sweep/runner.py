@@ -125,8 +125,7 @@ def run_sweep(
     done = store.finished_ids(keys)
     pending = list({c.key(): c for c in configs if c.key() not in done}.values())
     report = SweepReport(study.study_id, len(set(keys)), len(done))
-    if saves is not None:
-        resume_from(saves, done, pending)
+    resumed = resume_from(saves, done, pending) if saves is not None else {}
     if not pending:
         return report
     if older := store.older_versions(pending):
@@ -142,11 +141,11 @@ def run_sweep(
     n_workers = n_workers if backend == "local" else workers  # Ray: None = all its CPUs
     executor = executor_factory(n_workers, threads, engine, data_dir, preloaded, saves)
     progress.start(
-        SweepPlan(len(set(keys)), len(done), pending, backend, engine, n_workers, threads)
+        SweepPlan(len(set(keys)), len(done), pending, backend, engine, n_workers, threads, resumed)
     )
     _execute(executor, Lease(store, chunks), report, progress, saves)
     if saves is not None:
-        saves.tidy()
+        note_left(saves.tidy(), saves.directory)
     report.by_others = len(store.finished_ids(keys)) - report.finished
     return report
 
@@ -187,17 +186,35 @@ def store_checkpoints(store: Store) -> Checkpoints | None:
     return Checkpoints(folder, checkpoint_seconds())
 
 
-def resume_from(checkpoints: Checkpoints, done: set[str], pending: Sequence[RunConfig]) -> None:
-    """Delete the checkpoints of runs ``done`` (a sweep killed between recording a run and
-    deleting its checkpoint leaves one); a note saying how many ``pending`` runs resume."""
+def resume_from(
+    checkpoints: Checkpoints, done: set[str], pending: Sequence[RunConfig]
+) -> dict[str, int]:
+    """The epoch each ``pending`` run with a checkpoint resumes after, by
+    :func:`config_identity`, and a note saying how many resume; deletes the checkpoints of
+    runs ``done`` first (a sweep killed between recording a run and deleting its checkpoint
+    leaves one)."""
     checkpoints.tidy(done)
-    epochs = [e for e in (checkpoints.saved_epoch(c.key()) for c in pending) if e]
+    saved = {config_identity(c): checkpoints.saved_epoch(c.key()) for c in pending}
+    saved = {run: epoch for run, epoch in saved.items() if epoch}
+    epochs = list(saved.values())
     if epochs:
         low, high = min(epochs), max(epochs)
         after = f"epoch {low}" if low == high else f"epochs {low}-{high}"
         note(
             f"{len(epochs)} of the {len(pending)} run(s) to train resume from their "
             f"checkpoints, after {after}"
+        )
+    return saved
+
+
+def note_left(checkpoints: Sequence[Path], folder: str) -> None:
+    """A note naming the checkpoints a finished sweep leaves, and why they may be there."""
+    if checkpoints:
+        size = sum(path.stat().st_size for path in checkpoints if path.exists()) / 2**20
+        note(
+            f"{len(checkpoints)} checkpoint(s) ({size:.1f} MiB) remain in {folder}: of failed "
+            "runs (a retry resumes them), of runs another sweep on this store is training, or "
+            "of runs whose model, data or settings have changed since (delete those)"
         )
 
 
@@ -367,6 +384,7 @@ def run_study(
         )
     configs = list(configs) if configs is not None else expand(spec, max_runs)
     study = Study.from_spec(spec)
+    checkpoint_seconds()  # a bad INITLAB_CHECKPOINT_SECONDS: one line, before the store
     with open_store(out if out is not None else ":memory:", create=True) as store:
         try:
             report = run_sweep(configs, store, study, **options)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from initlab.atomic_files import remove_stale, write_file
+from initlab.atomic_files import file_in_the_way, remove_stale, write_file
 from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.train.result import DIVERGED, RunResult
@@ -122,12 +122,14 @@ class Checkpoints:
             reason = (exc.strerror or str(exc)).lower()
             note(f"checkpoint {path} cannot be read ({reason}): its run trains from the start")
             return None
-        except Exception as exc:
-            saved = exc
-        if not isinstance(saved, dict) or saved.get("version") != VERSION:
-            why = saved if isinstance(saved, Exception) else f"not a version-{VERSION} checkpoint"
+        except Exception as exc:  # unpickling, a truncated zip...: torch's advice misleads
+            saved = f"damaged ({type(exc).__name__})"
+        if isinstance(saved, str):
+            why = saved
+        elif not isinstance(saved, dict) or saved.get("version") != VERSION:
+            why = f"not a version-{VERSION} initlab checkpoint"
         elif saved.get("key") != key:
-            why = f"it is run {saved.get('key')!r}'s"
+            why = f"it holds run {saved.get('key')}"
         else:
             return saved
         note(f"checkpoint {path} cannot be read ({why}): its run trains from the start")
@@ -136,24 +138,31 @@ class Checkpoints:
 
     def save(self, key: str, state: dict[str, Any]) -> None:
         """Write run ``key``'s checkpoint, all or nothing; raises ``OSError``."""
-        write_file(self.path(key), lambda temporary: torch.save(state, temporary))
+
+        def write(temporary: Path) -> None:
+            with open(temporary, "wb") as file:  # refused writes are OSErrors (torch's: not)
+                torch.save(state, file)
+
+        write_file(self.path(key), write)
 
     def remove(self, key: str) -> None:
         """Delete run ``key``'s checkpoint, if any (errors ignored: it is only a cache)."""
         with contextlib.suppress(OSError):
             self.path(key).unlink(missing_ok=True)
 
-    def tidy(self, done: Iterable[str] = ()) -> None:
+    def tidy(self, done: Iterable[str] = ()) -> list[Path]:
         """Delete the checkpoints of the runs ``done`` (recorded), the temporary files of
-        writers killed over :data:`STALE_SECONDS` ago, and the folder if it is empty."""
+        writers killed over :data:`STALE_SECONDS` ago, and the folder if it is empty; the
+        checkpoints left."""
         folder = Path(self.directory)
         if not folder.is_dir():
-            return
+            return []
         for key in done:
             self.remove(key)
         with contextlib.suppress(OSError):
             remove_stale(folder, min_age=STALE_SECONDS)
             folder.rmdir()  # only if empty
+        return sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
 
     def saved_epoch(self, key: str) -> int:
         """The epoch run ``key``'s checkpoint was saved at (0: none, or unreadable)."""
@@ -176,6 +185,7 @@ def snapshot(trainer: StackTrainer, m: int, key: str, epoch: int) -> dict[str, A
         "key": key,
         "epoch": epoch,
         "final": m in trainer.dead,
+        "strategy": trainer.stack.strategy if trainer.size > 1 else "",
         "result": {
             "status": result.status,
             "message": result.message,
@@ -272,9 +282,11 @@ class EpochSaver:
                 self.checkpoints.save(key, snapshot(trainer, m, key, epoch))
         except OSError as exc:
             self.failed = True
-            reason = exc.strerror or str(exc)
+            blocker = file_in_the_way(Path(self.checkpoints.directory))
+            reason = (exc.strerror or str(exc)).lower()
+            reason = f"{blocker} is a file, not a folder" if blocker else reason
             note(
-                f"cannot save checkpoints in {self.checkpoints.directory} ({reason.lower()}): "
+                f"cannot save checkpoints in {self.checkpoints.directory} ({reason}): "
                 "training goes on, but an interruption would lose these runs' epochs"
             )
         self.last = time.monotonic()

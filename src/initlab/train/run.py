@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from torch import nn
 
@@ -31,6 +32,7 @@ from initlab.train.grouping import check_group
 from initlab.train.memory import activations_per_example
 from initlab.train.preflight import preflight
 from initlab.train.result import FAILED, RunResult
+from initlab.train.stack import STRATEGIES
 from initlab.train.tasks import resolve_task
 from initlab.usercode import is_user_spec
 
@@ -88,7 +90,8 @@ def train_configs(
     weights, same data order, same formulas). ``on_epoch(config, record)`` after each epoch.
     ``checkpoints``: where the stacks save their runs now and then, and where runs saved
     before resume from (:mod:`initlab.train.checkpoint`: runs saved at the same epoch stack
-    together; a diverged run's saved result is returned as it is).
+    together, run the way their stack ran before (stacked, vmap or looped: the same
+    numerics); a diverged run's saved result is returned as it is).
     """
     check_group(configs)
     data = data if data is not None else load_data(configs[0])
@@ -96,17 +99,19 @@ def train_configs(
     plan, size = _plan(configs[0], data, chunk_size)
     saved = _saved(configs, checkpoints)
     results: list[RunResult | None] = [None] * len(configs)
-    by_epoch: dict[int, list[int]] = {}
+    by_start: dict[tuple[int, str], list[int]] = {}  # (saved epoch, strategy) → configs
     for i, state in enumerate(saved):
         if state is not None and state["final"]:
             results[i] = resumed_result(state, plan.task)
         else:
-            by_epoch.setdefault(0 if state is None else state["epoch"], []).append(i)
-    for epoch, indices in sorted(by_epoch.items()):
+            start = (0, "") if state is None else (state["epoch"], state.get("strategy", ""))
+            by_start.setdefault(start, []).append(i)
+    for (epoch, strategy), indices in sorted(by_start.items()):
+        stack_plan = replace(plan, strategy=strategy) if strategy in STRATEGIES else plan
         for chunk in memory.split_evenly(indices, size):
             resume = [saved[i] for i in chunk] if epoch else None
             group = [configs[i] for i in chunk]
-            trained = _train_chunk(group, data, plan, on_epoch, resume, checkpoints)
+            trained = _train_chunk(group, data, stack_plan, on_epoch, resume, checkpoints)
             for i, result in zip(chunk, trained, strict=True):
                 results[i] = result
     for config, result in zip(configs, results, strict=True):
