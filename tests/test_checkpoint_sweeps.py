@@ -14,10 +14,10 @@ from contextlib import closing
 
 import pytest
 
+from initlab.checkpoints import Checkpoints, checkpoint_dir
 from initlab.notes import InitlabNote
 from initlab.sweep import SweepInterrupted, expand, load_spec, parse_spec, run_study
 from initlab.sweep.report import SweepProgress
-from initlab.train.checkpoint import Checkpoints, checkpoint_dir
 
 SPEC = """
 name = "saved"

@@ -14,12 +14,12 @@ import time
 import pytest
 import torch
 
+from initlab.checkpoints import Checkpoints, checkpoint_dir, checkpoint_seconds
 from initlab.config import RunConfig
 from initlab.data import load
 from initlab.errors import InitlabError
 from initlab.notes import InitlabNote
 from initlab.train import train_configs
-from initlab.train.checkpoint import Checkpoints, checkpoint_dir, checkpoint_seconds
 
 EPS = torch.finfo(torch.float32).eps
 BASE = dict(dataset="digits", hidden=(32, 16), epochs=4, batch_size=32, batch_norm=True)

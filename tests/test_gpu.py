@@ -221,7 +221,7 @@ def test_checkpoints_resume_on_the_device_and_move_from_the_cpu(tmp_path):
     """A stack interrupted on the device resumes there with the uninterrupted run's numbers;
     a checkpoint saved on the CPU resumes on the device (the run key leaves the device out;
     the dropout RNG, of another layout there, is seeded anew)."""
-    from initlab.train.checkpoint import Checkpoints
+    from initlab.checkpoints import Checkpoints
 
     digits = load("digits")
     runs = [

@@ -245,25 +245,46 @@ def test_workers_do_what_their_parent_does():
     assert status == "off (as in the parent process: off (--no-mkl-dispatch))"
 
 
-def worker_executor(kind: str):
+def test_what_a_worker_process_is_given_imports_no_torch(tmp_path):
+    """A spawned worker unpickles its arguments before ``worker_entry`` runs: passing the
+    sweep's checkpoint folder as a class of a module importing torch made every worker
+    import torch first, so MKL's AVX-512 kernels stayed off in all of them."""
+    import pickle
+    import subprocess
+    import sys
+
+    from initlab.checkpoints import Checkpoints
+    from initlab.config import RunConfig
+
+    given = pickle.dumps((Checkpoints(str(tmp_path)), [RunConfig()], "single", 1, None))
+    code = "import pickle, sys; pickle.load(sys.stdin.buffer); print('torch' in sys.modules)"
+    shown = subprocess.run(
+        [sys.executable, "-c", code], input=given, capture_output=True, check=True
+    )
+    assert shown.stdout.decode().strip() == "False"
+
+
+def worker_executor(kind: str, checkpoints):
     if kind == "ray":
         pytest.importorskip("ray", reason="Ray is not installed: pip install 'initlab[ray]'")
         from initlab.sweep.ray_backend import RayExecutor
 
-        return RayExecutor(workers=1, engine="single")
+        return RayExecutor(workers=1, engine="single", checkpoints=checkpoints)
     from initlab.sweep.executor import ProcessExecutor
 
-    return ProcessExecutor(workers=1, threads=1, engine="single")
+    return ProcessExecutor(workers=1, threads=1, engine="single", checkpoints=checkpoints)
 
 
 @pytest.mark.slow
 @qualifies
 @pytest.mark.parametrize("kind", ["processes", "ray"])
-def test_sweep_workers_record_the_avx512_path(kind):
+def test_sweep_workers_record_the_avx512_path(kind, tmp_path):
+    from initlab.checkpoints import Checkpoints
     from initlab.config import RunConfig
 
     # conftest enabled it in this process, as the initlab command does in its own
     assert mkl_dispatch.status().startswith("on"), mkl_dispatch.status()
     config = RunConfig(dataset="digits", hidden=(8,), epochs=1, lr=0.1, track="off")
-    (outcome,) = worker_executor(kind).run([[config]], None)
+    executor = worker_executor(kind, Checkpoints(str(tmp_path)))  # as a sweep with --out
+    (outcome,) = executor.run([[config]], None)
     assert outcome.env["blas"] == "MKL AVX512_E1"

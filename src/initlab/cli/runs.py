@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from initlab.checkpoints import checkpoint_seconds
 from initlab.compare import preflight_configs
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, check_positive
@@ -20,7 +21,6 @@ from initlab.sweep.runner import check_backend
 from initlab.sweep.spec import Spec
 from initlab.sweep.ui import run_and_report
 from initlab.sweep.values import MODEL_ARG, check_setting
-from initlab.train.checkpoint import checkpoint_seconds
 from initlab.usercode import is_user_spec, load_callable
 
 

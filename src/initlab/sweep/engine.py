@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from types import ModuleType
 
+from initlab.checkpoints import Checkpoints
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError
-from initlab.train.checkpoint import Checkpoints
 from initlab.train.memory import MIN_CHUNK
 from initlab.train.result import FAILED, RunResult
 from initlab.train.run import load_data, run_config

@@ -33,6 +33,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Protocol
 
 import initlab.mkl_dispatch as mkl_dispatch
+from initlab.checkpoints import Checkpoints
 from initlab.config import RunConfig
 from initlab.console import warning_line
 from initlab.errors import InitlabError
@@ -45,7 +46,6 @@ from initlab.sweep.engine import (
     execute_chunk,
     failed_outcomes,
 )
-from initlab.train.checkpoint import Checkpoints
 
 POLL_SECONDS = 0.5
 START_METHOD = "spawn"

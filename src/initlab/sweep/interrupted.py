@@ -14,11 +14,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from initlab.checkpoints import checkpoint_seconds
 from initlab.config import RunConfig
 from initlab.store import Store
 from initlab.sweep.report import SweepReport
 from initlab.sweep.runner import store_checkpoints
-from initlab.train.checkpoint import checkpoint_seconds
 
 
 def resume_command(ctx: typer.Context | None) -> str:

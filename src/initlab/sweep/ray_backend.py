@@ -31,6 +31,7 @@ from collections.abc import Generator
 from typing import Any
 
 import initlab.mkl_dispatch as mkl_dispatch
+from initlab.checkpoints import Checkpoints
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, check_positive
@@ -45,7 +46,6 @@ from initlab.sweep.engine import (
     failed_outcomes,
 )
 from initlab.sweep.executor import Chunks, ChunkSource, chunk_source
-from initlab.train.checkpoint import Checkpoints
 
 RAY_MISSING = "Ray is not installed: pip install 'initlab[ray]'"
 POLL_SECONDS = 1.0

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import initlab.data as datasets
+from initlab.checkpoints import Checkpoints, checkpoint_dir, checkpoint_seconds
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError
@@ -62,7 +63,6 @@ from initlab.sweep.report import (
     SweepStopped,
 )
 from initlab.sweep.spec import Spec, load_spec
-from initlab.train.checkpoint import Checkpoints, checkpoint_dir, checkpoint_seconds
 
 BACKENDS = ("local", "ray")
 LEASE_SPLIT = 4

@@ -2,50 +2,47 @@
 
 A stack's runs finish together, so before this an interruption (Ctrl-C, a killed worker, a
 machine that went down) lost every epoch of every run still training. A sweep whose store is
-on disk now gives its training a :class:`Checkpoints` folder beside the store
-(:func:`checkpoint_dir`: ``DIR/initlab.db-checkpoints/``), and after an epoch the engine
-saves each run of the stack there as ``<run key>.pt`` (:func:`snapshot`):
+on disk gives its training a folder beside the store (:mod:`initlab.checkpoints`:
+``DIR/initlab.db-checkpoints/``), and after an epoch the engine saves each run of the stack
+there as ``<run key>.pt`` (:func:`snapshot`):
 
 - its model's weights and buffers (batch-norm running statistics included),
 - its optimizer state (momentum buffers, Adam moments, step counts),
-- its data-order generator and the stack's dropout RNG,
+- its data-order generator and the stack's dropout RNG (and the device kind it is for),
+- how its stack ran it (stacked, vmap or looped),
 - its result so far: the epoch records, the per-layer tracking rows, its share of the time;
   a run that diverged is saved as final (its result is all there is to keep).
 
-A save happens after an epoch once :attr:`Checkpoints.every` seconds (60, or
+A save happens after an epoch once ``Checkpoints.every`` seconds (60, or
 ``INITLAB_CHECKPOINT_SECONDS``; ``inf``: never) have passed since the stack started or last
 saved (:class:`EpochSaver`), so short runs write nothing and long ones lose at most that
 much plus an epoch; a slow save spaces the next ones, so saving takes at most
-:data:`SAVE_SHARE` of the time. Files are written all or nothing (:mod:`initlab.atomic_files`); a
-save that fails (a full disk) is a note, and the stack goes on without saving.
+:data:`SAVE_SHARE` of the time. Files are written all or nothing; a save that fails (a full
+disk, a folder that refuses files) is a note, and the stack goes on without saving.
 
 When the sweep runs again, :func:`initlab.train.run.train_configs` loads each run's
-checkpoint (:meth:`Checkpoints.load`): runs saved at the same epoch stack together again and
-continue from the next epoch with that state (:func:`restore`), a final one is returned as
-it is, and a file that cannot be read is a note and trains from the start. The result
-matches an uninterrupted run up to float rounding when the stack is the same; in another
-stack, only the dropout masks differ (they are drawn from the stack's RNG). The sweep
-deletes a run's checkpoint once the store has recorded the run
-(:func:`initlab.sweep.runner.run_sweep`). The run key names the file, and it covers the
-run's settings and the user's source files, so an edited model never resumes from a stale
-checkpoint (its key changed).
+checkpoint: runs saved at the same epoch, run the same way, stack together again and
+continue from the next epoch with that state (:func:`restore`); a final one is returned as
+it is; a file that cannot be read, or states that do not fit the stack
+(:class:`ResumeError`), are a note and the runs start over. The result matches an
+uninterrupted run up to float rounding; dropout masks stay the same only in the same stack
+on the same kind of device. The sweep deletes a run's checkpoint once the store has recorded
+it as finished (:func:`initlab.sweep.runner.run_sweep`). The run key names the file, and it
+covers the run's settings and the user's source files, so an edited model never resumes
+from a stale checkpoint (its key changed).
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from initlab.atomic_files import file_in_the_way, remove_stale, write_file
-from initlab.errors import InitlabError
+from initlab.atomic_files import file_in_the_way
+from initlab.checkpoints import VERSION, Checkpoints
 from initlab.notes import note
 from initlab.train.result import DIVERGED, RunResult
 from initlab.train.seeding import (
@@ -58,122 +55,9 @@ from initlab.train.seeding import (
 if TYPE_CHECKING:
     from initlab.train.engine import StackTrainer
 
-EVERY_SECONDS = 60.0
-"""Seconds of training between two saves of a stack (the first save after as long);
-the environment variable ``INITLAB_CHECKPOINT_SECONDS`` changes it (:func:`checkpoint_seconds`)."""
-VERSION = 1
-"""The layout of a checkpoint file; a file of another version trains from the start."""
-SUFFIX = ".pt"
 EXTRA_STATE = "_extra_state"
 SAVE_SHARE = 0.05
 """At most this share of a stack's time goes into saving its checkpoints (:class:`EpochSaver`)."""
-STALE_SECONDS = 3600.0
-"""A temporary file whose writer is gone is deleted by :meth:`Checkpoints.tidy` once it is
-this old: another machine sharing the folder may be writing it (its process id means nothing
-here); a run's own next save deletes its killed writer's file at once."""
-
-
-def checkpoint_seconds() -> float:
-    """``INITLAB_CHECKPOINT_SECONDS`` when set (0: after every epoch), else
-    :data:`EVERY_SECONDS`; anything but a number >= 0 is an :class:`InitlabError`."""
-    value = os.environ.get("INITLAB_CHECKPOINT_SECONDS", "").strip()
-    if not value:
-        return EVERY_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not seconds >= 0:
-        raise InitlabError(
-            f"INITLAB_CHECKPOINT_SECONDS={value!r}: give the seconds of training between two "
-            "checkpoints, a number >= 0 (0: after every epoch), or unset it"
-        )
-    return seconds
-
-
-def checkpoint_dir(store_path: Path | str) -> Path:
-    """The checkpoint folder of the store file ``store_path``: ``initlab.db`` →
-    ``initlab.db-checkpoints`` beside it (as SQLite's ``-wal`` and ``-shm`` files)."""
-    store_path = Path(store_path)
-    return store_path.with_name(store_path.name + "-checkpoints")
-
-
-@dataclass(frozen=True)
-class Checkpoints:
-    """A folder of per-run checkpoints (module docstring); picklable, for worker processes."""
-
-    directory: str
-    every: float = EVERY_SECONDS
-
-    def path(self, key: str) -> Path:
-        return Path(self.directory) / f"{key}{SUFFIX}"
-
-    def load(self, key: str) -> dict[str, Any] | None:
-        """The checkpoint of run ``key`` (tensors on the CPU: the stack moves them once it
-        is built, so resuming needs no more device memory than starting); ``None`` when
-        there is none, or when it cannot be read: a note says so, and a damaged file is
-        removed (one the file system could not read is kept for a later try)."""
-        path = self.path(key)
-        if not path.is_file():
-            return None
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except OSError as exc:
-            reason = (exc.strerror or str(exc)).lower()
-            note(f"checkpoint {path} cannot be read ({reason}): its run trains from the start")
-            return None
-        except Exception as exc:  # unpickling, a truncated zip...: torch's advice misleads
-            saved = f"damaged ({type(exc).__name__})"
-        if isinstance(saved, str):
-            why = saved
-        elif not isinstance(saved, dict) or saved.get("version") != VERSION:
-            why = f"not a version-{VERSION} initlab checkpoint"
-        elif saved.get("key") != key:
-            why = f"it holds run {saved.get('key')}"
-        else:
-            return saved
-        note(f"checkpoint {path} cannot be read ({why}): its run trains from the start")
-        self.remove(key)
-        return None
-
-    def save(self, key: str, state: dict[str, Any]) -> None:
-        """Write run ``key``'s checkpoint, all or nothing; raises ``OSError``."""
-
-        def write(temporary: Path) -> None:
-            with open(temporary, "wb") as file:  # refused writes are OSErrors (torch's: not)
-                torch.save(state, file)
-
-        write_file(self.path(key), write)
-
-    def remove(self, key: str) -> None:
-        """Delete run ``key``'s checkpoint, if any (errors ignored: it is only a cache)."""
-        with contextlib.suppress(OSError):
-            self.path(key).unlink(missing_ok=True)
-
-    def tidy(self, done: Iterable[str] = ()) -> list[Path]:
-        """Delete the checkpoints of the runs ``done`` (recorded), the temporary files of
-        writers killed over :data:`STALE_SECONDS` ago, and the folder if it is empty; the
-        checkpoints left."""
-        folder = Path(self.directory)
-        if not folder.is_dir():
-            return []
-        for key in done:
-            self.remove(key)
-        with contextlib.suppress(OSError):
-            remove_stale(folder, min_age=STALE_SECONDS)
-            folder.rmdir()  # only if empty
-        return sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
-
-    def saved_epoch(self, key: str) -> int:
-        """The epoch run ``key``'s checkpoint was saved at (0: none, or unreadable)."""
-        path = self.path(key)
-        if not path.is_file():
-            return 0
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            return int(saved.get("epoch", 0)) if saved.get("key") == key else 0
-        except Exception:
-            return 0
 
 
 def snapshot(trainer: StackTrainer, m: int, key: str, epoch: int) -> dict[str, Any]:

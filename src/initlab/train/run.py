@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from torch import nn
 
+from initlab.checkpoints import Checkpoints
 from initlab.config import RunConfig
 from initlab.data import Dataset, load
 from initlab.errors import InitlabError
@@ -20,7 +21,6 @@ from initlab.train.build import (  # noqa: F401  (re-exported: the public names 
     build_initialized_model,
 )
 from initlab.train.checkpoint import (
-    Checkpoints,
     EpochSaver,
     ResumeError,
     load_model_state,
