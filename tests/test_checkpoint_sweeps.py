@@ -16,6 +16,7 @@ import pytest
 
 from initlab.checkpoints import Checkpoints, checkpoint_dir
 from initlab.notes import InitlabNote
+from initlab.store import open_store
 from initlab.sweep import SweepInterrupted, expand, load_spec, parse_spec, run_study
 from initlab.sweep.report import SweepProgress
 
@@ -53,8 +54,11 @@ def spec_of(text: str = SPEC):
 
 
 def saved_files(out) -> list:
+    """The checkpoints in ``out``'s folder (not the temporary files of killed writers, which
+    a later sweep removes once they are an hour old)."""
     folder = checkpoint_dir(out / "initlab.db")
-    return sorted(folder.glob("*.pt")) if folder.exists() else []
+    files = folder.glob("*.pt") if folder.exists() else []
+    return sorted(p for p in files if not p.name.startswith("."))
 
 
 def test_an_interrupted_sweep_resumes_its_stack_from_the_checkpoints(tmp_path, monkeypatch):
@@ -64,6 +68,9 @@ def test_an_interrupted_sweep_resumes_its_stack_from_the_checkpoints(tmp_path, m
     with pytest.raises(SweepInterrupted):  # in epoch 2 of the one stack: saved after epoch 1
         run_study(spec, out, workers=1, progress=Epochs(stop_at=len(runs) + 1))
     assert len(saved_files(out)) == len(runs)
+    with open_store(out) as store:  # what `initlab results DIR` says of the study
+        progress = store.results("saved").progress
+    assert "(6 not run yet, 6 of them saved in epoch checkpoints: " in progress
     again = Epochs()
     resumed = "6 of the 6 run.s. to train resume from their checkpoints, after epoch 1$"
     with pytest.warns(InitlabNote, match=resumed):

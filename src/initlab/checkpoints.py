@@ -121,7 +121,9 @@ class Checkpoints:
         with contextlib.suppress(OSError):
             remove_stale(folder, min_age=STALE_SECONDS)
             folder.rmdir()  # only if empty
-        return sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.glob(f"*{SUFFIX}") if not p.name.startswith("."))
 
     def saved_epoch(self, key: str) -> int:
         """The epoch run ``key``'s checkpoint was saved at (0: none, or unreadable)."""

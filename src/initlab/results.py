@@ -47,14 +47,16 @@ def retry_hint(progress: str, again: str = "run the same command again") -> str:
     return progress.replace(AGAIN, again)
 
 
-def progress_line(planned: int, finished: int, failed: int) -> str:
-    """``2 of 8 runs of this study are finished (6 not run yet: run the sweep again to
-    finish)``; ``""`` when every planned run is finished."""
+def progress_line(planned: int, finished: int, failed: int, saved: int = 0) -> str:
+    """``2 of 8 runs of this study are finished (6 not run yet, 3 of them saved in epoch
+    checkpoints: run the sweep again to finish)``; ``""`` when every planned run is
+    finished. ``saved``: unfinished runs with a checkpoint to continue from."""
     missing = max(planned - finished - failed, 0)
     if planned <= 0 or finished >= planned or not (missing or failed):
         return ""
     parts = [f"{failed} failed"] if failed else []
     parts += [f"{missing} not run yet"] if missing else []
+    parts += [f"{saved} of them saved in epoch checkpoints"] if saved else []
     action = "retry and finish" if failed and missing else "retry them" if failed else "finish"
     return (
         f"{finished} of {planned} runs of this study are finished ({', '.join(parts)}: "

@@ -14,6 +14,7 @@ from dataclasses import fields
 import pandas as pd
 
 from initlab.apply import AS_BUILT
+from initlab.checkpoints import Checkpoints
 from initlab.config import ARCHITECTURE_SETTINGS, AS_BUILT_UNUSED, SAME, RunConfig
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.notes import note
@@ -69,17 +70,23 @@ def studies(conn: sqlite3.Connection) -> pd.DataFrame:
     return frame
 
 
-def study_progress(conn: sqlite3.Connection, study_id: str | None) -> str:
+def study_progress(
+    conn: sqlite3.Connection, study_id: str | None, checkpoints: Checkpoints | None = None
+) -> str:
     """:func:`initlab.results.progress_line` of a study: how many of the runs it planned
-    are finished, failed, not run yet (``""`` when all are finished or for no study)."""
+    are finished, failed, not run yet, and how many of the unfinished ones have a
+    checkpoint in ``checkpoints`` (``""`` when all are finished or for no study)."""
     if study_id is None:
         return ""
     query = """
-        SELECT COUNT(sr.run_id), SUM(r.status IN ('ok', 'stuck', 'diverged')),
-               SUM(r.status = 'failed')
+        SELECT sr.run_id, r.status IN ('ok', 'stuck', 'diverged'), r.status = 'failed'
         FROM study_runs sr LEFT JOIN runs r ON r.run_id = sr.run_id WHERE sr.study_id = ?"""
-    planned, finished, failed = conn.execute(query, (study_id,)).fetchone()
-    return progress_line(planned or 0, finished or 0, failed or 0)
+    rows = conn.execute(query, (study_id,)).fetchall()
+    finished = sum(bool(done) for _, done, _ in rows)
+    failed = sum(bool(bad) for _, _, bad in rows)
+    unfinished = [run_id for run_id, done, _ in rows if not done]
+    saved = sum(checkpoints.path(r).is_file() for r in unfinished) if checkpoints else 0
+    return progress_line(len(rows), finished, failed, saved)
 
 
 def _select(table: str, study_id: str | None, order: str) -> tuple[str, tuple]:

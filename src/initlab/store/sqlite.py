@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from initlab._version import __version__
+from initlab.checkpoints import Checkpoints, checkpoint_dir
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage, leases, read
@@ -390,7 +391,8 @@ class Store:
         epochs, layers = read.epochs(self._conn, study_id), read.layer_stats(self._conn, study_id)
         if layers is not None and "run_id" in layers:  # not of runs current_runs left out
             layers = layers[layers["run_id"].isin(runs["run_id"])]
-        progress = read.study_progress(self._conn, study_id)
+        saves = Checkpoints(str(checkpoint_dir(self.path))) if self.path is not None else None
+        progress = read.study_progress(self._conn, study_id, saves)
         return read.result_set(runs, epochs, group_by, layers, progress)
 
     def integrity_check(self) -> str:
