@@ -108,6 +108,7 @@ def test_a_diverged_run_is_kept_as_it_was_and_not_trained_again(tmp_path, digits
     assert resumed[1].message.startswith("loss became non-finite at epoch 1")
     assert not any(init == runs[1].init for init, _ in log)
     assert math.isnan(resumed[1].test_loss) and resumed[1].epochs == []
+    assert resumed[1].device == "cpu" and resumed[1].strategy == resumed[0].strategy != ""
     assert resumed[0].status == "ok" and len(resumed[0].epochs) == 4
 
 

@@ -76,6 +76,8 @@ def snapshot(trainer: StackTrainer, m: int, key: str, epoch: int) -> dict[str, A
             "epochs": list(result.epochs),
             "layer_stats": list(trainer.trackers[m].rows) if trainer.trackers else [],
             "seconds": trainer.seconds / trainer.size + trainer.saved_seconds[m],
+            "device": result.device,
+            "strategy": trainer.stack.strategy if trainer.size > 1 else "",
         },
     }
     if saved["final"]:
@@ -189,4 +191,6 @@ def resumed_result(saved: dict[str, Any], task: str) -> RunResult:
         message=kept["message"],
         layer_stats=list(kept["layer_stats"]),
         task=task,
+        strategy=kept.get("strategy", ""),
+        device=kept.get("device", ""),
     )
