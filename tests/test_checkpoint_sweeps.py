@@ -265,3 +265,48 @@ def test_a_bad_checkpoint_interval_is_one_line_before_any_store(
     with pytest.raises(InitlabError, match="INITLAB_CHECKPOINT_SECONDS"):
         run_study(spec_of(), out, workers=1)
     assert not out.exists()
+
+
+def test_a_run_whose_checkpoint_is_refused_grows_the_bar_back(tmp_path, monkeypatch):
+    """The bar left out the saved epochs of runs that then started over (weights that do
+    not fit the stack): it ended at 8 of 4 model-epochs."""
+    import io
+
+    from rich.console import Console
+
+    from initlab.sweep.progress import RichProgress
+    from initlab.sweep.report import SweepPlan
+    from initlab.sweep.runner import config_identity
+
+    runs = expand(spec_of())[:2]
+    progress = RichProgress(Console(file=io.StringIO(), force_terminal=False))
+    resumed = {config_identity(c): 2 for c in runs}
+    progress.start(SweepPlan(2, 0, runs, "local", "batched", 1, 1, resumed))
+    assert progress.shown.total == 4
+    for epoch in (1, 2, 3, 4):  # trained from the start after all
+        for config in runs:
+            progress.epoch(config, {"epoch": epoch})
+    assert progress.shown.done == progress.shown.total == 8
+    progress.stop()
+
+
+def test_results_of_a_store_whose_checkpoint_folder_cannot_be_searched(tmp_path, monkeypatch):
+    """Another user's 0700 checkpoint folder in a shared results directory: counting its
+    files raised PermissionError, and `initlab results` ended in a traceback."""
+    from pathlib import Path
+
+    monkeypatch.setenv("INITLAB_CHECKPOINT_SECONDS", "0")
+    spec, out = spec_of(), tmp_path / "out"
+    with pytest.raises(SweepInterrupted):
+        run_study(spec, out, workers=1, progress=Epochs(stop_at=len(expand(spec)) + 1))
+    real = Path.is_file
+
+    def refused(self):
+        if self.suffix == ".pt":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_file", refused)
+    with open_store(out) as store:
+        progress = store.results("saved").progress
+    assert "(6 not run yet: " in progress

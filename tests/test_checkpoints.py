@@ -66,6 +66,15 @@ def interrupt_at(epoch: int, runs: list[RunConfig]):
     return hook
 
 
+def interrupted(runs: list[RunConfig], data, folder, epoch: int) -> Checkpoints:
+    """Train ``runs`` saving after every epoch, interrupted when the last run reports
+    ``epoch`` (so saved after ``epoch - 1``); their checkpoints."""
+    saves = Checkpoints(str(folder), every=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train_configs(runs, data, checkpoints=saves, on_epoch=interrupt_at(epoch, runs))
+    return saves
+
+
 def heard(log: list):
     return lambda config, record: log.append((config.init, record["epoch"]))
 
@@ -82,9 +91,7 @@ def heard(log: list):
 def test_an_interrupted_stack_resumes_after_its_last_saved_epoch(tmp_path, digits, settings):
     runs = configs(**settings)
     whole = train_configs(runs, digits)
-    saves = Checkpoints(str(tmp_path), every=0.0)
-    with pytest.raises(KeyboardInterrupt):
-        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(3, runs))
+    saves = interrupted(runs, digits, tmp_path, epoch=3)
     assert sorted(os.listdir(tmp_path)) == sorted(f"{c.key()}.pt" for c in runs)
     assert {saves.saved_epoch(c.key()) for c in runs} == {2}
     log: list = []
@@ -99,9 +106,7 @@ def test_an_interrupted_stack_resumes_after_its_last_saved_epoch(tmp_path, digit
 def test_a_diverged_run_is_kept_as_it_was_and_not_trained_again(tmp_path, digits):
     runs = configs(optimizer="sgd", lr=0.05, batch_norm=False)
     runs[1] = runs[1].replace(init="random_normal(stddev=5.0)", lr=1e8)
-    saves = Checkpoints(str(tmp_path), every=0.0)
-    with pytest.raises(KeyboardInterrupt):
-        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(3, runs))
+    saves = interrupted(runs, digits, tmp_path, epoch=3)
     log: list = []
     resumed = train_configs(runs, digits, checkpoints=saves, on_epoch=heard(log))
     assert resumed[1].status == "diverged"
@@ -138,9 +143,7 @@ def test_runs_saved_at_other_epochs_train_in_their_own_stacks(tmp_path, digits):
 )
 def test_a_damaged_checkpoint_is_a_note_and_its_run_starts_over(tmp_path, digits, damage, reason):
     runs = configs(optimizer="momentum", lr=0.02, epochs=3)
-    saves = Checkpoints(str(tmp_path), every=0.0)
-    with pytest.raises(KeyboardInterrupt):
-        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(2, runs))
+    saves = interrupted(runs, digits, tmp_path, epoch=2)
     path, other = saves.path(runs[0].key()), saves.path(runs[1].key())
     damage(path, other)
     log: list = []
@@ -239,9 +242,7 @@ def test_a_checkpoint_saved_on_another_kind_of_device_resumes_with_dropout_seede
     """The run key leaves the device out (a sweep may move to a GPU), and the CUDA RNG's
     state has another layout than the CPU's: setting it failed every resumed run."""
     runs = configs(optimizer="adam", lr=0.003, dropout=0.2, epochs=3)
-    saves = Checkpoints(str(tmp_path), every=0.0)
-    with pytest.raises(KeyboardInterrupt):
-        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(2, runs))
+    saves = interrupted(runs, digits, tmp_path, epoch=2)
     for config in runs:
         edit_saved(saves, config.key(), dropout_device="cuda", dropout_rng=torch.zeros(16))
     log: list = []
@@ -252,9 +253,7 @@ def test_a_checkpoint_saved_on_another_kind_of_device_resumes_with_dropout_seede
 
 def test_each_resumed_run_keeps_its_own_time_from_before(tmp_path, digits):
     runs = configs(optimizer="momentum", lr=0.02, epochs=3)
-    saves = Checkpoints(str(tmp_path), every=0.0)
-    with pytest.raises(KeyboardInterrupt):
-        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(2, runs))
+    saves = interrupted(runs, digits, tmp_path, epoch=2)
     saved = torch.load(saves.path(runs[0].key()), weights_only=True)
     edit_saved(saves, runs[0].key(), result={**saved["result"], "seconds": 100.0})
     resumed = train_configs(runs, digits, checkpoints=saves)
@@ -287,9 +286,7 @@ def tagged() -> torch.nn.Module:
 
 def test_a_model_with_extra_state_resumes(tmp_path, digits):
     runs = configs(model=f"{__file__}:tagged", optimizer="momentum", lr=0.02, batch_norm=False)
-    saves = Checkpoints(str(tmp_path), every=0.0)
-    with pytest.raises(KeyboardInterrupt):
-        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(3, runs))
+    saves = interrupted(runs, digits, tmp_path, epoch=3)
     log: list = []
     resumed = train_configs(runs, digits, checkpoints=saves, on_epoch=heard(log))
     assert sorted({e for _, e in log}) == [3, 4]
@@ -299,9 +296,7 @@ def test_a_model_with_extra_state_resumes(tmp_path, digits):
 
 def test_checkpoints_that_do_not_fit_the_stack_are_a_note_and_the_runs_start_over(tmp_path, digits):
     runs = configs(optimizer="momentum", lr=0.02, epochs=3)
-    saves = Checkpoints(str(tmp_path), every=0.0)
-    with pytest.raises(KeyboardInterrupt):
-        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(2, runs))
+    saves = interrupted(runs, digits, tmp_path, epoch=2)
     edit_saved(saves, runs[0].key(), parameters=["something.else"])
     log: list = []
     with pytest.warns(InitlabNote, match="checkpoints of 3 run.s. do not fit .*start over"):
@@ -314,12 +309,27 @@ def test_a_resumed_stack_runs_its_models_the_way_it_did_before(tmp_path, digits)
     """The strategy trial times the stack again on resume and may choose another way to
     run it (other float rounding from then on): the saved way is kept instead."""
     runs = configs(optimizer="momentum", lr=0.02, epochs=3)
-    saves = Checkpoints(str(tmp_path), every=0.0)
-    with pytest.raises(KeyboardInterrupt):
-        train_configs(runs, digits, checkpoints=saves, on_epoch=interrupt_at(2, runs))
+    saves = interrupted(runs, digits, tmp_path, epoch=2)
     for config in runs:
         edit_saved(saves, config.key(), strategy="looped")
     resumed = train_configs(runs, digits, checkpoints=saves)
     assert [r.strategy for r in resumed] == ["looped"] * 3
     for a, b in zip(resumed, train_configs(runs, digits), strict=True):
         assert_same_run(a, b, digits)
+
+
+def test_a_saved_way_that_no_longer_checks_out_falls_back_to_looped(tmp_path, digits, monkeypatch):
+    """The saved strategy was forced: a stacked forward that no longer matched the models'
+    own outputs failed the whole stack, on every retry (failed runs keep checkpoints)."""
+    from initlab.train import trial
+
+    runs = configs(optimizer="momentum", lr=0.02, epochs=3)
+    saves = interrupted(runs, digits, tmp_path, epoch=2)
+    for config in runs:
+        edit_saved(saves, config.key(), strategy="stacked")
+    trial._CHOSEN.clear()
+    monkeypatch.setattr(trial, "output_mismatch", lambda got, want: "a planted mismatch")
+    with pytest.warns(InitlabNote, match="a planted mismatch"):
+        resumed = train_configs(runs, digits, checkpoints=saves)
+    assert [(r.status, r.strategy) for r in resumed] == [("ok", "looped")] * 3
+    trial._CHOSEN.clear()

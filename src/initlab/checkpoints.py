@@ -132,7 +132,8 @@ class Checkpoints:
             return 0
         try:
             saved = _torch().load(path, map_location="cpu", weights_only=True, mmap=True)
-            return int(saved.get("epoch", 0)) if saved.get("key") == key else 0
+            ours = saved.get("key") == key and saved.get("version") == VERSION
+            return int(saved.get("epoch", 0)) if ours else 0
         except Exception:
             return 0
 

@@ -107,6 +107,13 @@ class CountedProgress:
         self.bar.start()
         self._task = self.bar.add_task(first, total=total)
 
+    def grow(self, units: int) -> None:
+        """``units`` more work than :meth:`start` was told (work thought done that was not)."""
+        with self._lock:
+            self.total += units
+            if self.bar is not None:
+                self.bar.update(self._task, total=self.total)
+
     def advance(self, units: int, label: str = "", finished: str = "") -> None:
         """``units`` more done; ``finished``: a piece of work ended (a run), said in a log."""
         with self._lock:

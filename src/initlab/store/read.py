@@ -85,7 +85,10 @@ def study_progress(
     finished = sum(bool(done) for _, done, _ in rows)
     failed = sum(bool(bad) for _, _, bad in rows)
     unfinished = [run_id for run_id, done, _ in rows if not done]
-    saved = sum(checkpoints.path(r).is_file() for r in unfinished) if checkpoints else 0
+    try:
+        saved = sum(checkpoints.path(r).is_file() for r in unfinished) if checkpoints else 0
+    except OSError:  # a folder this user may not look into: say nothing of it
+        saved = 0
     return progress_line(len(rows), finished, failed, saved)
 
 

@@ -95,6 +95,8 @@ class RichProgress(SweepProgress):
 
     def epoch(self, config: RunConfig, record: dict) -> None:
         run = config_identity(config)  # not the key: it changes if the user's file does
+        if run in self._resumed and record.get("epoch", 0) <= self._resumed[run]:
+            self.shown.grow(self._resumed.pop(run))  # its checkpoint refused: from the start
         self._epochs[run] = self._epochs.get(run, 0) + 1
         self._started[run] = config
         self.shown.advance(1, run_label(config, self._settings))

@@ -89,6 +89,9 @@ class Plan:
     activations_per_example: int = 0
     strategy: str = "auto"
     """How the stack runs its models (:mod:`initlab.train.stack`): auto, stacked, vmap, looped."""
+    prefer: str = ""
+    """For ``auto``: the strategy to take without timing when it runs and checks out (a
+    resumed stack's, :mod:`initlab.train.checkpoint`: the same numerics as before)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class StackTrainer:
         self.plan, self.members, self.size = plan, list(members), len(models)
         self.device = plan.device
         self.stack = ModelStack(models, self.device, plan.strategy)
+        self.stack.prefer = plan.prefer
         self.opt = StackedOptimizer(
             plan.optimizer,
             list(self.stack.params.values()),

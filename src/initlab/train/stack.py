@@ -91,6 +91,7 @@ class ModelStack:
             **frozen_params,
         }
         self.note, self.training, self._path = "", None, ""
+        self.prefer = ""  # for auto: the strategy to take untimed if it works (trial.prepare)
         self._modules: list[nn.Module] | None = None
         self._leaf_lists: list[list[Tensor]] | None = None
         self._present: list[Tensor | None] = [None] * len(self.params)

@@ -82,12 +82,15 @@ def _trial_key(stack: ModelStack, x: Tensor) -> tuple:
     kind = type(stack.template)
     model = (kind.__module__, kind.__qualname__, repr(restore(stack.template)))
     shape = (stack.size, tuple(x.shape), x.dtype, str(stack.device))
-    return (*model, *shape, torch.get_num_threads(), stack.auto, stack.strategy)
+    return (*model, *shape, torch.get_num_threads(), stack.auto, stack.strategy, stack.prefer)
 
 
 def _choose(stack: ModelStack, x: Tensor, loss: LossFn) -> None:
     batched = runnable(stack, x, loss)  # also the batched strategy's warm-up
     if batched is None or not verified(stack, x) or not stack.auto:
+        return
+    if stack.prefer in (batched, LOOPED):  # a resumed stack runs as it did
+        stack.use(stack.prefer)
         return
     best = {batched: math.inf, LOOPED: math.inf}
     with trial_threads(stack.device):
