@@ -73,7 +73,7 @@ class Checkpoints:
         there is none, or when it cannot be read: a note says so, and a damaged file is
         removed (one the file system could not read is kept for a later try)."""
         path = self.path(key)
-        if not path.is_file():
+        if not _is_file(path):
             return None
         try:
             saved = _torch().load(path, map_location="cpu", weights_only=True)
@@ -128,7 +128,7 @@ class Checkpoints:
     def saved_epoch(self, key: str) -> int:
         """The epoch run ``key``'s checkpoint was saved at (0: none, or unreadable)."""
         path = self.path(key)
-        if not path.is_file():
+        if not _is_file(path):
             return 0
         try:
             saved = _torch().load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -143,3 +143,12 @@ def _torch() -> Any:
     import torch
 
     return torch
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; ``False`` where its folder may not be searched (Python
+    3.11's ``is_file`` raises then)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
