@@ -72,7 +72,7 @@ def test_an_interrupted_sweep_resumes_its_stack_from_the_checkpoints(tmp_path, m
         progress = store.results("saved").progress
     assert "(6 not run yet, 6 of them saved in epoch checkpoints: " in progress
     again = Epochs()
-    resumed = "6 of the 6 run.s. to train resume from their checkpoints, after epoch 1$"
+    resumed = "6 of the 6 run.s. to train have checkpoints to resume from, saved after epoch 1$"
     with pytest.warns(InitlabNote, match=resumed):
         results, report = run_study(spec, out, workers=1, progress=again)
     assert report.ran == len(runs) and again.heard == len(runs) * 3  # epochs 2-4 only
@@ -107,7 +107,7 @@ def test_a_sigkilled_sweep_resumes_from_its_workers_checkpoints(tmp_path):
     with closing(sqlite3.connect(out / "initlab.db")) as conn, conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] < len(runs)
     again = Epochs()
-    with pytest.warns(InitlabNote, match="resume from their checkpoints, after epoch"):
+    with pytest.warns(InitlabNote, match="have checkpoints to resume from, saved after epoch"):
         results, _ = run_study(spec, out, workers=1, progress=again)
     assert again.heard <= len(runs) * 40 - saved  # the saved epochs were not trained again
     assert set(results.runs["status"]) == {"ok"} and len(results.runs) == len(runs)
@@ -204,7 +204,7 @@ def test_a_failed_run_keeps_its_checkpoint_and_its_retry_resumes(tmp_path, monke
     assert len(saved_files(out)) == len(runs)
     monkeypatch.setattr(EpochSaver, "__call__", real)
     again = Epochs()
-    with pytest.warns(InitlabNote, match="6 of the 6 run.s. to train resume .* after epoch 2$"):
+    with pytest.warns(InitlabNote, match="6 of the 6 run.s. to train have .* after epoch 2$"):
         results, _ = run_study(spec, out, workers=1, progress=again)
     assert set(results.runs["status"]) == {"ok"} and again.heard == len(runs) * 2
     assert saved_files(out) == []

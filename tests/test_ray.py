@@ -147,7 +147,7 @@ def test_ray_tasks_save_checkpoints_that_a_local_resume_continues(local_ray, tmp
     with pytest.raises(SweepInterrupted):  # after every run's 5th epoch or so
         run_study(spec, tmp_path, backend="ray", progress=InterruptAt(5 * len(runs)))
     again = InterruptAt(0)
-    with pytest.warns(InitlabNote, match="resume from their checkpoints, after epoch"):
+    with pytest.warns(InitlabNote, match="have checkpoints to resume from, saved after epoch"):
         results, _ = run_study(spec, tmp_path, workers=1, progress=again)
     assert again.heard < 30 * len(runs) and set(results.runs["status"]) <= {"ok", "stuck"}
     assert results.epochs.groupby("run_id").size().tolist() == [30] * len(runs)

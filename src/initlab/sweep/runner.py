@@ -201,8 +201,8 @@ def resume_from(
         low, high = min(epochs), max(epochs)
         after = f"epoch {low}" if low == high else f"epochs {low}-{high}"
         note(
-            f"{len(epochs)} of the {len(pending)} run(s) to train resume from their "
-            f"checkpoints, after {after}"
+            f"{len(epochs)} of the {len(pending)} run(s) to train have checkpoints to resume "
+            f"from, saved after {after}"
         )
     return saved
 
