@@ -68,15 +68,16 @@ class Checkpoints:
         return Path(self.directory) / f"{key}{SUFFIX}"
 
     def load(self, key: str) -> dict[str, Any] | None:
-        """The checkpoint of run ``key`` (tensors on the CPU: the stack moves them once it
-        is built, so resuming needs no more device memory than starting); ``None`` when
+        """The checkpoint of run ``key`` (tensors on the CPU, mapped from the file: reading
+        every run's before training needs no memory for them, and the stack moves them to
+        its device once it is built, so resuming needs no more than starting); ``None`` when
         there is none, or when it cannot be read: a note says so, and a damaged file is
         removed (one the file system could not read is kept for a later try)."""
         path = self.path(key)
         if not _is_file(path):
             return None
         try:
-            saved = _torch().load(path, map_location="cpu", weights_only=True)
+            saved = _torch().load(path, map_location="cpu", weights_only=True, mmap=True)
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
             note(f"checkpoint {path} cannot be read ({reason}): its run trains from the start")

@@ -89,8 +89,8 @@ def train_configs(
     weights, same data order, same formulas). ``on_epoch(config, record)`` after each epoch.
     ``checkpoints``: where the stacks save their runs now and then, and where runs saved
     before resume from (:mod:`initlab.train.checkpoint`: runs saved at the same epoch stack
-    together, run the way their stack ran before (stacked, vmap or looped: the same
-    numerics); a diverged run's saved result is returned as it is).
+    together and run the way their stack ran before when that still checks out (stacked,
+    vmap or looped: the same numerics); a diverged run's saved result is returned as is).
     """
     check_group(configs)
     data = data if data is not None else load_data(configs[0])
