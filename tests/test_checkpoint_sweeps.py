@@ -243,9 +243,12 @@ def test_checkpoints_no_run_of_a_finished_sweep_will_use_are_named(tmp_path, mon
     with pytest.raises(SweepInterrupted):
         run_study(spec, out, workers=1, progress=Epochs(stop_at=len(expand(spec)) + 1))
     other = spec_of(SPEC.replace("epochs = 4", "epochs = 2"))
-    with pytest.warns(InitlabNote, match=r"6 checkpoint\(s\) \(.* MiB\) remain in .*delete those"):
+    left = r"6 checkpoint\(s\) \(.* MiB\) remain in .*delete those"
+    with pytest.warns(InitlabNote, match=left):
         run_study(other, out, workers=1)
-    assert len(saved_files(out)) == 6
+    with pytest.warns(InitlabNote, match=left):  # and again when nothing is left to run
+        _, report = run_study(other, out, workers=1)
+    assert report.ran == 0 and len(saved_files(out)) == 6
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "nan", "5s"])

@@ -192,8 +192,10 @@ def resume_from(
     """The epoch each ``pending`` run with a checkpoint resumes after, by
     :func:`config_identity`, and a note saying how many resume; deletes the checkpoints of
     runs ``done`` first (a sweep killed between recording a run and deleting its checkpoint
-    leaves one)."""
-    checkpoints.tidy(done)
+    leaves one); with nothing pending, a note naming the checkpoints left (:func:`note_left`)."""
+    left = checkpoints.tidy(done)
+    if not pending:
+        note_left(left, checkpoints.directory)
     saved = {config_identity(c): checkpoints.saved_epoch(c.key()) for c in pending}
     saved = {run: epoch for run, epoch in saved.items() if epoch}
     epochs = list(saved.values())
