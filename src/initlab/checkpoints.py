@@ -67,6 +67,14 @@ class Checkpoints:
     def path(self, key: str) -> Path:
         return Path(self.directory) / f"{key}{SUFFIX}"
 
+    def has(self, key: str) -> bool:
+        """Whether run ``key`` has a checkpoint file (``False`` where the folder may not be
+        searched: Python 3.11's ``is_file`` raises then)."""
+        try:
+            return self.path(key).is_file()
+        except OSError:
+            return False
+
     def load(self, key: str) -> dict[str, Any] | None:
         """The checkpoint of run ``key`` (tensors on the CPU, mapped from the file: reading
         every run's before training needs no memory for them, and the stack moves them to
@@ -74,7 +82,7 @@ class Checkpoints:
         there is none, or when it cannot be read: a note says so, and a damaged file is
         removed (one the file system could not read is kept for a later try)."""
         path = self.path(key)
-        if not _is_file(path):
+        if not self.has(key):
             return None
         try:
             saved = _torch().load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -128,11 +136,10 @@ class Checkpoints:
 
     def saved_epoch(self, key: str) -> int:
         """The epoch run ``key``'s checkpoint was saved at (0: none, or unreadable)."""
-        path = self.path(key)
-        if not _is_file(path):
+        if not self.has(key):
             return 0
         try:
-            saved = _torch().load(path, map_location="cpu", weights_only=True, mmap=True)
+            saved = _torch().load(self.path(key), map_location="cpu", weights_only=True, mmap=True)
             ours = saved.get("key") == key and saved.get("version") == VERSION
             return int(saved.get("epoch", 0)) if ours else 0
         except Exception:
@@ -144,12 +151,3 @@ def _torch() -> Any:
     import torch
 
     return torch
-
-
-def _is_file(path: Path) -> bool:
-    """Whether ``path`` is a file; ``False`` where its folder may not be searched (Python
-    3.11's ``is_file`` raises then)."""
-    try:
-        return path.is_file()
-    except OSError:
-        return False

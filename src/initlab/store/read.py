@@ -85,10 +85,7 @@ def study_progress(
     finished = sum(bool(done) for _, done, _ in rows)
     failed = sum(bool(bad) for _, _, bad in rows)
     unfinished = [run_id for run_id, done, _ in rows if not done]
-    try:
-        saved = sum(checkpoints.path(r).is_file() for r in unfinished) if checkpoints else 0
-    except OSError:  # a folder this user may not look into: say nothing of it
-        saved = 0
+    saved = sum(checkpoints.has(r) for r in unfinished) if checkpoints else 0
     return progress_line(len(rows), finished, failed, saved)
 
 

@@ -170,8 +170,8 @@ class ProcessExecutor:
 
     def _start(self, ctx, tasks, events) -> list:
         # worker_entry applies the MKL override as the parent did, before torch is imported
-        args = (tasks, events, self.threads, self.engine, self.data_dir, os.getpid())
-        args += (self.checkpoints,)
+        pid = os.getpid()
+        args = (tasks, events, self.threads, self.engine, self.data_dir, pid, self.checkpoints)
         entry = (mkl_dispatch.status(), f"{__name__}:worker_main")
         procs = [
             ctx.Process(

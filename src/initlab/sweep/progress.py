@@ -115,6 +115,7 @@ class RichProgress(SweepProgress):
         config = outcome.result.config
         run = config_identity(config)
         rest = config.epochs - self._resumed.pop(run, 0) - self._epochs.pop(run, 0)
+        self._started.pop(run, None)
         status = outcome.result.status
         label = run_label(config, self._settings)
         shown = label if status in ("ok", "stuck") else f"{label} {status}"

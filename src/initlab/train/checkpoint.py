@@ -44,7 +44,7 @@ import torch
 from initlab.atomic_files import file_in_the_way
 from initlab.checkpoints import VERSION, Checkpoints
 from initlab.notes import note
-from initlab.train.result import DIVERGED, RunResult
+from initlab.train.result import RunResult
 from initlab.train.seeding import (
     derive_seed,
     global_rng_state,
@@ -77,7 +77,6 @@ def snapshot(trainer: StackTrainer, m: int, key: str, epoch: int) -> dict[str, A
             "layer_stats": list(trainer.trackers[m].rows) if trainer.trackers else [],
             "seconds": trainer.seconds / trainer.size + trainer.saved_seconds[m],
             "device": result.device,
-            "strategy": trainer.stack.strategy if trainer.size > 1 else "",
         },
     }
     if saved["final"]:
@@ -123,7 +122,7 @@ def restore(trainer: StackTrainer, saved: Sequence[dict[str, Any]]) -> None:
         trainer.global_step = saved[0]["global_step"]
         trainer.opt.load_model_states([s["optimizer"] for s in saved])
         trainer.saved_seconds = [s["result"]["seconds"] for s in saved]
-        same = saved[0].get("dropout_device") == trainer.device.type  # else another RNG
+        same = saved[0]["dropout_device"] == trainer.device.type  # else another RNG
         trainer.dropout_state = saved[0]["dropout_rng"] if same else None
         for m, state in enumerate(saved):
             trainer.data_gens[m].set_state(state["data_rng"].cpu())
@@ -185,12 +184,12 @@ def resumed_result(saved: dict[str, Any], task: str) -> RunResult:
     kept = saved["result"]
     return RunResult(
         config=None,
-        status=kept["status"] or DIVERGED,
+        status=kept["status"],
         epochs=list(kept["epochs"]),
         train_seconds=kept["seconds"],
         message=kept["message"],
         layer_stats=list(kept["layer_stats"]),
         task=task,
-        strategy=kept.get("strategy", ""),
-        device=kept.get("device", ""),
+        strategy=saved["strategy"],
+        device=kept["device"],
     )

@@ -110,8 +110,7 @@ class StackTrainer:
     def __init__(self, models: Sequence[nn.Module], data, plan: Plan, members: Sequence[Member]):
         self.plan, self.members, self.size = plan, list(members), len(models)
         self.device = plan.device
-        self.stack = ModelStack(models, self.device, plan.strategy)
-        self.stack.prefer = plan.prefer
+        self.stack = ModelStack(models, self.device, plan.strategy, plan.prefer)
         self.opt = StackedOptimizer(
             plan.optimizer,
             list(self.stack.params.values()),

@@ -103,7 +103,7 @@ def train_configs(
         if state is not None and state["final"]:
             results[i] = resumed_result(state, plan.task)
         else:
-            start = (0, "") if state is None else (state["epoch"], state.get("strategy", ""))
+            start = (0, "") if state is None else (state["epoch"], state["strategy"])
             by_start.setdefault(start, []).append(i)
     for (epoch, strategy), indices in sorted(by_start.items()):
         stack_plan = replace(plan, prefer=strategy)
@@ -188,15 +188,15 @@ def _train_resumed(
     resume: Sequence[dict] | None,
     checkpoints: Checkpoints | None,
 ) -> list[RunResult]:
-    """``train(models, resume)`` from the saved states; states that do not fit the models
-    or the stack (:class:`~initlab.train.checkpoint.ResumeError`) are a note, are deleted,
-    and the runs start over."""
-    if resume:
+    """``train(models, resume)`` from the saved states (read from ``checkpoints``); states
+    that do not fit the models or the stack (:class:`~initlab.train.checkpoint.ResumeError`)
+    are a note, are deleted, and the runs start over."""
+    if resume and checkpoints is not None:
         try:
             return train(_models(configs, data, resume), resume)
         except ResumeError as exc:
             note(f"the checkpoints of {len(configs)} run(s) do not fit ({exc}): they start over")
-            for config in configs if checkpoints is not None else ():
+            for config in configs:
                 checkpoints.remove(config.key())
     return train(_models(configs, data), None)
 

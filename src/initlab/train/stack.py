@@ -65,7 +65,11 @@ class ModelStack:
     """Stacked parameters (leaf tensors ``[M, ...]``) and buffers; see the module docstring."""
 
     def __init__(
-        self, models: Sequence[nn.Module], device: torch.device, strategy: str = AUTO
+        self,
+        models: Sequence[nn.Module],
+        device: torch.device,
+        strategy: str = AUTO,
+        prefer: str = "",
     ) -> None:
         if not models:
             raise ValueError("a model stack needs at least one model")
@@ -91,7 +95,7 @@ class ModelStack:
             **frozen_params,
         }
         self.note, self.training, self._path = "", None, ""
-        self.prefer = ""  # for auto: the strategy to take untimed if it works (trial.prepare)
+        self.prefer = prefer  # for auto: the strategy to take untimed if it works (trial)
         self._modules: list[nn.Module] | None = None
         self._leaf_lists: list[list[Tensor]] | None = None
         self._present: list[Tensor | None] = [None] * len(self.params)
