@@ -5,11 +5,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import initlab
+from initlab.activations import infer_activation
 from initlab.apply import initializable_layers
 from initlab.doctor import find_activations
 from initlab.probe import diagnose
 from initlab.probe.hooks import collect
-from initlab.probe.trace import infer_activation, trace
+from initlab.probe.trace import trace
 
 
 def gen(seed=0):
@@ -117,8 +118,9 @@ def test_an_attention_output_projection_is_a_row_read_from_the_attention_call():
     torch.manual_seed(0)
     model, x = Attending(), torch.randn(8, 5, 6, generator=gen())
     layers = collect(model, x)
-    assert [t.name for t in layers] == ["inp", "attn.out_proj", "head"]
-    inp, attn, _ = layers
+    names = ["inp", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj", "head"]
+    assert [t.name for t in layers] == names  # tests/test_probe_projections.py: q, k, v
+    inp, attn = layers[0], layers[4]
     assert attn.module is model.attn.out_proj and attn.inside == "MultiheadAttention"
     with torch.no_grad():
         expected, _ = model.attn(inp.post, inp.post, inp.post)

@@ -126,3 +126,23 @@ _MODULE_TO_NAME: dict[type[nn.Module], str] = {
 def name_of_module(module: nn.Module) -> str | None:
     """The registry name of an activation module (``nn.ReLU()`` → ``"relu"``), else ``None``."""
     return _MODULE_TO_NAME.get(type(module))
+
+
+def infer_activation(pre: Tensor, post: Tensor) -> str | None:
+    """The registry activation phi with ``phi(pre) ≈ post``, when exactly one fits.
+
+    "≈": ``|phi(pre) - post| <= 1e-4 |post| + atol`` elementwise, ``atol = 50 · eps(dtype)
+    · max(1, max|post|)`` (rounding of an elementwise function, whatever kernel computed
+    it). Several fitting (all-zero or all-positive inputs fit relu, leaky_relu and linear
+    alike) is no answer: ``None``.
+    """
+    if pre.shape != post.shape or not pre.is_floating_point():
+        return None
+    scale = float(post.detach().abs().nan_to_num(0.0, 0.0, 0.0).max()) if post.numel() else 0.0
+    atol = 50 * torch.finfo(post.dtype).eps * max(1.0, scale)
+    fits = [
+        name
+        for name in [*(n for n in names() if n != "linear"), "linear"]  # linear last
+        if torch.allclose(get(name).fn(pre), post, 1e-4, atol, equal_nan=True)
+    ]
+    return fits[0] if len(fits) == 1 else None

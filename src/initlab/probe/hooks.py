@@ -10,7 +10,8 @@ computed once, in the forward pass, and kept: read again later, in training mode
 run its parametrization (a spectral norm's power iteration) outside the preserved block.
 
 What a *layer* is: one call of a Linear/Conv/ConvTranspose module (the modules
-:func:`initlab.initialize` acts on). Its pre-activation z and activation phi(z) are those
+:func:`initlab.initialize` acts on), or of a ``MultiheadAttention``'s query, key or value
+map (:mod:`initlab.probe.projections`). Its pre-activation z and activation phi(z) are those
 :mod:`initlab.probe.trace` finds: the input and output of the first activation function
 its output meets (after a BatchNorm, dropout or reshape, if any), or, for a layer whose
 output goes straight on, the output itself and what enters the next layer. The output
@@ -32,6 +33,7 @@ from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError
 from initlab.preserve import MODES, preserved
 from initlab.probe.metrics import layer_metrics
+from initlab.probe.projections import weight_source
 from initlab.probe.trace import TracedLayer, trace
 
 __all__ = ["MODES", "LayerTensors", "collect", "preserved", "unit_rows"]
@@ -186,7 +188,7 @@ def _attach_grads(
     """Fill ``pre_grad``, ``post_grad`` and ``weight_grad`` with one ``autograd.grad`` call."""
     wanted: dict[int, Tensor] = {}
     for layer, (pre, post) in zip(layers, live, strict=True):
-        for t in (pre, post, layer.module.weight):
+        for t in (pre, post, weight_source(layer.module)[0]):
             if isinstance(t, Tensor) and t.requires_grad:
                 wanted.setdefault(id(t), t)
     if not wanted or not objective.requires_grad:
@@ -196,7 +198,9 @@ def _attach_grads(
     for layer, (pre, post) in zip(layers, live, strict=True):
         layer.pre_grad = found.get(id(pre)) if pre is not None else None
         layer.post_grad = found.get(id(post)) if post is not None else None
-        layer.weight_grad = found.get(id(layer.module.weight))
+        source, rows = weight_source(layer.module)
+        grad = found.get(id(source))
+        layer.weight_grad = None if grad is None else grad[rows]
         if pre is not None and pre is post:  # an in-place activation overwrote z
             layer.pre_grad = _through_activation(layer)
 

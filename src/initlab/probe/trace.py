@@ -36,7 +36,7 @@ functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
 * one consumed by anything else (a ``cumsum``, ``W x + U h``) is ``unknown``: z is the
   layer's output, phi(z) the input of the next layer called, and the activation is the
   registry activation phi with ``phi(z) ≈ next input`` when exactly one fits
-  (:func:`infer_activation`), else ``unknown``.
+  (:func:`initlab.activations.infer_activation`), else ``unknown``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from torch.overrides import TorchFunctionMode
 import initlab.activations as activations
 from initlab.apply import INITIALIZABLE
 from initlab.preserve import preserved
+from initlab.probe.projections import MAPS, attention_inputs, project, projections
 from initlab.probe.split import Spans, linear_spans
 
 ACTIVATION_FUNCTIONS = {
@@ -108,11 +109,9 @@ STREAM_READERS = frozenset({"multi_head_attention_forward", *ADD_FUNCTIONS})
 """What reads a residual stream and leaves a branch end that joined it linear, besides the
 next layer or product: an ``nn.MultiheadAttention`` (its own function) and the next join.
 Anything else (a scale, a ``mean``, an RNN's ``chunk`` of ``W x + U h``) leaves it
-``unknown``, for :func:`infer_activation`."""
+``unknown``, for :func:`~initlab.activations.infer_activation`."""
 IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", "add_"})
 """Reading a tensor's shape or attributes is not consuming it."""
-
-_INFER_ORDER = [n for n in activations.names() if n != "linear"] + ["linear"]
 
 Live = tuple[Tensor | None, Tensor | None]
 """A tensor as the model holds it (gradients are taken with respect to it) and a detached
@@ -275,15 +274,38 @@ class _Tracer(TorchFunctionMode):
     def watch(self, model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
         """Forward hooks that record every layer call and tag its output. A multi-head
         attention's ``out_proj`` is never called (the attention reads its weight), so the
-        attention's own call stands for it: its output is ``out_proj``'s."""
+        attention's own call stands for it: its output is ``out_proj``'s; its query, key and
+        value maps come first (:meth:`_projection_hook`)."""
         handles = []
         for module_name, module in model.named_modules():
             if isinstance(module, INITIALIZABLE):
                 handles += self._hooks(module_name or "(model)", module)
             elif isinstance(module, nn.MultiheadAttention):
-                name = f"{module_name}.out_proj" if module_name else "out_proj"
-                handles += self._hooks(name, module, module.out_proj)
+                prefix = f"{module_name}." if module_name else ""
+                handles.append(self._projection_hook(prefix, module))
+                handles += self._hooks(f"{prefix}out_proj", module, module.out_proj)
         return handles
+
+    def _projection_hook(
+        self, prefix: str, attention: nn.MultiheadAttention
+    ) -> torch.utils.hooks.RemovableHandle:
+        """Before each call of ``attention``: its query, key and value maps as three
+        ``linear`` layers ``<prefix>q_proj``, ``k_proj``, ``v_proj``, z recomputed from the
+        call's inputs (:mod:`initlab.probe.projections`)."""
+        maps = projections(attention)
+
+        def before(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            inputs = attention_inputs(args, kwargs)
+            for which, projection, x in zip(MAPS, maps, inputs or (), strict=False):
+                with self.muted():
+                    z = project(projection, x)
+                pre, post = (None, z), (None, z)  # z's own tensor stays inside the attention
+                traced = TracedLayer(f"{prefix}{which}_proj", projection, self.live(x), pre)
+                traced.activation, traced.pre, traced.post = "linear", pre, post
+                traced.inside = type(attention).__name__
+                self.layers.append(traced)
+
+        return attention.register_forward_pre_hook(before, with_kwargs=True)
 
     def _hooks(
         self, name: str, module: nn.Module, layer: nn.Module | None = None
@@ -307,26 +329,6 @@ class _Tracer(TorchFunctionMode):
         return [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
 
 
-def infer_activation(pre: Tensor, post: Tensor) -> str | None:
-    """The registry activation phi with ``phi(pre) ≈ post``, when exactly one fits.
-
-    "≈": ``|phi(pre) - post| <= 1e-4 |post| + atol`` elementwise, ``atol = 50 · eps(dtype)
-    · max(1, max|post|)`` (rounding of an elementwise function, whatever kernel computed
-    it). Several fitting (all-zero or all-positive inputs fit relu, leaky_relu and linear
-    alike) is no answer: ``None``.
-    """
-    if pre.shape != post.shape or not pre.is_floating_point():
-        return None
-    scale = float(post.detach().abs().nan_to_num(0.0, 0.0, 0.0).max()) if post.numel() else 0.0
-    atol = 50 * torch.finfo(post.dtype).eps * max(1.0, scale)
-    fits = [
-        name
-        for name in _INFER_ORDER
-        if torch.allclose(activations.get(name).fn(pre), post, 1e-4, atol, equal_nan=True)
-    ]
-    return fits[0] if len(fits) == 1 else None
-
-
 def _finish(layers: list[TracedLayer]) -> None:
     """Layers whose output left the model are ``linear``; ``unknown`` ones get z = their
     output, phi(z) = the next call's input and, when it is unambiguous, the activation
@@ -340,7 +342,7 @@ def _finish(layers: list[TracedLayer]) -> None:
             layer.post = layers[k + 1].input if k + 1 < len(layers) else (None, None)
             z, phi = layer.pre[1], layer.post[1]
             if z is not None and phi is not None:
-                layer.activation = infer_activation(z, phi) or "unknown"
+                layer.activation = activations.infer_activation(z, phi) or "unknown"
 
 
 def trace(model: nn.Module, inputs: Tensor) -> tuple[list[TracedLayer], object]:

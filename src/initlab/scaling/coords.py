@@ -35,6 +35,7 @@ from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
 from initlab.errors import InitlabError
+from initlab.probe.projections import AttentionProjection
 from initlab.probe.trace import trace
 from initlab.scaling.fits import check_design
 from initlab.scaling.parametrize import ATTN_ATTRIBUTE, Parametrized, parametrized
@@ -267,6 +268,15 @@ def _plain_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
 
 
+def _state_before(module: nn.Module, prev: dict[int, dict[str, Tensor]]) -> dict | None:
+    """A traced layer's parameters in the snapshot ``prev`` (an attention's query, key or
+    value map: its rows of the attention's parameters)."""
+    if isinstance(module, AttentionProjection):
+        owner = prev.get(id(module.owner))
+        return None if owner is None else module.state_in(owner)
+    return prev.get(id(module))
+
+
 def _rows(
     calls: list, out: Tensor, prev: dict[int, dict[str, Tensor]] | None, zero: set[int]
 ) -> list[tuple]:
@@ -276,7 +286,7 @@ def _rows(
     for call in calls:
         y = call.output[1].float()
         rows += [(call.name, "l1", float(y.abs().mean())), (call.name, "std", float(y.std()))]
-        state = None if prev is None else prev.get(id(call.module))
+        state = None if prev is None else _state_before(call.module, prev)
         x = call.input[1]
         if state is None or x is None:
             continue
