@@ -15,20 +15,21 @@ from pathlib import Path
 
 import pandas as pd
 
-import initlab.curves as curves
 from initlab.atomic_files import write_files
 from initlab.errors import InitlabError
-from initlab.ranking_verdict import verdict
-from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks, stuck_not_tied
+from initlab.ranking import part_verdict, partitions, rank_within, without_unscored_ranks
+from initlab.scores import (
+    ACCURACY,
+    RESOLVED_TASK,
+    Score,
+    run_tasks,
+)
 from initlab.stats import (
     display_value,
     first_epoch_reaching,
-    group_label,
     mean_ci,
-    rank_groups,
 )
-from initlab.train.result import DIVERGED, FAILED, OK, STUCK, RunResult
-from initlab.train.tasks import REGRESSION
+from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
 
 REACH_FRACTION = 0.9
 """``epochs_to_90``: the first epoch at which a group's mean validation score comes within
@@ -173,6 +174,7 @@ class ResultSet:
         curves = self._mean_val_curves()
         target = reach_target(max((c.iloc[-1] for c in curves.values() if len(c)), default=0))
         tasks = run_tasks(self.runs) if self.score.mixed else None
+        losses = self.score.loss_note() != "" and "test_loss" in self.runs
         rows = []
         for key, group in _by_keys(self.runs, self.group_by).groupby(self.group_by, sort=False):
             key = key if isinstance(key, tuple) else (key,)
@@ -187,6 +189,7 @@ class ResultSet:
                     "test_accuracy": mean,
                     "test_accuracy_std": std,
                     "ci95": ci,
+                    **(_loss_columns(group) if losses else {}),
                     "final_train_loss": group["final_train_loss"].mean(),
                     "epochs_to_90": _epochs_to_target(group, curve, target),
                     "diverged": int((group["status"] == DIVERGED).sum()),
@@ -280,99 +283,34 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     if summary.empty:
         return summary
     shown = summary.copy()
-    shown["test_accuracy"] = [
-        f"{m:.4f}" if s != s else f"{m:.4f} ± {s:.4f}"
-        for m, s in zip(summary["test_accuracy"], summary["test_accuracy_std"], strict=True)
-    ]
+    scores = zip(summary["test_accuracy"], summary["test_accuracy_std"], strict=True)
+    shown["test_accuracy"] = [_plus_minus(m, s) for m, s in scores]
+    if "test_loss" in summary:
+        losses = zip(summary["test_loss"], summary["test_loss_std"], strict=True)
+        shown["test_loss"] = [_plus_minus(m, s) for m, s in losses]
+        shown["perplexity"] = summary["perplexity"].map(lambda v: f"{v:.4g}")
     shown["final_train_loss"] = summary["final_train_loss"].map(lambda v: f"{v:.4f}")
     shown["epochs_to_90"] = summary["epochs_to_90"].map(lambda v: "never" if v != v else f"{v:g}")
     shown["flags"] = [_flags(r) for _, r in summary.iterrows()]
-    for column in shown.columns.difference(["test_accuracy", "final_train_loss", "flags"]):
+    done = ["test_accuracy", "test_loss", "perplexity", "final_train_loss", "flags"]
+    for column in shown.columns.difference(done):
         if not pd.api.types.is_numeric_dtype(shown[column]):  # 128-128-…-128 as 128×30
             shown[column] = shown[column].map(display_value)
     if RESOLVED_TASK in shown and "task" not in shown:
         shown = shown.rename(columns={RESOLVED_TASK: "task"})
-    return shown.drop(columns=["test_accuracy_std", "ci95", "diverged", "stuck", "failed"])
+    dropped = ["test_accuracy_std", "test_loss_std", "ci95", "diverged", "stuck", "failed"]
+    return shown.drop(columns=dropped, errors="ignore")
 
 
-DATA_COLUMNS = ("dataset", "task")
-"""Grouping columns that change what a score means: groups that differ in them are ranked
-and tested apart (:func:`partitions`)."""
+def _plus_minus(mean: float, std: float) -> str:
+    return f"{mean:.4f}" if std != std else f"{mean:.4f} ± {std:.4f}"
 
 
-def partitions(
-    runs: pd.DataFrame, group_by: Sequence[str], within: Sequence[str] = ()
-) -> list[tuple[str, pd.DataFrame]]:
-    """The sets of runs whose scores can be compared, labelled, in order of appearance: one
-    per value of the grouping's :data:`DATA_COLUMNS` and ``within`` columns when they have
-    several (accuracies on two datasets, or an accuracy and an R², are not one scale; the
-    user's ``within``: inits compared at each width), else one per task when the runs mix
-    tasks, else ``[("", runs)]``."""
-    keys = [k for k in group_by if (k in DATA_COLUMNS or k in within) and k in runs]
-    if keys and runs.groupby(keys, sort=False, dropna=False).ngroups > 1:
-        parts = runs.groupby(keys, sort=False, dropna=False)
-        return [(curves.group_label(key, keys), part) for key, part in parts]
-    tasks = run_tasks(runs)
-    if tasks.nunique() > 1:
-        return [(task, runs[tasks == task]) for task in dict.fromkeys(tasks)]
-    return [("", runs)]
-
-
-def rank_within(
-    runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05, within: Sequence[str] = ()
-) -> pd.DataFrame:
-    """:func:`initlab.stats.rank_groups` of each of the :func:`partitions`, one after the
-    other, with their label in a ``within`` column (``""`` for one): ranks restart at 1, and
-    each group is tested against the best of its own partition only."""
-    ranked = [
-        stuck_not_tied(rank_groups(part, group_by, alpha=alpha), part, group_by).assign(
-            within=label
-        )
-        for label, part in partitions(runs, group_by, within)
-    ]
-    return pd.concat(ranked, ignore_index=True)
-
-
-def part_verdict(runs: pd.DataFrame, group_by: Sequence[str]) -> str:
-    """The verdict on comparable runs: why no run has a score though some finished
-    (:func:`undefined_scores`, also for a single group), else
-    :func:`initlab.ranking_verdict.verdict` (the winner, ties and the seeds to separate
-    them; with the statuses of the runs without a score, to say why the best two lack two
-    scores each)."""
-    if undefined := undefined_scores(runs):
-        return f"no verdict: {undefined}"
-    lost = {
-        group_label(key): [s for s in group["status"] if s in (DIVERGED, FAILED)]
-        for key, group in runs.groupby(list(group_by), sort=False, dropna=False)
-    } if "status" in runs else {}  # fmt: skip
-    ranked = stuck_not_tied(rank_groups(runs, group_by), runs, list(group_by))
-    return verdict(without_unscored_ranks(ranked), lost=lost)
-
-
-def undefined_scores(runs: pd.DataFrame) -> str:
-    """``R² undefined: the test targets are constant`` when no run has a finite score and
-    some regression run finished (``ok``): R² = 1 − SSE/SST has SST = 0; ``""`` otherwise
-    (scores to rank, or only diverged/failed runs, which the verdict names)."""
-    if "status" not in runs or "test_accuracy" not in runs:
-        return ""
-    scores = pd.to_numeric(runs["test_accuracy"], errors="coerce")
-    if scores.notna().any():
-        return ""
-    finished = runs["status"].isin((OK, STUCK)) & (run_tasks(runs) == REGRESSION)
-    return "R² undefined: the test targets are constant" if finished.any() else ""
-
-
-def without_unscored_ranks(ranked: pd.DataFrame) -> pd.DataFrame:
-    """``ranked`` (:func:`initlab.stats.rank_groups`) with no rank, and never tied with the
-    best, for the groups without a single finite score (every run diverged or failed):
-    there is nothing to rank them by. Their ``rank`` is ``<NA>`` (an ``Int64`` column)."""
-    unscored = ranked["n"] == 0 if "n" in ranked else pd.Series(False, index=ranked.index)
-    if not unscored.any():
-        return ranked
-    ranked = ranked.copy()
-    ranked["rank"] = ranked["rank"].astype("Int64").mask(unscored)
-    ranked["tied_with_best"] = ranked["tied_with_best"].astype(bool) & ~unscored
-    return ranked
+def _loss_columns(group: pd.DataFrame) -> dict[str, float]:
+    """A group's ``test_loss`` mean and std over seeds and its ``perplexity``,
+    ``exp(mean test_loss)`` (the geometric mean of the runs' perplexities)."""
+    mean, std, _ = mean_ci(pd.to_numeric(group["test_loss"], errors="coerce"))
+    return {"test_loss": mean, "test_loss_std": std, "perplexity": math.exp(mean)}
 
 
 def _joined(tasks: pd.Series) -> str:

@@ -109,6 +109,25 @@ class Score:
         return "; ".join(f"stuck ({task} runs): {rule}" for task, rule in said)
 
     @property
+    def by_loss(self) -> bool:
+        """Whether these runs are ranked by test loss, lower first: sequence runs. Token
+        accuracy counts only whether the top token is right; a language model's loss (and
+        perplexity, ``exp(loss)``) is what it is trained and judged on, and two inits can
+        differ 3-fold in perplexity at the same token accuracy."""
+        return self.tasks == (SEQUENCE,)
+
+    def ranked_name(self) -> str:
+        """The name of what ranks these runs: ``test loss`` for sequences, else :meth:`name`."""
+        return LOSS_NAME if self.by_loss else self.name()
+
+    def loss_note(self) -> str:
+        """The legend of the loss columns shown for sequence runs (``""`` without any)."""
+        if SEQUENCE not in self.tasks:
+            return ""
+        ranked = " (what ranks them)" if self.by_loss else ""
+        return f"test_loss: mean cross-entropy per token{ranked}, perplexity: exp(test_loss). "
+
+    @property
     def bounded(self) -> bool:
         """Whether every score lies in [0, 1] (accuracies do; R² can be any negative)."""
         return REGRESSION not in self.tasks
@@ -119,6 +138,17 @@ class Score:
         if self.tasks == (CLASSIFICATION,):
             return f"{self.name()}: "
         return f"test_accuracy: {self.per_task()}, "
+
+
+LOSS_NAME = "test loss"
+
+
+def ranking_metric(runs: pd.DataFrame) -> tuple[str, bool]:
+    """``(column, higher_is_better)`` that ranks ``runs``: ``("test_loss", False)`` for
+    sequence runs (:attr:`Score.by_loss`) that recorded it, else ``("test_accuracy", True)``."""
+    if Score.of_runs(runs).by_loss and "test_loss" in runs:
+        return "test_loss", False
+    return "test_accuracy", True
 
 
 ACCURACY = Score()

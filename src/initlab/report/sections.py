@@ -36,7 +36,8 @@ def summary_section(
     stuck = f"; {score.stuck_rule()}"
     intro = (
         f"One row per group ({', '.join(group_by)}), best first: ranked by mean "
-        f"{score.name()}{_per_task(score)}. Mean ± sample std over the group's runs (seeds); "
+        f"{score.ranked_name()}{_lower(score)}{_per_task(score)}. Mean ± sample std over "
+        "the group's runs (seeds); "
         "the 95% CI is the Student-t interval for the mean. 'as good as best?': Welch's t-test "
         f"of the group against the best one, Holm-adjusted over the other groups — 'yes' when "
         f"p ≥ {tables.ALPHA:g} (the data cannot tell them apart). 'epochs to 90%' is the first "
@@ -50,6 +51,11 @@ def summary_section(
     return Section("summary", "Summary", intro, [table, *verdict_note, *stuck_notes])
 
 
+def _lower(score: Score) -> str:
+    """`` (lower is better; the 95% CI is the token accuracy's)`` when ranked by loss."""
+    return f" (lower is better; the 95% CI is the {score.name()}'s)" if score.by_loss else ""
+
+
 def _per_task(score: Score) -> str:
     """``: each task's score (...), the task column says which`` for runs of mixed tasks."""
     return f": {score.per_task()}, the task column says which" if score.mixed else ""
@@ -60,12 +66,13 @@ def pairwise_section(
 ) -> Section:
     intro = (
         "Is one group really better than another, or is the gap seed noise? For each pair: the "
-        f"difference of mean {_plural(score.name())} with its 95% interval, and the "
+        f"difference of mean {_plural(score.ranked_name())} with its 95% interval, and the "
         "two-sided p-value of Welch's t-test (unequal variances). With many pairs some small "
         "p-values are expected by chance; the Holm column corrects for the number of pairs "
         "listed (within each partition when groups are ranked apart), and highlighted rows "
         f"are those whose Holm-adjusted p < {tables.ALPHA:g}. "
-        f"Groups with fewer than two finite {_plural(score.name(''))} cannot be tested (—)."
+        f"Groups with fewer than two finite {_plural(score.ranked_name().removeprefix('test '))} "
+        "cannot be tested (—)."
     )
     if len(ranked) < 2:
         return Section("pairwise", "Pairwise comparisons", intro, [Note("only one group")])

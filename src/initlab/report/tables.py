@@ -18,8 +18,8 @@ import pandas as pd
 from initlab.curves import group_label
 from initlab.initializers import parse
 from initlab.initializers.basic import Constant
-from initlab.results import rank_within, without_unscored_ranks
-from initlab.scores import ACCURACY, RESOLVED_TASK, Score, parted_by_stuck
+from initlab.ranking import rank_within, without_unscored_ranks
+from initlab.scores import ACCURACY, RESOLVED_TASK, Score, parted_by_stuck, ranking_metric
 from initlab.stats import group_label as stats_label
 from initlab.stats import holm_adjust, pairwise_comparisons
 from initlab.train.result import DIVERGED, FAILED
@@ -45,11 +45,11 @@ def ranked_summary(
 ) -> pd.DataFrame:
     """``summary`` in the order of :func:`initlab.stats.rank_groups` (best mean test accuracy
     first, groups without a finite accuracy last, unranked: ``rank`` ``<NA>``, see
-    :func:`initlab.results.without_unscored_ranks`) with ``rank``, ``group`` (a label),
+    :func:`initlab.ranking.without_unscored_ranks`) with ``rank``, ``group`` (a label),
     ``p_vs_best``, ``p_holm`` and ``tied_with_best`` (Welch's test against the best group,
     Holm-adjusted over the other groups) added; runs on different data are ranked apart,
     one partition after the other, and so are the values of the ``within`` columns
-    (:func:`initlab.results.rank_within`; its ``within`` column names the partition), ranks
+    (:func:`initlab.ranking.rank_within`; its ``within`` column names the partition), ranks
     restarting at 1."""
     keys = list(group_by)
     if summary.empty:
@@ -78,6 +78,11 @@ def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame
                 "runs": str(r["runs"]),
                 f"{score.name()} (mean ± std)": _pm(mean, std),
                 "95% CI": _interval(mean - ci, mean + ci),
+                **(
+                    {"test loss (mean ± std)": _pm(r["test_loss"], r["test_loss_std"])}
+                    if "test_loss" in r
+                    else {}
+                ),
                 "final train loss": _num(r["final_train_loss"]),
                 "epochs to 90%": _epochs(r["epochs_to_90"]),
                 "as good as best?": _vs_best(r["rank"], r["p_holm"], r["tied_with_best"]),
@@ -159,7 +164,9 @@ def pairwise_table(
     order = {k: i for i, k in enumerate(ranked[keys].itertuples(index=False, name=None))}
     position = [order.get(k, len(order)) for k in runs[keys].itertuples(index=False, name=None)]
     by_rank = runs.iloc[np.argsort(position, kind="stable")]
-    pairs = family_pairs(pairwise_comparisons(by_rank, keys), ranked, keys)
+    metric, _ = ranking_metric(runs)
+    pairs = family_pairs(pairwise_comparisons(by_rank, keys, metric), ranked, keys)
+    compared = score.ranked_name().removeprefix("test ")
     label = {stats_label(k): group_label(k, keys) for k in order}
     rows, strong = [], []
     for i, pair in enumerate(pairs.to_dict("records")):
@@ -170,7 +177,7 @@ def pairwise_table(
             {
                 "group A": label.get(pair["group_a"], pair["group_a"]),
                 "group B": label.get(pair["group_b"], pair["group_b"]),
-                f"Δ {score.name('')} (A − B)": _signed(pair["diff"]),
+                f"Δ {compared} (A − B)": _signed(pair["diff"]),
                 "Δ 95% CI (Welch)": _interval(pair["diff_low"], pair["diff_high"], True),
                 "p (Welch)": _p(p),
                 "p (Holm)": _p(pair["p_holm"]),

@@ -15,13 +15,13 @@ from initlab.config import RunConfig
 from initlab.console import print_frame
 from initlab.errors import InitlabError, some_names
 from initlab.notes import note
+from initlab.ranking import partitions
 from initlab.report.tables import ALPHA
 from initlab.results import (
     REACH_FRACTION,
     SAVED_FILES,
     ResultSet,
     format_summary,
-    partitions,
     retry_hint,
 )
 from initlab.scores import Score, parted_by_stuck
@@ -212,9 +212,10 @@ def print_results(results: ResultSet, console: Console, title: str) -> None:
         console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
     stuck = f"{score.stuck_rule()}; " if score.stuck_applies else ""
     console.print(
-        f"{score.column_note()}mean ± std over seeds. epochs_to_90: first epoch whose "
-        f"mean validation score comes within {1 - REACH_FRACTION:.0%} of the best group's final "
-        "one (never: not by the last epoch, or no run of the group learned). "
+        f"{score.column_note()}{score.loss_note()}mean ± std over seeds. epochs_to_90: "
+        "first epoch whose mean validation score comes within "
+        f"{1 - REACH_FRACTION:.0%} of the best group's final one (never: not by the last "
+        "epoch, or no run of the group learned). "
         f"{stuck}diverged: loss became NaN/inf."
     )
     print_ranking(results, console, score)
@@ -222,7 +223,7 @@ def print_results(results: ResultSet, console: Console, title: str) -> None:
 
 def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
     """The ranking table(s) — one per dataset or task when the runs span several
-    (:func:`initlab.results.partitions`) — their legend and the verdict; for a single group
+    (:func:`initlab.ranking.partitions`) — their legend and the verdict; for a single group
     only a verdict saying why it has no score (R² undefined), if it is so."""
     ranked = results.ranking()
     if len(ranked) <= 1:
@@ -232,7 +233,7 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
     parts = partitions(results.runs, results.group_by, results.within)
     scores = {label: Score.of_runs(runs) for label, runs in parts}
     for within, part in ranked.groupby("within", sort=False):
-        name = scores.get(within, score).name()
+        name = scores.get(within, score).ranked_name()
         title = f"ranking by {name}" + (f" within {within}" if within else "")
         print_frame(ranking_table(part, name), console, title=title)
     stuck = ", never for a group stuck at chance in every run when no run of the best is"

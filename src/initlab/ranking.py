@@ -1,0 +1,108 @@
+"""Ranking comparable runs: which runs may be ranked together, and their ranking.
+
+Runs on different data or tasks are not one scale: :func:`partitions` splits them, and
+:func:`rank_within` ranks each part by its :func:`~initlab.scores.ranking_metric` (test
+accuracy or R², higher first; test loss for sequence runs, lower first) with Welch's test
+against the best and Holm's adjustment (:func:`initlab.stats.rank_groups`).
+:func:`part_verdict` says what a part's ranking supports
+(:func:`initlab.ranking_verdict.verdict`). :class:`initlab.results.ResultSet` and the
+report use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+import initlab.curves as curves
+from initlab.ranking_verdict import verdict
+from initlab.scores import ranking_metric, run_tasks, stuck_not_tied
+from initlab.stats import group_label, rank_groups
+from initlab.train.result import DIVERGED, FAILED, OK, STUCK
+from initlab.train.tasks import REGRESSION
+
+DATA_COLUMNS = ("dataset", "task")
+"""Grouping columns that change what a score means: groups that differ in them are ranked
+and tested apart (:func:`partitions`)."""
+
+
+def partitions(
+    runs: pd.DataFrame, group_by: Sequence[str], within: Sequence[str] = ()
+) -> list[tuple[str, pd.DataFrame]]:
+    """The sets of runs whose scores can be compared, labelled, in order of appearance: one
+    per value of the grouping's :data:`DATA_COLUMNS` and ``within`` columns when they have
+    several (accuracies on two datasets, or an accuracy and an R², are not one scale; the
+    user's ``within``: inits compared at each width), else one per task when the runs mix
+    tasks, else ``[("", runs)]``."""
+    keys = [k for k in group_by if (k in DATA_COLUMNS or k in within) and k in runs]
+    if keys and runs.groupby(keys, sort=False, dropna=False).ngroups > 1:
+        parts = runs.groupby(keys, sort=False, dropna=False)
+        return [(curves.group_label(key, keys), part) for key, part in parts]
+    tasks = run_tasks(runs)
+    if tasks.nunique() > 1:
+        return [(task, runs[tasks == task]) for task in dict.fromkeys(tasks)]
+    return [("", runs)]
+
+
+def rank_within(
+    runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05, within: Sequence[str] = ()
+) -> pd.DataFrame:
+    """:func:`initlab.stats.rank_groups` of each of the :func:`partitions`, one after the
+    other, with their label in a ``within`` column (``""`` for one): ranks restart at 1, and
+    each group is tested against the best of its own partition only."""
+    ranked = [
+        _ranked(part, group_by, alpha).assign(within=label)
+        for label, part in partitions(runs, group_by, within)
+    ]
+    return pd.concat(ranked, ignore_index=True)
+
+
+def _ranked(runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05) -> pd.DataFrame:
+    """:func:`initlab.stats.rank_groups` of comparable runs by their
+    :func:`~initlab.scores.ranking_metric`, groups stuck at chance apart
+    (:func:`~initlab.scores.stuck_not_tied`)."""
+    metric, higher = ranking_metric(runs)
+    ranked = rank_groups(runs, group_by, metric, higher_is_better=higher, alpha=alpha)
+    return stuck_not_tied(ranked, runs, list(group_by))
+
+
+def part_verdict(runs: pd.DataFrame, group_by: Sequence[str]) -> str:
+    """The verdict on comparable runs: why no run has a score though some finished
+    (:func:`undefined_scores`, also for a single group), else
+    :func:`initlab.ranking_verdict.verdict` (the winner, ties and the seeds to separate
+    them; with the statuses of the runs without a score, to say why the best two lack two
+    scores each)."""
+    if undefined := undefined_scores(runs):
+        return f"no verdict: {undefined}"
+    lost = {
+        group_label(key): [s for s in group["status"] if s in (DIVERGED, FAILED)]
+        for key, group in runs.groupby(list(group_by), sort=False, dropna=False)
+    } if "status" in runs else {}  # fmt: skip
+    return verdict(without_unscored_ranks(_ranked(runs, group_by)), lost=lost)
+
+
+def undefined_scores(runs: pd.DataFrame) -> str:
+    """``R² undefined: the test targets are constant`` when no run has a finite score and
+    some regression run finished (``ok``): R² = 1 − SSE/SST has SST = 0; ``""`` otherwise
+    (scores to rank, or only diverged/failed runs, which the verdict names)."""
+    if "status" not in runs or "test_accuracy" not in runs:
+        return ""
+    scores = pd.to_numeric(runs["test_accuracy"], errors="coerce")
+    if scores.notna().any():
+        return ""
+    finished = runs["status"].isin((OK, STUCK)) & (run_tasks(runs) == REGRESSION)
+    return "R² undefined: the test targets are constant" if finished.any() else ""
+
+
+def without_unscored_ranks(ranked: pd.DataFrame) -> pd.DataFrame:
+    """``ranked`` (:func:`initlab.stats.rank_groups`) with no rank, and never tied with the
+    best, for the groups without a single finite score (every run diverged or failed):
+    there is nothing to rank them by. Their ``rank`` is ``<NA>`` (an ``Int64`` column)."""
+    unscored = ranked["n"] == 0 if "n" in ranked else pd.Series(False, index=ranked.index)
+    if not unscored.any():
+        return ranked
+    ranked = ranked.copy()
+    ranked["rank"] = ranked["rank"].astype("Int64").mask(unscored)
+    ranked["tied_with_best"] = ranked["tied_with_best"].astype(bool) & ~unscored
+    return ranked
