@@ -85,7 +85,8 @@ def test_signed_integer_inputs_stay_token_ids():
     embed = nn.Sequential(nn.Embedding(20, 8), nn.Flatten(), nn.Linear(24, 3))
     ids = torch.randint(0, 20, (8, 3), dtype=torch.int32)
     assert as_inputs(embed, ids).dtype == torch.int64
-    assert len(initlab.diagnose(embed, ids, torch.arange(8) % 3).layers) == 1
+    table = initlab.diagnose(embed, ids, torch.arange(8) % 3).layers
+    assert list(table["type"]) == ["Embedding", "Linear"]  # the table is a layer too
 
 
 def test_bad_targets_are_one_line_each(batch):
@@ -103,7 +104,7 @@ def test_one_hot_looking_token_targets_of_a_sequence_batch_are_token_ids():
     them, even when each row holds a single 1."""
     net = nn.Sequential(nn.Embedding(4, 8), nn.Linear(8, 4))
     ids = torch.eye(4, dtype=torch.int64)[torch.arange(8) % 4]
-    assert len(initlab.diagnose(net, ids, ids).layers) == 1
+    assert len(initlab.diagnose(net, ids, ids).layers) == 2  # the embedding and the head
     with pytest.raises(InitlabError, match="one-hot rows"):
         initlab.diagnose(net, ids.float(), ids)  # float inputs: no sequence, as in the loader
 

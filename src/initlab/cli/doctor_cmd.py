@@ -14,9 +14,12 @@ from initlab.cli.outputs import WEIGHT_FILES, check_output_dir, check_output_fil
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stdout_console
-from initlab.errors import InitlabError, check_positive
+from initlab.errors import InitlabError, check_positive, some_names
+from initlab.notes import note
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from initlab.doctor import Plan
     from initlab.doctor.evidence import Evidence
     from initlab.doctor.trials import Schedule
@@ -108,6 +111,7 @@ def doctor(
     print_frame(plan.to_frame(), out, title="the plan: a scheme per layer")
     if line := plan.rule_line():
         out.print(line, soft_wrap=True, markup=False, highlight=False)
+    note_as_built(exam.model)
     _print_comparison(exam.before, exam.after)
     if save is not None:
         written = save_weights(exam.model.cpu(), save)
@@ -119,6 +123,25 @@ def doctor(
         run_trials(probe, exam, start, trials, seconds, candidates, out_dir, out)
     else:
         out.print(apply_hint(plan, family), soft_wrap=True, markup=False, highlight=False)
+
+
+def note_as_built(model: nn.Module) -> None:
+    """A note naming the embeddings and bare parameters the plan leaves as the factory built
+    them (:func:`initlab.apply.untouched_weights`): nn.Embedding's N(0, 1) is itself a
+    choice, often the one that matters most in a language model."""
+    from initlab.apply import untouched_weights
+
+    if not (untouched := untouched_weights(model)):
+        return
+    verb = "keeps" if len(untouched) == 1 else "keep"
+    text = f"the plan sets weight layers only: {some_names(untouched, 4)} {verb} the "
+    text += "factory's initialization"
+    if any("Embedding" in u for u in untouched):
+        text += (
+            " (nn.Embedding: N(0, 1)); `initlab plan --embedding-init 'normal(std=0.02)'` (or "
+            "initlab.initialize(model, plan, embedding=...)) sets the embeddings too"
+        )
+    note(text)
 
 
 def apply_hint(plan: Plan, family: str) -> str:
@@ -282,5 +305,6 @@ def _print_evidence(evidence: Evidence, console: Console) -> None:
     if not evidence.variance.empty:
         split = evidence.variance[["candidate", "init_seed", "data_order", "interaction"]]
         print_frame(split.round(3), console, title="where the seed noise comes from (shares)")
-    colour = "green" if evidence.verdict["winner"] else "yellow"
+    verdict = evidence.verdict
+    colour = "green" if verdict["winner"] and not verdict.get("at_chance") else "yellow"
     console.print(f"[{colour}]{evidence.verdict['message']}[/{colour}]", highlight=False)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from initlab.arguments import as_inputs, check_module, check_runs
 from initlab.errors import InitlabError
-from initlab.initializers import fans_of_module
+from initlab.initializers import Fans, fans_of_module, fans_of_tensor
 from initlab.jsonsafe import json_number
 from initlab.preserve import preserved
 from initlab.probe import findings as verdicts
@@ -155,7 +155,7 @@ def layer_frame(layers: list[LayerTensors], q_pred: list[float] | None = None) -
     """The per-layer table of :class:`Diagnosis` from collected tensors."""
     rows = []
     for index, layer in enumerate(layers):
-        fans = fans_of_module(layer.module)
+        fans = _fans(layer.module)
         units = layer.weight.shape[0]
         info = (
             layer.name,
@@ -171,6 +171,14 @@ def layer_frame(layers: list[LayerTensors], q_pred: list[float] | None = None) -
     frame = pd.DataFrame(rows, columns=[*INFO_COLUMNS, *METRICS])
     frame["q_pred"] = q_pred if q_pred is not None else math.nan
     return frame
+
+
+def _fans(module: nn.Module) -> Fans:
+    """A layer's fans by the module rule; an embedding table's ``[V, D]`` by the tensor
+    rule (fan_in D, fan_out V: :mod:`initlab.embedding_init`)."""
+    if isinstance(module, nn.Embedding):
+        return fans_of_tensor(module.weight)
+    return fans_of_module(module)
 
 
 def _sample(x: Tensor | None) -> np.ndarray:
@@ -254,7 +262,8 @@ def _diagnosis(
     if not layers:
         raise InitlabError(
             f"nothing to diagnose: the forward pass of {type(model).__name__} called no "
-            "nn.Linear, nn.Conv* or nn.MultiheadAttention module (the probe's layers; bare "
+            "nn.Linear, nn.Conv*, nn.Embedding or nn.MultiheadAttention module (the probe's "
+            "layers; bare "
             "nn.Parameters used in F.linear and RNNs have no row)"
         )
     frame = layer_frame(layers, predicted_q(layers))

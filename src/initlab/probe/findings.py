@@ -110,8 +110,11 @@ class Finding:
 
 
 def hidden_layers(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of every weight layer but the last (the output layer)."""
-    return frame.iloc[:-1]
+    """The rows of every weight layer but the last (the output layer). Embedding tables are
+    left out: a lookup is where the signal starts, not a layer it passes through, so its
+    scale is no step of a depth trend (:mod:`initlab.probe.trace`)."""
+    weights = frame[frame["type"] != "Embedding"] if "type" in frame else frame
+    return weights.iloc[:-1]
 
 
 def _is_residual(hid: pd.DataFrame) -> bool:

@@ -10,8 +10,9 @@ computed once, in the forward pass, and kept: read again later, in training mode
 run its parametrization (a spectral norm's power iteration) outside the preserved block.
 
 What a *layer* is: one call of a Linear/Conv/ConvTranspose module (the modules
-:func:`initlab.initialize` acts on), or of a ``MultiheadAttention``'s query, key or value
-map (:mod:`initlab.probe.projections`). Its pre-activation z and activation phi(z) are those
+:func:`initlab.initialize` acts on), of an ``nn.Embedding`` (a lookup: z and phi(z) are
+its output, ``linear``), or of a ``MultiheadAttention``'s query, key or value map
+(:mod:`initlab.probe.projections`). Its pre-activation z and activation phi(z) are those
 :mod:`initlab.probe.trace` finds: the input and output of the first activation function
 its output meets (after a BatchNorm, dropout or reshape, if any), or, for a layer whose
 output goes straight on, the output itself and what enters the next layer. The output
@@ -100,7 +101,10 @@ class LayerTensors:
 
 
 def unit_rows(module: nn.Module, weight: Tensor) -> Tensor:
-    """``weight`` with one row per output unit (ConvTranspose stores ``[in, out/groups, *k]``)."""
+    """``weight`` with one row per output unit (ConvTranspose stores ``[in, out/groups, *k]``;
+    an Embedding's ``[V, D]`` table has D output units, each reading one entry per token)."""
+    if isinstance(module, nn.Embedding):
+        return weight.T
     if isinstance(module, _TRANSPOSED):
         groups = int(module.groups)
         return weight.unflatten(0, (groups, -1)).transpose(1, 2).flatten(0, 1)
@@ -108,7 +112,7 @@ def unit_rows(module: nn.Module, weight: Tensor) -> Tensor:
 
 
 def _unit_dim(module: nn.Module) -> int:
-    return -1 if isinstance(module, nn.Linear) else 1
+    return -1 if isinstance(module, (nn.Linear, nn.Embedding)) else 1
 
 
 def _assemble(calls: list[TracedLayer]) -> tuple[list[LayerTensors], list[tuple[Tensor, ...]]]:
@@ -200,6 +204,8 @@ def _attach_grads(
         layer.post_grad = found.get(id(post)) if post is not None else None
         source, rows = weight_source(layer.module)
         grad = found.get(id(source))
+        if grad is not None and grad.is_sparse:  # nn.Embedding(sparse=True)
+            grad = grad.to_dense()
         layer.weight_grad = None if grad is None else grad[rows]
         if pre is not None and pre is post:  # an in-place activation overwrote z
             layer.pre_grad = _through_activation(layer)

@@ -278,7 +278,7 @@ class _Tracer(TorchFunctionMode):
         value maps come first (:meth:`_projection_hook`)."""
         handles = []
         for module_name, module in model.named_modules():
-            if isinstance(module, INITIALIZABLE):
+            if isinstance(module, (*INITIALIZABLE, nn.Embedding)):
                 handles += self._hooks(module_name or "(model)", module)
             elif isinstance(module, nn.MultiheadAttention):
                 prefix = f"{module_name}." if module_name else ""
@@ -324,7 +324,11 @@ class _Tracer(TorchFunctionMode):
             if isinstance(output, Tensor):
                 traced = TracedLayer(name, layer or module, seen, self.live(output), inside=inside)
                 self.layers.append(traced)
-                self.tag(output, len(self.layers) - 1)
+                if isinstance(module, nn.Embedding):  # a lookup: z and phi(z) are its output
+                    traced.activation, traced.pre = "linear", traced.output
+                    traced.post = (traced.output[0], traced.output[1])
+                else:
+                    self.tag(output, len(self.layers) - 1)
 
         return [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
 
