@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats as sps
 
 from initlab.cli import main
@@ -68,6 +69,29 @@ def test_a_lower_mean_that_the_test_cannot_confirm_is_named_beside_the_winner():
         "; lucky had a lower mean loss but could not be told from the model as built "
         "(default) (more seeds or a larger --budget may)"
     )
+
+
+def test_a_winner_among_candidates_that_learned_nothing_comes_with_a_warning():
+    """A user's tied GPT: the model as built started far above chance (N(0, 1) embeddings
+    read out by the tied head) and every other candidate ended at chance, ln 32: their
+    "win" is the loss at init, which the verdict must say."""
+    chance = float(np.log(32))
+    table = _table({"default": 2.0, "plan": 0.0, "other": 0.0})
+    table["final"] = table["final"] - 1 + chance  # candidates at chance ± seed noise
+    ranked, tests = verdict.ranking(table), verdict.paired_tests(table, "default")
+    decided = verdict.decide(ranked, tests, "default", 24, "3 × 3", 0.05, chance=chance)
+    assert decided["winner"] in ("plan", "other") and decided["at_chance"]
+    assert "no candidate learned more than the labels' frequencies" in decided["message"]
+    table["final"] = table["final"] - 0.2  # below chance by 6%: they learned something
+    ranked = verdict.ranking(table)
+    learned = verdict.decide(ranked, tests, "default", 24, "3 × 3", 0.05, chance=chance)
+    assert not learned["at_chance"] and "frequencies" not in learned["message"]
+
+
+def test_the_chance_loss_is_the_entropy_of_the_training_labels():
+    labels = torch.tensor([[0, 1, -100], [2, 3, -100]])  # four tokens, padding left out
+    assert verdict.chance_loss(labels) == pytest.approx(np.log(4))
+    assert np.isnan(verdict.chance_loss(torch.randn(5)))  # regression: no such level
 
 
 def test_a_gain_below_the_seed_noise_is_not_a_winner():

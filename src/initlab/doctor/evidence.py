@@ -160,6 +160,7 @@ def gather(
         design_label(design), verdict.seed_noise(table, reference),
         error=next((m for m, s in zip(table["message"], table["status"], strict=True)
                     if s == "failed" and m), ""),
+        chance=verdict.chance_loss(data.y_train),
     )  # fmt: skip
     variance = verdict.variance_split(table)
     return Evidence(

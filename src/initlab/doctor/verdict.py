@@ -43,13 +43,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats as sps
 
 from initlab.doctor.crossed import crossed_mean_test
 from initlab.stats import holm_adjust, mean_ci
-from initlab.train.result import OK, STUCK, RunResult
+from initlab.train.result import OK, STUCK, RunResult, majority_baseline
 
 ALPHA = 0.05
+CHANCE_MARGIN = 0.01
+"""A mean validation loss less than this fraction below the labels' entropy is at chance
+(:func:`at_chance`)."""
 
 
 def curve_area(epochs: Sequence[dict]) -> float:
@@ -297,6 +301,27 @@ def _worse(tests: pd.DataFrame) -> str:
     return f"{', '.join(named)} {'is' if len(named) == 1 else 'are'} worse"
 
 
+def chance_loss(labels: torch.Tensor) -> float:
+    """The loss of predicting the training labels' frequencies for every example: their
+    entropy ``-sum_c p_c log p_c`` in nats (class labels, or token targets without their
+    padding); NaN for float targets (regression), which have no such level here."""
+    if labels.is_floating_point():
+        return math.nan
+    return majority_baseline(labels).entropy
+
+
+def at_chance(ranked: pd.DataFrame, chance: float) -> bool:
+    """Whether every candidate that finished ends with a mean validation loss no more than
+    :data:`CHANCE_MARGIN` below ``chance`` (:func:`chance_loss`): none learned more than
+    the labels' frequencies, so the trials compared little more than the loss at init."""
+    finals = ranked["final"].dropna()
+    return (
+        math.isfinite(chance)
+        and len(finals) > 0
+        and bool((finals >= chance * (1 - CHANCE_MARGIN)).all())
+    )
+
+
 def decide(
     ranked: pd.DataFrame,
     tests: pd.DataFrame,
@@ -305,10 +330,36 @@ def decide(
     design: str,
     noise: float,
     error: str = "",
+    chance: float = math.nan,
 ) -> dict[str, Any]:
     """The verdict: ``winner`` (a name or ``None``), ``message``, and the numbers behind it;
     ``noise``: the seed noise of the reference (module docstring); ``error``: the first
-    failed run's message, quoted when no trial finished."""
+    failed run's message, quoted when no trial finished; ``chance``: the labels' chance
+    loss (:func:`chance_loss`): when no candidate got below it (:func:`at_chance`), the
+    message says so and ``at_chance`` is true, whatever the winner."""
+    decision = _decide(ranked, tests, reference, steps, design, noise, error)
+    decision["at_chance"] = at_chance(ranked, chance)
+    if decision["at_chance"]:
+        decision["message"] += (
+            f"; but no candidate learned more than the labels' frequencies: every mean "
+            f"validation loss is within {CHANCE_MARGIN:.0%} of {chance:.4g} or above it (their "
+            "entropy, the loss of predicting those frequencies), so the trials compared little "
+            "more than the loss at init; a larger --budget, or another --lr or --optimizer, "
+            "would show which init learns"
+        )
+    return decision
+
+
+def _decide(
+    ranked: pd.DataFrame,
+    tests: pd.DataFrame,
+    reference: str,
+    steps: int,
+    design: str,
+    noise: float,
+    error: str = "",
+) -> dict[str, Any]:
+    """:func:`decide` without the chance check."""
     label = "the model as built (default)" if reference == "default" else reference
     clean = set(ranked.loc[ranked["diverged"] == 0, "candidate"])
     good = tests[(tests["p_holm"] < ALPHA) & (tests["diff_high"] < 0)]
