@@ -305,3 +305,14 @@ def test_the_summary_is_ordered_by_the_group_by_keys_first_key_slowest():
     twice = pd.concat([runs, runs.assign(seed=runs["seed"] + 2)])
     summary = ResultSet(twice, pd.DataFrame(), group_by=("init",)).summary()
     assert summary["runs"].tolist() == [12, 12]
+
+
+def test_no_run_learned_is_said_instead_of_a_seed_count():
+    # a user's LM sweep: every run at chance, and the verdict asked for 1631 seeds per group
+    results = _results({"default": ["stuck"] * 3, "glorot": ["stuck"] * 3})
+    assert results.verdict().startswith("no winner: none of the 6 finished runs learned")
+    assert "seeds per group" not in results.verdict()
+    one_learned = _results({"default": ["stuck"] * 3, "glorot": ["stuck", "stuck", "ok"]})
+    assert "finished runs learned" not in one_learned.verdict()
+    diverged = _results({"default": ["stuck", "diverged"], "glorot": ["stuck", "stuck"]})
+    assert diverged.verdict().startswith("no winner: none of the 3 finished runs learned")

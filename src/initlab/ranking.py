@@ -75,11 +75,30 @@ def part_verdict(runs: pd.DataFrame, group_by: Sequence[str]) -> str:
     scores each)."""
     if undefined := undefined_scores(runs):
         return f"no verdict: {undefined}"
+    if nothing := nothing_learned(runs, group_by):
+        return nothing
     lost = {
         group_label(key): [s for s in group["status"] if s in (DIVERGED, FAILED)]
         for key, group in runs.groupby(list(group_by), sort=False, dropna=False)
     } if "status" in runs else {}  # fmt: skip
     return verdict(without_unscored_ranks(_ranked(runs, group_by)), lost=lost)
+
+
+def nothing_learned(runs: pd.DataFrame, group_by: Sequence[str]) -> str:
+    """``no winner: none of the 8 finished runs learned …`` when two or more groups have
+    finished runs and every one of them is ``stuck`` at chance: ranking chance-level scores,
+    or asking for more seeds to separate them, says nothing about the inits. ``""``
+    otherwise."""
+    if "status" not in runs or runs.groupby(list(group_by), dropna=False).ngroups < 2:
+        return ""
+    finished = runs["status"][runs["status"].isin((OK, STUCK))]
+    if finished.empty or not (finished == STUCK).all():
+        return ""
+    return (
+        f"no winner: none of the {len(finished)} finished runs learned (each is stuck at "
+        "chance, see the stuck rule); more seeds will not change that: train longer "
+        "(more epochs), or try another learning rate or optimizer"
+    )
 
 
 def undefined_scores(runs: pd.DataFrame) -> str:
