@@ -183,7 +183,7 @@ def test_budget_and_schedule():
             parse_budget(bad)
     plan = plan_schedule(budget=10.0, step=0.01, fixed=1.0, n_train=10_000, batch=32)
     assert plan.steps >= 900 - plan.epochs and plan.seconds <= 10.0 + plan.epochs * 0.01
-    with pytest.raises(InitlabError, match=r"at least about 7s"):  # 1.2 + 10 steps × 0.5
+    with pytest.raises(InitlabError, match=r"at least about 7s.*give --budget 20s"):  # 1.5 × 7
         plan_schedule(budget=1.5, step=0.5, fixed=1.2, n_train=100, batch=32)
     with pytest.raises(InitlabError, match=r"too small for 10 training steps"):  # 9 fit
         plan_schedule(budget=5.7, step=0.5, fixed=1.2, n_train=100, batch=32)

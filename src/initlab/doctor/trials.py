@@ -193,14 +193,23 @@ def _refuse_if_all_failed(results: Sequence[RunResult]) -> None:
         )
 
 
+BUDGET_MARGIN = 1.5
+"""The budget a refusal suggests is the minimum it measured times this, rounded up to 10 s:
+the timing trial's own time varies from run to run (a busy machine, first calls), and a
+user who gave exactly the minimum was refused again."""
+
+
 def too_small(budget: float, least: float, timed: str = "") -> NoReturn:
-    """Refuse ``budget``, naming the ``least`` seconds the trials need here."""
+    """Refuse ``budget``, naming the ``least`` seconds the trials need here and a budget
+    with room for the timing's noise (:data:`BUDGET_MARGIN`)."""
     least = math.ceil(least)
+    room = 10 * math.ceil(least * BUDGET_MARGIN / 10)
     where = f" (timing {timed} stacks of models already took all of it)" if timed else ""
     raise InitlabError(
         f"a budget of {budget:g}s is too small for {MIN_TRIAL_STEPS} training steps per "
         f"candidate{where} (fewer measure the loss at init, not training): the trials need "
-        f'at least about {least}s here (--budget {least}s; budget="{least}s" in Python)'
+        f"at least about {least}s here, and the timing varies: give --budget {room}s "
+        f'(budget="{room}s" in Python)'
     )
 
 
