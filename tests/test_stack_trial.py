@@ -143,3 +143,44 @@ def test_output_mismatch_tells_rounding_from_a_different_model():
     assert "non-finite" in trial.output_mismatch(nan, want)
     half = want.bfloat16()
     assert trial.output_mismatch(half, (want * (1 + 2**-8)).bfloat16()) is None
+
+
+# -- INITLAB_STRATEGY pins the choice: no timing, the same numbers on a busy machine -------
+
+
+@pytest.mark.parametrize(("pinned", "kept"), [("batched", "stacked"), ("looped", "looped")])
+def test_a_pinned_strategy_is_taken_untimed_whatever_the_clock_says(monkeypatch, pinned, kept):
+    # the clock says the other way: batched 10x slower, or 10x faster
+    slow = [9.0, 9.0] + ([10.0] if pinned == "batched" else [0.1]) * 8
+    stack, calls = scripted_stack(monkeypatch, slow, [9.0] + [1.0] * 8)
+    stack.prefer = pinned
+    prepare(stack)
+    assert stack.strategy == kept
+    assert calls == {"batched": 1, "looped": 0}  # the runnable check only: nothing timed
+
+
+def test_the_variable_is_read_and_checked(monkeypatch):
+    from initlab.errors import InitlabError
+    from initlab.train.stack import preferred_strategy
+
+    for value, preferred in (
+        ("", ""),
+        ("auto", ""),
+        (" Batched ", "batched"),
+        ("looped", "looped"),
+    ):
+        monkeypatch.setenv("INITLAB_STRATEGY", value)
+        assert preferred_strategy() == preferred
+    monkeypatch.setenv("INITLAB_STRATEGY", "stacked")
+    with pytest.raises(InitlabError, match=r"give auto .* batched .* or looped"):
+        preferred_strategy()
+
+
+def test_compare_trains_the_pinned_strategy(monkeypatch):
+    import initlab
+
+    monkeypatch.setattr(trial, "_CHOSEN", {})
+    monkeypatch.setenv("INITLAB_STRATEGY", "looped")
+    results = initlab.compare(["he_normal", "glorot_uniform"], seeds=2, data="digits",
+                              hidden=(16,), epochs=1)  # fmt: skip
+    assert set(results.runs["engine"]) == {"batched/looped"}

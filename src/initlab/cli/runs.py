@@ -21,6 +21,7 @@ from initlab.sweep.runner import check_backend
 from initlab.sweep.spec import Spec
 from initlab.sweep.ui import run_and_report
 from initlab.sweep.values import MODEL_ARG, check_setting
+from initlab.train.stack import preferred_strategy
 from initlab.usercode import is_user_spec, load_callable
 
 
@@ -112,13 +113,14 @@ def check_run_options(
     backend: str, address: str | None, engine: str, workers: int | None, gpus: float = 0.0
 ) -> None:
     """``--backend``/``--address``/``--gpus-per-trial``, ``--engine``, ``--workers`` and
-    ``INITLAB_CHECKPOINT_SECONDS``, checked before any store is created (a dry run checks
-    them too)."""
+    ``INITLAB_CHECKPOINT_SECONDS`` and ``INITLAB_STRATEGY``, checked before any store is
+    created (a dry run checks them too)."""
     check_backend(backend, address, gpus)
     resolve_engine(engine)
     if workers is not None:
         check_positive("--workers", workers)
     checkpoint_seconds()
+    preferred_strategy()
 
 
 def check_models(spec: Spec, given: Iterable[str] = (), source: str = "") -> None:

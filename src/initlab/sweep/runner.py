@@ -63,6 +63,7 @@ from initlab.sweep.report import (
     SweepStopped,
 )
 from initlab.sweep.spec import Spec, load_spec
+from initlab.train.stack import preferred_strategy
 
 BACKENDS = ("local", "ray")
 LEASE_SPLIT = 4
@@ -387,6 +388,7 @@ def run_study(
     configs = list(configs) if configs is not None else expand(spec, max_runs)
     study = Study.from_spec(spec)
     checkpoint_seconds()  # a bad INITLAB_CHECKPOINT_SECONDS: one line, before the store
+    preferred_strategy()  # and a bad INITLAB_STRATEGY
     with open_store(out if out is not None else ":memory:", create=True) as store:
         try:
             report = run_sweep(configs, store, study, **options)

@@ -32,6 +32,7 @@ from initlab.train.grouping import check_group
 from initlab.train.memory import activations_per_example
 from initlab.train.preflight import preflight
 from initlab.train.result import FAILED, RunResult
+from initlab.train.stack import preferred_strategy
 from initlab.train.tasks import resolve_task
 from initlab.usercode import is_user_spec
 
@@ -106,7 +107,7 @@ def train_configs(
             start = (0, "") if state is None else (state["epoch"], state["strategy"])
             by_start.setdefault(start, []).append(i)
     for (epoch, strategy), indices in sorted(by_start.items()):
-        stack_plan = replace(plan, prefer=strategy)
+        stack_plan = replace(plan, prefer=strategy or preferred_strategy())
         for chunk in memory.split_evenly(indices, size):
             resume = [saved[i] for i in chunk] if epoch else None
             group = [configs[i] for i in chunk]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -43,6 +44,27 @@ from initlab.train.stacked import NotStackable, stacked_module
 
 STACKED, VMAP, LOOPED, AUTO = "stacked", "vmap", "looped", "auto"
 STRATEGIES = (AUTO, STACKED, VMAP, LOOPED)
+BATCHED = "batched"
+"""``INITLAB_STRATEGY=batched``: the batched strategy that runs (stacked, else vmap)."""
+STRATEGY_VARIABLE = "INITLAB_STRATEGY"
+
+
+def preferred_strategy() -> str:
+    """``INITLAB_STRATEGY``: ``auto`` (unset: time the batched strategy against looped and
+    keep the faster), ``batched`` or ``looped``, taken without timing wherever the model
+    allows it. Which one a stack takes changes the order of float sums, which chaotic
+    training (batch norm with Adam) can amplify to seed noise within an epoch or two; the
+    timing depends on the machine's load, so pinning it makes a rerun on the same machine
+    give the same numbers. Anything else: :class:`~initlab.errors.InitlabError`."""
+    from initlab.errors import InitlabError
+
+    value = os.environ.get(STRATEGY_VARIABLE, "").strip().lower() or AUTO
+    if value not in (AUTO, BATCHED, LOOPED):
+        raise InitlabError(
+            f"{STRATEGY_VARIABLE}={value!r}: give auto (time it), batched (stacked, else "
+            "vmap) or looped"
+        )
+    return "" if value == AUTO else value
 
 
 def stack_state(models: Sequence[nn.Module]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

@@ -36,7 +36,15 @@ import torch
 from torch import Tensor, nn
 
 from initlab.train.layers import restore
-from initlab.train.stack import LOOPED, STACKED, VMAP, ModelStack, rng_devices, synchronize
+from initlab.train.stack import (
+    BATCHED,
+    LOOPED,
+    STACKED,
+    VMAP,
+    ModelStack,
+    rng_devices,
+    synchronize,
+)
 
 TIMED_ROUNDS = (3, 8)
 """Interleaved timed steps per strategy (the best counts): at least the first, at most the
@@ -89,8 +97,8 @@ def _choose(stack: ModelStack, x: Tensor, loss: LossFn) -> None:
     batched = runnable(stack, x, loss)  # also the batched strategy's warm-up
     if batched is None or not verified(stack, x) or not stack.auto:
         return
-    if stack.prefer in (batched, LOOPED):  # a resumed stack runs as it did
-        stack.use(stack.prefer)
+    if stack.prefer in (batched, LOOPED, BATCHED):  # resumed as it ran, or pinned
+        stack.use(batched if stack.prefer == BATCHED else stack.prefer)
         return
     best = {batched: math.inf, LOOPED: math.inf}
     with trial_threads(stack.device):
