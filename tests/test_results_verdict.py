@@ -316,3 +316,33 @@ def test_no_run_learned_is_said_instead_of_a_seed_count():
     assert "finished runs learned" not in one_learned.verdict()
     diverged = _results({"default": ["stuck", "diverged"], "glorot": ["stuck", "stuck"]})
     assert diverged.verdict().startswith("no winner: none of the 3 finished runs learned")
+
+
+def _scored(rows: list[tuple[str, int, float]], progress: str = "") -> ResultSet:
+    runs = pd.DataFrame(
+        [
+            {"run_id": f"{g}{s}", "init": g, "seed": s, "status": "ok", "test_accuracy": v}
+            for g, s, v in rows
+        ]
+    ).assign(final_train_loss=1.0)
+    epochs = runs[["run_id", "init", "seed"]].assign(epoch=1, train_loss=1.0, val_accuracy=0.5)
+    return ResultSet(runs, epochs, progress=progress)
+
+
+def test_one_lucky_run_is_not_the_best_and_the_others_are_still_compared():
+    # a user deleted one he_normal run of a 2-seed study: its lone run scored highest
+    rows = [("he", 0, 0.99), ("glorot", 0, 0.80), ("glorot", 1, 0.81)]
+    rows += [("default", 0, 0.60), ("default", 1, 0.61)]
+    results = _scored(rows)
+    ranked = results.ranking().set_index("group")
+    assert ranked.loc["glorot", "rank"] == 1 and ranked.loc["he", "rank"] == 3
+    assert ranked.loc["default", "p_vs_best"] < 0.05  # tested against the best that can be
+    text = results.verdict()
+    assert text.startswith("winner: glorot") and "he not compared: fewer than two" in text
+
+
+def test_an_unfinished_study_is_told_to_finish_not_to_add_seeds():
+    rows = [("he", 0, 0.99), ("glorot", 0, 0.80), ("glorot", 1, 0.81)]
+    assert "add seeds (seeds = 4 or more" in _scored(rows).verdict()
+    text = _scored(rows, progress="3 of 4 runs of this study are finished").verdict()
+    assert text.endswith("the study is not finished: run it again to finish it first")

@@ -113,7 +113,8 @@ def test_verdict_names_a_winner_only_when_it_beats_every_other_group():
     text = verdict(rank_groups(diverged, ["init"]))
     assert text.startswith("winner: a, better than the other group (")
     assert text.endswith(
-        "; 1 group(s) with fewer than two finished seeds (diverged, failed) not compared"
+        "; c not compared: fewer than two finished seeds (a single run, or the others "
+        "diverged or failed)"
     )
     one_seed = _runs({"a": [0.9], "b": [0.8]})
     assert "at least two finished seeds" in verdict(rank_groups(one_seed, ["init"]))

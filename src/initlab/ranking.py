@@ -67,21 +67,31 @@ def _ranked(runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05) ->
     return stuck_not_tied(ranked, runs, list(group_by))
 
 
-def part_verdict(runs: pd.DataFrame, group_by: Sequence[str]) -> str:
+def part_verdict(runs: pd.DataFrame, group_by: Sequence[str], unfinished: bool = False) -> str:
     """The verdict on comparable runs: why no run has a score though some finished
     (:func:`undefined_scores`, also for a single group), else
     :func:`initlab.ranking_verdict.verdict` (the winner, ties and the seeds to separate
     them; with the statuses of the runs without a score, to say why the best two lack two
-    scores each)."""
+    scores each; ``unfinished``: the study has runs still to train)."""
     if undefined := undefined_scores(runs):
         return f"no verdict: {undefined}"
-    if nothing := nothing_learned(runs, group_by):
+    ranked = without_unscored_ranks(_ranked(runs, group_by))
+    if not _constant(ranked) and (nothing := nothing_learned(runs, group_by)):
         return nothing
     lost = {
         group_label(key): [s for s in group["status"] if s in (DIVERGED, FAILED)]
         for key, group in runs.groupby(list(group_by), sort=False, dropna=False)
     } if "status" in runs else {}  # fmt: skip
-    return verdict(without_unscored_ranks(_ranked(runs, group_by)), lost=lost)
+    return verdict(ranked, lost=lost, unfinished=unfinished)
+
+
+def _constant(ranked: pd.DataFrame) -> bool:
+    """Whether the best two groups have two scores each and every one of them the same
+    value per group (Welch's test undefined): a test set too small to tell, which the
+    verdict says, is the likelier cause than "nothing learned"."""
+    if len(ranked) < 2 or (ranked["n"].iloc[:2] < 2).any():
+        return False
+    return bool(pd.isna(ranked["p_vs_best"].iloc[1]))
 
 
 def nothing_learned(runs: pd.DataFrame, group_by: Sequence[str]) -> str:

@@ -42,19 +42,21 @@ def verdict(
     alpha: float = 0.05,
     power: float = 0.8,
     lost: dict[str, list[str]] | None = None,
+    unfinished: bool = False,
 ) -> str:
     """One sentence on :func:`rank_groups`'s table: the winner when the best group beats
     every other one (``p_holm < alpha`` for each), else the groups it cannot be told from
     and about how many seeds per group would separate it from the runner-up
     (:func:`seeds_needed` at ``alpha / (k - 1)``, the strictest Holm level, with the two
     groups' own spreads); when the best two lack two finite scores each, why
-    (:func:`_too_few_scores`, naming how their runs were ``lost``: group → statuses).
-    Empty for fewer than two groups."""
+    (:func:`_too_few_scores`, naming how their runs were ``lost``: group → statuses, and
+    with ``unfinished``, a study with planned runs not in the store yet, saying to finish
+    it rather than to add seeds). Empty for fewer than two groups."""
     if len(ranked) < 2:
         return ""
     best, runner = ranked.iloc[0], ranked.iloc[1]
     if best["n"] < 2 or runner["n"] < 2:
-        return _too_few_scores(ranked, lost or {})
+        return _too_few_scores(ranked, lost or {}, unfinished)
     if pd.isna(runner["p_vs_best"]):  # the deciding comparison is undefined
         return _constant_scores(ranked)
     others = len(ranked) - 1
@@ -62,11 +64,11 @@ def verdict(
     if not tied:
         rest = ranked.iloc[1:]
         text = f"winner: {best['group']}{_beaten(best['group'], rest, alpha)}"
-        short = int((rest["n"] < 2).sum())
+        short = list(rest["group"][rest["n"] < 2])
         if short:
             text += (
-                f"; {short} group(s) with fewer than two finished seeds "
-                "(diverged, failed) not compared"
+                f"; {some_names(short)} not compared: fewer than two finished seeds (a single "
+                "run, or the others diverged or failed)"
             )
         flat = rest[(rest["n"] >= 2) & rest["p_vs_best"].isna()]
         if len(flat):
@@ -125,7 +127,9 @@ def _constant_scores(ranked: pd.DataFrame) -> str:
     )
 
 
-def _too_few_scores(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:
+def _too_few_scores(
+    ranked: pd.DataFrame, lost: dict[str, list[str]], unfinished: bool = False
+) -> str:
     """Why there is no verdict: the groups with fewer than two finite scores, whose runs
     were lost (``lost``: group → the statuses of its runs without a score, e.g. diverged,
     failed; more seeds will not change that), or which have a single run (add seeds)."""
@@ -151,6 +155,8 @@ def _too_few_scores(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:
     seeds = f"seeds = {more} or more in the spec, --seeds {more} with compare"
     if (ranked["n"] == 0).all() and set(kinds) == {"failed"}:  # seeds would fail the same way
         return f"{text}; fix the error the runs failed with (each run's message) first"
+    if single and unfinished:
+        return f"{text}; the study is not finished: run it again to finish it first"
     if single:
         return f"{text}; add seeds ({seeds})"
     if (short["n"] == 0).all():

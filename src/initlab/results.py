@@ -213,7 +213,7 @@ class ResultSet:
         if self.runs.empty:
             return ""
         said = [
-            (label, part_verdict(part, self.group_by))
+            (label, part_verdict(part, self.group_by, unfinished=bool(self.progress)))
             for label, part in partitions(self.runs, self.group_by, self.within)
         ]
         return "\n".join(f"{label}: {text}" if label else text for label, text in said if text)

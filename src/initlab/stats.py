@@ -225,15 +225,21 @@ def rank_groups(
     each group against the best one), ``p_holm`` (those k - 1 p-values Holm-adjusted: the
     best is picked after seeing the data, so each group is one of k - 1 comparisons) and
     ``tied_with_best`` (``p_holm >= alpha``: the data cannot tell it from the best). Groups
-    without a finite value rank last. Where Welch's test is undefined (fewer than two values,
-    or both groups constant at different values) ``p_vs_best`` is NaN: left out of Holm's
-    family, never tied, and :func:`initlab.ranking_verdict.verdict` names no winner over it."""
+    with fewer than two finite values rank after those with two or more (one lucky run is
+    no best: it cannot be tested), groups without any last. Where Welch's test is undefined
+    (fewer than two values, or both groups constant at different values) ``p_vs_best`` is
+    NaN: left out of Holm's family, never tied, and
+    :func:`initlab.ranking_verdict.verdict` names no winner over it."""
     stats = group_stats(runs, group_by, metric, confidence)
     if stats.empty:
         return stats
-    stats = stats.sort_values(
-        "mean", ascending=not higher_is_better, na_position="last", kind="stable"
-    ).reset_index(drop=True)
+    stats = stats.assign(_untested=stats["n"] < 2).sort_values(
+        ["_untested", "mean"],
+        ascending=[True, not higher_is_better],
+        na_position="last",
+        kind="stable",
+    )
+    stats = stats.drop(columns="_untested").reset_index(drop=True)
     values = {group_label(k): v for k, v in _groups(runs, group_by, metric)}
     best = values[stats.loc[0, "group"]]
     p_best = [math.nan] + [welch_t_test(values[g], best) for g in stats["group"][1:]]
