@@ -346,3 +346,11 @@ def test_an_unfinished_study_is_told_to_finish_not_to_add_seeds():
     assert "add seeds (seeds = 4 or more" in _scored(rows).verdict()
     text = _scored(rows, progress="3 of 4 runs of this study are finished").verdict()
     assert text.endswith("the study is not finished: run it again to finish it first")
+
+
+def test_the_report_cuts_an_accuracy_interval_to_what_an_accuracy_can_be():
+    # two seeds 0.70 and 0.99: Student's t gives 0.845 ± 1.84, far past [0, 1]
+    results = _scored([("he", 0, 0.70), ("he", 1, 0.99), ("lecun", 0, 0.5), ("lecun", 1, 0.6)])
+    table = assemble_report(results).sections[0].blocks[0].frame.set_index("group")
+    assert table.loc["he", "95% CI"] == "[0.0000, 1.0000]"
+    assert table.loc["lecun", "95% CI"] == "[0.0000, 1.0000]"  # 0.55 ± 0.635
