@@ -313,3 +313,24 @@ def test_results_of_a_store_whose_checkpoint_folder_cannot_be_searched(tmp_path,
     with open_store(out) as store:
         progress = store.results("saved").progress
     assert "(6 not run yet: " in progress
+
+
+def test_a_dry_run_counts_only_the_epochs_left_after_the_checkpoints(tmp_path, monkeypatch):
+    """It listed every run as pending and the whole cost, while the resume trained 66 of
+    72 model-epochs (a user's interrupted sweep)."""
+    from initlab.sweep.dryrun import dry_run
+
+    monkeypatch.setenv("INITLAB_CHECKPOINT_SECONDS", "0")
+    spec, out = spec_of(), tmp_path / "out"
+    runs = expand(spec)
+    before = dry_run(spec, out / "initlab.db")
+    with pytest.raises(SweepInterrupted):  # saved after epoch 1
+        run_study(spec, out, workers=1, progress=Epochs(stop_at=len(runs) + 1))
+    after = dry_run(spec, out / "initlab.db")
+    assert set(after.table["status"]) == {"saved after epoch 1"}
+    assert after.table["epochs"].sum() == before.table["epochs"].sum() - len(runs)
+    assert after.table["gflop"].sum() == pytest.approx(before.table["gflop"].sum() * 3 / 4)
+    assert (
+        f"to run: {len(runs)} runs ({len(runs)} resume from epoch checkpoints), 18 "
+        in (after.lines[0])
+    )

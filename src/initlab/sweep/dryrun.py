@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from initlab.checkpoints import Checkpoints, checkpoint_dir
 from initlab.store import open_store
 from initlab.sweep import estimate
 from initlab.sweep.executor import plan_workers
@@ -68,6 +69,7 @@ def dry_run(
     rates = estimate.calibrate() if calibrate else None
     per_gflop, per_step = rates or (estimate.SECONDS_PER_GFLOP, estimate.SECONDS_PER_STEP)
     table = estimate.cost_table(runs, spec.swept, statuses, per_gflop, per_step)
+    table = _resumed(table, store)
     source = (
         f"calibrated here: {1 / per_gflop:.0f} GFLOP/s, {per_step * 1e3:.2f} ms/step per thread"
         if rates
@@ -84,15 +86,36 @@ def dry_run(
     return result
 
 
+def _resumed(table: pd.DataFrame, store: Path) -> pd.DataFrame:
+    """``table`` with each run still to do that has an epoch checkpoint beside ``store``
+    (:mod:`initlab.checkpoints`) marked ``saved after epoch E``, and its epochs, GFLOP and
+    seconds cut to the epochs left: what the sweep will train."""
+    folder = checkpoint_dir(store)
+    if table.empty or not folder.is_dir():
+        return table
+    saved = Checkpoints(folder, math.inf)
+    table = table.copy()
+    for i, row in table.iterrows():
+        epoch = 0 if row["status"] in DONE else saved.saved_epoch(row["key"])
+        if 0 < epoch < row["epochs"]:
+            left = (row["epochs"] - epoch) / row["epochs"]
+            table.loc[i, ["gflop", "seconds"]] = row[["gflop", "seconds"]] * left
+            table.loc[i, "epochs"] = row["epochs"] - epoch
+            table.loc[i, "status"] = f"saved after epoch {epoch}"
+    return table
+
+
 def _exact_lines(table, runs, store: Path, workers: int | None, source: str) -> list[str]:
     done = table["status"].isin(DONE)
     todo = table[~done]
     n_workers = plan_workers(len(todo), default_workers(runs, workers))[0] if len(todo) else 1
     serial = float(todo["seconds"].sum())
     unknown = int(todo["seconds"].isna().sum())
+    resumed = int(todo["status"].str.startswith("saved after").sum())
+    resumes = f" ({resumed} resume from epoch checkpoints)" if resumed else ""
     line = (
         f"{len(table)} runs, {int(done.sum())} already done in {store}; to run: {len(todo)} "
-        f"runs, {int(todo['epochs'].sum())} model-epochs"
+        f"runs{resumes}, {int(todo['epochs'].sum())} model-epochs"
     )
     if unknown < len(todo):
         line += (
