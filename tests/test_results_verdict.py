@@ -354,3 +354,15 @@ def test_the_report_cuts_an_accuracy_interval_to_what_an_accuracy_can_be():
     table = assemble_report(results).sections[0].blocks[0].frame.set_index("group")
     assert table.loc["he", "95% CI"] == "[0.0000, 1.0000]"
     assert table.loc["lecun", "95% CI"] == "[0.0000, 1.0000]"  # 0.55 ± 0.635
+
+
+def test_grouping_that_pools_other_settings_says_so():
+    from initlab.store.read import pooled_note
+
+    runs = pd.DataFrame(
+        {"init": ["he", "he", "glorot", "glorot"], "lr": [0.1, 0.01, 0.1, 0.01], "seed": [0] * 4}
+    )
+    text = pooled_note(runs, ["lr"])
+    assert text.startswith("--group-by lr: each group pools runs that differ in init")
+    assert pooled_note(runs, ["init", "lr"]) == ""
+    assert pooled_note(runs.assign(init="he"), ["lr"]) == ""  # nothing else varies

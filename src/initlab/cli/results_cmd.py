@@ -44,8 +44,10 @@ def results(
     within: Within = None,
 ) -> None:
     """Print a store's summary per group (mean ± std over seeds) and its ranking."""
+    from initlab.notes import note
     from initlab.report.build import ranked_apart
     from initlab.store import export, open_store
+    from initlab.store.read import pooled_note
     from initlab.sweep.ui import print_results
 
     if out_dir is not None and export_format is None:  # else written nowhere, silently
@@ -61,6 +63,8 @@ def results(
             return
         keys = _group_by(group_by)
         found = store.results(study, group_by=keys)
+    if keys is not None and (pooled := pooled_note(found.runs, found.group_by)):
+        note(pooled)
     if within:
         found = ranked_apart(found, split_list(within))
     if listing is not None:  # after every check: an error is then the only output

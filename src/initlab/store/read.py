@@ -162,6 +162,24 @@ def varying(runs: pd.DataFrame) -> list[str]:
     return keys or ["init"]
 
 
+def pooled_note(runs: pd.DataFrame, group_by: Sequence[str]) -> str:
+    """``--group-by model_args.width: each group pools runs that differ in init; its
+    "seeds" are those runs ...`` when settings that vary between the runs are not grouping
+    columns (``""`` otherwise): Welch's test then treats runs of different inits as seeds of
+    one config."""
+    keys = varying(runs)
+    if keys == ["init"] and ("init" not in runs or runs["init"].nunique() < 2):
+        keys = []  # nothing varies: varying's fallback
+    pooled = [k for k in keys if k not in group_by]
+    if not pooled:
+        return ""
+    return (
+        f"--group-by {','.join(group_by)}: each group pools runs that differ in "
+        f"{', '.join(pooled)}, and counts them as its seeds; add "
+        f"{'it' if len(pooled) == 1 else 'them'} to --group-by to compare like with like"
+    )
+
+
 UNUSED_WHEN_EMPTY = ("momentum", *AS_BUILT_UNUSED, *ARCHITECTURE_SETTINGS)
 """Settings whose empty cell means "not used by this run" (:func:`initlab.config.unused_in_run`,
 :data:`initlab.config.AS_BUILT_UNUSED`), not a value of their own."""
