@@ -366,3 +366,12 @@ def test_grouping_that_pools_other_settings_says_so():
     assert text.startswith("--group-by lr: each group pools runs that differ in init")
     assert pooled_note(runs, ["init", "lr"]) == ""
     assert pooled_note(runs.assign(init="he"), ["lr"]) == ""  # nothing else varies
+
+
+def test_a_misspelt_model_argument_column_is_suggested_by_its_own_name():
+    from initlab.errors import closest_name
+
+    columns = ["init", "seed", "model_args.width", "model_args.depth"]
+    assert closest_name("widht", columns) == "model_args.width"  # `--within widht`
+    assert closest_name("model_args.widht", columns) == "model_args.width"
+    assert closest_name("colour", columns) is None

@@ -34,13 +34,18 @@ def some_names(names: list[str], first: int = 3) -> str:
 
 
 def closest_name(name: str, choices: Iterable[str]) -> str | None:
-    """The choice most similar to ``name`` (case- and separator-insensitive), if any is close."""
+    """The choice most similar to ``name`` (case- and separator-insensitive), if any is close;
+    a dotted choice also by its last part (``widht`` → ``model_args.width``)."""
     normal = {c.lower().replace("-", "_"): c for c in choices}
     key = str(name).lower().replace("-", "_")
     if key in normal:
         return normal[key]
     match = difflib.get_close_matches(key, list(normal), n=1, cutoff=0.5)
-    return normal[match[0]] if match else None
+    if match:
+        return normal[match[0]]
+    tails = {k.rsplit(".", 1)[1]: c for k, c in normal.items() if "." in k}
+    match = difflib.get_close_matches(key, list(tails), n=1, cutoff=0.6)
+    return tails[match[0]] if match else None
 
 
 def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
