@@ -78,7 +78,7 @@ def test_sequence_task_trains_to_copy_tokens():
 
 
 def test_unknown_or_missing_devices_are_one_line_errors():
-    with pytest.raises(InitlabError, match="unknown device 'gpu'") as info:
+    with pytest.raises(InitlabError, match="got 'gpu'; did you mean 'cuda'") as info:
         resolve_device("gpu")
     assert "\n" not in str(info.value)
     if not torch.cuda.is_available():

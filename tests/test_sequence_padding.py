@@ -155,6 +155,7 @@ def test_diagnose_takes_padded_targets():
 
     x, y = padded(32)
     torch.manual_seed(0)
-    assert initlab.diagnose(Copier(), x, y).layers["layer"].tolist() == ["out"]  # one Linear
+    rows = initlab.diagnose(Copier(), x, y).layers["layer"].tolist()
+    assert rows == ["embed", "out"]  # the token table, then the one Linear
     with pytest.raises(InitlabError, match="every target is -100"):
         initlab.diagnose(Copier(), x, torch.full_like(y, IGNORE_INDEX))

@@ -19,12 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, closest_name
 
 MAX_INT = 2**63 - 1
 """The largest integer SQLite (the results store) and ``torch.manual_seed`` both accept."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEVICE_SYNTAX = "auto, cpu, cuda, cuda:N or mps"
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+MEANT = {"gpu": "cuda", "nvidia": "cuda", "metal": "mps", "apple": "mps"}
+"""Device names of other tools and their initlab spelling (``gpu`` is not a near miss of
+``cpu``)."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,16 @@ def check_number(name: str, value: Any) -> Any:
 
 
 def check_device(value: Any) -> str:
-    """``value`` if it is a device spec (syntax only; availability is checked at run time)."""
-    if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
-        raise InitlabError(f"device must be {DEVICE_SYNTAX}, got {value!r}")
-    return value
+    """``value`` as initlab spells a device (``" CUDA:1"`` → ``"cuda:1"``; syntax only: whether
+    this machine has it is checked when the run starts). Anything else is one
+    :class:`InitlabError` line, ``device must be auto, cpu, cuda, cuda:N or mps, got 'gpu';
+    did you mean 'cuda'?``, the hint from :data:`MEANT` or the closest name, if any."""
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text is not None and DEVICE_PATTERN.fullmatch(text):
+        return text
+    hint = (MEANT.get(text) or closest_name(text, DEVICES)) if text else None
+    guess = f"; did you mean '{hint}'?" if hint else ""
+    raise InitlabError(f"device must be {DEVICE_SYNTAX}, got {value!r}{guess}")
 
 
 def check_hidden(widths: Any) -> None:

@@ -268,7 +268,9 @@ def target_settings(
     """The :class:`~initlab.config.RunConfig` settings the target options gave: ``model``,
     ``model_args`` (parsed ``--model-arg``), ``dataset`` (``--data``, or its old name
     ``--dataset``), ``task``, ``device``, ``precision``; options not given are left out.
-    Each is checked (:func:`initlab.sweep.values.check_setting`), nothing is imported yet."""
+    Each is checked (:func:`initlab.sweep.values.check_setting`; the device as spec files
+    and ``RunConfig`` read it, :func:`initlab.ranges.check_device`), nothing is imported
+    yet."""
     from initlab.sweep.values import check_setting  # the registries: only when used
 
     if data is not None and dataset is not None and data != dataset:

@@ -64,9 +64,10 @@ def plan(
             "initlab plan needs --model module:function (e.g. initlab.models.resnet:resnet)" + why
         )
     rule = canonical_rule(residual_init or "none")
-    example = _example(target.get("dataset"), target.get("task") or "auto")
+    dataset = _load(target.get("dataset"), target.get("task") or "auto")
     torch.manual_seed(seed)
     model = build_user_model(spec, target.get("model_args"))
+    example = _example(model, dataset)
     generator = make_generator(seed, "init")  # as a run draws its init: not the build's
     output = check_setting("output_init", opt.output_scheme(output_init))
     output = None if init == "default" else output  # the model as built, output layer too
@@ -85,16 +86,32 @@ def plan(
         out.print(f"wrote {out_path}", soft_wrap=True)
 
 
-def _example(data: str | None, task: str) -> Any:
-    """Two training inputs of ``--data`` (``None`` without it; ``task``: ``--task``, for
-    targets whose task cannot be inferred): data-dependent schemes use them, and the
-    residual structure of a model fx cannot trace is recorded from a run on them
-    (docs/residual.md)."""
+def _load(data: str | None, task: str) -> Any:
+    """``--data`` loaded (``None`` without it; ``task``: ``--task``, for targets whose task
+    cannot be inferred)."""
     if data is None:
         return None
     from initlab.data import load
 
-    return load(data, task=task).x_train[:2]
+    return load(data, task=task)
+
+
+def _example(model: Any, dataset: Any) -> Any:
+    """Two training inputs of ``dataset`` (``None`` without it), once ``model`` has run on
+    them as ``compare`` checks it (:func:`initlab.train.preflight.probe_forward`: token ids
+    inside its embedding, then one forward pass; one line and exit 2 if it cannot run on
+    them). Data-dependent schemes use them, and the residual structure of a model fx cannot
+    trace is recorded from a run on them (docs/residual.md). Each module's train/eval mode is
+    left as it was."""
+    if dataset is None:
+        return None
+    from initlab.train.preflight import probe_forward
+
+    modes = [(module, module.training) for module in model.modules()]
+    probe_forward(model, dataset)
+    for module, training in modes:
+        module.training = training
+    return dataset.x_train[:2]
 
 
 def _num(x: float | None) -> str:

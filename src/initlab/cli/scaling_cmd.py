@@ -155,11 +155,7 @@ def _print(result: ScalingResult) -> None:
     if result.judged() and (unsure := result.inconclusive()):
         out.print(Text(f"? {inconclusive_line(unsure)}", style="yellow"), highlight=False)
     if result.outcome == "flat":
-        out.print(
-            f"[green]✔ nothing moves with width[/] ({head}): every fit's 95% CI within "
-            f"±{FLAT_BOUND:g}",
-            highlight=False,
-        )
+        out.print(flat_line(head, FLAT_BOUND, result.caveat), highlight=False)
     _print_not_judged(result, flagged=bool(summary))
     if result.blowups:
         out.print(Text(f"! {blowup_line(result.blowups)}", style="red"), highlight=False)
@@ -168,6 +164,24 @@ def _print(result: ScalingResult) -> None:
         out.print(f"{len(depth)} depth fit(s) flagged, e.g.:", highlight=False)
         for v in depth[:5]:
             out.print(f"  • {v.sentence}", highlight=False, markup=False)
+
+
+def flat_line(head: str, bound: float, caveat: str) -> Text:
+    """The green "✔ nothing moves with width" line; with a ``caveat``
+    (:attr:`~initlab.scaling.check.ScalingResult.caveat`: attention initlab could not set to
+    muP's 1/d) it holds at these widths only, and says why."""
+    if not caveat:
+        return Text.assemble(
+            ("✔ nothing moves with width", "green"),
+            f" ({head}): every fit's 95% CI within ±{bound:g}",
+        )
+    return Text.assemble(
+        ("✔ nothing moves with width at these widths", "green"),
+        f" ({head}): every fit's 95% CI within ±{bound:g}, but initlab could not set the "
+        f"attention to muP's 1/d: {caveat}; with 1/√d, attention logits grow with width once "
+        "training aligns q and k, which a few steps at small widths may not show "
+        "(docs/scaling.md §1)",
+    )
 
 
 def _print_not_judged(result: ScalingResult, *, flagged: bool, shown: int = 5) -> None:

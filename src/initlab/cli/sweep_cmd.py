@@ -73,13 +73,13 @@ def sweep(
         raise InitlabError("--calibrate measures speed for --dry-run's estimate: add --dry-run")
     given = {**(given or {}), **({"residual_init": residual_init} if residual_init else {})}
     spec = override_spec(load_spec(spec_file), given)
+    target = out_dir if out_dir is not None else Path("results") / _slug(spec.name)
+    check_output_dir(study_dir(target))  # before any model is loaded, built or noted
     check_models(spec, given, spec_file.name)
     if not (spec.fixed or spec.axes or spec.include):
         err.print(defaults_note(spec_file.name), soft_wrap=True, markup=False, highlight=False)
-    target = out_dir if out_dir is not None else Path("results") / _slug(spec.name)
     if dry_run:  # the options a real run would refuse, refused here too
         check_run_options(backend, address, engine, workers)
-        check_output_dir(study_dir(target))
         _dry_run(spec, target, workers, calibrate, max_runs)
         return
     configs = expand(spec, max_runs)

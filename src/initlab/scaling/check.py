@@ -29,21 +29,38 @@ from initlab.scaling.coords import (
     coord_data,
     preflight,
 )
+from initlab.scaling.datacheck import check_data
 from initlab.scaling.evidence import (
     FLAT_BOUND,
     blowups,
     explain_finite_width,
     explain_rescaled_readout,
+    finite_width_note,
     inconclusive,
     not_judged,
+    readout_init_note,
     readout_scale,
     rescaled_note,
+    seed_pooling_note,
 )
-from initlab.scaling.fits import PER_X_VALUES
-from initlab.scaling.inputs import check_model_args, learning_rate, parse_sizes, whole_number
+from initlab.scaling.inputs import (
+    BUILT_IN,
+    DEFAULT_DATA,
+    check_model_args,
+    learning_rate,
+    parse_sizes,
+    resolve_factory,
+    whole_number,
+)
 from initlab.scaling.parametrize import AS_BUILT, parametrized, tie_hint
 from initlab.scaling.roles import LayerRoles, layer_roles, roles_note
-from initlab.scaling.shapes import Factory, ParamShape, check_factory, infer_shapes, renamed
+from initlab.scaling.shapes import (
+    Factory,
+    ParamShape,
+    check_factory,
+    infer_shapes,
+    renamed,
+)
 from initlab.scaling.verdicts import (
     MUP_READOUT_INIT,
     Verdict,
@@ -56,18 +73,8 @@ from initlab.sweep.seeds import seed_list
 from initlab.train.device import resolve_device
 from initlab.train.stack import rng_devices
 from initlab.train.tasks import resolve_task
-from initlab.usercode import data_spec, load_callable
+from initlab.usercode import data_spec
 
-BUILTIN = {
-    "mlp": "initlab.models.scalable:mlp",
-    "cnn": "initlab.models.scalable:cnn",
-    "gpt": "initlab.models.gpt:gpt",
-}
-DEFAULT_DATA = {"gpt": "initlab.scaling.tokens:zipf_copies"}
-"""The data a built-in model is checked on when none is given (otherwise ``digits``): the GPT
-on text-like (Zipf) token frequencies, see docs/scaling.md §6."""
-BUILT_IN = ("mlp", "cnn", "gpt")
-"""Model names whose default data is theirs; a user's factory without data gets digits."""
 PRIMARY = ("l1", "std", "update")
 """The metrics a module's summary sentence prefers (``aligned``/``aligned_out`` otherwise)."""
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
@@ -89,6 +96,10 @@ class ScalingResult:
     blowups: list[dict] = field(default_factory=list)
     """Series that grow ≥ 100-fold across widths or steps
     (:func:`~initlab.scaling.evidence.blowups`)."""
+    caveat: str = ""
+    """Under muP, the attention initlab could not set to 1/d (""
+    when none; :func:`~initlab.scaling.datacheck.attention_caveat`): a flat outcome holds at
+    these widths only."""
 
     def flagged(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.flagged]
@@ -160,6 +171,7 @@ class ScalingResult:
             "flat_bound": FLAT_BOUND,
             "inconclusive": [_key(v) for v in self.inconclusive()],
             "blowups": self.blowups,
+            "caveat": self.caveat or None,
         }
         text = json.dumps(strict_json(document), indent=1, allow_nan=False)
         s = self.settings
@@ -189,56 +201,10 @@ def _key(v: Verdict) -> dict[str, Any]:
     }
 
 
-def pooled_note(seeds: int) -> list[str]:
-    """One line when there are too few seeds for every width to have its own noise in the
-    fits (:data:`~initlab.scaling.fits.PER_X_VALUES`)."""
-    if seeds >= PER_X_VALUES:
-        return []
-    return [
-        f"with {seeds} seed(s) the fits take one seed noise for every width (pooled least "
-        f"squares); --seeds {PER_X_VALUES} or more gives each width its own, which a noisier "
-        "small width needs (docs/scaling.md §3)"
-    ]
-
-
-def finite_width_note(count: int) -> str:
-    """The line saying how many ``update`` fits were left unflagged as finite-width."""
-    return (
-        f"{count} fit(s) of updates (or of a zero-initialized readout's output) move with "
-        "width only through the random-alignment floor of ΔW·x (∝ width^−½ under muP) while "
-        "their aligned part does not: finite width, not flagged (docs/scaling.md §6)"
-    )
-
-
-def readout_init_note(count: int) -> str:
-    """The line saying how many fits of the output layer (or logits) shrink at init as
-    muP's readout rule allows, and were therefore not flagged."""
-    return (
-        f"{count} fit(s) of the output layer (or the logits) shrink with width at step 0 as "
-        "muP's readout init allows (variance ≤ 1/fan_in², or 0): expected, not flagged "
-        "(docs/scaling.md §3)"
-    )
-
-
 def _jsonable(settings: CoordSettings) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()} | {
         "kwargs": dict(settings.kwargs)
     }
-
-
-def resolve_factory(model: str | Callable) -> Callable:
-    """A factory from ``mlp``/``gpt`` (the built-in width-parametrized ones), a
-    ``module:function`` / ``file.py:function`` spec or a callable."""
-    if callable(model):
-        return model
-    if model in BUILTIN:
-        return load_callable(BUILTIN[model], "--model")
-    if ":" not in model:
-        raise InitlabError(
-            f"--model {model}: scaling needs a factory with a 'width' keyword: mlp, cnn, gpt, "
-            "module:function or file.py:function"
-        )
-    return load_callable(model, "--model")
 
 
 def coord_check(
@@ -280,6 +246,7 @@ def coord_check(
         batch_size=whole_number("batch_size", batch_size),
         kwargs=dict(model_args or {}),
     )
+    the_device = resolve_device(device)
     check_model_args(settings.kwargs, width_arg, depth_arg, bool(settings.depths))
     factory = renamed(resolve_factory(model), width_arg, depth_arg)
     check_factory(factory, depth=bool(settings.depths))
@@ -291,11 +258,11 @@ def coord_check(
     if data is None:
         data = DEFAULT_DATA.get(model, "digits") if isinstance(model, str) else "digits"
     dataset = load(data_spec(data), task=task)  # a name, spec, function or arrays, as compare
-    the_device = resolve_device(device)
     batches = batch_source(dataset.x_train, dataset.y_train, settings.batch_size, the_device)
     the_task = resolve_task(task, dataset)
     targets = (the_task, dataset.y_train, dataset.num_classes)
     try:
+        caveat = check_data(factory, settings, dataset)
         before = preflight(factory, settings, batches, the_device, targets)
     except DataMismatch as exc:
         if not defaulted:
@@ -304,7 +271,7 @@ def coord_check(
             f"{exc} (no data given: the check ran on digits, 8×8 images [N, 1, 8, 8] with 10 "
             "classes; pass data= or --data)"
         ) from None
-    notes = before.notes + pooled_note(len(settings.seeds))
+    notes = before.notes + seed_pooling_note(len(settings.seeds))
     with torch.random.fork_rng(devices=rng_devices(the_device)):  # its dropout seeds
         coords = coord_data(factory, settings, batches, the_task, the_device, progress)
     roles = depth_roles(factory, settings)
@@ -314,7 +281,7 @@ def coord_check(
     notes += explained
     kinds = {name: s.kind for name, s in shapes.items()}
     return ScalingResult(
-        settings, coords, verdicts, kinds, notes, not_judged(coords), blowups(coords)
+        settings, coords, verdicts, kinds, notes, not_judged(coords), blowups(coords), caveat
     )
 
 

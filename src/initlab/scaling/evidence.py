@@ -29,7 +29,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from initlab.scaling.fits import MIN_VALUES, fit
+from initlab.scaling.fits import MIN_VALUES, PER_X_VALUES, fit
 from initlab.scaling.verdicts import JUDGED, Verdict
 
 FLAT_BOUND = 0.5
@@ -296,4 +296,35 @@ def blowup_line(found: list[dict]) -> str:
             if any(b["across"] == "depth" for b in found)
             else ""
         )
+    )
+
+
+def seed_pooling_note(seeds: int) -> list[str]:
+    """One line when there are too few seeds for every width to have its own noise in the
+    fits (:data:`~initlab.scaling.fits.PER_X_VALUES`)."""
+    if seeds >= PER_X_VALUES:
+        return []
+    return [
+        f"with {seeds} seed(s) the fits take one seed noise for every width (pooled least "
+        f"squares); --seeds {PER_X_VALUES} or more gives each width its own, which a noisier "
+        "small width needs (docs/scaling.md §3)"
+    ]
+
+
+def finite_width_note(count: int) -> str:
+    """The line saying how many ``update`` fits were left unflagged as finite-width."""
+    return (
+        f"{count} fit(s) of updates (or of a zero-initialized readout's output) move with "
+        "width only through the random-alignment floor of ΔW·x (∝ width^−½ under muP) while "
+        "their aligned part does not: finite width, not flagged (docs/scaling.md §6)"
+    )
+
+
+def readout_init_note(count: int) -> str:
+    """The line saying how many fits of the output layer (or logits) shrink at init as
+    muP's readout rule allows, and were therefore not flagged."""
+    return (
+        f"{count} fit(s) of the output layer (or the logits) shrink with width at step 0 as "
+        "muP's readout init allows (variance ≤ 1/fan_in², or 0): expected, not flagged "
+        "(docs/scaling.md §3)"
     )

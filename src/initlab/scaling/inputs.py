@@ -4,18 +4,31 @@ Every mistake is one line (:class:`~initlab.errors.InitlabError`) saying what is
 what to give instead: widths and depths are integers (a bool is not a width, 64.5 is not
 one), counts are whole numbers (``steps=1.7`` is not silently 1), a learning rate is a
 positive number, and ``model_args`` does not set what the check sets itself (the width, and
-the depth with ``depths``).
+the depth with ``depths``). ``--model`` is resolved to a factory here too
+(:func:`resolve_factory`: a built-in name, a spec or a callable).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from initlab.errors import InitlabError
 from initlab.speclist import split_list
+from initlab.usercode import load_callable
+
+BUILTIN = {
+    "mlp": "initlab.models.scalable:mlp",
+    "cnn": "initlab.models.scalable:cnn",
+    "gpt": "initlab.models.gpt:gpt",
+}
+DEFAULT_DATA = {"gpt": "initlab.scaling.tokens:zipf_copies"}
+"""The data a built-in model is checked on when none is given (otherwise ``digits``): the GPT
+on text-like (Zipf) token frequencies, see docs/scaling.md §6."""
+BUILT_IN = ("mlp", "cnn", "gpt")
+"""Model names whose default data is theirs; a user's factory without data gets digits."""
 
 
 def _whole(value: Any) -> int | None:
@@ -90,3 +103,18 @@ def check_model_args(
                 f"--model-arg {key}={model_args[key]} (model_args in Python): the check sets "
                 f"'{key}' itself from {option}; remove it"
             )
+
+
+def resolve_factory(model: str | Callable) -> Callable:
+    """A factory from ``mlp``/``gpt`` (the built-in width-parametrized ones), a
+    ``module:function`` / ``file.py:function`` spec or a callable."""
+    if callable(model):
+        return model
+    if model in BUILTIN:
+        return load_callable(BUILTIN[model], "--model")
+    if ":" not in model:
+        raise InitlabError(
+            f"--model {model}: scaling needs a factory with a 'width' keyword: mlp, cnn, gpt, "
+            "module:function or file.py:function"
+        )
+    return load_callable(model, "--model")

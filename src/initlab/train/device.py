@@ -1,6 +1,9 @@
 """Where a run trains and at what precision: ``--device`` and ``--precision``.
 
-``resolve_device(spec)`` turns ``auto | cpu | cuda | cuda:N | mps`` into a
+``parse_device(spec)`` is the one reading of a device name that the commands and the library
+share: ``auto | cpu | cuda | cuda:N | mps`` (case and spaces ignored); anything else is one
+line listing them, with the closest name (``device must be auto, cpu, cuda, cuda:N or mps,
+got 'gpu'; did you mean 'cuda'?``). ``resolve_device(spec)`` turns it into a
 :class:`torch.device` (``auto``: CUDA if available, else MPS if available, else the CPU) and
 refuses, in one line, a device this machine does not have. ``check_precision`` does the same
 for ``bf16``: allowed on the CPU and on CUDA devices that support it. ``bf16`` means
@@ -17,8 +20,13 @@ import torch
 
 from initlab.config import PRECISIONS
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.ranges import check_device
 
-DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+def parse_device(spec: str | torch.device) -> str:
+    """``spec`` as initlab spells a device: :func:`initlab.ranges.check_device`, the one
+    reading that spec files, :class:`~initlab.config.RunConfig` and the commands share."""
+    return check_device(str(spec) if isinstance(spec, torch.device) else spec)
 
 
 def _mps_available() -> bool:
@@ -35,9 +43,7 @@ def _no_cuda_reason() -> str:
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """The :class:`torch.device` for ``spec``; :class:`InitlabError` (one line) when unknown
     or unavailable on this machine."""
-    if isinstance(spec, torch.device):
-        spec = str(spec)
-    text = str(spec).strip().lower()
+    text = parse_device(spec)
     if text == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -52,8 +58,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
             )
         return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if match is None:
-        raise UnknownNameError("device", str(spec), DEVICES)
+    assert match is not None  # parse_device let only cuda and cuda:N through here
     if not torch.cuda.is_available():
         raise InitlabError(
             f"--device {text}: CUDA is not available on this machine "

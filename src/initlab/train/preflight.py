@@ -30,6 +30,10 @@ from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
 PROBE_EXAMPLES = 2
 
 
+class ModelFailed(InitlabError):
+    """The model raised when run on the data (:func:`failure_line` says what failed)."""
+
+
 def preflight(config: RunConfig, data: object) -> nn.Module:
     """Raise :class:`InitlabError` (one line) if ``config`` cannot train on ``data``; the
     model it built and ran (on the CPU, as built, not initialized)."""
@@ -150,9 +154,24 @@ def check_finite(data: object) -> None:
 
 
 def probe_output(model: nn.Module, data: object) -> Tensor:
-    """``model``'s output on the first two training examples (on the CPU, eval mode); an
-    ``nn.Embedding`` that takes the inputs themselves is checked against every split's ids
-    (:func:`check_token_ids`) before it runs."""
+    """``model``'s output on the first two training examples (:func:`probe_forward`); one
+    line unless it is a tensor."""
+    out = probe_forward(model, data)
+    if not isinstance(out, Tensor):
+        raise InitlabError(
+            f"the model returned a {type(out).__name__}, not a tensor; return the logits "
+            "(or predictions) as one tensor (for a Hugging Face-style model, a factory that "
+            "wraps it: see docs/your-model.md, 'Models that return a dict or a tuple')"
+        )
+    return out
+
+
+def probe_forward(model: nn.Module, data: object) -> object:
+    """What ``model`` returns for the first two training examples (on the CPU, eval mode):
+    the check that it can run on the data. An ``nn.Embedding`` that takes the inputs
+    themselves is checked against every split's ids (:func:`check_token_ids`) before it
+    runs; a model that fails on them is one line (:class:`ModelFailed`,
+    :func:`failure_line`)."""
     x = data.x_train[:PROBE_EXAMPLES].cpu()
     hooks = [
         module.register_forward_pre_hook(
@@ -161,28 +180,62 @@ def probe_output(model: nn.Module, data: object) -> Tensor:
         for name, module in model.named_modules()
         if isinstance(module, nn.Embedding)
     ]
+    active: list[str] = []  # the modules whose forward is running: the last one failed
+    for name, module in model.named_modules():
+        hooks.append(module.register_forward_pre_hook(lambda *_, n=name: active.append(n)))
+        hooks.append(module.register_forward_hook(lambda *_: _drop_last(active)))
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         model.eval()
         try:
-            out = model(x)
+            return model(x)
         except InitlabError:
             raise
         except Exception as exc:
-            first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-            raise InitlabError(
-                f"model output/input mismatch: data examples have shape {list(x.shape[1:])}"
-                f"{_integer_note(x)} but the model failed with: {first}"
-            ) from None
+            failed = active[-1] if active else ""
+            raise ModelFailed(failure_line(model, failed, x, exc)) from None
         finally:
             for hook in hooks:
                 hook.remove()
-    if not isinstance(out, Tensor):
-        raise InitlabError(
-            f"the model returned a {type(out).__name__}, not a tensor; return the logits "
-            "(or predictions) as one tensor (for a Hugging Face-style model, a factory that "
-            "wraps it: see docs/your-model.md, 'Models that return a dict or a tuple')"
-        )
-    return out
+
+
+def _drop_last(active: list[str]) -> None:
+    """A forward hook's body: the module finished (``None``: its output stays as it is)."""
+    active.pop()
+
+
+DTYPE_ERROR = re.compile(r"dtype|scalar type|datatype|input type|not implemented for '", re.I)
+"""The words of torch's errors for a tensor of the wrong dtype (``mat1 and mat2 must have the
+same dtype``, ``Input type (long int) and bias type (float) should be the same``, ``"addmm"
+not implemented for 'Long'``)."""
+
+
+def failure_line(model: nn.Module, failed: str, x: Tensor, exc: Exception) -> str:
+    """What failed when ``model`` ran on the inputs ``x``: their shape (and dtype, when
+    integer), the module whose forward raised (``failed``; ``""``: the model's own forward)
+    and the first line of its error. Floats are suggested only where they are the fix:
+    integer inputs, a dtype error, raised in a module with floating-point parameters of its
+    own that is not an embedding (a Linear, a Conv, an RNN taking the ids as features)."""
+    first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+    module = model.get_submodule(failed)
+    where = f"{failed} ({type(module).__name__})" if failed else f"{type(model).__name__}.forward"
+    own = [p for p in module.parameters(recurse=False) if p.is_floating_point()]
+    floats = (
+        not x.is_floating_point()
+        and DTYPE_ERROR.search(first) is not None
+        and bool(own)
+        and not isinstance(module, nn.Embedding | nn.EmbeddingBag)
+    )
+    advice = (
+        f"; a {type(module).__name__} takes floats: if these are features, give them as "
+        "floats, e.g. x.astype('float32')"
+        if floats
+        else ""
+    )
+    return (
+        f"the model cannot run on the data: data examples have shape {list(x.shape[1:])}"
+        f"{_integer_note(x)} but the model failed in {where} on a batch {list(x.shape)}: "
+        f"{first}{advice}"
+    )
 
 
 def check_token_ids(name: str, embedding: nn.Embedding, args: tuple, x: Tensor, data) -> None:
@@ -216,13 +269,13 @@ def check_token_ids(name: str, embedding: nn.Embedding, args: tuple, x: Tensor, 
 
 
 def _integer_note(x: Tensor) -> str:
-    """For integer inputs: what they were taken for and how to say otherwise."""
+    """For integer inputs: what they were taken for."""
     if x.is_floating_point():
         return ""
     top = int(x.max()) if x.numel() else 0
     return (
         f" and integer dtype {str(x.dtype).removeprefix('torch.')} (kept as token ids, max "
-        f"{top} in the probe; give features as floats, e.g. x.astype('float32'))"
+        f"{top} in the probe)"
     )
 
 
