@@ -32,6 +32,10 @@ def victim(tmp_path, monkeypatch):
         (["report", "nowhere", "--out", "data.npz"], "a file is there"),
         (["theory", "--plot", "data.npz/phase.png"], "data.npz is a file, not a directory"),
         (
+            ["compare", "--model", "nets.py:build", "--data", "digits", "--out", "data.npz/x"],
+            "data.npz is a file, not a directory",
+        ),
+        (
             ["doctor", "--data", "digits", "--trials", "2", "--out", "data.npz"],
             "a file is there",
         ),
@@ -42,6 +46,16 @@ def test_a_bad_output_path_is_one_line_before_any_work(victim, capsys, args, mes
     said = capsys.readouterr()
     assert said.out == "" and message in said.err and len(said.err.strip().splitlines()) == 1
     assert victim.read_bytes() == DATA
+
+
+def test_compare_checks_out_before_it_loads_data_or_builds_a_model(victim, monkeypatch):
+    import initlab.cli.runs
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the data was loaded and the model built before --out was checked")
+
+    monkeypatch.setattr(initlab.cli.runs, "preflight_configs", no_work)
+    assert main(["compare", "--model", "nets.py:build", "--out", "data.npz/x"]) == 2
 
 
 def test_new_files_of_any_name_are_written_and_plots_in_any_matplotlib_format(victim, capsys):

@@ -11,11 +11,13 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from initlab.atomic_files import check_output_dir
 from initlab.checkpoints import checkpoint_seconds
 from initlab.compare import preflight_configs
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, check_positive
 from initlab.results import ResultSet
+from initlab.store import study_dir
 from initlab.sweep.engine import resolve_engine
 from initlab.sweep.runner import check_backend
 from initlab.sweep.spec import Spec
@@ -67,10 +69,12 @@ def run_checked(
     console: Console,
     err: Console,
 ) -> ResultSet:
-    """:func:`prepare`, then :func:`initlab.sweep.ui.run_and_report`. The run options are
-    the command's own ``--backend``, ``--address``, ``--workers``, ``--engine``,
-    ``--data-dir`` and ``--gpus-per-trial`` (read from ``ctx.params``)."""
+    """``out`` checked, :func:`prepare`, then :func:`initlab.sweep.ui.run_and_report`. The
+    run options are the command's own ``--backend``, ``--address``, ``--workers``,
+    ``--engine``, ``--data-dir`` and ``--gpus-per-trial`` (read from ``ctx.params``)."""
     given = ctx.params
+    if out is not None:  # before any model is built or data loaded (sweep checks it earlier)
+        check_output_dir(study_dir(out))
     options = prepare(
         configs,
         backend=given["backend"],
