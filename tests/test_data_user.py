@@ -23,7 +23,7 @@ from initlab.data import (
     load,
 )
 from initlab.errors import InitlabError
-from initlab.usercode import load_callable, source_fingerprint
+from initlab.usercode import data_spec, load_callable, source_fingerprint
 
 N_TRAIN, N_TEST, FEATURES, CLASSES = 200, 40, 5, 4
 
@@ -452,3 +452,13 @@ def test_data_paths_of_the_wrong_kind_say_what_data_reads(tmp_path):
     assert "weights_only=False" not in str(info.value)
     with pytest.raises(InitlabError, match="unknown task 'foo'"):
         load("digits", task="foo")
+
+
+@pytest.mark.parametrize("empty", ["train", "test"])
+def test_an_empty_numpy_split_is_the_one_line_error_not_a_memoryview_traceback(empty):
+    """Hashing the data for the run key cast a [0, 8] array's memoryview: TypeError."""
+    x, y = np.random.default_rng(0).normal(size=(40, 8)), np.arange(40) % 3
+    parts = {"train": (x, y), "test": (x[:10], y[:10])}
+    parts[empty] = (x[:0], y[:0])
+    with pytest.raises(InitlabError, match=f"the {empty} split is empty"):
+        load(data_spec((*parts["train"], *parts["test"])))

@@ -69,7 +69,8 @@ def arrays_digest(arrays: tuple) -> str:
         dtype = str(getattr(item, "dtype", "")).removeprefix("torch.")
         digest.update(f"Tensor|torch.{dtype}|".encode())
         digest.update(f"{tuple(getattr(item, 'shape', ()))}|".encode())
-        digest.update(memoryview(raw).cast("B"))
+        if raw.size:  # an empty split has no bytes (memoryview cannot cast its [0, 8] shape)
+            digest.update(memoryview(raw).cast("B"))
     return digest.hexdigest()[:16]
 
 
