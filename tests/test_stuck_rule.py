@@ -12,6 +12,7 @@ from initlab.scores import ACCURACY, Score
 from initlab.train.result import (
     OK,
     STUCK,
+    STUCK_R2_RULE,
     Baseline,
     dataset_baseline,
     final_status,
@@ -54,9 +55,12 @@ def test_the_classic_lab_zeros_is_stuck_and_he_normal_is_not():
     assert final_status(0.8481, baseline) == OK
 
 
-def test_regression_runs_can_never_be_stuck_and_token_sequences_can():
+def test_a_regression_run_is_stuck_at_an_r2_of_zero_or_less_and_token_sequences_can_be():
     baseline = Baseline(share=0.5, n=100)
-    assert final_status(0.1, baseline, "regression") == OK  # an R²: no constant to beat
+    assert final_status(0.1, baseline, "regression") == OK  # an R² above the mean's 0
+    assert final_status(0.0, None, "regression") == STUCK  # the test mean's own R²
+    assert final_status(-0.02, None, "regression") == STUCK  # the train mean: worse
+    assert final_status(float("nan"), None, "regression") == OK  # diverged or undefined
     assert final_status(0.5, baseline, "sequence") == STUCK  # the most frequent token's share
     assert final_status(0.7, baseline, "sequence") == OK
     assert final_status(0.1, None) == OK  # no test labels known
@@ -109,7 +113,8 @@ def test_the_rule_is_named_where_it_is_printed():
     assert mixed.startswith("stuck (classification runs): test accuracy not above")
     tokens = Score(("sequence",)).stuck_rule()
     assert tokens.startswith("stuck: token accuracy not above the most frequent target token")
-    assert Score(("regression",)).stuck_rule() == ""
+    assert Score(("regression",)).stuck_rule() == "stuck: " + STUCK_R2_RULE
+    assert "stuck (regression runs): test R² not above 0" in mixed
 
 
 def test_token_padding_is_no_label_of_the_baseline():
@@ -138,6 +143,22 @@ def test_a_constant_next_token_predictor_is_stuck():
     )  # fmt: skip
     (run,) = results.runs.to_dict("records")
     assert run["status"] == "stuck" and "stuck" in str(results)
+
+
+def test_compare_flags_a_zero_init_regression_mlp_that_learns_only_its_output_bias():
+    """Zeros give every hidden unit the same zero output: only the output bias trains, to
+    the train targets' mean, an R² at most 0 on the test set; it was never flagged."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5, 0.0]) + 3.0).astype("float32")
+    data = (x[:300], y[:300], x[300:], y[300:])
+    results = initlab.compare(
+        ["zeros", "he_normal"], seeds=1, data=data, hidden=(16,), epochs=5, lr=0.01,
+        optimizer="adam", track="off",
+    )  # fmt: skip
+    runs = results.runs.set_index("init")
+    assert runs.loc["zeros", "test_accuracy"] <= 0 and runs.loc["zeros", "status"] == "stuck"
+    assert runs.loc["he_normal", "test_accuracy"] > 0.5 and runs.loc["he_normal", "status"] == "ok"
 
 
 def test_compare_flags_a_run_at_the_majority_share_of_an_imbalanced_test_set():

@@ -200,9 +200,13 @@ class ResultSet:
         return pd.DataFrame(rows)
 
     def ranking(self) -> pd.DataFrame:
-        """The groups best first by test accuracy, with Welch's p against the best, its Holm
-        adjustment and ``tied_with_best`` (:func:`initlab.stats.rank_groups`), within each
-        set of comparable runs (:func:`rank_within`: one ranking per dataset or task)."""
+        """The groups best first by test accuracy (test loss for sequences), with Welch's p
+        against the best, its Holm adjustment and ``tied_with_best``
+        (:func:`initlab.stats.rank_groups`), within each set of comparable runs
+        (:func:`rank_within`: one ranking per dataset or task). A group is shown worse than
+        the best only where ``p_holm < 0.05``: where no test was possible (fewer than two
+        finished seeds on either side) ``p_vs_best`` is NaN and ``tied_with_best`` False,
+        which means *untested*, not *worse*; :meth:`verdict` says so in words."""
         if self.runs.empty:
             return pd.DataFrame()
         return without_unscored_ranks(rank_within(self.runs, self.group_by, within=self.within))

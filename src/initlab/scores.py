@@ -10,7 +10,7 @@ reads as classification, as it did before other tasks existed.
 :class:`Score` names the score of a set of runs for tables, legends and figures, and says
 whether the ``stuck`` rule (accuracy not above the majority class's share of the test
 labels, or token accuracy the most frequent token's, with a loss not below the labels'
-entropy, :func:`initlab.train.result.final_status`) applies: to classification and sequence runs.
+entropy; R² not above 0: :func:`initlab.train.result.final_status`) applies: to every task.
 ``initlab compare/sweep/results`` (:mod:`initlab.sweep.ui`), ``initlab report``
 (:mod:`initlab.report`) and :class:`~initlab.results.ResultSet` use it.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from initlab.stats import group_label
-from initlab.train.result import STUCK, STUCK_RULE, STUCK_TASKS, STUCK_TOKEN_RULE
+from initlab.train.result import STUCK, STUCK_R2_RULE, STUCK_RULE, STUCK_TASKS, STUCK_TOKEN_RULE
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, SCORES, SEQUENCE, TASKS
 
 RESOLVED_TASK = "resolved_task"
@@ -93,8 +93,8 @@ class Score:
 
     @property
     def stuck_applies(self) -> bool:
-        """Whether any run can be ``stuck`` (classification and sequence runs: a constant
-        prediction has a share to beat; regression's R² has no such baseline)."""
+        """Whether any run can be ``stuck`` (no better than a constant prediction: every
+        known task has the rule, :func:`initlab.train.result.final_status`)."""
         return any(task in STUCK_TASKS for task in self.tasks)
 
     def stuck_rule(self) -> str:
@@ -102,7 +102,7 @@ class Score:
         (one-sided binomial test, p ≥ 0.05)`` (:data:`~initlab.train.result.STUCK_RULE`,
         its token form for sequences; each task's rule named when they mix; ``""`` when no
         run can be stuck)."""
-        rules = {CLASSIFICATION: STUCK_RULE, SEQUENCE: STUCK_TOKEN_RULE}
+        rules = {CLASSIFICATION: STUCK_RULE, SEQUENCE: STUCK_TOKEN_RULE, REGRESSION: STUCK_R2_RULE}
         said = [(task, rules[task]) for task in self.tasks if task in rules]
         if len(said) == 1 and not self.mixed:
             return f"stuck: {said[0][1]}"

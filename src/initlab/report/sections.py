@@ -2,7 +2,7 @@
 
 The ``intro`` of each section is the one-paragraph reading guide shown above its content.
 ``score`` (:class:`~initlab.scores.Score`) names what the runs' ``test_accuracy`` holds
-(accuracy, R², token accuracy) and whether the ``stuck`` rule applies (not to regression).
+(accuracy, R², token accuracy) and which ``stuck`` rule applies.
 """
 
 from __future__ import annotations

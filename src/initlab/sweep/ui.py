@@ -192,7 +192,7 @@ def save_tables(
 def print_results(results: ResultSet, console: Console, title: str) -> None:
     """The summary per group (mean ± std over seeds, flags) and the ranking. The runs' tasks
     name the score (:attr:`ResultSet.score`: accuracy, R², token accuracy), also in
-    ``title`` where it says ``test accuracy``; the ``stuck`` rule is not for regression."""
+    ``title`` where it says ``test accuracy``; the ``stuck`` rule of each task."""
     summary = results.summary()
     progress = getattr(results, "progress", "")
     if summary.empty:

@@ -56,7 +56,7 @@ from initlab.train.memory import activations_per_example
 from initlab.train.optimizers import StackedOptimizer
 from initlab.train.result import (
     DIVERGED,
-    STUCK_TASKS,
+    SHARE_TASKS,
     RunResult,
     dataset_baseline,
     final_status,
@@ -306,7 +306,7 @@ class StackTrainer:
         if len(self.dead) < self.size:
             test_loss, test_score = self.evaluate("test")
         self.seconds += time.perf_counter() - t0
-        baseline = dataset_baseline(self.data) if self.plan.task in STUCK_TASKS else None
+        baseline = dataset_baseline(self.data) if self.plan.task in SHARE_TASKS else None
         for m, result in enumerate(self.results):
             result.train_seconds = self.seconds / self.size + self.saved_seconds[m]
             result.strategy = self.stack.strategy if self.size > 1 else ""

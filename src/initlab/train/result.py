@@ -32,8 +32,12 @@ STUCK_TOKEN_RULE = (
     f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g}) and test loss not below their entropy"
 )
 """The rule for sequence runs (:func:`final_status`)."""
-STUCK_TASKS = ("classification", "sequence")
-"""The tasks whose runs can be ``stuck`` (a constant prediction has a share to beat)."""
+STUCK_R2_RULE = "test R² not above 0 (no better than predicting the test targets' mean)"
+"""The rule for regression runs (:func:`final_status`)."""
+SHARE_TASKS = ("classification", "sequence")
+"""The tasks whose constant prediction has a share to beat (a majority class or token)."""
+STUCK_TASKS = (*SHARE_TASKS, "regression")
+"""The tasks whose runs can be ``stuck`` (no better than a constant prediction)."""
 
 
 @dataclass
@@ -146,7 +150,11 @@ def final_status(
     task: str = "classification",
     test_loss: float = math.nan,
 ) -> str:
-    """``stuck`` when a finished classification run is no better than predicting one class
+    """``stuck`` when a finished regression run's R² (``test_accuracy``) is at most 0: no
+    better than the test targets' mean, which beats every constant (its SSE is the smallest
+    a constant can have), so a model that learned only its output bias (a zero init) is
+    stuck, as is one worse than a constant. ``stuck`` when a finished classification run
+    is no better than predicting one class
     (a sequence run: one token): the one-sided binomial test of ``k = round(test_accuracy ·
     n)`` correct of ``n`` test labels (real target tokens) against ``p0 = baseline.share``
     (``alternative="greater"``) gives ``p >= STUCK_ALPHA``, and its mean cross-entropy
@@ -155,11 +163,13 @@ def final_status(
     where its most likely class is still the majority one (a character model that learned
     more than letter frequencies but still guesses a space). On a test set too small for any
     accuracy to be significant (``share^n >= STUCK_ALPHA``: even all ``n`` right would not
-    be), ``stuck`` only when ``k`` is at most the majority count. ``ok`` otherwise, for
-    regression, without a baseline or test labels, or for a NaN accuracy. (A sequence's
+    be), ``stuck`` only when ``k`` is at most the majority count. ``ok`` otherwise, without
+    a baseline or test labels, or for a NaN score. (A sequence's
     tokens are not independent, so its test counts too many trials: it calls a run
     ``stuck`` less often than it should, never more.)"""
-    if task not in STUCK_TASKS or baseline is None or baseline.n == 0:
+    if task == "regression":
+        return STUCK if math.isfinite(test_accuracy) and test_accuracy <= 0 else OK
+    if task not in SHARE_TASKS or baseline is None or baseline.n == 0:
         return OK
     if not math.isfinite(test_accuracy):
         return OK

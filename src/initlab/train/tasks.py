@@ -27,7 +27,7 @@ alone, where ``F.cross_entropy`` would give NaN) and token accuracy is over real
 unchanged: ``train_loss``/``val_loss`` are the task's loss and ``train_accuracy``/
 ``val_accuracy`` (and ``RunResult.test_accuracy``) are the task's *score* — accuracy,
 R² for regression, token accuracy for sequences. ``stuck`` (no better than a constant
-prediction) applies to classification and sequences (:func:`initlab.train.result.final_status`).
+prediction) applies to every task (:func:`initlab.train.result.final_status`).
 """
 
 from __future__ import annotations
