@@ -1,6 +1,8 @@
 """Output paths are checked before any work, and a file of another kind is never
 overwritten (``plan --out store/initlab.db`` replaced a results store with JSON)."""
 
+from pathlib import Path
+
 import pytest
 
 from initlab.cli import main
@@ -78,3 +80,22 @@ def test_plan_on_a_built_in_model_says_why_and_refuses_a_negative_seed(capsys):
     assert "--model cnn is built in: for its layers, initlab diagnose" in capsys.readouterr().err
     assert main(["plan", "--model", "initlab.models.resnet:resnet", "--seed", "-1"]) == 2
     assert "--seed must be >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["diagnose", "--data", "digits", "--depth", "2", "--out", "/proc/initlab-x"],
+        ["doctor", "--data", "digits", "--depth", "2", "--save", "/proc/initlab-x.pt"],
+        ["plan", "--model", "nets.py:build", "--out", "/proc/initlab-x.json"],
+        ["scaling", "--widths", "8,16,32", "--out", "/proc/initlab-x"],
+        ["report", "nowhere", "--out", "/proc/initlab-x"],
+    ],
+)
+def test_a_place_where_nothing_can_be_created_is_refused_before_any_work(victim, capsys, args):
+    """os.access says yes to root everywhere: /proc took the work, then a traceback."""
+    assert main(args) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and "nothing can be created in /proc: " in said.err
+    assert len(said.err.strip().splitlines()) == 1

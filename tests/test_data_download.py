@@ -202,7 +202,7 @@ def test_load_offline_message_says_how_to_get_the_data(monkeypatch, tmp_path):
     message = str(info.value)
     for needle in (
         "could not download",
-        "--data-dir",
+        "data_dir=DIR",
         "INITLAB_DATA",
         "t10k-labels-idx1-ubyte.gz",
         str(tmp_path / "cache" / "mnist"),

@@ -407,7 +407,7 @@ def test_arrays_in_memory_are_checked_and_split_like_a_spec():
     assert torch.bincount(data.y_val, minlength=CLASSES).tolist() == [10] * CLASSES
     bad = x.clone()
     bad[0, 1] = float("inf")
-    with pytest.raises(InitlabError, match=r"^--data arrays: x_train has 1 NaN/inf"):
+    with pytest.raises(InitlabError, match=r"^data='arrays': x_train has 1 NaN/inf"):
         from_value((bad, y, x_test, y_test))
     with pytest.raises(InitlabError, match="limit_train must be >= 1"):
         from_value((x, y, x_test, y_test), limit_train=0)
@@ -444,7 +444,7 @@ def test_data_paths_of_the_wrong_kind_say_what_data_reads(tmp_path):
     with pytest.raises(InitlabError, match="a directory, not a data file"):
         load(str(tmp_path / "d.npz"))
     (tmp_path / "t.csv").write_text("1,2\n")
-    with pytest.raises(InitlabError, match=r"not a dataset name nor a file --data reads \(.npz"):
+    with pytest.raises(InitlabError, match=r"not a dataset name nor a file data= reads \(.npz"):
         load(str(tmp_path / "t.csv"))
     (tmp_path / "junk.pt").write_bytes(b"\x80\x04junk")
     with pytest.raises(InitlabError, match=r"\(not a file torch.save wrote\)") as info:

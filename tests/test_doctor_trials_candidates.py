@@ -62,7 +62,7 @@ def test_plan_with_a_rule_can_be_listed_as_auto_names_it():
     assert by_name["plan+zero_last_layer"].settings["residual_init"] == "zero_last_layer"
     planned = plan_candidate("plan", recommend(model, x), base, "").settings
     assert by_name["plan+depth_scaled"].settings == {**planned, "residual_init": "depth_scaled"}
-    with pytest.raises(InitlabError, match="plan\\+fixup: the trials take plan\\+ with a rule"):
+    with pytest.raises(InitlabError, match="plan\\+fixup'\\]: the trials take plan\\+ with a rule"):
         check_listed(["plan+fixup"])
     with pytest.raises(InitlabError, match="did you mean 'depth_scaled'"):
         check_listed(["plan+depth_scaeld"])

@@ -3,6 +3,7 @@ named (diverged, failed, a single run), and a group without a score gets no rank
 
 import pandas as pd
 
+from initlab.errors import surface
 from initlab.report import assemble_report
 from initlab.results import ResultSet
 
@@ -54,7 +55,7 @@ def test_every_run_failed_with_one_seed_says_fix_the_error_not_add_seeds():
 
 def test_single_seed_verdict_says_how_to_add_seeds_in_a_spec():
     text = _results({"he": ["ok"], "orth": ["ok"]}).verdict()
-    assert "seeds = 3 or more in the spec" in text
+    assert "seeds = 3 in a spec" in text and "seeds=3 or more with compare" in text
 
 
 def test_report_summary_gives_no_rank_to_groups_without_a_score():
@@ -204,7 +205,10 @@ def test_the_report_gives_one_verdict_note_per_dataset():
 def test_more_seeds_means_more_than_ran():
     # 3 seeds of which 2 diverged: "more seeds (seeds = 3 or more ...)" asked for what ran
     text = _results({"he": ["ok"] * 3, "big": ["ok", "diverged", "diverged"]}).verdict()
-    assert "seeds = 5 or more in the spec, --seeds 5 with compare" in text
+    assert "seeds=5 or more with compare, seeds = 5 in a spec" in text  # said to Python
+    with surface("cli"):
+        said = _results({"he": ["ok"] * 3, "big": ["ok", "diverged", "diverged"]}).verdict()
+    assert "seeds = 5 or more in the spec, --seeds 5 with compare" in said
 
 
 def test_a_constant_lower_group_does_not_block_a_clear_winner():
@@ -343,7 +347,7 @@ def test_one_lucky_run_is_not_the_best_and_the_others_are_still_compared():
 
 def test_an_unfinished_study_is_told_to_finish_not_to_add_seeds():
     rows = [("he", 0, 0.99), ("glorot", 0, 0.80), ("glorot", 1, 0.81)]
-    assert "add seeds (seeds = 4 or more" in _scored(rows).verdict()
+    assert "add seeds (seeds=4 or more" in _scored(rows).verdict()
     text = _scored(rows, progress="3 of 4 runs of this study are finished").verdict()
     assert text.endswith("the study is not finished: run it again to finish it first")
 

@@ -86,7 +86,7 @@ def test_a_rescaled_init_is_noted_with_its_count_and_law_and_a_fan_in_init_is_no
     # 1/√(2·256); 5 sd either side
     factor = float(re.search(r"`2\.weight` ×([0-9.]+)", line).group(1))
     assert factor == pytest.approx(8**-0.5, rel=5 * (2 * 256) ** -0.5)
-    assert "--param default checks the model as built" in line
+    assert "param='default' checks the model as built" in line
     # PyTorch's weights already follow the 1/fan_in law: rescaled by sampling noise only
     assert parametrized(no_bias, "sp", width=256, base_width=16, seed=0).notes == []
 

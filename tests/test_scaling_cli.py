@@ -143,14 +143,12 @@ def test_a_factory_with_its_own_names_for_width_and_depth(factories):
         (["--widths", "32,64,128", "--depths", "1,2", "--seeds", "1"], "at least 3 depths"),
         (
             ["--model-arg", "width=8"],
-            "--model-arg width=8 (model_args in Python): the check sets 'width' itself from "
-            "--widths; remove it",
+            "--model-arg width=8: the check sets 'width' itself from --widths; remove it",
         ),
         (["--depths", "1,2", "--model-arg", "depth=3"], "sets 'depth' itself from --depths"),
         (
             ["--model", "factories.py:width_only", "--depths", "2,4"],
-            "--depth-arg (depth_arg= in Python), else give the factory a 'depth' "
-            "(def build(depth=2, ...))",
+            "name it with --depth-arg, else give the factory a 'depth' (def build(depth=2, ...))",
         ),
         (["--widths", "32,64.5"], "('64.5' is not an integer)"),
     ],
@@ -212,9 +210,9 @@ def test_task_is_an_option_where_the_targets_cannot_tell_it(factories, capsys):
     np.savez("counts.npz", x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
     base = ["--model", "factories.py:build", "--model-arg", "classes=2", "--data", "counts.npz"]
     scaling = ["scaling", *base, "--widths", "32,64", *FAST, "--out", "sc"]
-    assert main(scaling) == 2 and "pass task= (--task)" in capsys.readouterr().err
+    assert main(scaling) == 2 and "pass --task" in capsys.readouterr().err
     assert main([*scaling, "--task", "regression"]) == 0
-    assert main(["plan", *base]) == 2 and "(--task)" in capsys.readouterr().err
+    assert main(["plan", *base]) == 2 and "pass --task" in capsys.readouterr().err
     assert main(["plan", *base, "--task", "regression"]) == 0
 
 

@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from initlab.cli import main
 from initlab.store import open_store
@@ -45,6 +46,17 @@ def test_dry_run_lists_runs_and_cost_and_starts_nothing(spec_file, tmp_path, cap
     capsys.readouterr()
     assert main(["sweep", str(spec_file), "--out", str(out), "--dry-run"]) == 0
     assert "4 already done" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_dry_run_warns_of_a_device_this_machine_lacks(tmp_path, capsys, trainings):
+    """It said nothing and exited 0; the real run on this machine refuses the device. Still
+    0: the sweep may be planned here for a Ray cluster's GPUs."""
+    spec = tmp_path / "gpu.toml"
+    spec.write_text(SPEC.replace("epochs = 1", 'epochs = 1\ndevice = "cuda"'))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "CUDA is not available" in err and trainings == []
 
 
 def test_compare_out_twice_resumes(tmp_path, capsys, trainings):

@@ -18,53 +18,65 @@ import errno
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.pids import pid_alive
 
 _TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<suffix>(\.\w+)?)$")
 
 
-def check_output_dir(path: Path | None, option: str = "--out", files: Iterable[str] = ()) -> None:
+def check_output_dir(path: Path | None, flag: str = "--out", files: Iterable[str] = ()) -> None:
     """Refuse ``path`` unless it is a directory, or can be created as one here; and refuse
     each of ``files`` (the names the command writes in it) that a directory or a read-only
-    file holds (:func:`check_replaceable`)."""
+    file holds (:func:`check_replaceable`). ``flag`` (``--out``) is named as the user's
+    surface spells it (``out`` from Python, :func:`initlab.errors.option`)."""
     if path is None:
         return
     path = Path(path)
+    name = option(flag)
     if path.exists() and not path.is_dir():
-        raise InitlabError(f"{option} {path}: a file is there; {option} takes a directory")
-    check_parent(path, option)
-    for name in files:
-        check_replaceable(path / name, option)
+        raise InitlabError(f"{name} {path}: a file is there; {name} takes a directory")
+    check_parent(path, flag)
+    for file in files:
+        check_replaceable(path / file, flag)
 
 
-def check_replaceable(path: Path, option: str) -> None:
+def check_replaceable(path: Path, flag: str) -> None:
     """Refuse, before any work, a directory where the file ``path`` goes, or an existing
     ``path`` that is read-only (the user protected it: it is never replaced)."""
+    option_name = option(flag)
     if path.is_dir():
         raise InitlabError(
             f"{path} is a directory where this command writes its {path.name}; move it away "
-            f"or give another {option}"
+            f"or give another {option_name}"
         )
     if path.exists() and not os.access(path, os.W_OK):
         raise InitlabError(
             f"{path} is read-only and this command replaces it; make it writable, move it "
-            f"away or give another {option}"
+            f"away or give another {option_name}"
         )
 
 
-def check_parent(directory: Path, option: str) -> None:
-    """``directory`` (to be created if missing) under no file and in a writable place."""
+def check_parent(directory: Path, flag: str) -> None:
+    """``directory`` (to be created if missing) under no file and in a place where a
+    directory can be created (tried: a probe directory made and removed at once)."""
     blocker = file_in_the_way(directory)
     if blocker is not None:
-        raise InitlabError(f"{option} {directory}: {blocker} is a file, not a directory")
+        raise InitlabError(f"{option(flag)} {directory}: {blocker} is a file, not a directory")
     existing = next((p for p in [directory, *directory.parents] if p.exists()), Path("."))
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise InitlabError(f"{option} {directory}: {existing} is not writable")
+        raise InitlabError(f"{option(flag)} {directory}: {existing} is not writable")
+    try:  # root passes os.access everywhere: /proc or a read-only mount refuses only a try
+        os.rmdir(tempfile.mkdtemp(prefix=".initlab-probe-", dir=existing))
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise InitlabError(
+            f"{option(flag)} {directory}: nothing can be created in {existing}: {reason}"
+        ) from None
 
 
 def file_in_the_way(directory: Path) -> Path | None:

@@ -29,12 +29,14 @@ from initlab.data import Dataset
 from initlab.data.locate import user_dir
 from initlab.errors import InitlabError
 from initlab.model_notes import note_frozen, note_output_only, note_untouched
+from initlab.models import model_arg_option
 from initlab.notes import note
 from initlab.results import ResultSet, retry_hint
 from initlab.speclist import split_list
 from initlab.sweep.engine import Outcome, data_key
+from initlab.sweep.executor import plan_workers
 from initlab.sweep.grid import expand
-from initlab.sweep.runner import SweepProgress, run_study
+from initlab.sweep.runner import SweepProgress, check_backend, run_study
 from initlab.sweep.seeds import seed_list
 from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import check_setting
@@ -48,6 +50,7 @@ from initlab.usercode import (
     is_registered,
     is_user_spec,
     model_spec,
+    spec_name,
 )
 
 ProgressCallback = Callable[[RunConfig, dict | None, RunResult | None], None]
@@ -154,6 +157,8 @@ def compare(
     settings.update(target_settings(model, data, model_args, settings.pop("dataset", None)))
     spec = comparison_spec(inits, seeds, **settings)
     configs = expand(spec)
+    check_backend(backend, address, gpus_per_trial or 0.0)  # a typo before its consequences
+    plan_workers(1, workers)
     check_in_process(configs, backend, workers)
     loaded = preflight_configs(configs, data_dir)
     results, _ = run_study(
@@ -289,9 +294,10 @@ def check_architecture_settings(config: RunConfig) -> None:
     if changed:
         given = ", ".join(f"{n}={_shown(getattr(config, n))}" for n in changed)
         them = "it" if len(changed) == 1 else "them"
-        fix = "pass your factory's own settings as --model-arg NAME=VALUE (model_args)"
+        fix = f"pass your factory's own settings as {model_arg_option()}"
         raise InitlabError(
-            f"{given}: the model {config.model} does not use {them} (only the built-in mlp "
+            f"{given}: the model {spec_name(config.model)} does not use {them} (only the "
+            "built-in mlp "
             f"does); {fix if user else f'leave {them} out'}"
         )
 

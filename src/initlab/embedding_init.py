@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import initlab.initializers as initializers
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.initializers import Initializer
 from initlab.notes import note
 
@@ -72,8 +72,8 @@ def init_embeddings(
     if tied:
         note(
             f"embedding scheme {init!r} leaves {', '.join(tied)} alone: tied to a weight "
-            "layer, it is set by that layer's init (--output-init for a language model's "
-            "readout)"
+            f"layer, it is set by that layer's init ({option('--output-init')} for a language "
+            "model's readout)"
         )
     return rows
 

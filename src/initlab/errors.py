@@ -3,12 +3,62 @@
 Everything a user can get wrong (an unknown name, a bad number, missing data) raises an
 :class:`InitlabError`. The CLI prints its message on one line and exits with status 2; from
 Python it is an ordinary ``ValueError``, so ``except ValueError`` keeps working.
+
+A message names an option as the user's surface spells it (:func:`option`): ``--workers``
+under the command line (:func:`initlab.cli.main` runs each command inside
+``surface("cli")``), the keyword ``workers`` from Python, the default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+
+SURFACE: ContextVar[str] = ContextVar("initlab_surface", default="python")
+"""Where the user speaks to initlab: ``"python"`` (the API, the default) or ``"cli"``."""
+
+
+@contextlib.contextmanager
+def surface(name: str) -> Iterator[None]:
+    """Set :data:`SURFACE` to ``name`` (``"cli"`` or ``"python"``) inside the block."""
+    token = SURFACE.set(name)
+    try:
+        yield
+    finally:
+        SURFACE.reset(token)
+
+
+def on_cli() -> bool:
+    """Whether the user runs a command (``initlab ...``), not a Python call."""
+    return SURFACE.get() == "cli"
+
+
+def option(cli: str, python: str | None = None) -> str:
+    """An option as the user's surface spells it: ``cli`` (``--model-arg NAME=VALUE``)
+    under the command line, else ``python`` (``model_args={NAME: VALUE}``); without
+    ``python``, :func:`keyword` of ``cli`` (``--device cpu`` → ``device='cpu'``)."""
+    if on_cli():
+        return cli
+    return keyword(cli) if python is None else python
+
+
+def keyword(cli: str) -> str:
+    """``cli``'s flag as a Python keyword (``--gpus-per-trial`` → ``gpus_per_trial``), with
+    the value after it as the keyword's (``--seeds 3`` → ``seeds=3``, ``--device cpu`` →
+    ``device='cpu'``: a number as it is, other text quoted). Text that is no flag is kept."""
+    if not cli.startswith("--"):
+        return cli
+    flag, _, value = cli.partition(" ")
+    name = flag[2:].replace("-", "_")
+    if not value:
+        return name
+    try:
+        float(value)
+    except ValueError:
+        value = repr(value)
+    return f"{name}={value}"
 
 
 class InitlabError(ValueError):

@@ -10,7 +10,7 @@ from torch import nn
 
 from initlab.apply import AS_BUILT, INITIALIZABLE, untouched_weights, weight_layers
 from initlab.config import RunConfig
-from initlab.errors import some_names
+from initlab.errors import option, some_names
 from initlab.notes import note
 from initlab.usercode import shown_spec
 
@@ -50,8 +50,8 @@ def note_output_only(model: nn.Module, configs: Sequence[RunConfig]) -> None:
     note(
         f"{', '.join(schemes)} set no layer of {model_name}: its only layer "
         f"({layers[0][0] or 'the model'}) is the output layer, which output_init={outputs} sets "
-        f"in every run, so {result}; pass output_init='same' (--output-init same) to give "
-        "it the scheme under study"
+        f"in every run, so {result}; pass {option('--output-init same')} to give it the "
+        "scheme under study"
     )
 
 

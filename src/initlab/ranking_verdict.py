@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from initlab.errors import some_names
+from initlab.errors import option, some_names
 from initlab.stats import seeds_needed
 
 
@@ -152,7 +152,10 @@ def _too_few_scores(
         need = "a verdict needs at least two finished seeds per group"
         text = f"no winner: {need}; {names} {verb} fewer{why}"
     more = max(3, int(ranked["runs"].max()) + 2)  # beyond what ran: 3 seeds said at 3
-    seeds = f"seeds = {more} or more in the spec, --seeds {more} with compare"
+    seeds = option(
+        f"seeds = {more} or more in the spec, --seeds {more} with compare",
+        f"seeds={more} or more with compare, seeds = {more} in a spec",
+    )
     if (ranked["n"] == 0).all() and set(kinds) == {"failed"}:  # seeds would fail the same way
         return f"{text}; fix the error the runs failed with (each run's message) first"
     if single and unfinished:

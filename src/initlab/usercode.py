@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from initlab.errors import InitlabError, UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.fingerprint import arrays_digest, callable_digest
 
 DATA_SUFFIXES = (".npz", ".pt", ".pth")
@@ -48,12 +48,13 @@ def is_data_file(text: str) -> bool:
     return text.lower().endswith(DATA_SUFFIXES)
 
 
-def split_spec(spec: str, option: str = "--model") -> tuple[str, str]:
-    """``"pkg.mod:build"`` → ``("pkg.mod", "build")``; clear error when malformed."""
+def split_spec(spec: str, flag: str = "--model") -> tuple[str, str]:
+    """``"pkg.mod:build"`` → ``("pkg.mod", "build")``; clear error when malformed, naming
+    ``flag`` as the user's surface spells it (:func:`initlab.errors.option`)."""
     target, sep, name = spec.rpartition(":")
     if not sep or not target.strip() or not name.strip():
         raise InitlabError(
-            f"{option} takes module:function or path/to/file.py:function "
+            f"{option(flag)} takes module:function or path/to/file.py:function "
             f"(e.g. mymodels:build), got '{spec}'"
         )
     return target.strip(), name.strip()
@@ -89,13 +90,13 @@ def _calling_on_path(function: Callable, *directories: str) -> Callable:
     return called
 
 
-def _import_file(path: Path, option: str):
+def _import_file(path: Path, flag: str):
     """Import ``path`` as a module named after its resolved path and content: imported once
     per process and version, so an edited file is imported afresh (as its runs' keys change)."""
     resolved = path.resolve()
     if not resolved.is_file():
         where = "" if path.is_absolute() else f" in {Path.cwd()} ({RELATIVE})"
-        raise InitlabError(f"{option}: no such file '{path}'{where}")
+        raise InitlabError(f"{option(flag)}: no such file '{path}'{where}")
     stat = resolved.stat()
     version = f"{resolved}|{_file_digest(str(resolved), stat.st_mtime_ns, stat.st_size)}"
     digest = hashlib.sha256(version.encode()).hexdigest()[:12]
@@ -104,7 +105,7 @@ def _import_file(path: Path, option: str):
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, resolved)
     if spec is None or spec.loader is None:
-        raise InitlabError(f"{option}: cannot import '{path}' (not a Python file?)")
+        raise InitlabError(f"{option(flag)}: cannot import '{path}' (not a Python file?)")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     with _cwd_on_path(str(resolved.parent)):
@@ -112,11 +113,13 @@ def _import_file(path: Path, option: str):
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[name]
-            raise InitlabError(f"{option}: importing '{path}' failed: {_short(exc)}") from None
+            raise InitlabError(
+                f"{option(flag)}: importing '{path}' failed: {_short(exc)}"
+            ) from None
     return module
 
 
-def _import_module(name: str, option: str):
+def _import_module(name: str, flag: str):
     """``name`` imported, and imported again when its source file changed since (as its
     runs' keys do): ``sys.modules`` would otherwise keep running the old code under the new
     key, in a notebook or a sweep's worker."""
@@ -130,7 +133,9 @@ def _import_module(name: str, option: str):
                 _IMPORTED[name] = digest
             return module
         except Exception as exc:
-            raise InitlabError(f"{option}: cannot import module '{name}': {_short(exc)}") from None
+            raise InitlabError(
+                f"{option(flag)}: cannot import module '{name}': {_short(exc)}"
+            ) from None
 
 
 _IMPORTED: dict[str, str] = {}
@@ -158,27 +163,28 @@ def factory_raised(exc: BaseException, args: Mapping[str, Any]) -> str:
     return _short(exc) + (f" (called with {called})" if called else "")
 
 
-def load_callable(spec: str, option: str = "--model") -> Callable:
+def load_callable(spec: str, flag: str = "--model") -> Callable:
     """The callable named by ``spec`` (``module:function`` or ``file.py:function``).
 
     Raises :class:`InitlabError` with one line for every way this can fail: malformed spec,
-    missing file or module, an import that raises, a missing or non-callable attribute.
+    missing file or module, an import that raises, a missing or non-callable attribute; it
+    names ``flag`` (``--model``) as the user's surface spells it (``model`` from Python).
     """
     if is_registered(spec):
-        return _registered(spec, option)
-    target, func_name = split_spec(spec, option)
+        return _registered(spec, flag)
+    target, func_name = split_spec(spec, flag)
     if target.endswith(".py") or os.sep in target or "/" in target:
-        module = _import_file(Path(target), option)
+        module = _import_file(Path(target), flag)
     else:
-        module = _import_module(target, option)
+        module = _import_module(target, flag)
     factory = getattr(module, func_name, None)
     source = getattr(module, "__file__", None)
     if factory is None:
         public = [n for n, v in vars(module).items() if not n.startswith("_") and callable(v)]
-        raise UnknownNameError(f"function in '{target}' for {option}", func_name, public)
+        raise UnknownNameError(f"function in '{target}' for {option(flag)}", func_name, public)
     if not callable(factory):
         raise InitlabError(
-            f"{option} {spec}: '{func_name}' is a {type(factory).__name__}, not a function"
+            f"{given_as(flag, spec)}: '{func_name}' is a {type(factory).__name__}, not a function"
         )
     by_path = target.endswith(".py") or os.sep in target or "/" in target
     where = [str(Path(source).resolve().parent)] if source and by_path else []
@@ -241,13 +247,23 @@ def shown_spec(spec: str) -> str:
     return spec
 
 
-def given_as(option: str, spec: str) -> str:
-    """How a message names what the user gave: ``--model m.py:build`` for a spec (as the
-    command line takes it), ``model build (defined in this Python session)`` or ``data (the
-    arrays passed in Python)`` for what a Python call passed, which had no option."""
+def spec_name(spec: str) -> str:
+    """What the user calls ``spec``: a registered function or class by its own name
+    (``build``, not ``callable:build:9f3a…``), arrays as ``the arrays passed in Python``,
+    any other spec as it is."""
+    if is_array_data(spec):
+        return "the arrays passed in Python"
+    return spec.split(":")[1] if is_registered(spec) else spec
+
+
+def given_as(flag: str, spec: str) -> str:
+    """How a message names what the user gave: ``--model m.py:build`` on the command line,
+    ``model='m.py:build'`` from Python, ``model build (defined in this Python session)`` or
+    ``data (the arrays passed in Python)`` for what a Python call passed, which had no spec."""
+    name = flag.lstrip("-")
     if is_array_data(spec) or is_registered(spec):
-        return f"{option.lstrip('-')} {shown_spec(spec)}"
-    return f"{option} {spec}"
+        return f"{name} {shown_spec(spec)}"
+    return option(f"{flag} {spec}", f"{name}={spec!r}")
 
 
 def a_or_an(word: str) -> str:
@@ -271,16 +287,27 @@ def model_spec(model: str | Callable) -> str:
     """
     if isinstance(model, str):
         return model
-    torch_nn = sys.modules.get("torch.nn")  # a built model means torch is imported already
-    if torch_nn is not None and isinstance(model, torch_nn.Module):
-        raise InitlabError(
-            f"model= takes a factory, not a built {type(model).__name__}: each run builds and "
-            "initializes its own copy, so pass the function that builds it (model=build, or "
-            "model=lambda: MyNet())"
-        )
+    refuse_built(model)
     if not callable(model):
         raise InitlabError(f"model must be a spec string or a callable, got {model!r}")
     return _importable_spec(model) or _register(model, callable_digest(model))
+
+
+def refuse_built(
+    model: object,
+    keyword: str = "model",
+    why: str = "each run builds and initializes its own copy",
+    example: str = "lambda: MyNet()",
+) -> None:
+    """Raise :class:`InitlabError` (one line) when ``model`` is a built ``nn.Module`` where
+    a factory is taken (``keyword``): ``why`` it needs one, and how to pass it (``build``, or
+    ``example``)."""
+    torch_nn = sys.modules.get("torch.nn")  # a built model means torch is imported already
+    if torch_nn is not None and isinstance(model, torch_nn.Module):
+        raise InitlabError(
+            f"{keyword}= takes a factory, not a built {type(model).__name__}: {why}, so pass "
+            f"the function that builds it ({keyword}=build, or {keyword}={example})"
+        )
 
 
 def data_spec(data: object) -> str:
@@ -347,10 +374,11 @@ def _register(fn: Callable, digest: str, name: str | None = None) -> str:
     return spec
 
 
-def _registered(spec: str, option: str) -> Callable:
+def _registered(spec: str, flag: str) -> Callable:
     if spec not in _REGISTRY:
         raise InitlabError(
-            f"{option} {spec} was registered in another process: such callables and data run "
-            "only in the process that made them (use workers=1, or pass 'module:function')"
+            f"{option(flag)} {spec.split(':')[1]} was registered in another process: such "
+            "callables and data run only in the process that made them (use workers=1, or "
+            "pass 'module:function')"
         )
     return _REGISTRY[spec]

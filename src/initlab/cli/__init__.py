@@ -27,7 +27,7 @@ from typing import Any
 import typer
 
 from initlab.console import NotePrinter
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, surface
 
 app = typer.Typer(
     name="initlab",
@@ -197,10 +197,11 @@ def empty_path_option(args: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (the console script exits with it). SIGTERM
     reads as Ctrl-C from the first line on, while the modules import too: both print
-    ``interrupted`` and exit 130 (:func:`_terminate_as_interrupt`)."""
+    ``interrupted`` and exit 130 (:func:`_terminate_as_interrupt`). Messages name options
+    as flags (``--workers``) throughout (:func:`initlab.errors.option`)."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        with _terminate_as_interrupt():
+        with _terminate_as_interrupt(), surface("cli"):
             return _main(args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -139,7 +139,7 @@ def check_models(spec: Spec, given: Iterable[str] = (), source: str = "") -> Non
     try:
         for where, model in _models(spec):
             if is_user_spec(model):
-                load_callable(model, option=where)
+                load_callable(model, flag=where)
         model = spec.fixed.get("model", "mlp")
         args = spec.fixed.get("model_args")
         swept = "model" in spec.swept

@@ -121,5 +121,21 @@ def _dry_run(spec: Spec, target: Path, workers: int | None, calibrate: bool, max
         out.print(f"... {plan.total - len(shown):,} more runs not shown")
     for line in [*plan.models, *plan.lines]:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
-    for line in plan.warnings:
+    for line in [*plan.warnings, *_devices_missing_here(spec)]:
         err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _devices_missing_here(spec: Spec) -> list[str]:
+    """A warning per device or precision of the runs that this machine lacks: the run here
+    would refuse it (a sweep planned here for a Ray cluster's GPUs is not refused)."""
+    from initlab.sweep.grid import expand
+    from initlab.train.device import check_precision, resolve_device
+
+    said = []
+    pairs = dict.fromkeys((c.device, c.precision) for c in expand(spec, None))  # all of them
+    for device, precision in pairs:
+        try:
+            check_precision(precision, resolve_device(device))
+        except InitlabError as exc:
+            said.append(f"warning: {exc} (a run on this machine would stop here)")
+    return said

@@ -26,7 +26,7 @@ from initlab.data import locate
 from initlab.data.dataset import Dataset, assemble, check_val_size
 from initlab.data.download import RemoteFile, fetch
 from initlab.data.idx import read_bytes, read_idx, write_idx
-from initlab.errors import DataNotFoundError, InitlabError
+from initlab.errors import DataNotFoundError, InitlabError, option
 
 #: Download settings (module attributes so tests can shorten them).
 TIMEOUT = 30.0
@@ -207,7 +207,7 @@ def how_to_get(src: IdxSource, data_dir: str | Path | None = None) -> str:
     ways.append(
         f"download {names} from {' or '.join(src.mirrors)} (let initlab do it with "
         f"download=True when online) into {locate.cache_dir(src.name)} (found automatically)"
-        f" or into any directory DIR given as --data-dir DIR / data_dir=DIR or in the "
+        f" or into any directory DIR given as {option('--data-dir DIR', 'data_dir=DIR')} or in the "
         f"{locate.ENV_DATA} environment variable (files directly in DIR or in DIR/{src.name}/);"
         f" .gz or uncompressed both work"
     )

@@ -16,8 +16,11 @@ from pathlib import Path
 
 from initlab.data import digits, mnist, mnist1d, synthetic, user
 from initlab.data.dataset import Dataset, check_count
-from initlab.errors import InitlabError, UnknownNameError
-from initlab.usercode import is_data_file, is_user_spec, source_fingerprint
+from initlab.errors import InitlabError, UnknownNameError, option
+from initlab.usercode import given_as, is_data_file, is_user_spec, source_fingerprint
+
+OWN_DATA = "data= a function, arrays, 'module:function' or a file.npz"
+"""The user's own data, as a Python call gives it."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,9 @@ def canonical_name(name: str) -> str:
         return _ALIASES[key]
     if "." in str(name) or "/" in str(name):  # a file of a kind --data does not read
         raise InitlabError(
-            f"--data {name}: not a dataset name nor a file --data reads (.npz, .pt or .pth "
-            "with x_train, y_train, x_test, y_test; or module:function returning them)"
+            f"{given_as('--data', str(name))}: not a dataset name nor a file "
+            f"{option('--data', 'data=')} reads (.npz, .pt or .pth with x_train, y_train, x_test, "
+            "y_test; or module:function returning them)"
         )
     raise UnknownNameError("dataset", str(name), names())
 
@@ -142,8 +146,8 @@ def load(
         raise UnknownNameError("task", str(task), user.TASKS)
     if task not in ("auto", "classification"):
         raise InitlabError(
-            f"dataset '{entry.name}' is a classification task; task='{task}' needs your own "
-            "data (--data module:function or file.npz)"
+            f"dataset '{entry.name}' is a classification task; {option(f'--task {task}')} "
+            f"needs your own data ({option('--data module:function or file.npz', OWN_DATA)})"
         )
     return entry.load(
         data_dir=data_dir, val_size=val_size, seed=seed, download=download, limit_train=limit_train

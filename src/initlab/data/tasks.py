@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from initlab.data.scale import note_input_scale
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.notes import note
 
 IGNORE_INDEX = -100
@@ -96,12 +96,13 @@ def infer_task(raw: Raw) -> str:
     if not integral:
         return "regression"
     if all(is_one_hot(y) for _, _, y in pairs):
-        raise one_hot_error(raw.y_train, "task='regression' (--task regression)")
+        raise one_hot_error(raw.y_train, option("--task regression"))
     column = raw.y_train.dim() == 2 and raw.y_train.shape[1] == 1
-    fix = "class labels [N]: pass y[:, 0]; or pass task=" if column else "pass task="
+    fix = f"pass {option('--task', 'task=')}"
+    fix = f"class labels [N]: pass y[:, 0]; or {fix}" if column else fix
     raise InitlabError(
         f"cannot infer the task from whole-number targets of shape {_shape(raw.y_train)} "
-        f"and inputs of shape {_shape(raw.x_train)} ({AUTO_RULE}): {fix} (--task)"
+        f"and inputs of shape {_shape(raw.x_train)} ({AUTO_RULE}): {fix}"
     )
 
 
@@ -141,7 +142,8 @@ def prepare(raw: Raw, task: str = "auto") -> Prepared:
             f"train and test examples differ in shape: x_train {_shape(raw.x_train)}, "
             f"x_test {_shape(raw.x_test)}"
         )
-    hint = f" (task inferred by the rule {AUTO_RULE}; pass task= to override)" if inferred else ""
+    hint = f" (task inferred by the rule {AUTO_RULE}; pass {option('--task', 'task=')} to override)"
+    hint = hint if inferred else ""
     if task == "regression":
         prepared = _regression(raw)
     elif task == "sequence":
@@ -151,8 +153,8 @@ def prepare(raw: Raw, task: str = "auto") -> Prepared:
         if inferred and raw.y_train.dtype.is_floating_point:
             note(
                 f"the float targets are all whole numbers: read as class labels "
-                f"({prepared.num_classes} classes, accuracy); pass task='regression' "
-                "(--task regression) if they are quantities such as counts"
+                f"({prepared.num_classes} classes, accuracy); pass {option('--task regression')} "
+                "if they are quantities such as counts"
             )
     note_input_scale(prepared.x_train, raw.x_train)
     return prepared

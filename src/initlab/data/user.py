@@ -47,7 +47,7 @@ from initlab.data.dataset import (
     take,
 )
 from initlab.data.tasks import Prepared, Raw, prepare
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.usercode import _short, given_as, is_data_file, load_callable, source_fingerprint
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -68,7 +68,8 @@ def load(
 ) -> Dataset:
     """The :class:`Dataset` of user data ``spec`` (named ``spec``), split and checked.
 
-    Every problem is one line of :class:`InitlabError` prefixed with ``--data SPEC:``.
+    Every problem is one line of :class:`InitlabError` prefixed with ``--data SPEC:``
+    (``data='SPEC':`` from Python, :func:`initlab.usercode.given_as`).
     """
     if task not in TASKS:
         raise InitlabError(f"unknown task '{task}' (valid: {', '.join(TASKS)})")
@@ -112,7 +113,7 @@ def split(
     the original order, cut to its first ``limit`` examples."""
     pool = data.y_train.shape[0]
     default = int(DEFAULT_VAL_FRACTION * pool)
-    n_val = check_val_size(default if val_size is None else val_size, pool, name)
+    n_val = check_val_size(default if val_size is None else val_size, pool, "it")  # prefixed
     if limit is not None:
         limit = check_count("limit_train", limit, minimum=1)
     strata = data.y_train.numpy() if data.task == "classification" else np.zeros(pool)
@@ -154,12 +155,13 @@ def _read(key: tuple[str, str, str]) -> Raw:
 
 @contextlib.contextmanager
 def _prefixed(spec: str) -> Iterator[None]:
-    """Prefix every :class:`InitlabError` raised inside with ``--data SPEC:``."""
+    """Prefix every :class:`InitlabError` raised inside with ``--data SPEC:`` (as
+    :func:`initlab.usercode.given_as` names it), unless it names the data already."""
     try:
         yield
     except InitlabError as exc:
         message = str(exc)
-        if not message.startswith(("--data", "data ")):
+        if not message.startswith(("--data", "data ", "data=", "data:")):
             message = f"{given_as('--data', spec)}: {message}"
         raise InitlabError(message) from None
 
@@ -180,14 +182,15 @@ def read(spec: str) -> Raw:
 
 def read_file(path: Path) -> Raw:
     """The arrays of a ``.npz`` / ``.pt`` / ``.pth`` file."""
+    where = given_as("--data", str(path))
     if path.is_dir():
-        raise InitlabError(f"--data {path}: a directory, not a data file (.npz, .pt or .pth)")
+        raise InitlabError(f"{where}: a directory, not a data file (.npz, .pt or .pth)")
     if not path.is_file():
-        raise InitlabError(f"--data: no such file '{path}'")
+        raise InitlabError(f"{option('--data')}: no such file '{path}'")
     npz = path.suffix.lower() == ".npz"
     if npz and not zipfile.is_zipfile(path):  # numpy.load would talk of pickled data
         raise InitlabError(
-            f"--data {path} is not an .npz archive (numpy.savez writes a zip file; this one is "
+            f"{where} is not an .npz archive (numpy.savez writes a zip file; this one is "
             "not): save it with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
         )
     try:
@@ -199,24 +202,23 @@ def read_file(path: Path) -> Raw:
     except pickle.UnpicklingError:  # refused: not tensors and containers, or junk
         if not zipfile.is_zipfile(path):  # torch's own advice (weights_only=False) runs code
             raise InitlabError(
-                f"--data {path}: torch.load(weights_only=True) cannot read it (not a file "
+                f"{where}: torch.load(weights_only=True) cannot read it (not a file "
                 "torch.save wrote)"
             ) from None
         raise InitlabError(
-            f"--data {path}: torch.load(weights_only=True) cannot read it: it holds objects "
+            f"{where}: torch.load(weights_only=True) cannot read it: it holds objects "
             "other than tensors, numbers and dicts/lists (numpy arrays?); save tensors "
             "(torch.from_numpy) or use an .npz file"
         ) from None
     except Exception as exc:  # a corrupt or truncated file
         how = "numpy.load" if npz else "torch.load(weights_only=True)"
         what = "" if npz or zipfile.is_zipfile(path) else " (not a file torch.save wrote)"
-        raise InitlabError(f"--data {path}: {how} cannot read it{what}: {_short(exc)}") from None
+        raise InitlabError(f"{where}: {how} cannot read it{what}: {_short(exc)}") from None
     if not isinstance(content, Mapping):
         raise InitlabError(
-            f"--data {path} holds a {type(content).__name__}; expected a dict with keys "
-            f"{', '.join(KEYS)}"
+            f"{where} holds a {type(content).__name__}; expected a dict with keys {', '.join(KEYS)}"
         )
-    return from_mapping(content, f"--data {path}")
+    return from_mapping(content, where)
 
 
 def from_mapping(content: Mapping, where: str) -> Raw:
@@ -245,20 +247,33 @@ def from_returned(value: Any, spec: str) -> Raw:
         return from_mapping(value, where)
     if isinstance(value, (tuple, list)) and len(value) == 4:
         return Raw(*(as_tensor(v, k, where) for k, v in zip(KEYS, value, strict=True)))
-    if isinstance(value, (tuple, list)) and len(value) == 2:
+    if isinstance(value, (tuple, list)) and len(value) == 2 and not _arrays(value):
         train, test = value
         x_train, y_train = stack(train, "train", where)
         x_test, y_test = stack(test, "test", where)
         names = getattr(train, "classes", None)
         classes = tuple(names) if _is_names(names) else None
         return Raw(x_train, y_train, x_test, y_test, classes=classes)
-    got = f"a {type(value).__name__}" + (
-        f" of {len(value)} items" if isinstance(value, (tuple, list)) else ""
-    )
     raise InitlabError(
-        f"{where} returned {got}; expected (x_train, y_train, x_test, y_test) as tensors or "
-        "arrays, or (train_dataset, test_dataset)"
+        f"{where} returned {_described(value)}; expected (x_train, y_train, x_test, y_test) "
+        "as tensors or arrays, or two Datasets (train, test)"
     )
+
+
+def _arrays(value: tuple | list) -> bool:
+    """Whether every item of ``value`` is a tensor or an array (not a Dataset)."""
+    return all(hasattr(part, "__array__") for part in value)
+
+
+def _described(value: Any) -> str:
+    """``2 tensors``, ``3 arrays``, ``a tuple of 3 items``, ``a dict``: what a data
+    function returned, in words."""
+    if not isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__}"
+    if value and _arrays(value):
+        kind = "tensor" if all(isinstance(v, Tensor) for v in value) else "array"
+        return f"{len(value)} {kind}{'s' if len(value) > 1 else ''}"
+    return f"a {type(value).__name__} of {len(value)} items"
 
 
 def stack(dataset: Any, which: str, where: str) -> tuple[Tensor, Tensor]:

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from initlab.apply import initializable_layers, initialize, weight_layers
 from initlab.config import RunConfig
 from initlab.doctor.plan import COMPOUND_ACTIVATIONS, GLOROT_FAMILY, HE_FAMILY, Plan, recommend
-from initlab.errors import InitlabError, UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.layer_order import output_layer_name
 from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, canonical_rule, find_structure
 from initlab.residual.structure import Structure
@@ -56,8 +56,14 @@ NAMED = (DEFAULT, "plan", ORTHOGONAL_PLAN)
 """Candidate names of ``--candidates`` that are not initializer specs."""
 PLAN_WITH = "plan+"
 """``plan+<rule>``: the plan, then a residual rule (as ``auto`` names its candidates)."""
-AUTO = "default, your --init if given, plan, the activation's preset, orthogonal_plan, lsuv"
-"""What ``--candidates auto`` (the default) trains, in words."""
+AUTO = "default, your {init} if given, plan, the activation's preset, orthogonal_plan, lsuv"
+"""What ``--candidates auto`` (the default) trains, in words (``{init}``: the option that
+gives a starting init, `auto_in_words`)."""
+
+
+def auto_in_words() -> str:
+    """:data:`AUTO` naming the starting init as the user's surface does (``--init``)."""
+    return AUTO.format(init=option("--init"))
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,9 @@ def auto_candidates(
         Candidate(DEFAULT, {"init": DEFAULT}, why=WHY_DEFAULT),
     ]
     if start and start != DEFAULT:
-        found.append(Candidate(start, {"init": start}, why="your starting init (--init)"))
+        found.append(
+            Candidate(start, {"init": start}, why=f"your starting init ({option('--init')})")
+        )
     planned = plan_candidate("plan", plan, base, "the doctor's analytic plan")
     found.append(planned)
     common = Counter(e.activation for e in plan.entries[:-1]).most_common(1)
@@ -190,7 +198,9 @@ def listed_candidates(
     init are always included (the references)."""
     found = [Candidate(DEFAULT, {"init": DEFAULT}, why=WHY_DEFAULT)]
     if start and start != DEFAULT:
-        found.append(Candidate(start, {"init": start}, why="your starting init (--init)"))
+        found.append(
+            Candidate(start, {"init": start}, why=f"your starting init ({option('--init')})")
+        )
     for name in names:
         if name == "plan":
             found.append(plan_candidate("plan", plan, base, "the doctor's analytic plan"))
@@ -229,14 +239,16 @@ def check_listed(names: Sequence[str], start: str | None = None) -> list[str]:
         except UnknownNameError:
             raise UnknownNameError("candidate", name, {*NAMED, *init_names()}) from None
         except InitlabError as err:
-            raise InitlabError(f"--candidates: {err}") from None
+            raise InitlabError(f"{option('--candidates')}: {err}") from None
     listed = list(dict.fromkeys(names))
     every = list(dict.fromkeys([DEFAULT, *([start] if start else []), *listed]))
     if len(every) < 2:
+        given = option(f"--candidates {','.join(listed)}", f"candidates={listed!r}")
+        example = option(f"--candidates {DEFAULT},plan", f"candidates=['{DEFAULT}', 'plan']")
         raise InitlabError(
-            f"--candidates {','.join(listed)} leaves only {every[0]} to train: a comparison "
-            f"needs at least two candidates; add one (e.g. --candidates {DEFAULT},plan) or "
-            f"leave --candidates out (auto: {AUTO})"
+            f"{given} leaves only {every[0]} to train: a comparison needs at least two "
+            f"candidates; add one (e.g. {example}) or leave {option('--candidates')} out "
+            f"(auto: {auto_in_words()})"
         )
     return listed
 
@@ -248,9 +260,13 @@ def _check_plan_rule(rule: str) -> None:
     canonical = canonical_rule(rule)  # UnknownNameError with the closest rule
     if canonical in ADDS_PARAMETERS or canonical == "none":
         usable = [r for r in RESIDUAL_RULES[1:] if r not in ADDS_PARAMETERS]
+        given = option(f"--candidates plan+{rule}", f"candidates=['plan+{rule}']")
+        compare = option(
+            f"compare --residual-init {canonical}", f"compare(residual_init={canonical!r})"
+        )
         raise InitlabError(
-            f"--candidates plan+{rule}: the trials take plan+ with a rule that adds no "
-            f"parameters ({', '.join(usable)}); compare --residual-init {canonical} tries it"
+            f"{given}: the trials take plan+ with a rule that adds no parameters "
+            f"({', '.join(usable)}); {compare} tries it"
         )
 
 
@@ -264,7 +280,7 @@ def check_comparison(found: Sequence[Candidate], left_out: Sequence[str] = ()) -
     why = f"{', '.join(left_out)} could not be built" if left_out else "the others are the same run"
     raise InitlabError(
         f"only {left} is left to train ({why}): a comparison needs at least two "
-        f"candidates; list others with --candidates (auto: {AUTO})"
+        f"candidates; list others with {option('--candidates')} (auto: {auto_in_words()})"
     )
 
 

@@ -36,7 +36,7 @@ from typing import NoReturn
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.doctor.candidates import Candidate
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.notes import note
 from initlab.train import group_configs, train_configs
 from initlab.train.result import RunResult
@@ -53,7 +53,9 @@ def parse_budget(text: str) -> float:
     """``"90"``/``"90s"`` → 90.0, ``"10m"`` → 600.0, ``"1.5h"`` → 5400.0 seconds."""
     match = _BUDGET.match(str(text))
     if not match or float(match.group(1)) <= 0:
-        raise InitlabError(f"--budget takes a positive time such as 90s, 10m or 1h, got '{text}'")
+        raise InitlabError(
+            f"{option('--budget')} takes a positive time such as 90s, 10m or 1h, got '{text}'"
+        )
     factor = {"m": 60, "min": 60, "h": 3600}.get(match.group(2) or "s", 1)
     return float(match.group(1)) * factor
 
@@ -78,7 +80,9 @@ class Design:
     def square(cls, trials: int) -> Design:
         """``trials`` init seeds × ``trials`` data-order seeds (``trials`` >= 1)."""
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-            raise InitlabError(f"--trials must be a positive number of seeds, got {trials}")
+            raise InitlabError(
+                f"{option('--trials')} must be a positive number of seeds, got {trials}"
+            )
         return cls(tuple(range(trials)), tuple(range(trials)))
 
     def note_if_untestable(self) -> None:
@@ -86,9 +90,10 @@ class Design:
         n = len(self.init_seeds)
         if n < MIN_TESTED_SEEDS:
             note(
-                f"--trials {n}: {n} init seed(s) leave the paired test about {max(n - 1, 0)} "
-                "degree(s) of freedom, so only an enormous gain can be confirmed and the "
-                f"reference is likely kept; use --trials {MIN_TESTED_SEEDS} or more for a verdict"
+                f"{option(f'--trials {n}')}: {n} init seed(s) leave the paired test about "
+                f"{max(n - 1, 0)} degree(s) of freedom, so only an enormous gain can be "
+                f"confirmed and the reference is likely kept; use "
+                f"{option(f'--trials {MIN_TESTED_SEEDS}')} or more for a verdict"
             )
 
     @property
@@ -208,8 +213,8 @@ def too_small(budget: float, least: float, timed: str = "") -> NoReturn:
     raise InitlabError(
         f"a budget of {budget:g}s is too small for {MIN_TRIAL_STEPS} training steps per "
         f"candidate{where} (fewer measure the loss at init, not training): the trials need "
-        f"at least about {least}s here, and the timing varies: give --budget {room}s "
-        f'(budget="{room}s" in Python)'
+        f"at least about {least}s here, and the timing varies: give "
+        f"{option(f'--budget {room}s')}"
     )
 
 

@@ -10,13 +10,27 @@ from typing import Any
 
 from torch import nn
 
-from initlab.errors import InitlabError, UnknownNameError, closest_name
+from initlab.errors import InitlabError, UnknownNameError, closest_name, option
 from initlab.models.cnn import SmallCNN
 from initlab.models.mlp import MLP
 
 ARCHITECTURES = ("mlp", "cnn")
 
-__all__ = ["ARCHITECTURES", "MLP", "SmallCNN", "build_model", "build_user_model"]
+
+def model_arg_option() -> str:
+    """How the user gives a factory's keyword: ``--model-arg NAME=VALUE (model_args in a
+    spec)`` on the command line, ``model_args={NAME: VALUE}`` from Python."""
+    return option("--model-arg NAME=VALUE (model_args in a spec)", "model_args={NAME: VALUE}")
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "MLP",
+    "SmallCNN",
+    "build_model",
+    "build_user_model",
+    "model_arg_option",
+]
 
 
 def build_model(
@@ -68,8 +82,7 @@ def check_factory_args(
     except TypeError as exc:
         raise InitlabError(
             f"{given_as('--model', spec)}: the factory cannot be called with model_args {args}: "
-            f"{_binding_problem(signature, args) or exc} "
-            "(pass each as --model-arg NAME=VALUE (model_args in Python/specs))"
+            f"{_binding_problem(signature, args) or exc} (pass each as {model_arg_option()})"
         ) from None
     return factory, args
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.report.build import regroup
 from initlab.results import ResultSet, with_model_arg_columns
 from initlab.store.read import varying
@@ -40,7 +40,9 @@ def load_results(
         raise InitlabError(f"no such file or directory: {source}")
     if source.is_dir() and not (source / STORE_FILE).exists():
         if study is not None:
-            raise InitlabError(f"--study needs a results store; {source} holds no {STORE_FILE}")
+            raise InitlabError(
+                f"{option('--study')} needs a results store; {source} holds no {STORE_FILE}"
+            )
         return _from_csv_dir(source)
     db = source / STORE_FILE if source.is_dir() else source
     return _from_store(db, study)

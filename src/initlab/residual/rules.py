@@ -42,7 +42,7 @@ from torch import nn
 
 from initlab.compound_layers import is_attention_output
 from initlab.computed_weights import refuse_computed
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.notes import note
 from initlab.residual.gates import add_fixup_input, add_fixup_output, add_gate
 from initlab.residual.names import ADDS_PARAMETERS, canonical_rule
@@ -91,8 +91,9 @@ def apply_residual(
         note(
             f"residual rule '{rule}' applied to branches guessed from module names "
             f"({structure.depth} found; a block with two additions is read as one branch "
-            "unless its layers sit in attention and feed-forward children): pass data= "
-            "(--data) to record them from one run, or check them with initlab.plan"
+            f"unless its layers sit in attention and feed-forward children): pass "
+            f"{option('--data', 'data=')} to record them from one run, or check them with "
+            f"{option('initlab plan', 'initlab.plan')}"
         )
     return result
 

@@ -19,7 +19,7 @@ import torch
 from initlab.atomic_files import check_output_dir, write_files
 from initlab.config import plain
 from initlab.data import load
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.jsonsafe import strict_json
 from initlab.scaling.coords import (
     CoordSettings,
@@ -269,7 +269,7 @@ def coord_check(
             raise
         raise InitlabError(
             f"{exc} (no data given: the check ran on digits, 8×8 images [N, 1, 8, 8] with 10 "
-            "classes; pass data= or --data)"
+            f"classes; pass {option('--data', 'data=')})"
         ) from None
     notes = before.notes + seed_pooling_note(len(settings.seeds))
     with torch.random.fork_rng(devices=rng_devices(the_device)):  # its dropout seeds

@@ -23,8 +23,7 @@ and the model's logits ``std`` (module ``(logits)``). A tidy frame with columns
 from __future__ import annotations
 
 import inspect
-import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,10 +33,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.probe.projections import AttentionProjection
 from initlab.probe.trace import trace
-from initlab.scaling.fits import check_design
+from initlab.scaling.fits import check_design, check_sizes
 from initlab.scaling.parametrize import ATTN_ATTRIBUTE, Parametrized, parametrized
 from initlab.scaling.shapes import Factory
 from initlab.sweep.footprint import shortfall
@@ -68,37 +67,27 @@ class CoordSettings:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_sizes("--widths", self.widths)
+        widths, depths = option("--widths"), option("--depths")
+        check_sizes(widths, self.widths)
         if self.depths:
-            check_sizes("--depths", self.depths)
+            check_sizes(depths, self.depths)
         if self.steps < 1:
-            raise InitlabError(f"--steps must be at least 1, got {self.steps}")
+            raise InitlabError(f"{option('--steps')} must be at least 1, got {self.steps}")
         if not self.seeds:
-            raise InitlabError("--seeds must give at least one seed")
-        check_design("--widths", self.widths, len(self.seeds))
+            raise InitlabError(f"{option('--seeds')} must give at least one seed")
+        check_design(widths, self.widths, len(self.seeds))
         if self.depths:
-            check_design("--depths", self.depths, len(self.seeds))
+            check_design(depths, self.depths, len(self.seeds))
         if self.batch_size < 1:
             raise InitlabError(f"batch size must be at least 1, got {self.batch_size}")
         if self.base_width is not None and self.base_width < 1:
-            raise InitlabError(f"--base-width must be a positive width, got {self.base_width}")
+            raise InitlabError(
+                f"{option('--base-width')} must be a positive width, got {self.base_width}"
+            )
 
     @property
     def base(self) -> int:
         return self.base_width if self.base_width is not None else self.widths[0]
-
-
-def check_sizes(option: str, sizes: Sequence[int]) -> None:
-    """:class:`InitlabError` unless ``sizes`` are ≥ 2 positive, strictly increasing ints."""
-    if len(sizes) < 2:
-        raise InitlabError(
-            f"{option} needs at least two sizes to fit a slope, got {list(sizes)} "
-            "(e.g. 64,128,256,512,1024)"
-        )
-    if any(int(s) != s or s < 1 for s in sizes):
-        raise InitlabError(f"{option} must be positive integers, got {list(sizes)}")
-    if any(b <= a for a, b in itertools.pairwise(sizes)):
-        raise InitlabError(f"{option} must be strictly increasing, got {list(sizes)}")
 
 
 ATTENTION_FUNCTIONS = frozenset({"scaled_dot_product_attention", "softmax"})
@@ -188,7 +177,7 @@ def preflight(
     at = where(width, factory_depth(factory, kwargs))
     parameters = sum(p.numel() for p in built.model.parameters())
     if short := shortfall(parameters, settings.optimizer, str(device), copies=1):  # snapshot
-        raise InitlabError(f"{at}: {short}; give smaller --widths")
+        raise InitlabError(f"{at}: {short}; give smaller {option('--widths')}")
     try:
         watch, out = watch_attention(built.model.to(device), x)
     except Exception as exc:

@@ -29,6 +29,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from initlab.errors import option
 from initlab.scaling.fits import MIN_VALUES, PER_X_VALUES, fit
 from initlab.scaling.verdicts import JUDGED, Verdict
 
@@ -138,8 +139,8 @@ def rescaled_note(readout: str, scale: pd.Series) -> str:
         f"the model's forward rescales `{readout}`'s output before returning it (logits std / "
         f"its std: ×{scale.iloc[0]:.3g} at width {first}, ×{scale.iloc[-1]:.3g} at width "
         f"{last}): `{readout}`'s own fits are not flagged and the model logits' fits judge the "
-        "readout (a MuReadout-style multiplier; under --param mup it adds to muP's own "
-        "readout rule, zero init and lr η/width)"
+        f"readout (a MuReadout-style multiplier; under {option('--param mup')} it adds to "
+        "muP's own readout rule, zero init and lr η/width)"
     )
 
 
@@ -204,8 +205,8 @@ def inconclusive_line(fits: list[Verdict], shown: int = 3) -> str:
     more = f"; … {len(fits) - shown} more" if len(fits) > shown else ""
     return (
         f"inconclusive: {len(fits)} fit(s) could not be told from a material slope (95% CI "
-        f"not within ±{FLAT_BOUND:g}: {examples}{more}); more seeds (--seeds) or widths "
-        "(--widths) narrow them"
+        f"not within ±{FLAT_BOUND:g}: {examples}{more}); more seeds ({option('--seeds')}) or "
+        f"widths ({option('--widths')}) narrow them"
     )
 
 
@@ -288,8 +289,8 @@ def blowup_line(found: list[dict]) -> str:
         )
     return (
         f"blow-up: {len(found)} series grow ≥{BLOWUP_FACTOR:g}-fold ({'; '.join(parts)}): "
-        "training diverged or a scale does not fit the width; lower --lr or check the "
-        "parametrization"
+        f"training diverged or a scale does not fit the width; lower {option('--lr')} or check "
+        "the parametrization"
         + (
             "; across depths: the signal grows with depth (residual branches without "
             "1/sqrt(depth) scaling or norms? docs/residual.md)"
@@ -306,8 +307,8 @@ def seed_pooling_note(seeds: int) -> list[str]:
         return []
     return [
         f"with {seeds} seed(s) the fits take one seed noise for every width (pooled least "
-        f"squares); --seeds {PER_X_VALUES} or more gives each width its own, which a noisier "
-        "small width needs (docs/scaling.md §3)"
+        f"squares); {option(f'--seeds {PER_X_VALUES}')} or more gives each width its own, "
+        "which a noisier small width needs (docs/scaling.md §3)"
     ]
 
 

@@ -31,6 +31,7 @@ dilute every other fit's adjusted p-value.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable, Sequence
 from typing import NamedTuple
@@ -38,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.stats import holm_adjust
 
 MIN_VALUES = 3
@@ -52,18 +53,32 @@ CONFIDENCE = 0.95
 """The level of each fit's CI, and ``1 −`` the family-wise error rate of Holm's adjustment."""
 
 
-def check_design(option: str, sizes: Sequence[int], seeds: int) -> None:
+def check_sizes(name: str, sizes: Sequence[int]) -> None:
+    """:class:`InitlabError` unless ``sizes`` are ≥ 2 positive, strictly increasing ints
+    (``name``: the option as the user spells it, :func:`initlab.errors.option`)."""
+    if len(sizes) < 2:
+        raise InitlabError(
+            f"{name} needs at least two sizes to fit a slope, got {list(sizes)} "
+            f"(e.g. {option('64,128,256,512,1024', '[64, 128, 256, 512, 1024]')})"
+        )
+    if any(int(s) != s or s < 1 for s in sizes):
+        raise InitlabError(f"{name} must be positive integers, got {list(sizes)}")
+    if any(b <= a for a, b in itertools.pairwise(sizes)):
+        raise InitlabError(f"{name} must be strictly increasing, got {list(sizes)}")
+
+
+def check_design(name: str, sizes: Sequence[int], seeds: int) -> None:
     """:class:`InitlabError` unless ``sizes × seeds`` gives a fit its
     :data:`MIN_VALUES` values: with fewer, no slope gets a CI and
-    the check could judge nothing."""
+    the check could judge nothing (``name``: the option as the user spells it)."""
     if len(sizes) * seeds >= MIN_VALUES:
         return
     need, more_seeds = -(-MIN_VALUES // seeds), -(-MIN_VALUES // len(sizes))
-    noun, plural = option.removeprefix("--"), "s" if seeds > 1 else ""
+    noun, plural = name.removeprefix("--"), "s" if seeds > 1 else ""
     raise InitlabError(
-        f"{option} needs at least {need} {noun} with {seeds} seed{plural} (got {len(sizes)}), "
-        f"or use --seeds {more_seeds}: a slope's 95% CI needs {MIN_VALUES} values "
-        f"({noun} × seeds)"
+        f"{name} needs at least {need} {noun} with {seeds} seed{plural} (got {len(sizes)}), "
+        f"or use {option(f'--seeds {more_seeds}')}: a slope's 95% CI needs {MIN_VALUES} "
+        f"values ({noun} × seeds)"
     )
 
 

@@ -15,9 +15,9 @@ import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.speclist import split_list
-from initlab.usercode import load_callable
+from initlab.usercode import given_as, load_callable, refuse_built
 
 BUILTIN = {
     "mlp": "initlab.models.scalable:mlp",
@@ -84,7 +84,10 @@ def learning_rate(value: Any) -> float:
     bool, 0, a negative number, NaN)."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not (ok and math.isfinite(value) and value > 0):
-        raise InitlabError(f"--lr must be a positive number, got {value!r} (e.g. lr=1e-2)")
+        raise InitlabError(
+            f"{option('--lr')} must be a positive number, got {value!r} (e.g. "
+            f"{option('--lr 1e-2')})"
+        )
     return float(value)
 
 
@@ -97,24 +100,25 @@ def check_model_args(
     owned = {"width": "--widths", width_arg: "--widths"}
     if depths:
         owned |= {"depth": "--depths", depth_arg: "--depths"}
-    for key, option in owned.items():
+    for key, flag in owned.items():
         if key in model_args:
+            given = option(f"--model-arg {key}={model_args[key]}", f"model_args['{key}']")
             raise InitlabError(
-                f"--model-arg {key}={model_args[key]} (model_args in Python): the check sets "
-                f"'{key}' itself from {option}; remove it"
+                f"{given}: the check sets '{key}' itself from {option(flag)}; remove it"
             )
 
 
 def resolve_factory(model: str | Callable) -> Callable:
     """A factory from ``mlp``/``gpt`` (the built-in width-parametrized ones), a
-    ``module:function`` / ``file.py:function`` spec or a callable."""
+    ``module:function`` / ``file.py:function`` spec or a callable (not a built model)."""
+    refuse_built(model, why="the check builds it at every width", example="lambda width: ...")
     if callable(model):
         return model
     if model in BUILTIN:
         return load_callable(BUILTIN[model], "--model")
     if ":" not in model:
         raise InitlabError(
-            f"--model {model}: scaling needs a factory with a 'width' keyword: mlp, cnn, gpt, "
-            "module:function or file.py:function"
+            f"{given_as('--model', str(model))}: scaling needs a factory with a 'width' "
+            "keyword: mlp, cnn, gpt, module:function or file.py:function"
         )
     return load_callable(model, "--model")

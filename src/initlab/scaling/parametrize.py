@@ -35,6 +35,7 @@ from initlab.scaling.rescale import (
     rescale_ratios,
 )
 from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes, renamed
+from initlab.usercode import refuse_built
 
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "default")
 OPTIMIZERS = ("sgd", "adam")
@@ -150,6 +151,9 @@ def parametrized(
         raise UnknownNameError("optimizer for scaling", optimizer, OPTIMIZERS)
     lr = learning_rate(lr)
     kwargs = dict(kwargs or {})
+    refuse_built(
+        factory, "factory", "it builds the model at width and base_width", "lambda width: ..."
+    )
     factory = renamed(factory, width_arg)
     shapes = infer_shapes(factory, width=width, base_width=base_width, kwargs=kwargs)
     if seed is None:  # one draw from the caller's RNG, as building a model would take

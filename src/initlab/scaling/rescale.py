@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from initlab.errors import option
 from initlab.scaling.shapes import ParamShape
 
 AS_BUILT = "default"
@@ -117,8 +118,8 @@ def rescale_note(
     shown = ", ".join(f"`{n}` ×{r:.3g}" for n, r in list(changed.items())[:4])
     more = f", … {len(changed) - 4} more" if len(changed) > 4 else ""
     return [
-        f"--param {param} rescaled the factory's init of {len(changed)} of {len(shapes)} "
-        f"parameter(s) at width {widths[0]} beyond sampling noise, to its law normalized at "
-        f"width {widths[1]} "
-        f"({laws}): {shown}{more}; --param {AS_BUILT} checks the model as built"
+        f"{option(f'--param {param}')} rescaled the factory's init of {len(changed)} of "
+        f"{len(shapes)} parameter(s) at width {widths[0]} beyond sampling noise, to its law "
+        f"normalized at width {widths[1]} ({laws}): {shown}{more}; "
+        f"{option(f'--param {AS_BUILT}')} checks the model as built"
     ]

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.norm_layers import is_norm
 from initlab.usercode import factory_raised
 
@@ -77,9 +77,9 @@ def check_factory(factory: Factory, *, depth: bool = False, label: str = "--mode
             takes = ", ".join(params) or "no keywords"
             example = {"depth": 2}.get(key, 64)
             raise InitlabError(
-                f"{label}: {name}() has no '{key}' keyword (it takes {takes}); if one of "
-                f"those sets the layer sizes, name it with --{key}-arg ({key}_arg= in Python), "
-                f"else give the factory a '{key}' (def build({key}={example}, ...))"
+                f"{option(label)}: {name}() has no '{key}' keyword (it takes {takes}); if one "
+                f"of those sets the layer sizes, name it with {option(f'--{key}-arg')}"
+                f", else give the factory a '{key}' (def build({key}={example}, ...))"
             )
 
 
@@ -101,10 +101,13 @@ def renamed(factory: Factory, width: str = WIDTH_KEY, depth: str = "depth") -> F
             if name not in sig.parameters:
                 takes = ", ".join(sig.parameters) or "none"
                 raise InitlabError(
-                    f"--{key}-arg {name}: {label}() has no '{name}' keyword (it takes {takes})"
+                    f"{option(f'--{key}-arg {name}')}: {label}() has no '{name}' keyword (it "
+                    f"takes {takes})"
                 )
             if key in sig.parameters:
-                raise InitlabError(f"--{key}-arg {name}: {label}() also has a '{key}' keyword")
+                raise InitlabError(
+                    f"{option(f'--{key}-arg {name}')}: {label}() also has a '{key}' keyword"
+                )
 
     def call(**kwargs: Any) -> nn.Module:
         return factory(**{own.get(k, k): v for k, v in kwargs.items()})

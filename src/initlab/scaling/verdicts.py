@@ -22,14 +22,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import pandas as pd
 
-from initlab.scaling.fits import (
-    CONFIDENCE,
-    Fit,
-    depth_law,
-    fit,
-    holm_distinct,
-    series_key,
-)
+from initlab.errors import option
+from initlab.scaling.fits import CONFIDENCE, Fit, depth_law, fit, holm_distinct, series_key
 from initlab.scaling.roles import READOUT, LayerRoles, matched_rows
 
 PRACTICAL_SLOPE = 0.1
@@ -222,9 +216,9 @@ def cause(
         return readout_init_cause(verdict, param, setting)
     if verdict.step == 0 and param == "default":
         return (
-            "the factory's initialization (checked as built, --param default) has a scale "
-            "that depends on width; variance ∝ 1/fan_in (SP, NTK, muP; muP's output layer: 0 "
-            "or 1/fan_in²) keeps it flat"
+            f"the factory's initialization (checked as built, {option('--param default')}) has "
+            "a scale that depends on width; variance ∝ 1/fan_in (SP, NTK, muP; muP's output "
+            "layer: 0 or 1/fan_in²) keeps it flat"
         )
     if verdict.step == 0:
         return (
@@ -278,7 +272,7 @@ def readout_init_cause(verdict: Verdict, param: str, setting: str) -> str:
     its 95% CI reaches muP's law (:func:`within_mup_readout`: its variance can be
     ≤ 1/fan_in²), else between SP's law (flat) and muP's."""
     who = (
-        "the factory's output layer (checked as built, --param default)"
+        f"the factory's output layer (checked as built, {option('--param default')})"
         if param == "default"
         else f"the output layer's init {setting}"
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from initlab.atomic_files import failed_file, write_files
-from initlab.errors import InitlabError, UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.store.location import check_writable, location_error
 from initlab.store.sqlite import Store
 
@@ -32,7 +32,10 @@ def export(store: Store, fmt: str, out_dir: str | Path, study: str | None = None
             ) from None
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise InitlabError(f"--out must be a directory for the exported tables, got file {out}")
+        raise InitlabError(
+            f"{option('--out', 'out_dir')} must be a directory for the exported tables, got "
+            f"file {out}"
+        )
     check_writable(out / "runs.csv", "the exported tables")
     frames = {
         "runs": store.runs(study),

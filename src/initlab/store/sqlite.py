@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from initlab._version import __version__
 from initlab.checkpoints import Checkpoints, checkpoint_dir
 from initlab.config import RunConfig
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.store import damage, leases, read
 from initlab.store.damage import EMPTY_STORE
 from initlab.store.location import check_writable, is_busy, location_error, locked_line
@@ -190,7 +190,7 @@ class Store:
         advice = (
             "upgrade initlab to read it"
             if version and version > SCHEMA_VERSION
-            else "re-run the sweep into a new --out directory"
+            else f"re-run the sweep into a new {option('--out', 'out=')} directory"
         )
         raise InitlabError(
             f"{self.path} uses results-store schema {version}{by}; this initlab "

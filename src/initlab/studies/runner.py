@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from initlab.errors import UnknownNameError
+from initlab.errors import UnknownNameError, option
 from initlab.report.build import ReportPaths, build_report
 from initlab.report.model import Section, Table
 from initlab.results import ResultSet
@@ -42,13 +42,19 @@ class StudyOutcome:
     def verdict_line(self) -> str:
         n = len(self.expectations)
         line = f"{self.study.command_name}: {self.reproduced} of {n} expected outcomes reproduced"
-        return line + (f" ({TINY_NOTE})" if self.scale == "tiny" else "")
+        return line + (f" ({tiny_note()})" if self.scale == "tiny" else "")
 
 
 TINY_NOTE = (
     "tiny scale is a smoke test: its data and networks are too small for the paper's "
-    "effects, so its verdicts usually do not reproduce; --scale default for evidence"
+    "effects, so its verdicts usually do not reproduce; {default} for evidence"
 )
+"""What a tiny-scale verdict means; ``{default}`` the option that asks for the default scale."""
+
+
+def tiny_note() -> str:
+    """:data:`TINY_NOTE` naming ``--scale default`` as the user's surface spells it."""
+    return TINY_NOTE.format(default=option("--scale default"))
 
 
 def check_scale(scale: str) -> str:
@@ -74,7 +80,7 @@ def verdict_section(study: Study, expectations: list[Expectation], scale: str) -
         ]
     )
     strong = tuple(i for i, e in enumerate(expectations) if e.reproduced is not True)
-    tiny = f" ({TINY_NOTE})" if scale == "tiny" else ""
+    tiny = f" ({tiny_note()})" if scale == "tiny" else ""
     intro = f"{study.paper}. {study.claim} Scale: {scale}{tiny}."
     return Section("verdict", f"{study.title}: verdict", intro, [Table(frame, "", strong)])
 

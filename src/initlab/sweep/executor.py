@@ -36,7 +36,7 @@ import initlab.mkl_dispatch as mkl_dispatch
 from initlab.checkpoints import Checkpoints
 from initlab.config import RunConfig
 from initlab.console import warning_line
-from initlab.errors import InitlabError
+from initlab.errors import SURFACE, InitlabError, option
 from initlab.sweep.engine import (
     DataCache,
     DataLoadError,
@@ -120,7 +120,7 @@ def plan_workers(n_chunks: int, workers: int | None = None, cores: int | None = 
     if workers is None:
         workers = max(1, min(cores, n_chunks))
     elif workers < 1:
-        raise InitlabError(f"--workers must be at least 1, got {workers}")
+        raise InitlabError(f"{option('--workers')} must be at least 1, got {workers}")
     return workers, max(1, cores // workers)
 
 
@@ -172,6 +172,7 @@ class ProcessExecutor:
         # worker_entry applies the MKL override as the parent did, before torch is imported
         pid = os.getpid()
         args = (tasks, events, self.threads, self.engine, self.data_dir, pid, self.checkpoints)
+        args += (SURFACE.get(),)  # the workers' messages name options as the parent's do
         entry = (mkl_dispatch.status(), f"{__name__}:worker_main")
         procs = [
             ctx.Process(
@@ -289,11 +290,14 @@ def _stop(procs, tasks, events) -> None:
 
 
 def worker_main(
-    worker, tasks, events, threads, engine, data_dir, parent_pid, checkpoints=None
+    worker, tasks, events, threads, engine, data_dir, parent_pid, checkpoints=None, spoken="python"
 ) -> None:
-    """A worker process: take chunks until the sentinel, send back their outcomes."""
+    """A worker process: take chunks until the sentinel, send back their outcomes. Its
+    messages name options as the parent's surface does (``spoken``: ``"cli"`` or
+    ``"python"``, :func:`initlab.errors.option`)."""
     import torch
 
+    SURFACE.set(spoken)
     _exit_with_parent(parent_pid)
     torch.set_num_threads(threads)
     warnings.showwarning = _relay_notes(events, worker)

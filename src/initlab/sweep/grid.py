@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from initlab.config import DEFAULT_MAX_RUNS, RunConfig
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.ranges import MAX_INT, Range
 from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import MODEL_ARG
@@ -216,8 +216,7 @@ def check_max_runs(spec: Spec, max_runs: int | None = DEFAULT_MAX_RUNS) -> int:
         if total > max_runs:
             raise InitlabError(
                 f"spec '{spec.name}' has {total:,} runs, over the limit of {max_runs:,}: "
-                f"make the grid smaller or raise the limit (--max-runs {total}, "
-                f"max_runs={total} in Python)"
+                f"make the grid smaller or raise the limit ({option(f'--max-runs {total}')})"
             )
     if total == 0:
         raise InitlabError(f"spec '{spec.name}' has no runs (every grid point is excluded)")

@@ -34,7 +34,7 @@ import initlab.mkl_dispatch as mkl_dispatch
 from initlab.checkpoints import Checkpoints
 from initlab.config import RunConfig
 from initlab.data import Dataset
-from initlab.errors import InitlabError, check_positive
+from initlab.errors import InitlabError, check_positive, option
 from initlab.sweep.engine import (
     DataCache,
     DataLoadError,
@@ -176,8 +176,8 @@ class RayExecutor:
             if started_here:
                 ray.shutdown()
             raise InitlabError(
-                f"--gpus-per-trial {self.gpus_per_trial:g} but the Ray cluster has {have:g} "
-                "GPUs: lower it, or use 0 to train on CPUs"
+                f"{option(f'--gpus-per-trial {self.gpus_per_trial:g}')} but the Ray cluster has "
+                f"{have:g} GPUs: lower it, or use 0 to train on CPUs"
             )
 
     def _connect(self, ray: Any) -> bool:

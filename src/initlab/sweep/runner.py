@@ -31,7 +31,7 @@ import initlab.data as datasets
 from initlab.checkpoints import Checkpoints, checkpoint_dir, checkpoint_seconds
 from initlab.config import RunConfig
 from initlab.data import Dataset
-from initlab.errors import InitlabError, UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.notes import note
 from initlab.results import ResultSet
 from initlab.store import FINISHED, Store, open_store
@@ -322,10 +322,11 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
     checks the backend (and that Ray is installed) before anything starts.
     ``gpus_per_trial`` (Ray's ``num_gpus`` per task) is for the Ray backend only."""
     if backend == "local":
+        ray = option("--backend ray")
         if address is not None:
-            raise InitlabError("--address is for the Ray backend: add --backend ray")
+            raise InitlabError(f"{option('--address')} is for the Ray backend: add {ray}")
         if gpus_per_trial:
-            raise InitlabError("--gpus-per-trial is for the Ray backend: add --backend ray")
+            raise InitlabError(f"{option('--gpus-per-trial')} is for the Ray backend: add {ray}")
 
         def local(workers, threads, engine, data_dir, preloaded, checkpoints=None) -> Executor:
             if workers == 1:
@@ -339,7 +340,7 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
         import_ray()
         if address is not None and address != "auto" and ":" not in address:
             raise InitlabError(
-                f"--address {address}: give host:port (the head node's GCS, e.g. "
+                f"{option(f'--address {address}')}: give host:port (the head node's GCS, e.g. "
                 "10.0.0.1:6379), ray://host:10001 or auto"
             )
 

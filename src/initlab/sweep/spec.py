@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from initlab.errors import InitlabError, closest_name
+from initlab.errors import InitlabError, closest_name, option
 from initlab.sweep.seeds import seed_list
 from initlab.sweep.values import ALIASES, MODEL_ARG, SETTINGS, check_setting, is_setting
 
@@ -312,7 +312,7 @@ def _check_sweepable(key: str, where: str) -> None:
     if key == "device":
         raise InitlabError(
             f"device in {where}: the device says where runs train, not what they compute "
-            "(it is not part of a run's key); set it in [fixed] or with --device"
+            f"(it is not part of a run's key); set it in [fixed]{option(' or with --device', '')}"
         )
 
 

@@ -37,6 +37,8 @@ ALIASES = {"data": "dataset"}
 MODEL_ARG = "model_args."
 """Prefix of one keyword argument of a user model, swept like a setting (``model_args.width``)."""
 BIAS_WORDS = ("zeros", "keep", "torch_default")
+SPEC_MODEL = "a name (mlp, cnn), 'module:function' or 'file.py:function'"
+SPEC_DATA = "a dataset name, 'module:function', 'file.py:function' or a file (.npz, .pt)"
 _HINTS = typing.get_type_hints(RunConfig)
 
 
@@ -114,6 +116,8 @@ def _activation(value: Any) -> str:
 def _dataset(value: Any) -> str:
     """A built-in dataset (normalised name) or a user data spec (``module:function``,
     ``file.py:function``, ``file.npz``/``.pt``; read when the sweep starts)."""
+    if callable(value):
+        raise InitlabError(_not_in_a_spec(value, "data", SPEC_DATA))
     if not isinstance(value, str):
         raise InitlabError(f"dataset must be a name or a data spec, got {value!r}")
     if is_user_spec(value):
@@ -129,9 +133,21 @@ def _model(value: Any) -> str:
     if isinstance(value, str) and is_user_spec(value) and not is_data_file(value):
         split_spec(value, "model")
         return value
+    if callable(value):
+        raise InitlabError(_not_in_a_spec(value, "model", SPEC_MODEL))
     if value not in ARCHITECTURES:
         raise UnknownNameError("model", str(value), (*ARCHITECTURES, "module:function"))
     return value
+
+
+def _not_in_a_spec(value: Any, key: str, takes: str) -> str:
+    """A spec's ``key`` given a Python object (a function, a class): what it takes instead,
+    and that :func:`initlab.compare` takes the object itself (no object repr)."""
+    name = getattr(value, "__name__", None) or type(value).__name__
+    return (
+        f"a spec's {key} is {takes}, not a Python object ({name}); a callable works with "
+        f"initlab.compare({key}={name})"
+    )
 
 
 def _choice(kind: str, choices: tuple[str, ...]) -> typing.Callable[[Any], str]:

@@ -19,7 +19,7 @@ import re
 import torch
 
 from initlab.config import PRECISIONS
-from initlab.errors import InitlabError, UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.ranges import check_device
 
 
@@ -53,22 +53,23 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if text == "mps":
         if not _mps_available():
             raise InitlabError(
-                "--device mps: MPS (Apple GPU) is not available on this machine; use --device cpu "
-                "(device='cpu' in Python)"
+                f"{option('--device mps')}: MPS (Apple GPU) is not available on this machine; "
+                f"use {option('--device cpu')}"
             )
         return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", text)
     assert match is not None  # parse_device let only cuda and cuda:N through here
     if not torch.cuda.is_available():
         raise InitlabError(
-            f"--device {text}: CUDA is not available on this machine "
-            f"({_no_cuda_reason()}); use --device cpu (device='cpu' in Python)"
+            f"{option(f'--device {text}')}: CUDA is not available on this machine "
+            f"({_no_cuda_reason()}); use {option('--device cpu')}"
         )
     index = int(match.group(1)) if match.group(1) is not None else None
     if index is not None and index >= torch.cuda.device_count():
         raise InitlabError(
-            f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-            f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); use one of those or --device cpu"
+            f"{option(f'--device {text}')}: this machine has {torch.cuda.device_count()} CUDA "
+            f"device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1}); use one of those or "
+            f"{option('--device cpu')}"
         )
     return torch.device("cuda", index) if index is not None else torch.device("cuda")
 
@@ -84,8 +85,8 @@ def check_precision(precision: str, device: torch.device) -> None:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return
     raise InitlabError(
-        f"--precision bf16 is not supported on {device} (bf16 runs on the CPU and on CUDA "
-        "GPUs that support it); use --precision fp32"
+        f"{option('--precision bf16')} is not supported on {device} (bf16 runs on the CPU "
+        f"and on CUDA GPUs that support it); use {option('--precision fp32')}"
     )
 
 

@@ -22,10 +22,11 @@ from torch import Tensor, nn
 from initlab.computed_weights import copy_failure
 from initlab.config import RunConfig
 from initlab.data.tasks import is_integral
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
+from initlab.usercode import spec_name
 
 PROBE_EXAMPLES = 2
 
@@ -119,8 +120,9 @@ def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
 
     if not own_embeddings(model):
         raise InitlabError(
-            f"embedding_init '{config.embedding_init}' would change nothing: {config.model} "
-            "has no nn.Embedding table of its own (a tied one is set by --output-init)"
+            f"embedding_init '{config.embedding_init}' would change nothing: "
+            f"{spec_name(config.model)} has no nn.Embedding table of its own (a tied one is "
+            f"set by {option('--output-init')})"
         )
 
 
@@ -135,7 +137,8 @@ def check_init_reaches(config: RunConfig, model: nn.Module) -> None:
     names = [name for name, _ in model.named_parameters()]
     shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
     raise InitlabError(
-        f"init '{config.init}' would change nothing: {config.model} has no layer a scheme "
+        f"init '{config.init}' would change nothing: {spec_name(config.model)} has no layer "
+        "a scheme "
         f"sets (nn.Linear, nn.Conv*, an RNN, nn.MultiheadAttention) and uses its parameters "
         f"({shown or 'none'}) directly; build it from those modules, or compare 'default' only"
     )
@@ -264,7 +267,8 @@ def check_token_ids(name: str, embedding: nn.Embedding, args: tuple, x: Tensor, 
             raise InitlabError(
                 f"{where} has token id {high} but the model's first layer {name} (Embedding) "
                 f"has {rows} rows, ids 0..{rows - 1}; build it with a vocabulary of at least "
-                f"{high + 1} (a --model-arg) or map the ids into that range"
+                f"{high + 1} ({option('a --model-arg', 'a model_args entry')}) or map the ids "
+                "into that range"
             )
 
 
@@ -304,13 +308,14 @@ def check_output(task: str, out: Tensor, y: Tensor, num_classes: int) -> None:
             classes = ""
             if labels and is_integral(y):
                 classes = (
-                    "; they are whole numbers, i.e. class labels: drop --task regression (or "
-                    "pass --task classification), or give float targets for regression"
+                    "; they are whole numbers, i.e. class labels: drop "
+                    f"{option('--task regression')} (or pass {option('--task classification')}), "
+                    "or give float targets for regression"
                 )
             elif labels:
                 classes = (
                     "; if these are class labels, give them as integers (float targets are "
-                    "regression) or pass --task classification"
+                    f"regression) or pass {option('--task classification')}"
                 )
             raise InitlabError(
                 f"regression outputs per example {got} do not match {targets}; "
