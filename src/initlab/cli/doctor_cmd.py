@@ -306,5 +306,6 @@ def _print_evidence(evidence: Evidence, console: Console) -> None:
         split = evidence.variance[["candidate", "init_seed", "data_order", "interaction"]]
         print_frame(split.round(3), console, title="where the seed noise comes from (shares)")
     verdict = evidence.verdict
-    colour = "green" if verdict["winner"] and not verdict.get("at_chance") else "yellow"
+    caveat = verdict.get("at_chance") or verdict.get("overfit")
+    colour = "green" if verdict["winner"] and not caveat else "yellow"
     console.print(f"[{colour}]{evidence.verdict['message']}[/{colour}]", highlight=False)

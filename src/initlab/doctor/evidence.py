@@ -28,6 +28,7 @@ from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.doctor import trials, verdict
 from initlab.doctor.candidates import DEFAULT, Candidate, check_comparison, layer_schemes
+from initlab.doctor.learned import chance_loss
 from initlab.doctor.plan import Plan
 from initlab.doctor.snippet import make_snippet, residual_lines
 from initlab.errors import InitlabError
@@ -160,7 +161,7 @@ def gather(
         design_label(design), verdict.seed_noise(table, reference),
         error=next((m for m, s in zip(table["message"], table["status"], strict=True)
                     if s == "failed" and m), ""),
-        chance=verdict.chance_loss(data.y_train),
+        chance=chance_loss(data.y_train),
     )  # fmt: skip
     variance = verdict.variance_split(table)
     return Evidence(

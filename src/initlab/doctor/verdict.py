@@ -43,17 +43,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats as sps
 
 from initlab.doctor.crossed import crossed_mean_test
+from initlab.doctor.learned import caveat, lowest_loss
+from initlab.errors import option
 from initlab.stats import holm_adjust, mean_ci
-from initlab.train.result import OK, STUCK, RunResult, majority_baseline
+from initlab.train.result import OK, STUCK, RunResult
 
 ALPHA = 0.05
-CHANCE_MARGIN = 0.01
-"""A mean validation loss less than this fraction below the labels' entropy is at chance
-(:func:`at_chance`)."""
 
 
 def curve_area(epochs: Sequence[dict]) -> float:
@@ -68,10 +66,11 @@ def curve_area(epochs: Sequence[dict]) -> float:
 
 
 def run_table(names: Sequence[str], results: Sequence[RunResult]) -> pd.DataFrame:
-    """One row per run: ``candidate, seed, data_seed, status, final, area, message`` (a
-    failed run's error, a diverged run's step). ``stuck`` (a test accuracy at chance) does
-    not apply: the trials never test (their test split is one validation example), so such
-    a run is ``ok``."""
+    """One row per run: ``candidate, seed, data_seed, status, final, lowest, area, message``
+    (``lowest``: its lowest validation loss over the epochs, :mod:`initlab.doctor.learned`;
+    ``message``: a failed run's error, a diverged run's step). ``stuck`` (a test accuracy
+    at chance) does not apply: the trials never test (their test split is one validation
+    example), so such a run is ``ok``."""
     rows = []
     for name, result in zip(names, results, strict=True):
         final = result.epochs[-1]["val_loss"] if result.epochs else math.nan
@@ -83,6 +82,7 @@ def run_table(names: Sequence[str], results: Sequence[RunResult]) -> pd.DataFram
                 "data_seed": result.config.data_seed,
                 "status": OK if result.status == STUCK else result.status,
                 "final": final if ok else math.nan,
+                "lowest": lowest_loss(result.epochs) if ok else math.nan,
                 "area": curve_area(result.epochs) if ok else math.nan,
                 "message": result.message,
             }
@@ -121,6 +121,7 @@ def ranking(table: pd.DataFrame) -> pd.DataFrame:
                 "final": final[0],
                 "final_low": final[1],
                 "final_high": final[2],
+                "lowest": float(frame["lowest"].mean()) if "lowest" in frame else math.nan,
                 "area": area[0],
                 "area_low": area[1],
                 "area_high": area[2],
@@ -141,12 +142,15 @@ def candidate_interval(frame: pd.DataFrame, metric: str) -> tuple[float, float, 
     """``(mean, low, high)`` of one candidate's ``metric`` over its init seed × data seed
     grid: the crossed design's interval for a complete grid (the cells share their seeds'
     luck, so they are not independent: :func:`~initlab.doctor.crossed.crossed_mean_test`),
-    else Student's t over the per-init-seed means (the independent units)."""
+    else Student's t over the per-init-seed means (the independent units). A loss is never
+    negative: ``low`` is cut at 0 (a wide interval read ``-3.5`` for a cross-entropy)."""
     grid = frame.pivot(index="seed", columns="data_seed", values=metric)
     if grid.shape[0] >= 2 and grid.shape[1] >= 2 and grid.notna().all().all():
         mean, half, _ = crossed_mean_test(grid.to_numpy(float))
-        return mean, mean - half, mean + half
-    return mean_interval(grid.mean(axis=1).dropna().to_numpy(float))
+        low, high = mean - half, mean + half
+    else:
+        mean, low, high = mean_interval(grid.mean(axis=1).dropna().to_numpy(float))
+    return mean, max(low, 0.0) if low == low else low, high
 
 
 def paired_tests(table: pd.DataFrame, reference: str, metric: str = "final") -> pd.DataFrame:
@@ -256,7 +260,7 @@ def _no_winner(
         return (
             f"{top['candidate']} beats {label} by {top['gain']:.3g} (p = {top['p_holm']:.2g}) "
             f"{after} in the runs that finished, but diverged in {int(lost['diverged'])}{of}: "
-            f"keep {label}, or retry it with a smaller --lr"
+            f"keep {label}, or retry it with a smaller {option('--lr')}"
         )
     clean = runs.index[runs["diverged"] == 0]
     gains = gains[gains["candidate"].isin(clean)]
@@ -267,8 +271,8 @@ def _no_winner(
         return (
             f"{top['candidate']} looks better than {label} by {top['gain']:.3g}, more than "
             f"the seed noise ({noise:.2g}), but the trials cannot tell it from chance "
-            f"{after}: p = {top['p_holm']:.2g}; more seeds (a larger --trials) or more steps "
-            f"(a larger --budget) would decide: keep {label} until then"
+            f"{after}: p = {top['p_holm']:.2g}; more seeds (a larger {option('--trials')}) or "
+            f"more steps (a larger {option('--budget')}) would decide: keep {label} until then"
         )
     if len(small):
         top = small.iloc[0]
@@ -301,27 +305,6 @@ def _worse(tests: pd.DataFrame) -> str:
     return f"{', '.join(named)} {'is' if len(named) == 1 else 'are'} worse"
 
 
-def chance_loss(labels: torch.Tensor) -> float:
-    """The loss of predicting the training labels' frequencies for every example: their
-    entropy ``-sum_c p_c log p_c`` in nats (class labels, or token targets without their
-    padding); NaN for float targets (regression), which have no such level here."""
-    if labels.is_floating_point():
-        return math.nan
-    return majority_baseline(labels).entropy
-
-
-def at_chance(ranked: pd.DataFrame, chance: float) -> bool:
-    """Whether every candidate that finished ends with a mean validation loss no more than
-    :data:`CHANCE_MARGIN` below ``chance`` (:func:`chance_loss`): none learned more than
-    the labels' frequencies, so the trials compared little more than the loss at init."""
-    finals = ranked["final"].dropna()
-    return (
-        math.isfinite(chance)
-        and len(finals) > 0
-        and bool((finals >= chance * (1 - CHANCE_MARGIN)).all())
-    )
-
-
 def decide(
     ranked: pd.DataFrame,
     tests: pd.DataFrame,
@@ -335,18 +318,12 @@ def decide(
     """The verdict: ``winner`` (a name or ``None``), ``message``, and the numbers behind it;
     ``noise``: the seed noise of the reference (module docstring); ``error``: the first
     failed run's message, quoted when no trial finished; ``chance``: the labels' chance
-    loss (:func:`chance_loss`): when no candidate got below it (:func:`at_chance`), the
-    message says so and ``at_chance`` is true, whatever the winner."""
+    loss (:func:`~initlab.doctor.learned.chance_loss`): when no candidate got below it, or
+    every candidate overfit, the message says so and ``at_chance`` or ``overfit`` is true,
+    whatever the winner (:func:`initlab.doctor.learned.caveat`)."""
     decision = _decide(ranked, tests, reference, steps, design, noise, error)
-    decision["at_chance"] = at_chance(ranked, chance)
-    if decision["at_chance"]:
-        decision["message"] += (
-            f"; but no candidate learned more than the labels' frequencies: every mean "
-            f"validation loss is within {CHANCE_MARGIN:.0%} of {chance:.4g} or above it (their "
-            "entropy, the loss of predicting those frequencies), so the trials compared little "
-            "more than the loss at init; a larger --budget, or another --lr or --optimizer, "
-            "would show which init learns"
-        )
+    decision["at_chance"], decision["overfit"], said = caveat(ranked, chance)
+    decision["message"] += said
     return decision
 
 
@@ -390,7 +367,7 @@ def _decide(
     if lower:  # ranked above the winner, yet not told apart from the reference
         message += (
             f"; {', '.join(lower)} had a lower mean loss but could not be told from {label} "
-            "(more seeds or a larger --budget may)"
+            f"(more seeds or a larger {option('--budget')} may)"
         )
     return {
         **base,
