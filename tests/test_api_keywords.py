@@ -330,7 +330,6 @@ def test_failed_runs_are_a_note_with_their_error_in_python():
     ("kwargs", "message"),
     [
         (dict(inits=5), "inits takes init names"),
-        (dict(inits=None), "inits takes init names"),
         (dict(inits=["he_normal", 3]), "inits takes init names"),
         (dict(model_args=[1]), "model_args takes a dict"),
         (dict(out=5), "out takes a directory"),

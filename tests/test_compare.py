@@ -116,3 +116,26 @@ def test_ctrl_c_keeps_the_finished_runs_of_a_comparison_without_a_store():
     kept = stop.value.results.runs
     assert len(kept) == 2 and set(kept["run_id"]) == {r.config.key() for r in finished}
     assert "the 2 finished run(s) are in this exception's .results" in str(stop.value)
+
+
+def test_unnamed_inits_put_the_model_as_built_first_for_a_users_model():
+    """README: 'default' is the baseline every scheme has to beat, yet a user's model was
+    compared without it unless --inits named it."""
+    from initlab.compare import comparison_spec
+    from initlab.config import DEFAULT_INITS
+
+    def inits(spec):
+        return [values[0] for values in spec.axes[0].values]
+
+    assert inits(comparison_spec(model="examples/my_models.py:resnet")) == [
+        "default",
+        *DEFAULT_INITS,
+    ]
+    assert inits(comparison_spec()) == list(DEFAULT_INITS)  # the lab's MLP: the lab's seven
+
+
+def test_an_init_named_twice_is_refused_not_silently_merged():
+    from initlab.compare import comparison_spec
+
+    with pytest.raises(InitlabError, match="names default more than once"):
+        comparison_spec(["default", "he_normal", "default"])

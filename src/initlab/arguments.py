@@ -95,8 +95,9 @@ def check_compare_arguments(
 ) -> None:
     """``compare``'s arguments that Python would only reject deep inside (``'int' object is
     not iterable``), each one line before any work: ``inits`` names (a string or a list of
-    strings), ``model_args`` a mapping, ``out`` a path, ``progress`` a callable."""
-    names = [inits] if isinstance(inits, str) else inits
+    strings; ``None``: the defaults), ``model_args`` a mapping, ``out`` a path, ``progress``
+    a callable."""
+    names = [inits] if isinstance(inits, str) else [] if inits is None else inits
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
         raise InitlabError(
             f"inits takes init names, e.g. ['default', 'he_normal'] or 'default,he_normal'; "

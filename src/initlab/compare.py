@@ -27,7 +27,7 @@ from initlab.arguments import check_compare_arguments
 from initlab.config import DEFAULT_INITS, RunConfig, plain, unused_settings
 from initlab.data import Dataset
 from initlab.data.locate import user_dir
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.model_notes import note_frozen, note_output_only, note_untouched
 from initlab.models import model_arg_option
 from initlab.notes import note
@@ -58,16 +58,26 @@ ProgressCallback = Callable[[RunConfig, dict | None, RunResult | None], None]
 ``(config, None, result)`` when a run ends."""
 
 
+def default_inits(model: object) -> tuple[str, ...]:
+    """The inits a comparison trains when none are named: the lab's seven schemes
+    (:data:`~initlab.config.DEFAULT_INITS`), after ``default`` (the model as its factory
+    built it, the baseline every scheme has to beat) for a user's model."""
+    return ("default", *DEFAULT_INITS) if is_user_spec(model) else DEFAULT_INITS
+
+
 def comparison_spec(
-    inits: Sequence[str] = DEFAULT_INITS, seeds: int | Sequence[int] = 3, **settings
+    inits: Sequence[str] | None = None, seeds: int | Sequence[int] = 3, **settings
 ) -> Spec:
     """The spec of a comparison: ``settings`` fixed, ``init`` swept, ``seeds`` repeated.
 
     ``seeds`` is a count (seeds ``0..n-1``) or explicit seeds. ``residual_init`` may list
     several rules (``"none,fixup"`` or a list): they are swept too, every init under each.
     Groups are the inits, and the rules beside them whenever one is not ``none``. Every
-    setting and init spec is checked here, before anything runs.
+    setting and init spec is checked here, before anything runs; an init named twice is
+    refused. ``inits=None``: :func:`default_inits` of the model.
     """
+    if inits is None:
+        inits = default_inits(settings.get("model"))
     inits = inits.split(",") if isinstance(inits, str) else list(inits)  # "a,b" or a list
     if not inits:
         raise InitlabError("inits is empty: name at least one init (e.g. ['default'])")
@@ -82,6 +92,13 @@ def comparison_spec(
     rules = list(dict.fromkeys(check_setting("residual_init", r.strip()) for r in rules))
     fixed = {key: check_setting(key, value) for key, value in settings.items()}
     checked = [check_setting("init", s.strip() if isinstance(s, str) else s) for s in inits]
+    twice = sorted({str(spec) for spec in checked if checked.count(spec) > 1})
+    if twice:
+        raise InitlabError(
+            f"{option('--inits', 'inits')} names {', '.join(twice)} more than once: each init "
+            "is one group of the comparison, its seeds the repeats (name it once, raise "
+            f"{option('--seeds', 'seeds')} for more runs)"
+        )
     axes = [Axis(("init",), tuple((spec,) for spec in dict.fromkeys(checked)))]
     if len(rules) > 1:
         axes.append(Axis(("residual_init",), tuple((rule,) for rule in rules)))
@@ -92,14 +109,14 @@ def comparison_spec(
 
 
 def comparison_configs(
-    inits: Sequence[str] = DEFAULT_INITS, seeds: int | Sequence[int] = 3, **settings
+    inits: Sequence[str] | None = None, seeds: int | Sequence[int] = 3, **settings
 ) -> list[RunConfig]:
     """One :class:`RunConfig` per (init, seed), all other settings shared (checked first)."""
     return expand(comparison_spec(inits, seeds, **settings))
 
 
 def compare(
-    inits: Sequence[str] = DEFAULT_INITS,
+    inits: Sequence[str] | None = None,
     seeds: int | Sequence[int] = 3,
     *,
     model: str | Callable | None = None,
@@ -120,17 +137,18 @@ def compare(
 ) -> ResultSet:
     """Train every (init, seed) pair and return the runs as a :class:`ResultSet`.
 
-    ``inits`` may include ``"default"``: the model exactly as its factory built it.
-    ``model``: ``"mlp"`` (the default), ``"cnn"``, a spec ``"module:function"`` /
-    ``"path/to/file.py:function"``, or the factory itself, called with ``model_args`` as
-    keyword arguments. ``data``: a dataset name (``"digits"``), a spec (``"module:function"``,
-    ``"file.npz"``, ``"file.pt"``), a function, or a tuple ``(x_train, y_train, x_test,
-    y_test)`` of tensors/arrays (``dataset=`` is its older name). **A model or data spec
-    imports and runs that code**; a factory or data defined in ``__main__`` or a notebook is
-    registered in this process (see :func:`initlab.usercode.model_spec`) and so needs
-    ``workers=1`` and the local backend. ``task``: ``auto`` (from the targets),
-    ``classification``, ``regression`` or ``sequence``; ``device``: ``auto``, ``cpu``,
-    ``cuda``, ``cuda:N`` or ``mps``; ``precision``: ``fp32`` or ``bf16``.
+    ``inits`` may include ``"default"``: the model exactly as its factory built it; by default
+    the lab's seven schemes, with ``"default"`` first for a user's model
+    (:func:`default_inits`). ``model``: ``"mlp"`` (the default), ``"cnn"``, a spec
+    ``"module:function"`` / ``"path/to/file.py:function"``, or the factory itself, called with
+    ``model_args`` as keyword arguments. ``data``: a dataset name (``"digits"``), a spec
+    (``"module:function"``, ``"file.npz"``, ``"file.pt"``), a function, or a tuple ``(x_train,
+    y_train, x_test, y_test)`` of tensors/arrays (``dataset=`` is its older name). **A model or
+    data spec imports and runs that code**; a factory or data defined in ``__main__`` or a
+    notebook is registered in this process (see :func:`initlab.usercode.model_spec`) and so
+    needs ``workers=1`` and the local backend. ``task``: ``auto`` (from the targets),
+    ``classification``, ``regression`` or ``sequence``; ``device``: ``auto``, ``cpu``, ``cuda``,
+    ``cuda:N`` or ``mps``; ``precision``: ``fp32`` or ``bf16``.
 
     ``settings`` are other :class:`RunConfig` fields (``epochs``, ``batch_size``, ``lr``,
     ``optimizer``, ``hidden``, ``activation``, ``batch_norm``, ``output_init``...).

@@ -35,9 +35,13 @@ out = stdout_console()
 def compare(
     ctx: typer.Context,
     inits: Annotated[
-        str,
-        typer.Option(help="comma-separated initializer specs; 'default' = the model as built"),
-    ] = ",".join(DEFAULT_INITS),
+        str | None,
+        typer.Option(
+            help="comma-separated initializer specs; 'default' = the model as built "
+            f"(unset: {','.join(DEFAULT_INITS)}, after 'default' for your own --model)",
+            show_default=False,
+        ),
+    ] = None,
     seeds: opt.Seeds = "3",
     epochs: int = 5,
     batch_size: int = 32,
@@ -100,7 +104,8 @@ def compare(
         **({"residual_init": residual_init} if residual_init else {}),
         **(given or {}),
     )
-    spec = comparison_spec(split_list(inits), parse_seeds(seeds), **settings)
+    names = None if inits is None else split_list(inits)
+    spec = comparison_spec(names, parse_seeds(seeds), **settings)
     configs = expand(spec)
     title = f"test accuracy by {' / '.join(spec.group_by)}"
     run_checked(spec, configs, out_dir, title=title, ctx=ctx, console=out, err=err)
