@@ -54,7 +54,7 @@ from initlab.layer_order import output_layer_name
 from initlab.preserve import preserved
 from initlab.probe.trace import NOT_RUN, activations_of, first_calls
 from initlab.residual import Structure, find_structure
-from initlab.theory import critical_sigma_w2, gain
+from initlab.theory import critical_sigma_w2, gain, prescribed_gain
 
 NORMALIZED = (
     "a normalization follows (BatchNorm, LayerNorm): the forward signal does not depend on "
@@ -305,15 +305,13 @@ def compound_entry(name: str, module: nn.Module, role: str) -> PlanEntry:
 
 
 def orthogonal_gain(activation: str, slope: float | None = None) -> float:
-    """The gain of an orthogonal init before ``activation``: the edge of chaos for tanh and
-    linear (sigma_w² = 1, dynamical isometry: Pennington et al. 2017), sqrt(2/(1+a²)) for
-    (leaky) ReLU, and :func:`initlab.gain` otherwise."""
-    if activation in ("tanh", "linear"):
-        return critical_sigma_w2(activation, 0.0) ** 0.5
+    """The gain of an orthogonal init before ``activation``: sqrt(2/(1+a²)) for (leaky)
+    ReLU, else :func:`initlab.theory.prescribed_gain` (the edge of chaos for tanh and
+    linear, sigma_w² = 1: dynamical isometry, Pennington et al. 2017)."""
     if activation == "leaky_relu":
         a = 0.01 if slope is None else slope
         return (2 / (1 + a * a)) ** 0.5
-    return gain(activation)
+    return prescribed_gain(activation)
 
 
 def orthogonal_rule(module: nn.Module, activation: str, slope: float | None) -> tuple[str, str]:

@@ -8,8 +8,10 @@ trainable depth ``6 xi_c``. A suggestion compares the layer's weight std with th
 prescription (``ratio = actual / prescribed``) and names the registry schemes whose std
 (:meth:`initlab.initializers.Initializer.std` at the layer's fans) is closest to it in log
 scale, over the layers concerned: the best ``fan_in`` scheme (LeCun/He/Kaiming family) and
-the best ``fan_avg`` scheme (Glorot/Xavier family). For ReLU that is ``he_normal``; for tanh
-``kaiming_normal(nonlinearity='tanh')`` or ``xavier_normal(gain=1.667)``; for sigmoid
+the best ``fan_avg`` scheme (Glorot/Xavier family). The gain is
+:func:`~initlab.theory.prescribed_gain`: the edge of chaos for tanh (1, not PyTorch's 5/3,
+which is chaotic at depth), as the doctor plans it. For ReLU that is ``he_normal``; for tanh
+``lecun_normal`` or ``glorot_normal``; for sigmoid
 ``lecun_normal`` or ``glorot_normal`` — unless that goes against the finding (vanishing
 gradients in sigmoid layers already above the rule: the activation is the limit). Constant
 weights are named as the cause first. Dead units whose pre-activations sit below zero because
@@ -26,7 +28,7 @@ import pandas as pd
 import initlab.initializers as initializers
 from initlab.errors import InitlabError
 from initlab.initializers import Fans
-from initlab.theory import analyze, gain, pytorch_gain
+from initlab.theory import analyze, gain, prescribed_gain, pytorch_gain
 from initlab.theory.meanfield import critical_sigma_w2
 
 SCALE_TOLERANCE = 1.25
@@ -37,9 +39,10 @@ _KAIMING_NAMES = ("linear", "sigmoid", "tanh", "relu", "selu")
 
 
 def candidates(activation: str) -> dict[str, list[str]]:
-    """Registry specs to choose from, by family; the gain enters as a parameter, not a table."""
-    g = gain(activation)
-    if activation in _KAIMING_NAMES and pytorch_gain(activation) is not None:
+    """Registry specs to choose from, by family; the gain enters as a parameter, not a table
+    (:func:`~initlab.theory.prescribed_gain`)."""
+    g = prescribed_gain(activation)
+    if g == gain(activation) and activation in _KAIMING_NAMES and pytorch_gain(activation):
         exact = f"kaiming_normal(nonlinearity='{activation}')"
     else:
         exact = (
@@ -54,7 +57,7 @@ def candidates(activation: str) -> dict[str, list[str]]:
 def best_schemes(activation: str, fans: Sequence[tuple[int, int]]) -> dict[str, str]:
     """Per family, the candidate whose std is closest to ``gain / sqrt(fan_in)`` over ``fans``
     (sum of squared log errors; ties go to the first listed)."""
-    target = gain(activation)
+    target = prescribed_gain(activation)
     best: dict[str, str] = {}
     for family, specs in candidates(activation).items():
         errors = []
@@ -142,7 +145,7 @@ def _constant_weight_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = None) -> str:
     try:
-        g = gain(act)
+        g = prescribed_gain(act)
     except InitlabError:
         return ""
     fans = [(int(fi), int(fo)) for fi, fo in zip(group["fan_in"], group["fan_out"], strict=True)]
@@ -154,27 +157,38 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     units = group["units"] if "units" in group else group["fan_out"]
     weights = int((group["fan_in"] * units).median())  # numel: out x in x kernel
     theory = _theory_note(act, sw2, sb2, weights)
+    named = f"gain({act}) = {g:.4g}" + (" (its edge of chaos)" if g != gain(act) else "")
     schemes = best_schemes(act, fans)
     names = " or ".join(f"{spec} ({family})" for family, spec in schemes.items())
-    if 1 / SCALE_TOLERANCE <= r <= SCALE_TOLERANCE:
+    if 1 / SCALE_TOLERANCE <= r <= SCALE_TOLERANCE and _deep_enough(act, sw2, sb2, len(group)):
         return (
             f"{act} layers already follow the gain rule (weight std {r:.2f}× "
-            f"gain/sqrt(fan_in), gain {g:.4g}); {theory}; consider normalization or less depth"
+            f"gain/sqrt(fan_in), {named}); {theory}; consider normalization or less depth"
         )
     if (direction == "vanishing" and r > 1) or (direction == "exploding" and r < 1):
         way = "smaller" if r > 1 else "larger"
         return (
             f"{act} layers have weight std {r:.2f}× the gain rule gain/sqrt(fan_in) with "
-            f"gain({act}) = {g:.4g} already: a gain-rule scheme would make the weights {way} "
+            f"{named} already: a gain-rule scheme would make the weights {way} "
             f"and this worse; {theory}; the activation is the limit here: consider another "
             "activation (tanh, relu), normalization or less depth"
         )
     i = int(pd.Series(ratios).sub(r).abs().argmin())  # the layer closest to the median
     return (
         f"{act} layers have weight std {r:.2f}× the gain rule gain/sqrt(fan_in) with "
-        f"gain({act}) = {g:.4g} (e.g. {group['weight_std'].iloc[i]:.3g} vs "
+        f"{named} (e.g. {group['weight_std'].iloc[i]:.3g} vs "
         f"{prescribed[i]:.3g} at {group['layer'].iloc[i]}); {theory}; use {names}"
     )
+
+
+def _deep_enough(act: str, sw2: float, sb2: float, layers: int) -> bool:
+    """Whether mean field's trainable depth ``6 xi_c`` at ``sw2`` reaches ``layers`` (true
+    where it cannot be computed): within the scale tolerance of the edge of chaos, a tanh
+    net at sigma_w² = 0.64 still loses its signal over 20 layers (depth ≈ 14)."""
+    try:
+        return analyze(act, sw2, sb2)["max_trainable_depth"] >= layers
+    except (InitlabError, ValueError, ArithmeticError):
+        return True
 
 
 def _theory_note(act: str, sw2: float, sb2: float, weights: int = 0) -> str:

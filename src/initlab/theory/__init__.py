@@ -12,7 +12,14 @@ See ``docs/theory.md`` for the formulas.
 """
 
 from initlab.theory.correlation import chi_c, correlation_map, fixed_point_c
-from initlab.theory.gains import critical_gain, gain, gain_table, numeric_gain, pytorch_gain
+from initlab.theory.gains import (
+    critical_gain,
+    gain,
+    gain_table,
+    numeric_gain,
+    prescribed_gain,
+    pytorch_gain,
+)
 from initlab.theory.gaussian import gaussian_expectation, gaussian_expectation_2d
 from initlab.theory.meanfield import (
     chi1,
@@ -53,6 +60,7 @@ __all__ = [
     "phase_grid",
     "plot_phase_diagram",
     "predicted_variances",
+    "prescribed_gain",
     "pytorch_gain",
     "second_moment",
     "xi_c",

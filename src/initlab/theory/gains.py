@@ -106,3 +106,18 @@ def gain_table() -> list[dict]:
 def critical_gain(activation: str, sigma_b2: float = 0.0) -> float:
     """``sqrt(critical_sigma_w2(activation, sigma_b2))``: the gain at the edge of chaos."""
     return math.sqrt(critical_sigma_w2(activation, sigma_b2))
+
+
+EDGE_OF_CHAOS = ("tanh", "linear")
+"""Activations whose prescribed gain is the edge of chaos, :func:`critical_gain` (tanh 1.0
+at ``sigma_b2 = 0``): PyTorch's 5/3 puts a deep tanh net in the chaotic phase (sigma_w² =
+2.78, trainable depth a few dozen layers; Schoenholz et al. 2017), and an orthogonal init
+at sigma_w² = 1 is dynamically isometric (Pennington et al. 2017)."""
+
+
+def prescribed_gain(activation: str) -> float:
+    """The gain initlab prescribes before ``activation`` (its diagnosis suggestions and
+    its doctor's plans): :func:`critical_gain` at ``sigma_b2 = 0`` for
+    :data:`EDGE_OF_CHAOS`, :func:`gain` otherwise (ReLU √2 either way)."""
+    name = _checks.canonical(activation)
+    return critical_gain(name) if name in EDGE_OF_CHAOS else gain(name)
