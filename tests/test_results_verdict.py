@@ -322,6 +322,18 @@ def test_no_run_learned_is_said_instead_of_a_seed_count():
     assert diverged.verdict().startswith("no winner: none of the 3 finished runs learned")
 
 
+def test_mostly_stuck_runs_are_told_to_train_longer_before_adding_seeds():
+    """A user's 1-epoch CNN: stuck 2/3, 3/3 and 2/3, and the verdict asked for 22 seeds."""
+    mostly = _results({"a": ["stuck", "stuck", "ok"], "b": ["stuck"] * 3, "c": ["ok", "stuck"]})
+    said = mostly.verdict()
+    assert said.startswith("no winner") and said.endswith(
+        "; but 6 of the 8 finished runs are stuck at chance: train longer (more epochs) or "
+        "try another learning rate or optimizer before adding seeds"
+    )
+    half = _results({"a": ["stuck", "ok"], "b": ["ok", "stuck"]})  # half: not "mostly"
+    assert "stuck at chance" not in half.verdict()
+
+
 def _scored(rows: list[tuple[str, int, float]], progress: str = "") -> ResultSet:
     runs = pd.DataFrame(
         [

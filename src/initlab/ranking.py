@@ -82,7 +82,24 @@ def part_verdict(runs: pd.DataFrame, group_by: Sequence[str], unfinished: bool =
         group_label(key): [s for s in group["status"] if s in (DIVERGED, FAILED)]
         for key, group in runs.groupby(list(group_by), sort=False, dropna=False)
     } if "status" in runs else {}  # fmt: skip
-    return verdict(ranked, lost=lost, unfinished=unfinished)
+    said = verdict(ranked, lost=lost, unfinished=unfinished)
+    return said + mostly_stuck(runs) if said.startswith("no winner") else said
+
+
+def mostly_stuck(runs: pd.DataFrame) -> str:
+    """``; but 7 of the 9 finished runs are stuck at chance …`` when more than half of the
+    finished runs are ``stuck``: the seeds a verdict asks for would mostly add runs that
+    learned nothing; ``""`` otherwise."""
+    if "status" not in runs:
+        return ""
+    finished = runs["status"][runs["status"].isin((OK, STUCK))]
+    stuck = int((finished == STUCK).sum())
+    if not len(finished) or 2 * stuck <= len(finished):
+        return ""
+    return (
+        f"; but {stuck} of the {len(finished)} finished runs are stuck at chance: train "
+        "longer (more epochs) or try another learning rate or optimizer before adding seeds"
+    )
 
 
 def _constant(ranked: pd.DataFrame) -> bool:
