@@ -283,3 +283,23 @@ def test_an_undefined_comparison_stays_out_of_holms_family():
     text = verdict(rank_groups(runs, ["init"]))  # the runner-up's test decides: a winner
     assert text.startswith("winner: a, better than the other group")
     assert "c scored the same on every seed" in text
+
+
+def test_the_ranking_table_cuts_intervals_to_what_the_score_can_take():
+    """compare printed 0.9960 ± 0.0508, an accuracy up to 1.047; the report cut it at 1."""
+    from initlab.scores import ACCURACY, Score
+    from initlab.sweep.ui import ranking_table
+
+    ranked = pd.DataFrame(
+        dict(rank=[1, 2], group=["he", "zeros"], mean=[0.996, 0.02], ci=[0.0508, 0.05],
+             n=[2, 2], runs=[2, 2], p_holm=[float("nan"), 0.001], tied_with_best=[True, False])
+    )  # fmt: skip
+    shown = ranking_table(ranked, "test accuracy", ACCURACY.ranked_range())
+    cells = shown["test accuracy (mean [95% CI])"].tolist()
+    assert cells == ["0.9960 [0.9452, 1.0000]", "0.0200 [0.0000, 0.0700]"]
+    loss = ranking_table(ranked, "test loss", Score(("sequence",)).ranked_range())
+    assert loss["test loss (mean [95% CI])"].tolist()[1] == "0.0200 [0.0000, 0.0700]"
+    r2 = ranking_table(
+        ranked.assign(mean=[0.2, -0.5]), "test R²", Score(("regression",)).ranked_range()
+    )
+    assert r2["test R² (mean [95% CI])"].tolist()[1] == "-0.5000 [-0.5500, -0.4500]"

@@ -17,6 +17,7 @@ entropy; R² not above 0: :func:`initlab.train.result.final_status`) applies: to
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -131,6 +132,21 @@ class Score:
     def bounded(self) -> bool:
         """Whether every score lies in [0, 1] (accuracies do; R² can be any negative)."""
         return REGRESSION not in self.tasks
+
+    def score_range(self) -> tuple[float, float]:
+        """The values the score can take: ``(0, 1)`` for accuracies, ``(-inf, 1)`` with R²."""
+        return (0.0 if self.bounded else -math.inf), 1.0
+
+    def ranked_range(self) -> tuple[float, float]:
+        """The values of what ranks the runs (:meth:`ranked_name`): a loss ``(0, inf)``,
+        else :meth:`score_range`."""
+        return (0.0, math.inf) if self.by_loss else self.score_range()
+
+    @staticmethod
+    def clip(low: float, high: float, limits: tuple[float, float]) -> tuple[float, float]:
+        """An interval cut to ``limits``: Student's t from two or three seeds reaches past
+        the values a score can take (an accuracy's ``[0.9452, 1.0468]``)."""
+        return max(low, limits[0]), min(high, limits[1])
 
     def column_note(self) -> str:
         """What the ``test_accuracy`` column holds, opening a legend: ``test accuracy: `` for

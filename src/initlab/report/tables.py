@@ -77,7 +77,7 @@ def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame
                 **task,
                 "runs": str(r["runs"]),
                 f"{score.name()} (mean ± std)": _pm(mean, std),
-                "95% CI": _interval(*_within_range(mean - ci, mean + ci, score)),
+                "95% CI": _interval(*Score.clip(mean - ci, mean + ci, score.score_range())),
                 **(
                     {"test loss (mean ± std)": _pm(r["test_loss"], r["test_loss_std"])}
                     if "test_loss" in r
@@ -276,12 +276,6 @@ def _finite(value: object) -> bool:
 
 def _signed(value: float) -> str:
     return "—" if not _finite(value) else f"{value:+.4f}"
-
-
-def _within_range(low: float, high: float, score: Score) -> tuple[float, float]:
-    """A score's interval cut to the values the score can take: an accuracy's to [0, 1],
-    an R²'s to at most 1 (Student's t from two or three seeds can reach past them)."""
-    return (max(low, 0.0) if score.bounded else low), min(high, 1.0)
 
 
 def _interval(low: float, high: float, signed: bool = False) -> str:

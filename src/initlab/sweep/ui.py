@@ -235,25 +235,31 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
     for within, part in ranked.groupby("within", sort=False):
         name = scores.get(within, score).ranked_name()
         title = f"ranking by {name}" + (f" within {within}" if within else "")
-        print_frame(ranking_table(part, name), console, title=title)
+        limits = scores.get(within, score).ranked_range()
+        print_frame(ranking_table(part, name, limits), console, title=title)
     stuck = ", never for a group stuck at chance in every run when no run of the best is"
     stuck = stuck if score.stuck_applies else ""
     apart = " Runs on different data are ranked apart." if ranked["within"].nunique() > 1 else ""
     if results.within and ranked["within"].nunique() > 1:
         apart = f" Groups are ranked and tested within each {', '.join(results.within)}."
     console.print(
-        "95% CI: Student t over seeds. p vs best: Welch's t-test against rank 1, "
-        "Holm-adjusted over the other groups; tied: p >= 0.05 (the seeds cannot tell it "
-        f"from the best){stuck}.{apart}"
+        "95% CI: Student t over seeds, cut to the values the score can take. p vs best: "
+        "Welch's t-test against rank 1, Holm-adjusted over the other groups; tied: "
+        f"p >= 0.05 (the seeds cannot tell it from the best){stuck}.{apart}"
     )
     console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
     if line := apply_line(results, ranked):
         console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
-def ranking_table(ranked: pd.DataFrame, score: str = SCORES[CLASSIFICATION]) -> pd.DataFrame:
+def ranking_table(
+    ranked: pd.DataFrame,
+    score: str = SCORES[CLASSIFICATION],
+    limits: tuple[float, float] = (0.0, 1.0),
+) -> pd.DataFrame:
     """:func:`initlab.stats.rank_groups`'s table formatted for display; ``score`` names the
-    ranked column, whose ± is the 95% interval's half-width (the summary's is the std)."""
+    ranked column: its mean and 95% interval, cut to ``limits``, the values it can take
+    (:meth:`initlab.scores.Score.ranked_range`; the summary's ± is the std)."""
     if ranked.empty:
         return ranked
     accuracy = zip(ranked["mean"], ranked["ci"], strict=True)
@@ -261,7 +267,7 @@ def ranking_table(ranked: pd.DataFrame, score: str = SCORES[CLASSIFICATION]) -> 
         {
             "rank": ["—" if pd.isna(r) else str(r) for r in ranked["rank"]],
             "group": ranked["group"],
-            f"{score} (mean ± 95% CI)": [_mean_ci(m, c) for m, c in accuracy],
+            f"{score} (mean [95% CI])": [_mean_ci(m, c, limits) for m, c in accuracy],
             "seeds": [f"{n}/{r}" for n, r in zip(ranked["n"], ranked["runs"], strict=True)],
             "p vs best": ["" if p != p else f"{p:.3g}" for p in ranked["p_holm"]],
             "tied": [
@@ -285,10 +291,13 @@ def _tied(rank: object, tied: bool, p: float) -> str:
     return "yes" if tied else "stuck" if parted_by_stuck(tied, p, ALPHA) else ""
 
 
-def _mean_ci(mean: float, ci: float) -> str:
+def _mean_ci(mean: float, ci: float, limits: tuple[float, float]) -> str:
     if mean != mean:
         return "—"
-    return f"{mean:.4f}" if ci != ci else f"{mean:.4f} ± {ci:.4f}"
+    if ci != ci:
+        return f"{mean:.4f}"
+    low, high = Score.clip(mean - ci, mean + ci, limits)
+    return f"{mean:.4f} [{low:.4f}, {high:.4f}]"
 
 
 def failure_lines(runs: pd.DataFrame, group_by: Sequence[str], width: int = 160) -> list[str]:
