@@ -131,3 +131,19 @@ def test_targets_for_a_loss_of_the_callers_are_passed_as_given():
     assert found["pre_grad_std"].notna().all()
     with pytest.raises(InitlabError, match="negative class labels"):
         initlab.diagnose(model, torch.randn(32, 8), y)  # the default loss: class labels
+
+
+def test_token_ids_past_the_embedding_and_a_loss_by_name_are_told_as_compare_tells_them():
+    """diagnose said 'cannot run on inputs of shape [4, 5] (IndexError: index out of range in
+    self)' where compare names the id and the table; loss='mse' was "'str' object is not
+    callable"."""
+    model = nn.Sequential(nn.Embedding(10, 8), nn.Flatten(), nn.Linear(40, 3))
+    ids = torch.arange(20).reshape(4, 5)
+    with pytest.raises(InitlabError, match=r"inputs has token id 19 .* 0 \(Embedding\) has 10"):
+        initlab.diagnose(model, ids)
+    mlp = nn.Sequential(nn.Linear(8, 3))
+    x, y = torch.randn(4, 8), torch.randn(4, 3)
+    with pytest.raises(InitlabError, match=r"loss takes a function loss\(output, targets\)"):
+        initlab.diagnose(mlp, x, y, loss="mse")
+    with pytest.raises(InitlabError, match=r"failed in 0 \(Linear\) on a batch \[4, 7\]"):
+        initlab.diagnose(mlp, torch.randn(4, 7))

@@ -58,22 +58,21 @@ def as_inputs(model: nn.Module, inputs: Any) -> Tensor:
 
 def check_runs(model: nn.Module, inputs: Tensor | None, caller: str) -> None:
     """One line unless ``model`` runs on ``inputs`` (a batch: eval mode, no gradient; the
-    RNG, the modes and the buffers left as they were: :func:`initlab.preserve.preserved`)."""
+    RNG, the modes and the buffers left as they were: :func:`initlab.preserve.preserved`),
+    as compare says it (:func:`initlab.train.preflight.run_watched`: token ids past the
+    embedding, the module that failed)."""
     from initlab.preserve import preserved
 
     if inputs is None:
         raise InitlabError(f"{caller} needs a batch of inputs the model takes, got None")
     check_batch(inputs, caller)
+    from initlab.train.preflight import run_watched
+
     try:
         with torch.no_grad(), preserved(model, "eval"):
-            model(inputs)
-    except InitlabError:
-        raise
-    except Exception as exc:
-        first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
-        raise InitlabError(
-            f"{caller}: the model cannot run on inputs of shape {list(inputs.shape)} ({first})"
-        ) from None
+            run_watched(model, inputs)
+    except InitlabError as exc:  # token ids past the embedding; the module that failed
+        raise InitlabError(f"{caller}: {exc}") from None
 
 
 def check_batch(inputs: Tensor, caller: str) -> None:

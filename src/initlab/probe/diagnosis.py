@@ -232,6 +232,11 @@ def diagnose(
     :class:`InitlabError` each.
     """
     model = check_module(model, "diagnose")
+    if loss is not None and not callable(loss):
+        raise InitlabError(
+            f"loss takes a function loss(output, targets) -> scalar, e.g. "
+            f"torch.nn.functional.mse_loss (or none: the task's default), got {loss!r}"
+        )
     inputs, targets = _as_batch(model, inputs, targets, loss)
     check_runs(model, inputs, "diagnose")
     with preserved(model, "current"):  # reading a parametrized weight may write its state

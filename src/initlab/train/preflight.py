@@ -171,34 +171,44 @@ def probe_output(model: nn.Module, data: object) -> Tensor:
 
 def probe_forward(model: nn.Module, data: object) -> object:
     """What ``model`` returns for the first two training examples (on the CPU, eval mode):
-    the check that it can run on the data. An ``nn.Embedding`` that takes the inputs
-    themselves is checked against every split's ids (:func:`check_token_ids`) before it
-    runs; a model that fails on them is one line (:class:`ModelFailed`,
-    :func:`failure_line`)."""
+    the check that it can run on the data (:func:`run_watched`)."""
     x = data.x_train[:PROBE_EXAMPLES].cpu()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        model.eval()
+        return run_watched(model, x, data)
+
+
+def run_watched(model: nn.Module, x: Tensor, data: object = None) -> object:
+    """``model(x)``, with an ``nn.Embedding`` that takes the inputs themselves checked
+    against every split's ids of ``data`` (``None``: against ``x``, the inputs) before it
+    runs (:func:`check_token_ids`); a model that fails on them is one line
+    (:class:`ModelFailed`, :func:`failure_line`: the module whose forward raised)."""
+    modules = [  # a ScriptModule takes no hooks: it runs unwatched
+        (name, module)
+        for name, module in model.named_modules()
+        if not isinstance(module, torch.jit.ScriptModule)
+    ]
     hooks = [
         module.register_forward_pre_hook(
             lambda mod, args, name=name: check_token_ids(name, mod, args, x, data)
         )
-        for name, module in model.named_modules()
+        for name, module in modules
         if isinstance(module, nn.Embedding)
     ]
     active: list[str] = []  # the modules whose forward is running: the last one failed
-    for name, module in model.named_modules():
+    for name, module in modules:
         hooks.append(module.register_forward_pre_hook(lambda *_, n=name: active.append(n)))
         hooks.append(module.register_forward_hook(lambda *_: _drop_last(active)))
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        model.eval()
-        try:
-            return model(x)
-        except InitlabError:
-            raise
-        except Exception as exc:
-            failed = active[-1] if active else ""
-            raise ModelFailed(failure_line(model, failed, x, exc)) from None
-        finally:
-            for hook in hooks:
-                hook.remove()
+    try:
+        return model(x)
+    except InitlabError:
+        raise
+    except Exception as exc:
+        failed = active[-1] if active else ""
+        raise ModelFailed(failure_line(model, failed, x, exc)) from None
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def _drop_last(active: list[str]) -> None:
@@ -243,9 +253,10 @@ def failure_line(model: nn.Module, failed: str, x: Tensor, exc: Exception) -> st
 
 def check_token_ids(name: str, embedding: nn.Embedding, args: tuple, x: Tensor, data) -> None:
     """If ``embedding`` is called on the inputs ``x`` themselves, every split's inputs must
-    be ids in ``[0, num_embeddings)``: else one line naming the largest id and the table's
-    size (a later batch would fail mid-training with ``index out of range in self``); float
-    inputs (uint8 and bool ones are read as features) are refused as ids."""
+    be ids in ``[0, num_embeddings)`` (``data=None``: ``x`` itself): else one line naming
+    the largest id and the table's size (a later batch would fail mid-training with
+    ``index out of range in self``); float inputs (uint8 and bool ones are read as
+    features) are refused as ids."""
     if not args or args[0] is not x:
         return
     if x.is_floating_point():
@@ -255,12 +266,14 @@ def check_token_ids(name: str, embedding: nn.Embedding, args: tuple, x: Tensor, 
             "bool inputs as features; give token ids as int64 (e.g. x.astype('int64'))"
         )
     rows = embedding.num_embeddings
-    for split in ("train", "val", "test"):
-        ids = getattr(data, f"x_{split}", None)
+    splits = {"inputs": x} if data is None else {
+        "the validation split (held out of x_train)" if split == "val" else f"x_{split}":
+        getattr(data, f"x_{split}", None) for split in ("train", "val", "test")
+    }  # fmt: skip
+    for where, ids in splits.items():
         if not isinstance(ids, Tensor) or not ids.numel() or ids.is_floating_point():
             continue
         low, high = int(ids.min()), int(ids.max())
-        where = "the validation split (held out of x_train)" if split == "val" else f"x_{split}"
         if low < 0:
             raise InitlabError(f"{where} has a negative token id ({low}); ids are 0, 1, 2, ...")
         if high >= rows:
