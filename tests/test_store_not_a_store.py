@@ -30,3 +30,22 @@ def test_an_empty_file_is_a_store_not_written_yet(tmp_path, capsys, tiny_spec):
     assert main(["sweep", str(spec), "--out", str(tmp_path), "--workers", "1"]) == 0
     capsys.readouterr()
     assert main(["store", "check", str(tmp_path)]) == 0
+
+
+def test_a_file_of_another_kind_is_refused_as_not_a_store(tmp_path, capsys):
+    """``images.npz`` is the file given, not a directory to look for initlab.db in."""
+    (tmp_path / "images.npz").write_bytes(b"PK\x03\x04 numpy arrays " * 50)
+    (tmp_path / "empty.bin").write_bytes(b"")
+    for argv in (
+        ["results", str(tmp_path / "images.npz")],
+        ["store", "check", str(tmp_path / "images.npz")],
+        ["store", "repair", str(tmp_path / "images.npz")],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "images.npz is not an initlab results store (not an SQLite file)" in err, argv
+        assert "no results store at" not in err and "\n" not in err, argv
+    assert main(["results", str(tmp_path / "empty.bin")]) == 2
+    assert "empty.bin is not an initlab results store" in capsys.readouterr().err
+    assert main(["results", str(tmp_path / "nothing")]) == 2
+    assert "no results store at" in capsys.readouterr().err

@@ -20,10 +20,23 @@ BASE = 'name = "m"\n[fixed]\ndataset = "digits"\nepochs = 1\n'
             '[sweep]\nmodel = ["mlp", "nofile.py:build"]\n',
             "m.toml: [sweep] model: no such file 'nofile.py'",
         ),
+        (  # the runs' own check named neither the file nor the section
+            'model = "f.py:build"\nhidden = [100]\n',
+            "m.toml: [fixed] hidden=100: the model f.py:build does not use it (only the "
+            "built-in mlp does); give your factory's own settings in [fixed] model_args",
+        ),
+        (
+            'model = "f.py:build"\n[sweep]\nhidden = [[100], [64]]\n',
+            "m.toml: [sweep] hidden: the model f.py:build does not use it",
+        ),
+        ('model = "cnn"\ndropout = 0.5\n', "m.toml: [fixed] dropout=0.5: the model cnn does not"),
     ],
 )
 def test_spec_model_errors_name_the_spec_key(tmp_path, monkeypatch, capsys, body, expected):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "f.py").write_text(
+        "from torch import nn\n\ndef build():\n    return nn.Flatten()\n"
+    )
     (tmp_path / "m.toml").write_text(BASE + body)
     assert main(["sweep", "m.toml", "--out", "out", "--dry-run"]) == 2
     err = capsys.readouterr().err

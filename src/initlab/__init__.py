@@ -7,6 +7,7 @@
 >>> print(initlab.diagnose(model, batch_x, batch_y))     # per-layer statistics + findings
 >>> plan = initlab.recommend(model, batch_x)             # a scheme per layer, with reasons
 >>> evidence = initlab.trials(model=factory, data="digits", budget="2m")  # ... and a winner?
+>>> scaling = initlab.coord_check(factory, widths=(64, 128, 256), param="mup")  # verdicts
 
 ``import initlab`` only imports: the public names are loaded on first use (PEP 562), so
 importing ``initlab`` or one of its light modules (``initlab.cli``, ``initlab.mkl_dispatch``)
@@ -36,6 +37,7 @@ _PUBLIC = {
     "activations": None,
     "assert_healthy_init": "initlab.testing",
     "compare": "initlab.compare",
+    "coord_check": "initlab.scaling.check",
     "data": None,
     "diagnose": "initlab.probe",
     "gain": "initlab.theory.gains",

@@ -83,13 +83,34 @@ def some_names(names: list[str], first: int = 3) -> str:
     return ", ".join(names[:first]) + (f" and {more} more" if more > 0 else "")
 
 
+SYNONYMS = {
+    "learning_rate": "lr",
+    "lr_rate": "lr",
+    "wd": "weight_decay",
+    "l2": "weight_decay",
+    "bs": "batch_size",
+    "act": "activation",
+    "nonlinearity": "activation",
+    "initializer": "init",
+    "initialization": "init",
+    "scheme": "init",
+    "layers": "hidden",
+    "widths": "hidden",
+}
+"""Other names for a setting that spelling alone does not find (``learning_rate`` → ``lr``);
+:func:`closest_name` suggests them first, where they are among the choices."""
+
+
 def closest_name(name: str, choices: Iterable[str]) -> str | None:
     """The choice most similar to ``name`` (case- and separator-insensitive), if any is close;
-    a dotted choice also by its last part (``widht`` → ``model_args.width``)."""
+    a known other name of it (:data:`SYNONYMS`); a dotted choice also by its last part
+    (``widht`` → ``model_args.width``)."""
     normal = {c.lower().replace("-", "_"): c for c in choices}
     key = str(name).lower().replace("-", "_")
     if key in normal:
         return normal[key]
+    if SYNONYMS.get(key) in normal:
+        return normal[SYNONYMS[key]]
     match = difflib.get_close_matches(key, list(normal), n=1, cutoff=0.5)
     if match:
         return normal[match[0]]

@@ -67,6 +67,7 @@ def diagnose(
     """Look inside a network at init: per-layer statistics, findings, suggestions."""
     from initlab.probe.batch import prepare_probe
     from initlab.sweep.values import check_setting
+    from initlab.train.device import check_precision, resolve_device
 
     check_positive("--batch", batch)
     check_positive("--width", width)
@@ -91,7 +92,9 @@ def diagnose(
     )
     labels = {scheme: scheme if init or not user else config.model for scheme in inits}
     check_output_dir(out_dir, files=output_names(list(labels.values())))
-    probe = prepare_probe(config, batch, str(data_dir) if data_dir else None, err.status)
+    check_precision(config.precision, resolve_device(config.device))  # not the data's fault
+    with opt.default_data_named(target, config.dataset, "diagnose"):
+        probe = prepare_probe(config, batch, str(data_dir) if data_dir else None, err.status)
     diagnoses: dict[str, Diagnosis] = {}
     for scheme, label in labels.items():
         diagnoses[label] = _diagnose(probe, scheme, label)

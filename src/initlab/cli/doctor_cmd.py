@@ -96,7 +96,7 @@ def doctor(
 
     check_positive("--batch", batch)
     target = given or {}
-    start = starting_init(init, target.get("model"))
+    start = starting_init(_one_init(init), target.get("model"))
     seconds = check_trials(trials, budget, out_dir, candidates, start)
     check_output_file(save, WEIGHT_FILES, "--save")
     settings = _training(optimizer, lr, batch_size)
@@ -105,7 +105,8 @@ def doctor(
         **target,
     )  # fmt: skip
     where = str(data_dir) if data_dir else None
-    probe = prepare_probe(config, batch, where, err.status, trains=trials is not None)
+    with opt.default_data_named(target, config.dataset, "doctor"):
+        probe = prepare_probe(config, batch, where, err.status, trains=trials is not None)
     exam = examine(probe, start, family, seed)
     plan = exam.plan
     print_frame(plan.to_frame(), out, title="the plan: a scheme per layer")
@@ -153,6 +154,19 @@ def apply_hint(plan: Plan, family: str) -> str:
         f"in Python: plan = initlab.recommend(model, x{kind}); initlab.initialize(model, "
         f"plan{data}{rule}) (x: a batch of inputs); --trials 3 --out DIR tests it by training"
     )
+
+
+def _one_init(init: str | None) -> str | None:
+    """``--init``: the one scheme the doctor starts from; a list of several (``he_normal,
+    glorot_normal``) is refused pointing at ``--candidates``, which compares them."""
+    names = opt.split_list(init) if init and init.strip() else []
+    if len(names) > 1:
+        raise InitlabError(
+            f"doctor's --init takes one scheme (the model's starting point), got {len(names)}: "
+            f"{', '.join(names)}; to compare several, train them with --trials 3 --out DIR "
+            f"--candidates {','.join(names)}"
+        )
+    return init
 
 
 def check_trials(

@@ -10,9 +10,10 @@ defaults. ``--model`` and ``--data`` import and run the user's code.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -228,9 +229,10 @@ def parse_model_args(items: list[str] | None) -> dict[str, int | float | bool | 
     """``["width=64", "bn=true", "act=gelu"]`` → ``{"width": 64, "bn": True, "act": "gelu"}``.
 
     A value is an int if it reads as one, else a float, else ``true``/``false`` (any case),
-    else text. A key given twice keeps the last value, as command lines do.
+    else text. A key given twice is refused (which value was meant?).
     """
     parsed: dict[str, int | float | bool | str] = {}
+    given: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         key = key.strip()
@@ -239,6 +241,12 @@ def parse_model_args(items: list[str] | None) -> dict[str, int | float | bool | 
                 f"--model-arg takes key=value with a Python name as key (e.g. width=64), "
                 f"got '{item}'"
             )
+        if key in given:
+            raise InitlabError(
+                f"--model-arg {key} is given twice ({given[key]}, {item}): give each model "
+                "argument once"
+            )
+        given[key] = item
         parsed[key] = _scalar(value.strip())
     return parsed
 
@@ -286,3 +294,21 @@ def target_settings(
     if model_args:
         settings["model_args"] = check_setting("model_args", parse_model_args(model_args))
     return settings
+
+
+@contextlib.contextmanager
+def default_data_named(target: dict[str, Any], dataset: str, command: str) -> Iterator[None]:
+    """An error inside the block (loading the data, running the model on it) says which
+    data ``command`` fell back to when a model factory (``--model file.py:f``) came without
+    ``--data``: the default dataset is a guess its inputs rarely fit."""
+    from initlab.usercode import is_user_spec
+
+    try:
+        yield
+    except InitlabError as exc:
+        if not is_user_spec(target.get("model")) or target.get("dataset") is not None:
+            raise
+        raise InitlabError(
+            f"{exc} (no data given: {command} ran the model on {dataset}, its default; pass "
+            "--data with your model's inputs, e.g. --data file.npz or module:function)"
+        ) from None

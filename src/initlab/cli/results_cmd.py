@@ -47,7 +47,7 @@ def results(
     from initlab.notes import note
     from initlab.report.build import ranked_apart
     from initlab.store import export, open_store
-    from initlab.store.read import pooled_note
+    from initlab.store.read import check_model_args, pooled_note
     from initlab.sweep.ui import print_results
 
     if out_dir is not None and export_format is None:  # else written nowhere, silently
@@ -61,12 +61,15 @@ def results(
             paths = export(store, export_format, out_dir, study)
             out.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
             return
-        keys = _group_by(group_by)
+        keys = _settings(group_by, store, study)
+        apart = _settings(within, store, study)  # the names --group-by takes
         found = store.results(study, group_by=keys)
+    if apart:
+        check_model_args(found.runs, apart)
     if keys is not None and (pooled := pooled_note(found.runs, found.group_by)):
         note(pooled)
-    if within:
-        found = ranked_apart(found, split_list(within))
+    if apart:
+        found = ranked_apart(found, apart)
     if listing is not None:  # after every check: an error is then the only output
         print_frame(listing, out, title=f"{len(listing)} studies in {path}")
         out.print("showing all runs; pick one with --study NAME (or its id)")
@@ -88,13 +91,19 @@ def _pick_study(store: Store, study: str | None) -> tuple[str | None, pd.DataFra
     return None, None
 
 
-def _group_by(text: str | None) -> list[str] | None:
-    from initlab.sweep.values import SETTINGS, is_setting
+def _settings(text: str | None, store: Store, study: str | None) -> list[str] | None:
+    """The settings ``text`` names (``--group-by``, ``--within``): :class:`RunConfig` fields
+    or ``model_args.<name>``; an unknown one is named with the settings and the runs' model
+    arguments (``widht``: did you mean ``model_args.width``?)."""
+    from initlab.results import with_model_arg_columns
+    from initlab.sweep.values import MODEL_ARG, SETTINGS, is_setting
 
     if text is None:
         return None
     keys = split_list(text)
     for key in keys:
         if not is_setting(key):
-            raise UnknownNameError("setting", key, SETTINGS)
+            columns = with_model_arg_columns(store.runs(study)).columns
+            args = [str(c) for c in columns if str(c).startswith(MODEL_ARG)]
+            raise UnknownNameError("setting", key, [*SETTINGS, *args])
     return keys

@@ -14,17 +14,17 @@ from rich.console import Console
 from initlab.atomic_files import check_output_dir
 from initlab.checkpoints import checkpoint_seconds
 from initlab.compare import preflight_configs
-from initlab.config import RunConfig
+from initlab.config import RunConfig, unused_settings
 from initlab.errors import InitlabError, check_positive
 from initlab.results import ResultSet
 from initlab.store import study_dir
 from initlab.sweep.engine import resolve_engine
 from initlab.sweep.runner import check_backend
-from initlab.sweep.spec import Spec
+from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.ui import run_and_report
 from initlab.sweep.values import MODEL_ARG, check_setting
 from initlab.train.stack import preferred_strategy
-from initlab.usercode import is_user_spec, load_callable
+from initlab.usercode import is_user_spec, load_callable, spec_name
 
 
 def override_spec(spec: Spec, settings: dict[str, Any]) -> Spec:
@@ -133,24 +133,67 @@ def check_models(spec: Spec, given: Iterable[str] = (), source: str = "") -> Non
     model raise one :class:`InitlabError` naming the spec key (``[fixed] model``) rather
     than a command-line option the user did not use. ``given``: the settings the command
     line replaced (its own checks name its options); ``source``: the spec file's name, put
-    first as :func:`initlab.sweep.spec.load_spec` does."""
-    if "model" in given:
-        return
+    first as :func:`initlab.sweep.spec.load_spec` does. Settings of initlab's own
+    architectures that a model the spec runs would ignore (``hidden`` for a factory) are
+    refused naming their section (:func:`_check_unused`), whoever named the model."""
     try:
-        for where, model in _models(spec):
-            if is_user_spec(model):
-                load_callable(model, flag=where)
-        model = spec.fixed.get("model", "mlp")
-        args = spec.fixed.get("model_args")
-        swept = "model" in spec.swept
-        if args and "model_args" not in given and not is_user_spec(model) and not swept:
-            named = "[fixed] model is" if "model" in spec.fixed else "the model is the default,"
-            raise InitlabError(
-                f"[fixed] model_args {args} are for a model factory (module:function); {named} "
-                f"the built-in '{model}' (it takes hidden, activation, batch_norm...)"
-            )
+        if "model" not in given:
+            _check_named_models(spec, given)
+        _check_unused(spec)
     except InitlabError as exc:
         raise InitlabError(f"{source}: {exc}" if source else str(exc)) from None
+
+
+def _check_named_models(spec: Spec, given: Iterable[str]) -> None:
+    """The spec's model factories load; its ``model_args`` are not for a built-in model."""
+    for where, model in _models(spec):
+        if is_user_spec(model):
+            load_callable(model, flag=where)
+    model = spec.fixed.get("model", "mlp")
+    args = spec.fixed.get("model_args")
+    swept = "model" in spec.swept
+    if args and "model_args" not in given and not is_user_spec(model) and not swept:
+        named = "[fixed] model is" if "model" in spec.fixed else "the model is the default,"
+        raise InitlabError(
+            f"[fixed] model_args {args} are for a model factory (module:function); {named} "
+            f"the built-in '{model}' (it takes hidden, activation, batch_norm...)"
+        )
+
+
+def _check_unused(spec: Spec) -> None:
+    """:func:`initlab.compare.check_architecture_settings` in the spec's words (the runs
+    meet it later, naming no section): ``[fixed] hidden=100: the model f.py:build does not
+    use it``, for each model the spec names; for a model it does not sweep, also the
+    settings it sweeps (``[sweep] hidden``)."""
+    default = RunConfig()
+    for _, model in _models(spec) or [("", spec.fixed.get("model", default.model))]:
+        ignored = unused_settings(model)
+        fixed = [n for n in ignored if n in spec.fixed and spec.fixed[n] != getattr(default, n)]
+        if fixed:
+            given = ", ".join(f"{n}={_shown(spec.fixed[n])}" for n in fixed)
+            raise InitlabError(_unused_line(f"[fixed] {given}", model, len(fixed)))
+        swept = [] if "model" in spec.swept else [n for n in ignored if n in spec.swept]
+        if swept:
+            where = next((_axis_name(a) for a in spec.axes if swept[0] in a.keys), "[[include]]")
+            raise InitlabError(_unused_line(f"{where} {', '.join(swept)}", model, len(swept)))
+
+
+def _unused_line(given: str, model: str, count: int) -> str:
+    them = "it" if count == 1 else "them"
+    user = is_user_spec(model)
+    fix = "give your factory's own settings in [fixed] model_args" if user else f"leave {them} out"
+    return (
+        f"{given}: the model {spec_name(model)} does not use {them} (only the built-in mlp "
+        f"does); {fix}"
+    )
+
+
+def _axis_name(axis: Axis) -> str:
+    return "[sweep]" if len(axis.keys) == 1 else "[[zip]]"
+
+
+def _shown(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def _models(spec: Spec) -> list[tuple[str, str]]:

@@ -27,10 +27,10 @@ StoreArg = Annotated[
 def check(path: StoreArg) -> None:
     """Print ok, or the damage (PRAGMA quick_check) and exit 2."""
     from initlab.store.damage import damaged_message
-    from initlab.store.paths import store_path
+    from initlab.store.paths import read_path
     from initlab.store.repair import check_file
 
-    db = store_path(path)
+    db = read_path(path)
     if not db.exists():
         raise InitlabError(f"no results store at {db}")
     problem = check_file(db)

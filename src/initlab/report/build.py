@@ -127,12 +127,13 @@ def regroup(results: ResultSet, group_by: Sequence[str] | None) -> ResultSet:
         raise InitlabError("group_by needs at least one column")
     missing = [k for k in keys if k not in results.runs]
     if missing:
-        columns = list(map(str, results.runs.columns))
+        columns = _settings(results.runs)
         shown = ", ".join(f"'{m}'" for m in missing)
         hint = closest_name(missing[0], columns)
         guess = f"did you mean '{hint}'? " if hint else ""
         raise InitlabError(
-            f"cannot group by {shown}: not a run column ({guess}valid: {', '.join(columns)})"
+            f"cannot group by {shown}: not a setting of these runs "
+            f"({guess}valid: {', '.join(columns)})"
         )
     epochs = results.epochs
     absent = [k for k in keys if k not in epochs]
@@ -142,6 +143,14 @@ def regroup(results: ResultSet, group_by: Sequence[str] | None) -> ResultSet:
     within = [c for c in getattr(results, "within", ()) if c in keys]
     progress = getattr(results, "progress", "")
     return ResultSet(results.runs, epochs, keys, results.layer_stats, progress, within)
+
+
+def _settings(runs: pd.DataFrame) -> list[str]:
+    """The columns of ``runs`` to group by: the settings (``init``, ``model_args.width``),
+    not the outcomes (``test_accuracy``, ``message``); every column when none is a setting."""
+    columns = list(map(str, runs.columns))
+    settings = [c for c in columns if c in CONFIG_COLUMNS or c.startswith("model_args.")]
+    return settings or columns
 
 
 def ranked_apart(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from initlab.errors import InitlabError
 from initlab.store.damage import DB_NAME
 
 
@@ -13,6 +14,19 @@ def store_path(path: str | Path) -> Path:
     if path.suffix in (".db", ".sqlite", ".sqlite3") and not path.is_dir():
         return path
     return path / DB_NAME
+
+
+def read_path(path: str | Path) -> Path:
+    """The store file to read at ``path``: an existing file as it is, whatever its name
+    (``images.npz`` is then refused as no store, not looked for as ``images.npz/initlab.db``);
+    else :func:`store_path`. An empty file no sweep would take as its store (not ``*.db``)
+    is refused here."""
+    path = Path(path)
+    if not path.exists() or path.is_dir():
+        return store_path(path)
+    if store_path(path) != path and path.stat().st_size == 0:
+        raise InitlabError(f"{path} is not an initlab results store (an empty file)")
+    return path
 
 
 def study_dir(path: str | Path) -> Path:

@@ -204,7 +204,7 @@ def result_set(
     :meth:`ResultSet.from_results` builds them; ``progress``: see :class:`ResultSet`."""
     runs = with_model_arg_columns(runs)
     keys = ["run_id", *group_by, *([] if "seed" in group_by else ["seed"])]
-    _check_model_args(runs, group_by)
+    check_model_args(runs, group_by)
     if runs.empty:
         empty = pd.DataFrame(columns=[*keys, "epoch"])
         return ResultSet(runs, empty, group_by, layer_stats, progress)
@@ -212,7 +212,7 @@ def result_set(
     return ResultSet(runs, merged, group_by, layer_stats, progress)
 
 
-def _check_model_args(runs: pd.DataFrame, group_by: list[str]) -> None:
+def check_model_args(runs: pd.DataFrame, group_by: list[str]) -> None:
     """A ``model_args.<name>`` group the runs do not have is an unknown model argument
     (a typo such as ``model_args.widht``), named with the arguments they do have."""
     known = [c.partition(".")[2] for c in runs.columns if c.startswith("model_args.")]

@@ -32,7 +32,7 @@ from pathlib import Path
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage
-from initlab.store.paths import store_path
+from initlab.store.paths import read_path
 from initlab.store.sqlite import FINISHED, Store
 from initlab.usercode import is_user_spec
 
@@ -67,7 +67,7 @@ def repair(path: str | Path) -> RepairReport:
 
     Raises :class:`InitlabError` when there is no store, or when it is not damaged.
     """
-    db = store_path(path)
+    db = read_path(path)
     if not db.exists():
         raise InitlabError(f"no results store at {db}")
     problem = check_file(db)

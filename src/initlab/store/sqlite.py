@@ -36,7 +36,7 @@ from initlab.errors import InitlabError, option
 from initlab.store import damage, leases, read
 from initlab.store.damage import EMPTY_STORE
 from initlab.store.location import check_writable, is_busy, location_error, locked_line
-from initlab.store.paths import store_path
+from initlab.store.paths import read_path, store_path
 from initlab.store.rows import epoch_row, layer_row, now_iso, run_row
 from initlab.store.schema import (
     EPOCH_METRICS,
@@ -80,7 +80,8 @@ class Store:
     """
 
     def __init__(self, path: str | Path | None, *, create: bool = True) -> None:
-        self.path = None if path in (None, ":memory:") else store_path(path)
+        pick = store_path if create else read_path  # reading: an existing file as it is
+        self.path = None if path in (None, ":memory:") else pick(path)
         if self.path is not None and not self.path.exists() and not create:
             raise InitlabError(f"no results store at {self.path}")
         if self.path is not None and create:

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from initlab.errors import InitlabError, closest_name, option
 from initlab.sweep.seeds import seed_list
+from initlab.sweep.spec_files import read_error, reader
 from initlab.sweep.values import ALIASES, MODEL_ARG, SETTINGS, check_setting, is_setting
 
 TOP_LEVEL = (
@@ -116,41 +116,19 @@ def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise InitlabError(f"spec file not found: {path}")
-    reader = _reader(path.suffix.lower())
+    read = reader(path.suffix.lower())
     try:
-        raw = reader(path.read_text(encoding="utf-8"))
+        raw = read(path.read_text(encoding="utf-8"))
     except InitlabError:
         raise
     except Exception as exc:  # a syntax error of TOML, YAML or JSON
-        raise InitlabError(f"{path.name}: cannot read {path.suffix} spec: {exc}") from None
+        raise InitlabError(
+            f"{path.name}: cannot read {path.suffix} spec: {read_error(exc)}"
+        ) from None
     try:
         return parse_spec(raw, default_name=path.stem)
     except InitlabError as exc:
         raise InitlabError(f"{path.name}: {exc}") from None
-
-
-def _reader(suffix: str) -> Callable[[str], Any]:
-    if suffix == ".toml":
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - Python 3.10
-            try:
-                import tomli as tomllib
-            except ImportError:
-                message = "reading TOML on Python 3.10 needs tomli: pip install tomli"
-                raise InitlabError(message) from None
-        return tomllib.loads
-    if suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise InitlabError(
-                "reading YAML specs needs PyYAML: pip install pyyaml (or write the spec as TOML)"
-            ) from None
-        return yaml.safe_load
-    if suffix == ".json":
-        return json.loads
-    raise InitlabError(f"unknown spec format '{suffix}': use .toml, .yaml/.yml or .json")
 
 
 def parse_spec(raw: Any, default_name: str = "sweep") -> Spec:
