@@ -462,3 +462,15 @@ def test_an_empty_numpy_split_is_the_one_line_error_not_a_memoryview_traceback(e
     parts[empty] = (x[:0], y[:0])
     with pytest.raises(InitlabError, match=f"the {empty} split is empty"):
         load(data_spec((*parts["train"], *parts["test"])))
+
+
+def test_read_only_arrays_such_as_pandas_gives_load_without_torchs_warning():
+    """pandas' copy-on-write .values are read-only: torch.from_numpy warned on each."""
+    from initlab.data.user import as_tensor
+
+    x = np.arange(12.0).reshape(4, 3)
+    x.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = as_tensor(x, "x_train", "data")
+    assert tensor.tolist() == x.tolist() and x.flags.writeable is False

@@ -326,7 +326,10 @@ def as_tensor(value: Any, what: str, where: str, *, labels: bool | None = None) 
             labels = what.startswith("y") if labels is None else labels
             fix = LABELS_HINT if labels else fix
             raise TypeError(f"{array.dtype} elements")
-        return torch.from_numpy(np.ascontiguousarray(array))
+        array = np.ascontiguousarray(array)
+        if not array.flags.writeable:  # pandas' copy-on-write arrays: torch warns, shares
+            array = array.copy()
+        return torch.from_numpy(array)
     except (TypeError, ValueError) as exc:
         raise InitlabError(
             f"{where}: {what} is a {type(value).__name__} that is not a numeric array "
