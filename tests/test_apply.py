@@ -250,3 +250,11 @@ def test_a_last_registered_layer_the_forward_never_uses_is_not_the_output_layer(
     assert output_layer_name(model) == "head"
     initialize(model, "he_normal", output_layer="zeros")
     assert model.head.weight.count_nonzero() == 0 and model.proj_head.weight.count_nonzero() > 0
+
+
+def test_a_model_without_weight_layers_is_told_nothing_was_set():
+    """initialize(nn.ReLU(), 'he_normal') returned an empty record without a word."""
+    from initlab.notes import InitlabNote
+
+    with pytest.warns(InitlabNote, match="ReLU has no weight layer a scheme sets"):
+        assert initialize(nn.ReLU(), "he_normal").rows == []

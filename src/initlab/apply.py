@@ -43,6 +43,7 @@ from initlab.init_record import InitRecord
 from initlab.initializers import Initializer, fans_of_module, fans_of_tensor
 from initlab.layer_order import output_layer_name
 from initlab.norm_layers import is_norm
+from initlab.notes import note
 from initlab.residual import apply_residual
 from initlab.residual.plan import residual_rule
 from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
@@ -128,6 +129,8 @@ def initialize(
     planned = getattr(scheme, "residual", None)  # a plan's branches (maybe found by a run)
     planned = planned if isinstance(planned, Structure) and data is None else None
     record.after_residual(model, apply_residual(model, rule, structure=planned, example=data))
+    if not weight_layers(model) and not any(isinstance(m, EMBEDDINGS) for m in model.modules()):
+        note(f"initialize: {type(model).__name__} has no weight layer a scheme sets: nothing set")
     return record
 
 
