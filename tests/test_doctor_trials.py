@@ -479,3 +479,11 @@ def test_a_candidate_s_loss_interval_never_goes_below_zero():
     assert low == 0.0 and high > mean > 0
     one_data_seed = wild[wild["data_seed"] == 0]
     assert verdict.candidate_interval(one_data_seed, "final")[1] >= 0.0
+
+
+def test_trials_that_overran_their_budget_say_so():
+    """--budget 60s took 3 min on a busy machine, and the verdict did not mention it."""
+    from initlab.doctor.evidence import overran
+
+    assert overran(186.0, 60.0).startswith("; the trials took 186 s of a 60 s budget")
+    assert overran(70.0, 60.0) == ""  # within the timing's noise

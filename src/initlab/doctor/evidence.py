@@ -147,6 +147,7 @@ def gather(
     if on_schedule is not None:
         on_schedule(schedule, len(configs))
     results = trials.run_trials(configs, data, on_epoch)
+    took = time.perf_counter() - started
     saved = None
     if out is not None:
         saved = _save_trials(tidy_curves(candidates, design, schedule, results), Path(out))
@@ -163,11 +164,30 @@ def gather(
                     if s == "failed" and m), ""),
         chance=chance_loss(data.y_train),
     )  # fmt: skip
+    decision["seconds"] = round(took, 1)
+    decision["message"] += overran(took, budget)
     variance = verdict.variance_split(table)
     return Evidence(
         list(candidates), design, schedule, results, table, ranked, tests, variance, decision,
         training_settings(base), saved=saved,
     )  # fmt: skip
+
+
+OVERRUN = 1.25
+"""Trials that took more than this times their budget say so (:func:`overran`)."""
+
+
+def overran(took: float, budget: float) -> str:
+    """``; the trials took 186 s of a 60 s budget …`` when ``took`` exceeds the budget by
+    more than :data:`OVERRUN` (``""`` otherwise): the schedule was fitted to the timing
+    trial's speed, which a machine that got busier afterwards does not keep."""
+    if took <= budget * OVERRUN:
+        return ""
+    return (
+        f"; the trials took {took:.0f} s of a {budget:g} s budget: the schedule was fitted "
+        "to the speed the timing trial measured, and the machine was slower afterwards (other "
+        "work on it?)"
+    )
 
 
 def _save_trials(curves: pd.DataFrame, out: Path) -> Path | None:
