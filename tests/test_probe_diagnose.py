@@ -520,3 +520,16 @@ def test_findings_json_writes_an_uncomputable_ratio_as_null():
     d = diagnose(nn.Sequential(nn.Linear(4, 3)), torch.randn(8, 4))  # one layer: no ratio
     summary = json.loads(json.dumps(d.to_dict()))["summary"]
     assert summary["activation_std_ratio"] is None
+
+
+def test_columns_no_layer_has_a_value_for_are_left_out_of_the_table():
+    """A transformer's table showed q (MF) and sat as a column of "—" on every row."""
+    import pandas as pd
+
+    from initlab.probe.diagnosis import SHOWN, WHERE_DEFINED, Diagnosis
+
+    numbers = {column: [1.0, 2.0] for column in SHOWN}
+    layers = pd.DataFrame(numbers | {"layer": ["a", "b"], "activation": ["gelu"] * 2})
+    layers = layers.assign(q_pred=float("nan"), saturated_frac=[float("nan"), 0.1])
+    shown = Diagnosis(layers, []).table().columns
+    assert "q (MF)" not in shown and "sat" in shown and len(WHERE_DEFINED) == 2

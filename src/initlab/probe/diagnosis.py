@@ -48,6 +48,9 @@ SHOWN = {
     "weight_duplicates": "same W",
 }
 """The columns of the printed table (``str(d)``, the CLI), with their short headers."""
+WHERE_DEFINED = ("q_pred", "saturated_frac")
+"""Shown columns that only some models have (mean field's ``q``, saturation of a bounded
+activation): left out of the table when no layer has a value (a transformer's "—" column)."""
 
 
 @dataclass
@@ -106,8 +109,10 @@ class Diagnosis:
         }
 
     def table(self) -> pd.DataFrame:
-        """The printed columns (:data:`SHOWN`) under their short headers."""
-        return self.layers[list(SHOWN)].rename(columns=SHOWN)
+        """The printed columns (:data:`SHOWN`) under their short headers, without those of
+        :data:`WHERE_DEFINED` that no layer has a value for."""
+        shown = [c for c in SHOWN if c not in WHERE_DEFINED or self.layers[c].notna().any()]
+        return self.layers[shown].rename(columns=SHOWN)
 
     def plot(self, path: str | Path) -> Path:
         """Histograms (Glorot & Bengio 2010, Fig. 6–7) and per-layer profiles in one figure."""
