@@ -99,8 +99,11 @@ def test_residual_init_option_on_diagnose_compare_and_sweep(tmp_path, capsys):
                    "--model-arg", "width=4", "--model-arg", "in_channels=1"]  # fmt: skip
     assert main(["diagnose", *resnet_args, "--data", "digits", "--batch", "64",
                  "--init", "he_normal", "--residual-init", "zero_last_layer"]) == 0  # fmt: skip
-    rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if "conv2" in line]
-    assert len(rows) == 3 and all(float(r[8]) == 0.0 for r in rows)  # W std of each last conv
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line.split("┃") for line in lines if "W std" in line)
+    column = [cell.strip() for cell in header].index("W std")
+    rows = [line.split("│") for line in lines if "conv2" in line]
+    assert len(rows) == 3 and all(float(r[column]) == 0.0 for r in rows)  # each last conv
     assert main(["compare", "--data", "digits", "--residual-init", "fixpu"]) == 2
     assert "did you mean 'fixup'" in capsys.readouterr().err
     spec = tmp_path / "s.toml"
