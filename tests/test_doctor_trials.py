@@ -487,3 +487,11 @@ def test_trials_that_overran_their_budget_say_so():
 
     assert overran(186.0, 60.0).startswith("; the trials took 186 s of a 60 s budget")
     assert overran(70.0, 60.0) == ""  # within the timing's noise
+
+
+def test_a_rise_of_a_loss_near_zero_is_noise_not_overfitting():
+    from initlab.doctor.learned import overfit
+
+    near_zero = pd.DataFrame({"final": [0.025, 0.03], "lowest": [0.02, 0.021]})
+    assert not overfit(near_zero)  # 25% higher, yet 0.005 nats
+    assert overfit(near_zero.assign(final=[0.5, 0.6]))  # 0.48 nats above: overfit

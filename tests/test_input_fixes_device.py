@@ -59,6 +59,9 @@ def test_names_are_read_without_case_or_spaces_and_a_hint_only_when_one_is_close
     with pytest.raises(InitlabError) as info:
         parse_device("banana")
     assert str(info.value) == "device must be auto, cpu, cuda, cuda:N or mps, got 'banana'"
+    for given, meant in (("gpu:1", "cuda:1"), ("GPU0", "cuda:0"), ("cuda1", "cuda:1")):
+        with pytest.raises(InitlabError, match=f"did you mean '{meant}'"):  # not 'cpu'
+            parse_device(given)
 
 
 def test_a_device_given_in_capitals_runs(tmp_path: Path, monkeypatch, capsys):

@@ -284,6 +284,12 @@ def test_no_apply_line_without_a_verdict():
     assert apply_line(_results({"he": ["ok"] * 2, "orth": ["failed"] * 2})) == ""
     flat = _results({"he": ["ok"] * 3, "orth": ["ok"] * 3})  # the same score on every seed
     assert flat.verdict().startswith("no winner") and apply_line(flat) == ""
+    # a regression study stuck throughout: zeros predicts the mean (R² -0.01) and "beats"
+    # inits that are worse than the mean (R² -0.5) on every seed; it learned nothing either
+    stuck = _results({"zeros": ["stuck"] * 3, "he": ["stuck"] * 3})
+    stuck.runs.loc[stuck.runs["init"] == "he", "test_accuracy"] -= 0.5
+    assert stuck.verdict().startswith("no winner: none of the 6 finished runs learned")
+    assert apply_line(stuck) == ""
 
 
 def test_the_summary_is_ordered_by_the_group_by_keys_first_key_slowest():

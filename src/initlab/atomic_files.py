@@ -63,7 +63,7 @@ def check_replaceable(path: Path, flag: str) -> None:
 
 def check_parent(directory: Path, flag: str) -> None:
     """``directory`` (to be created if missing) under no file and in a place where a
-    directory can be created (tried: a probe directory made and removed at once)."""
+    directory can be created (tried: a probe made and removed at once, :func:`_probe`)."""
     blocker = file_in_the_way(directory)
     if blocker is not None:
         raise InitlabError(f"{option(flag)} {directory}: {blocker} is a file, not a directory")
@@ -71,12 +71,26 @@ def check_parent(directory: Path, flag: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InitlabError(f"{option(flag)} {directory}: {existing} is not writable")
     try:  # root passes os.access everywhere: /proc or a read-only mount refuses only a try
-        os.rmdir(tempfile.mkdtemp(prefix=".initlab-probe-", dir=existing))
+        _probe(existing, made_here=existing != directory)
     except OSError as exc:
         reason = (exc.strerror or type(exc).__name__).lower()
         raise InitlabError(
             f"{option(flag)} {directory}: nothing can be created in {existing}: {reason}"
         ) from None
+
+
+def _probe(existing: Path, made_here: bool) -> None:
+    """Create and remove what the command will create in ``existing``: a directory where it
+    makes one (``made_here``), else a file. Only the creation's ``OSError`` escapes."""
+    if made_here:
+        probe = tempfile.mkdtemp(prefix=".initlab-probe-", dir=existing)
+        with contextlib.suppress(OSError):
+            os.rmdir(probe)
+        return
+    handle, probe = tempfile.mkstemp(prefix=".initlab-probe-", dir=existing)
+    os.close(handle)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 def file_in_the_way(directory: Path) -> Path | None:

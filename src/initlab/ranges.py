@@ -100,9 +100,21 @@ def check_device(value: Any) -> str:
     text = str(value).strip().lower() if isinstance(value, str) else None
     if text is not None and DEVICE_PATTERN.fullmatch(text):
         return text
-    hint = (MEANT.get(text) or closest_name(text, DEVICES)) if text else None
-    guess = f"; did you mean '{hint}'?" if hint else ""
+    guess = f"; did you mean '{hint}'?" if text and (hint := _device_hint(text)) else ""
     raise InitlabError(f"device must be {DEVICE_SYNTAX}, got {value!r}{guess}")
+
+
+def _device_hint(text: str) -> str | None:
+    """The device ``text`` likely means: another tool's name for it (:data:`MEANT`), its
+    index kept (``gpu:1``, ``cuda1`` → ``cuda:1``), else the closest name."""
+    match = re.fullmatch(r"([a-z]+):?(\d*)", text)
+    if match:
+        stem = MEANT.get(match.group(1), match.group(1))
+        if stem == "cuda":
+            return f"cuda:{match.group(2)}" if match.group(2) else "cuda"
+        if stem in DEVICES:
+            return stem
+    return closest_name(text, DEVICES)
 
 
 def check_hidden(widths: Any) -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from initlab.ranking_verdict import has_winner
 from initlab.results import ResultSet
+from initlab.train.result import STUCK
 
 DATA_DEPENDENT = ("lsuv",)
 """Inits that set the weights from a forward pass: the call needs ``data=``."""
@@ -36,8 +37,8 @@ def apply_line(results: ResultSet, ranked: pd.DataFrame | None = None) -> str:
     for column, value in keys.items():  # None/NaN keys (an unused setting) match NaN
         cell = results.runs[column]
         match &= cell.isna() if pd.isna(value) else cell == value
-    if not match.any():
-        return ""
+    if not match.any() or (results.runs.loc[match, "status"] == STUCK).all():
+        return ""  # a best group that learned nothing (every run of a study stuck) wins nothing
     run = results.runs[match].iloc[0]
     if run["init"] == "default" and _missing(run, "residual_init", "embedding_init"):
         return "keep the model as its factory built it (init 'default')"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -127,15 +128,28 @@ def _dry_run(spec: Spec, target: Path, workers: int | None, calibrate: bool, max
 
 def _devices_missing_here(spec: Spec) -> list[str]:
     """A warning per device or precision of the runs that this machine lacks: the run here
-    would refuse it (a sweep planned here for a Ray cluster's GPUs is not refused)."""
-    from initlab.sweep.grid import expand
+    would refuse it (a sweep planned here for a Ray cluster's GPUs is not refused). Read
+    from the spec's values, never its whole grid (a dry run may sample millions of runs)."""
+    from initlab.config import RunConfig
     from initlab.train.device import check_precision, resolve_device
 
     said = []
-    pairs = dict.fromkeys((c.device, c.precision) for c in expand(spec, None))  # all of them
-    for device, precision in pairs:
+    devices = _spec_values(spec, "device", RunConfig.device)
+    for device, precision in itertools.product(
+        devices, _spec_values(spec, "precision", RunConfig.precision)
+    ):
         try:
             check_precision(precision, resolve_device(device))
         except InitlabError as exc:
             said.append(f"warning: {exc} (a run on this machine would stop here)")
     return said
+
+
+def _spec_values(spec: Spec, key: str, default: Any) -> list[Any]:
+    """Every value ``key`` takes in ``spec``: fixed (else ``default``), swept or included."""
+    values = [spec.fixed.get(key, default)]
+    for axis in spec.axes:
+        if key in axis.keys:
+            values += [combo[axis.keys.index(key)] for combo in axis.values]
+    values += [point[key] for point in spec.include if key in point]
+    return list(dict.fromkeys(values))

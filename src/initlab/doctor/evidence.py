@@ -134,7 +134,7 @@ def gather(
     if reference not in named:
         raise InitlabError(f"the reference {reference} is not a candidate ({', '.join(named)})")
     check_comparison(candidates)
-    check_output_dir(None if out is None else Path(out), "out", EVIDENCE_FILES)
+    check_output_dir(None if out is None else Path(out), "--out", EVIDENCE_FILES)
     configs = design.configs(candidates, base.replace(track="off"))
     started = time.perf_counter()
     step, fixed = trials.time_trial(configs, data, budget)
@@ -274,7 +274,7 @@ def write_outputs(evidence: Evidence, plan: Plan, snippet: str, out: str | Path)
     from initlab.curves import plot_curves
 
     out = Path(out)
-    check_output_dir(out, "out", EVIDENCE_FILES)
+    check_output_dir(out, "--out", EVIDENCE_FILES)
     document = json.dumps(to_json(evidence, plan), indent=2, default=_plain) + "\n"
     curves = evidence.curves()
     writers: dict[str, Callable[[Path], object]] = {

@@ -30,7 +30,9 @@ CHANCE_MARGIN = 0.01
 chance (:func:`at_chance`)."""
 OVERFIT_MARGIN = 0.1
 """A mean final validation loss more than this fraction above the candidate's mean lowest
-one is overfit (:func:`overfit`)."""
+one, and :data:`OVERFIT_FLOOR` nats above it, is overfit (:func:`overfit`)."""
+OVERFIT_FLOOR = 0.05
+"""The least rise, in nats, that counts: 0.020 → 0.025 is 25% of a loss near 0, and noise."""
 
 
 def lowest_loss(epochs: Sequence[dict]) -> float:
@@ -66,10 +68,13 @@ def at_chance(ranked: pd.DataFrame, chance: float) -> bool:
 
 
 def overfit(ranked: pd.DataFrame) -> bool:
-    """Whether every candidate that finished ends more than :data:`OVERFIT_MARGIN` above its
-    own mean lowest validation loss."""
+    """Whether every candidate that finished ends more than :data:`OVERFIT_MARGIN` (and
+    :data:`OVERFIT_FLOOR` nats) above its own mean lowest validation loss."""
     both = ranked[["final"]].assign(lowest=_lowest(ranked)).dropna()
-    return len(both) > 0 and bool((both["final"] > both["lowest"] * (1 + OVERFIT_MARGIN)).all())
+    rose = (both["final"] > both["lowest"] * (1 + OVERFIT_MARGIN)) & (
+        both["final"] - both["lowest"] > OVERFIT_FLOOR
+    )
+    return len(both) > 0 and bool(rose.all())
 
 
 def caveat(ranked: pd.DataFrame, chance: float) -> tuple[bool, bool, str]:

@@ -205,7 +205,7 @@ def trials(
     design = Design.square(trials)
     seconds = check_budget(budget)
     names = candidate_names(candidates)
-    check_output_dir(None if out is None else Path(out), "out", EVIDENCE_FILES)
+    check_output_dir(None if out is None else Path(out), "--out", EVIDENCE_FILES)
     base, start = trial_config(model, data, model_args, init, {**settings, "seed": seed})
     if names is not None:
         check_listed(names, start)

@@ -160,7 +160,9 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     named = f"gain({act}) = {g:.4g}" + (" (its edge of chaos)" if g != gain(act) else "")
     schemes = best_schemes(act, fans)
     names = " or ".join(f"{spec} ({family})" for family, spec in schemes.items())
-    if 1 / SCALE_TOLERANCE <= r <= SCALE_TOLERANCE and _deep_enough(act, sw2, sb2, len(group)):
+    depth = len(group)  # a scheme at the prescription helps only if it reaches this depth
+    helps = not _deep_enough(act, sw2, sb2, depth) and _deep_enough(act, g * g, sb2, depth)
+    if 1 / SCALE_TOLERANCE <= r <= SCALE_TOLERANCE and not helps:
         return (
             f"{act} layers already follow the gain rule (weight std {r:.2f}× "
             f"gain/sqrt(fan_in), {named}); {theory}; consider normalization or less depth"
@@ -184,7 +186,8 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
 def _deep_enough(act: str, sw2: float, sb2: float, layers: int) -> bool:
     """Whether mean field's trainable depth ``6 xi_c`` at ``sw2`` reaches ``layers`` (true
     where it cannot be computed): within the scale tolerance of the edge of chaos, a tanh
-    net at sigma_w² = 0.64 still loses its signal over 20 layers (depth ≈ 14)."""
+    net at sigma_w² = 0.64 still loses its signal over 20 layers (depth ≈ 14), where the
+    prescription (1.0) would not; a sigmoid net loses it at the prescription too."""
     try:
         return analyze(act, sw2, sb2)["max_trainable_depth"] >= layers
     except (InitlabError, ValueError, ArithmeticError):

@@ -160,7 +160,7 @@ class ScalingResult:
         from initlab.scaling.plots import plot_coords
 
         out = Path(out)
-        check_output_dir(out, "out", SCALING_FILES)
+        check_output_dir(out, "--out", SCALING_FILES)
         document = {
             "settings": _jsonable(self.settings),
             "outcome": self.outcome,

@@ -34,7 +34,7 @@ import initlab.mkl_dispatch as mkl_dispatch
 from initlab.checkpoints import Checkpoints
 from initlab.config import RunConfig
 from initlab.data import Dataset
-from initlab.errors import InitlabError, check_positive, option
+from initlab.errors import SURFACE, InitlabError, check_positive, option, surface
 from initlab.sweep.engine import (
     DataCache,
     DataLoadError,
@@ -73,11 +73,29 @@ def ray_chunk(
     shared: dict[tuple, Any] | None = None,
     tag: int = 0,
     checkpoints: Checkpoints | None = None,
+    spoken: str = "python",
 ) -> tuple[str, Any]:
     """The body of one Ray task: ``("done", outcomes)`` or ``("fatal", message)``; each
     epoch record goes on ``events`` (a Ray queue) as ``(tag, index in the chunk, record)``
     (not by run key: keys hash the user's files, which a node may not have). ``shared``:
-    the driver's datasets as object refs by :func:`data_key` (others are loaded here)."""
+    the driver's datasets as object refs by :func:`data_key` (others are loaded here).
+    ``spoken``: the driver's surface (:func:`initlab.errors.surface`), which its messages
+    keep (Ray reuses worker processes: set for this task alone)."""
+    with surface(spoken):
+        return _ray_chunk(configs, engine, threads, data_dir, events, shared, tag, checkpoints)
+
+
+def _ray_chunk(
+    configs: list[RunConfig],
+    engine: str,
+    threads: int,
+    data_dir: str | None,
+    events: Any,
+    shared: dict[tuple, Any] | None,
+    tag: int,
+    checkpoints: Checkpoints | None,
+) -> tuple[str, Any]:
+    """:func:`ray_chunk` under its surface."""
     global _worker_cache
     import torch
 
@@ -232,7 +250,7 @@ class _Submitter:
             tag = len(self.chunks)
             self.chunks[tag] = chunk
             shared = dict(self.shared)  # the sweep's datasets so far (a worker keeps them all)
-            args = (*self.entry, chunk, *self.args, shared, tag, self.checkpoints)
+            args = (*self.entry, chunk, *self.args, shared, tag, self.checkpoints, SURFACE.get())
             self.pending[self.task.remote(*args)] = chunk
 
 

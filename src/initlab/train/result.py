@@ -168,7 +168,7 @@ def final_status(
     tokens are not independent, so its test counts too many trials: it calls a run
     ``stuck`` less often than it should, never more.)"""
     if task == "regression":
-        return STUCK if math.isfinite(test_accuracy) and test_accuracy <= 0 else OK
+        return STUCK if test_accuracy <= 0 else OK  # NaN (undefined, diverged): never
     if task not in SHARE_TASKS or baseline is None or baseline.n == 0:
         return OK
     if not math.isfinite(test_accuracy):
