@@ -100,6 +100,8 @@ def test_a_factory_without_data_says_which_data_it_fell_back_to(user_module, com
     assert "the model cannot run on the data: data examples have shape [1, 28, 28]" in err
     assert f"(no data given: {command} ran the model on fashion-mnist, its default; pass " in err
     assert "--data with your model's inputs" in err and len(err.strip().splitlines()) == 1
+    assert main([command, "--model", f"{user_module}:biuld"]) == 2  # the factory, not the data
+    assert "no data given" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

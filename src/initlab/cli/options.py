@@ -301,8 +301,10 @@ def default_data_named(target: dict[str, Any], dataset: str, command: str) -> It
     """An error inside the block (loading the data, running the model on it) says which
     data ``command`` fell back to when a model factory (``--model file.py:f``) came without
     ``--data``: the default dataset is a guess its inputs rarely fit."""
-    from initlab.usercode import is_user_spec
+    from initlab.usercode import is_user_spec, load_callable
 
+    if is_user_spec(target.get("model")):
+        load_callable(target["model"])  # a factory that cannot load is not the data's fault
     try:
         yield
     except InitlabError as exc:
