@@ -99,7 +99,7 @@ def comparison_spec(
             "is one group of the comparison, its seeds the repeats (name it once, raise "
             f"{option('--seeds', 'seeds')} for more runs)"
         )
-    axes = [Axis(("init",), tuple((spec,) for spec in dict.fromkeys(checked)))]
+    axes = [Axis(("init",), tuple((spec,) for spec in checked))]
     if len(rules) > 1:
         axes.append(Axis(("residual_init",), tuple((rule,) for rule in rules)))
     elif rules:
@@ -176,7 +176,7 @@ def compare(
     spec = comparison_spec(inits, seeds, **settings)
     configs = expand(spec)
     check_backend(backend, address, gpus_per_trial or 0.0)  # a typo before its consequences
-    plan_workers(1, workers)
+    plan_workers(1, workers)  # its check of workers (>= 1), before any work
     check_in_process(configs, backend, workers)
     loaded = preflight_configs(configs, data_dir)
     results, _ = run_study(
@@ -310,18 +310,25 @@ def check_architecture_settings(config: RunConfig) -> None:
     default = RunConfig()
     changed = [n for n in ignored if getattr(config, n) != getattr(default, n)]
     if changed:
-        given = ", ".join(f"{n}={_shown(getattr(config, n))}" for n in changed)
-        them = "it" if len(changed) == 1 else "them"
+        given = ", ".join(f"{n}={shown_value(getattr(config, n))}" for n in changed)
         fix = f"pass your factory's own settings as {model_arg_option()}"
-        raise InitlabError(
-            f"{given}: the model {spec_name(config.model)} does not use {them} (only the "
-            "built-in mlp "
-            f"does); {fix if user else f'leave {them} out'}"
-        )
+        raise InitlabError(unused_line(given, config.model, len(changed), fix))
 
 
-def _shown(value: object) -> str:
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+def unused_line(given: str, model: str, count: int, fix: str) -> str:
+    """``hidden=100: the model build does not use it (only the built-in mlp does); FIX``
+    (``fix`` for a user's factory; a built-in model is told to leave them out)."""
+    them = "it" if count == 1 else "them"
+    fix = fix if is_user_spec(model) else f"leave {them} out"
+    return (
+        f"{given}: the model {spec_name(model)} does not use {them} (only the built-in mlp "
+        f"does); {fix}"
+    )
+
+
+def shown_value(value: object) -> str:
+    """A setting's value as a command line gives it (widths ``300,100``)."""
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def _data_of(config: RunConfig) -> tuple:

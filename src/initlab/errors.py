@@ -30,16 +30,11 @@ def surface(name: str) -> Iterator[None]:
         SURFACE.reset(token)
 
 
-def on_cli() -> bool:
-    """Whether the user runs a command (``initlab ...``), not a Python call."""
-    return SURFACE.get() == "cli"
-
-
 def option(cli: str, python: str | None = None) -> str:
     """An option as the user's surface spells it: ``cli`` (``--model-arg NAME=VALUE``)
     under the command line, else ``python`` (``model_args={NAME: VALUE}``); without
     ``python``, :func:`keyword` of ``cli`` (``--device cpu`` → ``device='cpu'``)."""
-    if on_cli():
+    if SURFACE.get() == "cli":
         return cli
     return keyword(cli) if python is None else python
 

@@ -101,16 +101,15 @@ def _example(model: Any, dataset: Any) -> Any:
     them as ``compare`` checks it (:func:`initlab.train.preflight.probe_forward`: token ids
     inside its embedding, then one forward pass; one line and exit 2 if it cannot run on
     them). Data-dependent schemes use them, and the residual structure of a model fx cannot
-    trace is recorded from a run on them (docs/residual.md). Each module's train/eval mode is
-    left as it was."""
+    trace is recorded from a run on them (docs/residual.md). The model is left as it was
+    (:func:`initlab.preserve.preserved`)."""
     if dataset is None:
         return None
+    from initlab.preserve import preserved
     from initlab.train.preflight import probe_forward
 
-    modes = [(module, module.training) for module in model.modules()]
-    probe_forward(model, dataset)
-    for module, training in modes:
-        module.training = training
+    with preserved(model, "eval"):
+        probe_forward(model, dataset)
     return dataset.x_train[:2]
 
 

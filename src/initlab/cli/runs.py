@@ -13,7 +13,7 @@ from rich.console import Console
 
 from initlab.atomic_files import check_output_dir
 from initlab.checkpoints import checkpoint_seconds
-from initlab.compare import preflight_configs
+from initlab.compare import preflight_configs, shown_value, unused_line
 from initlab.config import RunConfig, unused_settings
 from initlab.errors import InitlabError, check_positive
 from initlab.results import ResultSet
@@ -24,7 +24,7 @@ from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.ui import run_and_report
 from initlab.sweep.values import MODEL_ARG, check_setting
 from initlab.train.stack import preferred_strategy
-from initlab.usercode import is_user_spec, load_callable, spec_name
+from initlab.usercode import is_user_spec, load_callable
 
 
 def override_spec(spec: Spec, settings: dict[str, Any]) -> Spec:
@@ -170,7 +170,7 @@ def _check_unused(spec: Spec) -> None:
         ignored = unused_settings(model)
         fixed = [n for n in ignored if n in spec.fixed and spec.fixed[n] != getattr(default, n)]
         if fixed:
-            given = ", ".join(f"{n}={_shown(spec.fixed[n])}" for n in fixed)
+            given = ", ".join(f"{n}={shown_value(spec.fixed[n])}" for n in fixed)
             raise InitlabError(_unused_line(f"[fixed] {given}", model, len(fixed)))
         swept = [] if "model" in spec.swept else [n for n in ignored if n in spec.swept]
         if swept:
@@ -179,21 +179,13 @@ def _check_unused(spec: Spec) -> None:
 
 
 def _unused_line(given: str, model: str, count: int) -> str:
-    them = "it" if count == 1 else "them"
-    user = is_user_spec(model)
-    fix = "give your factory's own settings in [fixed] model_args" if user else f"leave {them} out"
-    return (
-        f"{given}: the model {spec_name(model)} does not use {them} (only the built-in mlp "
-        f"does); {fix}"
+    return unused_line(
+        given, model, count, "give your factory's own settings in [fixed] model_args"
     )
 
 
 def _axis_name(axis: Axis) -> str:
     return "[sweep]" if len(axis.keys) == 1 else "[[zip]]"
-
-
-def _shown(value: object) -> str:
-    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def _models(spec: Spec) -> list[tuple[str, str]]:

@@ -150,7 +150,7 @@ def candidate_interval(frame: pd.DataFrame, metric: str) -> tuple[float, float, 
         low, high = mean - half, mean + half
     else:
         mean, low, high = mean_interval(grid.mean(axis=1).dropna().to_numpy(float))
-    return mean, max(low, 0.0) if low == low else low, high
+    return mean, max(low, 0.0), high  # NaN stays NaN: 0.0 > NaN is False
 
 
 def paired_tests(table: pd.DataFrame, reference: str, metric: str = "final") -> pd.DataFrame:

@@ -191,7 +191,7 @@ class Store:
         advice = (
             "upgrade initlab to read it"
             if version and version > SCHEMA_VERSION
-            else f"re-run the sweep into a new {option('--out', 'out=')} directory"
+            else f"re-run the sweep into a new {option('--out')} directory"
         )
         raise InitlabError(
             f"{self.path} uses results-store schema {version}{by}; this initlab "
