@@ -153,9 +153,12 @@ def test_spec_files_toml_yaml_json_and_their_errors(tmp_path, monkeypatch):
         load_spec(tmp_path / "typo.toml")
     with pytest.raises(InitlabError, match="spec file not found"):
         load_spec(tmp_path / "missing.toml")
-    with pytest.raises(InitlabError, match=r"unknown spec format '\.txt'"):
-        (tmp_path / "c.txt").write_text("")
+    (tmp_path / "c.txt").write_text("")
+    with pytest.raises(InitlabError, match=r"^c.txt: unknown spec format '\.txt'"):
         load_spec(tmp_path / "c.txt")
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(InitlabError, match=r"^plain: a spec file needs a suffix: use .toml"):
+        load_spec(tmp_path / "plain")
     yaml_file = tmp_path / "d.yaml"
     yaml_file.write_text("name: d\nsweep:\n  init: [zeros, he_normal]\n  seed: [0, 1]\n")
     if "yaml" in sys.modules or _has_yaml():

@@ -116,7 +116,10 @@ def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise InitlabError(f"spec file not found: {path}")
-    read = reader(path.suffix.lower())
+    try:
+        read = reader(path.suffix.lower())
+    except InitlabError as exc:
+        raise InitlabError(f"{path.name}: {exc}") from None
     try:
         raw = read(path.read_text(encoding="utf-8"))
     except InitlabError:

@@ -45,4 +45,5 @@ def reader(suffix: str) -> Callable[[str], Any]:
         return yaml.safe_load
     if suffix == ".json":
         return json.loads
-    raise InitlabError(f"unknown spec format '{suffix}': use .toml, .yaml/.yml or .json")
+    named = f"unknown spec format '{suffix}'" if suffix else "a spec file needs a suffix"
+    raise InitlabError(f"{named}: use .toml, .yaml/.yml or .json")
