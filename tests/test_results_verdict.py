@@ -340,6 +340,23 @@ def test_mostly_stuck_runs_are_told_to_train_longer_before_adding_seeds():
     assert "stuck at chance" not in half.verdict()
 
 
+def test_regression_runs_are_stuck_at_the_mean_not_at_chance():
+    """R² ≤ 0 is no better than predicting the targets' mean: regression has no chance level."""
+    nothing = _regression({"zeros": [-0.01, -0.02], "ones": [0.0, -0.03]}, status="stuck")
+    said = nothing.verdict()
+    assert "(each is stuck at the mean, see the stuck rule)" in said and "chance" not in said
+    runs = _regression({"he": [0.80, 0.82], "zeros": [-0.2, 0.3]}).runs
+    runs.loc[runs["init"] == "zeros", "status"] = "stuck"
+    parted = ResultSet(runs, pd.DataFrame()).verdict()
+    assert parted.startswith("winner: he; zeros stuck at the mean in every run while he learned")
+    report = assemble_report(ResultSet(runs, pd.DataFrame()))
+    table = report.sections[0].blocks[0].frame.set_index("group")
+    assert table.loc["zeros", "as good as best?"].startswith("no: stuck at the mean (p = ")
+    notes = [getattr(block, "text", "") for block in report.sections[0].blocks]
+    assert any(n.startswith("zeros: every run stuck at the mean.") for n in notes)
+    assert not any("chance" in n for n in notes)
+
+
 def _scored(rows: list[tuple[str, int, float]], progress: str = "") -> ResultSet:
     runs = pd.DataFrame(
         [

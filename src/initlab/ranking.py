@@ -17,7 +17,7 @@ import pandas as pd
 
 import initlab.curves as curves
 from initlab.ranking_verdict import verdict
-from initlab.scores import ranking_metric, run_tasks, stuck_not_tied
+from initlab.scores import Score, ranking_metric, run_tasks, stuck_not_tied
 from initlab.stats import group_label, rank_groups
 from initlab.train.result import DIVERGED, FAILED, OK, STUCK
 from initlab.train.tasks import REGRESSION
@@ -82,12 +82,14 @@ def part_verdict(runs: pd.DataFrame, group_by: Sequence[str], unfinished: bool =
         group_label(key): [s for s in group["status"] if s in (DIVERGED, FAILED)]
         for key, group in runs.groupby(list(group_by), sort=False, dropna=False)
     } if "status" in runs else {}  # fmt: skip
-    said = verdict(ranked, lost=lost, unfinished=unfinished)
+    stuck = Score.of_runs(runs).stuck_phrase()
+    said = verdict(ranked, lost=lost, unfinished=unfinished, stuck_phrase=stuck)
     return said + mostly_stuck(runs) if said.startswith("no winner") else said
 
 
 def mostly_stuck(runs: pd.DataFrame) -> str:
-    """``; but 7 of the 9 finished runs are stuck at chance …`` when more than half of the
+    """``; but 7 of the 9 finished runs are stuck at chance …`` (at the mean, for
+    regression: :meth:`~initlab.scores.Score.stuck_phrase`) when more than half of the
     finished runs are ``stuck``: the seeds a verdict asks for would mostly add runs that
     learned nothing; ``""`` otherwise."""
     if "status" not in runs:
@@ -97,7 +99,8 @@ def mostly_stuck(runs: pd.DataFrame) -> str:
     if not len(finished) or 2 * stuck <= len(finished):
         return ""
     return (
-        f"; but {stuck} of the {len(finished)} finished runs are stuck at chance: train "
+        f"; but {stuck} of the {len(finished)} finished runs are "
+        f"{Score.of_runs(runs).stuck_phrase()}: train "
         "longer (more epochs) or try another learning rate or optimizer before adding seeds"
     )
 
@@ -122,8 +125,9 @@ def nothing_learned(runs: pd.DataFrame, group_by: Sequence[str]) -> str:
     if finished.empty or not (finished == STUCK).all():
         return ""
     return (
-        f"no winner: none of the {len(finished)} finished runs learned (each is stuck at "
-        "chance, see the stuck rule); more seeds will not change that: train longer "
+        f"no winner: none of the {len(finished)} finished runs learned (each is "
+        f"{Score.of_runs(runs).stuck_phrase()}, see the stuck rule); more seeds will not "
+        "change that: train longer "
         "(more epochs), or try another learning rate or optimizer"
     )
 

@@ -12,7 +12,7 @@ from initlab.errors import option, some_names
 from initlab.stats import seeds_needed
 
 
-def _beaten(winner: str, rest: pd.DataFrame, alpha: float) -> str:
+def _beaten(winner: str, rest: pd.DataFrame, alpha: float, stuck_phrase: str) -> str:
     """How ``winner`` beat the ``rest`` of the ranking: Welch's test (the worst Holm p) and,
     apart, the groups stuck at chance in every run that only the stuck rule parts from it
     (not tied, yet ``p_holm >= alpha``: :func:`initlab.scores.parted_by_stuck`), whose p
@@ -31,7 +31,7 @@ def _beaten(winner: str, rest: pd.DataFrame, alpha: float) -> str:
         said.append(f"better than {them} (Welch's t-test, Holm-adjusted p ≤ {worst:.2g})")
     if len(stuck):
         said.append(
-            f"{some_names(list(stuck['group']))} stuck at chance in every run while {winner} "
+            f"{some_names(list(stuck['group']))} {stuck_phrase} in every run while {winner} "
             f"learned (too few seeds for Welch's test to say so: Holm-adjusted p ≥ {alpha:g})"
         )
     return (", " if len(tested) else "; ") + "; ".join(said)
@@ -43,6 +43,7 @@ def verdict(
     power: float = 0.8,
     lost: dict[str, list[str]] | None = None,
     unfinished: bool = False,
+    stuck_phrase: str = "stuck at chance",
 ) -> str:
     """One sentence on :func:`rank_groups`'s table: the winner when the best group beats
     every other one (``p_holm < alpha`` for each), else the groups it cannot be told from
@@ -51,7 +52,8 @@ def verdict(
     groups' own spreads); when the best two lack two finite scores each, why
     (:func:`_too_few_scores`, naming how their runs were ``lost``: group → statuses, and
     with ``unfinished``, a study with planned runs not in the store yet, saying to finish
-    it rather than to add seeds). Empty for fewer than two groups."""
+    it rather than to add seeds; ``stuck_phrase``: how a stuck group is described,
+    :meth:`initlab.scores.Score.stuck_phrase`). Empty for fewer than two groups."""
     if len(ranked) < 2:
         return ""
     best, runner = ranked.iloc[0], ranked.iloc[1]
@@ -63,7 +65,7 @@ def verdict(
     tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
     if not tied:
         rest = ranked.iloc[1:]
-        text = f"winner: {best['group']}{_beaten(best['group'], rest, alpha)}"
+        text = f"winner: {best['group']}{_beaten(best['group'], rest, alpha, stuck_phrase)}"
         short = list(rest["group"][rest["n"] < 2])
         if short:
             text += (

@@ -98,6 +98,17 @@ class Score:
         known task has the rule, :func:`initlab.train.result.final_status`)."""
         return any(task in STUCK_TASKS for task in self.tasks)
 
+    def stuck_phrase(self) -> str:
+        """How a ``stuck`` run is described: ``stuck at chance`` (classification, sequences),
+        ``stuck at the mean`` (regression: R² ≤ 0, no better than predicting the targets'
+        mean), ``stuck at chance or the mean`` when the runs mix both kinds."""
+        kinds = [
+            "the mean" if task == REGRESSION else "chance"
+            for task in self.tasks
+            if task in STUCK_TASKS
+        ]
+        return "stuck at " + " or ".join(dict.fromkeys(sorted(kinds)) or ["chance"])
+
     def stuck_rule(self) -> str:
         """``stuck: test accuracy not above the majority-class share of the test labels
         (one-sided binomial test, p ≥ 0.05)`` (:data:`~initlab.train.result.STUCK_RULE`,

@@ -46,7 +46,7 @@ def summary_section(
         f"NaN/inf{stuck if score.stuck_applies else ''}; failed: an error."
     )
     verdict_note = [Note(line) for line in verdict.splitlines()]  # one per dataset
-    stuck_notes = [Note(line) for line in tables.stuck_reasons(ranked, group_by)]
+    stuck_notes = [Note(line) for line in tables.stuck_reasons(ranked, group_by, score)]
     table = Table(tables.summary_table(ranked, score))
     return Section("summary", "Summary", intro, [table, *verdict_note, *stuck_notes])
 

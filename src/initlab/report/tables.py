@@ -85,7 +85,7 @@ def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame
                 ),
                 "final train loss": _num(r["final_train_loss"]),
                 "epochs to 90%": _epochs(r["epochs_to_90"]),
-                "as good as best?": _vs_best(r["rank"], r["p_holm"], r["tied_with_best"]),
+                "as good as best?": _vs_best(r["rank"], r["p_holm"], r["tied_with_best"], score),
                 "diverged": str(r["diverged"]),
                 "stuck": str(r["stuck"]),
                 "failed": str(r["failed"]),
@@ -95,8 +95,9 @@ def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame
     return frame if score.stuck_applies else frame.drop(columns=["stuck"], errors="ignore")
 
 
-def stuck_reasons(ranked: pd.DataFrame, keys: Sequence[str]) -> list[str]:
-    """One line for each group whose every run was stuck at chance, with its likely cause.
+def stuck_reasons(ranked: pd.DataFrame, keys: Sequence[str], score: Score = ACCURACY) -> list[str]:
+    """One line for each group whose every run was stuck (at chance, or at the mean for
+    regression: :meth:`Score.stuck_phrase`), with its likely cause.
 
     A constant ``init`` (``zeros``, ``ones``, ``constant(...)``) gives a hidden layer's
     units equal weights: equal outputs, equal gradients, so the symmetry between them is
@@ -107,7 +108,7 @@ def stuck_reasons(ranked: pd.DataFrame, keys: Sequence[str]) -> list[str]:
         if not (_finite(stuck) and 0 < stuck == r["runs"]):
             continue
         spec = r.get("init") if "init" in keys else None
-        head = f"{r['group']}: every run stuck at chance."
+        head = f"{r['group']}: every run {score.stuck_phrase()}."
         check = f"`initlab diagnose --init {spec}` (with the same --model)" if spec else ""
         if spec and _constant(str(spec)):
             lines.append(
@@ -284,7 +285,7 @@ def _interval(low: float, high: float, signed: bool = False) -> str:
     return f"[{low:+.4f}, {high:+.4f}]" if signed else f"[{low:.4f}, {high:.4f}]"
 
 
-def _vs_best(rank: int, p: float, tied: bool) -> str:
+def _vs_best(rank: int, p: float, tied: bool, score: Score) -> str:
     if pd.isna(rank):
         return "n/a"
     if rank == 1:
@@ -292,7 +293,7 @@ def _vs_best(rank: int, p: float, tied: bool) -> str:
     if not _finite(p):
         return "n/a"
     if parted_by_stuck(tied, p, ALPHA):
-        return f"no: stuck at chance (p = {_p(p)})"
+        return f"no: {score.stuck_phrase()} (p = {_p(p)})"
     return f"{'yes' if tied else 'no'} (p = {_p(p)})"
 
 

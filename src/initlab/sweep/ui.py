@@ -237,7 +237,7 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
         title = f"ranking by {name}" + (f" within {within}" if within else "")
         limits = scores.get(within, score).ranked_range()
         print_frame(ranking_table(part, name, limits), console, title=title)
-    stuck = ", never for a group stuck at chance in every run when no run of the best is"
+    stuck = f", never for a group {score.stuck_phrase()} in every run when no run of the best is"
     stuck = stuck if score.stuck_applies else ""
     apart = " Runs on different data are ranked apart." if ranked["within"].nunique() > 1 else ""
     if results.within and ranked["within"].nunique() > 1:
