@@ -1,6 +1,7 @@
 """initlab.probe.diagnose on real networks: each classic failure seen, healthy nets clean."""
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,24 @@ def test_deep_tanh_with_small_normal_vanishes(batch):
     # chaotic at depth, and the suggestion contradicted its own mean-field note
     assert "use lecun_normal (fan_in) or glorot_normal (fan_avg)" in advice
     assert "1.667" not in advice and "edge of chaos at sigma_w² = 1" in advice
+
+
+def test_the_prescribed_tanh_scale_follows_the_biases_variance(batch):
+    """With biases of variance 0.05 tanh's edge of chaos is sigma_w² ≈ 1.761, not 1
+    (Schoenholz et al. 2017): the advice prescribed gain 1 while its own mean-field note
+    said the edge was at 1.75."""
+    model = mlp("tanh", "random_normal(stddev=0.003)", 20)
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.bias, std=0.05**0.5)
+    advice = diagnose(model, *batch).finding("vanishing_gradients").suggestion
+    # the measured bias variance of 256 units is within ~10% of 0.05 (relative s.e.
+    # sqrt(2/256)): the prescribed scale moves from 1 by far more than that
+    note = float(re.search(r"edge of chaos at sigma_w² = ([\d.]+)", advice).group(1))
+    scale = float(re.search(r"variance_scaling\(scale=([\d.]+)", advice).group(1))
+    assert 1.6 < scale < 1.95 and abs(scale - note) < 0.01 * note, advice
+    assert "(its edge of chaos)" in advice
 
 
 def test_deep_tanh_with_glorot_does_not_vanish(batch):

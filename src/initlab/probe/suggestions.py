@@ -38,10 +38,10 @@ BIAS_DEAD_SIGMAS = 1.0
 _KAIMING_NAMES = ("linear", "sigmoid", "tanh", "relu", "selu")
 
 
-def candidates(activation: str) -> dict[str, list[str]]:
+def candidates(activation: str, sigma_b2: float = 0.0) -> dict[str, list[str]]:
     """Registry specs to choose from, by family; the gain enters as a parameter, not a table
-    (:func:`~initlab.theory.prescribed_gain`)."""
-    g = prescribed_gain(activation)
+    (:func:`~initlab.theory.prescribed_gain` at the biases' variance ``sigma_b2``)."""
+    g = prescribed_gain(activation, sigma_b2)
     if g == gain(activation) and activation in _KAIMING_NAMES and pytorch_gain(activation):
         exact = f"kaiming_normal(nonlinearity='{activation}')"
     else:
@@ -54,12 +54,15 @@ def candidates(activation: str) -> dict[str, list[str]]:
     }
 
 
-def best_schemes(activation: str, fans: Sequence[tuple[int, int]]) -> dict[str, str]:
+def best_schemes(
+    activation: str, fans: Sequence[tuple[int, int]], sigma_b2: float = 0.0
+) -> dict[str, str]:
     """Per family, the candidate whose std is closest to ``gain / sqrt(fan_in)`` over ``fans``
-    (sum of squared log errors; ties go to the first listed)."""
-    target = prescribed_gain(activation)
+    (sum of squared log errors; ties go to the first listed), ``gain`` prescribed at the
+    biases' variance ``sigma_b2``."""
+    target = prescribed_gain(activation, sigma_b2)
     best: dict[str, str] = {}
-    for family, specs in candidates(activation).items():
+    for family, specs in candidates(activation, sigma_b2).items():
         errors = []
         for spec in specs:
             try:
@@ -144,8 +147,9 @@ def _constant_weight_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = None) -> str:
+    sb2 = float(group["bias_std"].fillna(0).median() ** 2)
     try:
-        g = prescribed_gain(act)
+        g = prescribed_gain(act, sb2)
     except InitlabError:
         return ""
     fans = [(int(fi), int(fo)) for fi, fo in zip(group["fan_in"], group["fan_out"], strict=True)]
@@ -153,12 +157,11 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     ratios = [w / p for w, p in zip(group["weight_std"], prescribed, strict=True)]
     r = float(pd.Series(ratios).median())
     sw2 = float((group["weight_std"] ** 2 * group["fan_in"]).median())
-    sb2 = float(group["bias_std"].fillna(0).median() ** 2)
     units = group["units"] if "units" in group else group["fan_out"]
     weights = int((group["fan_in"] * units).median())  # numel: out x in x kernel
     theory = _theory_note(act, sw2, sb2, weights)
     named = f"gain({act}) = {g:.4g}" + (" (its edge of chaos)" if g != gain(act) else "")
-    schemes = best_schemes(act, fans)
+    schemes = best_schemes(act, fans, sb2)
     names = " or ".join(f"{spec} ({family})" for family, spec in schemes.items())
     depth = len(group)  # a scheme at the prescription helps only if it reaches this depth
     helps = not _deep_enough(act, sw2, sb2, depth) and _deep_enough(act, g * g, sb2, depth)

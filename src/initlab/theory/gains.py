@@ -115,9 +115,10 @@ at ``sigma_b2 = 0``): PyTorch's 5/3 puts a deep tanh net in the chaotic phase (s
 at sigma_w² = 1 is dynamically isometric (Pennington et al. 2017)."""
 
 
-def prescribed_gain(activation: str) -> float:
+def prescribed_gain(activation: str, sigma_b2: float = 0.0) -> float:
     """The gain initlab prescribes before ``activation`` (its diagnosis suggestions and
-    its doctor's plans): :func:`critical_gain` at ``sigma_b2 = 0`` for
-    :data:`EDGE_OF_CHAOS`, :func:`gain` otherwise (ReLU √2 either way)."""
+    its doctor's plans): :func:`critical_gain` at the biases' variance ``sigma_b2`` for
+    :data:`EDGE_OF_CHAOS` (tanh 1.0 with zero biases, ≈ 1.327 = sqrt(1.7609) at
+    sigma_b² = 0.05), :func:`gain` otherwise (ReLU √2 either way)."""
     name = _checks.canonical(activation)
-    return critical_gain(name) if name in EDGE_OF_CHAOS else gain(name)
+    return critical_gain(name, sigma_b2) if name in EDGE_OF_CHAOS else gain(name)
