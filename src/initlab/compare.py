@@ -157,7 +157,9 @@ def compare(
 
     ``out``: a directory (or ``.db`` file) for the results store — calling again with the
     same ``out`` skips the runs already finished and continues interrupted ones from their
-    epoch checkpoints (:mod:`initlab.train.checkpoint`). ``workers``: 1 (the default) trains in
+    epoch checkpoints (:mod:`initlab.train.checkpoint`); it holds the store only (``initlab
+    report``/``results`` read it): ``results.save(out)`` adds the CSVs and plot that ``initlab
+    compare --out`` writes beside it. ``workers``: 1 (the default) trains in
     this process; ``None`` picks one worker process per core (guard your script with
     ``if __name__ == "__main__":``, as multiprocessing requires); ``backend="ray"`` runs
     on a Ray cluster (``address``; ``gpus_per_trial``: GPUs each Ray task reserves).
