@@ -267,8 +267,8 @@ def test_the_per_model_functions_take_arrays_and_refuse_a_class_or_factory_in_on
     x = np.random.default_rng(0).standard_normal((32, 8)).astype(np.float32)
     with pytest.raises(InitlabError, match=r"^plan needs a model, not the class _Net: pass _Net"):
         initlab.plan(_Net, "he_normal")
-    with pytest.raises(InitlabError, match=r"^plan\(\) takes no keyword 'residual_init'; did you"):
-        initlab.plan(_Net(), "he_normal", residual_init="fixup")  # the CLI's name: a TypeError
+    with pytest.raises(InitlabError, match=r"^plan\(\) takes no keyword 'residual_int'; did you"):
+        initlab.plan(_Net(), "he_normal", residual_int="fixup")  # a TypeError naming initialize
     with pytest.raises(InitlabError, match=r"^initialize needs a built model, got <lambda>"):
         initlab.initialize(lambda: _Net(), "he_normal")
     with pytest.raises(
@@ -389,3 +389,32 @@ def test_the_coordinate_check_is_a_top_level_name_like_parametrize():
     from initlab.scaling.check import coord_check
 
     assert initlab.coord_check is coord_check and "coord_check" in initlab.__all__
+
+
+# initialize/plan keywords are named as in compare ------------------------------------------
+
+
+def test_initialize_and_plan_take_compares_keyword_names_and_the_old_ones_with_a_warning():
+    """compare(output_init=...) but initialize(output_layer=...): users wrote the CLI's
+    names into initialize and got a TypeError. The old names still work, with a warning."""
+
+    def drawn(**keywords):
+        model = two_layers(6)
+        initlab.initialize(model, "he_normal", generator=torch.Generator().manual_seed(0),
+                           **keywords)  # fmt: skip
+        return model[2].weight.detach().clone()
+
+    new = drawn(output_init="zeros", residual_init="none", embedding_init="default")
+    assert torch.count_nonzero(new) == 0  # the output layer got its own scheme
+    with pytest.warns(DeprecationWarning, match=r"initialize\(output_layer=...\) is now "
+                      "output_init="):  # fmt: skip
+        old = drawn(output_layer="zeros", residual="none", embedding="default")
+    torch.testing.assert_close(old, new, rtol=0, atol=0)
+    with pytest.raises(InitlabError, match="got output_layer= and output_init="):
+        drawn(output_layer="zeros", output_init="zeros")
+    with pytest.warns(DeprecationWarning, match=r"plan\(residual=...\) is now residual_init="):
+        planned = initlab.plan(two_layers(), "he_normal", residual="none")
+    assert planned.residual_rule == "none"
+    with pytest.raises(InitlabError, match="plan\\(\\) takes no keyword 'output_int'; did you "
+                       "mean 'output_init'"):  # fmt: skip
+        initlab.plan(two_layers(), "he_normal", output_int="zeros")

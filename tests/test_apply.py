@@ -49,11 +49,11 @@ def test_unknown_layers_are_left_exactly_as_they_were_and_reported():
 
 def test_output_layer_gets_its_own_scheme_or_is_kept():
     model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
-    initialize(model, "zeros", output_layer="ones")
+    initialize(model, "zeros", output_init="ones")
     assert torch.all(model[0].weight == 0) and torch.all(model[2].weight == 1)
     kept = model[2].weight.detach().clone()
     kept_bias = model[2].bias.detach().clone()
-    record = initialize(model, "ones", output_layer="keep", bias=0.5)
+    record = initialize(model, "ones", output_init="keep", bias=0.5)
     assert torch.all(model[0].weight == 1) and torch.equal(model[2].weight, kept)
     assert torch.equal(model[2].bias, kept_bias)  # a kept layer keeps its bias too
     assert [(r["scheme"], r["bias"]) for r in record.rows] == [
@@ -140,7 +140,7 @@ def test_bad_schemes_are_clear_errors():
 def test_default_keeps_the_model_exactly_as_built_and_still_records_every_layer():
     model = Nested()
     before = snapshot(model)
-    record = initialize(model, "default", output_layer="glorot_uniform", bias="zeros")
+    record = initialize(model, "default", output_init="glorot_uniform", bias="zeros")
     after = snapshot(model)
     assert all(torch.equal(before[k], after[k]) for k in before)  # same tensors, untouched
     assert [r["layer"] for r in record.rows] == ["body.0", "inner.conv", "inner.rnn", "head"]
@@ -180,7 +180,7 @@ def test_the_output_layer_is_the_last_one_called_not_the_last_registered():
     from initlab.layer_order import output_layer_name
 
     model = HeadFirst()
-    initialize(model, "zeros", output_layer="glorot_uniform")
+    initialize(model, "zeros", output_init="glorot_uniform")
     assert model.classifier.weight.abs().max() > 0  # the head got the output scheme
     assert model.fc2.weight.abs().max() == 0  # the last hidden layer the hidden one
     plan = recommend(HeadFirst(), torch.randn(4, 8))
@@ -191,7 +191,7 @@ def test_the_output_layer_is_the_last_one_called_not_the_last_registered():
     assert output_layer_name(branchy, x) == "classifier"
     assert output_layer_name(branchy) == "fc2"
     before = {k: v.clone() for k, v in branchy.state_dict().items()}
-    initialize(branchy, "zeros", output_layer="keep", data=x)
+    initialize(branchy, "zeros", output_init="keep", data=x)
     # "keep": the head is never written, so its weight is the same tensor bit for bit
     assert torch.equal(branchy.classifier.weight, before["classifier.weight"])
 
@@ -227,7 +227,7 @@ def test_a_readout_used_through_its_weights_is_still_the_output_layer():
     pooled, x = AttentionPooled(), torch.randn(5, 6, 4)
     assert output_layer_name(pooled, x) == "pool.out_proj"
     assert find_structure(pooled, x).output_layer == "pool.out_proj"
-    initialize(pooled, "he_normal", output_layer="zeros")
+    initialize(pooled, "he_normal", output_init="zeros")
     assert pooled.proj.weight.count_nonzero() > 0  # the input layer was zeroed: a dead net
     assert output_layer_name(WeightsOnlyHead()) == "head"
 
@@ -248,7 +248,7 @@ def test_a_last_registered_layer_the_forward_never_uses_is_not_the_output_layer(
 
     model = UnusedLastHead()
     assert output_layer_name(model) == "head"
-    initialize(model, "he_normal", output_layer="zeros")
+    initialize(model, "he_normal", output_init="zeros")
     assert model.head.weight.count_nonzero() == 0 and model.proj_head.weight.count_nonzero() > 0
 
 

@@ -144,7 +144,7 @@ def test_a_note_from_the_python_api_points_at_the_users_own_line(tmp_path):
     model.head.weight = model.tok_emb.weight  # tied: Fixup keeps it, with a note
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        initlab.initialize(model, "he_normal", residual="fixup")
+        initlab.initialize(model, "he_normal", residual_init="fixup")
         line = sys._getframe().f_lineno - 1
     notes = [w for w in caught if issubclass(w.category, InitlabNote)]
     assert notes and all(w.filename == __file__ and w.lineno == line for w in notes)

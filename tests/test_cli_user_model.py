@@ -572,7 +572,7 @@ def test_python_api_takes_two_datasets_and_output_layer_same():
     results = initlab.compare(["he_normal"], seeds=1, model=build, data=(train, test), epochs=1)
     assert results.runs["status"].tolist()[0] in ("ok", "stuck")  # random labels: it trained
     same = build()
-    initlab.initialize(same, "zeros", output_layer="same")
+    initlab.initialize(same, "zeros", output_init="same")
     assert same[2].weight.count_nonzero() == 0
     with pytest.raises(InitlabError, match=r"or \(train_dataset, test_dataset\); got a tuple"):
         initlab.compare(["he_normal"], seeds=1, model=build, data=(x, y, x), epochs=1)

@@ -272,7 +272,7 @@ def test_an_attentions_out_proj_which_no_hook_sees_gets_a_plan_lsuv_start_and_no
     model = Encoder()
     initialize(model, "lsuv", data=x, generator=gen())
     assert_orthonormal_columns(model.enc.layers[0].self_attn.out_proj.weight)  # its start
-    rows = initlab.plan(Encoder(), "he_normal", residual="fixup", data=x).parameters
+    rows = initlab.plan(Encoder(), "he_normal", residual_init="fixup", data=x).parameters
     names = {row["name"] for row in rows}
     assert "enc.layers.0.linear1.fixup_bias_in" in names
     assert "enc.layers.0.self_attn.out_proj.fixup_bias_in" not in names

@@ -184,7 +184,7 @@ def test_the_doctor_adds_depth_scaling_only_where_the_stream_still_explodes(
     text = " ".join(capsys.readouterr().out.split())
     assert ("residual rule depth_scaled, L = 16 branches" in text) == ruled
     assert "remains" not in text and "after the plan: no findings" in text
-    assert ('residual="depth_scaled"' in text) == ruled
+    assert ('residual_init="depth_scaled"' in text) == ruled
 
 
 def test_the_trials_on_a_residual_model_say_where_fixup_and_skipinit_are(

@@ -33,7 +33,7 @@ class Tagger(nn.Module):
 
 def test_gpt2s_normal_and_the_padding_row_zero_as_nn_embedding_does():
     model = Tagger()
-    record = initialize(model, "he_normal", embedding="normal(std=0.02)", generator=gen())
+    record = initialize(model, "he_normal", embedding_init="normal(std=0.02)", generator=gen())
     table = model.embed.weight.detach()
     assert torch.count_nonzero(table[0]) == 0
     n = table[1:].numel()  # sample std within 5 standard errors of 0.02
@@ -47,7 +47,7 @@ def test_gpt2s_normal_and_the_padding_row_zero_as_nn_embedding_does():
 def test_lecun_normal_gives_each_token_vector_a_unit_squared_norm():
     """fan_in = embedding_dim: Var = 1/D, so E‖e_v‖² = 1 (PyTorch's N(0, 1) gives D = 64)."""
     model = Tagger()
-    initialize(model, "default", embedding="lecun_normal", generator=gen())
+    initialize(model, "default", embedding_init="lecun_normal", generator=gen())
     norms = model.embed.weight.detach()[1:].pow(2).sum(dim=1)
     # the mean of 499 squared norms, each of variance ≈ 2/D: within 5 standard errors of 1
     assert float(norms.mean()) == pytest.approx(1.0, abs=5 * math.sqrt(2 / 64 / 499))
@@ -56,12 +56,12 @@ def test_lecun_normal_gives_each_token_vector_a_unit_squared_norm():
 def test_a_tied_table_is_set_by_the_output_layer_and_default_keeps_tables():
     tied = Tagger(tied=True)
     with pytest.warns(InitlabNote, match="leaves embed alone: tied to a weight layer"):
-        initialize(tied, "he_normal", output_layer="zeros", embedding="normal(std=0.02)")
+        initialize(tied, "he_normal", output_init="zeros", embedding_init="normal(std=0.02)")
     assert torch.count_nonzero(tied.embed.weight) == 0  # the output layer's init, not 0.02
     model = Tagger()
     before = model.embed.weight.detach().clone()
     for keep in (None, "default"):
-        initialize(model, "he_normal", embedding=keep)
+        initialize(model, "he_normal", embedding_init=keep)
         assert torch.equal(model.embed.weight, before)
 
 
@@ -71,13 +71,13 @@ def test_a_table_tied_to_a_kept_output_layer_is_set_by_the_embedding_scheme():
         tied = Tagger(tied=True)
         options = {"scheme": "he_normal", **kept}
         with pytest.warns(InitlabNote, match="sets embed, and so .* tied to it"):
-            initialize(tied, options.pop("scheme"), embedding="normal(std=0.02)", **options)
+            initialize(tied, options.pop("scheme"), embedding_init="normal(std=0.02)", **options)
         assert float(tied.embed.weight.std()) == pytest.approx(0.02, rel=0.2)
 
 
 def test_a_data_dependent_scheme_is_refused_for_tables():
     with pytest.raises(InitlabError, match="'lsuv' cannot set embeddings"):
-        initialize(Tagger(), "he_normal", embedding="lsuv")
+        initialize(Tagger(), "he_normal", embedding_init="lsuv")
 
 
 def test_a_run_with_the_models_own_init_still_gets_its_embedding_init(tmp_path):

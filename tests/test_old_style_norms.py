@@ -38,7 +38,7 @@ def test_initialize_refuses_a_hooked_layer_in_one_line_before_changing_anything(
     model = hooked(kind)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(InitlabError) as info:
-        initlab.initialize(model, "zeros", output_layer="zeros")
+        initlab.initialize(model, "zeros", output_init="zeros")
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"0: weight is recomputed from {NORMS[kind]}")
@@ -78,7 +78,7 @@ def test_a_plan_keeps_a_computed_layer_and_a_residual_rule_is_refused(kind):
 
     blocks = nn.Sequential(nn.Linear(8, 3), Block(), nn.Linear(3, 2))
     with pytest.raises(InitlabError, match=r"^1\.body\.0: .*or use residual 'none'$"):
-        initlab.initialize(blocks, "default", residual="fixup")
+        initlab.initialize(blocks, "default", residual_init="fixup")
 
 
 def test_plan_of_an_uncopyable_model_says_which_layer_and_what_to_do():

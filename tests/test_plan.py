@@ -17,7 +17,7 @@ def test_plan_rows_cover_every_parameter_and_leave_the_model_alone():
     torch.manual_seed(0)
     model = resnet(depth=8, width=4, num_classes=3, norm=True, in_channels=1)
     before = {n: p.clone() for n, p in model.state_dict().items()}
-    plan = initlab.plan(model, "he_normal", residual="zero_last_norm")
+    plan = initlab.plan(model, "he_normal", residual_init="zero_last_norm")
     assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())
     rows = {r["name"]: r for r in plan.parameters}
     assert set(rows) == {n for n, _ in model.named_parameters()}

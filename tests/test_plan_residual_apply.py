@@ -46,17 +46,17 @@ def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) ->
 
 @pytest.mark.parametrize("rule", ["fixup", "skipinit", "zero_last_layer", "depth_scaled"])
 def test_initialize_with_a_plan_applies_its_residual_rule(rule):
-    plan = initlab.plan(residual_mlp(), "he_normal", residual=rule)
+    plan = initlab.plan(residual_mlp(), "he_normal", residual_init=rule)
     assert plan.residual_rule == rule
     from_plan = initialized(residual_mlp, plan)
-    direct = initialized(residual_mlp, "he_normal", residual=rule)
+    direct = initialized(residual_mlp, "he_normal", residual_init=rule)
     assert_same_state(from_plan, direct)
-    assert_same_state(from_plan, initialized(residual_mlp, plan, residual=rule))  # said twice
+    assert_same_state(from_plan, initialized(residual_mlp, plan, residual_init=rule))  # said twice
 
 
 def test_a_fixup_plan_zeroes_the_branch_ends_and_adds_its_scalars():
     model = residual_mlp()
-    record = initlab.initialize(model, initlab.plan(model, "he_normal", residual="fixup"))
+    record = initlab.initialize(model, initlab.plan(model, "he_normal", residual_init="fixup"))
     assert record.residual == "fixup"
     assert torch.count_nonzero(model[1].fc2.weight) == 0
     assert torch.count_nonzero(model[3].weight) == 0  # fixup's zero readout
@@ -66,13 +66,13 @@ def test_a_fixup_plan_zeroes_the_branch_ends_and_adds_its_scalars():
 
 @pytest.mark.parametrize("rule", ["fixup", "depth_scaled"])
 def test_a_gpt_plan_applies_its_residual_rule(rule):
-    plan = initlab.plan(small_gpt(), "normal(std=0.02)", residual=rule)
-    direct = initialized(small_gpt, "normal(std=0.02)", residual=rule)
+    plan = initlab.plan(small_gpt(), "normal(std=0.02)", residual_init=rule)
+    direct = initialized(small_gpt, "normal(std=0.02)", residual_init=rule)
     assert_same_state(initialized(small_gpt, plan), direct)
 
 
 def test_str_of_a_plan_shows_the_rule_per_parameter():
-    plan = initlab.plan(residual_mlp(), "he_normal", residual="fixup")
+    plan = initlab.plan(residual_mlp(), "he_normal", residual_init="fixup")
     lines = str(plan).splitlines()
     assert "residual rule fixup, L = 2 branches, after the schemes:" in lines
     by_name = {line.split()[0]: line for line in lines if line.startswith("  ")}
@@ -84,19 +84,21 @@ def test_str_of_a_plan_shows_the_rule_per_parameter():
 
 
 def test_a_residual_that_contradicts_the_plan_is_one_line():
-    plan = initlab.plan(residual_mlp(), "he_normal", residual="fixup")
+    plan = initlab.plan(residual_mlp(), "he_normal", residual_init="fixup")
     with pytest.raises(InitlabError, match=r"^the plan applies the residual rule 'fixup'") as e:
-        initlab.initialize(residual_mlp(), plan, residual="skipinit")
+        initlab.initialize(residual_mlp(), plan, residual_init="skipinit")
     assert "\n" not in str(e.value)
-    with pytest.raises(InitlabError, match="'fixup' and residual='none'"):
-        initlab.initialize(residual_mlp(), plan, residual="none")
-    zero = initlab.plan(residual_mlp(), "he_normal", residual="zero")
+    with pytest.raises(InitlabError, match="'fixup' and residual_init='none'"):
+        initlab.initialize(residual_mlp(), plan, residual_init="none")
+    zero = initlab.plan(residual_mlp(), "he_normal", residual_init="zero")
     assert zero.residual_rule == "zero_last_layer"
-    assert initlab.initialize(residual_mlp(), zero, residual="zero").residual == "zero_last_layer"
+    assert (
+        initlab.initialize(residual_mlp(), zero, residual_init="zero").residual == "zero_last_layer"
+    )
 
 
 def test_a_plan_of_a_plan_keeps_its_rule():
-    first = initlab.plan(residual_mlp(), "he_normal", residual="skipinit")
+    first = initlab.plan(residual_mlp(), "he_normal", residual_init="skipinit")
     again = initlab.plan(residual_mlp(), first)
     assert again.residual_rule == "skipinit"
     assert [r["rule"] for r in again.parameters] == [r["rule"] for r in first.parameters]
@@ -120,7 +122,9 @@ def test_a_plan_found_from_data_applies_its_rule_without_the_data():
     # in an untraceable model, and dropped the plan's zero_last_layer silently
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), _Untraceable(), _Untraceable(), nn.Linear(8, 2))
-    plan = initlab.plan(model, "he_normal", residual="zero_last_layer", data=torch.randn(16, 4))
+    plan = initlab.plan(
+        model, "he_normal", residual_init="zero_last_layer", data=torch.randn(16, 4)
+    )
     record = initlab.initialize(model, plan)
     assert record.residual == "zero_last_layer"
     assert model[1].b.weight.abs().max() == 0 and model[2].b.weight.abs().max() == 0

@@ -115,7 +115,7 @@ def test_branches_whose_every_layer_is_tiny_start_at_a_saddle():
     from initlab.models.gpt import gpt
 
     model = gpt(depth=2)
-    initlab.initialize(model, "normal(std=0.02)", residual="zero_last_layer")
+    initlab.initialize(model, "normal(std=0.02)", residual_init="zero_last_layer")
     assert "dormant_branches" not in diagnose(model, tokens, tokens).names
 
 

@@ -32,7 +32,7 @@ def mlp(activation, init, depth, width=256, *, batch_norm=False, bias="zeros", d
         model,
         init,
         bias=bias,
-        output_layer="glorot_uniform",
+        output_init="glorot_uniform",
         generator=torch.Generator().manual_seed(1),
     )
     return model
@@ -373,7 +373,7 @@ def _residual(depth: int, rule: str = "none", gamma: float | None = None) -> nn.
     torch.manual_seed(0)
     model = ResMLP(depth, gamma=gamma)
     generator = torch.Generator().manual_seed(1)
-    initlab.initialize(model, "he_normal", generator=generator, residual=rule)
+    initlab.initialize(model, "he_normal", generator=generator, residual_init=rule)
     return model
 
 
@@ -451,7 +451,7 @@ def test_residual_comparisons_keep_plain_layers_and_compare_branches_of_one_kind
     for init, rule in (("normal(std=0.005)", "none"), ("normal(std=0.02)", "zero_last_layer")):
         torch.manual_seed(0)
         net = gpt(depth=4)
-        initlab.initialize(net, init, residual=rule)
+        initlab.initialize(net, init, residual_init=rule)
         assert diagnose(net, tokens, tokens).healthy, (init, rule)
     # unit-normal weights explode; a pre-norm GPT has no first layer outside its branches,
     # so the message leaves out the weight-gradient ratio it cannot compute (it said "nan")
@@ -476,7 +476,7 @@ def test_residual_findings_on_initlabs_own_models_and_stage_names(batch):
     for rule in ("zero_last_layer", "skipinit", "fixup"):
         torch.manual_seed(0)
         net = MLP(784, [32] * 12, 10, "relu", residual=True)
-        initlab.initialize(net, "he_normal", residual=rule)
+        initlab.initialize(net, "he_normal", residual_init=rule)
         assert diagnose(net, x, y).healthy, rule
     # branches in numbered stages (stage1, stage2, ...) are one kind: 12 unscaled He
     # branches still explode when they sit in three stages
@@ -491,7 +491,7 @@ def test_residual_findings_on_initlabs_own_models_and_stage_names(batch):
     tokens = torch.randint(0, 64, (8, 32), generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     gated = gpt(depth=4)
-    initlab.initialize(gated, "normal(std=0.02)", residual="skipinit")
+    initlab.initialize(gated, "normal(std=0.02)", residual_init="skipinit")
     assert diagnose(gated, tokens, tokens).healthy
 
 

@@ -53,7 +53,7 @@ def test_an_embedding_row_holds_its_lookup_table_and_gradient():
 
 def test_a_constant_table_shows_as_duplicated_units_but_sets_no_depth_trend():
     model, tokens = Tagger(), batch()
-    initlab.initialize(model, "he_normal", embedding="zeros", generator=torch.Generator())
+    initlab.initialize(model, "he_normal", embedding_init="zeros", generator=torch.Generator())
     found = diagnose(model, tokens, tokens)
     assert found.layers.set_index("layer").loc["tok", "weight_duplicates"] == DIM
     # the tables are where the signal starts: an all-zero lookup is no vanishing layer

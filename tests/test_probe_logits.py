@@ -14,7 +14,7 @@ from initlab.probe import diagnose
 def _mlp(init: str, output: str = "same", depth: int = 5) -> nn.Module:
     torch.manual_seed(0)
     model = MLP(784, [256] * depth, 10, "relu")
-    initlab.initialize(model, init, output_layer=output, generator=torch.Generator().manual_seed(1))
+    initlab.initialize(model, init, output_init=output, generator=torch.Generator().manual_seed(1))
     return model
 
 
@@ -86,7 +86,7 @@ def test_large_logits_from_a_growing_stream_blame_the_stream_not_the_readout():
     """The readout already was glorot_uniform, and the advice was to give it glorot_uniform."""
     torch.manual_seed(0)
     model = _Residual()
-    initlab.initialize(model, "he_normal", output_layer="glorot_uniform")
+    initlab.initialize(model, "he_normal", output_init="glorot_uniform")
     x, y = torch.randn(256, 32), torch.randint(0, 10, (256,))
     found = diagnose(model, x, y).finding("large_logits")
     assert "own init is not the cause" in found.suggestion

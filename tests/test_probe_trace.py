@@ -161,7 +161,7 @@ def test_a_branch_end_joining_the_stream_is_linear_and_keeps_its_own_scale():
     gave the layer LSUV ('unknown')."""
     torch.manual_seed(0)
     model = _PreNorm()
-    initlab.initialize(model, "normal(std=0.001)", output_layer="same")
+    initlab.initialize(model, "normal(std=0.001)", output_init="same")
     layers, _ = trace(model, torch.randn(64, 16))
     ends = [layer for layer in layers if layer.name.startswith("fc2")]
     assert [layer.activation for layer in ends] == ["linear", "linear"]

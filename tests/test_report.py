@@ -497,7 +497,7 @@ def test_a_winner_comes_with_the_initialize_call_that_reproduces_its_runs():
         output_init="glorot_uniform", bias="zeros",
     )  # fmt: skip
     line = apply_line(wins)
-    assert line.endswith("initlab.initialize(model, 'he_normal', output_layer='glorot_uniform', "
+    assert line.endswith("initlab.initialize(model, 'he_normal', output_init='glorot_uniform', "
                          "bias='zeros')")  # fmt: skip
     call = line.split(": ", 1)[1].replace("model", "net", 1)
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))

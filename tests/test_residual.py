@@ -15,7 +15,7 @@ def stream_growth(rule: str, activation: str, scheme: str) -> float:
     """E[h_L²] / E[h_0²] through the residual stream of a 32-block MLP at init."""
     torch.manual_seed(0)
     model = MLP(WIDTH, [WIDTH] * DEPTH, 10, activation, residual=True)
-    initialize(model, scheme, generator=torch.Generator().manual_seed(0), residual=rule)
+    initialize(model, scheme, generator=torch.Generator().manual_seed(0), residual_init=rule)
     x = torch.randn(512, WIDTH)
     with torch.no_grad():
         h = x

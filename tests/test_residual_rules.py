@@ -225,7 +225,7 @@ def test_a_rule_on_a_model_without_branches_says_it_changes_nothing():
 
     plain = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
     with pytest.warns(InitlabNote, match="'fixup' changes nothing in Sequential: no residual"):
-        initialize(plain, "he_normal", residual="fixup")
+        initialize(plain, "he_normal", residual_init="fixup")
 
 
 class SwiGLU(nn.Module):
@@ -269,7 +269,7 @@ def test_a_branch_ending_in_multihead_attentions_first_output_takes_the_rules(ru
     torch.manual_seed(0)
     model = nn.Sequential(_MHABlock(), _MHABlock())
     x = torch.randn(2, 5, 16)
-    record = initialize(model, "he_normal", residual=rule)
+    record = initialize(model, "he_normal", residual_init=rule)
     assert f"0.attn.{'skipinit_gate' if rule == 'skipinit' else 'fixup_scale'}" in dict(
         model.named_parameters()
     )
@@ -315,7 +315,7 @@ def test_the_init_record_describes_the_weights_after_the_residual_rule():
     scheme's 0.02 while its weights had 0.01; the rule now has a column and both stds follow."""
     torch.manual_seed(0)
     model = nn.Sequential(_MHABlock(), _MHABlock(), nn.Linear(16, 3))
-    record = initialize(model, "normal(std=0.02)", residual="depth_scaled")
+    record = initialize(model, "normal(std=0.02)", residual_init="depth_scaled")
     rows = record.to_frame().set_index("layer")
     scaled = rows.loc["0.fc2"]
     assert scaled["residual"] == "× 0.5 (depth_scaled)"
@@ -324,6 +324,6 @@ def test_the_init_record_describes_the_weights_after_the_residual_rule():
     # 512 draws: the sample std is within 4 standard errors (std / sqrt(2 n)) of 0.01
     assert abs(scaled["std"] - 0.01) < 4 * 0.01 / math.sqrt(2 * 512)
     assert rows.loc["0.fc1", "residual"] == "" and rows.loc["0.fc1", "expected_std"] == 0.02
-    fixup = initialize(model, "he_normal", residual="fixup").to_frame().set_index("layer")
+    fixup = initialize(model, "he_normal", residual_init="fixup").to_frame().set_index("layer")
     assert fixup.loc["0.attn", "residual"] == "× 0.5 (fixup)"  # q, k, v: the packed weight
     assert fixup.loc["0.attn.out_proj", "std"] == fixup.loc["2", "expected_std"] == 0.0

@@ -98,7 +98,7 @@ def test_nanogpt_branches_come_from_a_run_on_a_batch():
 def test_initialize_with_data_applies_the_rule_to_each_true_branch():
     torch.manual_seed(0)
     model = NanoGPT()
-    record = initialize(model, "he_normal", residual="zero_last_layer", data=TOKENS)
+    record = initialize(model, "he_normal", residual_init="zero_last_layer", data=TOKENS)
     zeroed = set(record.residual_result.actions)
     layers = [f"h.{i}.{n}" for i in range(2) for n in ("attn.c_proj", "mlp.2")]
     assert zeroed == {f"{layer}.{p}" for layer in layers for p in ("weight", "bias")}

@@ -131,10 +131,10 @@ def test_a_tied_embedding_is_set_by_the_output_layers_init_and_said_so():
 
     model = TiedLM()
     assert untouched_weights(model) == []
-    record = initialize(model, "he_normal", output_layer="glorot_uniform")
+    record = initialize(model, "he_normal", output_init="glorot_uniform")
     assert record.skipped == []
     rules = {
-        r["name"]: r["rule"] for r in plan(TiedLM(), "he_normal", output_layer="zeros").parameters
+        r["name"]: r["rule"] for r in plan(TiedLM(), "he_normal", output_init="zeros").parameters
     }
     assert rules["head.weight"] == "zeros"
     assert rules["embed.weight"] == "tied to head.weight: zeros"

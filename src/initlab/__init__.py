@@ -2,7 +2,7 @@
 
 >>> import initlab
 >>> init = initlab.initializers.get("he_normal")          # Keras semantics: truncated normal
->>> record = initlab.initialize(model, "he_normal", output_layer="glorot_uniform")
+>>> record = initlab.initialize(model, "he_normal", output_init="glorot_uniform")
 >>> results = initlab.compare(["zeros", "he_normal"], seeds=3, data="digits")
 >>> print(initlab.diagnose(model, batch_x, batch_y))     # per-layer statistics + findings
 >>> plan = initlab.recommend(model, batch_x)             # a scheme per layer, with reasons

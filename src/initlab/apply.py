@@ -1,6 +1,6 @@
 """Apply an initialization scheme to every weight layer of any ``nn.Module``.
 
-Linear and convolution layers get the scheme (the last one called ``output_layer``'s); RNNs and
+Linear and convolution layers get the scheme (the last one called ``output_init``'s); RNNs and
 multi-head attention get it on their input matrices with Keras' rules for the rest
 (orthogonal recurrent kernels, an LSTM forget-gate bias of 1; see
 :mod:`initlab.compound_layers`). Fans come from the *module* (``in_features``/
@@ -44,6 +44,7 @@ from initlab.initializers import Initializer, fans_of_module, fans_of_tensor
 from initlab.layer_order import output_layer_name
 from initlab.norm_layers import is_norm
 from initlab.notes import note
+from initlab.renamed import INIT_KEYWORDS, renamed_keywords
 from initlab.residual import apply_residual
 from initlab.residual.plan import residual_rule
 from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
@@ -72,17 +73,18 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (*INITIALIZABLE, *COMPOUND))]
 
 
+@renamed_keywords(INIT_KEYWORDS)
 def initialize(
     model: nn.Module,
     scheme: SchemeSpec,
     *,
     bias: str | float | Initializer = "zeros",
-    output_layer: Scheme | None = None,
+    output_init: Scheme | None = None,
     generator: torch.Generator | None = None,
     fans: str = "module",
     data: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
-    residual: str | None = None,
-    embedding: Scheme | None = None,
+    residual_init: str | None = None,
+    embedding_init: Scheme | None = None,
 ) -> InitRecord:
     """Initialize ``model`` in place and return a record of what was done.
 
@@ -90,7 +92,7 @@ def initialize(
     :class:`~initlab.initializers.Initializer`, or a mapping ``{layer name: scheme}`` (layers
     not in it are left alone; a fused projection's row spans, from a doctor's plan or a spec
     ``"orthogonal per rows 0:64, 64:128, 128:192"``, give one draw per span with its own fans;
-    a scheme alone runs no forward pass and draws each weight whole). ``output_layer``: the
+    a scheme alone runs no forward pass and draws each weight whole). ``output_init``: the
     scheme for the last Linear/Conv layer the forward calls (``None`` or ``"same"``: the same
     as the others; ``"keep"``: leave it as it is) — Keras's Dense default is
     ``glorot_uniform``, and the classic lab initializes only the hidden layers.
@@ -99,14 +101,16 @@ def initialize(
     ``nn.Linear`` does), a number (constant), or an initializer. ``generator`` makes the
     result reproducible; without one the global RNG is used, as ``torch.nn.init`` does.
     ``data``: a batch of inputs for data-dependent schemes (``"lsuv"``, see
-    :mod:`initlab.lsuv`), which refuse to run without it. ``residual``: a rule of
+    :mod:`initlab.lsuv`), which refuse to run without it. ``residual_init``: a rule of
     :data:`initlab.residual.RESIDUAL_RULES` applied to every residual branch afterwards
     (``zero_last_layer``, ``zero_last_norm``, ``skipinit``, ``fixup``, ``depth_scaled``;
     see :mod:`initlab.residual.rules`); ``None``: a plan's own ``residual_rule`` (what
     :func:`initlab.plan` recorded), else ``none``; ``data`` also lets
     it find the branches of a model ``torch.fx`` cannot trace, from one run on it.
-    ``embedding``: the scheme for every ``nn.Embedding`` table (``None`` or ``"default"``:
-    as built; fan_in = embedding_dim; see :mod:`initlab.embedding_init`).
+    ``embedding_init``: the scheme for every ``nn.Embedding`` table (``None`` or
+    ``"default"``: as built; fan_in = embedding_dim; see :mod:`initlab.embedding_init`).
+    The keywords are named as in :func:`initlab.compare` and on the command line; the old
+    names ``output_layer``, ``residual`` and ``embedding`` still work, with a warning.
     """
     model = check_module(model, "initialize")
     if isinstance(data, (tuple, list)):
@@ -116,15 +120,15 @@ def initialize(
     if fans not in ("module", "tensor"):
         raise InitlabError(f"fans must be 'module' or 'tensor', got '{fans}'")
     layers = initializable_layers(model)
-    rule = residual_rule(scheme, residual)
-    plan = _resolve_plan(scheme, model, output_scheme(output_layer), data)
+    rule = residual_rule(scheme, residual_init)
+    plan = _resolve_plan(scheme, model, output_scheme(output_init), data)
     spans = packed.planned_spans(scheme, plan)  # fused projections: one draw per row span
     _refuse_computed(model, plan)
     _check_data(model, data, plan)
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=_skipped_modules(model))
     _init_weights(model, plan, spans, bias_init, generator, fans, record)
-    _init_embeddings(model, embedding, generator, record)
+    _init_embeddings(model, embedding_init, generator, record)
     _run_data_dependent(model, layers, plan, data, record)
     planned = getattr(scheme, "residual", None)  # a plan's branches (maybe found by a run)
     planned = planned if isinstance(planned, Structure) and data is None else None
@@ -232,7 +236,7 @@ def _run_data_dependent(
 
 
 def _resolve_plan(
-    scheme: SchemeSpec, model: nn.Module, output_layer: Scheme | None, data: Any
+    scheme: SchemeSpec, model: nn.Module, output_init: Scheme | None, data: Any
 ) -> dict[str, Initializer | None]:
     """Map each layer name to its initializer (``None``: keep this layer as it is); the
     output layer is the last Linear/Conv layer the forward calls (found with ``data`` when
@@ -246,9 +250,9 @@ def _resolve_plan(
         return {n: _as_initializer(packed.unspanned(s)[0]) for n, s in scheme.items()}
     hidden = _as_initializer(scheme)
     plan: dict[str, Initializer | None] = {name: hidden for name, _ in layers + compound}
-    if layers and output_layer is not None and hidden.name != AS_BUILT:
+    if layers and output_init is not None and hidden.name != AS_BUILT:
         last = output_layer_name(model, data)
-        plan[last] = None if output_layer == "keep" else _as_initializer(output_layer)
+        plan[last] = None if output_init == "keep" else _as_initializer(output_init)
     return plan
 
 

@@ -1,4 +1,4 @@
-"""How ``initialize(..., embedding=scheme)`` sets a model's embedding tables.
+"""How ``initialize(..., embedding_init=scheme)`` sets a model's embedding tables.
 
 An ``nn.Embedding``/``nn.EmbeddingBag`` weight ``[V, D]`` is a lookup table: row ``v`` is the
 vector token ``v`` maps to. Its fans are the tensor rule's, fan_in = D and fan_out = V, so a

@@ -3,7 +3,7 @@
 Registration order (``named_modules``) is the order of ``__init__``, not of ``forward``: a
 model that defines its head first (``self.classifier = nn.Linear(...)`` before the body, as
 many Hugging Face and timm models do) would have its head taken for a hidden layer and its
-last hidden layer for the output layer, and ``output_layer=``/``--output-init`` would set the
+last hidden layer for the output layer, and ``output_init=``/``--output-init`` would set the
 wrong one. The call order comes from a ``torch.fx`` trace (nothing runs), else from one run
 on an ``example`` batch (:func:`initlab.residual.run_trace.run_graph`, which puts buffers and
 the RNG back), else it is the registration order. The probe's findings already take the

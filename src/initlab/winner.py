@@ -48,13 +48,13 @@ def apply_line(results: ResultSet, ranked: pd.DataFrame | None = None) -> str:
         and not _missing(run, "output_init")
         and run["output_init"] != "same"
     ):
-        args.append(f"output_layer={run['output_init']!r}")
+        args.append(f"output_init={run['output_init']!r}")
     if run["init"] != "default" and not _missing(run, "bias"):
         args.append(f"bias={run['bias']!r}")
     if not _missing(run, "residual_init"):
-        args.append(f"residual={run['residual_init']!r}")
+        args.append(f"residual_init={run['residual_init']!r}")
     if not _missing(run, "embedding_init"):
-        args.append(f"embedding={run['embedding_init']!r}")
+        args.append(f"embedding_init={run['embedding_init']!r}")
     if run["init"] in DATA_DEPENDENT:
         args.append("data=a_batch_of_inputs")
     return f"apply it as these runs did: initlab.initialize(model, {', '.join(args)})"

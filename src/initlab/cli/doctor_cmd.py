@@ -140,7 +140,7 @@ def note_as_built(model: nn.Module) -> None:
     if any("Embedding" in u for u in untouched):
         text += (
             " (nn.Embedding: N(0, 1)); `initlab plan --embedding-init 'normal(std=0.02)'` (or "
-            "initlab.initialize(model, plan, embedding=...)) sets the embeddings too"
+            "initlab.initialize(model, plan, embedding_init=...)) sets the embeddings too"
         )
     note(text)
 
@@ -149,7 +149,7 @@ def apply_hint(plan: Plan, family: str) -> str:
     """The Python that applies this plan to the user's model, and how to test it."""
     kind = "" if family == "variance" else f', family="{family}"'
     data = ", data=x" if plan.needs_data else ""
-    rule = f', residual="{plan.residual_rule}"' if plan.residual_rule != "none" else ""
+    rule = f', residual_init="{plan.residual_rule}"' if plan.residual_rule != "none" else ""
     return (
         f"in Python: plan = initlab.recommend(model, x{kind}); initlab.initialize(model, "
         f"plan{data}{rule}) (x: a batch of inputs); --trials 3 --out DIR tests it by training"

@@ -73,8 +73,8 @@ def plan(
     output = None if init == "default" else output  # the model as built, output layer too
     embedding = check_setting("embedding_init", embedding_init)
     result = make_plan(
-        model, init, residual=rule, generator=generator, data=example,
-        output_layer=output, bias=parse_bias(bias), embedding=embedding,
+        model, init, residual_init=rule, generator=generator, data=example,
+        output_init=output, bias=parse_bias(bias), embedding_init=embedding,
     )  # fmt: skip
     print_plan(result.to_json(), out, requested=rule)
     if out_path is not None:

@@ -286,5 +286,5 @@ def residual_advice(frame: pd.DataFrame) -> str:
         "signal grows with depth whatever each layer's init: apply a residual rule "
         "(--residual-init fixup, skipinit or zero_last_layer; zero_last_norm when a branch "
         "ends in a norm; "
-        "initialize(..., residual=...); docs/residual.md)"
+        "initialize(..., residual_init=...); docs/residual.md)"
     )

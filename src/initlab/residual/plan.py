@@ -20,6 +20,7 @@ from initlab.arguments import check_module
 from initlab.computed_weights import copy_failure
 from initlab.errors import InitlabError, closest_name
 from initlab.norm_layers import is_norm
+from initlab.renamed import INIT_KEYWORDS, renamed_keywords
 from initlab.residual.names import canonical_rule
 from initlab.residual.structure import LAYERS, Structure, find_structure
 
@@ -55,28 +56,29 @@ def parameter_role(structure: Structure, module_name: str, module: nn.Module, pn
 
 
 def residual_rule(scheme: Any, residual: str | None) -> str:
-    """The rule :func:`initlab.initialize` applies after the schemes: ``residual`` when
-    given, else the ``residual_rule`` a :class:`~initlab.doctor.Plan` carries (so
-    ``initialize(model, plan)`` does what :func:`plan` showed), else ``none``. A
+    """The rule :func:`initlab.initialize` applies after the schemes: ``residual`` (its
+    ``residual_init``) when given, else the ``residual_rule`` a :class:`~initlab.doctor.Plan`
+    carries (so ``initialize(model, plan)`` does what :func:`plan` showed), else ``none``. A
     ``residual`` that names another rule than the plan's (an alias is its rule) → one line."""
     planned = getattr(scheme, "residual_rule", "none") if isinstance(scheme, Mapping) else "none"
     if residual is None:
         return planned
     if planned != "none" and canonical_rule(residual) != canonical_rule(planned):
         raise InitlabError(
-            f"the plan applies the residual rule '{planned}' and residual='{residual}' names "
-            f"another: leave residual out, or make the plan with residual='{residual}'"
+            f"the plan applies the residual rule '{planned}' and residual_init='{residual}' "
+            f"names another: leave residual_init out, or make the plan with "
+            f"residual_init='{residual}'"
         )
     return residual
 
 
-PLAN_KEYWORDS = ("residual", "generator")
+PLAN_KEYWORDS = ("residual_init", "generator")
 """plan's own keywords; the rest go to :func:`initlab.initialize`."""
 
 
 def _check_options(options: Mapping[str, Any], initialize: Any) -> None:
     """One line for a keyword neither :func:`plan` nor :func:`initlab.initialize` takes
-    (``residual_init=``, the command line's name, raised a TypeError naming initialize)."""
+    (a TypeError named initialize)."""
     valid = list(
         dict.fromkeys([*PLAN_KEYWORDS, *list(inspect.signature(initialize).parameters)[2:]])
     )
@@ -89,17 +91,19 @@ def _check_options(options: Mapping[str, Any], initialize: Any) -> None:
             )
 
 
+@renamed_keywords(INIT_KEYWORDS)
 def plan(
     model: nn.Module,
     init: Any = "default",
     *,
-    residual: str | None = None,
+    residual_init: str | None = None,
     generator: torch.Generator | None = None,
     **options: Any,
 ):
-    """The :class:`initlab.doctor.Plan` of ``init`` + ``residual`` on ``model`` (which is left
-    unchanged); ``options`` go to :func:`initlab.initialize` (``bias``, ``output_layer``,
-    ``data``...). ``residual=None``: ``init``'s own rule when it is a plan, else ``none``.
+    """The :class:`initlab.doctor.Plan` of ``init`` + ``residual_init`` on ``model`` (which
+    is left unchanged); ``options`` go to :func:`initlab.initialize` (``bias``,
+    ``output_init``, ``data``...). ``residual_init=None``: ``init``'s own rule when it is a
+    plan, else ``none``.
     The plan carries the rule it applied: ``initialize(model, plan)`` applies it too."""
     from initlab.apply import initialize
     from initlab.doctor.plan import Plan, PlanEntry
@@ -110,7 +114,7 @@ def plan(
     work = _copy(model)
     before = {n: _stats(p) for n, p in work.named_parameters()}
     structure = find_structure(work, options.get("data"))
-    record = initialize(work, init, generator=generator, residual=residual, **options)
+    record = initialize(work, init, generator=generator, residual_init=residual_init, **options)
     outcome = record.residual_result
     if outcome is not None and outcome.rule != "none":
         structure = outcome.structure

@@ -114,7 +114,7 @@ def init_profile(
 
     torch.manual_seed(0)
     model = build_user_model(model_spec, model_args)
-    initialize(model, init, generator=torch.Generator().manual_seed(0), residual=rule)
+    initialize(model, init, generator=torch.Generator().manual_seed(0), residual_init=rule)
     blocks = list(dict.fromkeys(b.block for b in find_structure(model).branches))
     seen: list[torch.Tensor] = []
     hooks = [

@@ -80,9 +80,9 @@ def initialize_as_configured(
         model,
         config.init,
         bias=config.bias,
-        output_layer=config.output_init,
-        embedding=config.embedding_init,
+        output_init=config.output_init,
+        embedding_init=config.embedding_init,
         generator=make_generator(config.seed, "init"),
         data=data.x_train[:INIT_BATCH] if data is not None else None,
-        residual=config.residual_init,
+        residual_init=config.residual_init,
     )
