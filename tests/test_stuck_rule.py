@@ -18,6 +18,7 @@ from initlab.train.result import (
     final_status,
     majority_baseline,
 )
+from initlab.train.tasks import Meter
 
 
 def labels(counts: dict[int, int]) -> torch.Tensor:
@@ -69,6 +70,73 @@ def test_a_regression_run_is_stuck_at_an_r2_of_zero_or_less_and_token_sequences_
     assert final_status(0.5, Baseline(float("nan"), 0)) == OK
 
 
+def test_a_regression_r2_within_the_noise_of_the_test_examples_is_stuck():
+    """A user's weak regression: R² 0.007 and 0.015 on 200 test points was "learned", so the
+    stuck rule named a winner over zeros. Now R² must be significantly above 0."""
+    assert final_status(0.01, None, "regression", improvement_p=0.3) == STUCK
+    assert final_status(0.01, None, "regression", improvement_p=0.01) == OK
+    assert final_status(-0.01, None, "regression", improvement_p=0.01) == STUCK  # R² decides
+    assert final_status(0.2, None, "regression", improvement_p=float("nan")) == OK  # no test
+
+
+def _improvement_p(predictions: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Meter.improvement_p of ``predictions [M, N]`` for targets ``y [N]``, in two batches."""
+    meter = Meter("regression", predictions.shape[0], torch.device("cpu"), per_example=True)
+    for part in (slice(0, len(y) // 2), slice(len(y) // 2, None)):
+        rows = predictions[:, part]
+        meter.add(rows[..., None], y[part].expand(len(predictions), -1))
+    return meter.improvement_p()
+
+
+def test_the_improvement_test_separates_a_model_from_noise_around_the_mean():
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    signal = torch.randn(n, generator=g)
+    y = signal + torch.randn(n, generator=g)  # half the variance is explained by signal
+    mean = y.mean()
+    predictions = torch.stack([
+        signal,  # R² ≈ 0.5: p tiny
+        mean + 0.02 * torch.randn(n, generator=g),  # noise around the mean: R² ≤ 0, p large
+        mean.expand(n),  # the mean itself (float32: d_i ≈ 0 up to rounding): p ≈ 0.5
+        y,  # perfect: p = 0
+    ])  # fmt: skip
+    p = _improvement_p(predictions, y)
+    assert p[0] < 1e-10 and p[1] > 0.05 and p[2] > 0.05 and p[3] < 1e-10
+    # the test agrees with scipy's one-sided paired t-test on the same squared errors
+    from scipy import stats
+
+    y64, signal64 = y.double(), signal.double()  # the meter sums in float64
+    expected = stats.ttest_rel(
+        (y64 - y64.mean()) ** 2, (y64 - signal64) ** 2, alternative="greater"
+    ).pvalue
+    assert p[0] == pytest.approx(expected, rel=1e-4)
+    # the test weighs evidence, not size: a faint but right deviation from the mean, R² of
+    # 0.009, is still significant over 400 examples, where noise of any size is not
+    faint = mean + 0.01 * (signal - signal.mean())
+    (p_faint,) = _improvement_p(faint[None], y)
+    r2 = 1 - ((y - faint) ** 2).sum() / ((y - mean) ** 2).sum()
+    assert 0 < float(r2) < 0.05 and p_faint < 1e-6
+
+
+def test_compare_marks_a_regression_run_stuck_when_its_improvement_is_not_significant(
+    monkeypatch,
+):
+    """The engine reads each model's improvement_p from its test meter: an R² above 0 that
+    the test cannot tell from the mean's is stuck, and the verdict names no winner."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 0.5, 0.0]) + 3.0).astype("float32")
+    data = (x[:300], y[:300], x[300:], y[300:])
+    settings = dict(seeds=2, data=data, hidden=(16,), epochs=3, lr=0.01, optimizer="adam",
+                    track="off", device="cpu")  # fmt: skip
+    learned = initlab.compare(["he_normal", "glorot_normal"], **settings)
+    assert (learned.runs["test_accuracy"] > 0.1).all() and set(learned.runs["status"]) == {OK}
+    monkeypatch.setattr(Meter, "improvement_p", lambda self: [0.3] * self.models)
+    noise = initlab.compare(["he_normal", "glorot_normal"], **settings)
+    assert (noise.runs["test_accuracy"] > 0.1).all() and set(noise.runs["status"]) == {STUCK}
+    assert noise.verdict().startswith("no winner: none of the 4 finished runs learned")
+
+
 def test_a_loss_below_the_labels_entropy_is_learning_even_at_the_majority_accuracy():
     """A character model that learned more than letter frequencies (test loss 2.76 nats,
     below the 3.0 of predicting the frequencies) still guessed a space everywhere: its token
@@ -114,7 +182,7 @@ def test_the_rule_is_named_where_it_is_printed():
     tokens = Score(("sequence",)).stuck_rule()
     assert tokens.startswith("stuck: token accuracy not above the most frequent target token")
     assert Score(("regression",)).stuck_rule() == "stuck: " + STUCK_R2_RULE
-    assert "stuck (regression runs): test R² not above 0" in mixed
+    assert "stuck (regression runs): test R² not significantly above 0" in mixed
 
 
 def test_token_padding_is_no_label_of_the_baseline():

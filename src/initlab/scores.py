@@ -10,7 +10,8 @@ reads as classification, as it did before other tasks existed.
 :class:`Score` names the score of a set of runs for tables, legends and figures, and says
 whether the ``stuck`` rule (accuracy not above the majority class's share of the test
 labels, or token accuracy the most frequent token's, with a loss not below the labels'
-entropy; R² not above 0: :func:`initlab.train.result.final_status`) applies: to every task.
+entropy; R² not significantly above 0: :func:`initlab.train.result.final_status`)
+applies: to every task.
 ``initlab compare/sweep/results`` (:mod:`initlab.sweep.ui`), ``initlab report``
 (:mod:`initlab.report`) and :class:`~initlab.results.ResultSet` use it.
 """
@@ -100,8 +101,9 @@ class Score:
 
     def stuck_phrase(self) -> str:
         """How a ``stuck`` run is described: ``stuck at chance`` (classification, sequences),
-        ``stuck at the mean`` (regression: R² ≤ 0, no better than predicting the targets'
-        mean), ``stuck at chance or the mean`` when the runs mix both kinds."""
+        ``stuck at the mean`` (regression: R² not significantly above 0, no better than
+        predicting the targets' mean), ``stuck at chance or the mean`` when the runs mix
+        both kinds."""
         kinds = [
             "the mean" if task == REGRESSION else "chance"
             for task in self.tasks

@@ -266,8 +266,9 @@ class StackTrainer:
         self.fuse(False)
         return meter
 
-    def evaluate(self, split: str) -> tuple[list[float], list[float]]:
-        """Every model's mean loss and score on ``split`` (``"val"`` or ``"test"``)."""
+    def evaluate(self, split: str, meter: Meter | None = None) -> tuple[list[float], list[float]]:
+        """Every model's mean loss and score on ``split`` (``"val"`` or ``"test"``), in
+        ``meter`` if given."""
         x, y = self.eval_sets[split]
         acts = self.plan.activations_per_example
         if not acts:  # a Plan built by hand: measure it once (two examples, eval mode)
@@ -276,7 +277,7 @@ class StackTrainer:
         together = self.size if self.stack.strategy == STACKED else 1  # else model by model
         rows = eval_rows(together, acts)
         return evaluate_stack(
-            self.stack, x, y, self.plan.task, precision=self.plan.precision, rows=rows
+            self.stack, x, y, self.plan.task, precision=self.plan.precision, rows=rows, meter=meter
         )
 
     def end_epoch(self, epoch: int, meter: Meter, t0: float, on_epoch: EpochHook | None) -> None:
@@ -303,8 +304,10 @@ class StackTrainer:
     def finish(self) -> list[RunResult]:
         """Test the live models; set status, time, per-layer rows and the vmap note."""
         t0 = time.perf_counter()
+        tested = Meter(self.plan.task, self.size, self.device, per_example=True)
         if len(self.dead) < self.size:
-            test_loss, test_score = self.evaluate("test")
+            test_loss, test_score = self.evaluate("test", tested)
+        improvement = tested.improvement_p()  # regression's "learned?" test; NaN otherwise
         self.seconds += time.perf_counter() - t0
         baseline = dataset_baseline(self.data) if self.plan.task in SHARE_TASKS else None
         for m, result in enumerate(self.results):
@@ -319,7 +322,7 @@ class StackTrainer:
                 continue
             result.test_loss, result.test_accuracy = test_loss[m], test_score[m]
             result.status = final_status(
-                result.test_accuracy, baseline, self.plan.task, result.test_loss
+                result.test_accuracy, baseline, self.plan.task, result.test_loss, improvement[m]
             )
         return self.results
 

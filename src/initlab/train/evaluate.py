@@ -37,9 +37,11 @@ def evaluate_stack(
     *,
     precision: str = "fp32",
     rows: int = MAX_EVAL_ROWS,
+    meter: Meter | None = None,
 ) -> tuple[list[float], list[float]]:
-    """Each model's mean loss and score (:mod:`initlab.train.tasks`) on ``(x, y)``."""
-    meter = Meter(task, stack.size, stack.device)
+    """Each model's mean loss and score (:mod:`initlab.train.tasks`) on ``(x, y)``,
+    accumulated in ``meter`` (a new one by default; the caller's, to read it afterwards)."""
+    meter = meter if meter is not None else Meter(task, stack.size, stack.device)
     for start in range(0, x.shape[0], rows):
         xb = x[start : start + rows].to(stack.device, non_blocking=True)
         yb = y[start : start + rows].to(stack.device, non_blocking=True)

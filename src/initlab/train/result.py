@@ -32,7 +32,10 @@ STUCK_TOKEN_RULE = (
     f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g}) and test loss not below their entropy"
 )
 """The rule for sequence runs (:func:`final_status`)."""
-STUCK_R2_RULE = "test R² not above 0 (no better than predicting the test targets' mean)"
+STUCK_R2_RULE = (
+    "test R² not significantly above 0: no better than predicting the test targets' mean "
+    f"(one-sided paired t-test of the examples' squared errors, p ≥ {STUCK_ALPHA:g})"
+)
 """The rule for regression runs (:func:`final_status`)."""
 SHARE_TASKS = ("classification", "sequence")
 """The tasks whose constant prediction has a share to beat (a majority class or token)."""
@@ -149,13 +152,17 @@ def final_status(
     baseline: Baseline | None,
     task: str = "classification",
     test_loss: float = math.nan,
+    improvement_p: float = math.nan,
 ) -> str:
-    """``stuck`` when a finished regression run's R² (``test_accuracy``) is at most 0: no
-    better than the test targets' mean, which beats every constant (its SSE is the smallest
-    a constant can have), so a model that learned only its output bias (a zero init) is
-    stuck, as is one worse than a constant. ``stuck`` when a finished classification run
-    is no better than predicting one class
-    (a sequence run: one token): the one-sided binomial test of ``k = round(test_accuracy ·
+    """``stuck`` when a finished regression run's R² (``test_accuracy``) is at most 0, or
+    not significantly above 0: ``improvement_p >= STUCK_ALPHA``
+    (:meth:`initlab.train.tasks.Meter.improvement_p`, the one-sided paired t-test of each
+    test example's squared error against the test targets' mean; NaN: R² alone decides).
+    The mean beats every constant (its SSE is the smallest a constant can have), so a model
+    that learned only its output bias (a zero init) is stuck, as is one worse than a
+    constant, and one whose R² of 0.01 on 200 examples is within their noise. ``stuck``
+    when a finished classification run is no better than predicting one class (a sequence
+    run: one token): the one-sided binomial test of ``k = round(test_accuracy ·
     n)`` correct of ``n`` test labels (real target tokens) against ``p0 = baseline.share``
     (``alternative="greater"``) gives ``p >= STUCK_ALPHA``, and its mean cross-entropy
     ``test_loss`` is not below ``baseline.entropy · (1 - ENTROPY_MARGIN)``: a loss below
@@ -167,8 +174,9 @@ def final_status(
     a baseline or test labels, or for a NaN score. (A sequence's
     tokens are not independent, so its test counts too many trials: it calls a run
     ``stuck`` less often than it should, never more.)"""
-    if task == "regression":
-        return STUCK if test_accuracy <= 0 else OK  # NaN (undefined, diverged): never
+    if task == "regression":  # NaN (undefined, diverged): never
+        not_better = test_accuracy <= 0 or improvement_p >= STUCK_ALPHA  # NaN p: R² alone
+        return STUCK if not_better else OK
     if task not in SHARE_TASKS or baseline is None or baseline.n == 0:
         return OK
     if not math.isfinite(test_accuracy):

@@ -37,6 +37,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from scipy import stats as sps
 from torch import Tensor
 
 from initlab.data.tasks import IGNORE_INDEX
@@ -107,8 +108,14 @@ class Meter:
     by :meth:`result`, so training never waits on the host between steps.
     """
 
-    def __init__(self, task: str, models: int, device: torch.device) -> None:
+    def __init__(
+        self, task: str, models: int, device: torch.device, per_example: bool = False
+    ) -> None:
+        """``per_example``: keep each regression example's squared error (for
+        :meth:`improvement_p`, on the test split: ``M × N`` float64 numbers)."""
         self.task, self.models, self.device = task, models, device
+        self.errors: list[Tensor] | None = [] if per_example and task == REGRESSION else None
+        self.targets: list[Tensor] = []
         self.dtype = torch.float32 if device.type == "mps" else torch.float64
         zeros = torch.zeros(models, dtype=self.dtype, device=device)
         self.loss_sum, self.hits, self.count = zeros, zeros.clone(), 0
@@ -147,7 +154,11 @@ class Meter:
         pred = regression_view(out.float(), y).to(self.dtype)
         pred = pred.reshape(self.models, y.shape[1], -1)
         yy = y.to(self.dtype).reshape(pred.shape)
-        self.hits += (pred - yy).square().sum((1, 2))  # SSE
+        squared = (pred - yy).square().sum(2)  # [M, B]: each example's error over outputs
+        self.hits += squared.sum(1)  # SSE
+        if self.errors is not None:
+            self.errors.append(squared)
+            self.targets.append(yy[0])
         if self.sum_y is None:
             shape = (self.models, yy.shape[2])
             self.sum_y = torch.zeros(shape, dtype=self.dtype, device=self.device)
@@ -155,6 +166,26 @@ class Meter:
         self.sum_y += yy.sum(1)
         self.sum_y2 += yy.square().sum(1)
         self.count += yy.shape[1]
+
+    def improvement_p(self) -> list[float]:
+        """Each model's p-value for "no better than predicting the test targets' mean": a
+        one-sided paired t-test of ``d_i = ‖y_i − ȳ‖² − ‖y_i − ŷ_i‖²`` over the ``n``
+        examples (``mean(d) = (SST − SSE) / n``, so ``mean(d) > 0`` is ``R² > 0``), ``t =
+        mean(d) / (sd(d) / sqrt(n))`` against Student's t with ``n − 1`` degrees of freedom.
+        A small p: the model beats the mean by more than the examples' spread explains. NaN
+        without per-example errors or with fewer than two examples; 0 or 1 when every
+        ``d_i`` is the same (``mean(d) > 0`` or not)."""
+        if not self.errors or self.count < 2:
+            return [math.nan] * self.models
+        y = torch.cat(self.targets)
+        spread = (y - y.mean(0)).square().sum(1)  # ‖y_i − ȳ‖², the same for every model
+        d = spread - torch.cat(self.errors, dim=1)
+        mean, sd = d.mean(1), d.std(1)
+        t = (mean / (sd / math.sqrt(d.shape[1]))).cpu().numpy()
+        p = sps.t.sf(t, d.shape[1] - 1)
+        constant = (sd == 0).cpu().numpy()
+        p[constant] = (mean.cpu().numpy()[constant] <= 0).astype(float)
+        return [float(v) for v in p]
 
     def result(self) -> tuple[list[float], list[float]]:
         """Each model's ``(mean loss, score)``: score = accuracy, R² or token accuracy."""
