@@ -1,10 +1,11 @@
 """Notes on a model before a comparison trains it, one line each: what the inits under
 study leave as the factory built it, what they re-draw that never trains, and when they
-cannot differ at all. Called once per model by :func:`initlab.compare.preflight_configs`."""
+cannot differ at all. Called once per model by :func:`initlab.compare.preflight_configs`
+(and :func:`note_frozen_plan` by :func:`initlab.recommend`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from torch import nn
 
@@ -55,24 +56,69 @@ def note_output_only(model: nn.Module, configs: Sequence[RunConfig]) -> None:
     )
 
 
+def frozen_parameters(model: nn.Module, layers: Collection[str] | None = None) -> list[str]:
+    """``layer.parameter`` of each frozen (``requires_grad=False``) parameter of ``model``'s
+    weight layers (only of those named in ``layers`` when given): what a scheme re-draws
+    that never trains."""
+    return [
+        f"{layer}.{pname}" if layer else pname
+        for layer, module in weight_layers(model)
+        if layers is None or layer in layers
+        for pname, p in module.named_parameters(recurse=False)
+        if not p.requires_grad
+    ]
+
+
+def frozen_subject(frozen: Sequence[str], owner: str) -> str:
+    """``0.weight, 0.bias of OWNER are frozen (requires_grad=False)``: the start of a note on
+    the parameters ``frozen`` (:func:`frozen_parameters`)."""
+    verb = "is" if len(frozen) == 1 else "are"
+    return f"{some_names(list(frozen), 4)} of {owner} {verb} frozen (requires_grad=False)"
+
+
 def note_frozen(model: nn.Module, name: str, configs: Sequence[RunConfig]) -> None:
     """Note (one line) when the inits under study re-draw parameters of weight layers that
     ``model`` freezes (``requires_grad=False``): those never train, so each such run keeps a
     random frozen layer where ``default`` keeps the factory's (a pretrained backbone, say),
     and the ranking measures that as much as the init."""
     schemes = [i for i in dict.fromkeys(c.init for c in configs) if i != AS_BUILT]
-    frozen = [
-        f"{layer}.{pname}" if layer else pname
-        for layer, module in weight_layers(model)
-        for pname, p in module.named_parameters(recurse=False)
-        if not p.requires_grad
-    ]
+    frozen = frozen_parameters(model)
     if not schemes or not frozen:
         return
     one = len(frozen) == 1
     note(
-        f"{some_names(frozen, 4)} of {shown_spec(name)} {'is' if one else 'are'} frozen "
-        f"(requires_grad=False): {', '.join(schemes)} re-draw {'it' if one else 'them'} and "
-        f"{'it never trains' if one else 'they never train'}, so those runs keep random "
-        "frozen weights where default keeps the factory's (pretrained ones, say)"
+        f"{frozen_subject(frozen, shown_spec(name))}: {', '.join(schemes)} re-draw "
+        f"{'it' if one else 'them'} and {'it never trains' if one else 'they never train'}, "
+        "so those runs keep random frozen weights where default keeps the factory's "
+        "(pretrained ones, say)"
     )
+
+
+def note_frozen_plan(model: nn.Module, schemes: Mapping[str, str]) -> list[str]:
+    """Note (one line) when a plan (``schemes``: layer → scheme, as
+    :func:`initlab.recommend` made it) re-draws parameters ``model`` freezes: applied, it
+    would replace weights kept fixed (pretrained ones, say) with random ones that never
+    train, as :func:`note_frozen` says of a comparison's runs. Returns the layers named."""
+    drawn = [layer for layer, scheme in schemes.items() if scheme != AS_BUILT]
+    frozen = frozen_parameters(model, drawn)
+    if not frozen:
+        return []
+    layers = [layer for layer in drawn if frozen_parameters(model, [layer])]
+    one = len(frozen) == 1
+    note(
+        f"{frozen_subject(frozen, type(model).__name__)}: the plan re-draws "
+        f"{'it' if one else 'them'} and {'it never trains' if one else 'they never train'}, "
+        "so initialize(model, plan) leaves random frozen weights where the model had its own "
+        f"(pretrained ones, say); {_keeping(layers, 'it' if one else 'them')}"
+    )
+    return layers
+
+
+def _keeping(layers: Sequence[str], them: str) -> str:
+    """How to apply the plan but keep ``layers`` as they are: map them to ``default``."""
+    if layers == [""]:  # the model is the one weight layer
+        return f"to keep {them}, leave the model as it is"
+    keep = ", ".join(f"{layer!r}: {AS_BUILT!r}" for layer in layers[:3])
+    keep = f"initialize(model, {{**plan, {keep}{', ...' if len(layers) > 3 else ''}}})"
+    which = "its layer" if len(layers) == 1 else "their layers"
+    return f"to keep {them}, map {which} to {AS_BUILT!r}: {keep}"

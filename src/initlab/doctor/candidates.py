@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from initlab.apply import initializable_layers, initialize, weight_layers
 from initlab.config import RunConfig
-from initlab.doctor.plan import COMPOUND_ACTIVATIONS, GLOROT_FAMILY, HE_FAMILY, Plan, recommend
+from initlab.doctor.plan import COMPOUND_ACTIVATIONS, GLOROT_FAMILY, HE_FAMILY, Plan, plan_for
 from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.layer_order import output_layer_name
 from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, canonical_rule, find_structure
@@ -131,7 +131,7 @@ def planned_model(spec: str, args: str, plan: str, data: str = "", task: str = "
     :data:`INIT_BATCH` training examples of ``data``."""
     from initlab.models import build_user_model
 
-    model = build_user_model(spec, json.loads(args))
+    model = build_user_model(spec, json.loads(args), checked=False)
     batch = _first_batch(data, task) if data else None
     initialize(model, json.loads(plan), data=batch)
     return model
@@ -164,7 +164,7 @@ def auto_candidates(
         found.append(
             Candidate(preset, {"init": preset}, why=f"the preset for {common[0][0]} layers")
         )
-    ortho = recommend(model, inputs, family="orthogonal")
+    ortho = plan_for(model, inputs, "orthogonal")
     found.append(plan_candidate(ORTHOGONAL_PLAN, ortho, base, "orthogonal, per-layer gains"))
     found.append(Candidate("lsuv", {"init": "lsuv"}, why="LSUV: variances fixed on data"))
     for rule in residual_rules(plan.residual or find_structure(model, inputs)):
@@ -211,7 +211,7 @@ def listed_candidates(
             why = f"the plan, residual {rule}"
             found.append(Candidate(f"{PLAN_WITH}{rule}", settings, dict(planned.schemes), why))
         elif name == ORTHOGONAL_PLAN:
-            ortho = recommend(model, inputs, family="orthogonal")
+            ortho = plan_for(model, inputs, "orthogonal")
             found.append(plan_candidate(name, ortho, base, "orthogonal, per-layer gains"))
         elif name != DEFAULT:
             found.append(Candidate(name, {"init": name}, why="listed"))

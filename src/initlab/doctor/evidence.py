@@ -142,7 +142,10 @@ def gather(
     schedule = trials.plan_schedule(
         budget, step, fixed, len(data.y_train), base.batch_size, spent=spent
     )
-    configs = [c.replace(**schedule.settings()) for c in configs]
+    settings = schedule.settings()
+    if settings["limit_train"] is None:  # all the examples base.limit_train kept (None: all)
+        settings["limit_train"] = base.limit_train
+    configs = [c.replace(**settings) for c in configs]
     design.note_if_untestable()  # after every refusal: a note, then training
     if on_schedule is not None:
         on_schedule(schedule, len(configs))

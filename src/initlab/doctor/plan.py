@@ -66,6 +66,8 @@ GATES, ATTENTION = "gates", "softmax"
 COMPOUND_ACTIVATIONS = (GATES, ATTENTION)
 """The activation column of RNN and attention entries (not Linear/Conv layers)."""
 GLOROT_FAMILY = ("tanh", "sigmoid", "softsign")
+FROZEN = "frozen (requires_grad=False): this scheme re-draws weights that never train"
+"""Said of a layer whose parameters the model freezes (:func:`recommend`'s note)."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,27 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
     ``orthogonal(gain=g)`` for Linear layers and ``delta_orthogonal(gain=g)`` for
     convolutions (Xiao et al. 2018) with the activation's gain g (:func:`orthogonal_gain`);
     ``lsuv`` where no rule fits.
+
+    A note names the frozen (``requires_grad=False``) parameters the plan would re-draw,
+    and their layers' reasons say so: applied, the plan replaces weights kept fixed
+    (pretrained ones, say) with random ones that never train
+    (:func:`initlab.model_notes.note_frozen_plan`).
     """
+    from initlab.model_notes import note_frozen_plan
+
+    plan = plan_for(model, inputs, family)
+    frozen = set(note_frozen_plan(model, plan))
+    plan.entries = [
+        dataclasses.replace(e, reason=f"{e.reason}; {FROZEN}") if e.layer in frozen else e
+        for e in plan.entries
+    ]
+    return plan
+
+
+def plan_for(model: nn.Module, inputs: Tensor, family: str = "variance") -> Plan:
+    """:func:`recommend`'s plan, without its note on frozen parameters: the doctor's own
+    plans (:mod:`initlab.doctor.workflow`, :mod:`initlab.doctor.candidates`) are of models
+    it builds, not ones the user is about to initialize."""
     model = check_module(model, "recommend")
     inputs = as_inputs(model, inputs)
     check_runs(model, inputs, "recommend")

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from torch import nn
 
 from initlab.config import RunConfig
 from initlab.doctor.candidates import Candidate
-from initlab.doctor.plan import Plan, recommend
+from initlab.doctor.plan import Plan, plan_for
 from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.probe import Diagnosis, diagnose
@@ -52,7 +53,7 @@ def examine(probe: Probe, start: str, family: str, seed: int) -> Examination:
 
     net = probe.build(start)
     before = diagnose(net, probe.x, probe.y, loss=probe.loss, label="as it is")
-    plan = recommend(net, probe.x, family=family)
+    plan = plan_for(net, probe.x, family)
     net, after = apply_plan(probe, net, plan, seed)
     plan, ruled, after = with_residual_rule(plan, after, lambda p: apply_plan(probe, None, p, seed))
     return Examination(plan, ruled if ruled is not None else net, before, after)
@@ -138,13 +139,15 @@ def trial_config(
 ) -> tuple[RunConfig, str]:
     """The trials' base config from :func:`trials`' keywords (each setting checked as
     :func:`initlab.compare` checks it), and the starting init."""
-    from initlab.compare import target_settings
+    from initlab.compare import check_architecture_settings, target_settings
     from initlab.sweep.values import check_setting
 
     checked = {key: check_setting(key, value) for key, value in settings.items()}
     target = target_settings(model, data, model_args, checked.pop("dataset", None))
     start = starting_init(start, target.get("model"))
-    return RunConfig(**{**checked, **target, "init": check_setting("init", start)}), start
+    config = RunConfig(**{**checked, **target, "init": check_setting("init", start)})
+    check_architecture_settings(config)  # hidden=... on a factory that builds its own layers
+    return config, start
 
 
 def check_budget(budget: object) -> float:
@@ -183,12 +186,17 @@ def trials(
     (the Python that sets the winner's weights) and ``write(out)``.
 
     ``model``, ``data``, ``model_args``, ``device``, ``precision``, ``task`` and the other
-    run settings (``optimizer``, ``lr``, ``batch_size``, ...) are :func:`initlab.compare`'s;
-    ``init``: the starting scheme (default: the model as built, ``random_normal`` for
-    initlab's MLP); ``candidates``: ``"auto"`` or names (``default``, ``plan``,
-    ``plan+<rule>``, ``orthogonal_plan``, any initializer); ``batch``: the probe batch's
-    size; ``out``: a directory for ``recommendation.json``, ``trials.csv``, ``curves.png``
-    and ``init_snippet.py``, written all or nothing (a set of an earlier run there is
+    run settings (``optimizer``, ``lr``, ``batch_size``, ...) are :func:`initlab.compare`'s,
+    but for those the trials set themselves (:data:`initlab.doctor.keywords.OVERRIDDEN`:
+    ``epochs`` by ``budget``, ``data_seed`` by ``trials``, ``track``), which are refused;
+    ``limit_train`` keeps the first examples of the training set, of which the budget
+    trains on as many as fit; ``init``: the starting scheme (default: the model as built,
+    ``random_normal`` for initlab's MLP; several to compare go in ``candidates``);
+    ``candidates``: ``"auto"`` or names (``default``, ``plan``, ``plan+<rule>``,
+    ``orthogonal_plan``, any initializer); ``trials``: the number of init seeds and of
+    data-order seeds (``seed``: the probe batch's); ``batch``: the probe batch's size;
+    ``out``: a directory for ``recommendation.json``, ``trials.csv``, ``curves.png`` and
+    ``init_snippet.py``, written all or nothing (a set of an earlier run there is
     replaced whole). Every mistake raises :class:`~initlab.errors.InitlabError` before
     anything trains, ``out`` included (a file in the way, a directory that cannot be
     written, a directory or a read-only file where one of the four goes). Should writing
@@ -199,10 +207,13 @@ def trials(
     from initlab.atomic_files import check_output_dir, write_error
     from initlab.doctor.candidates import check_listed
     from initlab.doctor.evidence import EVIDENCE_FILES, gather, snippet_source
+    from initlab.doctor.keywords import check_one_init, check_trial_settings
     from initlab.doctor.trials import Design
     from initlab.probe.batch import prepare_probe
 
     design = Design.square(trials)
+    check_trial_settings(settings, TRIAL_KEYWORDS, trials, budget)
+    check_one_init(init)
     seconds = check_budget(budget)
     names = candidate_names(candidates)
     check_output_dir(None if out is None else Path(out), "--out", EVIDENCE_FILES)
@@ -225,3 +236,7 @@ def trials(
             why = write_error(exc) if isinstance(exc, OSError) else exc
             note(f"{why}; the evidence is returned: evidence.write(DIR) writes it")
     return evidence
+
+
+TRIAL_KEYWORDS = tuple(k for k in inspect.signature(trials).parameters if k != "settings")
+"""The keywords of :func:`trials` itself (an unknown one is told the closest of these first)."""
