@@ -6,6 +6,7 @@ raised before any work."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -13,13 +14,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 
 
 def check_module(model: object, caller: str) -> nn.Module:
-    """``model`` if it is an ``nn.Module``; else one line: a class is to be instantiated, a
-    factory to be called."""
+    """``model`` if it is an ``nn.Module`` with storage; else one line: a class is to be
+    instantiated, a factory to be called, a model on the ``meta`` device materialized."""
     if isinstance(model, nn.Module):
+        meta = next((n for n, p in model.named_parameters() if p.is_meta), None)
+        if meta is not None:
+            raise InitlabError(
+                f"{caller}: the model's parameters are on the meta device ({meta}: no storage); "
+                + (
+                    "call model.to_empty(device='cpu') first, then initialize it"
+                    if caller == "initialize"
+                    else "call model.to_empty(device='cpu') and initlab.initialize it first"
+                )
+            )
         return model
     if isinstance(model, type) and issubclass(model, nn.Module):
         raise InitlabError(
@@ -31,23 +42,23 @@ def check_module(model: object, caller: str) -> nn.Module:
     raise InitlabError(f"{caller} needs an nn.Module, got {type(model).__name__}")
 
 
-def as_inputs(model: nn.Module, inputs: Any) -> Tensor:
+def as_inputs(model: nn.Module, inputs: Any, targets: Tensor | None = None) -> Tensor:
     """``inputs`` (a tensor or array) as a tensor on the device of the model's first
     parameter (a model moved to ``cuda`` takes a numpy batch as it is), converted by the
     data loader's rule (:func:`initlab.data.tasks.cast_inputs`): signed integers are token
     ids (int64); floats, ``uint8`` pixels and ``bool`` features become the dtype of the
     model's first floating-point parameter, values unchanged (a model without one keeps a
-    float batch's dtype and makes the others float32)."""
+    float batch's dtype and makes the others float32). With ``targets`` (``diagnose``'s):
+    ``uint8``/``bool`` inputs ``[B, T]`` with integer targets of the same shape are token
+    ids (int64), as the loader reads such a sequence (:func:`initlab.data.tasks.infer_task`)
+    and compare trains on it."""
     from initlab.data.tasks import cast_inputs
 
     if inputs is None:
         return inputs
-    try:
-        x = inputs if isinstance(inputs, Tensor) else torch.as_tensor(inputs)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise InitlabError(
-            f"inputs must be a tensor or an array, got {type(inputs).__name__} ({exc})"
-        ) from None
+    x = input_tensor(inputs)
+    if targets is not None and _unsigned_sequence(x, targets):
+        x = x.to(torch.int64)
     device = next((p.device for p in model.parameters()), x.device)
     weight = next((p for p in model.parameters() if p.is_floating_point()), None)
     dtype = weight.dtype if weight is not None else torch.float32
@@ -56,11 +67,73 @@ def as_inputs(model: nn.Module, inputs: Any) -> Tensor:
     return cast_inputs("inputs", x, dtype).to(device)
 
 
-def check_runs(model: nn.Module, inputs: Tensor | None, caller: str) -> None:
-    """One line unless ``model`` runs on ``inputs`` (a batch: eval mode, no gradient; the
-    RNG, the modes and the buffers left as they were: :func:`initlab.preserve.preserved`),
+def input_tensor(inputs: Any) -> Tensor:
+    """``inputs`` as a tensor, its dtype and device as given (a tensor is itself); anything
+    that is no tensor or array is one line."""
+    try:
+        return inputs if isinstance(inputs, Tensor) else torch.as_tensor(inputs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InitlabError(
+            f"inputs must be a tensor or an array, got {type(inputs).__name__} ({exc})"
+        ) from None
+
+
+def _unsigned_sequence(x: Tensor, targets: Tensor) -> bool:
+    """Whether ``x`` is ``uint8``/``bool`` ``[B, T]`` with integer targets of its shape: a
+    sequence batch, whose inputs the loader reads as token ids."""
+    integer = not (targets.is_floating_point() or targets.dtype.is_complex)
+    return _unsigned(x) and x.dim() == 2 and integer and x.shape == targets.shape
+
+
+def _unsigned(x: Tensor) -> bool:
+    """``uint8`` or ``bool``: what the loader reads as features (pixels, binary features)."""
+    return x.dtype in (torch.uint8, torch.bool)
+
+
+def embedding_of_inputs(model: nn.Module, x: Tensor) -> str | None:
+    """The name of the ``nn.Embedding`` of ``model`` that takes ``x`` itself, found by a
+    forward (eval mode, no gradient, the model left as it was) stopped as that embedding is
+    called; ``None`` if none does or the model fails first (:func:`check_runs` says how)."""
+    from initlab.preserve import preserved
+
+    names = {
+        m: n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Embedding) and not isinstance(m, torch.jit.ScriptModule)
+    }  # a ScriptModule takes no hooks (as in run_watched)
+    if not names:
+        return None
+    found: list[str] = []
+
+    def stop(module: nn.Module, args: tuple) -> None:
+        if args and args[0] is x:
+            found.append(names[module])
+            raise _Found
+
+    hooks = [module.register_forward_pre_hook(stop) for module in names]
+    try:
+        with torch.no_grad(), preserved(model, "eval"):
+            model(x)
+    except Exception:  # _Found, or a failure that check_runs reports
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found[0] if found else None
+
+
+class _Found(Exception):
+    """Raised by :func:`embedding_of_inputs`'s hook to stop the forward."""
+
+
+def check_runs(
+    model: nn.Module, inputs: Tensor | None, caller: str, given: object = None
+) -> object:
+    """What ``model`` returns for ``inputs`` (a batch: eval mode, no gradient; the RNG, the
+    modes and the buffers left as they were: :func:`initlab.preserve.preserved`), or one line
     as compare says it (:func:`initlab.train.preflight.run_watched`: token ids past the
-    embedding, the module that failed)."""
+    embedding, the module that failed). ``given``: the inputs as the user passed them, for
+    the line on ``uint8``/``bool`` ones that an embedding takes (:func:`unsigned_ids_error`)."""
     from initlab.preserve import preserved
 
     if inputs is None:
@@ -70,9 +143,51 @@ def check_runs(model: nn.Module, inputs: Tensor | None, caller: str) -> None:
 
     try:
         with torch.no_grad(), preserved(model, "eval"):
-            run_watched(model, inputs)
+            return run_watched(model, inputs)
     except InitlabError as exc:  # token ids past the embedding; the module that failed
-        raise InitlabError(f"{caller}: {exc}") from None
+        error = unsigned_ids_error(model, inputs, given, caller) or f"{caller}: {exc}"
+    raise InitlabError(error)
+
+
+def unsigned_ids_error(model: nn.Module, x: Tensor, given: object, caller: str) -> str | None:
+    """The line for ``uint8``/``bool`` inputs ``given`` that an embedding of ``model`` takes
+    as token ids (read as features, they are float as ``x``): it names the dtype the user
+    passed, not the float it became; ``None`` for other inputs and other failures."""
+    raw = None if given is None else input_tensor(given)
+    if raw is None or not _unsigned(raw) or not x.is_floating_point():
+        return None
+    name = embedding_of_inputs(model, x)
+    if name is None:
+        return None
+    dtype = str(raw.dtype).removeprefix("torch.")
+    return (
+        f"{caller}: the model's first layer {name} (Embedding) takes the inputs as token ids, "
+        f"but they are {dtype}: initlab reads {dtype} inputs as features, as compare does "
+        "(unless integer targets [B, T] of the inputs' shape make them a sequence); give "
+        "token ids as int64 (e.g. x.astype('int64') or x.long())"
+    )
+
+
+def check_learnable(output: object, targets: Tensor, caller: str) -> None:
+    """One line for integer targets of a model with a single output under the default
+    loss: they are class labels, and cross-entropy over one class is 0 with every gradient
+    0 (a diagnosis read it healthy), or refused for labels above 0 (counts), with no hint."""
+    if targets.is_floating_point() or targets.dtype.is_complex:
+        return
+    if not isinstance(output, Tensor) or not (output.dim() == 1 or output.shape[-1] == 1):
+        return
+    dtype = str(targets.dtype).removeprefix("torch.")
+    fix = option(
+        "pass --task regression for targets that are quantities (counts), or give the "
+        "model one output per class",
+        "pass float targets for regression (e.g. y.float()) or a loss= of your own "
+        "(e.g. loss=torch.nn.functional.mse_loss), or give the model one output per class",
+    )
+    raise InitlabError(
+        f"{caller}: the model has 1 output and the targets are integers ({dtype}), read as "
+        "class labels: a 1-output model with cross-entropy has nothing to learn (loss 0, "
+        f"every gradient 0); {fix}"
+    )
 
 
 def check_batch(inputs: Tensor, caller: str) -> None:
@@ -94,23 +209,89 @@ def check_compare_arguments(
 ) -> None:
     """``compare``'s arguments that Python would only reject deep inside (``'int' object is
     not iterable``), each one line before any work: ``inits`` names (a string or a list of
-    strings; ``None``: the defaults), ``model_args`` a mapping, ``out`` a path, ``progress``
-    a callable."""
-    names = [inits] if isinstance(inits, str) else [] if inits is None else inits
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise InitlabError(
-            f"inits takes init names, e.g. ['default', 'he_normal'] or 'default,he_normal'; "
-            f"got {inits!r}"
-        )
+    strings; ``None``: the defaults; :func:`check_inits`), ``model_args`` a mapping, ``out``
+    a path, ``progress`` a callable taking three arguments (:func:`check_progress`)."""
+    check_inits(inits)
     if model_args is not None and not isinstance(model_args, Mapping):
         raise InitlabError(
             f"model_args takes a dict of the factory's keyword arguments, e.g. "
-            f"{{'width': 64}}; got {model_args!r}"
+            f"{{'width': 64}}; got {shown(model_args)}"
         )
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise InitlabError(f"out takes a directory (str or Path), got {type(out).__name__}")
-    if progress is not None and not callable(progress):
+    check_progress(progress)
+
+
+SHOWN_CHARS = 60
+"""The most characters of a value a message quotes (a model's or a plan's repr runs on)."""
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to :data:`SHOWN_CHARS` characters (:func:`cut`)."""
+    return cut(repr(value))
+
+
+def cut(text: str) -> str:
+    """``text`` on one line (a module's repr spans many), cut to :data:`SHOWN_CHARS`
+    characters (``...`` where cut)."""
+    text = " ".join(text.split())
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
+def check_inits(inits: object) -> None:
+    """``compare``'s ``inits``: a string of names, a list or tuple of them, or ``None``; else
+    one line naming what was passed: an :class:`~initlab.initializers.Initializer` (its
+    ``repr`` is the spec string to pass, so the bare repr read as a valid name), a per-layer
+    plan (a :class:`~initlab.doctor.Plan` or a dict, which :func:`initlab.trials` trains
+    against the model as built), or anything else (its type and a short repr)."""
+    from initlab.initializers import Initializer
+
+    names = [inits] if isinstance(inits, str) else [] if inits is None else inits
+    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+        return
+    items = list(names) if isinstance(names, (list, tuple)) else [names]
+    wrong = next(item for item in items if not isinstance(item, str))
+    if isinstance(wrong, Initializer):
+        spec = repr(wrong)
+        fixed = [repr(i) if isinstance(i, Initializer) else i for i in items]
+        example = f", e.g. inits={fixed!r}" if len(repr(fixed)) <= SHOWN_CHARS else ""
+        what = f"{spec!r}" if len(spec) <= SHOWN_CHARS else "(repr() of it)"
         raise InitlabError(
-            f"progress takes a function called as progress(config, record, result), got "
-            f"{type(progress).__name__}"
+            f"inits: {cut(spec)} is an Initializer object; pass its spec string {what}{example}"
         )
+    if isinstance(wrong, Mapping):
+        raise InitlabError(
+            f"inits takes init names, not a {type(wrong).__name__}: to train a per-layer plan "
+            "against the model as built, use initlab.trials(model=..., data=...); compare "
+            "takes names, e.g. ['default', 'he_normal']"
+        )
+    raise InitlabError(
+        f"inits takes init names, e.g. ['default', 'he_normal'] or 'default,he_normal'; "
+        f"got {shown(wrong)} ({type(wrong).__name__})"
+    )
+
+
+def check_progress(progress: object) -> None:
+    """``compare``'s ``progress``: ``None`` or a callable that takes ``(config,
+    epoch_record, result)`` positionally, as each epoch and each finished run call it (a
+    one-argument lambda failed only after the first run had trained, and its results were
+    lost). A callable without a readable signature (a builtin) is let through."""
+    if progress is None:
+        return
+    expected = "progress(config, epoch_record, result)"
+    if not callable(progress):
+        raise InitlabError(
+            f"progress takes a function called as {expected}, got {type(progress).__name__}"
+        )
+    try:
+        signature = inspect.signature(progress)
+    except (TypeError, ValueError):  # a builtin or an object without one: it may still work
+        return
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        name = getattr(progress, "__name__", type(progress).__name__)
+        raise InitlabError(
+            f"progress is called as {expected}, 3 positional arguments, but "
+            f"{cut(f'{name}{signature}')} cannot take them; define it as {expected}"
+        ) from None

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor, nn
 
-from initlab.arguments import as_inputs, check_module, check_runs
+from initlab.arguments import as_inputs, check_learnable, check_module, check_runs
 from initlab.errors import InitlabError
 from initlab.initializers import Fans, fans_of_module, fans_of_tensor
 from initlab.jsonsafe import json_number
@@ -231,10 +231,13 @@ def diagnose(
     ``inputs`` and ``targets`` may be numpy arrays; both go to the device of the model's
     parameters and follow the rules of ``--data`` (:mod:`initlab.data.tasks`): signed
     integer inputs are token ids (int64), other inputs (``uint8`` pixels included) take the
-    parameters' float dtype; integer labels of any dtype, and float class labels (whole
-    numbers ``[B]`` for outputs ``[B, K]``), become int64; one-hot targets (under the
-    default loss), string labels, negative labels and NaN/inf targets are one line of
-    :class:`InitlabError` each.
+    parameters' float dtype, except ``uint8``/``bool`` inputs ``[B, T]`` with integer
+    targets of their shape, a sequence's token ids (int64) as compare reads them; integer
+    labels of any dtype, and float class labels (whole numbers ``[B]`` for outputs
+    ``[B, K]``), become int64; one-hot targets (under the default loss), string labels,
+    negative labels, NaN/inf targets and integer targets for a model with one output (under
+    the default loss: cross-entropy over one class) are one line of :class:`InitlabError`
+    each.
     """
     model = check_module(model, "diagnose")
     if loss is not None and not callable(loss):
@@ -243,7 +246,6 @@ def diagnose(
             f"torch.nn.functional.mse_loss (or none: the task's default), got {loss!r}"
         )
     inputs, targets = _as_batch(model, inputs, targets, loss)
-    check_runs(model, inputs, "diagnose")
     with preserved(model, "current"):  # reading a parametrized weight may write its state
         return _diagnosis(model, inputs, targets, loss, mode, seed, label)
 
@@ -299,25 +301,29 @@ def _as_batch(
 ) -> tuple[Tensor, Tensor | None]:
     """``inputs`` and ``targets`` as tensors the model takes, by the data loader's rules
     (:func:`~initlab.arguments.as_inputs`, :func:`initlab.data.tasks.batch_targets`; see
-    :func:`diagnose`): each mistake is one line. With a ``loss`` of the caller's, targets
-    are passed as given (±1 labels for a hinge loss, one-hot rows), checked real only."""
+    :func:`diagnose`), the model checked to run on the inputs
+    (:func:`~initlab.arguments.check_runs`) and, under the default loss, to have something
+    to learn from the targets (:func:`~initlab.arguments.check_learnable`): each mistake is
+    one line. With a ``loss`` of the caller's, targets are passed as given (±1 labels for a
+    hinge loss, one-hot rows), checked real only."""
     from initlab.data.tasks import batch_targets
     from initlab.data.user import as_tensor
 
-    x = as_inputs(model, inputs)
-    if targets is None:
-        return x, None
-    if isinstance(targets, Tensor):  # on its device: as_tensor would copy it to the CPU
-        y = targets.detach()
+    if targets is None or isinstance(targets, Tensor):  # as_tensor would copy it to the CPU
+        y = None if targets is None else targets.detach()
     else:
         y = as_tensor(targets, "targets", "diagnose", labels=True)
-    if loss is not None:
+    x = as_inputs(model, inputs, y)
+    if y is not None and loss is not None:
         if y.dtype.is_complex or (y.is_floating_point() and not bool(y.isfinite().all())):
             raise InitlabError("diagnose: targets must be real, finite numbers")
-        return x, y.to(x.device)
-    outputs = getattr(_last_linear(model), "out_features", 1)
-    y = batch_targets(y, outputs, x, what="diagnose: targets")
-    return x, y.to(x.device)
+    elif y is not None:
+        outputs = getattr(_last_linear(model), "out_features", 1)
+        y = batch_targets(y, outputs, x, what="diagnose: targets")
+    output = check_runs(model, x, "diagnose", given=inputs)
+    if y is not None and loss is None:
+        check_learnable(output, y, "diagnose")
+    return x, None if y is None else y.to(x.device)
 
 
 def _last_linear(model: nn.Module) -> nn.Module | None:
