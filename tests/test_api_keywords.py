@@ -418,3 +418,65 @@ def test_initialize_and_plan_take_compares_keyword_names_and_the_old_ones_with_a
     with pytest.raises(InitlabError, match="plan\\(\\) takes no keyword 'output_int'; did you "
                        "mean 'output_init'"):  # fmt: skip
         initlab.plan(two_layers(), "he_normal", output_int="zeros")
+
+
+def test_a_factory_that_returns_the_same_model_twice_is_refused_before_any_run():
+    """``model=lambda: net``: every run trained the one object, so all inits scored the same
+    (each run continuing the last one's weights), and the user's ``net`` was changed."""
+    net = two_layers()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(InitlabError, match=r"returned the same Sequential object twice: "):
+        initlab.compare(["he_normal", "zeros"], seeds=2, model=lambda: net, data=tiny_data(),
+                        epochs=1, device="cpu")  # fmt: skip
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, before[name]), name  # refused before any init touched it
+    fresh = initlab.compare(["he_normal"], seeds=1, model=lambda: two_layers(), data=tiny_data(),
+                            epochs=1, device="cpu")  # fmt: skip
+    assert set(fresh.runs["status"]) <= {"ok", "stuck"}  # a new model per call trains
+
+
+def test_a_factory_named_like_a_built_in_model_is_told_apart_from_it():
+    """ "the model mlp does not use it (only the built-in mlp does)" contradicted itself."""
+
+    def mlp() -> nn.Module:  # defined in a function: registered, as a notebook's factory is
+        return two_layers()
+
+    with pytest.raises(InitlabError, match=r"the model mlp \(defined in this Python session\) "):
+        initlab.compare(["he_normal"], model=mlp, hidden=[64], data=tiny_data(), device="cpu")
+
+
+def meta_model() -> nn.Module:
+    with torch.device("meta"):
+        return two_layers()
+
+
+@pytest.mark.parametrize(
+    ("factory", "said"),
+    [
+        (meta_model, r"parameters are on the meta device \(0.weight: no storage to train\)"),
+        (lambda: two_layers().double(), r"with float64 parameters \(0.weight\); runs train"),
+    ],
+)
+def test_a_model_a_run_cannot_train_as_built_is_named_not_blamed_on_the_data(factory, said):
+    """Both failed the data check: "data examples have shape [8] but the model failed"."""
+    with pytest.raises(InitlabError, match=said):
+        initlab.compare(["he_normal"], seeds=1, model=factory, data=tiny_data(), device="cpu")
+
+
+def test_the_per_model_functions_name_a_model_on_the_meta_device():
+    """``initialize`` raised "Tensor.item() cannot be called on meta tensors" and diagnose a
+    RuntimeError from its batch check."""
+    x, y = tiny_data()[:2]
+    calls = {
+        "initialize": lambda: initlab.initialize(meta_model(), "he_normal"),
+        "diagnose": lambda: initlab.diagnose(meta_model(), x, y),
+        "recommend": lambda: initlab.recommend(meta_model(), x),
+        "plan": lambda: initlab.plan(meta_model(), "he_normal"),
+    }
+    said = r": the model's parameters are on the meta device \(0.weight: no storage\); call "
+    for caller, call in calls.items():
+        with pytest.raises(InitlabError, match=rf"^{caller}{said}model.to_empty"):
+            call()
+    model = meta_model().to_empty(device="cpu")
+    initlab.initialize(model, "he_normal", generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(model[0].weight).all() and model[0].weight.std() > 0

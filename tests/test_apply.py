@@ -140,7 +140,7 @@ def test_bad_schemes_are_clear_errors():
 def test_default_keeps_the_model_exactly_as_built_and_still_records_every_layer():
     model = Nested()
     before = snapshot(model)
-    record = initialize(model, "default", output_init="glorot_uniform", bias="zeros")
+    record = initialize(model, "default", bias="zeros")  # biases as built all the same
     after = snapshot(model)
     assert all(torch.equal(before[k], after[k]) for k in before)  # same tensors, untouched
     assert [r["layer"] for r in record.rows] == ["body.0", "inner.conv", "inner.rnn", "head"]
@@ -148,6 +148,20 @@ def test_default_keeps_the_model_exactly_as_built_and_still_records_every_layer(
     assert {r["bias"] for r in record.rows} == {"kept"}
     # nn.Linear's own law U(±1/sqrt(fan_in)) has std 1/sqrt(3·fan_in): 120,000 samples → ±2%
     assert record.rows[-1]["std"] == pytest.approx(1 / math.sqrt(3 * 400), rel=0.02)
+
+
+def test_an_output_init_that_would_be_ignored_is_refused():
+    """A plan names every layer's scheme and 'default' keeps the output layer as built:
+    ``output_init`` was silently dropped with either."""
+    model = Nested()
+    before = snapshot(model)
+    with pytest.raises(InitlabError, match="output_init has no effect with 'default'"):
+        initialize(model, "default", output_init="zeros")
+    with pytest.raises(InitlabError, match="output_init has no effect with a plan"):
+        initialize(model, {"head": "he_normal"}, output_init="zeros")
+    assert all(torch.equal(before[k], v) for k, v in snapshot(model).items())
+    initialize(model, {"head": "zeros"}, output_init="same")  # "same": nothing to drop
+    assert torch.count_nonzero(model.head.weight) == 0
 
 
 def test_default_in_a_plan_keeps_only_that_layer():

@@ -171,7 +171,7 @@ def test_a_registered_factory_is_named_by_its_own_name():
 
     message = python_error(
         lambda: initlab.compare(["default"], 1, model=factory, hidden=[5, 5], **FAST),
-        "the model factory does not use it",
+        "the model factory (defined in this Python session) does not use it",
         "model_args={NAME: VALUE}",
     )
     assert "callable:" not in message

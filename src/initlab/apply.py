@@ -242,6 +242,7 @@ def _resolve_plan(
     output layer is the last Linear/Conv layer the forward calls (found with ``data`` when
     ``torch.fx`` cannot trace the model), RNNs and attention are hidden layers."""
     layers, compound = initializable_layers(model), compound_layers(model)
+    _refuse_unused_output(scheme, output_init)
     if isinstance(scheme, Mapping):
         known = {n for n, _ in layers + compound}
         unknown = sorted(set(scheme) - known)
@@ -254,6 +255,24 @@ def _resolve_plan(
         last = output_layer_name(model, data)
         plan[last] = None if output_init == "keep" else _as_initializer(output_init)
     return plan
+
+
+def _refuse_unused_output(scheme: SchemeSpec, output_init: Scheme | None) -> None:
+    """One line for an ``output_init`` the scheme leaves no room for (it was ignored): a
+    plan or mapping names every layer's scheme itself, and ``default`` keeps the whole
+    model as built, its output layer included."""
+    if output_init is None:
+        return
+    if isinstance(scheme, Mapping):
+        raise InitlabError(
+            "output_init has no effect with a plan: it names each layer's scheme itself; "
+            "leave output_init out, or set the output layer's entry in the plan"
+        )
+    if isinstance(scheme, (str, Initializer)) and _as_initializer(scheme).name == AS_BUILT:
+        raise InitlabError(
+            "output_init has no effect with 'default', which keeps the whole model as built; "
+            "to set the output layer alone pass {its name: scheme} as the scheme"
+        )
 
 
 def _as_initializer(scheme: Scheme) -> Initializer:

@@ -50,7 +50,7 @@ from initlab.usercode import (
     is_registered,
     is_user_spec,
     model_spec,
-    spec_name,
+    shown_spec,
 )
 
 ProgressCallback = Callable[[RunConfig, dict | None, RunResult | None], None]
@@ -323,7 +323,7 @@ def unused_line(given: str, model: str, count: int, fix: str) -> str:
     them = "it" if count == 1 else "them"
     fix = fix if is_user_spec(model) else f"leave {them} out"
     return (
-        f"{given}: the model {spec_name(model)} does not use {them} (only the built-in mlp "
+        f"{given}: the model {shown_spec(model)} does not use {them} (only the built-in mlp "
         f"does); {fix}"
     )
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from initlab.errors import InitlabError, UnknownNameError, closest_name, option
@@ -15,6 +17,10 @@ from initlab.models.cnn import SmallCNN
 from initlab.models.mlp import MLP
 
 ARCHITECTURES = ("mlp", "cnn")
+
+_BUILT: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+"""Every model a user's factory returned in this process and still alive: a factory that
+returns one of them again (``lambda: net``) would have every run train the same object."""
 
 
 def model_arg_option() -> str:
@@ -112,10 +118,38 @@ def _binding_problem(signature: inspect.Signature, args: Mapping[str, Any]) -> s
     return "; ".join(parts)
 
 
-def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> nn.Module:
+def _check_parameters(model: nn.Module, named: str) -> None:
+    """One line for parameters a run cannot train as they are: on the ``meta`` device (no
+    storage: the data check blamed the data), or floating point other than float32 (a
+    float64 model failed its first matmul on float32 batches, also blamed on the data)."""
+    for name, parameter in model.named_parameters():
+        if parameter.is_meta:
+            raise InitlabError(
+                f"{named} returned a model whose parameters are on the meta device ({name}: "
+                "no storage to train); build it on a real device, or call "
+                "model.to_empty(device='cpu') in the factory before returning it"
+            )
+        if parameter.is_floating_point() and parameter.dtype != torch.float32:
+            dtype = str(parameter.dtype).removeprefix("torch.")
+            bf16 = option("--precision bf16", "precision='bf16'")
+            raise InitlabError(
+                f"{named} returned a model with {dtype} parameters ({name}); runs train "
+                f"float32 parameters ({bf16} for bf16 autocast): return the model without "
+                ".double()/.half(), or .float() it"
+            )
+
+
+def build_user_model(
+    spec: str, model_args: Mapping[str, Any] | None = None, *, checked: bool = True
+) -> nn.Module:
     """Call the factory named by ``spec`` (``module:function``, ``file.py:function``) with
     ``**model_args``; :class:`InitlabError` (one line) when it cannot be loaded, needs
-    arguments it was not given, raises, or returns something that is not an ``nn.Module``.
+    arguments it was not given, raises, or returns something that is not an ``nn.Module``;
+    with ``checked``, also when a run cannot train the model as it is (:func:`_check_parameters`)
+    or the factory returned it before (:data:`_BUILT`). ``checked=False`` is for a caller
+    that builds it on purpose where no run trains it (the dry run's size estimate, on the
+    meta device) or returns it from a factory of its own, checked in turn (the doctor's
+    ``planned_model``).
 
     **This imports and runs the user's code.** The caller controls the RNG (see
     :func:`initlab.train.run.build_initialized_model`).
@@ -137,4 +171,15 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None) -> 
             f"{given_as('--model', spec)} returned {a_or_an(type(built).__name__)}, not a "
             "torch.nn.Module"
         )
+    if not checked:
+        return built
+    _check_parameters(built, given_as("--model", spec))
+    if built in _BUILT:
+        raise InitlabError(
+            f"{given_as('--model', spec)} returned the same {type(built).__name__} object "
+            "twice: training changes it, so every run would start from the last one's "
+            "weights; build a new model on each call (return MyNet(...) from the factory, "
+            "not a model made once outside it)"
+        )
+    _BUILT.add(built)
     return built

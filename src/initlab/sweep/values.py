@@ -27,7 +27,7 @@ from initlab.errors import InitlabError, UnknownNameError
 from initlab.models import ARCHITECTURES
 from initlab.ranges import RANGES, check_device, check_hidden, check_model_args, check_number
 from initlab.residual.names import ACCEPTED as RESIDUAL_ACCEPTED
-from initlab.usercode import is_data_file, is_user_spec, split_spec
+from initlab.usercode import a_or_an, is_data_file, is_user_spec, split_spec
 
 SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
 """Every setting a spec may name: the fields of :class:`RunConfig`."""
@@ -81,9 +81,9 @@ def _check_type(key: str, value: Any) -> Any:
             return None
         raise InitlabError(f"{key} cannot be empty (null)")
     if base is bool and not isinstance(value, bool):
-        raise InitlabError(f"{key} must be true or false, got {value!r}")
+        raise InitlabError(f"{key} must be true or false, got {_shown(value)}")
     if base is str and not isinstance(value, str):
-        raise InitlabError(f"{key} must be a string, got {value!r}")
+        raise InitlabError(f"{key} must be a string, got {_shown(value)}")
     RunConfig(**{key: value})  # the config's own checks for anything not covered above
     return value
 
@@ -95,7 +95,7 @@ def _init_spec(key: str) -> typing.Callable[[Any], Any]:
         if value is None and key == "output_init":
             return None
         if not isinstance(value, str):
-            raise InitlabError(f"{key} must be an initializer spec string, got {value!r}")
+            raise InitlabError(f"{key} must be an initializer spec string, got {_shown(value)}")
         init = initializers.parse(value)
         if key == "embedding_init" and getattr(init.sampler, "data_dependent", False):
             raise InitlabError(
@@ -109,7 +109,7 @@ def _init_spec(key: str) -> typing.Callable[[Any], Any]:
 
 def _activation(value: Any) -> str:
     if not isinstance(value, str):
-        raise InitlabError(f"activation must be a name, got {value!r}")
+        raise InitlabError(f"activation must be a name, got {_shown(value)}")
     return activations.get(value).name
 
 
@@ -119,7 +119,11 @@ def _dataset(value: Any) -> str:
     if callable(value):
         raise InitlabError(_not_in_a_spec(value, "data", SPEC_DATA))
     if not isinstance(value, str):
-        raise InitlabError(f"dataset must be a name or a data spec, got {value!r}")
+        raise InitlabError(
+            f"a spec's data is {SPEC_DATA}, not {_kind(value)}: save arrays with "
+            "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...) and give the "
+            "path, or pass them to initlab.compare(data=...)"
+        )
     if is_user_spec(value):
         if not is_data_file(value):
             split_spec(value, "dataset")
@@ -138,6 +142,21 @@ def _model(value: Any) -> str:
     if value not in ARCHITECTURES:
         raise UnknownNameError("model", str(value), (*ARCHITECTURES, "module:function"))
     return value
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` on one line, cut to ``limit`` characters (an array's repr ran to
+    1,367 characters over 24 lines in a one-line message)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _kind(value: Any) -> str:
+    """``a tuple of 4 ndarray``, ``a Tensor``: what a Python value is, without its repr."""
+    if isinstance(value, (tuple, list)) and value:
+        kinds = sorted({type(v).__name__ for v in value})
+        return f"a {type(value).__name__} of {len(value)} {'/'.join(kinds)}"
+    return a_or_an(type(value).__name__)
 
 
 def _not_in_a_spec(value: Any, key: str, takes: str) -> str:
@@ -183,12 +202,12 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
         try:
             value = [int(p) for p in parts]
         except ValueError:
-            message = f"hidden widths must be integers like [300, 100]; got {value!r}"
+            message = f"hidden widths must be integers like [300, 100]; got {_shown(value)}"
             raise InitlabError(message) from None
     if not isinstance(value, (list, tuple)) or not all(
         isinstance(w, int) and not isinstance(w, bool) for w in value
     ):
-        raise InitlabError(f"hidden must be a list of widths like [300, 100], got {value!r}")
+        raise InitlabError(f"hidden must be a list of widths like [300, 100], got {_shown(value)}")
     check_hidden(value)
     return tuple(value)
 
@@ -198,7 +217,9 @@ def _track(value: Any) -> str | int:
         isinstance(value, int) and not isinstance(value, bool) and value > 0
     ):
         return value
-    raise InitlabError(f"track must be 'epoch', 'off' or a positive step count, got {value!r}")
+    raise InitlabError(
+        f"track must be 'epoch', 'off' or a positive step count, got {_shown(value)}"
+    )
 
 
 def _model_args(value: Any) -> dict[str, Any]:
@@ -212,7 +233,7 @@ def _plain(value: Any) -> Any:
 
 def _extra(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise InitlabError(f"extra must be a table of key = value, got {value!r}")
+        raise InitlabError(f"extra must be a table of key = value, got {_shown(value)}")
     return dict(value)
 
 

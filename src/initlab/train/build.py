@@ -80,7 +80,7 @@ def initialize_as_configured(
         model,
         config.init,
         bias=config.bias,
-        output_init=config.output_init,
+        output_init=None if config.init == DEFAULT_INIT else config.output_init,
         embedding_init=config.embedding_init,
         generator=make_generator(config.seed, "init"),
         data=data.x_train[:INIT_BATCH] if data is not None else None,

@@ -26,7 +26,7 @@ from initlab.errors import InitlabError, option
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
-from initlab.usercode import spec_name
+from initlab.usercode import shown_spec
 
 PROBE_EXAMPLES = 2
 
@@ -121,7 +121,7 @@ def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
     if not own_embeddings(model):
         raise InitlabError(
             f"embedding_init '{config.embedding_init}' would change nothing: "
-            f"{spec_name(config.model)} has no nn.Embedding table of its own (a tied one is "
+            f"{shown_spec(config.model)} has no nn.Embedding table of its own (a tied one is "
             f"set by {option('--output-init')})"
         )
 
@@ -137,7 +137,7 @@ def check_init_reaches(config: RunConfig, model: nn.Module) -> None:
     names = [name for name, _ in model.named_parameters()]
     shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
     raise InitlabError(
-        f"init '{config.init}' would change nothing: {spec_name(config.model)} has no layer "
+        f"init '{config.init}' would change nothing: {shown_spec(config.model)} has no layer "
         "a scheme "
         f"sets (nn.Linear, nn.Conv*, an RNN, nn.MultiheadAttention) and uses its parameters "
         f"({shown or 'none'}) directly; build it from those modules, or compare 'default' only"
