@@ -24,3 +24,24 @@ def test_parse_model_args_refuses_a_repeated_key_even_with_the_same_value():
     assert parse_model_args(["width=64", "depth=2"]) == {"width": 64, "depth": 2}
     with pytest.raises(InitlabError, match=r"--model-arg width is given twice"):
         parse_model_args(["width=64", "depth=2", "width = 64"])
+
+
+@pytest.mark.parametrize(
+    ("command", "typed", "said"),
+    [
+        ("diagnose", ["--width", "3", "--batch-norm"], "--width 3, --batch-norm: the model "),
+        ("diagnose", ["--activation", "tanh"], "--activation tanh: the model "),
+        ("doctor", ["--depth", "3"], "--depth 3: the model "),
+    ],
+)
+def test_the_mlp_options_are_refused_with_a_factory_as_compare_refuses_hidden(
+    command, typed, said, tmp_path, capsys
+):
+    """``diagnose --model f.py:build --width 3 --depth 9``: the output was identical to the
+    run without them, though the factory has a width argument of its own."""
+    (tmp_path / "f.py").write_text("from torch import nn\n\ndef build(width=8):\n    ...\n")
+    model = f"{tmp_path / 'f.py'}:build"
+    assert main([command, "--model", model, "--data", "digits", *typed]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {said}{model} does not use ") and "--model-arg" in err
+    assert err.count("\n") == 0

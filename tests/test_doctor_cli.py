@@ -42,7 +42,8 @@ def test_doctor_on_a_users_model_factory(tmp_path, monkeypatch, capsys):
         )
     )
     monkeypatch.chdir(tmp_path)
-    assert main(["doctor", *SMALL, "--model", "my_models:build"]) == 0
+    factory = ["--dataset", "digits", "--batch", "128"]  # --width: the built-in MLP's only
+    assert main(["doctor", *factory, "--model", "my_models:build"]) == 0
     assert "lecun_normal" in capsys.readouterr().out
     assert main(["doctor", *SMALL, "--model", "my_models:buidl"]) == 2
     assert "did you mean 'build'" in capsys.readouterr().err

@@ -40,6 +40,7 @@ COLUMN_NOTE = (
 @app.command()
 @opt.target_options()
 def diagnose(
+    ctx: typer.Context,
     depth: Annotated[int, typer.Option(help="number of hidden layers")] = 5,
     width: Annotated[int, typer.Option(help="units per hidden layer")] = 256,
     activation: opt.Activation = "relu",
@@ -74,6 +75,7 @@ def diagnose(
     check_positive("--depth", depth, allow_zero=True)
     check_output_dir(out_dir)  # the files in it: once the inits are known, below
     target = given or {}
+    opt.refuse_mlp_options(ctx, target, ("depth", "width", "activation", "batch_norm"))
     user = is_user_spec(target.get("model"))
     if init is not None and not init.strip(" ,"):
         raise InitlabError("--init is empty: name at least one init (e.g. --init he_normal)")

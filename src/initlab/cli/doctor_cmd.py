@@ -45,6 +45,7 @@ DEFAULT_BUDGET = "10m"
 @app.command()
 @opt.target_options()
 def doctor(
+    ctx: typer.Context,
     depth: Annotated[int, typer.Option(help="without --model: hidden layers of an MLP")] = 20,
     width: Annotated[int, typer.Option(help="without --model: units per hidden layer")] = 256,
     activation: opt.Activation = "tanh",
@@ -96,6 +97,7 @@ def doctor(
 
     check_positive("--batch", batch)
     target = given or {}
+    opt.refuse_mlp_options(ctx, target, ("depth", "width", "activation"))
     start = starting_init(_one_init(init), target.get("model"))
     seconds = check_trials(trials, budget, out_dir, candidates, start)
     check_output_file(save, WEIGHT_FILES, "--save")

@@ -314,3 +314,33 @@ def default_data_named(target: dict[str, Any], dataset: str, command: str) -> It
             f"{exc} (no data given: {command} ran the model on {dataset}, its default; pass "
             "--data with your model's inputs, e.g. --data file.npz or module:function)"
         ) from None
+
+
+def refuse_mlp_options(ctx: typer.Context, given: dict[str, Any], names: tuple[str, ...]) -> None:
+    """With a user's factory (``--model module:function``), one line for the built-in MLP's
+    options ``names`` the user typed (``--depth``, ``--width``...): the factory builds its
+    own layers, so they would be ignored, as ``compare`` says for ``--hidden``."""
+    from initlab.compare import unused_line
+    from initlab.models import check_factory_args, model_arg_option
+    from initlab.usercode import is_data_file, is_user_spec
+
+    model = given.get("model")
+    if not is_user_spec(model) or is_data_file(model):
+        return
+    check_factory_args(model, given.get("model_args"))  # a typo in the name is said first
+    source = ctx.get_parameter_source  # an enum of the Click that Typer uses (maybe vendored)
+    typed = [n for n in names if getattr(source(n), "name", "DEFAULT") not in _DEFAULTS]
+    if typed:
+        shown = ", ".join(_typed(n, ctx.params[n]) for n in typed)
+        fix = f"pass your factory's own settings as {model_arg_option()}"
+        raise InitlabError(unused_line(shown, model, len(typed), fix))
+
+
+_DEFAULTS = ("DEFAULT", "DEFAULT_MAP")
+"""Click's sources of a value the user did not type."""
+
+
+def _typed(name: str, value: Any) -> str:
+    """``--width 3``, ``--batch-norm``: an option as the user typed it."""
+    flag = "--" + name.replace("_", "-")
+    return flag if value is True else f"{flag} {value}"
