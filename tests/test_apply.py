@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from initlab import initialize
-from initlab.apply import initializable_layers
+from initlab.coverage import initializable_layers
 from initlab.errors import InitlabError
 
 

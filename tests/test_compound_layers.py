@@ -9,8 +9,8 @@ from torch import nn
 
 import initlab
 from initlab import initialize
-from initlab.apply import untouched_weights
 from initlab.config import RunConfig
+from initlab.coverage import untouched_weights
 
 EPS = torch.finfo(torch.float32).eps
 

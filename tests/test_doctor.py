@@ -28,7 +28,7 @@ class Functional(nn.Module):
 def test_activations_are_found_behind_norms_dropout_and_in_functional_code():
     model = Functional()
     found, slopes = find_activations(
-        model, torch.randn(4, 8), initlab.apply.initializable_layers(model)
+        model, torch.randn(4, 8), initlab.coverage.initializable_layers(model)
     )
     assert found == {"a": "gelu", "b": "tanh", "c": "leaky_relu", "d": "unknown", "e": "linear"}
     assert slopes == {"c": 0.2}
@@ -36,7 +36,7 @@ def test_activations_are_found_behind_norms_dropout_and_in_functional_code():
 
 def test_module_activations_in_builders():
     model = SmallCNN((1, 28, 28), 10, "silu")
-    layers = initlab.apply.initializable_layers(model)
+    layers = initlab.coverage.initializable_layers(model)
     found, _ = find_activations(model, torch.randn(2, 1, 28, 28), layers)
     assert found == {
         "features.0": "silu",
@@ -119,7 +119,9 @@ class HandWrittenSwish(nn.Module):
 
 def test_a_hand_written_swish_is_silu_not_sigmoid():
     model = HandWrittenSwish()
-    found, _ = find_activations(model, torch.randn(4, 8), initlab.apply.initializable_layers(model))
+    found, _ = find_activations(
+        model, torch.randn(4, 8), initlab.coverage.initializable_layers(model)
+    )
     assert found == {"a": "silu", "b": "silu", "c": "sigmoid"}
     plan = recommend(model, torch.randn(4, 8))
     assert [e.activation for e in plan.entries] == ["silu", "silu", "sigmoid"]
@@ -166,7 +168,7 @@ class ChannelsLast(nn.Module):
 def test_axis_permutations_pass_the_activation_on():
     model = ChannelsLast()
     found, _ = find_activations(
-        model, torch.randn(2, 3, 8, 8), initlab.apply.initializable_layers(model)
+        model, torch.randn(2, 3, 8, 8), initlab.coverage.initializable_layers(model)
     )
     # the conv meets no nonlinearity before the next layer (it was 'unknown', so LSUV)
     assert found == {"conv": "linear", "mix": "relu", "head": "linear"}

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import initlab
-from initlab.apply import untouched_weights
+from initlab.coverage import untouched_weights
 from initlab.norm_layers import is_norm
 from initlab.residual import apply_residual
 

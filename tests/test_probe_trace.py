@@ -6,7 +6,7 @@ from torch import nn
 
 import initlab
 from initlab.activations import infer_activation
-from initlab.apply import initializable_layers
+from initlab.coverage import initializable_layers
 from initlab.doctor import find_activations
 from initlab.probe import diagnose
 from initlab.probe.hooks import collect

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import nanogpt
-from initlab.apply import initializable_layers
+from initlab.coverage import initializable_layers
 from initlab.doctor import find_activations, recommend
 from initlab.probe import diagnose
 from initlab.probe.trace import trace

@@ -126,7 +126,7 @@ def test_a_tied_embedding_is_set_by_the_output_layers_init_and_said_so():
     """Not listed as left alone (the compare note, the init record): the output layer's
     scheme sets it; the plan says which layer did."""
     from initlab import initialize
-    from initlab.apply import untouched_weights
+    from initlab.coverage import untouched_weights
     from initlab.residual.plan import plan
 
     model = TiedLM()

@@ -33,44 +33,27 @@ from initlab.compound_layers import (
     init_compound,
     is_attention_output,
     kept_row,
-    parameters_set,
 )
 from initlab.computed_weights import refuse_computed
 from initlab.config import output_scheme
+from initlab.coverage import initializable_layers, skip_row, skipped_modules, weight_layers
 from initlab.embedding_init import EMBEDDINGS, init_embeddings, tensors_set_by
 from initlab.errors import InitlabError, UnknownNameError, closest_name
 from initlab.init_record import InitRecord
 from initlab.initializers import Initializer, fans_of_module, fans_of_tensor
 from initlab.layer_order import output_layer_name
-from initlab.norm_layers import is_norm
 from initlab.notes import note
 from initlab.renamed import INIT_KEYWORDS, renamed_keywords
 from initlab.residual import apply_residual
 from initlab.residual.plan import residual_rule
-from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
 from initlab.residual.structure import Structure
 
-INITIALIZABLE = WEIGHT_LAYERS
-"""Linear and (transposed) convolution layers of any dimension."""
 BIAS_POLICIES = ("zeros", "keep", "torch_default")
 AS_BUILT = "default"
 """The scheme that keeps a layer as its constructor left it (weights and biases)."""
 
 Scheme = str | Initializer
 SchemeSpec = Scheme | Mapping[str, Scheme]
-
-
-def initializable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The Linear/Conv (name, module) pairs :func:`initialize` acts on, in registration
-    order (the output layer is the last one *called*:
-    :func:`initlab.layer_order.output_layer_name`)."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, INITIALIZABLE)]
-
-
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every module a scheme sets, in registration order: Linear/Conv layers, RNNs and
-    multi-head attentions (:mod:`initlab.compound_layers`)."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (*INITIALIZABLE, *COMPOUND))]
 
 
 @renamed_keywords(INIT_KEYWORDS)
@@ -126,7 +109,7 @@ def initialize(
     _refuse_computed(model, plan)
     _check_data(model, data, plan)
     bias_init = resolve_bias(bias)
-    record = InitRecord(skipped=_skipped_modules(model))
+    record = InitRecord(skipped=skipped_modules(model))
     _init_weights(model, plan, spans, bias_init, generator, fans, record)
     _init_embeddings(model, embedding_init, generator, record)
     _run_data_dependent(model, layers, plan, data, record)
@@ -152,7 +135,7 @@ def _init_weights(
     for name, module in weight_layers(model):
         init = plan.get(name)
         if name not in plan:
-            record.skipped.append(_skip(name, module, "not in the plan"))
+            record.skipped.append(skip_row(name, module, "not in the plan"))
         elif isinstance(module, COMPOUND):
             record.rows.append(_init_compound(name, module, init, bias_init, generator))
         elif name in spans:
@@ -354,64 +337,3 @@ def _init_compound(
     if init is None or init.name == AS_BUILT:
         return kept_row(name, module, repr(init) if init is not None else "kept")
     return init_compound(name, module, init, bias_init, generator)
-
-
-def _skipped_modules(model: nn.Module) -> list[dict[str, str]]:
-    """Modules with parameters of their own that initlab does not initialize."""
-    return [
-        _skip(name, module, f"no scheme sets its {', '.join(own)}: left as built")
-        for name, module, own in _skipped(model)
-    ]
-
-
-def untouched_weights(model: nn.Module, *, embeddings: bool = False) -> list[str]:
-    """``"name (Type: parameters)"`` of each module with weights of its own that no scheme
-    sets (embeddings unless ``embeddings`` says an embedding init sets them, attention's
-    ``bias_k``/``bias_v``, bare parameters), norms left out: what stays as the factory built
-    it whatever init a comparison names (norms: scale 1 and shift 0 are every framework's
-    init, not a gap)."""
-    return [
-        f"{name or '(model)'} ({type(module).__name__}: {', '.join(own)})"
-        for name, module, own in _skipped(model)
-        if not is_norm(module) and not (embeddings and isinstance(module, EMBEDDINGS))
-    ]
-
-
-def _skipped(model: nn.Module) -> list[tuple[str, nn.Module, list[str]]]:
-    """``(name, module, its own parameters no scheme sets)`` of each module that is not a
-    Linear/Conv layer and has such parameters (an RNN's and an attention's matrices are set);
-    a parameter tied to a layer's (an embedding shared with the output layer) is set by that
-    layer's init, so it is not counted."""
-    layers = _set_by_layers(model)
-    found = []
-    for name, module in model.named_modules():
-        if isinstance(module, INITIALIZABLE):
-            continue
-        own = [n for n, p in module.named_parameters(recurse=False) if id(p) not in layers]
-        if own:
-            found.append((name, module, own))
-    return found
-
-
-def own_embeddings(model: nn.Module) -> list[str]:
-    """The names of ``model``'s embedding tables no weight layer shares (what an
-    ``embedding`` scheme sets)."""
-    shared = _set_by_layers(model)
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, EMBEDDINGS) and id(module.weight) not in shared
-    ]
-
-
-def _set_by_layers(model: nn.Module) -> set[int]:
-    """``id`` of every tensor a weight layer's scheme sets (Linear/Conv, RNN, attention)."""
-    found = {id(p) for _, m in initializable_layers(model) for p in m.parameters(recurse=False)}
-    for _, module in compound_layers(model):
-        own = module.named_parameters(recurse=False)
-        found |= {id(p) for n, p in own if n in parameters_set(module)}
-    return found
-
-
-def _skip(name: str, module: nn.Module, reason: str) -> dict[str, str]:
-    return {"layer": name or "(model)", "type": type(module).__name__, "reason": reason}

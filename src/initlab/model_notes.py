@@ -9,8 +9,9 @@ from collections.abc import Collection, Mapping, Sequence
 
 from torch import nn
 
-from initlab.apply import AS_BUILT, INITIALIZABLE, untouched_weights, weight_layers
+from initlab.apply import AS_BUILT
 from initlab.config import RunConfig
+from initlab.coverage import INITIALIZABLE, untouched_weights, weight_layers
 from initlab.errors import option, some_names
 from initlab.notes import note
 from initlab.usercode import shown_spec
@@ -19,7 +20,7 @@ from initlab.usercode import shown_spec
 def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) -> None:
     """Warn (one line) that the named inits leave ``model``'s embeddings or bare parameters
     as its factory built them: those runs differ only in the layers a scheme sets
-    (:func:`initlab.apply.untouched_weights`); embeddings are not named when an
+    (:func:`initlab.coverage.untouched_weights`); embeddings are not named when an
     ``embedding_init`` sets them."""
     schemes = [i for i in dict.fromkeys(c.init for c in configs) if i != AS_BUILT]
     embeddings = any(c.embedding_init != AS_BUILT for c in configs)

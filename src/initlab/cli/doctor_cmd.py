@@ -130,9 +130,9 @@ def doctor(
 
 def note_as_built(model: nn.Module) -> None:
     """A note naming the embeddings and bare parameters the plan leaves as the factory built
-    them (:func:`initlab.apply.untouched_weights`): nn.Embedding's N(0, 1) is itself a
+    them (:func:`initlab.coverage.untouched_weights`): nn.Embedding's N(0, 1) is itself a
     choice, often the one that matters most in a language model."""
-    from initlab.apply import untouched_weights
+    from initlab.coverage import untouched_weights
 
     if not (untouched := untouched_weights(model)):
         return

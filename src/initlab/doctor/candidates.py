@@ -36,8 +36,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from initlab.apply import initializable_layers, initialize, weight_layers
+from initlab.apply import initialize
 from initlab.config import RunConfig
+from initlab.coverage import initializable_layers, weight_layers
 from initlab.doctor.plan import COMPOUND_ACTIVATIONS, GLOROT_FAMILY, HE_FAMILY, Plan, plan_for
 from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.layer_order import output_layer_name

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from initlab.apply import resolve_bias, weight_layers
+from initlab.apply import resolve_bias
 from initlab.compound_layers import (
     COMPOUND,
     Draw,
@@ -46,6 +46,7 @@ from initlab.compound_layers import (
     spanned,
     unspanned,
 )
+from initlab.coverage import weight_layers
 from initlab.initializers import Initializer, fans_of_module, get, parse
 from initlab.initializers.basic import TRUNCATED_STD
 

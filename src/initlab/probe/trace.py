@@ -4,7 +4,7 @@ The one activation tracer of initlab: the probe (:func:`initlab.probe.hooks.coll
 its pre-activations z and activations phi(z) from it, the doctor
 (:func:`initlab.doctor.recommend`) its activation names.
 
-Forward hooks on every Linear/Conv/ConvTranspose module (:data:`initlab.apply.INITIALIZABLE`)
+Forward hooks on every Linear/Conv/ConvTranspose module (:data:`initlab.coverage.INITIALIZABLE`)
 record each call's input and output, and tag the output with the call. A
 ``TorchFunctionMode`` sees every torch function call — those of modules (``nn.ReLU``) and of
 functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 import initlab.activations as activations
-from initlab.apply import INITIALIZABLE
+from initlab.coverage import INITIALIZABLE
 from initlab.preserve import preserved
 from initlab.probe.projections import MAPS, attention_inputs, project, projections
 from initlab.probe.split import Spans, linear_spans

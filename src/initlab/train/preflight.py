@@ -116,7 +116,7 @@ def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
     each tied to a weight layer, whose init sets it) → one line: it would do nothing."""
     if config.embedding_init == "default":
         return
-    from initlab.apply import own_embeddings
+    from initlab.coverage import own_embeddings
 
     if not own_embeddings(model):
         raise InitlabError(
@@ -130,7 +130,7 @@ def check_init_reaches(config: RunConfig, model: nn.Module) -> None:
     """A scheme for a model with no layer a scheme sets (its weights are bare
     ``nn.Parameter``s used in ``F.linear``, say) → one line: every init would train the
     model as built, and the comparison would rank identical runs."""
-    from initlab.apply import weight_layers
+    from initlab.coverage import weight_layers
 
     if config.init == "default" or weight_layers(model):
         return

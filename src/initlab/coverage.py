@@ -1,0 +1,96 @@
+"""Which of a model's parameters an init scheme sets, and which it leaves as built.
+
+A scheme (:func:`initlab.initialize`) sets the weight layers: Linear and (transposed)
+convolution layers (:data:`INITIALIZABLE`), and the matrices of RNNs and multi-head
+attention (:mod:`initlab.compound_layers`); an embedding init sets the embedding tables no
+weight layer shares. Everything else with parameters of its own (norms, bare parameters,
+attention's ``bias_k``/``bias_v``) stays as the factory built it: :func:`untouched_weights`
+names it for the notes of ``compare`` and ``doctor``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from initlab.compound_layers import COMPOUND, compound_layers, parameters_set
+from initlab.embedding_init import EMBEDDINGS
+from initlab.norm_layers import is_norm
+from initlab.residual.structure import LAYERS as WEIGHT_LAYERS
+
+INITIALIZABLE = WEIGHT_LAYERS
+"""Linear and (transposed) convolution layers of any dimension."""
+
+
+def initializable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The Linear/Conv (name, module) pairs :func:`initialize` acts on, in registration
+    order (the output layer is the last one *called*:
+    :func:`initlab.layer_order.output_layer_name`)."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, INITIALIZABLE)]
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every module a scheme sets, in registration order: Linear/Conv layers, RNNs and
+    multi-head attentions (:mod:`initlab.compound_layers`)."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (*INITIALIZABLE, *COMPOUND))]
+
+
+def skipped_modules(model: nn.Module) -> list[dict[str, str]]:
+    """Modules with parameters of their own that initlab does not initialize."""
+    return [
+        skip_row(name, module, f"no scheme sets its {', '.join(own)}: left as built")
+        for name, module, own in _skipped(model)
+    ]
+
+
+def untouched_weights(model: nn.Module, *, embeddings: bool = False) -> list[str]:
+    """``"name (Type: parameters)"`` of each module with weights of its own that no scheme
+    sets (embeddings unless ``embeddings`` says an embedding init sets them, attention's
+    ``bias_k``/``bias_v``, bare parameters), norms left out: what stays as the factory built
+    it whatever init a comparison names (norms: scale 1 and shift 0 are every framework's
+    init, not a gap)."""
+    return [
+        f"{name or '(model)'} ({type(module).__name__}: {', '.join(own)})"
+        for name, module, own in _skipped(model)
+        if not is_norm(module) and not (embeddings and isinstance(module, EMBEDDINGS))
+    ]
+
+
+def _skipped(model: nn.Module) -> list[tuple[str, nn.Module, list[str]]]:
+    """``(name, module, its own parameters no scheme sets)`` of each module that is not a
+    Linear/Conv layer and has such parameters (an RNN's and an attention's matrices are set);
+    a parameter tied to a layer's (an embedding shared with the output layer) is set by that
+    layer's init, so it is not counted."""
+    layers = _set_by_layers(model)
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, INITIALIZABLE):
+            continue
+        own = [n for n, p in module.named_parameters(recurse=False) if id(p) not in layers]
+        if own:
+            found.append((name, module, own))
+    return found
+
+
+def own_embeddings(model: nn.Module) -> list[str]:
+    """The names of ``model``'s embedding tables no weight layer shares (what an
+    ``embedding`` scheme sets)."""
+    shared = _set_by_layers(model)
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, EMBEDDINGS) and id(module.weight) not in shared
+    ]
+
+
+def _set_by_layers(model: nn.Module) -> set[int]:
+    """``id`` of every tensor a weight layer's scheme sets (Linear/Conv, RNN, attention)."""
+    found = {id(p) for _, m in initializable_layers(model) for p in m.parameters(recurse=False)}
+    for _, module in compound_layers(model):
+        own = module.named_parameters(recurse=False)
+        found |= {id(p) for n, p in own if n in parameters_set(module)}
+    return found
+
+
+def skip_row(name: str, module: nn.Module, reason: str) -> dict[str, str]:
+    """A row of :attr:`initlab.init_record.InitRecord.skipped`: the module and why."""
+    return {"layer": name or "(model)", "type": type(module).__name__, "reason": reason}
