@@ -156,6 +156,10 @@ def _print(result: ScalingResult) -> None:
         out.print(Text(f"? {inconclusive_line(unsure)}", style="yellow"), highlight=False)
     if result.outcome == "flat":
         out.print(flat_line(head, FLAT_BOUND, result.caveat), highlight=False)
+    elif result.outcome == "unmeasured":
+        names = ", ".join(m["module"] for m in result.unmeasured)
+        said = f"? nothing measured moves with width ({head}), but {names} carries width "
+        out.print(Text(said + "unmeasured: see the note", style="yellow"), highlight=False)
     _print_not_judged(result, flagged=bool(summary))
     if result.blowups:
         out.print(Text(f"! {blowup_line(result.blowups)}", style="red"), highlight=False)

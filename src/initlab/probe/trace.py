@@ -1,9 +1,7 @@
 """One forward pass, watched: every Linear/Conv call and the nonlinearity its output meets.
 
 The one activation tracer of initlab: the probe (:func:`initlab.probe.hooks.collect`) takes
-its pre-activations z and activations phi(z) from it, the doctor
-(:func:`initlab.doctor.recommend`) its activation names.
-
+its z and phi(z) from it, the doctor its activation names, the scaling check its layers.
 Forward hooks on every Linear/Conv/ConvTranspose module (:data:`initlab.coverage.INITIALIZABLE`)
 record each call's input and output, and tag the output with the call. A
 ``TorchFunctionMode`` sees every torch function call — those of modules (``nn.ReLU``) and of
@@ -42,7 +40,7 @@ functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -349,12 +347,14 @@ def _finish(layers: list[TracedLayer]) -> None:
                 layer.activation = activations.infer_activation(z, phi) or "unknown"
 
 
-def trace(model: nn.Module, inputs: Tensor) -> tuple[list[TracedLayer], object]:
+def trace(
+    model: nn.Module, inputs: Tensor, more: Callable[[_Tracer], list] | None = None
+) -> tuple[list[TracedLayer], object]:
     """Run ``model(inputs)`` once under the tracer: every layer call in call order (a layer
-    called twice appears twice) and the model's output. Hooks are removed afterwards; the
-    caller chooses the mode and the gradient context."""
+    called twice appears twice) and the model's output; ``more(tracer)`` adds its own hooks
+    (returns their handles). All are removed afterwards; the caller chooses the mode."""
     tracer = _Tracer()
-    handles = tracer.watch(model)
+    handles = tracer.watch(model) + (more(tracer) if more is not None else [])
     try:
         with tracer:
             output = model(inputs)

@@ -61,6 +61,7 @@ from initlab.scaling.shapes import (
     infer_shapes,
     renamed,
 )
+from initlab.scaling.unmeasured import unmeasured_modules, unmeasured_note
 from initlab.scaling.verdicts import (
     MUP_READOUT_INIT,
     Verdict,
@@ -100,6 +101,10 @@ class ScalingResult:
     """Under muP, the attention initlab could not set to 1/d (""
     when none; :func:`~initlab.scaling.datacheck.attention_caveat`): a flat outcome holds at
     these widths only."""
+    unmeasured: list[dict] = field(default_factory=list)
+    """Modules that change with width but have no coordinate rows, ``{module, type,
+    parameters}`` (:func:`~initlab.scaling.unmeasured.unmeasured_modules`): no verdict covers
+    them, so the outcome is never ``"flat"``."""
 
     def flagged(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.flagged]
@@ -116,13 +121,15 @@ class ScalingResult:
         verdict flagged), ``"blow-up"`` (:attr:`blowups`: evidence of a problem, as a flag
         is, even where no fit could be made), ``"nothing judged"`` (no width fit),
         ``"inconclusive"`` (:meth:`inconclusive`), ``"incomplete"`` (fits that could not be
-        made), else ``"flat"``: every judged fit's CI inside ±½."""
+        made), ``"unmeasured"`` (:attr:`unmeasured`: modules no fit covers), else ``"flat"``:
+        every judged fit's CI inside ±½."""
         checks = [
             ("flagged", any(v.axis == "width" for v in self.flagged())),
             ("blow-up", bool(self.blowups)),
             ("nothing judged", not self.judged()),
             ("inconclusive", bool(self.inconclusive())),
             ("incomplete", bool(self.not_judged)),
+            ("unmeasured", bool(self.unmeasured)),
         ]
         return next((name for name, holds in checks if holds), "flat")
 
@@ -172,6 +179,7 @@ class ScalingResult:
             "inconclusive": [_key(v) for v in self.inconclusive()],
             "blowups": self.blowups,
             "caveat": self.caveat or None,
+            "unmeasured": self.unmeasured,
         }
         text = json.dumps(strict_json(document), indent=1, allow_nan=False)
         s = self.settings
@@ -280,9 +288,10 @@ def coord_check(
     verdicts, explained = explain(verdicts, coords, settings, before.readout)
     notes += explained
     kinds = {name: s.kind for name, s in shapes.items()}
-    return ScalingResult(
-        settings, coords, verdicts, kinds, notes, not_judged(coords), blowups(coords), caveat
-    )
+    missing = unmeasured_modules(factory, settings, coords)
+    notes += unmeasured_note(missing, coords)
+    judged = (not_judged(coords), blowups(coords))
+    return ScalingResult(settings, coords, verdicts, kinds, notes, *judged, caveat, missing)
 
 
 def explain(

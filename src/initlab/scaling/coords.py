@@ -4,7 +4,8 @@ The measurement of ``mup``'s coordinate check, on any factory: for each width (a
 seed, build the model under a parametrization (:mod:`initlab.scaling.parametrize`), train it
 for ``steps`` optimizer steps on minibatches of the data (the same batches at every width)
 and, at every forward pass ``t = 0 .. steps`` (``t`` updates taken so far), record for every
-Linear/Conv call (found by the probe's tracer, :func:`initlab.probe.trace.trace`):
+Linear/Conv/Embedding call (found by the probe's tracer, :func:`initlab.probe.trace.trace`) and
+every RNN/LSTM/GRU call (its hidden states, :mod:`initlab.scaling.recurrent`):
 
 - ``l1``: mean |output|; ``std``: the output's standard deviation;
 - ``update`` (t ≥ 1): mean |layer(x; θ_t) − layer(x; θ_{t−1})| on the step-t input x, i.e.
@@ -30,14 +31,13 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
 from initlab.errors import InitlabError, option
 from initlab.probe.projections import AttentionProjection
-from initlab.probe.trace import trace
 from initlab.scaling.fits import check_design, check_sizes
 from initlab.scaling.parametrize import ATTN_ATTRIBUTE, Parametrized, parametrized
+from initlab.scaling.recurrent import recompute, trace
 from initlab.scaling.shapes import Factory
 from initlab.sweep.footprint import shortfall
 from initlab.train.preflight import check_output
@@ -280,7 +280,7 @@ def _rows(
         if state is None or x is None:
             continue
         with torch.no_grad():
-            change = y - functional_call(call.module, state, (x,)).float()
+            change = y - recompute(call.module, state, x).float()
         rows.append((call.name, "update", float(change.abs().mean())))
         if _plain_linear(call.module):
             weight = call.module.weight.detach()
