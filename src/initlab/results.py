@@ -22,6 +22,7 @@ from initlab.scores import (
     ACCURACY,
     RESOLVED_TASK,
     Score,
+    ranking_metric,
     run_tasks,
 )
 from initlab.stats import (
@@ -35,7 +36,9 @@ REACH_FRACTION = 0.9
 """``epochs_to_90``: the first epoch at which a group's mean validation score comes within
 ``1 - REACH_FRACTION`` (10%) of the best final mean validation score of all groups, i.e.
 reaches :func:`reach_target`: 0.9 × the best for a positive best (accuracy), 1.1 × the best
-for a negative one (an R² still below 0 early in a regression)."""
+for a negative one (an R² still below 0 early in a regression). Runs ranked by test loss
+(sequences, :attr:`~initlab.scores.Score.by_loss`) wait for their mean validation loss to
+come within 10% above the lowest final one instead: :func:`reach_loss_target`, 1.1 × it."""
 
 
 AGAIN = "run the sweep again"
@@ -70,13 +73,40 @@ def reach_target(best: float) -> float:
     return best - (1 - REACH_FRACTION) * abs(best)
 
 
-def _epochs_to_target(group: pd.DataFrame, curve: pd.Series, target: float) -> float:
+def reach_loss_target(best: float) -> float:
+    """``best + (1 - REACH_FRACTION) |best|``: the validation loss ``epochs_to_90`` waits for
+    (at most 1.1 × the lowest final one) where runs are ranked by loss, lower first."""
+    return best + (1 - REACH_FRACTION) * abs(best)
+
+
+def reach_legend(by_loss: bool = False) -> str:
+    """What ``epochs_to_90`` counts, for a table's legend: ``first epoch whose mean
+    validation score comes within 10% of the best group's final one``; for runs ranked by
+    loss (``by_loss``: :meth:`ResultSet.reaches_by_loss`) the validation loss's form."""
+    within = f"{1 - REACH_FRACTION:.0%}"
+    if by_loss:
+        return (
+            f"first epoch whose mean validation loss comes within {within} above the best "
+            f"(lowest) group's final one, i.e. at most {2 - REACH_FRACTION:g} × it"
+        )
+    return (
+        f"first epoch whose mean validation score comes within {within} of the best group's "
+        "final one"
+    )
+
+
+def _epochs_to_target(
+    group: pd.DataFrame, curve: pd.Series, target: float, by_loss: bool = False
+) -> float:
     """``epochs_to_90`` of one group: NaN ("never") when no run of it learned (each stuck at
     chance, diverged or failed), even if its curve touches the target: every group at chance
-    would otherwise "reach" 90% of a best that is itself chance."""
-    if not target or group["status"].isin((STUCK, DIVERGED, FAILED)).all():
+    would otherwise "reach" 90% of a best that is itself chance. ``by_loss``: the ``curve``
+    is a validation loss, reaching ``target`` from above."""
+    if group["status"].isin((STUCK, DIVERGED, FAILED)).all():
         return math.nan
-    return first_epoch_reaching(curve, target)
+    if by_loss:
+        return first_epoch_reaching(-curve, -target) if math.isfinite(target) else math.nan
+    return first_epoch_reaching(curve, target) if target else math.nan
 
 
 def model_arg_values(row: dict) -> dict:
@@ -171,8 +201,9 @@ class ResultSet:
         ``resolved_task`` after its keys."""
         if self.runs.empty:
             return pd.DataFrame()
-        curves = self._mean_val_curves()
-        target = reach_target(max((c.iloc[-1] for c in curves.values() if len(c)), default=0))
+        by_loss = self.reaches_by_loss()
+        curves = self._mean_val_curves("val_loss" if by_loss else "val_accuracy")
+        target = _reach_target(curves, by_loss)
         tasks = run_tasks(self.runs) if self.score.mixed else None
         losses = self.score.loss_note() != "" and "test_loss" in self.runs
         rows = []
@@ -191,7 +222,7 @@ class ResultSet:
                     "ci95": ci,
                     **(_loss_columns(group) if losses else {}),
                     "final_train_loss": group["final_train_loss"].mean(),
-                    "epochs_to_90": _epochs_to_target(group, curve, target),
+                    "epochs_to_90": _epochs_to_target(group, curve, target, by_loss),
                     "diverged": int((group["status"] == DIVERGED).sum()),
                     "stuck": int((group["status"] == STUCK).sum()),
                     "failed": int((group["status"] == FAILED).sum()),
@@ -222,10 +253,17 @@ class ResultSet:
         ]
         return "\n".join(f"{label}: {text}" if label else text for label, text in said if text)
 
-    def _mean_val_curves(self) -> dict[tuple, pd.Series]:
+    def reaches_by_loss(self) -> bool:
+        """Whether ``epochs_to_90`` counts epochs to a validation loss (:func:`reach_legend`):
+        for runs ranked by test loss (:func:`~initlab.scores.ranking_metric`) whose epochs
+        recorded ``val_loss``; else to a validation score, as their ranking's column is."""
+        ranked_by = ranking_metric(self.runs)[0] if not self.runs.empty else ""
+        return ranked_by == "test_loss" and "val_loss" in self.epochs
+
+    def _mean_val_curves(self, column: str = "val_accuracy") -> dict[tuple, pd.Series]:
         if self.epochs.empty:
             return {}
-        mean = self.epochs.groupby([*self.group_by, "epoch"], sort=False)["val_accuracy"].mean()
+        mean = self.epochs.groupby([*self.group_by, "epoch"], sort=False)[column].mean()
         curves = {}
         for key, curve in mean.groupby(level=list(range(len(self.group_by))), sort=False):
             key = key if isinstance(key, tuple) else (key,)
@@ -304,6 +342,17 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
         shown = shown.rename(columns={RESOLVED_TASK: "task"})
     dropped = ["test_accuracy_std", "test_loss_std", "ci95", "diverged", "stuck", "failed"]
     return shown.drop(columns=dropped, errors="ignore")
+
+
+def _reach_target(curves: dict[tuple, pd.Series], by_loss: bool) -> float:
+    """What ``epochs_to_90`` waits for: :func:`reach_target` of the best final mean
+    validation score (0: none), or :func:`reach_loss_target` of the lowest finite final mean
+    validation loss (NaN: none; a diverged group's inf is no best)."""
+    finals = [c.iloc[-1] for c in curves.values() if len(c)]
+    if not by_loss:
+        return reach_target(max(finals, default=0))
+    finite = [v for v in finals if math.isfinite(v)]
+    return reach_loss_target(min(finite)) if finite else math.nan
 
 
 def _plus_minus(mean: float, std: float) -> str:

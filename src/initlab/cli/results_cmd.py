@@ -46,13 +46,13 @@ def results(
     """Print a store's summary per group (mean ± std over seeds) and its ranking."""
     from initlab.notes import note
     from initlab.report.build import ranked_apart
-    from initlab.store import export, open_store
+    from initlab.store import export
     from initlab.store.read import check_model_args, pooled_note
     from initlab.sweep.ui import print_results
 
     if out_dir is not None and export_format is None:  # else written nowhere, silently
         raise InitlabError("--out is where --export writes: add --export csv (or parquet)")
-    with open_store(path) as store:
+    with _open(path) as store:
         study, listing = _pick_study(store, study)
         if export_format is not None:
             if out_dir is None:
@@ -63,7 +63,7 @@ def results(
             return
         keys = _settings(group_by, store, study)
         apart = _settings(within, store, study)  # the names --group-by takes
-        found = store.results(study, group_by=keys)
+        found = store.results(study, group_by=keys)  # notes runs of an earlier version
     if apart:
         check_model_args(found.runs, apart)
     if keys is not None and (pooled := pooled_note(found.runs, found.group_by)):
@@ -75,6 +75,31 @@ def results(
         out.print("showing all runs; pick one with --study NAME (or its id)")
     name = study or "all runs"
     print_results(found, out, title=f"{name}: test accuracy by {' / '.join(found.group_by)}")
+
+
+SPEC_SUFFIXES = (".toml", ".yaml", ".yml", ".json")
+"""Spec files (:func:`initlab.sweep.spec.load_spec`): given to ``results``, a sweep is meant."""
+
+
+def _open(path: Path) -> Store:
+    """The store at ``path``; a file that is no SQLite file (a spec, an ``.npz``) is refused
+    with what ``results`` takes instead, not with ``store repair``'s wording."""
+    from initlab.store import open_store, store_path
+    from initlab.store.repair import NotSQLiteError
+
+    try:
+        return open_store(path)
+    except NotSQLiteError as exc:
+        head = f"{exc.path} is not an initlab results store (not an SQLite file)"
+        if path.is_dir() or store_path(path) == path:  # a store's own name: not a mix-up
+            raise InitlabError(
+                f"{head}: no runs to show; move it away to run a study there"
+            ) from None
+        spec = f" (a spec file runs with: initlab sweep {path})"
+        raise InitlabError(
+            f"{head}: give the study's --out directory or its initlab.db"
+            f"{spec if path.suffix.lower() in SPEC_SUFFIXES else ''}"
+        ) from None
 
 
 def _pick_study(store: Store, study: str | None) -> tuple[str | None, pd.DataFrame | None]:

@@ -104,7 +104,9 @@ def assemble_report(
     ranked, score = sections.ranked(results), results.score
     parts = [
         *extra_sections,
-        sections.summary_section(ranked, keys, results.verdict(), score),
+        sections.summary_section(
+            ranked, keys, results.verdict(), score, by_loss=results.reaches_by_loss()
+        ),
         sections.pairwise_section(runs, keys, ranked, score),
         sections.curves_section(results.epochs, keys, score),
         sections.accuracy_section(runs, keys, ranked, score),

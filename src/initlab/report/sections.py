@@ -14,7 +14,7 @@ import pandas as pd
 from initlab.curves import curves_figure
 from initlab.report import figures, layers, sweep, tables
 from initlab.report.model import Details, Image, Note, Section, Table
-from initlab.results import REACH_FRACTION, ResultSet
+from initlab.results import REACH_FRACTION, ResultSet, reach_legend
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks
 from initlab.store.read import varying
 
@@ -31,8 +31,14 @@ def empty_section() -> Section:
 
 
 def summary_section(
-    ranked: pd.DataFrame, group_by: Sequence[str], verdict: str = "", score: Score = ACCURACY
+    ranked: pd.DataFrame,
+    group_by: Sequence[str],
+    verdict: str = "",
+    score: Score = ACCURACY,
+    by_loss: bool = False,
 ) -> Section:
+    """The ranked summary and its legend; ``by_loss``: ``epochs to 90%`` counts epochs to a
+    validation loss (:meth:`initlab.results.ResultSet.reaches_by_loss`)."""
     stuck = f"; {score.stuck_rule()}"
     intro = (
         f"One row per group ({', '.join(group_by)}), best first: ranked by mean "
@@ -40,15 +46,24 @@ def summary_section(
         "the group's runs (seeds); "
         "the 95% CI is the Student-t interval for the mean. 'as good as best?': Welch's t-test "
         f"of the group against the best one, Holm-adjusted over the other groups — 'yes' when "
-        f"p ≥ {tables.ALPHA:g} (the data cannot tell them apart). 'epochs to 90%' is the first "
-        f"epoch at which the group's mean {score.name('validation')} comes within "
-        f"{1 - REACH_FRACTION:.0%} of the best group's final one. diverged: the loss became "
+        f"p ≥ {tables.ALPHA:g} (the data cannot tell them apart). 'epochs to 90%' is the "
+        f"{_reach(score, by_loss)}. diverged: the loss became "
         f"NaN/inf{stuck if score.stuck_applies else ''}; failed: an error."
     )
     verdict_note = [Note(line) for line in verdict.splitlines()]  # one per dataset
     stuck_notes = [Note(line) for line in tables.stuck_reasons(ranked, group_by, score)]
     table = Table(tables.summary_table(ranked, score))
     return Section("summary", "Summary", intro, [table, *verdict_note, *stuck_notes])
+
+
+def _reach(score: Score, by_loss: bool) -> str:
+    """What 'epochs to 90%' counts: :func:`initlab.results.reach_legend`, the score named."""
+    if by_loss:
+        return reach_legend(by_loss=True)
+    return (
+        f"first epoch at which the group's mean {score.name('validation')} comes within "
+        f"{1 - REACH_FRACTION:.0%} of the best group's final one"
+    )
 
 
 def _lower(score: Score) -> str:

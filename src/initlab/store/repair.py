@@ -43,6 +43,19 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 TABLES = ("runs", "epochs", "layer_stats", "studies", "study_runs")
 
 
+class NotSQLiteError(InitlabError):
+    """A file that is no SQLite file at all, given as a store (a spec, a text file, an
+    ``.npz``): ``path`` is the file, so a command can say what it takes instead; the message
+    is the one ``store check``/``repair`` and a sweep into it print."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(
+            f"{path} is not an initlab results store (not an SQLite file): nothing to check "
+            "or repair; move it away to run a study there"
+        )
+
+
 @dataclass
 class RepairReport:
     """What a repair salvaged: run counts, rows per table, where the files went."""
@@ -129,10 +142,7 @@ def check_file(db: Path) -> str | None:
     if problem is None and not {"meta", "runs"} <= tables:
         raise InitlabError(f"{db} is an SQLite file but not an initlab results store")
     if problem is not None and not _salvageable(db):
-        raise InitlabError(
-            f"{db} is not an initlab results store (not an SQLite file): nothing to check "
-            "or repair; move it away to run a study there"
-        )
+        raise NotSQLiteError(db)
     return problem
 
 

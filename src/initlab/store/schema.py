@@ -32,10 +32,13 @@ classification (:func:`initlab.scores.run_tasks`).
 
 from __future__ import annotations
 
+import sqlite3
 import typing
 from dataclasses import fields
 
+from initlab._version import __version__
 from initlab.config import RunConfig
+from initlab.errors import InitlabError, option
 from initlab.store.leases import LEASE_TABLE
 
 SCHEMA_VERSION = 1
@@ -113,3 +116,23 @@ def create_statements() -> list[str]:
         "CREATE INDEX study_runs_run ON study_runs (run_id)",
         LEASE_TABLE,
     ]
+
+
+def check_version(conn: sqlite3.Connection, path: object) -> None:
+    """One line when the store at ``path`` has another schema than :data:`SCHEMA_VERSION`:
+    a newer one needs a newer initlab; an older one, a new store."""
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    version = int(row[0]) if row else None
+    if version == SCHEMA_VERSION:
+        return
+    creator = conn.execute("SELECT value FROM meta WHERE key='created_by'").fetchone()
+    by = f", written by {creator[0]}" if creator else ""
+    advice = (
+        "upgrade initlab to read it"
+        if version and version > SCHEMA_VERSION
+        else f"re-run the sweep into a new {option('--out')} directory"
+    )
+    raise InitlabError(
+        f"{path} uses results-store schema {version}{by}; this initlab "
+        f"({__version__}) reads schema {SCHEMA_VERSION}: {advice}"
+    )

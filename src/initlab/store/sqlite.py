@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from initlab._version import __version__
 from initlab.checkpoints import Checkpoints, checkpoint_dir
 from initlab.config import RunConfig
-from initlab.errors import InitlabError, option
+from initlab.errors import InitlabError
+from initlab.notes import note
 from initlab.store import damage, leases, read
 from initlab.store.damage import EMPTY_STORE
 from initlab.store.location import check_writable, is_busy, location_error, locked_line
@@ -42,10 +43,11 @@ from initlab.store.schema import (
     EPOCH_METRICS,
     RESULT_COLUMNS,
     SCHEMA_VERSION,
+    check_version,
     config_columns,
     create_statements,
 )
-from initlab.store.versions import older_versions
+from initlab.store.versions import older_versions, superseded
 from initlab.train.result import DIVERGED, OK, STUCK
 
 if TYPE_CHECKING:
@@ -134,7 +136,7 @@ class Store:
         if self._foreign(tables):  # before WAL mode rewrites the user's file
             raise InitlabError(f"{self.path} is an SQLite file but not an initlab results store")
         if self.read_only:
-            self._check_version()
+            check_version(self._conn, self.path)
             return
         if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             self._conn.execute("PRAGMA journal_mode=WAL")  # needs the exclusive lock
@@ -144,7 +146,7 @@ class Store:
                 raise InitlabError(EMPTY_STORE.format(path=self.path))
             self._create()
             return
-        self._check_version()
+        check_version(self._conn, self.path)
         self._add_new_columns()
         self._add_new_tables()
 
@@ -180,23 +182,6 @@ class Store:
             meta = {"schema_version": SCHEMA_VERSION, "created_at": now_iso()}
             meta["created_by"] = f"initlab {__version__}"
             self._conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-
-    def _check_version(self) -> None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        version = int(row[0]) if row else None
-        if version == SCHEMA_VERSION:
-            return
-        creator = self._conn.execute("SELECT value FROM meta WHERE key='created_by'").fetchone()
-        by = f", written by {creator[0]}" if creator else ""
-        advice = (
-            "upgrade initlab to read it"
-            if version and version > SCHEMA_VERSION
-            else f"re-run the sweep into a new {option('--out')} directory"
-        )
-        raise InitlabError(
-            f"{self.path} uses results-store schema {version}{by}; this initlab "
-            f"({__version__}) reads schema {SCHEMA_VERSION}: {advice}"
-        )
 
     def _missing_columns(self) -> list[tuple[str, str]]:
         present = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
@@ -373,6 +358,10 @@ class Store:
         """:func:`initlab.store.versions.older_versions` of this store's finished runs."""
         return older_versions(read.run_configs(self._conn, FINISHED), configs)
 
+    def superseded(self, study: str) -> str:
+        """:func:`initlab.store.versions.superseded` of this store's finished runs."""
+        return superseded(read.run_configs(self._conn, FINISHED), self.configs(study))
+
     @_guarded
     def configs(self, study: str | None = None) -> list[RunConfig]:
         """The stored runs' configs, rebuilt from their JSON."""
@@ -387,6 +376,8 @@ class Store:
         ``group_by``, else the settings that vary between the runs (except the seed); for a
         study not finished yet, its ``progress`` says how many runs are missing."""
         study_id = self.resolve_study(study)
+        if study_id is not None and (said := self.superseded(study_id)):
+            note(said)
         runs = read.runs(self._conn, study_id)
         group_by = group_by or read.study_group_by(self._conn, study_id) or read.varying(runs)
         epochs, layers = read.epochs(self._conn, study_id), read.layer_stats(self._conn, study_id)

@@ -60,15 +60,7 @@ def older_versions(stored: pd.DataFrame, configs: Sequence[RunConfig]) -> str:
     ``sources``) have the settings of some of ``configs`` but trained on an older version of
     their user files: those runs train again now, and the old ones are kept, not resumed
     (``""`` when there are none, or nothing to check)."""
-    planned = {c.key() for c in configs}
-    wanted = {_settings(c.to_dict()) for c in configs if user_specs(c.to_dict())}
-    if stored.empty or not wanted:
-        return ""
-    older = []
-    for run_id, text, sources in stored[["run_id", "config", "sources"]].itertuples(index=False):
-        key, specs, same = _check(text)
-        if key is not None and run_id not in planned and key != run_id and same in wanted:
-            older.append((specs, sources))
+    older = _older(stored, configs)
     if not older:
         return ""
     return (
@@ -76,6 +68,38 @@ def older_versions(stored: pd.DataFrame, configs: Sequence[RunConfig]) -> str:
         f"{changed_files(older)} last changed: they train again on the current version "
         "(the old runs stay in the store, left out of its results)"
     )
+
+
+def superseded(stored: pd.DataFrame, configs: Sequence[RunConfig]) -> str:
+    """Reading one study (its runs' ``configs``): one line when ``stored`` runs had its
+    settings on an older version of its user files. Running the study again recorded the
+    new run ids, so they are no longer its runs and :func:`current_runs` never sees them
+    (``""`` when there are none)."""
+    older = _older(stored, configs)
+    if not older:
+        return ""
+    return (
+        f"left out {len(older)} stored run(s) with this study's settings, trained before "
+        f"{changed_files(older)} last changed (or keyed by an older initlab): the same "
+        "settings ran again on the current version"
+    )
+
+
+def _older(
+    stored: pd.DataFrame, configs: Sequence[RunConfig]
+) -> list[tuple[tuple[str, ...], str | None]]:
+    """``(user specs, recorded sources)`` of each ``stored`` run that is none of
+    ``configs`` but has the settings of one of them, keyed on older user files."""
+    planned = {c.key() for c in configs}
+    wanted = {_settings(c.to_dict()) for c in configs if user_specs(c.to_dict())}
+    if stored.empty or not wanted:
+        return []
+    older = []
+    for run_id, text, sources in stored[["run_id", "config", "sources"]].itertuples(index=False):
+        key, specs, same = _check(text)
+        if key is not None and run_id not in planned and key != run_id and same in wanted:
+            older.append((specs, sources))
+    return older
 
 
 def changed_files(stale: list[tuple[tuple[str, ...], str | None]]) -> str:

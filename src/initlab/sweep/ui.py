@@ -4,6 +4,8 @@ the progress bar, the resume hint and the result tables."""
 from __future__ import annotations
 
 import errno
+import sqlite3
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,19 +16,20 @@ from rich.console import Console
 from initlab.config import RunConfig
 from initlab.console import print_frame
 from initlab.errors import InitlabError, some_names
-from initlab.notes import note
+from initlab.notes import InitlabNote, note
 from initlab.ranking import partitions
 from initlab.report.tables import ALPHA
 from initlab.results import (
-    REACH_FRACTION,
     SAVED_FILES,
     ResultSet,
     format_summary,
+    reach_legend,
     retry_hint,
 )
 from initlab.scores import Score, parted_by_stuck
 from initlab.stats import group_label
 from initlab.store import Store, open_store, store_path, study_dir
+from initlab.store.versions import changed_files, user_specs
 from initlab.sweep.interrupted import print_interrupted, resumable, resume_command
 from initlab.sweep.progress import RichProgress
 from initlab.sweep.runner import (
@@ -149,20 +152,58 @@ def check_table_paths(out: Path | None) -> None:
             )
 
 
-def note_other_study(results: ResultSet, out: Path) -> None:
-    """A note when ``out``'s summary.csv holds runs this study has not (another study
-    written into the same directory): its tables are about to be replaced by this one's,
-    while its runs stay in the store."""
+def note_other_study(results: ResultSet, out: Path, store: Path | None = None) -> None:
+    """A note when ``out``'s summary.csv holds runs this study has not, whose tables are
+    about to be replaced by this one's while the runs stay in the store (``store``, by
+    default ``out``'s): runs another study of the store holds, or runs of an earlier version
+    of this study — the same spec, its model or data file since edited, so its run ids
+    changed (re-recording the study unlinked the old ones)."""
     try:
         before = pd.read_csv(out / SAVED_FILES[0], usecols=["run_id"])["run_id"]
     except (OSError, ValueError, pd.errors.ParserError):  # none, or not ours to read
         return
     others = set(before.astype(str)) - set(results.runs["run_id"].astype(str))
-    if others:
+    if not others:
+        return
+    held, stored = study_runs(store or out)
+    earlier = (others & stored) - held
+    csv, shown = out / SAVED_FILES[0], f"initlab results {out}"
+    if earlier:
         note(
-            f"{out / SAVED_FILES[0]} held {len(others)} run(s) of another study, which this "
-            f"study's tables replace; those runs stay in the store: initlab results {out}"
+            f"{csv} held {len(earlier)} run(s) of an earlier version of this study, "
+            f"{earlier_cause(results.runs)} and so under other run ids; this study's tables "
+            f"replace them, and those runs stay in the store, left out (with a note) by {shown}"
         )
+    if others - earlier:
+        note(
+            f"{csv} held {len(others - earlier)} run(s) of another study, which this "
+            f"study's tables replace; those runs stay in the store: {shown}"
+        )
+
+
+def study_runs(path: Path) -> tuple[set[str], set[str]]:
+    """``(ids of runs some study of the store at path holds, ids of every stored run)``;
+    two empty sets when it cannot be read (its notes, such as runs left out, unsaid)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InitlabNote)
+        try:
+            with open_store(path) as store:
+                ids = [set(store.runs(s)["run_id"]) for s in store.studies()["study_id"]]
+                return set().union(*ids), set(store.statuses())
+        except (InitlabError, OSError, sqlite3.Error):
+            return set(), set()
+
+
+def earlier_cause(runs: pd.DataFrame | Sequence[dict]) -> str:
+    """Why runs of the same settings have other run ids: ``trained before models.py last
+    changed (or keyed by an older initlab)``, naming the user files of ``runs`` (rows with
+    ``model`` and ``dataset``); ``keyed by an older initlab`` for built-in ones alone."""
+    rows = runs.to_dict("records") if isinstance(runs, pd.DataFrame) else runs
+    specs = {spec for row in rows for spec in user_specs(row)}
+    if not specs:
+        return "keyed by an older initlab"
+    files = changed_files([(tuple(specs), None)])
+    return f"trained before {files} last changed (or keyed by an older initlab)"
 
 
 def save_tables(
@@ -174,7 +215,7 @@ def save_tables(
     of before are left as they were."""
     if out is None or results.runs.empty:
         return [], ""
-    note_other_study(results, out)
+    note_other_study(results, out, store)
     try:
         return results.save(out), ""
     except OSError as exc:
@@ -213,8 +254,7 @@ def print_results(results: ResultSet, console: Console, title: str) -> None:
     stuck = f"{score.stuck_rule()}; " if score.stuck_applies else ""
     console.print(
         f"{score.column_note()}{score.loss_note()}mean ± std over seeds. epochs_to_90: "
-        "first epoch whose mean validation score comes within "
-        f"{1 - REACH_FRACTION:.0%} of the best group's final one (never: not by the last "
+        f"{reach_legend(results.reaches_by_loss())} (never: not by the last "
         "epoch, or no run of the group learned). "
         f"{stuck}diverged: loss became NaN/inf."
     )
