@@ -480,3 +480,11 @@ def test_the_per_model_functions_name_a_model_on_the_meta_device():
     model = meta_model().to_empty(device="cpu")
     initlab.initialize(model, "he_normal", generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(model[0].weight).all() and model[0].weight.std() > 0
+
+
+def test_a_spec_key_for_a_factory_argument_is_pointed_to_model_args():
+    """``**{"model_args.width": 3}`` reached RunConfig: a TypeError, in compare and trials."""
+    said = r"^model_args.width= is how a spec names a factory argument; from Python pass "
+    for call in (initlab.compare, initlab.trials):
+        with pytest.raises(InitlabError, match=said + r"model_args=\{'width': ...\}"):
+            call(model=two_layers, data=tiny_data(), **{"model_args.width": 3})

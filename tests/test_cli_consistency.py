@@ -45,3 +45,24 @@ def test_the_mlp_options_are_refused_with_a_factory_as_compare_refuses_hidden(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {said}{model} does not use ") and "--model-arg" in err
     assert err.count("\n") == 0
+
+
+def test_study_checks_the_device_before_its_banner_and_suggests_list(tmp_path, capsys):
+    """``study lab --device cuda`` printed the study's title and claim, then the error."""
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["study", "lab", "--scale", "tiny", "--device", "cuda",
+                     "--out", str(tmp_path / "s")]) == 2  # fmt: skip
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.startswith("error: --device cuda: CUDA")
+        assert not (tmp_path / "s").exists()
+    assert main(["study", "lsit"]) == 2
+    assert "unknown study 'lsit'; did you mean 'list'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["compare", "diagnose"])
+def test_an_unknown_bias_names_the_bias_policies_not_the_initializer_registry(command, capsys):
+    assert main([command, "--bias", "zerso"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown bias 'zerso'; did you mean 'zeros'? (valid: zeros, ")

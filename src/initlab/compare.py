@@ -39,7 +39,7 @@ from initlab.sweep.grid import expand
 from initlab.sweep.runner import SweepProgress, check_backend, run_study
 from initlab.sweep.seeds import seed_list
 from initlab.sweep.spec import Axis, Spec
-from initlab.sweep.values import check_setting
+from initlab.sweep.values import check_keyword_settings, check_setting
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.preflight import check_initializes, preflight
 from initlab.train.result import FAILED, RunResult
@@ -87,6 +87,7 @@ def comparison_spec(
                 f"{swept}={settings[swept]!r}: a comparison sweeps {swept}; pass {by}= instead"
             )
     seed_tuple = seed_list(seeds, "seeds")
+    check_keyword_settings(settings)
     rules = settings.pop("residual_init", None)
     rules = rules.split(",") if isinstance(rules, str) else list(rules or [])
     rules = list(dict.fromkeys(check_setting("residual_init", r.strip()) for r in rules))

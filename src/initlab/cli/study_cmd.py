@@ -13,7 +13,7 @@ from initlab.cli import options as opt
 from initlab.cli.options import AddressOption, BackendOption, EngineOption, WorkersOption
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, UnknownNameError
 
 if TYPE_CHECKING:
     from initlab.studies.runner import StudyOutcome
@@ -46,17 +46,23 @@ def study(
     given: dict[str, Any] | None = None,
 ) -> None:
     """Run a built-in study (resumable), check the paper's expected outcomes, write a report."""
-    from initlab.cli.runs import override_spec, run_checked
+    from initlab.cli.runs import run_checked
     from initlab.studies import get
     from initlab.studies.runner import check_scale, finish
     from initlab.sweep.grid import expand
+    from initlab.sweep.targets import override_spec
+    from initlab.train.device import check_precision, resolve_device
 
     if name == "list":
         _print_list()
         return
     if full and scale not in ("default", "full"):
         raise InitlabError(f"--full is --scale full: give one of --full and --scale {scale}")
-    the_study, scale = get(name), check_scale("full" if full else scale)
+    try:
+        the_study = get(name)
+    except UnknownNameError as exc:  # `initlab study lsit`: the command's own word too
+        raise UnknownNameError("study", name, [*exc.choices, "list"]) from None
+    scale = check_scale("full" if full else scale)
     target = (
         out_dir
         if out_dir is not None
@@ -64,6 +70,8 @@ def study(
     )
     spec = override_spec(the_study.spec(scale), given or {})
     configs = expand(spec)
+    for device, precision in {(c.device, c.precision) for c in configs}:
+        check_precision(precision, resolve_device(device))  # before the banner: one line
     out.print(f"[bold]{the_study.title}[/] — {the_study.paper}\n{the_study.claim}")
     title = f"{the_study.command_name} ({scale}): test accuracy"
     results = run_checked(spec, configs, target, title=title, ctx=ctx, console=out, err=err)

@@ -63,12 +63,13 @@ def sweep(
 
     --model, --model-arg, --data, --task, --device and --precision replace the spec's fixed
     values (a setting the spec sweeps cannot be fixed here)."""
-    from initlab.cli.runs import check_models, check_run_options, override_spec, run_checked
+    from initlab.cli.runs import check_run_options, run_checked
     from initlab.store import study_dir
     from initlab.sweep import estimate
     from initlab.sweep.footprint import memory_warnings
     from initlab.sweep.grid import expand
     from initlab.sweep.spec import load_spec
+    from initlab.sweep.targets import check_models, override_spec
 
     if calibrate and not dry_run:
         raise InitlabError("--calibrate measures speed for --dry-run's estimate: add --dry-run")

@@ -140,8 +140,9 @@ def trial_config(
     """The trials' base config from :func:`trials`' keywords (each setting checked as
     :func:`initlab.compare` checks it), and the starting init."""
     from initlab.compare import check_architecture_settings, target_settings
-    from initlab.sweep.values import check_setting
+    from initlab.sweep.values import check_keyword_settings, check_setting
 
+    check_keyword_settings(settings)
     checked = {key: check_setting(key, value) for key, value in settings.items()}
     target = target_settings(model, data, model_args, checked.pop("dataset", None))
     start = starting_init(start, target.get("model"))

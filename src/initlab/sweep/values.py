@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import typing
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -62,6 +63,19 @@ def check_setting(key: str, value: Any) -> Any:
         value = check_number(key, value)
         return value if RANGES[key].integer or value is None else float(value)
     return _check_type(key, value)
+
+
+def check_keyword_settings(settings: Mapping[str, Any]) -> None:
+    """Settings given as Python keywords (``compare``'s, ``trials``'): a spec's
+    ``model_args.<name>`` key → one line saying to pass ``model_args={name: value}`` (it
+    reached ``RunConfig`` as an unknown field, a TypeError)."""
+    for key in settings:
+        if isinstance(key, str) and key.startswith(MODEL_ARG):
+            name = key[len(MODEL_ARG) :]
+            raise InitlabError(
+                f"{key}= is how a spec names a factory argument; from Python pass "
+                f"model_args={{{name!r}: ...}}"
+            )
 
 
 def is_setting(key: object) -> bool:
@@ -122,7 +136,7 @@ def _dataset(value: Any) -> str:
         raise InitlabError(
             f"a spec's data is {SPEC_DATA}, not {_kind(value)}: save arrays with "
             "numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...) and give the "
-            "path, or pass them to initlab.compare(data=...)"
+            "path, or pass them to initlab.compare(data=...) or initlab.sweep.run(spec, data=...)"
         )
     if is_user_spec(value):
         if not is_data_file(value):
@@ -165,7 +179,7 @@ def _not_in_a_spec(value: Any, key: str, takes: str) -> str:
     name = getattr(value, "__name__", None) or type(value).__name__
     return (
         f"a spec's {key} is {takes}, not a Python object ({name}); a callable works with "
-        f"initlab.compare({key}={name})"
+        f"initlab.compare({key}={name}) or initlab.sweep.run(spec, {key}={name})"
     )
 
 
@@ -188,7 +202,9 @@ def _bias(value: Any) -> str | float:
     if not isinstance(value, str):
         raise InitlabError(f"bias must be {', '.join(BIAS_WORDS)}, a number or a spec")
     if value not in BIAS_WORDS:
-        initializers.parse(value)
+        from initlab.apply import resolve_bias
+
+        resolve_bias(value)  # "unknown bias 'foo'", naming the policies, not the registry
     return value
 
 

@@ -1,0 +1,109 @@
+"""``initlab.sweep.run``: a whole spec from Python, with ``compare``'s keywords.
+
+``initlab sweep spec.toml --model m.py:build --data d.npz --device cuda`` runs a spec with
+its targets replaced from the command line; :func:`run` is the same from Python, where the
+model may be a function defined in a notebook and the data a tuple of arrays, as
+:func:`initlab.compare` takes them. A spec sweeps anything a spec file can, a factory's
+``model_args`` included (``{"sweep": {"model_args": {"width": [64, 128, 256]}}}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from initlab.errors import InitlabError
+from initlab.results import ResultSet, retry_hint
+from initlab.sweep.grid import DEFAULT_MAX_RUNS
+from initlab.sweep.spec import Spec, load_spec, parse_spec
+
+SpecLike = Spec | Mapping[str, Any] | str | Path
+
+
+def run(
+    spec: SpecLike,
+    out: str | Path | None = None,
+    *,
+    model: str | Callable | None = None,
+    data: str | Callable | tuple | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    task: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    backend: str = "local",
+    workers: int | None = 1,
+    address: str | None = None,
+    engine: str = "auto",
+    gpus_per_trial: float = 0.0,
+    data_dir: str | None = None,
+    progress: Callable | None = None,
+    max_runs: int | None = DEFAULT_MAX_RUNS,
+) -> ResultSet:
+    """Run every point of ``spec`` (a :class:`Spec`, a dict as a spec file reads, or a spec
+    file's path) into the store in ``out`` (a directory or ``.db`` file, resumable; in
+    memory when ``None``) and return its runs as a :class:`ResultSet`.
+
+    ``model``, ``data``, ``model_args``, ``task``, ``device`` and ``precision`` replace the
+    spec's fixed values, as the command line's options do (``model_args`` entries one by
+    one), and take what :func:`initlab.compare` takes: a factory (a notebook's function is
+    registered in this process, so it needs ``workers=1`` and the local backend), a tuple of
+    arrays, a dataset name or spec. A setting the spec sweeps cannot also be given here.
+    The run options are :func:`initlab.compare`'s. Every mistake — a typo in the spec, a
+    factory that fails, data the model cannot run on, a device this machine lacks — raises
+    :class:`~initlab.errors.InitlabError` (one line) before anything trains and before
+    ``out`` is created; Ctrl-C raises :class:`~initlab.sweep.SweepInterrupted` whose
+    ``results`` holds the runs finished so far.
+    """
+    from initlab.arguments import check_progress
+    from initlab.compare import (
+        _CallbackProgress,
+        _note_failures,
+        _workers,
+        check_in_process,
+        preflight_configs,
+        target_settings,
+    )
+    from initlab.sweep.executor import plan_workers
+    from initlab.sweep.grid import expand
+    from initlab.sweep.runner import check_backend, run_study
+    from initlab.sweep.targets import check_models, override_spec
+
+    check_progress(progress)
+    if out is not None and not isinstance(out, (str, Path)):
+        raise InitlabError(f"out takes a directory (str or Path), got {type(out).__name__}")
+    settings = target_settings(model, data, model_args, None)
+    given = {"task": task, "device": device, "precision": precision}
+    settings.update({k: v for k, v in given.items() if v is not None})
+    spec = override_spec(as_spec(spec), settings)
+    check_models(spec, given=settings)
+    configs = expand(spec, max_runs)
+    workers = _workers(workers)
+    check_backend(backend, address, gpus_per_trial or 0.0)
+    plan_workers(1, workers)
+    check_in_process(configs, backend, workers)
+    loaded = preflight_configs(configs, data_dir)
+    results, _ = run_study(
+        spec, out, configs=configs, backend=backend, workers=workers, address=address,
+        engine=engine, gpus_per_trial=gpus_per_trial, data_dir=data_dir, dataset=loaded,
+        progress=_CallbackProgress(progress) if progress else None,
+    )  # fmt: skip
+    _note_failures(results)
+    again = "call initlab.sweep.run again with the same out="
+    results.progress = retry_hint(results.progress, again) if out is not None else ""
+    return results
+
+
+def as_spec(spec: SpecLike) -> Spec:
+    """``spec`` as a :class:`Spec`: a spec file read (:func:`load_spec`), a dict parsed
+    (:func:`parse_spec`); anything else → one line."""
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, (str, Path)):
+        return load_spec(spec)
+    if isinstance(spec, Mapping):
+        return parse_spec(spec)
+    raise InitlabError(
+        f"spec takes a spec file's path, a dict as a spec file reads or a Spec, got "
+        f"{type(spec).__name__}"
+    )
