@@ -23,6 +23,7 @@ from initlab.data import (
     load,
 )
 from initlab.errors import InitlabError
+from initlab.notes import InitlabNote
 from initlab.usercode import data_spec, load_callable, source_fingerprint
 
 N_TRAIN, N_TEST, FEATURES, CLASSES = 200, 40, 5, 4
@@ -196,6 +197,21 @@ def test_data_files_round_trip(tmp_path: Path, suffix: str):
     data = load(str(path), val_size=30)
     check_round_trip(data)
     assert data.num_val == 30 and data.num_classes == CLASSES
+
+
+def test_keys_a_data_file_has_beyond_the_four_are_noted_not_dropped_silently(tmp_path: Path):
+    """A user's x_val/y_val were ignored without a word: initlab holds out its own."""
+    x, y, x_test, y_test = reference()
+    path = save(tmp_path / "val.npz", x_train=x, y_train=y, x_test=x_test, y_test=y_test,
+                x_val=x[:5], y_val=y[:5])  # fmt: skip
+    with pytest.warns(InitlabNote, match=r"x_val, y_val not read \(a validation set is held "):
+        data = load(str(path), val_size=30)
+    assert data.num_val == 30  # the held-out set, not the file's 5
+    plain = save(tmp_path / "plain.npz", x_train=x, y_train=y, x_test=x_test, y_test=y_test)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load(str(plain), val_size=30)
+    assert not [w for w in caught if "not read" in str(w.message)]
 
 
 def save(path: Path, **arrays) -> Path:

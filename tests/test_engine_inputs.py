@@ -151,7 +151,7 @@ def wrong_input() -> nn.Module:
         (dict(model=f"{HERE}:not_a_module"), "returned a str, not a torch.nn.Module"),
         (dict(model=f"{HERE}:five_classes"), "outputs 5 classes but the labels need 10"),
         (dict(model=f"{HERE}:wrong_input"), r"data examples have shape \[1, 8, 8\] but the model"),
-        (dict(batch_size=5000), "fewer than one batch of 5000"),
+        (dict(batch_size=5000), r"has \d+ examples \(after \d+ held out for validation\), fewer "),
         (dict(device="tpu"), "'tpu'"),
         (dict(task="regression"), "regression outputs per example"),
         (dict(task="sequence"), "sequence tasks need outputs"),

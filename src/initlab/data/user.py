@@ -48,9 +48,11 @@ from initlab.data.dataset import (
 )
 from initlab.data.tasks import Prepared, Raw, prepare
 from initlab.errors import InitlabError, option
+from initlab.notes import note
 from initlab.usercode import _short, given_as, is_data_file, load_callable, source_fingerprint
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+OPTIONAL_KEYS = ("classes", "num_classes")
 DEFAULT_VAL_FRACTION = 0.1
 """Default validation size: ``floor(0.1 * pool)`` training examples."""
 STACK_BATCH = 1024
@@ -229,6 +231,14 @@ def from_mapping(content: Mapping, where: str) -> Raw:
         found = ", ".join(str(k) for k in content) or "none"
         raise InitlabError(
             f"{where} has no {', '.join(missing)} (keys found: {found}); expected {', '.join(KEYS)}"
+        )
+    extra = [str(k) for k in content if k not in (*KEYS, *OPTIONAL_KEYS)]
+    if extra:
+        held = " (a validation set is held out of the training pool: val_size)"
+        val = held if any("val" in k for k in extra) else ""
+        note(
+            f"{where}: {', '.join(extra)} not read{val}; a data file or mapping gives "
+            f"{', '.join(KEYS)} and optionally {', '.join(OPTIONAL_KEYS)}"
         )
     arrays = [as_tensor(content[k], k, where) for k in KEYS]
     classes = content.get("classes")

@@ -41,10 +41,11 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     task = resolve_task(config.task, data)
-    num_train = len(data.y_train)
+    num_train, held = len(data.y_train), len(data.y_val)
     if num_train < config.batch_size:
+        after = f" (after {held} held out for validation)" if held else ""
         raise InitlabError(
-            f"the train set has {num_train} examples, fewer than one batch of "
+            f"the train set has {num_train} examples{after}, fewer than one batch of "
             f"{config.batch_size}; use a smaller batch_size or more training data"
         )
     check_finite(data)
