@@ -3,9 +3,12 @@ significantly above the majority class's share of the test labels (the best cons
 prediction; one-sided binomial test, p >= 0.05) — not "below 1.5/classes", which flagged
 good runs on noisy binary data and missed runs stuck at the majority class."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 import initlab
 from initlab.scores import ACCURACY, Score
@@ -116,6 +119,25 @@ def test_the_improvement_test_separates_a_model_from_noise_around_the_mean():
     (p_faint,) = _improvement_p(faint[None], y)
     r2 = 1 - ((y - faint) ** 2).sum() / ((y - mean) ** 2).sum()
     assert 0 < float(r2) < 0.05 and p_faint < 1e-6
+
+
+def test_the_improvement_test_at_its_edges():
+    """Constant targets (R² undefined) are never stuck; one example has no test; with two
+    outputs each example's d sums over them, as the variance-weighted R² does."""
+    constant = torch.full((50,), 3.0)
+    g = torch.Generator().manual_seed(1)
+    noisy = torch.stack([constant, constant + 0.1 * torch.randn(50, generator=g)])
+    assert all(math.isnan(p) for p in _improvement_p(noisy, constant))
+    assert final_status(float("nan"), None, "regression", improvement_p=1.0) == OK
+    one = Meter("regression", 1, torch.device("cpu"), per_example=True)
+    one.add(torch.zeros(1, 1, 1), torch.ones(1, 1))
+    assert math.isnan(one.improvement_p()[0])
+    y = torch.randn(200, 2, generator=g)
+    both = Meter("regression", 1, torch.device("cpu"), per_example=True)
+    both.add(y[None] + 0.3 * torch.randn(1, 200, 2, generator=g), y[None])
+    d = (y - y.mean(0)).square().sum(1) - (both.errors[0][0])
+    t = d.mean() / (d.std() / math.sqrt(200))
+    assert both.improvement_p()[0] == pytest.approx(float(stats.t.sf(t, 199)), rel=1e-6)
 
 
 def test_compare_marks_a_regression_run_stuck_when_its_improvement_is_not_significant(

@@ -174,7 +174,9 @@ def final_status(
     a baseline or test labels, or for a NaN score. (A sequence's
     tokens are not independent, so its test counts too many trials: it calls a run
     ``stuck`` less often than it should, never more.)"""
-    if task == "regression":  # NaN (undefined, diverged): never
+    if task == "regression":
+        if not math.isfinite(test_accuracy):  # undefined (constant targets) or diverged
+            return OK
         not_better = test_accuracy <= 0 or improvement_p >= STUCK_ALPHA  # NaN p: R² alone
         return STUCK if not_better else OK
     if task not in SHARE_TASKS or baseline is None or baseline.n == 0:

@@ -173,12 +173,14 @@ class Meter:
         examples (``mean(d) = (SST − SSE) / n``, so ``mean(d) > 0`` is ``R² > 0``), ``t =
         mean(d) / (sd(d) / sqrt(n))`` against Student's t with ``n − 1`` degrees of freedom.
         A small p: the model beats the mean by more than the examples' spread explains. NaN
-        without per-example errors or with fewer than two examples; 0 or 1 when every
-        ``d_i`` is the same (``mean(d) > 0`` or not)."""
+        without per-example errors, with fewer than two examples or constant targets (R²
+        undefined); 0 or 1 when every ``d_i`` is the same (``mean(d) > 0`` or not)."""
         if not self.errors or self.count < 2:
             return [math.nan] * self.models
         y = torch.cat(self.targets)
         spread = (y - y.mean(0)).square().sum(1)  # ‖y_i − ȳ‖², the same for every model
+        if not bool(spread.sum() > 0):
+            return [math.nan] * self.models
         d = spread - torch.cat(self.errors, dim=1)
         mean, sd = d.mean(1), d.std(1)
         t = (mean / (sd / math.sqrt(d.shape[1]))).cpu().numpy()
