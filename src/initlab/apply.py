@@ -38,7 +38,7 @@ from initlab.computed_weights import refuse_computed
 from initlab.config import output_scheme
 from initlab.coverage import initializable_layers, skip_row, skipped_modules, weight_layers
 from initlab.embedding_init import EMBEDDINGS, init_embeddings, tensors_set_by
-from initlab.errors import InitlabError, UnknownNameError, closest_name
+from initlab.errors import InitlabError, UnknownNameError, closest_name, option
 from initlab.init_record import InitRecord
 from initlab.initializers import Initializer, fans_of_module, fans_of_tensor
 from initlab.layer_order import output_layer_name
@@ -246,15 +246,16 @@ def _refuse_unused_output(scheme: SchemeSpec, output_init: Scheme | None) -> Non
     model as built, its output layer included."""
     if output_init is None:
         return
+    name = option("--output-init", "output_init")
     if isinstance(scheme, Mapping):
         raise InitlabError(
-            "output_init has no effect with a plan: it names each layer's scheme itself; "
-            "leave output_init out, or set the output layer's entry in the plan"
+            f"{name} has no effect with a plan: it names each layer's scheme itself; leave "
+            f"{name} out, or set the output layer's entry in the plan"
         )
     if isinstance(scheme, (str, Initializer)) and _as_initializer(scheme).name == AS_BUILT:
         raise InitlabError(
-            "output_init has no effect with 'default', which keeps the whole model as built; "
-            "to set the output layer alone pass {its name: scheme} as the scheme"
+            f"{name} has no effect with 'default', which keeps the whole model as built; to "
+            "set the output layer alone pass {its name: scheme} as the scheme"
         )
 
 

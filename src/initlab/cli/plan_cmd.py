@@ -69,6 +69,7 @@ def plan(
     model = build_user_model(spec, target.get("model_args"))
     example = _example(model, dataset)
     generator = make_generator(seed, "init")  # as a run draws its init: not the build's
+    init = check_setting("init", init)  # 'Default', 'default()': one spelling, "default"
     output = check_setting("output_init", opt.output_scheme(output_init))
     output = None if init == "default" else output  # the model as built, output layer too
     embedding = check_setting("embedding_init", embedding_init)

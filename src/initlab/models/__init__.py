@@ -118,10 +118,9 @@ def _binding_problem(signature: inspect.Signature, args: Mapping[str, Any]) -> s
     return "; ".join(parts)
 
 
-def _check_parameters(model: nn.Module, named: str) -> None:
-    """One line for parameters a run cannot train as they are: on the ``meta`` device (no
-    storage: the data check blamed the data), or floating point other than float32 (a
-    float64 model failed its first matmul on float32 batches, also blamed on the data)."""
+def _check_materialized(model: nn.Module, named: str) -> None:
+    """One line for parameters on the ``meta`` device (no storage: the data check blamed
+    the data for what it could not run)."""
     for name, parameter in model.named_parameters():
         if parameter.is_meta:
             raise InitlabError(
@@ -129,6 +128,16 @@ def _check_parameters(model: nn.Module, named: str) -> None:
                 "no storage to train); build it on a real device, or call "
                 "model.to_empty(device='cpu') in the factory before returning it"
             )
+
+
+def check_float32(model: nn.Module, spec: str) -> None:
+    """One line for floating-point parameters other than float32 in a model that is to
+    train (a float64 model failed its first matmul on float32 batches, and the data was
+    blamed); ``plan`` and ``diagnose`` take such a model as it is."""
+    from initlab.usercode import given_as
+
+    named = given_as("--model", spec)
+    for name, parameter in model.named_parameters():
         if parameter.is_floating_point() and parameter.dtype != torch.float32:
             dtype = str(parameter.dtype).removeprefix("torch.")
             bf16 = option("--precision bf16", "precision='bf16'")
@@ -173,7 +182,7 @@ def build_user_model(
         )
     if not checked:
         return built
-    _check_parameters(built, given_as("--model", spec))
+    _check_materialized(built, given_as("--model", spec))
     if built in _BUILT:
         raise InitlabError(
             f"{given_as('--model', spec)} returned the same {type(built).__name__} object "

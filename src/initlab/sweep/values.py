@@ -24,7 +24,7 @@ import initlab.activations as activations
 import initlab.data as data
 import initlab.initializers as initializers
 from initlab.config import OPTIMIZERS, PRECISIONS, TASKS, RunConfig, output_scheme, plain
-from initlab.errors import InitlabError, UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError, shown
 from initlab.models import ARCHITECTURES
 from initlab.ranges import RANGES, check_device, check_hidden, check_model_args, check_number
 from initlab.residual.names import ACCEPTED as RESIDUAL_ACCEPTED
@@ -39,6 +39,8 @@ MODEL_ARG = "model_args."
 """Prefix of one keyword argument of a user model, swept like a setting (``model_args.width``)."""
 BIAS_WORDS = ("zeros", "keep", "torch_default")
 SPEC_MODEL = "a name (mlp, cnn), 'module:function' or 'file.py:function'"
+AS_BUILT = "default"
+"""The init that keeps the model as built (:data:`initlab.apply.AS_BUILT`), one spelling."""
 SPEC_DATA = "a dataset name, 'module:function', 'file.py:function' or a file (.npz, .pt)"
 _HINTS = typing.get_type_hints(RunConfig)
 
@@ -95,9 +97,9 @@ def _check_type(key: str, value: Any) -> Any:
             return None
         raise InitlabError(f"{key} cannot be empty (null)")
     if base is bool and not isinstance(value, bool):
-        raise InitlabError(f"{key} must be true or false, got {_shown(value)}")
+        raise InitlabError(f"{key} must be true or false, got {shown(value)}")
     if base is str and not isinstance(value, str):
-        raise InitlabError(f"{key} must be a string, got {_shown(value)}")
+        raise InitlabError(f"{key} must be a string, got {shown(value)}")
     RunConfig(**{key: value})  # the config's own checks for anything not covered above
     return value
 
@@ -109,21 +111,21 @@ def _init_spec(key: str) -> typing.Callable[[Any], Any]:
         if value is None and key == "output_init":
             return None
         if not isinstance(value, str):
-            raise InitlabError(f"{key} must be an initializer spec string, got {_shown(value)}")
+            raise InitlabError(f"{key} must be an initializer spec string, got {shown(value)}")
         init = initializers.parse(value)
         if key == "embedding_init" and getattr(init.sampler, "data_dependent", False):
             raise InitlabError(
                 f"embedding_init '{value}' rescales layer outputs on data and cannot set an "
                 "embedding table; give a distribution, e.g. normal(std=0.02) or lecun_normal"
             )
-        return value
+        return AS_BUILT if init.name == AS_BUILT else value  # 'Default', 'default()' too
 
     return check
 
 
 def _activation(value: Any) -> str:
     if not isinstance(value, str):
-        raise InitlabError(f"activation must be a name, got {_shown(value)}")
+        raise InitlabError(f"activation must be a name, got {shown(value)}")
     return activations.get(value).name
 
 
@@ -156,13 +158,6 @@ def _model(value: Any) -> str:
     if value not in ARCHITECTURES:
         raise UnknownNameError("model", str(value), (*ARCHITECTURES, "module:function"))
     return value
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` on one line, cut to ``limit`` characters (an array's repr ran to
-    1,367 characters over 24 lines in a one-line message)."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _kind(value: Any) -> str:
@@ -218,12 +213,12 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
         try:
             value = [int(p) for p in parts]
         except ValueError:
-            message = f"hidden widths must be integers like [300, 100]; got {_shown(value)}"
+            message = f"hidden widths must be integers like [300, 100]; got {shown(value)}"
             raise InitlabError(message) from None
     if not isinstance(value, (list, tuple)) or not all(
         isinstance(w, int) and not isinstance(w, bool) for w in value
     ):
-        raise InitlabError(f"hidden must be a list of widths like [300, 100], got {_shown(value)}")
+        raise InitlabError(f"hidden must be a list of widths like [300, 100], got {shown(value)}")
     check_hidden(value)
     return tuple(value)
 
@@ -233,9 +228,7 @@ def _track(value: Any) -> str | int:
         isinstance(value, int) and not isinstance(value, bool) and value > 0
     ):
         return value
-    raise InitlabError(
-        f"track must be 'epoch', 'off' or a positive step count, got {_shown(value)}"
-    )
+    raise InitlabError(f"track must be 'epoch', 'off' or a positive step count, got {shown(value)}")
 
 
 def _model_args(value: Any) -> dict[str, Any]:
@@ -249,7 +242,7 @@ def _plain(value: Any) -> Any:
 
 def _extra(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise InitlabError(f"extra must be a table of key = value, got {_shown(value)}")
+        raise InitlabError(f"extra must be a table of key = value, got {shown(value)}")
     return dict(value)
 
 

@@ -23,10 +23,11 @@ from initlab.computed_weights import copy_failure
 from initlab.config import RunConfig
 from initlab.data.tasks import is_integral
 from initlab.errors import InitlabError, option
+from initlab.models import check_float32
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
-from initlab.usercode import shown_spec
+from initlab.usercode import is_user_spec, shown_spec
 
 PROBE_EXAMPLES = 2
 
@@ -62,7 +63,7 @@ def build_checked(config: RunConfig, data) -> nn.Module:
     the number of classes the labels imply (a stray label of 10**9 asks a built-in MLP for
     10**9 outputs)."""
     try:
-        return build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
+        model = build_architecture(config, tuple(data.x_train.shape[1:]), data.num_classes)
     except (RuntimeError, MemoryError) as exc:
         if "allocate" not in str(exc) and not isinstance(exc, MemoryError):
             raise
@@ -74,6 +75,9 @@ def build_checked(config: RunConfig, data) -> nn.Module:
             f"the model{classes} does not fit in memory{size}; check the labels: classes "
             "are numbered 0..K-1 and the largest label sets K"
         ) from None
+    if is_user_spec(config.model):
+        check_float32(model, config.model)  # it trains: float32 parameters
+    return model
 
 
 def check_copyable(model: nn.Module, data) -> None:
