@@ -255,3 +255,32 @@ def test_the_command_says_the_unmeasured_module_instead_of_nothing_moves(
     assert "✔ nothing moves with width" not in out
     assert "? nothing measured moves with width (sp with adam" in out
     assert "but cell carries width unmeasured: see the note" in out
+
+
+class MixedCell(nn.Module):
+    """A cell with a Linear the tracer measures and a bare recurrent matrix it cannot."""
+
+    def __init__(self, inputs: int, hidden: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(inputs, hidden)
+        self.w_rec = nn.Parameter(torch.randn(hidden, hidden) / hidden**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.new_zeros(x.shape[0], self.w_rec.shape[0])
+        for t in range(x.shape[1]):
+            h = torch.tanh(self.inp(x[:, t]) + h @ self.w_rec.T)
+        return h
+
+
+class MixedModel(CellModel):
+    def __init__(self, width: int = 16) -> None:  # the factory's width, as shapes_of calls it
+        super().__init__(width)
+        self.cell = MixedCell(8, width)
+
+
+def test_a_cell_whose_linear_is_measured_still_names_its_bare_matrix():
+    """The cell's `inp` rows made the whole cell count as measured: its w_rec went unsaid."""
+    settings = check(LSTMModel).settings  # widths 16-64, width_arg "hidden"
+    coords = pd.DataFrame({"module": ["emb", "cell.inp", "head", "(logits)"]})
+    missing = unmeasured_modules(MixedModel, settings, coords)
+    assert missing == [{"module": "cell", "type": "MixedCell", "parameters": ["cell.w_rec"]}]

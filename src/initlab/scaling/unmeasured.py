@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+from torch import nn
 
 from initlab.errors import some_names
 from initlab.scaling.coords import LOGITS, CoordSettings
@@ -53,7 +54,7 @@ def unmeasured_modules(
         owner = name[: -len(pname) - 1] if name != pname else ""
         if shape == small[name][0] or len(shape) < 2 or 1 in shape:
             continue
-        if _is_measured(owner, measured):
+        if _is_measured(owner, module, measured):
             continue
         entry = found.setdefault(
             owner, {"module": owner or "(model)", "type": type(module).__name__, "parameters": []}
@@ -62,12 +63,15 @@ def unmeasured_modules(
     return list(found.values())
 
 
-def _is_measured(owner: str, measured: set[str]) -> bool:
-    """Whether module ``owner`` has coordinate rows: its own, or its parts' (an attention's
-    ``q_proj``); the root (``""``) whenever any module has."""
+def _is_measured(owner: str, module: nn.Module, measured: set[str]) -> bool:
+    """Whether module ``owner`` has coordinate rows of its own (a multi-head attention: of
+    its projections, ``attn.q_proj``, which the tracer names under it); the root (``""``)
+    whenever any module has. A hand-written cell with a measured ``Linear`` inside is not
+    measured by it: its own bare matrices are not."""
     if not owner:
         return bool(measured)
-    return owner in measured or any(m.startswith(f"{owner}.") for m in measured)
+    parts = isinstance(module, nn.MultiheadAttention)
+    return owner in measured or (parts and any(m.startswith(f"{owner}.") for m in measured))
 
 
 def unmeasured_note(missing: list[Mapping[str, Any]], coords: pd.DataFrame) -> list[str]:
