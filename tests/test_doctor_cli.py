@@ -212,3 +212,19 @@ def test_several_inits_point_at_candidates_not_at_the_spec_syntax(capsys):
     assert len(err.strip().splitlines()) == 1
     args = ["doctor", "--depth", "2", "--width", "8", "--batch", "32", "--dataset", "digits"]
     assert main([*args, "--init", "variance_scaling(scale=2.0, mode=fan_in)"]) == 0
+
+
+def test_doctor_notes_frozen_weights_its_plan_would_redraw(tmp_path, monkeypatch, capsys):
+    """recommend() noted them; `initlab doctor --model`, which prints the same plan and the
+    Python that applies it, did not."""
+    (tmp_path / "frozen_models.py").write_text(
+        "from torch import nn\n\n"
+        "def build():\n"
+        "    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))\n"
+        "    m[1].requires_grad_(False)\n"
+        "    return m\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["doctor", "--dataset", "digits", "--model", "frozen_models:build"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "1.weight, 1.bias of Sequential are frozen (requires_grad=False): the plan " in err

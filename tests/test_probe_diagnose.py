@@ -95,6 +95,9 @@ def test_the_prescribed_tanh_scale_follows_the_biases_variance(batch):
     scale = float(re.search(r"variance_scaling\(scale=([\d.]+)", advice).group(1))
     assert 1.6 < scale < 1.95 and abs(scale - note) < 0.01 * note, advice
     assert "(its edge of chaos)" in advice
+    # initialize's default bias='zeros' would move the edge back to 1: the advice says so
+    assert advice.endswith("with these biases kept (bias='keep'): with zero biases the edge "
+                           "of chaos is at gain 1")  # fmt: skip
 
 
 def test_deep_tanh_with_glorot_does_not_vanish(batch):

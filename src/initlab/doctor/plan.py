@@ -212,9 +212,9 @@ def recommend(model: nn.Module, inputs: Tensor, *, family: str = "variance") -> 
 
 
 def plan_for(model: nn.Module, inputs: Tensor, family: str = "variance") -> Plan:
-    """:func:`recommend`'s plan, without its note on frozen parameters: the doctor's own
-    plans (:mod:`initlab.doctor.workflow`, :mod:`initlab.doctor.candidates`) are of models
-    it builds, not ones the user is about to initialize."""
+    """:func:`recommend`'s plan, without its note on frozen parameters: the doctor's
+    candidate plans (:mod:`initlab.doctor.candidates`) are trained on models it builds; the
+    plan it shows (:func:`initlab.doctor.workflow.examine`) is :func:`recommend`'s."""
     model = check_module(model, "recommend")
     inputs = as_inputs(model, inputs)
     check_runs(model, inputs, "recommend")

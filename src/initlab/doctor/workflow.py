@@ -21,7 +21,7 @@ from torch import nn
 
 from initlab.config import RunConfig
 from initlab.doctor.candidates import Candidate
-from initlab.doctor.plan import Plan, plan_for
+from initlab.doctor.plan import Plan, recommend
 from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.probe import Diagnosis, diagnose
@@ -53,7 +53,7 @@ def examine(probe: Probe, start: str, family: str, seed: int) -> Examination:
 
     net = probe.build(start)
     before = diagnose(net, probe.x, probe.y, loss=probe.loss, label="as it is")
-    plan = plan_for(net, probe.x, family)
+    plan = recommend(net, probe.x, family=family)  # notes frozen layers it would re-draw
     net, after = apply_plan(probe, net, plan, seed)
     plan, ruled, after = with_residual_rule(plan, after, lambda p: apply_plan(probe, None, p, seed))
     return Examination(plan, ruled if ruled is not None else net, before, after)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 import initlab.initializers as initializers
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.initializers import Fans
 from initlab.theory import analyze, gain, prescribed_gain, pytorch_gain
 from initlab.theory.meanfield import critical_sigma_w2
@@ -183,6 +183,21 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
         f"{act} layers have weight std {r:.2f}× the gain rule gain/sqrt(fan_in) with "
         f"{named} (e.g. {group['weight_std'].iloc[i]:.3g} vs "
         f"{prescribed[i]:.3g} at {group['layer'].iloc[i]}); {theory}; use {names}"
+        f"{_keeping_biases(act, g)}"
+    )
+
+
+def _keeping_biases(act: str, prescribed: float) -> str:
+    """`` with these biases kept (bias='keep'): ...`` when the prescription is the edge of
+    chaos at the measured bias variance, not at zero biases: initializing with the default
+    ``bias='zeros'`` moves the edge back to gain 1, and the scheme would be chaotic."""
+    at_zero = prescribed_gain(act)
+    if math.isclose(prescribed, at_zero, rel_tol=1e-3):
+        return ""
+    keep = option("--bias keep", "bias='keep'")
+    return (
+        f", with these biases kept ({keep}): with zero biases the edge of chaos is at "
+        f"gain {at_zero:.4g}"
     )
 
 
