@@ -229,4 +229,4 @@ def test_python_objects_in_a_spec_are_named_by_kind_not_dumped():
     assert "\n" not in message and len(message) < 400
     with pytest.raises(InitlabError, match=r"activation must be a name, got array\(") as caught:
         parse_spec({"fixed": {"activation": x}})
-    assert len(str(caught.value)) < 120 and str(caught.value).endswith("…")
+    assert len(str(caught.value)) < 120 and str(caught.value).endswith("...")

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from initlab.errors import InitlabError, option
+from initlab.errors import SHOWN_CHARS, InitlabError, cut, option, shown
 
 
 def check_module(model: object, caller: str) -> nn.Module:
@@ -220,22 +220,6 @@ def check_compare_arguments(
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise InitlabError(f"out takes a directory (str or Path), got {type(out).__name__}")
     check_progress(progress)
-
-
-SHOWN_CHARS = 60
-"""The most characters of a value a message quotes (a model's or a plan's repr runs on)."""
-
-
-def shown(value: object) -> str:
-    """``repr(value)``, cut to :data:`SHOWN_CHARS` characters (:func:`cut`)."""
-    return cut(repr(value))
-
-
-def cut(text: str) -> str:
-    """``text`` on one line (a module's repr spans many), cut to :data:`SHOWN_CHARS`
-    characters (``...`` where cut)."""
-    text = " ".join(text.split())
-    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
 def check_inits(inits: object) -> None:

@@ -129,3 +129,19 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None
     if not ok or value != value:  # NaN fails both comparisons
         bound = ">= 0" if allow_zero else "> 0"
         raise InitlabError(f"{name} must be {bound}, got {value}")
+
+
+SHOWN_CHARS = 60
+"""The most characters of a value a message quotes (a model's or a plan's repr runs on)."""
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to :data:`SHOWN_CHARS` characters (:func:`cut`)."""
+    return cut(repr(value))
+
+
+def cut(text: str) -> str:
+    """``text`` on one line (a module's repr spans many), cut to :data:`SHOWN_CHARS`
+    characters (``...`` where cut)."""
+    text = " ".join(text.split())
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."

@@ -14,7 +14,8 @@ from initlab.stats import seeds_needed
 
 def _beaten(winner: str, rest: pd.DataFrame, alpha: float, stuck_phrase: str) -> str:
     """How ``winner`` beat the ``rest`` of the ranking: Welch's test (the worst Holm p) and,
-    apart, the groups stuck at chance in every run that only the stuck rule parts from it
+    apart, the groups stuck in every run (``stuck_phrase``: at chance, or at the mean for
+    regression) that only the stuck rule parts from it
     (not tied, yet ``p_holm >= alpha``: :func:`initlab.scores.parted_by_stuck`), whose p
     is no evidence to quote. Starts with its separator from the winner's name: ``, better
     than ...`` or, with stuck groups only, ``; zeros stuck ...`` (a comma there read as a

@@ -9,6 +9,7 @@ model may be a function defined in a notebook and the data a tuple of arrays, as
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def run(
     from initlab.sweep.targets import check_models, override_spec
 
     check_progress(progress)
-    if out is not None and not isinstance(out, (str, Path)):
+    if out is not None and not isinstance(out, (str, os.PathLike)):
         raise InitlabError(f"out takes a directory (str or Path), got {type(out).__name__}")
     settings = target_settings(model, data, model_args, None)
     given = {"task": task, "device": device, "precision": precision}
