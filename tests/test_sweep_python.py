@@ -72,3 +72,53 @@ def test_a_python_object_in_a_spec_dict_points_to_the_keywords():
         initlab.sweep.run({"fixed": {"model": arrays}})
     with pytest.raises(InitlabError, match=r"initlab.sweep.run\(spec, data=...\)"):
         initlab.sweep.run({"fixed": {"data": arrays()}})
+
+
+def test_runs_with_an_argument_only_some_set_are_not_pooled_as_seeds(tmp_path):
+    """depth=6 given to half the runs, absent (the factory's default) from the others:
+    pandas' string dtype kept the absent ones missing, the column read as constant, and
+    each group held both depths as 4 "seeds"."""
+
+    def build(width: int = 4, depth: int = 1) -> nn.Module:
+        layers = [nn.Linear(8, width), nn.ReLU()]
+        layers += [m for _ in range(depth - 1) for m in (nn.Linear(width, width), nn.ReLU())]
+        return nn.Sequential(*layers, nn.Linear(width, 2))
+
+    spec = {"fixed": {"epochs": 1, "track": "off"}, "sweep": {"model_args": {"width": [4, 8]}},
+            "seeds": 2}  # fmt: skip
+    out = tmp_path / "pool"
+    initlab.sweep.run(spec, out, model=build, data=arrays())
+    initlab.sweep.run(spec, out, model=build, data=arrays(), model_args={"depth": 3})
+    with initlab.store.open_store(out) as store:
+        every = store.results()  # all runs: both studies
+    assert "model_args.depth" in every.group_by and "model_args.width" in every.group_by
+    assert set(every.summary()["runs"]) == {2}
+    assert sorted(every.runs["model_args.width"].unique()) == [4, 8]  # ints, not 4.0
+
+
+def test_settings_and_a_model_args_string_get_one_line_each():
+    """``epochs=1`` was a TypeError naming run(); ``model_args="width=8"`` a ValueError."""
+    with pytest.raises(InitlabError, match=r"^run takes no epochs=, seeds=: run settings go "
+                       r"in the spec \(\{'fixed': \{'epochs': ...\}\}"):  # fmt: skip
+        initlab.sweep.run(SPEC, epochs=1, seeds=3)
+    with pytest.raises(InitlabError, match="model_args takes a dict of the factory's keyword"):
+        initlab.sweep.run(SPEC, model_args="width=8")
+
+
+def test_the_failure_note_names_the_failed_runs_group_not_only_its_init():
+    """Both runs were 'he_normal seed 0': the note did not say which width failed."""
+    import pandas as pd
+
+    from initlab.compare import _note_failures
+    from initlab.notes import InitlabNote
+    from initlab.results import ResultSet
+
+    runs = pd.DataFrame(
+        [{"run_id": f"r{w}", "init": "he_normal", "seed": 0, "model_args.width": w,
+          "status": "failed" if w == 32 else "ok", "message": "RuntimeError: boom",
+          "test_accuracy": 0.5} for w in (16, 32)]
+    )  # fmt: skip
+    results = ResultSet(runs, pd.DataFrame(), group_by=("model_args.width", "init"))
+    with pytest.warns(InitlabNote, match=r"1 of 2 run\(s\) failed, e.g. model_args.width=32, "
+                      r"init=he_normal seed 0: RuntimeError: boom"):  # fmt: skip
+        _note_failures(results)

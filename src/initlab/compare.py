@@ -209,10 +209,13 @@ def _note_failures(results: ResultSet) -> None:
         return
     failed = runs[runs["status"] == FAILED]
     if len(failed):
-        first = str(failed["message"].iloc[0]) if "message" in failed else ""
+        row = failed.iloc[0]
+        first = str(row["message"]) if "message" in failed else ""
+        keys = [k for k in results.group_by if k in failed] or ["init"]
+        named = ", ".join(f"{k}={row[k]}" for k in keys) if keys != ["init"] else row["init"]
         note(
-            f"{len(failed)} of {len(runs)} run(s) failed, e.g. {failed['init'].iloc[0]} seed "
-            f"{failed['seed'].iloc[0]}: {first} (every message: results.runs['message'])"
+            f"{len(failed)} of {len(runs)} run(s) failed, e.g. {named} seed {row['seed']}: "
+            f"{first} (every message: results.runs['message'])"
         )
 
 

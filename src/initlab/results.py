@@ -128,7 +128,7 @@ def with_model_arg_columns(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty or "model_args" not in runs:
         return runs
     values = [model_arg_values(row) for row in runs[["model_args"]].to_dict("records")]
-    extra = pd.DataFrame(values, index=runs.index)
+    extra = pd.DataFrame(values, index=runs.index, dtype=object)  # width 6, not 6.0 by a NaN
     new = [c for c in extra.columns if c not in runs]
     return runs.join(extra[new]) if new else runs
 

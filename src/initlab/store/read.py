@@ -157,7 +157,9 @@ def varying(runs: pd.DataFrame) -> list[str]:
     if "model_args" in keys:
         expanded = with_model_arg_columns(runs)
         args = [c for c in expanded if c.startswith("model_args.")]
-        args = [c for c in args if expanded[c].astype(str).nunique() > 1]
+        # absent in some runs (the factory's default) is a value: pandas' string dtype keeps
+        # NaN missing through astype(str), and nunique() would pool depth=6 with depth 1
+        args = [c for c in args if expanded[c].astype(str).nunique(dropna=False) > 1]
         keys[keys.index("model_args") : keys.index("model_args") + 1] = args or ["model_args"]
     return keys or ["init"]
 

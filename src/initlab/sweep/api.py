@@ -9,7 +9,6 @@ model may be a function defined in a notebook and the data a tuple of arrays, as
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ def run(
     data_dir: str | None = None,
     progress: Callable | None = None,
     max_runs: int | None = DEFAULT_MAX_RUNS,
+    **settings: Any,
 ) -> ResultSet:
     """Run every point of ``spec`` (a :class:`Spec`, a dict as a spec file reads, or a spec
     file's path) into the store in ``out`` (a directory or ``.db`` file, resumable; in
@@ -50,13 +50,16 @@ def run(
     one), and take what :func:`initlab.compare` takes: a factory (a notebook's function is
     registered in this process, so it needs ``workers=1`` and the local backend), a tuple of
     arrays, a dataset name or spec. A setting the spec sweeps cannot also be given here.
-    The run options are :func:`initlab.compare`'s. Every mistake — a typo in the spec, a
+    The run options are :func:`initlab.compare`'s; the other settings (``epochs``, ``lr``,
+    ...) go in the spec, which says what the runs are. ``out`` holds the store only
+    (``initlab results``/``report`` read it): ``results.save(out)`` adds the CSVs and plot
+    that ``initlab sweep --out`` writes beside it. Every mistake — a typo in the spec, a
     factory that fails, data the model cannot run on, a device this machine lacks — raises
     :class:`~initlab.errors.InitlabError` (one line) before anything trains and before
     ``out`` is created; Ctrl-C raises :class:`~initlab.sweep.SweepInterrupted` whose
     ``results`` holds the runs finished so far.
     """
-    from initlab.arguments import check_progress
+    from initlab.arguments import check_compare_arguments
     from initlab.compare import (
         _CallbackProgress,
         _note_failures,
@@ -70,9 +73,8 @@ def run(
     from initlab.sweep.runner import check_backend, run_study
     from initlab.sweep.targets import check_models, override_spec
 
-    check_progress(progress)
-    if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise InitlabError(f"out takes a directory (str or Path), got {type(out).__name__}")
+    _refuse_settings(settings)
+    check_compare_arguments(None, model_args, out, progress)
     settings = target_settings(model, data, model_args, None)
     given = {"task": task, "device": device, "precision": precision}
     settings.update({k: v for k, v in given.items() if v is not None})
@@ -93,6 +95,20 @@ def run(
     again = "call initlab.sweep.run again with the same out="
     results.progress = retry_hint(results.progress, again) if out is not None else ""
     return results
+
+
+def _refuse_settings(settings: Mapping[str, Any]) -> None:
+    """A run setting given as a keyword (``epochs=1``) → one line: it belongs in the spec
+    (a keyword beside it would be a second place to say what the runs are)."""
+    if not settings:
+        return
+    names = ", ".join(f"{key}=" for key in settings)
+    first = next(iter(settings))
+    raise InitlabError(
+        f"run takes no {names}: run settings go in the spec ({{'fixed': {{{first!r}: ...}}}}, "
+        "or a [sweep] axis); its keywords are the target (model, data, model_args, task, "
+        "device, precision) and how to run (backend, workers, out...)"
+    )
 
 
 def as_spec(spec: SpecLike) -> Spec:
