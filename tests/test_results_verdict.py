@@ -345,7 +345,7 @@ def test_regression_runs_are_stuck_at_the_mean_not_at_chance():
     nothing = _regression({"zeros": [-0.01, -0.02], "ones": [0.0, -0.03]}, status="stuck")
     said = nothing.verdict()
     assert "(each is stuck at the mean, see the stuck rule)" in said and "chance" not in said
-    runs = _regression({"he": [0.80, 0.82], "zeros": [-0.2, 0.3]}).runs
+    runs = _regression({"he": [0.80, 0.82], "zeros": [-0.6, -0.05]}).runs
     runs.loc[runs["init"] == "zeros", "status"] = "stuck"
     parted = ResultSet(runs, pd.DataFrame()).verdict()
     assert parted.startswith("winner: he; zeros stuck at the mean in every run while he learned")
@@ -355,6 +355,9 @@ def test_regression_runs_are_stuck_at_the_mean_not_at_chance():
     notes = [getattr(block, "text", "") for block in report.sections[0].blocks]
     assert any(n.startswith("zeros: every run stuck at the mean.") for n in notes)
     assert not any("chance" in n for n in notes)
+    curves = next(s for s in report.sections if s.id == "curves").intro
+    assert "Flat curves at the mean show that the network is not learning" in curves
+    assert "or targets the inputs do not predict" in curves and "chance" not in curves
 
 
 def _scored(rows: list[tuple[str, int, float]], progress: str = "") -> ResultSet:
@@ -414,3 +417,18 @@ def test_a_misspelt_model_argument_column_is_suggested_by_its_own_name():
     assert closest_name("widht", columns) == "model_args.width"  # `--within widht`
     assert closest_name("model_args.widht", columns) == "model_args.width"
     assert closest_name("colour", columns) is None
+
+
+def test_a_regression_group_stuck_above_zero_is_not_parted_from_the_best_by_the_rule():
+    """he_normal's R² of 0.094 was 'stuck' (its paired test could not tell it from the
+    mean) and parted from default's 0.073 by the stuck rule, though Welch's p was 0.19."""
+    runs = _regression(
+        {"default": [0.103, 0.073, 0.110], "he_normal": [-0.041, 0.094, 0.011],
+         "zeros": [-0.002, -0.001, -0.003]}
+    ).runs  # fmt: skip
+    runs.loc[runs["init"] != "default", "status"] = "stuck"
+    ranked = ResultSet(runs, pd.DataFrame()).ranking().set_index("group")
+    assert ranked.loc["he_normal", "tied_with_best"]  # Welch decides: cannot be told apart
+    assert not ranked.loc["zeros", "tied_with_best"]  # R² ≤ 0 in every run: parted
+    said = ResultSet(runs, pd.DataFrame()).verdict()
+    assert said.startswith("no winner") and "default cannot be told from he_normal" in said

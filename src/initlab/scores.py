@@ -190,7 +190,9 @@ def stuck_not_tied(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: list[str]
     group's is: with two seeds, zeros at 0.10 against He at 0.89 is Welch p = 0.09 after
     Holm, "cannot be told from the best", yet its runs were each tested at chance already.
     A best group stuck in some of its runs has not shown that it learns: Welch's test alone
-    decides then."""
+    decides then. A regression group is parted only when every run's R² is at most 0 (no
+    better than the mean at all): a run of R² 0.09 whose test could not tell it from the
+    mean is no evidence against a group of 0.07 that passed it."""
     if ranked.empty or "status" not in runs or "group" not in ranked:
         return ranked
     keys = list(group_by)
@@ -201,7 +203,13 @@ def stuck_not_tied(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: list[str]
     best = stuck.get(ranked["group"].iloc[0])
     if best is None or best.any():
         return ranked
-    all_stuck = {label: bool(s.all()) for label, s in stuck.items()}
+    scores = pd.to_numeric(runs.get("test_accuracy", pd.Series(dtype=float)), errors="coerce")
+    at_mean = (run_tasks(runs) != REGRESSION) | (scores.reindex(runs.index) <= 0)
+    degenerate = {
+        group_label(key): bool(g.all())
+        for key, g in at_mean.groupby([runs[k] for k in keys], sort=False, dropna=False)
+    }
+    all_stuck = {label: bool(s.all()) and degenerate.get(label, True) for label, s in stuck.items()}
     apart = ranked["group"].map(all_stuck).fillna(False).astype(bool)
     apart.iloc[0] = False
     return ranked.assign(tied_with_best=ranked["tied_with_best"] & ~apart)

@@ -17,6 +17,7 @@ from initlab.report.model import Details, Image, Note, Section, Table
 from initlab.results import REACH_FRACTION, ResultSet, reach_legend
 from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks
 from initlab.store.read import varying
+from initlab.train.tasks import REGRESSION
 
 
 def ranked(results: ResultSet) -> pd.DataFrame:
@@ -106,8 +107,10 @@ def curves_section(
     val = score.name("validation")
     intro = (
         f"Training loss (log scale) and {val} after each epoch: the line is the mean over the "
-        "group's seeds, the band ±1 std. Flat curves at chance mean the network is not "
-        "learning (e.g. a symmetric or vanishing initialization)."
+        f"group's seeds, the band ±1 std. Flat curves {score.stuck_phrase().removeprefix('stuck ')}"
+        " show that the network is not learning (e.g. a symmetric or vanishing initialization"
+        + (", or targets the inputs do not predict" if REGRESSION in score.tasks else "")
+        + ")."
     )
     if epochs.empty:
         return Section("curves", "Learning curves", intro, [Note("no per-epoch records")])

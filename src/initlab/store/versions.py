@@ -50,7 +50,8 @@ def current_runs(runs: pd.DataFrame) -> pd.DataFrame:
     if kept:
         note(
             f"{kept} run(s) were trained before {which} last changed (or keyed by an older "
-            "initlab): run the same command again to retrain them on the current version"
+            "initlab): run their study again (its compare/sweep command, same --out) to "
+            "retrain them on the current version"
         )
     return runs[~(stale & twin)]
 
