@@ -284,3 +284,30 @@ def test_a_cell_whose_linear_is_measured_still_names_its_bare_matrix():
     coords = pd.DataFrame({"module": ["emb", "cell.inp", "head", "(logits)"]})
     missing = unmeasured_modules(MixedModel, settings, coords)
     assert missing == [{"module": "cell", "type": "MixedCell", "parameters": ["cell.w_rec"]}]
+
+
+class RootRNN(nn.Module):
+    """A hand-written RNN whose matrices sit on the model itself, beside emb and head, and
+    a position table ``[T, w]`` that is only added to the stream."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, width)
+        self.pos = nn.Parameter(torch.zeros(LENGTH, width))
+        self.U = nn.Parameter(torch.randn(width, width) / width**0.5)
+        self.head = nn.Linear(width, VOCAB)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.emb(tokens) + self.pos
+        h = x.new_zeros(x.shape[0], x.shape[2])
+        for t in range(x.shape[1]):
+            h = torch.tanh(x[:, t] + h @ self.U.T)
+        return self.head(h)
+
+
+def test_a_recurrent_matrix_on_the_model_itself_is_named_but_not_its_position_table():
+    """With emb and head measured, the root's U went unsaid ("unmeasured": [])."""
+    settings = check(LSTMModel).settings
+    coords = pd.DataFrame({"module": ["emb", "head", "(logits)"]})
+    missing = unmeasured_modules(RootRNN, settings, coords)
+    assert missing == [{"module": "(model)", "type": "RootRNN", "parameters": ["U"]}]

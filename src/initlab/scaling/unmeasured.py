@@ -14,9 +14,10 @@ widths (as :mod:`initlab.scaling.shapes` does) against the modules in the coordi
 Only a width-dependent parameter of two or more dimensions none of size 1 counts: a matrix
 the module applies. A normalization's gain, a bias, a ``cls`` token ``[1, 1, w]`` or a
 position embedding ``[1, T, w]`` is added or multiplied elementwise, and the next measured
-layer reads its effect. The model's own parameters (the root module's) count only when no
-other module of it is measured (a hand-written MLP of bare parameters): in a model with
-measured layers they are tokens and scales that those layers read.
+layer reads its effect. Of the model's own parameters (the root module's), beside measured
+layers, only a matrix with two width-sized dimensions counts (a hand-written RNN's
+recurrent ``U [w, w]``): a position table ``[T, w]`` there is added to the stream the next
+layer reads; with nothing else measured (an MLP of bare parameters), every one counts.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def unmeasured_modules(
         owner = name[: -len(pname) - 1] if name != pname else ""
         if shape == small[name][0] or len(shape) < 2 or 1 in shape:
             continue
+        grown = sum(a != b for a, b in zip(shape, small[name][0], strict=False))
+        if not owner and grown < 2 and measured:  # the root's [T, w] table, added to a stream
+            continue
         if _is_measured(owner, module, measured):
             continue
         entry = found.setdefault(
@@ -65,11 +69,11 @@ def unmeasured_modules(
 
 def _is_measured(owner: str, module: nn.Module, measured: set[str]) -> bool:
     """Whether module ``owner`` has coordinate rows of its own (a multi-head attention: of
-    its projections, ``attn.q_proj``, which the tracer names under it); the root (``""``)
-    whenever any module has. A hand-written cell with a measured ``Linear`` inside is not
-    measured by it: its own bare matrices are not."""
+    its projections, ``attn.q_proj``, which the tracer names under it). The root's own
+    matrices (``""``: a hand-written RNN's ``W`` and ``U`` beside ``emb`` and ``head``) and
+    a cell's bare ones beside a measured ``Linear`` are not measured by the rows of others."""
     if not owner:
-        return bool(measured)
+        return False  # the root's rows are the logits: its own matrices are not measured
     parts = isinstance(module, nn.MultiheadAttention)
     return owner in measured or (parts and any(m.startswith(f"{owner}.") for m in measured))
 
