@@ -387,7 +387,12 @@ def test_an_unfinished_study_is_told_to_finish_not_to_add_seeds():
     rows = [("he", 0, 0.99), ("glorot", 0, 0.80), ("glorot", 1, 0.81)]
     assert "add seeds (seeds=4 or more" in _scored(rows).verdict()
     text = _scored(rows, progress="3 of 4 runs of this study are finished").verdict()
-    assert text.endswith("the study is not finished: run it again to finish it first")
+    assert text.endswith(  # from Python: what to call, not a command to run
+        "the study is not finished: call it again with the same out= to finish it first"
+    )
+    with surface("cli"):
+        said = _scored(rows, progress="3 of 4 runs of this study are finished").verdict()
+    assert said.endswith("not finished: run the same command again to finish it first")
 
 
 def test_the_report_cuts_an_accuracy_interval_to_what_an_accuracy_can_be():

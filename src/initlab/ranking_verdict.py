@@ -162,7 +162,10 @@ def _too_few_scores(
     if (ranked["n"] == 0).all() and set(kinds) == {"failed"}:  # seeds would fail the same way
         return f"{text}; fix the error the runs failed with (each run's message) first"
     if single and unfinished:
-        return f"{text}; the study is not finished: run it again to finish it first"
+        again = option("run the same command again", "call it again with the same out=")
+        failed = "failed" in kinds
+        fix = " (a run that failed on an error fails again until it is fixed)" if failed else ""
+        return f"{text}; the study is not finished: {again} to finish it first{fix}"
     if single:
         return f"{text}; add seeds ({seeds})"
     if (short["n"] == 0).all():
