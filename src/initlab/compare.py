@@ -211,7 +211,7 @@ def _note_failures(results: ResultSet) -> None:
     if len(failed):
         row = failed.iloc[0]
         first = str(row["message"]) if "message" in failed else ""
-        keys = [k for k in results.group_by if k in failed] or ["init"]
+        keys = [k for k in results.group_by if k in failed and k != "seed"] or ["init"]
         named = ", ".join(f"{k}={row[k]}" for k in keys) if keys != ["init"] else row["init"]
         note(
             f"{len(failed)} of {len(runs)} run(s) failed, e.g. {named} seed {row['seed']}: "

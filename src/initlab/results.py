@@ -123,12 +123,19 @@ def model_arg_values(row: dict) -> dict:
     return {f"model_args.{k}": json.dumps(v) if isinstance(v, list) else v for k, v in args.items()}
 
 
+FACTORY_DEFAULT = "(default)"
+"""A ``model_args.<name>`` cell of a run that did not give that argument (the factory's own
+default): a value to group by, where an empty cell would drop the run from every groupby."""
+
+
 def with_model_arg_columns(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` plus a ``model_args.<name>`` column per model argument (see above)."""
+    """``runs`` plus a ``model_args.<name>`` column per model argument (see above); a run
+    without that argument holds :data:`FACTORY_DEFAULT` (ints stay ints: no NaN)."""
     if runs.empty or "model_args" not in runs:
         return runs
     values = [model_arg_values(row) for row in runs[["model_args"]].to_dict("records")]
-    extra = pd.DataFrame(values, index=runs.index, dtype=object)  # width 6, not 6.0 by a NaN
+    extra = pd.DataFrame(values, index=runs.index, dtype=object)
+    extra = extra.where(extra.notna(), FACTORY_DEFAULT)
     new = [c for c in extra.columns if c not in runs]
     return runs.join(extra[new]) if new else runs
 

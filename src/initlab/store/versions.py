@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from initlab.config import NOT_IN_KEY, RunConfig
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.notes import note
 from initlab.usercode import is_user_spec, source_fingerprint
 
@@ -50,8 +50,12 @@ def current_runs(runs: pd.DataFrame) -> pd.DataFrame:
     if kept:
         note(
             f"{kept} run(s) were trained before {which} last changed (or keyed by an older "
-            "initlab): run their study again (its compare/sweep command, same --out) to "
-            "retrain them on the current version"
+            "initlab): "
+            + option(
+                "run their study again (its compare/sweep command, same --out)",
+                "call initlab.compare or initlab.sweep.run again with the same out=",
+            )
+            + " to retrain them on the current version"
         )
     return runs[~(stale & twin)]
 

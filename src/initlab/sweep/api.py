@@ -13,12 +13,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, UnknownNameError
 from initlab.results import ResultSet, retry_hint
 from initlab.sweep.grid import DEFAULT_MAX_RUNS
 from initlab.sweep.spec import Spec, load_spec, parse_spec
 
 SpecLike = Spec | Mapping[str, Any] | str | Path
+RUN_KEYWORDS = (
+    "model", "data", "model_args", "task", "device", "precision", "backend", "workers",
+    "address", "engine", "gpus_per_trial", "data_dir", "progress", "max_runs",
+)  # fmt: skip
+""":func:`run`'s own keywords (besides ``spec`` and ``out``)."""
 
 
 def run(
@@ -98,17 +103,24 @@ def run(
 
 
 def _refuse_settings(settings: Mapping[str, Any]) -> None:
-    """A run setting given as a keyword (``epochs=1``) → one line: it belongs in the spec
-    (a keyword beside it would be a second place to say what the runs are)."""
+    """A keyword :func:`run` does not take → one line: a run setting (``epochs=1``) belongs
+    in the spec's ``fixed`` (a keyword beside it would be a second place to say what the
+    runs are), ``seeds``/``group_by`` at the spec's top level; anything else is a typo of
+    one of run's own keywords (the closest named)."""
     if not settings:
         return
-    names = ", ".join(f"{key}=" for key in settings)
-    first = next(iter(settings))
-    raise InitlabError(
-        f"run takes no {names}: run settings go in the spec ({{'fixed': {{{first!r}: ...}}}}, "
-        "or a [sweep] axis); its keywords are the target (model, data, model_args, task, "
-        "device, precision) and how to run (backend, workers, out...)"
-    )
+    from initlab.sweep.values import is_setting
+
+    key = next(iter(settings))
+    if key in ("seeds", "group_by"):
+        raise InitlabError(f"run takes no {key}=: give it in the spec ({{{key!r}: ...}})")
+    if is_setting(key):
+        raise InitlabError(
+            f"run takes no {key}=: run settings go in the spec ({{'fixed': {{{key!r}: ...}}}}, "
+            "or a sweep axis); its keywords are the target (model, data, model_args, task, "
+            "device, precision) and how to run (backend, workers, out...)"
+        )
+    raise UnknownNameError("keyword of initlab.sweep.run", key, RUN_KEYWORDS)
 
 
 def as_spec(spec: SpecLike) -> Spec:
