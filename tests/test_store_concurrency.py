@@ -163,7 +163,9 @@ def test_two_sweeps_on_one_store_at_once_share_the_runs(tmp_path, monkeypatch):
     assert sorted(per_run) == sorted(runs) and set(per_run.values()) == {1}  # each once
     per_sweep = Counter(name for name, _ in trained)
     assert min(per_sweep["a"], per_sweep["b"]) >= 2, per_sweep  # both did part of the work
-    assert {r.ran + r.by_others for r in reports.values()} == {12}
+    # every run accounted for by each sweep: its own, the other's while it ran, and those
+    # finished before it planned (a thread that starts late under load sees some done)
+    assert {r.ran + r.by_others + r.already_done for r in reports.values()} == {12}
     with closing(sqlite3.connect(tmp_path / "initlab.db")) as conn:
         assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
 
