@@ -409,7 +409,7 @@ def test_initialize_and_plan_take_compares_keyword_names_and_the_old_ones_with_a
     with pytest.warns(DeprecationWarning, match=r"initialize\(output_layer=...\) is now "
                       "output_init="):  # fmt: skip
         old = drawn(output_layer="zeros", residual="none", embedding="default")
-    torch.testing.assert_close(old, new, rtol=0, atol=0)
+    torch.testing.assert_close(old, new, rtol=0, atol=0)  # both all zeros: exact by construction
     with pytest.raises(InitlabError, match="got output_layer= and output_init="):
         drawn(output_layer="zeros", output_init="zeros")
     with pytest.warns(DeprecationWarning, match=r"plan\(residual=...\) is now residual_init="):
