@@ -103,6 +103,13 @@ def run_configs(conn: sqlite3.Connection, statuses: Sequence[str]) -> pd.DataFra
     return pd.read_sql_query(query, conn, params=tuple(statuses))
 
 
+def study_configs(conn: sqlite3.Connection, study_id: str) -> pd.DataFrame:
+    """``run_id`` and ``config`` of every run the study holds, as stored (no run left out,
+    no note: :func:`runs` reads them for the tables)."""
+    query, args = _select("runs", study_id, "t.run_id")
+    return pd.read_sql_query(query, conn, params=args)[["run_id", "config"]]
+
+
 def runs(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
     query, args = _select("runs", study_id, "t.finished_at, t.run_id")
     frame = current_runs(pd.read_sql_query(query, conn, params=args))

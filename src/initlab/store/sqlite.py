@@ -358,9 +358,13 @@ class Store:
         """:func:`initlab.store.versions.older_versions` of this store's finished runs."""
         return older_versions(read.run_configs(self._conn, FINISHED), configs)
 
-    def superseded(self, study: str) -> str:
-        """:func:`initlab.store.versions.superseded` of this store's finished runs."""
-        return superseded(read.run_configs(self._conn, FINISHED), self.configs(study))
+    def superseded(self, study_id: str) -> str:
+        """:func:`initlab.store.versions.superseded`: this store's finished runs outside the
+        study (its own runs, kept though trained on older files, are not superseded)."""
+        mine = read.study_configs(self._conn, study_id)
+        stored = read.run_configs(self._conn, FINISHED)
+        configs = [RunConfig.from_dict(json.loads(text)) for text in mine["config"]]
+        return superseded(stored[~stored["run_id"].isin(mine["run_id"])], configs)
 
     @_guarded
     def configs(self, study: str | None = None) -> list[RunConfig]:
