@@ -1,5 +1,6 @@
 """Python API keywords: numpy scalars, output_init="same", one-layer models, coord_check data."""
 
+import functools
 import json
 import warnings
 
@@ -244,7 +245,9 @@ def test_errors_about_arrays_or_functions_passed_in_python_name_them_so():
     def three():  # a factory of no module: "--model callable:three:3a7e… returned a int"
         return 3
 
-    with pytest.raises(InitlabError, match=r"^model three \(defined .*\) returned an int, not"):
+    with pytest.raises(
+        InitlabError, match=r"^the model factory three \(defined .*\) returned an int, not"
+    ):
         initlab.compare(["he_normal"], 1, model=three, data="digits", epochs=1)
     if not torch.cuda.is_available():
         good = (x, np.zeros(20, np.int64), x, np.zeros(20, np.int64))
@@ -433,6 +436,19 @@ def test_a_factory_that_returns_the_same_model_twice_is_refused_before_any_run()
     fresh = initlab.compare(["he_normal"], seeds=1, model=lambda: two_layers(), data=tiny_data(),
                             epochs=1, device="cpu")  # fmt: skip
     assert set(fresh.runs["status"]) <= {"ok", "stuck"}  # a new model per call trains
+
+
+def test_a_lambda_or_partial_factory_is_named_by_what_it_is_and_progress_false_is_silence():
+    """A lambda was named ``callable`` in messages and in the runs' model column;
+    ``progress=False``, the natural way to ask for silence, was refused as not a function."""
+    with pytest.raises(InitlabError, match=r"^the model factory lambda \(defined in this Python "):
+        initlab.compare(["he_normal"], seeds=1, model=lambda: 3, data=tiny_data(), epochs=1)
+    with pytest.raises(InitlabError, match=r"^the model factory two_layers \(defined in "):
+        initlab.compare(["he_normal"], seeds=1, model=functools.partial(two_layers, "x"),
+                        data=tiny_data(), epochs=1)  # fmt: skip
+    result = initlab.compare(["he_normal"], seeds=1, model=lambda: two_layers(),
+                             data=tiny_data(), epochs=1, progress=False)  # fmt: skip
+    assert result.runs["model"].str.startswith("callable:lambda:").all()
 
 
 def test_a_factory_named_like_a_built_in_model_is_told_apart_from_it():

@@ -349,7 +349,9 @@ def test_sweep_options_replace_the_specs_fixed_values(user_dir, capsys):
     (user_dir / "u.toml").write_text(typo.replace("[fixed]", '[fixed]\nmodel = "models.py:build"'))
     for dry in (["--dry-run"], []):  # the dry run fails as the sweep would
         assert main(["sweep", "u.toml", "--out", str(user_dir / "u"), *dry]) == 2
-        assert "it takes no 'widht' (did you mean 'width'?" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "it takes no 'widht' (did you mean 'width'?" in err
+        assert "--model " not in err  # the spec named the model, not the command line
     assert not (user_dir / "u").exists()
     (user_dir / "v.toml").write_text(swept)  # model_args on the built-in mlp
     for dry in (["--dry-run"], []):

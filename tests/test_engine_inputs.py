@@ -143,10 +143,13 @@ def wrong_input() -> nn.Module:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (dict(model=f"{HERE}:raises"), "the factory raised RuntimeError: out of coffee"),
+        (
+            dict(model=f"{HERE}:raises"),
+            r"the model factory \S+:raises raised RuntimeError: out of coffee",
+        ),
         (
             dict(model=f"{HERE}:needs_width"),
-            r"model_args .*\(pass each as model_args=\{NAME: VALUE\}\)",
+            r"model_args .*; pass each as model_args=\{NAME: VALUE\}$",
         ),
         (dict(model=f"{HERE}:not_a_module"), "returned a str, not a torch.nn.Module"),
         (dict(model=f"{HERE}:five_classes"), "outputs 5 classes but the labels need 10"),

@@ -78,7 +78,7 @@ def test_a_misspelled_model_arg(capsys):
         "did you mean 'width'",
     )
     args = ["compare", "--model", spec, "--model-arg", "widht=8", *CLI_FAST]
-    cli_error(args, capsys, "--model-arg NAME=VALUE", f"--model {spec}")
+    cli_error(args, capsys, "--model-arg NAME=VALUE", f"the model factory {spec} cannot")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -49,7 +49,7 @@ def test_a_factory_calling_sys_exit_is_an_error_not_a_silent_exit_0(tmp_path, mo
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "nets.py").write_text("import sys\n\n\ndef build():\n    sys.exit(0)\n")
-    with pytest.raises(InitlabError, match="the factory raised SystemExit"):
+    with pytest.raises(InitlabError, match=r"the model factory nets.py:build raised SystemExit"):
         build_user_model("nets.py:build")
 
 

@@ -367,11 +367,22 @@ _ARRAYS: set[str] = set()
 
 
 def _register(fn: Callable, digest: str, name: str | None = None) -> str:
-    label = name or getattr(fn, "__name__", "") or "callable"
+    label = name or _label(fn)
     label = label if label.isidentifier() else "callable"
     spec = f"{REGISTERED}{label}:{digest}"
     _REGISTRY[spec] = fn
     return spec
+
+
+def _label(fn: Callable) -> str:
+    """What messages call a registered ``fn``: its name; ``lambda`` for a lambda, the
+    wrapped function's name for a ``functools.partial``, the class's for an instance."""
+    name = getattr(fn, "__name__", "")
+    if name == "<lambda>":
+        return "lambda"
+    if isinstance(fn, functools.partial):
+        return _label(fn.func)
+    return name or type(fn).__name__
 
 
 def _registered(spec: str, flag: str) -> Callable:

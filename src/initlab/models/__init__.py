@@ -23,10 +23,18 @@ _BUILT: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 returns one of them again (``lambda: net``) would have every run train the same object."""
 
 
+def factory_named(spec: str) -> str:
+    """How a message names a user's model factory, wherever it was given (``--model``, a
+    spec's ``model`` key, ``model=`` in Python): ``the model factory m.py:build``."""
+    from initlab.usercode import shown_spec
+
+    return f"the model factory {shown_spec(spec)}"
+
+
 def model_arg_option() -> str:
-    """How the user gives a factory's keyword: ``--model-arg NAME=VALUE (model_args in a
-    spec)`` on the command line, ``model_args={NAME: VALUE}`` from Python."""
-    return option("--model-arg NAME=VALUE (model_args in a spec)", "model_args={NAME: VALUE}")
+    """How the user gives a factory's keyword: ``--model-arg NAME=VALUE or model_args in a
+    spec`` on the command line, ``model_args={NAME: VALUE}`` from Python."""
+    return option("--model-arg NAME=VALUE or model_args in a spec", "model_args={NAME: VALUE}")
 
 
 __all__ = [
@@ -75,7 +83,7 @@ def check_factory_args(
     """The factory named by ``spec`` and ``model_args`` as a dict, after checking that the
     factory can be called with them (its signature; nothing is built):
     :class:`InitlabError` (one line) for a missing or unexpected argument."""
-    from initlab.usercode import given_as, load_callable
+    from initlab.usercode import load_callable
 
     factory = load_callable(spec, "--model")
     args = dict(model_args or {})
@@ -87,8 +95,8 @@ def check_factory_args(
         signature.bind(**args)
     except TypeError as exc:
         raise InitlabError(
-            f"{given_as('--model', spec)}: the factory cannot be called with model_args {args}: "
-            f"{_binding_problem(signature, args) or exc} (pass each as {model_arg_option()})"
+            f"{factory_named(spec)} cannot be called with model_args {args}: "
+            f"{_binding_problem(signature, args) or exc}; pass each as {model_arg_option()}"
         ) from None
     return factory, args
 
@@ -134,9 +142,7 @@ def check_float32(model: nn.Module, spec: str) -> None:
     """One line for floating-point parameters other than float32 in a model that is to
     train (a float64 model failed its first matmul on float32 batches, and the data was
     blamed); ``plan`` and ``diagnose`` take such a model as it is."""
-    from initlab.usercode import given_as
-
-    named = given_as("--model", spec)
+    named = factory_named(spec)
     for name, parameter in model.named_parameters():
         if parameter.is_floating_point() and parameter.dtype != torch.float32:
             dtype = str(parameter.dtype).removeprefix("torch.")
@@ -163,7 +169,7 @@ def build_user_model(
     **This imports and runs the user's code.** The caller controls the RNG (see
     :func:`initlab.train.run.build_initialized_model`).
     """
-    from initlab.usercode import a_or_an, given_as
+    from initlab.usercode import a_or_an
 
     factory, args = check_factory_args(spec, model_args)
     try:
@@ -174,18 +180,17 @@ def build_user_model(
         from initlab.usercode import factory_raised
 
         raised = factory_raised(exc, args)
-        raise InitlabError(f"{given_as('--model', spec)}: the factory raised {raised}") from None
+        raise InitlabError(f"{factory_named(spec)} raised {raised}") from None
     if not isinstance(built, nn.Module):
         raise InitlabError(
-            f"{given_as('--model', spec)} returned {a_or_an(type(built).__name__)}, not a "
-            "torch.nn.Module"
+            f"{factory_named(spec)} returned {a_or_an(type(built).__name__)}, not a torch.nn.Module"
         )
     if not checked:
         return built
-    _check_materialized(built, given_as("--model", spec))
+    _check_materialized(built, factory_named(spec))
     if built in _BUILT:
         raise InitlabError(
-            f"{given_as('--model', spec)} returned the same {type(built).__name__} object "
+            f"{factory_named(spec)} returned the same {type(built).__name__} object "
             "twice: training changes it, so every run would start from the last one's "
             "weights; build a new model on each call (return MyNet(...) from the factory, "
             "not a model made once outside it)"
