@@ -444,7 +444,7 @@ def test_within_ranks_and_tests_the_inits_at_each_width_apart(tmp_path, capsys):
     ranked = ranked_apart(loaded, ["model_args.width"]).ranking()
     assert ranked["within"].tolist() == ["width=4", "width=4", "width=8", "width=8"]
     assert ranked["init"].tolist() == ["b", "a", "a", "b"] and ranked["rank"].tolist() == [1, 2] * 2
-    with pytest.raises(InitlabError, match="--within lr: not a grouping column"):
+    with pytest.raises(InitlabError, match=r"^within \['lr'\]: not a grouping column"):
         loaded.ranked_within(["lr"])
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r"), "--within",
                  "model_args.width"]) == 0  # fmt: skip

@@ -256,16 +256,18 @@ def check_inits(inits: object) -> None:
 
 
 def check_progress(progress: object) -> None:
-    """``compare``'s ``progress``: ``None`` or a callable that takes ``(config,
-    epoch_record, result)`` positionally, as each epoch and each finished run call it (a
-    one-argument lambda failed only after the first run had trained, and its results were
-    lost). A callable without a readable signature (a builtin) is let through."""
-    if progress is None:
+    """``compare``'s ``progress``: ``None`` (or ``False``: nothing is called) or a callable
+    that takes ``(config, epoch_record, result)`` positionally, as each epoch and each
+    finished run call it (a one-argument lambda failed only after the first run had
+    trained, and its results were lost). A callable without a readable signature (a
+    builtin) is let through."""
+    if progress is None or progress is False:
         return
     expected = "progress(config, epoch_record, result)"
     if not callable(progress):
         raise InitlabError(
-            f"progress takes a function called as {expected}, got {type(progress).__name__}"
+            f"progress takes a function called as {expected} (or None), got "
+            f"{type(progress).__name__}"
         )
     try:
         signature = inspect.signature(progress)

@@ -164,7 +164,9 @@ def compare(
     this process; ``None`` picks one worker process per core (guard your script with
     ``if __name__ == "__main__":``, as multiprocessing requires); ``backend="ray"`` runs
     on a Ray cluster (``address``; ``gpus_per_trial``: GPUs each Ray task reserves).
-    ``engine``: ``auto``, ``single`` or ``batched``. Every mistake (an unknown name, a
+    ``engine``: ``auto``, ``single`` or ``batched``. ``progress``: ``None`` (the default,
+    silent) or a function called as ``progress(config, epoch_record, None)`` after each
+    epoch and ``progress(config, None, result)`` when a run ends. Every mistake (an unknown name, a
     factory that fails, data that does not fit the model, a device this machine lacks)
     raises :class:`~initlab.errors.InitlabError` before anything trains and before ``out``
     is created. Ctrl-C raises :class:`~initlab.sweep.SweepInterrupted` (a

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from initlab.atomic_files import write_files
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.ranking import part_verdict, partitions, rank_within, without_unscored_ranks
 from initlab.scores import (
     ACCURACY,
@@ -167,9 +167,10 @@ class ResultSet:
         self.progress = progress
         outside = [c for c in within if c not in self.group_by]
         if outside:
+            named = option(f"--within {','.join(outside)}", f"within {outside}")
             raise InitlabError(
-                f"--within {','.join(outside)}: not a grouping column (grouped by "
-                f"{', '.join(self.group_by)}); group by it too"
+                f"{named}: not a grouping column (grouped by {', '.join(self.group_by)}); "
+                "group by it too"
             )
         self.within = list(within)
         """Grouping columns whose every value is ranked and tested apart (:func:`partitions`:
