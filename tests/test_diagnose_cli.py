@@ -119,14 +119,15 @@ def test_bad_model_factories_exit_2(user_module, function, message, capsys):
     assert message in err and "Traceback" not in err
 
 
-def test_a_recurrent_layer_is_named_as_not_in_the_table(monkeypatch, capsys):
-    """The docs' LSTM classifier: only its head is a row; the LSTM is named below the table
-    (not silently absent), and the head's unknown activation shows as a dash."""
+def test_a_recurrent_layer_has_its_own_table(monkeypatch, capsys):
+    """The docs' LSTM classifier: its head is a row of the layer table, the LSTM a row of the
+    recurrent one (it was named below the table, unmeasured), and the head's unknown
+    activation shows as a dash."""
     monkeypatch.chdir(Path(__file__).parents[1])
     args = ["diagnose", "--model", "examples/my_models.py:lstm_classifier", "--batch", "64"]
     assert main([*args, "--data", "examples/my_data.py:first_token"]) == 0
     out = capsys.readouterr().out
-    assert "not in the table: lstm (LSTM)" in out and "initlab plan" in out
+    assert "recurrent layers" in out and "│ lstm " in out and "not measured" not in out
     assert "None" not in out
 
 

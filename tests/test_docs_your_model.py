@@ -69,8 +69,13 @@ def test_the_page_is_parsed_into_what_it_shows():
     shown = "$ initlab a \\\n    --b 1\noutput\n$ initlab c\n"
     assert commands(shown) == ["initlab a --b 1", "initlab c"]
     argvs = page_commands()
-    assert len(argvs) == 8 and all(argv[0] == "initlab" for argv in argvs)
-    assert [argv[1] for argv in argvs] == ["compare"] * 5 + ["sweep", "diagnose", "doctor"]
+    assert len(argvs) == 9 and all(argv[0] == "initlab" for argv in argvs)
+    assert [argv[1] for argv in argvs] == ["compare"] * 5 + [
+        "diagnose",
+        "sweep",
+        "diagnose",
+        "doctor",
+    ]
     assert len(page_python()) == 4 and len(blocks("python")) == 5
     files = page_files()
     assert list(files) == ["resnet-width.toml"]

@@ -130,6 +130,11 @@ def _print(diag: Diagnosis, batch: int, dataset: str) -> None:
     title = f"{diag.label}: per-layer statistics on {batch} {dataset} examples"
     print_frame(diag.table(), out, title=title)
     out.print(COLUMN_NOTE)
+    if len(diag.recurrent):
+        from initlab.probe.recurrent import LEGEND
+
+        print_frame(diag.recurrent_table(), out, title=f"{diag.label}: recurrent layers")
+        out.print(LEGEND)
     if diag.unseen:
         out.print(diag.unseen_note, highlight=False)
     if diag.healthy:

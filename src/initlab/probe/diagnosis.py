@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from initlab.probe.hooks import LayerTensors, Loss, collect
 from initlab.probe.logits import logit_findings
 from initlab.probe.meanfield import predicted_q
 from initlab.probe.metrics import METRICS
+from initlab.probe.recurrent import LEGEND, RecurrentRecorder, recurrent_findings, recurrent_frame
+from initlab.probe.recurrent import SHOWN as RECURRENT_SHOWN
 
 HIST_VALUES = 20_000
 """Values kept per layer for the histograms (evenly spaced over the batch, deterministic)."""
@@ -71,16 +74,24 @@ class Diagnosis:
     samples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     label: str = ""
     unseen: list[str] = field(default_factory=list)
+    recurrent: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """One row per layer and direction of each ``nn.RNN``/``nn.LSTM``/``nn.GRU``, unrolled
+    step by step (:mod:`initlab.probe.recurrent`): states, gates, how far gradients reach."""
 
     @property
     def unseen_note(self) -> str:
-        """One line naming the recurrent layers the table cannot show ('' when none)."""
+        """One line naming the recurrent modules no table shows ('' when none)."""
         if not self.unseen:
             return ""
         return (
-            f"not in the table: {', '.join(self.unseen)} (a recurrent layer's gates run inside "
-            "one kernel no probe sees; `initlab plan` shows how a scheme sets its weights)"
+            f"not measured: {', '.join(self.unseen)} (a recurrent cell, a packed sequence or "
+            "an LSTM with proj_size, which the probe does not unroll; `initlab plan` shows how "
+            "a scheme sets its weights)"
         )
+
+    def recurrent_table(self) -> pd.DataFrame:
+        """The recurrent rows' printed columns under their short headers."""
+        return self.recurrent[list(RECURRENT_SHOWN)].rename(columns=RECURRENT_SHOWN)
 
     @property
     def names(self) -> list[str]:
@@ -106,6 +117,10 @@ class Diagnosis:
             "healthy": self.healthy,
             "findings": [f.to_dict() for f in self.findings],
             "summary": {k: json_number(v) for k, v in self.summary.items()},
+            "recurrent": [
+                {k: json_number(v) if isinstance(v, float) else v for k, v in row.items()}
+                for row in self.recurrent.to_dict("records")
+            ],
         }
 
     def table(self) -> pd.DataFrame:
@@ -124,6 +139,9 @@ class Diagnosis:
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             text = self.table().to_string(index=False, float_format=lambda v: f"{v:.3g}")
         title = f"diagnosis {self.label}".strip()
+        if len(self.recurrent):
+            shown = self.recurrent_table().to_string(index=False, float_format=_g3)
+            text = f"{text}\nrecurrent layers:\n{shown}\n{LEGEND}"
         if self.unseen:
             text = f"{text}\n{self.unseen_note}"
         if not self.findings:
@@ -142,7 +160,14 @@ class Diagnosis:
         verdict = f"<ul>{items}</ul>" if items else "<p>no findings: healthy</p>"
         table = self.table().to_html(index=False, float_format=lambda v: f"{v:.3g}")
         note = f"<p>{self.unseen_note}</p>" if self.unseen else ""
+        if len(self.recurrent):
+            shown = self.recurrent_table().to_html(index=False, float_format=_g3)
+            note = f"<p>recurrent layers:</p>{shown}<p>{LEGEND}</p>{note}"
         return f"<h4>diagnosis {self.label}</h4>{table}{note}{verdict}"
+
+
+def _g3(v: float) -> str:
+    return f"{v:.3g}"
 
 
 def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -260,9 +285,12 @@ def _diagnosis(
     label: str,
 ) -> Diagnosis:
     """:func:`diagnose`'s work on a checked model and batch."""
-    attention = AttentionRecorder(model)
+    attention, recurrent = AttentionRecorder(model), RecurrentRecorder(model)
+    watch = contextlib.ExitStack()
+    watch.enter_context(recurrent)
+    watch.enter_context(attention)
     try:
-        layers = collect(model, inputs, targets, loss, mode=mode, seed=seed, watch=attention)
+        layers = collect(model, inputs, targets, loss, mode=mode, seed=seed, watch=watch)
     except InitlabError:
         raise
     except Exception as exc:  # check_runs ran it in eval mode; this pass may train
@@ -283,17 +311,21 @@ def _diagnosis(
         layer.name: {"activation": _sample(layer.post), "gradient": _sample(layer.pre_grad)}
         for layer in layers[:-1]
     }
+    unrolled = recurrent_frame(recurrent.calls, seed)
     unseen = [
         f"{name or '(model)'} ({type(module).__name__})"
         for name, module in model.named_modules()
         if isinstance(module, (nn.RNNBase, nn.RNNCellBase))
+        and recurrent.calls.get(name or "(model)") is None
     ]
     frame = with_branches(frame, model, inputs)
     findings = verdicts.find(frame)
     if _reads_logits(targets, loss):
         findings += logit_findings(frame)
     findings += dormant_findings(frame) + attention_findings(attention.records)
-    return Diagnosis(frame, findings, verdicts.summary(frame), samples, label, unseen)
+    findings += recurrent_findings(unrolled)
+    summary = verdicts.summary(frame)
+    return Diagnosis(frame, findings, summary, samples, label, unseen, unrolled)
 
 
 def _as_batch(

@@ -77,11 +77,14 @@ FINDINGS = (
     "large_logits",
     "dormant_branches",
     "saturated_attention",
+    "exploding_through_time",
+    "saturated_gates",
 )
 """The vocabulary, in the order findings are reported (``large_logits``:
 :mod:`initlab.probe.logits`, for models whose outputs are class logits;
 ``dormant_branches``: :mod:`initlab.probe.branches`; ``saturated_attention``:
-:mod:`initlab.probe.attention`)."""
+:mod:`initlab.probe.attention`; ``exploding_through_time`` and ``saturated_gates``:
+:mod:`initlab.probe.recurrent`, for RNN/LSTM/GRU modules)."""
 
 
 @dataclass(frozen=True)
