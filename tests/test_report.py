@@ -3,6 +3,7 @@
 import base64
 import math
 import re
+import shlex
 
 import numpy as np
 import pandas as pd
@@ -135,9 +136,17 @@ def test_summary_is_ranked_and_marks_stuck_runs(results):
 def test_a_stuck_group_that_is_not_constant_is_pointed_to_its_gradients():
     res = synthetic_results({"he_normal": [0.9, 0.91], "random_normal(stddev=1e-4)": [0.1] * 2})
     res.runs.loc[res.runs["test_accuracy"] < 0.2, "status"] = "stuck"
-    (why,) = stuck_reasons(ranked_summary(res.summary(), res.runs, ["init"]), ["init"])
+    ranked = ranked_summary(res.summary(), res.runs, ["init"])
+    (why,) = stuck_reasons(ranked, ["init"], tracked=True)
     assert why.startswith("random_normal(stddev=1e-4): every run stuck")
     assert "symmetry" not in why and "per-layer gradients" in why
+    # the command pastes into a shell as it is; without tracking there is no section to see
+    assert "initlab diagnose --init 'random_normal(stddev=1e-4)', given the runs'" in why
+    (untracked,) = stuck_reasons(ranked, ["init"])
+    assert "per-layer gradients" not in untracked and "initlab diagnose" in untracked
+    assert (
+        shlex.split(untracked.split(": see ")[1].split(",")[0])[3] == "random_normal(stddev=1e-4)"
+    )
 
 
 def test_user_strings_are_escaped_everywhere(tmp_path):
@@ -175,12 +184,13 @@ def test_pairwise_marks_significant_differences_only():
     assert single.loc[0, "p (Welch)"] == "—" and none == ()
 
 
-def test_summary_says_which_groups_are_as_good_as_the_best():
+def test_summary_says_which_groups_are_shown_worse_than_the_best():
     res = synthetic_results({"b": [0.80, 0.82, 0.81], "a": [0.81, 0.83, 0.82], "c": [0.1] * 3})
     table = assemble_report(res).sections[0].blocks[0].frame
     assert list(table["group"]) == ["a", "b", "c"]
-    column = table["as good as best?"]
-    assert column[0] == "best" and column[1].startswith("yes") and column[2].startswith("no")
+    column = table["worse than best?"]
+    assert column[0] == "best" and column[1].startswith("not shown (p = ")
+    assert column[2].startswith("yes (p = ")
     verdict = assemble_report(res).sections[0].blocks[1].text
     assert verdict.startswith("no winner at 3 seeds: a cannot be told from b")
 
@@ -189,7 +199,7 @@ def test_many_groups_are_compared_with_the_best_only():
     groups = {f"g{i}": [0.05 * i, 0.05 * i + 0.01 * (1 + i % 3)] for i in range(10)}
     frame, _ = pairwise(groups)
     assert len(frame) == 9 and set(frame["group A"]) == {"g9"}
-    # adjusted over the 9 comparisons listed: the summary's 'as good as best?' p-values
+    # adjusted over the 9 comparisons listed: the summary's 'worse than best?' p-values
     res = synthetic_results(groups)
     ranked = ranked_summary(res.summary(), res.runs, ["init"])
     summary = {str(r["init"]): _p(r["p_holm"]) for _, r in ranked.iterrows()}

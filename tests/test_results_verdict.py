@@ -62,7 +62,7 @@ def test_report_summary_gives_no_rank_to_groups_without_a_score():
     results = _results({"he": ["diverged"] * 2, "orth": ["diverged"] * 2})
     summary = assemble_report(results).sections[0]
     table = summary.blocks[0].frame
-    assert set(table["rank"]) == {"—"} and "best" not in set(table["as good as best?"])
+    assert set(table["rank"]) == {"—"} and "best" not in set(table["worse than best?"])
     assert "diverged" in summary.blocks[1].text
 
 
@@ -351,7 +351,7 @@ def test_regression_runs_are_stuck_at_the_mean_not_at_chance():
     assert parted.startswith("winner: he; zeros stuck at the mean in every run while he learned")
     report = assemble_report(ResultSet(runs, pd.DataFrame()))
     table = report.sections[0].blocks[0].frame.set_index("group")
-    assert table.loc["zeros", "as good as best?"].startswith("no: stuck at the mean (p = ")
+    assert table.loc["zeros", "worse than best?"].startswith("yes: stuck at the mean (p = ")
     notes = [getattr(block, "text", "") for block in report.sections[0].blocks]
     assert any(n.startswith("zeros: every run stuck at the mean.") for n in notes)
     assert not any("chance" in n for n in notes)

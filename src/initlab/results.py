@@ -245,7 +245,10 @@ class ResultSet:
         (:func:`rank_within`: one ranking per dataset or task). A group is shown worse than
         the best only where ``p_holm < 0.05``: where no test was possible (fewer than two
         finished seeds on either side) ``p_vs_best`` is NaN and ``tied_with_best`` False,
-        which means *untested*, not *worse*; :meth:`verdict` says so in words."""
+        which means *untested*, not *worse*; :meth:`verdict` says so in words.
+        ``ci_low``/``ci_high`` are the Student-t interval ``mean ± ci`` as computed: it can
+        pass the values the score can take (1.18 for an accuracy), which the printed tables
+        and the report cut off."""
         if self.runs.empty:
             return pd.DataFrame()
         return without_unscored_ranks(rank_within(self.runs, self.group_by, within=self.within))

@@ -17,7 +17,7 @@ import pandas as pd
 from initlab.atomic_files import write_files
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, closest_name
-from initlab.report import sections
+from initlab.report import layers, sections
 from initlab.report.html import render_html
 from initlab.report.markdown import render_markdown
 from initlab.report.model import Report, Section
@@ -105,7 +105,12 @@ def assemble_report(
     parts = [
         *extra_sections,
         sections.summary_section(
-            ranked, keys, results.verdict(), score, by_loss=results.reaches_by_loss()
+            ranked,
+            keys,
+            results.verdict(),
+            score,
+            by_loss=results.reaches_by_loss(),
+            tracked=layers.grad_norm_metric(layer_stats) is not None,
         ),
         sections.pairwise_section(runs, keys, ranked, score),
         sections.curves_section(results.epochs, keys, score),

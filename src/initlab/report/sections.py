@@ -37,6 +37,7 @@ def summary_section(
     verdict: str = "",
     score: Score = ACCURACY,
     by_loss: bool = False,
+    tracked: bool = False,
 ) -> Section:
     """The ranked summary and its legend; ``by_loss``: ``epochs to 90%`` counts epochs to a
     validation loss (:meth:`initlab.results.ResultSet.reaches_by_loss`)."""
@@ -45,14 +46,17 @@ def summary_section(
         f"One row per group ({', '.join(group_by)}), best first: ranked by mean "
         f"{score.ranked_name()}{_lower(score)}{_per_task(score)}. Mean ± sample std over "
         "the group's runs (seeds); "
-        "the 95% CI is the Student-t interval for the mean. 'as good as best?': Welch's t-test "
+        "the 95% CI is the Student-t interval for the mean, cut to the values the score "
+        "can take. 'worse than best?': Welch's t-test "
         f"of the group against the best one, Holm-adjusted over the other groups — 'yes' when "
-        f"p ≥ {tables.ALPHA:g} (the data cannot tell them apart). 'epochs to 90%' is the "
-        f"{_reach(score, by_loss)}. diverged: the loss became "
+        f"p < {tables.ALPHA:g}; 'not shown' when p ≥ {tables.ALPHA:g}: the data cannot tell "
+        "them apart, which is no evidence that they are as good (more seeds may). 'epochs to "
+        f"90%' is the {_reach(score, by_loss)}. diverged: the loss became "
         f"NaN/inf{stuck if score.stuck_applies else ''}; failed: an error."
     )
     verdict_note = [Note(line) for line in verdict.splitlines()]  # one per dataset
-    stuck_notes = [Note(line) for line in tables.stuck_reasons(ranked, group_by, score)]
+    reasons = tables.stuck_reasons(ranked, group_by, score, tracked)
+    stuck_notes = [Note(line) for line in reasons]
     table = Table(tables.summary_table(ranked, score))
     return Section("summary", "Summary", intro, [table, *verdict_note, *stuck_notes])
 
@@ -86,7 +90,7 @@ def pairwise_section(
         "two-sided p-value of Welch's t-test (unequal variances). With many pairs some small "
         "p-values are expected by chance; the Holm column corrects for the number of pairs "
         "listed (within each partition when groups are ranked apart): with every pair "
-        "listed, a larger family than the summary's 'as good as best?' (each group against "
+        "listed, a larger family than the summary's 'worse than best?' (each group against "
         "the best only), so a pair with the best can show a larger p here. Highlighted rows "
         f"are those whose Holm-adjusted p < {tables.ALPHA:g}. "
         f"Groups with fewer than two finite {_plural(score.ranked_name().removeprefix('test '))} "

@@ -10,6 +10,7 @@ sequences).
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Sequence
 
 import numpy as np
@@ -85,7 +86,7 @@ def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame
                 ),
                 "final train loss": _num(r["final_train_loss"]),
                 "epochs to 90%": _epochs(r["epochs_to_90"]),
-                "as good as best?": _vs_best(r["rank"], r["p_holm"], r["tied_with_best"], score),
+                "worse than best?": _vs_best(r["rank"], r["p_holm"], r["tied_with_best"], score),
                 "diverged": str(r["diverged"]),
                 "stuck": str(r["stuck"]),
                 "failed": str(r["failed"]),
@@ -95,13 +96,17 @@ def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame
     return frame if score.stuck_applies else frame.drop(columns=["stuck"], errors="ignore")
 
 
-def stuck_reasons(ranked: pd.DataFrame, keys: Sequence[str], score: Score = ACCURACY) -> list[str]:
+def stuck_reasons(
+    ranked: pd.DataFrame, keys: Sequence[str], score: Score = ACCURACY, tracked: bool = False
+) -> list[str]:
     """One line for each group whose every run was stuck (at chance, or at the mean for
     regression: :meth:`Score.stuck_phrase`), with its likely cause.
 
     A constant ``init`` (``zeros``, ``ones``, ``constant(...)``) gives a hidden layer's
     units equal weights: equal outputs, equal gradients, so the symmetry between them is
-    never broken. Any other init is pointed to the per-layer gradients and ``diagnose``."""
+    never broken. Any other init is pointed to ``diagnose`` (a command the shell takes as
+    it is: the spec quoted) and, when the runs recorded them (``tracked``), to the
+    per-layer gradients."""
     lines = []
     for r in ranked.to_dict("records"):
         stuck = r.get("stuck", 0)
@@ -109,7 +114,12 @@ def stuck_reasons(ranked: pd.DataFrame, keys: Sequence[str], score: Score = ACCU
             continue
         spec = r.get("init") if "init" in keys else None
         head = f"{r['group']}: every run {score.stuck_phrase()}."
-        check = f"`initlab diagnose --init {spec}` (with the same --model)" if spec else ""
+        check = (
+            f"initlab diagnose --init {shlex.quote(str(spec))}, given the runs' model and data "
+            "(--model and --data, or --depth, --width and --activation for the built-in MLP),"
+            if spec
+            else ""
+        )
         if spec and _constant(str(spec)):
             lines.append(
                 f"{head} A constant init gives the units of a hidden layer identical weights: "
@@ -118,11 +128,14 @@ def stuck_reasons(ranked: pd.DataFrame, keys: Sequence[str], score: Score = ACCU
                 f"exactly 0). {check} shows it layer by layer."
             )
         else:
-            where = f" and {check}" if check else ""
+            look = [
+                *(["the per-layer gradients below"] if tracked else []),
+                *([check.rstrip(",")] if check else []),
+            ]
+            see = f": see {' and '.join(look)}" if look else ""
             lines.append(
                 f"{head} The usual cause is the signal at init (vanishing or exploding through "
-                "depth, saturated or dead units): see the per-layer gradients below"
-                f"{where}."
+                f"depth, saturated or dead units){see}."
             )
     return lines
 
@@ -157,7 +170,7 @@ def pairwise_table(
     Columns: the two groups, the difference of mean test scores (A − B) with its Welch
     95% interval, the two-sided Welch p-value, its Holm adjustment, and ``Holm p < 0.05``.
     Pairs are formed and adjusted within each partition of ``ranked`` (:func:`family_pairs`),
-    as the summary's "as good as best?" is; with more than :data:`MAX_ALL_PAIRS` groups in a
+    as the summary's "worse than best?" is; with more than :data:`MAX_ALL_PAIRS` groups in a
     partition the pairs are the summary's own k - 1 (the same adjusted p in both tables),
     with fewer every pair, a larger family, so a pair with the best can show a larger one.
     """
@@ -225,7 +238,7 @@ def family_note(ranked: pd.DataFrame) -> str:
             return ""
         return (
             f"{len(ranked)} groups: each is compared with the best, Holm-adjusted over "
-            f"these {len(ranked) - 1} comparisons, as the summary's 'as good as best?' is."
+            f"these {len(ranked) - 1} comparisons, as the summary's 'worse than best?' is."
         )
     many = (
         f"; where there are more than {MAX_ALL_PAIRS} groups, each with the best there only"
@@ -293,8 +306,8 @@ def _vs_best(rank: int, p: float, tied: bool, score: Score) -> str:
     if not _finite(p):
         return "n/a"
     if parted_by_stuck(tied, p, ALPHA):
-        return f"no: {score.stuck_phrase()} (p = {_p(p)})"
-    return f"{'yes' if tied else 'no'} (p = {_p(p)})"
+        return f"yes: {score.stuck_phrase()} (p = {_p(p)})"
+    return f"{'not shown' if tied else 'yes'} (p = {_p(p)})"
 
 
 def _pm(mean: float, std: float) -> str:

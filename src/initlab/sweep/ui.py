@@ -285,7 +285,8 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
     console.print(
         "95% CI: Student t over seeds, cut to the values the score can take. p vs best: "
         "Welch's t-test against rank 1, Holm-adjusted over the other groups; tied: "
-        f"p >= 0.05 (the seeds cannot tell it from the best){stuck}.{apart}"
+        f"p >= 0.05 (the seeds cannot tell it from the best, which does not show it is as "
+        f"good){stuck}.{apart}"
     )
     console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
     if line := apply_line(results, ranked):
