@@ -303,3 +303,15 @@ def test_the_ranking_table_cuts_intervals_to_what_the_score_can_take():
         ranked.assign(mean=[0.2, -0.5]), "test R²", Score(("regression",)).ranked_range()
     )
     assert r2["test R² (mean [95% CI])"].tolist()[1] == "-0.5000 [-0.5500, -0.4500]"
+
+
+def test_a_large_seed_estimate_is_said_to_two_significant_figures():
+    """'takes about 15186 seeds per group' claimed a precision the few seeds behind its
+    stds cannot give."""
+    from initlab.ranking_verdict import _rounded
+
+    assert [_rounded(n) for n in (7, 99, 151, 15186)] == ["7", "99", "150", "15,000"]
+    close = _runs({"a": [0.9000, 0.9100, 0.9200], "b": [0.9001, 0.9099, 0.9195]})
+    text = verdict(rank_groups(close, ["init"]))
+    found = re.search(r"takes about ([\d,]+) seeds per group", text)
+    assert found is not None and found.group(1).endswith(",000"), text

@@ -96,11 +96,19 @@ def verdict(
         f"; telling it from {runner['group']} (gap {abs(gap):.3g}, seed-to-seed std {spread:.3g})"
     )
     if seeds > counts.min():
-        return text + f"{about} takes about {seeds} seeds per group at {power:.0%} power"
+        return text + f"{about} takes about {_rounded(seeds)} seeds per group at {power:.0%} power"
     return text + (
         f"{about}: {seeds} seeds per group would find a gap this size {power:.0%} of the time, "
         f"so these seeds may have been unlucky; {counts.max() + 2} or more should settle it"
     )
+
+
+def _rounded(seeds: int) -> str:
+    """A seed count as precise as its estimate: exact below 100, else two significant
+    figures (``15,000``, not ``15186``: the stds behind it come from a few seeds)."""
+    if seeds < 100:
+        return str(seeds)
+    return f"{round(seeds, 2 - len(str(seeds))):,}"
 
 
 def has_winner(ranked: pd.DataFrame) -> bool:

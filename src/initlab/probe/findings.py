@@ -345,7 +345,7 @@ def _fraction_findings(frame: pd.DataFrame) -> list[Finding]:
             worst = max(values, key=values.get)
             msg = (
                 f"{len(hit)} layer(s) with more than {limit:.0%} {what} "
-                f"(worst: {worst}, {values[worst]:.1%})"
+                f"(worst: layer {worst}, {values[worst]:.1%})"
             )
             out.append(_make(name, tuple(values), values, limit, msg, frame))
     return out
