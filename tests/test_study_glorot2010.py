@@ -83,6 +83,8 @@ def test_one_seed_leaves_the_tanh_gap_undecided():
     errors = g.error_table(ctx_of(make_runs(PAPER_ORDER, seeds=(0,))))
     verdict = g.tanh_normalized_helps(errors)
     assert verdict.reproduced is None and "one seed" in verdict.evidence
+    worst = g.sigmoid_worst(errors)  # the same evidence standard for every outcome
+    assert worst.reproduced is None and "one seed" in worst.evidence
 
 
 def test_tanh_gap_within_the_noise_is_undecided():
