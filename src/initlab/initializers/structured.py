@@ -224,7 +224,8 @@ SCHEMES = [
         "dirac",
         dirac,
         "pytorch",
-        "1 at (g·out/groups + d, d, k//2, ...) for each group g < groups ({groups}), else 0",
+        "1 at (g·out/groups + d, d, k//2, ...) for d < min(out/groups, in/groups) and each "
+        "group g < groups ({groups}), else 0",
         jax_equivalent="delta_orthogonal puts an orthogonal matrix at (k-1)//2 instead",
     ),
     Scheme(
