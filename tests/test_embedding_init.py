@@ -56,8 +56,13 @@ def test_lecun_normal_gives_each_token_vector_a_unit_squared_norm():
 def test_a_tied_table_is_set_by_the_output_layer_and_default_keeps_tables():
     tied = Tagger(tied=True)
     with pytest.warns(InitlabNote, match="leaves embed alone: tied to a weight layer"):
-        initialize(tied, "he_normal", output_init="zeros", embedding_init="normal(std=0.02)")
-    assert torch.count_nonzero(tied.embed.weight) == 0  # the output layer's init, not 0.02
+        initialize(
+            tied, "he_normal", output_init="normal(std=0.5)", embedding_init="normal(std=0.02)"
+        )
+    table = tied.embed.weight.detach()
+    n = table[1:].numel()  # the output layer's init, not 0.02: within 5 standard errors
+    assert float(table[1:].std()) == pytest.approx(0.5, rel=5 / math.sqrt(2 * n))
+    assert torch.count_nonzero(table[0]) == 0  # padding row zeroed, as nn.Embedding does
     model = Tagger()
     before = model.embed.weight.detach().clone()
     for keep in (None, "default"):
@@ -73,6 +78,24 @@ def test_a_table_tied_to_a_kept_output_layer_is_set_by_the_embedding_scheme():
         with pytest.warns(InitlabNote, match="sets embed, and so .* tied to it"):
             initialize(tied, options.pop("scheme"), embedding_init="normal(std=0.02)", **options)
         assert float(tied.embed.weight.std()) == pytest.approx(0.02, rel=0.2)
+
+
+def test_a_constant_readout_tied_to_a_table_is_refused_before_any_weight_changes():
+    """--output-init zeros on a tied language model zeroed its token table silently: every
+    token entered as the same vector."""
+    tied = Tagger(tied=True)
+    before = {k: v.clone() for k, v in tied.state_dict().items()}
+    for constant in ("zeros", "constant(value=0.1)"):
+        with pytest.raises(InitlabError, match=r"would set head\.weight, which is tied to embed"):
+            initialize(tied, "he_normal", output_init=constant)
+    assert all(torch.equal(v, before[k]) for k, v in tied.state_dict().items())
+    initialize(Tagger(), "he_normal", output_init="zeros")  # untied: muP's zero readout
+    plan = ["plan", "--model", f"{__file__}:tied_tagger", "--init", "he_normal"]
+    assert main([*plan, "--output-init", "zeros"]) == 2
+
+
+def tied_tagger() -> nn.Module:
+    return Tagger(tied=True)
 
 
 def test_a_data_dependent_scheme_is_refused_for_tables():

@@ -37,7 +37,13 @@ from initlab.compound_layers import (
 from initlab.computed_weights import refuse_computed
 from initlab.config import output_scheme
 from initlab.coverage import initializable_layers, skip_row, skipped_modules, weight_layers
-from initlab.embedding_init import EMBEDDINGS, init_embeddings, tensors_set_by
+from initlab.embedding_init import (
+    EMBEDDINGS,
+    init_embeddings,
+    refuse_constant_tied,
+    tensors_set_by,
+    zero_tied_padding,
+)
 from initlab.errors import InitlabError, UnknownNameError, closest_name, option
 from initlab.init_record import InitRecord
 from initlab.initializers import Initializer, fans_of_module, fans_of_tensor
@@ -111,6 +117,7 @@ def initialize(
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=skipped_modules(model))
     _init_weights(model, plan, spans, bias_init, generator, fans, record)
+    zero_tied_padding(model, tensors_set_by(model, record.rows, kept=("kept", AS_BUILT)))
     _init_embeddings(model, embedding_init, generator, record)
     _run_data_dependent(model, layers, plan, data, record)
     planned = getattr(scheme, "residual", None)  # a plan's branches (maybe found by a run)
@@ -237,6 +244,7 @@ def _resolve_plan(
     if layers and output_init is not None and hidden.name != AS_BUILT:
         last = output_layer_name(model, data)
         plan[last] = None if output_init == "keep" else _as_initializer(output_init)
+        refuse_constant_tied(model, last, plan[last])
     return plan
 
 

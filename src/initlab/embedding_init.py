@@ -20,6 +20,7 @@ from torch import nn
 import initlab.initializers as initializers
 from initlab.errors import InitlabError, option
 from initlab.initializers import Initializer
+from initlab.initializers.basic import Constant
 from initlab.notes import note
 
 EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
@@ -84,3 +85,39 @@ def tensors_set_by(model: nn.Module, rows: list[dict[str, Any]], kept: tuple[str
     modules = dict(model.named_modules())
     names = [r["layer"] for r in rows if not str(r["scheme"]).startswith(kept)]
     return {id(p) for n in names if n in modules for p in modules[n].parameters(recurse=False)}
+
+
+def tied_tables(model: nn.Module, layer: str) -> list[str]:
+    """The embedding tables whose weight is ``layer``'s (``head.weight = tok.weight``)."""
+    weight = getattr(model.get_submodule(layer), "weight", None)
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, EMBEDDINGS) and weight is not None and module.weight is weight
+    ]
+
+
+def refuse_constant_tied(model: nn.Module, layer: str, init: Initializer | None) -> None:
+    """One line, before any weight changes, for an ``output_init`` that fills the output
+    ``layer`` with one value (``zeros``, muP's readout) when its weight is an embedding
+    table's: every token would enter the model as the same vector."""
+    if init is None or not isinstance(init.sampler, Constant):
+        return
+    tables = tied_tables(model, layer)
+    if tables:
+        raise InitlabError(
+            f"{option('--output-init')} {init!r} would set {layer}.weight, which is tied to "
+            f"{tables[0]}.weight: every token would enter as the same vector; untie the "
+            "readout (give it its own nn.Parameter), or give it a random scheme"
+        )
+
+
+def zero_tied_padding(model: nn.Module, set_by_layers: set[int]) -> None:
+    """Zero the ``padding_idx`` row of every table a weight layer's init just set (a tied
+    readout), as ``nn.Embedding`` and :func:`init_embeddings` do for the tables they set."""
+    for module in model.modules():
+        padding = getattr(module, "padding_idx", None)
+        tied = isinstance(module, EMBEDDINGS) and id(module.weight) in set_by_layers
+        if tied and padding is not None:
+            with torch.no_grad():
+                module.weight[padding].zero_()

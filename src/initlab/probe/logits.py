@@ -81,8 +81,8 @@ def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
     return (
         f"the output layer's weights (std {weight:.3g}) are too large for "
         "its inputs: give it a smaller init (--output-init glorot_uniform, lecun_normal, or "
-        "zeros as muP's readout; a readout tied to an embedding takes the table's scale, e.g. "
-        "normal(std=0.02))"
+        "zeros as muP's readout if it is not tied; a readout tied to an embedding takes the "
+        "table's scale, e.g. normal(std=0.02), never zeros)"
         + (
             "; the hidden activations also grow toward the output: fix their init first"
             if grew
