@@ -152,3 +152,35 @@ def test_a_segmentation_heads_softmax_is_not_attention():
     with AttentionRecorder(model) as recorder:
         model(torch.randn(2, 6, 7, 16, generator=GEN))
     assert recorder.records == []
+
+
+class CausalSDPA(nn.Module):
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.q, self.k = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x):
+        q, k = self.q(x).unsqueeze(1), self.k(x).unsqueeze(1)
+        out = F.scaled_dot_product_attention(q, k, x.unsqueeze(1), is_causal=True)
+        return x + out.squeeze(1)
+
+
+def test_uniform_attention_under_a_causal_mask_is_the_mean_of_one_over_the_visible_keys():
+    """The finding compared a causal model's top weight with 1/T (0.03 at T = 32), where
+    uniform attention over each query's visible keys gives (ln T + 0.58) / T ≈ 0.13."""
+    t = 32
+    model = nn.Sequential(CausalSDPA(), nn.Linear(16, 3))
+    for layer in (model[0].q, model[0].k):  # zero logits: exactly uniform weights
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    with AttentionRecorder(model) as recorder:
+        model(torch.randn(2, t, 16, generator=GEN))
+    (record,) = recorder.records
+    expected = sum(1 / n for n in range(2, t + 1)) / (t - 1)  # queries with >= 2 keys
+    assert record.uniform == pytest.approx(expected, abs=TOL)
+    assert record.top_weight == pytest.approx(expected, abs=TOL)
+    with torch.no_grad():  # now saturate it: the message states the causal baseline
+        model[0].q.weight.copy_(torch.eye(16) * 30)
+        model[0].k.weight.copy_(torch.eye(16) * 30)
+    found = diagnose(model, torch.randn(8, t, 16, generator=GEN)).finding("saturated_attention")
+    assert found is not None and f"may see: {expected:.2f})" in found.message

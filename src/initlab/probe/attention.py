@@ -46,6 +46,9 @@ class AttentionRecord:
     module: str
     keys: int
     top_weight: float
+    uniform: float = math.nan
+    """The mean top weight of uniform attention over each query's allowed keys: ``1/T``
+    without a mask, about ``(ln T + 0.58) / T`` under a causal one (0.13 at T = 32)."""
 
 
 class AttentionRecorder(TorchFunctionMode):
@@ -98,10 +101,13 @@ class AttentionRecorder(TorchFunctionMode):
         """``allowed``: which keys each query may look at (from the logits, not from the
         weights: a fully saturated row's other weights underflow to exactly 0)."""
         weights = weights.detach().float()
-        rows = weights.amax(-1)[allowed.sum(-1) >= 2]
+        counts = allowed.expand_as(weights).sum(-1)
+        rows = weights.amax(-1)[counts >= 2]
         if rows.numel():
             module = self._stack[-1] if self._stack else "(model)"
-            self.records.append(AttentionRecord(module, weights.shape[-1], float(rows.mean())))
+            uniform = float((1.0 / counts[counts >= 2].float()).mean())
+            record = AttentionRecord(module, weights.shape[-1], float(rows.mean()), uniform)
+            self.records.append(record)
 
 
 def _weights(
@@ -179,6 +185,10 @@ def _mha_weights(args: tuple, kwargs: dict) -> tuple[Tensor, Tensor]:
     return weights, (weights > 0) if masked else torch.ones_like(weights, dtype=torch.bool)
 
 
+def _uniform(record: AttentionRecord) -> float:
+    return record.uniform if record.uniform == record.uniform else 1 / record.keys
+
+
 def attention_findings(records: list[AttentionRecord]) -> list[Finding]:
     """``saturated_attention`` for the sharpest softmax above :data:`TOP_WEIGHT_HIGH`."""
     hot = [r for r in records if r.top_weight > TOP_WEIGHT_HIGH]
@@ -189,7 +199,7 @@ def attention_findings(records: list[AttentionRecord]) -> list[Finding]:
     message = (
         f"attention starts saturated: at {worst.module} each query puts on average "
         f"{worst.top_weight:.2f} of its weight on one key (limit {TOP_WEIGHT_HIGH:g}; uniform "
-        f"over {worst.keys} keys: {1 / worst.keys:.2f}){more}"
+        f"over the keys each query may see: {_uniform(worst):.2f}){more}"
     )
     suggestion = (
         "the q·k logits are too large: a saturated softmax passes almost no gradient to the "
