@@ -348,3 +348,12 @@ def test_docs_table_lists_every_scheme():
     for name in names():
         assert f"| `{name}` |" in text, name
     assert "Keras vs PyTorch: same name, different numbers" in text
+
+
+def test_plan_as_an_init_points_to_the_doctor_that_trains_it():
+    """`compare --inits default,plan` listed every initializer name: 'plan' is the doctor's."""
+    from initlab.errors import InitlabError
+    from initlab.initializers import parse
+
+    with pytest.raises(InitlabError, match=r"^'plan' is not an initializer: .*doctor --trials"):
+        parse("plan")

@@ -138,6 +138,12 @@ def info(name: str | Initializer) -> dict[str, Any]:
 
 def _scheme(name: str) -> Scheme:
     key = str(name).strip().lower().replace("-", "_")
+    if key in ("plan", "doctor"):  # the doctor's per-layer plan is made for one model
+        raise InitlabError(
+            f"'{name}' is not an initializer: the doctor's per-layer plan for a model is "
+            "trained against other inits by `initlab doctor --trials N` (initlab.trials); "
+            "`initlab plan --init SCHEME` shows what a scheme and a residual rule set"
+        )
     if key not in _REGISTRY:
         raise UnknownNameError("initializer", str(name), _REGISTRY)
     return _REGISTRY[key]

@@ -92,8 +92,8 @@ def apply_residual(
             f"residual rule '{rule}' applied to branches guessed from module names "
             f"({structure.depth} found; a block with two additions is read as one branch "
             f"unless its layers sit in attention and feed-forward children): pass "
-            f"{option('--data', 'data=')} to record them from one run, or check them with "
-            f"{option('initlab plan', 'initlab.plan')}"
+            f"{option('--data', 'data=')} to record them from one run ("
+            f"{option('initlab plan', 'initlab.plan')} lists the branches it finds)"
         )
     return result
 
@@ -104,7 +104,8 @@ def _note_unchanged(model: nn.Module, result: ResidualResult) -> None:
         why = "no residual branch was found"
     elif result.rule == "zero_last_norm":
         why = (
-            "no residual branch ends in a normalization layer (post-norm blocks norm after the sum)"
+            "no residual branch ends in a normalization layer (a pre-norm block's norm starts "
+            "its branch; a post-norm block's follows the sum)"
         )
     else:
         why = "no parameter of its branches was one the rule sets"
