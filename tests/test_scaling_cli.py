@@ -240,6 +240,7 @@ def test_the_no_data_hint_is_only_for_errors_about_the_data(factories, capsys):
     assert main(["scaling", "--model", "pair.py:build", "--widths", "16,32", *FAST]) == 2
     err = capsys.readouterr().err
     assert "returned a tuple, not a tensor" in err and "no data given" not in err
+    assert "a factory that wraps it: see docs/your-model.md" in err  # as compare says it
 
 
 def test_a_factory_that_raises_is_named_with_its_arguments(factories, capsys):

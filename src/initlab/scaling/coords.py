@@ -40,7 +40,7 @@ from initlab.scaling.parametrize import ATTN_ATTRIBUTE, Parametrized, parametriz
 from initlab.scaling.recurrent import recompute, trace
 from initlab.scaling.shapes import Factory
 from initlab.sweep.footprint import shortfall
-from initlab.train.preflight import check_output
+from initlab.train.preflight import check_output, not_a_tensor
 from initlab.train.seeding import derive_seed
 from initlab.train.tasks import model_loss
 
@@ -184,7 +184,7 @@ def preflight(
         first = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise DataMismatch(f"{at}: the model cannot run on the data: {first}") from None
     if not isinstance(out, Tensor):
-        raise InitlabError(f"{at}: the model returned a {type(out).__name__}, not a tensor")
+        raise InitlabError(f"{at}: {not_a_tensor(out)}")
     task, labels, classes = targets
     try:
         check_output(task, out.detach().cpu(), labels, classes)
@@ -340,7 +340,7 @@ def run_one(
         x, y = batches(seed, step)
         calls, out = _forward(model, x, step)
         if not isinstance(out, Tensor):
-            raise InitlabError(f"the model returned a {type(out).__name__}, not a tensor")
+            raise InitlabError(not_a_tensor(out))
         rows += [(step, *r) for r in _rows(calls, out, prev, zero)]
         if step == steps:
             break

@@ -166,12 +166,17 @@ def probe_output(model: nn.Module, data: object) -> Tensor:
     line unless it is a tensor."""
     out = probe_forward(model, data)
     if not isinstance(out, Tensor):
-        raise InitlabError(
-            f"the model returned a {type(out).__name__}, not a tensor; return the logits "
-            "(or predictions) as one tensor (for a Hugging Face-style model, a factory that "
-            "wraps it: see docs/your-model.md, 'Models that return a dict or a tuple')"
-        )
+        raise InitlabError(not_a_tensor(out))
     return out
+
+
+def not_a_tensor(out: object) -> str:
+    """The line for a model whose output is not one tensor (a dict, a tuple)."""
+    return (
+        f"the model returned a {type(out).__name__}, not a tensor; return the logits (or "
+        "predictions) as one tensor (for a Hugging Face-style model, a factory that wraps "
+        "it: see docs/your-model.md, 'Models that return a dict or a tuple')"
+    )
 
 
 def probe_forward(model: nn.Module, data: object) -> object:
