@@ -13,11 +13,12 @@ import torch
 import initlab
 from initlab.cli import main
 from initlab.cli.options import parse_model_args
-from initlab.compare import comparison_configs, comparison_spec, preflight_configs
+from initlab.compare import comparison_configs, comparison_spec
 from initlab.errors import InitlabError
 from initlab.fingerprint import arrays_digest
 from initlab.store import open_store
 from initlab.sweep.grid import expand
+from initlab.sweep.preflight import preflight_configs
 from initlab.usercode import data_spec, is_registered, model_spec
 
 MODELS = """

@@ -129,3 +129,16 @@ def test_the_failure_note_names_the_failed_runs_group_not_only_its_init():
     with pytest.warns(InitlabNote, match=r"1 of 2 run\(s\) failed, e.g. model_args.width=32, "
                       r"init=he_normal seed 0: RuntimeError: boom"):  # fmt: skip
         _note_failures(results)
+
+
+def test_a_swept_value_the_model_cannot_take_is_named_in_the_error(tmp_path):
+    """A sweep over widths where one width fails said only what failed, not at which width."""
+
+    def build(width: int = 4) -> nn.Module:
+        return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(4, 2))  # 4 only
+
+    with pytest.raises(InitlabError, match=r"^runs with width=16: the model cannot run"):
+        initlab.sweep.run(SPEC, tmp_path / "w", model=build, data=arrays(), device="cpu")
+    assert not (tmp_path / "w").exists()
+    with pytest.raises(InitlabError, match=r"^the model cannot run"):  # one model: no prefix
+        initlab.compare(["default"], 1, model=build, model_args={"width": 16}, data=arrays())

@@ -11,39 +11,32 @@ or on Ray.
 
 The model and the data may be the user's own (``model="mymodels:build"``, a function, a
 ``.npz`` file, a tuple of tensors): **a model or data spec imports and runs the user's
-code**. Every run is checked before any trains (:func:`preflight_configs`).
+code**. Every run is checked before any trains
+(:func:`initlab.sweep.preflight.preflight_configs`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from initlab.arguments import check_compare_arguments
 from initlab.config import DEFAULT_INITS, RunConfig, plain, unused_settings
-from initlab.data import Dataset
-from initlab.data.locate import user_dir
 from initlab.errors import InitlabError, option
-from initlab.model_notes import note_frozen, note_output_only, note_untouched
 from initlab.models import model_arg_option
 from initlab.notes import note
 from initlab.results import ResultSet, retry_hint
 from initlab.speclist import split_list
-from initlab.sweep.engine import Outcome, data_key
+from initlab.sweep.engine import Outcome
 from initlab.sweep.executor import plan_workers
 from initlab.sweep.grid import expand
+from initlab.sweep.preflight import preflight_configs
 from initlab.sweep.runner import SweepProgress, check_backend, run_study
 from initlab.sweep.seeds import seed_list
 from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import check_keyword_settings, check_setting
-from initlab.train.device import check_precision, resolve_device
-from initlab.train.preflight import check_initializes, preflight
 from initlab.train.result import FAILED, RunResult
-from initlab.train.run import load_data
 from initlab.usercode import (
     data_spec,
     is_array_data,
@@ -264,45 +257,6 @@ def check_in_process(configs: Sequence[RunConfig], backend: str, workers: int | 
     )
 
 
-def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None) -> Dataset | None:
-    """Check every run before anything trains or touches a store: the device and precision
-    of each distinct pair, then :func:`initlab.train.preflight.preflight` for one config per
-    distinct (model, model_args, architecture, data, task, batch size). Raises
-    :class:`InitlabError` (one line); returns ``configs[0]``'s loaded data (or ``None``)."""
-    if data_dir is not None:  # also where no dataset reads it (digits): a typo said nothing
-        user_dir(data_dir)
-    for device, precision in dict.fromkeys((c.device, c.precision) for c in configs):
-        check_precision(precision, resolve_device(device))
-    for config in configs:
-        check_architecture_settings(config)
-    loaded: dict[tuple, Dataset] = {}
-    built: dict[tuple, nn.Module] = {}
-    for shape, config in {_preflight_key(c): c for c in configs}.items():
-        key = _data_of(config)
-        if key not in loaded:
-            loaded[key] = load_data(config, data_dir=data_dir)
-        built[shape] = preflight(config, loaded[key])
-    for config in {_init_key(c): c for c in configs}.values():
-        check_initializes(config, loaded[_data_of(config)])
-    _preflight_notes(built, configs)  # notes only once every check has passed
-    return loaded.get(_data_of(configs[0])) if configs else None
-
-
-def _preflight_notes(built: dict[tuple, nn.Module], configs: Sequence[RunConfig]) -> None:
-    """The notes on the models built by the preflight (one per :func:`_preflight_key`):
-    :mod:`initlab.model_notes`' untouched and frozen layers once per model, output-only
-    models per model shape."""
-    runs = {shape: [c for c in configs if _preflight_key(c) == shape] for shape in built}
-    first: dict[str, nn.Module] = {}
-    for shape, model in built.items():
-        first.setdefault(runs[shape][0].model, model)
-    for name, model in first.items():
-        note_untouched(model, name, configs)
-        note_frozen(model, name, configs)
-    for shape, model in built.items():
-        note_output_only(model, runs[shape])
-
-
 def check_architecture_settings(config: RunConfig) -> None:
     """Raise :class:`InitlabError` (one line) for settings the model would silently ignore:
     ``model_args`` on a built-in model, ``hidden``/``activation``/``batch_norm``/``dropout``/
@@ -337,24 +291,6 @@ def unused_line(given: str, model: str, count: int, fix: str) -> str:
 def shown_value(value: object) -> str:
     """A setting's value as a command line gives it (widths ``300,100``)."""
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
-
-
-def _data_of(config: RunConfig) -> tuple:
-    return (*data_key(config), config.task)
-
-
-def _init_key(config: RunConfig) -> tuple:
-    """A run's model and what initializes it: one build checks each such pair."""
-    inits = (config.init, config.output_init, config.embedding_init, config.bias)
-    return (*_preflight_key(config), *inits, config.residual_init)
-
-
-def _preflight_key(config: RunConfig) -> tuple:
-    """What decides whether a run can start at all (not its init, seed or optimizer)."""
-    shape = (config.hidden, config.activation, config.batch_norm, config.dropout, config.residual)
-    args = json.dumps(config.model_args, sort_keys=True, default=str)
-    where = (config.task, config.batch_size, config.device, config.precision)
-    return (config.model, args, shape, _data_of(config), where)
 
 
 class _CallbackProgress(SweepProgress):

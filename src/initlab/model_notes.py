@@ -1,6 +1,6 @@
 """Notes on a model before a comparison trains it, one line each: what the inits under
 study leave as the factory built it, what they re-draw that never trains, and when they
-cannot differ at all. Called once per model by :func:`initlab.compare.preflight_configs`
+cannot differ at all. Called once per model by :func:`initlab.sweep.preflight.preflight_configs`
 (and :func:`note_frozen_plan` by :func:`initlab.recommend`)."""
 
 from __future__ import annotations

@@ -13,12 +13,12 @@ from rich.console import Console
 
 from initlab.atomic_files import check_output_dir
 from initlab.checkpoints import checkpoint_seconds
-from initlab.compare import preflight_configs
 from initlab.config import RunConfig
 from initlab.errors import check_positive
 from initlab.results import ResultSet
 from initlab.store import study_dir
 from initlab.sweep.engine import resolve_engine
+from initlab.sweep.preflight import preflight_configs
 from initlab.sweep.runner import check_backend
 from initlab.sweep.spec import Spec
 from initlab.sweep.ui import run_and_report
@@ -65,9 +65,10 @@ def prepare(
     **options: Any,
 ) -> dict[str, Any]:
     """Check everything that can be checked before a run starts — the backend, every device
-    and precision, every distinct model on its data (:func:`initlab.compare.preflight_configs`)
-    — and return the options of :func:`initlab.sweep.ui.run_and_report` (with the loaded data
-    of the first run, reused in-process)."""
+    and precision, every distinct model on its data
+    (:func:`initlab.sweep.preflight.preflight_configs`) — and return the options of
+    :func:`initlab.sweep.ui.run_and_report` (with the loaded data of the first run, reused
+    in-process)."""
     if gpus_per_trial is not None:
         check_positive("--gpus-per-trial", gpus_per_trial, allow_zero=True)
         options["gpus_per_trial"] = gpus_per_trial

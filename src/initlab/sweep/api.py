@@ -70,11 +70,11 @@ def run(
         _note_failures,
         _workers,
         check_in_process,
-        preflight_configs,
         target_settings,
     )
     from initlab.sweep.executor import plan_workers
     from initlab.sweep.grid import expand
+    from initlab.sweep.preflight import preflight_configs
     from initlab.sweep.runner import check_backend, run_study
     from initlab.sweep.targets import check_models, override_spec
 

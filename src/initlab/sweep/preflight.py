@@ -1,0 +1,116 @@
+"""Check every run of a sweep or comparison before anything trains or touches a store.
+
+:func:`preflight_configs` checks the device and precision of each distinct pair, then builds
+one model per distinct (model, model_args, architecture, data, task, batch size) and runs it
+on its data (:func:`initlab.train.preflight.preflight`), and initializes one per distinct
+init (:func:`initlab.train.preflight.check_initializes`). Among several distinct models or
+datasets, an error names the settings of the one that failed (``runs with dim=15: ...``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+
+from torch import nn
+
+from initlab.config import RunConfig
+from initlab.data import Dataset
+from initlab.data.locate import user_dir
+from initlab.errors import InitlabError
+from initlab.model_notes import note_frozen, note_output_only, note_untouched
+from initlab.sweep.engine import data_key
+from initlab.train.device import check_precision, resolve_device
+from initlab.train.preflight import check_initializes, preflight
+from initlab.train.run import load_data
+
+
+def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None) -> Dataset | None:
+    """Check every run before anything trains or touches a store: the device and precision
+    of each distinct pair, then :func:`initlab.train.preflight.preflight` for one config per
+    distinct (model, model_args, architecture, data, task, batch size). Raises
+    :class:`InitlabError` (one line); returns ``configs[0]``'s loaded data (or ``None``)."""
+    if data_dir is not None:  # also where no dataset reads it (digits): a typo said nothing
+        user_dir(data_dir)
+    for device, precision in dict.fromkeys((c.device, c.precision) for c in configs):
+        check_precision(precision, resolve_device(device))
+    from initlab.compare import check_architecture_settings  # compare runs sweeps
+
+    for config in configs:
+        check_architecture_settings(config)
+    loaded: dict[tuple, Dataset] = {}
+    built: dict[tuple, nn.Module] = {}
+    distinct = {_preflight_key(c): c for c in configs}
+    for shape, config in distinct.items():
+        key = _data_of(config)
+        with _naming(config, list(distinct.values())):
+            if key not in loaded:
+                loaded[key] = load_data(config, data_dir=data_dir)
+            built[shape] = preflight(config, loaded[key])
+    for config in {_init_key(c): c for c in configs}.values():
+        check_initializes(config, loaded[_data_of(config)])
+    _preflight_notes(built, configs)  # notes only once every check has passed
+    return loaded.get(_data_of(configs[0])) if configs else None
+
+
+@contextlib.contextmanager
+def _naming(config: RunConfig, configs: Sequence[RunConfig]) -> Iterator[None]:
+    """A check's :class:`InitlabError` for one of several distinct models or datasets,
+    prefixed with the settings that tell ``config`` apart (``runs with dim=15: ...``): a
+    sweep's error named no swept value."""
+    try:
+        yield
+    except InitlabError as exc:
+        shown = _telling(config, configs)
+        if not shown:
+            raise
+        raise type(exc)(f"runs with {shown}: {exc}") from None
+
+
+def _telling(config: RunConfig, configs: Sequence[RunConfig]) -> str:
+    """``dim=15, batch_size=8``: ``config``'s values of the settings (and factory keywords)
+    that differ among ``configs``."""
+    rows = [{**{f"{k}": v for k, v in (c.model_args or {}).items()}, **_shape(c)} for c in configs]
+    mine = rows[configs.index(config)]
+    names = dict.fromkeys(k for row in rows for k in row)
+    differ = [n for n in names if len({repr(row.get(n)) for row in rows}) > 1]
+    return ", ".join(f"{n}={mine.get(n)}" for n in differ)
+
+
+def _shape(config: RunConfig) -> dict[str, object]:
+    keep = ("model", "hidden", "activation", "batch_norm", "dropout", "residual", "dataset")
+    return {n: getattr(config, n) for n in (*keep, "task", "batch_size")}
+
+
+def _preflight_notes(built: dict[tuple, nn.Module], configs: Sequence[RunConfig]) -> None:
+    """The notes on the models built by the preflight (one per :func:`_preflight_key`):
+    :mod:`initlab.model_notes`' untouched and frozen layers once per model, output-only
+    models per model shape."""
+    runs = {shape: [c for c in configs if _preflight_key(c) == shape] for shape in built}
+    first: dict[str, nn.Module] = {}
+    for shape, model in built.items():
+        first.setdefault(runs[shape][0].model, model)
+    for name, model in first.items():
+        note_untouched(model, name, configs)
+        note_frozen(model, name, configs)
+    for shape, model in built.items():
+        note_output_only(model, runs[shape])
+
+
+def _data_of(config: RunConfig) -> tuple:
+    return (*data_key(config), config.task)
+
+
+def _init_key(config: RunConfig) -> tuple:
+    """A run's model and what initializes it: one build checks each such pair."""
+    inits = (config.init, config.output_init, config.embedding_init, config.bias)
+    return (*_preflight_key(config), *inits, config.residual_init)
+
+
+def _preflight_key(config: RunConfig) -> tuple:
+    """What decides whether a run can start at all (not its init, seed or optimizer)."""
+    shape = (config.hidden, config.activation, config.batch_norm, config.dropout, config.residual)
+    args = json.dumps(config.model_args, sort_keys=True, default=str)
+    where = (config.task, config.batch_size, config.device, config.precision)
+    return (config.model, args, shape, _data_of(config), where)
