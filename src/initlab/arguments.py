@@ -190,6 +190,45 @@ def check_learnable(output: object, targets: Tensor, caller: str) -> None:
     )
 
 
+def check_token_targets(output: object, targets: Tensor, caller: str) -> None:
+    """One line, before the targets' values are read, for targets ``[B]`` or ``[B, T']``
+    that outputs ``[B, T, V]`` (per-position logits) cannot take under the default loss:
+    token ids (integers, or floats that are all whole numbers) must be ``[B, T]`` (flat
+    ones are named with the reshape that fixes them; outputs ``[B, V, T]`` have the
+    vocabulary axis where the positions belong), other floats are regression targets,
+    which need as many outputs as values."""
+    from initlab.data.tasks import IGNORE_INDEX, is_integral, is_one_hot
+
+    if not isinstance(output, Tensor) or output.dim() != 3 or targets.dim() > 2:
+        return
+    got, want = list(targets.shape), list(output.shape[:2])
+    if not is_integral(targets):  # a regression target: one output per value fits it
+        if targets.numel() == output.numel() or not bool(targets.isfinite().all()):
+            return  # NaN/inf: batch_targets counts them
+        raise InitlabError(
+            f"{caller}: targets {got} are floats, not all whole numbers (regression), and do "
+            f"not match outputs {list(output.shape)}: for logits [N, T, V] pass the token ids "
+            f"{want} (integers, -100 for padding); for regression, one output per target"
+        )
+    if got == want or is_one_hot(targets):  # one-hot rows: batch_targets says how
+        return
+    ids = targets[targets != IGNORE_INDEX]
+    fits = not ids.numel() or int(ids.max()) < output.shape[1]
+    if got == [want[0], output.shape[2]] and fits:
+        raise InitlabError(
+            f"{caller}: outputs {list(output.shape)} end in the targets' length "
+            f"{output.shape[2]} (targets {got}): logits must be [N, T, V], the vocabulary "
+            "last; move it there in the model's forward (e.g. logits.transpose(1, 2))"
+        )
+    fix = f"pass y.reshape({want[0]}, {want[1]})" if targets.numel() == want[0] * want[1] else ""
+    if got == want[:1]:
+        fix = "for one class per sequence, make the model output [N, K] (e.g. pool over T)"
+    raise InitlabError(
+        f"{caller}: targets {got} do not fit outputs {list(output.shape)}: logits [N, T, V] "
+        f"take token ids [N, T], here {want} (-100 for padding)" + (f"; {fix}" if fix else "")
+    )
+
+
 def check_batch(inputs: Tensor, caller: str) -> None:
     """One line for a batch no statistic can be read from: no examples, or NaN/inf among
     floating-point inputs (every statistic downstream would be NaN and read as an

@@ -162,24 +162,41 @@ def prepare(raw: Raw, task: str = "auto") -> Prepared:
 
 def batch_targets(
     y: Tensor,
-    outputs: int,
+    outputs: int | tuple[int, ...],
     inputs: Tensor | None = None,
     *,
     what: str = "targets",
 ) -> Tensor:
-    """One batch's targets ``y`` for a model with ``outputs`` output units (and its
-    ``inputs``), by the rules :func:`prepare` applies to a dataset (``initlab.diagnose``
-    takes its targets so; the default loss follows their dtype,
-    :func:`initlab.train.tasks.batch_task`):
+    """One batch's targets ``y`` for a model with ``outputs`` output units, or outputs of
+    that shape on the batch (``[B, T, V]``: a sequence model's logits), and its ``inputs``,
+    by the rules :func:`prepare` applies to a dataset (``initlab.diagnose`` takes its
+    targets so; the default loss follows their dtype, :func:`initlab.train.tasks.batch_task`):
 
     * one-hot rows ``[B, k]``: :func:`one_hot_error` (unless they are integer token ids
-      ``[B, T]`` for integer inputs of the same shape: a sequence batch);
+      ``[B, T]`` for integer inputs of the same shape: a sequence batch); one-hot token rows
+      ``[B, T, V]`` likewise (pass the token ids ``[B, T]``);
     * an integer or bool dtype: int64 class labels (``[B]``) or token ids (``[B, T]``, where
       :data:`IGNORE_INDEX` is padding), checked non-negative;
-    * floats ``[B]`` that are all whole numbers, for ``outputs > 1``: int64 class labels
-      likewise (for one output they are a regression target);
+    * floats that are all whole numbers, ``[B]`` for ``outputs > 1`` or ``[B, T]`` for
+      outputs ``[B, T, V > 1]``: int64 class labels or token ids likewise, as the loader
+      reads them (for one output they are a regression target);
     * other floats: regression targets in their own dtype, checked finite.
     """
+    check_target_form(y, inputs, what)
+    shape = (len(y), outputs) if isinstance(outputs, int) else tuple(outputs)
+    tokens = len(shape) == 3 and tuple(y.shape) == shape[:2]
+    units = shape[-1] if len(shape) > 1 else 1  # outputs [B]: one value per example
+    whole = (y.dim() == 1 or tokens) and units > 1 and is_integral(y)
+    if not y.dtype.is_floating_point or whole:
+        kind = "token ids" if y.dim() > 1 else "class labels"
+        return _ids(what, y, kind, None, "", padding=y.dim() > 1)
+    return _finite(what, y)
+
+
+def check_target_form(y: Tensor, inputs: Tensor | None = None, what: str = "targets") -> None:
+    """The checks of :func:`batch_targets` that need no model output (``initlab.diagnose``
+    makes them before it runs the model): complex targets, one-hot rows ``[B, k]`` (unless
+    integer token ids ``[B, T]`` of integer inputs of their shape) and ``[B, T, V]``."""
     if y.dtype.is_complex:
         raise InitlabError(f"{what} are complex; targets must be real numbers")
     sequence = (
@@ -189,11 +206,11 @@ def batch_targets(
     )
     if not sequence and is_one_hot(y):
         raise one_hot_error(y, "pass a loss= that takes them", what)
-    integral = y.dim() == 1 and outputs > 1 and is_integral(y)
-    if not y.dtype.is_floating_point or integral:
-        kind = "token ids" if y.dim() > 1 else "class labels"
-        return _ids(what, y, kind, None, "", padding=y.dim() > 1)
-    return _finite(what, y)
+    if y.dim() == 3 and is_one_hot(y.reshape(-1, y.shape[-1])):
+        raise InitlabError(
+            f"{what} {_shape(y)} are one-hot token rows: pass the token ids [N, T] = "
+            f"{_shape(y[..., 0])} (y.argmax(-1)), or a loss= that takes them to fit them as numbers"
+        )
 
 
 def _check_lengths(split: str, x: Tensor, y: Tensor) -> None:

@@ -258,11 +258,12 @@ def diagnose(
     integer inputs are token ids (int64), other inputs (``uint8`` pixels included) take the
     parameters' float dtype, except ``uint8``/``bool`` inputs ``[B, T]`` with integer
     targets of their shape, a sequence's token ids (int64) as compare reads them; integer
-    labels of any dtype, and float class labels (whole numbers ``[B]`` for outputs
-    ``[B, K]``), become int64; one-hot targets (under the default loss), string labels,
-    negative labels, NaN/inf targets and integer targets for a model with one output (under
-    the default loss: cross-entropy over one class) are one line of :class:`InitlabError`
-    each.
+    labels of any dtype, and whole-number floats (``[B]`` for outputs ``[B, K]``, ``[B, T]``
+    for outputs ``[B, T, V]``, -100 being padding) become int64 labels or token ids. Each
+    mistake is one line of :class:`InitlabError`: under the default loss, targets other than
+    ``[B, T]`` for outputs ``[B, T, V]`` (checked first: flat ones, ``[B, V, T]`` logits) and
+    one-hot targets (``[B, K]``, ``[B, T, V]``); string labels, negative labels, NaN/inf
+    targets, and integer targets for a model with one output (cross-entropy over one class).
     """
     model = check_module(model, "diagnose")
     if loss is not None and not callable(loss):
@@ -334,11 +335,14 @@ def _as_batch(
     """``inputs`` and ``targets`` as tensors the model takes, by the data loader's rules
     (:func:`~initlab.arguments.as_inputs`, :func:`initlab.data.tasks.batch_targets`; see
     :func:`diagnose`), the model checked to run on the inputs
-    (:func:`~initlab.arguments.check_runs`) and, under the default loss, to have something
-    to learn from the targets (:func:`~initlab.arguments.check_learnable`): each mistake is
-    one line. With a ``loss`` of the caller's, targets are passed as given (±1 labels for a
-    hinge loss, one-hot rows), checked real only."""
-    from initlab.data.tasks import batch_targets
+    (:func:`~initlab.arguments.check_runs`) and, under the default loss, the targets read
+    against what it returns: their shape first for outputs ``[B, T, V]``
+    (:func:`~initlab.arguments.check_token_targets`), then their values, and something to
+    learn from them (:func:`~initlab.arguments.check_learnable`): each mistake is one line.
+    With a ``loss`` of the caller's, targets are passed as given (±1 labels for a hinge
+    loss, one-hot rows), checked real only."""
+    from initlab.arguments import check_token_targets
+    from initlab.data.tasks import batch_targets, check_target_form
     from initlab.data.user import as_tensor
 
     if targets is None or isinstance(targets, Tensor):  # as_tensor would copy it to the CPU
@@ -347,13 +351,16 @@ def _as_batch(
         y = as_tensor(targets, "targets", "diagnose", labels=True)
     x = as_inputs(model, inputs, y)
     if y is not None and loss is not None:
-        if y.dtype.is_complex or (y.is_floating_point() and not bool(y.isfinite().all())):
+        if y.dtype.is_complex or not bool(y.isfinite().all()):
             raise InitlabError("diagnose: targets must be real, finite numbers")
-    elif y is not None:
-        outputs = getattr(_last_linear(model), "out_features", 1)
-        y = batch_targets(y, outputs, x, what="diagnose: targets")
+    elif y is not None:  # what needs no output first, as the loader's order
+        check_target_form(y, x, "diagnose: targets")
     output = check_runs(model, x, "diagnose", given=inputs)
     if y is not None and loss is None:
+        check_token_targets(output, y, "diagnose")
+        shape = tuple(output.shape) if isinstance(output, Tensor) and output.dim() <= 3 else ()
+        outputs = shape or getattr(_last_linear(model), "out_features", 1)  # [B, K] or [B, T, V]
+        y = batch_targets(y, outputs, x, what="diagnose: targets")
         check_learnable(output, y, "diagnose")
     return x, None if y is None else y.to(x.device)
 

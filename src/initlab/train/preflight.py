@@ -346,9 +346,16 @@ def check_output(task: str, out: Tensor, y: Tensor, num_classes: int) -> None:
             )
     else:
         if out.dim() != 3 or y.dim() != 2 or out.shape[1] != y.shape[1]:
+            flipped = out.dim() == 3 and y.dim() == 2 and out.shape[2] == y.shape[1]
+            fix = (
+                "the vocabulary axis is not last: move it there in the model's forward (e.g. "
+                "logits.transpose(1, 2))"
+                if flipped and out.shape[1] > int(y.max())
+                else "return logits [batch, T, vocab], one row of vocab logits per target"
+            )
             raise InitlabError(
-                f"sequence tasks need outputs [batch, T, vocab] for targets [batch, T], got "
-                f"outputs {list(out.shape)} for targets {list(y.shape)}"
+                "sequence tasks need outputs [batch, T, vocab] for targets [batch, T]; per "
+                f"example, got outputs {got} for targets {want}: {fix}"
             )
         top = int(y.max()) if y.numel() else 0
         if out.shape[2] <= top:
