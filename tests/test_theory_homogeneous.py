@@ -31,10 +31,35 @@ def test_the_relu_correlation_map_is_the_same_at_every_sigma_w2_and_q():
     assert at_zero == pytest.approx((math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi)
 
 
-def test_a_bias_or_a_non_homogeneous_activation_keeps_the_ordered_phase():
+def test_a_bias_keeps_the_ordered_phase():
     assert theory.analyze("relu", 1.5, 0.1)["phase"] == "ordered"  # q* > 0: chi_c(1) = chi1
     assert theory.analyze("relu", 1.5, 0.1)["xi_c"] == pytest.approx(-1 / math.log(0.75))
-    assert theory.analyze("tanh", 0.5, 0.0)["phase"] == "ordered"  # tanh is not homogeneous
+    found = theory.analyze("tanh", 0.5, 0.05)  # q* > 0
+    assert found["phase"] == "ordered" and found["q_star"] > 0
+    assert found["xi_c"] == pytest.approx(-1 / math.log(found["chi1"]), rel=1e-9)
+
+
+def test_tanh_at_q_star_zero_vanishes_as_relu_does():
+    """tanh at (0.64, 0) was "ordered" with c* = 1, chi_c = 0.64 and xi_c = 2.24 where ReLU
+    at q* = 0 is "vanishing" with xi_c = inf: as q -> 0 tanh acts as the identity, whose
+    correlation map has slope 1, and two inputs' correlation freezes instead of going to 1."""
+    found = theory.analyze("tanh", 0.64, 0.0)
+    assert found["q_star"] == 0.0 and found["phase"] == "vanishing" and found["note"]
+    assert found["xi_c"] == math.inf and found["chi_c"] == 1.0
+    scale = -1 / math.log(0.64)  # the gradients' mean square: 0.64^l
+    assert found["xi_grad"] == pytest.approx(scale, rel=1e-9)
+    assert found["xi_q"] == pytest.approx(scale, rel=1e-9)  # L'(0) = sigma_w² tanh'(0)² too
+    assert found["max_trainable_depth"] == pytest.approx(6 * scale, rel=1e-9)  # as before
+    # the slope of the correlation map at c = 1 tends to 1 as q -> 0, not to chi1 = 0.64
+    assert theory.chi_c("tanh", 0.64, 0.0, c=1.0, q=1e-8) == pytest.approx(1.0, abs=1e-6)
+    # iterated along q_l -> 0, two inputs at c = 0.5 settle near 0.46, far from 1
+    q, c = 1.0, 0.5
+    for _ in range(40):
+        q, c = (
+            theory.length_map(q, "tanh", 0.64, 0.0),
+            theory.correlation_map(c, "tanh", 0.64, 0.0, q=q),
+        )
+    assert c == pytest.approx(0.4638, abs=1e-3)
 
 
 def test_the_theory_table_says_why_a_row_is_vanishing(capsys):
@@ -43,4 +68,4 @@ def test_the_theory_table_says_why_a_row_is_vanishing(capsys):
 
     assert main(["theory", "--activation", "relu", "--sigma-w2", "1"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("note: q* = 0 and the correlation map does not depend on q") == 1
+    assert printed.count("note: q* = 0: the signal shrinks to where phi acts as its") == 1

@@ -35,7 +35,7 @@ def theory(
         Path | None, typer.Option(help="draw the phase diagram (sigma_w² × sigma_b²) here")
     ] = None,
 ) -> None:
-    """q*, chi_1, depth scales, the edge of chaos and the trainable depth (≈ 6 xi_c)."""
+    """q*, chi_1, depth scales (xi_q, xi_c, xi_grad), the edge of chaos, the trainable depth."""
     from initlab.theory import analyze, plot_phase_diagram, predicted_variances
 
     check_output_file(plot, PLOT_FILES, "--plot", only=True)
@@ -69,17 +69,37 @@ def _scan(activation: str, sigma_b2: float) -> list[float]:
     return [critical * f for f in SCAN_FACTORS]
 
 
+def _edge_line(activation: str, sigma_b2: float) -> str:
+    """What the scan is centred on: the edge of chaos (chi_1 = 1), or, for activations whose
+    chi_1 jumps across 1 (gelu, silu; docs/theory.md, "Activation notes"), that jump."""
+    from initlab.theory import edge_of_chaos
+
+    edge = edge_of_chaos(activation, sigma_b2)
+    head = f"[bold]{activation}[/], sigma_b² = {sigma_b2:g}: "
+    if not edge.jump:
+        return head + f"edge of chaos at sigma_w² = {edge.sigma_w2:.4g} (chi_1 = 1)."
+    return head + (
+        f"no sigma_w² gives chi_1 = 1: at sigma_w² = {edge.sigma_w2:.4g} (critical_sigma_w2) "
+        f"the fixed point q* reached from q0 = 1 jumps from {edge.q_below:.3g} to "
+        f"{edge.q_above:.3g} and chi_1 jumps from {edge.chi1_below:.3g} to "
+        f"{edge.chi1_above:.3g} ({edge.chi1_at:.4g} at that sigma_w² itself, where "
+        f"q* = {edge.q_at:.4g})."
+    )
+
+
 def _print_tables(rows: list[dict], variances, sigma_b2: float) -> None:
     import pandas as pd
 
     first = rows[0]
     out.print(
-        f"[bold]{first['activation']}[/], sigma_b² = {sigma_b2:g}: edge of chaos at "
-        f"sigma_w² = {first['critical_sigma_w2']:.4g} (chi_1 = 1). chi_1 < 1: ordered (or, "
-        "where the variance itself vanishes, vanishing), gradients vanish with depth; "
-        "chi_1 > 1: chaotic (or, where the variance diverges, exploding), gradients explode."
+        _edge_line(first["activation"], sigma_b2)
+        + " chi_1 < 1: ordered (or, where the variance itself vanishes, vanishing), gradients "
+        "vanish with depth; chi_1 > 1: chaotic (or, where the variance diverges, exploding), "
+        "gradients explode. xi_grad = 1/|ln chi_1|: the gradients' mean square changes e-fold."
     )
-    columns = ["sigma_w2", "q_star", "chi1", "phase", "xi_q", "xi_c", "max_trainable_depth"]
+    columns = [
+        "sigma_w2", "q_star", "chi1", "phase", "xi_q", "xi_c", "xi_grad", "max_trainable_depth"
+    ]  # fmt: skip
     print_frame(pd.DataFrame(rows)[columns], out, title="mean-field predictions")
     for note in dict.fromkeys(row["note"] for row in rows if row.get("note")):  # once each
         out.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)

@@ -1,21 +1,36 @@
 """Suggestions derived from the gain and mean-field theory, never from a table of cases.
 
-For a hidden layer with fan-in ``n`` followed by activation phi, the variance-preserving rule
-of :func:`initlab.gain` prescribes the weight std ``gain(phi) / sqrt(n)``; mean-field theory
-(:mod:`initlab.theory`) gives the edge of chaos ``sigma_w² = critical_sigma_w2(phi, sigma_b²)``
-and, for the layer's *actual* ``sigma_w² = n · mean(W²)``, the phase, ``chi1`` and the
-trainable depth ``6 xi_c``. A suggestion compares the layer's weight std with the
-prescription (``ratio = actual / prescribed``) and names the registry schemes whose std
-(:meth:`initlab.initializers.Initializer.std` at the layer's fans) is closest to it in log
-scale, over the layers concerned: the best ``fan_in`` scheme (LeCun/He/Kaiming family) and
-the best ``fan_avg`` scheme (Glorot/Xavier family). The gain is
-:func:`~initlab.theory.prescribed_gain`: the edge of chaos for tanh (1, not PyTorch's 5/3,
-which is chaotic at depth), as the doctor plans it. For ReLU that is ``he_normal``; for tanh
-``lecun_normal`` or ``glorot_normal``; for sigmoid
-``lecun_normal`` or ``glorot_normal`` — unless that goes against the finding (vanishing
-gradients in sigmoid layers already above the rule: the activation is the limit). Constant
-weights are named as the cause first. Dead units whose pre-activations sit below zero because
-of the biases get "zero biases"; identical units get "a random scheme".
+For a hidden layer with fan-in ``n`` followed by activation phi, the rule prescribes the
+weight std ``g / sqrt(n)`` with ``g = prescribed_gain(phi, sigma_b²)``: :func:`initlab.gain`,
+except for tanh (and linear), whose ``g`` is the critical gain, the edge of chaos
+``sqrt(critical_sigma_w2(phi, sigma_b²))`` (1 at zero biases, not PyTorch's 5/3, which is
+chaotic at depth), as the doctor plans it; the advice names it so ("the critical gain for
+tanh ... (its edge of chaos), not initlab.gain('tanh')"), never ``gain(tanh)``. A suggestion
+compares the layer's weight std with the prescription (``ratio = actual / prescribed``),
+quotes mean field at the layers' *actual* ``sigma_w² = n · mean(W²)``
+(:func:`~initlab.probe.meanfield.theory_note`: phase, chi1, the gradients' factor
+``sqrt(chi1)`` per layer and ``chi1**((L-1)/2)`` over the ``L`` layers concerned, and the
+trainable depth) and names the registry schemes whose std
+(:meth:`initlab.initializers.Initializer.std` at the layer's fans) is closest to the
+prescription in log scale, over the layers concerned: the best ``fan_in`` scheme
+(LeCun/He/Kaiming family) and the best ``fan_avg`` scheme (Glorot/Xavier family). For ReLU
+that is ``he_normal``; for tanh and sigmoid ``lecun_normal`` or ``glorot_normal``.
+
+**Trainable depth**, one convention for every activation and phase: ``6 xi_grad = 6 / |ln
+chi1|``, the depth over which the back-propagated gradients' mean square changes e^6-fold (std
+e^3 ≈ 20-fold, inside the gradient findings' limit of 30, so a net whose predicted factor
+crosses that limit is always deeper than its trainable depth). It equals Schoenholz et al.'s
+``6 xi_c`` in the ordered phase and ``analyze(...)["max_trainable_depth"]`` where ``q*`` is 0
+or inf; in the chaotic phase with finite ``q*`` the longer ``6 xi_c`` (the inputs'
+correlations) is quoted beside it (:mod:`initlab.theory.scales`, docs/theory.md).
+
+Where even the prescription's trainable depth is below the layers' number (sigmoid: 2.08
+layers at sigma_w² = 1), the schemes are named as the best scale only, beside normalization,
+fewer layers or another activation, whatever the layers' own scale. A gain-rule scheme is not
+suggested against the finding (vanishing gradients in sigmoid layers already above the rule:
+the activation is the limit). Constant weights are named as the cause first. Dead units whose
+pre-activations sit below zero because of the biases get "zero biases"; identical units get
+"a random scheme".
 """
 
 from __future__ import annotations
@@ -28,8 +43,10 @@ import pandas as pd
 import initlab.initializers as initializers
 from initlab.errors import InitlabError, option
 from initlab.initializers import Fans
-from initlab.theory import analyze, gain, prescribed_gain, pytorch_gain
-from initlab.theory.meanfield import critical_sigma_w2
+from initlab.probe.meanfield import theory_note
+from initlab.theory import gain, prescribed_gain, pytorch_gain, xi_grad
+from initlab.theory.gains import EDGE_OF_CHAOS
+from initlab.theory.scales import TRAINABLE_DEPTH_FACTOR
 
 SCALE_TOLERANCE = 1.25
 """A weight std within this factor of ``gain / sqrt(fan_in)`` follows the gain rule."""
@@ -147,6 +164,10 @@ def _constant_weight_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = None) -> str:
+    """The advice for one activation's layers: their weight std against ``g / sqrt(fan_in)``
+    (``ratio``), mean field at their ``sigma_w²`` (:func:`~initlab.probe.meanfield.theory_note`)
+    and the schemes to use, told when even the prescription cannot train this many layers
+    (:func:`_short_of_depth`)."""
     sb2 = float(group["bias_std"].fillna(0).median() ** 2)
     try:
         g = prescribed_gain(act, sb2)
@@ -159,31 +180,73 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     sw2 = float((group["weight_std"] ** 2 * group["fan_in"]).median())
     units = group["units"] if "units" in group else group["fan_out"]
     weights = int((group["fan_in"] * units).median())  # numel: out x in x kernel
-    theory = _theory_note(act, sw2, sb2, weights)
-    named = f"gain({act}) = {g:.4g}" + (" (its edge of chaos)" if g != gain(act) else "")
+    layers = len(group)
+    theory = theory_note(act, sw2, sb2, weights=weights, layers=layers, direction=direction)
+    named = _named_gain(act, g, sb2)
     schemes = best_schemes(act, fans, sb2)
     names = " or ".join(f"{spec} ({family})" for family, spec in schemes.items())
-    depth = len(group)  # a scheme at the prescription helps only if it reaches this depth
-    helps = not _deep_enough(act, sw2, sb2, depth) and _deep_enough(act, g * g, sb2, depth)
+    short = _short_of_depth(act, g, sb2, layers)
+    helps = not short and _trainable_depth(act, sw2, sb2) < layers
     if 1 / SCALE_TOLERANCE <= r <= SCALE_TOLERANCE and not helps:
+        limit = "consider normalization or less depth"
+        if short:  # the note above quotes that depth: these weights are at the rule
+            limit = f"the gain rule's scale cannot train these {layers} layers: consider "
+            limit += _elsewhere(act)
         return (
             f"{act} layers already follow the gain rule (weight std {r:.2f}× "
-            f"gain/sqrt(fan_in), {named}); {theory}; consider normalization or less depth"
+            f"g/sqrt(fan_in), {named}); {theory}; {limit}"
         )
     if (direction == "vanishing" and r > 1) or (direction == "exploding" and r < 1):
         way = "smaller" if r > 1 else "larger"
         return (
-            f"{act} layers have weight std {r:.2f}× the gain rule gain/sqrt(fan_in) with "
+            f"{act} layers have weight std {r:.2f}× the gain rule g/sqrt(fan_in) with "
             f"{named} already: a gain-rule scheme would make the weights {way} "
-            f"and this worse; {theory}; the activation is the limit here: consider another "
-            "activation (tanh, relu), normalization or less depth"
+            f"and this worse; {theory}; the activation is the limit here: consider "
+            f"{_elsewhere(act, first=True)}"
         )
     i = int(pd.Series(ratios).sub(r).abs().argmin())  # the layer closest to the median
+    use = f"use {names}"
+    if short:
+        use = f"{short}: use {names} for the best scale, and with it {_elsewhere(act)}"
     return (
-        f"{act} layers have weight std {r:.2f}× the gain rule gain/sqrt(fan_in) with "
+        f"{act} layers have weight std {r:.2f}× the gain rule g/sqrt(fan_in) with "
         f"{named} (e.g. {group['weight_std'].iloc[i]:.3g} vs "
-        f"{prescribed[i]:.3g} at {group['layer'].iloc[i]}); {theory}; use {names}"
+        f"{prescribed[i]:.3g} at {group['layer'].iloc[i]}); {theory}; {use}"
         f"{_keeping_biases(act, g)}"
+    )
+
+
+def _named_gain(act: str, g: float, sb2: float) -> str:
+    """``g = gain(act) = ...``, or, where the prescription is the edge of chaos and not
+    :func:`initlab.gain` (tanh: 1 against PyTorch's 5/3), ``g = ..., the critical gain for
+    act at sigma_b² = ... (its edge of chaos), not initlab.gain('act')``."""
+    if act in EDGE_OF_CHAOS and not math.isclose(g, gain(act), rel_tol=1e-9):
+        return (
+            f"g = {g:.4g}, the critical gain for {act} at sigma_b² = {sb2:.3g} (its edge of "
+            f"chaos), not initlab.gain('{act}')"
+        )
+    return f"g = gain({act}) = {g:.4g}"
+
+
+def _elsewhere(act: str, *, first: bool = False) -> str:
+    """The remedies beyond the weight scale: normalization, fewer layers, another activation
+    (tanh or relu, whichever ``act`` is not); the activation first when ``first``."""
+    others = " or ".join(a for a in ("tanh", "relu") if a != act)
+    if first:
+        return f"another activation ({others}), normalization or less depth"
+    return f"normalization, fewer layers or another activation ({others})"
+
+
+def _short_of_depth(act: str, g: float, sb2: float, layers: int) -> str:
+    """Empty when the prescription ``sigma_w² = g²`` reaches ``layers``; otherwise the sentence
+    saying it does not (sigmoid: 2.08 layers at sigma_w² = 1, whatever the layers' own scale),
+    so that no scheme is recommended as if it trained this deep."""
+    depth = _trainable_depth(act, g * g, sb2)
+    if depth >= layers:
+        return ""
+    return (
+        f"even at the gain rule's scale (sigma_w² = {g * g:.3g}) mean field's trainable depth "
+        f"is {depth:.3g} layers, fewer than these {layers}"
     )
 
 
@@ -201,39 +264,19 @@ def _keeping_biases(act: str, prescribed: float) -> str:
     )
 
 
-def _deep_enough(act: str, sw2: float, sb2: float, layers: int) -> bool:
-    """Whether mean field's trainable depth ``6 xi_c`` at ``sw2`` reaches ``layers`` (true
-    where it cannot be computed): within the scale tolerance of the edge of chaos, a tanh
-    net at sigma_w² = 0.64 still loses its signal over 20 layers (depth ≈ 14), where the
-    prescription (1.0) would not; a sigmoid net loses it at the prescription too."""
+def _trainable_depth(act: str, sw2: float, sb2: float) -> float:
+    """Mean field's trainable depth ``6 xi_grad = 6 / |ln chi1|`` at ``sw2`` (the convention
+    of every suggestion, :func:`~initlab.probe.meanfield.theory_note`); inf where it cannot
+    be computed. Within the scale tolerance of the edge of chaos, a tanh net at
+    sigma_w² = 0.64 still loses its gradients over 20 layers (depth ≈ 13.4), where the
+    prescription (1.0) would not; a sigmoid net loses them at the prescription too (2.08)."""
     try:
-        return analyze(act, sw2, sb2)["max_trainable_depth"] >= layers
+        return TRAINABLE_DEPTH_FACTOR * xi_grad(act, sw2, sb2)
     except (InitlabError, ValueError, ArithmeticError):
-        return True
+        return math.inf
 
 
-def _theory_note(act: str, sw2: float, sb2: float, weights: int = 0) -> str:
-    """Mean-field phase at the actual sigma_w², and the edge of chaos.
-
-    ``sigma_w²`` measured on ``weights`` sampled weights has a relative standard error
-    ``sqrt(2 / weights)``; within three of them of the edge of chaos it is the edge (a He
-    init measured at 2.003 is not "exploding with trainable depth 8240")."""
-    try:
-        mf = analyze(act, sw2, sb2)
-        crit = critical_sigma_w2(act, sb2)
-    except (InitlabError, ValueError, ArithmeticError):
-        return f"sigma_w² = {sw2:.3g}"
-    if weights and crit > 0 and abs(sw2 / crit - 1) <= 3 * math.sqrt(2 / weights):
-        return (
-            f"mean field: sigma_w² = {sw2:.3g} is the edge of chaos ({crit:.3g}) within "
-            "sampling noise (chi1 = 1: the scale itself neither grows nor shrinks with depth)"
-        )
-    depth = mf["max_trainable_depth"]
-    depth_text = "unbounded" if math.isinf(depth) else f"≈ {depth:.3g} layers"
-    return (
-        f"mean field: sigma_w² = {sw2:.3g} is {mf['phase']} (chi1 = {mf['chi1']:.3g}, "
-        f"trainable depth {depth_text}; edge of chaos at sigma_w² = {crit:.3g})"
-    )
+_theory_note = theory_note  # the name the tests of the edge-of-chaos rule import
 
 
 def dead_advice(frame: pd.DataFrame, rows: pd.DataFrame) -> str:

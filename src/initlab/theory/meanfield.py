@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq
@@ -226,10 +227,65 @@ def critical_sigma_w2(activation: str, sigma_b2: float = 0.0) -> float:
     polishes it (~1e-13). ``math.inf`` if chi1 stays below 1 on the scan. Reference values:
     tanh 1 at ``sigma_b2 = 0`` and ≈ 1.7609 at 0.05 (Schoenholz et al. 2017); ReLU 2 for
     every ``sigma_b2``; linear 1. ``sqrt`` of it is :func:`initlab.theory.critical_gain`.
+    Where chi1 jumps across 1 instead (gelu, silu: ``q*`` jumps from a finite value to inf),
+    no sigma_w² has chi1 = 1 and this is the jump's position: :func:`edge_of_chaos` says which.
     """
     name = _checks.canonical(activation)
     sb = float(_checks.nonnegative("sigma_b2", sigma_b2))
     return _critical(name, sb)
+
+
+JUMP_TOL = 1e-6
+"""chi1 at :func:`critical_sigma_w2` farther than this from 1 means chi1 jumps there."""
+JUMP_STEP = 1e-6
+""":func:`edge_of_chaos` reads chi1 and q* this relative step below and above the edge."""
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Where the order-to-chaos transition of an activation sits (:func:`edge_of_chaos`).
+
+    ``sigma_w2``: :func:`critical_sigma_w2` (inf: none up to 1e4). ``jump``: chi1 does not
+    cross 1 continuously but jumps across it there (no sigma_w² has chi1 = 1). ``chi1_below``,
+    ``chi1_above``, ``q_below``, ``q_above``: chi1 and ``q*`` (from ``q0 = 1``) a relative
+    :data:`JUMP_STEP` below and above; ``chi1_at``, ``q_at``: at ``sigma_w2`` itself."""
+
+    sigma_w2: float
+    jump: bool
+    chi1_below: float = math.nan
+    chi1_at: float = math.nan
+    chi1_above: float = math.nan
+    q_below: float = math.nan
+    q_at: float = math.nan
+    q_above: float = math.nan
+
+
+def edge_of_chaos(activation: str, sigma_b2: float = 0.0) -> Edge:
+    """The transition at :func:`critical_sigma_w2`, and whether chi1 crosses 1 there.
+
+    A continuous crossing has ``chi1 = 1`` at the returned sigma_w² (to ~1e-12; tanh, ReLU,
+    sigmoid...). For gelu and silu the length map has an unstable fixed point, so the ``q*``
+    reached from ``q0 = 1`` jumps (gelu at ``sigma_b² = 0``: from 0 to inf at sigma_w² =
+    2.3517, where ``L(1) = 1``) and chi1 with it (0.588 → 1.18; 1.072 at the point itself,
+    where ``q* = 1``): ``|chi1 - 1| > JUMP_TOL`` there marks the jump."""
+    name = _checks.canonical(activation)
+    sb = float(_checks.nonnegative("sigma_b2", sigma_b2))
+    crit = _critical(name, sb)
+    if not math.isfinite(crit):
+        return Edge(sigma_w2=crit, jump=False)
+    sides = np.array([crit * (1 - JUMP_STEP), crit, crit * (1 + JUMP_STEP)])
+    qs = np.asarray(fixed_point_q(name, sides, sb))
+    chis = np.asarray(chi1(name, sides, sb, q=qs))
+    return Edge(
+        sigma_w2=crit,
+        jump=bool(abs(chis[1] - 1.0) > JUMP_TOL),
+        chi1_below=float(chis[0]),
+        chi1_at=float(chis[1]),
+        chi1_above=float(chis[2]),
+        q_below=float(qs[0]),
+        q_at=float(qs[1]),
+        q_above=float(qs[2]),
+    )
 
 
 def predicted_variances(

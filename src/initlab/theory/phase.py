@@ -1,7 +1,8 @@
 """Phase diagrams: chi1 over a (sigma_w², sigma_b²) grid, and its plot.
 
 ``log chi1 < 0`` is the ordered phase (vanishing gradients), ``> 0`` the chaotic phase
-(exploding gradients); the contour ``chi1 = 1`` is the edge of chaos.
+(exploding gradients); the contour ``chi1 = 1`` is the edge of chaos, where chi1 crosses 1
+(for gelu and silu it jumps across 1 there: :func:`initlab.theory.edge_of_chaos`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _draw(ax, activation: str, sw: np.ndarray, sb: np.ndarray, grid: np.ndarray)
     ax.figure.colorbar(mesh, ax=ax, label=r"$\log\,\chi_1$  (<0 ordered, >0 chaotic or exploding)")
     if sw.size > 1 and sb.size > 1 and np.nanmin(log_chi) < 0 < np.nanmax(log_chi):
         ax.contour(sw, sb, log_chi, levels=[0.0], colors="k", linewidths=1.5)
-        ax.plot([], [], "k-", label=r"edge of chaos $\chi_1 = 1$")
+        ax.plot([], [], "k-", label=r"edge of chaos ($\chi_1$ crosses 1)")
         ax.legend(loc="upper left", fontsize="small")
     ax.set_xlabel(r"$\sigma_w^2$ (weight variance × fan_in)")
     ax.set_ylabel(r"$\sigma_b^2$ (bias variance)")
