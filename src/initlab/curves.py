@@ -22,6 +22,10 @@ CURVE_PANELS = (
     ("train_loss", "training loss", True),
     ("val_accuracy", "validation accuracy", False),
 )
+"""The panels ``(column, title, log scale)``: the training loss, then the validation score;
+runs ranked by loss show :data:`VAL_LOSS_PANEL` in place of the score."""
+VAL_LOSS_PANEL = ("val_loss", "validation loss (lower is better)", True)
+"""The validation panel of runs ranked by test loss (sequences): what ranks them, per epoch."""
 
 LABEL_LIMIT = 48
 """Legend and tick labels longer than this are cut (the tables show them in full)."""
@@ -49,28 +53,38 @@ def plain_text(text: object, limit: int | None = None) -> str:
 
 
 def curves_figure(
-    epochs: pd.DataFrame, group_by: Sequence[str], val_title: str | None = None
+    epochs: pd.DataFrame,
+    group_by: Sequence[str],
+    val_title: str | None = None,
+    by_loss: bool = False,
 ) -> Figure:
     """Per group: the mean over seeds of each curve, with a band of ±1 std, against epoch.
 
     Non-finite values (a diverged run's NaN/inf loss) are left out of the means.
     ``val_title``: what ``val_accuracy`` holds (``validation R²``...; default: accuracy).
+    ``by_loss``: the second panel is the validation loss (:data:`VAL_LOSS_PANEL`, log
+    scale), for runs ranked by test loss; ``val_title`` is then unused.
     """
     fig = Figure(figsize=(11, 4.2), layout="constrained")
-    axes = fig.subplots(1, len(CURVE_PANELS))
+    panels = (CURVE_PANELS[0], VAL_LOSS_PANEL) if by_loss else CURVE_PANELS
+    axes = fig.subplots(1, len(panels))
     drawn = False
     titles = {"val_accuracy": val_title} if val_title else {}
-    for ax, (column, title, log) in zip(axes, CURVE_PANELS, strict=True):
+    for ax, (column, title, log) in zip(axes, panels, strict=True):
         title = titles.get(column, title)
-        if not epochs.empty and column in epochs:
-            drawn = _draw_bands(ax, epochs, list(group_by), column) or drawn
+        shown = not epochs.empty and column in epochs
+        if shown:
+            shown = _draw_bands(ax, epochs, list(group_by), column)
+            drawn = shown or drawn
         ax.set(title=title, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if log and drawn:
+        if log and shown:
             _log_axis(ax)
         ax.grid(alpha=0.3)
     if drawn:
         handles, labels = axes[-1].get_legend_handles_labels()
+        if not handles:  # nothing finite in the last panel: the first one's groups
+            handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right upper", fontsize=8)
     return fig
 
@@ -86,10 +100,14 @@ def _log_axis(ax) -> None:
 
 
 def plot_curves(
-    epochs: pd.DataFrame, group_by: Sequence[str], path: Path, val_title: str | None = None
+    epochs: pd.DataFrame,
+    group_by: Sequence[str],
+    path: Path,
+    val_title: str | None = None,
+    by_loss: bool = False,
 ) -> Path:
     """Draw :func:`curves_figure` and save it as ``path`` (PNG); returns ``path``."""
-    fig = curves_figure(epochs, group_by, val_title)
+    fig = curves_figure(epochs, group_by, val_title, by_loss)
     return write_figure(fig, path)
 
 

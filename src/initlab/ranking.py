@@ -3,7 +3,8 @@
 Runs on different data or tasks are not one scale: :func:`partitions` splits them, and
 :func:`rank_within` ranks each part by its :func:`~initlab.scores.ranking_metric` (test
 accuracy or R², higher first; test loss for sequence runs, lower first) with Welch's test
-against the best and Holm's adjustment (:func:`initlab.stats.rank_groups`).
+against the best and Holm's adjustment (:func:`initlab.stats.rank_groups`); its ``metric``
+column names the run column ranked, which ``mean`` and the interval are of.
 :func:`part_verdict` says what a part's ranking supports
 (:func:`initlab.ranking_verdict.verdict`). :class:`initlab.results.ResultSet` and the
 report use them.
@@ -61,9 +62,13 @@ def rank_within(
 def _ranked(runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05) -> pd.DataFrame:
     """:func:`initlab.stats.rank_groups` of comparable runs by their
     :func:`~initlab.scores.ranking_metric`, groups stuck at chance apart
-    (:func:`~initlab.scores.stuck_not_tied`)."""
+    (:func:`~initlab.scores.stuck_not_tied`), with a ``metric`` column before ``mean``
+    naming the run column ranked (``test_loss``, lower first, or ``test_accuracy``): the
+    column that ``mean``, ``std`` and the interval are of."""
     metric, higher = ranking_metric(runs)
     ranked = rank_groups(runs, group_by, metric, higher_is_better=higher, alpha=alpha)
+    if "mean" in ranked:
+        ranked.insert(int(ranked.columns.get_loc("mean")), "metric", metric)
     return stuck_not_tied(ranked, runs, list(group_by))
 
 

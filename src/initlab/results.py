@@ -18,6 +18,11 @@ import pandas as pd
 from initlab.atomic_files import write_files
 from initlab.errors import InitlabError, option
 from initlab.ranking import part_verdict, partitions, rank_within, without_unscored_ranks
+from initlab.reach import REACH_FRACTION as REACH_FRACTION  # re-exported: sweep.ui, report
+from initlab.reach import epochs_to_target, reach_threshold
+from initlab.reach import reach_legend as reach_legend
+from initlab.reach import reach_loss_target as reach_loss_target
+from initlab.reach import reach_target as reach_target
 from initlab.scores import (
     ACCURACY,
     RESOLVED_TASK,
@@ -25,21 +30,8 @@ from initlab.scores import (
     ranking_metric,
     run_tasks,
 )
-from initlab.stats import (
-    display_value,
-    first_epoch_reaching,
-    mean_ci,
-)
+from initlab.stats import display_value, mean_ci
 from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
-
-REACH_FRACTION = 0.9
-"""``epochs_to_90``: the first epoch at which a group's mean validation score comes within
-``1 - REACH_FRACTION`` (10%) of the best final mean validation score of all groups, i.e.
-reaches :func:`reach_target`: 0.9 × the best for a positive best (accuracy), 1.1 × the best
-for a negative one (an R² still below 0 early in a regression). Runs ranked by test loss
-(sequences, :attr:`~initlab.scores.Score.by_loss`) wait for their mean validation loss to
-come within 10% above the lowest final one instead: :func:`reach_loss_target`, 1.1 × it."""
-
 
 AGAIN = "run the sweep again"
 """How :func:`progress_line` says to resume; where the command that ran is known, it says
@@ -66,47 +58,6 @@ def progress_line(planned: int, finished: int, failed: int, saved: int = 0) -> s
         f"{finished} of {planned} runs of this study are finished ({', '.join(parts)}: "
         f"{AGAIN} to {action})"
     )
-
-
-def reach_target(best: float) -> float:
-    """``best - (1 - REACH_FRACTION) |best|``: the score ``epochs_to_90`` waits for."""
-    return best - (1 - REACH_FRACTION) * abs(best)
-
-
-def reach_loss_target(best: float) -> float:
-    """``best + (1 - REACH_FRACTION) |best|``: the validation loss ``epochs_to_90`` waits for
-    (at most 1.1 × the lowest final one) where runs are ranked by loss, lower first."""
-    return best + (1 - REACH_FRACTION) * abs(best)
-
-
-def reach_legend(by_loss: bool = False) -> str:
-    """What ``epochs_to_90`` counts, for a table's legend: ``first epoch whose mean
-    validation score comes within 10% of the best group's final one``; for runs ranked by
-    loss (``by_loss``: :meth:`ResultSet.reaches_by_loss`) the validation loss's form."""
-    within = f"{1 - REACH_FRACTION:.0%}"
-    if by_loss:
-        return (
-            f"first epoch whose mean validation loss comes within {within} above the best "
-            f"(lowest) group's final one, i.e. at most {2 - REACH_FRACTION:g} × it"
-        )
-    return (
-        f"first epoch whose mean validation score comes within {within} of the best group's "
-        "final one"
-    )
-
-
-def _epochs_to_target(
-    group: pd.DataFrame, curve: pd.Series, target: float, by_loss: bool = False
-) -> float:
-    """``epochs_to_90`` of one group: NaN ("never") when no run of it learned (each stuck at
-    chance, diverged or failed), even if its curve touches the target: every group at chance
-    would otherwise "reach" 90% of a best that is itself chance. ``by_loss``: the ``curve``
-    is a validation loss, reaching ``target`` from above."""
-    if group["status"].isin((STUCK, DIVERGED, FAILED)).all():
-        return math.nan
-    if by_loss:
-        return first_epoch_reaching(-curve, -target) if math.isfinite(target) else math.nan
-    return first_epoch_reaching(curve, target) if target else math.nan
 
 
 def model_arg_values(row: dict) -> dict:
@@ -203,15 +154,18 @@ class ResultSet:
         return Score.of_runs(self.runs)
 
     def summary(self) -> pd.DataFrame:
-        """Per group: test score (``test_accuracy``: see :attr:`score`) mean ± std and 95% CI
-        over seeds, final train loss, ``epochs_to_90`` (see :data:`REACH_FRACTION`), and
-        counts of diverged/stuck runs; when the runs mix tasks, each group's
-        ``resolved_task`` after its keys."""
+        """Per group, over its seeds: ``test_accuracy`` (the test score, see :attr:`score`)
+        mean, ``test_accuracy_std`` and ``ci95``, the half-width of the score's Student-t 95%
+        interval ``mean ± t(0.975, n−1)·std/√n`` (:func:`~initlab.stats.mean_ci`); with
+        sequence runs also ``test_loss`` (mean cross-entropy per token), ``test_loss_std``,
+        ``test_loss_ci95`` (the loss's half-width: the interval of what ranks sequence runs,
+        :meth:`ranking`) and ``perplexity`` (``exp(test_loss)``); the final train loss,
+        ``epochs_to_90`` (:mod:`initlab.reach`: to a validation loss where
+        :meth:`reaches_by_loss`) and counts of diverged/stuck/failed runs; when the runs mix
+        tasks, each group's ``resolved_task`` after its keys."""
         if self.runs.empty:
             return pd.DataFrame()
-        by_loss = self.reaches_by_loss()
-        curves = self._mean_val_curves("val_loss" if by_loss else "val_accuracy")
-        target = _reach_target(curves, by_loss)
+        by_loss, curves, target = self._reach()
         tasks = run_tasks(self.runs) if self.score.mixed else None
         losses = self.score.loss_note() != "" and "test_loss" in self.runs
         rows = []
@@ -230,7 +184,7 @@ class ResultSet:
                     "ci95": ci,
                     **(_loss_columns(group) if losses else {}),
                     "final_train_loss": group["final_train_loss"].mean(),
-                    "epochs_to_90": _epochs_to_target(group, curve, target, by_loss),
+                    "epochs_to_90": epochs_to_target(group, curve, target, by_loss),
                     "diverged": int((group["status"] == DIVERGED).sum()),
                     "stuck": int((group["status"] == STUCK).sum()),
                     "failed": int((group["status"] == FAILED).sum()),
@@ -239,10 +193,15 @@ class ResultSet:
         return pd.DataFrame(rows)
 
     def ranking(self) -> pd.DataFrame:
-        """The groups best first by test accuracy (test loss for sequences), with Welch's p
-        against the best, its Holm adjustment and ``tied_with_best``
-        (:func:`initlab.stats.rank_groups`), within each set of comparable runs
-        (:func:`rank_within`: one ranking per dataset or task). A group is shown worse than
+        """The groups best first by their ranked metric, with Welch's p against the best, its
+        Holm adjustment and ``tied_with_best`` (:func:`initlab.stats.rank_groups`), within
+        each set of comparable runs (:func:`rank_within`: one ranking per dataset or task).
+        ``metric`` names the run column that ranks each row's partition, and ``mean``,
+        ``std``, ``ci``, ``ci_low``, ``ci_high`` are that column's over the group's seeds:
+        ``test_loss`` (mean cross-entropy per token, lower first) for sequence runs that
+        recorded it, else ``test_accuracy`` (higher first: accuracy, R² or token accuracy,
+        :attr:`score`). :meth:`summary`'s ``ci95`` is ``test_accuracy``'s half-width always;
+        for sequence runs its ``test_loss_ci95`` is this ``ci``. A group is shown worse than
         the best only where ``p_holm < 0.05``: where no test was possible (fewer than two
         finished seeds on either side) ``p_vs_best`` is NaN and ``tied_with_best`` False,
         which means *untested*, not *worse*; :meth:`verdict` says so in words.
@@ -271,14 +230,31 @@ class ResultSet:
         ranked_by = ranking_metric(self.runs)[0] if not self.runs.empty else ""
         return ranked_by == "test_loss" and "val_loss" in self.epochs
 
+    def reach_threshold(self) -> float:
+        """The mean validation value ``epochs_to_90`` waits for (:mod:`initlab.reach`): a
+        score (90% of the best final one), or where :meth:`reaches_by_loss` a loss (90% of
+        the way from the highest first-epoch mean validation loss down to the lowest final
+        one); NaN without runs or curves to set it."""
+        return self._reach()[2] if not self.runs.empty else math.nan
+
+    def _reach(self) -> tuple[bool, dict[tuple, pd.Series], float]:
+        """``(by_loss, mean validation curves per group, the epochs_to_90 target)``."""
+        by_loss = self.reaches_by_loss()
+        curves = self._mean_val_curves("val_loss" if by_loss else "val_accuracy")
+        if not curves:
+            return by_loss, curves, math.nan
+        return by_loss, curves, reach_threshold(curves, by_loss)
+
     def _mean_val_curves(self, column: str = "val_accuracy") -> dict[tuple, pd.Series]:
-        if self.epochs.empty:
+        """Each group's validation ``column`` per epoch, the mean over its seeds, in epoch
+        order (a group key as a tuple)."""
+        if self.epochs.empty or column not in self.epochs:
             return {}
         mean = self.epochs.groupby([*self.group_by, "epoch"], sort=False)[column].mean()
         curves = {}
         for key, curve in mean.groupby(level=list(range(len(self.group_by))), sort=False):
             key = key if isinstance(key, tuple) else (key,)
-            curves[key] = curve.droplevel(list(range(len(self.group_by))))
+            curves[key] = curve.droplevel(list(range(len(self.group_by)))).sort_index()
         return curves
 
     def save(self, out_dir: str | Path) -> list[Path]:
@@ -295,12 +271,13 @@ class ResultSet:
         if out.exists() and not out.is_dir():
             raise InitlabError(f"save({str(out)!r}): a file is there; save takes a directory")
         out.mkdir(parents=True, exist_ok=True)
+        by_loss = self.reaches_by_loss()  # the curves of what ranks the runs
         writers: dict[str, Callable[[Path], object]] = {
             "summary.csv": lambda p: self.runs.to_csv(p, index=False),
             "epochs.csv": lambda p: self.epochs.to_csv(p, index=False),
             "by_group.csv": lambda p: self.summary().to_csv(p, index=False),
             "curves.png": lambda p: plot_curves(
-                self.epochs, self.group_by, p, self.score.name("validation")
+                self.epochs, self.group_by, p, self.score.name("validation"), by_loss
             ),
         }
         if not self.layer_stats.empty:
@@ -308,10 +285,15 @@ class ResultSet:
         return write_files(out, writers)
 
     def plot(self, path: str | Path) -> Path:
-        """Loss and validation score curves, mean over seeds with a ±1 std band, per group."""
+        """Training loss and validation score curves (validation loss where
+        :meth:`reaches_by_loss`: sequence runs ranked by it), mean over seeds with a ±1 std
+        band, per group."""
         from initlab.curves import plot_curves
 
-        return plot_curves(self.epochs, self.group_by, Path(path), self.score.name("validation"))
+        val_title = self.score.name("validation")
+        return plot_curves(
+            self.epochs, self.group_by, Path(path), val_title, self.reaches_by_loss()
+        )
 
     def __str__(self) -> str:
         """The summary table, and what ``test_accuracy`` holds when it is not accuracy."""
@@ -351,19 +333,9 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
             shown[column] = shown[column].map(display_value)
     if RESOLVED_TASK in shown and "task" not in shown:
         shown = shown.rename(columns={RESOLVED_TASK: "task"})
-    dropped = ["test_accuracy_std", "test_loss_std", "ci95", "diverged", "stuck", "failed"]
+    dropped = ["test_accuracy_std", "test_loss_std", "ci95", "test_loss_ci95"]
+    dropped += ["diverged", "stuck", "failed"]
     return shown.drop(columns=dropped, errors="ignore")
-
-
-def _reach_target(curves: dict[tuple, pd.Series], by_loss: bool) -> float:
-    """What ``epochs_to_90`` waits for: :func:`reach_target` of the best final mean
-    validation score (0: none), or :func:`reach_loss_target` of the lowest finite final mean
-    validation loss (NaN: none; a diverged group's inf is no best)."""
-    finals = [c.iloc[-1] for c in curves.values() if len(c)]
-    if not by_loss:
-        return reach_target(max(finals, default=0))
-    finite = [v for v in finals if math.isfinite(v)]
-    return reach_loss_target(min(finite)) if finite else math.nan
 
 
 def _plus_minus(mean: float, std: float) -> str:
@@ -371,10 +343,16 @@ def _plus_minus(mean: float, std: float) -> str:
 
 
 def _loss_columns(group: pd.DataFrame) -> dict[str, float]:
-    """A group's ``test_loss`` mean and std over seeds and its ``perplexity``,
-    ``exp(mean test_loss)`` (the geometric mean of the runs' perplexities)."""
-    mean, std, _ = mean_ci(pd.to_numeric(group["test_loss"], errors="coerce"))
-    return {"test_loss": mean, "test_loss_std": std, "perplexity": math.exp(mean)}
+    """A group's ``test_loss`` mean, std and 95% half-width ``test_loss_ci95`` over seeds
+    (:func:`~initlab.stats.mean_ci`) and its ``perplexity``, ``exp(mean test_loss)`` (the
+    geometric mean of the runs' perplexities)."""
+    mean, std, ci = mean_ci(pd.to_numeric(group["test_loss"], errors="coerce"))
+    return {
+        "test_loss": mean,
+        "test_loss_std": std,
+        "test_loss_ci95": ci,
+        "perplexity": math.exp(mean),
+    }
 
 
 def _joined(tasks: pd.Series) -> str:

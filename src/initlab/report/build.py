@@ -1,9 +1,10 @@
 """``build_report``: a :class:`ResultSet` (plus per-layer statistics) → report.html + report.md.
 
 The sections, in order: summary (ranked), pairwise comparisons, learning curves, accuracy with
-confidence intervals, per-layer gradient norms, trainability (only for depth × sigma_w²
-sweeps), failures, and the list of runs. ``docs/report.md`` explains how to read each. The
-runs' tasks name the score throughout (accuracy, R², token accuracy: :mod:`initlab.scores`).
+confidence intervals (test loss for sequence runs, which it ranks by), per-layer gradient
+norms, trainability (only for depth × sigma_w² sweeps), failures, and the list of runs.
+``docs/report.md`` explains how to read each. The runs' tasks name the score throughout
+(accuracy, R², token accuracy: :mod:`initlab.scores`).
 """
 
 from __future__ import annotations
@@ -111,9 +112,10 @@ def assemble_report(
             score,
             by_loss=results.reaches_by_loss(),
             tracked=layers.grad_norm_metric(layer_stats) is not None,
+            reach=results.reach_threshold(),
         ),
         sections.pairwise_section(runs, keys, ranked, score),
-        sections.curves_section(results.epochs, keys, score),
+        sections.curves_section(results.epochs, keys, score, results.reaches_by_loss()),
         sections.accuracy_section(runs, keys, ranked, score),
         sections.gradients_section(layer_stats, runs, keys),
         sections.trainability_section(runs, score),

@@ -35,15 +35,21 @@ def accuracy_figure(
     score: str = "test accuracy",
     *,
     clip: bool = True,
+    columns: tuple[str, str] = ("test_accuracy", "ci95"),
+    limits: tuple[float, float] | None = None,
 ) -> Figure:
-    """Per group (best on top): mean ``score`` (what ``test_accuracy`` holds) with its 95%
-    CI, and each run as a dot. The axis ends near 1 (no score exceeds it: accuracy, R²), and
-    with ``clip`` (a score in [0, 1]) also starts near 0."""
+    """Per group (best on top): mean ``score`` with its 95% CI ``mean ± ci`` (``columns``:
+    the mean's and the half-width's columns of ``ranked``, by default ``test_accuracy`` and
+    ``ci95``; ``("test_loss", "test_loss_ci95")`` for runs ranked by loss), and each run
+    as a dot (``accuracies``: each group's values). The axis stays within 0.02 of
+    ``limits``, the values the score can take: by default up to 1 (no score exceeds it:
+    accuracy, R²) and, with ``clip`` (a score in [0, 1]), from 0; a loss's ``(0, inf)``."""
+    limits = limits or ((0.0, 1.0) if clip else (-math.inf, 1.0))
     n = max(len(ranked), 1)
     fig = Figure(figsize=(8, 1.2 + 0.42 * n), layout="constrained")
     ax = fig.subplots()
     for y, row in enumerate(ranked.to_dict("records")):
-        mean, ci = row["test_accuracy"], row["ci95"]
+        mean, ci = row[columns[0]], row.get(columns[1], math.nan)
         err = ci if _finite(ci) else 0.0
         if _finite(mean):
             ax.errorbar(mean, y, xerr=err, fmt="o", color="C0", ms=7, capsize=4, lw=2, zorder=3)
@@ -53,7 +59,7 @@ def accuracy_figure(
     ax.set_yticks(range(len(ranked)), [plain_text(g, LABEL_LIMIT) for g in ranked["group"]])
     ax.set_ylim(n - 0.5, -0.5)
     low, high = ax.get_xlim()  # a CI from 2 seeds can reach far past what a score can be
-    ax.set_xlim(max(low, -0.02) if clip else low, min(high, 1.02))  # R² too is at most 1
+    ax.set_xlim(max(low, limits[0] - 0.02), min(high, limits[1] + 0.02))
     ax.set_xlabel(score)
     ax.set_title(f"{score}: mean and 95% CI (blue), single runs (orange)")
     ax.grid(axis="x", alpha=0.3)

@@ -7,17 +7,18 @@ The ``intro`` of each section is the one-paragraph reading guide shown above its
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pandas as pd
 
-from initlab.curves import curves_figure
+from initlab.curves import VAL_LOSS_PANEL, curves_figure
 from initlab.report import figures, layers, sweep, tables
 from initlab.report.model import Details, Image, Note, Section, Table
 from initlab.results import REACH_FRACTION, ResultSet, reach_legend
-from initlab.scores import ACCURACY, RESOLVED_TASK, Score, run_tasks
+from initlab.scores import ACCURACY, LOSS_NAME, RESOLVED_TASK, Score, run_tasks
 from initlab.store.read import varying
-from initlab.train.tasks import REGRESSION
+from initlab.train.tasks import REGRESSION, SEQUENCE
 
 
 def ranked(results: ResultSet) -> pd.DataFrame:
@@ -38,21 +39,29 @@ def summary_section(
     score: Score = ACCURACY,
     by_loss: bool = False,
     tracked: bool = False,
+    reach: float = math.nan,
 ) -> Section:
     """The ranked summary and its legend; ``by_loss``: ``epochs to 90%`` counts epochs to a
-    validation loss (:meth:`initlab.results.ResultSet.reaches_by_loss`)."""
+    validation loss (:meth:`initlab.results.ResultSet.reaches_by_loss`), down to ``reach``
+    (:meth:`~initlab.results.ResultSet.reach_threshold`, said when finite). Runs ranked by
+    test loss (:func:`tables.loss_ranked`) show its 95% CI, and say so."""
     stuck = f"; {score.stuck_rule()}"
+    loss = tables.loss_ranked(ranked, score)
+    interval = (
+        "the 95% CI is the Student-t interval for the mean test loss, cut at 0"
+        if loss
+        else "the 95% CI is the Student-t interval for the mean, cut to the values the score "
+        "can take"
+    )
     intro = (
         f"One row per group ({', '.join(group_by)}), best first: ranked by mean "
-        f"{score.ranked_name()}{_lower(score)}{_per_task(score)}. Mean ± sample std over "
-        "the group's runs (seeds); "
-        "the 95% CI is the Student-t interval for the mean, cut to the values the score "
-        "can take. 'worse than best?': Welch's t-test "
-        f"of the group against the best one, Holm-adjusted over the other groups — 'yes' when "
-        f"p < {tables.ALPHA:g}; 'not shown' when p ≥ {tables.ALPHA:g}: the data cannot tell "
-        "them apart, which is no evidence that they are as good (more seeds may). 'epochs to "
-        f"90%' is the {_reach(score, by_loss)}. diverged: the loss became "
-        f"NaN/inf{stuck if score.stuck_applies else ''}; failed: an error."
+        f"{LOSS_NAME if loss else score.name()}{_lower(loss)}{_per_task(score)}. Mean ± "
+        f"sample std over the group's runs (seeds); {interval}. 'worse than best?': Welch's "
+        f"t-test of the group against the best one, Holm-adjusted over the other groups — "
+        f"'yes' when p < {tables.ALPHA:g}; 'not shown' when p ≥ {tables.ALPHA:g}: the data "
+        "cannot tell them apart, which is no evidence that they are as good (more seeds "
+        f"may). 'epochs to 90%' is the {_reach(score, by_loss, reach)}. diverged: the loss "
+        f"became NaN/inf{stuck if score.stuck_applies else ''}; failed: an error."
     )
     verdict_note = [Note(line) for line in verdict.splitlines()]  # one per dataset
     reasons = tables.stuck_reasons(ranked, group_by, score, tracked)
@@ -61,19 +70,21 @@ def summary_section(
     return Section("summary", "Summary", intro, [table, *verdict_note, *stuck_notes])
 
 
-def _reach(score: Score, by_loss: bool) -> str:
-    """What 'epochs to 90%' counts: :func:`initlab.results.reach_legend`, the score named."""
+def _reach(score: Score, by_loss: bool, reach: float = math.nan) -> str:
+    """What 'epochs to 90%' counts: :func:`initlab.results.reach_legend`, the score named;
+    for a loss, the target ``reach`` too when it is finite."""
     if by_loss:
-        return reach_legend(by_loss=True)
+        here = f" (here {reach:.4f})" if math.isfinite(reach) else ""
+        return reach_legend(by_loss=True) + here
     return (
         f"first epoch at which the group's mean {score.name('validation')} comes within "
         f"{1 - REACH_FRACTION:.0%} of the best group's final one"
     )
 
 
-def _lower(score: Score) -> str:
-    """`` (lower is better; the 95% CI is the token accuracy's)`` when ranked by loss."""
-    return f" (lower is better; the 95% CI is the {score.name()}'s)" if score.by_loss else ""
+def _lower(loss: bool) -> str:
+    """`` (lower is better; mean cross-entropy per token)`` when ranked by test loss."""
+    return " (lower is better; mean cross-entropy per token)" if loss else ""
 
 
 def _per_task(score: Score) -> str:
@@ -106,27 +117,42 @@ def pairwise_section(
 
 
 def curves_section(
-    epochs: pd.DataFrame, group_by: Sequence[str], score: Score = ACCURACY
+    epochs: pd.DataFrame, group_by: Sequence[str], score: Score = ACCURACY, by_loss: bool = False
 ) -> Section:
-    val = score.name("validation")
-    intro = (
-        f"Training loss (log scale) and {val} after each epoch: the line is the mean over the "
-        f"group's seeds, the band ±1 std. Flat curves {score.stuck_phrase().removeprefix('stuck ')}"
-        " show that the network is not learning (e.g. a symmetric or vanishing initialization"
-        + (", or targets the inputs do not predict" if REGRESSION in score.tasks else "")
-        + ")."
-    )
+    """Training loss and validation score per epoch; ``by_loss`` (runs ranked by test loss
+    whose epochs recorded ``val_loss``): the validation loss instead of the score."""
+    val = VAL_LOSS_PANEL[1] if by_loss else score.name("validation")
+    if by_loss:
+        intro = (
+            "Training loss and validation loss (mean cross-entropy per token, what the runs "
+            "are ranked by; both log scale, lower is better) after each epoch: the line is the "
+            "mean over the group's seeds, the band ±1 std. Curves flat at the loss of "
+            "predicting the tokens' frequencies (the targets' entropy) show that the network "
+            "is not learning (e.g. a symmetric or vanishing initialization)."
+        )
+    else:
+        intro = (
+            f"Training loss (log scale) and {val} after each epoch: the line is the mean over "
+            "the group's seeds, the band ±1 std. Flat curves "
+            f"{score.stuck_phrase().removeprefix('stuck ')} show that the network is not "
+            "learning (e.g. a symmetric or vanishing initialization"
+            + (", or targets the inputs do not predict" if REGRESSION in score.tasks else "")
+            + ")."
+        )
     if epochs.empty:
         return Section("curves", "Learning curves", intro, [Note("no per-epoch records")])
-    image = Image.from_figure(
-        "curves", curves_figure(epochs, group_by, val), f"training loss and {val}"
-    )
+    fig = curves_figure(epochs, group_by, score.name("validation"), by_loss)
+    image = Image.from_figure("curves", fig, f"training loss and {val}")
     return Section("curves", "Learning curves", intro, [image])
 
 
 def accuracy_section(
     runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame, score: Score = ACCURACY
 ) -> Section:
+    """The summary's means and 95% CIs as a figure: of the test score, or of the test loss
+    for runs ranked by it (:func:`tables.loss_ranked`)."""
+    if tables.loss_ranked(ranked, score):
+        return _loss_section(runs, group_by, ranked)
     test = score.name()
     intro = (
         f"Final {test} per group, best on top: the blue dot is the mean, the bar its 95% "
@@ -139,6 +165,22 @@ def accuracy_section(
     bare = score.name("")
     title = f"{bare[0].upper()}{bare[1:]} with confidence intervals"
     return Section("accuracy", title, intro, [image])
+
+
+def _loss_section(runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame) -> Section:
+    """:func:`accuracy_section` of runs ranked by test loss: the loss's means and CIs."""
+    intro = (
+        "Final test loss per group (mean cross-entropy per token, what the runs are ranked "
+        "by; lower is better), best on top: the blue dot is the mean, the bar its 95% "
+        "confidence interval; orange dots are single runs. Groups whose intervals do not "
+        "overlap differ clearly; one run gives no interval."
+    )
+    losses = tables.group_accuracies(runs, group_by, list(ranked["group"]), "test_loss")
+    name = f"{LOSS_NAME} (lower is better)"
+    columns, limits = ("test_loss", "test_loss_ci95"), (0.0, math.inf)
+    fig = figures.accuracy_figure(ranked, losses, name, columns=columns, limits=limits)
+    image = Image.from_figure("accuracy", fig, f"{LOSS_NAME} per group with 95% CI")
+    return Section("accuracy", "Test loss with confidence intervals", intro, [image])
 
 
 def gradients_section(
@@ -208,12 +250,16 @@ def runs_section(runs: pd.DataFrame, group_by: Sequence[str], score: Score = ACC
     intro = "Every run with its outcome; run_id is the stable hash of its full config."
     if score != ACCURACY:
         intro += f" Column {score.holds()}."
+    with_loss = SEQUENCE in score.tasks and "test_loss" in runs
+    if with_loss:
+        ranks = "them" if score.by_loss else "the sequence runs"
+        intro += f" test_loss: the mean cross-entropy per test token (what ranks {ranks})."
     if score.mixed:  # each run's task, also for runs recorded without one
         runs = runs.assign(**{RESOLVED_TASK: run_tasks(runs)})
     split = any(c.startswith("model_args.") for c in runs)  # one column per argument
     extra = [k for k in varying(runs) if k not in group_by and not (split and k == "model_args")]
     settings = [*group_by, *extra]
-    frame = tables.runs_table(runs, settings, with_task=score.mixed)
+    frame = tables.runs_table(runs, settings, with_task=score.mixed, with_loss=with_loss)
     details = Details(f"all {len(runs)} runs", [Table(frame)])
     return Section("runs", "Runs", intro, [details])
 

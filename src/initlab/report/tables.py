@@ -45,13 +45,13 @@ def ranked_summary(
     summary: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str], within: Sequence[str] = ()
 ) -> pd.DataFrame:
     """``summary`` in the order of :func:`initlab.stats.rank_groups` (best mean test accuracy
-    first, groups without a finite accuracy last, unranked: ``rank`` ``<NA>``, see
-    :func:`initlab.ranking.without_unscored_ranks`) with ``rank``, ``group`` (a label),
-    ``p_vs_best``, ``p_holm`` and ``tied_with_best`` (Welch's test against the best group,
-    Holm-adjusted over the other groups) added; runs on different data are ranked apart,
-    one partition after the other, and so are the values of the ``within`` columns
-    (:func:`initlab.ranking.rank_within`; its ``within`` column names the partition), ranks
-    restarting at 1."""
+    first, or lowest test loss for sequence runs; groups without a finite accuracy last,
+    unranked: ``rank`` ``<NA>``, see :func:`initlab.ranking.without_unscored_ranks`) with
+    ``rank``, ``group`` (a label), ``p_vs_best``, ``p_holm`` and ``tied_with_best`` (Welch's
+    test against the best group, Holm-adjusted over the other groups) added; runs on
+    different data are ranked apart, one partition after the other, and so are the values
+    of the ``within`` columns (:func:`initlab.ranking.rank_within`; its ``within`` column
+    names the partition), ranks restarting at 1."""
     keys = list(group_by)
     if summary.empty:
         return summary.assign(rank=[], group=[], p_vs_best=[], p_holm=[], tied_with_best=[])
@@ -64,12 +64,21 @@ def ranked_summary(
     return without_unscored_ranks(ranked).drop(columns=["n"]).reset_index(drop=True)
 
 
+def loss_ranked(ranked: pd.DataFrame, score: Score) -> bool:
+    """Whether ``ranked`` (:func:`ranked_summary`) is ranked by test loss: sequence runs
+    (:attr:`Score.by_loss`) whose summary has their ``test_loss``, as
+    :func:`~initlab.scores.ranking_metric` ranks them then."""
+    return score.by_loss and "test_loss" in ranked
+
+
 def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame:
     """:func:`ranked_summary` as display strings: mean ± std, the CI's bounds, counts; each
-    group's task when the runs mix tasks; ``stuck`` only where the rule applies."""
+    group's task when the runs mix tasks; ``stuck`` only where the rule applies. Ranked by
+    test loss (:func:`loss_ranked`), the test loss comes first and the 95% CI is its own
+    (cut at 0); else the score's (cut to the values it can take)."""
+    by_loss = loss_ranked(ranked, score)
     rows = []
     for r in ranked.to_dict("records"):
-        mean, std, ci = r["test_accuracy"], r["test_accuracy_std"], r["ci95"]
         task = {"task": r[RESOLVED_TASK]} if RESOLVED_TASK in r else {}
         rows.append(
             {
@@ -77,13 +86,7 @@ def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame
                 "group": r["group"],
                 **task,
                 "runs": str(r["runs"]),
-                f"{score.name()} (mean ± std)": _pm(mean, std),
-                "95% CI": _interval(*Score.clip(mean - ci, mean + ci, score.score_range())),
-                **(
-                    {"test loss (mean ± std)": _pm(r["test_loss"], r["test_loss_std"])}
-                    if "test_loss" in r
-                    else {}
-                ),
+                **_score_cells(r, score, by_loss),
                 "final train loss": _num(r["final_train_loss"]),
                 "epochs to 90%": _epochs(r["epochs_to_90"]),
                 "worse than best?": _vs_best(r["rank"], r["p_holm"], r["tied_with_best"], score),
@@ -94,6 +97,25 @@ def summary_table(ranked: pd.DataFrame, score: Score = ACCURACY) -> pd.DataFrame
         )
     frame = pd.DataFrame(rows)
     return frame if score.stuck_applies else frame.drop(columns=["stuck"], errors="ignore")
+
+
+def _score_cells(r: dict, score: Score, by_loss: bool) -> dict[str, str]:
+    """A summary row's score columns: ``test accuracy (mean ± std)`` and its ``95% CI``
+    (``mean ± ci95``), then ``test loss (mean ± std)`` where the row has one; ``by_loss``:
+    the test loss and its own ``95% CI`` (``test_loss ± test_loss_ci95``) first."""
+    scored = {f"{score.name()} (mean ± std)": _pm(r["test_accuracy"], r["test_accuracy_std"])}
+    if by_loss:
+        mean, ci = r["test_loss"], r.get("test_loss_ci95", math.nan)
+        return {
+            "test loss (mean ± std)": _pm(mean, r["test_loss_std"]),
+            "95% CI": _interval(*Score.clip(mean - ci, mean + ci, score.ranked_range())),
+            **scored,
+        }
+    mean, ci = r["test_accuracy"], r["ci95"]
+    scored["95% CI"] = _interval(*Score.clip(mean - ci, mean + ci, score.score_range()))
+    if "test_loss" in r:
+        scored["test loss (mean ± std)"] = _pm(r["test_loss"], r["test_loss_std"])
+    return scored
 
 
 def stuck_reasons(
@@ -149,12 +171,16 @@ def _constant(spec: str) -> bool:
 
 
 def group_accuracies(
-    runs: pd.DataFrame, group_by: Sequence[str], order: Sequence[str]
+    runs: pd.DataFrame,
+    group_by: Sequence[str],
+    order: Sequence[str],
+    column: str = "test_accuracy",
 ) -> dict[str, list[float]]:
-    """Finite test accuracies of each group's runs, keyed by label in ``order``."""
+    """Finite test accuracies (or another run ``column``: ``test_loss``) of each group's
+    runs, keyed by label in ``order``."""
     values: dict[str, list[float]] = {label: [] for label in order}
     for key, group in runs.groupby(list(group_by), sort=False):
-        accuracy = pd.to_numeric(group["test_accuracy"], errors="coerce")
+        accuracy = pd.to_numeric(group[column], errors="coerce")
         values.setdefault(group_label(key, group_by), []).extend(
             float(a) for a in accuracy if math.isfinite(a)
         )
@@ -252,12 +278,20 @@ def family_note(ranked: pd.DataFrame) -> str:
 
 
 def runs_table(
-    runs: pd.DataFrame, group_by: Sequence[str], *, with_task: bool = False
+    runs: pd.DataFrame,
+    group_by: Sequence[str],
+    *,
+    with_task: bool = False,
+    with_loss: bool = False,
 ) -> pd.DataFrame:
     """One row per run: id, grouping columns, seed, status, metrics, message (as strings);
-    with ``with_task``, the task each run trained for after its grouping columns."""
+    with ``with_task``, the task each run trained for after its grouping columns; with
+    ``with_loss`` (sequence runs), ``test_loss`` after ``test_accuracy``."""
     task = [RESOLVED_TASK] if with_task else []
-    columns = [c for c in ("run_id", *group_by, *task, *RUN_COLUMNS) if c in runs]
+    metrics = list(RUN_COLUMNS)
+    if with_loss:
+        metrics.insert(metrics.index("test_accuracy") + 1, "test_loss")
+    columns = [c for c in ("run_id", *group_by, *task, *metrics) if c in runs]
     shown = runs[list(dict.fromkeys(columns))].copy()
     for column in shown:
         shown[column] = shown[column].map(_cell)
