@@ -189,7 +189,7 @@ def test_summary_says_which_groups_are_shown_worse_than_the_best():
     table = assemble_report(res).sections[0].blocks[0].frame
     assert list(table["group"]) == ["a", "b", "c"]
     column = table["worse than best?"]
-    assert column[0] == "best" and column[1].startswith("not shown (p = ")
+    assert column[0] == "best" and column[1].startswith("undecided (p = ")
     assert column[2].startswith("yes (p = ")
     verdict = assemble_report(res).sections[0].blocks[1].text
     assert verdict.startswith("no winner at 3 seeds: a cannot be told from b")

@@ -315,3 +315,19 @@ def test_a_large_seed_estimate_is_said_to_two_significant_figures():
     text = verdict(rank_groups(close, ["init"]))
     found = re.search(r"takes about ([\d,]+) seeds per group", text)
     assert found is not None and found.group(1).endswith(",000"), text
+
+
+def test_the_ranking_says_worse_or_undecided_never_tied():
+    """'tied: yes' read as 'as good as' (a gap of 0.2 over two seeds), and 'tied' is weight
+    tying to a language-model user; a group shown worse had an empty cell."""
+    from initlab.scores import ACCURACY
+    from initlab.sweep.ui import ranking_table
+
+    ranked = pd.DataFrame(
+        dict(rank=[1, 2, 3, 4], group=["he", "lecun", "zeros", "ones"], mean=[0.9, 0.7, 0.1, 0.1],
+             ci=[0.1] * 4, n=[2, 2, 2, 1], runs=[2] * 4, p_holm=[math.nan, 0.2, 0.001, math.nan],
+             tied_with_best=[True, True, False, False])
+    )  # fmt: skip
+    shown = ranking_table(ranked, "test accuracy", ACCURACY.ranked_range())
+    assert shown["vs best"].tolist() == ["best", "undecided", "worse", ""]
+    assert "tied" not in shown.columns

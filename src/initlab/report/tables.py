@@ -341,7 +341,7 @@ def _vs_best(rank: int, p: float, tied: bool, score: Score) -> str:
         return "n/a"
     if parted_by_stuck(tied, p, ALPHA):
         return f"yes: {score.stuck_phrase()} (p = {_p(p)})"
-    return f"{'not shown' if tied else 'yes'} (p = {_p(p)})"
+    return f"{'undecided' if tied else 'yes'} (p = {_p(p)})"
 
 
 def _pm(mean: float, std: float) -> str:

@@ -277,16 +277,16 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
         title = f"ranking by {name}" + (f" within {within}" if within else "")
         limits = scores.get(within, score).ranked_range()
         print_frame(ranking_table(part, name, limits), console, title=title)
-    stuck = f", never for a group {score.stuck_phrase()} in every run when no run of the best is"
+    stuck = f"; stuck: worse, {score.stuck_phrase()} in every run while no run of the best is"
     stuck = stuck if score.stuck_applies else ""
     apart = " Runs on different data are ranked apart." if ranked["within"].nunique() > 1 else ""
     if results.within and ranked["within"].nunique() > 1:
         apart = f" Groups are ranked and tested within each {', '.join(results.within)}."
     console.print(
         "95% CI: Student t over seeds, cut to the values the score can take. p vs best: "
-        "Welch's t-test against rank 1, Holm-adjusted over the other groups; tied: "
-        f"p >= 0.05 (the seeds cannot tell it from the best, which does not show it is as "
-        f"good){stuck}.{apart}"
+        "Welch's t-test against rank 1, Holm-adjusted over the other groups; vs best: "
+        "worse where p < 0.05, undecided where p >= 0.05 (the seeds cannot tell it from the "
+        f"best, which does not show it is as good){stuck}.{apart}"
     )
     console.print(results.verdict(), soft_wrap=True, markup=False, highlight=False)
     if line := apply_line(results, ranked):
@@ -311,8 +311,8 @@ def ranking_table(
             f"{score} (mean [95% CI])": [_mean_ci(m, c, limits) for m, c in accuracy],
             "seeds": [f"{n}/{r}" for n, r in zip(ranked["n"], ranked["runs"], strict=True)],
             "p vs best": ["" if p != p else f"{p:.3g}" for p in ranked["p_holm"]],
-            "tied": [
-                _tied(r, t, p)
+            "vs best": [
+                _vs_best(r, t, p)
                 for r, t, p in zip(
                     ranked["rank"], ranked["tied_with_best"], ranked["p_holm"], strict=True
                 )
@@ -321,15 +321,20 @@ def ranking_table(
     )
 
 
-def _tied(rank: object, tied: bool, p: float) -> str:
-    """The ranking's ``tied`` cell: ``best`` for rank 1, ``yes`` when the seeds cannot tell
-    the group from the best, ``stuck`` when only the stuck rule parts them
-    (:func:`initlab.scores.stuck_not_tied`)."""
+def _vs_best(rank: object, tied: bool, p: float) -> str:
+    """The ranking's ``vs best`` cell: ``best`` for rank 1, ``undecided`` when the seeds
+    cannot tell the group from the best, ``stuck`` when only the stuck rule parts them
+    (:func:`initlab.scores.stuck_not_tied`), ``worse`` when Welch's test does, ``''``
+    untested (fewer than two finite scores)."""
     if pd.isna(rank):
         return ""
     if rank == 1:
         return "best"
-    return "yes" if tied else "stuck" if parted_by_stuck(tied, p, ALPHA) else ""
+    if tied:
+        return "undecided"
+    if parted_by_stuck(tied, p, ALPHA):
+        return "stuck"
+    return "worse" if p == p else ""
 
 
 def _mean_ci(mean: float, ci: float, limits: tuple[float, float]) -> str:
