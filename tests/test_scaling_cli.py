@@ -72,7 +72,10 @@ def test_writes_the_tidy_table_verdicts_and_figure(factories, capsys):
         "module",
         "metric",
         "value",
+        "optimizer",
+        "lr",
     ]
+    assert set(coords["optimizer"]) == {"adam"} and set(coords["lr"]) == {0.01}
     # SP: no zero-initialized readout, so no "aligned_out"
     assert set(coords["metric"]) == {"l1", "std", "update", "aligned"}
     assert set(coords["width"]) == {32, 64, 128} and set(coords["step"]) == {0, 1, 2}

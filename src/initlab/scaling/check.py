@@ -185,7 +185,9 @@ class ScalingResult:
         s = self.settings
         title = f"{s.param} with {s.optimizer}, lr {s.lr:g}"
         writers: dict[str, Callable[[Path], object]] = {
-            "coords.csv": lambda p: self.coords.to_csv(p, index=False),
+            "coords.csv": lambda p: self.coords.assign(optimizer=s.optimizer, lr=s.lr).to_csv(
+                p, index=False
+            ),
             "verdicts.json": lambda p: p.write_text(text),
             "coords.png": lambda p: plot_coords(self.coords, p, flagged=self.marked(), title=title),
         }
