@@ -9,6 +9,7 @@ from torch import nn
 
 import initlab
 from initlab.cli import main
+from initlab.errors import InitlabError
 from initlab.probe import diagnose
 from initlab.probe.recurrent import REACH_HIGH, SEQUENCES, unroll
 
@@ -146,3 +147,17 @@ def test_the_cli_prints_the_recurrent_table(tmp_path, monkeypatch, capsys):
     assert "not measured" not in out
     details = json.loads((tmp_path / "d" / "findings.json").read_text())["details"]
     assert details[0]["recurrent"][0]["layer"] == "rnn"
+
+
+def test_a_diagnosis_that_fails_before_its_forward_pass_leaves_no_hook_behind():
+    """The recorders were entered before collect: an error in between (targets of another
+    length, an unknown mode) left the RNN's hooks and a global torch-function mode on."""
+    torch.manual_seed(0)
+    model = _wrapped(nn.LSTM(4, 8, batch_first=True), 8)
+    x = torch.randn(6, 5, 4)
+    with pytest.raises(InitlabError):
+        diagnose(model, x, torch.randn(3, 4), loss=lambda out, y: out.sum())
+    with pytest.raises(InitlabError):
+        diagnose(model, x, mode="bogus")
+    assert len(model.rnn._forward_pre_hooks) == 0
+    assert torch._C._len_torch_function_stack() == 0

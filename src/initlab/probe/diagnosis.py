@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +26,17 @@ from initlab.probe import findings as verdicts
 from initlab.probe.attention import AttentionRecorder, attention_findings
 from initlab.probe.branches import dormant_findings
 from initlab.probe.findings import Finding
-from initlab.probe.hooks import LayerTensors, Loss, collect
+from initlab.probe.hooks import LayerTensors, Loss, collect, watching
 from initlab.probe.logits import logit_findings
 from initlab.probe.meanfield import predicted_q
 from initlab.probe.metrics import METRICS
-from initlab.probe.recurrent import LEGEND, RecurrentRecorder, recurrent_findings, recurrent_frame
+from initlab.probe.recurrent import (
+    LEGEND,
+    RecurrentRecorder,
+    blame_logits,
+    recurrent_findings,
+    recurrent_frame,
+)
 from initlab.probe.recurrent import SHOWN as RECURRENT_SHOWN
 
 HIST_VALUES = 20_000
@@ -84,9 +89,9 @@ class Diagnosis:
         if not self.unseen:
             return ""
         return (
-            f"not measured: {', '.join(self.unseen)} (a recurrent cell, a packed sequence or "
-            "an LSTM with proj_size, which the probe does not unroll; `initlab plan` shows how "
-            "a scheme sets its weights)"
+            f"not measured: {', '.join(self.unseen)} (a recurrent cell, a packed sequence, "
+            "an LSTM with proj_size or a module the forward did not call, which the probe "
+            "does not unroll; `initlab plan` shows how a scheme sets its weights)"
         )
 
     def recurrent_table(self) -> pd.DataFrame:
@@ -287,9 +292,7 @@ def _diagnosis(
 ) -> Diagnosis:
     """:func:`diagnose`'s work on a checked model and batch."""
     attention, recurrent = AttentionRecorder(model), RecurrentRecorder(model)
-    watch = contextlib.ExitStack()
-    watch.enter_context(recurrent)
-    watch.enter_context(attention)
+    watch = watching(recurrent, attention)  # entered by collect, around the forward only
     try:
         layers = collect(model, inputs, targets, loss, mode=mode, seed=seed, watch=watch)
     except InitlabError:
@@ -324,7 +327,7 @@ def _diagnosis(
     if _reads_logits(targets, loss):
         findings += logit_findings(frame)
     findings += dormant_findings(frame) + attention_findings(attention.records)
-    findings += recurrent_findings(unrolled)
+    findings = blame_logits(findings + recurrent_findings(unrolled), unrolled)
     summary = verdicts.summary(frame)
     return Diagnosis(frame, findings, summary, samples, label, unseen, unrolled)
 

@@ -22,7 +22,7 @@ layer has no phi(z) (the loss is its nonlinearity).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -220,6 +220,17 @@ def _through_activation(layer: LayerTensors) -> Tensor | None:
         phi = activations.get(layer.activation).fn(z)
         (grad,) = torch.autograd.grad(phi, z, layer.post_grad)
     return grad.detach()
+
+
+@contextlib.contextmanager
+def watching(*recorders: contextlib.AbstractContextManager) -> Iterator[None]:
+    """One context for :func:`collect`'s ``watch`` entering every recorder (attention,
+    recurrent calls) and leaving each on the way out, whatever is raised: entered only
+    when ``collect`` enters it, so an error before the forward pass leaves no hook."""
+    with contextlib.ExitStack() as stack:
+        for recorder in recorders:
+            stack.enter_context(recorder)
+        yield
 
 
 def collect(

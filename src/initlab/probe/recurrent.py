@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -291,3 +292,29 @@ def _said(name: str, worst: pd.Series) -> tuple[str, str]:
         "inputs; give them a fan-in scale (glorot_uniform, lecun_normal) or standardize the "
         "inputs",
     )
+
+
+GROWTH = 10.0
+"""A recurrent layer whose hidden state's std grows more than this from the first step to
+the last is named as the cause of ``large_logits`` (:func:`blame_logits`)."""
+
+
+def blame_logits(findings: list[Finding], frame: pd.DataFrame) -> list[Finding]:
+    """``findings`` with ``large_logits``' suggestion naming a recurrent layer whose state
+    grows along the sequence (``state_std_last > GROWTH × state_std_first``, or
+    ``exploding_through_time``), when there is one: the layer table has no row for it, so
+    the suggestion blamed the inputs (token ids) instead."""
+    if frame.empty or not any(f.name == "large_logits" for f in findings):
+        return findings
+    growth = frame["state_std_last"] / frame["state_std_first"]
+    hot = frame[(growth > GROWTH) | (frame["gradient_reach"] > REACH_HIGH)]
+    if hot.empty:
+        return findings
+    worst = hot.loc[growth[hot.index].idxmax()]
+    cause = (
+        f"the logits read {worst['layer']} ({worst['cell']}), whose hidden state grows along "
+        f"the sequence (std {worst['state_std_first']:.3g} at step 1, "
+        f"{worst['state_std_last']:.3g} at step {int(worst['steps'])}): give its recurrent "
+        "matrix a spectral radius of about 1 (orthogonal, as every initlab scheme sets it)"
+    )
+    return [replace(f, suggestion=cause) if f.name == "large_logits" else f for f in findings]
