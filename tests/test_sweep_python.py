@@ -142,3 +142,26 @@ def test_a_swept_value_the_model_cannot_take_is_named_in_the_error(tmp_path):
     assert not (tmp_path / "w").exists()
     with pytest.raises(InitlabError, match=r"^the model cannot run"):  # one model: no prefix
         initlab.compare(["default"], 1, model=build, model_args={"width": 16}, data=arrays())
+
+
+def test_the_preflights_naming_keeps_the_errors_type_and_every_swept_keyword(tmp_path):
+    """It re-raised type(exc)(message), a TypeError for UnknownNameError; a factory keyword
+    named like a setting (activation) was hidden by the setting; init checks named no run."""
+    from initlab.config import RunConfig
+    from initlab.errors import UnknownNameError
+    from initlab.sweep.preflight import preflight_configs
+
+    base = dict(dataset="digits", epochs=1, limit_train=64)
+    configs = [RunConfig(activation=a, **base) for a in ("relu", "tahn")]
+    with pytest.raises(UnknownNameError, match=r"^runs with activation=tahn: unknown"):
+        preflight_configs(configs)
+    spec = f"{tmp_path}/acts.py:build"
+    (tmp_path / "acts.py").write_text(
+        "from torch import nn\n\n\ndef build(activation='relu', tie=False):\n"
+        "    if activation == 'gelu':\n        raise ValueError('no gelu here')\n"
+        "    head = nn.Linear(64, 10)\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), head)\n"
+    )
+    swept = [RunConfig(model=spec, model_args={"activation": a}, **base) for a in ("relu", "gelu")]
+    with pytest.raises(InitlabError, match=r"^runs with model_args\.activation=gelu: the model"):
+        preflight_configs(swept)

@@ -48,8 +48,10 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
             if key not in loaded:
                 loaded[key] = load_data(config, data_dir=data_dir)
             built[shape] = preflight(config, loaded[key])
-    for config in {_init_key(c): c for c in configs}.values():
-        check_initializes(config, loaded[_data_of(config)])
+    inits = list({_init_key(c): c for c in configs}.values())
+    for config in inits:
+        with _naming(config, inits):
+            check_initializes(config, loaded[_data_of(config)])
     _preflight_notes(built, configs)  # notes only once every check has passed
     return loaded.get(_data_of(configs[0])) if configs else None
 
@@ -63,19 +65,27 @@ def _naming(config: RunConfig, configs: Sequence[RunConfig]) -> Iterator[None]:
         yield
     except InitlabError as exc:
         shown = _telling(config, configs)
-        if not shown:
-            raise
-        raise type(exc)(f"runs with {shown}: {exc}") from None
+        if shown:  # the same error, its type kept (UnknownNameError takes other arguments)
+            exc.args = (f"runs with {shown}: {exc}", *exc.args[1:])
+        raise
 
 
 def _telling(config: RunConfig, configs: Sequence[RunConfig]) -> str:
     """``dim=15, batch_size=8``: ``config``'s values of the settings (and factory keywords)
     that differ among ``configs``."""
-    rows = [{**{f"{k}": v for k, v in (c.model_args or {}).items()}, **_shape(c)} for c in configs]
+    rows = [{**_shape(c), **_factory_keywords(c)} for c in configs]
     mine = rows[configs.index(config)]
     names = dict.fromkeys(k for row in rows for k in row)
     differ = [n for n in names if len({repr(row.get(n)) for row in rows}) > 1]
     return ", ".join(f"{n}={mine.get(n)}" for n in differ)
+
+
+def _factory_keywords(config: RunConfig) -> dict[str, object]:
+    """``config.model_args`` by name (``width``), as ``model_args.hidden`` where the name is
+    also a setting's, which would hide one behind the other."""
+    settings = _shape(config)
+    args = config.model_args or {}
+    return {(f"model_args.{k}" if k in settings else k): v for k, v in args.items()}
 
 
 def _shape(config: RunConfig) -> dict[str, object]:
