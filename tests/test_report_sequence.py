@@ -25,7 +25,7 @@ GROUPS = {
     "unigram": (["ok", "ok"], [3.40, 3.38, 3.37], [0.12, 0.13], [3.36, 3.38]),
     "zeros": (["stuck", "stuck"], [4.16, 3.30, 3.40], [0.10, 0.10], [3.41, 3.42]),
 }
-START, BEST = 4.16, 3.233  # highest first-epoch mean validation loss, lowest final one
+START, BEST = 3.40, 3.233  # lowest first-epoch mean validation loss, lowest final one
 
 
 def _results(task: str = "sequence", groups: dict = GROUPS) -> ResultSet:
@@ -63,8 +63,11 @@ def test_the_loss_target_lies_90_percent_of_the_way_from_the_start_to_the_best()
         ("a",): pd.Series([4.0, 3.0], index=[1, 2]),
         ("b",): pd.Series([5.0, float("inf")], index=[1, 2]),  # diverged: inf is no best
         ("c",): pd.Series([3.5, 3.4], index=[2, 1]),  # epochs out of order: first is 1
+        ("d",): pd.Series([25.0, 9.0, 5.0]),  # an exploding start loosens nothing
     }
-    assert reach_threshold(curves, by_loss=True) == pytest.approx(3.0 + 0.1 * (5.0 - 3.0))
+    assert reach_threshold(curves, by_loss=True) == pytest.approx(3.0 + 0.1 * (3.4 - 3.0))
+    below = {("a",): pd.Series([4.0, 3.0]), ("e",): pd.Series([2.5, 3.6])}  # e started lower
+    assert reach_threshold(below, by_loss=True) == pytest.approx(3.0)  # L0 at least L*
     assert math.isnan(reach_threshold({("a",): pd.Series([math.inf])}, by_loss=True))
     scores = {("a",): pd.Series([0.5, 0.8]), ("b",): pd.Series([0.2, 0.6])}
     assert reach_threshold(scores, by_loss=False) == pytest.approx(reach_target(0.8)) == 0.72
@@ -73,10 +76,10 @@ def test_the_loss_target_lies_90_percent_of_the_way_from_the_start_to_the_best()
 def test_a_group_at_the_unigram_level_never_reaches_the_loss_target():
     """The old target, 1.1 × 3.233 = 3.556, let 'unigram' (3.40) reach it at epoch 1."""
     results = _results()
-    target = BEST + 0.1 * (START - BEST)  # 3.3257, below the unigram level
+    target = BEST + 0.1 * (START - BEST)  # 3.2497, below the unigram level
     assert results.reach_threshold() == pytest.approx(target, abs=1e-9)
     reached = results.summary().set_index("init")["epochs_to_90"]
-    assert reached["learns"] == 3  # 3.5 > 3.3257 >= 3.233
+    assert reached["learns"] == 3  # 3.5 > 3.2497 >= 3.233
     assert math.isnan(reached["unigram"])  # 3.37 at best
     assert math.isnan(reached["zeros"])  # 3.30 < target at epoch 2, but every run is stuck
 
@@ -143,7 +146,7 @@ def test_the_report_summary_shows_the_losss_interval_and_says_so():
     assert table.set_index("group").loc["unigram", "epochs to 90%"] == "never"
     assert "the 95% CI is the Student-t interval for the mean test loss" in summary.intro
     assert "token accuracy's" not in summary.intro
-    assert "90% of the way down from the highest first-epoch mean validation loss" in (
+    assert "90% of the way down from the lowest first-epoch mean validation loss" in (
         summary.intro
     )
     assert f"(here {BEST + 0.1 * (START - BEST):.4f})" in summary.intro
@@ -245,4 +248,4 @@ def test_a_real_sequence_store_reports_its_loss_from_the_command_line(tmp_path):
     assert "training loss and validation loss (lower is better)" in markdown
     assert "| test loss (mean ± std) | 95% CI | test token accuracy (mean ± std) |" in markdown
     assert "| test_accuracy | test_loss |" in markdown  # the runs table
-    assert "90% of the way down from the highest first-epoch mean validation loss" in markdown
+    assert "90% of the way down from the lowest first-epoch mean validation loss" in markdown

@@ -60,15 +60,15 @@ def test_sequence_runs_reach_their_epochs_to_90_by_validation_loss():
     results = _results()
     assert results.ranking()["group"].iloc[0] == "glorot_uniform"
     reached = results.summary().set_index("init")["epochs_to_90"]
-    # 90% of the way from 5.0 (default's first epoch, the highest) down to 3.4: 3.56
-    assert reached["glorot_uniform"] == 2  # 3.6 > 3.56 >= 3.4
-    assert math.isnan(reached["default"])  # 4.6 > 3.56: never
+    # 90% of the way from 3.6 (glorot's first epoch, the lowest) down to 3.4: 3.42
+    assert reached["glorot_uniform"] == 2  # 3.6 > 3.42 >= 3.4
+    assert math.isnan(reached["default"])  # 4.6 > 3.42: never
     said = _legend(results)
     assert "epochs_to_90: first epoch whose mean validation loss has come 90% of the way" in said
     assert "at most L* + 0.1 × (L0 − L*)" in said
     intro = assemble_report(results).sections[0].intro  # the report's legend agrees
     assert "'epochs to 90%' is the first epoch whose mean validation loss has come 90%" in intro
-    assert "(here 3.5600)" in intro
+    assert "(here 3.4200)" in intro
     classified = assemble_report(_results(task="classification")).sections[0].intro
     assert "mean validation accuracy comes within 10% of the best" in classified
 

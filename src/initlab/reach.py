@@ -13,10 +13,12 @@ first epoch. Runs ranked by test loss (sequences,
 :meth:`initlab.results.ResultSet.reaches_by_loss`) wait instead until their mean validation
 loss has come :data:`REACH_FRACTION` (90%) of the way down from where the groups started to
 where the best one ended: :func:`reach_loss_target`, ``L* + 0.1 (L0 - L*)``, with ``L*`` the
-lowest finite final mean validation loss of any group and ``L0`` the highest finite
-first-epoch mean validation loss of any group. Where a group learned nothing, ``L0`` is at
-least its loss, near the targets' entropy, and the target lies 90% of the way from there to
-the best. A group whose every run is stuck, diverged or failed reaches neither target
+lowest finite final mean validation loss of any group and ``L0`` the lowest finite
+first-epoch mean validation loss of any group (at least ``L*``). Where a group learned
+nothing, ``L0`` is at most its loss, near the targets' entropy, and the target lies 90% of
+the way from there to the best; a group that starts far higher (an exploding init) does not
+loosen it, as the highest start did (25 nats put it at 5.02, above every curve). A group
+whose every run is stuck, diverged or failed reaches neither target
 (:func:`epochs_to_target`).
 """
 
@@ -31,7 +33,7 @@ from initlab.train.result import DIVERGED, FAILED, STUCK
 
 REACH_FRACTION = 0.9
 """How near the best ``epochs_to_90`` waits for: 90% of the best final mean validation score,
-or 90% of the way from the highest first-epoch mean validation loss down to the lowest final
+or 90% of the way from the lowest first-epoch mean validation loss down to the lowest final
 one (see the module docstring)."""
 
 Curves = dict[tuple, pd.Series]
@@ -46,7 +48,7 @@ def reach_target(best: float) -> float:
 def reach_loss_target(best: float, start: float) -> float:
     """``start - REACH_FRACTION (start - best) = best + (1 - REACH_FRACTION)(start - best)``:
     the validation loss ``epochs_to_90`` waits for where runs are ranked by loss, lower first
-    (``best``: the lowest final mean validation loss ``L*``; ``start``: the highest first-epoch
+    (``best``: the lowest final mean validation loss ``L*``; ``start``: the lowest first-epoch
     one ``L0``). ``start <= best`` (every group's loss rose) gives a target at or below
     ``best``, reached only by a curve that was lower before it rose."""
     return best + (1 - REACH_FRACTION) * (start - best)
@@ -61,7 +63,7 @@ def reach_legend(by_loss: bool = False) -> str:
         rest = f"{1 - REACH_FRACTION:.2g}"
         return (
             f"first epoch whose mean validation loss has come {REACH_FRACTION:.0%} of the way "
-            "down from the highest first-epoch mean validation loss of any group (L0) to the "
+            "down from the lowest first-epoch mean validation loss of any group (L0) to the "
             f"best (lowest) group's final one (L*), i.e. is at most L* + {rest} × (L0 − L*)"
         )
     return (
@@ -77,8 +79,9 @@ def _finite(values: list[float]) -> list[float]:
 def reach_threshold(curves: Curves, by_loss: bool) -> float:
     """What ``epochs_to_90`` waits for: :func:`reach_target` of the best final mean
     validation score (0: none), or :func:`reach_loss_target` of the lowest finite final mean
-    validation loss and the highest finite first-epoch one (NaN: none; a diverged group's
-    inf is neither). Each curve's epochs in order (:meth:`pandas.Series.sort_index`)."""
+    validation loss and the lowest finite first-epoch one, at least the former (NaN: none; a
+    diverged group's inf is neither). Each curve's epochs in order
+    (:meth:`pandas.Series.sort_index`)."""
     ordered = [c.sort_index() for c in curves.values() if len(c)]
     finals = [float(c.iloc[-1]) for c in ordered]
     if not by_loss:
@@ -86,7 +89,7 @@ def reach_threshold(curves: Curves, by_loss: bool) -> float:
     ends, starts = _finite(finals), _finite([float(c.iloc[0]) for c in ordered])
     if not ends or not starts:
         return math.nan
-    return reach_loss_target(min(ends), max(starts))
+    return reach_loss_target(min(ends), max(min(starts), min(ends)))
 
 
 def epochs_to_target(
