@@ -167,7 +167,8 @@ class CausalSDPA(nn.Module):
 
 def test_uniform_attention_under_a_causal_mask_is_the_mean_of_one_over_the_visible_keys():
     """The finding compared a causal model's top weight with 1/T (0.03 at T = 32), where
-    uniform attention over each query's visible keys gives (ln T + 0.58) / T ≈ 0.13."""
+    uniform attention over each query's visible keys (two or more) gives (H_T - 1)/(T - 1),
+    0.099."""
     t = 32
     model = nn.Sequential(CausalSDPA(), nn.Linear(16, 3))
     for layer in (model[0].q, model[0].k):  # zero logits: exactly uniform weights

@@ -47,8 +47,9 @@ class AttentionRecord:
     keys: int
     top_weight: float
     uniform: float = math.nan
-    """The mean top weight of uniform attention over each query's allowed keys: ``1/T``
-    without a mask, about ``(ln T + 0.58) / T`` under a causal one (0.13 at T = 32)."""
+    """The mean top weight of uniform attention over each query's allowed keys (queries
+    with two or more, as ``top_weight``): ``1/T`` without a mask, ``(H_T - 1) / (T - 1)``
+    under a causal one (``H_T`` the harmonic number: 0.099 at T = 32, not 1/T = 0.031)."""
 
 
 class AttentionRecorder(TorchFunctionMode):

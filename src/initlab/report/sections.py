@@ -60,14 +60,25 @@ def summary_section(
         f"t-test of the group against the best one, Holm-adjusted over the other groups — "
         f"'yes' when p < {tables.ALPHA:g}; 'undecided' when p ≥ {tables.ALPHA:g}: the data "
         "cannot tell them apart, which is no evidence that they are as good (more seeds "
-        f"may). 'epochs to 90%' is the {_reach(score, by_loss, reach)}. diverged: the loss "
-        f"became NaN/inf{stuck if score.stuck_applies else ''}; failed: an error."
+        f"may){_stuck_vs_best(score)}. 'epochs to 90%' is the {_reach(score, by_loss, reach)}. "
+        f"diverged: the loss became NaN/inf{stuck if score.stuck_applies else ''}; failed: an "
+        "error."
     )
     verdict_note = [Note(line) for line in verdict.splitlines()]  # one per dataset
     reasons = tables.stuck_reasons(ranked, group_by, score, tracked)
     stuck_notes = [Note(line) for line in reasons]
     table = Table(tables.summary_table(ranked, score))
     return Section("summary", "Summary", intro, [table, *verdict_note, *stuck_notes])
+
+
+def _stuck_vs_best(score: Score) -> str:
+    """The legend's clause for ``yes: stuck ...`` (:func:`initlab.scores.stuck_not_tied`)."""
+    if not score.stuck_applies:
+        return ""
+    return (
+        f"; 'yes: {score.stuck_phrase()}' for a group {score.stuck_phrase()} in every run "
+        "while no run of the best is, whatever p"
+    )
 
 
 def _reach(score: Score, by_loss: bool, reach: float = math.nan) -> str:

@@ -198,7 +198,8 @@ def sigmoid_worst(errors: pd.DataFrame) -> Expectation:
     shown = "; ".join(_row(errors, n) for n in errors.index)
     paper = "paper (MNIST): " + ", ".join(f"{k} {v}" for k, v in PAPER_TABLE1.items())
     runner = str(others["err"].idxmax())
-    return _above(errors, "Sigmoid", runner, claim, f"test error %: {shown}", paper)
+    shown = f"test error %: {shown}; against the worst other, {runner}"
+    return _above(errors, "Sigmoid", runner, claim, shown, paper)
 
 
 def _above(
