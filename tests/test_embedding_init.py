@@ -133,3 +133,12 @@ def test_the_cli_sets_tables_refuses_lsuv_before_work_and_drops_the_note(tmp_pat
 def test_an_embedding_init_for_a_model_without_a_table_of_its_own_is_one_line(capsys):
     assert main(["compare", "--data", "digits", "--embedding-init", "lecun_normal"]) == 2
     assert "mlp has no nn.Embedding table of its own" in capsys.readouterr().err
+
+
+def test_a_constant_scheme_under_study_says_it_sets_a_tied_table_too():
+    """zeros as the scheme (the classic lab's) is not refused, but the tied token table it
+    zeroes was not mentioned."""
+    tied = Tagger(tied=True)
+    with pytest.warns(InitlabNote, match=r"zeros also sets embed\.weight, tied to head\.weight"):
+        initialize(tied, "zeros", output_init="same")
+    assert torch.count_nonzero(tied.embed.weight) == 0

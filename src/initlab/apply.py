@@ -40,6 +40,7 @@ from initlab.coverage import initializable_layers, skip_row, skipped_modules, we
 from initlab.embedding_init import (
     EMBEDDINGS,
     init_embeddings,
+    note_constant_tied,
     refuse_constant_tied,
     tensors_set_by,
     zero_tied_padding,
@@ -113,6 +114,7 @@ def initialize(
     plan = _resolve_plan(scheme, model, output_scheme(output_init), data)
     spans = packed.planned_spans(scheme, plan)  # fused projections: one draw per row span
     _refuse_computed(model, plan)
+    note_constant_tied(model, plan)
     _check_data(model, data, plan)
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=skipped_modules(model))

@@ -112,6 +112,21 @@ def refuse_constant_tied(model: nn.Module, layer: str, init: Initializer | None)
         )
 
 
+def note_constant_tied(model: nn.Module, plan: dict[str, Initializer | None]) -> None:
+    """A note for each layer the scheme under study fills with one value (``zeros`` in the
+    classic lab) whose weight is an embedding table's: every token enters as the same
+    vector, part of what that scheme shows (an explicit ``output_init`` is refused:
+    :func:`refuse_constant_tied`)."""
+    for layer, init in plan.items():
+        if init is None or not isinstance(init.sampler, Constant):
+            continue
+        for table in tied_tables(model, layer):
+            note(
+                f"{init!r} also sets {table}.weight, tied to {layer}.weight: every token "
+                "enters as the same vector"
+            )
+
+
 def zero_tied_padding(model: nn.Module, set_by_layers: set[int]) -> None:
     """Zero the ``padding_idx`` row of every table a weight layer's init just set (a tied
     readout), as ``nn.Embedding`` and :func:`init_embeddings` do for the tables they set."""
