@@ -179,6 +179,27 @@ def test_a_folder_that_refuses_new_files_is_a_note_too(digits):
     assert [r.status for r in results] == ["ok"] * 3
 
 
+def test_a_disk_that_fills_while_torch_writes_is_a_note_too(tmp_path, digits, monkeypatch):
+    """torch.save reports a full disk mid-file as RuntimeError ('[enforce fail at
+    inline_container.cc:672] . unexpected pos'): every run of the stack failed, and the
+    retry failed again until space was freed."""
+    import initlab.checkpoints as checkpoints
+
+    class FullDisk:
+        @staticmethod
+        def save(state, file):
+            file.write(b"part of it")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 0")
+
+    monkeypatch.setattr(checkpoints, "_torch", lambda: FullDisk)
+    runs = configs(optimizer="momentum", lr=0.02, epochs=2)
+    saves = Checkpoints(str(tmp_path / "checkpoints"), every=0.0)
+    with pytest.warns(InitlabNote, match=r"cannot save checkpoints in .*\(the write failed"):
+        results = train_configs(runs, digits, checkpoints=saves)
+    assert [r.status for r in results] == ["ok"] * 3
+    assert not list((tmp_path / "checkpoints").glob("*"))  # no partial file left
+
+
 def test_no_checkpoint_is_saved_before_the_interval_has_passed(tmp_path, digits):
     saves = Checkpoints(str(tmp_path), every=3600.0)
     train_configs(configs(epochs=2), digits, checkpoints=saves)

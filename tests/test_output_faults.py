@@ -375,3 +375,47 @@ def test_a_directory_where_an_output_file_goes_is_refused_before_any_work(
     line = one_error_line(said.err)
     assert f"{tmp_path / 'out' / name} is a directory" in line and "--out" in line
     assert said.out == ""
+
+
+def test_a_serializers_own_word_for_a_full_disk_is_an_oserror(tmp_path):
+    """torch.save's RuntimeError and safetensors' SafetensorError for a full disk escaped
+    as tracebacks (doctor --save) or failed every run (checkpoints)."""
+    from initlab.atomic_files import write_file
+
+    class SafetensorError(Exception):
+        pass
+
+    def torch_full(path: Path) -> None:
+        path.write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 9 vs 4")
+
+    def safetensors_full(path: Path) -> None:
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28 })")
+
+    for writer in (torch_full, safetensors_full):
+        with pytest.raises(OSError, match="the write failed") as info:
+            write_file(tmp_path / "w.pt", writer)
+        assert info.value.filename == str(tmp_path / "w.pt")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left
+
+    def a_bug(path: Path) -> None:
+        raise RuntimeError("a bug in the writer is not a full disk")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        write_file(tmp_path / "w.pt", a_bug)
+
+
+def test_a_report_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    import initlab.report.build as build
+
+    res = initlab.compare(["he_normal"], 1, data="digits", hidden=(8,), epochs=1, track="off",
+                          out=tmp_path / "store")  # fmt: skip
+    assert len(res.runs) == 1
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "curves.png"))
+
+    monkeypatch.setattr(build, "build_report", full)
+    assert main(["report", str(tmp_path / "store"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write ") and "no space left on device" in err

@@ -134,6 +134,11 @@ def write_files(
                 if exc.filename is None and exc.errno in _DISK_ERRORS:  # say which file
                     exc.filename = str(out / name)
                 raise
+            except Exception as exc:
+                if not refused_write(exc):
+                    raise
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise OSError(errno.EIO, f"the write failed ({first})", str(out / name)) from exc
         for temporary, target in staged:
             _replace(temporary, target)
     except BaseException:
@@ -182,6 +187,19 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def refused_write(exc: Exception) -> bool:
+    """Whether ``exc`` is a serializer's own word for a write the file system refused (a
+    full disk): ``torch.save``'s ``RuntimeError`` from its stream writer ("unexpected pos",
+    "PytorchStreamWriter failed"), safetensors' ``SafetensorError``. :func:`write_files`
+    raises them as ``OSError``, as a file write would."""
+    if type(exc).__name__ == "SafetensorError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "inline_container" in text or "PytorchStreamWriter" in text
+    )
 
 
 def write_file(path: Path | str, write: Callable[[Path], object]) -> Path:

@@ -108,8 +108,8 @@ class Checkpoints:
         """Write run ``key``'s checkpoint, all or nothing; raises ``OSError``."""
 
         def write(temporary: Path) -> None:
-            with open(temporary, "wb") as file:  # refused writes are OSErrors (torch's: not)
-                _torch().save(state, file)
+            with open(temporary, "wb") as file:  # refused writes are OSErrors (torch's
+                _torch().save(state, file)  # RuntimeError too: atomic_files.refused_write)
 
         write_file(self.path(key), write)
 

@@ -91,6 +91,7 @@ def doctor(
     """Diagnose a model, recommend a scheme per layer, apply it, and show what changed.
 
     With --trials, train the candidates and recommend one with evidence."""
+    from initlab.atomic_files import write_error
     from initlab.doctor.workflow import examine, starting_init
     from initlab.probe.batch import prepare_probe
     from initlab.weights import save_weights
@@ -117,7 +118,10 @@ def doctor(
     note_as_built(exam.model)
     _print_comparison(exam.before, exam.after)
     if save is not None:
-        written = save_weights(exam.model.cpu(), save)
+        try:
+            written = save_weights(exam.model.cpu(), save)
+        except OSError as exc:
+            raise write_error(exc, f"{save} is as it was") from None
         out.print(
             f"wrote {written} (load it with initlab.weights.load_weights(model, path))",
             soft_wrap=True, markup=False, highlight=False,

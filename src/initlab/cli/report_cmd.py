@@ -46,6 +46,7 @@ def report(
     within: Within = None,
 ) -> None:
     """Write report.html (self-contained, opens offline) and report.md from stored results."""
+    from initlab.atomic_files import write_error
     from initlab.report.build import DEFAULT_TITLE, build_report, ranked_apart
     from initlab.report.sources import load_results
 
@@ -55,9 +56,12 @@ def report(
     if within:
         results, keys = ranked_apart(results, split_list(within), keys), None
     default_title = f"{DEFAULT_TITLE}: {study}" if study else DEFAULT_TITLE
-    paths = build_report(
-        results, out_dir, layer_stats=layer_stats, title=title or default_title, group_by=keys
-    )
+    try:
+        paths = build_report(
+            results, out_dir, layer_stats=layer_stats, title=title or default_title, group_by=keys
+        )
+    except OSError as exc:
+        raise write_error(exc, f"{out_dir} is as it was; the store is untouched") from None
     out.print(
         f"wrote {paths.html} and {paths.markdown} ({len(paths.images)} figures)", soft_wrap=True
     )
