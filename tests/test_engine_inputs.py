@@ -444,3 +444,19 @@ def test_a_counting_forward_trains_in_the_stack_as_alone():
         single = train_stack([model], data, plan, [members[m]])[0]
         # 56 float32 steps; from the 6th the hidden layer is cut: both paths must see that
         assert results[m].test_loss == pytest.approx(single.test_loss, rel=1e-3, abs=1e-4)
+
+
+def frozen() -> nn.Module:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    return model.requires_grad_(False)
+
+
+def test_a_model_with_every_parameter_frozen_is_refused_before_training(tmp_path):
+    """Every run failed on its first backward, and the message said to run it again."""
+    import initlab
+
+    frozen_ = r"^every parameter of the model \(2 tensors\) is frozen"
+    with pytest.raises(InitlabError, match=frozen_):
+        initlab.compare(["he_normal"], 1, model=f"{HERE}:frozen", data="digits", epochs=1,
+                        out=tmp_path / "o")  # fmt: skip
+    assert not (tmp_path / "o").exists()

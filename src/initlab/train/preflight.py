@@ -51,11 +51,25 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
         )
     check_finite(data)
     model = build_checked(config, data)
+    check_trainable(model)
     check_embedding_init(config, model)
     out = probe_output(model, data)
     check_output(task, out, data.y_train, data.num_classes)
     check_copyable(model, data)
     return model
+
+
+def check_trainable(model: nn.Module) -> None:
+    """One line for a model whose every parameter is frozen (``requires_grad=False``): each
+    run failed on its first backward ('element 0 of tensors does not require grad'), and
+    the retry hint could not help."""
+    parameters = list(model.parameters())
+    if parameters and not any(p.requires_grad for p in parameters):
+        raise InitlabError(
+            f"every parameter of the model ({len(parameters)} tensors) is frozen "
+            "(requires_grad=False): nothing would train; leave the layers under study "
+            "trainable (initlab diagnose looks at a frozen model as it is)"
+        )
 
 
 def build_checked(config: RunConfig, data) -> nn.Module:
