@@ -23,6 +23,10 @@ TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "1"
         (["--lr", "0"], "lr must be"),
         (["--seeds", "0"], "seeds"),
         (["--hidden", "300,abc"], "hidden widths"),
+        # beyond 2^63 - 1: an OverflowError traceback, or a store write after training
+        (["--epochs", "99999999999999999999"], "epochs must be at most 2^63 - 1"),
+        (["--seeds", "99999999999999999999"], "--seeds must be a count in"),
+        (["--seeds", "0,99999999999999999999"], "seed 99999999999999999999 is above 2^63"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_status_2(args, message, capsys):

@@ -49,3 +49,12 @@ def test_a_sigma_w2_beyond_what_the_computation_resolves_is_refused(capsys):
         analyze("tanh", 1e20)
     assert main(["theory", "--sigma-w2", "1e20"]) == 2
     assert "give at most 1e+11" in capsys.readouterr().err
+
+
+def test_a_depth_beyond_what_can_be_printed_is_one_line(capsys):
+    """--depth 10**20 was a ValueError traceback; 10**8 ran for minutes printing nothing."""
+    from initlab.cli import main
+
+    for depth in ("99999999999999999999", "100000000", "0"):
+        assert main(["theory", "--depth", depth]) == 2
+        assert capsys.readouterr().err.startswith("error: --depth must be in [1, 10,000]")

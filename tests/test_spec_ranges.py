@@ -118,7 +118,7 @@ def test_toml_booleans_and_specs_are_refused_before_anything_starts(tmp_path, ca
     [
         (10**9, "seeds must be a count in [1, 1,000,000], got 1000000000"),
         ([0, -1], "seeds: seed -1 is negative"),
-        ([2**63], "seeds must be a count (3) or a list of seeds"),
+        ([2**63], "seeds: seed 9223372036854775808 is above 2^63 - 1, the largest seed"),
         ([0, 0], "seeds lists a seed twice"),
         (0, "seeds: need at least one seed"),
     ],

@@ -89,6 +89,8 @@ def check_number(name: str, value: Any) -> Any:
     ok = is_int if rule.integer else is_real and math.isfinite(value)
     if not ok or not rule.contains(value):
         raise InitlabError(f"{name} must be {rule.describe()}, got {value!r}")
+    if is_int and value > MAX_INT:  # the store keeps counts as SQLite integers
+        raise InitlabError(f"{name} must be at most 2^63 - 1, got {value}")
     return value
 
 

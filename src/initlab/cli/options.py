@@ -200,21 +200,27 @@ def parse_widths(text: str) -> tuple[int, ...]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"3"`` → seeds 0, 1, 2; ``"0,5,7"`` → those seeds; ``"10-14"`` → 10..14."""
+    """``"3"`` → seeds 0, 1, 2; ``"0,5,7"`` → those seeds; ``"10-14"`` → 10..14 (at most
+    :data:`initlab.sweep.seeds.MAX_SEEDS` of them)."""
+    from initlab.sweep.seeds import MAX_SEEDS, seed_list
+
     try:
         if "," in text:
             return [int(s) for s in split_list(text)]
         if "-" in text.strip("-"):
             lo, hi = (int(p) for p in text.split("-", 1))
-            return list(range(lo, hi + 1))
-        count = int(text)
+            count = hi - lo + 1 if hi - lo + 1 > MAX_SEEDS else None
+            if count is None:
+                return list(range(lo, hi + 1))
+        else:
+            count = int(text)
     except ValueError:
         raise InitlabError(
             f"--seeds takes a count (3) or seeds (0,5,7 or 10-14); got '{text}'"
         ) from None
     if count < 1:
         raise InitlabError(f"--seeds must be at least 1, got {count}")
-    return list(range(count))
+    return list(seed_list(count, "--seeds"))
 
 
 def parse_bias(text: str) -> str | float:

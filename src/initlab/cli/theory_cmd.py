@@ -20,6 +20,10 @@ SCAN_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 """Without ``--sigma-w2`` the command scans these multiples of the critical sigma_w²."""
 
 
+MAX_DEPTH = 10_000
+"""The most layers ``--depth`` prints a predicted variance for."""
+
+
 @app.command()
 def theory(
     activation: opt.Activation = "tanh",
@@ -36,12 +40,15 @@ def theory(
     ] = None,
 ) -> None:
     """q*, chi_1, depth scales (xi_q, xi_c, xi_grad), the edge of chaos, the trainable depth."""
+    from initlab.errors import InitlabError
     from initlab.theory import analyze, plot_phase_diagram, predicted_variances
 
     check_output_file(plot, PLOT_FILES, "--plot", only=True)
     values = [sigma_w2] if sigma_w2 is not None else _scan(activation, sigma_b2)
     rows = [analyze(activation, sw, sigma_b2) for sw in values]
     variances = None
+    if depth is not None and not 1 <= depth <= MAX_DEPTH:
+        raise InitlabError(f"--depth must be in [1, {MAX_DEPTH:,}] (layers printed), got {depth}")
     if depth is not None:
         sw = values[0] if sigma_w2 is not None else rows[0]["critical_sigma_w2"]
         variances = predicted_variances(activation, sw, sigma_b2, depth)

@@ -8,7 +8,7 @@ from typing import Any
 
 from initlab.config import plain
 from initlab.errors import InitlabError
-from initlab.ranges import RANGES
+from initlab.ranges import MAX_INT, RANGES
 
 MAX_SEEDS = 1_000_000
 """The largest seed count (``seeds = N``); more would be over any sane run limit."""
@@ -33,6 +33,10 @@ def seed_list(value: Any, where: str = "seeds") -> tuple[int, ...]:
     negative = [s for s in value if isinstance(s, int) and s < 0] if isinstance(value, list) else []
     if negative:
         raise InitlabError(f"{where}: seed {negative[0]} is negative (seeds are integers >= 0)")
+    listed = value if isinstance(value, list) else []
+    huge = [s for s in listed if isinstance(s, int) and s > MAX_INT]
+    if huge:
+        raise InitlabError(f"{where}: seed {huge[0]} is above 2^63 - 1, the largest seed")
     ok = isinstance(value, (list, tuple)) and all(
         isinstance(s, int) and not isinstance(s, bool) and RANGES["seed"].contains(s) for s in value
     )
