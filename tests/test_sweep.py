@@ -307,3 +307,12 @@ def test_an_executor_waits_while_other_processes_hold_the_runs_left(trainings):
     outcomes = list(InlineExecutor("single", DataCache()).run(Source(), None))
     assert [o.result.config for o in outcomes] == configs[:3] == trainings
     assert waits == [4, 2, 1]  # once per empty answer, never after the end
+
+
+def test_workers_are_never_more_than_the_runs_to_do():
+    """--workers 1000 for a few runs started hundreds of torch-importing processes."""
+    from initlab.sweep.executor import plan_workers
+
+    assert plan_workers(3, 1000, cores=2) == (3, 1)
+    assert plan_workers(0, 8, cores=2) == (1, 2)
+    assert plan_workers(10, None, cores=2) == (2, 1)

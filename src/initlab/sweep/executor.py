@@ -115,12 +115,14 @@ def available_cores() -> int:
 
 def plan_workers(n_chunks: int, workers: int | None = None, cores: int | None = None):
     """``(workers, torch threads per worker)``: ``min(cores, n_chunks)`` workers by default,
-    each with ``cores // workers`` threads (at least 1)."""
+    never more than ``n_chunks`` (``--workers 1000`` for 4 runs started 1000 processes that
+    each imported torch), each with ``cores // workers`` threads (at least 1)."""
     cores = cores or available_cores()
     if workers is None:
         workers = max(1, min(cores, n_chunks))
     elif workers < 1:
         raise InitlabError(f"{option('--workers')} must be at least 1, got {workers}")
+    workers = min(workers, max(1, n_chunks))
     return workers, max(1, cores // workers)
 
 
