@@ -146,9 +146,7 @@ def test_the_report_summary_shows_the_losss_interval_and_says_so():
     assert table.set_index("group").loc["unigram", "epochs to 90%"] == "never"
     assert "the 95% CI is the Student-t interval for the mean test loss" in summary.intro
     assert "token accuracy's" not in summary.intro
-    assert "90% of the way down from the lowest first-epoch mean validation loss" in (
-        summary.intro
-    )
+    assert "90% of the way down from the lowest first-epoch mean validation loss" in (summary.intro)
     assert f"(here {BEST + 0.1 * (START - BEST):.4f})" in summary.intro
 
 
