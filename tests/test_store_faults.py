@@ -463,3 +463,31 @@ def test_a_reader_that_goes_away_loses_no_result_file(tmp_path, monkeypatch, cap
     )
     assert code == 1 and "Traceback" not in capsys.readouterr().err
     assert {"summary.csv", "epochs.csv", "curves.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+@pytest.mark.parametrize("table", ["epochs", "studies", "layer_stats"])
+def test_a_store_missing_a_table_is_damaged_not_a_traceback(pristine, tmp_path, table, capsys):
+    """quick_check passes a store with a table dropped: 'store check' said ok, repair had
+    nothing to do, and results/report died on 'no such table'."""
+    directory = tmp_path / "store"
+    directory.mkdir()
+    (directory / "initlab.db").write_bytes((pristine / "initlab.db").read_bytes())
+    with closing(sqlite3.connect(directory / "initlab.db")) as conn:
+        conn.execute(f"DROP TABLE {table}")
+        conn.commit()
+    for argv in (["results", str(directory)], ["store", "check", str(directory)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert f"is damaged (no {table} table); run `initlab store repair" in err
+    assert main(["store", "repair", str(directory)]) == 0
+    assert "recovered" in capsys.readouterr().out
+    assert main(["results", str(directory)]) in (0, 1)  # readable again
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_folder_named_like_the_store_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "initlab.db").mkdir()
+    for argv in (["store", "check", str(tmp_path)], ["results", str(tmp_path)],
+                 ["report", str(tmp_path), "--out", str(tmp_path / "r")]):  # fmt: skip
+        assert main(argv) == 2, argv
+        assert "initlab.db is a folder, not a results store file" in capsys.readouterr().err

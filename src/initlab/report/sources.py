@@ -45,6 +45,8 @@ def load_results(
             )
         return _from_csv_dir(source)
     db = source / STORE_FILE if source.is_dir() else source
+    if db.is_dir():
+        raise InitlabError(f"{db} is a folder, not a results store file: move it away")
     return _from_store(db, study)
 
 

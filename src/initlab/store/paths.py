@@ -23,7 +23,10 @@ def read_path(path: str | Path) -> Path:
     is refused here."""
     path = Path(path)
     if not path.exists() or path.is_dir():
-        return store_path(path)
+        found = store_path(path)
+        if found.is_dir():  # SQLite said "disk I/O error" of a folder named initlab.db
+            raise InitlabError(f"{found} is a folder, not a results store file: move it away")
+        return found
     if store_path(path) != path and path.stat().st_size == 0:
         raise InitlabError(f"{path} is not an initlab results store (an empty file)")
     return path

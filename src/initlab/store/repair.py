@@ -135,11 +135,12 @@ def check_file(db: Path) -> str | None:
         with closing(_connect_ro(db)) as conn:
             problem = damage.quick_check(conn)
             tables = set() if problem else _table_names(conn)
+            problem = problem or damage.missing_tables(conn)
     except sqlite3.DatabaseError as exc:
         if not damage.is_damage(exc):
             raise
         problem, tables = str(exc), set()
-    if problem is None and not {"meta", "runs"} <= tables:
+    if problem is None and not {"meta", "runs"} <= tables:  # (missing_tables needs them)
         raise InitlabError(f"{db} is an SQLite file but not an initlab results store")
     if problem is not None and not _salvageable(db):
         raise NotSQLiteError(db)
