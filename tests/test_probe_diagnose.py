@@ -555,3 +555,24 @@ def test_columns_no_layer_has_a_value_for_are_left_out_of_the_table():
     layers = layers.assign(q_pred=float("nan"), saturated_frac=[float("nan"), 0.1])
     shown = Diagnosis(layers, []).table().columns
     assert "q (MF)" not in shown and "sat" in shown and len(WHERE_DEFINED) == 2
+
+
+def test_a_one_layer_model_whose_gradients_are_not_finite_is_not_healthy():
+    """The depth ratios need two layers, so a model making inf at init was 'healthy'."""
+    import torch
+    from torch import nn
+
+    from initlab.probe import diagnose
+
+    class Overflow(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(x) * 1e38 * 1e38  # inf in float32
+
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    found = diagnose(Overflow(), x, y).finding("exploding_gradients")
+    assert found is not None and "not finite" in found.message
+    assert diagnose(nn.Linear(8, 3), x, y).healthy  # a finite one-layer model still is

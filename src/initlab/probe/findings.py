@@ -238,7 +238,7 @@ def find(frame: pd.DataFrame) -> list[Finding]:
     """Every finding that fires on ``frame`` (a :attr:`Diagnosis.layers` table), in
     :data:`FINDINGS` order, each with its suggestion."""
     if len(frame) < 2:
-        return []
+        return _not_finite(frame)
     found = [
         *_activation_findings(frame),
         *_gradient_findings(frame),
@@ -246,6 +246,23 @@ def find(frame: pd.DataFrame) -> list[Finding]:
         *_symmetry_findings(frame),
     ]
     return sorted(found, key=lambda f: FINDINGS.index(f.name))
+
+
+def _not_finite(frame: pd.DataFrame) -> list[Finding]:
+    """``exploding_gradients`` for a one-layer model whose gradients are already inf/NaN at
+    init (the depth ratios need two layers: it was called healthy)."""
+    grads = pd.to_numeric(frame.get("weight_grad_norm", pd.Series(dtype=float)), errors="coerce")
+    spread = pd.to_numeric(frame.get("pre_grad_std", pd.Series(dtype=float)), errors="coerce")
+    infinite = grads.abs().eq(math.inf).any() or spread.abs().eq(math.inf).any()
+    if not (infinite or grads.isna().any()):
+        return []
+    layer = str(frame["layer"].iloc[0])
+    message = f"the gradients at {layer} are not finite (inf/NaN) at init: the loss is not"
+    suggestion = (
+        "the forward pass makes inf/NaN before any training: check the model's forward and "
+        "its inputs (a division by zero, a log of 0, an overflowing scale)"
+    )
+    return [Finding("exploding_gradients", (layer,), {}, math.inf, message, suggestion)]
 
 
 def _ends(hid: pd.DataFrame) -> tuple[str, str]:
