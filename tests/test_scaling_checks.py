@@ -80,3 +80,21 @@ def test_seeds_are_a_count_or_a_list_as_in_compare():
     assert set(by_count.coords["seed"]) == set(by_list.coords["seed"]) == {0, 1}
     with pytest.raises(InitlabError, match="at least one seed"):
         coord_check("mlp", seeds=0, **small)
+
+
+def test_the_built_in_mlp_and_cnn_are_sized_for_the_data_given():
+    """Their defaults fit digits (64 inputs, 10 classes): any other data failed on 'mat1
+    and mat2 shapes cannot be multiplied', with no hint of --model-arg input_size."""
+    import numpy as np
+
+    from initlab.scaling import coord_check
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((96, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 96)
+    result = coord_check("mlp", widths=(8, 16, 32), seeds=1, steps=1, data=(x, y, x, y))
+    assert result.settings.kwargs == {"num_classes": 3, "input_size": 8}
+    images = rng.standard_normal((96, 1, 6, 6)).astype(np.float32)
+    result = coord_check("cnn", widths=(2, 4, 8), seeds=1, steps=1, data=(images, y, images, y),
+                         model_args={"num_classes": 5})  # fmt: skip
+    assert result.settings.kwargs == {"num_classes": 5, "input_shape": (1, 6, 6)}

@@ -47,6 +47,7 @@ from initlab.scaling.inputs import (
     BUILT_IN,
     DEFAULT_DATA,
     check_model_args,
+    fit_builtin,
     learning_rate,
     parse_sizes,
     resolve_factory,
@@ -260,14 +261,15 @@ def coord_check(
     check_model_args(settings.kwargs, width_arg, depth_arg, bool(settings.depths))
     factory = renamed(resolve_factory(model), width_arg, depth_arg)
     check_factory(factory, depth=bool(settings.depths))
-    kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
-    shapes = infer_shapes(
-        factory, width=settings.widths[-1], base_width=settings.base, kwargs=kwargs
-    )
     defaulted = data is None and not (isinstance(model, str) and model in BUILT_IN)
     if data is None:
         data = DEFAULT_DATA.get(model, "digits") if isinstance(model, str) else "digits"
     dataset = load(data_spec(data), task=task)  # a name, spec, function or arrays, as compare
+    settings = fit_builtin(model, settings, dataset)
+    kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
+    shapes = infer_shapes(
+        factory, width=settings.widths[-1], base_width=settings.base, kwargs=kwargs
+    )
     batches = batch_source(dataset.x_train, dataset.y_train, settings.batch_size, the_device)
     the_task = resolve_task(task, dataset)
     targets = (the_task, dataset.y_train, dataset.num_classes)

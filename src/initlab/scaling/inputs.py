@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from initlab.errors import InitlabError, option
@@ -122,3 +123,18 @@ def resolve_factory(model: str | Callable) -> Callable:
             "keyword: mlp, cnn, gpt, module:function or file.py:function"
         )
     return load_callable(model, "--model")
+
+
+def fit_builtin(model: object, settings: Any, dataset: Any) -> Any:
+    """``settings`` with the built-in ``mlp``/``cnn`` sized for ``dataset`` (its input
+    shape and number of classes) where ``model_args`` does not say otherwise: their
+    defaults fit ``digits``, and any other data failed on a matrix product."""
+    if model not in ("mlp", "cnn"):
+        return settings
+    shape = tuple(int(n) for n in dataset.x_train.shape[1:])
+    fitted = {"num_classes": int(dataset.num_classes)}
+    if model == "mlp":
+        fitted["input_size"] = int(math.prod(shape))
+    else:
+        fitted["input_shape"] = shape
+    return replace(settings, kwargs={**fitted, **settings.kwargs})
