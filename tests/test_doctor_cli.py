@@ -228,3 +228,11 @@ def test_doctor_notes_frozen_weights_its_plan_would_redraw(tmp_path, monkeypatch
     assert main(["doctor", "--dataset", "digits", "--model", "frozen_models:build"]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "1.weight, 1.bias of Sequential are frozen (requires_grad=False): the plan " in err
+
+
+def test_a_negative_depth_or_zero_width_is_refused_as_diagnose_refuses_it(capsys):
+    """doctor --depth -1 ran with exit status 0."""
+    for option, value, said in (("--depth", "-1", "--depth must be >= 0"),
+                                ("--width", "0", "--width must be > 0")):  # fmt: skip
+        assert main(["doctor", "--data", "digits", option, value]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {said}")
