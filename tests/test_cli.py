@@ -27,6 +27,7 @@ TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "1"
         (["--epochs", "99999999999999999999"], "epochs must be at most 2^63 - 1"),
         (["--seeds", "99999999999999999999"], "--seeds must be a count in"),
         (["--seeds", "0,99999999999999999999"], "seed 99999999999999999999 is above 2^63"),
+        (["--hidden", "99999999999"], "hidden widths [99999999999] does not fit in memory"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_status_2(args, message, capsys):

@@ -85,9 +85,12 @@ def build_checked(config: RunConfig, data) -> nn.Module:
         classes = f" for {data.num_classes} classes" if task == CLASSIFICATION else ""
         asked = re.search(r"allocate (\d+) bytes", str(exc))
         size = f" ({int(asked.group(1)) / 1e9:.3g} GB asked)" if asked else ""
+        widths = list(config.hidden) if config.model == "mlp" and config.hidden else []
+        wide = f" and hidden widths {widths}" if widths and max(widths) > 10**6 else ""
         raise InitlabError(
-            f"the model{classes} does not fit in memory{size}; check the labels: classes "
-            "are numbered 0..K-1 and the largest label sets K"
+            f"the model{classes}{wide} does not fit in memory{size}; check "
+            f"{'them' if wide else 'the labels'}: classes are numbered 0..K-1 and the "
+            "largest label sets K"
         ) from None
     if is_user_spec(config.model):
         check_float32(model, config.model)  # it trains: float32 parameters
