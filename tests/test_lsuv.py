@@ -67,8 +67,12 @@ def test_convolutions_and_batch_norm_and_dropout_work_and_the_mode_is_restored()
 
 
 def test_lsuv_needs_data_and_is_in_the_registry():
-    with pytest.raises(InitlabError, match="needs data"):
+    with pytest.raises(InitlabError, match=r"needs data: initialize\(model, 'lsuv', data=batch"):
         initialize(MLP(4, [4], 2), "lsuv")
+    from initlab.errors import surface
+
+    with surface("cli"), pytest.raises(InitlabError, match="needs data: --data with the model"):
+        initialize(MLP(4, [4], 2), "lsuv")  # initlab plan --init lsuv named Python's call
     assert "lsuv" in initializers.names()
     assert initializers.parse("lsuv(tol=0.05, max_iter=3)").params["max_iter"] == 3
     with pytest.raises(InitlabError, match="tol"):

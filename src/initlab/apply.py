@@ -215,7 +215,8 @@ def _run_data_dependent(
         return
     if data is None:
         scheme = plan[pending[0][0]].name
-        raise InitlabError(f"'{scheme}' needs data: initialize(model, '{scheme}', data=batch)")
+        how = option("--data with the model's inputs", f"initialize(model, '{scheme}', data=batch)")
+        raise InitlabError(f"'{scheme}' needs data: {how}")
     from initlab.lsuv import lsuv_pass
 
     report = lsuv_pass(model, data, pending)
