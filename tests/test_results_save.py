@@ -113,3 +113,14 @@ def test_temporary_files_of_a_killed_writer_are_removed_at_the_next_write(tmp_pa
     write_files(tmp_path, {"summary.csv": lambda p: p.write_text("runs")})
     assert (tmp_path / "summary.csv").read_text() == "runs"
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_an_older_studys_layer_stats_are_not_left_beside_new_tables(tmp_path):
+    """A sweep's tables written over another study's kept its layer_stats.csv, whose 16 run
+    ids matched none of the new summary's."""
+    (tmp_path / "layer_stats.csv").write_text("run_id,layer,metric,value\nother,l,std,1\n")
+    results = _results()
+    assert results.layer_stats.empty
+    written = {p.name for p in results.save(tmp_path)}
+    assert "layer_stats.csv" not in written
+    assert not (tmp_path / "layer_stats.csv").exists()

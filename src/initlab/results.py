@@ -259,8 +259,9 @@ class ResultSet:
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write ``summary.csv`` (one row per run), ``epochs.csv``, ``by_group.csv``,
-        ``curves.png`` and, when tracked, ``layer_stats.csv`` into ``out_dir``; returns the
-        paths written.
+        ``curves.png`` and, when tracked, ``layer_stats.csv`` into ``out_dir`` (an older
+        ``layer_stats.csv`` there, of other runs, is deleted when these have none); returns
+        the paths written.
 
         Atomic (:func:`write_files`): each file is written beside its final name and renamed
         over it only once all are complete, so a full disk (an ``OSError``, raised) leaves
@@ -282,7 +283,8 @@ class ResultSet:
         }
         if not self.layer_stats.empty:
             writers["layer_stats.csv"] = lambda p: self.layer_stats.to_csv(p, index=False)
-        return write_files(out, writers)
+        stale = [] if "layer_stats.csv" in writers else ["layer_stats.csv"]  # another set's
+        return write_files(out, writers, remove=stale)
 
     def plot(self, path: str | Path) -> Path:
         """Training loss and validation score curves (validation loss where
