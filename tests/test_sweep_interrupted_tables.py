@@ -61,3 +61,22 @@ def test_a_store_error_while_saving_after_ctrl_c_is_a_note_not_a_traceback(
     err = capsys.readouterr().err
     assert "are from before this sweep (DatabaseError: database disk image" in err
     assert "Traceback" not in err
+
+
+def test_a_second_ctrl_c_while_the_tables_are_written_is_said(tmp_path):
+    """With no tables from before, Ctrl-C again while they were written left none and
+    said nothing."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from initlab.sweep.ui import save_interrupted
+
+    def interrupted(study_id):
+        raise KeyboardInterrupt
+
+    console = Console(record=True, width=200)
+    store = SimpleNamespace(results=interrupted, path=tmp_path / "initlab.db")
+    save_interrupted(store, "abc", tmp_path, console)
+    said = console.export_text()
+    assert "the tables of the finished runs were not written (interrupted again)" in said

@@ -139,6 +139,14 @@ def save_interrupted(store: Store, study_id: str, out: Path | None, err: Console
             markup=False,
             highlight=False,
         )
+    elif failure:  # nothing from before either: say the tables are missing, and why
+        err.print(
+            f"note: the tables of the finished runs were not written ({failure}); the runs "
+            "are in the store, and resuming writes them",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
 
 
 def check_table_paths(out: Path | None) -> None:
