@@ -247,3 +247,22 @@ def test_a_real_sequence_store_reports_its_loss_from_the_command_line(tmp_path):
     assert "| test loss (mean ± std) | 95% CI | test token accuracy (mean ± std) |" in markdown
     assert "| test_accuracy | test_loss |" in markdown  # the runs table
     assert "90% of the way down from the lowest first-epoch mean validation loss" in markdown
+
+
+def test_a_narrow_loss_range_gets_tick_labels_that_differ():
+    """Losses between 2.99 and 3.01 were labelled '3, 3, 3, 3.01'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from initlab.curves import _log_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [2.99, 3.0, 3.01])
+    _log_axis(ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels(which="both") if t.get_text()]
+    plt.close(fig)
+    inside = [label for label in labels if 2.98 < float(label) < 3.02]
+    assert len(inside) >= 3 and len(set(inside)) == len(inside), labels

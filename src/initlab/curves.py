@@ -6,6 +6,7 @@ A leaf module (it imports no other part of initlab but :mod:`initlab.stats`), so
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,11 +91,14 @@ def curves_figure(
 
 
 def _log_axis(ax) -> None:
-    """Log y axis; within one decade, plain tick labels (2.3, not 2.3×10⁰)."""
+    """Log y axis; within one decade, plain tick labels (2.3, not 2.3×10⁰), with as many
+    significant digits as the range needs to tell its ticks apart (2.99–3.01 read "3, 3,
+    3, 3.01" at three)."""
     ax.set_yscale("log")
     low, high = ax.get_ylim()
     if low > 0 and high / low < 10:
-        plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+        digits = max(3, 2 + math.ceil(-math.log10(max((high - low) / high, 1e-12))))
+        plain = FuncFormatter(lambda v, _: f"{v:.{digits}g}")
         ax.yaxis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(plain)
 
