@@ -507,13 +507,13 @@ def _staged_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_a_measured_sigma_w2_at_the_edge_within_sampling_noise_is_the_edge():
-    from initlab.probe.suggestions import _theory_note
+    from initlab.probe.meanfield import theory_note
 
     # He weights measured at 2.003 on 90,000 samples (standard error 0.0047 x 2): the edge,
     # not "exploding, trainable depth 8240"
-    assert "is the edge of chaos" in _theory_note("relu", 2.003, 0.0, weights=90_000)
-    assert "is exploding" in _theory_note("relu", 2.2, 0.0, weights=90_000)
-    assert "is vanishing" in _theory_note("relu", 1.8, 0.0, weights=90_000)  # ReLU: homogeneous
+    assert "is the edge of chaos" in theory_note("relu", 2.003, 0.0, weights=90_000)
+    assert "is exploding" in theory_note("relu", 2.2, 0.0, weights=90_000)
+    assert "is vanishing" in theory_note("relu", 1.8, 0.0, weights=90_000)  # ReLU: homogeneous
 
 
 def test_numpy_batches_float64_inputs_and_float_labels_are_taken_as_compare_takes_them():

@@ -276,9 +276,6 @@ def _trainable_depth(act: str, sw2: float, sb2: float) -> float:
         return math.inf
 
 
-_theory_note = theory_note  # the name the tests of the edge-of-chaos rule import
-
-
 def dead_advice(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
     """Biases pushing pre-activations below zero → zero biases; otherwise the weight scale."""
     biased = rows[
