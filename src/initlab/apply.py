@@ -119,8 +119,9 @@ def initialize(
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=skipped_modules(model))
     _init_weights(model, plan, spans, bias_init, generator, fans, record)
-    zero_tied_padding(model, tensors_set_by(model, record.rows, kept=("kept", AS_BUILT)))
-    _init_embeddings(model, embedding_init, generator, record)
+    set_now = tensors_set_by(model, record.rows, kept=("kept", AS_BUILT))
+    zero_tied_padding(model, set_now)
+    _init_embeddings(model, embedding_init, generator, record, set_now)
     _run_data_dependent(model, layers, plan, data, record)
     planned = getattr(scheme, "residual", None)  # a plan's branches (maybe found by a run)
     planned = planned if isinstance(planned, Structure) and data is None else None
@@ -155,14 +156,18 @@ def _init_weights(
 
 
 def _init_embeddings(
-    model: nn.Module, scheme: Scheme | None, generator: torch.Generator | None, record: InitRecord
+    model: nn.Module,
+    scheme: Scheme | None,
+    generator: torch.Generator | None,
+    record: InitRecord,
+    set_now: set[int],
 ) -> None:
-    """Set the embedding tables no weight layer shares with ``scheme`` (``None``/``default``:
-    keep them) and take them off the record's skipped list."""
+    """Set the embedding tables no weight layer shares (``set_now``: the ``id`` of each
+    tensor a weight layer's init just set) with ``scheme`` (``None``/``default``: keep them)
+    and take them off the record's skipped list."""
     init = _as_initializer(scheme) if scheme is not None else None
     if init is None or init.name == AS_BUILT:
         return
-    set_now = tensors_set_by(model, record.rows, kept=("kept", AS_BUILT))
     rows = init_embeddings(model, init, generator, set_now)
     done = {row["layer"] for row in rows}
     record.rows += rows
