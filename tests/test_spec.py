@@ -189,6 +189,26 @@ def test_a_broken_yaml_spec_is_one_line_with_its_line_and_column(tmp_path):
         assert "\n" not in str(raised.value)
 
 
+def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path):
+    """PyYAML and json keep the last of two equal keys, so a spec that lists ``epochs`` (or
+    ``sweep``) twice ran only the second; TOML already refuses it. A YAML merge key
+    (``<<: *defaults``) may still be overridden: that is what it is for."""
+    pytest.importorskip("yaml")
+    (tmp_path / "twice.yaml").write_text("name: t\nfixed:\n  epochs: 1\n  lr: 0.1\n  epochs: 2\n")
+    with pytest.raises(InitlabError) as raised:
+        load_spec(tmp_path / "twice.yaml")
+    assert (
+        str(raised.value)
+        == "twice.yaml: line 5: key 'epochs' is given twice in one table; keep one"
+    )
+    (tmp_path / "twice.json").write_text('{"name": "t", "fixed": {"seeds": 1}, "fixed": {}}')
+    with pytest.raises(InitlabError, match=r"^twice.json: key 'fixed' is given twice"):
+        load_spec(tmp_path / "twice.json")
+    merged = "name: m\nfixed:\n  <<: {epochs: 1, lr: 0.1}\n  epochs: 2\n"
+    (tmp_path / "merged.yaml").write_text(merged)
+    assert load_spec(tmp_path / "merged.yaml").fixed["epochs"] == 2
+
+
 def _has_yaml():
     try:
         import yaml  # noqa: F401

@@ -122,8 +122,8 @@ def load_spec(path: str | Path) -> Spec:
         raise InitlabError(f"{path.name}: {exc}") from None
     try:
         raw = read(path.read_text(encoding="utf-8"))
-    except InitlabError:
-        raise
+    except InitlabError as exc:  # a key given twice
+        raise InitlabError(f"{path.name}: {exc}") from None
     except Exception as exc:  # a syntax error of TOML, YAML or JSON
         raise InitlabError(
             f"{path.name}: cannot read {path.suffix} spec: {read_error(exc)}"

@@ -42,8 +42,41 @@ def reader(suffix: str) -> Callable[[str], Any]:
             raise InitlabError(
                 "reading YAML specs needs PyYAML: pip install pyyaml (or write the spec as TOML)"
             ) from None
-        return yaml.safe_load
+        return _yaml_reader(yaml)
     if suffix == ".json":
-        return json.loads
+        return lambda text: json.loads(text, object_pairs_hook=_unique_pairs)
     named = f"unknown spec format '{suffix}'" if suffix else "a spec file needs a suffix"
     raise InitlabError(f"{named}: use .toml, .yaml/.yml or .json")
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a key given twice (``json`` keeps the last one
+    silently, so ``"inits"`` written twice would sweep only the second list)."""
+    table: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in table:
+            raise InitlabError(f"key '{key}' is given twice in one table; keep one")
+        table[key] = value
+    return table
+
+
+def _yaml_reader(yaml: Any) -> Callable[[str], Any]:
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML keeps the
+    last silently), naming the key and its second line."""
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may override
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    line = key_node.start_mark.line + 1
+                    raise InitlabError(
+                        f"line {line}: key '{key}' is given twice in one table; keep one"
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return lambda text: yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no objects
