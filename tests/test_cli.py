@@ -23,6 +23,7 @@ TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "1"
         (["--lr", "0"], "lr must be"),
         (["--seeds", "0"], "seeds"),
         (["--hidden", "300,abc"], "hidden widths"),
+        (["--hidden", "8,,8"], "'8,,8' has an empty one"),  # trained 8-8 before
         # beyond 2^63 - 1: an OverflowError traceback, or a store write after training
         (["--epochs", "99999999999999999999"], "epochs must be at most 2^63 - 1"),
         (["--seeds", "99999999999999999999"], "--seeds must be a count in"),

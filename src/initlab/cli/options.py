@@ -190,6 +190,10 @@ def parse_widths(text: str) -> tuple[int, ...]:
     """``"300,100"`` → ``(300, 100)``; ``""`` or ``"none"`` → ``()`` (no hidden layer)."""
     if text.strip().lower() in ("", "none"):
         return ()
+    if any(not part.strip() for part in text.split(",")):  # "8,,8": a width left out?
+        raise InitlabError(
+            f"hidden widths must be integers like 300,100; '{text}' has an empty one"
+        )
     try:
         widths = tuple(int(w) for w in split_list(text))
     except ValueError:
