@@ -52,3 +52,29 @@ def test_model_given_on_the_command_line_replaces_the_specs(tmp_path, monkeypatc
     assert main(["sweep", "m.toml", "--model", "mlp", "--out", "out", "--dry-run"]) == 0
     assert main(["sweep", "m.toml", "--model", "gone.py:f", "--out", "out", "--dry-run"]) == 2
     assert "error: --model: no such file 'gone.py'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [  # the dry run listed these as pending; the real run blamed a --data nobody passed
+        ('data = "gone.npz"\n', "m.toml: [fixed] data: no such file 'gone.npz'"),
+        ('dataset = "gone.pt"\n', "m.toml: [fixed] data: no such file 'gone.pt'"),
+        ('[sweep]\ndata = ["digits", "gone.npz"]\n', "m.toml: [sweep] data: no such file"),
+        ('data = "sub.npz"\n', "m.toml: [fixed] data: 'sub.npz' is a directory, not a data"),
+        ('data = "d.py:lod"\n', "m.toml: unknown function in 'd.py' for [fixed] data 'lod'"),
+    ],
+)
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_spec_data_errors_name_the_spec_key(tmp_path, monkeypatch, capsys, body, expected, dry_run):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub.npz").mkdir()
+    (tmp_path / "d.py").write_text("def load():\n    raise AssertionError('not called')\n")
+    (tmp_path / "m.toml").write_text('name = "m"\n[fixed]\nepochs = 1\n' + body)
+    command = ["sweep", "m.toml", "--out", "out"] + (["--dry-run"] if dry_run else [])
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {expected}") and "--data" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    if dry_run and "[sweep]" not in body:  # --data replaces the spec's: its checks apply
+        assert main([*command, "--data", "digits"]) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from initlab.compare import shown_value, unused_line
@@ -13,7 +14,7 @@ from initlab.config import RunConfig, unused_settings
 from initlab.errors import InitlabError, option
 from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import MODEL_ARG, check_setting
-from initlab.usercode import is_user_spec, load_callable
+from initlab.usercode import RELATIVE, is_data_file, is_user_spec, load_callable
 
 
 def override_spec(spec: Spec, settings: dict[str, Any]) -> Spec:
@@ -64,6 +65,8 @@ def check_models(spec: Spec, given: Iterable[str] = (), source: str = "") -> Non
     try:
         if "model" not in given:
             _check_named_models(spec, given)
+        if "dataset" not in given:
+            _check_named_data(spec)
         _check_unused(spec)
     except InitlabError as exc:
         raise InitlabError(f"{source}: {exc}" if source else str(exc)) from None
@@ -83,6 +86,24 @@ def _check_named_models(spec: Spec, given: Iterable[str]) -> None:
             f"[fixed] model_args {args} are for a model factory (module:function); {named} "
             f"the built-in '{model}' (it takes hidden, activation, batch_norm...)"
         )
+
+
+def _check_named_data(spec: Spec) -> None:
+    """The data files the spec names exist (``[fixed] data: no such file 'x.npz'``), and
+    its ``file.py:function`` / ``module:function`` data load; the data is not read (a
+    dry run stays quick)."""
+    for where, data in _named(spec, "dataset"):
+        if where.endswith(" dataset"):
+            where = where[: -len("dataset")] + "data"
+        if is_data_file(data):
+            path = Path(data)
+            if path.is_dir():
+                raise InitlabError(f"{where}: '{data}' is a directory, not a data file")
+            if not path.is_file():
+                cwd = "" if path.is_absolute() else f" in {Path.cwd()} ({RELATIVE})"
+                raise InitlabError(f"{where}: no such file '{data}'{cwd}")
+        elif is_user_spec(data):
+            load_callable(data, flag=where)
 
 
 def _check_unused(spec: Spec) -> None:
@@ -114,16 +135,21 @@ def _axis_name(axis: Axis) -> str:
 
 
 def _models(spec: Spec) -> list[tuple[str, str]]:
-    """``(where, model)`` for each model the spec names: ``[fixed] model``, ``[sweep]
-    model`` (``[[zip]] model`` for a zipped axis), ``[[include]] #2 model``."""
-    found = [("[fixed] model", spec.fixed["model"])] if "model" in spec.fixed else []
+    """``(where, model)`` for each model the spec names (:func:`_named`)."""
+    return _named(spec, "model")
+
+
+def _named(spec: Spec, key: str) -> list[tuple[str, str]]:
+    """``(where, value)`` for each text value of ``key`` the spec names: ``[fixed] model``,
+    ``[sweep] model`` (``[[zip]] model`` for a zipped axis), ``[[include]] #2 model``."""
+    found = [(f"[fixed] {key}", spec.fixed[key])] if key in spec.fixed else []
     for axis in spec.axes:
-        if "model" in axis.keys:
-            where = "[sweep] model" if axis.keys == ("model",) else "[[zip]] model"
-            column = axis.keys.index("model")
+        if key in axis.keys:
+            where = f"[sweep] {key}" if axis.keys == (key,) else f"[[zip]] {key}"
+            column = axis.keys.index(key)
             found += [(where, row[column]) for row in axis.values]
     for number, entry in enumerate(spec.include, 1):
-        if "model" in entry:
-            found.append((f"[[include]] #{number} model", entry["model"]))
+        if key in entry:
+            found.append((f"[[include]] #{number} {key}", entry[key]))
     named = {(where, model) for where, model in found if isinstance(model, str)}
     return sorted(named, key=found.index)
