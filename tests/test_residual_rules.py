@@ -281,7 +281,8 @@ def test_a_branch_ending_in_multihead_attentions_first_output_takes_the_rules(ru
 def test_fixup_counts_multihead_attentions_input_projection_as_the_layer_before_out_proj():
     """nn.MultiheadAttention reads in_proj_weight itself, so the branch showed out_proj
     alone and fixup took it for a one-layer branch (out_proj × L^-1/2, q/k/v untouched). Its
-    q, k, v are the first layer (m = 2): they scale by L^-1/2 and out_proj is zeroed."""
+    q, k, v are the first layer (m = 2): v scales by L^-1/2 and out_proj is zeroed; q and k
+    stay (as in T-Fixup: both × c scaled the attention logits by c², 1/L here)."""
     torch.manual_seed(0)
     model = nn.Sequential(_MHABlock(), _MHABlock())
     before = copy.deepcopy(model)
@@ -294,9 +295,11 @@ def test_fixup_counts_multihead_attentions_input_projection_as_the_layer_before_
     assert structure.role_of("0.attn") == "branch 1, layer 1 of 2 (q, k, v)"
     for k in range(2):
         attn, old = model[k].attn, before[k].attn
-        assert torch.equal(attn.in_proj_weight, old.in_proj_weight * 4**-0.5)  # exact: × 0.5
+        assert torch.equal(attn.in_proj_weight[:32], old.in_proj_weight[:32])  # q, k rows
+        assert torch.equal(attn.in_proj_weight[32:], old.in_proj_weight[32:] * 0.5)  # × 4^-½
         assert not attn.out_proj.weight.any() and not attn.out_proj.bias.any()
-        assert result.actions[f"{k}.attn.in_proj_weight"] == f"× {4**-0.5:.4g}"
+        assert result.actions[f"{k}.attn.in_proj_weight"] == "values' rows × 0.5"
+        assert result.factors[f"{k}.attn.in_proj_weight"] == pytest.approx((2.25 / 3) ** 0.5)
         assert torch.equal(model[k].fc1.weight, before[k].fc1.weight * 4**-0.5)
         assert not model[k].fc2.weight.any()
     x = torch.randn(2, 5, 16)
@@ -304,10 +307,12 @@ def test_fixup_counts_multihead_attentions_input_projection_as_the_layer_before_
     separate = nn.MultiheadAttention(16, 4, kdim=8, vdim=8, batch_first=True)
     block = _MHABlock()
     block.attn = separate  # q, k, v as three weights (keys and values of another width)
-    old = [w.clone() for w in (separate.q_proj_weight, separate.k_proj_weight)]
+    old = [w.clone() for w in (separate.q_proj_weight, separate.v_proj_weight)]
     result = apply_residual(nn.Sequential(block, _MHABlock()), "fixup")  # fx: never run
-    assert result.actions["0.attn.k_proj_weight"] == f"× {4**-0.5:.4g}"
-    assert torch.equal(separate.q_proj_weight, old[0] * 0.5)
+    assert result.actions["0.attn.v_proj_weight"] == f"× {4**-0.5:.4g}"
+    assert "0.attn.k_proj_weight" not in result.actions
+    assert torch.equal(separate.q_proj_weight, old[0])
+    assert torch.equal(separate.v_proj_weight, old[1] * 0.5)
 
 
 def test_the_init_record_describes_the_weights_after_the_residual_rule():
@@ -325,5 +330,8 @@ def test_the_init_record_describes_the_weights_after_the_residual_rule():
     assert abs(scaled["std"] - 0.01) < 4 * 0.01 / math.sqrt(2 * 512)
     assert rows.loc["0.fc1", "residual"] == "" and rows.loc["0.fc1", "expected_std"] == 0.02
     fixup = initialize(model, "he_normal", residual_init="fixup").to_frame().set_index("layer")
-    assert fixup.loc["0.attn", "residual"] == "× 0.5 (fixup)"  # q, k, v: the packed weight
+    assert fixup.loc["0.attn", "residual"] == "values' rows × 0.5 (fixup)"  # the packed q, k, v
+    # q, k, v of one std σ, v × 0.5: the whole weight's std is σ sqrt((1 + 1 + 0.25) / 3)
+    expected = fixup.loc["0.attn", "expected_std"]
+    assert fixup.loc["0.attn", "std"] == pytest.approx(expected, rel=4 / math.sqrt(2 * 768))
     assert fixup.loc["0.attn.out_proj", "std"] == fixup.loc["2", "expected_std"] == 0.0

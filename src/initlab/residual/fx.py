@@ -90,7 +90,35 @@ def fx_structure(model: nn.Module, graph: fx.Graph, method: str = "fx") -> Struc
             stack = node.meta.get("nn_module_stack") or {}
             branch.block = next(reversed(stack)) if stack else ""
             structure.branches.append(branch)
+    _unnest(structure)
     return structure
+
+
+def _unnest(structure: Structure) -> None:
+    """A branch around other residual blocks (``h + b2(b1(h))``, b1 and b2 residual) keeps
+    only its own layers: the inner branches' layers are theirs, so no rule scales them twice.
+    A branch left with no layer of its own is not one: it is dropped, noted, and L counts the
+    inner branches (its output is an addition, where no rule could act anyway)."""
+    kept: list[Branch] = []
+    for b in structure.branches:
+        inner = {
+            n for o in structure.branches
+            if o is not b and set(o.layers) < set(b.layers) for n in o.layers
+        }  # fmt: skip
+        if inner:
+            own = [i for i, n in enumerate(b.layers) if n not in inner]
+            if not own:
+                structure.notes.append(
+                    f"the residual addition in {b.block or 'the model'} adds a path made only "
+                    f"of residual blocks ({', '.join(b.layers)}): counted as those blocks"
+                )
+                continue
+            depths = [b.depth_of(b.layers[i]) for i in own]
+            rank = {d: r for r, d in enumerate(sorted(set(depths)), 1)}
+            b.layers, b.depths = [b.layers[i] for i in own], [rank[d] for d in depths]
+        b.index = len(kept)
+        kept.append(b)
+    structure.branches = kept
 
 
 def _output_module(op: fx.Node) -> str | None:
@@ -128,7 +156,35 @@ def _branch_of(
     last_norm = _last_norm(path, modules, layers[-1])
     output = _output_module(op)
     depths = _depths(path, modules, layers)
-    return Branch(0, layers, last_norm, skip_layers, output, depths=depths)
+    scores = _score_layers(path, modules, layers)
+    return Branch(0, layers, last_norm, skip_layers, output, depths=depths, scores=scores)
+
+
+def _score_layers(
+    path: list[fx.Node], modules: dict[str, nn.Module], layers: list[str]
+) -> list[str]:
+    """The ``layers`` whose outputs reach an attention's scores along ``path``: the input
+    of a softmax, or the query and key of ``F.scaled_dot_product_attention``."""
+    roots: list[fx.Node] = []
+    for n in path:
+        if n.op == "call_function" and n.target is F.scaled_dot_product_attention:
+            roots += [a for a in (*n.args[:2], n.kwargs.get("query"), n.kwargs.get("key")) if a]
+        elif _is_softmax(n, modules) and n.args and isinstance(n.args[0], fx.Node):
+            roots.append(n.args[0])
+    above: set[fx.Node] = set()
+    for root in roots:
+        if isinstance(root, fx.Node):
+            above |= _ancestors(root) | {root}
+    called = {str(n.target) for n in above if n.op == "call_module"}
+    return [name for name in layers if name in called]
+
+
+def _is_softmax(n: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if n.op == "call_function":
+        return n.target in (F.softmax, torch.softmax)
+    if n.op == "call_method":
+        return n.target == "softmax"
+    return n.op == "call_module" and isinstance(modules.get(n.target), nn.Softmax)
 
 
 def _depths(path: list[fx.Node], modules: dict[str, nn.Module], layers: list[str]) -> list[int]:

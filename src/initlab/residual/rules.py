@@ -22,7 +22,9 @@ rule                what it does
                     for zero-mean branches since (1 + 1/L)^L < e. An
                     ``nn.MultiheadAttention``'s input projection (q, k, v) is the layer
                     before its ``out_proj`` (m = 2 for a pre-norm attention branch, as for a
-                    hand-written one) and gets no ``fixup_bias_in``.
+                    hand-written one) and gets no ``fixup_bias_in``. Layers feeding an
+                    attention's softmax (query, key; ``Branch.scores``) are not scaled,
+                    as in T-Fixup (Huang et al. 2020): c on both is c² on the logits.
 ``depth_scaled``    each branch's last layer (its output projection) × 1/sqrt(L): GPT-2's
                     N(0, 0.02/sqrt(2·n_layer)), a transformer having L = 2·n_layer branches
 ==================  =========================================================================
@@ -85,6 +87,8 @@ def apply_residual(
         APPLY[rule](branch, modules, structure.depth, result)
     if rule == "fixup" and structure.output_layer:
         _zero_readout(model, structure.output_layer, modules, result)
+    if rule in ("depth_scaled", "fixup"):
+        _note_normalized(structure, rule)
     if not result.actions:
         _note_unchanged(model, result)
     if structure.method == "fallback" and result.actions:
@@ -112,6 +116,24 @@ def _note_unchanged(model: nn.Module, result: ResidualResult) -> None:
     note(
         f"residual rule '{result.rule}' changes nothing in {type(model).__name__}: {why}; "
         "it equals residual 'none' here (initlab plan shows the branches)"
+    )
+
+
+def _note_normalized(structure: Structure, rule: str) -> None:
+    """A branch whose last layer a norm follows (a ResNet's ``conv2 → bn2``) rescales its
+    output to the norm's own scale in training: ``depth_scaled``'s × 1/√L there changes
+    nothing the next layer sees (Fixup, made for networks without norms, loses its
+    scaling the same way); ``zero_last_norm`` is the rule for such branches."""
+    normed = [b for b in structure.branches if b.last_norm]
+    if not normed:
+        return
+    n, depth = len(normed), structure.depth
+    which = f"all {depth}" if n == depth else f"{n} of {depth}"
+    note(
+        f"residual rule '{rule}': {which} branches end in a norm "
+        f"({normed[0].last_norm}{', ...' if len(normed) > 1 else ''}), which rescales the "
+        f"branch in training and undoes the rule's scaling; zero_last_norm sets such "
+        "branches to zero at init"
     )
 
 
@@ -156,9 +178,18 @@ def _check_outputs(structure: Structure, rule: str) -> None:
 
 
 def _scale(name: str, modules: dict[str, nn.Module], c: float, result: ResidualResult) -> None:
-    modules[name].weight.mul_(c)
-    result.actions[f"{name}.weight"] = f"× {c:.4g}"
-    result.factors[f"{name}.weight"] = c
+    _scale_tensor(f"{name}.weight", modules[name].weight, c, result)
+
+
+def _scale_tensor(name: str, tensor: torch.Tensor, c: float, result: ResidualResult) -> None:
+    """``tensor`` × ``c``, once: a block called twice (weights shared across depth) is two
+    branches of the same layers, and each counts in L, but its weights are one tensor that
+    the rule scales once, by the factor of L."""
+    if name in result.factors:
+        return
+    tensor.mul_(c)
+    result.actions[name] = f"× {c:.4g}"
+    result.factors[name] = c
 
 
 def _zero(name: str, modules: dict[str, nn.Module], result: ResidualResult) -> None:
@@ -216,14 +247,20 @@ def _skipinit(b: Branch, modules: dict, depth: int, result: ResidualResult) -> N
     result.actions[f"{b.output}.skipinit_gate"] = "added = 0"
 
 
-def _scale_attention_inputs(name: str, modules: dict, c: float, result: ResidualResult) -> None:
-    """``nn.MultiheadAttention`` ``name``'s input projections × ``c`` (packed or separate)."""
-    for attr in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
-        weight = getattr(modules[name], attr, None)
-        if weight is not None:
-            weight.mul_(c)
-            result.actions[f"{name}.{attr}"] = f"× {c:.4g}"
-            result.factors[f"{name}.{attr}"] = c
+def _scale_attention_values(name: str, modules: dict, c: float, result: ResidualResult) -> None:
+    """``nn.MultiheadAttention`` ``name``'s value projection × ``c``: ``v_proj_weight``, or
+    the last third of the packed ``in_proj_weight`` (rows ``2E:3E``, whose std then moves
+    by ``sqrt((2 + c²)/3)``, the factor recorded). Its query and key stay as initialized:
+    scaling both by c would scale the attention logits by c² (T-Fixup scales only values)."""
+    attention = modules[name]
+    if attention.in_proj_weight is not None:
+        key = f"{name}.in_proj_weight"
+        if key not in result.factors:
+            attention.in_proj_weight[2 * attention.embed_dim :].mul_(c)
+            result.actions[key] = f"values' rows × {c:.4g}"
+            result.factors[key] = ((2 + c * c) / 3) ** 0.5
+    elif attention.v_proj_weight is not None:
+        _scale_tensor(f"{name}.v_proj_weight", attention.v_proj_weight, c, result)
 
 
 def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
@@ -231,12 +268,12 @@ def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None
     for name in b.layers:
         if m == 1:
             _scale(name, modules, depth**-0.5, result)
-        elif b.depth_of(name) < m:
-            _scale(name, modules, depth ** (-1.0 / (2 * m - 2)), result)
-        else:
+        elif b.depth_of(name) == m:
             _zero(name, modules, result)
-    for attention in b.attention_inputs:  # q, k, v: the layer before out_proj, never last
-        _scale_attention_inputs(attention, modules, depth ** (-1.0 / (2 * m - 2)), result)
+        elif name not in b.scores:  # a query or key projection stays (T-Fixup's choice)
+            _scale(name, modules, depth ** (-1.0 / (2 * m - 2)), result)
+    for attention in b.attention_inputs:  # v: the layer before out_proj, never last
+        _scale_attention_values(attention, modules, depth ** (-1.0 / (2 * m - 2)), result)
     for name in b.layers:
         if is_attention_output(name, modules):
             continue  # no hook on it fires: a bias there would never be added nor trained

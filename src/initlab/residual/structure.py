@@ -37,7 +37,8 @@ class Branch:
     ``forward`` does the addition; ``attention_inputs``: the ``nn.MultiheadAttention``
     modules whose ``out_proj`` is in ``layers``. Such a module reads its packed input
     projection (q, k, v) itself, so no trace sees it, but it is the layer before ``out_proj``:
-    ``depths`` count it (a pre-norm attention branch is m = 2, as a hand-written one).
+    ``depths`` count it (a pre-norm attention branch is m = 2, as a hand-written one);
+    ``scores``: see the field.
     """
 
     index: int
@@ -48,6 +49,9 @@ class Branch:
     block: str = ""
     depths: list[int] = field(default_factory=list)
     attention_inputs: list[str] = field(default_factory=list)
+    scores: list[str] = field(default_factory=list)
+    """The layers whose outputs reach an attention's softmax (the query and key projections,
+    a fused ``qkv`` too): Fixup leaves them as initialized, as T-Fixup does."""
 
     def depth_of(self, layer: str) -> int:
         """``layer``'s place in the longest chain (1-based)."""
@@ -120,6 +124,7 @@ def find_structure(model: nn.Module, example: Any = None) -> Structure:
         structure = fx_structure(model, graph)
     structure.output_layer = _output_layer(model, structure, graph)
     _count_attention_inputs(model, structure)
+    _separate_outputs(model, structure)
     if not structure.branches:
         structure.notes.append("no residual branch found: residual rules change nothing")
     return structure
@@ -162,6 +167,31 @@ def _count_attention_inputs(model: nn.Module, structure: Structure) -> None:
             base = {n: b.depth_of(n) for n in b.layers}
             b.depths = [base[n] + sum(base[o] <= base[n] for o in outs) for n in b.layers]
             b.attention_inputs = [o.rsplit(".", 1)[0] for o in outs]
+
+
+def _separate_outputs(model: nn.Module, structure: Structure) -> None:
+    """Branches of different layers that end in one module (an older timm block passes its
+    attention and its MLP through one ``self.drop_path``) would share one SkipInit gate and
+    one Fixup scale: each gets its own on its last norm or layer instead (the module after
+    it is linear per example, a drop path or dropout). A block called twice (the same
+    layers) shares its gate as it shares its weights."""
+    modules = dict(model.named_modules())
+    ends: dict[str, list[Branch]] = {}
+    for b in structure.branches:
+        if b.output is not None:
+            ends.setdefault(b.output, []).append(b)
+    for output, branches in ends.items():
+        if len({tuple(b.layers) for b in branches}) < 2:
+            continue
+        for b in branches:
+            own = b.last_norm or b.layers[-1]
+            b.output = own if own in modules else own.rsplit(".", 1)[0]  # MHA's out_proj
+        numbers = ", ".join(str(b.index + 1) for b in branches)
+        moved = ", ".join(dict.fromkeys(str(b.output) for b in branches))
+        structure.notes.append(
+            f"branches {numbers} all end in {output}: each branch's gate or Fixup scale goes "
+            f"on its own last module instead ({moved})"
+        )
 
 
 def _first_line(exc: Exception) -> str:
