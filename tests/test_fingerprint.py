@@ -136,6 +136,28 @@ def test_what_a_notebook_class_reads_counts():
     assert callable_digest(_notebook(cell, WIDTH=2, SCALE=1)["build"]) == base
 
 
+def test_a_class_passed_itself_counts_what_its_methods_read():
+    """``model=Net`` hashed the class's source only: a notebook helper its forward calls
+    (relu edited to zeros), or a global it reads, changed nothing, and ``out=`` resumed the
+    old runs; ``model=lambda: Net()`` saw the change."""
+    cell = """
+        def act(z):
+            return ACT(z)
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = torch.nn.Linear(4, WIDTH)
+
+            def forward(self, x):
+                return act(self.fc(x))
+    """
+    base = callable_digest(_notebook(cell, ACT=torch.relu, WIDTH=2)["Net"])
+    assert callable_digest(_notebook(cell, ACT=torch.zeros_like, WIDTH=2)["Net"]) != base
+    assert callable_digest(_notebook(cell, ACT=torch.relu, WIDTH=3)["Net"]) != base
+    assert callable_digest(_notebook(cell, ACT=torch.relu, WIDTH=2)["Net"]) == base
+
+
 def test_a_users_module_counts_by_its_file(tmp_path, monkeypatch):
     import importlib
     import sys

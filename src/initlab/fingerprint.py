@@ -13,7 +13,8 @@ lambda, a closure, a ``functools.partial``) rather than named by a file.
 - for a ``functools.partial``, the wrapped callable and the bound arguments.
 
 So ``lambda: mlp(width)`` gives different digests for ``width = 2`` and ``width = 64``, and
-editing a notebook class that a factory builds starts new runs. A captured object whose
+editing a notebook class that a factory builds, or that is passed itself (``model=Net``),
+or a helper its methods call, starts new runs. A captured object whose
 ``repr`` shows only its address (``<Foo object at 0x…>``) cannot be told apart from one
 call to the next: it is hashed by its type, and :func:`callable_digest` says so with a note.
 """
@@ -81,6 +82,8 @@ def _callable_text(fn: object, seen: dict[int, object], opaque: list[str]) -> st
     if isinstance(fn, types.MethodType):
         owner = _describe(fn.__self__, "its object", seen, opaque)
         return f"method({_callable_text(fn.__func__, seen, opaque)}, {owner})"
+    if isinstance(fn, type):  # a class passed itself: as when a lambda builds it
+        return _definition(fn, seen, opaque)
     code = getattr(fn, "__code__", None)
     source = _source(fn)
     if source is None and code is None:
@@ -173,6 +176,8 @@ def _describe_new(value: object, name: str, seen: dict[int, object], opaque: lis
         return _callable_text(value, seen, opaque)
     if isinstance(value, (type, types.FunctionType)):
         return _definition(value, seen, opaque)
+    if isinstance(value, types.BuiltinFunctionType):  # torch.relu: its repr shows an address
+        return f"builtin {value.__module__}.{value.__qualname__}"
     return _object(value, name, opaque)
 
 
