@@ -230,6 +230,29 @@ def test_a_fractional_hidden_width_is_refused_not_truncated():
         RunConfig(hidden=(64.7,))
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_momentum_for_an_optimizer_without_one_is_refused(optimizer, tmp_path):
+    """momentum=0.5 with the default sgd (or Adam) trained exactly what momentum=0.9 did,
+    under another run key: a PyTorch user reads it as SGD(momentum=0.5)."""
+    with pytest.raises(InitlabError, match=rf"^momentum=0.5: the optimizer {optimizer} does not"):
+        initlab.compare(["he_normal"], 1, data="digits", optimizer=optimizer, momentum=0.5,
+                        epochs=1, out=tmp_path / "out")  # fmt: skip
+    assert not (tmp_path / "out").exists()
+    [config] = comparison_configs(["he_normal"], 1, optimizer="momentum", momentum=0.5)
+    assert config.momentum == 0.5
+
+
+def test_a_spec_with_momentum_needs_a_run_that_uses_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fixed = 'name = "m"\n[fixed]\ndata = "digits"\nmomentum = 0.5\n'
+    (tmp_path / "m.toml").write_text(fixed)
+    assert main(["sweep", "m.toml", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: m.toml: [fixed] momentum=0.5: the optimizer sgd does not use")
+    (tmp_path / "m.toml").write_text(fixed + '[sweep]\noptimizer = ["sgd", "momentum"]\n')
+    assert main(["sweep", "m.toml", "--dry-run"]) == 0  # the momentum runs use it
+
+
 def test_errors_about_arrays_or_functions_passed_in_python_name_them_so():
     """They said `--data callable:data:ea368be…` and `use --device cpu` to a Python caller."""
     x, y = np.zeros((20, 3), np.float32), np.zeros(18, np.int64)

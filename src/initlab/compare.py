@@ -85,6 +85,8 @@ def comparison_spec(
     rules = rules.split(",") if isinstance(rules, str) else list(rules or [])
     rules = list(dict.fromkeys(check_setting("residual_init", r.strip()) for r in rules))
     fixed = {key: check_setting(key, value) for key, value in settings.items()}
+    if "momentum" in fixed:
+        check_momentum_used(f"momentum={fixed['momentum']}", [fixed.get("optimizer", "sgd")])
     checked = [check_setting("init", s.strip() if isinstance(s, str) else s) for s in inits]
     twice = sorted({str(spec) for spec in checked if checked.count(spec) > 1})
     if twice:
@@ -275,6 +277,19 @@ def check_architecture_settings(config: RunConfig) -> None:
         given = ", ".join(f"{n}={shown_value(getattr(config, n))}" for n in changed)
         fix = f"pass your factory's own settings as {model_arg_option()}"
         raise InitlabError(unused_line(given, config.model, len(changed), fix))
+
+
+def check_momentum_used(given: str, optimizers: Sequence[object]) -> None:
+    """``momentum`` given where no run's optimizer is ``momentum`` (SGD with momentum): plain
+    ``sgd`` has none and Adam's moments have their own betas, so it would be ignored (and,
+    being a setting, still split the runs' keys) → one line."""
+    if "momentum" in optimizers:
+        return
+    used = ", ".join(dict.fromkeys(map(str, optimizers)))
+    raise InitlabError(
+        f"{given}: the optimizer {used} does not use it (momentum is optimizer 'momentum', "
+        "SGD with momentum; adam/adamw have their own betas); set optimizer to 'momentum'"
+    )
 
 
 def unused_line(given: str, model: str, count: int, fix: str) -> str:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from initlab.compare import shown_value, unused_line
+from initlab.compare import check_momentum_used, shown_value, unused_line
 from initlab.config import RunConfig, unused_settings
 from initlab.errors import InitlabError, option
 from initlab.sweep.spec import Axis, Spec
@@ -95,6 +95,8 @@ def _check_named_data(spec: Spec) -> None:
     for where, data in _named(spec, "dataset"):
         if where.endswith(" dataset"):
             where = where[: -len("dataset")] + "data"
+        if not isinstance(data, str):  # arrays or a function, from Python
+            continue
         if is_data_file(data):
             path = Path(data)
             if path.is_dir():
@@ -112,6 +114,10 @@ def _check_unused(spec: Spec) -> None:
     use it``, for each model the spec names; for a model it does not sweep, also the
     settings it sweeps (``[sweep] hidden``)."""
     default = RunConfig()
+    momentum = _named(spec, "momentum")
+    if momentum:
+        optimizers = [value for _, value in _named(spec, "optimizer")] or [default.optimizer]
+        check_momentum_used(f"{momentum[0][0]}={momentum[0][1]}", optimizers)
     for _, model in _models(spec) or [("", spec.fixed.get("model", default.model))]:
         ignored = unused_settings(model)
         fixed = [n for n in ignored if n in spec.fixed and spec.fixed[n] != getattr(default, n)]
@@ -135,12 +141,12 @@ def _axis_name(axis: Axis) -> str:
 
 
 def _models(spec: Spec) -> list[tuple[str, str]]:
-    """``(where, model)`` for each model the spec names (:func:`_named`)."""
-    return _named(spec, "model")
+    """``(where, model)`` for each model the spec names as text (:func:`_named`)."""
+    return list(dict.fromkeys((w, m) for w, m in _named(spec, "model") if isinstance(m, str)))
 
 
 def _named(spec: Spec, key: str) -> list[tuple[str, str]]:
-    """``(where, value)`` for each text value of ``key`` the spec names: ``[fixed] model``,
+    """``(where, value)`` for each value of ``key`` the spec names: ``[fixed] model``,
     ``[sweep] model`` (``[[zip]] model`` for a zipped axis), ``[[include]] #2 model``."""
     found = [(f"[fixed] {key}", spec.fixed[key])] if key in spec.fixed else []
     for axis in spec.axes:
@@ -151,5 +157,4 @@ def _named(spec: Spec, key: str) -> list[tuple[str, str]]:
     for number, entry in enumerate(spec.include, 1):
         if key in entry:
             found.append((f"[[include]] #{number} {key}", entry[key]))
-    named = {(where, model) for where, model in found if isinstance(model, str)}
-    return sorted(named, key=found.index)
+    return found
