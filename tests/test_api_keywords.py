@@ -242,6 +242,17 @@ def test_momentum_for_an_optimizer_without_one_is_refused(optimizer, tmp_path):
     assert config.momentum == 0.5
 
 
+@pytest.mark.parametrize(
+    ("keyword", "hint"), [("n_seeds", "seeds"), ("num_epochs", "epochs"), ("datadir", "data_dir")]
+)
+def test_a_mistyped_compare_keyword_is_pointed_to_compares_own(keyword, hint):
+    """n_seeds= was answered "did you mean 'seed'?", which compare then refused (it sweeps
+    seed): the suggestions now include compare's own keywords and leave out what it sweeps."""
+    with pytest.raises(InitlabError) as raised:
+        initlab.compare(["he_normal"], data="digits", **{keyword: 2})
+    assert str(raised.value).startswith(f"unknown keyword '{keyword}'; did you mean '{hint}'?")
+
+
 def test_a_spec_with_momentum_needs_a_run_that_uses_it(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     fixed = 'name = "m"\n[fixed]\ndata = "digits"\nmomentum = 0.5\n'

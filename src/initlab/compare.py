@@ -17,13 +17,14 @@ code**. Every run is checked before any trains
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from initlab.arguments import check_compare_arguments
 from initlab.config import DEFAULT_INITS, RunConfig, plain, unused_settings
-from initlab.errors import InitlabError, option
+from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.models import model_arg_option
 from initlab.notes import note
 from initlab.results import ResultSet, retry_hint
@@ -35,7 +36,7 @@ from initlab.sweep.preflight import preflight_configs
 from initlab.sweep.runner import SweepProgress, check_backend, run_study
 from initlab.sweep.seeds import seed_list
 from initlab.sweep.spec import Axis, Spec
-from initlab.sweep.values import check_keyword_settings, check_setting
+from initlab.sweep.values import SETTINGS, check_keyword_settings, check_setting, is_setting
 from initlab.train.result import FAILED, RunResult
 from initlab.usercode import (
     data_spec,
@@ -133,7 +134,8 @@ def compare(
 ) -> ResultSet:
     """Train every (init, seed) pair and return the runs as a :class:`ResultSet`.
 
-    ``inits`` may include ``"default"``: the model exactly as its factory built it; by default
+    ``seeds``: a count (seeds ``0..n-1``; 3 by default) or a list of seeds. ``inits`` may
+    include ``"default"``: the model exactly as its factory built it; by default
     the lab's seven schemes, with ``"default"`` first for a user's model
     (:func:`default_inits`). ``model``: ``"mlp"`` (the default), ``"cnn"``, a spec
     ``"module:function"`` / ``"path/to/file.py:function"``, or the factory itself, called with
@@ -147,7 +149,8 @@ def compare(
     ``cuda:N`` or ``mps``; ``precision``: ``fp32`` or ``bf16``.
 
     ``settings`` are other :class:`RunConfig` fields (``epochs``, ``batch_size``, ``lr``,
-    ``optimizer``, ``hidden``, ``activation``, ``batch_norm``, ``output_init``...).
+    ``optimizer``, ``hidden``, ``activation``, ``batch_norm``, ``output_init``...); those
+    not given keep :class:`RunConfig`'s defaults (``print(initlab.RunConfig())``).
     Diverged runs are recorded as such and the comparison goes on. ``data_dir`` is where
     to look for dataset files first (see :func:`initlab.data.load`).
 
@@ -168,6 +171,7 @@ def compare(
     ``KeyboardInterrupt``) whose ``results`` holds the runs finished so far.
     """
     check_compare_arguments(inits, model_args, out, progress)
+    _check_keywords(settings)
     if isinstance(inits, str):  # "he_normal" or "default,he_normal", as the CLI takes them
         inits = split_list(inits)
     workers = _workers(workers)
@@ -277,6 +281,18 @@ def check_architecture_settings(config: RunConfig) -> None:
         given = ", ".join(f"{n}={shown_value(getattr(config, n))}" for n in changed)
         fix = f"pass your factory's own settings as {model_arg_option()}"
         raise InitlabError(unused_line(given, config.model, len(changed), fix))
+
+
+def _check_keywords(settings: Mapping[str, Any]) -> None:
+    """A keyword that is neither :func:`compare`'s own nor a setting → one line whose
+    suggestions include compare's own keywords (``n_seeds`` → ``seeds``), not the settings
+    it sweeps itself (``seed``, ``init``)."""
+    own = [p for p in inspect.signature(compare).parameters if p != "settings"]
+    for key in settings:
+        if isinstance(key, str) and not is_setting(key) and key != "dataset":
+            swept = {"seed", "init"}
+            choices = {*own, *SETTINGS} - swept
+            raise UnknownNameError("keyword", key, choices)
 
 
 def check_momentum_used(given: str, optimizers: Sequence[object]) -> None:

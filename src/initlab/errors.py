@@ -91,6 +91,10 @@ SYNONYMS = {
     "scheme": "init",
     "layers": "hidden",
     "widths": "hidden",
+    "n_seeds": "seeds",
+    "num_seeds": "seeds",
+    "n_epochs": "epochs",
+    "num_epochs": "epochs",
 }
 """Other names for a setting that spelling alone does not find (``learning_rate`` → ``lr``);
 :func:`closest_name` suggests them first, where they are among the choices."""
