@@ -8,6 +8,7 @@ run's task score (accuracy, R², token accuracy): :attr:`ResultSet.score` names 
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -302,15 +303,26 @@ class ResultSet:
         text = format_summary(self.summary()).to_string(index=False)
         return text + (f"\n{self.score.holds()}" if self.score != ACCURACY else "")
 
-    def __repr__(self) -> str:
+    def _head(self) -> list[str]:
+        """The lines above the table: the run count and grouping, then :attr:`progress`
+        (the study is not finished) when there is one."""
         head = f"ResultSet: {len(self.runs)} runs grouped by {', '.join(self.group_by)}"
-        if self.progress:
-            head += f"\n{self.progress}"
+        return [head, self.progress] if self.progress else [head]
+
+    def __repr__(self) -> str:
+        head = "\n".join(self._head())
         return f"{head}\n{self}" if not self.runs.empty else head
 
     def _repr_html_(self) -> str:
+        """A notebook's view: :meth:`__repr__`'s header lines (the progress line included,
+        so a partial result does not look complete), HTML-escaped, above the summary table
+        and what ``test_accuracy`` holds when it is not accuracy."""
+        head = "".join(f"<p>{html.escape(line)}</p>" for line in self._head())
+        if self.runs.empty:
+            return head
         table = format_summary(self.summary()).to_html(index=False)
-        return table + (f"<p>{self.score.holds()}</p>" if self.score != ACCURACY else "")
+        holds = f"<p>{html.escape(self.score.holds())}</p>" if self.score != ACCURACY else ""
+        return head + table + holds
 
 
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:

@@ -315,9 +315,15 @@ def data_spec(data: object) -> str:
     tuple ``(x_train, y_train, x_test, y_test)`` of tensors/arrays, or ``(train_dataset,
     test_dataset)`` of map-style Datasets (collated into those four tensors once), registered
     in this process as ``callable:data:hash``, ``hash`` being sha256 of their dtypes, shapes
-    and bytes."""
+    and bytes. A path (``os.PathLike``: ``pathlib.Path("x.npz")``) is its string. A torch
+    ``DataLoader`` is one line: pass ``loader.dataset``."""
+    if isinstance(data, os.PathLike):
+        data = os.fsdecode(data)
     if isinstance(data, str):
         return data
+    from initlab.data.user import refuse_loaders, stack
+
+    refuse_loaders(data)
     if callable(data):
         return model_spec(data)
     if (
@@ -325,15 +331,13 @@ def data_spec(data: object) -> str:
         and len(data) == 2
         and not any(hasattr(part, "__array__") for part in data)  # tensors/arrays: 4 of them
     ):
-        from initlab.data.user import stack
-
         (x_train, y_train), (x_test, y_test) = (
             stack(part, which, "data") for part, which in zip(data, ("train", "test"), strict=True)
         )
         data = (x_train, y_train, x_test, y_test)
     if not isinstance(data, (tuple, list)) or len(data) != 4:
         raise InitlabError(
-            "data must be a spec string, a function, a tuple (x_train, y_train, x_test, "
+            "data must be a spec string or path, a function, a tuple (x_train, y_train, x_test, "
             f"y_test) or (train_dataset, test_dataset); got a {type(data).__name__}"
             + (f" of {len(data)} items" if isinstance(data, (tuple, list)) else "")
         )

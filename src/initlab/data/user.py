@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import default_collate
+from torch.utils.data import DataLoader, default_collate
 
 from initlab.data.dataset import (
     Dataset,
@@ -264,10 +264,11 @@ def from_returned(value: Any, spec: str) -> Raw:
         names = getattr(train, "classes", None)
         classes = tuple(names) if _is_names(names) else None
         return Raw(x_train, y_train, x_test, y_test, classes=classes)
-    raise InitlabError(
-        f"{where} returned {_described(value)}; expected (x_train, y_train, x_test, y_test) "
-        "as tensors or arrays, or two Datasets (train, test)"
-    )
+    fix = LOADER_FIX if is_loader(value) else (
+        "expected (x_train, y_train, x_test, y_test) as tensors or arrays, or two Datasets "
+        "(train, test)"
+    )  # fmt: skip
+    raise InitlabError(f"{where} returned {_described(value)}; {fix}")
 
 
 def _arrays(value: tuple | list) -> bool:
@@ -287,7 +288,13 @@ def _described(value: Any) -> str:
 
 
 def stack(dataset: Any, which: str, where: str) -> tuple[Tensor, Tensor]:
-    """All ``(x, y)`` items of a map-style torch ``Dataset``, collated into two tensors."""
+    """All ``(x, y)`` items of a map-style torch ``Dataset``, collated into two tensors; a
+    ``DataLoader`` is one line saying to pass ``loader.dataset``."""
+    if is_loader(dataset):
+        raise InitlabError(
+            f"{where}: the {which} set is a DataLoader; pass {which}_loader.dataset (initlab "
+            "batches the data itself)"
+        )
     if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
         raise InitlabError(
             f"{where}: the {which} set is a {type(dataset).__name__}; expected a map-style "
@@ -315,6 +322,27 @@ def stack(dataset: Any, which: str, where: str) -> tuple[Tensor, Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
+LOADER_FIX = "pass (train_loader.dataset, test_loader.dataset) (initlab batches the data itself)"
+"""What to do with a torch ``DataLoader`` given as data."""
+
+
+def is_loader(value: object) -> bool:
+    """Whether ``value`` is a torch ``DataLoader`` (whose ``.dataset`` initlab takes)."""
+    return isinstance(value, DataLoader)
+
+
+def refuse_loaders(data: object) -> None:
+    """One line for ``data=`` that is a ``DataLoader``, or a 4-tuple holding one: pass the
+    loaders' datasets (:data:`LOADER_FIX`); a ``(DataLoader, DataLoader)`` pair is refused
+    so by :func:`stack`."""
+    if is_loader(data):
+        raise InitlabError(f"data is a DataLoader; {LOADER_FIX}")
+    if isinstance(data, (tuple, list)) and len(data) == 4:
+        loaders = [name for name, part in zip(KEYS, data, strict=True) if is_loader(part)]
+        if loaders:
+            raise InitlabError(f"data: {loaders[0]} is a DataLoader; {LOADER_FIX}")
+
+
 LABELS_HINT = (
     "map the labels to integers 0..K-1 (classes, y = numpy.unique(y, return_inverse=True))"
 )
@@ -329,6 +357,8 @@ def as_tensor(value: Any, what: str, where: str, *, labels: bool | None = None) 
     (:data:`LABELS_HINT`)."""
     if isinstance(value, Tensor):
         return value.detach().cpu()
+    if is_loader(value):
+        raise InitlabError(f"{where}: {what} is a DataLoader; {LOADER_FIX}")
     fix = "give a tensor or numpy array"
     try:
         array = np.asarray(value)

@@ -54,7 +54,8 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
     check_trainable(model)
     check_embedding_init(config, model)
     out = probe_output(model, data)
-    check_output(task, out, data.y_train, data.num_classes)
+    inferred = config.task == "auto" and is_user_spec(config.dataset)  # from the targets
+    check_output(task, out, data.y_train, data.num_classes, inferred=inferred)
     check_copyable(model, data)
     return model
 
@@ -312,6 +313,35 @@ def check_token_ids(name: str, embedding: nn.Embedding, args: tuple, x: Tensor, 
             )
 
 
+def check_classes(out: Tensor, y: Tensor, num_classes: int, inferred: bool = False) -> None:
+    """Classification outputs ``out`` must be ``[B, C]``, ``C`` at least the classes the
+    labels ``y`` need, else one line; for a task ``inferred`` from whole-number targets
+    (:mod:`initlab.data.tasks`) it says so and offers ``--task regression`` (they may be
+    quantities: counts, scores), first for a one-output model, else after the logits."""
+    if out.dim() != 2:
+        raise InitlabError(
+            f"classification needs model outputs [batch, classes], got {list(out.shape)}"
+        )
+    needed, units = max(int(num_classes), int(y.max()) + 1 if len(y) else 0), out.shape[1]
+    if units >= needed:
+        return
+    one_based = needed == units + 1 and int(y.min()) >= 1
+    logits = f"make the model output {needed} logits"
+    logits += "; no label here is 0: if they start at 1, subtract 1" if one_based else ""
+    quantities = f"if they are quantities (counts, scores), pass {option('--task regression')}"
+    if inferred and units == 1:
+        raise InitlabError(
+            f"the task was inferred as classification from whole-number targets ({needed} "
+            f"classes, labels 0..{needed - 1}) but the model outputs 1 value: {quantities}; "
+            f"if they are class labels, {logits}"
+        )
+    aside = f" (task inferred from whole-number targets: {quantities})" if inferred else ""
+    raise InitlabError(
+        f"the model outputs {units} class{'es' if units != 1 else ''} but the labels need "
+        f"{needed} (labels 0..{needed - 1}); {logits}{aside}"
+    )
+
+
 def _integer_note(x: Tensor) -> str:
     """For integer inputs: what they were taken for."""
     if x.is_floating_point():
@@ -323,23 +353,14 @@ def _integer_note(x: Tensor) -> str:
     )
 
 
-def check_output(task: str, out: Tensor, y: Tensor, num_classes: int) -> None:
-    """Raise unless the output shape ``out [B, ...]`` fits ``task`` and the targets ``y``."""
+def check_output(
+    task: str, out: Tensor, y: Tensor, num_classes: int, *, inferred: bool = False
+) -> None:
+    """Raise unless the output shape ``out [B, ...]`` fits ``task`` and the targets ``y``
+    (``inferred``: ``task="auto"`` read them, :func:`check_classes`)."""
     got, want = list(out.shape[1:]), list(y.shape[1:])
     if task == CLASSIFICATION:
-        if out.dim() != 2:
-            raise InitlabError(
-                f"classification needs model outputs [batch, classes], got {list(out.shape)}"
-            )
-        needed = max(int(num_classes), int(y.max()) + 1 if len(y) else 0)
-        if out.shape[1] < needed:
-            one_based = needed == out.shape[1] + 1 and int(y.min()) >= 1
-            hint = "; no label here is 0: if they start at 1, subtract 1" if one_based else ""
-            raise InitlabError(
-                f"the model outputs {out.shape[1]} class{'es' if out.shape[1] != 1 else ''} "
-                f"but the labels need {needed} "
-                f"(labels 0..{needed - 1}); make the model output {needed} logits{hint}"
-            )
+        check_classes(out, y, num_classes, inferred)
     elif task == REGRESSION:
         ok = got == want or (got == [1] and want == []) or (got == [] and want == [1])
         if not ok:

@@ -1,0 +1,110 @@
+"""User-reported API defects around ``data=`` and a ResultSet's notebook view:
+whole-number regression targets read as classes, ``pathlib.Path`` and ``DataLoader`` data,
+and the progress line a partial result's HTML dropped."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import initlab
+from initlab.data.user import from_value
+from initlab.errors import InitlabError
+from initlab.results import ResultSet, progress_line
+from initlab.train.preflight import check_output
+
+RUN = dict(seeds=1, epochs=1, batch_size=16)
+
+
+def one_output():
+    return nn.Linear(4, 1)
+
+
+def four_outputs():
+    return nn.Linear(4, 4)
+
+
+def arrays(targets: np.ndarray) -> tuple:
+    """``(x_train, y_train, x_test, y_test)``: 48 train and 16 test examples of 4 features."""
+    x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    return x[:48], targets[:48], x[48:], targets[48:]
+
+
+def counts() -> np.ndarray:
+    """Float64 whole numbers 25..346, as sklearn's diabetes targets are."""
+    return np.random.default_rng(1).integers(25, 347, 64).astype(np.float64)
+
+
+@pytest.mark.filterwarnings("ignore:the float targets are all whole numbers")
+def test_inferred_whole_number_targets_with_one_output_offer_regression_first_if_not_declared():
+    with pytest.raises(InitlabError) as info:
+        initlab.compare(["default"], model=one_output, data=arrays(counts()), **RUN)
+    line = str(info.value)
+    assert "\n" not in line
+    assert "inferred" in line and "whole-number" in line
+    regression, logits = line.find("task='regression'"), line.find("logits")
+    assert 0 <= regression < logits  # regression first, the logits still offered
+    with pytest.raises(InitlabError) as info:  # declared: the labels are classes
+        initlab.compare(
+            ["default"], model=one_output, data=arrays(counts()), task="classification", **RUN
+        )
+    assert "regression" not in str(info.value) and "logits" in str(info.value)
+
+
+def test_inferred_classes_with_too_few_outputs_mention_regression_after_the_logits():
+    y = torch.tensor([0, 3, 9])
+    with pytest.raises(InitlabError) as info:
+        check_output("classification", torch.zeros(3, 4), y, 10, inferred=True)
+    line = str(info.value)
+    assert 0 <= line.find("make the model output 10 logits") < line.find("task='regression'")
+    with pytest.raises(InitlabError) as info:
+        check_output("classification", torch.zeros(3, 4), y, 10)
+    assert "regression" not in str(info.value)
+
+
+def test_data_takes_a_pathlib_path_as_its_string(tmp_path):
+    x, y, xt, yt = arrays(np.arange(64) % 4)
+    path = tmp_path / "small.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=xt, y_test=yt)
+    by_path = initlab.compare(["default"], model=four_outputs, data=Path(path), **RUN)
+    by_str = initlab.compare(["default"], model=four_outputs, data=str(path), **RUN)
+    assert by_path.runs["dataset"].iloc[0] == by_str.runs["dataset"].iloc[0] == str(path)
+
+
+def loaders() -> tuple[DataLoader, DataLoader]:
+    x, y, xt, yt = (torch.as_tensor(a) for a in arrays(np.arange(64) % 4))
+    return DataLoader(TensorDataset(x, y), batch_size=8), DataLoader(TensorDataset(xt, yt))
+
+
+@pytest.mark.parametrize(
+    "data", [loaders, lambda: loaders()[0], lambda: (*arrays(np.arange(64) % 4)[:3], loaders()[1])]
+)
+def test_a_dataloader_as_data_says_to_pass_its_dataset(data):
+    with pytest.raises(InitlabError) as info:
+        initlab.compare(["default"], model=four_outputs, data=data(), **RUN)
+    line = str(info.value)
+    assert "loader.dataset" in line and "initlab batches the data itself" in line
+    assert "map-style" not in line and "\n" not in line
+
+
+def test_a_data_function_returning_dataloaders_says_to_pass_their_datasets():
+    with pytest.raises(InitlabError, match=r"train_loader\.dataset"):
+        from_value(loaders())
+
+
+def test_html_of_a_partial_result_shows_the_progress_line_escaped():
+    runs = pd.DataFrame(
+        {"run_id": ["a"], "init": ["x<y"], "seed": [0], "test_accuracy": [0.5],
+         "final_train_loss": [1.0], "status": ["ok"]}
+    )  # fmt: skip
+    progress = progress_line(8, 1, 0)
+    partial = ResultSet(runs, pd.DataFrame(), progress=progress)
+    html = partial._repr_html_()
+    assert progress in html and html.index(progress) < html.index("<table")
+    assert "ResultSet: 1 runs grouped by init" in html
+    escaped = ResultSet(runs, pd.DataFrame(), progress="<b>1 of 2</b> & more")
+    assert "&lt;b&gt;1 of 2&lt;/b&gt; &amp; more" in escaped._repr_html_()
