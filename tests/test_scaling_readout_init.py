@@ -31,6 +31,20 @@ def test_under_mup_a_readout_shrinking_at_init_within_its_rule_is_expected_not_f
     assert judged[0].explained and judged[1].explained and not judged[2].explained
     assert inconclusive(judged) == []  # explained fits do not read as "could not tell"
     assert explain_readout_init(fits, "sp", KINDS) == fits  # SP: stays flagged
+    # the factory's own init: a muP readout is its author's choice, not a defect
+    assert [v.flagged for v in explain_readout_init(fits, "default", KINDS)] == [
+        False, False, True, True, True
+    ]  # fmt: skip
+
+
+def test_a_shrinking_size_after_a_step_is_not_called_vanishing_updates():
+    """The logits' std at step 1 (the init carried forward) read 'updates vanish ... muP
+    scales this layer's learning rate by 1/width', advice that would shrink them further."""
+    (size,) = with_sentences([at_init("5", -0.5, -0.6, -0.4, step=1)], "default", "sgd", KINDS)
+    assert "updates vanish" not in size.sentence and "carried forward" in size.sentence
+    update = Verdict("5", 1, "update", -0.9, -1.0, -0.8, True, 12, p_value=1e-6, p_adjusted=1e-5)
+    (moved,) = with_sentences([update], "default", "sgd", KINDS)
+    assert "updates vanish" in moved.sentence and "by 1/width" not in moved.sentence
 
 
 @pytest.mark.parametrize("param", ["sp", "default", "mup"])
@@ -70,8 +84,9 @@ KW = dict(widths=(32, 64, 128, 256), optimizer="adam", lr=1e-3, steps=1, seeds=3
 def test_a_factory_with_a_mup_readout_checked_as_built_is_told_it_is_mup_compatible():
     result = coord_check(narrow_readout, param="default", **KW)
     logits = next(v for v in result.verdicts if v.module == "(logits)" and v.step == 0)
-    assert logits.flagged and logits.ci_high < 0  # the logits do shrink: width^-½
-    assert "muP-compatible, not a defect" in logits.sentence
+    assert logits.ci_high < 0  # the logits do shrink: width^-½
+    assert not logits.flagged  # as built: its author's choice
+    assert logits.explained == "muP's readout init (variance ≤ 1/fan_in²)"
 
 
 def test_under_mup_an_output_kind_layer_shrinking_at_init_is_not_flagged():

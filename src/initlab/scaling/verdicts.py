@@ -234,6 +234,13 @@ def cause(
     fix = MUP_FIX.get((kind, optimizer), "see docs/scaling.md for muP's rule")
     if verdict.slope > 0:
         return f"updates too large for this width {setting}; {fix}"
+    if verdict.metric != "update":  # a size, not the update: the init may still dominate it
+        return (
+            f"its size shrinks as width grows {setting}: the init's scale carried forward "
+            "(compare its step-0 fit) or updates too small to move it"
+        )
+    if "1/width" in fix:  # muP's rule for this layer lowers its rate: it cannot be the cure
+        fix = "muP lowers this layer's learning rate, so that is not the cure; check its inputs"
     return f"updates vanish as width grows {setting} (features stop learning); {fix}"
 
 
@@ -293,13 +300,14 @@ def readout_init_cause(verdict: Verdict, param: str, setting: str) -> str:
 def explain_readout_init(
     verdicts: list[Verdict], param: str, kinds: Mapping[str, str]
 ) -> list[Verdict]:
-    """Under muP, mark each output layer (or logits) fit that shrinks at init within muP's
-    rule (:func:`readout_shrinks_at_init`, :func:`within_mup_readout`) ``explained``, not
-    flagged: muP allows any readout variance ≤ 1/fan_in², so its output may vanish with width
-    at step 0 (the updates make the logits Θ(1) after it). Under other parametrizations they
-    stay flagged, with a sentence saying that they are muP-compatible
-    (:func:`readout_init_cause`)."""
-    if param != "mup":
+    """Under muP, or for the factory's own init (``default``: the model as its author built
+    it, a muP readout being a deliberate choice), mark each output layer (or logits) fit
+    that shrinks at init within muP's rule (:func:`readout_shrinks_at_init`,
+    :func:`within_mup_readout`) ``explained``, not flagged: muP allows any readout variance
+    ≤ 1/fan_in², so its output may vanish with width at step 0 (the updates make the logits
+    Θ(1) after it). Under SP and NTK, which initlab applied itself, they stay flagged, with
+    a sentence saying that they are muP-compatible (:func:`readout_init_cause`)."""
+    if param not in ("mup", "default"):
         return verdicts
     out = []
     for v in verdicts:
