@@ -154,3 +154,19 @@ def test_an_empty_init_is_refused_as_compare_refuses_it(capsys):
 
     assert main(["diagnose", "--init", ""]) == 2
     assert "--init is empty" in capsys.readouterr().err
+
+
+def test_a_label_is_printed_as_it_is_not_as_markup_or_emoji(tmp_path, monkeypatch, capsys):
+    """'exp[v2]/net.py' printed as 'exp/net.py' (Rich read [v2] as a style tag) and a
+    function named fire as an emoji: the label is the user's path, printed literally."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "exp[v2]"
+    folder.mkdir()
+    (folder / "net.py").write_text(
+        "from torch import nn\n\ndef fire():\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))\n"
+    )
+    assert main(["diagnose", "--model", "exp[v2]/net.py:fire", "--data", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "exp[v2]/net.py:fire: per-layer statistics" in out
+    assert "\N{FIRE}" not in out

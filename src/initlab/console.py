@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from initlab.notes import InitlabNote
 
@@ -23,7 +24,7 @@ def print_frame(frame: pd.DataFrame, console: Console, *, title: str | None = No
     folds onto more lines instead of squeezing the numbers out of sight."""
     from pandas.api.types import is_numeric_dtype  # pandas (~0.4 s): not on `initlab --help`
 
-    table = Table(title=title, header_style="bold")
+    table = Table(title=Text(title) if title is not None else None, header_style="bold")
     cells = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
     for i, column in enumerate(frame.columns):
         numeric = is_numeric_dtype(frame[column])
@@ -31,8 +32,8 @@ def print_frame(frame: pd.DataFrame, console: Console, *, title: str | None = No
         whole = i == 0 and longest <= KEEP_WHOLE
         justify = "right" if numeric else "left"
         table.add_column(str(column), justify=justify, no_wrap=whole, overflow="fold")
-    for row in cells:
-        table.add_row(*row)
+    for row in cells:  # as text: a path's [v2] or a name's :fire: is not markup or emoji
+        table.add_row(*(Text(cell) for cell in row))
     console.print(table)
 
 

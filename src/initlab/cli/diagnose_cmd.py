@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from initlab.atomic_files import write_error, write_files
 from initlab.cli import app
@@ -137,12 +138,13 @@ def _print(diag: Diagnosis, batch: int, dataset: str) -> None:
         out.print(LEGEND)
     if diag.unseen:
         out.print(diag.unseen_note, highlight=False)
-    if diag.healthy:
-        out.print(f"[green]{diag.label}: no findings — healthy[/green]")
+    if diag.healthy:  # as text: a label's [v2] or :fire: is part of a path, not markup
+        out.print(Text(f"{diag.label}: no findings — healthy", style="green"))
     for finding in diag.findings:
-        out.print(f"[bold red]{finding.name}[/bold red]: {finding.message}", highlight=False)
+        line = Text.assemble((finding.name, "bold red"), f": {finding.message}")
+        out.print(line, highlight=False)
         if finding.suggestion:
-            out.print(f"  suggestion: {finding.suggestion}", highlight=False)
+            out.print(Text(f"  suggestion: {finding.suggestion}"), highlight=False)
     out.print()
 
 
