@@ -184,6 +184,14 @@ def test_pairwise_marks_significant_differences_only():
     assert single.loc[0, "p (Welch)"] == "—" and none == ()
 
 
+def test_a_difference_of_accuracies_has_an_interval_within_plus_minus_one():
+    """Two seeds' Welch interval reached [-2.4279, +2.6279] for a difference of accuracies,
+    which lies in [-1, 1] (the summary's own intervals were already cut to [0, 1])."""
+    frame, _ = pairwise({"a": [0.9, 0.1], "b": [0.5, 0.4]})
+    low, high = (float(v) for v in frame.loc[0, "Δ 95% CI (Welch)"].strip("[]").split(","))
+    assert (low, high) == (-1.0, 1.0)
+
+
 def test_summary_says_which_groups_are_shown_worse_than_the_best():
     res = synthetic_results({"b": [0.80, 0.82, 0.81], "a": [0.81, 0.83, 0.82], "c": [0.1] * 3})
     table = assemble_report(res).sections[0].blocks[0].frame

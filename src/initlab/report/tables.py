@@ -208,6 +208,8 @@ def pairwise_table(
     pairs = family_pairs(pairwise_comparisons(by_rank, keys, metric), ranked, keys)
     compared = score.ranked_name().removeprefix("test ")
     label = {stats_label(k): group_label(k, keys) for k in order}
+    low, high = score.ranked_range()  # a difference of two such values lies within ±(high - low)
+    span = (-(high - low), high - low)
     rows, strong = [], []
     for i, pair in enumerate(pairs.to_dict("records")):
         p, holm = pair["p_value"], pair["p_holm"]
@@ -218,7 +220,9 @@ def pairwise_table(
                 "group A": label.get(pair["group_a"], pair["group_a"]),
                 "group B": label.get(pair["group_b"], pair["group_b"]),
                 f"Δ {compared} (A − B)": _signed(pair["diff"]),
-                "Δ 95% CI (Welch)": _interval(pair["diff_low"], pair["diff_high"], True),
+                "Δ 95% CI (Welch)": _interval(
+                    *Score.clip(pair["diff_low"], pair["diff_high"], span), True
+                ),
                 "p (Welch)": _p(p),
                 "p (Holm)": _p(pair["p_holm"]),
                 f"Holm p < {ALPHA:g}": "n/a"
