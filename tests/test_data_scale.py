@@ -86,6 +86,40 @@ def test_the_rule_is_root_mean_square_above_the_limit():
     assert scale_notes((x.numpy(), np.arange(10) % 2, x.numpy(), np.arange(10) % 2)) == []
 
 
+def test_tiny_inputs_and_unscaled_regression_targets_are_noted():
+    """sklearn's diabetes: features of root-mean-square 0.048 (each column scaled to norm 1)
+    and targets 25..346: every init ended at R² ≈ -2.6, 'stuck', with no word on scale."""
+    rng = np.random.default_rng(5)
+    x = (0.05 * rng.standard_normal((N, 10))).astype(np.float32)
+    y = (150 + 75 * rng.standard_normal(N)).astype(np.float32)
+    notes = scale_notes((x[:200], y[:200], x[200:], y[200:]), task="regression")
+    assert len(notes) == 2
+    assert notes[0].startswith("x_train ranges") and "standardize it" in notes[0]
+    assert notes[1].startswith("the regression targets range") and "standardize them" in notes[1]
+    assert "R² is unchanged" in notes[1]
+    unit = rng.standard_normal(N).astype(np.float32)  # standardized targets: no note
+    assert scale_notes((x[:200] * 20, unit[:200], x[200:] * 20, unit[200:])) == []
+
+
+def test_the_rule_is_root_mean_square_below_the_inverse_limit():
+    x = torch.full((10, 3), 1 / RMS_LIMIT)
+    assert scale_notes((x.numpy(), np.arange(10) % 2, x.numpy(), np.arange(10) % 2)) == []
+    x = torch.full((10, 3), 0.99 / RMS_LIMIT)
+    assert len(scale_notes((x.numpy(), np.arange(10) % 2, x.numpy(), np.arange(10) % 2))) == 1
+
+
+def test_train_and_test_at_different_scales_are_noted():
+    """uint8 pixels for training and standardized floats for testing trained with only the
+    pixels' note: the test split was scored on inputs unlike any seen in training."""
+    x = pixels()
+    standardized = ((x - x.mean()) / x.std()).astype(np.float32)
+    y = np.arange(N) % CLASSES
+    notes = scale_notes((x[:200], y[:200], standardized[200:], y[200:]))
+    assert len(notes) == 2 and notes[1].startswith("x_train and x_test differ in scale")
+    same = (standardized[:200], y[:200], standardized[200:], y[200:])
+    assert scale_notes(same) == []
+
+
 def test_built_in_datasets_are_not_noted():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

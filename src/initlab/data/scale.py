@@ -11,9 +11,11 @@ by how much of that excess each one's smaller or larger variance happens to abso
 default draws a variance 6 times below He's), not by what they do on well-scaled data.
 
 The rule (:func:`note_input_scale`): **the root-mean-square of the float training inputs,
-``sqrt(mean(x²))`` over every value, above** :data:`RMS_LIMIT` = 10, i.e. first-layer
-pre-activations at least 10 times (variance 100 times) what the schemes assume, far beyond
-the factor of 2 to 6 by which the schemes differ from one another. The root-mean-square, not
+``sqrt(mean(x²))`` over every value, above** :data:`RMS_LIMIT` = 10 **or below its
+inverse** 0.1, i.e. first-layer pre-activations at least 10 times (variance 100 times) more
+or less than the schemes assume, far beyond the factor of 2 to 6 by which the schemes differ
+from one another (sklearn's diabetes features, each column scaled to norm 1, have 0.048).
+Regression targets get the same test (:func:`note_target_scale`). The root-mean-square, not
 the standard deviation: a constant offset (years around 2000) inflates a layer's outputs just
 as a spread does. Not the largest value: a few outliers in standardized data move it without
 moving any layer's variance. Standardized features (1) and pixels in [0, 1] (under 1) are far
@@ -32,6 +34,10 @@ from initlab.notes import note
 
 RMS_LIMIT = 10.0
 """Above this root-mean-square of the training inputs, loading notes their scale."""
+SPLIT_RATIO = 3.0
+"""Train and test inputs whose root-mean-squares differ by more than this factor are noted:
+two samples of one distribution agree far more closely (one split normalized, the other
+not, is the usual cause)."""
 
 
 def input_scale(x: Tensor) -> tuple[float, float, float, float, float]:
@@ -50,11 +56,11 @@ def note_input_scale(x: Tensor, given: Tensor, what: str = "x_train") -> None:
     if not x.dtype.is_floating_point or not x.numel():
         return
     low, high, mean, std, rms = input_scale(x)
-    if not rms > RMS_LIMIT:
+    if 1 / RMS_LIMIT <= rms <= RMS_LIMIT or not rms > 0:
         return
     fix = (
         "divide by 255 or standardize it"
-        if given.dtype == torch.uint8
+        if given.dtype == torch.uint8 and rms > RMS_LIMIT
         else "standardize it ((x - mean) / std, with the training set's statistics)"
     )
     note(
@@ -65,9 +71,46 @@ def note_input_scale(x: Tensor, given: Tensor, what: str = "x_train") -> None:
     )
 
 
+def note_target_scale(y: Tensor) -> None:
+    """One note when regression targets ``y`` have a root-mean-square outside
+    [1/:data:`RMS_LIMIT`, :data:`RMS_LIMIT`]: every scheme sets the output layer for outputs
+    of unit scale, so the first epochs of every init go to learning the targets' offset and
+    scale (MSE starts near ``mean² + std²``), and with SGD a loss of ~10⁴ can diverge. R²
+    does not change when the targets are standardized, so the comparison loses nothing."""
+    if not y.dtype.is_floating_point or not y.numel():
+        return
+    low, high, mean, std, rms = input_scale(y)
+    if 1 / RMS_LIMIT <= rms <= RMS_LIMIT or not rms > 0:
+        return
+    note(
+        f"the regression targets range {_shown(low)}..{_shown(high)} (mean {_shown(mean)}, "
+        f"std {_shown(std)}): every scheme sets the output layer for targets of unit scale, "
+        "so the first epochs go to learning their offset and scale; standardize them "
+        "((y - mean) / std, with the training set's statistics: R² is unchanged)"
+    )
+
+
 def _shown(value: float) -> str:
     """``value`` to 3 significant digits, whole numbers from 100 to a million as they are
     (``255``, ``1003``, not ``1e+03``)."""
     if 100 <= abs(value) < 1e6:
         return f"{value:.0f}"
     return f"{value:.3g}"
+
+
+def note_split_scales(x_train: Tensor, x_test: Tensor) -> None:
+    """One note when float inputs ``x_train`` and ``x_test`` have root-mean-squares more than
+    :data:`SPLIT_RATIO` apart: the model would be scored on inputs of another scale than it
+    was trained on (pixels 0..255 in one split, standardized in the other)."""
+    if not (x_train.dtype.is_floating_point and x_test.dtype.is_floating_point):
+        return
+    if not (x_train.numel() and x_test.numel()):
+        return
+    train, test = input_scale(x_train)[4], input_scale(x_test)[4]
+    if not (train > 0 and test > 0) or max(train, test) / min(train, test) <= SPLIT_RATIO:
+        return
+    note(
+        f"x_train and x_test differ in scale (root-mean-square {_shown(train)} and "
+        f"{_shown(test)}): the test split is scored on inputs unlike those trained on; "
+        "normalize both splits the same way (with the training set's statistics)"
+    )

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from initlab.data.scale import note_input_scale
+from initlab.data.scale import note_input_scale, note_split_scales, note_target_scale
 from initlab.errors import InitlabError, option
 from initlab.notes import note
 
@@ -157,6 +157,9 @@ def prepare(raw: Raw, task: str = "auto") -> Prepared:
                 "if they are quantities such as counts"
             )
     note_input_scale(prepared.x_train, raw.x_train)
+    note_split_scales(prepared.x_train, prepared.x_test)
+    if task == "regression":
+        note_target_scale(prepared.y_train)
     return prepared
 
 
