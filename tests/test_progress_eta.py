@@ -106,6 +106,23 @@ def test_log_lines_give_the_same_eta_and_a_heartbeat_when_no_line_came(clock):
     assert "\r" not in out.getvalue()
 
 
+def test_a_log_line_after_skipped_ones_counts_them(clock):
+    """Lines are rate-limited (one every LOG_EVERY s): 'run 1 of 8' then 'run 5 of 8' read
+    as if runs 2-4 were lost."""
+    out, console = _log()
+    shown = CountedProgress(console, "models")
+    shown.start(8)
+    try:
+        for run in range(1, 6):
+            clock[0] = run * 0.1 + (display.LOG_EVERY if run == 5 else 0.0)
+            shown.advance(1, finished=f"run {run} of 8 finished")
+    finally:
+        shown.stop()
+    lines = [line.split(";")[:2] for line in out.getvalue().splitlines()]
+    assert [line[0] for line in lines] == ["run 1 of 8 finished", "run 5 of 8 finished"]
+    assert lines[1][1] == " 3 more since the last line" and "more since" not in lines[0][1]
+
+
 def _wait_for(condition, seconds: float = 5.0) -> bool:
     """Poll ``condition`` (no timing asserted: a generous bound only, so a slow machine
     does not hang the test)."""

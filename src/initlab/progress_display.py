@@ -75,6 +75,7 @@ class CountedProgress:
         self._task = None
         self.done = self.total = 0
         self._started, self._logged = 0.0, -LOG_EVERY  # the first piece of work: a line
+        self._unlogged = 0  # pieces of work ended since the last line about one
         self._last_line = 0.0  # any line, heartbeats too
         self._lock = threading.Lock()  # the counts and the lines: heartbeat thread vs caller
         self._ended = threading.Event()
@@ -128,11 +129,16 @@ class CountedProgress:
 
     def _log(self, finished: str) -> None:
         """``run 3 of 12 finished (he_normal/relu seed 2); 40/120 model-epochs, 0:01:05
-        elapsed, ETA 0:02:10``: at most one every :data:`LOG_EVERY` s, and the last."""
+        elapsed, ETA 0:02:10``: at most one every :data:`LOG_EVERY` s, and the last; a line
+        after skipped ones counts them (``2 more since the last line``), so a log read later
+        does not seem to have lost runs 2 and 3."""
         now = self._now()
         if now - self._logged < LOG_EVERY and self.done < self.total:
+            self._unlogged += 1
             return
-        self._logged = now
+        if self._unlogged:
+            finished += f"; {self._unlogged} more since the last line"
+        self._logged, self._unlogged = now, 0
         self._line(finished, now)
 
     def heartbeat(self, every: float = HEARTBEAT) -> bool:
