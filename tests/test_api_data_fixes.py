@@ -108,3 +108,26 @@ def test_html_of_a_partial_result_shows_the_progress_line_escaped():
     assert "ResultSet: 1 runs grouped by init" in html
     escaped = ResultSet(runs, pd.DataFrame(), progress="<b>1 of 2</b> & more")
     assert "&lt;b&gt;1 of 2&lt;/b&gt; &amp; more" in escaped._repr_html_()
+
+
+def _convnet(channels: int):
+    return lambda: nn.Sequential(
+        nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 3)
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "channels", "hint"),
+    [
+        ((8, 8, 3), 3, "look channels-last ([8, 8, 3], 3 channels last) while Conv2d takes "
+         "channels first: transpose them, x.transpose(0, 3, 1, 2)"),
+        ((8, 8), 1, "have no channel axis: add one, x[:, None]"),
+    ],
+)  # fmt: skip
+def test_images_in_the_wrong_layout_are_told_how_to_fix_them(shape, channels, hint):
+    """numpy/PIL batches are [N, H, W, C]: the error named both shapes but not the fix."""
+    x = np.random.default_rng(0).random((40, *shape), dtype=np.float32)
+    y = np.arange(40) % 3
+    with pytest.raises(InitlabError) as raised:
+        initlab.compare(["default"], 1, model=_convnet(channels), data=(x, y, x, y), epochs=1)
+    assert hint in str(raised.value)

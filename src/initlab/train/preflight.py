@@ -26,6 +26,7 @@ from initlab.errors import InitlabError, option
 from initlab.models import check_float32
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
+from initlab.train.layout import layout_hint
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
 from initlab.usercode import is_user_spec, shown_spec
 
@@ -270,7 +271,7 @@ def failure_line(model: nn.Module, failed: str, x: Tensor, exc: Exception) -> st
         f"; a {type(module).__name__} takes floats: if these are features, give them as "
         "floats, e.g. x.astype('float32')"
         if floats
-        else ""
+        else layout_hint(module, x)
     )
     return (
         f"the model cannot run on the data: data examples have shape {list(x.shape[1:])}"

@@ -1,0 +1,27 @@
+"""The one hint for images in the wrong layout: what a convolution that failed on the
+inputs themselves says about their axes (channels last, or no channel axis)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def layout_hint(module: nn.Module, x: Tensor) -> str:
+    """``"; the examples look channels-last [H, W, C] ..."`` when ``module`` is a
+    convolution that failed on inputs ``x`` whose last axis has its ``in_channels`` while
+    axis 1 does not (a numpy/PIL image batch ``[N, H, W, C]``; PyTorch's layers take
+    ``[N, C, H, W]``), or a convolution of one input channel given ``[N, H, W]`` (no channel
+    axis); else ``""``."""
+    if not isinstance(module, nn.modules.conv._ConvNd):
+        return ""
+    spatial, channels = len(module.kernel_size), module.in_channels
+    if x.dim() == spatial + 2 and x.shape[-1] == channels and x.shape[1] != channels:
+        axes = ", ".join(["0", str(spatial + 1), *map(str, range(1, spatial + 1))])
+        return (
+            f"; the examples look channels-last ({list(x.shape[1:])}, {channels} channels "
+            f"last) while {type(module).__name__} takes channels first: transpose them, "
+            f"x.transpose({axes}) (numpy) or x.permute({axes}) (torch)"
+        )
+    if x.dim() == spatial + 1 and channels == 1:
+        return "; the examples have no channel axis: add one, x[:, None] (one channel)"
+    return ""
