@@ -2,6 +2,7 @@
 whole-number regression targets read as classes, ``pathlib.Path`` and ``DataLoader`` data,
 and the progress line a partial result's HTML dropped."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,28 @@ def test_images_in_the_wrong_layout_are_told_how_to_fix_them(shape, channels, hi
     with pytest.raises(InitlabError) as raised:
         initlab.compare(["default"], 1, model=_convnet(channels), data=(x, y, x, y), epochs=1)
     assert hint in str(raised.value)
+
+
+class _Flipping(torch.utils.data.Dataset):
+    """A Dataset with a random augmentation in ``__getitem__`` (a flip, as torchvision's)."""
+
+    def __init__(self, random: bool):
+        self.x, self.y, self.random = torch.randn(20, 4), torch.arange(20) % 2, random
+
+    def __len__(self):
+        return 20
+
+    def __getitem__(self, i):
+        flip = self.random and bool(torch.rand(()) < 0.5)
+        return (self.x[i].flip(0) if flip else self.x[i]), self.y[i]
+
+
+def test_a_dataset_with_a_random_transform_is_noted_as_read_once():
+    """The flip was drawn once per example and frozen, without a word."""
+    with pytest.warns(initlab.InitlabNote, match="gives other inputs for the same item"):
+        torch.manual_seed(3)  # item 0 flipped on one read and not the other
+        for _ in range(20):
+            from_value((_Flipping(True), _Flipping(False)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", initlab.InitlabNote)
+        from_value((_Flipping(False), _Flipping(False)))

@@ -319,7 +319,24 @@ def stack(dataset: Any, which: str, where: str) -> tuple[Tensor, Tensor]:
         ys.append(as_tensor(batch[1], f"y_{which}", where))
     if not xs:
         raise InitlabError(f"{where}: the {which} Dataset is empty: give at least one example")
+    _note_random_items(dataset, xs[0][0], which)
     return torch.cat(xs), torch.cat(ys)
+
+
+def _note_random_items(dataset: Any, first: Tensor, which: str) -> None:
+    """A note when reading item 0 again gives other inputs (a random augmentation in
+    ``__getitem__``): the Dataset is read once into tensors, so its transform is drawn once
+    per example, not once per epoch as a DataLoader would."""
+    try:
+        again = as_tensor(default_collate([dataset[0]])[0], f"x_{which}", "")[0]
+    except Exception:  # read once already: a second read failing is not the user's error
+        return
+    if again.shape == first.shape and not torch.equal(again, first):
+        note(
+            f"the {which} Dataset gives other inputs for the same item when read again "
+            "(a random transform?): initlab reads every item once into tensors, so each "
+            "example keeps the one draw it got, not a new one per epoch"
+        )
 
 
 LOADER_FIX = "pass (train_loader.dataset, test_loader.dataset) (initlab batches the data itself)"
