@@ -157,3 +157,15 @@ def test_a_dataset_with_a_random_transform_is_noted_as_read_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error", initlab.InitlabNote)
         from_value((_Flipping(False), _Flipping(False)))
+
+
+def test_a_float64_default_dtype_is_named_as_the_cause_not_the_model():
+    """After torch.set_default_dtype(torch.float64) every layer is built float64: the error
+    told the user to remove a .double() their code does not have."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with pytest.raises(InitlabError, match=r"set_default_dtype\(torch.float64\) is in eff"):
+            initlab.compare(["default"], 1, model=lambda: nn.Linear(64, 10), data="digits")
+    finally:
+        torch.set_default_dtype(previous)

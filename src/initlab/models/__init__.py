@@ -147,10 +147,16 @@ def check_float32(model: nn.Module, spec: str) -> None:
         if parameter.is_floating_point() and parameter.dtype != torch.float32:
             dtype = str(parameter.dtype).removeprefix("torch.")
             bf16 = option("--precision bf16", "precision='bf16'")
+            default = torch.get_default_dtype()
+            fix = (
+                f"torch.set_default_dtype({default}) is in effect (layers are built in it): "
+                "set it back to torch.float32, or .float() the model"
+                if default == parameter.dtype
+                else "return the model without .double()/.half(), or .float() it"
+            )
             raise InitlabError(
                 f"{named} returned a model with {dtype} parameters ({name}); runs train "
-                f"float32 parameters ({bf16} for bf16 autocast): return the model without "
-                ".double()/.half(), or .float() it"
+                f"float32 parameters ({bf16} for bf16 autocast): {fix}"
             )
 
 
