@@ -179,11 +179,13 @@ def residual_rules(structure: Structure) -> list[str]:
     """The residual rules worth a trial on a model of this residual ``structure``: those
     that add no parameters and that change something (none without branches;
     ``zero_last_norm`` only where a branch ends in a norm, which a pre-norm transformer's
-    do not)."""
+    do not; ``depth_scaled`` not where every branch does: the norm undoes its scaling in
+    training, so its trial would train the plan again)."""
     branches = structure.branches
     rules = [r for r in RESIDUAL_RULES[1:] if r not in ADDS_PARAMETERS and branches]
-    has_last_norm = any(b.last_norm for b in branches)
-    return [r for r in rules if r != "zero_last_norm" or has_last_norm]
+    normed = [bool(b.last_norm) for b in branches]
+    skipped = {"zero_last_norm"} if not any(normed) else {"depth_scaled"} if all(normed) else set()
+    return [r for r in rules if r not in skipped]
 
 
 def listed_candidates(
