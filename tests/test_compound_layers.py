@@ -331,3 +331,12 @@ def test_parametrized_layers_are_refused_in_one_line_before_training(tmp_path, c
     argv = ["compare", *spec, "--inits", "default,he_normal", "--epochs", "1", "--seeds", "1"]
     assert main(argv) == 2
     assert "1: weight is parametrized" in capsys.readouterr().err
+
+
+def test_a_norm_its_factory_zeroed_is_named_as_kept():
+    """torchvision's zero_init_residual sets a branch's last BatchNorm scale to 0; the note
+    on what every run keeps as built left it out, as if it held every framework's 1."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.LayerNorm(2))
+    assert untouched_weights(model) == []  # scale 1, shift 0: not a gap
+    nn.init.zeros_(model[1].weight)
+    assert untouched_weights(model) == ["1 (BatchNorm2d: weight, bias)"]

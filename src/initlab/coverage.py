@@ -10,6 +10,7 @@ names it for the notes of ``compare`` and ``doctor``.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from initlab.compound_layers import COMPOUND, compound_layers, parameters_set
@@ -45,14 +46,23 @@ def skipped_modules(model: nn.Module) -> list[dict[str, str]]:
 def untouched_weights(model: nn.Module, *, embeddings: bool = False) -> list[str]:
     """``"name (Type: parameters)"`` of each module with weights of its own that no scheme
     sets (embeddings unless ``embeddings`` says an embedding init sets them, attention's
-    ``bias_k``/``bias_v``, bare parameters), norms left out: what stays as the factory built
-    it whatever init a comparison names (norms: scale 1 and shift 0 are every framework's
-    init, not a gap)."""
+    ``bias_k``/``bias_v``, bare parameters), norms left out when they hold scale 1 and
+    shift 0: what stays as the factory built it whatever init a comparison names (norms at
+    1 and 0: every framework's init, not a gap; a norm its factory set otherwise, such as
+    torchvision's ``zero_init_residual`` scales of 0, is named)."""
     return [
         f"{name or '(model)'} ({type(module).__name__}: {', '.join(own)})"
         for name, module, own in _skipped(model)
-        if not is_norm(module) and not (embeddings and isinstance(module, EMBEDDINGS))
+        if not (is_norm(module) and _as_every_framework(module))
+        and not (embeddings and isinstance(module, EMBEDDINGS))
     ]
+
+
+def _as_every_framework(norm: nn.Module) -> bool:
+    """Whether a norm's own parameters hold scale 1 and shift 0 (exact: set so, not drawn)."""
+    weight, bias = getattr(norm, "weight", None), getattr(norm, "bias", None)
+    ones = not isinstance(weight, torch.Tensor) or bool((weight == 1).all())
+    return ones and (not isinstance(bias, torch.Tensor) or not bool(bias.any()))
 
 
 def _skipped(model: nn.Module) -> list[tuple[str, nn.Module, list[str]]]:
