@@ -216,6 +216,10 @@ def test_coord_check_takes_arrays_as_compare_does():
     result = coord_check("mlp", widths=(8, 16), seeds=2, steps=1, batch_size=16,
                          model_args=sizes, data=(x, y, xt, yt))  # fmt: skip
     assert set(result.coords["width"]) == {8, 16}
+    # a notebook shows the outcome and the design, not a dump of the coords table
+    shown = repr(result)
+    assert shown.startswith(f"ScalingResult: {result.outcome} (widths 8, 16; 2 seeds, 1 steps")
+    assert len(shown.splitlines()) <= 1 + 5 + 1 + 3 and "DataFrame" not in shown
 
 
 def test_coord_check_names_the_type_of_bad_data():

@@ -84,7 +84,7 @@ SCALING_FILES = ("coords.csv", "verdicts.json", "coords.png")
 """What :meth:`ScalingResult.write` writes."""
 
 
-@dataclass
+@dataclass(repr=False)
 class ScalingResult:
     """A coordinate check's table, verdicts, parameter kinds and notes."""
 
@@ -109,6 +109,22 @@ class ScalingResult:
 
     def flagged(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.flagged]
+
+    def __repr__(self) -> str:
+        """The outcome, the design and one sentence per flagged module (a notebook shows
+        this, not the dataclass's fields: the coords table alone ran to thousands of
+        characters); the tables are :attr:`coords` and :attr:`verdicts`."""
+        s = self.settings
+        widths = ", ".join(map(str, s.widths))
+        head = (
+            f"ScalingResult: {self.outcome} (widths {widths}; {len(s.seeds)} seeds, "
+            f"{s.steps} steps, param {s.param}, {s.optimizer} lr {s.lr:g}; "
+            f"{len(self.verdicts)} fits, {len(self.flagged())} flagged)"
+        )
+        lines = [f"  {v.sentence}" for v in self.summary()[:5]]
+        more = len(self.summary()) - len(lines)
+        lines += [f"  ... and {more} more flagged modules"] if more > 0 else []
+        return "\n".join([head, *lines, *(f"  note: {n}" for n in self.notes[:3])])
 
     def inconclusive(self) -> list[Verdict]:
         """The judged width fits, not flagged, whose 95% CI is not inside ±½
