@@ -269,7 +269,11 @@ def test_runs_that_cannot_bound_the_slopes_say_inconclusive_not_nothing_moves(fa
     assert document["inconclusive"]
     for fit in document["inconclusive"]:
         assert fit["ci_low"] <= -0.5 or fit["ci_high"] >= 0.5
-    assert "measuring 4 model(s)" in captured.err and "measured 4 of 4; 4/4 models" in captured.err
+    assert (
+        "measuring 4 model(s)" in captured.err
+        and "measured 4 of 4; " in captured.err
+        and "; 4/4 models" in captured.err
+    )
     assert "\r" not in captured.err
 
 

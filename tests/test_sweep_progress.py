@@ -33,7 +33,9 @@ def test_a_log_gets_a_line_per_finished_run_at_most_every_ten_seconds(monkeypatc
     assert lines[1].startswith("run 1 of 3 finished (he_normal/relu/16/seed0); 2/6 model-epochs")
     assert lines[1].endswith("0:00:04 elapsed, ETA 0:00:08")  # 4 s for 2 of 6
     # run 2 came 4 s later: no line; the last run always gets one, with its status
-    assert lines[2].startswith("run 3 of 3 finished (he_normal/relu/16/seed2 diverged); 6/6")
+    assert lines[2].startswith(
+        "run 3 of 3 finished (he_normal/relu/16/seed2 diverged); 1 more since the last line; 6/6"
+    )
     assert len(lines) == 3 and "\r" not in out.getvalue()
 
 
