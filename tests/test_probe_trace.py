@@ -201,12 +201,14 @@ class _PostActivation(nn.Module):
         return torch.relu(out)
 
 
-def test_a_sum_of_two_layers_is_no_join_and_a_post_activation_block_reads_alike_either_way():
+def test_a_sum_of_two_layers_takes_the_activation_of_the_sum_either_way():
     """W x + U h: the second term saw the first closed by the same call and was called a
-    branch end (linear); `out + x` then relu gave 'linear', `out += x` then relu 'relu'."""
+    branch end (linear); `out + x` then relu gave 'linear', `out += x` then relu 'relu'.
+    An activation of a sum of layer outputs is each layer's: tanh(W x + U h) is tanh for
+    both, as a ResNet's relu(bn2(conv2(.)) + shortcut(x)) is relu for both convolutions."""
     cell = _Cell()
     found, _ = find_activations(cell, torch.randn(8, 4), initializable_layers(cell))
-    assert found == {"W": "unknown", "U": "unknown"}
+    assert found == {"W": "tanh", "U": "tanh"}
     for in_place in (False, True):
         model = _PostActivation(in_place)
         found, _ = find_activations(model, torch.randn(8, 4), initializable_layers(model))

@@ -24,17 +24,25 @@ functional code (``F.gelu(x)``, ``x.tanh()``) alike — and follows the tag:
   without one is ``linear``: z is the layer's output and phi(z) what enters the next layer
   or product (nothing, for the model's output) — an all-zero output is ``linear`` too,
   never a guessed ``relu``;
-* one added to a tensor of its shape that carries no open layer output — a residual
-  branch's end joining its skip path, ``x + branch(x)`` — passes its tag to the sum: an
-  activation of the sum is the layer's (a post-activation ResNet block, written ``out + x``
-  or ``out += x`` alike), and otherwise the layer is ``linear`` with phi(z) what the branch
-  adds (a pre-norm transformer's next input, the normalized sum, would say std 1 whatever
-  the branch's scale; a norm of the sum is the stream's, not the layer's), also when a
-  ``MultiheadAttention`` or the next residual sum reads the stream first;
-* one consumed by anything else (a ``cumsum``, ``W x + U h``) is ``unknown``: z is the
-  layer's output, phi(z) the input of the next layer called, and the activation is the
-  registry activation phi with ``phi(z) ≈ next input`` when exactly one fits
+* one added to a tensor of its shape — a residual branch's end joining its skip path,
+  ``x + branch(x)``, or another layer's output: a ResNet block's ``bn2(conv2(h))`` and its
+  projection shortcut ``bn(conv(x))``, ``W x + U h`` — passes its tag to the sum, written
+  ``a + b`` or ``a += b`` alike (:meth:`_Tracer._sum`): a sum of several layers' outputs
+  carries all their tags, and an activation of the sum is the activation of each (a
+  post-activation ResNet block: ``relu`` for ``conv2`` and the shortcut conv, z the sum and
+  phi(z) the block's output). Otherwise the layer is ``linear`` with phi(z) what the
+  branch adds (a pre-norm transformer's next input, the normalized sum, would say std 1
+  whatever the branch's scale; a norm of the sum is the stream's, not the layer's), also
+  when a ``MultiheadAttention`` or the next residual sum reads the stream first;
+* one consumed by anything else (a ``cumsum``, ``(W x + U h).chunk(4, -1)``) is
+  ``unknown``: z is the layer's output and phi(z) the input of the first layer called
+  afterwards that reads a tensor computed from it (:mod:`.lineage`), if that has as many
+  values as z; else phi(z) is not measured (``(None, None)``, NaN statistics), never the
+  input of a layer that reads something else. The activation is the registry activation
+  phi with ``phi(z) ≈`` that input when exactly one fits
   (:func:`initlab.activations.infer_activation`), else ``unknown``.
+
+The function names each rule applies to are in :mod:`initlab.probe.functions`.
 """
 
 from __future__ import annotations
@@ -50,66 +58,23 @@ from torch.overrides import TorchFunctionMode
 import initlab.activations as activations
 from initlab.coverage import INITIALIZABLE
 from initlab.preserve import preserved
+from initlab.probe.functions import (
+    ACTIVATION_FUNCTIONS,
+    ADD_FUNCTIONS,
+    GATED,
+    IGNORED_FUNCTIONS,
+    IN_PLACE_ADD,
+    LAYER_FUNCTIONS,
+    MULTIPLY_FUNCTIONS,
+    NORM_FUNCTIONS,
+    PRODUCT_FUNCTIONS,
+    SPLIT_FUNCTIONS,
+    STREAM_READERS,
+    TRANSPARENT_FUNCTIONS,
+)
+from initlab.probe.lineage import Lineage, tensors_in
 from initlab.probe.projections import MAPS, attention_inputs, project, projections
 from initlab.probe.split import Spans, linear_spans
-
-ACTIVATION_FUNCTIONS = {
-    **{f: f for f in ("relu", "leaky_relu", "tanh", "sigmoid", "selu", "elu")},
-    **{f"{f}_": f for f in ("relu", "leaky_relu", "tanh", "sigmoid", "selu", "elu")},
-    **{f: f for f in ("gelu", "silu", "softplus", "softsign")},
-}
-"""torch function name → initlab activation name."""
-
-GATED = {"sigmoid": "silu"}
-"""``phi(x) * x`` written by hand → the activation it computes (swish = SiLU)."""
-
-MULTIPLY_FUNCTIONS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"})
-NORM_FUNCTIONS = frozenset({"batch_norm", "layer_norm", "group_norm", "instance_norm"})
-TRANSPARENT_FUNCTIONS = NORM_FUNCTIONS | frozenset(
-    {
-        *("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"),
-        *(f"max_pool{d}d" for d in (1, 2, 3)),
-        *(f"max_pool{d}d_with_indices" for d in (1, 2, 3)),
-        *(f"avg_pool{d}d" for d in (1, 2, 3)),
-        *("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d"),
-        *("adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"),
-        *("view", "reshape", "flatten", "unflatten", "contiguous", "clone", "__getitem__"),
-        *("view_as", "reshape_as", "squeeze", "unsqueeze", "pad"),
-        *("permute", "transpose", "t", "movedim", "moveaxis", "swapaxes", "swapdims"),
-    }
-)
-"""Functions that do not change which nonlinearity a layer's output meets next: norms,
-dropout, pooling, zero padding and everything that only moves values (reshapes and axis
-permutations: a ConvNeXt's channels-last ``permute``, a ViT's ``flatten(2).transpose(1, 2)``)."""
-
-SPLIT_FUNCTIONS = frozenset(
-    {
-        *("split", "split_with_sizes", "chunk", "unbind", "tensor_split"),
-        *("hsplit", "vsplit", "dsplit", "unsafe_split", "unsafe_chunk", "unsafe_split_with_sizes"),
-    }
-)
-"""Functions that cut a tensor into a tuple of pieces (a fused q/k/v projection's
-``qkv.split(d, dim=2)``): every piece carries the tensor's tag, unless the tensor is a
-residual sum (``_Tracer._joins``: an RNN's ``(W x + U h).chunk(4, -1)`` stays ``unknown``)."""
-
-LAYER_FUNCTIONS = frozenset(
-    {"linear", *(f"conv{d}d" for d in (1, 2, 3)), *(f"conv_transpose{d}d" for d in (1, 2, 3))}
-)
-PRODUCT_FUNCTIONS = frozenset(
-    {"matmul", "__matmul__", "__rmatmul__", "bmm", "einsum", "scaled_dot_product_attention"}
-)
-"""Matrix products of activations (attention's ``q @ k.T`` and ``att @ v``): a layer whose
-output meets one is linear, like one whose output meets the next layer."""
-ADD_FUNCTIONS = frozenset({"add", "__add__", "__radd__"})
-"""Out-of-place sums: a residual join when the other term is a stream (``_Tracer._joins``);
-``out += identity`` (``add_``, ignored) keeps the tag to the activation after the sum."""
-STREAM_READERS = frozenset({"multi_head_attention_forward", *ADD_FUNCTIONS})
-"""What reads a residual stream and leaves a branch end that joined it linear, besides the
-next layer or product: an ``nn.MultiheadAttention`` (its own function) and the next join.
-Anything else (a scale, a ``mean``, an RNN's ``chunk`` of ``W x + U h``) leaves it
-``unknown``, for :func:`~initlab.activations.infer_activation`."""
-IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", "add_"})
-"""Reading a tensor's shape or attributes is not consuming it."""
 
 Live = tuple[Tensor | None, Tensor | None]
 """A tensor as the model holds it (gradients are taken with respect to it) and a detached
@@ -167,12 +132,13 @@ class _Tracer(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.layers: list[TracedLayer] = []
-        self.tags: dict[int, int] = {}  # id(tensor) → index in self.layers
+        self.tags: dict[int, list[int]] = {}  # id(tensor) → indices in self.layers (a sum: 2+)
         self.keep: list[Tensor] = []  # tagged tensors stay alive, so their ids stay unique
         self.gates: dict[int, tuple[int, int | None]] = {}  # id(sigmoid(x)) → x's layer, piece
         self.pieces: dict[int, int] = {}  # id(tensor) → id of the split piece it is (a view of)
         self.quiet = False
         self.open_now: set[int] = set()
+        self.lineage = Lineage()  # what an `unknown` layer's output went on to make
 
     @contextlib.contextmanager
     def muted(self) -> Iterator[None]:
@@ -188,8 +154,10 @@ class _Tracer(TorchFunctionMode):
             return x, _copy(x)
 
     def tag(self, tensor: Tensor, index: int, piece: int | None = None) -> None:
-        """Mark ``tensor`` as layer ``index``'s output (``piece``: of one piece of it)."""
-        self.tags[id(tensor)] = index
+        """Mark ``tensor`` as (also) layer ``index``'s output (``piece``: of one piece of it)."""
+        held = self.tags.setdefault(id(tensor), [])
+        if index not in held:
+            held.append(index)
         if piece is not None:
             self.pieces[id(tensor)] = piece
         self.keep.append(tensor)
@@ -200,15 +168,16 @@ class _Tracer(TorchFunctionMode):
             return func(*args, **kwargs)
         name = getattr(func, "__name__", "")
         tensors = _tensors(args, kwargs)
-        open_ = [(t, self.tags[id(t)]) for t in tensors if id(t) in self.tags]
+        open_ = [(t, k) for t in tensors for k in self.tags.get(id(t), ())]
         open_ = [(t, k) for t, k in open_ if self.layers[k].activation is None]
         self.open_now = {id(t) for t, _ in open_}  # as the call found them, in any order
-        pre = {k: self.live(t) for t, k in open_} if name in ACTIVATION_FUNCTIONS else {}
+        copies = {id(t): self.live(t) for t, _ in open_} if name in ACTIVATION_FUNCTIONS else {}
         out = func(*args, **kwargs)
+        self.lineage.spread(tensors, out)
         if name in MULTIPLY_FUNCTIONS and isinstance(out, Tensor):
             self._close_gate(tensors, out)
         for t, k in open_:
-            self._observe(k, t, pre.get(k), (name, args, kwargs, out))
+            self._observe(k, t, copies.get(id(t)), (name, args, kwargs, out))
         return out
 
     def _close_gate(self, factors: list[Tensor], product: Tensor) -> None:
@@ -224,7 +193,7 @@ class _Tracer(TorchFunctionMode):
 
     def _same(self, x: Tensor, k: int, piece: int | None) -> bool:
         """Whether ``x`` carries layer ``k``'s tag and is ``piece`` of its output."""
-        return self.tags.get(id(x)) == k and self.pieces.get(id(x)) == piece
+        return k in self.tags.get(id(x), ()) and self.pieces.get(id(x)) == piece
 
     def _observe(self, k: int, x: Tensor, pre: Live | None, call: tuple) -> None:
         """Layer ``k``'s output (or a tensor carrying its tag) ``x`` met ``call`` = ``(name,
@@ -254,20 +223,35 @@ class _Tracer(TorchFunctionMode):
         elif name in TRANSPARENT_FUNCTIONS and isinstance(out, Tensor):
             self.tag(out, k, self.pieces.get(id(x)))
             layer.normalized |= name in NORM_FUNCTIONS and layer.joined is None
-        elif name in ADD_FUNCTIONS and isinstance(out, Tensor) and self._joins(x, args, kwargs):
+        elif (total := self._sum(k, x, name, args, kwargs, out)) is not None:
             layer.joined = layer.joined or self.live(x)  # what the branch adds
-            self.tag(out, k)  # an activation of the sum is the layer's, as after `+=`
+            self.tag(total, k)  # an activation of the sum is the layer's, as after `+=`
         elif layer.joined is not None and name in STREAM_READERS:
             layer.activation, layer.pre, layer.post = "linear", layer.output, layer.joined
         elif name not in IGNORED_FUNCTIONS:
-            layer.activation = "unknown"
+            layer.activation = "unknown"  # phi(z): a later layer's input made from it, if any
+            self.lineage.seed(k, [x, layer.output[0], *tensors_in(out)])
 
-    def _joins(self, x: Tensor, args: tuple, kwargs: dict) -> bool:
-        """``x + h`` with ``h`` a tensor of ``x``'s shape that carried no open layer output
-        when the call began: a residual branch's end joining its skip path (``h``), not a sum
-        of two layers' outputs (``W x + U h``, whose nonlinearity comes after the sum)."""
+    def _sum(
+        self, k: int, x: Tensor, name: str, args: tuple, kwargs: dict, out: object
+    ) -> Tensor | None:
+        """The sum that carries layer ``k``'s output ``x`` on, if the call is ``x + h`` with
+        ``h`` a tensor of ``x``'s shape: the call's output, or ``h`` itself for ``h += x``
+        (``None`` for ``x += h``: ``x`` keeps its tag anyway). ``h`` may be a skip path, a
+        stream or another layer's output (``bn2(conv2(y)) + shortcut(x)``, ``W x + U h``);
+        but a sum ``x`` already carries (``k`` joined a stream) goes on only with ``h``
+        carrying no open layer output when the call began: a new branch end's join reads
+        the stream, as :data:`STREAM_READERS` say."""
+        if name in ADD_FUNCTIONS:
+            total = out
+        elif name == IN_PLACE_ADD and args and args[0] is not x:
+            total = args[0]
+        else:
+            return None
+        fresh = self.layers[k].joined is None
         others = [t for t in _tensors(args, kwargs) if t is not x]
-        return any(t.shape == x.shape and id(t) not in self.open_now for t in others)
+        joins = any(t.shape == x.shape and (fresh or id(t) not in self.open_now) for t in others)
+        return total if joins and isinstance(total, Tensor) else None
 
     def watch(self, model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
         """Forward hooks that record every layer call and tag its output. A multi-head
@@ -331,17 +315,29 @@ class _Tracer(TorchFunctionMode):
         return [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
 
 
-def _finish(layers: list[TracedLayer]) -> None:
+def _made_from(layers: list[TracedLayer], k: int, lineage: Lineage) -> Live:
+    """The input of the first layer called after layer ``k`` that reads a tensor computed
+    from ``k``'s output (:mod:`.lineage`) and has as many values, if any: never the input
+    of a layer that reads something else (``(None, None)`` then)."""
+    z = layers[k].output[1]
+    for later in layers[k + 1 :]:
+        x, copy = later.input
+        if k in lineage.of(x) and copy is not None and z is not None:
+            return later.input if copy.numel() == z.numel() else (None, None)
+    return (None, None)
+
+
+def _finish(layers: list[TracedLayer], lineage: Lineage) -> None:
     """Layers whose output left the model are ``linear``; ``unknown`` ones get z = their
-    output, phi(z) = the next call's input and, when it is unambiguous, the activation
-    that maps one to the other."""
+    output, phi(z) = :func:`_made_from`'s input (``(None, None)``: not measured) and, when
+    it is unambiguous, the activation that maps one to the other."""
     for k, layer in enumerate(layers):
         if layer.activation is None:
             layer.activation, layer.pre = "linear", layer.output
             layer.post = layer.joined or layer.post
         elif layer.activation == "unknown":
             layer.pre = layer.output
-            layer.post = layers[k + 1].input if k + 1 < len(layers) else (None, None)
+            layer.post = _made_from(layers, k, lineage)
             z, phi = layer.pre[1], layer.post[1]
             if z is not None and phi is not None:
                 layer.activation = activations.infer_activation(z, phi) or "unknown"
@@ -361,7 +357,7 @@ def trace(
     finally:
         for handle in handles:
             handle.remove()
-    _finish(tracer.layers)
+    _finish(tracer.layers, tracer.lineage)
     return tracer.layers, output
 
 
