@@ -13,6 +13,7 @@ from scipy import stats
 import initlab
 from initlab.scores import ACCURACY, Score
 from initlab.train.result import (
+    ENTROPY_MARGIN,
     OK,
     STUCK,
     STUCK_R2_RULE,
@@ -300,3 +301,34 @@ def test_a_test_set_too_small_for_significance_uses_the_majority_count():
     assert final_status(0.5, four) == STUCK  # what predicting one class scores
     ten = majority_baseline(labels({0: 5, 1: 5}))  # 0.5**10 < 0.05: the binomial test
     assert final_status(0.8, ten) == STUCK and final_status(1.0, ten) == OK
+
+
+def test_a_loss_just_below_the_entropy_on_few_examples_is_tested_not_taken():
+    """A run at 7.5% accuracy on 200 examples (the majority share 14.5%) was 'ok' because
+    its loss was 0.4% below the labels' entropy: noise of the size that 200 examples give.
+    The classification meter now tests each example's cross-entropy against the label
+    shares' (a paired t-test, as regression's squared errors are)."""
+    g = torch.Generator().manual_seed(12)  # a draw whose loss is 0.24% below the entropy
+    n, classes = 200, 10
+    y = torch.randint(0, classes, (n,), generator=g)
+    shares = torch.bincount(y, minlength=classes).double() / n
+    constant = shares.clamp_min(1e-12).log().float()  # the best constant: the shares
+    noisy = constant + 0.3 * torch.randn(n, classes, generator=g)  # about the entropy
+    signal = constant + 3.0 * torch.nn.functional.one_hot(y, classes).float()  # learned
+    meter = Meter("classification", 2, torch.device("cpu"), per_example=True)
+    for part in (slice(0, n // 2), slice(n // 2, None)):
+        meter.add(torch.stack([noisy[part], signal[part]]), y[part].expand(2, -1))
+    (noise_loss, _), _ = meter.result()
+    baseline = majority_baseline(y)
+    assert noise_loss < baseline.entropy * (1 - ENTROPY_MARGIN)  # 'ok' by the margin alone
+    p_noise, p_signal = meter.improvement_p()
+    assert p_signal < 1e-10 and 0.2 < p_noise < 0.6  # 0.39 here: noise, not learning
+    # the test is scipy's one-sided paired t-test on the same cross-entropies
+    base = -shares.log()[y]
+    ce = torch.nn.functional.cross_entropy(noisy.double(), y, reduction="none")
+    expected = stats.ttest_rel(base, ce, alternative="greater").pvalue
+    assert p_noise == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    below = baseline.entropy * 0.99  # below the margin, as the run's 0.4% was
+    assert final_status(0.075, baseline, test_loss=below, improvement_p=p_noise) == STUCK
+    assert final_status(0.075, baseline, test_loss=below, improvement_p=0.001) == OK
+    assert final_status(0.075, baseline, test_loss=below) == OK  # no test (NaN): the margin

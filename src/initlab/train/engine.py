@@ -307,7 +307,7 @@ class StackTrainer:
         tested = Meter(self.plan.task, self.size, self.device, per_example=True)
         if len(self.dead) < self.size:
             test_loss, test_score = self.evaluate("test", tested)
-        improvement = tested.improvement_p()  # regression's "learned?" test; NaN otherwise
+        improvement = tested.improvement_p()  # the "learned?" test; NaN for sequences
         self.seconds += time.perf_counter() - t0
         baseline = dataset_baseline(self.data) if self.plan.task in SHARE_TASKS else None
         for m, result in enumerate(self.results):

@@ -111,10 +111,12 @@ class Meter:
     def __init__(
         self, task: str, models: int, device: torch.device, per_example: bool = False
     ) -> None:
-        """``per_example``: keep each regression example's squared error (for
-        :meth:`improvement_p`, on the test split: ``M × N`` float64 numbers)."""
+        """``per_example``: keep each regression example's squared error, or each
+        classification example's cross-entropy (for :meth:`improvement_p`, on the test split:
+        ``M × N`` float64 numbers)."""
         self.task, self.models, self.device = task, models, device
-        self.errors: list[Tensor] | None = [] if per_example and task == REGRESSION else None
+        kept = per_example and task in (REGRESSION, CLASSIFICATION)
+        self.errors: list[Tensor] | None = [] if kept else None
         self.targets: list[Tensor] = []
         self.dtype = torch.float32 if device.type == "mps" else torch.float64
         zeros = torch.zeros(models, dtype=self.dtype, device=device)
@@ -139,6 +141,11 @@ class Meter:
             return
         self.hits.add_((out.argmax(-1) == y).reshape(self.models, -1).sum(1))
         self.count += y[0].numel()
+        if self.errors is not None:
+            logits = out.float().reshape(-1, out.shape[-1])
+            per = F.cross_entropy(logits, y.reshape(-1), reduction="none")
+            self.errors.append(per.view(self.models, -1).to(self.dtype))
+            self.targets.append(y[0].reshape(-1))
 
     def _add_sequence(self, out: Tensor, y: Tensor, loss_mean: Tensor | None) -> None:
         """Loss and hits summed over each model's real tokens, and their count."""
@@ -168,26 +175,36 @@ class Meter:
         self.count += yy.shape[1]
 
     def improvement_p(self) -> list[float]:
-        """Each model's p-value for "no better than predicting the test targets' mean": a
-        one-sided paired t-test of ``d_i = ‖y_i − ȳ‖² − ‖y_i − ŷ_i‖²`` over the ``n``
-        examples (``mean(d) = (SST − SSE) / n``, so ``mean(d) > 0`` is ``R² > 0``), ``t =
-        mean(d) / (sd(d) / sqrt(n))`` against Student's t with ``n − 1`` degrees of freedom.
-        A small p: the model beats the mean by more than the examples' spread explains. NaN
-        without per-example errors, with fewer than two examples or constant targets (R²
-        undefined); 0 or 1 when every ``d_i`` is the same (``mean(d) > 0`` or not)."""
+        """Each model's p-value for "no better than the best constant prediction": a
+        one-sided paired t-test of ``d_i = c_i − e_i`` over the ``n`` test examples, ``e_i``
+        the model's error on example ``i`` and ``c_i`` the constant's:
+
+        * regression: squared errors, the constant the targets' mean: ``c_i = ‖y_i − ȳ‖²``
+          (``mean(d) = (SST − SSE) / n``, so ``mean(d) > 0`` is ``R² > 0``);
+        * classification: cross-entropies, the constant the test labels' shares ``q``:
+          ``c_i = −log q[y_i]`` (``mean(c)`` is the labels' entropy, so ``mean(d) > 0`` is a
+          test loss below it).
+
+        ``t = mean(d) / (sd(d) / sqrt(n))`` against Student's t with ``n − 1`` degrees of
+        freedom: a small p, the model beats the constant by more than the examples' spread
+        explains. NaN without per-example errors (a sequence's tokens are not independent),
+        with fewer than two examples or constant regression targets (R² undefined); 0 or 1
+        when every ``d_i`` is the same (``mean(d) > 0`` or not)."""
         if not self.errors or self.count < 2:
             return [math.nan] * self.models
-        y = torch.cat(self.targets)
-        spread = (y - y.mean(0)).square().sum(1)  # ‖y_i − ȳ‖², the same for every model
-        if not bool(spread.sum() > 0):
+        constant = self._constant_errors(torch.cat(self.targets))
+        if constant is None:
             return [math.nan] * self.models
-        d = spread - torch.cat(self.errors, dim=1)
-        mean, sd = d.mean(1), d.std(1)
-        t = (mean / (sd / math.sqrt(d.shape[1]))).cpu().numpy()
-        p = sps.t.sf(t, d.shape[1] - 1)
-        constant = (sd == 0).cpu().numpy()
-        p[constant] = (mean.cpu().numpy()[constant] <= 0).astype(float)
-        return [float(v) for v in p]
+        return _paired_p(constant - torch.cat(self.errors, dim=1))
+
+    def _constant_errors(self, y: Tensor) -> Tensor | None:
+        """Each test example's error under the best constant prediction (see
+        :meth:`improvement_p`); ``None`` for constant regression targets."""
+        if self.task == CLASSIFICATION:
+            shares = torch.bincount(y).to(self.dtype) / len(y)
+            return -shares.log()[y]
+        spread = (y - y.mean(0)).square().sum(1)  # ‖y_i − ȳ‖², the same for every model
+        return spread if bool(spread.sum() > 0) else None
 
     def result(self) -> tuple[list[float], list[float]]:
         """Each model's ``(mean loss, score)``: score = accuracy, R² or token accuracy."""
@@ -203,6 +220,17 @@ class Meter:
         if self.tokens is not None:  # no real token: nothing measured (NaN), not 0
             n = torch.where(self.tokens > 0, self.tokens, math.nan)
         return (self.loss_sum / n).tolist(), (self.hits / n).tolist()
+
+
+def _paired_p(d: Tensor) -> list[float]:
+    """Each row's one-sided p-value for ``mean(d) > 0`` (``d [M, n]``, Student's t with
+    ``n − 1`` degrees of freedom); 0 or 1 for a row whose values are all the same."""
+    mean, sd = d.mean(1), d.std(1)
+    t = (mean / (sd / math.sqrt(d.shape[1]))).cpu().numpy()
+    p = sps.t.sf(t, d.shape[1] - 1)
+    constant = (sd == 0).cpu().numpy()
+    p[constant] = (mean.cpu().numpy()[constant] <= 0).astype(float)
+    return [float(v) for v in p]
 
 
 def batch_task(out: Tensor, y: Tensor) -> str:
