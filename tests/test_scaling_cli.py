@@ -263,7 +263,7 @@ def test_runs_that_cannot_bound_the_slopes_say_inconclusive_not_nothing_moves(fa
     captured = capsys.readouterr()
     printed = " ".join(captured.out.split())  # rich wraps lines
     assert "✔" not in printed and "nothing moves with width" not in printed
-    assert "? inconclusive: " in printed and "could not be told from a material slope" in printed
+    assert "? inconclusive: " in printed and "neither flagged (Holm-adjusted p < 0.05" in printed
     document = json.loads((out / "verdicts.json").read_text())
     assert document["outcome"] == "inconclusive" and document["flat_bound"] == 0.5
     assert document["inconclusive"]

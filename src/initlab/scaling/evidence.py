@@ -193,8 +193,10 @@ def _name(module: str) -> str:
 
 
 def inconclusive_line(fits: list[Verdict], shown: int = 3) -> str:
-    """ "N fit(s) could not be told from a material slope (95% CI not within ±0.5: …); more
-    seeds or widths" naming the ``shown`` widest CIs."""
+    """ "N fit(s) neither flagged nor shown flat (…: 95% CI not within ±0.5: …); more seeds
+    or widths" naming the ``shown`` widest CIs. Neither "a slope may be material" alone: a
+    CI entirely past +0.5 is not flagged when the family's Holm adjustment (over every fit)
+    leaves its p at 0.05 or more."""
     widest = sorted(fits, key=lambda v: -max(abs(v.ci_low), abs(v.ci_high)))[:shown]
     examples = "; ".join(
         f"{_name(v.module)} {v.metric} at step {v.step}"
@@ -204,9 +206,9 @@ def inconclusive_line(fits: list[Verdict], shown: int = 3) -> str:
     )
     more = f"; … {len(fits) - shown} more" if len(fits) > shown else ""
     return (
-        f"inconclusive: {len(fits)} fit(s) could not be told from a material slope (95% CI "
-        f"not within ±{FLAT_BOUND:g}: {examples}{more}); more seeds ({option('--seeds')}) or "
-        f"widths ({option('--widths')}) narrow them"
+        f"inconclusive: {len(fits)} fit(s) neither flagged (Holm-adjusted p < 0.05 over all "
+        f"the fits) nor shown flat (95% CI within ±{FLAT_BOUND:g}): {examples}{more}; more "
+        f"seeds ({option('--seeds')}) or widths ({option('--widths')}) narrow them"
     )
 
 
