@@ -45,6 +45,10 @@ def test_a_shrinking_size_after_a_step_is_not_called_vanishing_updates():
     update = Verdict("5", 1, "update", -0.9, -1.0, -0.8, True, 12, p_value=1e-6, p_adjusted=1e-5)
     (moved,) = with_sentences([update], "default", "sgd", KINDS)
     assert "updates vanish" in moved.sentence and "by 1/width" not in moved.sentence
+    # an input layer under SP with Adam: muP keeps its rate and init, as the run did
+    first = Verdict("1", 1, "update", -0.2, -0.3, -0.1, True, 12, p_value=1e-6, p_adjusted=1e-5)
+    (inputs,) = with_sentences([first], "sp", "adam", KINDS)
+    assert "as this run did: an effect of other layers" in inputs.sentence
 
 
 @pytest.mark.parametrize("param", ["sp", "default", "mup"])

@@ -167,8 +167,9 @@ def compare(
     epoch and ``progress(config, None, result)`` when a run ends. Every mistake (an unknown name, a
     factory that fails, data that does not fit the model, a device this machine lacks)
     raises :class:`~initlab.errors.InitlabError` before anything trains and before ``out``
-    is created. Ctrl-C raises :class:`~initlab.sweep.SweepInterrupted` (a
-    ``KeyboardInterrupt``) whose ``results`` holds the runs finished so far.
+    is created. Ctrl-C while runs train raises :class:`~initlab.sweep.SweepInterrupted` (a
+    ``KeyboardInterrupt``) whose ``results`` holds the runs finished so far; during the
+    checks before (nothing has run), a plain ``KeyboardInterrupt``.
     """
     check_compare_arguments(inits, model_args, out, progress)
     _check_keywords(settings)

@@ -241,6 +241,8 @@ def cause(
         )
     if "1/width" in fix:  # muP's rule for this layer lowers its rate: it cannot be the cure
         fix = "muP lowers this layer's learning rate, so that is not the cure; check its inputs"
+    elif "keeps" in fix:  # muP does here what this run did: no parametrization effect
+        fix = f"{fix}, as this run did: an effect of other layers, not this one's rule"
     return f"updates vanish as width grows {setting} (features stop learning); {fix}"
 
 
