@@ -229,7 +229,8 @@ def cause(
         also = " and that attention uses 1/d" if attention else ""
         return (
             f"not expected {setting}: check the parameter kinds (`initlab scaling` prints "
-            f"them){also}"
+            f"them){also}, and whether the factory applies muP itself (multipliers, a 1/width "
+            f"readout: muP twice; check it as built with {option('--param default')})"
         )
     fix = MUP_FIX.get((kind, optimizer), "see docs/scaling.md for muP's rule")
     if verdict.slope > 0:
