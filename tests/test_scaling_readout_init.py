@@ -52,7 +52,7 @@ def test_a_shrinking_size_after_a_step_is_not_called_vanishing_updates():
     # under muP, a model that applies muP itself gets it twice: the sentence says so
     (twice,) = with_sentences([update], "mup", "adam", KINDS)
     assert "whether the factory applies muP itself" in twice.sentence
-    assert "param default" in twice.sentence
+    assert "param='default'" in twice.sentence  # Python surface (the CLI: --param)
 
 
 @pytest.mark.parametrize("param", ["sp", "default", "mup"])
