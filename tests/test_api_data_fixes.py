@@ -169,3 +169,20 @@ def test_a_float64_default_dtype_is_named_as_the_cause_not_the_model():
             initlab.compare(["default"], 1, model=lambda: nn.Linear(64, 10), data="digits")
     finally:
         torch.set_default_dtype(previous)
+
+
+def test_a_model_ending_in_a_softmax_is_noted_before_training():
+    """A model that returns probabilities trained without a word: cross-entropy applies
+    log_softmax itself, so its outputs are logits squeezed into [0, 1]."""
+    x = np.random.default_rng(1).standard_normal((40, 6)).astype(np.float32)
+    y = np.arange(40) % 3
+
+    def softmaxed():
+        return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3), nn.Softmax(-1))
+
+    with pytest.warns(initlab.InitlabNote, match="the model's outputs are probabilities"):
+        initlab.compare(["default"], 1, model=softmaxed, data=(x, y, x, y), epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", initlab.InitlabNote)
+        logits = lambda: nn.Sequential(nn.Linear(6, 3))  # noqa: E731
+        initlab.compare(["default"], 1, model=logits, data=(x, y, x, y), epochs=1)

@@ -27,6 +27,7 @@ from initlab.models import check_float32
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.layout import layout_hint
+from initlab.train.output_notes import note_probabilities
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
 from initlab.usercode import is_user_spec, shown_spec
 
@@ -57,6 +58,7 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
     out = probe_output(model, data)
     inferred = config.task == "auto" and is_user_spec(config.dataset)  # from the targets
     check_output(task, out, data.y_train, data.num_classes, inferred=inferred)
+    note_probabilities(task, out)
     check_copyable(model, data)
     return model
 
