@@ -136,5 +136,8 @@ def test_a_model_that_cannot_run_at_one_width_names_it(factories, capsys, widths
     assert main([*args, "--out", str(out)]) == 2
     # the error is one line, after the progress lines when met while measuring
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1].startswith("error: width 20: the model cannot run on the data: RuntimeError")
+    assert lines[-1].startswith("error: width 20: the model cannot run on the data: ")
+    assert "RuntimeError" in lines[-1]
+    if widths.endswith("20"):  # checked first: the shapes and the module that failed
+        assert "data examples have shape" in lines[-1] and "but the model failed in" in lines[-1]
     assert all(line.startswith("measur") for line in lines[:-1]) and not out.exists()

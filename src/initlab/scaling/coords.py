@@ -40,7 +40,7 @@ from initlab.scaling.parametrize import ATTN_ATTRIBUTE, Parametrized, parametriz
 from initlab.scaling.recurrent import recompute, trace
 from initlab.scaling.shapes import Factory
 from initlab.sweep.footprint import shortfall
-from initlab.train.preflight import check_output, not_a_tensor
+from initlab.train.preflight import ModelFailed, check_output, not_a_tensor, run_watched
 from initlab.train.seeding import derive_seed
 from initlab.train.tasks import model_loss
 
@@ -180,9 +180,16 @@ def preflight(
         raise InitlabError(f"{at}: {short}; give smaller {option('--widths')}")
     try:
         watch, out = watch_attention(built.model.to(device), x)
-    except Exception as exc:
-        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise DataMismatch(f"{at}: the model cannot run on the data: {first}") from None
+    except Exception as exc:  # run again, watched: the shapes and the module that failed
+        first = f"the model cannot run on the data: {type(exc).__name__}: {exc}".splitlines()[0]
+        try:
+            with torch.no_grad():
+                run_watched(built.model, x)
+        except ModelFailed as failed:
+            first = str(failed)
+        except Exception:  # the first error's line stands
+            pass
+        raise DataMismatch(f"{at}: {first}") from None
     if not isinstance(out, Tensor):
         raise InitlabError(f"{at}: {not_a_tensor(out)}")
     task, labels, classes = targets
