@@ -542,3 +542,12 @@ def test_a_spec_key_for_a_factory_argument_is_pointed_to_model_args():
     for call in (initlab.compare, initlab.trials):
         with pytest.raises(InitlabError, match=said + r"model_args=\{'width': ...\}"):
             call(model=two_layers, data=tiny_data(), **{"model_args.width": 3})
+
+
+def test_a_run_config_shows_the_settings_its_run_uses_not_every_default():
+    """progress=... callbacks printed RunConfig(hidden=(300, 100), activation='relu', ...)
+    for a user's factory, which has neither: 30 fields, most of them defaults."""
+    config = RunConfig(model="f.py:build", dataset="digits", seed=2, hidden=(300, 100))
+    assert repr(config) == "RunConfig(dataset='digits', model='f.py:build', seed=2)"
+    assert repr(RunConfig(hidden=(16,))) == "RunConfig(hidden=(16,))"  # the mlp uses it
+    assert repr(RunConfig(momentum=0.5)) == "RunConfig()"  # plain sgd has no momentum

@@ -150,7 +150,7 @@ def compare(
 
     ``settings`` are other :class:`RunConfig` fields (``epochs``, ``batch_size``, ``lr``,
     ``optimizer``, ``hidden``, ``activation``, ``batch_norm``, ``output_init``...); those
-    not given keep :class:`RunConfig`'s defaults (``print(initlab.RunConfig())``).
+    not given keep :class:`RunConfig`'s defaults (``initlab.RunConfig().to_dict()`` lists them).
     Diverged runs are recorded as such and the comparison goes on. ``data_dir`` is where
     to look for dataset files first (see :func:`initlab.data.load`).
 

@@ -7,6 +7,7 @@ hash of every field), and resuming skips configs whose key is already finished.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import numbers
@@ -154,6 +155,18 @@ class RunConfig:
     def replace(self, **changes: Any) -> RunConfig:
         return replace(self, **changes)
 
+    def __repr__(self) -> str:
+        """``RunConfig(dataset='digits', model='f.py:build', init='he_normal', seed=2)``:
+        the settings that differ from the defaults and that the run uses (not ``hidden``
+        for a user's factory, :func:`unused_in_run`); ``RunConfig()`` for the defaults."""
+        unused, defaults = set(unused_in_run(self)), _defaults()
+        shown = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name not in unused and getattr(self, f.name) != defaults[f.name]
+        ]
+        return f"RunConfig({', '.join(shown)})"
+
     @property
     def label(self) -> str:
         """A short human label: ``he_normal/relu/300-100/seed0`` for the MLP,
@@ -215,6 +228,13 @@ def output_scheme(output_init: Any) -> Any:
 ARCHITECTURE_SETTINGS = ("hidden", "activation", "batch_norm", "dropout", "residual")
 """The settings of initlab's own architectures (a user factory takes ``model_args``)."""
 _UNUSED_BY = {"cnn": ("hidden", "dropout", "residual")}
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """Each :class:`RunConfig` field's default value."""
+    default = RunConfig()
+    return {f.name: getattr(default, f.name) for f in fields(RunConfig)}
 
 
 def unused_settings(model: str) -> tuple[str, ...]:
