@@ -170,3 +170,17 @@ def test_a_label_is_printed_as_it_is_not_as_markup_or_emoji(tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "exp[v2]/net.py:fire: per-layer statistics" in out
     assert "\N{FIRE}" not in out
+
+
+def test_a_probe_batch_too_large_for_memory_is_told_to_shrink(monkeypatch, capsys):
+    """224×224 images at the default --batch 512 ran out of memory: one clean line, which
+    did not say that --batch is the knob."""
+    import initlab.probe
+
+    def short_of_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 9 GB")
+
+    monkeypatch.setattr(initlab.probe, "diagnose", short_of_memory)
+    assert main(["diagnose", "--data", "digits", "--hidden", "16", "--batch", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "you tried to allocate 9 GB; give a smaller probe batch, e.g. --batch 8" in err

@@ -120,10 +120,13 @@ def _diagnose(probe: Probe, scheme: str, label: str) -> Diagnosis:
     try:
         with autocast(probe.config.precision, probe.device):
             return run_probe(net, probe.x, probe.y, loss=probe.loss, label=label)
-    except (RuntimeError, IndexError) as exc:
+    except (RuntimeError, IndexError, MemoryError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        memory = isinstance(exc, MemoryError) or "memory" in first or "allocate" in first
+        smaller = max(1, len(probe.x) // 8)
+        hint = f"; give a smaller probe batch, e.g. --batch {smaller}" if memory else ""
         raise InitlabError(
-            f"the model failed on a batch of shape {tuple(probe.x.shape)}: {first}"
+            f"the model failed on a batch of shape {tuple(probe.x.shape)}: {first}{hint}"
         ) from None
 
 
