@@ -181,6 +181,6 @@ def test_a_probe_batch_too_large_for_memory_is_told_to_shrink(monkeypatch, capsy
         raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 9 GB")
 
     monkeypatch.setattr(initlab.probe, "diagnose", short_of_memory)
-    assert main(["diagnose", "--data", "digits", "--hidden", "16", "--batch", "64"]) == 2
+    assert main(["diagnose", "--data", "digits", "--width", "16", "--batch", "64"]) == 2
     err = capsys.readouterr().err
     assert "you tried to allocate 9 GB; give a smaller probe batch, e.g. --batch 8" in err
