@@ -144,3 +144,78 @@ def test_a_rule_a_norm_undoes_says_so(rule):
 def test_the_plan_shows_the_factor_applied_once():
     text = str(plan(Shared(), "he_normal", residual_init="depth_scaled"))
     assert "block.fc2.weight  he_normal, then × 0.7071 (depth_scaled)" in text
+
+
+class AttentionDropPath(nn.Module):
+    """As :class:`OneDropPath`, the attention an ``nn.MultiheadAttention``."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.n1, self.n2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, 4, batch_first=True)
+        self.m1, self.m2 = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+        self.drop_path = nn.Identity()
+
+    def forward(self, x):
+        h = self.n1(x)
+        x = x + self.drop_path(self.attn(h, h, h)[0])
+        return x + self.drop_path(self.m2(F.gelu(self.m1(self.n2(x)))))
+
+
+def test_an_attention_branch_gets_its_gate_on_the_attention_not_its_out_proj():
+    """The gate went on attn.out_proj, which nn.MultiheadAttention reads without calling:
+    its hook never fired and the attention branch stayed open."""
+    model = AttentionDropPath()
+    apply_residual(model, "skipinit")
+    gates = [n for n, _ in model.named_parameters() if n.endswith("skipinit_gate")]
+    assert gates == ["attn.skipinit_gate", "m2.skipinit_gate"]
+    x = torch.randn(2, 5, 16)
+    torch.testing.assert_close(model(x), x)
+
+
+class AroundTwice(nn.Module):
+    """A long skip around one block called twice: h + blk(blk(h))."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.inp, self.blk, self.head = nn.Linear(8, width), Block(width), nn.Linear(width, 3)
+
+    def forward(self, x):
+        h = self.inp(x)
+        return self.head(h + self.blk(self.blk(h)))
+
+
+def test_a_residual_around_a_block_called_twice_is_unnested_too():
+    """Its layers equal the inner branches' (not a strict superset): L was 3 and fixup and
+    skipinit refused the model; nesting is read from the graph, not from layer names."""
+    structure = find_structure(AroundTwice())
+    assert [b.layers for b in structure.branches] == [["blk.fc1", "blk.fc2"]] * 2
+    for rule in ("fixup", "skipinit"):
+        apply_residual(AroundTwice(), rule)  # no refusal
+
+
+class FusedAttention(nn.Module):
+    """nanoGPT's attention: one c_attn for q, k and v, split."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.ln, self.c_attn, self.c_proj = (
+            nn.LayerNorm(width), nn.Linear(width, 3 * width), nn.Linear(width, width)
+        )  # fmt: skip
+
+    def forward(self, x):
+        q, k, v = self.c_attn(self.ln(x)).split(x.shape[-1], dim=2)
+        return x + self.c_proj(F.scaled_dot_product_attention(q, k, v))
+
+
+def test_fixup_says_it_leaves_a_fused_qkv_projection_whole():
+    """A fused c_attn reaches the scores and the values: it was left unscaled without a
+    word, while the docs said fixup scales the values as T-Fixup does."""
+    model = nn.Sequential(FusedAttention(), FusedAttention())
+    before = copy.deepcopy(model)
+    result = apply_residual(model, "fixup")
+    assert [b.fused for b in result.structure.branches] == [["0.c_attn"], ["1.c_attn"]]
+    assert torch.equal(model[0].c_attn.weight, before[0].c_attn.weight)
+    assert sum("(a fused projection)" in n for n in result.structure.notes) == 1
+    separate = find_structure(gpt(depth=1, width=16, heads=2, vocab_size=8, context=4))
+    assert separate.branches[0].fused == []  # q, k and v are three layers there

@@ -78,32 +78,37 @@ def fx_structure(model: nn.Module, graph: fx.Graph, method: str = "fx") -> Struc
     modules = dict(model.named_modules())
     order = {node: i for i, node in enumerate(graph.nodes)}
     structure = Structure(method=method)
+    adds, paths = [], []  # each branch's addition, and the nodes of its branch side
     for node in graph.nodes:
         if not _is_add(node) or len(node.args) < 2:
             continue
         a, b = node.args[0], node.args[1]
         if not isinstance(a, fx.Node) or not isinstance(b, fx.Node):
             continue
-        branch = _branch_of(a, b, modules, order)
-        if branch is not None:
+        found = _branch_of(a, b, modules, order)
+        if found is not None:
+            branch, path = found
             branch.index = len(structure.branches)
             stack = node.meta.get("nn_module_stack") or {}
             branch.block = next(reversed(stack)) if stack else ""
             structure.branches.append(branch)
-    _unnest(structure)
+            adds.append(node)
+            paths.append(path)
+    _unnest(structure, adds, paths)
     return structure
 
 
-def _unnest(structure: Structure) -> None:
-    """A branch around other residual blocks (``h + b2(b1(h))``, b1 and b2 residual) keeps
-    only its own layers: the inner branches' layers are theirs, so no rule scales them twice.
-    A branch left with no layer of its own is not one: it is dropped, noted, and L counts the
-    inner branches (its output is an addition, where no rule could act anyway)."""
+def _unnest(structure: Structure, adds: list[fx.Node], paths: list[set[fx.Node]]) -> None:
+    """A branch around other residual blocks (``h + b2(b1(h))``, b1 and b2 residual, or one
+    block called twice, ``h + blk(blk(h))``: the other additions lie on its branch side)
+    keeps only its own layers: the inner branches' layers are theirs, so no rule scales them
+    twice. A branch left with no layer of its own is not one: it is dropped, noted, and L
+    counts the inner branches (its output is an addition, where no rule could act anyway)."""
     kept: list[Branch] = []
-    for b in structure.branches:
+    for i, b in enumerate(structure.branches):
         inner = {
-            n for o in structure.branches
-            if o is not b and set(o.layers) < set(b.layers) for n in o.layers
+            n for j, o in enumerate(structure.branches)
+            if j != i and adds[j] in paths[i] for n in o.layers
         }  # fmt: skip
         if inner:
             own = [i for i, n in enumerate(b.layers) if n not in inner]
@@ -136,7 +141,8 @@ def _output_module(op: fx.Node) -> str | None:
 
 def _branch_of(
     a: fx.Node, b: fx.Node, modules: dict[str, nn.Module], order: dict[fx.Node, int]
-) -> Branch | None:
+) -> tuple[Branch, set[fx.Node]] | None:
+    """The branch joined by ``a + b``, and the nodes of its branch side."""
     up_a, up_b = _ancestors(a) | {a}, _ancestors(b) | {b}
     common = up_a & up_b
     if not common:
@@ -157,7 +163,11 @@ def _branch_of(
     output = _output_module(op)
     depths = _depths(path, modules, layers)
     scores = _score_layers(path, modules, layers)
-    return Branch(0, layers, last_norm, skip_layers, output, depths=depths, scores=scores)
+    fused = [n for n in scores if n in _value_layers(path, modules, layers)]
+    branch = Branch(
+        0, layers, last_norm, skip_layers, output, depths=depths, scores=scores, fused=fused
+    )
+    return branch, set(path)
 
 
 def _score_layers(
@@ -177,6 +187,29 @@ def _score_layers(
             above |= _ancestors(root) | {root}
     called = {str(n.target) for n in above if n.op == "call_module"}
     return [name for name in layers if name in called]
+
+
+PRODUCTS = {operator.matmul, torch.matmul, torch.bmm, torch.einsum}
+
+
+def _value_layers(
+    path: list[fx.Node], modules: dict[str, nn.Module], layers: list[str]
+) -> set[str]:
+    """The ``layers`` whose outputs reach an attention's values along ``path``: the value of
+    ``F.scaled_dot_product_attention``, or the other operand of a product with a softmax's
+    output (``att @ v``)."""
+    roots = []
+    softmaxes = [n for n in path if _is_softmax(n, modules)]
+    for n in path:
+        if n.op == "call_function" and n.target is F.scaled_dot_product_attention:
+            roots += [a for a in (*n.args[2:3], n.kwargs.get("value")) if a is not None]
+        product = n.target in PRODUCTS or (n.op == "call_method" and n.target in ("matmul", "bmm"))
+        if product and softmaxes:
+            operands = [a for a in n.args if isinstance(a, fx.Node)]
+            weighted = [a for a in operands if any(s in _ancestors(a) | {a} for s in softmaxes)]
+            roots += [a for a in operands if weighted and a not in weighted]
+    above = set().union(*(_ancestors(r) | {r} for r in roots if isinstance(r, fx.Node)))
+    return {str(n.target) for n in above if n.op == "call_module"} & set(layers)
 
 
 def _is_softmax(n: fx.Node, modules: dict[str, nn.Module]) -> bool:

@@ -150,7 +150,7 @@ def structure_count(result: ResidualResult) -> int:
 WRITES: dict[str, Callable[[Branch], list[str]]] = {
     "zero_last_layer": lambda b: b.layers[-1:],
     "depth_scaled": lambda b: b.layers[-1:],
-    "fixup": lambda b: [*b.layers, *b.attention_inputs],
+    "fixup": lambda b: [*(n for n in b.layers if n not in b.scores), *b.attention_inputs],
     "zero_last_norm": lambda b: [b.last_norm] if b.last_norm else [],
     "skipinit": lambda b: [],
 }
@@ -274,6 +274,12 @@ def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None
             _scale(name, modules, depth ** (-1.0 / (2 * m - 2)), result)
     for attention in b.attention_inputs:  # v: the layer before out_proj, never last
         _scale_attention_values(attention, modules, depth ** (-1.0 / (2 * m - 2)), result)
+    if b.fused and not any("(a fused projection)" in n for n in result.structure.notes):
+        result.structure.notes.append(
+            f"fixup: {b.fused[0]} computes the attention's queries or keys and its values (a "
+            "fused projection): left as initialized, since scaling its query and key rows "
+            "would shrink the attention logits; T-Fixup would scale only its value rows"
+        )
     for name in b.layers:
         if is_attention_output(name, modules):
             continue  # no hook on it fires: a bias there would never be added nor trained

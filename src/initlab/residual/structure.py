@@ -52,6 +52,9 @@ class Branch:
     scores: list[str] = field(default_factory=list)
     """The layers whose outputs reach an attention's softmax (the query and key projections,
     a fused ``qkv`` too): Fixup leaves them as initialized, as T-Fixup does."""
+    fused: list[str] = field(default_factory=list)
+    """Those of :attr:`scores` that reach the attention's values too (one fused ``qkv``
+    projection, as nanoGPT's ``c_attn``): Fixup leaves them whole, and says so."""
 
     def depth_of(self, layer: str) -> int:
         """``layer``'s place in the longest chain (1-based)."""
@@ -175,6 +178,8 @@ def _separate_outputs(model: nn.Module, structure: Structure) -> None:
     one Fixup scale: each gets its own on its last norm or layer instead (the module after
     it is linear per example, a drop path or dropout). A block called twice (the same
     layers) shares its gate as it shares its weights."""
+    from initlab.compound_layers import is_attention_output
+
     modules = dict(model.named_modules())
     ends: dict[str, list[Branch]] = {}
     for b in structure.branches:
@@ -183,9 +188,9 @@ def _separate_outputs(model: nn.Module, structure: Structure) -> None:
     for output, branches in ends.items():
         if len({tuple(b.layers) for b in branches}) < 2:
             continue
-        for b in branches:
+        for b in branches:  # an MHA's out_proj is never called: the attention's output
             own = b.last_norm or b.layers[-1]
-            b.output = own if own in modules else own.rsplit(".", 1)[0]  # MHA's out_proj
+            b.output = own.rsplit(".", 1)[0] if is_attention_output(own, modules) else own
         numbers = ", ".join(str(b.index + 1) for b in branches)
         moved = ", ".join(dict.fromkeys(str(b.output) for b in branches))
         structure.notes.append(
