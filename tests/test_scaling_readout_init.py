@@ -49,6 +49,11 @@ def test_a_shrinking_size_after_a_step_is_not_called_vanishing_updates():
     first = Verdict("1", 1, "update", -0.2, -0.3, -0.1, True, 12, p_value=1e-6, p_adjusted=1e-5)
     (inputs,) = with_sentences([first], "sp", "adam", KINDS)
     assert "as this run did: an effect of other layers" in inputs.sentence
+    # hidden layers under SGD: muP keeps their rate but changes the output layer's, which
+    # reaches them; the advice is muP's, not "not the cure" (it contains "1/width")
+    hidden = Verdict("3", 1, "update", -0.9, -1.0, -0.8, True, 12, p_value=1e-6, p_adjusted=1e-5)
+    (kept,) = with_sentences([hidden], "sp", "sgd", KINDS)
+    assert "not the cure" not in kept.sentence and "scales the output layer's" in kept.sentence
     # under muP, a model that applies muP itself gets it twice: the sentence says so
     (twice,) = with_sentences([update], "mup", "adam", KINDS)
     assert "whether the factory applies muP itself" in twice.sentence

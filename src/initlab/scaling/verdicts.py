@@ -24,6 +24,7 @@ import pandas as pd
 
 from initlab.errors import option
 from initlab.scaling.fits import CONFIDENCE, Fit, depth_law, fit, holm_distinct, series_key
+from initlab.scaling.mup_rules import MUP_FIX, MUP_KEEPS, MUP_LOWERS, NAMES
 from initlab.scaling.roles import READOUT, LayerRoles, matched_rows
 
 PRACTICAL_SLOPE = 0.1
@@ -180,29 +181,6 @@ def depth_verdicts(
     return judge_family(out, keys)
 
 
-NAMES = {
-    "sp": "SP",
-    "ntk": "NTK",
-    "mup": "muP",
-    "default": "the factory's own init (default)",
-    "sgd": "SGD",
-    "adam": "Adam",
-}
-MUP_FIX = {
-    ("input", "sgd"): "muP scales this layer's learning rate by width",
-    ("input", "adam"): "muP keeps this layer's learning rate (η) and init",
-    ("hidden", "sgd"): "muP keeps this layer's SGD learning rate (η) and scales the output "
-    "layer's by 1/width",
-    ("hidden", "adam"): "muP scales this layer's learning rate by 1/width",
-    ("output", "sgd"): "muP scales this layer's learning rate by 1/width",
-    ("output", "adam"): "muP scales this layer's learning rate by 1/width",
-    ("logits", "sgd"): "muP scales the output layer's learning rate by 1/width and "
-    "zero-initializes it",
-    ("logits", "adam"): "muP scales the output layer's learning rate by 1/width and "
-    "zero-initializes it",
-}
-
-
 def cause(
     verdict: Verdict, param: str, optimizer: str, kind: str, tie: str = "", attention: bool = False
 ) -> str:
@@ -240,9 +218,9 @@ def cause(
             f"its size shrinks as width grows {setting}: the init's scale carried forward "
             "(compare its step-0 fit) or updates too small to move it"
         )
-    if "1/width" in fix:  # muP's rule for this layer lowers its rate: it cannot be the cure
+    if (kind, optimizer) in MUP_LOWERS:  # muP's rule lowers this layer's rate: no cure
         fix = "muP lowers this layer's learning rate, so that is not the cure; check its inputs"
-    elif "keeps" in fix:  # muP does here what this run did: no parametrization effect
+    elif (kind, optimizer) in MUP_KEEPS:  # muP does here what this run did
         fix = f"{fix}, as this run did: an effect of other layers, not this one's rule"
     return f"updates vanish as width grows {setting} (features stop learning); {fix}"
 
