@@ -157,6 +157,11 @@ def test_a_dataset_with_a_random_transform_is_noted_as_read_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error", initlab.InitlabNote)
         from_value((_Flipping(False), _Flipping(False)))
+        nan = _Flipping(False)
+        nan.x[0, 0] = float("nan")  # NaN == NaN is False: a deterministic item is no draw
+        from initlab.data.user import stack
+
+        stack(nan, "train", "data")
 
 
 def test_a_float64_default_dtype_is_named_as_the_cause_not_the_model():

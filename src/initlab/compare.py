@@ -87,7 +87,8 @@ def comparison_spec(
     rules = list(dict.fromkeys(check_setting("residual_init", r.strip()) for r in rules))
     fixed = {key: check_setting(key, value) for key, value in settings.items()}
     if "momentum" in fixed:
-        check_momentum_used(f"momentum={fixed['momentum']}", [fixed.get("optimizer", "sgd")])
+        optimizer = fixed.get("optimizer", RunConfig().optimizer)
+        check_momentum_used(f"momentum={fixed['momentum']}", [optimizer])
     checked = [check_setting("init", s.strip() if isinstance(s, str) else s) for s in inits]
     twice = sorted({str(spec) for spec in checked if checked.count(spec) > 1})
     if twice:
@@ -290,7 +291,7 @@ def _check_keywords(settings: Mapping[str, Any]) -> None:
     it sweeps itself (``seed``, ``init``)."""
     own = [p for p in inspect.signature(compare).parameters if p != "settings"]
     for key in settings:
-        if isinstance(key, str) and not is_setting(key) and key != "dataset":
+        if isinstance(key, str) and not is_setting(key):
             swept = {"seed", "init"}
             choices = {*own, *SETTINGS} - swept
             raise UnknownNameError("keyword", key, choices)

@@ -321,7 +321,8 @@ def data_spec(data: object) -> str:
         data = os.fsdecode(data)
     if isinstance(data, str):
         return data
-    from initlab.data.user import refuse_loaders, stack
+    from initlab.data.loaders import refuse_loaders
+    from initlab.data.user import stack
 
     refuse_loaders(data)
     if callable(data):

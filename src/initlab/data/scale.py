@@ -51,8 +51,8 @@ def input_scale(x: Tensor) -> tuple[float, float, float, float, float]:
 
 def note_input_scale(x: Tensor, given: Tensor, what: str = "x_train") -> None:
     """One :func:`~initlab.notes.note` when the float inputs ``x`` (as converted; ``given``
-    is how the user gave them) have a root-mean-square above :data:`RMS_LIMIT` (the module
-    docstring says why); nothing for token ids or empty inputs."""
+    is how the user gave them) have a root-mean-square above :data:`RMS_LIMIT` or below its
+    inverse (the module docstring says why); nothing for token ids or empty inputs."""
     if not x.dtype.is_floating_point or not x.numel():
         return
     low, high, mean, std, rms = input_scale(x)

@@ -130,8 +130,10 @@ def prepare(raw: Raw, task: str = "auto") -> Prepared:
     inputs of different shapes in train and test, NaN/inf in float inputs or regression
     targets (or float64 values beyond float32's range), non-integer or negative labels /
     token ids, and labels at or above the declared number of classes. Notes float training
-    inputs far from unit scale (:func:`~initlab.data.scale.note_input_scale`): this runs
-    once per load of user data, never for the built-in datasets.
+    inputs far from unit scale (:func:`~initlab.data.scale.note_input_scale`), train and
+    test inputs of different scales (:func:`~initlab.data.scale.note_split_scales`) and
+    regression targets far from unit scale (:func:`~initlab.data.scale.note_target_scale`):
+    this runs once per load of user data, never for the built-in datasets.
     """
     for split, x, y in raw.pairs():  # first: a length mismatch also defeats task inference
         _check_lengths(split, x, y)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import default_collate
 
 from initlab.data.dataset import (
     Dataset,
@@ -46,6 +46,7 @@ from initlab.data.dataset import (
     stratified_order,
     take,
 )
+from initlab.data.loaders import LOADER_FIX, is_loader, note_random_items
 from initlab.data.tasks import Prepared, Raw, prepare
 from initlab.errors import InitlabError, option
 from initlab.notes import note
@@ -319,45 +320,8 @@ def stack(dataset: Any, which: str, where: str) -> tuple[Tensor, Tensor]:
         ys.append(as_tensor(batch[1], f"y_{which}", where))
     if not xs:
         raise InitlabError(f"{where}: the {which} Dataset is empty: give at least one example")
-    _note_random_items(dataset, xs[0][0], which)
+    note_random_items(dataset, xs[0][0], which)
     return torch.cat(xs), torch.cat(ys)
-
-
-def _note_random_items(dataset: Any, first: Tensor, which: str) -> None:
-    """A note when reading item 0 again gives other inputs (a random augmentation in
-    ``__getitem__``): the Dataset is read once into tensors, so its transform is drawn once
-    per example, not once per epoch as a DataLoader would."""
-    try:
-        again = as_tensor(default_collate([dataset[0]])[0], f"x_{which}", "")[0]
-    except Exception:  # read once already: a second read failing is not the user's error
-        return
-    if again.shape == first.shape and not torch.equal(again, first):
-        note(
-            f"the {which} Dataset gives other inputs for the same item when read again "
-            "(a random transform?): initlab reads every item once into tensors, so each "
-            "example keeps the one draw it got, not a new one per epoch"
-        )
-
-
-LOADER_FIX = "pass (train_loader.dataset, test_loader.dataset) (initlab batches the data itself)"
-"""What to do with a torch ``DataLoader`` given as data."""
-
-
-def is_loader(value: object) -> bool:
-    """Whether ``value`` is a torch ``DataLoader`` (whose ``.dataset`` initlab takes)."""
-    return isinstance(value, DataLoader)
-
-
-def refuse_loaders(data: object) -> None:
-    """One line for ``data=`` that is a ``DataLoader``, or a 4-tuple holding one: pass the
-    loaders' datasets (:data:`LOADER_FIX`); a ``(DataLoader, DataLoader)`` pair is refused
-    so by :func:`stack`."""
-    if is_loader(data):
-        raise InitlabError(f"data is a DataLoader; {LOADER_FIX}")
-    if isinstance(data, (tuple, list)) and len(data) == 4:
-        loaders = [name for name, part in zip(KEYS, data, strict=True) if is_loader(part)]
-        if loaders:
-            raise InitlabError(f"data: {loaders[0]} is a DataLoader; {LOADER_FIX}")
 
 
 LABELS_HINT = (

@@ -6,14 +6,16 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
-def layout_hint(module: nn.Module, x: Tensor) -> str:
-    """``"; the examples look channels-last [H, W, C] ..."`` when ``module`` is a
-    convolution that failed on inputs ``x`` whose last axis has its ``in_channels`` while
-    axis 1 does not (a numpy/PIL image batch ``[N, H, W, C]``; PyTorch's layers take
-    ``[N, C, H, W]``), or a convolution of one input channel given ``[N, H, W]`` (no channel
-    axis); else ``""``."""
-    if not isinstance(module, nn.modules.conv._ConvNd):
+def layout_hint(model: nn.Module, failed: str, x: Tensor) -> str:
+    """``"; the examples look channels-last [H, W, C] ..."`` when the module ``failed`` is
+    ``model``'s first convolution (the one that reads the inputs ``x``; a deeper one's input
+    is another tensor) and ``x``'s last axis has its ``in_channels`` while axis 1 does not
+    (a numpy/PIL image batch ``[N, H, W, C]``; PyTorch's layers take ``[N, C, H, W]``), or it
+    takes one input channel and ``x`` is ``[N, H, W]`` (no channel axis); else ``""``."""
+    convs = (n for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd))
+    if not failed or failed != next(convs, None):
         return ""
+    module = model.get_submodule(failed)
     spatial, channels = len(module.kernel_size), module.in_channels
     if x.dim() == spatial + 2 and x.shape[-1] == channels and x.shape[1] != channels:
         axes = ", ".join(["0", str(spatial + 1), *map(str, range(1, spatial + 1))])

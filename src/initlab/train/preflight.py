@@ -27,7 +27,7 @@ from initlab.models import check_float32
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.layout import layout_hint
-from initlab.train.output_notes import note_probabilities
+from initlab.train.output_checks import check_classes, note_probabilities
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
 from initlab.usercode import is_user_spec, shown_spec
 
@@ -273,7 +273,7 @@ def failure_line(model: nn.Module, failed: str, x: Tensor, exc: Exception) -> st
         f"; a {type(module).__name__} takes floats: if these are features, give them as "
         "floats, e.g. x.astype('float32')"
         if floats
-        else layout_hint(module, x)
+        else layout_hint(model, failed, x)
     )
     return (
         f"the model cannot run on the data: data examples have shape {list(x.shape[1:])}"
@@ -314,35 +314,6 @@ def check_token_ids(name: str, embedding: nn.Embedding, args: tuple, x: Tensor, 
                 f"{high + 1} ({option('a --model-arg', 'a model_args entry')}) or map the ids "
                 "into that range"
             )
-
-
-def check_classes(out: Tensor, y: Tensor, num_classes: int, inferred: bool = False) -> None:
-    """Classification outputs ``out`` must be ``[B, C]``, ``C`` at least the classes the
-    labels ``y`` need, else one line; for a task ``inferred`` from whole-number targets
-    (:mod:`initlab.data.tasks`) it says so and offers ``--task regression`` (they may be
-    quantities: counts, scores), first for a one-output model, else after the logits."""
-    if out.dim() != 2:
-        raise InitlabError(
-            f"classification needs model outputs [batch, classes], got {list(out.shape)}"
-        )
-    needed, units = max(int(num_classes), int(y.max()) + 1 if len(y) else 0), out.shape[1]
-    if units >= needed:
-        return
-    one_based = needed == units + 1 and int(y.min()) >= 1
-    logits = f"make the model output {needed} logits"
-    logits += "; no label here is 0: if they start at 1, subtract 1" if one_based else ""
-    quantities = f"if they are quantities (counts, scores), pass {option('--task regression')}"
-    if inferred and units == 1:
-        raise InitlabError(
-            f"the task was inferred as classification from whole-number targets ({needed} "
-            f"classes, labels 0..{needed - 1}) but the model outputs 1 value: {quantities}; "
-            f"if they are class labels, {logits}"
-        )
-    aside = f" (task inferred from whole-number targets: {quantities})" if inferred else ""
-    raise InitlabError(
-        f"the model outputs {units} class{'es' if units != 1 else ''} but the labels need "
-        f"{needed} (labels 0..{needed - 1}); {logits}{aside}"
-    )
 
 
 def _integer_note(x: Tensor) -> str:

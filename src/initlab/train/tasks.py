@@ -200,9 +200,9 @@ class Meter:
     def _constant_errors(self, y: Tensor) -> Tensor | None:
         """Each test example's error under the best constant prediction (see
         :meth:`improvement_p`); ``None`` for constant regression targets."""
-        if self.task == CLASSIFICATION:
-            shares = torch.bincount(y).to(self.dtype) / len(y)
-            return -shares.log()[y]
+        if self.task == CLASSIFICATION:  # bincount on the CPU: MPS may lack it
+            shares = torch.bincount(y.cpu()).to(self.dtype) / len(y)
+            return -shares.log()[y.cpu()].to(self.device)
         spread = (y - y.mean(0)).square().sum(1)  # ‖y_i − ȳ‖², the same for every model
         return spread if bool(spread.sum() > 0) else None
 
