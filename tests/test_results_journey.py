@@ -140,3 +140,17 @@ def test_results_given_a_spec_file_says_what_it_takes_instead(tmp_path, capsys, 
     assert "repair" not in err
     assert main(["store", "check", str(spec)]) == 2  # the store commands keep their wording
     assert "nothing to check or repair" in capsys.readouterr().err
+
+
+def test_a_setting_named_twice_in_group_by_is_one_line(tmp_path, capsys):
+    """results and report --group-by init,init ended in pandas tracebacks."""
+    from initlab.cli import main
+
+    out = tmp_path / "c"
+    base = ["--data", "digits", "--hidden", "8", "--epochs", "1", "--seeds", "1"]
+    assert main(["compare", *base, "--inits", "zeros", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["results", str(out), "--group-by", "init,init"]) == 2
+    assert "'init' is named twice in 'init,init'" in capsys.readouterr().err
+    assert main(["report", str(out), "--out", str(tmp_path / "r"), "--group-by", "init,init"]) == 2
+    assert "--group-by names 'init' twice" in capsys.readouterr().err

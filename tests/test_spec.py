@@ -250,3 +250,10 @@ def test_python_objects_in_a_spec_are_named_by_kind_not_dumped():
     with pytest.raises(InitlabError, match=r"activation must be a name, got array\(") as caught:
         parse_spec({"fixed": {"activation": x}})
     assert len(str(caught.value)) < 120 and str(caught.value).endswith("...")
+
+
+def test_group_by_naming_a_setting_twice_is_refused_before_anything_runs():
+    """group_by = ["init", "init"] trained every run, then crashed on the summary with a
+    pandas traceback, and results/report could not open the store afterwards."""
+    with pytest.raises(InitlabError, match=r"^group_by lists 'init' twice; list each setting"):
+        parse_spec({"sweep": {"init": ["zeros", "he_normal"]}, "group_by": ["init", "init"]})

@@ -114,7 +114,8 @@ class ResultSet:
         progress: str = "",
         within: Sequence[str] = (),
     ) -> None:
-        self.runs, self.epochs, self.group_by = runs, epochs, list(group_by)
+        # a column named twice (a store written before specs refused it) is one grouping
+        self.runs, self.epochs, self.group_by = runs, epochs, list(dict.fromkeys(group_by))
         self.layer_stats = layer_stats if layer_stats is not None else pd.DataFrame()
         self.progress = progress
         outside = [c for c in within if c not in self.group_by]

@@ -11,6 +11,7 @@ from initlab.cli import app
 from initlab.cli.options import Within, split_list
 from initlab.cli.outputs import check_output_dir
 from initlab.console import stdout_console
+from initlab.errors import InitlabError
 
 out = stdout_console()
 
@@ -53,6 +54,9 @@ def report(
     check_output_dir(out_dir)
     results, layer_stats = load_results(source, study=study)
     keys = split_list(group_by) if group_by else None
+    twice = next((k for i, k in enumerate(keys or []) if k in keys[:i]), None)
+    if twice is not None:
+        raise InitlabError(f"--group-by names '{twice}' twice; name each setting once")
     if within:
         results, keys = ranked_apart(results, split_list(within), keys), None
     default_title = f"{DEFAULT_TITLE}: {study}" if study else DEFAULT_TITLE

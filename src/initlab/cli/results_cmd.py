@@ -126,6 +126,9 @@ def _settings(text: str | None, store: Store, study: str | None) -> list[str] | 
     if text is None:
         return None
     keys = split_list(text)
+    twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if twice is not None:
+        raise InitlabError(f"'{twice}' is named twice in '{text}'; name each setting once")
     for key in keys:
         if not is_setting(key):
             columns = with_model_arg_columns(store.runs(study)).columns

@@ -212,6 +212,7 @@ def result_set(
     """A :class:`ResultSet` whose epoch rows carry the group columns and seed, as
     :meth:`ResultSet.from_results` builds them; ``progress``: see :class:`ResultSet`."""
     runs = with_model_arg_columns(runs)
+    group_by = list(dict.fromkeys(group_by))  # once each (a study stored before specs refused)
     keys = ["run_id", *group_by, *([] if "seed" in group_by else ["seed"])]
     check_model_args(runs, group_by)
     if runs.empty:

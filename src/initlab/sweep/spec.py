@@ -330,6 +330,9 @@ def _with_group_by(spec: Spec, group_by: Any) -> Spec:
         if not isinstance(keys, (list, tuple)) or not keys:
             raise InitlabError("group_by must be a setting name or a list of them")
         keys = [ALIASES.get(k, k) if isinstance(k, str) else k for k in keys]
+        twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+        if twice is not None:
+            raise InitlabError(f"group_by lists '{twice}' twice; list each setting once")
         for key in keys:
             if not is_setting(key) or key == "seed":
                 args = tuple(f"model_args.{name}" for name in sorted(_model_args_given(spec)))
