@@ -29,6 +29,10 @@ TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "1"
         (["--seeds", "99999999999999999999"], "--seeds must be a count in"),
         (["--seeds", "0,99999999999999999999"], "seed 99999999999999999999 is above 2^63"),
         (["--hidden", "99999999999"], "hidden widths [99999999999] does not fit in memory"),
+        # accepted, then every run failed (float32) or the store write raised (SQLite)
+        (["--lr", "1e308"], "lr must be a finite number in (0, 1e+38], got 1e+308"),
+        (["--bias", "1e308"], "bias must be a finite number within ±1e+38 (float32)"),
+        (["--track", "99999999999999999999"], "a step count in [1, 2^63 - 1]"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_status_2(args, message, capsys):

@@ -50,6 +50,10 @@ def test_out_writes_csv_json_and_figures(tmp_path, capsys):
         (["--batch", "0"], "--batch"),
         (["--model", "no_colon_here"], "module:function"),
         (["--model", "initlab_no_such_module_xyz:build"], "cannot import module"),
+        # an OverflowError traceback, a C++ one, and a hang of 10**8 layers
+        (["--depth", "99999999999999999999"], "--depth must be at most 10,000 hidden layers"),
+        (["--width", "99999999999999999999"], "weights, more than 1e+09 (4 GB)"),
+        (["--depth", "100000000"], "--depth must be at most 10,000"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(args, message, capsys):

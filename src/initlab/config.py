@@ -16,7 +16,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from initlab.errors import InitlabError, UnknownNameError, closest_name
-from initlab.ranges import RANGES, check_device, check_hidden, check_model_args, check_number
+from initlab.ranges import (
+    MAX_INT,
+    RANGES,
+    check_device,
+    check_hidden,
+    check_model_args,
+    check_number,
+)
 from initlab.residual.names import canonical_rule
 from initlab.usercode import is_user_spec, source_fingerprint
 
@@ -280,9 +287,11 @@ def validate_numbers(config: RunConfig) -> None:
     if config.optimizer not in OPTIMIZERS:
         raise UnknownNameError("optimizer", config.optimizer, OPTIMIZERS)
     if config.track not in ("epoch", "off") and not (
-        isinstance(config.track, int) and not isinstance(config.track, bool) and config.track > 0
+        isinstance(config.track, int)
+        and not isinstance(config.track, bool)
+        and 0 < config.track <= MAX_INT
     ):
         raise InitlabError(
-            f"track must be 'epoch', 'off' or a positive step count, got {config.track!r}"
+            f"track must be 'epoch', 'off' or a step count in [1, 2^63 - 1], got {config.track!r}"
         )
     check_hidden(config.hidden)

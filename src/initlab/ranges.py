@@ -62,8 +62,15 @@ class Range:
 
 
 def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+    """``1``, ``0.5``, ``9223372036854775807`` (an int as it is), ``1e+38`` (a large float)."""
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e16):
+        return str(int(value))
+    return f"{value:g}" if abs(value) >= 1e16 else str(value)
 
+
+FLOAT32_LIMIT = 1e38
+"""The largest magnitude a float setting may have: float32, which training computes in,
+ends near 3.4e38 (1e308 passed every check and failed each run's first step)."""
 
 RANGES: dict[str, Range] = {
     "epochs": Range(True, 1),
@@ -71,9 +78,9 @@ RANGES: dict[str, Range] = {
     "seed": Range(True, 0, high=MAX_INT),
     "val_size": Range(True, 0, unset="the dataset's default"),
     "limit_train": Range(True, 1, unset="all examples"),
-    "lr": Range(False, 0, low_open=True),
+    "lr": Range(False, 0, low_open=True, high=FLOAT32_LIMIT),
     "momentum": Range(False, 0, high=1, high_open=True),
-    "weight_decay": Range(False, 0),
+    "weight_decay": Range(False, 0, high=FLOAT32_LIMIT),
     "dropout": Range(False, 0, high=1, high_open=True),
 }
 """Every numeric setting's range. ``val_size = 0`` is meaningful (no validation set)."""

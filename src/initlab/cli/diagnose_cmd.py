@@ -72,8 +72,7 @@ def diagnose(
     from initlab.train.device import check_precision, resolve_device
 
     check_positive("--batch", batch)
-    check_positive("--width", width)
-    check_positive("--depth", depth, allow_zero=True)
+    opt.check_mlp_shape(depth, width)
     check_output_dir(out_dir)  # the files in it: once the inits are known, below
     target = given or {}
     opt.refuse_mlp_options(ctx, target, ("depth", "width", "activation", "batch_norm"))

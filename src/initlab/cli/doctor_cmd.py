@@ -97,8 +97,7 @@ def doctor(
     from initlab.weights import save_weights
 
     check_positive("--batch", batch)
-    check_positive("--width", width)  # as diagnose checks them (-1 ran with exit 0)
-    check_positive("--depth", depth, allow_zero=True)
+    opt.check_mlp_shape(depth, width)  # as diagnose checks them (-1 ran with exit 0)
     target = given or {}
     opt.refuse_mlp_options(ctx, target, ("depth", "width", "activation"))
     start = starting_init(_one_init(init), target.get("model"))

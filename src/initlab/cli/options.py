@@ -354,3 +354,26 @@ def _typed(name: str, value: Any) -> str:
     """``--width 3``, ``--batch-norm``: an option as the user typed it."""
     flag = "--" + name.replace("_", "-")
     return flag if value is True else f"{flag} {value}"
+
+
+MAX_MLP_DEPTH = 10_000
+"""The most hidden layers ``--depth`` builds (as ``initlab theory --depth`` prints)."""
+MAX_MLP_WEIGHTS = 10**9
+"""The most hidden weights ``--depth × --width²`` may make (4 GB of float32)."""
+
+
+def check_mlp_shape(depth: int, width: int) -> None:
+    """``diagnose``/``doctor``'s ``--depth`` and ``--width`` without ``--model``: one line for
+    a negative or zero value, a depth above :data:`MAX_MLP_DEPTH` (10**8 layers hung) or a
+    net of more than :data:`MAX_MLP_WEIGHTS` weights (10**20 units raised a C++ traceback)."""
+    from initlab.errors import check_positive
+
+    check_positive("--width", width)
+    check_positive("--depth", depth, allow_zero=True)
+    if depth > MAX_MLP_DEPTH:
+        raise InitlabError(f"--depth must be at most {MAX_MLP_DEPTH:,} hidden layers, got {depth}")
+    if depth * width * width > MAX_MLP_WEIGHTS:
+        raise InitlabError(
+            f"--depth {depth} × --width {width}² is {depth * width * width:.3g} weights, more "
+            f"than {MAX_MLP_WEIGHTS:.0e} (4 GB); give a smaller --width or --depth"
+        )

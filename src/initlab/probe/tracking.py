@@ -41,7 +41,9 @@ def check_every(every: str | int) -> str | int:
         return every
     if isinstance(every, int) and not isinstance(every, bool) and every > 0:
         return every
-    raise InitlabError(f"track must be 'epoch', 'off' or a positive step count, got {every!r}")
+    raise InitlabError(
+        f"track must be 'epoch', 'off' or a step count in [1, 2^63 - 1], got {every!r}"
+    )
 
 
 class Tracker:

@@ -26,7 +26,15 @@ import initlab.initializers as initializers
 from initlab.config import OPTIMIZERS, PRECISIONS, TASKS, RunConfig, output_scheme, plain
 from initlab.errors import InitlabError, UnknownNameError, shown
 from initlab.models import ARCHITECTURES
-from initlab.ranges import RANGES, check_device, check_hidden, check_model_args, check_number
+from initlab.ranges import (
+    FLOAT32_LIMIT,
+    MAX_INT,
+    RANGES,
+    check_device,
+    check_hidden,
+    check_model_args,
+    check_number,
+)
 from initlab.residual.names import ACCEPTED as RESIDUAL_ACCEPTED
 from initlab.usercode import a_or_an, is_data_file, is_user_spec, split_spec
 
@@ -191,8 +199,10 @@ def _bias(value: Any) -> str | float:
     if isinstance(value, bool):
         raise InitlabError(f"bias must be {', '.join(BIAS_WORDS)}, a number or a spec")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise InitlabError(f"bias must be finite, got {value}")
+        if not math.isfinite(value) or abs(value) > FLOAT32_LIMIT:
+            raise InitlabError(
+                f"bias must be a finite number within ±{FLOAT32_LIMIT:g} (float32), got {value}"
+            )
         return float(value)
     if not isinstance(value, str):
         raise InitlabError(f"bias must be {', '.join(BIAS_WORDS)}, a number or a spec")
@@ -225,10 +235,12 @@ def parse_hidden(value: Any) -> tuple[int, ...]:
 
 def _track(value: Any) -> str | int:
     if value in ("epoch", "off") or (
-        isinstance(value, int) and not isinstance(value, bool) and value > 0
+        isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_INT
     ):
         return value
-    raise InitlabError(f"track must be 'epoch', 'off' or a positive step count, got {shown(value)}")
+    raise InitlabError(
+        f"track must be 'epoch', 'off' or a step count in [1, 2^63 - 1], got {shown(value)}"
+    )
 
 
 def _model_args(value: Any) -> dict[str, Any]:
