@@ -257,3 +257,11 @@ def test_group_by_naming_a_setting_twice_is_refused_before_anything_runs():
     pandas traceback, and results/report could not open the store afterwards."""
     with pytest.raises(InitlabError, match=r"^group_by lists 'init' twice; list each setting"):
         parse_spec({"sweep": {"init": ["zeros", "he_normal"]}, "group_by": ["init", "init"]})
+
+
+def test_a_spec_saved_with_a_utf8_bom_reads_as_without(tmp_path):
+    """Windows editors start UTF-8 files with a BOM: TOML said 'Invalid statement (at line
+    1, column 1)', naming neither the cause nor a fix."""
+    body = 'name = "b"\n[sweep]\ninit = ["zeros", "he_normal"]\n'
+    (tmp_path / "b.toml").write_bytes(b"\xef\xbb\xbf" + body.encode())
+    assert load_spec(tmp_path / "b.toml").name == "b"

@@ -121,7 +121,7 @@ def load_spec(path: str | Path) -> Spec:
     except InitlabError as exc:
         raise InitlabError(f"{path.name}: {exc}") from None
     try:
-        raw = read(path.read_text(encoding="utf-8"))
+        raw = read(path.read_text(encoding="utf-8-sig"))  # a BOM (Windows editors) is no text
     except InitlabError as exc:  # a key given twice
         raise InitlabError(f"{path.name}: {exc}") from None
     except Exception as exc:  # a syntax error of TOML, YAML or JSON
