@@ -25,3 +25,8 @@ def split_list(text: str) -> list[str]:
     if not items:
         raise InitlabError(f"expected a comma-separated list, got '{text}'")
     return items
+
+
+def repeated(items: list) -> object | None:
+    """The first item ``items`` lists a second time (``["init", "init"]`` → ``"init"``)."""
+    return next((item for i, item in enumerate(items) if item in items[:i]), None)

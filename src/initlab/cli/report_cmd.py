@@ -12,6 +12,7 @@ from initlab.cli.options import Within, split_list
 from initlab.cli.outputs import check_output_dir
 from initlab.console import stdout_console
 from initlab.errors import InitlabError
+from initlab.speclist import repeated
 
 out = stdout_console()
 
@@ -54,7 +55,7 @@ def report(
     check_output_dir(out_dir)
     results, layer_stats = load_results(source, study=study)
     keys = split_list(group_by) if group_by else None
-    twice = next((k for i, k in enumerate(keys or []) if k in keys[:i]), None)
+    twice = repeated(keys or [])
     if twice is not None:
         raise InitlabError(f"--group-by names '{twice}' twice; name each setting once")
     if within:

@@ -13,6 +13,7 @@ from initlab.cli.outputs import check_output_dir
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.speclist import repeated
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -126,7 +127,7 @@ def _settings(text: str | None, store: Store, study: str | None) -> list[str] | 
     if text is None:
         return None
     keys = split_list(text)
-    twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    twice = repeated(keys)
     if twice is not None:
         raise InitlabError(f"'{twice}' is named twice in '{text}'; name each setting once")
     for key in keys:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from initlab.errors import InitlabError, closest_name, option
+from initlab.speclist import repeated
 from initlab.sweep.seeds import seed_list
 from initlab.sweep.spec_files import read_error, reader
 from initlab.sweep.values import ALIASES, MODEL_ARG, SETTINGS, check_setting, is_setting
@@ -330,7 +331,7 @@ def _with_group_by(spec: Spec, group_by: Any) -> Spec:
         if not isinstance(keys, (list, tuple)) or not keys:
             raise InitlabError("group_by must be a setting name or a list of them")
         keys = [ALIASES.get(k, k) if isinstance(k, str) else k for k in keys]
-        twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+        twice = repeated(keys)
         if twice is not None:
             raise InitlabError(f"group_by lists '{twice}' twice; list each setting once")
         for key in keys:
