@@ -33,6 +33,13 @@ TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "1"
         (["--lr", "1e308"], "lr must be a finite number in (0, 1e+38], got 1e+308"),
         (["--bias", "1e308"], "bias must be a finite number within ±1e+38 (float32)"),
         (["--track", "99999999999999999999"], "a step count in [1, 2^63 - 1]"),
+        # "need at least one seed"; trained with he_normal and glorot_uniform silently;
+        # "did you mean 'mlp'?"; a RuntimeError traceback at every run's first draw
+        (["--seeds", "5-3"], "--seeds 5-3 is an empty range: write it low-high"),
+        (["--inits", "he_normal,,glorot_uniform"], "has an empty item between commas"),
+        (["--model", "m.py"], "m.py names a file, not the function in it to call: write m.py:"),
+        (["--dataset", "d.py"], "d.py names a file, not the function in it to call"),
+        (["--inits", "constant(value=1e308)"], "value must be within ±1e+38"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_status_2(args, message, capsys):

@@ -225,6 +225,8 @@ def test_unknown_name_suggests_the_closest():
         ("trunc_normal", {"a": 1.0, "b": 1.0}, "a must be < b"),
         ("random_uniform", {"minval": 1.0, "maxval": 0.0}, "minval must be <= maxval"),
         ("uniform", {"a": float("nan")}, "a must be a finite number"),
+        ("constant", {"value": 1e308}, "value must be within ±1e+38 (weights are float32)"),
+        ("normal", {"std": 1e39}, "std must be within ±1e+38"),
         ("variance_scaling", {"scale": 0.0}, "scale must be > 0"),
         ("variance_scaling", {"mode": "fan_inn"}, "did you mean 'fan_in'"),
         ("variance_scaling", {"mode": "avg"}, "fan_in, fan_out, fan_avg"),

@@ -21,6 +21,8 @@ def split_list(text: str) -> list[str]:
         else:
             current.append(char)
     items.append("".join(current).strip())
+    if "" in items[:-1] and any(items):  # "a,,b": an item left out? (a trailing comma is fine)
+        raise InitlabError(f"'{text}' has an empty item between commas: remove it or fill it in")
     items = [i for i in items if i]
     if not items:
         raise InitlabError(f"expected a comma-separated list, got '{text}'")

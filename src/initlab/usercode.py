@@ -37,10 +37,11 @@ RELATIVE = "relative paths, also a spec file's, are read from the current direct
 
 
 def is_user_spec(text: object) -> bool:
-    """``True`` for ``module:function``, ``file.py:function`` and data-file specs."""
+    """``True`` for ``module:function``, ``file.py:function`` and data-file specs (and a bare
+    ``file.py``, so that :func:`split_spec` can ask for its function)."""
     if not isinstance(text, str):
         return False
-    return ":" in text or text.lower().endswith(DATA_SUFFIXES)
+    return ":" in text or text.lower().endswith((*DATA_SUFFIXES, ".py"))
 
 
 def is_data_file(text: str) -> bool:
@@ -52,6 +53,11 @@ def split_spec(spec: str, flag: str = "--model") -> tuple[str, str]:
     """``"pkg.mod:build"`` → ``("pkg.mod", "build")``; clear error when malformed, naming
     ``flag`` as the user's surface spells it (:func:`initlab.errors.option`)."""
     target, sep, name = spec.rpartition(":")
+    if not sep and spec.strip().lower().endswith(".py"):
+        raise InitlabError(
+            f"{option(flag)} {spec} names a file, not the function in it to call: "
+            f"write {spec.strip()}:function (e.g. {spec.strip()}:build)"
+        )
     if not sep or not target.strip() or not name.strip():
         raise InitlabError(
             f"{option(flag)} takes module:function or path/to/file.py:function "

@@ -163,7 +163,9 @@ EmbeddingInit = Annotated[
 ]
 
 
-Hidden = Annotated[str, typer.Option(help="hidden widths, e.g. 300,100")]
+Hidden = Annotated[
+    str, typer.Option(help="hidden widths, e.g. 300,100 ('' or none: no hidden layer)")
+]
 Activation = Annotated[str, typer.Option(help="relu, tanh, sigmoid, ... (see `initlab list`)")]
 BatchNorm = Annotated[bool, typer.Option("--batch-norm/--no-batch-norm")]
 DataDir = Annotated[
@@ -213,17 +215,18 @@ def parse_seeds(text: str) -> list[int]:
             return [int(s) for s in split_list(text)]
         if "-" in text.strip("-"):
             lo, hi = (int(p) for p in text.split("-", 1))
-            count = hi - lo + 1 if hi - lo + 1 > MAX_SEEDS else None
-            if count is None:
-                return list(range(lo, hi + 1))
+            count = hi - lo + 1
         else:
-            count = int(text)
+            lo, count = 0, int(text)
     except ValueError:
         raise InitlabError(
             f"--seeds takes a count (3) or seeds (0,5,7 or 10-14); got '{text}'"
         ) from None
     if count < 1:
-        raise InitlabError(f"--seeds must be at least 1, got {count}")
+        empty = f"--seeds {text} is an empty range: write it low-high (e.g. 10-14)"
+        raise InitlabError(empty if lo else f"--seeds must be at least 1, got {count}")
+    if lo and count <= MAX_SEEDS:
+        return list(range(lo, lo + count))
     return list(seed_list(count, "--seeds"))
 
 

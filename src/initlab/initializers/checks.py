@@ -8,12 +8,21 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from initlab.errors import InitlabError, closest_name
+from initlab.ranges import FLOAT32_LIMIT
 
 
 def check_real(name: str, value: float) -> None:
-    """Raise :class:`InitlabError` unless ``value`` is a finite real number."""
+    """Raise :class:`InitlabError` unless ``value`` is a real number within ±1e38.
+
+    Weights are float32: ``constant(value=1e308)`` passed a finiteness check and then failed
+    every run at its first draw (``value cannot be converted to type float without overflow``).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InitlabError(f"{name} must be a finite number, got {value!r}")
+    if abs(value) > FLOAT32_LIMIT:
+        raise InitlabError(
+            f"{name} must be within ±{FLOAT32_LIMIT:g} (weights are float32), got {value:g}"
+        )
 
 
 def check_nonnegative(name: str, value: float) -> None:
