@@ -58,3 +58,15 @@ def test_a_depth_beyond_what_can_be_printed_is_one_line(capsys):
     for depth in ("99999999999999999999", "100000000", "0"):
         assert main(["theory", "--depth", depth]) == 2
         assert capsys.readouterr().err.startswith("error: --depth must be in [1, 10,000]")
+
+
+def test_a_bias_variance_with_no_edge_to_scan_around_names_the_bias(capsys):
+    """--sigma-b2 1e9 said 'sigma_w2 must be finite, got inf': the user gave no sigma_w2."""
+    from initlab.theory import critical_sigma_w2
+
+    assert critical_sigma_w2("tanh", 1e9) == float("inf")  # the premise: no edge up to 1e4
+    assert main(["theory", "--sigma-b2", "1e9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: tanh at sigma_b² = 1e+09 has no edge of chaos")
+    assert "--sigma-w2 to evaluate one point" in err and "sigma_w2 must be" not in err
+    assert main(["theory", "--sigma-b2", "1e9", "--sigma-w2", "2", "--json"]) == 0

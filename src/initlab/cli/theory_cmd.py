@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -73,6 +74,15 @@ def _scan(activation: str, sigma_b2: float) -> list[float]:
     from initlab.theory import critical_sigma_w2
 
     critical = critical_sigma_w2(activation, sigma_b2)
+    if not math.isfinite(critical):  # else "sigma_w2 must be finite, got inf": not the user's
+        from initlab.errors import InitlabError
+        from initlab.theory.meanfield import SIGMA_W2_SCAN
+
+        raise InitlabError(
+            f"{activation} at sigma_b² = {sigma_b2:g} has no edge of chaos up to sigma_w² = "
+            f"{SIGMA_W2_SCAN[-1]:g} (chi_1 stays below 1) to scan around: give --sigma-w2 to "
+            "evaluate one point, or a smaller --sigma-b2"
+        )
     return [critical * f for f in SCAN_FACTORS]
 
 
