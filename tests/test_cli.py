@@ -78,6 +78,32 @@ def test_usage_mistakes_are_one_line_too(args, message, capsys):
     assert f"(initlab {args[0]} --help)" in err or "(initlab --help)" in err or "empty" in err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["compare", "--epochs", "1", "--seeds", "1", "--epochs=5"],
+            "--epochs is given twice ('1', '5')",
+        ),
+        (["compare", "--batch-norm", "--no-batch-norm"], "(--batch-norm, --no-batch-norm)"),
+        (["store", "check", "s", "--group-by", "a", "--group-by", "b"], None),  # no such option
+        (["theory", "--sigma-b2", "1", "--sigma-b2", "2"], "--sigma-b2 is given twice"),
+    ],
+)
+def test_an_option_given_twice_is_refused_before_work(args, message, capsys):
+    """Click kept the last value silently: an edited command trained what was not read."""
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert message in err if message else "given twice" not in err
+
+
+def test_options_that_collect_values_may_repeat(capsys):
+    assert main(["compare", "--model-arg", "a=1", "--model-arg", "b=2", "--model", "nomod:f"]) == 2
+    err = capsys.readouterr().err
+    assert "given twice" not in err and "cannot import module 'nomod'" in err
+
+
 def test_the_console_script_exits_2_without_a_traceback():
     proc = subprocess.run(
         [sys.executable, "-m", "initlab", "compare", "--inits", "xavier_nromal", *TINY],

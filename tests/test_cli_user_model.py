@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import initlab
+from argv import merged
 from initlab.cli import main
 from initlab.cli.options import parse_model_args
 from initlab.compare import comparison_configs, comparison_spec
@@ -110,7 +111,7 @@ def user_dir(tmp_path, monkeypatch):
 
 
 def _compare(*args: str) -> int:
-    return main(["compare", *FAST, *args])
+    return main(merged(["compare", *FAST], list(args)))
 
 
 def _run_ids(out) -> set[str]:

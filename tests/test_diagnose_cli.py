@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from argv import merged
 from initlab.cli import main
 
 TINY = ["--dataset", "digits", "--depth", "2", "--width", "16", "--batch", "64"]
@@ -57,7 +58,7 @@ def test_out_writes_csv_json_and_figures(tmp_path, capsys):
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(args, message, capsys):
-    assert main(["diagnose", *TINY, *args]) == 2
+    assert main(merged(["diagnose", *TINY], args)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 

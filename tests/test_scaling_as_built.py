@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from argv import merged
 from initlab.cli import main
 from initlab.scaling import coord_check
 from initlab.scaling.parametrize import parametrized
@@ -94,7 +95,9 @@ def test_a_rescaled_init_is_noted_with_its_count_and_law_and_a_fan_in_init_is_no
 def test_default_flags_the_width_dependence_of_a_fixed_std_init(factories):
     out = factories / "default"
     args = ["scaling", "--model", "factories.py:fixed", "--widths", "16,32,64,128"]
-    assert main([*args, "--param", "default", *FAST, "--seeds", "6", "--out", str(out)]) == 0
+    assert (
+        main(merged([*args, "--param", "default", *FAST], ["--seeds", "6", "--out", str(out)])) == 0
+    )
     document = json.loads((out / "verdicts.json").read_text())
     assert document["settings"]["param"] == "default"
     at_init = {v["module"] for v in document["verdicts"] if v["flagged"] and v["step"] == 0}

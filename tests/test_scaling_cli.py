@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from argv import merged
 from initlab.cli import main
 
 FACTORIES = """
@@ -159,7 +160,7 @@ def test_a_factory_with_its_own_names_for_width_and_depth(factories):
 def test_bad_input_is_one_line_exit_2_and_nothing_written(factories, capsys, args, message):
     out = factories / "never"
     base = ["scaling", "--model", "factories.py:build", "--widths", "32,64"]
-    assert main([*base, *FAST, *args, "--out", str(out)]) == 2
+    assert main(merged([*base, *FAST], args, ["--out", str(out)])) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err
     assert not out.exists()

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from argv import merged
 from initlab.cli import main
 from initlab.store import open_store
 from initlab.sweep import expand, load_spec
@@ -70,7 +71,7 @@ def test_compare_out_twice_resumes(tmp_path, capsys, trainings):
         "--workers",
         "1",
     ]
-    args += ["--engine", "single"]
+    args = merged(args, ["--engine", "single"])
     assert main(args) == 0
     first = capsys.readouterr()
     assert len(trainings) == 4 and "he_normal" in first.out and "ranking" in first.out
@@ -82,7 +83,7 @@ def test_compare_out_twice_resumes(tmp_path, capsys, trainings):
     assert "he_normal" in second.out
     assert len(pd.read_csv(tmp_path / "summary.csv")) == 4
     # one more seed: only the new runs train
-    assert main([*args, "--seeds", "3"]) == 0
+    assert main(merged(args, ["--seeds", "3"])) == 0
     assert len(trainings) == 6 and "4 of 6 runs already done, resuming" in capsys.readouterr().err
 
 

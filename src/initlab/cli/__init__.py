@@ -26,6 +26,7 @@ from typing import Any
 
 import typer
 
+from initlab.cli.repeated import repeated_option
 from initlab.console import NotePrinter
 from initlab.errors import InitlabError, surface
 
@@ -152,6 +153,9 @@ def _run(args: list[str]) -> int:
     read, as every other mistake is, not Click's boxed three. (Typer may vendor its own
     Click: its exceptions are recognized by their class names.)"""
     command = typer.main.get_command(app)
+    if twice := repeated_option(command, args):
+        print(f"error: {twice}", file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         code = command.main(args=args, prog_name="initlab", standalone_mode=False)
     except Exception as exc:
