@@ -8,6 +8,7 @@ import shlex
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import initlab
 from initlab.report import assemble_report, build_report
@@ -547,3 +548,46 @@ def test_the_gradient_heatmap_draws_dl_dz_when_it_was_recorded():
         for m, v in (("weight_grad_norm", 2e-7), ("pre_grad_std", 10.0 ** (-3 * (3 - k))))
     ]
     assert grad_norm_metric(pd.DataFrame(rows)) == "pre_grad_std"
+
+
+class _Untraceable(torch.nn.Module):
+    """Two residual branches per block (a1→a2, m1→m2) in a forward torch.fx cannot trace
+    (``torch.ones(T, T)`` of a traced size): the branches are found from a forward pass on
+    data, or guessed from module names (one branch per block) without it."""
+
+    def __init__(self, width: int = 8, depth: int = 2) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(
+            torch.nn.ModuleDict(
+                {k: torch.nn.Linear(width, width) for k in ("a1", "a2", "m1", "m2")}
+            )
+            for _ in range(depth)
+        )
+
+    def forward(self, x):
+        mask = torch.ones(x.shape[1], x.shape[1]).tril()
+        for b in self.blocks:
+            x = x + b["a2"](torch.relu(b["a1"](x @ mask)))
+            x = x + b["m2"](torch.relu(b["m1"](x)))
+        return x
+
+
+def test_a_residual_winner_s_call_passes_data_as_its_runs_did():
+    """Without data, initialize() guessed the branches of an untraceable model from module
+    names (the journey's transformer: L = 2, x0.7071) where the runs found them from their
+    inputs (L = 4, x0.5): the printed call applied another init than the one that won."""
+    import initlab
+    from initlab.winner import apply_line
+
+    wins = synthetic_results(
+        {"he_normal": [0.9, 0.91, 0.92], "zeros": [0.1, 0.11, 0.12]},
+        output_init="same", residual_init="depth_scaled",
+    )  # fmt: skip
+    line = apply_line(wins)
+    assert line.endswith("residual_init='depth_scaled', data=a_batch_of_inputs)")
+    batch = torch.randn(4, 8)
+    record = eval(line.split(": ", 1)[1], {"initlab": initlab, "model": _Untraceable(),
+                                            "a_batch_of_inputs": batch})  # fmt: skip
+    guessed = initlab.initialize(_Untraceable(), "he_normal", residual_init="depth_scaled")
+    assert len(record.residual_result.structure.branches) == 4  # as the runs found them
+    assert len(guessed.residual_result.structure.branches) != 4  # the premise: a guess differs

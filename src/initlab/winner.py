@@ -17,7 +17,10 @@ from initlab.results import ResultSet
 from initlab.train.result import STUCK
 
 DATA_DEPENDENT = ("lsuv",)
-"""Inits that set the weights from a forward pass: the call needs ``data=``."""
+"""Inits that set the weights from a forward pass: the call needs ``data=``. A residual rule
+needs it too: the runs found the branches of a model torch.fx cannot trace from a forward
+pass on their inputs, and without ``data`` :func:`initlab.initialize` guesses them from the
+module names (a different L, a different scale)."""
 INIT_SETTINGS = ("init", "output_init", "bias", "residual_init", "embedding_init")
 """Grouping columns that are part of how a model is initialized (nothing else may differ)."""
 
@@ -55,7 +58,7 @@ def apply_line(results: ResultSet, ranked: pd.DataFrame | None = None) -> str:
         args.append(f"residual_init={run['residual_init']!r}")
     if not _missing(run, "embedding_init"):
         args.append(f"embedding_init={run['embedding_init']!r}")
-    if run["init"] in DATA_DEPENDENT:
+    if run["init"] in DATA_DEPENDENT or not _missing(run, "residual_init"):
         args.append("data=a_batch_of_inputs")
     return f"apply it as these runs did: initlab.initialize(model, {', '.join(args)})"
 
