@@ -9,6 +9,7 @@ Glorot's fan_out = 3d gives Var = 2/(d + 3d), half of each map's 2/(d + d).
 import functools
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -209,3 +210,25 @@ def test_the_trials_plan_candidate_keeps_the_spans():
     assert found.settings["model"] == PLANNED  # not init + output_init: those draw whole
     planned = json.loads(found.settings["model_args"]["plan"])
     assert planned["attn.c_attn"] == spanned("orthogonal", THIRDS)
+
+
+@pytest.mark.parametrize(("how", "named"), [("split", True), ("interleaved", False)])
+def test_a_comparison_notes_the_schemes_that_draw_a_fused_projection_whole(how, named):
+    """compare drew nanoGPT's c_attn whole under Glorot and orthogonal without a word, while
+    the doctor's plan draws it per piece (NLP journey). He (fan_in) is the same per piece and
+    is not named; an interleaved cut is no partition and gets no note."""
+    x = torch.randint(0, 16, (64, 6), generator=_seeded(1))
+    y = torch.randint(0, 5, (64, 6), generator=_seeded())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        initlab.compare(
+            ["he_normal", "glorot_uniform", "orthogonal"], seeds=1, model=lambda: nn.Sequential(nn.Embedding(16, D), Block(how)),
+            data=(x, y, x, y), task="sequence", epochs=1, batch_size=32, track="off",
+        )  # fmt: skip
+    fused = [str(w.message) for w in caught if "fused projection" in str(w.message)]
+    if not named:
+        assert fused == []
+        return
+    assert len(fused) == 1
+    assert fused[0].startswith("glorot_uniform, orthogonal draw 1.attn.c_attn of ")
+    assert "whole, though the forward cuts it into pieces" in fused[0]

@@ -5,15 +5,18 @@ cannot differ at all. Called once per model by :func:`initlab.sweep.preflight.pr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from initlab.apply import AS_BUILT
 from initlab.config import RunConfig
 from initlab.coverage import INITIALIZABLE, untouched_weights, weight_layers
 from initlab.errors import option, some_names
 from initlab.notes import note
+from initlab.probe.split import Spans
 from initlab.usercode import shown_spec
 
 
@@ -32,6 +35,63 @@ def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) ->
             f"{'keeps' if len(untouched) == 1 else 'keep'} the factory's initialization in "
             "every run"
         )
+
+
+def note_fused(model: nn.Module, name: str, configs: Sequence[RunConfig], inputs: Tensor) -> None:
+    """Note (one line) when a scheme under study draws a fused projection whole: a Linear
+    whose output the forward cuts into pieces (nanoGPT's ``c_attn(x).split(d, 2)``:
+    :attr:`~initlab.probe.trace.TracedLayer.spans`) holds one map per piece, and a whole
+    draw gives each map the fans of all of them (Glorot's Var = 2/(d + 3d) where each
+    ``d x d`` map wants 2/(d + d); ``orthogonal`` leaves each block mean squared singular
+    value 1/3). Only the schemes whose draw differs per span are named; a doctor's plan
+    draws each span with its own fans (docs/initializers.md, "Fused projections")."""
+    schemes = [i for i in dict.fromkeys(c.init for c in configs) if i != AS_BUILT]
+    fused = _fused_layers(model, inputs) if schemes else {}
+    differ = [s for s in schemes if any(_differs(s, w, sp) for w, sp in fused.values())]
+    if differ:
+        note(
+            f"{', '.join(differ)} draw {some_names(list(fused), 3)} of {shown_spec(name)} "
+            f"whole, though the forward cuts {'it' if len(fused) == 1 else 'each'} into pieces "
+            "(a fused projection: one map per piece), so each map gets the fans of all of "
+            "them; a plan of `initlab doctor` draws each piece with its own (docs/"
+            "initializers.md, 'Fused projections')"
+        )
+
+
+def _fused_layers(model: nn.Module, inputs: Tensor) -> dict[str, tuple[tuple, Spans]]:
+    """``{layer: (weight shape, row spans)}`` of the Linears a forward pass on ``inputs``
+    cuts into several pieces (the model's train/eval mode restored; no gradients)."""
+    from initlab.probe.trace import trace
+
+    mode = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            layers, _ = trace(model, inputs)
+    except Exception:  # a note only: the preflight already ran this model
+        return {}
+    finally:
+        model.train(mode)
+    return {t.name: (tuple(t.module.weight.shape), t.spans) for t in layers if t.spans}
+
+
+def _differs(scheme: str, shape: tuple, spans: Spans) -> bool:
+    """Whether ``scheme`` draws a weight of ``shape`` otherwise per row span: another std
+    with the span's fans, or an orthogonal scheme (a whole matrix, not one per span)."""
+    from initlab import initializers
+    from initlab.compound_layers import span_fans
+
+    init = initializers.parse(scheme)
+    if "orthogonal" in init.name:
+        return True
+    whole = init.std(initializers.fans_of_tensor(shape), shape=shape)
+    parts = [
+        init.std(f, shape=(b - a, *shape[1:]))
+        for f, (a, b) in zip(span_fans(shape, spans), spans, strict=True)
+    ]
+    return any(
+        p is None or whole is None or not math.isclose(p, whole, rel_tol=1e-9) for p in parts
+    )
 
 
 def note_output_only(model: nn.Module, configs: Sequence[RunConfig]) -> None:

@@ -19,11 +19,12 @@ from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.data.locate import user_dir
 from initlab.errors import InitlabError
-from initlab.model_notes import note_frozen, note_output_only, note_untouched
+from initlab.model_notes import note_frozen, note_fused, note_output_only, note_untouched
 from initlab.sweep.engine import data_key
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.preflight import check_initializes, preflight
 from initlab.train.run import load_data
+from initlab.usercode import is_user_spec
 
 
 def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None) -> Dataset | None:
@@ -52,7 +53,8 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
     for config in inits:
         with _naming(config, inits):
             check_initializes(config, loaded[_data_of(config)])
-    _preflight_notes(built, configs)  # notes only once every check has passed
+    data = {shape: loaded[_data_of(c)] for shape, c in distinct.items()}
+    _preflight_notes(built, configs, data)  # notes only once every check has passed
     return loaded.get(_data_of(configs[0])) if configs else None
 
 
@@ -93,17 +95,23 @@ def _shape(config: RunConfig) -> dict[str, object]:
     return {n: getattr(config, n) for n in (*keep, "task", "batch_size")}
 
 
-def _preflight_notes(built: dict[tuple, nn.Module], configs: Sequence[RunConfig]) -> None:
+def _preflight_notes(
+    built: dict[tuple, nn.Module], configs: Sequence[RunConfig], data: dict[tuple, Dataset]
+) -> None:
     """The notes on the models built by the preflight (one per :func:`_preflight_key`):
-    :mod:`initlab.model_notes`' untouched and frozen layers once per model, output-only
-    models per model shape."""
+    :mod:`initlab.model_notes`' untouched, frozen and fused layers once per model (``data``:
+    each shape's dataset, whose first inputs the fused check runs), output-only models per
+    model shape."""
     runs = {shape: [c for c in configs if _preflight_key(c) == shape] for shape in built}
-    first: dict[str, nn.Module] = {}
-    for shape, model in built.items():
-        first.setdefault(runs[shape][0].model, model)
-    for name, model in first.items():
+    first: dict[str, tuple] = {}
+    for shape in built:
+        first.setdefault(runs[shape][0].model, shape)
+    for name, shape in first.items():
+        model = built[shape]
         note_untouched(model, name, configs)
         note_frozen(model, name, configs)
+        if is_user_spec(name):  # the built-in MLP and CNN fuse nothing
+            note_fused(model, name, configs, data[shape].x_train[:2].cpu())
     for shape, model in built.items():
         note_output_only(model, runs[shape])
 
