@@ -49,8 +49,12 @@ def init_embeddings(
             continue
         sharing = [n for n, p in model.named_parameters(remove_duplicate=False)
                    if p is module.weight and not n.startswith(f"{name}.")]  # fmt: skip
-        if sharing:
-            note(f"embedding scheme {init!r} sets {name}, and so {sharing[0]} tied to it")
+        if sharing:  # each note says when it holds: a comparison may say both (other inits)
+            note(
+                f"embedding scheme {init!r} sets {name}, and so {sharing[0]} tied to it, where "
+                f"{sharing[0].rpartition('.')[0] or 'that layer'} is kept as built (init "
+                f"default, or {option('--output-init')} keep)"
+            )
         weight = module.weight
         fans = initializers.fans_of_tensor(weight)
         init(weight, generator, fans=fans)
@@ -72,9 +76,9 @@ def init_embeddings(
         )
     if tied:
         note(
-            f"embedding scheme {init!r} leaves {', '.join(tied)} alone: tied to a weight "
-            f"layer, it is set by that layer's init ({option('--output-init')} for a language "
-            "model's readout)"
+            f"embedding scheme {init!r} leaves {', '.join(tied)} alone where the init draws "
+            f"the weight layer tied to it: that layer's init sets it ({option('--output-init')}"
+            " for a language model's readout)"
         )
     return rows
 
