@@ -55,7 +55,8 @@ def test_lecun_normal_gives_each_token_vector_a_unit_squared_norm():
 
 def test_a_tied_table_is_set_by_the_output_layer_and_default_keeps_tables():
     tied = Tagger(tied=True)
-    with pytest.warns(InitlabNote, match="leaves embed alone where the init draws the weight layer tied to it"):
+    drawn = "leaves embed alone where the init draws the weight layer tied to it"
+    with pytest.warns(InitlabNote, match=drawn):
         initialize(
             tied, "he_normal", output_init="normal(std=0.5)", embedding_init="normal(std=0.02)"
         )

@@ -222,8 +222,9 @@ def test_a_comparison_notes_the_schemes_that_draw_a_fused_projection_whole(how, 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         initlab.compare(
-            ["he_normal", "glorot_uniform", "orthogonal"], seeds=1, model=lambda: nn.Sequential(nn.Embedding(16, D), Block(how)),
-            data=(x, y, x, y), task="sequence", epochs=1, batch_size=32, track="off",
+            ["he_normal", "glorot_uniform", "orthogonal"], seeds=1, data=(x, y, x, y),
+            model=lambda: nn.Sequential(nn.Embedding(16, D), Block(how)),
+            task="sequence", epochs=1, batch_size=32, track="off",
         )  # fmt: skip
     fused = [str(w.message) for w in caught if "fused projection" in str(w.message)]
     if not named:

@@ -151,3 +151,33 @@ def test_the_flat_line_without_a_caveat_is_unchanged():
     assert flat_line("sp, widths [8, 16]", 0.5, "").plain == (
         "✔ nothing moves with width (sp, widths [8, 16]): every fit's 95% CI within ±0.5"
     )
+
+
+SDPA = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class Rows(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.inp, self.out = nn.Linear(8, width), nn.Linear(width, 10)
+
+    def forward(self, x):
+        h = self.inp(x.view(-1, 8, 8))
+        return self.out(F.scaled_dot_product_attention(h, h, h).mean(1))
+
+
+def build(width=16):
+    return Rows(width)
+"""
+
+
+@pytest.mark.parametrize(("param", "said"), [("sp", False), ("mup", True)])
+def test_the_1_over_d_attention_note_is_said_under_mup_only(attention_dir, capsys, param, said):
+    """SDPA's default 1/√d is SP's own scale: under --param sp the note that muP needs 1/d
+    was beside the point (NLP journey)."""
+    (attention_dir / "sdpa.py").write_text(SDPA)
+    assert _check("sdpa.py:build", param, attention_dir / param) == 0
+    captured = capsys.readouterr()
+    assert ("muP needs 1/d" in captured.out + captured.err) == said

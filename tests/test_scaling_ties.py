@@ -86,8 +86,21 @@ def test_a_tied_readout_is_not_reported_as_an_unexplained_failure():
         Verdict(module, 2, "update", 0.6, 0.47, 0.73, True, 6)
         for module in ("head", "(logits)", "mid")
     ]
-    texts = [v.sentence for v in with_sentences(flagged, "mup", "adam", kinds, tie_hints(shapes))]
+    texts = [
+        v.sentence for v in with_sentences(flagged, "mup", "adam", kinds, tie_hints(shapes, "mup"))
+    ]
     for text in texts[:2]:
         assert "not expected" not in text
         assert "`head.weight` is the same tensor as `embed.weight` (tied)" in text
     assert "not expected under muP" in texts[2]  # an untied layer keeps the plain sentence
+
+
+def test_a_tied_readout_under_sp_is_not_explained_in_mup_terms():
+    """Under --param sp the tied readout's sentence named muP's MuSharedReadout (NLP
+    journey): what muP would need is beside the point of an SP check."""
+    shapes = infer_shapes(lambda width=16: tied(dim=width), width=64, base_width=16)
+    hints = tie_hints(shapes, "sp")
+    assert "`head.weight` is the same tensor as `embed.weight` (tied)" in hints["(logits)"]
+    assert (
+        "muP" not in hints["(logits)"] and "MuSharedReadout" in tie_hints(shapes, "mup")["(logits)"]
+    )

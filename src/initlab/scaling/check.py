@@ -358,7 +358,7 @@ def judge(
     (tied weights named unless the model is checked as built; attention named only when the
     model has it)."""
     verdicts = explain_finite_width(width_verdicts(coords) + depth_verdicts(coords, roles))
-    ties = {} if settings.param == AS_BUILT else tie_hints(shapes)
+    ties = {} if settings.param == AS_BUILT else tie_hints(shapes, settings.param)
     kinds = {name: s.kind for name, s in shapes.items()}
     verdicts = explain_readout_init(verdicts, settings.param, kinds)
     return with_sentences(verdicts, settings.param, settings.optimizer, kinds, ties, attention)
@@ -384,9 +384,9 @@ def depth_roles(factory: Factory, settings: CoordSettings) -> dict[int, LayerRol
     return roles
 
 
-def tie_hints(shapes: Mapping[str, ParamShape]) -> dict[str, str]:
+def tie_hints(shapes: Mapping[str, ParamShape], param: str) -> dict[str, str]:
     """Parameter name → why it does not get its own module's rule (tied weights), and
     ``"(logits)"`` → the same for a tied readout: what the verdicts' sentences say."""
-    hints = {name: hint for name, s in shapes.items() if (hint := tie_hint(s))}
+    hints = {name: hint for name, s in shapes.items() if (hint := tie_hint(s, param))}
     readout = next((hints[n] for n in hints if shapes[n].own_kind == "output"), "")
     return hints | ({"(logits)": readout} if readout else {})

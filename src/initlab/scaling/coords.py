@@ -197,7 +197,7 @@ def preflight(
         check_output(task, out.detach().cpu(), labels, classes)
     except InitlabError as exc:
         raise DataMismatch(f"{at}: {exc}") from None
-    notes = built.notes + unscaled_notes(watch)
+    notes = built.notes + (unscaled_notes(watch) if settings.param == "mup" else [])
     return Preflight(notes, bool(watch.calls or attention_modules(built.model)), built.readout)
 
 

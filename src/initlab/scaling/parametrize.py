@@ -182,8 +182,9 @@ def parametrized(
     return Parametrized(model, param, optimizer, lr, shapes, factors, lrs, notes, readout)
 
 
-def tie_hint(shape: ParamShape) -> str:
-    """Why a name of a tied tensor does not get its own module's rule ("" when it does)."""
+def tie_hint(shape: ParamShape, param: str = "mup") -> str:
+    """Why a name of a tied tensor does not get its own module's rule ("" when it does);
+    what muP would need for a tied readout only under ``param`` mup."""
     if not shape.own_kind:
         return ""
     rule = shape.tied[0]
@@ -191,7 +192,7 @@ def tie_hint(shape: ParamShape) -> str:
         f"`{shape.name}` is the same tensor as `{rule}` (tied), parametrized once by "
         f"`{rule}`'s {shape.kind} rule, not as {shape.own_kind}"
     )
-    if shape.own_kind == "output":
+    if shape.own_kind == "output" and param == "mup":
         text += (
             "; muP for a tied readout needs a 1/width multiplier on its input in the model's "
             "forward (mup's MuSharedReadout), which initlab cannot add"
