@@ -332,3 +332,39 @@ def test_a_loss_just_below_the_entropy_on_few_examples_is_tested_not_taken():
     assert final_status(0.075, baseline, test_loss=below, improvement_p=p_noise) == STUCK
     assert final_status(0.075, baseline, test_loss=below, improvement_p=0.001) == OK
     assert final_status(0.075, baseline, test_loss=below) == OK  # no test (NaN): the margin
+
+
+def _constant_sequences(right: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """40 test sequences of 50 tokens, each one token throughout (20 of 0s, 20 of 1s: share
+    0.5), and logits that predict 0 everywhere but on ``right`` of the 1-sequences, a hair
+    from uniform (their loss is the targets' entropy, ln 2)."""
+    y = torch.cat([torch.zeros(20, 50), torch.ones(20, 50)]).long()
+    logits = torch.tensor([1e-3, 0.0]).expand(40, 50, 2).clone()
+    logits[20 : 20 + right] = torch.tensor([0.0, 1e-3])
+    return logits.unsqueeze(0), y.unsqueeze(0)
+
+
+def test_a_sequence_run_is_tested_over_its_sequences_not_its_correlated_tokens():
+    """22 of 40 constant sequences right is 1,100 of 2,000 tokens: a binomial test over the
+    tokens gives p ~ 4e-6 (``ok``), while the sequences are the independent units and 22 of
+    40 is no evidence at all (p ~ 0.27): ``stuck`` (NLP journey)."""
+    out, y = _constant_sequences(right=2)
+    meter = Meter("sequence", 1, torch.device("cpu"), per_example=True)
+    meter.add(out, y)
+    loss, score = meter.result()
+    assert score[0] == pytest.approx(0.55)
+    baseline = majority_baseline(y[0])
+    p_tokens = stats.binomtest(1100, 2000, 0.5, alternative="greater").pvalue
+    assert p_tokens < 1e-4  # the premise: the token test called this learning
+    assert final_status(score[0], baseline, "sequence", loss[0]) == OK  # as it was
+    [loss_p], [accuracy_p] = meter.improvement_p(), meter.accuracy_p()
+    assert accuracy_p > 0.1 and loss_p > 0.05
+    assert final_status(score[0], baseline, "sequence", loss[0], loss_p, accuracy_p) == STUCK
+    # every sequence right: evidence over 40 sequences
+    out, y = _constant_sequences(right=20)
+    meter = Meter("sequence", 1, torch.device("cpu"), per_example=True)
+    meter.add(out, y)
+    loss, score = meter.result()
+    [loss_p], [accuracy_p] = meter.improvement_p(), meter.accuracy_p()
+    assert score[0] == 1.0 and accuracy_p < 1e-6
+    assert final_status(score[0], baseline, "sequence", loss[0], loss_p, accuracy_p) == OK

@@ -307,7 +307,8 @@ class StackTrainer:
         tested = Meter(self.plan.task, self.size, self.device, per_example=True)
         if len(self.dead) < self.size:
             test_loss, test_score = self.evaluate("test", tested)
-        improvement = tested.improvement_p()  # the "learned?" test; NaN for sequences
+        improvement = tested.improvement_p()  # the "learned?" tests (per sequence for tokens)
+        accuracy = tested.accuracy_p()
         self.seconds += time.perf_counter() - t0
         baseline = dataset_baseline(self.data) if self.plan.task in SHARE_TASKS else None
         for m, result in enumerate(self.results):
@@ -322,8 +323,9 @@ class StackTrainer:
                 continue
             result.test_loss, result.test_accuracy = test_loss[m], test_score[m]
             result.status = final_status(
-                result.test_accuracy, baseline, self.plan.task, result.test_loss, improvement[m]
-            )
+                result.test_accuracy, baseline, self.plan.task, result.test_loss,
+                improvement[m], accuracy[m],
+            )  # fmt: skip
         return self.results
 
     def run(

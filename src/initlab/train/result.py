@@ -30,7 +30,8 @@ STUCK_RULE = (
 """The ``stuck`` rule in words, as tables, legends and reports print it."""
 STUCK_TOKEN_RULE = (
     "token accuracy not above the most frequent target token's share of the test targets "
-    f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g}) and test loss not below their entropy"
+    f"and test loss not significantly below their entropy (one-sided t-tests over the test "
+    f"sequences, p ≥ {STUCK_ALPHA:g})"
 )
 """The rule for sequence runs (:func:`final_status`)."""
 STUCK_R2_RULE = (
@@ -154,6 +155,7 @@ def final_status(
     task: str = "classification",
     test_loss: float = math.nan,
     improvement_p: float = math.nan,
+    accuracy_p: float = math.nan,
 ) -> str:
     """``stuck`` when a finished regression run's R² (``test_accuracy``) is at most 0, or
     not significantly above 0: ``improvement_p >= STUCK_ALPHA``
@@ -168,16 +170,18 @@ def final_status(
     (``alternative="greater"``) gives ``p >= STUCK_ALPHA``, and its mean cross-entropy
     ``test_loss`` is not below ``baseline.entropy · (1 - ENTROPY_MARGIN)`` significantly
     (``improvement_p < STUCK_ALPHA``: the paired test of each example's cross-entropy against
-    the label shares', :meth:`initlab.train.tasks.Meter.improvement_p`; NaN for a sequence,
-    whose tokens are not independent: the margin alone): a loss below the labels' entropy
+    the label shares', :meth:`initlab.train.tasks.Meter.improvement_p`, per test sequence for
+    tokens, which are not independent; NaN: the margin alone): a loss below the labels' entropy
     beats every constant prediction, so the model used its inputs even where its most
     likely class is still the majority one (a character model that learned more than letter
     frequencies but still guesses a space); 0.4% below it on 200 examples is noise. On a
     test set too small for any accuracy to be significant (``share^n >= STUCK_ALPHA``: even
     all ``n`` right would not be), ``stuck`` only when ``k`` is at most the majority count.
-    ``ok`` otherwise, without a baseline or test labels, or for a NaN score. (A sequence's
-    tokens are not independent, so its test counts too many trials: it calls a run
-    ``stuck`` less often than it should, never more.)"""
+    A sequence run's accuracy is tested over its test sequences instead when ``accuracy_p``
+    is given (:meth:`initlab.train.tasks.Meter.accuracy_p`: a binomial test over tokens
+    counted correlated tokens as independent trials, and called runs ``ok`` on a 1% edge):
+    ``stuck`` when ``accuracy_p >= STUCK_ALPHA``. ``ok`` otherwise, without a baseline or
+    test labels, or for a NaN score."""
     if task == "regression":
         if not math.isfinite(test_accuracy):  # undefined (constant targets) or diverged
             return OK
@@ -190,6 +194,8 @@ def final_status(
     below = math.isfinite(test_loss) and test_loss < baseline.entropy * (1 - ENTROPY_MARGIN)
     if below and not improvement_p >= STUCK_ALPHA:  # NaN p (a sequence): the margin alone
         return OK
+    if math.isfinite(accuracy_p):  # a sequence run: its test sequences are the units
+        return STUCK if accuracy_p >= STUCK_ALPHA else OK
     k = min(max(round(test_accuracy * baseline.n), 0), baseline.n)
     if baseline.share**baseline.n >= STUCK_ALPHA:  # 4 balanced labels: 1.0 is not significant
         return STUCK if k <= round(baseline.share * baseline.n) else OK

@@ -111,12 +111,13 @@ class Meter:
     def __init__(
         self, task: str, models: int, device: torch.device, per_example: bool = False
     ) -> None:
-        """``per_example``: keep each regression example's squared error, or each
-        classification example's cross-entropy (for :meth:`improvement_p`, on the test split:
-        ``M × N`` float64 numbers)."""
+        """``per_example``: keep each regression example's squared error, each
+        classification example's cross-entropy, or each sequence's summed token
+        cross-entropy and hits (for :meth:`improvement_p` and :meth:`accuracy_p`, on the test
+        split: ``M × N`` float64 numbers)."""
         self.task, self.models, self.device = task, models, device
-        kept = per_example and task in (REGRESSION, CLASSIFICATION)
-        self.errors: list[Tensor] | None = [] if kept else None
+        self.errors: list[Tensor] | None = [] if per_example else None
+        self.sequence_hits: list[Tensor] = []
         self.targets: list[Tensor] = []
         self.dtype = torch.float32 if device.type == "mps" else torch.float64
         zeros = torch.zeros(models, dtype=self.dtype, device=device)
@@ -154,8 +155,15 @@ class Meter:
             self.loss_sum.add_(losses(self.task, out, y, reduction="sum"))
         else:
             self.loss_sum.add_(loss_mean.detach() * counted)
-        self.hits.add_((out.argmax(-1) == y).reshape(self.models, -1).sum(1))
+        hits = out.argmax(-1) == y  # padding (-100) is never a hit
+        self.hits.add_(hits.reshape(self.models, -1).sum(1))
         self.tokens.add_(counted)
+        if self.errors is not None:  # per sequence: the test's units (tokens are not independent)
+            logits = out.float().reshape(-1, out.shape[-1])
+            per = F.cross_entropy(logits, y.reshape(-1), reduction="none")  # 0 at padding
+            self.errors.append(per.view(y.shape).sum(2).to(self.dtype))
+            self.sequence_hits.append(hits.sum(2).to(self.dtype))
+            self.targets.append(y[0])
 
     def _add_regression(self, out: Tensor, y: Tensor) -> None:
         pred = regression_view(out.float(), y).to(self.dtype)
@@ -187,15 +195,51 @@ class Meter:
 
         ``t = mean(d) / (sd(d) / sqrt(n))`` against Student's t with ``n − 1`` degrees of
         freedom: a small p, the model beats the constant by more than the examples' spread
-        explains. NaN without per-example errors (a sequence's tokens are not independent),
-        with fewer than two examples or constant regression targets (R² undefined); 0 or 1
-        when every ``d_i`` is the same (``mean(d) > 0`` or not)."""
+        explains. For sequences the units are the test sequences, not their tokens (which are
+        not independent): ``d_i`` is sequence ``i``'s mean over its real tokens of
+        ``−log q[y] − e``, ``q`` the test targets' token shares. NaN without per-example
+        errors, with fewer than two examples (sequences) or constant regression targets (R²
+        undefined); 0 or 1 when every ``d_i`` is the same (``mean(d) > 0`` or not)."""
+        if self.task == SEQUENCE:
+            return self._sequence_p()[0]
         if not self.errors or self.count < 2:
             return [math.nan] * self.models
         constant = self._constant_errors(torch.cat(self.targets))
         if constant is None:
             return [math.nan] * self.models
         return _paired_p(constant - torch.cat(self.errors, dim=1))
+
+    def accuracy_p(self) -> list[float]:
+        """Each sequence model's p-value for "token accuracy no better than always the most
+        frequent target token" (share ``s`` of the real test targets): a one-sided t-test of
+        ``a_i − s`` over the test sequences, ``a_i`` the share of sequence ``i``'s real
+        tokens predicted right. The sequences are the units: a binomial test over every
+        token counted correlated tokens (overlapping windows, the same word) as independent
+        trials. NaN for other tasks and fewer than two sequences with a real token."""
+        return self._sequence_p()[1] if self.task == SEQUENCE else [math.nan] * self.models
+
+    def _sequence_p(self) -> tuple[list[float], list[float]]:
+        """``(loss p, accuracy p)`` per model over the test sequences: the paired test of
+        each sequence's mean token cross-entropy against the token shares' ``−log q[y]``
+        (:meth:`improvement_p`), and :meth:`accuracy_p`'s."""
+        nan = [math.nan] * self.models
+        if not self.errors:
+            return nan, nan
+        y = torch.cat(self.targets).cpu()  # [N, T]
+        real = y != IGNORE_INDEX
+        n = real.sum(1)
+        keep = n > 0
+        if int(keep.sum()) < 2:
+            return nan, nan
+        counts = torch.bincount(y[real])
+        shares = counts.to(self.dtype) / int(n.sum())
+        constant = torch.where(real, -shares.log()[y.clamp(min=0)], 0).sum(1)  # [N]
+        errors = torch.cat(self.errors, dim=1).cpu()[:, keep]
+        per_token = n[keep].to(self.dtype)
+        loss_d = (constant[keep] - errors) / per_token
+        hits = torch.cat(self.sequence_hits, dim=1).cpu()[:, keep]
+        acc_d = hits / per_token - float(shares.max())
+        return _paired_p(loss_d), _paired_p(acc_d)
 
     def _constant_errors(self, y: Tensor) -> Tensor | None:
         """Each test example's error under the best constant prediction (see
