@@ -38,7 +38,7 @@ def compare(
         str | None,
         typer.Option(
             help="comma-separated initializer specs; 'default' = the model as built "
-            f"(unset: {','.join(DEFAULT_INITS)}, after 'default' for your own --model)",
+            f"(unset: {', '.join(DEFAULT_INITS)}, after 'default' for your own --model)",
             show_default=False,
         ),
     ] = None,

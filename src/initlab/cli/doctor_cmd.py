@@ -76,7 +76,7 @@ def doctor(
     candidates: Annotated[
         str,
         typer.Option(
-            help="--trials: auto, or a list (default,plan,plan+depth_scaled,orthogonal_plan,"
+            help="--trials: auto, or a list (default, plan, plan+depth_scaled, orthogonal_plan, "
             "he_normal)"
         ),
     ] = "auto",
