@@ -224,3 +224,52 @@ def test_a_killed_writer_that_is_still_a_zombie_counts_as_gone(tmp_path):
         child.kill()
         child.wait()
     assert pid_alive(os.getpid())
+
+
+def test_a_directory_where_a_later_file_goes_leaves_every_file_as_it_was(tmp_path):
+    """report.html a directory: the renames replaced curves.png first and then failed, while
+    the error said the directory was as it was (durability journey)."""
+    (tmp_path / "curves.png").write_bytes(b"compare's")
+    (tmp_path / "report.html").mkdir()
+    writers = {
+        "curves.png": lambda p: p.write_bytes(b"new"),
+        "report.html": lambda p: p.write_text("<html>"),
+    }
+    with pytest.raises(IsADirectoryError) as caught:
+        write_files(tmp_path, writers)
+    assert caught.value.filename == str(tmp_path / "report.html")
+    assert (tmp_path / "curves.png").read_bytes() == b"compare's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "report.html"]
+
+
+def test_a_report_beside_compare_s_files_leaves_them_as_compare_wrote_them(tmp_path, capsys):
+    """report --out DIR into compare's directory replaced compare's curves.png silently."""
+    from initlab.cli import main
+
+    args = ["--dataset", "digits", "--hidden", "8", "--epochs", "1", "--seeds", "2"]
+    assert main(["compare", *args, "--inits", "zeros,he_normal", "--out", str(tmp_path)]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert main(["report", str(tmp_path), "--out", str(tmp_path)]) == 0
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    kept = {n for n in before if n != "initlab.db" and not n.startswith("initlab.db-")}
+    assert {n for n in kept if after.get(n) != before[n]} == set()
+    assert {"report.html", "report.md", "report_curves.png"} <= set(after)
+
+
+def test_an_export_into_compare_s_directory_is_refused_before_it_replaces_its_tables(
+    tmp_path, capsys
+):
+    """results --export csv --out DIR replaced compare's epochs.csv (init, seed, ... per
+    group) with the store's (per run, no init or seed) without a word."""
+    from initlab.cli import main
+
+    args = ["--dataset", "digits", "--hidden", "8", "--epochs", "1", "--seeds", "1"]
+    assert main(["compare", *args, "--inits", "zeros", "--out", str(tmp_path)]) == 0
+    before = (tmp_path / "epochs.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["results", str(tmp_path), "--export", "csv", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path} holds the tables compare wrote (epochs.csv")
+    assert f"--out {tmp_path / 'export'}" in err
+    assert (tmp_path / "epochs.csv").read_bytes() == before and not (tmp_path / "runs.csv").exists()
+    assert main(["results", str(tmp_path), "--export", "csv", "--out", str(tmp_path / "x")]) == 0

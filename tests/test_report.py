@@ -118,7 +118,7 @@ def test_build_report_writes_a_self_contained_page_and_markdown(results, tmp_pat
     md = paths.markdown.read_text()
     for image in paths.images:
         assert image.exists() and f"]({image.name})" in md
-    assert {p.name for p in paths.images} == {"curves.png", "accuracy.png", "gradients.png"}
+    assert {p.name for p in paths.images} == {"report_curves.png", "accuracy.png", "gradients.png"}
 
 
 def test_summary_is_ranked_and_marks_stuck_runs(results):

@@ -56,7 +56,7 @@ def test_report_from_a_compare_out_directory(tmp_path, capsys):
     assert "report.html" in capsys.readouterr().out
     html = (out / "report.html").read_text()
     assert "CSV &lt;run&gt;" in html and "tracking was off" in html
-    assert (out / "report.md").exists() and (out / "curves.png").exists()
+    assert (out / "report.md").exists() and (out / "report_curves.png").exists()
 
 
 def test_layer_stats_csv_next_to_the_compare_files_is_used(tmp_path):

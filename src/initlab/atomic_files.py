@@ -118,7 +118,8 @@ def write_files(
 
     A file replaced keeps what writing into it would have kept: a symbolic link's target is
     the file replaced (the link stays), the file's permission bits are kept, and a file this
-    process may not write is refused (``PermissionError``) before anything is written. A new
+    process may not write is refused (``PermissionError``) before anything is written, as is a
+    name that is a directory (``IsADirectoryError``). A new
     file gets the umask's permissions, whatever the writer made (``safetensors`` makes 0600)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,6 +161,8 @@ def _stage(final: Path) -> tuple[Path, Path]:
     """``(temporary, target)`` for writing ``final``: the target is the file a write into
     ``final`` would change (a link's target); refused when it may not be written."""
     target = final.resolve() if final.is_symlink() else final
+    if target.is_dir():  # else found by the renames, after earlier files were replaced
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(final))
     if target.exists() and not os.access(target, os.W_OK):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(final))
     name = f".{target.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{target.suffix}"

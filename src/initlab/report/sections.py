@@ -153,7 +153,8 @@ def curves_section(
     if epochs.empty:
         return Section("curves", "Learning curves", intro, [Note("no per-epoch records")])
     fig = curves_figure(epochs, group_by, score.name("validation"), by_loss)
-    image = Image.from_figure("curves", fig, f"training loss and {val}")
+    # not "curves": compare's curves.png (ResultSet.save) shares the directory a report may go to
+    image = Image.from_figure("report_curves", fig, f"training loss and {val}")
     return Section("curves", "Learning curves", intro, [image])
 
 

@@ -37,6 +37,7 @@ def export(store: Store, fmt: str, out_dir: str | Path, study: str | None = None
             f"file {out}"
         )
     check_writable(out / "runs.csv", "the exported tables")
+    _refuse_compare_tables(out, fmt)
     frames = {
         "runs": store.runs(study),
         "epochs": store.epochs(study),
@@ -48,6 +49,22 @@ def export(store: Store, fmt: str, out_dir: str | Path, study: str | None = None
         return write_files(out, writers)
     except OSError as exc:  # the disk filled up while writing: no table left half-written
         raise location_error(failed_file(exc) or out, exc, "the exported tables") from None
+
+
+def _refuse_compare_tables(out: Path, fmt: str) -> None:
+    """One line when ``out`` holds the tables ``compare``/``sweep`` wrote (``summary.csv``
+    beside an ``epochs.csv`` or ``layer_stats.csv``): the export's tables of those names
+    have other columns (one row per run and epoch, no ``init`` or ``seed``), and replacing
+    them silently changed what a script or ``initlab report DIR`` read there."""
+    if fmt != "csv" or not (out / "summary.csv").is_file():
+        return
+    taken = [n for n in ("epochs.csv", "layer_stats.csv") if (out / n).is_file()]
+    if taken:
+        raise InitlabError(
+            f"{out} holds the tables compare wrote ({', '.join(taken)}, summary.csv), which "
+            f"the export's {' and '.join(taken)} (other columns) would replace: export into "
+            f"another directory (e.g. {option('--out', 'out_dir')} {out / 'export'})"
+        )
 
 
 def _table_writer(frame: pd.DataFrame, fmt: str):
