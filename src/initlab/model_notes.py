@@ -78,13 +78,14 @@ def _fused_layers(model: nn.Module, inputs: Tensor) -> dict[str, tuple[tuple, Sp
 def _differs(scheme: str, shape: tuple, spans: Spans) -> bool:
     """Whether ``scheme`` draws a weight of ``shape`` otherwise per row span: another std
     with the span's fans, or an orthogonal scheme (a whole matrix, not one per span)."""
-    from initlab import initializers
     from initlab.compound_layers import span_fans
+    from initlab.initializers.fans import fans_of_tensor
+    from initlab.initializers.registry import parse
 
-    init = initializers.parse(scheme)
+    init = parse(scheme)
     if "orthogonal" in init.name:
         return True
-    whole = init.std(initializers.fans_of_tensor(shape), shape=shape)
+    whole = init.std(fans_of_tensor(shape), shape=shape)
     parts = [
         init.std(f, shape=(b - a, *shape[1:]))
         for f, (a, b) in zip(span_fans(shape, spans), spans, strict=True)
