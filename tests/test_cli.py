@@ -134,11 +134,10 @@ def test_list_shows_every_section(capsys):
 
 
 def test_list_keeps_every_formula_whole_at_80_columns(capsys, monkeypatch):
-    from rich.console import Console
-
     import initlab.cli.list_cmd as list_cmd
+    from initlab.console import stdout_console
 
-    monkeypatch.setattr(list_cmd, "out", Console(width=80))
+    monkeypatch.setattr(list_cmd, "out", stdout_console(width=80))
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "…" not in out  # folded onto more lines, never cut
@@ -250,3 +249,11 @@ def test_no_command_prints_the_help_once():
         [sys.executable, "-m", "initlab"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and (proc.stdout + proc.stderr).count("Usage:") == 1
+
+
+def test_paths_and_names_print_as_written_not_as_markup(tmp_path, capsys, monkeypatch):
+    """--out 'br[red]/x' printed 'wrote br/x/...' in red; every console reads no markup."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", *TINY, "--inits", "zeros", "--out", "br[red]/x :fire:"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote br[red]/x :fire:/summary.csv" in out

@@ -41,11 +41,22 @@ KEEP_WHOLE = 32
 """A first-column cell up to this many characters is never wrapped."""
 
 
-def stdout_console() -> Console:
+def stdout_console(width: int | None = None) -> Console:
     """The console a command prints its results on: the terminal's width, or
     :data:`PIPE_WIDTH` columns when the output goes to a file or a pipe, so that a saved
-    table reads as a wide terminal shows it and names are not split at Rich's default 80."""
-    return Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
+    table reads as a wide terminal shows it and names are not split at Rich's default 80
+    (no markup, no emoji: :func:`stderr_console`)."""
+    width = width or (None if sys.stdout.isatty() else PIPE_WIDTH)
+    return Console(width=width, markup=False, emoji=False)
+
+
+def stderr_console() -> Console:
+    """The console a command prints its progress, notes and errors on.
+
+    Neither console reads markup or emoji codes: what they print holds paths, layer names
+    and formulas (``exp[v2]/…``, ``br[red]x`` printed ``exp/…`` or red; ``:fire:`` an emoji);
+    a style is given with ``style=`` or :class:`rich.text.Text`."""
+    return Console(stderr=True, markup=False, emoji=False)
 
 
 PIPE_WIDTH = 160

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
@@ -24,9 +23,9 @@ from initlab.cli.options import (
     split_list,
 )
 from initlab.config import DEFAULT_INITS
-from initlab.console import stdout_console
+from initlab.console import stderr_console, stdout_console
 
-err = Console(stderr=True)
+err = stderr_console()
 out = stdout_console()
 
 

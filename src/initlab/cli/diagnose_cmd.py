@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
 from initlab.atomic_files import write_error, write_files
@@ -20,7 +19,7 @@ from initlab.cli.options import parse_bias, split_list
 from initlab.cli.outputs import check_output_dir
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
-from initlab.console import stdout_console
+from initlab.console import stderr_console, stdout_console
 from initlab.errors import InitlabError, check_positive
 from initlab.usercode import is_user_spec
 
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
     from initlab.probe.batch import Probe
 
 out = stdout_console()
-err = Console(stderr=True)
+err = stderr_console()
 DEFAULT_INIT = "he_normal"
 COLUMN_NOTE = (
     "z: pre-activation, act: phi(z). z msq = mean(z²); q (MF): its mean-field prediction. "

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.outputs import WEIGHT_FILES, check_output_dir, check_output_file
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
-from initlab.console import stdout_console
+from initlab.console import stderr_console, stdout_console
 from initlab.errors import InitlabError, check_positive, some_names
 from initlab.notes import note
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from initlab.probe.batch import Probe
 
 out = stdout_console()
-err = Console(stderr=True)
+err = stderr_console()
 
 # How the trials train: `initlab compare`'s names, defaults, checks and help texts, marked
 # "--trials:" as the doctor's other trial options are (--batch is the probe batch's size).
@@ -228,14 +229,15 @@ def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
     if rows:
         print_frame(pd.DataFrame(rows), out, title="findings")
     if gone:
-        out.print(f"[green]went away: {', '.join(gone)}[/green]")
+        out.print(f"went away: {', '.join(gone)}", style="green")
     if before.healthy:
-        out.print("[green]as it is: no findings[/green]")
+        out.print("as it is: no findings", style="green")
     if after.healthy:
-        out.print("[green]after the plan: no findings — healthy[/green]")
+        out.print("after the plan: no findings — healthy", style="green")
     for finding in after.findings:
         how = "remains" if finding.name in before.names else "appeared with the plan"
-        out.print(f"[red]{finding.name}[/red] {how}: {finding.message}", highlight=False)
+        line = Text.assemble((finding.name, "red"), f" {how}: {finding.message}")
+        out.print(line, highlight=False)
 
 
 def run_trials(
@@ -264,7 +266,7 @@ def run_trials(
     base, plan = probe.config, exam.plan
     found = choose_candidates(
         probe, exam, start, candidate_names(names),
-        lambda line: console.print(f"[yellow]{line}[/yellow]", highlight=False),
+        lambda line: console.print(line, style="yellow", highlight=False),
     )  # fmt: skip
     console.print(f"candidates: {', '.join(c.name for c in found)}; timing a short trial…")
     if plan.residual is not None and plan.residual.branches:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from initlab.cli import app
@@ -37,7 +36,7 @@ def _initializer_table() -> Table:
         meta = initializers.info(name)
         params = ", ".join(f"{k}={v!r}" for k, v in meta.get("params", {}).items())
         cells = (name, meta.get("origin", ""), meta.get("formula", ""), params)
-        table.add_row(*(escape(str(c)) for c in cells))  # formulas hold [..]: not markup
+        table.add_row(*(str(c) for c in cells))  # formulas hold [..]: the console reads no markup
     return table
 
 
@@ -45,9 +44,7 @@ def _activation_table() -> Table:
     import initlab.activations as activations
     from initlab.theory.gains import gain_table
 
-    title = escape(
-        "activations (gain = 1/sqrt(E[phi(z)²]) over z ~ N(0, 1), where PyTorch has none)"
-    )
+    title = "activations (gain = 1/sqrt(E[phi(z)²]) over z ~ N(0, 1), where PyTorch has none)"
     table = Table(title=title)
     for column in ("name", "phi", "gain", "PyTorch gain", "numeric gain"):
         table.add_column(column, overflow="fold")
@@ -56,7 +53,7 @@ def _activation_table() -> Table:
         torch_gain = row["pytorch"]
         table.add_row(
             act.name,
-            escape(act.description),
+            act.description,
             f"{row['auto']:.4f}",
             "—" if torch_gain is None else f"{torch_gain:.4f}",
             f"{row['numeric']:.4f}",
@@ -71,8 +68,8 @@ def _dataset_table() -> Table:
     for column in ("name", "description", "availability"):
         table.add_column(column, overflow="fold")
     for name in data.names():
-        description = escape(str(data.info(name).get("description", "")))
-        table.add_row(name, description, escape(data.availability(name)))
+        description = str(data.info(name).get("description", ""))
+        table.add_row(name, description, data.availability(name))
     return table
 
 
@@ -83,7 +80,7 @@ def _optimizer_table() -> Table:
     table.add_column("name")
     table.add_column("update")
     for name in OPTIMIZERS:
-        table.add_row(name, escape(DESCRIPTIONS[name]))
+        table.add_row(name, DESCRIPTIONS[name])
     return table
 
 

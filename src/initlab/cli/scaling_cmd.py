@@ -14,13 +14,13 @@ from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import parse_model_args, parse_seeds
 from initlab.cli.outputs import check_output_dir
-from initlab.console import stdout_console
+from initlab.console import stderr_console, stdout_console
 from initlab.progress_display import CountedProgress
 
 if TYPE_CHECKING:
     from initlab.scaling.check import ScalingResult
 
-err = Console(stderr=True)
+err = stderr_console()
 out = stdout_console()
 
 
@@ -139,17 +139,21 @@ def _print(result: ScalingResult) -> None:
         kinds.add_row(name, kind)
     out.print(kinds)
     for note in result.notes:
-        out.print(f"[yellow]note:[/] {note}", highlight=False)
+        out.print(Text.assemble(("note:", "yellow"), f" {note}"), highlight=False)
     summary = result.summary()
     head = f"{s.param} with {s.optimizer}, lr {s.lr:g}, widths {list(s.widths)}"
     if summary:
-        out.print(f"[red]✘ {len(summary)} module(s) move with width[/] ({head}):", highlight=False)
+        moving = (f"✘ {len(summary)} module(s) move with width", "red")
+        out.print(Text.assemble(moving, f" ({head}):"), highlight=False)
         for v in summary:
             out.print(f"  • {v.sentence}", highlight=False, markup=False)
     elif not result.judged():
         out.print(
-            f"[yellow]? nothing judged[/] ({head}): no width fit could be made, so this says "
-            "nothing about how the model scales",
+            Text.assemble(
+                ("? nothing judged", "yellow"),
+                f" ({head}): no width fit could be made, so this says nothing about how the "
+                "model scales",
+            ),
             highlight=False,
         )
     if result.judged() and (unsure := result.inconclusive()):
@@ -195,9 +199,9 @@ def _print_not_judged(result: ScalingResult, *, flagged: bool, shown: int = 5) -
     if not missing:
         return
     lead = "" if flagged or not result.judged() else "no module flagged, but "
+    unjudged = (f"? {lead}{len(missing)} fit(s) could not be judged", "yellow")
     out.print(
-        f"[yellow]? {lead}{len(missing)} fit(s) could not be judged[/] (not in verdicts; "
-        'verdicts.json "not_judged"):',
+        Text.assemble(unjudged, ' (not in verdicts; verdicts.json "not_judged"):'),
         highlight=False,
     )
     for m in missing[:shown]:

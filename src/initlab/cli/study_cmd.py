@@ -6,19 +6,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.options import AddressOption, BackendOption, EngineOption, WorkersOption
 from initlab.cli.tables import print_frame
-from initlab.console import stdout_console
+from initlab.console import stderr_console, stdout_console
 from initlab.errors import InitlabError, UnknownNameError
 
 if TYPE_CHECKING:
     from initlab.studies.runner import StudyOutcome
 
-err = Console(stderr=True)
+err = stderr_console()
 out = stdout_console()
 
 
@@ -72,7 +72,7 @@ def study(
     configs = expand(spec)
     for device, precision in {(c.device, c.precision) for c in configs}:
         check_precision(precision, resolve_device(device))  # before the banner: one line
-    out.print(f"[bold]{the_study.title}[/] — {the_study.paper}\n{the_study.claim}")
+    out.print(Text.assemble((the_study.title, "bold"), f" — {the_study.paper}\n{the_study.claim}"))
     title = f"{the_study.command_name} ({scale}): test accuracy"
     results = run_checked(spec, configs, target, title=title, ctx=ctx, console=out, err=err)
     outcome = finish(the_study, scale, results, target, str(data_dir) if data_dir else None)
@@ -82,17 +82,17 @@ def study(
 
 
 MARKS = {
-    True: "[green]✔ reproduced[/]",
-    False: "[red]✘ NOT reproduced[/]",
-    None: "[yellow]? undecided[/]",
+    True: ("✔ reproduced", "green"),
+    False: ("✘ NOT reproduced", "red"),
+    None: ("? undecided", "yellow"),
 }
 
 
 def _print_verdicts(outcome: StudyOutcome) -> None:
-    out.print(f"\n[bold]{outcome.verdict_line()}[/]")
+    out.print(f"\n{outcome.verdict_line()}", style="bold")
     for e in outcome.expectations:
-        out.print(f"{MARKS[e.reproduced]}  {e.claim}", highlight=False)
-        out.print(f"    {e.evidence}", highlight=False, markup=False)
+        out.print(Text.assemble(MARKS[e.reproduced], f"  {e.claim}"), highlight=False)
+        out.print(f"    {e.evidence}", highlight=False)
 
 
 def _print_list() -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from initlab.cli import app
 from initlab.cli import options as opt
@@ -21,13 +20,13 @@ from initlab.cli.options import (
 from initlab.cli.outputs import check_output_dir
 from initlab.cli.tables import print_frame
 from initlab.config import DEFAULT_MAX_RUNS, RunConfig
-from initlab.console import stdout_console
+from initlab.console import stderr_console, stdout_console
 from initlab.errors import InitlabError
 
 if TYPE_CHECKING:
     from initlab.sweep.spec import Spec
 
-err = Console(stderr=True)
+err = stderr_console()
 out = stdout_console()
 
 

@@ -92,7 +92,7 @@ def _edge_line(activation: str, sigma_b2: float) -> str:
     from initlab.theory import edge_of_chaos
 
     edge = edge_of_chaos(activation, sigma_b2)
-    head = f"[bold]{activation}[/], sigma_b² = {sigma_b2:g}: "
+    head = f"{activation}, sigma_b² = {sigma_b2:g}: "
     if not edge.jump:
         return head + f"edge of chaos at sigma_w² = {edge.sigma_w2:.4g} (chi_1 = 1)."
     return head + (
