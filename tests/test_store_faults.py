@@ -5,6 +5,7 @@ a read-only mount); a disk that fills up in the middle of a sweep."""
 import hashlib
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 from contextlib import closing
@@ -491,3 +492,23 @@ def test_a_folder_named_like_the_store_file_is_one_line(tmp_path, capsys):
                  ["report", str(tmp_path), "--out", str(tmp_path / "r")]):  # fmt: skip
         assert main(argv) == 2, argv
         assert "initlab.db is a folder, not a results store file" in capsys.readouterr().err
+
+
+def test_a_killed_writer_s_store_on_read_only_media_still_shows_its_runs(mounted, tmp_path, capsys):
+    """A writer killed before merging its write-ahead log left runs in initlab.db-wal;
+    read-only, the store opened immutable, which ignores the log: the runs in it were
+    missing, or the store 'not an initlab results store' (durability journey)."""
+    with open_store(tmp_path / "study", create=True) as store:
+        store.record(outcome(config(0)))  # merged into initlab.db as the store closes
+    writer = open_store(tmp_path / "study")
+    writer.record(outcome(config(1)))
+    assert (tmp_path / "study" / "initlab.db-wal").stat().st_size > 0  # run 1: the log only
+    readonly = mounted("size=4m")
+    shutil.copytree(tmp_path / "study", readonly / "study")  # the files as a kill leaves them
+    writer.close()
+    subprocess.run(["mount", "-o", "remount,ro", str(readonly)], check=True)
+    with open_store(readonly / "study") as store:
+        assert store.read_only and len(store.runs()) == 2
+    capsys.readouterr()
+    assert main(["results", str(readonly / "study")]) == 0
+    assert "not an initlab results store" not in capsys.readouterr().err
