@@ -512,3 +512,23 @@ def test_a_killed_writer_s_store_on_read_only_media_still_shows_its_runs(mounted
     capsys.readouterr()
     assert main(["results", str(readonly / "study")]) == 0
     assert "not an initlab results store" not in capsys.readouterr().err
+
+
+def test_repair_salvages_a_truncated_store_whose_runs_lie_before_the_cut(tmp_path, capsys):
+    """A partial copy cut the file inside the tables' root pages: repair refused it whole
+    ('cannot be read as an SQLite file at all ... invalid rootpage') while store check sent
+    the user to it, and the pages before the cut held every finished run."""
+    with open_store(tmp_path, create=True) as store:
+        for seed in range(3):
+            store.record(outcome(config(seed)))
+    db = tmp_path / "initlab.db"
+    with closing(sqlite3.connect(db)) as conn:
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        roots = dict(conn.execute("SELECT name, rootpage FROM sqlite_master WHERE rootpage > 0"))
+    cut = (roots["layer_stats"] - 1) * page + page // 3  # inside a later table's root page
+    assert roots["runs"] * page <= cut < max(roots.values()) * page  # the premise
+    os.truncate(db, cut)
+    assert main(["store", "repair", str(tmp_path)]) == 0
+    assert _counts(capsys.readouterr().out) == (3, 0)
+    with open_store(tmp_path) as store:
+        assert sorted(store.runs()["seed"]) == [0, 1, 2] and store.integrity_check() == "ok"

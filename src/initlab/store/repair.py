@@ -176,6 +176,7 @@ def salvage(db: Path) -> tuple[dict[str, list[dict]], set[str]]:
         for suffix in ("-wal", "-shm"):
             if Path(f"{db}{suffix}").exists():
                 shutil.copyfile(f"{db}{suffix}", f"{copy}{suffix}")
+        _pad_truncated(copy)
         _mend_header(copy)
         with closing(sqlite3.connect(copy, isolation_level=None)) as conn:
             conn.row_factory = sqlite3.Row
@@ -188,6 +189,26 @@ def _connect_ro(db: Path) -> sqlite3.Connection:
     """Read only; on read-only media (no -shm can be made, no writer to expect) immutable."""
     mode = "mode=ro" if os.access(db.parent, os.W_OK) else "immutable=1"
     return sqlite3.connect(f"file:{db}?{mode}", uri=True, isolation_level=None)
+
+
+def _pad_truncated(copy: Path) -> None:
+    """Give a truncated ``copy`` (a partial copy, a disk that filled up) back the length its
+    header declares (bytes 28-31: pages, × the page size at 16-17), zero-filled: SQLite
+    refused the whole file ('invalid rootpage') when a table's root page lay past its end,
+    though the pages before it held the finished runs. The zero pages read as damaged, and
+    only the tables on them are lost."""
+    with open(copy, "r+b") as f:
+        header = f.read(100)
+        if len(header) < 100 or header[:16] != SQLITE_MAGIC:
+            return
+        page = struct.unpack(">H", header[16:18])[0]
+        page = 65536 if page == 1 else page
+        pages = struct.unpack(">I", header[28:32])[0]
+        if page < 512 or page & (page - 1) or pages * page > 2**40:
+            return  # no sane size to restore (the padding is sparse: cheap up to that)
+        size = f.seek(0, os.SEEK_END)
+        if size < pages * page:
+            f.truncate(pages * page)
 
 
 def _mend_header(copy: Path) -> None:
@@ -269,6 +290,7 @@ def _ids_seen(conn: sqlite3.Connection, tables: dict[str, list[dict]]) -> set[st
     """Run ids known to exist: from the runs' primary-key index (read as far as it goes)
     and from the child tables — the runs that a lost ``runs`` row belonged to."""
     seen = {r["run_id"] for t in ("runs", "epochs", "layer_stats") for r in tables[t]}
+    seen.discard(None)  # a row read off a torn page (a truncated file): no run's
     try:
         for (run_id,) in conn.execute("SELECT run_id FROM runs INDEXED BY sqlite_autoindex_runs_1"):
             seen.add(run_id)
