@@ -139,7 +139,7 @@ def test_results_given_a_spec_file_says_what_it_takes_instead(tmp_path, capsys, 
     assert f"--out directory or its initlab.db (a spec file runs with: initlab sweep {spec})" in err
     assert "repair" not in err
     assert main(["store", "check", str(spec)]) == 2  # the store commands keep their wording
-    assert "nothing to check or repair" in capsys.readouterr().err
+    assert "no store in it to check or repair" in capsys.readouterr().err
 
 
 def test_a_setting_named_twice_in_group_by_is_one_line(tmp_path, capsys):
@@ -154,3 +154,18 @@ def test_a_setting_named_twice_in_group_by_is_one_line(tmp_path, capsys):
     assert "'init' is named twice in 'init,init'" in capsys.readouterr().err
     assert main(["report", str(out), "--out", str(tmp_path / "r"), "--group-by", "init,init"]) == 2
     assert "--group-by names 'init' twice" in capsys.readouterr().err
+
+
+def test_an_unfinished_compare_store_says_to_run_compare_again(tmp_path, capsys):
+    """results on a compare store cut short said 'run the sweep again to finish'."""
+    from initlab.store import open_store
+
+    args = ["--dataset", "digits", "--hidden", "8", "--epochs", "1", "--seeds", "2"]
+    assert main(["compare", *args, "--inits", "zeros", "--out", str(tmp_path)]) == 0
+    with open_store(tmp_path) as store:
+        store._conn.execute("DELETE FROM runs WHERE seed = 1")  # as if killed before it
+    capsys.readouterr()
+    assert main(["results", str(tmp_path)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "1 of 2 runs of this study are finished (1 not run yet: run the initlab" in said
+    assert "compare that made it again to finish)" in said and "sweep" not in said

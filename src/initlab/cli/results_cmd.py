@@ -47,6 +47,7 @@ def results(
     """Print a store's summary per group (mean ± std over seeds) and its ranking."""
     from initlab.notes import note
     from initlab.report.build import ranked_apart
+    from initlab.results import retry_hint
     from initlab.store import export
     from initlab.store.read import check_model_args, pooled_note
     from initlab.sweep.ui import print_results
@@ -75,6 +76,8 @@ def results(
         print_frame(listing, out, title=f"{len(listing)} studies in {path}")
         out.print("showing all runs; pick one with --study NAME (or its id)")
     name = study or "all runs"
+    again = "run the initlab compare that made it again" if name == "compare" else None
+    found.progress = retry_hint(found.progress, again) if again else found.progress
     print_results(found, out, title=f"{name}: test accuracy by {' / '.join(found.group_by)}")
 
 

@@ -51,8 +51,9 @@ class NotSQLiteError(InitlabError):
     def __init__(self, path: Path) -> None:
         self.path = path
         super().__init__(
-            f"{path} is not an initlab results store (not an SQLite file): nothing to check "
-            "or repair; move it away to run a study there"
+            f"{path} is not an initlab results store (not an SQLite file): initlab will not "
+            "write into it; move it away, or give another directory, to run a study there "
+            "(there is no store in it to check or repair)"
         )
 
 
