@@ -187,3 +187,21 @@ def test_one_failing_group_in_the_timing_trial_does_not_stop_the_others(monkeypa
     ])  # fmt: skip
     with pytest.raises(InitlabError, match="every trial run failed in the timing trial"):
         trials.time_trial(configs, object())
+
+
+def test_a_doctor_stopped_in_its_trials_says_what_it_leaves(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during the trials printed only 'interrupted': nothing said the trials are not
+    resumable, or that the evidence of an earlier doctor in --out was left as it was."""
+    (tmp_path / "trials.csv").write_text("an earlier doctor's\n")
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trials, "run_trials", stopped)
+    args = ["--candidates", "he_normal", "--trials", "1", "--budget", "3s"]
+    assert main(["doctor", *SMALL, *args, "--out", str(tmp_path)]) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the trials stopped before their verdict and are not resumable (run the" in err
+    assert f"doctor again); {tmp_path} is as it was" in err
+    assert err.endswith("interrupted")
+    assert (tmp_path / "trials.csv").read_text() == "an earlier doctor's\n"

@@ -293,6 +293,14 @@ def run_trials(
             reference=reference_of(found, start),
             on_schedule=on_schedule, on_epoch=lambda c, r: progress.advance(task), out=out_dir,
         )  # fmt: skip
+    except KeyboardInterrupt:  # what a stopped doctor leaves: said before "interrupted"
+        progress.stop()
+        err.print(
+            f"the trials stopped before their verdict and are not resumable (run the doctor "
+            f"again); {out_dir} is as it was",
+            soft_wrap=True, highlight=False,
+        )  # fmt: skip
+        raise
     finally:
         progress.stop()
     _print_evidence(evidence, console)
