@@ -265,6 +265,36 @@ def test_timing_stops_at_the_first_stack_that_uses_up_the_budget(monkeypatch):
     assert len(trained) == 3 and step == pytest.approx(0.75) and fixed == pytest.approx(9.0)
 
 
+def test_timing_stops_once_two_stacks_project_far_more_than_the_budget(monkeypatch):
+    """Six stacks of 5 s each and a budget of 20 s: after two (10 s spent) they project
+    6/2 × (10 s + 6 s fixed + 10 steps × 0.5 s) = 63 s, over 1.25 × 20 s: refused there,
+    not after four stacks used the budget up (a 90 s budget that needed 148 s was refused
+    after 92 s of timing). One stack alone never refuses early (it pays for first calls)."""
+    from types import SimpleNamespace
+
+    clock, trained = [0.0], []
+
+    def fake_train(group, data):
+        trained.append(group)
+        clock[0] += 5.0
+        return [
+            SimpleNamespace(status="ok", epochs=[{"seconds": 1.0}, {"seconds": 1.0}]) for _ in group
+        ]
+
+    monkeypatch.setattr(trials.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(trials, "train_configs", fake_train)
+    monkeypatch.setattr(trials, "group_configs", lambda configs: [[c] for c in configs])
+    monkeypatch.setattr(trials, "trial_data", lambda data, limit: data)
+    data = SimpleNamespace(x_train=np.zeros((8, 2)), y_train=np.zeros(8), y_val=np.zeros(2))
+    configs = [RunConfig(seed=s) for s in range(6)]
+    with pytest.raises(InitlabError, match=r"timing 2 of 6 stacks of models project more"):
+        trials.time_trial(configs, data, budget=20.0)
+    assert len(trained) == 2
+    trained.clear()
+    with pytest.raises(InitlabError, match=r"timing 1 of 1 stacks of models already took"):
+        trials.time_trial(configs[:1], data, budget=4.0)  # 5 s of 4: used up, not early
+
+
 def test_a_budget_below_one_step_names_the_minimum(tmp_path, capsys):
     args = ["doctor", *SMALL, "--depth", "2", "--trials", "1", "--budget", "0.001s"]
     assert main([*args, "--candidates", "he_normal", "--out", str(tmp_path)]) == 2

@@ -159,8 +159,10 @@ def time_trial(
     choice of strategy, which timed the stack against its models one at a time: counted as
     step time, that made ``s`` up to 9× too high and the trials a ninth of the budget).
 
-    ``budget``: refused as soon as timing alone has used it up, naming the budget the
-    stacks timed so far project (the rest are not timed: no minute is spent for nothing)."""
+    ``budget``: refused as soon as timing alone has used it up, or two or more stacks timed
+    so far (the first also pays for first calls) project a need above
+    :data:`EARLY_REFUSAL` times it, naming that need (the rest are not timed: a 90 s budget
+    that needed 148 s was refused after 92 s of timing)."""
     batch = configs[0].batch_size
     limit = TIMING_STEPS * batch
     short = [c.replace(epochs=2, limit_train=limit, track="off") for c in configs]
@@ -179,10 +181,11 @@ def time_trial(
         step += epoch / TIMING_STEPS
         fixed += wall - 2 * epoch
         spent = time.perf_counter() - started
-        if budget is not None and spent >= budget:
-            scale = len(groups) / done
-            least = scale * (spent + fixed + MIN_TRIAL_STEPS * step)
-            too_small(budget, least, f"{done} of {len(groups)}")
+        scale = len(groups) / done
+        least = scale * (spent + fixed + MIN_TRIAL_STEPS * step)
+        hopeless = done >= 2 and budget is not None and least > budget * EARLY_REFUSAL
+        if budget is not None and (spent >= budget or hopeless):
+            too_small(budget, least, f"{done} of {len(groups)}", spent >= budget)
     _refuse_if_all_failed(timed)
     return step, fixed
 
@@ -204,12 +207,19 @@ the timing trial's own time varies from run to run (a busy machine, first calls)
 user who gave exactly the minimum was refused again."""
 
 
-def too_small(budget: float, least: float, timed: str = "") -> NoReturn:
+EARLY_REFUSAL = 1.25
+"""The timing trial stops once the stacks timed so far project a need above this times the
+budget: clearly too small, whatever the rest's noise."""
+
+
+def too_small(budget: float, least: float, timed: str = "", used_up: bool = True) -> NoReturn:
     """Refuse ``budget``, naming the ``least`` seconds the trials need here and a budget
-    with room for the timing's noise (:data:`BUDGET_MARGIN`)."""
+    with room for the timing's noise (:data:`BUDGET_MARGIN`); ``timed``: how many stacks
+    the timing trial had timed (``used_up``: when they took all of the budget)."""
     least = math.ceil(least)
     room = 10 * math.ceil(least * BUDGET_MARGIN / 10)
-    where = f" (timing {timed} stacks of models already took all of it)" if timed else ""
+    took = "already took all of it" if used_up else "project more than it"
+    where = f" (timing {timed} stacks of models {took})" if timed else ""
     raise InitlabError(
         f"a budget of {budget:g}s is too small for {MIN_TRIAL_STEPS} training steps per "
         f"candidate{where} (fewer measure the loss at init, not training): the trials need "
