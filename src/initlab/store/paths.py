@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from initlab.errors import InitlabError
@@ -30,6 +31,19 @@ def read_path(path: str | Path) -> Path:
     if store_path(path) != path and path.stat().st_size == 0:
         raise InitlabError(f"{path} is not an initlab results store (an empty file)")
     return path
+
+
+def read_only_uri(db: Path) -> str:
+    """An SQLite URI that reads ``db`` and writes nothing: ``mode=ro`` where its directory
+    is writable (SQLite may make the ``-shm`` it needs); on read-only media ``immutable=1``
+    (no ``-shm`` to make, no lock to take), unless a writer stopped before merging its
+    write-ahead log (``-wal``, kill -9): immutable reads ignore the log, and a store whose
+    runs were still in it read as 'not an initlab results store'. ``mode=ro`` reads the
+    log through the ``-shm`` that writer left (SQLite >= 3.22)."""
+    log, shared = Path(f"{db}-wal"), Path(f"{db}-shm")
+    unmerged = log.is_file() and log.stat().st_size > 0 and shared.is_file()
+    writable = os.access(db.parent, os.W_OK)
+    return f"file:{db}?{'mode=ro' if writable or unmerged else 'immutable=1'}"
 
 
 def study_dir(path: str | Path) -> Path:

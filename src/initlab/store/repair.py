@@ -32,7 +32,7 @@ from pathlib import Path
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage
-from initlab.store.paths import read_path
+from initlab.store.paths import read_only_uri, read_path
 from initlab.store.sqlite import FINISHED, Store
 from initlab.usercode import is_user_spec
 
@@ -187,9 +187,8 @@ def salvage(db: Path) -> tuple[dict[str, list[dict]], set[str]]:
 
 
 def _connect_ro(db: Path) -> sqlite3.Connection:
-    """Read only; on read-only media (no -shm can be made, no writer to expect) immutable."""
-    mode = "mode=ro" if os.access(db.parent, os.W_OK) else "immutable=1"
-    return sqlite3.connect(f"file:{db}?{mode}", uri=True, isolation_level=None)
+    """Read only (:func:`~initlab.store.paths.read_only_uri`)."""
+    return sqlite3.connect(read_only_uri(db), uri=True, isolation_level=None)
 
 
 def _pad_truncated(copy: Path) -> None:

@@ -37,7 +37,7 @@ from initlab.notes import note
 from initlab.store import damage, leases, read
 from initlab.store.damage import EMPTY_STORE
 from initlab.store.location import check_writable, is_busy, location_error, locked_line
-from initlab.store.paths import read_path, store_path
+from initlab.store.paths import read_only_uri, read_path, store_path
 from initlab.store.rows import epoch_row, layer_row, now_iso, run_row
 from initlab.store.schema import (
     EPOCH_METRICS,
@@ -73,18 +73,6 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     return guarded
 
 
-def _read_only_mode(path: Path) -> str:
-    """How to open a store in a directory this process cannot write: ``immutable=1`` (no
-    ``-shm`` to make, no lock to take), unless a writer stopped before merging its
-    write-ahead log (``-wal``, kill -9): immutable reads ignore the log, and a store whose
-    runs were all still in it read as 'not an initlab results store'. ``mode=ro`` reads the
-    log through the ``-shm`` the writer left (SQLite >= 3.22)."""
-    log = path.with_name(path.name + "-wal")
-    shared = path.with_name(path.name + "-shm")
-    unmerged = log.is_file() and log.stat().st_size > 0 and shared.is_file()
-    return "mode=ro" if unmerged else "immutable=1"
-
-
 class Store:
     """A results store (see :mod:`initlab.store.schema` for the tables).
 
@@ -105,7 +93,7 @@ class Store:
             self.path is not None and not create and not os.access(self.path.parent, os.W_OK)
         )
         if self.read_only:  # read-only media: no -shm to make, and no writer to expect
-            target = f"file:{self.path}?{_read_only_mode(self.path)}"
+            target = read_only_uri(self.path)
         try:
             self._conn = sqlite3.connect(
                 target, timeout=BUSY_TIMEOUT, isolation_level=None, uri=self.read_only
