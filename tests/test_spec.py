@@ -265,3 +265,11 @@ def test_a_spec_saved_with_a_utf8_bom_reads_as_without(tmp_path):
     body = 'name = "b"\n[sweep]\ninit = ["zeros", "he_normal"]\n'
     (tmp_path / "b.toml").write_bytes(b"\xef\xbb\xbf" + body.encode())
     assert load_spec(tmp_path / "b.toml").name == "b"
+
+
+def test_a_directory_given_as_a_spec_says_it_is_one(tmp_path):
+    """'spec file not found: DIR' of a directory that exists (a study's --out, or the
+    examples folder) read as a typo in the path."""
+    (tmp_path / "grid.toml").write_text('name = "g"\n')
+    with pytest.raises(InitlabError, match=r"a directory, not a spec file \(it holds grid.toml\)"):
+        load_spec(tmp_path)

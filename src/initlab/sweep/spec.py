@@ -115,6 +115,15 @@ def load_spec(path: str | Path) -> Spec:
     The spec's name defaults to the file name without its extension. Errors name the file.
     """
     path = Path(path)
+    if path.is_dir():  # a study's --out directory, given where its spec goes?
+        specs = sorted(
+            p.name for p in path.glob("*") if p.suffix in (".toml", ".yaml", ".yml", ".json")
+        )
+        inside = f" (it holds {', '.join(specs[:3])})" if specs else ""
+        raise InitlabError(
+            f"{path} is a directory, not a spec file{inside}: give the spec file itself "
+            "(initlab results DIR reads a study's results)"
+        )
     if not path.is_file():
         raise InitlabError(f"spec file not found: {path}")
     try:
