@@ -40,6 +40,7 @@ TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "1"
         (["--model", "m.py"], "m.py names a file, not the function in it to call: write m.py:"),
         (["--dataset", "d.py"], "d.py names a file, not the function in it to call"),
         (["--inits", "constant(value=1e308)"], "value must be within ±1e+38"),
+        (["--residual-init", "none,none"], "--residual-init names none twice"),  # deduped
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_status_2(args, message, capsys):

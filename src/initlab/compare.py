@@ -28,7 +28,7 @@ from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.models import model_arg_option
 from initlab.notes import note
 from initlab.results import ResultSet, retry_hint
-from initlab.speclist import split_list
+from initlab.speclist import repeated, split_list
 from initlab.sweep.engine import Outcome
 from initlab.sweep.executor import plan_workers
 from initlab.sweep.grid import expand
@@ -83,8 +83,13 @@ def comparison_spec(
     seed_tuple = seed_list(seeds, "seeds")
     check_keyword_settings(settings)
     rules = settings.pop("residual_init", None)
-    rules = rules.split(",") if isinstance(rules, str) else list(rules or [])
-    rules = list(dict.fromkeys(check_setting("residual_init", r.strip()) for r in rules))
+    rules = split_list(rules) if isinstance(rules, str) else list(rules or [])
+    rules = [check_setting("residual_init", r.strip()) for r in rules]
+    if (twice := repeated(rules)) is not None:  # was dropped silently: a typo'd list?
+        raise InitlabError(
+            f"{option('--residual-init', 'residual_init')} names {twice} twice: each rule is "
+            "one group of the comparison; name it once"
+        )
     fixed = {key: check_setting(key, value) for key, value in settings.items()}
     if "momentum" in fixed:
         optimizer = fixed.get("optimizer", RunConfig().optimizer)
