@@ -8,7 +8,13 @@ import pytest
 from initlab.results import ResultSet
 from initlab.studies import Expectation, StudyContext, get, run_named_study
 from initlab.studies.saxe2014 import gaussian_grows, orthogonal_flat, singular_values_claim
-from initlab.studies.saxe2014_measures import GAUSSIAN, best_times, crossing_time, run_times
+from initlab.studies.saxe2014_measures import (
+    GAUSSIAN,
+    best_times,
+    crossing_time,
+    init_name,
+    run_times,
+)
 
 
 def test_tiny_study_runs_end_to_end(tmp_path):
@@ -104,3 +110,16 @@ def test_singular_values_of_products():
     e = singular_values_claim(32, (2, 8, 16))
     assert e.reproduced is True
     assert "orthogonal max |s − 1|" in e.evidence
+
+
+def test_a_diverged_learning_rate_is_never_the_best():
+    """The store keeps only a diverged run's finite epochs: its crossing before the loss
+    blew up counted, and 'depth 8: 3.3 (lr 0.08*)' came from a run marked diverged."""
+    ctx = _context({("orthogonal", 2): 10.0, (GAUSSIAN, 2): 10.0})
+    runs = ctx.results.runs
+    fast = runs["lr"] == 0.02
+    runs.loc[fast & (runs["init"] == "orthogonal"), "status"] = "diverged"
+    best = best_times(run_times(ctx)).set_index("init")
+    assert best.loc["orthogonal", "lr"] == 0.01  # the slower, finite one
+    assert best.loc["orthogonal", "time"] == pytest.approx(20.05, abs=1e-9)
+    assert best.loc[init_name(GAUSSIAN), "lr"] == 0.02

@@ -18,6 +18,7 @@ import torch
 import initlab.initializers as initializers
 from initlab.studies.base import StudyContext
 from initlab.studies.checks import depth_of
+from initlab.train.result import DIVERGED
 
 GAUSSIAN = "variance_scaling(scale=1, mode='fan_in', distribution='untruncated_normal')"
 INITS = {"orthogonal": "orthogonal", "scaled Gaussian": GAUSSIAN}
@@ -48,7 +49,9 @@ def init_name(spec: str) -> str:
 
 
 def run_times(ctx: StudyContext, threshold: float = THRESHOLD) -> pd.DataFrame:
-    """One row per run: ``init, depth, lr, seed, time`` (epochs to ``threshold``)."""
+    """One row per run: ``init, depth, lr, seed, time`` (epochs to ``threshold``; ``inf``
+    for a run that diverged: the store keeps only its finite epochs, so a crossing before
+    the loss blew up counted, and a diverged learning rate could be picked as the best)."""
     runs, epochs = ctx.runs, ctx.results.epochs
     if runs.empty:
         return pd.DataFrame(columns=["init", "depth", "lr", "seed", "time"])
@@ -63,7 +66,10 @@ def run_times(ctx: StudyContext, threshold: float = THRESHOLD) -> pd.DataFrame:
             "depth": [depth_of(h) for h in runs["hidden"]],
             "lr": runs["lr"].astype(float),
             "seed": runs["seed"],
-            "time": [crossing_time(curves.get(rid, []), threshold) for rid in runs["run_id"]],
+            "time": [
+                math.inf if status == DIVERGED else crossing_time(curves.get(rid, []), threshold)
+                for rid, status in zip(runs["run_id"], runs["status"], strict=True)
+            ],
         }
     )
 
