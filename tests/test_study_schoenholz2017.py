@@ -119,3 +119,12 @@ def test_check_reads_runs_and_epochs():
 def test_checks_undecided_without_runs():
     ctx = StudyContext(ResultSet(pd.DataFrame(), pd.DataFrame()), "tiny")
     assert [e.reproduced for e in get("schoenholz2017").check(ctx)] == [None, None, None]
+
+
+def test_agreement_is_undecided_when_no_cell_lies_beyond_the_boundary():
+    """Tiny scale: 6 of 6 cells trained, as predicted of each, and the check said 'NOT
+    reproduced' (100% cannot beat a constant guess of 100%): nothing was tested."""
+    grid = grid_from_runs(_runs(lambda d, s: 0.8))
+    grid = grid[grid["predicted"]]  # only cells the theory says train
+    e = agreement(grid)
+    assert e.reproduced is None and "no cell on the other side of 6·ξ_c" in e.evidence

@@ -239,7 +239,9 @@ def _cell(row: pd.Series) -> str:
 
 def agreement(grid: pd.DataFrame) -> Expectation:
     """A cell's "trained" agrees with "depth < 6·xi_c" in at least :data:`AGREEMENT` of the
-    cells, and more often than the better constant guess (all trained / none trained)."""
+    cells, and more often than the better constant guess (all trained / none trained);
+    undecided when every cell trained (or none did) and the theory predicts the same of
+    every cell: no cell lies on the other side of the boundary, so nothing is tested."""
     claim = (
         f"trained (last-epoch training accuracy ≥ {TRAINED}) agrees with depth < 6·ξ_c(σ_w²) "
         f"in at least {AGREEMENT:.0%} of the cells, more than a constant guess"
@@ -254,6 +256,12 @@ def agreement(grid: pd.DataFrame) -> Expectation:
         f"{int(agree.sum())} of {len(grid)} cells agree ({share:.0%}); constant guess "
         f"{baseline:.0%}; disagreements: {wrong}"
     )
+    if baseline == 1.0 and grid["predicted"].nunique() == 1:  # the grid misses the boundary
+        every = "every cell trained" if bool(grid["trained"].all()) else "no cell trained"
+        return Expectation(
+            claim, None, f"{evidence}; {every}, as the theory predicts of every cell: the grid "
+            "has no cell on the other side of 6·ξ_c to test"
+        )  # fmt: skip
     return Expectation(claim, bool(share >= AGREEMENT and share > baseline), evidence)
 
 
