@@ -146,9 +146,23 @@ def test_sigmoid_at_hes_scale_is_not_told_to_shrink_its_weights(batch):
 
 def test_zero_weights_behind_batch_norm_are_blamed_on_the_init(batch):
     d = diagnose(mlp("tanh", "zeros", 6, 64, batch_norm=True), *batch)
-    for name in ("vanishing_gradients", "dead_units"):
-        advice = d.finding(name).suggestion
-        assert "the init is the cause" in advice and "skip connections" not in advice
+    advice = d.finding("vanishing_gradients").suggestion
+    assert "the init is the cause" in advice and "skip connections" not in advice
+    d = diagnose(mlp("relu", "zeros", 6, 64, batch_norm=True), *batch)
+    advice = d.finding("dead_units").suggestion
+    assert "the init is the cause" in advice and "skip connections" not in advice
+
+
+def test_tanh_units_at_zero_under_zero_weights_are_not_dead(batch):
+    """tanh(0) = 0 with tanh'(0) = 1: the units pass their gradient on; their zero weights
+    block it (symmetry names them). 'dead_units' told students the wrong physics, and
+    sigmoid's table, where sigma(0) = 0.5, said dead 0 for the same situation."""
+    d = diagnose(mlp("tanh", "zeros", 4, 32), *batch)
+    assert "dead_units" not in d.names and "symmetry" in d.names
+    hidden = d.layers[d.layers["layer"] != d.layers["layer"].iloc[-1]]
+    assert (hidden["dead_frac"] == 0).all() and (hidden["post_std"] == 0).all()
+    d = diagnose(mlp("relu", "zeros", 4, 32), *batch)  # relu'(0) = 0: dead indeed
+    assert "dead_units" in d.names
 
 
 def test_a_constant_first_layer_after_training_is_not_exploding(batch):

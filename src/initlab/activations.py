@@ -7,6 +7,7 @@ One registry serves the model builders (a module per layer), the gains
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from initlab.errors import UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError
 
 LEAKY_RELU_SLOPE = 0.01
 
@@ -146,3 +147,20 @@ def infer_activation(pre: Tensor, post: Tensor) -> str | None:
         if torch.allclose(get(name).fn(pre), post, 1e-4, atol, equal_nan=True)
     ]
     return fits[0] if len(fits) == 1 else None
+
+
+@functools.lru_cache(maxsize=64)
+def dies_at_zero(name: str | None) -> bool:
+    """Whether a unit whose activation is 0 for every input gets no gradient: phi'(0) = 0
+    (ReLU, by PyTorch's derivative at 0: a dead unit). A tanh or linear unit at 0 (zero
+    weights) passes dL/dphi on unchanged: not dead, its zero weights block the gradient
+    instead. Names the registry does not know ("unknown", ``None``) count as dying."""
+    if not isinstance(name, str):
+        return True
+    try:
+        phi = get(name).fn
+    except InitlabError:
+        return True
+    zero = torch.zeros((), requires_grad=True)
+    (slope,) = torch.autograd.grad(phi(zero), zero)
+    return float(slope) == 0.0

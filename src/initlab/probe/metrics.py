@@ -81,7 +81,10 @@ quantity mean-field theory calls q. ``post_*``: the activation phi(z). ``saturat
 fraction of activation values beyond the activation's saturation threshold
 (:attr:`initlab.activations.Activation.saturation`: |tanh| > 0.99, sigmoid outside
 (0.01, 0.99), |softsign| > 0.9; NaN for activations that cannot saturate). ``dead_frac``:
-fraction of units whose activation is exactly 0 for every sample (and every position).
+fraction of units whose activation is exactly 0 for every sample (and every position), for
+activations with phi'(0) = 0 (ReLU: such a unit gets no gradient); 0 for the others (a tanh
+unit at 0 under zero weights passes its gradient on: the zero weights, which ``symmetry``
+names, block it, not the unit).
 ``nonfinite_frac``: fraction of non-finite values in z and phi(z). ``weight_std``,
 ``bias_mean``, ``bias_std``: the layer's parameters. ``weight_grad_norm``: Frobenius norm
 of dL/dW. ``pre_grad_std``, ``post_grad_std``: std of the back-propagated gradients dL/dz
@@ -221,7 +224,7 @@ def layer_metrics(
         "post_mean": post_mean,
         "post_std": post_std,
         "saturated_frac": saturated_fraction(post, activation),
-        "dead_frac": dead_fraction(post, unit_dim),
+        "dead_frac": dead_fraction(post, unit_dim) if activations.dies_at_zero(activation) else 0.0,
         "nonfinite_frac": 0.0 if finite and pre is not None else nonfinite_fraction(pre, post),
         "weight_std": mean_std(weight)[1],
         "bias_mean": bias_mean,
