@@ -60,8 +60,12 @@ def test_trials_train_the_candidates_on_the_given_model_and_write_the_evidence(t
 
 
 BAD = [
-    (dict(trials=0), "positive number of seeds"),
-    (dict(trials=2.5), "positive number of seeds"),
+    (dict(trials=0), r"number of seeds in \[1, 100\]"),
+    (dict(trials=2.5), r"number of seeds in \[1, 100\]"),
+    (dict(trials=10**9), r"N² runs per candidate\), got 1000000000"),  # filled 24 GB
+    (dict(on_epoch=3), r"on_epoch takes a function called as on_epoch\(config, epoch_record\)"),
+    (dict(on_epoch=lambda: None), "2 positional arguments"),  # every run failed, then
+    (dict(out=3), r"out takes a directory \(str or Path\), got int"),
     (dict(budget=-3), "budget takes seconds"),
     (dict(budget="soon"), "positive time"),
     (dict(candidates=5), "candidates takes 'auto' or names"),

@@ -243,6 +243,10 @@ def check_batch(inputs: Tensor, caller: str) -> None:
         raise InitlabError(f"{caller}: the inputs contain {bad} NaN/inf values; clean them first")
 
 
+PROGRESS_ARGUMENTS = ("config", "epoch_record", "result")
+"""What ``compare``'s ``progress`` is called with."""
+
+
 def check_compare_arguments(
     inits: object, model_args: object, out: object, progress: object
 ) -> None:
@@ -294,29 +298,31 @@ def check_inits(inits: object) -> None:
     )
 
 
-def check_progress(progress: object) -> None:
+def check_progress(
+    progress: object, name: str = "progress", arguments: tuple[str, ...] = PROGRESS_ARGUMENTS
+) -> None:
     """``compare``'s ``progress``: ``None`` (or ``False``: nothing is called) or a callable
     that takes ``(config, epoch_record, result)`` positionally, as each epoch and each
     finished run call it (a one-argument lambda failed only after the first run had
     trained, and its results were lost). A callable without a readable signature (a
-    builtin) is let through."""
+    builtin) is let through. ``name``, ``arguments``: another callback's (``initlab.trials``'
+    ``on_epoch(config, epoch_record)``)."""
     if progress is None or progress is False:
         return
-    expected = "progress(config, epoch_record, result)"
+    expected = f"{name}({', '.join(arguments)})"
     if not callable(progress):
         raise InitlabError(
-            f"progress takes a function called as {expected} (or None), got "
-            f"{type(progress).__name__}"
+            f"{name} takes a function called as {expected} (or None), got {type(progress).__name__}"
         )
     try:
         signature = inspect.signature(progress)
     except (TypeError, ValueError):  # a builtin or an object without one: it may still work
         return
     try:
-        signature.bind(None, None, None)
+        signature.bind(*(None for _ in arguments))
     except TypeError:
-        name = getattr(progress, "__name__", type(progress).__name__)
+        called = getattr(progress, "__name__", type(progress).__name__)
         raise InitlabError(
-            f"progress is called as {expected}, 3 positional arguments, but "
-            f"{cut(f'{name}{signature}')} cannot take them; define it as {expected}"
+            f"{name} is called as {expected}, {len(arguments)} positional arguments, but "
+            f"{cut(f'{called}{signature}')} cannot take them; define it as {expected}"
         ) from None

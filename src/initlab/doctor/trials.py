@@ -61,6 +61,8 @@ def parse_budget(text: str) -> float:
 
 
 MIN_TRIAL_STEPS = 10
+MAX_TRIALS = 100
+"""The most seeds ``--trials`` takes: 100 × 100 runs per candidate (``10**9`` filled memory)."""
 """The fewest steps a trial trains: after one or two, a candidate's loss is mostly its loss
 at init (a real one named LSUV the winner "after 1 steps", on one batch for every data
 order)."""
@@ -78,10 +80,12 @@ class Design:
 
     @classmethod
     def square(cls, trials: int) -> Design:
-        """``trials`` init seeds × ``trials`` data-order seeds (``trials`` >= 1)."""
-        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        """``trials`` init seeds × ``trials`` data-order seeds (1 <= ``trials`` <=
+        :data:`MAX_TRIALS`)."""
+        if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= MAX_TRIALS:
             raise InitlabError(
-                f"{option('--trials')} must be a positive number of seeds, got {trials}"
+                f"{option('--trials')} must be a number of seeds in [1, {MAX_TRIALS}] (N init "
+                f"seeds x N data orders: N² runs per candidate), got {trials}"
             )
         return cls(tuple(range(trials)), tuple(range(trials)))
 
