@@ -193,8 +193,9 @@ def check_trials(
         if given:
             raise InitlabError(f"{', '.join(given)}: for the trials; add --trials N (3 or more)")
         return 0.0
-    if trials < 1:
-        raise InitlabError(f"--trials must be at least 1 (seeds per candidate), got {trials}")
+    from initlab.doctor.trials import Design
+
+    Design.square(trials)  # its range (1..100), before any work
     if out_dir is None:
         raise InitlabError("--trials writes its evidence to a directory: add --out DIR")
     check_output_dir(out_dir, files=EVIDENCE_FILES)
