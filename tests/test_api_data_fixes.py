@@ -191,3 +191,23 @@ def test_a_model_ending_in_a_softmax_is_noted_before_training():
         warnings.simplefilter("error", initlab.InitlabNote)
         logits = lambda: nn.Sequential(nn.Linear(6, 3))  # noqa: E731
         initlab.compare(["default"], 1, model=logits, data=(x, y, x, y), epochs=1)
+
+
+class _Detached(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.layer(x.flatten(1)).detach()
+
+
+def test_a_model_whose_output_has_no_gradient_is_one_line_before_anything(tmp_path):
+    """compare trained it, every run failed on 'element 0 of tensors does not require
+    grad' after the store was made; diagnose reported exploding gradients (API fuzz)."""
+    with pytest.raises(initlab.InitlabError, match="does not depend on its parameters"):
+        initlab.compare(["default"], 1, model=_Detached, data="digits", out=tmp_path / "d")
+    assert not (tmp_path / "d").exists()
+    x, y = torch.randn(4, 64), torch.randint(0, 10, (4,))
+    with pytest.raises(initlab.InitlabError, match=r"^diagnose: the model's output does not"):
+        initlab.diagnose(_Detached(), x, y)

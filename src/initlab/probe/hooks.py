@@ -195,8 +195,12 @@ def _attach_grads(
         for t in (pre, post, weight_source(layer.module)[0]):
             if isinstance(t, Tensor) and t.requires_grad:
                 wanted.setdefault(id(t), t)
-    if not wanted or not objective.requires_grad:
+    if not wanted:
         return
+    if not objective.requires_grad:  # its gradients read as NaN: 'exploding_gradients'
+        from initlab.train.preflight import NOT_DIFFERENTIABLE
+
+        raise InitlabError(f"diagnose: {NOT_DIFFERENTIABLE}")
     grads = torch.autograd.grad(objective, list(wanted.values()), allow_unused=True)
     found = {key: (None if g is None else g.detach()) for key, g in zip(wanted, grads, strict=True)}
     for layer, (pre, post) in zip(layers, live, strict=True):

@@ -58,9 +58,32 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
     out = probe_output(model, data)
     inferred = config.task == "auto" and is_user_spec(config.dataset)  # from the targets
     check_output(task, out, data.y_train, data.num_classes, inferred=inferred)
+    check_differentiable(model, data)
     note_probabilities(task, out)
     check_copyable(model, data)
     return model
+
+
+NOT_DIFFERENTIABLE = (
+    "the model's output does not depend on its parameters through autograd (detached, cast "
+    "to an integer type, or computed under torch.no_grad): no gradient would reach a layer; "
+    "return the output as computed"
+)
+"""What a model whose output has no gradient is told (compare's preflight and diagnose)."""
+
+
+def check_differentiable(model: nn.Module, data: object) -> None:
+    """One line for a model whose output on two examples does not require grad while some
+    of its parameters do: every run failed on its first backward ('element 0 of tensors does
+    not require grad'), after the store was made."""
+    if not any(p.requires_grad for p in model.parameters()):
+        return
+    x = data.x_train[:PROBE_EXAMPLES].cpu()
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+        model.eval()
+        out = run_watched(model, x, data)
+    if isinstance(out, Tensor) and not out.requires_grad:
+        raise InitlabError(NOT_DIFFERENTIABLE)
 
 
 def check_trainable(model: nn.Module) -> None:
