@@ -82,3 +82,23 @@ def test_the_docs_name_every_finding_allow_takes():
 
     page = (Path(__file__).parents[1] / "docs" / "testing.md").read_text()
     assert [name for name in FINDINGS if f"`{name}`" not in page] == []
+
+
+def test_allow_takes_a_name_or_names_and_refuses_the_rest():
+    """allow="dead_units" was read as its letters (the finding not allowed); a misspelled
+    name never matched, silently; allow=3 was a TypeError (API fuzz)."""
+    from initlab.errors import InitlabError
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    initialize(model, "he_normal", bias=-10.0)
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(AssertionError, match="dead_units"):
+        assert_healthy_init(model, x)
+    assert_healthy_init(model, x, allow="dead_units vanishing_gradients".split())
+    with pytest.raises(AssertionError, match="vanishing_gradients") as caught:
+        assert_healthy_init(model, x, allow="dead_units")  # one name, not its letters
+    assert "dead_units" not in str(caught.value)
+    with pytest.raises(InitlabError, match="did you mean 'dead_units'"):
+        assert_healthy_init(model, x, allow=["dead_unit"])
+    with pytest.raises(InitlabError, match="allow takes names of findings, got 3"):
+        assert_healthy_init(model, x, allow=3)

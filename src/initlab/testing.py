@@ -39,15 +39,39 @@ def assert_healthy_init(
 ) -> None:
     """Raise ``AssertionError`` listing every finding of :func:`initlab.diagnose` on
     ``(x, y)`` (``y=None``: a fixed random cotangent replaces the loss) except those in
-    ``allow``; each line names the finding, its layers and what to do."""
+    ``allow`` (a name or names of :data:`initlab.probe.findings.FINDINGS`: a misspelled one,
+    silently never matched, is an :class:`~initlab.errors.InitlabError`); each line names
+    the finding, its layers and what to do."""
     from initlab.probe import diagnose
 
+    tolerated = _allowed(allow)
     found = diagnose(model, x, y, loss=loss).findings
-    tolerated = set(allow)
     bad = [f for f in found if f.name not in tolerated]
     if bad:
         lines = [f"{f.name} ({', '.join(f.layers)}): {f.message} — {f.suggestion}" for f in bad]
         raise AssertionError("unhealthy initialization:\n  " + "\n  ".join(lines))
+
+
+def _allowed(allow: object) -> set[str]:
+    """``allow`` as a set of finding names: one string is one name (``"dead_units"`` was
+    read as its letters); anything but names of findings is one line."""
+    from initlab.errors import InitlabError, closest_name
+    from initlab.probe.findings import FINDINGS
+
+    names = [allow] if isinstance(allow, str) else allow
+    try:
+        names = list(names)
+    except TypeError:
+        names = [names]
+    for name in names:
+        if name not in FINDINGS:
+            hint = closest_name(str(name), FINDINGS) if isinstance(name, str) else None
+            guess = f"did you mean '{hint}'? " if hint else ""
+            raise InitlabError(
+                f"allow takes names of findings, got {name!r}; {guess}(one of: "
+                f"{', '.join(FINDINGS)})"
+            )
+    return set(names)
 
 
 if pytest is not None:
