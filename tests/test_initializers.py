@@ -359,3 +359,12 @@ def test_plan_as_an_init_points_to_the_doctor_that_trains_it():
 
     with pytest.raises(InitlabError, match=r"^'plan' is not an initializer: .*doctor --trials"):
         parse("plan")
+
+
+def test_a_spec_giving_a_parameter_twice_is_refused():
+    """'orthogonal(gain=1, gain=2)' read as orthogonal(gain=2.0): the last value won."""
+    from initlab.errors import InitlabError
+    from initlab.initializers import parse
+
+    with pytest.raises(InitlabError, match=r"gives gain twice: give it once"):
+        parse("orthogonal(gain=1, gain=2)")

@@ -94,7 +94,7 @@ def test_allow_takes_a_name_or_names_and_refuses_the_rest():
     x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
     with pytest.raises(AssertionError, match="dead_units"):
         assert_healthy_init(model, x)
-    assert_healthy_init(model, x, allow="dead_units vanishing_gradients".split())
+    assert_healthy_init(model, x, allow=["dead_units", "vanishing_gradients"])
     with pytest.raises(AssertionError, match="vanishing_gradients") as caught:
         assert_healthy_init(model, x, allow="dead_units")  # one name, not its letters
     assert "dead_units" not in str(caught.value)

@@ -59,6 +59,8 @@ def split_spec(spec: str) -> tuple[str, list[Any], dict[str, Any]]:
     for keyword in call.keywords:
         if keyword.arg is None:
             raise InitlabError(f"{spec!r}: '**' is not allowed in a spec")
+        if keyword.arg in kwargs:  # Python's parser accepts it; the last value won silently
+            raise InitlabError(f"{spec!r} gives {keyword.arg} twice: give it once")
         kwargs[keyword.arg] = _value(spec, keyword.value)
     return name, args, kwargs
 
