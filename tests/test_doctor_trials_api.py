@@ -78,7 +78,10 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("keywords", "message"), BAD, ids=[str(k) for k, _ in BAD])
+BAD_IDS = [f"{i}-{','.join(k)}" for i, (k, _) in enumerate(BAD)]  # a lambda's repr varies
+
+
+@pytest.mark.parametrize(("keywords", "message"), BAD, ids=BAD_IDS)
 def test_a_mistake_is_one_line_before_anything_trains(keywords, message, trained, tmp_path):
     given = dict(model=tanh_net, data="digits", trials=2, budget=5, out=tmp_path / "o")
     with pytest.raises(InitlabError, match=message) as caught:
