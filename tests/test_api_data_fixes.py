@@ -211,3 +211,25 @@ def test_a_model_whose_output_has_no_gradient_is_one_line_before_anything(tmp_pa
     x, y = torch.randn(4, 64), torch.randint(0, 10, (4,))
     with pytest.raises(initlab.InitlabError, match=r"^diagnose: the model's output does not"):
         initlab.diagnose(_Detached(), x, y)
+
+
+def test_save_plot_and_out_take_paths_and_say_so(tmp_path, monkeypatch):
+    """plot('dir/') wrote dir.png beside the directory, plot('p.txt') and plot('/proc/x.png')
+    were matplotlib/OS tracebacks, save('') and compare(out='') wrote into the current
+    directory (API fuzz)."""
+    monkeypatch.chdir(tmp_path)
+    r = initlab.compare(["zeros"], 1, data="digits", epochs=1, hidden=(8,), limit_train=64)
+    bad = [
+        (lambda: r.plot(str(tmp_path) + "/"), "is a directory: give a file"),
+        (lambda: r.plot("p.txt"), r"a figure is written as \.png, .*not \.txt"),
+        (lambda: r.plot("/proc/initlab-x.png"), "cannot write /proc/initlab-x.png"),
+        (lambda: r.plot(None), "plot takes a file name such as curves.png, got None"),
+        (lambda: r.save(""), "save is empty"),
+        (lambda: r.save(None), r"save takes a directory \(str or Path\), got NoneType"),
+        (lambda: initlab.compare(["zeros"], 1, data="digits", out=""), "out is empty"),
+    ]
+    for call, message in bad:
+        with pytest.raises(initlab.InitlabError, match=message):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert r.plot("ok.svg").stat().st_size > 0

@@ -260,9 +260,20 @@ def check_compare_arguments(
             f"model_args takes a dict of the factory's keyword arguments, e.g. "
             f"{{'width': 64}}; got {shown(model_args)}"
         )
-    if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise InitlabError(f"out takes a directory (str or Path), got {type(out).__name__}")
+    check_out(out)
     check_progress(progress)
+
+
+def check_out(out: object, name: str = "out", optional: bool = True) -> None:
+    """``out``: a directory as a ``str`` or ``Path``, not empty (``""`` is the current
+    directory: the files went there, over any of the same names), or ``None`` where
+    ``optional``."""
+    if out is None and optional:
+        return
+    if not isinstance(out, (str, os.PathLike)):
+        raise InitlabError(f"{name} takes a directory (str or Path), got {type(out).__name__}")
+    if not str(out).strip():
+        raise InitlabError(f"{name} is empty (an unset variable?): give a directory")
 
 
 def check_inits(inits: object) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from initlab.atomic_files import write_figure
+from initlab.errors import InitlabError
 from initlab.stats import display_value
 
 CURVE_PANELS = (
@@ -101,6 +103,27 @@ def _log_axis(ax) -> None:
         plain = FuncFormatter(lambda v, _: f"{v:.{digits}g}")
         ax.yaxis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(plain)
+
+
+FIGURE_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+"""The suffixes a figure is written as (matplotlib's formats; none: ``.png``)."""
+
+
+def check_figure_path(path: object, name: str) -> Path:
+    """``path`` as a figure file, one line when it is none: not a path, empty, a directory
+    (the figure went beside it, as ``dir.png``), or a format matplotlib cannot write."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise InitlabError(f"{name} takes a file name such as curves.png, got {path!r}")
+    target = Path(path)
+    if target.is_dir() or str(path).endswith(("/", os.sep)):
+        example = target / "curves.png"
+        raise InitlabError(f"{name}({str(path)!r}) is a directory: give a file, e.g. {example}")
+    if target.suffix and target.suffix.lower() not in FIGURE_FORMATS:
+        raise InitlabError(
+            f"{name}({str(path)!r}): a figure is written as {', '.join(FIGURE_FORMATS)}, not "
+            f"{target.suffix}"
+        )
+    return target
 
 
 def plot_curves(

@@ -268,8 +268,10 @@ class ResultSet:
         Atomic (:func:`write_files`): each file is written beside its final name and renamed
         over it only once all are complete, so a full disk (an ``OSError``, raised) leaves
         the files of before untouched, never an empty or truncated one."""
+        from initlab.arguments import check_out
         from initlab.curves import plot_curves
 
+        check_out(out_dir, "save", optional=False)
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
             raise InitlabError(f"save({str(out)!r}): a file is there; save takes a directory")
@@ -292,12 +294,17 @@ class ResultSet:
         """Training loss and validation score curves (validation loss where
         :meth:`reaches_by_loss`: sequence runs ranked by it), mean over seeds with a ±1 std
         band, per group."""
-        from initlab.curves import plot_curves
+        from initlab.atomic_files import write_error
+        from initlab.curves import check_figure_path, plot_curves
 
-        val_title = self.score.name("validation")
-        return plot_curves(
-            self.epochs, self.group_by, Path(path), val_title, self.reaches_by_loss()
-        )
+        target = check_figure_path(path, "plot")
+        try:
+            return plot_curves(
+                self.epochs, self.group_by, target, self.score.name("validation"),
+                self.reaches_by_loss(),
+            )  # fmt: skip
+        except OSError as exc:  # /proc/x.png, a full disk: one line, nothing left half-written
+            raise write_error(exc) from None
 
     def __str__(self) -> str:
         """The summary table, and what ``test_accuracy`` holds when it is not accuracy."""

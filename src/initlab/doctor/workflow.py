@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,7 +205,7 @@ def trials(
     returned (``evidence.write(DIR)`` writes it elsewhere). The trials never look at the
     test set.
     """
-    from initlab.arguments import check_progress
+    from initlab.arguments import check_out, check_progress
     from initlab.atomic_files import check_output_dir, write_error
     from initlab.doctor.candidates import check_listed
     from initlab.doctor.evidence import EVIDENCE_FILES, gather, snippet_source
@@ -216,8 +215,7 @@ def trials(
 
     design = Design.square(trials)
     check_progress(on_epoch, "on_epoch", ("config", "epoch_record"))
-    if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise InitlabError(f"out takes a directory (str or Path), got {type(out).__name__}")
+    check_out(out)
     check_trial_settings(settings, TRIAL_KEYWORDS, trials, budget)
     check_one_init(init)
     seconds = check_budget(budget)
