@@ -233,3 +233,17 @@ def test_save_plot_and_out_take_paths_and_say_so(tmp_path, monkeypatch):
             call()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert r.plot("ok.svg").stat().st_size > 0
+
+
+def test_a_store_in_memory_opens_and_other_paths_are_refused():
+    """open_store(':memory:'), as its docstring says, raised 'None is an empty file';
+    open_store(3) a TypeError; initialize(model, {0: ...}) a TypeError (API fuzz)."""
+    from initlab.store import open_store
+
+    with open_store(":memory:") as store:
+        assert store.runs().empty
+    with pytest.raises(initlab.InitlabError, match=r"takes a directory or \.db file"):
+        open_store(3)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    with pytest.raises(initlab.InitlabError, match=r"got the key 0; e\.g\. \{'0': 'he_normal'\}"):
+        initlab.initialize(model, {0: "he_normal"})

@@ -243,6 +243,12 @@ def _resolve_plan(
     _refuse_unused_output(scheme, output_init)
     if isinstance(scheme, Mapping):
         known = {n for n, _ in layers + compound}
+        if named := [k for k in scheme if not isinstance(k, str)]:
+            example = next(iter(sorted(known)), "fc")
+            raise InitlabError(
+                f"a plan maps layer names (str, as model.named_modules() gives them) to "
+                f"schemes, got the key {named[0]!r}; e.g. {{'{example}': 'he_normal'}}"
+            )
         unknown = sorted(set(scheme) - known)
         if unknown:
             raise InitlabError(f"the plan names layers the model lacks: {', '.join(unknown)}")

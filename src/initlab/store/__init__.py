@@ -12,8 +12,10 @@ durability guarantees, :mod:`initlab.store.leases` for several processes sharing
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from initlab.errors import InitlabError
 from initlab.store.damage import DB_NAME, StoreDamagedError
 from initlab.store.export import export
 from initlab.store.location import StoreLocationError
@@ -26,7 +28,12 @@ def open_store(path: str | Path, *, create: bool = False) -> Store:
     """Open the results store at ``path`` — a directory holding ``initlab.db``, or the
     ``.db`` file itself; ``":memory:"`` for a throw-away one. With ``create=False`` (the
     default) a missing store is an error; sweeps open theirs with ``create=True``."""
-    return Store(path, create=create)
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise InitlabError(
+            f"open_store takes a directory or .db file (str or Path), got {type(path).__name__}"
+        )
+    throwaway = path is None or path == ":memory:"  # nothing to find: made, as documented
+    return Store(path, create=create or throwaway)
 
 
 __all__ = [
