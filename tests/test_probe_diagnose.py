@@ -590,3 +590,12 @@ def test_a_one_layer_model_whose_gradients_are_not_finite_is_not_healthy():
     found = diagnose(Overflow(), x, y).finding("exploding_gradients")
     assert found is not None and "not finite" in found.message
     assert diagnose(nn.Linear(8, 3), x, y).healthy  # a finite one-layer model still is
+
+
+def test_a_bad_seed_is_named_not_blamed_on_the_model(batch):
+    """seed='a' said 'the model's forward and backward in train mode failed' (API fuzz)."""
+    from initlab.errors import InitlabError
+
+    for seed in ("a", 2**70, -1):
+        with pytest.raises(InitlabError, match=r"^seed must be an integer in \[0, "):
+            diagnose(mlp("relu", "he_normal", 2, 16), *batch, seed=seed)

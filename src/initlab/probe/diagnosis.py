@@ -38,6 +38,7 @@ from initlab.probe.recurrent import (
     recurrent_frame,
 )
 from initlab.probe.recurrent import SHOWN as RECURRENT_SHOWN
+from initlab.ranges import check_number
 
 HIST_VALUES = 20_000
 """Values kept per layer for the histograms (evenly spaced over the batch, deterministic)."""
@@ -271,6 +272,7 @@ def diagnose(
     targets, and integer targets for a model with one output (cross-entropy over one class).
     """
     model = check_module(model, "diagnose")
+    check_number("seed", seed)  # 'a' was blamed on the model's forward and backward
     if loss is not None and not callable(loss):
         raise InitlabError(
             f"loss takes a function loss(output, targets) -> scalar, e.g. "
