@@ -247,3 +247,16 @@ def test_a_store_in_memory_opens_and_other_paths_are_refused():
     model = torch.nn.Sequential(torch.nn.Linear(2, 3))
     with pytest.raises(initlab.InitlabError, match=r"got the key 0; e\.g\. \{'0': 'he_normal'\}"):
         initlab.initialize(model, {0: "he_normal"})
+
+
+def test_a_result_set_names_its_grouping_columns_or_says_why_not():
+    """group_by=('nope',) was a pandas KeyError at ranking(), 'init' read as 'i', 'n', ...,
+    () 'No group keys passed!' (API fuzz)."""
+    r = initlab.compare(["zeros", "he_normal"], 1, data="digits", epochs=1, hidden=(8,),
+                        limit_train=64)  # fmt: skip
+    with pytest.raises(initlab.InitlabError, match="group_by: nope is not a column of the runs"):
+        initlab.ResultSet(r.runs, r.epochs, group_by=("nope",))
+    with pytest.raises(initlab.InitlabError, match=r"group_by takes column names \(str\)"):
+        initlab.ResultSet(r.runs, r.epochs, group_by=())
+    assert initlab.ResultSet(r.runs, r.epochs, group_by="init").group_by == ["init"]
+    assert r.ranked_within("init").within == ["init"]

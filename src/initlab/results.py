@@ -31,6 +31,7 @@ from initlab.scores import (
     ranking_metric,
     run_tasks,
 )
+from initlab.speclist import grouping_columns
 from initlab.stats import display_value, mean_ci
 from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
 
@@ -114,8 +115,10 @@ class ResultSet:
         progress: str = "",
         within: Sequence[str] = (),
     ) -> None:
-        # a column named twice (a store written before specs refused it) is one grouping
-        self.runs, self.epochs, self.group_by = runs, epochs, list(dict.fromkeys(group_by))
+        present = list(runs.columns) if not runs.empty else None
+        group_by = grouping_columns(group_by, "group_by", present)
+        within = grouping_columns(within, "within", None)
+        self.runs, self.epochs, self.group_by = runs, epochs, group_by
         self.layer_stats = layer_stats if layer_stats is not None else pd.DataFrame()
         self.progress = progress
         outside = [c for c in within if c not in self.group_by]

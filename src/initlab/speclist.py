@@ -32,3 +32,18 @@ def split_list(text: str) -> list[str]:
 def repeated(items: list) -> object | None:
     """The first item ``items`` lists a second time (``["init", "init"]`` → ``"init"``)."""
     return next((item for i, item in enumerate(items) if item in items[:i]), None)
+
+
+def grouping_columns(columns: object, name: str, present: list[str] | None) -> list[str]:
+    """``group_by``/``within`` as a list of column names: one string is one name (``"init"``
+    was read as its letters, ``KeyError: 'i'``), a name given twice counts once (stores
+    written before specs refused it), and a name ``present`` (the runs' columns; ``None``:
+    not checked) lacks is one line naming the columns there are."""
+    names = [columns] if isinstance(columns, str) else list(columns or ())
+    if not all(isinstance(n, str) for n in names) or (name == "group_by" and not names):
+        raise InitlabError(f"{name} takes column names (str), e.g. ['init'], got {columns!r}")
+    missing = [n for n in names if present is not None and n not in present]
+    if missing:
+        shown = ", ".join(c for c in present if c not in ("run_id", "message"))[:300]
+        raise InitlabError(f"{name}: {', '.join(missing)} is not a column of the runs ({shown})")
+    return list(dict.fromkeys(names))
