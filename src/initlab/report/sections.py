@@ -209,10 +209,13 @@ def gradients_section(
     )
     intro = (
         f"{what} (rows, input layer first) after each epoch (columns), as log10, averaged "
-        "over seeds; one panel per group, one colour scale. A colour gradient from top to "
-        "bottom means gradients vanish (darker toward the input) or explode toward the "
-        "input; dark grey cells are exactly zero gradients (e.g. zero init), light grey cells "
-        "were not recorded."
+        "over seeds; one panel per group, one colour scale. Gradients that vanish toward the "
+        "input darken from bottom to top by orders of magnitude (explode: lighten); a gentle "
+        "shade down the rows is the network's shape, not vanishing: a unit's share of the "
+        "gradient shrinks as its layer widens (784-300-100-10 under He: the gradient's norm is "
+        "kept, each unit's std is about √(100/300) = 0.58 times the next layer's), so compare "
+        "the panels row by row; dark grey cells are exactly zero gradients (e.g. zero init), "
+        "light grey cells were not recorded."
     )
     if metric is None:
         off = "per-layer tracking was off (or recorded no gradient norms) for these runs"

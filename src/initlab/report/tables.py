@@ -145,9 +145,13 @@ def stuck_reasons(
         if spec and _constant(str(spec)):
             lines.append(
                 f"{head} A constant init gives the units of a hidden layer identical weights: "
-                "they compute the same function and receive the same gradient, so the symmetry "
-                "between them is never broken (with zeros and ReLU the hidden gradients are "
-                f"exactly 0). {check} shows it layer by layer."
+                "they compute the same function and, below the last hidden layer, receive the "
+                "same gradient, so they stay copies of one unit: the symmetry is never broken "
+                "(only the last hidden layer, fed distinct gradients by the random output "
+                "layer, can drift apart, and it reads copies). With zeros the zero weights "
+                "also block the gradient below the last hidden layer: with ReLU (ReLU'(0) = 0) "
+                "no hidden weight moves, with tanh (tanh(0) = 0) only the last hidden layer's "
+                f"biases do. {check} shows it layer by layer."
             )
         else:
             look = [
