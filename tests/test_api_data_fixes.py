@@ -2,6 +2,7 @@
 whole-number regression targets read as classes, ``pathlib.Path`` and ``DataLoader`` data,
 and the progress line a partial result's HTML dropped."""
 
+import math
 import warnings
 from pathlib import Path
 
@@ -260,3 +261,25 @@ def test_a_result_set_names_its_grouping_columns_or_says_why_not():
         initlab.ResultSet(r.runs, r.epochs, group_by=())
     assert initlab.ResultSet(r.runs, r.epochs, group_by="init").group_by == ["init"]
     assert r.ranked_within("init").within == ["init"]
+
+
+class _Summed(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.layer(x.flatten(1)).sum()
+
+
+def test_a_model_returning_a_scalar_or_a_layer_of_width_0_is_diagnosed_without_a_traceback():
+    """A forward ending in .sum() was 'IndexError: tuple index out of range'; a Linear(3, 0)
+    'cannot reshape tensor of 0 elements' (API fuzz)."""
+    x, y = torch.randn(4, 64), torch.randint(0, 10, (4,))
+    with pytest.raises(initlab.InitlabError, match="the model returned a scalar; return one"):
+        initlab.diagnose(_Summed(), x, y)
+    empty = torch.nn.Sequential(torch.nn.Linear(3, 0), torch.nn.Linear(0, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: initializing zero-element tensors
+        found = initlab.diagnose(empty, torch.randn(4, 3))
+    assert math.isnan(float(found.layers["weight_duplicates"].iloc[0]))

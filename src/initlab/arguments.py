@@ -172,6 +172,11 @@ def check_learnable(output: object, targets: Tensor, caller: str) -> None:
     """One line for integer targets of a model with a single output under the default
     loss: they are class labels, and cross-entropy over one class is 0 with every gradient
     0 (a diagnosis read it healthy), or refused for labels above 0 (counts), with no hint."""
+    if isinstance(output, Tensor) and output.dim() == 0:  # .sum() in the forward: no batch
+        raise InitlabError(
+            f"{caller}: the model returned a scalar; return one output per example "
+            f"([B, ...] for inputs of batch size {len(targets)}), not a reduction of them"
+        )
     if targets.is_floating_point() or targets.dtype.is_complex:
         return
     if not isinstance(output, Tensor) or not (output.dim() == 1 or output.shape[-1] == 1):

@@ -169,7 +169,7 @@ def weight_duplicates(weight: Tensor | None, bias: Tensor | None = None) -> floa
     noise — a zero-initialized layer behind a BatchNorm keeps zero weights while its bias,
     whose gradient the normalization cancels, collects ~1e-6 of noise that differs from CPU
     to CPU: every such row is a duplicate of every other, on any CPU."""
-    if weight is None or weight.dim() < 1:
+    if weight is None or weight.dim() < 1 or weight.numel() == 0:  # no unit (width 0)
         return math.nan
     rows = weight.detach().reshape(weight.shape[0], -1)
     if bias is not None and bias.numel() == rows.shape[0]:
