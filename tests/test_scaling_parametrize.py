@@ -219,3 +219,26 @@ def test_without_a_call_order_mup_zeroes_every_readout_like_weight_and_says_so()
     assert weights["head.weight"].count_nonzero() == 0
     assert weights["down.weight"].count_nonzero() == 0
     assert any("which one is the model's output layer is unknown" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        (dict(base_width=0, width=8), "base_width must be a whole number of units >= 1, got 0"),
+        (dict(base_width=None, width=8), "base_width must be a whole number"),
+        (dict(base_width=4, width=0), "width must be a whole number of units >= 1, got 0"),
+        (dict(base_width="4", width=8), "got '4'"),
+        (dict(base_width=4, width=8, seed="a"), r"seed must be an integer in \[0, "),
+    ],
+)
+def test_parametrize_checks_its_numbers(keywords, message):
+    """base_width=0 was a ZeroDivisionError, '4' accepted, seed='a' a ValueError from
+    Python's random module (API fuzz)."""
+    import initlab
+    from initlab.errors import InitlabError
+
+    def factory(width=8):
+        return nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 3))
+
+    with pytest.raises(InitlabError, match=message):
+        initlab.parametrize(factory, "mup", **keywords)

@@ -16,6 +16,7 @@ learning rates without the init's normalization): the init as built is what gets
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.errors import UnknownNameError
+from initlab.errors import InitlabError, UnknownNameError
 from initlab.layer_order import known_output_layer
 from initlab.notes import note
+from initlab.ranges import check_number
 from initlab.scaling.inputs import learning_rate
 from initlab.scaling.rescale import (
     AS_BUILT,
@@ -150,6 +152,11 @@ def parametrized(
     if optimizer not in OPTIMIZERS:
         raise UnknownNameError("optimizer for scaling", optimizer, OPTIMIZERS)
     lr = learning_rate(lr)
+    for name, value in (("width", width), ("base_width", base_width)):  # 0: a ZeroDivisionError
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise InitlabError(f"{name} must be a whole number of units >= 1, got {value!r}")
+    if seed is not None:
+        check_number("seed", seed)
     kwargs = dict(kwargs or {})
     refuse_built(
         factory, "factory", "it builds the model at width and base_width", "lambda width: ..."
