@@ -131,7 +131,7 @@ def test_a_factory_with_its_own_names_for_width_and_depth(factories):
         (["--model", "factories.py:no_width"], "no 'width' keyword (it takes "),
         (["--model", "factories.py:ignores_width"], "no parameter's shape changes"),
         (["--model", "factories.py:width_only", "--depths", "2,4"], "no 'depth' keyword"),
-        (["--steps", "0"], "--steps must be at least 1"),
+        (["--steps", "0"], "--steps must be in [1, 10,000]"),
         (["--lr", "-1"], "--lr must be a positive number"),
         (["--model", "factories.py:build", "--depths", "4,2"], "--depths must be strictly"),
         (["--param", "mu"], "unknown parametrization 'mu'"),

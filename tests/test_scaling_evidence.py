@@ -142,7 +142,7 @@ def test_verdicts_json_records_the_outcome_and_the_inconclusive_fits(tmp_path):
         ({"base_width": 0}, "base_width must be a positive width, got 0"),
         ({"base_width": 16.5}, "base_width must be a whole number"),
         ({"seeds": 2.5}, "seeds must be a whole number or a list of seeds, got 2.5"),
-        ({"lr": "abc"}, "lr must be a positive number, got 'abc' (e.g. lr=1e-2)"),
+        ({"lr": "abc"}, "lr must be a positive number (at most 1e+38), got 'abc' (e.g. lr=1e-2)"),
         ({"lr": float("nan")}, "lr must be a positive number"),
         ({"model_args": {"width": 8}}, "model_args['width']: the check sets 'width' itself"),
         (

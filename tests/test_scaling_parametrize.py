@@ -242,3 +242,20 @@ def test_parametrize_checks_its_numbers(keywords, message):
 
     with pytest.raises(InitlabError, match=message):
         initlab.parametrize(factory, "mup", **keywords)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        (dict(progress=3), r"progress takes a function called as progress\(done, total\)"),
+        (dict(model=None), "model takes mlp, gpt, module:function or a factory"),
+        (dict(lr=1e308), r"lr must be a positive number \(at most 1e\+38\)"),
+        (dict(steps=10**9), r"steps must be in \[1, 10,000\]"),  # ran for hours
+    ],
+)
+def test_coord_check_checks_its_arguments_before_any_work(keywords, message):
+    from initlab.errors import InitlabError
+    from initlab.scaling import coord_check
+
+    with pytest.raises(InitlabError, match=message):
+        coord_check(**{"widths": (8, 16, 32), **keywords})

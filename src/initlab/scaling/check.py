@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from initlab.arguments import check_progress
 from initlab.atomic_files import check_output_dir, write_files
 from initlab.config import plain
 from initlab.data import load
@@ -264,6 +265,7 @@ def coord_check(
     measured and after each (``total`` = depths × widths × seeds models); silent when None.
     Every user mistake raises :class:`InitlabError` before any training (a model that cannot
     run at a width in between: when met, naming it)."""
+    check_progress(progress, "progress", ("done", "total"))
     settings = coord_settings(
         (widths, depths, seeds, base_width),
         param=param,

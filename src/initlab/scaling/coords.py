@@ -71,8 +71,11 @@ class CoordSettings:
         check_sizes(widths, self.widths)
         if self.depths:
             check_sizes(depths, self.depths)
-        if self.steps < 1:
-            raise InitlabError(f"{option('--steps')} must be at least 1, got {self.steps}")
+        if not 1 <= self.steps <= MAX_STEPS:  # 10**9 ran for hours, saying nothing
+            raise InitlabError(
+                f"{option('--steps')} must be in [1, {MAX_STEPS:,}] (a coordinate check reads "
+                f"the first few updates), got {self.steps}"
+            )
         if not self.seeds:
             raise InitlabError(f"{option('--seeds')} must give at least one seed")
         check_design(widths, self.widths, len(self.seeds))
@@ -89,6 +92,9 @@ class CoordSettings:
     def base(self) -> int:
         return self.base_width if self.base_width is not None else self.widths[0]
 
+
+MAX_STEPS = 10_000
+"""The most updates a coordinate check records per model (mup's plots show a few)."""
 
 ATTENTION_FUNCTIONS = frozenset({"scaled_dot_product_attention", "softmax"})
 """Torch functions whose call marks a forward as attention: fused attention, and the softmax

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from initlab.errors import InitlabError, option
+from initlab.ranges import FLOAT32_LIMIT
 from initlab.speclist import split_list
 from initlab.usercode import given_as, load_callable, refuse_built
 
@@ -84,9 +85,10 @@ def learning_rate(value: Any) -> float:
     """``value`` as a float when it is a positive finite number; one line otherwise (text, a
     bool, 0, a negative number, NaN)."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (ok and math.isfinite(value) and value > 0):
+    if not (ok and math.isfinite(value) and 0 < value <= FLOAT32_LIMIT):
         raise InitlabError(
-            f"{option('--lr')} must be a positive number, got {value!r} (e.g. "
+            f"{option('--lr')} must be a positive number (at most {FLOAT32_LIMIT:g}), got "
+            f"{value!r} (e.g. "
             f"{option('--lr 1e-2')})"
         )
     return float(value)
@@ -115,6 +117,10 @@ def resolve_factory(model: str | Callable) -> Callable:
     refuse_built(model, why="the check builds it at every width", example="lambda width: ...")
     if callable(model):
         return model
+    if not isinstance(model, str):  # None: 'argument of type NoneType is not iterable'
+        raise InitlabError(
+            f"model takes mlp, gpt, module:function or a factory taking width=, got {model!r}"
+        )
     if model in BUILTIN:
         return load_callable(BUILTIN[model], "--model")
     if ":" not in model:
