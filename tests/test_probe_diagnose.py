@@ -599,3 +599,16 @@ def test_a_bad_seed_is_named_not_blamed_on_the_model(batch):
     for seed in ("a", 2**70, -1):
         with pytest.raises(InitlabError, match=r"^seed must be an integer in \[0, "):
             diagnose(mlp("relu", "he_normal", 2, 16), *batch, seed=seed)
+
+
+def test_dead_units_are_told_apart_under_no_grad_too():
+    """dies_at_zero took a gradient: under torch.no_grad the first diagnosis of a session
+    raised 'element 0 of tensors does not require grad' (diff review)."""
+    from initlab.activations import dies_at_zero
+
+    dies_at_zero.cache_clear()
+    with torch.no_grad():
+        assert dies_at_zero("relu") and not dies_at_zero("tanh")
+    dies_at_zero.cache_clear()
+    with torch.inference_mode():
+        assert dies_at_zero("relu")

@@ -161,6 +161,7 @@ def dies_at_zero(name: str | None) -> bool:
         phi = get(name).fn
     except InitlabError:
         return True
-    zero = torch.zeros((), requires_grad=True)
-    (slope,) = torch.autograd.grad(phi(zero), zero)
+    with torch.inference_mode(False), torch.enable_grad():  # also under no_grad (cached)
+        zero = torch.zeros((), requires_grad=True)
+        (slope,) = torch.autograd.grad(phi(zero), zero)
     return float(slope) == 0.0
