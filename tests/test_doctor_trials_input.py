@@ -94,7 +94,9 @@ def test_the_trials_train_with_the_given_optimizer_lr_and_batch_size(tmp_path, c
     assert trained and {(c.optimizer, c.lr, c.batch_size) for c in trained} == {("adam", 0.005, 16)}
     found = json.loads((tmp_path / "recommendation.json").read_text())
     assert found["training"] == {"optimizer": "adam", "lr": 0.005, "batch_size": 16}
-    assert "with adam, lr 0.005, batch size 16" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "with adam, lr 0.005, batch size 16" in out
+    assert "[green]" not in out and "[yellow]" not in out  # the verdict's style, not markup
 
 
 @pytest.mark.parametrize("option", [["--budget", "1m"], ["--candidates", "plan"], ["--out", "o"]])

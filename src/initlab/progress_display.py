@@ -94,7 +94,7 @@ class CountedProgress:
         width = self.label_width
         label = f"{{task.description:<{width}.{width}}}" if width else "{task.description}"
         self.bar = Progress(
-            TextColumn(f"[progress.description]{label}"),
+            TextColumn(label, style="progress.description", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn(self.unit),

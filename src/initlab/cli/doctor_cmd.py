@@ -340,4 +340,4 @@ def _print_evidence(evidence: Evidence, console: Console) -> None:
     verdict = evidence.verdict
     caveat = verdict.get("at_chance") or verdict.get("overfit")
     colour = "green" if verdict["winner"] and not caveat else "yellow"
-    console.print(f"[{colour}]{evidence.verdict['message']}[/{colour}]", highlight=False)
+    console.print(evidence.verdict["message"], style=colour, highlight=False)
