@@ -37,8 +37,8 @@ TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "1"
         # "did you mean 'mlp'?"; a RuntimeError traceback at every run's first draw
         (["--seeds", "5-3"], "--seeds 5-3 is an empty range: write it low-high"),
         (["--inits", "he_normal,,glorot_uniform"], "has an empty item between commas"),
-        (["--model", "m.py"], "m.py names a file, not the function in it to call: write m.py:"),
-        (["--dataset", "d.py"], "d.py names a file, not the function in it to call"),
+        (["--model", "m.py"], "--model m.py names a file, not the function in it to call"),
+        (["--dataset", "d.py"], "--data d.py names a file, not the function in it to call"),
         (["--inits", "constant(value=1e308)"], "value must be within ±1e+38"),
         (["--residual-init", "none,none"], "--residual-init names none twice"),  # deduped
     ],
@@ -89,6 +89,7 @@ def test_usage_mistakes_are_one_line_too(args, message, capsys):
         (["compare", "--batch-norm", "--no-batch-norm"], "(--batch-norm, --no-batch-norm)"),
         (["store", "check", "s", "--group-by", "a", "--group-by", "b"], None),  # no such option
         (["theory", "--sigma-b2", "1", "--sigma-b2", "2"], "--sigma-b2 is given twice"),
+        (["--no-mkl-dispatch", "theory", "--sigma-b2", "1", "--sigma-b2", "2"], "given twice"),
     ],
 )
 def test_an_option_given_twice_is_refused_before_work(args, message, capsys):

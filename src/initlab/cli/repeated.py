@@ -10,10 +10,12 @@ from typing import Any
 
 
 def repeated_option(root: Any, args: list[str]) -> str | None:
-    """``"--epochs is given twice (1, 5): give it once"`` for the first single-valued option
+    """``"--epochs is given twice ('1', '5'): give it once"`` for the first single-valued option
     of the command ``args`` name that appears more than once (``--flag/--no-flag`` count as
     one option), else ``None``. Stops at ``--``; an option's value is never read as an
     option."""
+    if "--help" in args:  # the help asked for is shown, whatever else the line holds
+        return None
     command, rest = _subcommand(root, args)
     by_flag = {
         flag: param
@@ -40,8 +42,14 @@ def repeated_option(root: Any, args: list[str]) -> str | None:
 
 
 def _subcommand(root: Any, args: list[str]) -> tuple[Any, list[str]]:
-    """The (sub)command ``args`` name (``store check``) and the arguments after its name."""
+    """The (sub)command ``args`` name (``store check``) and the arguments after its name;
+    a group's own options before the name (``initlab --no-mkl-dispatch theory``: flags) are
+    passed over."""
     command, rest = root, list(args)
-    while rest and rest[0] in getattr(command, "commands", {}):
+    while getattr(command, "commands", None):
+        while rest and rest[0].startswith("-") and rest[0] not in command.commands:
+            rest = rest[1:]
+        if not rest or rest[0] not in command.commands:
+            break
         command, rest = command.commands[rest[0]], rest[1:]
     return command, rest

@@ -150,7 +150,7 @@ def _dataset(value: Any) -> str:
         )
     if is_user_spec(value):
         if not is_data_file(value):
-            split_spec(value, "dataset")
+            split_spec(value, "--data")
         return value
     return data.canonical_name(value)
 
@@ -159,7 +159,7 @@ def _model(value: Any) -> str:
     """A built-in architecture or a user factory (``module:function``,
     ``file.py:function``); the factory is imported only when the sweep starts."""
     if isinstance(value, str) and is_user_spec(value) and not is_data_file(value):
-        split_spec(value, "model")
+        split_spec(value, "--model")
         return value
     if callable(value):
         raise InitlabError(_not_in_a_spec(value, "model", SPEC_MODEL))
