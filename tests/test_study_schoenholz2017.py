@@ -128,3 +128,11 @@ def test_agreement_is_undecided_when_no_cell_lies_beyond_the_boundary():
     grid = grid[grid["predicted"]]  # only cells the theory says train
     e = agreement(grid)
     assert e.reproduced is None and "no cell on the other side of 6·ξ_c" in e.evidence
+
+
+def test_every_cell_trained_against_the_theory_is_not_reproduced():
+    """The undecided branch also took a grid where every cell trained and the theory had
+    predicted none would: a refutation (diff review)."""
+    grid = grid_from_runs(_runs(lambda d, s: 0.8))
+    beyond = grid[~grid["predicted"]]  # cells the theory says do not train; all trained
+    assert agreement(pd.concat([beyond, beyond])).reproduced is False  # 6 cells, 0 agree

@@ -256,7 +256,7 @@ def agreement(grid: pd.DataFrame) -> Expectation:
         f"{int(agree.sum())} of {len(grid)} cells agree ({share:.0%}); constant guess "
         f"{baseline:.0%}; disagreements: {wrong}"
     )
-    if baseline == 1.0 and grid["predicted"].nunique() == 1:  # the grid misses the boundary
+    if baseline == 1.0 and bool(agree.all()):  # as predicted everywhere: no boundary cell
         every = "every cell trained" if bool(grid["trained"].all()) else "no cell trained"
         return Expectation(
             claim, None, f"{evidence}; {every}, as the theory predicts of every cell: the grid "
