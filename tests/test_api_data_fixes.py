@@ -283,3 +283,22 @@ def test_a_model_returning_a_scalar_or_a_layer_of_width_0_is_diagnosed_without_a
         warnings.simplefilter("ignore", UserWarning)  # torch: initializing zero-element tensors
         found = initlab.diagnose(empty, torch.randn(4, 3))
     assert math.isnan(float(found.layers["weight_duplicates"].iloc[0]))
+
+
+def test_every_way_to_a_result_set_takes_one_grouping_name(tmp_path):
+    """Store.results(group_by='init') was a KeyError of ['i', 'n', 't'], and
+    ResultSet.from_results(..., group_by='init') built epoch rows without the init column
+    (diff review)."""
+    from initlab.config import RunConfig
+    from initlab.store import open_store
+    from initlab.train import run_config
+
+    initlab.compare(["zeros"], 1, data="digits", epochs=1, hidden=(8,), limit_train=64,
+                    out=tmp_path)  # fmt: skip
+    with open_store(tmp_path) as store:
+        assert store.results(group_by="init").group_by == ["init"]
+        with pytest.raises(initlab.InitlabError, match="group_by: nope is not a column"):
+            store.results(group_by=["nope"])
+    result = run_config(RunConfig(dataset="digits", hidden=(8,), epochs=1, limit_train=64))
+    built = initlab.ResultSet.from_results([result], group_by="init")
+    assert "init" in built.epochs.columns and len(built.summary()) == 1

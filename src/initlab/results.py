@@ -143,6 +143,7 @@ class ResultSet:
         cls, results: Iterable[RunResult], group_by: Sequence[str] = ("init",)
     ) -> ResultSet:
         rows, epoch_rows, layer_rows = [], [], []
+        group_by = grouping_columns(group_by, "group_by", None)  # "init" is one name
         for result in results:
             row = result.summary_row()
             row.update(model_arg_values(row))

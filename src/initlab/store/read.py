@@ -19,6 +19,7 @@ from initlab.config import ARCHITECTURE_SETTINGS, AS_BUILT_UNUSED, SAME, RunConf
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.notes import note
 from initlab.results import ResultSet, progress_line, with_model_arg_columns
+from initlab.speclist import grouping_columns
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS
 from initlab.store.versions import current_runs
 
@@ -212,9 +213,11 @@ def result_set(
     """A :class:`ResultSet` whose epoch rows carry the group columns and seed, as
     :meth:`ResultSet.from_results` builds them; ``progress``: see :class:`ResultSet`."""
     runs = with_model_arg_columns(runs)
-    group_by = list(dict.fromkeys(group_by))  # once each (a study stored before specs refused)
+    group_by = grouping_columns(group_by, "group_by", None)  # a str, a name given twice
     keys = ["run_id", *group_by, *([] if "seed" in group_by else ["seed"])]
     check_model_args(runs, group_by)
+    if not runs.empty:  # what is not a column (model_args.* was named above) said in one line
+        grouping_columns(group_by, "group_by", list(runs.columns))
     if runs.empty:
         empty = pd.DataFrame(columns=[*keys, "epoch"])
         return ResultSet(runs, empty, group_by, layer_stats, progress)
