@@ -235,32 +235,38 @@ def test_bad_trials_is_one_line_before_any_work(trials, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "--trials must be a number of seeds in [1, 100]" in err
 
 
-def test_timing_stops_at_the_first_stack_that_uses_up_the_budget(monkeypatch):
-    """Three stacks to time, each "taking" 5 s (1 s a warm epoch) of a 4 s budget: the
-    first is refused there (the two others are never trained); the minimum projects all
-    three: 3 × (5 s timing + 3 s fixed + 10 steps × 0.25 s) = 31.5 s."""
+def _fake_stacks(monkeypatch, walls, warm: float) -> tuple[list[float], list, object]:
+    """Timing stacks of one config each, the ``i``-th "taking" ``walls[i]`` seconds of a fake
+    clock with warm epochs of ``warm`` s: ``(clock, trained groups, data)``."""
     from types import SimpleNamespace
 
-    clock, trained = [0.0], []
+    clock, trained, walls = [0.0], [], iter(walls)
 
     def fake_train(group, data):
         trained.append(group)
-        clock[0] += 5.0
-        return [
-            SimpleNamespace(status="ok", epochs=[{"seconds": 1.0}, {"seconds": 1.0}]) for _ in group
-        ]
+        clock[0] += next(walls)
+        epochs = [{"seconds": warm}, {"seconds": warm}]
+        return [SimpleNamespace(status="ok", epochs=epochs) for _ in group]
 
     monkeypatch.setattr(trials.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(trials, "train_configs", fake_train)
     monkeypatch.setattr(trials, "group_configs", lambda configs: [[c] for c in configs])
-    configs = [RunConfig(seed=s) for s in range(3)]
-    data = SimpleNamespace(x_train=np.zeros((8, 2)), y_train=np.zeros(8), y_val=np.zeros(2))
     monkeypatch.setattr(trials, "trial_data", lambda data, limit: data)
+    data = SimpleNamespace(x_train=np.zeros((8, 2)), y_train=np.zeros(8), y_val=np.zeros(2))
+    return clock, trained, data
+
+
+def test_timing_stops_at_the_first_stack_that_uses_up_the_budget(monkeypatch):
+    """Three stacks to time, each "taking" 5 s (1 s a warm epoch) of a 4 s budget: the
+    first is refused there (the two others are never trained); the minimum projects all
+    three: 3 × (5 s timing + 3 s fixed + 10 steps × 0.25 s) = 31.5 s."""
+    _, trained, data = _fake_stacks(monkeypatch, [5.0] * 4, warm=1.0)
+    configs = [RunConfig(seed=s) for s in range(3)]
     with pytest.raises(InitlabError, match=r"timing 1 of 3 stacks.*at least about 32s"):
         trials.time_trial(configs, data, budget=4.0)
     assert len(trained) == 1
     # without a budget (or with room) every stack is timed: s = 3 × 1 s / 4 steps
-    trained.clear()
+    _, trained, data = _fake_stacks(monkeypatch, [5.0] * 3, warm=1.0)
     step, fixed = trials.time_trial(configs, data, budget=100.0)
     assert len(trained) == 3 and step == pytest.approx(0.75) and fixed == pytest.approx(9.0)
 
@@ -270,29 +276,25 @@ def test_timing_stops_once_two_stacks_project_far_more_than_the_budget(monkeypat
     6/2 × (10 s + 6 s fixed + 10 steps × 0.5 s) = 63 s, over 1.25 × 20 s: refused there,
     not after four stacks used the budget up (a 90 s budget that needed 148 s was refused
     after 92 s of timing). One stack alone never refuses early (it pays for first calls)."""
-    from types import SimpleNamespace
-
-    clock, trained = [0.0], []
-
-    def fake_train(group, data):
-        trained.append(group)
-        clock[0] += 5.0
-        return [
-            SimpleNamespace(status="ok", epochs=[{"seconds": 1.0}, {"seconds": 1.0}]) for _ in group
-        ]
-
-    monkeypatch.setattr(trials.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(trials, "train_configs", fake_train)
-    monkeypatch.setattr(trials, "group_configs", lambda configs: [[c] for c in configs])
-    monkeypatch.setattr(trials, "trial_data", lambda data, limit: data)
-    data = SimpleNamespace(x_train=np.zeros((8, 2)), y_train=np.zeros(8), y_val=np.zeros(2))
+    _, trained, data = _fake_stacks(monkeypatch, [5.0] * 6, warm=1.0)
     configs = [RunConfig(seed=s) for s in range(6)]
     with pytest.raises(InitlabError, match=r"timing 2 of 6 stacks of models project more"):
         trials.time_trial(configs, data, budget=20.0)
     assert len(trained) == 2
-    trained.clear()
+    _, trained, data = _fake_stacks(monkeypatch, [5.0], warm=1.0)
     with pytest.raises(InitlabError, match=r"timing 1 of 1 stacks of models already took"):
         trials.time_trial(configs[:1], data, budget=4.0)  # 5 s of 4: used up, not early
+
+
+def test_a_slow_first_stack_is_not_projected_onto_the_others(monkeypatch):
+    """The first stack pays for first calls (30 s here, the others 2 s): scaled from both
+    timed stacks, six stacks 'needed' 193.5 s, over 1.25 x the 100 s budget, and were
+    refused after two; projected from the warm one they need 81.5 s (the final check's
+    40 s timing + 34 s fixed + 10 steps x 0.75 s), which fits."""
+    clock, _, data = _fake_stacks(monkeypatch, [30.0] + [2.0] * 5, warm=0.5)
+    step, fixed = trials.time_trial([RunConfig(seed=s) for s in range(6)], data, budget=100.0)
+    assert clock[0] == 40.0 and fixed == pytest.approx(29.0 + 5 * 1.0)
+    assert clock[0] + fixed + trials.MIN_TRIAL_STEPS * step == pytest.approx(81.5)
 
 
 def test_a_budget_below_one_step_names_the_minimum(tmp_path, capsys):

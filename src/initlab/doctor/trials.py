@@ -61,11 +61,11 @@ def parse_budget(text: str) -> float:
 
 
 MIN_TRIAL_STEPS = 10
-MAX_TRIALS = 100
-"""The most seeds ``--trials`` takes: 100 × 100 runs per candidate (``10**9`` filled memory)."""
 """The fewest steps a trial trains: after one or two, a candidate's loss is mostly its loss
 at init (a real one named LSUV the winner "after 1 steps", on one batch for every data
 order)."""
+MAX_TRIALS = 100
+"""The most seeds ``--trials`` takes: 100 × 100 runs per candidate (``10**9`` filled memory)."""
 MIN_TESTED_SEEDS = 3
 """Fewer init seeds than this leave the doctor's test (:mod:`initlab.doctor.crossed`)
 one degree of freedom or none: a t critical value of 12.7 at 5%."""
@@ -175,6 +175,7 @@ def time_trial(
     step = fixed = 0.0
     started = time.perf_counter()
     timed: list[RunResult] = []
+    costs: list[float] = []  # each stack's timing + fixed cost + MIN_TRIAL_STEPS steps
     for done, group in enumerate(groups, 1):
         t0 = time.perf_counter()
         results = train_configs(group, small)
@@ -184,9 +185,11 @@ def time_trial(
         epoch = min(max(warm, default=wall / 2) * len(group), wall / 2)
         step += epoch / TIMING_STEPS
         fixed += wall - 2 * epoch
+        costs.append(wall + (wall - 2 * epoch) + MIN_TRIAL_STEPS * epoch / TIMING_STEPS)
         spent = time.perf_counter() - started
-        scale = len(groups) / done
-        least = scale * (spent + fixed + MIN_TRIAL_STEPS * step)
+        least = len(groups) / done * (spent + fixed + MIN_TRIAL_STEPS * step)
+        if done >= 2:  # the rest projected from the warm stacks: the first pays first calls
+            least = sum(costs) + (len(groups) - done) * sum(costs[1:]) / (done - 1)
         hopeless = done >= 2 and budget is not None and least > budget * EARLY_REFUSAL
         if budget is not None and (spent >= budget or hopeless):
             too_small(budget, least, f"{done} of {len(groups)}", spent >= budget)
