@@ -346,8 +346,9 @@ def _constant_sequences(right: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_a_sequence_run_is_tested_over_its_sequences_not_its_correlated_tokens():
     """22 of 40 constant sequences right is 1,100 of 2,000 tokens: a binomial test over the
-    tokens gives p ~ 4e-6 (``ok``), while the sequences are the independent units and 22 of
-    40 is no evidence at all (p ~ 0.27): ``stuck`` (NLP journey)."""
+    tokens gives p ~ 4e-6 (``ok``), while the sequences are the independent units: paired
+    with the constant's hits per sequence, 2 sequences better of 40 is p ~ 0.08, ``stuck``
+    (NLP journey)."""
     out, y = _constant_sequences(right=2)
     meter = Meter("sequence", 1, torch.device("cpu"), per_example=True)
     meter.add(out, y)
@@ -358,7 +359,7 @@ def test_a_sequence_run_is_tested_over_its_sequences_not_its_correlated_tokens()
     assert p_tokens < 1e-4  # the premise: the token test called this learning
     assert final_status(score[0], baseline, "sequence", loss[0]) == OK  # as it was
     [loss_p], [accuracy_p] = meter.improvement_p(), meter.accuracy_p()
-    assert accuracy_p > 0.1 and loss_p > 0.05
+    assert 0.05 < accuracy_p < 0.2 and loss_p > 0.05
     assert final_status(score[0], baseline, "sequence", loss[0], loss_p, accuracy_p) == STUCK
     # every sequence right: evidence over 40 sequences
     out, y = _constant_sequences(right=20)

@@ -211,9 +211,10 @@ class Meter:
 
     def accuracy_p(self) -> list[float]:
         """Each sequence model's p-value for "token accuracy no better than always the most
-        frequent target token" (share ``s`` of the real test targets): a one-sided t-test of
-        ``a_i − s`` over the test sequences, ``a_i`` the share of sequence ``i``'s real
-        tokens predicted right. The sequences are the units: a binomial test over every
+        frequent target token": a one-sided paired t-test over the test sequences of
+        ``a_i − c_i``, ``a_i`` the share of sequence ``i``'s real tokens predicted right and
+        ``c_i`` the share that always predicting that token gets right there (sequences of
+        other lengths, padded, weigh alike). The sequences are the units: a binomial test over every
         token counted correlated tokens (overlapping windows, the same word) as independent
         trials. NaN for other tasks and fewer than two sequences with a real token."""
         return self._sequence_p()[1] if self.task == SEQUENCE else [math.nan] * self.models
@@ -238,7 +239,8 @@ class Meter:
         per_token = n[keep].to(self.dtype)
         loss_d = (constant[keep] - errors) / per_token
         hits = torch.cat(self.sequence_hits, dim=1).cpu()[:, keep]
-        acc_d = hits / per_token - float(shares.max())
+        top = (y[keep] == int(shares.argmax())).sum(1)  # the constant's hits, per sequence
+        acc_d = (hits - top.to(self.dtype)) / per_token  # paired: lengths may differ
         return _paired_p(loss_d), _paired_p(acc_d)
 
     def _constant_errors(self, y: Tensor) -> Tensor | None:
