@@ -214,6 +214,10 @@ def write_file(path: Path | str, write: Callable[[Path], object]) -> Path:
     return write_files(path.parent, {path.name: write})[0]
 
 
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+"""The formats a figure is written as (matplotlib's, by suffix)."""
+
+
 def write_figure(fig: object, path: Path | str, dpi: int = 110) -> Path:
     """Save a matplotlib figure as ``path`` with :func:`write_file`; a name without a suffix
     gets ``.png``, as ``savefig`` would name it (the temporary name's ``.tmp`` is no format)."""

@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from initlab.atomic_files import write_figure
+from initlab.atomic_files import FIGURE_SUFFIXES, write_figure
 from initlab.errors import InitlabError
 from initlab.stats import display_value
 
@@ -105,10 +105,6 @@ def _log_axis(ax) -> None:
         ax.yaxis.set_minor_formatter(plain)
 
 
-FIGURE_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
-"""The suffixes a figure is written as (matplotlib's formats; none: ``.png``)."""
-
-
 def check_figure_path(path: object, name: str) -> Path:
     """``path`` as a figure file, one line when it is none: not a path, empty, a directory
     (the figure went beside it, as ``dir.png``), or a format matplotlib cannot write."""
@@ -118,9 +114,9 @@ def check_figure_path(path: object, name: str) -> Path:
     if target.is_dir() or str(path).endswith(("/", os.sep)):
         example = target / "curves.png"
         raise InitlabError(f"{name}({str(path)!r}) is a directory: give a file, e.g. {example}")
-    if target.suffix and target.suffix.lower() not in FIGURE_FORMATS:
+    if target.suffix and target.suffix.lower() not in FIGURE_SUFFIXES:
         raise InitlabError(
-            f"{name}({str(path)!r}): a figure is written as {', '.join(FIGURE_FORMATS)}, not "
+            f"{name}({str(path)!r}): a figure is written as {', '.join(FIGURE_SUFFIXES)}, not "
             f"{target.suffix}"
         )
     return target

@@ -16,14 +16,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from initlab.atomic_files import check_output_dir, check_parent, check_replaceable
+from initlab.atomic_files import (
+    FIGURE_SUFFIXES,
+    check_output_dir,
+    check_parent,
+    check_replaceable,
+)
 from initlab.errors import InitlabError
 
 __all__ = ["PLOT_FILES", "WEIGHT_FILES", "check_output_dir", "check_output_file"]
 
 WEIGHT_FILES = (".safetensors", ".pt", ".pth")
 """What ``--save`` writes (:func:`initlab.weights.save_weights`)."""
-PLOT_FILES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+PLOT_FILES = FIGURE_SUFFIXES
 """What a ``--plot`` writes (matplotlib's formats, by suffix)."""
 
 

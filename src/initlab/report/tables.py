@@ -150,8 +150,8 @@ def stuck_reasons(
                 "(only the last hidden layer, fed distinct gradients by the random output "
                 "layer, can drift apart, and it reads copies). With zeros the zero weights "
                 "also block the gradient below the last hidden layer: with ReLU (ReLU'(0) = 0) "
-                "no hidden weight moves, with tanh (tanh(0) = 0) only the last hidden layer's "
-                f"biases do. {check} shows it layer by layer."
+                "no hidden weight moves; with tanh and two or more hidden layers (tanh(0) = 0 "
+                f"feeds the last one) only its biases do. {check} shows it layer by layer."
             )
         else:
             look = [

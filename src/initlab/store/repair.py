@@ -94,6 +94,10 @@ def repair(path: str | Path) -> RepairReport:
             f"{db} cannot be read as an SQLite file at all ({exc}): nothing in it can be "
             "salvaged; move it away and run the study again"
         ) from None
+    except OSError as exc:  # the scratch copy (a full temporary directory): not the store's
+        raise InitlabError(
+            f"cannot copy {db} to salvage it ({exc.strerror or exc}); {db} is left as it was"
+        ) from None
     fresh = db.with_name(f"{db.stem}.repairing{db.suffix}")
     report = RepairReport(db, db)
     try:  # the new store is complete before the damaged one is moved: a full disk loses nothing
@@ -201,14 +205,20 @@ def _pad_truncated(copy: Path) -> None:
         header = f.read(100)
         if len(header) < 100 or header[:16] != SQLITE_MAGIC:
             return
-        page = struct.unpack(">H", header[16:18])[0]
-        page = 65536 if page == 1 else page
-        pages = struct.unpack(">I", header[28:32])[0]
-        if page < 512 or page & (page - 1) or pages * page > 2**40:
+        page, pages = _page_size(header), struct.unpack(">I", header[28:32])[0]
+        if page is None or pages * page > 2**40:
             return  # no sane size to restore (the padding is sparse: cheap up to that)
         size = f.seek(0, os.SEEK_END)
         if size < pages * page:
             f.truncate(pages * page)
+
+
+def _page_size(header: bytes) -> int | None:
+    """The page size an SQLite header declares (bytes 16-17; 1 means 65536), ``None`` when
+    it is no power of two from 512 up."""
+    page = struct.unpack(">H", header[16:18])[0]
+    page = 65536 if page == 1 else page
+    return None if page < 512 or page & (page - 1) else page
 
 
 def _mend_header(copy: Path) -> None:
@@ -228,10 +238,7 @@ def _mend_header(copy: Path) -> None:
         return
     except sqlite3.DatabaseError:
         pass
-    page = struct.unpack(">H", header[16:18])[0]
-    page = 65536 if page == 1 else page
-    if page < 512 or page & (page - 1):
-        page = 4096
+    page = _page_size(header) or 4096
     fresh = bytearray(SQLITE_MAGIC)
     fresh += struct.pack(">HBBBBBB", page if page < 65536 else 1, 1, 1, 0, 64, 32, 32)
     fresh += struct.pack(">II", 1, 0) + struct.pack(">II", 0, 0)  # counter, size, freelist

@@ -133,5 +133,6 @@ def _he_at_least_random_normal(ctx: StudyContext) -> Expectation:
     ok = he.mean > chance and rn.mean > chance and he.mean >= rn.mean - margin
     return Expectation(
         claim, ok, f"he_normal {he}; random_normal {rn}; he_normal − random_normal = "
-        f"{he.mean - rn.mean:+.4f}, allowed down to −{margin:.4f} (2 s.e.); chance {chance:.3f}"
+        f"{he.mean - rn.mean:+.4f}, allowed down to −{margin:.4f} (2 s.e.); learning means "
+        f"above 1.5 × chance = {chance:.3f}"
     )  # fmt: skip
