@@ -125,7 +125,7 @@ def test_bad_names_are_one_line():
 
 
 def test_functional_attention_without_a_scale_is_named():
-    from initlab.scaling.coords import attention_notes
+    from initlab.scaling.attention_watch import attention_notes
 
     class SelfAttention(nn.Module):
         def __init__(self, scale: float | None) -> None:

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from initlab.errors import InitlabError, some_names
-from initlab.scaling.coords import AttentionWatch, CoordSettings, DataMismatch, factory_depth, where
+from initlab.scaling.attention_watch import AttentionWatch
+from initlab.scaling.coords import CoordSettings, DataMismatch, factory_depth, where
 from initlab.scaling.parametrize import ATTN_ATTRIBUTE
 from initlab.scaling.shapes import Factory, build
 from initlab.train.preflight import ModelFailed, probe_forward
