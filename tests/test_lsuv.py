@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -82,3 +84,17 @@ def test_lsuv_needs_data_and_is_in_the_registry():
 def test_the_tensor_part_alone_is_the_orthonormal_start():
     w = initializers.get("lsuv")(torch.empty(30, 50), torch.Generator().manual_seed(1))
     assert torch.allclose(w @ w.T, torch.eye(30), atol=1e-5)
+
+
+def test_lsuv_on_inputs_that_do_not_vary_says_it_could_not_rescale():
+    """All-zero data left every layer at its orthogonal start, 'output_var 0.0, rescalings
+    0', without a word (API fuzz)."""
+    import initlab
+    from initlab.notes import InitlabNote
+
+    model = torch.nn.Sequential(torch.nn.Linear(20, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    with pytest.warns(InitlabNote, match="LSUV could not rescale 0, 2: their outputs"):
+        initlab.initialize(model, "lsuv", data=torch.zeros(8, 20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InitlabNote)
+        initlab.initialize(model, "lsuv", data=torch.randn(8, 20))

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from initlab.errors import InitlabError
+from initlab.notes import note
 
 
 class _StopForward(Exception):
@@ -122,4 +123,12 @@ def lsuv_pass(
             )
     finally:
         model.train(was_training)
+    stuck = [n for n, (_, var) in report.items() if not (var > 0 and math.isfinite(var))]
+    if stuck:  # all-zero inputs said nothing: 'output_var 0.0, rescalings 0'
+        shown = ", ".join(stuck[:3]) + (f" and {len(stuck) - 3} more" if len(stuck) > 3 else "")
+        note(
+            f"LSUV could not rescale {shown}: their outputs on the batch have no variance "
+            "(inputs that do not vary, e.g. all zeros?), so they keep their orthogonal start; "
+            "give a batch of real inputs"
+        )
     return report
