@@ -24,6 +24,7 @@ from initlab.report.markdown import render_markdown
 from initlab.report.model import Report, Section
 from initlab.results import ResultSet, with_model_arg_columns
 from initlab.scores import ACCURACY, Score
+from initlab.speclist import grouping_columns
 
 DEFAULT_TITLE = "initlab report"
 CONFIG_COLUMNS = tuple(f.name for f in fields(RunConfig))
@@ -129,11 +130,11 @@ def assemble_report(
 
 def regroup(results: ResultSet, group_by: Sequence[str] | None) -> ResultSet:
     """``results`` grouped by ``group_by`` (grouping columns joined onto the epochs)."""
-    if group_by is None or list(group_by) == results.group_by:
+    if group_by is None:
         return results
-    keys = list(group_by)
-    if not keys:
-        raise InitlabError("group_by needs at least one column")
+    keys = grouping_columns(group_by, "group_by", None)  # "init" is one name, not its letters
+    if keys == results.group_by:
+        return results
     missing = [k for k in keys if k not in results.runs]
     if missing:
         columns = _settings(results.runs)
