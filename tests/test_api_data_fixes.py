@@ -194,24 +194,26 @@ def test_a_model_ending_in_a_softmax_is_noted_before_training():
         initlab.compare(["default"], 1, model=logits, data=(x, y, x, y), epochs=1)
 
 
-class _Detached(torch.nn.Module):
-    def __init__(self) -> None:
+class _Ending(torch.nn.Module):
+    """A digit classifier whose output goes through ``end`` (a detach, a sum) last."""
+
+    def __init__(self, end=torch.Tensor.detach) -> None:
         super().__init__()
-        self.layer = torch.nn.Linear(64, 10)
+        self.layer, self.end = torch.nn.Linear(64, 10), end
 
     def forward(self, x):
-        return self.layer(x.flatten(1)).detach()
+        return self.end(self.layer(x.flatten(1)))
 
 
 def test_a_model_whose_output_has_no_gradient_is_one_line_before_anything(tmp_path):
     """compare trained it, every run failed on 'element 0 of tensors does not require
     grad' after the store was made; diagnose reported exploding gradients (API fuzz)."""
     with pytest.raises(initlab.InitlabError, match="does not depend on its parameters"):
-        initlab.compare(["default"], 1, model=_Detached, data="digits", out=tmp_path / "d")
+        initlab.compare(["default"], 1, model=_Ending, data="digits", out=tmp_path / "d")
     assert not (tmp_path / "d").exists()
     x, y = torch.randn(4, 64), torch.randint(0, 10, (4,))
     with pytest.raises(initlab.InitlabError, match=r"^diagnose: the model's output does not"):
-        initlab.diagnose(_Detached(), x, y)
+        initlab.diagnose(_Ending(), x, y)
 
 
 def test_save_plot_and_out_take_paths_and_say_so(tmp_path, monkeypatch):
@@ -263,21 +265,12 @@ def test_a_result_set_names_its_grouping_columns_or_says_why_not():
     assert r.ranked_within("init").within == ["init"]
 
 
-class _Summed(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = torch.nn.Linear(64, 10)
-
-    def forward(self, x):
-        return self.layer(x.flatten(1)).sum()
-
-
 def test_a_model_returning_a_scalar_or_a_layer_of_width_0_is_diagnosed_without_a_traceback():
     """A forward ending in .sum() was 'IndexError: tuple index out of range'; a Linear(3, 0)
     'cannot reshape tensor of 0 elements' (API fuzz)."""
     x, y = torch.randn(4, 64), torch.randint(0, 10, (4,))
     with pytest.raises(initlab.InitlabError, match="the model returned a scalar; return one"):
-        initlab.diagnose(_Summed(), x, y)
+        initlab.diagnose(_Ending(torch.Tensor.sum), x, y)
     empty = torch.nn.Sequential(torch.nn.Linear(3, 0), torch.nn.Linear(0, 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch: initializing zero-element tensors
