@@ -17,10 +17,10 @@ from initlab.cli.options import parse_model_args
 from initlab.compare import comparison_configs, comparison_spec
 from initlab.errors import InitlabError
 from initlab.fingerprint import arrays_digest
+from initlab.inprocess import data_spec, is_registered, model_spec
 from initlab.store import open_store
 from initlab.sweep.grid import expand
 from initlab.sweep.preflight import preflight_configs
-from initlab.usercode import data_spec, is_registered, model_spec
 
 MODELS = """
 import torch

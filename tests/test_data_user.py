@@ -23,8 +23,9 @@ from initlab.data import (
     load,
 )
 from initlab.errors import InitlabError
+from initlab.inprocess import data_spec
 from initlab.notes import InitlabNote
-from initlab.usercode import data_spec, load_callable, source_fingerprint
+from initlab.usercode import load_callable, source_fingerprint
 
 N_TRAIN, N_TEST, FEATURES, CLASSES = 200, 40, 5, 4
 

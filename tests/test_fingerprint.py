@@ -11,7 +11,7 @@ import torch
 
 from initlab import InitlabNote
 from initlab.fingerprint import callable_digest
-from initlab.usercode import model_spec
+from initlab.inprocess import model_spec
 
 
 def _mlp(width: int) -> torch.nn.Module:

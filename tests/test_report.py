@@ -366,7 +366,7 @@ def test_epochs_to_90_is_defined_for_a_negative_best_score():
 
 
 def test_flags_count_runs_as_integers_when_every_group_column_is_numeric():
-    from initlab.results import format_summary
+    from initlab.summary_format import format_summary
 
     summary = pd.DataFrame(
         {

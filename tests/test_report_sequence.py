@@ -13,7 +13,8 @@ from initlab.curves import curves_figure
 from initlab.reach import reach_loss_target, reach_target, reach_threshold
 from initlab.report import assemble_report
 from initlab.report.figures import accuracy_figure
-from initlab.results import ResultSet, format_summary
+from initlab.results import ResultSet
+from initlab.summary_format import format_summary
 from initlab.sweep.ui import print_results
 
 # Per group: status of each run, mean validation loss per epoch (each run ±0.01 around it),

@@ -149,3 +149,8 @@ def cut(text: str) -> str:
     characters (``...`` where cut)."""
     text = " ".join(text.split())
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
+def a_or_an(word: str) -> str:
+    """``a list``, ``an int``: the article a type name takes."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

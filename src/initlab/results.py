@@ -32,7 +32,8 @@ from initlab.scores import (
     run_tasks,
 )
 from initlab.speclist import grouping_columns
-from initlab.stats import display_value, mean_ci
+from initlab.stats import mean_ci
+from initlab.summary_format import format_summary
 from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
 
 AGAIN = "run the sweep again"
@@ -337,37 +338,6 @@ class ResultSet:
         return head + table + holds
 
 
-def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as strings for display: ``0.8412 ± 0.0031``, a flags column, grouping
-    values as the ranking labels them (``128×30`` for 30 layers of 128); a mixed
-    set's ``resolved_task`` column as ``task`` (unless a grouping column has that name)."""
-    if summary.empty:
-        return summary
-    shown = summary.copy()
-    scores = zip(summary["test_accuracy"], summary["test_accuracy_std"], strict=True)
-    shown["test_accuracy"] = [_plus_minus(m, s) for m, s in scores]
-    if "test_loss" in summary:
-        losses = zip(summary["test_loss"], summary["test_loss_std"], strict=True)
-        shown["test_loss"] = [_plus_minus(m, s) for m, s in losses]
-        shown["perplexity"] = summary["perplexity"].map(lambda v: f"{v:.4g}")
-    shown["final_train_loss"] = summary["final_train_loss"].map(lambda v: f"{v:.4f}")
-    shown["epochs_to_90"] = summary["epochs_to_90"].map(lambda v: "never" if v != v else f"{v:g}")
-    shown["flags"] = [_flags(r) for _, r in summary.iterrows()]
-    done = ["test_accuracy", "test_loss", "perplexity", "final_train_loss", "flags"]
-    for column in shown.columns.difference(done):
-        if not pd.api.types.is_numeric_dtype(shown[column]):  # 128-128-…-128 as 128×30
-            shown[column] = shown[column].map(display_value)
-    if RESOLVED_TASK in shown and "task" not in shown:
-        shown = shown.rename(columns={RESOLVED_TASK: "task"})
-    dropped = ["test_accuracy_std", "test_loss_std", "ci95", "test_loss_ci95"]
-    dropped += ["diverged", "stuck", "failed"]
-    return shown.drop(columns=dropped, errors="ignore")
-
-
-def _plus_minus(mean: float, std: float) -> str:
-    return f"{mean:.4f}" if std != std else f"{mean:.4f} ± {std:.4f}"
-
-
 def _loss_columns(group: pd.DataFrame) -> dict[str, float]:
     """A group's ``test_loss`` mean, std and 95% half-width ``test_loss_ci95`` over seeds
     (:func:`~initlab.stats.mean_ci`) and its ``perplexity``, ``exp(mean test_loss)`` (the
@@ -384,16 +354,6 @@ def _loss_columns(group: pd.DataFrame) -> dict[str, float]:
 def _joined(tasks: pd.Series) -> str:
     """A group's task (``classification/regression`` should a group mix them)."""
     return "/".join(dict.fromkeys(tasks))
-
-
-def _flags(row: pd.Series) -> str:
-    """``stuck 6/8``; counts as integers even where ``iterrows`` made the row float (every
-    column numeric, as when grouping by a numeric model argument alone)."""
-    parts = []
-    for status in ("diverged", "stuck", "failed"):
-        if row[status]:
-            parts.append(f"{status} {int(row[status])}/{int(row['runs'])}")
-    return ", ".join(parts)
 
 
 def _by_keys(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:

@@ -49,8 +49,9 @@ from initlab.data.dataset import (
 from initlab.data.loaders import LOADER_FIX, is_loader, note_random_items
 from initlab.data.tasks import Prepared, Raw, prepare
 from initlab.errors import InitlabError, option
+from initlab.inprocess import given_as
 from initlab.notes import note
-from initlab.usercode import _short, given_as, is_data_file, load_callable, source_fingerprint
+from initlab.usercode import _short, is_data_file, load_callable, source_fingerprint
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 OPTIONAL_KEYS = ("classes", "num_classes")
@@ -72,7 +73,7 @@ def load(
     """The :class:`Dataset` of user data ``spec`` (named ``spec``), split and checked.
 
     Every problem is one line of :class:`InitlabError` prefixed with ``--data SPEC:``
-    (``data='SPEC':`` from Python, :func:`initlab.usercode.given_as`).
+    (``data='SPEC':`` from Python, :func:`initlab.inprocess.given_as`).
     """
     if task not in TASKS:
         raise InitlabError(f"unknown task '{task}' (valid: {', '.join(TASKS)})")
@@ -159,7 +160,7 @@ def _read(key: tuple[str, str, str]) -> Raw:
 @contextlib.contextmanager
 def _prefixed(spec: str) -> Iterator[None]:
     """Prefix every :class:`InitlabError` raised inside with ``--data SPEC:`` (as
-    :func:`initlab.usercode.given_as` names it), unless it names the data already."""
+    :func:`initlab.inprocess.given_as` names it), unless it names the data already."""
     try:
         yield
     except InitlabError as exc:

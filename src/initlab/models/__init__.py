@@ -26,7 +26,7 @@ returns one of them again (``lambda: net``) would have every run train the same 
 def factory_named(spec: str) -> str:
     """How a message names a user's model factory, wherever it was given (``--model``, a
     spec's ``model`` key, ``model=`` in Python): ``the model factory m.py:build``."""
-    from initlab.usercode import shown_spec
+    from initlab.inprocess import shown_spec
 
     return f"the model factory {shown_spec(spec)}"
 
@@ -175,7 +175,7 @@ def build_user_model(
     **This imports and runs the user's code.** The caller controls the RNG (see
     :func:`initlab.train.run.build_initialized_model`).
     """
-    from initlab.usercode import a_or_an
+    from initlab.errors import a_or_an
 
     factory, args = check_factory_args(spec, model_args)
     try:

@@ -21,6 +21,7 @@ from initlab.atomic_files import check_output_dir, write_files
 from initlab.config import plain
 from initlab.data import load
 from initlab.errors import InitlabError, option
+from initlab.inprocess import data_spec
 from initlab.jsonsafe import strict_json
 from initlab.scaling.coords import (
     CoordSettings,
@@ -76,7 +77,6 @@ from initlab.sweep.seeds import seed_list
 from initlab.train.device import resolve_device
 from initlab.train.stack import rng_devices
 from initlab.train.tasks import resolve_task
-from initlab.usercode import data_spec
 
 PRIMARY = ("l1", "std", "update")
 """The metrics a module's summary sentence prefers (``aligned``/``aligned_out`` otherwise)."""
@@ -260,7 +260,7 @@ def coord_check(
     (``n_embd``, ``n_layer``) when they are not named ``width``/``depth``. ``seeds``: a
     count (seeds ``0..n-1``) or explicit seeds, as in ``compare``. ``data``: what
     ``compare`` takes (a dataset name, a spec, a function, or ``(x_train, y_train, x_test,
-    y_test)`` tensors/arrays; :func:`initlab.usercode.data_spec`). ``param="default"``: the
+    y_test)`` tensors/arrays; :func:`initlab.inprocess.data_spec`). ``param="default"``: the
     model as built. ``progress(done, total)``: called with 0 before the first model is
     measured and after each (``total`` = depths × widths × seeds models); silent when None.
     Every user mistake raises :class:`InitlabError` before any training (a model that cannot

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.inprocess import refuse_built
 from initlab.layer_order import known_output_layer
 from initlab.notes import note
 from initlab.ranges import check_number
@@ -37,7 +38,6 @@ from initlab.scaling.rescale import (
     rescale_ratios,
 )
 from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes, renamed
-from initlab.usercode import refuse_built
 
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "default")
 OPTIMIZERS = ("sgd", "adam")

@@ -22,7 +22,6 @@ from initlab.report.tables import ALPHA
 from initlab.results import (
     SAVED_FILES,
     ResultSet,
-    format_summary,
     reach_legend,
     retry_hint,
 )
@@ -30,6 +29,7 @@ from initlab.scores import Score, parted_by_stuck
 from initlab.stats import group_label
 from initlab.store import Store, open_store, store_path, study_dir
 from initlab.store.versions import changed_files, user_specs
+from initlab.summary_format import format_summary
 from initlab.sweep.interrupted import print_interrupted, resumable, resume_command
 from initlab.sweep.progress import RichProgress
 from initlab.sweep.runner import (

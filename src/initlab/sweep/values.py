@@ -24,7 +24,7 @@ import initlab.activations as activations
 import initlab.data as data
 import initlab.initializers as initializers
 from initlab.config import OPTIMIZERS, PRECISIONS, TASKS, RunConfig, output_scheme, plain
-from initlab.errors import InitlabError, UnknownNameError, shown
+from initlab.errors import InitlabError, UnknownNameError, a_or_an, shown
 from initlab.models import ARCHITECTURES
 from initlab.ranges import (
     FLOAT32_LIMIT,
@@ -36,7 +36,7 @@ from initlab.ranges import (
     check_number,
 )
 from initlab.residual.names import ACCEPTED as RESIDUAL_ACCEPTED
-from initlab.usercode import a_or_an, is_data_file, is_user_spec, split_spec
+from initlab.usercode import is_data_file, is_user_spec, split_spec
 
 SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
 """Every setting a spec may name: the fields of :class:`RunConfig`."""

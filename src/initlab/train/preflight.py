@@ -23,13 +23,14 @@ from initlab.computed_weights import copy_failure
 from initlab.config import RunConfig
 from initlab.data.tasks import is_integral
 from initlab.errors import InitlabError, option
+from initlab.inprocess import shown_spec
 from initlab.models import check_float32
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.layout import layout_hint
 from initlab.train.output_checks import check_classes, note_probabilities
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
-from initlab.usercode import is_user_spec, shown_spec
+from initlab.usercode import is_user_spec
 
 PROBE_EXAMPLES = 2
 
