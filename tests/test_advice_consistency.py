@@ -192,3 +192,19 @@ def test_the_predicted_factor_is_the_measured_one(activation, init, depth, name)
     predicted = quoted(r"×" + NUMBER + f" from the last of these {depth} layers", found.suggestion)
     assert predicted == pytest.approx(measured, rel=0.5), (found.message, grads)
     assert "fewer than these" in found.suggestion
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu"])
+def test_gelu_at_the_gain_rule_hears_that_no_scale_holds_its_variance(activation):
+    """The doctor planned gain(gelu) for 30 layers and its vanishing remained, with the advice
+    still reading "use variance_scaling(scale=2.352 …)": q = 1 repels there (L'(1) ≈ 1.14)."""
+    g2 = initlab.theory.numeric_gain(activation) ** 2
+    text = advice(activation, g2, 30, "vanishing")
+    _, slope = initlab.theory.scales.unstable_fixed_point(activation, g2)
+    assert quoted(r"L'\(q\) = " + NUMBER, text) == pytest.approx(slope, rel=5e-3)
+    over = quoted(r"×" + NUMBER + " over these 30 layers", text)
+    assert over == pytest.approx(slope**30, rel=0.05)
+    assert "no weight scale alone holds them steady" in text and "residual connections" in text
+    assert "unstable" not in advice(activation, g2, 3, "vanishing")  # 1.14³ < 2: not worth it
+    assert "unstable" not in advice("relu", 2.0, 30, "vanishing")  # marginal, L' = 1
+    assert "unstable" not in advice("tanh", 1.0, 30, "vanishing")  # q* = 0 attracts

@@ -80,3 +80,42 @@ def test_xi_grad_is_xi_c_where_ordered_and_shorter_where_chaotic():
     assert chaotic["max_trainable_depth"] == pytest.approx(6 * chaotic["xi_c"])  # Schoenholz
     exploding = theory.analyze("relu", 4.0, 0.0)  # q* = inf: both are 1 / ln chi1
     assert exploding["max_trainable_depth"] == pytest.approx(6 * exploding["xi_grad"])
+
+
+def _slope_by_quad(name: str, sigma_w2: float, q: float, h: float = 1e-4) -> float:
+    """L'(q) by a central difference of L(q) = sigma_w² E[phi(sqrt(q) z)²] with scipy's quad,
+    independent of initlab's quadrature (error ~h² + quad's 1e-10)."""
+    import numpy as np
+    from scipy.integrate import quad
+    from scipy.special import expit, ndtr
+
+    phi = {"gelu": lambda x: x * ndtr(x), "silu": lambda x: x * expit(x)}[name]
+
+    def length(q: float) -> float:
+        integrand = lambda z: phi(math.sqrt(q) * z) ** 2 * np.exp(-z * z / 2)  # noqa: E731
+        return sigma_w2 * quad(integrand, -40, 40, epsabs=1e-13)[0] / math.sqrt(2 * math.pi)
+
+    return (length(q + h) - length(q - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("name", JUMPS)
+def test_the_gain_rules_variance_repels_for_gelu_and_silu(name):
+    """A doctor's gelu plan at the gain rule still vanished over 30 layers: q = 1 is a fixed
+    point there, but L'(1) > 1, so any deviation grows layer after layer."""
+    sigma_w2 = theory.numeric_gain(name) ** 2
+    q_u, slope = theory.scales.unstable_fixed_point(name, sigma_w2)
+    assert q_u == pytest.approx(1.0, abs=1e-9)
+    assert slope == pytest.approx(_slope_by_quad(name, sigma_w2, 1.0), abs=1e-5)
+    assert slope > 1.1  # 1.144 (gelu), 1.173 (silu)
+    low, high = (
+        theory.predicted_variances(name, sigma_w2, 0.0, 30, q0=q0, raw_input=False)[-1]
+        for q0 in (0.95, 1.05)
+    )
+    assert low < 0.1 and high > 4  # 5% off q_u at the input: far off it at layer 30
+
+
+@pytest.mark.parametrize("name", [a for a in activations.names() if a not in JUMPS])
+def test_other_activations_have_no_repelling_point_at_the_gain_rule(name):
+    sigma_w2 = theory.numeric_gain(name) ** 2
+    assert theory.scales.unstable_fixed_point(name, sigma_w2) is None
+    assert theory.scales.unstable_fixed_point(name, sigma_w2, 0.05) is None

@@ -239,6 +239,8 @@ def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
         how = "remains" if finding.name in before.names else "appeared with the plan"
         line = Text.assemble((finding.name, "red"), f" {how}: {finding.message}")
         out.print(line, highlight=False)
+        if finding.suggestion:
+            out.print(Text(f"  suggestion: {finding.suggestion}"), highlight=False)
 
 
 def run_trials(

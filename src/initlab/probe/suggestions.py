@@ -46,7 +46,7 @@ from initlab.initializers import Fans
 from initlab.probe.meanfield import theory_note
 from initlab.theory import gain, prescribed_gain, pytorch_gain, xi_grad
 from initlab.theory.gains import EDGE_OF_CHAOS
-from initlab.theory.scales import TRAINABLE_DEPTH_FACTOR
+from initlab.theory.scales import TRAINABLE_DEPTH_FACTOR, unstable_fixed_point
 
 SCALE_TOLERANCE = 1.25
 """A weight std within this factor of ``gain / sqrt(fan_in)`` follows the gain rule."""
@@ -186,12 +186,15 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     schemes = best_schemes(act, fans, sb2)
     names = " or ".join(f"{spec} ({family})" for family, spec in schemes.items())
     short = _short_of_depth(act, g, sb2, layers)
+    drifts = _drifts(act, g, sb2, layers)
     helps = not short and _trainable_depth(act, sw2, sb2) < layers
     if 1 / SCALE_TOLERANCE <= r <= SCALE_TOLERANCE and not helps:
         limit = "consider normalization or less depth"
         if short:  # the note above quotes that depth: these weights are at the rule
             limit = f"the gain rule's scale cannot train these {layers} layers: consider "
             limit += _elsewhere(act)
+        elif drifts:
+            limit = f"{drifts}: consider {HOLD_THE_SCALE}"
         return (
             f"{act} layers already follow the gain rule (weight std {r:.2f}× "
             f"g/sqrt(fan_in), {named}); {theory}; {limit}"
@@ -208,6 +211,8 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     use = f"use {names}"
     if short:
         use = f"{short}: use {names} for the best scale, and with it {_elsewhere(act)}"
+    elif drifts:
+        use = f"{drifts}: use {names} for the best start, and with it {HOLD_THE_SCALE}"
     return (
         f"{act} layers have weight std {r:.2f}× the gain rule g/sqrt(fan_in) with "
         f"{named} (e.g. {group['weight_std'].iloc[i]:.3g} vs "
@@ -247,6 +252,33 @@ def _short_of_depth(act: str, g: float, sb2: float, layers: int) -> str:
     return (
         f"even at the gain rule's scale (sigma_w² = {g * g:.3g}) mean field's trainable depth "
         f"is {depth:.3g} layers, fewer than these {layers}"
+    )
+
+
+HOLD_THE_SCALE = "normalization (LayerNorm, BatchNorm) or residual connections to hold the scale"
+"""The remedy where the gain rule's variance is a repelling fixed point (:func:`_drifts`)."""
+DRIFT_FACTOR = 2.0
+"""A repelling fixed point is named when ``L'**layers`` reaches this: a variance 10% off
+``q_u`` at the first layer is then at least 20% off at the last."""
+
+
+def _drifts(act: str, g: float, sb2: float, layers: int) -> str:
+    """Empty unless the gain rule's variance is a repelling fixed point of the length map
+    (:func:`~initlab.theory.scales.unstable_fixed_point`: gelu, silu) and ``L'**layers``
+    reaches :data:`DRIFT_FACTOR`; then the sentence saying that no weight scale alone holds
+    these layers' variance (any deviation grows by ``L'`` per layer, toward 0 or inf)."""
+    try:
+        found = unstable_fixed_point(act, g * g, sb2)
+    except (InitlabError, ValueError, ArithmeticError):
+        return ""
+    if found is None or found[1] ** layers < DRIFT_FACTOR:
+        return ""
+    q_u, slope = found
+    return (
+        f"at the gain rule's scale the variance q = {q_u:.3g} is an unstable fixed point "
+        f"for {act} (L'(q) = {slope:.3g} > 1): any deviation from it grows ×{slope:.3g} per "
+        f"layer, ×{slope**layers:.3g} over these {layers} layers, toward 0 or inf, so no "
+        "weight scale alone holds them steady"
     )
 
 

@@ -242,3 +242,34 @@ def analyze(activation: str, sigma_w2: float, sigma_b2: float = 0.0) -> dict:
         "phase": "vanishing" if gone else "exploding" if exploding else phase(x1),
         "note": VANISHING_NOTE if gone else "",
     }
+
+
+def unstable_fixed_point(
+    activation: str,
+    sigma_w2: float,
+    sigma_b2: float = 0.0,
+    around: tuple[float, float] = (0.5, 2.0),
+) -> tuple[float, float] | None:
+    """``(q_u, L'(q_u))`` for a fixed point ``q_u = L(q_u)`` in ``around`` that repels
+    (``L'(q_u) > 1``), else None: a variance that starts off ``q_u`` drifts away from it by
+    ``L'(q_u)`` per layer, to the next fixed point (0, a small ``q*``, or inf).
+
+    The gain rule's ``sigma_w² = 1 / E[phi(z)²]`` makes ``q = 1`` a fixed point at zero
+    biases. It attracts where ``E[phi(sqrt(q) z)²] / q`` falls with q (tanh, ELU, softsign,
+    SELU) and repels where it rises: gelu and silu (from 1/4 at q → 0 to 1/2 at q → inf),
+    ``L'(1) = 1.144`` and ``1.173`` at zero biases, so no weight scale alone holds a deep
+    plain gelu or silu net's variance steady. ReLU's map is marginal (``L' = 1``): None.
+    """
+    from scipy.optimize import brentq
+
+    from initlab.theory.meanfield import length_map
+
+    def excess(q: float) -> float:
+        return float(length_map(q, activation, sigma_w2, sigma_b2)) - q
+
+    low, high = around
+    if excess(low) >= 0 or excess(high) <= 0:  # no crossing upward: no repelling point here
+        return None
+    q_u = float(brentq(excess, low, high, xtol=1e-12, rtol=1e-10))
+    slope = length_map_slope(q_u, activation, sigma_w2, sigma_b2)
+    return (q_u, slope) if slope > 1.0 + 1e-6 else None
