@@ -76,6 +76,19 @@ def test_orthogonal_recurrence_keeps_the_state_norm_of_a_linear_rnn():
     assert float(h.norm()) == pytest.approx(start, rel=100 * 10 * EPS * 32)
 
 
+@pytest.mark.parametrize(("module", "gates"), [(nn.LSTM(8, 32), 4), (nn.GRU(8, 32), 3)])
+def test_a_gated_recurrent_kernel_is_one_orthogonal_draw_as_keras_makes_it(module, gates):
+    """Keras draws its ``[H, gates·H]`` recurrent kernel orthogonal as a whole, so no gate's
+    own ``H × H`` block is orthogonal: the kernel's H orthonormal columns hold a squared norm
+    of H in all, ``H / gates`` per block in expectation, so a block's mean squared singular
+    value is about ``1 / gates`` (1 only for the plain RNN)."""
+    initialize(module, "glorot_uniform", generator=gen(3))
+    w = module.weight_hh_l0.detach().double()
+    for block in w.split(32):
+        mean_square = float((torch.linalg.svdvals(block) ** 2).mean())
+        assert mean_square == pytest.approx(1 / gates, abs=0.15 / gates)
+
+
 @pytest.mark.parametrize(
     ("module", "b_hh_follows_policy"),
     [(nn.GRU(6, 10), True), (nn.GRUCell(6, 10), True), (nn.RNNCell(6, 10), False)],

@@ -101,7 +101,9 @@ def test_presets_are_variance_scaling_with_three_parameters():
 
 
 def test_he_normal_formula_states_the_truncation():
-    assert get("he_normal").formula == "truncated N(0, 2/fan_in) cut at ±2σ, σ corrected by 0.8796"
+    assert get("he_normal").formula == (
+        "truncated normal, std sqrt(2/fan_in), cut at ±2.27 std (N(0,1) cut at ±2, × std/0.8796)"
+    )
     assert "UNtruncated" in info("he_normal")["pytorch_equivalent"]
     assert "TRUNCATED" in info("kaiming_normal")["keras_equivalent"]
 

@@ -2,18 +2,20 @@
 
 Keras semantics, since Keras is the framework whose layers name a scheme per matrix:
 
-* **RNNs** (``nn.RNN``, ``nn.LSTM``, ``nn.GRU`` and their cells). The scheme sets each
-  input kernel ``weight_ih`` (``[gates·H, in]``: fan_in = in, fan_out = gates·H, Keras'
-  ``kernel_initializer`` on its ``[in, gates·H]`` kernel) and the LSTM projection
-  ``weight_hr``; the recurrent kernel ``weight_hh`` gets ``orthogonal`` (gain 1), Keras'
-  ``recurrent_initializer`` default (Saxe et al. 2014: an orthogonal recurrence neither
-  shrinks nor grows the state). PyTorch adds two biases, ``b_ih + b_hh``: ``b_ih`` takes the
-  bias policy and ``b_hh`` is 0, so their sum is Keras' single bias; an LSTM's forget-gate
-  slice of ``b_ih`` (the second of the gates i, f, g, o) is then 1 (Keras'
-  ``unit_forget_bias``, Jozefowicz et al. 2015). A GRU's ``b_hh`` takes the policy too
-  (Keras' ``reset_after`` GRU has a recurrent bias of its own). The bias policy
-  ``torch_default`` gives what the RNN's constructor does instead: both biases
-  U(±1/sqrt(H)), no forget-gate 1.
+* **RNNs** (``nn.RNN``, ``nn.LSTM``, ``nn.GRU`` and their cells). The scheme sets each input
+  kernel ``weight_ih`` (``[gates·H, in]``: fan_in = in, fan_out = gates·H, Keras'
+  ``kernel_initializer`` on its ``[in, gates·H]`` kernel) and the LSTM projection ``weight_hr``;
+  the recurrent kernel ``weight_hh`` gets ``orthogonal`` (gain 1), Keras'
+  ``recurrent_initializer`` default, drawn over the whole ``[gates·H, H]`` kernel as Keras draws
+  its ``[H, gates·H]`` one. (Saxe et al. 2014's argument, that an orthogonal recurrence neither
+  shrinks nor grows the state, holds as such for the plain RNN: an LSTM's four ``H × H`` gate
+  blocks of one orthogonal draw have mean squared singular value 1/4, a GRU's three 1/3, as with
+  the fused projections below.) PyTorch adds two biases, ``b_ih + b_hh``: ``b_ih`` takes the
+  bias policy and ``b_hh`` is 0, so their sum is Keras' single bias; an LSTM's forget-gate slice
+  of ``b_ih`` (the second of the gates i, f, g, o) is then 1 (Keras' ``unit_forget_bias``,
+  Jozefowicz et al. 2015). A GRU's ``b_hh`` takes the policy too (Keras' ``reset_after`` GRU has
+  a recurrent bias of its own). The bias policy ``torch_default`` gives what the RNN's
+  constructor does instead: both biases U(±1/sqrt(H)), no forget-gate 1.
 * **Multi-head attention** (``nn.MultiheadAttention``). Its packed input projection
   ``in_proj_weight`` ``[3E, E]`` is three ``E × E`` maps (query, key, value), each set with
   its own fans (fan_in = E, or kdim/vdim for the separate ``k_proj_weight`` and

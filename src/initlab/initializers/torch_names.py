@@ -134,7 +134,7 @@ def xavier_normal(gain: float = 1.0) -> Sampler:
     """PyTorch ``xavier_normal_``: W ~ N(0, std²), ``std = gain·sqrt(2/(fan_in+fan_out))``.
 
     Untruncated. Keras' ``glorot_normal`` has the same std but is a truncated normal
-    (cut at ±2σ/0.8796, σ-corrected).
+    (N(0, 1) cut at ±2, times σ/0.8796: std σ, cut at ±2.27σ).
     """
     check_nonnegative("gain", gain)
     return Xavier(gain, "normal")
@@ -243,7 +243,7 @@ SCHEMES = [
         xavier_normal,
         "pytorch",
         "N(0, ({gain}·sqrt(2/(fan_in+fan_out)))²), untruncated",
-        keras_equivalent="glorot_normal is TRUNCATED (cut at ±2σ, σ-corrected)",
+        keras_equivalent="glorot_normal is TRUNCATED (same std, cut at ±2.27σ)",
     ),
     Scheme(
         "xavier_uniform",
@@ -257,7 +257,7 @@ SCHEMES = [
         kaiming_normal,
         "pytorch",
         _KAIMING_FORMULA + "N(0, gain²/{mode}), untruncated",
-        keras_equivalent="he_normal (relu) is TRUNCATED (cut at ±2σ, σ-corrected)",
+        keras_equivalent="he_normal (relu) is TRUNCATED (same std, cut at ±2.27σ)",
     ),
     Scheme(
         "kaiming_uniform",

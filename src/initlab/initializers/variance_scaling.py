@@ -102,7 +102,9 @@ def variance_scaling(
 
 
 def variance_scaling_formula(params: Mapping[str, Any]) -> str:
-    """One-line formula, e.g. ``truncated N(0, 2/fan_in) cut at ±2σ, σ corrected by 0.8796``."""
+    """One-line formula, e.g. ``truncated normal, std sqrt(2/fan_in), cut at ±2.27 std (N(0,1)
+    cut at ±2, × std/0.8796)``: the *result's* std is the target, so the cut is at
+    ±2/0.8796 ≈ ±2.27 of it."""
     scale, mode = float(params["scale"]), params["mode"]
     distribution = params["distribution"]
     if mode == "fan_avg":  # scale / ((fi + fo) / 2) = 2·scale / (fi + fo)
@@ -111,7 +113,10 @@ def variance_scaling_formula(params: Mapping[str, Any]) -> str:
         coefficient, denominator = scale, mode
     variance = f"{coefficient:g}/{denominator}"
     if distribution == "truncated_normal":
-        return f"truncated N(0, {variance}) cut at ±2σ, σ corrected by 0.8796"
+        return (
+            f"truncated normal, std sqrt({variance}), cut at ±2.27 std "
+            "(N(0,1) cut at ±2, × std/0.8796)"
+        )
     if distribution in ("untruncated_normal", "normal"):
         return f"N(0, {variance})"
     return f"U(±sqrt({3.0 * coefficient:g}/{denominator}))"
