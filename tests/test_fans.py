@@ -59,7 +59,7 @@ def test_module_rule_agrees_with_tensor_rule_for_linear_and_plain_convs(module, 
 
 def test_grouped_conv_fan_out_counts_out_per_group():
     conv = nn.Conv2d(8, 16, 3, groups=4)  # weight [16, 2, 3, 3]
-    assert fans_of_module(conv) == Fans(2 * 9, 4 * 9)
+    assert fans_of_module(conv) == Fans(2 * 9, 4 * 9, groups=4)
     assert fans_of_tensor(conv.weight) == Fans(2 * 9, 16 * 9)  # fan_out overcounted by groups
 
 
@@ -69,7 +69,7 @@ def test_grouped_conv_fan_out_counts_out_per_group():
         # weight [in, out/groups, *k]: the tensor rule swaps the fans (pytorch#7865)
         (nn.ConvTranspose1d(4, 6, 5), Fans(4 * 5, 6 * 5), Fans(6 * 5, 4 * 5)),
         (nn.ConvTranspose2d(3, 10, (3, 2)), Fans(3 * 6, 10 * 6), Fans(10 * 6, 3 * 6)),
-        (nn.ConvTranspose2d(8, 12, 3, groups=2), Fans(4 * 9, 6 * 9), Fans(6 * 9, 8 * 9)),
+        (nn.ConvTranspose2d(8, 12, 3, groups=2), Fans(4 * 9, 6 * 9, 2), Fans(6 * 9, 8 * 9)),
         (nn.ConvTranspose3d(2, 5, 2, stride=2), Fans(2 * 8, 5 * 8), Fans(5 * 8, 2 * 8)),
     ],
 )

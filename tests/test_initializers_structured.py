@@ -166,3 +166,61 @@ def test_shape_errors_name_the_scheme(name, shape, message):
 def test_dirac_groups_must_divide_the_outputs():
     with pytest.raises(InitlabError, match="groups=4 must divide"):
         get("dirac", groups=4)(torch.empty(6, 2, 3))
+
+
+# ---- grouped convolutions: one draw per group ------------------------------------------------
+
+
+def _depthwise() -> torch.nn.Conv1d:
+    return torch.nn.Conv1d(16, 16, 5, padding=2, groups=16, bias=False)
+
+
+@pytest.mark.parametrize("scheme", ["orthogonal", "delta_orthogonal"])
+def test_a_depthwise_convs_channels_each_get_the_gain_as_their_norm(scheme):
+    """One draw over a depthwise weight [16, 1, 5] flattened to [16, 5] gave the channels
+    squared norms from 0.10 to 0.66 (orthogonal) and 0.002 to 0.24 (delta_orthogonal: one
+    unit vector spread across the channels), so some channels started almost switched off;
+    the variance through the layer was 0.26 of its input's."""
+    from initlab.initializers import fans_of_module
+
+    conv = _depthwise()
+    get(scheme, gain=1.5)(conv.weight, gen(), fans=fans_of_module(conv))
+    norms = conv.weight.detach().double().pow(2).sum(dim=(1, 2))
+    assert torch.allclose(norms, torch.full((16,), 1.5**2, dtype=torch.float64), rtol=1e-5)
+    x = torch.randn(256, 16, 64, generator=gen(1))
+    ratio = float(conv(x)[..., 2:-2].pow(2).mean() / x.pow(2).mean())
+    # white input: E[out²] = ||w_c||² E[x²] per channel; a mean of 256·60·16 squares that
+    # overlap 5 taps at a time: relative standard error sqrt(2 · 5 / n)
+    se = math.sqrt(2 * 5 / (256 * 60 * 16))
+    assert ratio == pytest.approx(1.5**2, rel=4 * se)
+
+
+@pytest.mark.parametrize("scheme", ["orthogonal", "delta_orthogonal"])
+def test_each_group_is_orthogonal_on_its_own(scheme):
+    from initlab.initializers import fans_of_module
+
+    conv = torch.nn.Conv2d(8, 16, 3, groups=2, bias=False)  # blocks [8, 4, 3, 3]
+    get(scheme)(conv.weight, gen(), fans=fans_of_module(conv))
+    for block in conv.weight.detach().split(8):
+        w = block.reshape(8, -1) if scheme == "orthogonal" else block[:, :, 1, 1]
+        rows, cols = w.shape
+        gram = w @ w.T if rows <= cols else w.T @ w
+        assert torch.allclose(gram, torch.eye(min(rows, cols)), atol=1e-5)
+    expected = get(scheme).std(fans_of_module(conv), shape=conv.weight.shape)
+    if scheme == "orthogonal":  # per block [8, 36]: 1/sqrt(36), not 1/sqrt(max(16, 36))
+        assert expected == pytest.approx(1 / 6)
+        assert float(conv.weight.detach().double().pow(2).mean().sqrt()) == pytest.approx(1 / 6)
+
+
+def test_an_ungrouped_draw_is_still_torchs_own():
+    conv = torch.nn.Conv2d(4, 8, 3, bias=False)
+    from initlab.initializers import fans_of_module
+
+    ours = get("orthogonal")(torch.empty(8, 4, 3, 3), gen(5), fans=fans_of_module(conv))
+    theirs = torch.nn.init.orthogonal_(torch.empty(8, 4, 3, 3), generator=gen(5))
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_fans_refuse_groups_that_are_not_a_positive_integer():
+    with pytest.raises(InitlabError, match=r"Fans\.groups must be an integer >= 1"):
+        Fans(4, 4, 0)

@@ -166,3 +166,23 @@ def test_the_snippet_sets_a_tied_output_layer_through_its_shared_table():
         want = getattr(ref, name).weight.detach().flatten()
         assert stats.ks_2samp(got, want).pvalue > 0.01 / 2, name
     assert torch.equal(mine.mid.bias, torch.zeros(100))
+
+
+@pytest.mark.parametrize("scheme", ["orthogonal(gain=1.5)", "delta_orthogonal(gain=1.5)"])
+def test_the_snippet_draws_a_grouped_conv_group_by_group_as_initlab_does(scheme):
+    """Same generator seed, same draws: the snippet loops over the groups in initlab's order
+    (one orthogonal matrix per group; a depthwise conv's channels each of norm 1.5)."""
+
+    def net() -> nn.Module:
+        return nn.Sequential(nn.Conv1d(8, 8, 5, groups=8), nn.Conv2d(8, 16, 3, groups=2))
+
+    schemes = {"0": scheme, "1": scheme}
+    space: dict = {}
+    exec(make_snippet(net(), schemes, name="t", message="m"), space)
+    mine, ref = net(), net()
+    space["apply_init"](mine, torch.Generator().manual_seed(4))
+    initialize(ref, schemes, generator=torch.Generator().manual_seed(4))
+    for a, b in zip(mine, ref, strict=True):
+        assert torch.allclose(a.weight, b.weight, atol=1e-6)
+    norms = mine[0].weight.detach().pow(2).sum(dim=(1, 2))
+    assert torch.allclose(norms, torch.full((8,), 2.25), rtol=1e-5)

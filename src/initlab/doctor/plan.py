@@ -341,16 +341,18 @@ def orthogonal_rule(module: nn.Module, activation: str, slope: float | None) -> 
     """``orthogonal``/``delta_orthogonal`` with :func:`orthogonal_gain` for one layer."""
     g = orthogonal_gain(activation, slope)
     is_conv = isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
-    if is_conv and module.out_channels >= module.in_channels // module.groups:
+    groups = int(getattr(module, "groups", 1))
+    per = f", one per group of {groups}" if groups > 1 else ""
+    if is_conv and module.out_channels >= module.in_channels:  # per group: out/g >= in/g
         kernel = "x".join(map(str, module.kernel_size))
         return (
             f"delta_orthogonal(gain={g:.4g})",
-            f"{activation} conv: an orthogonal matrix at the centre of the {kernel} kernel, "
+            f"{activation} conv: an orthogonal matrix at the centre of the {kernel} kernel{per}, "
             f"gain {g:.4g}: the convolution is norm-preserving at init (Xiao et al. 2018)",
         )
     return (
         f"orthogonal(gain={g:.4g})",
-        f"{activation}: every singular value equals the gain {g:.4g} (Saxe et al. 2014)",
+        f"{activation}: every singular value equals the gain {g:.4g}{per} (Saxe et al. 2014)",
     )
 
 

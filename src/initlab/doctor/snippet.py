@@ -222,19 +222,24 @@ def draw_calls(init: Initializer, target: str, fans, shape: tuple[int, ...]) -> 
         return [
             f"torch.nn.init.trunc_normal_({target}, {s.mean!r}, {s.stddev!r}, {s.a!r}, {s.b!r}, g)"
         ]
+    groups = _groups(fans, shape)
+    rows = shape[0] // groups if shape else 0
+    loop, pad = (f"for k in range({groups}):", "    ") if groups > 1 else ("", "")
+    part = f"[k * {rows} : (k + 1) * {rows}]" if groups > 1 else ""  # each group's own rows
     if kind == "Orthogonal":  # drawn in float32 (QR has no bf16/fp16 kernel), then copied
-        draw = (
-            f"torch.nn.init.orthogonal_(torch.empty{tuple(shape)!r}, gain={s.gain!r}, generator=g)"
-        )
-        return [f"{target}.copy_({draw})"]
+        block = (rows, *shape[1:])
+        draw = f"torch.nn.init.orthogonal_(torch.empty{block!r}, gain={s.gain!r}, generator=g)"
+        return [line for line in (loop, f"{pad}{target}{part}.copy_({draw})") if line]
     if kind == "DeltaOrthogonal":
         centre = ", ".join(str((k - 1) // 2) for k in shape[2:])
-        return [
+        lines = [
             f"torch.nn.init.zeros_({target})",
-            f"centre = torch.empty({shape[0]}, {shape[1]})",
-            f"torch.nn.init.orthogonal_(centre, gain={s.gain!r}, generator=g)",
-            f"{target}[:, :, {centre}] = centre",
+            loop,
+            f"{pad}centre = torch.empty({rows}, {shape[1]})",
+            f"{pad}torch.nn.init.orthogonal_(centre, gain={s.gain!r}, generator=g)",
+            f"{pad}{target}{part}[:, :, {centre}] = centre",
         ]
+        return [line for line in lines if line]
     if kind == "Constant":
         return [f"torch.nn.init.constant_({target}, {s.value!r})"]
     sd = init.std(fans, shape=shape) or 0.0
@@ -242,6 +247,13 @@ def draw_calls(init: Initializer, target: str, fans, shape: tuple[int, ...]) -> 
         f"# {init!r} has no torch.nn.init equivalent: a normal law with its std",
         f"torch.nn.init.normal_({target}, 0.0, {sd!r}, generator=g)",
     ]
+
+
+def _groups(fans: object, shape: tuple[int, ...]) -> int:
+    """A grouped convolution's groups (:attr:`initlab.initializers.Fans.groups`), whose
+    blocks of rows the orthogonal schemes draw one by one; 1 for anything else."""
+    groups = getattr(fans, "groups", 1)
+    return groups if shape and shape[0] % groups == 0 else 1
 
 
 def _bias_lines(layer: str, module: nn.Module, bias: str) -> list[str]:

@@ -36,16 +36,22 @@ class Fans:
     """The number of inputs (``fan_in``) and outputs (``fan_out``) a weight's units see.
 
     ``fan_avg = (fan_in + fan_out) / 2`` is the Glorot/Keras ``mode="fan_avg"`` denominator.
+    ``groups``: a grouped convolution's groups (:func:`fans_of_module`), whose blocks of rows
+    never mix, so the orthogonal schemes draw each block on its own; 1 everywhere else.
     """
 
     fan_in: int
     fan_out: int
+    groups: int = 1
 
     def __post_init__(self) -> None:
         for field in ("fan_in", "fan_out"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InitlabError(f"Fans.{field} must be an integer >= 0, got {value!r}")
+        groups = self.groups
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise InitlabError(f"Fans.groups must be an integer >= 1, got {groups!r}")
 
     @property
     def fan_avg(self) -> float:
@@ -114,7 +120,7 @@ def fans_of_module(module: nn.Module) -> Fans:
       ``fan_in = (out/groups)·k`` and ``fan_out = in·k`` — swapped (pytorch#7865,
       tensorflow#31192). Here ``fan_in = (in/groups)·k`` and ``fan_out = (out/groups)·k``.
     - Grouped Conv: the tensor rule's ``fan_out = out·k`` overcounts by ``groups``; here it is
-      ``(out/groups)·k``. ``fan_in`` agrees.
+      ``(out/groups)·k``. ``fan_in`` agrees. ``groups`` is kept (:attr:`Fans.groups`).
     - Strided transposed convolutions: each output then actually sums about ``1/prod(stride)``
       of the ``fan_in`` counted here; like every framework, initlab ignores stride.
 
@@ -132,7 +138,7 @@ def fans_of_module(module: nn.Module) -> Fans:
     if isinstance(module, CONV_LAYERS):
         k = math.prod(module.kernel_size)
         groups = int(module.groups)
-        return Fans(module.in_channels // groups * k, module.out_channels // groups * k)
+        return Fans(module.in_channels // groups * k, module.out_channels // groups * k, groups)
     known = "nn.Linear, nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d"
     raise InitlabError(
         f"cannot compute the fans of {type(module).__name__}: initlab knows {known}; "
