@@ -254,8 +254,11 @@ def test_val_size_seed_and_limit_train(spec):
     # stratified: 4 balanced classes of 50 -> exactly 10 of each in a 40-example val set
     assert torch.bincount(a.y_val, minlength=CLASSES).tolist() == [10] * CLASSES
     limited = load(spec("tensors"), val_size=40, limit_train=25)
-    assert limited.num_train == 25 and torch.equal(limited.x_train, a.x_train[:25])
-    assert torch.equal(limited.x_val, a.x_val)
+    assert limited.num_train == 25 and torch.equal(limited.x_val, a.x_val)
+    ids, pool = limited.x_train[:, 0].tolist(), set(a.x_train[:, 0].tolist())
+    assert set(ids) <= pool and ids == sorted(ids)  # a sample of the training set, in order
+    counts = torch.bincount(limited.y_train, minlength=CLASSES).tolist()
+    assert max(counts) - min(counts) <= 1  # class-balanced: 6 or 7 of each of the 4
     assert load(spec("tensors"), val_size=0).num_train == N_TRAIN
 
 
@@ -491,3 +494,16 @@ def test_read_only_arrays_such_as_pandas_gives_load_without_torchs_warning():
         warnings.simplefilter("error")
         tensor = as_tensor(x, "x_train", "data")
     assert tensor.tolist() == x.tolist() and x.flags.writeable is False
+
+
+def test_limit_train_on_a_file_sorted_by_label_keeps_every_class(tmp_path: Path):
+    """A user's file sorted by label, cut to its first examples, gave `doctor --trials` a
+    training set of class 0 alone (and every candidate "learned nothing")."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat_interleave(200)  # 0…0 1…1 2…2
+    x = torch.randn(600, 4, generator=gen) + y[:, None].float()
+    path = tmp_path / "sorted.npz"
+    np.savez(path, x_train=x.numpy(), y_train=y.numpy(), x_test=x[:30].numpy(),
+             y_test=y[:30].numpy())  # fmt: skip
+    data = load(str(path), val_size=60, limit_train=90)
+    assert torch.bincount(data.y_train, minlength=3).tolist() == [30, 30, 30]

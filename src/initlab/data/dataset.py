@@ -219,6 +219,15 @@ def take(x: Tensor, y: Tensor, index: np.ndarray) -> tuple[Tensor, Tensor]:
     return x.index_select(0, idx), y.index_select(0, idx)
 
 
+def after_validation(order: np.ndarray, start: int, limit: int | None) -> np.ndarray:
+    """The training part of a seeded ``order`` of the pool (:func:`stratified_order`): what
+    follows its first ``start`` (the validation set), cut to ``limit`` when given. Cutting the
+    permutation, not the pool's own order, keeps a limited training set a seeded,
+    class-balanced sample, whatever order the file had (a file sorted by label kept only
+    its first class)."""
+    return order[start:] if limit is None else order[start : start + limit]
+
+
 def head(x: Tensor, y: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
     """The first ``n`` rows (all when ``n`` is None or larger than the data); views."""
     return (x, y) if n is None else (x[:n], y[:n])

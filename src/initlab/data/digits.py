@@ -18,6 +18,7 @@ from torch import Tensor
 
 from initlab.data.dataset import (
     Dataset,
+    after_validation,
     assemble,
     check_val_size,
     preserved_global_rng,
@@ -62,12 +63,11 @@ def load(
     order = stratified_order(y.numpy(), seed)
     return assemble(
         NAME,
-        take(x, y, order[NUM_TEST + n_val :]),
+        take(x, y, after_validation(order, NUM_TEST + n_val, limit_train)),
         take(x, y, order[NUM_TEST : NUM_TEST + n_val]),
         take(x, y, order[:NUM_TEST]),
         classes=CLASSES,
         source="scikit-learn",
-        limit_train=limit_train,
     )
 
 

@@ -29,6 +29,7 @@ from initlab.atomic_files import write_file
 from initlab.data import locate
 from initlab.data.dataset import (
     Dataset,
+    after_validation,
     assemble,
     check_val_size,
     preserved_global_rng,
@@ -132,12 +133,11 @@ def load(
     order = stratified_order(y_pool.numpy(), seed)
     return assemble(
         NAME,
-        take(x_pool, y_pool, order[n_val:]),
+        take(x_pool, y_pool, after_validation(order, n_val, limit_train)),
         take(x_pool, y_pool, order[:n_val]),
         (x_test, y_test),
         classes=CLASSES,
         source="generated (mnist1d package, default arguments)",
-        limit_train=limit_train,
     )
 
 

@@ -125,7 +125,10 @@ def load(
         val_size: number of validation examples (default per dataset, see :func:`info`).
         seed: seeds the split where there is no official one (and the synthetic task).
         download: allow downloading MNIST / Fashion-MNIST into the cache if not found.
-        limit_train: keep only the first ``limit_train`` training examples (all if fewer).
+        limit_train: keep only ``limit_train`` training examples (all if fewer): the first
+            ones where the split follows the files' order (MNIST, Fashion-MNIST, synthetic),
+            a seeded class-stratified sample where it is drawn (digits, MNIST-1D, user data:
+            :func:`~initlab.data.dataset.after_validation`).
         task: ``"classification"``, ``"regression"``, ``"sequence"`` or ``"auto"``: for user
             data, integer targets ``[N]`` → classification, non-integral float targets → regression,
             integer targets ``[N, T]`` with integer inputs ``[N, T]`` → sequence (details in

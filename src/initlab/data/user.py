@@ -13,7 +13,8 @@ x_test, y_test`` (``.npz``: ``numpy.load(allow_pickle=False)``; ``.pt``: a dict 
 The validation set is taken from the training pool, like the built-in datasets: the first
 ``val_size`` (default :data:`DEFAULT_VAL_FRACTION` of the pool) examples of a seeded
 permutation (``numpy.random.default_rng(seed)``; class-stratified for classification), the
-rest, in their original order, train; ``limit_train`` keeps the first that many of those.
+rest, in their original order, train; ``limit_train`` keeps the next that many of the
+permutation instead (a seeded, class-balanced sample, whatever order the file has).
 The task is inferred or given (:mod:`initlab.data.tasks`).
 
 Loaded data is cached in-process, keyed by the spec, the current directory, the spec's
@@ -39,6 +40,7 @@ from torch.utils.data import default_collate
 
 from initlab.data.dataset import (
     Dataset,
+    after_validation,
     assemble,
     check_count,
     check_val_size,
@@ -114,7 +116,8 @@ def split(
     """``data``'s :class:`Dataset`: validation = the first ``val_size`` (default
     ``floor(DEFAULT_VAL_FRACTION * pool)``) of a seeded permutation of the training pool,
     class-stratified for classification (:func:`stratified_order`); train = the rest, in
-    the original order, cut to its first ``limit`` examples."""
+    the original order, or with ``limit`` the next ``limit`` of the permutation
+    (:func:`~initlab.data.dataset.after_validation`)."""
     pool = data.y_train.shape[0]
     default = int(DEFAULT_VAL_FRACTION * pool)
     n_val = check_val_size(default if val_size is None else val_size, pool, "it")  # prefixed
@@ -124,12 +127,11 @@ def split(
     order = stratified_order(strata, seed)
     return assemble(
         name,
-        take(data.x_train, data.y_train, order[n_val:]),
+        take(data.x_train, data.y_train, after_validation(order, n_val, limit)),
         take(data.x_train, data.y_train, order[:n_val]),
         (data.x_test, data.y_test),
         classes=data.classes,
         source=source,
-        limit_train=limit,
         task=data.task,
         num_classes=data.num_classes,
     )

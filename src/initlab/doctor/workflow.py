@@ -190,8 +190,8 @@ def trials(
     run settings (``optimizer``, ``lr``, ``batch_size``, ...) are :func:`initlab.compare`'s,
     but for those the trials set themselves (:data:`initlab.doctor.keywords.OVERRIDDEN`:
     ``epochs`` by ``budget``, ``data_seed`` by ``trials``, ``track``), which are refused;
-    ``limit_train`` keeps the first examples of the training set, of which the budget
-    trains on as many as fit; ``init``: the starting scheme (default: the model as built,
+    ``limit_train`` keeps that many training examples (:func:`initlab.data.load`), of which
+    the budget trains on as many as fit; ``init``: the starting scheme (default: the model as built,
     ``random_normal`` for initlab's MLP; several to compare go in ``candidates``);
     ``candidates``: ``"auto"`` or names (``default``, ``plan``, ``plan+<rule>``,
     ``orthogonal_plan``, any initializer); ``trials``: the number of init seeds and of
