@@ -271,6 +271,25 @@ def test_timing_stops_at_the_first_stack_that_uses_up_the_budget(monkeypatch):
     assert len(trained) == 3 and step == pytest.approx(0.75) and fixed == pytest.approx(9.0)
 
 
+def test_one_slow_warm_epoch_does_not_set_the_step_time(monkeypatch):
+    """A pause of the machine in one timed epoch (5 s where the other took 0.5 s): the step
+    time comes from the fastest warm epoch, not the paused one (the trials were 45 steps
+    instead of 1,800 on a busy machine)."""
+    from types import SimpleNamespace
+
+    clock, _, data = _fake_stacks(monkeypatch, [], warm=0.5)
+    epochs = [{"seconds": 1.5}, {"seconds": 5.0}, {"seconds": 0.5}]
+
+    def paused(group, data):
+        clock[0] += 7.0
+        return [SimpleNamespace(status="ok", epochs=epochs)]
+
+    monkeypatch.setattr(trials, "train_configs", paused)
+    step, fixed = trials.time_trial([RunConfig()], data, budget=100.0)
+    assert step == pytest.approx(0.5 / trials.TIMING_STEPS)
+    assert fixed == pytest.approx(7.0 - 3 * 0.5)
+
+
 def test_timing_stops_once_two_stacks_project_far_more_than_the_budget(monkeypatch):
     """Six stacks of 5 s each and a budget of 20 s: after two (10 s spent) they project
     6/2 × (10 s + 6 s fixed + 10 steps × 0.5 s) = 63 s, over 1.25 × 20 s: refused there,

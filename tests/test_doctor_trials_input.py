@@ -140,7 +140,8 @@ def test_trials_that_fail_in_the_timing_trial_are_one_line_before_the_budget(
     assert len(errors) == 1 and "every trial run failed in the timing trial" in errors[0]
     assert errors[0].endswith("RuntimeError: boom in a training step")
     timing = trials.TIMING_STEPS * 7  # the timing trial's examples: the budget was not spent
-    assert trained and all(c.epochs == 2 and c.limit_train == timing for c in trained)
+    epochs = 1 + trials.WARM_EPOCHS
+    assert trained and all(c.epochs == epochs and c.limit_train == timing for c in trained)
 
 
 def test_trials_that_all_fail_say_why_and_exit_1(tmp_path, capsys, monkeypatch):

@@ -7,10 +7,11 @@ data-order seeds (``seed = i``, ``data_seed = j``): ``N²`` runs per candidate, 
 Run (i, j) of every candidate sees the same data order and draws from the same seed, so
 candidates are compared *paired* by (i, j).
 
-**Budget.** A timing trial trains every stack for two epochs of :data:`TIMING_STEPS` steps:
-the second epoch's records give ``s``, the seconds per step of all stacks together (a
-validation pass included), and the rest of its wall time ``f`` (building, initializing,
-first calls, the engine's choice of strategy, the final pass) is a fixed cost.
+**Budget.** A timing trial trains every stack for ``1 +`` :data:`WARM_EPOCHS` epochs of
+:data:`TIMING_STEPS` steps: the fastest warm epoch gives ``s``, the seconds per step of all
+stacks together (a validation pass included), and the rest of its wall time ``f``
+(building, initializing, first calls, the engine's choice of strategy, the final pass) is a
+fixed cost.
 ``S = floor((budget - t - f) / s)`` steps per run, ``t`` the timing trial's own time (the
 budget is for all of it); a budget below ``t + f + 10 s`` cannot give every candidate the
 :data:`MIN_TRIAL_STEPS` steps that measure training rather than the loss at init, and is
@@ -42,6 +43,10 @@ from initlab.train import group_configs, train_configs
 from initlab.train.result import RunResult
 
 TIMING_STEPS = 4
+WARM_EPOCHS = 2
+"""Epochs timed after the first (which pays for first calls); ``s`` comes from the fastest:
+a timed epoch of 16 small models lasts about 11 ms, so one pause of a busy machine in a
+single timed epoch made ``s`` 30× too high and the trials 45 steps instead of 1,800."""
 MAX_POINTS = 10
 """At most this many points (epochs) on each loss curve."""
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$")
@@ -158,10 +163,11 @@ def time_trial(
     configs: Sequence[RunConfig], data: Dataset, budget: float | None = None
 ) -> tuple[float, float]:
     """``(s, f)``: seconds per step of all stacks together and the fixed cost (see the
-    module docstring), from two epochs of :data:`TIMING_STEPS` steps of every stack: ``s``
-    from the second, warm epoch (the first also pays for first calls and for the engine's
-    choice of strategy, which timed the stack against its models one at a time: counted as
-    step time, that made ``s`` up to 9× too high and the trials a ninth of the budget).
+    module docstring), from ``1 +`` :data:`WARM_EPOCHS` epochs of :data:`TIMING_STEPS` steps
+    of every stack: ``s`` from the fastest warm epoch (the first also pays for first calls
+    and for the engine's choice of strategy, which timed the stack against its models one at
+    a time: counted as step time, that made ``s`` up to 9× too high and the trials a ninth
+    of the budget).
 
     ``budget``: refused as soon as timing alone has used it up, or two or more stacks timed
     so far (the first also pays for first calls) project a need above
@@ -169,7 +175,7 @@ def time_trial(
     that needed 148 s was refused after 92 s of timing)."""
     batch = configs[0].batch_size
     limit = TIMING_STEPS * batch
-    short = [c.replace(epochs=2, limit_train=limit, track="off") for c in configs]
+    short = [c.replace(epochs=1 + WARM_EPOCHS, limit_train=limit, track="off") for c in configs]
     small = trial_data(data, limit)
     groups = group_configs(short)
     step = fixed = 0.0
@@ -181,11 +187,12 @@ def time_trial(
         results = train_configs(group, small)
         wall = time.perf_counter() - t0
         timed += results
-        warm = [r.epochs[-1]["seconds"] for r in results if len(r.epochs) == 2]
-        epoch = min(max(warm, default=wall / 2) * len(group), wall / 2)
+        ran = max((len(r.epochs) for r in results), default=0) or 1 + WARM_EPOCHS
+        warm = [min(e["seconds"] for e in r.epochs[1:]) for r in results if len(r.epochs) > 1]
+        epoch = min(max(warm, default=wall / ran) * len(group), wall / ran)
         step += epoch / TIMING_STEPS
-        fixed += wall - 2 * epoch
-        costs.append(wall + (wall - 2 * epoch) + MIN_TRIAL_STEPS * epoch / TIMING_STEPS)
+        fixed += wall - ran * epoch
+        costs.append(wall + (wall - ran * epoch) + MIN_TRIAL_STEPS * epoch / TIMING_STEPS)
         spent = time.perf_counter() - started
         least = len(groups) / done * (spent + fixed + MIN_TRIAL_STEPS * step)
         if done >= 2:  # the rest projected from the warm stacks: the first pays first calls
