@@ -250,3 +250,54 @@ def test_a_finding_that_remains_after_the_plan_comes_with_its_suggestion(capsys)
     assert "vanishing_activations remains" in out
     assert "suggestion: gelu layers already follow the gain rule" in out
     assert "unstable fixed point" in out and "no weight scale alone holds them steady" in out
+
+
+def test_the_doctor_names_a_recurrent_cell_it_did_not_measure(tmp_path, capsys):
+    """diagnose said `not measured: cell (LSTMCell)`; the doctor dropped the line and called
+    the model healthy as if the cell had been looked at."""
+    (tmp_path / "cellnet.py").write_text(
+        textwrap.dedent(
+            """
+            import torch.nn as nn
+
+            class Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.cell, self.head = nn.LSTMCell(64, 16), nn.Linear(16, 10)
+                def forward(self, x):
+                    h, _ = self.cell(x.flatten(1))
+                    return self.head(h)
+
+            def build():
+                return Net()
+            """
+        )
+    )
+    args = ["--model", f"{tmp_path / 'cellnet.py'}:build", "--data", "digits", "--batch", "64"]
+    assert main(["doctor", *args]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "not measured: cell (LSTMCell)" in out
+
+
+def test_embeddings_of_one_width_on_different_scales_are_named():
+    """A GPT whose tied token table the plan set (std ~0.2) next to a position table left at
+    nn.Embedding's N(0, 1): added, the tokens carried 1/25 of the positions' variance."""
+    from initlab.model_notes import embedding_scales
+
+    class Tables(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(50, 32), nn.Embedding(16, 32)
+            self.other = nn.Embedding(8, 4)  # another width: not compared
+
+    model = Tables()
+    nn.init.normal_(model.wte.weight, std=0.2)
+    std = {name: float(m.weight.std()) for name, m in model.named_children()}
+    stds, mismatch = embedding_scales(model)
+    assert (
+        stds == f"wte std {std['wte']:.3g}, wpe std {std['wpe']:.3g}, other std {std['other']:.3g}"
+    )
+    assert mismatch.startswith(f"wpe (std {std['wpe']:.3g}) and wte (std {std['wte']:.3g})")
+    assert f"1/{(std['wpe'] / std['wte']) ** 2:.3g} of wpe's variance" in mismatch
+    nn.init.normal_(model.wte.weight, std=0.5)  # within 3×: nothing said
+    assert embedding_scales(model)[1] == ""

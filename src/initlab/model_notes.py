@@ -184,3 +184,37 @@ def _keeping(layers: Sequence[str], them: str) -> str:
     keep = f"initialize(model, {{**plan, {keep}{', ...' if len(layers) > 3 else ''}}})"
     which = "its layer" if len(layers) == 1 else "their layers"
     return f"to keep {them}, map {which} to {AS_BUILT!r}: {keep}"
+
+
+SCALE_MISMATCH = 3.0
+"""Embedding tables of one width whose stds differ by more than this are named: where a
+model adds them (token + position), the smaller one's variance is under 1/9 of the sum's."""
+
+
+def embedding_scales(model: nn.Module) -> tuple[str, str]:
+    """``(stds, mismatch)``: each embedding table's std as it is now (``wte std 0.21, wpe
+    std 1.03``), and a sentence when tables of the same width differ by more than
+    :data:`SCALE_MISMATCH` in std (``""`` otherwise). A GPT whose token table a plan set
+    through its tied output layer (std 0.21) kept its position table at nn.Embedding's
+    N(0, 1): added together, the tokens carried 1/25 of the positions' variance."""
+    from initlab.embedding_init import EMBEDDINGS
+
+    tables = {
+        name: (int(m.weight.shape[-1]), float(m.weight.detach().float().std()))
+        for name, m in model.named_modules()
+        if isinstance(m, EMBEDDINGS) and m.weight.numel() > 1
+    }
+    stds = ", ".join(f"{name} std {std:.3g}" for name, (_, std) in tables.items())
+    by_width: dict[int, list[tuple[str, float]]] = {}
+    for name, (width, std) in tables.items():
+        by_width.setdefault(width, []).append((name, std))
+    for same in by_width.values():
+        low, high = min(same, key=lambda t: t[1]), max(same, key=lambda t: t[1])
+        if low[1] > 0 and high[1] / low[1] > SCALE_MISMATCH:
+            ratio = high[1] / low[1]
+            return stds, (
+                f"{high[0]} (std {high[1]:.3g}) and {low[0]} (std {low[1]:.3g}) differ "
+                f"{ratio:.3g}× in scale: where the model adds them (token + position), "
+                f"{low[0]} carries 1/{ratio * ratio:.3g} of {high[0]}'s variance"
+            )
+    return stds, ""

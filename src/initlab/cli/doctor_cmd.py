@@ -139,6 +139,7 @@ def note_as_built(model: nn.Module) -> None:
     them (:func:`initlab.coverage.untouched_weights`): nn.Embedding's N(0, 1) is itself a
     choice, often the one that matters most in a language model."""
     from initlab.coverage import untouched_weights
+    from initlab.model_notes import embedding_scales
 
     if not (untouched := untouched_weights(model)):
         return
@@ -146,8 +147,11 @@ def note_as_built(model: nn.Module) -> None:
     text = f"the plan sets weight layers only: {some_names(untouched, 4)} {verb} the "
     text += "factory's initialization"
     if any("Embedding" in u for u in untouched):
+        stds, mismatch = embedding_scales(model)
         text += (
-            " (nn.Embedding: N(0, 1)); `initlab plan --embedding-init 'normal(std=0.02)'` (or "
+            f" (after the plan: {stds}; nn.Embedding's own default is N(0, 1))"
+            + (f"; {mismatch}" if mismatch else "")
+            + "; `initlab plan --embedding-init 'normal(std=0.02)'` (or "
             "initlab.initialize(model, plan, embedding_init=...)) sets the embeddings too"
         )
     note(text)
@@ -233,6 +237,8 @@ def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
         out.print(f"went away: {', '.join(gone)}", style="green")
     if before.healthy:
         out.print("as it is: no findings", style="green")
+    if after.unseen:  # a recurrent cell the probe does not unroll: no table shows it
+        out.print(after.unseen_note, highlight=False)
     if after.healthy:
         out.print("after the plan: no findings — healthy", style="green")
     for finding in after.findings:

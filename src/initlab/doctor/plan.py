@@ -385,7 +385,7 @@ def rule_for(activation: str, slope: float | None = None, *, is_output: bool) ->
         )
     if activation == "linear":
         if is_output:
-            return "glorot_uniform", "output layer: Keras's default keeps the logits of order 1"
+            return "glorot_uniform", "output layer: Keras's default keeps the outputs of order 1"
         return (
             "orthogonal",
             "linear layer: orthogonal keeps every singular value at 1 (Saxe et al.)",
