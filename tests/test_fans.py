@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -70,12 +71,35 @@ def test_grouped_conv_fan_out_counts_out_per_group():
         (nn.ConvTranspose1d(4, 6, 5), Fans(4 * 5, 6 * 5), Fans(6 * 5, 4 * 5)),
         (nn.ConvTranspose2d(3, 10, (3, 2)), Fans(3 * 6, 10 * 6), Fans(10 * 6, 3 * 6)),
         (nn.ConvTranspose2d(8, 12, 3, groups=2), Fans(4 * 9, 6 * 9, 2), Fans(6 * 9, 8 * 9)),
-        (nn.ConvTranspose3d(2, 5, 2, stride=2), Fans(2 * 8, 5 * 8), Fans(5 * 8, 2 * 8)),
+        # stride 2 in 3 dimensions: each output sums 8 / 8 = 1 tap per input channel
+        (nn.ConvTranspose3d(2, 5, 2, stride=2), Fans(2, 5 * 8), Fans(5 * 8, 2 * 8)),
+        (nn.ConvTranspose2d(8, 4, 3, stride=2), Fans(round(8 * 9 / 4), 4 * 9), Fans(36, 72)),
     ],
 )
 def test_transposed_conv_module_rule_unswaps_the_fans(module, module_fans, tensor_fans):
     assert fans_of_module(module) == module_fans
     assert fans_of_tensor(module.weight) == tensor_fans
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(2, 2), (4, 2), (3, 2), (3, 1)])
+def test_he_keeps_the_signal_through_a_strided_transposed_conv(kernel, stride):
+    """An up-sampling ConvTranspose2d(32, 32, 2, stride=2) drawn He with fan_in = 32·4 gave
+    E[z²]/E[x²] = 0.5 where He's rule needs 2·(1/2 of a ReLU's input): the std halved at
+    each decoder stage. Each output sums K/S taps per channel on average: E[z²] = 2 E[x²]."""
+    from initlab.initializers import get
+
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(64, 64, kernel, stride=stride, bias=False)
+    get("kaiming_normal")(
+        layer.weight, torch.Generator().manual_seed(1), fans=fans_of_module(layer)
+    )
+    x = torch.randn(16, 64, 24, 24)
+    z = layer(x)[..., kernel:-kernel, kernel:-kernel]  # away from the edges
+    ratio = float(z.pow(2).mean() / x.pow(2).mean())
+    # k/s not whole (3/2): outputs alternate 1 and 2 taps per dim, the mean is K/S; the
+    # weights' own sample variance (64·64·K draws) dominates the error: 4 standard errors
+    se = math.sqrt(2 / (64 * 64 * kernel * kernel))
+    assert ratio == pytest.approx(2.0, rel=4 * se + 0.03)  # 0.03: an odd crop of 1-2 taps
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ CONV_LAYERS = (
     nn.ConvTranspose3d,
 )
 """Every convolution whose fans come from its kernel (grouped and transposed included)."""
+TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 WEIGHT_LAYERS = (nn.Linear, *CONV_LAYERS)
 """The weight layers :func:`initlab.initialize` acts on."""
 
@@ -121,8 +122,14 @@ def fans_of_module(module: nn.Module) -> Fans:
       tensorflow#31192). Here ``fan_in = (in/groups)·k`` and ``fan_out = (out/groups)·k``.
     - Grouped Conv: the tensor rule's ``fan_out = out·k`` overcounts by ``groups``; here it is
       ``(out/groups)·k``. ``fan_in`` agrees. ``groups`` is kept (:attr:`Fans.groups`).
-    - Strided transposed convolutions: each output then actually sums about ``1/prod(stride)``
-      of the ``fan_in`` counted here; like every framework, initlab ignores stride.
+    - Strided transposed convolutions: an output pixel sums only the taps that land on it,
+      ``K / S`` per input channel on average (``S = prod(stride)``: exactly one tap of a
+      2×2 kernel at stride 2), so ``fan_in = round((in/groups)·K / S)`` (at least 1); with
+      ``(in/groups)·K``, He's std on a ``ConvTranspose2d(…, 2, stride=2)`` was half what keeps
+      the signal, and a decoder lost a factor 2 of std at each up-sampling. ``fan_out`` (each
+      input feeds ``(out/groups)·K`` outputs) and ordinary strided convolutions are counted
+      as the frameworks count them, so that ``mode="fan_out"`` matches torchvision's
+      ResNets.
 
     Raises :class:`InitlabError` for any other module (pass ``fans=`` yourself) and for lazy
     modules whose weight is not materialized yet.
@@ -138,7 +145,10 @@ def fans_of_module(module: nn.Module) -> Fans:
     if isinstance(module, CONV_LAYERS):
         k = math.prod(module.kernel_size)
         groups = int(module.groups)
-        return Fans(module.in_channels // groups * k, module.out_channels // groups * k, groups)
+        fan_in = module.in_channels // groups * k
+        if isinstance(module, TRANSPOSED) and (stride := math.prod(module.stride)) > 1:
+            fan_in = max(1, round(fan_in / stride))  # each output sums K/S taps on average
+        return Fans(fan_in, module.out_channels // groups * k, groups)
     known = "nn.Linear, nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d"
     raise InitlabError(
         f"cannot compute the fans of {type(module).__name__}: initlab knows {known}; "
