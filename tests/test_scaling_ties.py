@@ -104,3 +104,33 @@ def test_a_tied_readout_under_sp_is_not_explained_in_mup_terms():
     assert (
         "muP" not in hints["(logits)"] and "MuSharedReadout" in tie_hints(shapes, "mup")["(logits)"]
     )
+
+
+class Twice(nn.Module):
+    """One Linear called twice (weights shared across blocks), the second call on 50× the
+    first's output: two series of very different scale."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.inp, self.lin = nn.Linear(64, width), nn.Linear(width, width)
+        self.out = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.lin(torch.relu(self.inp(x.flatten(1))))
+        return self.out(self.lin(50 * a))
+
+
+def test_each_call_of_a_shared_module_is_its_own_series():
+    """Pooled under one name the two calls read as extra seeds (n = 18 rows where 9 are
+    seeds × widths), the gap between them widened every interval and no fit was conclusive."""
+    result = initlab.coord_check(
+        lambda width: Twice(width), widths=(8, 16, 32), param="sp", seeds=3, steps=1,
+        data="digits",
+    )  # fmt: skip
+    std = result.coords[(result.coords["metric"] == "std") & (result.coords["step"] == 0)]
+    per_module = std.groupby("module").size()
+    assert per_module["lin"] == per_module["lin[2]"] == 3 * 3  # widths × seeds, not twice
+    first = std[std["module"] == "lin"]["value"].median()
+    second = std[std["module"] == "lin[2]"]["value"].median()
+    assert second > 10 * first  # the 50× input: two scales, not one noisy series
+    assert {v.module for v in result.verdicts if v.axis == "width"} >= {"lin", "lin[2]"}
