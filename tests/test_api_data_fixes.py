@@ -295,3 +295,14 @@ def test_every_way_to_a_result_set_takes_one_grouping_name(tmp_path):
     result = run_config(RunConfig(dataset="digits", hidden=(8,), epochs=1, limit_train=64))
     built = initlab.ResultSet.from_results([result], group_by="init")
     assert "init" in built.epochs.columns and len(built.summary()) == 1
+
+
+def test_a_one_logit_binary_classifier_hears_that_two_logits_are_the_same_model():
+    """0/1 labels and one output (a BCEWithLogitsLoss model): the line says how to have it
+    trained, and only there (a 3-class one-output model gets no BCE aside)."""
+    with pytest.raises(InitlabError) as info:
+        check_output("classification", torch.zeros(4, 1), torch.tensor([0, 1, 1, 0]), 2)
+    assert "same classifier as 2 logits, nn.Linear(d, 2)" in str(info.value)
+    with pytest.raises(InitlabError) as info:
+        check_output("classification", torch.zeros(4, 1), torch.tensor([0, 1, 2, 0]), 3)
+    assert "BCEWithLogitsLoss" not in str(info.value)

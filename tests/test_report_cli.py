@@ -97,6 +97,7 @@ def test_report_from_a_results_store(tmp_path):
         ("csv", ["--study", "x"], "--study needs a results store"),
         ("csv", ["--group-by", "init,nope"], "cannot group by 'nope'"),
         ("not-sqlite", [], "is not an initlab results store"),  # no SQLite file: no repair
+        ("summary-csv", [], "(not an SQLite file): give its directory: initlab report "),
     ],
 )
 def test_bad_sources_are_one_line_errors(tmp_path, capsys, make, args, message):
@@ -108,6 +109,10 @@ def test_bad_sources_are_one_line_errors(tmp_path, capsys, make, args, message):
     elif make == "not-sqlite":
         source = tmp_path / "results.db"
         source.write_text("not a database")
+    elif make == "summary-csv":  # a compare's table given for its directory
+        ResultSet.from_results(run_results()).save(source)
+        source = source / "summary.csv"
     assert main(["report", str(source), "--out", str(tmp_path / "r"), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert "will not write" not in err  # report reads: the store-writing wording misled

@@ -59,7 +59,21 @@ def _from_store(db: Path, study: str | None) -> tuple[ResultSet, pd.DataFrame | 
             "this initlab cannot read results stores (initlab.store.open_store is missing); "
             "point `initlab report` at a directory written by `initlab compare --out`"
         ) from err
-    store = open_store(db)
+    from initlab.store.repair import NotSQLiteError
+
+    try:
+        store = open_store(db)
+    except NotSQLiteError:  # its message is for commands that write a store: report reads
+        hint = (
+            f"its directory: initlab report {db.parent}"
+            if db.suffix == ".csv"
+            else (
+                f"a study's --out directory (its {STORE_FILE}, or the CSVs initlab compare wrote)"
+            )
+        )
+        raise InitlabError(
+            f"{db} is not an initlab results store (not an SQLite file): give {hint}"
+        ) from None
     try:
         if study is None:  # the only study, as `initlab results` picks it (its group_by)
             studies = store.studies()

@@ -47,6 +47,11 @@ def check_classes(out: Tensor, y: Tensor, num_classes: int, inferred: bool = Fal
         return
     one_based = needed == units + 1 and int(y.min()) >= 1
     logits = f"make the model output {needed} logits"
+    if needed == 2 and units == 1:  # a BCEWithLogits-style binary classifier
+        logits += (
+            " (classes train with cross-entropy: one logit for BCEWithLogitsLoss is the "
+            "same classifier as 2 logits, nn.Linear(d, 2))"
+        )
     logits += "; no label here is 0: if they start at 1, subtract 1" if one_based else ""
     quantities = f"if they are quantities (counts, scores), pass {option('--task regression')}"
     if inferred and units == 1:
