@@ -416,8 +416,22 @@ def test_a_group_of_numbers_is_labelled_with_its_setting():
     assert group_label(0.1, ["lr"]) == "lr=0.1"
     assert group_label(("he_normal",), ["init"]) == "he_normal"
     assert group_label(("he_normal", 16), ["init", "model_args.width"]) == (
-        "init=he_normal, model_args.width=16"
+        "init=he_normal, width=16"  # short: cut at 48 characters, two depths read the same
     )
+    both = ["init", "model_args.width", "model_args.depth"]
+    assert group_label(("default", 32, 4), both) == "init=default, width=32, depth=4"
+    clash = ["model_args.width", "width"]  # a factory argument and a setting of one name
+    assert group_label((32, 64), clash) == "model_args.width=32, width=64"
+
+
+def test_more_than_ten_curves_get_distinct_colours():
+    """12 groups of a width × depth sweep shared the 10 colours of the default cycle."""
+    from matplotlib.colors import to_hex
+
+    from initlab.curves import palette
+
+    for n in (3, 12, 25):
+        assert len({to_hex(c) for c in palette(n)}) == n
 
 
 def test_an_r2_figure_ends_near_one_and_keeps_negative_scores():

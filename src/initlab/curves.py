@@ -43,7 +43,17 @@ def group_label(key: object, group_by: Sequence[str]) -> str:
             return f"{group_by[0].rpartition('.')[2]}={display_value(value)}"
         return display_value(value)
     key = key if isinstance(key, tuple) else (key,)
-    return ", ".join(f"{c}={display_value(v)}" for c, v in zip(group_by, key, strict=True))
+    return ", ".join(
+        f"{c}={display_value(v)}" for c, v in zip(short_names(group_by), key, strict=True)
+    )
+
+
+def short_names(columns: Sequence[str]) -> list[str]:
+    """``model_args.width`` as ``width`` where no two columns end alike (labels cut at
+    :data:`LABEL_LIMIT` read ``init=default, model_args.width=32, model_args.d…`` and two
+    depths looked the same); the full names otherwise."""
+    short = [c.rpartition(".")[2] for c in columns]
+    return short if len(set(short)) == len(short) else list(columns)
 
 
 def plain_text(text: object, limit: int | None = None) -> str:
@@ -140,12 +150,27 @@ def _draw_bands(ax, epochs: pd.DataFrame, group_by: list[str], column: str) -> b
     if finite.empty:
         return False
     stats = finite.groupby([*group_by, "epoch"], sort=False)[column].agg(["mean", "std"])
-    for key, frame in stats.groupby(level=list(range(len(group_by))), sort=False):
+    groups = list(stats.groupby(level=list(range(len(group_by))), sort=False))
+    colours = palette(len(groups))
+    for k, (key, frame) in enumerate(groups):
         frame = frame.sort_index(level="epoch")
         x = frame.index.get_level_values("epoch")
         mean, std = frame["mean"].to_numpy(), frame["std"].fillna(0).to_numpy()
-        (line,) = ax.plot(
-            x, mean, marker="o", ms=3, label=plain_text(group_label(key, group_by), LABEL_LIMIT)
-        )
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        label = plain_text(group_label(key, group_by), LABEL_LIMIT)
+        style = "--" if len(groups) > 10 and k % 2 else "-"  # told apart in grey print too
+        ax.plot(x, mean, style, marker="o", ms=3, color=colours[k], label=label)
+        ax.fill_between(x, mean - std, mean + std, color=colours[k], alpha=0.2)
     return True
+
+
+def palette(n: int) -> list:
+    """``n`` distinct colours: matplotlib's ``tab10`` up to 10 groups, ``tab20`` up to 20,
+    evenly spaced ``turbo`` beyond (the default cycle repeats after 10: 12 groups of a
+    two-axis sweep shared colours)."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [colormaps["tab20"](i) for i in range(n)]
+    return [colormaps["turbo"](i / (n - 1)) for i in range(n)]

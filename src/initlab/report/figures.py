@@ -61,7 +61,8 @@ def accuracy_figure(
     low, high = ax.get_xlim()  # a CI from 2 seeds can reach far past what a score can be
     ax.set_xlim(max(low, limits[0] - 0.02), min(high, limits[1] + 0.02))
     ax.set_xlabel(score)
-    ax.set_title(f"{score}: mean and 95% CI (blue), single runs (orange)")
+    fig.suptitle(f"{score}: mean and 95% CI (blue), single runs (orange)")  # the figure's
+    # width, not the axes' (long group labels narrow the axes and cut an axes title)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
