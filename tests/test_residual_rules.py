@@ -335,3 +335,27 @@ def test_the_init_record_describes_the_weights_after_the_residual_rule():
     expected = fixup.loc["0.attn", "expected_std"]
     assert fixup.loc["0.attn", "std"] == pytest.approx(expected, rel=4 / math.sqrt(2 * 768))
     assert fixup.loc["0.attn.out_proj", "std"] == fixup.loc["2", "expected_std"] == 0.0
+
+
+class BareWeightBlock(nn.Module):
+    """``x + gamma * F.linear(silu(fc1(norm(x))), w2)``: the branch's last weight is a bare
+    parameter, so the rules' last module is fc1, in front of the activation."""
+
+    def __init__(self, d: int = 8) -> None:
+        super().__init__()
+        self.norm, self.fc1 = nn.LayerNorm(d), nn.Linear(d, 2 * d)
+        self.w2 = nn.Parameter(torch.randn(d, 2 * d) / (2 * d) ** 0.5)
+        self.gamma = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gamma * nn.functional.linear(
+            nn.functional.silu(self.fc1(self.norm(x))), self.w2
+        )
+
+
+@pytest.mark.parametrize("rule", ["depth_scaled", "zero_last_layer"])
+def test_a_branch_ending_in_a_bare_weight_is_named(rule):
+    model = nn.Sequential(nn.Linear(4, 8), BareWeightBlock(), BareWeightBlock(), nn.Linear(8, 2))
+    with pytest.warns(UserWarning, match=r"2 of 2 branches end in a function call, and 1 holds "
+                      r"the bare weight w2 \(1\.fc1 is the last module the rule sets"):  # fmt: skip
+        apply_residual(model, rule, example=torch.randn(3, 4))

@@ -89,6 +89,8 @@ def apply_residual(
         _zero_readout(model, structure.output_layer, modules, result)
     if rule in ("depth_scaled", "fixup"):
         _note_normalized(structure, rule)
+    if rule in ("depth_scaled", "zero_last_layer"):
+        _note_bare_weights(structure, rule, modules)
     if not result.actions:
         _note_unchanged(model, result)
     if structure.method == "fallback" and result.actions:
@@ -134,6 +136,30 @@ def _note_normalized(structure: Structure, rule: str) -> None:
         f"({normed[0].last_norm}{', ...' if len(normed) > 1 else ''}), which rescales the "
         f"branch in training and undoes the rule's scaling; zero_last_norm sets such "
         "branches to zero at init"
+    )
+
+
+def _note_bare_weights(structure: Structure, rule: str, modules: dict[str, nn.Module]) -> None:
+    """A branch that ends in a function call (``F.linear(h, self.w2)``) inside a block that
+    holds a bare weight matrix: the rule sets the branch's last *module* (``fc1``, before the
+    activation), not that weight, which may be the branch's real last layer."""
+    found = []
+    for b in structure.branches:
+        block = modules.get(b.block)
+        if b.output is not None or b.last_norm or block is None or not b.layers:
+            continue
+        bare = [n for n, p in block.named_parameters(recurse=False) if p.dim() >= 2]
+        if bare:
+            found.append((b, bare))
+    if not found:
+        return
+    b, bare = found[0]
+    which = f"{len(found)} of {structure.depth} branches"
+    note(
+        f"residual rule '{rule}': {which} end in a function call, and "
+        f"{b.block or '(model)'} holds the bare weight {bare[0]} ({b.layers[-1]} is the last "
+        f"module the rule sets, so it may not act on the branch's last layer); make that "
+        "weight an nn.Linear for the rule to reach it"
     )
 
 
