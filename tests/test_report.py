@@ -605,3 +605,20 @@ def test_a_residual_winner_s_call_passes_data_as_its_runs_did():
     guessed = initlab.initialize(_Untraceable(), "he_normal", residual_init="depth_scaled")
     assert len(record.residual_result.structure.branches) == 4  # as the runs found them
     assert len(guessed.residual_result.structure.branches) != 4  # the premise: a guess differs
+
+
+def test_a_heatmap_of_runs_of_two_depths_keeps_the_output_layer_last():
+    """Rows were merged in first-seen order: the depth-1 runs' `fc` came right after their
+    last block, above the depth-2 runs' deeper blocks, so the output sat mid-panel."""
+    from initlab.report.layers import layer_order
+
+    shallow = ["stem", "layers.0", "layers.1", "fc"]
+    deep = ["stem", "layers.0", "layers.1", "layers.2", "layers.3", "fc"]
+    rows = pd.DataFrame(
+        [{"run_id": "a", "layer": n} for n in shallow] + [{"run_id": "b", "layer": n} for n in deep]
+    )
+    assert layer_order(rows) == deep
+    stats = rows.assign(epoch=1, step=0, metric="pre_grad_std", value=1.0, init="he_normal")
+    runs = pd.DataFrame({"run_id": ["a", "b"], "init": ["he_normal"] * 2})
+    (grid,), _ = layer_grids(stats, runs, ["init"], "pre_grad_std")
+    assert grid.layers == deep

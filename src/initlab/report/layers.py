@@ -61,13 +61,27 @@ def layer_grids(
         return [], x_name
     rows = _with_groups(rows, runs, group_by)
     columns = [c for c in group_by if c in rows]
-    layers = list(dict.fromkeys(rows["layer"].astype(str)))
     grids = []
     groups = rows.groupby(columns, sort=False) if columns else [(ALL_RUNS, rows)]
     for key, frame in groups:
         label = group_label(key, columns) if columns else ALL_RUNS
-        grids.append(_grid(label, frame, layers, x_name))
+        grids.append(_grid(label, frame, layer_order(frame), x_name))
     return grids, x_name
+
+
+def layer_order(rows: pd.DataFrame) -> list[str]:
+    """The layers of ``rows``, input first: each run's own order (its first records), merged
+    over runs by the mean of each layer's relative place (0 for a run's first layer, 1 for
+    its last). In first-seen order, a sweep of depths 1 and 2 put the shallow runs' output
+    layer ``fc`` in the middle, above the deeper runs' ``layers.2.*``."""
+    if "run_id" not in rows:
+        return list(dict.fromkeys(rows["layer"].astype(str)))
+    places: dict[str, list[float]] = {}
+    for _, run in rows.groupby("run_id", sort=False):
+        order = list(dict.fromkeys(run["layer"].astype(str)))
+        for i, layer in enumerate(order):
+            places.setdefault(layer, []).append(i / max(len(order) - 1, 1))
+    return sorted(places, key=lambda layer: float(np.mean(places[layer])))  # stable on ties
 
 
 def _with_groups(rows: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str]) -> pd.DataFrame:
