@@ -226,7 +226,7 @@ def test_save_plot_and_out_take_paths_and_say_so(tmp_path, monkeypatch):
         (lambda: r.plot(str(tmp_path) + "/"), "is a directory: give a file"),
         (lambda: r.plot("p.txt"), r"a figure is written as \.png, .*not \.txt"),
         (lambda: r.plot("/proc/initlab-x.png"), "cannot write /proc/initlab-x.png"),
-        (lambda: r.plot(None), "plot takes a file name such as curves.png, got None"),
+        (lambda: r.plot(3), "plot takes a file name such as curves.png, got 3"),
         (lambda: r.save(""), "save is empty"),
         (lambda: r.save(None), r"save takes a directory \(str or Path\), got NoneType"),
         (lambda: initlab.compare(["zeros"], 1, data="digits", out=""), "out is empty"),
@@ -236,6 +236,8 @@ def test_save_plot_and_out_take_paths_and_say_so(tmp_path, monkeypatch):
             call()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert r.plot("ok.svg").stat().st_size > 0
+    figure = r.plot()  # no path: a notebook's figure, nothing written
+    assert len(figure.axes) == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["ok.svg"]
 
 
 def test_a_store_in_memory_opens_and_other_paths_are_refused():

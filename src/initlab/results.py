@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -295,13 +296,17 @@ class ResultSet:
         stale = [] if "layer_stats.csv" in writers else ["layer_stats.csv"]  # another set's
         return write_files(out, writers, remove=stale)
 
-    def plot(self, path: str | Path) -> Path:
+    def plot(self, path: str | Path | None = None) -> Path | Any:
         """Training loss and validation score curves (validation loss where
         :meth:`reaches_by_loss`: sequence runs ranked by it), mean over seeds with a ±1 std
-        band, per group."""
+        band, per group: written to ``path`` (PNG; returns it), or, without one, returned as
+        a matplotlib ``Figure`` (a notebook shows it)."""
         from initlab.atomic_files import write_error
-        from initlab.curves import check_figure_path, plot_curves
+        from initlab.curves import check_figure_path, curves_figure, plot_curves
 
+        if path is None:
+            validation = self.score.name("validation")
+            return curves_figure(self.epochs, self.group_by, validation, self.reaches_by_loss())
         target = check_figure_path(path, "plot")
         try:
             return plot_curves(
