@@ -150,6 +150,24 @@ def test_a_stuck_group_that_is_not_constant_is_pointed_to_its_gradients():
     )
 
 
+def test_a_stuck_group_whose_init_learned_elsewhere_blames_the_settings():
+    """Every lr=0.001 group of a sweep was stuck while the same inits learned at lr=0.01,
+    and each heard 'the usual cause is the signal at init'."""
+    ranked = pd.DataFrame(
+        {
+            "group": ["he_normal / 0.01", "he_normal / 0.001", "zeros / 0.01"],
+            "init": ["he_normal", "he_normal", "zeros"],
+            "lr": [0.01, 0.001, 0.01],
+            "stuck": [0, 2, 2],
+            "runs": [2, 2, 2],
+        }
+    )
+    he, zeros = stuck_reasons(ranked, ["init", "lr"])
+    assert he.startswith("he_normal / 0.001: every run") and "learned in he_normal / 0.01" in he
+    assert "signal at init" not in he and "another learning rate" in he
+    assert "symmetry" in zeros  # zeros learned nowhere: its own cause stands
+
+
 def test_user_strings_are_escaped_everywhere(tmp_path):
     res = synthetic_results({EVIL: [0.9, 0.92], "he_normal": [0.5, 0.52], "odd$x^2$": [0.1] * 2})
     res.runs.loc[0, "status"] = "failed"

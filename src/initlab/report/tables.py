@@ -130,12 +130,24 @@ def stuck_reasons(
     it is: the spec quoted) and, when the runs recorded them (``tracked``), to the
     per-layer gradients."""
     lines = []
-    for r in ranked.to_dict("records"):
+    records = ranked.to_dict("records")
+    learned = {}  # init -> a group of it where some run learned (another lr, more epochs)
+    for r in records:
+        if "init" in keys and _finite(r.get("stuck", 0)) and r.get("stuck", 0) < r["runs"]:
+            learned.setdefault(r.get("init"), r["group"])
+    for r in records:
         stuck = r.get("stuck", 0)
         if not (_finite(stuck) and 0 < stuck == r["runs"]):
             continue
         spec = r.get("init") if "init" in keys else None
         head = f"{r['group']}: every run {score.stuck_phrase()}."
+        if spec in learned and len(keys) > 1:
+            lines.append(
+                f"{head} The same init learned in {learned[spec]}: the settings that differ "
+                "(learning rate, epochs, model size), not the init, are the likely cause here; "
+                "train longer or try another learning rate."
+            )
+            continue
         check = (
             f"initlab diagnose --init {shlex.quote(str(spec))}, given the runs' model and data "
             "(--model and --data, or --depth, --width and --activation for the built-in MLP),"
