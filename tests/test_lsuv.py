@@ -93,7 +93,9 @@ def test_lsuv_on_inputs_that_do_not_vary_says_it_could_not_rescale():
     from initlab.notes import InitlabNote
 
     model = torch.nn.Sequential(torch.nn.Linear(20, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-    with pytest.warns(InitlabNote, match="LSUV could not rescale 0, 2: their outputs"):
+    with pytest.warns(
+        InitlabNote, match="LSUV could not rescale 0, 2: their outputs on the batch have"
+    ):
         initlab.initialize(model, "lsuv", data=torch.zeros(8, 20))
     with warnings.catch_warnings():
         warnings.simplefilter("error", InitlabNote)

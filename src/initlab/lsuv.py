@@ -126,9 +126,16 @@ def lsuv_pass(
     stuck = [n for n, (_, var) in report.items() if not (var > 0 and math.isfinite(var))]
     if stuck:  # all-zero inputs said nothing: 'output_var 0.0, rescalings 0'
         shown = ", ".join(stuck[:3]) + (f" and {len(stuck) - 3} more" if len(stuck) > 3 else "")
+        many = len(stuck) > 1
+        said = (
+            "their outputs on the batch have no variance, so they keep their orthogonal start"
+            if many
+            else "its output on the batch has no variance, so it keeps its orthogonal start"
+        )
         note(
-            f"LSUV could not rescale {shown}: their outputs on the batch have no variance "
-            "(inputs that do not vary, e.g. all zeros?), so they keep their orthogonal start; "
-            "give a batch of real inputs"
+            f"LSUV could not rescale {shown}: {said}; the inputs reaching "
+            f"{'them' if many else 'it'} do not vary: a batch that does not (all zeros), or "
+            "units before it that are dead on it (a ReLU whose inputs are all negative, e.g. "
+            "in a squeeze-excite bottleneck of a few units)"
         )
     return report
