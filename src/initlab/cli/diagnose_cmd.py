@@ -146,6 +146,8 @@ def _print(diag: Diagnosis, batch: int, dataset: str) -> None:
         out.print(line, highlight=False)
         if finding.suggestion:
             out.print(Text(f"  suggestion: {finding.suggestion}"), highlight=False)
+    for caution in diag.cautions:
+        out.print(Text.assemble(("caution", "yellow"), f": {caution}"), highlight=False)
     out.print()
 
 

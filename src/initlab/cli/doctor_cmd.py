@@ -241,6 +241,8 @@ def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:
         out.print(after.unseen_note, highlight=False)
     if after.healthy:
         out.print("after the plan: no findings — healthy", style="green")
+    for caution in after.cautions:
+        out.print(Text.assemble(("caution", "yellow"), f": {caution}"), highlight=False)
     for finding in after.findings:
         how = "remains" if finding.name in before.names else "appeared with the plan"
         line = Text.assemble((finding.name, "red"), f" {how}: {finding.message}")

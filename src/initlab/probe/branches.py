@@ -1,4 +1,5 @@
-"""Residual branches that start at a saddle: the ``dormant_branches`` finding.
+"""Residual branches in the probe's frame: each layer's place in them (:func:`with_branches`)
+and the branches that start at a saddle (the ``dormant_branches`` finding).
 
 A branch ``f(x) = W_m φ(… φ(W_1 x))`` whose every layer is small adds almost nothing to the
 stream, and, worse, each of its layers gets a gradient scaled by the product of the others'
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from torch import Tensor, nn
 
 from initlab.probe.findings import Finding
 
@@ -60,3 +62,21 @@ def dormant_findings(frame: pd.DataFrame) -> list[Finding]:
     values = {"dormant": float(len(dormant)), "branches": float(len(branches))}
     values["largest_gain"] = largest if math.isfinite(largest) else math.nan
     return [Finding("dormant_branches", layers, values, DORMANT_GAIN, message, suggestion)]
+
+
+def with_branches(frame: pd.DataFrame, model: nn.Module, inputs: Tensor) -> pd.DataFrame:
+    """``frame`` with each layer's place in the model's residual structure
+    (:func:`initlab.residual.find_structure`): ``branch`` (k, 0-based; NaN outside every
+    branch), ``branch_layer`` (j, 0-based) and ``branch_size`` (m), which the findings use
+    to compare like with like in residual networks (:mod:`initlab.probe.findings`)."""
+    from initlab.residual import find_structure
+
+    place = {
+        layer: (b.index, j, len(b.layers))
+        for b in find_structure(model, inputs).branches
+        for j, layer in enumerate(b.layers)
+    }
+    nan = (math.nan, math.nan, math.nan)
+    columns = list(zip(*(place.get(name, nan) for name in frame["layer"]), strict=True))
+    names = ("branch", "branch_layer", "branch_size")
+    return frame.assign(**dict(zip(names, columns or ([], [], []), strict=True)))

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,8 @@ from initlab.jsonsafe import json_number
 from initlab.preserve import preserved
 from initlab.probe import findings as verdicts
 from initlab.probe.attention import AttentionRecorder, attention_findings
-from initlab.probe.branches import dormant_findings
+from initlab.probe.branches import dormant_findings, with_branches
+from initlab.probe.cautions import theory_cautions
 from initlab.probe.findings import Finding
 from initlab.probe.hooks import LayerTensors, Loss, collect, watching
 from initlab.probe.logits import logit_findings
@@ -83,6 +85,9 @@ class Diagnosis:
     recurrent: pd.DataFrame = field(default_factory=pd.DataFrame)
     """One row per layer and direction of each ``nn.RNN``/``nn.LSTM``/``nn.GRU``, unrolled
     step by step (:mod:`initlab.probe.recurrent`): states, gates, how far gradients reach."""
+    cautions: list[str] = field(default_factory=list)
+    """What mean field warns of where no finding fired (:mod:`initlab.probe.cautions`): a
+    healthy diagnosis may still be deeper than its scale trains."""
 
     @property
     def unseen_note(self) -> str:
@@ -123,6 +128,7 @@ class Diagnosis:
             "healthy": self.healthy,
             "findings": [f.to_dict() for f in self.findings],
             "summary": {k: json_number(v) for k, v in self.summary.items()},
+            "cautions": list(self.cautions),
             "recurrent": [
                 {k: json_number(v) if isinstance(v, float) else v for k, v in row.items()}
                 for row in self.recurrent.to_dict("records")
@@ -150,9 +156,11 @@ class Diagnosis:
             text = f"{text}\nrecurrent layers:\n{shown}\n{LEGEND}"
         if self.unseen:
             text = f"{text}\n{self.unseen_note}"
+        cautions = "".join(f"\ncaution: {c}" for c in self.cautions)
         if not self.findings:
-            return f"{title}\n{text}\nno findings: healthy"
-        return f"{title}\n{text}\nfindings:\n" + "\n".join(f"- {f}" for f in self.findings)
+            return f"{title}\n{text}\nno findings: healthy{cautions}"
+        listed = "\n".join(f"- {f}" for f in self.findings)
+        return f"{title}\n{text}\nfindings:\n{listed}{cautions}"
 
     def __repr__(self) -> str:
         """What a REPL or a notebook's text output shows: the table and the findings, as
@@ -164,6 +172,7 @@ class Diagnosis:
             f"<li><b>{f.name}</b>: {f.message}<br><i>{f.suggestion}</i></li>" for f in self.findings
         )
         verdict = f"<ul>{items}</ul>" if items else "<p>no findings: healthy</p>"
+        verdict += "".join(f"<p><i>caution: {html.escape(c)}</i></p>" for c in self.cautions)
         table = self.table().to_html(index=False, float_format=lambda v: f"{v:.3g}")
         note = f"<p>{self.unseen_note}</p>" if self.unseen else ""
         if len(self.recurrent):
@@ -331,7 +340,8 @@ def _diagnosis(
     findings += dormant_findings(frame) + attention_findings(attention.records)
     findings = blame_logits(findings + recurrent_findings(unrolled), unrolled)
     summary = verdicts.summary(frame)
-    return Diagnosis(frame, findings, summary, samples, label, unseen, unrolled)
+    cautions = theory_cautions(frame, findings)
+    return Diagnosis(frame, findings, summary, samples, label, unseen, unrolled, cautions)
 
 
 def _as_batch(
@@ -381,21 +391,3 @@ def _reads_logits(targets: Tensor | None, loss: Loss | None) -> bool:
     if targets is None or targets.is_floating_point():
         return False
     return loss is None or getattr(loss, "task", None) in ("classification", "sequence")
-
-
-def with_branches(frame: pd.DataFrame, model: nn.Module, inputs: Tensor) -> pd.DataFrame:
-    """``frame`` with each layer's place in the model's residual structure
-    (:func:`initlab.residual.find_structure`): ``branch`` (k, 0-based; NaN outside every
-    branch), ``branch_layer`` (j, 0-based) and ``branch_size`` (m), which the findings use
-    to compare like with like in residual networks (:mod:`initlab.probe.findings`)."""
-    from initlab.residual import find_structure
-
-    place = {
-        layer: (b.index, j, len(b.layers))
-        for b in find_structure(model, inputs).branches
-        for j, layer in enumerate(b.layers)
-    }
-    nan = (math.nan, math.nan, math.nan)
-    columns = list(zip(*(place.get(name, nan) for name in frame["layer"]), strict=True))
-    names = ("branch", "branch_layer", "branch_size")
-    return frame.assign(**dict(zip(names, columns or ([], [], []), strict=True)))

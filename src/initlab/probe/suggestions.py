@@ -186,15 +186,15 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     schemes = best_schemes(act, fans, sb2)
     names = " or ".join(f"{spec} ({family})" for family, spec in schemes.items())
     short = _short_of_depth(act, g, sb2, layers)
-    drifts = _drifts(act, g, sb2, layers)
-    helps = not short and _trainable_depth(act, sw2, sb2) < layers
+    drifting = drifts(act, g, sb2, layers)
+    helps = not short and trainable_depth(act, sw2, sb2) < layers
     if 1 / SCALE_TOLERANCE <= r <= SCALE_TOLERANCE and not helps:
         limit = "consider normalization or less depth"
         if short:  # the note above quotes that depth: these weights are at the rule
             limit = f"the gain rule's scale cannot train these {layers} layers: consider "
             limit += _elsewhere(act)
-        elif drifts:
-            limit = f"{drifts}: consider {HOLD_THE_SCALE}"
+        elif drifting:
+            limit = f"{drifting}: consider {HOLD_THE_SCALE}"
         return (
             f"{act} layers already follow the gain rule (weight std {r:.2f}× "
             f"g/sqrt(fan_in), {named}); {theory}; {limit}"
@@ -211,8 +211,8 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     use = f"use {names}"
     if short:
         use = f"{short}: use {names} for the best scale, and with it {_elsewhere(act)}"
-    elif drifts:
-        use = f"{drifts}: use {names} for the best start, and with it {HOLD_THE_SCALE}"
+    elif drifting:
+        use = f"{drifting}: use {names} for the best start, and with it {HOLD_THE_SCALE}"
     return (
         f"{act} layers have weight std {r:.2f}× the gain rule g/sqrt(fan_in) with "
         f"{named} (e.g. {group['weight_std'].iloc[i]:.3g} vs "
@@ -246,7 +246,7 @@ def _short_of_depth(act: str, g: float, sb2: float, layers: int) -> str:
     """Empty when the prescription ``sigma_w² = g²`` reaches ``layers``; otherwise the sentence
     saying it does not (sigmoid: 2.08 layers at sigma_w² = 1, whatever the layers' own scale),
     so that no scheme is recommended as if it trained this deep."""
-    depth = _trainable_depth(act, g * g, sb2)
+    depth = trainable_depth(act, g * g, sb2)
     if depth >= layers:
         return ""
     return (
@@ -256,13 +256,13 @@ def _short_of_depth(act: str, g: float, sb2: float, layers: int) -> str:
 
 
 HOLD_THE_SCALE = "normalization (LayerNorm, BatchNorm) or residual connections to hold the scale"
-"""The remedy where the gain rule's variance is a repelling fixed point (:func:`_drifts`)."""
+"""The remedy where the gain rule's variance is a repelling fixed point (:func:`drifts`)."""
 DRIFT_FACTOR = 2.0
 """A repelling fixed point is named when ``L'**layers`` reaches this: a variance 10% off
 ``q_u`` at the first layer is then at least 20% off at the last."""
 
 
-def _drifts(act: str, g: float, sb2: float, layers: int) -> str:
+def drifts(act: str, g: float, sb2: float, layers: int) -> str:
     """Empty unless the gain rule's variance is a repelling fixed point of the length map
     (:func:`~initlab.theory.scales.unstable_fixed_point`: gelu, silu) and ``L'**layers``
     reaches :data:`DRIFT_FACTOR`; then the sentence saying that no weight scale alone holds
@@ -296,7 +296,7 @@ def _keeping_biases(act: str, prescribed: float) -> str:
     )
 
 
-def _trainable_depth(act: str, sw2: float, sb2: float) -> float:
+def trainable_depth(act: str, sw2: float, sb2: float) -> float:
     """Mean field's trainable depth ``6 xi_grad = 6 / |ln chi1|`` at ``sw2`` (the convention
     of every suggestion, :func:`~initlab.probe.meanfield.theory_note`); inf where it cannot
     be computed. Within the scale tolerance of the edge of chaos, a tanh net at
