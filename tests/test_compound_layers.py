@@ -352,4 +352,6 @@ def test_a_norm_its_factory_zeroed_is_named_as_kept():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.LayerNorm(2))
     assert untouched_weights(model) == []  # scale 1, shift 0: not a gap
     nn.init.zeros_(model[1].weight)
-    assert untouched_weights(model) == ["1 (BatchNorm2d: weight, bias)"]
+    assert untouched_weights(model) == ["1 (BatchNorm2d: weight)"]  # its shift is still 0
+    nn.init.constant_(model[3].bias, 0.5)
+    assert untouched_weights(model)[1] == "3 (LayerNorm: bias)"

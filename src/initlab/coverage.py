@@ -51,11 +51,22 @@ def untouched_weights(model: nn.Module, *, embeddings: bool = False) -> list[str
     1 and 0: every framework's init, not a gap; a norm its factory set otherwise, such as
     torchvision's ``zero_init_residual`` scales of 0, is named)."""
     return [
-        f"{name or '(model)'} ({type(module).__name__}: {', '.join(own)})"
+        f"{name or '(model)'} ({type(module).__name__}: {', '.join(_differing(module, own))})"
         for name, module, own in _skipped(model)
         if not (is_norm(module) and _as_every_framework(module))
         and not (embeddings and isinstance(module, EMBEDDINGS))
     ]
+
+
+def _differing(module: nn.Module, own: list[str]) -> list[str]:
+    """``own``, or for a norm only those of its parameters not at every framework's value
+    (``weight`` where ``zero_init_residual`` set the scales to 0: its shifts are still 0)."""
+    if not is_norm(module):
+        return own
+    standard = {"weight": 1.0, "bias": 0.0}
+    return [
+        n for n in own if n not in standard or not bool((getattr(module, n) == standard[n]).all())
+    ] or own
 
 
 def _as_every_framework(norm: nn.Module) -> bool:
