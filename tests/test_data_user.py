@@ -507,3 +507,35 @@ def test_limit_train_on_a_file_sorted_by_label_keeps_every_class(tmp_path: Path)
              y_test=y[:30].numpy())  # fmt: skip
     data = load(str(path), val_size=60, limit_train=90)
     assert torch.bincount(data.y_train, minlength=3).tolist() == [30, 30, 30]
+
+
+def test_the_doctors_trials_cut_a_sorted_file_into_every_class(tmp_path: Path):
+    """The budget's cut of the training set (the trials' `limit_train`) took the first rows
+    of a file sorted by label: one class, and every candidate 'learned nothing'."""
+    from initlab.doctor.trials import trial_data
+
+    y = np.repeat(np.arange(4), 100)
+    x = np.random.default_rng(0).normal(size=(400, 5)).astype(np.float32)
+    path = tmp_path / "sorted.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x[:20], y_test=y[:20])
+    cut = trial_data(load(str(path)), 64)
+    assert torch.bincount(cut.y_train, minlength=4).tolist() == [16] * 4
+
+
+def test_run_keys_change_where_the_limit_now_takes_another_sample(monkeypatch):
+    """A store from before the sampled cut must not resume digits/user-data runs with
+    limit_train as finished (their training set changed); MNIST-like cuts keep their keys."""
+    import initlab.config as config
+    from initlab.config import RunConfig
+
+    keys = {
+        name: RunConfig(dataset=name, limit_train=64).key()
+        for name in ("digits", "fashion-mnist", "fmnist", "mnist1d")
+    }
+    plain = RunConfig(dataset="digits").key()
+    monkeypatch.setattr(config, "LIMIT_SAMPLE", 1)
+    assert RunConfig(dataset="digits", limit_train=64).key() != keys["digits"]
+    assert RunConfig(dataset="mnist1d", limit_train=64).key() != keys["mnist1d"]
+    assert RunConfig(dataset="fashion-mnist", limit_train=64).key() == keys["fashion-mnist"]
+    assert RunConfig(dataset="fmnist", limit_train=64).key() == keys["fmnist"]
+    assert RunConfig(dataset="digits").key() == plain  # no limit: no marker

@@ -186,3 +186,25 @@ def test_the_snippet_draws_a_grouped_conv_group_by_group_as_initlab_does(scheme)
         assert torch.allclose(a.weight, b.weight, atol=1e-6)
     norms = mine[0].weight.detach().pow(2).sum(dim=(1, 2))
     assert torch.allclose(norms, torch.full((8,), 2.25), rtol=1e-5)
+
+
+def test_lsuv_lines_on_a_depthwise_conv_match_initlabs_std():
+    """LSUV starts from the per-group orthogonal draw; the snippet scaled a whole-tensor
+    draw's std and came out 4/3 too large on a depthwise Conv2d(16, 16, 3, groups=16)."""
+
+    def net() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Flatten(),
+                             nn.Linear(16 * 6 * 6, 4))  # fmt: skip
+
+    reference = net()
+    data = torch.randn(256, 16, 6, 6, generator=torch.Generator().manual_seed(3))
+    initialize(reference, {"0": "lsuv"}, data=data, generator=torch.Generator().manual_seed(0))
+    space: dict = {}
+    exec(make_snippet(net(), {"0": "lsuv"}, name="l", message="m", reference=reference), space)
+    mine = space["apply_init"](net(), torch.Generator().manual_seed(1))
+
+    def rms(layer: nn.Module) -> float:  # exact for orthogonal rows (std has their mean)
+        return float(layer.weight.detach().double().pow(2).mean().sqrt())
+
+    want = rms(reference[0])
+    assert abs(rms(mine[0]) - want) < 1e-4 * want

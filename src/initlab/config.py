@@ -50,10 +50,19 @@ SAME = "same"
 scheme; a run stores it as ``None`` (:func:`output_scheme`)."""
 KEY_VERSION = 1
 """Part of every run key; bump it when a setting's default changes meaning."""
-USER_MODEL_RULES = 2
+USER_MODEL_RULES = 3
 """Part of a user model's run key: bump it when what a scheme does to layers only a user's
-model has changes (2: RNNs and attention input projections are set, not kept as built), so
-a store resumes no run initialized by the old rules. The built-in models' keys stay."""
+model has changes (2: RNNs and attention input projections are set, not kept as built; 3:
+grouped convolutions drawn orthogonal per group, strided transposed convolutions' fan_in
+K/S), so a store resumes no run initialized by the old rules. The built-in models' keys
+stay."""
+LIMIT_SAMPLE = 2
+"""Part of the key of a run whose ``limit_train`` cuts a drawn split (digits, MNIST-1D, user
+data): 2 since the cut is a seeded class-balanced sample, not the first rows, so a store
+resumes no run trained on the old cut. Datasets cut in file order (MNIST, Fashion-MNIST,
+synthetic: :data:`FIRST_ROWS`) keep their keys."""
+FIRST_ROWS = ("mnist", "fashion-mnist", "synthetic")
+"""Datasets whose ``limit_train`` keeps the first rows of their files' (random) order."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,8 @@ class RunConfig:
                 changed[f"{name}_source"] = source_fingerprint(spec)
         if is_user_spec(self.model):
             changed["layer_rules"] = USER_MODEL_RULES
+        if self.limit_train is not None and _canonical(self.dataset) not in FIRST_ROWS:
+            changed["limit_sample"] = LIMIT_SAMPLE
         blob = json.dumps({"v": KEY_VERSION, **changed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -295,3 +306,15 @@ def validate_numbers(config: RunConfig) -> None:
             f"track must be 'epoch', 'off' or a step count in [1, 2^63 - 1], got {config.track!r}"
         )
     check_hidden(config.hidden)
+
+
+def _canonical(dataset: str) -> str:
+    """The registry's name of a built-in ``dataset`` (``fmnist`` → ``fashion-mnist``), the
+    spec itself for anything else."""
+    from initlab.data.registry import canonical_name
+    from initlab.errors import InitlabError
+
+    try:
+        return canonical_name(dataset)
+    except InitlabError:
+        return dataset

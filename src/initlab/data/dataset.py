@@ -228,6 +228,17 @@ def after_validation(order: np.ndarray, start: int, limit: int | None) -> np.nda
     return order[start:] if limit is None else order[start : start + limit]
 
 
+def sample_rows(y: Tensor, n: int, task: str, seed: int = 0) -> Tensor:
+    """``n`` row indices of ``y`` (all when ``n`` is not smaller), in order: a seeded sample,
+    class-balanced for classification (:func:`stratified_order`), so that a subset of a file
+    sorted by label still holds every class."""
+    count = int(y.shape[0])
+    if n >= count:
+        return torch.arange(count)
+    strata = y.numpy() if task == "classification" and y.dim() == 1 else np.zeros(count)
+    return torch.from_numpy(np.sort(stratified_order(strata, seed)[:n]))
+
+
 def head(x: Tensor, y: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
     """The first ``n`` rows (all when ``n`` is None or larger than the data); views."""
     return (x, y) if n is None else (x[:n], y[:n])

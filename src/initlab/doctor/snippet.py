@@ -154,8 +154,7 @@ def _weight_lines(layer: str, module: nn.Module, scheme: str, ref: nn.Module | N
     fans, shape = fans_of_module(module), tuple(module.weight.shape)
     target = f"p[{_qualified(layer, 'weight')!r}]"
     if scheme.startswith("lsuv"):
-        rows = module.weight.shape[0]
-        orth = 1 / math.sqrt(max(rows, module.weight.numel() // rows))
+        orth = get("orthogonal").std(fans, shape=shape)  # per group on a grouped conv
         scale = float(ref.weight.detach().std()) / orth if ref is not None else 1.0
         return [f"    {c}" for c in draw_calls(get("orthogonal", gain=scale), target, fans, shape)]
     return [f"    {call}" for call in draw_calls(parse(scheme), target, fans, shape)]

@@ -36,6 +36,7 @@ from typing import NoReturn
 
 from initlab.config import RunConfig
 from initlab.data import Dataset
+from initlab.data.dataset import sample_rows
 from initlab.doctor.candidates import Candidate
 from initlab.errors import InitlabError, option
 from initlab.notes import note
@@ -143,17 +144,19 @@ class Schedule:
 
 
 def trial_data(data: Dataset, limit: int | None) -> Dataset:
-    """``data`` with its first ``limit`` training examples and a one-example test split."""
+    """``data`` with ``limit`` of its training examples (a seeded, class-balanced sample:
+    :func:`~initlab.data.dataset.sample_rows`; the first ones of a file sorted by label were
+    one class) and a one-example test split."""
     if len(data.y_val) == 0:
         raise InitlabError(
             "the trials rank candidates by validation loss: give the data a validation "
             "split (val_size > 0)"
         )
-    n = len(data.y_train) if limit is None else min(limit, len(data.y_train))
+    rows = sample_rows(data.y_train, len(data.y_train) if limit is None else limit, data.task)
     return replace(
         data,
-        x_train=data.x_train[:n],
-        y_train=data.y_train[:n],
+        x_train=data.x_train[rows],
+        y_train=data.y_train[rows],
         x_test=data.x_val[:1],
         y_test=data.y_val[:1],
     )
