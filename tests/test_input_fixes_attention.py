@@ -186,7 +186,9 @@ def test_the_1_over_d_attention_note_is_said_under_mup_only(attention_dir, capsy
 def test_a_flagged_check_still_prints_the_caveat(attention_dir, capsys, monkeypatch):
     """It was printed only under a flat outcome: a flagged muP check of a hand-written
     attention said nothing of the 1/√d that initlab could not set (verdicts.json had it)."""
-    monkeypatch.setattr(ScalingResult, "outcome", property(lambda self: "flagged"))
-    _check("attn.py:by_hand", "mup", attention_dir / "flagged")
-    printed = " ".join(capsys.readouterr().out.split())
-    assert f"note: initlab could not set the attention to muP's 1/d: {HAND}" in printed
+    for outcome in ("flagged", "unmeasured"):
+        monkeypatch.setattr(ScalingResult, "outcome", property(lambda self, o=outcome: o))
+        _check("attn.py:by_hand", "mup", attention_dir / outcome)
+        printed = " ".join(capsys.readouterr().out.split())
+        assert f"note: initlab could not set the attention to muP's 1/d: {HAND}" in printed
+    assert "? nothing measured moves with width" in printed  # unmeasured's own line stays

@@ -166,6 +166,14 @@ def test_a_stuck_group_whose_init_learned_elsewhere_blames_the_settings():
     assert he.startswith("he_normal / 0.001: every run") and "learned in he_normal / 0.01" in he
     assert "signal at init" not in he and "another learning rate" in he
     assert "symmetry" in zeros  # zeros learned nowhere: its own cause stands
+    # an init whose other group diverged did not learn there: the init stays suspected
+    broke = ranked.assign(stuck=[0, 2, 2], diverged=[2, 0, 0])
+    he, _ = stuck_reasons(broke, ["init", "lr"])
+    assert "learned in" not in he and "signal at init" in he
+    # a constant init keeps its symmetry explanation even where another group learned
+    lucky = ranked.assign(init=["zeros", "zeros", "he_normal"], stuck=[0, 2, 0])
+    (zeros,) = stuck_reasons(lucky, ["init", "lr"])
+    assert "symmetry" in zeros and "learned in" not in zeros
 
 
 def test_user_strings_are_escaped_everywhere(tmp_path):
@@ -636,6 +644,10 @@ def test_a_heatmap_of_runs_of_two_depths_keeps_the_output_layer_last():
         [{"run_id": "a", "layer": n} for n in shallow] + [{"run_id": "b", "layer": n} for n in deep]
     )
     assert layer_order(rows) == deep
+    # depths 2 and 8: by the mean place alone layers.2 (0.25) came before layers.1 (0.31)
+    two, eight = (["stem", *(f"layers.{i}" for i in range(d)), "fc"] for d in (2, 8))
+    runs = [{"run_id": "a", "layer": n} for n in two] + [{"run_id": "b", "layer": n} for n in eight]
+    assert layer_order(pd.DataFrame(runs)) == eight
     stats = rows.assign(epoch=1, step=0, metric="pre_grad_std", value=1.0, init="he_normal")
     runs = pd.DataFrame({"run_id": ["a", "b"], "init": ["he_normal"] * 2})
     (grid,), _ = layer_grids(stats, runs, ["init"], "pre_grad_std")

@@ -53,3 +53,5 @@ def test_a_name_whose_kind_or_shape_changes_with_depth_gets_no_depth_fit():
     )
     kept = matched_rows(coords, by_depth)
     assert set(kept["module"]) == {"stem", READOUT}
+    again = pd.concat([coords, coords.assign(module=coords["module"] + "[2]")])  # shared calls
+    assert set(matched_rows(again, by_depth)["module"]) == {"stem", "stem[2]", READOUT, "fc[2]"}

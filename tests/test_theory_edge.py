@@ -119,3 +119,14 @@ def test_other_activations_have_no_repelling_point_at_the_gain_rule(name):
     sigma_w2 = theory.numeric_gain(name) ** 2
     assert theory.scales.unstable_fixed_point(name, sigma_w2) is None
     assert theory.scales.unstable_fixed_point(name, sigma_w2, 0.05) is None
+
+
+@pytest.mark.parametrize(("name", "factor", "sigma_b2"), [("gelu", 0.9, 0.0), ("silu", 1.1, 0.01)])
+def test_a_repelling_point_off_q_1_is_found_too(name, factor, sigma_b2):
+    """Measured weights are a little off the gain rule: the repelling point moves (gelu at
+    0.9× the rule's sigma_w²: q = 2.74; silu at 1.1× with sigma_b² = 0.01: q = 0.50), out of
+    a bracket of (0.5, 2) that missed them; it is the upward crossing of L(q) - q."""
+    sigma_w2 = factor * theory.numeric_gain(name) ** 2
+    q_u, slope = theory.scales.unstable_fixed_point(name, sigma_w2, sigma_b2)
+    assert float(theory.length_map(q_u, name, sigma_w2, sigma_b2)) == pytest.approx(q_u, rel=1e-8)
+    assert slope > 1 and not 0.5 < q_u < 2

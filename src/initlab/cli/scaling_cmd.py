@@ -158,11 +158,11 @@ def _print(result: ScalingResult) -> None:
         )
     if result.judged() and (unsure := result.inconclusive()):
         out.print(Text(f"? {inconclusive_line(unsure)}", style="yellow"), highlight=False)
-    if result.outcome == "flat":
-        out.print(flat_line(head, FLAT_BOUND, result.caveat), highlight=False)
-    elif result.caveat:  # flagged or unsure: the caveat still says what initlab could not set
+    if result.caveat and result.outcome != "flat":  # the flat line says it in its own words
         said = f" initlab could not set the attention to muP's 1/d: {result.caveat}"
         out.print(Text.assemble(("note:", "yellow"), said), highlight=False)
+    if result.outcome == "flat":
+        out.print(flat_line(head, FLAT_BOUND, result.caveat), highlight=False)
     elif result.outcome == "unmeasured":
         names = ", ".join(m["module"] for m in result.unmeasured)
         said = f"? nothing measured moves with width ({head}), but {names} carries width "

@@ -22,9 +22,10 @@ from initlab.probe.suggestions import drifts, scale_advice, trainable_depth
 
 SCALE_FINDINGS = frozenset(
     {"vanishing_activations", "exploding_activations", "vanishing_gradients",
-     "exploding_gradients"}
+     "exploding_gradients", "saturation", "dead_units"}
 )  # fmt: skip
-"""Findings whose suggestion already carries mean field's advice on the layers' scale."""
+"""Findings whose suggestion already carries mean field's advice on the layers' scale
+(:func:`~initlab.probe.suggestions.scale_advice`): no caution repeats it."""
 
 
 def theory_cautions(frame: pd.DataFrame, findings: list[Finding]) -> list[str]:

@@ -266,7 +266,7 @@ def drifts(act: str, g: float, sb2: float, layers: int) -> str:
     """Empty unless the gain rule's variance is a repelling fixed point of the length map
     (:func:`~initlab.theory.scales.unstable_fixed_point`: gelu, silu) and ``L'**layers``
     reaches :data:`DRIFT_FACTOR`; then the sentence saying that no weight scale alone holds
-    these layers' variance (any deviation grows by ``L'`` per layer, toward 0 or inf)."""
+    these layers' variance (any deviation grows by ``L'`` per layer, down or up)."""
     try:
         found = unstable_fixed_point(act, g * g, sb2)
     except (InitlabError, ValueError, ArithmeticError):
@@ -277,7 +277,7 @@ def drifts(act: str, g: float, sb2: float, layers: int) -> str:
     return (
         f"at the gain rule's scale the variance q = {q_u:.3g} is an unstable fixed point "
         f"for {act} (L'(q) = {slope:.3g} > 1): any deviation from it grows ×{slope:.3g} per "
-        f"layer, ×{slope**layers:.3g} over these {layers} layers, toward 0 or inf, so no "
+        f"layer, ×{slope**layers:.3g} over these {layers} layers, down or up, so no "
         "weight scale alone holds them steady"
     )
 

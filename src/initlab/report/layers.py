@@ -70,18 +70,30 @@ def layer_grids(
 
 
 def layer_order(rows: pd.DataFrame) -> list[str]:
-    """The layers of ``rows``, input first: each run's own order (its first records), merged
-    over runs by the mean of each layer's relative place (0 for a run's first layer, 1 for
-    its last). In first-seen order, a sweep of depths 1 and 2 put the shallow runs' output
-    layer ``fc`` in the middle, above the deeper runs' ``layers.2.*``."""
+    """The layers of ``rows``, input first: every run's own order (its first records) kept,
+    merged over runs (a topological order of "comes before in some run"), the mean relative
+    place (0 for a run's first layer, 1 for its last) choosing among the layers free to come
+    next. In first-seen order, a sweep of depths 1 and 2 put the shallow runs' output layer
+    ``fc`` in the middle, above the deeper runs' ``layers.2.*``."""
     if "run_id" not in rows:
         return list(dict.fromkeys(rows["layer"].astype(str)))
+    orders = [
+        list(dict.fromkeys(run["layer"].astype(str)))
+        for _, run in rows.groupby("run_id", sort=False)
+    ]
     places: dict[str, list[float]] = {}
-    for _, run in rows.groupby("run_id", sort=False):
-        order = list(dict.fromkeys(run["layer"].astype(str)))
+    after: dict[str, set[str]] = {}  # layer -> the layers some run has right before it
+    for order in orders:
         for i, layer in enumerate(order):
             places.setdefault(layer, []).append(i / max(len(order) - 1, 1))
-    return sorted(places, key=lambda layer: float(np.mean(places[layer])))  # stable on ties
+            after.setdefault(layer, set()).update(order[i - 1 : i])
+    merged: list[str] = []
+    while len(merged) < len(places):
+        placed = set(merged)
+        free = [n for n in places if n not in placed and after[n] <= placed]
+        free = free or [n for n in places if n not in placed]  # a cycle (runs disagree)
+        merged.append(min(free, key=lambda n: float(np.mean(places[n]))))
+    return merged
 
 
 def _with_groups(rows: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str]) -> pd.DataFrame:

@@ -133,7 +133,8 @@ def stuck_reasons(
     records = ranked.to_dict("records")
     learned = {}  # init -> a group of it where some run learned (another lr, more epochs)
     for r in records:
-        if "init" in keys and _finite(r.get("stuck", 0)) and r.get("stuck", 0) < r["runs"]:
+        bad = sum(r.get(k, 0) for k in ("stuck", "diverged", "failed") if _finite(r.get(k, 0)))
+        if "init" in keys and bad < r["runs"]:  # a run that neither stuck nor broke
             learned.setdefault(r.get("init"), r["group"])
     for r in records:
         stuck = r.get("stuck", 0)
@@ -141,7 +142,7 @@ def stuck_reasons(
             continue
         spec = r.get("init") if "init" in keys else None
         head = f"{r['group']}: every run {score.stuck_phrase()}."
-        if spec in learned and len(keys) > 1:
+        if spec in learned and len(keys) > 1 and not _constant(str(spec)):
             lines.append(
                 f"{head} The same init learned in {learned[spec]}: the settings that differ "
                 "(learning rate, epochs, model size), not the init, are the likely cause here; "

@@ -148,7 +148,9 @@ def _note_bare_weights(structure: Structure, rule: str, modules: dict[str, nn.Mo
         block = modules.get(b.block)
         if b.output is not None or b.last_norm or block is None or not b.layers:
             continue
-        bare = [n for n, p in block.named_parameters(recurse=False) if p.dim() >= 2]
+        bare = [  # a matrix, not a position table or a class token ([1, N, d], [1, d])
+            n for n, p in block.named_parameters(recurse=False) if p.dim() == 2 and min(p.shape) > 1
+        ]
         if bare:
             found.append((b, bare))
     if not found:

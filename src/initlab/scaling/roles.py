@@ -83,7 +83,7 @@ def matched_rows(coords: pd.DataFrame, roles: Mapping[int, LayerRoles]) -> pd.Da
         for depth, module in zip(coords["depth"], coords["module"], strict=True)
     ]
     out = coords.assign(module=labels)
-    return out[~out["module"].isin(refused)]
+    return out[~out["module"].str.split("[").str[0].isin(refused)]  # lin[2] with lin
 
 
 def roles_note(roles: Mapping[int, LayerRoles]) -> str:

@@ -248,17 +248,19 @@ def unstable_fixed_point(
     activation: str,
     sigma_w2: float,
     sigma_b2: float = 0.0,
-    around: tuple[float, float] = (0.5, 2.0),
+    around: tuple[float, float] = (0.1, 10.0),
 ) -> tuple[float, float] | None:
-    """``(q_u, L'(q_u))`` for a fixed point ``q_u = L(q_u)`` in ``around`` that repels
-    (``L'(q_u) > 1``), else None: a variance that starts off ``q_u`` drifts away from it by
-    ``L'(q_u)`` per layer, to the next fixed point (0, a small ``q*``, or inf).
+    """``(q_u, L'(q_u))`` for the fixed point ``q_u = L(q_u)`` in ``around`` nearest ``q = 1``
+    (in log scale) that repels (``L'(q_u) > 1``), else None: a variance that starts off
+    ``q_u`` drifts away from it by ``L'(q_u)`` per layer, in either direction, to the next
+    fixed point (0, a small attracting ``q*`` when ``sigma_b² > 0``, or inf).
 
     The gain rule's ``sigma_w² = 1 / E[phi(z)²]`` makes ``q = 1`` a fixed point at zero
     biases. It attracts where ``E[phi(sqrt(q) z)²] / q`` falls with q (tanh, ELU, softsign,
     SELU) and repels where it rises: gelu and silu (from 1/4 at q → 0 to 1/2 at q → inf),
     ``L'(1) = 1.144`` and ``1.173`` at zero biases, so no weight scale alone holds a deep
     plain gelu or silu net's variance steady. ReLU's map is marginal (``L' = 1``): None.
+    Repelling points are the upward crossings of ``L(q) - q`` on a log grid of ``around``.
     """
     from scipy.optimize import brentq
 
@@ -267,9 +269,13 @@ def unstable_fixed_point(
     def excess(q: float) -> float:
         return float(length_map(q, activation, sigma_w2, sigma_b2)) - q
 
-    low, high = around
-    if excess(low) >= 0 or excess(high) <= 0:  # no crossing upward: no repelling point here
+    grid = np.geomspace(*around, 97)  # q = 1 is a grid point
+    values = [excess(float(q)) for q in grid]
+    ups = [i for i in range(len(grid) - 1) if values[i] < 0 <= values[i + 1]]
+    if not ups:
         return None
-    q_u = float(brentq(excess, low, high, xtol=1e-12, rtol=1e-10))
+    i = min(ups, key=lambda k: abs(math.log(grid[k] * grid[k + 1])))
+    low, high = float(grid[i]), float(grid[i + 1])
+    q_u = high if values[i + 1] == 0 else float(brentq(excess, low, high, xtol=1e-12, rtol=1e-10))
     slope = length_map_slope(q_u, activation, sigma_w2, sigma_b2)
     return (q_u, slope) if slope > 1.0 + 1e-6 else None
