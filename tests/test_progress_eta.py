@@ -123,6 +123,24 @@ def test_a_log_line_after_skipped_ones_counts_them(clock):
     assert lines[1][1] == " 3 more since the last line" and "more since" not in lines[0][1]
 
 
+def test_runs_that_finish_after_the_last_unit_are_rate_limited_too(clock):
+    """A stack's epochs all end before its runs are stored: every one of runs 13-16 printed
+    its own line at the same second (the 'last' rule held for each once the units were
+    done); now only the run that is last says so."""
+    out, console = _log()
+    shown = CountedProgress(console, "model-epochs")
+    shown.start(4)
+    try:
+        shown.advance(4)  # the stack's epochs: every unit done, no run stored yet
+        for run in range(1, 5):
+            clock[0] = run * 0.1
+            shown.advance(0, finished=f"run {run} of 4 finished", last=run == 4)
+    finally:
+        shown.stop()
+    lines = [line.split(";")[0] for line in out.getvalue().splitlines()]
+    assert lines == ["run 1 of 4 finished", "run 4 of 4 finished"]
+
+
 def _wait_for(condition, seconds: float = 5.0) -> bool:
     """Poll ``condition`` (no timing asserted: a generous bound only, so a slow machine
     does not hang the test)."""

@@ -115,8 +115,13 @@ class CountedProgress:
             if self.bar is not None:
                 self.bar.update(self._task, total=self.total)
 
-    def advance(self, units: int, label: str = "", finished: str = "") -> None:
-        """``units`` more done; ``finished``: a piece of work ended (a run), said in a log."""
+    def advance(
+        self, units: int, label: str = "", finished: str = "", *, last: bool | None = None
+    ) -> None:
+        """``units`` more done; ``finished``: a piece of work ended (a run), said in a log;
+        ``last``: whether it is the last piece (default: all units done). Pieces that end
+        after the units are all done (runs stored after their last epoch) are logged with
+        the rate limit like any other, and the last one always."""
         with self._lock:
             self.done += units
             if self.done >= self.total:
@@ -125,15 +130,15 @@ class CountedProgress:
                 described = {"description": label} if label else {}
                 self.bar.update(self._task, advance=units, **described)
             elif finished:
-                self._log(finished)
+                self._log(finished, self.done >= self.total if last is None else last)
 
-    def _log(self, finished: str) -> None:
+    def _log(self, finished: str, last: bool) -> None:
         """``run 3 of 12 finished (he_normal/relu seed 2); 40/120 model-epochs, 0:01:05
         elapsed, ETA 0:02:10``: at most one every :data:`LOG_EVERY` s, and the last; a line
         after skipped ones counts them (``2 more since the last line``), so a log read later
         does not seem to have lost runs 2 and 3."""
         now = self._now()
-        if now - self._logged < LOG_EVERY and self.done < self.total:
+        if now - self._logged < LOG_EVERY and not last:
             self._unlogged += 1
             return
         if self._unlogged:

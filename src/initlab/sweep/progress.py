@@ -121,7 +121,7 @@ class RichProgress(SweepProgress):
         shown = label if status in ("ok", "stuck") else f"{label} {status}"
         self._runs += 1
         said = f"run {self._runs} of {self._pending} finished ({shown})"
-        self.shown.advance(max(rest, 0), shown, finished=said)
+        self.shown.advance(max(rest, 0), shown, finished=said, last=self._runs >= self._pending)
 
     def stop(self) -> None:
         self.shown.stop()
