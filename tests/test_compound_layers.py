@@ -206,7 +206,7 @@ def test_a_user_models_run_key_changes_with_initlabs_rules_for_its_layers(monkey
     factory.write_text("import torch\ndef build():\n    return torch.nn.LSTM(2, 2)\n")
     user, builtin = RunConfig(model=f"{factory}:build"), RunConfig()
     keys = user.key(), builtin.key()
-    monkeypatch.setattr("initlab.config.USER_MODEL_RULES", 3)
+    monkeypatch.setattr("initlab.config.USER_MODEL_RULES", 99)
     assert user.key() != keys[0]
     assert builtin.key() == keys[1]
 
