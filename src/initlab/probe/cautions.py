@@ -18,7 +18,7 @@ import math
 import pandas as pd
 
 from initlab.probe.findings import Finding
-from initlab.probe.suggestions import drifts, scale_advice, trainable_depth
+from initlab.probe.suggestions import drifts, measured_scale, scale_advice, trainable_depth
 
 SCALE_FINDINGS = frozenset(
     {"vanishing_activations", "exploding_activations", "vanishing_gradients",
@@ -41,8 +41,7 @@ def theory_cautions(frame: pd.DataFrame, findings: list[Finding]) -> list[str]:
     lines = []
     for act, group in hidden.groupby("activation", sort=False):
         layers = len(group)
-        sw2 = float((group["weight_std"] ** 2 * group["fan_in"]).median())
-        sb2 = float(group["bias_std"].fillna(0).median() ** 2)
+        sw2, sb2 = measured_scale(group)
         if not (math.isfinite(sw2) and sw2 > 0):
             continue
         short = trainable_depth(str(act), sw2, sb2) < layers

@@ -168,7 +168,7 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     (``ratio``), mean field at their ``sigma_w²`` (:func:`~initlab.probe.meanfield.theory_note`)
     and the schemes to use, told when even the prescription cannot train this many layers
     (:func:`_short_of_depth`)."""
-    sb2 = float(group["bias_std"].fillna(0).median() ** 2)
+    sw2, sb2 = measured_scale(group)
     try:
         g = prescribed_gain(act, sb2)
     except InitlabError:
@@ -177,7 +177,6 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     prescribed = [g / math.sqrt(fi) for fi, _ in fans]
     ratios = [w / p for w, p in zip(group["weight_std"], prescribed, strict=True)]
     r = float(pd.Series(ratios).median())
-    sw2 = float((group["weight_std"] ** 2 * group["fan_in"]).median())
     units = group["units"] if "units" in group else group["fan_out"]
     weights = int((group["fan_in"] * units).median())  # numel: out x in x kernel
     layers = len(group)
@@ -219,6 +218,13 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
         f"{prescribed[i]:.3g} at {group['layer'].iloc[i]}); {theory}; {use}"
         f"{_keeping_biases(act, g)}"
     )
+
+
+def measured_scale(group: pd.DataFrame) -> tuple[float, float]:
+    """``(sigma_w², sigma_b²)`` of a group of layers as mean field reads them: the median of
+    ``fan_in · weight_std²`` and the square of the median bias std (0 without biases)."""
+    sw2 = float((group["weight_std"] ** 2 * group["fan_in"]).median())
+    return sw2, float(group["bias_std"].fillna(0).median() ** 2)
 
 
 def _named_gain(act: str, g: float, sb2: float) -> str:

@@ -270,7 +270,7 @@ def unstable_fixed_point(
         return float(length_map(q, activation, sigma_w2, sigma_b2)) - q
 
     grid = np.geomspace(*around, 97)  # q = 1 is a grid point
-    values = [excess(float(q)) for q in grid]
+    values = np.asarray(length_map(grid, activation, sigma_w2, sigma_b2)) - grid
     ups = [i for i in range(len(grid) - 1) if values[i] < 0 <= values[i + 1]]
     if not ups:
         return None
