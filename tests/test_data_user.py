@@ -539,3 +539,72 @@ def test_run_keys_change_where_the_limit_now_takes_another_sample(monkeypatch):
     assert RunConfig(dataset="fashion-mnist", limit_train=64).key() == keys["fashion-mnist"]
     assert RunConfig(dataset="fmnist", limit_train=64).key() == keys["fmnist"]
     assert RunConfig(dataset="digits").key() == plain  # no limit: no marker
+
+
+def _sorted_file(tmp_path: Path, classes: int = 4, each: int = 300) -> str:
+    """A classification file sorted by label (0…0 1…1 …), with separated class means."""
+    y = np.repeat(np.arange(classes), each)
+    x = np.random.default_rng(0).normal(size=(len(y), 6)).astype(np.float32) + 3.0 * y[:, None]
+    path = tmp_path / "sorted.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x[::10], y_test=y[::10])
+    return str(path)
+
+
+def test_lsuv_and_the_tracking_probe_see_every_class_of_a_sorted_file(tmp_path: Path):
+    """LSUV saw the first 512 training rows: in a file sorted by label, one class, so every
+    layer's variance was fixed on that class alone; the tracking probe likewise."""
+    from initlab.data.dataset import first_look
+
+    data = load(_sorted_file(tmp_path))
+    x, y = first_look(data, 512)
+    counts = torch.bincount(y, minlength=4)
+    expected = 512 * torch.bincount(data.y_train, minlength=4) / len(data.y_train)
+    assert (counts - expected).abs().max() <= 1  # a class-balanced sample, within one
+    rows = [int((data.x_train == row).all(1).nonzero()[0]) for row in x[:50]]
+    assert torch.equal(data.y_train[rows], y[:50])  # inputs and labels stay paired
+    assert torch.equal(first_look(data, 512)[0], x)  # the same batch every time
+
+
+def test_first_look_keeps_the_first_rows_of_files_in_random_order():
+    from initlab.data.dataset import first_look
+
+    data = load("synthetic", limit_train=300)
+    x, y = first_look(data, 100)
+    assert torch.equal(x, data.x_train[:100]) and torch.equal(y, data.y_train[:100])
+
+
+def test_lsuv_runs_on_user_data_get_new_keys_that_fashion_mnist_runs_keep(monkeypatch):
+    """A store from before the sampled LSUV batch must not resume LSUV runs on drawn or user
+    splits; runs without data-dependent inits, and MNIST-like data, keep their keys."""
+    import initlab.config as config
+    from initlab.config import RunConfig
+
+    plan = {"spec": "m.py:f", "plan": '{"fc": "lsuv"}', "data": "digits"}
+    runs = {
+        "lsuv": RunConfig(dataset="digits", init="lsuv"),
+        "output": RunConfig(dataset="digits", output_init="lsuv"),
+        "planned": RunConfig(dataset="digits", model_args=plan),
+        "he": RunConfig(dataset="digits", init="he_normal"),
+        "fashion": RunConfig(dataset="fashion-mnist", init="lsuv"),
+    }
+    keys = {name: run.key() for name, run in runs.items()}
+    monkeypatch.setattr(config, "INIT_SAMPLE", 1)
+    changed = {name for name, run in runs.items() if run.key() != keys[name]}
+    assert changed == {"lsuv", "output", "planned"}
+
+
+def test_lsuv_fixes_the_variance_of_the_whole_sorted_file_not_of_its_first_class(tmp_path):
+    """Scaled on class 0 alone (inputs near 0), the first layer's outputs over the whole
+    training set had a variance many times the target of 1."""
+    from initlab.config import RunConfig
+    from initlab.train.build import build_initialized_model
+
+    data = load(_sorted_file(tmp_path))
+    config = RunConfig(dataset=data.name, model="mlp", hidden=(64,), init="lsuv", seed=3)
+    model = build_initialized_model(config, data.input_shape, data.num_classes, data=data)
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    with torch.no_grad():
+        variance = first(data.x_train.flatten(1)).var().item()
+    # LSUV stops within tol 0.1 of 1 on its 512 rows; a 512-row variance of a
+    # class-balanced sample is within ~4·sqrt(2/512) = 0.25 of the whole set's
+    assert 0.65 < variance < 1.35

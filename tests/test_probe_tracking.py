@@ -64,8 +64,10 @@ def test_step_tracking_every_n_steps(data):
 
 
 def test_a_tracker_object_and_its_fixed_probe_batch(data):
+    from initlab.data.dataset import first_look
+
     tracker = Tracker.for_data("epoch", data)
-    assert torch.equal(tracker.inputs, data.x_train[:PROBE_SIZE])
+    assert torch.equal(tracker.inputs, first_look(data, PROBE_SIZE)[0])
     _, result = train(data, tracker)
     assert result.layer_stats == tracker.rows
 

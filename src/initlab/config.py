@@ -63,6 +63,11 @@ resumes no run trained on the old cut. Datasets cut in file order (MNIST, Fashio
 synthetic: :data:`FIRST_ROWS`) keep their keys."""
 FIRST_ROWS = ("mnist", "fashion-mnist", "synthetic")
 """Datasets whose ``limit_train`` keeps the first rows of their files' (random) order."""
+INIT_SAMPLE = 2
+"""Part of the key of a run whose init uses data (LSUV, or a doctor's plan with LSUV layers)
+on a dataset not in :data:`FIRST_ROWS`: 2 since that batch is a seeded class-balanced sample
+(:func:`initlab.data.dataset.first_look`), not the first rows (one class, in a file sorted by
+label), so a store resumes no run initialized from the old batch."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,8 @@ class RunConfig:
             changed["layer_rules"] = USER_MODEL_RULES
         if self.limit_train is not None and _canonical(self.dataset) not in FIRST_ROWS:
             changed["limit_sample"] = LIMIT_SAMPLE
+        if _uses_data(self) and _canonical(self.dataset) not in FIRST_ROWS:
+            changed["init_sample"] = INIT_SAMPLE
         blob = json.dumps({"v": KEY_VERSION, **changed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -306,6 +313,13 @@ def validate_numbers(config: RunConfig) -> None:
             f"track must be 'epoch', 'off' or a step count in [1, 2^63 - 1], got {config.track!r}"
         )
     check_hidden(config.hidden)
+
+
+def _uses_data(config: RunConfig) -> bool:
+    """Whether ``config``'s init sees data: an ``lsuv`` scheme among its inits, or in the
+    per-layer plan a doctor's candidate passes as ``model_args``."""
+    named = (config.init, config.output_init, config.embedding_init, *config.model_args.values())
+    return any("lsuv" in str(value) for value in named)
 
 
 def _canonical(dataset: str) -> str:

@@ -239,6 +239,20 @@ def sample_rows(y: Tensor, n: int, task: str, seed: int = 0) -> Tensor:
     return torch.from_numpy(np.sort(stratified_order(strata, seed)[:n]))
 
 
+def first_look(data: Dataset, n: int) -> tuple[Tensor, Tensor]:
+    """The ``n`` training examples that data-dependent inits (LSUV) and the per-layer
+    tracking probe see, on the data's device: the first ``n`` of a dataset whose file is in
+    random order (:data:`initlab.config.FIRST_ROWS`), else a seeded sample, class-balanced
+    for classification (:func:`sample_rows`). The first rows of a file sorted by label are
+    one class: LSUV scaled every layer to that class alone."""
+    from initlab.config import FIRST_ROWS
+
+    if data.name in FIRST_ROWS:
+        return data.x_train[:n], data.y_train[:n]
+    rows = sample_rows(data.y_train.cpu(), n, data.task).to(data.y_train.device)
+    return data.x_train[rows], data.y_train[rows]
+
+
 def head(x: Tensor, y: Tensor, n: int | None) -> tuple[Tensor, Tensor]:
     """The first ``n`` rows (all when ``n`` is None or larger than the data); views."""
     return (x, y) if n is None else (x[:n], y[:n])

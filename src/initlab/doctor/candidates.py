@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from initlab.apply import initialize
 from initlab.config import RunConfig
 from initlab.coverage import initializable_layers, weight_layers
+from initlab.data.dataset import first_look
 from initlab.doctor.plan import COMPOUND_ACTIVATIONS, GLOROT_FAMILY, HE_FAMILY, Plan, plan_for
 from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.layer_order import output_layer_name
@@ -128,8 +129,8 @@ def plan_candidate(name: str, plan: Plan, base: RunConfig, why: str) -> Candidat
 
 def planned_model(spec: str, args: str, plan: str, data: str = "", task: str = "auto") -> nn.Module:
     """The model ``spec(**json.loads(args))`` initialized by the per-layer ``plan`` (JSON
-    ``{layer: scheme}``) from the global random state; LSUV layers see the first
-    :data:`INIT_BATCH` training examples of ``data``."""
+    ``{layer: scheme}``) from the global random state; LSUV layers see
+    :data:`INIT_BATCH` training examples of ``data``, as runs do (:func:`first_look`)."""
     from initlab.models import build_user_model
 
     model = build_user_model(spec, json.loads(args), checked=False)
@@ -142,7 +143,7 @@ def planned_model(spec: str, args: str, plan: str, data: str = "", task: str = "
 def _first_batch(data: str, task: str) -> Tensor:
     from initlab.data import load
 
-    return load(data, task=task).x_train[:INIT_BATCH]
+    return first_look(load(data, task=task), INIT_BATCH)[0]
 
 
 def auto_candidates(

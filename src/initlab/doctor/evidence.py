@@ -26,6 +26,7 @@ import pandas as pd
 from initlab.atomic_files import check_output_dir, write_files
 from initlab.config import RunConfig
 from initlab.data import Dataset
+from initlab.data.dataset import first_look
 from initlab.doctor import trials, verdict
 from initlab.doctor.candidates import DEFAULT, Candidate, check_comparison, layer_schemes
 from initlab.doctor.learned import chance_loss
@@ -220,7 +221,7 @@ def snippet_source(evidence: Evidence, base: RunConfig, data: Dataset) -> str:
         residual = residual_lines(plain, reference)
     return make_snippet(
         model,
-        layer_schemes(chosen, model, base, data.x_train[:INIT_BATCH]),
+        layer_schemes(chosen, model, base, first_look(data, INIT_BATCH)[0]),
         name=chosen.name,
         message=evidence.verdict["message"],
         bias=str(config.bias),

@@ -26,11 +26,13 @@ from typing import Any
 from torch import Tensor, nn
 
 from initlab.data import Dataset
+from initlab.data.dataset import first_look
 from initlab.errors import InitlabError
 from initlab.probe.hooks import Loss, collect
 
 PROBE_SIZE = 256
-"""The probe batch: the first 256 training examples (fixed, so curves are comparable)."""
+"""The probe batch: 256 training examples, the same at every moment (so curves are
+comparable) and of every class (:func:`~initlab.data.dataset.first_look`)."""
 PROBE_SEED = 0
 """Seed of the probe's dropout masks (the same at every tracking moment)."""
 
@@ -67,8 +69,9 @@ class Tracker:
 
     @classmethod
     def for_data(cls, every: str | int, data: Dataset, size: int = PROBE_SIZE) -> Tracker:
-        """A tracker whose probe batch is the first ``size`` training examples of ``data``."""
-        return cls(every, data.x_train[:size], data.y_train[:size])
+        """A tracker whose probe batch is ``size`` training examples of ``data``
+        (:func:`~initlab.data.dataset.first_look`)."""
+        return cls(every, *first_look(data, size))
 
     @property
     def per_step(self) -> bool:
@@ -105,8 +108,8 @@ class Tracker:
 
 
 def make_tracker(track: str | int | Tracker, data: Dataset) -> Tracker | None:
-    """``None`` for ``"off"``; a :class:`Tracker` passes through; otherwise a tracker on the
-    first :data:`PROBE_SIZE` training examples of ``data``."""
+    """``None`` for ``"off"``; a :class:`Tracker` passes through; otherwise a tracker on
+    :data:`PROBE_SIZE` training examples of ``data`` (:meth:`Tracker.for_data`)."""
     if isinstance(track, Tracker):
         return track
     if track == "off":

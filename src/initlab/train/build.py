@@ -14,12 +14,14 @@ from torch import nn
 from initlab.apply import InitRecord, initialize
 from initlab.config import RunConfig
 from initlab.data import Dataset
+from initlab.data.dataset import first_look
 from initlab.models import build_model, build_user_model
 from initlab.train.seeding import derive_seed, make_generator
 from initlab.usercode import is_user_spec
 
 INIT_BATCH = 512
-"""Data-dependent schemes (LSUV) see the first ``INIT_BATCH`` training examples."""
+"""Data-dependent schemes (LSUV) see ``INIT_BATCH`` training examples
+(:func:`~initlab.data.dataset.first_look`)."""
 
 
 DEFAULT_INIT = "default"
@@ -60,8 +62,8 @@ def build_initialized_model(
 
     Construction happens under a forked global RNG seeded from the run seed, so building a
     model neither depends on nor disturbs the caller's random state. ``data``: the run's
-    dataset, needed by data-dependent schemes (``lsuv``), which see its first
-    :data:`INIT_BATCH` training examples.
+    dataset, needed by data-dependent schemes (``lsuv``), which see :data:`INIT_BATCH` of its
+    training examples (:func:`~initlab.data.dataset.first_look`).
     """
     model = build_architecture(config, input_shape, num_classes)
     initialize_as_configured(model, config, data)
@@ -83,6 +85,6 @@ def initialize_as_configured(
         output_init=None if config.init == DEFAULT_INIT else config.output_init,
         embedding_init=config.embedding_init,
         generator=make_generator(config.seed, "init"),
-        data=data.x_train[:INIT_BATCH] if data is not None else None,
+        data=first_look(data, INIT_BATCH)[0] if data is not None else None,
         residual_init=config.residual_init,
     )

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from initlab.data.dataset import first_look
 from initlab.notes import note
 from initlab.probe.tracking import PROBE_SIZE, Tracker
 from initlab.train import checkpoint, trial
@@ -159,7 +160,7 @@ class StackTrainer:
     def _trackers(self) -> list[Tracker] | None:
         if self.plan.track == "off":
             return None
-        x, y = self.data.x_train[:PROBE_SIZE], self.data.y_train[:PROBE_SIZE]
+        x, y = first_look(self.data, PROBE_SIZE)
         x, y = x.to(self.device), y.to(self.device)
         return [Tracker(self.plan.track, x, y, model_loss(self.plan.task)) for _ in self.members]
 
