@@ -141,3 +141,36 @@ def test_the_next_layer_called_lends_no_phi_to_a_layer_it_does_not_read():
     assert layers["b"].activation == "tanh"
     table = diagnose(model, x).layers.set_index("layer")
     assert math.isnan(table.loc["a", "post_mean"]) and math.isnan(table.loc["a", "post_std"])
+
+
+class _MixerLike(nn.Module):
+    """Pre-norm residual blocks on a token stream ``[B, T, d]``; the head reads the mean
+    over tokens of the normalized stream (ViT/MLP-Mixer pooling)."""
+
+    def __init__(self, blocks: int = 2, dim: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Linear(6, dim)
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(blocks))
+        self.fc1 = nn.ModuleList(nn.Linear(dim, 2 * dim) for _ in range(blocks))
+        self.fc2 = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(blocks))
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for norm, fc1, fc2 in zip(self.norms, self.fc1, self.fc2, strict=True):
+            x = x + fc2(nn.functional.gelu(fc1(norm(x))))
+        return self.head(self.norm(x).mean(1))
+
+
+def test_the_last_branch_end_of_a_mean_pooled_stream_is_linear_like_the_others():
+    """The mean over tokens that reads the last block's stream left its branch end
+    ``unknown`` (the plan gave it LSUV) while every other block's was linear."""
+    from initlab.doctor.plan import plan_for
+
+    torch.manual_seed(0)
+    model, x = _MixerLike(), torch.randn(16, 5, 6)
+    layers = {layer.name: layer for layer in trace(model, x)[0]}
+    assert layers["fc2.0"].activation == layers["fc2.1"].activation == "linear"
+    assert layers["fc1.1"].activation == "gelu"
+    schemes = {e.layer: e.scheme for e in plan_for(model, x).entries}
+    assert schemes["fc2.1"] == schemes["fc2.0"] and "lsuv" not in schemes.values()

@@ -61,11 +61,15 @@ IN_PLACE_ADD = "add_"
 """``out += term`` (``out.add_(term)``): ``out`` keeps its own tag, and takes ``term``'s
 when ``term`` is a layer's output of its shape (a ResNet's ``out += identity`` after a
 projection shortcut); otherwise ignored."""
-STREAM_READERS = frozenset({"multi_head_attention_forward", *ADD_FUNCTIONS})
+STREAM_READERS = frozenset({"multi_head_attention_forward", "mean", *ADD_FUNCTIONS})
 """What reads a residual stream and leaves a branch end that joined it linear, besides the
-next layer or product: an ``nn.MultiheadAttention`` (its own function) and the next join.
-Anything else (a scale, a ``mean``, an RNN's ``chunk`` of ``W x + U h``) leaves it
-``unknown``, for :func:`~initlab.activations.infer_activation`."""
+next layer or product: an ``nn.MultiheadAttention`` (its own function), the next join, and
+a ``mean`` (a ViT's or MLP-Mixer's pooling of the last block's stream for the head; a
+hand-written norm's mean, whose output feeds the next block's first layer). Anything else (a
+scale, an RNN's ``chunk`` of ``W x + U h``) leaves it ``unknown``, for
+:func:`~initlab.activations.infer_activation`. A ``mean`` of a layer's output inside its
+branch (a squeeze-excite gate's) is not a read of the stream: it leaves the layer
+``unknown`` too."""
 IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", IN_PLACE_ADD})
 """Reading a tensor's shape or attributes is not consuming it (nor is being the target of
 an in-place sum)."""
