@@ -50,12 +50,12 @@ SAME = "same"
 scheme; a run stores it as ``None`` (:func:`output_scheme`)."""
 KEY_VERSION = 1
 """Part of every run key; bump it when a setting's default changes meaning."""
-USER_MODEL_RULES = 3
+USER_MODEL_RULES = 4
 """Part of a user model's run key: bump it when what a scheme does to layers only a user's
 model has changes (2: RNNs and attention input projections are set, not kept as built; 3:
 grouped convolutions drawn orthogonal per group, strided transposed convolutions' fan_in
-K/S), so a store resumes no run initialized by the old rules. The built-in models' keys
-stay."""
+K/S; 4: a squeeze-excite or GLU gate's layers are not on a residual branch's chain), so
+a store resumes no run initialized by the old rules. The built-in models' keys stay."""
 LIMIT_SAMPLE = 2
 """Part of the key of a run whose ``limit_train`` cuts a drawn split (digits, MNIST-1D, user
 data): 2 since the cut is a seeded class-balanced sample, not the first rows, so a store

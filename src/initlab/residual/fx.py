@@ -19,6 +19,7 @@ from torch import fx, nn
 from initlab.norm_layers import is_norm
 from initlab.preserve import preserved
 from initlab.residual.structure import LAYERS, Branch, Structure
+from initlab.residual.value_path import gate_layers
 
 ADDS = {operator.add, operator.iadd, torch.add}
 
@@ -108,7 +109,7 @@ def _unnest(structure: Structure, adds: list[fx.Node], paths: list[set[fx.Node]]
     for i, b in enumerate(structure.branches):
         inner = {
             n for j, o in enumerate(structure.branches)
-            if j != i and adds[j] in paths[i] for n in o.layers
+            if j != i and adds[j] in paths[i] for n in (*o.layers, *o.gates)
         }  # fmt: skip
         if inner:
             own = [i for i, n in enumerate(b.layers) if n not in inner]
@@ -121,22 +122,34 @@ def _unnest(structure: Structure, adds: list[fx.Node], paths: list[set[fx.Node]]
             depths = [b.depth_of(b.layers[i]) for i in own]
             rank = {d: r for r, d in enumerate(sorted(set(depths)), 1)}
             b.layers, b.depths = [b.layers[i] for i in own], [rank[d] for d in depths]
+            b.gates = [n for n in b.gates if n not in inner]
         b.index = len(kept)
         kept.append(b)
     structure.branches = kept
 
 
 def _output_module(op: fx.Node) -> str | None:
-    """The module whose output the branch adds: the one called last, or the one whose first
-    output is taken (``self.attn(x, x, x)[0]``: ``nn.MultiheadAttention`` returns a tuple);
-    ``None`` for a function call (the rules that hook an output need a module)."""
+    """The module whose output the branch adds: the one called last, the one whose first
+    output is taken (``self.attn(x, x, x)[0]``: ``nn.MultiheadAttention`` returns a tuple),
+    or the submodule whose ``forward`` returns the function call ``op`` (a squeeze-excite
+    module's ``x * gate``: ``op`` runs inside it and only code outside it reads ``op``);
+    ``None`` for a function call of the block's own code (the rules that hook an output
+    need a module)."""
     if op.op == "call_module":
         return str(op.target)
     if op.op == "call_function" and op.target is operator.getitem and op.args[1] == 0:
         source = op.args[0]
         if isinstance(source, fx.Node) and source.op == "call_module":
             return str(source.target)
+    stack = op.meta.get("nn_module_stack") or {}
+    inner = next(reversed(stack), None) if len(stack) > 1 else None
+    if inner and op.users and all(inner not in _stack(user) for user in op.users):
+        return str(inner)
     return None
+
+
+def _stack(node: fx.Node) -> dict:
+    return node.meta.get("nn_module_stack") or {}
 
 
 def _branch_of(
@@ -159,14 +172,18 @@ def _branch_of(
     )
     if not layers:
         return None
+    called = lambda nodes: _called(nodes, modules, LAYERS)  # noqa: E731
+    gates = gate_layers(op, set(path), layers, called, modules)
+    layers = [n for n in layers if n not in gates]
     last_norm = _last_norm(path, modules, layers[-1])
     output = _output_module(op)
     depths = _depths(path, modules, layers)
     scores = _score_layers(path, modules, layers)
     fused = [n for n in scores if n in _value_layers(path, modules, layers)]
     branch = Branch(
-        0, layers, last_norm, skip_layers, output, depths=depths, scores=scores, fused=fused
-    )
+        0, layers, last_norm, skip_layers, output, depths=depths, scores=scores, fused=fused,
+        gates=gates,
+    )  # fmt: skip
     return branch, set(path)
 
 

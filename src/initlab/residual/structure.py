@@ -52,6 +52,10 @@ class Branch:
     scores: list[str] = field(default_factory=list)
     """The layers whose outputs reach an attention's softmax (the query and key projections,
     a fused ``qkv`` too): Fixup leaves them as initialized, as T-Fixup does."""
+    gates: list[str] = field(default_factory=list)
+    """Weight layers that only set a sigmoid gate of the branch (a squeeze-excite's, a GLU's
+    gate half; :mod:`initlab.residual.value_path`): not in :attr:`layers`, so neither m
+    nor any rule counts them: they keep the hidden layers' scheme."""
     fused: list[str] = field(default_factory=list)
     """Those of :attr:`scores` that reach the attention's values too (one fused ``qkv``
     projection, as nanoGPT's ``c_attn``): Fixup leaves them whole, and says so."""
@@ -95,7 +99,8 @@ class Structure:
 
     def role_of(self, module: str) -> str:
         """``"branch k, layer j of m"``, ``"branch k, norm"``, ``"skip projection (branch
-        k)"``, ``"output"`` or ``""`` for the module named ``module`` (1-based k, j)."""
+        k)"``, ``"branch k, gate"``, ``"output"`` or ``""`` for the module named ``module``
+        (1-based k, j)."""
         for b in self.branches:
             if module in b.layers:
                 return f"branch {b.index + 1}, layer {b.depth_of(module)} of {b.chain}"
@@ -106,6 +111,8 @@ class Structure:
                 return f"branch {b.index + 1}, last norm"
             if module in b.skip:
                 return f"skip projection (branch {b.index + 1})"
+            if module in b.gates:
+                return f"branch {b.index + 1}, gate"
             if module == b.output:
                 return f"branch {b.index + 1}, output"
         return "output" if module == self.output_layer else ""
@@ -210,7 +217,7 @@ def _output_layer(model: nn.Module, structure: Structure, graph: fx.Graph | None
     it: :func:`initlab.layer_order.trusted_order`)."""
     from initlab.layer_order import registered_layers, trusted_order
 
-    owned = {n for b in structure.branches for n in (*b.layers, *b.skip)}
+    owned = {n for b in structure.branches for n in (*b.layers, *b.skip, *b.gates)}
     registered = registered_layers(model)
     order = (trusted_order(model, graph) if registered else None) or registered
     names = [n for n in order if n not in owned]
