@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from initlab import InitlabNote
+from initlab.errors import InitlabError
 from initlab.fingerprint import callable_digest
 from initlab.inprocess import model_spec
 
@@ -168,10 +169,56 @@ def test_a_users_module_counts_by_its_file(tmp_path, monkeypatch):
     try:
         factory = _notebook("def build():\n    return fp_models.mlp()\n", fp_models=module)
         before = callable_digest(factory["build"])
+        (tmp_path / "fp_models.py").write_text("\n\ndef mlp():\n    return 2\n")
+        moved = callable_digest(factory["build"])  # the same code, a line lower: no error
         (tmp_path / "fp_models.py").write_text("def mlp():\n    return 64\n")
-        assert callable_digest(factory["build"]) != before
+        # the new file's key for the old code still loaded: refused, until reloaded
+        with pytest.raises(InitlabError, match=r"fp_models.py changed since .* \(mlp differs\)"):
+            callable_digest(factory["build"])
+        importlib.reload(module)
+        assert len({before, moved, callable_digest(factory["build"])}) == 3
     finally:
         sys.modules.pop("fp_models", None)
+
+
+def test_a_users_class_edited_on_disk_but_not_reloaded_is_refused(tmp_path, monkeypatch):
+    """A method edited in the file while the old class stays loaded (a notebook without
+    autoreload) trained the old code under the new file's key; after a reload, those runs
+    were resumed as finished."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = "class Net:\n    def forward(self, x):\n        return x + 1\n"
+    (tmp_path / "fp_classes.py").write_text(source)
+    module = importlib.import_module("fp_classes")
+    try:
+        callable_digest(module.Net)
+        (tmp_path / "fp_classes.py").write_text(source.replace("x + 1", "x * 2"))
+        with pytest.raises(InitlabError, match=r"Net.forward differs.*importlib.reload"):
+            callable_digest(module.Net)
+    finally:
+        sys.modules.pop("fp_classes", None)
+
+
+def test_default_arguments_count_as_a_loops_lambdas_capture():
+    """``lambda w=w: mlp(w)`` in a loop over widths got one key: width 256 resumed the
+    runs of width 2."""
+    digests = {callable_digest(lambda w=w: _mlp(w)) for w in (2, 256)}
+    assert len(digests) == 2
+
+    def build(width=8, *, depth=2):
+        return _mlp(width)
+
+    kw = _notebook("def build(*, width=W):\n    return width\n", W=3)["build"]
+    other = _notebook("def build(*, width=W):\n    return width\n", W=4)["build"]
+    assert callable_digest(kw) != callable_digest(other)
+    assert callable_digest(build) == callable_digest(build)
+
+
+def test_two_lambdas_on_one_line_are_told_apart():
+    small, large = lambda: _mlp(4), lambda: _mlp(128)
+    assert callable_digest(small) != callable_digest(large)
 
 
 def test_attribute_names_are_not_globals_and_odd_values_do_not_crash():

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from initlab.errors import InitlabError
+from initlab.loaded_code import check_loaded, code_shape
 
 PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
@@ -95,6 +96,8 @@ def _callable_text(fn: object, seen: dict[int, object], opaque: list[str]) -> st
             "and pass 'file.py:function'"
         )
     parts = [source if source is not None else marshal.dumps(code).hex()]
+    if source is not None and code is not None and source.count("lambda") > 1:
+        parts.append(f"code {code_shape(code)}")  # one line, several lambdas: which one
     for name, value in _outside_values(fn):
         parts.append(f"{name}={_describe(value, name, seen, opaque)}")
     return "\n".join(parts)
@@ -108,10 +111,14 @@ def _source(obj: object) -> str | None:
 
 
 def _outside_values(fn: object) -> Iterator[tuple[str, object]]:
-    """``(name, value)`` of ``fn``'s closure cells, then of the globals its code names."""
+    """``(name, value)`` of ``fn``'s default arguments (``lambda w=w: mlp(w)``, a loop's
+    idiom), its closure cells, then the globals its code names."""
     code = getattr(fn, "__code__", None)
     if code is None:
         return
+    for name in ("__defaults__", "__kwdefaults__"):
+        if getattr(fn, name, None):  # absent: the keys of functions without any stay
+            yield name.strip("_"), getattr(fn, name)
     for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
         try:
             yield name, cell.cell_contents
@@ -146,6 +153,8 @@ def _describe(value: object, name: str, seen: dict[int, object], opaque: list[st
         return f"<{type(value).__name__} seen>"
     try:
         return _describe_new(value, name, seen, opaque)
+    except InitlabError:  # a module edited since it was imported: said, not hidden
+        raise
     except Exception:  # whatever a user object's repr, state_dict or bytes raise
         opaque.append(f"{name} (a {type(value).__name__})")
         return type(value).__qualname__
@@ -189,6 +198,7 @@ def _module(module: types.ModuleType) -> str:
         return f"module {module.__name__}"
     from initlab.usercode import file_digest
 
+    check_loaded(module, path)
     return f"module {module.__name__} from file {file_digest(path)}"
 
 
@@ -212,6 +222,7 @@ def _definition(value: object, seen: dict[int, object], opaque: list[str]) -> st
     if path:
         from initlab.usercode import file_digest
 
+        check_loaded(module, path)
         return f"{label} from file {file_digest(path)}"
     if isinstance(value, type):
         return f"{label} {_source(value) or ''} {_class_text(value, seen, opaque)}"
