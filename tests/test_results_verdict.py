@@ -381,8 +381,78 @@ def test_one_lucky_run_is_not_the_best_and_the_others_are_still_compared():
     ranked = results.ranking().set_index("group")
     assert ranked.loc["glorot", "rank"] == 1 and ranked.loc["he", "rank"] == 3
     assert ranked.loc["default", "p_vs_best"] < 0.05  # tested against the best that can be
+    # but that lone run scored beyond the best: no test can weigh it, so no winner
     text = results.verdict()
-    assert text.startswith("winner: glorot") and "he not compared: fewer than two" in text
+    assert text.startswith("no winner: he scored beyond glorot (0.805) in a single finished")
+    assert text.endswith("add seeds")
+    lower = _scored([("he", 0, 0.70), *rows[1:]])  # a lone run below the best: noted only
+    assert lower.verdict().startswith("winner: glorot")
+    assert "he not compared: fewer than two" in lower.verdict()
+
+
+def test_a_best_that_lost_most_of_its_runs_to_divergence_is_no_winner():
+    """he_normal 0.950 and 0.952 with 3 of 5 runs diverged, against glorot at 0.930 on all
+    five: Welch's test on the survivors said 'winner: he_normal' with an apply line."""
+    from initlab.winner import apply_line
+
+    scores = {
+        "he_normal": [0.950, 0.952, None, None, None],
+        "glorot": [0.93, 0.931, 0.929, 0.932, 0.93],
+    }
+    rows = [
+        dict(run_id=f"{g}{s}", init=g, seed=s, status="ok" if v else "diverged",
+             test_accuracy=v if v else float("nan"))
+        for g, values in scores.items() for s, v in enumerate(values)
+    ]  # fmt: skip
+    results = ResultSet(pd.DataFrame(rows), pd.DataFrame(), group_by=("init",))
+    assert results.ranking()["group"].iloc[0] == "he_normal"
+    assert results.verdict() == (
+        "no winner: he_normal scored best on its 2 finished seeds, but 3 of its 5 runs "
+        "diverged: a mean over the survivors flatters it; an init that loses runs is no safe "
+        "choice (see those runs' flags)"
+    )
+    assert apply_line(results) == ""
+    # a loser that lost runs takes nothing from a best that lost none
+    swapped = pd.DataFrame(rows).assign(
+        init=lambda d: d["init"].map({"he_normal": "glorot", "glorot": "he_normal"})
+    )
+    swapped.loc[swapped["init"] == "glorot", "test_accuracy"] -= 0.1
+    assert (
+        ResultSet(swapped, pd.DataFrame(), group_by=("init",))
+        .verdict()
+        .startswith("winner: he_normal")
+    )
+
+
+def test_a_stuck_group_is_parted_only_when_every_run_scored_below_the_best():
+    """47, 49, 51 right of 360 (ok, just past the binomial line) against a stuck 47, 46, 45
+    (Welch p = 0.10): the stuck rule named he_normal the winner over a gap of 3 examples."""
+
+    def runs(stuck_scores):
+        return pd.DataFrame(
+            [dict(run_id=f"he{s}", init="he_normal", seed=s, status="ok", test_accuracy=k / 360)
+             for s, k in enumerate((47, 49, 51))]
+            + [dict(run_id=f"gl{s}", init="glorot", seed=s, status="stuck", test_accuracy=k / 360)
+               for s, k in enumerate(stuck_scores)]
+        )  # fmt: skip
+
+    touching = ResultSet(runs((47, 46, 45)), pd.DataFrame(), group_by=("init",))
+    assert touching.ranking().set_index("group").loc["glorot", "tied_with_best"]
+    assert touching.verdict().startswith("no winner at 3 seeds")
+    apart = ResultSet(runs((46, 45, 44)), pd.DataFrame(), group_by=("init",))
+    assert apart.verdict().startswith("winner: he_normal; glorot stuck at chance in every run")
+
+
+def test_means_equal_but_for_rounding_ask_for_no_absurd_seed_count():
+    """0.8, 0.9, 0.85 against 0.85 three times: the means differ by 1e-16, and the verdict
+    asked for 1.6e30 seeds per group."""
+    text = _scored(
+        [("a", 0, 0.8), ("a", 1, 0.9), ("a", 2, 0.85)] + [("b", s, 0.85) for s in range(3)]
+    ).verdict()
+    assert text.startswith("no winner at 3 seeds") and "seeds per group" not in text
+    from initlab.ranking_verdict import _rounded
+
+    assert _rounded(10**30) == "more than 100,000" and _rounded(15186) == "15,000"
 
 
 def test_an_unfinished_study_is_told_to_finish_not_to_add_seeds():

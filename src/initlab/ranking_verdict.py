@@ -9,7 +9,11 @@ import math
 import pandas as pd
 
 from initlab.errors import option, some_names
-from initlab.stats import seeds_needed
+from initlab.stats import SEEDS_SEARCHED, seeds_needed
+
+ROUNDING = 1e-12
+"""A gap between two means within this fraction of their size is rounding, not a gap: the
+same per-seed accuracies summed in another order differ in the last bits."""
 
 
 def _beaten(winner: str, rest: pd.DataFrame, alpha: float, stuck_phrase: str) -> str:
@@ -47,14 +51,14 @@ def verdict(
     stuck_phrase: str = "stuck at chance",
 ) -> str:
     """One sentence on :func:`rank_groups`'s table: the winner when the best group beats
-    every other one (``p_holm < alpha`` for each), else the groups it cannot be told from
-    and about how many seeds per group would separate it from the runner-up
-    (:func:`seeds_needed` at ``alpha / (k - 1)``, the strictest Holm level, with the two
-    groups' own spreads); when the best two lack two finite scores each, why
-    (:func:`_too_few_scores`, naming how their runs were ``lost``: group → statuses, and
-    with ``unfinished``, a study with planned runs not in the store yet, saying to finish
-    it rather than to add seeds; ``stuck_phrase``: how a stuck group is described,
-    :meth:`initlab.scores.Score.stuck_phrase`). Empty for fewer than two groups."""
+    every other one (``p_holm < alpha`` for each) and lost no run (:func:`_held_back`),
+    else the groups it cannot be told from and about how many seeds per group would
+    separate it from the runner-up (:func:`seeds_needed` at ``alpha / (k - 1)``, the
+    strictest Holm level, with the two groups' own spreads); when the best two lack two
+    finite scores each, why (:func:`_too_few_scores`, naming how their runs were ``lost``:
+    group → statuses, and with ``unfinished``, a study with planned runs not in the store
+    yet, saying to finish it rather than to add seeds; ``stuck_phrase``: how a stuck group
+    is described, :meth:`initlab.scores.Score.stuck_phrase`). Empty for fewer than two groups."""
     if len(ranked) < 2:
         return ""
     best, runner = ranked.iloc[0], ranked.iloc[1]
@@ -64,6 +68,8 @@ def verdict(
         return _constant_scores(ranked)
     others = len(ranked) - 1
     tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
+    if not tied and (held := _held_back(ranked, lost or {})):
+        return held
     if not tied:
         rest = ranked.iloc[1:]
         text = f"winner: {best['group']}{_beaten(best['group'], rest, alpha, stuck_phrase)}"
@@ -89,6 +95,8 @@ def verdict(
         best["mean"] - runner["mean"],
         math.sqrt((best["std"] ** 2 + runner["std"] ** 2) / 2),
     )
+    if abs(gap) <= ROUNDING * max(abs(best["mean"]), abs(runner["mean"])):
+        return text  # equal means but for rounding (k/n accuracies summed in another order)
     seeds = seeds_needed(gap, best["std"], alpha / others, power, std_b=runner["std"])
     if seeds is None:
         return text
@@ -108,18 +116,47 @@ def _rounded(seeds: int) -> str:
     figures (``15,000``, not ``15186``: the stds behind it come from a few seeds)."""
     if seeds < 100:
         return str(seeds)
+    if seeds >= SEEDS_SEARCHED:
+        return f"more than {SEEDS_SEARCHED:,}"
     return f"{round(seeds, 2 - len(str(seeds))):,}"
 
 
 def has_winner(ranked: pd.DataFrame) -> bool:
     """Whether :func:`verdict` names a winner: the best group and the runner-up each have
-    two finite scores, the test against the best is defined, and no group is tied with it."""
+    two finite scores, the test against the best is defined, no group is tied with it, and
+    nothing holds it back (:func:`_held_back`: it lost runs, or a single run beat it)."""
     if len(ranked) < 2:
         return False
     best, runner = ranked.iloc[0], ranked.iloc[1]
     if best["n"] < 2 or runner["n"] < 2 or pd.isna(runner["p_vs_best"]):
         return False
-    return not ranked["tied_with_best"].iloc[1:].any()
+    return not ranked["tied_with_best"].iloc[1:].any() and not _held_back(ranked, {})
+
+
+def _held_back(ranked: pd.DataFrame, lost: dict[str, list[str]]) -> str:
+    """Why a best group that beats every group tested against it is still no winner, or
+    ``""``: it lost runs (``runs > n``: diverged or failed, ``lost`` says which), so the
+    mean of its survivors flatters it, as the doctor says when it counts such a run as a
+    failure; or a group with a single finished run scored beyond its mean, which no test
+    can weigh."""
+    best, runner = ranked.iloc[0], ranked.iloc[1]
+    missing = int(best["runs"] - best["n"])
+    if missing:
+        how = "/".join(dict.fromkeys(lost.get(best["group"]) or [])) or "diverged or failed"
+        return (
+            f"no winner: {best['group']} scored best on its {int(best['n'])} finished seeds, "
+            f"but {missing} of its {int(best['runs'])} runs {how}: a mean over the survivors "
+            "flatters it; an init that loses runs is no safe choice (see those runs' flags)"
+        )
+    higher = best["mean"] > runner["mean"]
+    single = ranked[ranked["n"] == 1]
+    beyond = single[single["mean"] > best["mean"] if higher else single["mean"] < best["mean"]]
+    if beyond.empty:
+        return ""
+    return (
+        f"no winner: {some_names(list(beyond['group']))} scored beyond {best['group']} "
+        f"({best['mean']:.4g}) in a single finished run, which no test can weigh; add seeds"
+    )
 
 
 def _constant_scores(ranked: pd.DataFrame) -> str:

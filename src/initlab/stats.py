@@ -251,6 +251,11 @@ def rank_groups(
     return stats
 
 
+SEEDS_SEARCHED = 100_000
+"""Where :func:`seeds_needed` stops searching: it returns the normal approximation (at least
+this many) beyond."""
+
+
 def seeds_needed(
     gap: float,
     std: float,
@@ -272,7 +277,7 @@ def seeds_needed(
         return None
     z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
     n = max(2, math.ceil(z**2 * total / gap**2))
-    while n < 100_000:
+    while n < SEEDS_SEARCHED:
         df, shift = (n - 1) * total**2 / (var_a**2 + var_b**2), abs(gap) / math.sqrt(total / n)
         critical = sps.t.ppf(1 - alpha / 2, df)
         if sps.nct.sf(critical, df, shift) + sps.nct.cdf(-critical, df, shift) >= power:
