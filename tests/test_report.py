@@ -165,6 +165,7 @@ def test_a_stuck_group_whose_init_learned_elsewhere_blames_the_settings():
     he, zeros = stuck_reasons(ranked, ["init", "lr"])
     assert he.startswith("he_normal / 0.001: every run") and "learned in he_normal / 0.01" in he
     assert "signal at init" not in he and "another learning rate" in he
+    assert "(lr 0.001 here, 0.01 there)" in he
     assert "symmetry" in zeros  # zeros learned nowhere: its own cause stands
     # an init whose other group diverged did not learn there: the init stays suspected
     broke = ranked.assign(stuck=[0, 2, 2], diverged=[2, 0, 0])
@@ -174,6 +175,24 @@ def test_a_stuck_group_whose_init_learned_elsewhere_blames_the_settings():
     lucky = ranked.assign(init=["zeros", "zeros", "he_normal"], stuck=[0, 2, 0])
     (zeros,) = stuck_reasons(lucky, ["init", "lr"])
     assert "symmetry" in zeros and "learned in" not in zeros
+
+
+def test_a_stuck_group_whose_init_learned_with_batch_norm_names_it_and_keeps_the_init():
+    """The batch-norm study: random_normal(0.01) stuck without batch norm, learning with it.
+    The note said the settings 'not the init' were the cause, the opposite of the study's
+    lesson, and named learning rate and epochs, which did not differ."""
+    ranked = pd.DataFrame(
+        {
+            "group": ["batch_norm=True, init=small", "batch_norm=False, init=small"],
+            "init": ["random_normal(stddev=0.01)"] * 2,
+            "batch_norm": [True, False],
+            "stuck": [0, 2],
+            "runs": [2, 2],
+        }
+    )
+    (why,) = stuck_reasons(ranked, ["batch_norm", "init"])
+    assert "(batch_norm False here, True there)" in why
+    assert "not the init alone" in why and "learning rate" not in why
 
 
 def test_user_strings_are_escaped_everywhere(tmp_path):

@@ -135,7 +135,7 @@ def stuck_reasons(
     for r in records:
         bad = sum(r.get(k, 0) for k in ("stuck", "diverged", "failed") if _finite(r.get(k, 0)))
         if "init" in keys and bad < r["runs"]:  # a run that neither stuck nor broke
-            learned.setdefault(r.get("init"), r["group"])
+            learned.setdefault(r.get("init"), r)
     for r in records:
         stuck = r.get("stuck", 0)
         if not (_finite(stuck) and 0 < stuck == r["runs"]):
@@ -143,11 +143,7 @@ def stuck_reasons(
         spec = r.get("init") if "init" in keys else None
         head = f"{r['group']}: every run {score.stuck_phrase()}."
         if spec in learned and len(keys) > 1 and not _constant(str(spec)):
-            lines.append(
-                f"{head} The same init learned in {learned[spec]}: the settings that differ "
-                "(learning rate, epochs, model size), not the init, are the likely cause here; "
-                "train longer or try another learning rate."
-            )
+            lines.append(f"{head} {_learned_elsewhere(r, learned[spec], keys)}")
             continue
         check = (
             f"initlab diagnose --init {shlex.quote(str(spec))}, given the runs' model and data "
@@ -177,6 +173,35 @@ def stuck_reasons(
                 f"depth, saturated or dead units){see}."
             )
     return lines
+
+
+TRAINING_SETTINGS = frozenset(
+    {"lr", "epochs", "optimizer", "momentum", "weight_decay", "batch_size", "lr_schedule"}
+)
+"""Settings of how a model is trained, not of what is trained: an init stuck under one lr
+and learning under another points to the lr."""
+
+
+def _learned_elsewhere(stuck: dict, there: dict, keys: Sequence[str]) -> str:
+    """Why a group is stuck when its init learned in the group ``there``: the grouping
+    settings that differ, named with both values. Training settings alone (:data:`
+    TRAINING_SETTINGS`) are the likely cause; a setting of the model or data (depth, batch
+    norm, width) may be what the init cannot carry, as He et al. 2015's deep nets and the
+    batch-norm study show, so the init is not cleared."""
+    differ = [k for k in keys if k != "init" and str(stuck.get(k)) != str(there.get(k))]
+    named = ", ".join(f"{k} {stuck.get(k)} here, {there.get(k)} there" for k in differ)
+    said = f"The same init learned in {there['group']} ({named})"
+    if set(differ) <= TRAINING_SETTINGS:
+        return (
+            f"{said}: the training settings, not the init, are the likely cause here; train "
+            "longer or try another learning rate."
+        )
+    return (
+        f"{said}: the init and these settings together are the cause, not the init alone: "
+        "at another depth or width, or without batch norm, the same scale can let the signal "
+        "vanish or explode through the layers (initlab diagnose with these settings shows "
+        "where)."
+    )
 
 
 def _constant(spec: str) -> bool:
