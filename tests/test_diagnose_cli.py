@@ -63,6 +63,22 @@ def test_bad_input_exits_2_with_one_clear_line(args, message, capsys):
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+def test_the_labs_uneven_mlp_is_diagnosed_with_hidden(capsys):
+    """The lab's 784-300-100-10 net could not be diagnosed (--depth/--width are uniform),
+    and --model-arg hidden=300,100 was silently ignored for a 5×256 net."""
+    base = ["diagnose", "--dataset", "digits", "--batch", "32"]
+    assert main([*base, "--hidden", "30,10"]) == 0
+    out = capsys.readouterr().out
+    assert "blocks.1.linear" in out and "blocks.2.linear" not in out
+    assert main([*base, "--model-arg", "hidden=30,10"]) == 2
+    assert "--model-arg is for a model factory" in capsys.readouterr().err
+    assert main([*base, "--hidden", "30,10", "--width", "8"]) == 2
+    assert "leave out --width" in capsys.readouterr().err
+    from initlab.cli.diagnose_cmd import _hidden_widths
+
+    assert _hidden_widths(None, None, 2, 8) == (8, 8)  # without --hidden: no ctx needed
+
+
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
     """A module in the current directory with a good factory and two bad ones."""

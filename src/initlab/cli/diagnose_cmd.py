@@ -43,6 +43,10 @@ def diagnose(
     ctx: typer.Context,
     depth: Annotated[int, typer.Option(help="number of hidden layers")] = 5,
     width: Annotated[int, typer.Option(help="units per hidden layer")] = 256,
+    hidden: Annotated[
+        str | None,
+        typer.Option(help="hidden widths of the built-in MLP, e.g. 300,100 (for --depth/--width)"),
+    ] = None,
     activation: opt.Activation = "relu",
     init: Annotated[
         str | None,
@@ -74,13 +78,20 @@ def diagnose(
     opt.check_mlp_shape(depth, width)
     check_output_dir(out_dir)  # the files in it: once the inits are known, below
     target = given or {}
-    opt.refuse_mlp_options(ctx, target, ("depth", "width", "activation", "batch_norm"))
+    opt.refuse_mlp_options(ctx, target, ("depth", "width", "hidden", "activation", "batch_norm"))
     user = is_user_spec(target.get("model"))
+    widths = _hidden_widths(ctx, hidden, depth, width)
+    if target.get("model_args") and not user:
+        raise InitlabError(
+            f"--model-arg is for a model factory (module:function); the built-in "
+            f"'{target.get('model', 'mlp')}' takes --hidden (e.g. 300,100) or --depth and "
+            "--width, --activation and --batch-norm"
+        )
     if init is not None and not init.strip(" ,"):
         raise InitlabError("--init is empty: name at least one init (e.g. --init he_normal)")
     inits = split_list(init) if init else ["default" if user else DEFAULT_INIT]
     config = RunConfig(
-        hidden=(width,) * depth,
+        hidden=widths,
         activation=activation,
         batch_norm=batch_norm,
         init=inits[0],
@@ -108,6 +119,23 @@ def diagnose(
         except OSError as exc:
             raise write_error(exc, f"the findings are above; {out_dir} is as it was") from None
         out.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
+
+
+def _hidden_widths(
+    ctx: typer.Context, hidden: str | None, depth: int, width: int
+) -> tuple[int, ...]:
+    """The built-in MLP's hidden widths: ``--hidden`` (the lab's 300,100), else ``--depth``
+    layers of ``--width``; one line when both are typed."""
+    if hidden is None:
+        return (width,) * depth
+    typed = [n for n in ("depth", "width") if opt.typed_option(ctx, n)]
+    if typed:
+        raise InitlabError(
+            f"--hidden gives every hidden width: leave out --{' and --'.join(typed)}"
+        )
+    widths = opt.parse_widths(hidden)
+    opt.check_mlp_shape(len(widths), max(widths, default=1))
+    return widths
 
 
 def _diagnose(probe: Probe, scheme: str, label: str) -> Diagnosis:

@@ -341,8 +341,7 @@ def refuse_mlp_options(ctx: typer.Context, given: dict[str, Any], names: tuple[s
     if not is_user_spec(model) or is_data_file(model):
         return
     check_factory_args(model, given.get("model_args"))  # a typo in the name is said first
-    source = ctx.get_parameter_source  # an enum of the Click that Typer uses (maybe vendored)
-    typed = [n for n in names if getattr(source(n), "name", "DEFAULT") not in _DEFAULTS]
+    typed = [n for n in names if typed_option(ctx, n)]
     if typed:
         shown = ", ".join(_typed(n, ctx.params[n]) for n in typed)
         fix = f"pass your factory's own settings as {model_arg_option()}"
@@ -351,6 +350,12 @@ def refuse_mlp_options(ctx: typer.Context, given: dict[str, Any], names: tuple[s
 
 _DEFAULTS = ("DEFAULT", "DEFAULT_MAP")
 """Click's sources of a value the user did not type."""
+
+
+def typed_option(ctx: typer.Context, name: str) -> bool:
+    """Whether the user typed the option ``name`` (not a default)."""
+    source = ctx.get_parameter_source(name)  # an enum of the Click Typer uses (maybe vendored)
+    return getattr(source, "name", "DEFAULT") not in _DEFAULTS
 
 
 def _typed(name: str, value: Any) -> str:

@@ -147,7 +147,7 @@ def stuck_reasons(
             continue
         check = (
             f"initlab diagnose --init {shlex.quote(str(spec))}, given the runs' model and data "
-            "(--model and --data, or --depth, --width and --activation for the built-in MLP),"
+            "(--model and --data, or --hidden and --activation for the built-in MLP),"
             if spec
             else ""
         )
