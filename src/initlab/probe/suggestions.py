@@ -314,17 +314,26 @@ def trainable_depth(act: str, sw2: float, sb2: float) -> float:
         return math.inf
 
 
-def dead_advice(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
-    """Biases pushing pre-activations below zero → zero biases; otherwise the weight scale."""
+def bias_advice(rows: pd.DataFrame) -> str:
+    """Zero biases, when negative biases push ``rows``' pre-activations more than
+    ``BIAS_DEAD_SIGMAS`` stds below zero (a ReLU then passes almost nothing: dead units, and
+    a signal that vanishes in 3 layers at the gain rule); ``""`` otherwise."""
     biased = rows[
         (rows["bias_mean"] < 0) & (rows["pre_mean"] < -BIAS_DEAD_SIGMAS * rows["pre_std"])
     ]
-    if len(biased):
-        return (
-            f"the biases (mean {biased['bias_mean'].iloc[0]:.3g} at {biased['layer'].iloc[0]}) "
-            f"push the pre-activations below zero (mean {biased['pre_mean'].iloc[0]:.3g}, std "
-            f"{biased['pre_std'].iloc[0]:.3g}): use zero biases (initialize(..., bias='zeros'))"
-        )
+    if biased.empty:
+        return ""
+    return (
+        f"the biases (mean {biased['bias_mean'].iloc[0]:.3g} at {biased['layer'].iloc[0]}) "
+        f"push the pre-activations below zero (mean {biased['pre_mean'].iloc[0]:.3g}, std "
+        f"{biased['pre_std'].iloc[0]:.3g}): use zero biases (initialize(..., bias='zeros'))"
+    )
+
+
+def dead_advice(frame: pd.DataFrame, rows: pd.DataFrame) -> str:
+    """Biases pushing pre-activations below zero → zero biases; otherwise the weight scale."""
+    if biased := bias_advice(rows):
+        return biased
     advice = scale_advice(frame, rows)
     return advice or "consider leaky_relu, or a smaller learning rate if this appeared in training"
 
@@ -356,6 +365,8 @@ def suggest(name: str, frame: pd.DataFrame, layers: Sequence[str]) -> str:
         return scale_advice(frame, _rows(frame, layers))
     direction = name.partition("_")[0]
     rows = _span(frame, layers)
+    if direction == "vanishing" and (biased := bias_advice(rows)):
+        return biased  # the weights follow the gain rule, the biases switch the units off
     residual = residual_advice(frame) if direction == "exploding" else ""
     if residual:  # the rule rescales the branches' last layers: no gain rule for them
         rows = rows[rows["branch_layer"] != rows["branch_size"] - 1]
