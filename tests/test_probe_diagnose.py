@@ -182,10 +182,10 @@ def test_relu_with_a_large_negative_bias_has_dead_units(batch):
     assert "zero biases" in d.finding("dead_units").suggestion
     # the signal and the gradients vanish over 3 layers for the same reason: they blamed
     # depth ("consider normalization or less depth") while dead_units named the biases
-    d = diagnose(mlp("relu", "he_normal", 3, bias=-1.0), *batch)
+    d = diagnose(mlp("relu", "he_normal", 3, bias=-2.0), *batch)
     for name in ("vanishing_activations", "vanishing_gradients", "dead_units"):
         advice = d.finding(name).suggestion
-        assert advice.startswith("the biases (mean -1 at") and "depth" not in advice, name
+        assert advice.startswith("the biases (mean -2 at") and "depth" not in advice, name
 
 
 def test_a_healthy_relu_mlp_has_no_findings(batch):
