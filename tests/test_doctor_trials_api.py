@@ -50,6 +50,9 @@ def test_trials_train_the_candidates_on_the_given_model_and_write_the_evidence(t
     assert len(evidence.results) == 3 * 4 and evidence.verdict["reference"] == "default"
     assert evidence.winner.name in {"default", "plan", "he_normal"}
     assert evidence.verdict["message"] in str(evidence)
+    # a notebook cell ending in `evidence` showed the dataclass repr: every run's epochs
+    assert repr(evidence) == str(evidence) and len(repr(evidence)) < 2000
+    assert "<table" in evidence._repr_html_() and "epochs" not in evidence._repr_html_()
     assert [e.layer for e in evidence.plan.entries] == ["1", "3", "5"]
     written = sorted(p.name for p in (tmp_path / "evidence").iterdir())
     assert written == ["curves.png", "init_snippet.py", "recommendation.json", "trials.csv"]

@@ -52,6 +52,22 @@ def test_listed_orthogonal_is_the_initializer_and_orthogonal_plan_the_family_pla
     assert by_name["orthogonal_plan"].settings == plan
 
 
+def test_a_listed_name_that_is_the_same_run_as_another_is_dropped_with_a_note():
+    """glorot_normal is the tanh plan itself: it vanished from the ranking without a word."""
+    import warnings
+
+    from initlab import InitlabNote
+
+    base, data, model = _tanh_mlp()
+    x = data.x_train[:256]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InitlabNote)
+        found = listed_candidates(["plan", "glorot_normal"], base, model, x, recommend(model, x))
+    assert [c.name for c in found] == ["default", "plan"]
+    said = [str(w.message) for w in caught if issubclass(w.category, InitlabNote)]
+    assert said == ["glorot_normal is the same run as plan here: trained once, as plan"]
+
+
 def test_plan_with_a_rule_can_be_listed_as_auto_names_it():
     """--candidates plan+depth_scaled, a name the doctor prints, was an unreadable init spec."""
     base, data, model = _tanh_mlp()

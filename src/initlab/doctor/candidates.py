@@ -219,7 +219,7 @@ def listed_candidates(
             found.append(plan_candidate(name, ortho, base, "orthogonal, per-layer gains"))
         elif name != DEFAULT:
             found.append(Candidate(name, {"init": name}, why="listed"))
-    return unique(found, base)
+    return unique(found, base, said=True)
 
 
 def check_listed(names: Sequence[str], start: str | None = None) -> list[str]:
@@ -288,11 +288,17 @@ def check_comparison(found: Sequence[Candidate], left_out: Sequence[str] = ()) -
     )
 
 
-def unique(candidates: Sequence[Candidate], base: RunConfig) -> list[Candidate]:
-    """The first candidate of each distinct run (``base`` with its settings), in order."""
+def unique(candidates: Sequence[Candidate], base: RunConfig, said: bool = False) -> list[Candidate]:
+    """The first candidate of each distinct run (``base`` with its settings), in order;
+    ``said``: a note for each one dropped (names the user listed: one missing from the
+    ranking without a word looked lost)."""
+    from initlab.notes import note
+
     seen: dict[str, Candidate] = {}
     for c in candidates:
-        seen.setdefault(c.config(base).key(), c)
+        kept = seen.setdefault(c.config(base).key(), c)
+        if said and kept is not c:
+            note(f"{c.name} is the same run as {kept.name} here: trained once, as {kept.name}")
     return list(seen.values())
 
 

@@ -13,6 +13,7 @@ a set of an earlier run in the same directory is replaced whole, never mixed wit
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import time
@@ -40,7 +41,7 @@ EVIDENCE_FILES = ("recommendation.json", "trials.csv", "curves.png", "init_snipp
 """What :func:`write_outputs` writes (``curves.png`` when some run has a curve)."""
 
 
-@dataclass
+@dataclass(repr=False)
 class Evidence:
     """Everything the trials found (see the module docstring)."""
 
@@ -68,6 +69,22 @@ class Evidence:
             f"{self.verdict['message']}\n\nvalidation loss after {self.schedule.steps} steps "
             f"(95% CI), {design_label(self.design)}:\n{shown.round(4).to_string(index=False)}"
         )
+
+    def __repr__(self) -> str:
+        """What a REPL or a notebook's text output shows: the verdict and the ranking, as
+        ``print`` does (the dataclass's own repr dumped every run's epochs: 300,000
+        characters)."""
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        shown = self.ranked[["rank", "candidate", "final", "final_low", "final_high", "area"]]
+        table = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        head = (
+            f"validation loss after {self.schedule.steps} steps (95% CI), "
+            f"{design_label(self.design)}"
+        )
+        message = html.escape(self.verdict["message"])
+        return f"<p><b>{message}</b></p><p>{html.escape(head)}:</p>{table}"
 
     def write(self, out: str | Path) -> list[Path]:
         """``recommendation.json``, ``trials.csv``, ``curves.png`` and ``init_snippet.py``
