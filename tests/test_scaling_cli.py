@@ -353,3 +353,27 @@ def test_widths_too_big_for_the_memory_are_refused_before_measuring(tmp_path, ca
     assert err.startswith("error: width 512") and "more than this machine's 1 MB of RAM" in err
     assert err.endswith("give smaller --widths") and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_the_memory_refusal_comes_before_any_model_is_built_at_that_width(monkeypatch):
+    """The guard ran after the widest model had been built on the CPU (twice): on a real
+    small machine the out-of-memory killer, or the allocator's C++ error, came first."""
+    import torch
+
+    from initlab.errors import InitlabError
+    from initlab.scaling.check import coord_check
+    from initlab.sweep import footprint
+
+    built = []
+
+    def factory(width: int = 16) -> torch.nn.Module:
+        built.append((width, torch.empty(0).device.type))  # meta while shapes are read
+        return torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, width), torch.nn.ReLU(),
+            torch.nn.Linear(width, 10),
+        )  # fmt: skip
+
+    monkeypatch.setattr(footprint, "machine_memory", lambda device="auto": (10**6, "RAM"))
+    with pytest.raises(InitlabError, match=r"width 4096: .* more than this machine's 1 MB"):
+        coord_check(factory, widths=[16, 4096], data="digits", steps=1, seeds=2)
+    assert (4096, "cpu") not in built and (4096, "meta") in built

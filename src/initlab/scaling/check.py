@@ -28,6 +28,7 @@ from initlab.scaling.coords import (
     DataMismatch,
     Progress,
     batch_source,
+    check_memory,
     coord_data,
     preflight,
 )
@@ -288,6 +289,7 @@ def coord_check(
     shapes = infer_shapes(
         factory, width=settings.widths[-1], base_width=settings.base, kwargs=kwargs
     )
+    check_memory(factory, settings, shapes, the_device)
     batches = batch_source(dataset.x_train, dataset.y_train, settings.batch_size, the_device)
     the_task = resolve_task(task, dataset)
     targets = (the_task, dataset.y_train, dataset.num_classes)

@@ -24,6 +24,7 @@ and the model's logits ``std`` (module ``(logits)``). A tidy frame with columns
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +121,22 @@ class DataMismatch(InitlabError):
     """The model and the data do not fit each other (a shape, or outputs against labels)."""
 
 
+def check_memory(
+    factory: Factory, settings: CoordSettings, shapes: Mapping[str, Any], device: torch.device
+) -> None:
+    """One line when the widest model (``shapes``: its parameters, found on the ``meta``
+    device, :func:`initlab.scaling.shapes.infer_shapes`) surely needs more memory to train
+    than ``device`` has (:func:`initlab.sweep.footprint.shortfall`, with one more copy of
+    the weights: the snapshot the updates are measured against). Before any model is built
+    at that width: building one first ran the machine out of memory before the line."""
+    kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
+    counted = {s.tied or s.name: s for s in shapes.values()}  # a tied tensor once
+    parameters = sum(math.prod(s.shape) for s in counted.values())
+    if short := shortfall(parameters, settings.optimizer, str(device), copies=1):
+        at = where(settings.widths[-1], factory_depth(factory, kwargs))
+        raise InitlabError(f"{at}: {short}; give smaller {option('--widths')}")
+
+
 def preflight(
     factory: Factory,
     settings: CoordSettings,
@@ -145,9 +162,6 @@ def preflight(
     )
     x = batches(settings.seeds[0], 0)[0][:2]
     at = where(width, factory_depth(factory, kwargs))
-    parameters = sum(p.numel() for p in built.model.parameters())
-    if short := shortfall(parameters, settings.optimizer, str(device), copies=1):  # snapshot
-        raise InitlabError(f"{at}: {short}; give smaller {option('--widths')}")
     try:
         watch, out = watch_attention(built.model.to(device), x)
     except Exception as exc:  # run again, watched: the shapes and the module that failed
