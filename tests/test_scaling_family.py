@@ -11,7 +11,8 @@ from scipy import stats
 from torch import nn
 
 from initlab.scaling.fits import fit
-from initlab.scaling.verdicts import Verdict, cause, width_verdicts
+from initlab.scaling.sentences import cause
+from initlab.scaling.verdicts import Verdict, width_verdicts
 from initlab.stats import holm_adjust
 
 COLUMNS = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]

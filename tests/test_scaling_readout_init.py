@@ -9,7 +9,8 @@ from torch import nn
 
 from initlab.scaling import coord_check
 from initlab.scaling.evidence import inconclusive
-from initlab.scaling.verdicts import Verdict, explain_readout_init, with_sentences
+from initlab.scaling.sentences import explain_readout_init, with_sentences
+from initlab.scaling.verdicts import Verdict
 
 KINDS = {"1.weight": "input", "3.weight": "hidden", "5.weight": "output"}
 

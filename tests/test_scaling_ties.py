@@ -12,8 +12,9 @@ from torch import nn
 import initlab
 from initlab.scaling.check import tie_hints
 from initlab.scaling.parametrize import parametrized
+from initlab.scaling.sentences import with_sentences
 from initlab.scaling.shapes import infer_shapes, renamed
-from initlab.scaling.verdicts import Verdict, with_sentences
+from initlab.scaling.verdicts import Verdict
 
 VOCAB = 20
 

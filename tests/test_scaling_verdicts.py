@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from initlab.scaling.evidence import not_judged
+from initlab.scaling.sentences import sentence
 from initlab.scaling.verdicts import (
     PRACTICAL_SLOPE,
     depth_verdicts,
     fit,
     is_flagged,
-    sentence,
     width_verdicts,
 )
 

@@ -58,6 +58,7 @@ from initlab.scaling.inputs import (
 )
 from initlab.scaling.parametrize import AS_BUILT, parametrized, tie_hint
 from initlab.scaling.roles import LayerRoles, layer_roles, roles_note
+from initlab.scaling.sentences import MUP_READOUT_INIT, explain_readout_init, with_sentences
 from initlab.scaling.shapes import (
     Factory,
     ParamShape,
@@ -66,14 +67,7 @@ from initlab.scaling.shapes import (
     renamed,
 )
 from initlab.scaling.unmeasured import unmeasured_modules, unmeasured_note
-from initlab.scaling.verdicts import (
-    MUP_READOUT_INIT,
-    Verdict,
-    depth_verdicts,
-    explain_readout_init,
-    width_verdicts,
-    with_sentences,
-)
+from initlab.scaling.verdicts import Verdict, depth_verdicts, width_verdicts
 from initlab.sweep.seeds import seed_list
 from initlab.train.device import resolve_device
 from initlab.train.stack import rng_devices

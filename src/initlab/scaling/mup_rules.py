@@ -1,6 +1,6 @@
 """muP's per-layer rules in words, by parameter kind and optimizer (Tensor Programs V,
 Table 3): what a scaling verdict's sentence says muP does about a module that moves with
-width (:func:`initlab.scaling.verdicts.cause`)."""
+width (:func:`initlab.scaling.sentences.cause`)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ muP or NTK its matrices are rescaled with width. :func:`trace` traces as the pro
 also records every call of an ``nn.RNNBase`` module as one layer call: its input and
 ``output[0]``, the hidden state at every time step (of its last layer, both directions), which
 is what the next layer reads, as it reads a Linear's output. Its width fits are then those of
-a hidden layer (its kind: :func:`~initlab.scaling.verdicts.module_kind` of a module without a
+a hidden layer (its kind: :func:`~initlab.scaling.sentences.module_kind` of a module without a
 ``weight``). A call given an initial state, or one with dropout between its layers in training,
 cannot be recomputed from its input alone: it gets ``l1``/``std`` but no ``update``; a
 ``PackedSequence`` output is not recorded (and :mod:`initlab.scaling.unmeasured` names the
