@@ -32,10 +32,16 @@ def test_under_mup_a_readout_shrinking_at_init_within_its_rule_is_expected_not_f
     assert judged[0].explained and judged[1].explained and not judged[2].explained
     assert inconclusive(judged) == []  # explained fits do not read as "could not tell"
     assert explain_readout_init(fits, "sp", KINDS) == fits  # SP: stays flagged
-    # the factory's own init: a muP readout is its author's choice, not a defect
-    assert [v.flagged for v in explain_readout_init(fits, "default", KINDS)] == [
-        False, False, True, True, True
-    ]  # fmt: skip
+    # the factory's own init: a muP readout is its author's choice, not a defect, when its
+    # weights follow muP's law (mean square as width^-2, or zero)
+    for law in (-2.0, float("-inf")):
+        assert [v.flagged for v in explain_readout_init(fits, "default", KINDS, law)] == [
+            False, False, True, True, True
+        ]  # fmt: skip
+    # PyTorch's default readout keeps SP's weights (width^-1): its output shrinks through the
+    # bias, and an unmeasured law explains nothing either
+    assert explain_readout_init(fits, "default", KINDS, -1.0) == fits
+    assert explain_readout_init(fits, "default", KINDS) == fits
 
 
 def test_a_shrinking_size_after_a_step_is_not_called_vanishing_updates():
@@ -64,7 +70,10 @@ def test_a_shrinking_size_after_a_step_is_not_called_vanishing_updates():
 @pytest.mark.parametrize("param", ["sp", "default", "mup"])
 def test_the_sentence_calls_a_shrinking_readout_at_init_mup_compatible(param):
     (v,) = with_sentences([at_init("(logits)", -0.95, -1.1, -0.8)], param, "adam", KINDS)
-    assert "muP-compatible, not a defect" in v.sentence
+    if param == "default":  # flagged as built: its weights are not muP's (else explained)
+        assert "its weights keep SP's variance" in v.sentence and "bias" in v.sentence
+    else:
+        assert "muP-compatible, not a defect" in v.sentence
     assert "muP initializes with variance ∝ 1/fan_in" not in v.sentence
     (slow,) = with_sentences([at_init("5", -0.2, -0.25, -0.15)], param, "adam", KINDS)
     assert "follows neither" in slow.sentence and "muP-compatible" not in slow.sentence
@@ -103,9 +112,56 @@ def test_a_factory_with_a_mup_readout_checked_as_built_is_told_it_is_mup_compati
     assert logits.explained == "muP's readout init (variance ≤ 1/fan_in²)"
 
 
+def pytorch_readout(width: int = 32) -> nn.Module:
+    """PyTorch's default Linear throughout: SP weights, bias std 1/√(3·fan_in)."""
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+        nn.Linear(width, 10),
+    )  # fmt: skip
+
+
+def test_pytorchs_default_readout_shrinking_at_init_is_not_called_mup():
+    """Its logits shrink at init (slope about -0.25 here) through the bias, whose share of
+    the output falls with width: 'as muP's readout init allows: expected' hid it."""
+    result = coord_check(pytorch_readout, param="default", **KW)
+    assert not [
+        v for v in result.verdicts if v.explained == "muP's readout init (variance ≤ 1/fan_in²)"
+    ]
+    assert not any("as muP's readout init allows" in n for n in result.notes)
+
+
 def test_under_mup_an_output_kind_layer_shrinking_at_init_is_not_flagged():
     result = coord_check(bottleneck, param="mup", **KW)
     fits = [v for v in result.verdicts if v.module == "3" and v.step == 0 and v.metric == "std"]
     assert fits[0].ci_high < 0 and not fits[0].flagged and fits[0].explained
     assert not [v for v in result.flagged() if v.module == "3" and v.step == 0]
     assert any("as muP's readout init allows" in n for n in result.notes)
+
+
+class Multiplied(nn.Module):
+    """muP by hand: a zero readout whose output the forward scales by 32/width."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.head = (
+            nn.Linear(64, width),
+            nn.Linear(width, width),
+            nn.Linear(width, 10),
+        )
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.scale = 32 / width
+
+    def forward(self, x):
+        h = self.fc2(self.fc1(x.flatten(1)).relu()).relu()
+        return self.head(h) * self.scale
+
+
+def test_a_readout_the_forward_rescales_is_not_told_to_lower_its_learning_rate():
+    """Its logits grew because the hidden layers train at Adam's η; the sentence said muP
+    'scales the output layer's learning rate by 1/width and zero-initializes it', which it
+    does already (by the multiplier): following it shrank the logits as width^-1."""
+    result = coord_check(Multiplied, param="default", **{**KW, "lr": 0.01, "steps": 3})
+    said = [v.sentence for v in result.flagged() if v.module in ("(logits)", "head")]
+    assert said and all("already rescales `head`'s output" in s for s in said)
+    assert not any("zero-initializes it" in s for s in said)

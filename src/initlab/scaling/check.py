@@ -57,15 +57,15 @@ from initlab.scaling.inputs import (
     whole_number,
 )
 from initlab.scaling.parametrize import AS_BUILT, parametrized, tie_hint
+from initlab.scaling.readout_law import readout_weight_law
 from initlab.scaling.roles import LayerRoles, layer_roles, roles_note
-from initlab.scaling.sentences import MUP_READOUT_INIT, explain_readout_init, with_sentences
-from initlab.scaling.shapes import (
-    Factory,
-    ParamShape,
-    check_factory,
-    infer_shapes,
-    renamed,
+from initlab.scaling.sentences import (
+    MUP_READOUT_INIT,
+    explain_readout_init,
+    rescaled_readout_hint,
+    with_sentences,
 )
+from initlab.scaling.shapes import Factory, ParamShape, check_factory, infer_shapes, renamed
 from initlab.scaling.unmeasured import unmeasured_modules, unmeasured_note
 from initlab.scaling.verdicts import Verdict, depth_verdicts, width_verdicts
 from initlab.sweep.seeds import seed_list
@@ -302,7 +302,8 @@ def coord_check(
         coords = coord_data(factory, settings, batches, the_task, the_device, progress)
     roles = depth_roles(factory, settings)
     notes += [roles_note(roles)] if roles else []
-    verdicts = judge(coords, settings, shapes, roles, before.attention)
+    law = readout_weight_law(factory, settings.widths, kwargs, shapes)
+    verdicts = judge(coords, settings, shapes, roles, before.attention, (before.readout, law))
     verdicts, explained = explain(verdicts, coords, settings, before.readout)
     notes += explained
     kinds = {name: s.kind for name, s in shapes.items()}
@@ -350,15 +351,21 @@ def judge(
     shapes: Mapping[str, ParamShape],
     roles: Mapping[int, LayerRoles],
     attention: bool,
+    readout: tuple[str | None, float | None] = (None, None),
 ) -> list[Verdict]:
     """The width and depth verdicts of ``coords`` (each family judged by Holm, fits moving
     only through the random-alignment floor explained), the flagged ones with sentences
     (tied weights named unless the model is checked as built; attention named only when the
-    model has it)."""
+    model has it). ``readout``: the readout module (when the forward rescales its output,
+    :func:`~initlab.scaling.sentences.rescaled_readout_hint` speaks for it and the logits)
+    and the law of its weights (:func:`readout_weight_law`)."""
     verdicts = explain_finite_width(width_verdicts(coords) + depth_verdicts(coords, roles))
     ties = {} if settings.param == AS_BUILT else tie_hints(shapes, settings.param)
+    depth = settings.depths[0] if settings.depths else None
+    if readout_scale(coords, readout[0], depth) is not None:
+        ties |= rescaled_readout_hint(readout[0])
     kinds = {name: s.kind for name, s in shapes.items()}
-    verdicts = explain_readout_init(verdicts, settings.param, kinds)
+    verdicts = explain_readout_init(verdicts, settings.param, kinds, readout[1])
     return with_sentences(verdicts, settings.param, settings.optimizer, kinds, ties, attention)
 
 

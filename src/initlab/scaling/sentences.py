@@ -99,6 +99,12 @@ def readout_init_cause(verdict: Verdict, param: str, setting: str) -> str:
         if param == "default"
         else f"the output layer's init {setting}"
     )
+    if within_mup_readout(verdict) and param == "default":  # flagged: SP's weights
+        return (
+            f"{who} shrinks with width at init, but its weights keep SP's variance ∝ "
+            "1/fan_in, so it is no muP readout (variance ≤ 1/fan_in², or 0): what shrinks is "
+            "its bias (PyTorch's default draws it with std 1/√fan_in) or its inputs"
+        )
     if within_mup_readout(verdict):
         flat = "; SP's and NTK's 1/fan_in would keep it flat" if param != "mup" else ""
         return (
@@ -114,7 +120,7 @@ def readout_init_cause(verdict: Verdict, param: str, setting: str) -> str:
 
 
 def explain_readout_init(
-    verdicts: list[Verdict], param: str, kinds: Mapping[str, str]
+    verdicts: list[Verdict], param: str, kinds: Mapping[str, str], weight_law: float | None = None
 ) -> list[Verdict]:
     """Under muP, or for the factory's own init (``default``: the model as its author built
     it, a muP readout being a deliberate choice), mark each output layer (or logits) fit
@@ -122,8 +128,16 @@ def explain_readout_init(
     :func:`within_mup_readout`) ``explained``, not flagged: muP allows any readout variance
     ≤ 1/fan_in², so its output may vanish with width at step 0 (the updates make the logits
     Θ(1) after it). Under SP and NTK, which initlab applied itself, they stay flagged, with
-    a sentence saying that they are muP-compatible (:func:`readout_init_cause`)."""
+    a sentence saying that they are muP-compatible (:func:`readout_init_cause`). As built,
+    only when the readout's weights do follow muP's law (``weight_law``, the slope of their
+    mean square in log width, :func:`initlab.scaling.readout_law.readout_weight_law`, at
+    most :data:`~initlab.scaling.readout_law.MUP_WEIGHT_LAW`): PyTorch's default readout
+    keeps SP's weights, and its output shrinks through its bias."""
+    from initlab.scaling.readout_law import MUP_WEIGHT_LAW
+
     if param not in ("mup", "default"):
+        return verdicts
+    if param == "default" and (weight_law is None or weight_law > MUP_WEIGHT_LAW):
         return verdicts
     out = []
     for v in verdicts:
@@ -186,6 +200,22 @@ def module_kind(module: str, kinds: dict[str, str]) -> str:
     if module == "(logits)":
         return "logits"
     return kinds.get(f"{module.split('[')[0]}.weight", "hidden")
+
+
+def rescaled_readout_hint(readout: str | None) -> dict[str, str]:
+    """What to say of the readout and the logits when the forward already rescales the
+    readout's output (muP's output multiplier, :func:`initlab.scaling.evidence.readout_scale`):
+    telling it to scale its learning rate by 1/width would apply muP twice; ``{}`` without
+    one. Keyed as :func:`module_tie` reads hints."""
+    if readout is None:
+        return {}
+    said = (
+        f"the forward already rescales `{readout}`'s output (muP's output multiplier), so its "
+        "learning rate is not the cure (lowering it would apply muP twice): the growth comes "
+        "from the layers before it (muP scales hidden layers' Adam learning rate by 1/width); "
+        "see their fits"
+    )
+    return {f"{readout}.weight": said, "(logits)": said}
 
 
 def module_tie(module: str, ties: Mapping[str, str]) -> str:
