@@ -353,7 +353,11 @@ def test_regression_runs_are_stuck_at_the_mean_not_at_chance():
     table = report.sections[0].blocks[0].frame.set_index("group")
     assert table.loc["zeros", "worse than best?"].startswith("yes: stuck at the mean (p = ")
     intro = report.sections[0].intro  # the legend explains the cell's 'yes' at p >= 0.05
-    assert "'yes: stuck at the mean' for a group stuck at the mean in every run" in intro
+    assert (
+        "'yes: stuck at the mean' where only that parts a group from the best (its p ≥ 0.05)"
+        in intro
+    )
+    assert "whatever p" not in intro  # the label shows only at p >= 0.05: "yes (p = 0.008)"
     notes = [getattr(block, "text", "") for block in report.sections[0].blocks]
     assert any(n.startswith("zeros: every run stuck at the mean.") for n in notes)
     assert not any("chance" in n for n in notes)

@@ -76,8 +76,9 @@ def _stuck_vs_best(score: Score) -> str:
     if not score.stuck_applies:
         return ""
     return (
-        f"; 'yes: {score.stuck_phrase()}' for a group {score.stuck_phrase()} in every run "
-        "while no run of the best is, whatever p"
+        f"; 'yes: {score.stuck_phrase()}' where only that parts a group from the best (its "
+        "p ≥ 0.05): it is stuck in every run, no run of the best is, and each run of the "
+        "best scored above each of its runs"
     )
 
 
