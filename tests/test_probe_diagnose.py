@@ -618,3 +618,27 @@ def test_dead_units_are_told_apart_under_no_grad_too():
     dies_at_zero.cache_clear()
     with torch.inference_mode():
         assert dies_at_zero("relu")
+
+
+def test_the_profiles_mark_a_zero_inits_exact_zeros_on_the_log_scale(batch):
+    """Log axes drop zeros: the zeros curve of the classic lab was in the legend and in no
+    panel (a student saw He and Glorot only)."""
+    from matplotlib.figure import Figure
+
+    from initlab.probe.plots import draw_profiles
+
+    zeros = diagnose(mlp("relu", "zeros", 3, 32), *batch, label="zeros")
+    he = diagnose(mlp("relu", "he_normal", 3, 32), *batch, label="he_normal")
+    axes = list(Figure().subplots(1, 4))
+    draw_profiles(axes, {"zeros": zeros, "he_normal": he})
+    activation = axes[1]  # zeros: every hidden activation is 0
+    marked = [line for line in activation.get_lines() if line.get_marker() == "v"]
+    assert len(marked) == 1 and list(marked[0].get_xdata()) == [1, 2, 3]
+    drawn = [line.get_ydata() for line in activation.get_lines() if line.get_marker() == "o"]
+    lowest = np.nanmin(np.concatenate([np.asarray(y, dtype=float) for y in drawn]))
+    assert 0 < marked[0].get_ydata()[0] <= lowest  # on the panel, below every curve
+    assert "exactly 0" in activation.get_xlabel()
+    he_only = list(Figure().subplots(1, 4))
+    draw_profiles(he_only, {"he_normal": he})
+    assert not [line for ax in he_only for line in ax.get_lines() if line.get_marker() == "v"]
+    assert he_only[1].get_xlabel() == "layer index"

@@ -80,8 +80,12 @@ def _positive(values: np.ndarray) -> np.ndarray:
 
 
 def draw_profiles(axes: list[Axes], diagnoses: Mapping[str, Drawable]) -> None:
-    """The :data:`PROFILES` panels, one line (colour) per diagnosis, x = layer index."""
+    """The :data:`PROFILES` panels, one line (colour) per diagnosis, x = layer index. A value
+    of exactly 0 (a zero init's activations and gradients) has no place on a log scale: it
+    is marked ▼ on the panel's lower edge, and its axis label says so, or the zeros curve of the
+    classic lab would be in the legend and nowhere else."""
     cmap = colormaps["tab10"]
+    zeros: dict[int, list[tuple[np.ndarray, tuple]]] = {}
     for k, (label, diag) in enumerate(diagnoses.items()):
         frame = diag.layers
         x = np.arange(1, len(frame) + 1)
@@ -92,17 +96,33 @@ def draw_profiles(axes: list[Axes], diagnoses: Mapping[str, Drawable]) -> None:
             "weight_grad_norm": frame["weight_grad_norm"].to_numpy(float),
             "pre_grad_std": frame["pre_grad_std"].to_numpy(float),
         }
-        for ax, (key, _) in zip(axes, PROFILES, strict=True):
+        for i, (ax, (key, _)) in enumerate(zip(axes, PROFILES, strict=True)):
             ax.plot(x, _positive(columns[key]), marker="o", ms=3, color=colour, label=label)
+            if (at := x[columns[key] == 0]).size:
+                zeros.setdefault(i, []).append((at, colour))
         predicted = _positive(np.sqrt(frame["q_pred"].to_numpy(float)))
         if np.isfinite(predicted).any():
             axes[0].plot(x, predicted, ls="--", color=colour, lw=1)
-    for ax, (_, title) in zip(axes, PROFILES, strict=True):
+    for i, (ax, (_, title)) in enumerate(zip(axes, PROFILES, strict=True)):
         ax.set(title=title, xlabel="layer index")
         ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
+        _mark_zeros(ax, zeros.get(i, []))
     if diagnoses:
         axes[0].legend(fontsize=8, loc="best")
+
+
+def _mark_zeros(ax: Axes, points: list[tuple[np.ndarray, tuple]]) -> None:
+    """▼ on the lower edge of a log-scale ``ax`` at each ``(layers, colour)`` whose value
+    is exactly 0, and the x label saying what they are."""
+    if not points:
+        return
+    if not ax.has_data() or not np.isfinite(ax.dataLim.y0) or ax.dataLim.y0 <= 0:
+        ax.set_ylim(1e-3, 1.0)  # nothing positive to scale the panel by
+    bottom = ax.get_ylim()[0]
+    for at, colour in points:
+        ax.plot(at, np.full(at.size, bottom), "v", ms=7, color=colour, clip_on=False)
+    ax.set_xlabel("layer index   (▼: exactly 0, off the log scale)")
 
 
 def _save(fig: Figure, path: Path) -> Path:
