@@ -642,3 +642,15 @@ def test_the_profiles_mark_a_zero_inits_exact_zeros_on_the_log_scale(batch):
     draw_profiles(he_only, {"he_normal": he})
     assert not [line for ax in he_only for line in ax.get_lines() if line.get_marker() == "v"]
     assert he_only[1].get_xlabel() == "layer index"
+
+
+@pytest.mark.parametrize(
+    ("init", "bias"), [("constant(value=0.01)", "zeros"), ("he_normal", -10.0)], ids=["w", "b"]
+)
+def test_mean_field_is_not_quoted_for_weights_or_biases_off_zero_mean(batch, init, bias):
+    """q (MF) read 0.0164, 5e-5, 1.7e-7 against a measured 6.1, 2.5, 1.0 for constant(0.01),
+    and 200 against 100 for biases of -10: the theory's weights and biases are zero-mean."""
+    d = diagnose(mlp("relu", init, 3, 64, bias=bias), *batch)
+    assert d.layers["q_pred"].isna().all()
+    fine = diagnose(mlp("relu", "he_normal", 3, 64, bias="uniform(a=-0.1, b=0.1)"), *batch)
+    assert fine.layers["q_pred"].notna().all()  # random zero-mean biases: the theory's

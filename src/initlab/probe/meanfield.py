@@ -36,11 +36,17 @@ from initlab.theory.scales import (
 
 
 def applicable(layers: list[LayerTensors]) -> bool:
-    """True for a plain chain of Linear layers with known activations between them."""
+    """True for a plain chain of Linear layers with known activations between them, whose
+    weights and biases have mean 0 (:func:`zero_mean`): the theory's units are i.i.d. with
+    zero-mean weights and biases, so that z is Gaussian around 0. A constant init
+    (``constant(0.01)``) or a bias of −10 on every unit breaks that: its q was 200 where z²
+    measured 100, and 1.7e-7 where it measured 1.0."""
     if not layers or layers[0].input is None:
         return False
     for k, layer in enumerate(layers):
         if not isinstance(layer.module, nn.Linear) or layer.normalized or layer.inside:
+            return False
+        if not zero_mean(layer.module.weight) or not zero_mean(layer.bias):
             return False
         if k + 1 < len(layers):
             nxt = layers[k + 1].input
@@ -49,6 +55,20 @@ def applicable(layers: list[LayerTensors]) -> bool:
             if nxt.shape != layer.post.shape or not torch.equal(nxt, layer.post):
                 return False
     return True
+
+
+MEAN_SIGMAS = 4.0
+"""How many standard errors from 0 the mean of a zero-mean init's ``n`` entries may lie."""
+
+
+def zero_mean(values: torch.Tensor | None) -> bool:
+    """Whether the entries of ``values`` could be zero-mean draws: ``|mean| <=
+    MEAN_SIGMAS · sqrt(mean(v²) / n)`` (the sample mean's standard error, bounded by the
+    root mean square); True for ``None`` or a single entry."""
+    if values is None or values.numel() < 2:
+        return True
+    v = values.detach().double()
+    return abs(float(v.mean())) <= MEAN_SIGMAS * math.sqrt(float(v.square().mean()) / v.numel())
 
 
 def predicted_q(layers: list[LayerTensors]) -> list[float]:
