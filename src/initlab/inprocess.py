@@ -125,7 +125,11 @@ def data_spec(data: object) -> str:
         )
     arrays = tuple(data)
     spec = _register(lambda: arrays, arrays_digest(arrays), name="data")
-    _ARRAYS.add(spec)
+    _ARRAYS.pop(spec, None)  # the newest last
+    _ARRAYS[spec] = None
+    _RELEASED.discard(spec)
+    while len(_ARRAYS) > ARRAYS_KEPT:  # a notebook loop over datasets kept every one alive
+        _release(next(iter(_ARRAYS)))
     return spec
 
 
@@ -148,8 +152,29 @@ def _importable_spec(fn: Callable) -> str | None:
     return f"{module.__name__}:{name}"
 
 
-_ARRAYS: set[str] = set()
-"""Specs :func:`data_spec` registered from a tuple of tensors/arrays."""
+_ARRAYS: dict[str, None] = {}
+"""Specs :func:`data_spec` registered from a tuple of tensors/arrays, oldest first."""
+ARRAYS_KEPT = 4
+"""How many data registrations from arrays a process keeps (each holds its arrays, and a
+slice holds its whole base array): a notebook calling compare in a loop over datasets grew
+by 25 MB a call. An older one is released, and passing its arrays again registers it anew."""
+
+
+_RELEASED: set[str] = set()
+"""Array specs released since they were registered (a later use names why it fails)."""
+
+
+def forget_arrays() -> None:
+    """Release every data registration made from arrays in this process
+    (:func:`initlab.data.clear_cache` calls it)."""
+    for spec in list(_ARRAYS):
+        _release(spec)
+
+
+def _release(spec: str) -> None:
+    _REGISTRY.pop(spec, None)
+    _ARRAYS.pop(spec, None)
+    _RELEASED.add(spec)
 
 
 def _register(fn: Callable, digest: str, name: str | None = None) -> str:
@@ -172,6 +197,12 @@ def _label(fn: Callable) -> str:
 
 
 def registered_callable(spec: str, flag: str) -> Callable:
+    if spec in _RELEASED:
+        raise InitlabError(
+            f"{option(flag)}: the arrays registered as {spec.split(':')[2][:8]}… were released "
+            f"(a process keeps the last {ARRAYS_KEPT}, and initlab.data.clear_cache() drops "
+            "them): pass the arrays again"
+        )
     if spec not in _REGISTRY:
         raise InitlabError(
             f"{option(flag)} {spec.split(':')[1]} was registered in another process: such "

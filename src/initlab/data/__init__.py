@@ -20,9 +20,12 @@ from initlab.data.user import from_value
 
 
 def clear_cache() -> None:
-    """Forget every dataset decoded or generated in this process (disk caches stay)."""
+    """Forget every dataset decoded or generated in this process, and the arrays passed as
+    ``data=`` (disk caches stay)."""
     from initlab.data import digits, mnist, mnist1d, synthetic, user
+    from initlab.inprocess import forget_arrays
 
+    forget_arrays()
     user.clear_cache()
     mnist._decode.cache_clear()
     digits.arrays.cache_clear()
