@@ -50,15 +50,16 @@ def verdict(
     unfinished: bool = False,
     stuck_phrase: str = "stuck at chance",
 ) -> str:
-    """One sentence on :func:`rank_groups`'s table: the winner when the best group beats
-    every other one (``p_holm < alpha`` for each) and lost no run (:func:`_held_back`),
-    else the groups it cannot be told from and about how many seeds per group would
-    separate it from the runner-up (:func:`seeds_needed` at ``alpha / (k - 1)``, the
-    strictest Holm level, with the two groups' own spreads); when the best two lack two
+    """One sentence on :func:`rank_groups`'s table: the winner when the best group beats every
+    other one (``p_holm < alpha`` for each) and lost no run (:func:`_held_back`), else the
+    groups it cannot be told from and about how many seeds per group would separate it from
+    the runner-up (:func:`seeds_needed` at ``alpha / (k (k - 1) / 2)``, the strictest Holm
+    level over every pair, with the two groups' own spreads); when the best two lack two
     finite scores each, why (:func:`_too_few_scores`, naming how their runs were ``lost``:
     group → statuses, and with ``unfinished``, a study with planned runs not in the store
     yet, saying to finish it rather than to add seeds; ``stuck_phrase``: how a stuck group
-    is described, :meth:`initlab.scores.Score.stuck_phrase`). Empty for fewer than two groups."""
+    is described, :meth:`initlab.scores.Score.stuck_phrase`). Empty for fewer than two
+    groups."""
     if len(ranked) < 2:
         return ""
     best, runner = ranked.iloc[0], ranked.iloc[1]
@@ -97,7 +98,8 @@ def verdict(
     )
     if abs(gap) <= ROUNDING * max(abs(best["mean"]), abs(runner["mean"])):
         return text  # equal means but for rounding (k/n accuracies summed in another order)
-    seeds = seeds_needed(gap, best["std"], alpha / others, power, std_b=runner["std"])
+    pairs = others * (others + 1) // 2  # Holm's family: every pair of the k groups
+    seeds = seeds_needed(gap, best["std"], alpha / pairs, power, std_b=runner["std"])
     if seeds is None:
         return text
     about = (

@@ -57,7 +57,7 @@ def summary_section(
         f"One row per group ({', '.join(group_by)}), best first: ranked by mean "
         f"{LOSS_NAME if loss else score.name()}{_lower(loss)}{_per_task(score)}. Mean ± "
         f"sample std over the group's runs (seeds); {interval}. 'worse than best?': Welch's "
-        f"t-test of the group against the best one, Holm-adjusted over the other groups — "
+        f"t-test of the group against the best one, Holm-adjusted over every pair of groups — "
         f"'yes' when p < {tables.ALPHA:g}; 'undecided' when p ≥ {tables.ALPHA:g}: the data "
         "cannot tell them apart, which is no evidence that they are as good (more seeds "
         f"may){_stuck_vs_best(score)}. 'epochs to 90%' is the {_reach(score, by_loss, reach)}. "

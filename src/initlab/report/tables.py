@@ -48,7 +48,7 @@ def ranked_summary(
     first, or lowest test loss for sequence runs; groups without a finite accuracy last,
     unranked: ``rank`` ``<NA>``, see :func:`initlab.ranking.without_unscored_ranks`) with
     ``rank``, ``group`` (a label), ``p_vs_best``, ``p_holm`` and ``tied_with_best`` (Welch's
-    test against the best group, Holm-adjusted over the other groups) added; runs on
+    test against the best group, Holm-adjusted over every pair of groups) added; runs on
     different data are ranked apart, one partition after the other, and so are the values
     of the ``within`` columns (:func:`initlab.ranking.rank_within`; its ``within`` column
     names the partition), ranks restarting at 1."""
@@ -238,9 +238,9 @@ def pairwise_table(
     Columns: the two groups, the difference of mean test scores (A − B) with its Welch
     95% interval, the two-sided Welch p-value, its Holm adjustment, and ``Holm p < 0.05``.
     Pairs are formed and adjusted within each partition of ``ranked`` (:func:`family_pairs`),
-    as the summary's "worse than best?" is; with more than :data:`MAX_ALL_PAIRS` groups in a
-    partition the pairs are the summary's own k - 1 (the same adjusted p in both tables),
-    with fewer every pair, a larger family, so a pair with the best can show a larger one.
+    as the summary's "worse than best?" is, over every pair (the same adjusted p in both
+    tables); with more than :data:`MAX_ALL_PAIRS` groups in a partition only the pairs with
+    its best are listed.
     """
     keys = list(group_by)
     order = {k: i for i, k in enumerate(ranked[keys].itertuples(index=False, name=None))}
@@ -285,7 +285,8 @@ def family_pairs(pairs: pd.DataFrame, ranked: pd.DataFrame, keys: Sequence[str])
     ``within`` column: one dataset, task or ``--within`` value), families in ranked order:
     pairs of groups of the same partition only; of a partition of more than
     :data:`MAX_ALL_PAIRS` groups only those with its best group (ranked first, so it is
-    ``group_a``); ``p_holm`` adjusted over each family's pairs."""
+    ``group_a``); ``p_holm`` adjusted over every pair of the partition, as the summary's
+    (:func:`initlab.stats.rank_groups`) is, whichever are listed."""
     if pairs.empty:
         return pairs
     labels = ranked[keys].itertuples(index=False, name=None)
@@ -294,9 +295,10 @@ def family_pairs(pairs: pd.DataFrame, ranked: pd.DataFrame, keys: Sequence[str])
     families = []
     for name, size in parts.value_counts(sort=False).items():
         family = pairs[pairs["group_a"].map(part).eq(name) & pairs["group_b"].map(part).eq(name)]
+        family = family.assign(p_holm=holm_adjust(family["p_value"].tolist()))
         if size > MAX_ALL_PAIRS and len(family):
             family = family[family["group_a"] == family["group_a"].iloc[0]]
-        families.append(family.assign(p_holm=holm_adjust(family["p_value"].tolist())))
+        families.append(family)
     return pd.concat(families, ignore_index=True)
 
 
@@ -308,9 +310,10 @@ def family_note(ranked: pd.DataFrame) -> str:
     if len(sizes) == 1:
         if sizes.iloc[0] <= MAX_ALL_PAIRS:
             return ""
+        pairs = len(ranked) * (len(ranked) - 1) // 2
         return (
-            f"{len(ranked)} groups: each is compared with the best, Holm-adjusted over "
-            f"these {len(ranked) - 1} comparisons, as the summary's 'worse than best?' is."
+            f"{len(ranked)} groups: each is listed against the best, its p Holm-adjusted over "
+            f"all {pairs} pairs, as the summary's 'worse than best?' is."
         )
     many = (
         f"; where there are more than {MAX_ALL_PAIRS} groups, each with the best there only"

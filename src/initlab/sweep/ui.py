@@ -292,7 +292,7 @@ def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
         apart = f" Groups are ranked and tested within each {', '.join(results.within)}."
     console.print(
         "95% CI: Student t over seeds, cut to the values the score can take. p vs best: "
-        "Welch's t-test against rank 1, Holm-adjusted over the other groups; vs best: "
+        "Welch's t-test against rank 1, Holm-adjusted over every pair of groups; vs best: "
         "worse where p < 0.05, undecided where p >= 0.05 (the seeds cannot tell it from the "
         f"best, which does not show it is as good){stuck}.{apart}"
     )
