@@ -17,7 +17,7 @@ import initlab
 from initlab.data.user import from_value
 from initlab.errors import InitlabError
 from initlab.results import ResultSet, progress_line
-from initlab.train.preflight import check_output
+from initlab.train.output_checks import check_output
 
 RUN = dict(seeds=1, epochs=1, batch_size=16)
 

@@ -133,7 +133,7 @@ def test_one_hot_rows_for_per_position_logits_are_one_hot_not_transposed(batch):
 def test_compare_names_logits_with_the_vocabulary_first_per_example():
     """It said 'got outputs [2, 96, 32] for targets [180, 32]': a 2-example probe against
     the whole training set, and no fix."""
-    from initlab.train.preflight import check_output
+    from initlab.train.output_checks import check_output
 
     y = torch.randint(0, 96, (180, 32), generator=torch.Generator().manual_seed(0))
     with pytest.raises(InitlabError, match=r"per example, got outputs \[96, 32\] for targets "

@@ -261,7 +261,7 @@ def test_a_residual_rule_that_changes_nothing_says_so_before_training():
 
 
 def test_labels_that_start_at_one_are_named_as_such():
-    from initlab.train.preflight import check_output
+    from initlab.train.output_checks import check_output
 
     logits = torch.zeros(8, 10)
     one_based = torch.arange(1, 11).repeat(2)[:8].clamp(max=10)
@@ -276,7 +276,7 @@ def test_labels_that_start_at_one_are_named_as_such():
 
 
 def test_float_class_labels_are_told_they_made_the_task_regression():
-    from initlab.train.preflight import check_output
+    from initlab.train.output_checks import check_output
 
     labels = torch.tensor([0.5, 1.5, 2.5, 3.5])  # y + 0.5: floats, so regression
     with pytest.raises(InitlabError, match=r"give them as integers .* task='classification'"):
@@ -288,7 +288,7 @@ def test_float_class_labels_are_told_they_made_the_task_regression():
 
 def test_whole_number_labels_under_task_regression_are_told_to_drop_it():
     """--task regression on integer labels advised 'give them as integers', which they were."""
-    from initlab.train.preflight import check_output
+    from initlab.train.output_checks import check_output
 
     labels = torch.tensor([0.0, 1.0, 2.0, 3.0])  # integer labels, as float32 after loading
     with pytest.raises(InitlabError, match=r"whole numbers, i\.e\. class labels: drop task=") as e:

@@ -185,3 +185,20 @@ def test_sweep_out_on_a_file_is_the_only_line_and_no_model_is_built(lm_dir, caps
         capsys.readouterr().err == "error: --out afile: a file is there; --out takes a directory\n"
     )
     assert not (lm_dir / "built").exists() and (lm_dir / "afile").read_text() == "mine"
+
+
+def test_a_target_token_beyond_the_vocabulary_only_in_the_test_split_is_refused(lm_dir, capsys):
+    """The check read the training targets only: a target id of 12 in y_test alone trained
+    the run, which then failed with an IndexError (exit 1, 'every one of the runs failed')."""
+    _tokens(lm_dir / "tok.npz", 8)
+    data = dict(np.load(lm_dir / "tok.npz"))
+    data["y_test"][3, 2] = 12
+    np.savez(lm_dir / "late.npz", **data)
+    args = ["--model", "lm.py:build", "--data", "late.npz", "--inits", "default", "--epochs", "1"]
+    assert main(["compare", *args, "--out", "o"]) == 2
+    said = _error(capsys)
+    assert said == (
+        "the model outputs a vocabulary of 10 tokens but the targets contain token 12; "
+        "output at least 13 logits per position"
+    )
+    assert not (lm_dir / "o").exists()

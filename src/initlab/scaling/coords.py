@@ -41,7 +41,8 @@ from initlab.scaling.parametrize import Parametrized, parametrized
 from initlab.scaling.recurrent import recompute, trace
 from initlab.scaling.shapes import Factory
 from initlab.sweep.footprint import shortfall
-from initlab.train.preflight import ModelFailed, check_output, not_a_tensor, run_watched
+from initlab.train.output_checks import check_output
+from initlab.train.preflight import ModelFailed, not_a_tensor, run_watched
 from initlab.train.seeding import derive_seed
 from initlab.train.tasks import model_loss
 

@@ -1,12 +1,16 @@
-"""What a model returns, checked before it trains: class outputs against the labels they
-must cover, and probabilities where the loss takes logits."""
+"""What a model returns, checked before it trains: its output's shape against the task's
+targets (:func:`check_output`), class outputs against the labels they must cover, a
+vocabulary against every split's target ids, and probabilities where the loss takes
+logits."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
+from initlab.data.tasks import is_integral
 from initlab.errors import InitlabError, option
 from initlab.notes import note
+from initlab.train.tasks import CLASSIFICATION, REGRESSION
 
 SUM_TOLERANCE = 1e-3
 """How far from 1 a row of probabilities may sum (float32 softmax rows sum to 1 within
@@ -65,3 +69,54 @@ def check_classes(out: Tensor, y: Tensor, num_classes: int, inferred: bool = Fal
         f"the model outputs {units} class{'es' if units != 1 else ''} but the labels need "
         f"{needed} (labels 0..{needed - 1}); {logits}{aside}"
     )
+
+
+def check_output(
+    task: str, out: Tensor, y: Tensor, num_classes: int, *, inferred: bool = False, top: int = 0
+) -> None:
+    """Raise unless the output shape ``out [B, ...]`` fits ``task`` and the targets ``y``
+    (``inferred``: ``task="auto"`` read them, :func:`check_classes`; ``top``: the other
+    splits' largest target id, which a sequence model's vocabulary must reach too)."""
+    got, want = list(out.shape[1:]), list(y.shape[1:])
+    if task == CLASSIFICATION:
+        check_classes(out, y, num_classes, inferred)
+    elif task == REGRESSION:
+        ok = got == want or (got == [1] and want == []) or (got == [] and want == [1])
+        if not ok:
+            targets = f"targets {want}" if want else "targets of one value per example ([N])"
+            labels = not want and len(got) == 1 and got[0] > 1
+            classes = ""
+            if labels and is_integral(y):
+                classes = (
+                    "; they are whole numbers, i.e. class labels: drop "
+                    f"{option('--task regression')} (or pass {option('--task classification')}), "
+                    "or give float targets for regression"
+                )
+            elif labels:
+                classes = (
+                    "; if these are class labels, give them as integers (float targets are "
+                    f"regression) or pass {option('--task classification')}"
+                )
+            raise InitlabError(
+                f"regression outputs per example {got} do not match {targets}; "
+                f"make the model output one value per target{classes}"
+            )
+    else:
+        if out.dim() != 3 or y.dim() != 2 or out.shape[1] != y.shape[1]:
+            flipped = out.dim() == 3 and y.dim() == 2 and out.shape[2] == y.shape[1]
+            fix = (
+                "the vocabulary axis is not last: move it there in the model's forward (e.g. "
+                "logits.transpose(1, 2))"
+                if flipped and out.shape[1] > int(y.max())
+                else "return logits [batch, T, vocab], one row of vocab logits per target"
+            )
+            raise InitlabError(
+                "sequence tasks need outputs [batch, T, vocab] for targets [batch, T]; per "
+                f"example, got outputs {got} for targets {want}: {fix}"
+            )
+        top = max(top, int(y.max()) if y.numel() else 0)
+        if out.shape[2] <= top:
+            raise InitlabError(
+                f"the model outputs a vocabulary of {out.shape[2]} tokens but the targets "
+                f"contain token {top}; output at least {top + 1} logits per position"
+            )

@@ -21,15 +21,14 @@ from torch import Tensor, nn
 
 from initlab.computed_weights import copy_failure
 from initlab.config import RunConfig
-from initlab.data.tasks import is_integral
 from initlab.errors import InitlabError, option
 from initlab.inprocess import shown_spec
 from initlab.models import check_float32
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.layout import layout_hint
-from initlab.train.output_checks import check_classes, note_probabilities
-from initlab.train.tasks import CLASSIFICATION, REGRESSION, resolve_task
+from initlab.train.output_checks import check_output, note_probabilities
+from initlab.train.tasks import CLASSIFICATION, resolve_task
 from initlab.usercode import is_user_spec
 
 PROBE_EXAMPLES = 2
@@ -58,7 +57,8 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
     check_embedding_init(config, model)
     out = probe_output(model, data)
     inferred = config.task == "auto" and is_user_spec(config.dataset)  # from the targets
-    check_output(task, out, data.y_train, data.num_classes, inferred=inferred)
+    top = max((int(y.max()) for y in (data.y_val, data.y_test) if y.numel()), default=0)
+    check_output(task, out, data.y_train, data.num_classes, inferred=inferred, top=top)
     check_differentiable(model, data)
     note_probabilities(task, out)
     check_copyable(model, data)
@@ -349,53 +349,3 @@ def _integer_note(x: Tensor) -> str:
         f" and integer dtype {str(x.dtype).removeprefix('torch.')} (kept as token ids, max "
         f"{top} in the probe)"
     )
-
-
-def check_output(
-    task: str, out: Tensor, y: Tensor, num_classes: int, *, inferred: bool = False
-) -> None:
-    """Raise unless the output shape ``out [B, ...]`` fits ``task`` and the targets ``y``
-    (``inferred``: ``task="auto"`` read them, :func:`check_classes`)."""
-    got, want = list(out.shape[1:]), list(y.shape[1:])
-    if task == CLASSIFICATION:
-        check_classes(out, y, num_classes, inferred)
-    elif task == REGRESSION:
-        ok = got == want or (got == [1] and want == []) or (got == [] and want == [1])
-        if not ok:
-            targets = f"targets {want}" if want else "targets of one value per example ([N])"
-            labels = not want and len(got) == 1 and got[0] > 1
-            classes = ""
-            if labels and is_integral(y):
-                classes = (
-                    "; they are whole numbers, i.e. class labels: drop "
-                    f"{option('--task regression')} (or pass {option('--task classification')}), "
-                    "or give float targets for regression"
-                )
-            elif labels:
-                classes = (
-                    "; if these are class labels, give them as integers (float targets are "
-                    f"regression) or pass {option('--task classification')}"
-                )
-            raise InitlabError(
-                f"regression outputs per example {got} do not match {targets}; "
-                f"make the model output one value per target{classes}"
-            )
-    else:
-        if out.dim() != 3 or y.dim() != 2 or out.shape[1] != y.shape[1]:
-            flipped = out.dim() == 3 and y.dim() == 2 and out.shape[2] == y.shape[1]
-            fix = (
-                "the vocabulary axis is not last: move it there in the model's forward (e.g. "
-                "logits.transpose(1, 2))"
-                if flipped and out.shape[1] > int(y.max())
-                else "return logits [batch, T, vocab], one row of vocab logits per target"
-            )
-            raise InitlabError(
-                "sequence tasks need outputs [batch, T, vocab] for targets [batch, T]; per "
-                f"example, got outputs {got} for targets {want}: {fix}"
-            )
-        top = int(y.max()) if y.numel() else 0
-        if out.shape[2] <= top:
-            raise InitlabError(
-                f"the model outputs a vocabulary of {out.shape[2]} tokens but the targets "
-                f"contain token {top}; output at least {top + 1} logits per position"
-            )
