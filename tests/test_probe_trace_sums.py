@@ -174,3 +174,51 @@ def test_the_last_branch_end_of_a_mean_pooled_stream_is_linear_like_the_others()
     assert layers["fc1.1"].activation == "gelu"
     schemes = {e.layer: e.scheme for e in plan_for(model, x).entries}
     assert schemes["fc2.1"] == schemes["fc2.0"] and "lsuv" not in schemes.values()
+
+
+class _RMSNorm(nn.Module):
+    """LLaMA's: ``x.float()``, then ``x * rsqrt(mean(x²) + eps)``, scaled."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return normed.type_as(x) * self.weight
+
+
+class _Llamaish(nn.Module):
+    """Pre-norm blocks ``x + w2(silu(w1(norm(x))))`` and a head on the normed stream (in
+    LLaMA an embedding feeds the first block; ``inp``, a Linear, is read by a hand-written
+    RMSNorm's ``pow`` and stays ``unknown``: not a branch end, so no stream reader)."""
+
+    def __init__(self, norm: str, blocks: int = 2, dim: int = 16) -> None:
+        super().__init__()
+        make = {"hand": _RMSNorm, "torch": nn.RMSNorm, "layer": nn.LayerNorm}[norm]
+        self.norms = nn.ModuleList(make(dim) for _ in range(blocks + 1))
+        self.inp = nn.Linear(6, dim)
+        self.w1 = nn.ModuleList(nn.Linear(dim, 2 * dim, bias=False) for _ in range(blocks))
+        self.w2 = nn.ModuleList(nn.Linear(2 * dim, dim, bias=False) for _ in range(blocks))
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.inp(x)
+        for norm, w1, w2 in zip(self.norms, self.w1, self.w2, strict=False):
+            x = x + w2(nn.functional.silu(w1(norm(x))))
+        return self.head(self.norms[-1](x))
+
+
+@pytest.mark.parametrize("norm", ["hand", "torch", "layer"])
+def test_a_branch_end_read_by_an_rms_norm_is_linear_as_by_a_layer_norm(norm):
+    """LLaMA's RMSNorm (by hand: x.float(), x.pow(2); or nn.RMSNorm's F.rms_norm) left every
+    branch's last projection 'unknown', and the plan gave each one LSUV."""
+    from initlab.doctor.plan import plan_for
+
+    torch.manual_seed(0)
+    model, x = _Llamaish(norm), torch.randn(16, 5, 6)
+    layers = {layer.name: layer for layer in trace(model, x)[0]}
+    assert layers["w2.0"].activation == layers["w2.1"].activation == "linear"
+    schemes = {e.layer: e.scheme for e in plan_for(model, x).entries}
+    assert schemes["w2.0"] == schemes["w2.1"] != "lsuv"

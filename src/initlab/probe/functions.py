@@ -18,7 +18,7 @@ GATED = {"sigmoid": "silu"}
 """``phi(x) * x`` written by hand → the activation it computes (swish = SiLU)."""
 
 MULTIPLY_FUNCTIONS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"})
-NORM_FUNCTIONS = frozenset({"batch_norm", "layer_norm", "group_norm", "instance_norm"})
+NORM_FUNCTIONS = frozenset({"batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"})
 TRANSPARENT_FUNCTIONS = NORM_FUNCTIONS | frozenset(
     {
         *("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"),
@@ -30,11 +30,13 @@ TRANSPARENT_FUNCTIONS = NORM_FUNCTIONS | frozenset(
         *("view", "reshape", "flatten", "unflatten", "contiguous", "clone", "__getitem__"),
         *("view_as", "reshape_as", "squeeze", "unsqueeze", "pad"),
         *("permute", "transpose", "t", "movedim", "moveaxis", "swapaxes", "swapdims"),
+        *("float", "double", "half", "bfloat16", "to", "type_as", "type"),
     }
 )
 """Functions that do not change which nonlinearity a layer's output meets next: norms,
 dropout, pooling, zero padding and everything that only moves values (reshapes and axis
-permutations: a ConvNeXt's channels-last ``permute``, a ViT's ``flatten(2).transpose(1, 2)``)."""
+permutations: a ConvNeXt's channels-last ``permute``, a ViT's ``flatten(2).transpose(1, 2)``)
+or changes their precision (LLaMA's RMSNorm computes on ``x.float()``)."""
 
 SPLIT_FUNCTIONS = frozenset(
     {
@@ -61,11 +63,12 @@ IN_PLACE_ADD = "add_"
 """``out += term`` (``out.add_(term)``): ``out`` keeps its own tag, and takes ``term``'s
 when ``term`` is a layer's output of its shape (a ResNet's ``out += identity`` after a
 projection shortcut); otherwise ignored."""
-STREAM_READERS = frozenset({"multi_head_attention_forward", "mean", *ADD_FUNCTIONS})
+STREAM_READERS = frozenset({"multi_head_attention_forward", "mean", "pow", *ADD_FUNCTIONS})
 """What reads a residual stream and leaves a branch end that joined it linear, besides the
-next layer or product: an ``nn.MultiheadAttention`` (its own function), the next join, and
-a ``mean`` (a ViT's or MLP-Mixer's pooling of the last block's stream for the head; a
-hand-written norm's mean, whose output feeds the next block's first layer). Anything else (a
+next layer or product: an ``nn.MultiheadAttention`` (its own function), the next join, a
+``mean`` (a ViT's or MLP-Mixer's pooling of the last block's stream for the head; a
+hand-written norm's mean, whose output feeds the next block's first layer) and a ``pow``
+(LLaMA's hand-written RMSNorm: ``x * rsqrt(x.pow(2).mean(-1) + eps)``). Anything else (a
 scale, an RNN's ``chunk`` of ``W x + U h``) leaves it ``unknown``, for
 :func:`~initlab.activations.infer_activation`. A ``mean`` of a layer's output inside its
 branch (a squeeze-excite gate's) is not a read of the stream: it leaves the layer
