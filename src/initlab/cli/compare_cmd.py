@@ -55,7 +55,11 @@ def compare(
     bias: opt.Bias = "zeros",
     residual_init: opt.CompareResidualInit = None,
     limit_train: Annotated[
-        int | None, typer.Option(help="use only the first N training examples")
+        int | None,
+        typer.Option(
+            help="keep N training examples (the first N of MNIST-like files, else a seeded "
+            "class-balanced sample)"
+        ),
     ] = None,
     track: Annotated[
         str,
