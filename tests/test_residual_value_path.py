@@ -148,3 +148,17 @@ def test_a_product_of_two_values_keeps_both_on_the_chain():
 
     (branch,) = find_structure(Bilinear()).branches
     assert branch.layers == ["a", "b", "out"] and branch.gates == [] and branch.chain == 2
+
+
+def test_the_plan_reads_a_squeeze_excited_conv_as_linear_not_unknown():
+    """conv2's output meets the squeeze's mean first, then the gate's product: it was
+    'unknown' and the plan gave every block's conv2 LSUV (and a plan that needs data)."""
+    from initlab.doctor.plan import plan_for
+
+    torch.manual_seed(0)
+    model = SENet()
+    entries = {e.layer: e for e in plan_for(model, _example()).entries}
+    for block in range(4):
+        assert entries[f"blocks.{block}.conv2"].activation == "linear"
+    assert "lsuv" not in {e.scheme for e in entries.values()}
+    assert entries["blocks.0.se.fc1"].activation == "relu"

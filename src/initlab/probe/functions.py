@@ -25,7 +25,7 @@ TRANSPARENT_FUNCTIONS = NORM_FUNCTIONS | frozenset(
         *(f"max_pool{d}d" for d in (1, 2, 3)),
         *(f"max_pool{d}d_with_indices" for d in (1, 2, 3)),
         *(f"avg_pool{d}d" for d in (1, 2, 3)),
-        *("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d"),
+        *("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "mean"),
         *("adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"),
         *("view", "reshape", "flatten", "unflatten", "contiguous", "clone", "__getitem__"),
         *("view_as", "reshape_as", "squeeze", "unsqueeze", "pad"),
@@ -63,16 +63,14 @@ IN_PLACE_ADD = "add_"
 """``out += term`` (``out.add_(term)``): ``out`` keeps its own tag, and takes ``term``'s
 when ``term`` is a layer's output of its shape (a ResNet's ``out += identity`` after a
 projection shortcut); otherwise ignored."""
-STREAM_READERS = frozenset({"multi_head_attention_forward", "mean", "pow", *ADD_FUNCTIONS})
+STREAM_READERS = frozenset({"multi_head_attention_forward", "pow", *ADD_FUNCTIONS})
 """What reads a residual stream and leaves a branch end that joined it linear, besides the
-next layer or product: an ``nn.MultiheadAttention`` (its own function), the next join, a
-``mean`` (a ViT's or MLP-Mixer's pooling of the last block's stream for the head; a
-hand-written norm's mean, whose output feeds the next block's first layer) and a ``pow``
-(LLaMA's hand-written RMSNorm: ``x * rsqrt(x.pow(2).mean(-1) + eps)``). Anything else (a
-scale, an RNN's ``chunk`` of ``W x + U h``) leaves it ``unknown``, for
-:func:`~initlab.activations.infer_activation`. A ``mean`` of a layer's output inside its
-branch (a squeeze-excite gate's) is not a read of the stream: it leaves the layer
-``unknown`` too."""
+next layer or product: an ``nn.MultiheadAttention`` (its own function), the next join and a
+``pow`` (LLaMA's hand-written RMSNorm: ``x * rsqrt(x.pow(2).mean(-1) + eps)``). A ``mean``
+is pooling (:data:`TRANSPARENT_FUNCTIONS`): a ViT's or MLP-Mixer's pooled stream, a CNN's
+global average pool, a squeeze-excite's squeeze all pass the layer's tag on to what reads
+them. Anything else (a scale, an RNN's ``chunk`` of ``W x + U h``) leaves it ``unknown``,
+for :func:`~initlab.activations.infer_activation`."""
 IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", IN_PLACE_ADD})
 """Reading a tensor's shape or attributes is not consuming it (nor is being the target of
 an in-place sum)."""
