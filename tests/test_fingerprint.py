@@ -247,3 +247,64 @@ def test_attribute_names_are_not_globals_and_odd_values_do_not_crash():
         assert first == callable_digest(factory)
     # an object array's bytes are pointers (other in every process): named, not hashed
     assert any("an object array" in str(w.message) for w in caught)
+
+
+def test_unedited_modules_with_setters_overloads_and_set_literals_are_not_refused(
+    tmp_path, monkeypatch
+):
+    """A property's setter (compared with its getter), two definitions of one name and a
+    set literal (its frozenset's repr order follows string hashing, which differs between
+    processes) made the stale-module check refuse files nobody had edited."""
+    import importlib
+    import subprocess
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = textwrap.dedent(
+        """
+        import sys
+
+        ACTS = {"relu", "gelu", "tanh", "silu", "elu", "selu", "sigmoid", "softplus"}
+
+        class Net:
+            @property
+            def scale(self):
+                return 1
+
+            @scale.setter
+            def scale(self, value):
+                self._s = value
+
+        if sys.version_info >= (3, 0):
+            def act(name):
+                return name in {"relu", "gelu", "tanh", "silu", "elu"}
+        else:
+            def act(name):
+                return False
+
+        def build(width=4):
+            return act("relu"), Net(), width in {1, 2, 3, 4, 5, 6, 7, 8}
+        """
+    )
+    (tmp_path / "fp_unedited.py").write_text(source)
+    module = importlib.import_module("fp_unedited")
+    try:
+        callable_digest(module.build)
+        callable_digest(module.Net)
+    finally:
+        sys.modules.pop("fp_unedited", None)
+    # a lambda beside another on one line is keyed by its code: the same in every process
+    line = "a, b = lambda: x in {'relu', 'gelu', 'tanh', 'silu', 'elu', 'selu'}, lambda: 2"
+    script = (
+        "from initlab.fingerprint import callable_digest\nx = 'relu'\n"
+        f"{line}\nprint(callable_digest(a))\n"
+    )
+    (tmp_path / "two.py").write_text(script)
+    digests = {
+        subprocess.run(
+            [sys.executable, str(tmp_path / "two.py")], capture_output=True, text=True,
+            env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}, check=True,
+        ).stdout.strip()
+        for seed in range(4)
+    }  # fmt: skip
+    assert len(digests) == 1

@@ -23,15 +23,28 @@ from initlab.errors import InitlabError
 def code_shape(code: types.CodeType) -> str:
     """What a code object computes, without where it is: its bytecode, the names it reads
     and its constants (nested code objects by their own shape)."""
-    consts = [code_shape(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    consts = [_constant(c) for c in code.co_consts]
     return f"{code.co_code.hex()}|{code.co_names}|[{', '.join(consts)}]"
+
+
+def _constant(value: object) -> str:
+    """A code constant as text that is the same in every process: a set literal's frozenset
+    by its sorted elements (its repr's order follows string hashing, which changes between
+    processes), nested code by its shape."""
+    if isinstance(value, types.CodeType):
+        return code_shape(value)
+    if isinstance(value, frozenset):
+        return "frozenset({" + ", ".join(sorted(_constant(v) for v in value)) + "})"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_constant(v) for v in value) + ")"
+    return repr(value)
 
 
 def check_loaded(module: types.ModuleType, path: str) -> None:
     """Raise :class:`InitlabError` when a function or method of ``module`` differs from what
     its file ``path`` defines now; nothing when they agree or the file cannot be compiled
     (the run's own checks say what is wrong with it then)."""
-    if not _plain_source(module):
+    if not _plain_source(module) or module.__name__.split(".")[0] == "initlab":
         return
     try:
         compiled = compile(Path(path).read_bytes(), path, "exec", dont_inherit=True)
@@ -57,7 +70,9 @@ def _plain_source(module: types.ModuleType) -> bool:
 
 def _defined(module_code: types.CodeType) -> list[tuple[str, types.CodeType]]:
     """``(name, code)`` of the functions a module's code defines at its top level, and
-    ``(Class:method, code)`` of its classes' methods."""
+    ``(Class:method, code)`` of its classes' methods; a name defined twice (a property's
+    getter and setter, ``typing.overload`` stubs, ``if …: def f … else: def f``) is left out:
+    which of them the module holds cannot be told from the file."""
     found = []
     for const in module_code.co_consts:
         if not isinstance(const, types.CodeType):
@@ -66,7 +81,8 @@ def _defined(module_code: types.CodeType) -> list[tuple[str, types.CodeType]]:
         for inner in const.co_consts:  # a class body's methods
             if isinstance(inner, types.CodeType):
                 found.append((f"{const.co_name}:{inner.co_name}", inner))
-    return found
+    names = [name for name, _ in found]
+    return [(name, code) for name, code in found if names.count(name) == 1]
 
 
 def _loaded_code(module: types.ModuleType, name: str) -> types.CodeType | None:
