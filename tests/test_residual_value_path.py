@@ -162,3 +162,39 @@ def test_the_plan_reads_a_squeeze_excited_conv_as_linear_not_unknown():
         assert entries[f"blocks.{block}.conv2"].activation == "linear"
     assert "lsuv" not in {e.scheme for e in entries.values()}
     assert entries["blocks.0.se.fc1"].activation == "relu"
+
+
+def test_a_shared_squeeze_excited_block_called_twice_takes_skipinit():
+    """fx keys a module's second call 'b.se@1': taken for a module name, SkipInit and Fixup
+    raised KeyError on a weight-shared block whose branch ends in its SE module."""
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.b, self.head = (
+                nn.Conv2d(1, 16, 3, padding=1),
+                SEBlock(16, False, False),
+                nn.Linear(16, 5),
+            )
+
+        def forward(self, x):
+            return self.head(self.b(self.b(F.relu(self.stem(x)))).mean((2, 3)))
+
+    structure = find_structure(Twice(), _example())
+    assert [b.output for b in structure.branches] == ["b.se", "b.se"]
+    for rule in ("skipinit", "fixup"):
+        apply_residual(Twice(), rule, example=_example())
+
+
+def test_a_sigmoid_times_a_learned_scalar_is_the_branchs_value_not_a_gate():
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.fc, self.b = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+            self.alpha = nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return x + self.b(torch.sigmoid(self.fc(F.relu(self.a(x)))) * self.alpha)
+
+    (branch,) = find_structure(nn.Sequential(Scaled(), nn.Linear(8, 2))).branches
+    assert branch.layers == ["0.a", "0.fc", "0.b"] and branch.gates == []

@@ -144,7 +144,8 @@ def _output_module(op: fx.Node) -> str | None:
     stack = op.meta.get("nn_module_stack") or {}
     inner = next(reversed(stack), None) if len(stack) > 1 else None
     if inner and op.users and all(inner not in _stack(user) for user in op.users):
-        return str(inner)
+        name = stack[inner][0] if isinstance(stack[inner], tuple) else inner
+        return str(name)  # the module's name: fx keys a second call of it "name@1"
     return None
 
 

@@ -54,7 +54,8 @@ def gate_layers(
         inputs = list(node.all_input_nodes)
         if _name(node) in MULTIPLY_NAMES:
             gates = [a for a in inputs if _is_gate(a, modules)]
-            if gates and len(gates) < len(inputs):
+            values = [a for a in inputs if a not in gates and a.op != "get_attr"]
+            if gates and values:  # a gate scales a value (not a learned scalar)
                 inputs = [a for a in inputs if a not in gates]
         stack.extend(inputs)
     reached = set(called(list(value)))
