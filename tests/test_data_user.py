@@ -565,32 +565,39 @@ def test_lsuv_and_the_tracking_probe_see_every_class_of_a_sorted_file(tmp_path: 
     assert torch.equal(first_look(data, 512)[0], x)  # the same batch every time
 
 
-def test_first_look_keeps_the_first_rows_of_files_in_random_order():
+@pytest.mark.parametrize("name", ["synthetic", "digits"])
+def test_first_look_keeps_the_first_rows_of_built_in_data(name):
+    """Their files are in random or interleaved order, and their runs' keys stay."""
     from initlab.data.dataset import first_look
 
-    data = load("synthetic", limit_train=300)
+    data = load(name, limit_train=300)
     x, y = first_look(data, 100)
     assert torch.equal(x, data.x_train[:100]) and torch.equal(y, data.y_train[:100])
+    assert len(torch.unique(y)) == data.num_classes  # every class among them
 
 
-def test_lsuv_runs_on_user_data_get_new_keys_that_fashion_mnist_runs_keep(monkeypatch):
-    """A store from before the sampled LSUV batch must not resume LSUV runs on drawn or user
-    splits; runs without data-dependent inits, and MNIST-like data, keep their keys."""
+def test_runs_on_user_data_that_read_its_rows_get_new_keys_that_built_in_runs_keep(monkeypatch):
+    """A store from before the sampled rows must not resume LSUV or tracked runs on the
+    user's data (their init, or their curves, came from the first rows); untracked runs
+    without data-dependent inits, and built-in data, keep their keys."""
     import initlab.config as config
     from initlab.config import RunConfig
 
-    plan = {"spec": "m.py:f", "plan": '{"fc": "lsuv"}', "data": "digits"}
+    plan = {"spec": "m.py:f", "plan": '{"fc": "lsuv"}', "data": "mine.npz"}
+    user = {"dataset": "mine.npz", "track": "off"}
     runs = {
-        "lsuv": RunConfig(dataset="digits", init="lsuv"),
-        "output": RunConfig(dataset="digits", output_init="lsuv"),
-        "planned": RunConfig(dataset="digits", model_args=plan),
-        "he": RunConfig(dataset="digits", init="he_normal"),
+        "lsuv": RunConfig(**user, init="lsuv"),
+        "output": RunConfig(**user, output_init="lsuv"),
+        "planned": RunConfig(**user, model_args=plan),
+        "tracked": RunConfig(dataset="mine.npz", init="he_normal"),
+        "he": RunConfig(**user, init="he_normal"),
+        "digits": RunConfig(dataset="digits", init="lsuv"),
         "fashion": RunConfig(dataset="fashion-mnist", init="lsuv"),
     }
     keys = {name: run.key() for name, run in runs.items()}
     monkeypatch.setattr(config, "INIT_SAMPLE", 1)
     changed = {name for name, run in runs.items() if run.key() != keys[name]}
-    assert changed == {"lsuv", "output", "planned"}
+    assert changed == {"lsuv", "output", "planned", "tracked"}
 
 
 def test_lsuv_fixes_the_variance_of_the_whole_sorted_file_not_of_its_first_class(tmp_path):

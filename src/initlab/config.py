@@ -64,10 +64,11 @@ synthetic: :data:`FIRST_ROWS`) keep their keys."""
 FIRST_ROWS = ("mnist", "fashion-mnist", "synthetic")
 """Datasets whose ``limit_train`` keeps the first rows of their files' (random) order."""
 INIT_SAMPLE = 2
-"""Part of the key of a run whose init uses data (LSUV, or a doctor's plan with LSUV layers)
-on a dataset not in :data:`FIRST_ROWS`: 2 since that batch is a seeded class-balanced sample
-(:func:`initlab.data.dataset.first_look`), not the first rows (one class, in a file sorted by
-label), so a store resumes no run initialized from the old batch."""
+"""Part of the key of a run on the user's data whose init uses data (LSUV, or a doctor's
+plan with LSUV layers) or that tracks per-layer statistics: 2 since those rows are a seeded
+class-balanced sample (:func:`initlab.data.dataset.first_look`), not the first rows (one
+class, in a file sorted by label), so a store resumes no run initialized, or tracked, on the
+old rows (curves of one store stay comparable)."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class RunConfig:
             changed["layer_rules"] = USER_MODEL_RULES
         if self.limit_train is not None and _canonical(self.dataset) not in FIRST_ROWS:
             changed["limit_sample"] = LIMIT_SAMPLE
-        if _uses_data(self) and _canonical(self.dataset) not in FIRST_ROWS:
+        if is_user_spec(self.dataset) and (_uses_data(self) or self.track != "off"):
             changed["init_sample"] = INIT_SAMPLE
         blob = json.dumps({"v": KEY_VERSION, **changed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -241,13 +241,13 @@ def sample_rows(y: Tensor, n: int, task: str, seed: int = 0) -> Tensor:
 
 def first_look(data: Dataset, n: int) -> tuple[Tensor, Tensor]:
     """The ``n`` training examples that data-dependent inits (LSUV) and the per-layer
-    tracking probe see, on the data's device: the first ``n`` of a dataset whose file is in
-    random order (:data:`initlab.config.FIRST_ROWS`), else a seeded sample, class-balanced
-    for classification (:func:`sample_rows`). The first rows of a file sorted by label are
-    one class: LSUV scaled every layer to that class alone."""
-    from initlab.config import FIRST_ROWS
+    tracking probe see, on the data's device: the first ``n`` of a built-in dataset (in
+    random or interleaved order: every class among them), a seeded sample of the user's data,
+    class-balanced for classification (:func:`sample_rows`). The first rows of a file sorted
+    by label are one class: LSUV scaled every layer to that class alone."""
+    from initlab.usercode import is_user_spec
 
-    if data.name in FIRST_ROWS:
+    if not is_user_spec(data.name):
         return data.x_train[:n], data.y_train[:n]
     rows = sample_rows(data.y_train.cpu(), n, data.task).to(data.y_train.device)
     return data.x_train[rows], data.y_train[rows]
