@@ -637,6 +637,7 @@ def test_the_profiles_mark_a_zero_inits_exact_zeros_on_the_log_scale(batch):
     drawn = [line.get_ydata() for line in activation.get_lines() if line.get_marker() == "o"]
     lowest = np.nanmin(np.concatenate([np.asarray(y, dtype=float) for y in drawn]))
     assert 0 < marked[0].get_ydata()[0] <= lowest  # on the panel, below every curve
+    assert marked[0].get_ydata()[0] == activation.get_ylim()[0]  # on its lower edge
     assert "exactly 0" in activation.get_xlabel()
     he_only = list(Figure().subplots(1, 4))
     draw_profiles(he_only, {"he_normal": he})

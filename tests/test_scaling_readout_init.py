@@ -165,3 +165,28 @@ def test_a_readout_the_forward_rescales_is_not_told_to_lower_its_learning_rate()
     said = [v.sentence for v in result.flagged() if v.module in ("(logits)", "head")]
     assert said and all("already rescales `head`'s output" in s for s in said)
     assert not any("zero-initializes it" in s for s in said)
+
+
+class LogSoftmaxed(nn.Module):
+    """Plain SP layers whose forward returns log-probabilities: a fixed transform of the
+    logits, not a width multiplier."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.head = (
+            nn.Linear(64, width),
+            nn.Linear(width, width),
+            nn.Linear(width, 10),
+        )
+
+    def forward(self, x):
+        h = self.fc2(self.fc1(x.flatten(1)).relu()).relu()
+        return nn.functional.log_softmax(self.head(h), dim=-1)
+
+
+def test_a_log_softmax_readout_is_not_taken_for_a_mup_multiplier():
+    """log_softmax changes the logits' std too: an SP model with Adam heard that 'the forward
+    already rescales head's output (muP's output multiplier)', the opposite of muP's advice."""
+    result = coord_check(LogSoftmaxed, param="sp", **{**KW, "lr": 0.01, "steps": 3, "seeds": 2})
+    assert result.flagged()  # SP with Adam: the updates grow with width
+    assert not any("already rescales" in v.sentence for v in result.flagged())

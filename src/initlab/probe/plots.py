@@ -119,9 +119,10 @@ def _mark_zeros(ax: Axes, points: list[tuple[np.ndarray, tuple]]) -> None:
         return
     if not ax.has_data() or not np.isfinite(ax.dataLim.y0) or ax.dataLim.y0 <= 0:
         ax.set_ylim(1e-3, 1.0)  # nothing positive to scale the panel by
-    bottom = ax.get_ylim()[0]
+    bottom, top = ax.get_ylim()
     for at, colour in points:
         ax.plot(at, np.full(at.size, bottom), "v", ms=7, color=colour, clip_on=False)
+    ax.set_ylim(bottom, top)  # plotting at the edge had moved it
     ax.set_xlabel("layer index   (▼: exactly 0, off the log scale)")
 
 

@@ -302,7 +302,8 @@ def coord_check(
         coords = coord_data(factory, settings, batches, the_task, the_device, progress)
     roles = depth_roles(factory, settings)
     notes += [roles_note(roles)] if roles else []
-    law = readout_weight_law(factory, settings.widths, kwargs, shapes)
+    as_built = settings.param == AS_BUILT  # the law explains only a factory's own readout
+    law = readout_weight_law(factory, settings.widths, kwargs, shapes) if as_built else None
     verdicts = judge(coords, settings, shapes, roles, before.attention, (before.readout, law))
     verdicts, explained = explain(verdicts, coords, settings, before.readout)
     notes += explained
@@ -362,8 +363,7 @@ def judge(
     verdicts = explain_finite_width(width_verdicts(coords) + depth_verdicts(coords, roles))
     ties = {} if settings.param == AS_BUILT else tie_hints(shapes, settings.param)
     depth = settings.depths[0] if settings.depths else None
-    if readout_scale(coords, readout[0], depth) is not None:
-        ties |= rescaled_readout_hint(readout[0])
+    ties |= rescaled_readout_hint(readout[0], readout_scale(coords, readout[0], depth))
     kinds = {name: s.kind for name, s in shapes.items()}
     verdicts = explain_readout_init(verdicts, settings.param, kinds, readout[1])
     return with_sentences(verdicts, settings.param, settings.optimizer, kinds, ties, attention)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from initlab.errors import option
 from initlab.scaling.mup_rules import MUP_FIX, MUP_KEEPS, MUP_LOWERS, NAMES
@@ -202,12 +203,21 @@ def module_kind(module: str, kinds: dict[str, str]) -> str:
     return kinds.get(f"{module.split('[')[0]}.weight", "hidden")
 
 
-def rescaled_readout_hint(readout: str | None) -> dict[str, str]:
-    """What to say of the readout and the logits when the forward already rescales the
-    readout's output (muP's output multiplier, :func:`initlab.scaling.evidence.readout_scale`):
-    telling it to scale its learning rate by 1/width would apply muP twice; ``{}`` without
-    one. Keyed as :func:`module_tie` reads hints."""
-    if readout is None:
+MULTIPLIER_TREND = 1.5
+"""How much a readout's rescaling must change across the widths to be a width multiplier
+(muP's ``base/width``: ×8 over 8× the width), not a fixed transform of the logits (a
+``log_softmax`` also changes their std, by the same factor at every width)."""
+
+
+def rescaled_readout_hint(readout: str | None, scale: Any = None) -> dict[str, str]:
+    """What to say of the readout and the logits when the forward rescales the readout's
+    output by a factor that changes with width (``scale``: per width, from
+    :func:`initlab.scaling.evidence.readout_scale`, by at least :data:`MULTIPLIER_TREND`):
+    muP's output multiplier, so telling it to scale its learning rate by 1/width would apply
+    muP twice; ``{}`` otherwise. Keyed as :func:`module_tie` reads hints."""
+    if readout is None or scale is None or not len(scale):
+        return {}
+    if float(scale.max()) < MULTIPLIER_TREND * float(scale.min()):
         return {}
     said = (
         f"the forward already rescales `{readout}`'s output (muP's output multiplier), so its "
