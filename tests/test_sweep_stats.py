@@ -355,3 +355,21 @@ def test_the_ranking_says_worse_or_undecided_never_tied():
     shown = ranking_table(ranked, "test accuracy", ACCURACY.ranked_range())
     assert shown["vs best"].tolist() == ["best", "undecided", "worse", ""]
     assert "tied" not in shown.columns
+
+
+def test_pairwise_welch_is_welch_t_test_for_every_pair():
+    """The vectorized pass (ranking 400 groups one test at a time took 6 s) gives every
+    pair's p as the one-pair test does, edge cases included."""
+    from initlab.stats import pairwise_welch, welch_t_test
+
+    rng = np.random.default_rng(1)
+    groups = [rng.normal(0.9, 0.01, int(rng.integers(0, 6))).tolist() for _ in range(25)]
+    groups += [[0.5] * 3, [0.5] * 3, [0.6] * 3, [math.nan, 0.3, 0.31], [1.0], []]
+    p = pairwise_welch(groups)
+    for i, a in enumerate(groups):
+        for j, b in enumerate(groups):
+            if i != j:
+                expected = welch_t_test(a, b)
+                assert (math.isnan(expected) and math.isnan(p[i, j])) or p[i, j] == pytest.approx(
+                    expected, rel=1e-12, abs=1e-15
+                ), (i, j)

@@ -52,6 +52,27 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> float:
     return float(2 * sps.t.sf(abs(diff) / se, df))
 
 
+def pairwise_welch(groups: Sequence[Sequence[float]]) -> np.ndarray:
+    """``[k, k]`` two-sided p-values of Welch's test between every two of ``groups``, as
+    :func:`welch_t_test` gives them (NaN with < 2 finite values a side or both sides constant
+    at different values, 1 for equal constants), in one vectorized pass: ranking 400 groups
+    over their 79,800 pairs one test at a time took 6 s."""
+    finite = [np.asarray([v for v in g if v == v], dtype=float) for g in groups]
+    n = np.array([len(g) for g in finite], dtype=float)
+    moments = [_moments(g) if len(g) >= 2 else (math.nan, math.nan) for g in finite]
+    mean = np.array([m for m, _ in moments], dtype=float)
+    var = np.array([s2 for _, s2 in moments], dtype=float)
+    v = var / n  # s²/n per group
+    diff = mean[:, None] - mean[None, :]
+    se = np.sqrt(v[:, None] + v[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = se**4 / (v[:, None] ** 2 / (n[:, None] - 1) + v[None, :] ** 2 / (n[None, :] - 1))
+        p = 2 * sps.t.sf(np.abs(diff) / se, df)
+    p = np.where(se == 0, np.where(diff == 0, 1.0, np.nan), p)
+    p[(n[:, None] < 2) | (n[None, :] < 2)] = np.nan
+    return p
+
+
 def _welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float] | None:
     """``(mean(a) - mean(b), se, df)`` of Welch's test over the finite values: ``se² =
     s_a²/n_a + s_b²/n_b``, ``df = se⁴ / ((s_a²/n_a)²/(n_a-1) + (s_b²/n_b)²/(n_b-1))``
@@ -244,14 +265,12 @@ def rank_groups(
     stats = stats.drop(columns="_untested").reset_index(drop=True)
     values = {group_label(k): v for k, v in _groups(runs, group_by, metric)}
     labels = list(stats["group"])
-    pairs = {
-        (a, b): welch_t_test(values[b], values[a])
-        for i, a in enumerate(labels)
-        for b in labels[i + 1 :]
-    }
-    adjusted = dict(zip(pairs, holm_adjust(list(pairs.values())), strict=True))
-    p_best = [math.nan] + [pairs[(labels[0], g)] for g in labels[1:]]
-    p_holm = [math.nan] + [adjusted[(labels[0], g)] for g in labels[1:]]
+    p = pairwise_welch([values[g] for g in labels])
+    upper = np.triu_indices(len(labels), 1)  # every pair once, row-major: (0, 1), (0, 2)...
+    adjusted = np.full_like(p, np.nan)
+    adjusted[upper] = holm_adjust(p[upper].tolist())
+    p_best = [math.nan, *p[0, 1:].tolist()]
+    p_holm = [math.nan, *adjusted[0, 1:].tolist()]
     stats.insert(0, "rank", range(1, len(stats) + 1))
     stats["p_vs_best"] = p_best
     stats["p_holm"] = p_holm
