@@ -653,5 +653,7 @@ def test_mean_field_is_not_quoted_for_weights_or_biases_off_zero_mean(batch, ini
     and 200 against 100 for biases of -10: the theory's weights and biases are zero-mean."""
     d = diagnose(mlp("relu", init, 3, 64, bias=bias), *batch)
     assert d.layers["q_pred"].isna().all()
+    narrow = diagnose(mlp("relu", init, 3, 12, bias=bias), *batch)  # 12 units: under 16
+    assert narrow.layers["q_pred"].isna().all()
     fine = diagnose(mlp("relu", "he_normal", 3, 64, bias="uniform(a=-0.1, b=0.1)"), *batch)
     assert fine.layers["q_pred"].notna().all()  # random zero-mean biases: the theory's

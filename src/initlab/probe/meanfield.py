@@ -46,7 +46,7 @@ def applicable(layers: list[LayerTensors]) -> bool:
     for k, layer in enumerate(layers):
         if not isinstance(layer.module, nn.Linear) or layer.normalized or layer.inside:
             return False
-        if not zero_mean(layer.module.weight) or not zero_mean(layer.bias):
+        if not zero_mean(layer.weight) or not zero_mean(layer.bias):
             return False
         if k + 1 < len(layers):
             nxt = layers[k + 1].input
@@ -64,10 +64,12 @@ MEAN_SIGMAS = 4.0
 def zero_mean(values: torch.Tensor | None) -> bool:
     """Whether the entries of ``values`` could be zero-mean draws: ``|mean| <=
     MEAN_SIGMAS · sqrt(mean(v²) / n)`` (the sample mean's standard error, bounded by the
-    root mean square); True for ``None`` or a single entry."""
+    root mean square), and a constant only when it is 0; True for ``None`` or one entry."""
     if values is None or values.numel() < 2:
         return True
     v = values.detach().double()
+    if bool((v == v.flatten()[0]).all()):  # constant: zero-mean only if 0 (16 units or fewer
+        return float(v.flatten()[0]) == 0.0  # pass the bound below whatever the constant)
     return abs(float(v.mean())) <= MEAN_SIGMAS * math.sqrt(float(v.square().mean()) / v.numel())
 
 
