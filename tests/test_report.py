@@ -14,6 +14,7 @@ import initlab
 from initlab.report import assemble_report, build_report
 from initlab.report.layers import grad_norm_metric, layer_grids
 from initlab.report.model import Note
+from initlab.report.stuck_notes import stuck_reasons
 from initlab.report.sweep import (
     hidden_widths,
     is_depth_scale_sweep,
@@ -22,7 +23,7 @@ from initlab.report.sweep import (
     theory_curve,
     trainability_panels,
 )
-from initlab.report.tables import _p, pairwise_table, ranked_summary, stuck_reasons
+from initlab.report.tables import _p, pairwise_table, ranked_summary
 from initlab.results import ResultSet
 from initlab.stats import pairwise_comparisons
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from initlab.curves import VAL_LOSS_PANEL, curves_figure
-from initlab.report import figures, layers, sweep, tables
+from initlab.report import figures, layers, stuck_notes, sweep, tables
 from initlab.report.model import Details, Image, Note, Section, Table
 from initlab.results import REACH_FRACTION, ResultSet, reach_legend
 from initlab.scores import ACCURACY, LOSS_NAME, RESOLVED_TASK, Score, run_tasks
@@ -65,10 +65,10 @@ def summary_section(
         "error."
     )
     verdict_note = [Note(line) for line in verdict.splitlines()]  # one per dataset
-    reasons = tables.stuck_reasons(ranked, group_by, score, tracked)
-    stuck_notes = [Note(line) for line in reasons]
+    reasons = stuck_notes.stuck_reasons(ranked, group_by, score, tracked)
+    causes = [Note(line) for line in reasons]
     table = Table(tables.summary_table(ranked, score))
-    return Section("summary", "Summary", intro, [table, *verdict_note, *stuck_notes])
+    return Section("summary", "Summary", intro, [table, *verdict_note, *causes])
 
 
 def _stuck_vs_best(score: Score) -> str:
