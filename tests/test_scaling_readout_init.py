@@ -138,23 +138,29 @@ def test_under_mup_an_output_kind_layer_shrinking_at_init_is_not_flagged():
     assert any("as muP's readout init allows" in n for n in result.notes)
 
 
-class Multiplied(nn.Module):
-    """muP by hand: a zero readout whose output the forward scales by 32/width."""
+class TwoHidden(nn.Module):
+    """``64 → width → width → 10`` with ReLU, PyTorch's default init: SP as built."""
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
-        self.fc1, self.fc2, self.head = (
-            nn.Linear(64, width),
-            nn.Linear(width, width),
-            nn.Linear(width, 10),
-        )
+        self.fc1, self.fc2 = nn.Linear(64, width), nn.Linear(width, width)
+        self.head = nn.Linear(width, 10)
+
+    def features(self, x):
+        return self.fc2(self.fc1(x.flatten(1)).relu()).relu()
+
+
+class Multiplied(TwoHidden):
+    """muP by hand: a zero readout whose output the forward scales by 32/width."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__(width)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.scale = 32 / width
 
     def forward(self, x):
-        h = self.fc2(self.fc1(x.flatten(1)).relu()).relu()
-        return self.head(h) * self.scale
+        return self.head(self.features(x)) * self.scale
 
 
 def test_a_readout_the_forward_rescales_is_not_told_to_lower_its_learning_rate():
@@ -167,21 +173,12 @@ def test_a_readout_the_forward_rescales_is_not_told_to_lower_its_learning_rate()
     assert not any("zero-initializes it" in s for s in said)
 
 
-class LogSoftmaxed(nn.Module):
+class LogSoftmaxed(TwoHidden):
     """Plain SP layers whose forward returns log-probabilities: a fixed transform of the
     logits, not a width multiplier."""
 
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        self.fc1, self.fc2, self.head = (
-            nn.Linear(64, width),
-            nn.Linear(width, width),
-            nn.Linear(width, 10),
-        )
-
     def forward(self, x):
-        h = self.fc2(self.fc1(x.flatten(1)).relu()).relu()
-        return nn.functional.log_softmax(self.head(h), dim=-1)
+        return nn.functional.log_softmax(self.head(self.features(x)), dim=-1)
 
 
 def test_a_log_softmax_readout_is_not_taken_for_a_mup_multiplier():
