@@ -13,7 +13,9 @@ rewriting) loads other code from an unchanged file.
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
+import os
 import types
 from pathlib import Path
 
@@ -47,18 +49,30 @@ def check_loaded(module: types.ModuleType, path: str) -> None:
     if not _plain_source(module) or module.__name__.split(".")[0] == "initlab":
         return
     try:
-        compiled = compile(Path(path).read_bytes(), path, "exec", dont_inherit=True)
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        stat = os.stat(path)
+    except OSError:
         return
-    for name, on_disk in _defined(compiled):
+    for name, shape in _on_disk(path, stat.st_mtime_ns, stat.st_size):
         loaded = _loaded_code(module, name)
-        if loaded is not None and code_shape(loaded) != code_shape(on_disk):
+        if loaded is not None and code_shape(loaded) != shape:
             label = module.__name__
             raise InitlabError(
                 f"{path} changed since this process imported it ({name.replace(':', '.')} "
                 f"differs): the run would train the old code under the new file's key; "
                 f"reload it (importlib.reload({label}), or restart the kernel) and call again"
             )
+
+
+@functools.lru_cache(maxsize=64)
+def _on_disk(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+    """``(name, code_shape)`` of what ``path`` defines (:func:`_defined`), compiled once per
+    version of the file (a factory's fingerprint checks its module once per function it
+    reads); ``()`` when it cannot be compiled."""
+    try:
+        compiled = compile(Path(path).read_bytes(), path, "exec", dont_inherit=True)
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return ()
+    return tuple((name, code_shape(code)) for name, code in _defined(compiled))
 
 
 def _plain_source(module: types.ModuleType) -> bool:
