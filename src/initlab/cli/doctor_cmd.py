@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from torch import nn
 
     from initlab.doctor import Plan
+    from initlab.doctor.candidates import Candidate
     from initlab.doctor.evidence import Evidence
-    from initlab.doctor.trials import Schedule
+    from initlab.doctor.trials import Budget, Schedule
     from initlab.doctor.workflow import Examination
     from initlab.probe import Diagnosis
     from initlab.probe.batch import Probe
@@ -72,7 +73,8 @@ def doctor(
         typer.Option(help="then train the candidates with N init × N data-order seeds"),
     ] = None,
     budget: Annotated[
-        str, typer.Option(help="--trials: time for the trials (90s, 10m)")
+        str,
+        typer.Option(help="--trials: time for the trials (90s, 10m), or steps per run (2000steps)"),
     ] = DEFAULT_BUDGET,
     candidates: Annotated[
         str,
@@ -102,7 +104,7 @@ def doctor(
     target = given or {}
     opt.refuse_mlp_options(ctx, target, ("depth", "width", "activation"))
     start = starting_init(_one_init(init), target.get("model"))
-    seconds = check_trials(trials, budget, out_dir, candidates, start)
+    spend = check_trials(trials, budget, out_dir, candidates, start)
     check_output_file(save, WEIGHT_FILES, "--save")
     settings = _training(optimizer, lr, batch_size)
     config = RunConfig(
@@ -129,7 +131,7 @@ def doctor(
             soft_wrap=True, markup=False, highlight=False,
         )  # fmt: skip
     if trials is not None:
-        run_trials(probe, exam, start, trials, seconds, candidates, out_dir, out)
+        run_trials(probe, exam, start, trials, spend, candidates, out_dir, out)
     else:
         out.print(apply_hint(plan, family), soft_wrap=True, markup=False, highlight=False)
 
@@ -183,10 +185,10 @@ def _one_init(init: str | None) -> str | None:
 
 def check_trials(
     trials: int | None, budget: str, out_dir: Path | None, names: str = "auto", start: str = ""
-) -> float:
-    """The budget in seconds; refuses (one line) bad ``--trials``/``--budget``/``--out``
-    and ``--candidates`` (unknown names, fewer than two with the references ``default``
-    and ``start``), before anything is loaded or trained."""
+) -> Budget | None:
+    """The budget (``None`` without ``--trials``); refuses (one line) bad ``--trials``,
+    ``--budget``, ``--out`` and ``--candidates`` (unknown names, fewer than two with the
+    references ``default`` and ``start``), before anything is loaded or trained."""
     from initlab.doctor.candidates import check_listed
     from initlab.doctor.evidence import EVIDENCE_FILES
     from initlab.doctor.trials import parse_budget
@@ -196,17 +198,17 @@ def check_trials(
                                  ("--candidates", names.strip() != "auto")) if on]  # fmt: skip
         if given:
             raise InitlabError(f"{', '.join(given)}: for the trials; add --trials N (3 or more)")
-        return 0.0
+        return None
     from initlab.doctor.trials import Design
 
     Design.square(trials)  # its range (1..100), before any work
     if out_dir is None:
         raise InitlabError("--trials writes its evidence to a directory: add --out DIR")
     check_output_dir(out_dir, files=EVIDENCE_FILES)
-    seconds = parse_budget(budget)
+    spend = parse_budget(budget)
     if names.strip() != "auto":
         check_listed(opt.split_list(names), start)
-    return seconds
+    return spend
 
 
 def _training(optimizer: str, lr: float, batch_size: int) -> dict[str, Any]:
@@ -256,36 +258,51 @@ def run_trials(
     exam: Examination,
     start: str,
     trials: int,
-    seconds: float,
+    spend: Budget,
     names: str,
     out_dir: Path,
     console: Console,
 ) -> None:
     """The trials after the plan: candidates, estimate, progress bar, verdict, files."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from initlab.doctor.evidence import snippet_source
+    from initlab.doctor.workflow import candidate_names, choose_candidates, reference_of
 
-    from initlab.atomic_files import write_error
-    from initlab.doctor.evidence import gather, snippet_source
-    from initlab.doctor.trials import Design
-    from initlab.doctor.workflow import (
-        candidate_names,
-        choose_candidates,
-        reference_of,
-        schedule_line,
-    )
-
-    base, plan = probe.config, exam.plan
     found = choose_candidates(
         probe, exam, start, candidate_names(names),
         lambda line: console.print(line, style="yellow", highlight=False),
     )  # fmt: skip
     console.print(f"candidates: {', '.join(c.name for c in found)}; timing a short trial…")
+    plan = exam.plan
     if plan.residual is not None and plan.residual.branches:
         console.print(
             "(fixup and skipinit add parameters, so no snippet could set them on your model: "
             "initlab compare --residual-init fixup,skipinit trains them)",
             soft_wrap=True, markup=False, highlight=False,
         )  # fmt: skip
+    reference = reference_of(found, start)
+    evidence = _gather_shown(found, probe, reference, trials, spend, out_dir, console)
+    _print_evidence(evidence, console)
+    evidence.plan, evidence.snippet = plan, snippet_source(evidence, probe.config, probe.data)
+    _write_evidence(evidence, out_dir, console)
+
+
+def _gather_shown(
+    found: list[Candidate],
+    probe: Probe,
+    reference: str,
+    trials: int,
+    spend: Budget,
+    out_dir: Path,
+    console: Console,
+) -> Evidence:
+    """:func:`~initlab.doctor.evidence.gather` with the schedule line and a progress bar;
+    a Ctrl-C says what it leaves before "interrupted"."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from initlab.doctor.evidence import gather
+    from initlab.doctor.trials import Design
+    from initlab.doctor.workflow import schedule_line
+
     progress = Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), console=console, transient=True,
@@ -294,14 +311,14 @@ def run_trials(
 
     def on_schedule(schedule: Schedule, runs: int) -> None:
         nonlocal task
-        console.print(schedule_line(schedule, runs, base))
+        console.print(schedule_line(schedule, runs, probe.config))
         task = progress.add_task("trials", total=runs * schedule.epochs)
         progress.start()
 
     try:
-        evidence = gather(
-            found, base, probe.data, Design.square(trials), seconds,
-            reference=reference_of(found, start),
+        return gather(
+            found, probe.config, probe.data, Design.square(trials), spend,
+            reference=reference,
             on_schedule=on_schedule, on_epoch=lambda c, r: progress.advance(task), out=out_dir,
         )  # fmt: skip
     except KeyboardInterrupt:  # what a stopped doctor leaves: said before "interrupted"
@@ -314,8 +331,13 @@ def run_trials(
         raise
     finally:
         progress.stop()
-    _print_evidence(evidence, console)
-    evidence.plan, evidence.snippet = plan, snippet_source(evidence, base, probe.data)
+
+
+def _write_evidence(evidence: Evidence, out_dir: Path, console: Console) -> None:
+    """The evidence files, after the verdict printed above: a failed write is one line
+    naming where the runs are; every trial run failed is exit 1 after the files."""
+    from initlab.atomic_files import write_error
+
     try:
         paths = evidence.write(out_dir)
     except OSError as exc:  # after the verdict, printed above: one line, no traceback

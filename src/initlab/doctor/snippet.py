@@ -186,41 +186,65 @@ def _draw_lines(layer: str, module: nn.Module, plan: list[Draw]) -> list[str]:
 def draw_calls(init: Initializer, target: str, fans, shape: tuple[int, ...]) -> list[str]:
     """The ``torch.nn.init`` statements that draw ``target`` (of ``shape``) from ``init``'s
     law."""
-    s = init.sampler
+    elementwise = _elementwise_call(init.sampler, target, fans)
+    if elementwise is not None:
+        return [elementwise]
+    matrix = _matrix_calls(init.sampler, target, fans, shape)
+    if matrix is not None:
+        return matrix
+    sd = init.std(fans, shape=shape) or 0.0
+    return [  # no plain torch.nn.init law for this scheme: the same mean and std
+        f"# {init!r} has no torch.nn.init equivalent: a normal law with its std",
+        f"torch.nn.init.normal_({target}, 0.0, {sd!r}, generator=g)",
+    ]
+
+
+def _elementwise_call(s: object, target: str, fans) -> str | None:
+    """The one statement drawing every entry of ``target`` independently from sampler
+    ``s``'s law (uniform on ``±sqrt(3 var)``, normal, normal truncated at 2σ, constant);
+    ``None`` for a sampler that is not elementwise."""
     kind = type(s).__name__
     if kind == "LayerBias":
         b = 1 / math.sqrt(fans.fan_in) if fans.fan_in > 0 else 0.0
-        return [f"torch.nn.init.uniform_({target}, {-b!r}, {b!r}, generator=g)"]
+        return f"torch.nn.init.uniform_({target}, {-b!r}, {b!r}, generator=g)"
     if kind == "VarianceScaling":
         var = s.variance(fans)
         if s.distribution == "truncated_normal":
             sd = math.sqrt(var) / TRUNCATED_STD
-            return [
-                f"torch.nn.init.trunc_normal_({target}, 0.0, {sd!r}, {-2 * sd!r}, {2 * sd!r}, g)"
-            ]
+            return f"torch.nn.init.trunc_normal_({target}, 0.0, {sd!r}, {-2 * sd!r}, {2 * sd!r}, g)"
         if s.distribution == "untruncated_normal":
-            return [f"torch.nn.init.normal_({target}, 0.0, {math.sqrt(var)!r}, generator=g)"]
+            return f"torch.nn.init.normal_({target}, 0.0, {math.sqrt(var)!r}, generator=g)"
         bound = math.sqrt(3 * var)
-        return [f"torch.nn.init.uniform_({target}, {-bound!r}, {bound!r}, generator=g)"]
+        return f"torch.nn.init.uniform_({target}, {-bound!r}, {bound!r}, generator=g)"
     if kind in ("Xavier", "Kaiming"):
         sd = s.std(fans)
         if s.distribution == "normal":
-            return [f"torch.nn.init.normal_({target}, 0.0, {sd!r}, generator=g)"]
+            return f"torch.nn.init.normal_({target}, 0.0, {sd!r}, generator=g)"
         bound = math.sqrt(3.0) * sd
-        return [f"torch.nn.init.uniform_({target}, {-bound!r}, {bound!r}, generator=g)"]
+        return f"torch.nn.init.uniform_({target}, {-bound!r}, {bound!r}, generator=g)"
     if kind == "Normal":
-        return [f"torch.nn.init.normal_({target}, {s.mean!r}, {s.stddev!r}, generator=g)"]
+        return f"torch.nn.init.normal_({target}, {s.mean!r}, {s.stddev!r}, generator=g)"
     if kind == "Uniform":
-        return [f"torch.nn.init.uniform_({target}, {s.low!r}, {s.high!r}, generator=g)"]
+        return f"torch.nn.init.uniform_({target}, {s.low!r}, {s.high!r}, generator=g)"
     if kind == "TruncatedAtTwo":
         lo, hi = s.mean - 2 * s.stddev, s.mean + 2 * s.stddev
-        return [
-            f"torch.nn.init.trunc_normal_({target}, {s.mean!r}, {s.stddev!r}, {lo!r}, {hi!r}, g)"
-        ]
+        return f"torch.nn.init.trunc_normal_({target}, {s.mean!r}, {s.stddev!r}, {lo!r}, {hi!r}, g)"
     if kind == "TruncNormal":
-        return [
+        return (
             f"torch.nn.init.trunc_normal_({target}, {s.mean!r}, {s.stddev!r}, {s.a!r}, {s.b!r}, g)"
-        ]
+        )
+    if kind == "Constant":
+        return f"torch.nn.init.constant_({target}, {s.value!r})"
+    return None
+
+
+def _matrix_calls(s: object, target: str, fans, shape: tuple[int, ...]) -> list[str] | None:
+    """The statements drawing ``target`` from an orthogonal sampler ``s`` (a grouped
+    convolution's groups each their own orthogonal block; delta-orthogonal: zeros with an
+    orthogonal centre tap); ``None`` for any other sampler."""
+    kind = type(s).__name__
+    if kind not in ("Orthogonal", "DeltaOrthogonal"):
+        return None
     groups = _groups(fans, shape)
     rows = shape[0] // groups if shape else 0
     loop, pad = (f"for k in range({groups}):", "    ") if groups > 1 else ("", "")
@@ -229,23 +253,15 @@ def draw_calls(init: Initializer, target: str, fans, shape: tuple[int, ...]) -> 
         block = (rows, *shape[1:])
         draw = f"torch.nn.init.orthogonal_(torch.empty{block!r}, gain={s.gain!r}, generator=g)"
         return [line for line in (loop, f"{pad}{target}{part}.copy_({draw})") if line]
-    if kind == "DeltaOrthogonal":
-        centre = ", ".join(str((k - 1) // 2) for k in shape[2:])
-        lines = [
-            f"torch.nn.init.zeros_({target})",
-            loop,
-            f"{pad}centre = torch.empty({rows}, {shape[1]})",
-            f"{pad}torch.nn.init.orthogonal_(centre, gain={s.gain!r}, generator=g)",
-            f"{pad}{target}{part}[:, :, {centre}] = centre",
-        ]
-        return [line for line in lines if line]
-    if kind == "Constant":
-        return [f"torch.nn.init.constant_({target}, {s.value!r})"]
-    sd = init.std(fans, shape=shape) or 0.0
-    return [  # no plain torch.nn.init law for this scheme: the same mean and std
-        f"# {init!r} has no torch.nn.init equivalent: a normal law with its std",
-        f"torch.nn.init.normal_({target}, 0.0, {sd!r}, generator=g)",
+    centre = ", ".join(str((k - 1) // 2) for k in shape[2:])
+    lines = [
+        f"torch.nn.init.zeros_({target})",
+        loop,
+        f"{pad}centre = torch.empty({rows}, {shape[1]})",
+        f"{pad}torch.nn.init.orthogonal_(centre, gain={s.gain!r}, generator=g)",
+        f"{pad}{target}{part}[:, :, {centre}] = centre",
     ]
+    return [line for line in lines if line]
 
 
 def _groups(fans: object, shape: tuple[int, ...]) -> int:
