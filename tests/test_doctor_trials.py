@@ -1,6 +1,7 @@
 """The doctor's trials: statistics on injected effects, schedules, the CLI end to end."""
 
 import json
+import math
 import warnings
 
 import numpy as np
@@ -14,7 +15,7 @@ from initlab.config import RunConfig
 from initlab.doctor import trials, verdict
 from initlab.doctor.crossed import crossed_mean_test
 from initlab.doctor.learned import chance_loss, lowest_loss
-from initlab.doctor.trials import Design, parse_budget, plan_schedule
+from initlab.doctor.trials import Budget, Design, cut_schedule, parse_budget, plan_schedule
 from initlab.errors import InitlabError
 from initlab.stats import mean_ci
 
@@ -205,9 +206,25 @@ def test_fewer_than_three_init_seeds_are_said_to_leave_the_test_powerless():
         Design.square(3).note_if_untestable()
 
 
+def test_a_budget_in_steps_is_a_whole_number_of_ten_or_more_cut_into_epochs_that_divide_it():
+    assert parse_budget("2000 steps") == parse_budget("2000steps") == Budget(steps=2000)
+    assert str(parse_budget(" 30 step ")) == "30 steps"
+    for bad in ("9 steps", "20.5 steps"):  # one line naming what was given
+        with pytest.raises(InitlabError, match=rf"at least 10 .*got '{bad}'$"):
+            parse_budget(bad)
+    for steps, epochs in ((2000, 10), (30, 6), (37, 1), (10, 2), (36, 9)):
+        schedule = cut_schedule(steps, n_train=50_000, batch=32)
+        assert (schedule.steps, schedule.epochs) == (steps, epochs)
+        assert schedule.limit_train == schedule.steps_per_epoch * 32
+        assert math.isnan(schedule.seconds)  # nothing was timed
+    small = cut_schedule(2000, n_train=1437, batch=32)  # 45 steps a pass: whole passes
+    assert (small.epochs, small.steps_per_epoch, small.limit_train) == (44, 45, None)
+
+
 def test_budget_and_schedule():
-    assert parse_budget("10m") == 600 and parse_budget("90s") == 90 and parse_budget("2") == 2
-    for bad in ("0", "-3s", "soon"):
+    assert parse_budget("10m") == Budget(seconds=600) and parse_budget("2") == Budget(seconds=2)
+    assert parse_budget("90s") == Budget(seconds=90) and str(parse_budget("1.5h")) == "5400s"
+    for bad in ("0", "-3s", "soon", "0 steps", "2000 epochs"):
         with pytest.raises(InitlabError, match=r"^budget takes"):
             parse_budget(bad)
     plan = plan_schedule(budget=10.0, step=0.01, fixed=1.0, n_train=10_000, batch=32)
@@ -345,8 +362,8 @@ def test_the_plan_beats_a_vanishing_tanh_init_and_the_snippet_reproduces_it(tmp_
 
     bad = "random_normal(stddev=0.01)"
     args = ["doctor", *SMALL, "--depth", "8", "--activation", "tanh", "--init", bad]
-    args += ["--candidates", "plan", "--trials", "3", "--budget", "15s", "--out", str(tmp_path)]
-    assert main(args) == 0
+    args += ["--candidates", "plan", "--trials", "3", "--budget", "2000steps"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
     found = json.loads((tmp_path / "recommendation.json").read_text())
     row = next(
         r
@@ -354,9 +371,8 @@ def test_the_plan_beats_a_vanishing_tanh_init_and_the_snippet_reproduces_it(tmp_
         if r["candidate"] == "plan" and r["reference"] == bad
     )
     # issue 16's check. The init seed carries nearly all of the variance here (3 effective
-    # samples, not 9), so the crossed test needs the budget's thousands of steps (idle, 2
-    # cores: 4,556 steps, p = 2e-5); a machine so loaded that 15 s buys ~30 steps cannot
-    # pass it honestly (p ~ 0.1 there)
+    # samples, not 9), so the crossed test needs thousands of steps: a budget in steps, as a
+    # loaded machine's 15 s once bought 12 (p = 0.6) where an idle one's bought 4,556
     assert row["diff"] < 0 and row["p_holm"] < 0.01
     ranks = {r["candidate"]: r["rank"] for r in found["statistics"]["ranking"]}
     assert ranks["plan"] < ranks[bad] and found["verdict"]["winner"] == "plan"
@@ -546,3 +562,22 @@ def test_a_rise_of_a_loss_near_zero_is_noise_not_overfitting():
     near_zero = pd.DataFrame({"final": [0.025, 0.03], "lowest": [0.02, 0.021]})
     assert not overfit(near_zero)  # 25% higher, yet 0.005 nats
     assert overfit(near_zero.assign(final=[0.5, 0.6]))  # 0.48 nats above: overfit
+
+
+def test_a_budget_in_steps_trains_exactly_those_steps_and_times_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    def no_timing(*args, **kwargs):
+        raise AssertionError("a budget in steps has nothing to time")
+
+    monkeypatch.setattr(trials, "time_trial", no_timing)
+    args = ["doctor", *SMALL, "--trials", "2", "--budget", "20steps", "--candidates", "plan"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    said = capsys.readouterr().out
+    assert "× 20 steps (5 epoch(s) × 4 steps)" in said and "estimated" not in said
+    found = json.loads((tmp_path / "recommendation.json").read_text())
+    assert found["schedule"]["steps"] == 20 and found["schedule"]["seconds_per_step"] is None
+    assert found["schedule"]["estimated_seconds"] is None
+    curves = pd.read_csv(tmp_path / "trials.csv")
+    last = curves.groupby(["candidate", "seed", "data_seed"])["step"].max()
+    assert len(last) == 3 * 4 and (last == 20).all()  # default, plan, random_normal × 2 × 2

@@ -135,19 +135,20 @@ def gather(
     base: RunConfig,
     data: Dataset,
     design: trials.Design,
-    budget: float,
+    budget: trials.Budget,
     *,
     reference: str = DEFAULT,
     on_schedule: Callable[[trials.Schedule, int], None] | None = None,
     on_epoch: trials.EpochHook | None = None,
     out: str | Path | None = None,
 ) -> Evidence:
-    """Time the trials, fit them to ``budget`` seconds, train, and judge every candidate
-    against ``reference`` (paired by seed). ``out``: a directory that gets ``trials.csv``
-    as soon as training ends, before any statistics (nothing trained is lost; the other
-    files of an earlier set there are deleted with it, as they describe other runs; where
-    it cannot be written, :func:`write_outputs` says why). Fewer than two candidates, or a
-    ``reference`` not among them, is refused before any training."""
+    """Fit the trials to ``budget`` (its seconds after a timing trial, or its steps), train,
+    and judge every candidate against ``reference`` (paired by seed). ``out``: a directory
+    that gets ``trials.csv`` as soon as training ends, before any statistics (nothing
+    trained is lost; the other files of an earlier set there are deleted with it, as they
+    describe other runs; where it cannot be written, :func:`write_outputs` says why). Fewer
+    than two candidates, or a ``reference`` not among them, is refused before any
+    training."""
     named = [c.name for c in candidates]
     if reference not in named:
         raise InitlabError(f"the reference {reference} is not a candidate ({', '.join(named)})")
@@ -155,11 +156,7 @@ def gather(
     check_output_dir(None if out is None else Path(out), "--out", EVIDENCE_FILES)
     configs = design.configs(candidates, base.replace(track="off"))
     started = time.perf_counter()
-    step, fixed = trials.time_trial(configs, data, budget)
-    spent = time.perf_counter() - started
-    schedule = trials.plan_schedule(
-        budget, step, fixed, len(data.y_train), base.batch_size, spent=spent
-    )
+    schedule = _schedule(budget, configs, data, base.batch_size)
     settings = schedule.settings()
     if settings["limit_train"] is None:  # all the examples base.limit_train kept (None: all)
         settings["limit_train"] = base.limit_train
@@ -186,7 +183,7 @@ def gather(
         chance=chance_loss(data.y_train),
     )  # fmt: skip
     decision["seconds"] = round(took, 1)
-    decision["message"] += overran(took, budget)
+    decision["message"] += overran(took, budget.seconds)
     variance = verdict.variance_split(table)
     return Evidence(
         list(candidates), design, schedule, results, table, ranked, tests, variance, decision,
@@ -194,15 +191,28 @@ def gather(
     )  # fmt: skip
 
 
+def _schedule(
+    budget: trials.Budget, configs: list[RunConfig], data: Dataset, batch: int
+) -> trials.Schedule:
+    """The steps ``budget`` gives every run: its own, or as many as fit its seconds after a
+    timing trial (:func:`~initlab.doctor.trials.time_trial`)."""
+    if budget.steps is not None:
+        return trials.cut_schedule(budget.steps, len(data.y_train), batch)
+    started = time.perf_counter()
+    step, fixed = trials.time_trial(configs, data, budget.seconds)
+    spent = time.perf_counter() - started
+    return trials.plan_schedule(budget.seconds, step, fixed, len(data.y_train), batch, spent)
+
+
 OVERRUN = 1.25
 """Trials that took more than this times their budget say so (:func:`overran`)."""
 
 
-def overran(took: float, budget: float) -> str:
+def overran(took: float, budget: float | None) -> str:
     """``; the trials took 186 s of a 60 s budget …`` when ``took`` exceeds the budget by
     more than :data:`OVERRUN` (``""`` otherwise): the schedule was fitted to the timing
     trial's speed, which a machine that got busier afterwards does not keep."""
-    if took <= budget * OVERRUN:
+    if budget is None or took <= budget * OVERRUN:
         return ""
     return (
         f"; the trials took {took:.0f} s of a {budget:g} s budget: the schedule was fitted "
@@ -265,8 +275,8 @@ def to_json(evidence: Evidence, plan: Plan) -> dict[str, Any]:
             "epochs": evidence.schedule.epochs,
             "steps_per_epoch": evidence.schedule.steps_per_epoch,
             "limit_train": evidence.schedule.limit_train,
-            "seconds_per_step": evidence.schedule.seconds_per_step,
-            "estimated_seconds": evidence.schedule.seconds,
+            "seconds_per_step": _finite(evidence.schedule.seconds_per_step),
+            "estimated_seconds": _finite(evidence.schedule.seconds),
         },
         "runs": _records(evidence.table),
         "statistics": {
@@ -276,6 +286,11 @@ def to_json(evidence: Evidence, plan: Plan) -> dict[str, Any]:
         },
         "plan": [e.__dict__ for e in plan.entries],
     }
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or ``None`` (JSON's null) where it is NaN: a budget in steps times nothing."""
+    return value if math.isfinite(value) else None
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

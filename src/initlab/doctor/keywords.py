@@ -30,8 +30,9 @@ TRIAL_SYNONYMS = {
     **dict.fromkeys(("n_trials", "num_trials", "repeats", "runs"), "trials"),
     **dict.fromkeys(("inits", "initializers", "schemes", "candidate"), "candidates"),
     **dict.fromkeys(("time", "time_budget", "seconds", "timeout", "max_time"), "budget"),
+    **dict.fromkeys(("steps", "max_steps", "n_steps", "num_steps"), "budget"),
     **dict.fromkeys(("out_dir", "output", "output_dir"), "out"),
-    **dict.fromkeys(("epoch", "n_epochs", "num_epochs", "max_epochs", "steps"), "epochs"),
+    **dict.fromkeys(("epoch", "n_epochs", "num_epochs", "max_epochs"), "epochs"),
 }
 """Names for a keyword of :func:`initlab.trials` (or a setting it overrides) that compare's
 settings or their spelling would point elsewhere (``seeds`` → ``seed``, ``inits`` →
@@ -88,7 +89,10 @@ def _pointer(key: str, keyword: str, value: Any) -> str:
             "the model starts from"
         )
     elif keyword == "budget":
-        why = "budget is the time for all the trials: '90s', '10m' or seconds"
+        why = (
+            "budget is the time for all the trials ('90s', '10m' or seconds) or the steps "
+            "every run trains ('2000 steps')"
+        )
     else:
         why = "out is the directory the evidence is written to"
     return f"unknown setting '{key}'; did you mean '{keyword}'? ({why})"
@@ -115,7 +119,8 @@ def _overridden(key: str, value: Any, trials: int, budget: object, given: str | 
         return (
             f"{head}: the budget sets how long every trial trains (budget={budget!r}: as many "
             f"epochs as fit in it after a timing trial), so {name} would be dropped; leave "
-            f"{name} out and give a longer or shorter budget"
+            f"{name} out and give a longer or shorter budget, or a number of steps per run "
+            "(budget='2000 steps')"
         )
     if key == "data_seed":
         seeds = "0" if trials == 1 else f"0 to {trials - 1}"

@@ -15,7 +15,8 @@ fixed cost.
 ``S = floor((budget - t - f) / s)`` steps per run, ``t`` the timing trial's own time (the
 budget is for all of it); a budget below ``t + f + 10 s`` cannot give every candidate the
 :data:`MIN_TRIAL_STEPS` steps that measure training rather than the loss at init, and is
-refused, naming that minimum. The ``S`` steps are cut
+refused, naming that minimum. A budget in steps (``--budget 2000steps``) gives ``S`` itself,
+times nothing, and trains the same schedule on any machine. The ``S`` steps are cut
 into ``E = clamp(S // TIMING_STEPS, 1, MAX_POINTS)`` epochs (the points of the loss curve) of
 ``P = ceil(S / E)`` steps over the first ``P × batch`` training examples (all of them, and
 more epochs, when the training set is smaller): validation after each epoch costs no more per
@@ -50,20 +51,54 @@ a timed epoch of 16 small models lasts about 11 ms, so one pause of a busy machi
 single timed epoch made ``s`` 30× too high and the trials 45 steps instead of 1,800."""
 MAX_POINTS = 10
 """At most this many points (epochs) on each loss curve."""
-_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$")
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|steps?)?\s*$")
 
 EpochHook = Callable[[RunConfig, dict], None]
 
 
-def parse_budget(text: str) -> float:
-    """``"90"``/``"90s"`` → 90.0, ``"10m"`` → 600.0, ``"1.5h"`` → 5400.0 seconds."""
+@dataclass(frozen=True)
+class Budget:
+    """What the trials may spend: ``seconds`` of wall time for all of them (the timing trial
+    included), fitted to this machine's speed, or a fixed number of ``steps`` per run, which
+    trains the same schedule on any machine (reproducible evidence; no timing trial)."""
+
+    seconds: float | None = None
+    steps: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.steps} steps" if self.steps is not None else f"{self.seconds:g}s"
+
+
+def parse_budget(text: str) -> Budget:
+    """``"90"``/``"90s"`` → 90 s, ``"10m"`` → 600 s, ``"1.5h"`` → 5400 s; ``"2000 steps"``
+    → 2,000 steps per run (at least :data:`MIN_TRIAL_STEPS`)."""
     match = _BUDGET.match(str(text))
     if not match or float(match.group(1)) <= 0:
         raise InitlabError(
-            f"{option('--budget')} takes a positive time such as 90s, 10m or 1h, got '{text}'"
+            f"{option('--budget')} takes a positive time such as 90s, 10m or 1h, or a number "
+            f"of training steps per run such as '2000 steps'; got '{text}'"
         )
-    factor = {"m": 60, "min": 60, "h": 3600}.get(match.group(2) or "s", 1)
-    return float(match.group(1)) * factor
+    unit = match.group(2) or "s"
+    if unit.startswith("step"):
+        return check_steps(match.group(1), given=text)
+    factor = {"m": 60, "min": 60, "h": 3600}.get(unit, 1)
+    return Budget(seconds=float(match.group(1)) * factor)
+
+
+def check_steps(steps: object, given: object = None) -> Budget:
+    """A budget of ``steps`` training steps per run: a whole number of at least
+    :data:`MIN_TRIAL_STEPS` (``given``: the text it came from, for the message)."""
+    try:
+        count = int(str(steps))
+    except ValueError:
+        count = 0
+    if count < MIN_TRIAL_STEPS:
+        raise InitlabError(
+            f"{option('--budget')} in steps takes a whole number of at least "
+            f"{MIN_TRIAL_STEPS} (fewer measure the loss at init, not training); "
+            f"got '{steps if given is None else given}'"
+        )
+    return Budget(steps=count)
 
 
 MIN_TRIAL_STEPS = 10
@@ -136,7 +171,8 @@ class Schedule:
 
     @property
     def seconds(self) -> float:
-        """The estimated wall time of the trials: ``f + S·s``."""
+        """The estimated wall time of the trials: ``f + S·s`` (NaN for a budget in steps,
+        which times nothing)."""
         return self.fixed_seconds + self.steps * self.seconds_per_step
 
     def settings(self) -> dict:
@@ -254,7 +290,19 @@ def plan_schedule(
     steps = math.floor((budget - spent - fixed) / step) if step > 0 else 0
     if steps < MIN_TRIAL_STEPS:
         too_small(budget, spent + fixed + MIN_TRIAL_STEPS * step)
+    return cut_schedule(steps, n_train, batch, step, fixed)
+
+
+def cut_schedule(
+    steps: int, n_train: int, batch: int, step: float = math.nan, fixed: float = math.nan
+) -> Schedule:
+    """``steps`` (at least :data:`MIN_TRIAL_STEPS`) cut into epochs as the module docstring
+    says; ``step`` and ``fixed``: the timing trial's seconds, NaN for a budget in steps,
+    whose epochs divide it where some count up to :data:`MAX_POINTS` does (2,000 steps:
+    10 × 200, not 10 × 200 rounded up from another split)."""
     epochs = min(max(steps // TIMING_STEPS, 1), MAX_POINTS)
+    if math.isnan(step):
+        epochs = max(e for e in range(1, epochs + 1) if steps % e == 0)
     per_epoch = math.ceil(steps / epochs)
     full = math.ceil(n_train / batch)
     if per_epoch >= full:  # whole passes, enough of them for the fewest steps a trial takes

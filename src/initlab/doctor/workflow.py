@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from initlab.probe.batch import Probe
 from initlab.usercode import is_user_spec
 
 if TYPE_CHECKING:
-    from initlab.doctor.trials import Schedule
+    from initlab.doctor.trials import Budget, Schedule
 
 Notify = Callable[[str], None]
 """Shows one line to the user (a console's print; :func:`initlab.notes.note` in Python)."""
@@ -104,7 +105,8 @@ def schedule_line(schedule: Schedule, runs: int, base: RunConfig) -> str:
     return (
         f"{runs} runs × {schedule.steps} steps ({schedule.epochs} epoch(s) × "
         f"{schedule.steps_per_epoch} steps) with {base.optimizer}, lr {base.lr:g}, "
-        f"batch size {base.batch_size}, estimated {schedule.seconds:.0f} s"
+        f"batch size {base.batch_size}"
+        + (f", estimated {schedule.seconds:.0f} s" if math.isfinite(schedule.seconds) else "")
     )
 
 
@@ -151,15 +153,20 @@ def trial_config(
     return config, start
 
 
-def check_budget(budget: object) -> float:
-    """``budget`` in seconds: a positive number, or text such as ``"90s"``, ``"10m"``."""
-    from initlab.doctor.trials import parse_budget
+def check_budget(budget: object) -> Budget:
+    """``budget``: seconds (a positive number), text such as ``"90s"``, ``"10m"`` or
+    ``"2000 steps"``, or a :class:`~initlab.doctor.trials.Budget`."""
+    from initlab.doctor.trials import Budget, parse_budget
 
+    if isinstance(budget, Budget):
+        return budget
     if isinstance(budget, str):
         return parse_budget(budget)
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
-        raise InitlabError(f"budget takes seconds (> 0) or text like '90s', '10m'; got {budget!r}")
-    return float(budget)
+        raise InitlabError(
+            f"budget takes seconds (> 0) or text like '90s', '10m', '2000 steps'; got {budget!r}"
+        )
+    return Budget(seconds=float(budget))
 
 
 def trials(
@@ -167,7 +174,7 @@ def trials(
     data: Any = None,
     *,
     trials: int = 3,
-    budget: str | float = "10m",
+    budget: str | float | Budget = "10m",
     candidates: str | Sequence[str] = "auto",
     init: str | None = None,
     family: str = "variance",
@@ -181,7 +188,8 @@ def trials(
 ):
     """``initlab doctor --trials`` in Python: recommend a scheme per layer of ``model`` on
     ``data``, then train the candidates with ``trials`` init seeds × ``trials`` data-order
-    seeds within ``budget`` (``"90s"``, ``"10m"``, or seconds) and return the
+    seeds within ``budget`` (``"90s"``, ``"10m"``, or seconds; ``"2000 steps"`` per run
+    trains the same schedule on any machine) and return the
     :class:`~initlab.doctor.evidence.Evidence`: ``ranked``, ``tests``, ``verdict`` (a
     ``winner`` only when the paired test supports one), ``winner``, ``plan``, ``snippet``
     (the Python that sets the winner's weights) and ``write(out)``.
@@ -218,7 +226,7 @@ def trials(
     check_out(out)
     check_trial_settings(settings, TRIAL_KEYWORDS, trials, budget)
     check_one_init(init)
-    seconds = check_budget(budget)
+    spend = check_budget(budget)
     names = candidate_names(candidates)
     check_output_dir(None if out is None else Path(out), "--out", EVIDENCE_FILES)
     base, start = trial_config(model, data, model_args, init, {**settings, "seed": seed})
@@ -228,7 +236,7 @@ def trials(
     exam = examine(probe, start, family, seed)
     found = choose_candidates(probe, exam, start, names, note)
     evidence = gather(
-        found, base, probe.data, design, seconds, reference=reference_of(found, start),
+        found, base, probe.data, design, spend, reference=reference_of(found, start),
         on_schedule=lambda schedule, runs: note(schedule_line(schedule, runs, base)),
         on_epoch=on_epoch, out=out,
     )  # fmt: skip
