@@ -423,3 +423,16 @@ def test_frozen_parameters_stay_each_models_own_and_untrained(digits, strategy):
             now["a.bias"], old["a.bias"]
         )
         assert not torch.equal(now["b.weight"], old["b.weight"])  # the rest trains
+
+
+def test_a_last_batch_of_one_example_joins_the_one_before_and_batch_norm_trains():
+    from initlab.train.engine import steps_per_epoch
+
+    assert [steps_per_epoch(n, 32) for n in (32, 33, 64, 65, 66, 4033)] == [1, 1, 2, 2, 3, 126]
+    assert steps_per_epoch(5, 1) == 5 and steps_per_epoch(1, 32) == 1
+    # 65 examples in batches of 32: a last batch of one, which BatchNorm1d refuses to train
+    configs = [
+        RunConfig(**{**BASE, "batch_norm": True, "limit_train": 65, "seed": s}) for s in (0, 1)
+    ]
+    results = train_configs(configs, load("digits", limit_train=65))
+    assert all(r.status in ("ok", "stuck") for r in results), [r.message for r in results]

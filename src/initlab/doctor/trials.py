@@ -42,6 +42,7 @@ from initlab.doctor.candidates import Candidate
 from initlab.errors import InitlabError, option
 from initlab.notes import note
 from initlab.train import group_configs, train_configs
+from initlab.train.engine import steps_per_epoch
 from initlab.train.result import RunResult
 
 TIMING_STEPS = 4
@@ -304,7 +305,7 @@ def cut_schedule(
     if math.isnan(step):
         epochs = max(e for e in range(1, epochs + 1) if steps % e == 0)
     per_epoch = math.ceil(steps / epochs)
-    full = math.ceil(n_train / batch)
+    full = steps_per_epoch(n_train, batch)
     if per_epoch >= full:  # whole passes, enough of them for the fewest steps a trial takes
         return Schedule(
             max(steps // full, math.ceil(MIN_TRIAL_STEPS / full)), full, None, step, fixed

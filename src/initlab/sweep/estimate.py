@@ -38,6 +38,7 @@ from initlab.sweep.footprint import (
     user_data,
 )
 from initlab.sweep.grid import swept_values
+from initlab.train.engine import steps_per_epoch
 from initlab.usercode import is_user_spec
 
 SECONDS_PER_GFLOP = 1 / 75
@@ -126,7 +127,7 @@ def run_cost(config: RunConfig, read_data: bool = False) -> Cost | None:
         return None
     n_train, n_val, n_test = split_sizes(config)
     flops = forward * (3 * n_train * config.epochs + n_val * config.epochs + n_test)
-    steps = math.ceil(n_train / config.batch_size) * config.epochs
+    steps = steps_per_epoch(n_train, config.batch_size) * config.epochs
     return Cost(config.epochs, flops, steps)
 
 

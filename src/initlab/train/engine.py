@@ -76,6 +76,14 @@ SaveHook = Callable[["StackTrainer", int], None]
 """``saver(trainer, epoch)``: called after each epoch but the last (epoch checkpoints)."""
 
 
+def steps_per_epoch(n: int, batch: int) -> int:
+    """Steps in one pass over ``n`` examples in batches of ``batch``: ``ceil(n / batch)``,
+    one fewer when the last batch would hold a single example, which then joins the batch
+    before it (:meth:`StackTrainer.batches`)."""
+    steps = math.ceil(n / batch)
+    return steps - 1 if steps > 1 and n % batch == 1 else steps
+
+
 @dataclass(frozen=True)
 class Plan:
     """What the models of one stack share: the task and the step schedule."""
@@ -130,7 +138,7 @@ class StackTrainer:
             for split in ("val", "test")
         }
         self.n = int(self.x.shape[0])
-        self.steps_per_epoch = math.ceil(self.n / plan.batch_size)
+        self.steps_per_epoch = steps_per_epoch(self.n, plan.batch_size)
         self.data_gens = [make_generator(m.seed, "data") for m in members]
         where = device_name(self.device)
         self.results = [
@@ -173,10 +181,15 @@ class StackTrainer:
                 tracker.record(self.stack.materialize(m), epoch, self.global_step)
 
     def batches(self) -> list[Tensor]:
-        """This epoch's index blocks ``[M, b]``: every model's own permutation, cut in steps."""
+        """This epoch's index blocks ``[M, b]``: every model's own permutation, cut in steps.
+        A last block of one example joins the block before it: batch norm cannot normalize
+        a single example (PyTorch raises "Expected more than 1 value per channel"), and
+        4,033 examples in batches of 32 leave one."""
         perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.data_gens])
-        perms = perms.to(self.device)
-        return list(perms.split(self.plan.batch_size, dim=1))
+        blocks = list(perms.to(self.device).split(self.plan.batch_size, dim=1))
+        if len(blocks) != steps_per_epoch(self.n, self.plan.batch_size):
+            blocks[-2:] = [torch.cat(blocks[-2:], dim=1)]
+        return blocks
 
     def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """``x[idx]`` and ``y[idx]`` shaped ``[M, b, ...]`` with one ``index_select`` each."""
