@@ -248,7 +248,9 @@ def test_a_group_stuck_at_chance_is_never_tied_with_a_best_that_learned():
     ranked = results.ranking().set_index("group")
     assert ranked.loc["zeros", "p_holm"] >= 0.05 and not ranked.loc["zeros", "tied_with_best"]
     assert ranked.loc["glorot", "tied_with_best"]
-    assert "zeros" not in results.verdict()
+    said = results.verdict()  # zeros is named apart, as stuck, not among the tied groups
+    assert said.startswith("no winner at 2 seeds: he_normal cannot be told from glorot (")
+    assert "; zeros stuck at chance in every run; telling it from glorot" in said
     # without glorot, zeros is parted by the stuck rule alone: its p is no evidence to quote
     alone = ResultSet(pd.DataFrame(rows[:2] + rows[4:]), pd.DataFrame(), group_by=("init",))
     text = alone.verdict()
@@ -513,3 +515,26 @@ def test_a_regression_group_stuck_above_zero_is_not_parted_from_the_best_by_the_
     assert not ranked.loc["zeros", "tied_with_best"]  # R² ≤ 0 in every run: parted
     said = ResultSet(runs, pd.DataFrame()).verdict()
     assert said.startswith("no winner") and "default cannot be told from he_normal" in said
+
+
+def test_the_seeds_to_tell_the_best_apart_are_for_a_tied_group_never_for_one_already_worse():
+    """A real sweep: he_normal ranked second and significantly worse, lecun_normal third
+    and tied: the estimate named he_normal ("these seeds may have been unlucky") under a
+    table that showed it worse."""
+    scores = {
+        "default": (0.90, 0.91, 0.92, 0.91),
+        "he_normal": (0.81, 0.815, 0.82, 0.812),
+        "lecun_normal": (0.60, 0.99, 0.62, 0.98),
+    }
+    rows = [
+        dict(run_id=f"{init}{s}", init=init, seed=s, test_accuracy=acc, status="ok")
+        for init, accs in scores.items()
+        for s, acc in enumerate(accs)
+    ]
+    results = ResultSet(pd.DataFrame(rows), pd.DataFrame(), group_by=("init",))
+    ranked = results.ranking().set_index("group")
+    assert list(ranked.index) == ["default", "he_normal", "lecun_normal"]
+    assert ranked.loc["he_normal", "p_holm"] < 0.05 and ranked.loc["lecun_normal", "tied_with_best"]
+    said = results.verdict()
+    assert "cannot be told from lecun_normal" in said and "telling it from lecun_normal" in said
+    assert "he_normal" not in said

@@ -52,9 +52,9 @@ def verdict(
 ) -> str:
     """One sentence on :func:`rank_groups`'s table: the winner when the best group beats every
     other one (``p_holm < alpha`` for each) and lost no run (:func:`_held_back`), else the
-    groups it cannot be told from and about how many seeds per group would separate it from
-    the runner-up (:func:`seeds_needed` at ``alpha / (k (k - 1) / 2)``, the strictest Holm
-    level over every pair, with the two groups' own spreads); when the best two lack two
+    groups it cannot be told from, those the stuck rule parted from it, and about how many
+    seeds per group would separate it from the tied group that needs the most
+    (:func:`_seeds_to_tell`); when the best two lack two
     finite scores each, why (:func:`_too_few_scores`, naming how their runs were ``lost``:
     group → statuses, and with ``unfinished``, a study with planned runs not in the store
     yet, saying to finish it rather than to add seeds; ``stuck_phrase``: how a stuck group
@@ -67,7 +67,6 @@ def verdict(
         return _too_few_scores(ranked, lost or {}, unfinished)
     if pd.isna(runner["p_vs_best"]):  # the deciding comparison is undefined
         return _constant_scores(ranked)
-    others = len(ranked) - 1
     tied = ranked["group"][ranked["tied_with_best"]].tolist()[1:]
     if not tied and (held := _held_back(ranked, lost or {})):
         return held
@@ -92,24 +91,44 @@ def verdict(
         f"no winner at {seeds} seeds: {best['group']} cannot be told from {names} "
         f"(Holm-adjusted p ≥ {alpha:g})"
     )
-    gap, spread = (
-        best["mean"] - runner["mean"],
-        math.sqrt((best["std"] ** 2 + runner["std"] ** 2) / 2),
-    )
-    if abs(gap) <= ROUNDING * max(abs(best["mean"]), abs(runner["mean"])):
-        return text  # equal means but for rounding (k/n accuracies summed in another order)
-    pairs = others * (others + 1) // 2  # Holm's family: every pair of the k groups
-    seeds = seeds_needed(gap, best["std"], alpha / pairs, power, std_b=runner["std"])
-    if seeds is None:
-        return text
+    parted = ranked.iloc[1:][~ranked["tied_with_best"].iloc[1:].astype(bool)]
+    stuck = parted[(parted["n"] >= 2) & (parted["p_holm"] >= alpha)]  # the stuck rule's
+    if len(stuck):
+        text += f"; {some_names(list(stuck['group']))} {stuck_phrase} in every run"
+    return text + _seeds_to_tell(ranked, alpha, power, int(counts.min()), int(counts.max()))
+
+
+def _seeds_to_tell(ranked: pd.DataFrame, alpha: float, power: float, least: int, most: int) -> str:
+    """About how many seeds per group would tell the best from the tied group that needs
+    the most (:func:`seeds_needed` at ``alpha / (k (k - 1) / 2)``, the strictest Holm level
+    over every pair, with the two groups' own spreads): no winner can be named before
+    then. A group already told apart from the best is no such group, whatever its rank.
+    ``""`` when a tied group's mean equals the best's but for rounding, or no estimate
+    exists."""
+    best = ranked.iloc[0]
+    pairs = len(ranked) * (len(ranked) - 1) // 2  # Holm's family: every pair of the k groups
+    hardest = None
+    for _, other in ranked.iloc[1:][ranked["tied_with_best"].iloc[1:].astype(bool)].iterrows():
+        gap = best["mean"] - other["mean"]
+        if other["n"] < 2 or abs(gap) <= ROUNDING * max(abs(best["mean"]), abs(other["mean"])):
+            return ""  # equal means but for rounding (k/n accuracies summed in another order)
+        seeds = seeds_needed(gap, best["std"], alpha / pairs, power, std_b=other["std"])
+        if seeds is None:
+            return ""
+        if hardest is None or seeds > hardest[0]:
+            hardest = (seeds, other, gap)
+    if hardest is None:
+        return ""
+    seeds, other, gap = hardest
+    spread = math.sqrt((best["std"] ** 2 + other["std"] ** 2) / 2)
     about = (
-        f"; telling it from {runner['group']} (gap {abs(gap):.3g}, seed-to-seed std {spread:.3g})"
+        f"; telling it from {other['group']} (gap {abs(gap):.3g}, seed-to-seed std {spread:.3g})"
     )
-    if seeds > counts.min():
-        return text + f"{about} takes about {_rounded(seeds)} seeds per group at {power:.0%} power"
-    return text + (
+    if seeds > least:
+        return f"{about} takes about {_rounded(seeds)} seeds per group at {power:.0%} power"
+    return (
         f"{about}: {seeds} seeds per group would find a gap this size {power:.0%} of the time, "
-        f"so these seeds may have been unlucky; {counts.max() + 2} or more should settle it"
+        f"so these seeds may have been unlucky; {most + 2} or more should settle it"
     )
 
 
