@@ -164,3 +164,25 @@ def test_string_labels_say_how_to_map_them(tmp_path: Path, capsys, monkeypatch):
     err = one_line_exit_2(tmp_path, capsys, x_train=x, y_train=names, x_test=x_test, y_test=y_test)
     assert "y_train is a ndarray that is not a numeric array" in err
     assert "map the labels to integers 0..K-1" in err and "numpy.unique" in err
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "noted"),
+    [
+        (5.0, 0.08, True),  # a log-price: rms 5, but a signal 60x below its offset (all stuck)
+        (0.0, 0.03, True),  # a tiny signal around 0: rms 0.03
+        (0.0, 30.0, True),  # rms 30
+        (3.0, 1.0, False),  # offset 3 std: near enough
+        (0.0, 1.0, False),  # standardized
+    ],
+)
+def test_regression_targets_far_from_unit_scale_are_noted_by_offset_spread_or_size(
+    mean, std, noted
+):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((N, 10)).astype(np.float32)
+    y = (mean + std * rng.standard_normal(N)).astype(np.float32)
+    notes = scale_notes((x[:200], y[:200], x[200:], y[200:]), task="regression")
+    assert [n.startswith("the regression targets range") for n in notes] == (
+        [True] if noted else []
+    )

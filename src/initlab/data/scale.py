@@ -72,15 +72,19 @@ def note_input_scale(x: Tensor, given: Tensor, what: str = "x_train") -> None:
 
 
 def note_target_scale(y: Tensor) -> None:
-    """One note when regression targets ``y`` have a root-mean-square outside
-    [1/:data:`RMS_LIMIT`, :data:`RMS_LIMIT`]: every scheme sets the output layer for outputs
-    of unit scale, so the first epochs of every init go to learning the targets' offset and
-    scale (MSE starts near ``mean² + std²``), and with SGD a loss of ~10⁴ can diverge. R²
-    does not change when the targets are standardized, so the comparison loses nothing."""
+    """One note when regression targets ``y`` are far from unit scale: a root-mean-square
+    or a standard deviation outside [1/:data:`RMS_LIMIT`, :data:`RMS_LIMIT`], or a mean more
+    than :data:`RMS_LIMIT` standard deviations from 0 (``5 ± 0.08``, a log-price: root-mean-
+    square 5, yet the signal is 60× smaller than the offset). Every scheme sets the output
+    layer for outputs of unit scale, so the first epochs of every init go to learning the
+    targets' offset and scale (MSE starts near ``mean² + std²``), a signal far below that is
+    never reached in a short run (every run stuck at R² < 0), and with SGD a loss of ~10⁴
+    can diverge. R² does not change when the targets are standardized, so the comparison
+    loses nothing."""
     if not y.dtype.is_floating_point or not y.numel():
         return
     low, high, mean, std, rms = input_scale(y)
-    if 1 / RMS_LIMIT <= rms <= RMS_LIMIT or not rms > 0:
+    if not rms > 0 or _unit_scale(mean, std, rms):
         return
     note(
         f"the regression targets range {_shown(low)}..{_shown(high)} (mean {_shown(mean)}, "
@@ -88,6 +92,15 @@ def note_target_scale(y: Tensor) -> None:
         "so the first epochs go to learning their offset and scale; standardize them "
         "((y - mean) / std, with the training set's statistics: R² is unchanged)"
     )
+
+
+def _unit_scale(mean: float, std: float, rms: float) -> bool:
+    """Whether targets of this ``mean``, ``std`` and root-mean-square are near enough to
+    unit scale for :func:`note_target_scale` to stay silent."""
+    near = 1 / RMS_LIMIT <= rms <= RMS_LIMIT
+    if std > 0:
+        near = near and 1 / RMS_LIMIT <= std <= RMS_LIMIT and abs(mean) <= RMS_LIMIT * std
+    return near
 
 
 def _shown(value: float) -> str:
