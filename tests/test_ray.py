@@ -29,8 +29,9 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray instance for the module; the sweeps reuse it and leave it running."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    """One local Ray instance for the module (its own, even where `ray start` runs one on this
+    machine); the sweeps reuse it and leave it running."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
