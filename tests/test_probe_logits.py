@@ -1,5 +1,6 @@
 """``large_logits``: the output layer's scale when its outputs are class logits."""
 
+import itertools
 import math
 
 import torch
@@ -103,3 +104,27 @@ def test_large_logits_from_unscaled_inputs_say_so():
     x, y = 100 * torch.randn(256, 64), torch.randint(0, 10, (256,))
     found = diagnose(model, x, y).finding("large_logits")
     assert "standardize the inputs" in found.suggestion and "hidden" not in found.suggestion
+
+
+def test_large_logits_from_small_gains_everywhere_do_not_blame_standardized_data():
+    """A VGG on standardized digits: each layer a little above unit gain (max pooling,
+    dropout in train mode), logits of std 3.9, and the advice was to standardize the
+    inputs, which already were."""
+    gen = torch.Generator().manual_seed(0)
+    widths = [64, 256, 256, 256, 256]
+    layers: list[nn.Module] = []
+    for fan_in, units in itertools.pairwise(widths):
+        linear = nn.Linear(fan_in, units)
+        with torch.no_grad():  # 1.2x He: the activations grow 1.2x a layer, 1.7x in all
+            linear.weight.normal_(0.0, 1.2 * math.sqrt(2 / fan_in), generator=gen)
+            linear.bias.zero_()
+        layers += [linear, nn.ReLU()]
+    head = nn.Linear(256, 10)
+    with torch.no_grad():
+        head.weight.normal_(0.0, 1.9 / math.sqrt(256), generator=gen)  # own gain 1.9 < 2
+        head.bias.zero_()
+    x, y = torch.randn(512, 64, generator=gen), torch.randint(0, 10, (512,), generator=gen)
+    found = diagnose(nn.Sequential(*layers, head), x, y).finding("large_logits")
+    assert "own init is not the cause" in found.suggestion
+    assert "standardize the inputs" not in found.suggestion
+    assert "no one layer stands out" in found.suggestion and "--output-init" in found.suggestion

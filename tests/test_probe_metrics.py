@@ -144,3 +144,32 @@ def test_units_alive_on_one_sample_are_not_duplicates_by_coincidence():
     assert activation_duplicates(x, fan_in=256) == 0
     x[:, 3] = x[:, 4]  # a real duplicate is still seen
     assert activation_duplicates(x, fan_in=256) == 2
+
+
+def test_equal_rows_in_different_groups_of_a_grouped_convolution_are_not_duplicates():
+    """A depthwise convolution whose every channel got the same 3x3 filter (delta-orthogonal
+    puts ±1 at every centre tap) read different input channels: no two units are copies,
+    yet the rows compared across groups made 'symmetry: 16 units identical'."""
+    same = torch.randn(1, 1, 3, 3, generator=gen(7)).expand(16, 1, 3, 3).contiguous()
+    assert weight_duplicates(same) == 16 and weight_duplicates(same, groups=16) == 0
+    pairs = torch.randn(4, 8, 3, 3, generator=gen(8)).repeat_interleave(2, dim=0)  # 2 groups
+    assert weight_duplicates(pairs, groups=2) == 8  # copies within a group still count
+
+
+def test_the_diagnosis_of_a_depthwise_convolution_with_equal_filters_has_no_symmetry_finding():
+    from torch import nn
+
+    from initlab.probe import diagnose
+
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        nn.ReLU(), nn.Conv2d(8, 8, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, 10),
+    )  # fmt: skip
+    with torch.no_grad():
+        model[2].weight.copy_(torch.randn(1, 1, 3, 3, generator=gen(9)).expand(8, 1, 3, 3))
+        model[2].bias.zero_()  # as a scheme with zero biases leaves them
+    x = torch.randn(64, 1, 8, 8, generator=gen(10))
+    found = diagnose(model, x, torch.arange(64) % 10)
+    assert "symmetry" not in found.names
+    assert found.layers.set_index("layer").loc["2", "weight_duplicates"] == 0

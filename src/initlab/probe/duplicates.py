@@ -157,10 +157,13 @@ def duplicate_groups(
     return _count_groups(_close_neighbours([m], [size], rtol, atol))
 
 
-def weight_duplicates(weight: Tensor | None, bias: Tensor | None = None) -> float:
+def weight_duplicates(weight: Tensor | None, bias: Tensor | None = None, groups: int = 1) -> float:
     """Number of units whose incoming weights (row of ``weight`` = ``[units, ...]``, with the
-    bias appended) equal another unit's (:func:`duplicate_groups`): such units receive
-    identical gradients forever.
+    bias appended) equal another unit's of the same group (:func:`duplicate_groups`): such
+    units receive identical gradients forever. ``groups``: a grouped convolution's, whose
+    units read disjoint input channels per group, so equal rows in different groups (every
+    channel of a depthwise convolution drawn the same 3×3 filter, or delta-orthogonal's
+    ±1 centre tap) are different units, not copies.
 
     The absolute floor is measured against ``reference = 1/sqrt(fan_in)`` (the LeCun std,
     the size at which a layer keeps its input's scale), so ``atol = c · eps ·
@@ -175,7 +178,10 @@ def weight_duplicates(weight: Tensor | None, bias: Tensor | None = None) -> floa
     if bias is not None and bias.numel() == rows.shape[0]:
         rows = torch.cat([rows, bias.detach().reshape(-1, 1).to(rows.dtype)], dim=1)
     fan_in = max(1, weight[0].numel()) if weight.dim() > 1 else 1
-    return float(duplicate_groups(rows, terms=fan_in, reference=fan_in**-0.5)[0])
+    if groups < 1 or rows.shape[0] % groups:
+        groups = 1  # not a grouping of these rows: compare them all
+    blocks = rows.unflatten(0, (groups, -1))
+    return float(sum(duplicate_groups(b, terms=fan_in, reference=fan_in**-0.5)[0] for b in blocks))
 
 
 def _sampled_units(x: Tensor, unit_dim: int) -> Tensor:

@@ -97,6 +97,7 @@ class LayerTensors:
             pre_grad=self.pre_grad,
             bias=self.bias,
             unit_dim=self.unit_dim,
+            groups=int(getattr(self.module, "groups", 1)),
         )
 
 

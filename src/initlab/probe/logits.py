@@ -52,27 +52,43 @@ OWN_GAIN_HIGH = 2.0
 inputs) the output layer's own init is too large; below it the inputs are."""
 
 
+DATA_MSQ_HIGH = 4.0
+"""The first layer's inputs are called large only when their estimated mean square
+(:func:`_input_mean_square`) exceeds this (a root-mean-square of 2): standardized data is 1."""
+
+
 def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
     """What to change: the output layer's init when its own gain ``weight_std · sqrt(fan_in)``
     is above :data:`OWN_GAIN_HIGH`, else what feeds it (its inputs' mean square is the
-    logits' variance over its gain²: hidden activations or a residual stream that grew)."""
+    logits' variance over its gain²): a residual stream or hidden activations that grew
+    (post-activation std doubled, or pre-activation mean square quadrupled, from the first
+    hidden layer to the last), data measured large at the first layer
+    (:func:`_input_mean_square` above :data:`DATA_MSQ_HIGH`), or, when no one place stands
+    out, small gains at every layer (max pooling, dropout's ``1/(1-p)`` in train mode), which
+    a smaller output init absorbs."""
     weight = float(out["weight_std"])
     fan_in = float(out.get("fan_in", math.nan))
     gain = weight * math.sqrt(fan_in) if fan_in == fan_in else math.nan
     hidden = frame.iloc[:-1]
-    grew = len(hidden) and float(hidden["post_std"].iloc[-1]) > 2 * float(
-        hidden["post_std"].iloc[0]
+    grew = len(hidden) > 0 and (
+        float(hidden["post_std"].iloc[-1]) > 2 * float(hidden["post_std"].iloc[0])
+        or _column(hidden, "pre_msq", -1) > 4 * _column(hidden, "pre_msq", 0)
     )
     if gain == gain and gain <= OWN_GAIN_HIGH:
         residual = "branch" in frame and frame["branch"].notna().any()
+        data = _input_mean_square(frame.iloc[0])
         cause = (
             "its residual stream grows with depth: apply a residual rule (--residual-init "
             "depth_scaled, zero_last_layer or fixup; docs/residual.md)"
             if residual
             else "the hidden activations grow toward the output: fix their init first"
             if grew
-            else "the data reaching the model is large: standardize the inputs (mean 0, "
-            "std 1 per feature)"
+            else f"the data reaching the model is large (mean square about {data:.3g} at the "
+            "first layer): standardize the inputs (mean 0, std 1 per feature)"
+            if data > DATA_MSQ_HIGH
+            else "no one layer stands out (the data is of unit scale; small gains at every "
+            "layer, from max pooling or dropout's 1/(1-p), add up): a smaller output init "
+            "(--output-init glorot_uniform or lecun_normal) brings the logits down"
         )
         return (
             f"the output layer's own init is not the cause (std {weight:.3g}: logits of std "
@@ -89,6 +105,23 @@ def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
             else ""
         )
     )
+
+
+def _column(frame: pd.DataFrame, name: str, row: int) -> float:
+    """``frame[name].iloc[row]`` as a float; NaN where the column is missing."""
+    return float(frame[name].iloc[row]) if name in frame else math.nan
+
+
+def _input_mean_square(first: pd.Series) -> float:
+    """The first layer's inputs' mean square, estimated from its pre-activations: ``E[z²] ≈
+    fan_in · Var(w) · E[x²]`` for zero-mean weights drawn independently of ``x`` (a bias
+    adds to ``E[z²]``, so this errs toward large); NaN where a quantity is missing."""
+    fan_in = float(first.get("fan_in", math.nan))
+    weight = float(first.get("weight_std", math.nan))
+    pre = float(first.get("pre_msq", math.nan))
+    if not (fan_in > 0 and weight > 0):
+        return math.nan
+    return pre / (fan_in * weight**2)
 
 
 def _classes(out: pd.Series) -> int:

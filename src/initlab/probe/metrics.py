@@ -204,6 +204,7 @@ def layer_metrics(
     pre_grad: Tensor | None = None,
     bias: Tensor | None = None,
     unit_dim: int = 1,
+    groups: int = 1,
 ) -> dict[str, float]:
     """Every statistic of :data:`METRICS` for one layer, over one batch.
 
@@ -211,7 +212,9 @@ def layer_metrics(
     activation phi(z) (``None`` for an output layer); ``activation``: its registry name (for
     the saturation rule); ``weight``: ``[units, ...]``, one row per output unit (transpose a
     ConvTranspose weight first) and ``bias``; ``weight_grad``: dL/dW; ``pre_grad``,
-    ``post_grad``: dL/dz and dL/dphi(z). Missing inputs give NaN for the metrics needing them.
+    ``post_grad``: dL/dz and dL/dphi(z); ``groups``: a grouped convolution's (units of
+    different groups are never duplicates). Missing inputs give NaN for the metrics needing
+    them.
     """
     pre_mean, pre_std = mean_std(pre)
     post_mean, post_std = mean_std(post)
@@ -232,7 +235,7 @@ def layer_metrics(
         "weight_grad_norm": frobenius_norm(weight_grad),
         "pre_grad_std": mean_std(pre_grad)[1],
         "post_grad_std": mean_std(post_grad)[1],
-        "weight_duplicates": weight_duplicates(weight, bias),
+        "weight_duplicates": weight_duplicates(weight, bias, groups),
         "act_duplicates": activation_duplicates(post, unit_dim, _fan_in(weight)),
     }
 
