@@ -7,6 +7,7 @@ from torch import nn
 from initlab import initialize
 from initlab.coverage import initializable_layers
 from initlab.errors import InitlabError
+from initlab.notes import InitlabNote
 
 
 class Nested(nn.Module):
@@ -272,3 +273,47 @@ def test_a_model_without_weight_layers_is_told_nothing_was_set():
 
     with pytest.warns(InitlabNote, match="ReLU has no weight layer a scheme sets"):
         assert initialize(nn.ReLU(), "he_normal").rows == []
+
+
+class _TiedAutoencoder(nn.Module):
+    """A hidden layer whose weight the readout shares (``out.weight = enc.weight``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Linear(32, 32)
+        self.out = nn.Linear(32, 32)
+        self.out.weight = self.enc.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.enc(x)))
+
+
+def test_a_weight_two_layers_share_is_drawn_once_by_the_first_and_the_record_stays_true():
+    """output_init='zeros' on a readout tied to a hidden layer zeroed the hidden layer, and
+    its record still said orthogonal with std 0.18."""
+    model = _TiedAutoencoder()
+    gen = torch.Generator().manual_seed(0)
+    with pytest.warns(InitlabNote, match=r"out\.weight is enc\.weight \(tied\): drawn once"):
+        record = initialize(model, "orthogonal", output_init="zeros", generator=gen)
+    w = model.enc.weight.detach()
+    torch.testing.assert_close(w @ w.T, torch.eye(32), atol=1e-5, rtol=0)  # still orthogonal
+    rows = {r["layer"]: r for r in record.rows}
+    assert rows["enc"]["scheme"].startswith("orthogonal") and rows["out"]["scheme"] == "tied to enc"
+    assert rows["enc"]["std"] == pytest.approx(float(w.std()), rel=1e-6)
+
+
+def test_lsuv_rescales_a_tied_weight_once_at_its_first_layer():
+    """Rescaled at both of its layers, the shared weight could not give both unit variance:
+    the second ran out of rescalings (10) at variance 0.51, recorded as LSUV's result."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU())
+    model.append(nn.Linear(32, 10))
+    model[2].weight = model[0].weight
+    x = torch.randn(512, 32)
+    record = initialize(model, "lsuv", data=x)
+    rows = {r["layer"]: r for r in record.rows}
+    assert rows["2"]["scheme"] == "tied to 0" and "rescalings" not in rows["2"]
+    reached = [abs(r["output_var"] - 1.0) < 0.1 for r in rows.values() if "output_var" in r]
+    assert reached == [True, True]  # layers 0 and 4, each at LSUV's tolerance
+    with torch.no_grad():
+        assert float(model[0](x).var()) == pytest.approx(rows["0"]["output_var"], rel=1e-4)

@@ -54,6 +54,7 @@ from initlab.renamed import INIT_KEYWORDS, renamed_keywords
 from initlab.residual import apply_residual
 from initlab.residual.plan import residual_rule
 from initlab.residual.structure import Structure
+from initlab.tied_layers import first_holders, tied_row
 
 BIAS_POLICIES = ("zeros", "keep", "torch_default")
 AS_BUILT = "default"
@@ -141,10 +142,23 @@ def _init_weights(
     record: InitRecord,
 ) -> None:
     """Set every weight layer ``plan`` names (a fused projection with row ``spans``: one
-    draw per span, :func:`initlab.compound_layers.init_fused`) and record it."""
+    draw per span, :func:`initlab.compound_layers.init_fused`) and record it. A weight
+    shared by several layers (``decoder.weight = encoder.weight``) is drawn once, by the
+    first of them in module order (:func:`initlab.tied_layers.tied_row`); drawn again by
+    each, the last draw won and the first layers' records described a tensor no longer
+    there."""
+    drawn: dict[int, tuple[str, dict[str, Any]]] = {}  # id(weight) → first layer, its row
     for name, module in weight_layers(model):
         init = plan.get(name)
-        if name not in plan:
+        weight = getattr(module, "weight", None)
+        if name in plan and init is not None and id(weight) in drawn:
+            first, row = drawn[id(weight)]
+            record.rows.append(
+                tied_row(
+                    name, module, init, first, row, bias_init, generator, init.name == AS_BUILT
+                )
+            )
+        elif name not in plan:
             record.skipped.append(skip_row(name, module, "not in the plan"))
         elif isinstance(module, COMPOUND):
             record.rows.append(_init_compound(name, module, init, bias_init, generator))
@@ -153,6 +167,8 @@ def _init_weights(
             record.rows.append(row)
         else:
             record.rows.append(_init_layer(name, module, init, bias_init, generator, fans))
+            if init is not None and weight is not None:
+                drawn[id(weight)] = (name, record.rows[-1])
 
 
 def _init_embeddings(
@@ -211,7 +227,7 @@ def _run_data_dependent(
     modules = dict(model.named_modules())
     pending = [
         (name, module, plan[name].sampler)
-        for name, module in layers
+        for name, module in first_holders(layers)
         if plan.get(name) is not None
         and getattr(plan[name].sampler, "data_dependent", False)
         and not is_attention_output(name, modules)

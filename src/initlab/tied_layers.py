@@ -1,0 +1,61 @@
+"""Weights that several layers hold (``decoder.weight = encoder.weight``): drawn once, by
+the first of them in module order (:func:`tied_row` records the others), and rescaled by a
+data pass at that first one only (:func:`first_holders`). Embedding tables tied to a
+readout follow their own rule (:mod:`initlab.embedding_init`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from initlab.initializers import Initializer, fans_of_module
+from initlab.notes import note
+
+
+def first_holders(layers: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """``layers`` without those whose weight an earlier one holds (tied): a data pass that
+    rescaled the shared tensor at each would leave only the last one's variance right."""
+    seen: set[int] = set()
+    kept = []
+    for name, module in layers:
+        weight = getattr(module, "weight", None)
+        if weight is None or id(weight) not in seen:
+            kept.append((name, module))
+        if weight is not None:
+            seen.add(id(weight))
+    return kept
+
+
+def tied_row(
+    name: str,
+    module: nn.Module,
+    init: Initializer,
+    first: str,
+    drawn: dict[str, Any],
+    bias_init: Initializer | None,
+    generator: torch.Generator | None,
+    as_built: bool = False,
+) -> dict[str, Any]:
+    """The record of layer ``name``, whose weight is ``first``'s, drawn already (``drawn``:
+    that layer's row): its own bias is set (unless ``as_built``: the layer's scheme keeps it
+    as built), the weight is left as ``first`` drew it, and a note says so when this
+    layer's scheme differs (an ``output_init`` of ``zeros`` on a readout tied to a hidden
+    layer filled the hidden layer with zeros, unsaid)."""
+    if repr(init) != drawn["scheme"] and not as_built:
+        note(
+            f"initialize: {name}.weight is {first}.weight (tied): drawn once, by {first}'s "
+            f"{drawn['scheme']} with its fans; {name}'s {init!r} was not applied"
+        )
+    bias = getattr(module, "bias", None)
+    if bias is not None and bias_init is not None and not as_built:
+        bias_init(bias, generator, fans=fans_of_module(module))
+    own = bias_init is not None and bias is not None and not as_built
+    return {
+        **drawn,
+        "layer": name,
+        "type": type(module).__name__,
+        "scheme": f"tied to {first}",
+        "bias": "none" if bias is None else (repr(bias_init) if own else "kept"),
+    }
