@@ -355,3 +355,17 @@ def test_a_norm_its_factory_zeroed_is_named_as_kept():
     assert untouched_weights(model) == ["1 (BatchNorm2d: weight)"]  # its shift is still 0
     nn.init.constant_(model[3].bias, 0.5)
     assert untouched_weights(model)[1] == "3 (LayerNorm: bias)"
+
+
+def test_torch_default_bias_of_an_attention_is_zero_as_its_constructor_sets_it():
+    """nn.MultiheadAttention's _reset_parameters sets in_proj_bias and out_proj.bias to 0;
+    torch_default gave them nn.Linear's U(±1/sqrt(fan_in))."""
+    built = nn.MultiheadAttention(32, 4)
+    assert not built.in_proj_bias.any() and not built.out_proj.bias.any()  # PyTorch's own
+    attn = nn.MultiheadAttention(32, 4)
+    with torch.no_grad():
+        attn.in_proj_bias.fill_(1.0)
+        attn.out_proj.bias.fill_(1.0)
+    record = initialize(nn.Sequential(attn), "glorot_uniform", bias="torch_default")
+    assert not attn.in_proj_bias.any() and not attn.out_proj.bias.any()
+    assert any("as nn.MultiheadAttention sets them" in str(r.get("bias")) for r in record.rows)

@@ -224,3 +224,14 @@ def test_an_ungrouped_draw_is_still_torchs_own():
 def test_fans_refuse_groups_that_are_not_a_positive_integer():
     with pytest.raises(InitlabError, match=r"Fans\.groups must be an integer >= 1"):
         Fans(4, 4, 0)
+
+
+def test_dirac_on_a_grouped_convolution_is_its_identity_map():
+    """dirac_ with PyTorch's default groups=1 set 2 of a groups=4 convolution's 8 taps."""
+    import initlab
+
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=False)
+    initlab.initialize(conv, "dirac")
+    assert int((conv.weight != 0).sum()) == 8
+    x = torch.randn(2, 8, 5, 5)
+    torch.testing.assert_close(conv(x), x)  # float32 tolerances: a Winograd kernel rounds

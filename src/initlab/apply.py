@@ -29,6 +29,7 @@ import initlab.initializers as initializers
 from initlab.arguments import as_inputs, check_batch, check_module, check_runs
 from initlab.compound_layers import (
     COMPOUND,
+    attention_bias,
     compound_layers,
     init_compound,
     is_attention_output,
@@ -148,6 +149,7 @@ def _init_weights(
     each, the last draw won and the first layers' records described a tensor no longer
     there."""
     drawn: dict[int, tuple[str, dict[str, Any]]] = {}  # id(weight) → first layer, its row
+    modules = dict(model.named_modules())
     for name, module in weight_layers(model):
         init = plan.get(name)
         weight = getattr(module, "weight", None)
@@ -166,7 +168,10 @@ def _init_weights(
             row = packed.init_fused(name, module, init, bias_init, generator, spans[name])
             record.rows.append(row)
         else:
-            record.rows.append(_init_layer(name, module, init, bias_init, generator, fans))
+            own_bias = bias_init
+            if bias_init is not None and is_attention_output(name, modules):
+                own_bias = attention_bias(bias_init)[0]  # torch_default: 0, as MHA sets it
+            record.rows.append(_init_layer(name, module, init, own_bias, generator, fans))
             if init is not None and weight is not None:
                 drawn[id(weight)] = (name, record.rows[-1])
 

@@ -20,7 +20,8 @@ Keras semantics, since Keras is the framework whose layers name a scheme per mat
   ``in_proj_weight`` ``[3E, E]`` is three ``E × E`` maps (query, key, value), each set with
   its own fans (fan_in = E, or kdim/vdim for the separate ``k_proj_weight`` and
   ``v_proj_weight``), as Keras' ``MultiHeadAttention`` sets its query, key and value kernels;
-  ``in_proj_bias`` takes the bias policy. ``out_proj`` is a Linear layer and set as one;
+  ``in_proj_bias`` takes the bias policy (``torch_default``: 0, as the attention's
+  constructor sets it and ``out_proj``'s). ``out_proj`` is a Linear layer and set as one;
   ``bias_k``/``bias_v`` (``add_bias_kv``) stay as built.
 
 A data-dependent scheme (``lsuv``) gives these matrices its orthonormal start only: its
@@ -218,8 +219,19 @@ def _attention_draws(
         fans = [initializers.fans_of_tensor(getattr(module, n)) for n in names]
         plan = [Draw(n, init, f, rule=repr(init)) for n, f in zip(names, fans, strict=True)]
     if module.in_proj_bias is not None and bias_init is not None:
-        plan += _row_block_draws("in_proj_bias", bias_init, thirds, fans, repr(bias_init))
+        bias_init, why = attention_bias(bias_init)
+        plan += _row_block_draws("in_proj_bias", bias_init, thirds, fans, why)
     return plan
+
+
+def attention_bias(bias_init: Initializer) -> tuple[Initializer, str]:
+    """The policy for a multi-head attention's biases (``in_proj_bias`` and ``out_proj``'s)
+    and the record's words for it: ``torch_default`` is what the layer's constructor sets,
+    which for these is 0 (``nn.MultiheadAttention._reset_parameters``), not nn.Linear's
+    U(±1/sqrt(fan_in))."""
+    if bias_init.name == _TORCH_DEFAULT_BIAS:
+        return initializers.get("zeros"), "zeros (as nn.MultiheadAttention sets them)"
+    return bias_init, repr(bias_init)
 
 
 def _row_block_draws(

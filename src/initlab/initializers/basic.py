@@ -23,9 +23,10 @@ TRUNCATED_STD = 0.87962566103423978
 
 
 def unit_truncated_normal_(tensor: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Fill ``tensor`` with N(0, 1) truncated to [-2, 2] (values outside are redrawn).
+    """Fill ``tensor`` with N(0, 1) truncated to [-2, 2].
 
-    Uses ``torch.nn.init.trunc_normal_(tensor, 0, 1, -2, 2)`` (exact rejection sampling); this
+    Uses ``torch.nn.init.trunc_normal_(tensor, 0, 1, -2, 2)`` (inverse-CDF sampling: the
+    same law as redrawing values outside, without the redraws); this
     is the ``random.truncated_normal(key, -2, 2)`` of JAX and Keras, whose std is
     :data:`TRUNCATED_STD`.
     """

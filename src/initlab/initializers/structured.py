@@ -91,20 +91,22 @@ class Identity(Sampler):
 
 @dataclass(frozen=True)
 class Dirac(Sampler):
-    """PyTorch ``dirac_``: 1 at ``[g·out_per_group + d, d, k//2, ...]``, zeros elsewhere."""
+    """PyTorch ``dirac_``: 1 at ``[g·out_per_group + d, d, k//2, ...]``, zeros elsewhere.
+    ``groups`` 1 (the default) takes a grouped convolution's own (``fans.groups``), as
+    orthogonal and delta-orthogonal do: ``dirac_(w)`` of a ``groups=4`` convolution with
+    PyTorch's default of 1 sets 2 of its 8 taps and is no identity map."""
 
     groups: int
 
     def fill(self, tensor: Tensor, generator: torch.Generator | None, fans: Fans) -> None:
         check_ndim(tensor, _CONV_DIMS, "a Conv1d/2d/3d weight [out, in/groups, *k]")
-        if tensor.size(0) % self.groups != 0:
-            raise InitlabError(
-                f"groups={self.groups} must divide the {tensor.size(0)} output channels"
-            )
-        out_per_group = tensor.size(0) // self.groups
+        groups = self.groups if self.groups != 1 else fans.groups
+        if tensor.size(0) % groups != 0:
+            raise InitlabError(f"groups={groups} must divide the {tensor.size(0)} output channels")
+        out_per_group = tensor.size(0) // groups
         centre = tuple(size // 2 for size in tensor.shape[2:])
         tensor.zero_()
-        for g in range(self.groups):
+        for g in range(groups):
             for d in range(min(out_per_group, tensor.size(1))):
                 tensor[(g * out_per_group + d, d, *centre)] = 1
 

@@ -160,6 +160,10 @@ SCHEMES = [
         "keras",
         variance_scaling_formula,
         jax_equivalent="jax.nn.initializers.variance_scaling (no max(1, n) floor)",
+        keras_equivalent=(
+            "keras.initializers.VarianceScaling, except distribution='normal': JAX's "
+            "untruncated normal here, Keras 3's truncated_normal there"
+        ),
         pytorch_equivalent=(
             "untruncated_normal/uniform: kaiming_* (fan_in/fan_out) or xavier_* (fan_avg) "
             "with gain² = scale; truncated_normal has no torch.nn.init equivalent"
