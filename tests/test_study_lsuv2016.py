@@ -1,9 +1,13 @@
 """The lsuv2016 study: end to end at the tiny scale, and its checks on hand-made results."""
 
+import dataclasses
+
 import pandas as pd
+import torch
 
 from initlab.results import ResultSet
 from initlab.studies import Expectation, StudyContext, get, run_named_study
+from initlab.studies import lsuv2016_measures as measures
 from initlab.studies.lsuv2016 import (
     best_lrs,
     init_stds,
@@ -21,8 +25,11 @@ def test_tiny_study_runs_end_to_end(tmp_path):
     for e in outcome.expectations:
         assert isinstance(e, Expectation)
         assert e.evidence and e.verdict in ("reproduced", "NOT reproduced", "undecided")
-    # LSUV's unit variance holds at any scale: it is what the scheme does
+    # LSUV's unit variance carries over to held-out examples at any scale (an implementation
+    # check); orthogonal relu's shrink, (1/√2)^5 ≈ 0.177 over 6 layers, shows at tiny depth
     assert outcome.expectations[0].reproduced is True
+    assert "held-out" in outcome.expectations[0].evidence
+    assert outcome.expectations[1].reproduced is True
     assert (tmp_path / "report.html").is_file()
     for name in ("init_variance", "learning_curves"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
@@ -37,34 +44,44 @@ def test_spec_compares_four_inits_on_two_activations():
 
 
 def _std(init: str, activation: str, index: int) -> float:
-    """Made-up per-layer stds at init: LSUV at 1, orthogonal relu halving, others off."""
+    """Made-up per-layer stds at init: LSUV at 1, orthogonal relu losing relu's 1/√2 per layer,
+    the others flat at 0.6 (He keeps the ratio, not the level)."""
     if init == "lsuv":
         return 1.0 + 0.02 * (-1) ** index
     if init == "orthogonal" and activation == "relu":
-        return 0.5**index
+        return 0.5 ** (index / 2)
     return 0.6
 
 
 def _context(
-    accuracy: dict[str, float], epoch1: dict[str, float], seeds: int = 3, std=_std
+    accuracy: dict[str, float],
+    epoch1: dict[str, float],
+    seeds: int = 3,
+    std=_std,
+    val_penalty: tuple[float, float] | None = None,
 ) -> StudyContext:
+    """Runs at lrs 0.003 and 0.01; ``accuracy - penalty`` at each: test 0.05 and 0 (0.01 is
+    better), validation ``val_penalty`` (by default the same as the test's)."""
     runs, epochs, stats = [], [], []
     for activation in ("relu", "tanh"):
         for init in ("lsuv", "orthogonal", "he_normal", "glorot_normal"):
-            for lr, penalty in ((0.003, 0.05), (0.01, 0.0)):
+            for (lr, penalty), val_off in zip(
+                ((0.003, 0.05), (0.01, 0.0)), val_penalty or (0.05, 0.0), strict=True
+            ):
                 for seed in range(seeds):
                     run_id = f"{activation}-{init}-{lr}-{seed}"
                     noise = 0.002 * (seed - 1)
                     runs.append(
                         {"run_id": run_id, "activation": activation, "init": init, "lr": lr,
                          "seed": seed, "status": "ok",
-                         "test_accuracy": accuracy[init] - penalty + noise}
+                         "test_accuracy": accuracy[init] - penalty + noise,
+                         "final_val_accuracy": accuracy[init] - val_off + noise}
                     )  # fmt: skip
                     for epoch in (1, 2):
                         value = epoch1[init] if epoch == 1 else accuracy[init]
                         epochs.append(
                             {"run_id": run_id, "activation": activation, "init": init, "lr": lr,
-                             "epoch": epoch, "val_accuracy": value - penalty + noise}
+                             "epoch": epoch, "val_accuracy": value - val_off + noise}
                         )  # fmt: skip
                     layers = [f"blocks.{i}.linear" for i in range(DEPTH)] + ["output"]
                     for i, layer in enumerate(layers):
@@ -103,9 +120,61 @@ def test_variance_checks_fail_when_the_scales_are_wrong():
     def broken(init, activation, index):
         return 0.5 if init == "lsuv" and index == 3 else 1.0  # and every other init exact
 
-    stds = init_stds(_context(GOOD, GOOD, std=broken))
+    stds = init_stds(_context(GOOD, GOOD, std=broken)).assign(se=0.01)
     assert lsuv_unit_variance(stds).reproduced is False
     assert others_drift(stds).reproduced is False
+
+
+def test_learning_rate_is_chosen_on_validation_and_test_reported_at_it():
+    """Validation prefers lr 0.003, the test set 0.01: the rate is the validation's, and the
+    accuracy compared is the test accuracy at that rate (0.05 below the test's best)."""
+    ctx = _context(GOOD, GOOD, val_penalty=(0.0, 0.05))
+    best = best_lrs(ctx.runs)
+    assert set(best.values()) == {0.003}
+    e = lsuv_at_least_best(ctx.runs, best, "test_accuracy", "final test accuracy")
+    assert "relu: lsuv 0.8000" in e.evidence and "(lr 0.003)" in e.evidence
+    assert "(lr 0.01)" not in e.evidence
+    assert best_lrs(ctx.runs.drop(columns="final_val_accuracy")) == {}  # no validation: no pick
+
+
+def test_unit_variance_is_measured_on_examples_lsuv_never_saw(monkeypatch):
+    """The held-out images are disjoint from LSUV's fit batch, and the check reads them: test
+    images three times brighter than the training images give every layer std ≈ 3, although
+    the tracking probe (training images, here made-up stds of 1) says 1."""
+    from initlab.data.dataset import first_look
+    from initlab.train.build import INIT_BATCH
+
+    config = measures._config(get("lsuv2016").spec("tiny").fixed, activation="relu", seed=0)
+    data = measures._load(config, None)
+    fit, held = first_look(data, INIT_BATCH)[0].flatten(1), data.x_test[: measures.HELDOUT]
+    assert not (torch.cdist(held.flatten(1), fit) == 0).any()
+    assert get("lsuv2016").check(_context(GOOD, GOOD))[0].reproduced is True
+    brighter = dataclasses.replace(data, x_test=data.x_test * 3)
+    monkeypatch.setattr(measures, "_load", lambda _config, _dir: brighter)
+    e = get("lsuv2016").check(_context(GOOD, GOOD))[0]
+    assert e.reproduced is False and "held-out" in e.evidence
+
+
+def _drift(ortho_step: float, he_step: float = 1.0):
+    """Per-layer stds: orthogonal relu × ``ortho_step`` per layer, He relu × ``he_step``."""
+
+    def std(init, activation, index):
+        if activation == "relu" and init == "orthogonal":
+            return ortho_step**index
+        return 0.6 * he_step**index if init == "he_normal" else _std(init, activation, index)
+
+    return init_stds(_context(GOOD, GOOD, seeds=1, std=std))
+
+
+def test_shrink_is_judged_against_the_theory_at_this_depth():
+    """6 hidden layers: theory (1/√2)^5 = 0.177. A shrink near it passes (the old fixed 10×
+    threshold failed it), no shrink or one far beyond it fails, and so does He drifting."""
+    assert others_drift(_drift(0.5**0.5)).reproduced is True
+    near = others_drift(_drift(0.694))  # the tiny scale's measured 0.161 over 5 steps
+    assert near.reproduced is True and "0.1768" in near.evidence
+    assert others_drift(_drift(0.97)).reproduced is False  # no shrink
+    assert others_drift(_drift(0.5)).reproduced is False  # 0.031: far beyond the theory
+    assert others_drift(_drift(0.5**0.5, he_step=0.75)).reproduced is False  # He drifts
 
 
 def test_one_seed_cannot_decide_the_accuracy_comparison():

@@ -97,6 +97,40 @@ def test_checks_undecided_without_runs():
     assert c.bn_zero_last_norm_harmless(empty).reproduced is None
 
 
+CHANCE = 2.37  # above ln 10 = 2.303: the loss of a net that learned nothing
+
+
+def test_failure_checks_undecided_when_no_arm_trained():
+    """The tiny scale's pattern: every arm at chance, the plain arm a bit worse. Its failure
+    and zero_last_norm's "no cost" say nothing when the references did not train."""
+    stuck = dict.fromkeys(FIXUP_PAPER, (CHANCE,))
+    stuck[(False, "none")] = (2.47,)
+    t = table(stuck, RMS, depths=(8,))
+    plain, harmless = c.plain_fails_deepest(t), c.bn_zero_last_norm_harmless(t)
+    assert plain.reproduced is None and "no reference trained" in plain.evidence
+    assert harmless.reproduced is None and "did not train" in harmless.evidence
+
+
+def test_plain_failure_needs_a_reference_that_trained():
+    losses = {**dict.fromkeys(FIXUP_PAPER, (CHANCE, CHANCE)), (False, "none"): (1.5, None)}
+    e = c.plain_fails_deepest(table(losses, RMS))  # the same arm trains when shallow
+    assert e.reproduced is True and "the same arm at depth 8" in e.evidence
+    losses[(False, "none")] = (CHANCE, None)
+    assert c.plain_fails_deepest(table(losses, RMS)).reproduced is None
+    losses[(True, "none")] = (CHANCE, 0.9)  # batch norm trains at the deepest depth
+    e = c.plain_fails_deepest(table(losses, RMS))
+    assert e.reproduced is True and "BN none at depth 56" in e.evidence
+
+
+def test_zero_last_norm_decided_only_where_plain_batch_norm_trained():
+    losses = dict(FIXUP_PAPER)
+    losses[(True, "none")] = (CHANCE, 0.9)  # plain BN trains at depth 56 only
+    losses[(True, "zero_last_norm")] = (CHANCE, 0.95)
+    assert c.bn_zero_last_norm_harmless(table(losses, RMS)).reproduced is None
+    losses[(True, "zero_last_norm")] = (CHANCE, 1.5)  # a trained depth where it costs
+    assert c.bn_zero_last_norm_harmless(table(losses, RMS)).reproduced is False
+
+
 @pytest.mark.slow
 def test_tiny_study_runs_end_to_end(tmp_path):
     outcome = run_named_study("resnet-depth", scale="tiny", out=tmp_path, workers=1)
