@@ -335,6 +335,7 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
 
         return local
     if backend == "ray":
+        from initlab.sweep.ray_address import check_reachable
         from initlab.sweep.ray_backend import RayExecutor, import_ray
 
         import_ray()
@@ -343,6 +344,7 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
                 f"{option(f'--address {address}')}: give host:port (the head node's GCS, e.g. "
                 "10.0.0.1:6379), ray://host:10001 or auto"
             )
+        check_reachable(address)
 
         def on_ray(workers, threads, engine, data_dir, preloaded, checkpoints=None) -> Executor:
             return RayExecutor(
