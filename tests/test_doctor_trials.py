@@ -212,11 +212,25 @@ def test_a_budget_in_steps_is_a_whole_number_of_ten_or_more_cut_into_epochs_that
     for bad in ("9 steps", "20.5 steps"):  # one line naming what was given
         with pytest.raises(InitlabError, match=rf"at least 10 .*got '{bad}'$"):
             parse_budget(bad)
-    for steps, epochs in ((2000, 10), (30, 6), (37, 1), (10, 2), (36, 9)):
+    # the fewest steps from the budget on that split into equal epochs, up to 10 of them
+    cases = ((2000, 2000, 10), (1999, 2000, 10), (30, 30, 6), (37, 40, 8), (10, 10, 2))
+    for steps, trained, epochs in cases:
         schedule = cut_schedule(steps, n_train=50_000, batch=32)
-        assert (schedule.steps, schedule.epochs) == (steps, epochs)
+        assert (schedule.steps, schedule.epochs) == (trained, epochs)
         assert schedule.limit_train == schedule.steps_per_epoch * 32
         assert math.isnan(schedule.seconds)  # nothing was timed
+    # a prime budget once made one epoch of 1,999 steps, then one pass of 1,000 (half)
+    assert cut_schedule(1999, n_train=32_000, batch=32).steps == 2000
+    for bad in (
+        dict(),
+        dict(seconds=-5),
+        dict(steps=2),
+        dict(steps=2.5),
+        dict(seconds=9, steps=99),
+    ):
+        with pytest.raises(InitlabError):
+            Budget(**bad)
+    assert parse_budget("2000 Steps") == Budget(steps=2000)
     small = cut_schedule(2000, n_train=1437, batch=32)  # 45 steps a pass: whole passes
     assert (small.epochs, small.steps_per_epoch, small.limit_train) == (44, 45, None)
 

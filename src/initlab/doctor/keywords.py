@@ -118,7 +118,7 @@ def _overridden(key: str, value: Any, trials: int, budget: object, given: str | 
     if key == "epochs":
         return (
             f"{head}: the budget sets how long every trial trains (budget={budget!r}: as many "
-            f"epochs as fit in it after a timing trial), so {name} would be dropped; leave "
+            f"steps as it gives), so {name} would be dropped; leave "
             f"{name} out and give a longer or shorter budget, or a number of steps per run "
             "(budget='2000 steps')"
         )

@@ -52,7 +52,7 @@ a timed epoch of 16 small models lasts about 11 ms, so one pause of a busy machi
 single timed epoch made ``s`` 30× too high and the trials 45 steps instead of 1,800."""
 MAX_POINTS = 10
 """At most this many points (epochs) on each loss curve."""
-_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|steps?)?\s*$")
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|steps?)?\s*$", re.IGNORECASE)
 
 EpochHook = Callable[[RunConfig, dict], None]
 
@@ -65,6 +65,20 @@ class Budget:
 
     seconds: float | None = None
     steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.seconds is None) == (self.steps is None):
+            raise InitlabError(
+                f"Budget takes seconds or steps, exactly one of them; got {self.seconds=}, "
+                f"{self.steps=}"
+            )
+        if self.steps is not None:
+            whole = isinstance(self.steps, int) and not isinstance(self.steps, bool)
+            steps_count(self.steps if whole else -1, given=self.steps)
+        elif isinstance(self.seconds, bool) or not (
+            isinstance(self.seconds, (int, float)) and 0 < self.seconds < math.inf
+        ):
+            raise InitlabError(f"Budget(seconds=...) takes a positive number; got {self.seconds!r}")
 
     def __str__(self) -> str:
         return f"{self.steps} steps" if self.steps is not None else f"{self.seconds:g}s"
@@ -79,7 +93,7 @@ def parse_budget(text: str) -> Budget:
             f"{option('--budget')} takes a positive time such as 90s, 10m or 1h, or a number "
             f"of training steps per run such as '2000 steps'; got '{text}'"
         )
-    unit = match.group(2) or "s"
+    unit = (match.group(2) or "s").lower()
     if unit.startswith("step"):
         return check_steps(match.group(1), given=text)
     factor = {"m": 60, "min": 60, "h": 3600}.get(unit, 1)
@@ -87,10 +101,16 @@ def parse_budget(text: str) -> Budget:
 
 
 def check_steps(steps: object, given: object = None) -> Budget:
-    """A budget of ``steps`` training steps per run: a whole number of at least
-    :data:`MIN_TRIAL_STEPS` (``given``: the text it came from, for the message)."""
+    """A budget of ``steps`` training steps per run (:func:`steps_count`)."""
+    return Budget(steps=steps_count(steps, given))
+
+
+def steps_count(steps: object, given: object = None) -> int:
+    """``steps`` as a whole number of at least :data:`MIN_TRIAL_STEPS`, else one line
+    (``given``: the text it came from, for the message)."""
+    whole = isinstance(steps, int) and not isinstance(steps, bool)
     try:
-        count = int(str(steps))
+        count = steps if whole else int(str(steps))
     except ValueError:
         count = 0
     if count < MIN_TRIAL_STEPS:
@@ -99,7 +119,7 @@ def check_steps(steps: object, given: object = None) -> Budget:
             f"{MIN_TRIAL_STEPS} (fewer measure the loss at init, not training); "
             f"got '{steps if given is None else given}'"
         )
-    return Budget(steps=count)
+    return count
 
 
 MIN_TRIAL_STEPS = 10
@@ -299,17 +319,18 @@ def cut_schedule(
 ) -> Schedule:
     """``steps`` (at least :data:`MIN_TRIAL_STEPS`) cut into epochs as the module docstring
     says; ``step`` and ``fixed``: the timing trial's seconds, NaN for a budget in steps,
-    whose epochs divide it where some count up to :data:`MAX_POINTS` does (2,000 steps:
-    10 × 200, not 10 × 200 rounded up from another split)."""
+    whose epochs are the count from half the usual one up to it that overshoots the budget
+    least (2,000 steps: 10 × 200; 1,999: 10 × 200; 37: 8 × 5), more epochs on a tie."""
     epochs = min(max(steps // TIMING_STEPS, 1), MAX_POINTS)
-    if math.isnan(step):
-        epochs = max(e for e in range(1, epochs + 1) if steps % e == 0)
-    per_epoch = math.ceil(steps / epochs)
     full = steps_per_epoch(n_train, batch)
-    if per_epoch >= full:  # whole passes, enough of them for the fewest steps a trial takes
+    if math.ceil(steps / epochs) >= full:  # whole passes, enough of them for the fewest steps
         return Schedule(
             max(steps // full, math.ceil(MIN_TRIAL_STEPS / full)), full, None, step, fixed
         )
+    if math.isnan(step):
+        counts = range(math.ceil(epochs / 2), epochs + 1)
+        epochs = min(counts, key=lambda e: (e * math.ceil(steps / e), -e))
+    per_epoch = math.ceil(steps / epochs)
     return Schedule(epochs, per_epoch, per_epoch * batch, step, fixed)
 
 
