@@ -317,3 +317,54 @@ def test_lsuv_rescales_a_tied_weight_once_at_its_first_layer():
     assert reached == [True, True]  # layers 0 and 4, each at LSUV's tolerance
     with torch.no_grad():
         assert float(model[0](x).var()) == pytest.approx(rows["0"]["output_var"], rel=1e-4)
+    # the tied row describes the rescaled tensor, not the draw before it
+    assert rows["2"]["std"] == rows["0"]["std"] and rows["2"]["expected_std"] is None
+
+
+class _ReadoutFirst(_TiedAutoencoder):
+    """The readout registered before the encoder it shares its weight with."""
+
+    def __init__(self) -> None:
+        nn.Module.__init__(self)
+        self.out = nn.Linear(32, 32)
+        self.enc = nn.Linear(32, 32)
+        self.out.weight = self.enc.weight
+
+
+def test_a_constant_readout_scheme_never_draws_a_weight_it_shares_whatever_the_order():
+    """Registered first, the readout's zeros drew the shared weight: the encoder was zeroed."""
+    model = _ReadoutFirst()
+    with pytest.warns(InitlabNote, match="drawn once, by enc's orthogonal"):
+        record = initialize(model, "orthogonal", output_init="zeros")
+    w = model.enc.weight.detach()
+    torch.testing.assert_close(w @ w.T, torch.eye(32), atol=1e-5, rtol=0)
+    assert [r["layer"] for r in record.rows] == ["out", "enc"]  # the record in module order
+
+
+def test_a_residual_rule_scales_a_weight_two_branches_share_once():
+    """ALBERT-style blocks sharing their last layer: depth_scaled scaled the one tensor by
+    1/sqrt(2) once per branch (x0.5) while each row said x0.7071."""
+
+    class Block(nn.Module):
+        def __init__(self, shared: nn.Parameter | None = None) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(16, 16), nn.Linear(16, 16)
+            if shared is not None:
+                self.b.weight = shared
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.b(torch.relu(self.a(x)))
+
+    def net() -> nn.Module:
+        first = Block()
+        return nn.Sequential(nn.Linear(16, 16), first, Block(first.b.weight), nn.Linear(16, 4))
+
+    ruled, plain = net(), net()
+    record = initialize(ruled, "he_normal", residual_init="depth_scaled",
+                        generator=torch.Generator().manual_seed(0))  # fmt: skip
+    initialize(plain, "he_normal", residual_init="none", generator=torch.Generator().manual_seed(0))
+    ratio = float(ruled[1].b.weight.norm() / plain[1].b.weight.norm())
+    assert ratio == pytest.approx(2**-0.5, rel=1e-5)
+    rows = {r["layer"]: r for r in record.rows}
+    assert rows["1.b"]["std"] == pytest.approx(float(ruled[1].b.weight.std()), rel=1e-6)
+    assert rows["2.b"]["expected_std"] == pytest.approx(rows["1.b"]["expected_std"], rel=1e-12)

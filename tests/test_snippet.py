@@ -119,8 +119,8 @@ def test_the_snippet_sets_rnns_and_attention_as_initlab_does(bias):
         p = stats.ks_2samp(got[name].detach().flatten(), want[name].detach().flatten()).pvalue
         assert p > 0.01 / len(weights), name
     for name in want:
-        if "bias" in name and bias != "torch_default":
-            assert torch.equal(got[name], want[name]), name
+        if "bias" in name and (bias != "torch_default" or name.startswith("attn.")):
+            assert torch.equal(got[name], want[name]), name  # attention's: 0 as MHA sets them
     forget = (mine.lstm.bias_ih_l0 + mine.lstm.bias_hh_l0).detach()[100:200]
     if bias == "torch_default":  # b_ih + b_hh, each U(±1/sqrt(100)): no forget-gate 1
         assert forget.abs().max() <= 0.2
@@ -208,3 +208,52 @@ def test_lsuv_lines_on_a_depthwise_conv_match_initlabs_std():
 
     want = rms(reference[0])
     assert abs(rms(mine[0]) - want) < 1e-4 * want
+
+
+class _Tied(nn.Module):
+    """A readout registered before the encoder it shares its weight with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Linear(32, 32)
+        self.enc = nn.Linear(32, 32)
+        self.out.weight = self.enc.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.enc(x)))
+
+
+def test_a_tied_weight_is_drawn_once_by_its_random_scheme_in_the_snippet_as_in_initialize():
+    """The snippet drew the weight at each holder (the last, zeros, won) where initialize
+    keeps one draw; a readout registered first with zeros zeroed the encoder in both."""
+    schemes = {"enc": "orthogonal", "out": "zeros"}
+    space: dict = {}
+    with pytest.warns(UserWarning, match="tied"):
+        initialize(ref := _Tied(), schemes, generator=torch.Generator().manual_seed(0))
+    exec(make_snippet(_Tied(), schemes, name="t", message="m"), space)
+    mine = space["apply_init"](_Tied(), torch.Generator().manual_seed(1))
+    for model in (mine, ref):
+        w = model.enc.weight.detach()
+        torch.testing.assert_close(w @ w.T, torch.eye(32), atol=1e-5, rtol=0)
+
+
+def test_the_snippet_sets_dirac_as_initialize_does_on_a_grouped_conv():
+    """dirac fell through to 'a normal law with its std', which is 0: all zeros."""
+    conv = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4))
+    space: dict = {}
+    exec(make_snippet(conv, {"0": "dirac"}, name="d", message="m"), space)
+    mine = space["apply_init"](nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4)))
+    ref = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4))
+    initialize(ref, {"0": "dirac"})
+    assert torch.equal(mine[0].weight, ref[0].weight) and int(ref[0].weight.sum()) == 8
+
+
+def test_the_snippet_leaves_an_attentions_out_proj_bias_zero_under_torch_default():
+    """As initialize does (nn.MultiheadAttention sets it 0); the snippet drew nn.Linear's."""
+    schemes = {"attn": "glorot_uniform", "attn.out_proj": "glorot_uniform"}
+    space: dict = {}
+    exec(make_snippet(Recurrent(), schemes, name="r", message="m", bias="torch_default"), space)
+    mine = space["apply_init"](Recurrent(), torch.Generator().manual_seed(1))
+    ref = Recurrent()
+    initialize(ref, schemes, bias="torch_default", generator=torch.Generator().manual_seed(2))
+    assert not mine.attn.out_proj.bias.any() and not ref.attn.out_proj.bias.any()

@@ -55,7 +55,7 @@ from initlab.renamed import INIT_KEYWORDS, renamed_keywords
 from initlab.residual import apply_residual
 from initlab.residual.plan import residual_rule
 from initlab.residual.structure import Structure
-from initlab.tied_layers import first_holders, tied_row
+from initlab.tied_layers import drawing_order, first_holders, tied_row
 
 BIAS_POLICIES = ("zeros", "keep", "torch_default")
 AS_BUILT = "default"
@@ -90,7 +90,8 @@ def initialize(
     ``glorot_uniform``, and the classic lab initializes only the hidden layers.
     ``scheme="default"`` keeps the whole model as built: output layer and biases included.
     ``bias``: ``"zeros"``, ``"keep"``, ``"torch_default"`` (U(±1/sqrt(fan_in)), what
-    ``nn.Linear`` does), a number (constant), or an initializer. ``generator`` makes the
+    ``nn.Linear`` does; an attention's biases 0, as ``nn.MultiheadAttention`` sets them), a
+    number (constant), or an initializer. ``generator`` makes the
     result reproducible; without one the global RNG is used, as ``torch.nn.init`` does.
     ``data``: a batch of inputs for data-dependent schemes (``"lsuv"``, see
     :mod:`initlab.lsuv`), which refuse to run without it. ``residual_init``: a rule of
@@ -144,13 +145,14 @@ def _init_weights(
 ) -> None:
     """Set every weight layer ``plan`` names (a fused projection with row ``spans``: one
     draw per span, :func:`initlab.compound_layers.init_fused`) and record it. A weight
-    shared by several layers (``decoder.weight = encoder.weight``) is drawn once, by the
-    first of them in module order (:func:`initlab.tied_layers.tied_row`); drawn again by
-    each, the last draw won and the first layers' records described a tensor no longer
-    there."""
+    shared by several layers (``decoder.weight = encoder.weight``) is drawn once
+    (:func:`initlab.tied_layers.drawing_order`, :func:`~initlab.tied_layers.tied_row`);
+    drawn again by each, the last draw won and the first layers' records described a tensor
+    no longer there."""
     drawn: dict[int, tuple[str, dict[str, Any]]] = {}  # id(weight) → first layer, its row
     modules = dict(model.named_modules())
-    for name, module in weight_layers(model):
+    layers = weight_layers(model)
+    for name, module in drawing_order(layers, plan):
         init = plan.get(name)
         weight = getattr(module, "weight", None)
         if name in plan and init is not None and id(weight) in drawn:
@@ -174,6 +176,8 @@ def _init_weights(
             record.rows.append(_init_layer(name, module, init, own_bias, generator, fans))
             if init is not None and weight is not None:
                 drawn[id(weight)] = (name, record.rows[-1])
+    place = {name: i for i, (name, _) in enumerate(layers)}  # the record in module order
+    record.rows.sort(key=lambda row: place.get(row["layer"], len(place)))
 
 
 def _init_embeddings(
@@ -247,9 +251,11 @@ def _run_data_dependent(
 
     report = lsuv_pass(model, data, pending)
     modules = dict(layers)
+    rescaled = {f"tied to {layer}" for layer in report}
     for row in record.rows:
         if row["layer"] in report:
             row["rescalings"], row["output_var"] = report[row["layer"]]
+        if row["layer"] in report or row["scheme"] in rescaled:  # a holder of a rescaled weight
             row["expected_std"] = None  # set by the data, not by a distribution
             row["std"] = float(modules[row["layer"]].weight.detach().std())
 

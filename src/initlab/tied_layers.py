@@ -1,6 +1,7 @@
 """Weights that several layers hold (``decoder.weight = encoder.weight``): drawn once, by
-the first of them in module order (:func:`tied_row` records the others), and rescaled by a
-data pass at that first one only (:func:`first_holders`). Embedding tables tied to a
+the first of them in module order whose scheme is not a constant (:func:`drawing_order`;
+:func:`tied_row` records the others), and rescaled by a data pass at the first holder only
+(:func:`first_holders`). Embedding tables tied to a
 readout follow their own rule (:mod:`initlab.embedding_init`)."""
 
 from __future__ import annotations
@@ -11,10 +12,40 @@ import torch
 from torch import nn
 
 from initlab.initializers import Initializer, fans_of_module
+from initlab.initializers.basic import Constant
 from initlab.notes import note
 
+Layers = list[tuple[str, nn.Module]]
 
-def first_holders(layers: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+
+def drawing_order(layers: Layers, plan: dict[str, Initializer | None]) -> Layers:
+    """``layers`` with each weight several of them hold drawn by the first holder whose
+    scheme is not a constant, moved up to where the first holder was (the others keep their
+    places): a readout registered before the encoder it is tied to, with ``output_init``
+    ``zeros``, otherwise zeroed the encoder. The first holder draws where every scheme is a
+    constant, or none is."""
+    holders: dict[int, list[str]] = {}
+    for name, module in layers:
+        weight = getattr(module, "weight", None)
+        if weight is not None and plan.get(name) is not None:
+            holders.setdefault(id(weight), []).append(name)
+    drawer = {}
+    for key, names in holders.items():
+        varied = [n for n in names if not isinstance(plan[n].sampler, Constant)]
+        drawer[key] = (varied or names)[0]
+    by_name = dict(layers)
+    ordered: Layers = []
+    placed: set[str] = set()
+    for name, module in layers:
+        first = drawer.get(id(getattr(module, "weight", None)))
+        for n in (first, name):
+            if n is not None and n not in placed:
+                ordered.append((n, by_name[n]))
+                placed.add(n)
+    return ordered
+
+
+def first_holders(layers: Layers) -> Layers:
     """``layers`` without those whose weight an earlier one holds (tied): a data pass that
     rescaled the shared tensor at each would leave only the last one's variance right."""
     seen: set[int] = set()

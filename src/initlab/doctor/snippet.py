@@ -39,9 +39,11 @@ from initlab.apply import resolve_bias
 from initlab.compound_layers import (
     COMPOUND,
     Draw,
+    attention_bias,
     check_spans,
     draws,
     fused_draws,
+    is_attention_output,
     planned_spans,
     spanned,
     unspanned,
@@ -49,6 +51,7 @@ from initlab.compound_layers import (
 from initlab.coverage import weight_layers
 from initlab.initializers import Initializer, fans_of_module, get, parse
 from initlab.initializers.basic import TRUNCATED_STD
+from initlab.tied_layers import drawing_order
 
 HEADER = '''"""Initialization chosen by `initlab doctor --trials` ({name}).
 
@@ -114,11 +117,18 @@ def make_snippet(
     expected = {n: tuple(p.shape) for n, p in model.named_parameters()}
     lines = [HEADER.format(name=name, message=message, expected=_dict_literal(expected))]
     ref = dict(reference.named_modules()) if reference is not None else {}
-    spans = planned_spans(schemes, {n: _drawn(s) for n, s in schemes.items()})
-    for layer, module in weight_layers(model):
+    plan = {n: _drawn(s) for n, s in schemes.items()}
+    spans = planned_spans(schemes, plan)
+    modules, drawn = dict(model.named_modules()), {}  # drawn: id(weight) → its layer
+    for layer, module in drawing_order(weight_layers(model), plan):
         scheme = unspanned(schemes.get(layer, "default"))[0]
         if scheme == "default":
             lines.append(f"    # {layer}: kept as built")
+            continue
+        first = drawn.setdefault(id(getattr(module, "weight", None)), layer)
+        if first != layer and not isinstance(module, COMPOUND):  # as initialize: drawn once
+            lines.append(f"    # {layer}: weight tied to {first}'s, drawn there")
+            lines += _bias_lines(layer, module, bias, modules) if _has_bias(module, bias) else []
             continue
         lines.append(
             f"    # {layer}: {spanned(scheme, spans[layer]) if layer in spans else scheme}"
@@ -132,8 +142,8 @@ def make_snippet(
             lines += _draw_lines(layer, module, cut)
             continue
         lines += _weight_lines(layer, module, scheme, ref.get(layer))
-        if getattr(module, "bias", None) is not None and bias != "keep":
-            lines += _bias_lines(layer, module, bias)
+        if _has_bias(module, bias):
+            lines += _bias_lines(layer, module, bias, modules)
     lines += residual or []
     lines.append("    return model\n")
     return "\n".join(lines)
@@ -241,8 +251,11 @@ def _elementwise_call(s: object, target: str, fans) -> str | None:
 def _matrix_calls(s: object, target: str, fans, shape: tuple[int, ...]) -> list[str] | None:
     """The statements drawing ``target`` from an orthogonal sampler ``s`` (a grouped
     convolution's groups each their own orthogonal block; delta-orthogonal: zeros with an
-    orthogonal centre tap); ``None`` for any other sampler."""
+    orthogonal centre tap) or dirac's identity taps; ``None`` for any other sampler."""
     kind = type(s).__name__
+    if kind == "Dirac":  # the convolution's own groups where the scheme names none
+        groups = s.groups if s.groups != 1 else getattr(fans, "groups", 1)
+        return [f"torch.nn.init.dirac_({target}, groups={groups})"]
     if kind not in ("Orthogonal", "DeltaOrthogonal"):
         return None
     groups = _groups(fans, shape)
@@ -271,11 +284,23 @@ def _groups(fans: object, shape: tuple[int, ...]) -> int:
     return groups if shape and shape[0] % groups == 0 else 1
 
 
-def _bias_lines(layer: str, module: nn.Module, bias: str) -> list[str]:
+def _has_bias(module: nn.Module, bias: str) -> bool:
+    """Whether the snippet sets ``module``'s bias: it has one, and the policy is not keep."""
+    return getattr(module, "bias", None) is not None and bias != "keep"
+
+
+def _bias_lines(
+    layer: str, module: nn.Module, bias: str, modules: Mapping[str, nn.Module]
+) -> list[str]:
+    """The bias's draw under the policy ``bias`` (an attention's ``out_proj`` under
+    ``torch_default``: 0, as :func:`initlab.compound_layers.attention_bias` sets it)."""
     target = f"p[{_qualified(layer, 'bias')!r}]"
-    if bias == "zeros":
+    init = resolve_bias(bias)
+    if init is not None and is_attention_output(layer, modules):
+        init = attention_bias(init)[0]
+    if bias == "zeros" or (init is not None and init.name == "zeros"):
         return [f"    torch.nn.init.zeros_({target})"]
-    init, shape = resolve_bias(bias), tuple(module.weight.shape)
+    shape = tuple(module.weight.shape)
     return [f"    {c}" for c in draw_calls(init, target, fans_of_module(module), shape)]
 
 

@@ -61,6 +61,9 @@ class ResidualResult:
     """Parameter name → what the rule did to it (``"zeroed"``, ``"× 0.5"``, ``"added = 0"``)."""
     factors: dict[str, float] = field(default_factory=dict)
     """Parameter name → the factor the rule multiplied an existing tensor by (0: zeroed)."""
+    scaled: dict[int, str] = field(default_factory=dict, repr=False)
+    """``id`` of each tensor scaled → the parameter name it was scaled under (a weight two
+    modules share is scaled once)."""
 
 
 @torch.no_grad()
@@ -212,10 +215,17 @@ def _scale(name: str, modules: dict[str, nn.Module], c: float, result: ResidualR
 def _scale_tensor(name: str, tensor: torch.Tensor, c: float, result: ResidualResult) -> None:
     """``tensor`` × ``c``, once: a block called twice (weights shared across depth) is two
     branches of the same layers, and each counts in L, but its weights are one tensor that
-    the rule scales once, by the factor of L."""
+    the rule scales once, by the factor of L; so is a weight two modules share (ALBERT's
+    blocks), recorded under each name with the one factor it got."""
     if name in result.factors:
         return
+    first = result.scaled.get(id(tensor))
+    if first is not None:
+        result.actions[name] = f"{result.actions[first]} (tied to {first})"
+        result.factors[name] = result.factors[first]
+        return
     tensor.mul_(c)
+    result.scaled[id(tensor)] = name
     result.actions[name] = f"× {c:.4g}"
     result.factors[name] = c
 
