@@ -128,3 +128,18 @@ def test_large_logits_from_small_gains_everywhere_do_not_blame_standardized_data
     assert "own init is not the cause" in found.suggestion
     assert "standardize the inputs" not in found.suggestion
     assert "no one layer stands out" in found.suggestion and "--output-init" in found.suggestion
+
+
+def test_a_large_first_layer_bias_is_not_read_as_large_data():
+    """E[z²] = fan_in Var(w) E[x²] + E[b²]: a bias of 3 made standardized inputs read as
+    'mean square about 9.9: standardize the inputs'."""
+    gen = torch.Generator().manual_seed(1)
+    first, head = nn.Linear(64, 256), nn.Linear(256, 10)
+    with torch.no_grad():
+        first.weight.normal_(0.0, math.sqrt(2 / 64), generator=gen)
+        first.bias.fill_(3.0)
+        head.weight.normal_(0.0, 1.9 / math.sqrt(256), generator=gen)
+        head.bias.zero_()
+    x, y = torch.randn(512, 64, generator=gen), torch.randint(0, 10, (512,), generator=gen)
+    found = diagnose(nn.Sequential(first, nn.ReLU(), head), x, y).finding("large_logits")
+    assert found is not None and "standardize the inputs" not in found.suggestion

@@ -86,9 +86,11 @@ def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
             else f"the data reaching the model is large (mean square about {data:.3g} at the "
             "first layer): standardize the inputs (mean 0, std 1 per feature)"
             if data > DATA_MSQ_HIGH
-            else "no one layer stands out (the data is of unit scale; small gains at every "
-            "layer, from max pooling or dropout's 1/(1-p), add up): a smaller output init "
-            "(--output-init glorot_uniform or lecun_normal) brings the logits down"
+            else "no one layer stands out"
+            + (" (the data is of unit scale)" if data == data else "")
+            + ": small gains at every layer (max pooling, dropout's 1/(1-p)) add up; a "
+            "smaller output init (--output-init glorot_uniform or lecun_normal) brings the "
+            "logits down"
         )
         return (
             f"the output layer's own init is not the cause (std {weight:.3g}: logits of std "
@@ -114,14 +116,19 @@ def _column(frame: pd.DataFrame, name: str, row: int) -> float:
 
 def _input_mean_square(first: pd.Series) -> float:
     """The first layer's inputs' mean square, estimated from its pre-activations: ``E[z²] ≈
-    fan_in · Var(w) · E[x²]`` for zero-mean weights drawn independently of ``x`` (a bias
-    adds to ``E[z²]``, so this errs toward large); NaN where a quantity is missing."""
+    fan_in · Var(w) · E[x²] + E[b²]`` for zero-mean weights drawn independently of ``x``,
+    so ``(E[z²] − bias_mean² − bias_std²) / (fan_in · Var(w))``; NaN where a quantity is
+    missing, or for an embedding (its inputs are token ids: no scale to standardize)."""
+    if str(first.get("type", "")).startswith("Embedding"):
+        return math.nan
     fan_in = float(first.get("fan_in", math.nan))
     weight = float(first.get("weight_std", math.nan))
     pre = float(first.get("pre_msq", math.nan))
+    bias = [float(first.get(k, 0.0)) for k in ("bias_mean", "bias_std")]
+    bias_msq = sum(b * b for b in bias if b == b)
     if not (fan_in > 0 and weight > 0):
         return math.nan
-    return pre / (fan_in * weight**2)
+    return max(pre - bias_msq, 0.0) / (fan_in * weight**2)
 
 
 def _classes(out: pd.Series) -> int:
