@@ -4,7 +4,8 @@ Step ``s`` of epoch ``e``, for all models at once (:class:`StackTrainer`):
 
 1. ``idx[m] = perm_m[s*B : (s+1)*B]`` where ``perm_m = randperm(n, generator=data_m)`` is
    drawn at the start of epoch ``e`` from model m's own ``"data"`` stream — exactly the batch
-   model m sees when it trains alone (the last partial batch included);
+   model m sees when it trains alone (the last partial batch included, and joined to the one
+   before when it would hold one example: :func:`steps_per_epoch`);
 2. ``x[idx]`` for every model with one ``index_select`` (the data sits on the device once);
    forward of all models (:class:`~initlab.train.stack.ModelStack`: stacked leaves, ``vmap``
    or one after the other, as its timed trial on the first minibatch chose), under
@@ -55,13 +56,7 @@ from initlab.train.device import autocast, device_name
 from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.memory import activations_per_example
 from initlab.train.optimizers import StackedOptimizer
-from initlab.train.result import (
-    DIVERGED,
-    SHARE_TASKS,
-    RunResult,
-    dataset_baseline,
-    final_status,
-)
+from initlab.train.result import DIVERGED, SHARE_TASKS, RunResult, dataset_baseline, final_status
 from initlab.train.seeding import derive_seed, make_generator, seed_global
 from initlab.train.stack import STACKED, ModelStack, rng_devices
 from initlab.train.tasks import CLASSIFICATION, Meter, losses, model_loss
@@ -78,8 +73,8 @@ SaveHook = Callable[["StackTrainer", int], None]
 
 def steps_per_epoch(n: int, batch: int) -> int:
     """Steps in one pass over ``n`` examples in batches of ``batch``: ``ceil(n / batch)``,
-    one fewer when the last batch would hold a single example, which then joins the batch
-    before it (:meth:`StackTrainer.batches`)."""
+    one fewer when the last would hold one example: batch norm cannot normalize one (PyTorch
+    raises "Expected more than 1 value per channel"), so it joins the batch before it."""
     steps = math.ceil(n / batch)
     return steps - 1 if steps > 1 and n % batch == 1 else steps
 
@@ -181,10 +176,8 @@ class StackTrainer:
                 tracker.record(self.stack.materialize(m), epoch, self.global_step)
 
     def batches(self) -> list[Tensor]:
-        """This epoch's index blocks ``[M, b]``: every model's own permutation, cut in steps.
-        A last block of one example joins the block before it: batch norm cannot normalize
-        a single example (PyTorch raises "Expected more than 1 value per channel"), and
-        4,033 examples in batches of 32 leave one."""
+        """This epoch's index blocks ``[M, b]``: every model's own permutation, cut in
+        :func:`steps_per_epoch` steps."""
         perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.data_gens])
         blocks = list(perms.to(self.device).split(self.plan.batch_size, dim=1))
         if len(blocks) != steps_per_epoch(self.n, self.plan.batch_size):
