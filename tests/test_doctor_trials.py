@@ -592,6 +592,12 @@ def test_a_budget_in_steps_trains_exactly_those_steps_and_times_nothing(
     found = json.loads((tmp_path / "recommendation.json").read_text())
     assert found["schedule"]["steps"] == 20 and found["schedule"]["seconds_per_step"] is None
     assert found["schedule"]["estimated_seconds"] is None
+    # what the evidence was computed for and on: the file alone says so
+    made = found["provenance"]
+    assert made["budget"] == "20 steps" and made["config"]["dataset"] == "digits"
+    assert set(made["config"]["hidden"]) == {16} and "seed" not in made["config"]
+    assert made["environment"]["torch"] == torch.__version__ and made["environment"]["cpu"]
+    assert made["sources"] == {}  # built-ins: no user file to fingerprint
     curves = pd.read_csv(tmp_path / "trials.csv")
     last = curves.groupby(["candidate", "seed", "data_seed"])["step"].max()
     assert len(last) == 3 * 4 and (last == 20).all()  # default, plan, random_normal × 2 × 2

@@ -62,6 +62,8 @@ class Evidence:
     """``init_snippet.py``: the Python that sets the winner's weights (:func:`snippet_source`)."""
     saved: Path | None = None
     """This run's ``trials.csv``, written as soon as training ended (``None``: not written)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """What the evidence was computed for and on (:func:`provenance`)."""
 
     def __str__(self) -> str:
         shown = self.ranked[["rank", "candidate", "final", "final_low", "final_high", "area"]]
@@ -126,6 +128,25 @@ def training_settings(config: RunConfig) -> dict[str, Any]:
     return {"optimizer": config.optimizer, "lr": config.lr, "batch_size": config.batch_size}
 
 
+def provenance(base: RunConfig, budget: trials.Budget) -> dict[str, Any]:
+    """``recommendation.json``'s record of what the trials were run for and on: the budget
+    as given, the settings every trial run shares (``config``; each run's seeds and epochs
+    are the design's and the schedule's), fingerprints of a user model's and data's source
+    files, and the environment (versions, BLAS code path, CPU, torch threads)."""
+    import torch
+
+    from initlab.store.rows import user_sources
+    from initlab.sweep.engine import environment
+
+    config = base.to_dict()
+    return {
+        "budget": str(budget),
+        "config": {k: v for k, v in config.items() if k not in ("seed", "data_seed", "epochs")},
+        "sources": user_sources(config),
+        "environment": {**environment(), "torch_threads": torch.get_num_threads()},
+    }
+
+
 def design_label(design: trials.Design) -> str:
     return f"{len(design.init_seeds)} init × {len(design.data_seeds)} data-order seeds"
 
@@ -187,7 +208,7 @@ def gather(
     variance = verdict.variance_split(table)
     return Evidence(
         list(candidates), design, schedule, results, table, ranked, tests, variance, decision,
-        training_settings(base), saved=saved,
+        training_settings(base), saved=saved, provenance=provenance(base, budget),
     )  # fmt: skip
 
 
@@ -270,6 +291,7 @@ def to_json(evidence: Evidence, plan: Plan) -> dict[str, Any]:
             "data_seeds": list(evidence.design.data_seeds),
         },
         "training": evidence.training,
+        "provenance": evidence.provenance,
         "schedule": {
             "steps": evidence.schedule.steps,
             "epochs": evidence.schedule.epochs,

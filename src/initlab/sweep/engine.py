@@ -51,7 +51,7 @@ class Outcome:
 
 @lru_cache(maxsize=1)
 def environment() -> dict[str, str]:
-    """Host name, initlab/torch/python versions and BLAS code path of this process."""
+    """Host name, initlab/torch/python versions, BLAS code path and CPU of this process."""
     import torch
 
     import initlab.mkl_dispatch as mkl_dispatch
@@ -63,7 +63,21 @@ def environment() -> dict[str, str]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "blas": mkl_dispatch.blas_description(),
+        "cpu": cpu_model(),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere): BLAS
+    kernels and summation order differ between CPUs, and so do the last bits of results."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def batched_engine() -> ModuleType:
