@@ -672,3 +672,24 @@ def test_a_heatmap_of_runs_of_two_depths_keeps_the_output_layer_last():
     runs = pd.DataFrame({"run_id": ["a", "b"], "init": ["he_normal"] * 2})
     (grid,), _ = layer_grids(stats, runs, ["init"], "pre_grad_std")
     assert grid.layers == deep
+
+
+def test_the_report_says_what_the_runs_were_computed_with_and_where_that_differs():
+    """report.md had no word on versions, BLAS or host: a store resumed on another CPU mixes
+    runs whose last bits differ, unsaid."""
+    import pandas as pd
+
+    from initlab.report.build import environment_line
+
+    runs = pd.DataFrame(
+        {
+            "initlab_version": ["0.1.0"] * 3,
+            "torch_version": ["2.13.0+cpu"] * 3,
+            "blas": ["MKL AVX512_E1", "MKL AVX512_E1", "MKL AUTO"],
+            "host": ["a", "a", None],
+        }
+    )
+    line = environment_line(runs)
+    assert line.startswith("ran with: initlab 0.1.0; torch 2.13.0+cpu; BLAS MKL AVX512_E1 (2 runs)")
+    assert "MKL AUTO (1 run)" in line and line.endswith("host a")
+    assert environment_line(pd.DataFrame({"seed": [0]})) == ""

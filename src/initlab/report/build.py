@@ -188,7 +188,33 @@ def facts(runs: pd.DataFrame, group_by: Sequence[str], score: Score | None = Non
     shared = [f"{c}={v}" for c, v in shared_settings(runs, group_by).items()]
     if shared:
         lines.append("shared settings: " + ", ".join(shared))
+    if ran_on := environment_line(runs):
+        lines.append(ran_on)
     return lines
+
+
+ENVIRONMENT_COLUMNS = {
+    "initlab_version": "initlab", "torch_version": "torch", "python_version": "python",
+    "blas": "BLAS", "engine": "engine", "host": "host",
+}  # fmt: skip
+"""The run columns that say where and with what a run was computed, and their labels."""
+
+
+def environment_line(runs: pd.DataFrame) -> str:
+    """``ran with: initlab 0.1.0, torch 2.13.0+cpu, …``: the versions, BLAS code path,
+    engine and host of the runs, each value with its run count where they differ (a store
+    resumed on another machine, whose last bits differ); ``""`` without those columns."""
+    parts = []
+    for column, label in ENVIRONMENT_COLUMNS.items():
+        if column not in runs:
+            continue
+        counts = runs[column].dropna().astype(str).value_counts()
+        if len(counts) == 1:
+            parts.append(f"{label} {counts.index[0]}")
+        elif len(counts) > 1:
+            each = ", ".join(f"{v} ({n} run{'s' * (n != 1)})" for v, n in counts.items())
+            parts.append(f"{label} {each}")
+    return "ran with: " + "; ".join(parts) if parts else ""
 
 
 def shared_settings(runs: pd.DataFrame, group_by: Sequence[str]) -> dict[str, str]:
