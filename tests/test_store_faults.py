@@ -481,7 +481,11 @@ def test_a_store_missing_a_table_is_damaged_not_a_traceback(pristine, tmp_path, 
         err = capsys.readouterr().err.strip()
         assert f"is damaged (no {table} table); run `initlab store repair" in err
     assert main(["store", "repair", str(directory)]) == 0
-    assert "recovered" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "recovered" in said
+    # every run's row read back: the line says why they were lost (their curves), not just 0
+    curves = f"lost {RUNS} ({RUNS} of them read back whole but for their per-epoch rows"
+    assert (curves in said) == (table == "epochs"), said
     assert main(["results", str(directory)]) in (0, 1)  # readable again
     assert "Traceback" not in capsys.readouterr().err
 

@@ -66,13 +66,21 @@ class RepairReport:
     recovered: int = 0
     lost: int = 0
     rows: dict[str, int] = field(default_factory=dict)
+    curves_lost: int = 0
+    """Lost runs whose own row read back sound but some of whose epoch rows did not."""
 
     def line(self) -> str:
         """``recovered 10 finished runs, lost 2; the damaged file is kept as ...``."""
         rows = ", ".join(f"{t} {n}" for t, n in self.rows.items())
+        why = (
+            f" ({self.curves_lost} of them read back whole but for their per-epoch rows: a run "
+            "is kept only with its learning curve, and resuming trains it again)"
+            if self.curves_lost
+            else ""
+        )
         return (
-            f"recovered {self.recovered} finished run(s), lost {self.lost}, into {self.store} "
-            f"(rows: {rows}); the damaged file is kept as {self.damaged}"
+            f"recovered {self.recovered} finished run(s), lost {self.lost}{why}, into "
+            f"{self.store} (rows: {rows}); the damaged file is kept as {self.damaged}"
         )
 
 
@@ -118,7 +126,7 @@ def _write_salvage(
     """A new store at ``fresh`` (this initlab's schema) holding the salvaged ``tables``."""
     _move_with_wal(fresh, None)  # left by a repair killed before
     Store(fresh, create=True).close()
-    report.recovered, report.lost = _select_runs(tables, lost_ids)
+    report.recovered, report.lost, report.curves_lost = _select_runs(tables, lost_ids)
     with closing(sqlite3.connect(fresh, isolation_level=None)) as conn:
         conn.execute("BEGIN IMMEDIATE")
         for table, rows in tables.items():
@@ -306,22 +314,25 @@ def _ids_seen(conn: sqlite3.Connection, tables: dict[str, list[dict]]) -> set[st
     return seen
 
 
-def _select_runs(tables: dict[str, list[dict]], seen: set[str]) -> tuple[int, int]:
-    """Keep only recovered runs (and their children) in ``tables``; ``(recovered, lost)``."""
+def _select_runs(tables: dict[str, list[dict]], seen: set[str]) -> tuple[int, int, int]:
+    """Keep only recovered runs (and their children) in ``tables``; ``(recovered, lost,
+    lost with a sound row but missing epoch rows)``."""
     epochs: dict[str, set[int]] = {}
     for row in tables["epochs"]:
         epochs.setdefault(row["run_id"], set()).add(row["epoch"])
-    kept, failed = set(), set()
+    kept, failed, curves_lost = set(), set(), 0
     for row in tables["runs"]:
         if row.get("status") not in FINISHED:
             failed.add(row["run_id"])
-        elif _sound(row) and set(range(1, (row.get("epochs_done") or 0) + 1)) <= epochs.get(
-            row["run_id"], set()
-        ):
-            kept.add(row["run_id"])
+        elif _sound(row):
+            whole = set(range(1, (row.get("epochs_done") or 0) + 1))
+            if whole <= epochs.get(row["run_id"], set()):
+                kept.add(row["run_id"])
+            else:
+                curves_lost += 1
     for table in ("runs", "epochs", "layer_stats"):
         tables[table] = [r for r in tables[table] if r.get("run_id") in kept]
-    return len(kept), len(seen - kept - failed)
+    return len(kept), len(seen - kept - failed), curves_lost
 
 
 def _sound(row: dict) -> bool:
