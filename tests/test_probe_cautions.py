@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 import torch
 
 import initlab
@@ -63,3 +64,27 @@ def test_a_healthy_gelu_net_at_the_gain_rule_carries_the_caution():
     assert result.healthy and len(result.cautions) == 1
     assert "unstable fixed point" in result.cautions[0]
     assert "caution: mean field" in str(result) and result.to_dict()["cautions"]
+
+
+def test_inputs_far_from_unit_scale_are_a_caution_where_no_finding_fires():
+    """x × 1e4 through a He ReLU net keeps every ratio: 'no findings: healthy' at activations
+    of std 14,500, and the doctor recommended He on top of it."""
+    import torch
+    from torch import nn
+
+    import initlab
+    from initlab.probe import diagnose
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
+    model.append(nn.Linear(64, 1))
+    initlab.initialize(model, "he_normal")
+    x, y = torch.randn(256, 20), torch.randn(256, 1)
+    for scale, cautioned in ((1e4, True), (1.0, False), (1e-4, True)):
+        found = diagnose(model, scale * x, y)
+        assert not found.findings  # the ratios alone see nothing
+        said = [c for c in found.cautions if c.startswith("the inputs are far from unit scale")]
+        assert bool(said) == cautioned, (scale, found.cautions)
+    said = diagnose(model, 1e4 * x, y).cautions[0]
+    rms = float(said.split("root-mean-square about ")[1].split(",")[0])
+    assert rms == pytest.approx(1e4, rel=0.2)  # estimated through 1,280 sampled weights

@@ -26,7 +26,7 @@ from initlab.preserve import preserved
 from initlab.probe import findings as verdicts
 from initlab.probe.attention import AttentionRecorder, attention_findings
 from initlab.probe.branches import dormant_findings, with_branches
-from initlab.probe.cautions import theory_cautions
+from initlab.probe.cautions import input_scale_cautions, theory_cautions
 from initlab.probe.findings import Finding
 from initlab.probe.hooks import LayerTensors, Loss, collect, watching
 from initlab.probe.logits import logit_findings
@@ -340,7 +340,7 @@ def _diagnosis(
     findings += dormant_findings(frame) + attention_findings(attention.records)
     findings = blame_logits(findings + recurrent_findings(unrolled), unrolled)
     summary = verdicts.summary(frame)
-    cautions = theory_cautions(frame, findings)
+    cautions = input_scale_cautions(frame) + theory_cautions(frame, findings)
     return Diagnosis(frame, findings, summary, samples, label, unseen, unrolled, cautions)
 
 
