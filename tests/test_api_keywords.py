@@ -331,7 +331,7 @@ def test_a_batch_no_statistic_can_come_from_is_refused_before_any_weight_changes
     'healthy', and LSUV on NaN returned quietly with output_var NaN."""
     x = torch.randn(16, 8)
     nan = torch.full((16, 8), float("nan"))
-    with pytest.raises(InitlabError, match=r"^diagnose: the inputs contain 128 NaN/inf values"):
+    with pytest.raises(InitlabError, match=r"^diagnose: the inputs contain 128 NaN/inf value\(s\)"):
         initlab.diagnose(_Net(), nan)
     with pytest.raises(InitlabError, match=r"^recommend: the batch of inputs has no examples"):
         initlab.recommend(_Net(), x[:0])

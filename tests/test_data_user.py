@@ -370,7 +370,7 @@ def test_data_errors(tmp_path: Path):
     bad = x_test.clone()
     bad[3, 1], bad[3, 2], bad[9, 0] = float("nan"), float("inf"), float("nan")
     one_line_error(
-        r"x_test has 3 NaN/inf values \(in 2 of 40 examples\)", write(tmp_path, x_test=bad)
+        r"x_test has 3 NaN/inf value\(s\) \(in 2 of 40 examples\)", write(tmp_path, x_test=bad)
     )
     y_reg = torch.randn(N_TRAIN)
     y_reg[5] = float("nan")
@@ -641,3 +641,16 @@ def test_a_loop_over_array_datasets_keeps_only_the_last_few_alive():
     clear_cache()  # releases them all
     gc.collect()
     assert all(ref() is None for ref in bases)
+
+
+def test_numbers_in_an_object_array_are_told_to_become_floats_not_class_ids():
+    """A mixed pandas frame's float column arrives as dtype object: the hint said to map
+    labels to integers 0..K-1, wrong for a regression target."""
+    import numpy as np
+
+    from initlab.data.user import as_tensor
+
+    with pytest.raises(InitlabError, match=r"holds numbers: give y_train.astype\('float32'\)"):
+        as_tensor(np.array([1.5, 2.0, 3], dtype=object), "y_train", "f.py:data")
+    with pytest.raises(InitlabError, match=r"map the labels to integers"):
+        as_tensor(np.array(["cat", "dog"], dtype=object), "y_train", "f.py:data")

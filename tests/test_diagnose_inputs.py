@@ -96,7 +96,7 @@ def test_bad_targets_are_one_line_each(batch):
     one_line(r"diagnose: targets has 1 negative class labels \(min -1\)", model(), x, negative)
     nan = np.random.default_rng(1).standard_normal(BATCH).astype(np.float32)
     nan[3] = np.nan
-    one_line(r"diagnose: targets has 1 NaN/inf values", model(), x, nan)
+    one_line(r"diagnose: targets has 1 NaN/inf value\(s\)", model(), x, nan)
 
 
 def test_one_hot_looking_token_targets_of_a_sequence_batch_are_token_ids():

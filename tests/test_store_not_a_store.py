@@ -47,5 +47,7 @@ def test_a_file_of_another_kind_is_refused_as_not_a_store(tmp_path, capsys):
         assert "no results store at" not in err and "\n" not in err, argv
     assert main(["results", str(tmp_path / "empty.bin")]) == 2
     assert "empty.bin is not an initlab results store" in capsys.readouterr().err
-    assert main(["results", str(tmp_path / "nothing")]) == 2
-    assert "no results store at" in capsys.readouterr().err
+    for argv in (["results"], ["store", "check"], ["store", "repair"]):
+        assert main([*argv, str(tmp_path / "nothing")]) == 2
+        err = capsys.readouterr().err  # what is missing, and what makes one
+        assert "no results store at" in err and "--out DIR` writes one" in err, argv

@@ -245,7 +245,7 @@ def check_batch(inputs: Tensor, caller: str) -> None:
         )
     if inputs.is_floating_point() and not bool(torch.isfinite(inputs).all()):
         bad = int((~torch.isfinite(inputs)).sum())
-        raise InitlabError(f"{caller}: the inputs contain {bad} NaN/inf values; clean them first")
+        raise InitlabError(f"{caller}: the inputs contain {bad} NaN/inf value(s); clean them first")
 
 
 PROGRESS_ARGUMENTS = ("config", "epoch_record", "result")

@@ -58,7 +58,7 @@ def compare(
         int | None,
         typer.Option(
             help="keep N training examples (the first N of MNIST-like files, else a seeded "
-            "class-balanced sample)"
+            "sample, class-balanced for class labels)"
         ),
     ] = None,
     track: Annotated[

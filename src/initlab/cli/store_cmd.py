@@ -27,12 +27,12 @@ StoreArg = Annotated[
 def check(path: StoreArg) -> None:
     """Print ok, or the damage (PRAGMA quick_check) and exit 2."""
     from initlab.store.damage import damaged_message
-    from initlab.store.paths import read_path
+    from initlab.store.paths import no_store, read_path
     from initlab.store.repair import check_file
 
     db = read_path(path)
     if not db.exists():
-        raise InitlabError(f"no results store at {db}")
+        raise no_store(db)
     problem = check_file(db)
     if problem is not None:
         raise InitlabError(damaged_message(db, problem))

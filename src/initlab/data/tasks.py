@@ -391,7 +391,7 @@ def _finite(what: str, t: Tensor, source: Tensor | None = None) -> Tensor:
     if count:
         rows = int(bad.reshape(t.shape[0], -1).any(1).sum())
         raise InitlabError(
-            f"{what} has {count} NaN/inf values (in {rows} of {t.shape[0]} examples): "
+            f"{what} has {count} NaN/inf value(s) (in {rows} of {t.shape[0]} examples): "
             "remove or impute them"
         )
     return t

@@ -349,6 +349,8 @@ def as_tensor(value: Any, what: str, where: str, *, labels: bool | None = None) 
         if array.dtype == object or array.dtype.kind in "USV":
             labels = what.startswith("y") if labels is None else labels
             fix = LABELS_HINT if labels else fix
+            if array.dtype == object and _numbers(array):  # a mixed pandas frame's column
+                fix = f"it holds numbers: give {what}.astype('float32') (or int class ids)"
             raise TypeError(f"{array.dtype} elements")
         array = np.ascontiguousarray(array)
         if not array.flags.writeable:  # pandas' copy-on-write arrays: torch warns, shares
@@ -359,6 +361,14 @@ def as_tensor(value: Any, what: str, where: str, *, labels: bool | None = None) 
             f"{where}: {what} is a {type(value).__name__} that is not a numeric array "
             f"({_short(exc)}); {fix}"
         ) from None
+
+
+def _numbers(array: np.ndarray) -> bool:
+    """Whether every element of an object ``array`` is a real number (not a string)."""
+    try:
+        return all(isinstance(v, (int, float, np.number)) for v in array.flat)
+    except TypeError:
+        return False
 
 
 def _count(value: Any, where: str) -> int:

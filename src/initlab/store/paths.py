@@ -17,6 +17,14 @@ def store_path(path: str | Path) -> Path:
     return path / DB_NAME
 
 
+def no_store(db: Path) -> InitlabError:
+    """The one line for a store path with nothing there, and what writes one."""
+    return InitlabError(
+        f"no results store at {db} (`initlab compare --out DIR` or `initlab sweep SPEC --out "
+        "DIR` writes one)"
+    )
+
+
 def read_path(path: str | Path) -> Path:
     """The store file to read at ``path``: an existing file as it is, whatever its name
     (``images.npz`` is then refused as no store, not looked for as ``images.npz/initlab.db``);

@@ -32,7 +32,7 @@ from pathlib import Path
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.store import damage
-from initlab.store.paths import read_only_uri, read_path
+from initlab.store.paths import no_store, read_only_uri, read_path
 from initlab.store.sqlite import FINISHED, Store
 from initlab.usercode import is_user_spec
 
@@ -91,7 +91,7 @@ def repair(path: str | Path) -> RepairReport:
     """
     db = read_path(path)
     if not db.exists():
-        raise InitlabError(f"no results store at {db}")
+        raise no_store(db)
     problem = check_file(db)
     if problem is None:
         raise InitlabError(f"results store {db} is sound (quick_check: ok); nothing to repair")

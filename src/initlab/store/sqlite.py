@@ -37,7 +37,7 @@ from initlab.notes import note
 from initlab.store import damage, leases, read
 from initlab.store.damage import EMPTY_STORE
 from initlab.store.location import check_writable, is_busy, location_error, locked_line
-from initlab.store.paths import read_only_uri, read_path, store_path
+from initlab.store.paths import no_store, read_only_uri, read_path, store_path
 from initlab.store.rows import epoch_row, layer_row, now_iso, run_row
 from initlab.store.schema import (
     EPOCH_METRICS,
@@ -85,7 +85,7 @@ class Store:
         pick = store_path if create else read_path  # reading: an existing file as it is
         self.path = None if path in (None, ":memory:") else pick(path)
         if self.path is not None and not self.path.exists() and not create:
-            raise InitlabError(f"no results store at {self.path}")
+            raise no_store(self.path)
         if self.path is not None and create:
             check_writable(self.path)
         target = ":memory:" if self.path is None else str(self.path)

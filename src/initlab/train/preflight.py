@@ -202,7 +202,7 @@ def check_finite(data: object) -> None:
             bad = int((~torch.isfinite(x)).sum())
             if bad:
                 raise InitlabError(
-                    f"the {split} inputs contain {bad} NaN/inf values; clean the data first"
+                    f"the {split} inputs contain {bad} NaN/inf value(s); clean the data first"
                 )
 
 
