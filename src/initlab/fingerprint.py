@@ -194,7 +194,7 @@ def _module(module: types.ModuleType) -> str:
     """A module by name when installed (torch, numpy); the user's own by its file's hash, so
     ``lambda: mymodels.mlp()`` changes with ``mymodels.py``."""
     path = getattr(module, "__file__", None)
-    if not path or _installed(path):
+    if not path or is_installed(path):
         return f"module {module.__name__}"
     from initlab.usercode import file_digest
 
@@ -217,7 +217,7 @@ def _definition(value: object, seen: dict[int, object], opaque: list[str]) -> st
     module = sys.modules.get(getattr(value, "__module__", "") or "")
     main = getattr(value, "__module__", None) == "__main__"
     path = None if main else getattr(module, "__file__", None)
-    if path and _installed(path):
+    if path and is_installed(path):
         return label
     if path:
         from initlab.usercode import file_digest
@@ -247,7 +247,7 @@ def _class_text(cls: type, seen: dict[int, object], opaque: list[str]) -> str:
     return "\n".join(parts)
 
 
-def _installed(path: str) -> bool:
+def is_installed(path: str) -> bool:
     """Whether ``path`` lies in the Python installation (stdlib, site-packages)."""
     resolved = Path(path).resolve()
     roots = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}

@@ -215,13 +215,28 @@ def source_path(spec: str) -> Path | None:
 
 
 def source_fingerprint(spec: str) -> str:
-    """``sha256`` (16 hex digits) of the file behind ``spec``; ``"missing"`` when there is
-    none yet (the run will then fail with a clear error when it tries to load it)."""
+    """``sha256`` (16 hex digits) of the file behind ``spec`` and, for a Python file, of the
+    user's own modules it imports (:func:`initlab.user_imports.local_files`: editing a
+    helper starts new runs too); ``"missing"`` when there is no file yet (the run will then
+    fail with a clear error when it tries to load it)."""
     if is_registered(spec):
         return spec.rpartition(":")[2]  # the hash of the source or of the data
     path = source_path(spec)
     if path is None or not path.is_file():
         return "missing"
+    digest = _digest_of(path)
+    if path.suffix != ".py":
+        return digest
+    from initlab.user_imports import local_files
+
+    helpers = local_files(path)
+    if not helpers:  # one file: its own digest, as before helpers were followed
+        return digest
+    parts = [digest, *(f"{h.name}:{_digest_of(h)}" for h in helpers)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _digest_of(path: Path) -> str:
     stat = path.stat()
     return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 

@@ -1,0 +1,81 @@
+"""A run's key follows the user's own modules that the model file imports: editing
+`layers.py` under `from layers import Block` resumed the runs trained with the old block."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from initlab.cli import main
+from initlab.user_imports import local_files
+from initlab.usercode import source_fingerprint
+
+MODEL = """import os, json
+import numpy as np
+import torch
+from torch import nn
+import helper
+from blocks.attention import SCALE
+
+def build(width: int = 8):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+"""
+
+
+def _project(root: Path) -> Path:
+    """A model file importing a module beside it and a package's submodule, which imports
+    the first module again; ``helper`` would write a file if it were ever executed."""
+    (root / "blocks").mkdir()
+    (root / "blocks" / "__init__.py").write_text("")
+    (root / "blocks" / "attention.py").write_text("from helper import ACT\nSCALE = 1.0\n")
+    (root / "helper.py").write_text(f"open({str(root / 'ran')!r}, 'w')\nACT = 'relu'\n")
+    (root / "model.py").write_text(MODEL)
+    return root / "model.py"
+
+
+def test_the_local_modules_a_file_imports_are_found_without_running_them(tmp_path):
+    model = _project(tmp_path)
+    found = [p.relative_to(tmp_path.resolve()).as_posix() for p in local_files(model)]
+    assert found == ["blocks/__init__.py", "blocks/attention.py", "helper.py"]
+    assert not (tmp_path / "ran").exists()  # read with ast, never imported
+
+
+def test_editing_an_imported_helper_changes_the_fingerprint_a_lone_file_keeps_its_own(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    spec = f"{_project(tmp_path)}:build"
+    before = source_fingerprint(spec)
+    helper = tmp_path / "blocks" / "attention.py"
+    helper.write_text("from helper import ACT\nSCALE = 2.0\n")
+    os.utime(helper, ns=(1, 1))  # another mtime, whatever the clock's resolution
+    assert source_fingerprint(spec) != before
+    alone = tmp_path / "alone.py"
+    alone.write_text("import torch\n\ndef build():\n    return torch.nn.Linear(64, 10)\n")
+    from initlab.usercode import _digest_of
+
+    assert source_fingerprint(f"{alone}:build") == _digest_of(alone)  # keys of before
+
+
+def test_a_compare_trains_again_after_a_helper_its_model_imports_was_edited(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    model = _project(tmp_path)
+    (tmp_path / "ran").unlink(missing_ok=True)
+    argv = ["compare", "--model", f"{model}:build", "--data", "digits", "--inits", "zeros"]
+    argv += ["--seeds", "1", "--epochs", "1", "--workers", "1", "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "ran 0 run(s)" in _said(capsys)  # nothing changed: resumed
+    (tmp_path / "helper.py").write_text("ACT = 'tanh'\n")
+    os.utime(tmp_path / "helper.py", ns=(2, 2))
+    assert main(argv) == 0
+    assert "ran 1 run(s)" in _said(capsys)  # trained on the new helper
+
+
+def _said(capsys) -> str:
+    """What the command printed on either stream, lines joined (the console wraps)."""
+    said = capsys.readouterr()
+    return " ".join((said.out + said.err).split())
