@@ -124,6 +124,7 @@ def _convnet(channels: int):
         ((8, 8, 3), 3, "look channels-last ([8, 8, 3], 3 channels last) while Conv2d takes "
          "channels first: transpose them, x.transpose(0, 3, 1, 2)"),
         ((8, 8), 1, "have no channel axis: add one, x[:, None]"),
+        ((8, 8, 1), 1, "look channels-last ([8, 8, 1], 1 channel last) while Conv2d"),
     ],
 )  # fmt: skip
 def test_images_in_the_wrong_layout_are_told_how_to_fix_them(shape, channels, hint):

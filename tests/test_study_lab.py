@@ -50,3 +50,10 @@ def test_a_tiny_study_says_it_is_a_smoke_test():
     assert "tiny scale is a smoke test" in outcome.verdict_line()
     default = StudyOutcome(SimpleNamespace(command_name="x"), "default", None, [])
     assert "smoke" not in default.verdict_line()
+    # a clean pass at tiny scale said its verdicts "usually do not reproduce"
+    passed, failed = SimpleNamespace(reproduced=True), SimpleNamespace(reproduced=False)
+    clean = StudyOutcome(SimpleNamespace(command_name="x"), "tiny", None, [passed, passed])
+    assert "a pass here is no evidence" in clean.verdict_line()
+    assert "usually do not reproduce" not in clean.verdict_line()
+    mixed = StudyOutcome(SimpleNamespace(command_name="x"), "tiny", None, [passed, failed])
+    assert "usually do not reproduce" in mixed.verdict_line()

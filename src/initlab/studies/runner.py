@@ -42,7 +42,7 @@ class StudyOutcome:
     def verdict_line(self) -> str:
         n = len(self.expectations)
         line = f"{self.study.command_name}: {self.reproduced} of {n} expected outcomes reproduced"
-        return line + (f" ({tiny_note()})" if self.scale == "tiny" else "")
+        return line + (f" ({tiny_note(self.reproduced == n)})" if self.scale == "tiny" else "")
 
 
 TINY_NOTE = (
@@ -52,9 +52,15 @@ TINY_NOTE = (
 """What a tiny-scale verdict means; ``{default}`` the option that asks for the default scale."""
 
 
-def tiny_note() -> str:
-    """:data:`TINY_NOTE` naming ``--scale default`` as the user's surface spells it."""
-    return TINY_NOTE.format(default=option("--scale default"))
+def tiny_note(all_reproduced: bool = False) -> str:
+    """:data:`TINY_NOTE` naming ``--scale default`` as the user's surface spells it; when
+    every outcome reproduced, that such a pass is no evidence either."""
+    note = TINY_NOTE.format(default=option("--scale default"))
+    if all_reproduced:
+        note = note.replace(
+            "so its verdicts usually do not reproduce", "so a pass here is no evidence"
+        )
+    return note
 
 
 def check_scale(scale: str) -> str:

@@ -20,9 +20,10 @@ def layout_hint(model: nn.Module, failed: str, x: Tensor) -> str:
     if x.dim() == spatial + 2 and x.shape[-1] == channels and x.shape[1] != channels:
         axes = ", ".join(["0", str(spatial + 1), *map(str, range(1, spatial + 1))])
         return (
-            f"; the examples look channels-last ({list(x.shape[1:])}, {channels} channels "
-            f"last) while {type(module).__name__} takes channels first: transpose them, "
-            f"x.transpose({axes}) (numpy) or x.permute({axes}) (torch)"
+            f"; the examples look channels-last ({list(x.shape[1:])}, {channels} "
+            f"channel{'s' * (channels != 1)} last) while {type(module).__name__} takes "
+            f"channels first: transpose them, x.transpose({axes}) (numpy) or "
+            f"x.permute({axes}) (torch)"
         )
     if x.dim() == spatial + 1 and channels == 1:
         return "; the examples have no channel axis: add one, x[:, None] (one channel)"
