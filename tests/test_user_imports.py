@@ -4,18 +4,31 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+import pytest
 
 from initlab.cli import main
 from initlab.user_imports import local_files
 from initlab.usercode import source_fingerprint
 
+
+@pytest.fixture(autouse=True)
+def _forget_the_projects_modules():
+    """The model file's imports land in sys.modules: drop them, so that no other test's
+    ``import ui_helper`` finds this project's."""
+    yield
+    for name in [n for n in sys.modules if n.split(".")[0] in ("ui_helper", "ui_blocks")]:
+        del sys.modules[name]
+
+
 MODEL = """import os, json
 import numpy as np
 import torch
 from torch import nn
-import helper
-from blocks.attention import SCALE
+import ui_helper
+from ui_blocks.attention import SCALE
 
 def build(width: int = 8):
     return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
@@ -25,10 +38,10 @@ def build(width: int = 8):
 def _project(root: Path) -> Path:
     """A model file importing a module beside it and a package's submodule, which imports
     the first module again; ``helper`` would write a file if it were ever executed."""
-    (root / "blocks").mkdir()
-    (root / "blocks" / "__init__.py").write_text("")
-    (root / "blocks" / "attention.py").write_text("from helper import ACT\nSCALE = 1.0\n")
-    (root / "helper.py").write_text(f"open({str(root / 'ran')!r}, 'w')\nACT = 'relu'\n")
+    (root / "ui_blocks").mkdir()
+    (root / "ui_blocks" / "__init__.py").write_text("")
+    (root / "ui_blocks" / "attention.py").write_text("from ui_helper import ACT\nSCALE = 1.0\n")
+    (root / "ui_helper.py").write_text(f"open({str(root / 'ran')!r}, 'w')\nACT = 'relu'\n")
     (root / "model.py").write_text(MODEL)
     return root / "model.py"
 
@@ -36,7 +49,7 @@ def _project(root: Path) -> Path:
 def test_the_local_modules_a_file_imports_are_found_without_running_them(tmp_path):
     model = _project(tmp_path)
     found = [p.relative_to(tmp_path.resolve()).as_posix() for p in local_files(model)]
-    assert found == ["blocks/__init__.py", "blocks/attention.py", "helper.py"]
+    assert found == ["ui_blocks/__init__.py", "ui_blocks/attention.py", "ui_helper.py"]
     assert not (tmp_path / "ran").exists()  # read with ast, never imported
 
 
@@ -46,8 +59,8 @@ def test_editing_an_imported_helper_changes_the_fingerprint_a_lone_file_keeps_it
     monkeypatch.chdir(tmp_path)
     spec = f"{_project(tmp_path)}:build"
     before = source_fingerprint(spec)
-    helper = tmp_path / "blocks" / "attention.py"
-    helper.write_text("from helper import ACT\nSCALE = 2.0\n")
+    helper = tmp_path / "ui_blocks" / "attention.py"
+    helper.write_text("from ui_helper import ACT\nSCALE = 2.0\n")
     os.utime(helper, ns=(1, 1))  # another mtime, whatever the clock's resolution
     assert source_fingerprint(spec) != before
     alone = tmp_path / "alone.py"
@@ -69,8 +82,8 @@ def test_a_compare_trains_again_after_a_helper_its_model_imports_was_edited(
     capsys.readouterr()
     assert main(argv) == 0
     assert "ran 0 run(s)" in _said(capsys)  # nothing changed: resumed
-    (tmp_path / "helper.py").write_text("ACT = 'tanh'\n")
-    os.utime(tmp_path / "helper.py", ns=(2, 2))
+    (tmp_path / "ui_helper.py").write_text("ACT = 'tanh'\n")
+    os.utime(tmp_path / "ui_helper.py", ns=(2, 2))
     assert main(argv) == 0
     assert "ran 1 run(s)" in _said(capsys)  # trained on the new helper
 
