@@ -19,7 +19,7 @@ def _forget_the_projects_modules():
     """The model file's imports land in sys.modules: drop them, so that no other test's
     ``import ui_helper`` finds this project's."""
     yield
-    for name in [n for n in sys.modules if n.split(".")[0] in ("ui_helper", "ui_blocks")]:
+    for name in [n for n in sys.modules if n.split(".")[0] in ("ui_helper", "ui_blocks", "ui_net")]:
         del sys.modules[name]
 
 
@@ -92,3 +92,46 @@ def _said(capsys) -> str:
     """What the command printed on either stream, lines joined (the console wraps)."""
     said = capsys.readouterr()
     return " ".join((said.out + said.err).split())
+
+
+def test_a_helper_edited_in_a_running_process_is_imported_again_with_its_model(
+    tmp_path, monkeypatch
+):
+    """The new key named the new helper, but `import ui_helper` found the old module still
+    in sys.modules: the runs trained the old code (a notebook, a sweep's worker)."""
+    from initlab.usercode import load_callable
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ui_helper.py").write_text("WIDTH = 8\n")
+    (tmp_path / "ui_net.py").write_text(
+        "import torch\nimport ui_helper\n\n\ndef build():\n"
+        "    return torch.nn.Linear(4, ui_helper.WIDTH)\n"
+    )
+    assert load_callable(f"{tmp_path / 'ui_net.py'}:build")().out_features == 8
+    (tmp_path / "ui_helper.py").write_text("WIDTH = 32\n")
+    os.utime(tmp_path / "ui_helper.py", ns=(3, 3))
+    assert load_callable(f"{tmp_path / 'ui_net.py'}:build")().out_features == 32
+    monkeypatch.syspath_prepend(str(tmp_path))  # the same through module:function
+    assert load_callable("ui_net:build")().out_features == 32
+    (tmp_path / "ui_helper.py").write_text("WIDTH = 16\n")
+    os.utime(tmp_path / "ui_helper.py", ns=(4, 4))
+    assert load_callable("ui_net:build")().out_features == 16
+
+
+def test_installed_packages_are_never_followed_nor_imported_again_initlab_included(
+    tmp_path, monkeypatch
+):
+    """initlab installed in place (pip install -e) lies outside site-packages: a model file
+    importing it had initlab itself dropped from sys.modules, and tests' patches went to
+    modules no longer used."""
+    import sys
+
+    import initlab.train.trial as trial
+    from initlab.usercode import forget_helpers
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "uses_initlab.py"
+    model.write_text("import torch\nimport initlab\nfrom initlab.train import trial\n")
+    assert local_files(model) == []
+    forget_helpers(model)
+    assert sys.modules["initlab.train.trial"] is trial

@@ -5,7 +5,8 @@ helper it imports (``from layers import Block``) decides the model as much. :fun
 reads the file's ``import`` statements with :mod:`ast` (nothing is executed), resolves each
 top-level module name with :func:`importlib.util.find_spec` from the file's folder and the
 current directory, and keeps those whose file lies outside the Python installation (not
-torch, numpy or the standard library), then does the same for each of them. A dotted
+torch, numpy, the standard library, or any installed distribution's package, even one
+installed in place with ``pip install -e``), then does the same for each of them. A dotted
 ``import blocks.attention`` resolves the package ``blocks`` and then the submodule's file in
 its folder, as Python would, without importing the package. Imports made at run time
 (``importlib.import_module(name)``) are not seen.
@@ -23,6 +24,8 @@ from initlab.fingerprint import is_installed
 
 MAX_FILES = 64
 """The most helper files followed from one user file (a vendored library stops here)."""
+# Relative imports (``from . import layers`` in a package spec ``pkg.mod:build``) and
+# namespace packages (a folder without ``__init__.py``) are not followed.
 
 
 def local_files(path: Path) -> list[Path]:
@@ -32,12 +35,16 @@ def local_files(path: Path) -> list[Path]:
     start = path.resolve()
     found: set[Path] = set()
     todo = [start]
-    while todo and len(found) < MAX_FILES:
+    while todo:
         current = todo.pop()
-        stat = current.stat()
+        try:
+            stat, places = current.stat(), (current.parent, Path.cwd())
+            seen = tuple(f"{d}|{d.stat().st_mtime_ns}" for d in places)  # a file added
+        except OSError:  # deleted meanwhile: its runs say so when they load it
+            continue
         for name in _imported_names(str(current), stat.st_mtime_ns, stat.st_size):
-            for target in _resolve(name, str(current.parent), str(Path.cwd())):
-                if target != start and target not in found:
+            for target in _resolve(name, *seen):
+                if target != start and target not in found and len(found) < MAX_FILES:
                     found.add(target)
                     todo.append(target)
     return sorted(found)
@@ -64,10 +71,12 @@ def _imported_names(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
 @lru_cache(maxsize=1024)
 def _resolve(name: str, folder: str, cwd: str) -> tuple[Path, ...]:
     """The files of module ``name`` when it is the user's own (outside the installation),
-    found from ``folder`` and ``cwd``: a package's ``__init__.py`` and the submodule's file
-    along a dotted name; empty otherwise."""
+    found from ``folder`` and ``cwd`` (each ``path|mtime``: a file added to or removed from
+    either folder since is looked up again): a package's ``__init__.py`` and the
+    submodule's file along a dotted name; empty otherwise."""
+    folder, cwd = folder.rpartition("|")[0], cwd.rpartition("|")[0]
     head, *rest = name.split(".")
-    if head in sys.builtin_module_names or head in sys.stdlib_module_names:
+    if head in sys.builtin_module_names or head in sys.stdlib_module_names or head in _packaged():
         return ()
     origin = getattr(_find(head, folder, cwd), "origin", None)
     if not origin or origin in ("built-in", "frozen") or is_installed(origin):
@@ -97,3 +106,13 @@ def _find(name: str, folder: str, cwd: str):
         for directory in added:
             if directory in sys.path:
                 sys.path.remove(directory)
+
+
+@lru_cache(maxsize=1)
+def _packaged() -> frozenset[str]:
+    """Top-level names that an installed distribution provides (torch, initlab itself, a
+    package of the user's installed with ``pip install -e``): libraries, by name, wherever
+    their files lie; never followed, never imported again."""
+    from importlib.metadata import packages_distributions
+
+    return frozenset(packages_distributions())

@@ -97,18 +97,19 @@ def _calling_on_path(function: Callable, *directories: str) -> Callable:
 
 
 def _import_file(path: Path, flag: str):
-    """Import ``path`` as a module named after its resolved path and content: imported once
-    per process and version, so an edited file is imported afresh (as its runs' keys change)."""
+    """Import ``path`` as a module named after its resolved path and content (with the
+    helpers it imports, :func:`source_fingerprint`): imported once per process and version,
+    so an edited file, or an edited helper, is imported afresh (as its runs' keys change)."""
     resolved = path.resolve()
     if not resolved.is_file():
         where = "" if path.is_absolute() else f" in {Path.cwd()} ({RELATIVE})"
         raise InitlabError(f"{option(flag)}: no such file '{path}'{where}")
-    stat = resolved.stat()
-    version = f"{resolved}|{_file_digest(str(resolved), stat.st_mtime_ns, stat.st_size)}"
+    version = f"{resolved}|{source_fingerprint(str(resolved) + ':_')}"  # helpers included
     digest = hashlib.sha256(version.encode()).hexdigest()[:12]
     name = f"initlab_user_{resolved.stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
+    forget_helpers(resolved)
     spec = importlib.util.spec_from_file_location(name, resolved)
     if spec is None or spec.loader is None:
         raise InitlabError(f"{option(flag)}: cannot import '{path}' (not a Python file?)")
@@ -134,7 +135,10 @@ def _import_module(name: str, flag: str):
             module = importlib.import_module(name)
             source = getattr(module, "__file__", None)
             digest = file_digest(source) if source else None
+            if source is not None:
+                digest = source_fingerprint(f"{source}:_")  # the file and its helpers
             if digest is not None and _IMPORTED.setdefault(name, digest) != digest:
+                forget_helpers(Path(source))
                 module = importlib.reload(module)
                 _IMPORTED[name] = digest
             return module
@@ -142,6 +146,20 @@ def _import_module(name: str, flag: str):
             raise InitlabError(
                 f"{option(flag)}: cannot import module '{name}': {_short(exc)}"
             ) from None
+
+
+def forget_helpers(path: Path) -> None:
+    """Drop from ``sys.modules`` the user's own modules ``path`` imports
+    (:func:`initlab.user_imports.local_files`), so that importing it again runs them as
+    their files are now: a cached ``helper`` would train the old code under the key of the
+    new one."""
+    from initlab.user_imports import local_files
+
+    files = {str(f) for f in local_files(path)}
+    for name, module in list(sys.modules.items()):
+        source = getattr(module, "__file__", None)
+        if source and str(Path(source).resolve()) in files:
+            del sys.modules[name]
 
 
 _IMPORTED: dict[str, str] = {}
@@ -241,7 +259,7 @@ def _digest_of(path: Path) -> str:
     return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     """Content hash, cached by (path, mtime, size): a file is read once per change."""
     digest = hashlib.sha256()
