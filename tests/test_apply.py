@@ -368,3 +368,20 @@ def test_a_residual_rule_scales_a_weight_two_branches_share_once():
     rows = {r["layer"]: r for r in record.rows}
     assert rows["1.b"]["std"] == pytest.approx(float(ruled[1].b.weight.std()), rel=1e-6)
     assert rows["2.b"]["expected_std"] == pytest.approx(rows["1.b"]["expected_std"], rel=1e-12)
+
+
+def test_the_holder_that_draws_a_shared_weight_is_also_the_one_lsuv_rescales_it_at():
+    """LSUV rescaled at the first holder in module order (the readout, zeros) while the
+    encoder drew: no rescaling at all, encoder output variance 24.9. A readout kept as
+    built took the draw and dropped the encoder's orthogonal."""
+    torch.manual_seed(0)
+    model, x = _ReadoutFirst(), 5 * torch.randn(512, 32)
+    with pytest.warns(InitlabNote):
+        record = initialize(model, {"enc": "lsuv", "out": "zeros"}, data=x)
+    with torch.no_grad():
+        assert float(model.enc(x).var()) == pytest.approx(1.0, abs=0.11)  # LSUV's tol 0.1
+    assert {r["layer"]: r["scheme"] for r in record.rows}["out"] == "tied to enc"
+    kept = _ReadoutFirst()
+    initialize(kept, {"enc": "orthogonal", "out": "default"})
+    w = kept.enc.weight.detach()
+    torch.testing.assert_close(w @ w.T, torch.eye(32), atol=1e-5, rtol=0)

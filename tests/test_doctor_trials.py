@@ -221,6 +221,14 @@ def test_a_budget_in_steps_is_a_whole_number_of_ten_or_more_cut_into_epochs_that
         assert math.isnan(schedule.seconds)  # nothing was timed
     # a prime budget once made one epoch of 1,999 steps, then one pass of 1,000 (half)
     assert cut_schedule(1999, n_train=32_000, batch=32).steps == 2000
+    # and 235 steps on 1,150 examples (36 a pass) 5 epochs of 47, each cut to one pass of 36
+    for steps in (235, 1234):
+        for n in (1150, 3972):
+            cut = cut_schedule(steps, n_train=n, batch=32)
+            if cut.limit_train is None:  # whole passes: as many as fit (docs/doctor.md)
+                assert cut.steps == steps // cut.steps_per_epoch * cut.steps_per_epoch
+            else:  # epochs below one pass, the budget's steps or the least more
+                assert cut.steps >= steps and cut.limit_train <= n
     for bad in (
         dict(),
         dict(seconds=-5),

@@ -55,11 +55,9 @@ from initlab.renamed import INIT_KEYWORDS, renamed_keywords
 from initlab.residual import apply_residual
 from initlab.residual.plan import residual_rule
 from initlab.residual.structure import Structure
-from initlab.tied_layers import drawing_order, first_holders, tied_row
+from initlab.tied_layers import AS_BUILT, drawing_order, first_holders, tied_row
 
 BIAS_POLICIES = ("zeros", "keep", "torch_default")
-AS_BUILT = "default"
-"""The scheme that keeps a layer as its constructor left it (weights and biases)."""
 
 Scheme = str | Initializer
 SchemeSpec = Scheme | Mapping[str, Scheme]
@@ -236,7 +234,7 @@ def _run_data_dependent(
     modules = dict(model.named_modules())
     pending = [
         (name, module, plan[name].sampler)
-        for name, module in first_holders(layers)
+        for name, module in first_holders(drawing_order(layers, plan))
         if plan.get(name) is not None
         and getattr(plan[name].sampler, "data_dependent", False)
         and not is_attention_output(name, modules)

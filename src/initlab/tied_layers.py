@@ -16,6 +16,9 @@ from initlab.initializers.basic import Constant
 from initlab.notes import note
 
 Layers = list[tuple[str, nn.Module]]
+AS_BUILT = "default"
+"""The scheme that keeps a layer as its constructor left it (weights and biases); a holder
+of a shared weight with it draws nothing. ``initlab.apply`` uses it from here."""
 
 
 def drawing_order(layers: Layers, plan: dict[str, Initializer | None]) -> Layers:
@@ -23,11 +26,12 @@ def drawing_order(layers: Layers, plan: dict[str, Initializer | None]) -> Layers
     scheme is not a constant, moved up to where the first holder was (the others keep their
     places): a readout registered before the encoder it is tied to, with ``output_init``
     ``zeros``, otherwise zeroed the encoder. The first holder draws where every scheme is a
-    constant, or none is."""
+    constant, or none is; a holder kept as built (``default``) never draws."""
     holders: dict[int, list[str]] = {}
     for name, module in layers:
         weight = getattr(module, "weight", None)
-        if weight is not None and plan.get(name) is not None:
+        init = plan.get(name)
+        if weight is not None and init is not None and init.name != AS_BUILT:
             holders.setdefault(id(weight), []).append(name)
     drawer = {}
     for key, names in holders.items():

@@ -323,13 +323,14 @@ def cut_schedule(
     least (2,000 steps: 10 × 200; 1,999: 10 × 200; 37: 8 × 5), more epochs on a tie."""
     epochs = min(max(steps // TIMING_STEPS, 1), MAX_POINTS)
     full = steps_per_epoch(n_train, batch)
+    if math.isnan(step):  # among the counts whose epochs stay below one pass
+        counts = range(math.ceil(epochs / 2), epochs + 1)
+        counts = [e for e in counts if math.ceil(steps / e) < full]
+        epochs = min(counts, key=lambda e: (e * math.ceil(steps / e), -e), default=epochs)
     if math.ceil(steps / epochs) >= full:  # whole passes, enough of them for the fewest steps
         return Schedule(
             max(steps // full, math.ceil(MIN_TRIAL_STEPS / full)), full, None, step, fixed
         )
-    if math.isnan(step):
-        counts = range(math.ceil(epochs / 2), epochs + 1)
-        epochs = min(counts, key=lambda e: (e * math.ceil(steps / e), -e))
     per_epoch = math.ceil(steps / epochs)
     return Schedule(epochs, per_epoch, per_epoch * batch, step, fixed)
 

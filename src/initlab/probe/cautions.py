@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import torch
 
-from initlab.data.scale import RMS_LIMIT
+from initlab.data.scale import RMS_LIMIT, input_scale
 from initlab.probe.findings import Finding
-from initlab.probe.logits import input_mean_square
 from initlab.probe.suggestions import drifts, measured_scale, scale_advice, trainable_depth
 
 SCALE_FINDINGS = frozenset(
@@ -55,21 +55,20 @@ def theory_cautions(frame: pd.DataFrame, findings: list[Finding]) -> list[str]:
     return lines
 
 
-def input_scale_cautions(frame: pd.DataFrame) -> list[str]:
-    """One line when the first layer's inputs are far from unit scale: a root-mean-square,
-    estimated from its pre-activations (:func:`~initlab.probe.logits.input_mean_square`),
-    outside [1/:data:`~initlab.data.scale.RMS_LIMIT`, RMS_LIMIT]. Every finding compares
-    layers with each other, so inputs 10⁴ too large pass through a ReLU net of unchanged
-    ratios as "healthy" at activations of std 3,400, and every init compared on them
-    inherits the scale."""
-    if frame.empty:
+def input_scale_cautions(inputs: object) -> list[str]:
+    """One line when the batch's float ``inputs`` are far from unit scale: a
+    root-mean-square outside [1/:data:`~initlab.data.scale.RMS_LIMIT`, RMS_LIMIT], the rule
+    loading notes data by (:mod:`initlab.data.scale`). Every finding compares layers with
+    each other, so inputs 10⁴ too large pass through a ReLU net of unchanged ratios as
+    "healthy" at activations of std 14,500, and every init compared on them inherits the
+    scale. Token ids, several input tensors and empty batches get none."""
+    if not (isinstance(inputs, torch.Tensor) and inputs.is_floating_point() and inputs.numel()):
         return []
-    rms = math.sqrt(input_mean_square(frame.iloc[0]))
-    if not math.isfinite(rms) or 1 / RMS_LIMIT <= rms <= RMS_LIMIT:
+    rms = input_scale(inputs.detach().float())[4]
+    if math.isfinite(rms) and 1 / RMS_LIMIT <= rms <= RMS_LIMIT:
         return []
-    layer, std = frame.iloc[0]["layer"], float(frame.iloc[0]["pre_std"])
     return [
-        f"the inputs are far from unit scale (root-mean-square about {rms:.3g}, estimated at "
-        f"layer {layer}, whose outputs have std {std:.3g}): every init here starts from that "
-        "scale; standardize them (mean 0, std 1 per feature) before comparing inits"
+        f"the inputs are far from unit scale (root-mean-square {rms:.3g} over this batch): "
+        "every init here starts from that scale; standardize them (mean 0, std 1 per "
+        "feature) before comparing inits"
     ]

@@ -340,7 +340,7 @@ def _diagnosis(
     findings += dormant_findings(frame) + attention_findings(attention.records)
     findings = blame_logits(findings + recurrent_findings(unrolled), unrolled)
     summary = verdicts.summary(frame)
-    cautions = input_scale_cautions(frame) + theory_cautions(frame, findings)
+    cautions = input_scale_cautions(inputs) + theory_cautions(frame, findings)
     return Diagnosis(frame, findings, summary, samples, label, unseen, unrolled, cautions)
 
 

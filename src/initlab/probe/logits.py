@@ -54,7 +54,7 @@ inputs) the output layer's own init is too large; below it the inputs are."""
 
 DATA_MSQ_HIGH = 4.0
 """The first layer's inputs are called large only when their estimated mean square
-(:func:`input_mean_square`) exceeds this (a root-mean-square of 2): standardized data is 1."""
+(:func:`_input_mean_square`) exceeds this (a root-mean-square of 2): standardized data is 1."""
 
 
 def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
@@ -63,7 +63,7 @@ def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
     logits' variance over its gain²): a residual stream or hidden activations that grew
     (post-activation std doubled, or pre-activation mean square quadrupled, from the first
     hidden layer to the last), data measured large at the first layer
-    (:func:`input_mean_square` above :data:`DATA_MSQ_HIGH`), or, when no one place stands
+    (:func:`_input_mean_square` above :data:`DATA_MSQ_HIGH`), or, when no one place stands
     out, small gains at every layer (max pooling, dropout's ``1/(1-p)`` in train mode), which
     a smaller output init absorbs."""
     weight = float(out["weight_std"])
@@ -76,7 +76,7 @@ def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
     )
     if gain == gain and gain <= OWN_GAIN_HIGH:
         residual = "branch" in frame and frame["branch"].notna().any()
-        data = input_mean_square(frame.iloc[0])
+        data = _input_mean_square(frame.iloc[0])
         cause = (
             "its residual stream grows with depth: apply a residual rule (--residual-init "
             "depth_scaled, zero_last_layer or fixup; docs/residual.md)"
@@ -114,7 +114,7 @@ def _column(frame: pd.DataFrame, name: str, row: int) -> float:
     return float(frame[name].iloc[row]) if name in frame else math.nan
 
 
-def input_mean_square(first: pd.Series) -> float:
+def _input_mean_square(first: pd.Series) -> float:
     """The first layer's inputs' mean square, estimated from its pre-activations: ``E[z²] ≈
     fan_in · Var(w) · E[x²] + E[b²]`` for zero-mean weights drawn independently of ``x``,
     so ``(E[z²] − bias_mean² − bias_std²) / (fan_in · Var(w))``; NaN where a quantity is

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 from initlab.errors import InitlabError, option
 
@@ -28,12 +29,13 @@ def host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def check_reachable(address: str | None, seconds: float = CONNECT_SECONDS) -> None:
+def check_reachable(address: str | None, ray: Any = None, seconds: float = CONNECT_SECONDS) -> None:
     """One line when nothing accepts a TCP connection at ``address`` (``None``: the address
-    in ``$RAY_ADDRESS``, if any) within ``seconds``: what was tried, and what to do."""
+    in ``$RAY_ADDRESS``, if any) within ``seconds``: what was tried, and what to do. Nothing
+    is checked where ``ray`` (the module) is connected already: that connection is used."""
     given = address if address is not None else os.environ.get("RAY_ADDRESS")
     where = host_port(given) if given else None
-    if where is None:
+    if where is None or (ray is not None and ray.is_initialized()):
         return
     try:
         with socket.create_connection(where, timeout=seconds):

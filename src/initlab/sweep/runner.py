@@ -12,8 +12,7 @@ directory): each leases a chunk right before it hands it to an idle worker
 (:class:`initlab.store.leases.Lease`; the worker processes start once per sweep), so they
 share the work, a finished run is never trained or overwritten again, and the runs of a
 process that was killed are taken over when its leases expire. A store that cannot be
-written any more (a full disk) stops the sweep with :class:`SweepStopped`; everything
-committed before stays readable.
+written (a full disk) stops the sweep with :class:`SweepStopped`; all committed stays readable.
 """
 
 from __future__ import annotations
@@ -319,8 +318,7 @@ def _stopped_line(store: Store, exc: BaseException, report: SweepReport) -> str:
 
 def check_backend(backend: str, address: str | None = None, gpus_per_trial: float = 0.0):
     """A function ``(workers, threads, engine, data_dir, preloaded, checkpoints) -> Executor``;
-    checks the backend (and that Ray is installed) before anything starts.
-    ``gpus_per_trial`` (Ray's ``num_gpus`` per task) is for the Ray backend only."""
+    checks the backend (Ray installed, its address answering) before anything starts."""
     if backend == "local":
         ray = option("--backend ray")
         if address is not None:
@@ -338,13 +336,13 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
         from initlab.sweep.ray_address import check_reachable
         from initlab.sweep.ray_backend import RayExecutor, import_ray
 
-        import_ray()
+        ray = import_ray()
         if address is not None and address != "auto" and ":" not in address:
             raise InitlabError(
                 f"{option(f'--address {address}')}: give host:port (the head node's GCS, e.g. "
                 "10.0.0.1:6379), ray://host:10001 or auto"
             )
-        check_reachable(address)
+        check_reachable(address, ray)
 
         def on_ray(workers, threads, engine, data_dir, preloaded, checkpoints=None) -> Executor:
             return RayExecutor(
