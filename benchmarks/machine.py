@@ -9,35 +9,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 
 import torch
 
 from initlab import mkl_dispatch
-
-
-def cpu_model() -> str:
-    """``lscpu``'s model name (``platform.processor()`` where lscpu is missing), with the
-    CPU family, model and widest vector ISA from /proc/cpuinfo where there is one (a KVM
-    guest's name can be just "AMD EPYC", the same for Zen 4 and Zen 5)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        out = ""
-    names = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")]
-    name = names[0] if names else platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            first = f.read().split("\n\n")[0].splitlines()  # the first CPU's block
-    except OSError:
-        return name
-    info = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in first if ":" in ln)}
-    flags = info.get("flags", "").split()
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{name} (family {info.get('cpu family', '?')} model {info.get('model', '?')}, {isa})"
+from initlab.sweep.engine import cpu_model
 
 
 def kernels() -> str:

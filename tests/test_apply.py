@@ -321,8 +321,9 @@ def test_lsuv_rescales_a_tied_weight_once_at_its_first_layer():
     assert rows["2"]["std"] == rows["0"]["std"] and rows["2"]["expected_std"] is None
 
 
-class _ReadoutFirst(_TiedAutoencoder):
-    """The readout registered before the encoder it shares its weight with."""
+class ReadoutFirst(_TiedAutoencoder):
+    """The readout registered before the encoder it shares its weight with (test_snippet
+    uses it too)."""
 
     def __init__(self) -> None:
         nn.Module.__init__(self)
@@ -333,7 +334,7 @@ class _ReadoutFirst(_TiedAutoencoder):
 
 def test_a_constant_readout_scheme_never_draws_a_weight_it_shares_whatever_the_order():
     """Registered first, the readout's zeros drew the shared weight: the encoder was zeroed."""
-    model = _ReadoutFirst()
+    model = ReadoutFirst()
     with pytest.warns(InitlabNote, match="drawn once, by enc's orthogonal"):
         record = initialize(model, "orthogonal", output_init="zeros")
     w = model.enc.weight.detach()
@@ -375,13 +376,13 @@ def test_the_holder_that_draws_a_shared_weight_is_also_the_one_lsuv_rescales_it_
     encoder drew: no rescaling at all, encoder output variance 24.9. A readout kept as
     built took the draw and dropped the encoder's orthogonal."""
     torch.manual_seed(0)
-    model, x = _ReadoutFirst(), 5 * torch.randn(512, 32)
+    model, x = ReadoutFirst(), 5 * torch.randn(512, 32)
     with pytest.warns(InitlabNote):
         record = initialize(model, {"enc": "lsuv", "out": "zeros"}, data=x)
     with torch.no_grad():
         assert float(model.enc(x).var()) == pytest.approx(1.0, abs=0.11)  # LSUV's tol 0.1
     assert {r["layer"]: r["scheme"] for r in record.rows}["out"] == "tied to enc"
-    kept = _ReadoutFirst()
+    kept = ReadoutFirst()
     initialize(kept, {"enc": "orthogonal", "out": "default"})
     w = kept.enc.weight.detach()
     torch.testing.assert_close(w @ w.T, torch.eye(32), atol=1e-5, rtol=0)

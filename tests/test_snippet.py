@@ -7,6 +7,7 @@ from torch import nn
 
 from initlab.apply import initialize
 from initlab.doctor.snippet import make_snippet
+from test_apply import ReadoutFirst  # a readout registered before the encoder it is tied to
 
 SCHEMES = {
     "0": "he_normal",
@@ -210,28 +211,15 @@ def test_lsuv_lines_on_a_depthwise_conv_match_initlabs_std():
     assert abs(rms(mine[0]) - want) < 1e-4 * want
 
 
-class _Tied(nn.Module):
-    """A readout registered before the encoder it shares its weight with."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = nn.Linear(32, 32)
-        self.enc = nn.Linear(32, 32)
-        self.out.weight = self.enc.weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.relu(self.enc(x)))
-
-
 def test_a_tied_weight_is_drawn_once_by_its_random_scheme_in_the_snippet_as_in_initialize():
     """The snippet drew the weight at each holder (the last, zeros, won) where initialize
     keeps one draw; a readout registered first with zeros zeroed the encoder in both."""
     schemes = {"enc": "orthogonal", "out": "zeros"}
     space: dict = {}
     with pytest.warns(UserWarning, match="tied"):
-        initialize(ref := _Tied(), schemes, generator=torch.Generator().manual_seed(0))
-    exec(make_snippet(_Tied(), schemes, name="t", message="m"), space)
-    mine = space["apply_init"](_Tied(), torch.Generator().manual_seed(1))
+        initialize(ref := ReadoutFirst(), schemes, generator=torch.Generator().manual_seed(0))
+    exec(make_snippet(ReadoutFirst(), schemes, name="t", message="m"), space)
+    mine = space["apply_init"](ReadoutFirst(), torch.Generator().manual_seed(1))
     for model in (mine, ref):
         w = model.enc.weight.detach()
         torch.testing.assert_close(w @ w.T, torch.eye(32), atol=1e-5, rtol=0)
@@ -245,6 +233,7 @@ def test_the_snippet_sets_dirac_as_initialize_does_on_a_grouped_conv():
     mine = space["apply_init"](nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4)))
     ref = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=4))
     initialize(ref, {"0": "dirac"})
+    # exact by construction: dirac writes 0s and 1s
     assert torch.equal(mine[0].weight, ref[0].weight) and int(ref[0].weight.sum()) == 8
 
 

@@ -65,9 +65,9 @@ def test_editing_an_imported_helper_changes_the_fingerprint_a_lone_file_keeps_it
     assert source_fingerprint(spec) != before
     alone = tmp_path / "alone.py"
     alone.write_text("import torch\n\ndef build():\n    return torch.nn.Linear(64, 10)\n")
-    from initlab.usercode import _digest_of
+    from initlab.usercode import file_digest
 
-    assert source_fingerprint(f"{alone}:build") == _digest_of(alone)  # keys of before
+    assert source_fingerprint(f"{alone}:build") == file_digest(str(alone))  # keys of before
 
 
 def test_a_compare_trains_again_after_a_helper_its_model_imports_was_edited(

@@ -104,7 +104,7 @@ def _import_file(path: Path, flag: str):
     if not resolved.is_file():
         where = "" if path.is_absolute() else f" in {Path.cwd()} ({RELATIVE})"
         raise InitlabError(f"{option(flag)}: no such file '{path}'{where}")
-    version = f"{resolved}|{source_fingerprint(str(resolved) + ':_')}"  # helpers included
+    version = f"{resolved}|{python_fingerprint(resolved)}"  # its helpers included
     digest = hashlib.sha256(version.encode()).hexdigest()[:12]
     name = f"initlab_user_{resolved.stem}_{digest}"
     if name in sys.modules:
@@ -134,9 +134,7 @@ def _import_module(name: str, flag: str):
         try:
             module = importlib.import_module(name)
             source = getattr(module, "__file__", None)
-            digest = file_digest(source) if source else None
-            if source is not None:
-                digest = source_fingerprint(f"{source}:_")  # the file and its helpers
+            digest = python_fingerprint(Path(source)) if source else None
             if digest is not None and _IMPORTED.setdefault(name, digest) != digest:
                 forget_helpers(Path(source))
                 module = importlib.reload(module)
@@ -156,6 +154,8 @@ def forget_helpers(path: Path) -> None:
     from initlab.user_imports import local_files
 
     files = {str(f) for f in local_files(path)}
+    if not files:  # no helper: nothing to look for among the loaded modules
+        return
     for name, module in list(sys.modules.items()):
         source = getattr(module, "__file__", None)
         if source and str(Path(source).resolve()) in files:
@@ -242,21 +242,21 @@ def source_fingerprint(spec: str) -> str:
     path = source_path(spec)
     if path is None or not path.is_file():
         return "missing"
-    digest = _digest_of(path)
-    if path.suffix != ".py":
-        return digest
+    return python_fingerprint(path) if path.suffix == ".py" else str(file_digest(str(path)))
+
+
+def python_fingerprint(path: Path) -> str:
+    """:func:`file_digest` of a Python file, combined with those of the user's own modules
+    it imports (:func:`initlab.user_imports.local_files`); a file without any keeps its own
+    digest, as before helpers were followed."""
     from initlab.user_imports import local_files
 
+    digest = str(file_digest(str(path)))
     helpers = local_files(path)
-    if not helpers:  # one file: its own digest, as before helpers were followed
+    if not helpers:
         return digest
-    parts = [digest, *(f"{h.name}:{_digest_of(h)}" for h in helpers)]
+    parts = [digest, *(f"{h.name}:{file_digest(str(h))}" for h in helpers)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def _digest_of(path: Path) -> str:
-    stat = path.stat()
-    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=256)

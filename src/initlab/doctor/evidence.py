@@ -318,10 +318,7 @@ def _finite(value: float) -> float | None:
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as dicts, NaN as ``None`` (valid JSON)."""
     rows = frame.to_dict("records")
-    return [
-        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
-        for r in rows
-    ]
+    return [{k: _finite(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
 
 
 def write_outputs(evidence: Evidence, plan: Plan, snippet: str, out: str | Path) -> list[Path]:

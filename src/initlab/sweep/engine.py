@@ -68,16 +68,20 @@ def environment() -> dict[str, str]:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere): BLAS
-    kernels and summation order differ between CPUs, and so do the last bits of results."""
+    """The CPU's model name with its family, model and widest vector ISA (``/proc/cpuinfo``;
+    ``platform.processor()`` elsewhere): a KVM guest's name can be just "AMD EPYC", the same
+    for Zen 4 and Zen 5, and BLAS kernels and summation order, so the last bits of results,
+    differ between them."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            first = cpuinfo.read().split("\n\n")[0].splitlines()  # the first CPU's block
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine() or "unknown CPU"
+    info = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in first if ":" in ln)}
+    name = info.get("model name") or platform.processor() or "unknown CPU"
+    flags = info.get("flags", "").split()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name} (family {info.get('cpu family', '?')} model {info.get('model', '?')}, {isa})"
 
 
 def batched_engine() -> ModuleType:
