@@ -272,6 +272,15 @@ def test_a_checkpoint_saved_on_another_kind_of_device_resumes_with_dropout_seede
     assert sorted(e for _, e in log) == [2, 2, 2, 3, 3, 3]
 
 
+def test_a_run_with_dropout_resumed_in_another_stack_continues_its_own_masks(tmp_path, digits):
+    runs = configs(optimizer="adam", lr=0.003, dropout=0.2, epochs=3)
+    whole = train_configs(runs, digits)
+    saves = interrupted(runs, digits, tmp_path, epoch=3)
+    resumed = train_configs(runs[1:], digits, checkpoints=saves)  # 2 of the 3, another first
+    for a, b in zip(resumed, whole[1:], strict=True):
+        assert_same_run(a, b, digits)
+
+
 def test_each_resumed_run_keeps_its_own_time_from_before(tmp_path, digits):
     runs = configs(optimizer="momentum", lr=0.02, epochs=3)
     saves = interrupted(runs, digits, tmp_path, epoch=2)

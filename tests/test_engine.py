@@ -157,6 +157,20 @@ def test_dropout_results_agree_in_distribution(digits):
     assert abs(statistics.mean(stacked) - statistics.mean(alone)) < 4 * spread + tol(1077)
 
 
+@pytest.mark.parametrize("strategy", ["batched", "looped"])
+def test_a_models_dropout_does_not_depend_on_what_shares_its_stack(digits, monkeypatch, strategy):
+    """Model m draws its masks from its own stream: the run alone and the same run second in
+    a stack (another first model, other neighbours) train alike, whichever strategy runs."""
+    monkeypatch.setenv("INITLAB_STRATEGY", strategy)
+    runs = [
+        RunConfig(**BASE, dropout=0.3, lr=0.1, init=init, seed=seed)
+        for init, seed in [("he_normal", 5), ("glorot_uniform", 1), ("orthogonal", 2)]
+    ]
+    together = train_configs(runs, digits)
+    assert together[1].strategy == ("stacked" if strategy == "batched" else "looped")
+    assert_close(together[1], run_config(runs[1], digits), digits)
+
+
 def test_divergence_freezes_one_model_and_leaves_the_others_unchanged(digits):
     good = group()[:3]
     bad = RunConfig(**BASE, init="random_normal(stddev=5.0)", lr=1e8, seed=9)

@@ -23,8 +23,9 @@ from initlab.notes import note
 EVERY_SECONDS = 60.0
 """Seconds of training between two saves of a stack (the first save after as long);
 the environment variable ``INITLAB_CHECKPOINT_SECONDS`` changes it (:func:`checkpoint_seconds`)."""
-VERSION = 1
-"""The layout of a checkpoint file; a file of another version trains from the start."""
+VERSION = 2
+"""The layout of a checkpoint file (2: each run's own dropout generator); a file of another
+version trains from the start."""
 SUFFIX = ".pt"
 STALE_SECONDS = 3600.0
 """A temporary file whose writer is gone is deleted by :meth:`Checkpoints.tidy` once it is

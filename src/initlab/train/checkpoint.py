@@ -8,7 +8,8 @@ there as ``<run key>.pt`` (:func:`snapshot`):
 
 - its model's weights and buffers (batch-norm running statistics included),
 - its optimizer state (momentum buffers, Adam moments, step counts),
-- its data-order generator and the stack's dropout RNG (and the device kind it is for),
+- its data-order generator, its own dropout generator and the stack's global RNG (and
+  the device kind they are for),
 - how its stack ran it (stacked, vmap or looped),
 - its result so far: the epoch records, the per-layer tracking rows, its share of the time;
   a run that diverged is saved as final (its result is all there is to keep).
@@ -25,11 +26,12 @@ checkpoint: runs saved at the same epoch, run the same way, stack together again
 continue from the next epoch with that state (:func:`restore`); a final one is returned as
 it is; a file that cannot be read, or states that do not fit the stack
 (:class:`ResumeError`), are a note and the runs start over. The result matches an
-uninterrupted run up to float rounding; dropout masks stay the same only in the same stack
-on the same kind of device. The sweep deletes a run's checkpoint once the store has recorded
-it as finished (:func:`initlab.sweep.runner.run_sweep`). The run key names the file, and it
-covers the run's settings and the user's source files, so an edited model never resumes
-from a stale checkpoint (its key changed).
+uninterrupted run up to float rounding; its ``nn.Dropout`` masks continue on the same kind
+of device (in any stack), other dropout only in the same stack
+(:mod:`initlab.train.dropout_streams`). The sweep deletes a run's checkpoint once the store
+has recorded it as finished (:func:`initlab.sweep.runner.run_sweep`). The run key names the
+file, and it covers the run's settings and the user's source files, so an edited model
+never resumes from a stale checkpoint (its key changed).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def snapshot(trainer: StackTrainer, m: int, key: str, epoch: int) -> dict[str, A
         parameters=list(trainer.stack.params),
         data_rng=trainer.data_gens[m].get_state(),
         dropout_rng=global_rng_state(trainer.device),
+        dropout_stream=trainer.stack.streams.generators[m].get_state(),
         dropout_device=trainer.device.type,
     )
     return saved
@@ -124,6 +127,7 @@ def restore(trainer: StackTrainer, saved: Sequence[dict[str, Any]]) -> None:
         trainer.saved_seconds = [s["result"]["seconds"] for s in saved]
         same = saved[0]["dropout_device"] == trainer.device.type  # else another RNG
         trainer.dropout_state = saved[0]["dropout_rng"] if same else None
+        _restore_streams(trainer, saved if same else None)
         for m, state in enumerate(saved):
             trainer.data_gens[m].set_state(state["data_rng"].cpu())
             result = trainer.results[m]
@@ -133,6 +137,18 @@ def restore(trainer: StackTrainer, saved: Sequence[dict[str, Any]]) -> None:
                 trainer.trackers[m].rows = list(state["result"]["layer_stats"])
     except Exception as exc:
         raise ResumeError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _restore_streams(trainer: StackTrainer, saved: Sequence[dict[str, Any]] | None) -> None:
+    """Continue each model's dropout generator from its checkpoint; one saved on another
+    kind of device (another layout) is seeded from its model's seed and the epoch."""
+    generators = trainer.stack.streams.generators
+    for m, generator in enumerate(generators):
+        if saved is not None:
+            generator.set_state(saved[m]["dropout_stream"].cpu())
+        else:
+            stream = f"dropout after epoch {trainer.start_epoch}"
+            generator.manual_seed(derive_seed(trainer.members[m].seed, stream))
 
 
 def apply_dropout_state(trainer: StackTrainer) -> None:

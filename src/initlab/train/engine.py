@@ -26,8 +26,11 @@ H200: 0.84 s per epoch with the read, 1.29 masked; benchmarks/README.md). After 
 divergence every step is masked on the device; on the CPU the host reads the divergence
 record after each step, on accelerators every :data:`CHECK_STEPS` steps and at epoch ends.
 
-**Randomness.** Dropout masks come from the global RNG, seeded from the first model's
-``"dropout"`` stream and forked (the caller's RNG state is untouched); ``vmap`` with
+**Randomness.** Model m's ``nn.Dropout`` masks come from its own generator, seeded from
+its ``"dropout"`` stream (:mod:`initlab.train.dropout_streams`): the masks it gets alone, in
+any stack, under ``stacked`` or ``looped``. Other dropout (inside attention, ``F.dropout``,
+any dropout under ``vmap``) draws from the global RNG, seeded from the first model's
+``"stack dropout"`` stream and forked (the caller's RNG state is untouched); ``vmap`` with
 ``randomness="different"`` gives every model its own, independent masks.
 
 **Checkpoints.** A sweep's stack saves each run's state after an epoch now and then, and
@@ -114,7 +117,8 @@ class StackTrainer:
     def __init__(self, models: Sequence[nn.Module], data, plan: Plan, members: Sequence[Member]):
         self.plan, self.members, self.size = plan, list(members), len(models)
         self.device = plan.device
-        self.stack = ModelStack(models, self.device, plan.strategy, plan.prefer)
+        dropout_seeds = [derive_seed(m.seed, "dropout") for m in members]
+        self.stack = ModelStack(models, self.device, plan.strategy, plan.prefer, dropout_seeds)
         self.opt = StackedOptimizer(
             plan.optimizer,
             list(self.stack.params.values()),
@@ -341,7 +345,7 @@ class StackTrainer:
         """Train all epochs (trial step, tracking at step 0, epochs) and test; a resumed
         stack (:func:`initlab.train.checkpoint.restore`) continues after its saved epoch.
         ``saver(self, epoch)`` after each epoch but the last (it may save a checkpoint)."""
-        seed = derive_seed(self.members[0].seed, "dropout")
+        seed = derive_seed(self.members[0].seed, "stack dropout")
         with torch.random.fork_rng(devices=rng_devices(self.device)):
             self.prepare()  # leaves the RNG as it found it
             if self.stack.note:

@@ -11,12 +11,17 @@ only decides how a forward pass reaches them:
   ``BatchNorm1d`` over ``M·C`` channels), inputs ``[M, B, ...]``; for models whose forward
   is a plain composition of modules (``nn.Sequential`` trees, initlab's MLP);
 - ``"vmap"`` — :func:`torch.func.vmap` of :func:`torch.func.functional_call` of one template
-  module over the model axis, ``randomness="different"`` (each model its own dropout masks);
-  buffers are passed batched, so BatchNorm's in-place updates land in each model's slice;
+  module over the model axis, ``randomness="different"`` (each model its own dropout masks,
+  from the stack's global generator); buffers are passed batched, so BatchNorm's in-place
+  updates land in each model's slice;
 - ``"looped"`` — one real module per model whose parameters and buffers are *views* of the
   stacked tensors (leaves of their own for autograd), called one after the other: exactly
   the plain PyTorch forward and backward of each model, no ``functional_call``. A stack of one
   always runs this way, so training one model costs what a plain loop costs.
+
+Under ``stacked`` and ``looped``, model m's ``nn.Dropout`` masks come from its own generator
+(:attr:`ModelStack.streams`, seeded with ``dropout_seeds[m]``;
+:mod:`initlab.train.dropout_streams`): the same masks whatever shares the stack.
 
 ``strategy="auto"`` (the default) takes ``"stacked"`` where the model allows it, otherwise
 ``"vmap"``; before training, :func:`initlab.train.trial.prepare` checks on the first
@@ -39,6 +44,7 @@ from torch.func import functional_call, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from initlab.ties import tied_names
+from initlab.train.dropout_streams import DropoutStreams, use_model_dropout
 from initlab.train.layers import restore, speed_up
 from initlab.train.stacked import NotStackable, stacked_module
 
@@ -92,6 +98,7 @@ class ModelStack:
         device: torch.device,
         strategy: str = AUTO,
         prefer: str = "",
+        dropout_seeds: Sequence[int] | None = None,
     ) -> None:
         if not models:
             raise ValueError("a model stack needs at least one model")
@@ -99,6 +106,10 @@ class ModelStack:
             raise ValueError(f"unknown stack strategy {strategy!r}")
         self.size, self.device, self.auto = len(models), device, strategy == AUTO
         self.template = copy.deepcopy(models[0]).to(device)
+        if dropout_seeds is not None and len(dropout_seeds) != len(models):
+            raise ValueError("a model stack needs one dropout seed per model")
+        self.streams = DropoutStreams(dropout_seeds or range(len(models)), device)
+        """Model m's dropout generator (default seed: m)."""
         self.names = tied_names(self.template)
         """Every parameter/buffer name → the name its tensor is stored under (ties)."""
         params, buffers = stack_state(models)
@@ -128,7 +139,7 @@ class ModelStack:
 
     def _try_stacked(self, strategy: str) -> str:
         try:
-            stacked_module(self.template, {**self.params, **self.buffers})
+            stacked_module(self.template, {**self.params, **self.buffers}, self.streams)
         except NotStackable as exc:
             if strategy == STACKED:
                 raise ValueError(f"this model cannot be stacked: {exc}") from None
@@ -137,7 +148,7 @@ class ModelStack:
             for tensors in (self.params, self.buffers):  # a frozen weight is with the buffers
                 if type(module) is nn.Linear and f"{name}.weight" in tensors:
                     tensors[f"{name}.weight"] = in_out_layout(tensors[f"{name}.weight"])
-        self._graph = stacked_module(self.template, {**self.params, **self.buffers})
+        self._graph = stacked_module(self.template, {**self.params, **self.buffers}, self.streams)
         return STACKED
 
     @property
@@ -207,7 +218,7 @@ class ModelStack:
             sub = module.get_submodule(owner)
             table = sub._parameters if isinstance(value, nn.Parameter) else sub._buffers
             table[attr] = value
-        return module
+        return use_model_dropout(module, self.streams.generators[m])
 
     def fuse_sgd(
         self,

@@ -12,8 +12,10 @@ out ``[M, B, ...]``:
 - ``nn.BatchNorm1d`` on ``[B, C]`` → :class:`StackedBatchNorm1d`: batch norm over ``M·C``
   channels of ``[B, M·C]``, i.e. each model's own batch statistics and running statistics;
 - ``nn.Flatten(s, e)`` → ``nn.Flatten(s + 1, e + 1)`` (the model axis comes first);
-- parameter-free elementwise modules (activations, ``Dropout``, ``Identity``) are kept: on
-  ``[M, B, ...]`` they act per element, so every model gets its own dropout mask;
+- parameter-free elementwise modules (activations, ``Identity``) are kept: on ``[M, B, ...]``
+  they act per element;
+- ``nn.Dropout`` → :class:`~initlab.train.dropout_streams.StackedDropout`: each model's
+  masks from its own generator (:mod:`initlab.train.dropout_streams`);
 - ``attn(q, k, v)[0]`` (or ``out, _ = attn(...)``) on a ``MultiheadAttention`` leaf picks
   from its ``(out, weights)`` tuple; when only the output is read, ``need_weights`` is
   ignored (the output is the same either way).
@@ -32,12 +34,13 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from initlab.train import stacked_attention, stacked_conv
+from initlab.train.dropout_streams import DropoutStreams, StackedDropout
 from initlab.train.layers import NotStackable, StackedBatchNormState, StackedLinear
 
 ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
     nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Identity,
-    nn.Dropout, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
+    nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
 )  # fmt: skip
 ELEMENTWISE_FUNCTIONS = {
     operator.add, operator.sub, operator.mul, operator.truediv, operator.neg,
@@ -92,6 +95,8 @@ def _replacement(name: str, module: nn.Module, stacked: dict[str, Tensor]) -> nn
         return nn.Flatten(module.start_dim + 1, end)
     if kind in ELEMENTWISE_MODULES:
         return module
+    if kind is nn.Dropout:
+        return StackedDropout(module.p)
     for extension in EXTENSIONS:
         found = extension.replacement(name, module, tensors)
         if found is not None:
@@ -207,9 +212,12 @@ def _equal_plain(old: object, new: object) -> bool:
     return isinstance(old, (bool, int, float, str)) and old == new
 
 
-def stacked_module(template: nn.Module, stacked: dict[str, Tensor]) -> fx.GraphModule:
+def stacked_module(
+    template: nn.Module, stacked: dict[str, Tensor], streams: DropoutStreams | None = None
+) -> fx.GraphModule:
     """``template``'s traced graph with stacked leaves holding ``stacked`` (state-dict names
-    → ``[M, ...]`` tensors); inputs and outputs ``[M, B, ...]``. Raises
+    → ``[M, ...]`` tensors); inputs and outputs ``[M, B, ...]``; its dropout draws each
+    model's masks from ``streams`` (else from the global generator). Raises
     :class:`NotStackable` unless the forward is a plain composition (module docstring)."""
     graph = _frozen_safe_trace(template)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
@@ -232,4 +240,7 @@ def stacked_module(template: nn.Module, stacked: dict[str, Tensor]) -> fx.GraphM
             new = str(len(leaves._modules))
             leaves.add_module(new, _replacement(node.target, module, stacked))
             node.target = new
+    for leaf in leaves.modules():
+        if isinstance(leaf, StackedDropout):
+            leaf.streams = streams
     return fx.GraphModule(leaves, graph)

@@ -8,16 +8,19 @@ Activations are laid out ``[M, B, ...]`` (model axis first); every stacked tenso
   b_in[m]`` (stacked products, :class:`initlab.train.layers._StackedLinear`), then
   ``softmax(q k^T / sqrt(d_head) + mask) v`` by ONE ``F.scaled_dot_product_attention`` over
   ``[M·B, heads, T, d_head]`` (attention is per example, so the models are just more batch;
-  its dropout draws independent masks for every model), then ``out_proj``;
+  its dropout draws independent masks for every model, from the stack's global generator),
+  then ``out_proj``;
 - ``nn.TransformerEncoderLayer`` / ``nn.TransformerEncoder`` →
   :class:`StackedTransformerEncoderLayer` / :class:`StackedTransformerEncoder`: torch's
   ``x = norm1(x + sa(x)); x = norm2(x + ff(x))`` (``norm_first``: ``x = x + sa(norm1(x));
   x = x + ff(norm2(x))``), ``ff(x) = linear2(dropout(act(linear1(x))))``, of the stacked
-  pieces above. When training on the CPU, ``sa`` and ``ff`` (relu/gelu, no dropout inside)
-  each run as ONE autograd function that loops over the models (:class:`_SelfAttention`,
-  :class:`initlab.train.stacked_norms.FeedForward`): the same kernels as one model alone,
-  but each model's wide intermediates (``[B·T, 3d]`` q/k/v, ``[B·T, 4d]`` hidden) stay in
-  cache from producer to consumer, which the whole-stack ``[M, B·T, 4d]`` tensors do not.
+  pieces above (the layer's three dropouts draw from each model's own generator,
+  :mod:`initlab.train.dropout_streams`). When training on the CPU, ``sa`` and ``ff``
+  (relu/gelu, no dropout inside) each run as ONE autograd function that loops over the
+  models (:class:`_SelfAttention`, :class:`initlab.train.stacked_norms.FeedForward`): the
+  same kernels as one model alone, but each model's wide intermediates (``[B·T, 3d]``
+  q/k/v, ``[B·T, 4d]`` hidden) stay in cache from producer to consumer, which the
+  whole-stack ``[M, B·T, 4d]`` tensors do not.
   At the benchmark's size (d 64, batch 32, length 32) a model's step is bound by its
   kernels, not by Python overhead, so stacking M models gains little over running them
   one after the other (see benchmarks/README.md).
@@ -41,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from initlab.train import stacked_norms
+from initlab.train.dropout_streams import StackedDropout
 from initlab.train.layers import NotStackable, StackedLinear, _StackedLinear
 from initlab.train.stacked_norms import (
     FeedForward,
@@ -280,6 +284,7 @@ class StackedTransformerEncoderLayer(nn.Module):
         self.activation, self.gelu = elementwise_activation(source.activation)
         self.norm_first = source.norm_first
         self.p = (source.dropout.p, source.dropout1.p, source.dropout2.p)
+        self.dropouts = nn.ModuleList(StackedDropout(p) for p in self.p)  # model streams
 
     def forward(
         self,
@@ -302,8 +307,7 @@ class StackedTransformerEncoderLayer(nn.Module):
         return self.norm2(x + self._ff(x))
 
     def _dropout(self, x: Tensor, i: int) -> Tensor:
-        p = self.p[i]
-        return F.dropout(x, p, True) if self.training and p > 0 else x
+        return self.dropouts[i](x)
 
     def _sa(self, x: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
         attn = self.self_attn

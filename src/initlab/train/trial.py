@@ -77,7 +77,7 @@ def prepare(stack: ModelStack, x: Tensor, loss: LossFn) -> None:
         return
     saved = {k: v.clone() for k, v in stack.buffers.items()}
     try:
-        with torch.random.fork_rng(devices=rng_devices(stack.device)):
+        with torch.random.fork_rng(devices=rng_devices(stack.device)), stack.streams.kept():
             _choose(stack, x, loss)
     finally:
         for k, v in stack.buffers.items():
