@@ -6,6 +6,8 @@ import tracemalloc
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from initlab.cli import main
 from initlab.config import RunConfig
@@ -109,6 +111,8 @@ def test_dry_run_shows_model_sizes_and_the_warning(tmp_path, capsys, monkeypatch
 
 FACTORIES = """
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch import nn
 
 def build(width=8):
@@ -156,3 +160,27 @@ def test_machine_memory_is_the_gpus_for_cuda_runs_else_ram(monkeypatch):
     assert footprint.machine_memory("auto") == (80 * GB, "GPU cuda:0")
     assert footprint.machine_memory("cuda:7")[1] == "RAM"  # no such GPU: the run will say so
     assert footprint.machine_memory("cpu") == (ram, "RAM")
+
+
+class TinyAttention(nn.Module):
+    """Token ids ``[B, T]`` → embedding ``d`` → one attention (q, k, v, out) → vocabulary."""
+
+    def __init__(self, vocab: int = 50, d: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.qkv, self.out, self.head = nn.Linear(d, 3 * d), nn.Linear(d, d), nn.Linear(d, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(self.embed(ids)).chunk(3, dim=-1)
+        return self.head(self.out(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
+
+
+def test_a_sequence_models_multiply_adds_count_every_position_and_the_attention():
+    """A Linear on ``[T, d]`` tokens does T products of its weight; attention adds
+    ``q k^T`` and ``softmax · v``, ``T² d`` each (the causal kernel is counted whole)."""
+    vocab, d, length = 50, 16, 12
+    with torch.device("meta"):
+        model = TinyAttention(vocab, d)
+    size = footprint._meta_profile(model, (length,), tokens=True)
+    linear = length * (d * 3 * d + d * d + d * vocab)
+    assert size.macs == linear + 2 * length * length * d

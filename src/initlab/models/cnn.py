@@ -1,8 +1,9 @@
 """A small convolutional network for image-like inputs (1-D signals or 2-D images).
 
-``[conv(k=3, same padding) → activation → max-pool 2] × len(channels) → flatten →
+``[conv(k=3, same padding) → [batch norm] → activation → max-pool 2] × len(channels) → flatten →
 Linear(dense) → activation → Linear(num_classes)``. Inputs of shape ``(C, L)`` use 1-D
-convolutions (MNIST-1D), inputs of shape ``(C, H, W)`` 2-D ones (MNIST, digits).
+convolutions (MNIST-1D), inputs of shape ``(C, H, W)`` 2-D ones (MNIST, digits). A conv
+followed by batch norm has no bias (:data:`initlab.models.mlp.BIAS_BEFORE_NORM`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 
 import initlab.activations as activations
 from initlab.errors import InitlabError
+from initlab.models.mlp import BIAS_BEFORE_NORM
 
 
 def _channels_last_hint(input_shape: Sequence[int]) -> str:
@@ -51,7 +53,8 @@ class SmallCNN(nn.Module):
                     f"input {tuple(input_shape)} is too small for {len(channels)} conv blocks"
                     + _channels_last_hint(input_shape)
                 )
-            layers.append(conv(in_ch, out_ch, kernel_size=3, padding=1))
+            bias = BIAS_BEFORE_NORM or not batch_norm
+            layers.append(conv(in_ch, out_ch, kernel_size=3, padding=1, bias=bias))
             if batch_norm:
                 layers.append(norm(out_ch))
             layers += [act(), pool(2)]

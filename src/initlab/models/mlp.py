@@ -1,7 +1,8 @@
 """Multi-layer perceptrons: the workhorse of the initialization lab.
 
 Each hidden block is ``Linear → [BatchNorm1d] → activation → [Dropout]`` (batch norm before
-the nonlinearity, as in Ioffe & Szegedy 2015); the last layer is a plain ``Linear`` producing
+the nonlinearity, as in Ioffe & Szegedy 2015; a Linear followed by batch norm has no bias,
+:data:`BIAS_BEFORE_NORM`); the last layer is a plain ``Linear`` producing
 logits. With ``residual=True`` every hidden block whose input and output widths agree adds its
 input back: ``h ← h + block(h)``.
 """
@@ -15,6 +16,13 @@ from torch import Tensor, nn
 
 import initlab.activations as activations
 from initlab.errors import InitlabError, check_positive
+
+BIAS_BEFORE_NORM = False
+"""Whether a layer followed by batch norm has a bias (as in torchvision's ResNets: no). Batch
+norm subtracts the batch mean, so that bias changes nothing and its gradient is zero up to
+rounding; Adam divides that noise by its own size and moves the bias by the full learning
+rate each step, so the run's numbers came to depend on the order of float sums (the thread
+count, the strategy) far beyond rounding. β of the norm is the shift."""
 
 
 class HiddenBlock(nn.Module):
@@ -30,7 +38,7 @@ class HiddenBlock(nn.Module):
         residual: bool,
     ) -> None:
         super().__init__()
-        self.linear = nn.Linear(fan_in, width)
+        self.linear = nn.Linear(fan_in, width, bias=BIAS_BEFORE_NORM or not batch_norm)
         self.norm = nn.BatchNorm1d(width) if batch_norm else None
         self.act = activations.get(activation).module()
         self.drop = nn.Dropout(dropout) if dropout > 0 else None

@@ -4,15 +4,18 @@ Built-in MLPs are sized by arithmetic on the config, so a model of any width is 
 without building it. With input size ``d_0 = Π input_shape``, hidden widths
 ``d_1..d_L`` and ``d_{L+1}`` classes::
 
-    parameters  = Σ_l (d_l · d_{l+1} + d_{l+1})  (+ 2 · d_l per hidden layer with batch norm)
+    parameters  = Σ_l (d_l · d_{l+1} + d_{l+1})  (with batch norm, a hidden layer's
+                  d_{l+1} biases are its norm's 2 · d_{l+1} instead)
     macs        = Σ_l d_l · d_{l+1}               (multiply-adds of one example's forward)
     activations = d_0 + Σ_{hidden l} k · d_l + 2 · d_{L+1}   (floats kept for backward, per
                   example; k = 2 — linear output, activation output — +1 with batch norm,
                   +1 with dropout; the logits and their gradient)
 
 The CNN and user factories (``model = "module:function"``) are built on PyTorch's ``meta``
-device, which allocates nothing, and run on a fake one-example batch with hooks that add up
-the outputs of every leaf module (activations) and the multiply-adds of Linear/Conv layers.
+device, which allocates nothing, and run on a fake one-example batch, with hooks that add up
+the outputs of every leaf module (activations) and :class:`torch.utils.flop_counter.
+FlopCounterMode` counting the multiply-adds of every matrix product, convolution and
+attention (a Linear on ``[T, d]`` tokens counts T times).
 A factory that cannot build on the meta device gets no estimate, with a note saying why.
 
 The input shape and output size of a built-in dataset come from :func:`initlab.data.info`.
@@ -133,7 +136,7 @@ def _mlp_profile(
 ) -> Profile:
     widths = (inputs, *hidden, classes)
     macs = sum(a * b for a, b in itertools.pairwise(widths))
-    parameters = macs + sum(widths[1:]) + (2 * sum(hidden) if batch_norm else 0)
+    parameters = macs + classes + (2 if batch_norm else 1) * sum(hidden)  # BN: no bias
     per_layer = 2 + int(batch_norm) + int(dropout)
     return Profile(parameters, macs, inputs + per_layer * sum(hidden) + 2 * classes)
 
@@ -159,31 +162,29 @@ def _meta_profile(model: nn.Module, shape: tuple[int, ...] | None, tokens: bool)
     parameters = sum(p.numel() for p in model.parameters())
     if shape is None:
         return Profile(parameters, None, None)
-    macs = activations = 0
+    from torch.utils.flop_counter import FlopCounterMode
+
+    activations = 0
 
     def count(module: nn.Module, inputs: tuple, output: object) -> None:
-        nonlocal macs, activations
+        nonlocal activations
         if isinstance(output, torch.Tensor):
             activations += output[0].numel()
-        if isinstance(module, nn.Linear):
-            macs += module.in_features * module.out_features
-        elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and torch.is_tensor(output):
-            per_position = module.in_channels // module.groups * math.prod(module.kernel_size)
-            macs += output[0].numel() * per_position
 
     for module in model.modules():
         if not list(module.children()):
             module.register_forward_hook(count)
     try:
         dtype = torch.long if tokens else torch.float32
-        model(torch.zeros(1, *shape, dtype=dtype, device="meta"))
+        with FlopCounterMode(display=False) as flops:
+            model(torch.zeros(1, *shape, dtype=dtype, device="meta"))
     except InitlabError:
         raise
     except Exception as exc:
         first = f"{type(exc).__name__}: {exc}".splitlines()[0]
         message = f"no compute estimate: the model's forward fails on meta ({first})"
         raise NoEstimate(message) from None
-    return Profile(parameters, macs, activations + math.prod(shape))
+    return Profile(parameters, flops.get_total_flops() // 2, activations + math.prod(shape))
 
 
 def run_bytes(config: RunConfig, found: Profile) -> int | None:
