@@ -171,6 +171,16 @@ def test_a_models_dropout_does_not_depend_on_what_shares_its_stack(digits, monke
     assert_close(together[1], run_config(runs[1], digits), digits)
 
 
+def test_adamw_with_weight_decay_zero_trains_without_decay(digits):
+    """0 is no decay (it once meant AdamW's default 0.01): the unset run shrinks its weights
+    by ``1 - lr·0.01`` a step and ends elsewhere."""
+    unset = RunConfig(**BASE, optimizer="adamw", lr=0.01, seed=3)
+    runs = [unset, unset.replace(weight_decay=0.0), unset.replace(weight_decay=0.01)]
+    default, zero, explicit = (r.epochs[0]["val_loss"] for r in train_configs(runs, digits))
+    assert default == pytest.approx(explicit, rel=tol(digits.num_train))
+    assert abs(default - zero) > 10 * tol(digits.num_train) * default  # far beyond rounding
+
+
 def test_divergence_freezes_one_model_and_leaves_the_others_unchanged(digits):
     good = group()[:3]
     bad = RunConfig(**BASE, init="random_normal(stddev=5.0)", lr=1e8, seed=9)

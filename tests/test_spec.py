@@ -6,10 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from initlab import config
 from initlab.cli import main
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.sweep import expand, load_spec, parse_spec
+from initlab.train.optimizers import effective_weight_decay
 
 FIXED = {"dataset": "digits", "hidden": [16], "epochs": 1}
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.toml"))
@@ -87,6 +89,21 @@ def test_hashes_are_stable():
     assert one.spec_hash() == two.spec_hash() == "87207521968dfd85"  # the study id in stores
     assert one.spec_hash() != parse_spec({"name": "u", "fixed": {"epochs": 1}}).spec_hash()
     assert [c.key() for c in expand(spec(seeds=3))] == [c.key() for c in expand(spec(seeds=3))]
+
+
+def test_weight_decay_zero_is_no_decay_and_keys_move_only_where_training_changed(monkeypatch):
+    """``weight_decay = 0`` meant AdamW's 0.01 (its runs train again: new keys); for the
+    other optimizers 0 and unset both mean no decay and keep the key they had."""
+    sgd = RunConfig(dataset="digits", hidden=(16,), epochs=1)
+    assert sgd.replace(weight_decay=0.0).key() == sgd.key()
+    adamw = sgd.replace(optimizer="adamw")
+    assert adamw.replace(weight_decay=0.0).key() != adamw.key()
+    assert effective_weight_decay("adamw", None) == 0.01
+    assert effective_weight_decay("adamw", 0.0) == effective_weight_decay("sgd", None) == 0.0
+    norm = sgd.replace(batch_norm=True)
+    before = norm.key()
+    monkeypatch.setattr(config, "BIAS_BEFORE_NORM", True)
+    assert norm.key() != before and sgd.key() == "cd8ee83d9d8eef9b"
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,13 @@ SAME = "same"
 scheme; a run stores it as ``None`` (:func:`output_scheme`)."""
 KEY_VERSION = 1
 """Part of every run key; bump it when a setting's default changes meaning."""
+BIAS_BEFORE_NORM = False
+"""Whether a layer of a built-in model that batch norm follows has a bias (as in
+torchvision's ResNets: no). Batch norm subtracts the batch mean, so that bias changes
+nothing and its gradient is zero up to rounding; Adam divides that noise by its own size
+and moves the bias by the full learning rate each step, so the run's numbers came to depend
+on the order of float sums (the thread count, the strategy) far beyond rounding. β of the
+norm is the shift. Part of such a run's key: runs trained with the bias train again."""
 USER_MODEL_RULES = 4
 """Part of a user model's run key: bump it when what a scheme does to layers only a user's
 model has changes (2: RNNs and attention input projections are set, not kept as built; 3:
@@ -82,8 +89,9 @@ class RunConfig:
     ``bias`` is the bias policy of :func:`initlab.initialize`; ``residual_init`` its residual
     rule (``none``, ``zero_last_layer`` alias ``zero``, ``zero_last_norm``, ``skipinit``,
     ``fixup``, ``depth_scaled``; see :mod:`initlab.residual.rules`). ``momentum`` is used
-    only by the ``momentum`` optimizer, ``weight_decay`` by ``adamw`` (and by
-    ``sgd``/``momentum`` if set).
+    only by the ``momentum`` optimizer. ``weight_decay``: L2 added to the gradient for
+    ``sgd``, ``momentum`` and ``adam``, decoupled for ``adamw``; ``None`` (the default) is
+    the optimizer's own default, 0 (adamw: PyTorch's 0.01), and 0 is no decay.
     ``track``: when to record per-layer statistics during training — ``"epoch"`` (after
     every epoch, the default), ``"off"``, or every N optimizer steps (an int).
 
@@ -114,7 +122,7 @@ class RunConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    weight_decay: float | None = None
     batch_size: int = 32
     epochs: int = 5
     seed: int = 0
@@ -163,14 +171,20 @@ class RunConfig:
         so editing the model's code starts new runs instead of resuming stale ones, and
         :data:`USER_MODEL_RULES` does the same when initlab's rules for its layers change.
         """
-        base = RunConfig().to_dict()
-        changed = {k: v for k, v in self.to_dict().items() if base[k] != v and k not in NOT_IN_KEY}
+        base, mine = RunConfig().to_dict(), self.to_dict()
+        if mine["weight_decay"] == 0 and self.optimizer != "adamw":
+            mine["weight_decay"] = (
+                None  # no decay either way: the key it had when 0 was the default
+            )
+        changed = {k: v for k, v in mine.items() if base[k] != v and k not in NOT_IN_KEY}
         for name in ("model", "dataset"):
             spec = getattr(self, name)
             if is_user_spec(spec):
                 changed[f"{name}_source"] = source_fingerprint(spec)
         if is_user_spec(self.model):
             changed["layer_rules"] = USER_MODEL_RULES
+        elif self.batch_norm:
+            changed["bias_before_norm"] = BIAS_BEFORE_NORM
         if self.limit_train is not None and _canonical(self.dataset) not in FIRST_ROWS:
             changed["limit_sample"] = LIMIT_SAMPLE
         if is_user_spec(self.dataset) and (_uses_data(self) or self.track != "off"):

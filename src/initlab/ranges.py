@@ -80,7 +80,7 @@ RANGES: dict[str, Range] = {
     "limit_train": Range(True, 1, unset="all examples"),
     "lr": Range(False, 0, low_open=True, high=FLOAT32_LIMIT),
     "momentum": Range(False, 0, high=1, high_open=True),
-    "weight_decay": Range(False, 0, high=FLOAT32_LIMIT),
+    "weight_decay": Range(False, 0, high=FLOAT32_LIMIT, unset="the optimizer's default"),
     "dropout": Range(False, 0, high=1, high_open=True),
 }
 """Every numeric setting's range. ``val_size = 0`` is meaningful (no validation set)."""

@@ -74,7 +74,7 @@ def _dataset_table() -> Table:
 
 
 def _optimizer_table() -> Table:
-    from initlab.train.optim import DESCRIPTIONS
+    from initlab.train.optimizers import DESCRIPTIONS
 
     table = Table(title="optimizers", header_style="bold")
     table.add_column("name")

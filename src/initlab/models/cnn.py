@@ -3,7 +3,7 @@
 ``[conv(k=3, same padding) → [batch norm] → activation → max-pool 2] × len(channels) → flatten →
 Linear(dense) → activation → Linear(num_classes)``. Inputs of shape ``(C, L)`` use 1-D
 convolutions (MNIST-1D), inputs of shape ``(C, H, W)`` 2-D ones (MNIST, digits). A conv
-followed by batch norm has no bias (:data:`initlab.models.mlp.BIAS_BEFORE_NORM`).
+followed by batch norm has no bias (:data:`initlab.config.BIAS_BEFORE_NORM`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 import initlab.activations as activations
+from initlab.config import BIAS_BEFORE_NORM
 from initlab.errors import InitlabError
-from initlab.models.mlp import BIAS_BEFORE_NORM
 
 
 def _channels_last_hint(input_shape: Sequence[int]) -> str:

@@ -2,7 +2,7 @@
 
 Each hidden block is ``Linear → [BatchNorm1d] → activation → [Dropout]`` (batch norm before
 the nonlinearity, as in Ioffe & Szegedy 2015; a Linear followed by batch norm has no bias,
-:data:`BIAS_BEFORE_NORM`); the last layer is a plain ``Linear`` producing
+:data:`initlab.config.BIAS_BEFORE_NORM`); the last layer is a plain ``Linear`` producing
 logits. With ``residual=True`` every hidden block whose input and output widths agree adds its
 input back: ``h ← h + block(h)``.
 """
@@ -15,14 +15,8 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 import initlab.activations as activations
+from initlab.config import BIAS_BEFORE_NORM
 from initlab.errors import InitlabError, check_positive
-
-BIAS_BEFORE_NORM = False
-"""Whether a layer followed by batch norm has a bias (as in torchvision's ResNets: no). Batch
-norm subtracts the batch mean, so that bias changes nothing and its gradient is zero up to
-rounding; Adam divides that noise by its own size and moves the bias by the full learning
-rate each step, so the run's numbers came to depend on the order of float sums (the thread
-count, the strategy) far beyond rounding. β of the norm is the shift."""
 
 
 class HiddenBlock(nn.Module):

@@ -108,7 +108,7 @@ class Member:
     seed: int = 0
     lr: float = 0.01
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    weight_decay: float | None = None  # the optimizer's default (0; adamw 0.01)
 
 
 class StackTrainer:

@@ -30,18 +30,27 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from initlab.train.optim import ADAMW_DEFAULT_WEIGHT_DECAY
-
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 KINDS = ("sgd", "momentum", "adam", "adamw")
 ADAMS = ("adam", "adamw")
+ADAMW_DEFAULT_WEIGHT_DECAY = 0.01
+"""``torch.optim.AdamW``'s default weight decay."""
+DESCRIPTIONS = {
+    "sgd": "plain SGD: p ← p − lr·g",
+    "momentum": "SGD with momentum μ: b ← μ·b + g; p ← p − lr·b",
+    "adam": "Adam (β=(0.9, 0.999), ε=1e-8), bias-corrected",
+    "adamw": "AdamW: Adam with decoupled weight decay (default 0.01)",
+}
 
 
-def effective_weight_decay(optimizer: str, weight_decay: float) -> float:
-    """The weight decay a run's ``torch.optim`` optimizer gets (adamw: 0 means 0.01)."""
-    if optimizer == "adamw":
-        return weight_decay or ADAMW_DEFAULT_WEIGHT_DECAY
-    return weight_decay
+def effective_weight_decay(optimizer: str, weight_decay: float | None) -> float:
+    """The weight decay ``λ`` a run's optimizer applies: ``weight_decay``, or where it is
+    ``None`` the optimizer's default as in ``torch.optim`` (0; 0.01 for adamw). sgd,
+    momentum and adam add ``λ·p`` to the gradient (L2); adamw multiplies ``p`` by
+    ``1 − lr·λ`` before its step (decoupled)."""
+    if weight_decay is None:
+        return ADAMW_DEFAULT_WEIGHT_DECAY if optimizer == "adamw" else 0.0
+    return float(weight_decay)
 
 
 def _keep(alive: Tensor | None, present: Tensor | None, like: Tensor) -> Tensor:

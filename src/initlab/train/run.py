@@ -224,7 +224,7 @@ def train_model(
     optimizer: str = "sgd",
     lr: float = 0.01,
     momentum: float = 0.9,
-    weight_decay: float = 0.0,
+    weight_decay: float | None = None,
     batch_size: int = 32,
     epochs: int = 5,
     seed: int = 0,
