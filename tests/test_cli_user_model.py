@@ -197,6 +197,31 @@ def test_an_edited_module_is_imported_again_not_run_from_the_cache(user_dir):
     assert load_callable("widths:build")() == 32
 
 
+def test_a_module_the_user_imported_and_then_edited_is_refused_not_reloaded(user_dir, monkeypatch):
+    """A notebook imported it, then its file was edited: initlab's first look at it took
+    the new file's key for the old code, and a later call reloaded the user's own module
+    under their objects. Now: one line saying to reload, and their module left as it is."""
+    import importlib
+    import sys
+
+    from initlab.usercode import load_callable
+
+    monkeypatch.syspath_prepend(str(user_dir))
+    path = user_dir / "nb_widths.py"
+    path.write_text("def build():\n    return 8\n")
+    module = importlib.import_module("nb_widths")
+    try:
+        assert load_callable("nb_widths:build")() == 8
+        path.write_text("def build():\n    return 32\n")
+        with pytest.raises(InitlabError, match=r"changed since .*importlib.reload\(nb_widths\)"):
+            load_callable("nb_widths:build")
+        assert sys.modules["nb_widths"] is module and module.build() == 8
+        importlib.reload(module)
+        assert load_callable("nb_widths:build")() == 32
+    finally:
+        sys.modules.pop("nb_widths", None)
+
+
 def test_regression_from_an_npz_file(user_dir, capsys):
     out = user_dir / "out"
     args = ["--model", "models.py:regressor", "--data", "reg.npz", "--inits", "default,zeros"]

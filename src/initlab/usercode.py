@@ -31,6 +31,7 @@ from typing import Any
 
 from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.inprocess import given_as, is_registered, registered_callable
+from initlab.loaded_code import check_loaded
 
 DATA_SUFFIXES = (".npz", ".pt", ".pth")
 RELATIVE = "relative paths, also a spec file's, are read from the current directory"
@@ -127,19 +128,29 @@ def _import_file(path: Path, flag: str):
 
 
 def _import_module(name: str, flag: str):
-    """``name`` imported, and imported again when its source file changed since (as its
-    runs' keys do): ``sys.modules`` would otherwise keep running the old code under the new
-    key, in a notebook or a sweep's worker."""
+    """``name`` imported; a module initlab imported is imported again when its source file
+    changed since (as its runs' keys do): ``sys.modules`` would otherwise keep running the
+    old code under the new key, in a sweep's worker. A module the user's code imported (a
+    notebook's ``import mymodels``) is theirs: one whose functions differ from its file's
+    is refused with what to do (:func:`initlab.loaded_code.check_loaded`), never reloaded
+    under their objects (``isinstance`` against its old classes would fail)."""
     with _cwd_on_path():
         try:
+            theirs = name in sys.modules and name not in _IMPORTED
             module = importlib.import_module(name)
             source = getattr(module, "__file__", None)
             digest = python_fingerprint(Path(source)) if source else None
-            if digest is not None and _IMPORTED.setdefault(name, digest) != digest:
+            if digest is None:
+                return module
+            if theirs:
+                check_loaded(module, source)
+            elif _IMPORTED.setdefault(name, digest) != digest:
                 forget_helpers(Path(source))
                 module = importlib.reload(module)
                 _IMPORTED[name] = digest
             return module
+        except InitlabError:
+            raise
         except Exception as exc:
             raise InitlabError(
                 f"{option(flag)}: cannot import module '{name}': {_short(exc)}"
@@ -163,7 +174,7 @@ def forget_helpers(path: Path) -> None:
 
 
 _IMPORTED: dict[str, str] = {}
-"""Module name → the digest of the source it was imported from, in this process."""
+"""Module name → the digest of the source initlab imported it from, in this process."""
 
 
 def file_digest(path: str) -> str | None:
