@@ -18,6 +18,7 @@ from initlab.scaling import coord_check
 from initlab.scaling.parametrize import parametrized
 
 FACTORIES = """
+import torch
 from torch import nn
 
 
@@ -44,6 +45,11 @@ class Heads(nn.Module):
 
 def heads(width=16):
     return Heads(width)
+
+
+def seeded(width=16):
+    torch.manual_seed(0)  # a reproducibility habit: every seed builds this one model
+    return fixed(width)
 """
 FAST = ["--steps", "1", "--seeds", "2", "--batch-size", "32"]
 
@@ -112,6 +118,20 @@ def test_default_flags_the_width_dependence_of_a_fixed_std_init(factories):
     )
     assert not [v for v in sp.flagged() if v.step == 0]
     assert any("rescaled the factory's init of 2 of 6" in n for n in sp.notes)
+
+
+@pytest.mark.parametrize("param", ["default", "mup"])
+def test_a_factory_that_seeds_torch_itself_is_refused_before_anything_is_measured(
+    factories, capsys, param
+):
+    """Every seed built the same weights, so the seed-to-seed spread was minibatch noise
+    alone: the intervals shrank, and a correct muP run was flagged with confidence."""
+    out = factories / "seeded"
+    args = ["scaling", "--model", "factories.py:seeded", "--widths", "16,32", "--param", param]
+    assert main([*args, *FAST, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "same weights for seeds 0 and 1" in err and "torch.manual_seed" in err
+    assert len(err.splitlines()) == 1 and not out.exists()
 
 
 def test_numpy_integers_are_ints():

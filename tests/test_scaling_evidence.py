@@ -94,6 +94,7 @@ def test_every_flagged_series_is_drawn_thick_whatever_its_metric_and_the_depth_i
     values = {("1", m, s): [1.0, 1.0, 1.0] for m in ("l1", "std") for s in (0, 1)}
     values |= {("3", m, s): [1.0, 1.0, 1.0] for m in ("l1", "std") for s in (0, 1)}
     values |= {("(logits)", "std", s): [1.0, 1.0, 1.0] for s in (0, 1)}
+    values |= {("(logits)", "aligned_out", s): [0.1, 0.1, 0.1] for s in (0, 1)}
     coords = pd.concat([table(values, depth=2), table(values, depth=4)], ignore_index=True)
     flagged = [
         Verdict("3", 1, "update", 1.0, 0.8, 1.2, True, 6, at=2),
@@ -108,6 +109,8 @@ def test_every_flagged_series_is_drawn_thick_whatever_its_metric_and_the_depth_i
     step1 = fig.axes[1]
     widths = {line.get_label(): line.get_linewidth() for line in step1.get_lines()}
     assert widths["3"] > widths["1"] and widths["(logits)"] > widths["1"]
+    drawn = {line.get_label(): list(line.get_ydata()) for line in step1.get_lines()}
+    assert min(drawn["(logits)"]) > 0.9  # its std (1), not averaged with aligned_out (0.1)
 
 
 def test_verdicts_json_records_the_outcome_and_the_inconclusive_fits(tmp_path):

@@ -138,6 +138,21 @@ def check_memory(
         raise InitlabError(f"{at}: {short}; give smaller {option('--widths')}")
 
 
+def _check_own_draws(first: nn.Module, second: nn.Module, seeds: tuple[int, ...]) -> None:
+    """Raise :class:`InitlabError` when the models of the first two seeds hold the same
+    weights: a factory that seeds torch's RNG itself builds one model for every seed, the
+    seeds then differ only in their minibatches, and the fits' intervals (the seed-to-seed
+    spread) shrink to that noise, flagging anything with confidence."""
+    a, b = first.state_dict(), second.state_dict()
+    floats = [k for k, v in a.items() if v.is_floating_point()]
+    if floats and all(torch.equal(a[k], b[k]) for k in floats):
+        raise InitlabError(
+            f"the model factory builds the same weights for seeds {seeds[0]} and {seeds[1]} "
+            "(does it call torch.manual_seed?): the check needs each seed's own draw; remove "
+            "that call, or seed only when given a seed argument"
+        )
+
+
 def preflight(
     factory: Factory,
     settings: CoordSettings,
@@ -150,17 +165,17 @@ def preflight(
     ``targets`` (task, training targets, number of classes) as ``compare`` checks them (one
     forward pass on two examples; one line naming the width and depth if not)."""
     kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
-    width = settings.widths[-1]
-    built = parametrized(
-        factory,
-        settings.param,
-        width=width,
-        base_width=settings.base,
-        optimizer=settings.optimizer,
-        lr=settings.lr,
-        kwargs=kwargs,
-        seed=settings.seeds[0],
-    )
+    width, seeds = settings.widths[-1], settings.seeds
+
+    def build(seed: int) -> Parametrized:
+        return parametrized(
+            factory, settings.param, width=width, base_width=settings.base,
+            optimizer=settings.optimizer, lr=settings.lr, kwargs=kwargs, seed=seed,
+        )  # fmt: skip
+
+    built = build(seeds[0])
+    if len(seeds) > 1:
+        _check_own_draws(built.model, build(seeds[1]).model, seeds)
     x = batches(settings.seeds[0], 0)[0][:2]
     at = where(width, factory_depth(factory, kwargs))
     try:

@@ -15,6 +15,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from initlab.atomic_files import write_figure
+from initlab.scaling.coords import LOGITS
 
 PANEL_SIZE = 3.0
 
@@ -35,7 +36,8 @@ def plot_coords(
         coords = coords[coords["depth"] == depths[0]]
         shown = f"depth {depths[0]} only, of depths {depths}; all in coords.csv"
         title = f"{title} ({shown})" if title else shown
-    rows = coords[(coords["metric"] == metric) | (coords["module"] == "(logits)")]
+    logits = coords["module"] == LOGITS  # its std only (not aligned_out, which a mean mixed in)
+    rows = coords[(~logits & (coords["metric"] == metric)) | (logits & (coords["metric"] == "std"))]
     means = rows.groupby(["step", "module", "width"], sort=False)["value"].mean().reset_index()
     steps = sorted(means["step"].unique())
     modules = list(dict.fromkeys(rows["module"]))
