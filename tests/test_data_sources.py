@@ -81,6 +81,21 @@ def test_deterministic_and_no_global_rng_change(name):
     assert same(first, second)
 
 
+def test_loading_digits_leaves_the_environment_as_it_was():
+    """Importing scikit-learn sets KMP_DUPLICATE_LIB_OK=True, which would hide a real
+    duplicate-OpenMP error for the rest of the user's session (a fresh process: this one
+    has imported it already)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, initlab.data as d; before = dict(os.environ); d.load('digits'); "
+        "print(sorted(set(os.environ.items()) ^ set(before.items())))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("name", OFFLINE)
 def test_different_seeds_differ(name):
     a, b = load(name, seed=0), load(name, seed=1)

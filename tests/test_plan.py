@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import torch
+from torch import nn
 
 import initlab
 from initlab.cli import main
@@ -33,6 +34,15 @@ def test_plan_rows_cover_every_parameter_and_leave_the_model_alone():
     data = plan.to_json()
     assert data["residual"]["depth"] == 3 and data["residual"]["method"] == "fx"
     assert data["residual"]["rule"] == "zero_last_norm"
+
+
+def test_plan_leaves_the_global_random_state_as_it_was():
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    initlab.plan(model, "he_normal")
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_plan_command_writes_json_and_refuses_bad_input(tmp_path, capsys):

@@ -21,7 +21,7 @@ from initlab.data.dataset import (
     after_validation,
     assemble,
     check_val_size,
-    preserved_global_rng,
+    preserved_globals,
     stratified_order,
     take,
 )
@@ -37,7 +37,7 @@ CLASSES = tuple(str(d) for d in range(10))
 @functools.lru_cache(maxsize=1)
 def arrays() -> tuple[Tensor, Tensor]:
     """All 1,797 images as float32 [N, 1, 8, 8] in [0, 1] and labels as int64 (cached)."""
-    with preserved_global_rng():  # importing sklearn.datasets draws from `random`
+    with preserved_globals():  # importing sklearn.datasets draws from `random`
         try:
             from sklearn.datasets import load_digits
         except ImportError as err:  # pragma: no cover - scikit-learn is a dependency

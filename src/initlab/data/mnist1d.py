@@ -32,7 +32,7 @@ from initlab.data.dataset import (
     after_validation,
     assemble,
     check_val_size,
-    preserved_global_rng,
+    preserved_globals,
     stratified_order,
     take,
 )
@@ -47,7 +47,7 @@ _KEYS = ("x", "y", "x_test", "y_test")
 def generator_args() -> dict:
     """mnist1d's default ``make_dataset`` arguments (without the download URL)."""
     try:
-        with preserved_global_rng():
+        with preserved_globals():
             from mnist1d.data import get_dataset_args
     except ImportError as err:  # pragma: no cover - mnist1d is a dependency
         raise InitlabError(
@@ -69,7 +69,7 @@ def _generate(args: dict) -> dict[str, np.ndarray]:
     from mnist1d.data import make_dataset
     from mnist1d.utils import ObjectView
 
-    with preserved_global_rng():
+    with preserved_globals():
         data = make_dataset(ObjectView(dict(args)))
     return {
         "x": np.asarray(data["x"], dtype=np.float32),

@@ -44,7 +44,7 @@ from initlab.data.dataset import (
     assemble,
     check_count,
     check_val_size,
-    preserved_global_rng,
+    preserved_globals,
     stratified_order,
     take,
 )
@@ -178,7 +178,7 @@ def read(spec: str) -> Raw:
         return read_file(Path(spec))
     function = load_callable(spec, "--data")
     try:
-        with preserved_global_rng(), torch.random.fork_rng(devices=[]):
+        with preserved_globals(), torch.random.fork_rng(devices=[]):
             value = function()
     except (Exception, SystemExit) as exc:
         failed = f"calling it failed: {_short(exc)}"

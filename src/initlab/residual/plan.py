@@ -103,7 +103,8 @@ def plan(
     """The :class:`initlab.doctor.Plan` of ``init`` + ``residual_init`` on ``model`` (which
     is left unchanged); ``options`` go to :func:`initlab.initialize` (``bias``,
     ``output_init``, ``data``...). ``residual_init=None``: ``init``'s own rule when it is a
-    plan, else ``none``.
+    plan, else ``none``. The stds are those of a draw from ``generator`` (``None``: torch's
+    global generator, forked: the caller's random state is left as it was).
     The plan carries the rule it applied: ``initialize(model, plan)`` applies it too."""
     from initlab.apply import initialize
     from initlab.doctor.plan import Plan, PlanEntry
@@ -114,7 +115,9 @@ def plan(
     work = _copy(model)
     before = {n: _stats(p) for n, p in work.named_parameters()}
     structure = find_structure(work, options.get("data"))
-    record = initialize(work, init, generator=generator, residual_init=residual_init, **options)
+    gpus = sorted({p.device.index or 0 for p in work.parameters() if p.is_cuda})
+    with torch.random.fork_rng(devices=gpus):
+        record = initialize(work, init, generator=generator, residual_init=residual_init, **options)
     outcome = record.residual_result
     if outcome is not None and outcome.rule != "none":
         structure = outcome.structure
