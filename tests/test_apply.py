@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 import torch
@@ -386,3 +387,15 @@ def test_the_holder_that_draws_a_shared_weight_is_also_the_one_lsuv_rescales_it_
     initialize(kept, {"enc": "orthogonal", "out": "default"})
     w = kept.enc.weight.detach()
     torch.testing.assert_close(w @ w.T, torch.eye(32), atol=1e-5, rtol=0)
+
+
+def test_an_output_layer_guessed_from_registration_order_is_a_note_and_data_finds_it():
+    model = HeadFirst(branchy=True)
+    with pytest.warns(InitlabNote, match=r"output_init went to `fc2`.*pass data="):
+        initialize(model, "he_normal", output_init="zeros")
+    assert torch.count_nonzero(model.fc2.weight) == 0  # the guess, now said out loud
+    model = HeadFirst(branchy=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InitlabNote)
+        initialize(model, "he_normal", output_init="zeros", data=torch.randn(2, 8))
+    assert torch.count_nonzero(model.classifier.weight) == 0
