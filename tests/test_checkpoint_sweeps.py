@@ -70,6 +70,7 @@ def test_an_interrupted_sweep_resumes_its_stack_from_the_checkpoints(tmp_path, m
     assert len(saved_files(out)) == len(runs)
     with open_store(out) as store:  # what `initlab results DIR` says of the study
         progress = store.results("saved").progress
+        assert store.results().progress == progress  # its only study, unnamed
     assert "(6 not run yet, 6 of them saved in epoch checkpoints: " in progress
     again = Epochs()
     resumed = "6 of the 6 run.s. to train have checkpoints to resume from, saved after epoch 1$"

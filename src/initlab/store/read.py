@@ -50,6 +50,12 @@ def resolve_study(conn: sqlite3.Connection, study: str | None) -> str | None:
     raise UnknownNameError("study", study, sorted({n for _, n in rows} | {s for s, _ in rows}))
 
 
+def only_study(conn: sqlite3.Connection) -> str | None:
+    """The id of the store's one study; ``None`` when it holds none or several."""
+    rows = conn.execute("SELECT study_id FROM studies LIMIT 2").fetchall()
+    return rows[0][0] if len(rows) == 1 else None
+
+
 def study_group_by(conn: sqlite3.Connection, study_id: str | None) -> list[str] | None:
     if study_id is None:
         return None

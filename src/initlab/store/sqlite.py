@@ -376,10 +376,12 @@ class Store:
 
     @_guarded
     def results(self, study: str | None = None, group_by: list[str] | None = None) -> ResultSet:
-        """The runs as a :class:`ResultSet`, grouped by ``group_by``, else the study's
-        ``group_by``, else the settings that vary between the runs (except the seed); for a
-        study not finished yet, its ``progress`` says how many runs are missing."""
-        study_id = self.resolve_study(study)
+        """The runs of ``study`` (a name or id; ``None``: the store's only study, or every
+        run of a store holding several) as a :class:`ResultSet`, grouped by ``group_by``,
+        else the study's ``group_by``, else the settings that vary between the runs (except
+        the seed); for a study not finished yet, its ``progress`` says how many runs are
+        missing."""
+        study_id = self.resolve_study(study) if study is not None else read.only_study(self._conn)
         if study_id is not None and (said := self.superseded(study_id)):
             note(said)
         runs = read.runs(self._conn, study_id)
