@@ -63,7 +63,7 @@ def test_a_constant_table_shows_as_duplicated_units_but_sets_no_depth_trend():
 def test_training_tracks_the_tables():
     model, tokens = Tagger(), batch()
     tracker = Tracker("epoch", tokens, tokens)
-    tracker.start(model)
+    tracker.record(model, 0, 0)  # step 0, as the engine records the model as initialized
     layers = {r["layer"] for r in tracker.rows}
     assert {"tok", "pos"} <= layers
 

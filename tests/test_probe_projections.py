@@ -110,10 +110,10 @@ def test_training_tracks_the_maps_as_it_tracks_every_layer():
     model, x = SelfAttending(), torch.randn(8, 5, 6, generator=gen())
     y = torch.randint(0, 3, (8,), generator=gen())
     tracker = Tracker("epoch", x, y)
-    tracker.start(model)
+    tracker.record(model, 0, 0)  # as the engine does: step 0, then each tracking moment
     with torch.no_grad():
         model.attn.in_proj_weight[:16].mul_(3.0)  # a larger query map, as an update would
-    tracker.after_epoch(model, 1, 1)
+    tracker.record(model, 1, 1)
     rows = [r for r in tracker.rows if r["layer"] == "attn.q_proj" and r["metric"] == "weight_std"]
     assert [r["epoch"] for r in rows] == [0, 1]
     assert rows[1]["value"] == pytest.approx(3 * rows[0]["value"], rel=1e-5)

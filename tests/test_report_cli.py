@@ -7,6 +7,8 @@ import pytest
 from initlab.cli import main
 from initlab.config import RunConfig
 from initlab.results import ResultSet
+from initlab.store import open_store
+from initlab.sweep.engine import Outcome
 from initlab.train.result import RunResult
 
 
@@ -67,12 +69,10 @@ def test_layer_stats_csv_next_to_the_compare_files_is_used(tmp_path):
 
 
 def test_report_from_a_results_store(tmp_path):
-    store_module = pytest.importorskip("initlab.store")
-    engine = pytest.importorskip("initlab.sweep.engine")
-    store = store_module.open_store(tmp_path / "sweep", create=True)
+    store = open_store(tmp_path / "sweep", create=True)
     results = run_results()
     for result in results:
-        store.record(engine.Outcome(result, time.time(), time.time(), "single"))
+        store.record(Outcome(result, time.time(), time.time(), "single"))
     store.add_study("0123456789abcdef", "tiny", {}, ["init"], [r.config.key() for r in results[:2]])
     store.close()
     out = tmp_path / "report"
@@ -81,7 +81,7 @@ def test_report_from_a_results_store(tmp_path):
     assert "2 runs in 1 groups" in (out / "report.html").read_text()
     assert main(["report", str(tmp_path / "sweep"), "--out", str(out)]) == 0
     assert "2 runs in 1 groups" in (out / "report.html").read_text()  # the only study
-    store = store_module.open_store(tmp_path / "sweep")
+    store = open_store(tmp_path / "sweep")
     store.add_study("fedcba9876543210", "other", {}, ["init"], [results[2].config.key()])
     store.close()
     assert main(["report", str(tmp_path / "sweep"), "--out", str(out)]) == 0

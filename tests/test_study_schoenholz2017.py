@@ -7,6 +7,7 @@ from initlab.report.sweep import sweep_coordinates
 from initlab.results import ResultSet
 from initlab.studies import Expectation, StudyContext, get, run_named_study
 from initlab.studies.schoenholz2017 import (
+    PROTOCOLS,
     agreement,
     bound,
     cell_grid,
@@ -25,10 +26,19 @@ def test_tiny_study_runs_end_to_end(tmp_path):
     outcome = run_named_study(
         "schoenholz2017", scale="tiny", out=tmp_path, workers=1, progress=False
     )
-    assert len(outcome.expectations) == 3
+    unmeasured = get("schoenholz2017").check(
+        StudyContext(ResultSet(pd.DataFrame(), pd.DataFrame()), "tiny")
+    )
+    assert [e.claim for e in outcome.expectations] == [e.claim for e in unmeasured]
     for e in outcome.expectations:
-        assert isinstance(e, Expectation)
-        assert e.evidence and e.verdict in ("reproduced", "NOT reproduced", "undecided")
+        assert isinstance(e, Expectation) and e.evidence
+        assert type(e.reproduced) in (bool, type(None))  # a verdict, never a numpy bool
+    tiny = PROTOCOLS["tiny"]
+    agree, deepest, ordered = outcome.expectations
+    assert f"of {len(tiny.depths) * len(tiny.sigmas)} cells agree" in agree.evidence  # every cell
+    assert all(f"σ_w²={s:g}: " in deepest.evidence for s in tiny.sigmas)
+    # decided by the grid alone: depth 12 < 2·6·ξ_c of every ordered σ_w² (≈ 44 at σ_w² = 1)
+    assert ordered.reproduced is None and "that far in the ordered phase" in ordered.evidence
     assert (tmp_path / "report.html").is_file()
     assert (tmp_path / "agreement.png").stat().st_size > 1000
     assert (tmp_path / "trainability.png").is_file()  # the standard heatmap with 6·xi_c

@@ -109,26 +109,6 @@ def get(name: str) -> Activation:
     return _ACTIVATIONS[key]
 
 
-_MODULE_TO_NAME: dict[type[nn.Module], str] = {
-    nn.Identity: "linear",
-    nn.ReLU: "relu",
-    nn.LeakyReLU: "leaky_relu",
-    nn.Tanh: "tanh",
-    nn.Sigmoid: "sigmoid",
-    nn.SELU: "selu",
-    nn.ELU: "elu",
-    nn.GELU: "gelu",
-    nn.SiLU: "silu",
-    nn.Softsign: "softsign",
-    nn.Softplus: "softplus",
-}
-
-
-def name_of_module(module: nn.Module) -> str | None:
-    """The registry name of an activation module (``nn.ReLU()`` → ``"relu"``), else ``None``."""
-    return _MODULE_TO_NAME.get(type(module))
-
-
 def infer_activation(pre: Tensor, post: Tensor) -> str | None:
     """The registry activation phi with ``phi(pre) ≈ post``, when exactly one fits.
 

@@ -152,8 +152,11 @@ def write_files(
     return [out / name for name in writers]
 
 
-_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
-"""Errors of a write itself, named by the file written (a network error while a download
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""The ``errno`` of a full disk or an exhausted quota: more space lets the write succeed."""
+_DISK_ERRORS = DISK_FULL | {errno.EFBIG, errno.EIO, errno.EROFS}
+"""Errors of a write itself (:data:`DISK_FULL`, a file too large, an I/O error, a read-only
+file system), named by the file written (a network error while a download
 streams into it is not about that file)."""
 
 

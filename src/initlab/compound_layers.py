@@ -48,6 +48,7 @@ from torch import Tensor, nn
 import initlab.initializers as initializers
 from initlab.errors import InitlabError
 from initlab.initializers import Fans, Initializer
+from initlab.tied_layers import AS_BUILT
 
 COMPOUND = (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention)
 """Layer types whose several weight matrices a scheme sets (see the module docstring)."""
@@ -280,7 +281,7 @@ def planned_spans(scheme: object, plan: Mapping[str, Initializer | None]) -> dic
         n: spans
         for n, spans in found.items()
         if (init := plan.get(n)) is not None
-        and init.name != "default"  # initlab.apply.AS_BUILT: as the constructor built it
+        and init.name != AS_BUILT  # as the constructor built it
         and not getattr(init.sampler, "data_dependent", False)
     }
 

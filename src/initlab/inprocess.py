@@ -33,15 +33,6 @@ def shown_spec(spec: str) -> str:
     return spec
 
 
-def spec_name(spec: str) -> str:
-    """What the user calls ``spec``: a registered function or class by its own name
-    (``build``, not ``callable:build:9f3a…``), arrays as ``the arrays passed in Python``,
-    any other spec as it is."""
-    if is_array_data(spec):
-        return "the arrays passed in Python"
-    return spec.split(":")[1] if is_registered(spec) else spec
-
-
 def given_as(flag: str, spec: str) -> str:
     """How a message names what the user gave: ``--model m.py:build`` on the command line,
     ``model='m.py:build'`` from Python, ``model build (defined in this Python session)`` or

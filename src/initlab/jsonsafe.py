@@ -1,11 +1,14 @@
 """Numbers as strict JSON holds them: JSON has no NaN and no infinity (Python's ``json``
 writes ``NaN``/``Infinity``, which other readers refuse). One convention for every file
 initlab writes: a number that cannot be computed (NaN) is ``null``, an infinite one the
-string ``"inf"`` or ``"-inf"``."""
+string ``"inf"`` or ``"-inf"``. :func:`dumps` writes a document so, however deep its numbers
+sit."""
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -18,11 +21,22 @@ def json_number(value: float) -> float | str | None:
 
 
 def strict_json(value: Any) -> Any:
-    """``value`` with every float inside dicts, lists and tuples made :func:`json_number`."""
+    """``value`` with every float inside mappings, lists and tuples made :func:`json_number`,
+    mappings as dicts with string keys, tuples as lists, and numpy or torch scalars (a
+    ``shape == ()`` value with ``.item()``) as the Python number they hold."""
     if isinstance(value, float):
         return json_number(value)
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else str(k): strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [strict_json(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return strict_json(value.item())
     return value
+
+
+def dumps(document: Any, indent: int | None = None) -> str:
+    """``document`` as strict JSON text (:func:`strict_json`, then ``allow_nan=False``, so a
+    non-finite number that got past it raises rather than writing invalid JSON); anything
+    else ``json`` cannot hold (a path, an enum) as its ``str``."""
+    return json.dumps(strict_json(document), indent=indent, allow_nan=False, default=str)

@@ -21,6 +21,7 @@ from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stderr_console, stdout_console
 from initlab.errors import InitlabError, check_positive
+from initlab.jsonsafe import dumps
 from initlab.usercode import is_user_spec
 
 if TYPE_CHECKING:
@@ -217,7 +218,7 @@ def write_outputs(
             for label, d in diagnoses.items()
         ],
     }
-    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    text = dumps(document, indent=2) + "\n"
     writers: dict[str, Callable[[Path], object]] = {
         "layers.csv": lambda p: table.to_csv(p, index=False),
         "findings.json": lambda p: p.write_text(text),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from initlab.cli.options import parse_bias
 from initlab.cli.outputs import check_output_file
 from initlab.console import stdout_console
 from initlab.errors import InitlabError, check_positive
+from initlab.jsonsafe import dumps
 
 out = stdout_console()
 
@@ -80,7 +80,7 @@ def plan(
     print_plan(result.to_json(), out, requested=rule)
     if out_path is not None:
         try:
-            text = json.dumps(result.to_json(), indent=1) + "\n"
+            text = dumps(result.to_json(), indent=1) + "\n"
             write_file(out_path, lambda p: p.write_text(text))
         except OSError as exc:
             raise InitlabError(f"--out {out_path}: cannot write ({exc.strerror})") from None

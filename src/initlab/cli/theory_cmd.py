@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +13,7 @@ from initlab.cli import options as opt
 from initlab.cli.outputs import PLOT_FILES, check_output_file
 from initlab.cli.tables import print_frame
 from initlab.console import stdout_console
-from initlab.jsonsafe import strict_json
+from initlab.jsonsafe import dumps
 
 out = stdout_console()
 SCAN_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -57,7 +56,7 @@ def theory(
         payload = rows[0] if sigma_w2 is not None else {"scan": rows}
         if variances is not None:
             payload["predicted_variances"] = [float(v) for v in variances]
-        out.print_json(json.dumps(strict_json(payload), allow_nan=False))
+        out.print_json(dumps(payload))
     else:
         _print_tables(rows, variances, sigma_b2)
     if plot is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from initlab.config import TASKS
 from initlab.data import digits, mnist, mnist1d, synthetic, user
 from initlab.data.dataset import Dataset, check_count
 from initlab.errors import InitlabError, UnknownNameError, option
@@ -146,8 +147,8 @@ def load(
     if is_user_spec(name):
         return user.load(name, val_size=val_size, seed=seed, limit_train=limit_train, task=task)
     entry = _ENTRIES[canonical_name(name)]
-    if task not in user.TASKS:
-        raise UnknownNameError("task", str(task), user.TASKS)
+    if task not in TASKS:
+        raise UnknownNameError("task", str(task), TASKS)
     if task not in ("auto", "classification"):
         raise InitlabError(
             f"dataset '{entry.name}' is a classification task; {option(f'--task {task}')} "

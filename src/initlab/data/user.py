@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
+from initlab.config import TASKS
 from initlab.data.dataset import (
     Dataset,
     after_validation,
@@ -61,7 +62,6 @@ DEFAULT_VAL_FRACTION = 0.1
 """Default validation size: ``floor(0.1 * pool)`` training examples."""
 STACK_BATCH = 1024
 """Items of a torch ``Dataset`` are collated this many at a time."""
-TASKS = ("auto", "classification", "regression", "sequence")
 
 
 def load(

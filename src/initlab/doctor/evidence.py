@@ -14,8 +14,6 @@ a set of an earlier run in the same directory is replaced whole, never mixed wit
 from __future__ import annotations
 
 import html
-import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from initlab.doctor.learned import chance_loss
 from initlab.doctor.plan import Plan
 from initlab.doctor.snippet import make_snippet, residual_lines
 from initlab.errors import InitlabError
+from initlab.jsonsafe import dumps
 from initlab.train.build import INIT_BATCH, build_architecture, build_initialized_model
 from initlab.train.result import RunResult
 
@@ -279,7 +278,8 @@ def snippet_source(evidence: Evidence, base: RunConfig, data: Dataset) -> str:
 
 
 def to_json(evidence: Evidence, plan: Plan) -> dict[str, Any]:
-    """The content of ``recommendation.json``."""
+    """The content of ``recommendation.json``, numbers as computed (:func:`write_outputs`
+    writes NaN and infinities in :mod:`initlab.jsonsafe`'s convention)."""
     return {
         "verdict": evidence.verdict,
         "candidates": [
@@ -297,28 +297,17 @@ def to_json(evidence: Evidence, plan: Plan) -> dict[str, Any]:
             "epochs": evidence.schedule.epochs,
             "steps_per_epoch": evidence.schedule.steps_per_epoch,
             "limit_train": evidence.schedule.limit_train,
-            "seconds_per_step": _finite(evidence.schedule.seconds_per_step),
-            "estimated_seconds": _finite(evidence.schedule.seconds),
+            "seconds_per_step": evidence.schedule.seconds_per_step,
+            "estimated_seconds": evidence.schedule.seconds,
         },
-        "runs": _records(evidence.table),
+        "runs": evidence.table.to_dict("records"),
         "statistics": {
-            "ranking": _records(evidence.ranked),
-            "comparisons": _records(evidence.tests),
-            "variance": _records(evidence.variance),
+            "ranking": evidence.ranked.to_dict("records"),
+            "comparisons": evidence.tests.to_dict("records"),
+            "variance": evidence.variance.to_dict("records"),
         },
         "plan": [e.__dict__ for e in plan.entries],
     }
-
-
-def _finite(value: float) -> float | None:
-    """``value``, or ``None`` (JSON's null) where it is NaN: a budget in steps times nothing."""
-    return value if math.isfinite(value) else None
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts, NaN as ``None`` (valid JSON)."""
-    rows = frame.to_dict("records")
-    return [{k: _finite(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
 
 
 def write_outputs(evidence: Evidence, plan: Plan, snippet: str, out: str | Path) -> list[Path]:
@@ -330,7 +319,7 @@ def write_outputs(evidence: Evidence, plan: Plan, snippet: str, out: str | Path)
 
     out = Path(out)
     check_output_dir(out, "--out", EVIDENCE_FILES)
-    document = json.dumps(to_json(evidence, plan), indent=2, default=_plain) + "\n"
+    document = dumps(to_json(evidence, plan), indent=2) + "\n"
     curves = evidence.curves()
     writers: dict[str, Callable[[Path], object]] = {
         "recommendation.json": lambda p: p.write_text(document),
@@ -340,10 +329,3 @@ def write_outputs(evidence: Evidence, plan: Plan, snippet: str, out: str | Path)
         writers["curves.png"] = lambda p: plot_curves(curves, ["candidate"], p)
     writers["init_snippet.py"] = lambda p: p.write_text(snippet)
     return write_files(out, writers, remove=EVIDENCE_FILES)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and other odd values for ``json.dumps``."""
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)

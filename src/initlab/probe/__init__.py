@@ -16,7 +16,7 @@ See ``docs/diagnosis.md``.
 from initlab.probe.diagnosis import Diagnosis, diagnose, measure
 from initlab.probe.findings import FINDINGS, Finding
 from initlab.probe.metrics import METRICS, layer_metrics
-from initlab.probe.tracking import Tracker, make_tracker
+from initlab.probe.tracking import Tracker
 
 __all__ = [
     "FINDINGS",
@@ -26,6 +26,5 @@ __all__ = [
     "Tracker",
     "diagnose",
     "layer_metrics",
-    "make_tracker",
     "measure",
 ]

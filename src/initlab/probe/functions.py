@@ -17,7 +17,6 @@ ACTIVATION_FUNCTIONS = {
 GATED = {"sigmoid": "silu"}
 """``phi(x) * x`` written by hand → the activation it computes (swish = SiLU)."""
 
-MULTIPLY_FUNCTIONS = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"})
 NORM_FUNCTIONS = frozenset({"batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"})
 TRANSPARENT_FUNCTIONS = NORM_FUNCTIONS | frozenset(
     {

@@ -65,7 +65,6 @@ from initlab.probe.functions import (
     IGNORED_FUNCTIONS,
     IN_PLACE_ADD,
     LAYER_FUNCTIONS,
-    MULTIPLY_FUNCTIONS,
     NORM_FUNCTIONS,
     PRODUCT_FUNCTIONS,
     SPLIT_FUNCTIONS,
@@ -75,6 +74,7 @@ from initlab.probe.functions import (
 from initlab.probe.lineage import Lineage, tensors_in
 from initlab.probe.projections import MAPS, attention_inputs, project, projections
 from initlab.probe.split import Spans, linear_spans
+from initlab.residual.value_path import MULTIPLY_NAMES
 
 Live = tuple[Tensor | None, Tensor | None]
 """A tensor as the model holds it (gradients are taken with respect to it) and a detached
@@ -174,7 +174,7 @@ class _Tracer(TorchFunctionMode):
         copies = {id(t): self.live(t) for t, _ in open_} if name in ACTIVATION_FUNCTIONS else {}
         out = func(*args, **kwargs)
         self.lineage.spread(tensors, out)
-        if name in MULTIPLY_FUNCTIONS and isinstance(out, Tensor):
+        if name in MULTIPLY_NAMES and isinstance(out, Tensor):
             self._close_gate(tensors, out)
         for t, k in open_:
             self._observe(k, t, copies.get(id(t)), (name, args, kwargs, out))

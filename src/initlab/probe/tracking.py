@@ -91,27 +91,3 @@ class Tracker:
                         "value": float(value),
                     }
                 )
-
-    def start(self, model: nn.Module) -> None:
-        """Step 0: the model as initialized."""
-        self.record(model, 0, 0)
-
-    def after_step(self, model: nn.Module, epoch: int, step: int) -> None:
-        """After optimizer step number ``step`` (counted from 1 over the whole run)."""
-        if self.per_step and step % int(self.every) == 0:
-            self.record(model, epoch, step)
-
-    def after_epoch(self, model: nn.Module, epoch: int, step: int) -> None:
-        """After epoch ``epoch`` (``step`` optimizer steps taken so far)."""
-        if self.every == "epoch":
-            self.record(model, epoch, step)
-
-
-def make_tracker(track: str | int | Tracker, data: Dataset) -> Tracker | None:
-    """``None`` for ``"off"``; a :class:`Tracker` passes through; otherwise a tracker on
-    :data:`PROBE_SIZE` training examples of ``data`` (:meth:`Tracker.for_data`)."""
-    if isinstance(track, Tracker):
-        return track
-    if track == "off":
-        return None
-    return Tracker.for_data(check_every(track), data)

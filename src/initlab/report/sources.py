@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import pandas as pd
@@ -18,9 +17,10 @@ import pandas as pd
 from initlab.errors import InitlabError, option
 from initlab.report.build import regroup
 from initlab.results import ResultSet, with_model_arg_columns
+from initlab.store import DB_NAME, open_store
 from initlab.store.read import varying
+from initlab.store.repair import NotSQLiteError
 
-STORE_FILE = "initlab.db"
 RUNS_CSV, EPOCHS_CSV, LAYERS_CSV = "summary.csv", "epochs.csv", "layer_stats.csv"
 DEFAULT_GROUP_BY = ("init",)
 
@@ -38,13 +38,13 @@ def load_results(
     source = Path(path)
     if not source.exists():
         raise InitlabError(f"no such file or directory: {source}")
-    if source.is_dir() and not (source / STORE_FILE).exists():
+    if source.is_dir() and not (source / DB_NAME).exists():
         if study is not None:
             raise InitlabError(
-                f"{option('--study')} needs a results store; {source} holds no {STORE_FILE}"
+                f"{option('--study')} needs a results store; {source} holds no {DB_NAME}"
             )
         return _from_csv_dir(source)
-    db = source / STORE_FILE if source.is_dir() else source
+    db = source / DB_NAME if source.is_dir() else source
     if db.is_dir():
         raise InitlabError(f"{db} is a folder, not a results store file: move it away")
     return _from_store(db, study)
@@ -52,24 +52,12 @@ def load_results(
 
 def _from_store(db: Path, study: str | None) -> tuple[ResultSet, pd.DataFrame | None]:
     try:
-        store_module = importlib.import_module("initlab.store")
-        open_store = store_module.open_store
-    except (ImportError, AttributeError) as err:
-        raise InitlabError(
-            "this initlab cannot read results stores (initlab.store.open_store is missing); "
-            "point `initlab report` at a directory written by `initlab compare --out`"
-        ) from err
-    from initlab.store.repair import NotSQLiteError
-
-    try:
         store = open_store(db)
     except NotSQLiteError:  # its message is for commands that write a store: report reads
         hint = (
             f"its directory: initlab report {db.parent}"
             if db.suffix == ".csv"
-            else (
-                f"a study's --out directory (its {STORE_FILE}, or the CSVs initlab compare wrote)"
-            )
+            else f"a study's --out directory (its {DB_NAME}, or the CSVs initlab compare wrote)"
         )
         raise InitlabError(
             f"{db} is not an initlab results store (not an SQLite file): give {hint}"
@@ -91,7 +79,7 @@ def _from_csv_dir(directory: Path) -> tuple[ResultSet, pd.DataFrame | None]:
     missing = [name for name in (RUNS_CSV, EPOCHS_CSV) if not (directory / name).exists()]
     if missing:
         raise InitlabError(
-            f"{directory} is neither a results store (no {STORE_FILE}) nor an "
+            f"{directory} is neither a results store (no {DB_NAME}) nor an "
             f"`initlab compare --out` directory (missing {', '.join(missing)})"
         )
     runs = _read_csv(directory / RUNS_CSV)

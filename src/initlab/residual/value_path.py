@@ -27,6 +27,8 @@ GATE_NAMES = frozenset({"sigmoid", "sigmoid_", "hardsigmoid", "hardsigmoid_"})
 """Functions and methods whose output is a gate in (0, 1)."""
 GATE_MODULES = (nn.Sigmoid, nn.Hardsigmoid)
 MULTIPLY_NAMES = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"})
+"""Functions and methods that multiply (a gate by a branch; the activation tracer's
+:mod:`initlab.probe.trace` reads them too, for ``phi(x) * x``)."""
 RESHAPE_NAMES = frozenset(
     {"view", "reshape", "unsqueeze", "squeeze", "flatten", "expand", "expand_as", "view_as"}
     | {"getitem", "__getitem__", "contiguous", "permute", "transpose"}

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from initlab.config import plain
 from initlab.data import load
 from initlab.errors import InitlabError, option
 from initlab.inprocess import data_spec
-from initlab.jsonsafe import strict_json
+from initlab.jsonsafe import dumps
 from initlab.scaling.coords import (
     CoordSettings,
     DataMismatch,
@@ -56,7 +55,7 @@ from initlab.scaling.inputs import (
     resolve_factory,
     whole_number,
 )
-from initlab.scaling.parametrize import AS_BUILT, parametrized, tie_hint
+from initlab.scaling.parametrize import parametrized, tie_hint
 from initlab.scaling.readout_law import readout_weight_law
 from initlab.scaling.roles import LayerRoles, layer_roles, roles_note
 from initlab.scaling.sentences import (
@@ -69,6 +68,7 @@ from initlab.scaling.shapes import Factory, ParamShape, check_factory, infer_sha
 from initlab.scaling.unmeasured import unmeasured_modules, unmeasured_note
 from initlab.scaling.verdicts import Verdict, depth_verdicts, width_verdicts
 from initlab.sweep.seeds import seed_list
+from initlab.tied_layers import AS_BUILT
 from initlab.train.device import resolve_device
 from initlab.train.stack import rng_devices
 from initlab.train.tasks import resolve_task
@@ -182,7 +182,7 @@ class ScalingResult:
         out = Path(out)
         check_output_dir(out, "--out", SCALING_FILES)
         document = {
-            "settings": _jsonable(self.settings),
+            "settings": vars(self.settings),  # tuples and kwargs made JSON by dumps
             "outcome": self.outcome,
             "kinds": self.kinds,
             "notes": self.notes,
@@ -194,7 +194,7 @@ class ScalingResult:
             "caveat": self.caveat or None,
             "unmeasured": self.unmeasured,
         }
-        text = json.dumps(strict_json(document), indent=1, allow_nan=False)
+        text = dumps(document, indent=1)
         s = self.settings
         title = f"{s.param} with {s.optimizer}, lr {s.lr:g}"
         writers: dict[str, Callable[[Path], object]] = {
@@ -221,12 +221,6 @@ def _key(v: Verdict) -> dict[str, Any]:
     """An inconclusive fit in ``verdicts.json``: what it is and its CI."""
     return {
         k: getattr(v, k) for k in ("module", "step", "metric", "at", "slope", "ci_low", "ci_high")
-    }
-
-
-def _jsonable(settings: CoordSettings) -> dict[str, Any]:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()} | {
-        "kwargs": dict(settings.kwargs)
     }
 
 

@@ -30,14 +30,9 @@ from initlab.layer_order import known_output_layer
 from initlab.notes import note
 from initlab.ranges import check_number
 from initlab.scaling.inputs import learning_rate
-from initlab.scaling.rescale import (
-    AS_BUILT,
-    changed_beyond_noise,
-    rescale,
-    rescale_note,
-    rescale_ratios,
-)
+from initlab.scaling.rescale import changed_beyond_noise, rescale, rescale_note, rescale_ratios
 from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes, renamed
+from initlab.tied_layers import AS_BUILT
 
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "default")
 OPTIMIZERS = ("sgd", "adam")

@@ -20,10 +20,8 @@ from torch import nn
 
 from initlab.errors import option
 from initlab.scaling.shapes import ParamShape
+from initlab.tied_layers import AS_BUILT
 
-AS_BUILT = "default"
-"""The parametrization that changes nothing (the name :data:`initlab.apply.AS_BUILT` gives
-the model as built)."""
 NOISE_SDS = 5.0
 """How many standard deviations of sampling noise a rescale must exceed to be noted."""
 

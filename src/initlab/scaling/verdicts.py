@@ -29,7 +29,6 @@ PRACTICAL_SLOPE = 0.1
 FAMILY_ERROR = 1 - CONFIDENCE
 """The family-wise error rate :func:`judge_family` keeps: the chance that a check flags any
 fit whose true slope is 0."""
-AXES = ("width", "depth", "log_depth")
 METRIC_WORDS = {
     "l1": "mean |output|",
     "std": "output std",

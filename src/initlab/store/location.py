@@ -9,7 +9,6 @@ directory, then writes and fsyncs :data:`PROBE_BYTES` in a temporary file there)
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from pathlib import Path
@@ -19,8 +18,6 @@ from initlab.errors import InitlabError
 
 PROBE_BYTES = 64 * 1024
 """What the probe writes: a few SQLite pages, so a disk that is already full says so."""
-
-FULL_CODES = (errno.ENOSPC, errno.EDQUOT)
 
 
 class StoreLocationError(InitlabError):

@@ -69,7 +69,6 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
-LAYER_COLUMNS = ("epoch", "step", "layer", "metric", "value")
 
 _AFFINITY = {bool: "INTEGER", int: "INTEGER", float: "REAL", str: "TEXT"}
 

@@ -39,7 +39,6 @@ FACTORIES = {
     "gpt": "initlab.studies.lr_transfer_gpt:gpt",
 }
 MODELS = tuple(FACTORIES)
-FACTORY = FACTORIES["mlp"]
 PARAMS = ("sp", "mup")
 MAX_MUP_DRIFT = 1
 """muP's best learning rate may move by one grid step (the grid's resolution)."""

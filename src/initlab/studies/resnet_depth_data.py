@@ -2,7 +2,7 @@
 
 ``--data initlab.studies.resnet_depth_data:fashion32``: Fashion-MNIST's 28×28 images padded
 by 2 pixels on every side to 32×32 (CIFAR's size), one channel, values in [0, 1]; the first
-:data:`TRAIN` training and :data:`TEST` test images (``fashion32_full``: all of them).
+:data:`TRAIN` training and :data:`TEST` test images.
 """
 
 from __future__ import annotations
@@ -31,8 +31,3 @@ def _padded(limit_train: int | None, limit_test: int | None) -> tuple[Tensor, ..
 def fashion32() -> tuple[Tensor, ...]:
     """``(x_train, y_train, x_test, y_test)``: 10,000 / 1,000 images ``[N, 1, 32, 32]``."""
     return _padded(TRAIN, TEST)
-
-
-def fashion32_full() -> tuple[Tensor, ...]:
-    """The whole Fashion-MNIST (55,000 + 5,000 validation kept by initlab / 10,000), padded."""
-    return _padded(None, None)

@@ -38,15 +38,6 @@ MAX_COUNTED_POINTS = 2_000_000
 _MAX_RUNS_RANGE = Range(True, 1, high=MAX_INT)
 
 
-def grid_points(spec: Spec) -> Iterator[dict[str, Any]]:
-    """The swept settings of each point (without seeds and fixed settings), in order."""
-    for combo in itertools.product(*(axis.values for axis in spec.axes)):
-        point = _point(spec.axes, combo)
-        if not _excluded(point, spec.exclude):
-            yield point
-    yield from (dict(inc) for inc in spec.include)
-
-
 def _point(axes: Sequence[Axis], combo: Sequence[tuple]) -> dict[str, Any]:
     point: dict[str, Any] = {}
     for axis, values in zip(axes, combo, strict=True):

@@ -17,7 +17,6 @@ written (a full disk) stops the sweep with :class:`SweepStopped`; all committed 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sqlite3
@@ -27,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import initlab.data as datasets
+from initlab.atomic_files import DISK_FULL
 from initlab.checkpoints import Checkpoints, checkpoint_dir, checkpoint_seconds
 from initlab.config import RunConfig
 from initlab.data import Dataset
@@ -296,7 +296,7 @@ def _disk_full(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
         code = getattr(exc, "sqlite_errorcode", None)
         return (code & 0xFF) == 13 if code is not None else "is full" in str(exc)
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    return getattr(exc, "errno", None) in DISK_FULL
 
 
 def _stopped_line(store: Store, exc: BaseException, report: SweepReport) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from initlab.errors import InitlabError, closest_name, option
+from initlab.jsonsafe import strict_json
 from initlab.speclist import repeated
 from initlab.sweep.seeds import seed_list
 from initlab.sweep.spec_files import read_error, reader
@@ -75,7 +76,7 @@ class Spec:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready canonical form (what the store keeps and :meth:`spec_hash` hashes)."""
-        return _jsonable(
+        return strict_json(
             {
                 "name": self.name,
                 "fixed": self.fixed,
@@ -99,14 +100,6 @@ class Spec:
         keys += [k for inc in self.include for k in inc if k not in keys and k != "seed"]
         seeded = len(self.seeds) > 1 or any("seed" in inc for inc in self.include)
         return (*keys, "seed") if seeded else tuple(keys)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -265,7 +258,7 @@ def _sweep_values(key: str, values: Any, where: str) -> list[Any]:
             f"got {values!r} (for one architecture use [fixed] hidden = {values!r})"
         )
     checked = [_check(key, v, where) for v in values]
-    if len({json.dumps(_jsonable(v)) for v in checked}) != len(checked):
+    if len({json.dumps(strict_json(v)) for v in checked}) != len(checked):
         raise InitlabError(f"{where} {key} lists a value twice: {values!r}")
     return checked
 
@@ -294,7 +287,7 @@ def _zip_axis(block: Mapping, number: int) -> Axis:
         shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
         raise InitlabError(f"{where}: the lists must have the same length ({shown})")
     rows = tuple(zip(*columns.values(), strict=True))
-    if len({json.dumps(_jsonable(row)) for row in rows}) != len(rows):
+    if len({json.dumps(strict_json(row)) for row in rows}) != len(rows):
         raise InitlabError(f"{where} lists a combination twice: {list(rows)!r}")
     return Axis(tuple(columns), rows)
 

@@ -23,6 +23,7 @@ from typing import Any
 import initlab.activations as activations
 import initlab.data as data
 import initlab.initializers as initializers
+from initlab.apply import BIAS_POLICIES
 from initlab.config import OPTIMIZERS, PRECISIONS, TASKS, RunConfig, output_scheme, plain
 from initlab.errors import InitlabError, UnknownNameError, a_or_an, shown
 from initlab.models import ARCHITECTURES
@@ -36,6 +37,7 @@ from initlab.ranges import (
     check_number,
 )
 from initlab.residual.names import ACCEPTED as RESIDUAL_ACCEPTED
+from initlab.tied_layers import AS_BUILT
 from initlab.usercode import is_data_file, is_user_spec, split_spec
 
 SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
@@ -45,10 +47,7 @@ ALIASES = {"data": "dataset"}
 """Other names a spec may use for a setting (issue #12 calls the data ``data``)."""
 MODEL_ARG = "model_args."
 """Prefix of one keyword argument of a user model, swept like a setting (``model_args.width``)."""
-BIAS_WORDS = ("zeros", "keep", "torch_default")
 SPEC_MODEL = "a name (mlp, cnn), 'module:function' or 'file.py:function'"
-AS_BUILT = "default"
-"""The init that keeps the model as built (:data:`initlab.apply.AS_BUILT`), one spelling."""
 SPEC_DATA = "a dataset name, 'module:function', 'file.py:function' or a file (.npz, .pt)"
 _HINTS = typing.get_type_hints(RunConfig)
 
@@ -197,7 +196,7 @@ def _choice(kind: str, choices: tuple[str, ...]) -> typing.Callable[[Any], str]:
 
 def _bias(value: Any) -> str | float:
     if isinstance(value, bool):
-        raise InitlabError(f"bias must be {', '.join(BIAS_WORDS)}, a number or a spec")
+        raise InitlabError(f"bias must be {', '.join(BIAS_POLICIES)}, a number or a spec")
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or abs(value) > FLOAT32_LIMIT:
             raise InitlabError(
@@ -205,8 +204,8 @@ def _bias(value: Any) -> str | float:
             )
         return float(value)
     if not isinstance(value, str):
-        raise InitlabError(f"bias must be {', '.join(BIAS_WORDS)}, a number or a spec")
-    if value not in BIAS_WORDS:
+        raise InitlabError(f"bias must be {', '.join(BIAS_POLICIES)}, a number or a spec")
+    if value not in BIAS_POLICIES:
         from initlab.apply import resolve_bias
 
         resolve_bias(value)  # "unknown bias 'foo'", naming the policies, not the registry
