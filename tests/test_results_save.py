@@ -43,6 +43,18 @@ def _results() -> ResultSet:
     return ResultSet(runs, epochs)
 
 
+def test_runs_regrouped_by_a_setting_their_curves_lack_summarize_and_plot(tmp_path):
+    """Two comparisons concatenated and grouped by ``lr`` raised pandas' KeyError 'lr' from
+    the curves: the epochs carried only the first grouping's columns."""
+    first, second = _results(), _results()
+    second.runs["run_id"] = ["c", "d"]
+    second.epochs["run_id"] = ["c", "d"]
+    runs = pd.concat([first.runs.assign(lr=0.1), second.runs.assign(lr=0.01)])
+    both = ResultSet(runs, pd.concat([first.epochs, second.epochs]), ["init", "lr"])
+    assert "lr" in both.epochs and len(both.summary()) == 4
+    assert repr(both) and both.plot(tmp_path / "curves.png").exists()
+
+
 def test_save_on_a_full_disk_leaves_the_files_of_before(tmp_path, monkeypatch):
     results = _results()
     paths = results.save(tmp_path)

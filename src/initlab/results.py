@@ -99,6 +99,16 @@ SAVED_FILES = ("summary.csv", "epochs.csv", "by_group.csv", "curves.png", "layer
 """What :meth:`ResultSet.save` writes (``layer_stats.csv`` when per-layer rows were tracked)."""
 
 
+def _with_groups(epochs: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str]):
+    """``epochs`` with the grouping columns (and seed) it lacks taken from each run's row:
+    runs regrouped by a setting, or two ResultSets' frames concatenated, curve the same."""
+    wanted = [*group_by, "seed"]
+    missing = [c for c in dict.fromkeys(wanted) if c not in epochs.columns and c in runs.columns]
+    if not missing or epochs.empty or "run_id" not in epochs or "run_id" not in runs:
+        return epochs
+    return epochs.merge(runs[["run_id", *missing]], on="run_id", how="left")
+
+
 class ResultSet:
     """Runs and their per-epoch curves, grouped for comparison by ``group_by`` columns.
 
@@ -120,7 +130,7 @@ class ResultSet:
         present = list(runs.columns) if not runs.empty else None
         group_by = grouping_columns(group_by, "group_by", present)
         within = grouping_columns(within, "within", None)
-        self.runs, self.epochs, self.group_by = runs, epochs, group_by
+        self.runs, self.epochs, self.group_by = runs, _with_groups(epochs, runs, group_by), group_by
         self.layer_stats = layer_stats if layer_stats is not None else pd.DataFrame()
         self.progress = progress
         outside = [c for c in within if c not in self.group_by]
