@@ -155,7 +155,7 @@ def fresh(monkeypatch):
 def test_not_built_says_so(fresh):
     fresh.setattr(mkl_dispatch.importlib.util, "find_spec", lambda name: None)
     assert mkl_dispatch.enable() == mkl_dispatch.NOT_BUILT
-    assert "not built: no C compiler at install" in mkl_dispatch.status()
+    assert "not built (" in mkl_dispatch.status() and "no C compiler" in mkl_dispatch.status()
 
 
 @pytest.mark.parametrize("error", [ImportError, ValueError])

@@ -339,6 +339,9 @@ def test_a_large_seed_estimate_is_said_to_two_significant_figures():
     text = verdict(rank_groups(close, ["init"]))
     found = re.search(r"takes about ([\d,]+) seeds per group", text)
     assert found is not None and found.group(1).endswith(",000"), text
+    tie = _runs({"a": [0.9000, 0.9100, 0.9200], "b": [0.9000, 0.9100, 0.92001]})
+    text = verdict(rank_groups(tie, ["init"]))  # not 'takes about more than 100,000'
+    assert "takes more than 100,000 seeds per group" in text, text
 
 
 def test_the_ranking_says_worse_or_undecided_never_tied():

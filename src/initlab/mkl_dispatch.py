@@ -41,7 +41,10 @@ from typing import Any
 ENV_VAR = "INITLAB_MKL_DISPATCH"
 EXTENSION = "initlab._mkl_intel_cpu_true"
 SYMBOL = "mkl_serv_intel_cpu_true"
-NOT_BUILT = "off: not built: no C compiler at install (install gcc, then reinstall initlab)"
+NOT_BUILT = (
+    "off: not built (not compiled when initlab was installed: no C compiler then, or a source "
+    "tree run without pip install; install gcc, then pip install -e . or reinstall initlab)"
+)
 
 # MKL_CBWR_* branch codes (mkl_cbwr.h) that mkl_serv_cbwr_get_auto_branch returns; on an
 # AMD CPU without the override it answers AUTO (2) and runs its AVX2 kernels (measured)

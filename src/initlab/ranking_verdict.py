@@ -125,7 +125,9 @@ def _seeds_to_tell(ranked: pd.DataFrame, alpha: float, power: float, least: int,
         f"; telling it from {other['group']} (gap {abs(gap):.3g}, seed-to-seed std {spread:.3g})"
     )
     if seeds > least:
-        return f"{about} takes about {_rounded(seeds)} seeds per group at {power:.0%} power"
+        count = _rounded(seeds)
+        count = count if count.startswith("more") else f"about {count}"
+        return f"{about} takes {count} seeds per group at {power:.0%} power"
     return (
         f"{about}: {seeds} seeds per group would find a gap this size {power:.0%} of the time, "
         f"so these seeds may have been unlucky; {most + 2} or more should settle it"
