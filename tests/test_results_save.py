@@ -55,6 +55,21 @@ def test_runs_regrouped_by_a_setting_their_curves_lack_summarize_and_plot(tmp_pa
     assert repr(both) and both.plot(tmp_path / "curves.png").exists()
 
 
+def test_a_group_keyed_by_a_setting_it_does_not_use_stays_in_every_table(tmp_path):
+    """``init = default`` leaves ``output_init`` unset (NaN): grouped by both, the summary,
+    by_group.csv and the report dropped the default baseline while the ranking kept it."""
+    from initlab.report import build_report
+
+    runs = _results().runs.assign(output_init=[None, "glorot_uniform"], init=["default", "he"])
+    runs = pd.concat([runs, runs.assign(run_id=["c", "d"], seed=1)], ignore_index=True)
+    epochs = runs[["run_id", "init", "output_init", "seed"]].assign(epoch=1, train_loss=1.0)
+    both = ResultSet(runs, epochs, ["init", "output_init"])
+    assert both.summary()["init"].tolist() == ["default", "he"]
+    assert "default              —" in repr(both)
+    report = build_report(both, tmp_path).markdown.read_text()
+    assert "4 runs in 2 groups" in report and "init=default, output_init=—" in report
+
+
 def test_save_on_a_full_disk_leaves_the_files_of_before(tmp_path, monkeypatch):
     results = _results()
     paths = results.save(tmp_path)

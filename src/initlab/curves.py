@@ -149,8 +149,9 @@ def _draw_bands(ax, epochs: pd.DataFrame, group_by: list[str], column: str) -> b
     finite = epochs[np.isfinite(pd.to_numeric(epochs[column], errors="coerce"))]
     if finite.empty:
         return False
-    stats = finite.groupby([*group_by, "epoch"], sort=False)[column].agg(["mean", "std"])
-    groups = list(stats.groupby(level=list(range(len(group_by))), sort=False))
+    by_epoch = finite.groupby([*group_by, "epoch"], sort=False, dropna=False)  # NaN: unset
+    stats = by_epoch[column].agg(["mean", "std"])
+    groups = list(stats.groupby(level=list(range(len(group_by))), sort=False, dropna=False))
     colours = palette(len(groups))
     for k, (key, frame) in enumerate(groups):
         frame = frame.sort_index(level="epoch")

@@ -187,7 +187,8 @@ class ResultSet:
         tasks = run_tasks(self.runs) if self.score.mixed else None
         losses = self.score.loss_note() != "" and "test_loss" in self.runs
         rows = []
-        for key, group in _by_keys(self.runs, self.group_by).groupby(self.group_by, sort=False):
+        keyed = _by_keys(self.runs, self.group_by)  # a NaN key: a setting the group leaves unset
+        for key, group in keyed.groupby(self.group_by, sort=False, dropna=False):
             key = key if isinstance(key, tuple) else (key,)
             mean, std, ci = mean_ci(group["test_accuracy"])
             curve = curves.get(key, pd.Series(dtype=float))
@@ -268,9 +269,10 @@ class ResultSet:
         order (a group key as a tuple)."""
         if self.epochs.empty or column not in self.epochs:
             return {}
-        mean = self.epochs.groupby([*self.group_by, "epoch"], sort=False)[column].mean()
+        by_epoch = self.epochs.groupby([*self.group_by, "epoch"], sort=False, dropna=False)
+        mean, levels = by_epoch[column].mean(), list(range(len(self.group_by)))
         curves = {}
-        for key, curve in mean.groupby(level=list(range(len(self.group_by))), sort=False):
+        for key, curve in mean.groupby(level=levels, sort=False, dropna=False):
             key = key if isinstance(key, tuple) else (key,)
             curves[key] = curve.droplevel(list(range(len(self.group_by)))).sort_index()
         return curves

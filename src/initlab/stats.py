@@ -107,7 +107,11 @@ def group_label(key: object) -> str:
 
 def display_value(value: object) -> str:
     """A setting as a short label: hidden widths ``"128-128-...-128"`` (3 or more equal
-    layers) become ``"128×32"``; anything else is ``str(value)``."""
+    layers) become ``"128×32"``; a setting a run does not use (NaN or ``None``: the
+    ``output_init`` of ``init = default``, the ``momentum`` of Adam) ``"—"``; anything else
+    is ``str(value)``."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
     text = str(value)
     widths = text.split("-")
     if len(widths) >= 3 and all(w.isdigit() for w in widths) and len(set(widths)) == 1:

@@ -177,7 +177,7 @@ def ranked_apart(
 def facts(runs: pd.DataFrame, group_by: Sequence[str], score: Score | None = None) -> list[str]:
     """A few lines about the data: counts, the task unless it is classification only (what
     ``test_accuracy`` holds), and the settings every run shares."""
-    groups = runs.groupby(list(group_by), sort=False).ngroups
+    groups = runs.groupby(list(group_by), sort=False, dropna=False).ngroups
     seeds = runs["seed"].nunique() if "seed" in runs else 1
     lines = [
         f"{len(runs)} runs in {groups} groups (grouped by {', '.join(group_by)}), {seeds} seed(s)"

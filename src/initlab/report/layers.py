@@ -62,7 +62,7 @@ def layer_grids(
     rows = _with_groups(rows, runs, group_by)
     columns = [c for c in group_by if c in rows]
     grids = []
-    groups = rows.groupby(columns, sort=False) if columns else [(ALL_RUNS, rows)]
+    groups = rows.groupby(columns, sort=False, dropna=False) if columns else [(ALL_RUNS, rows)]
     for key, frame in groups:
         label = group_label(key, columns) if columns else ALL_RUNS
         grids.append(_grid(label, frame, layer_order(frame), x_name))

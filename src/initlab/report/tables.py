@@ -124,7 +124,7 @@ def group_accuracies(
     """Finite test accuracies (or another run ``column``: ``test_loss``) of each group's
     runs, keyed by label in ``order``."""
     values: dict[str, list[float]] = {label: [] for label in order}
-    for key, group in runs.groupby(list(group_by), sort=False):
+    for key, group in runs.groupby(list(group_by), sort=False, dropna=False):
         accuracy = pd.to_numeric(group[column], errors="coerce")
         values.setdefault(group_label(key, group_by), []).extend(
             float(a) for a in accuracy if math.isfinite(a)
