@@ -67,6 +67,7 @@ def test_bad_input_is_one_clear_line_and_exit_status_2(args, message, capsys):
         # an unset $OUT: Click reads "" as ".", and the results went into the cwd
         (["sweep", "spec.toml", "--out", ""], "--out is empty (an unset variable?)"),
         (["compare", "--out="], "--out is empty"),
+        (["compare", "--out", " "], "--out is empty"),  # trained first, then refused "save"
         (["compare", "--out"], "requires an argument. (initlab compare --help)"),  # not initlab
         (["doctor", "--save", "", "--data", "digits"], "--save is empty"),
     ],

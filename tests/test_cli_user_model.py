@@ -222,6 +222,21 @@ def test_a_module_the_user_imported_and_then_edited_is_refused_not_reloaded(user
         sys.modules.pop("nb_widths", None)
 
 
+@pytest.mark.parametrize("spec", ["bye.py:build", "bye:build"])
+def test_a_model_file_that_exits_while_it_imports_is_one_line_not_a_silent_exit(
+    user_dir, monkeypatch, capsys, spec
+):
+    """A script's ``sys.exit(0)`` at import ended initlab with status 0 and no output."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(user_dir))
+    monkeypatch.delitem(sys.modules, "bye", raising=False)
+    (user_dir / "bye.py").write_text("import sys\nsys.exit(0)\n")
+    assert main(["diagnose", "--data", "digits", "--model", spec]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --model") and "SystemExit" in err and len(err.splitlines()) == 1
+
+
 def test_regression_from_an_npz_file(user_dir, capsys):
     out = user_dir / "out"
     args = ["--model", "models.py:regressor", "--data", "reg.npz", "--inits", "default,zeros"]

@@ -119,7 +119,7 @@ def _import_file(path: Path, flag: str):
     with _cwd_on_path(str(resolved.parent)):
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a script's sys.exit() at import: not silent
             del sys.modules[name]
             raise InitlabError(
                 f"{option(flag)}: importing '{path}' failed: {_short(exc)}"
@@ -151,7 +151,7 @@ def _import_module(name: str, flag: str):
             return module
         except InitlabError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a script's sys.exit() at import: not silent
             raise InitlabError(
                 f"{option(flag)}: cannot import module '{name}': {_short(exc)}"
             ) from None

@@ -188,12 +188,14 @@ PATH_OPTIONS = ("--out", "--save", "--plot", "--data-dir")
 
 
 def empty_path_option(args: list[str]) -> str | None:
-    """The first of :data:`PATH_OPTIONS` given an empty value (``--out ""``, ``--out=``; an
-    unset shell variable), which Click reads as ``.``: results written into the current
-    directory, over any files of the same names."""
+    """The first of :data:`PATH_OPTIONS` given an empty or blank value (``--out ""``,
+    ``--out=``, ``--out ' '``; an unset shell variable), which Click reads as ``.`` (results
+    written into the current directory, over any files of the same names) or as a folder
+    named by the blanks, found only after the runs had trained."""
     for i, arg in enumerate(args):
         name, equals, value = arg.partition("=")
-        if name in PATH_OPTIONS and (value == "" if equals else args[i + 1 : i + 2] == [""]):
+        given = value if equals else (args[i + 1] if i + 1 < len(args) else None)
+        if name in PATH_OPTIONS and given is not None and not given.strip():
             return name
     return None
 
