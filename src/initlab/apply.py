@@ -49,7 +49,7 @@ from initlab.embedding_init import (
 from initlab.errors import InitlabError, UnknownNameError, closest_name, option
 from initlab.init_record import InitRecord
 from initlab.initializers import Initializer, fans_of_module, fans_of_tensor
-from initlab.layer_order import known_output_layer, registered_layers
+from initlab.layer_order import output_layer
 from initlab.notes import note
 from initlab.renamed import INIT_KEYWORDS, renamed_keywords
 from initlab.residual import apply_residual
@@ -287,14 +287,13 @@ def _resolve_plan(
     return plan
 
 
-def _output_layer(model: nn.Module, data: Any) -> str:
-    """The output layer (:func:`initlab.layer_order.output_layer_name`); a note when it is
+def _output_layer(model: nn.Module, data: Any) -> str | None:
+    """The output layer (:func:`initlab.layer_order.output_layer`); a note when it is
     the registration order's guess: the forward could not be traced, and no ``data`` was
     given to run it (a model that registers its head first gets ``output_init`` on a hidden
     layer then)."""
-    registered = registered_layers(model)
-    known = known_output_layer(model, data) if len(registered) > 1 else registered[-1]
-    if known is None:
+    last, guessed = output_layer(model, data)
+    if guessed:
         why = (
             "cannot be found without running it (torch.fx cannot trace it); pass data=a "
             "batch of inputs to find it"
@@ -302,10 +301,10 @@ def _output_layer(model: nn.Module, data: Any) -> str:
             else "could not be found"
         )
         note(
-            f"output_init went to `{registered[-1]}`, the last layer registered: the layer "
+            f"output_init went to `{last}`, the last layer registered: the layer "
             f"{type(model).__name__}.forward calls last {why}"
         )
-    return known or registered[-1]
+    return last
 
 
 def _refuse_unused_output(scheme: SchemeSpec, output_init: Scheme | None) -> None:

@@ -175,9 +175,8 @@ class RunConfig:
         """
         base, mine = RunConfig().to_dict(), self.to_dict()
         if mine["weight_decay"] == 0 and self.optimizer != "adamw":
-            mine["weight_decay"] = (
-                None  # no decay either way: the key it had when 0 was the default
-            )
+            # no decay either way: the key such a run had when 0 was the default
+            mine["weight_decay"] = None
         changed = {k: v for k, v in mine.items() if base[k] != v and k not in NOT_IN_KEY}
         for name in ("model", "dataset"):
             spec = getattr(self, name)

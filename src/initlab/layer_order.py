@@ -98,7 +98,14 @@ def output_layer_name(model: nn.Module, example: Any = None) -> str | None:
     when the graph never shows that layer used (a use the graph cannot see: the
     registration order, right for most models, is the safer guess then); ``None`` for a
     model without one."""
+    return output_layer(model, example)[0]
+
+
+def output_layer(model: nn.Module, example: Any = None) -> tuple[str | None, bool]:
+    """:func:`output_layer_name` and whether it is the registration order's guess (the
+    order of use could not be found: two or more layers, and no graph to trust)."""
     registered = registered_layers(model)
     if len(registered) < 2:
-        return registered[-1] if registered else None
-    return known_output_layer(model, example) or registered[-1]
+        return (registered[-1] if registered else None), False
+    known = known_output_layer(model, example)
+    return (known, False) if known is not None else (registered[-1], True)

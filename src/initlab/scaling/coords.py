@@ -176,7 +176,7 @@ def preflight(
     built = build(seeds[0])
     if len(seeds) > 1:
         _check_own_draws(built.model, build(seeds[1]).model, seeds)
-    x = batches(settings.seeds[0], 0)[0][:2]
+    x = batches(seeds[0], 0)[0][:2]
     at = where(width, factory_depth(factory, kwargs))
     try:
         watch, out = watch_attention(built.model.to(device), x)

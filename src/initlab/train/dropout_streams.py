@@ -57,47 +57,53 @@ def scaled_mask(out: Tensor, p: float, generator: torch.Generator) -> Tensor:
     return out.bernoulli_(1 - p, generator=generator).div_(1 - p)
 
 
-class ModelDropout(nn.Module):
-    """``nn.Dropout(p)`` of one model, its masks drawn from its own ``generator``."""
+class _Dropout(nn.Module):
+    """``nn.Dropout(p)``'s cases (identity in evaluation or at p = 0, zeros at p = 1);
+    :meth:`masked` draws the masks."""
 
-    def __init__(self, p: float, generator: torch.Generator) -> None:
+    def __init__(self, p: float) -> None:
         super().__init__()
-        self.p, self.generator = p, generator
+        self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        if self.p == 1:
-            return x * 0
-        return x * scaled_mask(torch.empty_like(x), self.p, self.generator)
+        return x * 0 if self.p == 1 else self.masked(x)
+
+    def masked(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
-class StackedDropout(nn.Module):
+class ModelDropout(_Dropout):
+    """``nn.Dropout(p)`` of one model, its masks drawn from its own ``generator``."""
+
+    def __init__(self, p: float, generator: torch.Generator) -> None:
+        super().__init__(p)
+        self.generator = generator
+
+    def masked(self, x: Tensor) -> Tensor:
+        return x * scaled_mask(torch.empty_like(x), self.p, self.generator)
+
+
+class StackedDropout(_Dropout):
     """M ``nn.Dropout(p)`` on ``[M, B, ...]``: model m's slice masked from ``streams``'
     generator m (the same draw as its :class:`ModelDropout`); without ``streams``,
     ``F.dropout`` on the whole stack (the global generator)."""
 
     def __init__(self, p: float, streams: DropoutStreams | None = None) -> None:
-        super().__init__()
-        self.p, self.streams = p, streams
+        super().__init__(p)
+        self.streams = streams
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0:
-            return x
+    def masked(self, x: Tensor) -> Tensor:
         if self.streams is None:
             return F.dropout(x, self.p, True)
-        if self.p == 1:
-            return x * 0
         noise = torch.empty_like(x)
         for m, generator in enumerate(self.streams.generators):
             scaled_mask(noise[m], self.p, generator)
         return x * noise
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 def use_model_dropout(module: nn.Module, generator: torch.Generator) -> nn.Module:
