@@ -53,22 +53,28 @@ def test_lecun_normal_gives_each_token_vector_a_unit_squared_norm():
     assert float(norms.mean()) == pytest.approx(1.0, abs=5 * math.sqrt(2 / 64 / 499))
 
 
-def test_a_tied_table_is_set_by_the_output_layer_and_default_keeps_tables():
+def test_a_tied_table_is_set_by_the_embedding_rule_not_by_the_readouts_scheme():
+    """Drawn by the readout's scheme (Glorot on [V, D]), a language model's token table took
+    std ≈ sqrt(2/V) while its position table kept N(0, 1): tokens entered at a small
+    fraction of the positions' variance, whatever init was under study."""
     tied = Tagger(tied=True)
-    drawn = "leaves embed alone where the init draws the weight layer tied to it"
-    with pytest.warns(InitlabNote, match=drawn):
+    with pytest.warns(InitlabNote, match=r"head\.weight is embed\.weight \(tied\)"):
         initialize(
             tied, "he_normal", output_init="normal(std=0.5)", embedding_init="normal(std=0.02)"
         )
     table = tied.embed.weight.detach()
-    n = table[1:].numel()  # the output layer's init, not 0.02: within 5 standard errors
-    assert float(table[1:].std()) == pytest.approx(0.5, rel=5 / math.sqrt(2 * n))
+    n = table[1:].numel()  # the embedding scheme's 0.02, not the readout's 0.5: 5 std errors
+    assert float(table[1:].std()) == pytest.approx(0.02, rel=5 / math.sqrt(2 * n))
     assert torch.count_nonzero(table[0]) == 0  # padding row zeroed, as nn.Embedding does
-    model = Tagger()
+    assert tied.head.weight is tied.embed.weight
+    model = Tagger(tied=True)
     before = model.embed.weight.detach().clone()
-    for keep in (None, "default"):
-        initialize(model, "he_normal", embedding_init=keep)
+    for keep in (None, "default"):  # no embedding scheme: the table stays as built
+        record = initialize(model, "he_normal", embedding_init=keep)
         assert torch.equal(model.embed.weight, before)
+        assert torch.count_nonzero(model.head.bias) == 0  # the readout's own bias is set
+        row = next(r for r in record.rows if r["layer"] == "head")
+        assert row["scheme"] == "embedding table embed"
 
 
 def test_a_table_tied_to_a_kept_output_layer_is_set_by_the_embedding_scheme():
@@ -84,18 +90,21 @@ def test_a_table_tied_to_a_kept_output_layer_is_set_by_the_embedding_scheme():
         assert float(table.std()) == pytest.approx(0.02, rel=5 / math.sqrt(2 * n))
 
 
-def test_a_constant_readout_tied_to_a_table_is_refused_before_any_weight_changes():
-    """--output-init zeros on a tied language model zeroed its token table silently: every
-    token entered as the same vector."""
+def test_a_constant_output_init_leaves_a_tied_table_alone_and_a_plan_naming_it_says_so(capsys):
+    """--output-init zeros on a tied language model zeroed its token table: every token
+    entered as the same vector. The table is the embedding rule's now; a plan that names
+    the readout still draws it, with a note."""
     tied = Tagger(tied=True)
-    before = {k: v.clone() for k, v in tied.state_dict().items()}
+    before = tied.embed.weight.detach().clone()
     for constant in ("zeros", "constant(value=0.1)"):
-        with pytest.raises(InitlabError, match=r"would set head\.weight, which is tied to embed"):
-            initialize(tied, "he_normal", output_init=constant)
-    assert all(torch.equal(v, before[k]) for k, v in tied.state_dict().items())
-    initialize(Tagger(), "he_normal", output_init="zeros")  # untied: muP's zero readout
+        initialize(tied, "he_normal", output_init=constant)
+        assert torch.equal(tied.embed.weight, before)
+    with pytest.warns(InitlabNote, match="every token enters as the same vector"):
+        initialize(tied, {"mix": "he_normal", "head": "zeros"})
+    assert torch.count_nonzero(tied.embed.weight) == 0
     plan = ["plan", "--model", f"{__file__}:tied_tagger", "--init", "he_normal"]
-    assert main([*plan, "--output-init", "zeros"]) == 2
+    assert main([*plan, "--output-init", "zeros"]) == 0
+    assert "tied to embed.weight: kept" in capsys.readouterr().out
 
 
 def tied_tagger() -> nn.Module:
@@ -139,10 +148,11 @@ def test_an_embedding_init_for_a_model_without_a_table_of_its_own_is_one_line(ca
     assert "mlp has no nn.Embedding table of its own" in capsys.readouterr().err
 
 
-def test_a_constant_scheme_under_study_says_it_sets_a_tied_table_too():
-    """zeros as the scheme (the classic lab's) is not refused, but the tied token table it
-    zeroes was not mentioned."""
+def test_a_constant_scheme_under_study_leaves_a_tied_table_as_built():
+    """zeros as the scheme (the classic lab's) zeroes the layers, not the token table a
+    readout shares: the table is an embedding, kept as built."""
     tied = Tagger(tied=True)
-    with pytest.warns(InitlabNote, match=r"zeros also sets embed\.weight, tied to head\.weight"):
-        initialize(tied, "zeros", output_init="same")
-    assert torch.count_nonzero(tied.embed.weight) == 0
+    before = tied.embed.weight.detach().clone()
+    initialize(tied, "zeros", output_init="same")
+    assert torch.equal(tied.embed.weight, before)
+    assert torch.count_nonzero(tied.mix.weight) == 0

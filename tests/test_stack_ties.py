@@ -122,20 +122,21 @@ def test_extra_state_passes_through_the_stack():
     torch.testing.assert_close(stack.materialize(1)[0].weight, models[1][0].weight)
 
 
-def test_a_tied_embedding_is_set_by_the_output_layers_init_and_said_so():
-    """Not listed as left alone (the compare note, the init record): the output layer's
-    scheme sets it; the plan says which layer did."""
+def test_a_tied_embedding_is_an_embedding_table_and_the_plan_says_which_rule_set_it():
+    """The compare note and the init record list the table as left alone without an
+    embedding scheme (no readout scheme sets it); the plan names the table's rule for both
+    names of the tensor."""
     from initlab import initialize
     from initlab.coverage import untouched_weights
     from initlab.residual.plan import plan
 
     model = TiedLM()
-    assert untouched_weights(model) == []
+    assert [w.split(" ")[0] for w in untouched_weights(model)] == ["embed"]
+    assert untouched_weights(model, embeddings=True) == []
     record = initialize(model, "he_normal", output_init="glorot_uniform")
-    assert record.skipped == []
-    rules = {
-        r["name"]: r["rule"]
-        for r in plan(TiedLM(), "he_normal", output_init="lecun_normal").parameters
-    }
-    assert rules["head.weight"].startswith("lecun_normal")
-    assert rules["embed.weight"] == f"tied to head.weight: {rules['head.weight']}"
+    assert [s["layer"] for s in record.skipped] == ["embed"]
+    for embedding_init, rule in ((None, "kept"), ("lecun_normal", "lecun_normal")):
+        options = {"output_init": "glorot_uniform", "embedding_init": embedding_init}
+        rules = {r["name"]: r["rule"] for r in plan(TiedLM(), "he_normal", **options).parameters}
+        assert rules["embed.weight"].startswith(rule)
+        assert rules["head.weight"] == f"tied to embed.weight: {rules['embed.weight']}"

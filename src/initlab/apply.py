@@ -40,14 +40,16 @@ from initlab.config import output_scheme
 from initlab.coverage import initializable_layers, skip_row, skipped_modules, weight_layers
 from initlab.embedding_init import (
     EMBEDDINGS,
-    init_embeddings,
+    TABLE_ROW,
     note_constant_tied,
-    refuse_constant_tied,
+    readouts_of_tables,
+    record_embeddings,
+    table_readout_row,
     tensors_set_by,
     zero_tied_padding,
 )
 from initlab.errors import InitlabError, UnknownNameError, closest_name, option
-from initlab.init_record import InitRecord
+from initlab.init_record import InitRecord, layer_row
 from initlab.initializers import Initializer, fans_of_module, fans_of_tensor
 from initlab.layer_order import output_layer
 from initlab.notes import note
@@ -99,7 +101,9 @@ def initialize(
     :func:`initlab.plan` recorded), else ``none``; ``data`` also lets
     it find the branches of a model ``torch.fx`` cannot trace, from one run on it.
     ``embedding_init``: the scheme for every ``nn.Embedding`` table (``None`` or
-    ``"default"``: as built; fan_in = embedding_dim; see :mod:`initlab.embedding_init`).
+    ``"default"``: as built; fan_in = embedding_dim; see :mod:`initlab.embedding_init`), a
+    table tied to a readout (``head.weight = embed.weight``) included: a scheme sets only
+    that readout's bias, a plan naming the readout draws it.
     The keywords are named as in :func:`initlab.compare` and on the command line; the old
     names ``output_layer``, ``residual`` and ``embedding`` still work, with a warning.
     """
@@ -115,14 +119,17 @@ def initialize(
     plan = _resolve_plan(scheme, model, output_scheme(output_init), data)
     spans = packed.planned_spans(scheme, plan)  # fused projections: one draw per row span
     _refuse_computed(model, plan)
+    owned = {} if isinstance(scheme, Mapping) else readouts_of_tables(model, plan)
+    plan.update(dict.fromkeys(owned))  # their weights are tables: the embedding rule's
     note_constant_tied(model, plan)
     _check_data(model, data, plan)
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=skipped_modules(model))
-    _init_weights(model, plan, spans, bias_init, generator, fans, record)
-    set_now = tensors_set_by(model, record.rows, kept=("kept", AS_BUILT))
+    _init_weights(model, plan, spans, bias_init, generator, fans, record, owned)
+    set_now = tensors_set_by(model, record.rows, kept=("kept", AS_BUILT, TABLE_ROW))
     zero_tied_padding(model, set_now)
-    _init_embeddings(model, embedding_init, generator, record, set_now)
+    embeddings = _as_initializer(embedding_init) if embedding_init is not None else None
+    record_embeddings(model, embeddings, generator, record, set_now)
     _run_data_dependent(model, layers, plan, data, record)
     planned = getattr(scheme, "residual", None)  # a plan's branches (maybe found by a run)
     planned = planned if isinstance(planned, Structure) and data is None else None
@@ -140,9 +147,11 @@ def _init_weights(
     generator: torch.Generator | None,
     fans: str,
     record: InitRecord,
+    owned: dict[str, str],
 ) -> None:
     """Set every weight layer ``plan`` names (a fused projection with row ``spans``: one
-    draw per span, :func:`initlab.compound_layers.init_fused`) and record it. A weight
+    draw per span, :func:`initlab.compound_layers.init_fused`) and record it; a readout
+    tied to an embedding table (``owned``: layer → table) gets its bias only. A weight
     shared by several layers (``decoder.weight = encoder.weight``) is drawn once
     (:func:`initlab.tied_layers.drawing_order`, :func:`~initlab.tied_layers.tied_row`);
     drawn again by each, the last draw won and the first layers' records described a tensor
@@ -153,7 +162,9 @@ def _init_weights(
     for name, module in drawing_order(layers, plan):
         init = plan.get(name)
         weight = getattr(module, "weight", None)
-        if name in plan and init is not None and id(weight) in drawn:
+        if name in owned:
+            record.rows.append(table_readout_row(name, module, owned[name], bias_init, generator))
+        elif name in plan and init is not None and id(weight) in drawn:
             first, row = drawn[id(weight)]
             record.rows.append(
                 tied_row(
@@ -176,25 +187,6 @@ def _init_weights(
                 drawn[id(weight)] = (name, record.rows[-1])
     place = {name: i for i, (name, _) in enumerate(layers)}  # the record in module order
     record.rows.sort(key=lambda row: place.get(row["layer"], len(place)))
-
-
-def _init_embeddings(
-    model: nn.Module,
-    scheme: Scheme | None,
-    generator: torch.Generator | None,
-    record: InitRecord,
-    set_now: set[int],
-) -> None:
-    """Set the embedding tables no weight layer shares (``set_now``: the ``id`` of each
-    tensor a weight layer's init just set) with ``scheme`` (``None``/``default``: keep them)
-    and take them off the record's skipped list."""
-    init = _as_initializer(scheme) if scheme is not None else None
-    if init is None or init.name == AS_BUILT:
-        return
-    rows = init_embeddings(model, init, generator, set_now)
-    done = {row["layer"] for row in rows}
-    record.rows += rows
-    record.skipped = [s for s in record.skipped if s["layer"] not in done]
 
 
 def _refuse_computed(model: nn.Module, plan: dict[str, Initializer | None]) -> None:
@@ -283,7 +275,6 @@ def _resolve_plan(
     if layers and output_init is not None and hidden.name != AS_BUILT:
         last = _output_layer(model, data)
         plan[last] = None if output_init == "keep" else _as_initializer(output_init)
-        refuse_constant_tied(model, last, plan[last])
     return plan
 
 
@@ -381,17 +372,11 @@ def _init_layer(
     bias = getattr(module, "bias", None)
     if bias is not None and bias_init is not None:
         bias_init(bias, generator, fans=fans)
-    return {
-        "layer": name,
-        "type": type(module).__name__,
-        "shape": "x".join(map(str, module.weight.shape)),
-        "scheme": repr(init) if init is not None else "kept",
-        "fan_in": fans.fan_in,
-        "fan_out": fans.fan_out,
-        "expected_std": init.std(fans, shape=module.weight.shape) if init is not None else None,
-        "std": float(module.weight.detach().std()) if module.weight.numel() > 1 else 0.0,
-        "bias": "none" if bias is None else (repr(bias_init) if bias_init else "kept"),
-    }
+    scheme, std = (
+        (repr(init), init.std(fans, shape=module.weight.shape)) if init else ("kept", None)
+    )
+    bias_text = "none" if bias is None else (repr(bias_init) if bias_init else "kept")
+    return layer_row(name, module, scheme, fans, std, bias_text)
 
 
 def _init_compound(

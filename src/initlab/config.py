@@ -59,11 +59,12 @@ nothing and its gradient is zero up to rounding; Adam divides that noise by its 
 and moves the bias by the full learning rate each step, so the run's numbers came to depend
 on the order of float sums (the thread count, the strategy) far beyond rounding. β of the
 norm is the shift. Part of such a run's key: runs trained with the bias train again."""
-USER_MODEL_RULES = 4
+USER_MODEL_RULES = 5
 """Part of a user model's run key: bump it when what a scheme does to layers only a user's
 model has changes (2: RNNs and attention input projections are set, not kept as built; 3:
 grouped convolutions drawn orthogonal per group, strided transposed convolutions' fan_in
-K/S; 4: a squeeze-excite or GLU gate's layers are not on a residual branch's chain), so
+K/S; 4: a squeeze-excite or GLU gate's layers are not on a residual branch's chain; 5: an
+embedding table tied to a readout is set by the embedding rule, not the readout's), so
 a store resumes no run initialized by the old rules. The built-in models' keys stay."""
 LIMIT_SAMPLE = 2
 """Part of the key of a run whose ``limit_train`` cuts a drawn split (digits, MNIST-1D, user

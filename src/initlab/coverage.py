@@ -79,8 +79,9 @@ def _as_every_framework(norm: nn.Module) -> bool:
 def _skipped(model: nn.Module) -> list[tuple[str, nn.Module, list[str]]]:
     """``(name, module, its own parameters no scheme sets)`` of each module that is not a
     Linear/Conv layer and has such parameters (an RNN's and an attention's matrices are set);
-    a parameter tied to a layer's (an embedding shared with the output layer) is set by that
-    layer's init, so it is not counted."""
+    a parameter tied to a layer's is set by that layer's init, so it is not counted, except
+    an embedding table a readout shares: the embedding rule sets it
+    (:func:`initlab.embedding_init.readouts_of_tables`)."""
     layers = _set_by_layers(model)
     found = []
     for name, module in model.named_modules():
@@ -93,19 +94,17 @@ def _skipped(model: nn.Module) -> list[tuple[str, nn.Module, list[str]]]:
 
 
 def own_embeddings(model: nn.Module) -> list[str]:
-    """The names of ``model``'s embedding tables no weight layer shares (what an
-    ``embedding`` scheme sets)."""
-    shared = _set_by_layers(model)
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, EMBEDDINGS) and id(module.weight) not in shared
-    ]
+    """The names of ``model``'s embedding tables (what an ``embedding`` scheme sets, a
+    table tied to a readout included)."""
+    return [name for name, module in model.named_modules() if isinstance(module, EMBEDDINGS)]
 
 
 def _set_by_layers(model: nn.Module) -> set[int]:
-    """``id`` of every tensor a weight layer's scheme sets (Linear/Conv, RNN, attention)."""
+    """``id`` of every tensor a weight layer's scheme sets (Linear/Conv, RNN, attention), not
+    an embedding table a readout shares."""
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, EMBEDDINGS)}
     found = {id(p) for _, m in initializable_layers(model) for p in m.parameters(recurse=False)}
+    found -= tables
     for _, module in compound_layers(model):
         own = module.named_parameters(recurse=False)
         found |= {id(p) for n, p in own if n in parameters_set(module)}

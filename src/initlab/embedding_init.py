@@ -6,8 +6,10 @@ vector token ``v`` maps to. Its fans are the tensor rule's, fan_in = D and fan_o
 (``lecun_normal``: E‖e_v‖² = 1, the scale Flax's ``Embed`` draws, N(0, 1/D)). What the
 frameworks do by default: PyTorch N(0, 1) (E‖e_v‖² = D), Keras U(±0.05) (``random_uniform``),
 GPT-2 N(0, 0.02²) (``normal(std=0.02)``). A ``padding_idx`` row is zeroed afterwards, as
-``nn.Embedding`` does. A table tied to a weight layer (``head.weight = embed.weight``) is set
-by that layer's init, not here: ``--output-init`` sets a tied language model's table.
+``nn.Embedding`` does. A table tied to a weight layer (``head.weight = embed.weight``, a
+language model's readout) is an embedding table too: a scheme leaves it to this rule
+(:func:`readouts_of_tables`), so tokens and positions keep one scale; only a plan that names
+the readout draws it as that layer.
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ from torch import nn
 
 import initlab.initializers as initializers
 from initlab.errors import InitlabError, option
+from initlab.init_record import InitRecord, layer_row
 from initlab.initializers import Initializer
 from initlab.initializers.basic import Constant
 from initlab.notes import note
+from initlab.tied_layers import AS_BUILT
 
 EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+TABLE_ROW = "embedding table "
+"""How a tied readout's record row begins (:func:`table_readout_row`): its weight is that
+table's, set by the embedding rule."""
 
 
 def init_embeddings(
@@ -34,8 +41,7 @@ def init_embeddings(
 ) -> list[dict[str, Any]]:
     """Fill every embedding table of ``model`` not in ``set_by_layers`` (``id`` of tensors a
     weight layer's init set in this call) with ``init``; return one record row per table. A
-    table tied to a layer that was kept or left as built is filled too, with a note: the
-    embedding scheme is the only one asked to set it."""
+    table tied to a readout is filled too, with a note (:func:`readouts_of_tables`)."""
     if getattr(init.sampler, "data_dependent", False):
         raise InitlabError(
             f"'{init.name}' cannot set embeddings (it rescales layer outputs on data); give "
@@ -49,12 +55,8 @@ def init_embeddings(
             continue
         sharing = [n for n, p in model.named_parameters(remove_duplicate=False)
                    if p is module.weight and not n.startswith(f"{name}.")]  # fmt: skip
-        if sharing:  # each note says when it holds: a comparison may say both (other inits)
-            note(
-                f"embedding scheme {init!r} sets {name}, and so {sharing[0]} tied to it, where "
-                f"{sharing[0].rpartition('.')[0] or 'that layer'} is kept as built (init "
-                f"default, or {option('--output-init')} keep)"
-            )
+        if sharing:
+            note(f"embedding scheme {init!r} sets {name}, and so {sharing[0]}, tied to it")
         weight = module.weight
         fans = initializers.fans_of_tensor(weight)
         init(weight, generator, fans=fans)
@@ -76,11 +78,33 @@ def init_embeddings(
         )
     if tied:
         note(
-            f"embedding scheme {init!r} leaves {', '.join(tied)} alone where the init draws "
-            f"the weight layer tied to it: that layer's init sets it ({option('--output-init')}"
-            " for a language model's readout)"
+            f"embedding scheme {init!r} leaves {', '.join(tied)} alone: the plan names the "
+            "weight layer tied to it, whose entry sets it"
         )
     return rows
+
+
+def record_embeddings(
+    model: nn.Module,
+    init: Initializer | None,
+    generator: torch.Generator | None,
+    record: InitRecord,
+    set_now: set[int],
+) -> None:
+    """Set the embedding tables no weight layer set (``set_now``: the ``id`` of each tensor a
+    weight layer's init just set) with ``init`` (``None``/``default``: keep them), add their
+    rows to ``record``, take them off its skipped list, and give each readout tied to one
+    (:func:`table_readout_row`) the std the table has now."""
+    if init is None or init.name == AS_BUILT:
+        return
+    rows = init_embeddings(model, init, generator, set_now)
+    done = {row["layer"] for row in rows}
+    record.rows += rows
+    record.skipped = [s for s in record.skipped if s["layer"] not in done]
+    modules = dict(model.named_modules())
+    for row in record.rows:
+        if str(row["scheme"]).startswith(TABLE_ROW):
+            row["std"] = float(modules[row["layer"]].weight.detach().std())
 
 
 def tensors_set_by(model: nn.Module, rows: list[dict[str, Any]], kept: tuple[str, ...]) -> set[int]:
@@ -101,26 +125,49 @@ def tied_tables(model: nn.Module, layer: str) -> list[str]:
     ]
 
 
-def refuse_constant_tied(model: nn.Module, layer: str, init: Initializer | None) -> None:
-    """One line, before any weight changes, for an ``output_init`` that fills the output
-    ``layer`` with one value (``zeros``, muP's readout) when its weight is an embedding
-    table's: every token would enter the model as the same vector."""
-    if init is None or not isinstance(init.sampler, Constant):
-        return
-    tables = tied_tables(model, layer)
-    if tables:
-        raise InitlabError(
-            f"{option('--output-init')} {init!r} would set {layer}.weight, which is tied to "
-            f"{tables[0]}.weight: every token would enter as the same vector; untie the "
-            "readout (give it its own nn.Parameter), or give it a random scheme"
+def readouts_of_tables(model: nn.Module, plan: dict[str, Initializer | None]) -> dict[str, str]:
+    """``{layer: table}`` for each layer ``plan`` would draw whose weight is an embedding
+    table's (a language model's tied readout, ``head.weight = tok.weight``), with a note
+    each. A scheme leaves that tensor to the embedding rule (``embedding_init``; as built
+    without one): drawn as the readout, the token table took the readout's scale (Glorot on
+    ``[V, D]``: std ≈ sqrt(2/V)) while the position table kept its own (PyTorch's N(0, 1)),
+    and tokens entered at a small fraction of the positions' variance, whatever the scheme
+    under study. A plan (a mapping) that names the readout draws it."""
+    owned = {}
+    for layer, init in plan.items():
+        if init is None or init.name == AS_BUILT or not (tables := tied_tables(model, layer)):
+            continue
+        owned[layer] = tables[0]
+        note(
+            f"{layer}.weight is {tables[0]}.weight (tied): set as an embedding table "
+            f"({option('--embedding-init')}; as built without one), not by {init!r}, so it "
+            "keeps the scale of the model's other embedding tables"
         )
+    return owned
+
+
+def table_readout_row(
+    name: str,
+    module: nn.Module,
+    table: str,
+    bias_init: Initializer | None,
+    generator: torch.Generator | None,
+) -> dict[str, Any]:
+    """The record of readout ``name`` whose weight is embedding ``table``'s
+    (:func:`readouts_of_tables`): the weight is left to the embedding rule, the layer's own
+    bias gets ``bias_init``."""
+    fans = initializers.fans_of_module(module)
+    bias = getattr(module, "bias", None)
+    if bias is not None and bias_init is not None:
+        bias_init(bias, generator, fans=fans)
+    bias_text = "none" if bias is None else (repr(bias_init) if bias_init else "kept")
+    return layer_row(name, module, f"{TABLE_ROW}{table}", fans, None, bias_text)
 
 
 def note_constant_tied(model: nn.Module, plan: dict[str, Initializer | None]) -> None:
-    """A note for each layer the scheme under study fills with one value (``zeros`` in the
-    classic lab) whose weight is an embedding table's: every token enters as the same
-    vector, part of what that scheme shows (an explicit ``output_init`` is refused:
-    :func:`refuse_constant_tied`)."""
+    """A note for each layer a plan fills with one value (``zeros``) whose weight is an
+    embedding table's: every token enters as the same vector (a scheme leaves such a
+    readout to the embedding rule: :func:`readouts_of_tables`)."""
     for layer, init in plan.items():
         if init is None or not isinstance(init.sampler, Constant):
             continue

@@ -66,3 +66,22 @@ class InitRecord:
 
     def _repr_html_(self) -> str:
         return self.to_frame().to_html(index=False)
+
+
+def layer_row(
+    name: str, module: nn.Module, scheme: str, fans: Any, expected_std: float | None, bias: str
+) -> dict[str, Any]:
+    """One weight layer's row of :attr:`InitRecord.rows`: its scheme, fans (``fan_in``,
+    ``fan_out``), the std its law gives (``None``: none, e.g. kept) and the std drawn."""
+    weight = module.weight
+    return {
+        "layer": name,
+        "type": type(module).__name__,
+        "shape": "x".join(map(str, weight.shape)),
+        "scheme": scheme,
+        "fan_in": fans.fan_in,
+        "fan_out": fans.fan_out,
+        "expected_std": expected_std,
+        "std": float(weight.detach().std()) if weight.numel() > 1 else 0.0,
+        "bias": bias,
+    }

@@ -194,9 +194,10 @@ model adds them (token + position), the smaller one's variance is under 1/9 of t
 def embedding_scales(model: nn.Module) -> tuple[str, str]:
     """``(stds, mismatch)``: each embedding table's std as it is now (``wte std 0.21, wpe
     std 1.03``), and a sentence when tables of the same width differ by more than
-    :data:`SCALE_MISMATCH` in std (``""`` otherwise). A GPT whose token table a plan set
-    through its tied output layer (std 0.21) kept its position table at nn.Embedding's
-    N(0, 1): added together, the tokens carried 1/25 of the positions' variance."""
+    :data:`SCALE_MISMATCH` in std (``""`` otherwise). A GPT whose token table was drawn
+    as its tied output layer (std 0.21) while its position table kept nn.Embedding's
+    N(0, 1): added together, the tokens carried 1/25 of the positions' variance
+    (``initialize`` leaves a tied table to the embedding rule; a factory may not)."""
     from initlab.embedding_init import EMBEDDINGS
 
     tables = {

@@ -48,7 +48,7 @@ from initlab.arguments import as_inputs, check_module, check_runs
 from initlab.compound_layers import COMPOUND, RowSpans, is_attention_output, span_fans, spanned
 from initlab.computed_weights import computed_by
 from initlab.coverage import initializable_layers, weight_layers
-from initlab.embedding_init import EMBEDDINGS
+from initlab.embedding_init import tied_tables
 from initlab.errors import UnknownNameError
 from initlab.initializers import fans_of_module, parse
 from initlab.layer_order import output_layer_name
@@ -242,6 +242,15 @@ def _plan_of(model: nn.Module, inputs: Tensor, family: str) -> Plan:
             entries.append(entry)
             continue
         activation, is_output = found[name], name == last
+        if tied := tied_tables(model, name):
+            why = f"tied to {tied[0]}: an embedding table, kept with the model's other tables "
+            why += "(initialize's embedding_init sets them all)"
+            entries.append(
+                PlanEntry(
+                    name, type(module).__name__, activation, AS_BUILT, why, structure.role_of(name)
+                )
+            )
+            continue
         if by := computed_by(module):  # no scheme can set it: initialize would refuse one
             why = f"its weight is computed by {by}: no scheme can set it; initialize the "
             why += "layer before wrapping it"
@@ -254,8 +263,6 @@ def _plan_of(model: nn.Module, inputs: Tensor, family: str) -> Plan:
             scheme, reason = rule_for(activation, slopes.get(name), is_output=is_output)
         if name in normed and not is_output:
             reason += f"; {NORMALIZED}"
-        if tied := tied_tables(model, module):
-            reason += f"; tied to {', '.join(tied)}: this scheme sets that table too"
         cut = law_spans(module, scheme, calls[name].spans if calls.get(name) else None)
         reason += fused_reason(module, cut)
         role = structure.role_of(name)
@@ -291,17 +298,6 @@ def fused_reason(module: nn.Module, spans: RowSpans) -> str:
         f"; fused projection ({names}{len(spans)} spans of rows {rows}, each its own fans: "
         f"fan_in {module.weight.shape[1]}, fan_out its rows), as MultiheadAttention's in_proj"
     )
-
-
-def tied_tables(model: nn.Module, layer: nn.Module) -> list[str]:
-    """The embedding tables that share ``layer``'s weight (a language model's tied readout):
-    the layer's scheme sets them (:mod:`initlab.embedding_init`)."""
-    weight = getattr(layer, "weight", None)
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, EMBEDDINGS) and module.weight is weight and module is not layer
-    ]
 
 
 def compound_entry(name: str, module: nn.Module, role: str) -> PlanEntry:

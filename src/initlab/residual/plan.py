@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from initlab.arguments import check_module
 from initlab.computed_weights import copy_failure
+from initlab.embedding_init import TABLE_ROW
 from initlab.errors import InitlabError, closest_name
 from initlab.norm_layers import is_norm
 from initlab.renamed import INIT_KEYWORDS, renamed_keywords
@@ -127,7 +128,11 @@ def plan(
 
     def rule_of(name: str) -> str:
         mname, _, pname = name.rpartition(".")
-        return _rule(schemes.get(mname), pname, actions.get(name), record.residual)
+        row = schemes.get(mname)
+        if row is not None and pname == "weight" and row["scheme"].startswith(TABLE_ROW):
+            table = row["scheme"].removeprefix(TABLE_ROW)  # a readout whose weight is a table's
+            return f"tied to {table}.weight: {rule_of(f'{table}.weight')}"
+        return _rule(row, pname, actions.get(name), record.residual)
 
     rows = []
     for mname, module in work.named_modules():
@@ -171,9 +176,12 @@ def _copy(model: nn.Module) -> nn.Module:
 
 
 def _tied_setter(name: str, first: dict[str, str], schemes: dict[str, Any]) -> str | None:
-    """Another name of the tensor ``name`` (tied) whose module an init scheme set, if any."""
+    """Another name of the tensor ``name`` (tied) whose module an init scheme set, if any
+    (not a readout whose weight is an embedding table's: the table's rule sets it)."""
     for other, same in first.items():
-        if other != name and same == first.get(name) and other.rpartition(".")[0] in schemes:
+        row = schemes.get(other.rpartition(".")[0])
+        drew = row is not None and not str(row["scheme"]).startswith(TABLE_ROW)
+        if other != name and same == first.get(name) and drew:
             return other
     return None
 
