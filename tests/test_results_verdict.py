@@ -277,6 +277,31 @@ def test_a_best_group_stuck_in_some_runs_has_not_shown_that_it_learns():
     assert results.verdict().startswith("no winner at 2 seeds")
 
 
+def test_a_group_stuck_in_every_run_never_ranks_above_one_that_learned():
+    """zeros stuck at chance in both seeds ranked 'best' over he_normal, whose one finished
+    seed learned (the other diverged): two seeds can be tested, one cannot."""
+    rows = [
+        dict(run_id=f"{init}{s}", init=init, seed=s, test_accuracy=acc, status=status)
+        for init, runs in (
+            ("zeros", ((0.10, "stuck"), (0.11, "stuck"))),
+            ("he_normal", ((0.86, "ok"), (float("nan"), "diverged"))),
+            ("glorot", ((0.84, "ok"), (0.85, "ok"))),
+        )
+        for s, (acc, status) in enumerate(runs)
+    ]
+    both = ResultSet(pd.DataFrame(rows[:4]), pd.DataFrame(), group_by=("init",))
+    ranked = both.ranking()
+    assert list(ranked["group"]) == ["he_normal", "zeros"]
+    assert both.verdict().startswith("no winner")
+    # with a tested group that learned, it stays first; zeros still ranks after the one seed
+    three = ResultSet(pd.DataFrame(rows), pd.DataFrame(), group_by=("init",))
+    assert list(three.ranking()["group"]) == ["glorot", "he_normal", "zeros"]
+    # every group stuck: nothing is demoted, the tested group ranks first as before
+    stuck = pd.DataFrame(rows[:4]).assign(status="stuck")
+    ranked = ResultSet(stuck, pd.DataFrame(), group_by=("init",)).ranking()
+    assert list(ranked["group"]) == ["zeros", "he_normal"]
+
+
 def test_no_apply_line_without_a_verdict():
     """Every run failed, or one group's every run failed: the first row of the ranking is not
     a winner, and printing its initialize() call as advice was wrong."""

@@ -200,27 +200,44 @@ def stuck_not_tied(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: list[str]
     if ranked.empty or "status" not in runs or "group" not in ranked:
         return ranked
     keys = list(group_by)
+    first = ranked["group"].iloc[0]
+    groups = {group_label(k): g for k, g in runs.groupby(keys, sort=False, dropna=False)}
+    if first not in groups or (groups[first]["status"] == STUCK).any():
+        return ranked
+    stuck = _stuck_in_every_run(runs, keys)
+    below = _below_the_best(ranked, runs, keys)
+    apart = ranked["group"].map(lambda g: stuck.get(g, False) and below.get(g, False))
+    apart = apart.fillna(False).astype(bool)
+    apart.iloc[0] = False
+    return ranked.assign(tied_with_best=ranked["tied_with_best"] & ~apart)
+
+
+def stuck_groups(runs: pd.DataFrame, group_by: list[str]) -> set[str]:
+    """The labels of the groups stuck at chance (regression: at or below the mean) in every
+    run, when some group learned in a run (none: nothing ranks above them). A ranking puts
+    them after the groups that learned (:func:`initlab.stats.rank_groups`' ``demoted``):
+    two stuck seeds ranked "best" over one seed that learned, because one seed cannot be
+    tested."""
+    if "status" not in runs or runs.empty:
+        return set()
+    stuck = _stuck_in_every_run(runs, list(group_by))
+    return {label for label, s in stuck.items() if s} if not all(stuck.values()) else set()
+
+
+def _stuck_in_every_run(runs: pd.DataFrame, keys: list[str]) -> dict[str, bool]:
+    """Group label → whether every run is ``stuck`` and, for regression, at most at the mean
+    (R² ≤ 0; see :func:`stuck_not_tied`)."""
     stuck = {
-        group_label(key): g["status"] == STUCK
+        group_label(key): bool((g["status"] == STUCK).all())
         for key, g in runs.groupby(keys, sort=False, dropna=False)
     }
-    best = stuck.get(ranked["group"].iloc[0])
-    if best is None or best.any():
-        return ranked
     scores = pd.to_numeric(runs.get("test_accuracy", pd.Series(dtype=float)), errors="coerce")
     at_mean = (run_tasks(runs) != REGRESSION) | (scores.reindex(runs.index) <= 0)
     degenerate = {
         group_label(key): bool(g.all())
         for key, g in at_mean.groupby([runs[k] for k in keys], sort=False, dropna=False)
     }
-    below = _below_the_best(ranked, runs, keys)
-    all_stuck = {
-        label: bool(s.all()) and degenerate.get(label, True) and below.get(label, False)
-        for label, s in stuck.items()
-    }
-    apart = ranked["group"].map(all_stuck).fillna(False).astype(bool)
-    apart.iloc[0] = False
-    return ranked.assign(tied_with_best=ranked["tied_with_best"] & ~apart)
+    return {label: s and degenerate.get(label, True) for label, s in stuck.items()}
 
 
 def _below_the_best(ranked: pd.DataFrame, runs: pd.DataFrame, keys: list[str]) -> dict:

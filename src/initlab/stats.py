@@ -6,7 +6,7 @@ Pure functions of pandas/numpy data; every function states its formula.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -242,6 +242,7 @@ def rank_groups(
     higher_is_better: bool = True,
     alpha: float = 0.05,
     confidence: float = 0.95,
+    demoted: Collection[str] = (),
 ) -> pd.DataFrame:
     """:func:`group_stats` sorted best first, with ``rank``, ``p_vs_best`` (Welch's test of
     each group against the best one), ``p_holm`` (its Holm adjustment over every pair of
@@ -251,19 +252,19 @@ def rank_groups(
     whichever group comes out best) and ``tied_with_best`` (``p_holm >= alpha``: the data
     cannot tell it from the best). Groups with fewer than two finite values rank after those
     with two or more (one lucky run is no best: it cannot be tested), groups without any
-    last. Where Welch's test is undefined (fewer than two values, or both groups constant at
-    different values) ``p_vs_best`` is NaN: left out of Holm's family, never tied, and
-    :func:`initlab.ranking_verdict.verdict` names no winner over it."""
+    last; the groups labelled in ``demoted`` (stuck at chance in every run) rank after all
+    the others that have values. Where Welch's test is undefined (fewer than two values, or
+    both groups constant at different values) ``p_vs_best`` is NaN: left out of Holm's
+    family, never tied, and :func:`initlab.ranking_verdict.verdict` names no winner over
+    it."""
     stats = group_stats(runs, group_by, metric, confidence)
     if stats.empty:
         return stats
-    stats = stats.assign(_untested=stats["n"] < 2).sort_values(
-        ["_untested", "mean"],
-        ascending=[True, not higher_is_better],
-        na_position="last",
-        kind="stable",
+    tier = 2 * stats["group"].isin(list(demoted)) + (stats["n"] < 2) + 4 * stats["mean"].isna()
+    stats = stats.assign(_tier=tier).sort_values(
+        ["_tier", "mean"], ascending=[True, not higher_is_better], kind="stable"
     )
-    stats = stats.drop(columns="_untested").reset_index(drop=True)
+    stats = stats.drop(columns="_tier").reset_index(drop=True)
     values = {group_label(k): v for k, v in _groups(runs, group_by, metric)}
     labels = list(stats["group"])
     p = pairwise_welch([values[g] for g in labels])
