@@ -286,5 +286,5 @@ def test_sweep_workers_record_the_avx512_path(kind, tmp_path):
     assert mkl_dispatch.status().startswith("on"), mkl_dispatch.status()
     config = RunConfig(dataset="digits", hidden=(8,), epochs=1, lr=0.1, track="off")
     executor = worker_executor(kind, Checkpoints(str(tmp_path)))  # as a sweep with --out
-    (outcome,) = executor.run([[config]], None)
+    ((outcome,),) = executor.run([[config]], None)
     assert outcome.env["blas"] == "MKL AVX512_E1"

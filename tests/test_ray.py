@@ -91,7 +91,7 @@ def test_user_data_is_loaded_once_by_the_driver_and_shared(local_ray, tmp_path):
     (tmp_path / "mydata.py").write_text(USER_DATA.replace("LOG_PATH", str(log)))
     spec = parse_spec({**SPEC, "fixed": {**SPEC["fixed"], "dataset": f"{tmp_path}/mydata.py:make"}})
     executor = RayExecutor(engine="single")
-    outcomes = list(executor.run([[c] for c in expand(spec)], None))
+    outcomes = [o for chunk in executor.run([[c] for c in expand(spec)], None) for o in chunk]
     assert len(outcomes) == 4 and "failed" not in {o.result.status for o in outcomes}
     # the function ran once, in this process; the four tasks got the data from the store
     assert log.read_text().split() == [str(os.getpid())]
@@ -113,7 +113,7 @@ def test_tasks_reserving_a_gpu_train_on_it(local_ray):
     # Ray hides GPUs from tasks that reserve none: device="cuda" works only through num_gpus
     assert ray.cluster_resources().get("GPU", 0) >= 1
     spec = parse_spec({**SPEC, "fixed": {**SPEC["fixed"], "device": "cuda"}})
-    outcomes = list(RayExecutor(engine="single", gpus_per_trial=0.5).run([expand(spec)], None))
+    (outcomes,) = RayExecutor(engine="single", gpus_per_trial=0.5).run([expand(spec)], None)
     assert len(outcomes) == 4
     assert "failed" not in {o.result.status for o in outcomes}, outcomes[0].result.message
 

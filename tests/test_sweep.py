@@ -304,7 +304,8 @@ def test_an_executor_waits_while_other_processes_hold_the_runs_left(trainings):
         def wait(self):
             waits.append(len(answers))
 
-    outcomes = list(InlineExecutor("single", DataCache()).run(Source(), None))
+    chunks = InlineExecutor("single", DataCache()).run(Source(), None)
+    outcomes = [outcome for chunk in chunks for outcome in chunk]
     assert [o.result.config for o in outcomes] == configs[:3] == trainings
     assert waits == [4, 2, 1]  # once per empty answer, never after the end
 

@@ -326,13 +326,28 @@ def shown_value(value: object) -> str:
 
 
 class _CallbackProgress(SweepProgress):
-    """Adapts a :data:`ProgressCallback` to the sweep's progress hooks."""
+    """Adapts a :data:`ProgressCallback` to the sweep's progress hooks. A callback that
+    raises is called no more, with a note naming its error: raised inside training, it
+    failed every run of the stack; raised after one, it ended the sweep, and with
+    ``out=None`` lost every run trained."""
 
     def __init__(self, callback: ProgressCallback) -> None:
-        self.callback = callback
+        self.callback: ProgressCallback | None = callback
 
     def epoch(self, config: RunConfig, record: dict) -> None:
-        self.callback(config, record, None)
+        self._call(config, record, None)
 
     def finished(self, outcome: Outcome) -> None:
-        self.callback(outcome.result.config, None, outcome.result)
+        self._call(outcome.result.config, None, outcome.result)
+
+    def _call(self, config: RunConfig, record: dict | None, result: RunResult | None) -> None:
+        if self.callback is None:
+            return
+        try:
+            self.callback(config, record, result)
+        except Exception as exc:  # the user's code: training goes on without it
+            self.callback = None
+            note(
+                f"the progress callback raised {type(exc).__name__}: {exc}; it is not "
+                "called again, and training goes on"
+            )

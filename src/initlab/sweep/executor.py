@@ -97,11 +97,14 @@ def chunk_source(chunks: Chunks) -> ChunkSource:
 
 
 class Executor(Protocol):
-    """Runs chunks and yields each run's :class:`Outcome` as soon as it is known."""
+    """Runs chunks and yields each chunk's :class:`Outcome` list as soon as it is known."""
 
-    def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Generator[Outcome, None, None]:
-        """Run every chunk, taken from ``chunks`` as there is room; outcomes arrive in
-        completion order (closing the generator stops the work)."""
+    def run(
+        self, chunks: Chunks, on_epoch: EpochHook | None
+    ) -> Generator[list[Outcome], None, None]:
+        """Run every chunk, taken from ``chunks`` as there is room; each chunk's outcomes
+        arrive together (a stack's runs end together: recorded whole, a Ctrl-C waits for
+        them), chunks in completion order (closing the generator stops the work)."""
         ...
 
 
@@ -137,14 +140,14 @@ class InlineExecutor:
     ) -> None:
         self.engine, self.data, self.checkpoints = engine, data or DataCache(), checkpoints
 
-    def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Iterator[Outcome]:
+    def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Iterator[list[Outcome]]:
         source = chunk_source(chunks)
         while not source.done:
             chunk = source.take()
             if chunk is None:  # the runs left are held by other processes
                 source.wait()
                 continue
-            yield from execute_chunk(chunk, self.data, self.engine, on_epoch, self.checkpoints)
+            yield execute_chunk(chunk, self.data, self.engine, on_epoch, self.checkpoints)
 
 
 class ProcessExecutor:
@@ -161,7 +164,7 @@ class ProcessExecutor:
         self.workers, self.threads, self.engine, self.data_dir = workers, threads, engine, data_dir
         self.checkpoints = checkpoints
 
-    def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Iterator[Outcome]:
+    def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Iterator[list[Outcome]]:
         ctx = mp.get_context(START_METHOD)
         tasks, events = ctx.Queue(), ctx.Queue()
         dispatch = _Dispatch(chunk_source(chunks), tasks, events, on_epoch)
@@ -216,8 +219,9 @@ class _Dispatch:
         self.running: dict[int, int] = {}  # worker -> the chunk it said it started
         self.notes: set[str] = set()  # the workers' notes printed so far
 
-    def outcomes(self, start: Callable[[], list], workers: int) -> Iterator[Outcome]:
-        """Every outcome, in completion order; ``start()`` starts the ``workers`` processes."""
+    def outcomes(self, start: Callable[[], list], workers: int) -> Iterator[list[Outcome]]:
+        """Each chunk's outcomes, in completion order; ``start()`` starts the ``workers``
+        processes."""
         self._feed(start, workers)
         while self.remaining or not self.source.done:
             try:
@@ -235,7 +239,7 @@ class _Dispatch:
                 self.running.pop(worker, None)
                 self.remaining.discard(message[2])
                 self._feed(start, workers)  # the idle worker gets its next chunk first
-                yield from message[3]
+                yield message[3]
             elif kind == "note" and message[2] not in self.notes:
                 self.notes.add(message[2])
                 print(message[2], file=sys.stderr)
@@ -258,7 +262,7 @@ class _Dispatch:
             self.remaining.add(chunk_id)
             self.tasks.put((chunk_id, chunk))
 
-    def _reap(self) -> Iterator[Outcome]:
+    def _reap(self) -> Iterator[list[Outcome]]:
         """Record the chunks of workers that died; give up when no worker is left."""
         for worker, proc in enumerate(self.procs):
             if proc.is_alive() or worker not in self.running:
@@ -266,13 +270,13 @@ class _Dispatch:
             chunk_id = self.running.pop(worker)
             self.remaining.discard(chunk_id)
             message = f"worker process died (exit code {proc.exitcode}) during this run"
-            yield from failed_outcomes(self.chunks[chunk_id], message)
+            yield failed_outcomes(self.chunks[chunk_id], message)
         if self.procs and not any(p.is_alive() for p in self.procs):
             codes = sorted({p.exitcode for p in self.procs})
             if codes != [0]:
                 raise InitlabError(f"the worker processes died (exit codes {codes})")
             for chunk_id in sorted(self.remaining):  # taken by a worker that vanished
-                yield from failed_outcomes(self.chunks[chunk_id], "lost when a worker died")
+                yield failed_outcomes(self.chunks[chunk_id], "lost when a worker died")
             self.remaining.clear()
 
 

@@ -18,7 +18,7 @@ from initlab.checkpoints import checkpoint_seconds
 from initlab.config import RunConfig
 from initlab.store import Store
 from initlab.sweep.report import SweepReport
-from initlab.sweep.runner import store_checkpoints
+from initlab.sweep.resume import store_checkpoints
 
 
 def resume_command(ctx: typer.Context | None) -> str:

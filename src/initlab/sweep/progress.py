@@ -16,7 +16,7 @@ from initlab.config import RunConfig
 from initlab.progress_display import CountedProgress
 from initlab.sweep.engine import Outcome
 from initlab.sweep.report import SweepPlan, SweepProgress
-from initlab.sweep.runner import config_identity
+from initlab.sweep.resume import config_identity
 
 LABEL_WIDTH = 34
 """Run labels are cut to this many characters on the bar."""

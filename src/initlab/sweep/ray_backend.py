@@ -151,7 +151,9 @@ class RayExecutor:
         self.engine, self.data_dir = engine, data_dir
         self.preloaded, self.gpus_per_trial = preloaded, float(gpus_per_trial)
 
-    def run(self, chunks: Chunks, on_epoch: EpochHook | None) -> Generator[Outcome, None, None]:
+    def run(
+        self, chunks: Chunks, on_epoch: EpochHook | None
+    ) -> Generator[list[Outcome], None, None]:
         """Run every chunk on the cluster; ``on_epoch`` hears of every epoch as it ends.
 
         Every chunk that can be taken now is submitted at once (Ray schedules them); chunks
@@ -176,7 +178,7 @@ class RayExecutor:
                 ready, _ = ray.wait(list(submit.pending), num_returns=1, timeout=POLL_SECONDS)
                 _drain(submit.events, submit.chunks, on_epoch)  # a task's epochs come first
                 for ref in ready:
-                    yield from _outcomes(ray, ref, submit.pending.pop(ref))
+                    yield _outcomes(ray, ref, submit.pending.pop(ref))
                 submit(_take_all(source))
         finally:
             _cancel(ray, submit.pending)

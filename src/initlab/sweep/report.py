@@ -29,7 +29,7 @@ class SweepPlan:
     threads: int
     resumed: dict[str, int] = field(default_factory=dict)
     """The epochs that pending runs resume after (their checkpoints'), by
-    :func:`~initlab.sweep.runner.config_identity`: already trained, not to be counted."""
+    :func:`~initlab.sweep.resume.config_identity`: already trained, not to be counted."""
 
 
 @dataclass

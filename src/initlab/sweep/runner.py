@@ -17,8 +17,6 @@ written (a full disk) stops the sweep with :class:`SweepStopped`; all committed 
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
 import time
 from collections.abc import Generator, Sequence
@@ -27,10 +25,11 @@ from pathlib import Path
 
 import initlab.data as datasets
 from initlab.atomic_files import DISK_FULL
-from initlab.checkpoints import Checkpoints, checkpoint_dir, checkpoint_seconds
+from initlab.checkpoints import Checkpoints, checkpoint_seconds
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError, option
+from initlab.interrupts import interrupts_deferred
 from initlab.notes import note
 from initlab.results import ResultSet
 from initlab.store import FINISHED, Store, open_store
@@ -61,6 +60,7 @@ from initlab.sweep.report import (
     SweepReport,
     SweepStopped,
 )
+from initlab.sweep.resume import config_identity, note_left, resume_from, store_checkpoints
 from initlab.sweep.spec import Spec, load_spec
 from initlab.train.stack import preferred_strategy
 
@@ -176,50 +176,6 @@ def default_workers(
     return 1 if serial < INLINE_BELOW_SECONDS else None
 
 
-def store_checkpoints(store: Store) -> Checkpoints | None:
-    """The epoch checkpoints of the runs of ``store`` (:mod:`initlab.train.checkpoint`):
-    in a folder beside its file, saved every :func:`checkpoint_seconds`; none for a store
-    in memory."""
-    if store.path is None:
-        return None
-    folder = os.path.abspath(checkpoint_dir(store.path))  # Ray workers may run elsewhere
-    return Checkpoints(folder, checkpoint_seconds())
-
-
-def resume_from(
-    checkpoints: Checkpoints, done: set[str], pending: Sequence[RunConfig]
-) -> dict[str, int]:
-    """The epoch each ``pending`` run with a checkpoint resumes after, by
-    :func:`config_identity`, and a note saying how many resume; deletes the checkpoints of
-    runs ``done`` first (a sweep killed between recording a run and deleting its checkpoint
-    leaves one); with nothing pending, a note naming the checkpoints left (:func:`note_left`)."""
-    left = checkpoints.tidy(done)
-    if not pending:
-        note_left(left, checkpoints.directory)
-    saved = {config_identity(c): checkpoints.saved_epoch(c.key()) for c in pending}
-    saved = {run: epoch for run, epoch in saved.items() if epoch}
-    epochs = list(saved.values())
-    if epochs:
-        low, high = min(epochs), max(epochs)
-        after = f"epoch {low}" if low == high else f"epochs {low}-{high}"
-        note(
-            f"{len(epochs)} of the {len(pending)} run(s) to train have checkpoints to resume "
-            f"from, saved after {after}"
-        )
-    return saved
-
-
-def note_left(checkpoints: Sequence[Path], folder: str) -> None:
-    """A note naming the checkpoints a finished sweep leaves, and why they may be there."""
-    if checkpoints:
-        size = sum(path.stat().st_size for path in checkpoints if path.exists()) / 2**20
-        note(
-            f"{len(checkpoints)} checkpoint(s) ({size:.1f} MiB) remain in {folder}: of failed "
-            "runs (a retry resumes them), of runs another sweep on this store is training, or "
-            "of runs whose model, data or settings have changed since (delete those)"
-        )
-
-
 def _execute(
     executor: Executor,
     lease: Lease,
@@ -232,8 +188,8 @@ def _execute(
     started = time.perf_counter()
     try:
         with lease:
-            outcomes = executor.run(lease, progress.epoch)
-            _record(outcomes, lease.store, report, progress, checkpoints)
+            chunks = executor.run(lease, progress.epoch)
+            _record(chunks, lease.store, report, progress, checkpoints)
     except KeyboardInterrupt:
         report.interrupted = True
         raise SweepInterrupted(report) from None
@@ -247,33 +203,40 @@ def _execute(
 
 
 def _record(
-    outcomes: Generator[Outcome, None, None],
+    chunks: Generator[list[Outcome], None, None],
     store: Store,
     report: SweepReport,
     progress: SweepProgress,
     checkpoints: Checkpoints | None,
 ) -> None:
+    """Record each chunk's outcomes as the chunk ends, all of them before a Ctrl-C that
+    comes meanwhile (:func:`initlab.interrupts.interrupts_deferred`): a stack's runs are
+    trained already, and a Ctrl-C while the first were written lost the others."""
     try:
-        for outcome in outcomes:
-            outcome = as_planned(outcome, report)
-            if store.record(outcome):  # False: another process finished it first
-                report.counts[outcome.result.status] += 1
-            if checkpoints is not None and outcome.result.status in FINISHED:
-                checkpoints.remove(outcome.run_id or outcome.result.config.key())  # not needed
-            progress.finished(outcome)
+        for chunk in chunks:
+            planned = [as_planned(outcome, report) for outcome in chunk]
+            with interrupts_deferred():
+                for outcome in planned:
+                    _record_one(outcome, store, report, checkpoints)
+            for outcome in planned:
+                progress.finished(outcome)
     finally:
-        outcomes.close()  # stops the workers, whatever happened
+        chunks.close()  # stops the workers, whatever happened
+
+
+def _record_one(
+    outcome: Outcome, store: Store, report: SweepReport, checkpoints: Checkpoints | None
+) -> None:
+    if store.record(outcome):  # False: another process finished it first
+        report.counts[outcome.result.status] += 1
+    if checkpoints is not None and outcome.result.status in FINISHED:
+        checkpoints.remove(outcome.run_id or outcome.result.config.key())  # not needed
 
 
 EDITED = (
     "its model or data file was edited while the sweep ran, so which version it trained is "
     "unknown; run the sweep again to train the file as it is now"
 )
-
-
-def config_identity(config: RunConfig) -> str:
-    """A run's settings as text: the same before and after its files change (its key is not)."""
-    return json.dumps(config.to_dict(), sort_keys=True, default=str)
 
 
 def as_planned(outcome: Outcome, report: SweepReport) -> Outcome:
@@ -394,6 +357,22 @@ def run_study(
         try:
             report = run_sweep(configs, store, study, **options)
         except (SweepInterrupted, SweepStopped) as stop:
-            stop.results = store.results(study.study_id)  # an in-memory store's only copy
+            with interrupts_deferred():  # an in-memory store's only copy: read it whole
+                stop.results = store.results(study.study_id)
             raise
-        return store.results(study.study_id), report
+        return _results_of(store, study, report), report
+
+
+def _results_of(store: Store, study: Study, report: SweepReport) -> ResultSet:
+    """The study's results once every run is recorded; a Ctrl-C while they are read (an
+    in-memory store closes with this call) raises :class:`SweepInterrupted` holding them."""
+    results = None
+    try:
+        with interrupts_deferred():
+            results = store.results(study.study_id)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        stop = SweepInterrupted(report)
+        stop.results = results
+        raise stop from None
+    return results
