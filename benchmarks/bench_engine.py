@@ -69,7 +69,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from initlab.data import load
 from initlab.train import memory
-from initlab.train.engine import CPU, Member, Plan, StackTrainer
+from initlab.train.engine import StackTrainer
+from initlab.train.schedule import CPU, Member, Plan
 from initlab.train.tasks import losses
 
 BATCH = 32

@@ -21,7 +21,8 @@ from initlab.config import RunConfig
 from initlab.data import load
 from initlab.train import run_config, train_configs, trial
 from initlab.train.build import build_initialized_model
-from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.engine import train_stack
+from initlab.train.schedule import Member, Plan
 from initlab.train.stack import ModelStack
 
 HERE = Path(__file__).resolve()
@@ -450,7 +451,7 @@ def test_frozen_parameters_stay_each_models_own_and_untrained(digits, strategy):
 
 
 def test_a_last_batch_of_one_example_joins_the_one_before_and_batch_norm_trains():
-    from initlab.train.engine import steps_per_epoch
+    from initlab.train.schedule import steps_per_epoch
 
     assert [steps_per_epoch(n, 32) for n in (32, 33, 64, 65, 66, 4033)] == [1, 1, 2, 2, 3, 126]
     assert steps_per_epoch(5, 1) == 5 and steps_per_epoch(1, 32) == 1

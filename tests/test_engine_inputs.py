@@ -17,8 +17,9 @@ from initlab.data import load
 from initlab.errors import InitlabError
 from initlab.train import run_config, train_configs
 from initlab.train.device import check_precision, resolve_device
-from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.engine import train_stack
 from initlab.train.preflight import preflight
+from initlab.train.schedule import Member, Plan
 
 HERE = Path(__file__).resolve()
 BASE = dict(dataset="digits", hidden=(16,), epochs=1, batch_size=32, track="off")

@@ -17,7 +17,8 @@ from torch import nn
 
 from initlab.data import load
 from initlab.train import layers
-from initlab.train.engine import Member, Meter, Plan, StackTrainer
+from initlab.train.engine import Meter, StackTrainer
+from initlab.train.schedule import Member, Plan
 
 STEPS, BATCH = 12, 32
 TOL = 50 * torch.finfo(torch.float32).eps * math.sqrt(STEPS * BATCH)

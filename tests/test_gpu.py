@@ -35,7 +35,8 @@ from initlab.config import RunConfig
 from initlab.data import load
 from initlab.train import run_config, train_configs
 from initlab.train.build import build_initialized_model
-from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.engine import train_stack
+from initlab.train.schedule import Member, Plan
 from initlab.train.stack import ModelStack
 
 DEVICE = os.environ.get("INITLAB_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "")

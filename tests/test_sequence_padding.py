@@ -20,7 +20,8 @@ from torch import nn
 from initlab.data import load
 from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError
-from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.engine import train_stack
+from initlab.train.schedule import Member, Plan
 from initlab.train.seeding import make_generator
 from initlab.train.tasks import SEQUENCE, Meter, losses
 

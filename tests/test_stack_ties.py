@@ -17,7 +17,8 @@ from torch import nn
 
 from initlab.data.dataset import Dataset
 from initlab.ties import tied_names
-from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.engine import train_stack
+from initlab.train.schedule import Member, Plan
 from initlab.train.stack import ModelStack
 
 VOCAB, DIM, T = 12, 16, 6

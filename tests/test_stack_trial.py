@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from initlab.train import trial
-from initlab.train.engine import CPU
+from initlab.train.schedule import CPU
 from initlab.train.stack import ModelStack
 from initlab.train.trial import CLEAR, MARGIN, TIMED_ROUNDS
 

@@ -21,8 +21,9 @@ from torch import Tensor, nn
 from torch.func import stack_module_state
 
 import initlab.train.stacked_attention as stacked_attention
-from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.engine import train_stack
 from initlab.train.evaluate import evaluate_stack
+from initlab.train.schedule import Member, Plan
 from initlab.train.stack import ModelStack
 from initlab.train.stacked import NotStackable
 

@@ -22,7 +22,8 @@ from torch import nn
 from initlab.config import RunConfig
 from initlab.data import load
 from initlab.train.build import build_initialized_model
-from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.engine import train_stack
+from initlab.train.schedule import Member, Plan
 from initlab.train.stack import ModelStack
 from initlab.train.stacked import NotStackable, stacked_module
 

@@ -28,6 +28,8 @@ from initlab.residual.names import canonical_rule
 from initlab.usercode import is_user_spec, source_fingerprint
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+SCHEDULES = ("constant", "linear", "cosine")
+"""``lr_schedule``'s values (:mod:`initlab.train.schedule`)."""
 DEFAULT_INITS = (
     "zeros",
     "random_normal",
@@ -95,6 +97,9 @@ class RunConfig:
     only by the ``momentum`` optimizer. ``weight_decay``: L2 added to the gradient for
     ``sgd``, ``momentum`` and ``adam``, decoupled for ``adamw``; ``None`` (the default) is
     the optimizer's own default, 0 (adamw: PyTorch's 0.01), and 0 is no decay.
+    ``lr_schedule`` (``constant``, ``linear``, ``cosine``: decay to 0 by the last step),
+    ``warmup_steps`` (linear from lr/W) and ``clip_norm`` (each model's gradient norm at
+    most this; ``None``: no clipping): :mod:`initlab.train.schedule`.
     ``track``: when to record per-layer statistics during training — ``"epoch"`` (after
     every epoch, the default), ``"off"``, or every N optimizer steps (an int).
 
@@ -126,6 +131,9 @@ class RunConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float | None = None
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    clip_norm: float | None = None
     batch_size: int = 32
     epochs: int = 5
     seed: int = 0
@@ -321,6 +329,8 @@ def validate_numbers(config: RunConfig) -> None:
         raise UnknownNameError("precision", config.precision, PRECISIONS)
     if config.optimizer not in OPTIMIZERS:
         raise UnknownNameError("optimizer", config.optimizer, OPTIMIZERS)
+    if config.lr_schedule not in SCHEDULES:
+        raise UnknownNameError("lr_schedule", config.lr_schedule, SCHEDULES)
     if config.track not in ("epoch", "off") and not (
         isinstance(config.track, int)
         and not isinstance(config.track, bool)

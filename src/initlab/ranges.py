@@ -82,6 +82,8 @@ RANGES: dict[str, Range] = {
     "momentum": Range(False, 0, high=1, high_open=True),
     "weight_decay": Range(False, 0, high=FLOAT32_LIMIT, unset="the optimizer's default"),
     "dropout": Range(False, 0, high=1, high_open=True),
+    "warmup_steps": Range(True, 0, high=MAX_INT),
+    "clip_norm": Range(False, 0, low_open=True, high=FLOAT32_LIMIT, unset="no clipping"),
 }
 """Every numeric setting's range. ``val_size = 0`` is meaningful (no validation set)."""
 

@@ -172,6 +172,16 @@ DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="where to look for dataset files first")
 ]
 Seeds = Annotated[str, typer.Option(help="a count (3) or explicit seeds (0,5,7 or 10-14)")]
+LrSchedule = Annotated[
+    str, typer.Option(help="constant, linear or cosine (decay to 0 by the last step)")
+]
+WarmupSteps = Annotated[
+    int, typer.Option(help="optimizer steps of linear warmup from lr/N to lr (0: none)")
+]
+ClipNorm = Annotated[
+    float | None,
+    typer.Option(help="clip each model's gradient norm to at most this (unset: no clipping)"),
+]
 
 # How `initlab compare`, `sweep` and `study` run.
 BackendOption = Annotated[

@@ -42,8 +42,8 @@ from initlab.doctor.candidates import Candidate
 from initlab.errors import InitlabError, option
 from initlab.notes import note
 from initlab.train import group_configs, train_configs
-from initlab.train.engine import steps_per_epoch
 from initlab.train.result import RunResult
+from initlab.train.schedule import steps_per_epoch
 
 TIMING_STEPS = 4
 WARM_EPOCHS = 2

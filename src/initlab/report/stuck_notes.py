@@ -73,7 +73,17 @@ def stuck_reasons(
 
 
 TRAINING_SETTINGS = frozenset(
-    {"lr", "epochs", "optimizer", "momentum", "weight_decay", "batch_size", "lr_schedule"}
+    {
+        "lr",
+        "epochs",
+        "optimizer",
+        "momentum",
+        "weight_decay",
+        "batch_size",
+        "lr_schedule",
+        "warmup_steps",
+        "clip_norm",
+    }
 )
 """Settings of how a model is trained, not of what is trained: an init stuck under one lr
 and learning under another points to the lr."""

@@ -38,7 +38,7 @@ from initlab.sweep.footprint import (
     user_data,
 )
 from initlab.sweep.grid import swept_values
-from initlab.train.engine import steps_per_epoch
+from initlab.train.schedule import steps_per_epoch
 from initlab.usercode import is_user_spec
 
 SECONDS_PER_GFLOP = 1 / 75

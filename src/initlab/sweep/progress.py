@@ -24,7 +24,8 @@ IN_LABEL = ("init", "activation", "model", "hidden", "model_args", "seed")
 """The settings :attr:`RunConfig.label` shows."""
 SHORT = {
     "residual_init": "res", "output_init": "out", "embedding_init": "emb",
-    "weight_decay": "wd", "batch_size": "bs", "batch_norm": "bn",
+    "weight_decay": "wd", "batch_size": "bs", "batch_norm": "bn", "lr_schedule": "sched",
+    "warmup_steps": "warmup", "clip_norm": "clip",
 }  # fmt: skip
 """Shorter names of settings in a label."""
 

@@ -24,7 +24,15 @@ import initlab.activations as activations
 import initlab.data as data
 import initlab.initializers as initializers
 from initlab.apply import BIAS_POLICIES
-from initlab.config import OPTIMIZERS, PRECISIONS, TASKS, RunConfig, output_scheme, plain
+from initlab.config import (
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TASKS,
+    RunConfig,
+    output_scheme,
+    plain,
+)
 from initlab.errors import InitlabError, UnknownNameError, a_or_an, shown
 from initlab.models import ARCHITECTURES
 from initlab.ranges import (
@@ -264,6 +272,7 @@ _CHECKERS: dict[str, typing.Callable[[Any], Any]] = {
     "activation": _activation,
     "dataset": _dataset,
     "optimizer": _choice("optimizer", OPTIMIZERS),
+    "lr_schedule": _choice("lr_schedule", SCHEDULES),
     "model": _model,
     "model_args": _model_args,
     "residual_init": _choice("residual rule", RESIDUAL_ACCEPTED),

@@ -12,8 +12,9 @@ Step ``s`` of epoch ``e``, for all models at once (:class:`StackTrainer`):
    ``torch.autocast`` for ``bf16``;
 3. loss = ``sum_m mean-loss_m`` (:func:`initlab.train.tasks.losses`): each model's gradient
    is that of its own mean loss; one ``backward()``;
-4. an elementwise update of the stacked tensors with per-model hyperparameters
-   (:class:`~initlab.train.optimizers.StackedOptimizer`).
+4. each model's gradient clipped to its own norm bound, and an elementwise update of the
+   stacked tensors with per-model hyperparameters, at the schedule's rate
+   (:mod:`~initlab.train.schedule`, :class:`~initlab.train.optimizers.StackedOptimizer`).
 
 **Divergence.** A model whose loss becomes NaN/inf is frozen from that step on (its update
 masked to zero, see the optimizer) and reported ``diverged`` with the message
@@ -46,7 +47,6 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -60,11 +60,11 @@ from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.memory import activations_per_example
 from initlab.train.optimizers import StackedOptimizer
 from initlab.train.result import DIVERGED, SHARE_TASKS, RunResult, dataset_baseline, final_status
+from initlab.train.schedule import Member, Plan, clip_per_model, lr_factor, steps_per_epoch
 from initlab.train.seeding import derive_seed, make_generator, seed_global
 from initlab.train.stack import STACKED, ModelStack, rng_devices
-from initlab.train.tasks import CLASSIFICATION, Meter, losses, model_loss
+from initlab.train.tasks import Meter, losses, model_loss
 
-CPU = torch.device("cpu")
 CHECK_STEPS = 64
 """On accelerators, steps between two host reads of the divergence record."""
 
@@ -72,43 +72,6 @@ EpochHook = Callable[[int, dict[str, float]], None]
 """``on_epoch(m, record)``: called after each epoch of model ``m`` (its index in the stack)."""
 SaveHook = Callable[["StackTrainer", int], None]
 """``saver(trainer, epoch)``: called after each epoch but the last (epoch checkpoints)."""
-
-
-def steps_per_epoch(n: int, batch: int) -> int:
-    """Steps in one pass over ``n`` examples in batches of ``batch``: ``ceil(n / batch)``,
-    one fewer when the last would hold one example: batch norm cannot normalize one (PyTorch
-    raises "Expected more than 1 value per channel"), so it joins the batch before it."""
-    steps = math.ceil(n / batch)
-    return steps - 1 if steps > 1 and n % batch == 1 else steps
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the models of one stack share: the task and the step schedule."""
-
-    task: str = CLASSIFICATION
-    optimizer: str = "sgd"
-    batch_size: int = 32
-    epochs: int = 5
-    device: torch.device = CPU
-    precision: str = "fp32"
-    track: str | int = "off"
-    activations_per_example: int = 0
-    strategy: str = "auto"
-    """How the stack runs its models (:mod:`initlab.train.stack`): auto, stacked, vmap, looped."""
-    prefer: str = ""
-    """For ``auto``: the strategy to take without timing when it runs and checks out (a
-    resumed stack's, :mod:`initlab.train.checkpoint`: the same numerics as before)."""
-
-
-@dataclass(frozen=True)
-class Member:
-    """What one model of the stack has of its own (besides its initial weights)."""
-
-    seed: int = 0
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float | None = None  # the optimizer's default (0; adamw 0.01)
 
 
 class StackTrainer:
@@ -161,7 +124,8 @@ class StackTrainer:
             and one_momentum
             and not any(wds)
             and plan.precision == "fp32"
-        )
+            and (plan.lr_schedule, plan.warmup_steps, plan.clip_norm) == ("constant", 0, None)
+        )  # the fused update is inside the backward: no per-step rate, nor clipping
         self.fused = False
 
     def _trackers(self) -> list[Tracker] | None:
@@ -206,8 +170,12 @@ class StackTrainer:
         self.stack.zero_grad()
         self.fuse(self.fusable and not self.masked)
         total.backward()
-        alive = self.alive if self.masked else None
-        self.opt.step(alive, self.stack.grads(), self.stack.present())
+        alive, grads, plan = self.alive if self.masked else None, self.stack.grads(), self.plan
+        if plan.clip_norm is not None:
+            clip_per_model(grads, plan.clip_norm)
+        total_steps = plan.epochs * self.steps_per_epoch
+        scale = lr_factor(self.global_step, total_steps, plan.lr_schedule, plan.warmup_steps)
+        self.opt.step(alive, grads, self.stack.present(), scale)
         meter.add(out, y, loss_mean=loss)
         self.global_step += 1
 

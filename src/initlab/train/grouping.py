@@ -3,7 +3,8 @@
 Models train together when they have the same shapes and the same step schedule: the same
 data (dataset, validation size, training limit, task), the same architecture (model,
 model_args, an MLP's hidden widths, activation, batch norm, dropout, residual), the same
-batch size, number of epochs, optimizer kind, precision, device and tracking cadence.
+batch size, number of epochs, optimizer kind, learning-rate schedule, warmup and gradient
+clipping, precision, device and tracking cadence.
 Everything else — learning rate, momentum, weight decay, init, output init, bias policy,
 residual rule, seed — may differ inside a group: those become per-model tensors or
 per-model initial weights.
@@ -29,7 +30,7 @@ PER_MODEL = (
 SHARED = (
     "dataset", "val_size", "limit_train", "task", "model", "model_args", "hidden", "activation",
     "batch_norm", "dropout", "residual", "batch_size", "epochs", "optimizer", "precision",
-    "device", "track", "extra",
+    "device", "track", "extra", "lr_schedule", "warmup_steps", "clip_norm",
 )  # fmt: skip
 """Settings that must agree inside a group (they make up :func:`group_key`)."""
 _DEFAULTS = {f.name: getattr(RunConfig(), f.name) for f in fields(RunConfig)}
@@ -80,6 +81,9 @@ def group_key(config: RunConfig) -> tuple[Hashable, ...] | None:
         config.device,
         config.track,
         _text(config.extra),
+        config.lr_schedule,
+        int(config.warmup_steps),
+        config.clip_norm,
     )
 
 

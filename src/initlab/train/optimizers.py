@@ -108,12 +108,15 @@ class StackedOptimizer:
         alive: Tensor | None = None,
         grads: Sequence[Tensor | None] | None = None,
         present: Sequence[Tensor | None] | None = None,
+        lr_scale: float = 1.0,
     ) -> None:
         """One update from ``grads`` (default: each parameter's ``.grad``), ``[M, ...]``
         each; models with ``alive[m]`` False are frozen, and a parameter's models outside
         ``present[i]`` skip it (see the module docstring). All tensors are updated by
         ``torch._foreach_*`` kernels (one launch per operation, as ``torch.optim``'s
-        default), with a scalar learning rate when every model has the same.
+        default), with a scalar learning rate when every model has the same; ``lr_scale``
+        multiplies every learning rate this step (a schedule's factor,
+        :mod:`initlab.train.schedule`).
         """
         self.t += 1
         grads = [p.grad for p in self.params] if grads is None else list(grads)
@@ -133,6 +136,8 @@ class StackedOptimizer:
             lrs = torch._foreach_mul(lrs, keeps)
         elif self.uniform:
             lrs = self.lr0
+        if lr_scale != 1.0:
+            lrs = lrs * lr_scale if isinstance(lrs, float) else torch._foreach_mul(lrs, lr_scale)
         saved = self._save_skipped(idx, present, keeps) if partial else []
         if self.any_wd and self.kind != "adamw":
             gs = torch._foreach_addcmul(gs, ps, [self.wd[i] for i in idx])

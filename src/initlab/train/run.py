@@ -27,11 +27,12 @@ from initlab.train.checkpoint import (
     resumed_result,
 )
 from initlab.train.device import resolve_device
-from initlab.train.engine import Member, Plan, train_stack
+from initlab.train.engine import train_stack
 from initlab.train.grouping import check_group
 from initlab.train.memory import activations_per_example
 from initlab.train.preflight import preflight
 from initlab.train.result import FAILED, RunResult
+from initlab.train.schedule import Member, Plan
 from initlab.train.stack import preferred_strategy
 from initlab.train.tasks import resolve_task
 from initlab.usercode import is_user_spec
@@ -147,6 +148,9 @@ def _plan(config: RunConfig, data: Dataset, chunk_size: int | None) -> tuple[Pla
         precision=config.precision,
         track=config.track,
         activations_per_example=acts,
+        lr_schedule=config.lr_schedule,
+        warmup_steps=config.warmup_steps,
+        clip_norm=config.clip_norm,
     )
     return plan, chunk_size
 
@@ -232,11 +236,15 @@ def train_model(
     device: str = "cpu",
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     track: str | int | Tracker = "off",
+    lr_schedule: str = "constant",
+    warmup_steps: int = 0,
+    clip_norm: float | None = None,
 ) -> RunResult:
     """Train one given ``model`` in place (a stack of one), as a user's loop would.
 
     ``track``: ``"off"``, ``"epoch"``, N steps, or a :class:`~initlab.probe.tracking.Tracker`
     (its rows are appended to and also returned in ``result.layer_stats``).
+    ``lr_schedule``, ``warmup_steps``, ``clip_norm``: :mod:`initlab.train.schedule`.
     """
     tracker = track if isinstance(track, Tracker) else None
     plan = Plan(
@@ -246,6 +254,9 @@ def train_model(
         epochs=epochs,
         device=resolve_device(device),
         track=tracker.every if tracker is not None else track,
+        lr_schedule=lr_schedule,
+        warmup_steps=warmup_steps,
+        clip_norm=clip_norm,
     )
     hook = None if on_epoch is None else (lambda _m, record: on_epoch(record))
     member = Member(seed, lr, momentum, weight_decay)
