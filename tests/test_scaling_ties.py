@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 import initlab
-from initlab.scaling.check import tie_hints
-from initlab.scaling.parametrize import parametrized
+from initlab.scaling.parametrize import parametrized, tie_hints
 from initlab.scaling.sentences import with_sentences
 from initlab.scaling.shapes import infer_shapes, renamed
 from initlab.scaling.verdicts import Verdict

@@ -409,6 +409,9 @@ def test_the_cli_prints_one_line_and_the_resume_command_when_the_disk_fills(
         '[sweep]\ninit = ["zeros"]\n'
     )
     argv = ["sweep", str(spec), "--out", str(disk / "s"), "--workers", "1", "--engine", "single"]
+    # as the `initlab` script starts it: the hint repeats how initlab was started (sys.argv[0]),
+    # and `python -m pytest` leaves pytest's __main__.py there, read as `python -m initlab`
+    monkeypatch.setattr("sys.argv", ["initlab", *argv])
     assert main(argv) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     stopped = [line for line in err if line.startswith("error:")]

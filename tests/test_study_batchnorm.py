@@ -87,6 +87,16 @@ def test_checks_undecided_without_both_settings():
     assert b.plain_extremes_fail(table).reproduced is None
 
 
+def test_an_empty_store_is_checked_as_no_runs_yet_not_a_key_error():
+    ctx = StudyContext(ResultSet(pd.DataFrame(), pd.DataFrame()), "tiny")
+    study = get("batchnorm")
+    expectations = study.check(ctx)
+    claims = [e.claim for e in study.check(ctx_of({True: [0.8] * 3, False: [0.8] * 3}))]
+    assert [e.claim for e in expectations] == claims
+    assert [(e.reproduced, e.evidence) for e in expectations] == [(None, "no runs yet")] * 3
+    assert study.figures(ctx) == []
+
+
 def test_figure_from_a_table():
     table = b.accuracy_table(ctx_of({True: [0.85, 0.86, 0.84], False: [0.10, 0.85, None]}))
     image = b.accuracy_figure(table)

@@ -93,6 +93,10 @@ def initialize(
     ``nn.Linear`` does; an attention's biases 0, as ``nn.MultiheadAttention`` sets them), a
     number (constant), or an initializer. ``generator`` makes the
     result reproducible; without one the global RNG is used, as ``torch.nn.init`` does.
+    ``fans``: ``"module"`` (``in_features``/``out_features``; a convolution's
+    ``(channels / groups) · prod(kernel_size)``, a transposed one read the right way round,
+    its fan_in divided by ``prod(stride)``) or ``"tensor"`` (``torch.nn.init``'s rule,
+    ``fan_in = shape[1] · r``, ``fan_out = shape[0] · r``, ``r = prod(shape[2:])``).
     ``data``: a batch of inputs for data-dependent schemes (``"lsuv"``, see
     :mod:`initlab.lsuv`), which refuse to run without it. ``residual_init``: a rule of
     :data:`initlab.residual.RESIDUAL_RULES` applied to every residual branch afterwards

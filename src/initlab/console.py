@@ -6,11 +6,13 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
+from initlab.global_state import preserved_globals
 from initlab.notes import InitlabNote
+
+with preserved_globals():  # importing rich.style draws from `random`: a seeded stream moved
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -2,6 +2,9 @@
 
 A leaf module (it imports no other part of initlab but :mod:`initlab.stats`), so that
 :class:`initlab.results.ResultSet` can draw its curves without importing the report.
+matplotlib is imported only by the functions that draw: the label helpers are imported on
+the way to :mod:`initlab.store` (``results`` → ``ranking`` → here), which must not pay for
+it (about a second).
 """
 
 from __future__ import annotations
@@ -11,15 +14,17 @@ import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from initlab.atomic_files import FIGURE_SUFFIXES, write_figure
 from initlab.errors import InitlabError
 from initlab.stats import display_value
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CURVE_PANELS = (
     ("train_loss", "training loss", True),
@@ -78,6 +83,9 @@ def curves_figure(
     ``by_loss``: the second panel is the validation loss (:data:`VAL_LOSS_PANEL`, log
     scale), for runs ranked by test loss; ``val_title`` is then unused.
     """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     panels = (CURVE_PANELS[0], VAL_LOSS_PANEL) if by_loss else CURVE_PANELS
     axes = fig.subplots(1, len(panels))
@@ -106,6 +114,8 @@ def _log_axis(ax) -> None:
     """Log y axis; within one decade, plain tick labels (2.3, not 2.3×10⁰), with as many
     significant digits as the range needs to tell its ticks apart (2.99–3.01 read "3, 3,
     3, 3.01" at three)."""
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_yscale("log")
     low, high = ax.get_ylim()
     if low > 0 and high / low < 10:

@@ -16,17 +16,20 @@ from __future__ import annotations
 import threading
 import time
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
+from initlab.global_state import preserved_globals
+
+with preserved_globals():  # importing rich.style draws from `random` (initlab.console)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
 
 LOG_EVERY = 10.0
 """Seconds between two progress lines in a log."""

@@ -8,12 +8,8 @@ always comes from ``numpy.random.default_rng(seed)``, never from global state.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import os
-import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +18,7 @@ from torch import Tensor
 
 from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError
+from initlab.global_state import preserved_globals as preserved_globals  # data.user imports it here
 
 _SPLITS = ("train", "val", "test")
 
@@ -289,25 +286,3 @@ def assemble(
         source=source,
         task=task,
     )
-
-
-@contextlib.contextmanager
-def preserved_globals() -> Iterator[None]:
-    """Restore Python's and numpy's global RNG states and ``os.environ`` on exit.
-
-    For third-party code that reseeds or draws from them (mnist1d's generator; importing
-    ``sklearn.datasets`` draws from ``random`` and sets ``KMP_DUPLICATE_LIB_OK=True``, which
-    would hide a real duplicate-OpenMP error for the rest of the user's session).
-    """
-    py_state, np_state = random.getstate(), np.random.get_state()
-    environment = dict(os.environ)
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        for key in set(os.environ) - set(environment):
-            del os.environ[key]
-        for key, value in environment.items():
-            if os.environ.get(key) != value:
-                os.environ[key] = value

@@ -21,11 +21,11 @@ from initlab.data.dataset import (
     after_validation,
     assemble,
     check_val_size,
-    preserved_globals,
     stratified_order,
     take,
 )
 from initlab.errors import InitlabError
+from initlab.global_state import preserved_globals
 
 NAME = "digits"
 NUM_SAMPLES = 1797

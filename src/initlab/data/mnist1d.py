@@ -32,11 +32,11 @@ from initlab.data.dataset import (
     after_validation,
     assemble,
     check_val_size,
-    preserved_globals,
     stratified_order,
     take,
 )
 from initlab.errors import InitlabError
+from initlab.global_state import preserved_globals
 
 NAME = "mnist1d"
 DEFAULT_VAL = 500

@@ -204,6 +204,14 @@ def trials(
     ``candidates``: ``"auto"`` or names (``default``, ``plan``, ``plan+<rule>``,
     ``orthogonal_plan``, any initializer); ``trials``: the number of init seeds and of
     data-order seeds (``seed``: the probe batch's); ``batch``: the probe batch's size;
+    ``family``: the plan's family, as :func:`initlab.recommend` takes it (``"variance"``:
+    a variance-scaling scheme per activation, He's Var(W) = 2/fan_in after a ReLU;
+    ``"orthogonal"``: ``orthogonal(gain=g)``, ``delta_orthogonal(gain=g)`` for
+    convolutions, with the activation's gain g); ``data_dir``: where to look for dataset
+    files first, as in :func:`initlab.compare` (:func:`initlab.data.load`);
+    ``on_epoch(config, record)``: called after every epoch of every trial run with its
+    :class:`~initlab.config.RunConfig` and the epoch's record (``epoch``, ``train_loss``,
+    ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``);
     ``out``: a directory for ``recommendation.json``, ``trials.csv``, ``curves.png`` and
     ``init_snippet.py``, written all or nothing (a set of an earlier run there is
     replaced whole). Every mistake raises :class:`~initlab.errors.InitlabError` before

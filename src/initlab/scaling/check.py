@@ -55,16 +55,16 @@ from initlab.scaling.inputs import (
     resolve_factory,
     whole_number,
 )
-from initlab.scaling.parametrize import parametrized, tie_hint
+from initlab.scaling.parametrize import tie_hints
 from initlab.scaling.readout_law import readout_weight_law
-from initlab.scaling.roles import LayerRoles, layer_roles, roles_note
+from initlab.scaling.roles import LayerRoles, depth_roles, roles_note
 from initlab.scaling.sentences import (
     MUP_READOUT_INIT,
     explain_readout_init,
     rescaled_readout_hint,
     with_sentences,
 )
-from initlab.scaling.shapes import Factory, ParamShape, check_factory, infer_shapes, renamed
+from initlab.scaling.shapes import ParamShape, check_factory, infer_shapes, renamed
 from initlab.scaling.unmeasured import unmeasured_modules, unmeasured_note
 from initlab.scaling.verdicts import Verdict, depth_verdicts, width_verdicts
 from initlab.sweep.seeds import seed_list
@@ -245,13 +245,33 @@ def coord_check(
     progress: Progress | None = None,
 ) -> ScalingResult:
     """Run the coordinate check of ``model`` (see :mod:`initlab.scaling.coords`) and fit its
-    verdicts. ``width_arg``/``depth_arg``: the factory's keywords for the width and depth
-    (``n_embd``, ``n_layer``) when they are not named ``width``/``depth``. ``seeds``: a
-    count (seeds ``0..n-1``) or explicit seeds, as in ``compare``. ``data``: what
-    ``compare`` takes (a dataset name, a spec, a function, or ``(x_train, y_train, x_test,
-    y_test)`` tensors/arrays; :func:`initlab.inprocess.data_spec`). ``param="default"``: the
-    model as built. ``progress(done, total)``: called with 0 before the first model is
-    measured and after each (``total`` = depths × widths × seeds models); silent when None.
+    verdicts: per module, step and metric, the slope of ``log(value)`` on ``log(width)``,
+    flagged when its Holm-adjusted p-value is below 5% and ``|slope| ≥ 0.1``
+    (:mod:`initlab.scaling.verdicts`).
+
+    ``model``: ``"mlp"``, ``"cnn"``, ``"gpt"`` (the built-in width-parametrized models), a
+    ``module:function`` or ``file.py:function`` spec, or a factory taking ``width=`` (not a
+    built model). ``widths``: the widths built (at least two, increasing). ``param``:
+    ``"sp"``, ``"ntk"``, ``"mup"`` (:func:`initlab.parametrize`, normalized at
+    ``base_width``) or ``"default"``: the model as built. ``optimizer``: ``"adam"`` or
+    ``"sgd"``; ``lr``: its base learning rate (default 1e-3 for Adam, 0.1 for SGD), scaled
+    per parameter by ``param``'s rule. ``steps``: the optimizer steps each model takes (1
+    to 10,000); the coordinates are read at every forward ``t = 0 .. steps``. ``seeds``: a
+    count (seeds ``0..n-1``) or explicit seeds, as in ``compare``. ``depths``: also check
+    over depth at these depths, one law per series (exponential or power); ``()``: the
+    factory's own depth only. ``data``: what ``compare`` takes (a dataset name, a spec, a
+    function, or ``(x_train, y_train, x_test, y_test)`` tensors/arrays;
+    :func:`initlab.inprocess.data_spec`); default: ``digits``, or the built-in ``gpt``'s
+    Zipf token copies. ``device``: where the models run (``"auto"``: CUDA when available).
+    ``batch_size``: the minibatch of every step (the same batches at every width).
+    ``base_width``: the width the parametrization is normalized at (default: the smallest
+    of ``widths``). ``model_args``: other keywords for the factory (not the width, nor the
+    depth when ``depths`` are given: the check sets them). ``task``:
+    ``"classification"``, ``"regression"`` or ``"sequence"``; ``"auto"``: the data's own.
+    ``width_arg``/``depth_arg``: the factory's keywords for the width and depth
+    (``n_embd``, ``n_layer``) when they are not named ``width``/``depth``.
+    ``progress(done, total)``: called with 0 before the first model is measured and after
+    each (``total`` = depths × widths × seeds models); silent when None.
     Every user mistake raises :class:`InitlabError` before any training (a model that cannot
     run at a width in between: when met, naming it)."""
     check_progress(progress, "progress", ("done", "total"))
@@ -361,31 +381,3 @@ def judge(
     kinds = {name: s.kind for name, s in shapes.items()}
     verdicts = explain_readout_init(verdicts, settings.param, kinds, readout[1])
     return with_sentences(verdicts, settings.param, settings.optimizer, kinds, ties, attention)
-
-
-def depth_roles(factory: Factory, settings: CoordSettings) -> dict[int, LayerRoles]:
-    """Per depth of ``--depths``, every layer's role and the readout
-    (:mod:`initlab.scaling.roles`), from the model at the smallest width; ``{}`` without
-    depths."""
-    roles = {}
-    for depth in settings.depths:
-        built = parametrized(
-            factory,
-            settings.param,
-            width=settings.widths[0],
-            base_width=settings.base,
-            optimizer=settings.optimizer,
-            lr=settings.lr,
-            kwargs=dict(settings.kwargs) | {"depth": depth},
-            seed=settings.seeds[0],
-        )
-        roles[depth] = layer_roles(built.shapes, built.readout)
-    return roles
-
-
-def tie_hints(shapes: Mapping[str, ParamShape], param: str) -> dict[str, str]:
-    """Parameter name → why it does not get its own module's rule (tied weights), and
-    ``"(logits)"`` → the same for a tied readout: what the verdicts' sentences say."""
-    hints = {name: hint for name, s in shapes.items() if (hint := tie_hint(s, param))}
-    readout = next((hints[n] for n in hints if shapes[n].own_kind == "output"), "")
-    return hints | ({"(logits)": readout} if readout else {})

@@ -285,8 +285,18 @@ def parametrize(
     **kwargs: Any,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """``(model, param_groups)`` of ``factory`` at ``width`` (default ``base_width``) under
-    ``"sp"``, ``"ntk"`` or ``"mup"`` for ``optimizer`` ``"sgd"`` or ``"adam"``: pass the
-    groups to ``torch.optim.SGD``/``Adam`` (each carries its ``lr``). ``width_arg``: the
+    ``"sp"``, ``"ntk"`` or ``"mup"`` (``"default"``: the model as built, one learning rate)
+    for ``optimizer`` ``"sgd"`` or ``"adam"``: pass the groups to ``torch.optim.SGD``/
+    ``Adam`` (each carries its ``lr``). ``base_width``: the width every rule is normalized
+    at, where all parametrizations are the model as built, trained at ``lr``; away from it,
+    with ``m_in = fan_in / base fan_in``, a hidden weight's (and an SP or NTK readout's) rms
+    is rescaled to ``base_rms / √m_in`` (variance ∝ 1/fan_in).
+    ``lr``: the base learning rate; each group gets ``lr · lr_factor`` (muP with Adam: ``lr
+    / m_in`` for hidden and output weights; :func:`lr_factor`, docs/scaling.md's table).
+    ``seed``: the seed the base-width model and the model are both built from (default: one
+    draw from torch's global RNG). ``readout_zero_init``: under muP, the readout's weight
+    and bias start at 0 (mup's ``MuReadout``); ``False``: its weight at ``base_rms / m_in``
+    (Tensor Programs V, Table 3: variance ∝ 1/fan_in²). ``width_arg``: the
     factory's own keyword for the width (``"dim"``); ``kwargs`` go to the factory. A tied
     tensor whose names would get different rules is parametrized once; it, an
     ``nn.MultiheadAttention`` whose 1/√d initlab cannot change and width-in/fixed-out
@@ -308,3 +318,11 @@ def parametrize(
     for text in result.notes:  # ties, attention it cannot rescale, readout-like weights
         note(text)
     return result.model, result.param_groups()
+
+
+def tie_hints(shapes: Mapping[str, ParamShape], param: str) -> dict[str, str]:
+    """Parameter name → why it does not get its own module's rule (tied weights), and
+    ``"(logits)"`` → the same for a tied readout: what the verdicts' sentences say."""
+    hints = {name: hint for name, s in shapes.items() if (hint := tie_hint(s, param))}
+    readout = next((hints[n] for n in hints if shapes[n].own_kind == "output"), "")
+    return hints | ({"(logits)": readout} if readout else {})

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from initlab.scaling.shapes import ParamShape
+from initlab.scaling.coords import CoordSettings
+from initlab.scaling.parametrize import parametrized
+from initlab.scaling.shapes import Factory, ParamShape
 
 READOUT = "(readout)"
 """The module label of the readout's depth fits (whatever its name at each depth)."""
@@ -104,3 +106,23 @@ def roles_note(roles: Mapping[int, LayerRoles]) -> str:
             f"(`{first}`: {kinds})"
         )
     return text
+
+
+def depth_roles(factory: Factory, settings: CoordSettings) -> dict[int, LayerRoles]:
+    """Per depth of ``--depths``, every layer's role and the readout
+    (:mod:`initlab.scaling.roles`), from the model at the smallest width; ``{}`` without
+    depths."""
+    roles = {}
+    for depth in settings.depths:
+        built = parametrized(
+            factory,
+            settings.param,
+            width=settings.widths[0],
+            base_width=settings.base,
+            optimizer=settings.optimizer,
+            lr=settings.lr,
+            kwargs=dict(settings.kwargs) | {"depth": depth},
+            seed=settings.seeds[0],
+        )
+        roles[depth] = layer_roles(built.shapes, built.readout)
+    return roles

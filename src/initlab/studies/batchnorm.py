@@ -174,13 +174,24 @@ def accuracy_table(ctx: StudyContext) -> pd.DataFrame:
     return table.assign(chance=chance)
 
 
-def _spread(table: pd.DataFrame, bn: bool) -> tuple[float, str] | None:
-    """(max − min of the mean accuracy over scales, per-scale text) for one setting."""
-    if bn not in table.index.get_level_values("batch_norm"):
-        return None
+NO_RUNS = "no runs yet"
+"""The evidence of every check on a store with no runs (:func:`accuracy_table` is empty)."""
+
+
+def _unmeasured(table: pd.DataFrame, bn: bool) -> str | None:
+    """Why ``table`` cannot tell for one setting (:data:`NO_RUNS`, or fewer than two scales
+    of it finished); ``None`` when it can."""
+    if table.empty:
+        return NO_RUNS
+    if bn not in table.index.get_level_values("batch_norm") or len(table.loc[bn]) < 2:
+        return f"fewer than two scales {'with' if bn else 'without'} batch norm finished"
+    return None
+
+
+def _spread(table: pd.DataFrame, bn: bool) -> tuple[float, str]:
+    """(max − min of the mean accuracy over scales, per-scale text) for one setting that
+    :func:`_unmeasured` passed."""
     rows = table.loc[bn]
-    if len(rows) < 2:
-        return None
     text = ", ".join(
         f"s={s:g}: {r['mean']:.3f}" + (f" ({int(r['diverged'])} diverged)" if r["diverged"] else "")
         for s, r in rows.iterrows()
@@ -194,10 +205,9 @@ def bn_insensitive(table: pd.DataFrame) -> Expectation:
         "with batch norm, test accuracy is nearly insensitive to the init scale: spread (max − "
         f"min of the mean over seeds) ≤ {BN_SPREAD_MAX}"
     )
-    found = _spread(table, True)
-    if found is None:
-        return Expectation(claim, None, "fewer than two scales with batch norm finished")
-    spread, text = found
+    if why := _unmeasured(table, True):
+        return Expectation(claim, None, why)
+    spread, text = _spread(table, True)
     return Expectation(claim, spread <= BN_SPREAD_MAX, f"spread {spread:.3f}; {text}")
 
 
@@ -206,10 +216,9 @@ def plain_sensitive(table: pd.DataFrame) -> Expectation:
     claim = (
         f"without batch norm, test accuracy depends on the init scale: spread ≥ {PLAIN_SPREAD_MIN}"
     )
-    found = _spread(table, False)
-    if found is None:
-        return Expectation(claim, None, "fewer than two scales without batch norm finished")
-    spread, text = found
+    if why := _unmeasured(table, False):
+        return Expectation(claim, None, why)
+    spread, text = _spread(table, False)
     note = " (diverged runs count as chance)"
     return Expectation(claim, spread >= PLAIN_SPREAD_MIN, f"spread {spread:.3f}; {text}{note}")
 
@@ -221,8 +230,8 @@ def plain_extremes_fail(table: pd.DataFrame) -> Expectation:
         "without batch norm, the smallest scale vanishes and the largest explodes: both end "
         f"within {FAILED_MARGIN} of chance accuracy (or diverge)"
     )
-    if False not in table.index.get_level_values("batch_norm") or len(table.loc[False]) < 2:
-        return Expectation(claim, None, "fewer than two scales without batch norm finished")
+    if why := _unmeasured(table, False):
+        return Expectation(claim, None, why)
     rows = table.loc[False]
     chance = float(table["chance"].iloc[0])
     small, large = rows.iloc[0], rows.iloc[-1]

@@ -51,7 +51,8 @@ def invoked_program() -> list[str]:
     when that is the one on ``PATH``, else the path they ran (``.venv/bin/initlab`` of a
     virtual environment not activated), or ``/path/to/python -m initlab``."""
     argv0 = sys.argv[0] if sys.argv else ""
-    if argv0.endswith("__main__.py"):  # the interpreter that has initlab, not any python
+    main = Path(argv0)  # initlab's own __main__.py (not pytest's, under python -m pytest)
+    if main.name == "__main__.py" and main.parent.name == "initlab":  # this interpreter's
         return [sys.executable, "-m", "initlab"]
     if os.path.basename(argv0) == "initlab" and os.sep in argv0:
         found = shutil.which("initlab")
