@@ -1,7 +1,8 @@
 """Importing initlab changes nothing and costs little: ``import initlab`` and
-``import initlab.store`` leave matplotlib (and Ray) unimported, since only the functions that
-draw import it; and neither importing the modules that print (Rich, whose ``rich.style``
-draws from ``random`` as it imports) nor printing moves a seeded ``random`` or numpy stream.
+``import initlab.store`` leave matplotlib, Ray and scipy.stats unimported, since only the
+functions that draw or test import them; and neither importing the modules that print
+(Rich, whose ``rich.style`` draws from ``random`` as it imports) nor printing moves a seeded
+``random`` or numpy stream.
 
 Each check runs in a fresh Python (this process has imported everything already); nothing
 here measures time."""
@@ -25,10 +26,11 @@ def fresh(code: str) -> object:
 
 
 @pytest.mark.parametrize("module", ["initlab", "initlab.store"])
-def test_importing_initlab_or_its_store_does_not_import_matplotlib_or_ray(module):
+def test_importing_initlab_or_its_store_does_not_import_matplotlib_ray_or_scipy_stats(module):
+    heavy = ("matplotlib", "ray", "scipy.stats")  # scipy.stats alone took ~0.7 s
     loaded = fresh(
         f"import json, sys\nimport {module}\n"
-        f"print({MARK!r} + json.dumps([m for m in ('matplotlib', 'ray') if m in sys.modules]))"
+        f"print({MARK!r} + json.dumps([m for m in {heavy!r} if m in sys.modules]))"
     )
     assert loaded == []
 

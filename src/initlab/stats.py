@@ -10,7 +10,6 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -20,6 +19,8 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     ``mean ± t_{(1+confidence)/2, n-1} · std / sqrt(n)``. NaNs are ignored; with one value the
     std and half-width are NaN; identical values give exactly their value and std 0.
     """
+    from scipy import stats as sps  # scipy.stats costs ~0.7 s to import
+
     x = np.asarray([v for v in values if v == v], dtype=float)
     if len(x) == 0:
         return math.nan, math.nan, math.nan
@@ -53,6 +54,8 @@ def pairwise_welch(groups: Sequence[Sequence[float]]) -> np.ndarray:
     < 2 finite values a side or both sides constant at different values, 1 for equal
     constants), in one vectorized pass: ranking 400 groups over their 79,800 pairs one test
     at a time took 6 s."""
+    from scipy import stats as sps  # scipy.stats costs ~0.7 s to import
+
     finite = [np.asarray([v for v in g if v == v], dtype=float) for g in groups]
     n = np.array([len(g) for g in finite], dtype=float)
     moments = [_moments(g) if len(g) >= 2 else (math.nan, math.nan) for g in finite]
@@ -172,6 +175,8 @@ def welch_diff_ci(
     ``1 - confidence``, and it is honest at 2 or 3 seeds, where a percentile bootstrap of
     so few runs is far too narrow. NaN with < 2 values per side, and where the test is
     undefined (both sides constant, different values); ``(0, 0)`` for equal constants."""
+    from scipy import stats as sps  # scipy.stats costs ~0.7 s to import
+
     parts = _welch(a, b)
     if parts is None:
         return math.nan, math.nan
@@ -300,6 +305,8 @@ def seeds_needed(
     one group is constant) and noncentrality ``gap / sqrt((s_a² + s_b²) / n)``, searched
     upward from the normal approximation ``(z_{1-alpha/2} + z_power)² (s_a² + s_b²) /
     gap²``. ``None`` when ``gap`` or both stds are zero or not finite."""
+    from scipy import stats as sps  # scipy.stats costs ~0.7 s to import
+
     var_a, var_b = std**2, (std if std_b is None else std_b) ** 2
     total = var_a + var_b
     if not (math.isfinite(gap) and math.isfinite(total)) or gap == 0 or total == 0:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from scipy import stats as sps
 
 from initlab.config import SAME, RunConfig, unused_in_run
 
@@ -182,6 +181,8 @@ def final_status(
     counted correlated tokens as independent trials, and called runs ``ok`` on a 1% edge):
     ``stuck`` when ``accuracy_p >= STUCK_ALPHA``. ``ok`` otherwise, without a baseline or
     test labels, or for a NaN score."""
+    from scipy import stats as sps  # ~0.7 s to import: on use
+
     if task == "regression":
         if not math.isfinite(test_accuracy):  # undefined (constant targets) or diverged
             return OK
