@@ -219,3 +219,33 @@ def embedding_scales(model: nn.Module) -> tuple[str, str]:
                 f"{low[0]} carries 1/{ratio * ratio:.3g} of {high[0]}'s variance"
             )
     return stds, ""
+
+
+def same_weights(first: nn.Module, second: nn.Module) -> bool:
+    """Whether two builds hold exactly the same floating-point tensors (a factory that seeds
+    torch's RNG itself builds one model whatever the run's seed)."""
+    a, b = first.state_dict(), second.state_dict()
+    floats = [k for k, v in a.items() if v.is_floating_point()]
+    return bool(floats) and all(k in b and torch.equal(a[k], b[k]) for k in floats)
+
+
+def note_seeded_factory(config: RunConfig, configs: Sequence[RunConfig], data: object) -> None:
+    """A note when the user factory of ``config`` builds the same weights for the first two
+    seeds its ``default`` runs have: they then differ only in their data order, and their
+    spread (the ranking's seed-to-seed noise) understates what the init alone varies; the
+    other inits draw each seed's own weights. (:func:`initlab.coverage` cannot see it: a
+    build is needed per seed.)"""
+    from initlab.train.build import build_architecture
+
+    seeds = sorted({c.seed for c in configs if c.model == config.model and c.init == AS_BUILT})
+    if len(seeds) < 2:
+        return
+    shape = tuple(data.x_train.shape[1:])
+    a, b = (build_architecture(config.replace(seed=s), shape, data.num_classes) for s in seeds[:2])
+    if same_weights(a, b):
+        note(
+            f"{shown_spec(config.model)} builds the same weights for seeds {seeds[0]} and "
+            f"{seeds[1]} (does it call torch.manual_seed?): its 'default' runs differ only in "
+            "their data order, so their spread understates the init's own; remove that call, "
+            "or seed only when given a seed argument"
+        )

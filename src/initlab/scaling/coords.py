@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from initlab.errors import InitlabError, option
+from initlab.model_notes import same_weights
 from initlab.probe.projections import AttentionProjection
 from initlab.scaling.attention_watch import attention_modules, unscaled_notes, watch_attention
 from initlab.scaling.fits import check_design, check_sizes
@@ -143,9 +144,7 @@ def _check_own_draws(first: nn.Module, second: nn.Module, seeds: tuple[int, ...]
     weights: a factory that seeds torch's RNG itself builds one model for every seed, the
     seeds then differ only in their minibatches, and the fits' intervals (the seed-to-seed
     spread) shrink to that noise, flagging anything with confidence."""
-    a, b = first.state_dict(), second.state_dict()
-    floats = [k for k, v in a.items() if v.is_floating_point()]
-    if floats and all(torch.equal(a[k], b[k]) for k in floats):
+    if same_weights(first, second):
         raise InitlabError(
             f"the model factory builds the same weights for seeds {seeds[0]} and {seeds[1]} "
             "(does it call torch.manual_seed?): the check needs each seed's own draw; remove "

@@ -19,7 +19,13 @@ from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.data.locate import user_dir
 from initlab.errors import InitlabError
-from initlab.model_notes import note_frozen, note_fused, note_output_only, note_untouched
+from initlab.model_notes import (
+    note_frozen,
+    note_fused,
+    note_output_only,
+    note_seeded_factory,
+    note_untouched,
+)
 from initlab.sweep.engine import data_key
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.preflight import check_initializes, preflight
@@ -110,8 +116,9 @@ def _preflight_notes(
         model = built[shape]
         note_untouched(model, name, configs)
         note_frozen(model, name, configs)
-        if is_user_spec(name):  # the built-in MLP and CNN fuse nothing
+        if is_user_spec(name):  # the built-in MLP and CNN fuse nothing, nor seed torch
             note_fused(model, name, configs, data[shape].x_train[:2].cpu())
+            note_seeded_factory(runs[shape][0], configs, data[shape])
     for shape, model in built.items():
         note_output_only(model, runs[shape])
 
