@@ -17,8 +17,9 @@ every RNN/LSTM/GRU call (its hidden states, :mod:`initlab.scaling.recurrent`):
   readout is): the same for its output ``W_t·x + b_t``, which is then all update (and for
   ``(logits)`` when that layer's output is the model's);
 
-and the model's logits ``std`` (module ``(logits)``). A tidy frame with columns
-:data:`COLUMNS`.
+the model's logits ``std`` (module ``(logits)``), and ``l1``/``std`` of the input of every
+normalization layer that is not a traced layer's output (module ``ln_f (input)``: the
+residual stream, :data:`STREAM`). A tidy frame with columns :data:`COLUMNS`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from initlab.scaling.fits import check_design, check_sizes
 from initlab.scaling.parametrize import Parametrized, parametrized
 from initlab.scaling.recurrent import recompute, trace
 from initlab.scaling.shapes import Factory
+from initlab.scaling.stream import stream_inputs, stream_rows
 from initlab.sweep.footprint import shortfall
 from initlab.train.output_checks import check_output
 from initlab.train.preflight import ModelFailed, not_a_tensor, run_watched
@@ -308,12 +310,15 @@ def _snapshot(model: nn.Module) -> dict[int, dict[str, Tensor]]:
     }
 
 
-def _forward(model: nn.Module, x: Tensor, step: int) -> tuple[list, Any]:
-    """The traced forward pass; at step 0 (before any update) an exception is the model not
-    running on the data: one line."""
+def _forward(model: nn.Module, x: Tensor, step: int) -> tuple[list, Any, list[tuple]]:
+    """The traced forward pass: its layer calls, output and the rows of the inputs of its
+    normalization layers (:func:`stream_rows`); at step 0 (before any update) an exception
+    is the model not running on the data: one line."""
+    seen: list[tuple[str, Tensor]] = []
     try:
         with torch.enable_grad():
-            return trace(model, x)
+            calls, out = trace(model, x, more=stream_inputs(model, seen))
+            return calls, out, stream_rows(seen, calls)
     except Exception as exc:
         if step:
             raise
@@ -334,10 +339,10 @@ def run_one(
     torch.manual_seed(derive_seed(seed, "dropout"))  # the same masks on every call
     for step in range(steps + 1):
         x, y = batches(seed, step)
-        calls, out = _forward(model, x, step)
+        calls, out, stream = _forward(model, x, step)
         if not isinstance(out, Tensor):
             raise InitlabError(not_a_tensor(out))
-        rows += [(step, *r) for r in _rows(calls, out, prev, zero)]
+        rows += [(step, *r) for r in _rows(calls, out, prev, zero) + stream]
         if step == steps:
             break
         prev = _snapshot(model)

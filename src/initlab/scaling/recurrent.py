@@ -16,7 +16,7 @@ module).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -29,9 +29,12 @@ RECURRENT = (nn.RNNBase,)
 """The recurrent modules :func:`trace` records (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``)."""
 
 
-def trace(model: nn.Module, inputs: Tensor) -> tuple[list[TracedLayer], object]:
+def trace(
+    model: nn.Module, inputs: Tensor, more: Callable[[_Tracer], list] | None = None
+) -> tuple[list[TracedLayer], object]:
     """:func:`initlab.probe.trace.trace` with the calls of :data:`RECURRENT` modules among
-    the layer calls, in call order (a recurrent call comes after the layers it called)."""
+    the layer calls, in call order (a recurrent call comes after the layers it called);
+    ``more(tracer)`` adds hooks of its own (their handles)."""
 
     def recurrent(tracer: _Tracer) -> list:
         return [
@@ -39,7 +42,7 @@ def trace(model: nn.Module, inputs: Tensor) -> tuple[list[TracedLayer], object]:
             for name, module in model.named_modules()
             if isinstance(module, RECURRENT)
             for handle in _hooks(tracer, name or "(model)", module)
-        ]
+        ] + (more(tracer) if more is not None else [])
 
     return trace_layers(model, inputs, more=recurrent)
 

@@ -14,6 +14,7 @@ from typing import Any
 from initlab.errors import option
 from initlab.scaling.mup_rules import MUP_FIX, MUP_KEEPS, MUP_LOWERS, NAMES
 from initlab.scaling.roles import READOUT
+from initlab.scaling.stream import STREAM
 from initlab.scaling.verdicts import METRIC_WORDS, PRACTICAL_SLOPE, Verdict
 
 
@@ -155,6 +156,8 @@ def sentence(
     """ "`blocks.3.fc2` output grows as width^0.49 by step 3 (95% CI 0.41–0.57): ..."
     (:func:`cause` for ``tie`` and ``attention``)."""
     what = "logits std" if verdict.module == "(logits)" else METRIC_WORDS.get(verdict.metric)
+    if STREAM in verdict.module:  # a norm's input: the residual stream (initlab.scaling.stream)
+        what = {"l1": "mean |input|", "std": "input std"}.get(verdict.metric, what)
     name = {"(logits)": "the model", READOUT: "the readout"}.get(
         verdict.module, f"`{verdict.module}`"
     )
@@ -180,13 +183,15 @@ def sentence(
 def law_words(verdict: Verdict) -> str:
     """What a depth fit's law says (mean-field theory, docs/theory.md): an exponential in
     depth is a network off criticality (ordered: decays; chaotic or exploding: grows), a
-    power of depth what critical initializations give."""
+    power of depth what a residual stream that adds unscaled branches gives (each adds its
+    variance: std ∝ depth^0.5) or a critical initialization."""
     if verdict.law == "undetermined":
         return "two depths cannot tell an exponential from a power of depth (add a depth)"
     if verdict.law == "power":
         return (
-            "a power of depth fits better than an exponential: polynomial, as at criticality "
-            "(the edge of chaos, or residual branches scaled with depth)"
+            "a power of depth fits better than an exponential: polynomial, as a residual "
+            "stream adding unscaled branches gives (each adds its variance: std ∝ depth^0.5; "
+            "residual rule depth_scaled keeps it level), or a critical init (edge of chaos)"
         )
     factor = math.exp(verdict.slope)
     side = "ordered side: it vanishes" if verdict.slope < 0 else "chaotic or exploding side"
