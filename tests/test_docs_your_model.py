@@ -69,8 +69,9 @@ def test_the_page_is_parsed_into_what_it_shows():
     shown = "$ initlab a \\\n    --b 1\noutput\n$ initlab c\n"
     assert commands(shown) == ["initlab a --b 1", "initlab c"]
     argvs = page_commands()
-    assert len(argvs) == 9 and all(argv[0] == "initlab" for argv in argvs)
+    assert len(argvs) == 10 and all(argv[0] == "initlab" for argv in argvs)
     assert [argv[1] for argv in argvs] == ["compare"] * 5 + [
+        "diagnose",
         "diagnose",
         "sweep",
         "diagnose",
@@ -93,7 +94,7 @@ def run(argv: list[str], cwd: Path) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.mark.slow  # 5 compares, a sweep, diagnose, doctor and 4 Python blocks
+@pytest.mark.slow  # 5 compares, a sweep, 3 diagnoses, doctor and 4 Python blocks
 def test_every_command_and_python_block_of_the_page_runs(tmp_path):
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     for name, text in page_files().items():
