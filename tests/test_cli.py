@@ -19,7 +19,7 @@ TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "1"
         (["--optimizer", "adm"], "did you mean 'adam'"),
         (["--dataset", "fashon-mnist"], "did you mean 'fashion-mnist'"),
         (["--epochs", "-1"], "epochs"),
-        (["--batch-size", "0"], "batch_size"),
+        (["--batch-size", "0"], "--batch-size must be"),
         (["--lr", "0"], "lr must be"),
         (["--seeds", "0"], "seeds"),
         (["--hidden", "300,abc"], "hidden widths"),
@@ -28,7 +28,7 @@ TINY = ["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds", "1"
         (["--epochs", "99999999999999999999"], "epochs must be at most 2^63 - 1"),
         (["--seeds", "99999999999999999999"], "--seeds must be a count in"),
         (["--seeds", "0,99999999999999999999"], "seed 99999999999999999999 is above 2^63"),
-        (["--hidden", "99999999999"], "hidden widths [99999999999] does not fit in memory"),
+        (["--hidden", "99999999999"], "no machine can train it; check the widths"),  # not labels
         # accepted, then every run failed (float32) or the store write raised (SQLite)
         (["--lr", "1e308"], "lr must be a finite number in (0, 1e+38], got 1e+308"),
         (["--bias", "1e308"], "bias must be a finite number within ±1e+38 (float32)"),

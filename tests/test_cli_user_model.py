@@ -534,6 +534,7 @@ def test_gpus_per_trial_reaches_the_ray_executor(user_dir, monkeypatch):
 
     monkeypatch.setattr(ray_backend, "import_ray", lambda: None)
     monkeypatch.setattr(ray_backend, "RayExecutor", fake_ray_executor)
+    monkeypatch.setattr(ray_backend, "check_gpus_here", lambda *args: None)  # a GPU cluster
     args = ["--data", "digits", "--inits", "he_normal", "--limit-train", "64"]
     assert _compare(*args, "--backend", "ray", "--gpus-per-trial", "0.5") == 0
     assert made and made[0]["gpus_per_trial"] == 0.5

@@ -80,7 +80,7 @@ def test_gather_refuses_a_single_candidate_or_a_missing_reference(trained):
 @pytest.mark.parametrize(
     ("option", "message"),
     [(["--lr", "-1"], "lr must be"), (["--optimizer", "adm"], "did you mean 'adam'"),
-     (["--batch-size", "0"], "batch_size must be")],
+     (["--batch-size", "0"], "--batch-size must be")],
 )  # fmt: skip
 def test_bad_training_options_are_refused_before_training(option, message, tmp_path, capsys):
     err = _refused([*option, "--trials", "1", "--out", str(tmp_path / "o")], capsys)

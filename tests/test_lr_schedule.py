@@ -130,7 +130,7 @@ def test_the_cli_takes_the_step_rules_and_refuses_a_bad_one(tmp_path, capsys):
     args = ["compare", "--data", "digits", "--inits", "he_normal", "--seeds", "1"]
     args += ["--epochs", "1", "--hidden", "16", "--track", "off", "--workers", "1"]
     assert main([*args, "--lr-schedule", "linear", "--clip-norm", "0"]) == 2
-    assert "clip_norm must be" in capsys.readouterr().err
+    assert "--clip-norm must be" in capsys.readouterr().err
     out = tmp_path / "out"
     rules = ["--lr-schedule", "cosine", "--warmup-steps", "5", "--clip-norm", "1"]
     assert main([*args, *rules, "--out", str(out)]) == 0

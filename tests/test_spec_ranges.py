@@ -41,6 +41,10 @@ BAD = [
     ("weight_decay", INF, "a finite number in [0, 1e+38]"),
     ("lr", 1e308, "a finite number in (0, 1e+38]"),  # float32 overflowed in the first step
     ("dropout", 1.0, "a finite number in [0, 1)"),
+    ("warmup_steps", -1, "an integer in [0, 9223372036854775807]"),
+    ("warmup_steps", 2.5, "an integer in [0, 9223372036854775807]"),
+    ("clip_norm", 0.0, "a finite number in (0, 1e+38] (or unset: no clipping)"),
+    ("clip_norm", INF, "a finite number in (0, 1e+38]"),
     ("dropout", -0.1, "a finite number in [0, 1)"),
     ("dropout", NAN, "a finite number in [0, 1)"),
     ("device", "gpu", "auto, cpu, cuda, cuda:N or mps"),
@@ -63,9 +67,10 @@ def test_each_bad_value_is_one_line_naming_field_value_and_range(key, value, val
 def test_every_numeric_setting_has_a_range_and_its_edges_are_accepted():
     assert set(RANGES) == {
         "epochs", "batch_size", "seed", "val_size", "limit_train",
-        "lr", "momentum", "weight_decay", "dropout",
+        "lr", "momentum", "weight_decay", "dropout", "warmup_steps", "clip_norm",
     }  # fmt: skip
     edges = {"val_size": 0, "limit_train": 1, "momentum": 0.0, "dropout": 0.0, "seed": 0}
+    edges |= {"warmup_steps": 0, "clip_norm": 1e-30}
     configs = expand(parse_spec({"fixed": {**FIXED, **edges, "weight_decay": 0}}))
     assert configs[0].val_size == 0 and configs[0].weight_decay == 0.0
     assert RunConfig(lr=1, device="cuda:3").lr == 1  # ints are numbers; cuda:N is syntax only
@@ -136,12 +141,12 @@ def test_seed_counts_and_lists_are_bounded(seeds, message):
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        (["--limit-train", "-5"], "limit_train must be an integer >= 1"),
+        (["--limit-train", "-5"], "--limit-train must be an integer >= 1"),
         (["--lr", "nan"], "lr must be a finite number in (0, 1e+38], got nan"),
         (["--lr", "inf"], "lr must be a finite number in (0, 1e+38], got inf"),
         (["--epochs", "0"], "epochs must be an integer >= 1, got 0"),
         (["--dropout", "1"], "dropout must be a finite number in [0, 1), got 1.0"),
-        (["--batch-size", "0"], "batch_size must be an integer >= 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
     ],
 )
 def test_compare_options_are_checked_before_anything_starts(

@@ -303,7 +303,7 @@ def test_a_directory_where_a_table_goes_is_refused_before_anything_trains(
     (out / "summary.csv").mkdir(parents=True)
     assert main(["sweep", str(spec_file), "--out", str(out), "--workers", "1"]) == 2
     err = capsys.readouterr().err
-    assert "summary.csv is a directory where this study writes its summary.csv" in err
+    assert "summary.csv is a directory where this command writes its summary.csv" in err
     assert not (out / "initlab.db").exists()  # nothing trained, no store made
 
 

@@ -68,15 +68,11 @@ def test_a_second_ctrl_c_while_the_tables_are_written_is_said(tmp_path):
     said nothing."""
     from types import SimpleNamespace
 
-    from rich.console import Console
-
     from initlab.sweep.ui import save_interrupted
 
     def interrupted(study_id):
         raise KeyboardInterrupt
 
-    console = Console(record=True, width=200)
     store = SimpleNamespace(results=interrupted, path=tmp_path / "initlab.db")
-    save_interrupted(store, "abc", tmp_path, console)
-    said = console.export_text()
+    said = save_interrupted(store, "abc", tmp_path)
     assert "the tables of the finished runs were not written (interrupted again)" in said

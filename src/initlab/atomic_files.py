@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from initlab.errors import InitlabError, option
+from initlab.errors import InitlabError, option, permission_denied
 from initlab.pids import pid_alive
 
 _TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(?P<suffix>(\.\w+)?)$")
@@ -38,11 +38,14 @@ def check_output_dir(path: Path | None, flag: str = "--out", files: Iterable[str
         return
     path = Path(path)
     name = option(flag)
-    if path.exists() and not path.is_dir():
-        raise InitlabError(f"{name} {path}: a file is there; {name} takes a directory")
-    check_parent(path, flag)
-    for file in files:
-        check_replaceable(path / file, flag)
+    try:
+        if path.exists() and not path.is_dir():
+            raise InitlabError(f"{name} {path}: a file is there; {name} takes a directory")
+        check_parent(path, flag)
+        for file in files:
+            check_replaceable(path / file, flag)
+    except PermissionError as exc:  # a directory above it that may not be searched
+        raise permission_denied(flag, path, exc) from None
 
 
 def check_replaceable(path: Path, flag: str) -> None:

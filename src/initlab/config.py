@@ -294,6 +294,12 @@ def unused_settings(model: str) -> tuple[str, ...]:
     return ARCHITECTURE_SETTINGS if is_user_spec(model) else _UNUSED_BY.get(model, ())
 
 
+def used_settings(model: str) -> tuple[str, ...]:
+    """The :data:`ARCHITECTURE_SETTINGS` that ``model`` uses (what a message may suggest
+    in place of ``model_args`` for a built-in model: not ``hidden`` for the ``cnn``)."""
+    return tuple(s for s in ARCHITECTURE_SETTINGS if s not in unused_settings(model))
+
+
 AS_BUILT_UNUSED = ("output_init", "bias")
 """What init ``default`` (the model as its factory built it) never applies: its output layer
 and biases are the factory's, whatever ``output_init`` and ``bias`` say."""

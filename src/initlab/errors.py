@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 
@@ -68,6 +69,19 @@ class UnknownNameError(InitlabError):
         super().__init__(unknown_name_message(kind, name, self.choices))
 
 
+def permission_denied(flag: str | None, given: object, exc: OSError) -> InitlabError:
+    """One line for a path the user gave with ``flag`` (``None``: a path no check named)
+    that this user may not read, or under a directory it may not search (``Path.exists()``
+    itself raises then)."""
+    denied = exc.filename if exc.filename is not None else given
+    same = os.path.abspath(str(denied)) == os.path.abspath(str(given))
+    where = "" if same else f" on {denied}"
+    named = f"{option(flag)} {given}" if flag else str(given)
+    return InitlabError(
+        f"{named}: permission denied{where}; fix its permissions (chmod) or give another path"
+    )
+
+
 class DataNotFoundError(InitlabError):
     """A dataset's files are neither on disk nor downloadable; the message says how to get them."""
 
@@ -101,21 +115,35 @@ SYNONYMS = {
 
 
 def closest_name(name: str, choices: Iterable[str]) -> str | None:
-    """The choice most similar to ``name`` (case- and separator-insensitive), if any is close;
-    a known other name of it (:data:`SYNONYMS`); a dotted choice also by its last part
-    (``widht`` → ``model_args.width``)."""
+    """The choice most similar to ``name`` (case- and separator-insensitive), if any is close
+    (one typo away first, :func:`one_edit`); a known other name of it (:data:`SYNONYMS`); a
+    dotted choice also by its last part (``widht`` → ``model_args.width``)."""
     normal = {c.lower().replace("-", "_"): c for c in choices}
     key = str(name).lower().replace("-", "_")
     if key in normal:
         return normal[key]
     if SYNONYMS.get(key) in normal:
         return normal[SYNONYMS[key]]
-    match = difflib.get_close_matches(key, list(normal), n=1, cutoff=0.5)
+    near = [k for k in normal if one_edit(key, k)]  # difflib: smae → sparse, not same
+    match = difflib.get_close_matches(key, near or list(normal), n=1, cutoff=0 if near else 0.5)
     if match:
         return normal[match[0]]
     tails = {k.rsplit(".", 1)[1]: c for k, c in normal.items() if "." in k}
     match = difflib.get_close_matches(key, list(tails), n=1, cutoff=0.6)
     return tails[match[0]] if match else None
+
+
+def one_edit(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with one letter changed, added or left out, or two
+    neighbouring letters swapped (``smae`` → ``same``)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) != len(b):
+        short, long = sorted((a, b), key=len)
+        return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    swapped = len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+    return len(diff) == 1 or (swapped and a[diff[1]] == b[diff[0]])
 
 
 def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
@@ -124,7 +152,15 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     hint = closest_name(name, choices)
     suggestion = f"; did you mean '{hint}'?" if hint else ""
     shown = ", ".join(choices[:12]) + (", ..." if len(choices) > 12 else "")
-    return f"unknown {kind} '{name}'{suggestion} (valid: {shown})"
+    return f"unknown {kind} {quoted(name)}{suggestion} (valid: {shown})"
+
+
+def quoted(text: object) -> str:
+    """``'text'`` as a message quotes a user's value; ``repr`` (``'a\\nb'``, ``'\\x1b[31m'``)
+    when it holds a newline, a terminal escape or another control character, which would
+    otherwise break the message's one line or act on the terminal."""
+    text = str(text)
+    return repr(text) if not text.isprintable() else f"'{text}'"
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:

@@ -6,12 +6,14 @@ A light module (no torch), so that ``initlab.cli`` can parse options before torc
 
 from __future__ import annotations
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option, quoted
 
 
-def split_list(text: str) -> list[str]:
+def split_list(text: str, flag: str | None = None) -> list[str]:
     """``"a, b,c"`` → ``["a", "b", "c"]``; commas inside parentheses do not split, so
-    ``"orthogonal(gain=1.4),variance_scaling(scale=2, mode=fan_in)"`` is two items."""
+    ``"orthogonal(gain=1.4),variance_scaling(scale=2, mode=fan_in)"`` is two items. A
+    mistake names ``flag`` (``--inits``), as the user's surface spells it, when given."""
+    named = f"{option(flag)}: " if flag else ""
     items, depth, current = [], 0, []
     for char in text:
         depth += {"(": 1, ")": -1}.get(char, 0)
@@ -22,10 +24,12 @@ def split_list(text: str) -> list[str]:
             current.append(char)
     items.append("".join(current).strip())
     if "" in items[:-1] and any(items):  # "a,,b": an item left out? (a trailing comma is fine)
-        raise InitlabError(f"'{text}' has an empty item between commas: remove it or fill it in")
+        raise InitlabError(
+            f"{named}{quoted(text)} has an empty item between commas: remove it or fill it in"
+        )
     items = [i for i in items if i]
     if not items:
-        raise InitlabError(f"expected a comma-separated list, got '{text}'")
+        raise InitlabError(f"{named}expected a comma-separated list, got {quoted(text)}")
     return items
 
 

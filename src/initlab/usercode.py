@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from initlab.errors import InitlabError, UnknownNameError, option
+from initlab.errors import InitlabError, UnknownNameError, option, permission_denied
 from initlab.inprocess import given_as, is_registered, registered_callable
 from initlab.loaded_code import check_loaded
 
@@ -102,6 +102,12 @@ def _import_file(path: Path, flag: str):
     helpers it imports, :func:`source_fingerprint`): imported once per process and version,
     so an edited file, or an edited helper, is imported afresh (as its runs' keys change)."""
     resolved = path.resolve()
+    check_readable(resolved, flag, path)
+    if resolved.is_dir():
+        raise InitlabError(
+            f"{option(flag)} {path} is a directory; expected path/to/file.py:function or "
+            "module:function"
+        )
     if not resolved.is_file():
         where = "" if path.is_absolute() else f" in {Path.cwd()} ({RELATIVE})"
         raise InitlabError(f"{option(flag)}: no such file '{path}'{where}")
@@ -125,6 +131,18 @@ def _import_file(path: Path, flag: str):
                 f"{option(flag)}: importing '{path}' failed: {_short(exc)}"
             ) from None
     return module
+
+
+def check_readable(path: Path, flag: str, given: object = None) -> None:
+    """Refuse ``path`` (given as ``given``, by default itself) in one line when this user
+    may not read it or search a directory above it (where ``Path.exists()`` raises
+    ``PermissionError``); a missing path passes, for the caller to say so."""
+    try:
+        if path.is_file():
+            with open(path, "rb"):
+                pass
+    except PermissionError as exc:
+        raise permission_denied(flag, path if given is None else given, exc) from None
 
 
 def _import_module(name: str, flag: str):
@@ -182,9 +200,9 @@ def file_digest(path: str) -> str | None:
     when it cannot be read."""
     try:
         stat = os.stat(path)
-    except OSError:
+        return _file_digest(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+    except OSError:  # unreadable: its loader says so (check_readable)
         return None
-    return _file_digest(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 def _short(exc: BaseException) -> str:
@@ -251,7 +269,10 @@ def source_fingerprint(spec: str) -> str:
     if is_registered(spec):
         return spec.rpartition(":")[2]  # the hash of the source or of the data
     path = source_path(spec)
-    if path is None or not path.is_file():
+    try:
+        if path is None or not path.is_file():
+            return "missing"
+    except OSError:  # a directory above it unreadable: its loader says so (check_readable)
         return "missing"
     return python_fingerprint(path) if path.suffix == ".py" else str(file_digest(str(path)))
 

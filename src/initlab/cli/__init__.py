@@ -28,7 +28,7 @@ import typer
 
 from initlab.cli.repeated import repeated_option
 from initlab.console import NotePrinter
-from initlab.errors import InitlabError, surface
+from initlab.errors import InitlabError, permission_denied, surface
 
 app = typer.Typer(
     name="initlab",
@@ -231,4 +231,7 @@ def _main(args: list[str]) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except InitlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except PermissionError as exc:  # a path no check refused first: one line all the same
+        print(f"error: {permission_denied(None, exc.filename or 'a file', exc)}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -113,8 +113,9 @@ def compare(
         **({"residual_init": residual_init} if residual_init else {}),
         **(given or {}),
     )
-    names = None if inits is None else split_list(inits)
-    spec = comparison_spec(names, parse_seeds(seeds), **settings)
+    names = None if inits is None else split_list(inits, "--inits")
+    with opt.as_options(settings):  # not those of --model-arg and the other target options
+        spec = comparison_spec(names, parse_seeds(seeds), **settings)
     configs = expand(spec)
     title = f"test accuracy by {' / '.join(spec.group_by)}"
     run_checked(spec, configs, out_dir, title=title, ctx=ctx, console=out, err=err)

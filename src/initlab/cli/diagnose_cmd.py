@@ -90,7 +90,7 @@ def diagnose(
         )
     if init is not None and not init.strip(" ,"):
         raise InitlabError("--init is empty: name at least one init (e.g. --init he_normal)")
-    inits = split_list(init) if init else ["default" if user else DEFAULT_INIT]
+    inits = split_list(init, "--init") if init else ["default" if user else DEFAULT_INIT]
     config = RunConfig(
         hidden=widths,
         activation=activation,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,6 +43,8 @@ BatchSize = Annotated[
 
 
 DEFAULT_BUDGET = "10m"
+TRAINING = ("optimizer", "lr", "batch_size")
+"""The options of how the trials train (compare's): only with ``--trials``."""
 
 
 @app.command()
@@ -104,7 +107,8 @@ def doctor(
     target = given or {}
     opt.refuse_mlp_options(ctx, target, ("depth", "width", "activation"))
     start = starting_init(_one_init(init), target.get("model"))
-    spend = check_trials(trials, budget, out_dir, candidates, start)
+    training = [f"--{n.replace('_', '-')}" for n in TRAINING if opt.typed_option(ctx, n)]
+    spend = check_trials(trials, budget, out_dir, candidates, start, training)
     check_output_file(save, WEIGHT_FILES, "--save")
     settings = _training(optimizer, lr, batch_size)
     config = RunConfig(
@@ -173,7 +177,7 @@ def apply_hint(plan: Plan, family: str) -> str:
 def _one_init(init: str | None) -> str | None:
     """``--init``: the one scheme the doctor starts from; a list of several (``he_normal,
     glorot_normal``) is refused pointing at ``--candidates``, which compares them."""
-    names = opt.split_list(init) if init and init.strip() else []
+    names = opt.split_list(init, "--init") if init and init.strip() else []
     if len(names) > 1:
         raise InitlabError(
             f"doctor's --init takes one scheme (the model's starting point), got {len(names)}: "
@@ -184,11 +188,18 @@ def _one_init(init: str | None) -> str | None:
 
 
 def check_trials(
-    trials: int | None, budget: str, out_dir: Path | None, names: str = "auto", start: str = ""
+    trials: int | None,
+    budget: str,
+    out_dir: Path | None,
+    names: str = "auto",
+    start: str = "",
+    training: Sequence[str] = (),
 ) -> Budget | None:
     """The budget (``None`` without ``--trials``); refuses (one line) bad ``--trials``,
     ``--budget``, ``--out`` and ``--candidates`` (unknown names, fewer than two with the
-    references ``default`` and ``start``), before anything is loaded or trained."""
+    references ``default`` and ``start``), and the options of how the trials train
+    (``training``: those the user typed) without ``--trials``, before anything is loaded
+    or trained."""
     from initlab.doctor.candidates import check_listed
     from initlab.doctor.evidence import EVIDENCE_FILES
     from initlab.doctor.trials import parse_budget
@@ -196,6 +207,7 @@ def check_trials(
     if trials is None:
         given = [o for o, on in (("--out", out_dir), ("--budget", budget != DEFAULT_BUDGET),
                                  ("--candidates", names.strip() != "auto")) if on]  # fmt: skip
+        given += list(training)  # accepted and ignored: nothing trains without --trials
         if given:
             raise InitlabError(f"{', '.join(given)}: for the trials; add --trials N (3 or more)")
         return None
@@ -207,7 +219,7 @@ def check_trials(
     check_output_dir(out_dir, files=EVIDENCE_FILES)
     spend = parse_budget(budget)
     if names.strip() != "auto":
-        check_listed(opt.split_list(names), start)
+        check_listed(opt.split_list(names, "--candidates"), start)
     return spend
 
 
@@ -216,7 +228,8 @@ def _training(optimizer: str, lr: float, batch_size: int) -> dict[str, Any]:
     from initlab.sweep.values import check_setting
 
     given = {"optimizer": optimizer, "lr": lr, "batch_size": batch_size}
-    return {key: check_setting(key, value) for key, value in given.items()}
+    with opt.as_options(given):
+        return {key: check_setting(key, value) for key, value in given.items()}
 
 
 def _print_comparison(before: Diagnosis, after: Diagnosis) -> None:

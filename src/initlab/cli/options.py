@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from initlab.config import output_scheme as output_scheme  # --output-init: "same" is None
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, quoted
 from initlab.speclist import split_list
 
 # Options shared by several commands (Typer's Annotated style).
@@ -220,24 +220,25 @@ def parse_seeds(text: str) -> list[int]:
     :data:`initlab.sweep.seeds.MAX_SEEDS` of them)."""
     from initlab.sweep.seeds import MAX_SEEDS, seed_list
 
+    span = "-" in text.strip("-")
     try:
         if "," in text:
             return [int(s) for s in split_list(text)]
-        if "-" in text.strip("-"):
+        if span:
             lo, hi = (int(p) for p in text.split("-", 1))
             count = hi - lo + 1
         else:
             lo, count = 0, int(text)
     except ValueError:
         raise InitlabError(
-            f"--seeds takes a count (3) or seeds (0,5,7 or 10-14); got '{text}'"
+            f"--seeds takes a count (3) or seeds (0,5,7 or 10-14); got {quoted(text)}"
         ) from None
     if count < 1:
         empty = f"--seeds {text} is an empty range: write it low-high (e.g. 10-14)"
-        raise InitlabError(empty if lo else f"--seeds must be at least 1, got {count}")
-    if lo and count <= MAX_SEEDS:
-        return list(range(lo, lo + count))
-    return list(seed_list(count, "--seeds"))
+        raise InitlabError(empty if span else f"--seeds must be at least 1, got {count}")
+    if span and count > MAX_SEEDS:  # not a count of seeds the user typed
+        raise InitlabError(f"--seeds {text} spans {count:,} seeds; at most {MAX_SEEDS:,}")
+    return list(seed_list(list(range(lo, lo + count)) if span else count, "--seeds"))
 
 
 def parse_bias(text: str) -> str | float:
@@ -317,6 +318,22 @@ def target_settings(
     if model_args:
         settings["model_args"] = check_setting("model_args", parse_model_args(model_args))
     return settings
+
+
+@contextlib.contextmanager
+def as_options(settings: Iterable[str]) -> Iterator[None]:
+    """An error inside the block that starts with one of ``settings`` names it as its
+    option (``batch_size must be`` → ``--batch-size must be``): the checks name settings as
+    specs and Python spell them (:func:`initlab.sweep.values.check_setting`, whose callers
+    add the context), and the command line gave these as options."""
+    try:
+        yield
+    except InitlabError as exc:
+        said = str(exc)
+        name = next((n for n in settings if said.startswith((f"{n} ", f"{n}=", f"{n}:"))), None)
+        if name is not None:  # the same error, its type kept (as sweep.preflight does)
+            exc.args = (f"--{name.replace('_', '-')}{said[len(name) :]}", *exc.args[1:])
+        raise
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from initlab.atomic_files import (
     check_parent,
     check_replaceable,
 )
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, permission_denied
 
 __all__ = ["PLOT_FILES", "WEIGHT_FILES", "check_output_dir", "check_output_file"]
 
@@ -41,11 +41,14 @@ def check_output_file(
     too (a plot, whose format its suffix names)."""
     if path is None:
         return
-    if path.is_dir():
-        raise InitlabError(f"{option} {path}: a directory is there; {option} takes a file name")
-    if path.suffix.lower() not in suffixes and (only or path.exists()):
-        kinds = ", ".join(suffixes)
-        there = "; a file of another kind is there, left as it is" if path.exists() else ""
-        raise InitlabError(f"{option} {path}: {option} writes {kinds} files{there}")
-    check_parent(path.parent, option)
-    check_replaceable(path, option)
+    try:
+        if path.is_dir():
+            raise InitlabError(f"{option} {path}: a directory is there; {option} takes a file name")
+        if path.suffix.lower() not in suffixes and (only or path.exists()):
+            kinds = ", ".join(suffixes)
+            there = "; a file of another kind is there, left as it is" if path.exists() else ""
+            raise InitlabError(f"{option} {path}: {option} writes {kinds} files{there}")
+        check_parent(path.parent, option)
+        check_replaceable(path, option)
+    except PermissionError as exc:  # a directory above it that may not be searched
+        raise permission_denied(option, path, exc) from None

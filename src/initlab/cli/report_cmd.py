@@ -54,12 +54,12 @@ def report(
 
     check_output_dir(out_dir)
     results, layer_stats = load_results(source, study=study)
-    keys = split_list(group_by) if group_by else None
+    keys = split_list(group_by, "--group-by") if group_by else None
     twice = repeated(keys or [])
     if twice is not None:
         raise InitlabError(f"--group-by names '{twice}' twice; name each setting once")
     if within:
-        results, keys = ranked_apart(results, split_list(within), keys), None
+        results, keys = ranked_apart(results, split_list(within, "--within"), keys), None
     default_title = f"{DEFAULT_TITLE}: {study}" if study else DEFAULT_TITLE
     try:
         paths = build_report(

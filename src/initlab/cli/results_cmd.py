@@ -63,15 +63,15 @@ def results(
             paths = export(store, export_format, out_dir, study)
             out.print("wrote " + ", ".join(str(p) for p in paths), soft_wrap=True)
             return
-        keys = _settings(group_by, store, study)
-        apart = _settings(within, store, study)  # the names --group-by takes
+        keys = _settings(group_by, store, study, "--group-by")
+        apart = _settings(within, store, study, "--within")  # the names --group-by takes
         found = store.results(study, group_by=keys)  # notes runs of an earlier version
     if apart:
         check_model_args(found.runs, apart)
     if keys is not None and (pooled := pooled_note(found.runs, found.group_by)):
         note(pooled)
     if apart:
-        found = ranked_apart(found, apart)
+        found = ranked_apart(found, apart, keys)
     if listing is not None:  # after every check: an error is then the only output
         print_frame(listing, out, title=f"{len(listing)} studies in {path}")
         out.print("showing all runs; pick one with --study NAME (or its id)")
@@ -120,7 +120,7 @@ def _pick_study(store: Store, study: str | None) -> tuple[str | None, pd.DataFra
     return None, None
 
 
-def _settings(text: str | None, store: Store, study: str | None) -> list[str] | None:
+def _settings(text: str | None, store: Store, study: str | None, flag: str) -> list[str] | None:
     """The settings ``text`` names (``--group-by``, ``--within``): :class:`RunConfig` fields
     or ``model_args.<name>``; an unknown one is named with the settings and the runs' model
     arguments (``widht``: did you mean ``model_args.width``?)."""
@@ -129,7 +129,7 @@ def _settings(text: str | None, store: Store, study: str | None) -> list[str] | 
 
     if text is None:
         return None
-    keys = split_list(text)
+    keys = split_list(text, flag)
     twice = repeated(keys)
     if twice is not None:
         raise InitlabError(f"'{twice}' is named twice in '{text}'; name each setting once")

@@ -63,6 +63,7 @@ def sweep(
     --model, --model-arg, --data, --task, --device and --precision replace the spec's fixed
     values (a setting the spec sweeps cannot be fixed here)."""
     from initlab.cli.runs import check_run_options, run_checked
+    from initlab.results import SAVED_FILES
     from initlab.store import study_dir
     from initlab.sweep import estimate
     from initlab.sweep.footprint import memory_warnings
@@ -75,12 +76,12 @@ def sweep(
     given = {**(given or {}), **({"residual_init": residual_init} if residual_init else {})}
     spec = override_spec(load_spec(spec_file), given)
     target = out_dir if out_dir is not None else Path("results") / _slug(spec.name)
-    check_output_dir(study_dir(target))  # before any model is loaded, built or noted
+    check_output_dir(study_dir(target), files=SAVED_FILES)  # before any model is loaded
     check_models(spec, given, spec_file.name)
     if not (spec.fixed or spec.axes or spec.include):
         err.print(defaults_note(spec_file.name), soft_wrap=True, markup=False, highlight=False)
     if dry_run:  # the options a real run would refuse, refused here too
-        check_run_options(backend, address, engine, workers)
+        check_run_options(backend, address, engine, workers, gpus_per_trial)
         _dry_run(spec, target, workers, calibrate, max_runs)
         return
     configs = expand(spec, max_runs)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import platformdirs
 
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, permission_denied
 
 ENV_DATA = "INITLAB_DATA"
 ENV_CACHE = "INITLAB_CACHE"
@@ -52,8 +52,11 @@ def cache_dir(name: str) -> Path:
 def user_dir(data_dir: str | Path) -> Path:
     """``data_dir`` as a path; :class:`InitlabError` if it is not an existing directory."""
     path = Path(data_dir).expanduser()
-    if not path.is_dir():
-        raise InitlabError(f"data directory {path} does not exist or is not a directory")
+    try:
+        if not path.is_dir():
+            raise InitlabError(f"data directory {path} does not exist or is not a directory")
+    except PermissionError as exc:  # a directory above it that may not be searched
+        raise permission_denied("--data-dir", path, exc) from None
     return path
 
 

@@ -147,16 +147,23 @@ def load(
     if is_user_spec(name):
         return user.load(name, val_size=val_size, seed=seed, limit_train=limit_train, task=task)
     entry = _ENTRIES[canonical_name(name)]
+    check_task(entry.name, task)
+    return entry.load(
+        data_dir=data_dir, val_size=val_size, seed=seed, download=download, limit_train=limit_train
+    )
+
+
+def check_task(name: str, task: str) -> None:
+    """``task`` for the built-in dataset ``name``: a classification task (``auto`` reads it
+    so); another is one line saying it needs the user's own data."""
     if task not in TASKS:
         raise UnknownNameError("task", str(task), TASKS)
     if task not in ("auto", "classification"):
         raise InitlabError(
-            f"dataset '{entry.name}' is a classification task; {option(f'--task {task}')} "
-            f"needs your own data ({option('--data module:function or file.npz', OWN_DATA)})"
+            f"dataset '{_ENTRIES[canonical_name(name)].name}' is a classification task; "
+            f"{option(f'--task {task}')} needs your own data "
+            f"({option('--data module:function or file.npz', OWN_DATA)})"
         )
-    return entry.load(
-        data_dir=data_dir, val_size=val_size, seed=seed, download=download, limit_train=limit_train
-    )
 
 
 def _user_info(spec: str) -> dict:

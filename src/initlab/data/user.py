@@ -28,6 +28,7 @@ import contextlib
 import functools
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -54,7 +55,13 @@ from initlab.data.tasks import Prepared, Raw, prepare
 from initlab.errors import InitlabError, option
 from initlab.inprocess import given_as
 from initlab.notes import note
-from initlab.usercode import _short, is_data_file, load_callable, source_fingerprint
+from initlab.usercode import (
+    _short,
+    check_readable,
+    is_data_file,
+    load_callable,
+    source_fingerprint,
+)
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 OPTIONAL_KEYS = ("classes", "num_classes")
@@ -189,6 +196,7 @@ def read(spec: str) -> Raw:
 def read_file(path: Path) -> Raw:
     """The arrays of a ``.npz`` / ``.pt`` / ``.pth`` file."""
     where = given_as("--data", str(path))
+    check_readable(path, "--data")
     if path.is_dir():
         raise InitlabError(f"{where}: a directory, not a data file (.npz, .pt or .pth)")
     if not path.is_file():
@@ -203,8 +211,10 @@ def read_file(path: Path) -> Raw:
         if npz:
             with np.load(path, allow_pickle=False) as archive:
                 content: Any = {name: archive[name] for name in archive.files}
-        else:
-            content = torch.load(path, map_location="cpu", weights_only=True)
+        else:  # torch's own deprecation warnings of what it reads (quantized storages): not
+            with warnings.catch_warnings():  # the user's to act on
+                warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+                content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # refused: not tensors and containers, or junk
         if not zipfile.is_zipfile(path):  # torch's own advice (weights_only=False) runs code
             raise InitlabError(
@@ -340,6 +350,9 @@ def as_tensor(value: Any, what: str, where: str, *, labels: bool | None = None) 
     default ``what`` starting with ``y``) it says how to turn names into class indices
     (:data:`LABELS_HINT`)."""
     if isinstance(value, Tensor):
+        if unusual := _unusual(value):
+            raise InitlabError(f"{where}: {what} is a {unusual[0]} tensor; save a dense one "
+                               f"({unusual[1]})")  # fmt: skip
         return value.detach().cpu()
     if is_loader(value):
         raise InitlabError(f"{where}: {what} is a DataLoader; {LOADER_FIX}")
@@ -361,6 +374,19 @@ def as_tensor(value: Any, what: str, where: str, *, labels: bool | None = None) 
             f"{where}: {what} is a {type(value).__name__} that is not a numeric array "
             f"({_short(exc)}); {fix}"
         ) from None
+
+
+def _unusual(value: Tensor) -> tuple[str, str] | None:
+    """What makes ``value`` no dense array of numbers, and how to save it as one."""
+    if value.is_nested or value.is_meta:
+        return (
+            ("nested", "torch.stack(x.unbind())")
+            if value.is_nested
+            else ("meta", "a meta tensor holds no values")
+        )
+    if value.is_quantized:
+        return f"quantized ({value.dtype})", "x.dequantize()"
+    return None if value.layout == torch.strided else (f"sparse ({value.layout})", "x.to_dense()")
 
 
 def _numbers(array: np.ndarray) -> bool:

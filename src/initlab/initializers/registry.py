@@ -9,6 +9,7 @@ closest one.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -194,8 +195,18 @@ def _coerce(scheme: str, key: str, value: Any, default: Any) -> Any:
         ok, out = isinstance(value, _LITERALS), value
     if not ok:
         wanted = type(default).__name__ if default is not None else "bool, int, float, str or None"
+        if isinstance(default, (int, float)) and _non_finite(value):  # gain=nan: a word
+            wanted = "finite number"
         raise InitlabError(f"{scheme}: parameter '{key}' must be a {wanted}, got {value!r}")
     return out
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` is a word that names a non-finite float (``nan``, ``inf``)."""
+    try:
+        return isinstance(value, str) and not math.isfinite(float(value))
+    except ValueError:
+        return False
 
 
 for _scheme_entry in (

@@ -17,7 +17,7 @@ import pandas as pd
 
 from initlab.atomic_files import write_files
 from initlab.config import RunConfig
-from initlab.errors import InitlabError, closest_name
+from initlab.errors import InitlabError, closest_name, option
 from initlab.report import layers, sections
 from initlab.report.html import render_html
 from initlab.report.markdown import render_markdown
@@ -168,7 +168,14 @@ def ranked_apart(
 ) -> ResultSet:
     """``results`` grouped by ``group_by`` (default: as they are) and the ``within`` columns,
     ranked and tested within each value of ``within`` (``--within model_args.width``: the
-    inits at each width; :attr:`initlab.results.ResultSet.within`)."""
+    inits at each width; :attr:`initlab.results.ResultSet.within`). A ``group_by`` of only
+    ``within`` columns is refused: each ranking would hold one group."""
+    if group_by and all(k in within for k in group_by):  # one group per value, ranked alone
+        raise InitlabError(
+            f"{option('--within')} {','.join(within)} leaves nothing to compare: "
+            f"{option('--group-by')} {','.join(group_by)} groups by it too, one group per "
+            f"value; group by another setting (e.g. {option('--group-by')} activation)"
+        )
     keys = list(group_by or results.group_by)
     keys += [c for c in within if c not in keys]
     return regroup(results, keys).ranked_within(within)

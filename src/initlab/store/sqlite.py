@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from initlab._version import __version__
 from initlab.checkpoints import Checkpoints, checkpoint_dir
 from initlab.config import RunConfig
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.notes import note
 from initlab.store import damage, leases, read
 from initlab.store.damage import EMPTY_STORE
@@ -62,6 +62,11 @@ FINISHED = (OK, STUCK, DIVERGED)
 """Statuses that count as done: resuming skips these runs (``failed`` runs are retried)."""
 
 
+def _read_only(path: Path | None) -> str:
+    """What to say of a store file this process may not write."""
+    return f"results store {path} is read-only: make it writable or give another {option('--out')}"
+
+
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     """A reading method whose corruption errors become :class:`StoreDamagedError`."""
 
@@ -88,6 +93,8 @@ class Store:
             raise no_store(self.path)
         if self.path is not None and create:
             check_writable(self.path)
+            if self.path.exists() and not os.access(self.path, os.W_OK):
+                raise InitlabError(_read_only(self.path))
         target = ":memory:" if self.path is None else str(self.path)
         self.read_only = (
             self.path is not None and not create and not os.access(self.path.parent, os.W_OK)
@@ -216,9 +223,11 @@ class Store:
             try:
                 yield
                 self._conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
+                if "readonly" in str(exc):  # root passes os.access; a read-only mount
+                    raise InitlabError(_read_only(self.path)) from None
                 raise
 
     def close(self) -> None:

@@ -88,12 +88,16 @@ def check_buildable(configs: Iterable[RunConfig], read_data: bool = False) -> No
     size fails before anything runs. User factories are checked when the sweep starts;
     built-in models on user data only with ``read_data`` (the data is loaded to size them);
     settings a model would ignore (:func:`initlab.compare.check_architecture_settings`) and
-    a factory's arguments (its signature) are checked here, so a misspelt ``model_args`` key
-    fails a dry run as it fails the sweep."""
+    a factory's arguments (its signature) and a built-in dataset's task are checked here,
+    so a misspelt ``model_args`` key or ``task`` fails a dry run as it fails the sweep."""
     from initlab.compare import check_architecture_settings  # compare runs sweeps
+    from initlab.data.registry import check_task
 
-    seen = set()
+    seen, tasks = set(), set()
     for config in configs:
+        if not is_user_spec(config.dataset) and (config.dataset, config.task) not in tasks:
+            tasks.add((config.dataset, config.task))
+            check_task(config.dataset, config.task)  # as loading the data would, unread
         arch = architecture(config)
         if arch in seen:
             continue

@@ -97,21 +97,27 @@ def print_interrupted(
     ctx: typer.Context | None,
     unfinished: tuple[int, int] = (0, 0),
     saved: int = 0,
+    tables: str = "",
 ) -> None:
-    """What was saved, what was lost (``unfinished``: runs started and not finished, and
-    their epochs; ``saved``: how many of them have a checkpoint to resume from) and the
-    exact command that resumes."""
-    console.print(f"\ninterrupted: {report.line()}", soft_wrap=True)
+    """Two lines: what was saved, what was lost (``unfinished``: runs started and not
+    finished, and their epochs; ``saved``: how many of them have a checkpoint to resume
+    from), what became of the tables (``tables``, :func:`initlab.sweep.ui.save_interrupted`)
+    and where the runs are kept; then the exact command that resumes."""
     runs, epochs = unfinished
+    parts = [f"interrupted: {report.line()}"]
     if runs:
-        console.print(
-            f"{runs} unfinished run(s) had trained {epochs} epoch(s) between them; "
-            + unfinished_fate(runs, saved, on_disk=store is not None),
-            soft_wrap=True, markup=False, highlight=False,
-        )  # fmt: skip
+        lost = unfinished_fate(runs, saved, on_disk=store is not None)
+        parts.append(f"{runs} unfinished run(s) had trained {epochs} epoch(s) between them; {lost}")
+    parts += [tables] if tables else []
     if store is None:
-        console.print("nothing was saved: use --out DIR to keep runs and resume later")
+        parts.append("nothing was saved: use --out DIR to keep runs and resume later")
+    elif report.finished:
+        parts.append(f"finished runs are saved in {store}; resume with:")
+    elif saved:
+        parts.append(f"no run finished yet, nothing is in {store}; resume with:")
     else:
+        parts.append(f"no run finished, so none is saved in {store}; start again with:")
+    console.print("; ".join(parts), soft_wrap=True, markup=False, highlight=False)
+    if store is not None:
         command = resume_command(ctx)
-        console.print(f"finished runs are saved in {store}; resume with:", soft_wrap=True)
         console.print(f"  {command}", soft_wrap=True, markup=False, highlight=False)

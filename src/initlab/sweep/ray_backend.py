@@ -126,6 +126,33 @@ def shared_data(refs: dict[tuple, Any]) -> dict[tuple, Dataset]:
     return {key: _shared[i] for key, i in ids.items()}
 
 
+def too_many_gpus(gpus_per_trial: float, have: float) -> InitlabError:
+    """Tasks that ask for more GPUs than the cluster has (they would wait forever)."""
+    return InitlabError(
+        f"{option(f'--gpus-per-trial {gpus_per_trial:g}')} but the Ray cluster has "
+        f"{have:g} GPUs: lower it, or use 0 to train on CPUs"
+    )
+
+
+def check_gpus_here(ray: Any, address: str | None, gpus_per_trial: float) -> None:
+    """:func:`too_many_gpus` before anything starts where the cluster's GPUs are known
+    without connecting: Ray already connected, or the local cluster a sweep starts here
+    (no address, no ``RAY_ADDRESS``), which has this machine's GPUs. A remote cluster's
+    are counted once connected (:meth:`RayExecutor._check_gpus`)."""
+    if not gpus_per_trial:
+        return
+    if ray.is_initialized():
+        have = float(ray.cluster_resources().get("GPU", 0))
+    elif address is None and not os.environ.get("RAY_ADDRESS"):
+        import torch
+
+        have = float(torch.cuda.device_count())
+    else:
+        return
+    if gpus_per_trial > have:
+        raise too_many_gpus(gpus_per_trial, have)
+
+
 class RayExecutor:
     """Submits chunks as Ray tasks and yields outcomes as tasks finish.
 
@@ -195,10 +222,7 @@ class RayExecutor:
         if self.gpus_per_trial > have:
             if started_here:
                 ray.shutdown()
-            raise InitlabError(
-                f"{option(f'--gpus-per-trial {self.gpus_per_trial:g}')} but the Ray cluster has "
-                f"{have:g} GPUs: lower it, or use 0 to train on CPUs"
-            )
+            raise too_many_gpus(self.gpus_per_trial, have)
 
     def _connect(self, ray: Any) -> bool:
         """Initialize Ray unless it already is; ``True`` if this call started it."""

@@ -297,7 +297,7 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
         return local
     if backend == "ray":
         from initlab.sweep.ray_address import check_reachable
-        from initlab.sweep.ray_backend import RayExecutor, import_ray
+        from initlab.sweep.ray_backend import RayExecutor, check_gpus_here, import_ray
 
         ray = import_ray()
         if address is not None and address != "auto" and ":" not in address:
@@ -306,6 +306,7 @@ def check_backend(backend: str, address: str | None = None, gpus_per_trial: floa
                 "10.0.0.1:6379), ray://host:10001 or auto"
             )
         check_reachable(address, ray)
+        check_gpus_here(ray, address, gpus_per_trial)  # before any store is touched
 
         def on_ray(workers, threads, engine, data_dir, preloaded, checkpoints=None) -> Executor:
             return RayExecutor(

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from initlab.compare import check_momentum_used, shown_value, unused_line
-from initlab.config import RunConfig, unused_settings
+from initlab.config import RunConfig, unused_settings, used_settings
 from initlab.errors import InitlabError, option
 from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import MODEL_ARG, check_setting
-from initlab.usercode import RELATIVE, is_data_file, is_user_spec, load_callable
+from initlab.usercode import RELATIVE, check_readable, is_data_file, is_user_spec, load_callable
 
 
 def override_spec(spec: Spec, settings: dict[str, Any]) -> Spec:
@@ -84,7 +84,7 @@ def _check_named_models(spec: Spec, given: Iterable[str]) -> None:
         named = "[fixed] model is" if "model" in spec.fixed else "the model is the default,"
         raise InitlabError(
             f"[fixed] model_args {args} are for a model factory (module:function); {named} "
-            f"the built-in '{model}' (it takes hidden, activation, batch_norm...)"
+            f"the built-in '{model}' (it takes {', '.join(used_settings(model))})"
         )
 
 
@@ -99,6 +99,7 @@ def _check_named_data(spec: Spec) -> None:
             continue
         if is_data_file(data):
             path = Path(data)
+            check_readable(path, where, data)
             if path.is_dir():
                 raise InitlabError(f"{where}: '{data}' is a directory, not a data file")
             if not path.is_file():

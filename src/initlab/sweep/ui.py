@@ -71,8 +71,9 @@ def run_and_report(
         except SweepInterrupted as stop:
             progress.stop()
             saved = resumable(store, progress.unfinished_runs())
-            print_interrupted(err, stop.report, store.path, ctx, progress.unfinished(), saved)
-            save_interrupted(store, study.study_id, out, err)
+            tables = save_interrupted(store, study.study_id, out)
+            unfinished = progress.unfinished()
+            print_interrupted(err, stop.report, store.path, ctx, unfinished, saved, tables)
             raise typer.Exit(130) from None
         except SweepStopped as stop:  # a full disk: one line, then the command that resumes
             progress.stop()
@@ -113,13 +114,15 @@ def nothing_finished(results: ResultSet) -> bool:
     return not runs.empty and "status" in runs and bool((runs["status"] == FAILED).all())
 
 
-def save_interrupted(store: Store, study_id: str, out: Path | None, err: Console) -> None:
+def save_interrupted(store: Store, study_id: str, out: Path | None) -> str:
     """After Ctrl-C: the CSVs and plot of the runs stored so far, as the normal end writes
-    them, so no table of an earlier sweep is left looking current beside the store; where
-    they cannot be written (no finished run yet, a full disk, Ctrl-C again), a line saying
-    that the CSVs in ``out`` are from before."""
+    them, so no table of an earlier sweep is left looking current beside the store. What
+    became of them, for :func:`~initlab.sweep.interrupted.print_interrupted` to say (``""``:
+    no ``out``, or nothing to write and nothing from before): written, or, where they
+    cannot be written (no finished run yet, a full disk, Ctrl-C again), that the CSVs in
+    ``out`` are from before, or that there are none."""
     if out is None:
-        return
+        return ""
     try:
         results = store.results(study_id)
         paths, failure = save_tables(results, out, store.path)
@@ -128,25 +131,13 @@ def save_interrupted(store: Store, study_id: str, out: Path | None, err: Console
     except Exception as exc:  # the store unreadable now: the runs stay in it, say so
         paths, failure = [], f"{type(exc).__name__}: {exc}"
     if paths:
-        shown = ", ".join(str(p) for p in paths)
-        err.print(f"wrote the tables of the finished runs: {shown}", soft_wrap=True, markup=False)
-        return
+        return f"wrote the tables of the finished runs in {out}"
     if (Path(out) / "summary.csv").exists():
         why = failure or "no run of this sweep finished yet"
-        err.print(
-            f"note: the CSVs in {out} are from before this sweep ({why}); resume to replace them",
-            soft_wrap=True,
-            markup=False,
-            highlight=False,
-        )
-    elif failure:  # nothing from before either: say the tables are missing, and why
-        err.print(
-            f"note: the tables of the finished runs were not written ({failure}); the runs "
-            "are in the store, and resuming writes them",
-            soft_wrap=True,
-            markup=False,
-            highlight=False,
-        )
+        return f"the CSVs in {out} are from before this sweep ({why}); resuming replaces them"
+    if failure:  # nothing from before either: say the tables are missing, and why
+        return f"the tables of the finished runs were not written ({failure})"
+    return ""
 
 
 def check_table_paths(out: Path | None) -> None:

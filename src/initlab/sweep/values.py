@@ -27,6 +27,7 @@ from initlab.apply import BIAS_POLICIES
 from initlab.config import (
     OPTIMIZERS,
     PRECISIONS,
+    SAME,
     SCHEDULES,
     TASKS,
     RunConfig,
@@ -127,15 +128,27 @@ def _init_spec(key: str) -> typing.Callable[[Any], Any]:
             return None
         if not isinstance(value, str):
             raise InitlabError(f"{key} must be an initializer spec string, got {shown(value)}")
-        init = initializers.parse(value)
+        try:
+            init = initializers.parse(value)
+        except UnknownNameError as exc:  # "smae": suggest "same" too, a valid output_init
+            more = [SAME] if key == "output_init" else []
+            raise UnknownNameError(exc.kind, exc.name, [*exc.choices, *more]) from None
         if key == "embedding_init" and getattr(init.sampler, "data_dependent", False):
             raise InitlabError(
                 f"embedding_init '{value}' rescales layer outputs on data and cannot set an "
                 "embedding table; give a distribution, e.g. normal(std=0.02) or lecun_normal"
             )
-        return AS_BUILT if init.name == AS_BUILT else value  # 'Default', 'default()' too
+        return AS_BUILT if init.name == AS_BUILT else _named_as_registered(value, init.name)
 
     return check
+
+
+def _named_as_registered(spec: str, name: str) -> str:
+    """``spec`` with its scheme named as the registry names it (``HE-Normal(gain=2)`` →
+    ``he_normal(gain=2)``), its arguments as given: spellings do not split a run's
+    identity, and ``he_normal,HE_NORMAL`` is the same init named twice."""
+    head, paren, rest = spec.strip().partition("(")
+    return spec if head == name else name + paren + rest
 
 
 def _activation(value: Any) -> str:
