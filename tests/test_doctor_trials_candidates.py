@@ -17,6 +17,7 @@ from initlab.doctor.candidates import (
     plan_candidate,
 )
 from initlab.errors import InitlabError
+from initlab.models import MLP
 from initlab.train.build import build_architecture, build_initialized_model
 from initlab.train.run import load_data
 
@@ -165,6 +166,14 @@ def test_residual_rules_that_would_change_nothing_get_no_trial():
     normed = rules(resnet(8, 4, in_channels=1), images)  # every branch ends in its bn2
     assert normed == ["zero_last_layer", "zero_last_norm"]  # depth_scaled: undone by bn2
     assert rules(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), images) == []
+    # a ReLU after each branch's zeroed module (linear -> [norm] -> relu, then x + h): the
+    # zero rules would leave every branch as drawn, so their trials would train the plan
+    vectors = torch.randn(4, 8)
+    relu = MLP(8, [8, 8, 8], 3, "relu", residual=True)
+    assert rules(relu, vectors) == ["depth_scaled"]
+    assert rules(MLP(8, [8, 8, 8], 3, "relu", residual=True, batch_norm=True), vectors) == []
+    tanh = MLP(8, [8, 8, 8], 3, "tanh", residual=True, batch_norm=True)
+    assert rules(tanh, vectors) == ["zero_last_layer", "zero_last_norm"]
 
 
 def test_a_candidate_that_gives_the_same_weights_as_an_earlier_one_is_left_out():

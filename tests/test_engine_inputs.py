@@ -246,7 +246,9 @@ def test_token_ids_beyond_the_embedding_are_one_line_before_training():
 
 def test_a_residual_rule_that_changes_nothing_says_so_before_training():
     """A residual MLP without batch norm: no branch ends in a norm, so zero_last_norm would
-    train the runs of residual_init 'none' under another name; zero_last_layer acts."""
+    train the runs of residual_init 'none' under another name; so would zero_last_layer on
+    ReLU branches (zeroed, relu(0) = 0 with relu'(0) = 0 would never train: it keeps them,
+    and says so); on tanh branches it acts, silently."""
     import warnings
 
     from initlab.train.preflight import check_initializes
@@ -256,9 +258,12 @@ def test_a_residual_rule_that_changes_nothing_says_so_before_training():
     config = RunConfig(**settings, residual_init="zero_last_norm")
     with pytest.warns(UserWarning, match="'zero_last_norm' changes nothing in MLP: no residual"):
         check_initializes(config, data)
+    relu = config.replace(residual_init="zero_last_layer")
+    with pytest.warns(UserWarning, match="'zero_last_layer' leaves all 2 branches as init"):
+        check_initializes(relu, data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_initializes(config.replace(residual_init="zero_last_layer"), data)
+        check_initializes(relu.replace(activation="tanh"), data)
 
 
 def test_labels_that_start_at_one_are_named_as_such():

@@ -495,8 +495,9 @@ def test_residual_findings_on_initlabs_own_models_and_stage_names(batch):
     from initlab.models.gpt import gpt
 
     x, y = batch
-    # one-layer branches zeroed by a rule are neither vanishing activations nor dead units
-    for rule in ("zero_last_layer", "skipinit", "fixup"):
+    # one-layer branches gated or scaled by a rule are neither vanishing activations nor
+    # dead units (zero_last_layer leaves ReLU-ended branches as drawn: see below)
+    for rule in ("skipinit", "fixup"):
         torch.manual_seed(0)
         net = MLP(784, [32] * 12, 10, "relu", residual=True)
         initlab.initialize(net, "he_normal", residual_init=rule)
@@ -516,6 +517,72 @@ def test_residual_findings_on_initlabs_own_models_and_stage_names(batch):
     gated = gpt(depth=4)
     initlab.initialize(gated, "normal(std=0.02)", residual_init="skipinit")
     assert diagnose(gated, tokens, tokens).healthy
+
+
+def test_a_relu_residual_mlp_is_told_skipinit_never_a_zero_rule(batch):
+    """initlab's residual MLP ends each branch in a ReLU (``linear → relu``, then ``x + h``):
+    a zero rule would leave it dead (relu(0) = 0, relu'(0) = 0), so the rule keeps the
+    branches as drawn. Before, ``zero_last_layer`` made the model look healthy (a shallow
+    net in disguise) and the suggestion for its exploding stream named that very rule."""
+    import warnings
+
+    from initlab.notes import InitlabNote
+
+    x, y = batch
+    for rule in ("none", "zero_last_layer"):
+        torch.manual_seed(0)
+        net = MLP(784, [32] * 12, 10, "relu", residual=True)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", InitlabNote)
+            initlab.initialize(net, "he_normal", residual_init=rule)
+        noted = " ".join(str(w.message) for w in said)
+        assert ("leaves all 11 branches as initialized" in noted) == (rule != "none")
+        found = {f.name: f for f in diagnose(net, x, y).findings}
+        assert "exploding_activations" in found, rule
+        advice = found["exploding_activations"].suggestion
+        rules = "(--residual-init skipinit or fixup, not zero_last_layer or zero_last_norm: "
+        assert f"{rules}a ReLU ends every branch (blocks.1.act (ReLU) after blocks.1" in advice
+        for f in found.values():  # large_logits and exploding_gradients name rules too
+            assert "zero_last" not in f.suggestion.replace("not zero_last_layer or zero_", "")
+    # tanh branches (tanh'(0) = 1) may be zeroed: the zero rules stay in the advice
+    torch.manual_seed(0)
+    net = MLP(784, [32] * 12, 10, "tanh", residual=True)
+    initlab.initialize(net, "he_normal")
+    found = {f.name: f for f in diagnose(net, x, y).findings}
+    assert (
+        "--residual-init depth_scaled, zero_last_layer or fixup;"
+        in found["large_logits"].suggestion
+    )
+
+
+def test_a_model_with_some_branches_a_relu_ends_says_how_many():
+    import pandas as pd
+
+    from initlab.probe.branches import with_branches
+    from initlab.probe.residual_advice import residual_advice
+
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = x + F.relu(self.a(x))  # dead if zeroed
+            x = x + self.b(F.relu(x))
+            return x + self.c(torch.tanh(x))
+
+    layers = pd.DataFrame({"layer": ["a", "b", "c"], "weight_std": [0.3] * 3})
+    frame = with_branches(layers, Mixed(), torch.randn(4, 8))
+    dead = frame["branch_dead_if_zeroed"]
+    assert dead.iloc[0] == "relu" and dead.isna().tolist() == [False, True, True]
+    assert residual_advice(frame) == (
+        "the model's 3 residual branches add to the stream at full scale, so the signal grows "
+        "with depth whatever each layer's init: apply a residual rule (--residual-init fixup, "
+        "skipinit or zero_last_layer; zero_last_norm when a branch ends in a norm; 1 of 3 "
+        "branches end in a ReLU (relu after a), which the zero rules leave as drawn (zeroed, "
+        "relu(0) = 0 and relu'(0) = 0 would keep them from training): skipinit starts every "
+        "branch at 0; initialize(..., residual_init=...); docs/residual.md)"
+    )
 
 
 def _staged_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from initlab import initialize
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.models import MLP
+from initlab.notes import InitlabNote
 from initlab.probe.metrics import weight_duplicates
 from initlab.residual import apply_residual_rule, residual_branches
 from initlab.train.build import build_initialized_model
@@ -37,8 +38,12 @@ def test_zero_mean_branches_grow_the_stream_and_fixup_bounds_it_by_e():
 def test_relu_branches_explode_and_the_rules_cut_it_down():
     plain = stream_growth("none", "relu", "he_normal")
     assert plain > 1e10
-    assert stream_growth("zero", "relu", "he_normal") == pytest.approx(1.0, abs=1e-6)
+    assert stream_growth("skipinit", "relu", "he_normal") == pytest.approx(1.0, abs=1e-6)
     assert stream_growth("fixup", "relu", "he_normal") < 1e3  # the branch means still add up
+    # zeroing the layer a ReLU follows would leave each branch dead (relu'(0) = 0): the zero
+    # rule leaves them as drawn, says so, and the stream explodes as without a rule
+    with pytest.warns(InitlabNote, match="leaves all 32 branches as initialized"):
+        assert stream_growth("zero", "relu", "he_normal") == plain
 
 
 def test_zero_rule_is_not_symmetric_after_training():

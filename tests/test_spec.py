@@ -290,3 +290,14 @@ def test_a_directory_given_as_a_spec_says_it_is_one(tmp_path):
     (tmp_path / "grid.toml").write_text('name = "g"\n')
     with pytest.raises(InitlabError, match=r"a directory, not a spec file \(it holds grid.toml\)"):
         load_spec(tmp_path)
+
+
+def test_a_residual_mlp_under_a_zero_rule_trains_again_and_no_other_key_moves(monkeypatch):
+    """A zero rule now leaves the built-in residual MLP's ReLU-ended branches as
+    initialized, where it killed them: those runs must not resume from the store."""
+    plain = RunConfig(dataset="digits", hidden=(16,), epochs=1, residual=True)
+    zeroed = [plain.replace(residual_init=r) for r in ("zero", "zero_last_layer")]
+    before = [c.key() for c in (plain, plain.replace(residual_init="fixup"), *zeroed)]
+    monkeypatch.setattr(config, "RELU_END_RULE", 3)
+    after = [c.key() for c in (plain, plain.replace(residual_init="fixup"), *zeroed)]
+    assert after[:2] == before[:2] and after[2] != before[2] and after[3] != before[3]

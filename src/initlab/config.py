@@ -54,6 +54,12 @@ SAME = "same"
 scheme; a run stores it as ``None`` (:func:`output_scheme`)."""
 KEY_VERSION = 1
 """Part of every run key; bump it when a setting's default changes meaning."""
+RELU_END_RULE = 2
+"""Part of the key of a built-in residual MLP's run under a zero rule (``zero_last_layer``,
+``zero_last_norm``): 2 since such a rule leaves a branch that a ReLU ends (``linear →
+[norm] → relu``) as initialized, where it zeroed it and the branch never trained
+(:mod:`initlab.residual.rules`). Runs of the old rule train again."""
+ZERO_RULES = ("zero_last_layer", "zero_last_norm")
 BIAS_BEFORE_NORM = False
 """Whether a layer of a built-in model that batch norm follows has a bias (as in
 torchvision's ResNets: no). Batch norm subtracts the batch mean, so that bias changes
@@ -66,7 +72,8 @@ USER_MODEL_RULES = 5
 model has changes (2: RNNs and attention input projections are set, not kept as built; 3:
 grouped convolutions drawn orthogonal per group, strided transposed convolutions' fan_in
 K/S; 4: a squeeze-excite or GLU gate's layers are not on a residual branch's chain; 5: an
-embedding table tied to a readout is set by the embedding rule, not the readout's), so
+embedding table tied to a readout is set by the embedding rule, not the readout's, and a
+zero rule leaves a branch a ReLU ends as initialized), so
 a store resumes no run initialized by the old rules. The built-in models' keys stay."""
 LIMIT_SAMPLE = 2
 """Part of the key of a run whose ``limit_train`` cuts a drawn split (digits, MNIST-1D, user
@@ -195,12 +202,20 @@ class RunConfig:
             changed["layer_rules"] = USER_MODEL_RULES
         elif self.batch_norm:
             changed["bias_before_norm"] = BIAS_BEFORE_NORM
+        if self.residual and not is_user_spec(self.model) and self._zero_rule():
+            changed["relu_end_rule"] = RELU_END_RULE
         if self.limit_train is not None and _canonical(self.dataset) not in FIRST_ROWS:
             changed["limit_sample"] = LIMIT_SAMPLE
         if is_user_spec(self.dataset) and (_uses_data(self) or self.track != "off"):
             changed["init_sample"] = INIT_SAMPLE
         blob = json.dumps({"v": KEY_VERSION, **changed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def _zero_rule(self) -> bool:
+        try:
+            return canonical_rule(self.residual_init) in ZERO_RULES
+        except InitlabError:  # an unknown name is refused by validation, not here
+            return False
 
     def replace(self, **changes: Any) -> RunConfig:
         return replace(self, **changes)

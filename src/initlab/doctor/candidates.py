@@ -44,7 +44,7 @@ from initlab.doctor.plan import COMPOUND_ACTIVATIONS, GLOROT_FAMILY, HE_FAMILY, 
 from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.layer_order import output_layer_name
 from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, canonical_rule, find_structure
-from initlab.residual.structure import Structure
+from initlab.residual.structure import Branch, Structure
 from initlab.train.build import INIT_BATCH  # LSUV entries of a plan see what runs see
 from initlab.usercode import is_user_spec
 
@@ -181,12 +181,23 @@ def residual_rules(structure: Structure) -> list[str]:
     that add no parameters and that change something (none without branches;
     ``zero_last_norm`` only where a branch ends in a norm, which a pre-norm transformer's
     do not; ``depth_scaled`` not where every branch does: the norm undoes its scaling in
-    training, so its trial would train the plan again)."""
+    training, so its trial would train the plan again; a zero rule not where a ReLU follows
+    the module it zeroes in every branch, which it then leaves as drawn: zeroed, relu(0) = 0
+    and relu'(0) = 0 would never train; ``Branch.dead_if_zeroed``)."""
     branches = structure.branches
     rules = [r for r in RESIDUAL_RULES[1:] if r not in ADDS_PARAMETERS and branches]
-    normed = [bool(b.last_norm) for b in branches]
-    skipped = {"zero_last_norm"} if not any(normed) else {"depth_scaled"} if all(normed) else set()
+    skipped = {"depth_scaled"} if all(b.last_norm for b in branches) else set()
+    if not any(_zeroable(b, b.layers[-1]) for b in branches):
+        skipped.add("zero_last_layer")
+    if not any(_zeroable(b, b.last_norm) for b in branches):
+        skipped.add("zero_last_norm")
     return [r for r in rules if r not in skipped]
+
+
+def _zeroable(branch: Branch, module: str | None) -> bool:
+    """Whether a zero rule zeroes ``module`` of ``branch``: there is one, and no ReLU follows
+    it inside the branch (:attr:`~initlab.residual.structure.Branch.dead_if_zeroed`)."""
+    return module is not None and module not in branch.dead_if_zeroed
 
 
 def listed_candidates(

@@ -25,6 +25,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 from initlab.probe.findings import Finding
+from initlab.probe.residual_advice import DEAD, rules_to_try
 
 DORMANT_GAIN = 1 / 30
 """A layer is small when ``std(W) · sqrt(fan_in)`` is below this: a thirtieth of a unit-gain
@@ -53,10 +54,11 @@ def dormant_findings(frame: pd.DataFrame) -> list[Finding]:
         f"{int(example['fan_in'])}), so each layer's gradient is scaled by the others' "
         "smallness and the stream skips the branches"
     )
+    rules = rules_to_try(frame, ("zero_last_layer", "skipinit", "fixup"))
     suggestion = (
         "give the branches' inner layers a fan-in scale (lecun_normal, xavier_uniform, or "
         "GPT-2's normal(std=0.02)) and make only each branch's last layer small or zero if "
-        "the branches should start off (--residual-init zero_last_layer, skipinit or fixup)"
+        f"the branches should start off ({rules})"
     )
     layers = tuple(str(g["layer"].iloc[0]) for g in dormant)
     values = {"dormant": float(len(dormant)), "branches": float(len(branches))}
@@ -68,15 +70,17 @@ def with_branches(frame: pd.DataFrame, model: nn.Module, inputs: Tensor) -> pd.D
     """``frame`` with each layer's place in the model's residual structure
     (:func:`initlab.residual.find_structure`): ``branch`` (k, 0-based; NaN outside every
     branch), ``branch_layer`` (j, 0-based) and ``branch_size`` (m), which the findings use
-    to compare like with like in residual networks (:mod:`initlab.probe.findings`)."""
+    to compare like with like in residual networks (:mod:`initlab.probe.findings`), and
+    ``branch_dead_if_zeroed``: the ReLU that a zeroed last layer of the branch would feed 0
+    (:mod:`initlab.probe.residual_advice`), NaN elsewhere."""
     from initlab.residual import find_structure
 
     place = {
-        layer: (b.index, j, len(b.layers))
+        layer: (b.index, j, len(b.layers), b.dead_if_zeroed.get(b.layers[-1]))
         for b in find_structure(model, inputs).branches
         for j, layer in enumerate(b.layers)
     }
-    nan = (math.nan, math.nan, math.nan)
+    nan = (math.nan, math.nan, math.nan, None)
     columns = list(zip(*(place.get(name, nan) for name in frame["layer"]), strict=True))
-    names = ("branch", "branch_layer", "branch_size")
-    return frame.assign(**dict(zip(names, columns or ([], [], []), strict=True)))
+    names = ("branch", "branch_layer", "branch_size", DEAD)
+    return frame.assign(**dict(zip(names, columns or ([], [], [], []), strict=True)))

@@ -20,6 +20,7 @@ import math
 import pandas as pd
 
 from initlab.probe.findings import Finding
+from initlab.probe.residual_advice import rules_to_try
 
 LOGIT_STD_HIGH = 3.0
 """``large_logits`` fires when the output layer's outputs have a larger std than this."""
@@ -78,8 +79,9 @@ def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
         residual = "branch" in frame and frame["branch"].notna().any()
         data = _input_mean_square(frame.iloc[0])
         cause = (
-            "its residual stream grows with depth: apply a residual rule (--residual-init "
-            "depth_scaled, zero_last_layer or fixup; docs/residual.md)"
+            "its residual stream grows with depth: apply a residual rule ("
+            f"{rules_to_try(frame, ('depth_scaled', 'zero_last_layer', 'fixup'))}; "
+            "docs/residual.md)"
             if residual
             else "the hidden activations grow toward the output: fix their init first"
             if grew

@@ -44,6 +44,7 @@ import initlab.initializers as initializers
 from initlab.errors import InitlabError, option
 from initlab.initializers import Fans
 from initlab.probe.meanfield import theory_note
+from initlab.probe.residual_advice import residual_advice
 from initlab.theory import gain, prescribed_gain, pytorch_gain, xi_grad
 from initlab.theory.gains import EDGE_OF_CHAOS
 from initlab.theory.scales import TRAINABLE_DEPTH_FACTOR, unstable_fixed_point
@@ -371,24 +372,3 @@ def suggest(name: str, frame: pd.DataFrame, layers: Sequence[str]) -> str:
     if residual:  # the rule rescales the branches' last layers: no gain rule for them
         rows = rows[rows["branch_layer"] != rows["branch_size"] - 1]
     return "; ".join(part for part in (residual, scale_advice(frame, rows, direction)) if part)
-
-
-def residual_advice(frame: pd.DataFrame) -> str:
-    """For a residual model whose branches all start at full scale: the branches' outputs
-    add up with depth (the stream's variance grows by a factor ``1 + v_branch / v_stream``
-    per block, ``2^L`` for unit-gain branches without normalization), so the remedy is a
-    residual rule, whatever the gain rule says of each layer. Empty when the model has
-    fewer than two branches or a rule already zeroed the branches' last layers."""
-    if "branch" not in frame or frame["branch"].nunique() < 2:
-        return ""
-    last = frame[frame["branch_layer"] == frame["branch_size"] - 1]
-    if (last["weight_std"].fillna(1) == 0).any():
-        return ""
-    count = int(frame["branch"].nunique())
-    return (
-        f"the model's {count} residual branches add to the stream at full scale, so the "
-        "signal grows with depth whatever each layer's init: apply a residual rule "
-        "(--residual-init fixup, skipinit or zero_last_layer; zero_last_norm when a branch "
-        "ends in a norm; "
-        "initialize(..., residual_init=...); docs/residual.md)"
-    )

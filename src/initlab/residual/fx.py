@@ -177,13 +177,14 @@ def _branch_of(
     gates = gate_layers(op, set(path), layers, called, modules)
     layers = [n for n in layers if n not in gates]
     last_norm = _last_norm(path, modules, layers[-1])
+    dead = _dead_if_zeroed(path, modules, [layers[-1], last_norm], op)
     output = _output_module(op)
     depths = _depths(path, modules, layers)
     scores = _score_layers(path, modules, layers)
     fused = [n for n in scores if n in _value_layers(path, modules, layers)]
     branch = Branch(
         0, layers, last_norm, skip_layers, output, depths=depths, scores=scores, fused=fused,
-        gates=gates,
+        gates=gates, dead_if_zeroed=dead,
     )  # fmt: skip
     return branch, set(path)
 
@@ -278,6 +279,67 @@ def _last_norm(path: list[fx.Node], modules: dict[str, nn.Module], last_layer: s
         elif seen_last and is_norm(modules.get(n.target)):
             found = str(n.target)
     return found
+
+
+FLAT_AT_ZERO = {
+    torch.relu, torch.relu_, F.relu, F.relu_, F.relu6, torch.Tensor.relu, torch.Tensor.relu_,
+}  # fmt: skip
+"""Functions with f(0) = 0 and f'(0) = 0 (the ReLU family), as fx traces them and as a run
+records them (:mod:`initlab.residual.run_trace`: ``x.relu()`` is ``torch.Tensor.relu``)."""
+
+
+def _flat_at_zero(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` applies an activation with f(0) = 0 and f'(0) = 0: ``nn.ReLU``,
+    ``nn.ReLU6`` and any ``nn.Hardtanh`` clipping at 0 (PyTorch's gradient at the clip is 0),
+    ``F.relu``, ``x.relu()`` (:data:`FLAT_AT_ZERO`). LeakyReLU (f'(0) = slope), GELU, SiLU
+    (f'(0) = 1/2) and tanh pass a gradient at 0: a zeroed branch of theirs trains."""
+    if node.op == "call_module":
+        module = modules.get(node.target)
+        clipped = isinstance(module, nn.Hardtanh) and module.min_val == 0
+        return isinstance(module, nn.ReLU) or clipped
+    if node.op == "call_method":
+        return node.target in ("relu", "relu_")
+    return node.op == "call_function" and node.target in FLAT_AT_ZERO
+
+
+def _dead_if_zeroed(
+    path: list[fx.Node], modules: dict[str, nn.Module], names: list[str | None], op: fx.Node
+) -> dict[str, str]:
+    """``{name: activation}`` for those of ``names`` (modules of the branch) that an
+    activation flat at 0 (:func:`_flat_at_zero`) follows on every way from the module to the
+    branch's output ``op`` (:attr:`~initlab.residual.structure.Branch.dead_if_zeroed`);
+    the activation as ``"act (ReLU)"`` for a module, ``"relu"`` for a function. A ReLU on
+    a squeeze-excite gate only (``value * sigmoid(fc2(relu(fc1(value))))``) is not one:
+    the value reaches ``op`` without passing it."""
+    found = {}
+    for name in names:
+        starts = [n for n in path if n.op == "call_module" and n.target == name]
+        for node in path if starts else []:
+            if _flat_at_zero(node, modules) and _only_through(starts, op, node, set(path)):
+                module = modules.get(node.target) if node.op == "call_module" else None
+                what = f"{node.target} ({type(module).__name__})" if module is not None else None
+                found[str(name)] = what or getattr(node.target, "__name__", str(node.target))
+                break
+    return found
+
+
+def _only_through(
+    starts: list[fx.Node], op: fx.Node, through: fx.Node, nodes: set[fx.Node]
+) -> bool:
+    """Whether ``through`` lies after ``starts`` and every way along ``nodes`` from them to
+    ``op`` passes it (``through`` dominates ``op`` from ``starts``): a search from ``starts``
+    that stops at ``through`` never reaches ``op``."""
+    seen, stack, passed = set(starts), list(starts), False
+    while stack:
+        for user in stack.pop().users:
+            if user is through:
+                passed = True
+            elif user in nodes and user not in seen:
+                if user is op:
+                    return False
+                seen.add(user)
+                stack.append(user)
+    return passed
 
 
 ACTIVATION_FUNCTIONS = {torch.relu, torch.tanh, torch.sigmoid, F.relu, F.gelu, F.silu}

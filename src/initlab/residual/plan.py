@@ -23,6 +23,7 @@ from initlab.errors import InitlabError, closest_name
 from initlab.norm_layers import is_norm
 from initlab.renamed import INIT_KEYWORDS, renamed_keywords
 from initlab.residual.names import canonical_rule
+from initlab.residual.rules import ResidualResult
 from initlab.residual.structure import LAYERS, Structure, find_structure
 
 ADDED = ("skipinit_gate", "fixup_scale", "fixup_bias", "fixup_bias_in")
@@ -122,7 +123,8 @@ def plan(
     outcome = record.residual_result
     if outcome is not None and outcome.rule != "none":
         structure = outcome.structure
-    actions = outcome.actions if outcome is not None else {}
+    actions = _actions(outcome)
+    label = outcome.rule if outcome is not None else record.residual
     schemes = {row["layer"]: row for row in record.rows}
     first = tied_names(work)
 
@@ -132,7 +134,7 @@ def plan(
         if row is not None and pname == "weight" and row["scheme"].startswith(TABLE_ROW):
             table = row["scheme"].removeprefix(TABLE_ROW)  # a readout whose weight is a table's
             return f"tied to {table}.weight: {rule_of(f'{table}.weight')}"
-        return _rule(row, pname, actions.get(name), record.residual)
+        return _rule(row, pname, actions.get(name), label)
 
     rows = []
     for mname, module in work.named_modules():
@@ -186,8 +188,20 @@ def _tied_setter(name: str, first: dict[str, str], schemes: dict[str, Any]) -> s
     return None
 
 
+def _actions(outcome: ResidualResult | None) -> dict[str, str]:
+    """Parameter name → what the residual rule did to it
+    (:attr:`~initlab.residual.rules.ResidualResult.actions`), and ``"not zeroed: <activation>
+    follows"`` for those a zero rule left as they were, zeroing them would have killed their
+    branch (:meth:`~initlab.residual.rules.ResidualResult.kept_parameters`)."""
+    if outcome is None:
+        return {}
+    kept = {n: f"not zeroed: {act} follows" for n, act in outcome.kept_parameters().items()}
+    return {**outcome.actions, **kept}
+
+
 def _rule(row: dict[str, Any] | None, pname: str, action: str | None, rule: str) -> str:
     """``"he_normal"``, ``"he_normal, then zeroed (fixup)"``, ``"added = 0 (skipinit)"``,
+    ``"he_normal, not zeroed: blocks.0.act (ReLU) follows (zero_last_layer)"``,
     ``"kept"``."""
     base = "kept"
     if row is not None and "parameters" in row:  # an RNN or attention: several matrices
@@ -200,4 +214,6 @@ def _rule(row: dict[str, Any] | None, pname: str, action: str | None, rule: str)
         return base
     if action.startswith("added"):
         return f"{action} ({rule})"
+    if action.startswith("not zeroed"):
+        return f"{base}, {action} ({rule})"
     return f"{base}, then {action} ({rule})"

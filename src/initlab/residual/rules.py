@@ -12,6 +12,12 @@ rule                what it does
 ``zero_last_norm``  the scale of the norm that ends each branch = 0 (torchvision
                     ``zero_init_residual``, timm ``zero_init_last``; Goyal et al. 2017);
                     branches that do not end in a norm are left alone (noted)
+(both zero rules)   a branch whose zeroed module a ReLU follows inside it (initlab's residual
+                    MLP, ``linear → [norm] → relu``, then ``x + h``) is left as initialized,
+                    noted: zeroed it would output relu(0) = 0 and, relu'(0) being 0, pass
+                    no gradient to any of its weights, for good (``skipinit``'s gate, after
+                    the ReLU, starts at 0 and trains; a ResNet's ``relu(bn2(...) + x)`` is
+                    zeroed as ever). :attr:`ResidualResult.kept` lists them
 ``skipinit``        a learnable scalar ``skipinit_gate`` = 0 multiplies each branch's output
                     (De & Smith 2020; see :mod:`initlab.residual.gates`)
 ``fixup``           (Zhang et al. 2019) weight layers of each branch but the last × L^(-1/(2m-2)),
@@ -64,6 +70,17 @@ class ResidualResult:
     scaled: dict[int, str] = field(default_factory=dict, repr=False)
     """``id`` of each tensor scaled → the parameter name it was scaled under (a weight two
     modules share is scaled once)."""
+    kept: list[tuple[int, str, str]] = field(default_factory=list)
+    """``(branch index, module, activation)`` for each branch a zero rule left as it was:
+    zeroing ``module``, which ``activation`` (the ReLU family) follows inside the branch,
+    would have left the branch dead
+    (:attr:`~initlab.residual.structure.Branch.dead_if_zeroed`)."""
+
+    def kept_parameters(self) -> dict[str, str]:
+        """Parameter name → activation, for the parameters the rule would have zeroed in the
+        branches it kept (:attr:`kept`): a last layer's weight and bias, a norm's weight."""
+        kinds = ("weight",) if self.rule == "zero_last_norm" else ("weight", "bias")
+        return {f"{module}.{k}": act for _, module, act in self.kept for k in kinds}
 
 
 @torch.no_grad()
@@ -94,7 +111,9 @@ def apply_residual(
         _note_normalized(structure, rule)
     if rule in ("depth_scaled", "zero_last_layer"):
         _note_bare_weights(structure, rule, modules)
-    if not result.actions:
+    if result.kept:
+        _note_kept(result)
+    elif not result.actions:
         _note_unchanged(model, result)
     if structure.method == "fallback" and result.actions:
         note(
@@ -122,6 +141,33 @@ def _note_unchanged(model: nn.Module, result: ResidualResult) -> None:
         f"residual rule '{result.rule}' changes nothing in {type(model).__name__}: {why}; "
         "it equals residual 'none' here (initlab plan shows the branches)"
     )
+
+
+def _note_kept(result: ResidualResult) -> None:
+    """One line for the branches a zero rule left as they were (:attr:`ResidualResult.kept`),
+    saying too when the rule therefore changed nothing (it then equals ``none``)."""
+    index, module, activation = result.kept[0]
+    n, depth = len(result.kept), result.structure.depth
+    which = f"all {depth}" if n == depth else f"{n} of {depth}"
+    more = f"; {n - 1} more alike" if n > 1 else ""
+    same = "" if result.actions else "; here the rule equals residual 'none'"
+    note(
+        f"residual rule '{result.rule}' leaves {which} branches as initialized (branch "
+        f"{index + 1}: {activation} follows {module}, the module it zeroes{more}): zeroed, "
+        "such a branch would output relu(0) = 0 and, relu'(0) being 0, pass no gradient to "
+        "any of its weights, so it would never train; residual 'skipinit' (a gate = 0 after "
+        f"the ReLU, which trains) makes such branches the identity at init{same}"
+    )
+
+
+def _kills(b: Branch, module: str, result: ResidualResult) -> bool:
+    """Whether zeroing ``module`` of branch ``b`` would leave the branch dead (a ReLU follows
+    it inside the branch: :attr:`~initlab.residual.structure.Branch.dead_if_zeroed`); such
+    a branch is recorded in :attr:`ResidualResult.kept`."""
+    activation = b.dead_if_zeroed.get(module)
+    if activation is not None:
+        result.kept.append((b.index, module, activation))
+    return activation is not None
 
 
 def _note_normalized(structure: Structure, rule: str) -> None:
@@ -265,7 +311,8 @@ def _zero_readout(
 
 
 def _zero_last_layer(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
-    _zero(b.layers[-1], modules, result)
+    if not _kills(b, b.layers[-1], result):
+        _zero(b.layers[-1], modules, result)
 
 
 def _zero_last_norm(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None:
@@ -274,6 +321,8 @@ def _zero_last_norm(b: Branch, modules: dict, depth: int, result: ResidualResult
         result.structure.notes.append(
             f"zero_last_norm: branch {b.index + 1} does not end in a norm with a scale: unchanged"
         )
+        return
+    if _kills(b, b.last_norm, result):
         return
     norm.weight.zero_()
     result.actions[f"{b.last_norm}.weight"] = "zeroed"

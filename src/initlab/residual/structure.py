@@ -59,6 +59,16 @@ class Branch:
     fused: list[str] = field(default_factory=list)
     """Those of :attr:`scores` that reach the attention's values too (one fused ``qkv``
     projection, as nanoGPT's ``c_attn``): Fixup leaves them whole, and says so."""
+    dead_if_zeroed: dict[str, str] = field(default_factory=dict)
+    """``{module: activation}``: the last weight layer and the last norm that an activation
+    flat at 0 follows inside the branch on every way to its output (the ReLU family: f(0) = 0
+    and f'(0) = 0; initlab's residual MLP, ``linear → [norm] → relu``, then ``x + h``).
+    Zeroed, such a module makes the branch output f(0) = 0 for every input, and every weight
+    of the branch gets a gradient carrying the factor f'(0) = 0: the branch never trains,
+    under any optimizer. The zero rules leave such a branch as initialized, noted
+    (:func:`initlab.residual.rules.apply_residual`). Found from an fx trace or a run
+    (:mod:`initlab.residual.fx`); empty for branches guessed from module names
+    (:mod:`initlab.residual.fallback`), whose forward is not seen."""
 
     def depth_of(self, layer: str) -> int:
         """``layer``'s place in the longest chain (1-based)."""
