@@ -18,7 +18,6 @@ from torch import Tensor
 
 from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError
-from initlab.global_state import preserved_globals as preserved_globals  # data.user imports it here
 
 _SPLITS = ("train", "val", "test")
 

@@ -46,13 +46,13 @@ from initlab.data.dataset import (
     assemble,
     check_count,
     check_val_size,
-    preserved_globals,
     stratified_order,
     take,
 )
 from initlab.data.loaders import LOADER_FIX, is_loader, note_random_items
 from initlab.data.tasks import Prepared, Raw, prepare
 from initlab.errors import InitlabError, option
+from initlab.global_state import preserved_globals
 from initlab.inprocess import given_as
 from initlab.notes import note
 from initlab.usercode import (
