@@ -228,6 +228,8 @@ def test_model_args_on_the_cnn_suggest_only_what_the_cnn_takes(tmp_path, capsys)
     )
     err = refused(["sweep", str(spec), "--dry-run", "--out", str(tmp_path / "o")], capsys)
     assert "the built-in 'cnn' (it takes activation, batch_norm)" in err
+    err = refused(["compare", "--model", "cnn", "--model-arg", "width=3"], capsys)
+    assert "the built-in 'cnn' takes activation, batch_norm" in err and "hidden" not in err
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from initlab.arguments import check_compare_arguments
-from initlab.config import DEFAULT_INITS, RunConfig, plain, unused_settings
+from initlab.config import DEFAULT_INITS, RunConfig, plain, unused_settings, used_settings
 from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.inprocess import data_spec, is_array_data, is_registered, model_spec, shown_spec
 from initlab.models import model_arg_option
@@ -271,9 +271,10 @@ def check_architecture_settings(config: RunConfig) -> None:
     ``hidden``/``dropout``/``residual`` on the ``cnn``."""
     user = is_user_spec(config.model)
     if config.model_args and not user:
+        takes = ", ".join(used_settings(config.model))
         raise InitlabError(
             f"model_args {config.model_args} are for a model factory (module:function); "
-            f"the built-in '{config.model}' takes hidden, activation, batch_norm..."
+            f"the built-in '{config.model}' takes {takes}"
         )
     ignored = unused_settings(config.model)
     default = RunConfig()
