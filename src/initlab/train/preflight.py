@@ -49,7 +49,7 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
         after = f" (after {held} held out for validation)" if held else ""
         raise InitlabError(
             f"the train set has {num_train} examples{after}, fewer than one batch of "
-            f"{config.batch_size}; use a smaller batch_size or more training data"
+            f"{config.batch_size}; use a smaller {option('--batch-size')} or more training data"
         )
     check_finite(data)
     model = build_checked(config, data)
