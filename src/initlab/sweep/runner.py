@@ -23,6 +23,8 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 import initlab.data as datasets
 from initlab.atomic_files import DISK_FULL
 from initlab.checkpoints import Checkpoints, checkpoint_seconds
@@ -139,6 +141,8 @@ def run_sweep(
     n_workers, threads = plan_workers(len(chunks), workers)
     preloaded = {data_key(configs[0]): dataset} if dataset is not None else None
     n_workers = n_workers if backend == "local" else workers  # Ray: None = all its CPUs
+    if backend == "local" and n_workers == 1:  # in this process: its threads, not the plan's
+        threads = torch.get_num_threads()
     executor = executor_factory(n_workers, threads, engine, data_dir, preloaded, saves)
     progress.start(
         SweepPlan(len(set(keys)), len(done), pending, backend, engine, n_workers, threads, resumed)
