@@ -301,3 +301,17 @@ def test_embeddings_of_one_width_on_different_scales_are_named():
     assert f"1/{(std['wpe'] / std['wte']) ** 2:.3g} of wpe's variance" in mismatch
     nn.init.normal_(model.wte.weight, std=0.5)  # within 3×: nothing said
     assert embedding_scales(model)[1] == ""
+
+
+def test_the_trials_show_the_sweeps_progress_in_a_log_too(tmp_path, capsys, monkeypatch):
+    """Off a terminal the doctor's trials printed nothing until their verdict, and on one
+    its bar had no elapsed time: they show a sweep's progress (heartbeat lines with ETA)."""
+    from initlab import progress_display
+    from initlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(progress_display, "HEARTBEAT", 0.01)
+    args = ["doctor", "--data", "digits", "--trials", "1", "--budget", "10steps"]
+    assert main([*args, "--candidates", "plan", "--out", "o"]) == 0
+    said = capsys.readouterr()
+    assert "model-epochs" in said.out + said.err and "ETA" in said.out + said.err

@@ -308,31 +308,26 @@ def _gather_shown(
     out_dir: Path,
     console: Console,
 ) -> Evidence:
-    """:func:`~initlab.doctor.evidence.gather` with the schedule line and a progress bar;
-    a Ctrl-C says what it leaves before "interrupted"."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
+    """:func:`~initlab.doctor.evidence.gather` with the schedule line and the progress a
+    sweep shows (:class:`~initlab.progress_display.CountedProgress`: a bar with elapsed time
+    and ETA on a terminal, a line every while in a log); a Ctrl-C says what it leaves
+    before "interrupted"."""
     from initlab.doctor.evidence import gather
     from initlab.doctor.trials import Design
     from initlab.doctor.workflow import schedule_line
+    from initlab.progress_display import CountedProgress
 
-    progress = Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
-    )  # fmt: skip
-    task = None
+    progress = CountedProgress(console, "model-epochs", transient=True)
 
     def on_schedule(schedule: Schedule, runs: int) -> None:
-        nonlocal task
         console.print(schedule_line(schedule, runs, probe.config))
-        task = progress.add_task("trials", total=runs * schedule.epochs)
-        progress.start()
+        progress.start(runs * schedule.epochs, "trials")
 
     try:
         return gather(
             found, probe.config, probe.data, Design.square(trials), spend,
             reference=reference,
-            on_schedule=on_schedule, on_epoch=lambda c, r: progress.advance(task), out=out_dir,
+            on_schedule=on_schedule, on_epoch=lambda c, r: progress.advance(1), out=out_dir,
         )  # fmt: skip
     except KeyboardInterrupt:  # what a stopped doctor leaves: said before "interrupted"
         progress.stop()
