@@ -3,7 +3,7 @@
 import pytest
 
 from initlab.cli import main
-from initlab.cli.options import parse_model_args
+from initlab.cli.parsing import parse_model_args
 from initlab.errors import InitlabError
 
 

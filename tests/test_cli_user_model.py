@@ -13,7 +13,7 @@ import torch
 import initlab
 from argv import merged
 from initlab.cli import main
-from initlab.cli.options import parse_model_args
+from initlab.cli.parsing import parse_model_args
 from initlab.compare import comparison_configs, comparison_spec
 from initlab.errors import InitlabError
 from initlab.fingerprint import arrays_digest

@@ -135,7 +135,7 @@ def test_the_cli_sets_tables_refuses_lsuv_before_work_and_drops_the_note(tmp_pat
     out = tmp_path / "out"
     assert main([*args, "--embedding-init", "lsuv", "--out", str(out)]) == 2
     assert not out.exists()
-    assert "embedding_init 'lsuv'" in capsys.readouterr().err
+    assert "--embedding-init 'lsuv'" in capsys.readouterr().err
     assert main([*args, "--inits", "he_normal", "--limit-train", "100"]) == 0
     assert "embed (Embedding: weight)" in capsys.readouterr().err  # left as built: named
     argv = [*args, "--inits", "he_normal", "--embedding-init", "random_uniform"]

@@ -323,3 +323,11 @@ def test_within_the_only_grouping_column_is_refused(command, tmp_path, capsys):
     where = ["--out", str(tmp_path / "report")] if command == "report" else []
     err = refused([command, str(out), *where, "--within", "init", "--group-by", "init"], capsys)
     assert "--within init leaves nothing to compare: --group-by init groups by it too" in err
+
+
+@pytest.mark.parametrize("flag", ["--output-init", "--embedding-init"])
+def test_a_list_for_a_one_scheme_option_says_how_to_compare_several(flag, capsys):
+    """It said 'cannot read initializer spec' of the whole list."""
+    err = refused(["compare", "--data", "digits", flag, "he_normal,orthogonal(gain=1.4)"], capsys)
+    key = flag.removeprefix("--").replace("-", "_")
+    assert f'{key} = ["he_normal", "orthogonal(gain=1.4)"]' in err and "initlab sweep" in err

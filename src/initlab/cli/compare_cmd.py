@@ -17,11 +17,8 @@ from initlab.cli.options import (
     BackendOption,
     EngineOption,
     WorkersOption,
-    parse_bias,
-    parse_seeds,
-    parse_widths,
-    split_list,
 )
+from initlab.cli.parsing import one_scheme, parse_bias, parse_seeds, parse_widths, split_list
 from initlab.config import DEFAULT_INITS
 from initlab.console import stderr_console, stdout_console
 
@@ -105,8 +102,8 @@ def compare(
         activation=activation,
         batch_norm=batch_norm,
         dropout=dropout,
-        output_init=opt.output_scheme(output_init),
-        embedding_init=embedding_init,
+        output_init=opt.output_scheme(one_scheme("--output-init", output_init)),
+        embedding_init=one_scheme("--embedding-init", embedding_init),
         bias=parse_bias(bias),
         limit_train=limit_train,
         track=int(track) if track.isdigit() else track,

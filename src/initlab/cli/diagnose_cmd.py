@@ -15,8 +15,8 @@ from rich.text import Text
 from initlab.atomic_files import write_error, write_files
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.options import parse_bias, split_list
 from initlab.cli.outputs import check_output_dir
+from initlab.cli.parsing import one_scheme, parse_bias, parse_widths, split_list
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stderr_console, stdout_console
@@ -96,7 +96,7 @@ def diagnose(
         activation=activation,
         batch_norm=batch_norm,
         init=inits[0],
-        output_init=opt.output_scheme(output_init),
+        output_init=opt.output_scheme(one_scheme("--output-init", output_init)),
         embedding_init=check_setting("embedding_init", embedding_init),
         bias=parse_bias(bias),
         seed=seed,
@@ -134,7 +134,7 @@ def _hidden_widths(
         raise InitlabError(
             f"--hidden gives every hidden width: leave out --{' and --'.join(typed)}"
         )
-    widths = opt.parse_widths(hidden)
+    widths = parse_widths(hidden)
     opt.check_mlp_shape(len(widths), max(widths, default=1))
     return widths
 

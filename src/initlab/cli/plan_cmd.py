@@ -12,8 +12,8 @@ from rich.table import Table
 from initlab.atomic_files import write_file
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.options import parse_bias
 from initlab.cli.outputs import check_output_file
+from initlab.cli.parsing import parse_bias
 from initlab.console import stdout_console
 from initlab.errors import InitlabError, check_positive
 from initlab.jsonsafe import dumps

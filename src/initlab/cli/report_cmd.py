@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from initlab.cli import app
-from initlab.cli.options import Within, split_list
+from initlab.cli.options import Within
 from initlab.cli.outputs import check_output_dir
+from initlab.cli.parsing import split_list
 from initlab.console import stdout_console
 from initlab.errors import InitlabError
 from initlab.speclist import repeated

@@ -12,8 +12,8 @@ from rich.text import Text
 
 from initlab.cli import app
 from initlab.cli import options as opt
-from initlab.cli.options import parse_model_args, parse_seeds
 from initlab.cli.outputs import check_output_dir
+from initlab.cli.parsing import parse_model_args, parse_seeds
 from initlab.console import stderr_console, stdout_console
 from initlab.progress_display import CountedProgress
 
