@@ -33,6 +33,9 @@ def test_a_readout_tied_to_pytorchs_unit_normal_embedding_has_large_logits():
     found = diagnose(model, ids, ids.roll(-1, 1)).finding("large_logits")
     assert found.values["logit_std"] > 5 and f"ln 64 = {math.log(64):.3g}" in found.message
     assert "normal(std=0.02)" in found.suggestion
+    # the readout is the token table: --output-init no longer sets it, --embedding-init does
+    assert "tok_emb.weight (tied)" in found.suggestion and "--embedding-init" in found.suggestion
+    assert "--output-init" not in found.suggestion
 
 
 def test_growing_hidden_layers_below_the_exploding_ratio_still_give_large_logits():

@@ -19,6 +19,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 from initlab.arguments import as_inputs, check_learnable, check_module, check_runs
+from initlab.embedding_init import tied_tables
 from initlab.errors import InitlabError
 from initlab.initializers import Fans, fans_of_module, fans_of_tensor
 from initlab.jsonsafe import json_number
@@ -334,6 +335,10 @@ def _diagnosis(
         and recurrent.calls.get(name or "(model)") is None
     ]
     frame = with_branches(frame, model, inputs)
+    modules = dict(model.named_modules())  # a readout whose weight is an embedding table's
+    frame["tied_table"] = [
+        next(iter(tied_tables(model, n)), "") if n in modules else "" for n in frame["layer"]
+    ]
     findings = verdicts.find(frame)
     if _reads_logits(targets, loss):
         findings += logit_findings(frame)

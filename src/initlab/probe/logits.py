@@ -98,16 +98,16 @@ def _suggestion(frame: pd.DataFrame, out: pd.Series) -> str:
             f"the output layer's own init is not the cause (std {weight:.3g}: logits of std "
             f"{gain:.2g} for unit inputs); its inputs are too large: {cause}"
         )
-    return (
-        f"the output layer's weights (std {weight:.3g}) are too large for "
-        "its inputs: give it a smaller init (--output-init glorot_uniform, lecun_normal, or "
-        "zeros as muP's readout if it is not tied; a readout tied to an embedding takes the "
-        "table's scale, e.g. normal(std=0.02), never zeros)"
-        + (
-            "; the hidden activations also grow toward the output: fix their init first"
-            if grew
-            else ""
-        )
+    tied = str(out.get("tied_table", "") or "")
+    fix = (
+        f"it is {tied}.weight (tied), so give the embedding tables a smaller init: "
+        "--embedding-init normal(std=0.02) (GPT-2's) or lecun_normal sets it with them"
+        if tied
+        else "give it a smaller init (--output-init glorot_uniform, lecun_normal, or zeros as "
+        "muP's readout)"
+    )
+    return f"the output layer's weights (std {weight:.3g}) are too large for its inputs: {fix}" + (
+        "; the hidden activations also grow toward the output: fix their init first" if grew else ""
     )
 
 
