@@ -191,3 +191,30 @@ def test_the_result_and_the_plan_name_the_branches_kept():
     assert rules["fc1.weight"] == "he_normal, not zeroed: relu follows (zero_last_layer)"
     assert rules["fc2.weight"] == "he_normal, then zeroed (zero_last_layer)"
     assert "fc1.weight" in [row["name"] for row in made.residual_rows()]
+
+
+class TwoLayerReluEnd(nn.Module):
+    """Branches ``relu(fc2(relu(fc1(x))))`` added to the stream: Fixup zeroes fc2."""
+
+    def __init__(self, blocks: int = 3) -> None:
+        super().__init__()
+        self.fc1 = nn.ModuleList(nn.Linear(8, 8) for _ in range(blocks))
+        self.fc2 = nn.ModuleList(nn.Linear(8, 8) for _ in range(blocks))
+        self.out = nn.ModuleList(nn.ReLU() for _ in range(blocks))  # fixup's output hook
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for fc1, fc2, out in zip(self.fc1, self.fc2, self.out, strict=True):
+            x = x + out(fc2(torch.relu(fc1(x))))
+        return self.head(x)
+
+
+def test_fixup_does_not_zero_the_last_layer_a_relu_ends_and_the_branch_trains():
+    torch.manual_seed(0)
+    model = TwoLayerReluEnd()
+    with pytest.warns(InitlabNote, match="'fixup' does not zero the last layer of all 3"):
+        _initialized(model, "fixup")
+    before = [fc.weight.detach().clone() for fc in model.fc2]
+    assert all(w.abs().sum() > 0 for w in before)  # not zeroed: fixup scaled fc1 only
+    _train(model)
+    assert all(not torch.equal(fc.weight, w) for fc, w in zip(model.fc2, before, strict=True))

@@ -12,10 +12,11 @@ rule                what it does
 ``zero_last_norm``  the scale of the norm that ends each branch = 0 (torchvision
                     ``zero_init_residual``, timm ``zero_init_last``; Goyal et al. 2017);
                     branches that do not end in a norm are left alone (noted)
-(both zero rules)   a branch whose zeroed module a ReLU follows inside it (initlab's residual
-                    MLP, ``linear → [norm] → relu``, then ``x + h``) is left as initialized,
-                    noted: zeroed it would output relu(0) = 0 and, relu'(0) being 0, pass
-                    no gradient to any of its weights, for good (``skipinit``'s gate, after
+(zero rules, fixup) a branch whose zeroed module a ReLU follows inside it (initlab's
+                    residual MLP, ``linear → [norm] → relu``, then ``x + h``) has it
+                    left as initialized, noted: zeroed it would output relu(0) = 0 and,
+                    relu'(0) being 0, pass no gradient to any of its weights, for good
+                    (``skipinit``'s gate, after
                     the ReLU, starts at 0 and trains; a ResNet's ``relu(bn2(...) + x)`` is
                     zeroed as ever). :attr:`ResidualResult.kept` lists them
 ``skipinit``        a learnable scalar ``skipinit_gate`` = 0 multiplies each branch's output
@@ -151,8 +152,9 @@ def _note_kept(result: ResidualResult) -> None:
     which = f"all {depth}" if n == depth else f"{n} of {depth}"
     more = f"; {n - 1} more alike" if n > 1 else ""
     same = "" if result.actions else "; here the rule equals residual 'none'"
+    kept = "leaves" if result.rule != "fixup" else "does not zero the last layer of"
     note(
-        f"residual rule '{result.rule}' leaves {which} branches as initialized (branch "
+        f"residual rule '{result.rule}' {kept} {which} branches as initialized (branch "
         f"{index + 1}: {activation} follows {module}, the module it zeroes{more}): zeroed, "
         "such a branch would output relu(0) = 0 and, relu'(0) being 0, pass no gradient to "
         "any of its weights, so it would never train; residual 'skipinit' (a gate = 0 after "
@@ -355,7 +357,7 @@ def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None
     for name in b.layers:
         if m == 1:
             _scale(name, modules, depth**-0.5, result)
-        elif b.depth_of(name) == m:
+        elif b.depth_of(name) == m and not _kills(b, name, result):  # a ReLU after: kept
             _zero(name, modules, result)
         elif name not in b.scores:  # a query or key projection stays (T-Fixup's choice)
             _scale(name, modules, depth ** (-1.0 / (2 * m - 2)), result)
