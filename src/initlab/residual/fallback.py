@@ -106,9 +106,32 @@ def _split_transformer_block(branch: Branch | None) -> list[Branch]:
     ):
         return [branch]
     return [
-        Branch(0, attention, output=attention[-1], block=branch.block),
+        _attention_branch(attention, branch.block),
         Branch(0, feed_forward, output=feed_forward[-1], block=branch.block),
     ]
+
+
+QUERY_KEY = ("q", "k", "query", "key", "q_proj", "k_proj", "wq", "wk", "to_q", "to_k")
+VALUE = ("v", "value", "v_proj", "wv", "to_v")
+FUSED = ("qkv", "c_attn", "in_proj", "to_qkv", "wqkv", "qkv_proj")
+
+
+def _attention_branch(layers: list[str], block: str) -> Branch:
+    """An attention child's branch, its layers read by their names: query, key and value
+    projections (:data:`QUERY_KEY`, :data:`VALUE`, a fused :data:`FUSED` one) are parallel,
+    the first of the chain (depth 1), the others (the output projection) after them (2);
+    the query and key ones reach the softmax (:attr:`Branch.scores`). Registration order
+    made q → k → v → out a chain of 4, and Fixup scaled q and k; no such name: that order."""
+    kind = {n: n.rpartition(".")[2].lower() for n in layers}
+    inputs = [n for n in layers if kind[n] in QUERY_KEY + VALUE + FUSED]
+    if not inputs:
+        return Branch(0, layers, output=layers[-1], block=block)
+    depths = [1 if n in inputs else 2 for n in layers]
+    scores = [n for n in inputs if kind[n] in QUERY_KEY + FUSED]
+    fused = [n for n in inputs if kind[n] in FUSED]
+    return Branch(
+        0, layers, output=layers[-1], block=block, depths=depths, scores=scores, fused=fused
+    )
 
 
 def _named_block(name: str, module: nn.Module) -> Branch | None:
