@@ -184,3 +184,13 @@ def test_integer_counts_for_one_output_get_the_hint_and_float_targets_work():
     mse = initlab.diagnose(mlp(1), x, counts, loss=lambda out, t: (out[:, 0] - t).pow(2).mean())
     assert (mse.layers["weight_grad_norm"] > 0).all()
     assert len(initlab.diagnose(mlp(2), x, counts % 2).layers) == 2  # two classes: as before
+
+
+def test_initlabs_own_dataset_or_one_split_as_data_say_what_to_pass():
+    from initlab.data import load
+
+    digits = load("digits")
+    with pytest.raises(InitlabError, match=r"pass its name \(data='digits'\) or its splits"):
+        initlab.compare(["he_normal"], data=digits, seeds=1, epochs=1)
+    with pytest.raises(InitlabError, match=r"an \(x, y\) pair is one split"):
+        initlab.compare(["he_normal"], data=(digits.x_train, digits.y_train), seeds=1, epochs=1)

@@ -82,6 +82,22 @@ def refuse_built(
         )
 
 
+def _data_hint(data: object) -> str:
+    """What to pass instead of ``data``, for the two near misses: initlab's own
+    :class:`~initlab.data.Dataset` (its name, or its four tensors) and one ``(x, y)`` pair
+    of tensors (a single split)."""
+    from initlab.data import Dataset
+
+    if isinstance(data, Dataset):
+        return (
+            f"; pass its name (data={data.name!r}) or its splits (data=(ds.x_train, "
+            "ds.y_train, ds.x_test, ds.y_test))"
+        )
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return "; an (x, y) pair is one split: give the test split too, (x, y, x_test, y_test)"
+    return ""
+
+
 def data_spec(data: object) -> str:
     """The spec of ``data``: a spec string as it is; a function like :func:`model_spec`; a
     tuple ``(x_train, y_train, x_test, y_test)`` of tensors/arrays, or ``(train_dataset,
@@ -113,6 +129,7 @@ def data_spec(data: object) -> str:
             "data must be a spec string or path, a function, a tuple (x_train, y_train, x_test, "
             f"y_test) or (train_dataset, test_dataset); got a {type(data).__name__}"
             + (f" of {len(data)} items" if isinstance(data, (tuple, list)) else "")
+            + _data_hint(data)
         )
     arrays = tuple(data)
     spec = _register(lambda: arrays, arrays_digest(arrays), name="data")
