@@ -95,3 +95,18 @@ def test_a_progress_callback_that_raises_is_dropped_with_a_note_and_no_run_fails
         results = initlab.compare(INITS[:2], seeds=1, progress=broken, **TINY)
     assert len(calls) == 1
     assert set(results.runs["status"]) <= {"ok", "stuck"} and len(results.runs) == 2
+
+
+def test_a_sigterm_the_command_line_handles_as_ctrl_c_is_held_too():
+    def as_ctrl_c(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, as_ctrl_c)
+    finished = False
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            finished = True
+        assert finished and signal.getsignal(signal.SIGTERM) is as_ctrl_c
+    finally:
+        signal.signal(signal.SIGTERM, before)
