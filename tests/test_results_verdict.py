@@ -302,6 +302,20 @@ def test_a_group_stuck_in_every_run_never_ranks_above_one_that_learned():
     assert list(ranked["group"]) == ["zeros", "he_normal"]
 
 
+def test_a_stuck_group_that_scores_better_than_a_learning_one_is_never_its_loser():
+    """Status and score can disagree (a run whose loss beats the label entropy is 'ok' at an
+    accuracy below the majority share): ranked under the learning group, the stuck one with
+    the higher mean read as beaten, and the verdict named the lower group the winner."""
+    rows = [
+        dict(run_id=f"{init}{s}", init=init, seed=s, test_accuracy=acc, status=status)
+        for init, accs, status in (("zeros", (0.20, 0.21), "stuck"), ("he", (0.15, 0.16), "ok"))
+        for s, acc in enumerate(accs)
+    ]
+    results = ResultSet(pd.DataFrame(rows), pd.DataFrame(), group_by=("init",))
+    assert list(results.ranking()["group"]) == ["zeros", "he"]
+    assert not results.verdict().startswith("winner: he")
+
+
 def test_no_apply_line_without_a_verdict():
     """Every run failed, or one group's every run failed: the first row of the ranking is not
     a winner, and printing its initialize() call as advice was wrong."""

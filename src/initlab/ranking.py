@@ -62,13 +62,13 @@ def rank_within(
 def _ranked(runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05) -> pd.DataFrame:
     """:func:`initlab.stats.rank_groups` of comparable runs by their
     :func:`~initlab.scores.ranking_metric`, groups stuck at chance apart
-    (:func:`~initlab.scores.stuck_not_tied`) and ranked after the groups that learned
-    (:func:`~initlab.scores.stuck_groups`), with a ``metric`` column before ``mean``
-    naming the run column ranked (``test_loss``, lower first, or ``test_accuracy``): the
-    column that ``mean``, ``std`` and the interval are of."""
+    (:func:`~initlab.scores.stuck_not_tied`) and ranked after a group of one run that
+    scored better (:func:`~initlab.scores.stuck_groups`), with a ``metric`` column before
+    ``mean`` naming the run column ranked (``test_loss``, lower first, or
+    ``test_accuracy``): the column that ``mean``, ``std`` and the interval are of."""
     metric, higher = ranking_metric(runs)
-    demoted = stuck_groups(runs, list(group_by))
-    ranked = rank_groups(runs, group_by, metric, higher, alpha, demoted=demoted)
+    stuck = stuck_groups(runs, list(group_by))
+    ranked = rank_groups(runs, group_by, metric, higher, alpha, stuck=stuck)
     if "mean" in ranked:
         ranked.insert(int(ranked.columns.get_loc("mean")), "metric", metric)
     return stuck_not_tied(ranked, runs, list(group_by))

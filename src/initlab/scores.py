@@ -215,9 +215,9 @@ def stuck_not_tied(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: list[str]
 def stuck_groups(runs: pd.DataFrame, group_by: list[str]) -> set[str]:
     """The labels of the groups stuck at chance (regression: at or below the mean) in every
     run, when some group learned in a run (none: nothing ranks above them). A ranking puts
-    them after the groups that learned (:func:`initlab.stats.rank_groups`' ``demoted``):
-    two stuck seeds ranked "best" over one seed that learned, because one seed cannot be
-    tested."""
+    them after a group of one finite run that scores better (:func:`initlab.stats.rank_groups`'
+    ``stuck``): two stuck seeds ranked "best" over one seed that learned, because one seed
+    cannot be tested."""
     if "status" not in runs or runs.empty:
         return set()
     stuck = _stuck_in_every_run(runs, list(group_by))

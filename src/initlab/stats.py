@@ -247,7 +247,7 @@ def rank_groups(
     higher_is_better: bool = True,
     alpha: float = 0.05,
     confidence: float = 0.95,
-    demoted: Collection[str] = (),
+    stuck: Collection[str] = (),
 ) -> pd.DataFrame:
     """:func:`group_stats` sorted best first, with ``rank``, ``p_vs_best`` (Welch's test of
     each group against the best one), ``p_holm`` (its Holm adjustment over every pair of
@@ -257,15 +257,25 @@ def rank_groups(
     whichever group comes out best) and ``tied_with_best`` (``p_holm >= alpha``: the data
     cannot tell it from the best). Groups with fewer than two finite values rank after those
     with two or more (one lucky run is no best: it cannot be tested), groups without any
-    last; the groups labelled in ``demoted`` (stuck at chance in every run) rank after all
-    the others that have values. Where Welch's test is undefined (fewer than two values, or
+    last. A group labelled in ``stuck`` (stuck at chance in every run) that a group of one
+    finite value scores better than ranks among those, by mean: two stuck seeds are no
+    "best" over one seed that learned; otherwise groups of two or more rank by mean alone
+    (a stuck group that scores better than a learning one stays above it: the status and
+    the score can disagree, and a ranking against its own means named the lower group
+    the winner). Where Welch's test is undefined (fewer than two values, or
     both groups constant at different values) ``p_vs_best`` is NaN: left out of Holm's
     family, never tied, and :func:`initlab.ranking_verdict.verdict` names no winner over
     it."""
     stats = group_stats(runs, group_by, metric, confidence)
     if stats.empty:
         return stats
-    tier = 2 * stats["group"].isin(list(demoted)) + (stats["n"] < 2) + 4 * stats["mean"].isna()
+    untested = stats["n"] < 2
+    best_single = (
+        stats["mean"][untested].max() if higher_is_better else stats["mean"][untested].min()
+    )
+    beaten = stats["mean"] < best_single if higher_is_better else stats["mean"] > best_single
+    demote = stats["group"].isin(list(stuck)) & ~untested & beaten
+    tier = (untested | demote).astype(int) + 4 * stats["mean"].isna()
     stats = stats.assign(_tier=tier).sort_values(
         ["_tier", "mean"], ascending=[True, not higher_is_better], kind="stable"
     )
