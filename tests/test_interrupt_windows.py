@@ -110,3 +110,39 @@ def test_a_sigterm_the_command_line_handles_as_ctrl_c_is_held_too():
         assert finished and signal.getsignal(signal.SIGTERM) is as_ctrl_c
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_second_ctrl_c_while_an_interrupted_sweeps_results_are_read_keeps_them(monkeypatch):
+    """The held second Ctrl-C was delivered in the except block: a bare KeyboardInterrupt
+    replaced SweepInterrupted, and with out=None every trained run was gone."""
+    results = Store.results
+
+    def reading_interrupted(self, *args, **kwargs):
+        ctrl_c()  # held until the read ends
+        return results(self, *args, **kwargs)
+
+    def progress(config, record, result):
+        if result is not None:
+            monkeypatch.setattr(Store, "results", reading_interrupted)
+            raise KeyboardInterrupt  # the first Ctrl-C, after a run finished
+
+    with pytest.raises(SweepInterrupted) as stop:
+        initlab.compare(INITS[:2], seeds=1, engine="single", progress=progress, **TINY)
+    assert len(stop.value.results.runs) >= 1
+
+
+def test_the_interruption_says_where_the_runs_are_and_what_the_same_call_does(tmp_path):
+    def stop_after_first(config, record, result):
+        if result is not None:
+            raise KeyboardInterrupt
+
+    for out in (None, tmp_path / "out"):
+        with pytest.raises(SweepInterrupted) as stop:
+            initlab.compare(
+                INITS, seeds=1, engine="single", progress=stop_after_first, out=out, **TINY
+            )
+        said = str(stop.value)
+        if out is None:
+            assert "their only copy: out=None keeps no store" in said
+        else:
+            assert str(out) in said and "the same call trains the other 2" in said

@@ -65,6 +65,16 @@ def test_each_models_gradient_is_clipped_on_its_own_as_clip_grad_norm_does():
     assert all(torch.equal(g[2], k) for g, k in zip(grads, kept, strict=True))
 
 
+def test_clipping_takes_scalar_parameters_too():
+    """A gate of skipinit/fixup is one number per model, gradients ``[M]``: ``flatten(1)``
+    failed every run that had one."""
+    gate = torch.tensor([30.0, 0.1])
+    weight = torch.zeros(2, 3, 3)
+    norms = clip_per_model([gate, weight], max_norm=1.0)
+    torch.testing.assert_close(norms, torch.tensor([30.0, 0.1]))
+    assert float(gate[0]) == pytest.approx(1.0, rel=1e-5) and float(gate[1]) == pytest.approx(0.1)
+
+
 def mlp() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
 
@@ -137,3 +147,32 @@ def test_the_cli_takes_the_step_rules_and_refuses_a_bad_one(tmp_path, capsys):
     with open_store(out) as store:
         runs = store.results().runs
     assert runs["lr_schedule"].tolist() == ["cosine"] and runs["clip_norm"].tolist() == [1.0]
+
+
+def test_a_warmup_as_long_as_the_training_is_named_before_it_trains():
+    """20 warmup steps on a run of 10: the rate never reached lr and every schedule
+    trained alike, unsaid."""
+    with pytest.warns(UserWarning, match=r"warmup_steps=50 is at least the 10 optimizer steps"):
+        initlab.compare(
+            ["he_normal"], seeds=1, dataset="digits", epochs=1, limit_train=320, hidden=(8,),
+            track="off", warmup_steps=50,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ({"clip_norm": -1.0}, "clip_norm must be"),  # it ran gradient ascent
+        ({"lr_schedule": "cosin"}, "did you mean 'cosine'"),
+        ({"batch_size": 0}, "batch_size must be"),
+        ({"lr": -0.1}, "lr must be"),
+    ],
+)
+def test_train_model_checks_its_settings_before_a_step(setting, said):
+    from initlab.train import train_model
+
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(InitlabError, match=said):
+        train_model(model, load("digits"), epochs=1, **setting)
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))

@@ -293,6 +293,9 @@ def test_a_group_stuck_in_every_run_never_ranks_above_one_that_learned():
     ranked = both.ranking()
     assert list(ranked["group"]) == ["he_normal", "zeros"]
     assert both.verdict().startswith("no winner")
+    failed = dict(run_id="zeros9", init="zeros", seed=9, test_accuracy=float("nan"))
+    more = pd.DataFrame([*rows[:4], {**failed, "status": "failed"}])  # no score: no say
+    assert ResultSet(more, pd.DataFrame(), ("init",)).ranking()["group"].iloc[0] == "he_normal"
     # with a tested group that learned, it stays first; zeros still ranks after the one seed
     three = ResultSet(pd.DataFrame(rows), pd.DataFrame(), group_by=("init",))
     assert list(three.ranking()["group"]) == ["glorot", "he_normal", "zeros"]

@@ -297,7 +297,8 @@ def test_a_residual_mlp_under_a_zero_rule_trains_again_and_no_other_key_moves(mo
     initialized, where it killed them: those runs must not resume from the store."""
     plain = RunConfig(dataset="digits", hidden=(16,), epochs=1, residual=True)
     zeroed = [plain.replace(residual_init=r) for r in ("zero", "zero_last_layer")]
-    before = [c.key() for c in (plain, plain.replace(residual_init="fixup"), *zeroed)]
+    kept = [plain, plain.replace(residual_init="fixup"), zeroed[0].replace(activation="tanh")]
+    before = [c.key() for c in (*kept, *zeroed)]
     monkeypatch.setattr(config, "RELU_END_RULE", 3)
-    after = [c.key() for c in (plain, plain.replace(residual_init="fixup"), *zeroed)]
-    assert after[:2] == before[:2] and after[2] != before[2] and after[3] != before[3]
+    after = [c.key() for c in (*kept, *zeroed)]
+    assert after[:3] == before[:3] and after[3] != before[3] and after[4] != before[4]

@@ -290,8 +290,8 @@ def _output_layer(model: nn.Module, data: Any) -> str | None:
     last, guessed = output_layer(model, data)
     if guessed:
         why = (
-            "cannot be found without running it (torch.fx cannot trace it); pass data=a "
-            "batch of inputs to find it"
+            "cannot be found without running it (torch.fx cannot trace it); pass "
+            f"{option('--data', 'data=a batch of inputs')} to find it"
             if data is None
             else "could not be found"
         )

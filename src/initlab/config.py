@@ -24,7 +24,7 @@ from initlab.ranges import (
     check_model_args,
     check_number,
 )
-from initlab.residual.names import canonical_rule
+from initlab.residual.names import ZERO_RULES, canonical_rule
 from initlab.usercode import is_user_spec, source_fingerprint
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -59,7 +59,6 @@ RELU_END_RULE = 2
 ``zero_last_norm``): 2 since such a rule leaves a branch that a ReLU ends (``linear →
 [norm] → relu``) as initialized, where it zeroed it and the branch never trained
 (:mod:`initlab.residual.rules`). Runs of the old rule train again."""
-ZERO_RULES = ("zero_last_layer", "zero_last_norm")
 BIAS_BEFORE_NORM = False
 """Whether a layer of a built-in model that batch norm follows has a bias (as in
 torchvision's ResNets: no). Batch norm subtracts the batch mean, so that bias changes
@@ -202,7 +201,7 @@ class RunConfig:
             changed["layer_rules"] = USER_MODEL_RULES
         elif self.batch_norm:
             changed["bias_before_norm"] = BIAS_BEFORE_NORM
-        if self.residual and not is_user_spec(self.model) and self._zero_rule():
+        if self.residual and not is_user_spec(self.model) and self._zeroes_relu_ends():
             changed["relu_end_rule"] = RELU_END_RULE
         if self.limit_train is not None and _canonical(self.dataset) not in FIRST_ROWS:
             changed["limit_sample"] = LIMIT_SAMPLE
@@ -211,11 +210,16 @@ class RunConfig:
         blob = json.dumps({"v": KEY_VERSION, **changed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def _zero_rule(self) -> bool:
+    def _zeroes_relu_ends(self) -> bool:
+        """A zero rule on branches its activation ends with f'(0) = 0 (ReLU): what
+        :data:`RELU_END_RULE` changed (tanh or GELU branches train as before)."""
+        from initlab.activations import dies_at_zero  # torch: not on the CLI's start path
+
         try:
-            return canonical_rule(self.residual_init) in ZERO_RULES
+            rule = canonical_rule(self.residual_init)
         except InitlabError:  # an unknown name is refused by validation, not here
             return False
+        return rule in ZERO_RULES and dies_at_zero(self.activation)
 
     def replace(self, **changes: Any) -> RunConfig:
         return replace(self, **changes)

@@ -246,6 +246,7 @@ def note_seeded_factory(config: RunConfig, configs: Sequence[RunConfig], data: o
         note(
             f"{shown_spec(config.model)} builds the same weights for seeds {seeds[0]} and "
             f"{seeds[1]} (does it call torch.manual_seed?): its 'default' runs differ only in "
-            "their data order, so their spread understates the init's own; remove that call, "
-            "or seed only when given a seed argument"
+            "their data order, so their spread understates the init's own and the ranking's "
+            "tests against 'default' are too confident; remove that call (initlab seeds "
+            "torch before it calls the factory, differently for each run)"
         )

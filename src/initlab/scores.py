@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from initlab.stats import group_label
-from initlab.train.result import STUCK, STUCK_R2_RULE, STUCK_RULE, STUCK_TASKS, STUCK_TOKEN_RULE
+from initlab.train.result import OK, STUCK, STUCK_R2_RULE, STUCK_RULE, STUCK_TASKS, STUCK_TOKEN_RULE
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, SCORES, SEQUENCE, TASKS
 
 RESOLVED_TASK = "resolved_task"
@@ -225,8 +225,10 @@ def stuck_groups(runs: pd.DataFrame, group_by: list[str]) -> set[str]:
 
 
 def _stuck_in_every_run(runs: pd.DataFrame, keys: list[str]) -> dict[str, bool]:
-    """Group label → whether every run is ``stuck`` and, for regression, at most at the mean
-    (R² ≤ 0; see :func:`stuck_not_tied`)."""
+    """Group label → whether every run that has a score is ``stuck`` (a failed or diverged
+    run has none: it neither clears nor condemns the group) and, for regression, at most at
+    the mean (R² ≤ 0; see :func:`stuck_not_tied`)."""
+    runs = runs[runs["status"].isin((OK, STUCK))]
     stuck = {
         group_label(key): bool((g["status"] == STUCK).all())
         for key, g in runs.groupby(keys, sort=False, dropna=False)

@@ -10,7 +10,9 @@ from initlab.speclist import split_list
 def one_scheme(flag: str, value: str) -> str:
     """``value`` of ``flag`` (``--output-init``, ``--embedding-init``): one scheme; a
     comma-separated list is one line saying how to compare several (a sweep's axis)."""
-    items = split_list(value)
+    if not value.strip():
+        raise InitlabError(f"{flag} needs a scheme (e.g. glorot_uniform), got {value!r}")
+    items = split_list(value, flag)
     if len(items) > 1:
         key = flag.removeprefix("--").replace("-", "_")
         shown = ", ".join(f'"{item}"' for item in items)

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-ZERO_RULES = ("zero_last_layer", "zero_last_norm")
+from initlab.residual.names import ZERO_RULES
+
 DEAD = "branch_dead_if_zeroed"
 """The frame's column: the activation that a zero rule's zeroed module would feed 0
 (``"blocks.0.act (ReLU)"``) in each row of such a branch; NaN elsewhere."""

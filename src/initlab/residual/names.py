@@ -17,3 +17,8 @@ def canonical_rule(rule: str) -> str:
     if rule not in ACCEPTED:
         raise UnknownNameError("residual rule", rule, ACCEPTED)
     return ALIASES.get(rule, rule)
+
+
+ZERO_RULES = ("zero_last_layer", "zero_last_norm")
+"""The rules that zero the end of each branch (a branch a ReLU ends keeps it:
+:mod:`initlab.residual.rules`)."""

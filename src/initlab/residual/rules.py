@@ -357,8 +357,9 @@ def _fixup(b: Branch, modules: dict, depth: int, result: ResidualResult) -> None
     for name in b.layers:
         if m == 1:
             _scale(name, modules, depth**-0.5, result)
-        elif b.depth_of(name) == m and not _kills(b, name, result):  # a ReLU after: kept
-            _zero(name, modules, result)
+        elif b.depth_of(name) == m:
+            if not _kills(b, name, result):  # a ReLU after it: left as initialized
+                _zero(name, modules, result)
         elif name not in b.scores:  # a query or key projection stays (T-Fixup's choice)
             _scale(name, modules, depth ** (-1.0 / (2 * m - 2)), result)
     for attention in b.attention_inputs:  # v: the layer before out_proj, never last

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from initlab.config import RunConfig
@@ -97,14 +98,21 @@ class SweepInterrupted(KeyboardInterrupt):
         super().__init__("sweep interrupted")
         self.report = report
         self.results: ResultSet | None = None
+        self.store: Path | None = None
+        """The store's file (``None``: in memory, ``out=None``), set with :attr:`results`."""
 
     def __str__(self) -> str:
         if self.results is None:
             return "sweep interrupted"
-        return (
-            f"sweep interrupted: the {len(self.results.runs)} finished run(s) are in this "
-            "exception's .results (with out=, they stay in the store and the same call resumes)"
-        )
+        n = len(self.results.runs)
+        if not n:
+            return "sweep interrupted before any run finished: nothing was kept"
+        kept = f"the {n} finished run(s) are in this exception's .results"
+        if self.store is None:
+            return f"sweep interrupted: {kept} (their only copy: out=None keeps no store)"
+        rest = self.report.total - self.report.finished
+        more = f"; the same call trains the other {rest}" if rest > 0 else ""
+        return f"sweep interrupted: {kept} and in {self.store}{more}"
 
 
 class SweepStopped(InitlabError):

@@ -362,8 +362,12 @@ def run_study(
         try:
             report = run_sweep(configs, store, study, **options)
         except (SweepInterrupted, SweepStopped) as stop:
-            with interrupts_deferred():  # an in-memory store's only copy: read it whole
-                stop.results = store.results(study.study_id)
+            stop.store = store.path
+            try:
+                with interrupts_deferred():  # an in-memory store's only copy: read it whole
+                    stop.results = store.results(study.study_id)
+            except KeyboardInterrupt:  # a second Ctrl-C: the results are read, raise them
+                pass
             raise
         return _results_of(store, study, report), report
 
@@ -378,6 +382,6 @@ def _results_of(store: Store, study: Study, report: SweepReport) -> ResultSet:
     except KeyboardInterrupt:
         report.interrupted = True
         stop = SweepInterrupted(report)
-        stop.results = results
+        stop.results, stop.store = results, store.path
         raise stop from None
     return results

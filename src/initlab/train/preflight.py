@@ -28,6 +28,7 @@ from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.layout import layout_hint
 from initlab.train.output_checks import check_output, note_probabilities
+from initlab.train.schedule import note_long_warmup, steps_per_epoch
 from initlab.train.tasks import CLASSIFICATION, resolve_task
 from initlab.usercode import is_user_spec
 
@@ -52,6 +53,9 @@ def preflight(config: RunConfig, data: object) -> nn.Module:
             f"{config.batch_size}; use a smaller {option('--batch-size')} or more training data"
         )
     check_finite(data)
+    note_long_warmup(
+        config.warmup_steps, config.epochs * steps_per_epoch(num_train, config.batch_size)
+    )
     model = build_checked(config, data)
     check_trainable(model)
     check_embedding_init(config, model)
@@ -162,8 +166,8 @@ def check_initializes(config: RunConfig, data) -> None:
 
 
 def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
-    """An ``embedding_init`` for a model without an embedding table of its own (none, or
-    each tied to a weight layer, whose init sets it) → one line: it would do nothing."""
+    """An ``embedding_init`` for a model without an embedding table → one line: it would
+    do nothing."""
     if config.embedding_init == "default":
         return
     from initlab.coverage import own_embeddings
@@ -171,8 +175,7 @@ def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
     if not own_embeddings(model):
         raise InitlabError(
             f"embedding_init '{config.embedding_init}' would change nothing: "
-            f"{shown_spec(config.model)} has no nn.Embedding table of its own (a tied one is "
-            f"set by {option('--output-init')})"
+            f"{shown_spec(config.model)} has no nn.Embedding table"
         )
 
 
@@ -181,9 +184,19 @@ def check_init_reaches(config: RunConfig, model: nn.Module) -> None:
     ``nn.Parameter``s used in ``F.linear``, say) → one line: every init would train the
     model as built, and the comparison would rank identical runs."""
     from initlab.coverage import weight_layers
+    from initlab.embedding_init import tied_tables
 
-    if config.init == "default" or weight_layers(model):
+    layers = weight_layers(model)
+    if config.init == "default" or any(not tied_tables(model, n) for n, _ in layers):
         return
+    if layers:  # a bigram model: its one layer's weight is the embedding table
+        table = tied_tables(model, layers[0][0])[0]
+        raise InitlabError(
+            f"init '{config.init}' would change nothing but a bias: the weight of "
+            f"{layers[0][0]}, {shown_spec(config.model)}'s only layer, is {table}.weight "
+            f"(tied), which {option('--embedding-init')} sets; compare that (a sweep's "
+            "embedding_init axis), or compare 'default' only"
+        )
     names = [name for name, _ in model.named_parameters()]
     shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
     raise InitlabError(

@@ -244,8 +244,13 @@ def train_model(
 
     ``track``: ``"off"``, ``"epoch"``, N steps, or a :class:`~initlab.probe.tracking.Tracker`
     (its rows are appended to and also returned in ``result.layer_stats``).
-    ``lr_schedule``, ``warmup_steps``, ``clip_norm``: :mod:`initlab.train.schedule`.
+    ``lr_schedule``, ``warmup_steps``, ``clip_norm``: :mod:`initlab.train.schedule`. Every
+    setting is checked as a :class:`~initlab.config.RunConfig` field's (one line, before
+    anything trains).
     """
+    settings = dict(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    settings |= dict(batch_size=batch_size, epochs=epochs, seed=seed, task=task, device=device)
+    RunConfig(lr_schedule=lr_schedule, warmup_steps=warmup_steps, clip_norm=clip_norm, **settings)
     tracker = track if isinstance(track, Tracker) else None
     plan = Plan(
         task=resolve_task(task, data),

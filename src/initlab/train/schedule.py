@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from initlab.errors import option
+from initlab.notes import note
 from initlab.train.tasks import CLASSIFICATION
 
 CPU = torch.device("cpu")
@@ -101,9 +103,22 @@ def clip_per_model(grads: Sequence[Tensor | None], max_norm: float) -> Tensor | 
     present = [g for g in grads if g is not None]
     if not present:
         return None
-    squares = torch.stack([g.detach().flatten(1).float().pow(2).sum(1) for g in present])
+    squares = torch.stack([g.detach().reshape(len(g), -1).float().pow(2).sum(1) for g in present])
     norms = squares.sum(0).sqrt()
     scale = (max_norm / (norms + CLIP_EPS)).clamp(max=1.0)
     for g in present:
         g.mul_(scale.to(g.dtype).view(-1, *[1] * (g.dim() - 1)))
     return norms
+
+
+def note_long_warmup(warmup: int, total: int) -> None:
+    """A note when ``warmup`` steps are at least the ``total`` a run takes: the rate never
+    reaches ``lr`` (it ends at ``total / warmup`` of it) and the schedule after warmup never
+    starts, so runs of other schedules train alike."""
+    if warmup and warmup >= total:
+        note(
+            f"{option(f'--warmup-steps {warmup}')} is at least the {total} optimizer steps each "
+            f"run takes: the learning rate ends at {min(total / warmup, 1):.0%} of "
+            f"{option('--lr')} and the schedule after warmup never starts; warm up for a "
+            f"tenth of them (about {max(1, total // 10)})"
+        )
