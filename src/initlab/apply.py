@@ -41,7 +41,7 @@ from initlab.coverage import initializable_layers, skip_row, skipped_modules, we
 from initlab.embedding_init import (
     EMBEDDINGS,
     TABLE_ROW,
-    note_constant_tied,
+    note_planned_tables,
     readouts_of_tables,
     record_embeddings,
     table_readout_row,
@@ -125,7 +125,7 @@ def initialize(
     _refuse_computed(model, plan)
     owned = {} if isinstance(scheme, Mapping) else readouts_of_tables(model, plan)
     plan.update(dict.fromkeys(owned))  # their weights are tables: the embedding rule's
-    note_constant_tied(model, plan)
+    note_planned_tables(model, plan)
     _check_data(model, data, plan)
     bias_init = resolve_bias(bias)
     record = InitRecord(skipped=skipped_modules(model))

@@ -164,18 +164,21 @@ def table_readout_row(
     return layer_row(name, module, f"{TABLE_ROW}{table}", fans, None, bias_text)
 
 
-def note_constant_tied(model: nn.Module, plan: dict[str, Initializer | None]) -> None:
-    """A note for each layer a plan fills with one value (``zeros``) whose weight is an
-    embedding table's: every token enters as the same vector (a scheme leaves such a
-    readout to the embedding rule: :func:`readouts_of_tables`)."""
+def note_planned_tables(model: nn.Module, plan: dict[str, Initializer | None]) -> None:
+    """A note for each layer a plan (a mapping) draws whose weight is an embedding table's:
+    the token table takes that layer's scheme and scale, apart from the model's other
+    tables; filled with one value (``zeros``), every token enters as the same vector. (A
+    scheme leaves such a readout to the embedding rule: :func:`readouts_of_tables`.)"""
     for layer, init in plan.items():
-        if init is None or not isinstance(init.sampler, Constant):
+        if init is None or init.name == AS_BUILT:
             continue
         for table in tied_tables(model, layer):
-            note(
-                f"{init!r} also sets {table}.weight, tied to {layer}.weight: every token "
-                "enters as the same vector"
+            what = (
+                "every token enters as the same vector"
+                if isinstance(init.sampler, Constant)
+                else "the token table takes that layer's scale, apart from the other tables"
             )
+            note(f"{init!r} also sets {table}.weight, tied to {layer}.weight: {what}")
 
 
 def zero_tied_padding(model: nn.Module, set_by_layers: set[int]) -> None:
