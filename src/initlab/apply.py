@@ -123,7 +123,8 @@ def initialize(
     plan = _resolve_plan(scheme, model, output_scheme(output_init), data)
     spans = packed.planned_spans(scheme, plan)  # fused projections: one draw per row span
     _refuse_computed(model, plan)
-    owned = {} if isinstance(scheme, Mapping) else readouts_of_tables(model, plan)
+    tables_kept = embedding_init in (None, AS_BUILT)  # else init_embeddings says who sets them
+    owned = {} if isinstance(scheme, Mapping) else readouts_of_tables(model, plan, tables_kept)
     plan.update(dict.fromkeys(owned))  # their weights are tables: the embedding rule's
     note_planned_tables(model, plan)
     _check_data(model, data, plan)

@@ -125,24 +125,29 @@ def tied_tables(model: nn.Module, layer: str) -> list[str]:
     ]
 
 
-def readouts_of_tables(model: nn.Module, plan: dict[str, Initializer | None]) -> dict[str, str]:
+def readouts_of_tables(
+    model: nn.Module, plan: dict[str, Initializer | None], said: bool = True
+) -> dict[str, str]:
     """``{layer: table}`` for each layer ``plan`` would draw whose weight is an embedding
     table's (a language model's tied readout, ``head.weight = tok.weight``), with a note
-    each. A scheme leaves that tensor to the embedding rule (``embedding_init``; as built
-    without one): drawn as the readout, the token table took the readout's scale (Glorot on
-    ``[V, D]``: std ≈ sqrt(2/V)) while the position table kept its own (PyTorch's N(0, 1)),
-    and tokens entered at a small fraction of the positions' variance, whatever the scheme
-    under study. A plan (a mapping) that names the readout draws it."""
+    each unless ``said`` is false (an embedding scheme sets the table, and
+    :func:`init_embeddings` says so). A scheme leaves that tensor to the embedding rule
+    (``embedding_init``; as built without one): drawn as the readout, the token table took
+    the readout's scale (Glorot on ``[V, D]``: std ≈ sqrt(2/V)) while the position table
+    kept its own (PyTorch's N(0, 1)), and tokens entered at a small fraction of the
+    positions' variance, whatever the scheme under study. A plan (a mapping) that names the
+    readout draws it."""
     owned = {}
     for layer, init in plan.items():
         if init is None or init.name == AS_BUILT or not (tables := tied_tables(model, layer)):
             continue
         owned[layer] = tables[0]
-        note(
-            f"{layer}.weight is {tables[0]}.weight (tied): set as an embedding table "
-            f"({option('--embedding-init')}; as built without one), not by {init!r}, so it "
-            "keeps the scale of the model's other embedding tables"
-        )
+        if said:
+            note(
+                f"{layer}.weight is {tables[0]}.weight (tied): kept as built with the model's "
+                f"other embedding tables, not drawn by {init!r} ({option('--embedding-init')} "
+                "sets them all)"
+            )
     return owned
 
 
