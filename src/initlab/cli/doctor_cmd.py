@@ -13,6 +13,7 @@ from rich.text import Text
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.outputs import WEIGHT_FILES, check_output_dir, check_output_file
+from initlab.cli.parsing import split_list
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stderr_console, stdout_console
@@ -177,7 +178,7 @@ def apply_hint(plan: Plan, family: str) -> str:
 def _one_init(init: str | None) -> str | None:
     """``--init``: the one scheme the doctor starts from; a list of several (``he_normal,
     glorot_normal``) is refused pointing at ``--candidates``, which compares them."""
-    names = opt.split_list(init, "--init") if init and init.strip() else []
+    names = split_list(init, "--init") if init and init.strip() else []
     if len(names) > 1:
         raise InitlabError(
             f"doctor's --init takes one scheme (the model's starting point), got {len(names)}: "
@@ -219,7 +220,7 @@ def check_trials(
     check_output_dir(out_dir, files=EVIDENCE_FILES)
     spend = parse_budget(budget)
     if names.strip() != "auto":
-        check_listed(opt.split_list(names, "--candidates"), start)
+        check_listed(split_list(names, "--candidates"), start)
     return spend
 
 
