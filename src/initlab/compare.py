@@ -149,7 +149,8 @@ def compare(
     ``cuda:N`` or ``mps``; ``precision``: ``fp32`` or ``bf16``.
 
     ``settings`` are other :class:`RunConfig` fields (``epochs``, ``batch_size``, ``lr``,
-    ``optimizer``, ``hidden``, ``activation``, ``batch_norm``, ``output_init``...); those
+    ``optimizer``, ``weight_decay``, ``lr_schedule``, ``warmup_steps``, ``clip_norm``,
+    ``hidden``, ``activation``, ``batch_norm``, ``output_init``, ``embedding_init``...); those
     not given keep :class:`RunConfig`'s defaults (``initlab.RunConfig().to_dict()`` lists them).
     Diverged runs are recorded as such and the comparison goes on. ``data_dir`` is where
     to look for dataset files first (see :func:`initlab.data.load`).
