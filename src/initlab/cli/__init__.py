@@ -29,6 +29,7 @@ import typer
 from initlab.cli.repeated import repeated_option
 from initlab.console import NotePrinter
 from initlab.errors import InitlabError, permission_denied, surface
+from initlab.notes import forget_shown
 
 app = typer.Typer(
     name="initlab",
@@ -225,6 +226,7 @@ def _main(args: list[str]) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = NotePrinter()
+            forget_shown()
             return _run(args)
     except SystemExit as stop:
         code = stop.code
