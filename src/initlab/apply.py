@@ -49,7 +49,7 @@ from initlab.embedding_init import (
     zero_tied_padding,
 )
 from initlab.errors import InitlabError, UnknownNameError, closest_name, option
-from initlab.init_record import InitRecord, layer_row
+from initlab.init_record import InitRecord, layer_row, set_bias
 from initlab.initializers import Initializer, fans_of_module, fans_of_tensor
 from initlab.layer_order import output_layer
 from initlab.notes import note
@@ -374,13 +374,10 @@ def _init_layer(
         init(module.weight, generator, fans=fans)
     if init is None:
         bias_init = None  # a layer the plan keeps keeps its bias too
-    bias = getattr(module, "bias", None)
-    if bias is not None and bias_init is not None:
-        bias_init(bias, generator, fans=fans)
+    bias_text = set_bias(module, bias_init, generator, fans)
     scheme, std = (
         (repr(init), init.std(fans, shape=module.weight.shape)) if init else ("kept", None)
     )
-    bias_text = "none" if bias is None else (repr(bias_init) if bias_init else "kept")
     return layer_row(name, module, scheme, fans, std, bias_text)
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 import initlab.initializers as initializers
 from initlab.errors import InitlabError, option
-from initlab.init_record import InitRecord, layer_row
+from initlab.init_record import InitRecord, layer_row, set_bias
 from initlab.initializers import Initializer
 from initlab.initializers.basic import Constant
 from initlab.notes import note
@@ -162,10 +162,7 @@ def table_readout_row(
     (:func:`readouts_of_tables`): the weight is left to the embedding rule, the layer's own
     bias gets ``bias_init``."""
     fans = initializers.fans_of_module(module)
-    bias = getattr(module, "bias", None)
-    if bias is not None and bias_init is not None:
-        bias_init(bias, generator, fans=fans)
-    bias_text = "none" if bias is None else (repr(bias_init) if bias_init else "kept")
+    bias_text = set_bias(module, bias_init, generator, fans)
     return layer_row(name, module, f"{TABLE_ROW}{table}", fans, None, bias_text)
 
 

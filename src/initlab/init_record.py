@@ -11,12 +11,14 @@ measured again, so the record describes the weights as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import torch
 from torch import nn
 
-from initlab.residual import ResidualResult
+if TYPE_CHECKING:  # only annotated here; a runtime import closes a cycle via tied_layers
+    from initlab.residual import ResidualResult
 
 RESIDUAL_WEIGHTS = ("weight", "in_proj_weight", "q_proj_weight")
 """The parameter a row's ``std`` is measured on (a multi-head attention's: its q/k/v)."""
@@ -85,3 +87,17 @@ def layer_row(
         "std": float(weight.detach().std()) if weight.numel() > 1 else 0.0,
         "bias": bias,
     }
+
+
+def set_bias(
+    module: nn.Module, bias_init: Any, generator: torch.Generator | None, fans: Any
+) -> str:
+    """Draw ``module``'s bias with ``bias_init`` (``None``: keep it) and return what a record
+    row says of it: ``"none"`` (no bias), the scheme, or ``"kept"``."""
+    bias = getattr(module, "bias", None)
+    if bias is None:
+        return "none"
+    if bias_init is None:
+        return "kept"
+    bias_init(bias, generator, fans=fans)
+    return repr(bias_init)

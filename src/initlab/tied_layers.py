@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from initlab.init_record import set_bias
 from initlab.initializers import Initializer, fans_of_module
 from initlab.initializers.basic import Constant
 from initlab.notes import note
@@ -83,14 +84,11 @@ def tied_row(
             f"initialize: {name}.weight is {first}.weight (tied): drawn once, by {first}'s "
             f"{drawn['scheme']} with its fans; {name}'s {init!r} was not applied"
         )
-    bias = getattr(module, "bias", None)
-    if bias is not None and bias_init is not None and not as_built:
-        bias_init(bias, generator, fans=fans_of_module(module))
-    own = bias_init is not None and bias is not None and not as_built
+    own = None if as_built else bias_init
     return {
         **drawn,
         "layer": name,
         "type": type(module).__name__,
         "scheme": f"tied to {first}",
-        "bias": "none" if bias is None else (repr(bias_init) if own else "kept"),
+        "bias": set_bias(module, own, generator, fans_of_module(module)),
     }
