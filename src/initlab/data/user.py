@@ -56,6 +56,7 @@ from initlab.global_state import preserved_globals
 from initlab.inprocess import given_as
 from initlab.notes import note
 from initlab.usercode import (
+    RELATIVE,
     _short,
     check_readable,
     is_data_file,
@@ -200,7 +201,8 @@ def read_file(path: Path) -> Raw:
     if path.is_dir():
         raise InitlabError(f"{where}: a directory, not a data file (.npz, .pt or .pth)")
     if not path.is_file():
-        raise InitlabError(f"{option('--data')}: no such file '{path}'")
+        cwd = "" if path.is_absolute() else f" in {Path.cwd()} ({RELATIVE})"
+        raise InitlabError(f"{option('--data')}: no such file '{path}'{cwd}")
     npz = path.suffix.lower() == ".npz"
     if npz and not zipfile.is_zipfile(path):  # numpy.load would talk of pickled data
         raise InitlabError(
