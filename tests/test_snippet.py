@@ -246,3 +246,55 @@ def test_the_snippet_leaves_an_attentions_out_proj_bias_zero_under_torch_default
     ref = Recurrent()
     initialize(ref, schemes, bias="torch_default", generator=torch.Generator().manual_seed(2))
     assert not mine.attn.out_proj.bias.any() and not ref.attn.out_proj.bias.any()
+
+
+class PaddedTagger(nn.Module):
+    """A token table with a padding row, read out by a Linear of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(500, 64, padding_idx=0)
+        self.head = nn.Linear(64, 500)
+
+
+def test_a_schemes_tied_readout_keeps_its_table_in_the_snippet_as_initialize_does():
+    """Under a scheme, initialize leaves a readout's table to the embedding rule (as built
+    without one); the winner's snippet drew the table as the readout (Glorot, std ~0.08
+    here) where the trials had trained the table as built (N(0, 1))."""
+    from initlab.doctor.evidence import tied_readouts
+
+    schemes = {"mid": "he_normal", "head": "glorot_uniform"}
+    readouts = tied_readouts(TiedLM(), schemes)
+    assert readouts == {"head": "embed"}
+    assert tied_readouts(TiedLM(), {"mid": "he_normal", "head": "default"}) == {}
+    space: dict = {}
+    exec(make_snippet(TiedLM(), schemes, name="t", message="m", readouts=readouts), space)
+    mine, ref = TiedLM(), TiedLM()
+    table = mine.embed.weight.detach().clone()
+    space["apply_init"](mine, torch.Generator().manual_seed(1))
+    assert mine.head.weight is mine.embed.weight and torch.equal(mine.embed.weight, table)
+    initialize(ref, "he_normal", output_init="glorot_uniform")  # the readout: kept too
+    assert torch.equal(ref.embed.weight, ref.head.weight)
+    got, want = mine.mid.weight.detach().flatten(), ref.mid.weight.detach().flatten()
+    assert stats.ks_2samp(got, want).pvalue > 0.01
+
+
+def test_the_snippet_draws_every_table_from_the_embedding_scheme_as_initialize_does():
+    """``--embedding-init lecun_normal``: N(0, 1/D) per table (fan_in = D = 64), the padding
+    row zero, the readout from its own scheme; KS against initialize on 32,000 values."""
+    space: dict = {}
+    schemes = {"head": "he_normal"}
+    exec(make_snippet(PaddedTagger(), schemes, name="t", message="m", tables="lecun_normal"), space)
+    mine, ref = PaddedTagger(), PaddedTagger()
+    space["apply_init"](mine, torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(2)
+    initialize(ref, schemes, embedding_init="lecun_normal", generator=g)
+    assert not mine.embed.weight[0].any() and not ref.embed.weight[0].any()
+    for name in ("embed", "head"):
+        got = getattr(mine, name).weight.detach()[1:].flatten()
+        want = getattr(ref, name).weight.detach()[1:].flatten()
+        assert stats.ks_2samp(got, want).pvalue > 0.01 / 2, name
+    assert not mine.head.bias.any()
+    assert make_snippet(PaddedTagger(), schemes, name="t", message="m", tables="default") == (
+        make_snippet(PaddedTagger(), schemes, name="t", message="m")
+    )

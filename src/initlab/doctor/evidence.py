@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from torch import nn
 
 from initlab.atomic_files import check_output_dir, write_files
 from initlab.config import RunConfig
@@ -266,15 +267,31 @@ def snippet_source(evidence: Evidence, base: RunConfig, data: Dataset) -> str:
             config.replace(residual_init="none"), data.input_shape, data.num_classes, data=data
         )
         residual = residual_lines(plain, reference)
+    schemes = layer_schemes(chosen, model, base, first_look(data, INIT_BATCH)[0])
     return make_snippet(
         model,
-        layer_schemes(chosen, model, base, first_look(data, INIT_BATCH)[0]),
+        schemes,
         name=chosen.name,
         message=evidence.verdict["message"],
         bias=str(config.bias),
         reference=reference,
         residual=residual,
+        tables=config.embedding_init,
+        readouts={} if chosen.schemes else tied_readouts(model, schemes),
     )
+
+
+def tied_readouts(model: nn.Module, schemes: dict[str, str]) -> dict[str, str]:
+    """``{layer: table}`` for each layer of a scheme's ``schemes`` whose weight is an
+    embedding table's: the scheme leaves it to the embedding rule, as
+    :func:`initlab.embedding_init.readouts_of_tables` does in :func:`initlab.initialize`."""
+    from initlab.embedding_init import tied_tables
+
+    return {
+        layer: tables[0]
+        for layer, scheme in schemes.items()
+        if scheme != DEFAULT and (tables := tied_tables(model, layer))
+    }
 
 
 def to_json(evidence: Evidence, plan: Plan) -> dict[str, Any]:

@@ -23,7 +23,10 @@ default (as built)             nothing: the layer keeps what its constructor dre
 
 A fused projection a plan draws per row span (nanoGPT's ``c_attn``: :mod:`initlab.doctor.plan`)
 gets one call per span on ``p[...][a:b]`` with that span's fans (fan_in = in, fan_out = b - a),
-the rows of ``MultiheadAttention``'s ``in_proj_weight`` likewise. The snippet imports only
+the rows of ``MultiheadAttention``'s ``in_proj_weight`` likewise. With an embedding scheme
+(``--embedding-init``) every ``nn.Embedding`` table is drawn after the layers, as
+``initialize(..., embedding_init=...)`` draws it; a readout tied to a table under a scheme
+gets its bias only (the table is the embedding rule's). The snippet imports only
 ``torch`` and ``math``.
 """
 
@@ -49,7 +52,8 @@ from initlab.compound_layers import (
     unspanned,
 )
 from initlab.coverage import weight_layers
-from initlab.initializers import Initializer, fans_of_module, get, parse
+from initlab.embedding_init import EMBEDDINGS
+from initlab.initializers import Initializer, fans_of_module, fans_of_tensor, get, parse
 from initlab.initializers.basic import TRUNCATED_STD
 from initlab.tied_layers import drawing_order
 
@@ -107,13 +111,20 @@ def make_snippet(
     bias: str = "zeros",
     reference: nn.Module | None = None,
     residual: list[str] | None = None,
+    tables: str | None = None,
+    readouts: Mapping[str, str] | None = None,
 ) -> str:
     """The source of ``init_snippet.py`` for ``model`` initialized by ``schemes`` (layer →
     scheme spec; ``default`` keeps a layer; a fused projection's row spans, from a doctor's
     :class:`~initlab.doctor.plan.Plan` or a spec ``"orthogonal per rows 0:16, 16:32, 32:48"``,
     give one draw per row range, as :func:`initlab.initialize` makes them). ``reference``:
     the model initialized by initlab, whose weights give the scale LSUV reached;
-    ``residual``: the lines of :func:`residual_lines`, appended after the per-layer draws."""
+    ``residual``: the lines of :func:`residual_lines`, appended after the per-layer draws;
+    ``tables``: the embedding scheme (``embedding_init``) every embedding table is drawn
+    from, after the layers, with fan_in = D and fan_out = V and a ``padding_idx`` row zeroed
+    (``None`` or ``default``: as built); ``readouts``: ``{layer: table}`` for readouts whose
+    weight is an embedding table that a scheme leaves to the embedding rule
+    (:func:`initlab.embedding_init.readouts_of_tables`): only their bias is drawn."""
     expected = {n: tuple(p.shape) for n, p in model.named_parameters()}
     lines = [HEADER.format(name=name, message=message, expected=_dict_literal(expected))]
     ref = dict(reference.named_modules()) if reference is not None else {}
@@ -124,6 +135,10 @@ def make_snippet(
         scheme = unspanned(schemes.get(layer, "default"))[0]
         if scheme == "default":
             lines.append(f"    # {layer}: kept as built")
+            continue
+        if layer in (readouts or {}):  # its weight is a table's, set with the tables
+            lines.append(f"    # {layer}: weight is {readouts[layer]}.weight, an embedding table")
+            lines += _bias_lines(layer, module, bias, modules) if _has_bias(module, bias) else []
             continue
         first = drawn.setdefault(id(getattr(module, "weight", None)), layer)
         if first != layer and not isinstance(module, COMPOUND):  # as initialize: drawn once
@@ -144,9 +159,27 @@ def make_snippet(
         lines += _weight_lines(layer, module, scheme, ref.get(layer))
         if _has_bias(module, bias):
             lines += _bias_lines(layer, module, bias, modules)
+    lines += table_lines(model, tables) if tables not in (None, "default") else []
     lines += residual or []
     lines.append("    return model\n")
     return "\n".join(lines)
+
+
+def table_lines(model: nn.Module, scheme: str) -> list[str]:
+    """Every embedding table of ``model`` drawn from ``scheme`` as
+    :func:`initlab.embedding_init.init_embeddings` draws it: fans of the ``[V, D]`` tensor
+    (fan_in = D, fan_out = V), then the ``padding_idx`` row zeroed."""
+    init, lines = parse(scheme), []
+    for name, module in model.named_modules():
+        if not isinstance(module, EMBEDDINGS):
+            continue
+        target, shape = f"p[{_qualified(name, 'weight')!r}]", tuple(module.weight.shape)
+        lines.append(f"    # {name}: embedding table, {scheme}")
+        calls = draw_calls(init, target, fans_of_tensor(module.weight), shape)
+        lines += [f"    {call}" for call in calls]
+        if (padding := getattr(module, "padding_idx", None)) is not None:
+            lines.append(f"    {target}[{padding}].zero_()")
+    return lines
 
 
 def _qualified(layer: str, parameter: str) -> str:
