@@ -315,3 +315,44 @@ def test_the_trials_show_the_sweeps_progress_in_a_log_too(tmp_path, capsys, monk
     assert main([*args, "--candidates", "plan", "--out", "o"]) == 0
     said = capsys.readouterr()
     assert "model-epochs" in said.out + said.err and "ETA" in said.out + said.err
+
+
+TIED_LM = """
+import sys
+sys.path.insert(0, {examples!r})
+from my_models import tiny_transformer
+
+def build():
+    model = tiny_transformer(dim=16, layers=1)
+    model.head.weight = model.embed.weight
+    return model
+"""
+
+
+def test_the_doctor_sets_the_tables_by_embedding_init_in_its_trials_and_snippet(tmp_path, capsys):
+    """The doctor had no --embedding-init: its trials of a language model compared plans on
+    nn.Embedding's N(0, 1) tables, and its snippet drew a tied table as the readout."""
+    import json
+    from pathlib import Path
+
+    from initlab.models import build_user_model
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    (tmp_path / "lm.py").write_text(TIED_LM.format(examples=str(examples)))
+    args = ["doctor", "--model", f"{tmp_path / 'lm.py'}:build", "--batch", "64"]
+    args += ["--data", f"{examples / 'my_data.py'}:tokens", "--init", "he_normal"]
+    args += ["--embedding-init", "normal(std=0.02)", "--trials", "1", "--budget", "10steps"]
+    args += ["--candidates", "default,he_normal", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "normal(std=0.02) (--embedding-init), before the plan and in every trial" in said
+    assert "same run as he_normal" not in said  # --init he_normal listed again: no news
+    saved = json.loads((tmp_path / "o" / "recommendation.json").read_text())
+    assert saved["provenance"]["config"]["embedding_init"] == "normal(std=0.02)"
+    space: dict = {}
+    exec((tmp_path / "o" / "init_snippet.py").read_text(), space)  # he_normal: no winner
+    model = space["apply_init"](build_user_model(f"{tmp_path / 'lm.py'}:build", {}))
+    assert model.head.weight is model.embed.weight
+    for table in (model.embed, model.position):  # 256 values: std within 5 sd of 0.02
+        assert abs(float(table.weight.std()) - 0.02) < 5 * 0.02 / (2 * 256) ** 0.5
+    assert not model.head.bias.any()

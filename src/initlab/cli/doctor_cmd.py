@@ -13,7 +13,7 @@ from rich.text import Text
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.outputs import WEIGHT_FILES, check_output_dir, check_output_file
-from initlab.cli.parsing import split_list
+from initlab.cli.parsing import one_scheme, split_list
 from initlab.cli.tables import print_frame
 from initlab.config import RunConfig
 from initlab.console import stderr_console, stdout_console
@@ -62,6 +62,7 @@ def doctor(
             "default (as built) for a --model factory"
         ),
     ] = None,
+    embedding_init: opt.EmbeddingInit = "default",
     batch: Annotated[int, typer.Option(help="examples in the probe batch")] = 512,
     seed: Annotated[int, typer.Option(help="seed of the weights and of the batch")] = 0,
     family: Annotated[
@@ -101,6 +102,7 @@ def doctor(
     from initlab.atomic_files import write_error
     from initlab.doctor.workflow import examine, starting_init
     from initlab.probe.batch import prepare_probe
+    from initlab.sweep.values import check_setting
     from initlab.weights import save_weights
 
     check_positive("--batch", batch)
@@ -112,9 +114,10 @@ def doctor(
     spend = check_trials(trials, budget, out_dir, candidates, start, training)
     check_output_file(save, WEIGHT_FILES, "--save")
     settings = _training(optimizer, lr, batch_size)
+    tables = check_setting("embedding_init", one_scheme("--embedding-init", embedding_init))
     config = RunConfig(
         hidden=(width,) * depth, activation=activation, init=start, seed=seed, **settings,
-        **target,
+        embedding_init=tables, **target,
     )  # fmt: skip
     where = str(data_dir) if data_dir else None
     with opt.default_data_named(target, config.dataset, "doctor"):
@@ -124,7 +127,7 @@ def doctor(
     print_frame(plan.to_frame(), out, title="the plan: a scheme per layer")
     if line := plan.rule_line():
         out.print(line, soft_wrap=True, markup=False, highlight=False)
-    note_as_built(exam.model)
+    note_as_built(exam.model, config.embedding_init)
     _print_comparison(exam.before, exam.after)
     if save is not None:
         try:
@@ -141,14 +144,20 @@ def doctor(
         out.print(apply_hint(plan, family), soft_wrap=True, markup=False, highlight=False)
 
 
-def note_as_built(model: nn.Module) -> None:
+def note_as_built(model: nn.Module, tables: str = "default") -> None:
     """A note naming the embeddings and bare parameters the plan leaves as the factory built
     them (:func:`initlab.coverage.untouched_weights`): nn.Embedding's N(0, 1) is itself a
-    choice, often the one that matters most in a language model."""
-    from initlab.coverage import untouched_weights
+    choice, often the one that matters most in a language model. ``tables``: the
+    ``--embedding-init`` scheme, which set the tables (``default``: as built)."""
+    from initlab.coverage import own_embeddings, untouched_weights
     from initlab.model_notes import embedding_scales
 
-    if not (untouched := untouched_weights(model)):
+    if tables != "default":
+        note(
+            f"{some_names(own_embeddings(model), 4)}: {tables} (--embedding-init), before "
+            "the plan and in every trial"
+        )
+    if not (untouched := untouched_weights(model, embeddings=tables != "default")):
         return
     verb = "keeps" if len(untouched) == 1 else "keep"
     text = f"the plan sets weight layers only: {some_names(untouched, 4)} {verb} the "

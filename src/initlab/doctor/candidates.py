@@ -301,14 +301,14 @@ def check_comparison(found: Sequence[Candidate], left_out: Sequence[str] = ()) -
 
 def unique(candidates: Sequence[Candidate], base: RunConfig, said: bool = False) -> list[Candidate]:
     """The first candidate of each distinct run (``base`` with its settings), in order;
-    ``said``: a note for each one dropped (names the user listed: one missing from the
-    ranking without a word looked lost)."""
+    ``said``: a note for each one dropped under another name (names the user listed: one
+    missing from the ranking without a word looked lost)."""
     from initlab.notes import note
 
     seen: dict[str, Candidate] = {}
     for c in candidates:
         kept = seen.setdefault(c.config(base).key(), c)
-        if said and kept is not c:
+        if said and kept is not c and kept.name != c.name:  # --init X --candidates X: no news
             note(f"{c.name} is the same run as {kept.name} here: trained once, as {kept.name}")
     return list(seen.values())
 
