@@ -174,7 +174,8 @@ def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
 
     if not own_embeddings(model):
         raise InitlabError(
-            f"embedding_init '{config.embedding_init}' would change nothing: "
+            f"{option('--embedding-init', 'embedding_init')} '{config.embedding_init}' would "
+            "change nothing: "
             f"{shown_spec(config.model)} has no nn.Embedding table"
         )
 
