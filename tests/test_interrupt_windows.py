@@ -18,6 +18,16 @@ TINY = dict(dataset="digits", hidden=(16,), epochs=1, lr=0.1, track="off")
 INITS = ["he_normal", "zeros", "glorot_uniform"]
 
 
+@pytest.fixture(autouse=True)
+def interactive_sigint():
+    """Python's own Ctrl-C handler, as a terminal session has it: a job started in the
+    background (``make test &``, nohup) inherits SIGINT ignored, which initlab rightly
+    leaves alone, and these tests would send Ctrl-Cs nothing hears."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def ctrl_c() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
