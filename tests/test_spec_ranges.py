@@ -76,6 +76,16 @@ def test_every_numeric_setting_has_a_range_and_its_edges_are_accepted():
     assert RunConfig(lr=1, device="cuda:3").lr == 1  # ints are numbers; cuda:N is syntax only
 
 
+def test_a_toml_sweep_unsets_a_number_with_none_so_clipping_is_compared_with_none():
+    """TOML has no null: `clip_norm = [1.0]` could not be swept against no clipping."""
+    spec = parse_spec({"fixed": FIXED, "sweep": {"clip_norm": ["none", 1.0], "seeds": 1}})
+    assert [c.clip_norm for c in expand(spec)] == [None, 1.0]
+    spec = parse_spec({"fixed": {**FIXED, "limit_train": " None"}})
+    assert expand(spec)[0].limit_train is None
+    with pytest.raises(InitlabError, match="epochs must be an integer >= 1"):
+        parse_spec({"fixed": {**FIXED, "epochs": "none"}})  # epochs cannot be unset
+
+
 @pytest.mark.parametrize(
     ("fixed", "message"),
     [

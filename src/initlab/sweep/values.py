@@ -66,7 +66,9 @@ def check_setting(key: str, value: Any) -> Any:
 
     The message names the setting, the value and the valid range, but not where it came
     from; callers add that context. Numpy scalars count as Python's (:func:`plain`: an
-    ``int64`` is an int, a ``torch.device`` its string), and come back as Python's.
+    ``int64`` is an int, a ``torch.device`` its string), and come back as Python's. A
+    number that may be unset (``clip_norm``, ``limit_train``, ``weight_decay``, ...) takes
+    ``"none"`` for ``None``, which TOML cannot write.
     """
     value = plain(value)
     if key.startswith(MODEL_ARG) and key != MODEL_ARG:
@@ -78,6 +80,8 @@ def check_setting(key: str, value: Any) -> Any:
     if checker is not None:
         return checker(value)
     if key in RANGES:
+        if RANGES[key].unset and isinstance(value, str) and value.strip().lower() == "none":
+            return None  # TOML has no null: "none" unsets (clip_norm = ["none", 1.0])
         value = check_number(key, value)
         return value if RANGES[key].integer or value is None else float(value)
     return _check_type(key, value)
