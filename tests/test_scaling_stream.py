@@ -71,3 +71,31 @@ def test_a_pre_ln_stream_that_grows_with_depth_is_recorded_and_flagged():
 def test_a_norm_fed_by_a_traced_layer_adds_no_rows():
     result = coord_check(conv_bn, widths=(4, 8), seeds=2, steps=1, data="digits")
     assert not result.coords["module"].str.endswith(STREAM).any()
+
+
+def test_embedding_init_sets_a_language_models_tables_at_every_width_so_the_stream_shows():
+    """nn.Embedding's N(0, 1) tables put the stream at std ~1 at the first norm, where the
+    blocks' outputs (std ~0.15) hardly show; the check had no way to set them. With
+    normal(std=0.02), tok + pos enter at std 0.02·√2 ≈ 0.028 at every width."""
+    result = coord_check(
+        "gpt", widths=(16, 32), seeds=2, steps=1, embedding_init="normal(std=0.02)",
+        model_args={"depth": 1},
+    )  # fmt: skip
+    rows = result.coords
+    first = rows[(rows["module"] == "blocks.0.ln1" + STREAM) & (rows["metric"] == "std")]
+    at_init = first[first["step"] == 0].groupby("width")["value"].mean()
+    assert set(at_init.index) == {16, 32} and (abs(at_init - 0.02 * math.sqrt(2)) < 0.01).all()
+    said = "embedding tables pos_emb, tok_emb: normal(std=0.02) (embedding_init) at every width"
+    assert any(note.startswith(said) for note in result.notes)
+
+
+def test_an_embedding_init_for_a_model_without_tables_is_refused_on_the_command_line(capsys):
+    from initlab.cli import main
+
+    args = ["scaling", "--widths", "16,32,64", "--steps", "1", "--seeds", "1"]
+    assert main([*args, "--embedding-init", "lecun_normal"]) == 2
+    err = capsys.readouterr().err
+    assert "--embedding-init 'lecun_normal' would change nothing: the model has no" in err
+    assert main([*args, "--model", "gpt", "--embedding-init", "lsuv"]) == 2
+    assert "--embedding-init" in (err := capsys.readouterr().err) and "lsuv" in err
+    assert len(err.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ from rich.text import Text
 from initlab.cli import app
 from initlab.cli import options as opt
 from initlab.cli.outputs import check_output_dir
-from initlab.cli.parsing import parse_model_args, parse_seeds
+from initlab.cli.parsing import one_scheme, parse_model_args, parse_seeds
 from initlab.console import stderr_console, stdout_console
 from initlab.progress_display import CountedProgress
 
@@ -61,6 +61,7 @@ def scaling(
         typer.Option(help="a dataset or user data spec (default: digits; tokens for gpt)"),
     ] = None,
     task: opt.Task = None,
+    embedding_init: opt.EmbeddingInit = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps")] = "auto",
     out_dir: Annotated[
         Path, typer.Option("--out", help="coords.csv, verdicts.json, coords.png go here")
@@ -74,25 +75,27 @@ def scaling(
     check_output_dir(out_dir, files=SCALING_FILES)
     progress = CheckProgress(err)
     try:
-        result = coord_check(
-            model,
-            widths=parse_sizes("--widths", widths),
-            param=param,
-            optimizer=optimizer,
-            lr=lr,
-            steps=steps,
-            seeds=parse_seeds(seeds),
-            depths=parse_sizes("--depths", depths) if depths else (),
-            data=data,
-            task=task or "auto",
-            device=device,
-            batch_size=batch_size,
-            base_width=base_width,
-            model_args=parse_model_args(model_arg),
-            width_arg=width_arg,
-            depth_arg=depth_arg,
-            progress=progress,
-        )
+        with opt.as_options(["embedding_init"]):
+            result = coord_check(
+                model,
+                widths=parse_sizes("--widths", widths),
+                param=param,
+                optimizer=optimizer,
+                lr=lr,
+                steps=steps,
+                seeds=parse_seeds(seeds),
+                depths=parse_sizes("--depths", depths) if depths else (),
+                data=data,
+                task=task or "auto",
+                device=device,
+                batch_size=batch_size,
+                base_width=base_width,
+                model_args=parse_model_args(model_arg),
+                width_arg=width_arg,
+                depth_arg=depth_arg,
+                progress=progress,
+                embedding_init=one_scheme("--embedding-init", embedding_init),
+            )
     finally:
         progress.stop()
     try:

@@ -65,6 +65,7 @@ from initlab.scaling.sentences import (
     with_sentences,
 )
 from initlab.scaling.shapes import ParamShape, check_factory, infer_shapes, renamed
+from initlab.scaling.tables import with_tables
 from initlab.scaling.unmeasured import unmeasured_modules, unmeasured_note
 from initlab.scaling.verdicts import Verdict, depth_verdicts, width_verdicts
 from initlab.sweep.seeds import seed_list
@@ -243,6 +244,7 @@ def coord_check(
     width_arg: str = "width",
     depth_arg: str = "depth",
     progress: Progress | None = None,
+    embedding_init: str = "default",
 ) -> ScalingResult:
     """Run the coordinate check of ``model`` (see :mod:`initlab.scaling.coords`) and fit its
     verdicts: per module, step and metric, the slope of ``log(value)`` on ``log(width)``,
@@ -270,6 +272,8 @@ def coord_check(
     ``"classification"``, ``"regression"`` or ``"sequence"``; ``"auto"``: the data's own.
     ``width_arg``/``depth_arg``: the factory's keywords for the width and depth
     (``n_embd``, ``n_layer``) when they are not named ``width``/``depth``.
+    ``embedding_init``: every embedding table's scheme at every width, before the
+    parametrization (:mod:`initlab.scaling.tables`; ``"default"``: as built).
     ``progress(done, total)``: called with 0 before the first model is measured and after
     each (``total`` = depths × widths × seeds models); silent when None.
     Every user mistake raises :class:`InitlabError` before any training (a model that cannot
@@ -294,6 +298,7 @@ def coord_check(
     dataset = load(data_spec(data), task=task)  # a name, spec, function or arrays, as compare
     settings = fit_builtin(model, settings, dataset)
     kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
+    factory, tables = with_tables(factory, embedding_init, settings.widths[0], kwargs)
     shapes = infer_shapes(
         factory, width=settings.widths[-1], base_width=settings.base, kwargs=kwargs
     )
@@ -311,7 +316,7 @@ def coord_check(
             f"{exc} (no data given: the check ran on digits, 8×8 images [N, 1, 8, 8] with 10 "
             f"classes; pass {option('--data', 'data=')})"
         ) from None
-    notes = before.notes + seed_pooling_note(len(settings.seeds))
+    notes = before.notes + seed_pooling_note(len(settings.seeds)) + ([tables] if tables else [])
     with torch.random.fork_rng(devices=rng_devices(the_device)):  # its dropout seeds
         coords = coord_data(factory, settings, batches, the_task, the_device, progress)
     roles = depth_roles(factory, settings)
