@@ -69,7 +69,7 @@ def test_configs_are_checked_before_anything_runs():
 
 
 def test_a_deep_hidden_column_reads_as_the_ranking_labels_it():
-    from initlab.summary_format import format_summary
+    from initlab.ranking.summary_format import format_summary
 
     summary = pd.DataFrame(
         {

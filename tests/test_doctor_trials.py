@@ -17,7 +17,7 @@ from initlab.doctor.crossed import crossed_mean_test
 from initlab.doctor.learned import chance_loss, lowest_loss
 from initlab.doctor.trials import Budget, Design, cut_schedule, parse_budget, plan_schedule
 from initlab.errors import InitlabError
-from initlab.stats import mean_ci
+from initlab.ranking.stats import mean_ci
 
 SMALL = ["--data", "digits", "--batch", "128", "--width", "16"]
 

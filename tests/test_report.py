@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import initlab
+from initlab.ranking.stats import pairwise_comparisons
 from initlab.report import assemble_report, build_report
 from initlab.report.layers import grad_norm_metric, layer_grids
 from initlab.report.model import Note
@@ -25,7 +26,6 @@ from initlab.report.sweep import (
 )
 from initlab.report.tables import _p, pairwise_table, ranked_summary
 from initlab.results import ResultSet
-from initlab.stats import pairwise_comparisons
 
 EVIL = "<script>alert(1)</script>"
 
@@ -412,7 +412,7 @@ def test_epochs_to_90_is_defined_for_a_negative_best_score():
 
 
 def test_flags_count_runs_as_integers_when_every_group_column_is_numeric():
-    from initlab.summary_format import format_summary
+    from initlab.ranking.summary_format import format_summary
 
     summary = pd.DataFrame(
         {

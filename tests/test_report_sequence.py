@@ -10,11 +10,11 @@ import scipy.stats as sps
 from rich.console import Console
 
 from initlab.curves import curves_figure
-from initlab.reach import reach_loss_target, reach_target, reach_threshold
+from initlab.ranking.reach import reach_loss_target, reach_target, reach_threshold
+from initlab.ranking.summary_format import format_summary
 from initlab.report import assemble_report
 from initlab.report.figures import accuracy_figure
 from initlab.results import ResultSet
-from initlab.summary_format import format_summary
 from initlab.sweep.ui import print_results
 
 # Per group: status of each run, mean validation loss per epoch (each run ±0.01 around it),

@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import pytest
 
+from initlab.ranking.summary_format import format_summary
 from initlab.report import assemble_report
 from initlab.results import ResultSet
-from initlab.summary_format import format_summary
 
 # Per group: token accuracies that Welch's test cannot separate, losses that it can.
 GROUPS = {

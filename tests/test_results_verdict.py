@@ -498,7 +498,7 @@ def test_means_equal_but_for_rounding_ask_for_no_absurd_seed_count():
         [("a", 0, 0.8), ("a", 1, 0.9), ("a", 2, 0.85)] + [("b", s, 0.85) for s in range(3)]
     ).verdict()
     assert text.startswith("no winner at 3 seeds") and "seeds per group" not in text
-    from initlab.ranking_verdict import _rounded
+    from initlab.ranking.verdict import _rounded
 
     assert _rounded(10**30) == "more than 100,000" and _rounded(15186) == "15,000"
 

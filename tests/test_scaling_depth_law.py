@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from initlab.ranking.stats import holm_adjust
 from initlab.scaling.fits import holm_distinct
 from initlab.scaling.verdicts import FAMILY_ERROR, depth_verdicts, width_verdicts
-from initlab.stats import holm_adjust
 
 COLUMNS = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]
 DEPTHS = (2, 4, 8, 16)

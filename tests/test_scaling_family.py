@@ -10,10 +10,10 @@ import torch
 from scipy import stats
 from torch import nn
 
+from initlab.ranking.stats import holm_adjust
 from initlab.scaling.fits import fit
 from initlab.scaling.sentences import cause
 from initlab.scaling.verdicts import Verdict, width_verdicts
-from initlab.stats import holm_adjust
 
 COLUMNS = ["param", "width", "depth", "seed", "step", "module", "metric", "value"]
 SMALL = np.array([8.0, 16.0, 32.0, 64.0])

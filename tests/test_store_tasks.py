@@ -13,9 +13,9 @@ import pytest
 
 from initlab.cli import main
 from initlab.config import RunConfig
+from initlab.ranking.scores import Score, run_tasks
 from initlab.report import assemble_report
 from initlab.results import ResultSet
-from initlab.scores import Score, run_tasks
 from initlab.store import open_store
 from initlab.sweep import engine
 from initlab.sweep.engine import DataCache, Outcome, data_key, execute_chunk

@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 
 import initlab
-from initlab.scores import ACCURACY, Score
+from initlab.ranking.scores import ACCURACY, Score
 from initlab.train.result import (
     ENTROPY_MARGIN,
     OK,

@@ -9,8 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from initlab.config import RunConfig
-from initlab.ranking_verdict import verdict
-from initlab.stats import (
+from initlab.ranking.stats import (
     group_stats,
     holm_adjust,
     pairwise_comparisons,
@@ -18,6 +17,7 @@ from initlab.stats import (
     seeds_needed,
     welch_diff_ci,
 )
+from initlab.ranking.verdict import verdict
 from initlab.sweep.estimate import calibrate, cost_table, forward_flops, run_cost, split_sizes
 
 RUNS = pd.DataFrame(
@@ -231,7 +231,7 @@ def test_welch_matches_scipy_and_stays_quiet_on_near_identical_seeds():
     that per call reset the warning registries, so one-time notes printed again)."""
     import warnings
 
-    from initlab.stats import welch_t_test
+    from initlab.ranking.stats import welch_t_test
 
     rng = np.random.default_rng(1)
     for _ in range(50):
@@ -269,7 +269,7 @@ def test_the_verdict_names_the_range_of_seeds_when_groups_differ():
 def test_two_constant_groups_of_different_scores_name_no_winner():
     """A 1-example test set: every seed scores 1 or 0. Welch's standard error is 0, so the
     test is undefined (it said p = 0 and 'winner: default ... p ≤ 0')."""
-    from initlab.stats import welch_t_test
+    from initlab.ranking.stats import welch_t_test
 
     assert math.isnan(welch_t_test([1.0, 1.0], [0.0, 0.0]))
     assert all(math.isnan(v) for v in welch_diff_ci([1.0, 1.0], [0.0, 0.0]))
@@ -311,7 +311,7 @@ def test_an_undefined_comparison_stays_out_of_holms_family():
 
 def test_the_ranking_table_cuts_intervals_to_what_the_score_can_take():
     """compare printed 0.9960 ± 0.0508, an accuracy up to 1.047; the report cut it at 1."""
-    from initlab.scores import ACCURACY, Score
+    from initlab.ranking.scores import ACCURACY, Score
     from initlab.sweep.ui import ranking_table
 
     ranked = pd.DataFrame(
@@ -332,7 +332,7 @@ def test_the_ranking_table_cuts_intervals_to_what_the_score_can_take():
 def test_a_large_seed_estimate_is_said_to_two_significant_figures():
     """'takes about 15186 seeds per group' claimed a precision the few seeds behind its
     stds cannot give."""
-    from initlab.ranking_verdict import _rounded
+    from initlab.ranking.verdict import _rounded
 
     assert [_rounded(n) for n in (7, 99, 151, 15186)] == ["7", "99", "150", "15,000"]
     close = _runs({"a": [0.9000, 0.9100, 0.9200], "b": [0.9001, 0.9099, 0.9195]})
@@ -347,7 +347,7 @@ def test_a_large_seed_estimate_is_said_to_two_significant_figures():
 def test_the_ranking_says_worse_or_undecided_never_tied():
     """'tied: yes' read as 'as good as' (a gap of 0.2 over two seeds), and 'tied' is weight
     tying to a language-model user; a group shown worse had an empty cell."""
-    from initlab.scores import ACCURACY
+    from initlab.ranking.scores import ACCURACY
     from initlab.sweep.ui import ranking_table
 
     ranked = pd.DataFrame(
@@ -363,7 +363,7 @@ def test_the_ranking_says_worse_or_undecided_never_tied():
 def test_pairwise_welch_is_scipys_welch_for_every_pair():
     """The vectorized pass (ranking 400 groups one test at a time took 6 s) gives every
     pair scipy's Welch p, and the undefined and constant cases their documented values."""
-    from initlab.stats import pairwise_welch
+    from initlab.ranking.stats import pairwise_welch
 
     rng = np.random.default_rng(1)
     groups = [rng.normal(0.9, 0.01, int(rng.integers(0, 6))).tolist() for _ in range(25)]

@@ -1,10 +1,10 @@
 """Learning curves and the label helpers figures share, with matplotlib's object API.
 
-A leaf module (it imports no other part of initlab but :mod:`initlab.stats`), so that
-:class:`initlab.results.ResultSet` can draw its curves without importing the report.
+A leaf module (it imports no other part of initlab but :mod:`initlab.ranking.stats`), so
+that :class:`initlab.results.ResultSet` can draw its curves without importing the report.
 matplotlib is imported only by the functions that draw: the label helpers are imported on
-the way to :mod:`initlab.store` (``results`` → ``ranking`` → here), which must not pay for
-it (about a second).
+the way to :mod:`initlab.store` (``results`` → ``ranking.groups`` → here), which must not
+pay for it (about a second).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pandas as pd
 
 from initlab.atomic_files import FIGURE_SUFFIXES, write_figure
 from initlab.errors import InitlabError
-from initlab.stats import display_value
+from initlab.ranking.stats import display_value
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

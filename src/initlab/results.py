@@ -19,22 +19,22 @@ import pandas as pd
 
 from initlab.atomic_files import write_files
 from initlab.errors import InitlabError, option
-from initlab.ranking import part_verdict, partitions, rank_within, without_unscored_ranks
-from initlab.reach import REACH_FRACTION as REACH_FRACTION  # re-exported: sweep.ui, report
-from initlab.reach import epochs_to_target, reach_threshold
-from initlab.reach import reach_legend as reach_legend
-from initlab.reach import reach_loss_target as reach_loss_target
-from initlab.reach import reach_target as reach_target
-from initlab.scores import (
+from initlab.ranking.groups import part_verdict, partitions, rank_within, without_unscored_ranks
+from initlab.ranking.reach import REACH_FRACTION as REACH_FRACTION  # re-exported: sweep.ui, report
+from initlab.ranking.reach import epochs_to_target, reach_threshold
+from initlab.ranking.reach import reach_legend as reach_legend
+from initlab.ranking.reach import reach_loss_target as reach_loss_target
+from initlab.ranking.reach import reach_target as reach_target
+from initlab.ranking.scores import (
     ACCURACY,
     RESOLVED_TASK,
     Score,
     ranking_metric,
     run_tasks,
 )
+from initlab.ranking.stats import mean_ci
+from initlab.ranking.summary_format import format_summary
 from initlab.speclist import grouping_columns
-from initlab.stats import mean_ci
-from initlab.summary_format import format_summary
 from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
 
 AGAIN = "run the sweep again"
@@ -168,17 +168,17 @@ class ResultSet:
 
     @property
     def score(self) -> Score:
-        """What ``test_accuracy`` holds, from the runs' tasks (:mod:`initlab.scores`)."""
+        """What ``test_accuracy`` holds, from the runs' tasks (:mod:`initlab.ranking.scores`)."""
         return Score.of_runs(self.runs)
 
     def summary(self) -> pd.DataFrame:
         """Per group, over its seeds: ``test_accuracy`` (the test score, see :attr:`score`)
         mean, ``test_accuracy_std`` and ``ci95``, the half-width of the score's Student-t 95%
-        interval ``mean ± t(0.975, n−1)·std/√n`` (:func:`~initlab.stats.mean_ci`); with
+        interval ``mean ± t(0.975, n−1)·std/√n`` (:func:`~initlab.ranking.stats.mean_ci`); with
         sequence runs also ``test_loss`` (mean cross-entropy per token), ``test_loss_std``,
         ``test_loss_ci95`` (the loss's half-width: the interval of what ranks sequence runs,
         :meth:`ranking`) and ``perplexity`` (``exp(test_loss)``); the final train loss,
-        ``epochs_to_90`` (:mod:`initlab.reach`: to a validation loss where
+        ``epochs_to_90`` (:mod:`initlab.ranking.reach`: to a validation loss where
         :meth:`reaches_by_loss`) and counts of diverged/stuck/failed runs; when the runs mix
         tasks, each group's ``resolved_task`` after its keys."""
         if self.runs.empty:
@@ -213,7 +213,7 @@ class ResultSet:
 
     def ranking(self) -> pd.DataFrame:
         """The groups best first by their ranked metric, with Welch's p against the best, its
-        Holm adjustment and ``tied_with_best`` (:func:`initlab.stats.rank_groups`), within
+        Holm adjustment and ``tied_with_best`` (:func:`initlab.ranking.stats.rank_groups`), within
         each set of comparable runs (:func:`rank_within`: one ranking per dataset or task).
         ``metric`` names the run column that ranks each row's partition, and ``mean``,
         ``std``, ``ci``, ``ci_low``, ``ci_high`` are that column's over the group's seeds:
@@ -244,13 +244,13 @@ class ResultSet:
 
     def reaches_by_loss(self) -> bool:
         """Whether ``epochs_to_90`` counts epochs to a validation loss (:func:`reach_legend`):
-        for runs ranked by test loss (:func:`~initlab.scores.ranking_metric`) whose epochs
+        for runs ranked by test loss (:func:`~initlab.ranking.scores.ranking_metric`) whose epochs
         recorded ``val_loss``; else to a validation score, as their ranking's column is."""
         ranked_by = ranking_metric(self.runs)[0] if not self.runs.empty else ""
         return ranked_by == "test_loss" and "val_loss" in self.epochs
 
     def reach_threshold(self) -> float:
-        """The mean validation value ``epochs_to_90`` waits for (:mod:`initlab.reach`): a
+        """The mean validation value ``epochs_to_90`` waits for (:mod:`initlab.ranking.reach`): a
         score (90% of the best final one), or where :meth:`reaches_by_loss` a loss (90% of
         the way from the highest first-epoch mean validation loss down to the lowest final
         one); NaN without runs or curves to set it."""
@@ -357,7 +357,7 @@ class ResultSet:
 
 def _loss_columns(group: pd.DataFrame) -> dict[str, float]:
     """A group's ``test_loss`` mean, std and 95% half-width ``test_loss_ci95`` over seeds
-    (:func:`~initlab.stats.mean_ci`) and its ``perplexity``, ``exp(mean test_loss)`` (the
+    (:func:`~initlab.ranking.stats.mean_ci`) and its ``perplexity``, ``exp(mean test_loss)`` (the
     geometric mean of the runs' perplexities)."""
     mean, std, ci = mean_ci(pd.to_numeric(group["test_loss"], errors="coerce"))
     return {

@@ -4,7 +4,7 @@ A compare run's init is more than its name: the output layer gets ``output_init`
 (``glorot_uniform`` unless ``same``), biases the bias policy, and a residual rule or an
 embedding scheme may follow. ``initlab.initialize(model, "he_normal")`` alone would put He on
 the output layer too. :func:`apply_line` writes the call that reproduces the winning group's
-runs, when there is a winner (:func:`~initlab.ranking_verdict.has_winner`: every other
+runs, when there is a winner (:func:`~initlab.ranking.verdict.has_winner`: every other
 group told apart from it, Holm-adjusted) and the groups differ only in such init settings.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from initlab.ranking_verdict import has_winner
+from initlab.ranking.verdict import has_winner
 from initlab.results import ResultSet
 from initlab.train.result import STUCK
 

@@ -48,7 +48,7 @@ from scipy import stats as sps
 from initlab.doctor.crossed import crossed_mean_test
 from initlab.doctor.learned import caveat, lowest_loss
 from initlab.errors import option
-from initlab.stats import holm_adjust, mean_ci
+from initlab.ranking.stats import holm_adjust, mean_ci
 from initlab.train.result import OK, STUCK, RunResult
 
 ALPHA = 0.05
@@ -92,7 +92,7 @@ def run_table(names: Sequence[str], results: Sequence[RunResult]) -> pd.DataFram
 
 def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
     """``(mean, low, high)``: the mean and its 95% Student-t interval ``mean ± t_{0.975, n-1}
-    s / sqrt(n)`` (:func:`initlab.stats.mean_ci`); ``low = high = mean`` with fewer than two
+    s / sqrt(n)`` (:func:`initlab.ranking.stats.mean_ci`); ``low = high = mean`` with fewer than two
     values or identical ones. For paired differences it is the paired t-test's interval, so
     it excludes 0 exactly when that test's p < 0.05 (a percentile bootstrap, used until
     2026-12-03, is too narrow at the 4-9 cells of a short trial)."""

@@ -4,7 +4,7 @@ The sections, in order: summary (ranked), pairwise comparisons, learning curves,
 confidence intervals (test loss for sequence runs, which it ranks by), per-layer gradient
 norms, trainability (only for depth × sigma_w² sweeps), failures, and the list of runs.
 ``docs/report.md`` explains how to read each. The runs' tasks name the score throughout
-(accuracy, R², token accuracy: :mod:`initlab.scores`).
+(accuracy, R², token accuracy: :mod:`initlab.ranking.scores`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import pandas as pd
 from initlab.atomic_files import write_files
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, closest_name, option
+from initlab.ranking.scores import ACCURACY, Score
 from initlab.report import layers, sections
 from initlab.report.html import render_html
 from initlab.report.markdown import render_markdown
 from initlab.report.model import Report, Section
 from initlab.results import ResultSet, with_model_arg_columns
-from initlab.scores import ACCURACY, Score
 from initlab.speclist import grouping_columns
 
 DEFAULT_TITLE = "initlab report"

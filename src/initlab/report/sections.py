@@ -1,7 +1,7 @@
 """One function per report section: data in, :class:`Section` out (``None``: not applicable).
 
 The ``intro`` of each section is the one-paragraph reading guide shown above its content.
-``score`` (:class:`~initlab.scores.Score`) names what the runs' ``test_accuracy`` holds
+``score`` (:class:`~initlab.ranking.scores.Score`) names what the runs' ``test_accuracy`` holds
 (accuracy, R², token accuracy) and which ``stuck`` rule applies.
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import pandas as pd
 
 from initlab.curves import VAL_LOSS_PANEL, curves_figure
+from initlab.ranking.scores import ACCURACY, LOSS_NAME, RESOLVED_TASK, Score, run_tasks
 from initlab.report import figures, layers, stuck_notes, sweep, tables
 from initlab.report.model import Details, Image, Note, Section, Table
 from initlab.results import REACH_FRACTION, ResultSet, reach_legend
-from initlab.scores import ACCURACY, LOSS_NAME, RESOLVED_TASK, Score, run_tasks
 from initlab.store.read import varying
 from initlab.train.tasks import REGRESSION, SEQUENCE
 
@@ -72,7 +72,8 @@ def summary_section(
 
 
 def _stuck_vs_best(score: Score) -> str:
-    """The legend's clause for ``yes: stuck ...`` (:func:`initlab.scores.stuck_not_tied`)."""
+    """The legend's clause for ``yes: stuck ...``
+    (:func:`initlab.ranking.scores.stuck_not_tied`)."""
     if not score.stuck_applies:
         return ""
     return (

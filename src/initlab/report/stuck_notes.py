@@ -11,8 +11,8 @@ import pandas as pd
 
 from initlab.initializers import parse
 from initlab.initializers.basic import Constant
+from initlab.ranking.scores import ACCURACY, Score
 from initlab.report.tables import _finite
-from initlab.scores import ACCURACY, Score
 
 
 def stuck_reasons(

@@ -1,8 +1,8 @@
 """The report's tables: ranked group summary, pairwise Welch tests, run list, failures.
 
-Numbers come from :meth:`ResultSet.summary` and :mod:`initlab.stats`; the functions here
+Numbers come from :meth:`ResultSet.summary` and :mod:`initlab.ranking.stats`; the functions here
 rank, compare and format them as display strings. ``score``
-(:class:`~initlab.scores.Score`) names what ``test_accuracy`` holds (accuracy, R², token
+(:class:`~initlab.ranking.scores.Score`) names what ``test_accuracy`` holds (accuracy, R², token
 accuracy); the ``stuck`` count is shown where the rule applies (classification and token
 sequences).
 """
@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from initlab.curves import group_label
-from initlab.ranking import rank_within, without_unscored_ranks
-from initlab.scores import ACCURACY, RESOLVED_TASK, Score, parted_by_stuck, ranking_metric
-from initlab.stats import group_label as stats_label
-from initlab.stats import holm_adjust, pairwise_comparisons
+from initlab.ranking.groups import rank_within, without_unscored_ranks
+from initlab.ranking.scores import ACCURACY, RESOLVED_TASK, Score, parted_by_stuck, ranking_metric
+from initlab.ranking.stats import group_label as stats_label
+from initlab.ranking.stats import holm_adjust, pairwise_comparisons
 from initlab.train.result import DIVERGED, FAILED
 
 ALPHA = 0.05
@@ -41,14 +41,14 @@ RUN_COLUMNS = (
 def ranked_summary(
     summary: pd.DataFrame, runs: pd.DataFrame, group_by: Sequence[str], within: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """``summary`` in the order of :func:`initlab.stats.rank_groups` (best mean test accuracy
-    first, or lowest test loss for sequence runs; groups without a finite accuracy last,
-    unranked: ``rank`` ``<NA>``, see :func:`initlab.ranking.without_unscored_ranks`) with
-    ``rank``, ``group`` (a label), ``p_vs_best``, ``p_holm`` and ``tied_with_best`` (Welch's
-    test against the best group, Holm-adjusted over every pair of groups) added; runs on
-    different data are ranked apart, one partition after the other, and so are the values
-    of the ``within`` columns (:func:`initlab.ranking.rank_within`; its ``within`` column
-    names the partition), ranks restarting at 1."""
+    """``summary`` in the order of :func:`initlab.ranking.stats.rank_groups` (best mean test
+    accuracy first, or lowest test loss for sequence runs; groups without a finite accuracy
+    last, unranked: ``rank`` ``<NA>``, see :func:`initlab.ranking.groups.without_unscored_ranks`)
+    with ``rank``, ``group`` (a label), ``p_vs_best``, ``p_holm`` and ``tied_with_best``
+    (Welch's test against the best group, Holm-adjusted over every pair of groups) added; runs
+    on different data are ranked apart, one partition after the other, and so are the values
+    of the ``within`` columns (:func:`initlab.ranking.groups.rank_within`; its ``within``
+    column names the partition), ranks restarting at 1."""
     keys = list(group_by)
     if summary.empty:
         return summary.assign(rank=[], group=[], p_vs_best=[], p_holm=[], tied_with_best=[])
@@ -64,7 +64,7 @@ def ranked_summary(
 def loss_ranked(ranked: pd.DataFrame, score: Score) -> bool:
     """Whether ``ranked`` (:func:`ranked_summary`) is ranked by test loss: sequence runs
     (:attr:`Score.by_loss`) whose summary has their ``test_loss``, as
-    :func:`~initlab.scores.ranking_metric` ranks them then."""
+    :func:`~initlab.ranking.scores.ranking_metric` ranks them then."""
     return score.by_loss and "test_loss" in ranked
 
 
@@ -135,8 +135,9 @@ def group_accuracies(
 def pairwise_table(
     runs: pd.DataFrame, group_by: Sequence[str], ranked: pd.DataFrame, score: Score = ACCURACY
 ) -> tuple[pd.DataFrame, tuple[int, ...]]:
-    """Every pair of groups (best-ranked first) from :func:`initlab.stats.pairwise_comparisons`
-    as display strings, and the rows whose Holm-adjusted p < :data:`ALPHA` (to highlight).
+    """Every pair of groups (best-ranked first) from
+    :func:`initlab.ranking.stats.pairwise_comparisons` as display strings, and the rows whose
+    Holm-adjusted p < :data:`ALPHA` (to highlight).
 
     Columns: the two groups, the difference of mean test scores (A − B) with its Welch
     95% interval, the two-sided Welch p-value, its Holm adjustment, and ``Holm p < 0.05``.
@@ -189,7 +190,7 @@ def family_pairs(pairs: pd.DataFrame, ranked: pd.DataFrame, keys: Sequence[str])
     pairs of groups of the same partition only; of a partition of more than
     :data:`MAX_ALL_PAIRS` groups only those with its best group (ranked first, so it is
     ``group_a``); ``p_holm`` adjusted over every pair of the partition, as the summary's
-    (:func:`initlab.stats.rank_groups`) is, whichever are listed."""
+    (:func:`initlab.ranking.stats.rank_groups`) is, whichever are listed."""
     if pairs.empty:
         return pairs
     labels = ranked[keys].itertuples(index=False, name=None)

@@ -21,9 +21,9 @@ at every width. A slope weighted by the inverse per-width variances is not used:
 seeds a width's variance estimate is too noisy to weight by.
 
 A check makes many fits (every module × step × metric); Holm's adjustment of their p-values
-(:func:`initlab.stats.holm_adjust`) keeps the chance of flagging **any** fit whose true slope
-is 0 at most 5% over the whole family (Holm 1979; valid whatever the dependence between the
-fits). The family counts **hypotheses, not names**: a series that enters under two names
+(:func:`initlab.ranking.stats.holm_adjust`) keeps the chance of flagging **any** fit whose true
+slope is 0 at most 5% over the whole family (Holm 1979; valid whatever the dependence between
+the fits). The family counts **hypotheses, not names**: a series that enters under two names
 (the ``(logits)`` std is the readout's own output std when the readout's output is the
 model's) is one hypothesis (:func:`holm_distinct`, :func:`series_key`), so that it does not
 dilute every other fit's adjusted p-value.
@@ -40,7 +40,7 @@ import numpy as np
 from scipy import stats
 
 from initlab.errors import InitlabError, option
-from initlab.stats import holm_adjust
+from initlab.ranking.stats import holm_adjust
 
 MIN_VALUES = 3
 """The fewest values a fit takes: a line has two parameters, and its standard error (so its
@@ -146,8 +146,8 @@ def series_key(x: np.ndarray, y: np.ndarray) -> tuple[bytes, bytes]:
 
 
 def holm_distinct(p_values: Sequence[float], keys: Sequence[Hashable]) -> list[float]:
-    """Holm-adjusted p-values (:func:`initlab.stats.holm_adjust`) over the **distinct** keys:
-    entries with the same key are one hypothesis, adjusted once in a family of ``m`` =
+    """Holm-adjusted p-values (:func:`initlab.ranking.stats.holm_adjust`) over the **distinct**
+    keys: entries with the same key are one hypothesis, adjusted once in a family of ``m`` =
     number of distinct keys (with the first such entry's p-value), and each entry gets its
     key's adjusted value. Testing one hypothesis under two names adds no chance of error, so
     it must not widen the family."""

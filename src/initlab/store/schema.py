@@ -27,7 +27,7 @@ Config fields added to :class:`RunConfig` later, and result columns added to
 :data:`RESULT_COLUMNS` later, are added as columns when a store is opened (old rows get
 NULL); that does not change the schema version. Readers take a NULL ``resolved_task`` (a
 run recorded before the column existed) from the config's ``task``, ``auto`` as
-classification (:func:`initlab.scores.run_tasks`).
+classification (:func:`initlab.ranking.scores.run_tasks`).
 """
 
 from __future__ import annotations

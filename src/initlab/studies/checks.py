@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from initlab.stats import mean_ci
+from initlab.ranking.stats import mean_ci
 
 
 @dataclass(frozen=True)

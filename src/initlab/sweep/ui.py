@@ -17,7 +17,10 @@ from initlab.config import RunConfig
 from initlab.console import print_frame
 from initlab.errors import InitlabError, some_names
 from initlab.notes import InitlabNote, note
-from initlab.ranking import partitions
+from initlab.ranking.groups import partitions
+from initlab.ranking.scores import Score, parted_by_stuck
+from initlab.ranking.stats import group_label
+from initlab.ranking.summary_format import format_summary
 from initlab.report.tables import ALPHA
 from initlab.results import (
     SAVED_FILES,
@@ -25,11 +28,8 @@ from initlab.results import (
     reach_legend,
     retry_hint,
 )
-from initlab.scores import Score, parted_by_stuck
-from initlab.stats import group_label
 from initlab.store import Store, open_store, store_path, study_dir
 from initlab.store.versions import changed_files, user_specs
-from initlab.summary_format import format_summary
 from initlab.sweep.interrupted import print_interrupted, resumable, resume_command
 from initlab.sweep.progress import RichProgress
 from initlab.sweep.runner import (
@@ -262,7 +262,7 @@ def print_results(results: ResultSet, console: Console, title: str) -> None:
 
 def print_ranking(results: ResultSet, console: Console, score: Score) -> None:
     """The ranking table(s) — one per dataset or task when the runs span several
-    (:func:`initlab.ranking.partitions`) — their legend and the verdict; for a single group
+    (:func:`initlab.ranking.groups.partitions`) — their legend and the verdict; for a single group
     only a verdict saying why it has no score (R² undefined), if it is so."""
     ranked = results.ranking()
     if len(ranked) <= 1:
@@ -297,9 +297,9 @@ def ranking_table(
     score: str = SCORES[CLASSIFICATION],
     limits: tuple[float, float] = (0.0, 1.0),
 ) -> pd.DataFrame:
-    """:func:`initlab.stats.rank_groups`'s table formatted for display; ``score`` names the
+    """:func:`initlab.ranking.stats.rank_groups`'s table formatted for display; ``score`` names the
     ranked column: its mean and 95% interval, cut to ``limits``, the values it can take
-    (:meth:`initlab.scores.Score.ranked_range`; the summary's ± is the std)."""
+    (:meth:`initlab.ranking.scores.Score.ranked_range`; the summary's ± is the std)."""
     if ranked.empty:
         return ranked
     accuracy = zip(ranked["mean"], ranked["ci"], strict=True)
@@ -323,7 +323,7 @@ def ranking_table(
 def _vs_best(rank: object, tied: bool, p: float) -> str:
     """The ranking's ``vs best`` cell: ``best`` for rank 1, ``undecided`` when the seeds
     cannot tell the group from the best, ``stuck`` when only the stuck rule parts them
-    (:func:`initlab.scores.stuck_not_tied`), ``worse`` when Welch's test does, ``''``
+    (:func:`initlab.ranking.scores.stuck_not_tied`), ``worse`` when Welch's test does, ``''``
     untested (fewer than two finite scores)."""
     if pd.isna(rank):
         return ""

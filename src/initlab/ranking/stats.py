@@ -264,7 +264,7 @@ def rank_groups(
     the score can disagree, and a ranking against its own means named the lower group
     the winner). Where Welch's test is undefined (fewer than two values, or
     both groups constant at different values) ``p_vs_best`` is NaN: left out of Holm's
-    family, never tied, and :func:`initlab.ranking_verdict.verdict` names no winner over
+    family, never tied, and :func:`initlab.ranking.verdict.verdict` names no winner over
     it."""
     stats = group_stats(runs, group_by, metric, confidence)
     if stats.empty:

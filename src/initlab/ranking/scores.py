@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from initlab.stats import group_label
+from initlab.ranking.stats import group_label
 from initlab.train.result import OK, STUCK, STUCK_R2_RULE, STUCK_RULE, STUCK_TASKS, STUCK_TOKEN_RULE
 from initlab.train.tasks import CLASSIFICATION, REGRESSION, SCORES, SEQUENCE, TASKS
 
@@ -185,7 +185,7 @@ ACCURACY = Score()
 
 
 def stuck_not_tied(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: list[str]) -> pd.DataFrame:
-    """``ranked`` (:func:`initlab.stats.rank_groups` of ``runs``) with ``tied_with_best``
+    """``ranked`` (:func:`initlab.ranking.stats.rank_groups` of ``runs``) with ``tied_with_best``
     false for every group all of whose runs are ``stuck`` (at chance) while none of the best
     group's is: with two seeds, zeros at 0.10 against He at 0.89 is Welch p = 0.09 after
     Holm, "cannot be told from the best", yet its runs were each tested at chance already.
@@ -215,9 +215,9 @@ def stuck_not_tied(ranked: pd.DataFrame, runs: pd.DataFrame, group_by: list[str]
 def stuck_groups(runs: pd.DataFrame, group_by: list[str]) -> set[str]:
     """The labels of the groups stuck at chance (regression: at or below the mean) in every
     run, when some group learned in a run (none: nothing ranks above them). A ranking puts
-    them after a group of one finite run that scores better (:func:`initlab.stats.rank_groups`'
-    ``stuck``): two stuck seeds ranked "best" over one seed that learned, because one seed
-    cannot be tested."""
+    them after a group of one finite run that scores better
+    (:func:`initlab.ranking.stats.rank_groups`' ``stuck``): two stuck seeds ranked "best" over
+    one seed that learned, because one seed cannot be tested."""
     if "status" not in runs or runs.empty:
         return set()
     stuck = _stuck_in_every_run(runs, list(group_by))

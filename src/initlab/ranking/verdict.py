@@ -9,7 +9,7 @@ import math
 import pandas as pd
 
 from initlab.errors import option, some_names
-from initlab.stats import SEEDS_SEARCHED, seeds_needed
+from initlab.ranking.stats import SEEDS_SEARCHED, seeds_needed
 
 ROUNDING = 1e-12
 """A gap between two means within this fraction of their size is rounding, not a gap: the
@@ -20,7 +20,7 @@ def _beaten(winner: str, rest: pd.DataFrame, alpha: float, stuck_phrase: str) ->
     """How ``winner`` beat the ``rest`` of the ranking: Welch's test (the worst Holm p) and,
     apart, the groups stuck in every run (``stuck_phrase``: at chance, or at the mean for
     regression) that only the stuck rule parts from it
-    (not tied, yet ``p_holm >= alpha``: :func:`initlab.scores.parted_by_stuck`), whose p
+    (not tied, yet ``p_holm >= alpha``: :func:`initlab.ranking.scores.parted_by_stuck`), whose p
     is no evidence to quote. Starts with its separator from the winner's name: ``, better
     than ...`` or, with stuck groups only, ``; zeros stuck ...`` (a comma there read as a
     list of winners)."""
@@ -58,7 +58,7 @@ def verdict(
     finite scores each, why (:func:`_too_few_scores`, naming how their runs were ``lost``:
     group → statuses, and with ``unfinished``, a study with planned runs not in the store
     yet, saying to finish it rather than to add seeds; ``stuck_phrase``: how a stuck group
-    is described, :meth:`initlab.scores.Score.stuck_phrase`). Empty for fewer than two
+    is described, :meth:`initlab.ranking.scores.Score.stuck_phrase`). Empty for fewer than two
     groups."""
     if len(ranked) < 2:
         return ""

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from initlab.scores import RESOLVED_TASK
-from initlab.stats import display_value
+from initlab.ranking.scores import RESOLVED_TASK
+from initlab.ranking.stats import display_value
 
 
 def format_summary(summary: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,7 @@ import math
 
 import pandas as pd
 
-from initlab.stats import first_epoch_reaching
+from initlab.ranking.stats import first_epoch_reaching
 from initlab.train.result import DIVERGED, FAILED, STUCK
 
 REACH_FRACTION = 0.9

@@ -1,12 +1,12 @@
 """Ranking comparable runs: which runs may be ranked together, and their ranking.
 
 Runs on different data or tasks are not one scale: :func:`partitions` splits them, and
-:func:`rank_within` ranks each part by its :func:`~initlab.scores.ranking_metric` (test
+:func:`rank_within` ranks each part by its :func:`~initlab.ranking.scores.ranking_metric` (test
 accuracy or R², higher first; test loss for sequence runs, lower first) with Welch's test
-against the best and Holm's adjustment (:func:`initlab.stats.rank_groups`); its ``metric``
+against the best and Holm's adjustment (:func:`initlab.ranking.stats.rank_groups`); its ``metric``
 column names the run column ranked, which ``mean`` and the interval are of.
 :func:`part_verdict` says what a part's ranking supports
-(:func:`initlab.ranking_verdict.verdict`). :class:`initlab.results.ResultSet` and the
+(:func:`initlab.ranking.verdict.verdict`). :class:`initlab.results.ResultSet` and the
 report use them.
 """
 
@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import pandas as pd
 
 import initlab.curves as curves
-from initlab.ranking_verdict import verdict
-from initlab.scores import Score, ranking_metric, run_tasks, stuck_groups, stuck_not_tied
-from initlab.stats import group_label, rank_groups
+from initlab.ranking.scores import Score, ranking_metric, run_tasks, stuck_groups, stuck_not_tied
+from initlab.ranking.stats import group_label, rank_groups
+from initlab.ranking.verdict import verdict
 from initlab.train.result import DIVERGED, FAILED, OK, STUCK
 from initlab.train.tasks import REGRESSION
 
@@ -49,7 +49,7 @@ def partitions(
 def rank_within(
     runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05, within: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """:func:`initlab.stats.rank_groups` of each of the :func:`partitions`, one after the
+    """:func:`initlab.ranking.stats.rank_groups` of each of the :func:`partitions`, one after the
     other, with their label in a ``within`` column (``""`` for one): ranks restart at 1, and
     each group is tested against the best of its own partition only."""
     ranked = [
@@ -60,10 +60,10 @@ def rank_within(
 
 
 def _ranked(runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05) -> pd.DataFrame:
-    """:func:`initlab.stats.rank_groups` of comparable runs by their
-    :func:`~initlab.scores.ranking_metric`, groups stuck at chance apart
-    (:func:`~initlab.scores.stuck_not_tied`) and ranked after a group of one run that
-    scored better (:func:`~initlab.scores.stuck_groups`), with a ``metric`` column before
+    """:func:`initlab.ranking.stats.rank_groups` of comparable runs by their
+    :func:`~initlab.ranking.scores.ranking_metric`, groups stuck at chance apart
+    (:func:`~initlab.ranking.scores.stuck_not_tied`) and ranked after a group of one run that
+    scored better (:func:`~initlab.ranking.scores.stuck_groups`), with a ``metric`` column before
     ``mean`` naming the run column ranked (``test_loss``, lower first, or
     ``test_accuracy``): the column that ``mean``, ``std`` and the interval are of."""
     metric, higher = ranking_metric(runs)
@@ -77,7 +77,7 @@ def _ranked(runs: pd.DataFrame, group_by: Sequence[str], alpha: float = 0.05) ->
 def part_verdict(runs: pd.DataFrame, group_by: Sequence[str], unfinished: bool = False) -> str:
     """The verdict on comparable runs: why no run has a score though some finished
     (:func:`undefined_scores`, also for a single group), else
-    :func:`initlab.ranking_verdict.verdict` (the winner, ties and the seeds to separate
+    :func:`initlab.ranking.verdict.verdict` (the winner, ties and the seeds to separate
     them; with the statuses of the runs without a score, to say why the best two lack two
     scores each; ``unfinished``: the study has runs still to train)."""
     if undefined := undefined_scores(runs):
@@ -96,7 +96,7 @@ def part_verdict(runs: pd.DataFrame, group_by: Sequence[str], unfinished: bool =
 
 def mostly_stuck(runs: pd.DataFrame) -> str:
     """``; but 7 of the 9 finished runs are stuck at chance …`` (at the mean, for
-    regression: :meth:`~initlab.scores.Score.stuck_phrase`) when more than half of the
+    regression: :meth:`~initlab.ranking.scores.Score.stuck_phrase`) when more than half of the
     finished runs are ``stuck``: the seeds a verdict asks for would mostly add runs that
     learned nothing; ``""`` otherwise."""
     if "status" not in runs:
@@ -153,7 +153,7 @@ def undefined_scores(runs: pd.DataFrame) -> str:
 
 
 def without_unscored_ranks(ranked: pd.DataFrame) -> pd.DataFrame:
-    """``ranked`` (:func:`initlab.stats.rank_groups`) with no rank, and never tied with the
+    """``ranked`` (:func:`initlab.ranking.stats.rank_groups`) with no rank, and never tied with the
     best, for the groups without a single finite score (every run diverged or failed):
     there is nothing to rank them by. Their ``rank`` is ``<NA>`` (an ``Int64`` column)."""
     unscored = ranked["n"] == 0 if "n" in ranked else pd.Series(False, index=ranked.index)
