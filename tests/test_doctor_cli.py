@@ -344,8 +344,10 @@ def test_the_doctor_sets_the_tables_by_embedding_init_in_its_trials_and_snippet(
     args += ["--embedding-init", "normal(std=0.02)", "--trials", "1", "--budget", "10steps"]
     args += ["--candidates", "default,he_normal", "--out", str(tmp_path / "o")]
     assert main(args) == 0
-    said = " ".join(capsys.readouterr().err.split())
+    shown = capsys.readouterr()
+    said = " ".join(shown.err.split())
     assert "normal(std=0.02) (--embedding-init), before the plan and in every trial" in said
+    assert "timing a short trial" not in shown.out  # a budget in steps times nothing
     assert "same run as he_normal" not in said  # --init he_normal listed again: no news
     saved = json.loads((tmp_path / "o" / "recommendation.json").read_text())
     assert saved["provenance"]["config"]["embedding_init"] == "normal(std=0.02)"
@@ -356,3 +358,7 @@ def test_the_doctor_sets_the_tables_by_embedding_init_in_its_trials_and_snippet(
     for table in (model.embed, model.position):  # 256 values: std within 5 sd of 0.02
         assert abs(float(table.weight.std()) - 0.02) < 5 * 0.02 / (2 * 256) ** 0.5
     assert not model.head.bias.any()
+    assert "chosen by `initlab doctor --trials`" in (tmp_path / "o" / "init_snippet.py").read_text()
+    assert main(args[: args.index("--trials")]) == 0  # the plan alone: the Python to apply it
+    said = " ".join(capsys.readouterr().out.split())
+    assert "initlab.initialize(model, plan, embedding_init='normal(std=0.02)')" in said

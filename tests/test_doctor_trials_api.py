@@ -60,6 +60,7 @@ def test_trials_train_the_candidates_on_the_given_model_and_write_the_evidence(t
     assert found["verdict"] == json.loads(json.dumps(evidence.verdict, default=str))
     assert (tmp_path / "evidence" / "init_snippet.py").read_text() == evidence.snippet
     assert f"({evidence.winner.name})" in evidence.snippet.splitlines()[0]
+    assert "chosen by `initlab.trials(...)`" in evidence.snippet  # not the command's name
 
 
 BAD = [

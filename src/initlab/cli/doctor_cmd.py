@@ -141,7 +141,8 @@ def doctor(
     if trials is not None:
         run_trials(probe, exam, start, trials, spend, candidates, out_dir, out)
     else:
-        out.print(apply_hint(plan, family), soft_wrap=True, markup=False, highlight=False)
+        hint = apply_hint(plan, family, config.embedding_init)
+        out.print(hint, soft_wrap=True, markup=False, highlight=False)
 
 
 def note_as_built(model: nn.Module, tables: str = "default") -> None:
@@ -173,11 +174,13 @@ def note_as_built(model: nn.Module, tables: str = "default") -> None:
     note(text)
 
 
-def apply_hint(plan: Plan, family: str) -> str:
-    """The Python that applies this plan to the user's model, and how to test it."""
+def apply_hint(plan: Plan, family: str, tables: str = "default") -> str:
+    """The Python that applies this plan to the user's model (its tables drawn from
+    ``tables``, the ``--embedding-init``, as above), and how to test it."""
     kind = "" if family == "variance" else f', family="{family}"'
     data = ", data=x" if plan.needs_data else ""
     rule = f', residual_init="{plan.residual_rule}"' if plan.residual_rule != "none" else ""
+    rule += f", embedding_init={tables!r}" if tables != "default" else ""
     return (
         f"in Python: plan = initlab.recommend(model, x{kind}); initlab.initialize(model, "
         f"plan{data}{rule}) (x: a batch of inputs); --trials 3 --out DIR tests it by training"
@@ -294,7 +297,8 @@ def run_trials(
         probe, exam, start, candidate_names(names),
         lambda line: console.print(line, style="yellow", highlight=False),
     )  # fmt: skip
-    console.print(f"candidates: {', '.join(c.name for c in found)}; timing a short trial…")
+    timing = "; timing a short trial…" if spend.steps is None else ""  # steps: no trial
+    console.print(f"candidates: {', '.join(c.name for c in found)}{timing}")
     plan = exam.plan
     if plan.residual is not None and plan.residual.branches:
         console.print(

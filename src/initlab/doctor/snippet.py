@@ -53,11 +53,12 @@ from initlab.compound_layers import (
 )
 from initlab.coverage import weight_layers
 from initlab.embedding_init import EMBEDDINGS
+from initlab.errors import option
 from initlab.initializers import Initializer, fans_of_module, fans_of_tensor, get, parse
 from initlab.initializers.basic import TRUNCATED_STD
 from initlab.tied_layers import drawing_order
 
-HEADER = '''"""Initialization chosen by `initlab doctor --trials` ({name}).
+HEADER = '''"""Initialization chosen by {who} ({name}).
 
 {message}
 
@@ -126,7 +127,9 @@ def make_snippet(
     weight is an embedding table that a scheme leaves to the embedding rule
     (:func:`initlab.embedding_init.readouts_of_tables`): only their bias is drawn."""
     expected = {n: tuple(p.shape) for n, p in model.named_parameters()}
-    lines = [HEADER.format(name=name, message=message, expected=_dict_literal(expected))]
+    who = option("`initlab doctor --trials`", "`initlab.trials(...)`")
+    header = HEADER.format(who=who, name=name, message=message, expected=_dict_literal(expected))
+    lines = [header]
     ref = dict(reference.named_modules()) if reference is not None else {}
     plan = {n: _drawn(s) for n, s in schemes.items()}
     spans = planned_spans(schemes, plan)
