@@ -94,6 +94,7 @@ def test_report_from_a_results_store(tmp_path):
     [
         (None, [], "no such file or directory"),
         ("empty-dir", [], "neither a results store"),
+        ("doctor", [], "holds `initlab doctor --trials` evidence: its verdict is in rec"),
         ("csv", ["--study", "x"], "--study needs a results store"),
         ("csv", ["--group-by", "init,nope"], "cannot group by 'nope'"),
         ("not-sqlite", [], "is not an initlab results store"),  # no SQLite file: no repair
@@ -102,8 +103,10 @@ def test_report_from_a_results_store(tmp_path):
 )
 def test_bad_sources_are_one_line_errors(tmp_path, capsys, make, args, message):
     source = tmp_path / "source"
-    if make == "empty-dir":
+    if make in ("empty-dir", "doctor"):
         source.mkdir()
+        if make == "doctor":  # the doctor's --out: evidence, no run table
+            (source / "recommendation.json").write_text("{}")
     elif make == "csv":
         ResultSet.from_results(run_results()).save(source)
     elif make == "not-sqlite":

@@ -77,6 +77,12 @@ def _from_store(db: Path, study: str | None) -> tuple[ResultSet, pd.DataFrame | 
 
 def _from_csv_dir(directory: Path) -> tuple[ResultSet, pd.DataFrame | None]:
     missing = [name for name in (RUNS_CSV, EPOCHS_CSV) if not (directory / name).exists()]
+    if missing and (directory / "recommendation.json").exists():  # the doctor's evidence
+        raise InitlabError(
+            f"{directory} holds `initlab doctor --trials` evidence: its verdict is in "
+            "recommendation.json, the runs in trials.csv and curves.png; `initlab report` reads "
+            "a results store or an `initlab compare --out` directory"
+        )
     if missing:
         raise InitlabError(
             f"{directory} is neither a results store (no {DB_NAME}) nor an "
