@@ -350,7 +350,9 @@ def test_the_doctor_sets_the_tables_by_embedding_init_in_its_trials_and_snippet(
     assert "timing a short trial" not in shown.out  # a budget in steps times nothing
     assert "same run as he_normal" not in said  # --init he_normal listed again: no news
     saved = json.loads((tmp_path / "o" / "recommendation.json").read_text())
-    assert saved["provenance"]["config"]["embedding_init"] == "normal(std=0.02)"
+    shared = saved["provenance"]["config"]
+    assert shared["embedding_init"] == "normal(std=0.02)" and shared["optimizer"] == "sgd"
+    assert not {"hidden", "activation", "track", "init", "epochs"} & set(shared)  # unused
     space: dict = {}
     exec((tmp_path / "o" / "init_snippet.py").read_text(), space)  # he_normal: no winner
     model = space["apply_init"](build_user_model(f"{tmp_path / 'lm.py'}:build", {}))

@@ -130,18 +130,23 @@ def training_settings(config: RunConfig) -> dict[str, Any]:
 
 def provenance(base: RunConfig, budget: trials.Budget) -> dict[str, Any]:
     """``recommendation.json``'s record of what the trials were run for and on: the budget
-    as given, the settings every trial run shares (``config``; each run's seeds and epochs
-    are the design's and the schedule's), fingerprints of a user model's and data's source
-    files, and the environment (versions, BLAS code path, CPU, torch threads)."""
+    as given, the settings every trial run shares (``config``: not the seeds, epochs and
+    tracking the design and schedule set, nor the init each candidate sets, nor the settings
+    the model does not use, such as ``hidden`` for a factory), fingerprints of a user
+    model's and data's source files, and the environment (versions, BLAS code path, CPU,
+    torch threads)."""
     import torch
 
+    from initlab.config import unused_settings
+    from initlab.doctor.keywords import OVERRIDDEN
     from initlab.store.rows import user_sources
     from initlab.sweep.engine import environment
 
     config = base.to_dict()
+    not_shared = {"seed", "init", *OVERRIDDEN, *unused_settings(base.model)}
     return {
         "budget": str(budget),
-        "config": {k: v for k, v in config.items() if k not in ("seed", "data_seed", "epochs")},
+        "config": {k: v for k, v in config.items() if k not in not_shared},
         "sources": user_sources(config),
         "environment": {**environment(), "torch_threads": torch.get_num_threads()},
     }
