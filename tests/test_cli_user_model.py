@@ -16,11 +16,11 @@ from initlab.cli import main
 from initlab.cli.parsing import parse_model_args
 from initlab.compare import comparison_configs, comparison_spec
 from initlab.errors import InitlabError
-from initlab.fingerprint import arrays_digest
-from initlab.inprocess import data_spec, is_registered, model_spec
 from initlab.store import open_store
 from initlab.sweep.grid import expand
 from initlab.sweep.preflight import preflight_configs
+from initlab.usercode.fingerprint import arrays_digest
+from initlab.usercode.inprocess import data_spec, is_registered, model_spec
 
 MODELS = """
 import torch
@@ -186,7 +186,7 @@ def test_a_file_edited_while_worker_processes_train_fails_its_runs_not_the_sweep
 
 
 def test_an_edited_module_is_imported_again_not_run_from_the_cache(user_dir):
-    from initlab.usercode import load_callable, source_fingerprint
+    from initlab.usercode.specs import load_callable, source_fingerprint
 
     path = user_dir / "widths.py"
     path.write_text("WIDTH = 8\ndef build():\n    return WIDTH\n")
@@ -204,7 +204,7 @@ def test_a_module_the_user_imported_and_then_edited_is_refused_not_reloaded(user
     import importlib
     import sys
 
-    from initlab.usercode import load_callable
+    from initlab.usercode.specs import load_callable
 
     monkeypatch.syspath_prepend(str(user_dir))
     path = user_dir / "nb_widths.py"

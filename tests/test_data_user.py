@@ -23,9 +23,9 @@ from initlab.data import (
     load,
 )
 from initlab.errors import InitlabError
-from initlab.inprocess import data_spec
 from initlab.notes import InitlabNote
-from initlab.usercode import load_callable, source_fingerprint
+from initlab.usercode.inprocess import data_spec
+from initlab.usercode.specs import load_callable, source_fingerprint
 
 N_TRAIN, N_TEST, FEATURES, CLASSES = 200, 40, 5, 4
 
@@ -623,7 +623,7 @@ def test_a_loop_over_array_datasets_keeps_only_the_last_few_alive():
     import gc
     import weakref
 
-    from initlab.inprocess import ARRAYS_KEPT, registered_callable
+    from initlab.usercode.inprocess import ARRAYS_KEPT, registered_callable
 
     bases, specs = [], []
     for i in range(ARRAYS_KEPT + 2):

@@ -11,8 +11,8 @@ import torch
 
 from initlab import InitlabNote
 from initlab.errors import InitlabError
-from initlab.fingerprint import callable_digest
-from initlab.inprocess import model_spec
+from initlab.usercode.fingerprint import callable_digest
+from initlab.usercode.inprocess import model_spec
 
 
 def _mlp(width: int) -> torch.nn.Module:
@@ -296,7 +296,7 @@ def test_unedited_modules_with_setters_overloads_and_set_literals_are_not_refuse
     # a lambda beside another on one line is keyed by its code: the same in every process
     line = "a, b = lambda: x in {'relu', 'gelu', 'tanh', 'silu', 'elu', 'selu'}, lambda: 2"
     script = (
-        "from initlab.fingerprint import callable_digest\nx = 'relu'\n"
+        "from initlab.usercode.fingerprint import callable_digest\nx = 'relu'\n"
         f"{line}\nprint(callable_digest(a))\n"
     )
     (tmp_path / "two.py").write_text(script)

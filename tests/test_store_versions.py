@@ -4,7 +4,7 @@ import json
 
 from initlab.store.rows import user_sources
 from initlab.store.versions import changed_files
-from initlab.usercode import source_fingerprint
+from initlab.usercode.specs import source_fingerprint
 
 
 def test_only_the_file_that_changed_is_named(tmp_path, monkeypatch):

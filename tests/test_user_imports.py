@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from initlab.cli import main
-from initlab.user_imports import local_files
-from initlab.usercode import source_fingerprint
+from initlab.usercode.imports import local_files
+from initlab.usercode.specs import source_fingerprint
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +65,7 @@ def test_editing_an_imported_helper_changes_the_fingerprint_a_lone_file_keeps_it
     assert source_fingerprint(spec) != before
     alone = tmp_path / "alone.py"
     alone.write_text("import torch\n\ndef build():\n    return torch.nn.Linear(64, 10)\n")
-    from initlab.usercode import file_digest
+    from initlab.usercode.specs import file_digest
 
     assert source_fingerprint(f"{alone}:build") == file_digest(str(alone))  # keys of before
 
@@ -99,7 +99,7 @@ def test_a_helper_edited_in_a_running_process_is_imported_again_with_its_model(
 ):
     """The new key named the new helper, but `import ui_helper` found the old module still
     in sys.modules: the runs trained the old code (a notebook, a sweep's worker)."""
-    from initlab.usercode import load_callable
+    from initlab.usercode.specs import load_callable
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ui_helper.py").write_text("WIDTH = 8\n")
@@ -127,7 +127,7 @@ def test_installed_packages_are_never_followed_nor_imported_again_initlab_includ
     import sys
 
     import initlab.train.trial as trial
-    from initlab.usercode import forget_helpers
+    from initlab.usercode.specs import forget_helpers
 
     monkeypatch.chdir(tmp_path)
     model = tmp_path / "uses_initlab.py"

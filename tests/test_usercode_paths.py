@@ -1,6 +1,6 @@
 """A user's model file finds its neighbour modules, at import and when its factory runs."""
 
-from initlab.usercode import load_callable
+from initlab.usercode.specs import load_callable
 
 
 def test_a_factory_imports_modules_beside_its_file_when_called(tmp_path, monkeypatch):

@@ -25,7 +25,6 @@ from typing import Any
 from initlab.arguments import check_compare_arguments
 from initlab.config import DEFAULT_INITS, RunConfig, plain, unused_settings, used_settings
 from initlab.errors import InitlabError, UnknownNameError, option
-from initlab.inprocess import data_spec, is_array_data, is_registered, model_spec, shown_spec
 from initlab.models import model_arg_option
 from initlab.notes import note
 from initlab.results import ResultSet, retry_hint
@@ -39,7 +38,14 @@ from initlab.sweep.seeds import seed_list
 from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import SETTINGS, check_keyword_settings, check_setting, is_setting
 from initlab.train.result import FAILED, RunResult
-from initlab.usercode import is_user_spec
+from initlab.usercode.inprocess import (
+    data_spec,
+    is_array_data,
+    is_registered,
+    model_spec,
+    shown_spec,
+)
+from initlab.usercode.specs import is_user_spec
 
 ProgressCallback = Callable[[RunConfig, dict | None, RunResult | None], None]
 """Called with ``(config, epoch_record, None)`` after every epoch and with
@@ -143,8 +149,9 @@ def compare(
     (``"module:function"``, ``"file.npz"``, ``"file.pt"``), a function, or a tuple ``(x_train,
     y_train, x_test, y_test)`` of tensors/arrays (``dataset=`` is its older name). **A model or
     data spec imports and runs that code**; a factory or data defined in ``__main__`` or a
-    notebook is registered in this process (see :func:`initlab.inprocess.model_spec`) and so
-    needs ``workers=1`` and the local backend. ``task``: ``auto`` (from the targets),
+    notebook is registered in this process (see
+    :func:`initlab.usercode.inprocess.model_spec`) and so needs ``workers=1`` and the local
+    backend. ``task``: ``auto`` (from the targets),
     ``classification``, ``regression`` or ``sequence``; ``device``: ``auto``, ``cpu``, ``cuda``,
     ``cuda:N`` or ``mps``; ``precision``: ``fp32`` or ``bf16``.
 

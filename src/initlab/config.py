@@ -25,7 +25,7 @@ from initlab.ranges import (
     check_number,
 )
 from initlab.residual.names import ZERO_RULES, canonical_rule
-from initlab.usercode import is_user_spec, source_fingerprint
+from initlab.usercode.specs import is_user_spec, source_fingerprint
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -110,7 +110,7 @@ class RunConfig:
     every epoch, the default), ``"off"``, or every N optimizer steps (an int).
 
     ``model``: a built-in architecture (``mlp``, ``cnn``) or a user factory
-    (``module:function``, ``path/to/file.py:function``; see :mod:`initlab.usercode`) called
+    (``module:function``, ``path/to/file.py:function``; see :mod:`initlab.usercode.specs`) called
     with ``model_args`` as keyword arguments. ``dataset``: a built-in dataset name or a user
     data spec (``module:function``, ``file.py:function``, ``file.npz``, ``file.pt``).
     ``task``: ``auto`` (inferred from the targets), ``classification``, ``regression`` or
@@ -184,7 +184,7 @@ class RunConfig:
         :data:`KEY_VERSION`), so adding a new setting whose default keeps today's behaviour
         leaves every existing key — and every existing store's resume — intact. Changing a
         default's meaning requires bumping :data:`KEY_VERSION`. A user model or data spec
-        adds the fingerprint of its source file (:func:`initlab.usercode.source_fingerprint`),
+        adds the fingerprint of its source file (:func:`initlab.usercode.specs.source_fingerprint`),
         so editing the model's code starts new runs instead of resuming stale ones, and
         :data:`USER_MODEL_RULES` does the same when initlab's rules for its layers change.
         """

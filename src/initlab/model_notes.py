@@ -15,9 +15,9 @@ from initlab.apply import AS_BUILT
 from initlab.config import RunConfig
 from initlab.coverage import INITIALIZABLE, untouched_weights, weight_layers
 from initlab.errors import option, some_names
-from initlab.inprocess import shown_spec
 from initlab.notes import note
 from initlab.probe.split import Spans
+from initlab.usercode.inprocess import shown_spec
 
 
 def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) -> None:

@@ -22,7 +22,7 @@ from initlab.config import RunConfig
 from initlab.console import stderr_console, stdout_console
 from initlab.errors import InitlabError, check_positive
 from initlab.jsonsafe import dumps
-from initlab.usercode import is_user_spec
+from initlab.usercode.specs import is_user_spec
 
 if TYPE_CHECKING:
     from initlab.probe import Diagnosis

@@ -254,7 +254,7 @@ def default_data_named(target: dict[str, Any], dataset: str, command: str) -> It
     """An error inside the block (loading the data, running the model on it) says which
     data ``command`` fell back to when a model factory (``--model file.py:f``) came without
     ``--data``: the default dataset is a guess its inputs rarely fit."""
-    from initlab.usercode import is_user_spec, load_callable
+    from initlab.usercode.specs import is_user_spec, load_callable
 
     if is_user_spec(target.get("model")):
         load_callable(target["model"])  # a factory that cannot load is not the data's fault
@@ -275,7 +275,7 @@ def refuse_mlp_options(ctx: typer.Context, given: dict[str, Any], names: tuple[s
     own layers, so they would be ignored, as ``compare`` says for ``--hidden``."""
     from initlab.compare import unused_line
     from initlab.models import check_factory_args, model_arg_option
-    from initlab.usercode import is_data_file, is_user_spec
+    from initlab.usercode.specs import is_data_file, is_user_spec
 
     model = given.get("model")
     if not is_user_spec(model) or is_data_file(model):

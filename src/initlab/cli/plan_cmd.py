@@ -48,7 +48,7 @@ def plan(
     from initlab.residual.plan import plan as make_plan
     from initlab.sweep.values import check_setting
     from initlab.train.seeding import make_generator
-    from initlab.usercode import is_user_spec
+    from initlab.usercode.specs import is_user_spec
 
     target = given or {}
     spec = target.get("model")

@@ -23,7 +23,7 @@ def clear_cache() -> None:
     """Forget every dataset decoded or generated in this process, and the arrays passed as
     ``data=`` (disk caches stay)."""
     from initlab.data import digits, mnist, mnist1d, synthetic, user
-    from initlab.inprocess import forget_arrays
+    from initlab.usercode.inprocess import forget_arrays
 
     forget_arrays()
     user.clear_cache()

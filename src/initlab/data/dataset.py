@@ -242,7 +242,7 @@ def first_look(data: Dataset, n: int) -> tuple[Tensor, Tensor]:
     random or interleaved order: every class among them), a seeded sample of the user's data,
     class-balanced for classification (:func:`sample_rows`). The first rows of a file sorted
     by label are one class: LSUV scaled every layer to that class alone."""
-    from initlab.usercode import is_user_spec
+    from initlab.usercode.specs import is_user_spec
 
     if not is_user_spec(data.name):
         return data.x_train[:n], data.y_train[:n]

@@ -18,8 +18,8 @@ from initlab.config import TASKS
 from initlab.data import digits, mnist, mnist1d, synthetic, user
 from initlab.data.dataset import Dataset, check_count
 from initlab.errors import InitlabError, UnknownNameError, option
-from initlab.inprocess import given_as
-from initlab.usercode import is_data_file, is_user_spec, source_fingerprint
+from initlab.usercode.inprocess import given_as
+from initlab.usercode.specs import is_data_file, is_user_spec, source_fingerprint
 
 OWN_DATA = "data= a function, arrays, 'module:function' or a file.npz"
 """The user's own data, as a Python call gives it."""

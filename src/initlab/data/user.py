@@ -1,7 +1,7 @@
 """The user's own data: ``--data module:function``, ``file.py:function``, ``file.npz``,
 ``file.pt`` / ``file.pth``.
 
-**A function spec imports and runs that code** (see :mod:`initlab.usercode`). The function
+**A function spec imports and runs that code** (see :mod:`initlab.usercode.specs`). The function
 is called with no arguments and returns either ``(x_train, y_train, x_test, y_test)``
 (tensors or numpy arrays), ``(train_dataset, test_dataset)`` (map-style
 ``torch.utils.data.Dataset`` objects whose items are ``(x, y)`` pairs; stacked into tensors
@@ -18,7 +18,7 @@ permutation instead (a seeded, class-balanced sample, whatever order the file ha
 The task is inferred or given (:mod:`initlab.data.tasks`).
 
 Loaded data is cached in-process, keyed by the spec, the current directory, the spec's
-:func:`~initlab.usercode.source_fingerprint` and the settings: loading the same spec twice
+:func:`~initlab.usercode.specs.source_fingerprint` and the settings: loading the same spec twice
 returns the same tensors without running the function or reading the file again.
 """
 
@@ -53,9 +53,9 @@ from initlab.data.loaders import LOADER_FIX, is_loader, note_random_items
 from initlab.data.tasks import Prepared, Raw, prepare
 from initlab.errors import InitlabError, option
 from initlab.global_state import preserved_globals
-from initlab.inprocess import given_as
 from initlab.notes import note
-from initlab.usercode import (
+from initlab.usercode.inprocess import given_as
+from initlab.usercode.specs import (
     RELATIVE,
     _short,
     check_readable,
@@ -83,7 +83,7 @@ def load(
     """The :class:`Dataset` of user data ``spec`` (named ``spec``), split and checked.
 
     Every problem is one line of :class:`InitlabError` prefixed with ``--data SPEC:``
-    (``data='SPEC':`` from Python, :func:`initlab.inprocess.given_as`).
+    (``data='SPEC':`` from Python, :func:`initlab.usercode.inprocess.given_as`).
     """
     if task not in TASKS:
         raise InitlabError(f"unknown task '{task}' (valid: {', '.join(TASKS)})")
@@ -170,7 +170,7 @@ def _read(key: tuple[str, str, str]) -> Raw:
 @contextlib.contextmanager
 def _prefixed(spec: str) -> Iterator[None]:
     """Prefix every :class:`InitlabError` raised inside with ``--data SPEC:`` (as
-    :func:`initlab.inprocess.given_as` names it), unless it names the data already."""
+    :func:`initlab.usercode.inprocess.given_as` names it), unless it names the data already."""
     try:
         yield
     except InitlabError as exc:

@@ -46,7 +46,7 @@ from initlab.layer_order import output_layer_name
 from initlab.residual import ADDS_PARAMETERS, RESIDUAL_RULES, canonical_rule, find_structure
 from initlab.residual.structure import Branch, Structure
 from initlab.train.build import INIT_BATCH  # LSUV entries of a plan see what runs see
-from initlab.usercode import is_user_spec
+from initlab.usercode.specs import is_user_spec
 
 PLANNED = "initlab.doctor.candidates:planned_model"
 """The factory spec that applies a per-layer plan to a user's model."""

@@ -27,7 +27,7 @@ from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.probe import Diagnosis, diagnose
 from initlab.probe.batch import Probe
-from initlab.usercode import is_user_spec
+from initlab.usercode.specs import is_user_spec
 
 if TYPE_CHECKING:
     from initlab.doctor.trials import Budget, Schedule

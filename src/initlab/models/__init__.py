@@ -26,7 +26,7 @@ returns one of them again (``lambda: net``) would have every run train the same 
 def factory_named(spec: str) -> str:
     """How a message names a user's model factory, wherever it was given (``--model``, a
     spec's ``model`` key, ``model=`` in Python): ``the model factory m.py:build``."""
-    from initlab.inprocess import shown_spec
+    from initlab.usercode.inprocess import shown_spec
 
     return f"the model factory {shown_spec(spec)}"
 
@@ -83,7 +83,7 @@ def check_factory_args(
     """The factory named by ``spec`` and ``model_args`` as a dict, after checking that the
     factory can be called with them (its signature; nothing is built):
     :class:`InitlabError` (one line) for a missing or unexpected argument."""
-    from initlab.usercode import load_callable
+    from initlab.usercode.specs import load_callable
 
     factory = load_callable(spec, "--model")
     args = dict(model_args or {})
@@ -183,7 +183,7 @@ def build_user_model(
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             built = factory(**args)
     except (Exception, SystemExit) as exc:  # sys.exit() in the factory: initlab went on
-        from initlab.usercode import factory_raised
+        from initlab.usercode.specs import factory_raised
 
         raised = factory_raised(exc, args)
         raise InitlabError(f"{factory_named(spec)} raised {raised}") from None

@@ -20,7 +20,6 @@ from initlab.atomic_files import check_output_dir, write_files
 from initlab.config import plain
 from initlab.data import load
 from initlab.errors import InitlabError, option
-from initlab.inprocess import data_spec
 from initlab.jsonsafe import dumps
 from initlab.scaling.coords import (
     CoordSettings,
@@ -73,6 +72,7 @@ from initlab.tied_layers import AS_BUILT
 from initlab.train.device import resolve_device
 from initlab.train.stack import rng_devices
 from initlab.train.tasks import resolve_task
+from initlab.usercode.inprocess import data_spec
 
 PRIMARY = ("l1", "std", "update")
 """The metrics a module's summary sentence prefers (``aligned``/``aligned_out`` otherwise)."""
@@ -263,7 +263,7 @@ def coord_check(
     over depth at these depths, one law per series (exponential or power); ``()``: the
     factory's own depth only. ``data``: what ``compare`` takes (a dataset name, a spec, a
     function, or ``(x_train, y_train, x_test, y_test)`` tensors/arrays;
-    :func:`initlab.inprocess.data_spec`); default: ``digits``, or the built-in ``gpt``'s
+    :func:`initlab.usercode.inprocess.data_spec`); default: ``digits``, or the built-in ``gpt``'s
     Zipf token copies. ``device``: where the models run (``"auto"``: CUDA when available).
     ``batch_size``: the minibatch of every step (the same batches at every width).
     ``base_width``: the width the parametrization is normalized at (default: the smallest

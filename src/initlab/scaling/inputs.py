@@ -17,10 +17,10 @@ from dataclasses import replace
 from typing import Any
 
 from initlab.errors import InitlabError, option
-from initlab.inprocess import given_as, refuse_built
 from initlab.ranges import FLOAT32_LIMIT
 from initlab.speclist import split_list
-from initlab.usercode import load_callable
+from initlab.usercode.inprocess import given_as, refuse_built
+from initlab.usercode.specs import load_callable
 
 BUILTIN = {
     "mlp": "initlab.models.scalable:mlp",

@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from initlab.errors import InitlabError, UnknownNameError
-from initlab.inprocess import refuse_built
 from initlab.layer_order import known_output_layer
 from initlab.notes import note
 from initlab.ranges import check_number
@@ -33,6 +32,7 @@ from initlab.scaling.inputs import learning_rate
 from initlab.scaling.rescale import changed_beyond_noise, rescale, rescale_note, rescale_ratios
 from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes, renamed
 from initlab.tied_layers import AS_BUILT
+from initlab.usercode.inprocess import refuse_built
 
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "default")
 OPTIMIZERS = ("sgd", "adam")

@@ -33,7 +33,7 @@ from torch import nn
 
 from initlab.errors import InitlabError, option
 from initlab.norm_layers import is_norm
-from initlab.usercode import factory_raised
+from initlab.usercode.specs import factory_raised
 
 KINDS = ("input", "hidden", "output", "vector", "fixed")
 WIDTH_KEY = "width"

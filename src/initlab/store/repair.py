@@ -34,7 +34,7 @@ from initlab.errors import InitlabError
 from initlab.store import damage
 from initlab.store.paths import no_store, read_only_uri, read_path
 from initlab.store.sqlite import FINISHED, Store
-from initlab.usercode import is_user_spec
+from initlab.usercode.specs import is_user_spec
 
 BLOCK = 256
 """Rows read per query while the file reads cleanly."""

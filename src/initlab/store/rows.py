@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from initlab.config import SAME, unused_in_run
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS, config_columns
 from initlab.store.versions import user_specs
-from initlab.usercode import source_fingerprint
+from initlab.usercode.specs import source_fingerprint
 
 if TYPE_CHECKING:
     from initlab.sweep.engine import Outcome

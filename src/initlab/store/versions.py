@@ -21,7 +21,7 @@ import pandas as pd
 from initlab.config import NOT_IN_KEY, RunConfig
 from initlab.errors import InitlabError, option
 from initlab.notes import note
-from initlab.usercode import is_user_spec, source_fingerprint
+from initlab.usercode.specs import is_user_spec, source_fingerprint
 
 
 def current_runs(runs: pd.DataFrame) -> pd.DataFrame:

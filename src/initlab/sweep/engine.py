@@ -27,7 +27,7 @@ from initlab.train.memory import MIN_CHUNK
 from initlab.train.result import FAILED, RunResult
 from initlab.train.run import load_data, run_config
 from initlab.train.tasks import resolve_task
-from initlab.usercode import is_user_spec
+from initlab.usercode.specs import is_user_spec
 
 ENGINES = ("auto", "single", "batched")
 

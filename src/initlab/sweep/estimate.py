@@ -39,7 +39,7 @@ from initlab.sweep.footprint import (
 )
 from initlab.sweep.grid import swept_values
 from initlab.train.schedule import steps_per_epoch
-from initlab.usercode import is_user_spec
+from initlab.usercode.specs import is_user_spec
 
 SECONDS_PER_GFLOP = 1 / 75
 """One torch thread trains the 784-300-100-10 and 784-1000³-10 MLPs at ≈ 75 GFLOP/s."""

@@ -51,7 +51,7 @@ from initlab.data import Dataset
 from initlab.errors import InitlabError
 from initlab.models import build_model
 from initlab.train.run import load_data
-from initlab.usercode import is_user_spec
+from initlab.usercode.specs import is_user_spec
 
 MAX_PARAMETERS = 10**12
 """A model with more parameters (4 TB of fp32 weights) is refused outright: no machine

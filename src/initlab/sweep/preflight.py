@@ -30,7 +30,7 @@ from initlab.sweep.engine import data_key
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.preflight import check_initializes, preflight
 from initlab.train.run import load_data
-from initlab.usercode import is_user_spec
+from initlab.usercode.specs import is_user_spec
 
 
 def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None) -> Dataset | None:

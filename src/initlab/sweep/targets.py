@@ -14,7 +14,13 @@ from initlab.config import RunConfig, unused_settings, used_settings
 from initlab.errors import InitlabError, option
 from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import MODEL_ARG, check_setting
-from initlab.usercode import RELATIVE, check_readable, is_data_file, is_user_spec, load_callable
+from initlab.usercode.specs import (
+    RELATIVE,
+    check_readable,
+    is_data_file,
+    is_user_spec,
+    load_callable,
+)
 
 
 def override_spec(spec: Spec, settings: dict[str, Any]) -> Spec:

@@ -47,7 +47,7 @@ from initlab.ranges import (
 )
 from initlab.residual.names import ACCEPTED as RESIDUAL_ACCEPTED
 from initlab.tied_layers import AS_BUILT
-from initlab.usercode import is_data_file, is_user_spec, split_spec
+from initlab.usercode.specs import is_data_file, is_user_spec, split_spec
 
 SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
 """Every setting a spec may name: the fields of :class:`RunConfig`."""

@@ -17,7 +17,7 @@ from initlab.data import Dataset
 from initlab.data.dataset import first_look
 from initlab.models import build_model, build_user_model
 from initlab.train.seeding import derive_seed, make_generator
-from initlab.usercode import is_user_spec
+from initlab.usercode.specs import is_user_spec
 
 INIT_BATCH = 512
 """Data-dependent schemes (LSUV) see ``INIT_BATCH`` training examples

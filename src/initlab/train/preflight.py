@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from initlab.computed_weights import copy_failure
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, option
-from initlab.inprocess import shown_spec
 from initlab.models import check_float32
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
@@ -30,7 +29,8 @@ from initlab.train.layout import layout_hint
 from initlab.train.output_checks import check_output, note_probabilities
 from initlab.train.schedule import note_long_warmup, steps_per_epoch
 from initlab.train.tasks import CLASSIFICATION, resolve_task
-from initlab.usercode import is_user_spec
+from initlab.usercode.inprocess import shown_spec
+from initlab.usercode.specs import is_user_spec
 
 PROBE_EXAMPLES = 2
 

@@ -35,7 +35,7 @@ from initlab.train.result import FAILED, RunResult
 from initlab.train.schedule import Member, Plan
 from initlab.train.stack import preferred_strategy
 from initlab.train.tasks import resolve_task
-from initlab.usercode import is_user_spec
+from initlab.usercode.specs import is_user_spec
 
 
 def load_data(config: RunConfig, data_dir: str | None = None) -> Dataset:

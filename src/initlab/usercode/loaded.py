@@ -1,7 +1,7 @@
 """Whether a module still runs the code its file holds.
 
 A factory handed over as a Python object (``lambda: mymodels.mlp(64)``) is fingerprinted by
-the file of each module it reads (:mod:`initlab.fingerprint`). Edit ``mymodels.py`` in a
+the file of each module it reads (:mod:`initlab.usercode.fingerprint`). Edit ``mymodels.py`` in a
 notebook without reloading it, and the file's new hash names runs that would train the old
 code still loaded; after a reload, those runs would be resumed as finished. So
 :func:`check_loaded` compiles the file as it is now and refuses, in one line, a module in

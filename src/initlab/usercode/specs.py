@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from initlab.errors import InitlabError, UnknownNameError, option, permission_denied
-from initlab.inprocess import given_as, is_registered, registered_callable
-from initlab.loaded_code import check_loaded
+from initlab.usercode.inprocess import given_as, is_registered, registered_callable
+from initlab.usercode.loaded import check_loaded
 
 DATA_SUFFIXES = (".npz", ".pt", ".pth")
 RELATIVE = "relative paths, also a spec file's, are read from the current directory"
@@ -150,7 +150,7 @@ def _import_module(name: str, flag: str):
     changed since (as its runs' keys do): ``sys.modules`` would otherwise keep running the
     old code under the new key, in a sweep's worker. A module the user's code imported (a
     notebook's ``import mymodels``) is theirs: one whose functions differ from its file's
-    is refused with what to do (:func:`initlab.loaded_code.check_loaded`), never reloaded
+    is refused with what to do (:func:`initlab.usercode.loaded.check_loaded`), never reloaded
     under their objects (``isinstance`` against its old classes would fail)."""
     with _cwd_on_path():
         try:
@@ -177,10 +177,10 @@ def _import_module(name: str, flag: str):
 
 def forget_helpers(path: Path) -> None:
     """Drop from ``sys.modules`` the user's own modules ``path`` imports
-    (:func:`initlab.user_imports.local_files`), so that importing it again runs them as
+    (:func:`initlab.usercode.imports.local_files`), so that importing it again runs them as
     their files are now: a cached ``helper`` would train the old code under the key of the
     new one."""
-    from initlab.user_imports import local_files
+    from initlab.usercode.imports import local_files
 
     files = {str(f) for f in local_files(path)}
     if not files:  # no helper: nothing to look for among the loaded modules
@@ -263,7 +263,7 @@ def source_path(spec: str) -> Path | None:
 
 def source_fingerprint(spec: str) -> str:
     """``sha256`` (16 hex digits) of the file behind ``spec`` and, for a Python file, of the
-    user's own modules it imports (:func:`initlab.user_imports.local_files`: editing a
+    user's own modules it imports (:func:`initlab.usercode.imports.local_files`: editing a
     helper starts new runs too); ``"missing"`` when there is no file yet (the run will then
     fail with a clear error when it tries to load it)."""
     if is_registered(spec):
@@ -279,9 +279,9 @@ def source_fingerprint(spec: str) -> str:
 
 def python_fingerprint(path: Path) -> str:
     """:func:`file_digest` of a Python file, combined with those of the user's own modules
-    it imports (:func:`initlab.user_imports.local_files`); a file without any keeps its own
+    it imports (:func:`initlab.usercode.imports.local_files`); a file without any keeps its own
     digest, as before helpers were followed."""
-    from initlab.user_imports import local_files
+    from initlab.usercode.imports import local_files
 
     digest = str(file_digest(str(path)))
     helpers = local_files(path)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from initlab.errors import InitlabError
-from initlab.loaded_code import check_loaded, code_shape
+from initlab.usercode.loaded import check_loaded, code_shape
 
 PLAIN = (type(None), bool, int, float, complex, str, bytes)
 
@@ -196,7 +196,7 @@ def _module(module: types.ModuleType) -> str:
     path = getattr(module, "__file__", None)
     if not path or is_installed(path):
         return f"module {module.__name__}"
-    from initlab.usercode import file_digest
+    from initlab.usercode.specs import file_digest
 
     check_loaded(module, path)
     return f"module {module.__name__} from file {file_digest(path)}"
@@ -220,7 +220,7 @@ def _definition(value: object, seen: dict[int, object], opaque: list[str]) -> st
     if path and is_installed(path):
         return label
     if path:
-        from initlab.usercode import file_digest
+        from initlab.usercode.specs import file_digest
 
         check_loaded(module, path)
         return f"{label} from file {file_digest(path)}"

@@ -1,6 +1,6 @@
 """The user's own modules a model or data file imports, found without running it.
 
-A run's key hashes the file behind ``--model file.py:build`` (:mod:`initlab.usercode`); a
+A run's key hashes the file behind ``--model file.py:build`` (:mod:`initlab.usercode.specs`); a
 helper it imports (``from layers import Block``) decides the model as much. :func:`local_files`
 reads the file's ``import`` statements with :mod:`ast` (nothing is executed), resolves each
 top-level module name with :func:`importlib.util.find_spec` from the file's folder and the
@@ -20,7 +20,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from initlab.fingerprint import is_installed
+from initlab.usercode.fingerprint import is_installed
 
 MAX_FILES = 64
 """The most helper files followed from one user file (a vendored library stops here)."""

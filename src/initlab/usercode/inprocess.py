@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 
 from initlab.errors import InitlabError, option
-from initlab.fingerprint import arrays_digest, callable_digest
+from initlab.usercode.fingerprint import arrays_digest, callable_digest
 
 REGISTERED = "callable:"
 """Prefix of the specs of callables and data registered in this process: ``callable:name:hash``."""
@@ -53,7 +53,7 @@ def model_spec(model: str | Callable) -> str:
     importable module as ``module:function`` (or ``file.py:function`` for one imported from
     a path); any other callable (defined in ``__main__`` or a notebook, a lambda, a class
     method, a closure, a ``functools.partial``) registered in this process as
-    ``callable:name:hash``, ``hash`` being :func:`initlab.fingerprint.callable_digest`: its
+    ``callable:name:hash``, ``hash`` being :func:`initlab.usercode.fingerprint.callable_digest`: its
     source and the values it captures or reads from globals (notebook helpers and classes
     recursively), so editing it or changing a captured width starts new runs.
     """
