@@ -240,6 +240,11 @@ def test_labels_name_the_settings_that_differ_among_the_runs(clock):
         "he_normal/relu/8/res=fixup/seed0",
     ]
     assert varying_settings(configs[:1]) == () and run_label(configs[0]) == configs[0].label
+    clipped = [RunConfig(hidden=(8,), clip_norm=c) for c in (None, 1.0)]  # a spec's "none"
+    assert [run_label(c, ("clip_norm",)) for c in clipped] == [
+        "he_normal/relu/8/clip=none/seed0",
+        "he_normal/relu/8/clip=1/seed0",
+    ]
     out, console = _log()
     shown = RichProgress(console)
     shown.start(SweepPlan(2, 0, configs, "local", "single", 1, 1))

@@ -55,9 +55,12 @@ def run_label(config: RunConfig, settings: Sequence[str] = ()) -> str:
 
 
 def _value(name: str, value: object) -> str:
-    """A setting's value, briefly: ``0.01``, ``300-100``, ``same`` (``output_init=None``)."""
+    """A setting's value, briefly: ``0.01``, ``300-100``, ``same`` (``output_init=None``),
+    ``none`` (another setting unset: ``clip=none``, as a spec writes it)."""
     if name == "output_init" and value is None:
         return "same"
+    if value is None:
+        return "none"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
