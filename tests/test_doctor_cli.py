@@ -349,10 +349,15 @@ def test_the_doctor_sets_the_tables_by_embedding_init_in_its_trials_and_snippet(
     assert "normal(std=0.02) (--embedding-init), before the plan and in every trial" in said
     assert "timing a short trial" not in shown.out  # a budget in steps times nothing
     assert "same run as he_normal" not in said  # --init he_normal listed again: no news
+    tables = "every candidate, default included, trained with its embedding tables drawn from"
+    assert f"{tables} normal(std=0.02) (--embedding-init): keep them with it" in " ".join(
+        shown.out.split()
+    )
     saved = json.loads((tmp_path / "o" / "recommendation.json").read_text())
     shared = saved["provenance"]["config"]
     assert shared["embedding_init"] == "normal(std=0.02)" and shared["optimizer"] == "sgd"
-    assert not {"hidden", "activation", "track", "init", "epochs"} & set(shared)  # unused
+    not_shared = {"hidden", "activation", "track", "init", "epochs", "momentum", "output_init"}
+    assert not not_shared & set(shared)  # unused, or each candidate's own
     space: dict = {}
     exec((tmp_path / "o" / "init_snippet.py").read_text(), space)  # he_normal: no winner
     model = space["apply_init"](build_user_model(f"{tmp_path / 'lm.py'}:build", {}))
@@ -361,6 +366,14 @@ def test_the_doctor_sets_the_tables_by_embedding_init_in_its_trials_and_snippet(
         assert abs(float(table.weight.std()) - 0.02) < 5 * 0.02 / (2 * 256) ** 0.5
     assert not model.head.bias.any()
     assert "chosen by `initlab doctor --trials`" in (tmp_path / "o" / "init_snippet.py").read_text()
-    assert main(args[: args.index("--trials")]) == 0  # the plan alone: the Python to apply it
+    alone = args[: args.index("--trials")]  # the plan alone: the Python to apply it
+    assert main(alone) == 0
     said = " ".join(capsys.readouterr().out.split())
     assert "initlab.initialize(model, plan, embedding_init='normal(std=0.02)')" in said
+    as_built = [a for a in alone if a != "normal(std=0.02)" and a != "--embedding-init"]
+    assert main(as_built) == 0  # the tables left N(0, 1): the note names this option
+    said = " ".join(capsys.readouterr().err.split())
+    assert "nn.Embedding's own default is N(0, 1)" in said
+    assert "--embedding-init 'normal(std=0.02)' (here, in plan and compare;" in said
+    assert main([*as_built, "--embedding-init", "lsuv"]) == 2
+    assert capsys.readouterr().err.startswith("error: --embedding-init 'lsuv' rescales")

@@ -1,5 +1,6 @@
 """Candidates of the doctor's trials: what auto picks, and plans expressed as runs."""
 
+import dataclasses
 import math
 
 import pytest
@@ -192,3 +193,46 @@ def test_a_candidate_that_gives_the_same_weights_as_an_earlier_one_is_left_out()
     # a reference is kept even when it matches an earlier candidate
     kept, _ = buildable([plan, same], base, data, references=["plan+depth_scaled"])
     assert len(kept) == 2
+
+
+LSUV_LM = """
+import torch
+from torch import nn
+
+class LM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(64, 32), nn.Embedding(32, 32)
+        self.mid1, self.mid2, self.head = nn.Linear(32, 32), nn.Linear(32, 32), nn.Linear(32, 64)
+
+    def forward(self, x):
+        h = self.tok(x) + self.pos(torch.arange(x.shape[1], device=x.device))
+        return self.head(torch.tanh(self.mid2(torch.relu(self.mid1(h)))))
+
+def build():
+    return LM()
+"""
+
+
+def test_a_planned_lsuv_layer_measures_the_tables_the_trials_train(tmp_path):
+    """A plan trained through planned_model ran its LSUV on nn.Embedding's N(0, 1) tables;
+    the embedding init redrew them afterwards, so mid2's output had std ~0.02, not 1."""
+    (tmp_path / "lm.py").write_text(LSUV_LM)
+    base = RunConfig(
+        model=f"{tmp_path / 'lm.py'}:build", dataset="initlab.scaling.tokens:zipf_copies",
+        init="default", embedding_init="normal(std=0.02)",
+    )  # fmt: skip
+    data = load_data(base)
+    model = build_architecture(base, data.input_shape, data.num_classes)
+    plan = recommend(model, data.x_train[:64], family="variance")
+    assert plan.entries[1].layer == "mid2"
+    plan.entries[1] = dataclasses.replace(plan.entries[1], scheme="lsuv")  # after mid1's
+    found = plan_candidate("plan", plan, base, "test")
+    built = build_initialized_model(found.config(base), data.input_shape, 64, data=data)
+    seen = {}
+    built.mid2.register_forward_hook(lambda m, i, o: seen.update(std=float(o.std())))
+    with torch.no_grad():
+        built(data.x_train[:256])
+    assert abs(float(built.tok.weight.std()) - 0.02) < 0.002  # 2,048 values: 5 sds
+    assert abs(seen["std"] - 1.0) < 0.1, seen  # LSUV's unit variance, on these tables
+    assert found.settings["model"] == PLANNED and found.settings["embedding_init"] == "default"

@@ -114,7 +114,8 @@ def doctor(
     spend = check_trials(trials, budget, out_dir, candidates, start, training)
     check_output_file(save, WEIGHT_FILES, "--save")
     settings = _training(optimizer, lr, batch_size)
-    tables = check_setting("embedding_init", one_scheme("--embedding-init", embedding_init))
+    with opt.as_options(["embedding_init"]):
+        tables = check_setting("embedding_init", one_scheme("--embedding-init", embedding_init))
     config = RunConfig(
         hidden=(width,) * depth, activation=activation, init=start, seed=seed, **settings,
         embedding_init=tables, **target,
@@ -168,8 +169,8 @@ def note_as_built(model: nn.Module, tables: str = "default") -> None:
         text += (
             f" (after the plan: {stds}; nn.Embedding's own default is N(0, 1))"
             + (f"; {mismatch}" if mismatch else "")
-            + "; `initlab plan --embedding-init 'normal(std=0.02)'` (or "
-            "initlab.initialize(model, plan, embedding_init=...)) sets the embeddings too"
+            + "; --embedding-init 'normal(std=0.02)' (here, in plan and compare; "
+            "initlab.initialize(model, plan, embedding_init=...)) sets the tables too"
         )
     note(text)
 

@@ -123,19 +123,26 @@ def plan_candidate(name: str, plan: Plan, base: RunConfig, why: str) -> Candidat
         "data": base.dataset if plan.needs_data else "",
         "task": base.task,
     }
-    settings = {"model": PLANNED, "model_args": args, "init": DEFAULT, **ruled}
+    tables = {}
+    if base.embedding_init != DEFAULT:  # drawn with the plan: before its LSUV layers
+        args["tables"], tables = base.embedding_init, {"embedding_init": DEFAULT}
+    settings = {"model": PLANNED, "model_args": args, "init": DEFAULT, **ruled, **tables}
     return Candidate(name, settings, schemes, why)
 
 
-def planned_model(spec: str, args: str, plan: str, data: str = "", task: str = "auto") -> nn.Module:
+def planned_model(
+    spec: str, args: str, plan: str, data: str = "", task: str = "auto", tables: str = DEFAULT
+) -> nn.Module:
     """The model ``spec(**json.loads(args))`` initialized by the per-layer ``plan`` (JSON
-    ``{layer: scheme}``) from the global random state; LSUV layers see
-    :data:`INIT_BATCH` training examples of ``data``, as runs do (:func:`first_look`)."""
+    ``{layer: scheme}``) from the global random state, its embedding tables by ``tables``
+    (the trials' ``embedding_init``, drawn before any LSUV layer measures the forward);
+    LSUV layers see :data:`INIT_BATCH` training examples of ``data``, as runs do
+    (:func:`first_look`)."""
     from initlab.models import build_user_model
 
     model = build_user_model(spec, json.loads(args), checked=False)
     batch = _first_batch(data, task) if data else None
-    initialize(model, json.loads(plan), data=batch)
+    initialize(model, json.loads(plan), data=batch, embedding_init=tables)
     return model
 
 

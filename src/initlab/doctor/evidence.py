@@ -32,7 +32,7 @@ from initlab.doctor.candidates import DEFAULT, Candidate, check_comparison, laye
 from initlab.doctor.learned import chance_loss
 from initlab.doctor.plan import Plan
 from initlab.doctor.snippet import make_snippet, residual_lines
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, option
 from initlab.jsonsafe import dumps
 from initlab.train.build import INIT_BATCH, build_architecture, build_initialized_model
 from initlab.train.result import RunResult
@@ -131,10 +131,10 @@ def training_settings(config: RunConfig) -> dict[str, Any]:
 def provenance(base: RunConfig, budget: trials.Budget) -> dict[str, Any]:
     """``recommendation.json``'s record of what the trials were run for and on: the budget
     as given, the settings every trial run shares (``config``: not the seeds, epochs and
-    tracking the design and schedule set, nor the init each candidate sets, nor the settings
-    the model does not use, such as ``hidden`` for a factory), fingerprints of a user
-    model's and data's source files, and the environment (versions, BLAS code path, CPU,
-    torch threads)."""
+    tracking the design and schedule set, nor the inits each candidate sets, nor the settings
+    the run does not use, such as ``hidden`` for a factory or SGD's ``momentum``),
+    fingerprints of a user model's and data's source files, and the environment (versions,
+    BLAS code path, CPU, torch threads)."""
     import torch
 
     from initlab.config import unused_settings
@@ -143,7 +143,8 @@ def provenance(base: RunConfig, budget: trials.Budget) -> dict[str, Any]:
     from initlab.sweep.engine import environment
 
     config = base.to_dict()
-    not_shared = {"seed", "init", *OVERRIDDEN, *unused_settings(base.model)}
+    not_shared = {"seed", "init", "output_init", "residual_init", *OVERRIDDEN}  # per candidate
+    not_shared |= {*unused_settings(base.model), *(("momentum",) * (base.optimizer != "momentum"))}
     return {
         "budget": str(budget),
         "config": {k: v for k, v in config.items() if k not in not_shared},
@@ -209,12 +210,25 @@ def gather(
         chance=chance_loss(data.y_train),
     )  # fmt: skip
     decision["seconds"] = round(took, 1)
-    decision["message"] += overran(took, budget.seconds)
+    decision["message"] += overran(took, budget.seconds) + tables_said(base)
     variance = verdict.variance_split(table)
     return Evidence(
         list(candidates), design, schedule, results, table, ranked, tests, variance, decision,
         training_settings(base), saved=saved, provenance=provenance(base, budget),
     )  # fmt: skip
+
+
+def tables_said(base: RunConfig) -> str:
+    """The verdict's last words when every candidate trained with its embedding tables
+    drawn from ``base.embedding_init`` (``default`` included): keeping the winner, or the
+    model as built, means keeping those tables too."""
+    if base.embedding_init == DEFAULT:
+        return ""
+    flag = option("--embedding-init", "embedding_init")
+    return (
+        f"; every candidate, default included, trained with its embedding tables drawn from "
+        f"{base.embedding_init} ({flag}): keep them with it"
+    )
 
 
 def _schedule(
@@ -281,7 +295,7 @@ def snippet_source(evidence: Evidence, base: RunConfig, data: Dataset) -> str:
         bias=str(config.bias),
         reference=reference,
         residual=residual,
-        tables=config.embedding_init,
+        tables=base.embedding_init,  # every candidate's, a plan drawing them itself too
         readouts={} if chosen.schemes else tied_readouts(model, schemes),
     )
 
@@ -289,14 +303,11 @@ def snippet_source(evidence: Evidence, base: RunConfig, data: Dataset) -> str:
 def tied_readouts(model: nn.Module, schemes: dict[str, str]) -> dict[str, str]:
     """``{layer: table}`` for each layer of a scheme's ``schemes`` whose weight is an
     embedding table's: the scheme leaves it to the embedding rule, as
-    :func:`initlab.embedding_init.readouts_of_tables` does in :func:`initlab.initialize`."""
-    from initlab.embedding_init import tied_tables
+    :func:`initlab.embedding_init.readouts_of_tables` finds them in :func:`initlab.initialize`."""
+    from initlab.embedding_init import readouts_of_tables
+    from initlab.initializers import parse
 
-    return {
-        layer: tables[0]
-        for layer, scheme in schemes.items()
-        if scheme != DEFAULT and (tables := tied_tables(model, layer))
-    }
+    return readouts_of_tables(model, {layer: parse(s) for layer, s in schemes.items()}, False)
 
 
 def to_json(evidence: Evidence, plan: Plan) -> dict[str, Any]:

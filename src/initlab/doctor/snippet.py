@@ -136,36 +136,51 @@ def make_snippet(
     modules, drawn = dict(model.named_modules()), {}  # drawn: id(weight) → its layer
     for layer, module in drawing_order(weight_layers(model), plan):
         scheme = unspanned(schemes.get(layer, "default"))[0]
-        if scheme == "default":
-            lines.append(f"    # {layer}: kept as built")
-            continue
-        if layer in (readouts or {}):  # its weight is a table's, set with the tables
-            lines.append(f"    # {layer}: weight is {readouts[layer]}.weight, an embedding table")
-            lines += _bias_lines(layer, module, bias, modules) if _has_bias(module, bias) else []
-            continue
-        first = drawn.setdefault(id(getattr(module, "weight", None)), layer)
-        if first != layer and not isinstance(module, COMPOUND):  # as initialize: drawn once
-            lines.append(f"    # {layer}: weight tied to {first}'s, drawn there")
-            lines += _bias_lines(layer, module, bias, modules) if _has_bias(module, bias) else []
+        kept = _kept_lines(layer, module, scheme, readouts or {}, drawn, bias, modules)
+        if kept is not None:
+            lines += kept
             continue
         lines.append(
             f"    # {layer}: {spanned(scheme, spans[layer]) if layer in spans else scheme}"
         )
         if isinstance(module, COMPOUND):
             lines += _compound_lines(layer, module, scheme, bias)
-            continue
-        if layer in spans:  # a fused projection: one draw per row span, as initlab's
+        elif layer in spans:  # a fused projection: one draw per row span, as initlab's
             check_spans(layer, spans[layer], module.weight.shape[0])
             cut = fused_draws(module, parse(scheme), resolve_bias(bias), spans[layer])
             lines += _draw_lines(layer, module, cut)
-            continue
-        lines += _weight_lines(layer, module, scheme, ref.get(layer))
-        if _has_bias(module, bias):
-            lines += _bias_lines(layer, module, bias, modules)
+        else:
+            lines += _weight_lines(layer, module, scheme, ref.get(layer))
+            lines += _bias_lines(layer, module, bias, modules) if _has_bias(module, bias) else []
     lines += table_lines(model, tables) if tables not in (None, "default") else []
     lines += residual or []
     lines.append("    return model\n")
     return "\n".join(lines)
+
+
+def _kept_lines(
+    layer: str,
+    module: nn.Module,
+    scheme: str,
+    readouts: Mapping[str, str],
+    drawn: dict[int, str],
+    bias: str,
+    modules: Mapping[str, nn.Module],
+) -> list[str] | None:
+    """The lines of a layer whose weight is not drawn here: kept as built (``default``), an
+    embedding table's (a scheme's tied readout), or tied to a layer drawn before (as
+    :func:`initlab.initialize`: drawn once); the last two get their bias. ``None`` for a
+    layer to draw, whose weight ``drawn`` then records."""
+    if scheme == "default":
+        return [f"    # {layer}: kept as built"]
+    if layer in readouts:  # its weight is a table's, set with the tables
+        said = f"    # {layer}: weight is {readouts[layer]}.weight, an embedding table"
+    else:
+        first = drawn.setdefault(id(getattr(module, "weight", None)), layer)
+        if first == layer or isinstance(module, COMPOUND):
+            return None
+        said = f"    # {layer}: weight tied to {first}'s, drawn there"
+    return [said, *(_bias_lines(layer, module, bias, modules) if _has_bias(module, bias) else [])]
 
 
 def table_lines(model: nn.Module, scheme: str) -> list[str]:
