@@ -85,8 +85,9 @@ def test_embedding_init_sets_a_language_models_tables_at_every_width_so_the_stre
     first = rows[(rows["module"] == "blocks.0.ln1" + STREAM) & (rows["metric"] == "std")]
     at_init = first[first["step"] == 0].groupby("width")["value"].mean()
     assert set(at_init.index) == {16, 32} and (abs(at_init - 0.02 * math.sqrt(2)) < 0.01).all()
-    said = "embedding tables pos_emb, tok_emb: normal(std=0.02) (embedding_init) at every width"
+    said = "embedding tables tok_emb, pos_emb: normal(std=0.02) (embedding_init) at every width"
     assert any(note.startswith(said) for note in result.notes)
+    assert result.settings.embedding_init == "normal(std=0.02)"  # verdicts.json's settings
 
 
 def test_an_embedding_init_for_a_model_without_tables_is_refused_on_the_command_line(capsys):

@@ -287,6 +287,7 @@ def coord_check(
         steps=whole_number("steps", steps),
         batch_size=whole_number("batch_size", batch_size),
         kwargs=dict(model_args or {}),
+        embedding_init=embedding_init,
     )
     the_device = resolve_device(device)
     check_model_args(settings.kwargs, width_arg, depth_arg, bool(settings.depths))
@@ -298,7 +299,7 @@ def coord_check(
     dataset = load(data_spec(data), task=task)  # a name, spec, function or arrays, as compare
     settings = fit_builtin(model, settings, dataset)
     kwargs = dict(settings.kwargs) | ({"depth": settings.depths[0]} if settings.depths else {})
-    factory, tables = with_tables(factory, embedding_init, settings.widths[0], kwargs)
+    factory, tables = with_tables(factory, settings.embedding_init, settings.widths[0], kwargs)
     shapes = infer_shapes(
         factory, width=settings.widths[-1], base_width=settings.base, kwargs=kwargs
     )

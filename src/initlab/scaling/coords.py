@@ -57,8 +57,9 @@ METRICS = ("l1", "std", "update", "aligned", "aligned_out")
 @dataclass(frozen=True)
 class CoordSettings:
     """What to measure: ``widths`` (increasing), ``depths`` (``()``: the factory's own),
-    the parametrization, optimizer, learning rate, steps, seeds, batch size and base width
-    (default: the smallest width)."""
+    the parametrization, optimizer, learning rate, steps, seeds, batch size, base width
+    (default: the smallest width), the factory's other keywords and the embedding tables'
+    scheme (``embedding_init``, :mod:`initlab.scaling.tables`)."""
 
     widths: tuple[int, ...]
     param: str = "sp"
@@ -70,6 +71,7 @@ class CoordSettings:
     batch_size: int = 64
     base_width: int | None = None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    embedding_init: str = "default"
 
     def __post_init__(self) -> None:
         widths, depths = option("--widths"), option("--depths")

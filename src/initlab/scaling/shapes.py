@@ -133,14 +133,20 @@ def build(factory: Factory, width: int, kwargs: Mapping[str, Any], device: str) 
     return model
 
 
+def build_for_shapes(factory: Factory, width: int, kwargs: Mapping[str, Any]) -> nn.Module:
+    """The model at ``width`` for its structure only: built on ``meta`` (no memory, no
+    values) when the factory allows it, else on the CPU."""
+    try:
+        return build(factory, width, kwargs, "meta")
+    except InitlabError:
+        return build(factory, width, kwargs, "cpu")
+
+
 def shapes_of(factory: Factory, width: int, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """``{name: (shape, module, pname, first)}`` of every parameter at ``width`` (``first``:
-    the first name of the same tensor, as ``named_parameters`` keeps it), built on ``meta``
-    when the factory allows it, else on the CPU."""
-    try:
-        model = build(factory, width, kwargs, "meta")
-    except InitlabError:
-        model = build(factory, width, kwargs, "cpu")
+    the first name of the same tensor, as ``named_parameters`` keeps it) of
+    :func:`build_for_shapes`'s model."""
+    model = build_for_shapes(factory, width, kwargs)
     first_of: dict[int, str] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         first_of.setdefault(id(p), name)

@@ -20,9 +20,9 @@ from typing import Any
 
 from torch import nn
 
-from initlab.embedding_init import EMBEDDINGS
+from initlab.coverage import own_embeddings
 from initlab.errors import InitlabError, option
-from initlab.scaling.shapes import Factory, shapes_of
+from initlab.scaling.shapes import Factory, build_for_shapes
 from initlab.tied_layers import AS_BUILT
 
 
@@ -56,11 +56,7 @@ def with_tables(
 
 def _tables_note(factory: Factory, scheme: str, width: int, kwargs: Mapping[str, Any]) -> str:
     """Which tables ``scheme`` sets; :class:`InitlabError` when there are none."""
-    owners = shapes_of(factory, width, kwargs).items()
-    tables = sorted(
-        {name.rsplit(".", 1)[0] for name, (_, module, pname, _) in owners
-         if isinstance(module, EMBEDDINGS) and pname == "weight"}
-    )  # fmt: skip
+    tables = own_embeddings(build_for_shapes(factory, width, kwargs))
     flag = option("--embedding-init", "embedding_init")
     if not tables:
         raise InitlabError(f"{flag} '{scheme}' would change nothing: the model has no "
