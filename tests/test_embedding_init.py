@@ -149,7 +149,7 @@ def test_the_cli_sets_tables_refuses_lsuv_before_work_and_drops_the_note(tmp_pat
 def test_an_embedding_init_for_a_model_without_a_table_of_its_own_is_one_line(capsys):
     assert main(["compare", "--data", "digits", "--embedding-init", "lecun_normal"]) == 2
     err = capsys.readouterr().err
-    assert "--embedding-init 'lecun_normal' would change nothing" in err  # the CLI's name
+    assert "embedding_init 'lecun_normal' would change nothing" in err  # a spec's too
     assert "mlp has no nn.Embedding table" in err
 
 

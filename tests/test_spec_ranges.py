@@ -82,8 +82,11 @@ def test_a_toml_sweep_unsets_a_number_with_none_so_clipping_is_compared_with_non
     assert [c.clip_norm for c in expand(spec)] == [None, 1.0]
     spec = parse_spec({"fixed": {**FIXED, "limit_train": " None"}})
     assert expand(spec)[0].limit_train is None
-    with pytest.raises(InitlabError, match="epochs must be an integer >= 1"):
+    with pytest.raises(InitlabError, match="epochs must be an integer >= 1") as refused:
         parse_spec({"fixed": {**FIXED, "epochs": "none"}})  # epochs cannot be unset
+    assert "unsets" not in str(refused.value)
+    with pytest.raises(InitlabError, match=r"got 'off' \(\"none\" unsets it in a spec\)"):
+        parse_spec({"fixed": FIXED, "sweep": {"clip_norm": ["off", 1.0]}})
 
 
 @pytest.mark.parametrize(

@@ -80,9 +80,16 @@ def check_setting(key: str, value: Any) -> Any:
     if checker is not None:
         return checker(value)
     if key in RANGES:
-        if RANGES[key].unset and isinstance(value, str) and value.strip().lower() == "none":
+        unsettable = bool(RANGES[key].unset) and isinstance(value, str)
+        if unsettable and value.strip().lower() == "none":
             return None  # TOML has no null: "none" unsets (clip_norm = ["none", 1.0])
-        value = check_number(key, value)
+        try:
+            value = check_number(key, value)
+        except InitlabError as exc:
+            raise InitlabError(
+                f'{exc} ("none" unsets it in a spec)' if unsettable else str(exc)
+            ) from None
+
         return value if RANGES[key].integer or value is None else float(value)
     return _check_type(key, value)
 

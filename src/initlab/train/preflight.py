@@ -174,8 +174,7 @@ def check_embedding_init(config: RunConfig, model: nn.Module) -> None:
 
     if not own_embeddings(model):
         raise InitlabError(
-            f"{option('--embedding-init', 'embedding_init')} '{config.embedding_init}' would "
-            "change nothing: "
+            f"embedding_init '{config.embedding_init}' would change nothing: "
             f"{shown_spec(config.model)} has no nn.Embedding table"
         )
 
