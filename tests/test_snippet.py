@@ -238,6 +238,18 @@ def test_the_snippet_sets_dirac_as_initialize_does_on_a_grouped_conv():
     assert torch.equal(mine[0].weight, ref[0].weight) and int(ref[0].weight.sum()) == 8
 
 
+def test_the_snippet_sets_identity_as_initialize_does():
+    """identity's std is None: the snippet wrote normal_(p, 0.0, 0.0), zeros, for gain · I."""
+    space: dict = {}
+    exec(make_snippet(nn.Sequential(nn.Linear(6, 4)), {"0": "identity(gain=0.5)"},
+                      name="i", message="m"), space)  # fmt: skip
+    mine = space["apply_init"](nn.Sequential(nn.Linear(6, 4)))
+    ref = nn.Sequential(nn.Linear(6, 4))
+    initialize(ref, {"0": "identity(gain=0.5)"})
+    # exact by construction: 0.5 times the 0s and 1s of eye_
+    assert torch.equal(mine[0].weight, ref[0].weight) and float(ref[0].weight.sum()) == 2.0
+
+
 def test_the_snippet_leaves_an_attentions_out_proj_bias_zero_under_torch_default():
     """As initialize does (nn.MultiheadAttention sets it 0); the snippet drew nn.Linear's."""
     schemes = {"attn": "glorot_uniform", "attn.out_proj": "glorot_uniform"}

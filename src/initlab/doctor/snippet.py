@@ -302,8 +302,11 @@ def _elementwise_call(s: object, target: str, fans) -> str | None:
 def _matrix_calls(s: object, target: str, fans, shape: tuple[int, ...]) -> list[str] | None:
     """The statements drawing ``target`` from an orthogonal sampler ``s`` (a grouped
     convolution's groups each their own orthogonal block; delta-orthogonal: zeros with an
-    orthogonal centre tap) or dirac's identity taps; ``None`` for any other sampler."""
+    orthogonal centre tap), dirac's identity taps or identity's ``gain · I``; ``None`` for
+    any other sampler."""
     kind = type(s).__name__
+    if kind == "Identity":  # gain · I: its std is no law to draw from
+        return [f"torch.nn.init.eye_({target})", f"{target}.mul_({s.gain!r})"]
     if kind == "Dirac":  # the convolution's own groups where the scheme names none
         groups = s.groups if s.groups != 1 else getattr(fans, "groups", 1)
         return [f"torch.nn.init.dirac_({target}, groups={groups})"]
