@@ -348,6 +348,7 @@ def test_the_doctor_sets_the_tables_by_embedding_init_in_its_trials_and_snippet(
     said = " ".join(shown.err.split())
     assert "normal(std=0.02) (--embedding-init), before the plan and in every trial" in said
     assert "timing a short trial" not in shown.out  # a budget in steps times nothing
+    assert "p_holm adjusted for every comparison" in " ".join(shown.out.split())  # not the CI
     assert "same run as he_normal" not in said  # --init he_normal listed again: no news
     tables = "every candidate, default included, trained with its embedding tables drawn from"
     assert f"{tables} normal(std=0.02) (--embedding-init): keep them with it" in " ".join(

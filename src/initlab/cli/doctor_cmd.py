@@ -388,7 +388,9 @@ def _print_evidence(evidence: Evidence, console: Console) -> None:
         shown["failed"] = [f"{int(f)}/{int(n)}" if f else "" for _, f, n in counts]
     print_frame(shown, console, title="validation loss after the budget (95% CI)")
     tests = evidence.tests[["candidate", "reference", "diff", "diff_low", "diff_high", "p_holm"]]
-    print_frame(tests.round(4), console, title="paired by seed, against the reference")
+    title = "paired by seed, against the reference (95% CI of each difference alone; "
+    title += "p_holm adjusted for every comparison: the verdict's test)"
+    print_frame(tests.round(4), console, title=title)
     if not evidence.variance.empty:
         split = evidence.variance[["candidate", "init_seed", "data_order", "interaction"]]
         print_frame(split.round(3), console, title="where the seed noise comes from (shares)")
