@@ -57,6 +57,10 @@ def test_study_checks_the_device_before_its_banner_and_suggests_list(tmp_path, c
     assert not (tmp_path / "s").exists()
     assert main(["study", "lsit"]) == 2
     assert "unknown study 'lsit'; did you mean 'list'?" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")  # --out a file: the one line, without the banner
+    assert main(["study", "lab", "--scale", "tiny", "--out", str(tmp_path / "afile")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "a file is there; --out takes a directory" in captured.err
 
 
 @pytest.mark.parametrize("command", ["compare", "diagnose"])

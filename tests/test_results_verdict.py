@@ -209,6 +209,7 @@ def test_more_seeds_means_more_than_ran():
     with surface("cli"):
         said = _results({"he": ["ok"] * 3, "big": ["ok", "diverged", "diverged"]}).verdict()
     assert "seeds = 5 or more in the spec, --seeds 5 with compare" in said
+    assert "--scale default with a study" in said  # a study takes no --seeds
 
 
 def test_a_constant_lower_group_does_not_block_a_clear_winner():

@@ -46,6 +46,7 @@ def study(
     given: dict[str, Any] | None = None,
 ) -> None:
     """Run a built-in study (resumable), check the paper's expected outcomes, write a report."""
+    from initlab.atomic_files import check_output_dir
     from initlab.cli.runs import run_checked
     from initlab.studies import get
     from initlab.studies.runner import check_scale, finish
@@ -72,6 +73,7 @@ def study(
     configs = expand(spec)
     for device, precision in {(c.device, c.precision) for c in configs}:
         check_precision(precision, resolve_device(device))  # before the banner: one line
+    check_output_dir(target)  # a file there: one line, not the banner and then the error
     out.print(Text.assemble((the_study.title, "bold"), f" — {the_study.paper}\n{the_study.claim}"))
     title = f"{the_study.command_name} ({scale}): test accuracy"
     results = run_checked(spec, configs, target, title=title, ctx=ctx, console=out, err=err)

@@ -223,9 +223,11 @@ def _too_few_scores(
         need = "a verdict needs at least two finished seeds per group"
         text = f"no winner: {need}; {names} {verb} fewer{why}"
     more = max(3, int(ranked["runs"].max()) + 2)  # beyond what ran: 3 seeds said at 3
-    seeds = option(
-        f"seeds = {more} or more in the spec, --seeds {more} with compare",
-        f"seeds={more} or more with compare, seeds = {more} in a spec",
+    seeds = option(  # a study's seeds are its scale's: tiny runs one per group
+        f"seeds = {more} or more in the spec, --seeds {more} with compare, --scale default "
+        "with a study",
+        f"seeds={more} or more with compare, seeds = {more} in a spec, scale='default' with "
+        "a study",
     )
     if (ranked["n"] == 0).all() and set(kinds) == {"failed"}:  # seeds would fail the same way
         return f"{text}; fix the error the runs failed with (each run's message) first"

@@ -72,8 +72,8 @@ class Glorot2010(Study):
         "back-propagated gradients shrink toward the input while the normalized init keeps "
         "them about constant; sigmoid's top hidden layer saturates at 0 early in training; "
         "the normalized init helps tanh, and sigmoid is the worst activation. Fashion-MNIST "
-        "(scikit-learn's 8×8 digits at the tiny scale) stands in for MNIST (not downloadable "
-        "here)."
+        "(scikit-learn's 8×8 digits at the tiny scale) stands in for MNIST, which would be "
+        "downloaded, so that the study runs offline."
     )
 
     def spec(self, scale: str) -> Spec:

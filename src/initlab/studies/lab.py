@@ -32,7 +32,7 @@ SEEDS = {"tiny": 2, "default": 3, "full": 5}
 class Lab(Study):
     name = "lab"
     title = "The initialization lab"
-    paper = "The classic course lab (Keras reference run: he_normal 0.9536, zeros 0.1135)"
+    paper = "The classic course lab (Keras reference run on MNIST: he_normal 0.9536, zeros 0.1135)"
     claim = (
         "Zero initialization leaves every hidden unit identical forever, so the network "
         "predicts one class for every input and its loss settles at the label entropy; any random "
