@@ -205,3 +205,15 @@ def test_a_probe_batch_too_large_for_memory_is_told_to_shrink(monkeypatch, capsy
     assert main(["diagnose", "--data", "digits", "--width", "16", "--batch", "64"]) == 2
     err = capsys.readouterr().err
     assert "you tried to allocate 9 GB; give a smaller probe batch, e.g. --batch 8" in err
+
+
+def test_no_hidden_layer_says_the_init_sets_nothing_but_the_output_init(capsys):
+    """``--init he_normal --depth 0`` said 'he_normal: healthy' of a model no he_normal set."""
+    from initlab.cli import main
+
+    args = ["diagnose", "--init", "he_normal", "--depth", "0", "--data", "digits"]
+    assert main(args) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "no hidden layer: he_normal set no layer here; the output layer takes --output" in said
+    assert main([*args, "--output-init", "same"]) == 0  # the output layer is he_normal's
+    assert "no hidden layer" not in capsys.readouterr().err

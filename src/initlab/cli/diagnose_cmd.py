@@ -22,6 +22,7 @@ from initlab.config import RunConfig
 from initlab.console import stderr_console, stdout_console
 from initlab.errors import InitlabError, check_positive
 from initlab.jsonsafe import dumps
+from initlab.notes import note
 from initlab.usercode.specs import is_user_spec
 
 if TYPE_CHECKING:
@@ -104,6 +105,11 @@ def diagnose(
         **target,
     )
     labels = {scheme: scheme if init or not user else config.model for scheme in inits}
+    if not user and not widths and config.output_init is not None:  # --depth 0: no hidden
+        note(
+            f"no hidden layer: {', '.join(inits)} set no layer here; the output layer takes "
+            f"--output-init ({config.output_init})"
+        )
     check_output_dir(out_dir, files=output_names(list(labels.values())))
     check_precision(config.precision, resolve_device(config.device))  # not the data's fault
     with opt.default_data_named(target, config.dataset, "diagnose"):
