@@ -129,7 +129,10 @@ def test_sigmoid_at_the_prescribed_scale_is_not_recommended_as_if_it_trained_5_l
     assert "normalization, fewer layers or another activation (tanh or relu)" in small
     at_rule = advice("sigmoid", 1.0, 5, "vanishing")
     assert at_rule.startswith("sigmoid layers already follow the gain rule")
-    assert "the gain rule's scale cannot train these 5 layers" in at_rule
+    # beyond mean field's depth is slow or stalled training, not "cannot train": Glorot &
+    # Bengio's 5-layer sigmoid nets trained (an instructor persona quoted the two together)
+    assert "at the gain rule's scale these 5 layers may train slowly if at all" in at_rule
+    assert "cannot train" not in at_rule
     assert "use " not in at_rule
     # two layers: the prescription reaches them, and the scheme is recommended plainly
     shallow = advice("sigmoid", 1 / 3, 2, "vanishing")

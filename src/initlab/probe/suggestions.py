@@ -191,7 +191,10 @@ def _activation_advice(act: str, group: pd.DataFrame, direction: str | None = No
     if 1 / SCALE_TOLERANCE <= r <= SCALE_TOLERANCE and not helps:
         limit = "consider normalization or less depth"
         if short:  # the note above quotes that depth: these weights are at the rule
-            limit = f"the gain rule's scale cannot train these {layers} layers: consider "
+            limit = f"at the gain rule's scale these {layers} layers may train slowly if at all"
+            if act == "sigmoid":  # beyond mean field's depth is not "cannot train"
+                limit += " (Glorot & Bengio's 5-layer sigmoid nets trained, slowly)"
+            limit += ": consider "
             limit += _elsewhere(act)
         elif drifting:
             limit = f"{drifting}: consider {HOLD_THE_SCALE}"
