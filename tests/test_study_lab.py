@@ -26,6 +26,13 @@ def test_one_class_for_every_input_is_reproduced_whichever_class_it_is():
     smallest, largest = float(shares.min()), float(shares.max())
     outcome = lab._zeros_at_chance(ctx_of([smallest, largest]))  # not only the majority class
     assert outcome.reproduced is True, outcome.evidence
+    tied = [k for k, x in enumerate(shares.tolist()) if x == smallest]  # exact: same counts
+    said = (
+        f"{smallest:.4f} (= class {tied[0]}'s share)"
+        if len(tied) == 1
+        else (f"{smallest:.4f} (= the share of classes {', '.join(map(str, tied))}: one of them")
+    )  # "the share of each of 6 classes" read as a riddle to an instructor persona
+    assert said in outcome.evidence
 
 
 def test_an_accuracy_near_chance_but_not_one_class_share_is_not_reproduced():

@@ -81,11 +81,13 @@ def _zeros_at_chance(ctx: StudyContext) -> Expectation:
 
 
 def _classes(matched: list[int]) -> str:
+    """Which classes' test shares an accuracy equals: the classes the run may predict for
+    every input (on balanced data several classes have the same share)."""
     if not matched:
         return "no class's share"
     if len(matched) == 1:
-        return f"class {matched[0]}'s share"
-    return f"the share of each of {len(matched)} classes"
+        return f"= class {matched[0]}'s share"
+    return f"= the share of classes {', '.join(map(str, matched))}: one of them every time"
 
 
 def _zeros_symmetric(ctx: StudyContext) -> Expectation:
