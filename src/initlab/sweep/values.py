@@ -86,9 +86,9 @@ def check_setting(key: str, value: Any) -> Any:
         try:
             value = check_number(key, value)
         except InitlabError as exc:
-            raise InitlabError(
-                f'{exc} ("none" unsets it in a spec)' if unsettable else str(exc)
-            ) from None
+            if not unsettable:
+                raise
+            raise InitlabError(f'{exc} ("none" unsets it in a spec)') from None
 
         return value if RANGES[key].integer or value is None else float(value)
     return _check_type(key, value)
