@@ -116,9 +116,9 @@ def test_the_failure_note_names_the_failed_runs_group_not_only_its_init():
     """Both runs were 'he_normal seed 0': the note did not say which width failed."""
     import pandas as pd
 
-    from initlab.compare import _note_failures
     from initlab.notes import InitlabNote
     from initlab.results import ResultSet
+    from initlab.sweep.python_api import _note_failures
 
     runs = pd.DataFrame(
         [{"run_id": f"r{w}", "init": "he_normal", "seed": 0, "model_args.width": w,

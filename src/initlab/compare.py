@@ -23,33 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from initlab.arguments import check_compare_arguments
-from initlab.config import DEFAULT_INITS, RunConfig, plain, unused_settings, used_settings
+from initlab.config import DEFAULT_INITS, RunConfig
+from initlab.config_checks import check_momentum_used
 from initlab.errors import InitlabError, UnknownNameError, option
-from initlab.models import model_arg_option
-from initlab.notes import note
-from initlab.results import ResultSet, retry_hint
+from initlab.results import ResultSet
 from initlab.speclist import repeated, split_list
-from initlab.sweep.engine import Outcome
-from initlab.sweep.executor import plan_workers
 from initlab.sweep.grid import expand
-from initlab.sweep.preflight import preflight_configs
-from initlab.sweep.runner import SweepProgress, check_backend, run_study
+from initlab.sweep.python_api import (
+    ProgressCallback,
+    check_workers,
+    run_from_python,
+    target_settings,
+)
 from initlab.sweep.seeds import seed_list
 from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import SETTINGS, check_keyword_settings, check_setting, is_setting
-from initlab.train.result import FAILED, RunResult
-from initlab.usercode.inprocess import (
-    data_spec,
-    is_array_data,
-    is_registered,
-    model_spec,
-    shown_spec,
-)
 from initlab.usercode.specs import is_user_spec
-
-ProgressCallback = Callable[[RunConfig, dict | None, RunResult | None], None]
-"""Called with ``(config, epoch_record, None)`` after every epoch and with
-``(config, None, result)`` when a run ends."""
 
 
 def default_inits(model: object) -> tuple[str, ...]:
@@ -183,114 +172,23 @@ def compare(
     _check_keywords(settings)
     if isinstance(inits, str):  # "he_normal" or "default,he_normal", as the CLI takes them
         inits = split_list(inits)
-    workers = _workers(workers)
+    workers = check_workers(workers)
     settings.update(task=task, device=device, precision=precision)
     settings.update(target_settings(model, data, model_args, settings.pop("dataset", None)))
     spec = comparison_spec(inits, seeds, **settings)
-    configs = expand(spec)
-    check_backend(backend, address, gpus_per_trial or 0.0)  # a typo before its consequences
-    plan_workers(1, workers)  # its check of workers (>= 1), before any work
-    check_in_process(configs, backend, workers)
-    loaded = preflight_configs(configs, data_dir)
-    results, _ = run_study(
+    return run_from_python(
         spec,
+        expand(spec),
         out,
-        configs=configs,
         backend=backend,
         workers=workers,
         address=address,
         engine=engine,
         gpus_per_trial=gpus_per_trial,
         data_dir=data_dir,
-        dataset=loaded,  # reused in this process, and put in Ray's object store as it is
-        progress=_CallbackProgress(progress) if progress else None,
+        progress=progress,
+        again="call compare again with the same out=",
     )
-    _note_failures(results)
-    again = "call compare again with the same out="
-    results.progress = retry_hint(results.progress, again) if out is not None else ""
-    return results
-
-
-def _note_failures(results: ResultSet) -> None:
-    """A note naming the first failed run's error (the command line prints one per group;
-    a notebook saw only a ``failed`` status in ``results.runs``)."""
-    runs = results.runs
-    if runs.empty or "status" not in runs:
-        return
-    failed = runs[runs["status"] == FAILED]
-    if len(failed):
-        row = failed.iloc[0]
-        first = str(row["message"]) if "message" in failed else ""
-        keys = [k for k in results.group_by if k in failed and k != "seed"] or ["init"]
-        named = ", ".join(f"{k}={row[k]}" for k in keys) if keys != ["init"] else row["init"]
-        note(
-            f"{len(failed)} of {len(runs)} run(s) failed, e.g. {named} seed {row['seed']}: "
-            f"{first} (every message: results.runs['message'])"
-        )
-
-
-def _workers(workers: Any) -> int | None:
-    """``workers`` as a Python int (a numpy integer is one), or ``None``; anything else, a
-    float included, → one line."""
-    workers = plain(workers)
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
-        raise InitlabError(
-            f"workers must be a whole number (or None: one per core), got {workers!r}"
-        )
-    return workers
-
-
-def target_settings(model, data, model_args, dataset) -> dict[str, Any]:
-    """The ``model``, ``model_args`` and ``dataset`` settings the caller gave, as specs."""
-    if data is not None and dataset is not None:
-        raise InitlabError("give data= or dataset= (its older name), not both")
-    target: dict[str, Any] = {}
-    if model is not None:
-        target["model"] = model_spec(model)
-    if model_args:
-        target["model_args"] = dict(model_args)
-    if data is not None or dataset is not None:
-        target["dataset"] = data_spec(data if data is not None else dataset)
-    return target
-
-
-def check_in_process(configs: Sequence[RunConfig], backend: str, workers: int | None) -> None:
-    """Refuse (one line) worker processes or Ray for models/data registered in this process."""
-    registered = sorted({s for c in configs for s in (c.model, c.dataset) if is_registered(s)})
-    if not registered or (backend == "local" and workers == 1):
-        return
-    arrays = [s for s in registered if is_array_data(s)]
-    functions = [s.split(":")[1] for s in registered if not is_array_data(s)]
-    what = [f"{', '.join(functions)} (defined in __main__ or a notebook)"] if functions else []
-    what += ["the data given as tensors or arrays"] if arrays else []
-    fixes = ["put the function in a module and pass 'module:function'"] if functions else []
-    fixes += ["save the data (torch.save or numpy.savez with keys x_train, y_train, x_test, "
-              "y_test) and pass the file's path"] if arrays else []  # fmt: skip
-    raise InitlabError(
-        f"{' and '.join(what)} exist only in this process: use workers=1 and "
-        f"backend='local', or {' and '.join(fixes)}"
-    )
-
-
-def check_architecture_settings(config: RunConfig) -> None:
-    """Raise :class:`InitlabError` (one line) for settings the model would silently ignore:
-    ``model_args`` on a built-in model, ``hidden``/``activation``/``batch_norm``/``dropout``/
-    ``residual`` changed from their defaults on a user factory (it builds its own layers),
-    ``hidden``/``dropout``/``residual`` on the ``cnn``."""
-    user = is_user_spec(config.model)
-    if config.model_args and not user:
-        takes = ", ".join(used_settings(config.model))
-        raise InitlabError(
-            f"model_args {config.model_args} are for a model factory (module:function); "
-            f"the built-in '{config.model}' takes {takes}"
-        )
-    ignored = unused_settings(config.model)
-    default = RunConfig()
-    changed = [n for n in ignored if getattr(config, n) != getattr(default, n)]
-    if changed:
-        given = ", ".join(f"{n}={shown_value(getattr(config, n))}" for n in changed)
-        fix = f"pass your factory's own settings as {model_arg_option()}"
-        raise InitlabError(unused_line(given, config.model, len(changed), fix))
 
 
 def _check_keywords(settings: Mapping[str, Any]) -> None:
@@ -303,60 +201,3 @@ def _check_keywords(settings: Mapping[str, Any]) -> None:
             swept = {"seed", "init"}
             choices = {*own, *SETTINGS} - swept
             raise UnknownNameError("keyword", key, choices)
-
-
-def check_momentum_used(given: str, optimizers: Sequence[object]) -> None:
-    """``momentum`` given where no run's optimizer is ``momentum`` (SGD with momentum): plain
-    ``sgd`` has none and Adam's moments have their own betas, so it would be ignored (and,
-    being a setting, still split the runs' keys) → one line."""
-    if "momentum" in optimizers:
-        return
-    used = ", ".join(dict.fromkeys(map(str, optimizers)))
-    raise InitlabError(
-        f"{given}: the optimizer {used} does not use it (momentum is optimizer 'momentum', "
-        "SGD with momentum; adam/adamw have their own betas); set optimizer to 'momentum'"
-    )
-
-
-def unused_line(given: str, model: str, count: int, fix: str) -> str:
-    """``hidden=100: the model build does not use it (only the built-in mlp does); FIX``
-    (``fix`` for a user's factory; a built-in model is told to leave them out)."""
-    them = "it" if count == 1 else "them"
-    fix = fix if is_user_spec(model) else f"leave {them} out"
-    return (
-        f"{given}: the model {shown_spec(model)} does not use {them} (only the built-in mlp "
-        f"does); {fix}"
-    )
-
-
-def shown_value(value: object) -> str:
-    """A setting's value as a command line gives it (widths ``300,100``)."""
-    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
-
-
-class _CallbackProgress(SweepProgress):
-    """Adapts a :data:`ProgressCallback` to the sweep's progress hooks. A callback that
-    raises is called no more, with a note naming its error: raised inside training, it
-    failed every run of the stack; raised after one, it ended the sweep, and with
-    ``out=None`` lost every run trained."""
-
-    def __init__(self, callback: ProgressCallback) -> None:
-        self.callback: ProgressCallback | None = callback
-
-    def epoch(self, config: RunConfig, record: dict) -> None:
-        self._call(config, record, None)
-
-    def finished(self, outcome: Outcome) -> None:
-        self._call(outcome.result.config, None, outcome.result)
-
-    def _call(self, config: RunConfig, record: dict | None, result: RunResult | None) -> None:
-        if self.callback is None:
-            return
-        try:
-            self.callback(config, record, result)
-        except Exception as exc:  # the user's code: training goes on without it
-            self.callback = None
-            note(
-                f"the progress callback raised {type(exc).__name__}: {exc}; it is not "
-                "called again, and training goes on"
-            )

@@ -273,7 +273,7 @@ def refuse_mlp_options(ctx: typer.Context, given: dict[str, Any], names: tuple[s
     """With a user's factory (``--model module:function``), one line for the built-in MLP's
     options ``names`` the user typed (``--depth``, ``--width``...): the factory builds its
     own layers, so they would be ignored, as ``compare`` says for ``--hidden``."""
-    from initlab.compare import unused_line
+    from initlab.config_checks import unused_line
     from initlab.models import check_factory_args, model_arg_option
     from initlab.usercode.specs import is_data_file, is_user_spec
 

@@ -141,7 +141,8 @@ def trial_config(
 ) -> tuple[RunConfig, str]:
     """The trials' base config from :func:`trials`' keywords (each setting checked as
     :func:`initlab.compare` checks it), and the starting init."""
-    from initlab.compare import check_architecture_settings, target_settings
+    from initlab.config_checks import check_architecture_settings
+    from initlab.sweep.python_api import target_settings
     from initlab.sweep.values import check_keyword_settings, check_setting
 
     check_keyword_settings(settings)

@@ -13,10 +13,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from initlab.arguments import check_compare_arguments
 from initlab.errors import InitlabError, UnknownNameError
-from initlab.results import ResultSet, retry_hint
-from initlab.sweep.grid import DEFAULT_MAX_RUNS
+from initlab.results import ResultSet
+from initlab.sweep.grid import DEFAULT_MAX_RUNS, expand
+from initlab.sweep.python_api import (
+    ProgressCallback,
+    check_workers,
+    run_from_python,
+    target_settings,
+)
 from initlab.sweep.spec import Spec, load_spec, parse_spec
+from initlab.sweep.targets import check_models, override_spec
 
 SpecLike = Spec | Mapping[str, Any] | str | Path
 RUN_KEYWORDS = (
@@ -42,7 +50,7 @@ def run(
     engine: str = "auto",
     gpus_per_trial: float = 0.0,
     data_dir: str | None = None,
-    progress: Callable | None = None,
+    progress: ProgressCallback | None = None,
     max_runs: int | None = DEFAULT_MAX_RUNS,
     **settings: Any,
 ) -> ResultSet:
@@ -64,20 +72,6 @@ def run(
     ``out`` is created; Ctrl-C raises :class:`~initlab.sweep.SweepInterrupted` whose
     ``results`` holds the runs finished so far.
     """
-    from initlab.arguments import check_compare_arguments
-    from initlab.compare import (
-        _CallbackProgress,
-        _note_failures,
-        _workers,
-        check_in_process,
-        target_settings,
-    )
-    from initlab.sweep.executor import plan_workers
-    from initlab.sweep.grid import expand
-    from initlab.sweep.preflight import preflight_configs
-    from initlab.sweep.runner import check_backend, run_study
-    from initlab.sweep.targets import check_models, override_spec
-
     _refuse_settings(settings)
     check_compare_arguments(None, model_args, out, progress)
     settings = target_settings(model, data, model_args, None)
@@ -86,20 +80,11 @@ def run(
     spec = override_spec(as_spec(spec), settings)
     check_models(spec, given=settings)
     configs = expand(spec, max_runs)
-    workers = _workers(workers)
-    check_backend(backend, address, gpus_per_trial or 0.0)
-    plan_workers(1, workers)
-    check_in_process(configs, backend, workers)
-    loaded = preflight_configs(configs, data_dir)
-    results, _ = run_study(
-        spec, out, configs=configs, backend=backend, workers=workers, address=address,
-        engine=engine, gpus_per_trial=gpus_per_trial, data_dir=data_dir, dataset=loaded,
-        progress=_CallbackProgress(progress) if progress else None,
+    return run_from_python(
+        spec, configs, out, backend=backend, workers=check_workers(workers), address=address,
+        engine=engine, gpus_per_trial=gpus_per_trial, data_dir=data_dir, progress=progress,
+        again="call initlab.sweep.run again with the same out=",
     )  # fmt: skip
-    _note_failures(results)
-    again = "call initlab.sweep.run again with the same out="
-    results.progress = retry_hint(results.progress, again) if out is not None else ""
-    return results
 
 
 def _refuse_settings(settings: Mapping[str, Any]) -> None:

@@ -27,6 +27,7 @@ from torch import nn
 
 import initlab.data as data
 from initlab.config import RunConfig
+from initlab.config_checks import check_architecture_settings
 from initlab.errors import InitlabError
 from initlab.models import build_model, check_factory_args
 from initlab.sweep.footprint import (
@@ -87,10 +88,10 @@ def check_buildable(configs: Iterable[RunConfig], read_data: bool = False) -> No
     that a model that cannot exist for its dataset (a CNN on flat inputs...) or of absurd
     size fails before anything runs. User factories are checked when the sweep starts;
     built-in models on user data only with ``read_data`` (the data is loaded to size them);
-    settings a model would ignore (:func:`initlab.compare.check_architecture_settings`) and
-    a factory's arguments (its signature) and a built-in dataset's task are checked here,
-    so a misspelt ``model_args`` key or ``task`` fails a dry run as it fails the sweep."""
-    from initlab.compare import check_architecture_settings  # compare runs sweeps
+    settings a model would ignore
+    (:func:`initlab.config_checks.check_architecture_settings`) and a factory's arguments
+    (its signature) and a built-in dataset's task are checked here, so a misspelt
+    ``model_args`` key or ``task`` fails a dry run as it fails the sweep."""
     from initlab.data.registry import check_task
 
     seen, tasks = set(), set()

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from torch import nn
 
 from initlab.config import RunConfig
+from initlab.config_checks import check_architecture_settings
 from initlab.data import Dataset
 from initlab.data.locate import user_dir
 from initlab.errors import InitlabError
@@ -42,8 +43,6 @@ def preflight_configs(configs: Sequence[RunConfig], data_dir: str | None = None)
         user_dir(data_dir)
     for device, precision in dict.fromkeys((c.device, c.precision) for c in configs):
         check_precision(precision, resolve_device(device))
-    from initlab.compare import check_architecture_settings  # compare runs sweeps
-
     for config in configs:
         check_architecture_settings(config)
     loaded: dict[tuple, Dataset] = {}

@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from initlab.compare import check_momentum_used, shown_value, unused_line
 from initlab.config import RunConfig, unused_settings, used_settings
+from initlab.config_checks import check_momentum_used, shown_value, unused_line
 from initlab.errors import InitlabError, option
 from initlab.sweep.spec import Axis, Spec
 from initlab.sweep.values import MODEL_ARG, check_setting
@@ -116,7 +116,7 @@ def _check_named_data(spec: Spec) -> None:
 
 
 def _check_unused(spec: Spec) -> None:
-    """:func:`initlab.compare.check_architecture_settings` in the spec's words (the runs
+    """:func:`initlab.config_checks.check_architecture_settings` in the spec's words (the runs
     meet it later, naming no section): ``[fixed] hidden=100: the model f.py:build does not
     use it``, for each model the spec names; for a model it does not sweep, also the
     settings it sweeps (``[sweep] hidden``)."""
