@@ -70,7 +70,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from initlab.data import load
 from initlab.train import memory
 from initlab.train.engine import StackTrainer
-from initlab.train.schedule import CPU, Member, Plan
+from initlab.train.schedule import CPU, Member, StackSettings
 from initlab.train.tasks import losses
 
 BATCH = 32
@@ -229,7 +229,7 @@ def train_models(w: Workload, seeds, strategy: str = "auto", chunk: int = 0) -> 
     one stack after the other, and the strategies the stacks ran."""
     seeds = list(seeds)
     chunks = memory.split_evenly(seeds, chunk or len(seeds))
-    plan = Plan(
+    shared = StackSettings(
         task=w.task,
         optimizer=w.optimizer,
         batch_size=BATCH,
@@ -242,7 +242,7 @@ def train_models(w: Workload, seeds, strategy: str = "auto", chunk: int = 0) -> 
         torch.manual_seed(part[0])
         built = [w.factory() for _ in part]
         start = clock()
-        trainer = StackTrainer(built, w.data, plan, [Member(seed=s, lr=w.lr) for s in part])
+        trainer = StackTrainer(built, w.data, shared, [Member(seed=s, lr=w.lr) for s in part])
         results = trainer.run()
         total += clock() - start
         assert all(r.status in ("ok", "stuck") for r in results), [r.message for r in results]

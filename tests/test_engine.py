@@ -22,7 +22,7 @@ from initlab.data import load
 from initlab.train import run_config, train_configs, trial
 from initlab.train.build import build_initialized_model
 from initlab.train.engine import train_stack
-from initlab.train.schedule import Member, Plan
+from initlab.train.schedule import Member, StackSettings
 from initlab.train.stack import ModelStack
 
 HERE = Path(__file__).resolve()
@@ -205,7 +205,9 @@ def test_a_model_with_learning_rate_zero_keeps_its_weights(digits):
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
     members = [Member(seed=0, lr=0.1), Member(seed=1, lr=0.0), Member(seed=2, lr=0.1)]
     for kind in ("momentum", "adamw"):
-        train_stack(models, digits, Plan(optimizer=kind, epochs=1), members, write_back=True)
+        train_stack(
+            models, digits, StackSettings(optimizer=kind, epochs=1), members, write_back=True
+        )
         for key, value in models[1].state_dict().items():
             assert torch.equal(value, before[1][key]), (kind, key)
         assert not torch.equal(models[0][1].weight, before[0]["1.weight"])
@@ -333,13 +335,13 @@ def test_chunking_never_changes_the_numbers(digits):
 def test_the_stacked_modules_train_as_the_models_alone(digits, settings):
     """initlab's MLP (a plain composition) with its leaves stacked vs one module per model."""
     configs = group(**settings)[:3]
-    plan = Plan(epochs=1, batch_size=32)
+    shared = StackSettings(epochs=1, batch_size=32)
     members = [Member(c.seed, c.lr) for c in configs]
     runs = {}
     for strategy in ("stacked", "looped"):
         models = [build_initialized_model(c, (1, 8, 8), 10) for c in configs]
         runs[strategy] = train_stack(
-            models, digits, dataclasses.replace(plan, strategy=strategy), members
+            models, digits, dataclasses.replace(shared, strategy=strategy), members
         )
     for a, b in zip(runs["stacked"], runs["looped"], strict=True):
         if settings.get("dropout"):  # different masks: only the learning is comparable
@@ -413,12 +415,12 @@ def test_the_strategy_trial_times_one_thread_and_restores_the_thread_count():
 def test_vmap_and_looped_train_a_user_resnet_alike(digits):
     """auto rarely keeps vmap on a CPU (looped is faster): compare the two forced."""
     configs = group(model=f"{HERE}:tiny_resnet", model_args={"width": 4}, lr=0.01)[:2]
-    plan = Plan(optimizer="momentum", epochs=1, batch_size=32)
+    shared = StackSettings(optimizer="momentum", epochs=1, batch_size=32)
     members = [Member(c.seed, c.lr) for c in configs]
     runs = {}
     for strategy in ("vmap", "looped"):
         models = [build_initialized_model(c, (1, 8, 8), 10) for c in configs]
-        strategy_plan = dataclasses.replace(plan, strategy=strategy)
+        strategy_plan = dataclasses.replace(shared, strategy=strategy)
         runs[strategy] = train_stack(models, digits, strategy_plan, members)
     for a, b in zip(runs["vmap"], runs["looped"], strict=True):
         assert_close(a, b, digits)
@@ -440,8 +442,8 @@ class PartlyFrozen(nn.Module):
 def test_frozen_parameters_stay_each_models_own_and_untrained(digits, strategy):
     models = [PartlyFrozen(), PartlyFrozen()]  # different draws: each keeps its own
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
-    plan = Plan(optimizer="adam", epochs=1, batch_size=32, strategy=strategy)
-    train_stack(models, digits, plan, [Member(0, 0.01), Member(1, 0.01)], write_back=True)
+    shared = StackSettings(optimizer="adam", epochs=1, batch_size=32, strategy=strategy)
+    train_stack(models, digits, shared, [Member(0, 0.01), Member(1, 0.01)], write_back=True)
     for model, old in zip(models, before, strict=True):
         now = model.state_dict()
         assert torch.equal(now["a.weight"], old["a.weight"]) and torch.equal(

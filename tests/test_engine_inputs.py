@@ -19,7 +19,7 @@ from initlab.train import run_config, train_configs
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.engine import train_stack
 from initlab.train.preflight import preflight
-from initlab.train.schedule import Member, Plan
+from initlab.train.schedule import Member, StackSettings
 
 HERE = Path(__file__).resolve()
 BASE = dict(dataset="digits", hidden=(16,), epochs=1, batch_size=32, track="off")
@@ -43,8 +43,8 @@ def test_regression_trains_and_reports_r2():
     data = tensors(x, y, "regression", 1)
     torch.manual_seed(0)
     models = [nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 1)) for _ in range(2)]
-    plan = Plan(task="regression", optimizer="adam", epochs=4, batch_size=32)
-    results = train_stack(models, data, plan, [Member(seed=s, lr=1e-2) for s in range(2)])
+    shared = StackSettings(task="regression", optimizer="adam", epochs=4, batch_size=32)
+    results = train_stack(models, data, shared, [Member(seed=s, lr=1e-2) for s in range(2)])
     for r in results:
         assert r.status == "ok"
         assert r.epochs[-1]["train_loss"] < 0.2 * r.epochs[0]["train_loss"]
@@ -68,9 +68,9 @@ def test_sequence_task_trains_to_copy_tokens():
     x = torch.randint(0, 7, (800, 6), generator=gen)
     data = tensors(x, x.clone(), "sequence", 7)
     torch.manual_seed(0)
-    plan = Plan(task="sequence", optimizer="adam", epochs=3, batch_size=32)
+    shared = StackSettings(task="sequence", optimizer="adam", epochs=3, batch_size=32)
     results = train_stack(
-        [Copier(), Copier()], data, plan, [Member(seed=s, lr=1e-2) for s in (0, 1)]
+        [Copier(), Copier()], data, shared, [Member(seed=s, lr=1e-2) for s in (0, 1)]
     )
     for r in results:
         assert r.epochs[-1]["train_loss"] < 0.5 * r.epochs[0]["train_loss"]
@@ -350,11 +350,11 @@ def test_models_of_one_structure_but_different_classes_train_stacked(strategy):
     models = [local_class_net() for _ in range(2)]
     assert type(models[0]) is not type(models[1])
     alone = [copy.deepcopy(m) for m in models]
-    plan = Plan(task="classification", epochs=1, batch_size=32, strategy=strategy)
+    shared = StackSettings(task="classification", epochs=1, batch_size=32, strategy=strategy)
     members = [Member(seed=s, lr=0.05) for s in range(2)]
-    results = train_stack(models, data, plan, members)
+    results = train_stack(models, data, shared, members)
     for m, model in enumerate(alone):
-        single = train_stack([model], data, plan, [members[m]])[0]
+        single = train_stack([model], data, shared, [members[m]])[0]
         assert results[m].status == single.status == "ok"
         # 56 steps of float32 training: summation order differs between the paths
         assert results[m].test_loss == pytest.approx(single.test_loss, rel=1e-3, abs=1e-4)
@@ -443,11 +443,11 @@ def test_a_counting_forward_trains_in_the_stack_as_alone():
     torch.manual_seed(0)
     models = [Counting() for _ in range(2)]
     alone = [copy.deepcopy(m) for m in models]
-    plan = Plan(task="classification", epochs=1, batch_size=32)
+    shared = StackSettings(task="classification", epochs=1, batch_size=32)
     members = [Member(seed=s, lr=0.05) for s in range(2)]
-    results = train_stack(models, data, plan, members)
+    results = train_stack(models, data, shared, members)
     for m, model in enumerate(alone):
-        single = train_stack([model], data, plan, [members[m]])[0]
+        single = train_stack([model], data, shared, [members[m]])[0]
         # 56 float32 steps; from the 6th the hidden layer is cut: both paths must see that
         assert results[m].test_loss == pytest.approx(single.test_loss, rel=1e-3, abs=1e-4)
 

@@ -18,7 +18,7 @@ from torch import nn
 from initlab.data import load
 from initlab.train import layers
 from initlab.train.engine import Meter, StackTrainer
-from initlab.train.schedule import Member, Plan
+from initlab.train.schedule import Member, StackSettings
 
 STEPS, BATCH = 12, 32
 TOL = 50 * torch.finfo(torch.float32).eps * math.sqrt(STEPS * BATCH)
@@ -42,12 +42,12 @@ def train(
     digits, optimizer: str, fused_steps: int, lrs: tuple[float, ...] = (0.05,) * 3
 ) -> StackTrainer:
     """``STEPS`` steps of a stacked trainer, fusing for the first ``fused_steps``."""
-    plan = Plan(optimizer=optimizer, batch_size=BATCH, epochs=1, strategy="stacked")
+    shared = StackSettings(optimizer=optimizer, batch_size=BATCH, epochs=1, strategy="stacked")
     members = [Member(seed=s, lr=lr, momentum=0.9) for s, lr in enumerate(lrs)]
-    trainer = StackTrainer(models(), digits, plan, members)
+    trainer = StackTrainer(models(), digits, shared, members)
     trainer.prepare()
     assert trainer.fusable
-    meter = Meter(plan.task, trainer.size, trainer.device)
+    meter = Meter(shared.task, trainer.size, trainer.device)
     for k, idx in enumerate(trainer.batches()[:STEPS]):
         trainer.fusable = k < fused_steps
         trainer.step(idx, meter)
@@ -100,16 +100,16 @@ def test_a_diverging_model_stops_fusing_and_the_others_train_on_alike(digits):
     healthy models' momentum continues from the buffers their fused steps kept."""
     from initlab.train.engine import train_stack
 
-    plan = Plan(optimizer="momentum", batch_size=BATCH, epochs=1, strategy="stacked")
+    shared = StackSettings(optimizer="momentum", batch_size=BATCH, epochs=1, strategy="stacked")
     three = models()
     with torch.no_grad():
         three[1][4].weight.mul_(1e20)  # one fused step, then its logits overflow
     members = [Member(seed=s, lr=0.05, momentum=0.9) for s in range(3)]
-    together = train_stack(three, digits, plan, members)
+    together = train_stack(three, digits, shared, members)
     assert together[1].status == "diverged"
     assert int(together[1].message.rsplit(" ", 1)[1]) >= 1  # after a fused step
     healthy = models()
-    alone = train_stack([healthy[0], healthy[2]], digits, plan, [members[0], members[2]])
+    alone = train_stack([healthy[0], healthy[2]], digits, shared, [members[0], members[2]])
     rel = 50 * torch.finfo(torch.float32).eps * math.sqrt(digits.num_train)
     for a, b in zip([together[0], together[2]], alone, strict=True):
         assert a.status == b.status == "ok"

@@ -36,7 +36,7 @@ from initlab.data import load
 from initlab.train import run_config, train_configs
 from initlab.train.build import build_initialized_model
 from initlab.train.engine import train_stack
-from initlab.train.schedule import Member, Plan
+from initlab.train.schedule import Member, StackSettings
 from initlab.train.stack import ModelStack
 
 DEVICE = os.environ.get("INITLAB_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "")
@@ -113,7 +113,7 @@ def test_every_strategy_on_the_device_trains_as_each_model_alone_on_the_cpu(
 ):
     configs = configs_of(workload)
     data = data_of(configs[0], datasets)
-    plan = Plan(
+    shared = StackSettings(
         task=data.task,
         optimizer=configs[0].optimizer,
         epochs=1,
@@ -123,7 +123,7 @@ def test_every_strategy_on_the_device_trains_as_each_model_alone_on_the_cpu(
     )
     models = [build_initialized_model(c, data.input_shape, data.num_classes) for c in configs]
     members = [Member(c.seed, c.lr) for c in configs]
-    on_device = train_stack(models, data, plan, members)
+    on_device = train_stack(models, data, shared, members)
     for config, result in zip(configs, on_device, strict=True):
         assert result.strategy == strategy, result.message
         assert_close(result, run_config(config.replace(device="cpu"), data), data)
@@ -179,7 +179,7 @@ def test_a_model_diverging_on_the_device_is_frozen_where_the_cpu_freezes_it(data
     """The host reads the losses after every step on a GPU too: the diverged model's step
     and frozen state match the CPU's, and the others train as they would alone."""
     data = data_of(RunConfig(**BASE), datasets)
-    plan = dict(task=data.task, optimizer="momentum", epochs=1, batch_size=32)
+    shared = dict(task=data.task, optimizer="momentum", epochs=1, batch_size=32)
     members = [Member(seed=s, lr=0.05, momentum=0.9) for s in range(3)]
     runs = {}
     for where in (DEVICE, "cpu"):
@@ -188,8 +188,8 @@ def test_a_model_diverging_on_the_device_is_frozen_where_the_cpu_freezes_it(data
                   for _ in members]  # fmt: skip
         with torch.no_grad():
             models[1][3].weight.mul_(1e20)  # its logits overflow within a few steps
-        results = train_stack(models, data, Plan(**plan, device=torch.device(where)), members,
-                              write_back=True)  # fmt: skip
+        settings = StackSettings(**shared, device=torch.device(where))
+        results = train_stack(models, data, settings, members, write_back=True)
         runs[where] = results, models
     (on_device, frozen), (on_cpu, frozen_cpu) = runs[DEVICE], runs["cpu"]
     assert on_device[1].status == on_cpu[1].status == "diverged"

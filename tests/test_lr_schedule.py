@@ -18,7 +18,7 @@ from initlab.errors import InitlabError
 from initlab.store import open_store
 from initlab.train.engine import train_stack
 from initlab.train.grouping import group_key
-from initlab.train.schedule import Member, Plan, clip_per_model, lr_factor, steps_per_epoch
+from initlab.train.schedule import Member, StackSettings, clip_per_model, lr_factor, steps_per_epoch
 from initlab.train.seeding import make_generator
 
 EPS = torch.finfo(torch.float32).eps
@@ -87,12 +87,12 @@ def test_the_stack_trains_as_a_plain_loop_with_lambda_lr_and_clip_grad_norm(kind
     models = [mlp() for _ in range(2)]
     plain = [copy.deepcopy(m) for m in models]
     epochs, warmup, clip = 2, 7, 0.5
-    plan = Plan(optimizer=kind, epochs=epochs, lr_schedule="cosine", warmup_steps=warmup,
+    shared = StackSettings(optimizer=kind, epochs=epochs, lr_schedule="cosine", warmup_steps=warmup,
                 clip_norm=clip, strategy="stacked")  # fmt: skip
     members = [Member(seed=0, lr=0.05), Member(seed=1, lr=0.2)]
     if kind == "adam":
         members = [Member(seed=0, lr=0.002), Member(seed=1, lr=0.01)]
-    train_stack(models, data, plan, members, write_back=True)
+    train_stack(models, data, shared, members, write_back=True)
     n = data.num_train
     total = epochs * steps_per_epoch(n, 32)
     for member, model, trained in zip(members, plain, models, strict=True):

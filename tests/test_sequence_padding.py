@@ -21,7 +21,7 @@ from initlab.data import load
 from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError
 from initlab.train.engine import train_stack
-from initlab.train.schedule import Member, Plan
+from initlab.train.schedule import Member, StackSettings
 from initlab.train.seeding import make_generator
 from initlab.train.tasks import SEQUENCE, Meter, losses
 
@@ -95,9 +95,11 @@ def test_training_on_padded_targets_matches_a_plain_loop_with_ignore_index(strat
     plain = [Copier() for _ in models]
     for p, m in zip(plain, models, strict=True):
         p.load_state_dict(m.state_dict())
-    plan = Plan(task=SEQUENCE, optimizer="sgd", epochs=1, batch_size=32, strategy=strategy)
+    shared = StackSettings(
+        task=SEQUENCE, optimizer="sgd", epochs=1, batch_size=32, strategy=strategy
+    )
     members = [Member(seed=s, lr=0.5) for s in range(2)]
-    results = train_stack(models, data, plan, members, write_back=True)
+    results = train_stack(models, data, shared, members, write_back=True)
     for member, model, result in zip(members, plain, results, strict=True):
         opt = torch.optim.SGD(model.parameters(), lr=member.lr)
         order = torch.randperm(a, generator=make_generator(member.seed, "data"))

@@ -18,7 +18,7 @@ from torch import nn
 from initlab.data.dataset import Dataset
 from initlab.ties import tied_names
 from initlab.train.engine import train_stack
-from initlab.train.schedule import Member, Plan
+from initlab.train.schedule import Member, StackSettings
 from initlab.train.stack import ModelStack
 
 VOCAB, DIM, T = 12, 16, 6
@@ -90,7 +90,7 @@ def test_training_writes_back_a_trained_tied_state():
     data = token_data()
     real = models(2)
     before = [m.embed.weight.detach().clone() for m in real]
-    plan = Plan(
+    shared = StackSettings(
         task="sequence",
         optimizer="adam",
         batch_size=16,
@@ -99,7 +99,7 @@ def test_training_writes_back_a_trained_tied_state():
         track="off",
     )
     members = [Member(seed, 0.01, 0.9, 0.0) for seed in range(2)]
-    results = train_stack(real, data, plan, members, write_back=True)
+    results = train_stack(real, data, shared, members, write_back=True)
     assert {r.status for r in results} <= {"ok", "stuck"}  # random tokens: nothing to learn
     for model, weight in zip(real, before, strict=True):
         assert model.head.weight is model.embed.weight

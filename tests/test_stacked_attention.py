@@ -23,7 +23,7 @@ from torch.func import stack_module_state
 import initlab.train.stacked_attention as stacked_attention
 from initlab.train.engine import train_stack
 from initlab.train.evaluate import evaluate_stack
-from initlab.train.schedule import Member, Plan
+from initlab.train.schedule import Member, StackSettings
 from initlab.train.stack import ModelStack
 from initlab.train.stacked import NotStackable
 
@@ -215,8 +215,10 @@ def test_the_engine_trains_the_stacked_transformer_as_one_model_at_a_time(optimi
     for strategy in ("stacked", "looped"):
         torch.manual_seed(0)
         models = [TinyTransformer(VOCAB, T, D) for _ in range(M)]
-        plan = Plan(task="sequence", optimizer=optimizer, batch_size=8, epochs=1, strategy=strategy)
-        runs[strategy] = train_stack(models, data, plan, members)
+        shared = StackSettings(
+            task="sequence", optimizer=optimizer, batch_size=8, epochs=1, strategy=strategy
+        )
+        runs[strategy] = train_stack(models, data, shared, members)
     n = 64 * T  # tokens summed into an epoch's loss
     for a, b in zip(runs["stacked"], runs["looped"], strict=True):
         for key in ("train_loss", "val_loss"):

@@ -23,7 +23,7 @@ from initlab.config import RunConfig
 from initlab.data import load
 from initlab.train.build import build_initialized_model
 from initlab.train.engine import train_stack
-from initlab.train.schedule import Member, Plan
+from initlab.train.schedule import Member, StackSettings
 from initlab.train.stack import ModelStack
 from initlab.train.stacked import NotStackable, stacked_module
 
@@ -231,13 +231,13 @@ def test_the_engine_trains_initlabs_cnn_stacked_as_looped():
         RunConfig(**base, init=init, seed=k, lr=0.005 * (k + 1), optimizer="momentum")
         for k, init in enumerate(("he_normal", "glorot_uniform", "orthogonal"))
     ]
-    plan = Plan(optimizer="momentum", epochs=1, batch_size=32)
+    shared = StackSettings(optimizer="momentum", epochs=1, batch_size=32)
     members = [Member(c.seed, c.lr) for c in configs]
     runs = {}
     for strategy in ("stacked", "looped"):
         models = [build_initialized_model(c, (1, 8, 8), 10) for c in configs]
         runs[strategy] = train_stack(
-            models, data, dataclasses.replace(plan, strategy=strategy), members
+            models, data, dataclasses.replace(shared, strategy=strategy), members
         )
     rel = 50 * EPS * math.sqrt(data.num_train)
     for a, b in zip(runs["stacked"], runs["looped"], strict=True):

@@ -60,7 +60,7 @@ from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.memory import activations_per_example
 from initlab.train.optimizers import StackedOptimizer
 from initlab.train.result import DIVERGED, SHARE_TASKS, RunResult, dataset_baseline, final_status
-from initlab.train.schedule import Member, Plan, clip_per_model, lr_factor, steps_per_epoch
+from initlab.train.schedule import Member, StackSettings, clip_per_model, lr_factor, steps_per_epoch
 from initlab.train.seeding import derive_seed, make_generator, seed_global
 from initlab.train.stack import STACKED, ModelStack, rng_devices
 from initlab.train.tasks import Meter, losses, model_loss
@@ -77,13 +77,15 @@ SaveHook = Callable[["StackTrainer", int], None]
 class StackTrainer:
     """The state of one stack while it trains (see the module docstring)."""
 
-    def __init__(self, models: Sequence[nn.Module], data, plan: Plan, members: Sequence[Member]):
-        self.plan, self.members, self.size = plan, list(members), len(models)
-        self.device = plan.device
+    def __init__(
+        self, models: Sequence[nn.Module], data, shared: StackSettings, members: Sequence[Member]
+    ):
+        self.shared, self.members, self.size = shared, list(members), len(models)
+        self.device = shared.device
         dropout_seeds = [derive_seed(m.seed, "dropout") for m in members]
-        self.stack = ModelStack(models, self.device, plan.strategy, plan.prefer, dropout_seeds)
+        self.stack = ModelStack(models, self.device, shared.strategy, shared.prefer, dropout_seeds)
         self.opt = StackedOptimizer(
-            plan.optimizer,
+            shared.optimizer,
             list(self.stack.params.values()),
             [m.lr for m in members],
             [m.momentum for m in members],
@@ -100,11 +102,12 @@ class StackTrainer:
             for split in ("val", "test")
         }
         self.n = int(self.x.shape[0])
-        self.steps_per_epoch = steps_per_epoch(self.n, plan.batch_size)
+        self.steps_per_epoch = steps_per_epoch(self.n, shared.batch_size)
         self.data_gens = [make_generator(m.seed, "data") for m in members]
         where = device_name(self.device)
         self.results = [
-            RunResult(config=None, status="running", task=plan.task, device=where) for _ in members
+            RunResult(config=None, status="running", task=shared.task, device=where)
+            for _ in members
         ]
         self.alive = torch.ones(self.size, dtype=torch.bool, device=self.device)
         self.dead_at = torch.full((self.size,), -1, dtype=torch.long, device=self.device)
@@ -117,23 +120,25 @@ class StackTrainer:
         self.seconds = 0.0
         self.trackers = self._trackers()
         wds = self.opt.wds
-        self.momentum = members[0].momentum if plan.optimizer == "momentum" else 0.0
-        one_momentum = plan.optimizer == "sgd" or len({m.momentum for m in members}) == 1
+        self.momentum = members[0].momentum if shared.optimizer == "momentum" else 0.0
+        one_momentum = shared.optimizer == "sgd" or len({m.momentum for m in members}) == 1
         self.fusable = (
-            plan.optimizer in ("sgd", "momentum")
+            shared.optimizer in ("sgd", "momentum")
             and one_momentum
             and not any(wds)
-            and plan.precision == "fp32"
-            and (plan.lr_schedule, plan.warmup_steps, plan.clip_norm) == ("constant", 0, None)
+            and shared.precision == "fp32"
+            and (shared.lr_schedule, shared.warmup_steps, shared.clip_norm) == ("constant", 0, None)
         )  # the fused update is inside the backward: no per-step rate, nor clipping
         self.fused = False
 
     def _trackers(self) -> list[Tracker] | None:
-        if self.plan.track == "off":
+        if self.shared.track == "off":
             return None
         x, y = first_look(self.data, PROBE_SIZE)
         x, y = x.to(self.device), y.to(self.device)
-        return [Tracker(self.plan.track, x, y, model_loss(self.plan.task)) for _ in self.members]
+        return [
+            Tracker(self.shared.track, x, y, model_loss(self.shared.task)) for _ in self.members
+        ]
 
     def track(self, epoch: int) -> None:
         """Record the per-layer statistics of every live model now (a real module each)."""
@@ -147,8 +152,8 @@ class StackTrainer:
         """This epoch's index blocks ``[M, b]``: every model's own permutation, cut in
         :func:`steps_per_epoch` steps."""
         perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.data_gens])
-        blocks = list(perms.to(self.device).split(self.plan.batch_size, dim=1))
-        if len(blocks) != steps_per_epoch(self.n, self.plan.batch_size):
+        blocks = list(perms.to(self.device).split(self.shared.batch_size, dim=1))
+        if len(blocks) != steps_per_epoch(self.n, self.shared.batch_size):
             blocks[-2:] = [torch.cat(blocks[-2:], dim=1)]
         return blocks
 
@@ -163,18 +168,18 @@ class StackTrainer:
     def step(self, idx: Tensor, meter: Meter) -> None:
         """One optimizer step of every model on its own minibatch ``idx[m]``."""
         x, y = self.gather(idx)
-        with autocast(self.plan.precision, self.device):
+        with autocast(self.shared.precision, self.device):
             out = self.stack.forward(x, train=True)
-            loss = losses(self.plan.task, out, y)
+            loss = losses(self.shared.task, out, y)
         total = self.total(loss)
         self.stack.zero_grad()
         self.fuse(self.fusable and not self.masked)
         total.backward()
-        alive, grads, plan = self.alive if self.masked else None, self.stack.grads(), self.plan
-        if plan.clip_norm is not None:
-            clip_per_model(grads, plan.clip_norm)
-        total_steps = plan.epochs * self.steps_per_epoch
-        scale = lr_factor(self.global_step, total_steps, plan.lr_schedule, plan.warmup_steps)
+        alive, grads, shared = self.alive if self.masked else None, self.stack.grads(), self.shared
+        if shared.clip_norm is not None:
+            clip_per_model(grads, shared.clip_norm)
+        total_steps = shared.epochs * self.steps_per_epoch
+        scale = lr_factor(self.global_step, total_steps, shared.lr_schedule, shared.warmup_steps)
         self.opt.step(alive, grads, self.stack.present(), scale)
         meter.add(out, y, loss_mean=loss)
         self.global_step += 1
@@ -211,13 +216,13 @@ class StackTrainer:
 
     def prepare(self) -> None:
         """Let the stack check and choose its strategy on the first minibatch of rows."""
-        rows = torch.arange(min(self.plan.batch_size, self.n), device=self.device)
+        rows = torch.arange(min(self.shared.batch_size, self.n), device=self.device)
         x, y = self.gather(rows.expand(self.size, -1))
 
         def loss(out: Tensor) -> Tensor:
-            return losses(self.plan.task, out, y).float().sum()
+            return losses(self.shared.task, out, y).float().sum()
 
-        with autocast(self.plan.precision, self.device):
+        with autocast(self.shared.precision, self.device):
             trial.prepare(self.stack, x, loss)
         self.fusable = self.fusable and self.stack.strategy == STACKED
 
@@ -233,8 +238,8 @@ class StackTrainer:
 
     def train_epoch(self, epoch: int) -> Meter:
         """One pass over the training data for every model; tracking every N steps."""
-        meter = Meter(self.plan.task, self.size, self.device)
-        every = self.plan.track if self.trackers and self.trackers[0].per_step else 0
+        meter = Meter(self.shared.task, self.size, self.device)
+        every = self.shared.track if self.trackers and self.trackers[0].per_step else 0
         for idx in self.batches():
             self.step(idx, meter)
             if every and self.global_step % every == 0:
@@ -249,14 +254,20 @@ class StackTrainer:
         """Every model's mean loss and score on ``split`` (``"val"`` or ``"test"``), in
         ``meter`` if given."""
         x, y = self.eval_sets[split]
-        acts = self.plan.activations_per_example
-        if not acts:  # a Plan built by hand: measure it once (two examples, eval mode)
+        acts = self.shared.activations_per_example
+        if not acts:  # a StackSettings built by hand: measure it once (two examples, eval mode)
             acts = activations_per_example(self.stack.template, x[:2])
-            self.plan = dataclasses.replace(self.plan, activations_per_example=acts)
+            self.shared = dataclasses.replace(self.shared, activations_per_example=acts)
         together = self.size if self.stack.strategy == STACKED else 1  # else model by model
         rows = eval_rows(together, acts)
         return evaluate_stack(
-            self.stack, x, y, self.plan.task, precision=self.plan.precision, rows=rows, meter=meter
+            self.stack,
+            x,
+            y,
+            self.shared.task,
+            precision=self.shared.precision,
+            rows=rows,
+            meter=meter,
         )
 
     def end_epoch(self, epoch: int, meter: Meter, t0: float, on_epoch: EpochHook | None) -> None:
@@ -283,13 +294,13 @@ class StackTrainer:
     def finish(self) -> list[RunResult]:
         """Test the live models; set status, time, per-layer rows and the vmap note."""
         t0 = time.perf_counter()
-        tested = Meter(self.plan.task, self.size, self.device, per_example=True)
+        tested = Meter(self.shared.task, self.size, self.device, per_example=True)
         if len(self.dead) < self.size:
             test_loss, test_score = self.evaluate("test", tested)
         improvement = tested.improvement_p()  # the "learned?" tests (per sequence for tokens)
         accuracy = tested.accuracy_p()
         self.seconds += time.perf_counter() - t0
-        baseline = dataset_baseline(self.data) if self.plan.task in SHARE_TASKS else None
+        baseline = dataset_baseline(self.data) if self.shared.task in SHARE_TASKS else None
         for m, result in enumerate(self.results):
             result.train_seconds = self.seconds / self.size + self.saved_seconds[m]
             result.strategy = self.stack.strategy if self.size > 1 else ""
@@ -302,7 +313,7 @@ class StackTrainer:
                 continue
             result.test_loss, result.test_accuracy = test_loss[m], test_score[m]
             result.status = final_status(
-                result.test_accuracy, baseline, self.plan.task, result.test_loss,
+                result.test_accuracy, baseline, self.shared.task, result.test_loss,
                 improvement[m], accuracy[m],
             )  # fmt: skip
         return self.results
@@ -323,7 +334,7 @@ class StackTrainer:
             else:
                 seed_global(seed, self.device)
                 self.track(0)
-            for epoch in range(self.start_epoch + 1, self.plan.epochs + 1):
+            for epoch in range(self.start_epoch + 1, self.shared.epochs + 1):
                 t0 = time.perf_counter()
                 meter = self.train_epoch(epoch)
                 if len(self.dead) == self.size:
@@ -332,7 +343,7 @@ class StackTrainer:
                 if self.trackers is not None and not self.trackers[0].per_step:
                     self.track(epoch)
                 self.end_epoch(epoch, meter, t0, on_epoch)
-                if saver is not None and epoch < self.plan.epochs:
+                if saver is not None and epoch < self.shared.epochs:
                     saver(self, epoch)
         return self.finish()
 
@@ -340,7 +351,7 @@ class StackTrainer:
 def train_stack(
     models: Sequence[nn.Module],
     data,
-    plan: Plan,
+    shared: StackSettings,
     members: Sequence[Member],
     on_epoch: EpochHook | None = None,
     *,
@@ -350,7 +361,7 @@ def train_stack(
 ) -> list[RunResult]:
     """Train ``models`` (same architecture, initialized) together; one result each, in order.
 
-    ``members[m]`` holds model m's seed (data order) and hyperparameters; ``plan`` what they
+    ``members[m]`` holds model m's seed (data order) and hyperparameters; ``shared`` what they
     share. The stack trains copies; with ``write_back`` each model gets its final state
     (a diverged model: its state when it was frozen). ``resume``: each model's checkpoint
     (:mod:`initlab.train.checkpoint`, all at one epoch; ``models`` hold its weights), to
@@ -358,7 +369,7 @@ def train_stack(
     """
     if len(models) != len(members):
         raise ValueError("train_stack needs one member per model")
-    trainer = StackTrainer(models, data, plan, members)
+    trainer = StackTrainer(models, data, shared, members)
     if resume:
         checkpoint.restore(trainer, resume)
     results = trainer.run(on_epoch, saver)

@@ -32,7 +32,7 @@ from initlab.train.grouping import check_group
 from initlab.train.memory import activations_per_example
 from initlab.train.preflight import preflight
 from initlab.train.result import FAILED, RunResult
-from initlab.train.schedule import Member, Plan
+from initlab.train.schedule import Member, StackSettings
 from initlab.train.stack import preferred_strategy
 from initlab.train.tasks import resolve_task
 from initlab.usercode.specs import is_user_spec
@@ -97,22 +97,22 @@ def train_configs(
     check_group(configs)
     data = data if data is not None else load_data(configs[0])
     preflight(configs[0], data)
-    plan, size = _plan(configs[0], data, chunk_size)
+    shared, size = _shared_settings(configs[0], data, chunk_size)
     saved = _saved(configs, checkpoints)
     results: list[RunResult | None] = [None] * len(configs)
     by_start: dict[tuple[int, str], list[int]] = {}  # (saved epoch, strategy) → configs
     for i, state in enumerate(saved):
         if state is not None and state["final"]:
-            results[i] = resumed_result(state, plan.task)
+            results[i] = resumed_result(state, shared.task)
         else:
             start = (0, "") if state is None else (state["epoch"], state["strategy"])
             by_start.setdefault(start, []).append(i)
     for (epoch, strategy), indices in sorted(by_start.items()):
-        stack_plan = replace(plan, prefer=strategy or preferred_strategy())
+        stack_shared = replace(shared, prefer=strategy or preferred_strategy())
         for chunk in memory.split_evenly(indices, size):
             resume = [saved[i] for i in chunk] if epoch else None
             group = [configs[i] for i in chunk]
-            trained = _train_chunk(group, data, stack_plan, on_epoch, resume, checkpoints)
+            trained = _train_chunk(group, data, stack_shared, on_epoch, resume, checkpoints)
             for i, result in zip(chunk, trained, strict=True):
                 results[i] = result
     for config, result in zip(configs, results, strict=True):
@@ -127,8 +127,10 @@ def _saved(configs: Sequence[RunConfig], checkpoints: Checkpoints | None) -> lis
     return [checkpoints.load(c.key()) for c in configs]
 
 
-def _plan(config: RunConfig, data: Dataset, chunk_size: int | None) -> tuple[Plan, int]:
-    """The stack's shared :class:`Plan` and the models per stack (checked or computed)."""
+def _shared_settings(
+    config: RunConfig, data: Dataset, chunk_size: int | None
+) -> tuple[StackSettings, int]:
+    """The stack's shared :class:`StackSettings` and the models per stack (checked or computed)."""
     device = resolve_device(config.device)
     model = build_architecture(config, data.input_shape, data.num_classes)
     acts = activations_per_example(model, data.x_train[:2])
@@ -139,7 +141,7 @@ def _plan(config: RunConfig, data: Dataset, chunk_size: int | None) -> tuple[Pla
         )
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise InitlabError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    plan = Plan(
+    shared = StackSettings(
         task=resolve_task(config.task, data),
         optimizer=config.optimizer,
         batch_size=config.batch_size,
@@ -152,13 +154,13 @@ def _plan(config: RunConfig, data: Dataset, chunk_size: int | None) -> tuple[Pla
         warmup_steps=config.warmup_steps,
         clip_norm=config.clip_norm,
     )
-    return plan, chunk_size
+    return shared, chunk_size
 
 
 def _train_chunk(
     configs: Sequence[RunConfig],
     data: Dataset,
-    plan: Plan,
+    shared: StackSettings,
     on_epoch: GroupEpochCallback | None,
     resume: Sequence[dict] | None = None,
     checkpoints: Checkpoints | None = None,
@@ -173,7 +175,7 @@ def _train_chunk(
     saver = None if checkpoints is None else EpochSaver(checkpoints, [c.key() for c in configs])
 
     def train(models: list[nn.Module], saved: Sequence[dict] | None) -> list[RunResult]:
-        return train_stack(models, data, plan, members, hook, resume=saved, saver=saver)
+        return train_stack(models, data, shared, members, hook, resume=saved, saver=saver)
 
     try:
         return _train_resumed(configs, data, train, resume, checkpoints)
@@ -182,7 +184,8 @@ def _train_chunk(
     except Exception as exc:  # a run failing must not end the comparison
         message = f"{type(exc).__name__}: {exc}"  # named once (a traceback's tail named it twice)
         return [
-            RunResult(config=None, status=FAILED, message=message, task=plan.task) for _ in configs
+            RunResult(config=None, status=FAILED, message=message, task=shared.task)
+            for _ in configs
         ]
 
 
@@ -252,7 +255,7 @@ def train_model(
     settings |= dict(batch_size=batch_size, epochs=epochs, seed=seed, task=task, device=device)
     RunConfig(lr_schedule=lr_schedule, warmup_steps=warmup_steps, clip_norm=clip_norm, **settings)
     tracker = track if isinstance(track, Tracker) else None
-    plan = Plan(
+    shared = StackSettings(
         task=resolve_task(task, data),
         optimizer=optimizer,
         batch_size=batch_size,
@@ -265,7 +268,7 @@ def train_model(
     )
     hook = None if on_epoch is None else (lambda _m, record: on_epoch(record))
     member = Member(seed, lr, momentum, weight_decay)
-    result = train_stack([model], data, plan, [member], hook, write_back=True)[0]
+    result = train_stack([model], data, shared, [member], hook, write_back=True)[0]
     if tracker is not None:
         tracker.rows.extend(result.layer_stats)
     return result

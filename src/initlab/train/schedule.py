@@ -1,4 +1,4 @@
-"""The step schedule of a stack: what its models share (:class:`Plan`), what each has of
+"""The step schedule of a stack: what its models share (:class:`StackSettings`), what each has of
 its own (:class:`Member`), steps per epoch, the learning-rate schedule and gradient clipping.
 
 A transformer is rarely trained without them (nanoGPT: linear warmup, cosine decay, gradient
@@ -49,7 +49,7 @@ def steps_per_epoch(n: int, batch: int) -> int:
 
 
 @dataclass(frozen=True)
-class Plan:
+class StackSettings:
     """What the models of one stack share: the task and the step schedule."""
 
     task: str = CLASSIFICATION
