@@ -149,6 +149,21 @@ def test_user_factories_are_sized_on_the_meta_device_or_skipped_with_a_note(tmp_
     assert "sized once the data is read" in estimate.model_table([builtin_on_user_data])["note"][0]
 
 
+def test_a_dry_run_refuses_a_factory_that_fails_on_the_cpu_as_well_as_on_meta(tmp_path, capsys):
+    """``width = 128.0`` fails on meta and for real: the dry run says so in one line, exit 2,
+    as the sweep does (it used to list the runs with 'no size estimate')."""
+    (tmp_path / "factories.py").write_text(FACTORIES)
+    spec = tmp_path / "w.toml"
+    spec.write_text(
+        f'[fixed]\nmodel = "{tmp_path / "factories.py"}:build"\ndataset = "digits"\n'
+        "[sweep]\nmodel_args.width = [16, 128.0]\n"
+    )
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "raised TypeError" in err and "width=128.0" in err and "no size estimate" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_machine_memory_is_the_gpus_for_cuda_runs_else_ram(monkeypatch):
     ram, what = footprint.machine_memory("cpu")
     assert what == "RAM" and ram > 10**8

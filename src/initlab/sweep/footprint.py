@@ -142,13 +142,20 @@ def _mlp_profile(
 
 
 def _user_model(spec: str, model_args: dict) -> nn.Module:
+    """The factory's model built on the meta device (no memory, instant). A factory that
+    fails there is called once on the CPU: if it fails there too, the run would fail, and
+    its :class:`InitlabError` is raised (a dry run refused ``width = 128.0`` only when the
+    sweep ran); else :class:`NoEstimate` (its code needs real tensors)."""
     from initlab.models import build_user_model
 
     try:
         return build_user_model(spec, model_args, checked=False)  # on meta, on purpose
     except InitlabError as exc:
-        message = f"no size estimate for {spec}: it cannot be built on the meta device ({exc})"
-        raise NoEstimate(message) from None
+        on_meta = exc
+    with torch.device("cpu"):
+        build_user_model(spec, model_args, checked=False)
+    message = f"no size estimate for {spec}: it cannot be built on the meta device ({on_meta})"
+    raise NoEstimate(message) from None
 
 
 class NoEstimate(Exception):
