@@ -486,7 +486,7 @@ def test_an_empty_numpy_split_is_the_one_line_error_not_a_memoryview_traceback(e
 
 def test_read_only_arrays_such_as_pandas_gives_load_without_torchs_warning():
     """pandas' copy-on-write .values are read-only: torch.from_numpy warned on each."""
-    from initlab.data.user import as_tensor
+    from initlab.data.values import as_tensor
 
     x = np.arange(12.0).reshape(4, 3)
     x.flags.writeable = False
@@ -648,7 +648,7 @@ def test_numbers_in_an_object_array_are_told_to_become_floats_not_class_ids():
     labels to integers 0..K-1, wrong for a regression target."""
     import numpy as np
 
-    from initlab.data.user import as_tensor
+    from initlab.data.values import as_tensor
 
     with pytest.raises(InitlabError, match=r"holds numbers: give y_train.astype\('float32'\)"):
         as_tensor(np.array([1.5, 2.0, 3], dtype=object), "y_train", "f.py:data")

@@ -45,14 +45,14 @@ def check_module(model: object, caller: str) -> nn.Module:
 def as_inputs(model: nn.Module, inputs: Any, targets: Tensor | None = None) -> Tensor:
     """``inputs`` (a tensor or array) as a tensor on the device of the model's first
     parameter (a model moved to ``cuda`` takes a numpy batch as it is), converted by the
-    data loader's rule (:func:`initlab.data.tasks.cast_inputs`): signed integers are token
+    data loader's rule (:func:`initlab.data.values.cast_inputs`): signed integers are token
     ids (int64); floats, ``uint8`` pixels and ``bool`` features become the dtype of the
     model's first floating-point parameter, values unchanged (a model without one keeps a
     float batch's dtype and makes the others float32). With ``targets`` (``diagnose``'s):
     ``uint8``/``bool`` inputs ``[B, T]`` with integer targets of the same shape are token
     ids (int64), as the loader reads such a sequence (:func:`initlab.data.tasks.infer_task`)
     and compare trains on it."""
-    from initlab.data.tasks import cast_inputs
+    from initlab.data.values import cast_inputs
 
     if inputs is None:
         return inputs

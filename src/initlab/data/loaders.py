@@ -40,7 +40,7 @@ def note_random_items(dataset: Any, first: Tensor, which: str) -> None:
     """A note when reading item 0 again gives other inputs (a random augmentation in
     ``__getitem__``): the Dataset is read once into tensors, so its transform is drawn once
     per example, not once per epoch as a DataLoader would."""
-    from initlab.data.user import as_tensor
+    from initlab.data.values import as_tensor
 
     try:
         again = as_tensor(default_collate([dataset[0]])[0], f"x_{which}", "")[0]

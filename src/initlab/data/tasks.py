@@ -19,7 +19,7 @@ classifier; features given as integers must be converted to a float dtype first)
 inputs float32 (``uint8`` pixels and ``bool`` features included; integer pixels are *not*
 rescaled: loading notes training inputs far from unit scale, :mod:`initlab.data.scale`);
 targets int64 (classification, sequence) or float32 (regression). The same rules take the
-one batch of ``initlab.diagnose`` (:func:`cast_inputs`, :func:`batch_targets`).
+one batch of ``initlab.diagnose`` (:func:`~initlab.data.values.cast_inputs`, :func:`batch_targets`).
 
 Sequence targets may hold :data:`IGNORE_INDEX` (-100, ``F.cross_entropy``'s default
 ``ignore_index``) for padding: those positions count for nothing in the loss and the token
@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from initlab.data.scale import note_input_scale, note_split_scales, note_target_scale
+from initlab.data.values import checked_inputs, finite
 from initlab.errors import InitlabError, option
 from initlab.notes import note
 
@@ -195,7 +196,7 @@ def batch_targets(
     if not y.dtype.is_floating_point or whole:
         kind = "token ids" if y.dim() > 1 else "class labels"
         return _ids(what, y, kind, None, "", padding=y.dim() > 1)
-    return _finite(what, y)
+    return finite(what, y)
 
 
 def check_target_form(y: Tensor, inputs: Tensor | None = None, what: str = "targets") -> None:
@@ -257,7 +258,7 @@ def _classification(raw: Raw, hint: str) -> Prepared:
     num_classes = declared or max(int(y.max()) for y in ys) + 1
     named = num_classes <= MAX_NAMED_CLASSES  # one label of 10**9 made 10**9 names
     classes = raw.classes or (tuple(str(k) for k in range(num_classes)) if named else ())
-    x_train, x_test = (_inputs(f"x_{s}", x) for s, x, _ in raw.pairs())
+    x_train, x_test = (checked_inputs(f"x_{s}", x) for s, x, _ in raw.pairs())
     return Prepared("classification", x_train, ys[0], x_test, ys[1], num_classes, classes)
 
 
@@ -268,13 +269,13 @@ def _regression(raw: Raw) -> Prepared:
             raise InitlabError(
                 f"regression needs targets [N] or [N, k]; y_{split} has shape {_shape(y)}"
             )
-        ys.append(_finite(f"y_{split}", y.to(torch.float32), y))
+        ys.append(finite(f"y_{split}", y.to(torch.float32), y))
     if ys[0].shape[1:] != ys[1].shape[1:]:
         raise InitlabError(
             f"y_train {_shape(ys[0])} and y_test {_shape(ys[1])} have different target sizes"
         )
     k = 1 if ys[0].dim() == 1 else int(ys[0].shape[1])
-    x_train, x_test = (_inputs(f"x_{s}", x) for s, x, _ in raw.pairs())
+    x_train, x_test = (checked_inputs(f"x_{s}", x) for s, x, _ in raw.pairs())
     return Prepared("regression", x_train, ys[0], x_test, ys[1], k, ())
 
 
@@ -341,58 +342,6 @@ def _ids(
         raise InitlabError(
             f"{what} has {over} {kind} >= {declared} (max {int(t.max())}) but only {declared} "
             f"{size} declared"
-        )
-    return t
-
-
-def _inputs(what: str, x: Tensor) -> Tensor:
-    """``x`` by :func:`cast_inputs`, float ones checked finite."""
-    cast = cast_inputs(what, x)
-    return cast if cast.dtype == torch.int64 else _finite(what, cast, x)
-
-
-def cast_inputs(what: str, x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``x`` by the one input rule of initlab (the loader's, and the batches that
-    ``diagnose``, ``recommend`` and ``initialize(data=...)`` take): a signed integer dtype
-    becomes int64 (token ids for an ``nn.Embedding``); every other real dtype (floats,
-    ``uint8`` pixels, ``bool`` features) becomes ``dtype``, values unchanged (integer pixels
-    are *not* rescaled); complex inputs are one line of :class:`InitlabError`."""
-    if x.dtype.is_complex:
-        raise InitlabError(f"{what} is complex; inputs must be real numbers")
-    if is_signed_integer(x):
-        return x.to(torch.int64)
-    return x.to(dtype)
-
-
-def is_signed_integer(x: Tensor) -> bool:
-    """``int8`` to ``int64`` (``uint8`` and ``bool`` are not: pixels and binary features)."""
-    return not x.dtype.is_floating_point and x.dtype.is_signed
-
-
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-"""The largest float32 (3.4e38): larger float64 inputs or targets overflow to inf."""
-
-
-def _finite(what: str, t: Tensor, source: Tensor | None = None) -> Tensor:
-    """``t`` unchanged, or :class:`InitlabError` counting its NaN/inf values — or, first,
-    the finite values of ``source`` (``t`` before its cast to float32) that overflowed."""
-    bad = ~torch.isfinite(t)
-    count = int(bad.sum())
-    if count and source is not None and source.dtype.is_floating_point:
-        over = bad & torch.isfinite(source)
-        if bool(over.any()):
-            n, example = int(over.sum()), float(source[over].flatten()[0])
-            raise InitlabError(
-                f"{what} has {n} value{'s' if n > 1 else ''} beyond float32's range "
-                f"(±{FLOAT32_MAX:.2g}, e.g. {example:g}): initlab trains in float32, where "
-                f"{'they overflow' if n > 1 else 'it overflows'} to inf; rescale or remove "
-                f"{'them' if n > 1 else 'it'}"
-            )
-    if count:
-        rows = int(bad.reshape(t.shape[0], -1).any(1).sum())
-        raise InitlabError(
-            f"{what} has {count} NaN/inf value(s) (in {rows} of {t.shape[0]} examples): "
-            "remove or impute them"
         )
     return t
 

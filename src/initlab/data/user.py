@@ -51,6 +51,7 @@ from initlab.data.dataset import (
 )
 from initlab.data.loaders import LOADER_FIX, is_loader, note_random_items
 from initlab.data.tasks import Prepared, Raw, prepare
+from initlab.data.values import as_tensor
 from initlab.errors import InitlabError, option
 from initlab.global_state import preserved_globals
 from initlab.notes import note
@@ -337,66 +338,6 @@ def stack(dataset: Any, which: str, where: str) -> tuple[Tensor, Tensor]:
         raise InitlabError(f"{where}: the {which} Dataset is empty: give at least one example")
     note_random_items(dataset, xs[0][0], which)
     return torch.cat(xs), torch.cat(ys)
-
-
-LABELS_HINT = (
-    "map the labels to integers 0..K-1 (classes, y = numpy.unique(y, return_inverse=True))"
-)
-"""What to do with labels that are strings (or other objects)."""
-
-
-def as_tensor(value: Any, what: str, where: str, *, labels: bool | None = None) -> Tensor:
-    """``value`` (tensor, numpy array or nested numbers) as a CPU tensor of its own dtype.
-
-    Anything else is one line; for targets of strings or other objects (``labels``, by
-    default ``what`` starting with ``y``) it says how to turn names into class indices
-    (:data:`LABELS_HINT`)."""
-    if isinstance(value, Tensor):
-        if unusual := _unusual(value):
-            raise InitlabError(f"{where}: {what} is a {unusual[0]} tensor; save a dense one "
-                               f"({unusual[1]})")  # fmt: skip
-        return value.detach().cpu()
-    if is_loader(value):
-        raise InitlabError(f"{where}: {what} is a DataLoader; {LOADER_FIX}")
-    fix = "give a tensor or numpy array"
-    try:
-        array = np.asarray(value)
-        if array.dtype == object or array.dtype.kind in "USV":
-            labels = what.startswith("y") if labels is None else labels
-            fix = LABELS_HINT if labels else fix
-            if array.dtype == object and _numbers(array):  # a mixed pandas frame's column
-                fix = f"it holds numbers: give {what}.astype('float32') (or int class ids)"
-            raise TypeError(f"{array.dtype} elements")
-        array = np.ascontiguousarray(array)
-        if not array.flags.writeable:  # pandas' copy-on-write arrays: torch warns, shares
-            array = array.copy()
-        return torch.from_numpy(array)
-    except (TypeError, ValueError) as exc:
-        raise InitlabError(
-            f"{where}: {what} is a {type(value).__name__} that is not a numeric array "
-            f"({_short(exc)}); {fix}"
-        ) from None
-
-
-def _unusual(value: Tensor) -> tuple[str, str] | None:
-    """What makes ``value`` no dense array of numbers, and how to save it as one."""
-    if value.is_nested or value.is_meta:
-        return (
-            ("nested", "torch.stack(x.unbind())")
-            if value.is_nested
-            else ("meta", "a meta tensor holds no values")
-        )
-    if value.is_quantized:
-        return f"quantized ({value.dtype})", "x.dequantize()"
-    return None if value.layout == torch.strided else (f"sparse ({value.layout})", "x.to_dense()")
-
-
-def _numbers(array: np.ndarray) -> bool:
-    """Whether every element of an object ``array`` is a real number (not a string)."""
-    try:
-        return all(isinstance(v, (int, float, np.number)) for v in array.flat)
-    except TypeError:
-        return False
 
 
 def _count(value: Any, where: str) -> int:

@@ -363,7 +363,7 @@ def _as_batch(
     loss, one-hot rows), checked real only."""
     from initlab.arguments import check_token_targets
     from initlab.data.tasks import batch_targets, check_target_form
-    from initlab.data.user import as_tensor
+    from initlab.data.values import as_tensor
 
     if targets is None or isinstance(targets, Tensor):  # as_tensor would copy it to the CPU
         y = None if targets is None else targets.detach()
