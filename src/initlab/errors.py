@@ -187,6 +187,12 @@ def cut(text: str) -> str:
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
+def first_line(exc: BaseException) -> str:
+    """``ValueError: what it said``: an exception's type and the first line of its message
+    (a user's code may raise one with a traceback-sized message, and an error is one line)."""
+    return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+
+
 def a_or_an(word: str) -> str:
     """``a list``, ``an int``: the article a type name takes."""
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

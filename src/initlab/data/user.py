@@ -52,13 +52,12 @@ from initlab.data.dataset import (
 from initlab.data.loaders import LOADER_FIX, is_loader, note_random_items
 from initlab.data.tasks import Prepared, Raw, prepare
 from initlab.data.values import as_tensor
-from initlab.errors import InitlabError, option
+from initlab.errors import InitlabError, first_line, option
 from initlab.global_state import preserved_globals
 from initlab.notes import note
 from initlab.usercode.inprocess import given_as
 from initlab.usercode.specs import (
     RELATIVE,
-    _short,
     check_readable,
     is_data_file,
     load_callable,
@@ -190,7 +189,7 @@ def read(spec: str) -> Raw:
         with preserved_globals(), torch.random.fork_rng(devices=[]):
             value = function()
     except (Exception, SystemExit) as exc:
-        failed = f"calling it failed: {_short(exc)}"
+        failed = f"calling it failed: {first_line(exc)}"
         raise InitlabError(f"{given_as('--data', spec)}: {failed}") from None
     return from_returned(value, spec)
 
@@ -232,7 +231,7 @@ def read_file(path: Path) -> Raw:
     except Exception as exc:  # a corrupt or truncated file
         how = "numpy.load" if npz else "torch.load(weights_only=True)"
         what = "" if npz or zipfile.is_zipfile(path) else " (not a file torch.save wrote)"
-        raise InitlabError(f"{where}: {how} cannot read it{what}: {_short(exc)}") from None
+        raise InitlabError(f"{where}: {how} cannot read it{what}: {first_line(exc)}") from None
     if not isinstance(content, Mapping):
         raise InitlabError(
             f"{where} holds a {type(content).__name__}; expected a dict with keys {', '.join(KEYS)}"
@@ -324,7 +323,7 @@ def stack(dataset: Any, which: str, where: str) -> tuple[Tensor, Tensor]:
             batch = default_collate([dataset[i] for i in range(start, stop)])
         except Exception as exc:
             raise InitlabError(
-                f"{where}: reading the {which} Dataset failed: {_short(exc)} (items must be "
+                f"{where}: reading the {which} Dataset failed: {first_line(exc)} (items must be "
                 "(x, y) pairs of tensors, arrays or numbers)"
             ) from None
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):

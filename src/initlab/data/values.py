@@ -14,8 +14,7 @@ import torch
 from torch import Tensor
 
 from initlab.data.loaders import LOADER_FIX, is_loader
-from initlab.errors import InitlabError
-from initlab.usercode.specs import _short
+from initlab.errors import InitlabError, first_line
 
 LABELS_HINT = (
     "map the labels to integers 0..K-1 (classes, y = numpy.unique(y, return_inverse=True))"
@@ -52,7 +51,7 @@ def as_tensor(value: Any, what: str, where: str, *, labels: bool | None = None) 
     except (TypeError, ValueError) as exc:
         raise InitlabError(
             f"{where}: {what} is a {type(value).__name__} that is not a numeric array "
-            f"({_short(exc)}); {fix}"
+            f"({first_line(exc)}); {fix}"
         ) from None
 
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from initlab.arguments import as_inputs, check_learnable, check_module, check_runs
 from initlab.embedding_init import tied_tables
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, first_line
 from initlab.initializers import Fans, fans_of_module, fans_of_tensor
 from initlab.jsonsafe import json_number
 from initlab.preserve import preserved
@@ -310,7 +310,7 @@ def _diagnosis(
     except InitlabError:
         raise
     except Exception as exc:  # check_runs ran it in eval mode; this pass may train
-        first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
+        first = first_line(exc)[:200]
         raise InitlabError(
             f"diagnose: the model's forward and backward in {mode!r} mode failed on inputs of "
             f"shape {list(inputs.shape)} ({first})"

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import fx, nn
 
+from initlab.errors import first_line
 from initlab.initializers.fans import WEIGHT_LAYERS
 
 LAYERS = WEIGHT_LAYERS
@@ -218,7 +219,7 @@ def _separate_outputs(model: nn.Module, structure: Structure) -> None:
 
 def _first_line(exc: Exception) -> str:
     """``"TypeError: ..."``: the exception's first line, at most 160 characters."""
-    return f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:160]
+    return first_line(exc)[:160]
 
 
 def _output_layer(model: nn.Module, structure: Structure, graph: fx.Graph | None) -> str | None:

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from initlab.errors import InitlabError, option
+from initlab.errors import InitlabError, first_line, option
 from initlab.model_notes import same_weights
 from initlab.probe.projections import AttentionProjection
 from initlab.scaling.attention_watch import attention_modules, unscaled_notes, watch_attention
@@ -184,7 +184,7 @@ def preflight(
     try:
         watch, out = watch_attention(built.model.to(device), x)
     except Exception as exc:  # run again, watched: the shapes and the module that failed
-        first = f"the model cannot run on the data: {type(exc).__name__}: {exc}".splitlines()[0]
+        first = f"the model cannot run on the data: {first_line(exc)}"
         try:
             with torch.no_grad():
                 run_watched(built.model, x)
@@ -324,7 +324,7 @@ def _forward(model: nn.Module, x: Tensor, step: int) -> tuple[list, Any, list[tu
     except Exception as exc:
         if step:
             raise
-        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        first = first_line(exc)
         raise InitlabError(f"the model cannot run on the data: {first}") from None
 
 

@@ -48,7 +48,7 @@ from torch import nn
 import initlab.data as data
 from initlab.config import RunConfig
 from initlab.data import Dataset
-from initlab.errors import InitlabError
+from initlab.errors import InitlabError, first_line
 from initlab.models import build_model
 from initlab.train.run import load_data
 from initlab.usercode.specs import is_user_spec
@@ -188,7 +188,7 @@ def _meta_profile(model: nn.Module, shape: tuple[int, ...] | None, tokens: bool)
     except InitlabError:
         raise
     except Exception as exc:
-        first = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        first = first_line(exc)
         message = f"no compute estimate: the model's forward fails on meta ({first})"
         raise NoEstimate(message) from None
     return Profile(parameters, flops.get_total_flops() // 2, activations + math.prod(shape))

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from initlab.computed_weights import copy_failure
 from initlab.config import RunConfig
-from initlab.errors import InitlabError, option
+from initlab.errors import InitlabError, first_line, option
 from initlab.models import check_float32
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
@@ -296,7 +296,7 @@ def failure_line(model: nn.Module, failed: str, x: Tensor, exc: Exception) -> st
     and the first line of its error. Floats are suggested only where they are the fix:
     integer inputs, a dtype error, raised in a module with floating-point parameters of its
     own that is not an embedding (a Linear, a Conv, an RNN taking the ids as features)."""
-    first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+    first = first_line(exc)
     module = model.get_submodule(failed)
     where = f"{failed} ({type(module).__name__})" if failed else f"{type(model).__name__}.forward"
     own = [p for p in module.parameters(recurse=False) if p.is_floating_point()]

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from initlab.errors import first_line
 from initlab.train.layers import restore
 from initlab.train.stack import (
     BATCHED,
@@ -127,7 +128,7 @@ def runnable(stack: ModelStack, x: Tensor, loss: LossFn) -> str | None:
     try:
         timed_step(stack, x, loss)
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+        reason = first_line(exc)
         reason = reason.split(". ")[0].rstrip(".")[:160]
         stack.use(LOOPED)
         stack.note = (

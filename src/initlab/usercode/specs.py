@@ -29,7 +29,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from initlab.errors import InitlabError, UnknownNameError, option, permission_denied
+from initlab.errors import (
+    InitlabError,
+    UnknownNameError,
+    first_line,
+    option,
+    permission_denied,
+)
 from initlab.usercode.inprocess import given_as, is_registered, registered_callable
 from initlab.usercode.loaded import check_loaded
 
@@ -128,7 +134,7 @@ def _import_file(path: Path, flag: str):
         except (Exception, SystemExit) as exc:  # a script's sys.exit() at import: not silent
             del sys.modules[name]
             raise InitlabError(
-                f"{option(flag)}: importing '{path}' failed: {_short(exc)}"
+                f"{option(flag)}: importing '{path}' failed: {first_line(exc)}"
             ) from None
     return module
 
@@ -171,7 +177,7 @@ def _import_module(name: str, flag: str):
             raise
         except (Exception, SystemExit) as exc:  # a script's sys.exit() at import: not silent
             raise InitlabError(
-                f"{option(flag)}: cannot import module '{name}': {_short(exc)}"
+                f"{option(flag)}: cannot import module '{name}': {first_line(exc)}"
             ) from None
 
 
@@ -205,15 +211,11 @@ def file_digest(path: str) -> str | None:
         return None
 
 
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
-
-
 def factory_raised(exc: BaseException, args: Mapping[str, Any]) -> str:
     """``RuntimeError: boom (called with width=64, depth=2)``: what a user's factory raised
     (its first line) and the arguments it was called with (none: nothing added)."""
     called = ", ".join(f"{k}={v!r}" for k, v in args.items())
-    return _short(exc) + (f" (called with {called})" if called else "")
+    return first_line(exc) + (f" (called with {called})" if called else "")
 
 
 def load_callable(spec: str, flag: str = "--model") -> Callable:
