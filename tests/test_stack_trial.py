@@ -68,6 +68,36 @@ def test_slower_batching_keeps_looped_after_the_first_rounds(monkeypatch):
     assert stack.strategy == "looped" and calls["looped"] == 1 + low
 
 
+class Cumulative(nn.Module):
+    """Runs under vmap; the stacked strategy has no rule for ``torch.cumsum``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.linear(torch.cumsum(x, 1))
+
+
+def test_looped_says_what_blocks_stacking_when_vmap_is_no_faster(monkeypatch):
+    """The ViT a user wrote trained one at a time without a word: it could not be stacked
+    and vmap was no faster. Now the note names why; a stackable model that is merely
+    faster looped says nothing (the engine chose the faster way)."""
+    monkeypatch.setattr(trial, "_CHOSEN", {})
+    stack = ModelStack([Cumulative() for _ in range(M)], CPU)
+    times = {"vmap": iter([1.0, 1.0] + [1.0] * 8), "looped": iter([1.0] * 9)}
+    monkeypatch.setattr(trial, "timed_step", lambda st, x, loss: next(times[st.strategy]))
+    prepare(stack)
+    assert stack.strategy == "looped"
+    assert stack.note == (
+        "models trained one at a time: they cannot be stacked (call_function cumsum) and "
+        "torch.func.vmap was no faster"
+    )
+    slower, _ = scripted_stack(monkeypatch, [1.0, 1.0] + [2.0] * 8, [1.0] * 9)
+    prepare(slower)
+    assert slower.strategy == "looped" and slower.note == ""
+
+
 def test_one_noisy_round_does_not_decide(monkeypatch):
     """The best of each strategy counts: a slow batched round (a neighbour's burst) among
     fast ones leaves the batched strategy ahead."""

@@ -128,6 +128,8 @@ class ModelStack:
             **frozen_params,
         }
         self.note, self.training, self._path = "", None, ""
+        self.unstackable = ""
+        """Why the ``stacked`` strategy cannot run this model (``""``: it can, or untried)."""
         self.prefer = prefer  # for auto: the strategy to take untimed if it works (trial)
         self._modules: list[nn.Module] | None = None
         self._leaf_lists: list[list[Tensor]] | None = None
@@ -143,6 +145,7 @@ class ModelStack:
         except NotStackable as exc:
             if strategy == STACKED:
                 raise ValueError(f"this model cannot be stacked: {exc}") from None
+            self.unstackable = str(exc)
             return VMAP
         for name, module in self.template.named_modules():
             for tensors in (self.params, self.buffers):  # a frozen weight is with the buffers

@@ -18,7 +18,9 @@ and the training loss ``loss(out)``:
    on its first model and counted M times: the loss then ran on all M models' outputs M
    times over, and one model's weights stayed in the caches, so the estimate was off both
    ways (8 small attention blocks, d = 64: 65-70 ms estimated against 53-55 ms measured,
-   and ``auto`` kept ``stacked``, which trained 8% slower).
+   and ``auto`` kept ``stacked``, which trained 8% slower). A model that cannot be stacked
+   and trains ``looped`` because ``vmap`` was no faster gets a note naming what blocks
+   stacking (:attr:`ModelStack.unstackable`): it trained one at a time, without a word.
 
 Parameters, gradients, buffers and the RNG are left as they were. The outcome is remembered
 for the process by the architecture (its ``repr``), M, the input shape, device and thread
@@ -114,6 +116,11 @@ def _choose(stack: ModelStack, x: Tensor, loss: LossFn) -> None:
             if done >= TIMED_ROUNDS[0] and not CLEAR[0] <= ratio <= CLEAR[1]:
                 break
     stack.use(batched if best[batched] < MARGIN * best[LOOPED] else LOOPED)
+    if stack.looped and stack.unstackable:  # vmap ran, no faster: say what blocks stacking
+        stack.note = (
+            f"models trained one at a time: they cannot be stacked ({stack.unstackable}) and "
+            "torch.func.vmap was no faster"
+        )
 
 
 def runnable(stack: ModelStack, x: Tensor, loss: LossFn) -> str | None:
