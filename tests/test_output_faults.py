@@ -82,6 +82,23 @@ def test_python_trials_refuse_an_out_under_a_file_before_training(tmp_path, no_t
         initlab.trials(data="digits", trials=1, budget=3, out=tmp_path / "afile" / "sub")
 
 
+@pytest.mark.parametrize("command", [SCALING, ["compare", "--data", "digits", "--epochs", "1"]])
+def test_an_out_through_a_missing_directory_and_up_is_checked_where_it_leads(
+    tmp_path, monkeypatch, capsys, command
+):
+    """``new/../blocked/x``: ``new`` does not exist yet, so the path as given passed every
+    check; scaling measured every model and failed at the write, and both commands left
+    ``new`` behind. It is checked where it leads: refused before any work, nothing made."""
+    monkeypatch.chdir(tmp_path)
+    Path("afile").write_text("not a directory")
+    Path("locked").mkdir()
+    read_only(monkeypatch, Path(os.path.realpath(tmp_path / "locked")))
+    for out, said in (("new/../afile", "a file is there"), ("new/../locked/x", "not writable")):
+        assert main([*command, "--out", out]) == 2
+        assert said in one_error_line(capsys.readouterr().err)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "locked"]
+
+
 def test_python_trials_refuse_an_out_in_a_read_only_directory_before_training(
     tmp_path, monkeypatch, no_training
 ):

@@ -39,7 +39,7 @@ def check_output_dir(path: Path | None, flag: str = "--out", files: Iterable[str
     path = Path(path)
     name = option(flag)
     try:
-        if path.exists() and not path.is_dir():
+        if resolved(path).exists() and not resolved(path).is_dir():
             raise InitlabError(f"{name} {path}: a file is there; {name} takes a directory")
         check_parent(path, flag)
         for file in files:
@@ -67,14 +67,15 @@ def check_replaceable(path: Path, flag: str) -> None:
 def check_parent(directory: Path, flag: str) -> None:
     """``directory`` (to be created if missing) under no file and in a place where a
     directory can be created (tried: a probe made and removed at once, :func:`_probe`)."""
-    blocker = file_in_the_way(directory)
+    real = resolved(directory)
+    blocker = file_in_the_way(real)
     if blocker is not None:
         raise InitlabError(f"{option(flag)} {directory}: {blocker} is a file, not a directory")
-    existing = next((p for p in [directory, *directory.parents] if p.exists()), Path("."))
+    existing = next((p for p in [real, *real.parents] if p.exists()), Path("."))
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InitlabError(f"{option(flag)} {directory}: {existing} is not writable")
     try:  # root passes os.access everywhere: /proc or a read-only mount refuses only a try
-        _probe(existing, made_here=existing != directory)
+        _probe(existing, made_here=existing != real)
     except OSError as exc:
         reason = (exc.strerror or type(exc).__name__).lower()
         raise InitlabError(
@@ -94,6 +95,14 @@ def _probe(existing: Path, made_here: bool) -> None:
     os.close(handle)
     with contextlib.suppress(OSError):
         os.unlink(probe)
+
+
+def resolved(path: Path) -> Path:
+    """``path`` as the kernel will find it once its missing directories exist: symbolic
+    links followed and ``..`` applied (``os.path.realpath``). Checked as given,
+    ``new/../blocked/x`` passed every check (``new`` does not exist yet) and failed only
+    when the command wrote its results, having created ``new``."""
+    return Path(os.path.realpath(path))
 
 
 def file_in_the_way(directory: Path) -> Path | None:

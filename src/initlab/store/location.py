@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from initlab.atomic_files import file_in_the_way
+from initlab.atomic_files import file_in_the_way, resolved
 from initlab.errors import InitlabError
 
 PROBE_BYTES = 64 * 1024
@@ -42,7 +42,7 @@ def check_writable(target: Path, what: str = "the results store") -> None:
     Raises :class:`StoreLocationError` naming the directory and the reason.
     """
     directory = target.parent
-    blocker = file_in_the_way(directory)
+    blocker = file_in_the_way(resolved(directory))
     if blocker is not None:
         raise StoreLocationError(
             f"cannot write {what} at {directory}: {blocker} is a file, not a directory"
