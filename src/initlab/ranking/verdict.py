@@ -16,7 +16,18 @@ ROUNDING = 1e-12
 same per-seed accuracies summed in another order differ in the last bits."""
 
 
-def _beaten(winner: str, rest: pd.DataFrame, alpha: float, stuck_phrase: str) -> str:
+SEEDS_TWO = (
+    "; with 2 seeds in a group the test rests on one difference per spread and on normal "
+    "noise it cannot check: confirm with 3 or more"
+)
+"""Said after a winner's test when a group it compared has two runs: at n = 2 Welch's test
+has about one degree of freedom, and a pair of seeds that happened to agree closely makes
+a small gap "significant" (a user's GRU at p = 0.025; the doctor warns likewise)."""
+
+
+def _beaten(
+    winner: str, rest: pd.DataFrame, alpha: float, stuck_phrase: str, winner_n: int = 3
+) -> str:
     """How ``winner`` beat the ``rest`` of the ranking: Welch's test (the worst Holm p) and,
     apart, the groups stuck in every run (``stuck_phrase``: at chance, or at the mean for
     regression) that only the stuck rule parts from it
@@ -34,6 +45,8 @@ def _beaten(winner: str, rest: pd.DataFrame, alpha: float, stuck_phrase: str) ->
             them = some_names(list(tested["group"]))
         worst = float(tested["p_holm"].max())
         said.append(f"better than {them} (Welch's t-test, Holm-adjusted p ≤ {worst:.2g})")
+        if min(winner_n, *tested["n"]) == 2:
+            said[-1] += SEEDS_TWO
     if len(stuck):
         said.append(
             f"{some_names(list(stuck['group']))} {stuck_phrase} in every run while {winner} "
@@ -72,7 +85,8 @@ def verdict(
         return held
     if not tied:
         rest = ranked.iloc[1:]
-        text = f"winner: {best['group']}{_beaten(best['group'], rest, alpha, stuck_phrase)}"
+        beaten = _beaten(best["group"], rest, alpha, stuck_phrase, int(best["n"]))
+        text = f"winner: {best['group']}{beaten}"
         short = list(rest["group"][rest["n"] < 2])
         if short:
             text += (
