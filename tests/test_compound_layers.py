@@ -164,7 +164,7 @@ def test_attention_with_kdim_vdim_uses_their_fans_and_names_what_it_leaves():
     assert_std(attn.q_proj_weight, math.sqrt(2 / 32))  # fan_in E
     assert_std(attn.k_proj_weight, math.sqrt(2 / 200))
     assert torch.equal(attn.bias_k, bias_k)
-    assert untouched_weights(attn) == ["(model) (MultiheadAttention: bias_k, bias_v)"]
+    assert untouched_weights(attn) == ["bias_k, bias_v (MultiheadAttention's own parameters)"]
 
 
 def test_two_schemes_now_differ_on_an_lstm_model_and_the_plan_says_how():

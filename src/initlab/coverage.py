@@ -51,11 +51,20 @@ def untouched_weights(model: nn.Module, *, embeddings: bool = False) -> list[str
     1 and 0: every framework's init, not a gap; a norm its factory set otherwise, such as
     torchvision's ``zero_init_residual`` scales of 0, is named)."""
     return [
-        f"{name or '(model)'} ({type(module).__name__}: {', '.join(_differing(module, own))})"
+        _named(name, module, _differing(module, own))
         for name, module, own in _skipped(model)
         if not (is_norm(module) and _as_every_framework(module))
         and not (embeddings and isinstance(module, EMBEDDINGS))
     ]
+
+
+def _named(name: str, module: nn.Module, parameters: list[str]) -> str:
+    """``blocks.0.norm (LayerNorm: weight)``; the model's own: ``pos (TinyViT's own
+    parameter)`` (it read ``(model) (TinyViT: pos)``)."""
+    if name:
+        return f"{name} ({type(module).__name__}: {', '.join(parameters)})"
+    own = "own parameter" if len(parameters) == 1 else "own parameters"
+    return f"{', '.join(parameters)} ({type(module).__name__}'s {own})"
 
 
 def _differing(module: nn.Module, own: list[str]) -> list[str]:
