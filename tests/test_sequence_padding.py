@@ -20,10 +20,11 @@ from torch import nn
 from initlab.data import load
 from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError
+from initlab.task_names import SEQUENCE
 from initlab.train.engine import train_stack
 from initlab.train.schedule import Member, StackSettings
 from initlab.train.seeding import make_generator
-from initlab.train.tasks import SEQUENCE, Meter, losses
+from initlab.train.tasks import Meter, losses
 
 VOCAB, T, N = 7, 6, 480
 EPS = torch.finfo(torch.float32).eps

@@ -16,10 +16,10 @@ from initlab.config import RunConfig
 from initlab.ranking.scores import Score, run_tasks
 from initlab.report import assemble_report
 from initlab.results import ResultSet
+from initlab.run_status import STUCK_RULE as RULE
 from initlab.store import open_store
 from initlab.sweep import engine
 from initlab.sweep.engine import DataCache, Outcome, data_key, execute_chunk
-from initlab.train.result import STUCK_RULE as RULE
 from initlab.train.result import RunResult
 
 STUCK_RULE = f"stuck: {RULE}"

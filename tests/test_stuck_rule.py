@@ -12,11 +12,9 @@ from scipy import stats
 
 import initlab
 from initlab.ranking.scores import ACCURACY, Score
+from initlab.run_status import OK, STUCK, STUCK_R2_RULE
 from initlab.train.result import (
     ENTROPY_MARGIN,
-    OK,
-    STUCK,
-    STUCK_R2_RULE,
     Baseline,
     dataset_baseline,
     final_status,

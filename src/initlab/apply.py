@@ -36,7 +36,7 @@ from initlab.compound_layers import (
     kept_row,
 )
 from initlab.computed_weights import refuse_computed
-from initlab.config import output_scheme
+from initlab.config import AS_BUILT, output_scheme
 from initlab.coverage import initializable_layers, skip_row, skipped_modules, weight_layers
 from initlab.embedding_init import (
     EMBEDDINGS,
@@ -57,7 +57,7 @@ from initlab.renamed import INIT_KEYWORDS, renamed_keywords
 from initlab.residual import apply_residual
 from initlab.residual.plan import residual_rule
 from initlab.residual.structure import Structure
-from initlab.tied_layers import AS_BUILT, drawing_order, first_holders, tied_row
+from initlab.tied_layers import drawing_order, first_holders, tied_row
 
 BIAS_POLICIES = ("zeros", "keep", "torch_default")
 

@@ -46,9 +46,9 @@ import torch
 from torch import Tensor, nn
 
 import initlab.initializers as initializers
+from initlab.config import AS_BUILT
 from initlab.errors import InitlabError
 from initlab.initializers import Fans, Initializer
-from initlab.tied_layers import AS_BUILT
 
 COMPOUND = (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention)
 """Layer types whose several weight matrices a scheme sets (see the module docstring)."""

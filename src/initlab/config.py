@@ -40,6 +40,10 @@ DEFAULT_INITS = (
     "he_uniform",
 )
 """The classic lab's inits: what ``initlab compare`` and :func:`initlab.compare` train."""
+AS_BUILT = "default"
+"""The scheme that keeps a layer as its constructor left it (weights and biases), for
+``init``, ``embedding_init`` and a plan's layers; a holder of a shared weight with it draws
+nothing (:mod:`initlab.tied_layers`)."""
 DEFAULT_MAX_RUNS = 100_000
 """The most runs a spec may expand to unless ``--max-runs`` / ``max_runs=`` raises it."""
 TASKS = ("auto", "classification", "regression", "sequence")
@@ -330,7 +334,7 @@ def unused_in_run(config: RunConfig) -> tuple[str, ...]:
     ``momentum`` (plain SGD has none; Adam's moments have their own betas), and
     :data:`AS_BUILT_UNUSED` for init ``default``."""
     momentum = () if config.optimizer == "momentum" else ("momentum",)
-    as_built = AS_BUILT_UNUSED if config.init == "default" else ()  # initlab.apply.AS_BUILT
+    as_built = AS_BUILT_UNUSED if config.init == AS_BUILT else ()
     return unused_settings(config.model) + momentum + as_built
 
 

@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 import initlab.initializers as initializers
+from initlab.config import AS_BUILT
 from initlab.errors import InitlabError, option
 from initlab.init_record import InitRecord, layer_row, set_bias
 from initlab.initializers import Initializer
 from initlab.initializers.basic import Constant
 from initlab.notes import note
-from initlab.tied_layers import AS_BUILT
 
 EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 TABLE_ROW = "embedding table "

@@ -11,8 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from initlab.apply import AS_BUILT
-from initlab.config import RunConfig
+from initlab.config import AS_BUILT, RunConfig
 from initlab.coverage import INITIALIZABLE, untouched_weights, weight_layers
 from initlab.errors import option, some_names
 from initlab.notes import note

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -34,8 +34,11 @@ from initlab.ranking.scores import (
 )
 from initlab.ranking.stats import mean_ci
 from initlab.ranking.summary_format import format_summary
+from initlab.run_status import DIVERGED, FAILED, STUCK
 from initlab.speclist import grouping_columns
-from initlab.train.result import DIVERGED, FAILED, STUCK, RunResult
+
+if TYPE_CHECKING:
+    from initlab.train.result import RunResult  # imports torch: reading results must not
 
 AGAIN = "run the sweep again"
 """How :func:`progress_line` says to resume; where the command that ran is known, it says

@@ -11,15 +11,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from initlab.config import AS_BUILT
 from initlab.init_record import set_bias
 from initlab.initializers import Initializer, fans_of_module
 from initlab.initializers.basic import Constant
 from initlab.notes import note
 
 Layers = list[tuple[str, nn.Module]]
-AS_BUILT = "default"
-"""The scheme that keeps a layer as its constructor left it (weights and biases); a holder
-of a shared weight with it draws nothing. ``initlab.apply`` uses it from here."""
 
 
 def drawing_order(layers: Layers, plan: dict[str, Initializer | None]) -> Layers:

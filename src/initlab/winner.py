@@ -14,7 +14,7 @@ import pandas as pd
 
 from initlab.ranking.verdict import has_winner
 from initlab.results import ResultSet
-from initlab.train.result import STUCK
+from initlab.run_status import STUCK
 
 DATA_DEPENDENT = ("lsuv",)
 """Inits that set the weights from a forward pass: the call needs ``data=``. A residual rule

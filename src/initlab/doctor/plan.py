@@ -43,10 +43,10 @@ from typing import Any
 import pandas as pd
 from torch import Tensor, nn
 
-from initlab.apply import AS_BUILT
 from initlab.arguments import as_inputs, check_module, check_runs
 from initlab.compound_layers import COMPOUND, RowSpans, is_attention_output, span_fans, spanned
 from initlab.computed_weights import computed_by
+from initlab.config import AS_BUILT
 from initlab.coverage import initializable_layers, weight_layers
 from initlab.embedding_init import tied_tables
 from initlab.errors import UnknownNameError

@@ -49,7 +49,8 @@ from initlab.doctor.crossed import crossed_mean_test
 from initlab.doctor.learned import caveat, lowest_loss
 from initlab.errors import option
 from initlab.ranking.stats import holm_adjust, mean_ci
-from initlab.train.result import OK, STUCK, RunResult
+from initlab.run_status import OK, STUCK
+from initlab.train.result import RunResult
 
 ALPHA = 0.05
 

@@ -20,8 +20,8 @@ import initlab.curves as curves
 from initlab.ranking.scores import Score, ranking_metric, run_tasks, stuck_groups, stuck_not_tied
 from initlab.ranking.stats import group_label, rank_groups
 from initlab.ranking.verdict import verdict
-from initlab.train.result import DIVERGED, FAILED, OK, STUCK
-from initlab.train.tasks import REGRESSION
+from initlab.run_status import DIVERGED, FAILED, OK, STUCK
+from initlab.task_names import REGRESSION
 
 DATA_COLUMNS = ("dataset", "task")
 """Grouping columns that change what a score means: groups that differ in them are ranked

@@ -29,7 +29,7 @@ import math
 import pandas as pd
 
 from initlab.ranking.stats import first_epoch_reaching
-from initlab.train.result import DIVERGED, FAILED, STUCK
+from initlab.run_status import DIVERGED, FAILED, STUCK
 
 REACH_FRACTION = 0.9
 """How near the best ``epochs_to_90`` waits for: 90% of the best final mean validation score,

@@ -1,7 +1,7 @@
 """What a set of runs' score is called: their resolved tasks name it.
 
 A run's ``test_accuracy`` (and its epochs' ``val_accuracy``/``train_accuracy``) hold the
-score of the task it trained for (:data:`initlab.train.tasks.SCORES`): accuracy for
+score of the task it trained for (:data:`initlab.task_names.SCORES`): accuracy for
 classification, R² for regression, token accuracy for sequences. The results store records
 each run's resolved task (``resolved_task``). A run without one (recorded before the column
 existed, or read from an older ``summary.csv``) takes its config's ``task``; ``auto`` there
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from initlab.ranking.stats import group_label
-from initlab.train.result import OK, STUCK, STUCK_R2_RULE, STUCK_RULE, STUCK_TASKS, STUCK_TOKEN_RULE
-from initlab.train.tasks import CLASSIFICATION, REGRESSION, SCORES, SEQUENCE, TASKS
+from initlab.run_status import OK, STUCK, STUCK_R2_RULE, STUCK_RULE, STUCK_TASKS, STUCK_TOKEN_RULE
+from initlab.task_names import CLASSIFICATION, REGRESSION, SCORES, SEQUENCE, TASKS
 
 RESOLVED_TASK = "resolved_task"
 """The run column holding the task a run trained for (see the module docstring)."""
@@ -113,7 +113,7 @@ class Score:
 
     def stuck_rule(self) -> str:
         """``stuck: test accuracy not above the majority-class share of the test labels
-        (one-sided binomial test, p ≥ 0.05)`` (:data:`~initlab.train.result.STUCK_RULE`,
+        (one-sided binomial test, p ≥ 0.05)`` (:data:`~initlab.run_status.STUCK_RULE`,
         its token form for sequences; each task's rule named when they mix; ``""`` when no
         run can be stuck)."""
         rules = {CLASSIFICATION: STUCK_RULE, SEQUENCE: STUCK_TOKEN_RULE, REGRESSION: STUCK_R2_RULE}

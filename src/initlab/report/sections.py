@@ -18,7 +18,7 @@ from initlab.report import figures, layers, stuck_notes, sweep, tables
 from initlab.report.model import Details, Image, Note, Section, Table
 from initlab.results import REACH_FRACTION, ResultSet, reach_legend
 from initlab.store.read import varying
-from initlab.train.tasks import REGRESSION, SEQUENCE
+from initlab.task_names import REGRESSION, SEQUENCE
 
 
 def ranked(results: ResultSet) -> pd.DataFrame:

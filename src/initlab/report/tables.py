@@ -20,7 +20,7 @@ from initlab.ranking.groups import rank_within, without_unscored_ranks
 from initlab.ranking.scores import ACCURACY, RESOLVED_TASK, Score, parted_by_stuck, ranking_metric
 from initlab.ranking.stats import group_label as stats_label
 from initlab.ranking.stats import holm_adjust, pairwise_comparisons
-from initlab.train.result import DIVERGED, FAILED
+from initlab.run_status import DIVERGED, FAILED
 
 ALPHA = 0.05
 """Pairs with a Welch p-value below this are marked."""

@@ -17,7 +17,7 @@ import torch
 
 from initlab.arguments import check_progress
 from initlab.atomic_files import check_output_dir, write_files
-from initlab.config import plain
+from initlab.config import AS_BUILT, plain
 from initlab.data import load
 from initlab.errors import InitlabError, option
 from initlab.jsonsafe import dumps
@@ -68,7 +68,6 @@ from initlab.scaling.tables import with_tables
 from initlab.scaling.unmeasured import unmeasured_modules, unmeasured_note
 from initlab.scaling.verdicts import Verdict, depth_verdicts, width_verdicts
 from initlab.sweep.seeds import seed_list
-from initlab.tied_layers import AS_BUILT
 from initlab.train.device import resolve_device
 from initlab.train.stack import rng_devices
 from initlab.train.tasks import resolve_task

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from initlab.config import AS_BUILT
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.layer_order import known_output_layer
 from initlab.notes import note
@@ -31,7 +32,6 @@ from initlab.ranges import check_number
 from initlab.scaling.inputs import learning_rate
 from initlab.scaling.rescale import changed_beyond_noise, rescale, rescale_note, rescale_ratios
 from initlab.scaling.shapes import Factory, ParamShape, build, infer_shapes, renamed
-from initlab.tied_layers import AS_BUILT
 from initlab.usercode.inprocess import refuse_built
 
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "default")

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from initlab.config import AS_BUILT
 from initlab.errors import option
 from initlab.scaling.shapes import ParamShape
-from initlab.tied_layers import AS_BUILT
 
 NOISE_SDS = 5.0
 """How many standard deviations of sampling noise a rescale must exceed to be noted."""

@@ -20,10 +20,10 @@ from typing import Any
 
 from torch import nn
 
+from initlab.config import AS_BUILT
 from initlab.coverage import own_embeddings
 from initlab.errors import InitlabError, option
 from initlab.scaling.shapes import Factory, build_for_shapes
-from initlab.tied_layers import AS_BUILT
 
 
 def with_tables(

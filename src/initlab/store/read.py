@@ -13,9 +13,8 @@ from dataclasses import fields
 
 import pandas as pd
 
-from initlab.apply import AS_BUILT
 from initlab.checkpoints import Checkpoints
-from initlab.config import ARCHITECTURE_SETTINGS, AS_BUILT_UNUSED, SAME, RunConfig
+from initlab.config import ARCHITECTURE_SETTINGS, AS_BUILT, AS_BUILT_UNUSED, SAME, RunConfig
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.notes import note
 from initlab.results import ResultSet, progress_line, with_model_arg_columns

@@ -34,6 +34,7 @@ from initlab.checkpoints import Checkpoints, checkpoint_dir
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, option
 from initlab.notes import note
+from initlab.run_status import DIVERGED, OK, STUCK
 from initlab.store import damage, leases, read
 from initlab.store.damage import EMPTY_STORE
 from initlab.store.location import check_writable, is_busy, location_error, locked_line
@@ -48,7 +49,6 @@ from initlab.store.schema import (
     create_statements,
 )
 from initlab.store.versions import older_versions, superseded
-from initlab.train.result import DIVERGED, OK, STUCK
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -16,9 +16,9 @@ import pandas as pd
 import torch
 
 import initlab.initializers as initializers
+from initlab.run_status import DIVERGED
 from initlab.studies.base import StudyContext
 from initlab.studies.checks import depth_of
-from initlab.train.result import DIVERGED
 
 GAUSSIAN = "variance_scaling(scale=1, mode='fan_in', distribution='untruncated_normal')"
 INITS = {"orthogonal": "orthogonal", "scaled Gaussian": GAUSSIAN}

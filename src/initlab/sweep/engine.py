@@ -23,8 +23,9 @@ from initlab.checkpoints import Checkpoints
 from initlab.config import RunConfig
 from initlab.data import Dataset
 from initlab.errors import InitlabError, UnknownNameError
+from initlab.run_status import FAILED
 from initlab.train.memory import MIN_CHUNK
-from initlab.train.result import FAILED, RunResult
+from initlab.train.result import RunResult
 from initlab.train.run import load_data, run_config
 from initlab.train.tasks import resolve_task
 from initlab.usercode.specs import is_user_spec

@@ -18,12 +18,13 @@ from initlab.config import RunConfig, plain
 from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.results import ResultSet, retry_hint
+from initlab.run_status import FAILED
 from initlab.sweep.engine import Outcome
 from initlab.sweep.executor import plan_workers
 from initlab.sweep.preflight import preflight_configs
 from initlab.sweep.runner import SweepProgress, check_backend, run_study
 from initlab.sweep.spec import Spec
-from initlab.train.result import FAILED, RunResult
+from initlab.train.result import RunResult
 from initlab.usercode.inprocess import data_spec, is_array_data, is_registered, model_spec
 
 ProgressCallback = Callable[[RunConfig, dict | None, RunResult | None], None]

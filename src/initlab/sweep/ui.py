@@ -28,6 +28,7 @@ from initlab.results import (
     reach_legend,
     retry_hint,
 )
+from initlab.run_status import FAILED
 from initlab.store import Store, open_store, store_path, study_dir
 from initlab.store.versions import changed_files, user_specs
 from initlab.sweep.interrupted import print_interrupted, resumable, resume_command
@@ -40,8 +41,7 @@ from initlab.sweep.runner import (
     run_sweep,
 )
 from initlab.sweep.spec import Spec
-from initlab.train.result import FAILED
-from initlab.train.tasks import CLASSIFICATION, SCORES
+from initlab.task_names import CLASSIFICATION, SCORES
 from initlab.winner import apply_line
 
 

@@ -25,6 +25,7 @@ import initlab.data as data
 import initlab.initializers as initializers
 from initlab.apply import BIAS_POLICIES
 from initlab.config import (
+    AS_BUILT,
     OPTIMIZERS,
     PRECISIONS,
     SAME,
@@ -46,7 +47,6 @@ from initlab.ranges import (
     check_number,
 )
 from initlab.residual.names import ACCEPTED as RESIDUAL_ACCEPTED
-from initlab.tied_layers import AS_BUILT
 from initlab.usercode.specs import is_data_file, is_user_spec, split_spec
 
 SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))

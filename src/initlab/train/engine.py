@@ -54,12 +54,13 @@ from torch import Tensor, nn
 from initlab.data.dataset import first_look
 from initlab.notes import note
 from initlab.probe.tracking import PROBE_SIZE, Tracker
+from initlab.run_status import DIVERGED, SHARE_TASKS
 from initlab.train import checkpoint, trial
 from initlab.train.device import autocast, device_name
 from initlab.train.evaluate import eval_rows, evaluate_stack
 from initlab.train.memory import activations_per_example
 from initlab.train.optimizers import StackedOptimizer
-from initlab.train.result import DIVERGED, SHARE_TASKS, RunResult, dataset_baseline, final_status
+from initlab.train.result import RunResult, dataset_baseline, final_status
 from initlab.train.schedule import Member, StackSettings, clip_per_model, lr_factor, steps_per_epoch
 from initlab.train.seeding import derive_seed, make_generator, seed_global
 from initlab.train.stack import STACKED, ModelStack, rng_devices

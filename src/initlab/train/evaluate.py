@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from initlab.task_names import CLASSIFICATION
 from initlab.train.device import autocast
 from initlab.train.stack import ModelStack
-from initlab.train.tasks import CLASSIFICATION, Meter
+from initlab.train.tasks import Meter
 
 EVAL_ELEMENTS = 2**23
 """Activation elements (all models together) one evaluation block may hold (32 MiB fp32):

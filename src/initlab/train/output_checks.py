@@ -10,7 +10,7 @@ from torch import Tensor
 from initlab.data.tasks import is_integral
 from initlab.errors import InitlabError, option
 from initlab.notes import note
-from initlab.train.tasks import CLASSIFICATION, REGRESSION
+from initlab.task_names import CLASSIFICATION, REGRESSION
 
 SUM_TOLERANCE = 1e-3
 """How far from 1 a row of probabilities may sum (float32 softmax rows sum to 1 within

@@ -23,12 +23,13 @@ from initlab.computed_weights import copy_failure
 from initlab.config import RunConfig
 from initlab.errors import InitlabError, first_line, option
 from initlab.models import check_float32
+from initlab.task_names import CLASSIFICATION
 from initlab.train.build import build_architecture, initialize_as_configured
 from initlab.train.device import check_precision, resolve_device
 from initlab.train.layout import layout_hint
 from initlab.train.output_checks import check_output, note_probabilities
 from initlab.train.schedule import note_long_warmup, steps_per_epoch
-from initlab.train.tasks import CLASSIFICATION, resolve_task
+from initlab.train.tasks import resolve_task
 from initlab.usercode.inprocess import shown_spec
 from initlab.usercode.specs import is_user_spec
 

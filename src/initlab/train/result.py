@@ -1,4 +1,5 @@
-"""What a training run produces: per-epoch records, final metrics, status."""
+"""What a training run produces: per-epoch records, final metrics, status (its names:
+:mod:`initlab.run_status`)."""
 
 from __future__ import annotations
 
@@ -12,36 +13,11 @@ from typing import Any
 import torch
 
 from initlab.config import SAME, RunConfig, unused_in_run
+from initlab.run_status import OK, SHARE_TASKS, STUCK, STUCK_ALPHA
 
-OK, STUCK, DIVERGED, FAILED = "ok", "stuck", "diverged", "failed"
-STUCK_ALPHA = 0.05
-"""A finished classification run is ``stuck`` when its test accuracy is not significantly
-above the majority class's share of the test labels (the best constant prediction): the
-one-sided binomial test of :func:`final_status` gives ``p >= STUCK_ALPHA``."""
 ENTROPY_MARGIN = 1e-3
 """A loss this fraction below the labels' entropy, or less, is the entropy up to rounding
 (a zero-initialized model predicting the class shares): not evidence of learning."""
-STUCK_RULE = (
-    "test accuracy not above the majority-class share of the test labels "
-    f"(one-sided binomial test, p ≥ {STUCK_ALPHA:g}) and test loss not significantly below "
-    "their entropy (paired t-test)"
-)
-"""The ``stuck`` rule in words, as tables, legends and reports print it."""
-STUCK_TOKEN_RULE = (
-    "token accuracy not above the most frequent target token's share of the test targets "
-    f"and test loss not significantly below their entropy (one-sided t-tests over the test "
-    f"sequences, p ≥ {STUCK_ALPHA:g})"
-)
-"""The rule for sequence runs (:func:`final_status`)."""
-STUCK_R2_RULE = (
-    "test R² not significantly above 0: no better than predicting the test targets' mean "
-    f"(one-sided paired t-test of the examples' squared errors, p ≥ {STUCK_ALPHA:g})"
-)
-"""The rule for regression runs (:func:`final_status`)."""
-SHARE_TASKS = ("classification", "sequence")
-"""The tasks whose constant prediction has a share to beat (a majority class or token)."""
-STUCK_TASKS = (*SHARE_TASKS, "regression")
-"""The tasks whose runs can be ``stuck`` (no better than a constant prediction)."""
 
 
 @dataclass
@@ -58,7 +34,7 @@ class RunResult:
     :mod:`initlab.train.stack`; ``""`` for a model trained alone). ``task``: the task it
     was trained for, resolved from the data (``classification``, ``regression`` or
     ``sequence``, never ``auto``; ``""`` when unknown): what ``test_accuracy`` holds
-    (:data:`initlab.train.tasks.SCORES`). ``device``: where it trained, e.g. ``cpu`` or
+    (:data:`initlab.task_names.SCORES`). ``device``: where it trained, e.g. ``cpu`` or
     ``cuda:0 (NVIDIA H200)`` (:func:`initlab.train.device.device_name`; ``""`` if unknown).
     """
 

@@ -13,6 +13,7 @@ from initlab.data import Dataset, load
 from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.probe.tracking import Tracker
+from initlab.run_status import FAILED
 from initlab.train import memory
 from initlab.train.build import (  # noqa: F401  (re-exported: the public names stay here)
     DEFAULT_INIT,
@@ -31,7 +32,7 @@ from initlab.train.engine import train_stack
 from initlab.train.grouping import check_group
 from initlab.train.memory import activations_per_example
 from initlab.train.preflight import preflight
-from initlab.train.result import FAILED, RunResult
+from initlab.train.result import RunResult
 from initlab.train.schedule import Member, StackSettings
 from initlab.train.stack import preferred_strategy
 from initlab.train.tasks import resolve_task

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from initlab.errors import option
 from initlab.notes import note
-from initlab.train.tasks import CLASSIFICATION
+from initlab.task_names import CLASSIFICATION
 
 CPU = torch.device("cpu")
 

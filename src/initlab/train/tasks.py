@@ -41,11 +41,7 @@ from torch import Tensor
 
 from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError, UnknownNameError
-
-CLASSIFICATION, REGRESSION, SEQUENCE = "classification", "regression", "sequence"
-TASKS = (CLASSIFICATION, REGRESSION, SEQUENCE)
-SCORES = {CLASSIFICATION: "test accuracy", REGRESSION: "test R²", SEQUENCE: "test token accuracy"}
-"""What a run's ``test_accuracy`` holds, by task."""
+from initlab.task_names import CLASSIFICATION, REGRESSION, SEQUENCE, TASKS
 
 
 def resolve_task(task: str, data: object) -> str:
