@@ -424,27 +424,27 @@ def test_opening_waits_for_a_lock_sqlite_does_not_wait_for(tmp_path, monkeypatch
     # a store opened while another process held the exclusive lock (switching to WAL, WAL
     # recovery after a killed writer) failed at once with "database is locked", reported as
     # "not an initlab results store" (seen with 4 processes and a SIGKILL on a loaded CI)
-    from initlab.store import sqlite as store_sqlite
+    from initlab.store import opening
 
     open_store(tmp_path, create=True).close()
-    real_setup, calls = store_sqlite.Store._setup, []
+    real_setup, calls = opening._set_up, []
 
-    def locked_twice(self, create):
+    def locked_twice(*args):
         calls.append(1)
         if len(calls) <= 2:
             raise sqlite3.OperationalError("database is locked")
-        return real_setup(self, create)
+        return real_setup(*args)
 
-    monkeypatch.setattr(store_sqlite.Store, "_setup", locked_twice)
+    monkeypatch.setattr(opening, "_set_up", locked_twice)
     open_store(tmp_path, create=True).close()
     assert len(calls) == 3
 
-    monkeypatch.setattr(store_sqlite, "BUSY_TIMEOUT", 0.2)
+    monkeypatch.setattr(opening, "BUSY_TIMEOUT", 0.2)
     calls.clear()
     monkeypatch.setattr(
-        store_sqlite.Store,
-        "_setup",
-        lambda self, create: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")),
+        opening,
+        "_set_up",
+        lambda *args: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")),
     )
     with pytest.raises(InitlabError, match="stayed locked by another process"):
         open_store(tmp_path, create=True)

@@ -13,7 +13,8 @@ read while a sweep writes. Writers (several sweeps sharing a store, see
 Damage: opening a store runs ``PRAGMA quick_check`` first and refuses a corrupt file in one
 line before anything is written to it (:mod:`initlab.store.damage`); corruption met later,
 while reading or writing, gives the same line. Opening a store to write first proves its
-directory writable (:mod:`initlab.store.location`).
+directory writable (:mod:`initlab.store.location`); :mod:`initlab.store.opening` checks,
+sets up and migrates the file.
 """
 
 from __future__ import annotations
@@ -21,33 +22,21 @@ from __future__ import annotations
 import functools
 import json
 import os
-import random
-import sqlite3
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from initlab._version import __version__
 from initlab.checkpoints import Checkpoints, checkpoint_dir
 from initlab.config import RunConfig
-from initlab.errors import InitlabError, option
+from initlab.errors import InitlabError
 from initlab.notes import note
 from initlab.run_status import DIVERGED, OK, STUCK
 from initlab.store import damage, leases, read
-from initlab.store.damage import EMPTY_STORE
-from initlab.store.location import check_writable, is_busy, location_error, locked_line
-from initlab.store.paths import no_store, read_only_uri, read_path, store_path
+from initlab.store.location import check_writable
+from initlab.store.opening import connect, read_only_line, transaction
+from initlab.store.paths import no_store, read_path, store_path
 from initlab.store.rows import epoch_row, layer_row, now_iso, run_row
-from initlab.store.schema import (
-    EPOCH_METRICS,
-    RESULT_COLUMNS,
-    SCHEMA_VERSION,
-    check_version,
-    config_columns,
-    create_statements,
-)
+from initlab.store.schema import EPOCH_METRICS
 from initlab.store.versions import older_versions, superseded
 
 if TYPE_CHECKING:
@@ -56,15 +45,9 @@ if TYPE_CHECKING:
     from initlab.results import ResultSet
     from initlab.sweep.engine import Outcome
 
-BUSY_TIMEOUT = 60.0
 T = TypeVar("T")
 FINISHED = (OK, STUCK, DIVERGED)
 """Statuses that count as done: resuming skips these runs (``failed`` runs are retried)."""
-
-
-def _read_only(path: Path | None) -> str:
-    """What to say of a store file this process may not write."""
-    return f"results store {path} is read-only: make it writable or give another {option('--out')}"
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
@@ -94,141 +77,11 @@ class Store:
         if self.path is not None and create:
             check_writable(self.path)
             if self.path.exists() and not os.access(self.path, os.W_OK):
-                raise InitlabError(_read_only(self.path))
-        target = ":memory:" if self.path is None else str(self.path)
-        self.read_only = (
+                raise InitlabError(read_only_line(self.path))
+        self.read_only = (  # read-only media: no -shm to make, and no writer to expect
             self.path is not None and not create and not os.access(self.path.parent, os.W_OK)
         )
-        if self.read_only:  # read-only media: no -shm to make, and no writer to expect
-            target = read_only_uri(self.path)
-        try:
-            self._conn = sqlite3.connect(
-                target, timeout=BUSY_TIMEOUT, isolation_level=None, uri=self.read_only
-            )
-        except sqlite3.OperationalError as exc:
-            raise location_error(self.path, OSError(str(exc))) from None
-        try:
-            self._setup_when_free(create)
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            if is_busy(exc):
-                raise InitlabError(locked_line(self.path, BUSY_TIMEOUT)) from None
-            raise InitlabError(f"{self.path} is not an initlab results store ({exc})") from None
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def _setup_when_free(self, create: bool) -> None:
-        """:meth:`_setup`, tried again while another process holds a lock SQLite does not
-        wait for (switching to WAL, WAL recovery after a killed writer), for at most
-        :data:`BUSY_TIMEOUT` seconds."""
-        deadline = time.monotonic() + BUSY_TIMEOUT
-        while True:
-            try:
-                with damage.reading(self.path):
-                    self._setup(create)
-                return
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05 + 0.1 * random.random())
-
-    def _setup(self, create: bool) -> None:
-        empty = self.path is not None and self.path.stat().st_size == 0
-        if empty and not create:  # before WAL mode writes a header into it
-            raise InitlabError(EMPTY_STORE.format(path=self.path))
-        if self.path is not None and not empty:
-            self._check_damage()  # before anything is written
-        tables = self._tables()
-        if self._foreign(tables):  # before WAL mode rewrites the user's file
-            raise InitlabError(f"{self.path} is an SQLite file but not an initlab results store")
-        if self.read_only:
-            check_version(self._conn, self.path)
-            return
-        if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            self._conn.execute("PRAGMA journal_mode=WAL")  # needs the exclusive lock
-        self._conn.execute("PRAGMA synchronous=FULL")
-        if not tables:
-            if not create:
-                raise InitlabError(EMPTY_STORE.format(path=self.path))
-            self._create()
-            return
-        check_version(self._conn, self.path)
-        self._add_new_columns()
-        self._add_new_tables()
-
-    def _check_damage(self) -> None:
-        """:func:`damage.check`; a file that fails it because it is no SQLite file at all (a
-        text file named ``initlab.db``) is refused as such, not sent to ``store repair``."""
-        try:
-            damage.check(self._conn, self.path)
-        except damage.StoreDamagedError:
-            from initlab.store.repair import check_file  # repair builds on this module
-
-            check_file(self.path)  # raises for a file that is not a store
-            raise
-
-    def _foreign(self, tables: set[str]) -> bool:
-        """Whether the file is another program's SQLite database: tables without initlab's
-        ``meta`` and ``runs``, or none but a ``user_version`` initlab never sets (an empty
-        database is a store a killed process had only begun to create)."""
-        if tables:
-            return "meta" not in tables or "runs" not in tables
-        return self._conn.execute("PRAGMA user_version").fetchone()[0] != 0
-
-    def _tables(self) -> set[str]:
-        return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
-
-    def _create(self) -> None:
-        """Create the tables, under the write lock, unless another process just did."""
-        with self._write():
-            if self._tables():
-                return
-            for statement in create_statements():
-                self._conn.execute(statement)
-            meta = {"schema_version": SCHEMA_VERSION, "created_at": now_iso()}
-            meta["created_by"] = f"initlab {__version__}"
-            self._conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-
-    def _missing_columns(self) -> list[tuple[str, str]]:
-        present = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
-        return [(n, sql) for n, sql in [*config_columns(), *RESULT_COLUMNS] if n not in present]
-
-    def _add_new_columns(self) -> None:
-        """Add the columns of config fields or results added since the store was created.
-
-        Under the write lock, checking again inside it: several processes may open an old
-        store at once (a sweep and ``initlab results``), and only one may add a column.
-        """
-        if not self._missing_columns():
-            return
-        with self._write():
-            for name, sql in self._missing_columns():
-                self._conn.execute(f'ALTER TABLE runs ADD COLUMN "{name}" {sql}'.rstrip())
-
-    def _add_new_tables(self) -> None:
-        """Add the ``leases`` table to a store written before it existed."""
-        query = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='leases'"
-        if self._conn.execute(query).fetchone() is None:
-            self._conn.execute(leases.LEASE_TABLE)
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        """One write transaction: everything inside commits together or not at all.
-
-        SQLite may already have rolled back (a full disk does that), hence the check.
-        """
-        with damage.reading(self.path):
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self._conn.execute("COMMIT")
-            except BaseException as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if "readonly" in str(exc):  # root passes os.access; a read-only mount
-                    raise InitlabError(_read_only(self.path)) from None
-                raise
+        self._conn = connect(self.path, create=create, read_only=self.read_only)
 
     def close(self) -> None:
         self._conn.close()
@@ -250,7 +103,7 @@ class Store:
         """Record (or refresh) a study and the runs it asks for, in grid order."""
         stamp = now_iso()
         spec_json, group_json = json.dumps(spec, sort_keys=True), json.dumps(list(group_by))
-        with self._write():
+        with transaction(self._conn, self.path):
             self._conn.execute(
                 "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(study_id) DO UPDATE "
                 "SET name=excluded.name, updated_at=excluded.updated_at",
@@ -272,7 +125,7 @@ class Store:
         row = run_row(outcome)
         epochs = [epoch_row(row["run_id"], e) for e in outcome.result.epochs]
         layers = [layer_row(row["run_id"], s) for s in outcome.result.layer_stats]
-        with self._write():
+        with transaction(self._conn, self.path):
             prev = self._conn.execute(
                 "SELECT attempts, status FROM runs WHERE run_id=?", (row["run_id"],)
             ).fetchone()
@@ -304,7 +157,7 @@ class Store:
     ) -> tuple[list[str], list[str]]:
         """Lease the free ones of ``run_ids`` for ``owner`` in one write transaction;
         ``(claimed, held by another owner)`` (:func:`initlab.store.leases.claim`)."""
-        with self._write():
+        with transaction(self._conn, self.path):
             return leases.claim(self._conn, run_ids, owner, baseline, ttl)
 
     def holders(self, run_ids: Iterable[str]) -> list[tuple[str, int, float]]:
@@ -313,7 +166,7 @@ class Store:
 
     def release(self, owner: str) -> None:
         """Drop every lease ``owner`` still holds (runs it did not record)."""
-        with self._write():
+        with transaction(self._conn, self.path):
             leases.release(self._conn, owner)
 
     # -- reading -----------------------------------------------------------------------------

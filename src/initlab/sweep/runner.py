@@ -37,7 +37,7 @@ from initlab.results import ResultSet
 from initlab.store import FINISHED, Store, open_store
 from initlab.store.leases import Lease
 from initlab.store.location import is_busy, locked_line
-from initlab.store.sqlite import BUSY_TIMEOUT
+from initlab.store.opening import BUSY_TIMEOUT
 from initlab.sweep.engine import (
     DataCache,
     Outcome,
