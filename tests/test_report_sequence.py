@@ -15,7 +15,7 @@ from initlab.ranking.summary_format import format_summary
 from initlab.report import assemble_report
 from initlab.report.figures import accuracy_figure
 from initlab.results import ResultSet
-from initlab.sweep.ui import print_results
+from initlab.results_console import print_results
 
 # Per group: status of each run, mean validation loss per epoch (each run ±0.01 around it),
 # test token accuracy and test loss per run. "learns" ends at 3.233 nats; "unigram" sits at

@@ -12,8 +12,8 @@ from initlab.cli import main
 from initlab.notes import InitlabNote
 from initlab.report import assemble_report
 from initlab.results import ResultSet
+from initlab.results_console import print_results
 from initlab.store import open_store
-from initlab.sweep.ui import print_results
 
 # Per group and epoch: (val_accuracy, val_loss). glorot_uniform's loss is the lowest (it
 # ranks first by test loss) while its token accuracy stays below 90% of default's.

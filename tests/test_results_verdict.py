@@ -110,7 +110,8 @@ def test_the_summary_prints_each_groups_first_error_and_a_neutral_retry_hint():
     from rich.console import Console
 
     from initlab.results import progress_line, retry_hint
-    from initlab.sweep.ui import failure_lines, nothing_finished, print_results
+    from initlab.results_console import failure_lines, print_results
+    from initlab.sweep.ui import nothing_finished
 
     results = _results({"default": ["failed"] * 2, "zeros": ["failed"] * 2, "he": ["ok"] * 2})
     messages = {"default0": "RuntimeError: bad batch\n  at line 3", "default1": "other"}
@@ -178,7 +179,7 @@ def test_groups_on_different_data_are_ranked_and_tested_apart():
 def test_the_command_prints_one_ranking_per_dataset_with_its_own_score():
     from rich.console import Console
 
-    from initlab.sweep.ui import print_results
+    from initlab.results_console import print_results
 
     console = Console(record=True, width=200)
     print_results(_two_datasets(), console, "test accuracy by dataset / init")

@@ -343,7 +343,7 @@ def test_an_undefined_comparison_stays_out_of_holms_family():
 def test_the_ranking_table_cuts_intervals_to_what_the_score_can_take():
     """compare printed 0.9960 ± 0.0508, an accuracy up to 1.047; the report cut it at 1."""
     from initlab.ranking.scores import ACCURACY, Score
-    from initlab.sweep.ui import ranking_table
+    from initlab.results_console import ranking_table
 
     ranked = pd.DataFrame(
         dict(rank=[1, 2], group=["he", "zeros"], mean=[0.996, 0.02], ci=[0.0508, 0.05],
@@ -379,7 +379,7 @@ def test_the_ranking_says_worse_or_undecided_never_tied():
     """'tied: yes' read as 'as good as' (a gap of 0.2 over two seeds), and 'tied' is weight
     tying to a language-model user; a group shown worse had an empty cell."""
     from initlab.ranking.scores import ACCURACY
-    from initlab.sweep.ui import ranking_table
+    from initlab.results_console import ranking_table
 
     ranked = pd.DataFrame(
         dict(rank=[1, 2, 3, 4], group=["he", "lecun", "zeros", "ones"], mean=[0.9, 0.7, 0.1, 0.1],

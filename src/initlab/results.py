@@ -20,7 +20,7 @@ import pandas as pd
 from initlab.atomic_files import write_files
 from initlab.errors import InitlabError, option
 from initlab.ranking.groups import part_verdict, partitions, rank_within, without_unscored_ranks
-from initlab.ranking.reach import REACH_FRACTION as REACH_FRACTION  # re-exported: sweep.ui, report
+from initlab.ranking.reach import REACH_FRACTION as REACH_FRACTION  # re-exported: report
 from initlab.ranking.reach import epochs_to_target, reach_threshold
 from initlab.ranking.reach import reach_legend as reach_legend
 from initlab.ranking.reach import reach_loss_target as reach_loss_target

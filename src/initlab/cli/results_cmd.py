@@ -49,9 +49,9 @@ def results(
     from initlab.notes import note
     from initlab.report.build import ranked_apart
     from initlab.results import retry_hint
+    from initlab.results_console import print_results
     from initlab.store import export
     from initlab.store.read import check_model_args, pooled_note
-    from initlab.sweep.ui import print_results
 
     if out_dir is not None and export_format is None:  # else written nowhere, silently
         raise InitlabError("--out is where --export writes: add --export csv (or parquet)")

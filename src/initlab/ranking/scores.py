@@ -12,7 +12,7 @@ whether the ``stuck`` rule (accuracy not above the majority class's share of the
 labels, or token accuracy the most frequent token's, with a loss not below the labels'
 entropy; R² not significantly above 0: :func:`initlab.train.result.final_status`)
 applies: to every task.
-``initlab compare/sweep/results`` (:mod:`initlab.sweep.ui`), ``initlab report``
+``initlab compare/sweep/results`` (:mod:`initlab.results_console`), ``initlab report``
 (:mod:`initlab.report`) and :class:`~initlab.results.ResultSet` use it.
 """
 
