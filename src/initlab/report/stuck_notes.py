@@ -9,8 +9,6 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from initlab.initializers import parse
-from initlab.initializers.basic import Constant
 from initlab.ranking.scores import ACCURACY, Score
 from initlab.report.tables import _finite
 
@@ -113,6 +111,9 @@ def _learned_elsewhere(stuck: dict, there: dict, keys: Sequence[str]) -> str:
 
 def _constant(spec: str) -> bool:
     """Whether ``spec`` parses to an initializer that fills every entry with one value."""
+    from initlab.initializers import parse  # imports torch: only for a group stuck throughout
+    from initlab.initializers.basic import Constant
+
     try:
         return isinstance(parse(spec).sampler, Constant)
     except Exception:  # 'default', a user's name: not a constant that initlab knows

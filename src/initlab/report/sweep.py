@@ -29,9 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-import initlab.initializers as initializers
-from initlab.theory.scales import max_trainable_depth
-
 EXTRA_PREFIXES = ("", "extra.", "extra_")
 
 
@@ -98,6 +95,8 @@ def sigma_w2_of(row: Mapping) -> float:
     widths = hidden_widths(row.get("hidden", ""))
     if not widths or not isinstance(row.get("init"), str):
         return math.nan
+    import initlab.initializers as initializers  # imports torch: only for a spec to read
+
     try:
         std = initializers.parse(row["init"]).std((widths[0], widths[0]))
     except (ValueError, TypeError):
@@ -120,16 +119,23 @@ def sweep_coordinates(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with ``depth``, ``sigma_w2`` and ``sigma_b2`` columns added."""
     out = runs.copy()
     rows = runs.to_dict("records")
-    if "depth" not in out:
-        out["depth"] = [len(hidden_widths(r.get("hidden", ""))) or math.nan for r in rows]
+    out["depth"] = _depths(runs)
     out["sigma_w2"] = [sigma_w2_of(r) for r in rows]
     out["sigma_b2"] = [sigma_b2_of(r) for r in rows]
     return out
 
 
+def _depths(runs: pd.DataFrame) -> pd.Series:
+    """Each run's depth: its ``depth`` column, else its number of hidden layers (NaN: none)."""
+    if "depth" in runs:
+        return runs["depth"]
+    hidden = runs["hidden"] if "hidden" in runs else pd.Series("", runs.index)
+    return pd.Series([len(hidden_widths(h)) or math.nan for h in hidden], runs.index)
+
+
 def is_depth_scale_sweep(runs: pd.DataFrame) -> bool:
     """Whether the runs vary both depth and ``sigma_w²`` (each over at least two values)."""
-    if runs.empty:
+    if runs.empty or _depths(runs).nunique() < 2:  # no init spec to read (that imports torch)
         return False
     coords = sweep_coordinates(runs).dropna(subset=["depth", "sigma_w2"])
     return coords["depth"].nunique() >= 2 and coords["sigma_w2"].round(12).nunique() >= 2
@@ -180,6 +186,8 @@ def theory_curve(
     know the activation. Infinite depths (the critical point) become NaN gaps. (In the
     chaotic phase each point costs a fixed-point solve — timings in benchmarks/README.md:
     keep ``points`` low.)"""
+    from initlab.theory.scales import max_trainable_depth  # torch, scipy: for a sweep only
+
     low, high = min(sigmas), max(sigmas)
     x = np.linspace(max(low, 1e-6), high, points)
     try:
