@@ -27,6 +27,7 @@ from initlab.config import DEFAULT_INITS, RunConfig
 from initlab.config_checks import check_momentum_used
 from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.results import ResultSet
+from initlab.setting_names import SETTINGS, is_setting
 from initlab.speclist import repeated, split_list
 from initlab.sweep.grid import expand
 from initlab.sweep.python_api import (
@@ -37,7 +38,7 @@ from initlab.sweep.python_api import (
 )
 from initlab.sweep.seeds import seed_list
 from initlab.sweep.spec import Axis, Spec
-from initlab.sweep.values import SETTINGS, check_keyword_settings, check_setting, is_setting
+from initlab.sweep.values import check_keyword_settings, check_setting
 from initlab.usercode.specs import is_user_spec
 
 

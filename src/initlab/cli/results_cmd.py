@@ -126,7 +126,7 @@ def _settings(text: str | None, store: Store, study: str | None, flag: str) -> l
     or ``model_args.<name>``; an unknown one is named with the settings and the runs' model
     arguments (``widht``: did you mean ``model_args.width``?)."""
     from initlab.results import with_model_arg_columns
-    from initlab.sweep.values import MODEL_ARG, SETTINGS, is_setting
+    from initlab.setting_names import MODEL_ARG, SETTINGS, is_setting
 
     if text is None:
         return None

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from initlab.errors import InitlabError, UnknownNameError, closest_name
+from initlab.setting_names import SETTINGS, is_setting
 
 OVERRIDDEN = ("epochs", "data_seed", "track")
 """Run settings the trials set themselves (see the module docstring)."""
@@ -46,8 +47,6 @@ def check_trial_settings(
     """Refuse (one line) an unknown keyword among ``settings`` (:func:`_unknown`), then
     every setting the trials override (:data:`OVERRIDDEN`) with why and what to do
     (``own``: the trials' own keywords; ``trials``, ``budget``: as given)."""
-    from initlab.sweep.values import is_setting
-
     for key, value in settings.items():
         if not is_setting(key):
             raise _unknown(key, value, own, trials, budget)
@@ -62,8 +61,6 @@ def _unknown(key: str, value: Any, own: Sequence[str], trials: int, budget: obje
     """The error for an unknown ``key``: a pointer at the trials' keyword it stands for
     (:data:`TRIAL_SYNONYMS`), why the setting it was taken for is refused (``epoch``), or
     the closest of ``own`` and the settings the trials honour."""
-    from initlab.sweep.values import SETTINGS
-
     meant = TRIAL_SYNONYMS.get(key) or closest_name(key, [*own, *SETTINGS])
     if meant in OVERRIDDEN:
         return InitlabError(_overridden(meant, value, trials, budget, given=key))

@@ -16,6 +16,7 @@ from typing import Any
 from initlab.arguments import check_compare_arguments
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.results import ResultSet
+from initlab.setting_names import is_setting
 from initlab.sweep.grid import DEFAULT_MAX_RUNS, expand
 from initlab.sweep.python_api import (
     ProgressCallback,
@@ -94,7 +95,6 @@ def _refuse_settings(settings: Mapping[str, Any]) -> None:
     one of run's own keywords (the closest named)."""
     if not settings:
         return
-    from initlab.sweep.values import is_setting
 
     key = next(iter(settings))
     if key in ("seeds", "group_by"):

@@ -30,8 +30,8 @@ from typing import Any
 from initlab.config import DEFAULT_MAX_RUNS, RunConfig
 from initlab.errors import InitlabError, option
 from initlab.ranges import MAX_INT, Range
+from initlab.setting_names import MODEL_ARG
 from initlab.sweep.spec import Axis, Spec
-from initlab.sweep.values import MODEL_ARG
 
 MAX_COUNTED_POINTS = 2_000_000
 """The most combinations of excluded axes :func:`count_runs` enumerates."""

@@ -33,10 +33,11 @@ from typing import Any
 
 from initlab.errors import InitlabError, closest_name, option
 from initlab.jsonsafe import strict_json
+from initlab.setting_names import MODEL_ARG, SETTINGS, is_setting
 from initlab.speclist import repeated
 from initlab.sweep.seeds import seed_list
 from initlab.sweep.spec_files import read_error, reader
-from initlab.sweep.values import ALIASES, MODEL_ARG, SETTINGS, check_setting, is_setting
+from initlab.sweep.values import ALIASES, check_setting
 
 TOP_LEVEL = (
     "name",

@@ -12,8 +12,9 @@ from typing import Any
 from initlab.config import RunConfig, unused_settings, used_settings
 from initlab.config_checks import check_momentum_used, shown_value, unused_line
 from initlab.errors import InitlabError, option
+from initlab.setting_names import MODEL_ARG
 from initlab.sweep.spec import Axis, Spec
-from initlab.sweep.values import MODEL_ARG, check_setting
+from initlab.sweep.values import check_setting
 from initlab.usercode.specs import (
     RELATIVE,
     check_readable,

@@ -9,7 +9,8 @@ Names are normalised where that cannot change a run's numbers (``FashionMNIST`` 
 ``fashion-mnist``, ``ReLU`` → ``relu``), so spellings do not split a run's identity.
 User model and data specs (``module:function``, ``file.py:function``, ``file.npz``) are
 checked for syntax only: nothing is imported until the sweep starts. One keyword argument of
-a user model is a setting of its own, ``model_args.<name>`` (see :func:`is_setting`).
+a user model is a setting of its own, ``model_args.<name>``
+(:func:`initlab.setting_names.is_setting`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import math
 import typing
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any
 
 import initlab.activations as activations
@@ -47,15 +47,11 @@ from initlab.ranges import (
     check_number,
 )
 from initlab.residual.names import ACCEPTED as RESIDUAL_ACCEPTED
+from initlab.setting_names import MODEL_ARG, SETTINGS
 from initlab.usercode.specs import is_data_file, is_user_spec, split_spec
-
-SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
-"""Every setting a spec may name: the fields of :class:`RunConfig`."""
 
 ALIASES = {"data": "dataset"}
 """Other names a spec may use for a setting (issue #12 calls the data ``data``)."""
-MODEL_ARG = "model_args."
-"""Prefix of one keyword argument of a user model, swept like a setting (``model_args.width``)."""
 SPEC_MODEL = "a name (mlp, cnn), 'module:function' or 'file.py:function'"
 SPEC_DATA = "a dataset name, 'module:function', 'file.py:function' or a file (.npz, .pt)"
 _HINTS = typing.get_type_hints(RunConfig)
@@ -105,13 +101,6 @@ def check_keyword_settings(settings: Mapping[str, Any]) -> None:
                 f"{key}= is how a spec names a factory argument; from Python pass "
                 f"model_args={{{name!r}: ...}}"
             )
-
-
-def is_setting(key: object) -> bool:
-    """``True`` for a :class:`RunConfig` field or ``model_args.<argument name>``."""
-    if not isinstance(key, str):
-        return False
-    return key in SETTINGS or (key.startswith(MODEL_ARG) and key[len(MODEL_ARG) :].isidentifier())
 
 
 def _check_type(key: str, value: Any) -> Any:
