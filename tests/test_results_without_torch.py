@@ -19,17 +19,17 @@ from initlab.store import open_store
 from initlab.sweep.engine import Outcome
 from initlab.train.result import RunResult
 
-MARK = "@@torch@@"
+MARK = "@@imported@@"
 READERS = ("initlab.store", "initlab.results", "initlab.results_console", "initlab.report")
 """The modules that read a store and print or report its runs."""
 
 
-def torch_after_each(steps: list[str]) -> dict[str, bool]:
-    """Run each Python statement of ``steps`` in turn in a fresh Python: whether torch was
-    imported after each (so the first one to import it is the one named)."""
+def imported_after_each(steps: list[str], heavy: str = "torch") -> dict[str, bool]:
+    """Run each Python statement of ``steps`` in turn in a fresh Python: whether ``heavy``
+    was imported after each (so the first one to import it is the one named)."""
     code = "import json, sys\nseen = {}\n"
     for step in steps:
-        code += f"{step}\nseen[{step!r}] = 'torch' in sys.modules\n"
+        code += f"{step}\nseen[{step!r}] = {heavy!r} in sys.modules\n"
     code += f"print({MARK!r} + json.dumps(seen))\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -37,8 +37,8 @@ def torch_after_each(steps: list[str]) -> dict[str, bool]:
 
 
 def test_the_modules_that_read_results_import_no_torch():
-    seen = torch_after_each([f"import {module}" for module in READERS])
-    assert [step for step, torch in seen.items() if torch] == []
+    seen = imported_after_each([f"import {module}" for module in READERS])
+    assert [step for step, imported in seen.items() if imported] == []
 
 
 def stored_study(path) -> None:
@@ -73,6 +73,13 @@ def test_results_and_report_of_a_stored_study_import_no_torch(tmp_path):
     ]
     steps = ["from initlab.cli import main"]
     steps += [f"assert main({args!r}) == 0, {args!r}" for args in commands]
-    seen = torch_after_each(steps)
-    assert [step for step, torch in seen.items() if torch] == []
+    seen = imported_after_each(steps)
+    assert [step for step, imported in seen.items() if imported] == []
     assert (tmp_path / "report" / "report.html").exists()
+
+
+def test_results_prints_a_stored_study_without_the_plotting_stack(tmp_path):
+    # matplotlib (~1 s) is for reports and curves; `initlab results` loads it for --within only
+    stored_study(tmp_path / "study")
+    steps = ["from initlab.cli import main", f"main(['results', {str(tmp_path / 'study')!r}])"]
+    assert imported_after_each(steps, "matplotlib") == dict.fromkeys(steps, False)

@@ -18,9 +18,8 @@ from initlab.errors import some_names
 from initlab.ranking.groups import partitions
 from initlab.ranking.reach import reach_legend
 from initlab.ranking.scores import Score, parted_by_stuck
-from initlab.ranking.stats import group_label
+from initlab.ranking.stats import ALPHA, group_label
 from initlab.ranking.summary_format import format_summary
-from initlab.report.tables import ALPHA
 from initlab.results import ResultSet
 from initlab.run_status import FAILED
 from initlab.task_names import CLASSIFICATION, SCORES

@@ -47,7 +47,6 @@ def results(
 ) -> None:
     """Print a store's summary per group (mean ± std over seeds) and its ranking."""
     from initlab.notes import note
-    from initlab.report.build import ranked_apart
     from initlab.results import retry_hint
     from initlab.results_console import print_results
     from initlab.store import export
@@ -72,6 +71,8 @@ def results(
     if keys is not None and (pooled := pooled_note(found.runs, found.group_by)):
         note(pooled)
     if apart:
+        from initlab.report.build import ranked_apart  # and matplotlib: for --within only
+
         found = ranked_apart(found, apart, keys)
     if listing is not None:  # after every check: an error is then the only output
         print_frame(listing, out, title=f"{len(listing)} studies in {path}")

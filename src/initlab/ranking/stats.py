@@ -11,6 +11,10 @@ from collections.abc import Collection, Sequence
 import numpy as np
 import pandas as pd
 
+ALPHA = 0.05
+"""The significance level the tables mark a difference at: pairs whose (Holm-adjusted) Welch
+p-value is below it."""
+
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """``(mean, std, half_width)`` of the Student-t confidence interval for the mean.

@@ -14,6 +14,7 @@ import pandas as pd
 
 from initlab.curves import VAL_LOSS_PANEL, curves_figure
 from initlab.ranking.scores import ACCURACY, LOSS_NAME, RESOLVED_TASK, Score, run_tasks
+from initlab.ranking.stats import ALPHA
 from initlab.report import figures, layers, stuck_notes, sweep, tables
 from initlab.report.model import Details, Image, Note, Section, Table
 from initlab.results import REACH_FRACTION, ResultSet, reach_legend
@@ -58,7 +59,7 @@ def summary_section(
         f"{LOSS_NAME if loss else score.name()}{_lower(loss)}{_per_task(score)}. Mean ± "
         f"sample std over the group's runs (seeds); {interval}. 'worse than best?': Welch's "
         f"t-test of the group against the best one, Holm-adjusted over every pair of groups — "
-        f"'yes' when p < {tables.ALPHA:g}; 'undecided' when p ≥ {tables.ALPHA:g}: the data "
+        f"'yes' when p < {ALPHA:g}; 'undecided' when p ≥ {ALPHA:g}: the data "
         "cannot tell them apart, which is no evidence that they are as good (more seeds "
         f"may){_stuck_vs_best(score)}. 'epochs to 90%' is the {_reach(score, by_loss, reach)}. "
         f"diverged: the loss became NaN/inf{stuck if score.stuck_applies else ''}; failed: an "
@@ -115,7 +116,7 @@ def pairwise_section(
         "p-values are expected by chance; the Holm column corrects for all k(k−1)/2 pairs of "
         "groups (within each partition when groups are ranked apart), the family of the "
         "summary's 'worse than best?', so a pair shows the same adjusted p in both tables. "
-        f"Highlighted rows are those whose Holm-adjusted p < {tables.ALPHA:g}. "
+        f"Highlighted rows are those whose Holm-adjusted p < {ALPHA:g}. "
         f"Groups with fewer than two finite {_plural(score.ranked_name().removeprefix('test '))} "
         "cannot be tested (—)."
     )

@@ -18,12 +18,10 @@ import pandas as pd
 from initlab.curves import group_label
 from initlab.ranking.groups import rank_within, without_unscored_ranks
 from initlab.ranking.scores import ACCURACY, RESOLVED_TASK, Score, parted_by_stuck, ranking_metric
+from initlab.ranking.stats import ALPHA, holm_adjust, pairwise_comparisons
 from initlab.ranking.stats import group_label as stats_label
-from initlab.ranking.stats import holm_adjust, pairwise_comparisons
 from initlab.run_status import DIVERGED, FAILED
 
-ALPHA = 0.05
-"""Pairs with a Welch p-value below this are marked."""
 MAX_ALL_PAIRS = 8
 """With more groups than this, each group is compared with the best-ranked one only."""
 RUN_COLUMNS = (
@@ -137,7 +135,7 @@ def pairwise_table(
 ) -> tuple[pd.DataFrame, tuple[int, ...]]:
     """Every pair of groups (best-ranked first) from
     :func:`initlab.ranking.stats.pairwise_comparisons` as display strings, and the rows whose
-    Holm-adjusted p < :data:`ALPHA` (to highlight).
+    Holm-adjusted p < :data:`~initlab.ranking.stats.ALPHA` (to highlight).
 
     Columns: the two groups, the difference of mean test scores (A − B) with its Welch
     95% interval, the two-sided Welch p-value, its Holm adjustment, and ``Holm p < 0.05``.
