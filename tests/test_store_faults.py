@@ -495,8 +495,9 @@ def test_a_store_missing_a_table_is_damaged_not_a_traceback(pristine, tmp_path, 
 
 def test_a_folder_named_like_the_store_file_is_one_line(tmp_path, capsys):
     (tmp_path / "initlab.db").mkdir()
+    compare = ["compare", "--data", "digits", "--epochs", "1", "--out", str(tmp_path)]
     for argv in (["store", "check", str(tmp_path)], ["results", str(tmp_path)],
-                 ["report", str(tmp_path), "--out", str(tmp_path / "r")]):  # fmt: skip
+                 ["report", str(tmp_path), "--out", str(tmp_path / "r")], compare):  # fmt: skip
         assert main(argv) == 2, argv
         assert "initlab.db is a folder, not a results store file" in capsys.readouterr().err
 

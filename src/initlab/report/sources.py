@@ -18,6 +18,7 @@ from initlab.errors import InitlabError, option
 from initlab.report.build import regroup
 from initlab.results import ResultSet, with_model_arg_columns
 from initlab.store import DB_NAME, open_store
+from initlab.store.paths import folder_in_the_way
 from initlab.store.read import varying
 from initlab.store.repair import NotSQLiteError
 
@@ -46,7 +47,7 @@ def load_results(
         return _from_csv_dir(source)
     db = source / DB_NAME if source.is_dir() else source
     if db.is_dir():
-        raise InitlabError(f"{db} is a folder, not a results store file: move it away")
+        raise folder_in_the_way(db)
     return _from_store(db, study)
 
 

@@ -25,6 +25,12 @@ def no_store(db: Path) -> InitlabError:
     )
 
 
+def folder_in_the_way(db: Path) -> InitlabError:
+    """The one line for a folder where the store file goes (SQLite says "disk I/O error"
+    reading it, "unable to open database file" writing it)."""
+    return InitlabError(f"{db} is a folder, not a results store file: move it away")
+
+
 def read_path(path: str | Path) -> Path:
     """The store file to read at ``path``: an existing file as it is, whatever its name
     (``images.npz`` is then refused as no store, not looked for as ``images.npz/initlab.db``);
@@ -34,7 +40,7 @@ def read_path(path: str | Path) -> Path:
     if not path.exists() or path.is_dir():
         found = store_path(path)
         if found.is_dir():  # SQLite said "disk I/O error" of a folder named initlab.db
-            raise InitlabError(f"{found} is a folder, not a results store file: move it away")
+            raise folder_in_the_way(found)
         return found
     if store_path(path) != path and path.stat().st_size == 0:
         raise InitlabError(f"{path} is not an initlab results store (an empty file)")

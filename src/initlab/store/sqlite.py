@@ -34,7 +34,7 @@ from initlab.run_status import DIVERGED, OK, STUCK
 from initlab.store import damage, leases, read
 from initlab.store.location import check_writable
 from initlab.store.opening import connect, read_only_line, transaction
-from initlab.store.paths import no_store, read_path, store_path
+from initlab.store.paths import folder_in_the_way, no_store, read_path, store_path
 from initlab.store.rows import epoch_row, layer_row, now_iso, run_row
 from initlab.store.schema import EPOCH_METRICS
 from initlab.store.versions import older_versions, superseded
@@ -75,6 +75,8 @@ class Store:
         if self.path is not None and not self.path.exists() and not create:
             raise no_store(self.path)
         if self.path is not None and create:
+            if self.path.is_dir():
+                raise folder_in_the_way(self.path)
             check_writable(self.path)
             if self.path.exists() and not os.access(self.path, os.W_OK):
                 raise InitlabError(read_only_line(self.path))
