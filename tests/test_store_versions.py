@@ -59,3 +59,44 @@ def test_a_sweep_and_its_dry_run_say_that_older_versions_train_again(tmp_path, m
     assert "2 stored run(s) with these settings were trained before net.py last changed" in said
     assert main(run) == 0
     assert "2 stored run(s) with these settings" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_study_edited_then_put_back_says_its_current_runs_are_stored(
+    tmp_path, monkeypatch, capsys
+):
+    """Trained, edited and trained again, then the file put back (a git checkout): the
+    study still lists the edited version's runs, and the note told the user to run it again
+    'to retrain them', though the store holds every run of the file as it is now and
+    running it again trains nothing."""
+    from initlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "net.py"
+    original = (
+        "from torch import nn\n\n\ndef build(width=8):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(),"
+        " nn.Linear(width, 10))\n"
+    )
+    model.write_text(original)
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        'name = "s"\nseeds = 1\n[fixed]\nmodel = "net.py:build"\ndataset = "digits"\n'
+        'epochs = 1\nlimit_train = 64\n[sweep]\ninit = ["default", "he_normal"]\n'
+    )
+    run = ["sweep", str(spec), "--out", "out", "--workers", "1"]
+    assert main(run) == 0
+    model.write_text(original + "# edited\n")
+    assert main(run) == 0
+    model.write_text(original)  # put back
+    capsys.readouterr()
+    assert main(["results", "out"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "2 run(s) were trained before net.py last changed" in said
+    assert (
+        "the runs of the current version the store already holds (all 2: nothing retrains)" in said
+    )
+    assert main(run) == 0
+    rerun = " ".join(capsys.readouterr().err.split())
+    assert "2 of 2 runs" in rerun and "running" not in rerun, rerun  # nothing retrained
+    assert main(["results", "out"]) == 0
+    assert "run their study again" not in capsys.readouterr().err  # it lists the current runs

@@ -10,6 +10,8 @@ from __future__ import annotations
 from initlab.task_names import CLASSIFICATION, REGRESSION, SEQUENCE
 
 OK, STUCK, DIVERGED, FAILED = "ok", "stuck", "diverged", "failed"
+FINISHED = (OK, STUCK, DIVERGED)
+"""The statuses of a run that trained to its end: resumed as done, never trained again."""
 STUCK_ALPHA = 0.05
 """A finished classification run is ``stuck`` when its test accuracy is not significantly
 above the majority class's share of the test labels (the best constant prediction): the

@@ -21,7 +21,7 @@ from initlab.store.export import export
 from initlab.store.location import StoreLocationError
 from initlab.store.paths import store_path, study_dir
 from initlab.store.schema import SCHEMA_VERSION
-from initlab.store.sqlite import FINISHED, Store
+from initlab.store.sqlite import Store
 
 
 def open_store(path: str | Path, *, create: bool = False) -> Store:
@@ -38,7 +38,6 @@ def open_store(path: str | Path, *, create: bool = False) -> Store:
 
 __all__ = [
     "DB_NAME",
-    "FINISHED",
     "SCHEMA_VERSION",
     "Store",
     "StoreDamagedError",

@@ -18,6 +18,7 @@ from initlab.config import ARCHITECTURE_SETTINGS, AS_BUILT, AS_BUILT_UNUSED, SAM
 from initlab.errors import InitlabError, UnknownNameError
 from initlab.notes import note
 from initlab.results import ResultSet, progress_line, with_model_arg_columns
+from initlab.run_status import FINISHED
 from initlab.speclist import grouping_columns
 from initlab.store.schema import EPOCH_METRICS, RESULT_COLUMNS
 from initlab.store.versions import current_runs
@@ -118,7 +119,8 @@ def study_configs(conn: sqlite3.Connection, study_id: str) -> pd.DataFrame:
 
 def runs(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
     query, args = _select("runs", study_id, "t.finished_at, t.run_id")
-    frame = current_runs(pd.read_sql_query(query, conn, params=args))
+    finished = frozenset(run_configs(conn, FINISHED)["run_id"]) if study_id else frozenset()
+    frame = current_runs(pd.read_sql_query(query, conn, params=args), finished)
     frame = frame.drop(columns=["config", "sources"], errors="ignore")  # the store's own
     if {"output_init", "init"} <= set(frame.columns):  # rows of before 'same' was written
         said_same = frame["output_init"].isna() & frame["init"].ne(AS_BUILT)

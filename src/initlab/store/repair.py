@@ -31,9 +31,10 @@ from pathlib import Path
 
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
+from initlab.run_status import FINISHED
 from initlab.store import damage
 from initlab.store.paths import no_store, read_only_uri, read_path
-from initlab.store.sqlite import FINISHED, Store
+from initlab.store.sqlite import Store
 from initlab.usercode.specs import is_user_spec
 
 BLOCK = 256

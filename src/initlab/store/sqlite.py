@@ -30,7 +30,7 @@ from initlab.checkpoints import Checkpoints, checkpoint_dir
 from initlab.config import RunConfig
 from initlab.errors import InitlabError
 from initlab.notes import note
-from initlab.run_status import DIVERGED, OK, STUCK
+from initlab.run_status import FINISHED
 from initlab.store import damage, leases, read
 from initlab.store.location import check_writable
 from initlab.store.opening import connect, read_only_line, transaction
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from initlab.sweep.engine import Outcome
 
 T = TypeVar("T")
-FINISHED = (OK, STUCK, DIVERGED)
 """Statuses that count as done: resuming skips these runs (``failed`` runs are retried)."""
 
 

@@ -24,9 +24,11 @@ from initlab.notes import note
 from initlab.usercode.specs import is_user_spec, source_fingerprint
 
 
-def current_runs(runs: pd.DataFrame) -> pd.DataFrame:
+def current_runs(runs: pd.DataFrame, finished: frozenset[str] = frozenset()) -> pd.DataFrame:
     """``runs`` (with the store's ``config`` column) without the runs that an edited user
-    file superseded (module docstring)."""
+    file superseded (module docstring). ``finished``: the run ids the store holds finished,
+    to tell a kept stale run whose current version is stored already (the file edited,
+    then put back: running the study again trains nothing) from one to retrain."""
     if runs.empty or "config" not in runs:
         return runs
     checks = [_check(text) for text in runs["config"]]
@@ -48,6 +50,7 @@ def current_runs(runs: pd.DataFrame) -> pd.DataFrame:
             "older initlab): the same settings ran again on the current version"
         )
     if kept:
+        stored = sum(k in finished for k in keys[stale & ~twin])
         note(
             f"{kept} run(s) were trained before {which} last changed (or keyed by an older "
             "initlab): "
@@ -55,9 +58,25 @@ def current_runs(runs: pd.DataFrame) -> pd.DataFrame:
                 "run their study again (its compare/sweep command, same --out)",
                 "call initlab.compare or initlab.sweep.run again with the same out=",
             )
-            + " to retrain them on the current version"
+            + _retrain(kept, stored)
         )
     return runs[~(stale & twin)]
+
+
+def _retrain(kept: int, stored: int) -> str:
+    """What running the study again does to ``kept`` stale runs of which ``stored`` have
+    their current version in the store already (a file edited, then put back)."""
+    if not stored:
+        return " to retrain them on the current version"
+    if stored == kept:
+        return (
+            " to use the runs of the current version the store already holds "
+            f"(all {kept}: nothing retrains)"
+        )
+    return (
+        f" to bring it to the current version ({stored} of them are stored already, "
+        f"{kept - stored} retrain)"
+    )
 
 
 def older_versions(stored: pd.DataFrame, configs: Sequence[RunConfig]) -> str:

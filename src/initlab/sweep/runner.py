@@ -34,7 +34,8 @@ from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.interrupts import interrupts_deferred
 from initlab.notes import note
 from initlab.results import ResultSet
-from initlab.store import FINISHED, Store, open_store
+from initlab.run_status import FINISHED
+from initlab.store import Store, open_store
 from initlab.store.leases import Lease
 from initlab.store.location import is_busy, locked_line
 from initlab.store.opening import BUSY_TIMEOUT
