@@ -45,6 +45,12 @@ def test_a_file_of_another_kind_is_refused_as_not_a_store(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert "images.npz is not an initlab results store (not an SQLite file)" in err, argv
         assert "no results store at" not in err and "\n" not in err, argv
+        assert ("to check or repair" in err) == (argv[0] == "store"), argv
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "initlab.db").write_bytes(b"PK\x03\x04 numpy arrays " * 50)
+    assert main(["compare", "--data", "digits", "--out", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err  # compare will not write there; nothing to check is moot
+    assert "initlab.db is not an initlab results store" in err and "repair" not in err
     assert main(["results", str(tmp_path / "empty.bin")]) == 2
     assert "empty.bin is not an initlab results store" in capsys.readouterr().err
     for argv in (["results"], ["store", "check"], ["store", "repair"]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +35,8 @@ def check(path: StoreArg) -> None:
     db = read_path(path)
     if not db.exists():
         raise no_store(db)
-    problem = check_file(db)
+    with _no_store_in_it():
+        problem = check_file(db)
     if problem is not None:
         raise InitlabError(damaged_message(db, problem))
     out.print(f"{db}: ok", soft_wrap=True, highlight=False)
@@ -44,5 +47,18 @@ def repair_cmd(path: StoreArg) -> None:
     """Salvage every readable finished run into a new store; keep the damaged file beside it."""
     from initlab.store.repair import repair
 
-    report = repair(path)
+    with _no_store_in_it():
+        report = repair(path)
     out.print(report.line(), soft_wrap=True, highlight=False)
+
+
+@contextlib.contextmanager
+def _no_store_in_it() -> Iterator[None]:
+    """A file that is no SQLite file at all: the line says there is nothing to check or
+    repair (a sweep into it says only that it will not write there)."""
+    from initlab.store.repair import NOTHING_TO_REPAIR, NotSQLiteError
+
+    try:
+        yield
+    except NotSQLiteError as exc:
+        raise InitlabError(f"{exc}{NOTHING_TO_REPAIR}") from None

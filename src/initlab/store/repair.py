@@ -53,9 +53,12 @@ class NotSQLiteError(InitlabError):
         self.path = path
         super().__init__(
             f"{path} is not an initlab results store (not an SQLite file): initlab will not "
-            "write into it; move it away, or give another directory, to run a study there "
-            "(there is no store in it to check or repair)"
+            "write into it; move it away, or give another directory, to run a study there"
         )
+
+
+NOTHING_TO_REPAIR = " (there is no store in it to check or repair)"
+"""What ``store check``/``repair`` add to a :class:`NotSQLiteError` (a sweep does not)."""
 
 
 @dataclass
