@@ -157,7 +157,7 @@ def test_runs_of_an_edited_model_file_are_not_pooled_with_its_new_runs(user_dir,
     assert main(["results", str(out)]) == 0  # two studies: all runs of the store
     err = capsys.readouterr().err
     assert "left out 2 run(s) trained before models.py last changed" in err
-    assert "2 run(s) were trained before models.py last changed" in err  # he_normal's
+    assert "2 of the runs date from before models.py last changed" in err  # he_normal's
     with open_store(out) as store:
         assert len(store.runs()) == 4
         summary = store.results().summary().set_index("init")

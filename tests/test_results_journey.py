@@ -107,7 +107,7 @@ def test_a_rerun_after_editing_the_model_names_its_earlier_version_not_another_s
     capsys.readouterr()
     assert main(["results", str(out)]) == 0  # edited, not run again: nothing superseded yet
     err = " ".join(capsys.readouterr().err.split())
-    assert "2 run(s) were trained before models.py last changed" in err and "left out" not in err
+    assert "2 of the runs date from before models.py last changed" in err and "left out" not in err
     assert main(args) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "another study" not in err

@@ -91,7 +91,7 @@ def test_a_study_edited_then_put_back_says_its_current_runs_are_stored(
     capsys.readouterr()
     assert main(["results", "out"]) == 0
     said = " ".join(capsys.readouterr().err.split())
-    assert "2 run(s) were trained before net.py last changed" in said
+    assert "2 of the runs date from before net.py last changed" in said
     assert (
         "the runs of the current version the store already holds (all 2: nothing retrains)" in said
     )

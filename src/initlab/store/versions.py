@@ -52,8 +52,8 @@ def current_runs(runs: pd.DataFrame, finished: frozenset[str] = frozenset()) -> 
     if kept:
         stored = sum(k in finished for k in keys[stale & ~twin])
         note(
-            f"{kept} run(s) were trained before {which} last changed (or keyed by an older "
-            "initlab): "
+            f"{kept} of the runs date from before {which} last changed (or were keyed by an "
+            "older initlab): "
             + option(
                 "run their study again (its compare/sweep command, same --out)",
                 "call initlab.compare or initlab.sweep.run again with the same out=",
