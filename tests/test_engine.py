@@ -350,10 +350,11 @@ def test_the_stacked_modules_train_as_the_models_alone(digits, settings):
             assert_close(a, b, digits)
 
 
-def test_the_stack_uses_its_leaves_only_for_plain_compositions():
+def test_the_stack_uses_its_leaves_where_torch_fx_traces_the_forward():
     mlp = [plain_mlp() for _ in range(2)]
     assert ModelStack(mlp, torch.device("cpu")).strategy == "stacked"
-    assert ModelStack([tiny_resnet()] * 2, torch.device("cpu")).strategy == "vmap"
+    assert ModelStack([tiny_resnet()] * 2, torch.device("cpu")).strategy == "stacked"
+    assert ModelStack([branchy()] * 2, torch.device("cpu")).strategy == "vmap"
     assert ModelStack(mlp[:1], torch.device("cpu")).strategy == "looped"
     with pytest.raises(ValueError, match="cannot be stacked"):
         ModelStack([branchy()] * 2, torch.device("cpu"), "stacked")

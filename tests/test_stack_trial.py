@@ -90,8 +90,8 @@ def test_looped_says_what_blocks_stacking_when_vmap_is_no_faster(monkeypatch):
     prepare(stack)
     assert stack.strategy == "looped"
     assert stack.note == (
-        "models trained one at a time: they cannot be stacked (call_function cumsum) and "
-        "torch.func.vmap was no faster"
+        "models trained one at a time: they cannot be stacked (forward calls torch.cumsum, "
+        "which the stacked strategy has no rule for) and torch.func.vmap was no faster"
     )
     slower, _ = scripted_stack(monkeypatch, [1.0, 1.0] + [2.0] * 8, [1.0] * 9)
     prepare(slower)

@@ -247,7 +247,7 @@ def test_multihead_attention_with_projections_and_masks(batch_first, cross):
     s = T + 2 if cross else T
     q = torch.randn(M, B, T, D)
     k, v = (torch.randn(M, B, s, 6), torch.randn(M, B, s, 5)) if cross else (q, q)
-    mask = torch.randn(M, 1, T, s)
+    mask = torch.randn(M, T, s)
     padding = torch.rand(M, B, s) < 0.3
     padding[..., 0] = False
     if not batch_first:
@@ -257,7 +257,7 @@ def test_multihead_attention_with_projections_and_masks(batch_first, cross):
     names = [name for name, _ in mhas[0].named_parameters()]
     grads = torch.autograd.grad(out, [tensors[name] for name in names], gout)
     for m, mha in enumerate(mhas):
-        ref, _ = mha(q[m], k[m], v[m], padding[m], need_weights=False, attn_mask=mask[m, 0])
+        ref, _ = mha(q[m], k[m], v[m], padding[m], need_weights=False, attn_mask=mask[m])
         assert_near(out[m], ref, max(B * s, D), what="attention output")
         mine = torch.autograd.grad(ref, list(mha.parameters()), gout[m])
         for name, a, b in zip(names, grads, mine, strict=True):

@@ -8,8 +8,10 @@ only decides how a forward pass reaches them:
 
 - ``"stacked"`` — the model's leaf modules replaced by stacked equivalents
   (:func:`initlab.train.stacked.stacked_module`: ``Linear`` → one ``baddbmm`` for all models,
-  ``BatchNorm1d`` over ``M·C`` channels), inputs ``[M, B, ...]``; for models whose forward
-  is a plain composition of modules (``nn.Sequential`` trees, initlab's MLP);
+  ``BatchNorm1d`` over ``M·C`` channels), inputs ``[M, B, ...]``, and each function and
+  tensor method of the forward given its per-model meaning (shapes, dims, broadcasting:
+  :mod:`initlab.train.stacked_ops`); for models whose forward torch.fx traces and whose
+  every leaf and call has a stacked rule (MLPs, CNNs, ViTs, nanoGPT-style blocks);
 - ``"vmap"`` — :func:`torch.func.vmap` of :func:`torch.func.functional_call` of one template
   module over the model axis, ``randomness="different"`` (each model its own dropout masks,
   from the stack's global generator); buffers are passed batched, so BatchNorm's in-place

@@ -1,10 +1,14 @@
 """A stack of M models as ONE module: the leaf modules replaced by stacked equivalents.
 
-For a model whose ``forward`` is a plain composition of modules — what :func:`torch.fx`
-traces into ``call_module`` nodes and elementwise ``call_function``/``call_method`` nodes
-only (``nn.Sequential`` trees, initlab's MLP) — :func:`stacked_module` rebuilds the traced
-graph with every leaf replaced by a module that runs all M models at once on inputs laid
-out ``[M, B, ...]``:
+For a model whose ``forward`` :func:`torch.fx` can trace (no Python branches on tensors),
+:func:`stacked_module` rebuilds the traced graph to run all M models at once on inputs laid
+out ``[M, B, ...]``: every tensor in it carries the model axis first (a model's ``[*s]`` is
+``[M, *s]``). Each function and tensor method of the forward (shapes read with ``x.size()``,
+``view``, ``transpose``, ``softmax(dim=-1)``, ``x[:, 0]``, ``torch.cat``, broadcasting adds,
+attention by ``F.scaled_dot_product_attention``...) gets its per-model meaning on that layout
+(:mod:`initlab.train.stacked_ops`); a parameter or buffer read directly (``x + self.pos``)
+enters as its ``[M, ...]`` stacked tensor; and every leaf module is replaced by one that
+runs all M models at once:
 
 - ``nn.Linear`` → :class:`StackedLinear`: ``y[m] = x[m] W[m]^T + b[m]``, one ``baddbmm``
   forward and a backward in the weight's own ``[M, out, in]`` layout
@@ -22,18 +26,19 @@ out ``[M, B, ...]``:
 
 The stacked modules hold the stack's tensors themselves (no copies): the parameters are the
 ``[M, ...]`` leaves the optimizer updates, the buffers the ``[M, ...]`` running statistics.
-Anything else raises :class:`NotStackable` with the reason, and the stack uses ``vmap``.
+Anything else (a leaf without a stacked equivalent, a function without a rule, a forward
+torch.fx cannot trace) raises :class:`NotStackable` with the reason, and the stack uses
+``vmap``.
 """
 
 from __future__ import annotations
 
 import operator
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from initlab.train import stacked_attention, stacked_conv
+from initlab.errors import first_line
+from initlab.train import stacked_attention, stacked_conv, stacked_ops
 from initlab.train.dropout_streams import DropoutStreams, StackedDropout
 from initlab.train.layers import NotStackable, StackedBatchNormState, StackedLinear
 
@@ -42,19 +47,9 @@ ELEMENTWISE_MODULES = (
     nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Identity,
     nn.Softsign, nn.Tanhshrink, nn.LogSigmoid,
 )  # fmt: skip
-ELEMENTWISE_FUNCTIONS = {
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg,
-    torch.add, torch.sub, torch.mul, torch.relu, torch.tanh, torch.sigmoid,
-    F.relu, F.gelu, F.silu, F.tanh, F.sigmoid, F.leaky_relu, F.elu, F.softplus, F.mish,
-}  # fmt: skip
-ELEMENTWISE_METHODS = {"add", "sub", "mul", "relu", "tanh", "sigmoid", "neg"}
-
-
 EXTENSIONS = (stacked_conv, stacked_attention)
 """Modules with more stacked leaves: each has ``replacement(name, module, tensors)`` (a
-stacked module, or ``None`` when it has none for ``module``) and the sets ``FUNCTIONS`` and
-``METHODS`` of the graph functions and tensor methods its leaves make safe to run on
-``[M, B, ...]`` tensors as they are."""
+stacked module, or ``None`` when it has none for ``module``)."""
 __all__ = ["NotStackable", "stacked_module"]
 
 
@@ -106,27 +101,15 @@ def _replacement(name: str, module: nn.Module, stacked: dict[str, Tensor]) -> nn
 
 class StackedAttribute(nn.Module):
     """A stacked parameter or buffer used directly in ``forward`` (``x + self.pos``): the
-    ``[M, ...]`` tensor as ``[M, 1, ...]``, which broadcasts against ``[M, B, ...]``
-    activations as the model's own ``[...]`` tensor does against ``[B, ...]``."""
+    ``[M, ...]`` tensor itself, model axis first like every tensor of the stacked graph (the
+    ops it meets align its rank, :func:`initlab.train.stacked_ops.align`)."""
 
     def __init__(self, tensor: Tensor) -> None:
         super().__init__()
         self.tensor = tensor
 
     def forward(self) -> Tensor:
-        return self.tensor.unsqueeze(1)
-
-
-def _check_node(node: fx.Node) -> None:
-    if node.op in ("placeholder", "output", "call_module"):
-        return
-    functions = ELEMENTWISE_FUNCTIONS.union(*(e.FUNCTIONS for e in EXTENSIONS))
-    methods = ELEMENTWISE_METHODS.union(*(e.METHODS for e in EXTENSIONS))
-    if node.op == "call_function" and node.target in functions:
-        return
-    if node.op == "call_method" and node.target in methods:
-        return
-    raise NotStackable(f"{node.op} {getattr(node.target, '__name__', node.target)}")
+        return self.tensor
 
 
 def _tuple_item(node: fx.Node, leaves: nn.Module) -> bool:
@@ -157,9 +140,9 @@ def _frozen_safe_trace(template: nn.Module) -> fx.Graph:
     forward under ``vmap``); the template's modes and attributes are left as they were."""
     state, modes = _python_state(template), [(m, m.training) for m in template.modules()]
     try:
-        graphs = [fx.Tracer().trace(template.train(mode)) for mode in (True, False)]
+        graphs = [_tracer().trace(template.train(mode)) for mode in (True, False)]
     except Exception as exc:  # data-dependent control flow, unsupported Python
-        raise NotStackable(f"torch.fx cannot trace it ({type(exc).__name__})") from None
+        raise NotStackable(_untraceable(exc)) from None
     finally:
         changed = _restore_python_state(template, state)
         for module, mode in modes:
@@ -170,6 +153,25 @@ def _frozen_safe_trace(template: nn.Module) -> fx.Graph:
     if train != evaluate:
         raise NotStackable("its forward branches on self.training, which tracing freezes")
     return graphs[0] if template.training else graphs[1]
+
+
+def _tracer() -> fx.Tracer:
+    """A tracer that records buffers read in ``forward`` as graph inputs (``get_attr``), as
+    it does parameters: nanoGPT's ``self.bias[:, :, :T, :T]`` then slices the stacked buffer
+    by the traced length instead of failing on a real tensor sliced by a proxy."""
+    tracer = fx.Tracer()
+    tracer.proxy_buffer_attributes = True
+    return tracer
+
+
+def _untraceable(exc: Exception) -> str:
+    """Why torch.fx could not trace a forward, in the words of the stacked strategy."""
+    message = str(exc)
+    if message.startswith("'len' is not supported"):
+        return "forward calls len() on a tensor, which torch.fx cannot trace (x.size(0) can be)"
+    if "control flow" in message:
+        return "forward branches on a tensor's value or shape, which torch.fx cannot trace"
+    return f"torch.fx cannot trace it ({first_line(exc)[:160]})"
 
 
 _MODULE_INTERNALS = frozenset(vars(nn.Module())) | {"training"}
@@ -218,7 +220,7 @@ def stacked_module(
     """``template``'s traced graph with stacked leaves holding ``stacked`` (state-dict names
     → ``[M, ...]`` tensors); inputs and outputs ``[M, B, ...]``; its dropout draws each
     model's masks from ``streams`` (else from the global generator). Raises
-    :class:`NotStackable` unless the forward is a plain composition (module docstring)."""
+    :class:`NotStackable` where a node has no stacked meaning (module docstring)."""
     graph = _frozen_safe_trace(template)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
@@ -233,13 +235,13 @@ def stacked_module(
             new = str(len(leaves._modules))
             leaves.add_module(new, StackedAttribute(stacked[node.target]))
             node.op, node.target = "call_module", new
-            continue
-        _check_node(node)
-        if node.op == "call_module":
+        elif node.op == "call_module":
             module = template.get_submodule(node.target)
             new = str(len(leaves._modules))
             leaves.add_module(new, _replacement(node.target, module, stacked))
             node.target = new
+        elif node.op in ("call_function", "call_method"):
+            stacked_ops.rewrite(node)
     for leaf in leaves.modules():
         if isinstance(leaf, StackedDropout):
             leaf.streams = streams

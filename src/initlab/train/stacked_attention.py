@@ -26,9 +26,9 @@ Activations are laid out ``[M, B, ...]`` (model axis first); every stacked tenso
   one after the other (see benchmarks/README.md).
 
 Masks follow ``nn.MultiheadAttention``: boolean masks are ``True`` where attention is *not*
-allowed (``-inf`` added), float masks are added. An attention mask arrives as the stacked
-buffer ``[M, 1, T, S]`` (a model's ``[T, S]`` buffer, :class:`initlab.train.stacked.
-StackedAttribute`) or as a plain ``[T, S]`` tensor; a key padding mask as ``[M, B, S]``.
+allowed (``-inf`` added), float masks are added. Like every tensor of the stacked graph,
+an attention mask arrives stacked, ``[M, T, S]`` (each model's ``[T, S]``: a buffer, or one
+computed in ``forward``), a key padding mask as ``[M, B, S]``.
 ``is_causal`` with no key padding mask uses the causal kernel and ignores the mask, as torch
 does. The encoders' eval fast paths (``torch._transformer_encoder_layer_fwd``, nested
 tensors) are not taken: the stacked leaves compute the same function, with padded positions
@@ -36,8 +36,6 @@ computed rather than zeroed.
 """
 
 from __future__ import annotations
-
-import operator
 
 import torch
 import torch.nn.functional as F
@@ -53,12 +51,6 @@ from initlab.train.stacked_norms import (
     elementwise_activation,
     mm_into,
 )
-
-FUNCTIONS: set = {operator.eq, operator.ne, torch.eq, torch.ne, torch.logical_not}
-"""Graph functions safe on ``[M, B, ...]`` tensors besides the elementwise ones (comparisons
-that build a key padding mask from token ids)."""
-METHODS: set[str] = {"eq", "ne", "logical_not"}
-"""Tensor methods safe on ``[M, B, ...]`` tensors besides the elementwise ones."""
 
 _FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 _FLASH_BACKWARD = getattr(
@@ -134,16 +126,15 @@ def _float_mask(mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
 
 
 def _model_mask(mask: Tensor, size: int, batch: int) -> Tensor:
-    """An attention mask for ``[M·B, heads, T, S]`` scores: a plain ``[T, S]`` as is, the
-    stacked ``[M, 1, T, S]`` as its first model's ``[T, S]`` when all models' are equal,
-    else expanded model-wise to ``[M·B, 1, T, S]``."""
-    if mask.dim() == 2:
-        return mask
-    if mask.dim() != 4 or mask.shape[:2] != (size, 1):
-        raise NotStackable(f"attention mask of shape {list(mask.shape)}")
+    """An attention mask for ``[M·B, heads, T, S]`` scores from the stacked ``[M, T, S]``:
+    its first model's ``[T, S]`` when all models' are equal, else expanded model-wise to
+    ``[M·B, 1, T, S]``. A model's 3-d mask (one per example and head) is refused."""
+    if mask.dim() != 3 or mask.shape[0] != size:
+        raise NotStackable(f"attention mask of shape {list(mask.shape[1:])} per model")
     if size == 1 or torch.equal(mask, mask[:1].expand_as(mask)):
-        return mask[0, 0]
-    return mask.expand(size, batch, *mask.shape[2:]).reshape(size * batch, 1, *mask.shape[2:])
+        return mask[0]
+    shape = mask.shape[1:]
+    return mask[:, None].expand(size, batch, *shape).reshape(size * batch, 1, *shape)
 
 
 def attention_mask(
@@ -333,12 +324,11 @@ class StackedTransformerEncoderLayer(nn.Module):
 
 
 def _is_causal(mask: Tensor | None, is_causal: bool | None, length: int) -> bool:
-    """torch's ``_detect_is_causal_mask`` for a model's mask (``[T, T]``, or stacked
-    ``[M, 1, T, T]``): the hint if given, else whether every model's mask is causal."""
+    """torch's ``_detect_is_causal_mask`` for the models' masks (stacked ``[M, T, T]``): the
+    hint if given, else whether every model's mask is causal."""
     if is_causal is not None or mask is None:
         return bool(is_causal)
-    model_shape = mask.shape[2:] if mask.dim() == 4 else mask.shape
-    if model_shape != (length, length):
+    if mask.shape[1:] != (length, length):
         return False
     causal = nn.Transformer.generate_square_subsequent_mask(length, mask.device, mask.dtype)
     return bool((mask == causal).all())

@@ -41,11 +41,6 @@ from torch import Tensor, channels_last, nn
 
 from initlab.train.layers import NotStackable, StackedBatchNormState
 
-FUNCTIONS: set = set()
-"""Graph functions safe on ``[M, B, ...]`` tensors besides the elementwise ones (none)."""
-METHODS: set[str] = set()
-"""Tensor methods safe on ``[M, B, ...]`` tensors besides the elementwise ones (none)."""
-
 POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 

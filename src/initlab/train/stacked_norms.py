@@ -23,10 +23,6 @@ from torch import Tensor, nn
 
 from initlab.train.layers import NotStackable
 
-FUNCTIONS: set = set()
-"""Graph functions these leaves make safe on ``[M, B, ...]`` tensors (none)."""
-METHODS: set[str] = set()
-"""Tensor methods these leaves make safe on ``[M, B, ...]`` tensors (none)."""
 ACTIVATIONS = (F.relu, F.gelu, F.silu, torch.relu, torch.tanh, torch.sigmoid)
 ACTIVATION_MODULES = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
 FUSED_ACTIVATIONS = {F.relu: False, torch.relu: False, nn.ReLU: False, F.gelu: True}
