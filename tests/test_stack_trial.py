@@ -98,6 +98,37 @@ def test_looped_says_what_blocks_stacking_when_vmap_is_no_faster(monkeypatch):
     assert slower.strategy == "looped" and slower.note == ""
 
 
+class ListIndex(nn.Module):
+    """Builds a stacked graph, whose first forward refuses ``x[:, [0, 2]]`` (an index list
+    would pick across models); vmap runs it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.linear(x)[:, [0, 2]]
+
+
+def test_looped_says_what_the_stacked_forward_refused_at_its_first_step(monkeypatch):
+    monkeypatch.setattr(trial, "_CHOSEN", {})
+    stack = ModelStack([ListIndex() for _ in range(M)], CPU)
+    assert stack.strategy == "stacked"
+    real, times = trial.timed_step, {"vmap": iter([1.0] * 10), "looped": iter([1.0] * 9)}
+
+    def timed_step(st, x, loss):
+        return real(st, x, loss) if st.strategy == "stacked" else next(times[st.strategy])
+
+    monkeypatch.setattr(trial, "timed_step", timed_step)
+    prepare(stack)
+    assert stack.strategy == "looped"
+    assert stack.note == (
+        "models trained one at a time: they cannot be stacked (forward indexes a tensor with a "
+        "tensor or a list, which the stacked strategy has no rule for) and torch.func.vmap was "
+        "no faster"
+    )
+
+
 def test_one_noisy_round_does_not_decide(monkeypatch):
     """The best of each strategy counts: a slow batched round (a neighbour's burst) among
     fast ones leaves the batched strategy ahead."""

@@ -4,9 +4,11 @@ runs the model, gives the model's own outputs, and (``auto``) is faster than ``l
 :func:`prepare` runs once before training, on the first minibatch ``x`` (``[M, b, ...]``)
 and the training loss ``loss(out)``:
 
-1. **Runs**: one forward and backward of ``stacked`` (else ``vmap``); a model ``vmap``
-   cannot run (data-dependent control flow, ``.item()`` in ``forward``...) is trained
-   ``looped``, and :attr:`ModelStack.note` says why in one line.
+1. **Runs**: one forward and backward of ``stacked`` (else ``vmap``; a stacked forward
+   that refuses on the data, ``x[h > 0]``, leaves its reason in
+   :attr:`ModelStack.unstackable`); a model ``vmap`` cannot run (data-dependent control
+   flow, ``.item()`` in ``forward``...) is trained ``looped``, and :attr:`ModelStack.note`
+   says why in one line.
 2. **Same outputs**: every model's batched output on its minibatch against its own module's
    (train mode, no gradients; skipped when the model has active dropout, whose masks differ
    by construction). The tolerance is loose on purpose: it catches models mixed up or
@@ -38,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from initlab.errors import first_line
-from initlab.train.layers import restore
+from initlab.train.layers import NotStackable, restore
 from initlab.train.stack import (
     BATCHED,
     LOOPED,
@@ -130,7 +132,8 @@ def runnable(stack: ModelStack, x: Tensor, loss: LossFn) -> str | None:
         try:
             timed_step(stack, x, loss)
             return STACKED
-        except Exception:
+        except Exception as exc:  # refused on the first minibatch (x[h > 0], need_weights)
+            stack.unstackable = str(exc) if isinstance(exc, NotStackable) else first_line(exc)
             stack.use(VMAP)
     try:
         timed_step(stack, x, loss)
