@@ -149,6 +149,36 @@ def test_user_factories_are_sized_on_the_meta_device_or_skipped_with_a_note(tmp_
     assert "sized once the data is read" in estimate.model_table([builtin_on_user_data])["note"][0]
 
 
+COUNTED = """
+from pathlib import Path
+
+import torch
+from torch import nn
+
+def eager(width=8):
+    with open(Path(__file__).with_name("calls.log"), "a") as log:
+        log.write(torch.empty(0).device.type + "\\n")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+    assert model[1].weight.sum().item() == model[1].weight.sum().item()  # needs real data
+    return model
+"""
+
+
+def test_a_factory_that_fails_on_meta_is_built_on_the_cpu_once_per_arguments(tmp_path, capsys):
+    """Each run's model is sized once per batch size by the estimate and again by the memory
+    warnings: a factory failing on meta was built for real every time (12 builds for 3 runs)."""
+    (tmp_path / "counted.py").write_text(COUNTED)
+    factory = f"{tmp_path / 'counted.py'}:eager"
+    spec = tmp_path / "b.toml"
+    spec.write_text(
+        f'[fixed]\nmodel = "{factory}"\ndataset = "digits"\n[sweep]\nbatch_size = [16, 32, 64]\n'
+    )
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    calls = (tmp_path / "calls.log").read_text().split()
+    assert calls.count("cpu") == 1, calls
+    assert "cannot be built on the meta device" in capsys.readouterr().out
+
+
 def test_a_dry_run_refuses_a_factory_that_fails_on_the_cpu_as_well_as_on_meta(tmp_path, capsys):
     """``width = 128.0`` fails on meta and for real: the dry run says so in one line, exit 2,
     as the sweep does (it used to list the runs with 'no size estimate')."""

@@ -145,17 +145,33 @@ def _user_model(spec: str, model_args: dict) -> nn.Module:
     """The factory's model built on the meta device (no memory, instant). A factory that
     fails there is called once on the CPU: if it fails there too, the run would fail, and
     its :class:`InitlabError` is raised (a dry run refused ``width = 128.0`` only when the
-    sweep ran); else :class:`NoEstimate` (its code needs real tensors)."""
+    sweep ran); else :class:`NoEstimate` (its code needs real tensors). Either outcome is
+    kept per factory, arguments and file version (:data:`_UNSIZED`)."""
     from initlab.models import build_user_model
+    from initlab.usercode.specs import source_fingerprint
 
+    key = (spec, json.dumps(model_args, sort_keys=True, default=str), source_fingerprint(spec))
+    if key in _UNSIZED:
+        raise _UNSIZED[key]
     try:
         return build_user_model(spec, model_args, checked=False)  # on meta, on purpose
     except InitlabError as exc:
         on_meta = exc
-    with torch.device("cpu"):
-        build_user_model(spec, model_args, checked=False)
+    try:
+        with torch.device("cpu"):
+            build_user_model(spec, model_args, checked=False)
+    except InitlabError as exc:
+        _UNSIZED[key] = exc
+        raise
     message = f"no size estimate for {spec}: it cannot be built on the meta device ({on_meta})"
-    raise NoEstimate(message) from None
+    _UNSIZED[key] = NoEstimate(message)
+    raise _UNSIZED[key]
+
+
+_UNSIZED: dict[tuple[str, str, str], Exception] = {}
+"""What sizing a factory that fails on meta gave (its error, or :class:`NoEstimate`): a dry
+run and the memory warnings size each run's model (one per batch size...), and each
+failure cost a real build (12 for a 3-run sweep)."""
 
 
 class NoEstimate(Exception):
