@@ -93,10 +93,16 @@ def test_an_out_through_a_missing_directory_and_up_is_checked_where_it_leads(
     Path("afile").write_text("not a directory")
     Path("locked").mkdir()
     read_only(monkeypatch, Path(os.path.realpath(tmp_path / "locked")))
-    for out, said in (("new/../afile", "a file is there"), ("new/../locked/x", "not writable")):
+    Path("held", "summary.csv").mkdir(parents=True)  # a folder where compare writes a file
+    Path("held", "coords.csv").mkdir()
+    for out, said in (
+        ("new/../afile", "a file is there"),
+        ("new/../locked/x", "not writable"),
+        ("new/../held", "is a directory where this command writes"),
+    ):
         assert main([*command, "--out", out]) == 2
         assert said in one_error_line(capsys.readouterr().err)
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "locked"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "held", "locked"]
 
 
 def test_python_trials_refuse_an_out_in_a_read_only_directory_before_training(

@@ -43,7 +43,7 @@ def check_output_dir(path: Path | None, flag: str = "--out", files: Iterable[str
             raise InitlabError(f"{name} {path}: a file is there; {name} takes a directory")
         check_parent(path, flag)
         for file in files:
-            check_replaceable(path / file, flag)
+            check_replaceable(resolved(path) / file, flag)
     except PermissionError as exc:  # a directory above it that may not be searched
         raise permission_denied(flag, path, exc) from None
 
