@@ -231,3 +231,14 @@ def test_dataset_rejects_inconsistent_tensors():
         dataclasses.replace(ds, y_train=ds.y_train.int())
     with pytest.raises(ValueError, match="shapes"):
         dataclasses.replace(ds, x_val=ds.x_val[:, :, :4])
+
+
+def test_the_torch_free_dataset_names_are_the_registry_s():
+    """Run keys spell a dataset by :mod:`initlab.dataset_names` (read without torch) and
+    loading by the registry: a dataset added to one only would key its runs apart."""
+    from initlab.data import canonical_name, names
+    from initlab.dataset_names import ALIASES, BUILT_IN
+
+    assert tuple(names()) == BUILT_IN
+    assert all(canonical_name(alias) == name for alias, name in ALIASES.items())
+    assert canonical_name("Fashion_MNIST") == "fashion-mnist"

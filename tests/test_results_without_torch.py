@@ -41,12 +41,15 @@ def test_the_modules_that_read_results_import_no_torch():
     assert [step for step, imported in seen.items() if imported] == []
 
 
-def stored_study(path) -> None:
-    """A store of four finished runs (two inits × two seeds, one run stuck), no training."""
+def stored_study(path, model: str = "mlp") -> None:
+    """A store of four finished runs (two inits × two seeds, one run stuck) of ``model``,
+    no training."""
+    shape = {"hidden": (16,)} if model == "mlp" else {"limit_train": 64}  # keyed by its name
     with open_store(path, create=True) as store:
         for init in ("he_normal", "glorot_uniform"):
             for seed in range(2):
-                config = RunConfig(dataset="digits", hidden=(16,), init=init, seed=seed, epochs=2)
+                config = RunConfig(dataset="digits", model=model, init=init, seed=seed, epochs=2)
+                config = config.replace(**shape)
                 stuck = init == "glorot_uniform" and seed == 1
                 epochs = [
                     {"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.8, "val_loss": 1.0 / e}
@@ -78,8 +81,21 @@ def test_results_and_report_of_a_stored_study_import_no_torch(tmp_path):
     assert (tmp_path / "report" / "report.html").exists()
 
 
+def test_results_of_a_user_models_study_import_no_torch(tmp_path):
+    """Reading a study of ``net.py:build`` computes its runs' keys to find runs of an edited
+    file; the key's dataset name came from the data registry, whose package imports torch."""
+    (tmp_path / "net.py").write_text("def build():\n    raise SystemExit('not called')\n")
+    stored_study(tmp_path / "study", model=f"{tmp_path / 'net.py'}:build")
+    steps = [
+        "from initlab.cli import main",
+        f"assert main(['results', {str(tmp_path / 'study')!r}]) == 0",
+    ]
+    assert imported_after_each(steps) == dict.fromkeys(steps, False)
+
+
 def test_results_prints_a_stored_study_without_the_plotting_stack(tmp_path):
     # matplotlib (~1 s) is for reports and curves; `initlab results` loads it for --within only
     stored_study(tmp_path / "study")
-    steps = ["from initlab.cli import main", f"main(['results', {str(tmp_path / 'study')!r}])"]
+    study = str(tmp_path / "study")
+    steps = ["from initlab.cli import main", f"assert main(['results', {study!r}]) == 0"]
     assert imported_after_each(steps, "matplotlib") == dict.fromkeys(steps, False)

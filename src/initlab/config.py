@@ -381,10 +381,6 @@ def _uses_data(config: RunConfig) -> bool:
 def _canonical(dataset: str) -> str:
     """The registry's name of a built-in ``dataset`` (``fmnist`` → ``fashion-mnist``), the
     spec itself for anything else."""
-    from initlab.data.registry import canonical_name
-    from initlab.errors import InitlabError
+    from initlab.dataset_names import built_in_name
 
-    try:
-        return canonical_name(dataset)
-    except InitlabError:
-        return dataset
+    return built_in_name(dataset) or dataset

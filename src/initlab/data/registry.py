@@ -9,7 +9,6 @@ User data specs (``module:function``, ``file.py:function``, ``file.npz``, ``file
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from initlab.config import TASKS
 from initlab.data import digits, mnist, mnist1d, synthetic, user
 from initlab.data.dataset import Dataset, check_count
+from initlab.dataset_names import built_in_name
 from initlab.errors import InitlabError, UnknownNameError, option
 from initlab.usercode.inprocess import given_as
 from initlab.usercode.specs import is_data_file, is_user_spec, source_fingerprint
@@ -52,12 +52,6 @@ _ENTRIES: dict[str, Entry] = {
     "mnist1d": Entry("mnist1d", mnist1d.load, mnist1d.info, mnist1d.availability),
     "synthetic": Entry("synthetic", synthetic.load, synthetic.info, synthetic.availability),
 }
-#: Extra spellings (after normalisation) -> canonical name.
-_ALIASES = {"fmnist": "fashion-mnist", "sklearndigits": "digits", "teacher": "synthetic"}
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", str(name).lower())
 
 
 def canonical_name(name: str) -> str:
@@ -65,12 +59,8 @@ def canonical_name(name: str) -> str:
     :class:`UnknownNameError` if there is none."""
     if is_user_spec(name):
         return name
-    keys = {_key(n): n for n in _ENTRIES}
-    key = _key(name)
-    if key in keys:
-        return keys[key]
-    if key in _ALIASES:
-        return _ALIASES[key]
+    if (found := built_in_name(name)) is not None:
+        return found
     if "." in str(name) or "/" in str(name):  # a file of a kind --data does not read
         raise InitlabError(
             f"{given_as('--data', str(name))}: not a dataset name nor a file "
