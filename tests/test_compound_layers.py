@@ -167,6 +167,22 @@ def test_attention_with_kdim_vdim_uses_their_fans_and_names_what_it_leaves():
     assert untouched_weights(attn) == ["bias_k, bias_v (MultiheadAttention's own parameters)"]
 
 
+def test_the_note_on_a_model_s_own_parameters_agrees_with_how_many_they_are():
+    """``pos, cls (Net's own parameters) keeps`` read as one thing; one module's several
+    parameters (``blocks.0.attn (MultiheadAttention: bias_k, bias_v)``) do keep one verb."""
+    from initlab.model_notes import plural
+
+    net = nn.Module()
+    net.pos, net.cls = nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(3))
+    assert untouched_weights(net) == ["pos, cls (Module's own parameters)"]
+    assert plural(untouched_weights(net))
+    net.cls = None
+    assert untouched_weights(net) == ["pos (Module's own parameter)"]
+    assert not plural(untouched_weights(net))
+    block = nn.Sequential(nn.MultiheadAttention(8, 2, add_bias_kv=True))
+    assert not plural(untouched_weights(block))
+
+
 def test_two_schemes_now_differ_on_an_lstm_model_and_the_plan_says_how():
     a, b = Tagger(), Tagger()
     b.load_state_dict(a.state_dict())

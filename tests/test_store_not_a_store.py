@@ -48,7 +48,10 @@ def test_a_file_of_another_kind_is_refused_as_not_a_store(tmp_path, capsys):
         assert ("to check or repair" in err) == (argv[0] == "store"), argv
     (tmp_path / "study").mkdir()
     (tmp_path / "study" / "initlab.db").write_bytes(b"PK\x03\x04 numpy arrays " * 50)
-    assert main(["compare", "--data", "digits", "--out", str(tmp_path / "study")]) == 2
+    assert (
+        main(["compare", "--data", "digits", "--epochs", "1", "--out", str(tmp_path / "study")])
+        == 2
+    )
     err = capsys.readouterr().err  # compare will not write there; nothing to check is moot
     assert "initlab.db is not an initlab results store" in err and "repair" not in err
     assert main(["results", str(tmp_path / "empty.bin")]) == 2

@@ -48,7 +48,7 @@ DEFAULT_MAX_RUNS = 100_000
 """The most runs a spec may expand to unless ``--max-runs`` / ``max_runs=`` raises it."""
 TASKS = ("auto", "classification", "regression", "sequence")
 """The tasks a run (or user data) may name: ``auto`` infers one of a dataset's
-(:data:`initlab.data.dataset.TASKS`, which never holds ``auto``)."""
+(:data:`initlab.task_names.TASKS`, which never holds ``auto``)."""
 PRECISIONS = ("fp32", "bf16")
 NOT_IN_KEY = ("device",)
 """Settings that say *where* a run trains, not *what* it computes: left out of the run key,

@@ -44,7 +44,8 @@ def skipped_modules(model: nn.Module) -> list[dict[str, str]]:
 
 
 def untouched_weights(model: nn.Module, *, embeddings: bool = False) -> list[str]:
-    """``"name (Type: parameters)"`` of each module with weights of its own that no scheme
+    """``"name (Type: parameters)"`` (the model's own: ``"pos (Net's own parameter)"``,
+    :func:`_named`) of each module with weights of its own that no scheme
     sets (embeddings unless ``embeddings`` says an embedding init sets them, attention's
     ``bias_k``/``bias_v``, bare parameters), norms left out when they hold scale 1 and
     shift 0: what stays as the factory built it whatever init a comparison names (norms at

@@ -31,9 +31,15 @@ def note_untouched(model: nn.Module, name: str, configs: Sequence[RunConfig]) ->
         note(
             f"{', '.join(schemes)} set only the weight layers of {shown_spec(name)} (Linear, "
             f"Conv, RNN, attention); {some_names(untouched, 4)} "
-            f"{'keeps' if len(untouched) == 1 else 'keep'} the factory's initialization in "
+            f"{'keep' if plural(untouched) else 'keeps'} the factory's initialization in "
             "every run"
         )
+
+
+def plural(untouched: list[str]) -> bool:
+    """Whether :func:`~initlab.coverage.untouched_weights`' names take a plural verb: several
+    modules, or a model's own parameters (``pos, cls (Net's own parameters)``)."""
+    return len(untouched) > 1 or untouched[0].endswith("own parameters)")
 
 
 def note_fused(model: nn.Module, name: str, configs: Sequence[RunConfig], inputs: Tensor) -> None:

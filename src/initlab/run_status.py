@@ -11,7 +11,7 @@ from initlab.task_names import CLASSIFICATION, REGRESSION, SEQUENCE
 
 OK, STUCK, DIVERGED, FAILED = "ok", "stuck", "diverged", "failed"
 FINISHED = (OK, STUCK, DIVERGED)
-"""The statuses of a run that trained to its end: resumed as done, never trained again."""
+"""Statuses that count as done: resuming skips these runs (``failed`` runs are retried)."""
 STUCK_ALPHA = 0.05
 """A finished classification run is ``stuck`` when its test accuracy is not significantly
 above the majority class's share of the test labels (the best constant prediction): the

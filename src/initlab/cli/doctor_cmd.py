@@ -152,7 +152,7 @@ def note_as_built(model: nn.Module, tables: str = "default") -> None:
     choice, often the one that matters most in a language model. ``tables``: the
     ``--embedding-init`` scheme, which set the tables (``default``: as built)."""
     from initlab.coverage import own_embeddings, untouched_weights
-    from initlab.model_notes import embedding_scales
+    from initlab.model_notes import embedding_scales, plural
 
     if tables != "default":
         note(
@@ -161,7 +161,7 @@ def note_as_built(model: nn.Module, tables: str = "default") -> None:
         )
     if not (untouched := untouched_weights(model, embeddings=tables != "default")):
         return
-    verb = "keeps" if len(untouched) == 1 else "keep"
+    verb = "keep" if plural(untouched) else "keeps"
     text = f"the plan sets weight layers only: {some_names(untouched, 4)} {verb} the "
     text += "factory's initialization"
     if any("Embedding" in u for u in untouched):

@@ -18,12 +18,9 @@ from torch import Tensor
 
 from initlab.data.tasks import IGNORE_INDEX
 from initlab.errors import InitlabError
+from initlab.task_names import TASKS
 
 _SPLITS = ("train", "val", "test")
-
-
-TASKS = ("classification", "regression", "sequence")
-"""What a dataset's targets are; :attr:`Dataset.task` is one of these (never ``"auto"``)."""
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from initlab.errors import InitlabError
+from initlab.run_status import FINISHED
 from initlab.store.damage import DB_NAME, StoreDamagedError
 from initlab.store.export import export
 from initlab.store.location import StoreLocationError
@@ -38,6 +39,7 @@ def open_store(path: str | Path, *, create: bool = False) -> Store:
 
 __all__ = [
     "DB_NAME",
+    "FINISHED",
     "SCHEMA_VERSION",
     "Store",
     "StoreDamagedError",

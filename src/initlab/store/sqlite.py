@@ -8,7 +8,8 @@ crashes with ``synchronous=NORMAL``; FULL also survives an OS crash or power los
 may roll back the last commits there). It costs one fsync per finished run — nothing next to
 a run's seconds of training — so we take it. Readers (``initlab results``, a notebook) can
 read while a sweep writes. Writers (several sweeps sharing a store, see
-:mod:`initlab.store.leases`) wait up to :data:`BUSY_TIMEOUT` seconds for the lock.
+:mod:`initlab.store.leases`) wait up to :data:`~initlab.store.opening.BUSY_TIMEOUT` seconds
+for the lock.
 
 Damage: opening a store runs ``PRAGMA quick_check`` first and refuses a corrupt file in one
 line before anything is written to it (:mod:`initlab.store.damage`); corruption met later,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from initlab.sweep.engine import Outcome
 
 T = TypeVar("T")
-"""Statuses that count as done: resuming skips these runs (``failed`` runs are retried)."""
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
