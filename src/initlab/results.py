@@ -20,11 +20,7 @@ import pandas as pd
 from initlab.atomic_files import write_files
 from initlab.errors import InitlabError, option
 from initlab.ranking.groups import part_verdict, partitions, rank_within, without_unscored_ranks
-from initlab.ranking.reach import REACH_FRACTION as REACH_FRACTION  # re-exported: report
 from initlab.ranking.reach import epochs_to_target, reach_threshold
-from initlab.ranking.reach import reach_legend as reach_legend
-from initlab.ranking.reach import reach_loss_target as reach_loss_target
-from initlab.ranking.reach import reach_target as reach_target
 from initlab.ranking.scores import (
     ACCURACY,
     RESOLVED_TASK,
@@ -246,9 +242,10 @@ class ResultSet:
         return "\n".join(f"{label}: {text}" if label else text for label, text in said if text)
 
     def reaches_by_loss(self) -> bool:
-        """Whether ``epochs_to_90`` counts epochs to a validation loss (:func:`reach_legend`):
-        for runs ranked by test loss (:func:`~initlab.ranking.scores.ranking_metric`) whose epochs
-        recorded ``val_loss``; else to a validation score, as their ranking's column is."""
+        """Whether ``epochs_to_90`` counts epochs to a validation loss
+        (:func:`~initlab.ranking.reach.reach_legend`): for runs ranked by test loss
+        (:func:`~initlab.ranking.scores.ranking_metric`) whose epochs recorded ``val_loss``;
+        else to a validation score, as their ranking's column is."""
         ranked_by = ranking_metric(self.runs)[0] if not self.runs.empty else ""
         return ranked_by == "test_loss" and "val_loss" in self.epochs
 

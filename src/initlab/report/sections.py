@@ -13,11 +13,12 @@ from collections.abc import Sequence
 import pandas as pd
 
 from initlab.curves import VAL_LOSS_PANEL, curves_figure
+from initlab.ranking.reach import REACH_FRACTION, reach_legend
 from initlab.ranking.scores import ACCURACY, LOSS_NAME, RESOLVED_TASK, Score, run_tasks
 from initlab.ranking.stats import ALPHA
 from initlab.report import figures, layers, stuck_notes, sweep, tables
 from initlab.report.model import Details, Image, Note, Section, Table
-from initlab.results import REACH_FRACTION, ResultSet, reach_legend
+from initlab.results import ResultSet
 from initlab.store.read import varying
 from initlab.task_names import REGRESSION, SEQUENCE
 
@@ -85,7 +86,7 @@ def _stuck_vs_best(score: Score) -> str:
 
 
 def _reach(score: Score, by_loss: bool, reach: float = math.nan) -> str:
-    """What 'epochs to 90%' counts: :func:`initlab.results.reach_legend`, the score named;
+    """What 'epochs to 90%' counts: :func:`initlab.ranking.reach.reach_legend`, the score named;
     for a loss, the target ``reach`` too when it is finite."""
     if by_loss:
         here = f" (here {reach:.4f})" if math.isfinite(reach) else ""
