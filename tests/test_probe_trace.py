@@ -272,3 +272,35 @@ def test_only_a_reader_of_the_stream_closes_a_join_as_linear():
     W x + U h made those layers 'linear': they are not (the scale's ReLU comes later)."""
     layers = {layer.name: layer.activation for layer in trace(_ScaledJoin(), torch.randn(6, 8))[0]}
     assert layers["b"] != "linear" and layers["ih"] != "linear"
+
+
+class PatchViT(nn.Module):
+    """A ViT's stem: patch convolution, ``flatten(2).transpose(1, 2) + self.pos``, a norm,
+    then an ``nn.MultiheadAttention`` reading it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(1, 16, 2, stride=2)
+        self.pos = nn.Parameter(torch.randn(1, 16, 16, generator=gen(1)))
+        self.norm = nn.LayerNorm(16)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.patch(x).flatten(2).transpose(1, 2) + self.pos
+        h = self.norm(t)
+        return self.head((t + self.attn(h, h, h, need_weights=False)[0]).mean(1))
+
+
+def test_a_patch_embedding_plus_a_position_table_meets_the_attention_linearly():
+    """A user's ViT: the sum with the position table and the attention's own function each
+    left the patch convolution ``unknown``, which the doctor drew by LSUV."""
+    model, x = PatchViT(), torch.randn(8, 1, 8, 8, generator=gen())
+    found, _ = find_activations(model, x, initializable_layers(model))
+    assert found["patch"] == "linear"
+    stem = model.patch  # a tanh after the shift is the layer's; a shift by data is not
+    model.forward = lambda x: torch.tanh(stem(x).flatten(2).transpose(1, 2) + model.pos).mean()
+    assert find_activations(model, x, initializable_layers(model))[0]["patch"] == "tanh"
+    data = model.pos.detach().clone()
+    model.forward = lambda x: torch.tanh(stem(x).flatten(2).transpose(1, 2) + data).mean()
+    assert find_activations(model, x, initializable_layers(model))[0]["patch"] == "unknown"

@@ -7,6 +7,11 @@ product, a sum; the tracer's module docs say what each means for the layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
 ACTIVATION_FUNCTIONS = {
     **{f: f for f in ("relu", "leaky_relu", "tanh", "sigmoid", "selu", "elu")},
     **{f"{f}_": f for f in ("relu", "leaky_relu", "tanh", "sigmoid", "selu", "elu")},
@@ -48,8 +53,15 @@ SPLIT_FUNCTIONS = frozenset(
 residual sum (``_Tracer._sum``: an RNN's ``(W x + U h).chunk(4, -1)`` stays ``unknown``)."""
 
 LAYER_FUNCTIONS = frozenset(
-    {"linear", *(f"conv{d}d" for d in (1, 2, 3)), *(f"conv_transpose{d}d" for d in (1, 2, 3))}
+    {
+        *("linear", "multi_head_attention_forward"),  # the attention's q, k, v maps
+        *(f"conv{d}d" for d in (1, 2, 3)),
+        *(f"conv_transpose{d}d" for d in (1, 2, 3)),
+    }
 )
+"""The next layer: a layer whose output meets one is linear (an ``nn.MultiheadAttention``
+reading it, a ViT's patch embedding, counts: its first step is the query, key and value
+maps)."""
 PRODUCT_FUNCTIONS = frozenset(
     {"matmul", "__matmul__", "__rmatmul__", "bmm", "einsum", "scaled_dot_product_attention"}
 )
@@ -73,3 +85,17 @@ for :func:`~initlab.activations.infer_activation`."""
 IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", IN_PLACE_ADD})
 """Reading a tensor's shape or attributes is not consuming it (nor is being the target of
 an in-place sum)."""
+
+
+def learned_shift(x: torch.Tensor, others: Sequence[torch.Tensor], name: str) -> bool:
+    """Whether ``name(x, *others)`` only adds learned constants to ``x``: a sum whose other
+    terms are parameters broadcast to ``x``'s shape (a ViT's position table,
+    ``patch(x).flatten(2).transpose(1, 2) + self.pos``). It passes the layer's tag on, as a
+    bias would; taken for a nonlinearity, it left the patch convolution ``unknown`` (LSUV)."""
+    if name not in ADD_FUNCTIONS or not others:
+        return False
+    try:
+        fits = all(torch.broadcast_shapes(t.shape, x.shape) == x.shape for t in others)
+    except RuntimeError:
+        return False
+    return fits and all(isinstance(t, nn.Parameter) for t in others)

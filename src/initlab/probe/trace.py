@@ -70,6 +70,7 @@ from initlab.probe.functions import (
     SPLIT_FUNCTIONS,
     STREAM_READERS,
     TRANSPARENT_FUNCTIONS,
+    learned_shift,
 )
 from initlab.probe.lineage import Lineage, tensors_in
 from initlab.probe.projections import MAPS, attention_inputs, project, projections
@@ -220,7 +221,10 @@ class _Tracer(TorchFunctionMode):
             layer.cut = layer.cut or self.live(x)
             for piece in pieces:
                 self.tag(piece, k, id(piece))
-        elif name in TRANSPARENT_FUNCTIONS and isinstance(out, Tensor):
+        elif isinstance(out, Tensor) and (
+            name in TRANSPARENT_FUNCTIONS
+            or learned_shift(x, [t for t in _tensors(args, kwargs) if t is not x], name)
+        ):
             self.tag(out, k, self.pieces.get(id(x)))
             layer.normalized |= name in NORM_FUNCTIONS and layer.joined is None
         elif (total := self._sum(k, x, name, args, kwargs, out)) is not None:
