@@ -87,11 +87,13 @@ IGNORED_FUNCTIONS = frozenset({"dim", "size", "__get__", "__len__", IN_PLACE_ADD
 an in-place sum)."""
 
 
-def learned_shift(x: torch.Tensor, others: Sequence[torch.Tensor], name: str) -> bool:
-    """Whether ``name(x, *others)`` only adds learned constants to ``x``: a sum whose other
-    terms are parameters broadcast to ``x``'s shape (a ViT's position table,
+def learned_shift(x: torch.Tensor, terms: Sequence[torch.Tensor], name: str) -> bool:
+    """Whether the call ``name`` of the tensors ``terms`` only adds learned constants to its
+    term ``x``: a sum whose other terms are parameters broadcast to ``x``'s shape (a ViT's
+    position table,
     ``patch(x).flatten(2).transpose(1, 2) + self.pos``). It passes the layer's tag on, as a
     bias would; taken for a nonlinearity, it left the patch convolution ``unknown`` (LSUV)."""
+    others = [t for t in terms if t is not x]
     if name not in ADD_FUNCTIONS or not others:
         return False
     try:

@@ -222,8 +222,7 @@ class _Tracer(TorchFunctionMode):
             for piece in pieces:
                 self.tag(piece, k, id(piece))
         elif isinstance(out, Tensor) and (
-            name in TRANSPARENT_FUNCTIONS
-            or learned_shift(x, [t for t in _tensors(args, kwargs) if t is not x], name)
+            name in TRANSPARENT_FUNCTIONS or learned_shift(x, _tensors(args, kwargs), name)
         ):
             self.tag(out, k, self.pieces.get(id(x)))
             layer.normalized |= name in NORM_FUNCTIONS and layer.joined is None
