@@ -33,11 +33,9 @@ def test_built_in_models_and_data_record_no_sources():
     assert user_sources({"model": "mlp", "dataset": "digits"}) == {}
 
 
-def test_a_sweep_and_its_dry_run_say_that_older_versions_train_again(tmp_path, monkeypatch, capsys):
-    """After an edit the dry run said '0 already done' and the sweep started silently,
-    while the store held every run of these settings on the older file."""
-    from initlab.cli import main
-
+def net_sweep(tmp_path, monkeypatch) -> tuple:
+    """``net.py:build`` and a sweep of it over two inits in ``tmp_path`` (the working
+    directory): the model file, and the sweep's command line."""
     monkeypatch.chdir(tmp_path)
     model = tmp_path / "net.py"
     model.write_text(
@@ -50,7 +48,15 @@ def test_a_sweep_and_its_dry_run_say_that_older_versions_train_again(tmp_path, m
         'name = "s"\nseeds = 1\n[fixed]\nmodel = "net.py:build"\ndataset = "digits"\n'
         'epochs = 1\nlimit_train = 64\n[sweep]\ninit = ["default", "he_normal"]\n'
     )
-    run = ["sweep", str(spec), "--out", "out", "--workers", "1"]
+    return model, ["sweep", str(spec), "--out", "out", "--workers", "1"]
+
+
+def test_a_sweep_and_its_dry_run_say_that_older_versions_train_again(tmp_path, monkeypatch, capsys):
+    """After an edit the dry run said '0 already done' and the sweep started silently,
+    while the store held every run of these settings on the older file."""
+    from initlab.cli import main
+
+    model, run = net_sweep(tmp_path, monkeypatch)
     assert main(run) == 0
     model.write_text(model.read_text() + "# edited\n")
     capsys.readouterr()
@@ -70,20 +76,8 @@ def test_a_study_edited_then_put_back_says_its_current_runs_are_stored(
     running it again trains nothing."""
     from initlab.cli import main
 
-    monkeypatch.chdir(tmp_path)
-    model = tmp_path / "net.py"
-    original = (
-        "from torch import nn\n\n\ndef build(width=8):\n"
-        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(),"
-        " nn.Linear(width, 10))\n"
-    )
-    model.write_text(original)
-    spec = tmp_path / "s.toml"
-    spec.write_text(
-        'name = "s"\nseeds = 1\n[fixed]\nmodel = "net.py:build"\ndataset = "digits"\n'
-        'epochs = 1\nlimit_train = 64\n[sweep]\ninit = ["default", "he_normal"]\n'
-    )
-    run = ["sweep", str(spec), "--out", "out", "--workers", "1"]
+    model, run = net_sweep(tmp_path, monkeypatch)
+    original = model.read_text()
     assert main(run) == 0
     model.write_text(original + "# edited\n")
     assert main(run) == 0
