@@ -245,3 +245,34 @@ def test_compare_trains_the_pinned_strategy(monkeypatch):
     results = initlab.compare(["he_normal", "glorot_uniform"], seeds=2, data="digits",
                               hidden=(16,), epochs=1)  # fmt: skip
     assert set(results.runs["engine"]) == {"batched/looped"}
+
+
+class PaddedEncoder(nn.Module):
+    """Token ids with padding (0) through an ``nn.TransformerEncoder`` given the padding mask:
+    in eval mode torch takes its nested-tensor fast path, which zeroes the padded positions
+    that the mean then pools."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(11, 16)
+        layer = nn.TransformerEncoderLayer(16, 2, 32, 0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, idx):
+        return self.head(self.encoder(self.embed(idx), src_key_padding_mask=idx == 0).mean(1))
+
+
+def test_a_stack_that_matches_only_in_training_is_caught_in_eval_mode(monkeypatch):
+    """The stacked encoder trained every model right and evaluated each wrongly (test losses
+    off by 5%, no word): the check now runs the eval-mode forward too."""
+    monkeypatch.setattr(trial, "_CHOSEN", {})
+    torch.manual_seed(0)
+    idx = torch.randint(1, 11, (M, 6, 8))
+    idx[:, :, 5:] = 0  # the last positions are padding
+    stack = ModelStack([PaddedEncoder() for _ in range(M)], CPU, "stacked")
+    with pytest.raises(ValueError, match="does not reproduce this model's outputs in eval mode"):
+        trial.verified(stack, idx)
+    auto = ModelStack([PaddedEncoder() for _ in range(M)], CPU)
+    trial.prepare(auto, idx, lambda out: out.square().sum())
+    assert auto.strategy == "looped" and "in eval mode" in auto.note

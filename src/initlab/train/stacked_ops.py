@@ -191,8 +191,10 @@ def view(x: Tensor, *shape: object, **kwargs: object) -> Tensor:
     """``x.view(*shape)`` as ``reshape``: a view where the strides allow, else a copy. A
     stacked leaf may hand on a layout the model's own tensor does not have (a conv's output
     is a permuted view of its ``[B, M·C, H, W]`` memory), so a view valid for each model can
-    be impossible on the stack; the copy holds the same values, and no rule writes in place,
-    so nothing can tell the two apart."""
+    be impossible on the stack; the copy holds the same values. Only an in-place activation
+    kept as it is (``nn.ReLU(inplace=True)`` on the view) can tell them apart: it changes the
+    copy where the model changes its tensor too, and the output check of
+    :func:`initlab.train.trial.verified` then trains the stack looped."""
     return x.reshape(x.shape[0], *_shape("view", shape, kwargs))
 
 

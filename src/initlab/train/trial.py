@@ -11,7 +11,8 @@ and the training loss ``loss(out)``:
    says why in one line.
 2. **Same outputs**: every model's batched output on its minibatch against its own module's
    (train mode, no gradients; skipped when the model has active dropout, whose masks differ
-   by construction). The tolerance is loose on purpose: it catches models mixed up or
+   by construction; for ``stacked`` also in eval mode, where torch may run a module
+   otherwise). The tolerance is loose on purpose: it catches models mixed up or
    computed wrongly (differences of the order of the outputs), not rounding. A mismatch
    trains ``looped`` with a note under ``auto`` and is an error for a forced strategy.
 3. **Faster** (``auto`` only): interleaved timed steps of both strategies, each as it
@@ -150,24 +151,29 @@ def runnable(stack: ModelStack, x: Tensor, loss: LossFn) -> str | None:
 
 def verified(stack: ModelStack, x: Tensor) -> bool:
     """Whether the batched strategy gives every model's own outputs on ``x`` (step 2 of the
-    module docstring); if not, the stack runs looped with a note (``auto``) or this raises
-    ``ValueError`` (a forced strategy)."""
-    if has_active_dropout(stack.template):
-        return True
+    module docstring), in train mode (unless dropout is active) and, for ``stacked``, in eval
+    mode too: torch runs some modules otherwise there (an ``nn.TransformerEncoder`` with a
+    padding mask takes its nested-tensor fast path, which zeroes the padded positions), and
+    a stack that matched in training only evaluated every model wrongly. If not, the stack
+    runs looped with a note (``auto``) or this raises ``ValueError`` (a forced strategy)."""
     batched = stack.strategy
-    with torch.no_grad():
-        got = stack.forward(x, train=True)
-        stack.use(LOOPED)
-        want = stack.forward(x, train=True)
-    problem = output_mismatch(got, want)
-    if problem is None:
+    modes = [] if has_active_dropout(stack.template) else [True]
+    for train in modes + ([False] if batched == STACKED else []):
+        with torch.no_grad():
+            got = stack.forward(x, train=train)
+            stack.use(LOOPED)
+            want = stack.forward(x, train=train)
+        if (problem := output_mismatch(got, want)) is not None:
+            where = "" if train else " in eval mode"
+            message = (
+                f"the {batched} strategy does not reproduce this model's outputs{where} ({problem})"
+            )
+            if not stack.auto:
+                raise ValueError(f"{message}; use strategy 'auto' or 'looped'")
+            stack.note = f"models trained one at a time ({message})"
+            return False
         stack.use(batched)
-        return True
-    message = f"the {batched} strategy does not reproduce this model's outputs ({problem})"
-    if not stack.auto:
-        raise ValueError(f"{message}; use strategy 'auto' or 'looped'")
-    stack.note = f"models trained one at a time ({message})"
-    return False
+    return True
 
 
 def output_mismatch(got: Tensor, want: Tensor) -> str | None:
