@@ -6,9 +6,12 @@ out ``[M, B, ...]``: every tensor in it carries the model axis first (a model's 
 ``[M, *s]``). Each function and tensor method of the forward (shapes read with ``x.size()``,
 ``view``, ``transpose``, ``softmax(dim=-1)``, ``x[:, 0]``, ``torch.cat``, broadcasting adds,
 attention by ``F.scaled_dot_product_attention``...) gets its per-model meaning on that layout
-(:mod:`initlab.train.stacked_ops`); a parameter or buffer read directly (``x + self.pos``)
-enters as its ``[M, ...]`` stacked tensor; and every leaf module is replaced by one that
-runs all M models at once:
+(:mod:`initlab.train.stacked_ops`; ``F.linear``, ``F.layer_norm`` and ``F.embedding`` on
+parameters read in forward by :mod:`initlab.train.stacked_norms`); a tensor it creates
+(``torch.arange(T)``, ``torch.ones(T, T)``) is every model's same tensor expanded over M
+(:mod:`initlab.train.stacked_created`); a parameter or buffer read directly (``x +
+self.pos``) enters as its ``[M, ...]`` stacked tensor; and every leaf module is replaced by
+one that runs all M models at once:
 
 - ``nn.Linear`` → :class:`StackedLinear`: ``y[m] = x[m] W[m]^T + b[m]``, one ``baddbmm``
   forward and a backward in the weight's own ``[M, out, in]`` layout
@@ -38,7 +41,7 @@ import operator
 from torch import Tensor, fx, nn
 
 from initlab.errors import first_line
-from initlab.train import stacked_attention, stacked_conv, stacked_ops
+from initlab.train import stacked_attention, stacked_conv, stacked_created, stacked_ops
 from initlab.train.dropout_streams import DropoutStreams, StackedDropout
 from initlab.train.layers import NotStackable, StackedBatchNormState, StackedLinear
 
@@ -225,6 +228,8 @@ def stacked_module(
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise NotStackable("forward takes more than one input")
+    models = next(iter(stacked.values())).shape[0] if stacked else None
+    copies = stacked_created.may_write(graph, template)
     leaves = nn.Module()
     for node in graph.nodes:
         if _tuple_item(node, leaves):
@@ -241,7 +246,7 @@ def stacked_module(
             leaves.add_module(new, _replacement(node.target, module, stacked))
             node.target = new
         elif node.op in ("call_function", "call_method"):
-            stacked_ops.rewrite(node)
+            stacked_ops.rewrite(node, models, copies)
     for leaf in leaves.modules():
         if isinstance(leaf, StackedDropout):
             leaf.streams = streams

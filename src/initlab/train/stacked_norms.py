@@ -3,11 +3,13 @@
 Activations are laid out ``[M, B, ...]`` (model axis first); every stacked tensor is
 ``[M, ...]`` (the stack's own leaves, no copies). Per model ``m``:
 
-- ``nn.Embedding`` → :class:`StackedEmbedding`: ``y[m] = W[m][x[m]]`` as one lookup
-  ``W_flat[x[m] + m V]`` in the ``[M·V, d]`` view of the ``[M, V, d]`` table (its gradient
-  lands in the stacked leaf);
-- ``nn.LayerNorm`` → :class:`StackedLayerNorm`: ``y = (x - mean) / sqrt(var + eps) · w[m] +
-  b[m]`` over the normalized trailing dims, the affine part one ``addcmul`` for all models;
+- ``nn.Embedding`` → :class:`StackedEmbedding`, and ``F.embedding(ids, self.table)``
+  (:func:`embedding`): ``y[m] = W[m][x[m]]`` as one lookup ``W_flat[x[m] + m V]`` in the
+  ``[M·V, d]`` view of the ``[M, V, d]`` table (its gradient lands in the stacked leaf);
+- ``nn.LayerNorm`` → :class:`StackedLayerNorm`, and ``F.layer_norm`` (:func:`layer_norm`):
+  ``y = (x - mean) / sqrt(var + eps) · w[m] + b[m]`` over the normalized trailing dims, the
+  affine part one ``addcmul`` for all models;
+- ``F.linear(x, self.weight, self.bias)`` (:func:`linear`): ``nn.Linear``'s stacked product;
 - a transformer's feed-forward block ``linear2(act(linear1(x)))`` → :class:`FeedForward`,
   one autograd function run model by model (its wide hidden activation stays in cache).
 
@@ -17,11 +19,13 @@ asks this module first), so this module need not be listed among the extensions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from initlab.train.layers import NotStackable
+from initlab.train.layers import NotStackable, _StackedLinear
 
 ACTIVATIONS = (F.relu, F.gelu, F.silu, torch.relu, torch.tanh, torch.sigmoid)
 ACTIVATION_MODULES = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
@@ -30,28 +34,41 @@ FUSED_ACTIVATIONS = {F.relu: False, torch.relu: False, nn.ReLU: False, F.gelu: T
 
 
 class StackedEmbedding(nn.Module):
-    """M ``nn.Embedding`` tables ``W [M, V, d]``: ``y[m] = W_flat[x[m] + m V]`` with
-    ``W_flat = W.view(M·V, d)``; ``x`` ``[M, B, ...]`` integer ids, ``y`` ``[M, B, ..., d]``.
-    ``scale_grad_by_freq`` counts per model (the offset ids of two models never meet)."""
+    """M ``nn.Embedding`` tables ``W [M, V, d]`` (:func:`embedding`); ``x`` ``[M, B, ...]``
+    integer ids, ``y`` ``[M, B, ..., d]``."""
 
     def __init__(self, source: nn.Embedding, tensors: dict[str, Tensor]) -> None:
         super().__init__()
         if source.padding_idx is not None or source.max_norm is not None or source.sparse:
             raise NotStackable("Embedding with padding_idx, max_norm or sparse gradients")
         self.weight, self.scale_grad_by_freq = tensors["weight"], source.scale_grad_by_freq
-        m, v = self.weight.shape[:2]
-        self.offsets = torch.arange(m, device=self.weight.device) * v
 
     def forward(self, x: Tensor) -> Tensor:
-        m = self.weight.shape[0]
-        ids = x + self.offsets.view(m, *(1,) * (x.dim() - 1))
-        table = self.weight.reshape(-1, self.weight.shape[-1])
-        return F.embedding(ids, table, scale_grad_by_freq=self.scale_grad_by_freq)
+        return embedding(x, self.weight, scale_grad_by_freq=self.scale_grad_by_freq)
+
+
+def embedding(
+    ids: Tensor, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None,
+    norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False,
+) -> Tensor:  # fmt: skip
+    """``F.embedding`` per model: ``y[m] = W[m][ids[m]]`` as ONE lookup ``W_flat[ids[m] + m V]``
+    in the ``[M·V, d]`` view of the ``[M, V, d]`` tables (its gradient lands in the stacked
+    tensor); ``scale_grad_by_freq`` counts per model (the offset ids of two models never
+    meet). ``padding_idx``, ``max_norm`` (one row index, an in-place renorm) and ``sparse``
+    have no per-model form here and are refused."""
+    if padding_idx is not None or max_norm is not None or sparse:
+        raise NotStackable("forward calls F.embedding with padding_idx, max_norm or sparse")
+    if weight.dim() != 3:
+        raise NotStackable("forward calls F.embedding with a table other than [rows, dim]")
+    m, v = weight.shape[:2]
+    offsets = torch.arange(0, m * v, v, device=ids.device)
+    flat = weight.reshape(m * v, weight.shape[-1])
+    return F.embedding(ids + offsets.view(m, *(1,) * (ids.dim() - 1)), flat,
+                       scale_grad_by_freq=scale_grad_by_freq)  # fmt: skip
 
 
 class StackedLayerNorm(nn.Module):
-    """M ``nn.LayerNorm``: ``F.layer_norm`` without affine over the normalized trailing dims,
-    then ``y · w[m] + b[m]`` (``w``, ``b`` ``[M, *shape]`` viewed ``[M, 1, ..., *shape]``)."""
+    """M ``nn.LayerNorm`` (:func:`layer_norm` with their ``[M, *shape]`` weights and biases)."""
 
     def __init__(self, source: nn.LayerNorm, tensors: dict[str, Tensor]) -> None:
         super().__init__()
@@ -59,13 +76,37 @@ class StackedLayerNorm(nn.Module):
         self.weight, self.bias = tensors.get("weight"), tensors.get("bias")
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.layer_norm(x, self.shape, None, None, self.eps)
-        view = (x.shape[0],) + (1,) * (x.dim() - 1 - len(self.shape)) + self.shape
-        if self.weight is None:
-            return y if self.bias is None else y + self.bias.view(view)
-        if self.bias is None:
-            return y * self.weight.view(view)
-        return torch.addcmul(self.bias.view(view), y, self.weight.view(view))
+        return layer_norm(x, self.shape, self.weight, self.bias, self.eps)
+
+
+def layer_norm(
+    x: Tensor, shape: int | Sequence[int], weight: Tensor | None = None,
+    bias: Tensor | None = None, eps: float = 1e-5,
+) -> Tensor:  # fmt: skip
+    """``F.layer_norm`` per model: without affine over the normalized trailing dims (the same
+    dims in both layouts), then ``y · w[m] + b[m]`` (``w``, ``b`` ``[M, *shape]`` viewed
+    ``[M, 1, ..., *shape]``), one ``addcmul`` for all models."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    for t in (weight, bias):
+        if t is not None and tuple(t.shape[1:]) != shape:
+            raise NotStackable("forward calls F.layer_norm with an affine tensor not shaped "
+                               "like normalized_shape")  # fmt: skip
+    y = F.layer_norm(x, shape, None, None, eps)
+    view = (x.shape[0],) + (1,) * (x.dim() - 1 - len(shape)) + shape
+    if weight is None:
+        return y if bias is None else y + bias.view(view)
+    if bias is None:
+        return y * weight.view(view)
+    return torch.addcmul(bias.view(view), y, weight.view(view))
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear`` per model: ``y[m] = x[m] W[m]^T + b[m]`` by the stacked product of
+    ``nn.Linear``'s leaves (:class:`initlab.train.layers._StackedLinear`)."""
+    if weight.dim() != 3 or (bias is not None and bias.dim() != 2):
+        raise NotStackable("forward calls F.linear with a weight other than [out, in] or a "
+                           "bias other than [out]")  # fmt: skip
+    return _StackedLinear.apply(x, weight, bias)
 
 
 def mm_into(a: Tensor, b: Tensor, out: Tensor) -> None:

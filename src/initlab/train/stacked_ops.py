@@ -26,10 +26,16 @@ tensor method, is rewritten here (:func:`rewrite`) into what it does to each mod
   attention is per example, and torch's fused CPU kernel takes 4-d inputs only (on 5-d ones
   it computes the math form, which took twice as long for 8 models of 4 heads).
 
-Each rule is the model's own operation on each model's slice, so the stacked graph computes
-every model's function by construction, whatever the sizes. Anything without a rule (a tensor
-built from shape values, ``torch.arange(T)``; an in-place method; ``len(x)``, which torch.fx
-cannot trace) raises :class:`NotStackable` naming it, and the stack uses ``vmap``.
+- ``F.linear``, ``F.layer_norm`` and ``F.embedding`` on stacked parameters (read in forward:
+  ``F.linear(x, self.weight)``) are each model's own product, norm and lookup
+  (:mod:`initlab.train.stacked_norms`, which also runs the leaf modules of the same names).
+
+Tensors the forward creates (``torch.arange(T)``, ``x.new_zeros(n)``, ``torch.tril``) are
+:mod:`initlab.train.stacked_created`'s, which knows M. Each rule is the model's own
+operation on each model's slice, so the stacked graph computes every model's function by
+construction, whatever the sizes. Anything without a rule (a random tensor; an in-place
+method; ``len(x)``, which torch.fx cannot trace) raises :class:`NotStackable` naming it, and
+the stack uses ``vmap``.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx
 
+from initlab.train import stacked_created, stacked_norms
 from initlab.train.layers import NotStackable
 
 Rule = Callable[..., object]
@@ -312,6 +319,7 @@ DIMS = {
     "flatten": ((1, "start_dim", 0), (2, "end_dim", -1)),
     "transpose": ((1, "dim0", _REQUIRED), (2, "dim1", _REQUIRED)),
     "unsqueeze": ((1, "dim", _REQUIRED),),
+    "unflatten": ((1, "dim", _REQUIRED),),
     "softmax": ((1, "dim", None),),
     "log_softmax": ((1, "dim", None),),
     "split": ((2, "dim", 0),),
@@ -346,15 +354,21 @@ FUNCTIONS: dict[Callable, Rule | None] = {
     torch.reshape: reshape, torch.permute: permute, torch.squeeze: squeeze,
     torch.matmul: matmul, operator.matmul: matmul, torch.bmm: matmul,
     F.scaled_dot_product_attention: attention, torch.where: where,
+    F.linear: stacked_norms.linear, F.layer_norm: stacked_norms.layer_norm,
+    F.embedding: stacked_norms.embedding,
     operator.getitem: getitem, getattr: tensor_attribute,
 }  # fmt: skip
 """Functions → the rule a ``call_function`` node becomes (``None``: as it is)."""
 
 
-def rewrite(node: fx.Node) -> None:
+def rewrite(node: fx.Node, models: int | None, copies: bool) -> None:
     """Give the ``call_function`` or ``call_method`` ``node`` its per-model meaning in place
     (module docstring): left as it is, or a call of its rule with the same arguments (a
-    method's tensor first); :class:`NotStackable` naming it where there is no rule."""
+    method's tensor first); :class:`NotStackable` naming it where there is no rule. A
+    created tensor is expanded over ``models`` (copied with ``copies``,
+    :func:`initlab.train.stacked_created.rewrite`)."""
+    if stacked_created.rewrite(node, models, copies):
+        return
     target = node.target
     if node.op == "call_method":
         rule = METHODS.get(target, _REQUIRED)
