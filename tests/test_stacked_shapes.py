@@ -273,7 +273,7 @@ REFUSED = {
     "x.cumsum()": (lambda h, w, a, p: h.cumsum(1), "forward calls x.cumsum()"),
     "in place": (lambda h, w, a, p: h.add_(1), "forward calls x.add_()"),
     "x.T": (lambda h, w, a, p: w.T, "forward reads x.T"),
-    "arange": (lambda h, w, a, p: h * torch.arange(h.size(1)), "forward calls torch.arange"),
+    "randn_like": (lambda h, w, a, p: h * torch.randn_like(h), "forward calls torch.randn_like"),
     "F.pad": (lambda h, w, a, p: F.pad(h, (0, h.size(-1))), "forward calls F.pad"),
 }
 """Functions and methods without a rule: refused when the graph is built, by name."""

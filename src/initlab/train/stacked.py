@@ -134,28 +134,47 @@ def _tuple_item(node: fx.Node, leaves: nn.Module) -> bool:
     return True
 
 
-def _frozen_safe_trace(template: nn.Module) -> fx.Graph:
+def _frozen_safe_trace(template: nn.Module) -> tuple[fx.Graph, dict[str, Tensor]]:
     """``template``'s graph, when tracing freezes nothing the forward decides in Python: a
     traced graph runs the branches taken at trace time forever, so a forward that branches
     on ``self.training`` (its graphs in train and eval mode differ) or changes its own
     Python attributes (a call counter that later switches a branch) would train as a copy
     of its first call. Those raise :class:`NotStackable` (the stack then runs the real
-    forward under ``vmap``); the template's modes and attributes are left as they were."""
+    forward under ``vmap``); the template's modes and attributes are left as they were.
+    Also the tensors the forward builds from constants alone (``torch.ones(4)``), which
+    torch.fx computes while tracing and reads as attributes (``_tensor_constant0``) that it
+    sets on the template: by name, taken off the template again, not counted as changes."""
     state, modes = _python_state(template), [(m, m.training) for m in template.modules()]
+    traced, changed = [], []
     try:
-        graphs = [_tracer().trace(template.train(mode)) for mode in (True, False)]
+        for mode in (True, False):  # restored in between: both name their constants alike
+            traced.append(_trace(template.train(mode)))
+            changed += [k for k in _restore_python_state(template, state) if k not in traced[-1][1]]
     except Exception as exc:  # data-dependent control flow, unsupported Python
         raise NotStackable(_untraceable(exc)) from None
     finally:
-        changed = _restore_python_state(template, state)
+        _restore_python_state(template, state)  # after a trace that failed
         for module, mode in modes:
             module.training = mode
     if changed:
         raise NotStackable(f"its forward changes {', '.join(changed[:3])}, which tracing freezes")
-    train, evaluate = (g.python_code("self").src for g in graphs)
+    train, evaluate = (graph.python_code("self").src for graph, _ in traced)
     if train != evaluate:
         raise NotStackable("its forward branches on self.training, which tracing freezes")
-    return graphs[0] if template.training else graphs[1]
+    return traced[0] if template.training else traced[1]
+
+
+def _trace(template: nn.Module) -> tuple[fx.Graph, dict[str, Tensor]]:
+    """The traced graph and the constant tensors torch.fx stored on ``template`` by name."""
+    tracer = _tracer()
+    with stacked_created.traceable():
+        graph = tracer.trace(template)
+    constants = {
+        name: t
+        for t, name in tracer.tensor_attrs.items()
+        if isinstance(t, Tensor) and name.startswith("_tensor_constant")
+    }
+    return graph, constants
 
 
 def _tracer() -> fx.Tracer:
@@ -224,7 +243,7 @@ def stacked_module(
     → ``[M, ...]`` tensors); inputs and outputs ``[M, B, ...]``; its dropout draws each
     model's masks from ``streams`` (else from the global generator). Raises
     :class:`NotStackable` where a node has no stacked meaning (module docstring)."""
-    graph = _frozen_safe_trace(template)
+    graph, constants = _frozen_safe_trace(template)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise NotStackable("forward takes more than one input")
@@ -235,10 +254,14 @@ def stacked_module(
         if _tuple_item(node, leaves):
             continue
         if node.op == "get_attr":
-            if node.target not in stacked:
+            if node.target in constants:  # one tensor, every model's: like a created one
+                tensor = stacked_created.expanded(constants[node.target], models, copies)
+            elif node.target in stacked:
+                tensor = stacked[node.target]
+            else:
                 raise NotStackable(f"forward reads {node.target}, not a parameter or buffer")
             new = str(len(leaves._modules))
-            leaves.add_module(new, StackedAttribute(stacked[node.target]))
+            leaves.add_module(new, StackedAttribute(tensor))
             node.op, node.target = "call_module", new
         elif node.op == "call_module":
             module = template.get_submodule(node.target)

@@ -12,11 +12,13 @@ no rule), so only a call with ``out=`` or ``inplace=True`` or a leaf module buil
 is a real ``[M, *t.shape]`` copy instead.
 
 - creation functions (``torch.arange``, ``zeros``, ``ones``, ``full``, ``empty``, ``eye``,
-  ``linspace``, ``tensor``) and methods (``x.new_zeros``, ``new_ones``, ``new_full``,
+  ``linspace``) and methods (``x.new_zeros``, ``new_ones``, ``new_full``,
   ``new_empty``, ``new_tensor``, which take only x's dtype and device): as above. A tensor
   among their arguments (``torch.full(shape, x.mean())``) differs per model and is refused;
 - ``torch.zeros_like(x)``, ``ones_like``, ``full_like``, ``empty_like`` follow x's shape,
   which is already stacked: they run as they are;
+- a tensor built from constants alone (``torch.ones(4)``), which torch.fx computes while
+  tracing (:func:`initlab.train.stacked.stacked_module` reads it as a constant): the same;
 - ``torch.tril``/``triu`` (and the methods) act on the last two dims, batched over the
   others: as they are, on a model's matrix (2 or more dims).
 
@@ -25,8 +27,10 @@ Random tensors (``torch.randn``, ``rand_like``) have no rule: each model draws i
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, fx, nn
@@ -36,8 +40,10 @@ from initlab.train.layers import NotStackable
 Rule = Callable[..., object]
 CREATION_FUNCTIONS = (
     torch.arange, torch.zeros, torch.ones, torch.full, torch.empty, torch.eye, torch.linspace,
-    torch.tensor,
 )  # fmt: skip
+SIZES_ONE_BY_ONE = ("zeros", "ones", "empty")
+"""Creation functions that take sizes one by one (``torch.ones(T, T)``), as :func:`traceable`
+lets torch.fx trace them."""
 CREATION_METHODS = ("new_zeros", "new_ones", "new_full", "new_empty", "new_tensor")
 LIKE_FUNCTIONS = (torch.zeros_like, torch.ones_like, torch.full_like, torch.empty_like)
 TRIANGLES = ("tril", "triu")
@@ -55,16 +61,29 @@ def created(call: Callable | str) -> Rule:
         values = [*args[1:], *kwargs.values()] if method else [*args, *kwargs.values()]
         if any(isinstance(v, Tensor) for v in _flat(values)):
             raise NotStackable(f"forward calls {name} on a tensor, which differs per model")
-        t = fn(*args, **kwargs)
-        out = t.expand(models, *t.shape)
-        return out.contiguous() if copies else out
+        return expanded(fn(*args, **kwargs), models, copies)
 
     rule.__name__ = f"stacked_{fn.__name__}"
     return rule
 
 
+def expanded(t: Tensor, models: int | None, copies: bool) -> Tensor:
+    """Every model's same ``t`` as the stacked ``[M, *t.shape]``: a view, or a copy with
+    ``copies``; ``models`` (M) ``None`` where the stack has no tensor to tell it."""
+    out = t.expand(_known(models), *t.shape)
+    return out.contiguous() if copies else out
+
+
+def _known(models: int | None) -> int:
+    """M, which a created tensor needs (``None``: the stack has no tensor to tell it)."""
+    if models is None:
+        raise NotStackable("forward creates a tensor, and the stack has no parameter or "
+                           "buffer to tell its number of models")  # fmt: skip
+    return models
+
+
 def _flat(values: list[object]) -> list[object]:
-    """``values`` with the items of lists and tuples among them (``torch.tensor([a, b])``)."""
+    """``values`` with the items of lists and tuples among them (``x.new_tensor([a, b])``)."""
     return [w for v in values for w in (v if isinstance(v, (list, tuple)) else (v,))]
 
 
@@ -108,11 +127,8 @@ def rewrite(node: fx.Node, models: int | None, copies: bool) -> bool:
         return True
     if key not in CREATED:  # functions by object, methods by name: they never collide
         return False
-    if models is None:
-        raise NotStackable("forward creates a tensor, and the stack has no parameter or "
-                           "buffer to tell its number of models")  # fmt: skip
     node.op, node.target = "call_function", CREATED[key]
-    node.args = (models, copies, *node.args)
+    node.args = (_known(models), copies, *node.args)
     return True
 
 
@@ -139,3 +155,32 @@ def _inplace_by_position(node: fx.Node) -> bool:
     except (TypeError, ValueError):  # a builtin without a signature, or other arguments
         return False
     return bound.arguments.get("inplace") is True
+
+
+@contextlib.contextmanager
+def traceable() -> Iterator[None]:
+    """While tracing: ``torch.ones(T, T)`` with traced sizes as ``torch.ones((T, T))``.
+
+    torch's argument parser takes sizes one by one only as ints, so torch.fx fails on
+    ``torch.ones(T, T, device=x.device)`` with ``T = x.size(1)`` ("ones() takes 1 positional
+    argument but 2 were given"), though it traces ``torch.ones((T, T))``. Inside this
+    block the functions of :data:`SIZES_ONE_BY_ONE` pass traced sizes given one by one as
+    one tuple (any other call as it is; the graph records the function itself)."""
+    originals = {name: getattr(torch, name) for name in SIZES_ONE_BY_ONE}
+
+    def sizes_as_tuple(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def call(*args: object, **kwargs: object) -> object:
+            if len(args) > 1 and any(isinstance(a, fx.Proxy) for a in args):
+                return fn(args, **kwargs)
+            return fn(*args, **kwargs)
+
+        return call
+
+    for name, fn in originals.items():
+        setattr(torch, name, sizes_as_tuple(fn))
+    try:
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(torch, name, fn)
