@@ -182,6 +182,10 @@ AT_RUN = {
         lambda h, w, a, p: h + torch.full((h.size(-1),), h.mean()),
         "forward calls torch.full on a tensor, which differs per model",
     ),
+    "out=": (
+        lambda h, w, a, p: h + torch.zeros(h.size(-1), out=torch.empty(0)),
+        "forward calls torch.zeros with out=, writing a model's tensor",
+    ),
     "F.linear of a vector weight": (
         lambda h, w, a, p: F.linear(h, w[0]),
         "forward calls F.linear with a weight other than [out, in]",

@@ -59,6 +59,8 @@ def created(call: Callable | str) -> Rule:
 
     def rule(models: int, copies: bool, *args: object, **kwargs: object) -> Tensor:
         values = [*args[1:], *kwargs.values()] if method else [*args, *kwargs.values()]
+        if "out" in kwargs:
+            raise NotStackable(f"forward calls {name} with out=, writing a model's tensor")
         if any(isinstance(v, Tensor) for v in _flat(values)):
             raise NotStackable(f"forward calls {name} on a tensor, which differs per model")
         return expanded(fn(*args, **kwargs), models, copies)
