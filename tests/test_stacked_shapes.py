@@ -168,6 +168,30 @@ def test_a_nanogpt_block_is_stacked(explicit):
     check_stacked(models, torch.randn(M, B, T, D), B * T * 4 * D)
 
 
+class DropoutByMode(nn.Module):
+    """Upstream nanoGPT's attention call: ``dropout_p=self.dropout if self.training else 0``
+    (its default dropout is 0.0)."""
+
+    def __init__(self, dropout: float) -> None:
+        super().__init__()
+        self.qkv, self.dropout = nn.Linear(D, 3 * D), dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.qkv(x).split(D, dim=2)
+        p = self.dropout if self.training else 0
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+
+
+def test_a_dropout_chosen_by_mode_stacks_when_both_modes_compute_the_same():
+    """At dropout 0.0 the train and eval graphs differ only by ``0.0`` against ``0``: compared
+    as code they differed, and nanoGPT's attention was refused ("branches on
+    self.training"); at 0.1 they really differ and it still is."""
+    torch.manual_seed(0)
+    check_stacked([DropoutByMode(0.0) for _ in range(M)], torch.randn(M, B, T, D), T * D)
+    with pytest.raises(ValueError, match=r"branches on self\.training"):
+        ModelStack([DropoutByMode(0.1) for _ in range(M)], CPU, "stacked")
+
+
 class ClassToken(nn.Module):
     """A ``[1, 1, d]`` class token expanded to the batch and joined by ``torch.cat`` on dim 1,
     a ``[1, n + 1, d]`` position table, and the class token's output read as ``x[:, 0]``."""

@@ -158,10 +158,31 @@ def _frozen_safe_trace(template: nn.Module) -> tuple[fx.Graph, dict[str, Tensor]
             module.training = mode
     if changed:
         raise NotStackable(f"its forward changes {', '.join(changed[:3])}, which tracing freezes")
-    train, evaluate = (graph.python_code("self").src for graph, _ in traced)
+    train, evaluate = (_calls(graph) for graph, _ in traced)
     if train != evaluate:
         raise NotStackable("its forward branches on self.training, which tracing freezes")
     return traced[0] if template.training else traced[1]
+
+
+def _calls(graph: fx.Graph) -> list[tuple]:
+    """The graph's calls, their arguments compared as values (a node by its name):
+    nanoGPT's ``dropout_p=self.dropout if self.training else 0`` traces ``0.0`` in training
+    and ``0`` in eval, the same graph that compared as code differed."""
+
+    def plain(value: object) -> object:
+        if isinstance(value, fx.Node):
+            return ("node", value.name)
+        if isinstance(value, Tensor):  # (constants are get_attr nodes; this is a guard)
+            return ("tensor", id(value))
+        if isinstance(value, (tuple, list)):
+            return tuple(plain(v) for v in value)
+        if isinstance(value, slice):  # x[:, :T] with a traced T
+            return ("slice", plain(value.start), plain(value.stop), plain(value.step))
+        if isinstance(value, dict):
+            return tuple(sorted((k, plain(v)) for k, v in value.items()))
+        return value
+
+    return [(n.op, n.target, plain(n.args), plain(n.kwargs)) for n in graph.nodes]
 
 
 def _trace(template: nn.Module) -> tuple[fx.Graph, dict[str, Tensor]]:
