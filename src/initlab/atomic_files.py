@@ -37,13 +37,13 @@ def check_output_dir(path: Path | None, flag: str = "--out", files: Iterable[str
     if path is None:
         return
     path = Path(path)
-    name = option(flag)
+    name, real = option(flag), resolved(path)
     try:
-        if resolved(path).exists() and not resolved(path).is_dir():
+        if real.exists() and not real.is_dir():
             raise InitlabError(f"{name} {path}: a file is there; {name} takes a directory")
         check_parent(path, flag)
         for file in files:
-            check_replaceable(resolved(path) / file, flag)
+            check_replaceable(real / file, flag)
     except PermissionError as exc:  # a directory above it that may not be searched
         raise permission_denied(flag, path, exc) from None
 

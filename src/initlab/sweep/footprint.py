@@ -152,7 +152,7 @@ def _user_model(spec: str, model_args: dict) -> nn.Module:
 
     key = (spec, json.dumps(model_args, sort_keys=True, default=str), source_fingerprint(spec))
     if key in _UNSIZED:
-        raise _UNSIZED[key]
+        raise _UNSIZED[key].with_traceback(None)
     try:
         return build_user_model(spec, model_args, checked=False)  # on meta, on purpose
     except InitlabError as exc:
