@@ -42,26 +42,38 @@ class StackedEmbedding(nn.Module):
         if source.padding_idx is not None or source.max_norm is not None or source.sparse:
             raise NotStackable("Embedding with padding_idx, max_norm or sparse gradients")
         self.weight, self.scale_grad_by_freq = tensors["weight"], source.scale_grad_by_freq
+        self.offsets = table_offsets(self.weight)  # once, not a kernel every step
 
     def forward(self, x: Tensor) -> Tensor:
-        return embedding(x, self.weight, scale_grad_by_freq=self.scale_grad_by_freq)
+        return embedding(
+            x, self.weight, scale_grad_by_freq=self.scale_grad_by_freq, offsets=self.offsets
+        )
+
+
+def table_offsets(weight: Tensor) -> Tensor:
+    """``[0, V, 2 V, ...]``: where model m's rows start in the ``[M·V, d]`` view of the
+    ``[M, V, d]`` tables."""
+    m, v = weight.shape[:2]
+    return torch.arange(0, m * v, v, device=weight.device)
 
 
 def embedding(
     ids: Tensor, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None,
     norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False,
+    *, offsets: Tensor | None = None,
 ) -> Tensor:  # fmt: skip
     """``F.embedding`` per model: ``y[m] = W[m][ids[m]]`` as ONE lookup ``W_flat[ids[m] + m V]``
     in the ``[M·V, d]`` view of the ``[M, V, d]`` tables (its gradient lands in the stacked
     tensor); ``scale_grad_by_freq`` counts per model (the offset ids of two models never
     meet). ``padding_idx``, ``max_norm`` (one row index, an in-place renorm) and ``sparse``
-    have no per-model form here and are refused."""
+    have no per-model form here and are refused. ``offsets``: :func:`table_offsets` of
+    ``weight``, when the caller keeps them."""
     if padding_idx is not None or max_norm is not None or sparse:
         raise NotStackable("forward calls F.embedding with padding_idx, max_norm or sparse")
     if weight.dim() != 3:
         raise NotStackable("forward calls F.embedding with a table other than [rows, dim]")
     m, v = weight.shape[:2]
-    offsets = torch.arange(0, m * v, v, device=ids.device)
+    offsets = table_offsets(weight) if offsets is None else offsets
     flat = weight.reshape(m * v, weight.shape[-1])
     return F.embedding(ids + offsets.view(m, *(1,) * (ids.dim() - 1)), flat,
                        scale_grad_by_freq=scale_grad_by_freq)  # fmt: skip
