@@ -110,6 +110,13 @@ def run_configs(conn: sqlite3.Connection, statuses: Sequence[str]) -> pd.DataFra
     return pd.read_sql_query(query, conn, params=tuple(statuses))
 
 
+def finished_ids(conn: sqlite3.Connection) -> list[str]:
+    """The ids of the stored runs that finished (their configs left unread)."""
+    marks = ", ".join("?" * len(FINISHED))
+    query = f"SELECT run_id FROM runs WHERE status IN ({marks})"
+    return [row[0] for row in conn.execute(query, FINISHED)]
+
+
 def study_configs(conn: sqlite3.Connection, study_id: str) -> pd.DataFrame:
     """``run_id`` and ``config`` of every run the study holds, as stored (no run left out,
     no note: :func:`runs` reads them for the tables)."""
@@ -119,7 +126,7 @@ def study_configs(conn: sqlite3.Connection, study_id: str) -> pd.DataFrame:
 
 def runs(conn: sqlite3.Connection, study_id: str | None) -> pd.DataFrame:
     query, args = _select("runs", study_id, "t.finished_at, t.run_id")
-    finished = frozenset(run_configs(conn, FINISHED)["run_id"]) if study_id else frozenset()
+    finished = frozenset(finished_ids(conn)) if study_id else frozenset()
     frame = current_runs(pd.read_sql_query(query, conn, params=args), finished)
     frame = frame.drop(columns=["config", "sources"], errors="ignore")  # the store's own
     if {"output_init", "init"} <= set(frame.columns):  # rows of before 'same' was written
